@@ -1,0 +1,1 @@
+//! Exact packet-space analysis of firewall rulesets: verify, trace, diff.

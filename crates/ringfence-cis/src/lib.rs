@@ -1,0 +1,1 @@
+//! CIS Kubernetes Benchmark scanner with TKG expected-failure profiles.

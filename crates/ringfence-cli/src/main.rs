@@ -1,0 +1,56 @@
+//! `ringfence`: the command-line front end. Each subcommand lives in its own
+//! module under `cmd/`, parses its arguments with clap and calls one library
+//! crate; this file only dispatches and maps errors to exit codes.
+
+mod cmd;
+mod exit;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Firewall paths and CIS hardening for Tanzu Kubernetes Grid and Cluster API sites.
+#[derive(Debug, Parser)]
+#[command(name = "ringfence", version, about, long_about = None)]
+#[command(
+    after_help = "Start with the embedded example:\n  ringfence flows\n  ringfence flows --format json"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => {
+            let mut cmd = Cli::command();
+            let _ = cmd.print_help();
+            Ok(exit::SUCCESS)
+        }
+        Some(Command::Completions { shell }) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "ringfence", &mut std::io::stdout());
+            Ok(exit::SUCCESS)
+        }
+        Some(Command::Man) => {
+            let man = clap_mangen::Man::new(Cli::command());
+            let mut out = Vec::new();
+            man.render(&mut out)
+                .map_err(|e| exit::CliError::Io(format!("rendering man page: {e}")))
+                .and_then(|()| exit::write_stdout(&out))
+                .map(|()| exit::SUCCESS)
+        }
+    };
+    exit::finish(result)
+}

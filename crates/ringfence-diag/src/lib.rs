@@ -1,0 +1,226 @@
+//! Shared error and output plumbing for ringfence.
+//!
+//! Every parser in ringfence reports bad input as an [`InputError`]: the file,
+//! a [`Locus`] inside it (line and column, a line, or a JSON pointer), what was
+//! wrong and, where we can tell, how to fix it. The CLI maps these errors to
+//! exit code 2. [`write_atomic`] is the one way reports and generated files
+//! reach the disk, so an interrupted run never leaves half a file behind.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+/// Where inside an input a problem sits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locus {
+    /// 1-based line and column.
+    LineColumn {
+        /// 1-based line number.
+        line: u64,
+        /// 1-based column number.
+        column: u64,
+    },
+    /// A whole 1-based line (line-oriented formats such as iptables-save).
+    Line(u64),
+    /// An RFC 6901 JSON pointer into a JSON document.
+    Pointer(String),
+    /// The input as a whole (for example an empty file).
+    Whole,
+}
+
+/// A problem with user-supplied input: always exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct InputError {
+    /// The file name as the user gave it (or `<embedded>`, `<stdin>`).
+    pub file: String,
+    /// Where in the file.
+    pub locus: Locus,
+    /// What is wrong, phrased as what was found versus what was expected.
+    pub message: String,
+    /// How to fix it, when we can tell.
+    pub help: Option<String>,
+}
+
+impl InputError {
+    /// An error at a line and column.
+    pub fn at(file: impl Into<String>, line: u64, column: u64, message: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            locus: Locus::LineColumn { line, column },
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// An error on a whole line.
+    pub fn at_line(file: impl Into<String>, line: u64, message: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            locus: Locus::Line(line),
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// An error at a JSON pointer.
+    pub fn at_pointer(
+        file: impl Into<String>,
+        pointer: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            file: file.into(),
+            locus: Locus::Pointer(pointer.into()),
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// An error about the input as a whole.
+    pub fn whole(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            locus: Locus::Whole,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// Attach a hint on how to fix the problem.
+    #[must_use]
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// `file:line:column`, `file:line`, `file#/pointer` or `file`.
+    pub fn position(&self) -> String {
+        match &self.locus {
+            Locus::LineColumn { line, column } => format!("{}:{}:{}", self.file, line, column),
+            Locus::Line(line) => format!("{}:{}", self.file, line),
+            Locus::Pointer(p) => format!("{}#{}", self.file, p),
+            Locus::Whole => self.file.clone(),
+        }
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.position(), self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Several input errors found in one pass (validation reports all it finds).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct InputErrors(pub Vec<InputError>);
+
+impl fmt::Display for InputErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<InputError> for InputErrors {
+    fn from(e: InputError) -> Self {
+        InputErrors(vec![e])
+    }
+}
+
+/// The closest candidate to `word` by edit distance, if it is close enough to
+/// be a plausible typo (at most a third of the word's length, and at least 1).
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same directory,
+/// flushed to disk, then renamed over the target. Readers see either the old
+/// file or the complete new one, never a partial write.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ringfence-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_formats_each_locus() {
+        assert_eq!(InputError::at("a.yaml", 3, 7, "x").position(), "a.yaml:3:7");
+        assert_eq!(
+            InputError::at_line("r.rules", 9, "x").position(),
+            "r.rules:9"
+        );
+        assert_eq!(
+            InputError::at_pointer("r.json", "/nftables/3", "x").position(),
+            "r.json#/nftables/3"
+        );
+    }
+
+    #[test]
+    fn display_includes_help_line() {
+        let e = InputError::at("s.yaml", 1, 2, "bad").with_help("do this");
+        assert_eq!(e.to_string(), "s.yaml:1:2: bad\n  help: do this");
+    }
+
+    #[test]
+    fn closest_suggests_typos_only() {
+        let keys = ["zones", "name", "tkg", "extra_flows"];
+        assert_eq!(closest("zone", keys), Some("zones"));
+        assert_eq!(closest("extra_flow", keys), Some("extra_flows"));
+        assert_eq!(closest("completely", keys), None);
+    }
+
+    #[test]
+    fn write_atomic_replaces_whole_file_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.txt");
+        write_atomic(&p, b"first").unwrap();
+        write_atomic(&p, b"second").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "second");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "temporary files must not remain");
+    }
+}

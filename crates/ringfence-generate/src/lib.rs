@@ -1,0 +1,1 @@
+//! Firewall rule generation from a resolved site: nftables, iptables, NSX DFW, Aerleon.

@@ -1,0 +1,1 @@
+//! Rehearse rulesets on the real kernel in network namespaces, and probe live networks.

@@ -1,0 +1,1 @@
+//! Parsers from iptables-save, nft JSON and NSX DFW exports into the normalized firewall model.

@@ -1,0 +1,1 @@
+//! The TKG flow catalog, site files, and flow resolution.
