@@ -1,1 +1,494 @@
-//! The normalized firewall model: every ruleset parser produces it, every analysis consumes it.
+//! The normalized firewall model.
+//!
+//! Every ruleset parser (iptables-save, nft JSON, NSX DFW) produces a
+//! [`Ruleset`]; every analysis (verify, trace, diff, lab predictions) consumes
+//! one. The model is deliberately small:
+//!
+//! - A ruleset is a list of [`Chain`]s. Base chains carry a [`Hook`], a
+//!   priority and a [`Policy`]; a packet on a hook must be accepted by every
+//!   base chain on that hook, in priority order (nftables semantics; an
+//!   iptables filter table has one base chain per hook).
+//! - A [`Rule`] is a [`Match`] and an [`Action`]. A match is a *conjunction* of
+//!   per-field sets (a box in header space): addresses, protocol, ports,
+//!   interfaces and conntrack state. Disjunctions in the source (NSX service
+//!   lists, `multiport --ports`) are split by the parser into consecutive rules
+//!   that share one [`RuleRef`]; first-match semantics make that equivalent.
+//! - Anything the parser cannot model exactly is kept as an [`Opaque`] match:
+//!   the rule *may* match, and analyses report what it touches as unknown.
+
+pub mod iface;
+pub mod interval;
+pub mod packet;
+
+pub use iface::{IfacePattern, IfaceSet};
+pub use interval::IntervalSet;
+pub use packet::{Packet, Verdict};
+
+use serde::Serialize;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// IP protocol numbers used throughout.
+pub mod proto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+    /// SCTP.
+    pub const SCTP: u8 = 132;
+}
+
+/// The netfilter hook a base chain is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    /// Before routing.
+    Prerouting,
+    /// Packets for the local host.
+    Input,
+    /// Routed packets.
+    Forward,
+    /// Locally generated packets.
+    Output,
+    /// After routing.
+    Postrouting,
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        })
+    }
+}
+
+/// What a base chain does with a packet that no rule decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Accept (this base chain lets it through).
+    Accept,
+    /// Drop.
+    Drop,
+}
+
+/// Which source format a ruleset came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceFormat {
+    /// `iptables-save` output (IPv4).
+    IptablesSave,
+    /// `ip6tables-save` output (IPv6).
+    Ip6tablesSave,
+    /// `nft -j list ruleset`.
+    NftJson,
+    /// NSX Policy API export.
+    NsxJson,
+}
+
+/// Where a rule came from, in the terms of its source format.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RuleRef {
+    /// A line of a line-oriented file (iptables-save).
+    Line {
+        /// The file name as given by the user.
+        file: String,
+        /// 1-based line.
+        line: u64,
+    },
+    /// An nftables rule handle.
+    NftHandle {
+        /// Table family (ip, ip6, inet, ...).
+        family: String,
+        /// Table name.
+        table: String,
+        /// Chain name.
+        chain: String,
+        /// The kernel's rule handle.
+        handle: u64,
+    },
+    /// An NSX policy path such as `/infra/domains/default/security-policies/p/rules/r`.
+    NsxPath {
+        /// The rule's policy path.
+        path: String,
+    },
+    /// A synthesized element: a chain policy or a default rule.
+    Policy {
+        /// The chain whose policy decided.
+        chain: String,
+    },
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleRef::Line { file, line } => write!(f, "{file}:{line}"),
+            RuleRef::NftHandle {
+                family,
+                table,
+                chain,
+                handle,
+            } => write!(f, "{family} {table} {chain} handle {handle}"),
+            RuleRef::NsxPath { path } => f.write_str(path),
+            RuleRef::Policy { chain } => write!(f, "policy of {chain}"),
+        }
+    }
+}
+
+/// Index of a chain inside [`Ruleset::chains`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ChainId(pub usize);
+
+/// What a matching rule does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Accept: ends this base chain's evaluation with accept.
+    Accept,
+    /// Drop silently.
+    Drop,
+    /// Drop and answer (TCP reset or ICMP unreachable).
+    Reject {
+        /// The `--reject-with` / `reject with` argument, when given.
+        with: Option<String>,
+    },
+    /// Go back to the calling chain (or the base chain's policy).
+    Return,
+    /// Evaluate another chain, then continue here unless it decided.
+    Jump {
+        /// Target chain.
+        target: ChainId,
+    },
+    /// Evaluate another chain and do not come back here.
+    Goto {
+        /// Target chain.
+        target: ChainId,
+    },
+    /// No verdict (log, counter, comment-only rules): continue with the next rule.
+    Continue,
+}
+
+/// Conntrack states as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct CtStates(pub u8);
+
+impl CtStates {
+    /// A new connection's first packet.
+    pub const NEW: u8 = 1;
+    /// A packet of a known connection.
+    pub const ESTABLISHED: u8 = 2;
+    /// A packet related to a known connection (ICMP errors, FTP data).
+    pub const RELATED: u8 = 4;
+    /// A packet conntrack could not classify.
+    pub const INVALID: u8 = 8;
+    /// A packet exempted from tracking.
+    pub const UNTRACKED: u8 = 16;
+    /// Every state.
+    pub const ALL: CtStates = CtStates(31);
+
+    /// Whether `state` (one of the constants) is in the set.
+    pub fn contains(self, state: u8) -> bool {
+        self.0 & state != 0
+    }
+
+    /// The set of every state not in `self`.
+    pub fn complement(self) -> CtStates {
+        CtStates(!self.0 & Self::ALL.0)
+    }
+
+    /// Parse one state name as iptables and nft spell it (case-insensitive).
+    pub fn parse_one(name: &str) -> Option<u8> {
+        match name.to_ascii_lowercase().as_str() {
+            "new" => Some(Self::NEW),
+            "established" => Some(Self::ESTABLISHED),
+            "related" => Some(Self::RELATED),
+            "invalid" => Some(Self::INVALID),
+            "untracked" => Some(Self::UNTRACKED),
+            _ => None,
+        }
+    }
+}
+
+/// A set of addresses, kept per family. A packet is either IPv4 or IPv6, so a
+/// match whose `v6` part is empty cannot match an IPv6 packet at all.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct AddrSet {
+    /// IPv4 addresses as integers.
+    pub v4: IntervalSet<u32>,
+    /// IPv6 addresses as integers.
+    pub v6: IntervalSet<u128>,
+}
+
+impl AddrSet {
+    /// Every address of both families.
+    pub fn any() -> Self {
+        Self {
+            v4: IntervalSet::full(),
+            v6: IntervalSet::full(),
+        }
+    }
+
+    /// No address at all.
+    pub fn empty() -> Self {
+        Self {
+            v4: IntervalSet::empty(),
+            v6: IntervalSet::empty(),
+        }
+    }
+
+    /// Every IPv4 address and no IPv6 address.
+    pub fn all_v4() -> Self {
+        Self {
+            v4: IntervalSet::full(),
+            v6: IntervalSet::empty(),
+        }
+    }
+
+    /// Every IPv6 address and no IPv4 address.
+    pub fn all_v6() -> Self {
+        Self {
+            v4: IntervalSet::empty(),
+            v6: IntervalSet::full(),
+        }
+    }
+
+    /// An IPv4 prefix such as 10.0.0.0/8 (host bits are ignored, as the kernel does).
+    pub fn v4_prefix(addr: Ipv4Addr, len: u8) -> Self {
+        let a = u32::from(addr);
+        let len = len.min(32);
+        let mask: u32 = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        Self {
+            v4: IntervalSet::range(a & mask, (a & mask) | !mask),
+            v6: IntervalSet::empty(),
+        }
+    }
+
+    /// An IPv6 prefix.
+    pub fn v6_prefix(addr: Ipv6Addr, len: u8) -> Self {
+        let a = u128::from(addr);
+        let len = len.min(128);
+        let mask: u128 = if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - len)
+        };
+        Self {
+            v4: IntervalSet::empty(),
+            v6: IntervalSet::range(a & mask, (a & mask) | !mask),
+        }
+    }
+
+    /// Union.
+    pub fn union(&self, other: &Self) -> Self {
+        Self {
+            v4: self.v4.union(&other.v4),
+            v6: self.v6.union(&other.v6),
+        }
+    }
+
+    /// Intersection.
+    pub fn intersect(&self, other: &Self) -> Self {
+        Self {
+            v4: self.v4.intersect(&other.v4),
+            v6: self.v6.intersect(&other.v6),
+        }
+    }
+
+    /// Complement within both families (`! -s X` in an inet context).
+    pub fn complement(&self) -> Self {
+        Self {
+            v4: self.v4.complement(),
+            v6: self.v6.complement(),
+        }
+    }
+
+    /// Whether no address is in the set.
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    /// Whether the address is in the set.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        match ip {
+            std::net::IpAddr::V4(a) => self.v4.contains(u32::from(a)),
+            std::net::IpAddr::V6(a) => self.v6.contains(u128::from(a)),
+        }
+    }
+}
+
+/// A match the model cannot express exactly (a mark, a rate limit, an unknown
+/// extension). The rule may or may not match; analyses say "unknown".
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Opaque {
+    /// What the source said, for the report (e.g. `-m recent --rcheck`).
+    pub text: String,
+}
+
+/// A rule's match: the conjunction of one set per header field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Match {
+    /// Source addresses.
+    pub src: AddrSet,
+    /// Destination addresses.
+    pub dst: AddrSet,
+    /// IP protocol numbers (0..=255).
+    pub protocol: IntervalSet<u8>,
+    /// Source ports. Packets of protocols without ports carry port 0.
+    pub sport: IntervalSet<u16>,
+    /// Destination ports.
+    pub dport: IntervalSet<u16>,
+    /// Input interface.
+    pub iif: IfaceSet,
+    /// Output interface.
+    pub oif: IfaceSet,
+    /// Conntrack states.
+    pub ct_state: CtStates,
+    /// Matches that could not be modelled; non-empty means "may match".
+    pub opaque: Vec<Opaque>,
+}
+
+impl Default for Match {
+    fn default() -> Self {
+        Self::any()
+    }
+}
+
+impl Match {
+    /// The match that every packet satisfies.
+    pub fn any() -> Self {
+        Self {
+            src: AddrSet::any(),
+            dst: AddrSet::any(),
+            protocol: IntervalSet::full(),
+            sport: IntervalSet::full(),
+            dport: IntervalSet::full(),
+            iif: IfaceSet::any(),
+            oif: IfaceSet::any(),
+            ct_state: CtStates::ALL,
+            opaque: Vec::new(),
+        }
+    }
+
+    /// Whether the modelled fields can match no packet at all (ignores opaque parts).
+    pub fn is_empty(&self) -> bool {
+        (self.src.v4.is_empty() || self.dst.v4.is_empty())
+            && (self.src.v6.is_empty() || self.dst.v6.is_empty())
+            || self.protocol.is_empty()
+            || self.sport.is_empty()
+            || self.dport.is_empty()
+            || self.iif.is_empty()
+            || self.oif.is_empty()
+            || self.ct_state.0 == 0
+    }
+
+    /// Whether the packet satisfies every modelled field. Opaque parts are
+    /// ignored here; callers check [`Match::opaque`] to know the answer is uncertain.
+    pub fn matches_fields(&self, p: &Packet) -> bool {
+        self.src.contains(p.src)
+            && self.dst.contains(p.dst)
+            && self.protocol.contains(p.protocol)
+            && self.sport.contains(p.sport)
+            && self.dport.contains(p.dport)
+            && self.iif.matches(p.iif.as_deref())
+            && self.oif.matches(p.oif.as_deref())
+            && self.ct_state.contains(p.ct_state)
+    }
+}
+
+/// One rule: a match, an action, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// What the rule matches.
+    #[serde(rename = "match")]
+    pub matches: Match,
+    /// What it does when it matches.
+    pub action: Action,
+    /// Where it came from (several model rules may share one source rule).
+    pub origin: RuleRef,
+    /// The rule's comment (`-m comment`, nft comment, NSX display name).
+    pub comment: Option<String>,
+}
+
+/// Attachment of a base chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BaseChain {
+    /// The hook.
+    pub hook: Hook,
+    /// Lower runs first.
+    pub priority: i32,
+    /// Verdict for packets no rule decided.
+    pub policy: Policy,
+}
+
+/// A chain: ordered rules, and for base chains their attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Chain {
+    /// A name unique in the ruleset (for nft: `family table chain`).
+    pub name: String,
+    /// Set for base chains.
+    pub base: Option<BaseChain>,
+    /// Rules in evaluation order.
+    pub rules: Vec<Rule>,
+}
+
+/// A whole ruleset in the normalized model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ruleset {
+    /// The source format.
+    pub format: SourceFormat,
+    /// The file it was read from, as the user named it.
+    pub source: String,
+    /// All chains; [`ChainId`] indexes this vector.
+    pub chains: Vec<Chain>,
+    /// Constructs that were skipped or approximated, with their location, so
+    /// reports can say why a result is unknown.
+    pub notes: Vec<ParseNote>,
+}
+
+/// Something the parser could not model exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParseNote {
+    /// Where (`file:line` or a JSON pointer).
+    pub location: String,
+    /// What and why.
+    pub message: String,
+}
+
+impl Ruleset {
+    /// The base chains on `hook`, in evaluation order (priority ascending,
+    /// then order of appearance).
+    pub fn base_chains(&self, hook: Hook) -> Vec<ChainId> {
+        let mut ids: Vec<(i32, usize)> = self
+            .chains
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.base
+                    .as_ref()
+                    .filter(|b| b.hook == hook)
+                    .map(|b| (b.priority, i))
+            })
+            .collect();
+        ids.sort();
+        ids.into_iter().map(|(_, i)| ChainId(i)).collect()
+    }
+
+    /// The chain with this id.
+    pub fn chain(&self, id: ChainId) -> &Chain {
+        &self.chains[id.0]
+    }
+
+    /// Find a chain by name.
+    pub fn chain_by_name(&self, name: &str) -> Option<ChainId> {
+        self.chains.iter().position(|c| c.name == name).map(ChainId)
+    }
+}

@@ -1,0 +1,235 @@
+//! Sets of integers as sorted, disjoint, non-adjacent inclusive ranges.
+//!
+//! Used for every numeric header field: addresses (u32, u128), ports (u16)
+//! and protocol numbers (u8). The representation is canonical, so two sets
+//! are equal exactly when their range lists are equal.
+
+use serde::Serialize;
+
+/// An integer type usable as an interval bound.
+pub trait Bound: Copy + Ord + std::fmt::Debug + std::hash::Hash {
+    /// The smallest value.
+    const MIN: Self;
+    /// The largest value.
+    const MAX: Self;
+    /// `self + 1`, or `None` at MAX.
+    fn succ(self) -> Option<Self>;
+    /// `self - 1`, or `None` at MIN.
+    fn pred(self) -> Option<Self>;
+}
+
+macro_rules! impl_bound {
+    ($($t:ty),*) => {$(
+        impl Bound for $t {
+            const MIN: Self = <$t>::MIN;
+            const MAX: Self = <$t>::MAX;
+            fn succ(self) -> Option<Self> { self.checked_add(1) }
+            fn pred(self) -> Option<Self> { self.checked_sub(1) }
+        }
+    )*};
+}
+impl_bound!(u8, u16, u32, u64, u128);
+
+/// A canonical set of integers: sorted, disjoint, non-adjacent `[lo, hi]` ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct IntervalSet<T: Bound> {
+    ranges: Vec<(T, T)>,
+}
+
+impl<T: Bound> Default for IntervalSet<T> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl<T: Bound> IntervalSet<T> {
+    /// The empty set.
+    pub fn empty() -> Self {
+        Self { ranges: Vec::new() }
+    }
+
+    /// Every value of the type.
+    pub fn full() -> Self {
+        Self {
+            ranges: vec![(T::MIN, T::MAX)],
+        }
+    }
+
+    /// One value.
+    pub fn single(v: T) -> Self {
+        Self {
+            ranges: vec![(v, v)],
+        }
+    }
+
+    /// `[lo, hi]`; empty when `lo > hi`.
+    pub fn range(lo: T, hi: T) -> Self {
+        if lo > hi {
+            Self::empty()
+        } else {
+            Self {
+                ranges: vec![(lo, hi)],
+            }
+        }
+    }
+
+    /// Build from arbitrary (possibly overlapping, unsorted) ranges.
+    pub fn from_ranges(ranges: impl IntoIterator<Item = (T, T)>) -> Self {
+        let mut v: Vec<(T, T)> = ranges.into_iter().filter(|(a, b)| a <= b).collect();
+        v.sort();
+        let mut out: Vec<(T, T)> = Vec::with_capacity(v.len());
+        for (lo, hi) in v {
+            if let Some(last) = out.last_mut() {
+                // Merge when overlapping or adjacent.
+                if last.1.succ().is_none_or(|n| lo <= n) {
+                    if hi > last.1 {
+                        last.1 = hi;
+                    }
+                    continue;
+                }
+            }
+            out.push((lo, hi));
+        }
+        Self { ranges: out }
+    }
+
+    /// The ranges, sorted and disjoint.
+    pub fn ranges(&self) -> &[(T, T)] {
+        &self.ranges
+    }
+
+    /// Whether the set has no element.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Whether the set holds every value.
+    pub fn is_full(&self) -> bool {
+        self.ranges.len() == 1 && self.ranges[0] == (T::MIN, T::MAX)
+    }
+
+    /// Membership, by binary search.
+    pub fn contains(&self, v: T) -> bool {
+        match self.ranges.binary_search_by(|(lo, _)| lo.cmp(&v)) {
+            Ok(_) => true,
+            Err(0) => false,
+            Err(i) => self.ranges[i - 1].1 >= v,
+        }
+    }
+
+    /// The smallest element.
+    pub fn first(&self) -> Option<T> {
+        self.ranges.first().map(|r| r.0)
+    }
+
+    /// Union.
+    pub fn union(&self, other: &Self) -> Self {
+        Self::from_ranges(self.ranges.iter().chain(other.ranges.iter()).copied())
+    }
+
+    /// Intersection, by a linear merge.
+    pub fn intersect(&self, other: &Self) -> Self {
+        let (mut i, mut j) = (0, 0);
+        let mut out = Vec::new();
+        while i < self.ranges.len() && j < other.ranges.len() {
+            let (a0, a1) = self.ranges[i];
+            let (b0, b1) = other.ranges[j];
+            let lo = a0.max(b0);
+            let hi = a1.min(b1);
+            if lo <= hi {
+                out.push((lo, hi));
+            }
+            if a1 < b1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        Self { ranges: out }
+    }
+
+    /// Complement within the type's whole range.
+    pub fn complement(&self) -> Self {
+        let mut out = Vec::with_capacity(self.ranges.len() + 1);
+        let mut next = Some(T::MIN);
+        for &(lo, hi) in &self.ranges {
+            if let Some(n) = next {
+                if n < lo {
+                    out.push((n, lo.pred().expect("lo > n >= MIN")));
+                }
+            }
+            next = hi.succ();
+        }
+        if let Some(n) = next {
+            out.push((n, T::MAX));
+        }
+        Self { ranges: out }
+    }
+
+    /// `self \ other`.
+    pub fn difference(&self, other: &Self) -> Self {
+        self.intersect(&other.complement())
+    }
+
+    /// Whether every element of `self` is in `other`.
+    pub fn is_subset(&self, other: &Self) -> bool {
+        self.difference(other).is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive(set: &IntervalSet<u8>) -> Vec<bool> {
+        (0..=255u8).map(|v| set.contains(v)).collect()
+    }
+
+    fn arb_set() -> impl Strategy<Value = IntervalSet<u8>> {
+        proptest::collection::vec((any::<u8>(), any::<u8>()), 0..6)
+            .prop_map(IntervalSet::from_ranges)
+    }
+
+    proptest! {
+        #[test]
+        fn operations_agree_with_pointwise_sets(a in arb_set(), b in arb_set()) {
+            let (na, nb) = (naive(&a), naive(&b));
+            let u = naive(&a.union(&b));
+            let i = naive(&a.intersect(&b));
+            let c = naive(&a.complement());
+            let d = naive(&a.difference(&b));
+            for v in 0..256 {
+                prop_assert_eq!(u[v], na[v] || nb[v]);
+                prop_assert_eq!(i[v], na[v] && nb[v]);
+                prop_assert_eq!(c[v], !na[v]);
+                prop_assert_eq!(d[v], na[v] && !nb[v]);
+            }
+        }
+
+        #[test]
+        fn representation_is_canonical(a in arb_set(), b in arb_set()) {
+            // Equal as sets implies equal as values.
+            if naive(&a) == naive(&b) {
+                prop_assert_eq!(&a, &b);
+            }
+            for w in a.ranges().windows(2) {
+                prop_assert!(w[0].1 as u16 + 1 < w[1].0 as u16, "ranges must be disjoint and non-adjacent");
+            }
+        }
+
+        #[test]
+        fn complement_is_an_involution(a in arb_set()) {
+            prop_assert_eq!(a.complement().complement(), a);
+        }
+    }
+
+    #[test]
+    fn full_and_empty_are_complements_at_type_bounds() {
+        assert!(IntervalSet::<u128>::full().complement().is_empty());
+        assert!(IntervalSet::<u128>::empty().complement().is_full());
+        let top = IntervalSet::<u16>::range(65000, u16::MAX);
+        assert_eq!(top.complement(), IntervalSet::range(0, 64999));
+    }
+}
