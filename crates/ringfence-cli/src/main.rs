@@ -28,6 +28,8 @@ enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Trace one packet (or a batch of JSON-lines packets) through a ruleset.
+    Trace(cmd::trace::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
                 .and_then(|()| exit::write_stdout(&out))
                 .map(|()| exit::SUCCESS)
         }
+        Some(Command::Trace(args)) => cmd::trace::run(args),
     };
     exit::finish(result)
 }
