@@ -1,0 +1,1 @@
+//! `site import`: derive a site file from TKG cluster configuration files.

@@ -1,0 +1,1 @@
+//! Rendering resolved flows as a table, Markdown, CSV or JSON.
