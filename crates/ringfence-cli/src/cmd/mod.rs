@@ -1,1 +1,4 @@
 //! One module per subcommand: argument definitions and the call into the library.
+
+pub mod flows;
+pub mod site;
