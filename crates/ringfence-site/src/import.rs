@@ -9,6 +9,7 @@
 use crate::catalog::Scalar;
 use crate::site::{from_yaml, parse_address};
 use ringfence_diag::{InputError, InputErrors};
+use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -24,21 +25,23 @@ pub struct Imported {
 /// Variables read from one or more configs; later files override earlier ones.
 #[derive(Debug, Default)]
 pub struct TkgConfig {
-    vars: BTreeMap<String, (String, String)>,
+    /// Variable → (value, file, line, column).
+    vars: BTreeMap<String, (String, String, u64, u64)>,
 }
 
 impl TkgConfig {
     /// Add a config file's variables (later calls override earlier ones).
     pub fn add(&mut self, text: &str, file: &str) -> Result<(), InputErrors> {
-        let map: BTreeMap<String, Option<Scalar>> = if text.trim().is_empty() {
+        let map: BTreeMap<String, Spanned<Option<Scalar>>> = if text.trim().is_empty() {
             BTreeMap::new()
         } else {
             from_yaml(text, file)?
         };
         for (k, v) in map {
-            let value = v.map(|s| s.as_text()).unwrap_or_default();
+            let (line, col) = (v.referenced.line(), v.referenced.column());
+            let value = v.value.map(|s| s.as_text()).unwrap_or_default();
             self.vars
-                .insert(k, (value.trim().to_string(), file.to_string()));
+                .insert(k, (value.trim().to_string(), file.to_string(), line, col));
         }
         Ok(())
     }
@@ -46,25 +49,26 @@ impl TkgConfig {
     fn get(&self, key: &str) -> Option<&str> {
         self.vars
             .get(key)
-            .map(|(v, _)| v.as_str())
+            .map(|(v, ..)| v.as_str())
             .filter(|v| !v.is_empty())
     }
 
-    fn file_of(&self, key: &str) -> &str {
-        self.vars
-            .get(key)
-            .map(|(_, f)| f.as_str())
-            .unwrap_or("<config>")
+    /// An error about variable `key`, located at its value.
+    fn error(&self, key: &str, message: String) -> InputError {
+        match self.vars.get(key) {
+            Some((_, file, line, col)) if *line > 0 => InputError::at(file, *line, *col, message),
+            Some((_, file, ..)) => InputError::whole(file, message),
+            None => InputError::whole("<config>", message),
+        }
     }
 
     fn flag(&self, key: &str) -> Result<bool, InputError> {
         match self.get(key).map(str::to_ascii_lowercase).as_deref() {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
-            Some(other) => Err(InputError::whole(
-                self.file_of(key),
-                format!("{key} is `{other}`; expected true or false"),
-            )),
+            Some(other) => {
+                Err(self.error(key, format!("{key} is `{other}`; expected true or false")))
+            }
         }
     }
 
@@ -73,8 +77,8 @@ impl TkgConfig {
             None => Ok(None),
             Some(v) => match v.parse::<u16>() {
                 Ok(p) if p > 0 => Ok(Some(p)),
-                _ => Err(InputError::whole(
-                    self.file_of(key),
+                _ => Err(self.error(
+                    key,
                     format!("{key} is `{v}`; expected a port between 1 and 65535"),
                 )),
             },
@@ -124,10 +128,7 @@ impl TkgConfig {
                 match parse_address(first) {
                     Ok(n) => n.to_string(),
                     Err(msg) => {
-                        errors.push(InputError::whole(
-                            self.file_of(key),
-                            format!("{key}: {msg}"),
-                        ));
+                        errors.push(self.error(key, format!("{key}: {msg}")));
                         default.to_string()
                     }
                 }
@@ -142,8 +143,8 @@ impl TkgConfig {
             None => "none".to_string(),
             Some(v) if ["none", "oidc", "ldap"].contains(&v.as_str()) => v,
             Some(v) => {
-                errors.push(InputError::whole(
-                    self.file_of("IDENTITY_MANAGEMENT_TYPE"),
+                errors.push(self.error(
+                    "IDENTITY_MANAGEMENT_TYPE",
                     format!("IDENTITY_MANAGEMENT_TYPE is `{v}`; expected none, oidc or ldap"),
                 ));
                 "none".to_string()

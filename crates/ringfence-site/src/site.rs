@@ -217,6 +217,20 @@ pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(
         } else {
             InputError::at(file, line, column, message.clone())
         };
+        if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+            let key = rest.split(',').next().unwrap_or(rest).trim().to_string();
+            message = format!("duplicate key `{key}`");
+            err = InputError::at(file, line.max(1), column.max(1), message.clone())
+                .with_help("each key may appear once in a mapping: merge the two entries");
+        } else if message.contains("untagged enum Scalar") {
+            message =
+                "expected a single value (text, a number, or true/false), not a list or mapping"
+                    .to_string();
+            err = InputError::at(file, line.max(1), column.max(1), message.clone());
+        } else if message == "expected mapping start" {
+            message = "expected a mapping of `key: value` entries here".to_string();
+            err = InputError::at(file, line.max(1), column.max(1), message.clone());
+        }
         if let Some(help) = unknown_field_help(&message) {
             err = err.with_help(help);
         }
@@ -286,11 +300,32 @@ fn port_value(file: &str, v: &Spanned<i64>, what: &str) -> Result<u16, InputErro
 /// Load and validate a site file from disk.
 pub fn load_site_file(path: &Path) -> Result<Site, InputErrors> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        InputError::whole(&name, format!("cannot read site file: {e}"))
-            .with_help("check the path; `ringfence site import` can create a site file from TKG cluster configs")
-    })?;
+    let text = read_text_file(path, &name, "site file")?;
     parse_site(&text, &name)
+}
+
+/// Read a whole file as UTF-8 text, with errors that say what went wrong.
+pub fn read_text_file(path: &Path, name: &str, what: &str) -> Result<String, InputError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        let help = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "check the path; `ringfence site example` prints a site file to start from"
+            }
+            std::io::ErrorKind::PermissionDenied => "check the file's permissions",
+            _ => "check that the path names a readable regular file",
+        };
+        InputError::whole(name, format!("cannot read {what}: {e}")).with_help(help)
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        InputError::whole(
+            name,
+            format!(
+                "{what} is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+        .with_help("save it as UTF-8 YAML")
+    })
 }
 
 /// The embedded example site.

@@ -1,7 +1,6 @@
 //! `ringfence site`: create, check and import site files.
 
 use crate::exit::{emit, CliError, SUCCESS};
-use ringfence_diag::InputError;
 use std::path::PathBuf;
 
 /// Create, check and import site files.
@@ -33,9 +32,7 @@ pub fn run(cmd: Command) -> Result<u8, CliError> {
             let mut cfg = ringfence_site::import::TkgConfig::default();
             for path in &tkg_config {
                 let name = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    InputError::whole(&name, format!("cannot read TKG cluster config: {e}"))
-                })?;
+                let text = ringfence_site::read_text_file(path, &name, "TKG cluster config")?;
                 cfg.add(&text, &name)?;
             }
             let imported = cfg.to_site()?;
