@@ -136,7 +136,7 @@ fn bad_values_are_errors_naming_the_variable() {
     .unwrap();
     let e = cfg.to_site().unwrap_err().to_string();
     assert!(
-        e.contains("c.yaml: CLUSTER_API_SERVER_PORT is `99999`"),
+        e.contains("c.yaml:1:26: CLUSTER_API_SERVER_PORT is `99999`"),
         "{e}"
     );
     assert!(
