@@ -15,6 +15,105 @@ pub enum FlowFormat {
     Csv,
     /// Stable JSON (see docs/flows-json.md).
     Json,
+    /// A Graphviz digraph: zones as nodes, flows as labelled edges.
+    Dot,
+    /// A Mermaid flowchart, for Markdown renderers that draw diagrams.
+    Mermaid,
+}
+
+/// One diagram edge: source zone, destination zone, label (flow id and services), deny?
+fn edges(site: &ResolvedSite) -> Vec<(String, String, String, bool)> {
+    let mut out = Vec::new();
+    for f in &site.flows {
+        let services = f
+            .services
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        for s in &f.source_zones {
+            for d in &f.destination_zones {
+                if f.same_network && s != d {
+                    continue;
+                }
+                out.push((
+                    s.clone(),
+                    d.clone(),
+                    format!("{} ({services})", f.id),
+                    f.action == FlowAction::Deny,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A node name that is safe in both DOT and Mermaid.
+fn node_id(zone: &str) -> String {
+    zone.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect::<String>()
+}
+
+fn render_dot(site: &ResolvedSite) -> String {
+    let mut out = format!(
+        "// Flows for site {} (catalog {})\ndigraph flows {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
+        site.site, site.catalog
+    );
+    let mut nodes: Vec<String> = edges(site)
+        .iter()
+        .flat_map(|e| [e.0.clone(), e.1.clone()])
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    for n in &nodes {
+        out.push_str(&format!(
+            "  {} [label=\"{}\"];\n",
+            node_id(n),
+            n.replace('"', "'")
+        ));
+    }
+    for (s, d, label, deny) in edges(site) {
+        let style = if deny {
+            ", style=dashed, color=gray40"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  {} -> {} [label=\"{}\"{style}];\n",
+            node_id(&s),
+            node_id(&d),
+            label.replace('"', "'")
+        ));
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn render_mermaid(site: &ResolvedSite) -> String {
+    let mut out = format!(
+        "%% Flows for site {} (catalog {})\nflowchart LR\n",
+        site.site, site.catalog
+    );
+    let mut nodes: Vec<String> = edges(site)
+        .iter()
+        .flat_map(|e| [e.0.clone(), e.1.clone()])
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    for n in &nodes {
+        out.push_str(&format!("  {}[\"{}\"]\n", node_id(n), n.replace('"', "'")));
+    }
+    for (s, d, label, deny) in edges(site) {
+        let arrow = if deny { "-.->" } else { "-->" };
+        out.push_str(&format!(
+            "  {} {arrow}|\"{}\"| {}\n",
+            node_id(&s),
+            label.replace('"', "'"),
+            node_id(&d)
+        ));
+    }
+    out
 }
 
 /// One flow as display strings: id, sources, destinations, services, action, purpose.
@@ -62,6 +161,8 @@ const HEADERS: [&str; 6] = [
 /// Render in the chosen format. Output always ends with a newline.
 pub fn render(site: &ResolvedSite, format: FlowFormat) -> String {
     match format {
+        FlowFormat::Dot => render_dot(site),
+        FlowFormat::Mermaid => render_mermaid(site),
         FlowFormat::Json => {
             let mut s = serde_json::to_string_pretty(site).expect("resolved sites serialize");
             s.push('\n');

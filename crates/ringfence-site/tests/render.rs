@@ -56,3 +56,26 @@ fn json_has_the_documented_shape() {
     assert_eq!(deny["action"], "deny");
     assert_eq!(deny["services"][0]["ports"], "any");
 }
+
+#[test]
+fn example_flows_as_dot() {
+    insta::assert_snapshot!(render(
+        &ringfence_site::example_site().resolve(),
+        FlowFormat::Dot
+    ));
+}
+
+#[test]
+fn example_flows_as_mermaid() {
+    insta::assert_snapshot!(render(
+        &ringfence_site::example_site().resolve(),
+        FlowFormat::Mermaid
+    ));
+}
+
+#[test]
+fn diagrams_draw_same_network_flows_as_self_loops_only() {
+    let dot = render(&ringfence_site::example_site().resolve(), FlowFormat::Dot);
+    assert!(dot.contains("workload -> workload [label=\"allow-wl-subnet (all)\"]"));
+    assert!(dot.contains("any -> any [label=\"deny-all (all)\", style=dashed"));
+}

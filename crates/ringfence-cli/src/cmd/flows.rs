@@ -15,6 +15,10 @@ pub enum Format {
     Csv,
     /// Stable JSON (docs/flows-json.md).
     Json,
+    /// Graphviz DOT diagram (`dot -Tsvg`).
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
 }
 
 /// List the flows a site needs, resolved to addresses, protocols and ports.
@@ -47,6 +51,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Format::Markdown => FlowFormat::Markdown,
         Format::Csv => FlowFormat::Csv,
         Format::Json => FlowFormat::Json,
+        Format::Dot => FlowFormat::Dot,
+        Format::Mermaid => FlowFormat::Mermaid,
     };
     let text = render(&site.resolve(), format);
     emit(args.out.as_deref(), text.as_bytes())?;
