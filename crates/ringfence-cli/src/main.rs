@@ -21,6 +21,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// List the flows a site needs, resolved to addresses, protocols and ports.
+    Flows(cmd::flows::Args),
+    /// Create, check and import site files.
+    #[command(subcommand)]
+    Site(cmd::site::Command),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell to complete for.
@@ -40,6 +45,8 @@ fn main() -> ExitCode {
             let _ = cmd.print_help();
             Ok(exit::SUCCESS)
         }
+        Some(Command::Flows(args)) => cmd::flows::run(args),
+        Some(Command::Site(c)) => cmd::site::run(c),
         Some(Command::Completions { shell }) => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "ringfence", &mut std::io::stdout());
