@@ -28,6 +28,8 @@ enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Generate firewall rules for a site: nftables, iptables, NSX DFW or Aerleon.
+    Generate(cmd::generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
                 .and_then(|()| exit::write_stdout(&out))
                 .map(|()| exit::SUCCESS)
         }
+        Some(Command::Generate(args)) => cmd::generate::run(args),
     };
     exit::finish(result)
 }
