@@ -10,7 +10,7 @@
 //! render the same terms for other platforms.
 //!
 //! Each zone is one network name (`MANAGEMENT`, `AVI_SE`, ...); flow sides
-//! that are not a whole zone get their own name (`MC_PODS_INTERNAL_SRC`).
+//! that are not a whole zone get their own name (`MC_PODS_INTERNAL_SOURCES`).
 //! Aerleon matches a term's ports per protocol, so a flow that carries
 //! several protocols becomes one term per protocol (`dns-ntp-outbound-tcp`,
 //! `dns-ntp-outbound-udp`), each with its own service name. Flows that open
@@ -84,11 +84,11 @@ impl Defs {
         n
     }
 
-    fn network(&mut self, key: &str, nets: Vec<IpNet>, comment: String) -> String {
+    fn network(&mut self, key: &str, base: &str, nets: Vec<IpNet>, comment: String) -> String {
         if let Some(&i) = self.network_index.get(key) {
             return self.networks[i].0.clone();
         }
-        let name = self.name(key);
+        let name = self.name(base);
         self.network_index
             .insert(key.to_string(), self.networks.len());
         self.networks.push((name.clone(), nets, comment));
@@ -113,7 +113,7 @@ fn side_names(
                     continue;
                 }
                 let nets = plan.zones[z].clone();
-                out.push(defs.network(&format!("zone:{z}"), nets, format!("TKG zone {z}")));
+                out.push(defs.network(&format!("zone:{z}"), z, nets, format!("TKG zone {z}")));
             }
             (!out.is_empty()).then_some(out)
         }
@@ -123,6 +123,7 @@ fn side_names(
             }
             let name = defs.network(
                 &format!("flow:{}:{which}", flow.id),
+                &format!("{}_{which}", flow.id),
                 n.clone(),
                 format!("{which} of flow {}", flow.id),
             );
@@ -164,6 +165,7 @@ fn filter_terms<'a>(plan: &'a Plan, defs: &mut Defs, fam: Family) -> Vec<Term<'a
                     .map(|(i, n)| {
                         let name = defs.network(
                             &format!("flow:{}:net:{}", flow.id, i + 1),
+                            &format!("{}_net_{}", flow.id, i + 1),
                             vec![*n],
                             format!("network {} of flow {} (only to itself)", i + 1, flow.id),
                         );
