@@ -366,9 +366,29 @@ fn nsxt_body_uses_only_policy_api_fields_and_enum_values() {
                 .map(|p| p["category"].as_str().unwrap().to_string())
                 .unwrap();
             assert!(policy_category.eq_ignore_ascii_case(category));
-            // Only the deny-all rule drops; no flow rule is a deny-all.
-            let drops = seen.rules.iter().filter(|r| r["action"] == "DROP").count();
-            assert_eq!(drops, 1, "{name}");
+            // deny-all appears once, as the last rule; other DROP rules are explicit deny flows.
+            let deny_all = seen
+                .rules
+                .iter()
+                .filter(|r| r["display_name"] == "deny-all")
+                .count();
+            assert_eq!(deny_all, 1, "{name}");
+            let explicit: Vec<&str> = seen.rules[..seen.rules.len() - 1]
+                .iter()
+                .filter(|r| r["action"] == "DROP")
+                .map(|r| r["display_name"].as_str().unwrap())
+                .collect();
+            let deny_flows: Vec<String> = site
+                .resolve()
+                .flows
+                .iter()
+                .filter(|f| f.action == ringfence_site::FlowAction::Deny && f.id != "deny-all")
+                .map(|f| f.id.clone())
+                .collect();
+            assert_eq!(
+                explicit, deny_flows,
+                "{name}: DROP rules must be the deny flows"
+            );
         }
     }
 }

@@ -168,3 +168,62 @@ fn write_output(output: &Output, out: Option<&Path>) -> Result<(), CliError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(target: Target) -> Output {
+        generate_site(&ringfence_site::example_site(), target, &Options::default()).unwrap()
+    }
+
+    #[test]
+    fn iptables_out_directory_receives_one_file_per_family() {
+        let dir = tempfile::tempdir().unwrap();
+        write_output(&output(Target::Iptables), Some(dir.path())).unwrap();
+        let v4 = std::fs::read_to_string(dir.path().join("example-dc.v4.rules")).unwrap();
+        let v6 = std::fs::read_to_string(dir.path().join("example-dc.v6.rules")).unwrap();
+        assert!(v4.contains("IPv4 filter table") && v6.contains("IPv6 filter table"));
+    }
+
+    #[test]
+    fn iptables_out_stem_drops_a_rules_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("fw.rules");
+        write_output(&output(Target::Iptables), Some(&stem)).unwrap();
+        assert!(dir.path().join("fw.v4.rules").is_file());
+        assert!(dir.path().join("fw.v6.rules").is_file());
+        assert!(!stem.exists());
+    }
+
+    #[test]
+    fn iptables_to_stdout_without_family_is_a_usage_error() {
+        match write_output(&output(Target::Iptables), None) {
+            Err(CliError::Usage(m)) => assert!(m.contains("--family"), "{m}"),
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn aerleon_out_writes_the_aclgen_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("export");
+        write_output(&output(Target::Aerleon), Some(&out)).unwrap();
+        for p in [
+            "policies/pol/example-dc-v4.yaml",
+            "def/networks.yaml",
+            "def/services.yaml",
+        ] {
+            assert!(out.join(p).is_file(), "{p} missing");
+        }
+    }
+
+    #[test]
+    fn single_file_targets_write_exactly_the_out_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.nft");
+        write_output(&output(Target::Nftables), Some(&path)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("#!/usr/sbin/nft -f\n"));
+    }
+}
