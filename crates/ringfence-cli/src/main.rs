@@ -35,6 +35,8 @@ enum Command {
     Man,
     /// Trace one packet (or a batch of JSON-lines packets) through a ruleset.
     Trace(cmd::trace::Args),
+    /// Generate firewall rules for a site: nftables, iptables, NSX DFW or Aerleon.
+    Generate(cmd::generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
                 .map(|()| exit::SUCCESS)
         }
         Some(Command::Trace(args)) => cmd::trace::run(args),
+        Some(Command::Generate(args)) => cmd::generate::run(args),
     };
     exit::finish(result)
 }
