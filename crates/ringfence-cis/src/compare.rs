@@ -137,8 +137,9 @@ impl Verdict {
 /// Compare an observed value (`None` = absent) with the expected value.
 pub fn compare(op: Op, actual: Option<&str>, expected: &str) -> Verdict {
     let actual = match (op, actual) {
-        (Op::Set, a) => return Verdict::of(a.is_some()),
-        (Op::Unset, a) => return Verdict::of(a.is_none()),
+        (Op::Set, Some(_)) | (Op::Unset, None) => return Verdict::of(true),
+        (Op::Set, None) => return Verdict::fail("not set"),
+        (Op::Unset, Some(v)) => return Verdict::fail(format!("set to {v:?}")),
         (_, None) => return Verdict::fail("not set"),
         (_, Some(a)) => a,
     };

@@ -40,4 +40,6 @@ pub mod profile;
 pub mod render;
 pub mod report;
 pub mod rootfs;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod versions;

@@ -28,6 +28,8 @@ enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// CIS Kubernetes Benchmark: scan a node, list checks, explain one.
+    Cis(cmd::cis::CisArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut cmd, "ringfence", &mut std::io::stdout());
             Ok(exit::SUCCESS)
         }
+        Some(Command::Cis(args)) => cmd::cis::run(args),
         Some(Command::Man) => {
             let man = clap_mangen::Man::new(Cli::command());
             let mut out = Vec::new();

@@ -1,1 +1,2 @@
 //! One module per subcommand: argument definitions and the call into the library.
+pub mod cis;
