@@ -21,7 +21,7 @@ pub struct CisArgs {
 #[derive(Debug, Subcommand)]
 enum CisCommand {
     /// Scan this host, or a mounted node filesystem with --root, without running any command.
-    Scan(ScanArgs),
+    Scan(Box<ScanArgs>),
     /// List the checks of a benchmark.
     List {
         /// Benchmark to list.
@@ -84,7 +84,7 @@ struct ScanArgs {
 /// Run `ringfence cis`.
 pub fn run(args: CisArgs) -> Result<u8, CliError> {
     match args.command {
-        CisCommand::Scan(a) => run_scan(a),
+        CisCommand::Scan(a) => run_scan(*a),
         CisCommand::List { benchmark } => list(&benchmark),
         CisCommand::Explain { id, benchmark } => explain(&id, &benchmark),
     }
