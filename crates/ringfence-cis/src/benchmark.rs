@@ -111,6 +111,11 @@ pub struct FileSpec {
     /// With `walk`, keep only names ending with this.
     #[serde(default)]
     pub suffix: Option<String>,
+    /// When no flag names the file and no candidate exists, checks of it do
+    /// not apply (status info) instead of failing: for example a kubelet run
+    /// without a config file has no config file to protect.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// What a test leaf observes.

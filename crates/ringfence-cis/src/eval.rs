@@ -40,6 +40,8 @@ pub struct Outcome {
     pub observations: Vec<Observation>,
     /// A component the test needed was not found on the node.
     pub missing: Option<Component>,
+    /// Why the check does not apply to this node, when it does not.
+    pub not_applicable: Option<String>,
 }
 
 impl Outcome {
@@ -92,12 +94,14 @@ pub fn evaluate(bench: &Benchmark, node: &Node, check: &Check, test: &Test) -> O
         check,
         observations: Vec::new(),
         missing: None,
+        not_applicable: None,
     };
     let pass = ctx.test(test);
     Outcome {
         pass,
         observations: ctx.observations,
         missing: ctx.missing,
+        not_applicable: ctx.not_applicable,
     }
 }
 
@@ -107,6 +111,7 @@ struct Ctx<'a> {
     check: &'a Check,
     observations: Vec<Observation>,
     missing: Option<Component>,
+    not_applicable: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -284,6 +289,11 @@ impl Ctx<'_> {
         let about = self.about(file);
         if paths.is_empty() {
             let looked = self.looked_for(file);
+            if self.optional_and_unnamed(file) {
+                self.not_applicable = Some(format!(
+                    "no {about} on this node{looked}, so the check does not apply"
+                ));
+            }
             return self.record_with_reason(
                 leaf,
                 format!("{what} of {about}"),
@@ -352,6 +362,20 @@ impl Ctx<'_> {
             reason,
         });
         pass
+    }
+
+    /// The file is optional and no flag points at it.
+    fn optional_and_unnamed(&self, file: &str) -> bool {
+        let Some(spec) = self.bench.files.get(file) else {
+            return false;
+        };
+        let named = spec.flag.as_ref().is_some_and(|f| {
+            self.node.components.get(&f.component).is_some_and(|found| {
+                found.flag(&f.name).is_some()
+                    || config_value(found, f.config.as_deref()).0.is_some()
+            })
+        });
+        spec.optional && !named
     }
 
     /// The node paths a named file stands for.

@@ -230,6 +230,7 @@ fn run_check(bench: &Benchmark, node: &Node, check: &Check, opts: &ScanOptions<'
         Some(test) => {
             let out = evaluate(bench, node, check, test);
             let status = match (out.pass, out.missing) {
+                _ if out.not_applicable.is_some() => Status::Info,
                 (_, Some(c)) if c.optional() => Status::Info,
                 (true, _) => Status::Pass,
                 (false, _) if check.scored => Status::Fail,
@@ -239,7 +240,7 @@ fn run_check(bench: &Benchmark, node: &Node, check: &Check, opts: &ScanOptions<'
                 status,
                 out.actual(),
                 out.evidence(),
-                out.reason(),
+                out.not_applicable.clone().or_else(|| out.reason()),
                 Some(describe(bench, test)),
             )
         }
