@@ -304,6 +304,7 @@ impl Ctx<'_> {
         }
         let mut values = Vec::new();
         let mut failing = Vec::new();
+        let mut first_failing: Option<String> = None;
         let mut first_reason = None;
         for p in &paths {
             let value = match self.node.fs.stat(p) {
@@ -317,6 +318,7 @@ impl Ctx<'_> {
             };
             let v = compare(leaf.op, value.as_deref(), &leaf.value);
             if !v.pass {
+                first_failing.get_or_insert_with(|| p.clone());
                 failing.push(format!(
                     "{p} is {}",
                     value.as_deref().unwrap_or("unreadable")
@@ -357,7 +359,7 @@ impl Ctx<'_> {
         self.observations.push(Observation {
             label,
             value,
-            evidence: Some(file_evidence(&paths[0])),
+            evidence: Some(file_evidence(first_failing.as_deref().unwrap_or(&paths[0]))),
             pass,
             reason,
         });
