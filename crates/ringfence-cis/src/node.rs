@@ -88,6 +88,9 @@ pub struct DiscoverOptions {
     pub proc_dir: Option<PathBuf>,
     /// The Kubernetes version, when the user knows it.
     pub kubernetes_version: Option<String>,
+    /// Only consider these process ids (for hosts that run several
+    /// clusters' components, and for tests); `None` considers all.
+    pub only_pids: Option<Vec<u32>>,
 }
 
 /// Everything a scan knows about a node.
@@ -151,7 +154,7 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
         (None, Some(root)) => Some(root.join("proc")).filter(|p| p.join("1").is_dir()),
     };
     if let Some(dir) = proc_dir {
-        for f in processes(&dir) {
+        for f in processes(&dir, opts.only_pids.as_deref()) {
             components.entry(f.component).or_insert(f);
         }
     }
@@ -228,14 +231,14 @@ pub fn version_from_image(image: &str) -> Option<String> {
     (parts.len() >= 2 && parts.iter().all(|p| !p.is_empty())).then(|| v.to_string())
 }
 
-fn processes(proc_dir: &Path) -> Vec<Found> {
+fn processes(proc_dir: &Path, only: Option<&[u32]>) -> Vec<Found> {
     let Ok(entries) = std::fs::read_dir(proc_dir) else {
         return Vec::new();
     };
     let me = std::process::id();
     let mut pids: Vec<u32> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|p| *p != me)
+        .filter(|p| *p != me && only.is_none_or(|o| o.contains(p)))
         .collect();
     pids.sort_unstable();
     let mut out = Vec::new();

@@ -142,6 +142,7 @@ fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
         root: a.root.clone(),
         proc_dir: None,
         kubernetes_version: a.k8s_version.clone(),
+        only_pids: None,
     })?;
     if node.components.is_empty() {
         let place = a
