@@ -37,6 +37,8 @@ enum Command {
     Trace(cmd::trace::Args),
     /// Generate firewall rules for a site: nftables, iptables, NSX DFW or Aerleon.
     Generate(cmd::generate::GenerateArgs),
+    /// CIS Kubernetes Benchmark: scan a node, list checks, explain one.
+    Cis(cmd::cis::CisArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut cmd, "ringfence", &mut std::io::stdout());
             Ok(exit::SUCCESS)
         }
+        Some(Command::Cis(args)) => cmd::cis::run(args),
         Some(Command::Man) => {
             let man = clap_mangen::Man::new(Cli::command());
             let mut out = Vec::new();

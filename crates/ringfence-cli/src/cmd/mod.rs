@@ -4,3 +4,4 @@ pub mod flows;
 pub mod site;
 pub mod trace;
 pub mod generate;
+pub mod cis;
