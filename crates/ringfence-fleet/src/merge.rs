@@ -8,7 +8,7 @@
 //! left out and reported as a [`Problem`]; every other file is still merged.
 
 use crate::natural::natural_cmp;
-use ringfence_diag::InputError;
+use ringfence_diag::{InputError, Locus};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -147,6 +147,9 @@ pub struct Problem {
     pub message: String,
     /// How to fix it, when known.
     pub help: Option<String>,
+    /// Where in the file (also rendered into `position`).
+    #[serde(skip)]
+    pub locus: Locus,
 }
 
 impl From<&InputError> for Problem {
@@ -156,6 +159,19 @@ impl From<&InputError> for Problem {
             position: e.position(),
             message: e.message.clone(),
             help: e.help.clone(),
+            locus: e.locus.clone(),
+        }
+    }
+}
+
+impl Problem {
+    /// The problem as an input error (for exit code 2 when nothing merged).
+    pub fn to_input_error(&self) -> InputError {
+        InputError {
+            file: self.file.clone(),
+            locus: self.locus.clone(),
+            message: self.message.clone(),
+            help: self.help.clone(),
         }
     }
 }
@@ -238,6 +254,25 @@ pub fn parse_node_result(file: &str, bytes: &[u8]) -> Result<NodeResult, InputEr
         )
         .with_help("re-collect the pod log; an empty log usually means the scan pod never ran"));
     }
+    // serde would accept a struct written as an array; a node result is
+    // always an object, so say so plainly instead.
+    if let Some(pos) = bytes.iter().position(|b| !b.is_ascii_whitespace()) {
+        if bytes[pos] != b'{' {
+            let line = 1 + bytes[..pos].iter().filter(|&&b| b == b'\n').count() as u64;
+            let col = 1 + bytes[..pos]
+                .iter()
+                .rev()
+                .take_while(|&&b| b != b'\n')
+                .count() as u64;
+            return Err(InputError::at(
+                file,
+                line,
+                col,
+                "expected a JSON object (a node result of `ringfence cis scan --format json`)",
+            )
+            .with_help("pass one node's result per file, not an array or other output"));
+        }
+    }
     match serde_json::from_slice::<NodeResult>(bytes) {
         Ok(r) => Ok(r),
         Err(first) => {
@@ -246,7 +281,9 @@ pub fn parse_node_result(file: &str, bytes: &[u8]) -> Result<NodeResult, InputEr
                 Category::Syntax | Category::Eof | Category::Io => Err(InputError::at(
                     file,
                     first.line() as u64,
-                    first.column() as u64,
+                    // serde_json says column 0 for an end of file right after
+                    // a newline; positions are 1-based.
+                    (first.column() as u64).max(1),
                     format!("not valid JSON: {}", strip_position(&first.to_string())),
                 )
                 .with_help(
@@ -637,6 +674,13 @@ mod tests {
         let e = parse_node_result("x.json", bad).unwrap_err();
         assert_eq!(e.position(), "x.json#/checks/1/status", "{e}");
         assert!(e.message.contains("maybe"), "{e}");
+    }
+
+    #[test]
+    fn a_top_level_array_is_refused_at_its_position() {
+        let e = parse_node_result("z.json", b"\n  [1, 2]").unwrap_err();
+        assert_eq!(e.position(), "z.json:2:3", "{e}");
+        assert!(e.message.contains("expected a JSON object"), "{e}");
     }
 
     #[test]

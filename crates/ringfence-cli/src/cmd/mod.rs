@@ -1,4 +1,6 @@
 //! One module per subcommand: argument definitions and the call into the library.
 
+pub mod deploy;
+pub mod fleet;
 pub mod flows;
 pub mod site;
