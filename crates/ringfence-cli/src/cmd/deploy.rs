@@ -24,7 +24,7 @@ pub enum Kind {
 /// Print Job or DaemonSet manifests that run `ringfence cis scan` on nodes.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example (one Job per node):\n  ringfence deploy manifests --image REGISTRY/ringfence:TAG \\\n    $(kubectl get nodes -o name | sed 's|node/|--node |') | kubectl apply -f -\nSee docs/fleet.md for collecting and merging the results."
+    after_help = "Example (one Job per node):\n  ringfence deploy manifests --image REGISTRY/ringfence:TAG --profile tkg-1.5 \\\n    $(kubectl get nodes -o jsonpath='{range .items[*]}--node {.metadata.name} {end}') \\\n    | kubectl apply -f -\nSee docs/fleet.md for waiting, collecting the logs and merging them."
 )]
 pub struct ManifestsArgs {
     /// Workload kind.
