@@ -195,6 +195,15 @@ fn every_manifest_validates_against_each_bundled_kubernetes_schema() {
         ("job-one.yaml", job_for(&[])),
         ("job-nodes.yaml", job_for(&["cp-1", "worker-1.example.com"])),
         ("daemonset.yaml", daemon_set()),
+        // Names a YAML 1.1 reader (PyYAML, as kubectl's ancestors) would take
+        // for numbers, booleans or null unless the serializer quotes them.
+        (
+            "ambiguous-names.yaml",
+            ManifestOptions {
+                namespace: "123".into(),
+                ..job_for(&["on", "yes", "null", "1e3", "0x1f", "1.5"])
+            },
+        ),
     ] {
         let p = dir.path().join(name);
         std::fs::write(&p, render_yaml(&opts).unwrap()).unwrap();
@@ -217,7 +226,7 @@ fn every_manifest_validates_against_each_bundled_kubernetes_schema() {
         // Each document is reported as valid, so nothing was silently skipped.
         assert_eq!(
             stdout.matches("passed for resource").count(),
-            2 + 3 + 2,
+            2 + 3 + 2 + 7,
             "Kubernetes {maj}.{min}:\n{stdout}"
         );
     }
