@@ -170,6 +170,17 @@ fn merge_exits_2_when_nothing_could_be_merged() {
 }
 
 #[test]
+fn merge_reports_a_missing_file_at_the_end_and_merges_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.json", &node("n1", false));
+    let missing = dir.path().join("gone.json");
+    let (code, out, err) = merge(&[&a, missing.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.contains("1 node merged from 2 files"), "{out}");
+    assert!(err.contains("gone.json: cannot read"), "{err}");
+}
+
+#[test]
 fn merge_writes_html_to_out() {
     let dir = tempfile::tempdir().unwrap();
     let a = write(dir.path(), "a.json", &node("n1", true));

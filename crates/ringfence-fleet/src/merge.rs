@@ -329,14 +329,15 @@ fn strip_position(msg: &str) -> String {
 }
 
 /// Expand the inputs: files as given, directories to their `*.json` files
-/// (not recursive). The result is naturally sorted and free of duplicates, so
+/// (not recursive); only a directory that cannot be listed is an error. The
+/// result is naturally sorted and free of duplicates, so
 /// the merge does not depend on argument or directory order.
 pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
     let mut out = Vec::new();
     for p in inputs {
-        let meta = std::fs::metadata(p)
-            .map_err(|e| InputError::whole(p.display().to_string(), format!("cannot read: {e}")))?;
-        if meta.is_dir() {
+        // A path that cannot be inspected is kept: reading it fails and the
+        // merge reports it at the end with the other bad files.
+        if p.is_dir() {
             let rd = std::fs::read_dir(p).map_err(|e| {
                 InputError::whole(
                     p.display().to_string(),

@@ -43,13 +43,23 @@ fn headline(r: &FleetReport) -> String {
 fn counts_line(r: &FleetReport) -> String {
     let s = &r.summary;
     let mut line = format!(
-        "{} nodes merged from {} files, {} checks",
-        s.nodes, s.files, s.checks
+        "{} merged from {}, {}",
+        plural(s.nodes, "node"),
+        plural(s.files, "file"),
+        plural(s.checks, "check")
     );
     if s.files_rejected > 0 {
-        let _ = write!(line, "; {} files left out", s.files_rejected);
+        let _ = write!(line, "; {} left out", plural(s.files_rejected, "file"));
     }
     line
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 fn totals_line(r: &FleetReport) -> String {
