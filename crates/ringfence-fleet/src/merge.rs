@@ -50,7 +50,7 @@ pub struct NodeInfo {
     /// Node name.
     pub name: String,
     /// Roles found on the node (`master`, `etcd`, `node`, ...).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub roles: Vec<String>,
     /// Kubernetes version detected on the node.
     #[serde(default)]
@@ -63,16 +63,25 @@ pub struct CheckResult {
     /// Benchmark check ID (`1.2.16`).
     pub id: String,
     /// Recommendation title.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub title: String,
     /// Target (`master`, `node`, `etcd`, `controlplane`, `policies`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub target: String,
     /// Outcome.
     pub status: Status,
     /// True when a profile or a valid waiver expects this failure.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub expected: bool,
+}
+
+/// Optional fields may be missing or `null`; both mean the default.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// How one check fared across the fleet.
@@ -682,6 +691,14 @@ mod tests {
         let e = parse_node_result("z.json", b"\n  [1, 2]").unwrap_err();
         assert_eq!(e.position(), "z.json:2:3", "{e}");
         assert!(e.message.contains("expected a JSON object"), "{e}");
+    }
+
+    #[test]
+    fn optional_fields_may_be_null_or_missing() {
+        let doc = br#"{"benchmark":"cis-1.6","profile":null,"node":{"name":"n","roles":null},
+            "checks":[{"id":"1.1.1","status":"fail","title":null,"expected":null},{"id":"1.1.2","status":"pass"}]}"#;
+        let r = parse_node_result("n.json", doc).unwrap();
+        assert!(r.node.roles.is_empty() && r.checks[0].title.is_empty() && !r.checks[0].expected);
     }
 
     #[test]
