@@ -82,24 +82,36 @@ fn iptables_restore_test_accepts_both_families_for_every_site_and_hook() {
     }
 }
 
-/// Load our iptables output for `fam` into a fresh namespace and read it back.
 fn loaded(site: &ringfence_site::Site, fam: Family) -> Ruleset {
-    let out = generate_site(
-        site,
-        Target::Iptables,
-        &Options {
-            family: Some(fam),
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    let (restore, save) = match fam {
-        Family::V4 => ("iptables-restore", "iptables-save"),
-        Family::V6 => ("ip6tables-restore", "ip6tables-save"),
-    };
-    let ns = Netns::new();
-    ns.ok(restore, &[], out.files[0].contents.as_bytes());
-    Ruleset::parse(&ns.ok(save, &["-t", "filter"], b""))
+    common::load_ours(site, fam, &Options::default())
+}
+
+#[test]
+fn loaded_iptables_rules_decide_every_probe_as_the_site_prescribes() {
+    if !can_run(
+        "iptables vs site",
+        &[
+            "iptables-restore",
+            "iptables-save",
+            "ip6tables-restore",
+            "ip6tables-save",
+        ],
+    ) {
+        return;
+    }
+    for (name, site) in sites() {
+        let resolved = site.resolve();
+        for fam in Family::BOTH {
+            let rs = loaded(&site, fam);
+            for p in common::probes(&resolved, fam) {
+                assert_eq!(
+                    rs.eval("FORWARD", &p),
+                    common::expected(&resolved, &p),
+                    "{name}: loaded rules and the site disagree on {p:?}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
