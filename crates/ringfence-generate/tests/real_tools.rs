@@ -205,3 +205,37 @@ fn first(n: &ipnet::IpNet) -> std::net::IpAddr {
         n => n.network(),
     }
 }
+
+#[test]
+fn loaded_nftables_ruleset_decides_every_probe_as_the_site_prescribes() {
+    if !can_run("nftables vs site", &["nft"]) {
+        return;
+    }
+    for (name, site) in sites() {
+        let resolved = site.resolve();
+        let out = generate_site(&site, Target::Nftables, &Options::default()).unwrap();
+        let file = temp_file(&out.files[0].contents);
+        let ns = Netns::new();
+        ns.ok("nft", &["-f", file.path().to_str().unwrap()], b"");
+        let dump = ns.ok("nft", &["-j", "list", "ruleset"], b"");
+        let chain = common::nfteval::NftChain::parse(&dump, "forward");
+        let mut accepted = 0;
+        for fam in Family::BOTH {
+            for p in common::probes(&resolved, fam) {
+                let want = common::expected(&resolved, &p);
+                if want == Verdict::Accept {
+                    accepted += 1;
+                }
+                assert_eq!(
+                    chain.eval(&p),
+                    want,
+                    "{name}: loaded nftables rules and the site disagree on {p:?}"
+                );
+            }
+        }
+        assert!(
+            accepted > 100,
+            "{name}: too few accepted probes ({accepted})"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod eval;
+pub mod nfteval;
 
 use ringfence_site::Site;
 use std::io::Write;
