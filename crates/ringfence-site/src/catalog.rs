@@ -211,6 +211,7 @@ pub(crate) enum RawService {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum Scalar {
+    Bool(bool),
     Int(i64),
     Float(f64),
     Text(String),
@@ -219,6 +220,7 @@ pub(crate) enum Scalar {
 impl Scalar {
     pub(crate) fn as_text(&self) -> String {
         match self {
+            Scalar::Bool(b) => b.to_string(),
             Scalar::Int(i) => i.to_string(),
             Scalar::Float(f) => f.to_string(),
             Scalar::Text(s) => s.clone(),

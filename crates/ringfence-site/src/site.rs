@@ -202,17 +202,35 @@ pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(
             .map(|l| (l.line(), l.column()))
             .unwrap_or((1, 1));
         let full = e.without_snippet().to_string();
-        let message = full
+        let mut message = full
             .lines()
             .next()
             .unwrap_or("invalid YAML")
             .trim()
             .to_string();
+        // The position is in our prefix already; drop serde-saphyr's copy.
+        if let Some(i) = message.rfind(" at line ") {
+            message.truncate(i);
+        }
         let mut err = if line == 0 {
             InputError::whole(file, message.clone())
         } else {
             InputError::at(file, line, column, message.clone())
         };
+        if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+            let key = rest.split(',').next().unwrap_or(rest).trim().to_string();
+            message = format!("duplicate key `{key}`");
+            err = InputError::at(file, line.max(1), column.max(1), message.clone())
+                .with_help("each key may appear once in a mapping: merge the two entries");
+        } else if message.contains("untagged enum Scalar") {
+            message =
+                "expected a single value (text, a number, or true/false), not a list or mapping"
+                    .to_string();
+            err = InputError::at(file, line.max(1), column.max(1), message.clone());
+        } else if message == "expected mapping start" {
+            message = "expected a mapping of `key: value` entries here".to_string();
+            err = InputError::at(file, line.max(1), column.max(1), message.clone());
+        }
         if let Some(help) = unknown_field_help(&message) {
             err = err.with_help(help);
         }
@@ -224,7 +242,12 @@ pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(
 fn unknown_field_help(message: &str) -> Option<String> {
     let rest = message.split("unknown field `").nth(1)?;
     let (field, expected) = rest.split_once('`')?;
-    let options: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let expected = expected.split("expected one of ").nth(1).unwrap_or("");
+    let options: Vec<&str> = expected
+        .split(',')
+        .map(|o| o.trim().trim_matches('`'))
+        .filter(|o| !o.is_empty())
+        .collect();
     match closest(field, options.iter().copied()) {
         Some(best) => Some(format!("did you mean `{best}`?")),
         None if !options.is_empty() => Some(format!("valid keys here: {}", options.join(", "))),
@@ -245,10 +268,20 @@ pub fn parse_address(s: &str) -> Result<IpNet, String> {
             "`{s}` has host bits set; did you mean {}?",
             net.trunc()
         )),
+        Err(_) if looks_like_hostname(s) => Err(format!(
+            "`{s}` looks like a hostname, but zones need addresses; resolve it (e.g. `getent hosts {s}`) and list the address(es)"
+        )),
         Err(_) => Err(format!(
             "`{s}` is not an IPv4/IPv6 address or network (expected e.g. 198.18.10.0/24 or 198.18.1.10)"
         )),
     }
+}
+
+fn looks_like_hostname(s: &str) -> bool {
+    s.contains('.')
+        && s.chars().any(|c| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
 }
 
 fn port_value(file: &str, v: &Spanned<i64>, what: &str) -> Result<u16, InputError> {
@@ -267,11 +300,32 @@ fn port_value(file: &str, v: &Spanned<i64>, what: &str) -> Result<u16, InputErro
 /// Load and validate a site file from disk.
 pub fn load_site_file(path: &Path) -> Result<Site, InputErrors> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        InputError::whole(&name, format!("cannot read site file: {e}"))
-            .with_help("check the path; `ringfence site import` can create a site file from TKG cluster configs")
-    })?;
+    let text = read_text_file(path, &name, "site file")?;
     parse_site(&text, &name)
+}
+
+/// Read a whole file as UTF-8 text, with errors that say what went wrong.
+pub fn read_text_file(path: &Path, name: &str, what: &str) -> Result<String, InputError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        let help = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "check the path; `ringfence site example` prints a site file to start from"
+            }
+            std::io::ErrorKind::PermissionDenied => "check the file's permissions",
+            _ => "check that the path names a readable regular file",
+        };
+        InputError::whole(name, format!("cannot read {what}: {e}")).with_help(help)
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        InputError::whole(
+            name,
+            format!(
+                "{what} is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+        .with_help("save it as UTF-8 YAML")
+    })
 }
 
 /// The embedded example site.
@@ -390,6 +444,7 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
         .unwrap_or((raw.name.referenced.line(), 1));
     let mut zones: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
     let mut zone_lines: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut zones_with_errors: Vec<String> = Vec::new();
     if let Some(zm) = &raw.zones {
         for (key, values) in &zm.value.0 {
             let name = key.value.clone();
@@ -429,6 +484,7 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
                 continue;
             }
             let mut nets = Vec::new();
+            let errors_before = errors.len();
             for v in values {
                 match parse_address(&v.value) {
                     Ok(n) => {
@@ -448,6 +504,10 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
                 name.clone(),
                 (key.referenced.line(), key.referenced.column()),
             );
+            if errors.len() > errors_before {
+                // Already reported; do not also call the zone empty.
+                zones_with_errors.push(name.clone());
+            }
             zones.insert(name, nets);
         }
     }
@@ -461,8 +521,10 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
     };
 
     // Every zone an applicable flow needs must hold at least one address.
+    // Zones listed but empty are reported at their key; zones not listed at
+    // all are reported together at `zones:`, so one typo does not bury the rest.
     if let Some(cat) = &catalog {
-        let mut reported = Vec::new();
+        let mut missing: Vec<(String, String)> = Vec::new();
         for flow in site.applicable_flows(cat) {
             for z in flow
                 .sources
@@ -471,30 +533,47 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
                 .filter_map(EndpointRef::zone)
             {
                 if site.zones.get(z).is_some_and(|n| !n.is_empty())
-                    || reported.contains(&z.to_string())
+                    || zones_with_errors.iter().any(|m| m == z)
+                    || missing.iter().any(|(m, _)| m == z)
                 {
                     continue;
                 }
-                reported.push(z.to_string());
-                let (line, col) = zone_lines
-                    .get(z)
-                    .copied()
-                    .unwrap_or((zones_line, zones_col));
-                let cond = if flow.when.is_always() {
-                    String::new()
-                } else {
-                    " for this deployment's settings".into()
-                };
-                errors.push(
-                    InputError::at(
-                        file,
-                        line,
-                        col,
-                        format!("zone `{z}` is empty, but flow `{}` needs it{cond}", flow.id),
-                    )
-                    .with_help(format!("add its addresses under zones: {z}: [...]")),
-                );
+                match zone_lines.get(z) {
+                    Some(&(line, col)) => {
+                        errors.push(
+                            InputError::at(
+                                file,
+                                line,
+                                col,
+                                format!("zone `{z}` is empty, but flow `{}` needs it", flow.id),
+                            )
+                            .with_help(format!("add its addresses: {z}: [198.18.x.y, ...]")),
+                        );
+                        missing.push((z.to_string(), flow.id.clone()));
+                    }
+                    None => missing.push((z.to_string(), flow.id.clone())),
+                }
             }
+        }
+        let absent: Vec<&(String, String)> = missing
+            .iter()
+            .filter(|(z, _)| !zone_lines.contains_key(z))
+            .collect();
+        if !absent.is_empty() {
+            let list = absent
+                .iter()
+                .map(|(z, f)| format!("`{z}` (needed by {f})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            errors.push(
+                InputError::at(
+                    file,
+                    zones_line,
+                    zones_col,
+                    format!("the site does not list these zones that its flows need: {list}"),
+                )
+                .with_help("add each under zones: with its addresses or networks; flows that depend on settings (identity, avi, nsx) follow the tkg: section"),
+            );
         }
     }
 

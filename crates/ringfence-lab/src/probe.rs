@@ -1,0 +1,185 @@
+//! TCP listeners in destination namespaces and TCP connect probes from source
+//! namespaces, classified by evidence.
+
+use crate::netns::{enter, open_ns};
+use crate::{check_address, LabError};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::{SocketAddrV4, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the kernel did with one TCP connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The handshake completed: every hook accepted the SYN.
+    Connected,
+    /// A TCP reset or an ICMP unreachable came back: a reject (or no listener).
+    Refused,
+    /// Nothing came back within the timeout: a drop.
+    Timeout,
+}
+
+/// One probe: connect from `src` (bound address and port) inside namespace
+/// `from_ns` to `dst`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Source namespace.
+    pub from_ns: String,
+    /// Source address and port, bound before connecting.
+    pub src: SocketAddrV4,
+    /// Destination.
+    pub dst: SocketAddrV4,
+}
+
+/// Listening sockets kept accepting by one background thread; stopped and
+/// closed on drop.
+pub struct Listeners {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    count: usize,
+}
+
+impl Listeners {
+    /// Bind a listener on every `(namespace, address:port)` and start accepting.
+    pub fn start(binds: &[(String, SocketAddrV4)]) -> Result<Self, LabError> {
+        let mut by_ns: HashMap<&str, Vec<SocketAddrV4>> = HashMap::new();
+        for (ns, a) in binds {
+            check_address(*a.ip())?;
+            by_ns.entry(ns.as_str()).or_default().push(*a);
+        }
+        let mut all = Vec::new();
+        for (ns, addrs) in by_ns {
+            let ls = crate::in_netns(ns, || -> std::io::Result<Vec<TcpListener>> {
+                addrs
+                    .iter()
+                    .map(|a| {
+                        let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+                        s.set_reuse_address(true)?;
+                        s.bind(&SockAddr::from(*a))?;
+                        s.listen(1024)?;
+                        s.set_nonblocking(true)?;
+                        Ok(s.into())
+                    })
+                    .collect()
+            })??;
+            all.extend(ls);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let count = all.len();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let mut busy = false;
+                for l in &all {
+                    while let Ok((s, _)) = l.accept() {
+                        drop(s);
+                        busy = true;
+                    }
+                }
+                if !busy {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+            count,
+        })
+    }
+
+    /// How many sockets are listening.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there is no listener.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn classify(r: std::io::Result<()>) -> std::io::Result<Outcome> {
+    match r {
+        Ok(()) => Ok(Outcome::Connected),
+        Err(e) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => Ok(Outcome::Refused),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Ok(Outcome::Timeout),
+            // ICMP host/net unreachable or administratively prohibited.
+            _ if matches!(e.raw_os_error(), Some(113 | 101 | 13 | 71)) => Ok(Outcome::Refused),
+            _ => Err(e),
+        },
+    }
+}
+
+fn connect_once(p: &Probe, timeout: Duration) -> std::io::Result<Outcome> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    // Close with a reset: no TIME_WAIT left behind for the bound source port.
+    s.set_linger(Some(Duration::ZERO))?;
+    s.bind(&SockAddr::from(p.src))?;
+    classify(s.connect_timeout(&SockAddr::from(p.dst), timeout))
+}
+
+/// Run every probe (up to `concurrency` at once) and return the outcomes in
+/// order. Each attempt is a single SYN: `timeout` should stay below the first
+/// retransmission (1 s); a few hundred milliseconds is plenty in a lab.
+pub fn probe_all(
+    probes: &[Probe],
+    timeout: Duration,
+    concurrency: usize,
+) -> Result<Vec<Outcome>, LabError> {
+    for p in probes {
+        check_address(*p.src.ip())?;
+        check_address(*p.dst.ip())?;
+    }
+    let mut fds: HashMap<&str, File> = HashMap::new();
+    for p in probes {
+        if !fds.contains_key(p.from_ns.as_str()) {
+            fds.insert(p.from_ns.as_str(), open_ns(&p.from_ns)?);
+        }
+    }
+    let results: Mutex<Vec<Option<std::io::Result<Outcome>>>> =
+        Mutex::new((0..probes.len()).map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    let workers = concurrency.clamp(1, probes.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                let mut current: Option<&str> = None;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(p) = probes.get(i) else { break };
+                    let r = (|| {
+                        if current != Some(p.from_ns.as_str()) {
+                            enter(&fds[p.from_ns.as_str()])?;
+                            current = Some(p.from_ns.as_str());
+                        }
+                        connect_once(p, timeout)
+                    })();
+                    results.lock().expect("results lock")[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("results lock")
+        .into_iter()
+        .map(|r| r.expect("every probe ran").map_err(LabError::Io))
+        .collect()
+}

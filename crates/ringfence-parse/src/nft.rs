@@ -1,0 +1,1337 @@
+//! `nft -j list ruleset` (libnftables JSON schema) into the normalized model.
+//!
+//! The parser walks the JSON as a [`serde_json::Value`] rather than through
+//! strongly typed schema structs: every problem must be reported with the JSON
+//! pointer of the offending element, and an expression we do not model must
+//! become an [`Opaque`] match (with a [`ParseNote`]) instead of failing the
+//! whole document, which typed deserialization of the full schema cannot give.
+//!
+//! What is modelled, and how:
+//! - Families `ip`, `ip6` and `inet`. Tables of other families (`arp`,
+//!   `bridge`, `netdev`) are skipped with a note. A base chain of an `ip`
+//!   (`ip6`) table never sees IPv6 (IPv4) packets; the parser puts a synthesized
+//!   first rule into such chains that accepts the other family, which is what
+//!   "this base chain does not look at it" means in the model.
+//! - Base chains (`type`, `hook`, `prio` number or standard name such as
+//!   `filter`, `policy`) and regular chains; rules in order, each origin is
+//!   [`RuleRef::NftHandle`].
+//! - Matches on `ip`/`ip6` `saddr`/`daddr`, `ip protocol`, `ip6 nexthdr`
+//!   (taken as the transport protocol: packets with IPv6 extension headers are
+//!   not modelled), `meta l4proto`, `meta nfproto`, `tcp`/`udp`/`udplite`/
+//!   `sctp`/`dccp` ports (which imply the protocol, as the kernel's implicit
+//!   dependency does even though the dump omits it), `th` ports (exact for
+//!   protocols with ports; for other protocols the bytes read are not ports and
+//!   the rule becomes opaque there), `meta iifname`/`oifname` with the `*`
+//!   wildcard, `meta iif`/`oif` (by name: the kernel resolved the index at load
+//!   time), and `ct state` in all its forms.
+//! - Right-hand sides: single values, prefixes, ranges, anonymous sets, named
+//!   sets (`@name`, interval sets too) and, for `ct state`, flag lists.
+//!   Operators `==`, `!=`, `in`, `<`, `>`, `<=`, `>=` and the implicit one.
+//! - `ct state`: a flag list (`"in"` with an array) tests "has any of these
+//!   bits"; a plain comparison (`==`/`!=` with `{"|": [...]}`) compares the
+//!   whole value, so `ct state != new,established` matches *every* packet
+//!   (a packet has exactly one state) while `ct state != { new, established }`
+//!   (a set) does not match new or established packets.
+//! - Verdicts accept, drop, reject, jump, goto, return, continue; `counter`,
+//!   `log` and named counters have no effect. NAT statements end the chain
+//!   like accept (noted). Anything else (`limit`, `quota`, marks, concatenations,
+//!   maps, raw payloads) becomes an [`Opaque`] match with a note.
+
+use ringfence_diag::{InputError, InputErrors};
+use ringfence_model::{
+    proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, Hook, IfacePattern, IfaceSet,
+    IntervalSet, Match, Opaque, ParseNote, Policy, Rule, RuleRef, Ruleset, SourceFormat,
+};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Parse the text of `nft -j list ruleset`; `file` names it in errors and notes.
+pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
+    if text.trim().is_empty() {
+        return Err(InputError::whole(
+            file,
+            "the file is empty; expected the JSON printed by `nft -j list ruleset`",
+        )
+        .into());
+    }
+    let doc: Value = serde_json::from_str(text).map_err(|e| {
+        let msg = e.to_string();
+        let msg = match msg.rfind(" at line ") {
+            Some(i) => msg[..i].to_string(),
+            None => msg,
+        };
+        InputError::at(
+            file,
+            e.line() as u64,
+            e.column() as u64,
+            format!("not valid JSON: {msg}"),
+        )
+        .with_help("give the output of `nft -j list ruleset` unchanged")
+    })?;
+    let mut p = Parser {
+        file,
+        errors: Vec::new(),
+        notes: Vec::new(),
+        chains: Vec::new(),
+        chain_ids: HashMap::new(),
+        sets: HashMap::new(),
+        noted_tables: Vec::new(),
+    };
+    p.document(&doc);
+    if !p.errors.is_empty() {
+        return Err(InputErrors(p.errors));
+    }
+    Ok(Ruleset {
+        format: SourceFormat::NftJson,
+        source: file.to_string(),
+        chains: p.chains,
+        notes: p.notes,
+    })
+}
+
+/// (family, table, name)
+type Key = (String, String, String);
+
+struct Parser<'a> {
+    file: &'a str,
+    errors: Vec<InputError>,
+    notes: Vec<ParseNote>,
+    chains: Vec<Chain>,
+    chain_ids: HashMap<Key, usize>,
+    sets: HashMap<Key, (&'a Value, String)>,
+    noted_tables: Vec<(String, String)>,
+}
+
+/// Why a match could not be turned into model sets.
+enum Why {
+    /// Bad input: an error.
+    Bad(InputError),
+    /// Valid but not modelled: the match becomes opaque.
+    Unsupported(String),
+}
+
+/// The transport protocols whose header starts with source and destination port.
+const PORT_PROTOS: [u8; 5] = [proto::TCP, proto::UDP, 33, proto::SCTP, 136];
+
+fn port_protos() -> IntervalSet<u8> {
+    IntervalSet::from_ranges(PORT_PROTOS.iter().map(|&p| (p, p)))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fam {
+    V4,
+    V6,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Src,
+    Dst,
+}
+
+/// What the left-hand side of a match reads.
+enum Field {
+    Addr(Side, Fam),
+    Proto(Option<Fam>),
+    Port(Side, Option<u8>),
+    Iface(Side, bool),
+    Family,
+    CtState(Option<u8>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    Eq,
+    Ne,
+    In,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+}
+
+/// The numeric kinds a right-hand side is read as.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Addr(Fam),
+    Port,
+    Proto,
+}
+
+impl Kind {
+    fn max(self) -> u128 {
+        match self {
+            Kind::Addr(Fam::V4) => u32::MAX as u128,
+            Kind::Addr(Fam::V6) => u128::MAX,
+            Kind::Port => u16::MAX as u128,
+            Kind::Proto => u8::MAX as u128,
+        }
+    }
+    fn what(self) -> &'static str {
+        match self {
+            Kind::Addr(Fam::V4) => "an IPv4 address",
+            Kind::Addr(Fam::V6) => "an IPv6 address",
+            Kind::Port => "a port number (0-65535)",
+            Kind::Proto => "a protocol name or number (0-255)",
+        }
+    }
+}
+
+fn ptr_join(base: &str, key: &str) -> String {
+    format!("{base}/{}", key.replace('~', "~0").replace('/', "~1"))
+}
+
+fn kernel_ct_bit(state: u8) -> u32 {
+    match state {
+        CtStates::INVALID => 1,
+        CtStates::ESTABLISHED => 2,
+        CtStates::RELATED => 4,
+        CtStates::NEW => 8,
+        _ => 64, // untracked
+    }
+}
+
+const MODEL_STATES: [u8; 5] = [
+    CtStates::NEW,
+    CtStates::ESTABLISHED,
+    CtStates::RELATED,
+    CtStates::INVALID,
+    CtStates::UNTRACKED,
+];
+
+/// Protocol names as nft prints them (from its protocol table).
+fn proto_number(name: &str) -> Option<u8> {
+    Some(match name {
+        "icmp" => 1,
+        "igmp" => 2,
+        "ipip" | "ipencap" => 4,
+        "tcp" => 6,
+        "egp" => 8,
+        "pup" => 12,
+        "udp" => 17,
+        "idp" => 22,
+        "dccp" => 33,
+        "ipv6" => 41,
+        "rsvp" => 46,
+        "gre" => 47,
+        "esp" => 50,
+        "ah" => 51,
+        "ipv6-icmp" | "icmpv6" => 58,
+        "ospf" => 89,
+        "pim" => 103,
+        "comp" => 108,
+        "vrrp" => 112,
+        "l2tp" => 115,
+        "sctp" => 132,
+        "udplite" => 136,
+        "mpls-in-ip" => 137,
+        _ => return name.parse().ok(),
+    })
+}
+
+fn single_key(v: &Value) -> Option<(&str, &Value)> {
+    let o = v.as_object()?;
+    if o.len() == 1 {
+        o.iter().next().map(|(k, v)| (k.as_str(), v))
+    } else {
+        None
+    }
+}
+
+impl<'a> Parser<'a> {
+    fn error(&mut self, ptr: &str, msg: impl Into<String>) {
+        self.errors
+            .push(InputError::at_pointer(self.file, ptr, msg).with_help(
+                "the file should be the unchanged output of `nft -j list ruleset` (libnftables JSON schema)",
+            ));
+    }
+
+    fn note(&mut self, ptr: &str, msg: impl Into<String>) {
+        self.notes.push(ParseNote {
+            location: format!("{}#{}", self.file, ptr),
+            message: msg.into(),
+        });
+    }
+
+    fn bad(&self, ptr: &str, msg: impl Into<String>) -> Why {
+        Why::Bad(InputError::at_pointer(self.file, ptr, msg))
+    }
+
+    fn str_field<'v>(
+        &mut self,
+        o: &'v Map<String, Value>,
+        key: &str,
+        ptr: &str,
+    ) -> Option<&'v str> {
+        match o.get(key) {
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                self.error(&ptr_join(ptr, key), format!("`{key}` must be a string"));
+                None
+            }
+            None => {
+                self.error(ptr, format!("missing `{key}`"));
+                None
+            }
+        }
+    }
+
+    fn supported_family(&mut self, family: &str, table: &str, ptr: &str) -> bool {
+        if matches!(family, "ip" | "ip6" | "inet") {
+            return true;
+        }
+        let key = (family.to_string(), table.to_string());
+        if !self.noted_tables.contains(&key) {
+            self.noted_tables.push(key);
+            self.note(
+                ptr,
+                format!("table {family} {table} skipped: only the ip, ip6 and inet families are modelled"),
+            );
+        }
+        false
+    }
+
+    fn document(&mut self, doc: &'a Value) {
+        let Some(items) = doc.get("nftables") else {
+            self.error(
+                "",
+                "expected a JSON object with an `nftables` array at the top",
+            );
+            return;
+        };
+        let Some(items) = items.as_array() else {
+            self.error("/nftables", "`nftables` must be an array");
+            return;
+        };
+        let mut rules = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ptr = format!("/nftables/{i}");
+            let Some((kind, body)) = single_key(item) else {
+                self.error(&ptr, "each element of `nftables` must be an object with exactly one key such as `table`, `chain` or `rule`");
+                continue;
+            };
+            let bptr = ptr_join(&ptr, kind);
+            match kind {
+                "metainfo" | "table" => {
+                    if kind == "table" {
+                        if let Some(o) = body.as_object() {
+                            if let (Some(f), Some(n)) = (
+                                o.get("family").and_then(Value::as_str),
+                                o.get("name").and_then(Value::as_str),
+                            ) {
+                                self.supported_family(f, n, &bptr);
+                            }
+                        }
+                    }
+                }
+                "set" | "chain" | "rule" => {
+                    let Some(o) = body.as_object() else {
+                        self.error(&bptr, format!("`{kind}` must be an object"));
+                        continue;
+                    };
+                    let (Some(family), Some(table)) = (
+                        self.str_field(o, "family", &bptr),
+                        self.str_field(o, "table", &bptr),
+                    ) else {
+                        continue;
+                    };
+                    if !self.supported_family(family, table, &bptr) {
+                        continue;
+                    }
+                    match kind {
+                        "set" => {
+                            if let Some(name) = self.str_field(o, "name", &bptr) {
+                                self.sets.insert(
+                                    (family.into(), table.into(), name.into()),
+                                    (body, bptr),
+                                );
+                            }
+                        }
+                        "chain" => self.chain(o, family, table, &bptr),
+                        _ => rules.push((o, bptr)),
+                    }
+                }
+                "map" => self.note(
+                    &bptr,
+                    "named map skipped: maps are not modelled (rules using them become opaque)",
+                ),
+                other => self.note(
+                    &bptr,
+                    format!("`{other}` object skipped: it does not filter packets"),
+                ),
+            }
+        }
+        for (o, ptr) in rules {
+            self.rule(o, &ptr);
+        }
+    }
+
+    fn chain(&mut self, o: &Map<String, Value>, family: &str, table: &str, ptr: &str) {
+        let Some(name) = self.str_field(o, "name", ptr) else {
+            return;
+        };
+        let full = format!("{family} {table} {name}");
+        let key = (family.to_string(), table.to_string(), name.to_string());
+        if self.chain_ids.contains_key(&key) {
+            self.error(ptr, format!("chain {full} is defined twice"));
+            return;
+        }
+        let mut base = None;
+        if let Some(hook) = o.get("hook") {
+            let hook = match hook.as_str() {
+                Some("prerouting") => Some(Hook::Prerouting),
+                Some("input") => Some(Hook::Input),
+                Some("forward") => Some(Hook::Forward),
+                Some("output") => Some(Hook::Output),
+                Some("postrouting") => Some(Hook::Postrouting),
+                Some(h @ ("ingress" | "egress")) => {
+                    self.note(
+                        &ptr_join(ptr, "hook"),
+                        format!("chain {full} on the {h} hook is not modelled: it is kept as a regular chain"),
+                    );
+                    None
+                }
+                _ => {
+                    self.error(
+                        &ptr_join(ptr, "hook"),
+                        "`hook` must be one of prerouting, input, forward, output, postrouting, ingress, egress",
+                    );
+                    return;
+                }
+            };
+            let prio = match o.get("prio") {
+                None => Some(0),
+                Some(Value::Number(n)) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+                Some(Value::String(s)) => priority_name(s),
+                Some(_) => None,
+            };
+            let Some(priority) = prio else {
+                self.error(
+                    &ptr_join(ptr, "prio"),
+                    "`prio` must be an integer or a standard priority such as `filter` or `filter + 5`",
+                );
+                return;
+            };
+            let policy = match o.get("policy").map(|p| p.as_str()) {
+                None | Some(Some("accept")) => Policy::Accept,
+                Some(Some("drop")) => Policy::Drop,
+                _ => {
+                    self.error(
+                        &ptr_join(ptr, "policy"),
+                        "`policy` must be \"accept\" or \"drop\"",
+                    );
+                    return;
+                }
+            };
+            match o.get("type").and_then(Value::as_str) {
+                Some("filter") | None => {}
+                Some(t) => self.note(
+                    &ptr_join(ptr, "type"),
+                    format!("chain {full} has type {t}: its verdicts are modelled like a filter chain's, its other effects are not"),
+                ),
+            }
+            if let Some(hook) = hook {
+                base = Some(BaseChain {
+                    hook,
+                    priority,
+                    policy,
+                });
+            }
+        }
+        let mut rules = Vec::new();
+        if base.is_some() && family != "inet" {
+            let (other, what) = if family == "ip" {
+                (AddrSet::all_v6(), "IPv6")
+            } else {
+                (AddrSet::all_v4(), "IPv4")
+            };
+            rules.push(Rule {
+                matches: Match {
+                    src: other,
+                    ..Match::any()
+                },
+                action: Action::Accept,
+                origin: RuleRef::Policy {
+                    chain: full.clone(),
+                },
+                comment: Some(format!(
+                    "synthesized: a base chain of family {family} does not see {what} packets"
+                )),
+            });
+        }
+        self.chain_ids.insert(key, self.chains.len());
+        self.chains.push(Chain {
+            name: full,
+            base,
+            rules,
+        });
+    }
+
+    fn rule(&mut self, o: &'a Map<String, Value>, ptr: &str) {
+        let (Some(family), Some(table), Some(chain)) = (
+            self.str_field(o, "family", ptr),
+            self.str_field(o, "table", ptr),
+            self.str_field(o, "chain", ptr),
+        ) else {
+            return;
+        };
+        let Some(&ci) =
+            self.chain_ids
+                .get(&(family.to_string(), table.to_string(), chain.to_string()))
+        else {
+            self.error(
+                &ptr_join(ptr, "chain"),
+                format!("rule of chain {family} {table} {chain}, but no such chain is defined"),
+            );
+            return;
+        };
+        let Some(handle) = o.get("handle").and_then(Value::as_u64) else {
+            self.error(ptr, "missing or non-integer rule `handle`; list the ruleset with `nft -j list ruleset` (handles are included in JSON output)");
+            return;
+        };
+        let comment = o.get("comment").and_then(Value::as_str).map(str::to_string);
+        let Some(exprs) = o.get("expr").and_then(Value::as_array) else {
+            self.error(ptr, "missing `expr` array of statements");
+            return;
+        };
+        let origin = RuleRef::NftHandle {
+            family: family.into(),
+            table: table.into(),
+            chain: chain.into(),
+            handle,
+        };
+        let mut alts = vec![Match::any()];
+        let mut action = Action::Continue;
+        for (i, st) in exprs.iter().enumerate() {
+            let sptr = format!("{}/{i}", ptr_join(ptr, "expr"));
+            let Some((key, body)) = single_key(st) else {
+                self.error(&sptr, "a statement must be an object with exactly one key");
+                return;
+            };
+            let verdict = match key {
+                "match" => {
+                    if !self.match_stmt(body, &sptr, st, family, table, &mut alts) {
+                        return;
+                    }
+                    None
+                }
+                "accept" => Some(Action::Accept),
+                "drop" => Some(Action::Drop),
+                "return" => Some(Action::Return),
+                "continue" => Some(Action::Continue),
+                "reject" => {
+                    let with = body.as_object().map(|r| {
+                        let t = r.get("type").and_then(Value::as_str).unwrap_or("");
+                        let e = r.get("expr").and_then(Value::as_str).unwrap_or("");
+                        format!("{t} {e}").trim().to_string()
+                    });
+                    // The kernel carries the dependency these reject types need;
+                    // the dump may omit it (it did for `meta l4proto tcp`).
+                    let kind = body.get("type").and_then(Value::as_str);
+                    for m in alts.iter_mut() {
+                        match kind {
+                            Some("tcp reset") => {
+                                m.protocol = m.protocol.intersect(&IntervalSet::single(proto::TCP))
+                            }
+                            Some("icmp") => restrict_family(m, Fam::V4),
+                            Some("icmpv6") => restrict_family(m, Fam::V6),
+                            _ => {}
+                        }
+                    }
+                    Some(Action::Reject {
+                        with: with.filter(|w| !w.is_empty()),
+                    })
+                }
+                "jump" | "goto" => {
+                    let Some(target) = body.get("target").and_then(Value::as_str) else {
+                        self.error(&sptr, format!("`{key}` needs a `target` chain name"));
+                        return;
+                    };
+                    let tkey = (family.to_string(), table.to_string(), target.to_string());
+                    let Some(&ti) = self.chain_ids.get(&tkey) else {
+                        let names: Vec<&str> = self
+                            .chain_ids
+                            .keys()
+                            .filter(|k| k.0 == family && k.1 == table)
+                            .map(|k| k.2.as_str())
+                            .collect();
+                        let mut e = InputError::at_pointer(
+                            self.file,
+                            format!("{}/target", ptr_join(&sptr, key)),
+                            format!("{key} to chain `{target}`, which table {family} {table} does not define"),
+                        );
+                        if let Some(c) = ringfence_diag::closest(target, names) {
+                            e = e.with_help(format!("did you mean `{c}`?"));
+                        }
+                        self.errors.push(e);
+                        return;
+                    };
+                    Some(if key == "jump" {
+                        Action::Jump {
+                            target: ChainId(ti),
+                        }
+                    } else {
+                        Action::Goto {
+                            target: ChainId(ti),
+                        }
+                    })
+                }
+                "counter" | "log" => None,
+                "snat" | "dnat" | "masquerade" | "redirect" => {
+                    self.note(
+                        &sptr,
+                        format!("`{key}` ends the chain like accept; the address translation itself is not modelled"),
+                    );
+                    Some(Action::Accept)
+                }
+                "mangle" => {
+                    self.note(
+                        &sptr,
+                        "a `set` statement changes packet metadata; later matches are read as if it had not",
+                    );
+                    None
+                }
+                other => {
+                    let text = compact(st);
+                    self.note(
+                        &sptr,
+                        format!("`{other}` statement is not modelled: the rule may or may not match ({text})"),
+                    );
+                    for m in &mut alts {
+                        m.opaque.push(Opaque { text: text.clone() });
+                    }
+                    None
+                }
+            };
+            if let Some(a) = verdict {
+                action = a;
+                break;
+            }
+        }
+        let rules = &mut self.chains[ci].rules;
+        for m in alts {
+            rules.push(Rule {
+                matches: m,
+                action: action.clone(),
+                origin: origin.clone(),
+                comment: comment.clone(),
+            });
+        }
+    }
+
+    /// Apply one `match` statement to every alternative; false on a hard error.
+    fn match_stmt(
+        &mut self,
+        body: &'a Value,
+        ptr: &str,
+        stmt: &Value,
+        family: &str,
+        table: &str,
+        alts: &mut Vec<Match>,
+    ) -> bool {
+        let mptr = ptr_join(ptr, "match");
+        match self.match_inner(body, &mptr, family, table, alts) {
+            Ok(()) => true,
+            Err(Why::Bad(e)) if e.help.is_some() => {
+                self.errors.push(e);
+                false
+            }
+            Err(Why::Bad(e)) => {
+                self.errors.push(e.with_help(
+                    "the file should be the unchanged output of `nft -j list ruleset` (libnftables JSON schema)",
+                ));
+                false
+            }
+            Err(Why::Unsupported(why)) => {
+                let text = compact(stmt);
+                self.note(
+                    &mptr,
+                    format!("{why}; the rule may or may not match ({text})"),
+                );
+                for m in alts.iter_mut() {
+                    m.opaque.push(Opaque { text: text.clone() });
+                }
+                true
+            }
+        }
+    }
+
+    fn match_inner(
+        &mut self,
+        body: &'a Value,
+        ptr: &str,
+        family: &str,
+        table: &str,
+        alts: &mut Vec<Match>,
+    ) -> Result<(), Why> {
+        let Some(o) = body.as_object() else {
+            return Err(self.bad(
+                ptr,
+                "`match` must be an object with `left`, `right` and `op`",
+            ));
+        };
+        let (Some(left), Some(right)) = (o.get("left"), o.get("right")) else {
+            return Err(self.bad(ptr, "`match` needs both `left` and `right`"));
+        };
+        let field = self.field(left)?;
+        let op = match o.get("op").map(Value::as_str) {
+            None | Some(Some("implicit")) => {
+                if matches!(field, Field::CtState(_)) {
+                    Op::In
+                } else {
+                    Op::Eq
+                }
+            }
+            Some(Some("==")) | Some(Some("eq")) => Op::Eq,
+            Some(Some("!=")) | Some(Some("ne")) => Op::Ne,
+            Some(Some("in")) => Op::In,
+            Some(Some("<")) | Some(Some("lt")) => Op::Lt,
+            Some(Some(">")) | Some(Some("gt")) => Op::Gt,
+            Some(Some("<=")) | Some(Some("le")) => Op::Le,
+            Some(Some(">=")) | Some(Some("ge")) => Op::Ge,
+            _ => {
+                return Err(self.bad(
+                    &ptr_join(ptr, "op"),
+                    "`op` must be one of ==, !=, in, <, >, <=, >=",
+                ))
+            }
+        };
+        let rptr = ptr_join(ptr, "right");
+        match field {
+            Field::Addr(side, fam) => {
+                let set = self.numeric(right, &rptr, Kind::Addr(fam), op, family, table)?;
+                let addrs = match fam {
+                    Fam::V4 => AddrSet {
+                        v4: IntervalSet::from_ranges(
+                            set.iter().map(|&(a, b)| (a as u32, b as u32)),
+                        ),
+                        v6: IntervalSet::empty(),
+                    },
+                    Fam::V6 => AddrSet {
+                        v4: IntervalSet::empty(),
+                        v6: IntervalSet::from_ranges(set),
+                    },
+                };
+                for m in alts.iter_mut() {
+                    match side {
+                        Side::Src => m.src = m.src.intersect(&addrs),
+                        Side::Dst => m.dst = m.dst.intersect(&addrs),
+                    }
+                    restrict_family(m, fam);
+                }
+            }
+            Field::Proto(fam) => {
+                let set = self.numeric(right, &rptr, Kind::Proto, op, family, table)?;
+                let p = IntervalSet::from_ranges(set.iter().map(|&(a, b)| (a as u8, b as u8)));
+                for m in alts.iter_mut() {
+                    m.protocol = m.protocol.intersect(&p);
+                    if let Some(f) = fam {
+                        restrict_family(m, f);
+                    }
+                }
+            }
+            Field::Port(side, proto) => {
+                let set = self.numeric(right, &rptr, Kind::Port, op, family, table)?;
+                let ports =
+                    IntervalSet::from_ranges(set.iter().map(|&(a, b)| (a as u16, b as u16)));
+                let mut out = Vec::with_capacity(alts.len());
+                for mut m in alts.drain(..) {
+                    if let Some(p) = proto {
+                        m.protocol = m.protocol.intersect(&IntervalSet::single(p));
+                        restrict_port(&mut m, side, &ports);
+                        out.push(m);
+                        continue;
+                    }
+                    // `th`: exact for protocols with ports, unknown bytes for the rest.
+                    let mut other = m.clone();
+                    other.protocol = other.protocol.difference(&port_protos());
+                    m.protocol = m.protocol.intersect(&port_protos());
+                    restrict_port(&mut m, side, &ports);
+                    let had_port_part = !m.protocol.is_empty();
+                    if had_port_part {
+                        out.push(m);
+                    }
+                    if !other.protocol.is_empty() {
+                        let text = "th port on a protocol without ports".to_string();
+                        if !other.opaque.iter().any(|o| o.text == text) {
+                            other.opaque.push(Opaque { text });
+                        }
+                        out.push(other);
+                    }
+                }
+                if out.is_empty() {
+                    // Every alternative became impossible: keep one empty match.
+                    let mut m = Match::any();
+                    m.protocol = IntervalSet::empty();
+                    out.push(m);
+                }
+                *alts = out;
+            }
+            Field::Iface(side, by_index) => {
+                if by_index {
+                    // iif/oif: resolved to an index at load time; the dump prints the name.
+                }
+                if matches!(op, Op::Lt | Op::Gt | Op::Le | Op::Ge) {
+                    return Err(Why::Unsupported(
+                        "ordering comparison on an interface name is not modelled".into(),
+                    ));
+                }
+                let pats = self.ifaces(right, &rptr, family, table)?;
+                let set = if op == Op::Ne {
+                    IfaceSet::except(pats)
+                } else {
+                    IfaceSet::only(pats)
+                };
+                for m in alts.iter() {
+                    let cur = match side {
+                        Side::Src => &m.iif,
+                        Side::Dst => &m.oif,
+                    };
+                    if !cur.is_any() {
+                        return Err(Why::Unsupported(
+                            "a second match on the same interface is not modelled".into(),
+                        ));
+                    }
+                }
+                for m in alts.iter_mut() {
+                    match side {
+                        Side::Src => m.iif = set.clone(),
+                        Side::Dst => m.oif = set.clone(),
+                    }
+                }
+            }
+            Field::Family => {
+                let Some(name) = right.as_str() else {
+                    return Err(Why::Unsupported(
+                        "`meta nfproto` with a non-name value".into(),
+                    ));
+                };
+                let fam = match name {
+                    "ipv4" | "ip" => Fam::V4,
+                    "ipv6" | "ip6" => Fam::V6,
+                    _ => {
+                        return Err(Why::Unsupported(format!(
+                            "protocol family `{name}` is not modelled"
+                        )))
+                    }
+                };
+                let fam = match (op, fam) {
+                    (Op::Eq | Op::In, f) => f,
+                    (Op::Ne, Fam::V4) => Fam::V6,
+                    (Op::Ne, Fam::V6) => Fam::V4,
+                    _ => return Err(Why::Unsupported("ordering comparison on a family".into())),
+                };
+                for m in alts.iter_mut() {
+                    restrict_family(m, fam);
+                }
+            }
+            Field::CtState(mask) => {
+                let states = self.ct_state(right, &rptr, op, mask)?;
+                for m in alts.iter_mut() {
+                    m.ct_state = CtStates(m.ct_state.0 & states.0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn field(&self, left: &Value) -> Result<Field, Why> {
+        let unsupported =
+            || Why::Unsupported(format!("match on {} is not modelled", compact(left)));
+        let Some((key, body)) = single_key(left) else {
+            return Err(unsupported());
+        };
+        match key {
+            "payload" => {
+                let p = body.get("protocol").and_then(Value::as_str);
+                let f = body.get("field").and_then(Value::as_str);
+                let (Some(p), Some(f)) = (p, f) else {
+                    return Err(unsupported());
+                };
+                let side = match f {
+                    "saddr" | "sport" => Some(Side::Src),
+                    "daddr" | "dport" => Some(Side::Dst),
+                    _ => None,
+                };
+                Ok(match (p, f, side) {
+                    ("ip", "saddr" | "daddr", Some(s)) => Field::Addr(s, Fam::V4),
+                    ("ip6", "saddr" | "daddr", Some(s)) => Field::Addr(s, Fam::V6),
+                    ("ip", "protocol", _) => Field::Proto(Some(Fam::V4)),
+                    ("ip6", "nexthdr", _) => Field::Proto(Some(Fam::V6)),
+                    ("th", "sport" | "dport", Some(s)) => Field::Port(s, None),
+                    (t, "sport" | "dport", Some(s)) => match t {
+                        "tcp" => Field::Port(s, Some(proto::TCP)),
+                        "udp" => Field::Port(s, Some(proto::UDP)),
+                        "sctp" => Field::Port(s, Some(proto::SCTP)),
+                        "dccp" => Field::Port(s, Some(33)),
+                        "udplite" => Field::Port(s, Some(136)),
+                        _ => return Err(unsupported()),
+                    },
+                    _ => return Err(unsupported()),
+                })
+            }
+            "meta" => match body.get("key").and_then(Value::as_str) {
+                Some("l4proto") => Ok(Field::Proto(None)),
+                Some("iifname") => Ok(Field::Iface(Side::Src, false)),
+                Some("oifname") => Ok(Field::Iface(Side::Dst, false)),
+                Some("iif") => Ok(Field::Iface(Side::Src, true)),
+                Some("oif") => Ok(Field::Iface(Side::Dst, true)),
+                Some("nfproto") | Some("protocol") => Ok(Field::Family),
+                _ => Err(unsupported()),
+            },
+            "ct" => match body.get("key").and_then(Value::as_str) {
+                Some("state") if body.get("dir").is_none() => Ok(Field::CtState(None)),
+                _ => Err(unsupported()),
+            },
+            "&" => {
+                let arr = body
+                    .as_array()
+                    .filter(|a| a.len() == 2)
+                    .ok_or_else(unsupported)?;
+                if matches!(self.field(&arr[0]), Ok(Field::CtState(None))) {
+                    let mask = self.ct_value(&arr[1]).ok_or_else(unsupported)?;
+                    Ok(Field::CtState(Some(
+                        u8::try_from(mask).map_err(|_| unsupported())?,
+                    )))
+                } else {
+                    Err(unsupported())
+                }
+            }
+            _ => Err(unsupported()),
+        }
+    }
+
+    /// A ct state value: a name, a number, a flag list or `{"|": [...]}`.
+    fn ct_value(&self, v: &Value) -> Option<u32> {
+        match v {
+            Value::String(s) => CtStates::parse_one(s).map(kernel_ct_bit),
+            Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            Value::Array(a) => a.iter().try_fold(0, |acc, x| Some(acc | self.ct_value(x)?)),
+            Value::Object(_) => {
+                let (k, b) = single_key(v)?;
+                if k == "|" {
+                    self.ct_value(b)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn ct_state(
+        &self,
+        right: &Value,
+        ptr: &str,
+        op: Op,
+        mask: Option<u8>,
+    ) -> Result<CtStates, Why> {
+        let mask = mask.map(u32::from).unwrap_or(u32::MAX);
+        // A set: membership of the (masked) value.
+        let members: Option<Vec<u32>> = match single_key(right) {
+            Some(("set", Value::Array(elems))) => Some(
+                elems
+                    .iter()
+                    .map(|e| {
+                        let e = e.get("elem").and_then(|x| x.get("val")).unwrap_or(e);
+                        self.ct_value(e)
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| self.bad(ptr, "expected conntrack state names (new, established, related, invalid, untracked)"))?,
+            ),
+            _ => None,
+        };
+        let value = match &members {
+            Some(_) => 0,
+            None => match right.as_str() {
+                Some(s) if s.starts_with('@') => {
+                    return Err(Why::Unsupported("a named set of conntrack states is not modelled".into()))
+                }
+                _ => self.ct_value(right).ok_or_else(|| {
+                    self.bad(ptr, "expected conntrack state names (new, established, related, invalid, untracked)")
+                })?,
+            },
+        };
+        let mut out = 0u8;
+        for st in MODEL_STATES {
+            let s = kernel_ct_bit(st) & mask;
+            let hit = match (&members, op) {
+                (Some(ms), Op::Eq | Op::In) => ms.contains(&s),
+                (Some(ms), Op::Ne) => !ms.contains(&s),
+                (None, Op::In) => s & value != 0,
+                (None, Op::Eq) => s == value,
+                (None, Op::Ne) => s != value,
+                _ => {
+                    return Err(Why::Unsupported(
+                        "ordering comparison on conntrack state".into(),
+                    ))
+                }
+            };
+            if hit {
+                out |= st;
+            }
+        }
+        Ok(CtStates(out))
+    }
+
+    /// Read a right-hand side as numeric ranges, then apply the operator.
+    fn numeric(
+        &mut self,
+        right: &'a Value,
+        ptr: &str,
+        kind: Kind,
+        op: Op,
+        family: &str,
+        table: &str,
+    ) -> Result<Vec<(u128, u128)>, Why> {
+        let mut ranges = Vec::new();
+        self.collect(right, ptr, kind, family, table, &mut ranges, 0)?;
+        let set = IntervalSet::from_ranges(ranges);
+        let max = kind.max();
+        let within = |s: &IntervalSet<u128>| s.intersect(&IntervalSet::range(0, max));
+        let single = || -> Result<u128, Why> {
+            match set.ranges() {
+                [(a, b)] if a == b => Ok(*a),
+                _ => Err(Why::Unsupported(
+                    "an ordering comparison against a set or range".into(),
+                )),
+            }
+        };
+        let out = match op {
+            Op::Eq | Op::In => set.clone(),
+            Op::Ne => within(&set.complement()),
+            Op::Lt => match single()? {
+                0 => IntervalSet::empty(),
+                v => IntervalSet::range(0, v - 1),
+            },
+            Op::Le => IntervalSet::range(0, single()?),
+            Op::Gt => {
+                let v = single()?;
+                if v >= max {
+                    IntervalSet::empty()
+                } else {
+                    IntervalSet::range(v + 1, max)
+                }
+            }
+            Op::Ge => IntervalSet::range(single()?, max),
+        };
+        Ok(out.ranges().to_vec())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn collect(
+        &mut self,
+        v: &'a Value,
+        ptr: &str,
+        kind: Kind,
+        family: &str,
+        table: &str,
+        out: &mut Vec<(u128, u128)>,
+        depth: u8,
+    ) -> Result<(), Why> {
+        if depth > 4 {
+            return Err(self.bad(ptr, "set elements nest too deeply"));
+        }
+        match v {
+            Value::String(s) if s.starts_with('@') => {
+                let (elems, sptr) = self.named_set(&s[1..], ptr, family, table)?;
+                for (i, e) in elems.iter().enumerate() {
+                    self.collect(
+                        e,
+                        &format!("{sptr}/{i}"),
+                        kind,
+                        family,
+                        table,
+                        out,
+                        depth + 1,
+                    )?;
+                }
+                Ok(())
+            }
+            Value::Array(a) => {
+                for (i, e) in a.iter().enumerate() {
+                    self.collect(
+                        e,
+                        &format!("{ptr}/{i}"),
+                        kind,
+                        family,
+                        table,
+                        out,
+                        depth + 1,
+                    )?;
+                }
+                Ok(())
+            }
+            Value::Object(_) => {
+                let Some((k, body)) = single_key(v) else {
+                    return Err(self.bad(
+                        ptr,
+                        format!("expected {}, a prefix, a range or a set", kind.what()),
+                    ));
+                };
+                let kptr = ptr_join(ptr, k);
+                match k {
+                    "set" => self.collect(body, &kptr, kind, family, table, out, depth + 1),
+                    "elem" => match body.get("val") {
+                        Some(val) => self.collect(
+                            val,
+                            &ptr_join(&kptr, "val"),
+                            kind,
+                            family,
+                            table,
+                            out,
+                            depth + 1,
+                        ),
+                        None => Err(self.bad(&kptr, "`elem` needs a `val`")),
+                    },
+                    "range" => {
+                        let r = body.as_array().filter(|a| a.len() == 2).ok_or_else(|| {
+                            self.bad(&kptr, "`range` must be an array of two values")
+                        })?;
+                        let lo = self.scalar(&r[0], &format!("{kptr}/0"), kind)?;
+                        let hi = self.scalar(&r[1], &format!("{kptr}/1"), kind)?;
+                        out.push((lo, hi));
+                        Ok(())
+                    }
+                    "prefix" => {
+                        let Kind::Addr(fam) = kind else {
+                            return Err(self.bad(
+                                &kptr,
+                                format!("a prefix where {} was expected", kind.what()),
+                            ));
+                        };
+                        let addr = body
+                            .get("addr")
+                            .ok_or_else(|| self.bad(&kptr, "`prefix` needs `addr`"))?;
+                        let len = body
+                            .get("len")
+                            .and_then(Value::as_u64)
+                            .ok_or_else(|| self.bad(&kptr, "`prefix` needs an integer `len`"))?;
+                        let a = self.scalar(addr, &ptr_join(&kptr, "addr"), kind)?;
+                        let bits = if fam == Fam::V4 { 32 } else { 128 };
+                        if len > bits {
+                            return Err(self.bad(
+                                &ptr_join(&kptr, "len"),
+                                format!("prefix length {len} is longer than {bits}"),
+                            ));
+                        }
+                        let host = if len == bits { 0 } else { kind.max() >> len };
+                        out.push((a & !host, (a & !host) | host));
+                        Ok(())
+                    }
+                    _ => Err(Why::Unsupported(format!(
+                        "value {} is not modelled",
+                        compact(v)
+                    ))),
+                }
+            }
+            _ => {
+                let x = self.scalar(v, ptr, kind)?;
+                out.push((x, x));
+                Ok(())
+            }
+        }
+    }
+
+    fn scalar(&self, v: &Value, ptr: &str, kind: Kind) -> Result<u128, Why> {
+        let bad = || {
+            self.bad(
+                ptr,
+                format!("expected {}, found {}", kind.what(), compact(v)),
+            )
+        };
+        let n = match (kind, v) {
+            (_, Value::Number(n)) if kind != Kind::Addr(Fam::V6) => n.as_u64().map(u128::from).ok_or_else(bad)?,
+            (Kind::Addr(Fam::V4), Value::String(s)) => s.parse::<Ipv4Addr>().map(|a| u32::from(a) as u128).map_err(|_| bad())?,
+            (Kind::Addr(Fam::V6), Value::String(s)) => s.parse::<Ipv6Addr>().map(u128::from).map_err(|_| bad())?,
+            (Kind::Proto, Value::String(s)) => proto_number(s).map(u128::from).ok_or_else(bad)?,
+            (Kind::Port, Value::String(s)) => match s.parse::<u16>() {
+                Ok(p) => p as u128,
+                Err(_) => {
+                    return Err(Why::Unsupported(format!(
+                        "service name `{s}` (list with `nft -j list ruleset` without -S to get numbers)"
+                    )))
+                }
+            },
+            _ => return Err(bad()),
+        };
+        if n > kind.max() {
+            return Err(bad());
+        }
+        Ok(n)
+    }
+
+    fn named_set(
+        &mut self,
+        name: &str,
+        ptr: &str,
+        family: &str,
+        table: &str,
+    ) -> Result<(&'a Vec<Value>, String), Why> {
+        let key = (family.to_string(), table.to_string(), name.to_string());
+        let Some(&(set, ref sptr)) = self.sets.get(&key) else {
+            let names: Vec<&str> = self
+                .sets
+                .keys()
+                .filter(|k| k.0 == family && k.1 == table)
+                .map(|k| k.2.as_str())
+                .collect();
+            let mut e = InputError::at_pointer(
+                self.file,
+                ptr,
+                format!("set @{name} is not defined in table {family} {table}"),
+            );
+            if let Some(c) = ringfence_diag::closest(name, names) {
+                e = e.with_help(format!("did you mean @{c}?"));
+            }
+            return Err(Why::Bad(e));
+        };
+        let sptr = sptr.clone();
+        if let Some(flags) = set.get("flags").and_then(Value::as_array) {
+            if flags
+                .iter()
+                .any(|f| matches!(f.as_str(), Some("dynamic" | "timeout")))
+            {
+                self.note(
+                    &sptr,
+                    format!("set @{name} is dynamic or has timeouts: its contents at dump time are used"),
+                );
+            }
+        }
+        static EMPTY: Vec<Value> = Vec::new();
+        match set.get("elem") {
+            None => Ok((&EMPTY, ptr_join(&sptr, "elem"))),
+            Some(Value::Array(a)) => Ok((a, ptr_join(&sptr, "elem"))),
+            Some(_) => Err(self.bad(&ptr_join(&sptr, "elem"), "`elem` must be an array")),
+        }
+    }
+
+    fn ifaces(
+        &mut self,
+        v: &'a Value,
+        ptr: &str,
+        family: &str,
+        table: &str,
+    ) -> Result<Vec<IfacePattern>, Why> {
+        let mut out = Vec::new();
+        self.iface_collect(v, ptr, family, table, &mut out, 0)?;
+        Ok(out)
+    }
+
+    fn iface_collect(
+        &mut self,
+        v: &'a Value,
+        ptr: &str,
+        family: &str,
+        table: &str,
+        out: &mut Vec<IfacePattern>,
+        depth: u8,
+    ) -> Result<(), Why> {
+        if depth > 4 {
+            return Err(self.bad(ptr, "set elements nest too deeply"));
+        }
+        match v {
+            Value::String(s) if s.starts_with('@') => {
+                let (elems, sptr) = self.named_set(&s[1..], ptr, family, table)?;
+                for (i, e) in elems.iter().enumerate() {
+                    self.iface_collect(e, &format!("{sptr}/{i}"), family, table, out, depth + 1)?;
+                }
+                Ok(())
+            }
+            Value::String(s) => {
+                if s.contains('\\') {
+                    return Err(Why::Unsupported(format!("escaped interface name `{s}` is not modelled")));
+                }
+                out.push(IfacePattern::from_nft(s));
+                Ok(())
+            }
+            Value::Array(a) => {
+                for (i, e) in a.iter().enumerate() {
+                    self.iface_collect(e, &format!("{ptr}/{i}"), family, table, out, depth + 1)?;
+                }
+                Ok(())
+            }
+            _ => match single_key(v) {
+                Some(("set", b)) => self.iface_collect(b, &ptr_join(ptr, "set"), family, table, out, depth + 1),
+                Some(("elem", b)) => match b.get("val") {
+                    Some(val) => self.iface_collect(val, &ptr_join(ptr, "elem"), family, table, out, depth + 1),
+                    None => Err(self.bad(ptr, "`elem` needs a `val`")),
+                },
+                Some(("range", _)) => Err(Why::Unsupported(
+                    "a range of interface names (nft 1.0.x prints wildcard set elements this way and loses them)".into(),
+                )),
+                _ => Err(self.bad(ptr, format!("expected an interface name or a set of names, found {}", compact(v)))),
+            },
+        }
+    }
+}
+
+fn restrict_port(m: &mut Match, side: Side, ports: &IntervalSet<u16>) {
+    match side {
+        Side::Src => m.sport = m.sport.intersect(ports),
+        Side::Dst => m.dport = m.dport.intersect(ports),
+    }
+}
+
+fn restrict_family(m: &mut Match, fam: Fam) {
+    let keep = match fam {
+        Fam::V4 => AddrSet::all_v4(),
+        Fam::V6 => AddrSet::all_v6(),
+    };
+    m.src = m.src.intersect(&keep);
+    m.dst = m.dst.intersect(&keep);
+}
+
+/// Standard priority names (ip, ip6 and inet families), optionally `name + n` / `name - n`.
+fn priority_name(s: &str) -> Option<i32> {
+    let s = s.trim();
+    if let Ok(n) = s.parse() {
+        return Some(n);
+    }
+    let (name, delta) = match s.find(['+', '-']) {
+        Some(i) => {
+            let d: i32 = s[i + 1..].trim().parse().ok()?;
+            (s[..i].trim(), if &s[i..i + 1] == "-" { -d } else { d })
+        }
+        None => (s, 0),
+    };
+    let base = match name {
+        "raw" => -300,
+        "mangle" => -150,
+        "dstnat" => -100,
+        "filter" => 0,
+        "security" => 50,
+        "srcnat" => 100,
+        _ => return None,
+    };
+    Some(base + delta)
+}
+
+fn compact(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}…", &s[..cut])
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_names_follow_nft_table() {
+        assert_eq!(priority_name("filter"), Some(0));
+        assert_eq!(priority_name("filter + 5"), Some(5));
+        assert_eq!(priority_name("raw"), Some(-300));
+        assert_eq!(priority_name("mangle - 1"), Some(-151));
+        assert_eq!(priority_name("-7"), Some(-7));
+        assert_eq!(priority_name("bogus"), None);
+    }
+}
