@@ -291,16 +291,16 @@ impl Site {
             .applicable_flows(&catalog)
             .into_iter()
             .map(|f| {
-                let mut sources = Vec::new();
+                let mut sources = UniqueNets::default();
                 let mut source_zones = Vec::new();
                 for e in &f.sources {
-                    push_unique(&mut sources, self.resolve_endpoint(e));
+                    sources.extend(self.resolve_endpoint(e));
                     source_zones.push(endpoint_label(e));
                 }
-                let mut destinations = Vec::new();
+                let mut destinations = UniqueNets::default();
                 let mut destination_zones = Vec::new();
                 for e in &f.destinations {
-                    push_unique(&mut destinations, self.resolve_endpoint(e));
+                    destinations.extend(self.resolve_endpoint(e));
                     destination_zones.push(endpoint_label(e));
                 }
                 let mut services = Vec::new();
@@ -314,8 +314,8 @@ impl Site {
                 ResolvedFlow {
                     id: f.id.clone(),
                     purpose: f.purpose.clone(),
-                    sources,
-                    destinations,
+                    sources: sources.into_vec(),
+                    destinations: destinations.into_vec(),
                     services,
                     action: f.action,
                     same_network: f.same_network,
@@ -332,11 +332,29 @@ impl Site {
     }
 }
 
-fn push_unique(into: &mut Vec<IpNet>, nets: Vec<IpNet>) {
-    for n in nets {
-        if !into.contains(&n) {
-            into.push(n);
+/// Networks in first-seen order without duplicates; linear in the number of
+/// networks, so sites with thousands of workload networks resolve quickly.
+#[derive(Default)]
+pub(crate) struct UniqueNets {
+    seen: std::collections::HashSet<IpNet>,
+    order: Vec<IpNet>,
+}
+
+impl UniqueNets {
+    pub(crate) fn push(&mut self, n: IpNet) {
+        if self.seen.insert(n) {
+            self.order.push(n);
         }
+    }
+
+    pub(crate) fn extend(&mut self, nets: impl IntoIterator<Item = IpNet>) {
+        for n in nets {
+            self.push(n);
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<IpNet> {
+        self.order
     }
 }
 

@@ -483,15 +483,11 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
                 );
                 continue;
             }
-            let mut nets = Vec::new();
+            let mut nets = crate::resolve::UniqueNets::default();
             let errors_before = errors.len();
             for v in values {
                 match parse_address(&v.value) {
-                    Ok(n) => {
-                        if !nets.contains(&n) {
-                            nets.push(n)
-                        }
-                    }
+                    Ok(n) => nets.push(n),
                     Err(msg) => errors.push(InputError::at(
                         file,
                         v.referenced.line(),
@@ -508,7 +504,7 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
                 // Already reported; do not also call the zone empty.
                 zones_with_errors.push(name.clone());
             }
-            zones.insert(name, nets);
+            zones.insert(name, nets.into_vec());
         }
     }
 
