@@ -35,6 +35,10 @@ enum Command {
     Man,
     /// Trace one packet (or a batch of JSON-lines packets) through a ruleset.
     Trace(cmd::trace::Args),
+    /// Verify a ruleset against a site: flows, replies, excess, shadowed and redundant rules.
+    Verify(cmd::verify::Args),
+    /// What a ruleset change newly allows and newly blocks.
+    Diff(cmd::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,8 @@ fn main() -> ExitCode {
                 .map(|()| exit::SUCCESS)
         }
         Some(Command::Trace(args)) => cmd::trace::run(args),
+        Some(Command::Verify(args)) => cmd::verify::run(args),
+        Some(Command::Diff(args)) => cmd::diff::run(args),
     };
     exit::finish(result)
 }

@@ -1,5 +1,7 @@
 //! One module per subcommand: argument definitions and the call into the library.
 
+pub mod diff;
 pub mod flows;
 pub mod site;
 pub mod trace;
+pub mod verify;
