@@ -33,6 +33,7 @@ pub struct TraceResult {
 pub struct Tracer<'a> {
     rs: &'a Ruleset,
     index: Vec<Option<DstIndex>>,
+    bases: Vec<(Hook, Vec<ChainId>)>,
 }
 
 enum Flow {
@@ -73,7 +74,11 @@ impl<'a> Tracer<'a> {
                 })
             })
             .collect();
-        Self { rs, index }
+        Self {
+            rs,
+            index,
+            bases: crate::engine::bases_by_hook(rs),
+        }
     }
 
     /// The ruleset being traced.
@@ -111,7 +116,13 @@ impl<'a> Tracer<'a> {
             uncertain: false,
             buf: Vec::new(),
         };
-        for base in self.rs.base_chains(hook) {
+        let bases = self
+            .bases
+            .iter()
+            .find(|(h, _)| *h == hook)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or(&[]);
+        for &base in bases {
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
             match self.eval(base, p, &mut w, 0) {
                 Flow::Decided(Verdict::Accept) => continue,

@@ -2,11 +2,12 @@
 //! rules, default deny — the report documented in `docs/verify-json.md`.
 
 use crate::engine::{Engine, Fate, Outcome, DEFAULT_BUDGET};
+use crate::space::ISet;
 use crate::space::{
     fam_full, format_addrs, format_ports, format_proto, proto_name, Fam, IfaceUniverse, PBox,
 };
 use ipnet::IpNet;
-use ringfence_model::{CtStates, Hook, IntervalSet, Policy, RuleRef, Ruleset};
+use ringfence_model::{CtStates, Hook, Policy, RuleRef, Ruleset};
 use ringfence_site::{FlowAction, Protocol, ResolvedFlow, ResolvedSite};
 use serde::Serialize;
 
@@ -150,18 +151,18 @@ pub struct VerifyReport {
 /// At most this many excess regions are listed (the summary counts them all).
 pub const MAX_REGIONS: usize = 200;
 
-fn ipnet_set(n: &IpNet) -> (Fam, IntervalSet<u128>) {
+fn ipnet_set(n: &IpNet) -> (Fam, ISet<u128>) {
     match n {
         IpNet::V4(n) => (
             Fam::V4,
-            IntervalSet::range(
+            ISet::range(
                 u32::from(n.network()) as u128,
                 u32::from(n.broadcast()) as u128,
             ),
         ),
         IpNet::V6(n) => (
             Fam::V6,
-            IntervalSet::range(u128::from(n.network()), u128::from(n.broadcast())),
+            ISet::range(u128::from(n.network()), u128::from(n.broadcast())),
         ),
     }
 }
@@ -174,16 +175,14 @@ pub fn flow_boxes(f: &ResolvedFlow, u: &IfaceUniverse, reply: bool) -> Vec<PBox>
         let (_, dst) = ipnet_set(&d);
         for svc in &f.services {
             let proto = match svc.protocol {
-                Protocol::Tcp => IntervalSet::single(6u8),
-                Protocol::Udp => IntervalSet::single(17),
-                Protocol::Icmp => IntervalSet::single(if fam == Fam::V4 { 1 } else { 58 }),
-                Protocol::Any => IntervalSet::full(),
+                Protocol::Tcp => ISet::single(6u8),
+                Protocol::Udp => ISet::single(17),
+                Protocol::Icmp => ISet::single(if fam == Fam::V4 { 1 } else { 58 }),
+                Protocol::Any => ISet::full(),
             };
             let ports = match svc.protocol {
-                Protocol::Tcp | Protocol::Udp => {
-                    IntervalSet::range(svc.ports.first, svc.ports.last)
-                }
-                _ => IntervalSet::full(),
+                Protocol::Tcp | Protocol::Udp => ISet::range(svc.ports.first, svc.ports.last),
+                _ => ISet::full(),
             };
             let mut b = PBox::full(fam, u);
             b.proto = proto;
@@ -310,38 +309,50 @@ pub fn check_flow(engine: &Engine<'_>, hook: Hook, f: &ResolvedFlow) -> FlowResu
 }
 
 /// Merge regions with equal fields except one address side, to keep the list short.
-fn merge_regions(mut boxes: Vec<(PBox, Vec<String>)>) -> Vec<(PBox, Vec<String>)> {
+fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> Vec<(PBox, K)> {
+    use std::collections::HashMap;
     for pass in 0..2 {
-        let mut out: Vec<(PBox, Vec<String>)> = Vec::new();
-        'next: for (b, rules) in boxes {
-            for (ob, orules) in out.iter_mut() {
-                let same_rest = ob.fam == b.fam
-                    && ob.proto == b.proto
-                    && ob.sport == b.sport
-                    && ob.dport == b.dport
-                    && ob.iif == b.iif
-                    && ob.oif == b.oif
-                    && ob.ct == b.ct
-                    && *orules == rules;
-                if same_rest && pass == 0 && ob.src == b.src {
-                    ob.dst = ob.dst.union(&b.dst);
-                    continue 'next;
-                }
-                if same_rest && pass == 1 && ob.dst == b.dst {
-                    ob.src = ob.src.union(&b.src);
-                    continue 'next;
+        // (first box of the group, its key, the merged side's ranges)
+        type Group<K> = (PBox, K, Vec<(u128, u128)>);
+        let mut out: Vec<Group<K>> = Vec::new();
+        let mut at: HashMap<(PBox, K), usize> = HashMap::new();
+        for (b, rules) in boxes {
+            // The key is the box with the merged side blanked.
+            let mut key = b.clone();
+            let side = if pass == 0 { &b.dst } else { &b.src };
+            let ranges = side.ranges().to_vec();
+            if pass == 0 {
+                key.dst = ISet::empty();
+            } else {
+                key.src = ISet::empty();
+            }
+            match at.get(&(key.clone(), rules.clone())) {
+                Some(&i) => out[i].2.extend(ranges),
+                None => {
+                    at.insert((key, rules.clone()), out.len());
+                    out.push((b, rules, ranges));
                 }
             }
-            out.push((b, rules));
         }
-        boxes = out;
+        boxes = out
+            .into_iter()
+            .map(|(mut b, rules, ranges)| {
+                let set = ISet::from_ranges(ranges);
+                if pass == 0 {
+                    b.dst = set;
+                } else {
+                    b.src = set;
+                }
+                (b, rules)
+            })
+            .collect();
     }
     boxes
 }
 
 /// Zones with the address sets they cover, from flows that name one zone per side.
-fn zone_sets(site: &ResolvedSite) -> Vec<(String, Fam, IntervalSet<u128>)> {
-    let mut zones: Vec<(String, Fam, IntervalSet<u128>)> = Vec::new();
+fn zone_sets(site: &ResolvedSite) -> Vec<(String, Fam, ISet<u128>)> {
+    let mut zones: Vec<(String, Fam, ISet<u128>)> = Vec::new();
     let mut add = |name: &String, nets: &[IpNet]| {
         for n in nets {
             let (fam, set) = ipnet_set(n);
@@ -369,25 +380,39 @@ fn zone_sets(site: &ResolvedSite) -> Vec<(String, Fam, IntervalSet<u128>)> {
 pub fn render_regions(
     engine: &Engine<'_>,
     outcomes: &[Outcome],
-    zones: &[(String, Fam, IntervalSet<u128>)],
+    zones: &[(String, Fam, ISet<u128>)],
 ) -> Vec<Region> {
-    let boxes: Vec<(PBox, Vec<String>)> = outcomes
+    render_merged(
+        engine,
+        merge_regions(outcome_boxes(outcomes)),
+        zones,
+        usize::MAX,
+    )
+}
+
+/// Accepted outcomes as boxes with their accepting rule's key.
+fn outcome_boxes(outcomes: &[Outcome]) -> Vec<(PBox, Option<(u32, u32)>)> {
+    outcomes
         .iter()
-        .map(|o| {
-            let rules = o
-                .path
-                .iter()
-                .rev()
-                .take(1)
-                .map(|&k| engine.rule_ref(k).to_string())
-                .collect();
-            (o.b.clone(), rules)
-        })
-        .collect();
-    merge_regions(boxes)
+        .map(|o| (o.b.clone(), o.path.last().copied()))
+        .collect()
+}
+
+/// Render already merged regions, at most `limit` of them.
+fn render_merged(
+    engine: &Engine<'_>,
+    merged: Vec<(PBox, Option<(u32, u32)>)>,
+    zones: &[(String, Fam, ISet<u128>)],
+    limit: usize,
+) -> Vec<Region> {
+    merged
         .into_iter()
-        .map(|(b, rules)| {
-            let zones_of = |s: &IntervalSet<u128>| {
+        .take(limit)
+        .map(|(b, key)| {
+            let rules = key
+                .map(|k| vec![engine.rule_ref(k).to_string()])
+                .unwrap_or_default();
+            let zones_of = |s: &ISet<u128>| {
                 zones
                     .iter()
                     .filter(|(_, f, z)| *f == b.fam && s.is_subset(z))
@@ -440,27 +465,46 @@ fn rule_string(r: &RuleRef) -> String {
 
 /// Run every check of `verify`.
 pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
+    let timing = std::env::var_os("RINGFENCE_TIMING").is_some();
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| {
+        if timing {
+            eprintln!("timing: {what}: {:?}", t0.elapsed());
+        }
+    };
     let engine = Engine::new(rs, IfaceUniverse::new([rs]));
-    let flows: Vec<FlowResult> = site
-        .allowed()
-        .map(|f| check_flow(&engine, hook, f))
-        .collect();
-    // Excess: what is accepted inside the deny rows beyond every allow flow.
-    let allowed: Vec<PBox> = site
-        .allowed()
-        .flat_map(|f| flow_boxes(f, &engine.u, false))
-        .collect();
-    let scope: Vec<PBox> = site
-        .flows
-        .iter()
-        .filter(|f| f.action == FlowAction::Deny)
-        .flat_map(|f| flow_boxes(f, &engine.u, false))
-        .map(|b| engine.restrict_to_hook(b, hook, CtStates::NEW))
-        .collect();
-    let (acc, incomplete) = engine.accepted_beyond(hook, &scope, &allowed, DEFAULT_BUDGET);
-    let zones = zone_sets(site);
-    let excess = render_regions(&engine, &acc, &zones);
-    let an = engine.anomalies(20_000);
+    lap("compile plans");
+    // Shadowed/redundant rules on one core, flows and excess on the other.
+    let (an, (flows, excess_total, excess, incomplete)) = std::thread::scope(|sc| {
+        let anomalies = sc.spawn(|| engine.anomalies(20_000));
+        let flows: Vec<FlowResult> = site
+            .allowed()
+            .map(|f| check_flow(&engine, hook, f))
+            .collect();
+        lap("flows and replies");
+        // Excess: what is accepted inside the deny rows beyond every allow flow.
+        let allowed: Vec<PBox> = site
+            .allowed()
+            .flat_map(|f| flow_boxes(f, &engine.u, false))
+            .collect();
+        let scope: Vec<PBox> = site
+            .flows
+            .iter()
+            .filter(|f| f.action == FlowAction::Deny)
+            .flat_map(|f| flow_boxes(f, &engine.u, false))
+            .map(|b| engine.restrict_to_hook(b, hook, CtStates::NEW))
+            .collect();
+        let (acc, incomplete) = engine.accepted_beyond(hook, &scope, &allowed, DEFAULT_BUDGET);
+        lap("excess");
+        let zones = zone_sets(site);
+        let merged = merge_regions(outcome_boxes(&acc));
+        let total = merged.len();
+        let excess = render_merged(&engine, merged, &zones, MAX_REGIONS);
+        lap("render excess");
+        let an = anomalies.join().expect("anomaly worker panicked");
+        lap("shadowed and redundant");
+        (an, (flows, total, excess, incomplete))
+    });
     let finding = |a: &crate::engine::Anomaly| RuleFinding {
         rule: rule_string(&a.rule),
         chain: a.chain.clone(),
@@ -484,14 +528,12 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         blocked: count(Status::Blocked),
         unknown: count(Status::Unknown),
         replies_not_allowed,
-        excess: excess.len(),
+        excess: excess_total,
         excess_complete: !incomplete,
         shadowed: shadowed.len(),
         redundant: redundant.len(),
         ok,
     };
-    let mut excess = excess;
-    excess.truncate(MAX_REGIONS);
     VerifyReport {
         ruleset: rs.source.clone(),
         hook: hook.to_string(),

@@ -382,12 +382,13 @@ fn random_rule(rng: &mut Rng, ci: usize, n_user: usize) -> String {
         );
     }
     if rng.chance(10) {
-        r.push_str(*rng.pick(&[
+        let states = rng.pick::<&str>(&[
             " -m conntrack --ctstate NEW",
             " -m state --state NEW,ESTABLISHED",
             " -m conntrack ! --ctstate NEW",
             " -m conntrack --ctstate INVALID",
-        ]));
+        ]);
+        r.push_str(states);
     }
     if rng.chance(10) {
         r.push_str(" -m comment --comment \"rule with spaces\"");
