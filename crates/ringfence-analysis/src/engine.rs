@@ -70,6 +70,9 @@ pub struct OverBudget;
 /// Default fragment budget of one walk.
 pub const DEFAULT_BUDGET: usize = 200_000;
 
+/// Most fragment-box comparisons one walk may make before it gives up.
+pub const WORK_LIMIT: usize = 32_000_000;
+
 /// A region with the fate a hook gives it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -229,6 +232,9 @@ impl<'a> Engine<'a> {
         cands.sort_unstable();
         cands.dedup();
         let mut decided = Vec::new();
+        // Work bound: fragment-box comparisons; a region that many boxes cut
+        // apart could otherwise take quadratic time before the budget trips.
+        let mut work: usize = 0;
         for j in cands {
             if j < from || j >= to {
                 continue;
@@ -239,6 +245,10 @@ impl<'a> Engine<'a> {
             let q = &plan.pieces[j as usize];
             if may_not_match && q.fate == Fate::Unknown {
                 continue;
+            }
+            work += frags.len();
+            if work > WORK_LIMIT {
+                return Err(OverBudget);
             }
             let mut next = Vec::with_capacity(frags.len());
             for (f, pos) in frags {
@@ -674,8 +684,13 @@ impl<'a> Engine<'a> {
         }
         // Exhaustive depth-first search over fragments.
         let mut stack: Vec<(PBox, usize, u32)> = vec![(b.clone(), 0, 0)];
+        let mut work: usize = 0;
         while let Some((f, mut k, rp)) = stack.pop() {
             loop {
+                work += 1;
+                if work > WORK_LIMIT / 16 {
+                    return None;
+                }
                 if k == cands.len() {
                     if rp <= to {
                         return Some(true);

@@ -383,3 +383,52 @@ pub fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = "*filter\n:FORWARD DROP [0:0]\n:WEB - [0:0]\n\
+        -A FORWARD -i eth+ -p tcp -m tcp --dport 443 -j WEB\n\
+        -A FORWARD -p udp -j REJECT\n\
+        -A WEB -s 10.0.0.0/8 -j ACCEPT\nCOMMIT\n";
+
+    fn tracer_for(text: &str) -> Ruleset {
+        ringfence_parse::parse_ruleset(text, "r.rules", RulesetFormat::Auto).unwrap()
+    }
+
+    #[test]
+    fn batch_writes_one_verdict_line_per_packet_in_order() {
+        let rs = tracer_for(RULES);
+        let t = Tracer::new(&rs);
+        let input = concat!(
+            "{\"src\":\"10.1.1.1\",\"dst\":\"192.0.2.1\",\"proto\":\"tcp\",\"sport\":5000,\"dport\":443,\"iif\":\"eth0\",\"oif\":\"eth1\"}\n",
+            "\n",
+            "{\"src\":\"11.1.1.1\",\"dst\":\"192.0.2.1\",\"proto\":6,\"dport\":443,\"iif\":\"eth0\"}\n",
+            "{\"src\":\"10.1.1.1\",\"dst\":\"192.0.2.1\",\"proto\":\"udp\",\"dport\":53}\n",
+        );
+        let out = batch(&t, Hook::Forward, input, "p.jsonl").unwrap();
+        assert_eq!(
+            out,
+            "{\"verdict\":\"accept\",\"rule\":\"r.rules:6\",\"uncertain\":false}\n\
+             {\"verdict\":\"drop\",\"rule\":\"policy of FORWARD\",\"uncertain\":false}\n\
+             {\"verdict\":\"reject\",\"rule\":\"r.rules:5\",\"uncertain\":false}\n"
+        );
+    }
+
+    #[test]
+    fn batch_errors_name_the_line_and_column() {
+        let rs = tracer_for(RULES);
+        let t = Tracer::new(&rs);
+        let input = "{\"src\":\"10.1.1.1\",\"dst\":\"192.0.2.1\",\"proto\":\"tcp\"}\n{\"src\":\"10.1.1.300\",\"dst\":\"192.0.2.1\",\"proto\":\"tcp\"}\n";
+        let Err(CliError::Input(e)) = batch(&t, Hook::Forward, input, "p.jsonl") else {
+            panic!("expected an input error");
+        };
+        assert_eq!(e.0[0].position(), "p.jsonl:2:9");
+        let input = "{\"src\":\"10.1.1.1\",\"dst\":\"192.0.2.1\",\"proto\":999}\n";
+        let Err(CliError::Input(e)) = batch(&t, Hook::Forward, input, "p.jsonl") else {
+            panic!("expected an input error");
+        };
+        assert!(e.0[0].message.contains("above 255"), "{}", e.0[0]);
+    }
+}
