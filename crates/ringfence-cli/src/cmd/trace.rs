@@ -2,6 +2,7 @@
 
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
+use ringfence_analysis::trace::TraceScratch;
 use ringfence_analysis::Tracer;
 use ringfence_diag::InputError;
 use ringfence_model::{proto, CtStates, Hook, Packet, Ruleset, Verdict};
@@ -267,7 +268,7 @@ struct PacketLine<'a> {
     oif: Option<Cow<'a, str>>,
 }
 
-fn parse_line(line: &str, file: &str, lineno: u64) -> Result<Packet, InputError> {
+fn parse_line(line: &str, file: &str, lineno: u64, out: &mut Packet) -> Result<(), InputError> {
     let pl: PacketLine = serde_json::from_str(line).map_err(|e| {
         InputError::at(
             file,
@@ -308,16 +309,24 @@ fn parse_line(line: &str, file: &str, lineno: u64) -> Result<Packet, InputError>
             )
         })?,
     };
-    Ok(Packet {
-        src,
-        dst,
-        protocol,
-        sport: pl.sport,
-        dport: pl.dport,
-        iif: pl.iif.map(Cow::into_owned),
-        oif: pl.oif.map(Cow::into_owned),
-        ct_state: CtStates::NEW,
-    })
+    out.src = src;
+    out.dst = dst;
+    out.protocol = protocol;
+    out.sport = pl.sport;
+    out.dport = pl.dport;
+    out.ct_state = CtStates::NEW;
+    // Reuse the interface strings' buffers from the previous packet.
+    for (slot, v) in [(&mut out.iif, pl.iif), (&mut out.oif, pl.oif)] {
+        match (slot.as_mut(), v) {
+            (Some(s), Some(v)) => {
+                s.clear();
+                s.push_str(&v);
+            }
+            (None, Some(v)) => *slot = Some(v.into_owned()),
+            (_, None) => *slot = None,
+        }
+    }
+    Ok(())
 }
 
 fn batch_chunk(
@@ -329,14 +338,22 @@ fn batch_chunk(
     let mut out = String::with_capacity(lines.len() * 48);
     // Rendered rule references, per deciding rule (few distinct ones).
     let mut names: std::collections::HashMap<(u32, u32), String> = std::collections::HashMap::new();
+    let mut scratch = TraceScratch::default();
+    let mut p = Packet::new_connection(
+        IpAddr::from([0, 0, 0, 0]),
+        IpAddr::from([0, 0, 0, 0]),
+        0,
+        0,
+        0,
+    );
     for &(lineno, line) in lines {
-        let p = parse_line(line, file, lineno)?;
-        let (verdict, path, uncertain) = tracer.trace_raw(hook, &p);
+        parse_line(line, file, lineno, &mut p)?;
+        let (verdict, last, uncertain) = tracer.trace_with(hook, &p, &mut scratch);
         out.push_str("{\"verdict\":\"");
         out.push_str(verdict_name(verdict));
         out.push_str("\",\"rule\":");
-        match path.last() {
-            Some(&k) => {
+        match last {
+            Some(k) => {
                 let name = names.entry(k).or_insert_with(|| {
                     serde_json::to_string(&tracer.rule_ref(k).to_string()).expect("json string")
                 });
