@@ -21,7 +21,7 @@ use crate::space::{match_boxes, IfaceUniverse, PBox};
 use ringfence_model::{Action, ChainId, CtStates, Hook, Policy, RuleRef, Ruleset};
 
 /// Path of `(chain, rule)` keys; rule `u32::MAX` stands for the chain policy.
-pub type Path = Vec<(u32, u32)>;
+pub type Path = smallvec::SmallVec<[(u32, u32); 3]>;
 
 /// What a plan box does with the packets in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,7 +279,7 @@ impl<'a> Engine<'a> {
         self.classify_from(
             hook,
             0,
-            region.into_iter().map(|b| (b, Vec::new())).collect(),
+            region.into_iter().map(|b| (b, Path::new())).collect(),
         )
     }
 
@@ -387,7 +387,7 @@ impl<'a> Engine<'a> {
                     Some(v) => out.extend(v.into_iter().map(|b| Outcome {
                         b,
                         fate: Fate::Accept,
-                        path: Vec::new(),
+                        path: Path::new(),
                     })),
                     None => incomplete = true,
                 }
@@ -457,7 +457,7 @@ impl<'a> Engine<'a> {
                         .collect();
                     reach.extend(
                         surv.into_iter()
-                            .map(|(b, _)| (b, vec![(first.0 as u32, u32::MAX)])),
+                            .map(|(b, _)| (b, smallvec::smallvec![(first.0 as u32, u32::MAX)])),
                     );
                     match self.classify_from(hook, 1, reach) {
                         Ok(v) => out.extend(v.into_iter().filter(|o| o.fate == Fate::Accept)),
@@ -835,7 +835,7 @@ fn build(
                 pieces.push(Piece {
                     b: b.clone(),
                     fate,
-                    path: vec![key],
+                    path: smallvec::smallvec![key],
                 });
             }
         };
@@ -911,7 +911,7 @@ fn inline(pieces: &mut Vec<Piece>, tp: &Plan, boxes: &[PBox], key: (u32, u32), g
             Fate::Skip(k) => Fate::Skip(base + origs.partition_point(|&o| o < k) as u32),
             f => f,
         };
-        let mut path = Vec::with_capacity(src.path.len() + 1);
+        let mut path = Path::with_capacity(src.path.len() + 1);
         path.push(key);
         path.extend_from_slice(&src.path);
         pieces.push(Piece { b: x, fate, path });

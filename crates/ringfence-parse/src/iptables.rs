@@ -21,21 +21,50 @@ struct Tok {
     col: u64,
 }
 
+/// Index a slice of bytes or chars as characters.
+struct CharView<'s, T, F: Fn(&T) -> char> {
+    src: &'s [T],
+    ch: F,
+}
+
+impl<T, F: Fn(&T) -> char> CharView<'_, T, F> {
+    fn len(&self) -> usize {
+        self.src.len()
+    }
+    fn at(&self, i: usize) -> char {
+        (self.ch)(&self.src[i])
+    }
+}
+
 /// Split a line into words the way iptables-save quotes them: double quotes
 /// group, a backslash escapes the next character inside quotes.
 fn tokenize(line: &str, file: &str, lineno: u64) -> Result<Vec<Tok>, InputError> {
-    let mut toks = Vec::new();
+    if line.is_ascii() {
+        // Bytes are characters: no per-line character vector.
+        return tokenize_chars(line.as_bytes(), |b: &u8| *b as char, file, lineno);
+    }
     let chars: Vec<char> = line.chars().collect();
+    tokenize_chars(&chars, |c: &char| *c, file, lineno)
+}
+
+fn tokenize_chars<T>(
+    src: &[T],
+    ch: impl Fn(&T) -> char,
+    file: &str,
+    lineno: u64,
+) -> Result<Vec<Tok>, InputError> {
+    let mut toks = Vec::with_capacity(24);
+    let chars = CharView { src, ch };
     let mut i = 0;
     while i < chars.len() {
-        if chars[i].is_whitespace() {
+        if chars.at(i).is_whitespace() {
             i += 1;
             continue;
         }
         let start = i;
         let mut text = String::new();
-        while i < chars.len() && !chars[i].is_whitespace() {
-            if chars[i] == '"' {
+        while i < chars.len() && !chars.at(i).is_whitespace() {
+            if chars.at(i) == '"' {
                 let open = i;
                 i += 1;
                 loop {
@@ -47,13 +76,13 @@ fn tokenize(line: &str, file: &str, lineno: u64) -> Result<Vec<Tok>, InputError>
                             "unterminated double quote: expected a closing `\"`",
                         ));
                     }
-                    match chars[i] {
+                    match chars.at(i) {
                         '"' => {
                             i += 1;
                             break;
                         }
                         '\\' if i + 1 < chars.len() => {
-                            text.push(chars[i + 1]);
+                            text.push(chars.at(i + 1));
                             i += 2;
                         }
                         c => {
@@ -63,7 +92,7 @@ fn tokenize(line: &str, file: &str, lineno: u64) -> Result<Vec<Tok>, InputError>
                     }
                 }
             } else {
-                text.push(chars[i]);
+                text.push(chars.at(i));
                 i += 1;
             }
         }

@@ -150,6 +150,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
         let out = batch(&tracer, hook, &text, &path.display().to_string())?;
         exit::emit(args.out.as_deref(), out.as_bytes())?;
+        // The process ends here: skip freeing the model and indexes piece by piece.
+        std::mem::forget(tracer);
+        std::mem::forget(rs);
         return Ok(exit::SUCCESS);
     }
     let (src, dst) = (args.src.expect("clap"), args.dst.expect("clap"));
