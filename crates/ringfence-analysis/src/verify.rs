@@ -308,14 +308,50 @@ pub fn check_flow(engine: &Engine<'_>, hook: Hook, f: &ResolvedFlow) -> FlowResu
     }
 }
 
+/// A fast non-cryptographic hasher for merge keys (the keys are our own
+/// boxes, not attacker-chosen strings, so SipHash buys nothing here).
+#[derive(Clone, Copy, Default)]
+struct FastHash;
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(w))
+                .wrapping_mul(0x0100_0000_01b3)
+                .rotate_left(29);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
 /// Merge regions with equal fields except one address side, to keep the list short.
 fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> Vec<(PBox, K)> {
     use std::collections::HashMap;
     for pass in 0..2 {
         // (first box of the group, its key, the merged side's ranges)
         type Group<K> = (PBox, K, Vec<(u128, u128)>);
-        let mut out: Vec<Group<K>> = Vec::new();
-        let mut at: HashMap<(PBox, K), usize> = HashMap::new();
+        let mut out: Vec<Group<K>> = Vec::with_capacity(boxes.len());
+        let mut at: HashMap<(PBox, K), usize, FastHash> =
+            HashMap::with_capacity_and_hasher(boxes.len(), FastHash);
         for (b, rules) in boxes {
             // The key is the box with the merged side blanked.
             let mut key = b.clone();
