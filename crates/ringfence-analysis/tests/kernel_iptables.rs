@@ -101,8 +101,29 @@ impl Drop for Lab {
     }
 }
 
+/// Remove namespaces left by earlier runs of this test that were killed
+/// (SIGKILL skips every guard): `rf-ki<pid>-*` whose process is gone.
+fn remove_stale_namespaces() {
+    let list = run(&["ip", "netns", "list"]);
+    for line in list.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix("rf-ki") else {
+            continue;
+        };
+        let Some((pid, _)) = rest.split_once('-') else {
+            continue;
+        };
+        if pid.chars().all(|c| c.is_ascii_digit())
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
 impl Lab {
     fn new() -> Lab {
+        remove_stale_namespaces();
         let id = std::process::id();
         let mut lab = Lab {
             client: format!("rf-ki{id}-c"),
@@ -532,7 +553,7 @@ fn iptables_verdicts_match_the_kernel_for_random_rulesets() {
             });
         }
         let out = run_stdin(
-            &["ip", "netns", "exec", &lab.client, "python3", probe, "0.6"],
+            &["ip", "netns", "exec", &lab.client, "python3", probe, "0.9"],
             &probes,
         );
         let kernel: Vec<String> = serde_json::from_str(out.trim()).expect("probe output");

@@ -2,7 +2,7 @@
 # stdin: JSON lines {"src", "sport", "dst", "dport"}; argv[1]: timeout in seconds.
 # stdout: one JSON list, per probe "accept", "reject:<errno>" or "drop".
 # Every connect is non-blocking and they all run at once; a single SYN decides
-# (the timeout is well below the first SYN retransmission at 1 s).
+# (the timeout stays below the first SYN retransmission at 1 s).
 import errno
 import json
 import selectors
