@@ -16,11 +16,12 @@
 //! a query over budget says so instead of answering wrongly.
 
 use crate::index::DstIndex;
+use crate::space::ISet;
 use crate::space::{match_boxes, IfaceUniverse, PBox};
 use ringfence_model::{Action, ChainId, CtStates, Hook, Policy, RuleRef, Ruleset};
 
 /// Path of `(chain, rule)` keys; rule `u32::MAX` stands for the chain policy.
-pub type Path = Vec<(u32, u32)>;
+pub type Path = smallvec::SmallVec<[(u32, u32); 3]>;
 
 /// What a plan box does with the packets in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,9 @@ pub struct OverBudget;
 /// Default fragment budget of one walk.
 pub const DEFAULT_BUDGET: usize = 200_000;
 
+/// Most fragment-box comparisons one walk may make before it gives up.
+pub const WORK_LIMIT: usize = 32_000_000;
+
 /// A region with the fate a hook gives it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -89,6 +93,21 @@ pub struct Engine<'a> {
     plans: Vec<Plan>,
     /// Chains that are part of a jump loop (their plans are "unknown").
     pub loops: Vec<ChainId>,
+    /// Base chains per hook, in evaluation order (computed once).
+    bases: Vec<(Hook, Vec<ChainId>)>,
+}
+
+const HOOKS: [Hook; 5] = [
+    Hook::Prerouting,
+    Hook::Input,
+    Hook::Forward,
+    Hook::Output,
+    Hook::Postrouting,
+];
+
+/// Base chains per hook, computed once (the model computes them per call).
+pub(crate) fn bases_by_hook(rs: &Ruleset) -> Vec<(Hook, Vec<ChainId>)> {
+    HOOKS.iter().map(|&h| (h, rs.base_chains(h))).collect()
 }
 
 fn hull(b: &PBox) -> (u128, u128) {
@@ -112,7 +131,17 @@ impl<'a> Engine<'a> {
             u,
             plans: plans.into_iter().map(|p| p.expect("built")).collect(),
             loops,
+            bases: bases_by_hook(rs),
         }
+    }
+
+    /// The base chains of a hook in evaluation order.
+    pub fn base_chains(&self, hook: Hook) -> &[ChainId] {
+        self.bases
+            .iter()
+            .find(|(h, _)| *h == hook)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or(&[])
     }
 
     /// Compile with an interface universe from `rs` alone.
@@ -174,10 +203,26 @@ impl<'a> Engine<'a> {
     pub fn walk(
         &self,
         plan: &Plan,
+        frags: Vec<(PBox, u32)>,
+        from: u32,
+        to: u32,
+        budget: usize,
+    ) -> Result<(Vec<(PBox, u32)>, Vec<(PBox, u32)>), OverBudget> {
+        self.walk_with(plan, frags, from, to, budget, false)
+    }
+
+    /// [`Engine::walk`]; with `may_not_match`, boxes of unknown fate (opaque
+    /// matches) let packets through instead of deciding them, which is the
+    /// reading needed to prove that a later rule can be reached.
+    #[allow(clippy::type_complexity)]
+    pub fn walk_with(
+        &self,
+        plan: &Plan,
         mut frags: Vec<(PBox, u32)>,
         from: u32,
         to: u32,
         budget: usize,
+        may_not_match: bool,
     ) -> Result<(Vec<(PBox, u32)>, Vec<(PBox, u32)>), OverBudget> {
         let mut cands = Vec::new();
         for (f, _) in &frags {
@@ -187,6 +232,9 @@ impl<'a> Engine<'a> {
         cands.sort_unstable();
         cands.dedup();
         let mut decided = Vec::new();
+        // Work bound: fragment-box comparisons; a region that many boxes cut
+        // apart could otherwise take quadratic time before the budget trips.
+        let mut work: usize = 0;
         for j in cands {
             if j < from || j >= to {
                 continue;
@@ -195,6 +243,13 @@ impl<'a> Engine<'a> {
                 break;
             }
             let q = &plan.pieces[j as usize];
+            if may_not_match && q.fate == Fate::Unknown {
+                continue;
+            }
+            work += frags.len();
+            if work > WORK_LIMIT {
+                return Err(OverBudget);
+            }
             let mut next = Vec::with_capacity(frags.len());
             for (f, pos) in frags {
                 if pos > j || !f.overlaps(&q.b) {
@@ -224,7 +279,7 @@ impl<'a> Engine<'a> {
         self.classify_from(
             hook,
             0,
-            region.into_iter().map(|b| (b, Vec::new())).collect(),
+            region.into_iter().map(|b| (b, Path::new())).collect(),
         )
     }
 
@@ -235,7 +290,7 @@ impl<'a> Engine<'a> {
         mut current: Vec<(PBox, Path)>,
     ) -> Result<Vec<Outcome>, OverBudget> {
         let mut out = Vec::new();
-        for base in self.rs.base_chains(hook).into_iter().skip(first_base) {
+        for &base in self.base_chains(hook).iter().skip(first_base) {
             let plan = &self.plans[base.0];
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
             let mut next = Vec::new();
@@ -321,7 +376,7 @@ impl<'a> Engine<'a> {
         allowed: &[PBox],
         budget: usize,
     ) -> (Vec<Outcome>, bool) {
-        let bases = self.rs.base_chains(hook);
+        let bases = self.base_chains(hook);
         let mut incomplete = false;
         let mut out = Vec::new();
         let Some(&first) = bases.first() else {
@@ -332,7 +387,7 @@ impl<'a> Engine<'a> {
                     Some(v) => out.extend(v.into_iter().map(|b| Outcome {
                         b,
                         fate: Fate::Accept,
-                        path: Vec::new(),
+                        path: Path::new(),
                     })),
                     None => incomplete = true,
                 }
@@ -402,7 +457,7 @@ impl<'a> Engine<'a> {
                         .collect();
                     reach.extend(
                         surv.into_iter()
-                            .map(|(b, _)| (b, vec![(first.0 as u32, u32::MAX)])),
+                            .map(|(b, _)| (b, smallvec::smallvec![(first.0 as u32, u32::MAX)])),
                     );
                     match self.classify_from(hook, 1, reach) {
                         Ok(v) => out.extend(v.into_iter().filter(|o| o.fate == Fate::Accept)),
@@ -495,24 +550,34 @@ impl<'a> Engine<'a> {
         let rule = &self.rs.chains[ci].rules[r];
         let boxes = &plan.rule_boxes[r];
         let (start, end) = plan.spans[r];
-        let frags: Vec<(PBox, u32)> = boxes.iter().map(|b| (b.clone(), 0)).collect();
-        let Ok((decided, surv)) = self.walk(plan, frags, 0, start, budget) else {
-            return RuleAnomaly::None;
-        };
-        let deciders = |d: &[(PBox, u32)]| -> Vec<RuleRef> {
-            let mut v: Vec<RuleRef> = Vec::new();
-            for (_, j) in d {
-                let key = plan.pieces[*j as usize].path[0];
-                let rr = self.rule_ref(key);
-                if !v.contains(&rr) {
-                    v.push(rr);
+        let mut left = budget;
+        // Shadowed: no packet of the rule's match gets past the boxes before it.
+        // Opaque boxes may not match, so they never shadow anything.
+        let mut reached = false;
+        for b in boxes {
+            match self.reaches(plan, b, start, (start, start), &mut left) {
+                Some(true) => {
+                    reached = true;
+                    break;
+                }
+                Some(false) => {}
+                None => return RuleAnomaly::None,
+            }
+        }
+        if !reached {
+            let mut by: Vec<RuleRef> = Vec::new();
+            for b in boxes {
+                for j in self.candidates(plan, b, 0, start) {
+                    let q = &plan.pieces[j as usize];
+                    if q.fate != Fate::Unknown && q.b.overlaps(b) {
+                        let rr = self.rule_ref(q.path[0]);
+                        if !by.contains(&rr) && by.len() < 10 {
+                            by.push(rr);
+                        }
+                    }
                 }
             }
-            v
-        };
-        let reach: Vec<(PBox, u32)> = surv.into_iter().filter(|(_, p)| *p <= start).collect();
-        if reach.is_empty() {
-            return RuleAnomaly::Shadowed(deciders(&decided));
+            return RuleAnomaly::Shadowed(by);
         }
         if !rule.matches.opaque.is_empty() {
             return RuleAnomaly::None;
@@ -524,12 +589,6 @@ impl<'a> Engine<'a> {
             Action::Return => Fate::Return,
             _ => return RuleAnomaly::None,
         };
-        // Without the rule, where would its packets go?
-        let reach: Vec<(PBox, u32)> = reach.into_iter().map(|(b, p)| (b, p.max(end))).collect();
-        let Ok((later, fall)) = self.walk(plan, reach, end, plan.pieces.len() as u32, budget)
-        else {
-            return RuleAnomaly::None;
-        };
         let fall_fate = match base_policy {
             Some(Policy::Drop) => Fate::Drop,
             Some(Policy::Accept) => Fate::Accept,
@@ -537,22 +596,191 @@ impl<'a> Engine<'a> {
         };
         let normalize = |f: Fate| if f == Fate::Return { fall_fate } else { f };
         let own = normalize(own);
-        let same = later
-            .iter()
-            .all(|(_, j)| normalize(plan.pieces[*j as usize].fate) == own)
-            && (fall.is_empty() || fall_fate == own);
-        if same {
-            let mut by = deciders(&later);
-            if !fall.is_empty() {
-                by.push(RuleRef::Policy {
-                    chain: self.rs.chains[ci].name.clone(),
-                });
+        // Redundant: without the rule, no packet of it reaches a box (or the
+        // chain's end) that decides differently.
+        let len = plan.pieces.len() as u32;
+        let mut by: Vec<RuleRef> = Vec::new();
+        for b in boxes {
+            for j in self.candidates(plan, b, end, len) {
+                let q = &plan.pieces[j as usize];
+                if matches!(q.fate, Fate::Skip(_)) {
+                    continue;
+                }
+                let Some(x) = q.b.intersect(b) else { continue };
+                if normalize(q.fate) == own {
+                    let rr = self.rule_ref(q.path[0]);
+                    if !by.contains(&rr) && by.len() < 10 {
+                        by.push(rr);
+                    }
+                    continue;
+                }
+                match self.reaches_excluding(plan, &x, j, (start, end), &mut left, true) {
+                    Some(false) => {}
+                    _ => return RuleAnomaly::None,
+                }
             }
-            RuleAnomaly::Redundant(by)
-        } else {
-            RuleAnomaly::None
+            match self.reaches_excluding(plan, b, len, (start, end), &mut left, true) {
+                Some(false) => {}
+                Some(true) if fall_fate == own => {
+                    if base_policy.is_some() {
+                        let p = RuleRef::Policy {
+                            chain: self.rs.chains[ci].name.clone(),
+                        };
+                        if !by.contains(&p) {
+                            by.push(p);
+                        }
+                    }
+                }
+                _ => return RuleAnomaly::None,
+            }
+        }
+        RuleAnomaly::Redundant(by)
+    }
+
+    /// Plan positions in `[from, to)` whose box may meet `b`, ascending.
+    fn candidates(&self, plan: &Plan, b: &PBox, from: u32, to: u32) -> Vec<u32> {
+        let (lo, hi) = hull(b);
+        let mut c = plan.index.query(b.fam, lo, hi);
+        c.retain(|&j| j >= from && j < to);
+        c
+    }
+
+    /// Whether some packet of `b`, entering the plan at position 0, is still
+    /// undecided when it reaches position `to` (opaque boxes let packets through).
+    /// `None` when the search exceeds the budget.
+    fn reaches(
+        &self,
+        plan: &Plan,
+        b: &PBox,
+        to: u32,
+        exclude: (u32, u32),
+        left: &mut usize,
+    ) -> Option<bool> {
+        self.reaches_excluding(plan, b, to, exclude, left, true)
+    }
+
+    /// [`Engine::reaches`], ignoring the boxes in `exclude` (a removed rule).
+    /// Tries a few concrete packets first (a witness ends the search at once),
+    /// then searches the box exhaustively.
+    fn reaches_excluding(
+        &self,
+        plan: &Plan,
+        b: &PBox,
+        to: u32,
+        exclude: (u32, u32),
+        left: &mut usize,
+        may_not_match: bool,
+    ) -> Option<bool> {
+        let mut cands = self.candidates(plan, b, 0, to);
+        cands.retain(|&j| {
+            (j < exclude.0 || j >= exclude.1)
+                && !(may_not_match && plan.pieces[j as usize].fate == Fate::Unknown)
+        });
+        // Witnesses: corner and middle points of the box.
+        for w in witness_points(b) {
+            if point_reaches(plan, &cands, &w, to) {
+                return Some(true);
+            }
+        }
+        // Exhaustive depth-first search over fragments.
+        let mut stack: Vec<(PBox, usize, u32)> = vec![(b.clone(), 0, 0)];
+        let mut work: usize = 0;
+        while let Some((f, mut k, rp)) = stack.pop() {
+            loop {
+                work += 1;
+                if work > WORK_LIMIT / 16 {
+                    return None;
+                }
+                if k == cands.len() {
+                    if rp <= to {
+                        return Some(true);
+                    }
+                    break;
+                }
+                let j = cands[k];
+                if j >= rp && plan.pieces[j as usize].b.overlaps(&f) {
+                    break;
+                }
+                k += 1;
+            }
+            if k == cands.len() {
+                continue;
+            }
+            let q = &plan.pieces[cands[k] as usize];
+            if let Fate::Skip(s) = q.fate {
+                if let Some(inside) = f.intersect(&q.b) {
+                    stack.push((inside, k + 1, s));
+                }
+            }
+            let mut outs = f.subtract(&q.b);
+            outs.reverse();
+            for o in outs {
+                stack.push((o, k + 1, rp));
+            }
+            if *left == 0 {
+                return None;
+            }
+            *left -= 1;
+        }
+        Some(false)
+    }
+}
+
+/// A few concrete packets of a box (as one-point boxes): low corner, high
+/// corner, and mixed choices per field.
+fn witness_points(b: &PBox) -> Vec<PBox> {
+    fn pick<T: ringfence_model::interval::Bound>(s: &ISet<T>, k: usize) -> ISet<T> {
+        let r = s.ranges();
+        let v = match k % 3 {
+            0 => r[0].0,
+            1 => r[r.len() - 1].1,
+            _ => r[r.len() / 2].0,
+        };
+        ISet::single(v)
+    }
+    if b.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(6);
+    for k in 0..6usize {
+        let ct_bits: Vec<u8> = (0..8)
+            .map(|i| 1u8 << i)
+            .filter(|bit| b.ct & bit != 0)
+            .collect();
+        out.push(PBox {
+            fam: b.fam,
+            src: pick(&b.src, k),
+            dst: pick(&b.dst, k + 1),
+            proto: pick(&b.proto, k + 2),
+            sport: pick(&b.sport, k),
+            dport: pick(&b.dport, k + 2),
+            iif: pick(&b.iif, k + 1),
+            oif: pick(&b.oif, k),
+            ct: ct_bits[k % ct_bits.len()],
+        });
+    }
+    out
+}
+
+/// Whether the one-point box `p` gets past every candidate box before `to`.
+fn point_reaches(plan: &Plan, cands: &[u32], p: &PBox, to: u32) -> bool {
+    let mut rp = 0u32;
+    for &j in cands {
+        if j < rp {
+            continue;
+        }
+        if j >= to {
+            break;
+        }
+        let q = &plan.pieces[j as usize];
+        if q.b.overlaps(p) {
+            match q.fate {
+                Fate::Skip(s) => rp = s,
+                _ => return false,
+            }
         }
     }
+    rp <= to
 }
 
 enum RuleAnomaly {
@@ -607,7 +835,7 @@ fn build(
                 pieces.push(Piece {
                     b: b.clone(),
                     fate,
-                    path: vec![key],
+                    path: smallvec::smallvec![key],
                 });
             }
         };
@@ -683,7 +911,7 @@ fn inline(pieces: &mut Vec<Piece>, tp: &Plan, boxes: &[PBox], key: (u32, u32), g
             Fate::Skip(k) => Fate::Skip(base + origs.partition_point(|&o| o < k) as u32),
             f => f,
         };
-        let mut path = Vec::with_capacity(src.path.len() + 1);
+        let mut path = Path::with_capacity(src.path.len() + 1);
         path.push(key);
         path.extend_from_slice(&src.path);
         pieces.push(Piece { b: x, fate, path });

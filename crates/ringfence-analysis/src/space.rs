@@ -4,6 +4,7 @@
 //! is a list of boxes. Interfaces become finite "atoms" (see [`IfaceUniverse`]),
 //! so every field is an interval set and one set of box operations covers all.
 
+pub use crate::iset::ISet;
 use ringfence_model::{CtStates, IfacePattern, IfaceSet, IntervalSet, Match, Packet, Ruleset};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -23,19 +24,19 @@ pub struct PBox {
     /// Address family.
     pub fam: Fam,
     /// Source addresses (IPv4 values fit in the low 32 bits).
-    pub src: IntervalSet<u128>,
+    pub src: ISet<u128>,
     /// Destination addresses.
-    pub dst: IntervalSet<u128>,
+    pub dst: ISet<u128>,
     /// IP protocol.
-    pub proto: IntervalSet<u8>,
+    pub proto: ISet<u8>,
     /// Source port.
-    pub sport: IntervalSet<u16>,
+    pub sport: ISet<u16>,
     /// Destination port.
-    pub dport: IntervalSet<u16>,
+    pub dport: ISet<u16>,
     /// Input interface atoms.
-    pub iif: IntervalSet<u16>,
+    pub iif: ISet<u16>,
     /// Output interface atoms.
-    pub oif: IntervalSet<u16>,
+    pub oif: ISet<u16>,
     /// Conntrack state bits.
     pub ct: u8,
 }
@@ -57,15 +58,15 @@ fn overlaps<T: Ord + Copy>(a: &[(T, T)], b: &[(T, T)]) -> bool {
     false
 }
 
-fn widen(v4: &IntervalSet<u32>) -> IntervalSet<u128> {
-    IntervalSet::from_ranges(v4.ranges().iter().map(|&(a, b)| (a as u128, b as u128)))
+fn widen(v4: &IntervalSet<u32>) -> ISet<u128> {
+    ISet::from_ranges(v4.ranges().iter().map(|&(a, b)| (a as u128, b as u128)))
 }
 
 /// The full address range of a family.
-pub fn fam_full(fam: Fam) -> IntervalSet<u128> {
+pub fn fam_full(fam: Fam) -> ISet<u128> {
     match fam {
-        Fam::V4 => IntervalSet::range(0, u32::MAX as u128),
-        Fam::V6 => IntervalSet::full(),
+        Fam::V4 => ISet::range(0, u32::MAX as u128),
+        Fam::V6 => ISet::full(),
     }
 }
 
@@ -76,9 +77,9 @@ impl PBox {
             fam,
             src: fam_full(fam),
             dst: fam_full(fam),
-            proto: IntervalSet::full(),
-            sport: IntervalSet::full(),
-            dport: IntervalSet::full(),
+            proto: ISet::full(),
+            sport: ISet::full(),
+            dport: ISet::full(),
             iif: u.full(),
             oif: u.full(),
             ct: CtStates::ALL.0,
@@ -185,7 +186,7 @@ impl PBox {
             Fam::V6 => IpAddr::V6(Ipv6Addr::from(v)),
         };
         // Prefer a host address over the network address when the range allows.
-        let pick = |s: &IntervalSet<u128>| {
+        let pick = |s: &ISet<u128>| {
             let (lo, hi) = s.ranges()[0];
             if hi > lo && lo & 0xff == 0 {
                 lo + 1
@@ -193,7 +194,7 @@ impl PBox {
                 lo
             }
         };
-        let port = |s: &IntervalSet<u16>| {
+        let port = |s: &ISet<u16>| {
             // A client-like port when the whole range is open, else the lowest.
             if s.contains(40000) && s.is_full() {
                 40000
@@ -333,18 +334,18 @@ impl IfaceUniverse {
     }
 
     /// Every atom.
-    pub fn full(&self) -> IntervalSet<u16> {
-        IntervalSet::range(0, (self.reps.len() - 1) as u16)
+    pub fn full(&self) -> ISet<u16> {
+        ISet::range(0, (self.reps.len() - 1) as u16)
     }
 
     /// Every named interface (not "no interface").
-    pub fn named(&self) -> IntervalSet<u16> {
-        IntervalSet::range(1, (self.reps.len() - 1) as u16)
+    pub fn named(&self) -> ISet<u16> {
+        ISet::range(1, (self.reps.len() - 1) as u16)
     }
 
     /// Only "no interface".
-    pub fn none(&self) -> IntervalSet<u16> {
-        IntervalSet::single(0)
+    pub fn none(&self) -> ISet<u16> {
+        ISet::single(0)
     }
 
     /// An interface name in atom `a` (`None` for atom 0).
@@ -371,11 +372,11 @@ impl IfaceUniverse {
     }
 
     /// The atoms matched by an interface set.
-    pub fn atoms(&self, set: &IfaceSet) -> IntervalSet<u16> {
+    pub fn atoms(&self, set: &IfaceSet) -> ISet<u16> {
         if set.is_any() {
             return self.full();
         }
-        IntervalSet::from_ranges(
+        ISet::from_ranges(
             (0..self.reps.len())
                 .filter(|&i| set.matches(self.reps[i].as_deref()))
                 .map(|i| (i as u16, i as u16)),
@@ -398,9 +399,9 @@ pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Vec<PBox> {
         fam,
         src,
         dst,
-        proto: m.protocol.clone(),
-        sport: m.sport.clone(),
-        dport: m.dport.clone(),
+        proto: ISet::from_model(&m.protocol),
+        sport: ISet::from_model(&m.sport),
+        dport: ISet::from_model(&m.dport),
         iif: iif.clone(),
         oif: oif.clone(),
         ct: m.ct_state.0,
@@ -409,7 +410,11 @@ pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Vec<PBox> {
         out.push(common(Fam::V4, widen(&m.src.v4), widen(&m.dst.v4)));
     }
     if !m.src.v6.is_empty() && !m.dst.v6.is_empty() {
-        out.push(common(Fam::V6, m.src.v6.clone(), m.dst.v6.clone()));
+        out.push(common(
+            Fam::V6,
+            ISet::from_model(&m.src.v6),
+            ISet::from_model(&m.dst.v6),
+        ));
     }
     out
 }
@@ -423,13 +428,13 @@ pub fn packet_box(p: &Packet, u: &IfaceUniverse) -> PBox {
     };
     PBox {
         fam,
-        src: IntervalSet::single(s),
-        dst: IntervalSet::single(d),
-        proto: IntervalSet::single(p.protocol),
-        sport: IntervalSet::single(p.sport),
-        dport: IntervalSet::single(p.dport),
-        iif: IntervalSet::single(u.atom_of(p.iif.as_deref())),
-        oif: IntervalSet::single(u.atom_of(p.oif.as_deref())),
+        src: ISet::single(s),
+        dst: ISet::single(d),
+        proto: ISet::single(p.protocol),
+        sport: ISet::single(p.sport),
+        dport: ISet::single(p.dport),
+        iif: ISet::single(u.atom_of(p.iif.as_deref())),
+        oif: ISet::single(u.atom_of(p.oif.as_deref())),
         ct: p.ct_state,
     }
 }
@@ -442,7 +447,7 @@ fn to_v6(a: IpAddr) -> u128 {
 }
 
 /// Render an address set as CIDRs (or `a-b` ranges when a CIDR list would be long).
-pub fn format_addrs(fam: Fam, s: &IntervalSet<u128>) -> Vec<String> {
+pub fn format_addrs(fam: Fam, s: &ISet<u128>) -> Vec<String> {
     if *s == fam_full(fam) {
         return vec![match fam {
             Fam::V4 => "0.0.0.0/0".into(),
@@ -506,7 +511,7 @@ fn range_to_cidrs(mut lo: u128, hi: u128, bits: u32) -> Vec<(u128, u32)> {
 }
 
 /// Render a port set (`any`, `443`, `8000-8080`, comma-joined).
-pub fn format_ports(s: &IntervalSet<u16>) -> String {
+pub fn format_ports(s: &ISet<u16>) -> String {
     if s.is_full() {
         return "any".into();
     }
@@ -524,7 +529,7 @@ pub fn format_ports(s: &IntervalSet<u16>) -> String {
 }
 
 /// Render a protocol set (`any`, `tcp`, `udp`, numbers).
-pub fn format_proto(s: &IntervalSet<u8>) -> String {
+pub fn format_proto(s: &ISet<u8>) -> String {
     if s.is_full() {
         return "any".into();
     }
@@ -559,9 +564,9 @@ mod tests {
 
     #[test]
     fn cidr_rendering_splits_ranges_into_aligned_blocks() {
-        let s = IntervalSet::range(0x0a000000u128, 0x0a0000ffu128);
+        let s = ISet::range(0x0a000000u128, 0x0a0000ffu128);
         assert_eq!(format_addrs(Fam::V4, &s), vec!["10.0.0.0/24"]);
-        let s = IntervalSet::range(0x0a000001u128, 0x0a000002u128);
+        let s = ISet::range(0x0a000001u128, 0x0a000002u128);
         assert_eq!(
             format_addrs(Fam::V4, &s),
             vec!["10.0.0.1/32", "10.0.0.2/32"]

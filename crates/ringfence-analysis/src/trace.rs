@@ -33,6 +33,7 @@ pub struct TraceResult {
 pub struct Tracer<'a> {
     rs: &'a Ruleset,
     index: Vec<Option<DstIndex>>,
+    bases: Vec<(Hook, Vec<ChainId>)>,
 }
 
 enum Flow {
@@ -40,11 +41,16 @@ enum Flow {
     Return,
 }
 
+#[derive(Default)]
 struct Walk {
     path: Vec<(u32, u32)>,
     uncertain: bool,
     buf: Vec<Vec<u32>>,
 }
+
+/// Reusable buffers for [`Tracer::trace_with`].
+#[derive(Default)]
+pub struct TraceScratch(Walk);
 
 impl<'a> Tracer<'a> {
     /// Build the per-chain indexes.
@@ -73,7 +79,11 @@ impl<'a> Tracer<'a> {
                 })
             })
             .collect();
-        Self { rs, index }
+        Self {
+            rs,
+            index,
+            bases: crate::engine::bases_by_hook(rs),
+        }
     }
 
     /// The ruleset being traced.
@@ -106,25 +116,47 @@ impl<'a> Tracer<'a> {
     /// Trace one packet; the path is `(chain, rule)` keys (rule `u32::MAX`
     /// for a chain policy), without consecutive duplicates of one source rule.
     pub fn trace_raw(&self, hook: Hook, p: &Packet) -> (Verdict, Vec<(u32, u32)>, bool) {
-        let mut w = Walk {
-            path: Vec::new(),
-            uncertain: false,
-            buf: Vec::new(),
-        };
-        for base in self.rs.base_chains(hook) {
+        let mut scratch = TraceScratch::default();
+        let (v, _, uncertain) = self.trace_with(hook, p, &mut scratch);
+        (v, std::mem::take(&mut scratch.0.path), uncertain)
+    }
+
+    /// Trace one packet reusing `scratch` (no allocation per packet once warm):
+    /// the verdict, the deciding rule key, and whether it is uncertain.
+    pub fn trace_with(
+        &self,
+        hook: Hook,
+        p: &Packet,
+        scratch: &mut TraceScratch,
+    ) -> (Verdict, Option<(u32, u32)>, bool) {
+        let w = &mut scratch.0;
+        w.path.clear();
+        w.uncertain = false;
+        let bases = self
+            .bases
+            .iter()
+            .find(|(h, _)| *h == hook)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or(&[]);
+        let mut verdict = Verdict::Accept;
+        for &base in bases {
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
-            match self.eval(base, p, &mut w, 0) {
+            match self.eval(base, p, w, 0) {
                 Flow::Decided(Verdict::Accept) => continue,
-                Flow::Decided(v) => return (v, w.path, w.uncertain),
+                Flow::Decided(v) => {
+                    verdict = v;
+                    break;
+                }
                 Flow::Return => {
+                    w.path.push((base.0 as u32, u32::MAX));
                     if policy == Some(Policy::Drop) {
-                        w.path.push((base.0 as u32, u32::MAX));
-                        return (Verdict::Drop, w.path, w.uncertain);
+                        verdict = Verdict::Drop;
+                        break;
                     }
                 }
             }
         }
-        (Verdict::Accept, w.path, w.uncertain)
+        (verdict, w.path.last().copied(), w.uncertain)
     }
 
     fn eval(&self, c: ChainId, p: &Packet, w: &mut Walk, depth: usize) -> Flow {

@@ -21,21 +21,50 @@ struct Tok {
     col: u64,
 }
 
+/// Index a slice of bytes or chars as characters.
+struct CharView<'s, T, F: Fn(&T) -> char> {
+    src: &'s [T],
+    ch: F,
+}
+
+impl<T, F: Fn(&T) -> char> CharView<'_, T, F> {
+    fn len(&self) -> usize {
+        self.src.len()
+    }
+    fn at(&self, i: usize) -> char {
+        (self.ch)(&self.src[i])
+    }
+}
+
 /// Split a line into words the way iptables-save quotes them: double quotes
 /// group, a backslash escapes the next character inside quotes.
 fn tokenize(line: &str, file: &str, lineno: u64) -> Result<Vec<Tok>, InputError> {
-    let mut toks = Vec::new();
+    if line.is_ascii() {
+        // Bytes are characters: no per-line character vector.
+        return tokenize_chars(line.as_bytes(), |b: &u8| *b as char, file, lineno);
+    }
     let chars: Vec<char> = line.chars().collect();
+    tokenize_chars(&chars, |c: &char| *c, file, lineno)
+}
+
+fn tokenize_chars<T>(
+    src: &[T],
+    ch: impl Fn(&T) -> char,
+    file: &str,
+    lineno: u64,
+) -> Result<Vec<Tok>, InputError> {
+    let mut toks = Vec::with_capacity(24);
+    let chars = CharView { src, ch };
     let mut i = 0;
     while i < chars.len() {
-        if chars[i].is_whitespace() {
+        if chars.at(i).is_whitespace() {
             i += 1;
             continue;
         }
         let start = i;
         let mut text = String::new();
-        while i < chars.len() && !chars[i].is_whitespace() {
-            if chars[i] == '"' {
+        while i < chars.len() && !chars.at(i).is_whitespace() {
+            if chars.at(i) == '"' {
                 let open = i;
                 i += 1;
                 loop {
@@ -47,13 +76,13 @@ fn tokenize(line: &str, file: &str, lineno: u64) -> Result<Vec<Tok>, InputError>
                             "unterminated double quote: expected a closing `\"`",
                         ));
                     }
-                    match chars[i] {
+                    match chars.at(i) {
                         '"' => {
                             i += 1;
                             break;
                         }
                         '\\' if i + 1 < chars.len() => {
-                            text.push(chars[i + 1]);
+                            text.push(chars.at(i + 1));
                             i += 2;
                         }
                         c => {
@@ -63,7 +92,7 @@ fn tokenize(line: &str, file: &str, lineno: u64) -> Result<Vec<Tok>, InputError>
                     }
                 }
             } else {
-                text.push(chars[i]);
+                text.push(chars.at(i));
                 i += 1;
             }
         }
@@ -82,10 +111,26 @@ enum Family {
     V6,
 }
 
-struct PendingRule {
+/// A rule line kept until every chain is declared; re-tokenized when parsed
+/// (holding every token of a 100k-rule file at once costs more memory than
+/// splitting the line twice costs time).
+struct PendingRule<'t> {
     chain: String,
+    chain_col: u64,
     line: u64,
-    toks: Vec<Tok>,
+    raw: &'t str,
+}
+
+/// Tokens of a rule line without the optional `[packets:bytes]` prefix.
+fn rule_tokens(raw: &str, file: &str, line: u64) -> Vec<Tok> {
+    let mut toks = tokenize(raw, file, line).unwrap_or_default();
+    if toks
+        .first()
+        .is_some_and(|t| t.text.starts_with('[') && t.text.ends_with(']'))
+    {
+        toks.remove(0);
+    }
+    toks
 }
 
 struct Ctx<'a> {
@@ -289,8 +334,9 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         };
         pending.push(PendingRule {
             chain: chain.text.clone(),
+            chain_col: chain.col,
             line: lineno,
-            toks,
+            raw: line,
         });
     }
     if let Some((name, at)) = &table {
@@ -307,7 +353,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         None => {
             let mut fam = Family::V4;
             'outer: for p in &pending {
-                for w in p.toks.windows(2) {
+                for w in rule_tokens(p.raw, file, p.line).windows(2) {
                     if matches!(
                         w[0].text.as_str(),
                         "-s" | "-d" | "--source" | "--destination" | "--src-range" | "--dst-range"
@@ -335,7 +381,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             let mut e = InputError::at(
                 file,
                 p.line,
-                p.toks[1].col,
+                p.chain_col,
                 format!(
                     "rule appended to chain `{}`, which is not declared: expected a `:{} - [0:0]` line in this table",
                     p.chain, p.chain
@@ -412,7 +458,7 @@ struct RuleBuilder {
 
 fn parse_rule(
     ctx: &mut Ctx<'_>,
-    p: &PendingRule,
+    p: &PendingRule<'_>,
     chain_index: &HashMap<String, usize>,
     names: &[String],
     extra_chains: &mut Vec<Chain>,
@@ -420,7 +466,8 @@ fn parse_rule(
 ) -> Result<Vec<Rule>, InputError> {
     let file = ctx.file;
     let line = p.line;
-    let toks = &p.toks[2..];
+    let all_toks = rule_tokens(p.raw, file, line);
+    let toks = &all_toks[2..];
     let all_addrs = match ctx.family {
         Family::V4 => AddrSet::all_v4(),
         Family::V6 => AddrSet::all_v6(),
@@ -437,8 +484,7 @@ fn parse_rule(
     let mut action = Action::Continue;
     let mut i = 0;
     let err = |t: &Tok, msg: String| InputError::at(file, line, t.col, msg);
-    let end_col = p
-        .toks
+    let end_col = all_toks
         .last()
         .map(|t| t.col + t.text.chars().count() as u64)
         .unwrap_or(1);

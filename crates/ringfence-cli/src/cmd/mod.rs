@@ -2,8 +2,10 @@
 
 pub mod cis;
 pub mod deploy;
+pub mod diff;
 pub mod fleet;
 pub mod flows;
 pub mod generate;
 pub mod site;
 pub mod trace;
+pub mod verify;
