@@ -783,22 +783,16 @@ impl<'a> Parser<'a> {
                 } else {
                     IfaceSet::only(pats)
                 };
-                for m in alts.iter() {
-                    let cur = match side {
-                        Side::Src => &m.iif,
-                        Side::Dst => &m.oif,
-                    };
-                    if !cur.is_any() {
-                        return Err(Why::Unsupported(
-                            "a second match on the same interface is not modelled".into(),
-                        ));
-                    }
-                }
                 for m in alts.iter_mut() {
-                    match side {
-                        Side::Src => m.iif = set.clone(),
-                        Side::Dst => m.oif = set.clone(),
-                    }
+                    let cur = match side {
+                        Side::Src => &mut m.iif,
+                        Side::Dst => &mut m.oif,
+                    };
+                    *cur = intersect_ifaces(cur, &set).ok_or_else(|| {
+                        Why::Unsupported(
+                            "this combination of interface matches is not expressible as one interface set".into(),
+                        )
+                    })?;
                 }
             }
             Field::Family => {
@@ -1267,6 +1261,84 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// `a ∩ b` for interface sets, when the result is again one set.
+fn intersect_ifaces(a: &IfaceSet, b: &IfaceSet) -> Option<IfaceSet> {
+    if a.is_any() {
+        return Some(b.clone());
+    }
+    if b.is_any() {
+        return Some(a.clone());
+    }
+    match (a.negated, b.negated) {
+        (true, true) => {
+            let mut p = a.patterns.clone();
+            p.extend(b.patterns.iter().cloned());
+            Some(IfaceSet::except(p))
+        }
+        (false, false) => {
+            let mut out = Vec::new();
+            for x in &a.patterns {
+                for y in &b.patterns {
+                    if let Some(z) = pattern_meet(x, y) {
+                        out.push(z);
+                    }
+                }
+            }
+            Some(IfaceSet::only(out))
+        }
+        (false, true) | (true, false) => {
+            let (pos, negs) = if a.negated { (b, a) } else { (a, b) };
+            let mut out = Vec::new();
+            for x in &pos.patterns {
+                match x {
+                    IfacePattern::Exact(n) => {
+                        if !negs.patterns.iter().any(|y| y.matches(n)) {
+                            out.push(x.clone());
+                        }
+                    }
+                    IfacePattern::Prefix(p) => {
+                        // Removed whole by a shorter prefix; untouched unless a
+                        // negated pattern lies inside it (then not one set).
+                        if negs.patterns.iter().any(
+                            |y| matches!(y, IfacePattern::Prefix(q) if p.starts_with(q.as_str())),
+                        ) {
+                            continue;
+                        }
+                        let inside = negs.patterns.iter().any(|y| match y {
+                            IfacePattern::Exact(n) => n.starts_with(p.as_str()),
+                            IfacePattern::Prefix(q) => q.starts_with(p.as_str()),
+                        });
+                        if inside {
+                            return None;
+                        }
+                        out.push(x.clone());
+                    }
+                }
+            }
+            Some(IfaceSet::only(out))
+        }
+    }
+}
+
+fn pattern_meet(x: &IfacePattern, y: &IfacePattern) -> Option<IfacePattern> {
+    use IfacePattern::{Exact, Prefix};
+    match (x, y) {
+        (Exact(a), Exact(b)) => (a == b).then(|| x.clone()),
+        (Exact(a), Prefix(p)) | (Prefix(p), Exact(a)) => {
+            a.starts_with(p.as_str()).then(|| Exact(a.clone()))
+        }
+        (Prefix(p), Prefix(q)) => {
+            if p.starts_with(q.as_str()) {
+                Some(x.clone())
+            } else if q.starts_with(p.as_str()) {
+                Some(y.clone())
+            } else {
+                None
+            }
+        }
+    }
+}
+
 fn restrict_port(m: &mut Match, side: Side, ports: &IntervalSet<u16>) {
     match side {
         Side::Src => m.sport = m.sport.intersect(ports),
@@ -1324,6 +1396,48 @@ fn compact(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exact(n: &str) -> IfacePattern {
+        IfacePattern::Exact(n.into())
+    }
+    fn prefix(n: &str) -> IfacePattern {
+        IfacePattern::Prefix(n.into())
+    }
+
+    #[test]
+    fn interface_intersections_are_exact_or_refused() {
+        let names = ["rf-a", "rf-b", "eth0", "rf-", "x"];
+        let sets = [
+            IfaceSet::any(),
+            IfaceSet::only(vec![prefix("rf-")]),
+            IfaceSet::only(vec![exact("rf-a"), exact("eth0")]),
+            IfaceSet::except(vec![exact("rf-a")]),
+            IfaceSet::except(vec![prefix("eth")]),
+            IfaceSet::only(vec![prefix("rf-a"), exact("x")]),
+        ];
+        for a in &sets {
+            for b in &sets {
+                match intersect_ifaces(a, b) {
+                    Some(c) => {
+                        for n in names {
+                            assert_eq!(
+                                c.matches(Some(n)),
+                                a.matches(Some(n)) && b.matches(Some(n)),
+                                "{a:?} ∩ {b:?} on {n}"
+                            );
+                        }
+                    }
+                    // Only a prefix with a hole in it is not one set.
+                    None => assert!(a.negated != b.negated),
+                }
+            }
+        }
+        assert!(intersect_ifaces(
+            &IfaceSet::only(vec![prefix("rf-")]),
+            &IfaceSet::except(vec![exact("rf-a")])
+        )
+        .is_none());
+    }
 
     #[test]
     fn priority_names_follow_nft_table() {
