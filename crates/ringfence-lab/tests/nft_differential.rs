@@ -237,7 +237,7 @@ fn gen_rule(r: &mut Rng, users: &[String], own: Option<usize>, named: bool) -> S
         .filter(|(i, _)| own.is_none_or(|o| *i > o))
         .map(|(_, u)| u)
         .collect();
-    let verdict = match r.below(12) {
+    let verdict = match r.below(13) {
         0..=2 => "accept".to_string(),
         3 | 4 => "drop".to_string(),
         5 => r
@@ -252,6 +252,24 @@ fn gen_rule(r: &mut Rng, users: &[String], own: Option<usize>, named: bool) -> S
         9 if own.is_some() => "return".into(),
         10 => "continue".into(),
         11 => "log prefix \"rf\" accept".into(),
+        12 => {
+            // A verdict map on the destination port (distinct keys).
+            let mut keys: Vec<u16> = PORTS.to_vec();
+            let n = 1 + r.below(4) as usize;
+            let mut elems = Vec::new();
+            for _ in 0..n {
+                let k = keys.swap_remove(r.below(keys.len() as u64) as usize);
+                let v = match r.below(5) {
+                    0 if !later.is_empty() => format!("jump {}", r.pick(&later)),
+                    1 if !later.is_empty() => format!("goto {}", r.pick(&later)),
+                    2 => "drop".into(),
+                    3 => "continue".into(),
+                    _ => "accept".into(),
+                };
+                elems.push(format!("{k} : {v}"));
+            }
+            format!("tcp dport vmap {{ {} }}", elems.join(", "))
+        }
         _ => r.pick(&["accept", "drop", "reject"]).to_string(),
     };
     if !verdict.is_empty() {

@@ -76,6 +76,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         chains: Vec::new(),
         chain_ids: HashMap::new(),
         sets: HashMap::new(),
+        maps: HashMap::new(),
         noted_tables: Vec::new(),
     };
     p.document(&doc);
@@ -100,6 +101,7 @@ struct Parser<'a> {
     chains: Vec<Chain>,
     chain_ids: HashMap<Key, usize>,
     sets: HashMap<Key, (&'a Value, String)>,
+    maps: HashMap<Key, (&'a Value, String)>,
     noted_tables: Vec<(String, String)>,
 }
 
@@ -325,7 +327,7 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                "set" | "chain" | "rule" => {
+                "set" | "map" | "chain" | "rule" => {
                     let Some(o) = body.as_object() else {
                         self.error(&bptr, format!("`{kind}` must be an object"));
                         continue;
@@ -348,14 +350,18 @@ impl<'a> Parser<'a> {
                                 );
                             }
                         }
+                        "map" => {
+                            if let Some(name) = self.str_field(o, "name", &bptr) {
+                                self.maps.insert(
+                                    (family.into(), table.into(), name.into()),
+                                    (body, bptr),
+                                );
+                            }
+                        }
                         "chain" => self.chain(o, family, table, &bptr),
                         _ => rules.push((o, bptr)),
                     }
                 }
-                "map" => self.note(
-                    &bptr,
-                    "named map skipped: maps are not modelled (rules using them become opaque)",
-                ),
                 other => self.note(
                     &bptr,
                     format!("`{other}` object skipped: it does not filter packets"),
@@ -543,39 +549,19 @@ impl<'a> Parser<'a> {
                         with: with.filter(|w| !w.is_empty()),
                     })
                 }
-                "jump" | "goto" => {
-                    let Some(target) = body.get("target").and_then(Value::as_str) else {
-                        self.error(&sptr, format!("`{key}` needs a `target` chain name"));
+                "jump" | "goto" => match self.chain_target(key, body, &sptr, family, table) {
+                    Some(a) => Some(a),
+                    None => return,
+                },
+                "vmap" => {
+                    let last = i + 1 == exprs.len();
+                    if !self.vmap(
+                        body, &sptr, family, table, &alts, last, &origin, &comment, ci,
+                    ) {
                         return;
-                    };
-                    let tkey = (family.to_string(), table.to_string(), target.to_string());
-                    let Some(&ti) = self.chain_ids.get(&tkey) else {
-                        let names: Vec<&str> = self
-                            .chain_ids
-                            .keys()
-                            .filter(|k| k.0 == family && k.1 == table)
-                            .map(|k| k.2.as_str())
-                            .collect();
-                        let mut e = InputError::at_pointer(
-                            self.file,
-                            format!("{}/target", ptr_join(&sptr, key)),
-                            format!("{key} to chain `{target}`, which table {family} {table} does not define"),
-                        );
-                        if let Some(c) = ringfence_diag::closest(target, names) {
-                            e = e.with_help(format!("did you mean `{c}`?"));
-                        }
-                        self.errors.push(e);
-                        return;
-                    };
-                    Some(if key == "jump" {
-                        Action::Jump {
-                            target: ChainId(ti),
-                        }
-                    } else {
-                        Action::Goto {
-                            target: ChainId(ti),
-                        }
-                    })
+                    }
+                    // The elements' rules are in; no element matched: next rule.
+                    return;
                 }
                 "counter" | "log" => None,
                 "snat" | "dnat" | "masquerade" | "redirect" => {
@@ -618,6 +604,191 @@ impl<'a> Parser<'a> {
                 comment: comment.clone(),
             });
         }
+    }
+
+    /// The action of a `jump`/`goto` statement, or `None` after an error.
+    fn chain_target(
+        &mut self,
+        key: &str,
+        body: &Value,
+        sptr: &str,
+        family: &str,
+        table: &str,
+    ) -> Option<Action> {
+        let Some(target) = body.get("target").and_then(Value::as_str) else {
+            self.error(sptr, format!("`{key}` needs a `target` chain name"));
+            return None;
+        };
+        let tkey = (family.to_string(), table.to_string(), target.to_string());
+        let Some(&ti) = self.chain_ids.get(&tkey) else {
+            let names: Vec<&str> = self
+                .chain_ids
+                .keys()
+                .filter(|k| k.0 == family && k.1 == table)
+                .map(|k| k.2.as_str())
+                .collect();
+            let mut e = InputError::at_pointer(
+                self.file,
+                format!("{}/target", ptr_join(sptr, key)),
+                format!("{key} to chain `{target}`, which table {family} {table} does not define"),
+            );
+            if let Some(c) = ringfence_diag::closest(target, names) {
+                e = e.with_help(format!("did you mean `{c}`?"));
+            }
+            self.errors.push(e);
+            return None;
+        };
+        Some(if key == "jump" {
+            Action::Jump {
+                target: ChainId(ti),
+            }
+        } else {
+            Action::Goto {
+                target: ChainId(ti),
+            }
+        })
+    }
+
+    /// A verdict map: one model rule per element (map keys are disjoint, so
+    /// their order does not matter); false on a hard error.
+    #[allow(clippy::too_many_arguments)]
+    fn vmap(
+        &mut self,
+        body: &'a Value,
+        sptr: &str,
+        family: &str,
+        table: &str,
+        alts: &[Match],
+        last: bool,
+        origin: &RuleRef,
+        comment: &Option<String>,
+        ci: usize,
+    ) -> bool {
+        let vptr = ptr_join(sptr, "vmap");
+        let (Some(key), Some(data)) = (body.get("key"), body.get("data")) else {
+            self.error(&vptr, "`vmap` needs `key` and `data`");
+            return false;
+        };
+        let (elems, eptr): (&'a Vec<Value>, String) = match data {
+            Value::String(s) if s.starts_with('@') => {
+                let mkey = (family.to_string(), table.to_string(), s[1..].to_string());
+                match self.maps.get(&mkey) {
+                    Some((m, mptr)) => match m.get("elem") {
+                        Some(Value::Array(a)) => (a, ptr_join(mptr, "elem")),
+                        _ => {
+                            static EMPTY: Vec<Value> = Vec::new();
+                            (&EMPTY, mptr.clone())
+                        }
+                    },
+                    None => {
+                        self.error(
+                            &ptr_join(&vptr, "data"),
+                            format!("map {s} is not defined in table {family} {table}"),
+                        );
+                        return false;
+                    }
+                }
+            }
+            _ => match single_key(data) {
+                Some(("set", Value::Array(a))) => (a, format!("{}/set", ptr_join(&vptr, "data"))),
+                _ => {
+                    self.error(
+                        &ptr_join(&vptr, "data"),
+                        "`data` must be an anonymous map `{\"set\": [[key, verdict], ...]}` or `@name`",
+                    );
+                    return false;
+                }
+            },
+        };
+        let field = match self.field(key) {
+            Ok(f) => Some(f),
+            Err(Why::Unsupported(why)) => {
+                self.note(&vptr, format!("{why}; every verdict of this map is opaque"));
+                None
+            }
+            Err(Why::Bad(e)) => {
+                self.errors.push(e);
+                return false;
+            }
+        };
+        if !last {
+            self.note(
+                sptr,
+                "statements after a verdict map are not modelled; they run only for `continue` elements",
+            );
+        }
+        for (i, el) in elems.iter().enumerate() {
+            let elptr = format!("{eptr}/{i}");
+            let Some([k, verdict]) = el.as_array().map(Vec::as_slice) else {
+                self.error(&elptr, "a map element must be `[key, verdict]`");
+                return false;
+            };
+            let action = match single_key(verdict) {
+                Some(("accept", _)) => Action::Accept,
+                Some(("drop", _)) => Action::Drop,
+                Some(("return", _)) => Action::Return,
+                Some(("continue", _)) => Action::Continue,
+                Some((j @ ("jump" | "goto"), b)) => {
+                    match self.chain_target(j, b, &format!("{elptr}/1"), family, table) {
+                        Some(a) => a,
+                        None => return false,
+                    }
+                }
+                _ => {
+                    self.error(
+                        &format!("{elptr}/1"),
+                        "expected a verdict: accept, drop, return, continue, jump or goto",
+                    );
+                    return false;
+                }
+            };
+            let mut el_alts = alts.to_vec();
+            let opaque_text = match &field {
+                None => Some(compact(key)),
+                Some(_) if !last && action == Action::Continue => {
+                    Some("statements after a verdict map".into())
+                }
+                Some(_) => None,
+            };
+            if let Ok(f) = self.field(key) {
+                match self.apply(
+                    f,
+                    Op::Eq,
+                    k,
+                    &format!("{elptr}/0"),
+                    family,
+                    table,
+                    &mut el_alts,
+                ) {
+                    Ok(()) => {}
+                    Err(Why::Bad(e)) => {
+                        self.errors.push(e);
+                        return false;
+                    }
+                    Err(Why::Unsupported(why)) => {
+                        self.note(&elptr, format!("{why}; this element's verdict is opaque"));
+                        for m in &mut el_alts {
+                            m.opaque.push(Opaque { text: compact(el) });
+                        }
+                    }
+                }
+            }
+            if let Some(t) = opaque_text {
+                for m in &mut el_alts {
+                    m.opaque.push(Opaque { text: t.clone() });
+                }
+            }
+            let rules = &mut self.chains[ci].rules;
+            for m in el_alts {
+                rules.push(Rule {
+                    matches: m,
+                    action: action.clone(),
+                    origin: origin.clone(),
+                    comment: comment.clone(),
+                });
+            }
+        }
+        true
     }
 
     /// Apply one `match` statement to every alternative; false on a hard error.
@@ -697,7 +868,30 @@ impl<'a> Parser<'a> {
                 ))
             }
         };
-        let rptr = ptr_join(ptr, "right");
+        self.apply(
+            field,
+            op,
+            right,
+            &ptr_join(ptr, "right"),
+            family,
+            table,
+            alts,
+        )
+    }
+
+    /// Intersect every alternative with `field op right`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        field: Field,
+        op: Op,
+        right: &'a Value,
+        rptr: &str,
+        family: &str,
+        table: &str,
+        alts: &mut Vec<Match>,
+    ) -> Result<(), Why> {
+        let rptr = rptr.to_string();
         match field {
             Field::Addr(side, fam) => {
                 let set = self.numeric(right, &rptr, Kind::Addr(fam), op, family, table)?;
