@@ -1440,6 +1440,9 @@ impl<'a> Parser<'a> {
                 }
                 Ok(())
             }
+            Value::Number(n) => Err(Why::Unsupported(format!(
+                "interface index {n} (the interface no longer exists, so its name is unknown)"
+            ))),
             _ => match single_key(v) {
                 Some(("set", b)) => self.iface_collect(b, &ptr_join(ptr, "set"), family, table, out, depth + 1),
                 Some(("elem", b)) => match b.get("val") {
