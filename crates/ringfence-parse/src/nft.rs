@@ -564,6 +564,38 @@ impl<'a> Parser<'a> {
                     return;
                 }
                 "counter" | "log" => None,
+                "xt" => {
+                    // iptables-nft compat expressions: the dump names the
+                    // extension but not its arguments.
+                    let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
+                    let name = body.get("name").and_then(Value::as_str).unwrap_or("");
+                    match (kind, name) {
+                        ("match", "comment") => None,
+                        ("target", "LOG" | "NFLOG" | "ULOG") => None,
+                        ("target", "ACCEPT") => Some(Action::Accept),
+                        ("target", "DROP") => Some(Action::Drop),
+                        ("target", "REJECT") => {
+                            self.note(
+                                &sptr,
+                                "iptables-nft REJECT: the reject type is not in the JSON dump",
+                            );
+                            Some(Action::Reject { with: None })
+                        }
+                        _ => {
+                            let text = compact(st);
+                            self.note(
+                                &sptr,
+                                format!(
+                                    "iptables-nft compat {kind} `{name}`: nft -j does not print its arguments, so the rule may or may not match; parse `iptables-save` output instead for an exact answer"
+                                ),
+                            );
+                            for m in &mut alts {
+                                m.opaque.push(Opaque { text: text.clone() });
+                            }
+                            None
+                        }
+                    }
+                }
                 "snat" | "dnat" | "masquerade" | "redirect" => {
                     self.note(
                         &sptr,

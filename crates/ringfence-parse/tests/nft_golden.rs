@@ -31,3 +31,8 @@ fn kube_style_ruleset_parses_into_expected_model() {
 fn verdict_maps_become_one_rule_per_element() {
     insta::assert_snapshot!(golden("vmap"));
 }
+
+#[test]
+fn iptables_nft_compat_expressions_are_opaque_or_exact_where_the_dump_allows() {
+    insta::assert_snapshot!(golden("iptables-nft"));
+}
