@@ -6,17 +6,18 @@ use crate::{check_address, LabError};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::HashMap;
 use std::fs::File;
-use std::net::{SocketAddrV4, TcpListener};
+use std::net::{SocketAddrV4, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// What the kernel did with one TCP connection attempt.
+/// What the kernel did with one probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
-    /// The handshake completed: every hook accepted the SYN.
+    /// TCP: the handshake completed. UDP: the echo responder's answer came
+    /// back. Either way every hook accepted the packet.
     Connected,
     /// A TCP reset or an ICMP unreachable came back: a reject (or no listener).
     Refused,
@@ -24,16 +25,28 @@ pub enum Outcome {
     Timeout,
 }
 
-/// One probe: connect from `src` (bound address and port) inside namespace
-/// `from_ns` to `dst`.
+/// The transport protocol of a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Transport {
+    /// A TCP connect.
+    #[default]
+    Tcp,
+    /// A UDP datagram to an echo responder.
+    Udp,
+}
+
+/// One probe: from `src` (bound address and port) inside namespace `from_ns`
+/// to `dst`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     /// Source namespace.
     pub from_ns: String,
-    /// Source address and port, bound before connecting.
+    /// Source address and port, bound before sending.
     pub src: SocketAddrV4,
     /// Destination.
     pub dst: SocketAddrV4,
+    /// TCP or UDP.
+    pub transport: Transport,
 }
 
 /// Listening sockets kept accepting by one background thread; stopped and
@@ -45,39 +58,73 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Bind a listener on every `(namespace, address:port)` and start accepting.
+    /// Bind a TCP listener on every `(namespace, address:port)` and start accepting.
     pub fn start(binds: &[(String, SocketAddrV4)]) -> Result<Self, LabError> {
-        let mut by_ns: HashMap<&str, Vec<SocketAddrV4>> = HashMap::new();
-        for (ns, a) in binds {
+        Self::start_with(binds, &[])
+    }
+
+    /// TCP listeners on `tcp` and UDP echo responders (every datagram is sent
+    /// back to its sender) on `udp`.
+    pub fn start_with(
+        tcp: &[(String, SocketAddrV4)],
+        udp: &[(String, SocketAddrV4)],
+    ) -> Result<Self, LabError> {
+        let mut by_ns: HashMap<&str, (Vec<SocketAddrV4>, Vec<SocketAddrV4>)> = HashMap::new();
+        for (ns, a) in tcp {
             check_address(*a.ip())?;
-            by_ns.entry(ns.as_str()).or_default().push(*a);
+            by_ns.entry(ns.as_str()).or_default().0.push(*a);
+        }
+        for (ns, a) in udp {
+            check_address(*a.ip())?;
+            by_ns.entry(ns.as_str()).or_default().1.push(*a);
         }
         let mut all = Vec::new();
-        for (ns, addrs) in by_ns {
-            let ls = crate::in_netns(ns, || -> std::io::Result<Vec<TcpListener>> {
-                addrs
-                    .iter()
-                    .map(|a| {
-                        let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-                        s.set_reuse_address(true)?;
-                        s.bind(&SockAddr::from(*a))?;
-                        s.listen(1024)?;
-                        s.set_nonblocking(true)?;
-                        Ok(s.into())
-                    })
-                    .collect()
-            })??;
+        let mut echo = Vec::new();
+        for (ns, (taddrs, uaddrs)) in by_ns {
+            let (ls, us) = crate::in_netns(
+                ns,
+                || -> std::io::Result<(Vec<TcpListener>, Vec<UdpSocket>)> {
+                    let ls = taddrs
+                        .iter()
+                        .map(|a| {
+                            let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+                            s.set_reuse_address(true)?;
+                            s.bind(&SockAddr::from(*a))?;
+                            s.listen(1024)?;
+                            s.set_nonblocking(true)?;
+                            Ok(s.into())
+                        })
+                        .collect::<std::io::Result<Vec<TcpListener>>>()?;
+                    let us = uaddrs
+                        .iter()
+                        .map(|a| {
+                            let s = UdpSocket::bind(a)?;
+                            s.set_nonblocking(true)?;
+                            Ok(s)
+                        })
+                        .collect::<std::io::Result<Vec<UdpSocket>>>()?;
+                    Ok((ls, us))
+                },
+            )??;
             all.extend(ls);
+            echo.extend(us);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let count = all.len();
+        let count = all.len() + echo.len();
         let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
             while !flag.load(Ordering::Relaxed) {
                 let mut busy = false;
                 for l in &all {
                     while let Ok((s, _)) = l.accept() {
                         drop(s);
+                        busy = true;
+                    }
+                }
+                for u in &echo {
+                    while let Ok((n, from)) = u.recv_from(&mut buf) {
+                        let _ = u.send_to(&buf[..n], from);
                         busy = true;
                     }
                 }
@@ -126,7 +173,47 @@ fn classify(r: std::io::Result<()>) -> std::io::Result<Outcome> {
     }
 }
 
+fn set_recverr(s: &Socket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid open socket descriptor, and a pointer to a c_int that
+    // lives across the call with its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_RECVERR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn udp_once(p: &Probe, timeout: Duration) -> std::io::Result<Outcome> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&SockAddr::from(p.src))?;
+    // A connected UDP socket reports ICMP errors on receive; without
+    // IP_RECVERR only "hard" ones (port unreachable, admin prohibited), so a
+    // `reject with icmp host-unreachable` would look like a drop.
+    set_recverr(&s)?;
+    s.connect(&SockAddr::from(p.dst))?;
+    s.set_read_timeout(Some(timeout))?;
+    let s: UdpSocket = s.into();
+    s.send(b"ringfence-lab probe")?;
+    let mut buf = [0u8; 64];
+    classify(s.recv(&mut buf).map(|_| ()))
+}
+
 fn connect_once(p: &Probe, timeout: Duration) -> std::io::Result<Outcome> {
+    if p.transport == Transport::Udp {
+        return udp_once(p, timeout);
+    }
     let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
     // Close with a reset: no TIME_WAIT left behind for the bound source port.

@@ -1,14 +1,14 @@
 //! Kernel differential test for the nft path: random nftables rulesets are
 //! loaded into a router namespace with the real `nft -f`, dumped with
 //! `nft -j list ruleset`, parsed by ringfence-parse (the dump, not our input),
-//! and real TCP connects through the router are compared with the verdict a
+//! and real TCP connects and UDP exchanges through the router are compared with the verdict a
 //! reference evaluator computes over the parsed model. The kernel is the truth.
 //!
 //! Needs root, `ip` and `nft`; prints "skipped: ..." otherwise.
 //! `RF_DIFF_SEED`, `RF_DIFF_RULESETS` and `RF_DIFF_PACKETS` override the defaults
 //! (seed 1, 50 rulesets, 200 packets each).
 
-use ringfence_lab::{probe_all, HostSpec, Lab, LabSpec, Listeners, Outcome, Probe};
+use ringfence_lab::{probe_all, HostSpec, Lab, LabSpec, Listeners, Outcome, Probe, Transport};
 use ringfence_model::{Action, ChainId, CtStates, Hook, Packet, Policy, Ruleset, Verdict};
 use std::collections::HashSet;
 use std::fmt::Write;
@@ -161,12 +161,12 @@ fn gen_match(r: &mut Rng, named: bool) -> String {
             } else {
                 gen_port_value(r, true)
             };
-            format!("tcp dport {}{v}", neg(r))
+            format!("{} dport {}{v}", r.pick(&["tcp", "tcp", "udp"]), neg(r))
         }
         6 => {
             let lo = 10000 + r.below(40000) as u16;
             let hi = lo.saturating_add(r.below(20000) as u16);
-            format!("tcp sport {}{lo}-{hi}", neg(r))
+            format!("{} sport {}{lo}-{hi}", r.pick(&["tcp", "udp"]), neg(r))
         }
         7 => format!("th dport {}{}", neg(r), gen_port_value(r, false)),
         8 => r
@@ -268,7 +268,11 @@ fn gen_rule(r: &mut Rng, users: &[String], own: Option<usize>, named: bool) -> S
                 };
                 elems.push(format!("{k} : {v}"));
             }
-            format!("tcp dport vmap {{ {} }}", elems.join(", "))
+            format!(
+                "{} dport vmap {{ {} }}",
+                r.pick(&["tcp", "udp", "th"]),
+                elems.join(", ")
+            )
         }
         _ => r.pick(&["accept", "drop", "reject"]).to_string(),
     };
@@ -454,7 +458,7 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
             }
         }
     }
-    let _listeners = Listeners::start(&binds).unwrap();
+    let _listeners = Listeners::start_with(&binds, &binds).unwrap();
     let started = Instant::now();
     let mut used: HashSet<(Ipv4Addr, u16)> = HashSet::new();
     let mut disagreements = Vec::new();
@@ -493,7 +497,10 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
                 }
             };
             let dport = *r.pick(&PORTS);
-            let mut pkt = Packet::new_connection(IpAddr::V4(src), IpAddr::V4(dst), 6, sport, dport);
+            let udp = r.chance(30);
+            let proto = if udp { 17 } else { 6 };
+            let mut pkt =
+                Packet::new_connection(IpAddr::V4(src), IpAddr::V4(dst), proto, sport, dport);
             pkt.iif = Some(lab.router_iface(sh.name));
             pkt.oif = Some(lab.router_iface(dh.name));
             pkt.ct_state = CtStates::NEW;
@@ -505,6 +512,7 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
                 from_ns: lab.host_ns(sh.name),
                 src: SocketAddrV4::new(src, sport),
                 dst: SocketAddrV4::new(dst, dport),
+                transport: if udp { Transport::Udp } else { Transport::Tcp },
             });
         }
         let got = probe_all(&probes, Duration::from_millis(400), 48).unwrap();
@@ -516,8 +524,8 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
             }] += 1;
             if exp != got {
                 disagreements.push(format!(
-                    "ruleset {n}: {}:{} -> {}:{} iif {:?} oif {:?}: model says {exp:?}, kernel did {got:?}\n--- loaded\n{text}",
-                    pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.iif, pkt.oif
+                    "ruleset {n}: proto {} {}:{} -> {}:{} iif {:?} oif {:?}: model says {exp:?}, kernel did {got:?}\n--- loaded\n{text}",
+                    pkt.protocol, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.iif, pkt.oif
                 ));
             }
         }
