@@ -10,6 +10,7 @@ use std::process::ExitCode;
 /// Exit code for a clean result.
 pub const SUCCESS: u8 = 0;
 /// Exit code when the analysis reports findings.
+#[allow(dead_code)] // used by the analysis subcommands as they land
 pub const FINDINGS: u8 = 1;
 /// Exit code for bad input or failure to run.
 pub const BAD_INPUT: u8 = 2;
@@ -22,6 +23,7 @@ pub enum CliError {
     /// Reading or writing failed.
     Io(String),
     /// Arguments that clap accepted but that do not fit together.
+    #[allow(dead_code)] // used by subcommands with interdependent flags
     Usage(String),
 }
 

@@ -21,6 +21,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// List the flows a site needs, resolved to addresses, protocols and ports.
+    Flows(cmd::flows::Args),
+    /// Create, check and import site files.
+    #[command(subcommand)]
+    Site(cmd::site::Command),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell to complete for.
@@ -28,6 +33,10 @@ enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Trace one packet (or a batch of JSON-lines packets) through a ruleset.
+    Trace(cmd::trace::Args),
+    /// Generate firewall rules for a site: nftables, iptables, NSX DFW or Aerleon.
+    Generate(cmd::generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +47,8 @@ fn main() -> ExitCode {
             let _ = cmd.print_help();
             Ok(exit::SUCCESS)
         }
+        Some(Command::Flows(args)) => cmd::flows::run(args),
+        Some(Command::Site(c)) => cmd::site::run(c),
         Some(Command::Completions { shell }) => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "ringfence", &mut std::io::stdout());
@@ -51,6 +62,8 @@ fn main() -> ExitCode {
                 .and_then(|()| exit::write_stdout(&out))
                 .map(|()| exit::SUCCESS)
         }
+        Some(Command::Trace(args)) => cmd::trace::run(args),
+        Some(Command::Generate(args)) => cmd::generate::run(args),
     };
     exit::finish(result)
 }

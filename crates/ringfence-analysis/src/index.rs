@@ -1,0 +1,101 @@
+//! A static index of items by the hull of their destination addresses.
+//!
+//! Items are grouped in classes by the width of their hull (powers of 16);
+//! inside a class they are sorted by the hull's low end, so the items whose
+//! hull may contain a point or meet a range are found by binary search.
+//! Large rulesets are dominated by narrow destinations (a service address, a
+//! subnet), so a lookup touches few items.
+
+use crate::space::Fam;
+
+#[derive(Debug, Clone, Default)]
+struct Class {
+    /// (lo, hi, item), sorted by lo.
+    entries: Vec<(u128, u128, u32)>,
+    /// Largest hi - lo in the class.
+    max_width: u128,
+}
+
+/// Index of item ids by destination hull, per family.
+#[derive(Debug, Clone, Default)]
+pub struct DstIndex {
+    classes: [Vec<Class>; 2],
+}
+
+fn class_of(width: u128) -> usize {
+    // 0 for single addresses, then one class per 4 bits of width.
+    let bits = 128 - width.leading_zeros() as usize;
+    bits.div_ceil(4)
+}
+
+fn fam_slot(f: Fam) -> usize {
+    match f {
+        Fam::V4 => 0,
+        Fam::V6 => 1,
+    }
+}
+
+impl DstIndex {
+    /// Build from `(family, lo, hi, item)`; item ids are returned in ascending order by lookups.
+    pub fn build(items: impl IntoIterator<Item = (Fam, u128, u128, u32)>) -> Self {
+        let mut classes: [Vec<Class>; 2] = [vec![Class::default(); 33], vec![Class::default(); 33]];
+        for (fam, lo, hi, id) in items {
+            let c = &mut classes[fam_slot(fam)][class_of(hi - lo)];
+            c.entries.push((lo, hi, id));
+            c.max_width = c.max_width.max(hi - lo);
+        }
+        for fam in &mut classes {
+            for c in fam.iter_mut() {
+                c.entries.sort_unstable_by_key(|e| e.0);
+            }
+            fam.retain(|c| !c.entries.is_empty());
+        }
+        Self { classes }
+    }
+
+    /// Append to `out` the ids of items whose hull meets `[lo, hi]`, unsorted.
+    pub fn query_into(&self, fam: Fam, lo: u128, hi: u128, out: &mut Vec<u32>) {
+        for c in &self.classes[fam_slot(fam)] {
+            let from = lo.saturating_sub(c.max_width);
+            let start = c.entries.partition_point(|e| e.0 < from);
+            for &(elo, ehi, id) in &c.entries[start..] {
+                if elo > hi {
+                    break;
+                }
+                if ehi >= lo {
+                    out.push(id);
+                }
+            }
+        }
+    }
+
+    /// Ids of items whose hull meets `[lo, hi]`, ascending.
+    pub fn query(&self, fam: Fam, lo: u128, hi: u128) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.query_into(fam, lo, hi, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_exactly_the_items_whose_hull_meets_the_query() {
+        let items = vec![
+            (Fam::V4, 10, 10, 0),
+            (Fam::V4, 0, u32::MAX as u128, 1),
+            (Fam::V4, 5, 300, 2),
+            (Fam::V6, 10, 10, 3),
+            (Fam::V4, 11, 20, 4),
+        ];
+        let idx = DstIndex::build(items);
+        assert_eq!(idx.query(Fam::V4, 10, 10), vec![0, 1, 2]);
+        assert_eq!(idx.query(Fam::V4, 301, 400), vec![1]);
+        assert_eq!(idx.query(Fam::V4, 12, 12), vec![1, 2, 4]);
+        assert_eq!(idx.query(Fam::V6, 0, 100), vec![3]);
+    }
+}

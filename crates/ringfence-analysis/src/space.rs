@@ -1,0 +1,588 @@
+//! Header space as boxes: one interval set per field.
+//!
+//! A [`PBox`] is a product of per-field sets for one address family. A region
+//! is a list of boxes. Interfaces become finite "atoms" (see [`IfaceUniverse`]),
+//! so every field is an interval set and one set of box operations covers all.
+
+use ringfence_model::{CtStates, IfacePattern, IfaceSet, IntervalSet, Match, Packet, Ruleset};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Address family of a box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fam {
+    /// IPv4: addresses are below 2^32.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+/// A box in header space for one family.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PBox {
+    /// Address family.
+    pub fam: Fam,
+    /// Source addresses (IPv4 values fit in the low 32 bits).
+    pub src: IntervalSet<u128>,
+    /// Destination addresses.
+    pub dst: IntervalSet<u128>,
+    /// IP protocol.
+    pub proto: IntervalSet<u8>,
+    /// Source port.
+    pub sport: IntervalSet<u16>,
+    /// Destination port.
+    pub dport: IntervalSet<u16>,
+    /// Input interface atoms.
+    pub iif: IntervalSet<u16>,
+    /// Output interface atoms.
+    pub oif: IntervalSet<u16>,
+    /// Conntrack state bits.
+    pub ct: u8,
+}
+
+fn overlaps<T: Ord + Copy>(a: &[(T, T)], b: &[(T, T)]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (a0, a1) = a[i];
+        let (b0, b1) = b[j];
+        if a0.max(b0) <= a1.min(b1) {
+            return true;
+        }
+        if a1 < b1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    false
+}
+
+fn widen(v4: &IntervalSet<u32>) -> IntervalSet<u128> {
+    IntervalSet::from_ranges(v4.ranges().iter().map(|&(a, b)| (a as u128, b as u128)))
+}
+
+/// The full address range of a family.
+pub fn fam_full(fam: Fam) -> IntervalSet<u128> {
+    match fam {
+        Fam::V4 => IntervalSet::range(0, u32::MAX as u128),
+        Fam::V6 => IntervalSet::full(),
+    }
+}
+
+impl PBox {
+    /// Every packet of `fam` (all interfaces in `u`, every state).
+    pub fn full(fam: Fam, u: &IfaceUniverse) -> Self {
+        Self {
+            fam,
+            src: fam_full(fam),
+            dst: fam_full(fam),
+            proto: IntervalSet::full(),
+            sport: IntervalSet::full(),
+            dport: IntervalSet::full(),
+            iif: u.full(),
+            oif: u.full(),
+            ct: CtStates::ALL.0,
+        }
+    }
+
+    /// Whether no packet is in the box.
+    pub fn is_empty(&self) -> bool {
+        self.src.is_empty()
+            || self.dst.is_empty()
+            || self.proto.is_empty()
+            || self.sport.is_empty()
+            || self.dport.is_empty()
+            || self.iif.is_empty()
+            || self.oif.is_empty()
+            || self.ct == 0
+    }
+
+    /// Whether the boxes share a packet (no allocation).
+    pub fn overlaps(&self, o: &PBox) -> bool {
+        self.fam == o.fam
+            && self.ct & o.ct != 0
+            && overlaps(self.dst.ranges(), o.dst.ranges())
+            && overlaps(self.dport.ranges(), o.dport.ranges())
+            && overlaps(self.src.ranges(), o.src.ranges())
+            && overlaps(self.proto.ranges(), o.proto.ranges())
+            && overlaps(self.sport.ranges(), o.sport.ranges())
+            && overlaps(self.iif.ranges(), o.iif.ranges())
+            && overlaps(self.oif.ranges(), o.oif.ranges())
+    }
+
+    /// Intersection, or `None` when empty.
+    pub fn intersect(&self, o: &PBox) -> Option<PBox> {
+        if !self.overlaps(o) {
+            return None;
+        }
+        Some(PBox {
+            fam: self.fam,
+            src: self.src.intersect(&o.src),
+            dst: self.dst.intersect(&o.dst),
+            proto: self.proto.intersect(&o.proto),
+            sport: self.sport.intersect(&o.sport),
+            dport: self.dport.intersect(&o.dport),
+            iif: self.iif.intersect(&o.iif),
+            oif: self.oif.intersect(&o.oif),
+            ct: self.ct & o.ct,
+        })
+    }
+
+    /// Whether every packet of `self` is in `o`.
+    pub fn is_subset(&self, o: &PBox) -> bool {
+        self.fam == o.fam
+            && self.ct & !o.ct == 0
+            && self.dst.is_subset(&o.dst)
+            && self.dport.is_subset(&o.dport)
+            && self.src.is_subset(&o.src)
+            && self.proto.is_subset(&o.proto)
+            && self.sport.is_subset(&o.sport)
+            && self.iif.is_subset(&o.iif)
+            && self.oif.is_subset(&o.oif)
+    }
+
+    /// `self \ o` as disjoint boxes (at most one per field).
+    pub fn subtract(&self, o: &PBox) -> Vec<PBox> {
+        if !self.overlaps(o) {
+            return vec![self.clone()];
+        }
+        let mut out = Vec::new();
+        let mut rest = self.clone();
+        macro_rules! split {
+            ($f:ident) => {
+                let outside = rest.$f.difference(&o.$f);
+                if !outside.is_empty() {
+                    let mut piece = rest.clone();
+                    piece.$f = outside;
+                    out.push(piece);
+                    rest.$f = rest.$f.intersect(&o.$f);
+                }
+            };
+        }
+        split!(dst);
+        split!(dport);
+        split!(src);
+        split!(proto);
+        split!(sport);
+        split!(iif);
+        split!(oif);
+        let outside = rest.ct & !o.ct;
+        if outside != 0 {
+            let mut piece = rest.clone();
+            piece.ct = outside;
+            out.push(piece);
+        }
+        out
+    }
+
+    /// One concrete packet in the box (the lowest value of each field).
+    pub fn example(&self, u: &IfaceUniverse) -> Option<Packet> {
+        if self.is_empty() {
+            return None;
+        }
+        let addr = |v: u128| match self.fam {
+            Fam::V4 => IpAddr::V4(Ipv4Addr::from(v as u32)),
+            Fam::V6 => IpAddr::V6(Ipv6Addr::from(v)),
+        };
+        // Prefer a host address over the network address when the range allows.
+        let pick = |s: &IntervalSet<u128>| {
+            let (lo, hi) = s.ranges()[0];
+            if hi > lo && lo & 0xff == 0 {
+                lo + 1
+            } else {
+                lo
+            }
+        };
+        let port = |s: &IntervalSet<u16>| {
+            // A client-like port when the whole range is open, else the lowest.
+            if s.contains(40000) && s.is_full() {
+                40000
+            } else {
+                s.first().unwrap_or(0)
+            }
+        };
+        let proto = if self.proto.contains(6) {
+            6
+        } else {
+            self.proto.first()?
+        };
+        let ct = [
+            CtStates::NEW,
+            CtStates::ESTABLISHED,
+            CtStates::RELATED,
+            CtStates::INVALID,
+            CtStates::UNTRACKED,
+        ]
+        .into_iter()
+        .find(|b| self.ct & b != 0)?;
+        Some(Packet {
+            src: addr(pick(&self.src)),
+            dst: addr(pick(&self.dst)),
+            protocol: proto,
+            sport: port(&self.sport),
+            dport: self.dport.first()?,
+            iif: u.representative(self.iif.first()?),
+            oif: u.representative(self.oif.first()?),
+            ct_state: ct,
+        })
+    }
+}
+
+/// `a \ (b1 ∪ b2 ∪ ...)`, as disjoint boxes. Stops and returns `None` when more
+/// than `budget` pieces would be produced.
+pub fn subtract_all(a: &PBox, subs: &[&PBox], budget: usize) -> Option<Vec<PBox>> {
+    let mut pieces = vec![a.clone()];
+    for s in subs {
+        let mut next = Vec::with_capacity(pieces.len());
+        for p in pieces {
+            if p.overlaps(s) {
+                next.extend(p.subtract(s));
+            } else {
+                next.push(p);
+            }
+        }
+        if next.len() > budget {
+            return None;
+        }
+        pieces = next;
+        if pieces.is_empty() {
+            break;
+        }
+    }
+    Some(pieces)
+}
+
+/// Interface names partitioned into finitely many classes ("atoms") that no
+/// pattern in the ruleset can tell apart. Atom 0 is "no interface".
+#[derive(Debug, Clone)]
+pub struct IfaceUniverse {
+    reps: Vec<Option<String>>,
+    /// For prefix-class atoms: the prefix (the empty string for "other names").
+    stems: Vec<Option<String>>,
+}
+
+impl IfaceUniverse {
+    /// Build from every interface pattern in `rulesets`.
+    pub fn new<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> Self {
+        let mut exact = BTreeSet::new();
+        let mut prefixes = BTreeSet::new();
+        for rs in rulesets {
+            for c in &rs.chains {
+                for r in &c.rules {
+                    for set in [&r.matches.iif, &r.matches.oif] {
+                        for p in &set.patterns {
+                            match p {
+                                IfacePattern::Exact(n) => {
+                                    exact.insert(n.clone());
+                                }
+                                IfacePattern::Prefix(n) => {
+                                    prefixes.insert(n.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Self::from_patterns(&exact, &prefixes)
+    }
+
+    fn from_patterns(exact: &BTreeSet<String>, prefixes: &BTreeSet<String>) -> Self {
+        let mut reps: Vec<Option<String>> = vec![None];
+        reps.extend(exact.iter().cloned().map(Some));
+        let mut stems: Vec<Option<String>> = vec![None; reps.len()];
+        let longest = |name: &str| -> Option<&String> {
+            prefixes
+                .iter()
+                .filter(|p| name.starts_with(p.as_str()))
+                .max_by_key(|p| p.len())
+        };
+        // One name per prefix whose longest matching prefix is that prefix.
+        for p in prefixes {
+            for k in 0..64 {
+                let cand = format!("{p}rf{k}");
+                if !exact.contains(&cand) && longest(&cand) == Some(p) {
+                    reps.push(Some(cand));
+                    stems.push(Some(p.clone()));
+                    break;
+                }
+            }
+        }
+        // And one name no prefix matches, unless the empty prefix matches all.
+        if !prefixes.contains("") {
+            for k in 0..64 {
+                let cand = format!("rfo{k}");
+                if !exact.contains(&cand) && longest(&cand).is_none() {
+                    reps.push(Some(cand));
+                    stems.push(Some(String::new()));
+                    break;
+                }
+            }
+        }
+        Self { reps, stems }
+    }
+
+    /// Number of atoms.
+    pub fn len(&self) -> usize {
+        self.reps.len()
+    }
+
+    /// Always false: atom 0 ("no interface") exists.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Every atom.
+    pub fn full(&self) -> IntervalSet<u16> {
+        IntervalSet::range(0, (self.reps.len() - 1) as u16)
+    }
+
+    /// Every named interface (not "no interface").
+    pub fn named(&self) -> IntervalSet<u16> {
+        IntervalSet::range(1, (self.reps.len() - 1) as u16)
+    }
+
+    /// Only "no interface".
+    pub fn none(&self) -> IntervalSet<u16> {
+        IntervalSet::single(0)
+    }
+
+    /// An interface name in atom `a` (`None` for atom 0).
+    pub fn representative(&self, a: u16) -> Option<String> {
+        self.reps.get(a as usize).cloned().flatten()
+    }
+
+    /// The atom of an interface name (for points).
+    pub fn atom_of(&self, name: Option<&str>) -> u16 {
+        let Some(n) = name else { return 0 };
+        // The atom whose representative every pattern treats like `n`: exact
+        // names first, then the longest-prefix class.
+        if let Some(i) = self.reps.iter().position(|r| r.as_deref() == Some(n)) {
+            return i as u16;
+        }
+        let mut best: Option<(usize, usize)> = None;
+        for (i, stem) in self.stems.iter().enumerate() {
+            let Some(stem) = stem else { continue };
+            if n.starts_with(stem.as_str()) && best.is_none_or(|(_, l)| stem.len() > l) {
+                best = Some((i, stem.len()));
+            }
+        }
+        best.map(|(i, _)| i as u16).unwrap_or(0)
+    }
+
+    /// The atoms matched by an interface set.
+    pub fn atoms(&self, set: &IfaceSet) -> IntervalSet<u16> {
+        if set.is_any() {
+            return self.full();
+        }
+        IntervalSet::from_ranges(
+            (0..self.reps.len())
+                .filter(|&i| set.matches(self.reps[i].as_deref()))
+                .map(|i| (i as u16, i as u16)),
+        )
+    }
+}
+
+/// The boxes (one per family with addresses) a match covers.
+pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Vec<PBox> {
+    let mut out = Vec::new();
+    if m.is_empty() {
+        return out;
+    }
+    let iif = u.atoms(&m.iif);
+    let oif = u.atoms(&m.oif);
+    if iif.is_empty() || oif.is_empty() {
+        return out;
+    }
+    let common = |fam, src, dst| PBox {
+        fam,
+        src,
+        dst,
+        proto: m.protocol.clone(),
+        sport: m.sport.clone(),
+        dport: m.dport.clone(),
+        iif: iif.clone(),
+        oif: oif.clone(),
+        ct: m.ct_state.0,
+    };
+    if !m.src.v4.is_empty() && !m.dst.v4.is_empty() {
+        out.push(common(Fam::V4, widen(&m.src.v4), widen(&m.dst.v4)));
+    }
+    if !m.src.v6.is_empty() && !m.dst.v6.is_empty() {
+        out.push(common(Fam::V6, m.src.v6.clone(), m.dst.v6.clone()));
+    }
+    out
+}
+
+/// The single-packet box of `p`.
+pub fn packet_box(p: &Packet, u: &IfaceUniverse) -> PBox {
+    let (fam, s, d) = match (p.src, p.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (Fam::V4, u32::from(s) as u128, u32::from(d) as u128),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (Fam::V6, u128::from(s), u128::from(d)),
+        (s, d) => (Fam::V6, to_v6(s), to_v6(d)),
+    };
+    PBox {
+        fam,
+        src: IntervalSet::single(s),
+        dst: IntervalSet::single(d),
+        proto: IntervalSet::single(p.protocol),
+        sport: IntervalSet::single(p.sport),
+        dport: IntervalSet::single(p.dport),
+        iif: IntervalSet::single(u.atom_of(p.iif.as_deref())),
+        oif: IntervalSet::single(u.atom_of(p.oif.as_deref())),
+        ct: p.ct_state,
+    }
+}
+
+fn to_v6(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(v.to_ipv6_mapped()),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+/// Render an address set as CIDRs (or `a-b` ranges when a CIDR list would be long).
+pub fn format_addrs(fam: Fam, s: &IntervalSet<u128>) -> Vec<String> {
+    if *s == fam_full(fam) {
+        return vec![match fam {
+            Fam::V4 => "0.0.0.0/0".into(),
+            Fam::V6 => "::/0".into(),
+        }];
+    }
+    let bits = if fam == Fam::V4 { 32 } else { 128 };
+    let show = |v: u128| match fam {
+        Fam::V4 => Ipv4Addr::from(v as u32).to_string(),
+        Fam::V6 => Ipv6Addr::from(v).to_string(),
+    };
+    let mut out = Vec::new();
+    for &(lo, hi) in s.ranges() {
+        let cidrs = range_to_cidrs(lo, hi, bits);
+        if cidrs.len() <= 4 {
+            for (a, l) in cidrs {
+                out.push(format!("{}/{}", show(a), l));
+            }
+        } else {
+            out.push(format!("{}-{}", show(lo), show(hi)));
+        }
+    }
+    out
+}
+
+fn range_to_cidrs(mut lo: u128, hi: u128, bits: u32) -> Vec<(u128, u32)> {
+    let mut out = Vec::new();
+    loop {
+        // Largest aligned block starting at lo that stays within hi.
+        let mut size_bits = if lo == 0 {
+            bits
+        } else {
+            lo.trailing_zeros().min(bits)
+        };
+        while size_bits > 0 {
+            let span = if size_bits >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << size_bits) - 1
+            };
+            if lo.checked_add(span).is_some_and(|e| e <= hi) {
+                break;
+            }
+            size_bits -= 1;
+        }
+        out.push((lo, bits - size_bits));
+        let span = if size_bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << size_bits) - 1
+        };
+        match lo.checked_add(span) {
+            Some(e) if e < hi => lo = e + 1,
+            _ => break,
+        }
+        if out.len() > 8 {
+            break;
+        }
+    }
+    out
+}
+
+/// Render a port set (`any`, `443`, `8000-8080`, comma-joined).
+pub fn format_ports(s: &IntervalSet<u16>) -> String {
+    if s.is_full() {
+        return "any".into();
+    }
+    s.ranges()
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Render a protocol set (`any`, `tcp`, `udp`, numbers).
+pub fn format_proto(s: &IntervalSet<u8>) -> String {
+    if s.is_full() {
+        return "any".into();
+    }
+    s.ranges()
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                proto_name(a)
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Name of a protocol number.
+pub fn proto_name(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        132 => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_rendering_splits_ranges_into_aligned_blocks() {
+        let s = IntervalSet::range(0x0a000000u128, 0x0a0000ffu128);
+        assert_eq!(format_addrs(Fam::V4, &s), vec!["10.0.0.0/24"]);
+        let s = IntervalSet::range(0x0a000001u128, 0x0a000002u128);
+        assert_eq!(
+            format_addrs(Fam::V4, &s),
+            vec!["10.0.0.1/32", "10.0.0.2/32"]
+        );
+        assert_eq!(format_addrs(Fam::V4, &fam_full(Fam::V4)), vec!["0.0.0.0/0"]);
+    }
+
+    #[test]
+    fn interface_atoms_separate_exact_prefix_and_other_names() {
+        let exact: BTreeSet<String> = ["eth0".to_string()].into();
+        let prefixes: BTreeSet<String> = ["eth".to_string(), "veth".to_string()].into();
+        let u = IfaceUniverse::from_patterns(&exact, &prefixes);
+        // none, eth0, eth*, veth*, other
+        assert_eq!(u.len(), 5);
+        assert_eq!(u.atom_of(Some("eth0")), 1);
+        assert_eq!(u.atom_of(Some("eth7")), u.atom_of(Some("ethrf0")));
+        assert_ne!(u.atom_of(Some("veth1")), u.atom_of(Some("eth1")));
+        assert_eq!(u.atom_of(None), 0);
+        let set = IfaceSet::except(vec![IfacePattern::Prefix("eth".into())]);
+        let atoms = u.atoms(&set);
+        assert!(!atoms.contains(u.atom_of(Some("eth3"))));
+        assert!(atoms.contains(u.atom_of(Some("wlan0"))));
+    }
+}

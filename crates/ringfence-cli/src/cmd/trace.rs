@@ -1,0 +1,355 @@
+//! `ringfence trace`: one packet's verdict and path, or a batch of packets as JSON lines.
+
+use crate::exit::{self, CliError};
+use clap::{Args as ClapArgs, ValueEnum};
+use ringfence_analysis::Tracer;
+use ringfence_diag::InputError;
+use ringfence_model::{proto, CtStates, Hook, Packet, Ruleset, Verdict};
+use ringfence_parse::RulesetFormat;
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// Ruleset formats on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Detect from the content.
+    Auto,
+    /// iptables-save / ip6tables-save output.
+    Iptables,
+    /// `nft -j list ruleset`.
+    Nft,
+    /// NSX Policy API JSON.
+    Nsx,
+}
+
+impl From<FormatArg> for RulesetFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Auto => RulesetFormat::Auto,
+            FormatArg::Iptables => RulesetFormat::IptablesSave,
+            FormatArg::Nft => RulesetFormat::NftJson,
+            FormatArg::Nsx => RulesetFormat::NsxJson,
+        }
+    }
+}
+
+/// Hooks a ruleset can be checked on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookArg {
+    /// Routed traffic.
+    Forward,
+    /// Traffic to the host.
+    Input,
+    /// Traffic from the host.
+    Output,
+}
+
+impl From<HookArg> for Hook {
+    fn from(h: HookArg) -> Self {
+        match h {
+            HookArg::Forward => Hook::Forward,
+            HookArg::Input => Hook::Input,
+            HookArg::Output => Hook::Output,
+        }
+    }
+}
+
+/// Output formats of `trace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// Arguments of `ringfence trace`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// The ruleset file (iptables-save, nft -j list ruleset, or NSX export).
+    #[arg(long)]
+    pub ruleset: PathBuf,
+    /// Format of the ruleset file.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub ruleset_format: FormatArg,
+    /// The hook the packet traverses.
+    #[arg(long, value_enum, default_value = "forward")]
+    pub hook: HookArg,
+    /// Source address.
+    #[arg(long, required_unless_present = "packets")]
+    pub src: Option<IpAddr>,
+    /// Destination address.
+    #[arg(long, required_unless_present = "packets")]
+    pub dst: Option<IpAddr>,
+    /// Protocol: tcp, udp, icmp, icmpv6 or a number.
+    #[arg(long, required_unless_present = "packets")]
+    pub proto: Option<String>,
+    /// Source port.
+    #[arg(long, default_value_t = 0)]
+    pub sport: u16,
+    /// Destination port.
+    #[arg(long, default_value_t = 0)]
+    pub dport: u16,
+    /// Input interface name.
+    #[arg(long)]
+    pub iif: Option<String>,
+    /// Output interface name.
+    #[arg(long)]
+    pub oif: Option<String>,
+    /// Batch mode: JSON lines `{"src","dst","proto","sport","dport","iif","oif"}`;
+    /// writes one JSON line per packet, in order, each with "verdict".
+    #[arg(long, conflicts_with_all = ["src", "dst", "proto"])]
+    pub packets: Option<PathBuf>,
+    /// Output format (single packet).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TraceFormat,
+    /// Write the output here (atomically) instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Read and parse a ruleset file; errors carry file:line:column.
+pub fn load_ruleset(path: &Path, format: FormatArg) -> Result<Ruleset, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
+    let name = path.display().to_string();
+    Ok(ringfence_parse::parse_ruleset(&text, &name, format.into())?)
+}
+
+/// Protocol name or number.
+pub fn parse_proto(s: &str) -> Option<u8> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Some(proto::TCP),
+        "udp" => Some(proto::UDP),
+        "icmp" => Some(proto::ICMP),
+        "icmpv6" | "ipv6-icmp" => Some(proto::ICMPV6),
+        "sctp" => Some(proto::SCTP),
+        n => n.parse().ok(),
+    }
+}
+
+fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Accept => "accept",
+        Verdict::Drop => "drop",
+        Verdict::Reject => "reject",
+    }
+}
+
+/// Run `ringfence trace`.
+pub fn run(args: Args) -> Result<u8, CliError> {
+    let rs = load_ruleset(&args.ruleset, args.ruleset_format)?;
+    let tracer = Tracer::new(&rs);
+    let hook: Hook = args.hook.into();
+    if let Some(path) = &args.packets {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
+        let out = batch(&tracer, hook, &text, &path.display().to_string())?;
+        exit::emit(args.out.as_deref(), out.as_bytes())?;
+        return Ok(exit::SUCCESS);
+    }
+    let (src, dst) = (args.src.expect("clap"), args.dst.expect("clap"));
+    let proto_s = args.proto.as_deref().expect("clap");
+    let protocol = parse_proto(proto_s).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--proto {proto_s}: expected tcp, udp, icmp, icmpv6, sctp or a number 0-255"
+        ))
+    })?;
+    if src.is_ipv4() != dst.is_ipv4() {
+        return Err(CliError::Usage(
+            "--src and --dst must be of the same address family".into(),
+        ));
+    }
+    let packet = Packet {
+        src,
+        dst,
+        protocol,
+        sport: args.sport,
+        dport: args.dport,
+        iif: args.iif.clone(),
+        oif: args.oif.clone(),
+        ct_state: CtStates::NEW,
+    };
+    let r = tracer.trace(hook, &packet);
+    let out = match args.format {
+        TraceFormat::Json => {
+            let v = serde_json::json!({
+                "verdict": verdict_name(r.verdict),
+                "uncertain": r.uncertain,
+                "path": r.path.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                "hook": hook.to_string(),
+            });
+            let mut s = serde_json::to_string_pretty(&v).expect("json");
+            s.push('\n');
+            s
+        }
+        TraceFormat::Text => {
+            let mut s = format!(
+                "{} {} -> {} {}{}: {}{}\n",
+                hook,
+                src,
+                dst,
+                ringfence_analysis::space::proto_name(protocol),
+                if args.dport != 0 || args.sport != 0 {
+                    format!(" sport {} dport {}", args.sport, args.dport)
+                } else {
+                    String::new()
+                },
+                verdict_name(r.verdict),
+                if r.uncertain {
+                    " (uncertain: a rule the model cannot evaluate matched; this assumes it did not)"
+                } else {
+                    ""
+                }
+            );
+            for p in &r.path {
+                let _ = writeln!(s, "  {p}");
+            }
+            s
+        }
+    };
+    exit::emit(args.out.as_deref(), out.as_bytes())?;
+    Ok(exit::SUCCESS)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ProtoField<'a> {
+    Num(u8),
+    #[serde(borrow)]
+    Name(Cow<'a, str>),
+}
+
+#[derive(Deserialize)]
+struct PacketLine<'a> {
+    #[serde(borrow)]
+    src: Cow<'a, str>,
+    #[serde(borrow)]
+    dst: Cow<'a, str>,
+    #[serde(borrow)]
+    proto: ProtoField<'a>,
+    #[serde(default)]
+    sport: u16,
+    #[serde(default)]
+    dport: u16,
+    #[serde(borrow, default)]
+    iif: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    oif: Option<Cow<'a, str>>,
+}
+
+fn parse_line(line: &str, file: &str, lineno: u64) -> Result<Packet, InputError> {
+    let pl: PacketLine = serde_json::from_str(line).map_err(|e| {
+        InputError::at(
+            file,
+            lineno,
+            e.column() as u64,
+            format!(
+                "packet line: {e}; expected {{\"src\", \"dst\", \"proto\", \"sport\", \"dport\", \"iif\", \"oif\"}}"
+            ),
+        )
+    })?;
+    let addr = |s: &str, what: &str| -> Result<IpAddr, InputError> {
+        s.parse().map_err(|_| {
+            InputError::at(
+                file,
+                lineno,
+                line.find(s).map(|c| c as u64 + 1).unwrap_or(1),
+                format!("\"{what}\": `{s}` is not an IP address"),
+            )
+        })
+    };
+    let src = addr(&pl.src, "src")?;
+    let dst = addr(&pl.dst, "dst")?;
+    if src.is_ipv4() != dst.is_ipv4() {
+        return Err(InputError::at_line(
+            file,
+            lineno,
+            "\"src\" and \"dst\" are of different address families: expected both IPv4 or both IPv6",
+        ));
+    }
+    let protocol = match pl.proto {
+        ProtoField::Num(n) => n,
+        ProtoField::Name(n) => parse_proto(&n).ok_or_else(|| {
+            InputError::at(
+                file,
+                lineno,
+                line.find("\"proto\"").map(|c| c as u64 + 1).unwrap_or(1),
+                format!("\"proto\": `{n}`: expected tcp, udp, icmp, icmpv6, sctp or a number"),
+            )
+        })?,
+    };
+    Ok(Packet {
+        src,
+        dst,
+        protocol,
+        sport: pl.sport,
+        dport: pl.dport,
+        iif: pl.iif.map(Cow::into_owned),
+        oif: pl.oif.map(Cow::into_owned),
+        ct_state: CtStates::NEW,
+    })
+}
+
+fn batch_chunk(
+    tracer: &Tracer<'_>,
+    hook: Hook,
+    lines: &[(u64, &str)],
+    file: &str,
+) -> Result<String, InputError> {
+    let mut out = String::with_capacity(lines.len() * 48);
+    for &(lineno, line) in lines {
+        let p = parse_line(line, file, lineno)?;
+        let (verdict, path, uncertain) = tracer.trace_raw(hook, &p);
+        out.push_str("{\"verdict\":\"");
+        out.push_str(verdict_name(verdict));
+        out.push_str("\",\"rule\":");
+        match path.last() {
+            Some(&k) => {
+                let r = tracer.rule_ref(k).to_string();
+                out.push_str(&serde_json::to_string(&r).expect("json string"));
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"uncertain\":");
+        out.push_str(if uncertain { "true" } else { "false" });
+        out.push_str("}\n");
+    }
+    Ok(out)
+}
+
+/// Trace every packet line of `text`; output lines are in input order.
+pub fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<String, CliError> {
+    let lines: Vec<(u64, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i as u64 + 1, l))
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    if lines.len() < 4096 || threads == 1 {
+        return Ok(batch_chunk(tracer, hook, &lines, file)?);
+    }
+    let chunk = lines.len().div_ceil(threads);
+    let parts: Vec<Result<String, InputError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = lines
+            .chunks(chunk)
+            .map(|c| s.spawn(move || batch_chunk(tracer, hook, c, file)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("trace worker panicked"))
+            .collect()
+    });
+    let mut out = String::new();
+    for p in parts {
+        out.push_str(&p?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,164 @@
+//! Aerleon (pinned in `.venv`, see docs/generate.md) renders our export to its
+//! `iptables` and `speedway` targets; both renderings, loaded into network
+//! namespaces, decide every probe packet exactly as our own iptables output does.
+//!
+//! How the comparison works: each ruleset is loaded into its own namespace
+//! (speedway output with `iptables-restore`, the `iptables` target's command
+//! lines one by one with `iptables`, ours with `iptables-restore`), read back
+//! with `iptables-save`, and evaluated by `common::eval` on the same probe set
+//! (`common::probes`: every pair of representative addresses times every
+//! protocol/port edge of every flow, including addresses outside every zone).
+
+mod common;
+
+use common::eval::{tokenize, Ruleset};
+use common::{aclgen, can_run, probes, sites, Netns};
+use ringfence_generate::{generate_site, Family, Options, Target};
+use std::path::Path;
+use std::process::Command;
+
+fn write_tree(root: &Path, out: &ringfence_generate::Output) {
+    for f in &out.files {
+        let p = root.join(&f.path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, &f.contents).unwrap();
+    }
+}
+
+fn run_aclgen(aclgen: &Path, root: &Path) {
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    let res = Command::new(aclgen)
+        .current_dir(root)
+        .args([
+            "--base_directory",
+            "policies",
+            "--definitions_directory",
+            "def",
+            "--output_directory",
+            "out",
+            "--max_renderers",
+            "1",
+        ])
+        .output()
+        .expect("run aclgen");
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "aclgen failed:\n{stderr}");
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.starts_with('E') || l.contains("Traceback")),
+        "aclgen reported errors:\n{stderr}"
+    );
+}
+
+fn dump(ns: &Netns, fam: Family) -> Ruleset {
+    let save = match fam {
+        Family::V4 => "iptables-save",
+        Family::V6 => "ip6tables-save",
+    };
+    Ruleset::parse(&ns.ok(save, &["-t", "filter"], b""))
+}
+
+#[test]
+fn aclgen_renders_our_export_and_its_rules_decide_like_ours() {
+    let Some(aclgen) = aclgen() else {
+        eprintln!("skipped: .venv/bin/aclgen missing (python3 -m venv .venv && .venv/bin/pip install aerleon==1.18.0)");
+        return;
+    };
+    if !can_run(
+        "aerleon comparison",
+        &[
+            "iptables",
+            "ip6tables",
+            "iptables-restore",
+            "ip6tables-restore",
+            "iptables-save",
+            "ip6tables-save",
+        ],
+    ) {
+        return;
+    }
+    for (name, site) in sites() {
+        let export = generate_site(&site, Target::Aerleon, &Options::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_tree(dir.path(), &export);
+        run_aclgen(&aclgen, dir.path());
+        let resolved = site.resolve();
+        for fam in Family::BOTH {
+            let stem = format!(
+                "{}-v{}",
+                ringfence_generate::plan::sanitize(&resolved.site),
+                fam.number()
+            );
+            let iptables_out = dir.path().join("out").join(&stem);
+            let speedway_out = dir.path().join("out").join(format!("{stem}.ipt"));
+            if export.file(&format!("policy-v{}", fam.number())).is_none() {
+                continue;
+            }
+            let speedway = std::fs::read_to_string(&speedway_out)
+                .unwrap_or_else(|e| panic!("{name}: no speedway output {speedway_out:?}: {e}"));
+            let iptables = std::fs::read_to_string(&iptables_out)
+                .unwrap_or_else(|e| panic!("{name}: no iptables output {iptables_out:?}: {e}"));
+            let (restore, cmd) = match fam {
+                Family::V4 => ("iptables-restore", "iptables"),
+                Family::V6 => ("ip6tables-restore", "ip6tables"),
+            };
+
+            let ns_speedway = Netns::new();
+            ns_speedway.ok(restore, &[], speedway.as_bytes());
+            let speedway_rs = dump(&ns_speedway, fam);
+
+            let ns_iptables = Netns::new();
+            for line in iptables.lines().filter(|l| l.starts_with('-')) {
+                let args = tokenize(line);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                ns_iptables.ok(cmd, &args, b"");
+            }
+            let iptables_rs = dump(&ns_iptables, fam);
+
+            let ours = generate_site(
+                &site,
+                Target::Iptables,
+                &Options {
+                    family: Some(fam),
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+            let ns_ours = Netns::new();
+            ns_ours.ok(restore, &[], ours.files[0].contents.as_bytes());
+            let ours_rs = dump(&ns_ours, fam);
+
+            let packets = probes(&resolved, fam);
+            assert!(packets.len() > 100, "{name}: too few probes");
+            let mut accepted = 0;
+            for p in &packets {
+                let want = ours_rs.eval("FORWARD", p);
+                if want == common::eval::Verdict::Accept {
+                    accepted += 1;
+                }
+                assert_eq!(
+                    speedway_rs.eval("FORWARD", p),
+                    want,
+                    "{name} IPv{}: speedway and ours disagree on {p:?}",
+                    fam.number()
+                );
+                assert_eq!(
+                    iptables_rs.eval("FORWARD", p),
+                    want,
+                    "{name} IPv{}: aerleon iptables and ours disagree on {p:?}",
+                    fam.number()
+                );
+            }
+            assert!(accepted > 0, "{name}: no probe accepted at all");
+            eprintln!(
+                "{name} IPv{}: {} probes agree ({accepted} accepted); rules: ours {}, speedway {}, iptables {}",
+                fam.number(),
+                packets.len(),
+                ours_rs.rule_count(),
+                speedway_rs.rule_count(),
+                iptables_rs.rule_count()
+            );
+        }
+    }
+}

@@ -1,0 +1,1067 @@
+//! `iptables-save` / `ip6tables-save` parser (iptables 1.8.x output).
+//!
+//! Only the `filter` table decides whether a packet passes; other tables are
+//! skipped with a note. Every option the model can express exactly becomes a
+//! field of the rule's [`Match`]; any other match extension becomes an
+//! [`Opaque`] part (the rule "may match") with a [`ParseNote`], so analyses
+//! report what it touches as unknown instead of guessing.
+
+use ringfence_diag::{closest, InputError, InputErrors};
+use ringfence_model::{
+    proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, Hook, IfacePattern, IfaceSet,
+    IntervalSet, Match, Opaque, ParseNote, Policy, Rule, RuleRef, Ruleset, SourceFormat,
+};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// A word of a rule line and the 1-based column where it starts.
+#[derive(Debug, Clone)]
+struct Tok {
+    text: String,
+    col: u64,
+}
+
+/// Split a line into words the way iptables-save quotes them: double quotes
+/// group, a backslash escapes the next character inside quotes.
+fn tokenize(line: &str, file: &str, lineno: u64) -> Result<Vec<Tok>, InputError> {
+    let mut toks = Vec::new();
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut text = String::new();
+        while i < chars.len() && !chars[i].is_whitespace() {
+            if chars[i] == '"' {
+                let open = i;
+                i += 1;
+                loop {
+                    if i >= chars.len() {
+                        return Err(InputError::at(
+                            file,
+                            lineno,
+                            open as u64 + 1,
+                            "unterminated double quote: expected a closing `\"`",
+                        ));
+                    }
+                    match chars[i] {
+                        '"' => {
+                            i += 1;
+                            break;
+                        }
+                        '\\' if i + 1 < chars.len() => {
+                            text.push(chars[i + 1]);
+                            i += 2;
+                        }
+                        c => {
+                            text.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+            } else {
+                text.push(chars[i]);
+                i += 1;
+            }
+        }
+        toks.push(Tok {
+            text,
+            col: start as u64 + 1,
+        });
+    }
+    Ok(toks)
+}
+
+/// Address family of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+struct PendingRule {
+    chain: String,
+    line: u64,
+    toks: Vec<Tok>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    family: Family,
+    notes: Vec<ParseNote>,
+}
+
+/// Parse iptables-save or ip6tables-save output.
+pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
+    let mut errors = Vec::new();
+    let mut chains: Vec<Chain> = Vec::new();
+    let mut chain_index: HashMap<String, usize> = HashMap::new();
+    let mut pending: Vec<PendingRule> = Vec::new();
+    let mut notes = Vec::new();
+    let mut table: Option<(String, u64)> = None;
+    let mut saw_filter = false;
+    let mut family_hint: Option<(Family, u64)> = None;
+
+    for (idx, raw) in text.lines().enumerate() {
+        let lineno = idx as u64 + 1;
+        let line = raw.trim_end();
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() {
+            continue;
+        }
+        if let Some(c) = trimmed.strip_prefix('#') {
+            if c.contains("ip6tables-save") && family_hint.is_none() {
+                family_hint = Some((Family::V6, lineno));
+            } else if c.contains("iptables-save") && family_hint.is_none() {
+                family_hint = Some((Family::V4, lineno));
+            }
+            continue;
+        }
+        let indent = (line.len() - trimmed.len()) as u64;
+        if let Some(name) = trimmed.strip_prefix('*') {
+            if let Some((open, at)) = &table {
+                errors.push(InputError::at(
+                    file,
+                    lineno,
+                    indent + 1,
+                    format!("table `{name}` starts before table `{open}` (line {at}) was closed: expected COMMIT"),
+                ));
+            }
+            let name = name.trim().to_string();
+            if name == "filter" {
+                saw_filter = true;
+            } else {
+                notes.push(ParseNote {
+                    location: format!("{file}:{lineno}"),
+                    message: format!(
+                        "table `{name}` ignored: only the filter table decides accept/drop in this analysis"
+                    ),
+                });
+            }
+            table = Some((name, lineno));
+            continue;
+        }
+        if trimmed == "COMMIT" {
+            if table.is_none() {
+                errors.push(InputError::at(
+                    file,
+                    lineno,
+                    indent + 1,
+                    "COMMIT without an open table: expected a `*table` line before it",
+                ));
+            }
+            table = None;
+            continue;
+        }
+        let Some((tname, _)) = &table else {
+            errors.push(
+                InputError::at(
+                    file,
+                    lineno,
+                    indent + 1,
+                    format!(
+                        "`{}` outside a table: expected `*filter` before chain and rule lines",
+                        trimmed.split_whitespace().next().unwrap_or("")
+                    ),
+                )
+                .with_help("iptables-save output starts each table with a line like `*filter`"),
+            );
+            continue;
+        };
+        let in_filter = tname == "filter";
+        if let Some(rest) = trimmed.strip_prefix(':') {
+            if !in_filter {
+                continue;
+            }
+            let parts: Vec<&str> = rest.split_whitespace().collect();
+            if parts.len() < 2 {
+                errors.push(InputError::at(
+                    file,
+                    lineno,
+                    indent + 1,
+                    "chain line: expected `:NAME POLICY [packets:bytes]`",
+                ));
+                continue;
+            }
+            let name = parts[0].to_string();
+            let policy_col = indent + 2 + rest.find(parts[1]).unwrap_or(0) as u64;
+            let base = match name.as_str() {
+                "INPUT" | "FORWARD" | "OUTPUT" => {
+                    let hook = match name.as_str() {
+                        "INPUT" => Hook::Input,
+                        "FORWARD" => Hook::Forward,
+                        _ => Hook::Output,
+                    };
+                    let policy = match parts[1] {
+                        "ACCEPT" => Policy::Accept,
+                        "DROP" => Policy::Drop,
+                        other => {
+                            errors.push(InputError::at(
+                                file,
+                                lineno,
+                                policy_col,
+                                format!("chain policy `{other}`: expected ACCEPT or DROP"),
+                            ));
+                            continue;
+                        }
+                    };
+                    Some(BaseChain {
+                        hook,
+                        priority: 0,
+                        policy,
+                    })
+                }
+                _ => {
+                    if parts[1] != "-" {
+                        errors.push(InputError::at(
+                            file,
+                            lineno,
+                            policy_col,
+                            format!(
+                                "user chain `{name}` has policy `{}`: expected `-` (only built-in chains have policies)",
+                                parts[1]
+                            ),
+                        ));
+                    }
+                    None
+                }
+            };
+            if chain_index.contains_key(&name) {
+                errors.push(InputError::at(
+                    file,
+                    lineno,
+                    indent + 2,
+                    format!(
+                        "chain `{name}` is declared twice: expected each `:NAME` once per table"
+                    ),
+                ));
+                continue;
+            }
+            chain_index.insert(name.clone(), chains.len());
+            chains.push(Chain {
+                name,
+                base,
+                rules: Vec::new(),
+            });
+            continue;
+        }
+        // A rule line, possibly with a `[packets:bytes]` counter prefix (iptables-save -c).
+        let mut toks = match tokenize(line, file, lineno) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        if toks
+            .first()
+            .is_some_and(|t| t.text.starts_with('[') && t.text.ends_with(']'))
+        {
+            toks.remove(0);
+        }
+        if !in_filter {
+            continue;
+        }
+        let first = toks[0].clone();
+        if first.text != "-A" && first.text != "--append" {
+            errors.push(InputError::at(
+                file,
+                lineno,
+                first.col,
+                format!(
+                    "unexpected `{}`: expected `-A CHAIN ...`, `:CHAIN POLICY`, `*table` or COMMIT",
+                    first.text
+                ),
+            ));
+            continue;
+        }
+        let Some(chain) = toks.get(1) else {
+            errors.push(InputError::at(
+                file,
+                lineno,
+                first.col + first.text.len() as u64 + 1,
+                "`-A` without a chain name: expected `-A CHAIN`",
+            ));
+            continue;
+        };
+        pending.push(PendingRule {
+            chain: chain.text.clone(),
+            line: lineno,
+            toks,
+        });
+    }
+    if let Some((name, at)) = &table {
+        errors.push(InputError::at_line(
+            file,
+            *at,
+            format!("table `{name}` is never closed: expected COMMIT before the end of the file"),
+        ));
+    }
+
+    // Family: from the header comment, else from the first address seen.
+    let family = match family_hint {
+        Some((f, _)) => f,
+        None => {
+            let mut fam = Family::V4;
+            'outer: for p in &pending {
+                for w in p.toks.windows(2) {
+                    if matches!(
+                        w[0].text.as_str(),
+                        "-s" | "-d" | "--source" | "--destination" | "--src-range" | "--dst-range"
+                    ) {
+                        if w[1].text.contains(':') {
+                            fam = Family::V6;
+                        }
+                        break 'outer;
+                    }
+                }
+            }
+            fam
+        }
+    };
+
+    let mut ctx = Ctx {
+        file,
+        family,
+        notes,
+    };
+    let names: Vec<String> = chains.iter().map(|c| c.name.clone()).collect();
+    let mut extra_chains: Vec<Chain> = Vec::new();
+    for p in pending {
+        let Some(&ci) = chain_index.get(&p.chain) else {
+            let mut e = InputError::at(
+                file,
+                p.line,
+                p.toks[1].col,
+                format!(
+                    "rule appended to chain `{}`, which is not declared: expected a `:{} - [0:0]` line in this table",
+                    p.chain, p.chain
+                ),
+            );
+            if let Some(s) = closest(&p.chain, names.iter().map(String::as_str)) {
+                e = e.with_help(format!("did you mean `{s}`?"));
+            }
+            errors.push(e);
+            continue;
+        };
+        match parse_rule(
+            &mut ctx,
+            &p,
+            &chain_index,
+            &names,
+            &mut extra_chains,
+            chains.len(),
+        ) {
+            Ok(rules) => chains[ci].rules.extend(rules),
+            Err(e) => errors.push(e),
+        }
+    }
+    chains.extend(extra_chains);
+    if !errors.is_empty() {
+        return Err(InputErrors(errors));
+    }
+    if !saw_filter {
+        ctx.notes.push(ParseNote {
+            location: file.to_string(),
+            message: "no filter table: every hook accepts everything".to_string(),
+        });
+    }
+    Ok(Ruleset {
+        format: match family {
+            Family::V4 => SourceFormat::IptablesSave,
+            Family::V6 => SourceFormat::Ip6tablesSave,
+        },
+        source: file.to_string(),
+        chains,
+        notes: ctx.notes,
+    })
+}
+
+/// Options that end an unknown match extension's argument list.
+fn is_core_option(s: &str) -> bool {
+    matches!(
+        s,
+        "-m" | "--match"
+            | "-j"
+            | "--jump"
+            | "-g"
+            | "--goto"
+            | "-s"
+            | "--source"
+            | "-d"
+            | "--destination"
+            | "-p"
+            | "--protocol"
+            | "-i"
+            | "--in-interface"
+            | "-o"
+            | "--out-interface"
+            | "-f"
+            | "--fragment"
+    )
+}
+
+struct RuleBuilder {
+    m: Match,
+    /// `-m multiport --ports`: split into a source-port rule and a destination-port rule.
+    either_ports: Option<IntervalSet<u16>>,
+}
+
+fn parse_rule(
+    ctx: &mut Ctx<'_>,
+    p: &PendingRule,
+    chain_index: &HashMap<String, usize>,
+    names: &[String],
+    extra_chains: &mut Vec<Chain>,
+    declared: usize,
+) -> Result<Vec<Rule>, InputError> {
+    let file = ctx.file;
+    let line = p.line;
+    let toks = &p.toks[2..];
+    let all_addrs = match ctx.family {
+        Family::V4 => AddrSet::all_v4(),
+        Family::V6 => AddrSet::all_v6(),
+    };
+    let mut b = RuleBuilder {
+        m: Match {
+            src: all_addrs.clone(),
+            dst: all_addrs,
+            ..Match::any()
+        },
+        either_ports: None,
+    };
+    let mut comment = None;
+    let mut action = Action::Continue;
+    let mut i = 0;
+    let err = |t: &Tok, msg: String| InputError::at(file, line, t.col, msg);
+    let end_col = p
+        .toks
+        .last()
+        .map(|t| t.col + t.text.chars().count() as u64)
+        .unwrap_or(1);
+    let value = |i: usize, opt: &Tok| -> Result<Tok, InputError> {
+        toks.get(i + 1).cloned().ok_or_else(|| {
+            InputError::at(
+                file,
+                line,
+                end_col + 1,
+                format!("`{}` needs a value: found the end of the line", opt.text),
+            )
+        })
+    };
+    let mut current_module: Option<String> = None;
+    while i < toks.len() {
+        let mut neg = false;
+        let mut t = toks[i].clone();
+        if t.text == "!" {
+            neg = true;
+            i += 1;
+            t = toks.get(i).cloned().ok_or_else(|| {
+                InputError::at(
+                    file,
+                    line,
+                    end_col + 1,
+                    "`!` at the end of the line: expected an option after it",
+                )
+            })?;
+        }
+        match t.text.as_str() {
+            "-s" | "--source" | "-d" | "--destination" => {
+                let v = value(i, &t)?;
+                let set = parse_addr_list(ctx, &v, line)?;
+                let set = if neg { family_complement(ctx.family, &set) } else { set };
+                if t.text.starts_with("-s") || t.text == "--source" {
+                    b.m.src = b.m.src.intersect(&set);
+                } else {
+                    b.m.dst = b.m.dst.intersect(&set);
+                }
+                i += 2;
+            }
+            "-p" | "--protocol" => {
+                let v = value(i, &t)?;
+                let set = parse_protocol(&v.text).ok_or_else(|| {
+                    err(
+                        &v,
+                        format!(
+                            "unknown protocol `{}`: expected tcp, udp, icmp, icmpv6, sctp, all or a number 0-255",
+                            v.text
+                        ),
+                    )
+                })?;
+                b.m.protocol = if neg { set.complement() } else { set };
+                i += 2;
+            }
+            "-i" | "--in-interface" | "-o" | "--out-interface" => {
+                let v = value(i, &t)?;
+                let pat = IfacePattern::from_iptables(&v.text);
+                let set = if neg {
+                    IfaceSet::except(vec![pat])
+                } else {
+                    IfaceSet::only(vec![pat])
+                };
+                if t.text.starts_with("-i") || t.text == "--in-interface" {
+                    b.m.iif = set;
+                } else {
+                    b.m.oif = set;
+                }
+                i += 2;
+            }
+            "-f" | "--fragment" => {
+                b.m.opaque.push(Opaque {
+                    text: format!("{}-f (fragment)", if neg { "! " } else { "" }),
+                });
+                ctx.notes.push(ParseNote {
+                    location: format!("{file}:{line}"),
+                    message: "fragment match is not modelled; results for this rule are unknown"
+                        .to_string(),
+                });
+                i += 1;
+            }
+            "-4" | "--ipv4" | "-6" | "--ipv6" => i += 1,
+            "-m" | "--match" => {
+                if neg {
+                    return Err(err(&t, "`!` before `-m`: expected `!` before a match option".into()));
+                }
+                let v = value(i, &t)?;
+                current_module = Some(v.text.clone());
+                i += 2;
+                match v.text.as_str() {
+                    "tcp" | "udp" | "sctp" | "udplite" | "multiport" | "iprange" | "state"
+                    | "conntrack" | "comment" | "icmp" | "icmp6" | "icmpv6" => {}
+                    other => {
+                        // Unknown extension: everything up to the next core option is its arguments.
+                        let mut words = vec![format!("-m {other}")];
+                        while i < toks.len() {
+                            let w = &toks[i].text;
+                            if is_core_option(w) {
+                                break;
+                            }
+                            if w == "!" && toks.get(i + 1).is_some_and(|n| is_core_option(&n.text)) {
+                                break;
+                            }
+                            words.push(w.clone());
+                            i += 1;
+                        }
+                        let text = words.join(" ");
+                        ctx.notes.push(ParseNote {
+                            location: format!("{file}:{line}:{}", v.col),
+                            message: format!(
+                                "match `{text}` is not modelled; the rule may or may not match, so results it touches are unknown"
+                            ),
+                        });
+                        b.m.opaque.push(Opaque { text });
+                        current_module = None;
+                    }
+                }
+            }
+            "--sport" | "--source-port" | "--dport" | "--destination-port" => {
+                let v = value(i, &t)?;
+                // `-p tcp --dport 80` loads the tcp match implicitly, as iptables does.
+                let implicit = b.m.protocol.ranges().len() == 1
+                    && b.m.protocol.ranges()[0].0 == b.m.protocol.ranges()[0].1
+                    && [proto::TCP, proto::UDP, proto::SCTP, 136].contains(&b.m.protocol.ranges()[0].0);
+                if !implicit {
+                    require_module(&t, &current_module, &["tcp", "udp", "sctp", "udplite"], file, line)?;
+                }
+                let set = parse_port_range(&v, file, line)?;
+                let set = if neg { set.complement() } else { set };
+                if t.text == "--sport" || t.text == "--source-port" {
+                    b.m.sport = b.m.sport.intersect(&set);
+                } else {
+                    b.m.dport = b.m.dport.intersect(&set);
+                }
+                i += 2;
+            }
+            "--sports" | "--source-ports" | "--dports" | "--destination-ports" | "--ports" => {
+                let v = value(i, &t)?;
+                require_module(&t, &current_module, &["multiport"], file, line)?;
+                let mut set = IntervalSet::empty();
+                let mut col = v.col;
+                for part in v.text.split(',') {
+                    let pt = Tok {
+                        text: part.to_string(),
+                        col,
+                    };
+                    set = set.union(&parse_port_range(&pt, file, line)?);
+                    col += part.chars().count() as u64 + 1;
+                }
+                match t.text.as_str() {
+                    "--sports" | "--source-ports" => {
+                        let s = if neg { set.complement() } else { set };
+                        b.m.sport = b.m.sport.intersect(&s);
+                    }
+                    "--dports" | "--destination-ports" => {
+                        let s = if neg { set.complement() } else { set };
+                        b.m.dport = b.m.dport.intersect(&s);
+                    }
+                    _ => {
+                        if neg {
+                            // Neither port in the list.
+                            let c = set.complement();
+                            b.m.sport = b.m.sport.intersect(&c);
+                            b.m.dport = b.m.dport.intersect(&c);
+                        } else {
+                            b.either_ports = Some(set);
+                        }
+                    }
+                }
+                i += 2;
+            }
+            "--src-range" | "--dst-range" => {
+                let v = value(i, &t)?;
+                require_module(&t, &current_module, &["iprange"], file, line)?;
+                let set = parse_ip_range(ctx, &v, line)?;
+                let set = if neg { family_complement(ctx.family, &set) } else { set };
+                if t.text == "--src-range" {
+                    b.m.src = b.m.src.intersect(&set);
+                } else {
+                    b.m.dst = b.m.dst.intersect(&set);
+                }
+                i += 2;
+            }
+            "--state" | "--ctstate" => {
+                let v = value(i, &t)?;
+                require_module(
+                    &t,
+                    &current_module,
+                    if t.text == "--state" { &["state"] } else { &["conntrack"] },
+                    file,
+                    line,
+                )?;
+                let mut bits = 0u8;
+                let mut col = v.col;
+                for name in v.text.split(',') {
+                    match CtStates::parse_one(name) {
+                        Some(s) => bits |= s,
+                        None if name.eq_ignore_ascii_case("SNAT")
+                            || name.eq_ignore_ascii_case("DNAT") =>
+                        {
+                            b.m.opaque.push(Opaque {
+                                text: format!("--ctstate {name}"),
+                            });
+                        }
+                        None => {
+                            return Err(InputError::at(
+                                file,
+                                line,
+                                col,
+                                format!(
+                                    "unknown conntrack state `{name}`: expected NEW, ESTABLISHED, RELATED, INVALID or UNTRACKED"
+                                ),
+                            ))
+                        }
+                    }
+                    col += name.chars().count() as u64 + 1;
+                }
+                let s = CtStates(bits);
+                let s = if neg { s.complement() } else { s };
+                b.m.ct_state = CtStates(b.m.ct_state.0 & s.0);
+                i += 2;
+            }
+            "--comment" => {
+                let v = value(i, &t)?;
+                comment = Some(v.text.clone());
+                i += 2;
+            }
+            "-j" | "--jump" | "-g" | "--goto" => {
+                if neg {
+                    return Err(err(&t, format!("`!` before `{}`: a target cannot be negated", t.text)));
+                }
+                let v = value(i, &t)?;
+                let goto = t.text == "-g" || t.text == "--goto";
+                let target = v.text.as_str();
+                i += 2;
+                // Target options run to the end of the line.
+                let mut opts: Vec<(String, Option<Tok>)> = Vec::new();
+                while i < toks.len() {
+                    let o = &toks[i];
+                    if !o.text.starts_with("--") {
+                        return Err(err(
+                            o,
+                            format!("unexpected `{}` after the target: expected target options (`--name value`) or the end of the rule", o.text),
+                        ));
+                    }
+                    let val = toks.get(i + 1).filter(|n| !n.text.starts_with("--")).cloned();
+                    i += if val.is_some() { 2 } else { 1 };
+                    opts.push((o.text.clone(), val));
+                }
+                action = match (goto, target) {
+                    (false, "ACCEPT") => Action::Accept,
+                    (false, "DROP") => Action::Drop,
+                    (false, "RETURN") => Action::Return,
+                    (false, "REJECT") => Action::Reject {
+                        with: opts
+                            .iter()
+                            .find(|(n, _)| n == "--reject-with")
+                            .and_then(|(_, v)| v.as_ref().map(|v| v.text.clone())),
+                    },
+                    (false, "LOG" | "NFLOG" | "ULOG" | "AUDIT" | "TRACE" | "MARK" | "CONNMARK"
+                    | "CLASSIFY" | "DSCP" | "TOS" | "TCPMSS" | "CHECKSUM" | "NOTRACK" | "CT"
+                    | "TEE" | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED" | "SET") => {
+                        if !matches!(target, "LOG" | "NFLOG" | "ULOG" | "AUDIT" | "TRACE") {
+                            ctx.notes.push(ParseNote {
+                                location: format!("{file}:{line}:{}", v.col),
+                                message: format!(
+                                    "target {target} changes packet or connection state that this analysis does not model; treated as continuing to the next rule"
+                                ),
+                            });
+                        }
+                        Action::Continue
+                    }
+                    (_, name) => {
+                        if let Some(&ci) = chain_index.get(name) {
+                            if matches!(name, "INPUT" | "FORWARD" | "OUTPUT") {
+                                return Err(err(
+                                    &v,
+                                    format!("jump to built-in chain `{name}`: expected a user-defined chain"),
+                                ));
+                            }
+                            if goto {
+                                Action::Goto { target: ChainId(ci) }
+                            } else {
+                                Action::Jump { target: ChainId(ci) }
+                            }
+                        } else if !goto && is_extension_target(name) {
+                            // An extension target we do not model: its verdict is unknown.
+                            let synth = format!("?{name}");
+                            let id = match extra_chains.iter().position(|c| c.name == synth) {
+                                Some(k) => declared + k,
+                                None => {
+                                    extra_chains.push(Chain {
+                                        name: synth.clone(),
+                                        base: None,
+                                        rules: vec![Rule {
+                                            matches: Match {
+                                                opaque: vec![Opaque {
+                                                    text: format!("-j {name}"),
+                                                }],
+                                                ..Match::any()
+                                            },
+                                            action: Action::Drop,
+                                            origin: RuleRef::Line {
+                                                file: file.to_string(),
+                                                line,
+                                            },
+                                            comment: None,
+                                        }],
+                                    });
+                                    declared + extra_chains.len() - 1
+                                }
+                            };
+                            ctx.notes.push(ParseNote {
+                                location: format!("{file}:{line}:{}", v.col),
+                                message: format!(
+                                    "target {name} is not modelled; packets reaching it have an unknown verdict"
+                                ),
+                            });
+                            Action::Jump { target: ChainId(id) }
+                        } else {
+                            let mut e = err(
+                                &v,
+                                format!(
+                                    "{} target `{name}` is not a declared chain: expected ACCEPT, DROP, REJECT, RETURN, LOG or a chain declared with `:{name} - [0:0]`",
+                                    if goto { "goto" } else { "jump" }
+                                ),
+                            );
+                            if let Some(s) = closest(name, names.iter().map(String::as_str)) {
+                                e = e.with_help(format!("did you mean `{s}`?"));
+                            }
+                            return Err(e);
+                        }
+                    }
+                };
+            }
+            "--syn" | "--tcp-flags" | "--tcp-option" | "--icmp-type" | "--icmpv6-type"
+            | "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
+            | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport"
+            | "--ctstatus" | "--ctexpire" | "--ctdir" | "--chunk-types" => {
+                // Understood options whose field the model does not carry.
+                let mut words = vec![format!("{}{}", if neg { "! " } else { "" }, t.text)];
+                i += 1;
+                while i < toks.len() && !toks[i].text.starts_with('-') && toks[i].text != "!" {
+                    words.push(toks[i].text.clone());
+                    i += 1;
+                }
+                let text = words.join(" ");
+                ctx.notes.push(ParseNote {
+                    location: format!("{file}:{line}:{}", t.col),
+                    message: format!(
+                        "`{text}` is not modelled; the rule may or may not match, so results it touches are unknown"
+                    ),
+                });
+                b.m.opaque.push(Opaque { text });
+            }
+            other => {
+                return Err(err(
+                    &t,
+                    format!(
+                        "unknown option `{other}`{}: expected -s, -d, -p, -i, -o, -m MODULE, a module option, -j or -g",
+                        current_module
+                            .as_ref()
+                            .map(|m| format!(" for match `{m}`"))
+                            .unwrap_or_default()
+                    ),
+                ))
+            }
+        }
+    }
+    let origin = RuleRef::Line {
+        file: file.to_string(),
+        line,
+    };
+    let mk = |m: Match| Rule {
+        matches: m,
+        action: action.clone(),
+        origin: origin.clone(),
+        comment: comment.clone(),
+    };
+    Ok(match b.either_ports {
+        None => vec![mk(b.m)],
+        Some(ports) => {
+            let mut by_sport = b.m.clone();
+            by_sport.sport = by_sport.sport.intersect(&ports);
+            let mut by_dport = b.m;
+            by_dport.dport = by_dport.dport.intersect(&ports);
+            vec![mk(by_sport), mk(by_dport)]
+        }
+    })
+}
+
+fn require_module(
+    t: &Tok,
+    current: &Option<String>,
+    allowed: &[&str],
+    file: &str,
+    line: u64,
+) -> Result<(), InputError> {
+    match current {
+        Some(m) if allowed.contains(&m.as_str()) => Ok(()),
+        _ => Err(InputError::at(
+            file,
+            line,
+            t.col,
+            format!(
+                "`{}` outside its match module: expected it after `-m {}`",
+                t.text,
+                allowed.join("` or `-m ")
+            ),
+        )),
+    }
+}
+
+fn family_complement(f: Family, set: &AddrSet) -> AddrSet {
+    let c = set.complement();
+    match f {
+        Family::V4 => c.intersect(&AddrSet::all_v4()),
+        Family::V6 => c.intersect(&AddrSet::all_v6()),
+    }
+}
+
+fn parse_protocol(s: &str) -> Option<IntervalSet<u8>> {
+    let n = match s.to_ascii_lowercase().as_str() {
+        "all" | "0" => return Some(IntervalSet::full()),
+        "tcp" => proto::TCP,
+        "udp" => proto::UDP,
+        "icmp" => proto::ICMP,
+        "icmpv6" | "ipv6-icmp" | "icmp6" => proto::ICMPV6,
+        "sctp" => proto::SCTP,
+        "udplite" => 136,
+        "esp" => 50,
+        "ah" => 51,
+        "gre" => 47,
+        "igmp" => 2,
+        "ipv6" => 41,
+        "ospf" => 89,
+        "vrrp" => 112,
+        other => other.parse::<u8>().ok()?,
+    };
+    Some(IntervalSet::single(n))
+}
+
+/// `80`, `1024:65535`, `:1023`, `1024:` (iptables writes `0:1023`).
+fn parse_port_range(v: &Tok, file: &str, line: u64) -> Result<IntervalSet<u16>, InputError> {
+    let bad = || {
+        InputError::at(
+            file,
+            line,
+            v.col,
+            format!(
+                "port `{}`: expected a number 0-65535 or a range `first:last`",
+                v.text
+            ),
+        )
+    };
+    let port = |s: &str| -> Result<u16, InputError> {
+        s.parse::<u16>()
+            .or_else(|_| service_port(s).ok_or_else(bad))
+    };
+    match v.text.split_once(':') {
+        None => Ok(IntervalSet::single(port(&v.text)?)),
+        Some((a, b)) => {
+            let lo = if a.is_empty() { 0 } else { port(a)? };
+            let hi = if b.is_empty() { u16::MAX } else { port(b)? };
+            if lo > hi {
+                return Err(InputError::at(
+                    file,
+                    line,
+                    v.col,
+                    format!(
+                        "port range `{}` is reversed: expected first <= last",
+                        v.text
+                    ),
+                ));
+            }
+            Ok(IntervalSet::range(lo, hi))
+        }
+    }
+}
+
+/// A few well-known service names iptables accepts in place of numbers.
+fn service_port(s: &str) -> Option<u16> {
+    Some(match s {
+        "ssh" => 22,
+        "http" | "www" => 80,
+        "https" => 443,
+        "domain" => 53,
+        "ntp" => 123,
+        "smtp" => 25,
+        "ftp" => 21,
+        "telnet" => 23,
+        "bgp" => 179,
+        _ => return None,
+    })
+}
+
+fn parse_ip(ctx: &Ctx<'_>, s: &str, tok: &Tok, line: u64) -> Result<IpAddr, InputError> {
+    let ip: IpAddr = s.parse().map_err(|_| {
+        InputError::at(
+            ctx.file,
+            line,
+            tok.col,
+            format!(
+                "address `{s}`: expected an {} address",
+                if ctx.family == Family::V4 {
+                    "IPv4"
+                } else {
+                    "IPv6"
+                }
+            ),
+        )
+    })?;
+    match (ctx.family, ip) {
+        (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_)) => Ok(ip),
+        _ => Err(InputError::at(
+            ctx.file,
+            line,
+            tok.col,
+            format!(
+                "address `{s}` is of the other family: this file is {} (detected from its header or first address); iptables-save and ip6tables-save output cannot be mixed",
+                if ctx.family == Family::V4 { "IPv4" } else { "IPv6" }
+            ),
+        )),
+    }
+}
+
+/// `a.b.c.d`, `a.b.c.d/len`, `a.b.c.d/mask`, comma lists; IPv6 likewise.
+fn parse_addr_list(ctx: &Ctx<'_>, v: &Tok, line: u64) -> Result<AddrSet, InputError> {
+    let mut out = AddrSet::empty();
+    let mut col = v.col;
+    for part in v.text.split(',') {
+        let t = Tok {
+            text: part.to_string(),
+            col,
+        };
+        let (addr, len) = match part.split_once('/') {
+            None => (part, None),
+            Some((a, l)) => (a, Some(l)),
+        };
+        let ip = parse_ip(ctx, addr, &t, line)?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let len: u8 = match len {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => mask_len(l).filter(|_| ip.is_ipv4()).ok_or_else(|| {
+                    InputError::at(
+                        ctx.file,
+                        line,
+                        col + addr.chars().count() as u64 + 1,
+                        format!("prefix length `{l}`: expected 0-{max} or a contiguous netmask"),
+                    )
+                })?,
+            },
+        };
+        let set = match ip {
+            IpAddr::V4(a) => AddrSet::v4_prefix(a, len),
+            IpAddr::V6(a) => AddrSet::v6_prefix(a, len),
+        };
+        out = out.union(&set);
+        col += part.chars().count() as u64 + 1;
+    }
+    Ok(out)
+}
+
+/// Length of a contiguous dotted netmask such as `255.255.255.0`.
+fn mask_len(s: &str) -> Option<u8> {
+    let m = u32::from(s.parse::<Ipv4Addr>().ok()?);
+    let len = m.leading_ones();
+    (m.checked_shl(len).unwrap_or(0) == 0).then_some(len as u8)
+}
+
+/// `a-b` address range (`-m iprange`).
+fn parse_ip_range(ctx: &Ctx<'_>, v: &Tok, line: u64) -> Result<AddrSet, InputError> {
+    let (a, b) = v.text.split_once('-').unwrap_or((&v.text, &v.text));
+    let lo = parse_ip(ctx, a, v, line)?;
+    let hi = parse_ip(ctx, b, v, line)?;
+    let set = match (lo, hi) {
+        (IpAddr::V4(l), IpAddr::V4(h)) => AddrSet {
+            v4: IntervalSet::range(u32::from(l), u32::from(h)),
+            v6: IntervalSet::empty(),
+        },
+        (IpAddr::V6(l), IpAddr::V6(h)) => AddrSet {
+            v4: IntervalSet::empty(),
+            v6: IntervalSet::range(u128::from(l), u128::from(h)),
+        },
+        _ => unreachable!("parse_ip enforces one family"),
+    };
+    if set.is_empty() {
+        return Err(InputError::at(
+            ctx.file,
+            line,
+            v.col,
+            format!(
+                "address range `{}` is reversed: expected first <= last",
+                v.text
+            ),
+        ));
+    }
+    Ok(set)
+}
+
+/// Extension targets that decide or divert packets in ways this analysis does not model.
+fn is_extension_target(name: &str) -> bool {
+    matches!(
+        name,
+        "DNAT"
+            | "SNAT"
+            | "MASQUERADE"
+            | "REDIRECT"
+            | "NETMAP"
+            | "NFQUEUE"
+            | "QUEUE"
+            | "TPROXY"
+            | "SYNPROXY"
+            | "CLUSTERIP"
+            | "HMARK"
+            | "TCPOPTSTRIP"
+            | "RATEEST"
+            | "DSCP"
+            | "ECN"
+            | "HL"
+            | "TTL"
+            | "IPV4OPTSSTRIP"
+    )
+}
