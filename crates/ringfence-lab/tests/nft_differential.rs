@@ -1,8 +1,10 @@
 //! Kernel differential test for the nft path: random nftables rulesets are
 //! loaded into a router namespace with the real `nft -f`, dumped with
 //! `nft -j list ruleset`, parsed by ringfence-parse (the dump, not our input),
-//! and real TCP connects and UDP exchanges through the router are compared with the verdict a
-//! reference evaluator computes over the parsed model. The kernel is the truth.
+//! and real TCP connects and UDP exchanges through the router are compared
+//! with the verdict `ringfence_analysis::trace` computes over the parsed model;
+//! a small reference evaluator written here must agree with trace as well.
+//! The kernel is the truth.
 //!
 //! Needs root, `ip` and `nft`; prints "skipped: ..." otherwise.
 //! `RF_DIFF_SEED`, `RF_DIFF_RULESETS` and `RF_DIFF_PACKETS` override the defaults
@@ -504,10 +506,19 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
             pkt.iif = Some(lab.router_iface(sh.name));
             pkt.oif = Some(lab.router_iface(dh.name));
             pkt.ct_state = CtStates::NEW;
-            expected.push((
-                expected_outcome(reference_verdict(&model, Hook::Forward, &pkt)),
-                pkt,
-            ));
+            let reference = reference_verdict(&model, Hook::Forward, &pkt);
+            let traced = ringfence_analysis::trace(&model, Hook::Forward, &pkt);
+            assert!(
+                !traced.uncertain,
+                "trace is uncertain for a generated packet: {pkt:?}\n{text}"
+            );
+            if traced.verdict != reference {
+                disagreements.push(format!(
+                    "ruleset {n}: trace says {:?} but the reference evaluator says {reference:?} for {pkt:?}\n--- loaded\n{text}",
+                    traced.verdict
+                ));
+            }
+            expected.push((expected_outcome(traced.verdict), pkt));
             probes.push(Probe {
                 from_ns: lab.host_ns(sh.name),
                 src: SocketAddrV4::new(src, sport),
