@@ -8,9 +8,10 @@
 //!
 //! What is modelled, and how:
 //! - Families `ip`, `ip6` and `inet`. Tables of other families (`arp`,
-//!   `bridge`, `netdev`) are skipped with a note. A base chain of an `ip`
-//!   (`ip6`) table never sees IPv6 (IPv4) packets; the parser puts a synthesized
-//!   first rule into such chains that accepts the other family, which is what
+//!   `bridge`, `netdev`) are skipped with a note. A chain of an `ip` (`ip6`)
+//!   table never sees IPv6 (IPv4) packets: every rule of such a table is
+//!   restricted to its family, and a base chain with a drop policy gets a
+//!   synthesized first rule that accepts the other family, which is what
 //!   "this base chain does not look at it" means in the model.
 //! - Base chains (`type`, `hook`, `prio` number or standard name such as
 //!   `filter`, `policy`) and regular chains; rules in order, each origin is
@@ -446,7 +447,9 @@ impl<'a> Parser<'a> {
             }
         }
         let mut rules = Vec::new();
-        if base.is_some() && family != "inet" {
+        // Rules of ip/ip6 tables are restricted to their family (see `rule`);
+        // a drop policy must not catch the other family either.
+        if base.as_ref().is_some_and(|b| b.policy == Policy::Drop) && family != "inet" {
             let (other, what) = if family == "ip" {
                 (AddrSet::all_v6(), "IPv6")
             } else {
@@ -459,7 +462,7 @@ impl<'a> Parser<'a> {
                 },
                 action: Action::Accept,
                 origin: RuleRef::Policy {
-                    chain: full.clone(),
+                    chain: format!("{full} (not applied: {what} packets do not traverse a table of family {family})"),
                 },
                 comment: Some(format!(
                     "synthesized: a base chain of family {family} does not see {what} packets"
@@ -507,7 +510,13 @@ impl<'a> Parser<'a> {
             chain: chain.into(),
             handle,
         };
-        let mut alts = vec![Match::any()];
+        let mut first = Match::any();
+        match family {
+            "ip" => restrict_family(&mut first, Fam::V4),
+            "ip6" => restrict_family(&mut first, Fam::V6),
+            _ => {}
+        }
+        let mut alts = vec![first];
         let mut action = Action::Continue;
         for (i, st) in exprs.iter().enumerate() {
             let sptr = format!("{}/{i}", ptr_join(ptr, "expr"));
