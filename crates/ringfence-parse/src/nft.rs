@@ -43,8 +43,9 @@ use ringfence_model::{
     proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, Hook, IfacePattern, IfaceSet,
     IntervalSet, Match, Opaque, ParseNote, Policy, Rule, RuleRef, Ruleset, SourceFormat,
 };
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Parse the text of `nft -j list ruleset`; `file` names it in errors and notes.
@@ -56,20 +57,36 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         )
         .into());
     }
-    let doc: Value = serde_json::from_str(text).map_err(|e| {
-        let msg = e.to_string();
-        let msg = match msg.rfind(" at line ") {
-            Some(i) => msg[..i].to_string(),
-            None => msg,
-        };
-        InputError::at(
-            file,
-            e.line() as u64,
-            e.column() as u64,
-            format!("not valid JSON: {msg}"),
-        )
-        .with_help("give the output of `nft -j list ruleset` unchanged")
-    })?;
+    // Fast path: keep every rule as a slice of the input and build its JSON
+    // tree only while that rule is converted, so memory stays near the size
+    // of the input plus the model even for 100,000-rule dumps.
+    let items = match split_items(text) {
+        Some(items) => items,
+        None => {
+            let doc: Value = serde_json::from_str(text).map_err(|e| json_error(file, &e))?;
+            match doc.get("nftables").map(|v| v.as_array()) {
+                Some(Some(a)) => a.iter().cloned().map(Item::Parsed).collect(),
+                Some(None) => {
+                    return Err(InputError::at_pointer(
+                        file,
+                        "/nftables",
+                        "`nftables` must be an array",
+                    )
+                    .with_help(HELP)
+                    .into())
+                }
+                None => {
+                    return Err(InputError::at_pointer(
+                        file,
+                        "",
+                        "expected a JSON object with an `nftables` array at the top",
+                    )
+                    .with_help(HELP)
+                    .into())
+                }
+            }
+        }
+    };
     let mut p = Parser {
         file,
         errors: Vec::new(),
@@ -78,9 +95,10 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         chain_ids: HashMap::new(),
         sets: HashMap::new(),
         maps: HashMap::new(),
+        set_cache: HashMap::new(),
         noted_tables: Vec::new(),
     };
-    p.document(&doc);
+    p.document(&items);
     if !p.errors.is_empty() {
         return Err(InputErrors(p.errors));
     }
@@ -90,6 +108,49 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         chains: p.chains,
         notes: p.notes,
     })
+}
+
+const HELP: &str =
+    "the file should be the unchanged output of `nft -j list ruleset` (libnftables JSON schema)";
+
+fn json_error(file: &str, e: &serde_json::Error) -> InputError {
+    let msg = e.to_string();
+    let msg = match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg,
+    };
+    InputError::at(
+        file,
+        e.line() as u64,
+        e.column() as u64,
+        format!("not valid JSON: {msg}"),
+    )
+    .with_help("give the output of `nft -j list ruleset` unchanged")
+}
+
+/// One element of the `nftables` array.
+enum Item<'t> {
+    /// Parsed (tables, sets, chains, odd elements).
+    Parsed(Value),
+    /// The body of a `rule`, still as input text.
+    Rule(&'t RawValue),
+}
+
+/// Split `{"nftables": [...]}` into items without building rule trees;
+/// `None` when the text is not of that shape (the caller then parses it fully
+/// to report exactly what is wrong).
+fn split_items(text: &str) -> Option<Vec<Item<'_>>> {
+    let top: BTreeMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+    let raw: Vec<&RawValue> = serde_json::from_str(top.get("nftables")?.get()).ok()?;
+    raw.into_iter()
+        .map(|r| {
+            let one: Option<BTreeMap<String, &RawValue>> = serde_json::from_str(r.get()).ok();
+            Some(match one {
+                Some(m) if m.len() == 1 && m.contains_key("rule") => Item::Rule(m["rule"]),
+                _ => Item::Parsed(serde_json::from_str(r.get()).ok()?),
+            })
+        })
+        .collect()
 }
 
 /// (family, table, name)
@@ -103,6 +164,7 @@ struct Parser<'a> {
     chain_ids: HashMap<Key, usize>,
     sets: HashMap<Key, (&'a Value, String)>,
     maps: HashMap<Key, (&'a Value, String)>,
+    set_cache: HashMap<(Key, Kind), Vec<(u128, u128)>>,
     noted_tables: Vec<(String, String)>,
 }
 
@@ -121,7 +183,7 @@ fn port_protos() -> IntervalSet<u8> {
     IntervalSet::from_ranges(PORT_PROTOS.iter().map(|&p| (p, p)))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Fam {
     V4,
     V6,
@@ -155,7 +217,7 @@ enum Op {
 }
 
 /// The numeric kinds a right-hand side is read as.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Addr(Fam),
     Port,
@@ -295,40 +357,36 @@ impl<'a> Parser<'a> {
         false
     }
 
-    fn document(&mut self, doc: &'a Value) {
-        let Some(items) = doc.get("nftables") else {
-            self.error(
-                "",
-                "expected a JSON object with an `nftables` array at the top",
-            );
-            return;
-        };
-        let Some(items) = items.as_array() else {
-            self.error("/nftables", "`nftables` must be an array");
-            return;
-        };
+    fn document(&mut self, items: &'a [Item<'_>]) {
         let mut rules = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let ptr = format!("/nftables/{i}");
+            let item = match item {
+                Item::Rule(_) => {
+                    rules.push(i);
+                    continue;
+                }
+                Item::Parsed(v) => v,
+            };
             let Some((kind, body)) = single_key(item) else {
                 self.error(&ptr, "each element of `nftables` must be an object with exactly one key such as `table`, `chain` or `rule`");
                 continue;
             };
             let bptr = ptr_join(&ptr, kind);
             match kind {
-                "metainfo" | "table" => {
-                    if kind == "table" {
-                        if let Some(o) = body.as_object() {
-                            if let (Some(f), Some(n)) = (
-                                o.get("family").and_then(Value::as_str),
-                                o.get("name").and_then(Value::as_str),
-                            ) {
-                                self.supported_family(f, n, &bptr);
-                            }
+                "metainfo" => {}
+                "table" => {
+                    if let Some(o) = body.as_object() {
+                        if let (Some(f), Some(n)) = (
+                            o.get("family").and_then(Value::as_str),
+                            o.get("name").and_then(Value::as_str),
+                        ) {
+                            self.supported_family(f, n, &bptr);
                         }
                     }
                 }
-                "set" | "map" | "chain" | "rule" => {
+                "rule" => rules.push(i),
+                "set" | "map" | "chain" => {
                     let Some(o) = body.as_object() else {
                         self.error(&bptr, format!("`{kind}` must be an object"));
                         continue;
@@ -343,24 +401,17 @@ impl<'a> Parser<'a> {
                         continue;
                     }
                     match kind {
-                        "set" => {
-                            if let Some(name) = self.str_field(o, "name", &bptr) {
-                                self.sets.insert(
-                                    (family.into(), table.into(), name.into()),
-                                    (body, bptr),
-                                );
-                            }
-                        }
-                        "map" => {
-                            if let Some(name) = self.str_field(o, "name", &bptr) {
-                                self.maps.insert(
-                                    (family.into(), table.into(), name.into()),
-                                    (body, bptr),
-                                );
-                            }
-                        }
                         "chain" => self.chain(o, family, table, &bptr),
-                        _ => rules.push((o, bptr)),
+                        _ => {
+                            if let Some(name) = self.str_field(o, "name", &bptr) {
+                                let key = (family.into(), table.into(), name.into());
+                                if kind == "set" {
+                                    self.sets.insert(key, (body, bptr));
+                                } else {
+                                    self.maps.insert(key, (body, bptr));
+                                }
+                            }
+                        }
                     }
                 }
                 other => self.note(
@@ -369,8 +420,36 @@ impl<'a> Parser<'a> {
                 ),
             }
         }
-        for (o, ptr) in rules {
-            self.rule(o, &ptr);
+        for i in rules {
+            let bptr = format!("/nftables/{i}/rule");
+            let owned: Value;
+            let body: &Value = match &items[i] {
+                Item::Rule(raw) => match serde_json::from_str(raw.get()) {
+                    Ok(v) => {
+                        owned = v;
+                        &owned
+                    }
+                    Err(e) => {
+                        self.error(&bptr, format!("not valid JSON: {e}"));
+                        continue;
+                    }
+                },
+                Item::Parsed(v) => &v["rule"],
+            };
+            let Some(o) = body.as_object() else {
+                self.error(&bptr, "`rule` must be an object");
+                continue;
+            };
+            let (Some(family), Some(table)) = (
+                self.str_field(o, "family", &bptr),
+                self.str_field(o, "table", &bptr),
+            ) else {
+                continue;
+            };
+            if !self.supported_family(family, table, &bptr) {
+                continue;
+            }
+            self.rule(o, &bptr);
         }
     }
 
@@ -477,7 +556,7 @@ impl<'a> Parser<'a> {
         });
     }
 
-    fn rule(&mut self, o: &'a Map<String, Value>, ptr: &str) {
+    fn rule<'r>(&mut self, o: &'r Map<String, Value>, ptr: &str) {
         let (Some(family), Some(table), Some(chain)) = (
             self.str_field(o, "family", ptr),
             self.str_field(o, "table", ptr),
@@ -693,9 +772,9 @@ impl<'a> Parser<'a> {
     /// A verdict map: one model rule per element (map keys are disjoint, so
     /// their order does not matter); false on a hard error.
     #[allow(clippy::too_many_arguments)]
-    fn vmap(
+    fn vmap<'r>(
         &mut self,
-        body: &'a Value,
+        body: &'r Value,
         sptr: &str,
         family: &str,
         table: &str,
@@ -704,13 +783,16 @@ impl<'a> Parser<'a> {
         origin: &RuleRef,
         comment: &Option<String>,
         ci: usize,
-    ) -> bool {
+    ) -> bool
+    where
+        'a: 'r,
+    {
         let vptr = ptr_join(sptr, "vmap");
         let (Some(key), Some(data)) = (body.get("key"), body.get("data")) else {
             self.error(&vptr, "`vmap` needs `key` and `data`");
             return false;
         };
-        let (elems, eptr): (&'a Vec<Value>, String) = match data {
+        let (elems, eptr): (&'r Vec<Value>, String) = match data {
             Value::String(s) if s.starts_with('@') => {
                 let mkey = (family.to_string(), table.to_string(), s[1..].to_string());
                 match self.maps.get(&mkey) {
@@ -833,15 +915,18 @@ impl<'a> Parser<'a> {
     }
 
     /// Apply one `match` statement to every alternative; false on a hard error.
-    fn match_stmt(
+    fn match_stmt<'r>(
         &mut self,
-        body: &'a Value,
+        body: &'r Value,
         ptr: &str,
         stmt: &Value,
         family: &str,
         table: &str,
         alts: &mut Vec<Match>,
-    ) -> bool {
+    ) -> bool
+    where
+        'a: 'r,
+    {
         let mptr = ptr_join(ptr, "match");
         match self.match_inner(body, &mptr, family, table, alts) {
             Ok(()) => true,
@@ -869,14 +954,17 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn match_inner(
+    fn match_inner<'r>(
         &mut self,
-        body: &'a Value,
+        body: &'r Value,
         ptr: &str,
         family: &str,
         table: &str,
         alts: &mut Vec<Match>,
-    ) -> Result<(), Why> {
+    ) -> Result<(), Why>
+    where
+        'a: 'r,
+    {
         let Some(o) = body.as_object() else {
             return Err(self.bad(
                 ptr,
@@ -922,16 +1010,19 @@ impl<'a> Parser<'a> {
 
     /// Intersect every alternative with `field op right`.
     #[allow(clippy::too_many_arguments)]
-    fn apply(
+    fn apply<'r>(
         &mut self,
         field: Field,
         op: Op,
-        right: &'a Value,
+        right: &'r Value,
         rptr: &str,
         family: &str,
         table: &str,
         alts: &mut Vec<Match>,
-    ) -> Result<(), Why> {
+    ) -> Result<(), Why>
+    where
+        'a: 'r,
+    {
         let rptr = rptr.to_string();
         match field {
             Field::Addr(side, fam) => {
@@ -1205,15 +1296,18 @@ impl<'a> Parser<'a> {
     }
 
     /// Read a right-hand side as numeric ranges, then apply the operator.
-    fn numeric(
+    fn numeric<'r>(
         &mut self,
-        right: &'a Value,
+        right: &'r Value,
         ptr: &str,
         kind: Kind,
         op: Op,
         family: &str,
         table: &str,
-    ) -> Result<Vec<(u128, u128)>, Why> {
+    ) -> Result<Vec<(u128, u128)>, Why>
+    where
+        'a: 'r,
+    {
         let mut ranges = Vec::new();
         self.collect(right, ptr, kind, family, table, &mut ranges, 0)?;
         let set = IntervalSet::from_ranges(ranges);
@@ -1249,22 +1343,35 @@ impl<'a> Parser<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn collect(
+    fn collect<'r>(
         &mut self,
-        v: &'a Value,
+        v: &'r Value,
         ptr: &str,
         kind: Kind,
         family: &str,
         table: &str,
         out: &mut Vec<(u128, u128)>,
         depth: u8,
-    ) -> Result<(), Why> {
+    ) -> Result<(), Why>
+    where
+        'a: 'r,
+    {
         if depth > 4 {
             return Err(self.bad(ptr, "set elements nest too deeply"));
         }
         match v {
             Value::String(s) if s.starts_with('@') => {
+                // Large sets are referenced by many rules: read each once per kind.
+                let ckey = (
+                    (family.to_string(), table.to_string(), s[1..].to_string()),
+                    kind,
+                );
+                if let Some(r) = self.set_cache.get(&ckey) {
+                    out.extend_from_slice(r);
+                    return Ok(());
+                }
                 let (elems, sptr) = self.named_set(&s[1..], ptr, family, table)?;
+                let mut mine = Vec::with_capacity(elems.len());
                 for (i, e) in elems.iter().enumerate() {
                     self.collect(
                         e,
@@ -1272,10 +1379,12 @@ impl<'a> Parser<'a> {
                         kind,
                         family,
                         table,
-                        out,
+                        &mut mine,
                         depth + 1,
                     )?;
                 }
+                out.extend_from_slice(&mine);
+                self.set_cache.insert(ckey, mine);
                 Ok(())
             }
             Value::Array(a) => {
@@ -1436,27 +1545,33 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn ifaces(
+    fn ifaces<'r>(
         &mut self,
-        v: &'a Value,
+        v: &'r Value,
         ptr: &str,
         family: &str,
         table: &str,
-    ) -> Result<Vec<IfacePattern>, Why> {
+    ) -> Result<Vec<IfacePattern>, Why>
+    where
+        'a: 'r,
+    {
         let mut out = Vec::new();
         self.iface_collect(v, ptr, family, table, &mut out, 0)?;
         Ok(out)
     }
 
-    fn iface_collect(
+    fn iface_collect<'r>(
         &mut self,
-        v: &'a Value,
+        v: &'r Value,
         ptr: &str,
         family: &str,
         table: &str,
         out: &mut Vec<IfacePattern>,
         depth: u8,
-    ) -> Result<(), Why> {
+    ) -> Result<(), Why>
+    where
+        'a: 'r,
+    {
         if depth > 4 {
             return Err(self.bad(ptr, "set elements nest too deeply"));
         }
