@@ -556,7 +556,7 @@ impl<'a> Parser<'a> {
         });
     }
 
-    fn rule<'r>(&mut self, o: &'r Map<String, Value>, ptr: &str) {
+    fn rule(&mut self, o: &Map<String, Value>, ptr: &str) {
         let (Some(family), Some(table), Some(chain)) = (
             self.str_field(o, "family", ptr),
             self.str_field(o, "table", ptr),
