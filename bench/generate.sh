@@ -5,7 +5,8 @@
 # The site (bench/generate_site.py) has 2,000 workload networks and 10 extra
 # flows. ringfence renders it to nftables; Aerleon renders ringfence's own
 # Aerleon export (policy + naming definitions) to iptables. Both get the same
-# flows; the times are wall-clock medians of RUNS runs each.
+# flows; the figures are medians of RUNS runs each: wall-clock time and CPU
+# time (user + system, children included; aclgen forks renderer processes).
 #
 # Usage: bench/generate.sh [RUNS]   (needs .venv/bin/aclgen; see docs/generate.md)
 # Optional: run as root to also check the big nftables output with `nft -c`
@@ -32,30 +33,15 @@ python3 bench/generate_site.py 2000 > "$WORK/site.yaml"
 "$RF" generate --site "$WORK/site.yaml" --target aerleon --out "$WORK/aerleon"
 sed -i '/^        speedway: /d' "$WORK"/aerleon/policies/pol/*.yaml
 
-median() { sort -n | awk '{a[NR]=$1} END {m=int((NR+1)/2); printf "%.3f", a[m]}'; }
-now() { date +%s.%N; }
-
-rf_times=()
-for _ in $(seq "$RUNS"); do
-  t0=$(now)
-  "$RF" generate --site "$WORK/site.yaml" --target nftables --out "$WORK/bench.nft"
-  t1=$(now)
-  rf_times+=("$(echo "$t1 - $t0" | bc -l)")
-done
-ae_times=()
-for _ in $(seq "$RUNS"); do
-  rm -rf "$WORK/out" && mkdir -p "$WORK/out"
-  t0=$(now)
-  (cd "$WORK/aerleon" && "$OLDPWD/$ACLGEN" --base_directory policies --definitions_directory def \
-     --output_directory "$WORK/out" >/dev/null 2>"$WORK/aclgen.log") \
-     || { cat "$WORK/aclgen.log" >&2; exit 1; }
-  t1=$(now)
-  ae_times+=("$(echo "$t1 - $t0" | bc -l)")
-done
-
-RF_MED=$(printf '%s\n' "${rf_times[@]}" | median)
-AE_MED=$(printf '%s\n' "${ae_times[@]}" | median)
-RATIO=$(echo "$AE_MED / $RF_MED" | bc -l | xargs printf '%.0f')
+read -r RF_WALL RF_CPU RF_ALL < <(python3 bench/timeit.py "$RUNS" -- \
+  "$RF" generate --site "$WORK/site.yaml" --target nftables --out "$WORK/bench.nft")
+read -r RI_WALL RI_CPU RI_ALL < <(python3 bench/timeit.py "$RUNS" --fresh "$WORK/ipt" -- \
+  "$RF" generate --site "$WORK/site.yaml" --target iptables --out "$WORK/ipt/")
+read -r AE_WALL AE_CPU AE_ALL < <(python3 bench/timeit.py "$RUNS" --cwd "$WORK/aerleon" --fresh "$WORK/out" -- \
+  "$PWD/$ACLGEN" --base_directory policies --definitions_directory def --output_directory "$WORK/out")
+[ -n "${RF_WALL:-}" ] && [ -n "${AE_WALL:-}" ] || { echo "timing failed" >&2; exit 1; }
+WALL_RATIO=$(echo "$AE_WALL / $RF_WALL" | bc -l | xargs printf '%.0f')
+CPU_RATIO=$(echo "$AE_CPU / ($RF_CPU + 0.0005)" | bc -l | xargs printf '%.0f')
 
 NFT_RULES=$(grep -c ' comment "' "$WORK/bench.nft" || true)
 AE_RULES=$(grep -c '^-A ' "$WORK/out/bench-dc-v4" || true)
@@ -68,9 +54,11 @@ fi
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/ {print $2}') GiB"
 echo "tools: $("$RF" --version), aerleon $(.venv/bin/pip show aerleon 2>/dev/null | sed -n "s/^Version: //p"), $(nft --version 2>/dev/null || true)"
-echo "site: 2000 workload networks, 10 extra flows; runs: $RUNS (median wall time)"
-echo "ringfence generate --target nftables: ${RF_MED} s  ($(wc -c < "$WORK/bench.nft") bytes, $NFT_RULES rules; $CHECK)"
-echo "aclgen (iptables target) on ringfence's aerleon export: ${AE_MED} s  ($AE_RULES iptables rules)"
-echo "ratio aclgen / ringfence: ${RATIO}x"
-echo "ringfence runs: ${rf_times[*]}"
-echo "aclgen runs: ${ae_times[*]}"
+echo "site: 2000 workload networks, 10 extra flows; runs: $RUNS (medians)"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "ringfence generate --target nftables: wall ${RF_WALL} s, cpu ${RF_CPU} s ($(wc -c < "$WORK/bench.nft") bytes, $NFT_RULES rules; $CHECK)"
+echo "ringfence generate --target iptables (both families): wall ${RI_WALL} s, cpu ${RI_CPU} s ($(cat "$WORK"/ipt/*.rules | grep -c '^-A ') rules)"
+echo "aclgen (iptables target) on ringfence's aerleon export: wall ${AE_WALL} s, cpu ${AE_CPU} s ($AE_RULES iptables rules)"
+echo "ratio aclgen / ringfence: wall ${WALL_RATIO}x, cpu ${CPU_RATIO}x"
+echo "ringfence wall times: $RF_ALL"
+echo "aclgen wall times: $AE_ALL"

@@ -26,6 +26,11 @@ enum Command {
     /// Create, check and import site files.
     #[command(subcommand)]
     Site(cmd::site::Command),
+    /// Generate Kubernetes manifests that run the CIS scan across a fleet.
+    #[command(subcommand)]
+    Deploy(cmd::deploy::Command),
+    /// Merge node CIS results into a fleet report (to move under `cis merge`).
+    FleetMerge(cmd::fleet::MergeArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell to complete for.
@@ -37,6 +42,8 @@ enum Command {
     Trace(cmd::trace::Args),
     /// Generate firewall rules for a site: nftables, iptables, NSX DFW or Aerleon.
     Generate(cmd::generate::GenerateArgs),
+    /// CIS Kubernetes Benchmark: scan a node, list checks, explain one.
+    Cis(cmd::cis::CisArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,11 +56,14 @@ fn main() -> ExitCode {
         }
         Some(Command::Flows(args)) => cmd::flows::run(args),
         Some(Command::Site(c)) => cmd::site::run(c),
+        Some(Command::Deploy(c)) => cmd::deploy::run(c),
+        Some(Command::FleetMerge(args)) => cmd::fleet::run_merge(args),
         Some(Command::Completions { shell }) => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "ringfence", &mut std::io::stdout());
             Ok(exit::SUCCESS)
         }
+        Some(Command::Cis(args)) => cmd::cis::run(args),
         Some(Command::Man) => {
             let man = clap_mangen::Man::new(Cli::command());
             let mut out = Vec::new();

@@ -73,7 +73,11 @@ struct Defs {
 
 impl Defs {
     fn name(&mut self, base: &str) -> String {
-        let b = upper(base);
+        let mut b = upper(base);
+        if !b.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            // Aerleon would read a leading digit as the start of an address.
+            b = format!("N_{b}");
+        }
         let mut n = b.clone();
         let mut i = 2;
         while self.taken.contains(&n) {

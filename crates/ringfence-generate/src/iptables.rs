@@ -9,10 +9,13 @@
 //! product. Flows that open each network only to itself hold one
 //! `-s N -d N` rule per network. Port lists use `-m multiport` (at most 15
 //! values per match, a range counting 2). Every rule carries
-//! `-m comment --comment <flow id>`.
+//! `-m comment --comment <flow id>`. Source and destination networks of a
+//! side are merged into the fewest CIDR blocks first (adjacent workload
+//! networks collapse into one match); network-to-itself flows never are.
 
 use crate::plan::{
-    minimize, of_family, unique_names, FlowPlan, Plan, Ports, Proto, Services, Shape, Side, Verdict,
+    aggregate, of_family, unique_names, FlowPlan, Plan, Ports, Proto, Services, Shape, Side,
+    Verdict,
 };
 use crate::{header_lines, Family, Hook, Options, OutputFile};
 use ipnet::IpNet;
@@ -105,15 +108,16 @@ fn quote(id: &str) -> String {
     format!("-m comment --comment \"{clean}\"")
 }
 
-/// The networks of a side in family `fam`; `None` means any address.
+/// The networks of a side in family `fam`, merged into the fewest CIDR blocks
+/// (iptables matches one block per rule); `None` means any address.
 fn side_nets(plan: &Plan, side: &Side, fam: Family) -> Option<Vec<IpNet>> {
     match side {
         Side::Any => None,
         Side::Zones(zs) => {
             let all: Vec<IpNet> = zs.iter().flat_map(|z| plan.zone_nets(z, fam)).collect();
-            Some(minimize(&all))
+            Some(aggregate(&all))
         }
-        Side::Nets(n) => Some(of_family(n, fam)),
+        Side::Nets(n) => Some(aggregate(&of_family(n, fam))),
     }
 }
 

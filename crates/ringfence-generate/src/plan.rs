@@ -264,6 +264,70 @@ pub fn minimize(nets: &[IpNet]) -> Vec<IpNet> {
     out
 }
 
+/// The fewest CIDR blocks covering exactly the union of `nets`, per family
+/// (IPv4 first), in address order: adjacent and overlapping networks merge
+/// (198.18.20.0/24 + 198.18.21.0/24 = 198.18.20.0/23).
+pub fn aggregate(nets: &[IpNet]) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for fam in Family::BOTH {
+        let bits: u32 = if fam == Family::V4 { 32 } else { 128 };
+        let mut ranges: Vec<(u128, u128)> = nets
+            .iter()
+            .filter(|n| Family::of(n) == fam)
+            .map(|n| match n {
+                IpNet::V4(v) => (
+                    u128::from(u32::from(v.network())),
+                    u128::from(u32::from(v.broadcast())),
+                ),
+                IpNet::V6(v) => (u128::from(v.network()), u128::from(v.broadcast())),
+            })
+            .collect();
+        ranges.sort();
+        let mut merged: Vec<(u128, u128)> = Vec::new();
+        for (a, b) in ranges {
+            match merged.last_mut() {
+                Some((_, lb)) if *lb == u128::MAX || a <= *lb + 1 => *lb = (*lb).max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        for (mut a, b) in merged {
+            loop {
+                // The largest aligned block starting at `a` that ends within `b`.
+                let mut size = if a == 0 {
+                    bits
+                } else {
+                    a.trailing_zeros().min(bits)
+                };
+                let block_end = |size: u32| {
+                    if size >= 128 {
+                        u128::MAX
+                    } else {
+                        a + ((1u128 << size) - 1)
+                    }
+                };
+                while block_end(size) > b {
+                    size -= 1;
+                }
+                let prefix = (bits - size) as u8;
+                out.push(match fam {
+                    Family::V4 => IpNet::V4(
+                        ipnet::Ipv4Net::new((a as u32).into(), prefix).expect("prefix <= 32"),
+                    ),
+                    Family::V6 => {
+                        IpNet::V6(ipnet::Ipv6Net::new(a.into(), prefix).expect("prefix <= 128"))
+                    }
+                });
+                let last = block_end(size);
+                if last >= b {
+                    break;
+                }
+                a = last + 1;
+            }
+        }
+    }
+    out
+}
+
 fn side_of(labels: &[String], nets: &[IpNet], zones: &BTreeMap<String, Vec<IpNet>>) -> Side {
     if labels.iter().any(|l| l == "any") {
         return Side::Any;
@@ -389,6 +453,34 @@ mod tests {
     }
 
     #[test]
+    fn aggregate_merges_adjacent_and_nested_networks_into_fewest_blocks() {
+        let got = aggregate(&[
+            n("198.18.21.0/24"),
+            n("198.18.20.0/24"),
+            n("198.18.20.128/25"),
+            n("198.18.22.0/24"),
+            n("198.18.1.10/32"),
+            n("2001:db8::/65"),
+            n("2001:db8:0:0:8000::/65"),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                n("198.18.1.10/32"),
+                n("198.18.20.0/23"),
+                n("198.18.22.0/24"),
+                n("2001:db8::/64"),
+            ]
+        );
+        assert_eq!(aggregate(&[n("0.0.0.0/0")]), vec![n("0.0.0.0/0")]);
+        assert_eq!(aggregate(&[n("::/0")]), vec![n("::/0")]);
+        assert_eq!(
+            aggregate(&[n("198.18.0.1/32"), n("198.18.0.2/32")]),
+            vec![n("198.18.0.1/32"), n("198.18.0.2/32")]
+        );
+    }
+
+    #[test]
     fn merge_ports_joins_adjacent_and_overlapping_ranges() {
         let r = |a, b| PortRange { first: a, last: b };
         assert_eq!(
@@ -408,5 +500,31 @@ mod tests {
     fn unique_names_stay_within_the_limit_and_never_collide() {
         let got = unique_names(["abcdef", "abcdefgh", "abcdef"], 6, |s| s.to_string());
         assert_eq!(got, vec!["abcdef", "abcd-2", "abcd-3"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn aggregate_keeps_exactly_the_same_addresses(
+            nets in proptest::collection::vec((0u32..4096, 20u8..=32), 0..24),
+            probes in proptest::collection::vec(0u32..4096, 64),
+        ) {
+            let base = 0xC612_0000u32;
+            let nets: Vec<IpNet> = nets
+                .into_iter()
+                .map(|(off, p)| IpNet::V4(ipnet::Ipv4Net::new((base + off).into(), p).unwrap().trunc()))
+                .collect();
+            let agg = aggregate(&nets);
+            for w in agg.windows(2) {
+                proptest::prop_assert!(!w[0].contains(&w[1].network()) && !w[1].contains(&w[0].network()));
+            }
+            for off in probes {
+                let a: std::net::IpAddr = std::net::Ipv4Addr::from(base + off).into();
+                proptest::prop_assert_eq!(
+                    nets.iter().any(|n| n.contains(&a)),
+                    agg.iter().any(|n| n.contains(&a))
+                );
+            }
+            proptest::prop_assert!(agg.len() <= nets.len().max(1) * 32);
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Aerleon (pinned in `.venv`, see docs/generate.md) renders our export to its
-//! `iptables` and `speedway` targets; both renderings, loaded into network
-//! namespaces, decide every probe packet exactly as our own iptables output does.
+//! `iptables` and `speedway` targets (and, once the header names them, to
+//! `juniper` and `cisco`); the iptables and speedway renderings, loaded into
+//! network namespaces, decide every probe packet exactly as our own iptables
+//! output does.
 //!
 //! How the comparison works: each ruleset is loaded into its own namespace
 //! (speedway output with `iptables-restore`, the `iptables` target's command
@@ -82,6 +84,24 @@ fn aclgen_renders_our_export_and_its_rules_decide_like_ours() {
         let export = generate_site(&site, Target::Aerleon, &Options::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         write_tree(dir.path(), &export);
+        // The same terms must also render for other platforms once the header names them.
+        for f in export
+            .files
+            .iter()
+            .filter(|f| f.role.starts_with("policy-"))
+        {
+            let path = dir.path().join(&f.path);
+            let af = if f.role == "policy-v6" { " inet6" } else { "" };
+            let text = f.contents.replace(
+                "    terms:\n",
+                &format!(
+                    "        juniper: rf-edge{af}\n        cisco: rf-edge {}\n    terms:\n",
+                    if af.is_empty() { "extended" } else { "inet6" }
+                ),
+            );
+            assert_ne!(text, f.contents, "header not found in {}", f.path);
+            std::fs::write(path, text).unwrap();
+        }
         run_aclgen(&aclgen, dir.path());
         let resolved = site.resolve();
         for fam in Family::BOTH {
@@ -94,6 +114,15 @@ fn aclgen_renders_our_export_and_its_rules_decide_like_ours() {
             let speedway_out = dir.path().join("out").join(format!("{stem}.ipt"));
             if export.file(&format!("policy-v{}", fam.number())).is_none() {
                 continue;
+            }
+            for ext in ["jcl", "acl"] {
+                let p = dir.path().join("out").join(format!("{stem}.{ext}"));
+                let text = std::fs::read_to_string(&p)
+                    .unwrap_or_else(|e| panic!("{name}: no {ext} rendering {p:?}: {e}"));
+                assert!(
+                    text.contains("rf-edge"),
+                    "{name}: {ext} rendering lacks the filter"
+                );
             }
             let speedway = std::fs::read_to_string(&speedway_out)
                 .unwrap_or_else(|e| panic!("{name}: no speedway output {speedway_out:?}: {e}"));

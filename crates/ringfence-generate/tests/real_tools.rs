@@ -82,24 +82,36 @@ fn iptables_restore_test_accepts_both_families_for_every_site_and_hook() {
     }
 }
 
-/// Load our iptables output for `fam` into a fresh namespace and read it back.
 fn loaded(site: &ringfence_site::Site, fam: Family) -> Ruleset {
-    let out = generate_site(
-        site,
-        Target::Iptables,
-        &Options {
-            family: Some(fam),
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    let (restore, save) = match fam {
-        Family::V4 => ("iptables-restore", "iptables-save"),
-        Family::V6 => ("ip6tables-restore", "ip6tables-save"),
-    };
-    let ns = Netns::new();
-    ns.ok(restore, &[], out.files[0].contents.as_bytes());
-    Ruleset::parse(&ns.ok(save, &["-t", "filter"], b""))
+    common::load_ours(site, fam, &Options::default())
+}
+
+#[test]
+fn loaded_iptables_rules_decide_every_probe_as_the_site_prescribes() {
+    if !can_run(
+        "iptables vs site",
+        &[
+            "iptables-restore",
+            "iptables-save",
+            "ip6tables-restore",
+            "ip6tables-save",
+        ],
+    ) {
+        return;
+    }
+    for (name, site) in sites() {
+        let resolved = site.resolve();
+        for fam in Family::BOTH {
+            let rs = loaded(&site, fam);
+            for p in common::probes(&resolved, fam) {
+                assert_eq!(
+                    rs.eval("FORWARD", &p),
+                    common::expected(&resolved, &p),
+                    "{name}: loaded rules and the site disagree on {p:?}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -191,5 +203,39 @@ fn first(n: &ipnet::IpNet) -> std::net::IpAddr {
             std::net::IpAddr::V6((u128::from(v.network()) + 1).into())
         }
         n => n.network(),
+    }
+}
+
+#[test]
+fn loaded_nftables_ruleset_decides_every_probe_as_the_site_prescribes() {
+    if !can_run("nftables vs site", &["nft"]) {
+        return;
+    }
+    for (name, site) in sites() {
+        let resolved = site.resolve();
+        let out = generate_site(&site, Target::Nftables, &Options::default()).unwrap();
+        let file = temp_file(&out.files[0].contents);
+        let ns = Netns::new();
+        ns.ok("nft", &["-f", file.path().to_str().unwrap()], b"");
+        let dump = ns.ok("nft", &["-j", "list", "ruleset"], b"");
+        let chain = common::nfteval::NftChain::parse(&dump, "forward");
+        let mut accepted = 0;
+        for fam in Family::BOTH {
+            for p in common::probes(&resolved, fam) {
+                let want = common::expected(&resolved, &p);
+                if want == Verdict::Accept {
+                    accepted += 1;
+                }
+                assert_eq!(
+                    chain.eval(&p),
+                    want,
+                    "{name}: loaded nftables rules and the site disagree on {p:?}"
+                );
+            }
+        }
+        assert!(
+            accepted > 100,
+            "{name}: too few accepted probes ({accepted})"
+        );
     }
 }

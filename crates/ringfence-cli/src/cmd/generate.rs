@@ -33,7 +33,8 @@ pub enum HookArg {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Output: stdout, or --out PATH (written atomically).
-Single-file targets (nftables, nsxt): --out is the file.
+Single-file targets (nftables, nsxt): --out is the file, or a directory (existing, or a
+  path ending in /) that receives <site>.nft / <site>.nsxt.json.
 iptables: two files (IPv4, IPv6). To stdout pass --family 4 or 6. With --out: an existing
   directory (or a path ending in /) receives <site>.v4.rules and <site>.v6.rules; any other
   PATH is a stem: PATH.v4.rules and PATH.v6.rules (a trailing .rules is dropped first).
@@ -113,7 +114,16 @@ pub fn run(args: GenerateArgs) -> Result<u8, CliError> {
 fn write_output(output: &Output, out: Option<&Path>) -> Result<(), CliError> {
     match (output.target, out) {
         (_, _) if output.files.len() == 1 && output.target != Target::Aerleon => {
-            emit(out, output.files[0].contents.as_bytes())
+            let f = &output.files[0];
+            match out {
+                Some(dir) if dir.is_dir() || dir.to_string_lossy().ends_with('/') => {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        CliError::Io(format!("creating {}: {e}", dir.display()))
+                    })?;
+                    emit(Some(&dir.join(&f.path)), f.contents.as_bytes())
+                }
+                _ => emit(out, f.contents.as_bytes()),
+            }
         }
         (Target::Aerleon, None) => {
             let mut text = String::new();
@@ -216,6 +226,13 @@ mod tests {
         ] {
             assert!(out.join(p).is_file(), "{p} missing");
         }
+    }
+
+    #[test]
+    fn single_file_targets_into_a_directory_use_the_site_name() {
+        let dir = tempfile::tempdir().unwrap();
+        write_output(&output(Target::Nsxt), Some(dir.path())).unwrap();
+        assert!(dir.path().join("example-dc.nsxt.json").is_file());
     }
 
     #[test]

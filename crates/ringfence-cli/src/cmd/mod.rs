@@ -1,6 +1,9 @@
 //! One module per subcommand: argument definitions and the call into the library.
 
+pub mod cis;
+pub mod deploy;
+pub mod fleet;
 pub mod flows;
+pub mod generate;
 pub mod site;
 pub mod trace;
-pub mod generate;

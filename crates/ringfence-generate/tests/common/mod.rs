@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod eval;
+pub mod nfteval;
 
 use ringfence_site::Site;
 use std::io::Write;
@@ -224,4 +225,60 @@ pub fn temp_file(text: &str) -> tempfile::NamedTempFile {
     f.write_all(text.as_bytes()).expect("write temp file");
     f.flush().expect("flush");
     f
+}
+
+/// The verdict the site itself prescribes for a new connection, straight from
+/// the resolved flows (independent of every generator): accept when some
+/// allow flow has a network pair holding source and destination and a service
+/// matching protocol and port; everything else falls to deny-all.
+pub fn expected(site: &ResolvedSite, p: &Packet) -> eval::Verdict {
+    expected_among(site, p, |_| true)
+}
+
+/// Like [`expected`], counting only the allow flows `keep` selects.
+pub fn expected_among(
+    site: &ResolvedSite,
+    p: &Packet,
+    keep: impl Fn(&ringfence_site::ResolvedFlow) -> bool,
+) -> eval::Verdict {
+    for f in site.allowed().filter(|f| keep(f)) {
+        let addr_ok = f
+            .network_pairs()
+            .iter()
+            .any(|(s, d)| s.contains(&p.src) && d.contains(&p.dst));
+        if !addr_ok {
+            continue;
+        }
+        let svc_ok = f.services.iter().any(|s| match s.protocol {
+            Protocol::Any => true,
+            Protocol::Tcp => p.proto == 6 && s.ports.first <= p.dport && p.dport <= s.ports.last,
+            Protocol::Udp => p.proto == 17 && s.ports.first <= p.dport && p.dport <= s.ports.last,
+            Protocol::Icmp => p.proto == 1 || p.proto == 58,
+        });
+        if svc_ok {
+            return eval::Verdict::Accept;
+        }
+    }
+    eval::Verdict::Drop
+}
+
+/// Load our iptables output for `fam` into a fresh namespace and read it back
+/// with `iptables-save` / `ip6tables-save`.
+pub fn load_ours(site: &Site, fam: Family, opts: &ringfence_generate::Options) -> eval::Ruleset {
+    let out = ringfence_generate::generate_site(
+        site,
+        ringfence_generate::Target::Iptables,
+        &ringfence_generate::Options {
+            family: Some(fam),
+            ..opts.clone()
+        },
+    )
+    .expect("generate iptables");
+    let (restore, save) = match fam {
+        Family::V4 => ("iptables-restore", "iptables-save"),
+        Family::V6 => ("ip6tables-restore", "ip6tables-save"),
+    };
+    let ns = Netns::new();
+    ns.ok(restore, &[], out.files[0].contents.as_bytes());
+    eval::Ruleset::parse(&ns.ok(save, &["-t", "filter"], b""))
 }

@@ -1,0 +1,655 @@
+//! Node discovery without a shell.
+//!
+//! A [`Node`] is what the checks read: each component's argument vector and
+//! where it came from, the kubelet's (and kube-proxy's) config file, the
+//! node's accounts and its filesystem. Components are found, in order:
+//!
+//! 1. running processes in `/proc` (live scans only, or `DIR/proc` when the
+//!    mounted root carries one), whether run directly or as containerd static
+//!    pods — both show up as host processes;
+//! 2. static pod manifests in `etc/kubernetes/manifests/` (`command` + `args`);
+//! 3. the kubelet's systemd unit and drop-ins: `Environment=`,
+//!    `EnvironmentFile=` (such as `/var/lib/kubelet/kubeadm-flags.env`) and
+//!    the `$VAR` / `${VAR}` expansion of the last `ExecStart=`.
+//!
+//! Nothing is executed, and nothing is written.
+
+use crate::benchmark::yaml_error;
+use crate::component::Component;
+use crate::flags;
+use crate::rootfs::{Accounts, FsError, RootFs};
+use ringfence_diag::{InputError, InputErrors};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Where a component's command line was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A running process (`/proc/PID/cmdline`).
+    Process,
+    /// A static pod manifest.
+    Manifest,
+    /// A systemd unit and its drop-ins.
+    Systemd,
+}
+
+impl Source {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Process => "process",
+            Source::Manifest => "manifest",
+            Source::Systemd => "systemd",
+        }
+    }
+}
+
+/// A component's parsed config file (`--config`).
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// The path on the node.
+    pub path: String,
+    /// The parsed document.
+    pub doc: serde_json::Value,
+}
+
+/// A component found on the node.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Which component.
+    pub component: Component,
+    /// Its arguments, without the program name.
+    pub args: Vec<String>,
+    /// Where they came from.
+    pub source: Source,
+    /// The file they came from (`/proc/PID/cmdline`, the manifest, the unit).
+    pub path: String,
+    /// The container image, for static pods.
+    pub image: Option<String>,
+    /// Its config file, when `--config` names one that exists.
+    pub config: Option<ConfigFile>,
+}
+
+impl Found {
+    /// The value of a flag, as the component would read it.
+    pub fn flag(&self, name: &str) -> Option<String> {
+        flags::lookup(&self.args, name)
+    }
+}
+
+/// How to look at a node.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoverOptions {
+    /// The node's root directory; `None` scans the running host (`/`).
+    pub root: Option<PathBuf>,
+    /// Where to read processes from; default `/proc` for live scans and
+    /// `ROOT/proc` (when present) for `--root` scans.
+    pub proc_dir: Option<PathBuf>,
+    /// The Kubernetes version, when the user knows it.
+    pub kubernetes_version: Option<String>,
+    /// Only consider these process ids (for hosts that run several
+    /// clusters' components, and for tests); `None` considers all.
+    pub only_pids: Option<Vec<u32>>,
+}
+
+/// Everything a scan knows about a node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Host name (from the root's `etc/hostname`).
+    pub name: String,
+    /// The scanned root, `None` for the live host.
+    pub root: Option<PathBuf>,
+    /// The filesystem, confined to the root.
+    pub fs: RootFs,
+    /// User and group names from the root.
+    pub accounts: Accounts,
+    /// The components found.
+    pub components: BTreeMap<Component, Found>,
+    /// The Kubernetes version (user-given, or from an image tag).
+    pub kubernetes_version: Option<String>,
+    /// Problems noticed while looking that did not stop the scan.
+    pub notes: Vec<String>,
+}
+
+impl Node {
+    /// Roles derived from the components: `control-plane`, `etcd`, `node`.
+    pub fn roles(&self) -> Vec<&'static str> {
+        let has = |c| self.components.contains_key(&c);
+        let mut roles = Vec::new();
+        if has(Component::Apiserver)
+            || has(Component::ControllerManager)
+            || has(Component::Scheduler)
+        {
+            roles.push("control-plane");
+        }
+        if has(Component::Etcd) {
+            roles.push("etcd");
+        }
+        if has(Component::Kubelet) {
+            roles.push("node");
+        }
+        roles
+    }
+}
+
+/// Discover the components of a node.
+pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
+    let fs = RootFs::new(opts.root.clone().unwrap_or_else(|| PathBuf::from("/")));
+    if let Some(root) = &opts.root {
+        if !root.is_dir() {
+            return Err(InputError::whole(
+                root.display().to_string(),
+                "--root must be a directory holding a node's filesystem",
+            )
+            .into());
+        }
+    }
+    let mut notes = Vec::new();
+    let mut components: BTreeMap<Component, Found> = BTreeMap::new();
+
+    let proc_dir = match (&opts.proc_dir, &opts.root) {
+        (Some(p), _) => Some(p.clone()),
+        (None, None) => Some(PathBuf::from("/proc")),
+        (None, Some(root)) => Some(root.join("proc")).filter(|p| p.join("1").is_dir()),
+    };
+    if let Some(dir) = proc_dir {
+        for f in processes(&dir, opts.only_pids.as_deref()) {
+            components.entry(f.component).or_insert(f);
+        }
+    }
+    let mut images = Vec::new();
+    for f in manifests(&fs)? {
+        if let Some(img) = &f.image {
+            images.push((f.component, img.clone()));
+        }
+        components.entry(f.component).or_insert(f);
+    }
+    if let std::collections::btree_map::Entry::Vacant(slot) = components.entry(Component::Kubelet) {
+        if let Some(f) = kubelet_unit(&fs, &mut notes) {
+            slot.insert(f);
+        }
+    }
+    for found in components.values_mut() {
+        if let Some(path) = found.flag("--config") {
+            match fs.read(&path) {
+                Ok(Some(text)) => {
+                    let doc: serde_json::Value =
+                        serde_saphyr::from_str(&text).map_err(|e| yaml_error(&path, &e))?;
+                    found.config = Some(ConfigFile { path, doc });
+                }
+                Ok(None) => notes.push(format!(
+                    "{} names --config {path}, which does not exist on this node",
+                    found.component
+                )),
+                Err(e) => notes.push(format!("{}: {e}", found.component)),
+            }
+        }
+    }
+    let kubernetes_version = opts.kubernetes_version.clone().or_else(|| {
+        images
+            .iter()
+            .find(|(c, _)| *c == Component::Apiserver)
+            .or(images.first())
+            .and_then(|(_, img)| version_from_image(img))
+    });
+    let name = fs
+        .read("/etc/hostname")
+        .ok()
+        .flatten()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            opts.root.is_none().then(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default()
+            })
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    Ok(Node {
+        name,
+        root: opts.root.clone(),
+        accounts: Accounts::load(&fs),
+        fs,
+        components,
+        kubernetes_version,
+        notes,
+    })
+}
+
+/// The Kubernetes version in an image reference's tag
+/// (`.../kube-apiserver:v1.22.5_vmware.1` gives `1.22.5`).
+pub fn version_from_image(image: &str) -> Option<String> {
+    let tag = image.rsplit('/').next()?.split_once(':')?.1;
+    let tag = tag.split('@').next()?.trim_start_matches('v');
+    let end = tag
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(tag.len());
+    let v = tag[..end].trim_end_matches('.');
+    let parts: Vec<&str> = v.split('.').collect();
+    (parts.len() >= 2 && parts.iter().all(|p| !p.is_empty())).then(|| v.to_string())
+}
+
+fn processes(proc_dir: &Path, only: Option<&[u32]>) -> Vec<Found> {
+    let Ok(entries) = std::fs::read_dir(proc_dir) else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|p| *p != me && only.is_none_or(|o| o.contains(p)))
+        .collect();
+    pids.sort_unstable();
+    let mut out = Vec::new();
+    for pid in pids {
+        let path = proc_dir.join(pid.to_string()).join("cmdline");
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let argv: Vec<String> = bytes
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        if let Some((component, args)) = component_of(&argv) {
+            out.push(Found {
+                component,
+                args,
+                source: Source::Process,
+                path: format!("/proc/{pid}/cmdline"),
+                image: None,
+                config: None,
+            });
+        }
+    }
+    out
+}
+
+/// The component an argument vector runs, and its arguments.
+fn component_of(argv: &[String]) -> Option<(Component, Vec<String>)> {
+    let first = argv.first()?;
+    let base = first.rsplit('/').next().unwrap_or(first);
+    if base == "hyperkube" {
+        let sub = argv.get(1)?;
+        let c = Component::from_binary(sub)
+            .or_else(|| Component::ALL.into_iter().find(|c| c.key() == sub))?;
+        return Some((c, argv[2..].to_vec()));
+    }
+    Some((Component::from_binary(base)?, argv[1..].to_vec()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Pod {
+    spec: PodSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PodSpec {
+    containers: Vec<Container>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Container {
+    name: String,
+    image: Option<String>,
+    command: Vec<String>,
+    args: Vec<String>,
+}
+
+const MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
+
+fn manifests(fs: &RootFs) -> Result<Vec<Found>, InputErrors> {
+    let mut out = Vec::new();
+    let names = fs.list(MANIFEST_DIR).map_err(fs_error)?;
+    for name in names {
+        if !(name.ends_with(".yaml")
+            || name.ends_with(".yml")
+            || name.ends_with(".manifest")
+            || name.ends_with(".json"))
+        {
+            continue;
+        }
+        let path = format!("{MANIFEST_DIR}/{name}");
+        let text = match fs.read(&path) {
+            Ok(Some(t)) => t,
+            Ok(None) | Err(FsError::NotRegular(_)) => continue,
+            Err(e) => return Err(fs_error(e)),
+        };
+        let pod: Pod = serde_saphyr::from_str(&text).map_err(|e| yaml_error(&path, &e))?;
+        for c in pod.spec.containers {
+            let mut argv = c.command.clone();
+            argv.extend(c.args.iter().cloned());
+            let by_command = component_of(&argv);
+            let (component, args) = match by_command {
+                Some(x) => x,
+                None => {
+                    // No recognisable command: fall back to the container name.
+                    let Some(comp) = Component::from_binary(&c.name) else {
+                        continue;
+                    };
+                    let skip = usize::from(!c.command.is_empty());
+                    (comp, argv.into_iter().skip(skip).collect())
+                }
+            };
+            out.push(Found {
+                component,
+                args,
+                source: Source::Manifest,
+                path: path.clone(),
+                image: c.image,
+                config: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn fs_error(e: FsError) -> InputErrors {
+    InputError::whole("--root", e.to_string()).into()
+}
+
+const UNIT_DIRS: [&str; 4] = [
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// Reconstruct the kubelet's command line from its systemd unit.
+fn kubelet_unit(fs: &RootFs, notes: &mut Vec<String>) -> Option<Found> {
+    let unit = UNIT_DIRS
+        .iter()
+        .map(|d| format!("{d}/kubelet.service"))
+        .find(|p| fs.exists(p));
+    // Drop-ins from every unit directory, ordered by file name; a name in an
+    // earlier directory hides the same name in a later one.
+    let mut dropins: BTreeMap<String, String> = BTreeMap::new();
+    for d in UNIT_DIRS.iter().rev() {
+        let dir = format!("{d}/kubelet.service.d");
+        for name in fs.list(&dir).unwrap_or_default() {
+            if name.ends_with(".conf") {
+                dropins.insert(name.clone(), format!("{dir}/{name}"));
+            }
+        }
+    }
+    if unit.is_none() && dropins.is_empty() {
+        return None;
+    }
+    let mut files: Vec<String> = unit.iter().cloned().collect();
+    files.extend(dropins.into_values());
+    let mut env: HashMap<String, String> = HashMap::new();
+    let mut exec: Option<(String, String)> = None;
+    for file in &files {
+        let Ok(Some(text)) = fs.read(file) else {
+            continue;
+        };
+        for (key, value) in unit_service_entries(&text) {
+            match key.as_str() {
+                "Environment" => {
+                    for word in split_words(&value) {
+                        if let Some((k, v)) = word.split_once('=') {
+                            env.insert(k.to_string(), v.to_string());
+                        }
+                    }
+                }
+                "EnvironmentFile" => {
+                    let optional = value.starts_with('-');
+                    let path = value.trim_start_matches('-').trim();
+                    match fs.read(path) {
+                        Ok(Some(t)) => env.extend(parse_env_file(&t)),
+                        _ if optional => {}
+                        _ => notes.push(format!("{file}: EnvironmentFile {path} is missing")),
+                    }
+                }
+                "ExecStart" => {
+                    exec = if value.trim().is_empty() {
+                        None
+                    } else {
+                        Some((value, file.clone()))
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+    let (line, file) = exec?;
+    let argv = expand_exec(&line, &env);
+    let (component, args) = component_of(&argv)?;
+    (component == Component::Kubelet).then_some(Found {
+        component,
+        args,
+        source: Source::Systemd,
+        path: file,
+        image: None,
+        config: None,
+    })
+}
+
+/// `(key, value)` entries of a unit's `[Service]` section, with line
+/// continuations joined.
+fn unit_service_entries(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut in_service = false;
+    let mut pending = String::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if pending.is_empty() && (line.starts_with('#') || line.starts_with(';')) {
+            continue;
+        }
+        if let Some(body) = line.strip_suffix('\\') {
+            pending.push_str(body);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line);
+        let full = std::mem::take(&mut pending);
+        let full = full.trim();
+        if full.starts_with('[') {
+            in_service = full == "[Service]";
+            continue;
+        }
+        if !in_service {
+            continue;
+        }
+        if let Some((k, v)) = full.split_once('=') {
+            out.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// Split a unit value into words, honouring double and single quotes.
+fn split_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+/// `KEY=value` lines of an environment file (comments and blank lines skipped,
+/// surrounding quotes removed).
+fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|x| x.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+                .unwrap_or(v);
+            Some((k.trim().to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// Expand an `ExecStart=` line as systemd does: a word that is exactly
+/// `$NAME` becomes the variable's whitespace-separated words (none when it is
+/// empty or unset); `${NAME}` inside a word is replaced in place.
+fn expand_exec(line: &str, env: &HashMap<String, String>) -> Vec<String> {
+    let line = line.trim_start_matches(['-', '@', '+', '!', ':']);
+    let mut out = Vec::new();
+    for word in split_words(line) {
+        if let Some(name) = word.strip_prefix('$').filter(|n| is_var_name(n)) {
+            if let Some(v) = env.get(name) {
+                out.extend(v.split_whitespace().map(String::from));
+            }
+            continue;
+        }
+        out.push(substitute(&word, env));
+    }
+    out
+}
+
+fn is_var_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn substitute(word: &str, env: &HashMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = word;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(j) => {
+                out.push_str(env.get(&after[..j]).map(String::as_str).unwrap_or(""));
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_tags_give_the_kubernetes_version() {
+        assert_eq!(
+            version_from_image("projects.registry.vmware.com/tkg/kube-apiserver:v1.22.5_vmware.1")
+                .as_deref(),
+            Some("1.22.5")
+        );
+        assert_eq!(
+            version_from_image("registry:5000/kube-apiserver:v1.28.2").as_deref(),
+            Some("1.28.2")
+        );
+        assert_eq!(version_from_image("kube-apiserver"), None);
+        assert_eq!(version_from_image("kube-apiserver:latest"), None);
+    }
+
+    #[test]
+    fn exec_start_expands_whole_word_variables_into_words_and_braced_ones_in_place() {
+        let env: HashMap<String, String> = [
+            (
+                "KUBELET_KUBEADM_ARGS",
+                "--container-runtime=remote --node-ip=10.0.0.5",
+            ),
+            (
+                "KUBELET_CONFIG_ARGS",
+                "--config=/var/lib/kubelet/config.yaml",
+            ),
+            ("EMPTY", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let argv = expand_exec(
+            "/usr/bin/kubelet $KUBELET_KUBEADM_ARGS $EMPTY $UNSET --x=${KUBELET_CONFIG_ARGS}y",
+            &env,
+        );
+        assert_eq!(
+            argv,
+            vec![
+                "/usr/bin/kubelet",
+                "--container-runtime=remote",
+                "--node-ip=10.0.0.5",
+                "--x=--config=/var/lib/kubelet/config.yamly"
+            ]
+        );
+    }
+
+    #[test]
+    fn unit_entries_join_continuations_and_skip_other_sections() {
+        let text = "[Unit]\nDescription=x\n[Service]\n# c\nEnvironment=\"A=1\" \"B=two words\"\nExecStart=\nExecStart=/usr/bin/kubelet \\\n  --a=1\n";
+        let e = unit_service_entries(text);
+        assert_eq!(
+            e[0],
+            ("Environment".into(), "\"A=1\" \"B=two words\"".into())
+        );
+        assert_eq!(e[1], ("ExecStart".into(), "".into()));
+        assert_eq!(e[2].1, "/usr/bin/kubelet  --a=1");
+        assert_eq!(split_words(&e[0].1), vec!["A=1", "B=two words"]);
+    }
+
+    #[test]
+    fn env_files_strip_quotes_and_comments() {
+        let v = parse_env_file("# x\nKUBELET_KUBEADM_ARGS=\"--a=1 --b\"\n\nX='y'\n");
+        assert_eq!(
+            v,
+            vec![
+                ("KUBELET_KUBEADM_ARGS".into(), "--a=1 --b".into()),
+                ("X".into(), "y".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn hyperkube_sub_commands_are_recognised() {
+        let argv: Vec<String> = ["/hyperkube", "kubelet", "--v=2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            component_of(&argv),
+            Some((Component::Kubelet, vec!["--v=2".to_string()]))
+        );
+        let argv: Vec<String> = ["/usr/local/bin/kube-apiserver", "--x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(component_of(&argv).unwrap().0, Component::Apiserver);
+        let argv: Vec<String> = ["/bin/bash"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(component_of(&argv), None);
+    }
+}

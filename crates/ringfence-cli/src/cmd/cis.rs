@@ -1,0 +1,304 @@
+//! `ringfence cis`: scan a node against the CIS Kubernetes Benchmark.
+
+use crate::exit::{emit, CliError, FINDINGS, SUCCESS};
+use clap::{Args, Subcommand, ValueEnum};
+use ringfence_cis::benchmark::{Benchmark, Target};
+use ringfence_cis::node::{discover, DiscoverOptions};
+use ringfence_cis::profile::{parse_waivers, Date, Profile};
+use ringfence_cis::report::{scan, ScanOptions};
+use ringfence_cis::{render, versions};
+use ringfence_diag::{closest, InputError};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Arguments of `ringfence cis`.
+#[derive(Debug, Args)]
+pub struct CisArgs {
+    #[command(subcommand)]
+    command: CisCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CisCommand {
+    /// Scan this host, or a mounted node filesystem with --root, without running any command.
+    Scan(Box<ScanArgs>),
+    /// List the checks of a benchmark.
+    List {
+        /// Benchmark to list.
+        #[arg(long, default_value = "cis-1.6")]
+        benchmark: String,
+    },
+    /// Show what a check examines, what it wants and how to fix it.
+    Explain {
+        /// Check id, such as 1.2.6.
+        id: String,
+        /// Benchmark the id belongs to.
+        #[arg(long, default_value = "cis-1.6")]
+        benchmark: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Junit,
+    Sarif,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+struct ScanArgs {
+    /// A node's root filesystem (a mounted disk or image, /host in a pod); default: this host.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// auto (from the Kubernetes version or the profile), cis-1.6 or cis-1.10.
+    #[arg(long, default_value = "auto")]
+    benchmark: String,
+    /// Comma-separated targets: master, etcd, controlplane, node, policies (default: from the node's roles).
+    #[arg(long, value_delimiter = ',')]
+    targets: Option<Vec<String>>,
+    /// Expected-failure profile: tkg-1.5 or a profile file.
+    #[arg(long, value_name = "NAME|FILE")]
+    profile: Option<String>,
+    /// Waiver file (id, reason, owner, expires).
+    #[arg(long, value_name = "FILE")]
+    waivers: Option<PathBuf>,
+    /// Only these checks (comma-separated ids; a group or section id selects all its checks).
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    check: Option<Vec<String>>,
+    /// Kubernetes version, when it cannot be read from the node.
+    #[arg(long, value_name = "V")]
+    k8s_version: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Write the report here (atomically) instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Judge waiver expiry as of this date (YYYY-MM-DD) instead of today.
+    #[arg(long, value_name = "DATE", hide = true)]
+    today: Option<String>,
+}
+
+/// Run `ringfence cis`.
+pub fn run(args: CisArgs) -> Result<u8, CliError> {
+    match args.command {
+        CisCommand::Scan(a) => run_scan(*a),
+        CisCommand::List { benchmark } => list(&benchmark),
+        CisCommand::Explain { id, benchmark } => explain(&id, &benchmark),
+    }
+}
+
+fn load_profile(spec: &str) -> Result<Profile, CliError> {
+    if let Some((file, text)) = Profile::embedded(spec) {
+        return Ok(Profile::parse(&file, text)?);
+    }
+    let path = PathBuf::from(spec);
+    if !path.exists() {
+        let mut e = InputError::whole(
+            "--profile",
+            format!("{spec:?} is neither a built-in profile (tkg-1.5) nor an existing file"),
+        );
+        if let Some(c) = closest(spec, ["tkg-1.5"]) {
+            e = e.with_help(format!("did you mean {c}?"));
+        }
+        return Err(e.into());
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
+    Ok(Profile::parse(spec, &text)?)
+}
+
+fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
+    let profile = a.profile.as_deref().map(load_profile).transpose()?;
+    let targets = match &a.targets {
+        None => None,
+        Some(list) => {
+            let mut out = Vec::new();
+            for t in list {
+                let Some(target) = Target::parse(t.trim()) else {
+                    let mut e = InputError::whole(
+                        "--targets",
+                        format!("unknown target {t:?}; use master, etcd, controlplane, node or policies"),
+                    );
+                    if let Some(c) = closest(t, Target::ALL.iter().map(|t| t.name())) {
+                        e = e.with_help(format!("did you mean {c}?"));
+                    }
+                    return Err(e.into());
+                };
+                out.push(target);
+            }
+            Some(out)
+        }
+    };
+    let today = match &a.today {
+        None => Date::today(),
+        Some(s) => Date::parse(s).ok_or_else(|| {
+            InputError::whole("--today", format!("{s:?} is not a YYYY-MM-DD date"))
+        })?,
+    };
+    let node = discover(&DiscoverOptions {
+        root: a.root.clone(),
+        proc_dir: None,
+        kubernetes_version: a.k8s_version.clone(),
+        only_pids: None,
+    })?;
+    if node.components.is_empty() {
+        let place = a
+            .root
+            .as_ref()
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|| "this host".to_string());
+        return Err(InputError::whole(
+            a.root.as_ref().map(|r| r.display().to_string()).unwrap_or_else(|| "/".into()),
+            format!("no Kubernetes component found on {place} (looked at processes, etc/kubernetes/manifests and the kubelet's systemd unit)"),
+        )
+        .with_help("point --root at a node's root filesystem")
+        .into());
+    }
+    let bench_name = match (a.benchmark.as_str(), &profile) {
+        ("auto", Some(p)) => p.benchmark.clone(),
+        ("auto", None) => {
+            let choice = versions::choose(node.kubernetes_version.as_deref());
+            if let Some(note) = &choice.note {
+                eprintln!("note: {note}");
+            }
+            choice.benchmark
+        }
+        (name, Some(p)) if name != p.benchmark => {
+            return Err(CliError::Usage(format!(
+                "profile {} pins {}, but --benchmark asks for {name}",
+                p.name, p.benchmark
+            )))
+        }
+        (name, _) => name.to_string(),
+    };
+    let bench = Benchmark::embedded(&bench_name)?;
+    let waivers = match &a.waivers {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
+            parse_waivers(&path.display().to_string(), &text, &bench)?
+        }
+    };
+    if let Some(ids) = &a.check {
+        for id in ids {
+            let known = bench
+                .checks()
+                .any(|c| c.id == *id || c.id.starts_with(&format!("{id}.")));
+            if !known {
+                let mut e =
+                    InputError::whole("--check", format!("{bench_name} has no check {id:?}"));
+                if let Some(c) = closest(id, bench.checks().map(|c| c.id.as_str())) {
+                    e = e.with_help(format!("did you mean {c}?"));
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    for note in &node.notes {
+        eprintln!("note: {note}");
+    }
+    let report = scan(
+        &bench,
+        &node,
+        &ScanOptions {
+            targets,
+            checks: a.check.clone(),
+            profile: profile.as_ref(),
+            waivers: &waivers,
+            today,
+        },
+    );
+    let colour = a.out.is_none()
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
+    let bytes = match a.format {
+        Format::Text => render::text(&report, &bench, colour),
+        Format::Json => render::json(&report),
+        Format::Junit => render::junit(&report),
+        Format::Sarif => render::sarif(&report),
+        Format::Markdown => render::markdown(&report, &bench),
+    };
+    emit(a.out.as_deref(), bytes.as_bytes())?;
+    Ok(if report.summary.unexpected_fail > 0 {
+        FINDINGS
+    } else {
+        SUCCESS
+    })
+}
+
+fn list(name: &str) -> Result<u8, CliError> {
+    let bench = Benchmark::embedded(name)?;
+    let mut out = String::new();
+    for s in &bench.sections {
+        out.push_str(&format!("{} {} [{}]\n", s.id, s.title, s.target));
+        for g in &s.groups {
+            out.push_str(&format!("  {} {}\n", g.id, g.title));
+            for c in &g.checks {
+                let kind = match (c.automated, c.scored) {
+                    (true, true) => "automated, scored",
+                    (true, false) => "automated, unscored",
+                    (false, true) => "manual, scored",
+                    (false, false) => "manual, unscored",
+                };
+                out.push_str(&format!("    {:<8} {} ({kind})\n", c.id, c.title));
+            }
+        }
+    }
+    emit(None, out.as_bytes())?;
+    Ok(SUCCESS)
+}
+
+fn explain(id: &str, name: &str) -> Result<u8, CliError> {
+    let bench = Benchmark::embedded(name)?;
+    let Some(check) = bench.check(id) else {
+        let mut e = InputError::whole("ID", format!("{name} has no check {id:?}"));
+        if let Some(c) = closest(id, bench.checks().map(|c| c.id.as_str())) {
+            e = e.with_help(format!("did you mean {c}?"));
+        }
+        return Err(e.into());
+    };
+    let mut out = format!("{} {}\n", check.id, check.title);
+    out.push_str(&format!(
+        "benchmark: {}   target: {}   {}, {}\n",
+        bench.name,
+        check.target,
+        if check.automated {
+            "automated"
+        } else {
+            "manual"
+        },
+        if check.scored { "scored" } else { "unscored" }
+    ));
+    if let Some(c) = check.component {
+        out.push_str(&format!("component: {c}\n"));
+    }
+    match &check.test {
+        Some(t) => out.push_str(&format!(
+            "passes when: {}\n",
+            ringfence_cis::eval::describe(&bench, t)
+        )),
+        None if check.needs.as_deref() == Some("cluster-api") => out
+            .push_str("needs the Kubernetes API: a node scan reports it as a warning to review\n"),
+        None => out.push_str("manual: a node scan reports it as a warning to review\n"),
+    }
+    out.push_str(&format!("remediation: {}\n", check.remediation));
+    for (pname, text) in ringfence_cis::profile::EMBEDDED {
+        let file = format!("profiles/{pname}.yaml");
+        if let Ok(p) = Profile::parse(&file, text) {
+            if p.benchmark == bench.name {
+                if let Some(x) = p.expected(id) {
+                    out.push_str(&format!(
+                        "expected failure in {pname}: {}\n  remediation: {}\n",
+                        x.explanation, x.remediation
+                    ));
+                }
+            }
+        }
+    }
+    emit(None, out.as_bytes())?;
+    Ok(SUCCESS)
+}

@@ -1,0 +1,296 @@
+//! End-to-end tests of `ringfence cis` on node roots built by the tests.
+
+use ringfence_cis::testkit::{self, is_root};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ringfence(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringfence"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ringfence")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn scan(root: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["cis", "scan", "--root", root.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    ringfence(&args)
+}
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root to set file ownership in the node root");
+            return;
+        }
+    };
+}
+
+const TKG_SEVEN: [&str; 7] = [
+    "1.1.12", "1.2.6", "1.2.16", "1.2.21", "1.3.2", "1.4.1", "4.2.6",
+];
+
+#[test]
+fn tkg_control_plane_with_the_tkg_profile_reports_the_seven_as_expected_and_exits_0() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let o = scan(dir.path(), &["--profile", "tkg-1.5", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["benchmark"], "cis-1.6");
+    assert_eq!(v["profile"], "tkg-1.5");
+    let expected: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .inspect(|c| assert_eq!(c["expected"], true, "{c}"))
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(expected, TKG_SEVEN.to_vec());
+    assert_eq!(v["summary"]["expected_fail"], 7);
+    assert_eq!(v["summary"]["unexpected_fail"], 0);
+}
+
+#[test]
+fn without_the_profile_the_same_node_exits_1() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let o = scan(dir.path(), &["--benchmark", "cis-1.6"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o)
+        .contains("unexpected failures: 1.1.12, 1.2.6, 1.2.16, 1.2.21, 1.3.2, 1.4.1, 4.2.6"));
+}
+
+#[test]
+fn a_node_that_breaks_one_more_check_exits_1_and_names_it() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let n = testkit::tkg_control_plane(dir.path());
+    // Re-enable anonymous kubelet access in the config file (check 4.2.1).
+    let cfg = testkit::KUBELET_CONFIG.replace("enabled: false", "enabled: true");
+    n.file("/etc/kubelet/config.yaml", &cfg, 0o644);
+    let o = scan(dir.path(), &["--profile", "tkg-1.5"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.contains("unexpected failures: 4.2.1\n"), "{out}");
+    assert!(
+        out.contains("FAIL     4.2.1 Ensure that the anonymous-auth argument is set to false"),
+        "{out}"
+    );
+    assert!(
+        out.contains("from: config /var/lib/kubelet/config.yaml"),
+        "{out}"
+    );
+}
+
+fn redact(s: &str, root: &Path) -> String {
+    s.replace(root.to_str().unwrap(), "[ROOT]")
+}
+
+#[test]
+fn text_markdown_and_json_outputs_match_their_snapshots() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let n = testkit::tkg_control_plane(dir.path());
+    n.chmod("/etc/kubernetes/pki/apiserver.key", 0o640);
+    let args = [
+        "--profile",
+        "tkg-1.5",
+        "--check",
+        "1.1.12,1.1.21,1.2.6,1.2.21,1.2.34,4.2,5.1.1",
+    ];
+    let text = scan(dir.path(), &args);
+    assert_eq!(text.status.code(), Some(0));
+    insta::assert_snapshot!("cis_text", redact(&stdout(&text), dir.path()));
+    let mut md_args = args.to_vec();
+    md_args.extend(["--format", "markdown"]);
+    insta::assert_snapshot!(
+        "cis_markdown",
+        redact(&stdout(&scan(dir.path(), &md_args)), dir.path())
+    );
+    let mut json_args = args.to_vec();
+    json_args.extend(["--format", "json"]);
+    insta::assert_snapshot!(
+        "cis_json",
+        redact(&stdout(&scan(dir.path(), &json_args)), dir.path())
+    );
+}
+
+#[test]
+fn junit_and_sarif_reports_are_well_formed() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let n = testkit::tkg_control_plane(dir.path());
+    n.chmod("/etc/kubernetes/admin.conf", 0o644 | 0o022);
+    let out = dir.path().join("report.xml");
+    let o = scan(
+        dir.path(),
+        &[
+            "--profile",
+            "tkg-1.5",
+            "--format",
+            "junit",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+    let xml = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        xml.contains("<testsuites name=\"ringfence cis cis-1.6\" tests=\"122\" failures=\"1\""),
+        "{}",
+        &xml[..300]
+    );
+    assert!(xml.contains("1.1.13 Ensure that the admin.conf file permissions"));
+    let o = scan(dir.path(), &["--profile", "tkg-1.5", "--format", "sarif"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    let errors: Vec<&serde_json::Value> =
+        results.iter().filter(|r| r["level"] == "error").collect();
+    assert_eq!(errors.len(), 8);
+    let unsuppressed: Vec<&str> = errors
+        .iter()
+        .filter(|r| r.get("suppressions").is_none())
+        .map(|r| r["ruleId"].as_str().unwrap())
+        .collect();
+    assert_eq!(unsuppressed, vec!["1.1.13"]);
+    assert_eq!(
+        v["runs"][0]["tool"]["driver"]["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        122
+    );
+}
+
+#[test]
+fn an_expired_waiver_fails_the_scan() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let waivers = dir.path().join("waivers.yaml");
+    std::fs::write(
+        &waivers,
+        "waivers:\n  - id: \"1.2.6\"\n    reason: kubelet serving certs not yet CA-signed\n    owner: platform\n    expires: 2026-03-01\n",
+    )
+    .unwrap();
+    let w = waivers.to_str().unwrap();
+    let o = scan(
+        dir.path(),
+        &[
+            "--benchmark",
+            "cis-1.6",
+            "--check",
+            "1.2.6",
+            "--waivers",
+            w,
+            "--today",
+            "2026-02-01",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("WAIVED   1.2.6"));
+    let o = scan(
+        dir.path(),
+        &[
+            "--benchmark",
+            "cis-1.6",
+            "--check",
+            "1.2.6",
+            "--waivers",
+            w,
+            "--today",
+            "2026-03-02",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("waiver (platform, EXPIRED 2026-03-01)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_a_precise_message() {
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--targets", "mastr"], "did you mean master?"),
+        (vec!["--profile", "tkg-15"], "did you mean tkg-1.5?"),
+        (
+            vec!["--benchmark", "cis-1.7"],
+            "unknown benchmark \"cis-1.7\"",
+        ),
+        (vec!["--check", "1.2.666"], "has no check \"1.2.666\""),
+        (
+            vec!["--profile", "tkg-1.5", "--benchmark", "cis-1.10"],
+            "profile tkg-1.5 pins cis-1.6",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = scan(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    let waivers = dir.path().join("w.yaml");
+    std::fs::write(
+        &waivers,
+        "waivers:\n  - id: \"1.2.6\"\n    reason: r\n    owner: o\n    expires: soon\n",
+    )
+    .unwrap();
+    let o = scan(
+        dir.path(),
+        &[
+            "--benchmark",
+            "cis-1.6",
+            "--waivers",
+            waivers.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("w.yaml:5:14: expires \"soon\" is not a date"),
+        "{}",
+        stderr(&o)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let o = scan(empty.path(), &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no Kubernetes component found"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn list_shows_all_122_checks_and_explain_shows_the_tkg_reason() {
+    let o = ringfence(&["cis", "list", "--benchmark", "cis-1.6"]);
+    assert_eq!(o.status.code(), Some(0));
+    let n = stdout(&o).lines().filter(|l| l.starts_with("    ")).count();
+    assert_eq!(n, 122);
+    let o = ringfence(&["cis", "explain", "1.2.6"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("passes when: --kubelet-certificate-authority is set"),
+        "{out}"
+    );
+    assert!(out.contains("expected failure in tkg-1.5"), "{out}");
+    let o = ringfence(&["cis", "explain", "1.2.600"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -1,0 +1,565 @@
+//! Kubernetes manifests that run `ringfence cis scan` on every node.
+//!
+//! Every object is built from the typed structs of the `k8s-openapi` crate, so
+//! a misspelt field cannot compile, and printed as multi-document YAML with
+//! serde-saphyr's serializer. The pod reads the node's filesystem through one
+//! read-only hostPath mount of `/` at `/host` and sees the node's processes
+//! through `hostPID`; it holds no service-account token, no capabilities and
+//! a read-only root filesystem. See docs/fleet.md for why each choice was made.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, HostPathVolumeSource, Namespace, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The Kubernetes API version whose typed structs build the manifests
+/// (the `k8s-openapi` feature this crate enables).
+pub const K8S_API_VERSION: &str = "1.28";
+
+/// Where the node's root filesystem appears inside the scan container.
+pub const HOST_ROOT: &str = "/host";
+
+/// Image of the idle container that keeps a DaemonSet pod alive after its
+/// scan (an init container) has finished; the kubelet's own pause image.
+pub const IDLE_IMAGE: &str = "registry.k8s.io/pause:3.10";
+
+/// Default namespace for the scan objects.
+pub const DEFAULT_NAMESPACE: &str = "ringfence";
+
+/// Value of the `app.kubernetes.io/name` label on every object and pod;
+/// select on it to find the scan pods (`-l app.kubernetes.io/name=ringfence-cis`).
+pub const APP_NAME: &str = "ringfence-cis";
+
+/// Seconds a finished Job (and its pod, with the logs) is kept before the
+/// cluster deletes it: long enough to collect the results.
+pub const TTL_SECONDS_AFTER_FINISHED: i32 = 3600;
+
+/// The default image reference: the `ringfence` image of this version, as
+/// built by the repository's Dockerfile and pushed to a registry the nodes can
+/// pull from (pass `--image` to name it).
+pub fn default_image() -> String {
+    format!("ringfence:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Which workload runs the scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadKind {
+    /// One Job per named node (or one Job the scheduler places).
+    Job,
+    /// One DaemonSet: a scan on every node, including nodes that join later.
+    DaemonSet,
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct ManifestOptions {
+    /// Job or DaemonSet.
+    pub kind: WorkloadKind,
+    /// For Jobs: one Job per node, pinned with `nodeName`. Empty: one Job
+    /// placed by the scheduler.
+    pub nodes: Vec<String>,
+    /// Namespace of the objects.
+    pub namespace: String,
+    /// Image holding the `ringfence` binary.
+    pub image: String,
+    /// `--profile` passed to the scan (for example `tkg-1.5`), if any.
+    pub profile: Option<String>,
+    /// Emit a Namespace object first (with the Pod Security label hostPID and
+    /// hostPath need).
+    pub include_namespace: bool,
+}
+
+impl Default for ManifestOptions {
+    fn default() -> Self {
+        Self {
+            kind: WorkloadKind::Job,
+            nodes: Vec::new(),
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            image: default_image(),
+            profile: None,
+            include_namespace: true,
+        }
+    }
+}
+
+/// Options that cannot produce valid objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptionsError {
+    /// The namespace is not a DNS-1123 label.
+    Namespace(String),
+    /// A node name is not a DNS-1123 subdomain.
+    Node(String),
+    /// The image reference is empty or holds whitespace.
+    Image(String),
+    /// The profile name is empty or holds whitespace.
+    Profile(String),
+    /// `nodes` was given for a DaemonSet, which already runs on every node.
+    NodesWithDaemonSet,
+}
+
+impl fmt::Display for OptionsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionsError::Namespace(n) => write!(
+                f,
+                "namespace {n:?} is not a valid Kubernetes name: use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit"
+            ),
+            OptionsError::Node(n) => write!(
+                f,
+                "node name {n:?} is not a valid Kubernetes node name: use lower-case letters, digits, '-' and '.', at most 253 characters (see `kubectl get nodes`)"
+            ),
+            OptionsError::Image(i) => write!(
+                f,
+                "image reference {i:?} is empty or contains whitespace; expected something like registry.example.com/ringfence:0.1.0"
+            ),
+            OptionsError::Profile(p) => {
+                write!(f, "profile {p:?} is empty or contains whitespace")
+            }
+            OptionsError::NodesWithDaemonSet => write!(
+                f,
+                "--node applies to --kind job only: a DaemonSet already runs one scan on every node"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OptionsError {}
+
+/// One generated Kubernetes object.
+#[derive(Debug, Clone)]
+pub enum Manifest {
+    /// The namespace the scan runs in.
+    Namespace(Box<Namespace>),
+    /// A scan Job.
+    Job(Box<Job>),
+    /// The scan DaemonSet.
+    DaemonSet(Box<DaemonSet>),
+}
+
+impl serde::Serialize for Manifest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Manifest::Namespace(o) => o.serialize(s),
+            Manifest::Job(o) => o.serialize(s),
+            Manifest::DaemonSet(o) => o.serialize(s),
+        }
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn has_space_or_empty(s: &str) -> bool {
+    s.is_empty() || s.chars().any(char::is_whitespace)
+}
+
+impl ManifestOptions {
+    /// Check the options; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if !is_dns_label(&self.namespace) {
+            return Err(OptionsError::Namespace(self.namespace.clone()));
+        }
+        if let Some(bad) = self.nodes.iter().find(|n| !is_dns_subdomain(n)) {
+            return Err(OptionsError::Node(bad.clone()));
+        }
+        if has_space_or_empty(&self.image) {
+            return Err(OptionsError::Image(self.image.clone()));
+        }
+        if let Some(p) = &self.profile {
+            if has_space_or_empty(p) {
+                return Err(OptionsError::Profile(p.clone()));
+            }
+        }
+        if self.kind == WorkloadKind::DaemonSet && !self.nodes.is_empty() {
+            return Err(OptionsError::NodesWithDaemonSet);
+        }
+        Ok(())
+    }
+}
+
+/// Build the objects the options describe: the Namespace (unless left out),
+/// then one Job per node (sorted, duplicates removed) or the DaemonSet.
+pub fn build(opts: &ManifestOptions) -> Result<Vec<Manifest>, OptionsError> {
+    opts.validate()?;
+    let mut out = Vec::new();
+    if opts.include_namespace {
+        out.push(Manifest::Namespace(Box::new(namespace(&opts.namespace))));
+    }
+    match opts.kind {
+        WorkloadKind::Job => {
+            let mut nodes = opts.nodes.clone();
+            nodes.sort();
+            nodes.dedup();
+            if nodes.is_empty() {
+                out.push(Manifest::Job(Box::new(job(opts, None))));
+            }
+            for n in &nodes {
+                out.push(Manifest::Job(Box::new(job(opts, Some(n)))));
+            }
+        }
+        WorkloadKind::DaemonSet => out.push(Manifest::DaemonSet(Box::new(daemon_set(opts)))),
+    }
+    Ok(out)
+}
+
+/// Serialize objects as multi-document YAML (`---` before each document).
+pub fn to_yaml(manifests: &[Manifest]) -> Result<String, String> {
+    let mut out = String::new();
+    for m in manifests {
+        let doc = serde_saphyr::to_string(m).map_err(|e| format!("serializing manifest: {e}"))?;
+        out.push_str("---\n");
+        out.push_str(&doc);
+        if !doc.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// Build and serialize in one step.
+pub fn render_yaml(opts: &ManifestOptions) -> Result<String, OptionsError> {
+    let manifests = build(opts)?;
+    // Serializing typed structs of strings, integers and maps cannot fail; a
+    // failure here is a bug, reported rather than hidden.
+    Ok(to_yaml(&manifests).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    l.insert("app.kubernetes.io/name".to_string(), APP_NAME.to_string());
+    l.insert(
+        "app.kubernetes.io/part-of".to_string(),
+        "ringfence".to_string(),
+    );
+    for (k, v) in extra {
+        l.insert((*k).to_string(), (*v).to_string());
+    }
+    l
+}
+
+fn namespace(name: &str) -> Namespace {
+    let mut l = BTreeMap::new();
+    l.insert(
+        "app.kubernetes.io/part-of".to_string(),
+        "ringfence".to_string(),
+    );
+    // hostPID and hostPath volumes are refused by the "baseline" and
+    // "restricted" Pod Security levels; the scan needs both.
+    l.insert(
+        "pod-security.kubernetes.io/enforce".to_string(),
+        "privileged".to_string(),
+    );
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(l),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// A Job name for a node: `ringfence-cis-<node>` with dots turned into dashes;
+/// names longer than a label allows are cut and given a hash of the full node
+/// name, so two long node names never share a Job.
+pub fn job_name(node: Option<&str>) -> String {
+    let Some(node) = node else {
+        return APP_NAME.to_string();
+    };
+    let slug: String = node
+        .chars()
+        .map(|c| if c == '.' { '-' } else { c })
+        .collect();
+    let full = format!("{APP_NAME}-{slug}");
+    if full.len() <= 63 {
+        return full;
+    }
+    // FNV-1a, 32 bits: stable across platforms and releases.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in node.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let suffix = format!("-{h:08x}");
+    let keep = 63 - suffix.len();
+    let head = full[..keep].trim_end_matches('-');
+    format!("{head}{suffix}")
+}
+
+fn scan_command(opts: &ManifestOptions) -> Vec<String> {
+    let mut c: Vec<String> = ["ringfence", "cis", "scan", "--root", HOST_ROOT]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+    if let Some(p) = &opts.profile {
+        c.push("--profile".to_string());
+        c.push(p.clone());
+    }
+    c.push("--format".to_string());
+    c.push("json".to_string());
+    c
+}
+
+fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
+    let mut m = BTreeMap::new();
+    m.insert("cpu".to_string(), Quantity(cpu.to_string()));
+    m.insert("memory".to_string(), Quantity(memory.to_string()));
+    m
+}
+
+fn scan_container(opts: &ManifestOptions) -> Container {
+    Container {
+        name: "scan".to_string(),
+        image: Some(opts.image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_string()),
+        command: Some(scan_command(opts)),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities("50m", "64Mi")),
+            limits: Some(quantities("500m", "256Mi")),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            // Host files the checks read (kubelet config, PKI keys, static pod
+            // manifests) are owned by root with modes like 0600: uid 0 reads
+            // them as their owner, which needs no capability at all.
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            run_as_non_root: Some(false),
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "host-root".to_string(),
+            mount_path: HOST_ROOT.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        ..Default::default()
+    }
+}
+
+fn idle_container() -> Container {
+    Container {
+        name: "idle".to_string(),
+        image: Some(IDLE_IMAGE.to_string()),
+        image_pull_policy: Some("IfNotPresent".to_string()),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities("1m", "8Mi")),
+            limits: Some(quantities("10m", "16Mi")),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(65535),
+            run_as_group: Some(65535),
+            run_as_non_root: Some(true),
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn tolerations() -> Vec<Toleration> {
+    [
+        "node-role.kubernetes.io/control-plane",
+        "node-role.kubernetes.io/master",
+    ]
+    .iter()
+    .map(|k| Toleration {
+        key: Some((*k).to_string()),
+        operator: Some("Exists".to_string()),
+        effect: Some("NoSchedule".to_string()),
+        ..Default::default()
+    })
+    .collect()
+}
+
+fn pod_spec(opts: &ManifestOptions, node: Option<&str>) -> PodSpec {
+    let mut spec = PodSpec {
+        host_pid: Some(true),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        node_name: node.map(str::to_string),
+        tolerations: Some(tolerations()),
+        termination_grace_period_seconds: Some(5),
+        security_context: Some(PodSecurityContext {
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        volumes: Some(vec![Volume {
+            name: "host-root".to_string(),
+            host_path: Some(HostPathVolumeSource {
+                path: "/".to_string(),
+                type_: Some("Directory".to_string()),
+            }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    match opts.kind {
+        WorkloadKind::Job => {
+            spec.restart_policy = Some("Never".to_string());
+            spec.containers = vec![scan_container(opts)];
+        }
+        WorkloadKind::DaemonSet => {
+            // A DaemonSet pod must restart its containers, so the scan runs
+            // once as an init container and a pause container keeps the pod
+            // (and the scan's log) around until the DaemonSet is deleted.
+            spec.restart_policy = Some("Always".to_string());
+            spec.init_containers = Some(vec![scan_container(opts)]);
+            spec.containers = vec![idle_container()];
+        }
+    }
+    spec
+}
+
+fn job(opts: &ManifestOptions, node: Option<&str>) -> Job {
+    let pod_labels = labels(&[("app.kubernetes.io/component", "scan")]);
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(node)),
+            namespace: Some(opts.namespace.clone()),
+            labels: Some(labels(&[])),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            // The scan is deterministic and exits 1 when it finds an
+            // unexpected failure: a retry would only repeat the finding.
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(600),
+            ttl_seconds_after_finished: Some(TTL_SECONDS_AFTER_FINISHED),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec(opts, node)),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn daemon_set(opts: &ManifestOptions) -> DaemonSet {
+    let pod_labels = labels(&[("app.kubernetes.io/component", "scan")]);
+    DaemonSet {
+        metadata: ObjectMeta {
+            name: Some(APP_NAME.to_string()),
+            namespace: Some(opts.namespace.clone()),
+            labels: Some(labels(&[])),
+            ..Default::default()
+        },
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(pod_labels.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec(opts, None)),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_are_labels_even_for_long_node_names() {
+        assert_eq!(job_name(None), "ringfence-cis");
+        assert_eq!(
+            job_name(Some("cp-1.example.com")),
+            "ringfence-cis-cp-1-example-com"
+        );
+        let long_a = format!("{}.a", "n".repeat(80));
+        let long_b = format!("{}.b", "n".repeat(80));
+        let (a, b) = (job_name(Some(&long_a)), job_name(Some(&long_b)));
+        assert!(a.len() <= 63 && is_dns_label(&a), "{a}");
+        assert_ne!(a, b, "distinct long node names must give distinct Jobs");
+    }
+
+    #[test]
+    fn bad_options_are_refused_with_the_reason() {
+        let mut o = ManifestOptions {
+            namespace: "Ring_Fence".into(),
+            ..Default::default()
+        };
+        assert!(matches!(build(&o), Err(OptionsError::Namespace(_))));
+        o.namespace = "ok".into();
+        o.nodes = vec!["Node A".into()];
+        assert!(matches!(build(&o), Err(OptionsError::Node(_))));
+        o.nodes = vec!["node-a".into()];
+        o.kind = WorkloadKind::DaemonSet;
+        assert_eq!(build(&o).unwrap_err(), OptionsError::NodesWithDaemonSet);
+        o.kind = WorkloadKind::Job;
+        o.image = "has space".into();
+        assert!(matches!(build(&o), Err(OptionsError::Image(_))));
+    }
+
+    #[test]
+    fn one_job_per_distinct_node_sorted() {
+        let o = ManifestOptions {
+            nodes: vec!["w-2".into(), "cp-1".into(), "w-2".into()],
+            include_namespace: false,
+            ..Default::default()
+        };
+        let names: Vec<String> = build(&o)
+            .unwrap()
+            .into_iter()
+            .map(|m| match m {
+                Manifest::Job(j) => j.metadata.name.unwrap(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["ringfence-cis-cp-1", "ringfence-cis-w-2"]);
+    }
+}

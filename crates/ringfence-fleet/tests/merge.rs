@@ -1,0 +1,227 @@
+//! Merging node results: counts over many generated nodes, bad files left out
+//! and reported while the rest merge, and the rendered formats (snapshots).
+
+use ringfence_fleet::merge::{collect_inputs, merge_files, merge_sources, FLEET_SCHEMA};
+use ringfence_fleet::render::{render, FleetFormat};
+use serde_json::json;
+
+/// The seven checks TKG 1.5 is expected to fail, plus some it passes.
+const EXPECTED: [&str; 7] = [
+    "1.1.12", "1.2.6", "1.2.16", "1.2.21", "1.3.2", "1.4.1", "4.2.6",
+];
+const PASSING: [&str; 6] = ["1.1.1", "1.2.9", "1.2.10", "4.1.1", "4.2.1", "5.1.1"];
+
+/// A node result in the scanner's documented shape (issue 6), with every
+/// field the scanner writes, so the merge is tested on realistic input.
+fn node_result(
+    name: &str,
+    benchmark: &str,
+    unexpected: &[&str],
+    warn: &[&str],
+) -> serde_json::Value {
+    let mut checks = Vec::new();
+    for id in EXPECTED.iter().chain(PASSING.iter()) {
+        let expected = EXPECTED.contains(id);
+        let status = if expected || unexpected.contains(id) {
+            "fail"
+        } else if warn.contains(id) {
+            "warn"
+        } else {
+            "pass"
+        };
+        checks.push(json!({
+            "id": id,
+            "title": format!("Recommendation {id}"),
+            "target": if id.starts_with('4') { "node" } else { "master" },
+            "status": status,
+            "expected": expected,
+            "waiver": null,
+            "actual": "--profiling=true",
+            "expected_value": "--profiling=false",
+            "evidence": {"source": "manifest", "path": "/host/etc/kubernetes/manifests/kube-apiserver.yaml"},
+            "remediation": "Set the flag."
+        }));
+    }
+    json!({
+        "benchmark": benchmark,
+        "profile": "tkg-1.5",
+        "node": {"name": name, "roles": ["master", "etcd"], "kubernetes_version": "1.22.9", "root": "/host"},
+        "checks": checks,
+        "summary": {"pass": 0, "fail": 0, "warn": 0, "info": 0, "expected_fail": 7, "unexpected_fail": 0}
+    })
+}
+
+#[test]
+fn five_hundred_nodes_merge_with_exact_counts_while_bad_files_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 500;
+    for i in 0..n {
+        // Every 50th node fails 1.2.9 unexpectedly; every 7th warns on 5.1.1.
+        let unexpected: &[&str] = if i % 50 == 0 { &["1.2.9"] } else { &[] };
+        let warn: &[&str] = if i % 7 == 0 { &["5.1.1"] } else { &[] };
+        let doc = node_result(&format!("node-{i}"), "cis-1.6", unexpected, warn);
+        std::fs::write(
+            dir.path().join(format!("node-{i}.json")),
+            serde_json::to_vec_pretty(&doc).unwrap(),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path().join("zz-broken.json"),
+        "{\n  \"benchmark\": \"cis-1.6\",\n  \"node\": {\"name\": \"x\"\n",
+    )
+    .unwrap();
+    let other = node_result("node-odd", "cis-1.10", &[], &[]);
+    std::fs::write(
+        dir.path().join("zz-other.json"),
+        serde_json::to_vec(&other).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a result").unwrap();
+
+    let inputs = collect_inputs(&[dir.path().to_path_buf()]).unwrap();
+    assert_eq!(
+        inputs.len(),
+        n + 2,
+        "directories expand to their *.json files only"
+    );
+    for threads in [1, 4] {
+        let r = merge_files(&inputs, threads);
+        assert_eq!(r.summary.nodes, n);
+        assert_eq!(r.summary.files, n + 2);
+        assert_eq!(r.summary.files_rejected, 2);
+        assert_eq!(r.benchmark.as_deref(), Some("cis-1.6"));
+        let row = |id: &str| r.checks.iter().find(|c| c.id == id).unwrap();
+        for id in EXPECTED {
+            assert_eq!(
+                (row(id).expected_fail, row(id).unexpected_fail, row(id).pass),
+                (n, 0, 0),
+                "{id}"
+            );
+        }
+        assert_eq!(row("1.2.9").unexpected_fail, 10);
+        assert_eq!(row("1.2.9").pass, n - 10);
+        assert_eq!(
+            row("1.2.9").unexpected_nodes[..3],
+            ["node-0", "node-50", "node-100"]
+        );
+        assert_eq!(row("5.1.1").warn, n.div_ceil(7));
+        assert_eq!(r.summary.nodes_with_unexpected_fail, 10);
+        assert_eq!(r.summary.expected_fail, 7 * n);
+        // Nodes in natural order, checks in natural order.
+        assert_eq!(
+            r.nodes[..3]
+                .iter()
+                .map(|x| x.name.as_str())
+                .collect::<Vec<_>>(),
+            ["node-0", "node-1", "node-2"]
+        );
+        assert_eq!(r.nodes[10].name, "node-10");
+        let ids: Vec<&str> = r.checks.iter().map(|c| c.id.as_str()).collect();
+        let i9 = ids.iter().position(|x| *x == "1.2.9").unwrap();
+        let i10 = ids.iter().position(|x| *x == "1.2.10").unwrap();
+        assert!(i9 < i10, "1.2.9 sorts before 1.2.10: {ids:?}");
+        // Problems, in input order, located.
+        assert_eq!(r.problems.len(), 2);
+        assert!(
+            r.problems[0].position.ends_with("zz-broken.json:4:1"),
+            "{:?}",
+            r.problems[0]
+        );
+        assert!(
+            r.problems[1].position.ends_with("zz-other.json#/benchmark"),
+            "{:?}",
+            r.problems[1]
+        );
+        assert!(r.problems[1].message.contains("cis-1.10"));
+        assert_eq!(r.exit_code(), 1);
+    }
+}
+
+#[test]
+fn merging_in_parallel_gives_the_same_report_as_sequentially() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..97 {
+        let unexpected: &[&str] = if i % 3 == 0 { &["4.2.1", "1.1.1"] } else { &[] };
+        let doc = node_result(&format!("w{i}"), "cis-1.6", unexpected, &[]);
+        std::fs::write(
+            dir.path().join(format!("{i}.json")),
+            serde_json::to_vec(&doc).unwrap(),
+        )
+        .unwrap();
+    }
+    let inputs = collect_inputs(&[dir.path().to_path_buf()]).unwrap();
+    assert_eq!(merge_files(&inputs, 1), merge_files(&inputs, 3));
+}
+
+fn small_fleet() -> ringfence_fleet::FleetReport {
+    let src =
+        |name: &str, doc: serde_json::Value| (name.to_string(), serde_json::to_vec(&doc).unwrap());
+    merge_sources(&[
+        src(
+            "results/cp-1.json",
+            node_result("cp-1", "cis-1.6", &[], &[]),
+        ),
+        src(
+            "results/worker-10.json",
+            node_result("worker-10", "cis-1.6", &["4.2.1"], &["5.1.1"]),
+        ),
+        src(
+            "results/worker-2.json",
+            node_result("worker-2", "cis-1.6", &["1.2.10", "4.2.1"], &[]),
+        ),
+        (
+            "results/truncated.json".to_string(),
+            b"{\"benchmark\": \"cis-1.6\", \"checks\": [".to_vec(),
+        ),
+        src(
+            "results/old.json",
+            node_result("worker-3", "cis-1.10", &[], &[]),
+        ),
+    ])
+}
+
+#[test]
+fn fleet_text_snapshot() {
+    insta::assert_snapshot!(render(&small_fleet(), FleetFormat::Text));
+}
+
+#[test]
+fn fleet_markdown_snapshot() {
+    insta::assert_snapshot!(render(&small_fleet(), FleetFormat::Markdown));
+}
+
+#[test]
+fn fleet_json_snapshot() {
+    insta::assert_snapshot!(render(&small_fleet(), FleetFormat::Json));
+}
+
+#[test]
+fn fleet_json_has_the_documented_top_level_keys() {
+    let v: serde_json::Value =
+        serde_json::from_str(&render(&small_fleet(), FleetFormat::Json)).unwrap();
+    assert_eq!(v["schema"], FLEET_SCHEMA);
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    for k in [
+        "schema",
+        "benchmark",
+        "profiles",
+        "summary",
+        "checks",
+        "nodes",
+        "problems",
+    ] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+    assert_eq!(v["summary"]["nodes"], 3);
+    assert_eq!(v["summary"]["files_rejected"], 2);
+}
+
+#[test]
+fn html_is_one_self_contained_page() {
+    let h = render(&small_fleet(), FleetFormat::Html);
+    assert!(h.starts_with("<!DOCTYPE html>"));
+    assert!(h.contains("<style>") && !h.contains("<script") && !h.contains("<link"));
+    assert!(h.contains("<caption>Checks across the fleet</caption>"));
+    assert!(h.contains("<th scope=\"row\">worker-2</th>"));
+}
