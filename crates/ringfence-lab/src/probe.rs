@@ -3,6 +3,7 @@
 
 use crate::netns::{enter, open_ns};
 use crate::{check_address, LabError};
+use rustix::event::epoll;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::HashMap;
 use std::fs::File;
@@ -78,6 +79,7 @@ impl Listeners {
             check_address(*a.ip())?;
             by_ns.entry(ns.as_str()).or_default().1.push(*a);
         }
+        raise_fd_limit(tcp.len() + udp.len() + 256);
         let mut all = Vec::new();
         let mut echo = Vec::new();
         for (ns, (taddrs, uaddrs)) in by_ns {
@@ -112,24 +114,56 @@ impl Listeners {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let count = all.len() + echo.len();
+        // One epoll set for every socket: tens of thousands of listeners (a
+        // NodePort range on many hosts) cost nothing while idle.
+        let ep = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(std::io::Error::from)?;
+        for (i, l) in all.iter().enumerate() {
+            epoll::add(
+                &ep,
+                l,
+                epoll::EventData::new_u64(i as u64),
+                epoll::EventFlags::IN,
+            )
+            .map_err(std::io::Error::from)?;
+        }
+        for (i, u) in echo.iter().enumerate() {
+            let key = (all.len() + i) as u64;
+            epoll::add(
+                &ep,
+                u,
+                epoll::EventData::new_u64(key),
+                epoll::EventFlags::IN,
+            )
+            .map_err(std::io::Error::from)?;
+        }
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 2048];
+            let blank = epoll::Event {
+                flags: epoll::EventFlags::empty(),
+                data: epoll::EventData::new_u64(0),
+            };
+            let mut events = vec![blank; 256];
+            let tick = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 50_000_000,
+            };
             while !flag.load(Ordering::Relaxed) {
-                let mut busy = false;
-                for l in &all {
-                    while let Ok((s, _)) = l.accept() {
-                        drop(s);
-                        busy = true;
+                let n = match epoll::wait(&ep, &mut events[..], Some(&tick)) {
+                    Ok(n) => n,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => break,
+                };
+                for ev in &events[..n] {
+                    let key = ev.data.u64() as usize;
+                    if let Some(l) = all.get(key) {
+                        while let Ok((s, _)) = l.accept() {
+                            drop(s);
+                        }
+                    } else if let Some(u) = echo.get(key - all.len()) {
+                        while let Ok((n, from)) = u.recv_from(&mut buf) {
+                            let _ = u.send_to(&buf[..n], from);
+                        }
                     }
-                }
-                for u in &echo {
-                    while let Ok((n, from)) = u.recv_from(&mut buf) {
-                        let _ = u.send_to(&buf[..n], from);
-                        busy = true;
-                    }
-                }
-                if !busy {
-                    std::thread::sleep(Duration::from_millis(2));
                 }
             }
         });
@@ -157,6 +191,26 @@ impl Drop for Listeners {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Raise the soft open-file limit towards the hard one when `need` descriptors
+/// are about to be opened (best effort: binding reports the real error).
+fn raise_fd_limit(need: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let cur = getrlimit(Resource::Nofile);
+    let need = need as u64;
+    if cur.current.is_some_and(|c| c < need) {
+        let target = cur
+            .maximum
+            .map_or(need, |m| m.min(need.max(cur.current.unwrap_or(0))));
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum: cur.maximum,
+            },
+        );
     }
 }
 

@@ -231,3 +231,43 @@ fn udp_probes_to_echo_responders_are_classified_too() {
     lab.down().unwrap();
     assert!(ours(&tag).is_empty());
 }
+
+#[test]
+fn a_whole_nodeport_range_of_listeners_answers_every_probe() {
+    if !ready() {
+        return;
+    }
+    let tag = format!("ln{}", std::process::id());
+    let lab = Lab::up(two_hosts(&tag)).unwrap();
+    lab.load_nft(
+        "table ip f {
+  chain c {
+    type filter hook forward priority 0; policy accept;
+  }
+}",
+    )
+    .unwrap();
+    let dst = Ipv4Addr::new(198, 18, 2, 21);
+    let ports: Vec<u16> = (30000..=32767).collect();
+    let binds: Vec<_> = ports
+        .iter()
+        .map(|&p| (lab.host_ns("b"), SocketAddrV4::new(dst, p)))
+        .collect();
+    let listeners = Listeners::start(&binds).unwrap();
+    assert_eq!(listeners.len(), 2768);
+    let probes: Vec<Probe> = ports
+        .iter()
+        .map(|&p| Probe {
+            from_ns: lab.host_ns("a"),
+            src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 10), p + 10000),
+            dst: SocketAddrV4::new(dst, p),
+            transport: Transport::Tcp,
+        })
+        .collect();
+    let out = probe_all(&probes, Duration::from_millis(800), 64).unwrap();
+    let open = out.iter().filter(|o| **o == Outcome::Connected).count();
+    assert_eq!(open, ports.len(), "{out:?}");
+    drop(listeners);
+    lab.down().unwrap();
+    assert!(ours(&tag).is_empty());
+}
