@@ -946,8 +946,19 @@ impl<'a> Parser<'a> {
                     &mptr,
                     format!("{why}; the rule may or may not match ({text})"),
                 );
+                let implied = body.get("left").and_then(implied_dependency);
                 for m in alts.iter_mut() {
                     m.opaque.push(Opaque { text: text.clone() });
+                    // Even an unmodelled header match only ever matches the
+                    // protocol whose header it reads: nft adds that dependency.
+                    if let Some((fam, p)) = implied {
+                        if let Some(f) = fam {
+                            restrict_family(m, f);
+                        }
+                        if let Some(p) = p {
+                            m.protocol = m.protocol.intersect(&IntervalSet::single(p));
+                        }
+                    }
                 }
                 true
             }
@@ -1690,6 +1701,35 @@ fn pattern_meet(x: &IfacePattern, y: &IfacePattern) -> Option<IfacePattern> {
             }
         }
     }
+}
+
+/// The family and transport protocol that nft makes a payload match depend
+/// on (`icmp type` only matches ICMP over IPv4, `tcp flags` only TCP, ...).
+/// `th` and raw payloads have no such dependency.
+fn implied_dependency(left: &Value) -> Option<(Option<Fam>, Option<u8>)> {
+    let mut left = left;
+    if let Some(("&", Value::Array(a))) = single_key(left) {
+        left = a.first()?;
+    }
+    let (key, body) = single_key(left)?;
+    if key != "payload" {
+        return None;
+    }
+    Some(match body.get("protocol")?.as_str()? {
+        "ip" => (Some(Fam::V4), None),
+        "ip6" => (Some(Fam::V6), None),
+        "icmp" => (Some(Fam::V4), Some(proto::ICMP)),
+        "icmpv6" => (Some(Fam::V6), Some(proto::ICMPV6)),
+        "igmp" => (Some(Fam::V4), Some(2)),
+        "tcp" => (None, Some(proto::TCP)),
+        "udp" => (None, Some(proto::UDP)),
+        "udplite" => (None, Some(136)),
+        "sctp" => (None, Some(proto::SCTP)),
+        "dccp" => (None, Some(33)),
+        "esp" => (None, Some(50)),
+        "ah" => (None, Some(51)),
+        _ => return None,
+    })
 }
 
 fn restrict_port(m: &mut Match, side: Side, ports: &IntervalSet<u16>) {
