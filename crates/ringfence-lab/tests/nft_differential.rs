@@ -466,6 +466,7 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
     let mut disagreements = Vec::new();
     let mut tally = [0usize; 3];
     let mut rejected_by_nft = 0;
+    let mut retried = 0;
     for n in 0..rulesets {
         // nft refuses some random combinations (e.g. `meta l4proto udp tcp sport ..`:
         // conflicting protocols); draw again, a bounded number of times.
@@ -526,7 +527,22 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
                 transport: if udp { Transport::Udp } else { Transport::Tcp },
             });
         }
-        let got = probe_all(&probes, Duration::from_millis(400), 48).unwrap();
+        let mut got = probe_all(&probes, Duration::from_millis(400), 48).unwrap();
+        // A loaded machine can make an answer late. Where the kernel seemed
+        // silent but the model expects an answer, ask again with the same
+        // packet (same tuple: still a new connection to conntrack) and a long
+        // timeout; a real drop stays silent.
+        let late: Vec<usize> = (0..got.len())
+            .filter(|&i| got[i] == Outcome::Timeout && expected[i].0 != Outcome::Timeout)
+            .collect();
+        if !late.is_empty() {
+            let again: Vec<Probe> = late.iter().map(|&i| probes[i].clone()).collect();
+            let second = probe_all(&again, Duration::from_millis(2500), 16).unwrap();
+            for (&i, o) in late.iter().zip(second) {
+                got[i] = o;
+            }
+            retried += late.len();
+        }
         for ((exp, pkt), got) in expected.iter().zip(&got) {
             tally[match got {
                 Outcome::Connected => 0,
@@ -542,7 +558,7 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
         }
     }
     eprintln!(
-        "nft differential: seed {seed}, {rulesets} rulesets x {packets} packets in {:.1?}: connected {}, refused {}, timeout {} ({rejected_by_nft} generated rulesets refused by nft and redrawn)",
+        "nft differential: seed {seed}, {rulesets} rulesets x {packets} packets in {:.1?}: connected {}, refused {}, timeout {} ({rejected_by_nft} generated rulesets refused by nft and redrawn, {retried} silent probes asked again)",
         started.elapsed(),
         tally[0],
         tally[1],
