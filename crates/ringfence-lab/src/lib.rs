@@ -22,7 +22,7 @@ mod probe;
 mod topology;
 
 pub use netns::in_netns;
-pub use probe::{probe_all, Listeners, Outcome, Probe};
+pub use probe::{probe_all, Listeners, Outcome, Probe, Transport};
 pub use topology::{HostSpec, Lab, LabSpec, LabState};
 
 use std::net::Ipv4Addr;

@@ -3,7 +3,7 @@
 
 use ringfence_lab::{
     cleanup_prefix, list_namespaces, probe_all, HostSpec, Lab, LabError, LabSpec, Listeners,
-    Outcome, Probe,
+    Outcome, Probe, Transport,
 };
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -86,6 +86,7 @@ fn forwarded_connects_are_classified_connected_refused_timeout_and_nothing_remai
                 from_ns: lab.host_ns("a"),
                 src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 10), 40000 + i as u16),
                 dst: SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 20), p),
+                transport: Transport::Tcp,
             })
             .collect();
         let out = probe_all(&probes, Duration::from_millis(400), 4).unwrap();
@@ -104,6 +105,7 @@ fn forwarded_connects_are_classified_connected_refused_timeout_and_nothing_remai
                 from_ns: lab.host_ns("b"),
                 src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 2, 21), 40100),
                 dst: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 10), 8080),
+                transport: Transport::Tcp,
             }],
             Duration::from_millis(300),
             1,
@@ -168,9 +170,104 @@ fn addresses_outside_the_lab_range_are_refused_before_anything_is_made() {
         from_ns: "rf-none".into(),
         src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 1000),
         dst: SocketAddrV4::new(Ipv4Addr::new(8, 8, 8, 8), 53),
+        transport: Transport::Udp,
     };
     assert!(matches!(
         probe_all(&[probe], Duration::from_millis(10), 1),
         Err(LabError::UnsafeAddress(_))
     ));
+}
+
+#[test]
+fn udp_probes_to_echo_responders_are_classified_too() {
+    if !ready() {
+        return;
+    }
+    let tag = format!("lu{}", std::process::id());
+    let lab = Lab::up(two_hosts(&tag)).unwrap();
+    lab.load_nft(
+        "table ip f {
+  chain c {
+    type filter hook forward priority 0; policy accept;
+    ct state established,related accept
+    udp dport 54 reject
+    udp dport 55 drop
+    udp dport 57 reject with icmp host-unreachable
+  }
+}",
+    )
+    .unwrap();
+    let dst = Ipv4Addr::new(198, 18, 2, 20);
+    let udp: Vec<_> = [53, 54, 55, 57]
+        .iter()
+        .map(|&p| (lab.host_ns("b"), SocketAddrV4::new(dst, p)))
+        .collect();
+    let listeners = Listeners::start_with(&[], &udp).unwrap();
+    assert_eq!(listeners.len(), 4);
+    let probes: Vec<Probe> = [53u16, 54, 55, 56, 57]
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| Probe {
+            from_ns: lab.host_ns("a"),
+            src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 10), 41000 + i as u16),
+            dst: SocketAddrV4::new(dst, p),
+            transport: Transport::Udp,
+        })
+        .collect();
+    let out = probe_all(&probes, Duration::from_millis(400), 4).unwrap();
+    // 56 has no responder: the host itself answers port unreachable.
+    // 57's host-unreachable is a "soft" ICMP error, seen through IP_RECVERR.
+    assert_eq!(
+        out,
+        vec![
+            Outcome::Connected,
+            Outcome::Refused,
+            Outcome::Timeout,
+            Outcome::Refused,
+            Outcome::Refused
+        ]
+    );
+    drop(listeners);
+    lab.down().unwrap();
+    assert!(ours(&tag).is_empty());
+}
+
+#[test]
+fn a_whole_nodeport_range_of_listeners_answers_every_probe() {
+    if !ready() {
+        return;
+    }
+    let tag = format!("ln{}", std::process::id());
+    let lab = Lab::up(two_hosts(&tag)).unwrap();
+    lab.load_nft(
+        "table ip f {
+  chain c {
+    type filter hook forward priority 0; policy accept;
+  }
+}",
+    )
+    .unwrap();
+    let dst = Ipv4Addr::new(198, 18, 2, 21);
+    let ports: Vec<u16> = (30000..=32767).collect();
+    let binds: Vec<_> = ports
+        .iter()
+        .map(|&p| (lab.host_ns("b"), SocketAddrV4::new(dst, p)))
+        .collect();
+    let listeners = Listeners::start(&binds).unwrap();
+    assert_eq!(listeners.len(), 2768);
+    let probes: Vec<Probe> = ports
+        .iter()
+        .map(|&p| Probe {
+            from_ns: lab.host_ns("a"),
+            src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 10), p + 10000),
+            dst: SocketAddrV4::new(dst, p),
+            transport: Transport::Tcp,
+        })
+        .collect();
+    let out = probe_all(&probes, Duration::from_millis(800), 64).unwrap();
+    let open = out.iter().filter(|o| **o == Outcome::Connected).count();
+    assert_eq!(open, ports.len(), "{out:?}");
+    drop(listeners);
+    lab.down().unwrap();
+    assert!(ours(&tag).is_empty());
 }

@@ -8,9 +8,10 @@
 //!
 //! What is modelled, and how:
 //! - Families `ip`, `ip6` and `inet`. Tables of other families (`arp`,
-//!   `bridge`, `netdev`) are skipped with a note. A base chain of an `ip`
-//!   (`ip6`) table never sees IPv6 (IPv4) packets; the parser puts a synthesized
-//!   first rule into such chains that accepts the other family, which is what
+//!   `bridge`, `netdev`) are skipped with a note. A chain of an `ip` (`ip6`)
+//!   table never sees IPv6 (IPv4) packets: every rule of such a table is
+//!   restricted to its family, and a base chain with a drop policy gets a
+//!   synthesized first rule that accepts the other family, which is what
 //!   "this base chain does not look at it" means in the model.
 //! - Base chains (`type`, `hook`, `prio` number or standard name such as
 //!   `filter`, `policy`) and regular chains; rules in order, each origin is
@@ -42,8 +43,9 @@ use ringfence_model::{
     proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, Hook, IfacePattern, IfaceSet,
     IntervalSet, Match, Opaque, ParseNote, Policy, Rule, RuleRef, Ruleset, SourceFormat,
 };
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Parse the text of `nft -j list ruleset`; `file` names it in errors and notes.
@@ -55,20 +57,36 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         )
         .into());
     }
-    let doc: Value = serde_json::from_str(text).map_err(|e| {
-        let msg = e.to_string();
-        let msg = match msg.rfind(" at line ") {
-            Some(i) => msg[..i].to_string(),
-            None => msg,
-        };
-        InputError::at(
-            file,
-            e.line() as u64,
-            e.column() as u64,
-            format!("not valid JSON: {msg}"),
-        )
-        .with_help("give the output of `nft -j list ruleset` unchanged")
-    })?;
+    // Fast path: keep every rule as a slice of the input and build its JSON
+    // tree only while that rule is converted, so memory stays near the size
+    // of the input plus the model even for 100,000-rule dumps.
+    let items = match split_items(text) {
+        Some(items) => items,
+        None => {
+            let doc: Value = serde_json::from_str(text).map_err(|e| json_error(file, &e))?;
+            match doc.get("nftables").map(|v| v.as_array()) {
+                Some(Some(a)) => a.iter().cloned().map(Item::Parsed).collect(),
+                Some(None) => {
+                    return Err(InputError::at_pointer(
+                        file,
+                        "/nftables",
+                        "`nftables` must be an array",
+                    )
+                    .with_help(HELP)
+                    .into())
+                }
+                None => {
+                    return Err(InputError::at_pointer(
+                        file,
+                        "",
+                        "expected a JSON object with an `nftables` array at the top",
+                    )
+                    .with_help(HELP)
+                    .into())
+                }
+            }
+        }
+    };
     let mut p = Parser {
         file,
         errors: Vec::new(),
@@ -76,9 +94,11 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         chains: Vec::new(),
         chain_ids: HashMap::new(),
         sets: HashMap::new(),
+        maps: HashMap::new(),
+        set_cache: HashMap::new(),
         noted_tables: Vec::new(),
     };
-    p.document(&doc);
+    p.document(&items);
     if !p.errors.is_empty() {
         return Err(InputErrors(p.errors));
     }
@@ -88,6 +108,49 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         chains: p.chains,
         notes: p.notes,
     })
+}
+
+const HELP: &str =
+    "the file should be the unchanged output of `nft -j list ruleset` (libnftables JSON schema)";
+
+fn json_error(file: &str, e: &serde_json::Error) -> InputError {
+    let msg = e.to_string();
+    let msg = match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg,
+    };
+    InputError::at(
+        file,
+        e.line() as u64,
+        e.column() as u64,
+        format!("not valid JSON: {msg}"),
+    )
+    .with_help("give the output of `nft -j list ruleset` unchanged")
+}
+
+/// One element of the `nftables` array.
+enum Item<'t> {
+    /// Parsed (tables, sets, chains, odd elements).
+    Parsed(Value),
+    /// The body of a `rule`, still as input text.
+    Rule(&'t RawValue),
+}
+
+/// Split `{"nftables": [...]}` into items without building rule trees;
+/// `None` when the text is not of that shape (the caller then parses it fully
+/// to report exactly what is wrong).
+fn split_items(text: &str) -> Option<Vec<Item<'_>>> {
+    let top: BTreeMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+    let raw: Vec<&RawValue> = serde_json::from_str(top.get("nftables")?.get()).ok()?;
+    raw.into_iter()
+        .map(|r| {
+            let one: Option<BTreeMap<String, &RawValue>> = serde_json::from_str(r.get()).ok();
+            Some(match one {
+                Some(m) if m.len() == 1 && m.contains_key("rule") => Item::Rule(m["rule"]),
+                _ => Item::Parsed(serde_json::from_str(r.get()).ok()?),
+            })
+        })
+        .collect()
 }
 
 /// (family, table, name)
@@ -100,6 +163,8 @@ struct Parser<'a> {
     chains: Vec<Chain>,
     chain_ids: HashMap<Key, usize>,
     sets: HashMap<Key, (&'a Value, String)>,
+    maps: HashMap<Key, (&'a Value, String)>,
+    set_cache: HashMap<(Key, Kind), Vec<(u128, u128)>>,
     noted_tables: Vec<(String, String)>,
 }
 
@@ -118,7 +183,7 @@ fn port_protos() -> IntervalSet<u8> {
     IntervalSet::from_ranges(PORT_PROTOS.iter().map(|&p| (p, p)))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Fam {
     V4,
     V6,
@@ -152,7 +217,7 @@ enum Op {
 }
 
 /// The numeric kinds a right-hand side is read as.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Addr(Fam),
     Port,
@@ -292,40 +357,36 @@ impl<'a> Parser<'a> {
         false
     }
 
-    fn document(&mut self, doc: &'a Value) {
-        let Some(items) = doc.get("nftables") else {
-            self.error(
-                "",
-                "expected a JSON object with an `nftables` array at the top",
-            );
-            return;
-        };
-        let Some(items) = items.as_array() else {
-            self.error("/nftables", "`nftables` must be an array");
-            return;
-        };
+    fn document(&mut self, items: &'a [Item<'_>]) {
         let mut rules = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let ptr = format!("/nftables/{i}");
+            let item = match item {
+                Item::Rule(_) => {
+                    rules.push(i);
+                    continue;
+                }
+                Item::Parsed(v) => v,
+            };
             let Some((kind, body)) = single_key(item) else {
                 self.error(&ptr, "each element of `nftables` must be an object with exactly one key such as `table`, `chain` or `rule`");
                 continue;
             };
             let bptr = ptr_join(&ptr, kind);
             match kind {
-                "metainfo" | "table" => {
-                    if kind == "table" {
-                        if let Some(o) = body.as_object() {
-                            if let (Some(f), Some(n)) = (
-                                o.get("family").and_then(Value::as_str),
-                                o.get("name").and_then(Value::as_str),
-                            ) {
-                                self.supported_family(f, n, &bptr);
-                            }
+                "metainfo" => {}
+                "table" => {
+                    if let Some(o) = body.as_object() {
+                        if let (Some(f), Some(n)) = (
+                            o.get("family").and_then(Value::as_str),
+                            o.get("name").and_then(Value::as_str),
+                        ) {
+                            self.supported_family(f, n, &bptr);
                         }
                     }
                 }
-                "set" | "chain" | "rule" => {
+                "rule" => rules.push(i),
+                "set" | "map" | "chain" => {
                     let Some(o) = body.as_object() else {
                         self.error(&bptr, format!("`{kind}` must be an object"));
                         continue;
@@ -340,30 +401,55 @@ impl<'a> Parser<'a> {
                         continue;
                     }
                     match kind {
-                        "set" => {
+                        "chain" => self.chain(o, family, table, &bptr),
+                        _ => {
                             if let Some(name) = self.str_field(o, "name", &bptr) {
-                                self.sets.insert(
-                                    (family.into(), table.into(), name.into()),
-                                    (body, bptr),
-                                );
+                                let key = (family.into(), table.into(), name.into());
+                                if kind == "set" {
+                                    self.sets.insert(key, (body, bptr));
+                                } else {
+                                    self.maps.insert(key, (body, bptr));
+                                }
                             }
                         }
-                        "chain" => self.chain(o, family, table, &bptr),
-                        _ => rules.push((o, bptr)),
                     }
                 }
-                "map" => self.note(
-                    &bptr,
-                    "named map skipped: maps are not modelled (rules using them become opaque)",
-                ),
                 other => self.note(
                     &bptr,
                     format!("`{other}` object skipped: it does not filter packets"),
                 ),
             }
         }
-        for (o, ptr) in rules {
-            self.rule(o, &ptr);
+        for i in rules {
+            let bptr = format!("/nftables/{i}/rule");
+            let owned: Value;
+            let body: &Value = match &items[i] {
+                Item::Rule(raw) => match serde_json::from_str(raw.get()) {
+                    Ok(v) => {
+                        owned = v;
+                        &owned
+                    }
+                    Err(e) => {
+                        self.error(&bptr, format!("not valid JSON: {e}"));
+                        continue;
+                    }
+                },
+                Item::Parsed(v) => &v["rule"],
+            };
+            let Some(o) = body.as_object() else {
+                self.error(&bptr, "`rule` must be an object");
+                continue;
+            };
+            let (Some(family), Some(table)) = (
+                self.str_field(o, "family", &bptr),
+                self.str_field(o, "table", &bptr),
+            ) else {
+                continue;
+            };
+            if !self.supported_family(family, table, &bptr) {
+                continue;
+            }
+            self.rule(o, &bptr);
         }
     }
 
@@ -440,7 +526,9 @@ impl<'a> Parser<'a> {
             }
         }
         let mut rules = Vec::new();
-        if base.is_some() && family != "inet" {
+        // Rules of ip/ip6 tables are restricted to their family (see `rule`);
+        // a drop policy must not catch the other family either.
+        if base.as_ref().is_some_and(|b| b.policy == Policy::Drop) && family != "inet" {
             let (other, what) = if family == "ip" {
                 (AddrSet::all_v6(), "IPv6")
             } else {
@@ -453,7 +541,7 @@ impl<'a> Parser<'a> {
                 },
                 action: Action::Accept,
                 origin: RuleRef::Policy {
-                    chain: full.clone(),
+                    chain: format!("{full} (not applied: {what} packets do not traverse a table of family {family})"),
                 },
                 comment: Some(format!(
                     "synthesized: a base chain of family {family} does not see {what} packets"
@@ -468,7 +556,7 @@ impl<'a> Parser<'a> {
         });
     }
 
-    fn rule(&mut self, o: &'a Map<String, Value>, ptr: &str) {
+    fn rule(&mut self, o: &Map<String, Value>, ptr: &str) {
         let (Some(family), Some(table), Some(chain)) = (
             self.str_field(o, "family", ptr),
             self.str_field(o, "table", ptr),
@@ -501,7 +589,13 @@ impl<'a> Parser<'a> {
             chain: chain.into(),
             handle,
         };
-        let mut alts = vec![Match::any()];
+        let mut first = Match::any();
+        match family {
+            "ip" => restrict_family(&mut first, Fam::V4),
+            "ip6" => restrict_family(&mut first, Fam::V6),
+            _ => {}
+        }
+        let mut alts = vec![first];
         let mut action = Action::Continue;
         for (i, st) in exprs.iter().enumerate() {
             let sptr = format!("{}/{i}", ptr_join(ptr, "expr"));
@@ -543,41 +637,53 @@ impl<'a> Parser<'a> {
                         with: with.filter(|w| !w.is_empty()),
                     })
                 }
-                "jump" | "goto" => {
-                    let Some(target) = body.get("target").and_then(Value::as_str) else {
-                        self.error(&sptr, format!("`{key}` needs a `target` chain name"));
+                "jump" | "goto" => match self.chain_target(key, body, &sptr, family, table) {
+                    Some(a) => Some(a),
+                    None => return,
+                },
+                "vmap" => {
+                    let last = i + 1 == exprs.len();
+                    if !self.vmap(
+                        body, &sptr, family, table, &alts, last, &origin, &comment, ci,
+                    ) {
                         return;
-                    };
-                    let tkey = (family.to_string(), table.to_string(), target.to_string());
-                    let Some(&ti) = self.chain_ids.get(&tkey) else {
-                        let names: Vec<&str> = self
-                            .chain_ids
-                            .keys()
-                            .filter(|k| k.0 == family && k.1 == table)
-                            .map(|k| k.2.as_str())
-                            .collect();
-                        let mut e = InputError::at_pointer(
-                            self.file,
-                            format!("{}/target", ptr_join(&sptr, key)),
-                            format!("{key} to chain `{target}`, which table {family} {table} does not define"),
-                        );
-                        if let Some(c) = ringfence_diag::closest(target, names) {
-                            e = e.with_help(format!("did you mean `{c}`?"));
-                        }
-                        self.errors.push(e);
-                        return;
-                    };
-                    Some(if key == "jump" {
-                        Action::Jump {
-                            target: ChainId(ti),
-                        }
-                    } else {
-                        Action::Goto {
-                            target: ChainId(ti),
-                        }
-                    })
+                    }
+                    // The elements' rules are in; no element matched: next rule.
+                    return;
                 }
                 "counter" | "log" => None,
+                "xt" => {
+                    // iptables-nft compat expressions: the dump names the
+                    // extension but not its arguments.
+                    let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
+                    let name = body.get("name").and_then(Value::as_str).unwrap_or("");
+                    match (kind, name) {
+                        ("match", "comment") => None,
+                        ("target", "LOG" | "NFLOG" | "ULOG") => None,
+                        ("target", "ACCEPT") => Some(Action::Accept),
+                        ("target", "DROP") => Some(Action::Drop),
+                        ("target", "REJECT") => {
+                            self.note(
+                                &sptr,
+                                "iptables-nft REJECT: the reject type is not in the JSON dump",
+                            );
+                            Some(Action::Reject { with: None })
+                        }
+                        _ => {
+                            let text = compact(st);
+                            self.note(
+                                &sptr,
+                                format!(
+                                    "iptables-nft compat {kind} `{name}`: nft -j does not print its arguments, so the rule may or may not match; parse `iptables-save` output instead for an exact answer"
+                                ),
+                            );
+                            for m in &mut alts {
+                                m.opaque.push(Opaque { text: text.clone() });
+                            }
+                            None
+                        }
+                    }
+                }
                 "snat" | "dnat" | "masquerade" | "redirect" => {
                     self.note(
                         &sptr,
@@ -620,16 +726,207 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Apply one `match` statement to every alternative; false on a hard error.
-    fn match_stmt(
+    /// The action of a `jump`/`goto` statement, or `None` after an error.
+    fn chain_target(
         &mut self,
-        body: &'a Value,
+        key: &str,
+        body: &Value,
+        sptr: &str,
+        family: &str,
+        table: &str,
+    ) -> Option<Action> {
+        let Some(target) = body.get("target").and_then(Value::as_str) else {
+            self.error(sptr, format!("`{key}` needs a `target` chain name"));
+            return None;
+        };
+        let tkey = (family.to_string(), table.to_string(), target.to_string());
+        let Some(&ti) = self.chain_ids.get(&tkey) else {
+            let names: Vec<&str> = self
+                .chain_ids
+                .keys()
+                .filter(|k| k.0 == family && k.1 == table)
+                .map(|k| k.2.as_str())
+                .collect();
+            let mut e = InputError::at_pointer(
+                self.file,
+                format!("{}/target", ptr_join(sptr, key)),
+                format!("{key} to chain `{target}`, which table {family} {table} does not define"),
+            );
+            if let Some(c) = ringfence_diag::closest(target, names) {
+                e = e.with_help(format!("did you mean `{c}`?"));
+            }
+            self.errors.push(e);
+            return None;
+        };
+        Some(if key == "jump" {
+            Action::Jump {
+                target: ChainId(ti),
+            }
+        } else {
+            Action::Goto {
+                target: ChainId(ti),
+            }
+        })
+    }
+
+    /// A verdict map: one model rule per element (map keys are disjoint, so
+    /// their order does not matter); false on a hard error.
+    #[allow(clippy::too_many_arguments)]
+    fn vmap<'r>(
+        &mut self,
+        body: &'r Value,
+        sptr: &str,
+        family: &str,
+        table: &str,
+        alts: &[Match],
+        last: bool,
+        origin: &RuleRef,
+        comment: &Option<String>,
+        ci: usize,
+    ) -> bool
+    where
+        'a: 'r,
+    {
+        let vptr = ptr_join(sptr, "vmap");
+        let (Some(key), Some(data)) = (body.get("key"), body.get("data")) else {
+            self.error(&vptr, "`vmap` needs `key` and `data`");
+            return false;
+        };
+        let (elems, eptr): (&'r Vec<Value>, String) = match data {
+            Value::String(s) if s.starts_with('@') => {
+                let mkey = (family.to_string(), table.to_string(), s[1..].to_string());
+                match self.maps.get(&mkey) {
+                    Some((m, mptr)) => match m.get("elem") {
+                        Some(Value::Array(a)) => (a, ptr_join(mptr, "elem")),
+                        _ => {
+                            static EMPTY: Vec<Value> = Vec::new();
+                            (&EMPTY, mptr.clone())
+                        }
+                    },
+                    None => {
+                        self.error(
+                            &ptr_join(&vptr, "data"),
+                            format!("map {s} is not defined in table {family} {table}"),
+                        );
+                        return false;
+                    }
+                }
+            }
+            _ => match single_key(data) {
+                Some(("set", Value::Array(a))) => (a, format!("{}/set", ptr_join(&vptr, "data"))),
+                _ => {
+                    self.error(
+                        &ptr_join(&vptr, "data"),
+                        "`data` must be an anonymous map `{\"set\": [[key, verdict], ...]}` or `@name`",
+                    );
+                    return false;
+                }
+            },
+        };
+        let field = match self.field(key) {
+            Ok(f) => Some(f),
+            Err(Why::Unsupported(why)) => {
+                self.note(&vptr, format!("{why}; every verdict of this map is opaque"));
+                None
+            }
+            Err(Why::Bad(e)) => {
+                self.errors.push(e);
+                return false;
+            }
+        };
+        if !last {
+            self.note(
+                sptr,
+                "statements after a verdict map are not modelled; they run only for `continue` elements",
+            );
+        }
+        for (i, el) in elems.iter().enumerate() {
+            let elptr = format!("{eptr}/{i}");
+            let Some([k, verdict]) = el.as_array().map(Vec::as_slice) else {
+                self.error(&elptr, "a map element must be `[key, verdict]`");
+                return false;
+            };
+            let action = match single_key(verdict) {
+                Some(("accept", _)) => Action::Accept,
+                Some(("drop", _)) => Action::Drop,
+                Some(("return", _)) => Action::Return,
+                Some(("continue", _)) => Action::Continue,
+                Some((j @ ("jump" | "goto"), b)) => {
+                    match self.chain_target(j, b, &format!("{elptr}/1"), family, table) {
+                        Some(a) => a,
+                        None => return false,
+                    }
+                }
+                _ => {
+                    self.error(
+                        &format!("{elptr}/1"),
+                        "expected a verdict: accept, drop, return, continue, jump or goto",
+                    );
+                    return false;
+                }
+            };
+            let mut el_alts = alts.to_vec();
+            let opaque_text = match &field {
+                None => Some(compact(key)),
+                Some(_) if !last && action == Action::Continue => {
+                    Some("statements after a verdict map".into())
+                }
+                Some(_) => None,
+            };
+            if let Ok(f) = self.field(key) {
+                match self.apply(
+                    f,
+                    Op::Eq,
+                    k,
+                    &format!("{elptr}/0"),
+                    family,
+                    table,
+                    &mut el_alts,
+                ) {
+                    Ok(()) => {}
+                    Err(Why::Bad(e)) => {
+                        self.errors.push(e);
+                        return false;
+                    }
+                    Err(Why::Unsupported(why)) => {
+                        self.note(&elptr, format!("{why}; this element's verdict is opaque"));
+                        for m in &mut el_alts {
+                            m.opaque.push(Opaque { text: compact(el) });
+                        }
+                    }
+                }
+            }
+            if let Some(t) = opaque_text {
+                for m in &mut el_alts {
+                    m.opaque.push(Opaque { text: t.clone() });
+                }
+            }
+            let rules = &mut self.chains[ci].rules;
+            for m in el_alts {
+                rules.push(Rule {
+                    matches: m,
+                    action: action.clone(),
+                    origin: origin.clone(),
+                    comment: comment.clone(),
+                });
+            }
+        }
+        true
+    }
+
+    /// Apply one `match` statement to every alternative; false on a hard error.
+    fn match_stmt<'r>(
+        &mut self,
+        body: &'r Value,
         ptr: &str,
         stmt: &Value,
         family: &str,
         table: &str,
         alts: &mut Vec<Match>,
-    ) -> bool {
+    ) -> bool
+    where
+        'a: 'r,
+    {
         let mptr = ptr_join(ptr, "match");
         match self.match_inner(body, &mptr, family, table, alts) {
             Ok(()) => true,
@@ -649,22 +946,36 @@ impl<'a> Parser<'a> {
                     &mptr,
                     format!("{why}; the rule may or may not match ({text})"),
                 );
+                let implied = body.get("left").and_then(implied_dependency);
                 for m in alts.iter_mut() {
                     m.opaque.push(Opaque { text: text.clone() });
+                    // Even an unmodelled header match only ever matches the
+                    // protocol whose header it reads: nft adds that dependency.
+                    if let Some((fam, p)) = implied {
+                        if let Some(f) = fam {
+                            restrict_family(m, f);
+                        }
+                        if let Some(p) = p {
+                            m.protocol = m.protocol.intersect(&IntervalSet::single(p));
+                        }
+                    }
                 }
                 true
             }
         }
     }
 
-    fn match_inner(
+    fn match_inner<'r>(
         &mut self,
-        body: &'a Value,
+        body: &'r Value,
         ptr: &str,
         family: &str,
         table: &str,
         alts: &mut Vec<Match>,
-    ) -> Result<(), Why> {
+    ) -> Result<(), Why>
+    where
+        'a: 'r,
+    {
         let Some(o) = body.as_object() else {
             return Err(self.bad(
                 ptr,
@@ -697,7 +1008,33 @@ impl<'a> Parser<'a> {
                 ))
             }
         };
-        let rptr = ptr_join(ptr, "right");
+        self.apply(
+            field,
+            op,
+            right,
+            &ptr_join(ptr, "right"),
+            family,
+            table,
+            alts,
+        )
+    }
+
+    /// Intersect every alternative with `field op right`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply<'r>(
+        &mut self,
+        field: Field,
+        op: Op,
+        right: &'r Value,
+        rptr: &str,
+        family: &str,
+        table: &str,
+        alts: &mut Vec<Match>,
+    ) -> Result<(), Why>
+    where
+        'a: 'r,
+    {
+        let rptr = rptr.to_string();
         match field {
             Field::Addr(side, fam) => {
                 let set = self.numeric(right, &rptr, Kind::Addr(fam), op, family, table)?;
@@ -783,22 +1120,16 @@ impl<'a> Parser<'a> {
                 } else {
                     IfaceSet::only(pats)
                 };
-                for m in alts.iter() {
-                    let cur = match side {
-                        Side::Src => &m.iif,
-                        Side::Dst => &m.oif,
-                    };
-                    if !cur.is_any() {
-                        return Err(Why::Unsupported(
-                            "a second match on the same interface is not modelled".into(),
-                        ));
-                    }
-                }
                 for m in alts.iter_mut() {
-                    match side {
-                        Side::Src => m.iif = set.clone(),
-                        Side::Dst => m.oif = set.clone(),
-                    }
+                    let cur = match side {
+                        Side::Src => &mut m.iif,
+                        Side::Dst => &mut m.oif,
+                    };
+                    *cur = intersect_ifaces(cur, &set).ok_or_else(|| {
+                        Why::Unsupported(
+                            "this combination of interface matches is not expressible as one interface set".into(),
+                        )
+                    })?;
                 }
             }
             Field::Family => {
@@ -976,15 +1307,18 @@ impl<'a> Parser<'a> {
     }
 
     /// Read a right-hand side as numeric ranges, then apply the operator.
-    fn numeric(
+    fn numeric<'r>(
         &mut self,
-        right: &'a Value,
+        right: &'r Value,
         ptr: &str,
         kind: Kind,
         op: Op,
         family: &str,
         table: &str,
-    ) -> Result<Vec<(u128, u128)>, Why> {
+    ) -> Result<Vec<(u128, u128)>, Why>
+    where
+        'a: 'r,
+    {
         let mut ranges = Vec::new();
         self.collect(right, ptr, kind, family, table, &mut ranges, 0)?;
         let set = IntervalSet::from_ranges(ranges);
@@ -1020,22 +1354,35 @@ impl<'a> Parser<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn collect(
+    fn collect<'r>(
         &mut self,
-        v: &'a Value,
+        v: &'r Value,
         ptr: &str,
         kind: Kind,
         family: &str,
         table: &str,
         out: &mut Vec<(u128, u128)>,
         depth: u8,
-    ) -> Result<(), Why> {
+    ) -> Result<(), Why>
+    where
+        'a: 'r,
+    {
         if depth > 4 {
             return Err(self.bad(ptr, "set elements nest too deeply"));
         }
         match v {
             Value::String(s) if s.starts_with('@') => {
+                // Large sets are referenced by many rules: read each once per kind.
+                let ckey = (
+                    (family.to_string(), table.to_string(), s[1..].to_string()),
+                    kind,
+                );
+                if let Some(r) = self.set_cache.get(&ckey) {
+                    out.extend_from_slice(r);
+                    return Ok(());
+                }
                 let (elems, sptr) = self.named_set(&s[1..], ptr, family, table)?;
+                let mut mine = Vec::with_capacity(elems.len());
                 for (i, e) in elems.iter().enumerate() {
                     self.collect(
                         e,
@@ -1043,10 +1390,12 @@ impl<'a> Parser<'a> {
                         kind,
                         family,
                         table,
-                        out,
+                        &mut mine,
                         depth + 1,
                     )?;
                 }
+                out.extend_from_slice(&mine);
+                self.set_cache.insert(ckey, mine);
                 Ok(())
             }
             Value::Array(a) => {
@@ -1207,27 +1556,33 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn ifaces(
+    fn ifaces<'r>(
         &mut self,
-        v: &'a Value,
+        v: &'r Value,
         ptr: &str,
         family: &str,
         table: &str,
-    ) -> Result<Vec<IfacePattern>, Why> {
+    ) -> Result<Vec<IfacePattern>, Why>
+    where
+        'a: 'r,
+    {
         let mut out = Vec::new();
         self.iface_collect(v, ptr, family, table, &mut out, 0)?;
         Ok(out)
     }
 
-    fn iface_collect(
+    fn iface_collect<'r>(
         &mut self,
-        v: &'a Value,
+        v: &'r Value,
         ptr: &str,
         family: &str,
         table: &str,
         out: &mut Vec<IfacePattern>,
         depth: u8,
-    ) -> Result<(), Why> {
+    ) -> Result<(), Why>
+    where
+        'a: 'r,
+    {
         if depth > 4 {
             return Err(self.bad(ptr, "set elements nest too deeply"));
         }
@@ -1252,6 +1607,9 @@ impl<'a> Parser<'a> {
                 }
                 Ok(())
             }
+            Value::Number(n) => Err(Why::Unsupported(format!(
+                "interface index {n} (the interface no longer exists, so its name is unknown)"
+            ))),
             _ => match single_key(v) {
                 Some(("set", b)) => self.iface_collect(b, &ptr_join(ptr, "set"), family, table, out, depth + 1),
                 Some(("elem", b)) => match b.get("val") {
@@ -1265,6 +1623,113 @@ impl<'a> Parser<'a> {
             },
         }
     }
+}
+
+/// `a ∩ b` for interface sets, when the result is again one set.
+fn intersect_ifaces(a: &IfaceSet, b: &IfaceSet) -> Option<IfaceSet> {
+    if a.is_any() {
+        return Some(b.clone());
+    }
+    if b.is_any() {
+        return Some(a.clone());
+    }
+    match (a.negated, b.negated) {
+        (true, true) => {
+            let mut p = a.patterns.clone();
+            p.extend(b.patterns.iter().cloned());
+            Some(IfaceSet::except(p))
+        }
+        (false, false) => {
+            let mut out = Vec::new();
+            for x in &a.patterns {
+                for y in &b.patterns {
+                    if let Some(z) = pattern_meet(x, y) {
+                        out.push(z);
+                    }
+                }
+            }
+            Some(IfaceSet::only(out))
+        }
+        (false, true) | (true, false) => {
+            let (pos, negs) = if a.negated { (b, a) } else { (a, b) };
+            let mut out = Vec::new();
+            for x in &pos.patterns {
+                match x {
+                    IfacePattern::Exact(n) => {
+                        if !negs.patterns.iter().any(|y| y.matches(n)) {
+                            out.push(x.clone());
+                        }
+                    }
+                    IfacePattern::Prefix(p) => {
+                        // Removed whole by a shorter prefix; untouched unless a
+                        // negated pattern lies inside it (then not one set).
+                        if negs.patterns.iter().any(
+                            |y| matches!(y, IfacePattern::Prefix(q) if p.starts_with(q.as_str())),
+                        ) {
+                            continue;
+                        }
+                        let inside = negs.patterns.iter().any(|y| match y {
+                            IfacePattern::Exact(n) => n.starts_with(p.as_str()),
+                            IfacePattern::Prefix(q) => q.starts_with(p.as_str()),
+                        });
+                        if inside {
+                            return None;
+                        }
+                        out.push(x.clone());
+                    }
+                }
+            }
+            Some(IfaceSet::only(out))
+        }
+    }
+}
+
+fn pattern_meet(x: &IfacePattern, y: &IfacePattern) -> Option<IfacePattern> {
+    use IfacePattern::{Exact, Prefix};
+    match (x, y) {
+        (Exact(a), Exact(b)) => (a == b).then(|| x.clone()),
+        (Exact(a), Prefix(p)) | (Prefix(p), Exact(a)) => {
+            a.starts_with(p.as_str()).then(|| Exact(a.clone()))
+        }
+        (Prefix(p), Prefix(q)) => {
+            if p.starts_with(q.as_str()) {
+                Some(x.clone())
+            } else if q.starts_with(p.as_str()) {
+                Some(y.clone())
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// The family and transport protocol that nft makes a payload match depend
+/// on (`icmp type` only matches ICMP over IPv4, `tcp flags` only TCP, ...).
+/// `th` and raw payloads have no such dependency.
+fn implied_dependency(left: &Value) -> Option<(Option<Fam>, Option<u8>)> {
+    let mut left = left;
+    if let Some(("&", Value::Array(a))) = single_key(left) {
+        left = a.first()?;
+    }
+    let (key, body) = single_key(left)?;
+    if key != "payload" {
+        return None;
+    }
+    Some(match body.get("protocol")?.as_str()? {
+        "ip" => (Some(Fam::V4), None),
+        "ip6" => (Some(Fam::V6), None),
+        "icmp" => (Some(Fam::V4), Some(proto::ICMP)),
+        "icmpv6" => (Some(Fam::V6), Some(proto::ICMPV6)),
+        "igmp" => (Some(Fam::V4), Some(2)),
+        "tcp" => (None, Some(proto::TCP)),
+        "udp" => (None, Some(proto::UDP)),
+        "udplite" => (None, Some(136)),
+        "sctp" => (None, Some(proto::SCTP)),
+        "dccp" => (None, Some(33)),
+        "esp" => (None, Some(50)),
+        "ah" => (None, Some(51)),
+        _ => return None,
+    })
 }
 
 fn restrict_port(m: &mut Match, side: Side, ports: &IntervalSet<u16>) {
@@ -1324,6 +1789,48 @@ fn compact(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exact(n: &str) -> IfacePattern {
+        IfacePattern::Exact(n.into())
+    }
+    fn prefix(n: &str) -> IfacePattern {
+        IfacePattern::Prefix(n.into())
+    }
+
+    #[test]
+    fn interface_intersections_are_exact_or_refused() {
+        let names = ["rf-a", "rf-b", "eth0", "rf-", "x"];
+        let sets = [
+            IfaceSet::any(),
+            IfaceSet::only(vec![prefix("rf-")]),
+            IfaceSet::only(vec![exact("rf-a"), exact("eth0")]),
+            IfaceSet::except(vec![exact("rf-a")]),
+            IfaceSet::except(vec![prefix("eth")]),
+            IfaceSet::only(vec![prefix("rf-a"), exact("x")]),
+        ];
+        for a in &sets {
+            for b in &sets {
+                match intersect_ifaces(a, b) {
+                    Some(c) => {
+                        for n in names {
+                            assert_eq!(
+                                c.matches(Some(n)),
+                                a.matches(Some(n)) && b.matches(Some(n)),
+                                "{a:?} ∩ {b:?} on {n}"
+                            );
+                        }
+                    }
+                    // Only a prefix with a hole in it is not one set.
+                    None => assert!(a.negated != b.negated),
+                }
+            }
+        }
+        assert!(intersect_ifaces(
+            &IfaceSet::only(vec![prefix("rf-")]),
+            &IfaceSet::except(vec![exact("rf-a")])
+        )
+        .is_none());
+    }
 
     #[test]
     fn priority_names_follow_nft_table() {

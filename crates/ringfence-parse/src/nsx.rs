@@ -244,6 +244,17 @@ impl<'a> Parser<'a> {
                 }
                 let rt = str_of(o, "resource_type");
                 match rt {
+                    Some("ChildResourceReference") => {
+                        // A reference to an existing object (usually a Domain)
+                        // that only carries children.
+                        let d = match str_of(o, "target_type") {
+                            Some("Domain") => str_of(o, "id").unwrap_or(domain),
+                            _ => domain,
+                        };
+                        if let Some(c) = o.get("children") {
+                            self.walk(c, &ptr_join(ptr, "children"), policy, d);
+                        }
+                    }
                     Some(rt) if rt.starts_with("Child") => {
                         let inner = &rt[5..];
                         if let Some(x) = o.get(inner) {

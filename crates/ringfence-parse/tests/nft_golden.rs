@@ -26,3 +26,13 @@ fn match_forms_parse_into_expected_model() {
 fn kube_style_ruleset_parses_into_expected_model() {
     insta::assert_snapshot!(golden("kube"));
 }
+
+#[test]
+fn verdict_maps_become_one_rule_per_element() {
+    insta::assert_snapshot!(golden("vmap"));
+}
+
+#[test]
+fn iptables_nft_compat_expressions_are_opaque_or_exact_where_the_dump_allows() {
+    insta::assert_snapshot!(golden("iptables-nft"));
+}

@@ -121,3 +121,28 @@ fn invalid_json_and_non_nsx_json_are_errors() {
     let e = errors(r#"{"nftables": []}"#);
     assert_eq!(e[0].locus, Locus::Whole);
 }
+
+#[test]
+fn child_resource_reference_domains_are_walked_with_their_id() {
+    let text = r#"{"resource_type": "Infra", "children": [
+      {"resource_type": "ChildResourceReference", "id": "prod", "target_type": "Domain", "children": [
+        {"resource_type": "ChildGroup", "Group": {"resource_type": "Group", "id": "g",
+          "expression": [{"resource_type": "IPAddressExpression", "ip_addresses": ["198.18.7.0/24"]}]}},
+        {"resource_type": "ChildSecurityPolicy", "SecurityPolicy": {"resource_type": "SecurityPolicy", "id": "p", "category": "Application",
+          "children": [{"resource_type": "ChildRule", "Rule": {"resource_type": "Rule", "id": "r", "action": "DROP",
+            "source_groups": ["/infra/domains/prod/groups/g"], "destination_groups": ["ANY"], "services": ["ANY"]}}]}}
+      ]}
+    ]}"#;
+    let rs = nsx::parse(text, "ref.json").unwrap_or_else(|e| panic!("{e}"));
+    let r = rs.chains[0]
+        .rules
+        .iter()
+        .find(|r| r.action == Action::Drop)
+        .expect("the rule under the referenced domain");
+    assert_eq!(
+        r.origin.to_string(),
+        "/infra/domains/prod/security-policies/p/rules/r"
+    );
+    assert!(r.matches.src.contains("198.18.7.9".parse().unwrap()));
+    assert!(!r.matches.src.contains("198.18.8.9".parse().unwrap()));
+}

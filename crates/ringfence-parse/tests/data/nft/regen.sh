@@ -1,14 +1,18 @@
 #!/bin/sh
-# Regenerate the JSON fixtures from the .nft sources with the real nft tool,
-# inside a throwaway network namespace (never the root namespace's ruleset).
-# Needs root and nft. Usage: sh regen.sh
+# Regenerate the JSON fixtures with the real tools, inside a throwaway network
+# namespace (never the root namespace's ruleset): every *.nft through `nft -f`,
+# every *.rules through `iptables-nft-restore` (iptables-nft's view in nft JSON).
+# Needs root, nft and iptables-nft. Usage: sh regen.sh
 set -eu
 cd "$(dirname "$0")"
 ns="rf-fixture-$$"
 ip netns add "$ns"
 trap 'ip netns delete "$ns"' EXIT
-for src in *.nft; do
-  ip netns exec "$ns" nft -f "$src"
-  ip netns exec "$ns" nft -j list ruleset | python3 -m json.tool --indent 1 > "${src%.nft}.json"
+for src in *.nft *.rules; do
+  case "$src" in
+    *.nft) ip netns exec "$ns" nft -f "$src" ;;
+    *.rules) ip netns exec "$ns" iptables-nft-restore < "$src" ;;
+  esac
+  ip netns exec "$ns" nft -j list ruleset | python3 -m json.tool --indent 1 > "${src%.*}.json"
   ip netns exec "$ns" nft flush ruleset
 done
