@@ -233,11 +233,18 @@ pub struct Benchmark {
 }
 
 impl Benchmark {
-    /// Load a built-in benchmark by name.
+    /// Load a built-in benchmark by name (parsed once per process).
     pub fn embedded(name: &str) -> Result<Benchmark, InputError> {
-        match EMBEDDED.iter().find(|(n, _)| *n == name) {
-            Some((n, text)) => Benchmark::parse(&format!("benchmarks/{n}.yaml"), text)
-                .map_err(|e| e.0.into_iter().next().expect("at least one error")),
+        static PARSED: [std::sync::OnceLock<Result<Benchmark, InputError>>; EMBEDDED.len()] =
+            [const { std::sync::OnceLock::new() }; EMBEDDED.len()];
+        match EMBEDDED.iter().position(|(n, _)| *n == name) {
+            Some(i) => PARSED[i]
+                .get_or_init(|| {
+                    let (n, text) = EMBEDDED[i];
+                    Benchmark::parse(&format!("benchmarks/{n}.yaml"), text)
+                        .map_err(|e| e.0.into_iter().next().expect("at least one error"))
+                })
+                .clone(),
             None => {
                 let names = EMBEDDED.iter().map(|(n, _)| *n);
                 let mut err = InputError::whole(
