@@ -7,8 +7,8 @@
 //! behaviour (`controls.md`) so that kube-bench definitions can be evaluated
 //! with this module unchanged:
 //!
-//! - `eq` / `noteq`: string equality; the literals `true` and `false` compare
-//!   without regard to case (`False` equals `false`).
+//! - `eq` / `noteq`: string equality, except that an observed `true` or
+//!   `false` is lower-cased first (`False` equals `false`).
 //! - `gt`, `gte`, `lt`, `lte`: both sides must be integers; anything else
 //!   fails and says which side is not a number.
 //! - `has` / `nothave`: substring containment.
@@ -189,10 +189,12 @@ pub fn compare(op: Op, actual: Option<&str>, expected: &str) -> Verdict {
     }
 }
 
+/// kube-bench's equality: an observed `True`/`FALSE` is lower-cased before it
+/// is compared; the expected side is taken as written.
 fn equal(actual: &str, expected: &str) -> bool {
     let lower = actual.to_ascii_lowercase();
     if lower == "true" || lower == "false" {
-        lower == expected.to_ascii_lowercase()
+        lower == expected
     } else {
         actual == expected
     }
@@ -251,12 +253,15 @@ mod tests {
     }
 
     #[test]
-    fn eq_treats_boolean_literals_case_insensitively_and_other_text_exactly() {
+    fn eq_lower_cases_observed_booleans_and_compares_other_text_exactly() {
         assert!(pass(Op::Eq, Some("False"), "false"));
         assert!(pass(Op::Eq, Some("TRUE"), "true"));
         assert!(!pass(Op::Eq, Some("Node"), "node"));
         assert!(pass(Op::Eq, Some("127.0.0.1"), "127.0.0.1"));
-        assert!(!pass(Op::NotEq, Some("false"), "False"));
+        // Only the observed side is lower-cased, as in kube-bench.
+        assert!(!pass(Op::Eq, Some("false"), "False"));
+        assert!(pass(Op::NotEq, Some("false"), "False"));
+        assert!(!pass(Op::NotEq, Some("FALSE"), "false"));
         assert!(pass(Op::NotEq, Some("1"), "0"));
     }
 
