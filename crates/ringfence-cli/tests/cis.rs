@@ -294,3 +294,42 @@ fn list_shows_all_122_checks_and_explain_shows_the_tkg_reason() {
     let o = ringfence(&["cis", "explain", "1.2.600"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_profile_file_marks_only_its_own_checks_as_expected() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let profile = dir.path().join("mine.yaml");
+    std::fs::write(
+        &profile,
+        "profile: mine\ntitle: t\nbenchmark: cis-1.6\nexpected_failures:\n  - id: \"1.2.6\"\n    explanation: e\n    remediation: r\n",
+    )
+    .unwrap();
+    let o = scan(
+        dir.path(),
+        &[
+            "--profile",
+            profile.to_str().unwrap(),
+            "--targets",
+            "master",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["profile"], "mine");
+    let checks = v["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["target"] == "master"));
+    let unexpected: Vec<&str> = checks
+        .iter()
+        .filter(|c| c["status"] == "fail" && c["expected"] == false)
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        unexpected,
+        vec!["1.1.12", "1.2.16", "1.2.21", "1.3.2", "1.4.1"]
+    );
+    assert_eq!(v["summary"]["expected_fail"], 1);
+}
