@@ -134,7 +134,8 @@ fn junit_and_sarif_reports_are_well_formed() {
     let dir = tempfile::tempdir().unwrap();
     let n = testkit::tkg_control_plane(dir.path());
     n.chmod("/etc/kubernetes/admin.conf", 0o644 | 0o022);
-    let out = dir.path().join("report.xml");
+    let reports = tempfile::tempdir().unwrap();
+    let out = reports.path().join("report.xml");
     let o = scan(
         dir.path(),
         &[
@@ -332,4 +333,22 @@ fn a_profile_file_marks_only_its_own_checks_as_expected() {
         vec!["1.1.12", "1.2.16", "1.2.21", "1.3.2", "1.4.1"]
     );
     assert_eq!(v["summary"]["expected_fail"], 1);
+}
+
+#[test]
+fn the_report_is_never_written_under_the_scanned_root() {
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let inside = dir.path().join("etc/report.json");
+    let o = scan(
+        dir.path(),
+        &["--format", "json", "--out", inside.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("inside the scanned root"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!inside.exists());
 }

@@ -110,7 +110,30 @@ fn load_profile(spec: &str) -> Result<Profile, CliError> {
     Ok(Profile::parse(spec, &text)?)
 }
 
+/// The scanner never writes under the node it scans: refuse `--out` there.
+fn refuse_out_under_root(out: &std::path::Path, root: &std::path::Path) -> Result<(), CliError> {
+    let root = std::fs::canonicalize(root)
+        .map_err(|e| CliError::Io(format!("reading {}: {e}", root.display())))?;
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if let Ok(parent) = std::fs::canonicalize(parent) {
+        if parent.starts_with(&root) {
+            return Err(CliError::Usage(format!(
+                "--out {} is inside the scanned root {}; a scan never writes to the node it reads, so write the report elsewhere",
+                out.display(),
+                root.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
+    if let (Some(out), Some(root)) = (&a.out, &a.root) {
+        refuse_out_under_root(out, root)?;
+    }
     let profile = a.profile.as_deref().map(load_profile).transpose()?;
     let targets = match &a.targets {
         None => None,
