@@ -332,3 +332,38 @@ mod tests {
         assert!(!v.pass && v.reason.unwrap().contains("not a valid regular expression"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// bitmask passes exactly when the observed mode sets no bit outside
+        /// the expected one.
+        #[test]
+        fn bitmask_is_subset_of_bits(have in 0u32..0o1000, limit in 0u32..0o1000) {
+            let v = compare(Op::Bitmask, Some(&format!("{have:o}")), &format!("{limit:o}"));
+            prop_assert_eq!(v.pass, have & !limit == 0);
+        }
+
+        /// valid_elements passes exactly when every observed element is allowed.
+        #[test]
+        fn valid_elements_is_subset_of_elements(
+            have in proptest::collection::vec("[a-c]", 1..4),
+            allowed in proptest::collection::vec("[a-c]", 1..4),
+        ) {
+            let v = compare(Op::ValidElements, Some(&have.join(",")), &allowed.join(","));
+            prop_assert_eq!(v.pass, have.iter().all(|h| allowed.contains(h)));
+        }
+
+        /// noteq is the negation of eq, and gt/lte, lt/gte are complements.
+        #[test]
+        fn complementary_operators_disagree(a in -50i64..50, b in -50i64..50) {
+            let (a, b) = (a.to_string(), b.to_string());
+            prop_assert_ne!(compare(Op::Eq, Some(&a), &b).pass, compare(Op::NotEq, Some(&a), &b).pass);
+            prop_assert_ne!(compare(Op::Gt, Some(&a), &b).pass, compare(Op::Lte, Some(&a), &b).pass);
+            prop_assert_ne!(compare(Op::Lt, Some(&a), &b).pass, compare(Op::Gte, Some(&a), &b).pass);
+        }
+    }
+}
