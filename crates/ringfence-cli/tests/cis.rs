@@ -242,6 +242,10 @@ fn bad_input_exits_2_with_a_precise_message() {
             vec!["--profile", "tkg-1.5", "--benchmark", "cis-1.10"],
             "profile tkg-1.5 pins cis-1.6",
         ),
+        (
+            vec!["--k8s-version", "latest"],
+            "\"latest\" is not a Kubernetes version",
+        ),
     ];
     for (args, want) in cases {
         let o = scan(dir.path(), &args);
@@ -351,4 +355,25 @@ fn the_report_is_never_written_under_the_scanned_root() {
         stderr(&o)
     );
     assert!(!inside.exists());
+}
+
+#[test]
+fn the_kubernetes_version_picks_the_benchmark_when_no_profile_pins_one() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let o = scan(dir.path(), &["--k8s-version", "1.28.3", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["benchmark"], "cis-1.10");
+    assert_eq!(v["node"]["kubernetes_version"], "1.28.3");
+    // From the manifests' image tag (1.22.5): kube-bench would pick cis-1.23,
+    // which is not shipped, so the nearest (cis-1.6) runs, with a note.
+    let o = scan(dir.path(), &["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["benchmark"], "cis-1.6");
+    assert!(
+        stderr(&o).contains("kube-bench maps Kubernetes 1.22 to cis-1.23"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -70,6 +70,10 @@ struct ScanArgs {
     /// Kubernetes version, when it cannot be read from the node.
     #[arg(long, value_name = "V")]
     k8s_version: Option<String>,
+    /// Read processes from this procfs (for example /proc in a pod with hostPID and the
+    /// node mounted at --root); default: /proc for a live scan, ROOT/proc when it holds one.
+    #[arg(long, value_name = "DIR")]
+    proc: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -161,9 +165,19 @@ fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
             InputError::whole("--today", format!("{s:?} is not a YYYY-MM-DD date"))
         })?,
     };
+    if let Some(v) = &a.k8s_version {
+        if versions::minor(v).is_none() {
+            return Err(InputError::whole(
+                "--k8s-version",
+                format!("{v:?} is not a Kubernetes version"),
+            )
+            .with_help("write it as 1.22 or v1.22.5")
+            .into());
+        }
+    }
     let node = discover(&DiscoverOptions {
         root: a.root.clone(),
-        proc_dir: None,
+        proc_dir: a.proc.clone(),
         kubernetes_version: a.k8s_version.clone(),
         only_pids: None,
     })?;
