@@ -170,7 +170,12 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
             slot.insert(f);
         }
     }
+    // Only the kubelet's and kube-proxy's config files hold settings that
+    // checks read; other components' files are left alone.
     for found in components.values_mut() {
+        if !matches!(found.component, Component::Kubelet | Component::Proxy) {
+            continue;
+        }
         if let Some(path) = found.flag("--config") {
             match fs.read(&path) {
                 Ok(Some(text)) => {
