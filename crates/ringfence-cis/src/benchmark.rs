@@ -96,6 +96,11 @@ pub struct FileSpec {
     /// A flag whose value is the path; it wins over the candidates.
     #[serde(default)]
     pub flag: Option<FlagRef>,
+    /// The static pod manifest the component was found in (or that exists
+    /// for it), wherever the kubelet's static pod directory is; it wins over
+    /// the candidates.
+    #[serde(default)]
+    pub manifest_of: Option<Component>,
     /// Conventional locations, in order of preference.
     #[serde(default)]
     pub candidates: Vec<String>,

@@ -397,7 +397,10 @@ pub fn locate(node: &Node, spec: &FileSpec) -> Vec<String> {
             .flag(&f.name)
             .or_else(|| config_value(found, f.config.as_deref()).0)
     });
-    let roots: Vec<String> = match from_flag {
+    let from_manifest = spec
+        .manifest_of
+        .and_then(|c| node.manifests.get(&c).cloned());
+    let roots: Vec<String> = match from_flag.or(from_manifest) {
         Some(p) => vec![p],
         None => {
             let existing = spec
