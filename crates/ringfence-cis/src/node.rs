@@ -71,6 +71,9 @@ pub struct Found {
     pub image: Option<String>,
     /// Its config file, when `--config` names one that exists.
     pub config: Option<ConfigFile>,
+    /// For a running process, its root as the host sees it
+    /// (`/proc/PID/root`): a containerised component's own files live there.
+    pub proc_root: Option<PathBuf>,
 }
 
 impl Found {
@@ -241,7 +244,18 @@ fn load_config(fs: &RootFs, found: &mut Found, notes: &mut Vec<String>) -> Resul
     let Some(path) = found.flag("--config") else {
         return Ok(());
     };
-    match fs.read(&path) {
+    // A containerised component (a static pod, a DaemonSet such as
+    // kube-proxy) sees its own mounts: look there, confined to its root, when
+    // the node's filesystem does not have the file.
+    let mut text = fs.read(&path);
+    if matches!(text, Ok(None)) {
+        if let Some(proc_root) = &found.proc_root {
+            if let Ok(Some(t)) = RootFs::new(proc_root).read(&path) {
+                text = Ok(Some(t));
+            }
+        }
+    }
+    match text {
         Ok(Some(text)) => {
             let doc: serde_json::Value =
                 serde_saphyr::from_str(&text).map_err(|e| yaml_error(&path, &e))?;
@@ -298,6 +312,7 @@ fn processes(proc_dir: &Path, only: Option<&[u32]>) -> Vec<Found> {
                 path: format!("/proc/{pid}/cmdline"),
                 image: None,
                 config: None,
+                proc_root: Some(proc_dir.join(pid.to_string()).join("root")),
             });
         }
     }
@@ -380,6 +395,7 @@ fn manifests(fs: &RootFs, dir: &str) -> Result<Vec<Found>, InputErrors> {
                 path: path.clone(),
                 image: c.image,
                 config: None,
+                proc_root: None,
             });
         }
     }
@@ -464,6 +480,7 @@ fn kubelet_unit(fs: &RootFs, notes: &mut Vec<String>) -> Option<Found> {
         path: file,
         image: None,
         config: None,
+        proc_root: None,
     })
 }
 
