@@ -515,3 +515,11 @@ fn static_pods_are_found_where_the_kubelets_config_puts_them() {
         "/etc/kubernetes/static-pods/kube-scheduler.yaml"
     );
 }
+
+#[test]
+fn the_embedded_json_form_equals_the_yaml_source() {
+    for (name, yaml) in ringfence_cis::benchmark::EMBEDDED {
+        let from_yaml = Benchmark::parse(name, yaml).unwrap();
+        assert_eq!(Benchmark::embedded(name).unwrap(), from_yaml, "{name}");
+    }
+}
