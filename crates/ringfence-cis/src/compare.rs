@@ -7,8 +7,8 @@
 //! behaviour (`controls.md`) so that kube-bench definitions can be evaluated
 //! with this module unchanged:
 //!
-//! - `eq` / `noteq`: string equality; the literals `true` and `false` compare
-//!   without regard to case (`False` equals `false`).
+//! - `eq` / `noteq`: string equality, except that an observed `true` or
+//!   `false` is lower-cased first (`False` equals `false`).
 //! - `gt`, `gte`, `lt`, `lte`: both sides must be integers; anything else
 //!   fails and says which side is not a number.
 //! - `has` / `nothave`: substring containment.
@@ -189,10 +189,12 @@ pub fn compare(op: Op, actual: Option<&str>, expected: &str) -> Verdict {
     }
 }
 
+/// kube-bench's equality: an observed `True`/`FALSE` is lower-cased before it
+/// is compared; the expected side is taken as written.
 fn equal(actual: &str, expected: &str) -> bool {
     let lower = actual.to_ascii_lowercase();
     if lower == "true" || lower == "false" {
-        lower == expected.to_ascii_lowercase()
+        lower == expected
     } else {
         actual == expected
     }
@@ -251,12 +253,15 @@ mod tests {
     }
 
     #[test]
-    fn eq_treats_boolean_literals_case_insensitively_and_other_text_exactly() {
+    fn eq_lower_cases_observed_booleans_and_compares_other_text_exactly() {
         assert!(pass(Op::Eq, Some("False"), "false"));
         assert!(pass(Op::Eq, Some("TRUE"), "true"));
         assert!(!pass(Op::Eq, Some("Node"), "node"));
         assert!(pass(Op::Eq, Some("127.0.0.1"), "127.0.0.1"));
-        assert!(!pass(Op::NotEq, Some("false"), "False"));
+        // Only the observed side is lower-cased, as in kube-bench.
+        assert!(!pass(Op::Eq, Some("false"), "False"));
+        assert!(pass(Op::NotEq, Some("false"), "False"));
+        assert!(!pass(Op::NotEq, Some("FALSE"), "false"));
         assert!(pass(Op::NotEq, Some("1"), "0"));
     }
 
@@ -325,5 +330,40 @@ mod tests {
         assert!(!pass(Op::Regex, Some("1.22"), r"^v1"));
         let v = compare(Op::Regex, Some("x"), "(");
         assert!(!v.pass && v.reason.unwrap().contains("not a valid regular expression"));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// bitmask passes exactly when the observed mode sets no bit outside
+        /// the expected one.
+        #[test]
+        fn bitmask_is_subset_of_bits(have in 0u32..0o1000, limit in 0u32..0o1000) {
+            let v = compare(Op::Bitmask, Some(&format!("{have:o}")), &format!("{limit:o}"));
+            prop_assert_eq!(v.pass, have & !limit == 0);
+        }
+
+        /// valid_elements passes exactly when every observed element is allowed.
+        #[test]
+        fn valid_elements_is_subset_of_elements(
+            have in proptest::collection::vec("[a-c]", 1..4),
+            allowed in proptest::collection::vec("[a-c]", 1..4),
+        ) {
+            let v = compare(Op::ValidElements, Some(&have.join(",")), &allowed.join(","));
+            prop_assert_eq!(v.pass, have.iter().all(|h| allowed.contains(h)));
+        }
+
+        /// noteq is the negation of eq, and gt/lte, lt/gte are complements.
+        #[test]
+        fn complementary_operators_disagree(a in -50i64..50, b in -50i64..50) {
+            let (a, b) = (a.to_string(), b.to_string());
+            prop_assert_ne!(compare(Op::Eq, Some(&a), &b).pass, compare(Op::NotEq, Some(&a), &b).pass);
+            prop_assert_ne!(compare(Op::Gt, Some(&a), &b).pass, compare(Op::Lte, Some(&a), &b).pass);
+            prop_assert_ne!(compare(Op::Lt, Some(&a), &b).pass, compare(Op::Gte, Some(&a), &b).pass);
+        }
     }
 }

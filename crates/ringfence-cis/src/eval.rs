@@ -29,6 +29,8 @@ pub struct Observation {
     pub pass: bool,
     /// Why it failed, when that is more than a differing value.
     pub reason: Option<String>,
+    /// The leaf only asked whether a file exists.
+    pub existence: bool,
 }
 
 /// The outcome of a check's test.
@@ -48,14 +50,25 @@ impl Outcome {
     /// The observed value(s) as one string: the value when the test looked
     /// at one subject, `label=value; ...` otherwise.
     pub fn actual(&self) -> Option<String> {
-        let mut labels: Vec<&str> = self.observations.iter().map(|o| o.label.as_str()).collect();
+        // An existence test next to a property test of the same file adds
+        // nothing to show.
+        let any_property = self.observations.iter().any(|o| !o.existence);
+        let shown: Vec<&Observation> = self
+            .observations
+            .iter()
+            .filter(|o| !(any_property && o.existence))
+            .collect();
+        if shown.iter().all(|o| o.value.is_none()) {
+            return None;
+        }
+        let mut labels: Vec<&str> = shown.iter().map(|o| o.label.as_str()).collect();
         labels.dedup();
         if labels.len() <= 1 {
-            return self.observations.first().and_then(|o| o.value.clone());
+            return shown.first().and_then(|o| o.value.clone());
         }
         let mut seen = Vec::new();
         let mut parts = Vec::new();
-        for o in &self.observations {
+        for o in shown {
             if seen.contains(&o.label) {
                 continue;
             }
@@ -139,6 +152,7 @@ impl Ctx<'_> {
             evidence,
             pass: v.pass,
             reason: v.reason,
+            existence: matches!(leaf.subject, Subject::File(_)),
         });
         v.pass
     }
@@ -362,6 +376,7 @@ impl Ctx<'_> {
             evidence: Some(file_evidence(first_failing.as_deref().unwrap_or(&paths[0]))),
             pass,
             reason,
+            existence: false,
         });
         pass
     }
@@ -397,7 +412,10 @@ pub fn locate(node: &Node, spec: &FileSpec) -> Vec<String> {
             .flag(&f.name)
             .or_else(|| config_value(found, f.config.as_deref()).0)
     });
-    let roots: Vec<String> = match from_flag {
+    let from_manifest = spec
+        .manifest_of
+        .and_then(|c| node.manifests.get(&c).cloned());
+    let roots: Vec<String> = match from_flag.or(from_manifest) {
         Some(p) => vec![p],
         None => {
             let existing = spec
@@ -543,7 +561,10 @@ pub fn describe(bench: &Benchmark, t: &Test) -> String {
                 Subject::File(f) => about(f),
                 Subject::Content { file, path } => format!("{} {path}", about(file)),
             };
+            let file = matches!(l.subject, Subject::File(_));
             match l.op {
+                Op::Set if file => format!("{subject} exists"),
+                Op::Unset if file => format!("{subject} is absent"),
                 Op::Set => format!("{subject} is set"),
                 Op::Unset => format!("{subject} is not set"),
                 op => format!("{subject} {op} {}", l.value),

@@ -105,3 +105,30 @@ mod tests {
         assert_eq!(feature_gate(g, "Bar"), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::lookup;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `--name=value` and `--name value` read the same value wherever the
+        /// flag sits among other flags, and the last of repeated flags wins.
+        #[test]
+        fn both_spellings_agree_and_the_last_repeat_wins(
+            value in "[a-zA-Z0-9_.,/:]{1,12}",
+            other in "[a-zA-Z0-9]{1,8}",
+            before in 0usize..3,
+        ) {
+            let mut eq: Vec<String> = (0..before).map(|i| format!("--x{i}={other}")).collect();
+            let mut sp = eq.clone();
+            eq.push(format!("--name={value}"));
+            sp.push("--name".to_string());
+            sp.push(value.clone());
+            prop_assert_eq!(lookup(&eq, "--name"), Some(value.clone()));
+            prop_assert_eq!(lookup(&sp, "--name"), Some(value.clone()));
+            eq.push(format!("--name={other}"));
+            prop_assert_eq!(lookup(&eq, "--name"), Some(other));
+        }
+    }
+}

@@ -7,7 +7,9 @@
 //! 1. running processes in `/proc` (live scans only, or `DIR/proc` when the
 //!    mounted root carries one), whether run directly or as containerd static
 //!    pods — both show up as host processes;
-//! 2. static pod manifests in `etc/kubernetes/manifests/` (`command` + `args`);
+//! 2. static pod manifests in `etc/kubernetes/manifests/` and in the
+//!    directory the kubelet's `staticPodPath` / `--pod-manifest-path` names
+//!    (`command` + `args`);
 //! 3. the kubelet's systemd unit and drop-ins: `Environment=`,
 //!    `EnvironmentFile=` (such as `/var/lib/kubelet/kubeadm-flags.env`) and
 //!    the `$VAR` / `${VAR}` expansion of the last `ExecStart=`.
@@ -69,6 +71,9 @@ pub struct Found {
     pub image: Option<String>,
     /// Its config file, when `--config` names one that exists.
     pub config: Option<ConfigFile>,
+    /// For a running process, its root as the host sees it
+    /// (`/proc/PID/root`): a containerised component's own files live there.
+    pub proc_root: Option<PathBuf>,
 }
 
 impl Found {
@@ -106,6 +111,9 @@ pub struct Node {
     pub accounts: Accounts,
     /// The components found.
     pub components: BTreeMap<Component, Found>,
+    /// The static pod manifest of each component that has one (even when
+    /// the component was found as a running process).
+    pub manifests: BTreeMap<Component, String>,
     /// The Kubernetes version (user-given, or from an image tag).
     pub kubernetes_version: Option<String>,
     /// Problems noticed while looking that did not stop the scan.
@@ -158,33 +166,45 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
             components.entry(f.component).or_insert(f);
         }
     }
-    let mut images = Vec::new();
-    for f in manifests(&fs)? {
-        if let Some(img) = &f.image {
-            images.push((f.component, img.clone()));
-        }
-        components.entry(f.component).or_insert(f);
-    }
+    // The kubelet first: its config may move the static pod directory.
     if let std::collections::btree_map::Entry::Vacant(slot) = components.entry(Component::Kubelet) {
         if let Some(f) = kubelet_unit(&fs, &mut notes) {
             slot.insert(f);
         }
     }
-    for found in components.values_mut() {
-        if let Some(path) = found.flag("--config") {
-            match fs.read(&path) {
-                Ok(Some(text)) => {
-                    let doc: serde_json::Value =
-                        serde_saphyr::from_str(&text).map_err(|e| yaml_error(&path, &e))?;
-                    found.config = Some(ConfigFile { path, doc });
-                }
-                Ok(None) => notes.push(format!(
-                    "{} names --config {path}, which does not exist on this node",
-                    found.component
-                )),
-                Err(e) => notes.push(format!("{}: {e}", found.component)),
+    if let Some(kubelet) = components.get_mut(&Component::Kubelet) {
+        load_config(&fs, kubelet, &mut notes)?;
+    }
+    let mut manifest_dirs = vec![MANIFEST_DIR.to_string()];
+    if let Some(k) = components.get(&Component::Kubelet) {
+        let from_config = k
+            .config
+            .as_ref()
+            .and_then(|c| c.doc.get("staticPodPath"))
+            .and_then(|v| v.as_str())
+            .map(String::from);
+        if let Some(dir) = k.flag("--pod-manifest-path").or(from_config) {
+            let dir = dir.trim_end_matches('/').to_string();
+            if !manifest_dirs.contains(&dir) {
+                manifest_dirs.push(dir);
             }
         }
+    }
+    let mut images = Vec::new();
+    let mut manifest_files = BTreeMap::new();
+    for dir in &manifest_dirs {
+        for f in manifests(&fs, dir)? {
+            if let Some(img) = &f.image {
+                images.push((f.component, img.clone()));
+            }
+            manifest_files
+                .entry(f.component)
+                .or_insert_with(|| f.path.clone());
+            components.entry(f.component).or_insert(f);
+        }
+    }
+    if let Some(proxy) = components.get_mut(&Component::Proxy) {
+        load_config(&fs, proxy, &mut notes)?;
     }
     let kubernetes_version = opts.kubernetes_version.clone().or_else(|| {
         images
@@ -213,9 +233,41 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
         accounts: Accounts::load(&fs),
         fs,
         components,
+        manifests: manifest_files,
         kubernetes_version,
         notes,
     })
+}
+
+/// Parse the file a component's `--config` names (kubelet, kube-proxy).
+fn load_config(fs: &RootFs, found: &mut Found, notes: &mut Vec<String>) -> Result<(), InputErrors> {
+    let Some(path) = found.flag("--config") else {
+        return Ok(());
+    };
+    // A containerised component (a static pod, a DaemonSet such as
+    // kube-proxy) sees its own mounts: look there, confined to its root, when
+    // the node's filesystem does not have the file.
+    let mut text = fs.read(&path);
+    if matches!(text, Ok(None)) {
+        if let Some(proc_root) = &found.proc_root {
+            if let Ok(Some(t)) = RootFs::new(proc_root).read(&path) {
+                text = Ok(Some(t));
+            }
+        }
+    }
+    match text {
+        Ok(Some(text)) => {
+            let doc: serde_json::Value =
+                serde_saphyr::from_str(&text).map_err(|e| yaml_error(&path, &e))?;
+            found.config = Some(ConfigFile { path, doc });
+        }
+        Ok(None) => notes.push(format!(
+            "{} names --config {path}, which does not exist on this node",
+            found.component
+        )),
+        Err(e) => notes.push(format!("{}: {e}", found.component)),
+    }
+    Ok(())
 }
 
 /// The Kubernetes version in an image reference's tag
@@ -260,6 +312,7 @@ fn processes(proc_dir: &Path, only: Option<&[u32]>) -> Vec<Found> {
                 path: format!("/proc/{pid}/cmdline"),
                 image: None,
                 config: None,
+                proc_root: Some(proc_dir.join(pid.to_string()).join("root")),
             });
         }
     }
@@ -302,9 +355,9 @@ struct Container {
 
 const MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
 
-fn manifests(fs: &RootFs) -> Result<Vec<Found>, InputErrors> {
+fn manifests(fs: &RootFs, dir: &str) -> Result<Vec<Found>, InputErrors> {
     let mut out = Vec::new();
-    let names = fs.list(MANIFEST_DIR).map_err(fs_error)?;
+    let names = fs.list(dir).map_err(fs_error)?;
     for name in names {
         if !(name.ends_with(".yaml")
             || name.ends_with(".yml")
@@ -313,7 +366,7 @@ fn manifests(fs: &RootFs) -> Result<Vec<Found>, InputErrors> {
         {
             continue;
         }
-        let path = format!("{MANIFEST_DIR}/{name}");
+        let path = format!("{dir}/{name}");
         let text = match fs.read(&path) {
             Ok(Some(t)) => t,
             Ok(None) | Err(FsError::NotRegular(_)) => continue,
@@ -342,6 +395,7 @@ fn manifests(fs: &RootFs) -> Result<Vec<Found>, InputErrors> {
                 path: path.clone(),
                 image: c.image,
                 config: None,
+                proc_root: None,
             });
         }
     }
@@ -426,6 +480,7 @@ fn kubelet_unit(fs: &RootFs, notes: &mut Vec<String>) -> Option<Found> {
         path: file,
         image: None,
         config: None,
+        proc_root: None,
     })
 }
 

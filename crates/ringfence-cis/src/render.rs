@@ -16,10 +16,7 @@ fn section_of(id: &str) -> &str {
 }
 
 fn group_of(id: &str) -> &str {
-    match id.rfind('.') {
-        Some(i) if id[..i].contains('.') || id.matches('.').count() == 1 => &id[..i],
-        _ => id,
-    }
+    id.rsplit_once('.').map_or(id, |(group, _)| group)
 }
 
 fn tag(c: &CheckResult) -> &'static str {

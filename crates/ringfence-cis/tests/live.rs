@@ -230,3 +230,87 @@ fn live_scan_reads_a_real_etcd_and_component_processes_from_proc() {
         );
     }
 }
+
+#[test]
+fn a_containerised_components_config_is_read_through_its_own_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 || !Path::new("/usr/bin/unshare").exists() {
+        eprintln!("skipped: needs root and unshare(1) to give a process its own mounts");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_dir = dir.path().join("kube-proxy");
+    std::fs::create_dir(&cfg_dir).unwrap();
+    let cfg = cfg_dir.join("config.conf");
+    // The stand-in kube-proxy gets a private tmpfs over cfg_dir holding its
+    // config: the host's view of cfg_dir stays empty, as with a ConfigMap
+    // mounted into a DaemonSet pod.
+    let script = format!(
+        "mount -t tmpfs rf-test {d} && printf 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\\nkind: KubeProxyConfiguration\\nmetricsBindAddress: 127.0.0.1:10249\\n' > {c} && exec -a kube-proxy /bin/sh -c 'while :; do sleep 1; done' --config={c} --v=2",
+        d = cfg_dir.display(),
+        c = cfg.display()
+    );
+    let mut children = Children(vec![Command::new("/usr/bin/unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "/usr/bin/bash",
+            "-c",
+            &script,
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn unshare")]);
+    let pid = children.0[0].id();
+    let start = Instant::now();
+    loop {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.starts_with(b"kube-proxy\0") {
+            break;
+        }
+        if let Ok(Some(status)) = children.0[0].try_wait() {
+            panic!("stand-in exited: {status}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "stand-in did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!cfg.exists(), "the host must not see the private mount");
+    let node = discover(&DiscoverOptions {
+        root: None,
+        proc_dir: None,
+        kubernetes_version: None,
+        only_pids: Some(vec![pid]),
+    })
+    .unwrap();
+    let proxy = &node.components[&Component::Proxy];
+    assert_eq!(
+        proxy.config.as_ref().unwrap().path,
+        cfg.display().to_string()
+    );
+    let bench = Benchmark::embedded("cis-1.10").unwrap();
+    let r = scan(
+        &bench,
+        &node,
+        &ScanOptions {
+            targets: Some(vec![Target::Node]),
+            checks: Some(vec!["4.3.1".into()]),
+            profile: None,
+            waivers: &[],
+            today: Date::today(),
+        },
+    );
+    let c = &r.checks[0];
+    assert_eq!(c.status, Status::Pass);
+    assert_eq!(c.actual.as_deref(), Some("127.0.0.1:10249"));
+    assert_eq!(c.evidence.as_ref().unwrap().source, "config");
+    drop(children);
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

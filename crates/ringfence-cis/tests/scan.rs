@@ -478,3 +478,48 @@ fn targets_and_check_selection_limit_the_scan() {
     let ids: Vec<&str> = r.checks.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, vec!["1.4.1", "1.4.2", "4.2.6"]);
 }
+
+#[test]
+fn static_pods_are_found_where_the_kubelets_config_puts_them() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let n = testkit::tkg_control_plane(dir.path());
+    // Move every manifest to the directory the kubelet config names.
+    let old = dir.path().join("etc/kubernetes/manifests");
+    let new = dir.path().join("etc/kubernetes/static-pods");
+    std::fs::rename(&old, &new).unwrap();
+    // The relative apiserver link was written for the old depth; it still
+    // works because both directories sit at the same depth.
+    let cfg = testkit::KUBELET_CONFIG.replace(
+        "staticPodPath: /etc/kubernetes/manifests",
+        "staticPodPath: /etc/kubernetes/static-pods",
+    );
+    n.file("/etc/kubelet/config.yaml", &cfg, 0o644);
+    n.chmod("/etc/kubernetes/static-pods/kube-scheduler.yaml", 0o664);
+    let node = node_at(dir.path());
+    assert_eq!(node.roles(), vec!["control-plane", "etcd", "node"]);
+    assert_eq!(
+        node.manifests[&Component::Scheduler],
+        "/etc/kubernetes/static-pods/kube-scheduler.yaml"
+    );
+    let r = run(&node, Some(&tkg_profile()), &[], today());
+    let unexpected: Vec<&str> = r
+        .checks
+        .iter()
+        .filter(|c| c.unexpected_failure())
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(unexpected, vec!["1.1.5"]);
+    assert_eq!(
+        check(&r, "1.1.5").evidence.as_ref().unwrap().path,
+        "/etc/kubernetes/static-pods/kube-scheduler.yaml"
+    );
+}
+
+#[test]
+fn the_embedded_json_form_equals_the_yaml_source() {
+    for (name, yaml) in ringfence_cis::benchmark::EMBEDDED {
+        let from_yaml = Benchmark::parse(name, yaml).unwrap();
+        assert_eq!(Benchmark::embedded(name).unwrap(), from_yaml, "{name}");
+    }
+}

@@ -134,7 +134,8 @@ fn junit_and_sarif_reports_are_well_formed() {
     let dir = tempfile::tempdir().unwrap();
     let n = testkit::tkg_control_plane(dir.path());
     n.chmod("/etc/kubernetes/admin.conf", 0o644 | 0o022);
-    let out = dir.path().join("report.xml");
+    let reports = tempfile::tempdir().unwrap();
+    let out = reports.path().join("report.xml");
     let o = scan(
         dir.path(),
         &[
@@ -241,6 +242,10 @@ fn bad_input_exits_2_with_a_precise_message() {
             vec!["--profile", "tkg-1.5", "--benchmark", "cis-1.10"],
             "profile tkg-1.5 pins cis-1.6",
         ),
+        (
+            vec!["--k8s-version", "latest"],
+            "\"latest\" is not a Kubernetes version",
+        ),
     ];
     for (args, want) in cases {
         let o = scan(dir.path(), &args);
@@ -293,4 +298,82 @@ fn list_shows_all_122_checks_and_explain_shows_the_tkg_reason() {
     assert!(out.contains("expected failure in tkg-1.5"), "{out}");
     let o = ringfence(&["cis", "explain", "1.2.600"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_profile_file_marks_only_its_own_checks_as_expected() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let profile = dir.path().join("mine.yaml");
+    std::fs::write(
+        &profile,
+        "profile: mine\ntitle: t\nbenchmark: cis-1.6\nexpected_failures:\n  - id: \"1.2.6\"\n    explanation: e\n    remediation: r\n",
+    )
+    .unwrap();
+    let o = scan(
+        dir.path(),
+        &[
+            "--profile",
+            profile.to_str().unwrap(),
+            "--targets",
+            "master",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["profile"], "mine");
+    let checks = v["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["target"] == "master"));
+    let unexpected: Vec<&str> = checks
+        .iter()
+        .filter(|c| c["status"] == "fail" && c["expected"] == false)
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        unexpected,
+        vec!["1.1.12", "1.2.16", "1.2.21", "1.3.2", "1.4.1"]
+    );
+    assert_eq!(v["summary"]["expected_fail"], 1);
+}
+
+#[test]
+fn the_report_is_never_written_under_the_scanned_root() {
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let inside = dir.path().join("etc/report.json");
+    let o = scan(
+        dir.path(),
+        &["--format", "json", "--out", inside.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("inside the scanned root"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!inside.exists());
+}
+
+#[test]
+fn the_kubernetes_version_picks_the_benchmark_when_no_profile_pins_one() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let o = scan(dir.path(), &["--k8s-version", "1.28.3", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["benchmark"], "cis-1.10");
+    assert_eq!(v["node"]["kubernetes_version"], "1.28.3");
+    // From the manifests' image tag (1.22.5): kube-bench would pick cis-1.23,
+    // which is not shipped, so the nearest (cis-1.6) runs, with a note.
+    let o = scan(dir.path(), &["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["benchmark"], "cis-1.6");
+    assert!(
+        stderr(&o).contains("kube-bench maps Kubernetes 1.22 to cis-1.23"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -70,6 +70,10 @@ struct ScanArgs {
     /// Kubernetes version, when it cannot be read from the node.
     #[arg(long, value_name = "V")]
     k8s_version: Option<String>,
+    /// Read processes from this procfs (for example /proc in a pod with hostPID and the
+    /// node mounted at --root); default: /proc for a live scan, ROOT/proc when it holds one.
+    #[arg(long, value_name = "DIR")]
+    proc: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -110,7 +114,30 @@ fn load_profile(spec: &str) -> Result<Profile, CliError> {
     Ok(Profile::parse(spec, &text)?)
 }
 
+/// The scanner never writes under the node it scans: refuse `--out` there.
+fn refuse_out_under_root(out: &std::path::Path, root: &std::path::Path) -> Result<(), CliError> {
+    let root = std::fs::canonicalize(root)
+        .map_err(|e| CliError::Io(format!("reading {}: {e}", root.display())))?;
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if let Ok(parent) = std::fs::canonicalize(parent) {
+        if parent.starts_with(&root) {
+            return Err(CliError::Usage(format!(
+                "--out {} is inside the scanned root {}; a scan never writes to the node it reads, so write the report elsewhere",
+                out.display(),
+                root.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
+    if let (Some(out), Some(root)) = (&a.out, &a.root) {
+        refuse_out_under_root(out, root)?;
+    }
     let profile = a.profile.as_deref().map(load_profile).transpose()?;
     let targets = match &a.targets {
         None => None,
@@ -138,9 +165,19 @@ fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
             InputError::whole("--today", format!("{s:?} is not a YYYY-MM-DD date"))
         })?,
     };
+    if let Some(v) = &a.k8s_version {
+        if versions::minor(v).is_none() {
+            return Err(InputError::whole(
+                "--k8s-version",
+                format!("{v:?} is not a Kubernetes version"),
+            )
+            .with_help("write it as 1.22 or v1.22.5")
+            .into());
+        }
+    }
     let node = discover(&DiscoverOptions {
         root: a.root.clone(),
-        proc_dir: None,
+        proc_dir: a.proc.clone(),
         kubernetes_version: a.k8s_version.clone(),
         only_pids: None,
     })?;

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# CIS scan benchmark: ringfence's full cis-1.6 scan of a TKG-style
+# control-plane node root, side by side with kube-bench-style audits (one
+# /bin/sh -c per audit command from kube-bench's cfg/cis-1.6) on the same
+# root, in one run. Prints a Markdown table row set for BENCHMARKS.md.
+#
+# usage: bench/cis-scan.sh [KUBE_BENCH_CFG_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CFG=${1:-../../shared/reference/kube-bench/cfg}
+[ -d "$CFG/cis-1.6" ] || CFG=/work/shared/reference/kube-bench/cfg
+ROOT=$(mktemp -d /tmp/rf-cis-bench.XXXXXX)
+trap 'rm -rf "$ROOT"' EXIT
+
+cargo build -q --release -p ringfence-cli
+cargo build -q --release -p ringfence-cis --features testkit --examples
+./target/release/examples/make_node_root "$ROOT/node" control-plane
+
+# 1. In-process: discovery + 122 checks + JSON, median of 50.
+inproc=$(./target/release/examples/scan_timing "$ROOT/node" 50)
+
+# 2. End to end: the CLI process, median of 20 runs.
+e2e=()
+for _ in $(seq 20); do
+  s=$(date +%s%N)
+  ./target/release/ringfence cis scan --root "$ROOT/node" --profile tkg-1.5 --format json --out "$ROOT/out.json" || true
+  e=$(date +%s%N)
+  e2e+=($(( (e - s) / 1000 )))
+done
+e2e_us=$(printf '%s\n' "${e2e[@]}" | sort -n | sed -n "$(( ${#e2e[@]} / 2 + 1 ))p")
+
+# 3. kube-bench-style shell audits on the same root (best of 3).
+kb=$(python3 bench/cis_kube_bench_audits.py "$CFG" "$ROOT/node" 3)
+
+inproc_ms=$(sed -E 's/.*median_ms=([0-9.]+).*/\1/' <<<"$inproc")
+kb_ms=$(sed -E 's/.*total_ms=([0-9.]+).*/\1/' <<<"$kb")
+shells=$(sed -E 's/.*shells=([0-9]+).*/\1/' <<<"$kb")
+e2e_ms=$(awk -v u="$e2e_us" 'BEGIN { printf "%.1f", u / 1000 }')
+echo "machine: $(nproc) cores, $(uname -m), $(date -u +%Y-%m-%d)"
+echo "| measurement | time |"
+echo "|---|---:|"
+echo "| ringfence, in-process repeat scan (benchmark data already parsed; discovery + 122 checks + JSON), median of 50 | ${inproc_ms} ms |"
+echo "| ringfence cis scan CLI, whole process, median of 20 | ${e2e_ms} ms |"
+echo "| kube-bench-style audits, ${shells} × /bin/sh -c, best of 3 | ${kb_ms} ms |"
+awk -v a="$kb_ms" -v b="$e2e_ms" -v c="$inproc_ms" 'BEGIN { printf "| ratio kube-bench-style / ringfence CLI | %.0f× |\n| ratio kube-bench-style / ringfence in-process | %.0f× |\n", a / b, a / c }'
