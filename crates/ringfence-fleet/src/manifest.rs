@@ -89,7 +89,8 @@ impl Default for ManifestOptions {
     }
 }
 
-/// Options that cannot produce valid objects.
+/// Why manifests could not be produced: options that cannot make valid
+/// objects (or, as a bug, a serializer failure).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OptionsError {
     /// The namespace is not a DNS-1123 label.
@@ -102,6 +103,9 @@ pub enum OptionsError {
     Profile(String),
     /// `nodes` was given for a DaemonSet, which already runs on every node.
     NodesWithDaemonSet,
+    /// The YAML serializer refused an object (a bug in ringfence: the objects
+    /// are plain strings, numbers and maps).
+    Serialize(String),
 }
 
 impl fmt::Display for OptionsError {
@@ -126,6 +130,7 @@ impl fmt::Display for OptionsError {
                 f,
                 "--node applies to --kind job only: a DaemonSet already runs one scan on every node"
             ),
+            OptionsError::Serialize(e) => write!(f, "{e} (a bug in ringfence; please report it)"),
         }
     }
 }
@@ -236,9 +241,7 @@ pub fn to_yaml(manifests: &[Manifest]) -> Result<String, String> {
 /// Build and serialize in one step.
 pub fn render_yaml(opts: &ManifestOptions) -> Result<String, OptionsError> {
     let manifests = build(opts)?;
-    // Serializing typed structs of strings, integers and maps cannot fail; a
-    // failure here is a bug, reported rather than hidden.
-    Ok(to_yaml(&manifests).unwrap_or_else(|e| panic!("{e}")))
+    to_yaml(&manifests).map_err(OptionsError::Serialize)
 }
 
 fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
