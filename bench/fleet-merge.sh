@@ -17,8 +17,8 @@ trap 'rm -rf "$dir"' EXIT
 python3 bench/fleet-gen.py "$n" "$dir/results"
 echo "machine: $(nproc) cores; $n node results, $(du -sh "$dir/results" | cut -f1) on disk"
 
-# The merge subcommand's words (fleet-merge until it moves under `cis merge`).
-merge=(fleet-merge)
+# The merge subcommand's words.
+merge=(cis merge)
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 timeit() { # label, command...

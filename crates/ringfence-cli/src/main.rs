@@ -29,8 +29,6 @@ enum Command {
     /// Generate Kubernetes manifests that run the CIS scan across a fleet.
     #[command(subcommand)]
     Deploy(cmd::deploy::Command),
-    /// Merge node CIS results into a fleet report (to move under `cis merge`).
-    FleetMerge(cmd::fleet::MergeArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell to complete for.
@@ -61,7 +59,6 @@ fn main() -> ExitCode {
         Some(Command::Flows(args)) => cmd::flows::run(args),
         Some(Command::Site(c)) => cmd::site::run(c),
         Some(Command::Deploy(c)) => cmd::deploy::run(c),
-        Some(Command::FleetMerge(args)) => cmd::fleet::run_merge(args),
         Some(Command::Completions { shell }) => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "ringfence", &mut std::io::stdout());

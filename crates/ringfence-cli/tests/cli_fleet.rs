@@ -3,9 +3,8 @@
 use std::path::Path;
 use std::process::Command;
 
-/// The words naming the merge subcommand. It is registered as `fleet-merge`
-/// for now; when it moves under `ringfence cis merge`, change only this line.
-const MERGE: &[&str] = &["fleet-merge"];
+/// The words naming the merge subcommand.
+const MERGE: &[&str] = &["cis", "merge"];
 
 fn ringfence(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ringfence"))

@@ -36,6 +36,8 @@ enum CisCommand {
         #[arg(long, default_value = "cis-1.6")]
         benchmark: String,
     },
+    /// Merge node results (`cis scan --format json`) into one fleet view.
+    Merge(crate::cmd::fleet::MergeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,6 +93,7 @@ pub fn run(args: CisArgs) -> Result<u8, CliError> {
         CisCommand::Scan(a) => run_scan(*a),
         CisCommand::List { benchmark } => list(&benchmark),
         CisCommand::Explain { id, benchmark } => explain(&id, &benchmark),
+        CisCommand::Merge(a) => crate::cmd::fleet::run_merge(a),
     }
 }
 

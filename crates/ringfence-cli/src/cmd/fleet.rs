@@ -1,6 +1,5 @@
 //! Merge many node results of `ringfence cis scan --format json` into one
-//! fleet report (registered for now as `ringfence fleet-merge`; it belongs
-//! under `ringfence cis merge`).
+//! fleet report (`ringfence cis merge`).
 
 use crate::exit::{emit, CliError};
 use ringfence_diag::InputErrors;
