@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Run the whole ringfence test suite. On a fresh machine it first installs the
-# real tools the tests drive (nftables, iptables, iproute2, etcd, nmap) when
-# run as root, and a Python venv (.venv) with the pinned PyPI tools.
+# real tools the tests drive (nftables, iptables, iproute2, etcd, nmap,
+# chromium) when run as root, and a Python venv (.venv) with the pinned PyPI
+# tools (Aerleon, kubernetes-validate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pair in nft:nftables iptables-restore:iptables ip:iproute2 etcd:etcd-server nmap:nmap; do
+for pair in nft:nftables iptables-restore:iptables ip:iproute2 etcd:etcd-server nmap:nmap \
+            chromium:chromium unshare:util-linux; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
