@@ -11,7 +11,7 @@ mod common;
 
 use common::eval::{Packet, Verdict};
 use ringfence_generate::{generate_site, Family, Options, Target};
-use ringfence_lab::{probe_all, HostSpec, Lab, LabSpec, Listeners, Outcome, Probe};
+use ringfence_lab::{probe_all, HostSpec, Lab, LabSpec, Listeners, Outcome, Probe, Transport};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -61,6 +61,7 @@ fn run_probes(lab: &Lab, resolved: &ringfence_site::ResolvedSite, what: &str) {
                             from_ns: lab.host_ns(&s.name),
                             src: SocketAddrV4::new(*sa, sport),
                             dst: SocketAddrV4::new(*da, port),
+                            transport: Transport::Tcp,
                         });
                     }
                 }
