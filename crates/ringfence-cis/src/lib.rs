@@ -31,6 +31,7 @@
 //! ```
 
 pub mod benchmark;
+pub mod binver;
 pub mod compare;
 pub mod component;
 pub mod eval;

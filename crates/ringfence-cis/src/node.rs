@@ -206,13 +206,17 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
     if let Some(proxy) = components.get_mut(&Component::Proxy) {
         load_config(&fs, proxy, &mut notes)?;
     }
-    let kubernetes_version = opts.kubernetes_version.clone().or_else(|| {
-        images
-            .iter()
-            .find(|(c, _)| *c == Component::Apiserver)
-            .or(images.first())
-            .and_then(|(_, img)| version_from_image(img))
-    });
+    let kubernetes_version = opts
+        .kubernetes_version
+        .clone()
+        .or_else(|| {
+            images
+                .iter()
+                .find(|(c, _)| *c == Component::Apiserver)
+                .or(images.first())
+                .and_then(|(_, img)| version_from_image(img))
+        })
+        .or_else(|| version_from_binaries(&fs, &components));
     let name = fs
         .read("/etc/hostname")
         .ok()
@@ -268,6 +272,32 @@ fn load_config(fs: &RootFs, found: &mut Found, notes: &mut Vec<String>) -> Resul
         Err(e) => notes.push(format!("{}: {e}", found.component)),
     }
     Ok(())
+}
+
+/// The version stamped into a component binary: a running process's
+/// executable (`/proc/PID/exe`), else the usual install paths under the root.
+fn version_from_binaries(fs: &RootFs, components: &BTreeMap<Component, Found>) -> Option<String> {
+    for found in components.values() {
+        if found.source == Source::Process {
+            if let Some(dir) = Path::new(&found.path).parent() {
+                if let Ok(f) = std::fs::File::open(dir.join("exe")) {
+                    if let Some(v) = crate::binver::version_from_binary(f) {
+                        return Some(v);
+                    }
+                }
+            }
+        }
+    }
+    for name in ["kubelet", "kube-apiserver", "kubeadm", "kubectl"] {
+        for dir in ["/usr/bin", "/usr/local/bin", "/opt/bin"] {
+            if let Ok(Some(f)) = fs.open_regular(&format!("{dir}/{name}")) {
+                if let Some(v) = crate::binver::version_from_binary(f) {
+                    return Some(v);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The Kubernetes version in an image reference's tag

@@ -152,6 +152,30 @@ impl RootFs {
         matches!(self.stat(path), Ok(Some(_)))
     }
 
+    /// Open a regular file for reading, confined to the root; `Ok(None)` when
+    /// it does not exist. FIFOs, devices and sockets are refused unopened.
+    pub fn open_regular(&self, path: &str) -> Result<Option<std::fs::File>, FsError> {
+        let host = match self.resolve(path) {
+            Ok(h) => h,
+            Err(FsError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta = std::fs::symlink_metadata(&host).map_err(|e| io(path, &e))?;
+        if !meta.is_file() {
+            return Err(FsError::NotRegular(path.to_string()));
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&host)
+            .map_err(|e| io(path, &e))?;
+        let meta = file.metadata().map_err(|e| io(path, &e))?;
+        if !meta.is_file() {
+            return Err(FsError::NotRegular(path.to_string()));
+        }
+        Ok(Some(file))
+    }
+
     /// Read a regular file as UTF-8 (lossy); `Ok(None)` when it does not exist.
     pub fn read(&self, path: &str) -> Result<Option<String>, FsError> {
         let host = match self.resolve(path) {
