@@ -1,1 +1,102 @@
+//! `diff`: what a ruleset change newly allows and newly blocks, as regions,
+//! and which site flows change status.
 
+use crate::engine::{Engine, Fate, Outcome, DEFAULT_BUDGET};
+use crate::space::IfaceUniverse;
+use crate::verify::{check_flow, render_regions, Region, Status};
+use ringfence_model::{CtStates, Hook, Ruleset};
+use ringfence_site::ResolvedSite;
+use serde::Serialize;
+
+/// A flow whose status differs between the two rulesets.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowChange {
+    /// Catalog id.
+    pub id: String,
+    /// Status under the old ruleset.
+    pub old: Status,
+    /// Status under the new ruleset.
+    pub new: Status,
+    /// Reply status under the old ruleset.
+    pub old_replies: Status,
+    /// Reply status under the new ruleset.
+    pub new_replies: Status,
+}
+
+/// The difference between two rulesets on one hook, for new connections.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffReport {
+    /// The old ruleset file.
+    pub old: String,
+    /// The new ruleset file.
+    pub new: String,
+    /// The hook compared.
+    pub hook: String,
+    /// Accepted by the new ruleset, not by the old (rules: the new accepting rules).
+    pub newly_allowed: Vec<Region>,
+    /// Accepted by the old ruleset, not by the new (rules: the old accepting rules).
+    pub newly_blocked: Vec<Region>,
+    /// False when part of the comparison exceeded the size budget (the lists are then incomplete).
+    pub complete: bool,
+    /// Site flows whose status changed (empty without a site).
+    pub flows: Vec<FlowChange>,
+}
+
+/// Regions accepted by `a` but not by `b`.
+fn accepted_not_in(a: &Engine<'_>, b: &Engine<'_>, hook: Hook) -> (Vec<Outcome>, bool) {
+    let scope = a.hook_space(hook, CtStates::NEW);
+    let (acc, incomplete) = a.accepted_beyond(hook, &scope, &[], DEFAULT_BUDGET);
+    let mut out = Vec::new();
+    let mut complete = !incomplete;
+    for o in acc {
+        match b.classify(hook, vec![o.b.clone()]) {
+            Ok(v) => {
+                for x in v {
+                    if x.fate != Fate::Accept {
+                        out.push(Outcome {
+                            b: x.b,
+                            fate: Fate::Accept,
+                            path: o.path.clone(),
+                        });
+                    }
+                }
+            }
+            Err(_) => complete = false,
+        }
+    }
+    (out, complete)
+}
+
+/// Compare two rulesets on `hook`; with a site, also compare every flow's status.
+pub fn diff(old: &Ruleset, new: &Ruleset, hook: Hook, site: Option<&ResolvedSite>) -> DiffReport {
+    let u = IfaceUniverse::new([old, new]);
+    let eo = Engine::new(old, u.clone());
+    let en = Engine::new(new, u);
+    let (added, c1) = accepted_not_in(&en, &eo, hook);
+    let (removed, c2) = accepted_not_in(&eo, &en, hook);
+    let mut flows = Vec::new();
+    if let Some(site) = site {
+        for f in site.allowed() {
+            let a = check_flow(&eo, hook, f);
+            let b = check_flow(&en, hook, f);
+            if a.status != b.status || a.replies != b.replies {
+                flows.push(FlowChange {
+                    id: f.id.clone(),
+                    old: a.status,
+                    new: b.status,
+                    old_replies: a.replies,
+                    new_replies: b.replies,
+                });
+            }
+        }
+    }
+    DiffReport {
+        old: old.source.clone(),
+        new: new.source.clone(),
+        hook: hook.to_string(),
+        newly_allowed: render_regions(&en, &added, &[]),
+        newly_blocked: render_regions(&eo, &removed, &[]),
+        complete: c1 && c2,
+        flows,
+    }
+}

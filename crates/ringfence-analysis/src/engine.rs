@@ -174,10 +174,26 @@ impl<'a> Engine<'a> {
     pub fn walk(
         &self,
         plan: &Plan,
+        frags: Vec<(PBox, u32)>,
+        from: u32,
+        to: u32,
+        budget: usize,
+    ) -> Result<(Vec<(PBox, u32)>, Vec<(PBox, u32)>), OverBudget> {
+        self.walk_with(plan, frags, from, to, budget, false)
+    }
+
+    /// [`Engine::walk`]; with `may_not_match`, boxes of unknown fate (opaque
+    /// matches) let packets through instead of deciding them, which is the
+    /// reading needed to prove that a later rule can be reached.
+    #[allow(clippy::type_complexity)]
+    pub fn walk_with(
+        &self,
+        plan: &Plan,
         mut frags: Vec<(PBox, u32)>,
         from: u32,
         to: u32,
         budget: usize,
+        may_not_match: bool,
     ) -> Result<(Vec<(PBox, u32)>, Vec<(PBox, u32)>), OverBudget> {
         let mut cands = Vec::new();
         for (f, _) in &frags {
@@ -195,6 +211,9 @@ impl<'a> Engine<'a> {
                 break;
             }
             let q = &plan.pieces[j as usize];
+            if may_not_match && q.fate == Fate::Unknown {
+                continue;
+            }
             let mut next = Vec::with_capacity(frags.len());
             for (f, pos) in frags {
                 if pos > j || !f.overlaps(&q.b) {
@@ -496,7 +515,7 @@ impl<'a> Engine<'a> {
         let boxes = &plan.rule_boxes[r];
         let (start, end) = plan.spans[r];
         let frags: Vec<(PBox, u32)> = boxes.iter().map(|b| (b.clone(), 0)).collect();
-        let Ok((decided, surv)) = self.walk(plan, frags, 0, start, budget) else {
+        let Ok((decided, surv)) = self.walk_with(plan, frags, 0, start, budget, true) else {
             return RuleAnomaly::None;
         };
         let deciders = |d: &[(PBox, u32)]| -> Vec<RuleRef> {
@@ -543,7 +562,7 @@ impl<'a> Engine<'a> {
             && (fall.is_empty() || fall_fate == own);
         if same {
             let mut by = deciders(&later);
-            if !fall.is_empty() {
+            if !fall.is_empty() && base_policy.is_some() {
                 by.push(RuleRef::Policy {
                     chain: self.rs.chains[ci].name.clone(),
                 });

@@ -117,8 +117,8 @@ impl<'a> Tracer<'a> {
                 Flow::Decided(Verdict::Accept) => continue,
                 Flow::Decided(v) => return (v, w.path, w.uncertain),
                 Flow::Return => {
+                    w.path.push((base.0 as u32, u32::MAX));
                     if policy == Some(Policy::Drop) {
-                        w.path.push((base.0 as u32, u32::MAX));
                         return (Verdict::Drop, w.path, w.uncertain);
                     }
                 }

@@ -1,1 +1,512 @@
+//! `verify`: required flows, their replies, excess, shadowed and redundant
+//! rules, default deny — the report documented in `docs/verify-json.md`.
 
+use crate::engine::{Engine, Fate, Outcome, DEFAULT_BUDGET};
+use crate::space::{
+    fam_full, format_addrs, format_ports, format_proto, proto_name, Fam, IfaceUniverse, PBox,
+};
+use ipnet::IpNet;
+use ringfence_model::{CtStates, Hook, IntervalSet, Policy, RuleRef, Ruleset};
+use ringfence_site::{FlowAction, Protocol, ResolvedFlow, ResolvedSite};
+use serde::Serialize;
+
+/// Status of a flow (or of its replies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every packet of the flow is accepted.
+    Allowed,
+    /// Some packets are accepted, some are not.
+    Partial,
+    /// No packet is accepted.
+    Blocked,
+    /// A rule the model cannot evaluate decides part of the flow.
+    Unknown,
+}
+
+/// One concrete packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExamplePacket {
+    /// Source address.
+    pub src: String,
+    /// Destination address.
+    pub dst: String,
+    /// Protocol name.
+    pub proto: String,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+/// The verdict on one required flow.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowResult {
+    /// Catalog id.
+    pub id: String,
+    /// Why the flow exists.
+    pub purpose: String,
+    /// Whether new connections pass.
+    pub status: Status,
+    /// Whether reply traffic (established) passes.
+    pub replies: Status,
+    /// A packet of the flow that is not accepted (null when allowed).
+    pub blocked_example: Option<ExamplePacket>,
+    /// The rules that decide the flow's new connections.
+    pub rules: Vec<String>,
+    /// The rules that decide its replies.
+    pub reply_rules: Vec<String>,
+}
+
+/// A region accepted beyond the required flows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Region {
+    /// Source networks (CIDRs or `a-b` ranges).
+    pub sources: Vec<String>,
+    /// Destination networks.
+    pub destinations: Vec<String>,
+    /// Protocol(s): `tcp`, `udp`, `any`, numbers.
+    pub protocol: String,
+    /// Destination ports (`any`, `443`, `8000-8080`).
+    pub ports: String,
+    /// Source ports, when restricted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ports: Option<String>,
+    /// Site zones containing every source of the region.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_zones: Vec<String>,
+    /// Site zones containing every destination.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub destination_zones: Vec<String>,
+    /// The rules that accept it.
+    pub rules: Vec<String>,
+}
+
+/// A shadowed or redundant rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleFinding {
+    /// The rule.
+    pub rule: String,
+    /// Its chain.
+    pub chain: String,
+    /// The rules responsible.
+    pub by: Vec<String>,
+}
+
+/// Counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Required (allow) flows checked.
+    pub flows: usize,
+    /// Flows allowed.
+    pub allowed: usize,
+    /// Flows partly allowed.
+    pub partial: usize,
+    /// Flows blocked.
+    pub blocked: usize,
+    /// Flows whose status is unknown.
+    pub unknown: usize,
+    /// Flows whose replies are not (fully) allowed.
+    pub replies_not_allowed: usize,
+    /// Excess regions.
+    pub excess: usize,
+    /// Whether the excess list is complete (false: the analysis hit its size budget).
+    pub excess_complete: bool,
+    /// Shadowed rules.
+    pub shadowed: usize,
+    /// Redundant rules.
+    pub redundant: usize,
+    /// True when every flow is allowed with replies and nothing is excess.
+    pub ok: bool,
+}
+
+/// The whole verify report.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// The ruleset file.
+    pub ruleset: String,
+    /// The hook checked.
+    pub hook: String,
+    /// The site name.
+    pub site: String,
+    /// The catalog version.
+    pub catalog: String,
+    /// Required flows.
+    pub flows: Vec<FlowResult>,
+    /// Regions accepted beyond the required flows (within the deny-all rows).
+    pub excess: Vec<Region>,
+    /// Rules that never match.
+    pub shadowed: Vec<RuleFinding>,
+    /// Rules whose removal changes nothing.
+    pub redundant: Vec<RuleFinding>,
+    /// Whether traffic no rule matches is dropped.
+    pub default_deny: bool,
+    /// Constructs the parser could not model exactly (their results are unknown).
+    pub notes: Vec<String>,
+    /// Counts.
+    pub summary: Summary,
+}
+
+/// At most this many excess regions are listed (the summary counts them all).
+pub const MAX_REGIONS: usize = 200;
+
+fn ipnet_set(n: &IpNet) -> (Fam, IntervalSet<u128>) {
+    match n {
+        IpNet::V4(n) => (
+            Fam::V4,
+            IntervalSet::range(
+                u32::from(n.network()) as u128,
+                u32::from(n.broadcast()) as u128,
+            ),
+        ),
+        IpNet::V6(n) => (
+            Fam::V6,
+            IntervalSet::range(u128::from(n.network()), u128::from(n.broadcast())),
+        ),
+    }
+}
+
+/// The boxes of a flow's new connections (or, with `reply`, of its replies).
+pub fn flow_boxes(f: &ResolvedFlow, u: &IfaceUniverse, reply: bool) -> Vec<PBox> {
+    let mut out = Vec::new();
+    for (s, d) in f.network_pairs() {
+        let (fam, src) = ipnet_set(&s);
+        let (_, dst) = ipnet_set(&d);
+        for svc in &f.services {
+            let proto = match svc.protocol {
+                Protocol::Tcp => IntervalSet::single(6u8),
+                Protocol::Udp => IntervalSet::single(17),
+                Protocol::Icmp => IntervalSet::single(if fam == Fam::V4 { 1 } else { 58 }),
+                Protocol::Any => IntervalSet::full(),
+            };
+            let ports = match svc.protocol {
+                Protocol::Tcp | Protocol::Udp => {
+                    IntervalSet::range(svc.ports.first, svc.ports.last)
+                }
+                _ => IntervalSet::full(),
+            };
+            let mut b = PBox::full(fam, u);
+            b.proto = proto;
+            if reply {
+                b.src = dst.clone();
+                b.dst = src.clone();
+                b.sport = ports;
+                b.ct = CtStates::ESTABLISHED;
+            } else {
+                b.src = src.clone();
+                b.dst = dst.clone();
+                b.dport = ports;
+                b.ct = CtStates::NEW;
+            }
+            out.push(b);
+        }
+    }
+    out
+}
+
+fn status_of(outcomes: &[Outcome]) -> Status {
+    let acc = outcomes.iter().any(|o| o.fate == Fate::Accept);
+    let blocked = outcomes
+        .iter()
+        .any(|o| matches!(o.fate, Fate::Drop | Fate::Reject));
+    let unknown = outcomes.iter().any(|o| o.fate == Fate::Unknown);
+    match (acc, blocked, unknown) {
+        (true, true, _) => Status::Partial,
+        (_, _, true) => Status::Unknown,
+        (true, false, false) => Status::Allowed,
+        (false, true, false) => Status::Blocked,
+        // An empty flow (no address pairs of one family) has nothing to block.
+        (false, false, false) => Status::Allowed,
+    }
+}
+
+fn deciding_rules(
+    engine: &Engine<'_>,
+    outcomes: &[Outcome],
+    filter: impl Fn(Fate) -> bool,
+) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for o in outcomes.iter().filter(|o| filter(o.fate)) {
+        if let Some(&k) = o.path.last() {
+            let r = engine.rule_ref(k).to_string();
+            if !v.contains(&r) {
+                v.push(r);
+            }
+        }
+        if v.len() >= 20 {
+            break;
+        }
+    }
+    v
+}
+
+/// The hook replies of traffic on `hook` traverse.
+pub fn reply_hook(hook: Hook) -> Hook {
+    match hook {
+        Hook::Input => Hook::Output,
+        Hook::Output => Hook::Input,
+        h => h,
+    }
+}
+
+fn example(b: &PBox, u: &IfaceUniverse) -> Option<ExamplePacket> {
+    let p = b.example(u)?;
+    Some(ExamplePacket {
+        src: p.src.to_string(),
+        dst: p.dst.to_string(),
+        proto: proto_name(p.protocol),
+        sport: p.sport,
+        dport: p.dport,
+    })
+}
+
+/// Check one flow on a hook: status, replies, example, rules.
+pub fn check_flow(engine: &Engine<'_>, hook: Hook, f: &ResolvedFlow) -> FlowResult {
+    let fwd: Vec<PBox> = flow_boxes(f, &engine.u, false)
+        .into_iter()
+        .map(|b| engine.restrict_to_hook(b, hook, CtStates::NEW))
+        .collect();
+    let rh = reply_hook(hook);
+    let rev: Vec<PBox> = flow_boxes(f, &engine.u, true)
+        .into_iter()
+        .map(|b| engine.restrict_to_hook(b, rh, CtStates::ESTABLISHED))
+        .collect();
+    let out = engine.classify(hook, fwd);
+    let back = engine.classify(rh, rev);
+    let (status, blocked_example, rules) = match &out {
+        Ok(o) => {
+            let st = status_of(o);
+            let ex = o
+                .iter()
+                .find(|x| matches!(x.fate, Fate::Drop | Fate::Reject))
+                .or_else(|| o.iter().find(|x| x.fate == Fate::Unknown))
+                .and_then(|x| example(&x.b, &engine.u));
+            let rules = if st == Status::Allowed {
+                deciding_rules(engine, o, |_| true)
+            } else {
+                deciding_rules(engine, o, |f| f != Fate::Accept)
+            };
+            (st, ex, rules)
+        }
+        Err(_) => (Status::Unknown, None, vec![]),
+    };
+    let (replies, reply_rules) = match &back {
+        Ok(o) => (status_of(o), deciding_rules(engine, o, |_| true)),
+        Err(_) => (Status::Unknown, vec![]),
+    };
+    FlowResult {
+        id: f.id.clone(),
+        purpose: f.purpose.clone(),
+        status,
+        replies,
+        blocked_example: if status == Status::Allowed {
+            None
+        } else {
+            blocked_example
+        },
+        rules,
+        reply_rules,
+    }
+}
+
+/// Merge regions with equal fields except one address side, to keep the list short.
+fn merge_regions(mut boxes: Vec<(PBox, Vec<String>)>) -> Vec<(PBox, Vec<String>)> {
+    for pass in 0..2 {
+        let mut out: Vec<(PBox, Vec<String>)> = Vec::new();
+        'next: for (b, rules) in boxes {
+            for (ob, orules) in out.iter_mut() {
+                let same_rest = ob.fam == b.fam
+                    && ob.proto == b.proto
+                    && ob.sport == b.sport
+                    && ob.dport == b.dport
+                    && ob.iif == b.iif
+                    && ob.oif == b.oif
+                    && ob.ct == b.ct
+                    && *orules == rules;
+                if same_rest && pass == 0 && ob.src == b.src {
+                    ob.dst = ob.dst.union(&b.dst);
+                    continue 'next;
+                }
+                if same_rest && pass == 1 && ob.dst == b.dst {
+                    ob.src = ob.src.union(&b.src);
+                    continue 'next;
+                }
+            }
+            out.push((b, rules));
+        }
+        boxes = out;
+    }
+    boxes
+}
+
+/// Zones with the address sets they cover, from flows that name one zone per side.
+fn zone_sets(site: &ResolvedSite) -> Vec<(String, Fam, IntervalSet<u128>)> {
+    let mut zones: Vec<(String, Fam, IntervalSet<u128>)> = Vec::new();
+    let mut add = |name: &String, nets: &[IpNet]| {
+        for n in nets {
+            let (fam, set) = ipnet_set(n);
+            if set == fam_full(fam) {
+                continue;
+            }
+            match zones.iter_mut().find(|(z, f, _)| z == name && *f == fam) {
+                Some((_, _, s)) => *s = s.union(&set),
+                None => zones.push((name.clone(), fam, set)),
+            }
+        }
+    };
+    for f in &site.flows {
+        if f.source_zones.len() == 1 {
+            add(&f.source_zones[0], &f.sources);
+        }
+        if f.destination_zones.len() == 1 {
+            add(&f.destination_zones[0], &f.destinations);
+        }
+    }
+    zones
+}
+
+/// Regions for accepted boxes, merged and rendered.
+pub fn render_regions(
+    engine: &Engine<'_>,
+    outcomes: &[Outcome],
+    zones: &[(String, Fam, IntervalSet<u128>)],
+) -> Vec<Region> {
+    let boxes: Vec<(PBox, Vec<String>)> = outcomes
+        .iter()
+        .map(|o| {
+            let rules = o
+                .path
+                .iter()
+                .rev()
+                .take(1)
+                .map(|&k| engine.rule_ref(k).to_string())
+                .collect();
+            (o.b.clone(), rules)
+        })
+        .collect();
+    merge_regions(boxes)
+        .into_iter()
+        .map(|(b, rules)| {
+            let zones_of = |s: &IntervalSet<u128>| {
+                zones
+                    .iter()
+                    .filter(|(_, f, z)| *f == b.fam && s.is_subset(z))
+                    .map(|(n, _, _)| n.clone())
+                    .collect::<Vec<_>>()
+            };
+            Region {
+                sources: format_addrs(b.fam, &b.src),
+                destinations: format_addrs(b.fam, &b.dst),
+                protocol: format_proto(&b.proto),
+                ports: format_ports(&b.dport),
+                source_ports: (!b.sport.is_full()).then(|| format_ports(&b.sport)),
+                source_zones: zones_of(&b.src),
+                destination_zones: zones_of(&b.dst),
+                rules,
+            }
+        })
+        .collect()
+}
+
+/// Whether packets no rule decides are dropped on `hook`.
+pub fn default_deny(rs: &Ruleset, hook: Hook) -> bool {
+    rs.base_chains(hook).into_iter().any(|c| {
+        let chain = rs.chain(c);
+        chain
+            .base
+            .as_ref()
+            .is_some_and(|b| b.policy == Policy::Drop)
+            || chain.rules.iter().any(|r| {
+                r.matches.opaque.is_empty()
+                    && matches!(
+                        r.action,
+                        ringfence_model::Action::Drop | ringfence_model::Action::Reject { .. }
+                    )
+                    && r.matches.protocol.is_full()
+                    && r.matches.sport.is_full()
+                    && r.matches.dport.is_full()
+                    && r.matches.iif.is_any()
+                    && r.matches.oif.is_any()
+                    && r.matches.ct_state.contains(CtStates::NEW)
+                    && (r.matches.src.v4.is_full() || r.matches.src.v6.is_full())
+                    && (r.matches.dst.v4.is_full() || r.matches.dst.v6.is_full())
+            })
+    })
+}
+
+fn rule_string(r: &RuleRef) -> String {
+    r.to_string()
+}
+
+/// Run every check of `verify`.
+pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
+    let engine = Engine::new(rs, IfaceUniverse::new([rs]));
+    let flows: Vec<FlowResult> = site
+        .allowed()
+        .map(|f| check_flow(&engine, hook, f))
+        .collect();
+    // Excess: what is accepted inside the deny rows beyond every allow flow.
+    let allowed: Vec<PBox> = site
+        .allowed()
+        .flat_map(|f| flow_boxes(f, &engine.u, false))
+        .collect();
+    let scope: Vec<PBox> = site
+        .flows
+        .iter()
+        .filter(|f| f.action == FlowAction::Deny)
+        .flat_map(|f| flow_boxes(f, &engine.u, false))
+        .map(|b| engine.restrict_to_hook(b, hook, CtStates::NEW))
+        .collect();
+    let (acc, incomplete) = engine.accepted_beyond(hook, &scope, &allowed, DEFAULT_BUDGET);
+    let zones = zone_sets(site);
+    let excess = render_regions(&engine, &acc, &zones);
+    let an = engine.anomalies(20_000);
+    let finding = |a: &crate::engine::Anomaly| RuleFinding {
+        rule: rule_string(&a.rule),
+        chain: a.chain.clone(),
+        by: a.by.iter().map(rule_string).collect(),
+    };
+    let shadowed: Vec<RuleFinding> = an.shadowed.iter().map(finding).collect();
+    let redundant: Vec<RuleFinding> = an.redundant.iter().map(finding).collect();
+    let count = |s: Status| flows.iter().filter(|f| f.status == s).count();
+    let replies_not_allowed = flows
+        .iter()
+        .filter(|f| f.replies != Status::Allowed)
+        .count();
+    let ok = flows.iter().all(|f| f.status == Status::Allowed)
+        && replies_not_allowed == 0
+        && excess.is_empty()
+        && !incomplete;
+    let summary = Summary {
+        flows: flows.len(),
+        allowed: count(Status::Allowed),
+        partial: count(Status::Partial),
+        blocked: count(Status::Blocked),
+        unknown: count(Status::Unknown),
+        replies_not_allowed,
+        excess: excess.len(),
+        excess_complete: !incomplete,
+        shadowed: shadowed.len(),
+        redundant: redundant.len(),
+        ok,
+    };
+    let mut excess = excess;
+    excess.truncate(MAX_REGIONS);
+    VerifyReport {
+        ruleset: rs.source.clone(),
+        hook: hook.to_string(),
+        site: site.site.clone(),
+        catalog: site.catalog.clone(),
+        flows,
+        excess,
+        shadowed,
+        redundant,
+        default_deny: default_deny(rs, hook),
+        notes: rs
+            .notes
+            .iter()
+            .map(|n| format!("{}: {}", n.location, n.message))
+            .collect(),
+        summary,
+    }
+}

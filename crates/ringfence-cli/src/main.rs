@@ -44,6 +44,10 @@ enum Command {
     Generate(cmd::generate::GenerateArgs),
     /// CIS Kubernetes Benchmark: scan a node, list checks, explain one.
     Cis(cmd::cis::CisArgs),
+    /// Verify a ruleset against a site: flows, replies, excess, shadowed and redundant rules.
+    Verify(cmd::verify::Args),
+    /// What a ruleset change newly allows and newly blocks.
+    Diff(cmd::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,8 @@ fn main() -> ExitCode {
         }
         Some(Command::Trace(args)) => cmd::trace::run(args),
         Some(Command::Generate(args)) => cmd::generate::run(args),
+        Some(Command::Verify(args)) => cmd::verify::run(args),
+        Some(Command::Diff(args)) => cmd::diff::run(args),
     };
     exit::finish(result)
 }

@@ -7,3 +7,5 @@ pub mod site;
 pub mod trace;
 pub mod generate;
 pub mod cis;
+pub mod diff;
+pub mod verify;

@@ -1,0 +1,340 @@
+//! `ringfence verify`: does a ruleset open every required flow (with replies),
+//! and nothing more? Exit 0 clean, 1 findings, 2 bad input.
+
+use crate::cmd::trace::{load_ruleset, FormatArg, HookArg};
+use crate::exit::{self, CliError};
+use clap::{Args as ClapArgs, ValueEnum};
+use ringfence_analysis::verify::{verify, Status, VerifyReport};
+use ringfence_model::Hook;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Output formats of `verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyFormat {
+    /// Human-readable.
+    Text,
+    /// The JSON report of docs/verify-json.md.
+    Json,
+    /// JUnit XML: one test case per flow, per excess region.
+    Junit,
+    /// SARIF 2.1.0 for code-scanning dashboards.
+    Sarif,
+}
+
+/// Arguments of `ringfence verify`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Site file (YAML). Without it, the embedded example site is used.
+    #[arg(long)]
+    pub site: Option<PathBuf>,
+    /// The ruleset file (iptables-save, nft -j list ruleset, or NSX export).
+    #[arg(long)]
+    pub ruleset: PathBuf,
+    /// Format of the ruleset file.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub ruleset_format: FormatArg,
+    /// The hook the site's flows traverse.
+    #[arg(long, value_enum, default_value = "forward")]
+    pub hook: HookArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: VerifyFormat,
+    /// Write the report here (atomically) instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn status_str(s: Status) -> &'static str {
+    match s {
+        Status::Allowed => "allowed",
+        Status::Partial => "partial",
+        Status::Blocked => "blocked",
+        Status::Unknown => "unknown",
+    }
+}
+
+/// Run `ringfence verify`.
+pub fn run(args: Args) -> Result<u8, CliError> {
+    let site = crate::cmd::flows::load_site(args.site.as_deref())?;
+    let rs = load_ruleset(&args.ruleset, args.ruleset_format)?;
+    let hook: Hook = args.hook.into();
+    let report = verify(&rs, &site.resolve(), hook);
+    let out = match args.format {
+        VerifyFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&report).expect("report serializes");
+            s.push('\n');
+            s
+        }
+        VerifyFormat::Text => text(&report),
+        VerifyFormat::Junit => junit(&report)?,
+        VerifyFormat::Sarif => sarif(&report),
+    };
+    exit::emit(args.out.as_deref(), out.as_bytes())?;
+    Ok(if report.summary.ok {
+        exit::SUCCESS
+    } else {
+        exit::FINDINGS
+    })
+}
+
+fn text(r: &VerifyReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "verify {} against site {} ({}), hook {}",
+        r.ruleset, r.site, r.catalog, r.hook
+    );
+    let _ = writeln!(s, "\nflows:");
+    for f in &r.flows {
+        let _ = writeln!(
+            s,
+            "  {:<8} replies {:<8} {}",
+            status_str(f.status),
+            status_str(f.replies),
+            f.id
+        );
+        if let Some(e) = &f.blocked_example {
+            let _ = writeln!(
+                s,
+                "           e.g. {} {}:{} -> {}:{} not accepted",
+                e.proto, e.src, e.sport, e.dst, e.dport
+            );
+        }
+        if f.status != Status::Allowed && !f.rules.is_empty() {
+            let _ = writeln!(s, "           decided by {}", f.rules.join(", "));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nexcess ({}{}):",
+        r.summary.excess,
+        if r.summary.excess_complete {
+            ""
+        } else {
+            ", incomplete: the analysis hit its size budget"
+        }
+    );
+    for e in &r.excess {
+        let _ = writeln!(
+            s,
+            "  {} {} -> {} ports {}  by {}",
+            e.protocol,
+            e.sources.join(","),
+            e.destinations.join(","),
+            e.ports,
+            e.rules.join(", ")
+        );
+    }
+    let _ = writeln!(s, "\nshadowed rules ({}):", r.shadowed.len());
+    for x in &r.shadowed {
+        let _ = writeln!(
+            s,
+            "  {} (chain {}) covered by {}",
+            x.rule,
+            x.chain,
+            x.by.join(", ")
+        );
+    }
+    let _ = writeln!(s, "\nredundant rules ({}):", r.redundant.len());
+    for x in &r.redundant {
+        let _ = writeln!(
+            s,
+            "  {} (chain {}) same result via {}",
+            x.rule,
+            x.chain,
+            x.by.join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\ndefault deny: {}",
+        if r.default_deny { "yes" } else { "no" }
+    );
+    for n in &r.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    let m = &r.summary;
+    let _ = writeln!(
+        s,
+        "\nsummary: {} flows: {} allowed, {} partial, {} blocked, {} unknown; replies not allowed: {}; excess: {}; shadowed: {}; redundant: {}: {}",
+        m.flows, m.allowed, m.partial, m.blocked, m.unknown, m.replies_not_allowed, m.excess, m.shadowed, m.redundant,
+        if m.ok { "OK" } else { "FINDINGS" }
+    );
+    s
+}
+
+fn junit(r: &VerifyReport) -> Result<String, CliError> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut report = Report::new("ringfence verify");
+    let mut flows = TestSuite::new("flows");
+    for f in &r.flows {
+        let ok = f.status == Status::Allowed && f.replies == Status::Allowed;
+        let status = if ok {
+            TestCaseStatus::success()
+        } else {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            let mut msg = format!(
+                "new connections {}, replies {}",
+                status_str(f.status),
+                status_str(f.replies)
+            );
+            if let Some(e) = &f.blocked_example {
+                let _ = write!(
+                    msg,
+                    "; e.g. {} {}:{} -> {}:{}",
+                    e.proto, e.src, e.sport, e.dst, e.dport
+                );
+            }
+            if !f.rules.is_empty() {
+                let _ = write!(msg, "; decided by {}", f.rules.join(", "));
+            }
+            st.set_message(msg);
+            st
+        };
+        let mut tc = TestCase::new(f.id.clone(), status);
+        tc.set_classname("flows");
+        flows.add_test_case(tc);
+    }
+    report.add_test_suite(flows);
+    let mut excess = TestSuite::new("excess");
+    let mut tc = if r.excess.is_empty() && r.summary.excess_complete {
+        TestCase::new("deny-all", TestCaseStatus::success())
+    } else {
+        let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        st.set_message(format!(
+            "{} region(s) accepted beyond the required flows",
+            r.summary.excess
+        ));
+        st.set_description(
+            r.excess
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {} -> {} ports {} by {}",
+                        e.protocol,
+                        e.sources.join(","),
+                        e.destinations.join(","),
+                        e.ports,
+                        e.rules.join(", ")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        TestCase::new("deny-all", st)
+    };
+    tc.set_classname("excess");
+    excess.add_test_case(tc);
+    report.add_test_suite(excess);
+    report
+        .to_string()
+        .map_err(|e| CliError::Io(format!("rendering JUnit XML: {e}")))
+}
+
+/// `file:line` rule references become SARIF physical locations.
+fn location(rule: &str) -> serde_json::Value {
+    match rule.rsplit_once(':') {
+        Some((file, line)) if line.chars().all(|c| c.is_ascii_digit()) && !line.is_empty() => {
+            serde_json::json!({"physicalLocation": {
+                "artifactLocation": {"uri": file},
+                "region": {"startLine": line.parse::<u64>().unwrap_or(1)}
+            }})
+        }
+        _ => serde_json::json!({"logicalLocations": [{"fullyQualifiedName": rule}]}),
+    }
+}
+
+fn sarif(r: &VerifyReport) -> String {
+    let mut results = Vec::new();
+    let mut push = |rule_id: &str, level: &str, msg: String, rules: &[String]| {
+        let locs: Vec<serde_json::Value> = if rules.is_empty() {
+            vec![location(&r.ruleset)]
+        } else {
+            rules.iter().map(|x| location(x)).collect()
+        };
+        results.push(serde_json::json!({
+            "ruleId": rule_id,
+            "level": level,
+            "message": {"text": msg},
+            "locations": locs,
+        }));
+    };
+    for f in &r.flows {
+        if f.status != Status::Allowed {
+            push(
+                &format!("flow-{}", status_str(f.status)),
+                "error",
+                format!("required flow {} is {}", f.id, status_str(f.status)),
+                &f.rules,
+            );
+        }
+        if f.replies != Status::Allowed {
+            push(
+                &format!("reply-{}", status_str(f.replies)),
+                "error",
+                format!("replies of flow {} are {}", f.id, status_str(f.replies)),
+                &f.reply_rules,
+            );
+        }
+    }
+    for e in &r.excess {
+        push(
+            "excess",
+            "warning",
+            format!(
+                "accepted beyond the required flows: {} {} -> {} ports {}",
+                e.protocol,
+                e.sources.join(","),
+                e.destinations.join(","),
+                e.ports
+            ),
+            &e.rules,
+        );
+    }
+    for x in &r.shadowed {
+        push(
+            "shadowed-rule",
+            "note",
+            format!("rule never matches; covered by {}", x.by.join(", ")),
+            std::slice::from_ref(&x.rule),
+        );
+    }
+    for x in &r.redundant {
+        push(
+            "redundant-rule",
+            "note",
+            format!(
+                "removing the rule changes nothing; decided the same by {}",
+                x.by.join(", ")
+            ),
+            std::slice::from_ref(&x.rule),
+        );
+    }
+    let ids = [
+        "flow-blocked",
+        "flow-partial",
+        "flow-unknown",
+        "reply-blocked",
+        "reply-partial",
+        "reply-unknown",
+        "excess",
+        "shadowed-rule",
+        "redundant-rule",
+    ];
+    let doc = serde_json::json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "ringfence",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": ids.iter().map(|i| serde_json::json!({"id": i})).collect::<Vec<_>>(),
+            }},
+            "results": results,
+        }]
+    });
+    let mut s = serde_json::to_string_pretty(&doc).expect("sarif serializes");
+    s.push('\n');
+    s
+}
