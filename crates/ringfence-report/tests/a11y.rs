@@ -113,7 +113,7 @@ fn palette_text_contrast_is_at_least_4_5_to_1() {
 fn the_page_is_self_contained_and_has_print_styles() {
     let h = html();
     assert!(!h.contains("<script"), "scripts");
-    assert!(!h.contains("src="), "external or embedded sources");
+    assert!(!h.contains(" src="), "external or embedded sources");
     assert!(!h.contains("href=\"http"), "external links");
     assert!(!h.contains("@import") && !h.contains("url("), "CSS fetches");
     assert!(!h.contains("<link"), "linked resources");
