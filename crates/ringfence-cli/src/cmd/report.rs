@@ -206,8 +206,8 @@ fn write(
     out: Option<&Path>,
 ) -> Result<u8, CliError> {
     let text = match format {
-        ReportFormat::Html => ringfence_report::render_html(&report),
-        ReportFormat::Markdown => ringfence_report::render_markdown(&report),
+        ReportFormat::Html => ringfence_report::render_html(report),
+        ReportFormat::Markdown => ringfence_report::render_markdown(report),
     }
     .map_err(|e| CliError::Io(format!("rendering the report: {e:#}")))?;
     exit::emit(out, text.as_bytes())?;
