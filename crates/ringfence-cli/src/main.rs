@@ -46,16 +46,25 @@ enum Command {
     Verify(cmd::verify::Args),
     /// What a ruleset change newly allows and newly blocks.
     Diff(cmd::diff::Args),
+    /// One self-contained HTML (or Markdown) report: matrix, flows, rules, CIS.
+    Report(cmd::report::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => {
-            let mut cmd = Cli::command();
-            let _ = cmd.print_help();
-            Ok(exit::SUCCESS)
-        }
+        None => exit::write_stdout(
+            concat!(
+                "ringfence ",
+                env!("CARGO_PKG_VERSION"),
+                ": firewall paths and CIS hardening for TKG / Cluster API sites.\n\n",
+                "See it at a glance: render the example report and open it in a browser:\n",
+                "  ringfence report --example --out report.html\n\n",
+                "All commands and options: ringfence --help\n"
+            )
+            .as_bytes(),
+        )
+        .map(|()| exit::SUCCESS),
         Some(Command::Flows(args)) => cmd::flows::run(args),
         Some(Command::Site(c)) => cmd::site::run(c),
         Some(Command::Deploy(c)) => cmd::deploy::run(c),
@@ -77,6 +86,7 @@ fn main() -> ExitCode {
         Some(Command::Generate(args)) => cmd::generate::run(args),
         Some(Command::Verify(args)) => cmd::verify::run(args),
         Some(Command::Diff(args)) => cmd::diff::run(args),
+        Some(Command::Report(args)) => cmd::report::run(args),
     };
     exit::finish(result)
 }

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod fleet;
 pub mod flows;
 pub mod generate;
+pub mod report;
 pub mod site;
 pub mod trace;
 pub mod verify;

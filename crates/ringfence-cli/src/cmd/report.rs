@@ -1,0 +1,232 @@
+//! `ringfence report`: one self-contained HTML page (or Markdown for a pull
+//! request) with the connectivity matrix, flow verdicts, excess, rule findings,
+//! CIS and lab results. See docs/report.md.
+
+use crate::cmd::trace::{load_ruleset, FormatArg, HookArg};
+use crate::exit::{self, CliError};
+use clap::{Args as ClapArgs, ValueEnum};
+use ringfence_analysis::verify::verify;
+use ringfence_model::Hook;
+use ringfence_report::{cis, example, lab, Inputs, RulesetInput};
+use std::path::{Path, PathBuf};
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One self-contained HTML file (inline CSS, no scripts, prints well).
+    Html,
+    /// GitHub-flavoured Markdown, for a pull-request comment.
+    Markdown,
+}
+
+/// Arguments of `ringfence report`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Site file (YAML).
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "example",
+        conflicts_with = "example"
+    )]
+    pub site: Option<PathBuf>,
+    /// The ruleset to verify against the site (iptables-save, nft -j list ruleset, or NSX export).
+    #[arg(long, value_name = "FILE", conflicts_with = "example")]
+    pub ruleset: Option<PathBuf>,
+    /// Format of the ruleset file.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub ruleset_format: FormatArg,
+    /// The hook the site's flows traverse.
+    #[arg(long, value_enum, default_value = "forward")]
+    pub hook: HookArg,
+    /// CIS results: `ringfence cis scan --format json` node results or
+    /// `ringfence fleet-merge --format json` fleet results (repeatable).
+    #[arg(long, value_name = "RESULT.json", conflicts_with = "example")]
+    pub cis: Vec<PathBuf>,
+    /// Lab probe results (JSON; see docs/report.md).
+    #[arg(long, value_name = "RESULT.json", conflicts_with = "example")]
+    pub lab: Option<PathBuf>,
+    /// Render the embedded example: example site, a ruleset with deliberate
+    /// defects and the CIS result of a TKG control-plane node.
+    #[arg(long)]
+    pub example: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: ReportFormat,
+    /// The generation time shown in the report (default: now, or
+    /// SOURCE_DATE_EPOCH when set, for reproducible output).
+    #[arg(long, value_name = "TEXT")]
+    pub time: Option<String>,
+    /// Write the report here (atomically) instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch.
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn generated(flag: Option<String>) -> Result<String, CliError> {
+    if let Some(t) = flag {
+        return Ok(t);
+    }
+    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+        let secs: u64 = v.trim().parse().map_err(|_| {
+            CliError::Usage(format!(
+                "SOURCE_DATE_EPOCH must be seconds since 1970-01-01 UTC, not {v:?}"
+            ))
+        })?;
+        return Ok(format_utc(secs));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(format_utc(now))
+}
+
+fn read(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))
+}
+
+/// Run `ringfence report`.
+pub fn run(args: Args) -> Result<u8, CliError> {
+    let time = generated(args.time)?;
+    if args.example {
+        let report = example::report(&time, env!("CARGO_PKG_VERSION"));
+        return write(&report, args.format, args.out.as_deref());
+    }
+    let hook: Hook = args.hook.into();
+    let p = args
+        .site
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("--site FILE is required (or --example)".into()))?;
+    let (site, site_file) = (
+        crate::cmd::flows::load_site(Some(p))?,
+        p.display().to_string(),
+    );
+    let resolved = site.resolve();
+
+    // Ruleset.
+    let ruleset = match &args.ruleset {
+        Some(p) => Some((load_ruleset(p, args.ruleset_format)?, read(p)?)),
+        None => None,
+    };
+    let verified = ruleset
+        .as_ref()
+        .map(|(rs, _)| (verify(rs, &resolved, hook), rs.format));
+
+    // CIS and lab: every bad file is reported, then exit 2.
+    let mut errors = Vec::new();
+    let mut cis_inputs = Vec::new();
+    for p in &args.cis {
+        let name = p.display().to_string();
+        match read(p) {
+            Ok(text) => match cis::parse_cis(&text, &name) {
+                Ok(c) => cis_inputs.push(c),
+                Err(e) => errors.push(e),
+            },
+            Err(CliError::Io(msg)) => errors.push(ringfence_diag::InputError::whole(&name, msg)),
+            Err(e) => return Err(e),
+        }
+    }
+    let lab_input = match &args.lab {
+        Some(p) => {
+            let name = p.display().to_string();
+            match read(p) {
+                Ok(text) => match lab::parse_lab(&text, &name) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                },
+                Err(CliError::Io(msg)) => {
+                    errors.push(ringfence_diag::InputError::whole(&name, msg));
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(CliError::Input(ringfence_diag::InputErrors(errors)));
+    }
+
+    let format_name = verified.as_ref().map(|(_, f)| {
+        serde_json::to_value(f)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    });
+    let inputs = Inputs {
+        site: &site,
+        site_file,
+        ruleset: match (&verified, &ruleset, &format_name) {
+            (Some((v, _)), Some((_, text)), Some(f)) => Some(RulesetInput {
+                verify: v,
+                text,
+                format: f,
+            }),
+            _ => None,
+        },
+        cis: cis_inputs,
+        lab: lab_input,
+        generated: time,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        example: false,
+    };
+    let report = ringfence_report::build(&inputs);
+    write(&report, args.format, args.out.as_deref())
+}
+
+fn write(
+    report: &ringfence_report::Report,
+    format: ReportFormat,
+    out: Option<&Path>,
+) -> Result<u8, CliError> {
+    let text = match format {
+        ReportFormat::Html => ringfence_report::render_html(report),
+        ReportFormat::Markdown => ringfence_report::render_markdown(report),
+    }
+    .map_err(|e| CliError::Io(format!("rendering the report: {e:#}")))?;
+    exit::emit(out, text.as_bytes())?;
+    if let Some(out) = out {
+        eprintln!(
+            "wrote {}: {}",
+            out.display(),
+            if report.summary.all_ok {
+                "no findings".to_string()
+            } else {
+                format!(
+                    "findings ({} of {} flows not fine, {} excess, {} unexpected CIS failures)",
+                    report.summary.flows - report.summary.ok,
+                    report.summary.flows,
+                    report.summary.excess,
+                    report.summary.cis_unexpected_fail
+                )
+            }
+        );
+    }
+    Ok(exit::SUCCESS)
+}
