@@ -10,9 +10,9 @@ use std::process::ExitCode;
 
 /// Firewall paths and CIS hardening for Tanzu Kubernetes Grid and Cluster API sites.
 #[derive(Debug, Parser)]
-#[command(name = "ringfence", version, about, long_about = None)]
+#[command(name = "ringfence", version, long_about = None)]
 #[command(
-    after_help = "Start with the embedded example:\n  ringfence flows\n  ringfence flows --format json"
+    after_help = "Start with the embedded example:\n  ringfence report --example --out report.html\n  ringfence flows\n  ringfence verify --ruleset examples/ruleset.rules"
 )]
 struct Cli {
     #[command(subcommand)]
