@@ -46,6 +46,9 @@ pub enum Target {
     Node,
     /// Cluster policies (RBAC, pod security, network policy).
     Policies,
+    /// Managed-service settings (kube-bench's EKS/GKE/AKS definitions only;
+    /// not in [`Target::ALL`], which lists the targets of our own benchmarks).
+    Managedservices,
 }
 
 impl Target {
@@ -66,12 +69,16 @@ impl Target {
             Target::Controlplane => "controlplane",
             Target::Node => "node",
             Target::Policies => "policies",
+            Target::Managedservices => "managedservices",
         }
     }
 
     /// Parse a target name.
     pub fn parse(s: &str) -> Option<Target> {
-        Target::ALL.into_iter().find(|t| t.name() == s)
+        Target::ALL
+            .into_iter()
+            .chain([Target::Managedservices])
+            .find(|t| t.name() == s)
     }
 }
 

@@ -36,6 +36,7 @@ pub mod compare;
 pub mod component;
 pub mod eval;
 pub mod flags;
+pub mod kubebench;
 pub mod node;
 pub mod profile;
 pub mod render;

@@ -187,8 +187,26 @@ pub fn scan(bench: &Benchmark, node: &Node, opts: &ScanOptions<'_>) -> Report {
         }
         checks.push(run_check(bench, node, check, opts));
     }
+    let summary = summarize(&checks);
+    Report {
+        benchmark: bench.name.clone(),
+        profile: opts.profile.map(|p| p.name.clone()),
+        node: NodeInfo {
+            name: node.name.clone(),
+            roles: node.roles().into_iter().map(String::from).collect(),
+            kubernetes_version: node.kubernetes_version.clone(),
+            root: node.root.as_ref().map(|r| r.display().to_string()),
+        },
+        checks,
+        summary,
+    }
+}
+
+/// Count results by status, and failures by whether a profile or a live
+/// waiver covers them.
+pub fn summarize(checks: &[CheckResult]) -> Summary {
     let mut summary = Summary::default();
-    for c in &checks {
+    for c in checks {
         match c.status {
             Status::Pass => summary.pass += 1,
             Status::Fail => summary.fail += 1,
@@ -203,18 +221,7 @@ pub fn scan(bench: &Benchmark, node: &Node, opts: &ScanOptions<'_>) -> Report {
             }
         }
     }
-    Report {
-        benchmark: bench.name.clone(),
-        profile: opts.profile.map(|p| p.name.clone()),
-        node: NodeInfo {
-            name: node.name.clone(),
-            roles: node.roles().into_iter().map(String::from).collect(),
-            kubernetes_version: node.kubernetes_version.clone(),
-            root: node.root.as_ref().map(|r| r.display().to_string()),
-        },
-        checks,
-        summary,
-    }
+    summary
 }
 
 fn run_check(bench: &Benchmark, node: &Node, check: &Check, opts: &ScanOptions<'_>) -> CheckResult {

@@ -315,6 +315,16 @@ impl Accounts {
         }
     }
 
+    /// The user name of `uid`, when the node's `etc/passwd` has one.
+    pub fn user(&self, uid: u32) -> Option<&str> {
+        self.users.get(&uid).map(String::as_str)
+    }
+
+    /// The group name of `gid`, when the node's `etc/group` has one.
+    pub fn group(&self, gid: u32) -> Option<&str> {
+        self.groups.get(&gid).map(String::as_str)
+    }
+
     /// `user:group`, falling back to the numeric id for unknown ids.
     pub fn owner(&self, uid: u32, gid: u32) -> String {
         let user = self

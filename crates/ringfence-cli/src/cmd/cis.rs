@@ -47,6 +47,8 @@ enum Format {
     Junit,
     Sarif,
     Markdown,
+    /// kube-bench's own JSON layout (only with --kube-bench-cfg).
+    KubeBenchJson,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +87,18 @@ struct ScanArgs {
     /// Judge waiver expiry as of this date (YYYY-MM-DD) instead of today.
     #[arg(long, value_name = "DATE", hide = true)]
     today: Option<String>,
+    /// Run kube-bench benchmark definitions from this cfg directory (holding config.yaml and one folder per benchmark) instead of ours.
+    #[arg(long, value_name = "DIR")]
+    kube_bench_cfg: Option<PathBuf>,
+    /// Allow kube-bench audits that are not recognized read-only idioms to run as shell commands (/bin/sh, with a timeout and an output cap; inside chroot --root when given).
+    #[arg(long)]
+    allow_exec: bool,
+    /// With --allow-exec: run every audit through the shell, as kube-bench does, instead of answering the read-only idioms natively.
+    #[arg(long, requires = "allow_exec")]
+    exec_all: bool,
+    /// With --allow-exec: seconds an audit may run before it is killed.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    exec_timeout: u64,
 }
 
 /// Run `ringfence cis`.
@@ -178,6 +192,18 @@ fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
             .into());
         }
     }
+    if a.kube_bench_cfg.is_none() {
+        if a.allow_exec {
+            return Err(CliError::Usage(
+                "--allow-exec applies only to kube-bench definitions (--kube-bench-cfg DIR); ringfence's own benchmarks never run a command".into(),
+            ));
+        }
+        if a.format == Format::KubeBenchJson {
+            return Err(CliError::Usage(
+                "--format kube-bench-json needs --kube-bench-cfg DIR; use --format json for ringfence's own benchmarks".into(),
+            ));
+        }
+    }
     let node = discover(&DiscoverOptions {
         root: a.root.clone(),
         proc_dir: a.proc.clone(),
@@ -196,6 +222,9 @@ fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
         )
         .with_help("point --root at a node's root filesystem")
         .into());
+    }
+    if let Some(cfg) = a.kube_bench_cfg.clone() {
+        return run_kube_bench(&a, &cfg, profile.as_ref(), targets, today, &node);
     }
     let bench_name = match (a.benchmark.as_str(), &profile) {
         ("auto", Some(p)) => p.benchmark.clone(),
@@ -261,6 +290,126 @@ fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
         Format::Junit => render::junit(&report),
         Format::Sarif => render::sarif(&report),
         Format::Markdown => render::markdown(&report, &bench),
+        Format::KubeBenchJson => unreachable!("rejected above without --kube-bench-cfg"),
+    };
+    emit(a.out.as_deref(), bytes.as_bytes())?;
+    Ok(if report.summary.unexpected_fail > 0 {
+        FINDINGS
+    } else {
+        SUCCESS
+    })
+}
+
+fn run_kube_bench(
+    a: &ScanArgs,
+    cfg: &std::path::Path,
+    profile: Option<&Profile>,
+    targets: Option<Vec<Target>>,
+    today: Date,
+    node: &ringfence_cis::node::Node,
+) -> Result<u8, CliError> {
+    use ringfence_cis::kubebench::{self, audit::Exec, Definitions, Mode};
+    let name = match (a.benchmark.as_str(), profile) {
+        ("auto", Some(p)) => p.benchmark.clone(),
+        ("auto", None) => {
+            // Pick as kube-bench does, from its version_mapping.
+            let global = cfg.join("config.yaml");
+            let text = std::fs::read_to_string(&global)
+                .map_err(|e| CliError::Io(format!("reading {}: {e}", global.display())))?;
+            let conf =
+                kubebench::config::Config::load((&global.display().to_string(), &text), None)?;
+            let version = node.kubernetes_version.clone().ok_or_else(|| {
+                CliError::Usage(
+                    "cannot tell the Kubernetes version of this node; pass --benchmark NAME (a folder of --kube-bench-cfg) or --k8s-version".into(),
+                )
+            })?;
+            let mapped = conf.benchmark_for_version(&version);
+            mapped.ok_or_else(|| {
+                CliError::Usage(format!(
+                    "kube-bench's version_mapping has no benchmark for Kubernetes {version}; pass --benchmark NAME"
+                ))
+            })?
+        }
+        (n, Some(p)) if n != p.benchmark => {
+            return Err(CliError::Usage(format!(
+                "profile {} pins {}, but --benchmark asks for {n}",
+                p.name, p.benchmark
+            )))
+        }
+        (n, _) => n.to_string(),
+    };
+    let defs = Definitions::load(cfg, &name)?;
+    let skeleton = defs.skeleton();
+    let waivers = match &a.waivers {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
+            parse_waivers(&path.display().to_string(), &text, &skeleton)?
+        }
+    };
+    if let Some(ids) = &a.check {
+        for id in ids {
+            let known = skeleton
+                .checks()
+                .any(|c| c.id == *id || c.id.starts_with(&format!("{id}.")))
+                || skeleton.heading(id).is_some();
+            if !known {
+                let mut e = InputError::whole("--check", format!("{name} has no check {id:?}"));
+                if let Some(c) = closest(id, skeleton.checks().map(|c| c.id.as_str())) {
+                    e = e.with_help(format!("did you mean {c}?"));
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    let exec = Exec {
+        timeout: std::time::Duration::from_secs(a.exec_timeout.max(1)),
+        root: a.root.clone(),
+        ..Exec::default()
+    };
+    if a.allow_exec {
+        if let Some(r) = &a.root {
+            if !r.join("bin/sh").exists() {
+                return Err(CliError::Usage(format!(
+                    "--allow-exec with --root runs audits inside chroot {}, which has no /bin/sh; scan without --allow-exec, or mount a node root that has its shell",
+                    r.display()
+                )));
+            }
+        }
+    }
+    let mode = match (a.allow_exec, a.exec_all) {
+        (false, _) => Mode::Native,
+        (true, false) => Mode::Mixed(exec),
+        (true, true) => Mode::Exec(exec),
+    };
+    for note in &node.notes {
+        eprintln!("note: {note}");
+    }
+    let result = kubebench::scan(
+        &defs,
+        node,
+        &kubebench::ScanOptions {
+            targets,
+            checks: a.check.clone(),
+            profile,
+            waivers: &waivers,
+            today,
+            mode,
+        },
+    )
+    .map_err(|r| CliError::Usage(r.message()))?;
+    let report = &result.report;
+    let colour = a.out.is_none()
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
+    let bytes = match a.format {
+        Format::Text => render::text(report, &skeleton, colour),
+        Format::Json => render::json(report),
+        Format::Junit => render::junit(report),
+        Format::Sarif => render::sarif(report),
+        Format::Markdown => render::markdown(report, &skeleton),
+        Format::KubeBenchJson => kubebench::output::kube_bench_json(&result),
     };
     emit(a.out.as_deref(), bytes.as_bytes())?;
     Ok(if report.summary.unexpected_fail > 0 {

@@ -1,0 +1,677 @@
+//! kube-bench definitions: loading, kube-bench's judging rules, and the
+//! same TKG node judged natively (cis-1.6) and through kube-bench's cis-1.6.
+
+use ringfence_cis::benchmark::{Benchmark, Target};
+use ringfence_cis::kubebench::controls::{self, Check};
+use ringfence_cis::kubebench::eval::{
+    compare_op, flag_value, path_value, run_check, AuditResult, State,
+};
+use ringfence_cis::kubebench::{self, Definitions, Mode};
+use ringfence_cis::node::{discover, DiscoverOptions};
+use ringfence_cis::profile::Date;
+use ringfence_cis::report::{self, Status};
+use ringfence_cis::testkit;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// `<repo>/../shared/reference/kube-bench` (for a worktree under
+/// `<repo>/../wt/NAME`, one level further up).
+fn reference() -> PathBuf {
+    let candidates = [
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/reference/kube-bench"
+        ),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../../shared/reference/kube-bench"
+        ),
+    ];
+    for c in candidates {
+        let p = PathBuf::from(c);
+        if p.join("cfg/config.yaml").is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "the kube-bench reference data is missing: expected {} (the shared/ folder next to the repository)",
+        candidates[0]
+    );
+}
+
+#[test]
+fn every_benchmark_folder_of_kube_bench_loads() {
+    let cfg = reference().join("cfg");
+    let mut names: Vec<String> = std::fs::read_dir(&cfg)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() > 40, "{names:?}");
+    let mut total = 0;
+    for name in &names {
+        let defs = Definitions::load(&cfg, name).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let checks: usize = defs.controls.iter().map(|c| c.checks().count()).sum();
+        assert!(checks > 0, "{name} has no checks");
+        total += checks;
+    }
+    assert!(total > 3000, "{total}");
+    // Scalars keep their text: group ids such as 1.10 are not read as numbers.
+    let defs = Definitions::load(&cfg, "cis-1.6").unwrap();
+    let ids: Vec<&str> = defs
+        .controls
+        .iter()
+        .flat_map(|c| c.checks())
+        .map(|(_, c)| c.id.as_str())
+        .collect();
+    assert!(
+        ids.contains(&"1.1.10") && ids.contains(&"4.2.13"),
+        "{ids:?}"
+    );
+    assert_eq!(defs.mapped_targets().len(), 5);
+}
+
+fn write(dir: &std::path::Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+#[test]
+fn definitions_kube_bench_would_reject_are_rejected_with_a_location() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "config.yaml", "master:\n  components: []\n");
+    // A node file that says it is a master file.
+    write(
+        d.path(),
+        "b1/node.yaml",
+        "controls:\nid: 4\ntext: x\ntype: \"master\"\ngroups: []\n",
+    );
+    let e = Definitions::load(d.path(), "b1").unwrap_err();
+    let msg = format!("{:?}", e.0[0]);
+    assert!(msg.contains("non-node controls file"), "{msg}");
+    assert_eq!(
+        e.0[0].position(),
+        format!("{}:4:7", d.path().join("b1/node.yaml").display())
+    );
+
+    // A regex kube-bench would panic on.
+    write(
+        d.path(),
+        "b2/master.yaml",
+        "controls:\ntype: master\ngroups:\n- id: 1.1\n  checks:\n  - id: 1.1.1\n    audit: x\n    tests:\n      test_items:\n      - flag: --a\n        compare:\n          op: regex\n          value: '(['\n",
+    );
+    let e = Definitions::load(d.path(), "b2").unwrap_err();
+    assert!(
+        e.0[0].position().ends_with("master.yaml:12:15"),
+        "{}",
+        e.0[0].position()
+    );
+    assert!(format!("{:?}", e.0[0]).contains("does not compile"));
+
+    // Wrong shapes: tests as a string, scored not a boolean.
+    write(
+        d.path(),
+        "b3/master.yaml",
+        "controls:\ntype: master\ngroups:\n- id: 1\n  checks:\n  - id: 1.1\n    tests: \"yes\"\n",
+    );
+    let e = Definitions::load(d.path(), "b3").unwrap_err();
+    assert!(
+        e.0[0].position().ends_with("master.yaml:7:12"),
+        "{}",
+        e.0[0].position()
+    );
+    write(
+        d.path(),
+        "b4/master.yaml",
+        "controls:\ntype: master\ngroups:\n- id: 1\n  checks:\n  - id: 1.1\n    scored: maybe\n",
+    );
+    let e = Definitions::load(d.path(), "b4").unwrap_err();
+    assert!(
+        e.0[0].position().ends_with("master.yaml:7:13"),
+        "{}",
+        e.0[0].position()
+    );
+
+    // A missing benchmark folder suggests the closest one.
+    write(
+        d.path(),
+        "cis-1.6/master.yaml",
+        "controls:\ntype: master\ngroups: []\n",
+    );
+    let e = Definitions::load(d.path(), "cis-1.5").unwrap_err();
+    assert!(format!("{:?}", e.0[0]).contains("did you mean cis-1.6"));
+}
+
+/// Judge a check with hand-made outputs for its audit, audit_config and
+/// audit_env commands.
+fn judge(check: &Check, audit: &str, config: &str, env: &str) -> State {
+    let mut c = check.clone();
+    c.audit = if c.audit.is_empty() {
+        String::new()
+    } else {
+        "A".into()
+    };
+    c.audit_config = if c.audit_config.is_empty() {
+        String::new()
+    } else {
+        "C".into()
+    };
+    let wants_env = c
+        .tests
+        .as_ref()
+        .is_some_and(|t| t.items.iter().any(|i| !i.env.is_empty()));
+    c.audit_env = if wants_env || !c.audit_env.is_empty() {
+        "E".into()
+    } else {
+        String::new()
+    };
+    let mut run = |cmd: &str| AuditResult {
+        output: match cmd {
+            "A" => audit,
+            "C" => config,
+            _ => env,
+        }
+        .to_string(),
+        error: None,
+        how: "test".into(),
+    };
+    run_check(&c, false, &mut run).state
+}
+
+fn check_data() -> BTreeMap<(String, String), Check> {
+    let text = std::fs::read_to_string(reference().join("check-data.yaml")).unwrap();
+    let c = controls::parse("check-data.yaml", &text, Some(Target::Master)).unwrap();
+    c.checks()
+        .map(|(g, k)| ((g.id.clone(), k.id.clone()), k.clone()))
+        .collect()
+}
+
+#[test]
+fn check_data_flag_tests_follow_kube_bench() {
+    use State::*;
+    let all = check_data();
+    let c = |id: &str| &all[&("1.1".to_string(), id.to_string())];
+    // Unscored checks: a failure is WARN.
+    let cases: &[(&str, &str, State)] = &[
+        ("0", "--allow-privileged=true", Pass),
+        ("0", "--something-else", Warn),
+        ("1", "--profiling=false", Pass),
+        ("1", "--basic-auth=foo", Warn),
+        ("2", "--insecure-port=0", Pass),
+        ("2", "--insecure-port=1", Warn),
+        ("2", "--insecure-port 0", Warn), // a space-separated value reads as "true"
+        ("3", "--audit-log-maxage=40", Pass),
+        ("3", "--audit-log-maxage=30", Pass),
+        ("3", "--audit-log-maxage=29", Warn),
+        ("3", "--audit-log-maxage=thirty", Warn),
+        ("4", "--max-backlog=20", Pass),
+        ("4", "--max-backlog=30", Warn),
+        ("5", "--admission-control=Something,RBAC", Pass),
+        ("5", "--admission-control=AlwaysAdmit,RBAC", Warn),
+        ("5", "", Warn), // compare never runs on an absent flag
+        (
+            "6",
+            "--kubelet-client-certificate=a --kubelet-clientkey=b",
+            Pass,
+        ),
+        ("6", "--kubelet-client-certificate=a", Warn),
+        ("8", "permissions=SomeValue", Pass),
+        ("8", "permissions=somevalue", Warn),
+        ("9", "permissions=600", Pass),
+        ("9", "permissions=644", Pass),
+        ("9", "permissions=666", Warn),
+        ("10", "--admission-control=WebHook,RBAC", Pass),
+        ("11", "--admission-control=WebHook,RBAC", Pass),
+        ("12", "--admission-control=WebHook,Something,RBAC", Pass),
+        ("13", "--admission-control=Something", Pass),
+        ("13", "--admission-control=Nothing", Warn),
+        ("14", "some-arg: some-val", Pass),
+        ("14", "some-arg:some-val", Pass),
+        ("14", "some-arg=other", Warn),
+        ("27", "--peer-client-cert-auth", Pass),
+        ("27", "--peer-client-cert-auth=true", Pass),
+        ("28", "--peer-client-cert-auth", Warn),
+        ("28", "--peer-client-cert-auth=False", Pass),
+    ];
+    for (id, out, want) in cases {
+        assert_eq!(judge(c(id), out, "", ""), *want, "1.1.{id} on {out:?}");
+    }
+}
+
+#[test]
+fn check_data_path_tests_follow_kube_bench() {
+    use State::*;
+    let all = check_data();
+    let c = |id: &str| &all[&("1.1".to_string(), id.to_string())];
+    let cases: &[(&str, &str, State)] = &[
+        ("15", r#"{"readOnlyPort": 15000}"#, Pass),
+        ("15", "readOnlyPort: 15000", Pass),
+        ("15", r#"{"readOnlyPort": 14999}"#, Pass), // or: lte 15000 holds
+        ("16", r#"{"stringValue": "WebHook,Something,RBAC"}"#, Pass),
+        ("16", r#"{"stringValue": "webhook,Something,RBAC"}"#, Warn),
+        ("17", r#"{"trueValue": true}"#, Pass),
+        ("17", r#"{"trueValue": "True"}"#, Pass),
+        ("17", r#"{"trueValue": false}"#, Warn),
+        ("18", r#"{"readOnlyPort": 15000}"#, Pass),
+        ("18", r#"{"notARealField": "x"}"#, Warn),
+        (
+            "19",
+            r#"{"authentication": {"anonymous": {"enabled": false}}}"#,
+            Pass,
+        ),
+        (
+            "19",
+            r#"{"authentication": {"anonymous": {"enabled": true}}}"#,
+            Warn,
+        ),
+        ("20", "readOnlyPort: 15000", Pass),
+        ("20", "readOnlyPort: 14999", Warn),
+        ("21", "readOnlyPort: 15000", Pass),
+        (
+            "22",
+            "authentication:\n  anonymous:\n    enabled: false\n",
+            Pass,
+        ),
+        (
+            "23",
+            "{\"authentication\" : {\"anonymous\" : {\"enabled\" : \"false\"}}",
+            Warn,
+        ),
+        (
+            "24",
+            "authentication:\n  anonymous:\n    enabled: false\n",
+            Warn,
+        ),
+        (
+            "25",
+            "authentication:\n  anonymous:\n    enabled: false\n",
+            Warn,
+        ),
+        ("26", "currentMasterVersion: 1.12.7", Pass),
+        ("26", "currentMasterVersion: 1.12", Pass),
+        ("26", "currentMasterVersion: 1.11.3", Warn),
+    ];
+    for (id, out, want) in cases {
+        assert_eq!(judge(c(id), "", out, ""), *want, "1.1.{id} on {out:?}");
+    }
+}
+
+#[test]
+fn check_data_env_tests_follow_kube_bench() {
+    use State::*;
+    let all = check_data();
+    let c = |id: &str| &all[&("1.1".to_string(), id.to_string())];
+    let cases: &[(&str, &str, &str, State)] = &[
+        ("29", "", "ALLOW_PRIVILEGED=true\n", Pass),
+        ("29", "", "OTHER=1\n", Warn),
+        ("30", "", "OTHER=1\n", Pass),
+        ("30", "", "BASIC_AUTH=x\n", Warn),
+        ("30", "", "BASIC_AUTH=\n", Pass), // an empty value is absent
+        ("31", "", "INSECURE_PORT=0\n", Pass),
+        ("31", "", "INSECURE_PORT=1\n", Warn),
+        ("32", "", "A=1\nAUDIT_LOG_MAXAGE=40\nB=2", Pass),
+        ("32", "", "AUDIT_LOG_MAXAGE=4\n", Warn),
+        ("33", "", "MAX_BACKLOG=20", Pass),
+        ("33", "", "MAX_BACKLOG=31", Warn),
+    ];
+    for (id, audit, env, want) in cases {
+        assert_eq!(
+            judge(c(id), audit, "", env),
+            *want,
+            "1.1.{id} on {audit:?} / {env:?}"
+        );
+    }
+}
+
+/// Groups 2.1 and 3.1 say in their text what kube-bench gives
+/// (`... -> pass`, `... -> fail`); their audits are `echo`/`printf` of
+/// fixed text, reproduced here by hand.
+#[test]
+fn check_data_audit_precedence_matches_each_checks_stated_result() {
+    let all = check_data();
+    fn echo(cmd: &str) -> String {
+        let cmd = cmd.trim();
+        if let Some(rest) = cmd.strip_prefix("printf ") {
+            return rest.trim_matches('\'').replace("\\n", "\n");
+        }
+        let rest = cmd.strip_prefix("echo ").expect("echo or printf");
+        format!("{}\n", rest.trim_matches('\''))
+    }
+    let mut seen = 0;
+    for ((g, id), check) in &all {
+        if g != "2.1" && g != "3.1" {
+            continue;
+        }
+        let verdict = check.text.rsplit(['>', '-']).next().unwrap_or("");
+        let want = if verdict.trim().starts_with("pass") {
+            State::Pass
+        } else {
+            State::Fail
+        };
+        let got = judge(
+            check,
+            &if check.audit.is_empty() {
+                String::new()
+            } else {
+                echo(&check.audit)
+            },
+            &if check.audit_config.is_empty() {
+                String::new()
+            } else {
+                echo(&check.audit_config)
+            },
+            &if check.audit_env.is_empty() {
+                String::new()
+            } else {
+                echo(&check.audit_env)
+            },
+        );
+        assert_eq!(got, want, "{g}.{id}: {}", check.text);
+        seen += 1;
+    }
+    assert_eq!(seen, 17 + 7);
+}
+
+#[test]
+fn eq_ignores_case_of_a_boolean_only_on_the_observed_side() {
+    assert!(compare_op("eq", "False", "false", "--x").1);
+    assert!(compare_op("eq", "TRUE", "true", "--x").1);
+    assert!(!compare_op("eq", "false", "False", "--x").1);
+    assert!(!compare_op("eq", "Node", "node", "--x").1);
+    assert!(compare_op("noteq", "Node", "node", "--x").1);
+    assert!(!compare_op("noteq", "FALSE", "false", "--x").1);
+    assert_eq!(compare_op("eq", "1", "0", "--p").0, "'--p' is equal to '0'");
+}
+
+#[test]
+fn numeric_operators_fail_on_non_numbers_with_kube_bench_wording() {
+    assert_eq!(
+        compare_op("gte", "30s", "30", "--x"),
+        (
+            "Invalid Number(s) used for comparison: '30s' '30'".to_string(),
+            false
+        )
+    );
+    assert!(!compare_op("lt", "5", "five", "--x").1);
+    assert!(compare_op("gt", " 31 ", "30", "--x").1);
+    assert!(!compare_op("gt", "30", "30", "--x").1);
+    assert!(compare_op("lte", "-1", "0", "--x").1);
+    assert_eq!(
+        compare_op("gte", "40", "30", "--x").0,
+        "'--x' is greater or equal to 30"
+    );
+}
+
+#[test]
+fn bitmask_allows_only_narrower_modes() {
+    assert!(compare_op("bitmask", "600", "644", "permissions").1);
+    assert!(!compare_op("bitmask", "666", "644", "permissions").1);
+    assert!(!compare_op("bitmask", "700", "644", "permissions").1);
+    assert!(compare_op("bitmask", "0", "600", "permissions").1);
+    assert_eq!(
+        compare_op("bitmask", "rw", "644", "permissions"),
+        ("Not numeric value - flag: rw".to_string(), false)
+    );
+    assert_eq!(
+        compare_op("bitmask", "600", "644", "permissions").0,
+        "permissions has permissions 600, expected 644 or more restrictive"
+    );
+}
+
+#[test]
+fn valid_elements_with_empty_lists_and_trailing_commas() {
+    assert!(compare_op("valid_elements", "", "", "p").1);
+    assert!(!compare_op("valid_elements", "", "a,b", "p").1);
+    assert!(!compare_op("valid_elements", "a", "", "p").1);
+    assert!(compare_op("valid_elements", "a,b,", "a,b,c", "p").1);
+    assert!(!compare_op("valid_elements", "a,d", "a,b,c", "p").1);
+}
+
+#[test]
+fn has_nothave_regex_and_an_unknown_operator() {
+    assert!(compare_op("has", "Node,RBAC", "RBAC", "f").1);
+    assert!(!compare_op("nothave", "Node,AlwaysAllow", "AlwaysAllow", "f").1);
+    assert!(compare_op("regex", "v1.12.3", r"^v1\.12", "f").1);
+    assert!(!compare_op("regex", "v1.13", r"^v1\.12", "f").1);
+    // kube-bench ships one `noteqx`; it fails with no expectation text.
+    assert_eq!(compare_op("noteqx", "a", "b", "f"), (String::new(), false));
+}
+
+#[test]
+fn flag_lookup_is_a_substring_search_then_kube_bench_pattern() {
+    let v = |f: &str, s: &str| flag_value(f, s).unwrap();
+    assert_eq!(
+        v("--profiling", "kube-apiserver --profiling"),
+        (true, "true".into())
+    );
+    assert_eq!(
+        v("--profiling", "x --profiling=false"),
+        (true, "false".into())
+    );
+    assert_eq!(v("--port", "x --port 10"), (true, "true".into()));
+    assert_eq!(v("readOnlyPort", "readOnlyPort: 0"), (true, "0".into()));
+    assert_eq!(
+        v("permissions", "permissions"),
+        (true, "permissions".into())
+    );
+    // Substring semantics: the first occurrence wins, even inside a longer flag.
+    assert_eq!(
+        v(
+            "client-ca-file",
+            "x --kubelet-client-ca-file=/a --client-ca-file=/b"
+        ),
+        (true, "/a".into())
+    );
+    assert_eq!(v("--x", ""), (false, String::new()));
+}
+
+#[test]
+fn path_lookup_reads_json_or_yaml_and_prints_like_go() {
+    assert_eq!(
+        path_value("{.a}", r#"{"a": 1000000}"#).unwrap(),
+        (true, "1e+06".into())
+    );
+    assert_eq!(
+        path_value("{.a}", "a: 1000000").unwrap(),
+        (true, "1000000".into())
+    );
+    assert_eq!(
+        path_value("{.a.b}", "a:\n  b: [x, z]").unwrap(),
+        (true, "[x z]".into())
+    );
+    assert_eq!(
+        path_value("{.missing}", "a: 1").unwrap(),
+        (false, String::new())
+    );
+    assert!(path_value("{.a", "a: 1").is_err());
+    assert_eq!(
+        path_value("{range .s[:]}{}{','}{end}", "s: [A, B]").unwrap(),
+        (true, "A,B,".into())
+    );
+}
+
+#[test]
+fn multiple_values_fail_on_any_line_and_types_decide_first() {
+    let all = check_data();
+    let c = &all[&("2.1".to_string(), "9".to_string())];
+    assert_eq!(
+        judge(c, "permissions=600\npermissions=600\n", "", ""),
+        State::Pass
+    );
+    assert_eq!(
+        judge(c, "permissions=600\npermissions=644", "", ""),
+        State::Fail
+    );
+    assert_eq!(
+        judge(c, "permissions=600\n\npermissions=600", "", ""),
+        State::Fail
+    );
+    let mut m = c.clone();
+    m.kind = "manual".into();
+    assert_eq!(judge(&m, "permissions=600", "", ""), State::Warn);
+    m.kind = "skip".into();
+    assert_eq!(judge(&m, "permissions=600", "", ""), State::Info);
+    let mut none = c.clone();
+    none.kind.clear();
+    none.tests = None;
+    assert_eq!(judge(&none, "", "", ""), State::Warn); // scored, no tests
+    none.scored = false;
+    assert_eq!(judge(&none, "", "", ""), State::Warn);
+    let mut bad = c.clone();
+    bad.tests.as_mut().unwrap().bin_op = "xor".into();
+    assert_eq!(judge(&bad, "permissions=600", "", ""), State::Fail);
+    // A failing audit fails the check.
+    let mut run = |_: &str| AuditResult {
+        output: "boom".into(),
+        error: Some("exit status 1".into()),
+        how: String::new(),
+    };
+    assert_eq!(run_check(c, false, &mut run).state, State::Fail);
+    assert_eq!(run_check(c, true, &mut run).state, State::Info);
+}
+
+/// Checks where kube-bench's cis-1.6 definitions and our native cis-1.6
+/// legitimately disagree on the TKG node, with the reason.
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
+    (
+        "1.1.1",
+        "the API server manifest is a symlink: kube-bench's `stat -c %a` reports the link's own mode (777); the native scanner judges the file it points to (600)",
+    ),
+    (
+        "1.1.9",
+        "no CNI files on the node: kube-bench's audit prints nothing and an empty output fails its test (WARN); the native scanner has nothing to object to (PASS)",
+    ),
+    ("1.1.10", "as 1.1.9, for the CNI files' ownership"),
+    (
+        "4.1.9",
+        "the kubelet config file is a symlink: kube-bench's `stat -c %a` reports the link's own mode (777); the native scanner judges the file it points to",
+    ),
+];
+
+#[test]
+fn tkg_node_gets_the_same_status_natively_and_through_kube_bench_cis_1_6() {
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let node = discover(&DiscoverOptions {
+        root: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    let today = Date::parse("2026-01-01").unwrap();
+    let native = report::scan(
+        &Benchmark::embedded("cis-1.6").unwrap(),
+        &node,
+        &report::ScanOptions {
+            targets: None,
+            checks: None,
+            profile: None,
+            waivers: &[],
+            today,
+        },
+    );
+    let defs = Definitions::load(&reference().join("cfg"), "cis-1.6").unwrap();
+    let kb = kubebench::scan(
+        &defs,
+        &node,
+        &kubebench::ScanOptions {
+            targets: Some(
+                native
+                    .checks
+                    .iter()
+                    .map(|c| c.target)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            ),
+            checks: None,
+            profile: None,
+            waivers: &[],
+            today,
+            mode: Mode::Native,
+        },
+    )
+    .unwrap_or_else(|r| panic!("{}", r.message()));
+    let theirs: BTreeMap<&str, &report::CheckResult> = kb
+        .report
+        .checks
+        .iter()
+        .map(|c| (c.id.as_str(), c))
+        .collect();
+    let mut differ = Vec::new();
+    for c in &native.checks {
+        let Some(k) = theirs.get(c.id.as_str()) else {
+            panic!("kube-bench's cis-1.6 has no check {}", c.id);
+        };
+        if c.status != k.status {
+            differ.push(format!(
+                "{}: native {:?}, kube-bench {:?} ({:?} / {:?} / {:?})",
+                c.id, c.status, k.status, k.actual, k.expected_value, k.reason
+            ));
+        }
+    }
+    let listed: Vec<&str> = KNOWN_DIFFERENCES.iter().map(|(id, _)| *id).collect();
+    let unexpected: Vec<&String> = differ
+        .iter()
+        .filter(|d| !listed.iter().any(|id| d.starts_with(&format!("{id}:"))))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "status differs:\n{}",
+        unexpected
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for id in listed {
+        assert!(
+            differ.iter().any(|d| d.starts_with(&format!("{id}:"))),
+            "{id} is listed as differing but agrees"
+        );
+    }
+    assert_eq!(kb.report.checks.len(), native.checks.len());
+    // The evidence says the answers were native.
+    assert!(kb
+        .report
+        .checks
+        .iter()
+        .filter_map(|c| c.evidence.as_ref())
+        .all(|e| e.source == "native"));
+    assert!(kb.report.checks.iter().any(|c| c.status == Status::Pass));
+}
+
+#[test]
+fn without_allow_exec_an_unrecognized_audit_is_refused_before_anything_runs() {
+    let defs = Definitions::load(&reference().join("cfg"), "cis-1.10").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let node = discover(&DiscoverOptions {
+        root: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    let opts = kubebench::ScanOptions {
+        targets: Some(vec![Target::Master]),
+        checks: None,
+        profile: None,
+        waivers: &[],
+        today: Date::parse("2026-01-01").unwrap(),
+        mode: Mode::Native,
+    };
+    match kubebench::scan(&defs, &node, &opts) {
+        Err(r) => {
+            let m = r.message();
+            assert!(m.contains("--allow-exec"), "{m}");
+            assert!(
+                r.needs_shell.iter().any(|(id, _)| id.starts_with("1.")),
+                "{m}"
+            );
+        }
+        Ok(_) => {
+            // Every master audit in cis-1.10 is an idiom: then nothing is refused.
+        }
+    }
+}
