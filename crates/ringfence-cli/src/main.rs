@@ -44,6 +44,11 @@ enum Command {
     Generate(cmd::generate::GenerateArgs),
     /// CIS Kubernetes Benchmark: scan a node, list checks, explain one.
     Cis(cmd::cis::CisArgs),
+    /// Rehearse a ruleset for a site on the real kernel in network namespaces.
+    #[command(subcommand)]
+    Lab(cmd::lab::Command),
+    /// Probe the site's flows from this machine (TCP connects, DNS/NTP-shaped UDP).
+    Probe(cmd::probe::Args),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +79,8 @@ fn main() -> ExitCode {
         }
         Some(Command::Trace(args)) => cmd::trace::run(args),
         Some(Command::Generate(args)) => cmd::generate::run(args),
+        Some(Command::Lab(c)) => cmd::lab::run(c),
+        Some(Command::Probe(args)) => cmd::probe::run(args),
     };
     exit::finish(result)
 }

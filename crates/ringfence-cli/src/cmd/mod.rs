@@ -5,5 +5,7 @@ pub mod deploy;
 pub mod fleet;
 pub mod flows;
 pub mod generate;
+pub mod lab;
+pub mod probe;
 pub mod site;
 pub mod trace;
