@@ -87,9 +87,12 @@ impl Remap {
             .collect()
     }
 
-    /// Rewrite every IPv4 address or network in a ruleset text. `0.0.0.0/0`,
-    /// `0.0.0.0` and loopback stay; any other address outside the site's
-    /// networks is an error (the lab could not keep it isolated).
+    /// Rewrite every IPv4 address or network of a ruleset text that lies in
+    /// a site network. Addresses outside every site network (pod and service
+    /// CIDRs, `0.0.0.0/0`, loopback) stay as they are: no lab host has them,
+    /// so the lab never sends a packet there. A network that only partly
+    /// overlaps the site's networks (a /8 holding several zones) cannot be
+    /// moved consistently and is an error.
     pub fn ruleset(&self, text: &str) -> Result<String, String> {
         let mut out = String::with_capacity(text.len());
         let b = text.as_bytes();
@@ -137,12 +140,18 @@ impl Remap {
         if a.is_unspecified() || a.is_loopback() || len == Some(0) {
             return Ok(None);
         }
+        let net = Ipv4Net::new(a, len.unwrap_or(32))
+            .map_err(|e| e.to_string())?
+            .trunc();
         match self.addr(a) {
-            Some(m) => Ok(Some(match len {
+            Some(m) if self.pairs.iter().any(|(o, _)| o.contains(&net)) => Ok(Some(match len {
                 Some(l) => format!("{m}/{l}"),
                 None => m.to_string(),
             })),
-            None => Err(format!("the ruleset names {tok}, which is outside every site network; --remap cannot place it inside 198.18.0.0/15")),
+            _ if self.pairs.iter().any(|(o, _)| net.contains(o) || o.contains(&net.network())) => Err(format!(
+                "the ruleset names {tok}, which holds some of the site's networks but not only them; --remap cannot move it consistently"
+            )),
+            _ => Ok(None),
         }
     }
 }
@@ -206,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn ruleset_addresses_are_rewritten_and_strangers_refused() {
+    fn ruleset_addresses_are_rewritten_others_kept_and_partial_overlaps_refused() {
         let r = Remap::new(&zones()).unwrap();
         let text = "ip saddr 10.1.0.0/24 ip daddr { 10.1.0.53, 172.16.4.1 } tcp dport 30000-32767 accept # v1.0.6\n-A FORWARD -s 0.0.0.0/0 -d 192.168.5.5/32 -j ACCEPT\n";
         let out = r.ruleset(text).unwrap();
@@ -218,9 +227,13 @@ mod tests {
             out.contains("30000-32767") && out.contains("0.0.0.0/0") && out.contains("v1.0.6"),
             "{out}"
         );
+        assert_eq!(
+            r.ruleset("ip daddr 8.8.8.8 accept").unwrap(),
+            "ip daddr 8.8.8.8 accept"
+        );
         assert!(r
-            .ruleset("ip daddr 8.8.8.8 accept")
+            .ruleset("-A FORWARD -s 10.0.0.0/8 -j ACCEPT")
             .unwrap_err()
-            .contains("8.8.8.8"));
+            .contains("10.0.0.0/8"));
     }
 }
