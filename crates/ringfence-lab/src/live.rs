@@ -132,6 +132,8 @@ pub fn targets(
     sample: Option<usize>,
 ) -> Vec<Target> {
     let mut out: Vec<Target> = Vec::new();
+    let mut have: std::collections::HashSet<(Ipv4Addr, Ipv4Addr, Proto, u16)> =
+        std::collections::HashSet::new();
     for f in site.allowed() {
         if flows.is_some_and(|w| !w.contains(&f.id)) {
             continue;
@@ -160,18 +162,15 @@ pub fn targets(
                             None => (first..=sv.ports.last).collect(),
                         };
                         for port in ports {
-                            let t = Target {
-                                flow: f.id.clone(),
-                                src,
-                                dst,
-                                proto,
-                                port,
-                                required: true,
-                            };
-                            if !out.iter().any(|o| {
-                                o.src == src && o.dst == dst && o.proto == proto && o.port == port
-                            }) {
-                                out.push(t);
+                            if have.insert((src, dst, proto, port)) {
+                                out.push(Target {
+                                    flow: f.id.clone(),
+                                    src,
+                                    dst,
+                                    proto,
+                                    port,
+                                    required: true,
+                                });
                             }
                         }
                     }
