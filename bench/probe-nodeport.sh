@@ -27,7 +27,7 @@ NS=$(python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(next(h['
 HOSTS=$(for i in $(seq 11 30); do printf '198.18.20.%s ' "$i"; done)
 
 t0=$(date +%s.%N)
-ip netns exec "$NS" "$RF" probe --site "$WORK/site.yaml" --from avi-se --flows avi-nodeport --format json --out "$WORK/rf.json" || true
+ip netns exec "$NS" "$RF" probe --site "$WORK/site.yaml" --from avi-se --flows avi-nodeport --rate 0 --concurrency 1024 --timeout 250 --format json --out "$WORK/rf.json" || true
 t1=$(date +%s.%N)
 # shellcheck disable=SC2086
 ip netns exec "$NS" nmap -sT -Pn -n -p30000-32767 -oG "$WORK/nmap.gnmap" $HOSTS >/dev/null

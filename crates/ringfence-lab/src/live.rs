@@ -200,8 +200,9 @@ pub fn targets(
             });
         }
     }
-    out.extend(negatives);
-    out
+    // Negative checks first: a dropped one waits out its timeout while the rest run.
+    negatives.extend(out);
+    negatives
 }
 
 /// Whether an allow flow of the site opens this path.
