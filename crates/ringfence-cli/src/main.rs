@@ -48,6 +48,11 @@ enum Command {
     Diff(cmd::diff::Args),
     /// One self-contained HTML (or Markdown) report: matrix, flows, rules, CIS.
     Report(cmd::report::Args),
+    /// Rehearse a ruleset for a site on the real kernel in network namespaces.
+    #[command(subcommand)]
+    Lab(cmd::lab::Command),
+    /// Probe the site's flows from this machine (TCP connects, DNS/NTP-shaped UDP).
+    Probe(cmd::probe::Args),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +92,8 @@ fn main() -> ExitCode {
         Some(Command::Verify(args)) => cmd::verify::run(args),
         Some(Command::Diff(args)) => cmd::diff::run(args),
         Some(Command::Report(args)) => cmd::report::run(args),
+        Some(Command::Lab(c)) => cmd::lab::run(c),
+        Some(Command::Probe(args)) => cmd::probe::run(args),
     };
     exit::finish(result)
 }

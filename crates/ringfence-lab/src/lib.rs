@@ -21,6 +21,12 @@ mod netns;
 mod probe;
 mod topology;
 
+pub mod live;
+pub mod remap;
+pub mod report;
+pub mod site_lab;
+pub mod udp;
+
 pub use netns::in_netns;
 pub use probe::{probe_all, Listeners, Outcome, Probe, Transport};
 pub use topology::{HostSpec, Lab, LabSpec, LabState};

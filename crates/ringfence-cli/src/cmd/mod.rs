@@ -7,6 +7,8 @@ pub mod fleet;
 pub mod flows;
 pub mod generate;
 pub mod report;
+pub mod lab;
+pub mod probe;
 pub mod site;
 pub mod trace;
 pub mod verify;

@@ -1,0 +1,340 @@
+//! `ringfence lab`: rehearse a ruleset for a site on the real kernel, in
+//! network namespaces (`up`, `run`, `down`; `run --site --ruleset` does all three).
+
+use crate::exit::{emit, CliError, FINDINGS, SUCCESS};
+use clap::{Args as ClapArgs, ValueEnum};
+use ringfence_diag::InputError;
+use ringfence_lab::report::LabReport;
+use ringfence_lab::site_lab::{self, Plan, RulesetKind};
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Ruleset languages `lab` loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabRulesetFormat {
+    /// Decide from the content (iptables-save has `*filter` / `-A` lines).
+    Auto,
+    /// nftables text, loaded with `nft -f`.
+    Nft,
+    /// iptables-save text, loaded with `iptables-restore`.
+    Iptables,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabFormat {
+    /// Findings and counts (`--verbose`: every probe).
+    Text,
+    /// The JSON report described in docs/lab.md.
+    Json,
+    /// JUnit XML, one test case per probe.
+    Junit,
+}
+
+/// Which lab, and where its state file lives.
+#[derive(Debug, ClapArgs)]
+pub struct NameArgs {
+    /// The lab's name (1-8 characters of a-z, 0-9): namespaces are `rf-<name>-*`.
+    #[arg(long, default_value = "lab")]
+    pub name: String,
+    /// Directory of the state file `lab-<name>.json`.
+    #[arg(long, value_name = "DIR", default_value = "/run/ringfence")]
+    pub state_dir: PathBuf,
+}
+
+/// What to build.
+#[derive(Debug, ClapArgs)]
+pub struct BuildArgs {
+    /// The site file.
+    #[arg(long, value_name = "FILE")]
+    pub site: Option<PathBuf>,
+    /// The ruleset to load into the lab router (nft -f text or iptables-save text).
+    #[arg(long, value_name = "FILE")]
+    pub ruleset: Option<PathBuf>,
+    /// The ruleset's language.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub ruleset_format: LabRulesetFormat,
+    /// Move every site network into 198.18.0.0/15 (prefix lengths kept) and
+    /// rewrite the ruleset's addresses the same way.
+    #[arg(long)]
+    pub remap: bool,
+}
+
+/// How to probe and report.
+#[derive(Debug, ClapArgs)]
+pub struct RunOpts {
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: LabFormat,
+    /// Write the report here (atomically) instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Per-probe timeout in milliseconds (below the 1 s SYN retransmit).
+    #[arg(long, default_value_t = 400)]
+    pub timeout: u64,
+    /// Probes in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Text report: list every probe, not only findings.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// `ringfence lab` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Build the site in namespaces, load the ruleset, start listeners.
+    Up {
+        #[command(flatten)]
+        build: BuildArgs,
+        #[command(flatten)]
+        name: NameArgs,
+    },
+    /// Probe a lab made by `up`; with --site and --ruleset: up, probe, down in one go.
+    Run {
+        #[command(flatten)]
+        build: BuildArgs,
+        #[command(flatten)]
+        name: NameArgs,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Remove everything a lab made (from its state file, then every `rf-<name>-` namespace).
+    Down {
+        #[command(flatten)]
+        name: NameArgs,
+    },
+    /// Internal: keep the listeners of a lab made by `up` running.
+    #[command(hide = true)]
+    Serve {
+        #[command(flatten)]
+        name: NameArgs,
+    },
+}
+
+fn lab_err(e: impl std::fmt::Display) -> CliError {
+    CliError::Io(format!("lab: {e}"))
+}
+
+/// Load, remap and plan; returns the plan, the ruleset text and its kind.
+fn prepare(b: &BuildArgs, tag: &str) -> Result<(Plan, String, RulesetKind), CliError> {
+    let (Some(site_path), Some(rs_path)) = (&b.site, &b.ruleset) else {
+        return Err(CliError::Usage(
+            "give both --site FILE and --ruleset FILE".into(),
+        ));
+    };
+    let mut site = ringfence_site::load_site_file(site_path)?;
+    let rs_name = rs_path.display().to_string();
+    let mut text = ringfence_site::read_text_file(rs_path, &rs_name, "ruleset")?;
+    if b.remap {
+        let r = ringfence_lab::remap::Remap::new(&site.zones)
+            .map_err(|m| InputError::whole(site_path.display().to_string(), m))?;
+        text = r
+            .ruleset(&text)
+            .map_err(|m| InputError::whole(rs_name.clone(), m))?;
+        site.zones = r.zones(&site.zones);
+    } else if let Err(m) = ringfence_lab::remap::site_is_in_lab_range(&site.zones) {
+        return Err(InputError::whole(site_path.display().to_string(), m)
+            .with_help("the lab only uses 198.18.0.0/15; --remap moves the site there")
+            .into());
+    }
+    let kind = match b.ruleset_format {
+        LabRulesetFormat::Auto => RulesetKind::detect(&text),
+        LabRulesetFormat::Nft => RulesetKind::Nft,
+        LabRulesetFormat::Iptables => RulesetKind::Iptables,
+    };
+    let resolved = site.resolve();
+    let plan = Plan::new(tag, &site.zones, &resolved).map_err(lab_err)?;
+    Ok((plan, text, kind))
+}
+
+fn preflight(kind: RulesetKind) -> Result<(), CliError> {
+    let tools: &[&str] = match kind {
+        RulesetKind::Nft => &["nft"],
+        RulesetKind::Iptables => &["nft", "iptables-restore", "iptables-save"],
+    };
+    ringfence_lab::preflight(tools).map_err(lab_err)
+}
+
+fn progress_bar(total: usize) -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let pb = indicatif::ProgressBar::new(total as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} probes")
+                .expect("valid template"),
+        );
+        pb.set_message("probing");
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+fn report(plan: &Plan, kind: RulesetKind, opts: &RunOpts) -> Result<u8, CliError> {
+    let pb = progress_bar(plan.probes.len());
+    let results = site_lab::run_probes(
+        plan,
+        kind,
+        Duration::from_millis(opts.timeout),
+        opts.concurrency,
+        &|d, _| pb.set_position(d as u64),
+    )
+    .map_err(lab_err)?;
+    pb.finish_and_clear();
+    let kind_name = match kind {
+        RulesetKind::Nft => "nft",
+        RulesetKind::Iptables => "iptables",
+    };
+    let rep = LabReport::new(&plan.tag, kind_name, results, plan.skipped.clone());
+    let text = match opts.format {
+        LabFormat::Text => rep.text(opts.verbose),
+        LabFormat::Json => rep.json(),
+        LabFormat::Junit => rep.junit(),
+    };
+    emit(opts.out.as_deref(), text.as_bytes())?;
+    Ok(if rep.summary.findings > 0 {
+        FINDINGS
+    } else {
+        SUCCESS
+    })
+}
+
+/// Removes the lab when dropped: on success, error and panic alike.
+struct Guard<'a> {
+    path: &'a Path,
+    tag: &'a str,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = site_lab::teardown(self.path, self.tag) {
+            eprintln!(
+                "ringfence lab: cleanup failed: {e}; run `ringfence lab down --name {}`",
+                self.tag
+            );
+        }
+    }
+}
+
+/// On Ctrl-C or SIGTERM: remove the lab, then exit 130.
+fn teardown_on_signal(path: PathBuf, tag: String) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        let _ = site_lab::teardown(&path, &tag);
+        std::process::exit(130);
+    });
+}
+
+/// Run the command.
+pub fn run(cmd: Command) -> Result<u8, CliError> {
+    match cmd {
+        Command::Up { build, name } => {
+            let (plan, text, kind) = prepare(&build, &name.name)?;
+            preflight(kind)?;
+            let path = site_lab::build(&plan, &text, kind, &name.state_dir).map_err(lab_err)?;
+            let guard = Guard {
+                path: &path,
+                tag: &name.name,
+            };
+            let exe = std::env::current_exe().map_err(lab_err)?;
+            let mut child = std::process::Command::new(exe)
+                .args(["lab", "serve", "--name", &name.name, "--state-dir"])
+                .arg(&name.state_dir)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(lab_err)?;
+            let mut line = String::new();
+            let out = child.stdout.take().expect("piped stdout");
+            std::io::BufReader::new(out)
+                .read_line(&mut line)
+                .map_err(lab_err)?;
+            if line.trim() != "ready" {
+                let _ = child.kill();
+                return Err(lab_err("the listener process did not start"));
+            }
+            let mut st = site_lab::load_state(&path).map_err(lab_err)?;
+            st.pids.push(child.id());
+            let bytes = serde_json::to_vec_pretty(&st).map_err(lab_err)?;
+            ringfence_diag::write_atomic(&path, &bytes).map_err(lab_err)?;
+            std::mem::forget(guard);
+            eprintln!(
+                "lab {} is up: {} host namespaces, {} probes planned; state in {}\nnext: ringfence lab run --name {n}; then ringfence lab down --name {n}",
+                plan.tag,
+                plan.hosts.len(),
+                plan.probes.len(),
+                path.display(),
+                n = plan.tag
+            );
+            Ok(SUCCESS)
+        }
+        Command::Serve { name } => {
+            let path = site_lab::state_path(&name.state_dir, &name.name);
+            let st = site_lab::load_state(&path).map_err(lab_err)?;
+            let plan = st.plan.ok_or_else(|| lab_err("the lab is not complete"))?;
+            let _servers = site_lab::serve(&plan).map_err(lab_err)?;
+            println!("ready");
+            use std::io::Write;
+            std::io::stdout().flush().map_err(lab_err)?;
+            loop {
+                std::thread::park();
+            }
+        }
+        Command::Run { build, name, opts } => {
+            if build.site.is_some() || build.ruleset.is_some() {
+                let (plan, text, kind) = prepare(&build, &name.name)?;
+                preflight(kind)?;
+                let path = site_lab::state_path(&name.state_dir, &name.name);
+                teardown_on_signal(path.clone(), name.name.clone());
+                let _guard = Guard {
+                    path: &path,
+                    tag: &name.name,
+                };
+                site_lab::build(&plan, &text, kind, &name.state_dir).map_err(lab_err)?;
+                let _servers = site_lab::serve(&plan).map_err(lab_err)?;
+                report(&plan, kind, &opts)
+            } else {
+                let path = site_lab::state_path(&name.state_dir, &name.name);
+                if !path.exists() {
+                    return Err(CliError::Usage(format!(
+                        "no lab named {} ({} does not exist): run `ringfence lab up` first, or give --site and --ruleset",
+                        name.name,
+                        path.display()
+                    )));
+                }
+                let st = site_lab::load_state(&path).map_err(lab_err)?;
+                let plan = st.plan.ok_or_else(|| {
+                    lab_err("the lab is not complete; run `ringfence lab down` and `up` again")
+                })?;
+                let kind = st.ruleset_kind.unwrap_or(RulesetKind::Nft);
+                preflight(kind)?;
+                report(&plan, kind, &opts)
+            }
+        }
+        Command::Down { name } => {
+            ringfence_lab::preflight(&[]).map_err(lab_err)?;
+            let path = site_lab::state_path(&name.state_dir, &name.name);
+            let removed = site_lab::teardown(&path, &name.name).map_err(lab_err)?;
+            eprintln!("lab {}: removed {} namespaces", name.name, removed.len());
+            Ok(SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! `ringfence probe`: from this machine, connect to every destination and
+//! port of the site flows whose sources include it. Never a general scanner:
+//! only destinations of the site's flows are touched.
+
+use crate::exit::{emit, CliError, FINDINGS, SUCCESS};
+use clap::{Args as ClapArgs, ValueEnum};
+use ringfence_diag::InputError;
+use ringfence_lab::live::{self, Expect, LiveResult, Settings, State};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What `--expect` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExpectArg {
+    /// Required flows open, negative checks closed.
+    Auto,
+    /// Every target open.
+    Open,
+    /// Every target closed.
+    Closed,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbeFormat {
+    /// One line per target that is not as expected (or every target with --verbose), then counts.
+    Text,
+    /// JSON (docs/lab.md).
+    Json,
+    /// JUnit XML, one test case per target.
+    Junit,
+}
+
+/// Arguments of `ringfence probe`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// The site file.
+    #[arg(long, value_name = "FILE")]
+    pub site: PathBuf,
+    /// The zone this machine is in, or `auto` (the zones holding its addresses).
+    #[arg(long, default_value = "auto")]
+    pub from: String,
+    /// Only these flows (comma-separated ids).
+    #[arg(long, value_delimiter = ',')]
+    pub flows: Option<Vec<String>>,
+    /// Judge results: exit 1 when a target is not as expected.
+    #[arg(long, value_enum)]
+    pub expect: Option<ExpectArg>,
+    /// Probes in flight at once.
+    #[arg(long, default_value_t = 512)]
+    pub concurrency: usize,
+    /// Per-probe timeout in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub timeout: u64,
+    /// Probe N ports of each port range (both ends included) instead of all.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// Start at most this many probes per second (0: no limit).
+    #[arg(long, default_value_t = 20000)]
+    pub rate: u32,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ProbeFormat,
+    /// Write the report here (atomically) instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Text report: every target.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+fn line(r: &LiveResult) -> String {
+    let t = &r.target;
+    format!(
+        "{}{} {} -> {} {}/{}: {}{}",
+        match r.ok {
+            Some(false) => "UNEXPECTED ",
+            _ => "",
+        },
+        t.flow,
+        t.src,
+        t.dst,
+        match t.proto {
+            ringfence_lab::site_lab::Proto::Tcp => "tcp",
+            ringfence_lab::site_lab::Proto::Udp => "udp",
+        },
+        t.port,
+        r.state.as_str(),
+        if t.required {
+            " (required)"
+        } else {
+            " (negative check)"
+        }
+    )
+}
+
+/// Run the command.
+pub fn run(a: Args) -> Result<u8, CliError> {
+    let site_name = a.site.display().to_string();
+    let site = ringfence_site::load_site_file(&a.site)?;
+    let resolved = site.resolve();
+    if let Some(flows) = &a.flows {
+        for f in flows {
+            if resolved.flow(f).is_none() {
+                let ids: Vec<&str> = resolved.flows.iter().map(|f| f.id.as_str()).collect();
+                let mut e = InputError::whole(
+                    site_name.clone(),
+                    format!("--flows: no flow `{f}` applies to this site"),
+                );
+                e = match ringfence_diag::closest(f, ids.iter().copied()) {
+                    Some(c) => e.with_help(format!("did you mean `{c}`?")),
+                    None => e.with_help(format!("flows of this site: {}", ids.join(", "))),
+                };
+                return Err(e.into());
+            }
+        }
+    }
+    let local =
+        live::local_addrs().map_err(|e| CliError::Io(format!("reading local addresses: {e}")))?;
+    let zone = (a.from != "auto").then_some(a.from.as_str());
+    if let Some(z) = zone {
+        if !site.zones.contains_key(z) {
+            let mut e = InputError::whole(
+                site_name.clone(),
+                format!("--from: the site has no zone `{z}`"),
+            );
+            if let Some(c) = ringfence_diag::closest(z, site.zones.keys().map(String::as_str)) {
+                e = e.with_help(format!("did you mean `{c}`?"));
+            }
+            return Err(e.into());
+        }
+    }
+    let srcs = live::addrs_in_zone(&site.zones, zone, &local);
+    if srcs.is_empty() {
+        return Err(CliError::Usage(format!(
+            "none of this machine's addresses ({}) lies in {}; run probe from a host of the site, or name the zone with --from",
+            local.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+            zone.map(|z| format!("zone {z}")).unwrap_or_else(|| "any zone of the site".into())
+        )));
+    }
+    let targets = live::targets(&resolved, &srcs, a.flows.as_deref(), a.sample);
+    let pb = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(targets.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let pbc = pb.clone();
+    let expect = a.expect.map(|e| match e {
+        ExpectArg::Auto => Expect::Auto,
+        ExpectArg::Open => Expect::Open,
+        ExpectArg::Closed => Expect::Closed,
+    });
+    let settings = Settings {
+        concurrency: a.concurrency,
+        timeout: Duration::from_millis(a.timeout),
+        rate: a.rate,
+    };
+    let results = live::run(
+        &resolved,
+        targets,
+        &settings,
+        expect,
+        Arc::new(move |d, _| pbc.set_position(d as u64)),
+    )
+    .map_err(CliError::Usage)?;
+    pb.finish_and_clear();
+    let count = |s: State| results.iter().filter(|r| r.state == s).count();
+    let failures = results.iter().filter(|r| r.ok == Some(false)).count();
+    let text = match a.format {
+        ProbeFormat::Json => {
+            let v = serde_json::json!({
+                "version": 1,
+                "site": site.name,
+                "from": srcs,
+                "summary": {
+                    "probes": results.len(),
+                    "open": count(State::Open),
+                    "closed": count(State::Closed),
+                    "filtered": count(State::Filtered),
+                    "open_filtered": count(State::OpenFiltered),
+                    "unexpected": failures,
+                },
+                "results": results,
+            });
+            serde_json::to_string_pretty(&v).expect("serializes") + "\n"
+        }
+        ProbeFormat::Junit => {
+            use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+            let mut r = Report::new(format!("ringfence probe {}", site.name));
+            let mut s = TestSuite::new(format!(
+                "probe from {}",
+                srcs.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+            for x in &results {
+                let st = if x.ok == Some(false) {
+                    let mut f = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    f.set_message(format!(
+                        "{} but expected {}",
+                        x.state.as_str(),
+                        if x.target.required { "open" } else { "closed" }
+                    ));
+                    f
+                } else {
+                    TestCaseStatus::success()
+                };
+                let mut tc = TestCase::new(line(x), st);
+                tc.set_classname(format!("probe.{}", x.target.flow));
+                s.add_test_case(tc);
+            }
+            r.add_test_suite(s);
+            r.to_string().expect("JUnit serializes")
+        }
+        ProbeFormat::Text => {
+            let mut out = String::new();
+            for r in &results {
+                if a.verbose || r.ok == Some(false) {
+                    out += &line(r);
+                    out.push('\n');
+                }
+            }
+            out += &format!(
+                "{} probes: {} open, {} closed, {} filtered, {} open|filtered; {} not as expected\n",
+                results.len(),
+                count(State::Open),
+                count(State::Closed),
+                count(State::Filtered),
+                count(State::OpenFiltered),
+                failures
+            );
+            out
+        }
+    };
+    emit(a.out.as_deref(), text.as_bytes())?;
+    Ok(if failures > 0 { FINDINGS } else { SUCCESS })
+}

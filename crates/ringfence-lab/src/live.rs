@@ -1,0 +1,382 @@
+//! `ringfence probe`: from the machine it runs on, connect to every
+//! destination and port of the site's flows whose sources include it.
+//!
+//! It is no general scanner: every target is a destination of a site flow
+//! (checked again right before probing). Concurrency and a rate limit keep
+//! it polite; UDP uses protocol-shaped requests and says "open|filtered"
+//! when silence cannot tell the two apart.
+
+use crate::site_lab::{representatives, sample_ports, Proto};
+use crate::udp::request_for;
+use ipnet::IpNet;
+use ringfence_site::{FlowAction, Protocol, ResolvedSite};
+use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    /// The flow it belongs to (for a negative check: the flow whose destination it is).
+    pub flow: String,
+    /// The local address it is probed from (the source the flow names).
+    pub src: Ipv4Addr,
+    /// Destination.
+    pub dst: Ipv4Addr,
+    /// Protocol.
+    pub proto: Proto,
+    /// Port.
+    pub port: u16,
+    /// Whether an allow flow requires it open (false: a negative check).
+    pub required: bool,
+}
+
+/// What a live probe saw, in nmap's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum State {
+    /// Connected / answered.
+    #[serde(rename = "open")]
+    Open,
+    /// Reset or ICMP unreachable.
+    #[serde(rename = "closed")]
+    Closed,
+    /// No answer to a TCP SYN.
+    #[serde(rename = "filtered")]
+    Filtered,
+    /// No answer to a UDP request: open and silent, or dropped.
+    #[serde(rename = "open|filtered")]
+    OpenFiltered,
+}
+
+impl State {
+    /// nmap's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Open => "open",
+            State::Closed => "closed",
+            State::Filtered => "filtered",
+            State::OpenFiltered => "open|filtered",
+        }
+    }
+}
+
+/// What `--expect` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Required open, negative checks closed.
+    Auto,
+    /// Everything open.
+    Open,
+    /// Everything closed.
+    Closed,
+}
+
+/// One probe's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveResult {
+    /// The target.
+    #[serde(flatten)]
+    pub target: Target,
+    /// What came back.
+    pub state: State,
+    /// Whether it meets the expectation (`None`: no expectation, or UDP silence that cannot tell).
+    pub ok: Option<bool>,
+}
+
+/// The IPv4 addresses of this machine's interfaces (`ip -4 -o addr`).
+pub fn local_addrs() -> std::io::Result<Vec<Ipv4Addr>> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            w.position(|x| x == "inet")?;
+            w.next()?.split('/').next()?.parse().ok()
+        })
+        .filter(|a: &Ipv4Addr| !a.is_loopback())
+        .collect())
+}
+
+/// The local addresses that lie in `zone` (or in any zone, for `None`).
+pub fn addrs_in_zone(
+    zones: &std::collections::BTreeMap<String, Vec<IpNet>>,
+    zone: Option<&str>,
+    local: &[Ipv4Addr],
+) -> Vec<Ipv4Addr> {
+    local
+        .iter()
+        .copied()
+        .filter(|a| {
+            zones
+                .iter()
+                .filter(|(z, _)| zone.is_none_or(|q| q == z.as_str()))
+                .any(|(_, ns)| ns.iter().any(|n| n.contains(&IpAddr::V4(*a))))
+        })
+        .collect()
+}
+
+const NEGATIVE_PORTS: [u16; 4] = [9, 2222, 12345, 40404];
+
+/// Every target for flows whose sources hold one of `srcs`: every
+/// destination host (a network's first, middle and last usable address), every port
+/// (ranges in full, or `sample` ports of each range), plus one negative
+/// check per destination on a port no allow flow opens.
+pub fn targets(
+    site: &ResolvedSite,
+    srcs: &[Ipv4Addr],
+    flows: Option<&[String]>,
+    sample: Option<usize>,
+) -> Vec<Target> {
+    let mut out: Vec<Target> = Vec::new();
+    let mut have: std::collections::HashSet<(Ipv4Addr, Ipv4Addr, Proto, u16)> =
+        std::collections::HashSet::new();
+    for f in site.allowed() {
+        if flows.is_some_and(|w| !w.contains(&f.id)) {
+            continue;
+        }
+        for (sn, dn) in f.network_pairs() {
+            let (IpNet::V4(_), IpNet::V4(d4)) = (sn, dn) else {
+                continue;
+            };
+            if d4.prefix_len() == 0 {
+                continue;
+            }
+            for &src in srcs.iter().filter(|s| sn.contains(&IpAddr::V4(**s))) {
+                for dst in representatives(&d4) {
+                    if dst == src {
+                        continue;
+                    }
+                    for sv in &f.services {
+                        let proto = match sv.protocol {
+                            Protocol::Tcp => Proto::Tcp,
+                            Protocol::Udp => Proto::Udp,
+                            _ => continue,
+                        };
+                        let first = sv.ports.first.max(1);
+                        let ports: Vec<u16> = match sample {
+                            Some(n) => sample_ports(first, sv.ports.last, n),
+                            None => (first..=sv.ports.last).collect(),
+                        };
+                        for port in ports {
+                            if have.insert((src, dst, proto, port)) {
+                                out.push(Target {
+                                    flow: f.id.clone(),
+                                    src,
+                                    dst,
+                                    proto,
+                                    port,
+                                    required: true,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut negatives = Vec::new();
+    let mut seen: Vec<(Ipv4Addr, Ipv4Addr)> = Vec::new();
+    for t in &out {
+        if seen.contains(&(t.src, t.dst)) {
+            continue;
+        }
+        seen.push((t.src, t.dst));
+        if let Some(port) = NEGATIVE_PORTS
+            .iter()
+            .copied()
+            .find(|&p| !allowed(site, t.src, t.dst, Proto::Tcp, p))
+        {
+            negatives.push(Target {
+                flow: t.flow.clone(),
+                src: t.src,
+                dst: t.dst,
+                proto: Proto::Tcp,
+                port,
+                required: false,
+            });
+        }
+    }
+    // Negative checks first: a dropped one waits out its timeout while the rest run.
+    negatives.extend(out);
+    negatives
+}
+
+/// Whether an allow flow of the site opens this path.
+pub fn allowed(site: &ResolvedSite, s: Ipv4Addr, d: Ipv4Addr, proto: Proto, port: u16) -> bool {
+    site.flows
+        .iter()
+        .filter(|f| f.action == FlowAction::Allow)
+        .any(|f| {
+            f.network_pairs()
+                .iter()
+                .any(|(sn, dn)| sn.contains(&IpAddr::V4(s)) && dn.contains(&IpAddr::V4(d)))
+                && f.services.iter().any(|sv| match sv.protocol {
+                    Protocol::Any => true,
+                    Protocol::Tcp => {
+                        proto == Proto::Tcp && (sv.ports.first..=sv.ports.last).contains(&port)
+                    }
+                    Protocol::Udp => {
+                        proto == Proto::Udp && (sv.ports.first..=sv.ports.last).contains(&port)
+                    }
+                    Protocol::Icmp => false,
+                })
+        })
+}
+
+/// Whether `dst` is a destination of some flow of the site (the only hosts `probe` touches).
+pub fn is_site_destination(site: &ResolvedSite, dst: Ipv4Addr) -> bool {
+    site.flows.iter().any(|f| {
+        f.destinations
+            .iter()
+            .any(|n| n.prefix_len() > 0 && n.contains(&IpAddr::V4(dst)))
+    })
+}
+
+/// Probe settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Probes in flight at once.
+    pub concurrency: usize,
+    /// Per-probe timeout.
+    pub timeout: Duration,
+    /// New probes started per second at most.
+    pub rate: u32,
+}
+
+async fn tcp(dst: SocketAddrV4, timeout: Duration) -> State {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(SocketAddr::V4(dst))).await {
+        Err(_) => State::Filtered,
+        Ok(Ok(s)) => {
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            State::Open
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => State::Closed,
+        Ok(Err(e)) if matches!(e.raw_os_error(), Some(113 | 101 | 13 | 71)) => State::Closed,
+        Ok(Err(_)) => State::Filtered,
+    }
+}
+
+async fn udp(dst: SocketAddrV4, timeout: Duration) -> State {
+    let r = async {
+        let s = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;
+        s.connect(dst).await?;
+        s.send(&request_for(dst.port())).await?;
+        let mut buf = [0u8; 512];
+        s.recv(&mut buf).await
+    };
+    match tokio::time::timeout(timeout, r).await {
+        Err(_) => State::OpenFiltered,
+        Ok(Ok(_)) => State::Open,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => State::Closed,
+        Ok(Err(e)) if matches!(e.raw_os_error(), Some(113 | 101 | 13 | 71)) => State::Closed,
+        Ok(Err(_)) => State::OpenFiltered,
+    }
+}
+
+/// Probe every target (refusing any that is not a site destination) and
+/// judge each against `expect`. `progress(done, total)` runs as probes finish.
+pub fn run(
+    site: &ResolvedSite,
+    targets: Vec<Target>,
+    settings: &Settings,
+    expect: Option<Expect>,
+    progress: Arc<dyn Fn(usize, usize) + Send + Sync>,
+) -> Result<Vec<LiveResult>, String> {
+    if let Some(t) = targets.iter().find(|t| !is_site_destination(site, t.dst)) {
+        return Err(format!(
+            "refusing {}: it is not a destination of any flow of the site",
+            t.dst
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let total = targets.len();
+    let s = settings.clone();
+    let states = rt.block_on(async move {
+        let sem = Arc::new(tokio::sync::Semaphore::new(s.concurrency.max(1)));
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut handles = Vec::with_capacity(total);
+        for (i, t) in targets.iter().enumerate() {
+            // Rate limit: probe i starts no earlier than i / rate seconds in.
+            if s.rate > 0 {
+                let at = start + Duration::from_secs_f64(i as f64 / f64::from(s.rate));
+                tokio::time::sleep_until(at.into()).await;
+            }
+            let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+            let dst = SocketAddrV4::new(t.dst, t.port);
+            let (proto, timeout, done, progress) =
+                (t.proto, s.timeout, done.clone(), progress.clone());
+            handles.push(tokio::spawn(async move {
+                let st = match proto {
+                    Proto::Tcp => tcp(dst, timeout).await,
+                    Proto::Udp => udp(dst, timeout).await,
+                };
+                drop(permit);
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if n % 256 == 0 || n == total {
+                    progress(n, total);
+                }
+                st
+            }));
+        }
+        let mut states = Vec::with_capacity(total);
+        for h in handles {
+            states.push(h.await.unwrap_or(State::Filtered));
+        }
+        (targets, states)
+    });
+    let (targets, states) = states;
+    Ok(targets
+        .into_iter()
+        .zip(states)
+        .map(|(target, state)| {
+            let want_open = match expect {
+                None => None,
+                Some(Expect::Auto) => Some(target.required),
+                Some(Expect::Open) => Some(true),
+                Some(Expect::Closed) => Some(false),
+            };
+            let ok = want_open.and_then(|w| match state {
+                State::OpenFiltered => None,
+                State::Open => Some(w),
+                State::Closed | State::Filtered => Some(!w),
+            });
+            LiveResult { target, state, ok }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_come_only_from_flows_whose_sources_hold_the_local_address() {
+        let site = ringfence_site::example_site().resolve();
+        let jump = Ipv4Addr::new(198, 18, 1, 10);
+        let t = targets(&site, &[jump], None, Some(4));
+        assert!(!t.is_empty());
+        assert!(t
+            .iter()
+            .all(|t| t.src == jump && is_site_destination(&site, t.dst)));
+        assert!(t
+            .iter()
+            .filter(|t| t.required)
+            .all(|t| allowed(&site, t.src, t.dst, t.proto, t.port)));
+        assert!(t
+            .iter()
+            .filter(|t| !t.required)
+            .all(|t| !allowed(&site, t.src, t.dst, t.proto, t.port)));
+        let se = Ipv4Addr::new(198, 18, 30, 1);
+        let full = targets(&site, &[se], Some(&["avi-nodeport".to_string()]), None);
+        assert_eq!(full.iter().filter(|t| t.required).count(), 2768 * 6);
+        assert!(!is_site_destination(&site, Ipv4Addr::new(8, 8, 8, 8)));
+    }
+}
