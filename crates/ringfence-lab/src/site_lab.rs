@@ -852,6 +852,7 @@ pub fn run_probes(
                     from_ns: plan.hosts[p.src_host].ns.clone(),
                     src: SocketAddrV4::new(plan.hosts[p.src_host].addr, sport_of(i)),
                     dst: SocketAddrV4::new(plan.hosts[p.dst_host].addr, p.port),
+                    transport: crate::Transport::Tcp,
                 }
             })
             .collect();
