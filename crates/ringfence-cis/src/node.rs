@@ -159,7 +159,7 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
         }
     }
     let mut images = Vec::new();
-    for f in manifests(&fs)? {
+    for f in manifests(&fs, &mut notes)? {
         if let Some(img) = &f.image {
             images.push((f.component, img.clone()));
         }
@@ -302,7 +302,7 @@ struct Container {
 
 const MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
 
-fn manifests(fs: &RootFs) -> Result<Vec<Found>, InputErrors> {
+fn manifests(fs: &RootFs, notes: &mut Vec<String>) -> Result<Vec<Found>, InputErrors> {
     let mut out = Vec::new();
     let names = fs.list(MANIFEST_DIR).map_err(fs_error)?;
     for name in names {
@@ -316,8 +316,13 @@ fn manifests(fs: &RootFs) -> Result<Vec<Found>, InputErrors> {
         let path = format!("{MANIFEST_DIR}/{name}");
         let text = match fs.read(&path) {
             Ok(Some(t)) => t,
-            Ok(None) | Err(FsError::NotRegular(_)) => continue,
-            Err(e) => return Err(fs_error(e)),
+            Ok(None) => continue,
+            // One unreadable manifest (a FIFO, a symlink loop, a huge file)
+            // must not stop the scan of the rest: say so and go on.
+            Err(e) => {
+                notes.push(format!("static pod manifest skipped: {e}"));
+                continue;
+            }
         };
         let pod: Pod = serde_saphyr::from_str(&text).map_err(|e| yaml_error(&path, &e))?;
         for c in pod.spec.containers {
