@@ -404,8 +404,7 @@ fn uses_flags(t: &Test) -> bool {
 
 /// Turn a serde-saphyr error into an [`InputErrors`] with its position.
 pub(crate) fn yaml_error(file: &str, e: &serde_saphyr::Error) -> InputErrors {
-    let text = e.to_string();
-    let message = text.lines().next().unwrap_or("invalid YAML").to_string();
+    let message = ringfence_diag::yaml_message(&e.without_snippet().to_string());
     let err = match e.location() {
         Some(l) if l.line() > 0 => InputError::at(file, l.line(), l.column().max(1), message),
         _ => InputError::whole(file, message),

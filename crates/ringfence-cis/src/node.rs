@@ -193,7 +193,7 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
     let mut images = Vec::new();
     let mut manifest_files = BTreeMap::new();
     for dir in &manifest_dirs {
-        for f in manifests(&fs, dir)? {
+        for f in manifests(&fs, dir, &mut notes)? {
             if let Some(img) = &f.image {
                 images.push((f.component, img.clone()));
             }
@@ -385,7 +385,7 @@ struct Container {
 
 const MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
 
-fn manifests(fs: &RootFs, dir: &str) -> Result<Vec<Found>, InputErrors> {
+fn manifests(fs: &RootFs, dir: &str, notes: &mut Vec<String>) -> Result<Vec<Found>, InputErrors> {
     let mut out = Vec::new();
     let names = fs.list(dir).map_err(fs_error)?;
     for name in names {
@@ -399,8 +399,13 @@ fn manifests(fs: &RootFs, dir: &str) -> Result<Vec<Found>, InputErrors> {
         let path = format!("{dir}/{name}");
         let text = match fs.read(&path) {
             Ok(Some(t)) => t,
-            Ok(None) | Err(FsError::NotRegular(_)) => continue,
-            Err(e) => return Err(fs_error(e)),
+            Ok(None) => continue,
+            // One unreadable manifest (a FIFO, a symlink loop, a huge file)
+            // must not stop the scan of the rest: say so and go on.
+            Err(e) => {
+                notes.push(format!("static pod manifest skipped: {e}"));
+                continue;
+            }
         };
         let pod: Pod = serde_saphyr::from_str(&text).map_err(|e| yaml_error(&path, &e))?;
         for c in pod.spec.containers {

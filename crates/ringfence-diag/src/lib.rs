@@ -164,6 +164,124 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Turn a YAML library message into one that says what was expected, in
+/// words a user can act on: strips a repeated `error: line L column C:` prefix
+/// (the position is printed in front already) and rewrites the parser's terse
+/// phrases and resource-budget breaches.
+pub fn yaml_message(raw: &str) -> String {
+    let mut m = raw.lines().next().unwrap_or("invalid YAML").trim();
+    if let Some(rest) = m.strip_prefix("error: ") {
+        m = rest;
+    }
+    if let Some(rest) = m.strip_prefix("line ") {
+        if let Some((_, after)) = rest.split_once(": ") {
+            m = after;
+        }
+    }
+    let mut m = m.to_string();
+    if let Some(i) = m.rfind(" at line ") {
+        m.truncate(i);
+    }
+    let budget = |what: &str| {
+        format!("the YAML is too large to read safely: {what} (an alias bomb or a generated file?)")
+    };
+    match m.as_str() {
+        "expected sequence start" => "expected a list here".to_string(),
+        "expected mapping start" => "expected a mapping of `key: value` entries here".to_string(),
+        _ if m.starts_with("expected string scalar") => {
+            "expected a single text value here, not a list or mapping".to_string()
+        }
+        _ if m.starts_with("budget breached: Nodes") => budget("more than 250000 values"),
+        _ if m.starts_with("budget breached: Depth") => {
+            budget("lists and mappings nested more than 64 levels deep")
+        }
+        _ if m.starts_with("budget breached: Aliases")
+            || m.starts_with("budget breached: AliasAnchorRatio") =>
+        {
+            budget("too many aliases (`*name`)")
+        }
+        _ if m.starts_with("budget breached") => {
+            budget(&m["budget breached: ".len().min(m.len())..])
+        }
+        _ if m.starts_with("duplicate mapping key: ") => {
+            let key = m["duplicate mapping key: ".len()..]
+                .split(',')
+                .next()
+                .unwrap_or("")
+                .trim();
+            format!("duplicate key `{key}`: each key may appear once in a mapping")
+        }
+        _ => m,
+    }
+}
+
+/// The largest input file ringfence reads: 128 MiB. Real rulesets, exports
+/// and configs are far smaller; anything bigger is refused before it is read
+/// into memory, with an error that says so.
+pub const MAX_INPUT_BYTES: u64 = 128 << 20;
+
+/// Read a user-named input file as UTF-8 text, refusing files larger than
+/// [`MAX_INPUT_BYTES`] (checked on the size before reading, and while reading
+/// for pipes and other streams). `name` labels errors, `what` says what the
+/// file is ("site file", "ruleset").
+pub fn read_input(path: &Path, name: &str, what: &str) -> Result<String, InputError> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| {
+        let help = match e.kind() {
+            std::io::ErrorKind::NotFound => "check the path",
+            std::io::ErrorKind::PermissionDenied => "check the file's permissions",
+            _ => "check that the path names a readable regular file",
+        };
+        InputError::whole(name, format!("cannot read {what}: {e}")).with_help(help)
+    };
+    let too_big = |size: String| {
+        InputError::whole(
+            name,
+            format!(
+                "{what} is {size}, over the {} MiB limit for input files",
+                MAX_INPUT_BYTES >> 20
+            ),
+        )
+        .with_help("check that this is the right file; split a larger export into several files")
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if meta.is_dir() {
+        return Err(
+            InputError::whole(name, format!("cannot read {what}: it is a directory"))
+                .with_help("name a file, not a directory"),
+        );
+    }
+    if meta.is_file() && meta.len() > MAX_INPUT_BYTES {
+        return Err(too_big(format!("{} bytes", meta.len())));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(too_big(format!("more than {MAX_INPUT_BYTES} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..offset];
+        let line = before.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        let column = (offset
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1)) as u64
+            + 1;
+        InputError::at(
+            name,
+            line,
+            column,
+            format!("{what} is not UTF-8 text (invalid byte at offset {offset})"),
+        )
+        .with_help("save it as UTF-8")
+    })
+}
+
 /// Write `bytes` to `path` atomically: a temporary file in the same directory,
 /// flushed to disk, then renamed over the target. Readers see either the old
 /// file or the complete new one, never a partial write.
@@ -211,6 +329,45 @@ mod tests {
         assert_eq!(closest("zone", keys), Some("zones"));
         assert_eq!(closest("extra_flow", keys), Some("extra_flows"));
         assert_eq!(closest("completely", keys), None);
+    }
+
+    #[test]
+    fn yaml_message_drops_the_repeated_position_and_explains() {
+        assert_eq!(
+            yaml_message("error: line 4 column 15: expected sequence start"),
+            "expected a list here"
+        );
+        assert_eq!(
+            yaml_message("error: line 6 column 11: budget breached: Nodes { nodes: 250001 }"),
+            "the YAML is too large to read safely: more than 250000 values (an alias bomb or a generated file?)"
+        );
+        assert_eq!(
+            yaml_message("missing field `x` at line 3 column 2"),
+            "missing field `x`"
+        );
+    }
+
+    #[test]
+    fn read_input_refuses_files_over_the_limit_without_reading_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("huge.rules");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(MAX_INPUT_BYTES + 1).unwrap();
+        let e = read_input(&p, "huge.rules", "ruleset").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "huge.rules: ruleset is 134217729 bytes, over the 128 MiB limit for input files\n  \
+             help: check that this is the right file; split a larger export into several files"
+        );
+    }
+
+    #[test]
+    fn read_input_locates_invalid_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.yaml");
+        std::fs::write(&p, b"a: 1\nb: \xff\n").unwrap();
+        let e = read_input(&p, "bad.yaml", "site file").unwrap_err();
+        assert_eq!(e.position(), "bad.yaml:2:4");
     }
 
     #[test]

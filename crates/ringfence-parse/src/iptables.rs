@@ -310,7 +310,15 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         if !in_filter {
             continue;
         }
-        let first = toks[0].clone();
+        let Some(first) = toks.first().cloned() else {
+            // Only `[packets:bytes]` counters on the line, no rule after them.
+            errors.push(InputError::at_line(
+                file,
+                lineno,
+                "packet counters with no rule: expected `[packets:bytes] -A CHAIN ...`",
+            ));
+            continue;
+        };
         if first.text != "-A" && first.text != "--append" {
             errors.push(InputError::at(
                 file,

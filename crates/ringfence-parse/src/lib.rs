@@ -81,12 +81,111 @@ pub fn parse_ruleset(
         RulesetFormat::Auto => detect_format(text, file)?,
         f => f,
     };
-    match format {
+    let rs = match format {
         RulesetFormat::Auto => unreachable!("resolved above"),
-        RulesetFormat::IptablesSave => iptables::parse(text, file),
-        RulesetFormat::NftJson => nft::parse(text, file),
-        RulesetFormat::NsxJson => nsx::parse(text, file),
+        RulesetFormat::IptablesSave => iptables::parse(text, file)?,
+        RulesetFormat::NftJson => nft::parse(text, file)?,
+        RulesetFormat::NsxJson => nsx::parse(text, file)?,
+    };
+    match jump_loop(&rs) {
+        Some((rule, path)) => Err(loop_error(text, file, rule, &path).into()),
+        None => Ok(rs),
     }
+}
+
+/// The first jump/goto loop, as the rule that closes it and the chain names
+/// along it. Both kernels refuse to load a ruleset with a loop, so a file
+/// holding one was not dumped from a kernel: it is reported, not analysed.
+/// Iterative, so that thousands of nested chains cannot exhaust the stack.
+fn jump_loop(rs: &Ruleset) -> Option<(&ringfence_model::Rule, Vec<String>)> {
+    use ringfence_model::Action;
+    let target = |r: &ringfence_model::Rule| match r.action {
+        Action::Jump { target } | Action::Goto { target } => Some(target.0),
+        _ => None,
+    };
+    // 0: unvisited, 1: on the current path, 2: done.
+    let mut state = vec![0u8; rs.chains.len()];
+    for start in 0..rs.chains.len() {
+        if state[start] != 0 {
+            continue;
+        }
+        // (chain, next rule index to look at)
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = 1;
+        while let Some(&mut (chain, ref mut next)) = stack.last_mut() {
+            let rules = &rs.chains[chain].rules;
+            let Some(rule) = rules.get(*next) else {
+                state[chain] = 2;
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            let Some(t) = target(rule).filter(|t| *t < rs.chains.len()) else {
+                continue;
+            };
+            match state[t] {
+                0 => {
+                    state[t] = 1;
+                    stack.push((t, 0));
+                }
+                1 => {
+                    let from = stack.iter().position(|(c, _)| *c == t).unwrap_or(0);
+                    let mut path: Vec<String> = stack[from..]
+                        .iter()
+                        .map(|(c, _)| rs.chains[*c].name.clone())
+                        .collect();
+                    path.push(rs.chains[t].name.clone());
+                    return Some((rule, path));
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+fn loop_error(text: &str, file: &str, rule: &ringfence_model::Rule, path: &[String]) -> InputError {
+    use ringfence_model::RuleRef;
+    let message = format!(
+        "jump loop: {}; expected chains that never lead back to themselves (the kernel refuses to load a loop)",
+        path.join(" -> ")
+    );
+    let e = match &rule.origin {
+        RuleRef::Line { line, .. } => InputError::at_line(file, *line, message),
+        RuleRef::NftHandle {
+            family,
+            table,
+            chain,
+            handle,
+        } => match nft_rule_pointer(text, family, table, chain, *handle) {
+            Some(p) => InputError::at_pointer(file, p, message),
+            None => InputError::whole(file, format!("{message} (rule handle {handle})")),
+        },
+        other => InputError::whole(file, format!("{message} (at {other})")),
+    };
+    e.with_help(
+        "this file was not dumped from a running kernel; check how it was produced or edited",
+    )
+}
+
+/// The JSON pointer of the nft rule with this handle.
+fn nft_rule_pointer(
+    text: &str,
+    family: &str,
+    table: &str,
+    chain: &str,
+    handle: u64,
+) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let items = v.get("nftables")?.as_array()?;
+    items.iter().enumerate().find_map(|(i, item)| {
+        let r = item.get("rule")?;
+        (r.get("family")?.as_str()? == family
+            && r.get("table")?.as_str()? == table
+            && r.get("chain")?.as_str()? == chain
+            && r.get("handle")?.as_u64()? == handle)
+            .then(|| format!("/nftables/{i}/rule"))
+    })
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ fn json_error(file: &str, e: &serde_json::Error) -> InputError {
     InputError::at(
         file,
         e.line() as u64,
-        e.column() as u64,
+        (e.column() as u64).max(1),
         format!("not valid JSON: {msg}"),
     )
     .with_help("give the output of `nft -j list ruleset` unchanged")

@@ -64,7 +64,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         InputError::at(
             file,
             e.line() as u64,
-            e.column() as u64,
+            (e.column() as u64).max(1),
             format!("not valid JSON: {msg}"),
         )
     })?;

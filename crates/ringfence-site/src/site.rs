@@ -212,6 +212,12 @@ pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(
         if let Some(i) = message.rfind(" at line ") {
             message.truncate(i);
         }
+        if message.starts_with("budget breached")
+            || message.starts_with("expected string scalar")
+            || message == "expected sequence start"
+        {
+            message = ringfence_diag::yaml_message(&message);
+        }
         let mut err = if line == 0 {
             InputError::whole(file, message.clone())
         } else {
@@ -304,27 +310,16 @@ pub fn load_site_file(path: &Path) -> Result<Site, InputErrors> {
     parse_site(&text, &name)
 }
 
-/// Read a whole file as UTF-8 text, with errors that say what went wrong.
+/// Read a whole file as UTF-8 text, with errors that say what went wrong
+/// (files over [`ringfence_diag::MAX_INPUT_BYTES`] are refused unread).
 pub fn read_text_file(path: &Path, name: &str, what: &str) -> Result<String, InputError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        let help = match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                "check the path; `ringfence site example` prints a site file to start from"
-            }
-            std::io::ErrorKind::PermissionDenied => "check the file's permissions",
-            _ => "check that the path names a readable regular file",
-        };
-        InputError::whole(name, format!("cannot read {what}: {e}")).with_help(help)
-    })?;
-    String::from_utf8(bytes).map_err(|e| {
-        InputError::whole(
-            name,
-            format!(
-                "{what} is not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        )
-        .with_help("save it as UTF-8 YAML")
+    ringfence_diag::read_input(path, name, what).map_err(|mut e| {
+        if e.help.as_deref() == Some("check the path") {
+            e.help = Some(
+                "check the path; `ringfence site example` prints a site file to start from".into(),
+            );
+        }
+        e
     })
 }
 

@@ -126,8 +126,7 @@ fn load_profile(spec: &str) -> Result<Profile, CliError> {
         }
         return Err(e.into());
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
+    let text = ringfence_diag::read_input(&path, spec, "profile")?;
     Ok(Profile::parse(spec, &text)?)
 }
 
@@ -247,8 +246,8 @@ fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
     let waivers = match &a.waivers {
         None => Vec::new(),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
+            let text =
+                ringfence_diag::read_input(path, &path.display().to_string(), "waiver file")?;
             parse_waivers(&path.display().to_string(), &text, &bench)?
         }
     };

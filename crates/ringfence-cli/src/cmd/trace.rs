@@ -114,9 +114,8 @@ pub struct Args {
 
 /// Read and parse a ruleset file; errors carry file:line:column.
 pub fn load_ruleset(path: &Path, format: FormatArg) -> Result<Ruleset, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
     let name = path.display().to_string();
+    let text = ringfence_diag::read_input(path, &name, "ruleset")?;
     Ok(ringfence_parse::parse_ruleset(&text, &name, format.into())?)
 }
 
@@ -146,8 +145,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let tracer = Tracer::new(&rs);
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
+        let text = ringfence_diag::read_input(path, &path.display().to_string(), "packet file")?;
         let out = batch(&tracer, hook, &text, &path.display().to_string())?;
         exit::emit(args.out.as_deref(), out.as_bytes())?;
         // The process ends here: skip freeing the model and indexes piece by piece.

@@ -1,0 +1,13 @@
+#![no_main]
+//! `ringfence_parse::parse_ruleset` with `RulesetFormat::NsxJson`: NSX Policy API JSON.
+use libfuzzer_sys::fuzz_target;
+use ringfence_parse::{parse_ruleset, RulesetFormat};
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Err(e) = parse_ruleset(text, "fuzz.rules", RulesetFormat::NsxJson) {
+        common::check_errors(text, &e);
+    }
+});
