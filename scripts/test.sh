@@ -28,4 +28,10 @@ if [ -f scripts/python-requirements.txt ] && ! cmp -s scripts/python-requirement
   cp scripts/python-requirements.txt .venv/.installed
 fi
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
+
+# In CI (CI=true), or when asked (FUZZ=1), run every fuzz target briefly too;
+# any crash fails the run. See fuzz/README.md.
+if [ "${CI:-}" = true ] || [ "${FUZZ:-0}" = 1 ]; then
+  FUZZ_SECONDS="${FUZZ_SECONDS:-20}" ./scripts/fuzz-ci.sh
+fi
