@@ -26,9 +26,26 @@ enum Command {
     /// Create, check and import site files.
     #[command(subcommand)]
     Site(cmd::site::Command),
+    /// Generate firewall rules for a site: nftables, iptables, NSX DFW or Aerleon.
+    Generate(cmd::generate::GenerateArgs),
+    /// Verify a ruleset against a site: flows, replies, excess, shadowed and redundant rules.
+    Verify(cmd::verify::Args),
+    /// Trace one packet (or a batch of JSON-lines packets) through a ruleset.
+    Trace(cmd::trace::Args),
+    /// What a ruleset change newly allows and newly blocks.
+    Diff(cmd::diff::Args),
+    /// Rehearse a ruleset for a site on the real kernel in network namespaces.
+    #[command(subcommand)]
+    Lab(cmd::lab::Command),
+    /// Probe the site's flows from this machine (TCP connects, DNS/NTP-shaped UDP).
+    Probe(cmd::probe::Args),
+    /// CIS Kubernetes Benchmark: scan a node, list and explain checks, merge fleet results.
+    Cis(cmd::cis::CisArgs),
     /// Generate Kubernetes manifests that run the CIS scan across a fleet.
     #[command(subcommand)]
     Deploy(cmd::deploy::Command),
+    /// One self-contained HTML (or Markdown) report: matrix, flows, rules, CIS.
+    Report(cmd::report::Args),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell to complete for.
@@ -36,23 +53,6 @@ enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
-    /// Trace one packet (or a batch of JSON-lines packets) through a ruleset.
-    Trace(cmd::trace::Args),
-    /// Generate firewall rules for a site: nftables, iptables, NSX DFW or Aerleon.
-    Generate(cmd::generate::GenerateArgs),
-    /// CIS Kubernetes Benchmark: scan a node, list checks, explain one.
-    Cis(cmd::cis::CisArgs),
-    /// Verify a ruleset against a site: flows, replies, excess, shadowed and redundant rules.
-    Verify(cmd::verify::Args),
-    /// What a ruleset change newly allows and newly blocks.
-    Diff(cmd::diff::Args),
-    /// One self-contained HTML (or Markdown) report: matrix, flows, rules, CIS.
-    Report(cmd::report::Args),
-    /// Rehearse a ruleset for a site on the real kernel in network namespaces.
-    #[command(subcommand)]
-    Lab(cmd::lab::Command),
-    /// Probe the site's flows from this machine (TCP connects, DNS/NTP-shaped UDP).
-    Probe(cmd::probe::Args),
 }
 
 fn main() -> ExitCode {
