@@ -178,25 +178,10 @@ impl RootFs {
 
     /// Read a regular file as UTF-8 (lossy); `Ok(None)` when it does not exist.
     pub fn read(&self, path: &str) -> Result<Option<String>, FsError> {
-        let host = match self.resolve(path) {
-            Ok(h) => h,
-            Err(FsError::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(file) = self.open_regular(path)? else {
+            return Ok(None);
         };
-        let meta = std::fs::symlink_metadata(&host).map_err(|e| io(path, &e))?;
-        if !meta.is_file() {
-            return Err(FsError::NotRegular(path.to_string()));
-        }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&host)
-            .map_err(|e| io(path, &e))?;
-        // Re-check on the open descriptor: the path may have changed since.
         let meta = file.metadata().map_err(|e| io(path, &e))?;
-        if !meta.is_file() {
-            return Err(FsError::NotRegular(path.to_string()));
-        }
         if meta.len() > READ_LIMIT {
             return Err(FsError::TooLarge(path.to_string()));
         }
