@@ -7,10 +7,11 @@
 //! every router-side veth, `onlink`), so traffic between any two hosts, also
 //! two hosts of one network, crosses the router and its ruleset.
 
+use crate::topology::{ip, set_sysctls};
 use crate::udp::{udp_once, UdpOutcome, UdpResponders};
 use crate::{
-    check_address, delete_namespace, list_namespaces, preflight, probe_all, run, LabError,
-    Listeners, Outcome, Probe, PREFIX,
+    check_address, delete_namespace, list_namespaces, preflight, probe_all, LabError, Listeners,
+    Outcome, Probe, PREFIX,
 };
 use ipnet::{IpNet, Ipv4Net};
 use ringfence_model::{CtStates, Hook, Packet, Ruleset, Verdict};
@@ -462,29 +463,6 @@ pub fn load_state(path: &Path) -> Result<SiteLabState, LabError> {
     })
 }
 
-fn ip(args: &[&str]) -> Result<(), LabError> {
-    run(Command::new("ip").args(args)).map(|_| ())
-}
-
-fn sysctls(ns: &str, router: bool) -> Result<(), LabError> {
-    let mut values = vec![
-        ("/proc/sys/net/ipv4/icmp_ratelimit", "0"),
-        ("/proc/sys/net/ipv4/icmp_msgs_per_sec", "1000000"),
-        ("/proc/sys/net/ipv4/icmp_msgs_burst", "1000000"),
-        ("/proc/sys/net/ipv4/ip_local_port_range", "20000 60999"),
-    ];
-    if router {
-        values.push(("/proc/sys/net/ipv4/ip_forward", "1"));
-    }
-    crate::in_netns(ns, || -> std::io::Result<()> {
-        for (p, v) in values {
-            std::fs::write(p, v)?;
-        }
-        Ok(())
-    })??;
-    Ok(())
-}
-
 /// Run `prog args` inside namespace `ns` with `input` on stdin.
 pub fn ns_cmd(ns: &str, prog: &str, args: &[&str], input: &str) -> Result<String, LabError> {
     let mut child = Command::new("ip")
@@ -573,7 +551,7 @@ pub fn build(
             save(&path, &st)?;
             ip(&["netns", "add", &ns])?;
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            sysctls(&ns, ns == router)?;
+            set_sysctls(&ns, ns == router)?;
         }
         let gw = plan.gateway.to_string();
         for h in &plan.hosts {

@@ -134,15 +134,20 @@ impl LabSpec {
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), LabError> {
+/// Run `ip ARGS` (in the root namespace only for `netns add`/`-n NS ...`).
+pub(crate) fn ip(args: &[&str]) -> Result<(), LabError> {
     run(Command::new("ip").args(args)).map(|_| ())
 }
 
-fn set_sysctls(ns: &str, router: bool) -> Result<(), LabError> {
+/// Lab sysctls for namespace `ns`: no ICMP rate limits (a REJECT must never
+/// look like a drop), a wide local port range for many bound probes, and
+/// forwarding on the router.
+pub(crate) fn set_sysctls(ns: &str, router: bool) -> Result<(), LabError> {
     let mut values = vec![
         ("/proc/sys/net/ipv4/icmp_ratelimit", "0"),
         ("/proc/sys/net/ipv4/icmp_msgs_per_sec", "1000000"),
         ("/proc/sys/net/ipv4/icmp_msgs_burst", "1000000"),
+        ("/proc/sys/net/ipv4/ip_local_port_range", "20000 60999"),
     ];
     if router {
         values.push(("/proc/sys/net/ipv4/ip_forward", "1"));
