@@ -4,7 +4,9 @@
 #   scripts/fuzz-ci.sh                 # every target, FUZZ_SECONDS (45) each
 #   FUZZ_SECONDS=300 scripts/fuzz-ci.sh site nft_json
 #
-# Env: FUZZ_SECONDS (per target, default 45), FUZZ_REQUIRED=1 (a missing
+# Env: FUZZ_SECONDS (per target, default 45), FUZZ_SEED (libFuzzer -seed,
+# default 1, so a CI run replays the same mutations a developer ran locally
+# for at least as long; set another to explore), FUZZ_REQUIRED=1 (a missing
 # nightly toolchain is an error instead of a skip), FUZZ_TOOLCHAIN (default
 # nightly). Seeds come from fuzz/seeds/<target>; new inputs go to a scratch
 # corpus that is removed afterwards; crashes are kept in fuzz/artifacts/<target>/.
@@ -44,7 +46,7 @@ for t in "${targets[@]}"; do
     (cd fuzz && TMPDIR="$scratch/tmp" cargo "+${TOOLCHAIN}" fuzz run -O "$t" \
         "$scratch/corpus/$t" "seeds/$t" -- \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 \
-        -max_len=262144 -print_final_stats=1) >"$log" 2>&1
+        -max_len=262144 -seed="${FUZZ_SEED:-1}" -print_final_stats=1) >"$log" 2>&1
     rc=$?
     took=$(( $(date +%s) - start ))
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)

@@ -10,7 +10,7 @@ use ringfence_diag::{InputErrors, Locus};
 /// to the wrong place, which counts as a bug just like a panic.
 pub fn check_errors(text: &str, errors: &InputErrors) {
     assert!(!errors.0.is_empty(), "an Err must carry at least one error");
-    let lines = text.lines().count() as u64 + 1;
+    let lines = line_count(text);
     for e in &errors.0 {
         let shown = e.to_string();
         assert!(!shown.is_empty());
@@ -26,6 +26,23 @@ pub fn check_errors(text: &str, errors: &InputErrors) {
             Locus::Whole => {}
         }
     }
+}
+
+/// The number of lines in `text` under the most generous convention any of
+/// our formats uses. YAML (and so serde-saphyr's positions) breaks lines at
+/// LF, CRLF and a lone CR, while `str::lines` only knows LF: a file of
+/// old-Mac CR line endings has one `str::lines` line but many YAML lines.
+pub fn line_count(text: &str) -> u64 {
+    let bytes = text.as_bytes();
+    let mut n = 1u64;
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'\n' => n += 1,
+            b'\r' if bytes.get(i + 1) != Some(&b'\n') => n += 1,
+            _ => {}
+        }
+    }
+    n
 }
 
 /// A scratch node root for the targets that go through `--root` discovery,
