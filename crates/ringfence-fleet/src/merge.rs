@@ -379,9 +379,11 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
 pub fn merge_files(paths: &[PathBuf], threads: usize) -> FleetReport {
     let parse = |p: &Path| {
         let name = p.display().to_string();
-        let parsed = match std::fs::read(p) {
-            Ok(bytes) => parse_node_result(&name, &bytes),
-            Err(e) => Err(InputError::whole(&name, format!("cannot read: {e}"))),
+        // The same size limit and UTF-8 check as every other input file: a
+        // fleet directory may hold a stray core dump or a huge log.
+        let parsed = match ringfence_diag::read_input(p, &name, "scan result") {
+            Ok(text) => parse_node_result(&name, text.as_bytes()),
+            Err(e) => Err(e),
         };
         (name, parsed)
     };

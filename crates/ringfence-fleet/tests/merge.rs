@@ -225,3 +225,34 @@ fn html_is_one_self_contained_page() {
     assert!(h.contains("<caption>Checks across the fleet</caption>"));
     assert!(h.contains("<th scope=\"row\">worker-2</th>"));
 }
+
+#[test]
+fn an_oversized_or_binary_result_file_is_a_problem_not_a_memory_spike() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = node_result("node-a", "cis-1.6", &[], &[]);
+    std::fs::write(
+        dir.path().join("node-a.json"),
+        serde_json::to_vec(&good).unwrap(),
+    )
+    .unwrap();
+    // A sparse 200 MiB file: refused on its size before a byte is read.
+    let big = std::fs::File::create(dir.path().join("node-b.json")).unwrap();
+    big.set_len(200 << 20).unwrap();
+    std::fs::write(dir.path().join("node-c.json"), b"{\"node\": \"\xff\xfe\"}").unwrap();
+
+    let inputs = collect_inputs(&[dir.path().to_path_buf()]).unwrap();
+    let r = merge_files(&inputs, 2);
+    assert_eq!(r.summary.nodes, 1, "the good file still counts");
+    assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+    assert!(
+        r.problems[0].message.contains("over the 128 MiB limit"),
+        "{:?}",
+        r.problems[0]
+    );
+    assert!(
+        r.problems[1].message.contains("not UTF-8"),
+        "{:?}",
+        r.problems[1]
+    );
+    assert_eq!(r.exit_code(), 1);
+}

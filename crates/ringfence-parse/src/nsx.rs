@@ -155,6 +155,18 @@ struct Parser<'a> {
     seen_any: bool,
 }
 
+/// How an error names a JSON value's type: "a string", "a number".
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
 fn ptr_join(base: &str, key: &str) -> String {
     format!("{base}/{}", key.replace('~', "~0").replace('/', "~1"))
 }
@@ -263,8 +275,23 @@ impl<'a> Parser<'a> {
                     }
                     Some("Infra") | None => {
                         for key in ["children", "results"] {
-                            if let Some(c) = o.get(key) {
-                                self.walk(c, &ptr_join(ptr, key), policy, domain);
+                            match o.get(key) {
+                                Some(c @ (Value::Array(_) | Value::Object(_))) => {
+                                    self.walk(c, &ptr_join(ptr, key), policy, domain);
+                                }
+                                // `null` is how some exports say "none".
+                                Some(Value::Null) | None => {}
+                                Some(other) => self.errors.push(
+                                    InputError::at_pointer(
+                                        self.file,
+                                        ptr_join(ptr, key),
+                                        format!(
+                                            "`{key}` must be a list of NSX objects, found {}",
+                                            json_kind(other)
+                                        ),
+                                    )
+                                    .with_help("export with GET /policy/api/v1/infra?filter=Type-Domain|SecurityPolicy|Rule|Group|Service"),
+                                ),
                             }
                         }
                     }

@@ -43,9 +43,12 @@ pub struct Definitions {
 }
 
 fn read(path: &Path) -> Result<String, InputErrors> {
-    std::fs::read_to_string(path).map_err(|e| {
-        InputError::whole(path.display().to_string(), format!("cannot read: {e}")).into()
-    })
+    ringfence_diag::read_input(
+        path,
+        &path.display().to_string(),
+        "kube-bench definitions file",
+    )
+    .map_err(Into::into)
 }
 
 impl Definitions {

@@ -313,8 +313,11 @@ fn run_kube_bench(
         ("auto", None) => {
             // Pick as kube-bench does, from its version_mapping.
             let global = cfg.join("config.yaml");
-            let text = std::fs::read_to_string(&global)
-                .map_err(|e| CliError::Io(format!("reading {}: {e}", global.display())))?;
+            let text = ringfence_diag::read_input(
+                &global,
+                &global.display().to_string(),
+                "kube-bench config",
+            )?;
             let conf =
                 kubebench::config::Config::load((&global.display().to_string(), &text), None)?;
             let version = node.kubernetes_version.clone().ok_or_else(|| {
@@ -342,8 +345,8 @@ fn run_kube_bench(
     let waivers = match &a.waivers {
         None => Vec::new(),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
+            let text =
+                ringfence_diag::read_input(path, &path.display().to_string(), "waiver file")?;
             parse_waivers(&path.display().to_string(), &text, &skeleton)?
         }
     };

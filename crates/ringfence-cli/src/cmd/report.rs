@@ -104,8 +104,11 @@ fn generated(flag: Option<String>) -> Result<String, CliError> {
 }
 
 fn read(path: &Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))
+    Ok(ringfence_diag::read_input(
+        path,
+        &path.display().to_string(),
+        "report input",
+    )?)
 }
 
 /// Run `ringfence report`.
