@@ -130,6 +130,11 @@ pub struct FileSpec {
     /// With `walk`, keep only names ending with this.
     #[serde(default)]
     pub suffix: Option<String>,
+    /// With `walk`, examine only what is not a directory: subdirectories are
+    /// searched but not judged (a state directory's 755 is not a file
+    /// permission finding).
+    #[serde(default)]
+    pub files_only: bool,
     /// When no flag names the file and no candidate exists, checks of it do
     /// not apply (status info) instead of failing: for example a kubelet run
     /// without a config file has no config file to protect.

@@ -439,9 +439,13 @@ pub fn locate(node: &Node, spec: &FileSpec) -> Vec<String> {
             out.push(dir.clone());
         }
         for p in node.fs.walk(&dir).unwrap_or_default() {
-            if spec.suffix.as_deref().is_none_or(|s| p.ends_with(s)) {
-                out.push(p);
+            if !spec.suffix.as_deref().is_none_or(|s| p.ends_with(s)) {
+                continue;
             }
+            if spec.files_only && matches!(node.fs.stat(&p), Ok(Some(st)) if st.is_dir) {
+                continue;
+            }
+            out.push(p);
         }
     }
     out

@@ -352,32 +352,27 @@ fn kubelet_systemd(n: &NodeRoot, kubeadm_args: &str) {
 
 const KUBEADM_ARGS: &str = "--container-runtime=remote --container-runtime-endpoint=/var/run/containerd/containerd.sock --pod-infra-container-image=projects.registry.vmware.com/tkg/pause:3.5";
 
-/// A TKG v1.5.1-style control-plane node (kubeadm static pods, kubelet from
-/// systemd, config file reached through an absolute symlink, manifests
-/// through a relative one). On cis-1.6 it fails exactly the seven checks of
-/// the `tkg-1.5` profile.
+/// A TKG v1.5.1-style control-plane node laid out as kubeadm and Antrea
+/// leave it: static pod manifests, the kubelet from systemd with its config
+/// file in /var/lib/kubelet, Antrea's CNI config and its host-local IPAM
+/// state. On cis-1.6 it fails exactly the seven checks of the `tkg-1.5`
+/// profile.
 pub fn tkg_control_plane(root: impl Into<PathBuf>) -> NodeRoot {
     let n = NodeRoot::new(root);
     accounts(&n, false);
     n.file("/etc/hostname", "tkg-cp-0\n", 0o644);
     n.dir("/etc/kubernetes/manifests", 0o755);
-    // The API server manifest is a relative symlink into a vendor directory.
-    n.dir("/opt/tkg/manifests", 0o755);
     let mut cmd = vec!["kube-apiserver".to_string()];
     cmd.extend(apiserver_flags());
     let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
     n.file(
-        "/opt/tkg/manifests/kube-apiserver.yaml",
+        "/etc/kubernetes/manifests/kube-apiserver.yaml",
         &static_pod(
             "kube-apiserver",
             &format!("{IMAGE_REPO}/kube-apiserver:{TKG_K8S}"),
             &refs,
         ),
         0o600,
-    );
-    n.link(
-        "/etc/kubernetes/manifests/kube-apiserver.yaml",
-        "../../../opt/tkg/manifests/kube-apiserver.yaml",
     );
     manifest(
         &n,
@@ -408,16 +403,55 @@ pub fn tkg_control_plane(root: impl Into<PathBuf>) -> NodeRoot {
     n.dir("/var/lib/etcd", 0o700);
     n.dir("/var/lib/etcd/member", 0o700);
     kubelet_systemd(&n, KUBEADM_ARGS);
-    // The kubelet config lives elsewhere and is reached by an absolute link,
-    // which must resolve inside the root.
-    n.file("/etc/kubelet/config.yaml", KUBELET_CONFIG, 0o644);
-    n.link("/var/lib/kubelet/config.yaml", "/etc/kubelet/config.yaml");
+    n.file("/var/lib/kubelet/config.yaml", KUBELET_CONFIG, 0o644);
     n.dir("/etc/cni/net.d", 0o755);
     n.file(
         "/etc/cni/net.d/10-antrea.conflist",
-        "{\"cniVersion\":\"0.3.0\",\"name\":\"antrea\"}\n",
+        "{\"cniVersion\":\"0.3.0\",\"name\":\"antrea\",\"plugins\":[{\"type\":\"antrea\",\"ipam\":{\"type\":\"host-local\"}}]}\n",
         0o644,
     );
+    // Antrea allocates pod addresses with the host-local IPAM plugin, which
+    // keeps one file per address (and its lock) under /var/lib/cni/networks.
+    n.dir("/var/lib/cni/networks/antrea", 0o755);
+    n.file("/var/lib/cni/networks/antrea/lock", "", 0o644);
+    n.file(
+        "/var/lib/cni/networks/antrea/100.96.0.2",
+        "5f1c0e6b9a2d\neth0",
+        0o644,
+    );
+    n.file(
+        "/var/lib/cni/networks/antrea/last_reserved_ip.0",
+        "100.96.0.2",
+        0o644,
+    );
+    n
+}
+
+/// [`tkg_control_plane`] with two files moved behind symlinks, as some image
+/// builds and configuration tools do: the API server manifest becomes a
+/// relative link into /opt/tkg/manifests and the kubelet config an absolute
+/// link to /etc/kubelet/config.yaml. Both links must resolve inside the
+/// root. kube-bench's `stat -c %a` reports a link's own mode (777) here, where
+/// a check of the file itself sees 600 and 644.
+pub fn tkg_control_plane_linked(root: impl Into<PathBuf>) -> NodeRoot {
+    let n = tkg_control_plane(root);
+    n.dir("/opt/tkg/manifests", 0o755);
+    std::fs::rename(
+        n.host("/etc/kubernetes/manifests/kube-apiserver.yaml"),
+        n.host("/opt/tkg/manifests/kube-apiserver.yaml"),
+    )
+    .expect("move the manifest");
+    n.link(
+        "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        "../../../opt/tkg/manifests/kube-apiserver.yaml",
+    );
+    n.dir("/etc/kubelet", 0o755);
+    std::fs::rename(
+        n.host("/var/lib/kubelet/config.yaml"),
+        n.host("/etc/kubelet/config.yaml"),
+    )
+    .expect("move the kubelet config");
+    n.link("/var/lib/kubelet/config.yaml", "/etc/kubelet/config.yaml");
     n
 }
 

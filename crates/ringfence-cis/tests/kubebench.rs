@@ -533,30 +533,12 @@ fn multiple_values_fail_on_any_line_and_types_decide_first() {
     assert_eq!(run_check(c, true, &mut run).state, State::Info);
 }
 
-/// Checks where kube-bench's cis-1.6 definitions and our native cis-1.6
-/// legitimately disagree on the TKG node, with the reason.
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    (
-        "1.1.1",
-        "the API server manifest is a symlink: kube-bench's `stat -c %a` reports the link's own mode (777); the native scanner judges the file it points to (600)",
-    ),
-    (
-        "1.1.9",
-        "no CNI files on the node: kube-bench's audit prints nothing and an empty output fails its test (WARN); the native scanner has nothing to object to (PASS)",
-    ),
-    ("1.1.10", "as 1.1.9, for the CNI files' ownership"),
-    (
-        "4.1.9",
-        "the kubelet config file is a symlink: kube-bench's `stat -c %a` reports the link's own mode (777); the native scanner judges the file it points to",
-    ),
-];
-
-#[test]
-fn tkg_node_gets_the_same_status_natively_and_through_kube_bench_cis_1_6() {
-    let dir = tempfile::tempdir().unwrap();
-    testkit::tkg_control_plane(dir.path());
+/// Scan the node under `root` natively with cis-1.6 and through kube-bench's
+/// cis-1.6 definitions (read-only idioms, no shell); return every check id
+/// whose status differs, with both sides' evidence.
+fn native_vs_kube_bench_cis_1_6(root: &std::path::Path) -> Vec<(String, String)> {
     let node = discover(&DiscoverOptions {
-        root: Some(dir.path().to_path_buf()),
+        root: Some(root.to_path_buf()),
         ..Default::default()
     })
     .unwrap();
@@ -594,6 +576,15 @@ fn tkg_node_gets_the_same_status_natively_and_through_kube_bench_cis_1_6() {
         },
     )
     .unwrap_or_else(|r| panic!("{}", r.message()));
+    assert_eq!(kb.report.checks.len(), native.checks.len());
+    // The evidence says the answers were native.
+    assert!(kb
+        .report
+        .checks
+        .iter()
+        .filter_map(|c| c.evidence.as_ref())
+        .all(|e| e.source == "native"));
+    assert!(kb.report.checks.iter().any(|c| c.status == Status::Pass));
     let theirs: BTreeMap<&str, &report::CheckResult> = kb
         .report
         .checks
@@ -606,41 +597,55 @@ fn tkg_node_gets_the_same_status_natively_and_through_kube_bench_cis_1_6() {
             panic!("kube-bench's cis-1.6 has no check {}", c.id);
         };
         if c.status != k.status {
-            differ.push(format!(
-                "{}: native {:?}, kube-bench {:?} ({:?} / {:?} / {:?})",
-                c.id, c.status, k.status, k.actual, k.expected_value, k.reason
+            differ.push((
+                c.id.clone(),
+                format!(
+                    "native {:?} ({:?}), kube-bench {:?} ({:?} / {:?} / {:?})",
+                    c.status, c.actual, k.status, k.actual, k.expected_value, k.reason
+                ),
             ));
         }
     }
-    let listed: Vec<&str> = KNOWN_DIFFERENCES.iter().map(|(id, _)| *id).collect();
-    let unexpected: Vec<&String> = differ
-        .iter()
-        .filter(|d| !listed.iter().any(|id| d.starts_with(&format!("{id}:"))))
-        .collect();
+    differ
+}
+
+#[test]
+fn tkg_node_gets_the_same_status_for_every_check_natively_and_through_kube_bench_cis_1_6() {
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let differ = native_vs_kube_bench_cis_1_6(dir.path());
     assert!(
-        unexpected.is_empty(),
+        differ.is_empty(),
         "status differs:\n{}",
-        unexpected
+        differ
             .iter()
-            .map(|s| s.as_str())
+            .map(|(id, d)| format!("{id}: {d}"))
             .collect::<Vec<_>>()
             .join("\n")
     );
-    for id in listed {
+}
+
+/// kube-bench's `stat -c %a FILE` does not follow symlinks, so a manifest or
+/// config reached through a link reports the link's own mode, 777, and fails;
+/// the native scanner judges the file the link resolves to (inside the root).
+/// Only the two checks whose files are links may differ, and both must.
+#[test]
+fn symlinked_files_are_where_kube_bench_and_the_native_scanner_part_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane_linked(dir.path());
+    let differ = native_vs_kube_bench_cis_1_6(dir.path());
+    let ids: Vec<&str> = differ.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["1.1.1", "4.1.9"], "{differ:#?}");
+    for (_, d) in &differ {
         assert!(
-            differ.iter().any(|d| d.starts_with(&format!("{id}:"))),
-            "{id} is listed as differing but agrees"
+            d.contains("native Pass") && d.contains("kube-bench Fail"),
+            "{d}"
+        );
+        assert!(
+            d.contains("777"),
+            "the link's own mode is what kube-bench saw: {d}"
         );
     }
-    assert_eq!(kb.report.checks.len(), native.checks.len());
-    // The evidence says the answers were native.
-    assert!(kb
-        .report
-        .checks
-        .iter()
-        .filter_map(|c| c.evidence.as_ref())
-        .all(|e| e.source == "native"));
-    assert!(kb.report.checks.iter().any(|c| c.status == Status::Pass));
 }
 
 #[test]

@@ -483,7 +483,10 @@ fn targets_and_check_selection_limit_the_scan() {
 fn static_pods_are_found_where_the_kubelets_config_puts_them() {
     need_root!();
     let dir = tempfile::tempdir().unwrap();
-    let n = testkit::tkg_control_plane(dir.path());
+    // The linked layout: the kubelet config is reached through a symlink and
+    // the API server manifest through a relative one, which must keep
+    // resolving after the move.
+    let n = testkit::tkg_control_plane_linked(dir.path());
     // Move every manifest to the directory the kubelet config names.
     let old = dir.path().join("etc/kubernetes/manifests");
     let new = dir.path().join("etc/kubernetes/static-pods");

@@ -80,7 +80,7 @@ fn a_node_that_breaks_one_more_check_exits_1_and_names_it() {
     let n = testkit::tkg_control_plane(dir.path());
     // Re-enable anonymous kubelet access in the config file (check 4.2.1).
     let cfg = testkit::KUBELET_CONFIG.replace("enabled: false", "enabled: true");
-    n.file("/etc/kubelet/config.yaml", &cfg, 0o644);
+    n.file("/var/lib/kubelet/config.yaml", &cfg, 0o644);
     let o = scan(dir.path(), &["--profile", "tkg-1.5"]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let out = stdout(&o);

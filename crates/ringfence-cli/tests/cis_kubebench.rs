@@ -43,7 +43,8 @@ fn kube_bench_cis_1_6_on_the_tkg_node_with_profile_and_waivers() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    testkit::tkg_control_plane(dir.path());
+    // The linked layout (manifest and kubelet config behind symlinks).
+    testkit::tkg_control_plane_linked(dir.path());
     let cfg = kube_bench_cfg();
     let base = [
         "cis",

@@ -148,7 +148,7 @@ fn the_stored_example_cis_result_is_what_the_scanner_produces_today() {
     let dir = tempfile::tempdir().unwrap();
     let n = testkit::tkg_control_plane(dir.path());
     let cfg = testkit::KUBELET_CONFIG.replace("enabled: false", "enabled: true");
-    n.file("/etc/kubelet/config.yaml", &cfg, 0o644);
+    n.file("/var/lib/kubelet/config.yaml", &cfg, 0o644);
     let o = ringfence(&[
         "cis",
         "scan",

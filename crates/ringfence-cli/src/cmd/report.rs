@@ -103,12 +103,8 @@ fn generated(flag: Option<String>) -> Result<String, CliError> {
     Ok(format_utc(now))
 }
 
-fn read(path: &Path) -> Result<String, CliError> {
-    Ok(ringfence_diag::read_input(
-        path,
-        &path.display().to_string(),
-        "report input",
-    )?)
+fn read(path: &Path) -> Result<String, ringfence_diag::InputError> {
+    ringfence_diag::read_input(path, &path.display().to_string(), "report input")
 }
 
 /// Run `ringfence report`.
@@ -148,8 +144,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                 Ok(c) => cis_inputs.push(c),
                 Err(e) => errors.push(e),
             },
-            Err(CliError::Io(msg)) => errors.push(ringfence_diag::InputError::whole(&name, msg)),
-            Err(e) => return Err(e),
+            Err(e) => errors.push(e),
         }
     }
     let lab_input = match &args.lab {
@@ -163,11 +158,10 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                         None
                     }
                 },
-                Err(CliError::Io(msg)) => {
-                    errors.push(ringfence_diag::InputError::whole(&name, msg));
+                Err(e) => {
+                    errors.push(e);
                     None
                 }
-                Err(e) => return Err(e),
             }
         }
         None => None,
