@@ -4,16 +4,12 @@
 //! of a few bytes, with SIGXFSZ ignored so the write returns EFBIG): a writer
 //! that truncated and rewrote the target in place would leave a damaged file.
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::repo_root;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
 
 #[repr(C)]
 struct RLimit {

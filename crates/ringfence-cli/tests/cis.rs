@@ -1,24 +1,11 @@
 //! End-to-end tests of `ringfence cis` on node roots built by the tests.
 
+mod common;
+use common::{ringfence, stderr, stdout};
+
 use ringfence_cis::testkit::{self, is_root};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn ringfence(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ringfence")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::Output;
 
 fn scan(root: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["cis", "scan", "--root", root.to_str().unwrap()];

@@ -1,40 +1,9 @@
 //! End-to-end tests of `ringfence cis scan --kube-bench-cfg`.
 
+mod common;
+use common::{kube_bench_cfg, ringfence, stderr};
+
 use ringfence_cis::testkit::{self, is_root};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn ringfence(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ringfence")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// kube-bench's cfg directory in `<repo>/../shared` (one level further up
-/// for a worktree under `<repo>/../wt/NAME`).
-fn kube_bench_cfg() -> PathBuf {
-    for c in [
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/reference/kube-bench/cfg"
-        ),
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../../shared/reference/kube-bench/cfg"
-        ),
-    ] {
-        if Path::new(c).join("config.yaml").is_file() {
-            return PathBuf::from(c);
-        }
-    }
-    panic!("the kube-bench reference data (shared/reference/kube-bench/cfg next to the repository) is missing");
-}
 
 #[test]
 fn kube_bench_cis_1_6_on_the_tkg_node_with_profile_and_waivers() {

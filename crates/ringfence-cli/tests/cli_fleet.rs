@@ -1,22 +1,12 @@
 //! `ringfence deploy manifests` and the fleet merge, run as a user would.
 
+mod common;
+use common::run as ringfence;
+
 use std::path::Path;
-use std::process::Command;
 
 /// The words naming the merge subcommand.
 const MERGE: &[&str] = &["cis", "merge"];
-
-fn ringfence(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .output()
-        .expect("run ringfence");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Run the merge subcommand with these arguments.
 fn merge(args: &[&str]) -> (i32, String, String) {

@@ -1,18 +1,7 @@
 //! The `ringfence` binary's foundation commands, run as a user would.
 
-use std::process::Command;
-
-fn ringfence(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .output()
-        .expect("run ringfence");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::run as ringfence;
 
 #[test]
 fn flows_json_on_the_embedded_example_lists_the_seed_rows() {

@@ -2,16 +2,12 @@
 //! exactly the error recorded beside it (`<file>.expected`), exit code 2, and
 //! never a panic. Run with `RINGFENCE_BLESS=1` to record new expectations.
 
+mod common;
+use common::repo_root;
+
 use ringfence_cis::testkit::{self, KubeletStyle};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 /// The command that reads a file of each corpus kind. Kinds read from a node
 /// root (kubelet config, static pod manifests, waivers) get a node built by the
