@@ -558,7 +558,7 @@ fn native_vs_kube_bench_cis_1_6(root: &std::path::Path) -> Vec<(String, String)>
     let kb = kubebench::scan(
         &defs,
         &node,
-        &kubebench::ScanOptions {
+        &report::ScanOptions {
             targets: Some(
                 native
                     .checks
@@ -572,8 +572,8 @@ fn native_vs_kube_bench_cis_1_6(root: &std::path::Path) -> Vec<(String, String)>
             profile: None,
             waivers: &[],
             today,
-            mode: Mode::Native,
         },
+        &Mode::Native,
     )
     .unwrap_or_else(|r| panic!("{}", r.message()));
     assert_eq!(kb.report.checks.len(), native.checks.len());
@@ -658,15 +658,14 @@ fn without_allow_exec_an_unrecognized_audit_is_refused_before_anything_runs() {
         ..Default::default()
     })
     .unwrap();
-    let opts = kubebench::ScanOptions {
+    let opts = report::ScanOptions {
         targets: Some(vec![Target::Master]),
         checks: None,
         profile: None,
         waivers: &[],
         today: Date::parse("2026-01-01").unwrap(),
-        mode: Mode::Native,
     };
-    match kubebench::scan(&defs, &node, &opts) {
+    match kubebench::scan(&defs, &node, &opts, &Mode::Native) {
         Err(r) => {
             let m = r.message();
             assert!(m.contains("--allow-exec"), "{m}");

@@ -322,14 +322,14 @@ groups:
         kubebench::scan(
             &defs,
             &node,
-            &kubebench::ScanOptions {
+            &ringfence_cis::report::ScanOptions {
                 targets: Some(vec![Target::Master]),
                 checks: None,
                 profile: None,
                 waivers: &[],
                 today: Date::parse("2026-01-01").unwrap(),
-                mode,
             },
+            &mode,
         )
         .unwrap_or_else(|r| panic!("{}", r.message()))
     };

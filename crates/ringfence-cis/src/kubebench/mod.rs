@@ -22,7 +22,6 @@ pub mod output;
 use crate::benchmark::{self, Benchmark, Target};
 use crate::eval::Evidence;
 use crate::node::Node;
-use crate::profile::{Date, Profile, Waiver};
 use crate::report::{self, AppliedWaiver, CheckResult, NodeInfo, Report, Status};
 use audit::{Exec, Native, ProcTable};
 use config::{Config, Probe, Variables};
@@ -411,23 +410,6 @@ pub enum Mode {
     Mixed(Exec),
 }
 
-/// What to scan and how to judge it.
-#[derive(Debug, Clone)]
-pub struct ScanOptions<'a> {
-    /// Targets; `None` runs the mapped targets the node's roles call for.
-    pub targets: Option<Vec<Target>>,
-    /// Check, group or section ids.
-    pub checks: Option<Vec<String>>,
-    /// Expected failures.
-    pub profile: Option<&'a Profile>,
-    /// Accepted failures.
-    pub waivers: &'a [Waiver],
-    /// The date waivers are judged against.
-    pub today: Date,
-    /// How audits are answered.
-    pub mode: Mode,
-}
-
 /// One check's run.
 #[derive(Debug, Clone)]
 pub struct Ran {
@@ -456,11 +438,14 @@ pub fn default_targets(defs: &Definitions, node: &Node) -> Vec<Target> {
         .collect()
 }
 
-/// Scan a node with kube-bench definitions.
+/// Scan a node with kube-bench definitions: what to scan and how to judge
+/// it as for a native benchmark (`opts`), with audits answered as `mode`
+/// says.
 pub fn scan(
     defs: &Definitions,
     node: &Node,
-    opts: &ScanOptions<'_>,
+    opts: &report::ScanOptions<'_>,
+    mode: &Mode,
 ) -> Result<KubeBenchReport, Refusal> {
     let dir = proc_dir(node);
     let procs = ProcTable::new(node, dir.as_deref());
@@ -469,7 +454,7 @@ pub fn scan(
         .clone()
         .unwrap_or_else(|| default_targets(defs, node));
     let planned = plan(defs, node, &procs, &targets, opts.checks.as_deref());
-    if matches!(opts.mode, Mode::Native) {
+    if matches!(mode, Mode::Native) {
         let needs: Vec<(String, String)> = planned
             .iter()
             .filter(|p| p.runs_audits())
@@ -492,7 +477,7 @@ pub fn scan(
     let mut ran = Vec::new();
     for p in planned {
         let mut answer = |cmd: &str| -> AuditResult {
-            match &opts.mode {
+            match mode {
                 Mode::Exec(e) => e.run(cmd),
                 Mode::Native => native.answer(cmd).unwrap_or_else(|| AuditResult {
                     output: String::new(),
@@ -512,7 +497,12 @@ pub fn scan(
     Ok(KubeBenchReport { ran, report })
 }
 
-fn to_report(defs: &Definitions, node: &Node, ran: &[Ran], opts: &ScanOptions<'_>) -> Report {
+fn to_report(
+    defs: &Definitions,
+    node: &Node,
+    ran: &[Ran],
+    opts: &report::ScanOptions<'_>,
+) -> Report {
     let mut checks = Vec::new();
     for r in ran {
         let c = &r.planned.check;

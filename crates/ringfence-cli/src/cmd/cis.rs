@@ -391,14 +391,14 @@ fn run_kube_bench(
     let result = kubebench::scan(
         &defs,
         node,
-        &kubebench::ScanOptions {
+        &ringfence_cis::report::ScanOptions {
             targets,
             checks: a.check.clone(),
             profile,
             waivers: &waivers,
             today,
-            mode,
         },
+        &mode,
     )
     .map_err(|r| CliError::Usage(r.message()))?;
     let report = &result.report;
