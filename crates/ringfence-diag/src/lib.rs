@@ -282,6 +282,29 @@ pub fn read_input(path: &Path, name: &str, what: &str) -> Result<String, InputEr
     })
 }
 
+/// An error for JSON that serde_json could not read, at its line and column.
+/// Syntax errors say "not valid JSON: ..."; a value of the wrong shape keeps
+/// serde_json's description ("missing field `x`", "invalid type: ..."). The
+/// position is ours (serde_json's trailing " at line L column C" is dropped)
+/// and 1-based (serde_json says column 0 at an end of file after a newline).
+pub fn json_error(file: &str, e: &serde_json::Error) -> InputError {
+    let raw = e.to_string();
+    let msg = match raw.rfind(" at line ") {
+        Some(i) => &raw[..i],
+        None => raw.as_str(),
+    };
+    let message = match e.classify() {
+        serde_json::error::Category::Data => msg.to_string(),
+        _ => format!("not valid JSON: {msg}"),
+    };
+    InputError::at(
+        file,
+        (e.line() as u64).max(1),
+        (e.column() as u64).max(1),
+        message,
+    )
+}
+
 /// Write `bytes` to `path` atomically: a temporary file in the same directory,
 /// flushed to disk, then renamed over the target. Readers see either the old
 /// file or the complete new one, never a partial write.

@@ -287,13 +287,8 @@ pub fn parse_node_result(file: &str, bytes: &[u8]) -> Result<NodeResult, InputEr
         Err(first) => {
             use serde_json::error::Category;
             match first.classify() {
-                Category::Syntax | Category::Eof | Category::Io => Err(InputError::at(
-                    file,
-                    first.line() as u64,
-                    // serde_json says column 0 for an end of file right after
-                    // a newline; positions are 1-based.
-                    (first.column() as u64).max(1),
-                    format!("not valid JSON: {}", strip_position(&first.to_string())),
+                Category::Syntax | Category::Eof | Category::Io => Err(ringfence_diag::json_error(
+                    file, &first,
                 )
                 .with_help(
                     "pass the pod's log of `ringfence cis scan --format json` unchanged (no `kubectl logs --prefix`, no other output mixed in)",
@@ -317,12 +312,7 @@ pub fn parse_node_result(file: &str, bytes: &[u8]) -> Result<NodeResult, InputEr
                             ));
                         }
                     };
-                    Err(InputError::at(
-                        file,
-                        err.line() as u64,
-                        err.column() as u64,
-                        strip_position(&err.to_string()),
-                    ))
+                    Err(ringfence_diag::json_error(file, &err))
                 }
             }
         }

@@ -55,19 +55,8 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         )
         .into());
     }
-    let doc: Value = serde_json::from_str(text).map_err(|e| {
-        let msg = e.to_string();
-        let msg = match msg.rfind(" at line ") {
-            Some(i) => msg[..i].to_string(),
-            None => msg,
-        };
-        InputError::at(
-            file,
-            e.line() as u64,
-            (e.column() as u64).max(1),
-            format!("not valid JSON: {msg}"),
-        )
-    })?;
+    let doc: Value =
+        serde_json::from_str(text).map_err(|e| ringfence_diag::json_error(file, &e))?;
     let mut p = Parser {
         file,
         errors: Vec::new(),

@@ -1,5 +1,5 @@
 //! CIS inputs: node results of `ringfence cis scan --format json`
-//! (docs/cis-json.md) and fleet results of `ringfence fleet-merge --format json`
+//! (docs/cis-json.md) and fleet results of `ringfence cis merge --format json`
 //! (docs/cis-merge-json.md). The types here are tolerant: they read only the
 //! fields the report shows, so results of newer scanners still load.
 
@@ -152,7 +152,7 @@ pub struct FleetCheck {
     pub unexpected_nodes: Option<Vec<String>>,
 }
 
-/// A fleet result of `ringfence fleet-merge --format json` (`ringfence.cis.fleet/v1`).
+/// A fleet result of `ringfence cis merge --format json` (`ringfence.cis.fleet/v1`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct FleetResult {
     /// Schema string.
@@ -193,8 +193,8 @@ pub struct CisInput {
 /// the fleet's `schema` field).
 pub fn parse_cis(text: &str, file: &str) -> Result<CisInput, InputError> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        InputError::at(file, e.line() as u64, e.column() as u64, format!("not valid JSON: {e}"))
-            .with_help("pass the output of `ringfence cis scan --format json` or `ringfence fleet-merge --format json`")
+        ringfence_diag::json_error(file, &e)
+            .with_help("pass the output of `ringfence cis scan --format json` or `ringfence cis merge --format json`")
     })?;
     let Some(obj) = value.as_object() else {
         return Err(InputError::at_pointer(

@@ -72,12 +72,7 @@ pub fn verdict(v: &serde_json::Value) -> Option<bool> {
 /// Parse a lab result file.
 pub fn parse_lab(text: &str, file: &str) -> Result<LabInput, InputError> {
     let shape: Shape = serde_json::from_str(text).map_err(|e| {
-        InputError::at(
-            file,
-            e.line() as u64,
-            e.column() as u64,
-            format!("not a lab result: {e}"),
-        )
+        ringfence_diag::json_error(file, &e)
         .with_help("expected an array of probe records {flow, src, dst, proto, port, kernel, predicted, required} or {\"probes\": [...]}; see docs/report.md")
     })?;
     let (probes, prefix) = match shape {

@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "forward")]
     pub hook: HookArg,
     /// CIS results: `ringfence cis scan --format json` node results or
-    /// `ringfence fleet-merge --format json` fleet results (repeatable).
+    /// `ringfence cis merge --format json` fleet results (repeatable).
     #[arg(long, value_name = "RESULT.json", conflicts_with = "example")]
     pub cis: Vec<PathBuf>,
     /// Lab probe results (JSON; see docs/report.md).
