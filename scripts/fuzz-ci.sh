@@ -4,9 +4,12 @@
 #   scripts/fuzz-ci.sh                 # every target, FUZZ_SECONDS (45) each
 #   FUZZ_SECONDS=300 scripts/fuzz-ci.sh site nft_json
 #
-# Env: FUZZ_SECONDS (per target, default 45), FUZZ_SEED (libFuzzer -seed,
-# default 1, so a CI run replays the same mutations a developer ran locally
-# for at least as long; set another to explore), FUZZ_REQUIRED=1 (a missing
+# Each target tries the number of inputs fuzz/ci-runs gives it, with a fixed
+# libFuzzer seed, so a run is the same sequence every time and CI replays what
+# was run to completion locally. Env: FUZZ_SECONDS (per target: with a runs
+# entry, the run stops after 4x this at the latest; without one, or with
+# FUZZ_SECONDS_ONLY=1, after exactly this; default 45), FUZZ_SEED (libFuzzer
+# -seed, default 1; set another to explore), FUZZ_REQUIRED=1 (a missing
 # nightly toolchain is an error instead of a skip), FUZZ_TOOLCHAIN (default
 # nightly). Seeds come from fuzz/seeds/<target>; new inputs go to a scratch
 # corpus that is removed afterwards; crashes are kept in fuzz/artifacts/<target>/.
@@ -39,13 +42,20 @@ failed=0
 summary=()
 for t in "${targets[@]}"; do
     mkdir -p "$scratch/corpus/$t" "$scratch/tmp" "fuzz/seeds/$t"
+    # A fixed number of inputs (fuzz/ci-runs) makes the run reproducible; the
+    # time limit only guards against a slow machine.
+    runs=$(awk -v t="$t" '$1 == t {print $2}' fuzz/ci-runs 2>/dev/null)
+    limit=(-max_total_time="$SECONDS_EACH")
+    if [ -n "$runs" ] && [ -z "${FUZZ_SECONDS_ONLY:-}" ]; then
+        limit=(-runs="$runs" -max_total_time="$((SECONDS_EACH * 4))")
+    fi
     log="$scratch/$t.log"
     start=$(date +%s)
     # -rss_limit_mb: a parser that needs more than 2 GiB on a small input is a bug.
     # -timeout: one input taking over 10 s is a hang.
     (cd fuzz && TMPDIR="$scratch/tmp" cargo "+${TOOLCHAIN}" fuzz run -O "$t" \
         "$scratch/corpus/$t" "seeds/$t" -- \
-        -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 \
+        "${limit[@]}" -rss_limit_mb=2048 -timeout=10 \
         -max_len=262144 -seed="${FUZZ_SEED:-1}" -print_final_stats=1) >"$log" 2>&1
     rc=$?
     took=$(( $(date +%s) - start ))

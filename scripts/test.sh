@@ -30,8 +30,9 @@ fi
 
 cargo test --workspace --locked --no-fail-fast "$@"
 
-# In CI (CI=true), or when asked (FUZZ=1), run every fuzz target briefly too;
-# any crash fails the run. See fuzz/README.md.
+# In CI (CI=true), or when asked (FUZZ=1), run every fuzz target too: each
+# tries its fixed budget of inputs from fuzz/ci-runs (about a minute), and any
+# crash fails the run. See fuzz/README.md.
 if [ "${CI:-}" = true ] || [ "${FUZZ:-0}" = 1 ]; then
-  FUZZ_SECONDS="${FUZZ_SECONDS:-20}" ./scripts/fuzz-ci.sh
+  FUZZ_SECONDS="${FUZZ_SECONDS:-45}" ./scripts/fuzz-ci.sh
 fi
