@@ -294,19 +294,40 @@ pub(super) fn disjoint(boxes: &[TBox], budget: usize) -> Result<Vec<TBox>, Fail>
 /// Every tuple of `full` that no box holds, as disjoint boxes. Gives up past
 /// `budget` boxes.
 pub(super) fn complement(full: &TBox, boxes: &[TBox], budget: usize) -> Result<Vec<TBox>, Fail> {
-    if full.iter().all(|p| matches!(p, Part::Num(_))) {
-        let refs: Vec<&TBox> = boxes.iter().collect();
-        let mut out = Vec::new();
-        sweep_complement(full, &refs, 0, &mut Vec::new(), &mut out, budget)?;
-        return Ok(out);
+    let is_iface = |i: &usize| matches!(full[*i], Part::Iface(_));
+    let ifaces: Vec<usize> = (0..full.len()).filter(is_iface).collect();
+    if ifaces.len() > 1 {
+        return complement_by_difference(full, boxes, budget);
     }
-    complement_by_difference(full, boxes, budget)
+    // Sweep the numeric parts; an interface part goes last, where the
+    // complement of the covering elements' names is one (negated) set.
+    let order: Vec<usize> = (0..full.len())
+        .filter(|i| !is_iface(i))
+        .chain(ifaces)
+        .collect();
+    let perm = |b: &TBox| -> TBox { order.iter().map(|&i| b[i].clone()).collect() };
+    let pfull = perm(full);
+    let pboxes: Vec<TBox> = boxes.iter().map(perm).collect();
+    let refs: Vec<&TBox> = pboxes.iter().collect();
+    let mut out = Vec::new();
+    sweep_complement(&pfull, &refs, 0, &mut Vec::new(), &mut out, budget)?;
+    Ok(out
+        .into_iter()
+        .map(|b| {
+            let mut back = full.clone();
+            for (j, part) in b.into_iter().enumerate() {
+                back[order[j]] = part;
+            }
+            back
+        })
+        .collect())
 }
 
-/// Numeric parts only: cut part `d` into the segments between the boxes'
-/// range boundaries; on each segment the boxes covering it are the same, so
-/// the complement there is the segment times the complement of those boxes
-/// in the later parts. `prefix` holds the segments chosen for parts before `d`.
+/// Cut numeric part `d` into the segments between the boxes' range
+/// boundaries; on each segment the boxes covering it are the same, so the
+/// complement there is the segment times the complement of those boxes in
+/// the later parts. `prefix` holds the segments chosen for parts before `d`.
+/// An interface part may only come last.
 fn sweep_complement(
     full: &TBox,
     boxes: &[&TBox],
@@ -328,8 +349,29 @@ fn sweep_complement(
     if d == full.len() {
         return Ok(()); // covered
     }
-    let Part::Num(whole) = &full[d] else {
-        unreachable!("numeric parts only")
+    let whole = match &full[d] {
+        Part::Num(w) => w,
+        Part::Iface(all) => {
+            // The last part: every name no covering element names.
+            let mut names = Vec::new();
+            for b in boxes {
+                match &b[d] {
+                    Part::Iface(s) if s.is_any() => return Ok(()),
+                    Part::Iface(s) if !s.negated => names.extend(s.patterns.iter().cloned()),
+                    _ => return Err(Fail::Iface),
+                }
+            }
+            let rest = super::intersect_ifaces(all, &IfaceSet::except(names)).ok_or(Fail::Iface)?;
+            if !rest.is_empty() {
+                let mut b = prefix.clone();
+                b.push(Part::Iface(rest));
+                out.push(b);
+                if out.len() > budget {
+                    return Err(Fail::Budget);
+                }
+            }
+            return Ok(());
+        }
     };
     let ev = events(boxes, d).expect("numeric parts only");
     let mut active: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
@@ -491,6 +533,65 @@ mod tests {
                     }
                 }
                 Err(e) => prop_assert_eq!(e, Fail::Iface),
+            }
+        }
+    }
+
+    fn arb_num_box() -> impl Strategy<Value = TBox> {
+        (arb_num(), arb_num()).prop_map(|(a, b)| vec![a, b])
+    }
+
+    proptest! {
+        #[test]
+        fn numeric_complement_by_sweep_holds_exactly_the_uncovered_tuples(
+            boxes in proptest::collection::vec(arb_num_box(), 0..8)
+        ) {
+            let full2 = vec![
+                Part::Num(IntervalSet::range(0, 15)),
+                Part::Num(IntervalSet::range(0, 15)),
+            ];
+            let c = complement(&full2, &boxes, 10_000).unwrap();
+            let num = |p: &Part, v: u128| matches!(p, Part::Num(s) if s.contains(v));
+            let holds2 = |b: &TBox, a: u128, x: u128| num(&b[0], a) && num(&b[1], x);
+            for a in 0..16 {
+                for x in 0..16 {
+                    let n = c.iter().filter(|b| holds2(b, a, x)).count();
+                    prop_assert!(n <= 1);
+                    prop_assert_eq!(n == 1, !boxes.iter().any(|b| holds2(b, a, x)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn complement_with_a_wildcard_and_a_name_inside_it_is_exact() {
+        // `iifname . ip saddr != { "rf-*" . 1, "rf-a" . 2 }`: the name part
+        // goes last, where the uncovered names are one negated set.
+        let only = |p: IfacePattern| Part::Iface(IfaceSet::only(vec![p]));
+        let boxes = vec![
+            vec![
+                only(IfacePattern::Prefix("rf-".into())),
+                Part::Num(IntervalSet::single(1)),
+            ],
+            vec![
+                only(IfacePattern::Exact("rf-a".into())),
+                Part::Num(IntervalSet::single(2)),
+            ],
+        ];
+        let full = vec![
+            Part::Iface(IfaceSet::any()),
+            Part::Num(IntervalSet::range(0, 15)),
+        ];
+        let c = complement(&full, &boxes, 100).unwrap();
+        for name in NAMES {
+            for v in 0..16u128 {
+                let inside = |b: &TBox| {
+                    matches!(&b[0], Part::Iface(s) if s.matches(Some(name)))
+                        && matches!(&b[1], Part::Num(s) if s.contains(v))
+                };
+                let n = c.iter().filter(|b| inside(b)).count();
+                assert!(n <= 1);
+                assert_eq!(n == 1, !boxes.iter().any(inside), "{name} {v}");
             }
         }
     }
