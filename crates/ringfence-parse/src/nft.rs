@@ -33,10 +33,20 @@
 //!   whole value, so `ct state != new,established` matches *every* packet
 //!   (a packet has exactly one state) while `ct state != { new, established }`
 //!   (a set) does not match new or established packets.
+//! - Concatenations (`ip saddr . tcp dport @set`, anonymous sets of tuples,
+//!   verdict maps with a concatenated key) over address, protocol, port and
+//!   interface-name parts. Each element (plain values, prefixes, ranges,
+//!   wildcards, `{"elem": {"val": ...}}` wrappers) is a box, one value set per
+//!   part; the rule becomes one model rule per box, all with the rule's
+//!   handle. A rule that may jump gets pairwise disjoint boxes (a jump that
+//!   returns must not run twice); `!=` becomes the disjoint boxes of the
+//!   complement. Budgets (per match and per ruleset) bound the expansion; a
+//!   match over them stays opaque with a note saying so. See
+//!   docs/nft-concatenations.md.
 //! - Verdicts accept, drop, reject, jump, goto, return, continue; `counter`,
 //!   `log` and named counters have no effect. NAT statements end the chain
-//!   like accept (noted). Anything else (`limit`, `quota`, marks, concatenations,
-//!   maps, raw payloads) becomes an [`Opaque`] match with a note.
+//!   like accept (noted). Anything else (`limit`, `quota`, marks, data maps,
+//!   raw payloads) becomes an [`Opaque`] match with a note.
 
 use ringfence_diag::{InputError, InputErrors};
 use ringfence_model::{
