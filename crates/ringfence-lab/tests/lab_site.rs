@@ -114,21 +114,18 @@ fn assert_clean(rep: &LabReport, what: &str) {
         rep.text(false)
     );
     assert!(rep.findings.is_empty());
-    // Trace is unsure only where the model is blind (nft concatenations,
-    // which the generator uses for same-network flows): an unsure prediction
-    // may differ from the kernel only on those flows, and iptables has none.
-    for p in rep.probes.iter().filter(|p| p.uncertain) {
-        assert!(
-            what.contains("Nft"),
-            "{what}: unexpected uncertain prediction {p:?}"
-        );
-        if p.kernel != p.predicted {
-            assert!(
-                p.flow.ends_with("-subnet"),
-                "{what}: trace unsure and wrong on {p:?}"
-            );
-        }
-    }
+    // Our own generated rulesets are modelled exactly (nft concatenations
+    // included), so every probe is predicted and compared with the kernel.
+    assert_eq!(
+        s.uncertain,
+        0,
+        "{what}: uncertain predictions: {:?}",
+        rep.probes
+            .iter()
+            .filter(|p| p.uncertain)
+            .take(3)
+            .collect::<Vec<_>>()
+    );
     assert!(rep
         .probes
         .iter()

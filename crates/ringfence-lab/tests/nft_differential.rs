@@ -4,14 +4,18 @@
 //! and real TCP connects and UDP exchanges through the router are compared
 //! with the verdict `ringfence_analysis::trace` computes over the parsed model;
 //! a small reference evaluator written here must agree with trace as well.
-//! The kernel is the truth.
+//! The kernel is the truth. Rules include concatenations (`ip saddr . ip
+//! daddr @pairs`, address . port, protocol . address . port, interface .
+//! address; `==` and `!=`; named and anonymous sets; verdict maps with a
+//! concatenated key), which the parser lowers to one model rule per element.
 //!
 //! Needs root, `ip` and `nft`; prints "skipped: ..." otherwise.
 //! `RF_DIFF_SEED`, `RF_DIFF_RULESETS` and `RF_DIFF_PACKETS` override the defaults
-//! (seed 1, 50 rulesets, 200 packets each).
+//! (seed 1, 50 rulesets, 200 packets each); `RF_DIFF_SHOW_REFUSED=1` prints why
+//! nft refused a generated ruleset (it was redrawn).
 
 use ringfence_lab::{probe_all, HostSpec, Lab, LabSpec, Listeners, Outcome, Probe, Transport};
-use ringfence_model::{Action, ChainId, CtStates, Hook, Packet, Policy, Ruleset, Verdict};
+use ringfence_model::{Action, ChainId, CtStates, Hook, Packet, Policy, RuleRef, Ruleset, Verdict};
 use std::collections::HashSet;
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
@@ -211,6 +215,108 @@ fn gen_match(r: &mut Rng, named: bool) -> String {
     }
 }
 
+/// An address value inside one host network (its /24, one address, or a
+/// range of its addresses): values for different hosts never overlap, which
+/// the kernel requires of the elements of a concatenated set.
+fn gen_host_value(r: &mut Rng, h: &Host) -> String {
+    match r.below(3) {
+        0 => format!("{}/24", addr(h, 0)),
+        1 => addr(h, *r.pick(h.addrs)).to_string(),
+        _ => {
+            let a = *r.pick(h.addrs);
+            let b = *r.pick(h.addrs);
+            let (lo, hi) = (a.min(b), a.max(b));
+            if lo == hi {
+                addr(h, lo).to_string()
+            } else {
+                format!("{}-{}", addr(h, lo), addr(h, hi))
+            }
+        }
+    }
+}
+
+/// 1 to 3 host networks in random order, each used by one element.
+fn gen_hosts(r: &mut Rng) -> Vec<&'static Host> {
+    let mut idx = vec![0usize, 1, 2];
+    let n = 1 + r.below(3) as usize;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(&HOSTS[idx.swap_remove(r.below(idx.len() as u64) as usize)]);
+    }
+    out
+}
+
+/// Elements `host-part . other-part` for an anonymous or named set.
+fn gen_tuples(r: &mut Rng, other: &mut dyn FnMut(&mut Rng) -> String, host_first: bool) -> String {
+    let items: Vec<String> = gen_hosts(r)
+        .into_iter()
+        .map(|h| {
+            let a = gen_host_value(r, h);
+            let o = other(r);
+            if host_first {
+                format!("{a} . {o}")
+            } else {
+                format!("{o} . {a}")
+            }
+        })
+        .collect();
+    format!("{{ {} }}", items.join(", "))
+}
+
+/// A concatenation match: `ip saddr . ip daddr`, address . port, protocol
+/// . address . port, interface . address, against named or anonymous sets,
+/// with `==` or `!=`.
+fn gen_concat(r: &mut Rng, named: bool) -> String {
+    let ifnames = ["rf-a", "rf-b", "rf-c", "rf-*"];
+    let op = if r.chance(25) { "!= " } else { "" };
+    match r.below(6) {
+        0 if named => format!("ip saddr . ip daddr {op}@pairs"),
+        1 if named => format!("ip daddr . tcp dport {op}@svc"),
+        0 | 1 => {
+            let mut other = |r: &mut Rng| gen_addr_value(r, false);
+            format!(
+                "ip saddr . ip daddr {op}{}",
+                gen_tuples(r, &mut other, true)
+            )
+        }
+        2 => {
+            let (kw, side) = *r.pick(&[
+                ("tcp", "daddr"),
+                ("udp", "daddr"),
+                ("tcp", "saddr"),
+                ("th", "daddr"),
+            ]);
+            let mut other = |r: &mut Rng| gen_port_value(r, false);
+            format!(
+                "ip {side} . {kw} dport {op}{}",
+                gen_tuples(r, &mut other, true)
+            )
+        }
+        3 => {
+            let mut other =
+                |r: &mut Rng| format!("{} . {}", r.pick(&["tcp", "udp"]), gen_port_value(r, false));
+            format!(
+                "ip daddr . meta l4proto . th dport {op}{}",
+                gen_tuples(r, &mut other, true)
+            )
+        }
+        4 => {
+            let mut other = |r: &mut Rng| format!("\"{}\"", r.pick(&ifnames));
+            format!(
+                "iifname . ip saddr {op}{}",
+                gen_tuples(r, &mut other, false)
+            )
+        }
+        _ => {
+            let mut other = |r: &mut Rng| format!("\"{}\"", r.pick(&ifnames));
+            format!(
+                "oifname . ip daddr {op}{}",
+                gen_tuples(r, &mut other, false)
+            )
+        }
+    }
+}
+
 fn gen_rule(r: &mut Rng, users: &[String], own: Option<usize>, named: bool) -> String {
     // Mostly one to three matches: match-all rules hide everything after them.
     let n = if r.chance(10) { 0 } else { 1 + r.below(3) };
@@ -219,7 +325,11 @@ fn gen_rule(r: &mut Rng, users: &[String], own: Option<usize>, named: bool) -> S
     let mut parts: Vec<String> = Vec::new();
     let mut sides = (false, false);
     while parts.len() < n as usize {
-        let m = gen_match(r, named);
+        let m = if r.chance(30) {
+            gen_concat(r, named)
+        } else {
+            gen_match(r, named)
+        };
         let side_in = m.starts_with("iif");
         let side_out = m.starts_with("oif");
         if (side_in && sides.0) || (side_out && sides.1) {
@@ -254,6 +364,33 @@ fn gen_rule(r: &mut Rng, users: &[String], own: Option<usize>, named: bool) -> S
         9 if own.is_some() => "return".into(),
         10 => "continue".into(),
         11 => "log prefix \"rf\" accept".into(),
+        12 if r.chance(40) => {
+            // A verdict map on a concatenated key (address . port; elements
+            // of different host networks, so the keys are disjoint).
+            let elems: Vec<String> = gen_hosts(r)
+                .into_iter()
+                .map(|h| {
+                    let v = match r.below(5) {
+                        0 if !later.is_empty() => format!("jump {}", r.pick(&later)),
+                        1 if !later.is_empty() => format!("goto {}", r.pick(&later)),
+                        2 => "drop".into(),
+                        3 => "continue".into(),
+                        _ => "accept".into(),
+                    };
+                    format!(
+                        "{} . {} : {v}",
+                        gen_host_value(r, h),
+                        gen_port_value(r, false)
+                    )
+                })
+                .collect();
+            format!(
+                "ip {} . {} dport vmap {{ {} }}",
+                r.pick(&["saddr", "daddr"]),
+                r.pick(&["tcp", "udp", "th"]),
+                elems.join(", ")
+            )
+        }
         12 => {
             // A verdict map on the destination port (distinct keys).
             let mut keys: Vec<u16> = PORTS.to_vec();
@@ -310,6 +447,21 @@ fn gen_ruleset(r: &mut Rng) -> String {
             items.join(", ")
         )
         .unwrap();
+        // Concatenated interval sets (the shape `ringfence generate` uses).
+        let mut other = |r: &mut Rng| gen_addr_value(r, false);
+        writeln!(
+            s,
+            "  set pairs {{ type ipv4_addr . ipv4_addr; flags interval; elements = {} }}",
+            gen_tuples(r, &mut other, true)
+        )
+        .unwrap();
+        let mut other = |r: &mut Rng| gen_port_value(r, false);
+        writeln!(
+            s,
+            "  set svc {{ type ipv4_addr . inet_service; flags interval; elements = {} }}",
+            gen_tuples(r, &mut other, true)
+        )
+        .unwrap();
     }
     let base = |s: &mut String, r: &mut Rng, name: &str, prio: i32| {
         let policy = if r.chance(50) { "accept" } else { "drop" };
@@ -358,6 +510,27 @@ fn gen_ruleset(r: &mut Rng) -> String {
         let _ = saved;
     }
     s
+}
+
+/// The rules of a dump that match a concatenation (in a match or a verdict
+/// map key), as the model names them.
+fn concat_handles(dump: &str) -> Vec<RuleRef> {
+    let doc: serde_json::Value = serde_json::from_str(dump).unwrap();
+    let mut out = Vec::new();
+    for item in doc["nftables"].as_array().unwrap() {
+        let Some(rule) = item.get("rule") else {
+            continue;
+        };
+        if rule["expr"].to_string().contains("\"concat\"") {
+            out.push(RuleRef::NftHandle {
+                family: rule["family"].as_str().unwrap().into(),
+                table: rule["table"].as_str().unwrap().into(),
+                chain: rule["chain"].as_str().unwrap().into(),
+                handle: rule["handle"].as_u64().unwrap(),
+            });
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------- evaluator
@@ -467,6 +640,8 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
     let mut tally = [0usize; 3];
     let mut rejected_by_nft = 0;
     let mut retried = 0;
+    let mut with_concat = 0;
+    let mut through_concat = 0;
     for n in 0..rulesets {
         // nft refuses some random combinations (e.g. `meta l4proto udp tcp sport ..`:
         // conflicting protocols); draw again, a bounded number of times.
@@ -479,10 +654,17 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
                     attempts += 1;
                     assert!(attempts < 20, "ruleset {n}: 20 generated rulesets in a row did not load; last: {e}\n{text}");
                     rejected_by_nft += 1;
+                    if std::env::var("RF_DIFF_SHOW_REFUSED").is_ok() {
+                        eprintln!("refused by nft: {e}");
+                    }
                 }
             }
         };
         let dump = lab.dump_nft().unwrap();
+        let concat_rules = concat_handles(&dump);
+        if !concat_rules.is_empty() {
+            with_concat += 1;
+        }
         let model = ringfence_parse::nft::parse(&dump, "dump.json")
             .unwrap_or_else(|e| panic!("{e}\n{dump}"));
         let mut probes = Vec::with_capacity(packets);
@@ -518,6 +700,9 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
                     "ruleset {n}: trace says {:?} but the reference evaluator says {reference:?} for {pkt:?}\n--- loaded\n{text}",
                     traced.verdict
                 ));
+            }
+            if traced.path.iter().any(|r| concat_rules.contains(r)) {
+                through_concat += 1;
             }
             expected.push((expected_outcome(traced.verdict), pkt));
             probes.push(Probe {
@@ -558,7 +743,7 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
         }
     }
     eprintln!(
-        "nft differential: seed {seed}, {rulesets} rulesets x {packets} packets in {:.1?}: connected {}, refused {}, timeout {} ({rejected_by_nft} generated rulesets refused by nft and redrawn, {retried} silent probes asked again)",
+        "nft differential: seed {seed}, {rulesets} rulesets x {packets} packets in {:.1?}: connected {}, refused {}, timeout {} ({rejected_by_nft} generated rulesets refused by nft and redrawn, {retried} silent probes asked again); {with_concat} rulesets with concatenations, {through_concat} probes matched a concatenation rule",
         started.elapsed(),
         tally[0],
         tally[1],
@@ -571,6 +756,10 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
         "{} disagreements with the kernel; first:\n{}",
         disagreements.len(),
         disagreements[0]
+    );
+    assert!(
+        rulesets < 10 || through_concat > 0,
+        "no probe matched a concatenation rule: the generator does not exercise them"
     );
     // The generator must exercise every outcome, or the test proves little.
     assert!(

@@ -33,10 +33,20 @@
 //!   whole value, so `ct state != new,established` matches *every* packet
 //!   (a packet has exactly one state) while `ct state != { new, established }`
 //!   (a set) does not match new or established packets.
+//! - Concatenations (`ip saddr . tcp dport @set`, anonymous sets of tuples,
+//!   verdict maps with a concatenated key) over address, protocol, port and
+//!   interface-name parts. Each element (plain values, prefixes, ranges,
+//!   wildcards, `{"elem": {"val": ...}}` wrappers) is a box, one value set per
+//!   part; the rule becomes one model rule per box, all with the rule's
+//!   handle. A rule that may jump gets pairwise disjoint boxes (a jump that
+//!   returns must not run twice); `!=` becomes the disjoint boxes of the
+//!   complement. Budgets (per match and per ruleset) bound the expansion; a
+//!   match over them stays opaque with a note saying so. See
+//!   docs/nft-concatenations.md.
 //! - Verdicts accept, drop, reject, jump, goto, return, continue; `counter`,
 //!   `log` and named counters have no effect. NAT statements end the chain
-//!   like accept (noted). Anything else (`limit`, `quota`, marks, concatenations,
-//!   maps, raw payloads) becomes an [`Opaque`] match with a note.
+//!   like accept (noted). Anything else (`limit`, `quota`, marks, data maps,
+//!   raw payloads) becomes an [`Opaque`] match with a note.
 
 use ringfence_diag::{InputError, InputErrors};
 use ringfence_model::{
@@ -47,6 +57,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::rc::Rc;
+
+mod concat;
+use concat::{Part, TBox};
 
 /// Parse the text of `nft -j list ruleset`; `file` names it in errors and notes.
 pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
@@ -96,6 +110,9 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         sets: HashMap::new(),
         maps: HashMap::new(),
         set_cache: HashMap::new(),
+        concat_cache: HashMap::new(),
+        concat_rules: 0,
+        may_jump: false,
         noted_tables: Vec::new(),
     };
     p.document(&items);
@@ -165,8 +182,37 @@ struct Parser<'a> {
     sets: HashMap<Key, (&'a Value, String)>,
     maps: HashMap<Key, (&'a Value, String)>,
     set_cache: HashMap<(Key, Kind), Vec<(u128, u128)>>,
+    /// Boxes of named sets matched by concatenations, per part kinds and use.
+    concat_cache: HashMap<ConcatKey, Rc<Vec<TBox>>>,
+    /// Model rules made from concatenation elements so far (against the budget).
+    concat_rules: usize,
+    /// Whether the rule being read may jump (then its copies must be disjoint).
+    may_jump: bool,
     noted_tables: Vec<(String, String)>,
 }
+
+/// A named set, the kinds of the parts it is read as, and the use.
+type ConcatKey = (Key, Vec<Option<Kind>>, Use);
+
+/// How a concatenation's element boxes are used.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Use {
+    /// `==`: any boxes whose union is the set.
+    Union,
+    /// `==` on a rule that may jump: pairwise disjoint boxes.
+    Disjoint,
+    /// `!=`: disjoint boxes covering every tuple outside the set.
+    Complement,
+}
+
+/// At most this many model rules for one concatenation match (elements times
+/// the rule's other alternatives); over it the match stays opaque.
+const CONCAT_RULE_BUDGET: usize = 20_000;
+
+/// At most this many model rules from concatenations in one ruleset (about
+/// 170 MB peak when parsing, measured); later concatenation matches over
+/// it stay opaque.
+const CONCAT_TOTAL_BUDGET: usize = 250_000;
 
 /// Why a match could not be turned into model sets.
 enum Why {
@@ -196,11 +242,14 @@ enum Side {
 }
 
 /// What the left-hand side of a match reads.
+#[derive(Clone, Copy)]
 enum Field {
     Addr(Side, Fam),
     Proto(Option<Fam>),
     Port(Side, Option<u8>),
-    Iface(Side, bool),
+    /// `meta iifname`/`oifname`, and `iif`/`oif` (the kernel resolved the
+    /// index at load time; the dump prints the name).
+    Iface(Side),
     Family,
     CtState(Option<u8>),
 }
@@ -597,6 +646,9 @@ impl<'a> Parser<'a> {
         }
         let mut alts = vec![first];
         let mut action = Action::Continue;
+        self.may_jump = exprs
+            .iter()
+            .any(|st| matches!(single_key(st), Some(("jump" | "vmap", _))));
         for (i, st) in exprs.iter().enumerate() {
             let sptr = format!("{}/{i}", ptr_join(ptr, "expr"));
             let Some((key, body)) = single_key(st) else {
@@ -823,8 +875,26 @@ impl<'a> Parser<'a> {
                 }
             },
         };
+        // A concatenated key (`ip saddr . tcp dport vmap { ... }`): each
+        // element is one box, so one model rule per element as well.
+        let concat_fields = match single_key(key) {
+            Some(("concat", parts)) => match self.concat_fields(parts) {
+                Ok(f) => Some(f),
+                Err(Why::Unsupported(why)) => {
+                    self.note(&vptr, format!("{why}; every verdict of this map is opaque"));
+                    None
+                }
+                Err(Why::Bad(e)) => {
+                    self.errors.push(e);
+                    return false;
+                }
+            },
+            _ => None,
+        };
         let field = match self.field(key) {
             Ok(f) => Some(f),
+            // Already handled (or noted) above.
+            Err(_) if matches!(single_key(key), Some(("concat", _))) => None,
             Err(Why::Unsupported(why)) => {
                 self.note(&vptr, format!("{why}; every verdict of this map is opaque"));
                 None
@@ -867,13 +937,34 @@ impl<'a> Parser<'a> {
             };
             let mut el_alts = alts.to_vec();
             let opaque_text = match &field {
-                None => Some(compact(key)),
+                None if concat_fields.is_none() => Some(compact(key)),
+                None if !last && action == Action::Continue => {
+                    Some("statements after a verdict map".into())
+                }
+                None => None,
                 Some(_) if !last && action == Action::Continue => {
                     Some("statements after a verdict map".into())
                 }
                 Some(_) => None,
             };
-            if let Ok(f) = self.field(key) {
+            if let Some(fields) = &concat_fields {
+                let lowered = self
+                    .concat_element(fields, k, &format!("{elptr}/0"), family, table)
+                    .and_then(|b| lower_boxes(&el_alts, fields, std::slice::from_ref(&b)));
+                match lowered {
+                    Ok(v) => el_alts = v,
+                    Err(Why::Bad(e)) => {
+                        self.errors.push(e);
+                        return false;
+                    }
+                    Err(Why::Unsupported(why)) => {
+                        self.note(&elptr, format!("{why}; this element's verdict is opaque"));
+                        for m in &mut el_alts {
+                            m.opaque.push(Opaque { text: compact(el) });
+                        }
+                    }
+                }
+            } else if let Ok(f) = self.field(key) {
                 match self.apply(
                     f,
                     Op::Eq,
@@ -946,12 +1037,16 @@ impl<'a> Parser<'a> {
                     &mptr,
                     format!("{why}; the rule may or may not match ({text})"),
                 );
-                let implied = body.get("left").and_then(implied_dependency);
+                let implied = body
+                    .get("left")
+                    .map(implied_dependencies)
+                    .unwrap_or_default();
                 for m in alts.iter_mut() {
                     m.opaque.push(Opaque { text: text.clone() });
                     // Even an unmodelled header match only ever matches the
-                    // protocol whose header it reads: nft adds that dependency.
-                    if let Some((fam, p)) = implied {
+                    // protocol whose header it reads: nft adds that dependency
+                    // (for a concatenation, every part's).
+                    for &(fam, p) in &implied {
                         if let Some(f) = fam {
                             restrict_family(m, f);
                         }
@@ -985,6 +1080,32 @@ impl<'a> Parser<'a> {
         let (Some(left), Some(right)) = (o.get("left"), o.get("right")) else {
             return Err(self.bad(ptr, "`match` needs both `left` and `right`"));
         };
+        if let Some(("concat", parts)) = single_key(left) {
+            let negated = match o.get("op").map(Value::as_str) {
+                None | Some(Some("implicit" | "==" | "eq" | "in")) => false,
+                Some(Some("!=" | "ne")) => true,
+                Some(Some("<" | ">" | "<=" | ">=" | "lt" | "gt" | "le" | "ge")) => {
+                    return Err(Why::Unsupported(
+                        "an ordering comparison on a concatenation is not modelled".into(),
+                    ))
+                }
+                _ => {
+                    return Err(self.bad(
+                        &ptr_join(ptr, "op"),
+                        "`op` must be one of ==, !=, in, <, >, <=, >=",
+                    ))
+                }
+            };
+            return self.concat_match(
+                parts,
+                negated,
+                right,
+                &ptr_join(ptr, "right"),
+                family,
+                table,
+                alts,
+            );
+        }
         let field = self.field(left)?;
         let op = match o.get("op").map(Value::as_str) {
             None | Some(Some("implicit")) => {
@@ -1036,79 +1157,19 @@ impl<'a> Parser<'a> {
     {
         let rptr = rptr.to_string();
         match field {
-            Field::Addr(side, fam) => {
+            Field::Addr(_, fam) => {
                 let set = self.numeric(right, &rptr, Kind::Addr(fam), op, family, table)?;
-                let addrs = match fam {
-                    Fam::V4 => AddrSet {
-                        v4: IntervalSet::from_ranges(
-                            set.iter().map(|&(a, b)| (a as u32, b as u32)),
-                        ),
-                        v6: IntervalSet::empty(),
-                    },
-                    Fam::V6 => AddrSet {
-                        v4: IntervalSet::empty(),
-                        v6: IntervalSet::from_ranges(set),
-                    },
-                };
-                for m in alts.iter_mut() {
-                    match side {
-                        Side::Src => m.src = m.src.intersect(&addrs),
-                        Side::Dst => m.dst = m.dst.intersect(&addrs),
-                    }
-                    restrict_family(m, fam);
-                }
+                narrow(field, &Part::Num(IntervalSet::from_ranges(set)), alts)?;
             }
-            Field::Proto(fam) => {
+            Field::Proto(_) => {
                 let set = self.numeric(right, &rptr, Kind::Proto, op, family, table)?;
-                let p = IntervalSet::from_ranges(set.iter().map(|&(a, b)| (a as u8, b as u8)));
-                for m in alts.iter_mut() {
-                    m.protocol = m.protocol.intersect(&p);
-                    if let Some(f) = fam {
-                        restrict_family(m, f);
-                    }
-                }
+                narrow(field, &Part::Num(IntervalSet::from_ranges(set)), alts)?;
             }
-            Field::Port(side, proto) => {
+            Field::Port(..) => {
                 let set = self.numeric(right, &rptr, Kind::Port, op, family, table)?;
-                let ports =
-                    IntervalSet::from_ranges(set.iter().map(|&(a, b)| (a as u16, b as u16)));
-                let mut out = Vec::with_capacity(alts.len());
-                for mut m in alts.drain(..) {
-                    if let Some(p) = proto {
-                        m.protocol = m.protocol.intersect(&IntervalSet::single(p));
-                        restrict_port(&mut m, side, &ports);
-                        out.push(m);
-                        continue;
-                    }
-                    // `th`: exact for protocols with ports, unknown bytes for the rest.
-                    let mut other = m.clone();
-                    other.protocol = other.protocol.difference(&port_protos());
-                    m.protocol = m.protocol.intersect(&port_protos());
-                    restrict_port(&mut m, side, &ports);
-                    let had_port_part = !m.protocol.is_empty();
-                    if had_port_part {
-                        out.push(m);
-                    }
-                    if !other.protocol.is_empty() {
-                        let text = "th port on a protocol without ports".to_string();
-                        if !other.opaque.iter().any(|o| o.text == text) {
-                            other.opaque.push(Opaque { text });
-                        }
-                        out.push(other);
-                    }
-                }
-                if out.is_empty() {
-                    // Every alternative became impossible: keep one empty match.
-                    let mut m = Match::any();
-                    m.protocol = IntervalSet::empty();
-                    out.push(m);
-                }
-                *alts = out;
+                narrow(field, &Part::Num(IntervalSet::from_ranges(set)), alts)?;
             }
-            Field::Iface(side, by_index) => {
-                if by_index {
-                    // iif/oif: resolved to an index at load time; the dump prints the name.
-                }
+            Field::Iface(_) => {
                 if matches!(op, Op::Lt | Op::Gt | Op::Le | Op::Ge) {
                     return Err(Why::Unsupported(
                         "ordering comparison on an interface name is not modelled".into(),
@@ -1120,17 +1181,7 @@ impl<'a> Parser<'a> {
                 } else {
                     IfaceSet::only(pats)
                 };
-                for m in alts.iter_mut() {
-                    let cur = match side {
-                        Side::Src => &mut m.iif,
-                        Side::Dst => &mut m.oif,
-                    };
-                    *cur = intersect_ifaces(cur, &set).ok_or_else(|| {
-                        Why::Unsupported(
-                            "this combination of interface matches is not expressible as one interface set".into(),
-                        )
-                    })?;
-                }
+                narrow(field, &Part::Iface(set), alts)?;
             }
             Field::Family => {
                 let Some(name) = right.as_str() else {
@@ -1165,6 +1216,214 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The fields a concatenation reads, each an address, protocol, port or
+    /// interface field.
+    fn concat_fields(&self, parts: &Value) -> Result<Vec<Field>, Why> {
+        let Some(parts) = parts.as_array().filter(|p| !p.is_empty()) else {
+            return Err(Why::Unsupported(format!(
+                "concatenation {} is not modelled",
+                compact(parts)
+            )));
+        };
+        parts
+            .iter()
+            .map(|p| match self.field(p)? {
+                f @ (Field::Addr(..) | Field::Proto(_) | Field::Port(..) | Field::Iface(_)) => {
+                    Ok(f)
+                }
+                _ => Err(Why::Unsupported(format!(
+                    "{} as part of a concatenation is not modelled",
+                    compact(p)
+                ))),
+            })
+            .collect()
+    }
+
+    /// `a . b . c` (`==`/`!=`) against a named set, an anonymous set or one
+    /// tuple: every alternative is split into one per element box (for `!=`,
+    /// per box of the complement), each with the element's value per field.
+    #[allow(clippy::too_many_arguments)]
+    fn concat_match<'r>(
+        &mut self,
+        parts: &Value,
+        negated: bool,
+        right: &'r Value,
+        rptr: &str,
+        family: &str,
+        table: &str,
+        alts: &mut Vec<Match>,
+    ) -> Result<(), Why>
+    where
+        'a: 'r,
+    {
+        let fields = self.concat_fields(parts)?;
+        let how = if negated {
+            Use::Complement
+        } else if self.may_jump {
+            Use::Disjoint
+        } else {
+            Use::Union
+        };
+        let boxes = self.concat_boxes(&fields, right, rptr, family, table, how)?;
+        let want = alts.len().saturating_mul(boxes.len());
+        if want > CONCAT_RULE_BUDGET {
+            return Err(Why::Unsupported(format!(
+                "the concatenation needs {want} model rules, more than the budget of {CONCAT_RULE_BUDGET} for one match"
+            )));
+        }
+        if self.concat_rules + want > CONCAT_TOTAL_BUDGET {
+            return Err(Why::Unsupported(format!(
+                "concatenations in this ruleset need more than {CONCAT_TOTAL_BUDGET} model rules in all (the budget); this one is left out"
+            )));
+        }
+        let out = lower_boxes(alts, &fields, &boxes)?;
+        self.concat_rules += out.len();
+        *alts = out;
+        Ok(())
+    }
+
+    /// The element boxes of the right-hand side, prepared for `how`; named
+    /// sets are read once per use.
+    #[allow(clippy::too_many_arguments)]
+    fn concat_boxes<'r>(
+        &mut self,
+        fields: &[Field],
+        right: &'r Value,
+        rptr: &str,
+        family: &str,
+        table: &str,
+        how: Use,
+    ) -> Result<Rc<Vec<TBox>>, Why>
+    where
+        'a: 'r,
+    {
+        let sig: Vec<Option<Kind>> = fields.iter().map(|&f| part_kind(f)).collect();
+        let (elems, eptr, ckey): (&'r [Value], String, Option<_>) = match right {
+            Value::String(s) if s.starts_with('@') => {
+                let key = (family.to_string(), table.to_string(), s[1..].to_string());
+                let ckey = (key, sig.clone(), how);
+                if let Some(b) = self.concat_cache.get(&ckey) {
+                    return Ok(b.clone());
+                }
+                let (elems, sptr) = self.named_set(&s[1..], rptr, family, table)?;
+                (elems.as_slice(), sptr, Some(ckey))
+            }
+            _ => match single_key(right) {
+                Some(("set", Value::Array(a))) => (a.as_slice(), ptr_join(rptr, "set"), None),
+                Some(("concat", _)) => (std::slice::from_ref(right), String::new(), None),
+                _ => {
+                    return Err(self.bad(
+                        rptr,
+                        format!(
+                            "expected a set of {}-part tuples (`{{\"set\": [{{\"concat\": [...]}}, ...]}}`) or a named set `@name`",
+                            fields.len()
+                        ),
+                    ))
+                }
+            },
+        };
+        let mut boxes = Vec::with_capacity(elems.len());
+        for (i, e) in elems.iter().enumerate() {
+            let ptr = if eptr.is_empty() {
+                rptr.to_string()
+            } else {
+                format!("{eptr}/{i}")
+            };
+            boxes.push(self.concat_element(fields, e, &ptr, family, table)?);
+        }
+        let n = boxes.len();
+        let boxes = concat::merge(boxes);
+        let boxes = match how {
+            Use::Union => Ok(boxes),
+            Use::Disjoint => concat::disjoint(&boxes, CONCAT_RULE_BUDGET),
+            Use::Complement => {
+                let full: TBox = sig
+                    .iter()
+                    .map(|k| match k {
+                        Some(k) => Part::Num(IntervalSet::range(0, k.max())),
+                        None => Part::Iface(IfaceSet::any()),
+                    })
+                    .collect();
+                concat::complement(&full, &boxes, CONCAT_RULE_BUDGET).map(concat::merge)
+            }
+        }
+        .map_err(|f| {
+            let what = match how {
+                Use::Complement => "`!=` (the tuples outside the set)",
+                _ => "a jump (one model rule per element, pairwise disjoint)",
+            };
+            Why::Unsupported(match f {
+                concat::Fail::Budget => format!(
+                    "a concatenation set of {n} elements used with {what} needs more than {CONCAT_RULE_BUDGET} model rules (the budget)"
+                ),
+                concat::Fail::Iface => format!(
+                    "a concatenation set of {n} elements used with {what} needs an interface set with a hole in a wildcard, which the model cannot express"
+                ),
+            })
+        })?;
+        let boxes = Rc::new(boxes);
+        if let Some(k) = ckey {
+            self.concat_cache.insert(k, boxes.clone());
+        }
+        Ok(boxes)
+    }
+
+    /// One element of a concatenation set (possibly wrapped as
+    /// `{"elem": {"val": ...}}`) as a box: a value set per field.
+    fn concat_element<'r>(
+        &mut self,
+        fields: &[Field],
+        e: &'r Value,
+        ptr: &str,
+        family: &str,
+        table: &str,
+    ) -> Result<TBox, Why>
+    where
+        'a: 'r,
+    {
+        let (e, ptr) = match single_key(e) {
+            Some(("elem", b)) => match b.get("val") {
+                Some(v) => (v, format!("{}/val", ptr_join(ptr, "elem"))),
+                None => return Err(self.bad(&ptr_join(ptr, "elem"), "`elem` needs a `val`")),
+            },
+            _ => (e, ptr.to_string()),
+        };
+        let Some(("concat", Value::Array(parts))) = single_key(e) else {
+            return Err(self.bad(
+                &ptr,
+                format!(
+                    "expected a {}-part tuple `{{\"concat\": [...]}}`, found {}",
+                    fields.len(),
+                    compact(e)
+                ),
+            ));
+        };
+        if parts.len() != fields.len() {
+            return Err(self.bad(
+                &ptr,
+                format!(
+                    "this element has {} parts, but the match concatenates {} fields",
+                    parts.len(),
+                    fields.len()
+                ),
+            ));
+        }
+        let cptr = ptr_join(&ptr, "concat");
+        let mut b = Vec::with_capacity(parts.len());
+        for (j, (f, v)) in fields.iter().zip(parts).enumerate() {
+            let pptr = format!("{cptr}/{j}");
+            b.push(match part_kind(*f) {
+                None => Part::Iface(IfaceSet::only(self.ifaces(v, &pptr, family, table)?)),
+                Some(kind) => {
+                    let mut ranges = Vec::new();
+                    self.collect(v, &pptr, kind, family, table, &mut ranges, 0)?;
+                    Part::Num(IntervalSet::from_ranges(ranges))
+                }
+            });
+        }
+        Ok(b)
     }
 
     fn field(&self, left: &Value) -> Result<Field, Why> {
@@ -1204,10 +1463,10 @@ impl<'a> Parser<'a> {
             }
             "meta" => match body.get("key").and_then(Value::as_str) {
                 Some("l4proto") => Ok(Field::Proto(None)),
-                Some("iifname") => Ok(Field::Iface(Side::Src, false)),
-                Some("oifname") => Ok(Field::Iface(Side::Dst, false)),
-                Some("iif") => Ok(Field::Iface(Side::Src, true)),
-                Some("oif") => Ok(Field::Iface(Side::Dst, true)),
+                Some("iifname") => Ok(Field::Iface(Side::Src)),
+                Some("oifname") => Ok(Field::Iface(Side::Dst)),
+                Some("iif") => Ok(Field::Iface(Side::Src)),
+                Some("oif") => Ok(Field::Iface(Side::Dst)),
                 Some("nfproto") | Some("protocol") => Ok(Field::Family),
                 _ => Err(unsupported()),
             },
@@ -1703,6 +1962,16 @@ fn pattern_meet(x: &IfacePattern, y: &IfacePattern) -> Option<IfacePattern> {
     }
 }
 
+/// [`implied_dependency`] of a match's left side, or of each part of a concatenation.
+fn implied_dependencies(left: &Value) -> Vec<(Option<Fam>, Option<u8>)> {
+    match single_key(left) {
+        Some(("concat", Value::Array(parts))) => {
+            parts.iter().filter_map(implied_dependency).collect()
+        }
+        _ => implied_dependency(left).into_iter().collect(),
+    }
+}
+
 /// The family and transport protocol that nft makes a payload match depend
 /// on (`icmp type` only matches ICMP over IPv4, `tcp flags` only TCP, ...).
 /// `th` and raw payloads have no such dependency.
@@ -1730,6 +1999,139 @@ fn implied_dependency(left: &Value) -> Option<(Option<Fam>, Option<u8>)> {
         "ah" => (None, Some(51)),
         _ => return None,
     })
+}
+
+/// Intersect every alternative with `part` read by `field` (a numeric or
+/// interface field), with the dependencies nft adds for it: an address is of
+/// one family, a `tcp dport` only matches TCP, `th` ports are exact only for
+/// protocols with ports.
+fn narrow(field: Field, part: &Part, alts: &mut Vec<Match>) -> Result<(), Why> {
+    match (field, part) {
+        (Field::Addr(side, fam), Part::Num(set)) => {
+            let addrs = match fam {
+                Fam::V4 => AddrSet {
+                    v4: IntervalSet::from_ranges(
+                        set.ranges()
+                            .iter()
+                            .filter(|&&(a, _)| a <= u32::MAX as u128)
+                            .map(|&(a, b)| (a as u32, b.min(u32::MAX as u128) as u32)),
+                    ),
+                    v6: IntervalSet::empty(),
+                },
+                Fam::V6 => AddrSet {
+                    v4: IntervalSet::empty(),
+                    v6: set.clone(),
+                },
+            };
+            for m in alts.iter_mut() {
+                match side {
+                    Side::Src => m.src = m.src.intersect(&addrs),
+                    Side::Dst => m.dst = m.dst.intersect(&addrs),
+                }
+                restrict_family(m, fam);
+            }
+        }
+        (Field::Proto(fam), Part::Num(set)) => {
+            let p = IntervalSet::from_ranges(
+                set.ranges()
+                    .iter()
+                    .filter(|&&(a, _)| a <= u8::MAX as u128)
+                    .map(|&(a, b)| (a as u8, b.min(u8::MAX as u128) as u8)),
+            );
+            for m in alts.iter_mut() {
+                m.protocol = m.protocol.intersect(&p);
+                if let Some(f) = fam {
+                    restrict_family(m, f);
+                }
+            }
+        }
+        (Field::Port(side, proto), Part::Num(set)) => {
+            let ports = IntervalSet::from_ranges(
+                set.ranges()
+                    .iter()
+                    .filter(|&&(a, _)| a <= u16::MAX as u128)
+                    .map(|&(a, b)| (a as u16, b.min(u16::MAX as u128) as u16)),
+            );
+            let mut out = Vec::with_capacity(alts.len());
+            for mut m in alts.drain(..) {
+                if let Some(p) = proto {
+                    m.protocol = m.protocol.intersect(&IntervalSet::single(p));
+                    restrict_port(&mut m, side, &ports);
+                    out.push(m);
+                    continue;
+                }
+                // `th`: exact for protocols with ports, unknown bytes for the rest.
+                let mut other = m.clone();
+                other.protocol = other.protocol.difference(&port_protos());
+                m.protocol = m.protocol.intersect(&port_protos());
+                restrict_port(&mut m, side, &ports);
+                let had_port_part = !m.protocol.is_empty();
+                if had_port_part {
+                    out.push(m);
+                }
+                if !other.protocol.is_empty() {
+                    let text = "th port on a protocol without ports".to_string();
+                    if !other.opaque.iter().any(|o| o.text == text) {
+                        other.opaque.push(Opaque { text });
+                    }
+                    out.push(other);
+                }
+            }
+            if out.is_empty() {
+                // Every alternative became impossible: keep one empty match.
+                let mut m = Match::any();
+                m.protocol = IntervalSet::empty();
+                out.push(m);
+            }
+            *alts = out;
+        }
+        (Field::Iface(side), Part::Iface(set)) => {
+            for m in alts.iter_mut() {
+                let cur = match side {
+                    Side::Src => &mut m.iif,
+                    Side::Dst => &mut m.oif,
+                };
+                *cur = intersect_ifaces(cur, set).ok_or_else(|| {
+                    Why::Unsupported(
+                        "this combination of interface matches is not expressible as one interface set".into(),
+                    )
+                })?;
+            }
+        }
+        _ => unreachable!("a part is read with its field's kind"),
+    }
+    Ok(())
+}
+
+/// The numeric kind a concatenation part is read as; `None` for interface names.
+fn part_kind(f: Field) -> Option<Kind> {
+    match f {
+        Field::Addr(_, fam) => Some(Kind::Addr(fam)),
+        Field::Proto(_) => Some(Kind::Proto),
+        Field::Port(..) => Some(Kind::Port),
+        _ => None,
+    }
+}
+
+/// Every alternative intersected with every box (empty results dropped; if
+/// nothing is left, one empty match keeps the rule in the model).
+fn lower_boxes(alts: &[Match], fields: &[Field], boxes: &[TBox]) -> Result<Vec<Match>, Why> {
+    let mut out = Vec::with_capacity(alts.len() * boxes.len());
+    for alt in alts {
+        for b in boxes {
+            let mut one = vec![alt.clone()];
+            for (&f, p) in fields.iter().zip(b) {
+                narrow(f, p, &mut one)?;
+            }
+            out.extend(one.into_iter().filter(|m| !m.is_empty()));
+        }
+    }
+    if out.is_empty() {
+        let mut m = alts.first().cloned().unwrap_or_else(Match::any);
+        m.protocol = IntervalSet::empty();
+        out.push(m);
+    }
+    Ok(out)
 }
 
 fn restrict_port(m: &mut Match, side: Side, ports: &IntervalSet<u16>) {
