@@ -341,7 +341,11 @@ fn main() {
     let mut w = Walker {
         rs: &rs,
         space: &space,
-        hit: rs.chains.iter().map(|c| vec![false; c.rules.len()]).collect(),
+        hit: rs
+            .chains
+            .iter()
+            .map(|c| vec![false; c.rules.len()])
+            .collect(),
         entered: vec![false; rs.chains.len()],
         matches,
         steps: 0,

@@ -3,14 +3,9 @@
 //! (the NSX body), parses with `ringfence-parse` into the normalized model and,
 //! traced packet by packet with `ringfence-analysis`, decides every probe as
 //! the resolved site prescribes.
-//!
-//! One known gap, checked precisely rather than skipped: `ringfence-parse`
-//! does not model nft concatenations yet, so our network-to-itself rules
-//! (`ip saddr . ip daddr @same_<flow>_v4`) are opaque in the model and the
-//! tracer reports those verdicts as uncertain, assuming the rule did not
-//! match. For exactly those probes the model's verdict must equal the site's
-//! verdict without the network-to-itself flows; every other probe must be
-//! certain and equal the site's verdict.
+//! Every verdict must be certain: the network-to-itself rules, which the
+//! nftables output writes as concatenations (`ip saddr . ip daddr
+//! @same_<flow>_v4`), are modelled exactly (docs/nft-concatenations.md).
 
 mod common;
 
@@ -30,7 +25,6 @@ fn check(
     what: &str,
     rs: &ringfence_model::Ruleset,
     resolved: &ringfence_site::ResolvedSite,
-    concat_opaque: bool,
 ) {
     let tracer = Tracer::new(rs);
     let mut accepted = 0;
@@ -41,18 +35,7 @@ fn check(
                 ringfence_model::Verdict::Accept => Verdict::Accept,
                 _ => Verdict::Drop,
             };
-            if t.uncertain {
-                assert!(concat_opaque, "{name} {what}: uncertain verdict for {p:?}");
-                let want = common::expected_among(resolved, &p, |f| !f.same_network);
-                assert_eq!(
-                    got, want,
-                    "{name} {what}: model (without concatenations) and site disagree on {p:?}"
-                );
-                if want == Verdict::Accept {
-                    accepted += 1;
-                }
-                continue;
-            }
+            assert!(!t.uncertain, "{name} {what}: uncertain verdict for {p:?}");
             let want = common::expected(resolved, &p);
             if want == Verdict::Accept {
                 accepted += 1;
@@ -72,7 +55,7 @@ fn nsxt_body_parsed_into_the_model_decides_every_probe_as_the_site_prescribes() 
         let out = generate_site(&site, Target::Nsxt, &Options::default()).unwrap();
         let rs = parse_ruleset(&out.files[0].contents, "nsxt.json", RulesetFormat::NsxJson)
             .unwrap_or_else(|e| panic!("{name}: ringfence-parse rejects our NSX body: {e:?}"));
-        check(name, "nsxt", &rs, &site.resolve(), false);
+        check(name, "nsxt", &rs, &site.resolve());
     }
 }
 
@@ -100,7 +83,7 @@ fn kernel_dumps_of_nftables_and_iptables_output_parse_and_trace_like_the_site() 
         let dump = ns.ok("nft", &["-j", "list", "ruleset"], b"");
         let rs = parse_ruleset(&dump, "nft.json", RulesetFormat::NftJson)
             .unwrap_or_else(|e| panic!("{name}: ringfence-parse rejects the nft dump: {e:?}"));
-        check(name, "nftables", &rs, &resolved, true);
+        check(name, "nftables", &rs, &resolved);
         // iptables: both families loaded into one namespace, one dump each.
         let out = generate_site(&site, Target::Iptables, &Options::default()).unwrap();
         let ns = Netns::new();

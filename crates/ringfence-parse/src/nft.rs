@@ -131,18 +131,8 @@ const HELP: &str =
     "the file should be the unchanged output of `nft -j list ruleset` (libnftables JSON schema)";
 
 fn json_error(file: &str, e: &serde_json::Error) -> InputError {
-    let msg = e.to_string();
-    let msg = match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg,
-    };
-    InputError::at(
-        file,
-        e.line() as u64,
-        (e.column() as u64).max(1),
-        format!("not valid JSON: {msg}"),
-    )
-    .with_help("give the output of `nft -j list ruleset` unchanged")
+    ringfence_diag::json_error(file, e)
+        .with_help("give the output of `nft -j list ruleset` unchanged")
 }
 
 /// One element of the `nftables` array.

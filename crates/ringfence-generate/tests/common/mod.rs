@@ -232,16 +232,7 @@ pub fn temp_file(text: &str) -> tempfile::NamedTempFile {
 /// allow flow has a network pair holding source and destination and a service
 /// matching protocol and port; everything else falls to deny-all.
 pub fn expected(site: &ResolvedSite, p: &Packet) -> eval::Verdict {
-    expected_among(site, p, |_| true)
-}
-
-/// Like [`expected`], counting only the allow flows `keep` selects.
-pub fn expected_among(
-    site: &ResolvedSite,
-    p: &Packet,
-    keep: impl Fn(&ringfence_site::ResolvedFlow) -> bool,
-) -> eval::Verdict {
-    for f in site.allowed().filter(|f| keep(f)) {
+    for f in site.allowed() {
         let addr_ok = f
             .network_pairs()
             .iter()
