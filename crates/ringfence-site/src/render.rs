@@ -55,17 +55,24 @@ fn node_id(zone: &str) -> String {
         .collect::<String>()
 }
 
-fn render_dot(site: &ResolvedSite) -> String {
-    let mut out = format!(
-        "// Flows for site {} (catalog {})\ndigraph flows {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
-        site.site, site.catalog
-    );
-    let mut nodes: Vec<String> = edges(site)
+/// Every zone that an edge starts or ends at, sorted, once each.
+fn zones_of(edges: &[(String, String, String, bool)]) -> Vec<String> {
+    let mut nodes: Vec<String> = edges
         .iter()
         .flat_map(|e| [e.0.clone(), e.1.clone()])
         .collect();
     nodes.sort();
     nodes.dedup();
+    nodes
+}
+
+fn render_dot(site: &ResolvedSite) -> String {
+    let mut out = format!(
+        "// Flows for site {} (catalog {})\ndigraph flows {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
+        site.site, site.catalog
+    );
+    let edges = edges(site);
+    let nodes = zones_of(&edges);
     for n in &nodes {
         out.push_str(&format!(
             "  {} [label=\"{}\"];\n",
@@ -73,7 +80,7 @@ fn render_dot(site: &ResolvedSite) -> String {
             n.replace('"', "'")
         ));
     }
-    for (s, d, label, deny) in edges(site) {
+    for (s, d, label, deny) in edges {
         let style = if deny {
             ", style=dashed, color=gray40"
         } else {
@@ -95,16 +102,12 @@ fn render_mermaid(site: &ResolvedSite) -> String {
         "%% Flows for site {} (catalog {})\nflowchart LR\n",
         site.site, site.catalog
     );
-    let mut nodes: Vec<String> = edges(site)
-        .iter()
-        .flat_map(|e| [e.0.clone(), e.1.clone()])
-        .collect();
-    nodes.sort();
-    nodes.dedup();
+    let edges = edges(site);
+    let nodes = zones_of(&edges);
     for n in &nodes {
         out.push_str(&format!("  {}[\"{}\"]\n", node_id(n), n.replace('"', "'")));
     }
-    for (s, d, label, deny) in edges(site) {
+    for (s, d, label, deny) in edges {
         let arrow = if deny { "-.->" } else { "-->" };
         out.push_str(&format!(
             "  {} {arrow}|\"{}\"| {}\n",
