@@ -48,167 +48,351 @@ pub(crate) struct Pace {
     pub rate: u32,
 }
 
-struct InFlight {
-    fd: OwnedFd,
-    transport: Transport,
+/// A socket slot of the window. A TCP socket whose connect was refused is
+/// back in the unconnected state and is reused for the next connect (Linux
+/// allows it): no socket(2), close(2) or epoll registration per refusal,
+/// which is most of a scan's probes.
+struct Slot {
+    fd: Option<OwnedFd>,
+    /// The namespace the socket was made in.
+    ns: Option<usize>,
+    /// The attempt in flight on this socket.
+    busy: Option<usize>,
 }
 
 /// Run every attempt and return its outcome, in order. A per-attempt local
 /// error (a source address in use, no route at all) is that attempt's `Err`;
 /// the whole run fails only when the engine itself cannot work (epoll,
 /// entering a namespace). `progress(done, total)` is called now and then.
-/// Must run on a thread that may change namespaces if any attempt names one.
+///
+/// Most of a probe's cost is the kernel's (the SYN's path and its answer are
+/// processed in the sender's system call), so large runs are split over up
+/// to one thread per core, each with its own share of the window and rate;
+/// attempt `i` goes to thread `i mod n`. Threads start in the caller's
+/// namespace and may change their own.
 pub(crate) fn run(
     attempts: &[Attempt],
     namespaces: &[File],
     pace: Pace,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> std::io::Result<Vec<std::io::Result<Outcome>>> {
-    let total = attempts.len();
-    let window = pace.window.clamp(1, total.max(1));
-    crate::probe::raise_fd_limit(window + 64);
-    let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-    let mut results: Vec<Option<std::io::Result<Outcome>>> = (0..total).map(|_| None).collect();
-    let mut inflight: Vec<Option<InFlight>> = (0..total).map(|_| None).collect();
-    let mut deadlines: VecDeque<(Instant, usize)> = VecDeque::with_capacity(window);
-    let blank = epoll::Event {
-        flags: epoll::EventFlags::empty(),
-        data: epoll::EventData::new_u64(0),
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = cores
+        .min(MAX_THREADS)
+        .min(attempts.len() / MIN_PER_THREAD)
+        .min(pace.window)
+        .max(1);
+    if n == 1 {
+        return run_one(attempts, namespaces, pace, progress);
+    }
+    let share = Pace {
+        window: pace.window.div_ceil(n),
+        timeout: pace.timeout,
+        rate: if pace.rate == 0 {
+            0
+        } else {
+            pace.rate.div_ceil(n as u32)
+        },
     };
-    let mut events = vec![blank; window.min(1024)];
-    let mut next = 0usize;
-    let mut open = 0usize;
-    let mut done = 0usize;
-    let mut current_ns: Option<usize> = None;
-    let start = Instant::now();
-    let per = (pace.rate > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(pace.rate)));
-    let mut reported = 0usize;
-    while done < total {
-        // Fill the window (as far as the rate allows).
-        let now = Instant::now();
-        let mut wake: Option<Instant> = None;
-        while open < window && next < total {
-            if let Some(per) = per {
-                let due = start + per.mul_f64(next as f64);
-                if due > now {
-                    wake = Some(due);
-                    break;
-                }
-            }
-            let a = &attempts[next];
-            if a.ns != current_ns {
-                if let Some(i) = a.ns {
-                    crate::netns::enter(&namespaces[i])?;
-                }
-                current_ns = a.ns;
-            }
-            match start_one(a) {
-                Ok(Started::Pending(fd)) => {
-                    epoll::add(
-                        &ep,
-                        &fd,
-                        epoll::EventData::new_u64(next as u64),
-                        match a.transport {
-                            Transport::Tcp => epoll::EventFlags::OUT,
-                            Transport::Udp => epoll::EventFlags::IN,
-                        },
-                    )?;
-                    inflight[next] = Some(InFlight {
-                        fd,
-                        transport: a.transport,
-                    });
-                    deadlines.push_back((now + pace.timeout, next));
-                    open += 1;
-                }
-                Ok(Started::Done(o)) => {
-                    results[next] = Some(Ok(o));
-                    done += 1;
-                }
-                Err(e) => {
-                    results[next] = Some(Err(e));
-                    done += 1;
-                }
-            }
-            next += 1;
-        }
-        // Expire the oldest sockets.
-        let now = Instant::now();
-        while let Some(&(at, i)) = deadlines.front() {
-            if inflight[i].is_none() {
-                deadlines.pop_front();
-                continue;
-            }
-            if at > now {
-                break;
-            }
-            deadlines.pop_front();
-            inflight[i] = None;
-            results[i] = Some(Ok(Outcome::Timeout));
-            open -= 1;
-            done += 1;
-        }
-        if done >= reported + 256 || done == total {
-            progress(done, total);
-            reported = done;
-        }
-        if done == total {
-            break;
-        }
-        if open == 0 {
-            // Only the rate holds the next start back.
-            if let Some(w) = wake {
-                std::thread::sleep(w.saturating_duration_since(Instant::now()));
-            }
-            continue;
-        }
-        let until = deadlines
-            .front()
-            .map(|&(at, _)| at)
+    let total = attempts.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let progress = std::sync::Mutex::new(progress);
+    let parts: Vec<std::io::Result<Vec<std::io::Result<Outcome>>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|t| {
+                let mine: Vec<Attempt> = attempts.iter().skip(t).step_by(n).copied().collect();
+                let (done, progress) = (&done, &progress);
+                s.spawn(move || {
+                    let mut last = 0;
+                    run_one(&mine, namespaces, share, &mut |d, _| {
+                        let all = done.fetch_add(d - last, std::sync::atomic::Ordering::Relaxed)
+                            + (d - last);
+                        last = d;
+                        if let Ok(mut p) = progress.lock() {
+                            (*p)(all.min(total), total);
+                        }
+                    })
+                })
+            })
+            .collect();
+        handles
             .into_iter()
-            .chain(wake)
-            .min()
-            .expect("a socket in flight has a deadline");
-        let wait = until.saturating_duration_since(Instant::now());
-        let ts = rustix::event::Timespec {
-            tv_sec: wait.as_secs() as i64,
-            tv_nsec: i64::from(wait.subsec_nanos()),
-        };
-        let n = match epoll::wait(&ep, &mut events[..], Some(&ts)) {
-            Ok(n) => n,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        for ev in &events[..n] {
-            let i = ev.data.u64() as usize;
-            let Some(f) = inflight[i].as_ref() else {
-                continue;
-            };
-            let outcome = match f.transport {
-                Transport::Tcp => tcp_result(&f.fd),
-                Transport::Udp => match udp_result(&f.fd) {
-                    None => continue,
-                    Some(o) => o,
-                },
-            };
-            // Closing the socket also removes it from the epoll set.
-            inflight[i] = None;
-            results[i] = Some(outcome);
-            open -= 1;
-            done += 1;
-        }
-    }
-    if reported != total {
-        progress(total, total);
-    }
-    Ok(results
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("probe thread panicked")))
+            })
+            .collect()
+    });
+    let mut parts = parts
+        .into_iter()
+        .map(|p| p.map(Vec::into_iter))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok((0..total)
+        .map(|i| parts[i % n].next().expect("every attempt finished"))
+        .collect())
+}
+
+/// Threads at most, and attempts per thread at least, for a split run.
+const MAX_THREADS: usize = 4;
+const MIN_PER_THREAD: usize = 512;
+
+fn run_one(
+    attempts: &[Attempt],
+    namespaces: &[File],
+    pace: Pace,
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> std::io::Result<Vec<std::io::Result<Outcome>>> {
+    let mut e = Engine {
+        attempts,
+        namespaces,
+        pace,
+        ep: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+        slots: Vec::new(),
+        free: Vec::new(),
+        deadlines: VecDeque::new(),
+        results: (0..attempts.len()).map(|_| None).collect(),
+        next: 0,
+        done: 0,
+        current_ns: None,
+        start: Instant::now(),
+    };
+    let window = pace.window.clamp(1, attempts.len().max(1));
+    crate::probe::raise_fd_limit(window + 64);
+    e.slots = (0..window)
+        .map(|_| Slot {
+            fd: None,
+            ns: None,
+            busy: None,
+        })
+        .collect();
+    e.free = (0..window).rev().collect();
+    e.deadlines = VecDeque::with_capacity(window);
+    e.drive(progress)?;
+    Ok(e.results
         .into_iter()
         .map(|r| r.expect("every attempt finished"))
         .collect())
 }
 
+struct Engine<'a> {
+    attempts: &'a [Attempt],
+    namespaces: &'a [File],
+    pace: Pace,
+    ep: OwnedFd,
+    slots: Vec<Slot>,
+    /// Slots with nothing in flight (and no socket).
+    free: Vec<usize>,
+    /// (deadline, slot, attempt) in start order.
+    deadlines: VecDeque<(Instant, usize, usize)>,
+    results: Vec<Option<std::io::Result<Outcome>>>,
+    next: usize,
+    done: usize,
+    current_ns: Option<usize>,
+    start: Instant,
+}
+
+impl Engine<'_> {
+    /// When attempt `next` may start under the rate limit (`None`: now).
+    fn not_before(&self, now: Instant) -> Option<Instant> {
+        if self.pace.rate == 0 {
+            return None;
+        }
+        let due =
+            self.start + Duration::from_secs_f64(self.next as f64 / f64::from(self.pace.rate));
+        (due > now).then_some(due)
+    }
+
+    fn finish(&mut self, i: usize, r: std::io::Result<Outcome>) {
+        self.results[i] = Some(r);
+        self.done += 1;
+    }
+
+    /// Start attempt `next` on slot `k`, reusing its socket when it can.
+    /// Returns false when the attempt finished at once (the slot is free again).
+    fn start_next(&mut self, k: usize, now: Instant) -> std::io::Result<bool> {
+        let i = self.next;
+        self.next += 1;
+        let a = self.attempts[i];
+        if a.ns != self.current_ns {
+            if let Some(n) = a.ns {
+                crate::netns::enter(&self.namespaces[n])?;
+            }
+            self.current_ns = a.ns;
+        }
+        let slot = &mut self.slots[k];
+        let reuse = a.transport == Transport::Tcp && a.src.is_none() && slot.ns == a.ns;
+        if !reuse {
+            slot.fd = None;
+        }
+        let started = match slot.fd.take() {
+            Some(fd) => connect_tcp(fd, a.dst),
+            None => start_one(&a).map(|st| match st {
+                Started::Pending(fd) => Started::New(fd),
+                other => other,
+            }),
+        };
+        match started {
+            Ok(Started::Pending(fd)) => {
+                // Still registered under this slot.
+                slot.fd = Some(fd);
+            }
+            Ok(Started::New(fd)) => {
+                epoll::add(
+                    &self.ep,
+                    &fd,
+                    epoll::EventData::new_u64(k as u64),
+                    match a.transport {
+                        Transport::Tcp => epoll::EventFlags::OUT,
+                        Transport::Udp => epoll::EventFlags::IN,
+                    },
+                )?;
+                slot.fd = Some(fd);
+            }
+            Ok(Started::Done(o)) => {
+                self.finish(i, Ok(o));
+                return Ok(false);
+            }
+            Err(e) => {
+                self.finish(i, Err(e));
+                return Ok(false);
+            }
+        }
+        slot.ns = a.ns;
+        slot.busy = Some(i);
+        self.deadlines.push_back((now + self.pace.timeout, k, i));
+        Ok(true)
+    }
+
+    /// Keep slot `k` (whose socket is idle and reusable) busy, or close it.
+    fn refill_or_close(&mut self, k: usize, now: Instant) -> std::io::Result<()> {
+        while self.next < self.attempts.len() && self.not_before(now).is_none() {
+            if self.start_next(k, now)? {
+                return Ok(());
+            }
+        }
+        self.slots[k].fd = None;
+        self.free.push(k);
+        Ok(())
+    }
+
+    fn drive(&mut self, progress: &mut (dyn FnMut(usize, usize) + Send)) -> std::io::Result<()> {
+        let total = self.attempts.len();
+        let blank = epoll::Event {
+            flags: epoll::EventFlags::empty(),
+            data: epoll::EventData::new_u64(0),
+        };
+        let mut events = vec![blank; self.slots.len().min(1024)];
+        let mut reported = 0usize;
+        while self.done < total {
+            // Fill free slots (as far as the rate allows).
+            let now = Instant::now();
+            while self.next < total && self.not_before(now).is_none() {
+                let Some(k) = self.free.pop() else { break };
+                if !self.start_next(k, now)? {
+                    self.free.push(k);
+                }
+            }
+            // Expire the oldest attempts.
+            let now = Instant::now();
+            while let Some(&(at, k, i)) = self.deadlines.front() {
+                if self.slots[k].busy != Some(i) {
+                    self.deadlines.pop_front();
+                    continue;
+                }
+                if at > now {
+                    break;
+                }
+                self.deadlines.pop_front();
+                self.slots[k].busy = None;
+                self.slots[k].fd = None;
+                self.free.push(k);
+                self.finish(i, Ok(Outcome::Timeout));
+            }
+            if self.done >= reported + 256 {
+                progress(self.done, total);
+                reported = self.done;
+            }
+            if self.done == total {
+                break;
+            }
+            let wake = (self.next < total).then(|| self.not_before(now)).flatten();
+            let Some(until) = self
+                .deadlines
+                .front()
+                .map(|d| d.0)
+                .into_iter()
+                .chain(wake)
+                .min()
+            else {
+                // Nothing in flight and nothing held back: the fill loop runs again.
+                continue;
+            };
+            let wait = until.saturating_duration_since(Instant::now());
+            let ts = rustix::event::Timespec {
+                tv_sec: wait.as_secs() as i64,
+                tv_nsec: i64::from(wait.subsec_nanos()),
+            };
+            let n = match epoll::wait(&self.ep, &mut events[..], Some(&ts)) {
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let now = Instant::now();
+            for ev in &events[..n] {
+                let k = ev.data.u64() as usize;
+                let (Some(i), Some(fd)) = (self.slots[k].busy, self.slots[k].fd.as_ref()) else {
+                    continue;
+                };
+                let a = &self.attempts[i];
+                let (outcome, keep) = match a.transport {
+                    Transport::Tcp => match tcp_result(fd, a.dst) {
+                        None => continue,
+                        Some((Ok(Outcome::Refused), reusable)) => {
+                            (Ok(Outcome::Refused), reusable && a.src.is_none())
+                        }
+                        Some((r, _)) => (r, false),
+                    },
+                    Transport::Udp => match udp_result(fd) {
+                        None => continue,
+                        Some(r) => (r, false),
+                    },
+                };
+                self.slots[k].busy = None;
+                self.finish(i, outcome);
+                if keep {
+                    self.refill_or_close(k, now)?;
+                } else {
+                    // Closing the socket also removes it from the epoll set.
+                    self.slots[k].fd = None;
+                    self.free.push(k);
+                }
+            }
+        }
+        if reported != total {
+            progress(total, total);
+        }
+        Ok(())
+    }
+}
+
 enum Started {
+    /// In progress on a socket already registered with epoll.
     Pending(OwnedFd),
+    /// In progress on a new socket.
+    New(OwnedFd),
     Done(Outcome),
+}
+
+/// Connect an unconnected TCP socket (new, or back from a refusal).
+fn connect_tcp(fd: OwnedFd, dst: SocketAddrV4) -> std::io::Result<Started> {
+    match rustix::net::connect(&fd, &dst) {
+        Err(Errno::INPROGRESS) => Ok(Started::Pending(fd)),
+        Ok(()) => {
+            reset_on_close(&fd);
+            Ok(Started::Done(Outcome::Connected))
+        }
+        Err(e) => classify(e).map(Started::Done),
+    }
 }
 
 fn start_one(a: &Attempt) -> std::io::Result<Started> {
@@ -227,14 +411,7 @@ fn start_one(a: &Attempt) -> std::io::Result<Started> {
         rustix::net::bind(&fd, &src)?;
     }
     match a.transport {
-        Transport::Tcp => match rustix::net::connect(&fd, &a.dst) {
-            Err(Errno::INPROGRESS) => Ok(Started::Pending(fd)),
-            Ok(()) => {
-                reset_on_close(&fd);
-                Ok(Started::Done(Outcome::Connected))
-            }
-            Err(e) => classify(e).map(Started::Done),
-        },
+        Transport::Tcp => connect_tcp(fd, a.dst),
         Transport::Udp => {
             // A connected UDP socket reports ICMP errors on receive; without
             // IP_RECVERR only "hard" ones (port unreachable, admin
@@ -262,13 +439,25 @@ fn reset_on_close(fd: &OwnedFd) {
     let _ = rustix::net::sockopt::set_socket_linger(fd, Some(Duration::ZERO));
 }
 
-fn tcp_result(fd: &OwnedFd) -> std::io::Result<Outcome> {
-    match rustix::net::sockopt::socket_error(fd)? {
-        Ok(()) => {
+/// The result of a connect in flight, read by asking connect(2) again: it
+/// returns 0 once connected, or the error (and leaves a refused socket
+/// unconnected, ready for the next connect). Still in progress: an ICMP
+/// error that arrived while the socket was busy in a system call is kept as
+/// a "soft" error only (the kernel handles a SYN's answer inside the
+/// sender's connect(2) on a veth path), so SO_ERROR is asked too; such a
+/// socket is not reused. `None`: still in progress, keep waiting.
+fn tcp_result(fd: &OwnedFd, dst: SocketAddrV4) -> Option<(std::io::Result<Outcome>, bool)> {
+    match rustix::net::connect(fd, &dst) {
+        Ok(()) | Err(Errno::ISCONN) => {
             reset_on_close(fd);
-            Ok(Outcome::Connected)
+            Some((Ok(Outcome::Connected), false))
         }
-        Err(e) => classify(e),
+        Err(Errno::ALREADY | Errno::INPROGRESS) => match rustix::net::sockopt::socket_error(fd) {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some((classify(e), false)),
+            Err(e) => Some((Err(e.into()), false)),
+        },
+        Err(e) => Some((classify(e), true)),
     }
 }
 
@@ -382,6 +571,47 @@ mod tests {
         );
         assert!(calls >= 1);
         t.join().unwrap();
+    }
+
+    #[test]
+    fn refused_sockets_are_reused_and_later_answers_stay_right() {
+        // A window of 2 over 600 attempts: refused sockets are reconnected
+        // many times; every 7th attempt goes to a listener. 600 attempts
+        // also split over threads on a machine with several cores.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = |l: &TcpListener| match l.local_addr().unwrap() {
+            std::net::SocketAddr::V4(a) => a,
+            _ => unreachable!(),
+        };
+        let open = addr(&l);
+        let closed = addr(&TcpListener::bind("127.0.0.1:0").unwrap());
+        let attempts: Vec<Attempt> = (0..600)
+            .map(|i| Attempt {
+                ns: None,
+                src: None,
+                dst: if i % 7 == 0 { open } else { closed },
+                transport: Transport::Tcp,
+            })
+            .collect();
+        let got = run(
+            &attempts,
+            &[],
+            Pace {
+                window: 2,
+                timeout: Duration::from_millis(2000),
+                rate: 0,
+            },
+            &mut |_, _| {},
+        )
+        .unwrap();
+        for (i, r) in got.into_iter().enumerate() {
+            let want = if i % 7 == 0 {
+                Outcome::Connected
+            } else {
+                Outcome::Refused
+            };
+            assert_eq!(r.unwrap(), want, "attempt {i}");
+        }
     }
 
     #[test]

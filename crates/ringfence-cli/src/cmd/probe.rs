@@ -170,21 +170,40 @@ pub fn run(a: Args) -> Result<u8, CliError> {
     let failures = results.iter().filter(|r| r.ok == Some(false)).count();
     let text = match a.format {
         ProbeFormat::Json => {
-            let v = serde_json::json!({
-                "version": 1,
-                "site": site.name,
-                "from": srcs,
-                "summary": {
-                    "probes": results.len(),
-                    "open": count(State::Open),
-                    "closed": count(State::Closed),
-                    "filtered": count(State::Filtered),
-                    "open_filtered": count(State::OpenFiltered),
-                    "unexpected": failures,
+            // Serialized straight from the results (no intermediate JSON
+            // tree): a full NodePort scan has tens of thousands of them.
+            #[derive(serde::Serialize)]
+            struct Summary {
+                probes: usize,
+                open: usize,
+                closed: usize,
+                filtered: usize,
+                open_filtered: usize,
+                unexpected: usize,
+            }
+            #[derive(serde::Serialize)]
+            struct Report<'a> {
+                version: u32,
+                site: &'a str,
+                from: &'a [std::net::Ipv4Addr],
+                summary: Summary,
+                results: &'a [LiveResult],
+            }
+            let rep = Report {
+                version: 1,
+                site: &site.name,
+                from: &srcs,
+                summary: Summary {
+                    probes: results.len(),
+                    open: count(State::Open),
+                    closed: count(State::Closed),
+                    filtered: count(State::Filtered),
+                    open_filtered: count(State::OpenFiltered),
+                    unexpected: failures,
                 },
-                "results": results,
-            });
-            serde_json::to_string_pretty(&v).expect("serializes") + "\n"
+                results: &results,
+            };
+            serde_json::to_string_pretty(&rep).expect("serializes") + "\n"
         }
         ProbeFormat::Junit => {
             use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
