@@ -81,18 +81,21 @@ pub(crate) fn run(
         .min(MAX_THREADS)
         .min(attempts.len() / MIN_PER_THREAD)
         .min(pace.window)
+        .min(if pace.rate == 0 {
+            usize::MAX
+        } else {
+            pace.rate as usize
+        })
         .max(1);
     if n == 1 {
         return run_one(attempts, namespaces, pace, progress);
     }
+    // Shares round down: together the threads never exceed the window or
+    // the rate (n is at most both, so every share is at least 1).
     let share = Pace {
-        window: pace.window.div_ceil(n),
+        window: pace.window / n,
         timeout: pace.timeout,
-        rate: if pace.rate == 0 {
-            0
-        } else {
-            pace.rate.div_ceil(n as u32)
-        },
+        rate: pace.rate / n as u32,
     };
     let total = attempts.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -575,9 +578,10 @@ mod tests {
 
     #[test]
     fn refused_sockets_are_reused_and_later_answers_stay_right() {
-        // A window of 2 over 600 attempts: refused sockets are reconnected
-        // many times; every 7th attempt goes to a listener. 600 attempts
-        // also split over threads on a machine with several cores.
+        // A window of 4 over 1200 attempts: refused sockets are reconnected
+        // many times; every 7th attempt goes to a listener. 1200 attempts
+        // are split over threads on a machine with several cores, and the
+        // answers still come back in order.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = |l: &TcpListener| match l.local_addr().unwrap() {
             std::net::SocketAddr::V4(a) => a,
@@ -585,7 +589,14 @@ mod tests {
         };
         let open = addr(&l);
         let closed = addr(&TcpListener::bind("127.0.0.1:0").unwrap());
-        let attempts: Vec<Attempt> = (0..600)
+        // Accept (and drop) forever so the backlog never fills; the thread
+        // ends with the test process.
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                drop(c);
+            }
+        });
+        let attempts: Vec<Attempt> = (0..1200)
             .map(|i| Attempt {
                 ns: None,
                 src: None,
@@ -597,7 +608,7 @@ mod tests {
             &attempts,
             &[],
             Pace {
-                window: 2,
+                window: 4,
                 timeout: Duration::from_millis(2000),
                 rate: 0,
             },
