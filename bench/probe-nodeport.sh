@@ -55,6 +55,10 @@ for line in open(sys.argv[2]):
             if len(f) > 1 and f[1] == "open":
                 theirs.add((m.group(1), int(f[0])))
 same = mine == theirs and probed == 20 * 2768
+if not same:
+    states = {(r["dst"], r["port"]): r["state"] for r in rf["results"]}
+    for k in sorted(mine ^ theirs):
+        print(f"round {sys.argv[3]}: {k[0]}:{k[1]} ringfence {states.get(k)}, nmap {'open' if k in theirs else 'not open'}", file=sys.stderr)
 print(sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], len(mine), len(theirs), "yes" if same else "NO")
 PY
 done

@@ -46,6 +46,9 @@ pub(crate) struct Pace {
     pub timeout: Duration,
     /// Attempts started per second at most (0: no limit).
     pub rate: u32,
+    /// How many more times an attempt that got no answer is tried (a busy
+    /// host can defer a reply past the timeout; nmap retries too).
+    pub retries: u8,
 }
 
 /// A socket slot of the window. A TCP socket whose connect was refused is
@@ -96,6 +99,7 @@ pub(crate) fn run(
         window: pace.window / n,
         timeout: pace.timeout,
         rate: pace.rate / n as u32,
+        retries: pace.retries,
     };
     let total = attempts.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -155,6 +159,9 @@ fn run_one(
         deadlines: VecDeque::new(),
         results: (0..attempts.len()).map(|_| None).collect(),
         next: 0,
+        started: 0,
+        retry: VecDeque::new(),
+        tries: vec![0; attempts.len()],
         done: 0,
         current_ns: None,
         start: Instant::now(),
@@ -189,6 +196,12 @@ struct Engine<'a> {
     deadlines: VecDeque<(Instant, usize, usize)>,
     results: Vec<Option<std::io::Result<Outcome>>>,
     next: usize,
+    /// Starts so far (first tries and retries), for the rate.
+    started: usize,
+    /// Attempts that timed out and are tried again, before new ones.
+    retry: VecDeque<usize>,
+    /// Retries made per attempt.
+    tries: Vec<u8>,
     done: usize,
     current_ns: Option<usize>,
     start: Instant,
@@ -201,7 +214,7 @@ impl Engine<'_> {
             return None;
         }
         let due =
-            self.start + Duration::from_secs_f64(self.next as f64 / f64::from(self.pace.rate));
+            self.start + Duration::from_secs_f64(self.started as f64 / f64::from(self.pace.rate));
         (due > now).then_some(due)
     }
 
@@ -210,11 +223,23 @@ impl Engine<'_> {
         self.done += 1;
     }
 
-    /// Start attempt `next` on slot `k`, reusing its socket when it can.
-    /// Returns false when the attempt finished at once (the slot is free again).
+    /// Whether an attempt waits to start.
+    fn pending(&self) -> bool {
+        !self.retry.is_empty() || self.next < self.attempts.len()
+    }
+
+    /// Start the next attempt (a retry first) on slot `k`, reusing its
+    /// socket when it can. Returns false when the attempt finished at once
+    /// (the slot is free again).
     fn start_next(&mut self, k: usize, now: Instant) -> std::io::Result<bool> {
-        let i = self.next;
-        self.next += 1;
+        let i = match self.retry.pop_front() {
+            Some(i) => i,
+            None => {
+                self.next += 1;
+                self.next - 1
+            }
+        };
+        self.started += 1;
         let a = self.attempts[i];
         if a.ns != self.current_ns {
             if let Some(n) = a.ns {
@@ -268,7 +293,7 @@ impl Engine<'_> {
 
     /// Keep slot `k` (whose socket is idle and reusable) busy, or close it.
     fn refill_or_close(&mut self, k: usize, now: Instant) -> std::io::Result<()> {
-        while self.next < self.attempts.len() && self.not_before(now).is_none() {
+        while self.pending() && self.not_before(now).is_none() {
             if self.start_next(k, now)? {
                 return Ok(());
             }
@@ -289,7 +314,7 @@ impl Engine<'_> {
         while self.done < total {
             // Fill free slots (as far as the rate allows).
             let now = Instant::now();
-            while self.next < total && self.not_before(now).is_none() {
+            while self.pending() && self.not_before(now).is_none() {
                 let Some(k) = self.free.pop() else { break };
                 if !self.start_next(k, now)? {
                     self.free.push(k);
@@ -309,7 +334,12 @@ impl Engine<'_> {
                 self.slots[k].busy = None;
                 self.slots[k].fd = None;
                 self.free.push(k);
-                self.finish(i, Ok(Outcome::Timeout));
+                if self.tries[i] < self.pace.retries {
+                    self.tries[i] += 1;
+                    self.retry.push_back(i);
+                } else {
+                    self.finish(i, Ok(Outcome::Timeout));
+                }
             }
             if self.done >= reported + 256 {
                 progress(self.done, total);
@@ -318,7 +348,7 @@ impl Engine<'_> {
             if self.done == total {
                 break;
             }
-            let wake = (self.next < total).then(|| self.not_before(now)).flatten();
+            let wake = self.pending().then(|| self.not_before(now)).flatten();
             let Some(until) = self
                 .deadlines
                 .front()
@@ -520,6 +550,7 @@ mod tests {
             window: 8,
             timeout: Duration::from_millis(300),
             rate: 0,
+            retries: 0,
         }
     }
 
@@ -611,6 +642,7 @@ mod tests {
                 window: 4,
                 timeout: Duration::from_millis(2000),
                 rate: 0,
+                retries: 0,
             },
             &mut |_, _| {},
         )
@@ -626,7 +658,7 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_udp_port_times_out_and_the_rate_spaces_out_starts() {
+    fn a_silent_udp_port_is_retried_then_times_out_and_the_rate_spaces_out_starts() {
         let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
         let dst = match silent.local_addr().unwrap() {
             std::net::SocketAddr::V4(a) => a,
@@ -648,12 +680,14 @@ mod tests {
                 window: 8,
                 timeout: Duration::from_millis(50),
                 rate: 20,
+                retries: 1,
             },
             &mut |_, _| {},
         )
         .unwrap();
         assert!(got.iter().all(|r| matches!(r, Ok(Outcome::Timeout))));
-        // Three starts at 20/s: the last one starts 100 ms in.
-        assert!(t0.elapsed() >= Duration::from_millis(150));
+        // Three attempts, each tried twice: six starts at 20/s, the last
+        // one 250 ms in, and it waits out its 50 ms.
+        assert!(t0.elapsed() >= Duration::from_millis(300));
     }
 }

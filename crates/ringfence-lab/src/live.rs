@@ -244,8 +244,10 @@ pub struct Settings {
     pub concurrency: usize,
     /// Per-probe timeout.
     pub timeout: Duration,
-    /// New probes started per second at most.
+    /// New probes started per second at most (0: no limit; retries count).
     pub rate: u32,
+    /// How many more times a probe that got no answer is tried.
+    pub retries: u8,
 }
 
 /// Probe every target (refusing any that is not a site destination) and
@@ -279,6 +281,7 @@ pub fn run(
         window: settings.concurrency,
         timeout: settings.timeout,
         rate: settings.rate,
+        retries: settings.retries,
     };
     let outcomes = crate::engine::run(&attempts, &[], pace, &mut |d, n| progress(d, n))
         .map_err(|e| format!("probing: {e}"))?;

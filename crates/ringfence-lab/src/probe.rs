@@ -260,10 +260,13 @@ pub(crate) fn probe_all_progress(
             transport: p.transport,
         });
     }
+    // A single attempt decides (see the kernel notes): the lab compares a
+    // drop with a prediction, and retrying every drop would double its cost.
     let pace = Pace {
         window: concurrency,
         timeout,
         rate: 0,
+        retries: 0,
     };
     // The engine enters the source namespaces: on a thread of its own, so
     // the caller's thread stays where it is.

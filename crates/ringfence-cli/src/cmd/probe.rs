@@ -57,9 +57,14 @@ pub struct Args {
     /// Probe N ports of each port range (both ends included) instead of all.
     #[arg(long, value_name = "N")]
     pub sample: Option<usize>,
-    /// Start at most this many probes per second (0: no limit).
+    /// Start at most this many probes per second (0: no limit). The default
+    /// keeps clear of the flood protection of firewalls in a real path.
     #[arg(long, default_value_t = 20000)]
     pub rate: u32,
+    /// Try a probe that got no answer this many more times (a busy host can
+    /// answer late); only then is it filtered (or open|filtered).
+    #[arg(long, default_value_t = 1)]
+    pub retries: u8,
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: ProbeFormat,
@@ -156,6 +161,7 @@ pub fn run(a: Args) -> Result<u8, CliError> {
         concurrency: a.concurrency,
         timeout: Duration::from_millis(a.timeout),
         rate: a.rate,
+        retries: a.retries,
     };
     let results = live::run(
         &resolved,
