@@ -17,6 +17,7 @@
 //!   [`cleanup_prefix`] remove leftovers of a run killed with SIGKILL;
 //! - it refuses to run without root or without `ip`.
 
+mod engine;
 mod netns;
 mod probe;
 mod topology;

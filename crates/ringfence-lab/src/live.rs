@@ -6,14 +6,15 @@
 //! it polite; UDP uses protocol-shaped requests and says "open|filtered"
 //! when silence cannot tell the two apart.
 
+use crate::engine::{Attempt, Pace};
 use crate::site_lab::{representatives, sample_ports, Proto};
-use crate::udp::request_for;
+use crate::{Outcome, Transport};
 use ipnet::IpNet;
 use ringfence_site::{FlowAction, Protocol, ResolvedSite};
 use serde::Serialize;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -243,38 +244,10 @@ pub struct Settings {
     pub concurrency: usize,
     /// Per-probe timeout.
     pub timeout: Duration,
-    /// New probes started per second at most.
+    /// New probes started per second at most (0: no limit; retries count).
     pub rate: u32,
-}
-
-async fn tcp(dst: SocketAddrV4, timeout: Duration) -> State {
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(SocketAddr::V4(dst))).await {
-        Err(_) => State::Filtered,
-        Ok(Ok(s)) => {
-            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-            State::Open
-        }
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => State::Closed,
-        Ok(Err(e)) if matches!(e.raw_os_error(), Some(113 | 101 | 13 | 71)) => State::Closed,
-        Ok(Err(_)) => State::Filtered,
-    }
-}
-
-async fn udp(dst: SocketAddrV4, timeout: Duration) -> State {
-    let r = async {
-        let s = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;
-        s.connect(dst).await?;
-        s.send(&request_for(dst.port())).await?;
-        let mut buf = [0u8; 512];
-        s.recv(&mut buf).await
-    };
-    match tokio::time::timeout(timeout, r).await {
-        Err(_) => State::OpenFiltered,
-        Ok(Ok(_)) => State::Open,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => State::Closed,
-        Ok(Err(e)) if matches!(e.raw_os_error(), Some(113 | 101 | 13 | 71)) => State::Closed,
-        Ok(Err(_)) => State::OpenFiltered,
-    }
+    /// How many more times a probe that got no answer is tried.
+    pub retries: u8,
 }
 
 /// Probe every target (refusing any that is not a site destination) and
@@ -292,47 +265,49 @@ pub fn run(
             t.dst
         ));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let total = targets.len();
-    let s = settings.clone();
-    let states = rt.block_on(async move {
-        let sem = Arc::new(tokio::sync::Semaphore::new(s.concurrency.max(1)));
-        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let start = Instant::now();
-        let mut handles = Vec::with_capacity(total);
-        for (i, t) in targets.iter().enumerate() {
-            // Rate limit: probe i starts no earlier than i / rate seconds in.
-            if s.rate > 0 {
-                let at = start + Duration::from_secs_f64(i as f64 / f64::from(s.rate));
-                tokio::time::sleep_until(at.into()).await;
+    let attempts: Vec<Attempt> = targets
+        .iter()
+        .map(|t| Attempt {
+            ns: None,
+            src: None,
+            dst: SocketAddrV4::new(t.dst, t.port),
+            transport: match t.proto {
+                Proto::Tcp => Transport::Tcp,
+                Proto::Udp => Transport::Udp,
+            },
+        })
+        .collect();
+    let pace = Pace {
+        window: settings.concurrency,
+        timeout: settings.timeout,
+        rate: settings.rate,
+        retries: settings.retries,
+    };
+    let outcomes = crate::engine::run(&attempts, &[], pace, &mut |d, n| progress(d, n))
+        .map_err(|e| format!("probing: {e}"))?;
+    let mut states = Vec::with_capacity(outcomes.len());
+    for (t, o) in targets.iter().zip(outcomes) {
+        states.push(match (t.proto, o) {
+            (_, Ok(Outcome::Connected)) => State::Open,
+            (_, Ok(Outcome::Refused)) => State::Closed,
+            (Proto::Tcp, Ok(Outcome::Timeout)) => State::Filtered,
+            (Proto::Udp, Ok(Outcome::Timeout)) => State::OpenFiltered,
+            // This machine's own firewall refused to send it: filtered here.
+            (Proto::Tcp, Err(e)) if e.raw_os_error() == Some(libc::EPERM) => State::Filtered,
+            (Proto::Udp, Err(e)) if e.raw_os_error() == Some(libc::EPERM) => State::OpenFiltered,
+            (_, Err(e)) => {
+                return Err(format!(
+                    "probing {}:{} ({}): {e}",
+                    t.dst,
+                    t.port,
+                    match t.proto {
+                        Proto::Tcp => "tcp",
+                        Proto::Udp => "udp",
+                    }
+                ))
             }
-            let permit = sem.clone().acquire_owned().await.expect("semaphore open");
-            let dst = SocketAddrV4::new(t.dst, t.port);
-            let (proto, timeout, done, progress) =
-                (t.proto, s.timeout, done.clone(), progress.clone());
-            handles.push(tokio::spawn(async move {
-                let st = match proto {
-                    Proto::Tcp => tcp(dst, timeout).await,
-                    Proto::Udp => udp(dst, timeout).await,
-                };
-                drop(permit);
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if n % 256 == 0 || n == total {
-                    progress(n, total);
-                }
-                st
-            }));
-        }
-        let mut states = Vec::with_capacity(total);
-        for h in handles {
-            states.push(h.await.unwrap_or(State::Filtered));
-        }
-        (targets, states)
-    });
-    let (targets, states) = states;
+        });
+    }
     Ok(targets
         .into_iter()
         .zip(states)

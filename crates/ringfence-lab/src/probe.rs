@@ -1,15 +1,17 @@
 //! TCP listeners in destination namespaces and TCP connect probes from source
 //! namespaces, classified by evidence.
 
-use crate::netns::{enter, open_ns};
+use crate::engine::{Attempt, Pace};
+use crate::netns::open_ns;
+use crate::udp::response_for;
 use crate::{check_address, LabError};
 use rustix::event::epoll;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::{SocketAddrV4, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
-    /// TCP: the handshake completed. UDP: the echo responder's answer came
+    /// TCP: the handshake completed. UDP: the responder's answer came
     /// back. Either way every hook accepted the packet.
     Connected,
     /// A TCP reset or an ICMP unreachable came back: a reject (or no listener).
@@ -32,7 +34,7 @@ pub enum Transport {
     /// A TCP connect.
     #[default]
     Tcp,
-    /// A UDP datagram to an echo responder.
+    /// A UDP request (DNS- or NTP-shaped to 53 and 123, otherwise empty) to a responder.
     Udp,
 }
 
@@ -64,8 +66,9 @@ impl Listeners {
         Self::start_with(binds, &[])
     }
 
-    /// TCP listeners on `tcp` and UDP echo responders (every datagram is sent
-    /// back to its sender) on `udp`.
+    /// TCP listeners on `tcp` and UDP responders on `udp`: a DNS query to 53
+    /// gets a DNS response, an NTP client packet to 123 an NTP server packet,
+    /// anything else is echoed (see [`response_for`]).
     pub fn start_with(
         tcp: &[(String, SocketAddrV4)],
         udp: &[(String, SocketAddrV4)],
@@ -160,8 +163,9 @@ impl Listeners {
                             drop(s);
                         }
                     } else if let Some(u) = echo.get(key - all.len()) {
+                        let port = u.local_addr().map_or(0, |a| a.port());
                         while let Ok((n, from)) = u.recv_from(&mut buf) {
-                            let _ = u.send_to(&buf[..n], from);
+                            let _ = u.send_to(&response_for(port, &buf[..n]), from);
                         }
                     }
                 }
@@ -196,7 +200,7 @@ impl Drop for Listeners {
 
 /// Raise the soft open-file limit towards the hard one when `need` descriptors
 /// are about to be opened (best effort: binding reports the real error).
-fn raise_fd_limit(need: usize) {
+pub(crate) fn raise_fd_limit(need: usize) {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let cur = getrlimit(Resource::Nofile);
     let need = need as u64;
@@ -214,113 +218,62 @@ fn raise_fd_limit(need: usize) {
     }
 }
 
-fn classify(r: std::io::Result<()>) -> std::io::Result<Outcome> {
-    match r {
-        Ok(()) => Ok(Outcome::Connected),
-        Err(e) => match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => Ok(Outcome::Refused),
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Ok(Outcome::Timeout),
-            // ICMP host/net unreachable or administratively prohibited.
-            _ if matches!(e.raw_os_error(), Some(113 | 101 | 13 | 71)) => Ok(Outcome::Refused),
-            _ => Err(e),
-        },
-    }
-}
-
-fn set_recverr(s: &Socket) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid open socket descriptor, and a pointer to a c_int that
-    // lives across the call with its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_RECVERR,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-fn udp_once(p: &Probe, timeout: Duration) -> std::io::Result<Outcome> {
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
-    s.bind(&SockAddr::from(p.src))?;
-    // A connected UDP socket reports ICMP errors on receive; without
-    // IP_RECVERR only "hard" ones (port unreachable, admin prohibited), so a
-    // `reject with icmp host-unreachable` would look like a drop.
-    set_recverr(&s)?;
-    s.connect(&SockAddr::from(p.dst))?;
-    s.set_read_timeout(Some(timeout))?;
-    let s: UdpSocket = s.into();
-    s.send(b"ringfence-lab probe")?;
-    let mut buf = [0u8; 64];
-    classify(s.recv(&mut buf).map(|_| ()))
-}
-
-fn connect_once(p: &Probe, timeout: Duration) -> std::io::Result<Outcome> {
-    if p.transport == Transport::Udp {
-        return udp_once(p, timeout);
-    }
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(true)?;
-    // Close with a reset: no TIME_WAIT left behind for the bound source port.
-    s.set_linger(Some(Duration::ZERO))?;
-    s.bind(&SockAddr::from(p.src))?;
-    classify(s.connect_timeout(&SockAddr::from(p.dst), timeout))
-}
-
-/// Run every probe (up to `concurrency` at once) and return the outcomes in
-/// order. Each attempt is a single SYN: `timeout` should stay below the first
+/// Run every probe (up to `concurrency` sockets in flight, on one thread
+/// driven by epoll) and return the outcomes in order. Each attempt is a
+/// single SYN or UDP request: `timeout` should stay below the first
 /// retransmission (1 s); a few hundred milliseconds is plenty in a lab.
 pub fn probe_all(
     probes: &[Probe],
     timeout: Duration,
     concurrency: usize,
 ) -> Result<Vec<Outcome>, LabError> {
+    probe_all_progress(probes, timeout, concurrency, &|_, _| {})
+}
+
+/// [`probe_all`], calling `progress(done, total)` now and then.
+pub(crate) fn probe_all_progress(
+    probes: &[Probe],
+    timeout: Duration,
+    concurrency: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<Outcome>, LabError> {
     for p in probes {
         check_address(*p.src.ip())?;
         check_address(*p.dst.ip())?;
     }
-    let mut fds: HashMap<&str, File> = HashMap::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut fds: Vec<File> = Vec::new();
+    let mut attempts = Vec::with_capacity(probes.len());
     for p in probes {
-        if !fds.contains_key(p.from_ns.as_str()) {
-            fds.insert(p.from_ns.as_str(), open_ns(&p.from_ns)?);
-        }
+        let ns = match index.get(p.from_ns.as_str()) {
+            Some(&i) => i,
+            None => {
+                fds.push(open_ns(&p.from_ns)?);
+                index.insert(p.from_ns.as_str(), fds.len() - 1);
+                fds.len() - 1
+            }
+        };
+        attempts.push(Attempt {
+            ns: Some(ns),
+            src: Some(p.src),
+            dst: p.dst,
+            transport: p.transport,
+        });
     }
-    let results: Mutex<Vec<Option<std::io::Result<Outcome>>>> =
-        Mutex::new((0..probes.len()).map(|_| None).collect());
-    let next = AtomicUsize::new(0);
-    let workers = concurrency.clamp(1, probes.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                let mut current: Option<&str> = None;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(p) = probes.get(i) else { break };
-                    let r = (|| {
-                        if current != Some(p.from_ns.as_str()) {
-                            enter(&fds[p.from_ns.as_str()])?;
-                            current = Some(p.from_ns.as_str());
-                        }
-                        connect_once(p, timeout)
-                    })();
-                    results.lock().expect("results lock")[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .expect("results lock")
-        .into_iter()
-        .map(|r| r.expect("every probe ran").map_err(LabError::Io))
-        .collect()
+    // A single attempt decides (see the kernel notes): the lab compares a
+    // drop with a prediction, and retrying every drop would double its cost.
+    let pace = Pace {
+        window: concurrency,
+        timeout,
+        rate: 0,
+        retries: 0,
+    };
+    // The engine enters the source namespaces: on a thread of its own, so
+    // the caller's thread stays where it is.
+    let out = std::thread::scope(|s| {
+        s.spawn(|| crate::engine::run(&attempts, &fds, pace, &mut |d, t| progress(d, t)))
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("probe thread panicked")))
+    })?;
+    out.into_iter().map(|r| r.map_err(LabError::Io)).collect()
 }

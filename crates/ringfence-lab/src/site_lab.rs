@@ -8,10 +8,9 @@
 //! two hosts of one network, crosses the router and its ruleset.
 
 use crate::topology::{ip, set_sysctls};
-use crate::udp::{udp_once, UdpOutcome, UdpResponders};
 use crate::{
-    check_address, delete_namespace, list_namespaces, preflight, probe_all, LabError, Listeners,
-    Outcome, Probe, PREFIX,
+    check_address, delete_namespace, list_namespaces, preflight, LabError, Listeners, Outcome,
+    Probe, PREFIX,
 };
 use ipnet::{IpNet, Ipv4Net};
 use ringfence_model::{CtStates, Hook, Packet, Ruleset, Verdict};
@@ -685,8 +684,7 @@ pub fn teardown(path: &Path, tag: &str) -> Result<Vec<String>, LabError> {
 
 /// Listeners for every probe destination: TCP listeners and UDP responders.
 pub struct Servers {
-    _tcp: Listeners,
-    _udp: UdpResponders,
+    _listeners: Listeners,
 }
 
 /// Raise the open-file limit to its hard maximum (listeners need many).
@@ -715,8 +713,7 @@ pub fn serve(plan: &Plan) -> Result<Servers, LabError> {
     udp.sort();
     udp.dedup();
     Ok(Servers {
-        _tcp: Listeners::start(&tcp)?,
-        _udp: UdpResponders::start(&udp)?,
+        _listeners: Listeners::start_with(&tcp, &udp)?,
     })
 }
 
@@ -810,73 +807,34 @@ pub fn run_probes(
     kind: RulesetKind,
     timeout: Duration,
     concurrency: usize,
-    progress: &dyn Fn(usize, usize),
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Vec<ProbeResult>, LabError> {
     let rs = kernel_ruleset(&plan.router_ns(), kind)?;
     let tracer = ringfence_analysis::Tracer::new(&rs);
-    let total = plan.probes.len();
-    let mut kernel: Vec<Option<Seen>> = vec![None; total];
-    // TCP through the harness, in batches so progress can be shown.
-    let tcp: Vec<usize> = (0..total)
-        .filter(|&i| plan.probes[i].proto == Proto::Tcp)
+    let probes: Vec<Probe> = plan
+        .probes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Probe {
+            from_ns: plan.hosts[p.src_host].ns.clone(),
+            src: SocketAddrV4::new(plan.hosts[p.src_host].addr, sport_of(i)),
+            dst: SocketAddrV4::new(plan.hosts[p.dst_host].addr, p.port),
+            transport: match p.proto {
+                Proto::Tcp => crate::Transport::Tcp,
+                // Every lab destination has a responder, so silence means a drop.
+                Proto::Udp => crate::Transport::Udp,
+            },
+        })
         .collect();
-    let mut done = 0;
-    for chunk in tcp.chunks(256) {
-        let probes: Vec<Probe> = chunk
-            .iter()
-            .map(|&i| {
-                let p = &plan.probes[i];
-                Probe {
-                    from_ns: plan.hosts[p.src_host].ns.clone(),
-                    src: SocketAddrV4::new(plan.hosts[p.src_host].addr, sport_of(i)),
-                    dst: SocketAddrV4::new(plan.hosts[p.dst_host].addr, p.port),
-                    transport: crate::Transport::Tcp,
-                }
-            })
-            .collect();
-        for (&i, o) in chunk.iter().zip(probe_all(&probes, timeout, concurrency)?) {
-            kernel[i] = Some(match o {
+    let kernel: Vec<Seen> =
+        crate::probe::probe_all_progress(&probes, timeout, concurrency, progress)?
+            .into_iter()
+            .map(|o| match o {
                 Outcome::Connected => Seen::Open,
                 Outcome::Refused => Seen::Refused,
                 Outcome::Timeout => Seen::Filtered,
-            });
-        }
-        done += chunk.len();
-        progress(done, total);
-    }
-    // UDP: every lab destination has a responder, so silence means a drop.
-    let udp: Vec<usize> = (0..total)
-        .filter(|&i| plan.probes[i].proto == Proto::Udp)
-        .collect();
-    let results = std::sync::Mutex::new(Vec::new());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|sc| {
-        for _ in 0..concurrency.clamp(1, udp.len().max(1)) {
-            sc.spawn(|| loop {
-                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&i) = udp.get(k) else { break };
-                let p = &plan.probes[i];
-                let (s, d) = (&plan.hosts[p.src_host], &plan.hosts[p.dst_host]);
-                let r = crate::in_netns(&s.ns, || {
-                    udp_once(
-                        SocketAddrV4::new(s.addr, sport_of(i)),
-                        SocketAddrV4::new(d.addr, p.port),
-                        timeout,
-                    )
-                })
-                .and_then(|r| r);
-                results.lock().expect("lock").push((i, r));
-            });
-        }
-    });
-    for (i, r) in results.into_inner().expect("lock") {
-        kernel[i] = Some(match r? {
-            UdpOutcome::Answered => Seen::Open,
-            UdpOutcome::Refused => Seen::Refused,
-            UdpOutcome::Silent => Seen::Filtered,
-        });
-    }
-    progress(total, total);
+            })
+            .collect();
     Ok(plan
         .probes
         .iter()
@@ -889,7 +847,7 @@ pub fn run_probes(
                 dst: plan.hosts[p.dst_host].addr,
                 proto: p.proto,
                 port: p.port,
-                kernel: kernel[i].expect("every probe ran"),
+                kernel: kernel[i],
                 predicted,
                 uncertain,
                 required: p.required,

@@ -1,11 +1,7 @@
-//! UDP: protocol-shaped requests (DNS, NTP), responders that answer them, and
-//! a classification of what came back.
-
-use std::net::{SocketAddrV4, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+//! UDP payloads: the protocol-shaped requests (DNS, NTP) every UDP probe
+//! sends and the answers the lab's responders ([`crate::Listeners`]) give.
+//! The probe itself is the engine's (one implementation for the harness,
+//! the site lab and `ringfence probe`).
 
 /// The request a probe sends to `port`: a DNS query for `.` NS to 53, an NTP
 /// client packet to 123, otherwise an empty datagram.
@@ -46,99 +42,6 @@ pub fn response_for(port: u16, req: &[u8]) -> Vec<u8> {
             p
         }
         _ => req.to_vec(),
-    }
-}
-
-/// What a UDP probe saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UdpOutcome {
-    /// A datagram came back.
-    Answered,
-    /// An ICMP unreachable came back.
-    Refused,
-    /// Nothing came back: filtered, or open but silent.
-    Silent,
-}
-
-/// One UDP request from `src` to `dst`, waiting up to `timeout` for an answer.
-/// The calling thread must already be in the source namespace.
-pub fn udp_once(
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-    timeout: Duration,
-) -> std::io::Result<UdpOutcome> {
-    let s = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    s.set_reuse_address(true)?;
-    s.bind(&socket2::SockAddr::from(src))?;
-    let s: UdpSocket = s.into();
-    s.connect(dst)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.send(&request_for(dst.port()))?;
-    let mut buf = [0u8; 512];
-    match s.recv(&mut buf) {
-        Ok(_) => Ok(UdpOutcome::Answered),
-        Err(e) => match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Ok(UdpOutcome::Silent),
-            std::io::ErrorKind::ConnectionRefused => Ok(UdpOutcome::Refused),
-            _ if matches!(e.raw_os_error(), Some(113 | 101 | 13 | 71)) => Ok(UdpOutcome::Refused),
-            _ => Err(e),
-        },
-    }
-}
-
-/// UDP sockets answering every datagram (see [`response_for`]); stopped on drop.
-pub struct UdpResponders {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl UdpResponders {
-    /// Bind a responder on every `(namespace, address:port)`.
-    pub fn start(binds: &[(String, SocketAddrV4)]) -> std::io::Result<Self> {
-        let mut socks = Vec::new();
-        for (ns, a) in binds {
-            let a = *a;
-            let s = crate::in_netns(ns, move || -> std::io::Result<UdpSocket> {
-                let s = UdpSocket::bind(a)?;
-                s.set_nonblocking(true)?;
-                Ok(s)
-            })??;
-            socks.push((a.port(), s));
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 1500];
-            while !flag.load(Ordering::Relaxed) {
-                let mut busy = false;
-                for (port, s) in &socks {
-                    while let Ok((n, from)) = s.recv_from(&mut buf) {
-                        let _ = s.send_to(&response_for(*port, &buf[..n]), from);
-                        busy = true;
-                    }
-                }
-                if !busy {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-        });
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for UdpResponders {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -82,6 +82,7 @@ fn lab_probe_from_inside_a_lab_host_finds_required_open_and_negatives_closed() {
             concurrency: 64,
             timeout: Duration::from_millis(500),
             rate: 0,
+            retries: 1,
         };
         live::run(
             &resolved,
@@ -121,6 +122,7 @@ fn lab_probe_from_inside_a_lab_host_finds_required_open_and_negatives_closed() {
         concurrency: 1,
         timeout: Duration::from_millis(10),
         rate: 0,
+        retries: 0,
     };
     assert!(
         live::run(&resolved, vec![stray], &settings, None, Arc::new(|_, _| {}))

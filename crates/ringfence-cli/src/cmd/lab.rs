@@ -226,17 +226,29 @@ fn teardown_on_signal(path: PathBuf, tag: String) {
         else {
             return;
         };
-        rt.block_on(async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+        let signalled = rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                // No handler: the guard still cleans up on a normal exit.
+                return false;
+            };
+            // Whichever comes first.
+            std::future::poll_fn(|cx| {
+                if int.poll_recv(cx).is_ready() || term.poll_recv(cx).is_ready() {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            true
         });
+        if !signalled {
+            return;
+        }
         let _ = site_lab::teardown(&path, &tag);
         std::process::exit(130);
     });

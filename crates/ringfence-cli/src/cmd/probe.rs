@@ -57,9 +57,14 @@ pub struct Args {
     /// Probe N ports of each port range (both ends included) instead of all.
     #[arg(long, value_name = "N")]
     pub sample: Option<usize>,
-    /// Start at most this many probes per second (0: no limit).
+    /// Start at most this many probes per second (0: no limit). The default
+    /// keeps clear of the flood protection of firewalls in a real path.
     #[arg(long, default_value_t = 20000)]
     pub rate: u32,
+    /// Try a probe that got no answer this many more times (a busy host can
+    /// answer late); only then is it filtered (or open|filtered).
+    #[arg(long, default_value_t = 1)]
+    pub retries: u8,
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: ProbeFormat,
@@ -156,6 +161,7 @@ pub fn run(a: Args) -> Result<u8, CliError> {
         concurrency: a.concurrency,
         timeout: Duration::from_millis(a.timeout),
         rate: a.rate,
+        retries: a.retries,
     };
     let results = live::run(
         &resolved,
@@ -170,21 +176,40 @@ pub fn run(a: Args) -> Result<u8, CliError> {
     let failures = results.iter().filter(|r| r.ok == Some(false)).count();
     let text = match a.format {
         ProbeFormat::Json => {
-            let v = serde_json::json!({
-                "version": 1,
-                "site": site.name,
-                "from": srcs,
-                "summary": {
-                    "probes": results.len(),
-                    "open": count(State::Open),
-                    "closed": count(State::Closed),
-                    "filtered": count(State::Filtered),
-                    "open_filtered": count(State::OpenFiltered),
-                    "unexpected": failures,
+            // Serialized straight from the results (no intermediate JSON
+            // tree): a full NodePort scan has tens of thousands of them.
+            #[derive(serde::Serialize)]
+            struct Summary {
+                probes: usize,
+                open: usize,
+                closed: usize,
+                filtered: usize,
+                open_filtered: usize,
+                unexpected: usize,
+            }
+            #[derive(serde::Serialize)]
+            struct Report<'a> {
+                version: u32,
+                site: &'a str,
+                from: &'a [std::net::Ipv4Addr],
+                summary: Summary,
+                results: &'a [LiveResult],
+            }
+            let rep = Report {
+                version: 1,
+                site: &site.name,
+                from: &srcs,
+                summary: Summary {
+                    probes: results.len(),
+                    open: count(State::Open),
+                    closed: count(State::Closed),
+                    filtered: count(State::Filtered),
+                    open_filtered: count(State::OpenFiltered),
+                    unexpected: failures,
                 },
-                "results": results,
-            });
-            serde_json::to_string_pretty(&v).expect("serializes") + "\n"
+                results: &results,
+            };
+            serde_json::to_string_pretty(&rep).expect("serializes") + "\n"
         }
         ProbeFormat::Junit => {
             use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
