@@ -5,21 +5,13 @@
 //! `rf-...`, every address is in 198.18.0.0/15, and every test removes what
 //! it made, on failure too.
 
+mod common;
+use common::run as ringfence;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn ringfence(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .output()
-        .expect("run ringfence");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn example_site() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.yaml").to_string()
