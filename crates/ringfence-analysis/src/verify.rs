@@ -347,8 +347,9 @@ impl std::hash::Hasher for FastHasher {
 fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> Vec<(PBox, K)> {
     use std::collections::HashMap;
     for pass in 0..2 {
-        // (first box of the group, its key, the merged side's ranges)
-        type Group<K> = (PBox, K, Vec<(u128, u128)>);
+        // (first box of the group, its key, the merged side's ranges); one
+        // range stays inline, as in the boxes themselves.
+        type Group<K> = (PBox, K, smallvec::SmallVec<[(u128, u128); 1]>);
         let mut out: Vec<Group<K>> = Vec::with_capacity(boxes.len());
         let mut at: HashMap<(PBox, K), usize, FastHash> =
             HashMap::with_capacity_and_hasher(boxes.len(), FastHash);
@@ -356,16 +357,18 @@ fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> 
             // The key is the box with the merged side blanked.
             let mut key = b.clone();
             let side = if pass == 0 { &b.dst } else { &b.src };
-            let ranges = side.ranges().to_vec();
+            let ranges = smallvec::SmallVec::from_slice(side.ranges());
             if pass == 0 {
                 key.dst = ISet::empty();
             } else {
                 key.src = ISet::empty();
             }
-            match at.get(&(key.clone(), rules.clone())) {
-                Some(&i) => out[i].2.extend(ranges),
-                None => {
-                    at.insert((key, rules.clone()), out.len());
+            match at.entry((key, rules.clone())) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    out[*e.get()].2.extend(ranges);
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(out.len());
                     out.push((b, rules, ranges));
                 }
             }

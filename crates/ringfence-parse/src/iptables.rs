@@ -11,97 +11,98 @@ use ringfence_model::{
     proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, Hook, IfacePattern, IfaceSet,
     IntervalSet, Match, Opaque, ParseNote, Policy, Rule, RuleRef, Ruleset, SourceFormat,
 };
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-/// A word of a rule line and the 1-based column where it starts.
+/// A word of a rule line and the 1-based column where it starts. Unquoted
+/// words borrow the line; only words with quotes own their unescaped text.
 #[derive(Debug, Clone)]
-struct Tok {
-    text: String,
+struct Tok<'t> {
+    text: Cow<'t, str>,
     col: u64,
-}
-
-/// Index a slice of bytes or chars as characters.
-struct CharView<'s, T, F: Fn(&T) -> char> {
-    src: &'s [T],
-    ch: F,
-}
-
-impl<T, F: Fn(&T) -> char> CharView<'_, T, F> {
-    fn len(&self) -> usize {
-        self.src.len()
-    }
-    fn at(&self, i: usize) -> char {
-        (self.ch)(&self.src[i])
-    }
 }
 
 /// Split a line into words the way iptables-save quotes them: double quotes
 /// group, a backslash escapes the next character inside quotes.
-fn tokenize(line: &str, file: &str, lineno: u64) -> Result<Vec<Tok>, InputError> {
-    if line.is_ascii() {
-        // Bytes are characters: no per-line character vector.
-        return tokenize_chars(line.as_bytes(), |b: &u8| *b as char, file, lineno);
-    }
-    let chars: Vec<char> = line.chars().collect();
-    tokenize_chars(&chars, |c: &char| *c, file, lineno)
+fn tokenize<'t>(line: &'t str, file: &str, lineno: u64) -> Result<Vec<Tok<'t>>, InputError> {
+    let mut toks = Vec::with_capacity(24);
+    tokenize_into(line, file, lineno, &mut toks)?;
+    Ok(toks)
 }
 
-fn tokenize_chars<T>(
-    src: &[T],
-    ch: impl Fn(&T) -> char,
+/// [`tokenize`] into a reused vector (cleared first).
+fn tokenize_into<'t>(
+    line: &'t str,
     file: &str,
     lineno: u64,
-) -> Result<Vec<Tok>, InputError> {
-    let mut toks = Vec::with_capacity(24);
-    let chars = CharView { src, ch };
-    let mut i = 0;
-    while i < chars.len() {
-        if chars.at(i).is_whitespace() {
-            i += 1;
-            continue;
+    toks: &mut Vec<Tok<'t>>,
+) -> Result<(), InputError> {
+    toks.clear();
+    let mut it = line.char_indices().peekable();
+    // Characters consumed so far: columns count characters, not bytes.
+    let mut col: u64 = 0;
+    loop {
+        while it.next_if(|&(_, c)| c.is_whitespace()).is_some() {
+            col += 1;
         }
-        let start = i;
-        let mut text = String::new();
-        while i < chars.len() && !chars.at(i).is_whitespace() {
-            if chars.at(i) == '"' {
-                let open = i;
-                i += 1;
-                loop {
-                    if i >= chars.len() {
+        let Some(&(start, _)) = it.peek() else {
+            break;
+        };
+        let start_col = col + 1;
+        let mut owned: Option<String> = None;
+        let mut end = start;
+        while let Some(&(at, c)) = it.peek() {
+            if c.is_whitespace() {
+                break;
+            }
+            it.next();
+            col += 1;
+            if c != '"' {
+                if let Some(s) = owned.as_mut() {
+                    s.push(c);
+                }
+                end = at + c.len_utf8();
+                continue;
+            }
+            let open_col = col;
+            let s = owned.get_or_insert_with(|| line[start..at].to_string());
+            loop {
+                match it.next() {
+                    None => {
                         return Err(InputError::at(
                             file,
                             lineno,
-                            open as u64 + 1,
+                            open_col,
                             "unterminated double quote: expected a closing `\"`",
-                        ));
+                        ))
                     }
-                    match chars.at(i) {
-                        '"' => {
-                            i += 1;
-                            break;
-                        }
-                        '\\' if i + 1 < chars.len() => {
-                            text.push(chars.at(i + 1));
-                            i += 2;
-                        }
-                        c => {
-                            text.push(c);
-                            i += 1;
-                        }
+                    Some((_, '"')) => {
+                        col += 1;
+                        break;
+                    }
+                    Some((_, '\\')) if it.peek().is_some() => {
+                        let (_, n) = it.next().expect("peeked");
+                        s.push(n);
+                        col += 2;
+                    }
+                    Some((_, c)) => {
+                        s.push(c);
+                        col += 1;
                     }
                 }
-            } else {
-                text.push(chars.at(i));
-                i += 1;
             }
         }
+        let text = match owned {
+            Some(s) => Cow::Owned(s),
+            None => Cow::Borrowed(&line[start..end]),
+        };
         toks.push(Tok {
             text,
-            col: start as u64 + 1,
+            col: start_col,
         });
     }
-    Ok(toks)
+    Ok(())
 }
 
 /// Address family of the file.
@@ -115,14 +116,14 @@ enum Family {
 /// (holding every token of a 100k-rule file at once costs more memory than
 /// splitting the line twice costs time).
 struct PendingRule<'t> {
-    chain: String,
+    chain: Cow<'t, str>,
     chain_col: u64,
     line: u64,
     raw: &'t str,
 }
 
 /// Tokens of a rule line without the optional `[packets:bytes]` prefix.
-fn rule_tokens(raw: &str, file: &str, line: u64) -> Vec<Tok> {
+fn rule_tokens<'t>(raw: &'t str, file: &str, line: u64) -> Vec<Tok<'t>> {
     let mut toks = tokenize(raw, file, line).unwrap_or_default();
     if toks
         .first()
@@ -149,6 +150,8 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
     let mut table: Option<(String, u64)> = None;
     let mut saw_filter = false;
     let mut family_hint: Option<(Family, u64)> = None;
+    // One token buffer for every line of the first pass.
+    let mut toks: Vec<Tok> = Vec::with_capacity(32);
 
     for (idx, raw) in text.lines().enumerate() {
         let lineno = idx as u64 + 1;
@@ -294,13 +297,10 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             continue;
         }
         // A rule line, possibly with a `[packets:bytes]` counter prefix (iptables-save -c).
-        let mut toks = match tokenize(line, file, lineno) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
+        if let Err(e) = tokenize_into(line, file, lineno, &mut toks) {
+            errors.push(e);
+            continue;
+        }
         if toks
             .first()
             .is_some_and(|t| t.text.starts_with('[') && t.text.ends_with(']'))
@@ -363,7 +363,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             'outer: for p in &pending {
                 for w in rule_tokens(p.raw, file, p.line).windows(2) {
                     if matches!(
-                        w[0].text.as_str(),
+                        w[0].text.as_ref(),
                         "-s" | "-d" | "--source" | "--destination" | "--src-range" | "--dst-range"
                     ) {
                         if w[1].text.contains(':') {
@@ -385,7 +385,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
     let names: Vec<String> = chains.iter().map(|c| c.name.clone()).collect();
     let mut extra_chains: Vec<Chain> = Vec::new();
     for p in pending {
-        let Some(&ci) = chain_index.get(&p.chain) else {
+        let Some(&ci) = chain_index.get(&*p.chain) else {
             let mut e = InputError::at(
                 file,
                 p.line,
@@ -506,7 +506,7 @@ fn parse_rule(
             )
         })
     };
-    let mut current_module: Option<String> = None;
+    let mut current_module: Option<Cow<str>> = None;
     while i < toks.len() {
         let mut neg = false;
         let mut t = toks[i].clone();
@@ -522,7 +522,7 @@ fn parse_rule(
                 )
             })?;
         }
-        match t.text.as_str() {
+        match t.text.as_ref() {
             "-s" | "--source" | "-d" | "--destination" => {
                 let v = value(i, &t)?;
                 let set = parse_addr_list(ctx, &v, line)?;
@@ -582,7 +582,7 @@ fn parse_rule(
                 let v = value(i, &t)?;
                 current_module = Some(v.text.clone());
                 i += 2;
-                match v.text.as_str() {
+                match v.text.as_ref() {
                     "tcp" | "udp" | "sctp" | "udplite" | "multiport" | "iprange" | "state"
                     | "conntrack" | "comment" | "icmp" | "icmp6" | "icmpv6" => {}
                     other => {
@@ -596,7 +596,7 @@ fn parse_rule(
                             if w == "!" && toks.get(i + 1).is_some_and(|n| is_core_option(&n.text)) {
                                 break;
                             }
-                            words.push(w.clone());
+                            words.push(w.to_string());
                             i += 1;
                         }
                         let text = words.join(" ");
@@ -636,13 +636,13 @@ fn parse_rule(
                 let mut col = v.col;
                 for part in v.text.split(',') {
                     let pt = Tok {
-                        text: part.to_string(),
+                        text: Cow::Borrowed(part),
                         col,
                     };
                     set = set.union(&parse_port_range(&pt, file, line)?);
                     col += part.chars().count() as u64 + 1;
                 }
-                match t.text.as_str() {
+                match t.text.as_ref() {
                     "--sports" | "--source-ports" => {
                         let s = if neg { set.complement() } else { set };
                         b.m.sport = b.m.sport.intersect(&s);
@@ -717,7 +717,7 @@ fn parse_rule(
             }
             "--comment" => {
                 let v = value(i, &t)?;
-                comment = Some(v.text.clone());
+                comment = Some(v.text.to_string());
                 i += 2;
             }
             "-j" | "--jump" | "-g" | "--goto" => {
@@ -726,10 +726,10 @@ fn parse_rule(
                 }
                 let v = value(i, &t)?;
                 let goto = t.text == "-g" || t.text == "--goto";
-                let target = v.text.as_str();
+                let target = v.text.as_ref();
                 i += 2;
                 // Target options run to the end of the line.
-                let mut opts: Vec<(String, Option<Tok>)> = Vec::new();
+                let mut opts: Vec<(Cow<str>, Option<Tok>)> = Vec::new();
                 while i < toks.len() {
                     let o = &toks[i];
                     if !o.text.starts_with("--") {
@@ -750,7 +750,7 @@ fn parse_rule(
                         with: opts
                             .iter()
                             .find(|(n, _)| n == "--reject-with")
-                            .and_then(|(_, v)| v.as_ref().map(|v| v.text.clone())),
+                            .and_then(|(_, v)| v.as_ref().map(|v| v.text.to_string())),
                     },
                     (false, "LOG" | "NFLOG" | "ULOG" | "AUDIT" | "TRACE" | "MARK" | "CONNMARK"
                     | "CLASSIFY" | "DSCP" | "TOS" | "TCPMSS" | "CHECKSUM" | "NOTRACK" | "CT"
@@ -836,7 +836,7 @@ fn parse_rule(
                 let mut words = vec![format!("{}{}", if neg { "! " } else { "" }, t.text)];
                 i += 1;
                 while i < toks.len() && !toks[i].text.starts_with('-') && toks[i].text != "!" {
-                    words.push(toks[i].text.clone());
+                    words.push(toks[i].text.to_string());
                     i += 1;
                 }
                 let text = words.join(" ");
@@ -886,13 +886,13 @@ fn parse_rule(
 
 fn require_module(
     t: &Tok,
-    current: &Option<String>,
+    current: &Option<Cow<str>>,
     allowed: &[&str],
     file: &str,
     line: u64,
 ) -> Result<(), InputError> {
     match current {
-        Some(m) if allowed.contains(&m.as_str()) => Ok(()),
+        Some(m) if allowed.contains(&m.as_ref()) => Ok(()),
         _ => Err(InputError::at(
             file,
             line,
@@ -1025,7 +1025,7 @@ fn parse_addr_list(ctx: &Ctx<'_>, v: &Tok, line: u64) -> Result<AddrSet, InputEr
     let mut col = v.col;
     for part in v.text.split(',') {
         let t = Tok {
-            text: part.to_string(),
+            text: Cow::Borrowed(part),
             col,
         };
         let (addr, len) = match part.split_once('/') {
@@ -1067,7 +1067,7 @@ fn mask_len(s: &str) -> Option<u8> {
 
 /// `a-b` address range (`-m iprange`).
 fn parse_ip_range(ctx: &Ctx<'_>, v: &Tok, line: u64) -> Result<AddrSet, InputError> {
-    let (a, b) = v.text.split_once('-').unwrap_or((&v.text, &v.text));
+    let (a, b) = v.text.split_once('-').unwrap_or((&*v.text, &*v.text));
     let lo = parse_ip(ctx, a, v, line)?;
     let hi = parse_ip(ctx, b, v, line)?;
     let set = match (lo, hi) {
@@ -1118,4 +1118,43 @@ fn is_extension_target(name: &str) -> bool {
             | "TTL"
             | "IPV4OPTSSTRIP"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<(String, u64, bool)> {
+        tokenize(line, "t.rules", 1)
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                let borrowed = matches!(t.text, Cow::Borrowed(_));
+                (t.text.into_owned(), t.col, borrowed)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tokenizer_borrows_plain_words_and_unescapes_quoted_ones() {
+        let w = words(r#"-A IN  -m comment --comment "a \"b\" c"x -j ACCEPT"#);
+        assert_eq!(w[0], ("-A".into(), 1, true));
+        assert_eq!(w[1], ("IN".into(), 4, true));
+        assert_eq!(w[5], ("a \"b\" cx".into(), 29, false));
+        assert_eq!(w[6], ("-j".into(), 42, true));
+        // A quote in the middle of a word joins the parts around it.
+        assert_eq!(words(r#"ab"c d"e"#), vec![("abc de".into(), 1, false)]);
+    }
+
+    #[test]
+    fn tokenizer_counts_columns_in_characters_and_reports_open_quotes() {
+        // `é` and the no-break space are one character each; U+00A0 is whitespace.
+        let w = words("-A é\u{a0}x");
+        assert_eq!(w[1], ("é".into(), 4, true));
+        assert_eq!(w[2], ("x".into(), 6, true));
+        let e = tokenize("-A X --comment \"é oops", "t.rules", 3).unwrap_err();
+        assert_eq!(e.position(), "t.rules:3:16");
+        // A backslash at the very end cannot escape anything.
+        assert!(tokenize("\"a\\", "t.rules", 1).is_err());
+    }
 }
