@@ -269,18 +269,197 @@ struct PacketLine<'a> {
     oif: Option<Cow<'a, str>>,
 }
 
+/// A packet line's fields, borrowed from the line.
+struct LineFields<'a> {
+    src: Cow<'a, str>,
+    dst: Cow<'a, str>,
+    proto: ProtoField<'a>,
+    sport: u16,
+    dport: u16,
+    iif: Option<Cow<'a, str>>,
+    oif: Option<Cow<'a, str>>,
+}
+
+/// Read a packet line of the plain shape every generator writes (one
+/// object, known keys once each, strings without escapes, unsigned integers)
+/// without serde. Anything else, valid or not, returns `None` and goes through
+/// serde_json, which then decides exactly as before (and words the error).
+fn quick_fields(line: &str) -> Option<LineFields<'_>> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while b
+            .get(*i)
+            .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            *i += 1;
+        }
+    };
+    // A string without escapes or control characters; `i` at its opening quote.
+    let string = |i: &mut usize| -> Option<&str> {
+        if b.get(*i) != Some(&b'"') {
+            return None;
+        }
+        let start = *i + 1;
+        let len = b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if b[start + len] != b'"' {
+            return None;
+        }
+        *i = start + len + 1;
+        Some(&line[start..start + len])
+    };
+    // An unsigned JSON integer up to `max`; no sign, fraction, exponent or leading zero.
+    let number = |i: &mut usize, max: u32| -> Option<u32> {
+        let start = *i;
+        let mut v: u32 = 0;
+        while let Some(d) = b.get(*i).filter(|c| c.is_ascii_digit()) {
+            v = v.checked_mul(10)?.checked_add(u32::from(d - b'0'))?;
+            *i += 1;
+        }
+        let digits = *i - start;
+        let bad_next = b.get(*i).is_some_and(|c| matches!(c, b'.' | b'e' | b'E'));
+        (digits > 0 && digits <= 6 && !(digits > 1 && b[start] == b'0') && !bad_next && v <= max)
+            .then_some(v)
+    };
+    let mut f = LineFields {
+        src: Cow::Borrowed(""),
+        dst: Cow::Borrowed(""),
+        proto: ProtoField::Num(0),
+        sport: 0,
+        dport: 0,
+        iif: None,
+        oif: None,
+    };
+    let mut seen = 0u8;
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        ws(&mut i);
+        let key = string(&mut i)?;
+        ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        ws(&mut i);
+        let bit = match key {
+            "src" => {
+                f.src = Cow::Borrowed(string(&mut i)?);
+                1
+            }
+            "dst" => {
+                f.dst = Cow::Borrowed(string(&mut i)?);
+                2
+            }
+            "proto" => {
+                f.proto = if b.get(i) == Some(&b'"') {
+                    ProtoField::Name(Cow::Borrowed(string(&mut i)?))
+                } else {
+                    ProtoField::Num(number(&mut i, 255)? as u8)
+                };
+                4
+            }
+            "sport" => {
+                f.sport = number(&mut i, 65535)? as u16;
+                8
+            }
+            "dport" => {
+                f.dport = number(&mut i, 65535)? as u16;
+                16
+            }
+            "iif" => {
+                f.iif = Some(Cow::Borrowed(string(&mut i)?));
+                32
+            }
+            "oif" => {
+                f.oif = Some(Cow::Borrowed(string(&mut i)?));
+                64
+            }
+            _ => return None,
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        ws(&mut i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => {
+                i += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    ws(&mut i);
+    (i == b.len() && seen & 7 == 7).then_some(f)
+}
+
+/// A dotted quad in the plain form (`0`-`255`, no leading zeros); `None`
+/// sends anything else to the standard parser, which accepts a superset.
+fn quick_ipv4(s: &str) -> Option<IpAddr> {
+    let b = s.as_bytes();
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (k, o) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v: u16 = 0;
+        while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            if i - start == 3 {
+                return None;
+            }
+            v = v * 10 + u16::from(c - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || (len > 1 && b[start] == b'0') {
+            return None;
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    (i == b.len()).then_some(IpAddr::from(octets))
+}
+
 fn parse_line(line: &str, file: &str, lineno: u64, out: &mut Packet) -> Result<(), InputError> {
-    let pl: PacketLine = serde_json::from_str(line).map_err(|e| {
-        InputError::at(
-            file,
-            lineno,
-            e.column() as u64,
-            format!(
-                "packet line: {e}; expected {{\"src\", \"dst\", \"proto\", \"sport\", \"dport\", \"iif\", \"oif\"}}"
-            ),
-        )
-    })?;
+    let pl = match quick_fields(line) {
+        Some(f) => f,
+        None => {
+            let pl: PacketLine = serde_json::from_str(line).map_err(|e| {
+                InputError::at(
+                    file,
+                    lineno,
+                    e.column() as u64,
+                    format!(
+                        "packet line: {e}; expected {{\"src\", \"dst\", \"proto\", \"sport\", \"dport\", \"iif\", \"oif\"}}"
+                    ),
+                )
+            })?;
+            LineFields {
+                src: pl.src,
+                dst: pl.dst,
+                proto: pl.proto,
+                sport: pl.sport,
+                dport: pl.dport,
+                iif: pl.iif,
+                oif: pl.oif,
+            }
+        }
+    };
     let addr = |s: &str, what: &str| -> Result<IpAddr, InputError> {
+        if let Some(a) = quick_ipv4(s) {
+            return Ok(a);
+        }
         s.parse().map_err(|_| {
             InputError::at(
                 file,
@@ -330,6 +509,28 @@ fn parse_line(line: &str, file: &str, lineno: u64, out: &mut Packet) -> Result<(
     Ok(())
 }
 
+/// A cheap hasher for `(chain, rule)` keys of the rendered-name cache (SipHash
+/// showed in batch profiles; the keys are not attacker-chosen in a way that
+/// matters: the worst case is a slower cache).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
+
 fn batch_chunk(
     tracer: &Tracer<'_>,
     hook: Hook,
@@ -338,7 +539,8 @@ fn batch_chunk(
 ) -> Result<String, InputError> {
     let mut out = String::with_capacity(lines.len() * 48);
     // Rendered rule references, per deciding rule (few distinct ones).
-    let mut names: std::collections::HashMap<(u32, u32), String> = std::collections::HashMap::new();
+    let mut names: std::collections::HashMap<(u32, u32), String, KeyHash> =
+        std::collections::HashMap::default();
     let mut scratch = TraceScratch::default();
     let mut p = Packet::new_connection(
         IpAddr::from([0, 0, 0, 0]),
@@ -395,9 +597,12 @@ pub fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<
             .map(|h| h.join().expect("trace worker panicked"))
             .collect()
     });
-    let mut out = String::new();
-    for p in parts {
-        out.push_str(&p?);
+    let parts = parts
+        .into_iter()
+        .collect::<Result<Vec<String>, InputError>>()?;
+    let mut out = String::with_capacity(parts.iter().map(String::len).sum());
+    for p in &parts {
+        out.push_str(p);
     }
     Ok(out)
 }
@@ -448,5 +653,109 @@ mod tests {
             panic!("expected an input error");
         };
         assert!(e.0[0].message.contains("above 255"), "{}", e.0[0]);
+    }
+
+    /// The serde reading of a line, as (src, dst, proto, sport, dport, iif, oif).
+    type Fields = (
+        String,
+        String,
+        String,
+        u16,
+        u16,
+        Option<String>,
+        Option<String>,
+    );
+
+    fn fields(f: LineFields<'_>) -> Fields {
+        let proto = match f.proto {
+            ProtoField::Num(n) => format!("#{n}"),
+            ProtoField::Name(n) => n.into_owned(),
+        };
+        (
+            f.src.into_owned(),
+            f.dst.into_owned(),
+            proto,
+            f.sport,
+            f.dport,
+            f.iif.map(Cow::into_owned),
+            f.oif.map(Cow::into_owned),
+        )
+    }
+
+    fn serde_fields(line: &str) -> Option<Fields> {
+        let pl: PacketLine = serde_json::from_str(line).ok()?;
+        Some(fields(LineFields {
+            src: pl.src,
+            dst: pl.dst,
+            proto: pl.proto,
+            sport: pl.sport,
+            dport: pl.dport,
+            iif: pl.iif,
+            oif: pl.oif,
+        }))
+    }
+
+    #[test]
+    fn quick_line_reader_agrees_with_serde_or_defers_to_it() {
+        let lines = [
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","sport":5000,"dport":443,"iif":"eth0","oif":"eth1"}"#,
+            r#" { "dport" : 0 , "proto":6,"dst":"::1","src":"::2" } "#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":255,"sport":65535}"#,
+            // Valid JSON the quick reader leaves to serde.
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","iif":null}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","extra":[1,2]}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.\u0031","proto":"tcp"}"#,
+            // Invalid: serde must see them to word the error.
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":65536}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":256}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":080}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":80.0}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":-1}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","src":"10.0.0.1"}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1"}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp"} x"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp",}"#,
+            "{\"src\":\"10.1.1.1\t\",\"dst\":\"192.0.2.1\",\"proto\":\"tcp\"}",
+            r#"{}"#,
+            r#"[]"#,
+        ];
+        let mut quick = 0;
+        for line in lines {
+            if let Some(f) = quick_fields(line) {
+                quick += 1;
+                assert_eq!(Some(fields(f)), serde_fields(line), "{line}");
+            }
+        }
+        assert_eq!(quick, 3, "the three plain lines take the quick path");
+    }
+
+    #[test]
+    fn quick_ipv4_accepts_only_what_the_standard_parser_accepts_alike() {
+        let samples = [
+            "0.0.0.0",
+            "10.1.1.1",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.1.1.1",
+            "1.1.1",
+            "1.1.1.1.1",
+            "1..1.1",
+            "1.1.1.1 ",
+            "",
+            "1.1.1.0001",
+            "a.b.c.d",
+            "::1",
+            "1.2.3.04",
+            "100.200.250.199",
+        ];
+        for s in samples {
+            if let Some(a) = quick_ipv4(s) {
+                assert_eq!(Some(a), s.parse::<IpAddr>().ok(), "{s}");
+            }
+        }
+        for a in [0u32, 1, 0x0a00_0001, 0xc000_0201, 0xffff_ffff, 0x7f00_0001] {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(a));
+            assert_eq!(quick_ipv4(&ip.to_string()), Some(ip));
+        }
     }
 }
