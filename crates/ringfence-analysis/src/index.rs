@@ -42,25 +42,33 @@ fn fam_slot(f: Fam) -> usize {
 impl DstIndex {
     /// Build from `(family, lo, hi, item)`; item ids are returned in ascending order by lookups.
     pub fn build(items: impl IntoIterator<Item = (Fam, u128, u128, u32)>) -> Self {
-        let mut classes: [Vec<Class>; 2] = [vec![Class::default(); 33], vec![Class::default(); 33]];
-        for (fam, lo, hi, id) in items {
-            let c = &mut classes[fam_slot(fam)][class_of(hi - lo)];
-            c.entries.push((lo, hi, id));
-            c.max_width = c.max_width.max(hi - lo);
-        }
-        for (slot, fam) in classes.iter_mut().enumerate() {
-            for c in fam.iter_mut() {
-                c.entries.sort_unstable_by_key(|e| e.0);
-                if slot == fam_slot(Fam::V4) {
-                    // IPv4 boxes and rules keep addresses below 2^32.
-                    c.los4 = c
-                        .entries
-                        .iter()
-                        .map(|e| u32::try_from(e.0).unwrap_or(u32::MAX))
-                        .collect();
-                }
-            }
-            fam.retain(|c| !c.entries.is_empty());
+        // Sorted by (family, class, lo) and cut into classes: only non-empty
+        // classes are ever allocated (most chains are short, and an engine
+        // builds one index per chain).
+        let mut all: Vec<(usize, usize, u128, u128, u32)> = items
+            .into_iter()
+            .map(|(fam, lo, hi, id)| (fam_slot(fam), class_of(hi - lo), lo, hi, id))
+            .collect();
+        all.sort_unstable_by_key(|e| (e.0, e.1, e.2));
+        let mut classes: [Vec<Class>; 2] = [Vec::new(), Vec::new()];
+        for group in all.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let slot = group[0].0;
+            let entries: Vec<(u128, u128, u32)> = group.iter().map(|e| (e.2, e.3, e.4)).collect();
+            let max_width = entries.iter().map(|e| e.1 - e.0).max().unwrap_or(0);
+            // IPv4 boxes and rules keep addresses below 2^32.
+            let los4 = if slot == fam_slot(Fam::V4) {
+                entries
+                    .iter()
+                    .map(|e| u32::try_from(e.0).unwrap_or(u32::MAX))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            classes[slot].push(Class {
+                entries,
+                los4,
+                max_width,
+            });
         }
         Self { classes }
     }

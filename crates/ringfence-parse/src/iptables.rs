@@ -105,6 +105,9 @@ fn tokenize_into<'t>(
     Ok(())
 }
 
+/// Files with at least this many rule lines are parsed on two threads.
+const PARALLEL_RULES: usize = 4096;
+
 /// Address family of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
@@ -377,40 +380,90 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         }
     };
 
+    let names: Vec<String> = chains.iter().map(|c| c.name.clone()).collect();
+    let declared = chains.len();
+    // Once every chain is declared, rule lines are independent: large files
+    // are parsed in two halves on two threads, and the results are put back
+    // in file order, so rules, notes, errors and synthesized chains come out
+    // exactly as a sequential parse gives them.
+    let work = |part: &[PendingRule<'_>]| {
+        let mut ctx = Ctx {
+            file,
+            family,
+            notes: Vec::new(),
+        };
+        let mut extra: Vec<Chain> = Vec::new();
+        let mut out: Vec<Result<(usize, Vec<Rule>), InputError>> = Vec::with_capacity(part.len());
+        for p in part {
+            let Some(&ci) = chain_index.get(&*p.chain) else {
+                let mut e = InputError::at(
+                    file,
+                    p.line,
+                    p.chain_col,
+                    format!(
+                        "rule appended to chain `{}`, which is not declared: expected a `:{} - [0:0]` line in this table",
+                        p.chain, p.chain
+                    ),
+                );
+                if let Some(s) = closest(&p.chain, names.iter().map(String::as_str)) {
+                    e = e.with_help(format!("did you mean `{s}`?"));
+                }
+                out.push(Err(e));
+                continue;
+            };
+            out.push(
+                parse_rule(&mut ctx, p, &chain_index, &names, &mut extra, declared)
+                    .map(|rules| (ci, rules)),
+            );
+        }
+        (out, ctx.notes, extra)
+    };
+    let parts = if pending.len() >= PARALLEL_RULES {
+        let (first, second) = pending.split_at(pending.len() / 2);
+        std::thread::scope(|sc| {
+            let h = sc.spawn(|| work(second));
+            let a = work(first);
+            vec![a, h.join().expect("rule parser thread panicked")]
+        })
+    } else {
+        vec![work(&pending)]
+    };
     let mut ctx = Ctx {
         file,
         family,
         notes,
     };
-    let names: Vec<String> = chains.iter().map(|c| c.name.clone()).collect();
     let mut extra_chains: Vec<Chain> = Vec::new();
-    for p in pending {
-        let Some(&ci) = chain_index.get(&*p.chain) else {
-            let mut e = InputError::at(
-                file,
-                p.line,
-                p.chain_col,
-                format!(
-                    "rule appended to chain `{}`, which is not declared: expected a `:{} - [0:0]` line in this table",
-                    p.chain, p.chain
-                ),
-            );
-            if let Some(s) = closest(&p.chain, names.iter().map(String::as_str)) {
-                e = e.with_help(format!("did you mean `{s}`?"));
+    for (results, part_notes, part_extra) in parts {
+        // This part's synthesized chains were numbered from `declared` on its
+        // own; renumber them into the file-order list (first use wins).
+        let remap: Vec<usize> = part_extra
+            .into_iter()
+            .map(
+                |c| match extra_chains.iter().position(|e| e.name == c.name) {
+                    Some(k) => declared + k,
+                    None => {
+                        extra_chains.push(c);
+                        declared + extra_chains.len() - 1
+                    }
+                },
+            )
+            .collect();
+        ctx.notes.extend(part_notes);
+        for r in results {
+            match r {
+                Ok((ci, mut rules)) => {
+                    for rule in &mut rules {
+                        if let Action::Jump { target } = &mut rule.action {
+                            if target.0 >= declared {
+                                target.0 = remap[target.0 - declared];
+                            }
+                        }
+                    }
+                    chains[ci].rules.extend(rules);
+                }
+                Err(e) => errors.push(e),
             }
-            errors.push(e);
-            continue;
-        };
-        match parse_rule(
-            &mut ctx,
-            &p,
-            &chain_index,
-            &names,
-            &mut extra_chains,
-            chains.len(),
-        ) {
-            Ok(rules) => chains[ci].rules.extend(rules),
-            Err(e) => errors.push(e),
         }
     }
     chains.extend(extra_chains);
@@ -1156,5 +1209,86 @@ mod tests {
         assert_eq!(e.position(), "t.rules:3:16");
         // A backslash at the very end cannot escape anything.
         assert!(tokenize("\"a\\", "t.rules", 1).is_err());
+    }
+
+    #[test]
+    fn large_files_parse_in_parallel_with_file_order_results() {
+        // Extension targets first used in either half: their synthesized
+        // chains are numbered in file order and every jump lands on its own.
+        let n = 2 * PARALLEL_RULES + 10;
+        let mut text = String::from("*filter\n:FORWARD DROP [0:0]\n:A - [0:0]\n");
+        let target = |i: usize| match i {
+            7 | 6000 => "SNAT",
+            5000 | 8100 => "DNAT",
+            8000 => "NFQUEUE",
+            _ if i.is_multiple_of(3) => "A",
+            _ => "ACCEPT",
+        };
+        for i in 0..n {
+            text.push_str(&format!(
+                "-A FORWARD -d 10.0.{}.{}/32 -j {}\n",
+                i / 256 % 256,
+                i % 256,
+                target(i)
+            ));
+        }
+        text.push_str("COMMIT\n");
+        let rs = parse(&text, "big.rules").unwrap();
+        let names: Vec<&str> = rs.chains.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["FORWARD", "A", "?SNAT", "?DNAT", "?NFQUEUE"]);
+        let fwd = &rs.chains[0];
+        assert_eq!(fwd.rules.len(), n);
+        for (i, r) in fwd.rules.iter().enumerate() {
+            let want = target(i);
+            match &r.action {
+                Action::Jump { target } => {
+                    let got = &rs.chains[target.0].name;
+                    assert!(
+                        got == want || got == &format!("?{want}"),
+                        "rule {i}: {got} for {want}"
+                    );
+                }
+                Action::Accept => assert_eq!(want, "ACCEPT", "rule {i}"),
+                other => panic!("rule {i}: {other:?}"),
+            }
+            assert_eq!(
+                r.origin,
+                RuleRef::Line {
+                    file: "big.rules".into(),
+                    line: i as u64 + 4
+                }
+            );
+        }
+        // The synthesized chain's rule points at the first use.
+        assert_eq!(
+            rs.chains[3].rules[0].origin,
+            RuleRef::Line {
+                file: "big.rules".into(),
+                line: 5004
+            }
+        );
+        let lines: Vec<u64> = rs
+            .notes
+            .iter()
+            .map(|n| n.location.split(':').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(lines, [11, 5004, 6004, 8004, 8104]);
+    }
+
+    #[test]
+    fn large_files_report_errors_from_both_halves_in_file_order() {
+        let mut text = String::from("*filter\n:FORWARD DROP [0:0]\n");
+        for i in 0..2 * PARALLEL_RULES {
+            let chain = if i == 10 || i == 7000 {
+                "FORWARDD"
+            } else {
+                "FORWARD"
+            };
+            text.push_str(&format!("-A {chain} -j ACCEPT\n"));
+        }
+        text.push_str("COMMIT\n");
+        let e = parse(&text, "big.rules").unwrap_err();
+        let at: Vec<String> = e.0.iter().map(|e| e.position()).collect();
+        assert_eq!(at, ["big.rules:13:4", "big.rules:7003:4"]);
     }
 }
