@@ -344,6 +344,9 @@ impl std::hash::Hasher for FastHasher {
 }
 
 /// Merge regions with equal fields except one address side, to keep the list short.
+/// Address ranges of one side, one range inline.
+type Ranges = smallvec::SmallVec<[(u128, u128); 1]>;
+
 fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> Vec<(PBox, K)> {
     use std::collections::HashMap;
     use std::hash::{BuildHasher, Hash, Hasher};
@@ -391,7 +394,7 @@ fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> 
                 && a.0.ct == b.0.ct
         };
         // (index of the group's first box, the merged side's ranges)
-        let mut groups: Vec<(usize, smallvec::SmallVec<[(u128, u128); 1]>)> = Vec::new();
+        let mut groups: Vec<(usize, Ranges)> = Vec::new();
         // Hash -> latest group with that hash; `chain` links groups sharing a hash.
         let mut by_hash: HashMap<u64, u32, FastHash> =
             HashMap::with_capacity_and_hasher(boxes.len(), FastHash);
