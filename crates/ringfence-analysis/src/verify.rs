@@ -343,10 +343,10 @@ impl std::hash::Hasher for FastHasher {
     }
 }
 
-/// Merge regions with equal fields except one address side, to keep the list short.
 /// Address ranges of one side, one range inline.
 type Ranges = smallvec::SmallVec<[(u128, u128); 1]>;
 
+/// Merge regions with equal fields except one address side, to keep the list short.
 fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> Vec<(PBox, K)> {
     use std::collections::HashMap;
     use std::hash::{BuildHasher, Hash, Hasher};
