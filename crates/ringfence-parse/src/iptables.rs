@@ -39,6 +39,9 @@ fn tokenize_into<'t>(
     toks: &mut Vec<Tok<'t>>,
 ) -> Result<(), InputError> {
     toks.clear();
+    if line.is_ascii() {
+        return tokenize_ascii(line, file, lineno, toks);
+    }
     let mut it = line.char_indices().peekable();
     // Characters consumed so far: columns count characters, not bytes.
     let mut col: u64 = 0;
@@ -107,6 +110,76 @@ fn tokenize_into<'t>(
 
 /// Files with at least this many rule lines are parsed on two threads.
 const PARALLEL_RULES: usize = 4096;
+
+/// [`tokenize_into`] for an ASCII line: bytes are characters, so columns are
+/// byte offsets and words are found by a byte scan.
+fn tokenize_ascii<'t>(
+    line: &'t str,
+    file: &str,
+    lineno: u64,
+    toks: &mut Vec<Tok<'t>>,
+) -> Result<(), InputError> {
+    let b = line.as_bytes();
+    let space = |c: u8| c == b' ' || (b'\t'..=b'\r').contains(&c);
+    let mut i = 0;
+    while i < b.len() {
+        if space(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !space(b[i]) && b[i] != b'"' {
+            i += 1;
+        }
+        if i == b.len() || space(b[i]) {
+            toks.push(Tok {
+                text: Cow::Borrowed(&line[start..i]),
+                col: start as u64 + 1,
+            });
+            continue;
+        }
+        // A quote inside the word: build the unescaped text.
+        let mut s = String::from(&line[start..i]);
+        while i < b.len() && !space(b[i]) {
+            if b[i] != b'"' {
+                s.push(b[i] as char);
+                i += 1;
+                continue;
+            }
+            let open = i;
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => {
+                        return Err(InputError::at(
+                            file,
+                            lineno,
+                            open as u64 + 1,
+                            "unterminated double quote: expected a closing `\"`",
+                        ))
+                    }
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') if i + 1 < b.len() => {
+                        s.push(b[i + 1] as char);
+                        i += 2;
+                    }
+                    Some(&c) => {
+                        s.push(c as char);
+                        i += 1;
+                    }
+                }
+            }
+        }
+        toks.push(Tok {
+            text: Cow::Owned(s),
+            col: start as u64 + 1,
+        });
+    }
+    Ok(())
+}
 
 /// Address family of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1290,5 +1363,37 @@ mod tests {
         let e = parse(&text, "big.rules").unwrap_err();
         let at: Vec<String> = e.0.iter().map(|e| e.position()).collect();
         assert_eq!(at, ["big.rules:13:4", "big.rules:7003:4"]);
+    }
+
+    #[test]
+    fn ascii_and_general_tokenizers_agree() {
+        let lines = [
+            "-A X -s 10.0.0.1/32 -m comment --comment \"a \\\"q\\\" b\" -j ACCEPT",
+            "  [1:2]\t-A  X\x0b-j\x0cDROP\r",
+            "ab\"c d\"e \"\" x\"\\\\\"",
+            "\"open",
+            "x \"a\\",
+            "",
+            "   ",
+        ];
+        for line in lines {
+            let mut fast = Vec::new();
+            let f = tokenize_ascii(line, "t", 1, &mut fast).map_err(|e| e.position());
+            // The general path, forced by a trailing non-ASCII word.
+            let wide = format!("{line} é");
+            let mut slow = Vec::new();
+            let s = tokenize_into(&wide, "t", 1, &mut slow).map_err(|e| e.position());
+            match (f, s) {
+                (Ok(()), Ok(())) => {
+                    let last = slow.pop().expect("é");
+                    assert_eq!(last.text, "é");
+                    let a: Vec<_> = fast.iter().map(|t| (t.text.to_string(), t.col)).collect();
+                    let b: Vec<_> = slow.iter().map(|t| (t.text.to_string(), t.col)).collect();
+                    assert_eq!(a, b, "{line:?}");
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b, "{line:?}"),
+                (a, b) => panic!("{line:?}: {a:?} vs {b:?}"),
+            }
+        }
     }
 }
