@@ -472,9 +472,38 @@ impl<'a> Engine<'a> {
 
     /// Shadowed and redundant rules of every chain.
     pub fn anomalies(&self, budget: usize) -> Anomalies {
+        self.anomalies_in(0..self.rs.chains.len(), budget)
+    }
+
+    /// [`Engine::anomalies`] shared by several threads: each caller takes
+    /// the next unclaimed run of `chunk` chains from `next` until none is
+    /// left, and returns its results keyed by run. Concatenating every
+    /// caller's results in key order gives exactly [`Engine::anomalies`].
+    pub fn anomalies_shared(
+        &self,
+        budget: usize,
+        next: &std::sync::atomic::AtomicUsize,
+        chunk: usize,
+    ) -> Vec<(usize, Anomalies)> {
+        let n = self.rs.chains.len();
+        let chunk = chunk.max(1);
+        let mut out = Vec::new();
+        loop {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let start = k.saturating_mul(chunk);
+            if start >= n {
+                return out;
+            }
+            out.push((k, self.anomalies_in(start..n.min(start + chunk), budget)));
+        }
+    }
+
+    /// Shadowed and redundant rules of the chains in `range`, in chain order.
+    fn anomalies_in(&self, range: std::ops::Range<usize>, budget: usize) -> Anomalies {
         let mut shadowed = Vec::new();
         let mut redundant = Vec::new();
-        for (ci, chain) in self.rs.chains.iter().enumerate() {
+        for ci in range {
+            let chain = &self.rs.chains[ci];
             if chain.name.starts_with('?') {
                 continue;
             }

@@ -546,6 +546,9 @@ fn rule_string(r: &RuleRef) -> String {
     r.to_string()
 }
 
+/// Chains per run of the shared shadowed/redundant search.
+const ANOMALY_RUN: usize = 64;
+
 /// Run every check of `verify`.
 pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
     let timing = std::env::var_os("RINGFENCE_TIMING").is_some();
@@ -558,11 +561,16 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
     let engine = Engine::new(rs, IfaceUniverse::new([rs]));
     lap("compile plans");
     // Shadowed/redundant rules on one core, flows and excess on the other.
+    let next_run = std::sync::atomic::AtomicUsize::new(0);
     let (an, (flows, excess_total, excess, incomplete)) = std::thread::scope(|sc| {
-        let anomalies = sc.spawn(|| engine.anomalies(20_000));
+        // Chains are handed out in runs; this thread joins in once the flows
+        // and excess are done, and the runs are put back in chain order.
+        let next = &next_run;
+        let engine = &engine;
+        let anomalies = sc.spawn(move || engine.anomalies_shared(20_000, next, ANOMALY_RUN));
         let flows: Vec<FlowResult> = site
             .allowed()
-            .map(|f| check_flow(&engine, hook, f))
+            .map(|f| check_flow(engine, hook, f))
             .collect();
         lap("flows and replies");
         // Excess: what is accepted inside the deny rows beyond every allow flow.
@@ -582,9 +590,19 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         let zones = zone_sets(site);
         let merged = merge_regions(outcome_boxes(&acc));
         let total = merged.len();
-        let excess = render_merged(&engine, merged, &zones, MAX_REGIONS);
+        let excess = render_merged(engine, merged, &zones, MAX_REGIONS);
         lap("render excess");
-        let an = anomalies.join().expect("anomaly worker panicked");
+        let mut runs = engine.anomalies_shared(20_000, next, ANOMALY_RUN);
+        runs.extend(anomalies.join().expect("anomaly worker panicked"));
+        runs.sort_unstable_by_key(|(k, _)| *k);
+        let mut an = crate::engine::Anomalies {
+            shadowed: Vec::new(),
+            redundant: Vec::new(),
+        };
+        for (_, part) in runs {
+            an.shadowed.extend(part.shadowed);
+            an.redundant.extend(part.redundant);
+        }
         lap("shadowed and redundant");
         (an, (flows, total, excess, incomplete))
     });
