@@ -59,7 +59,7 @@ pub struct Plan {
     /// Per rule of the chain: the plan positions `[start, end)` it produced.
     pub spans: Vec<(u32, u32)>,
     /// Per rule: the boxes of its own match.
-    pub rule_boxes: Vec<Vec<PBox>>,
+    pub rule_boxes: Vec<crate::space::Boxes>,
     index: DstIndex,
 }
 

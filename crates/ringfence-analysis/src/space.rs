@@ -19,6 +19,10 @@ pub enum Fam {
     V6,
 }
 
+/// The boxes of one rule's match: one per address family it can match, so
+/// almost always one, kept inline.
+pub type Boxes = smallvec::SmallVec<[PBox; 1]>;
+
 /// A box in header space for one family.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PBox {
@@ -386,8 +390,8 @@ impl IfaceUniverse {
 }
 
 /// The boxes (one per family with addresses) a match covers.
-pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Vec<PBox> {
-    let mut out = Vec::new();
+pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Boxes {
+    let mut out = Boxes::new();
     if m.is_empty() {
         return out;
     }
