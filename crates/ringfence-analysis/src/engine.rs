@@ -757,7 +757,7 @@ impl<'a> Engine<'a> {
 
 /// A few concrete packets of a box (as one-point boxes): low corner, high
 /// corner, and mixed choices per field.
-fn witness_points(b: &PBox) -> Vec<PBox> {
+fn witness_points(b: &PBox) -> smallvec::SmallVec<[PBox; 6]> {
     fn pick<T: ringfence_model::interval::Bound>(s: &ISet<T>, k: usize) -> ISet<T> {
         let r = s.ranges();
         let v = match k % 3 {
@@ -768,14 +768,19 @@ fn witness_points(b: &PBox) -> Vec<PBox> {
         ISet::single(v)
     }
     if b.is_empty() {
-        return Vec::new();
+        return smallvec::SmallVec::new();
     }
-    let mut out = Vec::with_capacity(6);
+    // The state bits present, lowest first (at least one: the box is not empty).
+    let mut ct_bits = [0u8; 8];
+    let mut n_bits = 0;
+    for i in 0..8 {
+        if b.ct & (1u8 << i) != 0 {
+            ct_bits[n_bits] = 1u8 << i;
+            n_bits += 1;
+        }
+    }
+    let mut out = smallvec::SmallVec::new();
     for k in 0..6usize {
-        let ct_bits: Vec<u8> = (0..8)
-            .map(|i| 1u8 << i)
-            .filter(|bit| b.ct & bit != 0)
-            .collect();
         out.push(PBox {
             fam: b.fam,
             src: pick(&b.src, k),
@@ -785,7 +790,7 @@ fn witness_points(b: &PBox) -> Vec<PBox> {
             dport: pick(&b.dport, k + 2),
             iif: pick(&b.iif, k + 1),
             oif: pick(&b.oif, k),
-            ct: ct_bits[k % ct_bits.len()],
+            ct: ct_bits[k % n_bits],
         });
     }
     out

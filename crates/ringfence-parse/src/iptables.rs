@@ -466,7 +466,10 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             notes: Vec::new(),
         };
         let mut extra: Vec<Chain> = Vec::new();
-        let mut out: Vec<Result<(usize, Vec<Rule>), InputError>> = Vec::with_capacity(part.len());
+        // Per rule line: its chain and how many model rules it gave, in file
+        // order; the rules themselves go to one vector (no allocation per rule).
+        let mut out: Vec<Result<(usize, usize), InputError>> = Vec::with_capacity(part.len());
+        let mut rules: Vec<Rule> = Vec::with_capacity(part.len());
         for p in part {
             let Some(&ci) = chain_index.get(&*p.chain) else {
                 let mut e = InputError::at(
@@ -484,12 +487,21 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
                 out.push(Err(e));
                 continue;
             };
+            let before = rules.len();
             out.push(
-                parse_rule(&mut ctx, p, &chain_index, &names, &mut extra, declared)
-                    .map(|rules| (ci, rules)),
+                parse_rule(
+                    &mut ctx,
+                    p,
+                    &chain_index,
+                    &names,
+                    &mut extra,
+                    declared,
+                    &mut rules,
+                )
+                .map(|()| (ci, rules.len() - before)),
             );
         }
-        (out, ctx.notes, extra)
+        (out, rules, ctx.notes, extra)
     };
     let parts = if pending.len() >= PARALLEL_RULES {
         let (first, second) = pending.split_at(pending.len() / 2);
@@ -507,7 +519,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         notes,
     };
     let mut extra_chains: Vec<Chain> = Vec::new();
-    for (results, part_notes, part_extra) in parts {
+    for (results, part_rules, part_notes, part_extra) in parts {
         // This part's synthesized chains were numbered from `declared` on its
         // own; renumber them into the file-order list (first use wins).
         let remap: Vec<usize> = part_extra
@@ -523,17 +535,18 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             )
             .collect();
         ctx.notes.extend(part_notes);
+        let mut part_rules = part_rules.into_iter();
         for r in results {
             match r {
-                Ok((ci, mut rules)) => {
-                    for rule in &mut rules {
+                Ok((ci, n)) => {
+                    for mut rule in part_rules.by_ref().take(n) {
                         if let Action::Jump { target } = &mut rule.action {
                             if target.0 >= declared {
                                 target.0 = remap[target.0 - declared];
                             }
                         }
+                        chains[ci].rules.push(rule);
                     }
-                    chains[ci].rules.extend(rules);
                 }
                 Err(e) => errors.push(e),
             }
@@ -597,7 +610,8 @@ fn parse_rule(
     names: &[String],
     extra_chains: &mut Vec<Chain>,
     declared: usize,
-) -> Result<Vec<Rule>, InputError> {
+    out: &mut Vec<Rule>,
+) -> Result<(), InputError> {
     let file = ctx.file;
     let line = p.line;
     let all_toks = rule_tokens(p.raw, file, line);
@@ -998,16 +1012,19 @@ fn parse_rule(
         origin: origin.clone(),
         comment: comment.clone(),
     };
-    Ok(match b.either_ports {
-        None => vec![mk(b.m)],
+    // Rules are appended only here, after every check passed.
+    match b.either_ports {
+        None => out.push(mk(b.m)),
         Some(ports) => {
             let mut by_sport = b.m.clone();
             by_sport.sport = by_sport.sport.intersect(&ports);
             let mut by_dport = b.m;
             by_dport.dport = by_dport.dport.intersect(&ports);
-            vec![mk(by_sport), mk(by_dport)]
+            out.push(mk(by_sport));
+            out.push(mk(by_dport));
         }
-    })
+    }
+    Ok(())
 }
 
 fn require_module(
