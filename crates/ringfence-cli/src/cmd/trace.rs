@@ -146,8 +146,17 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {
         let text = ringfence_diag::read_input(path, &path.display().to_string(), "packet file")?;
-        let out = batch(&tracer, hook, &text, &path.display().to_string())?;
-        exit::emit(args.out.as_deref(), out.as_bytes())?;
+        let parts = batch_parts(&tracer, hook, &text, &path.display().to_string())?;
+        match args.out.as_deref() {
+            // One atomic write of the whole output.
+            Some(_) => exit::emit(args.out.as_deref(), parts.concat().as_bytes())?,
+            // Stdout: each worker's part in turn, without joining them first.
+            None => {
+                for part in &parts {
+                    exit::emit(None, part.as_bytes())?;
+                }
+            }
+        }
         // The process ends here: skip freeing the model and indexes piece by piece.
         std::mem::forget(tracer);
         std::mem::forget(rs);
@@ -537,7 +546,8 @@ fn batch_chunk(
     lines: &[(u64, &str)],
     file: &str,
 ) -> Result<String, InputError> {
-    let mut out = String::with_capacity(lines.len() * 48);
+    // Generous: untouched capacity costs no memory, a regrowth copies it all.
+    let mut out = String::with_capacity(lines.len() * 128);
     // Rendered rule references, per deciding rule (few distinct ones).
     let mut names: std::collections::HashMap<(u32, u32), String, KeyHash> =
         std::collections::HashMap::default();
@@ -572,7 +582,19 @@ fn batch_chunk(
 }
 
 /// Trace every packet line of `text`; output lines are in input order.
-pub fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<String, CliError> {
+#[cfg(test)]
+fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<String, CliError> {
+    Ok(batch_parts(tracer, hook, text, file)?.concat())
+}
+
+/// Trace every packet line of `text`: the output lines, in input order, as
+/// consecutive parts (one per worker thread) to be written one after another.
+pub fn batch_parts(
+    tracer: &Tracer<'_>,
+    hook: Hook,
+    text: &str,
+    file: &str,
+) -> Result<Vec<String>, CliError> {
     let lines: Vec<(u64, &str)> = text
         .lines()
         .enumerate()
@@ -584,7 +606,7 @@ pub fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<
         .unwrap_or(1)
         .clamp(1, 8);
     if lines.len() < 4096 || threads == 1 {
-        return Ok(batch_chunk(tracer, hook, &lines, file)?);
+        return Ok(vec![batch_chunk(tracer, hook, &lines, file)?]);
     }
     let chunk = lines.len().div_ceil(threads);
     let parts: Vec<Result<String, InputError>> = std::thread::scope(|s| {
@@ -597,14 +619,9 @@ pub fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<
             .map(|h| h.join().expect("trace worker panicked"))
             .collect()
     });
-    let parts = parts
+    Ok(parts
         .into_iter()
-        .collect::<Result<Vec<String>, InputError>>()?;
-    let mut out = String::with_capacity(parts.iter().map(String::len).sum());
-    for p in &parts {
-        out.push_str(p);
-    }
-    Ok(out)
+        .collect::<Result<Vec<String>, InputError>>()?)
 }
 
 #[cfg(test)]
