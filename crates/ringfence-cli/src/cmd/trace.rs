@@ -608,20 +608,43 @@ pub fn batch_parts(
     if lines.len() < 4096 || threads == 1 {
         return Ok(vec![batch_chunk(tracer, hook, &lines, file)?]);
     }
-    let chunk = lines.len().div_ceil(threads);
-    let parts: Vec<Result<String, InputError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = lines
-            .chunks(chunk)
-            .map(|c| s.spawn(move || batch_chunk(tracer, hook, c, file)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("trace worker panicked"))
-            .collect()
+    // Many small runs handed out from a counter, not one half per thread: on
+    // a shared machine a descheduled thread then delays one run, not half
+    // the batch. Runs are put back in input order.
+    let runs = (threads * 8).min(lines.len().div_ceil(1024));
+    let pieces: Vec<&[(u64, &str)]> = lines.chunks(lines.len().div_ceil(runs)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done: Vec<(usize, Result<String, InputError>)> = Vec::new();
+        loop {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(piece) = pieces.get(k) else {
+                return done;
+            };
+            let r = batch_chunk(tracer, hook, piece, file);
+            let failed = r.is_err();
+            done.push((k, r));
+            if failed {
+                // Later runs cannot hold the first error: stop taking them.
+                return done;
+            }
+        }
+    };
+    let mut parts: Vec<(usize, Result<String, InputError>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut all = work();
+        for h in handles {
+            all.extend(h.join().expect("trace worker panicked"));
+        }
+        all
     });
-    Ok(parts
-        .into_iter()
-        .collect::<Result<Vec<String>, InputError>>()?)
+    parts.sort_unstable_by_key(|(k, _)| *k);
+    let mut out = Vec::with_capacity(parts.len());
+    for (_, part) in parts {
+        // The first error in input order; runs missing after it were never taken.
+        out.push(part?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -774,5 +797,40 @@ mod tests {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(a));
             assert_eq!(quick_ipv4(&ip.to_string()), Some(ip));
         }
+    }
+
+    #[test]
+    fn large_batches_keep_input_order_and_report_the_first_bad_line() {
+        let rs = tracer_for(RULES);
+        let t = Tracer::new(&rs);
+        let line = |i: usize| {
+            format!(
+                "{{\"src\":\"10.{}.{}.1\",\"dst\":\"192.0.2.1\",\"proto\":\"tcp\",\"dport\":{},\"iif\":\"eth0\"}}\n",
+                i / 256 % 256,
+                i % 256,
+                if i.is_multiple_of(2) { 443 } else { 80 }
+            )
+        };
+        let input: String = (0..20_000).map(line).collect();
+        let out = batch(&t, Hook::Forward, &input, "p.jsonl").unwrap();
+        let verdicts: Vec<&str> = out.lines().collect();
+        assert_eq!(verdicts.len(), 20_000);
+        for (i, v) in verdicts.iter().enumerate() {
+            let want = if i.is_multiple_of(2) {
+                "\"accept\""
+            } else {
+                "\"drop\""
+            };
+            assert!(v.contains(want), "line {}: {v}", i + 1);
+        }
+        // Bad lines in two different runs: the earlier one is reported.
+        let mut lines: Vec<String> = (0..20_000).map(line).collect();
+        lines[17_000] = "{\"src\":\"x\",\"dst\":\"192.0.2.1\",\"proto\":\"tcp\"}\n".into();
+        lines[3_000] = "{\"src\":\"10.0.0.1\",\"dst\":\"y\",\"proto\":\"tcp\"}\n".into();
+        let Err(CliError::Input(e)) = batch(&t, Hook::Forward, &lines.concat(), "p.jsonl") else {
+            panic!("expected an input error");
+        };
+        assert_eq!(e.0.len(), 1);
+        assert!(e.0[0].position().starts_with("p.jsonl:3001:"), "{}", e.0[0]);
     }
 }
