@@ -757,7 +757,7 @@ impl<'a> Engine<'a> {
 
 /// A few concrete packets of a box (as one-point boxes): low corner, high
 /// corner, and mixed choices per field.
-fn witness_points(b: &PBox) -> smallvec::SmallVec<[PBox; 6]> {
+fn witness_points(b: &PBox) -> impl Iterator<Item = PBox> + '_ {
     fn pick<T: ringfence_model::interval::Bound>(s: &ISet<T>, k: usize) -> ISet<T> {
         let r = s.ranges();
         let v = match k % 3 {
@@ -767,10 +767,8 @@ fn witness_points(b: &PBox) -> smallvec::SmallVec<[PBox; 6]> {
         };
         ISet::single(v)
     }
-    if b.is_empty() {
-        return smallvec::SmallVec::new();
-    }
-    // The state bits present, lowest first (at least one: the box is not empty).
+    // The state bits present, lowest first (at least one unless the box is
+    // empty, which has no witness).
     let mut ct_bits = [0u8; 8];
     let mut n_bits = 0;
     for i in 0..8 {
@@ -779,21 +777,19 @@ fn witness_points(b: &PBox) -> smallvec::SmallVec<[PBox; 6]> {
             n_bits += 1;
         }
     }
-    let mut out = smallvec::SmallVec::new();
-    for k in 0..6usize {
-        out.push(PBox {
-            fam: b.fam,
-            src: pick(&b.src, k),
-            dst: pick(&b.dst, k + 1),
-            proto: pick(&b.proto, k + 2),
-            sport: pick(&b.sport, k),
-            dport: pick(&b.dport, k + 2),
-            iif: pick(&b.iif, k + 1),
-            oif: pick(&b.oif, k),
-            ct: ct_bits[k % n_bits],
-        });
-    }
-    out
+    let count = if b.is_empty() { 0 } else { 6usize };
+    // Built one at a time as the caller asks: it usually stops early.
+    (0..count).map(move |k| PBox {
+        fam: b.fam,
+        src: pick(&b.src, k),
+        dst: pick(&b.dst, k + 1),
+        proto: pick(&b.proto, k + 2),
+        sport: pick(&b.sport, k),
+        dport: pick(&b.dport, k + 2),
+        iif: pick(&b.iif, k + 1),
+        oif: pick(&b.oif, k),
+        ct: ct_bits[k % n_bits],
+    })
 }
 
 /// Whether the one-point box `p` gets past every candidate box before `to`.
