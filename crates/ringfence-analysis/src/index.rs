@@ -24,6 +24,8 @@ struct Class {
     fences: Vec<u32>,
     /// Largest hi - lo in the class.
     max_width: u128,
+    /// Smallest lo and largest hi: queries outside skip the class.
+    span: (u128, u128),
 }
 
 /// Index of item ids by destination hull, per family.
@@ -71,11 +73,16 @@ impl DstIndex {
                 Vec::new()
             };
             let fences = los4.iter().step_by(FENCE).copied().collect();
+            let span = (
+                entries.first().map_or(0, |e| e.0),
+                entries.iter().map(|e| e.1).max().unwrap_or(0),
+            );
             classes[slot].push(Class {
                 entries,
                 los4,
                 fences,
                 max_width,
+                span,
             });
         }
         Self { classes }
@@ -84,6 +91,9 @@ impl DstIndex {
     /// Append to `out` the ids of items whose hull meets `[lo, hi]`, unsorted.
     pub fn query_into(&self, fam: Fam, lo: u128, hi: u128, out: &mut Vec<u32>) {
         for c in &self.classes[fam_slot(fam)] {
+            if hi < c.span.0 || lo > c.span.1 {
+                continue;
+            }
             let from = lo.saturating_sub(c.max_width);
             let start = match u32::try_from(from) {
                 Ok(f) if c.los4.len() == c.entries.len() && !c.los4.is_empty() => {

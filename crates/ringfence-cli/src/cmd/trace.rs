@@ -121,14 +121,20 @@ pub fn load_ruleset(path: &Path, format: FormatArg) -> Result<Ruleset, CliError>
 
 /// Protocol name or number.
 pub fn parse_proto(s: &str) -> Option<u8> {
-    match s.to_ascii_lowercase().as_str() {
-        "tcp" => Some(proto::TCP),
-        "udp" => Some(proto::UDP),
-        "icmp" => Some(proto::ICMP),
-        "icmpv6" | "ipv6-icmp" => Some(proto::ICMPV6),
-        "sctp" => Some(proto::SCTP),
-        n => n.parse().ok(),
-    }
+    // Case-insensitive names without a lowercased copy (batch calls this per packet).
+    const NAMES: [(&str, u8); 6] = [
+        ("tcp", proto::TCP),
+        ("udp", proto::UDP),
+        ("icmp", proto::ICMP),
+        ("icmpv6", proto::ICMPV6),
+        ("ipv6-icmp", proto::ICMPV6),
+        ("sctp", proto::SCTP),
+    ];
+    NAMES
+        .iter()
+        .find(|(name, _)| s.eq_ignore_ascii_case(name))
+        .map(|&(_, n)| n)
+        .or_else(|| s.parse().ok())
 }
 
 fn verdict_name(v: Verdict) -> &'static str {
@@ -832,5 +838,25 @@ mod tests {
         };
         assert_eq!(e.0.len(), 1);
         assert!(e.0[0].position().starts_with("p.jsonl:3001:"), "{}", e.0[0]);
+    }
+
+    #[test]
+    fn protocol_names_are_case_insensitive_and_numbers_pass_through() {
+        for (s, want) in [
+            ("tcp", Some(6)),
+            ("TCP", Some(6)),
+            ("Udp", Some(17)),
+            ("ICMP", Some(1)),
+            ("icmpV6", Some(58)),
+            ("IPv6-ICMP", Some(58)),
+            ("sctp", Some(132)),
+            ("47", Some(47)),
+            ("255", Some(255)),
+            ("256", None),
+            ("tcpx", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_proto(s), want, "{s}");
+        }
     }
 }
