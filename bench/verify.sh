@@ -3,7 +3,9 @@
 # parsing the same 100k-rule file, plus batch `trace` throughput, in one run.
 #
 # Usage (as root): bench/verify.sh [RULES] [PACKETS]
-# Prints a Markdown table for BENCHMARKS.md ("Verification").
+# Prints a Markdown table for BENCHMARKS.md ("Verification"). RUNS=n sets the
+# number of runs (medians are reported); BEFORE=/path/to/an/older/ringfence
+# adds rows for that binary, timed in the same loop, for before/after tables.
 # iptables-restore runs in a throwaway network namespace (rf-bench-<pid>), which
 # is removed on exit; nothing touches the root namespace's firewall.
 set -euo pipefail
@@ -46,7 +48,14 @@ for _ in $(seq "$RUNS"); do
     # verify exits 1 when it finds something (it does on this ruleset).
     timed "$WORK/t" "$BIN" verify --ruleset "$WORK/big.rules" --format json >"$WORK/verify.json" || true
     cat "$WORK/t" >>"$WORK/ver.all"
+    if [ -n "${BEFORE:-}" ]; then
+        timed "$WORK/t" "$BEFORE" verify --ruleset "$WORK/big.rules" --format json >"$WORK/verify.before.json" || true
+        cat "$WORK/t" >>"$WORK/verb.all"
+    fi
 done
+if [ -n "${BEFORE:-}" ]; then
+    cmp -s "$WORK/verify.json" "$WORK/verify.before.json" || echo "note: the BEFORE binary's verify report differs" >&2
+fi
 python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$WORK/verify.json"
 
 # Batch trace: packets aimed at service addresses, ACL hosts and elsewhere.
@@ -67,18 +76,29 @@ with open(sys.argv[1], "w") as f:
         f.write('{"src":"%s","dst":"%s","proto":"%s","sport":%d,"dport":%d,"iif":"eth0","oif":"eth1"}\n'
                 % (src, dst, proto, 32768 + i % 20000, rnd.choice([22, 53, 80, 443, 3306, 5432, 6443, 8080, 8443, 9090])))
 EOF
-timed "$WORK/t.tr" "$BIN" trace --ruleset "$WORK/big.rules" --packets "$WORK/packets.jsonl" >"$WORK/trace.out"
-test "$(wc -l <"$WORK/trace.out")" -eq "$PACKETS"
 # The same ruleset with one packet: the fixed cost of reading the ruleset.
 echo '{"src":"10.244.0.1","dst":"10.96.0.1","proto":"tcp","sport":1,"dport":80}' >"$WORK/one.jsonl"
-timed "$WORK/t.tr1" "$BIN" trace --ruleset "$WORK/big.rules" --packets "$WORK/one.jsonl" >/dev/null
+: >"$WORK/tr.all"
+: >"$WORK/tr1.all"
+for _ in $(seq "$RUNS"); do
+    timed "$WORK/t" "$BIN" trace --ruleset "$WORK/big.rules" --packets "$WORK/packets.jsonl" >"$WORK/trace.out"
+    cat "$WORK/t" >>"$WORK/tr.all"
+    test "$(wc -l <"$WORK/trace.out")" -eq "$PACKETS"
+    timed "$WORK/t" "$BIN" trace --ruleset "$WORK/big.rules" --packets "$WORK/one.jsonl" >/dev/null
+    cat "$WORK/t" >>"$WORK/tr1.all"
+    if [ -n "${BEFORE:-}" ]; then
+        timed "$WORK/t" "$BEFORE" trace --ruleset "$WORK/big.rules" --packets "$WORK/packets.jsonl" >"$WORK/trace.before.out"
+        cat "$WORK/t" >>"$WORK/trb.all"
+        cmp -s "$WORK/trace.out" "$WORK/trace.before.out" || echo "note: the BEFORE binary's trace output differs" >&2
+    fi
+done
 
 col() { awk -v c="$1" '{print $c}' "$2" | median; }
 cpu() { awk '{print $2 + $3}' "$1" | median; }
 ipt_wall=$(col 1 "$WORK/ipt.all"); ipt_cpu=$(cpu "$WORK/ipt.all"); ipt_mem=$(col 4 "$WORK/ipt.all")
 ver_wall=$(col 1 "$WORK/ver.all"); ver_cpu=$(cpu "$WORK/ver.all"); ver_mem=$(col 4 "$WORK/ver.all")
-read -r tr_wall tr_u tr_s tr_mem <"$WORK/t.tr"
-read -r one_wall _ _ _ <"$WORK/t.tr1"
+tr_wall=$(col 1 "$WORK/tr.all"); tr_cpu=$(cpu "$WORK/tr.all"); tr_mem=$(col 4 "$WORK/tr.all")
+one_wall=$(col 1 "$WORK/tr1.all")
 rate=$(python3 -c "print(int($PACKETS / max(0.001, $tr_wall - $one_wall)))")
 rate_all=$(python3 -c "print(int($PACKETS / max(0.001, $tr_wall)))")
 
@@ -89,6 +109,10 @@ echo "| Step | Wall (s) | CPU user+sys (s) | Peak RSS (MB) |"
 echo "|---|---|---|---|"
 echo "| \`iptables-restore --test\` (parse only, iptables $(iptables --version | awk '{print $2}')) | $ipt_wall | $ipt_cpu | $((ipt_mem / 1024)) |"
 echo "| \`ringfence verify\` (parse, flows, replies, excess, shadowed, redundant) | $ver_wall | $ver_cpu | $((ver_mem / 1024)) |"
-echo "| \`ringfence trace --packets\` ($PACKETS packets) | $tr_wall | $(python3 -c "print(round($tr_u + $tr_s, 2))") | $((tr_mem / 1024)) |"
+echo "| \`ringfence trace --packets\` ($PACKETS packets) | $tr_wall | $tr_cpu | $((tr_mem / 1024)) |"
+if [ -n "${BEFORE:-}" ]; then
+    echo "| before: \`ringfence verify\` | $(col 1 "$WORK/verb.all") | $(cpu "$WORK/verb.all") | $(($(col 4 "$WORK/verb.all") / 1024)) |"
+    echo "| before: \`ringfence trace --packets\` | $(col 1 "$WORK/trb.all") | $(cpu "$WORK/trb.all") | $(($(col 4 "$WORK/trb.all") / 1024)) |"
+fi
 echo
-echo "Batch trace: $rate packets/s after loading the ruleset ($rate_all packets/s including the ${one_wall} s load)."
+echo "Batch trace (medians): $rate_all packets/s for the whole command, ruleset load included; $rate packets/s after the ${one_wall} s load."

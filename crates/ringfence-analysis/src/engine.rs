@@ -59,7 +59,7 @@ pub struct Plan {
     /// Per rule of the chain: the plan positions `[start, end)` it produced.
     pub spans: Vec<(u32, u32)>,
     /// Per rule: the boxes of its own match.
-    pub rule_boxes: Vec<Vec<PBox>>,
+    pub rule_boxes: Vec<crate::space::Boxes>,
     index: DstIndex,
 }
 
@@ -472,9 +472,38 @@ impl<'a> Engine<'a> {
 
     /// Shadowed and redundant rules of every chain.
     pub fn anomalies(&self, budget: usize) -> Anomalies {
+        self.anomalies_in(0..self.rs.chains.len(), budget)
+    }
+
+    /// [`Engine::anomalies`] shared by several threads: each caller takes
+    /// the next unclaimed run of `chunk` chains from `next` until none is
+    /// left, and returns its results keyed by run. Concatenating every
+    /// caller's results in key order gives exactly [`Engine::anomalies`].
+    pub fn anomalies_shared(
+        &self,
+        budget: usize,
+        next: &std::sync::atomic::AtomicUsize,
+        chunk: usize,
+    ) -> Vec<(usize, Anomalies)> {
+        let n = self.rs.chains.len();
+        let chunk = chunk.max(1);
+        let mut out = Vec::new();
+        loop {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let start = k.saturating_mul(chunk);
+            if start >= n {
+                return out;
+            }
+            out.push((k, self.anomalies_in(start..n.min(start + chunk), budget)));
+        }
+    }
+
+    /// Shadowed and redundant rules of the chains in `range`, in chain order.
+    fn anomalies_in(&self, range: std::ops::Range<usize>, budget: usize) -> Anomalies {
         let mut shadowed = Vec::new();
         let mut redundant = Vec::new();
-        for (ci, chain) in self.rs.chains.iter().enumerate() {
+        for ci in range {
+            let chain = &self.rs.chains[ci];
             if chain.name.starts_with('?') {
                 continue;
             }
@@ -728,7 +757,7 @@ impl<'a> Engine<'a> {
 
 /// A few concrete packets of a box (as one-point boxes): low corner, high
 /// corner, and mixed choices per field.
-fn witness_points(b: &PBox) -> Vec<PBox> {
+fn witness_points(b: &PBox) -> impl Iterator<Item = PBox> + '_ {
     fn pick<T: ringfence_model::interval::Bound>(s: &ISet<T>, k: usize) -> ISet<T> {
         let r = s.ranges();
         let v = match k % 3 {
@@ -738,28 +767,29 @@ fn witness_points(b: &PBox) -> Vec<PBox> {
         };
         ISet::single(v)
     }
-    if b.is_empty() {
-        return Vec::new();
+    // The state bits present, lowest first (at least one unless the box is
+    // empty, which has no witness).
+    let mut ct_bits = [0u8; 8];
+    let mut n_bits = 0;
+    for i in 0..8 {
+        if b.ct & (1u8 << i) != 0 {
+            ct_bits[n_bits] = 1u8 << i;
+            n_bits += 1;
+        }
     }
-    let mut out = Vec::with_capacity(6);
-    for k in 0..6usize {
-        let ct_bits: Vec<u8> = (0..8)
-            .map(|i| 1u8 << i)
-            .filter(|bit| b.ct & bit != 0)
-            .collect();
-        out.push(PBox {
-            fam: b.fam,
-            src: pick(&b.src, k),
-            dst: pick(&b.dst, k + 1),
-            proto: pick(&b.proto, k + 2),
-            sport: pick(&b.sport, k),
-            dport: pick(&b.dport, k + 2),
-            iif: pick(&b.iif, k + 1),
-            oif: pick(&b.oif, k),
-            ct: ct_bits[k % ct_bits.len()],
-        });
-    }
-    out
+    let count = if b.is_empty() { 0 } else { 6usize };
+    // Built one at a time as the caller asks: it usually stops early.
+    (0..count).map(move |k| PBox {
+        fam: b.fam,
+        src: pick(&b.src, k),
+        dst: pick(&b.dst, k + 1),
+        proto: pick(&b.proto, k + 2),
+        sport: pick(&b.sport, k),
+        dport: pick(&b.dport, k + 2),
+        iif: pick(&b.iif, k + 1),
+        oif: pick(&b.oif, k),
+        ct: ct_bits[k % n_bits],
+    })
 }
 
 /// Whether the one-point box `p` gets past every candidate box before `to`.

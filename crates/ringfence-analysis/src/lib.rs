@@ -11,7 +11,6 @@
 pub mod diff;
 pub mod engine;
 pub mod index;
-pub mod iset;
 pub mod space;
 pub mod trace;
 pub mod verify;

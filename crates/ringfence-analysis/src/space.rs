@@ -4,7 +4,8 @@
 //! is a list of boxes. Interfaces become finite "atoms" (see [`IfaceUniverse`]),
 //! so every field is an interval set and one set of box operations covers all.
 
-pub use crate::iset::ISet;
+/// The engine's interval sets are the model's (inline single ranges).
+pub use ringfence_model::IntervalSet as ISet;
 use ringfence_model::{CtStates, IfacePattern, IfaceSet, IntervalSet, Match, Packet, Ruleset};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -17,6 +18,10 @@ pub enum Fam {
     /// IPv6.
     V6,
 }
+
+/// The boxes of one rule's match: one per address family it can match, so
+/// almost always one, kept inline.
+pub type Boxes = smallvec::SmallVec<[PBox; 1]>;
 
 /// A box in header space for one family.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -385,8 +390,8 @@ impl IfaceUniverse {
 }
 
 /// The boxes (one per family with addresses) a match covers.
-pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Vec<PBox> {
-    let mut out = Vec::new();
+pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Boxes {
+    let mut out = Boxes::new();
     if m.is_empty() {
         return out;
     }
@@ -399,9 +404,9 @@ pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Vec<PBox> {
         fam,
         src,
         dst,
-        proto: ISet::from_model(&m.protocol),
-        sport: ISet::from_model(&m.sport),
-        dport: ISet::from_model(&m.dport),
+        proto: m.protocol.clone(),
+        sport: m.sport.clone(),
+        dport: m.dport.clone(),
         iif: iif.clone(),
         oif: oif.clone(),
         ct: m.ct_state.0,
@@ -410,11 +415,7 @@ pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Vec<PBox> {
         out.push(common(Fam::V4, widen(&m.src.v4), widen(&m.dst.v4)));
     }
     if !m.src.v6.is_empty() && !m.dst.v6.is_empty() {
-        out.push(common(
-            Fam::V6,
-            ISet::from_model(&m.src.v6),
-            ISet::from_model(&m.dst.v6),
-        ));
+        out.push(common(Fam::V6, m.src.v6.clone(), m.dst.v6.clone()));
     }
     out
 }

@@ -33,7 +33,81 @@ pub struct TraceResult {
 pub struct Tracer<'a> {
     rs: &'a Ruleset,
     index: Vec<Option<DstIndex>>,
+    /// Per chain, per rule: a compact copy of the match (see [`Quick`]).
+    quick: Vec<Vec<Quick>>,
     bases: Vec<(Hook, Vec<ChainId>)>,
+}
+
+/// A rule's IPv4 match in 28 bytes, so the walk over candidate rules reads a
+/// dense array instead of the model's rules. Each field holds the hull of
+/// the rule's set (`(1, 0)` when the set is empty), so "packet outside a
+/// hull" proves the rule does not match. When `EXACT` is set every hull *is*
+/// the set and the interfaces are unrestricted, so "inside every hull" proves
+/// it matches; otherwise the walk asks the model rule.
+#[derive(Debug, Clone, Copy)]
+struct Quick {
+    src: (u32, u32),
+    dst: (u32, u32),
+    sport: (u16, u16),
+    dport: (u16, u16),
+    proto: (u8, u8),
+    ct: u8,
+    flags: u8,
+    /// The first rule of the chain with the same origin: two rules come from
+    /// one source rule exactly when their groups are equal.
+    group: u32,
+}
+
+impl Quick {
+    /// Hulls equal the sets and interfaces are unrestricted.
+    const EXACT: u8 = 1;
+    /// The rule has parts the model cannot evaluate.
+    const OPAQUE: u8 = 2;
+
+    fn of(m: &ringfence_model::Match, group: u32) -> Self {
+        fn hull<T: ringfence_model::interval::Bound>(
+            s: &ringfence_model::IntervalSet<T>,
+            none: (T, T),
+        ) -> ((T, T), bool) {
+            match s.ranges() {
+                [] => (none, true),
+                [r] => (*r, true),
+                [first, .., last] => ((first.0, last.1), false),
+            }
+        }
+        let (src, e1) = hull(&m.src.v4, (1, 0));
+        let (dst, e2) = hull(&m.dst.v4, (1, 0));
+        let (sport, e3) = hull(&m.sport, (1, 0));
+        let (dport, e4) = hull(&m.dport, (1, 0));
+        let (proto, e5) = hull(&m.protocol, (1, 0));
+        let exact = e1 && e2 && e3 && e4 && e5 && m.iif.is_any() && m.oif.is_any();
+        Self {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            ct: m.ct_state.0,
+            flags: if exact { Self::EXACT } else { 0 }
+                | if m.opaque.is_empty() { 0 } else { Self::OPAQUE },
+            group,
+        }
+    }
+
+    /// Whether an IPv4 packet (addresses as integers) is inside every hull.
+    #[inline]
+    fn admits(&self, src: u32, dst: u32, p: &Packet) -> bool {
+        let within = |(lo, hi): (u32, u32), v: u32| lo <= v && v <= hi;
+        within(self.dst, dst)
+            && within(self.src, src)
+            && self.proto.0 <= p.protocol
+            && p.protocol <= self.proto.1
+            && self.dport.0 <= p.dport
+            && p.dport <= self.dport.1
+            && self.sport.0 <= p.sport
+            && p.sport <= self.sport.1
+            && self.ct & p.ct_state != 0
+    }
 }
 
 enum Flow {
@@ -79,9 +153,26 @@ impl<'a> Tracer<'a> {
                 })
             })
             .collect();
+        let quick = rs
+            .chains
+            .iter()
+            .map(|c| {
+                let mut first: std::collections::HashMap<&RuleRef, u32> =
+                    std::collections::HashMap::with_capacity(c.rules.len());
+                c.rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let group = *first.entry(&r.origin).or_insert(i as u32);
+                        Quick::of(&r.matches, group)
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             rs,
             index,
+            quick,
             bases: crate::engine::bases_by_hook(rs),
         }
     }
@@ -165,6 +256,12 @@ impl<'a> Tracer<'a> {
             return Flow::Return;
         }
         let chain = &self.rs.chains[c.0];
+        let quick = &self.quick[c.0];
+        // IPv4 packets take the compact prefilter; IPv6 ones ask the model.
+        let v4 = match (p.src, p.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => Some((u32::from(s), u32::from(d))),
+            _ => None,
+        };
         let mut cands = w.buf.pop().unwrap_or_default();
         cands.clear();
         let indexed = match &self.index[c.0] {
@@ -188,21 +285,28 @@ impl<'a> Tracer<'a> {
         #[allow(clippy::needless_range_loop)] // two index sources share one loop
         for k in 0..n {
             let i = if indexed { cands[k] as usize } else { k };
-            let rule = &chain.rules[i];
-            if !rule.matches.matches_fields(p) {
+            let q = &quick[i];
+            let matched = match v4 {
+                Some((s, d)) => {
+                    q.admits(s, d, p)
+                        && (q.flags & Quick::EXACT != 0 || chain.rules[i].matches.matches_fields(p))
+                }
+                None => chain.rules[i].matches.matches_fields(p),
+            };
+            if !matched {
                 continue;
             }
-            if !rule.matches.opaque.is_empty() {
+            if q.flags & Quick::OPAQUE != 0 {
                 w.uncertain = true;
                 continue;
             }
+            let rule = &chain.rules[i];
             let key = (c.0 as u32, i as u32);
             let dup = w.path.last().is_some_and(|&(pc, pr)| {
                 pc == key.0
-                    && self.rs.chains[pc as usize]
-                        .rules
+                    && quick
                         .get(pr as usize)
-                        .is_some_and(|prev| prev.origin == rule.origin)
+                        .is_some_and(|prev| prev.group == q.group)
             });
             if !dup {
                 w.path.push(key);

@@ -221,6 +221,19 @@ proptest! {
         let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
         let tracer = Tracer::new(&rs);
         let an = engine.anomalies(DEFAULT_BUDGET);
+        // Two threads sharing the search one chain at a time find the same, in order.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut runs = std::thread::scope(|sc| {
+            let h = sc.spawn(|| engine.anomalies_shared(DEFAULT_BUDGET, &next, 1));
+            let mut mine = engine.anomalies_shared(DEFAULT_BUDGET, &next, 1);
+            mine.extend(h.join().unwrap());
+            mine
+        });
+        runs.sort_by_key(|(k, _)| *k);
+        let shadowed: Vec<_> = runs.iter().flat_map(|(_, a)| a.shadowed.clone()).collect();
+        let redundant: Vec<_> = runs.iter().flat_map(|(_, a)| a.redundant.clone()).collect();
+        prop_assert_eq!(&shadowed, &an.shadowed);
+        prop_assert_eq!(&redundant, &an.redundant);
         for p in &pkts {
             let t = tracer.trace(Hook::Forward, p);
             for s in &an.shadowed {

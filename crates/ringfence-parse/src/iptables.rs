@@ -11,97 +11,174 @@ use ringfence_model::{
     proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, Hook, IfacePattern, IfaceSet,
     IntervalSet, Match, Opaque, ParseNote, Policy, Rule, RuleRef, Ruleset, SourceFormat,
 };
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-/// A word of a rule line and the 1-based column where it starts.
+/// A word of a rule line and the 1-based column where it starts. Unquoted
+/// words borrow the line; only words with quotes own their unescaped text.
 #[derive(Debug, Clone)]
-struct Tok {
-    text: String,
+struct Tok<'t> {
+    text: Cow<'t, str>,
     col: u64,
-}
-
-/// Index a slice of bytes or chars as characters.
-struct CharView<'s, T, F: Fn(&T) -> char> {
-    src: &'s [T],
-    ch: F,
-}
-
-impl<T, F: Fn(&T) -> char> CharView<'_, T, F> {
-    fn len(&self) -> usize {
-        self.src.len()
-    }
-    fn at(&self, i: usize) -> char {
-        (self.ch)(&self.src[i])
-    }
 }
 
 /// Split a line into words the way iptables-save quotes them: double quotes
 /// group, a backslash escapes the next character inside quotes.
-fn tokenize(line: &str, file: &str, lineno: u64) -> Result<Vec<Tok>, InputError> {
-    if line.is_ascii() {
-        // Bytes are characters: no per-line character vector.
-        return tokenize_chars(line.as_bytes(), |b: &u8| *b as char, file, lineno);
-    }
-    let chars: Vec<char> = line.chars().collect();
-    tokenize_chars(&chars, |c: &char| *c, file, lineno)
+fn tokenize<'t>(line: &'t str, file: &str, lineno: u64) -> Result<Vec<Tok<'t>>, InputError> {
+    let mut toks = Vec::with_capacity(24);
+    tokenize_into(line, file, lineno, &mut toks)?;
+    Ok(toks)
 }
 
-fn tokenize_chars<T>(
-    src: &[T],
-    ch: impl Fn(&T) -> char,
+/// [`tokenize`] into a reused vector (cleared first).
+fn tokenize_into<'t>(
+    line: &'t str,
     file: &str,
     lineno: u64,
-) -> Result<Vec<Tok>, InputError> {
-    let mut toks = Vec::with_capacity(24);
-    let chars = CharView { src, ch };
+    toks: &mut Vec<Tok<'t>>,
+) -> Result<(), InputError> {
+    toks.clear();
+    if line.is_ascii() {
+        return tokenize_ascii(line, file, lineno, toks);
+    }
+    let mut it = line.char_indices().peekable();
+    // Characters consumed so far: columns count characters, not bytes.
+    let mut col: u64 = 0;
+    loop {
+        while it.next_if(|&(_, c)| c.is_whitespace()).is_some() {
+            col += 1;
+        }
+        let Some(&(start, _)) = it.peek() else {
+            break;
+        };
+        let start_col = col + 1;
+        let mut owned: Option<String> = None;
+        let mut end = start;
+        while let Some(&(at, c)) = it.peek() {
+            if c.is_whitespace() {
+                break;
+            }
+            it.next();
+            col += 1;
+            if c != '"' {
+                if let Some(s) = owned.as_mut() {
+                    s.push(c);
+                }
+                end = at + c.len_utf8();
+                continue;
+            }
+            let open_col = col;
+            let s = owned.get_or_insert_with(|| line[start..at].to_string());
+            loop {
+                match it.next() {
+                    None => {
+                        return Err(InputError::at(
+                            file,
+                            lineno,
+                            open_col,
+                            "unterminated double quote: expected a closing `\"`",
+                        ))
+                    }
+                    Some((_, '"')) => {
+                        col += 1;
+                        break;
+                    }
+                    Some((_, '\\')) if it.peek().is_some() => {
+                        let (_, n) = it.next().expect("peeked");
+                        s.push(n);
+                        col += 2;
+                    }
+                    Some((_, c)) => {
+                        s.push(c);
+                        col += 1;
+                    }
+                }
+            }
+        }
+        let text = match owned {
+            Some(s) => Cow::Owned(s),
+            None => Cow::Borrowed(&line[start..end]),
+        };
+        toks.push(Tok {
+            text,
+            col: start_col,
+        });
+    }
+    Ok(())
+}
+
+/// Files with at least this many rule lines are parsed on two threads.
+const PARALLEL_RULES: usize = 4096;
+
+/// [`tokenize_into`] for an ASCII line: bytes are characters, so columns are
+/// byte offsets and words are found by a byte scan.
+fn tokenize_ascii<'t>(
+    line: &'t str,
+    file: &str,
+    lineno: u64,
+    toks: &mut Vec<Tok<'t>>,
+) -> Result<(), InputError> {
+    let b = line.as_bytes();
+    let space = |c: u8| c == b' ' || (b'\t'..=b'\r').contains(&c);
     let mut i = 0;
-    while i < chars.len() {
-        if chars.at(i).is_whitespace() {
+    while i < b.len() {
+        if space(b[i]) {
             i += 1;
             continue;
         }
         let start = i;
-        let mut text = String::new();
-        while i < chars.len() && !chars.at(i).is_whitespace() {
-            if chars.at(i) == '"' {
-                let open = i;
+        while i < b.len() && !space(b[i]) && b[i] != b'"' {
+            i += 1;
+        }
+        if i == b.len() || space(b[i]) {
+            toks.push(Tok {
+                text: Cow::Borrowed(&line[start..i]),
+                col: start as u64 + 1,
+            });
+            continue;
+        }
+        // A quote inside the word: build the unescaped text.
+        let mut s = String::from(&line[start..i]);
+        while i < b.len() && !space(b[i]) {
+            if b[i] != b'"' {
+                s.push(b[i] as char);
                 i += 1;
-                loop {
-                    if i >= chars.len() {
+                continue;
+            }
+            let open = i;
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => {
                         return Err(InputError::at(
                             file,
                             lineno,
                             open as u64 + 1,
                             "unterminated double quote: expected a closing `\"`",
-                        ));
+                        ))
                     }
-                    match chars.at(i) {
-                        '"' => {
-                            i += 1;
-                            break;
-                        }
-                        '\\' if i + 1 < chars.len() => {
-                            text.push(chars.at(i + 1));
-                            i += 2;
-                        }
-                        c => {
-                            text.push(c);
-                            i += 1;
-                        }
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') if i + 1 < b.len() => {
+                        s.push(b[i + 1] as char);
+                        i += 2;
+                    }
+                    Some(&c) => {
+                        s.push(c as char);
+                        i += 1;
                     }
                 }
-            } else {
-                text.push(chars.at(i));
-                i += 1;
             }
         }
         toks.push(Tok {
-            text,
+            text: Cow::Owned(s),
             col: start as u64 + 1,
         });
     }
-    Ok(toks)
+    Ok(())
 }
 
 /// Address family of the file.
@@ -115,14 +192,14 @@ enum Family {
 /// (holding every token of a 100k-rule file at once costs more memory than
 /// splitting the line twice costs time).
 struct PendingRule<'t> {
-    chain: String,
+    chain: Cow<'t, str>,
     chain_col: u64,
     line: u64,
     raw: &'t str,
 }
 
 /// Tokens of a rule line without the optional `[packets:bytes]` prefix.
-fn rule_tokens(raw: &str, file: &str, line: u64) -> Vec<Tok> {
+fn rule_tokens<'t>(raw: &'t str, file: &str, line: u64) -> Vec<Tok<'t>> {
     let mut toks = tokenize(raw, file, line).unwrap_or_default();
     if toks
         .first()
@@ -149,6 +226,8 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
     let mut table: Option<(String, u64)> = None;
     let mut saw_filter = false;
     let mut family_hint: Option<(Family, u64)> = None;
+    // One token buffer for every line of the first pass.
+    let mut toks: Vec<Tok> = Vec::with_capacity(32);
 
     for (idx, raw) in text.lines().enumerate() {
         let lineno = idx as u64 + 1;
@@ -294,13 +373,10 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             continue;
         }
         // A rule line, possibly with a `[packets:bytes]` counter prefix (iptables-save -c).
-        let mut toks = match tokenize(line, file, lineno) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
+        if let Err(e) = tokenize_into(line, file, lineno, &mut toks) {
+            errors.push(e);
+            continue;
+        }
         if toks
             .first()
             .is_some_and(|t| t.text.starts_with('[') && t.text.ends_with(']'))
@@ -363,7 +439,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             'outer: for p in &pending {
                 for w in rule_tokens(p.raw, file, p.line).windows(2) {
                     if matches!(
-                        w[0].text.as_str(),
+                        w[0].text.as_ref(),
                         "-s" | "-d" | "--source" | "--destination" | "--src-range" | "--dst-range"
                     ) {
                         if w[1].text.contains(':') {
@@ -377,40 +453,103 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         }
     };
 
+    let names: Vec<String> = chains.iter().map(|c| c.name.clone()).collect();
+    let declared = chains.len();
+    // Once every chain is declared, rule lines are independent: large files
+    // are parsed in two halves on two threads, and the results are put back
+    // in file order, so rules, notes, errors and synthesized chains come out
+    // exactly as a sequential parse gives them.
+    let work = |part: &[PendingRule<'_>]| {
+        let mut ctx = Ctx {
+            file,
+            family,
+            notes: Vec::new(),
+        };
+        let mut extra: Vec<Chain> = Vec::new();
+        // Per rule line: its chain and how many model rules it gave, in file
+        // order; the rules themselves go to one vector (no allocation per rule).
+        let mut out: Vec<Result<(usize, usize), InputError>> = Vec::with_capacity(part.len());
+        let mut rules: Vec<Rule> = Vec::with_capacity(part.len());
+        for p in part {
+            let Some(&ci) = chain_index.get(&*p.chain) else {
+                let mut e = InputError::at(
+                    file,
+                    p.line,
+                    p.chain_col,
+                    format!(
+                        "rule appended to chain `{}`, which is not declared: expected a `:{} - [0:0]` line in this table",
+                        p.chain, p.chain
+                    ),
+                );
+                if let Some(s) = closest(&p.chain, names.iter().map(String::as_str)) {
+                    e = e.with_help(format!("did you mean `{s}`?"));
+                }
+                out.push(Err(e));
+                continue;
+            };
+            let before = rules.len();
+            out.push(
+                parse_rule(
+                    &mut ctx,
+                    p,
+                    &chain_index,
+                    &names,
+                    &mut extra,
+                    declared,
+                    &mut rules,
+                )
+                .map(|()| (ci, rules.len() - before)),
+            );
+        }
+        (out, rules, ctx.notes, extra)
+    };
+    let parts = if pending.len() >= PARALLEL_RULES {
+        let (first, second) = pending.split_at(pending.len() / 2);
+        std::thread::scope(|sc| {
+            let h = sc.spawn(|| work(second));
+            let a = work(first);
+            vec![a, h.join().expect("rule parser thread panicked")]
+        })
+    } else {
+        vec![work(&pending)]
+    };
     let mut ctx = Ctx {
         file,
         family,
         notes,
     };
-    let names: Vec<String> = chains.iter().map(|c| c.name.clone()).collect();
     let mut extra_chains: Vec<Chain> = Vec::new();
-    for p in pending {
-        let Some(&ci) = chain_index.get(&p.chain) else {
-            let mut e = InputError::at(
-                file,
-                p.line,
-                p.chain_col,
-                format!(
-                    "rule appended to chain `{}`, which is not declared: expected a `:{} - [0:0]` line in this table",
-                    p.chain, p.chain
-                ),
-            );
-            if let Some(s) = closest(&p.chain, names.iter().map(String::as_str)) {
-                e = e.with_help(format!("did you mean `{s}`?"));
+    for (results, part_rules, part_notes, part_extra) in parts {
+        // This part's synthesized chains were numbered from `declared` on its
+        // own; renumber them into the file-order list (first use wins).
+        let remap: Vec<usize> = part_extra
+            .into_iter()
+            .map(
+                |c| match extra_chains.iter().position(|e| e.name == c.name) {
+                    Some(k) => declared + k,
+                    None => {
+                        extra_chains.push(c);
+                        declared + extra_chains.len() - 1
+                    }
+                },
+            )
+            .collect();
+        ctx.notes.extend(part_notes);
+        let mut part_rules = part_rules.into_iter();
+        for r in results {
+            match r {
+                Ok((ci, n)) => {
+                    for mut rule in part_rules.by_ref().take(n) {
+                        if let Action::Jump { target } = &mut rule.action {
+                            if target.0 >= declared {
+                                target.0 = remap[target.0 - declared];
+                            }
+                        }
+                        chains[ci].rules.push(rule);
+                    }
+                }
+                Err(e) => errors.push(e),
             }
-            errors.push(e);
-            continue;
-        };
-        match parse_rule(
-            &mut ctx,
-            &p,
-            &chain_index,
-            &names,
-            &mut extra_chains,
-            chains.len(),
-        ) {
-            Ok(rules) => chains[ci].rules.extend(rules),
-            Err(e) => errors.push(e),
         }
     }
     chains.extend(extra_chains);
@@ -471,7 +610,8 @@ fn parse_rule(
     names: &[String],
     extra_chains: &mut Vec<Chain>,
     declared: usize,
-) -> Result<Vec<Rule>, InputError> {
+    out: &mut Vec<Rule>,
+) -> Result<(), InputError> {
     let file = ctx.file;
     let line = p.line;
     let all_toks = rule_tokens(p.raw, file, line);
@@ -506,7 +646,7 @@ fn parse_rule(
             )
         })
     };
-    let mut current_module: Option<String> = None;
+    let mut current_module: Option<Cow<str>> = None;
     while i < toks.len() {
         let mut neg = false;
         let mut t = toks[i].clone();
@@ -522,7 +662,7 @@ fn parse_rule(
                 )
             })?;
         }
-        match t.text.as_str() {
+        match t.text.as_ref() {
             "-s" | "--source" | "-d" | "--destination" => {
                 let v = value(i, &t)?;
                 let set = parse_addr_list(ctx, &v, line)?;
@@ -582,7 +722,7 @@ fn parse_rule(
                 let v = value(i, &t)?;
                 current_module = Some(v.text.clone());
                 i += 2;
-                match v.text.as_str() {
+                match v.text.as_ref() {
                     "tcp" | "udp" | "sctp" | "udplite" | "multiport" | "iprange" | "state"
                     | "conntrack" | "comment" | "icmp" | "icmp6" | "icmpv6" => {}
                     other => {
@@ -596,7 +736,7 @@ fn parse_rule(
                             if w == "!" && toks.get(i + 1).is_some_and(|n| is_core_option(&n.text)) {
                                 break;
                             }
-                            words.push(w.clone());
+                            words.push(w.to_string());
                             i += 1;
                         }
                         let text = words.join(" ");
@@ -636,13 +776,13 @@ fn parse_rule(
                 let mut col = v.col;
                 for part in v.text.split(',') {
                     let pt = Tok {
-                        text: part.to_string(),
+                        text: Cow::Borrowed(part),
                         col,
                     };
                     set = set.union(&parse_port_range(&pt, file, line)?);
                     col += part.chars().count() as u64 + 1;
                 }
-                match t.text.as_str() {
+                match t.text.as_ref() {
                     "--sports" | "--source-ports" => {
                         let s = if neg { set.complement() } else { set };
                         b.m.sport = b.m.sport.intersect(&s);
@@ -717,7 +857,7 @@ fn parse_rule(
             }
             "--comment" => {
                 let v = value(i, &t)?;
-                comment = Some(v.text.clone());
+                comment = Some(v.text.to_string());
                 i += 2;
             }
             "-j" | "--jump" | "-g" | "--goto" => {
@@ -726,10 +866,10 @@ fn parse_rule(
                 }
                 let v = value(i, &t)?;
                 let goto = t.text == "-g" || t.text == "--goto";
-                let target = v.text.as_str();
+                let target = v.text.as_ref();
                 i += 2;
                 // Target options run to the end of the line.
-                let mut opts: Vec<(String, Option<Tok>)> = Vec::new();
+                let mut opts: Vec<(Cow<str>, Option<Tok>)> = Vec::new();
                 while i < toks.len() {
                     let o = &toks[i];
                     if !o.text.starts_with("--") {
@@ -750,7 +890,7 @@ fn parse_rule(
                         with: opts
                             .iter()
                             .find(|(n, _)| n == "--reject-with")
-                            .and_then(|(_, v)| v.as_ref().map(|v| v.text.clone())),
+                            .and_then(|(_, v)| v.as_ref().map(|v| v.text.to_string())),
                     },
                     (false, "LOG" | "NFLOG" | "ULOG" | "AUDIT" | "TRACE" | "MARK" | "CONNMARK"
                     | "CLASSIFY" | "DSCP" | "TOS" | "TCPMSS" | "CHECKSUM" | "NOTRACK" | "CT"
@@ -836,7 +976,7 @@ fn parse_rule(
                 let mut words = vec![format!("{}{}", if neg { "! " } else { "" }, t.text)];
                 i += 1;
                 while i < toks.len() && !toks[i].text.starts_with('-') && toks[i].text != "!" {
-                    words.push(toks[i].text.clone());
+                    words.push(toks[i].text.to_string());
                     i += 1;
                 }
                 let text = words.join(" ");
@@ -872,27 +1012,30 @@ fn parse_rule(
         origin: origin.clone(),
         comment: comment.clone(),
     };
-    Ok(match b.either_ports {
-        None => vec![mk(b.m)],
+    // Rules are appended only here, after every check passed.
+    match b.either_ports {
+        None => out.push(mk(b.m)),
         Some(ports) => {
             let mut by_sport = b.m.clone();
             by_sport.sport = by_sport.sport.intersect(&ports);
             let mut by_dport = b.m;
             by_dport.dport = by_dport.dport.intersect(&ports);
-            vec![mk(by_sport), mk(by_dport)]
+            out.push(mk(by_sport));
+            out.push(mk(by_dport));
         }
-    })
+    }
+    Ok(())
 }
 
 fn require_module(
     t: &Tok,
-    current: &Option<String>,
+    current: &Option<Cow<str>>,
     allowed: &[&str],
     file: &str,
     line: u64,
 ) -> Result<(), InputError> {
     match current {
-        Some(m) if allowed.contains(&m.as_str()) => Ok(()),
+        Some(m) if allowed.contains(&m.as_ref()) => Ok(()),
         _ => Err(InputError::at(
             file,
             line,
@@ -1025,7 +1168,7 @@ fn parse_addr_list(ctx: &Ctx<'_>, v: &Tok, line: u64) -> Result<AddrSet, InputEr
     let mut col = v.col;
     for part in v.text.split(',') {
         let t = Tok {
-            text: part.to_string(),
+            text: Cow::Borrowed(part),
             col,
         };
         let (addr, len) = match part.split_once('/') {
@@ -1067,7 +1210,7 @@ fn mask_len(s: &str) -> Option<u8> {
 
 /// `a-b` address range (`-m iprange`).
 fn parse_ip_range(ctx: &Ctx<'_>, v: &Tok, line: u64) -> Result<AddrSet, InputError> {
-    let (a, b) = v.text.split_once('-').unwrap_or((&v.text, &v.text));
+    let (a, b) = v.text.split_once('-').unwrap_or((&*v.text, &*v.text));
     let lo = parse_ip(ctx, a, v, line)?;
     let hi = parse_ip(ctx, b, v, line)?;
     let set = match (lo, hi) {
@@ -1118,4 +1261,156 @@ fn is_extension_target(name: &str) -> bool {
             | "TTL"
             | "IPV4OPTSSTRIP"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<(String, u64, bool)> {
+        tokenize(line, "t.rules", 1)
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                let borrowed = matches!(t.text, Cow::Borrowed(_));
+                (t.text.into_owned(), t.col, borrowed)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tokenizer_borrows_plain_words_and_unescapes_quoted_ones() {
+        let w = words(r#"-A IN  -m comment --comment "a \"b\" c"x -j ACCEPT"#);
+        assert_eq!(w[0], ("-A".into(), 1, true));
+        assert_eq!(w[1], ("IN".into(), 4, true));
+        assert_eq!(w[5], ("a \"b\" cx".into(), 29, false));
+        assert_eq!(w[6], ("-j".into(), 42, true));
+        // A quote in the middle of a word joins the parts around it.
+        assert_eq!(words(r#"ab"c d"e"#), vec![("abc de".into(), 1, false)]);
+    }
+
+    #[test]
+    fn tokenizer_counts_columns_in_characters_and_reports_open_quotes() {
+        // `é` and the no-break space are one character each; U+00A0 is whitespace.
+        let w = words("-A é\u{a0}x");
+        assert_eq!(w[1], ("é".into(), 4, true));
+        assert_eq!(w[2], ("x".into(), 6, true));
+        let e = tokenize("-A X --comment \"é oops", "t.rules", 3).unwrap_err();
+        assert_eq!(e.position(), "t.rules:3:16");
+        // A backslash at the very end cannot escape anything.
+        assert!(tokenize("\"a\\", "t.rules", 1).is_err());
+    }
+
+    #[test]
+    fn large_files_parse_in_parallel_with_file_order_results() {
+        // Extension targets first used in either half: their synthesized
+        // chains are numbered in file order and every jump lands on its own.
+        let n = 2 * PARALLEL_RULES + 10;
+        let mut text = String::from("*filter\n:FORWARD DROP [0:0]\n:A - [0:0]\n");
+        let target = |i: usize| match i {
+            7 | 6000 => "SNAT",
+            5000 | 8100 => "DNAT",
+            8000 => "NFQUEUE",
+            _ if i.is_multiple_of(3) => "A",
+            _ => "ACCEPT",
+        };
+        for i in 0..n {
+            text.push_str(&format!(
+                "-A FORWARD -d 10.0.{}.{}/32 -j {}\n",
+                i / 256 % 256,
+                i % 256,
+                target(i)
+            ));
+        }
+        text.push_str("COMMIT\n");
+        let rs = parse(&text, "big.rules").unwrap();
+        let names: Vec<&str> = rs.chains.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["FORWARD", "A", "?SNAT", "?DNAT", "?NFQUEUE"]);
+        let fwd = &rs.chains[0];
+        assert_eq!(fwd.rules.len(), n);
+        for (i, r) in fwd.rules.iter().enumerate() {
+            let want = target(i);
+            match &r.action {
+                Action::Jump { target } => {
+                    let got = &rs.chains[target.0].name;
+                    assert!(
+                        got == want || got == &format!("?{want}"),
+                        "rule {i}: {got} for {want}"
+                    );
+                }
+                Action::Accept => assert_eq!(want, "ACCEPT", "rule {i}"),
+                other => panic!("rule {i}: {other:?}"),
+            }
+            assert_eq!(
+                r.origin,
+                RuleRef::Line {
+                    file: "big.rules".into(),
+                    line: i as u64 + 4
+                }
+            );
+        }
+        // The synthesized chain's rule points at the first use.
+        assert_eq!(
+            rs.chains[3].rules[0].origin,
+            RuleRef::Line {
+                file: "big.rules".into(),
+                line: 5004
+            }
+        );
+        let lines: Vec<u64> = rs
+            .notes
+            .iter()
+            .map(|n| n.location.split(':').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(lines, [11, 5004, 6004, 8004, 8104]);
+    }
+
+    #[test]
+    fn large_files_report_errors_from_both_halves_in_file_order() {
+        let mut text = String::from("*filter\n:FORWARD DROP [0:0]\n");
+        for i in 0..2 * PARALLEL_RULES {
+            let chain = if i == 10 || i == 7000 {
+                "FORWARDD"
+            } else {
+                "FORWARD"
+            };
+            text.push_str(&format!("-A {chain} -j ACCEPT\n"));
+        }
+        text.push_str("COMMIT\n");
+        let e = parse(&text, "big.rules").unwrap_err();
+        let at: Vec<String> = e.0.iter().map(|e| e.position()).collect();
+        assert_eq!(at, ["big.rules:13:4", "big.rules:7003:4"]);
+    }
+
+    #[test]
+    fn ascii_and_general_tokenizers_agree() {
+        let lines = [
+            "-A X -s 10.0.0.1/32 -m comment --comment \"a \\\"q\\\" b\" -j ACCEPT",
+            "  [1:2]\t-A  X\x0b-j\x0cDROP\r",
+            "ab\"c d\"e \"\" x\"\\\\\"",
+            "\"open",
+            "x \"a\\",
+            "",
+            "   ",
+        ];
+        for line in lines {
+            let mut fast = Vec::new();
+            let f = tokenize_ascii(line, "t", 1, &mut fast).map_err(|e| e.position());
+            // The general path, forced by a trailing non-ASCII word.
+            let wide = format!("{line} é");
+            let mut slow = Vec::new();
+            let s = tokenize_into(&wide, "t", 1, &mut slow).map_err(|e| e.position());
+            match (f, s) {
+                (Ok(()), Ok(())) => {
+                    let last = slow.pop().expect("é");
+                    assert_eq!(last.text, "é");
+                    let a: Vec<_> = fast.iter().map(|t| (t.text.to_string(), t.col)).collect();
+                    let b: Vec<_> = slow.iter().map(|t| (t.text.to_string(), t.col)).collect();
+                    assert_eq!(a, b, "{line:?}");
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b, "{line:?}"),
+                (a, b) => panic!("{line:?}: {a:?} vs {b:?}"),
+            }
+        }
+    }
 }

@@ -121,14 +121,20 @@ pub fn load_ruleset(path: &Path, format: FormatArg) -> Result<Ruleset, CliError>
 
 /// Protocol name or number.
 pub fn parse_proto(s: &str) -> Option<u8> {
-    match s.to_ascii_lowercase().as_str() {
-        "tcp" => Some(proto::TCP),
-        "udp" => Some(proto::UDP),
-        "icmp" => Some(proto::ICMP),
-        "icmpv6" | "ipv6-icmp" => Some(proto::ICMPV6),
-        "sctp" => Some(proto::SCTP),
-        n => n.parse().ok(),
-    }
+    // Case-insensitive names without a lowercased copy (batch calls this per packet).
+    const NAMES: [(&str, u8); 6] = [
+        ("tcp", proto::TCP),
+        ("udp", proto::UDP),
+        ("icmp", proto::ICMP),
+        ("icmpv6", proto::ICMPV6),
+        ("ipv6-icmp", proto::ICMPV6),
+        ("sctp", proto::SCTP),
+    ];
+    NAMES
+        .iter()
+        .find(|(name, _)| s.eq_ignore_ascii_case(name))
+        .map(|&(_, n)| n)
+        .or_else(|| s.parse().ok())
 }
 
 fn verdict_name(v: Verdict) -> &'static str {
@@ -146,8 +152,17 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {
         let text = ringfence_diag::read_input(path, &path.display().to_string(), "packet file")?;
-        let out = batch(&tracer, hook, &text, &path.display().to_string())?;
-        exit::emit(args.out.as_deref(), out.as_bytes())?;
+        let parts = batch_parts(&tracer, hook, &text, &path.display().to_string())?;
+        match args.out.as_deref() {
+            // One atomic write of the whole output.
+            Some(_) => exit::emit(args.out.as_deref(), parts.concat().as_bytes())?,
+            // Stdout: each worker's part in turn, without joining them first.
+            None => {
+                for part in &parts {
+                    exit::emit(None, part.as_bytes())?;
+                }
+            }
+        }
         // The process ends here: skip freeing the model and indexes piece by piece.
         std::mem::forget(tracer);
         std::mem::forget(rs);
@@ -269,18 +284,197 @@ struct PacketLine<'a> {
     oif: Option<Cow<'a, str>>,
 }
 
+/// A packet line's fields, borrowed from the line.
+struct LineFields<'a> {
+    src: Cow<'a, str>,
+    dst: Cow<'a, str>,
+    proto: ProtoField<'a>,
+    sport: u16,
+    dport: u16,
+    iif: Option<Cow<'a, str>>,
+    oif: Option<Cow<'a, str>>,
+}
+
+/// Read a packet line of the plain shape every generator writes (one
+/// object, known keys once each, strings without escapes, unsigned integers)
+/// without serde. Anything else, valid or not, returns `None` and goes through
+/// serde_json, which then decides exactly as before (and words the error).
+fn quick_fields(line: &str) -> Option<LineFields<'_>> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while b
+            .get(*i)
+            .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            *i += 1;
+        }
+    };
+    // A string without escapes or control characters; `i` at its opening quote.
+    let string = |i: &mut usize| -> Option<&str> {
+        if b.get(*i) != Some(&b'"') {
+            return None;
+        }
+        let start = *i + 1;
+        let len = b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if b[start + len] != b'"' {
+            return None;
+        }
+        *i = start + len + 1;
+        Some(&line[start..start + len])
+    };
+    // An unsigned JSON integer up to `max`; no sign, fraction, exponent or leading zero.
+    let number = |i: &mut usize, max: u32| -> Option<u32> {
+        let start = *i;
+        let mut v: u32 = 0;
+        while let Some(d) = b.get(*i).filter(|c| c.is_ascii_digit()) {
+            v = v.checked_mul(10)?.checked_add(u32::from(d - b'0'))?;
+            *i += 1;
+        }
+        let digits = *i - start;
+        let bad_next = b.get(*i).is_some_and(|c| matches!(c, b'.' | b'e' | b'E'));
+        (digits > 0 && digits <= 6 && !(digits > 1 && b[start] == b'0') && !bad_next && v <= max)
+            .then_some(v)
+    };
+    let mut f = LineFields {
+        src: Cow::Borrowed(""),
+        dst: Cow::Borrowed(""),
+        proto: ProtoField::Num(0),
+        sport: 0,
+        dport: 0,
+        iif: None,
+        oif: None,
+    };
+    let mut seen = 0u8;
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        ws(&mut i);
+        let key = string(&mut i)?;
+        ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        ws(&mut i);
+        let bit = match key {
+            "src" => {
+                f.src = Cow::Borrowed(string(&mut i)?);
+                1
+            }
+            "dst" => {
+                f.dst = Cow::Borrowed(string(&mut i)?);
+                2
+            }
+            "proto" => {
+                f.proto = if b.get(i) == Some(&b'"') {
+                    ProtoField::Name(Cow::Borrowed(string(&mut i)?))
+                } else {
+                    ProtoField::Num(number(&mut i, 255)? as u8)
+                };
+                4
+            }
+            "sport" => {
+                f.sport = number(&mut i, 65535)? as u16;
+                8
+            }
+            "dport" => {
+                f.dport = number(&mut i, 65535)? as u16;
+                16
+            }
+            "iif" => {
+                f.iif = Some(Cow::Borrowed(string(&mut i)?));
+                32
+            }
+            "oif" => {
+                f.oif = Some(Cow::Borrowed(string(&mut i)?));
+                64
+            }
+            _ => return None,
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        ws(&mut i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => {
+                i += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    ws(&mut i);
+    (i == b.len() && seen & 7 == 7).then_some(f)
+}
+
+/// A dotted quad in the plain form (`0`-`255`, no leading zeros); `None`
+/// sends anything else to the standard parser, which accepts a superset.
+fn quick_ipv4(s: &str) -> Option<IpAddr> {
+    let b = s.as_bytes();
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (k, o) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v: u16 = 0;
+        while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            if i - start == 3 {
+                return None;
+            }
+            v = v * 10 + u16::from(c - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || (len > 1 && b[start] == b'0') {
+            return None;
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    (i == b.len()).then_some(IpAddr::from(octets))
+}
+
 fn parse_line(line: &str, file: &str, lineno: u64, out: &mut Packet) -> Result<(), InputError> {
-    let pl: PacketLine = serde_json::from_str(line).map_err(|e| {
-        InputError::at(
-            file,
-            lineno,
-            e.column() as u64,
-            format!(
-                "packet line: {e}; expected {{\"src\", \"dst\", \"proto\", \"sport\", \"dport\", \"iif\", \"oif\"}}"
-            ),
-        )
-    })?;
+    let pl = match quick_fields(line) {
+        Some(f) => f,
+        None => {
+            let pl: PacketLine = serde_json::from_str(line).map_err(|e| {
+                InputError::at(
+                    file,
+                    lineno,
+                    e.column() as u64,
+                    format!(
+                        "packet line: {e}; expected {{\"src\", \"dst\", \"proto\", \"sport\", \"dport\", \"iif\", \"oif\"}}"
+                    ),
+                )
+            })?;
+            LineFields {
+                src: pl.src,
+                dst: pl.dst,
+                proto: pl.proto,
+                sport: pl.sport,
+                dport: pl.dport,
+                iif: pl.iif,
+                oif: pl.oif,
+            }
+        }
+    };
     let addr = |s: &str, what: &str| -> Result<IpAddr, InputError> {
+        if let Some(a) = quick_ipv4(s) {
+            return Ok(a);
+        }
         s.parse().map_err(|_| {
             InputError::at(
                 file,
@@ -330,15 +524,39 @@ fn parse_line(line: &str, file: &str, lineno: u64, out: &mut Packet) -> Result<(
     Ok(())
 }
 
+/// A cheap hasher for `(chain, rule)` keys of the rendered-name cache (SipHash
+/// showed in batch profiles; the keys are not attacker-chosen in a way that
+/// matters: the worst case is a slower cache).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
+
 fn batch_chunk(
     tracer: &Tracer<'_>,
     hook: Hook,
     lines: &[(u64, &str)],
     file: &str,
 ) -> Result<String, InputError> {
-    let mut out = String::with_capacity(lines.len() * 48);
+    // Generous: untouched capacity costs no memory, a regrowth copies it all.
+    let mut out = String::with_capacity(lines.len() * 128);
     // Rendered rule references, per deciding rule (few distinct ones).
-    let mut names: std::collections::HashMap<(u32, u32), String> = std::collections::HashMap::new();
+    let mut names: std::collections::HashMap<(u32, u32), String, KeyHash> =
+        std::collections::HashMap::default();
     let mut scratch = TraceScratch::default();
     let mut p = Packet::new_connection(
         IpAddr::from([0, 0, 0, 0]),
@@ -370,7 +588,19 @@ fn batch_chunk(
 }
 
 /// Trace every packet line of `text`; output lines are in input order.
-pub fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<String, CliError> {
+#[cfg(test)]
+fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<String, CliError> {
+    Ok(batch_parts(tracer, hook, text, file)?.concat())
+}
+
+/// Trace every packet line of `text`: the output lines, in input order, as
+/// consecutive parts (one per worker thread) to be written one after another.
+pub fn batch_parts(
+    tracer: &Tracer<'_>,
+    hook: Hook,
+    text: &str,
+    file: &str,
+) -> Result<Vec<String>, CliError> {
     let lines: Vec<(u64, &str)> = text
         .lines()
         .enumerate()
@@ -382,22 +612,43 @@ pub fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<
         .unwrap_or(1)
         .clamp(1, 8);
     if lines.len() < 4096 || threads == 1 {
-        return Ok(batch_chunk(tracer, hook, &lines, file)?);
+        return Ok(vec![batch_chunk(tracer, hook, &lines, file)?]);
     }
-    let chunk = lines.len().div_ceil(threads);
-    let parts: Vec<Result<String, InputError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = lines
-            .chunks(chunk)
-            .map(|c| s.spawn(move || batch_chunk(tracer, hook, c, file)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("trace worker panicked"))
-            .collect()
+    // Many small runs handed out from a counter, not one half per thread: on
+    // a shared machine a descheduled thread then delays one run, not half
+    // the batch. Runs are put back in input order.
+    let runs = (threads * 8).min(lines.len().div_ceil(1024));
+    let pieces: Vec<&[(u64, &str)]> = lines.chunks(lines.len().div_ceil(runs)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done: Vec<(usize, Result<String, InputError>)> = Vec::new();
+        loop {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(piece) = pieces.get(k) else {
+                return done;
+            };
+            let r = batch_chunk(tracer, hook, piece, file);
+            let failed = r.is_err();
+            done.push((k, r));
+            if failed {
+                // Later runs cannot hold the first error: stop taking them.
+                return done;
+            }
+        }
+    };
+    let mut parts: Vec<(usize, Result<String, InputError>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut all = work();
+        for h in handles {
+            all.extend(h.join().expect("trace worker panicked"));
+        }
+        all
     });
-    let mut out = String::new();
-    for p in parts {
-        out.push_str(&p?);
+    parts.sort_unstable_by_key(|(k, _)| *k);
+    let mut out = Vec::with_capacity(parts.len());
+    for (_, part) in parts {
+        // The first error in input order; runs missing after it were never taken.
+        out.push(part?);
     }
     Ok(out)
 }
@@ -448,5 +699,164 @@ mod tests {
             panic!("expected an input error");
         };
         assert!(e.0[0].message.contains("above 255"), "{}", e.0[0]);
+    }
+
+    /// The serde reading of a line, as (src, dst, proto, sport, dport, iif, oif).
+    type Fields = (
+        String,
+        String,
+        String,
+        u16,
+        u16,
+        Option<String>,
+        Option<String>,
+    );
+
+    fn fields(f: LineFields<'_>) -> Fields {
+        let proto = match f.proto {
+            ProtoField::Num(n) => format!("#{n}"),
+            ProtoField::Name(n) => n.into_owned(),
+        };
+        (
+            f.src.into_owned(),
+            f.dst.into_owned(),
+            proto,
+            f.sport,
+            f.dport,
+            f.iif.map(Cow::into_owned),
+            f.oif.map(Cow::into_owned),
+        )
+    }
+
+    fn serde_fields(line: &str) -> Option<Fields> {
+        let pl: PacketLine = serde_json::from_str(line).ok()?;
+        Some(fields(LineFields {
+            src: pl.src,
+            dst: pl.dst,
+            proto: pl.proto,
+            sport: pl.sport,
+            dport: pl.dport,
+            iif: pl.iif,
+            oif: pl.oif,
+        }))
+    }
+
+    #[test]
+    fn quick_line_reader_agrees_with_serde_or_defers_to_it() {
+        let lines = [
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","sport":5000,"dport":443,"iif":"eth0","oif":"eth1"}"#,
+            r#" { "dport" : 0 , "proto":6,"dst":"::1","src":"::2" } "#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":255,"sport":65535}"#,
+            // Valid JSON the quick reader leaves to serde.
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","iif":null}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","extra":[1,2]}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.\u0031","proto":"tcp"}"#,
+            // Invalid: serde must see them to word the error.
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":65536}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":256}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":080}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":80.0}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":-1}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","src":"10.0.0.1"}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1"}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp"} x"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp",}"#,
+            "{\"src\":\"10.1.1.1\t\",\"dst\":\"192.0.2.1\",\"proto\":\"tcp\"}",
+            r#"{}"#,
+            r#"[]"#,
+        ];
+        let mut quick = 0;
+        for line in lines {
+            if let Some(f) = quick_fields(line) {
+                quick += 1;
+                assert_eq!(Some(fields(f)), serde_fields(line), "{line}");
+            }
+        }
+        assert_eq!(quick, 3, "the three plain lines take the quick path");
+    }
+
+    #[test]
+    fn quick_ipv4_accepts_only_what_the_standard_parser_accepts_alike() {
+        let samples = [
+            "0.0.0.0",
+            "10.1.1.1",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.1.1.1",
+            "1.1.1",
+            "1.1.1.1.1",
+            "1..1.1",
+            "1.1.1.1 ",
+            "",
+            "1.1.1.0001",
+            "a.b.c.d",
+            "::1",
+            "1.2.3.04",
+            "100.200.250.199",
+        ];
+        for s in samples {
+            if let Some(a) = quick_ipv4(s) {
+                assert_eq!(Some(a), s.parse::<IpAddr>().ok(), "{s}");
+            }
+        }
+        for a in [0u32, 1, 0x0a00_0001, 0xc000_0201, 0xffff_ffff, 0x7f00_0001] {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(a));
+            assert_eq!(quick_ipv4(&ip.to_string()), Some(ip));
+        }
+    }
+
+    #[test]
+    fn large_batches_keep_input_order_and_report_the_first_bad_line() {
+        let rs = tracer_for(RULES);
+        let t = Tracer::new(&rs);
+        let line = |i: usize| {
+            format!(
+                "{{\"src\":\"10.{}.{}.1\",\"dst\":\"192.0.2.1\",\"proto\":\"tcp\",\"dport\":{},\"iif\":\"eth0\"}}\n",
+                i / 256 % 256,
+                i % 256,
+                if i.is_multiple_of(2) { 443 } else { 80 }
+            )
+        };
+        let input: String = (0..20_000).map(line).collect();
+        let out = batch(&t, Hook::Forward, &input, "p.jsonl").unwrap();
+        let verdicts: Vec<&str> = out.lines().collect();
+        assert_eq!(verdicts.len(), 20_000);
+        for (i, v) in verdicts.iter().enumerate() {
+            let want = if i.is_multiple_of(2) {
+                "\"accept\""
+            } else {
+                "\"drop\""
+            };
+            assert!(v.contains(want), "line {}: {v}", i + 1);
+        }
+        // Bad lines in two different runs: the earlier one is reported.
+        let mut lines: Vec<String> = (0..20_000).map(line).collect();
+        lines[17_000] = "{\"src\":\"x\",\"dst\":\"192.0.2.1\",\"proto\":\"tcp\"}\n".into();
+        lines[3_000] = "{\"src\":\"10.0.0.1\",\"dst\":\"y\",\"proto\":\"tcp\"}\n".into();
+        let Err(CliError::Input(e)) = batch(&t, Hook::Forward, &lines.concat(), "p.jsonl") else {
+            panic!("expected an input error");
+        };
+        assert_eq!(e.0.len(), 1);
+        assert!(e.0[0].position().starts_with("p.jsonl:3001:"), "{}", e.0[0]);
+    }
+
+    #[test]
+    fn protocol_names_are_case_insensitive_and_numbers_pass_through() {
+        for (s, want) in [
+            ("tcp", Some(6)),
+            ("TCP", Some(6)),
+            ("Udp", Some(17)),
+            ("ICMP", Some(1)),
+            ("icmpV6", Some(58)),
+            ("IPv6-ICMP", Some(58)),
+            ("sctp", Some(132)),
+            ("47", Some(47)),
+            ("255", Some(255)),
+            ("256", None),
+            ("tcpx", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_proto(s), want, "{s}");
+        }
     }
 }
