@@ -255,7 +255,13 @@ pub fn read_input(path: &Path, name: &str, what: &str) -> Result<String, InputEr
     if meta.is_file() && meta.len() > MAX_INPUT_BYTES {
         return Err(too_big(format!("{} bytes", meta.len())));
     }
-    let mut bytes = Vec::new();
+    // Sized from the metadata for regular files, so a large input is read
+    // into one allocation instead of being regrown and copied as it arrives.
+    let mut bytes = Vec::with_capacity(if meta.is_file() {
+        meta.len() as usize + 1
+    } else {
+        0
+    });
     file.take(MAX_INPUT_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(cannot)?;
