@@ -12,7 +12,6 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
 fn example_site() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site.yaml").to_string()
 }
