@@ -937,25 +937,14 @@ impl<'a> Parser<'a> {
                 }
                 Some(_) => None,
             };
-            if let Some(fields) = &concat_fields {
-                let lowered = self
-                    .concat_element(fields, k, &format!("{elptr}/0"), family, table)
-                    .and_then(|b| lower_boxes(&el_alts, fields, std::slice::from_ref(&b)));
-                match lowered {
-                    Ok(v) => el_alts = v,
-                    Err(Why::Bad(e)) => {
-                        self.errors.push(e);
-                        return false;
-                    }
-                    Err(Why::Unsupported(why)) => {
-                        self.note(&elptr, format!("{why}; this element's verdict is opaque"));
-                        for m in &mut el_alts {
-                            m.opaque.push(Opaque { text: compact(el) });
-                        }
-                    }
-                }
+            // The element's key narrows the rule's matches: a concatenation
+            // element as boxes, a single key as one field's value.
+            let narrowed = if let Some(fields) = &concat_fields {
+                self.concat_element(fields, k, &format!("{elptr}/0"), family, table)
+                    .and_then(|b| lower_boxes(&el_alts, fields, std::slice::from_ref(&b)))
+                    .map(|v| el_alts = v)
             } else if let Ok(f) = self.field(key) {
-                match self.apply(
+                self.apply(
                     f,
                     Op::Eq,
                     k,
@@ -963,17 +952,20 @@ impl<'a> Parser<'a> {
                     family,
                     table,
                     &mut el_alts,
-                ) {
-                    Ok(()) => {}
-                    Err(Why::Bad(e)) => {
-                        self.errors.push(e);
-                        return false;
-                    }
-                    Err(Why::Unsupported(why)) => {
-                        self.note(&elptr, format!("{why}; this element's verdict is opaque"));
-                        for m in &mut el_alts {
-                            m.opaque.push(Opaque { text: compact(el) });
-                        }
+                )
+            } else {
+                Ok(())
+            };
+            match narrowed {
+                Ok(()) => {}
+                Err(Why::Bad(e)) => {
+                    self.errors.push(e);
+                    return false;
+                }
+                Err(Why::Unsupported(why)) => {
+                    self.note(&elptr, format!("{why}; this element's verdict is opaque"));
+                    for m in &mut el_alts {
+                        m.opaque.push(Opaque { text: compact(el) });
                     }
                 }
             }
