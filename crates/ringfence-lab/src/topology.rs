@@ -5,10 +5,9 @@ use crate::{
     PREFIX,
 };
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// One host namespace: its link subnet to the router and its addresses on it.
 /// The router takes the subnet's first usable address as the host's gateway.
@@ -304,28 +303,7 @@ impl Lab {
     }
 
     fn router_cmd(&self, prog: &str, args: &[&str], input: &str) -> Result<String, LabError> {
-        let ns = self.router_ns();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns, prog])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(input.as_bytes())?;
-        let out = child.wait_with_output()?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(LabError::Command {
-                cmd: format!("ip netns exec {ns} {prog} {}", args.join(" ")),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            })
-        }
+        crate::site_lab::ns_cmd(&self.router_ns(), prog, args, input)
     }
 
     /// Replace the router's nftables ruleset with `text` (`nft -f`).
