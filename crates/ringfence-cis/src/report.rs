@@ -60,6 +60,18 @@ pub struct NodeInfo {
     pub root: Option<String>,
 }
 
+impl NodeInfo {
+    /// How the report describes a discovered node.
+    pub fn of(node: &Node) -> Self {
+        NodeInfo {
+            name: node.name.clone(),
+            roles: node.roles().into_iter().map(String::from).collect(),
+            kubernetes_version: node.kubernetes_version.clone(),
+            root: node.root.as_ref().map(|r| r.display().to_string()),
+        }
+    }
+}
+
 /// One check's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckResult {
@@ -191,12 +203,7 @@ pub fn scan(bench: &Benchmark, node: &Node, opts: &ScanOptions<'_>) -> Report {
     Report {
         benchmark: bench.name.clone(),
         profile: opts.profile.map(|p| p.name.clone()),
-        node: NodeInfo {
-            name: node.name.clone(),
-            roles: node.roles().into_iter().map(String::from).collect(),
-            kubernetes_version: node.kubernetes_version.clone(),
-            root: node.root.as_ref().map(|r| r.display().to_string()),
-        },
+        node: NodeInfo::of(node),
         checks,
         summary,
     }

@@ -552,12 +552,7 @@ fn to_report(
     Report {
         benchmark: defs.name.clone(),
         profile: opts.profile.map(|p| p.name.clone()),
-        node: NodeInfo {
-            name: node.name.clone(),
-            roles: node.roles().into_iter().map(String::from).collect(),
-            kubernetes_version: node.kubernetes_version.clone(),
-            root: node.root.as_ref().map(|r| r.display().to_string()),
-        },
+        node: NodeInfo::of(node),
         checks,
         summary,
     }
