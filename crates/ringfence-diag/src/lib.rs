@@ -313,8 +313,10 @@ pub fn json_error(file: &str, e: &serde_json::Error) -> InputError {
 
 /// Write `bytes` to `path` atomically: a temporary file in the same directory,
 /// flushed to disk, then renamed over the target. Readers see either the old
-/// file or the complete new one, never a partial write.
+/// file or the complete new one, never a partial write. The file keeps the
+/// mode of the file it replaces, or gets 0644 when new.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -324,6 +326,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
+    // The temporary file is created 0600; give the result the mode a
+    // replaced file had, or the usual 0644 for a new one, so a report can be
+    // served or shared like any other file the user writes.
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
@@ -408,5 +418,18 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "second");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "temporary files must not remain");
+    }
+
+    #[test]
+    fn write_atomic_gives_new_files_0644_and_keeps_a_replaced_files_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let p = dir.path().join("report.html");
+        write_atomic(&p, b"one").unwrap();
+        assert_eq!(mode(&p), 0o644, "a new file is readable like any other");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(mode(&p), 0o600, "a replaced file keeps its mode");
     }
 }
