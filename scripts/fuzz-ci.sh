@@ -5,8 +5,9 @@
 #   FUZZ_SECONDS=300 scripts/fuzz-ci.sh site nft_json
 #
 # Each target tries the number of inputs fuzz/ci-runs gives it, with a fixed
-# libFuzzer seed, so a run is the same sequence every time and CI replays what
-# was run to completion locally. Env: FUZZ_SECONDS (per target: with a runs
+# libFuzzer seed: a bounded run that starts from the same mutations as a local
+# one (not an identical replay: hash-map order in the targets varies between
+# processes). Env: FUZZ_SECONDS (per target: with a runs
 # entry, the run stops after 4x this at the latest; without one, or with
 # FUZZ_SECONDS_ONLY=1, after exactly this; default 45), FUZZ_SEED (libFuzzer
 # -seed, default 1; set another to explore), FUZZ_REQUIRED=1 (a missing
@@ -42,8 +43,8 @@ failed=0
 summary=()
 for t in "${targets[@]}"; do
     mkdir -p "$scratch/corpus/$t" "$scratch/tmp" "fuzz/seeds/$t"
-    # A fixed number of inputs (fuzz/ci-runs) makes the run reproducible; the
-    # time limit only guards against a slow machine.
+    # A fixed number of inputs (fuzz/ci-runs) bounds the run independently of
+    # the machine's speed; the time limit only guards against a slow machine.
     runs=$(awk -v t="$t" '$1 == t {print $2}' fuzz/ci-runs 2>/dev/null)
     limit=(-max_total_time="$SECONDS_EACH")
     if [ -n "$runs" ] && [ -z "${FUZZ_SECONDS_ONLY:-}" ]; then
