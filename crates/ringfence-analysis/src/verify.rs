@@ -612,7 +612,20 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         by: a.by.iter().map(rule_string).collect(),
     };
     let shadowed: Vec<RuleFinding> = an.shadowed.iter().map(finding).collect();
-    let redundant: Vec<RuleFinding> = an.redundant.iter().map(finding).collect();
+    let redundant: Vec<RuleFinding> = an
+        .redundant
+        .iter()
+        .map(|a| {
+            let mut f = finding(a);
+            // Nothing later decides it: the user chain's end (a return to the
+            // caller) treats its packets the same way. Say so rather than
+            // leave `by` empty.
+            if f.by.is_empty() {
+                f.by.push(format!("return at end of {}", f.chain));
+            }
+            f
+        })
+        .collect();
     let count = |s: Status| flows.iter().filter(|f| f.status == s).count();
     let replies_not_allowed = flows
         .iter()

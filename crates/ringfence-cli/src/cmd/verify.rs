@@ -129,25 +129,20 @@ fn text(r: &VerifyReport) -> String {
             e.rules.join(", ")
         );
     }
-    let _ = writeln!(s, "\nshadowed rules ({}):", r.shadowed.len());
-    for x in &r.shadowed {
-        let _ = writeln!(
-            s,
-            "  {} (chain {}) covered by {}",
-            x.rule,
-            x.chain,
-            x.by.join(", ")
-        );
-    }
-    let _ = writeln!(s, "\nredundant rules ({}):", r.redundant.len());
-    for x in &r.redundant {
-        let _ = writeln!(
-            s,
-            "  {} (chain {}) same result via {}",
-            x.rule,
-            x.chain,
-            x.by.join(", ")
-        );
+    for (title, why, list) in [
+        ("shadowed", "covered by", &r.shadowed),
+        ("redundant", "same result via", &r.redundant),
+    ] {
+        let _ = writeln!(s, "\n{title} rules ({}):", list.len());
+        for x in list {
+            let _ = writeln!(
+                s,
+                "  {} (chain {}) {why} {}",
+                x.rule,
+                x.chain,
+                x.by.join(", ")
+            );
+        }
     }
     let _ = writeln!(
         s,
