@@ -14,34 +14,84 @@ use ringfence_cis::testkit;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// `<repo>/../shared/reference/kube-bench` (for a worktree under
-/// `<repo>/../wt/NAME`, one level further up).
-fn reference() -> PathBuf {
-    let candidates = [
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/reference/kube-bench"
-        ),
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../../shared/reference/kube-bench"
-        ),
-    ];
-    for c in candidates {
-        let p = PathBuf::from(c);
-        if p.join("cfg/config.yaml").is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "the kube-bench reference data is missing: expected {} (the shared/ folder next to the repository)",
-        candidates[0]
+/// ringfence's own kube-bench-format fixtures (`tests/fixtures/kube-bench`):
+/// `cfg/` holds cis-1.6 (every check's facts, our own text) and
+/// `judging.yaml` the judging cases.
+fn fixtures() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/kube-bench"
+    ))
+}
+
+/// The fixture's `cfg` directory.
+fn cfg() -> PathBuf {
+    fixtures().join("cfg")
+}
+
+/// kube-bench's own `cfg` directory, named by `RINGFENCE_KUBE_BENCH_CFG`,
+/// for the opt-in tests against the whole corpus (`#[ignore]`d by default).
+fn corpus_cfg() -> PathBuf {
+    let Some(dir) = std::env::var_os("RINGFENCE_KUBE_BENCH_CFG").filter(|v| !v.is_empty()) else {
+        panic!(
+            "RINGFENCE_KUBE_BENCH_CFG is not set: this opt-in test needs kube-bench's cfg directory \
+             (the one holding config.yaml and cis-1.6/); see docs/kube-bench.md"
+        );
+    };
+    let dir = PathBuf::from(dir);
+    assert!(
+        dir.join("config.yaml").is_file(),
+        "RINGFENCE_KUBE_BENCH_CFG={} has no config.yaml: it must name kube-bench's cfg directory",
+        dir.display()
     );
+    dir
 }
 
 #[test]
+fn the_fixture_cis_1_6_loads_with_all_122_checks() {
+    let defs = Definitions::load(&cfg(), "cis-1.6").unwrap_or_else(|e| panic!("{e:?}"));
+    // Scalars keep their text: group ids such as 1.10 are not read as numbers.
+    let ids: Vec<&str> = defs
+        .controls
+        .iter()
+        .flat_map(|c| c.checks())
+        .map(|(_, c)| c.id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 122);
+    assert!(
+        ids.contains(&"1.1.10") && ids.contains(&"4.2.13"),
+        "{ids:?}"
+    );
+    assert_eq!(defs.mapped_targets().len(), 5);
+    // The same ids, titles and remediation as the native benchmark.
+    let native = Benchmark::embedded("cis-1.6").unwrap();
+    let ours: BTreeMap<&str, (&str, &str)> = defs
+        .controls
+        .iter()
+        .flat_map(|c| c.checks())
+        .map(|(_, c)| (c.id.as_str(), (c.text.as_str(), c.remediation.as_str())))
+        .collect();
+    let mut n = 0;
+    for s in &native.sections {
+        for g in &s.groups {
+            for c in &g.checks {
+                assert_eq!(
+                    ours.get(c.id.as_str()),
+                    Some(&(c.title.as_str(), c.remediation.as_str())),
+                    "{}",
+                    c.id
+                );
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 122);
+}
+
+#[test]
+#[ignore = "opt-in: set RINGFENCE_KUBE_BENCH_CFG=<kube-bench cfg dir> and run with --ignored"]
 fn every_benchmark_folder_of_kube_bench_loads() {
-    let cfg = reference().join("cfg");
+    let cfg = corpus_cfg();
     let mut names: Vec<String> = std::fs::read_dir(&cfg)
         .unwrap()
         .flatten()
@@ -71,6 +121,44 @@ fn every_benchmark_folder_of_kube_bench_loads() {
         "{ids:?}"
     );
     assert_eq!(defs.mapped_targets().len(), 5);
+}
+
+/// The fixture's cis-1.6 carries kube-bench's facts unchanged: every check's
+/// audits, tests, type and scoring, and the components of config.yaml; only
+/// prose (text, remediation) and line numbers differ.
+#[test]
+#[ignore = "opt-in: set RINGFENCE_KUBE_BENCH_CFG=<kube-bench cfg dir> and run with --ignored"]
+fn the_fixture_cis_1_6_has_the_facts_of_kube_bench_cis_1_6() {
+    let theirs = Definitions::load(&corpus_cfg(), "cis-1.6").unwrap();
+    let ours = Definitions::load(&cfg(), "cis-1.6").unwrap();
+    let facts = |d: &Definitions| -> Vec<(Target, String, String, Check)> {
+        d.controls
+            .iter()
+            .flat_map(|c| {
+                c.checks().map(move |(g, k)| {
+                    let mut k = k.clone();
+                    k.text.clear();
+                    k.remediation.clear();
+                    k.line = 0;
+                    (c.node_type, c.version.clone(), g.id.clone(), k)
+                })
+            })
+            .collect()
+    };
+    let (a, b) = (facts(&theirs), facts(&ours));
+    assert_eq!(a.len(), 122);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y);
+    }
+    assert_eq!(a.len(), b.len());
+    for node_type in ["master", "node", "etcd", "controlplane", "policies"] {
+        assert_eq!(
+            theirs.config.doc.get(node_type),
+            ours.config.doc.get(node_type),
+            "{node_type} section of config.yaml"
+        );
+    }
+    assert_eq!(theirs.mapped_targets(), ours.mapped_targets());
 }
 
 fn write(dir: &std::path::Path, rel: &str, text: &str) {
@@ -181,9 +269,10 @@ fn judge(check: &Check, audit: &str, config: &str, env: &str) -> State {
     run_check(&c, false, &mut run).state
 }
 
+/// The judging cases (`tests/fixtures/kube-bench/judging.yaml`) by (group, id).
 fn check_data() -> BTreeMap<(String, String), Check> {
-    let text = std::fs::read_to_string(reference().join("check-data.yaml")).unwrap();
-    let c = controls::parse("check-data.yaml", &text, Some(Target::Master)).unwrap();
+    let text = std::fs::read_to_string(fixtures().join("judging.yaml")).unwrap();
+    let c = controls::parse("judging.yaml", &text, Some(Target::Master)).unwrap();
     c.checks()
         .map(|(g, k)| ((g.id.clone(), k.id.clone()), k.clone()))
         .collect()
@@ -326,8 +415,8 @@ fn check_data_env_tests_follow_kube_bench() {
     }
 }
 
-/// Groups 2.1 and 3.1 say in their text what kube-bench gives
-/// (`... -> pass`, `... -> fail`); their audits are `echo`/`printf` of
+/// Groups 2.1 and 3.1 say at the end of their text what kube-bench gives
+/// (`... => pass`, `... => fail`); their audits are `echo`/`printf` of
 /// fixed text, reproduced here by hand.
 #[test]
 fn check_data_audit_precedence_matches_each_checks_stated_result() {
@@ -345,11 +434,10 @@ fn check_data_audit_precedence_matches_each_checks_stated_result() {
         if g != "2.1" && g != "3.1" {
             continue;
         }
-        let verdict = check.text.rsplit(['>', '-']).next().unwrap_or("");
-        let want = if verdict.trim().starts_with("pass") {
-            State::Pass
-        } else {
-            State::Fail
+        let want = match check.text.rsplit_once("=> ").map(|(_, v)| v) {
+            Some("pass") => State::Pass,
+            Some("fail") => State::Fail,
+            _ => panic!("{g}.{id}: the text must end with `=> pass` or `=> fail`"),
         };
         let got = judge(
             check,
@@ -533,10 +621,14 @@ fn multiple_values_fail_on_any_line_and_types_decide_first() {
     assert_eq!(run_check(c, true, &mut run).state, State::Info);
 }
 
-/// Scan the node under `root` natively with cis-1.6 and through kube-bench's
-/// cis-1.6 definitions (read-only idioms, no shell); return every check id
-/// whose status differs, with both sides' evidence.
-fn native_vs_kube_bench_cis_1_6(root: &std::path::Path) -> Vec<(String, String)> {
+/// Scan the node under `root` natively with cis-1.6 and through the
+/// kube-bench-format cis-1.6 definitions under `cfg` (read-only idioms, no
+/// shell); return every check id whose status differs, with both sides'
+/// evidence.
+fn native_vs_kube_bench_cis_1_6(
+    root: &std::path::Path,
+    cfg: &std::path::Path,
+) -> Vec<(String, String)> {
     let node = discover(&DiscoverOptions {
         root: Some(root.to_path_buf()),
         ..Default::default()
@@ -554,7 +646,7 @@ fn native_vs_kube_bench_cis_1_6(root: &std::path::Path) -> Vec<(String, String)>
             today,
         },
     );
-    let defs = Definitions::load(&reference().join("cfg"), "cis-1.6").unwrap();
+    let defs = Definitions::load(cfg, "cis-1.6").unwrap();
     let kb = kubebench::scan(
         &defs,
         &node,
@@ -576,6 +668,7 @@ fn native_vs_kube_bench_cis_1_6(root: &std::path::Path) -> Vec<(String, String)>
         &Mode::Native,
     )
     .unwrap_or_else(|r| panic!("{}", r.message()));
+    assert_eq!(native.checks.len(), 122, "every cis-1.6 check is compared");
     assert_eq!(kb.report.checks.len(), native.checks.len());
     // The evidence says the answers were native.
     assert!(kb
@@ -613,7 +706,20 @@ fn native_vs_kube_bench_cis_1_6(root: &std::path::Path) -> Vec<(String, String)>
 fn tkg_node_gets_the_same_status_for_every_check_natively_and_through_kube_bench_cis_1_6() {
     let dir = tempfile::tempdir().unwrap();
     testkit::tkg_control_plane(dir.path());
-    let differ = native_vs_kube_bench_cis_1_6(dir.path());
+    assert_same_status(&native_vs_kube_bench_cis_1_6(dir.path(), &cfg()));
+}
+
+/// The same comparison through kube-bench's own cis-1.6 files.
+#[test]
+#[ignore = "opt-in: set RINGFENCE_KUBE_BENCH_CFG=<kube-bench cfg dir> and run with --ignored"]
+fn tkg_node_gets_the_same_status_natively_and_through_the_kube_bench_corpus_cis_1_6() {
+    let cfg = corpus_cfg();
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    assert_same_status(&native_vs_kube_bench_cis_1_6(dir.path(), &cfg));
+}
+
+fn assert_same_status(differ: &[(String, String)]) {
     assert!(
         differ.is_empty(),
         "status differs:\n{}",
@@ -633,7 +739,7 @@ fn tkg_node_gets_the_same_status_for_every_check_natively_and_through_kube_bench
 fn symlinked_files_are_where_kube_bench_and_the_native_scanner_part_ways() {
     let dir = tempfile::tempdir().unwrap();
     testkit::tkg_control_plane_linked(dir.path());
-    let differ = native_vs_kube_bench_cis_1_6(dir.path());
+    let differ = native_vs_kube_bench_cis_1_6(dir.path(), &cfg());
     let ids: Vec<&str> = differ.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids, ["1.1.1", "4.1.9"], "{differ:#?}");
     for (_, d) in &differ {
@@ -648,9 +754,16 @@ fn symlinked_files_are_where_kube_bench_and_the_native_scanner_part_ways() {
     }
 }
 
-#[test]
-fn without_allow_exec_an_unrecognized_audit_is_refused_before_anything_runs() {
-    let defs = Definitions::load(&reference().join("cfg"), "cis-1.10").unwrap();
+/// The fixture's config.yaml with one extra benchmark, `exec`, whose master
+/// checks are the given controls text.
+fn cfg_with_master(master: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(cfg().join("config.yaml"), d.path().join("config.yaml")).unwrap();
+    write(d.path(), "exec/master.yaml", master);
+    d
+}
+
+fn scan_master(defs: &Definitions) -> Result<kubebench::KubeBenchReport, kubebench::Refusal> {
     let dir = tempfile::tempdir().unwrap();
     testkit::tkg_control_plane(dir.path());
     let node = discover(&DiscoverOptions {
@@ -665,7 +778,38 @@ fn without_allow_exec_an_unrecognized_audit_is_refused_before_anything_runs() {
         waivers: &[],
         today: Date::parse("2026-01-01").unwrap(),
     };
-    match kubebench::scan(&defs, &node, &opts, &Mode::Native) {
+    kubebench::scan(defs, &node, &opts, &Mode::Native)
+}
+
+#[test]
+fn without_allow_exec_an_unrecognized_audit_is_refused_before_anything_runs() {
+    // 1.1.1 is a read-only idiom (stat of $apiserverconf); 1.1.2 pipes
+    // through a command no idiom covers.
+    let d = cfg_with_master(
+        "controls:\nid: 1\ntext: exec\ntype: master\ngroups:\n- id: 1.1\n  text: g\n  checks:\n  \
+         - id: 1.1.1\n    text: idiom\n    audit: \"/bin/sh -c 'if test -e $apiserverconf; then stat -c permissions=%a $apiserverconf; fi'\"\n    \
+         tests:\n      test_items:\n      - flag: permissions\n        compare:\n          op: bitmask\n          value: \"644\"\n    scored: true\n  \
+         - id: 1.1.2\n    text: not an idiom\n    audit: \"ls -l /etc/kubernetes | wc -l\"\n    \
+         tests:\n      test_items:\n      - flag: \"0\"\n    scored: true\n",
+    );
+    let defs = Definitions::load(d.path(), "exec").unwrap_or_else(|e| panic!("{e:?}"));
+    match scan_master(&defs) {
+        Err(r) => {
+            let m = r.message();
+            assert!(m.contains("--allow-exec"), "{m}");
+            let ids: Vec<&str> = r.needs_shell.iter().map(|(id, _)| id.as_str()).collect();
+            assert_eq!(ids, ["1.1.2"], "{m}");
+        }
+        Ok(_) => panic!("an audit no idiom covers ran without --allow-exec"),
+    }
+}
+
+/// kube-bench's cis-1.10 master audits, refused or all idioms.
+#[test]
+#[ignore = "opt-in: set RINGFENCE_KUBE_BENCH_CFG=<kube-bench cfg dir> and run with --ignored"]
+fn without_allow_exec_kube_bench_cis_1_10_master_is_refused_or_all_idioms() {
+    let defs = Definitions::load(&corpus_cfg(), "cis-1.10").unwrap();
+    match scan_master(&defs) {
         Err(r) => {
             let m = r.message();
             assert!(m.contains("--allow-exec"), "{m}");
