@@ -43,16 +43,14 @@ pub fn repo_root() -> PathBuf {
         .expect("repository root")
 }
 
-/// kube-bench's reference cfg directory, `shared/reference/kube-bench/cfg`
-/// next to the repository (one level further up for a worktree under
-/// `<repo>/../wt/NAME`).
+/// A kube-bench `cfg` directory in the repository: ringfence's own
+/// kube-bench-format cis-1.6 (`crates/ringfence-cis/tests/fixtures/kube-bench/cfg`).
 pub fn kube_bench_cfg() -> PathBuf {
-    let root = repo_root();
-    for up in [root.join(".."), root.join("../..")] {
-        let c = up.join("shared/reference/kube-bench/cfg");
-        if c.join("config.yaml").is_file() {
-            return c;
-        }
-    }
-    panic!("the kube-bench reference data (shared/reference/kube-bench/cfg next to the repository) is missing");
+    let c = repo_root().join("crates/ringfence-cis/tests/fixtures/kube-bench/cfg");
+    assert!(
+        c.join("config.yaml").is_file(),
+        "{} is missing",
+        c.display()
+    );
+    c
 }
