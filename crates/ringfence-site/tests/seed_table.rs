@@ -1,43 +1,59 @@
-//! The catalog agrees, row by row, with the firewall table of the source
-//! document (`../shared/seeds/`), which is our ground truth.
+//! The catalog agrees, row by row, with the firewall table of TKG 1.5's
+//! security document, as `tests/data/tkg-1.5-firewall-table.txt` holds it
+//! (the document's facts; our own summaries). An opt-in test holds that file
+//! against the document itself (`RINGFENCE_SEED_DOC`).
 
-use ringfence_site::{parse_site, PortRange, Protocol, ResolvedSite, Service};
+use ringfence_site::{parse_site, AviMode, Catalog, PortRange, Protocol, ResolvedSite, Service};
 use std::collections::BTreeSet;
 
-const SEED: &str = "../../../shared/seeds/000_9b0ef0b494ce43fd.txt";
+const TABLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/tkg-1.5-firewall-table.txt"
+);
 
-/// (name, service column) of every row in the seed's firewall table.
-fn seed_rows() -> Vec<(String, String)> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(SEED);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the seed document must be beside the repo at {}: {e}",
-            path.display()
-        )
-    });
-    let table = text
-        .split("Name | Source | Destination")
-        .nth(1)
-        .expect("seed has the firewall table")
-        .split("Expected Test Failures")
-        .next()
-        .unwrap();
-    // Rows may wrap: the mc-pods-internal row continues on the next line.
-    let joined = table.replace("CLUSTER_CIDR |\nTCP:", "CLUSTER_CIDR | TCP:");
-    let mut rows = Vec::new();
-    for line in joined.lines() {
-        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
-        if cols.len() >= 5 && !cols[0].is_empty() && !cols[1].is_empty() && cols[0] != "---" {
-            let name = cols[0];
-            if name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            {
-                rows.push((name.to_string(), cols[3].to_string()));
+/// One row of the firewall table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Row {
+    name: String,
+    source: String,
+    destination: String,
+    service: String,
+    condition: String,
+    purpose: String,
+}
+
+/// Every row of the table file, in order.
+fn table_rows() -> Vec<Row> {
+    let text = std::fs::read_to_string(TABLE).unwrap_or_else(|e| panic!("{TABLE}: {e}"));
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|(i, l)| {
+            let cols: Vec<&str> = l.split(" | ").map(str::trim).collect();
+            let [name, source, destination, service, condition, purpose] = cols[..] else {
+                panic!(
+                    "{TABLE}:{}: want 6 columns separated by \" | \": {l}",
+                    i + 1
+                );
+            };
+            Row {
+                name: name.into(),
+                source: source.into(),
+                destination: destination.into(),
+                service: service.into(),
+                condition: condition.into(),
+                purpose: purpose.into(),
             }
-        }
-    }
-    rows
+        })
+        .collect()
+}
+
+/// (name, service column) of every row.
+fn seed_rows() -> Vec<(String, String)> {
+    table_rows()
+        .into_iter()
+        .map(|r| (r.name, r.service))
+        .collect()
 }
 
 /// What a seed service cell means, with the API port the site resolves to.
@@ -102,10 +118,79 @@ fn all_features() -> ResolvedSite {
 
 #[test]
 fn seed_table_has_every_row_we_expect() {
-    let names: Vec<String> = seed_rows().into_iter().map(|r| r.0).collect();
+    let rows = table_rows();
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names.len(), 18, "seed rows: {names:?}");
-    assert_eq!(names.first().map(String::as_str), Some("workload-to-mgmt"));
-    assert_eq!(names.last().map(String::as_str), Some("deny-all"));
+    assert_eq!(names.first(), Some(&"workload-to-mgmt"));
+    assert_eq!(names.last(), Some(&"deny-all"));
+    assert_eq!(
+        names.iter().collect::<BTreeSet<_>>().len(),
+        names.len(),
+        "names are unique"
+    );
+    for r in &rows {
+        for (what, v) in [
+            ("source", &r.source),
+            ("destination", &r.destination),
+            ("service", &r.service),
+            ("purpose", &r.purpose),
+        ] {
+            assert!(!v.is_empty(), "`{}` has no {what}", r.name);
+        }
+    }
+}
+
+/// The condition column names the catalog's `when`: identity-provider rows
+/// need an identity provider, NSX ALB rows need Avi (and the mode or cloud
+/// named), every other row needs neither.
+#[test]
+fn catalog_conditions_match_the_table() {
+    let catalog = Catalog::for_version("1.5").unwrap();
+    for r in table_rows() {
+        let specs: Vec<_> = catalog.flows.iter().filter(|f| f.id == r.name).collect();
+        assert!(!specs.is_empty(), "`{}` is not in the catalog", r.name);
+        let (head, detail) = match r.condition.split_once(", ") {
+            Some((h, d)) => (h, Some(d)),
+            None => (r.condition.as_str(), None),
+        };
+        assert!(
+            ["always", "identity provider", "NSX ALB"].contains(&head),
+            "`{}`: unknown condition {:?}",
+            r.name,
+            r.condition
+        );
+        for f in specs {
+            let w = &f.when;
+            assert_eq!(
+                w.identity.is_some(),
+                head == "identity provider",
+                "`{}`: {w:?}",
+                r.name
+            );
+            assert_eq!(
+                w.avi_enabled == Some(true),
+                head == "NSX ALB",
+                "`{}`: {w:?}",
+                r.name
+            );
+            assert_eq!(
+                w.avi_mode,
+                match detail {
+                    Some("NodePort mode") => Some(AviMode::Nodeport),
+                    Some("NodePortLocal mode") => Some(AviMode::Nodeportlocal),
+                    _ => None,
+                },
+                "`{}`",
+                r.name
+            );
+            assert_eq!(
+                w.avi_nsxt_cloud == Some(true),
+                detail == Some("NSX-T cloud"),
+                "`{}`",
+                r.name
+            );
+        }
+    }
 }
 
 #[test]
@@ -176,4 +261,60 @@ fn api_port_override_changes_every_starred_port() {
             );
         }
     }
+}
+
+/// The rows of the firewall table in TKG's security document (the file
+/// `RINGFENCE_SEED_DOC` names): (name, source, destination, service).
+fn document_rows(path: &std::path::Path) -> Vec<(String, String, String, String)> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("RINGFENCE_SEED_DOC={}: {e}", path.display()));
+    let table = text
+        .split("Name | Source | Destination")
+        .nth(1)
+        .expect("the document has the firewall table")
+        .split("Expected Test Failures")
+        .next()
+        .unwrap();
+    // Rows may wrap: the mc-pods-internal row continues on the next line.
+    let joined = table.replace("CLUSTER_CIDR |\nTCP:", "CLUSTER_CIDR | TCP:");
+    let mut rows = Vec::new();
+    for line in joined.lines() {
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cols.len() >= 5 && !cols[0].is_empty() && !cols[1].is_empty() && cols[0] != "---" {
+            let name = cols[0];
+            if name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                let plain = |s: &str| s.trim_end_matches('*').to_string();
+                rows.push((
+                    name.to_string(),
+                    plain(cols[1]),
+                    plain(cols[2]),
+                    cols[3].to_string(),
+                ));
+            }
+        }
+    }
+    rows
+}
+
+/// The table file holds the document's rows: same names in the same order,
+/// same sources, destinations and services.
+#[test]
+#[ignore = "opt-in: set RINGFENCE_SEED_DOC=<TKG security document as text> and run with --ignored"]
+fn the_table_file_is_the_documents_firewall_table() {
+    let Some(doc) = std::env::var_os("RINGFENCE_SEED_DOC").filter(|v| !v.is_empty()) else {
+        panic!("RINGFENCE_SEED_DOC is not set: this opt-in test needs the text of TKG 1.5's security and networking document");
+    };
+    let theirs = document_rows(std::path::Path::new(&doc));
+    let ours: Vec<(String, String, String, String)> = table_rows()
+        .into_iter()
+        .map(|r| (r.name, r.source, r.destination, r.service))
+        .collect();
+    assert_eq!(theirs.len(), 18, "{theirs:#?}");
+    for (t, o) in theirs.iter().zip(&ours) {
+        assert_eq!(t, o);
+    }
+    assert_eq!(theirs.len(), ours.len());
 }
