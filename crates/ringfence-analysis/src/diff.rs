@@ -48,7 +48,9 @@ fn accepted_not_in(a: &Engine<'_>, b: &Engine<'_>, hook: Hook) -> (Vec<Outcome>,
     let (acc, incomplete) = a.accepted_beyond(hook, &scope, &[], DEFAULT_BUDGET);
     let mut out = Vec::new();
     let mut complete = !incomplete;
-    for o in acc {
+    // Certainly accepted regions only: a region `a` possibly accepts (an
+    // unknown outcome) is not reported as a change.
+    for o in acc.into_iter().filter(|o| o.fate == Fate::Accept) {
         match b.classify(hook, vec![o.b.clone()]) {
             Ok(v) => {
                 for x in v {

@@ -105,9 +105,11 @@ const HOOKS: [Hook; 5] = [
     Hook::Postrouting,
 ];
 
-/// Base chains per hook, computed once (the model computes them per call).
+/// Per traversal (named by its hook, see [`Hook::path`]): the base chains a
+/// packet meets, in evaluation order, computed once (the model computes them
+/// per call).
 pub(crate) fn bases_by_hook(rs: &Ruleset) -> Vec<(Hook, Vec<ChainId>)> {
-    HOOKS.iter().map(|&h| (h, rs.base_chains(h))).collect()
+    HOOKS.iter().map(|&h| (h, rs.path_chains(h))).collect()
 }
 
 fn hull(b: &PBox) -> (u128, u128) {
@@ -135,7 +137,9 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// The base chains of a hook in evaluation order.
+    /// The base chains a packet meets on the traversal `hook` names, in
+    /// evaluation order ([`Ruleset::path_chains`]): prerouting, forward and
+    /// postrouting for `Forward`, and so on.
     pub fn base_chains(&self, hook: Hook) -> &[ChainId] {
         self.bases
             .iter()
@@ -365,10 +369,23 @@ impl<'a> Engine<'a> {
             .collect())
     }
 
-    /// Everything the hook accepts within `scope` (boxes) minus `allowed`,
-    /// as regions with the rules that accept them. The second value is true
-    /// when a part could not be enumerated within the budget (then the list is
-    /// incomplete and says so).
+    /// Everything the path `hook` names may accept within `scope` (boxes)
+    /// minus `allowed`, as disjoint regions with the rules that decide them.
+    /// An outcome of fate [`Fate::Accept`] is certainly accepted; one of fate
+    /// [`Fate::Unknown`] is possibly accepted (a rule the model cannot
+    /// evaluate decides it; its path ends at that rule). The second value is
+    /// true when a part could not be enumerated within the budget (then the
+    /// list is incomplete and says so).
+    ///
+    /// Over-approximate, then classify: a packet the whole path accepts must
+    /// get through the *pivot*, the first base chain on the path whose policy
+    /// drops (else the first base chain). There, its first deciding box is an
+    /// accept box or an unknown box (or, when the pivot's policy accepts, a
+    /// return box or the chain's end). Each such box, cut to the scope, is
+    /// walked from the top of the pivot's plan to find the part that really
+    /// reaches it (every box decides in that walk, so each packet is found at
+    /// exactly one box and no region is reported twice), and that part is
+    /// classified through the whole path from its first base chain.
     pub fn accepted_beyond(
         &self,
         hook: Hook,
@@ -379,8 +396,8 @@ impl<'a> Engine<'a> {
         let bases = self.base_chains(hook);
         let mut incomplete = false;
         let mut out = Vec::new();
-        let Some(&first) = bases.first() else {
-            // No filtering at all on this hook: the whole scope is accepted.
+        if bases.is_empty() {
+            // No filtering at all on this path: the whole scope is accepted.
             for s in scope {
                 let refs: Vec<&PBox> = allowed.iter().collect();
                 match crate::space::subtract_all(s, &refs, budget) {
@@ -393,16 +410,60 @@ impl<'a> Engine<'a> {
                 }
             }
             return (out, incomplete);
-        };
-        let plan = &self.plans[first.0];
-        let policy = self.rs.chain(first).base.as_ref().map(|b| b.policy);
+        }
+        let policy_of = |c: ChainId| self.rs.chain(c).base.as_ref().map(|b| b.policy);
+        let pi = bases
+            .iter()
+            .position(|&c| policy_of(c) == Some(Policy::Drop))
+            .unwrap_or(0);
+        let pivot = bases[pi];
+        let plan = &self.plans[pivot.0];
+        let policy = policy_of(pivot);
         let minus_allowed = |b: &PBox| -> Option<Vec<PBox>> {
             let refs: Vec<&PBox> = allowed.iter().filter(|a| a.overlaps(b)).collect();
             crate::space::subtract_all(b, &refs, budget)
         };
-        // Accepting boxes of the first base chain, each walked from the top.
+        // What the whole path does with a region whose fate in the pivot is
+        // `fate` (reached through the pivot's boxes on `path`). When the pivot
+        // is the first base chain its decision is already known and only the
+        // later chains are walked; otherwise the earlier chains may drop,
+        // reject or not be evaluable, so the region is classified from the
+        // start of the path.
+        // False when the classification went over budget.
+        let settle = |reach: Vec<(PBox, Path)>, fate: Fate, out: &mut Vec<Outcome>| -> bool {
+            let result = if pi == 0 {
+                match fate {
+                    Fate::Unknown => Ok(reach
+                        .into_iter()
+                        .map(|(b, path)| Outcome {
+                            b,
+                            fate: Fate::Unknown,
+                            path,
+                        })
+                        .collect()),
+                    _ => self.classify_from(hook, 1, reach),
+                }
+            } else {
+                self.classify_from(
+                    hook,
+                    0,
+                    reach.into_iter().map(|(b, _)| (b, Path::new())).collect(),
+                )
+            };
+            match result {
+                Ok(v) => {
+                    out.extend(
+                        v.into_iter()
+                            .filter(|o| matches!(o.fate, Fate::Accept | Fate::Unknown)),
+                    );
+                    true
+                }
+                Err(_) => false,
+            }
+        };
+        // Accepting and unknown boxes of the pivot, each walked from the top.
         for (j, piece) in plan.pieces.iter().enumerate() {
-            if piece.fate != Fate::Accept {
+            if !matches!(piece.fate, Fate::Accept | Fate::Unknown) {
                 continue;
             }
             let mut frags = Vec::new();
@@ -427,15 +488,11 @@ impl<'a> Engine<'a> {
                 .filter(|(_, pos)| *pos <= j as u32)
                 .map(|(b, _)| (b, piece.path.clone()))
                 .collect();
-            if reach.is_empty() {
-                continue;
-            }
-            match self.classify_from(hook, 1, reach) {
-                Ok(v) => out.extend(v.into_iter().filter(|o| o.fate == Fate::Accept)),
-                Err(_) => incomplete = true,
+            if !reach.is_empty() && !settle(reach, piece.fate, &mut out) {
+                incomplete = true;
             }
         }
-        // Return boxes and the fall-through, when the policy accepts.
+        // Return boxes and the fall-through, when the pivot's policy accepts.
         if policy != Some(Policy::Drop) {
             let mut frags = Vec::new();
             for s in scope {
@@ -451,17 +508,16 @@ impl<'a> Engine<'a> {
                         .filter(|(_, j)| plan.pieces[*j as usize].fate == Fate::Return)
                         .map(|(b, j)| {
                             let mut p = plan.pieces[j as usize].path.clone();
-                            p.push((first.0 as u32, u32::MAX));
+                            p.push((pivot.0 as u32, u32::MAX));
                             (b, p)
                         })
                         .collect();
                     reach.extend(
                         surv.into_iter()
-                            .map(|(b, _)| (b, smallvec::smallvec![(first.0 as u32, u32::MAX)])),
+                            .map(|(b, _)| (b, smallvec::smallvec![(pivot.0 as u32, u32::MAX)])),
                     );
-                    match self.classify_from(hook, 1, reach) {
-                        Ok(v) => out.extend(v.into_iter().filter(|o| o.fate == Fate::Accept)),
-                        Err(_) => incomplete = true,
+                    if !reach.is_empty() && !settle(reach, Fate::Accept, &mut out) {
+                        incomplete = true;
                     }
                 }
                 Err(_) => incomplete = true,

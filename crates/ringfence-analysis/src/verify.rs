@@ -79,8 +79,13 @@ pub struct Region {
     /// Site zones containing every destination.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub destination_zones: Vec<String>,
-    /// The rules that accept it.
+    /// The rules that accept it (for a possible region: the rule the model
+    /// cannot evaluate that makes it possible).
     pub rules: Vec<String>,
+    /// True when the region is certainly accepted; false when it is possibly
+    /// accepted: a rule the model cannot evaluate (an opaque match, an
+    /// address-rewriting target) decides it.
+    pub certain: bool,
 }
 
 /// A shadowed or redundant rule.
@@ -109,15 +114,18 @@ pub struct Summary {
     pub unknown: usize,
     /// Flows whose replies are not (fully) allowed.
     pub replies_not_allowed: usize,
-    /// Excess regions.
+    /// Excess regions (certain and possible).
     pub excess: usize,
+    /// Excess regions that are only possibly accepted (`certain: false`).
+    pub possible_excess: usize,
     /// Whether the excess list is complete (false: the analysis hit its size budget).
     pub excess_complete: bool,
     /// Shadowed rules.
     pub shadowed: usize,
     /// Redundant rules.
     pub redundant: usize,
-    /// True when every flow is allowed with replies and nothing is excess.
+    /// True when every flow is allowed with replies, no flow is unknown,
+    /// nothing is excess (certain or possible) and the excess list is complete.
     pub ok: bool,
 }
 
@@ -219,6 +227,18 @@ fn status_of(outcomes: &[Outcome]) -> Status {
     }
 }
 
+/// The key of the rule that decided a path: its last rule outside the
+/// chains the parsers synthesize for targets they cannot model (`?NAME`,
+/// whose one rule stands for every use of the target), so an unknown verdict
+/// names the rule that made it unknown.
+fn deciding_key(engine: &Engine<'_>, path: &[(u32, u32)]) -> Option<(u32, u32)> {
+    path.iter()
+        .rev()
+        .find(|&&(c, _)| !engine.rs.chains[c as usize].name.starts_with('?'))
+        .or(path.last())
+        .copied()
+}
+
 fn deciding_rules(
     engine: &Engine<'_>,
     outcomes: &[Outcome],
@@ -226,7 +246,7 @@ fn deciding_rules(
 ) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     for o in outcomes.iter().filter(|o| filter(o.fate)) {
-        if let Some(&k) = o.path.last() {
+        if let Some(k) = deciding_key(engine, &o.path) {
             let r = engine.rule_ref(k).to_string();
             if !v.contains(&r) {
                 v.push(r);
@@ -467,31 +487,41 @@ pub fn render_regions(
 ) -> Vec<Region> {
     render_merged(
         engine,
-        merge_regions(outcome_boxes(outcomes)),
+        merge_regions(outcome_boxes(engine, outcomes)),
         zones,
         usize::MAX,
     )
 }
 
-/// Accepted outcomes as boxes with their accepting rule's key.
-fn outcome_boxes(outcomes: &[Outcome]) -> Vec<(PBox, Option<(u32, u32)>)> {
+/// The merge key of a region: its deciding rule's key, and whether it is
+/// certainly accepted.
+type RegionKey = (Option<(u32, u32)>, bool);
+
+/// Accepted (certain) and unknown (possible) outcomes as boxes with their
+/// deciding rule's key.
+fn outcome_boxes(engine: &Engine<'_>, outcomes: &[Outcome]) -> Vec<(PBox, RegionKey)> {
     outcomes
         .iter()
-        .map(|o| (o.b.clone(), o.path.last().copied()))
+        .map(|o| {
+            (
+                o.b.clone(),
+                (deciding_key(engine, &o.path), o.fate == Fate::Accept),
+            )
+        })
         .collect()
 }
 
 /// Render already merged regions, at most `limit` of them.
 fn render_merged(
     engine: &Engine<'_>,
-    merged: Vec<(PBox, Option<(u32, u32)>)>,
+    merged: Vec<(PBox, RegionKey)>,
     zones: &[(String, Fam, ISet<u128>)],
     limit: usize,
 ) -> Vec<Region> {
     merged
         .into_iter()
         .take(limit)
-        .map(|(b, key)| {
+        .map(|(b, (key, certain))| {
             let rules = key
                 .map(|k| vec![engine.rule_ref(k).to_string()])
                 .unwrap_or_default();
@@ -511,14 +541,15 @@ fn render_merged(
                 source_zones: zones_of(&b.src),
                 destination_zones: zones_of(&b.dst),
                 rules,
+                certain,
             }
         })
         .collect()
 }
 
-/// Whether packets no rule decides are dropped on `hook`.
+/// Whether packets no rule decides are dropped on the path `hook` names.
 pub fn default_deny(rs: &Ruleset, hook: Hook) -> bool {
-    rs.base_chains(hook).into_iter().any(|c| {
+    rs.path_chains(hook).into_iter().any(|c| {
         let chain = rs.chain(c);
         chain
             .base
@@ -588,8 +619,9 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         let (acc, incomplete) = engine.accepted_beyond(hook, &scope, &allowed, DEFAULT_BUDGET);
         lap("excess");
         let zones = zone_sets(site);
-        let merged = merge_regions(outcome_boxes(&acc));
+        let merged = merge_regions(outcome_boxes(engine, &acc));
         let total = merged.len();
+        let possible = merged.iter().filter(|(_, (_, certain))| !certain).count();
         let excess = render_merged(engine, merged, &zones, MAX_REGIONS);
         lap("render excess");
         let mut runs = engine.anomalies_shared(20_000, next, ANOMALY_RUN);
@@ -604,8 +636,9 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
             an.redundant.extend(part.redundant);
         }
         lap("shadowed and redundant");
-        (an, (flows, total, excess, incomplete))
+        (an, (flows, (total, possible), excess, incomplete))
     });
+    let (excess_total, possible_excess) = excess_total;
     let finding = |a: &crate::engine::Anomaly| RuleFinding {
         rule: rule_string(&a.rule),
         chain: a.chain.clone(),
@@ -631,9 +664,12 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         .iter()
         .filter(|f| f.replies != Status::Allowed)
         .count();
+    // Never OK when unsure: an unknown flow is not allowed, a possible
+    // excess region is excess, and a list cut short by the budget may hide
+    // excess.
     let ok = flows.iter().all(|f| f.status == Status::Allowed)
         && replies_not_allowed == 0
-        && excess.is_empty()
+        && excess_total == 0
         && !incomplete;
     let summary = Summary {
         flows: flows.len(),
@@ -643,6 +679,7 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         unknown: count(Status::Unknown),
         replies_not_allowed,
         excess: excess_total,
+        possible_excess,
         excess_complete: !incomplete,
         shadowed: shadowed.len(),
         redundant: redundant.len(),
@@ -658,11 +695,19 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         shadowed,
         redundant,
         default_deny: default_deny(rs, hook),
-        notes: rs
-            .notes
-            .iter()
-            .map(|n| format!("{}: {}", n.location, n.message))
-            .collect(),
+        notes: {
+            let mut notes: Vec<String> = rs
+                .notes
+                .iter()
+                .map(|n| format!("{}: {}", n.location, n.message))
+                .collect();
+            if incomplete {
+                notes.push(format!(
+                    "the excess list is incomplete: part of the scope went over the analysis budget, so more may be accepted than `excess` lists ({excess_total} region(s) found); the result is not OK"
+                ));
+            }
+            notes
+        },
         summary,
     }
 }

@@ -5,9 +5,12 @@
 //! one. The model is deliberately small:
 //!
 //! - A ruleset is a list of [`Chain`]s. Base chains carry a [`Hook`], a
-//!   priority and a [`Policy`]; a packet on a hook must be accepted by every
-//!   base chain on that hook, in priority order (nftables semantics; an
-//!   iptables filter table has one base chain per hook).
+//!   priority and a [`Policy`]; a packet must be accepted by every base chain
+//!   on its path ([`Hook::path`], [`Ruleset::path_chains`]): hook by hook in
+//!   kernel order, each hook's chains in priority order (nftables semantics;
+//!   iptables tables are base chains at the kernel's priorities: raw -300,
+//!   mangle -150, nat -100 on prerouting/output and 100 on
+//!   postrouting/input, filter 0, security 50).
 //! - A [`Rule`] is a [`Match`] and an [`Action`]. A match is a *conjunction* of
 //!   per-field sets (a box in header space): addresses, protocol, ports,
 //!   interfaces and conntrack state. Disjunctions in the source (NSX service
@@ -67,6 +70,23 @@ impl fmt::Display for Hook {
             Hook::Output => "output",
             Hook::Postrouting => "postrouting",
         })
+    }
+}
+
+impl Hook {
+    /// The hooks a packet meets, in kernel order, on the traversal this
+    /// hook names: a forwarded packet (`Forward`) passes prerouting, forward
+    /// and postrouting; a packet to the host (`Input`) prerouting then
+    /// input; a packet from the host (`Output`) output then postrouting.
+    /// `Prerouting` and `Postrouting` name only themselves.
+    pub fn path(self) -> &'static [Hook] {
+        match self {
+            Hook::Forward => &[Hook::Prerouting, Hook::Forward, Hook::Postrouting],
+            Hook::Input => &[Hook::Prerouting, Hook::Input],
+            Hook::Output => &[Hook::Output, Hook::Postrouting],
+            Hook::Prerouting => &[Hook::Prerouting],
+            Hook::Postrouting => &[Hook::Postrouting],
+        }
     }
 }
 
@@ -480,6 +500,30 @@ impl Ruleset {
             .collect();
         ids.sort();
         ids.into_iter().map(|(_, i)| ChainId(i)).collect()
+    }
+
+    /// The base chains a packet meets on the traversal `hook` names (see
+    /// [`Hook::path`]): hook by hook in kernel order, each hook's chains by
+    /// priority. Every base chain of `hook` itself is kept (as
+    /// [`Ruleset::base_chains`] gives them); on the other hooks of the path,
+    /// a base chain without rules whose policy accepts changes nothing and is
+    /// left out, so a filter-only ruleset's path is exactly its hook's chains.
+    pub fn path_chains(&self, hook: Hook) -> Vec<ChainId> {
+        let mut out = Vec::new();
+        for &h in hook.path() {
+            for c in self.base_chains(h) {
+                let chain = self.chain(c);
+                let trivial = chain.rules.is_empty()
+                    && chain
+                        .base
+                        .as_ref()
+                        .is_none_or(|b| b.policy == Policy::Accept);
+                if h == hook || !trivial {
+                    out.push(c);
+                }
+            }
+        }
+        out
     }
 
     /// The chain with this id.

@@ -110,24 +110,41 @@ fn text(r: &VerifyReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\nexcess ({}{}):",
+        "\nexcess ({}{}{}):",
         r.summary.excess,
+        if r.summary.possible_excess > 0 {
+            format!(", {} possible", r.summary.possible_excess)
+        } else {
+            String::new()
+        },
         if r.summary.excess_complete {
             ""
         } else {
-            ", incomplete: the analysis hit its size budget"
+            ", incomplete: the analysis hit its size budget, more may be accepted"
         }
     );
     for e in &r.excess {
-        let _ = writeln!(
-            s,
-            "  {} {} -> {} ports {}  by {}",
-            e.protocol,
-            e.sources.join(","),
-            e.destinations.join(","),
-            e.ports,
-            e.rules.join(", ")
-        );
+        if e.certain {
+            let _ = writeln!(
+                s,
+                "  {} {} -> {} ports {}  by {}",
+                e.protocol,
+                e.sources.join(","),
+                e.destinations.join(","),
+                e.ports,
+                e.rules.join(", ")
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "  possible: {} {} -> {} ports {}  may be accepted: {} cannot be evaluated exactly",
+                e.protocol,
+                e.sources.join(","),
+                e.destinations.join(","),
+                e.ports,
+                e.rules.join(", ")
+            );
+        }
     }
     for (title, why, list) in [
         ("shadowed", "covered by", &r.shadowed),
@@ -155,8 +172,11 @@ fn text(r: &VerifyReport) -> String {
     let m = &r.summary;
     let _ = writeln!(
         s,
-        "\nsummary: {} flows: {} allowed, {} partial, {} blocked, {} unknown; replies not allowed: {}; excess: {}; shadowed: {}; redundant: {}: {}",
-        m.flows, m.allowed, m.partial, m.blocked, m.unknown, m.replies_not_allowed, m.excess, m.shadowed, m.redundant,
+        "\nsummary: {} flows: {} allowed, {} partial, {} blocked, {} unknown; replies not allowed: {}; excess: {}{}{}; shadowed: {}; redundant: {}: {}",
+        m.flows, m.allowed, m.partial, m.blocked, m.unknown, m.replies_not_allowed, m.excess,
+        if m.possible_excess > 0 { format!(" ({} possible)", m.possible_excess) } else { String::new() },
+        if m.excess_complete { "" } else { " (incomplete)" },
+        m.shadowed, m.redundant,
         if m.ok { "OK" } else { "FINDINGS" }
     );
     s
@@ -209,7 +229,8 @@ fn junit(r: &VerifyReport) -> Result<String, CliError> {
                 .iter()
                 .map(|e| {
                     format!(
-                        "{} {} -> {} ports {} by {}",
+                        "{}{} {} -> {} ports {} by {}",
+                        if e.certain { "" } else { "possible: " },
                         e.protocol,
                         e.sources.join(","),
                         e.destinations.join(","),
@@ -281,7 +302,12 @@ fn sarif(r: &VerifyReport) -> String {
             "excess",
             "warning",
             format!(
-                "accepted beyond the required flows: {} {} -> {} ports {}",
+                "{} beyond the required flows: {} {} -> {} ports {}",
+                if e.certain {
+                    "accepted"
+                } else {
+                    "possibly accepted (a rule the model cannot evaluate decides it)"
+                },
                 e.protocol,
                 e.sources.join(","),
                 e.destinations.join(","),
