@@ -1,10 +1,18 @@
 //! `iptables-save` / `ip6tables-save` parser (iptables 1.8.x output).
 //!
-//! Only the `filter` table decides whether a packet passes; other tables are
-//! skipped with a note. Every option the model can express exactly becomes a
-//! field of the rule's [`Match`]; any other match extension becomes an
-//! [`Opaque`] part (the rule "may match") with a [`ParseNote`], so analyses
-//! report what it touches as unknown instead of guessing.
+//! Every table is read. The built-in chains of `raw`, `mangle`, `nat`,
+//! `filter` and `security` become base chains on their hooks at the kernel's
+//! priorities (see [`table_base`]), so a packet meets them in kernel order.
+//! Chains of the `filter` table keep their names; chains of the other tables
+//! are named `table:CHAIN` (for example `nat:PREROUTING`), which keeps names
+//! unique and filter-only output unchanged. Every option the model can
+//! express exactly becomes a field of the rule's [`Match`]; any other match
+//! extension becomes an [`Opaque`] part (the rule "may match") with a
+//! [`ParseNote`], so analyses report what it touches as unknown instead of
+//! guessing. Targets are read by [`target_effect`]: terminal verdicts keep
+//! their meaning, targets that only change what the model never reads
+//! continue, and targets that change what later rules or routing see make
+//! the packets they match unknown.
 
 use ringfence_diag::{closest, InputError, InputErrors};
 use ringfence_model::{
@@ -188,10 +196,52 @@ enum Family {
     V6,
 }
 
+/// The iptables tables, in the order the kernel's hooks meet them.
+const TABLES: [&str; 5] = ["raw", "mangle", "nat", "filter", "security"];
+
+/// The base chain a built-in chain of a table is: its hook and the kernel's
+/// priority for that table on that hook (`NF_IP_PRI_RAW` -300,
+/// `NF_IP_PRI_MANGLE` -150, `NF_IP_PRI_NAT_DST` -100 on PREROUTING and
+/// OUTPUT, `NF_IP_PRI_FILTER` 0, `NF_IP_PRI_SECURITY` 50,
+/// `NF_IP_PRI_NAT_SRC` 100 on POSTROUTING and INPUT). `None` for a name that
+/// is not a built-in chain of that table (a user chain).
+pub fn table_base(table: &str, chain: &str) -> Option<(Hook, i32)> {
+    let hook = match chain {
+        "PREROUTING" => Hook::Prerouting,
+        "INPUT" => Hook::Input,
+        "FORWARD" => Hook::Forward,
+        "OUTPUT" => Hook::Output,
+        "POSTROUTING" => Hook::Postrouting,
+        _ => return None,
+    };
+    let priority = match (table, hook) {
+        ("raw", Hook::Prerouting | Hook::Output) => -300,
+        ("mangle", _) => -150,
+        ("nat", Hook::Prerouting | Hook::Output) => -100,
+        ("nat", Hook::Input | Hook::Postrouting) => 100,
+        ("filter", Hook::Input | Hook::Forward | Hook::Output) => 0,
+        ("security", Hook::Input | Hook::Forward | Hook::Output) => 50,
+        _ => return None,
+    };
+    Some((hook, priority))
+}
+
+/// The model name of a chain of a table: filter chains keep their name,
+/// the others get the table as a prefix (`nat:PREROUTING`).
+fn model_name(table: &str, chain: &str) -> String {
+    if table == "filter" {
+        chain.to_string()
+    } else {
+        format!("{table}:{chain}")
+    }
+}
+
 /// A rule line kept until every chain is declared; re-tokenized when parsed
 /// (holding every token of a 100k-rule file at once costs more memory than
 /// splitting the line twice costs time).
 struct PendingRule<'t> {
+    /// The table the line is in (one of [`TABLES`]).
+    table: &'static str,
     chain: Cow<'t, str>,
     chain_col: u64,
     line: u64,
@@ -225,6 +275,8 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
     let mut notes = Vec::new();
     let mut table: Option<(String, u64)> = None;
     let mut saw_filter = false;
+    // Per declared chain: its table and its name in that table.
+    let mut declared_in: Vec<(&'static str, String)> = Vec::new();
     let mut family_hint: Option<(Family, u64)> = None;
     // One token buffer for every line of the first pass.
     let mut toks: Vec<Tok> = Vec::with_capacity(32);
@@ -257,11 +309,11 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             let name = name.trim().to_string();
             if name == "filter" {
                 saw_filter = true;
-            } else {
+            } else if !TABLES.contains(&name.as_str()) {
                 notes.push(ParseNote {
                     location: format!("{file}:{lineno}"),
                     message: format!(
-                        "table `{name}` ignored: only the filter table decides accept/drop in this analysis"
+                        "table `{name}` ignored: iptables has the tables raw, mangle, nat, filter and security"
                     ),
                 });
             }
@@ -295,11 +347,11 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             );
             continue;
         };
-        let in_filter = tname == "filter";
+        let known = TABLES.iter().copied().find(|t| t == tname);
         if let Some(rest) = trimmed.strip_prefix(':') {
-            if !in_filter {
+            let Some(tname) = known else {
                 continue;
-            }
+            };
             let parts: Vec<&str> = rest.split_whitespace().collect();
             if parts.len() < 2 {
                 errors.push(InputError::at(
@@ -312,13 +364,8 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             }
             let name = parts[0].to_string();
             let policy_col = indent + 2 + rest.find(parts[1]).unwrap_or(0) as u64;
-            let base = match name.as_str() {
-                "INPUT" | "FORWARD" | "OUTPUT" => {
-                    let hook = match name.as_str() {
-                        "INPUT" => Hook::Input,
-                        "FORWARD" => Hook::Forward,
-                        _ => Hook::Output,
-                    };
+            let base = match table_base(tname, &name) {
+                Some((hook, priority)) => {
                     let policy = match parts[1] {
                         "ACCEPT" => Policy::Accept,
                         "DROP" => Policy::Drop,
@@ -334,11 +381,11 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
                     };
                     Some(BaseChain {
                         hook,
-                        priority: 0,
+                        priority,
                         policy,
                     })
                 }
-                _ => {
+                None => {
                     if parts[1] != "-" {
                         errors.push(InputError::at(
                             file,
@@ -353,7 +400,8 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
                     None
                 }
             };
-            if chain_index.contains_key(&name) {
+            let full = model_name(tname, &name);
+            if chain_index.contains_key(&full) {
                 errors.push(InputError::at(
                     file,
                     lineno,
@@ -364,12 +412,13 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
                 ));
                 continue;
             }
-            chain_index.insert(name.clone(), chains.len());
+            chain_index.insert(full.clone(), chains.len());
             chains.push(Chain {
-                name,
+                name: full,
                 base,
                 rules: Vec::new(),
             });
+            declared_in.push((tname, name));
             continue;
         }
         // A rule line, possibly with a `[packets:bytes]` counter prefix (iptables-save -c).
@@ -383,9 +432,9 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         {
             toks.remove(0);
         }
-        if !in_filter {
+        let Some(tname) = known else {
             continue;
-        }
+        };
         let Some(first) = toks.first().cloned() else {
             // Only `[packets:bytes]` counters on the line, no rule after them.
             errors.push(InputError::at_line(
@@ -417,6 +466,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             continue;
         };
         pending.push(PendingRule {
+            table: tname,
             chain: chain.text.clone(),
             chain_col: chain.col,
             line: lineno,
@@ -453,7 +503,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         }
     };
 
-    let names: Vec<String> = chains.iter().map(|c| c.name.clone()).collect();
+    let declared_in = &declared_in;
     let declared = chains.len();
     // Once every chain is declared, rule lines are independent: large files
     // are parsed in two halves on two threads, and the results are put back
@@ -471,7 +521,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         let mut out: Vec<Result<(usize, usize), InputError>> = Vec::with_capacity(part.len());
         let mut rules: Vec<Rule> = Vec::with_capacity(part.len());
         for p in part {
-            let Some(&ci) = chain_index.get(&*p.chain) else {
+            let Some(ci) = lookup(&chain_index, p.table, &p.chain) else {
                 let mut e = InputError::at(
                     file,
                     p.line,
@@ -481,7 +531,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
                         p.chain, p.chain
                     ),
                 );
-                if let Some(s) = closest(&p.chain, names.iter().map(String::as_str)) {
+                if let Some(s) = closest(&p.chain, chains_of(declared_in, p.table)) {
                     e = e.with_help(format!("did you mean `{s}`?"));
                 }
                 out.push(Err(e));
@@ -493,7 +543,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
                     &mut ctx,
                     p,
                     &chain_index,
-                    &names,
+                    declared_in,
                     &mut extra,
                     declared,
                     &mut rules,
@@ -559,7 +609,8 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
     if !saw_filter {
         ctx.notes.push(ParseNote {
             location: file.to_string(),
-            message: "no filter table: every hook accepts everything".to_string(),
+            message: "no filter table: only the other tables' rules (if any) stop packets"
+                .to_string(),
         });
     }
     Ok(Ruleset {
@@ -570,6 +621,93 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         source: file.to_string(),
         chains,
         notes: ctx.notes,
+    })
+}
+
+/// The index of chain `chain` of `table` (filter names are looked up as
+/// they are, without building the prefixed name).
+fn lookup(index: &HashMap<String, usize>, table: &str, chain: &str) -> Option<usize> {
+    if table == "filter" {
+        index.get(chain).copied()
+    } else {
+        index.get(&model_name(table, chain)).copied()
+    }
+}
+
+/// The names (inside the table) of the chains declared in `table`.
+fn chains_of<'n>(
+    declared_in: &'n [(&'static str, String)],
+    table: &'n str,
+) -> impl Iterator<Item = &'n str> + 'n {
+    declared_in
+        .iter()
+        .filter(move |(t, _)| *t == table)
+        .map(|(_, n)| n.as_str())
+}
+
+/// What a `-j` target does, for the model.
+enum TargetEffect {
+    /// A verdict or a translation that ends the base chain like ACCEPT.
+    Verdict(Action),
+    /// No verdict, and no effect on any field the model reads: the packet
+    /// goes on to the next rule.
+    Continue {
+        /// Whether to say so in a note (targets that change packet or
+        /// connection state; logging targets need no note).
+        note: bool,
+    },
+    /// The target changes what later rules or routing see (addresses,
+    /// ports, conntrack tracking) or is not known: the packets it matches
+    /// have an unknown fate.
+    Unknown,
+}
+
+/// The effect of target `target` with options `opts` in chain `chain` of
+/// `table`.
+///
+/// Continuing targets (MARK, CONNMARK, TOS, DSCP, TTL, HL, CLASSIFY, TCPMSS,
+/// LOG, NFLOG, TRACE, CHECKSUM, ...) change only fields the model never reads
+/// exactly: every match on marks, connmarks, DSCP/TOS, TTL and the like is
+/// opaque ("may match"), so treating them as no-ops cannot make a result
+/// certain that depends on them. Source translations (SNAT, MASQUERADE, and
+/// NETMAP in POSTROUTING or INPUT) are terminal in the nat table: like
+/// ACCEPT they end that base chain, and the rewritten source is read by no
+/// later iptables base chain on those hooks. Destination translations
+/// (DNAT, REDIRECT, NETMAP elsewhere), TPROXY, NOTRACK, `CT --notrack` and
+/// `CT --zone`, queueing and unknown extension targets change what later
+/// rules or the routing decision see, so their packets are unknown.
+fn target_effect(
+    table: &str,
+    chain: &str,
+    target: &str,
+    opts: &[(Cow<str>, Option<Tok>)],
+) -> Option<TargetEffect> {
+    let has = |name: &str| opts.iter().any(|(n, _)| n.as_ref() == name);
+    Some(match target {
+        "ACCEPT" => TargetEffect::Verdict(Action::Accept),
+        "DROP" => TargetEffect::Verdict(Action::Drop),
+        "RETURN" => TargetEffect::Verdict(Action::Return),
+        "REJECT" => TargetEffect::Verdict(Action::Reject {
+            with: opts
+                .iter()
+                .find(|(n, _)| n == "--reject-with")
+                .and_then(|(_, v)| v.as_ref().map(|v| v.text.to_string())),
+        }),
+        "LOG" | "NFLOG" | "ULOG" | "AUDIT" | "TRACE" => TargetEffect::Continue { note: false },
+        "CT" if has("--notrack") || has("--zone") || has("--zone-orig") || has("--zone-reply") => {
+            TargetEffect::Unknown
+        }
+        "MARK" | "CONNMARK" | "CLASSIFY" | "DSCP" | "TOS" | "TCPMSS" | "CHECKSUM" | "CT"
+        | "TEE" | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED" | "SET" | "TTL" | "HL"
+        | "ECN" | "HMARK" | "TCPOPTSTRIP" | "IPV4OPTSSTRIP" | "RATEEST" => {
+            TargetEffect::Continue { note: true }
+        }
+        "SNAT" | "MASQUERADE" if table == "nat" => TargetEffect::Verdict(Action::Accept),
+        "NETMAP" if table == "nat" && matches!(chain, "POSTROUTING" | "INPUT") => {
+            TargetEffect::Verdict(Action::Accept)
+        }
+        name if is_extension_target(name) => TargetEffect::Unknown,
+        _ => return None,
     })
 }
 
@@ -607,7 +745,7 @@ fn parse_rule(
     ctx: &mut Ctx<'_>,
     p: &PendingRule<'_>,
     chain_index: &HashMap<String, usize>,
-    names: &[String],
+    declared_in: &[(&'static str, String)],
     extra_chains: &mut Vec<Chain>,
     declared: usize,
     out: &mut Vec<Rule>,
@@ -827,14 +965,27 @@ fn parse_rule(
                 )?;
                 let mut bits = 0u8;
                 let mut col = v.col;
+                // `DNAT`/`SNAT` are a fact about the connection (it was
+                // translated), not one of the states: the list matches a
+                // packet in one of the named states *or* of a translated
+                // connection, which the model cannot tell. Such a list may
+                // match a packet in any state (negated: any state not named).
+                let mut translated = false;
                 for name in v.text.split(',') {
                     match CtStates::parse_one(name) {
                         Some(s) => bits |= s,
                         None if name.eq_ignore_ascii_case("SNAT")
                             || name.eq_ignore_ascii_case("DNAT") =>
                         {
+                            translated = true;
                             b.m.opaque.push(Opaque {
-                                text: format!("--ctstate {name}"),
+                                text: format!("{}--ctstate {name}", if neg { "! " } else { "" }),
+                            });
+                            ctx.notes.push(ParseNote {
+                                location: format!("{file}:{line}:{col}"),
+                                message: format!(
+                                    "conntrack state {name} (a translated connection) is not modelled; the rule may or may not match, so results it touches are unknown"
+                                ),
                             });
                         }
                         None => {
@@ -851,7 +1002,11 @@ fn parse_rule(
                     col += name.chars().count() as u64 + 1;
                 }
                 let s = CtStates(bits);
-                let s = if neg { s.complement() } else { s };
+                let s = match (neg, translated) {
+                    (true, _) => s.complement(),
+                    (false, true) => CtStates::ALL,
+                    (false, false) => s,
+                };
                 b.m.ct_state = CtStates(b.m.ct_state.0 & s.0);
                 i += 2;
             }
@@ -882,20 +1037,15 @@ fn parse_rule(
                     i += if val.is_some() { 2 } else { 1 };
                     opts.push((o.text.clone(), val));
                 }
-                action = match (goto, target) {
-                    (false, "ACCEPT") => Action::Accept,
-                    (false, "DROP") => Action::Drop,
-                    (false, "RETURN") => Action::Return,
-                    (false, "REJECT") => Action::Reject {
-                        with: opts
-                            .iter()
-                            .find(|(n, _)| n == "--reject-with")
-                            .and_then(|(_, v)| v.as_ref().map(|v| v.text.to_string())),
-                    },
-                    (false, "LOG" | "NFLOG" | "ULOG" | "AUDIT" | "TRACE" | "MARK" | "CONNMARK"
-                    | "CLASSIFY" | "DSCP" | "TOS" | "TCPMSS" | "CHECKSUM" | "NOTRACK" | "CT"
-                    | "TEE" | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED" | "SET") => {
-                        if !matches!(target, "LOG" | "NFLOG" | "ULOG" | "AUDIT" | "TRACE") {
+                let effect = if goto {
+                    None
+                } else {
+                    target_effect(p.table, &p.chain, target, &opts)
+                };
+                action = match (goto, target, effect) {
+                    (false, _, Some(TargetEffect::Verdict(a))) => a,
+                    (false, _, Some(TargetEffect::Continue { note })) => {
+                        if note {
                             ctx.notes.push(ParseNote {
                                 location: format!("{file}:{line}:{}", v.col),
                                 message: format!(
@@ -905,9 +1055,9 @@ fn parse_rule(
                         }
                         Action::Continue
                     }
-                    (_, name) => {
-                        if let Some(&ci) = chain_index.get(name) {
-                            if matches!(name, "INPUT" | "FORWARD" | "OUTPUT") {
+                    (_, name, effect) => {
+                        if let Some(ci) = lookup(chain_index, p.table, name) {
+                            if table_base(p.table, name).is_some() {
                                 return Err(err(
                                     &v,
                                     format!("jump to built-in chain `{name}`: expected a user-defined chain"),
@@ -918,8 +1068,9 @@ fn parse_rule(
                             } else {
                                 Action::Jump { target: ChainId(ci) }
                             }
-                        } else if !goto && is_extension_target(name) {
-                            // An extension target we do not model: its verdict is unknown.
+                        } else if matches!(effect, Some(TargetEffect::Unknown)) {
+                            // A target that changes what later rules or routing
+                            // see: the packets it matches have an unknown fate.
                             let synth = format!("?{name}");
                             let id = match extra_chains.iter().position(|c| c.name == synth) {
                                 Some(k) => declared + k,
@@ -948,7 +1099,7 @@ fn parse_rule(
                             ctx.notes.push(ParseNote {
                                 location: format!("{file}:{line}:{}", v.col),
                                 message: format!(
-                                    "target {name} is not modelled; packets reaching it have an unknown verdict"
+                                    "target {name} changes what later rules or routing see and is not modelled; packets reaching it have an unknown verdict"
                                 ),
                             });
                             Action::Jump { target: ChainId(id) }
@@ -960,7 +1111,7 @@ fn parse_rule(
                                     if goto { "goto" } else { "jump" }
                                 ),
                             );
-                            if let Some(s) = closest(name, names.iter().map(String::as_str)) {
+                            if let Some(s) = closest(name, chains_of(declared_in, p.table)) {
                                 e = e.with_help(format!("did you mean `{s}`?"));
                             }
                             return Err(e);
@@ -1243,6 +1394,7 @@ fn is_extension_target(name: &str) -> bool {
     matches!(
         name,
         "DNAT"
+            | "NOTRACK"
             | "SNAT"
             | "MASQUERADE"
             | "REDIRECT"
