@@ -226,6 +226,9 @@ pub fn table_base(table: &str, chain: &str) -> Option<(Hook, i32)> {
     Some((hook, priority))
 }
 
+/// The conntrack states of the packets the nat table's chains see.
+const NAT_STATES: u8 = CtStates::NEW | CtStates::RELATED;
+
 /// The model name of a chain of a table: filter chains keep their name,
 /// the others get the table as a prefix (`nat:PREROUTING`).
 fn model_name(table: &str, chain: &str) -> String {
@@ -1152,6 +1155,12 @@ fn parse_rule(
                 ))
             }
         }
+    }
+    if p.table == "nat" {
+        // The kernel runs the nat chains only for the first packet of a
+        // connection (a new one, or an expected one conntrack calls
+        // related); later packets take the translation conntrack recorded.
+        b.m.ct_state = CtStates(b.m.ct_state.0 & NAT_STATES);
     }
     let origin = RuleRef::Line {
         file: file.to_string(),

@@ -44,9 +44,17 @@
 //!   match over them stays opaque with a note saying so. See
 //!   docs/nft-concatenations.md.
 //! - Verdicts accept, drop, reject, jump, goto, return, continue; `counter`,
-//!   `log` and named counters have no effect. NAT statements end the chain
-//!   like accept (noted). Anything else (`limit`, `quota`, marks, data maps,
-//!   raw payloads) becomes an [`Opaque`] match with a note.
+//!   `log` and named counters have no effect. Base chains of every type
+//!   (filter, nat, route) on every hook are base chains at their priority;
+//!   the rules of a nat base chain see only a connection's first packet
+//!   (state new or related). `snat` and `masquerade` end the chain like
+//!   accept; `dnat`, `redirect`, `tproxy`, `queue`, `notrack`, `synproxy`,
+//!   a `set` of a header field, and iptables-nft compat targets that
+//!   translate or whose arguments the dump omits jump to a synthesized
+//!   `?what` chain whose fate is unknown. Setting marks, priority or DSCP
+//!   continues: every match on those is opaque. Anything else (`limit`,
+//!   `quota`, marks, data maps, raw payloads) becomes an [`Opaque`] match
+//!   with a note.
 
 use ringfence_diag::{InputError, InputErrors};
 use ringfence_model::{
@@ -114,6 +122,8 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         concat_rules: 0,
         may_jump: false,
         noted_tables: Vec::new(),
+        unknown_chains: Vec::new(),
+        nat_chains: Vec::new(),
     };
     p.document(&items);
     if !p.errors.is_empty() {
@@ -179,6 +189,45 @@ struct Parser<'a> {
     /// Whether the rule being read may jump (then its copies must be disjoint).
     may_jump: bool,
     noted_tables: Vec<(String, String)>,
+    /// Synthesized `?what` chains standing for statements whose effect is
+    /// unknown (name, chain index).
+    unknown_chains: Vec<(String, usize)>,
+    /// Base chains of type nat (the kernel runs them only for a
+    /// connection's first packet).
+    nat_chains: Vec<usize>,
+}
+
+/// The conntrack states of the packets nat chains see: a new connection's
+/// first packet, or an expected connection's, which conntrack calls related.
+const NAT_STATES: u8 = CtStates::NEW | CtStates::RELATED;
+
+/// What a statement or compat target does, for the model.
+enum Effect {
+    /// A verdict (or a translation that ends the chain like accept).
+    Verdict(Action),
+    /// No effect on any field the model reads: on to the next statement.
+    Continue,
+    /// Changes what later rules or routing see: its packets are unknown.
+    Unknown,
+}
+
+/// The effect of an iptables-nft compat target named `name`: the same
+/// reading as the iptables parser's (see `iptables::target_effect`).
+fn xt_target_effect(name: &str) -> Effect {
+    match name {
+        "ACCEPT" => Effect::Verdict(Action::Accept),
+        "DROP" => Effect::Verdict(Action::Drop),
+        "RETURN" => Effect::Verdict(Action::Return),
+        "SNAT" | "MASQUERADE" => Effect::Verdict(Action::Accept),
+        "LOG" | "NFLOG" | "ULOG" | "AUDIT" | "TRACE" | "MARK" | "CONNMARK" | "CLASSIFY"
+        | "DSCP" | "TOS" | "TCPMSS" | "CHECKSUM" | "TEE" | "SECMARK" | "CONNSECMARK"
+        | "IDLETIMER" | "LED" | "SET" | "TTL" | "HL" | "ECN" | "HMARK" | "TCPOPTSTRIP"
+        | "IPV4OPTSSTRIP" | "RATEEST" => Effect::Continue,
+        // DNAT, REDIRECT, NETMAP, TPROXY, NOTRACK, CT (whose arguments the
+        // dump omits, so `--notrack` cannot be told apart), queues, and
+        // anything else.
+        _ => Effect::Unknown,
+    }
 }
 
 /// A named set, the kinds of the parts it is read as, and the use.
@@ -550,7 +599,16 @@ impl<'a> Parser<'a> {
                 }
             };
             match o.get("type").and_then(Value::as_str) {
-                Some("filter") | None => {}
+                // Verdicts of nat and route chains mean what they mean in a
+                // filter chain; their translations and reroutes are read
+                // statement by statement (`dnat`/`redirect` make packets
+                // unknown, `snat`/`masquerade` end the chain like accept).
+                Some("filter" | "route") | None => {}
+                Some("nat") => {
+                    if hook.is_some() {
+                        self.nat_chains.push(self.chains.len());
+                    }
+                }
                 Some(t) => self.note(
                     &ptr_join(ptr, "type"),
                     format!("chain {full} has type {t}: its verdicts are modelled like a filter chain's, its other effects are not"),
@@ -701,9 +759,6 @@ impl<'a> Parser<'a> {
                     let name = body.get("name").and_then(Value::as_str).unwrap_or("");
                     match (kind, name) {
                         ("match", "comment") => None,
-                        ("target", "LOG" | "NFLOG" | "ULOG") => None,
-                        ("target", "ACCEPT") => Some(Action::Accept),
-                        ("target", "DROP") => Some(Action::Drop),
                         ("target", "REJECT") => {
                             self.note(
                                 &sptr,
@@ -711,6 +766,17 @@ impl<'a> Parser<'a> {
                             );
                             Some(Action::Reject { with: None })
                         }
+                        ("target", name) => match xt_target_effect(name) {
+                            Effect::Verdict(a) => Some(a),
+                            Effect::Continue => None,
+                            Effect::Unknown => {
+                                self.note(
+                                    &sptr,
+                                    format!("iptables-nft compat target `{name}` changes what later rules or routing see (or its arguments are not in the dump): packets reaching it have an unknown verdict"),
+                                );
+                                Some(self.unknown_jump(&format!("xt {name}"), &origin))
+                            }
+                        },
                         _ => {
                             let text = compact(st);
                             self.note(
@@ -726,19 +792,32 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                "snat" | "dnat" | "masquerade" | "redirect" => {
+                // A source translation ends the chain like accept; no later
+                // iptables-style stage reads the rewritten source.
+                "snat" | "masquerade" => Some(Action::Accept),
+                // A destination translation changes what routing and later
+                // rules see: unknown.
+                "dnat" | "redirect" | "tproxy" | "queue" | "notrack" | "synproxy" => {
                     self.note(
                         &sptr,
-                        format!("`{key}` ends the chain like accept; the address translation itself is not modelled"),
+                        format!("`{key}` changes what later rules or routing see and is not modelled: packets reaching it have an unknown verdict"),
                     );
-                    Some(Action::Accept)
+                    Some(self.unknown_jump(key, &origin))
                 }
                 "mangle" => {
-                    self.note(
-                        &sptr,
-                        "a `set` statement changes packet metadata; later matches are read as if it had not",
-                    );
-                    None
+                    if mangles_header(body) {
+                        self.note(
+                            &sptr,
+                            format!("a `set` statement rewrites a header field later rules or routing read ({}): packets reaching it have an unknown verdict", compact(st)),
+                        );
+                        Some(self.unknown_jump("mangle", &origin))
+                    } else {
+                        self.note(
+                            &sptr,
+                            "a `set` statement changes packet metadata; later matches are read as if it had not",
+                        );
+                        None
+                    }
                 }
                 other => {
                     let text = compact(st);
@@ -757,6 +836,11 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
+        if self.nat_chains.contains(&ci) {
+            for m in &mut alts {
+                m.ct_state = CtStates(m.ct_state.0 & NAT_STATES);
+            }
+        }
         let rules = &mut self.chains[ci].rules;
         for m in alts {
             rules.push(Rule {
@@ -765,6 +849,39 @@ impl<'a> Parser<'a> {
                 origin: origin.clone(),
                 comment: comment.clone(),
             });
+        }
+    }
+
+    /// A jump to the synthesized chain `?what`, whose one rule may match
+    /// anything and decides "unknown" (made on first use; `origin` is that
+    /// first use).
+    fn unknown_jump(&mut self, what: &str, origin: &RuleRef) -> Action {
+        let name = format!("?{what}");
+        let id = match self.unknown_chains.iter().find(|(n, _)| *n == name) {
+            Some(&(_, id)) => id,
+            None => {
+                let id = self.chains.len();
+                self.chains.push(Chain {
+                    name: name.clone(),
+                    base: None,
+                    rules: vec![Rule {
+                        matches: Match {
+                            opaque: vec![Opaque {
+                                text: what.to_string(),
+                            }],
+                            ..Match::any()
+                        },
+                        action: Action::Drop,
+                        origin: origin.clone(),
+                        comment: None,
+                    }],
+                });
+                self.unknown_chains.push((name, id));
+                id
+            }
+        };
+        Action::Jump {
+            target: ChainId(id),
         }
     }
 
@@ -2130,6 +2247,32 @@ fn restrict_family(m: &mut Match, fam: Fam) {
     };
     m.src = m.src.intersect(&keep);
     m.dst = m.dst.intersect(&keep);
+}
+
+/// Whether a `mangle` statement (`... set ...`) rewrites a field that later
+/// rules or the routing decision read exactly: a payload field (addresses,
+/// ports, ...) or the conntrack state. Marks, priority, DSCP and the like
+/// are read only by opaque matches, so setting them changes nothing the
+/// model decides.
+fn mangles_header(body: &Value) -> bool {
+    let Some(key) = body.get("key") else {
+        return true;
+    };
+    match single_key(key) {
+        Some(("meta", m)) => !matches!(
+            m.get("key").and_then(Value::as_str),
+            Some("mark" | "priority" | "nftrace" | "secmark" | "pkttype")
+        ),
+        Some(("ct", c)) => !matches!(
+            c.get("key").and_then(Value::as_str),
+            Some("mark" | "label" | "helper" | "expiration" | "event" | "secmark")
+        ),
+        Some(("payload", p)) => !matches!(
+            p.get("field").and_then(Value::as_str),
+            Some("dscp" | "ecn" | "ttl" | "hoplimit" | "tos")
+        ),
+        _ => true,
+    }
 }
 
 /// Standard priority names (ip, ip6 and inet families), optionally `name + n` / `name - n`.
