@@ -81,8 +81,10 @@ fn stand_in(name: &str, flags: &[&str]) -> Child {
 #[test]
 fn live_scan_reads_a_real_etcd_and_component_processes_from_proc() {
     let etcd = Path::new("/usr/bin/etcd");
-    if !etcd.exists() {
-        eprintln!("skipped: /usr/bin/etcd is missing (apt-get install etcd-server)");
+    if !ringfence_testkit::require!(ringfence_testkit::Need::File {
+        path: etcd.into(),
+        install: "apt-get install etcd-server",
+    }) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -233,9 +235,13 @@ fn live_scan_reads_a_real_etcd_and_component_processes_from_proc() {
 
 #[test]
 fn a_containerised_components_config_is_read_through_its_own_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc_geteuid() } != 0 || !Path::new("/usr/bin/unshare").exists() {
-        eprintln!("skipped: needs root and unshare(1) to give a process its own mounts");
+    if !ringfence_testkit::require!(
+        ringfence_testkit::Need::Root,
+        ringfence_testkit::Need::File {
+            path: "/usr/bin/unshare".into(),
+            install: "apt-get install util-linux",
+        }
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -308,9 +314,4 @@ fn a_containerised_components_config_is_read_through_its_own_root() {
     assert_eq!(c.actual.as_deref(), Some("127.0.0.1:10249"));
     assert_eq!(c.evidence.as_ref().unwrap().source, "config");
     drop(children);
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }

@@ -6,7 +6,7 @@ use ringfence_cis::component::Component;
 use ringfence_cis::node::{discover, DiscoverOptions, Node, Source};
 use ringfence_cis::profile::{parse_waivers, Date, Profile, Waiver};
 use ringfence_cis::report::{scan, Report, ScanOptions, Status};
-use ringfence_cis::testkit::{self, is_root, KubeletStyle};
+use ringfence_cis::testkit::{self, KubeletStyle};
 
 const TKG_SEVEN: [&str; 7] = [
     "1.1.12", "1.2.6", "1.2.16", "1.2.21", "1.3.2", "1.4.1", "4.2.6",
@@ -61,8 +61,7 @@ fn check<'a>(r: &'a Report, id: &str) -> &'a ringfence_cis::report::CheckResult 
 
 macro_rules! need_root {
     () => {
-        if !is_root() {
-            eprintln!("skipped: needs root to set file ownership in the node root");
+        if !ringfence_testkit::require!(ringfence_testkit::Need::Root) {
             return;
         }
     };

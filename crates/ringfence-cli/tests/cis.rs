@@ -3,7 +3,7 @@
 mod common;
 use common::{ringfence, stderr, stdout};
 
-use ringfence_cis::testkit::{self, is_root};
+use ringfence_cis::testkit;
 use std::path::Path;
 use std::process::Output;
 
@@ -15,8 +15,7 @@ fn scan(root: &Path, extra: &[&str]) -> Output {
 
 macro_rules! need_root {
     () => {
-        if !is_root() {
-            eprintln!("skipped: needs root to set file ownership in the node root");
+        if !ringfence_testkit::require!(ringfence_testkit::Need::Root) {
             return;
         }
     };

@@ -18,13 +18,14 @@ fn example_site() -> String {
 
 /// Root and the tools the lab needs, or why not (printed as the skip reason).
 fn lab_ready() -> bool {
-    match ringfence_lab::preflight(&["nft", "iptables-restore", "iptables-save"]) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            false
-        }
-    }
+    use ringfence_testkit::Need;
+    ringfence_testkit::require!(
+        Need::Root,
+        Need::Tool("ip"),
+        Need::Tool("nft"),
+        Need::Tool("iptables-restore"),
+        Need::Tool("iptables-save")
+    )
 }
 
 /// A lab name unique to this test process (1-8 characters of a-z, 0-9).

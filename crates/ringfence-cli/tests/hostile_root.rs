@@ -4,7 +4,7 @@
 //! must stay inside the root, never open the special files (a FIFO would
 //! block forever), and still report results.
 
-use ringfence_cis::testkit::{self, is_root, KubeletStyle};
+use ringfence_cis::testkit::{self, KubeletStyle};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -78,8 +78,7 @@ fn status_of<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
 
 #[test]
 fn scan_of_a_hostile_root_stays_inside_never_opens_special_files_and_reports() {
-    if !is_root() {
-        eprintln!("skipped: needs root to build device nodes and set ownership in the node root");
+    if !ringfence_testkit::require!(ringfence_testkit::Need::Root) {
         return;
     }
     let base = tempfile::tempdir().unwrap();

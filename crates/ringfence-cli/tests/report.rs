@@ -123,8 +123,7 @@ fn report_needs_a_site_or_the_example() {
 #[test]
 fn the_stored_example_cis_result_is_what_the_scanner_produces_today() {
     use ringfence_cis::testkit;
-    if !testkit::is_root() {
-        eprintln!("skipped: needs root to set file ownership in the node root");
+    if !ringfence_testkit::require!(ringfence_testkit::Need::Root) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -207,8 +206,10 @@ fn chromium(profile: &Path, extra: &[&str], url: &str) -> Output {
 
 #[test]
 fn the_example_report_renders_in_headless_chromium() {
-    if !Path::new("/usr/bin/chromium").exists() {
-        eprintln!("skipped: /usr/bin/chromium is missing (apt-get install -y chromium)");
+    if !ringfence_testkit::require!(ringfence_testkit::Need::File {
+        path: "/usr/bin/chromium".into(),
+        install: "apt-get install chromium",
+    }) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

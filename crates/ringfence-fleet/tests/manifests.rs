@@ -165,11 +165,7 @@ fn venv() -> PathBuf {
 fn every_manifest_validates_against_each_bundled_kubernetes_schema() {
     let venv = venv();
     let tool = venv.join("bin/kubernetes-validate");
-    if !tool.exists() {
-        eprintln!(
-            "skipped: {} is absent; create it with `python3 -m venv .venv && .venv/bin/pip install -r scripts/python-requirements.txt` (scripts/test.sh does)",
-            tool.display()
-        );
+    if !ringfence_testkit::require!(ringfence_testkit::repo::venv_tool("kubernetes-validate")) {
         return;
     }
     let versions = bundled_versions(&venv);

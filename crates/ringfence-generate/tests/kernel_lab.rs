@@ -103,8 +103,12 @@ fn run_probes(lab: &Lab, resolved: &ringfence_site::ResolvedSite, what: &str) {
 
 #[test]
 fn real_connections_through_our_nftables_and_iptables_rules_follow_the_site() {
-    if let Err(e) = ringfence_lab::preflight(&["nft", "iptables-restore"]) {
-        eprintln!("skipped: {e}");
+    if !ringfence_testkit::require!(
+        ringfence_testkit::Need::Root,
+        ringfence_testkit::Need::Tool("ip"),
+        ringfence_testkit::Need::Tool("nft"),
+        ringfence_testkit::Need::Tool("iptables-restore")
+    ) {
         return;
     }
     let site = common::example();

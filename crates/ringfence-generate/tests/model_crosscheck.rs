@@ -10,7 +10,7 @@
 mod common;
 
 use common::eval::{Packet, Verdict};
-use common::{can_run, sites, temp_file, Netns};
+use common::{can_run, netns, sites, temp_file};
 use ringfence_analysis::Tracer;
 use ringfence_generate::{generate_site, Family, Options, Target};
 use ringfence_model::Hook;
@@ -78,7 +78,7 @@ fn kernel_dumps_of_nftables_and_iptables_output_parse_and_trace_like_the_site() 
         // nftables, as the kernel holds it.
         let out = generate_site(&site, Target::Nftables, &Options::default()).unwrap();
         let file = temp_file(&out.files[0].contents);
-        let ns = Netns::new();
+        let ns = netns();
         ns.ok("nft", &["-f", file.path().to_str().unwrap()], b"");
         let dump = ns.ok("nft", &["-j", "list", "ruleset"], b"");
         let rs = parse_ruleset(&dump, "nft.json", RulesetFormat::NftJson)
@@ -86,7 +86,7 @@ fn kernel_dumps_of_nftables_and_iptables_output_parse_and_trace_like_the_site() 
         check(name, "nftables", &rs, &resolved);
         // iptables: both families loaded into one namespace, one dump each.
         let out = generate_site(&site, Target::Iptables, &Options::default()).unwrap();
-        let ns = Netns::new();
+        let ns = netns();
         ns.ok(
             "iptables-restore",
             &[],

@@ -145,7 +145,7 @@ proptest! {
             outs.push(generate_site(&site, t, &opts).unwrap());
         }
         if common::can_run("nft check (proptest)", &["nft", "iptables-restore", "ip6tables-restore"]) {
-            let ns = common::Netns::new();
+            let ns = common::netns();
             let nft = &outs[0].files[0].contents;
             let file = common::temp_file(nft);
             let res = ns.run("nft", &["-c", "-f", file.path().to_str().unwrap()], b"");

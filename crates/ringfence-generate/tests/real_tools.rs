@@ -6,7 +6,7 @@
 mod common;
 
 use common::eval::{Packet, Ruleset, Verdict};
-use common::{can_run, sites, temp_file, Netns};
+use common::{can_run, netns, sites, temp_file};
 use ringfence_generate::{generate_site, Family, Hook, Options, Target};
 
 fn opts(hook: Hook) -> Options {
@@ -25,7 +25,7 @@ fn nft_check_accepts_the_nftables_output_for_every_site_and_hook() {
         for hook in [Hook::Forward, Hook::Input, Hook::Output] {
             let out = generate_site(&site, Target::Nftables, &opts(hook)).unwrap();
             let file = temp_file(&out.files[0].contents);
-            let ns = Netns::new();
+            let ns = netns();
             let path = file.path().to_str().unwrap();
             let res = ns.run("nft", &["-c", "-f", path], b"");
             assert!(
@@ -46,7 +46,7 @@ fn nftables_output_loads_twice_and_replaces_its_own_table() {
     let out = generate_site(&site, Target::Nftables, &Options::default()).unwrap();
     let file = temp_file(&out.files[0].contents);
     let path = file.path().to_str().unwrap();
-    let ns = Netns::new();
+    let ns = netns();
     ns.ok("nft", &["-f", path], b"");
     ns.ok("nft", &["-f", path], b"");
     let listing = ns.ok("nft", &["list", "table", "inet", "ringfence"], b"");
@@ -68,7 +68,7 @@ fn iptables_restore_test_accepts_both_families_for_every_site_and_hook() {
         for hook in [Hook::Forward, Hook::Input, Hook::Output] {
             let out = generate_site(&site, Target::Iptables, &opts(hook)).unwrap();
             assert_eq!(out.files.len(), 2);
-            let ns = Netns::new();
+            let ns = netns();
             for (role, tool) in [("ipv4", "iptables-restore"), ("ipv6", "ip6tables-restore")] {
                 let f = out.file(role).unwrap();
                 let res = ns.run(tool, &["--test"], f.contents.as_bytes());
@@ -215,7 +215,7 @@ fn loaded_nftables_ruleset_decides_every_probe_as_the_site_prescribes() {
         let resolved = site.resolve();
         let out = generate_site(&site, Target::Nftables, &Options::default()).unwrap();
         let file = temp_file(&out.files[0].contents);
-        let ns = Netns::new();
+        let ns = netns();
         ns.ok("nft", &["-f", file.path().to_str().unwrap()], b"");
         let dump = ns.ok("nft", &["-j", "list", "ruleset"], b"");
         let chain = common::nfteval::NftChain::parse(&dump, "forward");

@@ -5,17 +5,12 @@ use ringfence_lab::{
     cleanup_prefix, list_namespaces, probe_all, HostSpec, Lab, LabError, LabSpec, Listeners,
     Outcome, Probe, Transport,
 };
+use ringfence_testkit::Need;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 fn ready() -> bool {
-    match ringfence_lab::preflight(&["nft"]) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            false
-        }
-    }
+    ringfence_testkit::require!(Need::Root, Need::Tool("ip"), Need::Tool("nft"))
 }
 
 fn two_hosts(tag: &str) -> LabSpec {
@@ -158,12 +153,14 @@ fn a_lab_whose_owner_vanished_is_removed_by_prefix_cleanup() {
 
 #[test]
 fn addresses_outside_the_lab_range_are_refused_before_anything_is_made() {
+    if !ready() {
+        return;
+    }
     let mut spec = two_hosts("refuse");
     spec.hosts[0].subnet = (Ipv4Addr::new(10, 0, 0, 0), 24);
     spec.hosts[0].addrs = vec![Ipv4Addr::new(10, 0, 0, 5)];
     match Lab::up(spec) {
         Err(LabError::UnsafeAddress(a)) => assert_eq!(a, "10.0.0.0"),
-        Err(LabError::NotRoot) | Err(LabError::MissingTool(_)) => eprintln!("skipped: not root"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     let probe = Probe {

@@ -5,19 +5,14 @@ use ringfence_generate::{generate_site, Family, Options, Target};
 use ringfence_lab::live::{self, Expect, Settings, State};
 use ringfence_lab::report::LabReport;
 use ringfence_lab::site_lab::{self, Plan, Proto, RulesetKind};
+use ringfence_testkit::Need;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 fn ready() -> bool {
-    match ringfence_lab::preflight(&["nft"]) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            false
-        }
-    }
+    ringfence_testkit::require!(Need::Root, Need::Tool("ip"), Need::Tool("nft"))
 }
 
 fn nft(site: &ringfence_site::Site) -> String {

@@ -8,17 +8,18 @@ use ringfence_generate::{generate_site, Family, Options, Target};
 use ringfence_lab::report::LabReport;
 use ringfence_lab::site_lab::{self, Plan, RulesetKind};
 use ringfence_site::Site;
+use ringfence_testkit::Need;
 use std::path::PathBuf;
 use std::time::Duration;
 
 fn ready() -> bool {
-    match ringfence_lab::preflight(&["nft", "iptables-restore", "iptables-save"]) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            false
-        }
-    }
+    ringfence_testkit::require!(
+        Need::Root,
+        Need::Tool("ip"),
+        Need::Tool("nft"),
+        Need::Tool("iptables-restore"),
+        Need::Tool("iptables-save")
+    )
 }
 
 fn site(file: &str) -> Site {
@@ -215,7 +216,7 @@ fn lab_a_broken_ruleset_gives_exactly_the_missing_flow_and_the_extra_port() {
 
 /// Child half of the kill test: builds a lab and waits to be killed.
 #[test]
-#[ignore = "run by lab_a_lab_killed_midway_is_removed_by_down as a child process"]
+#[ignore = "helper: the child process that lab_a_lab_killed_midway_is_removed_by_down runs and kills; not a test of its own"]
 fn lab_child_builds_a_lab_and_waits() {
     let Ok(t) = std::env::var("RF_LAB_CHILD_TAG") else {
         return;

@@ -603,8 +603,11 @@ fn env_num(name: &str, default: u64) -> u64 {
 
 #[test]
 fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
-    if let Err(e) = ringfence_lab::preflight(&["nft"]) {
-        eprintln!("skipped: {e}");
+    if !ringfence_testkit::require!(
+        ringfence_testkit::Need::Root,
+        ringfence_testkit::Need::Tool("ip"),
+        ringfence_testkit::Need::Tool("nft")
+    ) {
         return;
     }
     let seed = env_num("RF_DIFF_SEED", 1);

@@ -11,7 +11,6 @@ use ringfence_model::{Action, ChainId, CtStates, Hook, Packet, Policy, Ruleset, 
 use ringfence_parse::nft;
 use std::fmt::Write;
 use std::net::IpAddr;
-use std::process::Command;
 
 fn data(name: &str) -> String {
     format!("{}/tests/data/nft/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -423,52 +422,14 @@ fn an_element_with_the_wrong_number_of_parts_is_an_error_at_the_element() {
 /// that today's dump parses to exactly the fixture's model.
 #[test]
 fn fresh_dump_of_the_fixture_source_parses_like_the_stored_fixture() {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let have = |tool: &str| {
-        Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !is_root || !have("nft") || !have("ip") {
-        eprintln!("skipped: needs root, nft and ip to load concat.nft into a namespace");
+    use ringfence_testkit::Need;
+    if !ringfence_testkit::require!(Need::Root, Need::Tool("ip"), Need::Tool("nft")) {
         return;
     }
-    let ns = format!("rf-nftcat-{}", std::process::id());
-    struct Ns(String);
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip")
-                .args(["netns", "delete", &self.0])
-                .status();
-        }
-    }
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns])
-        .status()
-        .unwrap()
-        .success());
-    let _guard = Ns(ns.clone());
-    let load = Command::new("ip")
-        .args(["netns", "exec", &ns, "nft", "-f", &data("concat.nft")])
-        .output()
-        .unwrap();
-    assert!(
-        load.status.success(),
-        "nft -f: {}",
-        String::from_utf8_lossy(&load.stderr)
-    );
-    let dump = Command::new("ip")
-        .args(["netns", "exec", &ns, "nft", "-j", "list", "ruleset"])
-        .output()
-        .unwrap();
-    assert!(dump.status.success());
-    let fresh = nft::parse(&String::from_utf8_lossy(&dump.stdout), "concat.json")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ns = ringfence_testkit::Netns::new("nftcat");
+    ns.ok("nft", &["-f", &data("concat.nft")], b"");
+    let dump = ns.ok("nft", &["-j", "list", "ruleset"], b"");
+    let fresh = nft::parse(&dump, "concat.json").unwrap_or_else(|e| panic!("{e}"));
     // Pointers into the file differ with pretty-printing; compare the model.
     let strip = |s: String| -> String {
         s.lines()

@@ -5,10 +5,9 @@ pub mod eval;
 pub mod nfteval;
 
 use ringfence_site::Site;
+use ringfence_testkit::Need;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The all-features site (dual stack, LDAP, Avi with NSX cloud, NSX DHCP, extra flows).
 pub const ALL_FEATURES_YAML: &str = include_str!("../sites/all-features.yaml");
@@ -26,101 +25,32 @@ pub fn sites() -> Vec<(&'static str, Site)> {
     vec![("example", example()), ("all-features", all_features())]
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
+pub use ringfence_testkit::Netns;
+
+/// Root, `ip` and every tool named are available. Otherwise the test is
+/// recorded as skipped (and fails under `CI=true`): see `ringfence_testkit::prereq`.
+pub fn can_run(what: &str, tools: &[&'static str]) -> bool {
+    let mut needs = vec![Need::Root, Need::Tool("ip")];
+    needs.extend(tools.iter().map(|t| Need::Tool(t)));
+    let test = ringfence_testkit::prereq::current_test(module_path!());
+    ringfence_testkit::prereq::require(&format!("{test} ({what})"), &needs)
 }
 
-/// Whether `name` is an executable on PATH.
-pub fn have_tool(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false)
+/// A namespace for one generate test (`rf-gen<pid>-<n>`).
+pub fn netns() -> Netns {
+    Netns::new("gen")
 }
 
-/// Root and every tool named are available; otherwise print why the test is skipped.
-pub fn can_run(test: &str, tools: &[&str]) -> bool {
-    if !is_root() {
-        eprintln!("skipped: {test} needs root to create network namespaces");
-        return false;
-    }
-    for t in ["ip"].iter().chain(tools) {
-        if !have_tool(t) {
-            eprintln!("skipped: {test} needs `{t}` on PATH");
-            return false;
-        }
-    }
-    true
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A network namespace this test created; deleted when dropped, on failure too.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new() -> Netns {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("rf-gen-{}-{n}", std::process::id());
-        let st = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("run ip netns add");
-        assert!(st.success(), "ip netns add {name} failed");
-        Netns { name }
-    }
-
-    /// Run `cmd args...` inside the namespace with `stdin` fed to it.
-    pub fn run(&self, cmd: &str, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, cmd])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd}: {e}"));
-        {
-            let mut si = child.stdin.take().expect("stdin");
-            si.write_all(stdin).expect("write stdin");
-        }
-        child.wait_with_output().expect("wait")
-    }
-
-    /// Run and require success, returning stdout.
-    pub fn ok(&self, cmd: &str, args: &[&str], stdin: &[u8]) -> String {
-        let out = self.run(cmd, args, stdin);
-        assert!(
-            out.status.success(),
-            "{cmd} {args:?} failed in {}:\n{}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// `.venv/bin/aclgen` at the workspace root, if CI (or a developer) created it.
+/// `.venv/bin/aclgen` at the workspace root, when `scripts/test.sh` (or a
+/// developer) created the venv; otherwise the test is recorded as skipped
+/// (and fails under `CI=true`).
 pub fn aclgen() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let p = root.join(".venv/bin/aclgen");
-    p.is_file().then_some(p)
+    let need = ringfence_testkit::repo::venv_tool("aclgen");
+    let ringfence_testkit::Need::File { path, .. } = &need else {
+        unreachable!("venv_tool names a file")
+    };
+    let path = path.clone();
+    ringfence_testkit::require!(need).then_some(path)
 }
 
 use eval::Packet;
@@ -269,7 +199,7 @@ pub fn load_ours(site: &Site, fam: Family, opts: &ringfence_generate::Options) -
         Family::V4 => ("iptables-restore", "iptables-save"),
         Family::V6 => ("ip6tables-restore", "ip6tables-save"),
     };
-    let ns = Netns::new();
+    let ns = netns();
     ns.ok(restore, &[], out.files[0].contents.as_bytes());
     eval::Ruleset::parse(&ns.ok(save, &["-t", "filter"], b""))
 }
