@@ -6,8 +6,13 @@
 #
 # Usage: bench/bdd-vs-boxes.sh [RULES]   (default 100000; the BDD side takes
 # minutes at that size). Prints a Markdown table for BENCHMARKS.md.
+# Prerequisites: python3 and GNU time (/usr/bin/time), installed here with
+# apt-get when missing (as root); bench/bdd builds with cargo.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+. scripts/lib/prereqs.sh
+rf_need_tools python3:python3 /usr/bin/time:time || exit 2
 RULES=${1:-100000}
 WORK=$(mktemp -d /tmp/rf-bdd.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT

@@ -4,14 +4,17 @@
 # use to summarise kube-bench/ringfence JSON from pod logs (per-check counts
 # and the unexpectedly failing nodes, i.e. the same aggregation).
 #
-#   cargo build --release -p ringfence-cli && bench/fleet-merge.sh [N] [RUNS]
+#   bench/fleet-merge.sh [N] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-5000}
 runs=${2:-5}
 bin=target/release/ringfence
-[ -x "$bin" ] || { echo "build first: cargo build --release -p ringfence-cli" >&2; exit 2; }
-command -v jq >/dev/null || { echo "jq is needed for the anchor" >&2; exit 2; }
+# Prerequisites: jq (the anchor), bc, python3; installed with apt-get when
+# missing (as root). The release binary is built here.
+. scripts/lib/prereqs.sh
+rf_need_tools jq:jq bc:bc python3:python3 || exit 2
+cargo build --release -q -p ringfence-cli
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 python3 bench/fleet-gen.py "$n" "$dir/results"

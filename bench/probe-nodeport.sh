@@ -6,8 +6,12 @@
 # `rf-bnp-*` namespaces on 198.18.0.0/15 and is removed at the end.
 #
 #   [ROUNDS=5] [RATE=0] bench/probe-nodeport.sh [path/to/ringfence]
+# Prerequisites are installed here with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/prereqs.sh
+rf_need_root "the lab builds network namespaces" || exit 2
+rf_need_tools ip:iproute2 nft:nftables nmap:nmap bc:bc python3:python3 || exit 2
 RF=${1:-target/release/ringfence}
 [ -x "$RF" ] || cargo build --release -p ringfence-cli
 NAME=bnp

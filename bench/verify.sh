@@ -8,9 +8,15 @@
 # adds rows for that binary, timed in the same loop, for before/after tables.
 # iptables-restore runs in a throwaway network namespace (rf-bench-<pid>), which
 # is removed on exit; nothing touches the root namespace's firewall.
+# Prerequisites (installed here with apt-get when missing, as root): iproute2,
+# iptables, python3, GNU time (/usr/bin/time).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+. scripts/lib/prereqs.sh
+rf_need_root "iptables-restore --test runs in a network namespace" || exit 2
+rf_need_tools ip:iproute2 iptables-restore:iptables python3:python3 /usr/bin/time:time || exit 2
 RULES=${1:-100000}
 PACKETS=${2:-1000000}
 RUNS=${RUNS:-3}
