@@ -76,7 +76,9 @@ pub struct Args {
     /// Format of the ruleset file.
     #[arg(long, value_enum, default_value = "auto")]
     pub ruleset_format: FormatArg,
-    /// The hook the packet traverses.
+    /// The path the packet takes, named by its filter hook: forward
+    /// (prerouting, forward, postrouting), input (prerouting, input) or
+    /// output (output, postrouting); every table's chains on it are walked.
     #[arg(long, value_enum, default_value = "forward")]
     pub hook: HookArg,
     /// Source address.
@@ -190,7 +192,12 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         oif: args.oif.clone(),
         ct_state: CtStates::NEW,
     };
-    let r = tracer.trace(hook, &packet);
+    let (verdict, keys, uncertain) = tracer.trace_raw(hook, &packet);
+    let r = ringfence_analysis::TraceResult {
+        verdict,
+        path: keys.iter().map(|&k| tracer.rule_ref(k)).collect(),
+        uncertain,
+    };
     let out = match args.format {
         TraceFormat::Json => {
             let v = serde_json::json!({
@@ -222,8 +229,10 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                     ""
                 }
             );
-            for p in &r.path {
-                let _ = writeln!(s, "  {p}");
+            // Each step with the chain it is in, so the stages of the path
+            // (nat:PREROUTING, FORWARD, ...) can be told apart.
+            for (p, &(c, _)) in r.path.iter().zip(&keys) {
+                let _ = writeln!(s, "  {p}  ({})", rs.chains[c as usize].name);
             }
             s
         }

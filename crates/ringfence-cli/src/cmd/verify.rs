@@ -34,7 +34,10 @@ pub struct Args {
     /// Format of the ruleset file.
     #[arg(long, value_enum, default_value = "auto")]
     pub ruleset_format: FormatArg,
-    /// The hook the site's flows traverse.
+    /// The path the site's flows take, named by its filter hook: forward
+    /// (prerouting, forward, postrouting), input (prerouting, input) or
+    /// output (output, postrouting). Every table's base chains on the path
+    /// are evaluated in kernel order.
     #[arg(long, value_enum, default_value = "forward")]
     pub hook: HookArg,
     /// Output format.
