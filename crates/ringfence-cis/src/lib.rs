@@ -38,6 +38,7 @@ pub mod eval;
 pub mod flags;
 pub mod kubebench;
 pub mod node;
+pub mod procfs;
 pub mod profile;
 pub mod render;
 pub mod report;

@@ -4,9 +4,10 @@
 //! where it came from, the kubelet's (and kube-proxy's) config file, the
 //! node's accounts and its filesystem. Components are found, in order:
 //!
-//! 1. running processes in `/proc` (live scans only, or `DIR/proc` when the
-//!    mounted root carries one), whether run directly or as containerd static
-//!    pods — both show up as host processes;
+//! 1. running processes: `/proc` for a live scan, `ROOT/proc` when a mounted
+//!    root carries one, or the directory `--proc` names; whether run directly
+//!    or as containerd static pods — both show up as host processes. The
+//!    table is read through [`Procfs`], confined like every file read;
 //! 2. static pod manifests in `etc/kubernetes/manifests/` and in the
 //!    directory the kubelet's `staticPodPath` / `--pod-manifest-path` names
 //!    (`command` + `args`);
@@ -19,11 +20,12 @@
 use crate::benchmark::yaml_error;
 use crate::component::Component;
 use crate::flags;
+use crate::procfs::Procfs;
 use crate::rootfs::{Accounts, FsError, RootFs};
 use ringfence_diag::{InputError, InputErrors};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where a component's command line was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +73,15 @@ pub struct Found {
     pub image: Option<String>,
     /// Its config file, when `--config` names one that exists.
     pub config: Option<ConfigFile>,
-    /// For a running process, its root as the host sees it
+    /// Why the file `--config` names could not be read (missing, not a
+    /// regular file, too large, unreadable): settings that may live there
+    /// cannot be judged.
+    pub config_error: Option<String>,
+    /// The process id, for a running process.
+    pub pid: Option<u32>,
+    /// For a running process, the filesystem as it sees it
     /// (`/proc/PID/root`): a containerised component's own files live there.
-    pub proc_root: Option<PathBuf>,
+    pub proc_root: Option<RootFs>,
 }
 
 impl Found {
@@ -116,6 +124,8 @@ pub struct Node {
     pub manifests: BTreeMap<Component, String>,
     /// The Kubernetes version (user-given, or from an image tag).
     pub kubernetes_version: Option<String>,
+    /// The process table read (`/proc`, `ROOT/proc` or `--proc DIR`), if any.
+    pub procfs: Option<Procfs>,
     /// Problems noticed while looking that did not stop the scan.
     pub notes: Vec<String>,
 }
@@ -156,13 +166,18 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
     let mut notes = Vec::new();
     let mut components: BTreeMap<Component, Found> = BTreeMap::new();
 
-    let proc_dir = match (&opts.proc_dir, &opts.root) {
-        (Some(p), _) => Some(p.clone()),
-        (None, None) => Some(PathBuf::from("/proc")),
-        (None, Some(root)) => Some(root.join("proc")).filter(|p| p.join("1").is_dir()),
-    };
-    if let Some(dir) = proc_dir {
-        for f in processes(&dir, opts.only_pids.as_deref()) {
+    if let Some(dir) = &opts.proc_dir {
+        if !dir.is_dir() {
+            return Err(InputError::whole(
+                dir.display().to_string(),
+                "--proc must be a directory holding a process table (a procfs, such as /proc)",
+            )
+            .into());
+        }
+    }
+    let procfs = Procfs::for_scan(opts.root.as_deref(), opts.proc_dir.as_deref(), &fs);
+    if let Some(procfs) = &procfs {
+        for f in processes(procfs, opts.only_pids.as_deref(), &mut notes) {
             components.entry(f.component).or_insert(f);
         }
     }
@@ -216,7 +231,7 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
                 .or(images.first())
                 .and_then(|(_, img)| version_from_image(img))
         })
-        .or_else(|| version_from_binaries(&fs, &components));
+        .or_else(|| version_from_binaries(&fs, procfs.as_ref(), &components));
     let name = fs
         .read("/etc/hostname")
         .ok()
@@ -239,6 +254,7 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
         components,
         manifests: manifest_files,
         kubernetes_version,
+        procfs,
         notes,
     })
 }
@@ -254,7 +270,7 @@ fn load_config(fs: &RootFs, found: &mut Found, notes: &mut Vec<String>) -> Resul
     let mut text = fs.read(&path);
     if matches!(text, Ok(None)) {
         if let Some(proc_root) = &found.proc_root {
-            if let Ok(Some(t)) = RootFs::new(proc_root).read(&path) {
+            if let Ok(Some(t)) = proc_root.read(&path) {
                 text = Ok(Some(t));
             }
         }
@@ -265,25 +281,33 @@ fn load_config(fs: &RootFs, found: &mut Found, notes: &mut Vec<String>) -> Resul
                 serde_saphyr::from_str(&text).map_err(|e| yaml_error(&path, &e))?;
             found.config = Some(ConfigFile { path, doc });
         }
-        Ok(None) => notes.push(format!(
-            "{} names --config {path}, which does not exist on this node",
-            found.component
-        )),
-        Err(e) => notes.push(format!("{}: {e}", found.component)),
+        Ok(None) => {
+            let why = format!("--config {path} does not exist on this node");
+            notes.push(format!("{} names {why}", found.component));
+            found.config_error = Some(why);
+        }
+        Err(e) => {
+            let why = format!("--config {e}");
+            notes.push(format!("{}: {why}", found.component));
+            found.config_error = Some(why);
+        }
     }
     Ok(())
 }
 
 /// The version stamped into a component binary: a running process's
-/// executable (`/proc/PID/exe`), else the usual install paths under the root.
-fn version_from_binaries(fs: &RootFs, components: &BTreeMap<Component, Found>) -> Option<String> {
+/// executable (`/proc/PID/exe`, see [`Procfs::exe`]), else the usual install
+/// paths under the root.
+fn version_from_binaries(
+    fs: &RootFs,
+    procfs: Option<&Procfs>,
+    components: &BTreeMap<Component, Found>,
+) -> Option<String> {
     for found in components.values() {
-        if found.source == Source::Process {
-            if let Some(dir) = Path::new(&found.path).parent() {
-                if let Ok(f) = std::fs::File::open(dir.join("exe")) {
-                    if let Some(v) = crate::binver::version_from_binary(f) {
-                        return Some(v);
-                    }
+        if let (Some(pid), Some(procfs)) = (found.pid, procfs) {
+            if let Some(f) = procfs.exe(pid) {
+                if let Some(v) = crate::binver::version_from_binary(f) {
+                    return Some(v);
                 }
             }
         }
@@ -313,27 +337,25 @@ pub fn version_from_image(image: &str) -> Option<String> {
     (parts.len() >= 2 && parts.iter().all(|p| !p.is_empty())).then(|| v.to_string())
 }
 
-fn processes(proc_dir: &Path, only: Option<&[u32]>) -> Vec<Found> {
-    let Ok(entries) = std::fs::read_dir(proc_dir) else {
-        return Vec::new();
-    };
-    let me = std::process::id();
-    let mut pids: Vec<u32> = entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|p| *p != me && only.is_none_or(|o| o.contains(p)))
-        .collect();
-    pids.sort_unstable();
+fn processes(procfs: &Procfs, only: Option<&[u32]>, notes: &mut Vec<String>) -> Vec<Found> {
+    // Our own process only counts in a live table (its pid means nothing in
+    // a mounted root's).
+    let me = procfs.is_kernel().then(std::process::id);
     let mut out = Vec::new();
-    for pid in pids {
-        let path = proc_dir.join(pid.to_string()).join("cmdline");
-        let Ok(bytes) = std::fs::read(&path) else {
+    for pid in procfs.pids() {
+        if Some(pid) == me || !only.is_none_or(|o| o.contains(&pid)) {
             continue;
+        }
+        let argv = match procfs.cmdline(pid) {
+            Ok(Some(argv)) => argv,
+            // Gone since the listing (or never there): nothing to say.
+            Ok(None) | Err(FsError::NotFound(_)) => continue,
+            // A FIFO, a link loop, a huge file: never opened, never used.
+            Err(e) => {
+                notes.push(format!("process skipped: {e}"));
+                continue;
+            }
         };
-        let argv: Vec<String> = bytes
-            .split(|b| *b == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect();
         if let Some((component, args)) = component_of(&argv) {
             out.push(Found {
                 component,
@@ -342,7 +364,9 @@ fn processes(proc_dir: &Path, only: Option<&[u32]>) -> Vec<Found> {
                 path: format!("/proc/{pid}/cmdline"),
                 image: None,
                 config: None,
-                proc_root: Some(proc_dir.join(pid.to_string()).join("root")),
+                config_error: None,
+                pid: Some(pid),
+                proc_root: procfs.root_of(pid),
             });
         }
     }
@@ -387,7 +411,15 @@ const MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
 
 fn manifests(fs: &RootFs, dir: &str, notes: &mut Vec<String>) -> Result<Vec<Found>, InputErrors> {
     let mut out = Vec::new();
-    let names = fs.list(dir).map_err(fs_error)?;
+    let names = match fs.list(dir) {
+        Ok(names) => names,
+        // A manifest directory that is a link loop or cannot be listed: say
+        // so, and scan what else the node has.
+        Err(e) => {
+            notes.push(format!("static pod manifests not read: {e}"));
+            Vec::new()
+        }
+    };
     for name in names {
         if !(name.ends_with(".yaml")
             || name.ends_with(".yml")
@@ -430,15 +462,13 @@ fn manifests(fs: &RootFs, dir: &str, notes: &mut Vec<String>) -> Result<Vec<Foun
                 path: path.clone(),
                 image: c.image,
                 config: None,
+                config_error: None,
+                pid: None,
                 proc_root: None,
             });
         }
     }
     Ok(out)
-}
-
-fn fs_error(e: FsError) -> InputErrors {
-    InputError::whole("--root", e.to_string()).into()
 }
 
 const UNIT_DIRS: [&str; 4] = [
@@ -515,6 +545,8 @@ fn kubelet_unit(fs: &RootFs, notes: &mut Vec<String>) -> Option<Found> {
         path: file,
         image: None,
         config: None,
+        config_error: None,
+        pid: None,
         proc_root: None,
     })
 }

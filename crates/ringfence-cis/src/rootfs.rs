@@ -50,6 +50,22 @@ pub enum FsError {
     },
 }
 
+impl FsError {
+    /// The same error about another name for the path (how the node
+    /// shows it, for example `/proc/PID/cmdline` for a `--proc` directory).
+    pub fn renamed(self, path: &str) -> FsError {
+        let p = path.to_string();
+        match self {
+            FsError::NotFound(_) => FsError::NotFound(p),
+            FsError::NotADirectory(_) => FsError::NotADirectory(p),
+            FsError::Loop(_) => FsError::Loop(p),
+            FsError::NotRegular(_) => FsError::NotRegular(p),
+            FsError::TooLarge(_) => FsError::TooLarge(p),
+            FsError::Io { message, .. } => FsError::Io { path: p, message },
+        }
+    }
+}
+
 /// What a check can know about a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStat {
@@ -178,6 +194,15 @@ impl RootFs {
 
     /// Read a regular file as UTF-8 (lossy); `Ok(None)` when it does not exist.
     pub fn read(&self, path: &str) -> Result<Option<String>, FsError> {
+        Ok(self
+            .read_bytes(path)?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Read a regular file's bytes, at most [`READ_LIMIT`] of them; `Ok(None)`
+    /// when it does not exist. A file that reports size 0 but has content
+    /// (as `/proc` files do) is read up to the limit too.
+    pub fn read_bytes(&self, path: &str) -> Result<Option<Vec<u8>>, FsError> {
         let Some(file) = self.open_regular(path)? else {
             return Ok(None);
         };
@@ -192,7 +217,7 @@ impl RootFs {
         if bytes.len() as u64 > READ_LIMIT {
             return Err(FsError::TooLarge(path.to_string()));
         }
-        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        Ok(Some(bytes))
     }
 
     /// Names in the directory at `path`, sorted; empty when it does not exist.

@@ -31,6 +31,7 @@
 
 use super::eval::AuditResult;
 use crate::node::{Node, Source};
+use crate::procfs::Procfs;
 use crate::rootfs::{FsError, RootFs};
 use regex::Regex;
 use std::io::{Read, Write};
@@ -57,47 +58,39 @@ pub struct Proc {
 pub struct ProcTable {
     /// Processes, by pid; rebuilt components last.
     pub procs: Vec<Proc>,
-    proc_dir: Option<PathBuf>,
+    procfs: Option<Procfs>,
 }
 
 impl ProcTable {
-    /// Read `proc_dir` (when given) and add the node's components that were
+    /// Read the node's process table (`/proc`, `ROOT/proc` or `--proc DIR`,
+    /// through [`Procfs`], so its reads are confined like every other; every
+    /// process, as `ps` shows them) and add the node's components that were
     /// not found as processes.
-    pub fn new(node: &Node, proc_dir: Option<&Path>) -> Self {
+    pub fn new(node: &Node) -> Self {
         let mut procs = Vec::new();
-        let me = std::process::id();
-        if let Some(dir) = proc_dir {
-            if let Ok(entries) = std::fs::read_dir(dir) {
-                let mut pids: Vec<u32> = entries
-                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                    .filter(|p| *p != me)
-                    .collect();
-                pids.sort_unstable();
-                for pid in pids {
-                    let base = dir.join(pid.to_string());
-                    let Ok(bytes) = std::fs::read(base.join("cmdline")) else {
-                        continue;
-                    };
-                    let comm = std::fs::read_to_string(base.join("comm"))
-                        .map(|s| s.trim_end_matches('\n').to_string())
-                        .unwrap_or_default();
-                    let args: Vec<String> = bytes
-                        .split(|b| *b == 0)
-                        .filter(|s| !s.is_empty())
-                        .map(|s| String::from_utf8_lossy(s).into_owned())
-                        .collect();
-                    let cmd = if args.is_empty() {
-                        format!("[{comm}]")
-                    } else {
-                        args.join(" ")
-                    };
-                    procs.push(Proc {
-                        pid: Some(pid),
-                        comm,
-                        cmd,
-                        origin: format!("/proc/{pid}/cmdline"),
-                    });
+        if let Some(procfs) = &node.procfs {
+            let me = procfs.is_kernel().then(std::process::id);
+            for pid in procfs.pids() {
+                if Some(pid) == me {
+                    continue;
                 }
+                // Unreadable entries (a FIFO, a link loop) are left out, as
+                // discovery leaves them out and notes them.
+                let Ok(Some(args)) = procfs.cmdline(pid) else {
+                    continue;
+                };
+                let comm = procfs.comm(pid).unwrap_or_default();
+                let cmd = if args.is_empty() {
+                    format!("[{comm}]")
+                } else {
+                    args.join(" ")
+                };
+                procs.push(Proc {
+                    pid: Some(pid),
+                    comm,
+                    cmd,
+                    origin: format!("/proc/{pid}/cmdline"),
+                });
             }
         }
         for found in node.components.values() {
@@ -119,7 +112,7 @@ impl ProcTable {
         }
         ProcTable {
             procs,
-            proc_dir: proc_dir.map(Path::to_path_buf),
+            procfs: node.procfs.clone(),
         }
     }
 
@@ -834,10 +827,16 @@ impl Native<'_> {
                     Self::origins(hits.iter().copied())
                 );
                 match hits.as_slice() {
-                    [one] => match (one.pid, &self.procs.proc_dir) {
-                        (Some(pid), Some(dir)) => {
-                            match std::fs::read(dir.join(pid.to_string()).join("environ")) {
-                                Ok(bytes) => {
+                    [one] => match (one.pid, &self.procs.procfs) {
+                        (Some(pid), Some(procfs)) => {
+                            match procfs.read(pid, "environ") {
+                                Ok(None) => ok(
+                                    format!(
+                                        "cat: /proc/{pid}/environ: No such file or directory\n"
+                                    ),
+                                    how,
+                                ),
+                                Ok(Some(bytes)) => {
                                     let text: String =
                                         String::from_utf8_lossy(&bytes).replace('\0', "\n");
                                     ok(text, how)

@@ -292,15 +292,6 @@ fn substitute_check(check: &Check, vars: &Variables) -> (Check, Vec<String>) {
     (c, bins)
 }
 
-/// The process directory a scan reads: `/proc` live, `ROOT/proc` when the
-/// mounted root has a process table, else none.
-pub fn proc_dir(node: &Node) -> Option<PathBuf> {
-    match &node.root {
-        None => Some(PathBuf::from("/proc")),
-        Some(r) => Some(r.join("proc")).filter(|p| p.join("1").is_dir()),
-    }
-}
-
 /// Select and prepare the checks of `targets` (all mapped targets when
 /// `None`) and `ids` (check, group or section ids; all when `None`).
 pub fn plan(
@@ -447,8 +438,7 @@ pub fn scan(
     opts: &report::ScanOptions<'_>,
     mode: &Mode,
 ) -> Result<KubeBenchReport, Refusal> {
-    let dir = proc_dir(node);
-    let procs = ProcTable::new(node, dir.as_deref());
+    let procs = ProcTable::new(node);
     let targets = opts
         .targets
         .clone()

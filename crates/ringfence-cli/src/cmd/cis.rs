@@ -74,8 +74,9 @@ struct ScanArgs {
     /// Kubernetes version, when it cannot be read from the node.
     #[arg(long, value_name = "V")]
     k8s_version: Option<String>,
-    /// Read processes from this procfs (for example /proc in a pod with hostPID and the
-    /// node mounted at --root); default: /proc for a live scan, ROOT/proc when it holds one.
+    /// Read processes from this directory (for example /proc in a pod with hostPID and the
+    /// node mounted at --root), for our benchmarks and kube-bench definitions alike; default:
+    /// /proc for a live scan, ROOT/proc when it holds one. Reads stay inside it.
     #[arg(long, value_name = "DIR")]
     proc: Option<PathBuf>,
     /// Output format.
