@@ -673,9 +673,12 @@ enum TargetEffect {
 /// exactly: every match on marks, connmarks, DSCP/TOS, TTL and the like is
 /// opaque ("may match"), so treating them as no-ops cannot make a result
 /// certain that depends on them. Source translations (SNAT, MASQUERADE, and
-/// NETMAP in POSTROUTING or INPUT) are terminal in the nat table: like
-/// ACCEPT they end that base chain, and the rewritten source is read by no
-/// later iptables base chain on those hooks. Destination translations
+/// NETMAP in POSTROUTING or INPUT) continue too: no later iptables base
+/// chain on those hooks reads the rewritten source, and the rest of the nat
+/// chain they end can hold no filtering verdict (the kernel refuses DROP and
+/// destination translations there), so skipping it or not decides the same;
+/// as a continuing rule, a MASQUERADE is never reported as "redundant" next
+/// to an accepting policy. Destination translations
 /// (DNAT, REDIRECT, NETMAP elsewhere), TPROXY, NOTRACK, `CT --notrack` and
 /// `CT --zone`, queueing and unknown extension targets change what later
 /// rules or the routing decision see, so their packets are unknown.
@@ -705,9 +708,9 @@ fn target_effect(
         | "ECN" | "HMARK" | "TCPOPTSTRIP" | "IPV4OPTSSTRIP" | "RATEEST" => {
             TargetEffect::Continue { note: true }
         }
-        "SNAT" | "MASQUERADE" if table == "nat" => TargetEffect::Verdict(Action::Accept),
+        "SNAT" | "MASQUERADE" if table == "nat" => TargetEffect::Continue { note: false },
         "NETMAP" if table == "nat" && matches!(chain, "POSTROUTING" | "INPUT") => {
-            TargetEffect::Verdict(Action::Accept)
+            TargetEffect::Continue { note: false }
         }
         name if is_extension_target(name) => TargetEffect::Unknown,
         _ => return None,

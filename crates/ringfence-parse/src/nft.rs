@@ -47,8 +47,8 @@
 //!   `log` and named counters have no effect. Base chains of every type
 //!   (filter, nat, route) on every hook are base chains at their priority;
 //!   the rules of a nat base chain see only a connection's first packet
-//!   (state new or related). `snat` and `masquerade` end the chain like
-//!   accept; `dnat`, `redirect`, `tproxy`, `queue`, `notrack`, `synproxy`,
+//!   (state new or related). `snat` and `masquerade` continue (no later
+//!   stage the model reads looks at the rewritten source); `dnat`, `redirect`, `tproxy`, `queue`, `notrack`, `synproxy`,
 //!   a `set` of a header field, and iptables-nft compat targets that
 //!   translate or whose arguments the dump omits jump to a synthesized
 //!   `?what` chain whose fate is unknown. Setting marks, priority or DSCP
@@ -218,7 +218,7 @@ fn xt_target_effect(name: &str) -> Effect {
         "ACCEPT" => Effect::Verdict(Action::Accept),
         "DROP" => Effect::Verdict(Action::Drop),
         "RETURN" => Effect::Verdict(Action::Return),
-        "SNAT" | "MASQUERADE" => Effect::Verdict(Action::Accept),
+        "SNAT" | "MASQUERADE" => Effect::Continue,
         "LOG" | "NFLOG" | "ULOG" | "AUDIT" | "TRACE" | "MARK" | "CONNMARK" | "CLASSIFY"
         | "DSCP" | "TOS" | "TCPMSS" | "CHECKSUM" | "TEE" | "SECMARK" | "CONNSECMARK"
         | "IDLETIMER" | "LED" | "SET" | "TTL" | "HL" | "ECN" | "HMARK" | "TCPOPTSTRIP"
@@ -602,7 +602,7 @@ impl<'a> Parser<'a> {
                 // Verdicts of nat and route chains mean what they mean in a
                 // filter chain; their translations and reroutes are read
                 // statement by statement (`dnat`/`redirect` make packets
-                // unknown, `snat`/`masquerade` end the chain like accept).
+                // unknown, `snat`/`masquerade` continue).
                 Some("filter" | "route") | None => {}
                 Some("nat") => {
                     if hook.is_some() {
@@ -792,9 +792,10 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                // A source translation ends the chain like accept; no later
-                // iptables-style stage reads the rewritten source.
-                "snat" | "masquerade" => Some(Action::Accept),
+                // A source translation: no later stage this model reads
+                // looks at the rewritten source; the rule continues (a
+                // verdict after it in the statement list still applies).
+                "snat" | "masquerade" => None,
                 // A destination translation changes what routing and later
                 // rules see: unknown.
                 "dnat" | "redirect" | "tproxy" | "queue" | "notrack" | "synproxy" => {

@@ -1,0 +1,217 @@
+//! Golden tests for issue 15: `verify` sees every iptables table on the
+//! packet's path and never reports OK when a table it used to ignore blocks,
+//! redirects or possibly opens traffic. The clean base is
+//! `data/exact.rules`, which opens exactly the example site's flows.
+
+use ringfence_analysis::verify::{verify, Status, VerifyReport};
+use ringfence_model::Hook;
+use ringfence_parse::{parse_ruleset, RulesetFormat};
+
+const BASE: &str = include_str!("data/exact.rules");
+
+/// The clean base with `tables` (more iptables-save tables) appended.
+fn with_tables(tables: &str) -> String {
+    format!("{BASE}{tables}")
+}
+
+/// The clean base with `rule` inserted into FORWARD just before its final
+/// catch-all DROP, and `tables` appended.
+fn with_forward_rule(rule: &str, tables: &str) -> String {
+    let last = "-A FORWARD -j DROP\n";
+    assert!(BASE.contains(last));
+    format!("{}{tables}", BASE.replace(last, &format!("{rule}\n{last}")))
+}
+
+fn run(name: &str, text: &str) -> VerifyReport {
+    let rs = parse_ruleset(text, name, RulesetFormat::Auto).unwrap_or_else(|e| panic!("{e}"));
+    let site = ringfence_site::example_site().resolve();
+    verify(&rs, &site, Hook::Forward)
+}
+
+fn flow<'r>(r: &'r VerifyReport, id: &str) -> &'r ringfence_analysis::verify::FlowResult {
+    r.flows.iter().find(|f| f.id == id).expect(id)
+}
+
+/// The line of `needle` in `text` (1-based), as verify names rules.
+fn line_of(name: &str, text: &str, needle: &str) -> String {
+    let n = text
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} not in {name}"));
+    format!("{name}:{}", n + 1)
+}
+
+const NAT_HEAD: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n";
+
+#[test]
+fn the_clean_base_is_ok() {
+    let r = run("exact.rules", BASE);
+    assert!(r.summary.ok, "{:?}", r.summary);
+}
+
+#[test]
+fn a_mangle_drop_blocks_the_flows_it_matches() {
+    let text = with_tables(
+        "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A FORWARD -p tcp --dport 443 -j DROP\nCOMMIT\n",
+    );
+    let r = run("mangle.rules", &text);
+    let drop = line_of("mangle.rules", &text, "--dport 443 -j DROP");
+    for id in ["to-harbor", "to-vcenter"] {
+        let f = flow(&r, id);
+        assert_eq!(f.status, Status::Blocked, "{id}");
+        assert_eq!(f.rules, vec![drop.clone()], "{id}");
+    }
+    assert!(!r.summary.ok);
+    insta::assert_json_snapshot!(r.summary);
+}
+
+#[test]
+fn a_raw_prerouting_drop_blocks_the_workload_network() {
+    let text = with_tables(
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -s 198.18.20.0/23 -j DROP\nCOMMIT\n",
+    );
+    let r = run("raw.rules", &text);
+    let f = flow(&r, "workload-to-mgmt");
+    assert_eq!(f.status, Status::Blocked);
+    assert_eq!(
+        f.rules,
+        vec![line_of("raw.rules", &text, "-s 198.18.20.0/23 -j DROP")]
+    );
+    assert!(!r.summary.ok);
+    insta::assert_json_snapshot!(r.summary);
+}
+
+#[test]
+fn a_dnat_backdoor_with_a_ctstate_dnat_accept_is_possible_excess() {
+    let text = with_forward_rule(
+        "-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT",
+        &format!("{NAT_HEAD}-A PREROUTING -d 198.18.10.11/32 -p tcp --dport 8022 -j DNAT --to-destination 198.18.10.12:22\nCOMMIT\n"),
+    );
+    let r = run("backdoor.rules", &text);
+    let dnat = line_of("backdoor.rules", &text, "-j DNAT");
+    let ct = line_of("backdoor.rules", &text, "--ctstate DNAT");
+    // The redirected port is possible excess, named by the DNAT rule.
+    assert!(
+        r.excess.iter().any(|e| !e.certain
+            && e.destinations == ["198.18.10.11/32"]
+            && e.ports == "8022"
+            && e.rules == [dnat.clone()]),
+        "{:#?}",
+        r.excess
+    );
+    // What the `--ctstate DNAT` accept may let through is possible excess
+    // too (it used to be parsed so that it never matched).
+    assert!(r
+        .excess
+        .iter()
+        .any(|e| !e.certain && e.rules == [ct.clone()]));
+    assert!(r.excess.iter().all(|e| !e.certain));
+    assert_eq!(r.summary.possible_excess, r.summary.excess);
+    // Management nodes' own traffic to that port is translated: unknown.
+    let f = flow(&r, "allow-mgmt-subnet");
+    assert_eq!(f.status, Status::Unknown);
+    assert!(f.rules.contains(&dnat), "{:?}", f.rules);
+    assert!(!r.summary.ok);
+    insta::assert_json_snapshot!(r.summary);
+}
+
+#[test]
+fn a_dnat_of_every_harbor_packet_makes_the_harbor_flow_unknown() {
+    let text = with_tables(&format!(
+        "{NAT_HEAD}-A PREROUTING -d 198.18.1.20/32 -j DNAT --to-destination 198.18.1.99\nCOMMIT\n"
+    ));
+    let r = run("harbor-dnat.rules", &text);
+    let f = flow(&r, "to-harbor");
+    assert_eq!(f.status, Status::Unknown);
+    assert_eq!(
+        f.rules,
+        vec![line_of("harbor-dnat.rules", &text, "-j DNAT")]
+    );
+    // Replies are established packets: the nat table never sees them.
+    assert_eq!(f.replies, Status::Allowed);
+    assert_eq!(r.summary.unknown, 1);
+    assert!(!r.summary.ok);
+    insta::assert_json_snapshot!(r.summary);
+}
+
+#[test]
+fn a_random_accept_is_possible_excess_from_its_network() {
+    let text = with_forward_rule(
+        "-A FORWARD -s 198.18.20.0/23 -m statistic --mode random --probability 0.5 -j ACCEPT",
+        "",
+    );
+    let r = run("statistic.rules", &text);
+    let rule = line_of("statistic.rules", &text, "-m statistic");
+    assert!(!r.excess.is_empty());
+    for e in &r.excess {
+        assert!(!e.certain, "{e:?}");
+        assert_eq!(e.rules, [rule.clone()]);
+        assert!(e.sources.iter().all(|s| s.starts_with("198.18.2")), "{e:?}");
+    }
+    // The flows are accepted before the rule is reached.
+    assert!(r.flows.iter().all(|f| f.status == Status::Allowed));
+    assert!(!r.summary.ok);
+    insta::assert_json_snapshot!(r.summary);
+}
+
+#[test]
+fn tables_that_only_mark_log_or_masquerade_keep_a_clean_ruleset_ok() {
+    let text = with_tables(&format!(
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -p udp --dport 69 -j CT --helper tftp\nCOMMIT\n\
+         *mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+         -A PREROUTING -s 198.18.20.0/23 -j MARK --set-xmark 0x4/0x4\n\
+         -A FORWARD -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu\n\
+         -A FORWARD -d 198.18.1.20/32 -j ACCEPT\n\
+         -A POSTROUTING -j DSCP --set-dscp 0x0a\nCOMMIT\n\
+         {NAT_HEAD}-A POSTROUTING -s 198.18.20.0/23 ! -d 198.18.20.0/23 -j MASQUERADE\n\
+         -A POSTROUTING -j LOG\nCOMMIT\n"
+    ));
+    let r = run("benign.rules", &text);
+    // A mangle ACCEPT ends only the mangle chain: the filter table still
+    // decides, so nothing is excess.
+    assert!(r.excess.is_empty(), "{:#?}", r.excess);
+    assert!(
+        r.flows
+            .iter()
+            .all(|f| f.status == Status::Allowed && f.replies == Status::Allowed),
+        "{:#?}",
+        r.flows
+    );
+    assert!(r.summary.ok, "{:?}", r.summary);
+}
+
+#[test]
+fn an_accept_in_an_earlier_table_does_not_bypass_the_filter_drop() {
+    // mangle accepts everything to the SSH port of a management node; the
+    // filter table drops it: not excess, and not OK only for the drop.
+    let text = with_tables(
+        "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A FORWARD -j ACCEPT\nCOMMIT\n",
+    );
+    let r = run("mangle-accept.rules", &text);
+    assert!(r.excess.is_empty(), "{:#?}", r.excess);
+    assert!(r.summary.ok, "{:?}", r.summary);
+}
+
+#[test]
+fn excess_pivots_on_the_first_drop_policy_chain_and_classifies_from_the_start() {
+    // The pivot is mangle FORWARD (drop policy, first on the path); an
+    // accept there is not excess unless filter accepts too, and raw's drop
+    // before it removes part of what filter would accept.
+    let text = with_forward_rule(
+        "-A FORWARD -d 198.18.1.99/32 -p tcp --dport 80 -j ACCEPT",
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -s 198.18.10.0/24 -d 198.18.1.99/32 -j DROP\nCOMMIT\n\
+         *mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A FORWARD -j ACCEPT\nCOMMIT\n",
+    );
+    let r = run("pivot.rules", &text);
+    let accept = line_of("pivot.rules", &text, "--dport 80 -j ACCEPT");
+    assert!(!r.excess.is_empty());
+    for e in &r.excess {
+        assert!(e.certain, "{e:?}");
+        assert_eq!(e.destinations, ["198.18.1.99/32"]);
+        assert_eq!(e.ports, "80");
+        assert_eq!(e.rules, [accept.clone()]);
+        // raw drops the management network's packets first.
+        assert!(!e.sources.iter().any(|s| s == "198.18.10.0/24"), "{e:?}");
+    }
+    assert!(!r.summary.ok);
+}
