@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
 # CIS scan benchmark: ringfence's full cis-1.6 scan of a TKG-style
 # control-plane node root, side by side with kube-bench-style audits (one
-# /bin/sh -c per audit command from kube-bench's cfg/cis-1.6) on the same
+# /bin/sh -c per audit command of a kube-bench-format cis-1.6) on the same
 # root, in one run. Prints a Markdown table row set for BENCHMARKS.md.
+#
+# The audits come from the repository's own kube-bench-format cis-1.6
+# (crates/ringfence-cis/tests/fixtures/kube-bench/cfg: the same audit commands
+# as kube-bench's cfg/cis-1.6); KUBE_BENCH_CFG_DIR (or KUBE_BENCH_CFG) names
+# another kube-bench cfg directory, e.g. kube-bench's own.
+#
+# Prerequisites: cargo (the release binaries are built here) and python3 with
+# PyYAML, taken from the repository's .venv (scripts/python-requirements.txt),
+# which is created here when missing, as scripts/test.sh does.
 #
 # usage: bench/cis-scan.sh [KUBE_BENCH_CFG_DIR]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-CFG=${1:-../../shared/reference/kube-bench/cfg}
-[ -d "$CFG/cis-1.6" ] || CFG=/work/shared/reference/kube-bench/cfg
+repo=$(cd "$(dirname "$0")/.." && pwd)
+CFG=${1:-${KUBE_BENCH_CFG:-$repo/crates/ringfence-cis/tests/fixtures/kube-bench/cfg}}
+[ -d "$CFG/cis-1.6" ] ||
+  { echo "$CFG is not a kube-bench cfg directory with cis-1.6" >&2; exit 2; }
+CFG=$(cd "$CFG" && pwd)
+cd "$repo"
+. scripts/lib/prereqs.sh
+rf_need_tools python3:python3 || exit 2
+rf_venv || { echo "could not create .venv from scripts/python-requirements.txt" >&2; exit 2; }
 ROOT=$(mktemp -d /tmp/rf-cis-bench.XXXXXX)
 trap 'rm -rf "$ROOT"' EXIT
 
@@ -30,7 +45,7 @@ done
 e2e_us=$(printf '%s\n' "${e2e[@]}" | sort -n | sed -n "$(( ${#e2e[@]} / 2 + 1 ))p")
 
 # 3. kube-bench-style shell audits on the same root (best of 3).
-kb=$(python3 bench/cis_kube_bench_audits.py "$CFG" "$ROOT/node" 3)
+kb=$(.venv/bin/python3 bench/cis_kube_bench_audits.py "$CFG" "$ROOT/node" 3)
 
 inproc_ms=$(sed -E 's/.*median_ms=([0-9.]+).*/\1/' <<<"$inproc")
 kb_ms=$(sed -E 's/.*total_ms=([0-9.]+).*/\1/' <<<"$kb")
