@@ -3,12 +3,14 @@
 mod common;
 use common::{kube_bench_cfg, ringfence, stderr};
 
-use ringfence_cis::testkit::{self, is_root};
+use ringfence_cis::testkit;
+use ringfence_testkit::Need;
 
+/// Through the repository's kube-bench-format cis-1.6 (`kube_bench_cfg`).
 #[test]
 fn kube_bench_cis_1_6_on_the_tkg_node_with_profile_and_waivers() {
-    if !is_root() {
-        eprintln!("skipped: needs root to set file ownership in the node root");
+    // Root sets the node root's file ownership (root:root, etcd:etcd).
+    if !ringfence_testkit::require!(Need::Root) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
