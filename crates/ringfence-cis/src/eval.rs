@@ -7,13 +7,57 @@ use crate::flags;
 use crate::node::{Found, Node};
 use serde::Serialize;
 
-/// Where an observed value came from.
+/// Where an observed value came from, and what was seen there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Evidence {
-    /// `process`, `manifest`, `systemd`, `file` or `config`.
+    /// `process`, `manifest`, `systemd`, `file` or `config` (`native` or
+    /// `exec` for kube-bench definitions).
     pub source: String,
     /// The file on the node (or `/proc/PID/cmdline`).
     pub path: String,
+    /// What was looked at there: a flag (`--profiling`), a config key
+    /// (`protectKernelDefaults`), `mode`, `owner`, `exists` or a path in a
+    /// document; `null` when the source says it all.
+    pub subject: Option<String>,
+    /// The value seen; `null` when the subject is absent (not set, no such
+    /// file).
+    pub value: Option<String>,
+}
+
+impl Evidence {
+    fn new(source: &str, path: &str, subject: &str, value: Option<&str>) -> Self {
+        Evidence {
+            source: source.to_string(),
+            path: path.to_string(),
+            subject: Some(subject.to_string()),
+            value: value.map(String::from),
+        }
+    }
+
+    /// One line for people: `manifest /etc/.../kube-apiserver.yaml:
+    /// --profiling not set`.
+    pub fn describe(&self) -> String {
+        match (&self.subject, &self.value) {
+            (None, _) => format!("{} {}", self.source, self.path),
+            (Some(s), Some(v)) => format!("{} {}: {s} = {v}", self.source, self.path),
+            (Some(s), None) if s == "exists" => {
+                format!("{} {}: does not exist", self.source, self.path)
+            }
+            (Some(s), None) => format!("{} {}: {s} not set", self.source, self.path),
+        }
+    }
+}
+
+/// A leaf's (or a test's) result in three values: a check whose evidence
+/// is absent or unreadable is neither passed nor failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The comparison held.
+    Pass,
+    /// The comparison did not hold.
+    Fail,
+    /// What the comparison needs could not be observed.
+    Unknown,
 }
 
 /// One observation made while evaluating a test leaf.
@@ -23,11 +67,12 @@ pub struct Observation {
     pub label: String,
     /// The value found; `None` when absent.
     pub value: Option<String>,
-    /// Where it was found.
+    /// Where it was found (or looked for).
     pub evidence: Option<Evidence>,
-    /// Whether the leaf's comparison held.
-    pub pass: bool,
-    /// Why it failed, when that is more than a differing value.
+    /// The leaf's verdict.
+    pub verdict: Verdict,
+    /// Why it failed or could not be assessed, when that is more than a
+    /// differing value.
     pub reason: Option<String>,
     /// The leaf only asked whether a file exists.
     pub existence: bool,
@@ -36,8 +81,10 @@ pub struct Observation {
 /// The outcome of a check's test.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    /// Whether the test passed.
-    pub pass: bool,
+    /// The test's verdict (`all` / `any` combine leaves in three-valued
+    /// logic: a failing leaf fails `all`, a passing one passes `any`, and
+    /// otherwise an unknown leaf leaves the test unknown).
+    pub verdict: Verdict,
     /// Every leaf observation, in test order.
     pub observations: Vec<Observation>,
     /// A component the test needed was not found on the node.
@@ -47,6 +94,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Whether the test passed.
+    pub fn pass(&self) -> bool {
+        self.verdict == Verdict::Pass
+    }
+
     /// The observed value(s) as one string: the value when the test looked
     /// at one subject, `label=value; ...` otherwise.
     pub fn actual(&self) -> Option<String> {
@@ -82,19 +134,29 @@ impl Outcome {
         Some(parts.join("; "))
     }
 
-    /// Where the first observed value came from.
-    pub fn evidence(&self) -> Option<Evidence> {
-        self.observations.iter().find_map(|o| o.evidence.clone())
+    /// The observation that decided the verdict: the first leaf with the
+    /// test's own verdict (the first failing leaf of a failure, the first
+    /// unknown one of an unknown test), else the first leaf.
+    fn deciding(&self) -> Option<&Observation> {
+        self.observations
+            .iter()
+            .find(|o| o.verdict == self.verdict && o.evidence.is_some())
+            .or_else(|| self.observations.iter().find(|o| o.evidence.is_some()))
     }
 
-    /// Why the test failed, from the first failing leaf with a reason.
+    /// What decided the verdict: where it was seen, and the value seen.
+    pub fn evidence(&self) -> Option<Evidence> {
+        self.deciding().and_then(|o| o.evidence.clone())
+    }
+
+    /// Why the test failed or could not be assessed.
     pub fn reason(&self) -> Option<String> {
-        if self.pass {
+        if self.verdict == Verdict::Pass {
             return None;
         }
         self.observations
             .iter()
-            .filter(|o| !o.pass)
+            .filter(|o| o.verdict == self.verdict)
             .find_map(|o| o.reason.clone())
     }
 }
@@ -109,9 +171,9 @@ pub fn evaluate(bench: &Benchmark, node: &Node, check: &Check, test: &Test) -> O
         missing: None,
         not_applicable: None,
     };
-    let pass = ctx.test(test);
+    let verdict = ctx.test(test);
     Outcome {
-        pass,
+        verdict,
         observations: ctx.observations,
         missing: ctx.missing,
         not_applicable: ctx.not_applicable,
@@ -127,13 +189,43 @@ struct Ctx<'a> {
     not_applicable: Option<String>,
 }
 
+/// Where a named file was looked for, what was found, and what stopped the
+/// search.
+struct Located {
+    /// The node paths it stands for.
+    paths: Vec<String>,
+    /// Why a place could not be examined (a loop, a permission).
+    errors: Vec<String>,
+    /// The flag that names it, when its component is there and the flag
+    /// (or config key) is not set: the evidence that nothing configures it.
+    unset_flag: Option<Evidence>,
+}
+
 impl Ctx<'_> {
-    fn test(&mut self, t: &Test) -> bool {
+    fn test(&mut self, t: &Test) -> Verdict {
         match t {
             // Evaluate every branch (no short circuit) so the report shows all
             // observations.
-            Test::All(ts) => ts.iter().map(|t| self.test(t)).fold(true, |a, b| a & b),
-            Test::Any(ts) => ts.iter().map(|t| self.test(t)).fold(false, |a, b| a | b),
+            Test::All(ts) => {
+                let vs: Vec<Verdict> = ts.iter().map(|t| self.test(t)).collect();
+                if vs.contains(&Verdict::Fail) {
+                    Verdict::Fail
+                } else if vs.contains(&Verdict::Unknown) {
+                    Verdict::Unknown
+                } else {
+                    Verdict::Pass
+                }
+            }
+            Test::Any(ts) => {
+                let vs: Vec<Verdict> = ts.iter().map(|t| self.test(t)).collect();
+                if vs.contains(&Verdict::Pass) {
+                    Verdict::Pass
+                } else if vs.contains(&Verdict::Unknown) {
+                    Verdict::Unknown
+                } else {
+                    Verdict::Fail
+                }
+            }
             Test::Leaf(l) => self.leaf(l),
         }
     }
@@ -144,17 +236,37 @@ impl Ctx<'_> {
         label: String,
         value: Option<String>,
         evidence: Option<Evidence>,
-    ) -> bool {
+    ) -> Verdict {
         let v = compare(leaf.op, value.as_deref(), &leaf.value);
+        let verdict = if v.pass { Verdict::Pass } else { Verdict::Fail };
         self.observations.push(Observation {
             label,
             value,
             evidence,
-            pass: v.pass,
+            verdict,
             reason: v.reason,
             existence: matches!(leaf.subject, Subject::File(_)),
         });
-        v.pass
+        verdict
+    }
+
+    /// A leaf whose subject could not be observed.
+    fn unknown(
+        &mut self,
+        leaf: &Leaf,
+        label: String,
+        evidence: Option<Evidence>,
+        reason: String,
+    ) -> Verdict {
+        self.observations.push(Observation {
+            label,
+            value: None,
+            evidence,
+            verdict: Verdict::Unknown,
+            reason: Some(reason),
+            existence: matches!(leaf.subject, Subject::File(_)),
+        });
+        Verdict::Unknown
     }
 
     fn component(&mut self) -> Option<&Found> {
@@ -166,17 +278,49 @@ impl Ctx<'_> {
         found
     }
 
-    fn leaf(&mut self, leaf: &Leaf) -> bool {
+    /// A flag-like setting: the flag from the command line, else the key in
+    /// the component's config file. An absent setting is evidence (the
+    /// component's default applies) only when every place it could be set
+    /// was read.
+    fn setting(
+        &mut self,
+        leaf: &Leaf,
+        found: &Found,
+        label: String,
+        from_flag: Option<String>,
+        shown_flag: &str,
+        config: Option<&str>,
+    ) -> Verdict {
+        if let Some(v) = from_flag {
+            let ev = source_evidence(found, shown_flag, Some(&v));
+            return self.record(leaf, label, Some(v), Some(ev));
+        }
+        if let (Some(key), Some(why)) = (config, &found.config_error) {
+            let ev = source_evidence(found, shown_flag, None);
+            let reason = format!(
+                "{shown_flag} is not on {}'s command line, and its {why}, so {key} cannot be read",
+                found.component
+            );
+            return self.unknown(leaf, label, Some(ev), reason);
+        }
+        let (value, evidence) = match config_value(found, config) {
+            (Some(v), Some(ev)) => (Some(v), ev),
+            _ => match (config, &found.config) {
+                (Some(key), Some(cfg)) => (None, Evidence::new("config", &cfg.path, key, None)),
+                _ => (None, source_evidence(found, shown_flag, None)),
+            },
+        };
+        self.record(leaf, label, value, Some(evidence))
+    }
+
+    fn leaf(&mut self, leaf: &Leaf) -> Verdict {
         match &leaf.subject {
             Subject::Flag { name, config } => {
                 let Some(found) = self.component().cloned() else {
                     return self.absent_component(leaf, name);
                 };
-                let (value, evidence) = match found.flag(name) {
-                    Some(v) => (Some(v), Some(source_evidence(&found))),
-                    None => config_value(&found, config.as_deref()),
-                };
-                self.record(leaf, name.clone(), value, evidence)
+                let value = found.flag(name);
+                self.setting(leaf, &found, name.clone(), value, name, config.as_deref())
             }
             Subject::FeatureGate { name, config } => {
                 let Some(found) = self.component().cloned() else {
@@ -185,92 +329,96 @@ impl Ctx<'_> {
                 let from_flag = found
                     .flag("--feature-gates")
                     .and_then(|g| flags::feature_gate(&g, name));
-                let (value, evidence) = match from_flag {
-                    Some(v) => (Some(v), Some(source_evidence(&found))),
-                    None => config_value(&found, config.as_deref()),
-                };
-                self.record(leaf, format!("feature gate {name}"), value, evidence)
+                self.setting(
+                    leaf,
+                    &found,
+                    format!("feature gate {name}"),
+                    from_flag,
+                    &format!("--feature-gates {name}"),
+                    config.as_deref(),
+                )
             }
             Subject::File(file) => {
-                let paths = self.locate(file);
+                let loc = self.locate(file);
                 let label = self.about(file);
-                let ev = paths.first().map(|p| file_evidence(p));
-                self.record(leaf, label, paths.first().cloned(), ev)
+                if let Some(p) = loc.paths.first() {
+                    let ev = Evidence::new("file", p, "exists", Some(p));
+                    let p = p.clone();
+                    return self.record(leaf, label, Some(p), Some(ev));
+                }
+                if let Some(e) = loc.errors.first() {
+                    let e = e.clone();
+                    return self.unknown(leaf, label, None, e);
+                }
+                let ev = self.looked_evidence(file, &loc);
+                self.record(leaf, label, None, ev)
             }
             Subject::Mode(file) | Subject::Owner(file) => {
                 let is_mode = matches!(leaf.subject, Subject::Mode(_));
                 self.file_property(leaf, file, is_mode)
             }
             Subject::Content { file, path } => {
-                let paths = self.locate(file);
+                let loc = self.locate(file);
                 let label = format!("{} {path}", self.about(file));
-                let Some(p) = paths.first() else {
+                let Some(p) = loc.paths.first().cloned() else {
+                    if let Some(e) = loc.errors.first() {
+                        let e = e.clone();
+                        return self.unknown(leaf, label, None, e);
+                    }
                     let looked = self.looked_for(file);
-                    return self.record_with_reason(
-                        leaf,
-                        label,
-                        None,
-                        None,
-                        format!("no {} found{looked}", self.about(file)),
-                    );
+                    let about = self.about(file);
+                    // Nothing configures the file: that is the evidence.
+                    if let Some(ev) = loc.unset_flag {
+                        let pass = self.record(leaf, label, None, Some(ev));
+                        self.set_reason(pass, format!("no {about} is configured{looked}"));
+                        return pass;
+                    }
+                    return self.unknown(leaf, label, None, format!("no {about} found{looked}"));
                 };
-                match self.node.fs.read(p) {
+                let read = self.node.fs.read(&p);
+                match read {
                     Ok(Some(text)) => match serde_saphyr::from_str::<serde_json::Value>(&text) {
                         Ok(doc) => {
                             let values = select(&doc, path);
                             let value = values.join(",");
-                            self.record(leaf, label, Some(value), Some(file_evidence(p)))
+                            let ev = Evidence::new("file", &p, path, Some(&value));
+                            self.record(leaf, label, Some(value), Some(ev))
                         }
                         Err(e) => {
                             let first =
                                 e.to_string().lines().next().unwrap_or_default().to_string();
-                            self.record_with_reason(
+                            let ev = Evidence::new("file", &p, path, None);
+                            self.unknown(
                                 leaf,
                                 label,
-                                None,
-                                Some(file_evidence(p)),
+                                Some(ev),
                                 format!("{p} is not valid YAML: {first}"),
                             )
                         }
                     },
-                    Ok(None) => self.record_with_reason(
-                        leaf,
-                        label,
-                        None,
-                        None,
-                        format!("{p} does not exist"),
-                    ),
-                    Err(e) => self.record_with_reason(leaf, label, None, None, e.to_string()),
+                    Ok(None) => self.unknown(leaf, label, None, format!("{p} does not exist")),
+                    Err(e) => self.unknown(leaf, label, None, e.to_string()),
                 }
             }
         }
     }
 
-    fn record_with_reason(
-        &mut self,
-        leaf: &Leaf,
-        label: String,
-        value: Option<String>,
-        evidence: Option<Evidence>,
-        reason: String,
-    ) -> bool {
-        let pass = self.record(leaf, label, value, evidence);
-        if !pass {
+    fn set_reason(&mut self, verdict: Verdict, reason: String) {
+        if verdict != Verdict::Pass {
             if let Some(o) = self.observations.last_mut() {
                 o.reason = Some(reason);
             }
         }
-        pass
     }
 
-    fn absent_component(&mut self, leaf: &Leaf, name: &str) -> bool {
+    fn absent_component(&mut self, leaf: &Leaf, name: &str) -> Verdict {
         let c = self
             .check
             .component
             .map(|c| c.binary())
             .unwrap_or("the component");
-        let reason = format!("{c} was not found on this node");
-        self.record_with_reason(leaf, name.to_string(), None, None, reason)
+        let reason = format!("{c} was not found on this node, so its {name} cannot be read");
+        self.unknown(leaf, name.to_string(), None, reason)
     }
 
     fn about(&self, file: &str) -> String {
@@ -297,53 +445,70 @@ impl Ctx<'_> {
         }
     }
 
-    fn file_property(&mut self, leaf: &Leaf, file: &str, is_mode: bool) -> bool {
+    /// Evidence that a file is absent: the flag that does not name it, else
+    /// the first place it was looked for.
+    fn looked_evidence(&self, file: &str, loc: &Located) -> Option<Evidence> {
+        if let Some(ev) = &loc.unset_flag {
+            return Some(ev.clone());
+        }
+        let spec = self.bench.files.get(file)?;
+        let first = spec.candidates.first()?;
+        Some(Evidence::new("file", first, "exists", None))
+    }
+
+    fn file_property(&mut self, leaf: &Leaf, file: &str, is_mode: bool) -> Verdict {
         let what = if is_mode { "mode" } else { "owner" };
-        let paths = self.locate(file);
+        let loc = self.locate(file);
         let about = self.about(file);
-        if paths.is_empty() {
+        if loc.paths.is_empty() {
             let looked = self.looked_for(file);
+            let label = format!("{what} of {about}");
+            if let Some(e) = loc.errors.first() {
+                let e = e.clone();
+                return self.unknown(leaf, label, None, e);
+            }
+            let ev = self.looked_evidence(file, &loc);
             if self.optional_and_unnamed(file) {
                 self.not_applicable = Some(format!(
                     "no {about} on this node{looked}, so the check does not apply"
                 ));
             }
-            return self.record_with_reason(
-                leaf,
-                format!("{what} of {about}"),
-                None,
-                None,
-                format!("no {about} found{looked}"),
-            );
+            return self.unknown(leaf, label, ev, format!("no {about} found{looked}"));
         }
+        let paths = loc.paths;
         let mut values = Vec::new();
         let mut failing = Vec::new();
-        let mut first_failing: Option<String> = None;
+        let mut first_failing: Option<(String, Option<String>)> = None;
         let mut first_reason = None;
+        let mut unreadable: Option<(String, String)> = None;
         for p in &paths {
             let value = match self.node.fs.stat(p) {
                 Ok(Some(st)) if is_mode => Some(format!("{:o}", st.mode)),
                 Ok(Some(st)) => Some(self.node.accounts.owner(st.uid, st.gid)),
                 Ok(None) => None,
                 Err(e) => {
-                    first_reason.get_or_insert(e.to_string());
-                    None
+                    unreadable.get_or_insert((p.clone(), e.to_string()));
+                    values.push((p.clone(), None));
+                    continue;
                 }
             };
             let v = compare(leaf.op, value.as_deref(), &leaf.value);
             if !v.pass {
-                first_failing.get_or_insert_with(|| p.clone());
-                failing.push(format!(
-                    "{p} is {}",
-                    value.as_deref().unwrap_or("unreadable")
-                ));
+                first_failing.get_or_insert_with(|| (p.clone(), value.clone()));
+                failing.push(format!("{p} is {}", value.as_deref().unwrap_or("missing")));
                 if let Some(r) = v.reason {
                     first_reason.get_or_insert(format!("{p}: {r}"));
                 }
             }
             values.push((p.clone(), value));
         }
-        let pass = failing.is_empty();
+        let verdict = if !failing.is_empty() {
+            Verdict::Fail
+        } else if unreadable.is_some() {
+            Verdict::Unknown
+        } else {
+            Verdict::Pass
+        };
         let value = if values.len() == 1 {
             values[0].1.clone()
         } else {
@@ -353,32 +518,38 @@ impl Ctx<'_> {
             distinct.dedup();
             Some(distinct.join(","))
         };
-        let reason = if pass {
-            None
-        } else if failing.len() == 1 {
-            Some(first_reason.unwrap_or_else(|| failing[0].clone()))
-        } else {
-            Some(format!(
+        let reason = match verdict {
+            Verdict::Pass => None,
+            Verdict::Unknown => unreadable.as_ref().map(|(_, e)| e.clone()),
+            Verdict::Fail if failing.len() == 1 => {
+                Some(first_reason.unwrap_or_else(|| failing[0].clone()))
+            }
+            Verdict::Fail => Some(format!(
                 "{} of {} files fail: {}",
                 failing.len(),
                 paths.len(),
                 failing.join("; ")
-            ))
+            )),
         };
         let label = if paths.len() == 1 {
             format!("{what} of {}", paths[0])
         } else {
             format!("{what} of {about}")
         };
+        let (ev_path, ev_value) = match (verdict, first_failing, &unreadable) {
+            (Verdict::Fail, Some((p, v)), _) => (p, v),
+            (Verdict::Unknown, _, Some((p, _))) => (p.clone(), None),
+            _ => (paths[0].clone(), values[0].1.clone()),
+        };
         self.observations.push(Observation {
             label,
             value,
-            evidence: Some(file_evidence(first_failing.as_deref().unwrap_or(&paths[0]))),
-            pass,
+            evidence: Some(Evidence::new("file", &ev_path, what, ev_value.as_deref())),
+            verdict,
             reason,
             existence: false,
         });
-        pass
+        verdict
     }
 
     /// The file is optional and no flag points at it.
@@ -396,21 +567,43 @@ impl Ctx<'_> {
     }
 
     /// The node paths a named file stands for.
-    fn locate(&self, file: &str) -> Vec<String> {
+    fn locate(&self, file: &str) -> Located {
         let Some(spec) = self.bench.files.get(file) else {
-            return Vec::new();
+            return Located {
+                paths: Vec::new(),
+                errors: Vec::new(),
+                unset_flag: None,
+            };
         };
-        locate(self.node, spec)
+        locate_all(self.node, spec)
     }
 }
 
 /// The node paths a file spec stands for on a node.
 pub fn locate(node: &Node, spec: &FileSpec) -> Vec<String> {
+    locate_all(node, spec).paths
+}
+
+fn locate_all(node: &Node, spec: &FileSpec) -> Located {
+    let mut errors = Vec::new();
+    let mut unset_flag = None;
+    let exists = |p: &str, errors: &mut Vec<String>| match node.fs.stat(p) {
+        Ok(Some(_)) => true,
+        Ok(None) => false,
+        Err(e) => {
+            errors.push(e.to_string());
+            false
+        }
+    };
     let from_flag = spec.flag.as_ref().and_then(|f| {
         let found = node.components.get(&f.component)?;
-        found
+        let v = found
             .flag(&f.name)
-            .or_else(|| config_value(found, f.config.as_deref()).0)
+            .or_else(|| config_value(found, f.config.as_deref()).0);
+        if v.is_none() {
+            unset_flag = Some(source_evidence(found, &f.name, None));
+        }
+        v
     });
     let from_manifest = spec
         .manifest_of
@@ -418,27 +611,45 @@ pub fn locate(node: &Node, spec: &FileSpec) -> Vec<String> {
     let roots: Vec<String> = match from_flag.or(from_manifest) {
         Some(p) => vec![p],
         None => {
-            let existing = spec
-                .candidates
-                .iter()
-                .filter(|c| node.fs.exists(c))
-                .cloned();
-            if spec.all {
-                existing.collect()
-            } else {
-                existing.take(1).collect()
+            let mut existing = Vec::new();
+            for c in &spec.candidates {
+                if exists(c, &mut errors) {
+                    existing.push(c.clone());
+                    if !spec.all {
+                        break;
+                    }
+                }
             }
+            existing
         }
     };
+    if !roots.is_empty() {
+        unset_flag = None;
+    }
     if !spec.walk {
-        return roots.into_iter().filter(|p| node.fs.exists(p)).collect();
+        let paths = roots
+            .into_iter()
+            .filter(|p| exists(p, &mut errors))
+            .collect();
+        return Located {
+            paths,
+            errors,
+            unset_flag,
+        };
     }
     let mut out = Vec::new();
     for dir in roots {
-        if spec.walk_self && node.fs.exists(&dir) {
+        if spec.walk_self && exists(&dir, &mut errors) {
             out.push(dir.clone());
         }
-        for p in node.fs.walk(&dir).unwrap_or_default() {
+        let below = match node.fs.walk(&dir) {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(e.to_string());
+                Vec::new()
+            }
+        };
+        for p in below {
             if !spec.suffix.as_deref().is_none_or(|s| p.ends_with(s)) {
                 continue;
             }
@@ -448,21 +659,17 @@ pub fn locate(node: &Node, spec: &FileSpec) -> Vec<String> {
             out.push(p);
         }
     }
-    out
-}
-
-fn source_evidence(found: &Found) -> Evidence {
-    Evidence {
-        source: found.source.name().to_string(),
-        path: found.path.clone(),
+    Located {
+        paths: out,
+        errors,
+        unset_flag,
     }
 }
 
-fn file_evidence(path: &str) -> Evidence {
-    Evidence {
-        source: "file".to_string(),
-        path: path.to_string(),
-    }
+/// Evidence from a component's command line (`process`, `manifest` or
+/// `systemd`).
+fn source_evidence(found: &Found, subject: &str, value: Option<&str>) -> Evidence {
+    Evidence::new(found.source.name(), &found.path, subject, value)
 }
 
 /// A key of the component's config file, rendered as text.
@@ -477,12 +684,11 @@ fn config_value(found: &Found, key: Option<&str>) -> (Option<String>, Option<Evi
             None => return (None, None),
         }
     }
-    let ev = Evidence {
-        source: "config".to_string(),
-        path: cfg.path.clone(),
-    };
     match scalar_text(cur) {
-        Some(v) => (Some(v), Some(ev)),
+        Some(v) => {
+            let ev = Evidence::new("config", &cfg.path, key, Some(&v));
+            (Some(v), Some(ev))
+        }
         None => (None, None),
     }
 }

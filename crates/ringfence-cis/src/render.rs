@@ -27,6 +27,7 @@ fn tag(c: &CheckResult) -> &'static str {
         Status::Fail => "FAIL",
         Status::Warn => "WARN",
         Status::Info => "INFO",
+        Status::NotAssessed => "NOT-ASSESSED",
     }
 }
 
@@ -44,6 +45,7 @@ fn tag_colour(t: &str) -> &'static str {
         "FAIL" => "1;31",
         "WARN" => "33",
         "EXPECTED" | "WAIVED" => "36",
+        "NOT-ASSESSED" => "35",
         _ => "34",
     }
 }
@@ -103,7 +105,7 @@ pub fn text(report: &Report, bench: &Benchmark, colour: bool) -> String {
                 let _ = writeln!(out, "           why: {r}");
             }
             if let Some(e) = &c.evidence {
-                let _ = writeln!(out, "           from: {} {}", e.source, e.path);
+                let _ = writeln!(out, "           from: {}", e.describe());
             }
             if let Some(x) = &c.explanation {
                 let _ = writeln!(
@@ -128,8 +130,8 @@ pub fn text(report: &Report, bench: &Benchmark, colour: bool) -> String {
     let s = &report.summary;
     let _ = writeln!(
         out,
-        "\n{} pass, {} fail ({} expected, {} unexpected), {} warn, {} info",
-        s.pass, s.fail, s.expected_fail, s.unexpected_fail, s.warn, s.info
+        "\n{} pass, {} fail ({} expected, {} unexpected), {} warn, {} info, {} not assessed",
+        s.pass, s.fail, s.expected_fail, s.unexpected_fail, s.warn, s.info, s.not_assessed
     );
     let unexpected: Vec<&str> = report
         .checks
@@ -184,13 +186,13 @@ pub fn markdown(report: &Report, bench: &Benchmark) -> String {
     );
     let _ = writeln!(
         out,
-        "| pass | fail | expected fail | unexpected fail | warn | info |"
+        "| pass | fail | expected fail | unexpected fail | warn | info | not assessed |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
     let _ = writeln!(
         out,
-        "| {} | {} | {} | {} | {} | {} |",
-        s.pass, s.fail, s.expected_fail, s.unexpected_fail, s.warn, s.info
+        "| {} | {} | {} | {} | {} | {} | {} |",
+        s.pass, s.fail, s.expected_fail, s.unexpected_fail, s.warn, s.info, s.not_assessed
     );
     let mut section = "";
     for c in &report.checks {
@@ -231,7 +233,7 @@ fn detail(c: &CheckResult) -> String {
         let _ = writeln!(d, "why: {r}");
     }
     if let Some(e) = &c.evidence {
-        let _ = writeln!(d, "from: {} {}", e.source, e.path);
+        let _ = writeln!(d, "from: {}", e.describe());
     }
     let _ = writeln!(d, "fix: {}", c.remediation);
     d
@@ -313,6 +315,7 @@ pub fn sarif(report: &Report) -> String {
         let level = match c.status {
             Status::Fail => ResultLevel::Error,
             Status::Warn => ResultLevel::Warning,
+            Status::NotAssessed => ResultLevel::Note,
             Status::Pass | Status::Info => continue,
         };
         let mut text = format!("{} {}: {}", c.id, tag(c).to_lowercase(), c.title);

@@ -3,7 +3,7 @@
 //! The report's JSON form is stable and documented in `docs/cis-json.md`.
 
 use crate::benchmark::{Benchmark, Check, Target};
-use crate::eval::{describe, evaluate, Evidence};
+use crate::eval::{describe, evaluate, Evidence, Verdict};
 use crate::node::Node;
 use crate::profile::{Date, Profile, Waiver};
 use serde::Serialize;
@@ -20,6 +20,11 @@ pub enum Status {
     Warn,
     /// Not applicable here (an optional component is absent).
     Info,
+    /// What the check needs could not be observed (the component is not on
+    /// the node, a file it reads is missing or unreadable): neither passed
+    /// nor failed.
+    #[serde(rename = "not-assessed")]
+    NotAssessed,
 }
 
 impl Status {
@@ -30,6 +35,7 @@ impl Status {
             Status::Fail => "fail",
             Status::Warn => "warn",
             Status::Info => "info",
+            Status::NotAssessed => "not-assessed",
         }
     }
 }
@@ -126,6 +132,8 @@ pub struct Summary {
     pub warn: usize,
     /// Informational results.
     pub info: usize,
+    /// Checks whose evidence was absent or unreadable.
+    pub not_assessed: usize,
     /// Failures the profile or a live waiver covers.
     pub expected_fail: usize,
     /// Failures nothing covers: these make the exit code 1.
@@ -219,6 +227,7 @@ pub fn summarize(checks: &[CheckResult]) -> Summary {
             Status::Fail => summary.fail += 1,
             Status::Warn => summary.warn += 1,
             Status::Info => summary.info += 1,
+            Status::NotAssessed => summary.not_assessed += 1,
         }
         if c.status == Status::Fail {
             if c.covered() {
@@ -243,12 +252,13 @@ fn run_check(bench: &Benchmark, node: &Node, check: &Check, opts: &ScanOptions<'
         }
         Some(test) => {
             let out = evaluate(bench, node, check, test);
-            let status = match (out.pass, out.missing) {
+            let status = match (out.verdict, out.missing) {
                 _ if out.not_applicable.is_some() => Status::Info,
                 (_, Some(c)) if c.optional() => Status::Info,
-                (true, _) => Status::Pass,
-                (false, _) if check.scored => Status::Fail,
-                (false, _) => Status::Warn,
+                (Verdict::Pass, _) => Status::Pass,
+                (Verdict::Unknown, _) => Status::NotAssessed,
+                (Verdict::Fail, _) if check.scored => Status::Fail,
+                (Verdict::Fail, _) => Status::Warn,
             };
             (
                 status,

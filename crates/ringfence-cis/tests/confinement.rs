@@ -175,17 +175,28 @@ fn a_fifo_as_a_process_cmdline_is_noted_and_never_opened() {
 }
 
 #[test]
-fn a_fifo_as_the_kubelet_config_never_blocks() {
+fn a_fifo_as_the_kubelet_config_never_blocks_and_its_settings_are_not_assessed() {
     let h = Hostile::new();
     testkit::worker(h.root(), KubeletStyle::ConfigOnly);
     mkfifo(&h.r("/var/lib/kubelet/config.yaml"));
-    let (node, _report, took) = scan_with_deadline(in_root(&h.root()));
+    let (node, report, took) = scan_with_deadline(in_root(&h.root()));
     let kubelet = &node.components[&Component::Kubelet];
     assert!(kubelet.config.is_none());
     assert_eq!(
         kubelet.config_error.as_deref(),
         Some("--config /var/lib/kubelet/config.yaml: not a regular file")
     );
+    // Settings the config file would hold cannot be judged: never a pass.
+    for id in ["4.2.1", "4.2.4", "4.2.6", "4.2.11"] {
+        let c = status(&report, id);
+        assert_eq!(c.status, Status::NotAssessed, "{id}: {c:?}");
+        assert!(
+            c.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("not a regular file")),
+            "{id}: {c:?}"
+        );
+    }
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
@@ -200,12 +211,13 @@ fn link_loops_in_the_process_table_and_config_end_with_a_note() {
         &h.r("/var/lib/kubelet/config.yaml"),
         "/var/lib/kubelet/config.yaml",
     );
-    let (node, _report, took) = scan_with_deadline(in_root(&h.root()));
+    let (node, report, took) = scan_with_deadline(in_root(&h.root()));
     for pid in [100, 101] {
         let note =
             format!("process skipped: /proc/{pid}/cmdline: too many levels of symbolic links");
         assert!(node.notes.contains(&note), "{:?}", node.notes);
     }
+    assert_eq!(status(&report, "4.2.1").status, Status::NotAssessed);
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
@@ -220,14 +232,36 @@ fn huge_files_are_refused_at_the_size_cap_without_reading_them() {
         let f = std::fs::File::create(h.r(p)).unwrap();
         f.set_len(5 << 30).unwrap();
     }
-    let (node, _report, took) = scan_with_deadline(in_root(&h.root()));
+    let (node, report, took) = scan_with_deadline(in_root(&h.root()));
     assert!(
         node.notes
             .contains(&"process skipped: /proc/100/cmdline: larger than 4194304 bytes".to_string()),
         "{:?}",
         node.notes
     );
+    let c = status(&report, "4.2.6");
+    assert_eq!(c.status, Status::NotAssessed, "{c:?}");
     assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+#[test]
+fn unreadable_files_are_not_assessed_rather_than_passed() {
+    // Root reads any file whatever its mode; the CLI test drops privileges
+    // to cover this as root.
+    if testkit::is_root() {
+        eprintln!("skipped: root reads files with mode 000 (covered by cis_confinement.rs)");
+        return;
+    }
+    let h = Hostile::new();
+    testkit::worker(h.root(), KubeletStyle::ConfigOnly);
+    testkit::NodeRoot::new(h.root()).chmod("/var/lib/kubelet/config.yaml", 0o000);
+    let (_node, report, _) = scan_with_deadline(in_root(&h.root()));
+    let c = status(&report, "4.2.1");
+    assert_eq!(c.status, Status::NotAssessed, "{c:?}");
+    assert!(
+        c.reason.as_deref().unwrap().contains("ermission denied"),
+        "{c:?}"
+    );
 }
 
 #[test]

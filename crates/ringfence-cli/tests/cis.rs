@@ -363,3 +363,34 @@ fn the_kubernetes_version_picks_the_benchmark_when_no_profile_pins_one() {
         stderr(&o)
     );
 }
+
+#[test]
+fn not_assessed_checks_show_their_evidence_and_fail_the_run_only_with_fail_on() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let n = testkit::tkg_control_plane(dir.path());
+    n.remove("/etc/kubernetes/admin.conf");
+    let args = ["--profile", "tkg-1.5", "--check", "1.1.13,1.1.14"];
+    let o = scan(dir.path(), &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("NOT-ASSESSED 1.1.13 ")
+            && text
+                .contains("why: no admin kubeconfig found (looked at /etc/kubernetes/admin.conf)")
+            && text.contains("from: file /etc/kubernetes/admin.conf: does not exist")
+            && text.contains(
+                "0 pass, 0 fail (0 expected, 0 unexpected), 0 warn, 0 info, 2 not assessed"
+            ),
+        "{text}"
+    );
+    let mut strict = args.to_vec();
+    strict.extend(["--fail-on", "not-assessed"]);
+    assert_eq!(scan(dir.path(), &strict).status.code(), Some(1));
+    let mut json = strict.clone();
+    json.extend(["--format", "json"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout(&scan(dir.path(), &json))).unwrap();
+    assert_eq!(report["summary"]["not_assessed"], 2);
+    assert_eq!(report["checks"][0]["status"], "not-assessed");
+}

@@ -519,6 +519,8 @@ fn to_report(
             Evidence {
                 source: if exec { "exec" } else { "native" }.to_string(),
                 path: o.how.join("; "),
+                subject: None,
+                value: None,
             }
         });
         checks.push(CheckResult {

@@ -51,6 +51,15 @@ enum Format {
     KubeBenchJson,
 }
 
+/// Results that fail the run (exit 1) besides unexpected failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FailOn {
+    /// A check whose evidence was absent or unreadable.
+    NotAssessed,
+    /// A warning (a manual or unscored check that did not pass).
+    Warn,
+}
+
 #[derive(Debug, Args)]
 struct ScanArgs {
     /// A node's root filesystem (a mounted disk or image, /host in a pod); default: this host.
@@ -82,6 +91,9 @@ struct ScanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Also exit 1 on these results (comma-separated): not-assessed for strict pipelines, warn.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "WHAT")]
+    fail_on: Vec<FailOn>,
     /// Write the report here (atomically) instead of stdout.
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
@@ -293,11 +305,7 @@ fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
         Format::KubeBenchJson => unreachable!("rejected above without --kube-bench-cfg"),
     };
     emit(a.out.as_deref(), bytes.as_bytes())?;
-    Ok(if report.summary.unexpected_fail > 0 {
-        FINDINGS
-    } else {
-        SUCCESS
-    })
+    Ok(exit_code(&report, &a.fail_on))
 }
 
 fn run_kube_bench(
@@ -415,11 +423,22 @@ fn run_kube_bench(
         Format::KubeBenchJson => kubebench::output::kube_bench_json(&result),
     };
     emit(a.out.as_deref(), bytes.as_bytes())?;
-    Ok(if report.summary.unexpected_fail > 0 {
+    Ok(exit_code(report, &a.fail_on))
+}
+
+/// 1 when the report has an unexpected failure, or a result `--fail-on`
+/// names; 0 otherwise.
+fn exit_code(report: &ringfence_cis::report::Report, fail_on: &[FailOn]) -> u8 {
+    let s = &report.summary;
+    let strict = fail_on.iter().any(|f| match f {
+        FailOn::NotAssessed => s.not_assessed > 0,
+        FailOn::Warn => s.warn > 0,
+    });
+    if s.unexpected_fail > 0 || strict {
         FINDINGS
     } else {
         SUCCESS
-    })
+    }
 }
 
 fn list(name: &str) -> Result<u8, CliError> {
