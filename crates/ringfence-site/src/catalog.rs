@@ -157,6 +157,11 @@ pub struct FlowSpec {
     /// Each source network only to itself (allow-wl-subnet: not between two
     /// different workload networks).
     pub same_network: bool,
+    /// Destinations that receive only some of `services`
+    /// (`destination_services` in the row): `dns-ntp-outbound` gives the DNS
+    /// servers DNS and the NTP servers NTP, never the cross product. A
+    /// destination not listed here receives every service of the row.
+    pub destination_services: Vec<(EndpointRef, Vec<ServiceSpec>)>,
     /// 1-based line where the row starts, for error messages.
     pub line: u64,
 }
@@ -174,6 +179,11 @@ pub struct Catalog {
     pub services: BTreeMap<String, Vec<(Protocol, PortRange)>>,
     /// Flow rows, in the table's order.
     pub flows: Vec<FlowSpec>,
+    /// The zones whose machines the site's firewall is for (TKG's own
+    /// nodes, jumpbox and bootstrap machine). NSX applies the generated
+    /// policy only to their groups; shared services such as DNS or vCenter
+    /// are left out so their other clients are not cut off.
+    pub protected_zones: Vec<String>,
 }
 
 /// Serde shape of one flow row.
@@ -192,6 +202,35 @@ pub(crate) struct RawFlow {
     action: Option<FlowAction>,
     #[serde(default)]
     same_network: bool,
+    #[serde(default)]
+    destination_services: Option<Spanned<SpannedMap<Vec<Spanned<RawService>>>>>,
+}
+
+/// A YAML mapping that keeps the location of each key, in file order.
+#[derive(Debug)]
+pub(crate) struct SpannedMap<V>(pub(crate) Vec<(Spanned<String>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SpannedMap<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Vis<V> {
+            type Value = SpannedMap<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<SpannedMap<V>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = m.next_key::<Spanned<String>>()? {
+                    out.push((k, m.next_value()?));
+                }
+                Ok(SpannedMap(out))
+            }
+        }
+        d.deserialize_map(Vis(std::marker::PhantomData))
+    }
 }
 
 impl RawFlow {
@@ -235,6 +274,7 @@ struct RawCatalog {
     version: Scalar,
     zones: BTreeMap<String, String>,
     services: BTreeMap<String, Vec<RawNamedEntry>>,
+    protected_zones: Vec<String>,
     flows: Vec<RawFlow>,
 }
 
@@ -343,52 +383,8 @@ pub(crate) fn convert_flows(
             );
         }
         for s in &row.services {
-            let (l, c) = (s.referenced.line(), s.referenced.column());
-            match &s.value {
-                RawService::Named(name) => {
-                    if known_services.contains_key(name) {
-                        services.push(ServiceSpec::Named(name.clone()));
-                    } else {
-                        let mut e = InputError::at(file, l, c, format!("unknown service `{name}`"));
-                        let names = known_services.keys().map(String::as_str);
-                        e = match ringfence_diag::closest(name, names) {
-                            Some(best) => e.with_help(format!("did you mean `{best}`?")),
-                            None => e.with_help(format!(
-                                "use one of {} or write {{protocol: tcp, ports: \"8443\"}}",
-                                known_services
-                                    .keys()
-                                    .cloned()
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )),
-                        };
-                        errors.push(e);
-                    }
-                }
-                RawService::Explicit { protocol, ports } => {
-                    match parse_port_spec(&ports.as_text(), true) {
-                        Ok(p) => {
-                            let ranged = !matches!(p, PortSpec::Range(r) if r == PortRange::ANY);
-                            if ranged && matches!(protocol, Protocol::Any | Protocol::Icmp) {
-                                errors.push(
-                                    InputError::at(
-                                        file,
-                                        l,
-                                        c,
-                                        format!("protocol `{}` has no ports", protocol.as_str()),
-                                    )
-                                    .with_help("use ports: any, or protocol tcp or udp"),
-                                );
-                            } else {
-                                services.push(ServiceSpec::Explicit {
-                                    protocol: *protocol,
-                                    ports: p,
-                                });
-                            }
-                        }
-                        Err(msg) => errors.push(InputError::at(file, l, c, msg)),
-                    }
-                }
+            if let Some(spec) = convert_service(file, s, known_services, &mut errors) {
+                services.push(spec);
             }
         }
         let same_network = row.same_network;
@@ -404,6 +400,17 @@ pub(crate) fn convert_flows(
                     .with_help("same_network means each source network only to itself: list the same zones on both sides"),
             );
         }
+        let destination_services = match &row.destination_services {
+            None => Vec::new(),
+            Some(map) => convert_destination_services(
+                file,
+                &row,
+                map,
+                &services,
+                known_services,
+                &mut errors,
+            ),
+        };
         flows.push(FlowSpec {
             id: row.id.value.clone(),
             purpose: row.purpose.clone().unwrap_or_default(),
@@ -413,6 +420,7 @@ pub(crate) fn convert_flows(
             services,
             action: row.action.unwrap_or(FlowAction::Allow),
             same_network,
+            destination_services,
             line,
         });
     }
@@ -420,6 +428,186 @@ pub(crate) fn convert_flows(
         Ok(flows)
     } else {
         Err(InputErrors(errors))
+    }
+}
+
+/// Validate one service of a row: a known named service, or a protocol with
+/// ports that protocol has.
+fn convert_service(
+    file: &str,
+    s: &Spanned<RawService>,
+    known_services: &BTreeMap<String, Vec<(Protocol, PortRange)>>,
+    errors: &mut Vec<InputError>,
+) -> Option<ServiceSpec> {
+    let (l, c) = (s.referenced.line(), s.referenced.column());
+    match &s.value {
+        RawService::Named(name) => {
+            if known_services.contains_key(name) {
+                return Some(ServiceSpec::Named(name.clone()));
+            }
+            let e = InputError::at(file, l, c, format!("unknown service `{name}`"));
+            let names = known_services.keys().map(String::as_str);
+            errors.push(match ringfence_diag::closest(name, names) {
+                Some(best) => e.with_help(format!("did you mean `{best}`?")),
+                None => e.with_help(format!(
+                    "use one of {} or write {{protocol: tcp, ports: \"8443\"}}",
+                    known_services
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            });
+            None
+        }
+        RawService::Explicit { protocol, ports } => match parse_port_spec(&ports.as_text(), true) {
+            Ok(p) => {
+                let ranged = !matches!(p, PortSpec::Range(r) if r == PortRange::ANY);
+                if ranged && matches!(protocol, Protocol::Any | Protocol::Icmp) {
+                    errors.push(
+                        InputError::at(
+                            file,
+                            l,
+                            c,
+                            format!("protocol `{}` has no ports", protocol.as_str()),
+                        )
+                        .with_help("use ports: any, or protocol tcp or udp"),
+                    );
+                    None
+                } else {
+                    Some(ServiceSpec::Explicit {
+                        protocol: *protocol,
+                        ports: p,
+                    })
+                }
+            }
+            Err(msg) => {
+                errors.push(InputError::at(file, l, c, msg));
+                None
+            }
+        },
+    }
+}
+
+/// Validate a row's `destination_services`: each key is one of the row's
+/// destinations (written the same way), each service one of the row's
+/// services, and every service of the row goes to some destination (so
+/// `services` stays exactly the union).
+fn convert_destination_services(
+    file: &str,
+    row: &RawFlow,
+    map: &Spanned<SpannedMap<Vec<Spanned<RawService>>>>,
+    services: &[ServiceSpec],
+    known_services: &BTreeMap<String, Vec<(Protocol, PortRange)>>,
+    errors: &mut Vec<InputError>,
+) -> Vec<(EndpointRef, Vec<ServiceSpec>)> {
+    let id = &row.id.value;
+    let (ml, mc) = (map.referenced.line(), map.referenced.column());
+    if row.same_network {
+        errors.push(
+            InputError::at(
+                file,
+                ml,
+                mc,
+                format!("flow `{id}` sets same_network, which cannot also give its destinations different services"),
+            )
+            .with_help("split the row into one flow per service set"),
+        );
+        return Vec::new();
+    }
+    let written: Vec<&str> = row.destinations.iter().map(|d| d.value.as_str()).collect();
+    let mut out: Vec<(EndpointRef, Vec<ServiceSpec>)> = Vec::new();
+    let mut keys: Vec<&str> = Vec::new();
+    for (key, list) in &map.value.0 {
+        let (l, c) = (key.referenced.line(), key.referenced.column());
+        if !written.contains(&key.value.as_str()) {
+            let e = InputError::at(
+                file,
+                l,
+                c,
+                format!("`{}` is not a destination of flow `{id}`", key.value),
+            );
+            errors.push(
+                match ringfence_diag::closest(&key.value, written.iter().copied()) {
+                    Some(best) => e.with_help(format!("did you mean `{best}`?")),
+                    None => e.with_help(format!("its destinations are: {}", written.join(", "))),
+                },
+            );
+            continue;
+        }
+        if keys.contains(&key.value.as_str()) {
+            continue; // the YAML reader reports duplicate keys itself
+        }
+        keys.push(&key.value);
+        if list.is_empty() {
+            errors.push(
+                InputError::at(file, l, c, format!("destination `{}` of flow `{id}` gets no services", key.value))
+                    .with_help("list at least one of the flow's services, or drop the destination from the flow"),
+            );
+            continue;
+        }
+        let mut given = Vec::new();
+        for s in list {
+            let Some(spec) = convert_service(file, s, known_services, errors) else {
+                continue;
+            };
+            if !services.contains(&spec) {
+                errors.push(
+                    InputError::at(
+                        file,
+                        s.referenced.line(),
+                        s.referenced.column(),
+                        format!(
+                            "service {} is not one of flow `{id}`'s services",
+                            describe(&spec)
+                        ),
+                    )
+                    .with_help(
+                        "a destination may receive only services the flow lists under services:",
+                    ),
+                );
+                continue;
+            }
+            if !given.contains(&spec) {
+                given.push(spec);
+            }
+        }
+        if let Ok(e) = EndpointRef::parse(&key.value) {
+            out.push((e, given));
+        }
+    }
+    // Every service must reach some destination: an unlisted destination gets all.
+    let all_listed = written.iter().all(|w| keys.contains(w));
+    if all_listed {
+        for s in services {
+            if !out.iter().any(|(_, g)| g.contains(s)) {
+                errors.push(
+                    InputError::at(
+                        file,
+                        ml,
+                        mc,
+                        format!("service {} of flow `{id}` goes to none of its destinations", describe(s)),
+                    )
+                    .with_help("give it to a destination under destination_services, or drop it from services:"),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A service as a person wrote it, for messages.
+fn describe(s: &ServiceSpec) -> String {
+    match s {
+        ServiceSpec::Named(n) => format!("`{n}`"),
+        ServiceSpec::Explicit { protocol, ports } => format!(
+            "`{}/{}`",
+            protocol.as_str(),
+            match ports {
+                PortSpec::Range(r) => r.to_string(),
+                PortSpec::ApiServer => "api_server".into(),
+            }
+        ),
     }
 }
 
@@ -474,8 +662,17 @@ impl Catalog {
             zones: raw.zones,
             services,
             flows,
+            protected_zones: raw.protected_zones,
         };
         let mut errs = Vec::new();
+        for z in &catalog.protected_zones {
+            if !catalog.zones.contains_key(z) {
+                errs.push(InputError::whole(
+                    file,
+                    format!("protected_zones names `{z}`, which the catalog does not declare"),
+                ));
+            }
+        }
         for f in &catalog.flows {
             for z in f
                 .sources

@@ -15,7 +15,9 @@ mod resolve;
 mod site;
 
 pub use catalog::{Catalog, Condition, EndpointRef, FlowSpec, ServiceSpec};
-pub use resolve::{FlowAction, PortRange, Protocol, ResolvedFlow, ResolvedSite, Service};
+pub use resolve::{
+    DestinationServices, FlowAction, PortRange, Protocol, ResolvedFlow, ResolvedSite, Service,
+};
 pub use site::{
     example_site, load_site_file, parse_site, read_text_file, AviMode, AviSettings, Identity, Site,
     TkgSettings, EXAMPLE_SITE_YAML,

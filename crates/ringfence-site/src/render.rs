@@ -25,17 +25,16 @@ pub enum FlowFormat {
 fn edges(site: &ResolvedSite) -> Vec<(String, String, String, bool)> {
     let mut out = Vec::new();
     for f in &site.flows {
-        let services = f
-            .services
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" ");
         for s in &f.source_zones {
-            for d in &f.destination_zones {
+            for (i, d) in f.destination_zones.iter().enumerate() {
                 if f.same_network && s != d {
                     continue;
                 }
+                // Each destination with the services it receives.
+                let services = match f.destination_services.get(i) {
+                    Some(ds) => join_services(&ds.services),
+                    None => join_services(&f.services),
+                };
                 out.push((
                     s.clone(),
                     d.clone(),
@@ -46,6 +45,28 @@ fn edges(site: &ResolvedSite) -> Vec<(String, String, String, bool)> {
         }
     }
     out
+}
+
+fn join_services(services: &[crate::resolve::Service]) -> String {
+    services
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A flow's services cell: the services, or, when its destinations receive
+/// different services, `zone: services` per destination (`dns: udp/53
+/// tcp/53; ntp: udp/123`).
+fn services_cell(f: &ResolvedFlow) -> String {
+    if f.destination_services.is_empty() {
+        return join_services(&f.services);
+    }
+    f.destination_services
+        .iter()
+        .map(|d| format!("{}: {}", d.zone, join_services(&d.services)))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A node name that is safe in both DOT and Mermaid.
@@ -139,11 +160,7 @@ fn cells(f: &ResolvedFlow) -> [String; 6] {
         f.id.clone(),
         join(&f.sources),
         dst,
-        f.services
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
+        services_cell(f),
         match f.action {
             FlowAction::Allow => "allow".into(),
             FlowAction::Deny => "deny".into(),

@@ -145,6 +145,27 @@ pub struct ResolvedFlow {
     pub source_zones: Vec<String>,
     /// The zones the destinations came from.
     pub destination_zones: Vec<String>,
+    /// When the row gives its destinations different services, one entry per
+    /// destination (in `destination_zones` order) with the services it
+    /// receives; `dns-ntp-outbound` opens DNS to the DNS servers and NTP to
+    /// the NTP servers, not both to both. Empty: every destination receives
+    /// every service. Use [`ResolvedFlow::services_to`] or
+    /// [`ResolvedFlow::paths`] rather than pairing `destinations` with
+    /// `services` by hand.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub destination_services: Vec<DestinationServices>,
+}
+
+/// The services one destination of a flow receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DestinationServices {
+    /// The destination as `destination_zones` names it.
+    pub zone: String,
+    /// Its networks.
+    #[serde(serialize_with = "ser_nets")]
+    pub destinations: Vec<IpNet>,
+    /// What it receives: some of the flow's `services`, in their order.
+    pub services: Vec<Service>,
 }
 
 fn ser_nets<S: Serializer>(nets: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
@@ -168,6 +189,44 @@ impl ResolvedFlow {
         }
         out
     }
+
+    /// The services the flow opens to destination network `dst` (one of
+    /// `destinations`, or a network inside one): all of `services`, unless
+    /// the row gives its destinations different services; then those of
+    /// every destination entry holding `dst` (a server listed under two zones
+    /// receives both zones' services). Empty when no destination holds `dst`.
+    pub fn services_to(&self, dst: &IpNet) -> Vec<Service> {
+        if self.destination_services.is_empty() {
+            return if self.destinations.iter().any(|d| d.contains(dst)) {
+                self.services.clone()
+            } else {
+                Vec::new()
+            };
+        }
+        self.services
+            .iter()
+            .filter(|s| {
+                self.destination_services.iter().any(|d| {
+                    d.services.contains(s) && d.destinations.iter().any(|n| n.contains(dst))
+                })
+            })
+            .copied()
+            .collect()
+    }
+
+    /// Every (source, destination, services) this flow opens: the
+    /// [`network_pairs`](Self::network_pairs), each with exactly the services
+    /// its destination receives ([`services_to`](Self::services_to)).
+    pub fn paths(&self) -> Vec<(IpNet, IpNet, Vec<Service>)> {
+        self.network_pairs()
+            .into_iter()
+            .map(|(s, d)| {
+                let svcs = self.services_to(&d);
+                (s, d, svcs)
+            })
+            .filter(|(_, _, svcs)| !svcs.is_empty())
+            .collect()
+    }
 }
 
 /// Whether two networks are of the same address family.
@@ -188,6 +247,10 @@ pub struct ResolvedSite {
     /// The flows that apply, in catalog order, then the site's extra flows
     /// (before the closing deny-all row).
     pub flows: Vec<ResolvedFlow>,
+    /// The catalog's protected zones that the site gives addresses: the
+    /// machines the firewall is for (NSX scopes its policy to them).
+    #[serde(skip)]
+    pub protected_zones: Vec<String>,
 }
 
 impl ResolvedSite {
@@ -199,6 +262,36 @@ impl ResolvedSite {
     /// The flow with this id.
     pub fn flow(&self, id: &str) -> Option<&ResolvedFlow> {
         self.flows.iter().find(|f| f.id == id)
+    }
+
+    /// The same flows with every flow whose destinations receive different
+    /// services split into one flow per destination (same id and purpose,
+    /// that destination's networks and services), so that each flow's
+    /// destinations × services is exactly what it opens. For code that pairs
+    /// `destinations` with `services` directly.
+    pub fn split_by_destination(&self) -> ResolvedSite {
+        let mut flows = Vec::new();
+        for f in &self.flows {
+            if f.destination_services.is_empty() {
+                flows.push(f.clone());
+                continue;
+            }
+            for d in &f.destination_services {
+                flows.push(ResolvedFlow {
+                    destinations: d.destinations.clone(),
+                    services: d.services.clone(),
+                    destination_zones: vec![d.zone.clone()],
+                    destination_services: Vec::new(),
+                    ..f.clone()
+                });
+            }
+        }
+        ResolvedSite {
+            site: self.site.clone(),
+            catalog: self.catalog.clone(),
+            flows,
+            protected_zones: self.protected_zones.clone(),
+        }
     }
 }
 
@@ -303,14 +396,43 @@ impl Site {
                     destinations.extend(self.resolve_endpoint(e));
                     destination_zones.push(endpoint_label(e));
                 }
-                let mut services = Vec::new();
-                for s in &f.services {
-                    for svc in self.resolve_service(&catalog, s) {
-                        if !services.contains(&svc) {
-                            services.push(svc);
+                let resolve_all = |specs: &[ServiceSpec]| {
+                    let mut services: Vec<Service> = Vec::new();
+                    for s in specs {
+                        for svc in self.resolve_service(&catalog, s) {
+                            if !services.contains(&svc) {
+                                services.push(svc);
+                            }
                         }
                     }
-                }
+                    services
+                };
+                let services = resolve_all(&f.services);
+                let destination_services = if f.destination_services.is_empty() {
+                    Vec::new()
+                } else {
+                    f.destinations
+                        .iter()
+                        .map(|e| {
+                            let given = f
+                                .destination_services
+                                .iter()
+                                .find(|(d, _)| d == e)
+                                .map(|(_, specs)| resolve_all(specs))
+                                .unwrap_or_else(|| services.clone());
+                            DestinationServices {
+                                zone: endpoint_label(e),
+                                destinations: self.resolve_endpoint(e),
+                                // In the flow's order, so output is stable.
+                                services: services
+                                    .iter()
+                                    .filter(|s| given.contains(s))
+                                    .copied()
+                                    .collect(),
+                            }
+                        })
+                        .collect()
+                };
                 ResolvedFlow {
                     id: f.id.clone(),
                     purpose: f.purpose.clone(),
@@ -321,13 +443,21 @@ impl Site {
                     same_network: f.same_network,
                     source_zones,
                     destination_zones,
+                    destination_services,
                 }
             })
+            .collect();
+        let protected_zones = catalog
+            .protected_zones
+            .iter()
+            .filter(|z| self.zones.get(*z).is_some_and(|n| !n.is_empty()))
+            .cloned()
             .collect();
         ResolvedSite {
             site: self.name.clone(),
             catalog: format!("{}-{}", catalog.name, catalog.version),
             flows,
+            protected_zones,
         }
     }
 }
