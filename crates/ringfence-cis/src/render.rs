@@ -23,6 +23,7 @@ fn tag(c: &CheckResult) -> &'static str {
     match c.status {
         Status::Fail if c.expected => "EXPECTED",
         Status::Fail if c.covered() => "WAIVED",
+        Status::Pass if c.fixed => "FIXED",
         Status::Pass => "PASS",
         Status::Fail => "FAIL",
         Status::Warn => "WARN",
@@ -44,7 +45,7 @@ fn tag_colour(t: &str) -> &'static str {
         "PASS" => "32",
         "FAIL" => "1;31",
         "WARN" => "33",
-        "EXPECTED" | "WAIVED" => "36",
+        "EXPECTED" | "WAIVED" | "FIXED" => "36",
         "NOT-ASSESSED" => "35",
         _ => "34",
     }
@@ -97,6 +98,16 @@ pub fn text(report: &Report, bench: &Benchmark, colour: bool) -> String {
             c.id,
             c.title
         );
+        if c.fixed {
+            let _ = writeln!(
+                out,
+                "           {} lists it as an expected failure, but it passes: the profile entry is stale",
+                report.profile.as_deref().unwrap_or("the profile")
+            );
+            if let Some(e) = &c.evidence {
+                let _ = writeln!(out, "           from: {}", e.describe());
+            }
+        }
         if c.status != Status::Pass {
             if let Some(a) = &c.actual {
                 let _ = writeln!(out, "           found: {a}");
@@ -133,6 +144,29 @@ pub fn text(report: &Report, bench: &Benchmark, colour: bool) -> String {
         "\n{} pass, {} fail ({} expected, {} unexpected), {} warn, {} info, {} not assessed",
         s.pass, s.fail, s.expected_fail, s.unexpected_fail, s.warn, s.info, s.not_assessed
     );
+    if s.fixed > 0 {
+        let fixed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| c.fixed)
+            .map(|c| c.id.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                &format!(
+                    "fixed (passing, but the profile expects them to fail): {}",
+                    fixed.join(", ")
+                ),
+                colour,
+                "36"
+            )
+        );
+    }
+    for w in &report.expired_waivers {
+        let _ = writeln!(out, "{}", paint(&w.describe(), colour, "1;31"));
+    }
     let unexpected: Vec<&str> = report
         .checks
         .iter()

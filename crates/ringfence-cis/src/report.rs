@@ -5,7 +5,7 @@
 use crate::benchmark::{Benchmark, Check, Target};
 use crate::eval::{describe, evaluate, Evidence, Verdict};
 use crate::node::Node;
-use crate::profile::{Date, Profile, Waiver};
+use crate::profile::{Date, ExpectedFailure, Profile, Waiver};
 use serde::Serialize;
 
 /// A check's status.
@@ -89,8 +89,12 @@ pub struct CheckResult {
     pub target: Target,
     /// Outcome.
     pub status: Status,
-    /// Whether the profile expects this check to fail.
+    /// The profile lists this check as an expected failure and it did not
+    /// pass.
     pub expected: bool,
+    /// The profile lists this check as an expected failure, but it passes:
+    /// the profile entry is stale.
+    pub fixed: bool,
     /// The waiver covering this check, if any.
     pub waiver: Option<AppliedWaiver>,
     /// What was observed.
@@ -134,6 +138,10 @@ pub struct Summary {
     pub info: usize,
     /// Checks whose evidence was absent or unreadable.
     pub not_assessed: usize,
+    /// Passing checks the profile still lists as expected failures.
+    pub fixed: usize,
+    /// Waivers past their expiry date (each fails the run).
+    pub expired_waivers: usize,
     /// Failures the profile or a live waiver covers.
     pub expected_fail: usize,
     /// Failures nothing covers: these make the exit code 1.
@@ -151,8 +159,71 @@ pub struct Report {
     pub node: NodeInfo,
     /// Results in benchmark order.
     pub checks: Vec<CheckResult>,
+    /// Every waiver past its expiry date, whether or not its check ran or
+    /// failed: each one fails the run until its owner renews or removes it.
+    pub expired_waivers: Vec<ExpiredWaiver>,
     /// Counts.
     pub summary: Summary,
+}
+
+/// A waiver past its expiry date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpiredWaiver {
+    /// The check it covered.
+    pub id: String,
+    /// Who answers for it.
+    pub owner: String,
+    /// The last day it held (`YYYY-MM-DD`).
+    pub expires: String,
+    /// Why the failure was accepted.
+    pub reason: String,
+}
+
+impl ExpiredWaiver {
+    /// One line for people, naming the owner.
+    pub fn describe(&self) -> String {
+        format!(
+            "the waiver for {} expired on {}; its owner {} must renew or remove it ({})",
+            self.id, self.expires, self.owner, self.reason
+        )
+    }
+}
+
+/// The waivers of `waivers` that have expired on `today`.
+pub fn expired_waivers(waivers: &[Waiver], today: Date) -> Vec<ExpiredWaiver> {
+    waivers
+        .iter()
+        .filter(|w| w.expired(today))
+        .map(|w| ExpiredWaiver {
+            id: w.id.clone(),
+            owner: w.owner.clone(),
+            expires: w.expires.to_string(),
+            reason: w.reason.clone(),
+        })
+        .collect()
+}
+
+/// How a profile sees a check's status: `(expected, fixed)` and, when
+/// listed, its entry.
+pub fn profile_marks<'p>(
+    profile: Option<&'p Profile>,
+    id: &str,
+    status: Status,
+) -> (bool, bool, Option<&'p ExpectedFailure>) {
+    let entry = profile.and_then(|p| p.expected(id));
+    let listed = entry.is_some();
+    (
+        listed && status != Status::Pass,
+        listed && status == Status::Pass,
+        entry,
+    )
+}
+
+impl Report {
+    /// Whether the run fails: an unexpected failure or an expired waiver.
+    pub fn failed(&self) -> bool {
+        self.summary.unexpected_fail > 0 || !self.expired_waivers.is_empty()
+    }
 }
 
 /// What to scan and how to judge it.
@@ -207,12 +278,15 @@ pub fn scan(bench: &Benchmark, node: &Node, opts: &ScanOptions<'_>) -> Report {
         }
         checks.push(run_check(bench, node, check, opts));
     }
-    let summary = summarize(&checks);
+    let expired = expired_waivers(opts.waivers, opts.today);
+    let mut summary = summarize(&checks);
+    summary.expired_waivers = expired.len();
     Report {
         benchmark: bench.name.clone(),
         profile: opts.profile.map(|p| p.name.clone()),
         node: NodeInfo::of(node),
         checks,
+        expired_waivers: expired,
         summary,
     }
 }
@@ -228,6 +302,9 @@ pub fn summarize(checks: &[CheckResult]) -> Summary {
             Status::Warn => summary.warn += 1,
             Status::Info => summary.info += 1,
             Status::NotAssessed => summary.not_assessed += 1,
+        }
+        if c.fixed {
+            summary.fixed += 1;
         }
         if c.status == Status::Fail {
             if c.covered() {
@@ -269,7 +346,7 @@ fn run_check(bench: &Benchmark, node: &Node, check: &Check, opts: &ScanOptions<'
             )
         }
     };
-    let expected = opts.profile.and_then(|p| p.expected(&check.id));
+    let (expected, fixed, entry) = profile_marks(opts.profile, &check.id, status);
     let waiver = opts
         .waivers
         .iter()
@@ -285,15 +362,17 @@ fn run_check(bench: &Benchmark, node: &Node, check: &Check, opts: &ScanOptions<'
         title: check.title.clone(),
         target: check.target,
         status,
-        expected: expected.is_some(),
+        expected,
+        fixed,
         waiver,
         actual,
         expected_value,
         evidence,
-        remediation: expected
+        remediation: entry
+            .filter(|_| expected)
             .map(|x| x.remediation.clone())
             .unwrap_or_else(|| check.remediation.clone()),
         reason,
-        explanation: expected.map(|x| x.explanation.clone()),
+        explanation: entry.map(|x| x.explanation.clone()),
     }
 }

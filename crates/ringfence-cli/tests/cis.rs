@@ -394,3 +394,58 @@ fn not_assessed_checks_show_their_evidence_and_fail_the_run_only_with_fail_on() 
     assert_eq!(report["summary"]["not_assessed"], 2);
     assert_eq!(report["checks"][0]["status"], "not-assessed");
 }
+
+#[test]
+fn an_expired_waiver_of_a_passing_check_fails_the_run_and_names_its_owner() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(dir.path());
+    let waivers = dir.path().join("waivers.yaml");
+    std::fs::write(
+        &waivers,
+        "waivers:\n  - id: \"4.2.1\"\n    reason: migration\n    owner: team-orbit\n    expires: 2026-03-31\n",
+    )
+    .unwrap();
+    let w = waivers.to_str().unwrap();
+    let args = [
+        "--profile",
+        "tkg-1.5",
+        "--waivers",
+        w,
+        "--today",
+        "2026-04-01",
+    ];
+    let o = scan(dir.path(), &args);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains(
+            "error: the waiver for 4.2.1 expired on 2026-03-31; its owner team-orbit must renew or remove it (migration)"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_stale_profile_entry_is_reported_fixed_and_fails_the_run_only_with_fail_on_fixed() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let n = testkit::tkg_control_plane(dir.path());
+    let cfg = format!("{}protectKernelDefaults: true\n", testkit::KUBELET_CONFIG);
+    n.file("/var/lib/kubelet/config.yaml", &cfg, 0o644);
+    let o = scan(dir.path(), &["--profile", "tkg-1.5", "--check", "4.2.6"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("FIXED    4.2.6"), "{}", stdout(&o));
+    let o = scan(
+        dir.path(),
+        &[
+            "--profile",
+            "tkg-1.5",
+            "--check",
+            "4.2.6",
+            "--fail-on",
+            "fixed",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -503,7 +503,7 @@ fn to_report(
             State::Warn => Status::Warn,
             State::Info => Status::Info,
         };
-        let expected = opts.profile.and_then(|p| p.expected(&c.id));
+        let (expected, fixed, entry) = report::profile_marks(opts.profile, &c.id, status);
         let waiver = opts
             .waivers
             .iter()
@@ -528,24 +528,29 @@ fn to_report(
             title: c.text.clone(),
             target: r.planned.target,
             status,
-            expected: expected.is_some(),
+            expected,
+            fixed,
             waiver,
             actual: (!o.actual_value.is_empty()).then(|| o.actual_value.clone()),
             expected_value: (!o.expected_result.is_empty()).then(|| o.expected_result.clone()),
             evidence,
-            remediation: expected
+            remediation: entry
+                .filter(|_| expected)
                 .map(|x| x.remediation.clone())
                 .unwrap_or_else(|| c.remediation.trim().to_string()),
             reason: (!o.reason.is_empty()).then(|| o.reason.clone()),
-            explanation: expected.map(|x| x.explanation.clone()),
+            explanation: entry.map(|x| x.explanation.clone()),
         });
     }
-    let summary = report::summarize(&checks);
+    let expired = report::expired_waivers(opts.waivers, opts.today);
+    let mut summary = report::summarize(&checks);
+    summary.expired_waivers = expired.len();
     Report {
         benchmark: defs.name.clone(),
         profile: opts.profile.map(|p| p.name.clone()),
         node: NodeInfo::of(node),
         checks,
+        expired_waivers: expired,
         summary,
     }
 }

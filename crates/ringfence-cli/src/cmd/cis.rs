@@ -58,6 +58,8 @@ enum FailOn {
     NotAssessed,
     /// A warning (a manual or unscored check that did not pass).
     Warn,
+    /// A passing check the profile still lists as an expected failure.
+    Fixed,
 }
 
 #[derive(Debug, Args)]
@@ -91,7 +93,7 @@ struct ScanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// Also exit 1 on these results (comma-separated): not-assessed for strict pipelines, warn.
+    /// Also exit 1 on these results (comma-separated): not-assessed for strict pipelines, warn, fixed (stale profile entries).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "WHAT")]
     fail_on: Vec<FailOn>,
     /// Write the report here (atomically) instead of stdout.
@@ -426,15 +428,19 @@ fn run_kube_bench(
     Ok(exit_code(report, &a.fail_on))
 }
 
-/// 1 when the report has an unexpected failure, or a result `--fail-on`
-/// names; 0 otherwise.
+/// 1 when the report has an unexpected failure, an expired waiver (named
+/// with its owner on stderr), or a result `--fail-on` names; 0 otherwise.
 fn exit_code(report: &ringfence_cis::report::Report, fail_on: &[FailOn]) -> u8 {
+    for w in &report.expired_waivers {
+        eprintln!("error: {}", w.describe());
+    }
     let s = &report.summary;
     let strict = fail_on.iter().any(|f| match f {
         FailOn::NotAssessed => s.not_assessed > 0,
         FailOn::Warn => s.warn > 0,
+        FailOn::Fixed => s.fixed > 0,
     });
-    if s.unexpected_fail > 0 || strict {
+    if report.failed() || strict {
         FINDINGS
     } else {
         SUCCESS
