@@ -179,6 +179,11 @@ pub struct Options {
     pub family: Option<Family>,
     /// The NSX DFW category of the security policy.
     pub nsx_category: String,
+    /// The NSX groups the policy and its rules apply to (`scope`): group
+    /// paths (`/infra/domains/default/groups/tkg-vms`) or group ids in
+    /// domain `default`. Empty: the groups of the site's protected zones
+    /// (TKG's nodes, jumpbox, bootstrap machine); never ANY.
+    pub nsx_scope: Vec<String>,
 }
 
 impl Default for Options {
@@ -187,6 +192,7 @@ impl Default for Options {
             hook: Hook::Forward,
             family: None,
             nsx_category: "Infrastructure".into(),
+            nsx_scope: Vec::new(),
         }
     }
 }
@@ -218,6 +224,9 @@ pub enum GenerateError {
     /// An option that the target does not support.
     #[error("{0}")]
     Unsupported(String),
+    /// An NSX scope that is not a group, or no group to scope to.
+    #[error("{0}")]
+    NsxScope(String),
 }
 
 /// One generated file.

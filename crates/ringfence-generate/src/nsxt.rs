@@ -11,6 +11,13 @@
 //! one rule per network with the network itself (a CIDR, which the Policy API
 //! accepts in `source_groups`/`destination_groups`) on both sides.
 //!
+//! The policy and every rule apply (`scope`) only to the groups of the site's
+//! protected zones (TKG's nodes, jumpbox and bootstrap machine) or the
+//! groups `--nsx-scope` names, never to ANY: the DFW runs a rule only on the
+//! vNICs of the VMs in its scope, so the closing DROP cannot cut off VMs
+//! outside the site. A flow carrying ICMP in both families gets one rule and
+//! one service per family, each with its own `ip_protocol`.
+//!
 //! JSON has no comments, so the header (site, catalog, ringfence version) is
 //! the security policy's `description`, and every object carries tags naming
 //! the site and the generator.
@@ -161,6 +168,7 @@ fn rule(
     dst: Value,
     services: Value,
     families: &[Family],
+    scope: &[String],
 ) -> Value {
     let tag: String = flow.id.chars().take(MAX_TAG).collect();
     json!({
@@ -177,7 +185,7 @@ fn rule(
             "destinations_excluded": false,
             "services": services,
             "action": match flow.verdict { Verdict::Accept => "ALLOW", Verdict::Drop => "DROP" },
-            "scope": ["ANY"],
+            "scope": scope,
             "direction": "IN_OUT",
             "ip_protocol": ip_protocol(families),
             "logged": false,
@@ -185,6 +193,60 @@ fn rule(
             "tag": tag,
         }
     })
+}
+
+/// The groups the policy and every rule apply to: `--nsx-scope`, or the
+/// groups of the site's protected zones. Never ANY: a DROP at scope ANY would
+/// cut off every VM in the domain, not only the site's.
+fn scope(
+    plan: &Plan,
+    opts: &Options,
+    zone_group: &BTreeMap<&str, String>,
+) -> Result<Vec<String>, GenerateError> {
+    if opts.nsx_scope.is_empty() {
+        let groups: Vec<String> = plan
+            .protected
+            .keys()
+            .filter_map(|z| zone_group.get(z.as_str()).cloned())
+            .collect();
+        if groups.is_empty() {
+            return Err(GenerateError::NsxScope(format!(
+                "none of the zones the policy is for ({}) has addresses of the chosen family; pass --nsx-scope GROUP to name the NSX group of the TKG VMs",
+                plan.protected.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        return Ok(groups);
+    }
+    let mut out = Vec::new();
+    for given in &opts.nsx_scope {
+        let g = given.trim();
+        if g.eq_ignore_ascii_case("ANY") {
+            return Err(GenerateError::NsxScope(
+                "--nsx-scope ANY would apply the policy, and its closing DROP, to every VM in the domain; name the NSX group(s) of the site's VMs".into(),
+            ));
+        }
+        let path = if g.starts_with('/') {
+            if !g.starts_with("/infra/domains/") || !g.contains("/groups/") {
+                return Err(GenerateError::NsxScope(format!(
+                    "--nsx-scope `{g}` is not a group path; expected /infra/domains/<domain>/groups/<id> or a group id"
+                )));
+            }
+            g.to_string()
+        } else if !g.is_empty()
+            && g.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            group_path(g)
+        } else {
+            return Err(GenerateError::NsxScope(format!(
+                "--nsx-scope `{g}` is not a group id (letters, digits, `-`, `_`, `.`) or a group path"
+            )));
+        };
+        if !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    Ok(out)
 }
 
 /// Render the PATCH body.
@@ -197,14 +259,22 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Vec<OutputFile>, GenerateEr
     // Zone groups.
     let mut domain_children = Vec::new();
     let mut zone_group: BTreeMap<&str, String> = BTreeMap::new();
-    let zone_keys: Vec<&str> = plan.zones.keys().map(String::as_str).collect();
+    let mut zone_keys: Vec<&str> = plan
+        .zones
+        .keys()
+        .chain(plan.protected.keys())
+        .map(String::as_str)
+        .collect();
+    zone_keys.sort_unstable();
+    zone_keys.dedup();
     let zone_ids = unique_names(zone_keys.iter().copied(), 255, |z| {
         format!("{prefix}-zone-{}", sanitize(z))
     });
     for (z, id) in zone_keys.iter().zip(zone_ids) {
+        let all = plan.zones.get(*z).or_else(|| plan.protected.get(*z));
         let nets: Vec<IpNet> = families
             .iter()
-            .flat_map(|f| plan.zone_nets(z, *f))
+            .flat_map(|f| of_family(all.map(Vec::as_slice).unwrap_or(&[]), *f))
             .collect();
         if nets.is_empty() {
             continue;
@@ -218,6 +288,8 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Vec<OutputFile>, GenerateEr
         ));
         zone_group.insert(z, group_path(&id));
     }
+
+    let scope = scope(plan, opts, &zone_group)?;
 
     let flows: Vec<&FlowPlan> = plan
         .flows
@@ -237,23 +309,39 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Vec<OutputFile>, GenerateEr
             .into_iter()
             .filter(|f| families.contains(f))
             .collect();
-        let services = match &flow.services {
-            Services::Any => json!(["ANY"]),
-            s => {
-                infra_children.push(json!({
-                    "resource_type": "ChildService",
-                    "Service": {
-                        "resource_type": "Service",
-                        "id": fid,
-                        "display_name": format!("{} {}", plan.site, flow.id),
-                        "description": format!("Ports of flow {}", flow.id),
-                        "service_entries": service_entries(s, &fams),
-                        "tags": tags(plan),
-                    }
-                }));
-                json!([format!("/infra/services/{fid}")])
-            }
+        // An ICMPv4 entry says nothing about IPv6 packets (and ICMPv6 about
+        // IPv4), so a flow carrying ICMP in both families gets one service
+        // and one rule per family, each with its own `ip_protocol`.
+        let has_icmp = matches!(&flow.services, Services::Protocols(ps)
+            if ps.iter().any(|(p, _)| *p == Proto::Icmp));
+        let units: Vec<(String, Vec<Family>)> = if has_icmp && fams.len() > 1 {
+            fams.iter()
+                .map(|f| (format!("-v{}", f.number()), vec![*f]))
+                .collect()
+        } else {
+            vec![(String::new(), fams.clone())]
         };
+        let mut services_of_unit = Vec::new();
+        for (suffix, unit_fams) in &units {
+            services_of_unit.push(match &flow.services {
+                Services::Any => json!(["ANY"]),
+                s => {
+                    let sid = format!("{fid}{suffix}");
+                    infra_children.push(json!({
+                        "resource_type": "ChildService",
+                        "Service": {
+                            "resource_type": "Service",
+                            "id": sid,
+                            "display_name": format!("{} {}{suffix}", plan.site, flow.id),
+                            "description": format!("Ports of flow {}", flow.id),
+                            "service_entries": service_entries(s, unit_fams),
+                            "tags": tags(plan),
+                        }
+                    }));
+                    json!([format!("/infra/services/{sid}")])
+                }
+            });
+        }
         match &flow.shape {
             Shape::Pairs { src, dst } => {
                 let mut side = |s: &Side, which: &str| -> Value {
@@ -282,13 +370,29 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Vec<OutputFile>, GenerateEr
                 };
                 let s = side(src, "sources");
                 let d = side(dst, "destinations");
-                seq += 10;
-                rules.push(rule(fid, &flow.id, flow, seq, s, d, services, &fams));
+                for ((suffix, unit_fams), services) in units.iter().zip(&services_of_unit) {
+                    seq += 10;
+                    rules.push(rule(
+                        &format!("{fid}{suffix}"),
+                        &flow.id,
+                        flow,
+                        seq,
+                        s.clone(),
+                        d.clone(),
+                        services.clone(),
+                        unit_fams,
+                        &scope,
+                    ));
+                }
             }
             Shape::SameNetwork(nets) => {
                 for (i, n) in fams.iter().flat_map(|f| of_family(nets, *f)).enumerate() {
                     seq += 10;
                     let fam = [Family::of(&n)];
+                    let unit = units
+                        .iter()
+                        .position(|(_, f)| f.contains(&fam[0]))
+                        .unwrap_or(0);
                     rules.push(rule(
                         &format!("{fid}-{}", i + 1),
                         &format!("{} {n}", flow.id),
@@ -296,8 +400,9 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Vec<OutputFile>, GenerateEr
                         seq,
                         json!([n.to_string()]),
                         json!([n.to_string()]),
-                        services.clone(),
+                        services_of_unit[unit].clone(),
                         &fam,
+                        &scope,
                     ));
                 }
             }
@@ -324,6 +429,7 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Vec<OutputFile>, GenerateEr
         json!(["ANY"]),
         json!(["ANY"]),
         &families,
+        &scope,
     ));
 
     let header = header_lines(plan, "NSX DFW policy").join(" ");
@@ -337,7 +443,7 @@ pub fn render(plan: &Plan, opts: &Options) -> Result<Vec<OutputFile>, GenerateEr
             "category": category,
             "sequence_number": 10,
             "stateful": true,
-            "scope": ["ANY"],
+            "scope": scope,
             "children": rules,
             "tags": tags(plan),
         }

@@ -117,6 +117,9 @@ pub struct Plan {
     pub flows: Vec<FlowPlan>,
     /// The deny-all row, if the site has one.
     pub default_deny: DefaultDeny,
+    /// The zones whose machines the firewall is for, with their networks
+    /// (NSX scopes its policy to their groups).
+    pub protected: BTreeMap<String, Vec<IpNet>>,
 }
 
 impl Plan {
@@ -127,54 +130,51 @@ impl Plan {
         let mut used_zones = BTreeSet::new();
         let mut seen_ids: BTreeMap<String, usize> = BTreeMap::new();
         for f in &site.flows {
-            let services = services_of(f);
-            let shape = if f.same_network {
-                Shape::SameNetwork(minimize(&f.sources))
-            } else {
-                Shape::Pairs {
-                    src: side_of(&f.source_zones, &f.sources, zones),
-                    dst: side_of(&f.destination_zones, &f.destinations, zones),
+            for (part, services, shape) in parts_of(f, zones) {
+                if f.action == FlowAction::Deny
+                    && services == Services::Any
+                    && shape
+                        == (Shape::Pairs {
+                            src: Side::Any,
+                            dst: Side::Any,
+                        })
+                {
+                    default_deny.get_or_insert(DefaultDeny {
+                        id: f.id.clone(),
+                        purpose: f.purpose.clone(),
+                    });
+                    continue;
                 }
-            };
-            if f.action == FlowAction::Deny
-                && services == Services::Any
-                && shape
-                    == (Shape::Pairs {
-                        src: Side::Any,
-                        dst: Side::Any,
-                    })
-            {
-                default_deny.get_or_insert(DefaultDeny {
-                    id: f.id.clone(),
-                    purpose: f.purpose.clone(),
-                });
-                continue;
-            }
-            if let Shape::Pairs { src, dst } = &shape {
-                for s in [src, dst] {
-                    if let Side::Zones(z) = s {
-                        used_zones.extend(z.iter().cloned());
+                if let Shape::Pairs { src, dst } = &shape {
+                    for s in [src, dst] {
+                        if let Side::Zones(z) = s {
+                            used_zones.extend(z.iter().cloned());
+                        }
                     }
                 }
+                let n = seen_ids.entry(part.clone()).or_insert(0);
+                *n += 1;
+                let id = if *n == 1 { part } else { format!("{part}-{n}") };
+                flows.push(FlowPlan {
+                    id,
+                    purpose: f.purpose.clone(),
+                    verdict: match f.action {
+                        FlowAction::Allow => Verdict::Accept,
+                        FlowAction::Deny => Verdict::Drop,
+                    },
+                    shape,
+                    services,
+                });
             }
-            let n = seen_ids.entry(f.id.clone()).or_insert(0);
-            *n += 1;
-            let id = if *n == 1 {
-                f.id.clone()
-            } else {
-                format!("{}-{}", f.id, n)
-            };
-            flows.push(FlowPlan {
-                id,
-                purpose: f.purpose.clone(),
-                verdict: match f.action {
-                    FlowAction::Allow => Verdict::Accept,
-                    FlowAction::Deny => Verdict::Drop,
-                },
-                shape,
-                services,
-            });
         }
+        let protected = site
+            .protected_zones
+            .iter()
+            .map(|z| {
+                let nets = minimize(zones.get(z).map(Vec::as_slice).unwrap_or(&[]));
+                (z.clone(), nets)
+            })
+            .collect();
         let zones = used_zones
             .into_iter()
             .map(|z| {
@@ -191,6 +191,7 @@ impl Plan {
                 id: "deny-all".into(),
                 purpose: "Everything not allowed above is dropped.".into(),
             }),
+            protected,
         }
     }
 
@@ -344,12 +345,75 @@ fn side_of(labels: &[String], nets: &[IpNet], zones: &BTreeMap<String, Vec<IpNet
     Side::Nets(minimize(nets))
 }
 
-fn services_of(f: &ResolvedFlow) -> Services {
-    if f.services.iter().any(|s| s.protocol == Protocol::Any) {
+/// A flow as one or more (id, services, shape) parts. A flow whose
+/// destinations receive different services (`dns-ntp-outbound`) becomes one
+/// part per group of destinations with the same services, named
+/// `<flow>-<destinations>` (`dns-ntp-outbound-dns`, `dns-ntp-outbound-ntp`),
+/// so no destination gets another's ports.
+fn parts_of(
+    f: &ResolvedFlow,
+    zones: &BTreeMap<String, Vec<IpNet>>,
+) -> Vec<(String, Services, Shape)> {
+    if f.same_network {
+        return vec![(
+            f.id.clone(),
+            services_of(&f.services),
+            Shape::SameNetwork(minimize(&f.sources)),
+        )];
+    }
+    let src = side_of(&f.source_zones, &f.sources, zones);
+    if f.destination_services.is_empty() {
+        return vec![(
+            f.id.clone(),
+            services_of(&f.services),
+            Shape::Pairs {
+                src,
+                dst: side_of(&f.destination_zones, &f.destinations, zones),
+            },
+        )];
+    }
+    // Group destinations by the services they receive, in first-seen order.
+    let mut groups: Vec<(Vec<ringfence_site::Service>, Vec<String>, Vec<IpNet>)> = Vec::new();
+    for d in &f.destination_services {
+        match groups.iter_mut().find(|g| g.0 == d.services) {
+            Some(g) => {
+                g.1.push(d.zone.clone());
+                g.2.extend(d.destinations.iter().copied());
+            }
+            None => groups.push((
+                d.services.clone(),
+                vec![d.zone.clone()],
+                d.destinations.clone(),
+            )),
+        }
+    }
+    let single = groups.len() == 1;
+    groups
+        .into_iter()
+        .map(|(svcs, labels, nets)| {
+            let id = if single {
+                f.id.clone()
+            } else {
+                format!("{}-{}", f.id, labels.join("-"))
+            };
+            (
+                id,
+                services_of(&svcs),
+                Shape::Pairs {
+                    src: src.clone(),
+                    dst: side_of(&labels, &nets, zones),
+                },
+            )
+        })
+        .collect()
+}
+
+fn services_of(services: &[ringfence_site::Service]) -> Services {
+    if services.iter().any(|s| s.protocol == Protocol::Any) {
         return Services::Any;
     }
     let mut by_proto: BTreeMap<Proto, Vec<PortRange>> = BTreeMap::new();
-    for s in &f.services {
+    for s in services {
         let p = match s.protocol {
             Protocol::Tcp => Proto::Tcp,
             Protocol::Udp => Proto::Udp,

@@ -133,11 +133,11 @@ fn loaded_iptables_rules_open_every_flow_pair_and_keep_workload_networks_apart()
             let rs = loaded(&site, fam);
             // Every allowed flow: first host to first host, first and last port.
             for flow in resolved.allowed() {
-                for (s, d) in flow.network_pairs() {
+                for (s, d, svcs) in flow.paths() {
                     if Family::of(&s) != fam {
                         continue;
                     }
-                    for svc in &flow.services {
+                    for svc in &svcs {
                         let proto = match svc.protocol {
                             ringfence_site::Protocol::Tcp => 6,
                             ringfence_site::Protocol::Udp => 17,

@@ -58,6 +58,12 @@ pub struct GenerateArgs {
     /// NSX DFW category of the security policy (nsxt).
     #[arg(long, value_name = "NAME", default_value = "Infrastructure")]
     pub nsx_category: String,
+    /// NSX group the policy and its rules apply to (`scope`), as a group id in
+    /// domain default or a /infra/domains/... path; repeatable. Default: the
+    /// groups of the site's management, workload, jumpbox and bootstrap
+    /// zones. ANY is refused.
+    #[arg(long, value_name = "GROUP")]
+    pub nsx_scope: Vec<String>,
     /// Write here instead of stdout (see below for multi-file targets).
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
@@ -105,6 +111,7 @@ pub fn run(args: GenerateArgs) -> Result<u8, CliError> {
             _ => None,
         },
         nsx_category: args.nsx_category.clone(),
+        nsx_scope: args.nsx_scope.clone(),
     };
     let output = generate_site(&site, target, &opts).map_err(|e| CliError::Usage(e.to_string()))?;
     write_output(&output, args.out.as_deref())?;

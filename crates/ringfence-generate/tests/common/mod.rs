@@ -159,25 +159,28 @@ pub fn temp_file(text: &str) -> tempfile::NamedTempFile {
 
 /// The verdict the site itself prescribes for a new connection, straight from
 /// the resolved flows (independent of every generator): accept when some
-/// allow flow has a network pair holding source and destination and a service
+/// allow flow has a path (source network, destination network, the services
+/// that destination receives) holding source and destination and a service
 /// matching protocol and port; everything else falls to deny-all.
 pub fn expected(site: &ResolvedSite, p: &Packet) -> eval::Verdict {
     for f in site.allowed() {
-        let addr_ok = f
-            .network_pairs()
-            .iter()
-            .any(|(s, d)| s.contains(&p.src) && d.contains(&p.dst));
-        if !addr_ok {
-            continue;
-        }
-        let svc_ok = f.services.iter().any(|s| match s.protocol {
-            Protocol::Any => true,
-            Protocol::Tcp => p.proto == 6 && s.ports.first <= p.dport && p.dport <= s.ports.last,
-            Protocol::Udp => p.proto == 17 && s.ports.first <= p.dport && p.dport <= s.ports.last,
-            Protocol::Icmp => p.proto == 1 || p.proto == 58,
-        });
-        if svc_ok {
-            return eval::Verdict::Accept;
+        for (s, d, svcs) in f.paths() {
+            if !(s.contains(&p.src) && d.contains(&p.dst)) {
+                continue;
+            }
+            let svc_ok = svcs.iter().any(|s| match s.protocol {
+                Protocol::Any => true,
+                Protocol::Tcp => {
+                    p.proto == 6 && s.ports.first <= p.dport && p.dport <= s.ports.last
+                }
+                Protocol::Udp => {
+                    p.proto == 17 && s.ports.first <= p.dport && p.dport <= s.ports.last
+                }
+                Protocol::Icmp => p.proto == 1 || p.proto == 58,
+            });
+            if svc_ok {
+                return eval::Verdict::Accept;
+            }
         }
     }
     eval::Verdict::Drop
