@@ -46,7 +46,12 @@ trap 'rm -rf "$work"' EXIT
 export RINGFENCE_SKIP_LOG="$work/skipped"
 : >"$RINGFENCE_SKIP_LOG"
 
-cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$work/cargo.log"
+# The whole workspace, unless the arguments name packages (-p/--package).
+scope=(--workspace)
+for a in "$@"; do
+  case "$a" in -p|-p*|--package|--package=*) scope=() ;; esac
+done
+cargo test "${scope[@]}" --locked --no-fail-fast "$@" 2>&1 | tee "$work/cargo.log"
 cargo_rc=${PIPESTATUS[0]}
 
 # In CI (CI=true), or when asked (FUZZ=1), run every fuzz target too: each

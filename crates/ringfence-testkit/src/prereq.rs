@@ -43,7 +43,8 @@ impl Need {
     pub fn missing(&self) -> Option<String> {
         match self {
             Need::Root => (!is_root()).then(|| {
-                "needs root (network namespaces, file ownership, mounts); run the suite as root".to_string()
+                "needs root (network namespaces, file ownership, mounts); run the suite as root"
+                    .to_string()
             }),
             Need::Tool(t) => (!have_tool(t)).then(|| {
                 format!(
@@ -51,8 +52,9 @@ impl Need {
                     package_of(t)
                 )
             }),
-            Need::File { path, install } => (!path.exists())
-                .then(|| format!("needs {} ({install})", path.display())),
+            Need::File { path, install } => {
+                (!path.exists()).then(|| format!("needs {} ({install})", path.display()))
+            }
         }
     }
 }
@@ -119,7 +121,22 @@ pub fn current_test(module: &str) -> String {
 /// Check `needs` for the test `test`. `true`: go on. `false`: the test was
 /// recorded as skipped and must return. Panics (fails the test) in strict mode.
 pub fn require(test: &str, needs: &[Need]) -> bool {
-    let missing: Vec<String> = needs.iter().filter_map(Need::missing).collect();
+    // Missing tools are named together, with their packages, in one clause.
+    let mut tools = Vec::new();
+    let mut missing = Vec::new();
+    for n in needs {
+        match n {
+            Need::Tool(t) if !have_tool(t) => tools.push(format!("`{t}` ({})", package_of(t))),
+            Need::Tool(_) => {}
+            other => missing.extend(other.missing()),
+        }
+    }
+    if !tools.is_empty() {
+        missing.push(format!(
+            "needs {} on PATH; scripts/test.sh installs them when run as root",
+            tools.join(", ")
+        ));
+    }
     if missing.is_empty() {
         return true;
     }

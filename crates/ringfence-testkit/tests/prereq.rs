@@ -12,19 +12,23 @@ const CHILD: &str = "RINGFENCE_TESTKIT_CHILD";
 #[ignore = "helper: run as a child process by the tests below; not a test of its own"]
 fn child_requires_a_missing_tool() {
     assert!(std::env::var_os(CHILD).is_some(), "run by the tests below");
-    let ran = ringfence_testkit::require!(ringfence_testkit::Need::Tool(
-        "rf-no-such-tool-anywhere"
-    ));
+    let ran =
+        ringfence_testkit::require!(ringfence_testkit::Need::Tool("rf-no-such-tool-anywhere"));
     assert!(!ran, "a missing tool was reported present");
 }
 
 fn child(env: &[(&str, &str)], log: &std::path::Path) -> std::process::Output {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "child_requires_a_missing_tool", "--ignored", "--nocapture"])
-        .env(CHILD, "1")
-        .env_remove("CI")
-        .env_remove("RINGFENCE_REQUIRE_ALL")
-        .env("RINGFENCE_SKIP_LOG", log);
+    c.args([
+        "--exact",
+        "child_requires_a_missing_tool",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env(CHILD, "1")
+    .env_remove("CI")
+    .env_remove("RINGFENCE_REQUIRE_ALL")
+    .env("RINGFENCE_SKIP_LOG", log);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -57,7 +61,10 @@ fn with_ci_true_a_missing_tool_fails_the_test_and_names_the_tool() {
             text.contains("prerequisite missing") && text.contains("rf-no-such-tool-anywhere"),
             "{text}"
         );
-        assert!(!log.exists(), "a failing test must not also be logged as skipped");
+        assert!(
+            !log.exists(),
+            "a failing test must not also be logged as skipped"
+        );
     }
 }
 
