@@ -43,6 +43,6 @@ pub mod profile;
 pub mod render;
 pub mod report;
 pub mod rootfs;
-#[cfg(any(test, feature = "testkit"))]
+pub mod select;
 pub mod testkit;
 pub mod versions;

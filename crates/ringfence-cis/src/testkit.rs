@@ -1,4 +1,4 @@
-//! Node filesystems for tests and benchmarks (feature `testkit`).
+//! Node filesystems for tests, benchmarks and `cis scan --example`.
 //!
 //! [`NodeRoot`] writes files with exact modes and owners (ownership needs
 //! root); [`tkg_control_plane`] and [`worker`] build kubeadm/TKG-style nodes:
@@ -6,12 +6,19 @@
 //! and worker nodes whose kubelet is configured by flags only or by config
 //! file only.
 
+use std::cell::RefCell;
 use std::os::unix::fs::{chown, symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A node root directory being built.
+///
+/// Built with [`NodeRoot::new`] (for tests) a failed write panics; built
+/// with [`NodeRoot::lenient`] (for `cis scan --example`) the first failure is
+/// kept and [`NodeRoot::finish`] returns it.
 pub struct NodeRoot {
     root: PathBuf,
+    /// `None`: panic on failure; otherwise the failures so far.
+    failures: Option<RefCell<Vec<String>>>,
 }
 
 /// Whether this process can set file ownership (it runs as root).
@@ -21,11 +28,48 @@ pub fn is_root() -> bool {
 }
 
 impl NodeRoot {
-    /// Start building at `root` (created if needed).
+    /// Start building at `root` (created if needed); failures panic.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
         std::fs::create_dir_all(&root).expect("create node root");
-        NodeRoot { root }
+        NodeRoot {
+            root,
+            failures: None,
+        }
+    }
+
+    /// Start building at `root` (created if needed); failures are kept for
+    /// [`NodeRoot::finish`].
+    pub fn lenient(root: impl Into<PathBuf>) -> Self {
+        let n = NodeRoot {
+            root: root.into(),
+            failures: Some(RefCell::new(Vec::new())),
+        };
+        n.io(std::fs::create_dir_all(&n.root), "create node root");
+        n
+    }
+
+    /// The first failure of a lenient build, if any.
+    pub fn finish(&self) -> Result<(), String> {
+        match self
+            .failures
+            .as_ref()
+            .and_then(|f| f.borrow().first().cloned())
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn io<T>(&self, r: std::io::Result<T>, what: &str) -> Option<T> {
+        match (r, &self.failures) {
+            (Ok(v), _) => Some(v),
+            (Err(e), None) => panic!("{what}: {e}"),
+            (Err(e), Some(f)) => {
+                f.borrow_mut().push(format!("{what}: {e}"));
+                None
+            }
+        }
     }
 
     /// The root directory.
@@ -37,34 +81,48 @@ impl NodeRoot {
         self.root.join(path.trim_start_matches('/'))
     }
 
+    fn parent_dir(&self, p: &Path) {
+        if let Some(parent) = p.parent() {
+            self.io(std::fs::create_dir_all(parent), "mkdir");
+        }
+    }
+
     /// Write a file with a mode, owned by root:root.
     pub fn file(&self, path: &str, content: &str, mode: u32) -> &Self {
         let p = self.host(path);
-        std::fs::create_dir_all(p.parent().expect("file has a parent")).expect("mkdir");
-        std::fs::write(&p, content).expect("write");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        self.parent_dir(&p);
+        self.io(std::fs::write(&p, content), "write");
+        self.io(
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)),
+            "chmod",
+        );
         self.owner(path, 0, 0)
     }
 
     /// Create a directory with a mode, owned by root:root.
     pub fn dir(&self, path: &str, mode: u32) -> &Self {
         let p = self.host(path);
-        std::fs::create_dir_all(&p).expect("mkdir");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        self.io(std::fs::create_dir_all(&p), "mkdir");
+        self.io(
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)),
+            "chmod",
+        );
         self.owner(path, 0, 0)
     }
 
     /// Change a path's mode.
     pub fn chmod(&self, path: &str, mode: u32) -> &Self {
-        std::fs::set_permissions(self.host(path), std::fs::Permissions::from_mode(mode))
-            .expect("chmod");
+        self.io(
+            std::fs::set_permissions(self.host(path), std::fs::Permissions::from_mode(mode)),
+            "chmod",
+        );
         self
     }
 
     /// Change a path's owner (only when running as root; otherwise a no-op).
     pub fn owner(&self, path: &str, uid: u32, gid: u32) -> &Self {
         if is_root() {
-            chown(self.host(path), Some(uid), Some(gid)).expect("chown");
+            self.io(chown(self.host(path), Some(uid), Some(gid)), "chown");
         }
         self
     }
@@ -72,15 +130,15 @@ impl NodeRoot {
     /// Create a symlink at `path` pointing to `target` (written as given).
     pub fn link(&self, path: &str, target: &str) -> &Self {
         let p = self.host(path);
-        std::fs::create_dir_all(p.parent().expect("link has a parent")).expect("mkdir");
+        self.parent_dir(&p);
         let _ = std::fs::remove_file(&p);
-        symlink(target, &p).expect("symlink");
+        self.io(symlink(target, &p), "symlink");
         self
     }
 
     /// Remove a file.
     pub fn remove(&self, path: &str) -> &Self {
-        std::fs::remove_file(self.host(path)).expect("remove");
+        self.io(std::fs::remove_file(self.host(path)), "remove");
         self
     }
 }
@@ -359,7 +417,32 @@ const KUBEADM_ARGS: &str = "--container-runtime=remote --container-runtime-endpo
 /// profile.
 pub fn tkg_control_plane(root: impl Into<PathBuf>) -> NodeRoot {
     let n = NodeRoot::new(root);
-    accounts(&n, false);
+    build_tkg_control_plane(&n);
+    n
+}
+
+/// Write the example node of `cis scan --example` (the control plane of
+/// [`tkg_control_plane`]) under `dir`. When not run as root its files belong
+/// to the running user, whom the example's own `etc/passwd` and `etc/group`
+/// then name `root`, so owner checks read as on a real node.
+pub fn example_control_plane(dir: &Path) -> Result<(), String> {
+    let n = NodeRoot::lenient(dir);
+    build_tkg_control_plane(&n);
+    if !is_root() {
+        // SAFETY: getuid and getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        n.file(
+            "/etc/passwd",
+            &format!("root:x:{uid}:{gid}:root:/root:/bin/bash\n"),
+            0o644,
+        );
+        n.file("/etc/group", &format!("root:x:{gid}:\n"), 0o644);
+    }
+    n.finish()
+}
+
+fn build_tkg_control_plane(n: &NodeRoot) {
+    accounts(n, false);
     n.file("/etc/hostname", "tkg-cp-0\n", 0o644);
     n.dir("/etc/kubernetes/manifests", 0o755);
     let mut cmd = vec!["kube-apiserver".to_string()];
@@ -375,18 +458,18 @@ pub fn tkg_control_plane(root: impl Into<PathBuf>) -> NodeRoot {
         0o600,
     );
     manifest(
-        &n,
+        n,
         "kube-controller-manager.yaml",
         "kube-controller-manager",
         &controller_manager_flags(),
     );
     manifest(
-        &n,
+        n,
         "kube-scheduler.yaml",
         "kube-scheduler",
         &scheduler_flags(),
     );
-    manifest(&n, "etcd.yaml", "etcd", &etcd_flags());
+    manifest(n, "etcd.yaml", "etcd", &etcd_flags());
     for f in ["admin.conf", "scheduler.conf", "controller-manager.conf"] {
         n.file(
             &format!("/etc/kubernetes/{f}"),
@@ -399,10 +482,10 @@ pub fn tkg_control_plane(root: impl Into<PathBuf>) -> NodeRoot {
         "apiVersion: audit.k8s.io/v1\nkind: Policy\n",
         0o600,
     );
-    pki(&n);
+    pki(n);
     n.dir("/var/lib/etcd", 0o700);
     n.dir("/var/lib/etcd/member", 0o700);
-    kubelet_systemd(&n, KUBEADM_ARGS);
+    kubelet_systemd(n, KUBEADM_ARGS);
     n.file("/var/lib/kubelet/config.yaml", KUBELET_CONFIG, 0o644);
     n.dir("/etc/cni/net.d", 0o755);
     n.file(
@@ -424,7 +507,6 @@ pub fn tkg_control_plane(root: impl Into<PathBuf>) -> NodeRoot {
         "100.96.0.2",
         0o644,
     );
-    n
 }
 
 /// [`tkg_control_plane`] with two files moved behind symlinks, as some image

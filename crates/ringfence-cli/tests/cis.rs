@@ -449,3 +449,64 @@ fn a_stale_profile_entry_is_reported_fixed_and_fails_the_run_only_with_fail_on_f
     );
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn example_scans_the_built_in_tkg_control_plane_in_one_command() {
+    let o = ringfence(&["cis", "scan", "--example", "--profile", "tkg-1.5"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(
+            "cis-1.6 on tkg-cp-0 (control-plane, etcd, node), Kubernetes 1.22.5, profile tkg-1.5"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("81 pass, 7 fail (7 expected, 0 unexpected)"),
+        "{text}"
+    );
+    let o = ringfence(&["cis", "scan", "--example", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--profile tkg-1.5"), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(r["node"]["root"], "(example: TKG v1.5.1 control plane)");
+    let o = ringfence(&["cis", "scan", "--example", "--root", "/"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn skip_and_check_take_ids_ranges_and_sections() {
+    let ids = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["cis", "scan", "--example", "--format", "json"];
+        args.extend_from_slice(extra);
+        let o = ringfence(&args);
+        assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&["--check", "4.2.1-4.2.6"]),
+        ["4.2.1", "4.2.2", "4.2.3", "4.2.4", "4.2.5", "4.2.6"]
+    );
+    assert_eq!(
+        ids(&["--check", "4.2", "--skip", "4.2.2-4.2.12"]),
+        ["4.2.1", "4.2.13"]
+    );
+    let all = ids(&["--skip", "1.2,5"]);
+    assert!(all
+        .iter()
+        .all(|id| !id.starts_with("1.2.") && !id.starts_with("5.")));
+    assert!(all.contains(&"1.1.1".to_string()) && all.contains(&"4.2.1".to_string()));
+    let o = ringfence(&["cis", "scan", "--example", "--skip", "4.2.99"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--skip: cis-1.6 has no check \"4.2.99\""),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -6,7 +6,7 @@ use ringfence_cis::benchmark::{Benchmark, Target};
 use ringfence_cis::node::{discover, DiscoverOptions};
 use ringfence_cis::profile::{parse_waivers, Date, Profile};
 use ringfence_cis::report::{scan, ScanOptions};
-use ringfence_cis::{render, versions};
+use ringfence_cis::{render, select, versions};
 use ringfence_diag::{closest, InputError};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -67,6 +67,10 @@ struct ScanArgs {
     /// A node's root filesystem (a mounted disk or image, /host in a pod); default: this host.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Scan the built-in example node (a TKG v1.5.1 control plane, written to a temporary
+    /// directory and removed afterwards) to see what a report looks like.
+    #[arg(long, conflicts_with_all = ["root", "proc", "kube_bench_cfg", "allow_exec"])]
+    example: bool,
     /// auto (from the Kubernetes version or the profile), cis-1.6 or cis-1.10.
     #[arg(long, default_value = "auto")]
     benchmark: String,
@@ -79,9 +83,13 @@ struct ScanArgs {
     /// Waiver file (id, reason, owner, expires).
     #[arg(long, value_name = "FILE")]
     waivers: Option<PathBuf>,
-    /// Only these checks (comma-separated ids; a group or section id selects all its checks).
+    /// Only these checks (comma-separated: check ids, group or section ids such as 1.2 for
+    /// all their checks, ranges such as 4.2.1-4.2.6).
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
     check: Option<Vec<String>>,
+    /// Leave out these checks (same forms as --check).
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    skip: Option<Vec<String>>,
     /// Kubernetes version, when it cannot be read from the node.
     #[arg(long, value_name = "V")]
     k8s_version: Option<String>,
@@ -165,7 +173,41 @@ fn refuse_out_under_root(out: &std::path::Path, root: &std::path::Path) -> Resul
     Ok(())
 }
 
-fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
+/// The example node's directory, removed when the scan is done.
+struct ExampleRoot(PathBuf);
+
+impl ExampleRoot {
+    fn create() -> Result<Self, CliError> {
+        let dir = std::env::temp_dir().join(format!("ringfence-example-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = ExampleRoot(dir);
+        ringfence_cis::testkit::example_control_plane(&root.0).map_err(|e| {
+            CliError::Io(format!(
+                "writing the example node under {}: {e}",
+                root.0.display()
+            ))
+        })?;
+        Ok(root)
+    }
+}
+
+impl Drop for ExampleRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How reports name the example node's root.
+const EXAMPLE_ROOT: &str = "(example: TKG v1.5.1 control plane)";
+
+fn run_scan(mut a: ScanArgs) -> Result<u8, CliError> {
+    let example = if a.example {
+        let e = ExampleRoot::create()?;
+        a.root = Some(e.0.clone());
+        Some(e)
+    } else {
+        None
+    };
     if let (Some(out), Some(root)) = (&a.out, &a.root) {
         refuse_out_under_root(out, root)?;
     }
@@ -266,35 +308,34 @@ fn run_scan(a: ScanArgs) -> Result<u8, CliError> {
             parse_waivers(&path.display().to_string(), &text, &bench)?
         }
     };
-    if let Some(ids) = &a.check {
-        for id in ids {
-            let known = bench
-                .checks()
-                .any(|c| c.id == *id || c.id.starts_with(&format!("{id}.")));
-            if !known {
-                let mut e =
-                    InputError::whole("--check", format!("{bench_name} has no check {id:?}"));
-                if let Some(c) = closest(id, bench.checks().map(|c| c.id.as_str())) {
-                    e = e.with_help(format!("did you mean {c}?"));
-                }
-                return Err(e.into());
-            }
-        }
-    }
+    let ids: Vec<&str> = bench.checks().map(|c| c.id.as_str()).collect();
+    let selection = select::resolve(
+        &bench_name,
+        &ids,
+        &|h| bench.heading(h).is_some(),
+        a.check.as_deref(),
+        a.skip.as_deref(),
+    )?;
     for note in &node.notes {
         eprintln!("note: {note}");
     }
-    let report = scan(
+    let mut report = scan(
         &bench,
         &node,
         &ScanOptions {
             targets,
-            checks: a.check.clone(),
+            checks: selection,
             profile: profile.as_ref(),
             waivers: &waivers,
             today,
         },
     );
+    if example.is_some() {
+        report.node.root = Some(EXAMPLE_ROOT.to_string());
+        if profile.is_none() {
+            eprintln!("note: this is the built-in example node; --profile tkg-1.5 marks the seven failures TKG documents as expected");
+        }
+    }
     let colour = a.out.is_none()
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none();
@@ -361,21 +402,14 @@ fn run_kube_bench(
             parse_waivers(&path.display().to_string(), &text, &skeleton)?
         }
     };
-    if let Some(ids) = &a.check {
-        for id in ids {
-            let known = skeleton
-                .checks()
-                .any(|c| c.id == *id || c.id.starts_with(&format!("{id}.")))
-                || skeleton.heading(id).is_some();
-            if !known {
-                let mut e = InputError::whole("--check", format!("{name} has no check {id:?}"));
-                if let Some(c) = closest(id, skeleton.checks().map(|c| c.id.as_str())) {
-                    e = e.with_help(format!("did you mean {c}?"));
-                }
-                return Err(e.into());
-            }
-        }
-    }
+    let ids: Vec<&str> = skeleton.checks().map(|c| c.id.as_str()).collect();
+    let selection = select::resolve(
+        &name,
+        &ids,
+        &|h| skeleton.heading(h).is_some(),
+        a.check.as_deref(),
+        a.skip.as_deref(),
+    )?;
     let exec = Exec {
         timeout: std::time::Duration::from_secs(a.exec_timeout.max(1)),
         root: a.root.clone(),
@@ -404,7 +438,7 @@ fn run_kube_bench(
         node,
         &ringfence_cis::report::ScanOptions {
             targets,
-            checks: a.check.clone(),
+            checks: selection,
             profile,
             waivers: &waivers,
             today,
