@@ -15,7 +15,7 @@
 
 use crate::plan::{
     aggregate, of_family, unique_names, FlowPlan, Plan, Ports, Proto, Services, Shape, Side,
-    Verdict,
+    Verdict, HOST_ICMP, HOST_ICMPV6,
 };
 use crate::{header_lines, Family, Hook, Options, OutputFile};
 use ipnet::IpNet;
@@ -179,6 +179,75 @@ fn flow_rules(
     }
 }
 
+/// What a host firewall (input or output hook) passes before the flows so
+/// the host keeps working: loopback, ICMPv6 neighbour discovery, multicast
+/// listener discovery and path errors (one rule per type), ICMP path errors,
+/// and DHCP client traffic when the site has DHCP servers.
+fn host_rules(out: &mut String, plan: &Plan, opts: &Options, fam: Family) {
+    let input = opts.hook == Hook::Input;
+    let base = format!("-A {}", opts.hook.iptables_chain());
+    let lo = if input { "-i lo" } else { "-o lo" };
+    line(out, &[&base, lo, &quote("host: loopback"), "-j ACCEPT"]);
+    match fam {
+        Family::V6 => {
+            for (t, name) in HOST_ICMPV6 {
+                line(
+                    out,
+                    &[
+                        &base,
+                        &format!("-p ipv6-icmp -m icmp6 --icmpv6-type {t}"),
+                        &quote(&format!("host: icmpv6 {name}")),
+                        "-j ACCEPT",
+                    ],
+                );
+            }
+        }
+        Family::V4 => {
+            for (t, name) in HOST_ICMP {
+                line(
+                    out,
+                    &[
+                        &base,
+                        &format!("-p icmp -m icmp --icmp-type {t}"),
+                        &quote(&format!("host: icmp {name}")),
+                        "-j ACCEPT",
+                    ],
+                );
+            }
+            if let Some(servers) = &plan.dhcp_servers {
+                if input {
+                    let srcs: Vec<String> = match side_nets(plan, servers, fam) {
+                        None => vec![String::new()],
+                        Some(nets) => nets.iter().map(|n| format!("-s {n}")).collect(),
+                    };
+                    for s in &srcs {
+                        line(
+                            out,
+                            &[
+                                &base,
+                                s,
+                                "-p udp -m udp --sport 67 --dport 68",
+                                &quote("host: dhcp client replies"),
+                                "-j ACCEPT",
+                            ],
+                        );
+                    }
+                } else {
+                    line(
+                        out,
+                        &[
+                            &base,
+                            "-p udp -m udp --sport 68 --dport 67",
+                            &quote("host: dhcp client requests"),
+                            "-j ACCEPT",
+                        ],
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The restore file for one family.
 pub fn render_family(plan: &Plan, opts: &Options, fam: Family) -> String {
     let tool = match fam {
@@ -217,6 +286,9 @@ pub fn render_family(plan: &Plan, opts: &Options, fam: Family) -> String {
         out,
         "-A {base} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment \"replies to allowed flows\" -j ACCEPT"
     );
+    if opts.hook != Hook::Forward {
+        host_rules(&mut out, plan, opts, fam);
+    }
     let mut bodies = String::new();
     for (flow, chain) in flows.iter().zip(&chains) {
         let mut body = String::new();

@@ -11,8 +11,9 @@
 
 use crate::plan::{
     sanitize, unique_names, FlowPlan, Plan, Ports, Proto, Services, Shape, Side, Verdict,
+    HOST_ICMP, HOST_ICMPV6,
 };
-use crate::{header_lines, Family, Options, OutputFile};
+use crate::{header_lines, Family, Hook, Options, OutputFile};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -251,6 +252,58 @@ fn flow_rules(out: &mut String, plan: &Plan, names: &Names, flow: &FlowPlan, opt
     }
 }
 
+/// What a host firewall (input or output hook) passes before the flows so
+/// the host keeps working: loopback, ICMPv6 neighbour discovery, multicast
+/// listener discovery and path errors, ICMP path errors, and DHCP client
+/// traffic when the site has DHCP servers.
+fn host_rules(out: &mut String, plan: &Plan, names: &Names, opts: &Options) {
+    let input = opts.hook == Hook::Input;
+    let fams = opts.families();
+    let _ = writeln!(
+        out,
+        "\t\t# host: what this host needs whatever the flows say"
+    );
+    let lo = if input { "iifname" } else { "oifname" };
+    let _ = writeln!(out, "\t\t{lo} \"lo\" accept comment \"host: loopback\"");
+    if fams.contains(&Family::V6) {
+        let types: Vec<&str> = HOST_ICMPV6.iter().map(|(_, n)| *n).collect();
+        let _ = writeln!(
+            out,
+            "\t\ticmpv6 type {{ {} }} accept comment \"host: icmpv6 neighbour discovery, multicast listeners, path errors\"",
+            types.join(", ")
+        );
+    }
+    if fams.contains(&Family::V4) {
+        let types: Vec<&str> = HOST_ICMP.iter().map(|(_, n)| *n).collect();
+        let _ = writeln!(
+            out,
+            "\t\ticmp type {{ {} }} accept comment \"host: icmp path errors\"",
+            types.join(", ")
+        );
+        if let Some(servers) = &plan.dhcp_servers {
+            if input {
+                // Replies from the DHCP servers to the client port.
+                for s in side_matches(plan, names, servers, Family::V4, "saddr") {
+                    rule_line(
+                        out,
+                        &[s.as_deref().unwrap_or(""), "udp sport 67 udp dport 68"],
+                        Verdict::Accept,
+                        "host: dhcp client replies",
+                    );
+                }
+            } else {
+                // Discovery goes to the broadcast address, not to a server.
+                rule_line(
+                    out,
+                    &["udp sport 68 udp dport 67"],
+                    Verdict::Accept,
+                    "host: dhcp client requests",
+                );
+            }
+        }
+    }
+}
+
 /// Render the nftables script.
 pub fn render(plan: &Plan, opts: &Options) -> Vec<OutputFile> {
     let names = names(plan);
@@ -311,6 +364,9 @@ pub fn render(plan: &Plan, opts: &Options) -> Vec<OutputFile> {
         out,
         "\t\tct state established,related accept comment \"replies to allowed flows\""
     );
+    if opts.hook != Hook::Forward {
+        host_rules(&mut out, plan, &names, opts);
+    }
     for flow in &plan.flows {
         flow_rules(&mut out, plan, &names, flow, opts);
     }

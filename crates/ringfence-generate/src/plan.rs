@@ -120,7 +120,41 @@ pub struct Plan {
     /// The zones whose machines the firewall is for, with their networks
     /// (NSX scopes its policy to their groups).
     pub protected: BTreeMap<String, Vec<IpNet>>,
+    /// The DHCP servers of the catalog's `dhcp` row (`Any` when NSX serves
+    /// DHCP); `None` when the site has no such row. A host firewall lets the
+    /// host be their client.
+    pub dhcp_servers: Option<Side>,
 }
+
+/// ICMPv6 types a host firewall passes in both directions, with their nft
+/// names: path errors (1-4, packet-too-big among them), multicast listener
+/// discovery (130-132, 143; switches that snoop it deliver neighbour
+/// discovery's multicast) and neighbour discovery (133-136). Without them the
+/// host cannot resolve its neighbours' link-layer addresses over IPv6.
+pub const HOST_ICMPV6: [(u8, &str); 12] = [
+    (1, "destination-unreachable"),
+    (2, "packet-too-big"),
+    (3, "time-exceeded"),
+    (4, "parameter-problem"),
+    (130, "mld-listener-query"),
+    (131, "mld-listener-report"),
+    (132, "mld-listener-done"),
+    (133, "nd-router-solicit"),
+    (134, "nd-router-advert"),
+    (135, "nd-neighbor-solicit"),
+    (136, "nd-neighbor-advert"),
+    (143, "mld2-listener-report"),
+];
+
+/// ICMP types a host firewall passes: the path errors
+/// (destination-unreachable carries "fragmentation needed" for path MTU
+/// discovery, time-exceeded, parameter-problem). Echo is not among them: a
+/// site that wants ping adds a flow carrying `icmp`.
+pub const HOST_ICMP: [(u8, &str); 3] = [
+    (3, "destination-unreachable"),
+    (11, "time-exceeded"),
+    (12, "parameter-problem"),
+];
 
 impl Plan {
     /// Build the plan for a resolved site.
@@ -167,6 +201,13 @@ impl Plan {
                 });
             }
         }
+        let dhcp_servers = site
+            .allowed()
+            .find(|f| f.id == "dhcp" && !f.same_network)
+            .map(|f| side_of(&f.destination_zones, &f.destinations, zones));
+        if let Some(Side::Zones(z)) = &dhcp_servers {
+            used_zones.extend(z.iter().cloned());
+        }
         let protected = site
             .protected_zones
             .iter()
@@ -192,6 +233,7 @@ impl Plan {
                 purpose: "Everything not allowed above is dropped.".into(),
             }),
             protected,
+            dhcp_servers,
         }
     }
 

@@ -1,7 +1,9 @@
 //! A small evaluator for `iptables-save` dumps of the filter table, used to
 //! compare two loaded rulesets packet by packet. It understands exactly the
 //! matches our output and Aerleon's iptables/speedway output use (`-s`, `-d`,
-//! `-p`, `--dport`, `--dports`, `--state`, `--ctstate`, comments) and panics on
+//! `-p`, `--dport`, `--dports`, `--sport`, `--icmp-type`, `--icmpv6-type`,
+//! `-i`/`-o` (probes never match an interface), `--state`, `--ctstate`,
+//! comments) and panics on
 //! anything else, so it can never judge a rule it does not understand.
 
 use ipnet::IpNet;
@@ -18,6 +20,10 @@ pub struct Packet {
     pub dport: u16,
 }
 
+/// The source port of every probe (an ephemeral port: never a DHCP port).
+/// An ICMP probe's type is its `dport` field (0: echo-reply / unassigned).
+pub const PROBE_SPORT: u16 = 40000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Accept,
@@ -30,6 +36,11 @@ struct Rule {
     dst: Option<IpNet>,
     proto: Option<u8>,
     dports: Option<Vec<(u16, u16)>>,
+    sports: Option<Vec<(u16, u16)>>,
+    /// An ICMP / ICMPv6 type the rule requires.
+    icmp_type: Option<u16>,
+    /// The rule names an interface (`-i lo`): probes never use one.
+    iface: bool,
     /// Connection states the rule requires (None: any). New packets are NEW.
     states: Option<Vec<String>>,
     jump: Option<String>,
@@ -162,6 +173,12 @@ impl Ruleset {
                     "-p" => r.proto = Some(proto_number(&arg)),
                     "-m" => {}
                     "--dport" | "--dports" => r.dports = Some(ports(&arg)),
+                    "--sport" | "--sports" => r.sports = Some(ports(&arg)),
+                    "--icmp-type" | "--icmpv6-type" => {
+                        // A name we do not number never equals a probe's type 0.
+                        r.icmp_type = Some(arg.split('/').next().unwrap().parse().unwrap_or(256))
+                    }
+                    "-i" | "-o" => r.iface = true,
                     "--state" | "--ctstate" => {
                         r.states = Some(arg.split(',').map(str::to_string).collect())
                     }
@@ -201,6 +218,23 @@ impl Ruleset {
             {
                 return false;
             }
+        }
+        if let Some(ps) = &r.sports {
+            if !matches!(p.proto, 6 | 17)
+                || !ps
+                    .iter()
+                    .any(|(a, b)| *a <= PROBE_SPORT && PROBE_SPORT <= *b)
+            {
+                return false;
+            }
+        }
+        if let Some(t) = r.icmp_type {
+            if !matches!(p.proto, 1 | 58) || t != p.dport {
+                return false;
+            }
+        }
+        if r.iface {
+            return false;
         }
         if let Some(st) = &r.states {
             if !st.iter().any(|s| s == "NEW") {

@@ -2,8 +2,9 @@
 //! check what the kernel actually holds after loading our script. It knows
 //! the expressions our nftables target emits (payload ip/ip6 saddr/daddr,
 //! tcp/udp/th dport, their concatenation, meta l4proto/nfproto, ct state,
-//! named and anonymous sets, prefixes, ranges; accept/drop) including the
-//! implied protocol of a payload match, and panics on anything else.
+//! named and anonymous sets, prefixes, ranges; accept/drop; the host rules'
+//! iifname/oifname, icmp/icmpv6 type and udp sport) including the implied
+//! protocol of a payload match, and panics on anything else.
 
 use super::eval::{Packet, Verdict};
 use serde_json::Value;
@@ -35,8 +36,30 @@ fn proto_num(s: &str) -> u128 {
         "udp" => 17,
         "icmp" => 1,
         "ipv6-icmp" => 58,
-        other => panic!("nfteval: unknown l4proto {other}"),
+        other => icmp_type_num(other).unwrap_or_else(|| panic!("nfteval: unknown symbol {other}")),
     }
+}
+
+/// ICMP and ICMPv6 type names as nft prints them (RFC 792, RFC 4443,
+/// RFC 4861, RFC 2710, RFC 3810).
+fn icmp_type_num(s: &str) -> Option<u128> {
+    Some(match s {
+        "echo-reply" => 0,
+        "destination-unreachable" => 3,
+        "echo-request" => 8,
+        "time-exceeded" => 11,
+        "parameter-problem" => 12,
+        "packet-too-big" => 2,
+        "mld-listener-query" => 130,
+        "mld-listener-report" => 131,
+        "mld-listener-done" | "mld-listener-reduction" => 132,
+        "nd-router-solicit" => 133,
+        "nd-router-advert" => 134,
+        "nd-neighbor-solicit" => 135,
+        "nd-neighbor-advert" => 136,
+        "mld2-listener-report" => 143,
+        _ => return None,
+    })
 }
 
 /// One component value of a set element or a right-hand side.
@@ -150,6 +173,16 @@ impl NftChain {
                 ("ip6", "saddr") if !v4 => Some(vec![addr(p.src)]),
                 ("ip6", "daddr") if !v4 => Some(vec![addr(p.dst)]),
                 ("ip" | "ip6", _) => None,
+                // Probes come from source port PROBE_SPORT; an ICMP probe's
+                // type is its `dport` field.
+                ("tcp", "sport") => {
+                    (p.proto == 6).then(|| vec![u128::from(super::eval::PROBE_SPORT)])
+                }
+                ("udp", "sport") => {
+                    (p.proto == 17).then(|| vec![u128::from(super::eval::PROBE_SPORT)])
+                }
+                ("icmp", "type") => (p.proto == 1).then(|| vec![u128::from(p.dport)]),
+                ("icmpv6", "type") => (p.proto == 58).then(|| vec![u128::from(p.dport)]),
                 ("tcp", "dport") => (p.proto == 6).then(|| vec![u128::from(p.dport)]),
                 ("udp", "dport") => (p.proto == 17).then(|| vec![u128::from(p.dport)]),
                 ("th", "dport") => matches!(p.proto, 6 | 17).then(|| vec![u128::from(p.dport)]),
@@ -160,6 +193,8 @@ impl NftChain {
             return match m["key"].as_str().unwrap() {
                 "l4proto" => Some(vec![u128::from(p.proto)]),
                 "nfproto" => Some(vec![if p.src.is_ipv4() { 2 } else { 10 }]),
+                // Probes never use the loopback device (the only one we name).
+                "iifname" | "oifname" => None,
                 k => panic!("nfteval: unsupported meta {k}"),
             };
         }
