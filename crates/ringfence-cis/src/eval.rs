@@ -291,6 +291,14 @@ impl Ctx<'_> {
         shown_flag: &str,
         config: Option<&str>,
     ) -> Verdict {
+        if let Some(why) = &found.args_error {
+            let ev = source_evidence(found, shown_flag, from_flag.as_deref());
+            let reason = format!(
+                "{}'s command line may be incomplete: its {why} could not be read",
+                found.component
+            );
+            return self.unknown(leaf, label, Some(ev), reason);
+        }
         if let Some(v) = from_flag {
             let ev = source_evidence(found, shown_flag, Some(&v));
             return self.record(leaf, label, Some(v), Some(ev));
@@ -686,7 +694,7 @@ fn config_value(found: &Found, key: Option<&str>) -> (Option<String>, Option<Evi
     }
     match scalar_text(cur) {
         Some(v) => {
-            let ev = Evidence::new("config", &cfg.path, key, Some(&v));
+            let ev = Evidence::new("config", cfg.source_of(key), key, Some(&v));
             (Some(v), Some(ev))
         }
         None => (None, None),

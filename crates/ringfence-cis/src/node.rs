@@ -52,10 +52,53 @@ impl Source {
 /// A component's parsed config file (`--config`).
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
-    /// The path on the node.
+    /// The path on the node (of the `--config` file, else of the first
+    /// drop-in).
     pub path: String,
-    /// The parsed document.
+    /// The parsed document: the `--config` file with the kubelet's
+    /// `--config-dir` drop-ins merged over it, in name order.
     pub doc: serde_json::Value,
+    /// Each file and its own document, in merge order.
+    pub layers: Vec<(String, serde_json::Value)>,
+}
+
+impl ConfigFile {
+    /// The file a dotted key's value comes from: the last layer that sets it.
+    pub fn source_of(&self, key: &str) -> &str {
+        self.layers
+            .iter()
+            .rev()
+            .find(|(_, doc)| {
+                let mut cur = doc;
+                key.split('.').all(|part| match cur.get(part) {
+                    Some(v) => {
+                        cur = v;
+                        true
+                    }
+                    None => false,
+                })
+            })
+            .map_or(self.path.as_str(), |(p, _)| p.as_str())
+    }
+}
+
+/// Merge `over` into `base` as the kubelet merges its config drop-ins (JSON
+/// decoding over the config so far): objects merge key by key, anything else
+/// replaces.
+fn merge_config(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge_config(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
 }
 
 /// A component found on the node.
@@ -77,6 +120,9 @@ pub struct Found {
     /// regular file, too large, unreadable): settings that may live there
     /// cannot be judged.
     pub config_error: Option<String>,
+    /// Why its command line may be incomplete (an `EnvironmentFile=` that
+    /// could not be read): no flag of it can be judged.
+    pub args_error: Option<String>,
     /// The process id, for a running process.
     pub pid: Option<u32>,
     /// For a running process, the filesystem as it sees it
@@ -261,37 +307,73 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
 
 /// Parse the file a component's `--config` names (kubelet, kube-proxy).
 fn load_config(fs: &RootFs, found: &mut Found, notes: &mut Vec<String>) -> Result<(), InputErrors> {
-    let Some(path) = found.flag("--config") else {
+    let file = found.flag("--config");
+    // The kubelet (1.28 and later) merges the *.conf files of --config-dir
+    // over its config file, in name order; its flags still win over both.
+    let dropin_dir = (found.component == Component::Kubelet)
+        .then(|| found.flag("--config-dir"))
+        .flatten();
+    if file.is_none() && dropin_dir.is_none() {
         return Ok(());
+    }
+    let mut layers: Vec<(String, serde_json::Value)> = Vec::new();
+    let mut fail = |found: &mut Found, why: String| {
+        notes.push(format!("{}: {why}", found.component));
+        found.config_error.get_or_insert(why);
     };
-    // A containerised component (a static pod, a DaemonSet such as
-    // kube-proxy) sees its own mounts: look there, confined to its root, when
-    // the node's filesystem does not have the file.
-    let mut text = fs.read(&path);
-    if matches!(text, Ok(None)) {
-        if let Some(proc_root) = &found.proc_root {
-            if let Ok(Some(t)) = proc_root.read(&path) {
-                text = Ok(Some(t));
+    if let Some(path) = file {
+        // A containerised component (a static pod, a DaemonSet such as
+        // kube-proxy) sees its own mounts: look there, confined to its root,
+        // when the node's filesystem does not have the file.
+        let mut text = fs.read(&path);
+        if matches!(text, Ok(None)) {
+            if let Some(proc_root) = &found.proc_root {
+                if let Ok(Some(t)) = proc_root.read(&path) {
+                    text = Ok(Some(t));
+                }
             }
         }
-    }
-    match text {
-        Ok(Some(text)) => {
-            let doc: serde_json::Value =
-                serde_saphyr::from_str(&text).map_err(|e| yaml_error(&path, &e))?;
-            found.config = Some(ConfigFile { path, doc });
-        }
-        Ok(None) => {
-            let why = format!("--config {path} does not exist on this node");
-            notes.push(format!("{} names {why}", found.component));
-            found.config_error = Some(why);
-        }
-        Err(e) => {
-            let why = format!("--config {e}");
-            notes.push(format!("{}: {why}", found.component));
-            found.config_error = Some(why);
+        match text {
+            Ok(Some(text)) => {
+                let doc: serde_json::Value =
+                    serde_saphyr::from_str(&text).map_err(|e| yaml_error(&path, &e))?;
+                layers.push((path, doc));
+            }
+            Ok(None) => fail(
+                found,
+                format!("--config {path} does not exist on this node"),
+            ),
+            Err(e) => fail(found, format!("--config {e}")),
         }
     }
+    if let Some(dir) = dropin_dir {
+        let dir = dir.trim_end_matches('/').to_string();
+        match fs.list(&dir) {
+            Ok(names) => {
+                for name in names.into_iter().filter(|n| n.ends_with(".conf")) {
+                    let path = format!("{dir}/{name}");
+                    match fs.read(&path) {
+                        Ok(Some(text)) => {
+                            let doc: serde_json::Value =
+                                serde_saphyr::from_str(&text).map_err(|e| yaml_error(&path, &e))?;
+                            layers.push((path, doc));
+                        }
+                        Ok(None) => {}
+                        Err(e) => fail(found, format!("--config-dir drop-in {e}")),
+                    }
+                }
+            }
+            Err(e) => fail(found, format!("--config-dir {e}")),
+        }
+    }
+    let Some(path) = layers.first().map(|(p, _)| p.clone()) else {
+        return Ok(());
+    };
+    let mut doc = serde_json::Value::Object(Default::default());
+    for (_, layer) in &layers {
+        merge_config(&mut doc, layer.clone());
+    }
+    found.config = Some(ConfigFile { path, doc, layers });
     Ok(())
 }
 
@@ -365,6 +447,7 @@ fn processes(procfs: &Procfs, only: Option<&[u32]>, notes: &mut Vec<String>) -> 
                 image: None,
                 config: None,
                 config_error: None,
+                args_error: None,
                 pid: Some(pid),
                 proc_root: procfs.root_of(pid),
             });
@@ -463,6 +546,7 @@ fn manifests(fs: &RootFs, dir: &str, notes: &mut Vec<String>) -> Result<Vec<Foun
                 image: c.image,
                 config: None,
                 config_error: None,
+                args_error: None,
                 pid: None,
                 proc_root: None,
             });
@@ -500,7 +584,14 @@ fn kubelet_unit(fs: &RootFs, notes: &mut Vec<String>) -> Option<Found> {
     }
     let mut files: Vec<String> = unit.iter().cloned().collect();
     files.extend(dropins.into_values());
-    let mut env: HashMap<String, String> = HashMap::new();
+    // systemd's order: the unit, then its drop-ins by name. `Environment=`
+    // assignments apply in that order (an empty one clears them); the files
+    // of `EnvironmentFile=` (an empty one clears the list) are read when the
+    // service starts, in order, and override `Environment=`, whatever the
+    // order of the lines; the last `ExecStart=` (after an empty one resets
+    // it) is the command.
+    let mut assigned: Vec<(String, String)> = Vec::new();
+    let mut env_files: Vec<(String, bool, String)> = Vec::new();
     let mut exec: Option<(String, String)> = None;
     for file in &files {
         let Ok(Some(text)) = fs.read(file) else {
@@ -508,21 +599,19 @@ fn kubelet_unit(fs: &RootFs, notes: &mut Vec<String>) -> Option<Found> {
         };
         for (key, value) in unit_service_entries(&text) {
             match key.as_str() {
+                "Environment" if value.trim().is_empty() => assigned.clear(),
                 "Environment" => {
                     for word in split_words(&value) {
                         if let Some((k, v)) = word.split_once('=') {
-                            env.insert(k.to_string(), v.to_string());
+                            assigned.push((k.to_string(), v.to_string()));
                         }
                     }
                 }
+                "EnvironmentFile" if value.trim().is_empty() => env_files.clear(),
                 "EnvironmentFile" => {
                     let optional = value.starts_with('-');
-                    let path = value.trim_start_matches('-').trim();
-                    match fs.read(path) {
-                        Ok(Some(t)) => env.extend(parse_env_file(&t)),
-                        _ if optional => {}
-                        _ => notes.push(format!("{file}: EnvironmentFile {path} is missing")),
-                    }
+                    let path = value.trim_start_matches('-').trim().to_string();
+                    env_files.push((path, optional, file.clone()));
                 }
                 "ExecStart" => {
                     exec = if value.trim().is_empty() {
@@ -532,6 +621,21 @@ fn kubelet_unit(fs: &RootFs, notes: &mut Vec<String>) -> Option<Found> {
                     };
                 }
                 _ => {}
+            }
+        }
+    }
+    let mut env: HashMap<String, String> = assigned.into_iter().collect();
+    let mut args_error = None;
+    for (path, optional, file) in env_files {
+        match fs.read(&path) {
+            Ok(Some(t)) => env.extend(parse_env_file(&t)),
+            Ok(None) if optional => {}
+            Ok(None) => notes.push(format!("{file}: EnvironmentFile {path} is missing")),
+            // A FIFO, a loop, a huge file: systemd would read it, we cannot.
+            Err(e) => {
+                let why = format!("EnvironmentFile {e} (named in {file})");
+                notes.push(format!("{file}: EnvironmentFile {e}"));
+                args_error.get_or_insert(why);
             }
         }
     }
@@ -546,6 +650,7 @@ fn kubelet_unit(fs: &RootFs, notes: &mut Vec<String>) -> Option<Found> {
         image: None,
         config: None,
         config_error: None,
+        args_error,
         pid: None,
         proc_root: None,
     })
