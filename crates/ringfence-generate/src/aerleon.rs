@@ -9,6 +9,11 @@
 //! row); add further targets (juniper, cisco, paloalto, ...) to the header to
 //! render the same terms for other platforms.
 //!
+//! Every filter starts with a term accepting established and related
+//! packets (`option: established`, for the iptables and speedway targets):
+//! Aerleon renders each flow's term for its own direction only, so without
+//! it the replies of every allowed connection would meet the default DROP.
+//!
 //! Each zone is one network name (`MANAGEMENT`, `AVI_SE`, ...); flow sides
 //! that are not a whole zone get their own name (`MC_PODS_INTERNAL_SOURCES`).
 //! Aerleon matches a term's ports per protocol, so a flow that carries
@@ -26,6 +31,17 @@ use std::fmt::Write;
 
 /// Aerleon's iptables generator refuses term names longer than this.
 pub const MAX_TERM: usize = 24;
+
+/// The first term of every filter: accept established and related packets
+/// (`option: established`), so replies of the allowed flows pass.
+pub const REPLIES: &str = "replies";
+
+/// The Aerleon targets the replies term is rendered for (`platform:`): the
+/// connection-tracking Linux ones, where `option: established` without a
+/// protocol becomes `-m state --state ESTABLISHED,RELATED`. Stateless ACL
+/// targets (juniper, cisco) refuse that option without a protocol and skip
+/// the term.
+pub const STATEFUL_PLATFORMS: &str = "iptables speedway";
 
 /// Double-quoted YAML scalar.
 fn q(s: &str) -> String {
@@ -212,9 +228,13 @@ fn policy(
     if terms.is_empty() {
         return None;
     }
-    let names = unique_names(terms.iter().map(|t| t.base.as_str()), MAX_TERM, |b| {
-        crate::plan::sanitize(b)
-    });
+    // The replies term comes first and keeps its name.
+    let mut names = unique_names(
+        std::iter::once(REPLIES).chain(terms.iter().map(|t| t.base.as_str())),
+        MAX_TERM,
+        crate::plan::sanitize,
+    );
+    let replies = names.remove(0);
     let chain = opts.hook.iptables_chain();
     let af = match fam {
         Family::V4 => "",
@@ -242,6 +262,16 @@ fn policy(
     let _ = writeln!(out, "        iptables: {chain} DROP{af}");
     let _ = writeln!(out, "        speedway: {chain} DROP{af}");
     let _ = writeln!(out, "    terms:");
+    // Every term matches its flow's direction only; without this term the
+    // rendered rules would drop the replies of every allowed connection.
+    let _ = writeln!(out, "      - name: {replies}");
+    let _ = writeln!(
+        out,
+        "        comment: \"replies to allowed flows (established, related)\""
+    );
+    let _ = writeln!(out, "        option: established");
+    let _ = writeln!(out, "        platform: {STATEFUL_PLATFORMS}");
+    let _ = writeln!(out, "        action: accept");
     for (t, name) in terms.iter().zip(&names) {
         let _ = writeln!(out, "      - name: {name}");
         let _ = writeln!(

@@ -4,6 +4,11 @@
 //! network namespaces, decide every probe packet exactly as our own iptables
 //! output does.
 //!
+//! Generate-then-prove: both renderings, read back from the kernel with
+//! `iptables-save` and parsed by ringfence-parse, go through `verify`: every
+//! flow is allowed *with its replies* (the export's first term accepts
+//! established and related packets), nothing is accepted beyond the flows.
+//!
 //! How the comparison works: each ruleset is loaded into its own namespace
 //! (speedway output with `iptables-restore`, the `iptables` target's command
 //! lines one by one with `iptables`, ours with `iptables-restore`), read back
@@ -53,12 +58,30 @@ fn run_aclgen(aclgen: &Path, root: &Path) {
     );
 }
 
-fn dump(ns: &Netns, fam: Family) -> Ruleset {
+fn dump_text(ns: &Netns, fam: Family) -> String {
     let save = match fam {
         Family::V4 => "iptables-save",
         Family::V6 => "ip6tables-save",
     };
-    Ruleset::parse(&ns.ok(save, &["-t", "filter"], b""))
+    ns.ok(save, &["-t", "filter"], b"")
+}
+
+fn dump(ns: &Netns, fam: Family) -> Ruleset {
+    Ruleset::parse(&dump_text(ns, fam))
+}
+
+/// `verify` on an iptables-save text: exactly the site's flows, replies included.
+fn prove_text(
+    name: &str,
+    what: &str,
+    text: &str,
+    site: &ringfence_site::ResolvedSite,
+    fam: Family,
+) {
+    let rs =
+        ringfence_parse::parse_ruleset(text, what, ringfence_parse::RulesetFormat::IptablesSave)
+            .unwrap_or_else(|e| panic!("{name}: ringfence-parse rejects {what}: {e:?}"));
+    common::prove(name, what, &rs, site, &[fam]);
 }
 
 #[test]
@@ -135,6 +158,13 @@ fn aclgen_renders_our_export_and_its_rules_decide_like_ours() {
             let ns_speedway = netns();
             ns_speedway.ok(restore, &[], speedway.as_bytes());
             let speedway_rs = dump(&ns_speedway, fam);
+            prove_text(
+                name,
+                "speedway (kernel)",
+                &dump_text(&ns_speedway, fam),
+                &resolved,
+                fam,
+            );
 
             let ns_iptables = netns();
             for line in iptables.lines().filter(|l| l.starts_with('-')) {
@@ -143,6 +173,13 @@ fn aclgen_renders_our_export_and_its_rules_decide_like_ours() {
                 ns_iptables.ok(cmd, &args, b"");
             }
             let iptables_rs = dump(&ns_iptables, fam);
+            prove_text(
+                name,
+                "aerleon iptables (kernel)",
+                &dump_text(&ns_iptables, fam),
+                &resolved,
+                fam,
+            );
 
             let ours = generate_site(
                 &site,

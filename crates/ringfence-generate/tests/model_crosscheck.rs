@@ -18,8 +18,7 @@
 mod common;
 
 use common::eval::{Packet, Verdict};
-use common::{can_run, netns, sites, temp_file};
-use ringfence_analysis::verify::verify;
+use common::{can_run, netns, prove, sites, temp_file};
 use ringfence_analysis::Tracer;
 use ringfence_generate::{generate_site, Family, Options, Target};
 use ringfence_model::Hook;
@@ -56,54 +55,6 @@ fn check(
         }
     }
     assert!(accepted > 100, "{name} {what}: too few accepted probes");
-}
-
-/// `verify` of a generated ruleset finds exactly the site's flows: each
-/// allowed with replies, nothing excess, the list of excess complete.
-/// `families` names the address families the ruleset covers (an
-/// iptables-save dump holds one).
-fn prove(
-    name: &str,
-    what: &str,
-    rs: &ringfence_model::Ruleset,
-    resolved: &ringfence_site::ResolvedSite,
-    families: &[Family],
-) {
-    let mut site = resolved.split_by_destination();
-    // Keep the flows (and the deny rows' scope) of the covered families only.
-    for f in &mut site.flows {
-        let keep = |n: &ipnet::IpNet| families.contains(&Family::of(n));
-        f.sources.retain(keep);
-        f.destinations.retain(keep);
-    }
-    site.flows
-        .retain(|f| !f.sources.is_empty() && !f.destinations.is_empty());
-    let report = verify(rs, &site, Hook::Forward);
-    for f in &report.flows {
-        assert_eq!(
-            (f.status, f.replies),
-            (
-                ringfence_analysis::verify::Status::Allowed,
-                ringfence_analysis::verify::Status::Allowed
-            ),
-            "{name} {what}: flow {} is not exactly allowed: {f:?}",
-            f.id
-        );
-    }
-    assert!(
-        report.excess.is_empty(),
-        "{name} {what}: accepted beyond the site's flows: {:#?}",
-        report.excess
-    );
-    assert!(
-        report.summary.excess_complete,
-        "{name} {what}: excess list incomplete"
-    );
-    assert!(
-        report.summary.ok,
-        "{name} {what}: verify is not OK: {:?}",
-        report.summary
-    );
 }
 
 /// The NSX body with every `scope` set to ANY.

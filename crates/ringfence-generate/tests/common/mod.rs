@@ -206,3 +206,51 @@ pub fn load_ours(site: &Site, fam: Family, opts: &ringfence_generate::Options) -
     ns.ok(restore, &[], out.files[0].contents.as_bytes());
     eval::Ruleset::parse(&ns.ok(save, &["-t", "filter"], b""))
 }
+
+/// `verify` of a generated ruleset finds exactly the site's flows: each
+/// allowed with replies, nothing excess, the list of excess complete.
+/// `families` names the address families the ruleset covers (an
+/// iptables-save dump holds one).
+pub fn prove(
+    name: &str,
+    what: &str,
+    rs: &ringfence_model::Ruleset,
+    resolved: &ringfence_site::ResolvedSite,
+    families: &[Family],
+) {
+    let mut site = resolved.split_by_destination();
+    // Keep the flows (and the deny rows' scope) of the covered families only.
+    for f in &mut site.flows {
+        let keep = |n: &ipnet::IpNet| families.contains(&Family::of(n));
+        f.sources.retain(keep);
+        f.destinations.retain(keep);
+    }
+    site.flows
+        .retain(|f| !f.sources.is_empty() && !f.destinations.is_empty());
+    let report = ringfence_analysis::verify::verify(rs, &site, ringfence_model::Hook::Forward);
+    for f in &report.flows {
+        assert_eq!(
+            (f.status, f.replies),
+            (
+                ringfence_analysis::verify::Status::Allowed,
+                ringfence_analysis::verify::Status::Allowed
+            ),
+            "{name} {what}: flow {} is not exactly allowed: {f:?}",
+            f.id
+        );
+    }
+    assert!(
+        report.excess.is_empty(),
+        "{name} {what}: accepted beyond the site's flows: {:#?}",
+        report.excess
+    );
+    assert!(
+        report.summary.excess_complete,
+        "{name} {what}: excess list incomplete"
+    );
+    assert!(
+        report.summary.ok,
+        "{name} {what}: verify is not OK: {:?}",
+        report.summary
+    );
+}
