@@ -333,3 +333,43 @@ fn proc_dir_is_read_by_native_discovery_and_the_kube_bench_process_table() {
         .collect();
     assert_eq!(cmds, ["kube-proxy --hostname-override=from-proc-dir"]);
 }
+
+#[test]
+fn kube_bench_find_idioms_do_not_descend_a_symlink_out_of_the_root() {
+    use ringfence_cis::benchmark::Target;
+    use ringfence_cis::kubebench::{self, Definitions, Mode};
+    let h = Hostile::new();
+    testkit::tkg_control_plane(h.root());
+    // The CNI state directory is a link to a directory outside the root,
+    // by its absolute host path.
+    let outside = h.outside("cni-state");
+    write(&outside.join("OUTSIDE-MARKER"), b"x");
+    // A mode no file of the node has: it shows if the outside file is statted.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        outside.join("OUTSIDE-MARKER"),
+        std::fs::Permissions::from_mode(0o606),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(h.r("/var/lib/cni/networks")).unwrap();
+    link(&h.r("/var/lib/cni/networks"), &outside);
+    let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kube-bench/cfg");
+    let defs = Definitions::load(&cfg, "cis-1.6").unwrap();
+    let node = discover(&in_root(&h.root())).unwrap();
+    let r = kubebench::scan(
+        &defs,
+        &node,
+        &ScanOptions {
+            targets: Some(vec![Target::Master]),
+            checks: Some(vec!["1.1.9".into(), "1.1.10".into()]),
+            profile: None,
+            waivers: &[],
+            today: Date::parse("2026-01-01").unwrap(),
+        },
+        &Mode::Native,
+    )
+    .unwrap_or_else(|r| panic!("{}", r.message()));
+    assert_eq!(r.ran.len(), 2);
+    let seen = format!("{:?}", r.ran);
+    assert!(!seen.contains("OUTSIDE-MARKER") && !seen.contains("606"), "{seen}");
+}

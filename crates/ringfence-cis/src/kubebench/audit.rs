@@ -506,6 +506,11 @@ impl Native<'_> {
         f: &StatFmt,
         out: &mut String,
     ) {
+        // find (without -L) does not descend a symlink, the starting point
+        // included: listing one would follow it, out of the root too.
+        if !std::fs::symlink_metadata(host).is_ok_and(|m| m.is_dir()) {
+            return;
+        }
         // Depth first, each directory's entries in readdir order, as find walks.
         let Ok(entries) = std::fs::read_dir(host) else {
             return;
