@@ -371,5 +371,8 @@ fn kube_bench_find_idioms_do_not_descend_a_symlink_out_of_the_root() {
     .unwrap_or_else(|r| panic!("{}", r.message()));
     assert_eq!(r.ran.len(), 2);
     let seen = format!("{:?}", r.ran);
-    assert!(!seen.contains("OUTSIDE-MARKER") && !seen.contains("606"), "{seen}");
+    assert!(
+        !seen.contains("OUTSIDE-MARKER") && !seen.contains("606"),
+        "{seen}"
+    );
 }
