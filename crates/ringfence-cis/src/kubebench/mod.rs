@@ -516,11 +516,23 @@ fn to_report(
             });
         let evidence = (!o.how.is_empty()).then(|| {
             let exec = o.how.iter().any(|h| h.starts_with("exec"));
+            // What the tests looked for in the audits' output, and what the
+            // judgement saw.
+            let subject = c.tests.as_ref().and_then(|t| {
+                let names: Vec<&str> = t
+                    .items
+                    .iter()
+                    .map(|i| [&i.flag, &i.path, &i.env])
+                    .filter_map(|f| f.into_iter().find(|x| !x.is_empty()))
+                    .map(String::as_str)
+                    .collect();
+                (!names.is_empty()).then(|| names.join(", "))
+            });
             Evidence {
                 source: if exec { "exec" } else { "native" }.to_string(),
                 path: o.how.join("; "),
-                subject: None,
-                value: None,
+                subject,
+                value: (!o.actual_value.is_empty()).then(|| o.actual_value.clone()),
             }
         });
         checks.push(CheckResult {
