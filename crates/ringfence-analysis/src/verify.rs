@@ -178,10 +178,12 @@ fn ipnet_set(n: &IpNet) -> (Fam, ISet<u128>) {
 /// The boxes of a flow's new connections (or, with `reply`, of its replies).
 pub fn flow_boxes(f: &ResolvedFlow, u: &IfaceUniverse, reply: bool) -> Vec<PBox> {
     let mut out = Vec::new();
-    for (s, d) in f.network_pairs() {
+    // Each destination with only the services it receives (dns-ntp-outbound:
+    // DNS to the DNS servers, NTP to the NTP servers).
+    for (s, d, svcs) in f.paths() {
         let (fam, src) = ipnet_set(&s);
         let (_, dst) = ipnet_set(&d);
-        for svc in &f.services {
+        for svc in &svcs {
             let proto = match svc.protocol {
                 Protocol::Tcp => ISet::single(6u8),
                 Protocol::Udp => ISet::single(17),

@@ -135,7 +135,8 @@ pub fn targets(
     let mut out: Vec<Target> = Vec::new();
     let mut have: std::collections::HashSet<(Ipv4Addr, Ipv4Addr, Proto, u16)> =
         std::collections::HashSet::new();
-    for f in site.allowed() {
+    let split = site.split_by_destination();
+    for f in split.allowed() {
         if flows.is_some_and(|w| !w.contains(&f.id)) {
             continue;
         }
@@ -212,19 +213,20 @@ pub fn allowed(site: &ResolvedSite, s: Ipv4Addr, d: Ipv4Addr, proto: Proto, port
         .iter()
         .filter(|f| f.action == FlowAction::Allow)
         .any(|f| {
-            f.network_pairs()
-                .iter()
-                .any(|(sn, dn)| sn.contains(&IpAddr::V4(s)) && dn.contains(&IpAddr::V4(d)))
-                && f.services.iter().any(|sv| match sv.protocol {
-                    Protocol::Any => true,
-                    Protocol::Tcp => {
-                        proto == Proto::Tcp && (sv.ports.first..=sv.ports.last).contains(&port)
-                    }
-                    Protocol::Udp => {
-                        proto == Proto::Udp && (sv.ports.first..=sv.ports.last).contains(&port)
-                    }
-                    Protocol::Icmp => false,
-                })
+            f.paths().iter().any(|(sn, dn, svcs)| {
+                sn.contains(&IpAddr::V4(s))
+                    && dn.contains(&IpAddr::V4(d))
+                    && svcs.iter().any(|sv| match sv.protocol {
+                        Protocol::Any => true,
+                        Protocol::Tcp => {
+                            proto == Proto::Tcp && (sv.ports.first..=sv.ports.last).contains(&port)
+                        }
+                        Protocol::Udp => {
+                            proto == Proto::Udp && (sv.ports.first..=sv.ports.last).contains(&port)
+                        }
+                        Protocol::Icmp => false,
+                    })
+            })
         })
 }
 

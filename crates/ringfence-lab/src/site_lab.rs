@@ -168,21 +168,21 @@ fn covers(
         .iter()
         .filter(|f| f.action == action)
         .find_map(|f| {
-            let svc = f.services.iter().any(|sv| match sv.protocol {
-                Protocol::Any => true,
-                Protocol::Tcp => {
-                    proto == Proto::Tcp && (sv.ports.first..=sv.ports.last).contains(&port)
-                }
-                Protocol::Udp => {
-                    proto == Proto::Udp && (sv.ports.first..=sv.ports.last).contains(&port)
-                }
-                Protocol::Icmp => false,
+            let open = f.paths().iter().any(|(sn, dn, svcs)| {
+                sn.contains(&IpAddr::V4(s))
+                    && dn.contains(&IpAddr::V4(d))
+                    && svcs.iter().any(|sv| match sv.protocol {
+                        Protocol::Any => true,
+                        Protocol::Tcp => {
+                            proto == Proto::Tcp && (sv.ports.first..=sv.ports.last).contains(&port)
+                        }
+                        Protocol::Udp => {
+                            proto == Proto::Udp && (sv.ports.first..=sv.ports.last).contains(&port)
+                        }
+                        Protocol::Icmp => false,
+                    })
             });
-            let pair = f
-                .network_pairs()
-                .iter()
-                .any(|(sn, dn)| sn.contains(&IpAddr::V4(s)) && dn.contains(&IpAddr::V4(d)));
-            (svc && pair).then(|| f.id.clone())
+            open.then(|| f.id.clone())
         })
 }
 
@@ -280,8 +280,11 @@ impl Plan {
             }
         };
         let in_net = |n: &IpNet, a: Ipv4Addr| n.contains(&IpAddr::V4(a));
-        // Required: every allow flow, every pair of lab hosts its networks hold.
-        for f in site.allowed() {
+        // Required: every allow flow, every pair of lab hosts its networks hold
+        // (a flow whose destinations receive different services split per
+        // destination, so no destination is probed on another's ports).
+        let split = site.split_by_destination();
+        for f in split.allowed() {
             let mut ports: Vec<(Proto, u16)> = Vec::new();
             for sv in &f.services {
                 match sv.protocol {
