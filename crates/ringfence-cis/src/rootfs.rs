@@ -19,6 +19,11 @@ use std::path::{Component, Path, PathBuf};
 /// Largest file a check will read (4 MiB): configs and manifests are small.
 pub const READ_LIMIT: u64 = 4 << 20;
 
+/// Most entries a directory listing or a walk returns: a node's
+/// configuration directories hold dozens; a root crafted with millions must
+/// not stall the scan.
+pub const ENTRY_LIMIT: usize = 100_000;
+
 /// Symlinks followed while resolving one path before we call it a loop.
 const MAX_LINKS: usize = 40;
 
@@ -234,7 +239,11 @@ impl RootFs {
             .map_err(|e| io(path, &e))?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .take(ENTRY_LIMIT + 1)
             .collect();
+        if names.len() > ENTRY_LIMIT {
+            return Err(too_many(path, ENTRY_LIMIT));
+        }
         names.sort();
         Ok(names)
     }
@@ -242,12 +251,22 @@ impl RootFs {
     /// Every path below the directory `dir` (node paths, sorted, depth first),
     /// without descending through symlinked directories.
     pub fn walk(&self, dir: &str) -> Result<Vec<String>, FsError> {
+        self.walk_limited(dir, ENTRY_LIMIT)
+    }
+
+    fn walk_limited(&self, dir: &str, limit: usize) -> Result<Vec<String>, FsError> {
         let mut out = Vec::new();
-        self.walk_into(dir.trim_end_matches('/'), &mut out, 0)?;
+        self.walk_into(dir.trim_end_matches('/'), &mut out, 0, limit)?;
         Ok(out)
     }
 
-    fn walk_into(&self, dir: &str, out: &mut Vec<String>, depth: usize) -> Result<(), FsError> {
+    fn walk_into(
+        &self,
+        dir: &str,
+        out: &mut Vec<String>,
+        depth: usize,
+        limit: usize,
+    ) -> Result<(), FsError> {
         if depth > 32 {
             return Ok(());
         }
@@ -258,10 +277,13 @@ impl RootFs {
         };
         for name in self.list(dir)? {
             let child = format!("{dir}/{name}");
+            if out.len() >= limit {
+                return Err(too_many(dir, limit));
+            }
             out.push(child.clone());
             let meta = std::fs::symlink_metadata(host.join(&name)).map_err(|e| io(&child, &e))?;
             if meta.is_dir() {
-                self.walk_into(&child, out, depth + 1)?;
+                self.walk_into(&child, out, depth + 1, limit)?;
             }
         }
         Ok(())
@@ -278,6 +300,13 @@ fn push_components(pending: &mut Vec<OsString>, path: &Path) {
         }
     }
     pending.extend(parts.into_iter().rev());
+}
+
+fn too_many(path: &str, limit: usize) -> FsError {
+    FsError::Io {
+        path: path.to_string(),
+        message: format!("more than {limit} entries"),
+    }
 }
 
 fn io(path: &str, e: &std::io::Error) -> FsError {
@@ -414,6 +443,21 @@ mod tests {
         assert!(matches!(fs.read("/fifo"), Err(FsError::NotRegular(_))));
         assert!(matches!(fs.read("/"), Err(FsError::NotRegular(_))));
         assert_eq!(fs.read("/missing").unwrap(), None);
+    }
+
+    #[test]
+    fn a_walk_stops_with_an_error_past_its_entry_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pki/sub")).unwrap();
+        for i in 0..6 {
+            std::fs::write(dir.path().join(format!("pki/sub/{i}.key")), "k").unwrap();
+        }
+        let fs = RootFs::new(dir.path());
+        assert_eq!(fs.walk_limited("/pki", 10).unwrap().len(), 7);
+        assert_eq!(
+            fs.walk_limited("/pki", 5).unwrap_err().to_string(),
+            "/pki/sub: more than 5 entries"
+        );
     }
 
     #[test]
