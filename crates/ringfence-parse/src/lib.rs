@@ -1,4 +1,4 @@
-//! Parsers from iptables-save, nft JSON and NSX DFW exports into the normalized firewall model.
+//! Parsers from iptables-save, nft JSON and text, and NSX DFW exports into the normalized firewall model.
 //!
 //! [`parse_ruleset`] is the one entry point: it detects the format (or takes
 //! it from the caller) and returns a [`Ruleset`] or every input error found,
@@ -6,6 +6,7 @@
 
 pub mod iptables;
 pub mod nft;
+pub mod nft_text;
 pub mod nsx;
 
 use ringfence_diag::{InputError, InputErrors};
@@ -20,6 +21,8 @@ pub enum RulesetFormat {
     IptablesSave,
     /// `nft -j list ruleset`.
     NftJson,
+    /// nft's text language: `nft list ruleset` output or an `nft -f` script.
+    NftText,
     /// NSX Policy API JSON.
     NsxJson,
 }
@@ -33,6 +36,7 @@ impl RulesetFormat {
                 Some(Self::IptablesSave)
             }
             "nft" | "nft-json" | "nftables" => Some(Self::NftJson),
+            "nft-text" | "nft-script" => Some(Self::NftText),
             "nsx" | "nsx-json" => Some(Self::NsxJson),
             _ => None,
         }
@@ -42,7 +46,9 @@ impl RulesetFormat {
 /// Decide the format of `text` from its content.
 ///
 /// JSON with a top-level `"nftables"` key is nft JSON; any other JSON is taken
-/// as an NSX export; text with `*table` or `:CHAIN` lines is iptables-save.
+/// as an NSX export; text whose first command is nft's (`table`, `flush
+/// ruleset`, `add rule`, ...) is nft text; text with `*table` or `:CHAIN`
+/// lines is iptables-save.
 pub fn detect_format(text: &str, file: &str) -> Result<RulesetFormat, InputError> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
@@ -54,6 +60,9 @@ pub fn detect_format(text: &str, file: &str) -> Result<RulesetFormat, InputError
         }
         return Ok(RulesetFormat::NsxJson);
     }
+    if nft_text::looks_like(text) {
+        return Ok(RulesetFormat::NftText);
+    }
     let looks_iptables = text.lines().any(|l| {
         let l = l.trim_start();
         l.starts_with('*') || l.starts_with(':') || l.starts_with("-A ")
@@ -64,9 +73,10 @@ pub fn detect_format(text: &str, file: &str) -> Result<RulesetFormat, InputError
     Err(InputError::whole(
         file,
         "cannot tell the ruleset format: expected iptables-save text (`*filter`, `:CHAIN` lines), \
+         nft text (`table ...`, `flush ruleset`, `add rule ...`), \
          nft JSON (a top-level \"nftables\" key) or an NSX Policy API JSON export",
     )
-    .with_help("name the format with --ruleset-format iptables|nft|nsx"))
+    .with_help("name the format with --ruleset-format iptables|nft|nft-text|nsx"))
 }
 
 /// Parse a ruleset in `format` (or the detected one) into the normalized model.
@@ -85,6 +95,7 @@ pub fn parse_ruleset(
         RulesetFormat::Auto => unreachable!("resolved above"),
         RulesetFormat::IptablesSave => iptables::parse(text, file)?,
         RulesetFormat::NftJson => nft::parse(text, file)?,
+        RulesetFormat::NftText => nft_text::parse(text, file)?,
         RulesetFormat::NsxJson => nsx::parse(text, file)?,
     };
     match jump_loop(&rs) {

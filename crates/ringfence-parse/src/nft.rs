@@ -109,6 +109,18 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             }
         }
     };
+    lower_items(&items, file)
+}
+
+/// Lower the items of an `nftables` array (already parsed) into the model:
+/// the nft text reader prints what it reads as these items, so text and
+/// JSON go through the same lowering.
+pub(crate) fn lower(items: Vec<Value>, file: &str) -> Result<Ruleset, InputErrors> {
+    let items: Vec<Item<'_>> = items.into_iter().map(Item::Parsed).collect();
+    lower_items(&items, file)
+}
+
+fn lower_items(items: &[Item<'_>], file: &str) -> Result<Ruleset, InputErrors> {
     let mut p = Parser {
         file,
         errors: Vec::new(),
@@ -125,7 +137,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         unknown_chains: Vec::new(),
         nat_chains: Vec::new(),
     };
-    p.document(&items);
+    p.document(items);
     if !p.errors.is_empty() {
         return Err(InputErrors(p.errors));
     }
@@ -2277,7 +2289,7 @@ fn mangles_header(body: &Value) -> bool {
 }
 
 /// Standard priority names (ip, ip6 and inet families), optionally `name + n` / `name - n`.
-fn priority_name(s: &str) -> Option<i32> {
+pub(crate) fn priority_name(s: &str) -> Option<i32> {
     let s = s.trim();
     if let Ok(n) = s.parse() {
         return Some(n);
