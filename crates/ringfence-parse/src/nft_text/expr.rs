@@ -129,14 +129,24 @@ pub struct Reader<'t> {
     toks: &'t [Tok],
     i: usize,
     file: &'t str,
+    /// Nesting of sets and parentheses (bounded: the reader recurses).
+    depth: usize,
 }
+
+/// At most this many nested sets or parentheses.
+const MAX_DEPTH: usize = 32;
 
 type R<T> = Result<T, InputError>;
 
 impl<'t> Reader<'t> {
     /// A reader over `toks` (no newlines: the caller drops those inside braces).
     pub fn new(toks: &'t [Tok], file: &'t str) -> Self {
-        Reader { toks, i: 0, file }
+        Reader {
+            toks,
+            i: 0,
+            file,
+            depth: 0,
+        }
     }
 
     fn peek(&self) -> Option<&'t Tok> {
@@ -737,8 +747,17 @@ impl<'t> Reader<'t> {
             }
             Kind::Punct("{") => self.set(false),
             Kind::Punct("(") => {
+                if self.depth >= MAX_DEPTH {
+                    return Err(self.err(
+                        t.pos,
+                        format!("parentheses nest more than {MAX_DEPTH} deep"),
+                    ));
+                }
                 self.i += 1;
-                let (v, _) = self.value_expr(true)?;
+                self.depth += 1;
+                let inner = self.value_expr(true);
+                self.depth -= 1;
+                let (v, _) = inner?;
                 if !self.next_is(")") {
                     return Err(
                         self.err(self.here(), format!("expected `)`, found {}", self.found()))
@@ -767,6 +786,16 @@ impl<'t> Reader<'t> {
     /// The elements of `{ ... }`, each with where it starts.
     pub fn elements(&mut self, map: bool) -> R<Vec<(Value, Pos)>> {
         let open = self.here();
+        if self.depth >= MAX_DEPTH {
+            return Err(self.err(open, format!("sets nest more than {MAX_DEPTH} deep")));
+        }
+        self.depth += 1;
+        let r = self.elements_inner(map, open);
+        self.depth -= 1;
+        r
+    }
+
+    fn elements_inner(&mut self, map: bool, open: Pos) -> R<Vec<(Value, Pos)>> {
         if !self.next_is("{") {
             return Err(self.err(open, format!("expected `{{`, found {}", self.found())));
         }
