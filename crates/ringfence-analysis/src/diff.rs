@@ -48,17 +48,20 @@ fn accepted_not_in(a: &Engine<'_>, b: &Engine<'_>, hook: Hook) -> (Vec<Outcome>,
     let (acc, incomplete) = a.accepted_beyond(hook, &scope, &[], DEFAULT_BUDGET);
     let mut out = Vec::new();
     let mut complete = !incomplete;
-    // Certainly accepted regions only: a region `a` possibly accepts (an
-    // unknown outcome) is not reported as a change.
+    // Certainly accepted regions only: a region `a` possibly accepts (a
+    // branch does not accept, or a rule the model cannot follow decides it)
+    // is not reported as a change. It is a change when `b` does not
+    // certainly accept it (some branch of `b` does not accept).
     for o in acc.into_iter().filter(|o| o.fate == Fate::Accept) {
-        match b.classify(hook, vec![o.b.clone()]) {
+        match b.classify_settled(hook, vec![o.b.clone()]) {
             Ok(v) => {
                 for x in v {
-                    if x.fate != Fate::Accept {
+                    if !x.all_accept() {
                         out.push(Outcome {
                             b: x.b,
                             fate: Fate::Accept,
                             path: o.path.clone(),
+                            fork: None,
                         });
                     }
                 }

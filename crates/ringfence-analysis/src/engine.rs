@@ -1,17 +1,20 @@
 //! The exact packet-space engine.
 //!
 //! Each chain is compiled once into a *plan*: an ordered list of boxes, each
-//! with a fate (accept, drop, reject, unknown, return, or "skip to position
-//! k"). A packet's fate in the chain is the fate of the first box containing
-//! it. A jump inlines the target's plan cut down to the jump rule's box, with
+//! with a fate (accept, drop, reject, unknown, return, "skip to position k",
+//! or "fork": both continue at the rule's action and skip past it). A
+//! packet's fate in the chain is the fate of the first box containing it; at
+//! a fork box (a rule that may or may not match) it takes both ways, so a
+//! packet can have several outcomes, one per branch. A jump inlines the target's plan cut down to the jump rule's box, with
 //! the target's returns turned into skips past the inlined part; a goto inlines
 //! it with returns kept (they return from the calling chain, iptables
 //! semantics) and closes with a return box for whatever the target did not
 //! decide. Each chain's plan is computed once however many rules jump to it.
 //!
-//! Region queries walk a plan with a list of disjoint fragments, each tagged
-//! with the position it resumes at; a destination index limits the walk to the
-//! boxes that can meet the query. Nothing ever builds the complement of a
+//! Region queries walk a plan with a list of fragments, each tagged with the
+//! position it resumes at (and the first fork it went through); fragments
+//! are disjoint until a fork copies one into its two branches. A destination
+//! index limits the walk to the boxes that can meet the query. Nothing ever builds the complement of a
 //! large union unless a query asks for it, and every walk has a fragment budget:
 //! a query over budget says so instead of answering wrongly.
 
@@ -32,12 +35,59 @@ pub enum Fate {
     Drop,
     /// Rejected.
     Reject,
-    /// Decided by something the model cannot evaluate.
+    /// Reached a target the model cannot follow (DNAT, REDIRECT, a queue,
+    /// an unknown extension) or a jump loop: anything may happen.
     Unknown,
     /// Falls back to the caller (or the base chain's policy).
     Return,
     /// Continues at this plan position (the rest of an inlined jump target is skipped).
     Skip(u32),
+    /// A rule that may or may not match (an opaque match): the packets take
+    /// both branches, one continuing at the first position (the rule's
+    /// action, compiled as if it matched), one at the second (past the
+    /// rule's action: it did not match).
+    Fork(u32, u32),
+}
+
+/// A branch of a region query between base chains: the packets, the path
+/// so far, and the first rule on their way that may or may not match.
+type Branch = (PBox, Path, Option<(u32, u32)>);
+
+/// No fork met yet (see [`Frag::fork`]).
+pub const NO_FORK: u32 = u32::MAX;
+
+/// A fragment of a region query: packets that resume at a plan position.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Frag {
+    /// The packets.
+    pub b: PBox,
+    /// The plan position they resume at (when decided: the deciding position).
+    pub pos: u32,
+    /// The plan position of the first fork box these packets went through
+    /// in this walk, or [`NO_FORK`]. Packets that met no fork have exactly
+    /// one branch; packets that did may have others.
+    pub fork: u32,
+}
+
+impl Frag {
+    /// Packets at `pos` that met no fork.
+    pub fn new(b: PBox, pos: u32) -> Self {
+        Self {
+            b,
+            pos,
+            fork: NO_FORK,
+        }
+    }
+}
+
+/// How a walk treats fork boxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forks {
+    /// Follow both branches (the real semantics).
+    Branch,
+    /// A fork box decides its packets like any other box: finds, for each
+    /// packet, the first box where its branches may part.
+    Decide,
 }
 
 /// One plan box.
@@ -73,7 +123,13 @@ pub const DEFAULT_BUDGET: usize = 200_000;
 /// Most fragment-box comparisons one walk may make before it gives up.
 pub const WORK_LIMIT: usize = 32_000_000;
 
-/// A region with the fate a hook gives it.
+/// A region with the fate one branch of the path gives it.
+///
+/// [`Engine::classify`] covers its region with outcomes; packets that meet
+/// no rule the model may or may not match (no fork) are in exactly one
+/// outcome (`fork: None`). Packets that do are in one outcome per branch, so
+/// such outcomes overlap; [`settle`] turns them into disjoint regions with
+/// every outcome their packets can have.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// The packets.
@@ -82,6 +138,118 @@ pub struct Outcome {
     pub fate: Fate,
     /// The rules that decided, through every base chain on the hook.
     pub path: Path,
+    /// The first rule on the packets' way that may or may not match (the
+    /// rule where their branches part), as a `(chain, rule)` key; `None`
+    /// when there is none and this is the packets' only outcome.
+    pub fork: Option<(u32, u32)>,
+}
+
+/// A region whose packets all have the same possible outcomes.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// The packets.
+    pub b: PBox,
+    /// Every branch's fate and deciding path (one entry when the packets
+    /// meet no fork).
+    pub outcomes: smallvec::SmallVec<[(Fate, Path); 1]>,
+    /// The first rule on the packets' way that may or may not match.
+    pub fork: Option<(u32, u32)>,
+}
+
+impl Settled {
+    /// Every branch accepts.
+    pub fn all_accept(&self) -> bool {
+        self.outcomes.iter().all(|(f, _)| *f == Fate::Accept)
+    }
+
+    /// Every branch drops or rejects.
+    pub fn all_blocked(&self) -> bool {
+        self.outcomes
+            .iter()
+            .all(|(f, _)| matches!(f, Fate::Drop | Fate::Reject))
+    }
+
+    /// Some branch accepts, or ends in a fate the model cannot follow.
+    pub fn may_accept(&self) -> bool {
+        self.outcomes
+            .iter()
+            .any(|(f, _)| matches!(f, Fate::Accept | Fate::Unknown))
+    }
+}
+
+/// Disjoint regions with every outcome their packets can have, from the
+/// (possibly overlapping, one per branch) outcomes of [`Engine::classify`].
+/// Outcomes without a fork are their packets' only outcome and pass through
+/// unchanged; the others are overlaid. Over budget when the overlay needs
+/// more than `budget` regions or [`WORK_LIMIT`] comparisons.
+pub fn settle(outcomes: Vec<Outcome>, budget: usize) -> Result<Vec<Settled>, OverBudget> {
+    let mut out = Vec::with_capacity(outcomes.len());
+    let mut forked: Vec<Settled> = Vec::new();
+    let mut work = 0usize;
+    for o in outcomes {
+        let Some(fork) = o.fork else {
+            out.push(Settled {
+                b: o.b,
+                outcomes: smallvec::smallvec![(o.fate, o.path)],
+                fork: None,
+            });
+            continue;
+        };
+        let branch = (o.fate, o.path);
+        // The part of `o.b` not yet covered by any region.
+        let mut rest: Vec<PBox> = vec![o.b.clone()];
+        let mut next: Vec<Settled> = Vec::with_capacity(forked.len() + 1);
+        work += forked.len();
+        if work > WORK_LIMIT {
+            return Err(OverBudget);
+        }
+        for s in forked {
+            if !s.b.overlaps(&o.b) {
+                next.push(s);
+                continue;
+            }
+            if !rest.is_empty() {
+                rest = rest.iter().flat_map(|r| r.subtract(&s.b)).collect();
+            }
+            let with = |b: PBox, s: &Settled| {
+                let mut outcomes = s.outcomes.clone();
+                if !outcomes.contains(&branch) {
+                    outcomes.push(branch.clone());
+                }
+                Settled {
+                    b,
+                    outcomes,
+                    fork: s.fork,
+                }
+            };
+            if s.b.is_subset(&o.b) {
+                next.push(with(s.b.clone(), &s));
+                continue;
+            }
+            let inside = s.b.intersect(&o.b).expect("overlaps");
+            next.push(with(inside, &s));
+            for piece in s.b.subtract(&o.b) {
+                next.push(Settled {
+                    b: piece,
+                    outcomes: s.outcomes.clone(),
+                    fork: s.fork,
+                });
+            }
+        }
+        for r in rest {
+            next.push(Settled {
+                b: r,
+                outcomes: smallvec::smallvec![branch.clone()],
+                fork: Some(fork),
+            });
+        }
+        if next.len() > budget {
+            return Err(OverBudget);
+        }
+        forked = next;
+    }
+    out.extend(forked);
+    Ok(out)
 }
 
 /// A ruleset compiled for region queries.
@@ -170,6 +338,19 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The key of the rule that decided a path: its last rule outside the
+    /// chains standing for targets the model cannot follow
+    /// ([`ringfence_model::Chain::is_unknown_target`], whose one rule stands
+    /// for every use of the target), so an unknown fate names the rule that
+    /// jumped there.
+    pub fn deciding_key(&self, path: &[(u32, u32)]) -> Option<(u32, u32)> {
+        path.iter()
+            .rev()
+            .find(|&&(c, _)| !self.rs.chains[c as usize].is_unknown_target())
+            .or(path.last())
+            .copied()
+    }
+
     /// The whole header space a hook can see for new connections: every
     /// address of both families, every protocol and port, state NEW, and the
     /// interfaces the hook has (input: no output interface; output: no input
@@ -200,38 +381,25 @@ impl<'a> Engine<'a> {
         b
     }
 
-    /// Walk fragments `(box, resume position, path so far)` through plan
-    /// positions `[from, to)`. Returns the decided fragments (with the deciding
-    /// plan position) and the survivors.
-    #[allow(clippy::type_complexity)]
+    /// Walk fragments through plan positions `[from, to)`. Returns the
+    /// decided fragments (`pos` is the deciding plan position) and the
+    /// survivors (`pos` is where they resume). With [`Forks::Branch`] a
+    /// fragment that meets a fork box continues both ways, so the results
+    /// may overlap (one fragment per branch); identical copies that meet
+    /// again are kept once.
     pub fn walk(
         &self,
         plan: &Plan,
-        frags: Vec<(PBox, u32)>,
+        mut frags: Vec<Frag>,
         from: u32,
         to: u32,
         budget: usize,
-    ) -> Result<(Vec<(PBox, u32)>, Vec<(PBox, u32)>), OverBudget> {
-        self.walk_with(plan, frags, from, to, budget, false)
-    }
-
-    /// [`Engine::walk`]; with `may_not_match`, boxes of unknown fate (opaque
-    /// matches) let packets through instead of deciding them, which is the
-    /// reading needed to prove that a later rule can be reached.
-    #[allow(clippy::type_complexity)]
-    pub fn walk_with(
-        &self,
-        plan: &Plan,
-        mut frags: Vec<(PBox, u32)>,
-        from: u32,
-        to: u32,
-        budget: usize,
-        may_not_match: bool,
-    ) -> Result<(Vec<(PBox, u32)>, Vec<(PBox, u32)>), OverBudget> {
+        forks: Forks,
+    ) -> Result<(Vec<Frag>, Vec<Frag>), OverBudget> {
         let mut cands = Vec::new();
-        for (f, _) in &frags {
-            let (lo, hi) = hull(f);
-            plan.index.query_into(f.fam, lo, hi, &mut cands);
+        for f in &frags {
+            let (lo, hi) = hull(&f.b);
+            plan.index.query_into(f.b.fam, lo, hi, &mut cands);
         }
         cands.sort_unstable();
         cands.dedup();
@@ -239,6 +407,7 @@ impl<'a> Engine<'a> {
         // Work bound: fragment-box comparisons; a region that many boxes cut
         // apart could otherwise take quadratic time before the budget trips.
         let mut work: usize = 0;
+        let mut forked = false;
         for j in cands {
             if j < from || j >= to {
                 continue;
@@ -247,27 +416,61 @@ impl<'a> Engine<'a> {
                 break;
             }
             let q = &plan.pieces[j as usize];
-            if may_not_match && q.fate == Fate::Unknown {
-                continue;
-            }
             work += frags.len();
             if work > WORK_LIMIT {
                 return Err(OverBudget);
             }
             let mut next = Vec::with_capacity(frags.len());
-            for (f, pos) in frags {
-                if pos > j || !f.overlaps(&q.b) {
-                    next.push((f, pos));
+            let mut moved = false;
+            for f in frags {
+                if f.pos > j || !f.b.overlaps(&q.b) {
+                    next.push(f);
                     continue;
                 }
-                let inside = f.intersect(&q.b).expect("overlaps");
-                for o in f.subtract(&q.b) {
-                    next.push((o, pos));
+                let inside = f.b.intersect(&q.b).expect("overlaps");
+                for o in f.b.subtract(&q.b) {
+                    next.push(Frag {
+                        b: o,
+                        pos: f.pos,
+                        fork: f.fork,
+                    });
                 }
                 match q.fate {
-                    Fate::Skip(k) => next.push((inside, k)),
-                    _ => decided.push((inside, j)),
+                    Fate::Skip(k) => {
+                        moved = true;
+                        next.push(Frag {
+                            b: inside,
+                            pos: k,
+                            fork: f.fork,
+                        });
+                    }
+                    Fate::Fork(matched, unmatched) if forks == Forks::Branch => {
+                        moved = true;
+                        forked = true;
+                        let fork = if f.fork == NO_FORK { j } else { f.fork };
+                        next.push(Frag {
+                            b: inside.clone(),
+                            pos: matched,
+                            fork,
+                        });
+                        next.push(Frag {
+                            b: inside,
+                            pos: unmatched,
+                            fork,
+                        });
+                    }
+                    _ => decided.push(Frag {
+                        b: inside,
+                        pos: j,
+                        fork: f.fork,
+                    }),
                 }
+            }
+            // Branches that meet again (a fork's action falls through to
+            // where its other branch resumed) go on as one: the same packets
+            // at the same position have the same future.
+            if forked && moved {
+                dedup_frags(&mut next);
             }
             if next.len() + decided.len() > budget {
                 return Err(OverBudget);
@@ -277,72 +480,113 @@ impl<'a> Engine<'a> {
         Ok((decided, frags))
     }
 
-    /// Classify a region on a hook: every base chain in priority order must
-    /// accept. Returns disjoint outcomes covering the region.
+    /// Classify a region on the path `hook` names: every base chain in
+    /// order must accept. Returns outcomes covering the region: disjoint for
+    /// packets that meet no fork, one per branch for those that do (see
+    /// [`Outcome`] and [`settle`]).
     pub fn classify(&self, hook: Hook, region: Vec<PBox>) -> Result<Vec<Outcome>, OverBudget> {
         self.classify_from(
             hook,
             0,
-            region.into_iter().map(|b| (b, Path::new())).collect(),
+            region.into_iter().map(|b| (b, Path::new(), None)).collect(),
         )
     }
 
+    /// [`Engine::classify`], settled: disjoint regions with every outcome
+    /// their packets can have.
+    pub fn classify_settled(
+        &self,
+        hook: Hook,
+        region: Vec<PBox>,
+    ) -> Result<Vec<Settled>, OverBudget> {
+        settle(self.classify(hook, region)?, DEFAULT_BUDGET)
+    }
+
+    /// The `(chain, rule)` key of the rule behind the fork box at `pos` of
+    /// `plan` (the last step of its path: the rule with the opaque match).
+    fn fork_key(plan: &Plan, pos: u32) -> Option<(u32, u32)> {
+        if pos == NO_FORK {
+            None
+        } else {
+            plan.pieces[pos as usize].path.last().copied()
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
     fn classify_from(
         &self,
         hook: Hook,
         first_base: usize,
-        mut current: Vec<(PBox, Path)>,
+        mut current: Vec<Branch>,
     ) -> Result<Vec<Outcome>, OverBudget> {
         let mut out = Vec::new();
+        let mut any_fork = false;
         for &base in self.base_chains(hook).iter().skip(first_base) {
             let plan = &self.plans[base.0];
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
+            // Branches that an earlier chain accepted with the same packets
+            // have the same future from here (the deciding rule of every
+            // outcome will be in this chain or a later one): walk them once.
+            if any_fork && current.len() > 1 {
+                let mut seen: std::collections::HashSet<PBox> =
+                    std::collections::HashSet::with_capacity(current.len());
+                current.retain(|(b, _, _)| seen.insert(b.clone()));
+            }
             let mut next = Vec::new();
-            for (b, path) in current {
+            for (b, path, fork) in current {
                 let (decided, surv) = self.walk(
                     plan,
-                    vec![(b, 0)],
+                    vec![Frag::new(b, 0)],
                     0,
                     plan.pieces.len() as u32,
                     DEFAULT_BUDGET,
+                    Forks::Branch,
                 )?;
-                for (d, j) in decided {
-                    let piece = &plan.pieces[j as usize];
+                for d in decided {
+                    let piece = &plan.pieces[d.pos as usize];
                     let mut p = path.clone();
                     p.extend_from_slice(&piece.path);
+                    let fork = fork.or_else(|| Self::fork_key(plan, d.fork));
+                    any_fork |= fork.is_some();
                     match piece.fate {
-                        Fate::Accept => next.push((d, p)),
+                        Fate::Accept => next.push((d.b, p, fork)),
                         Fate::Return => {
-                            self.policy_outcome(base, policy, d, p, &mut next, &mut out)
+                            self.policy_outcome(base, policy, d.b, p, fork, &mut next, &mut out)
                         }
                         f => out.push(Outcome {
-                            b: d,
+                            b: d.b,
                             fate: f,
                             path: p,
+                            fork,
                         }),
                     }
                 }
-                for (s, _) in surv {
-                    self.policy_outcome(base, policy, s, path.clone(), &mut next, &mut out);
+                for s in surv {
+                    let fork = fork.or_else(|| Self::fork_key(plan, s.fork));
+                    any_fork |= fork.is_some();
+                    self.policy_outcome(base, policy, s.b, path.clone(), fork, &mut next, &mut out);
                 }
             }
             current = next;
         }
-        out.extend(current.into_iter().map(|(b, path)| Outcome {
+        out.extend(current.into_iter().map(|(b, path, fork)| Outcome {
             b,
             fate: Fate::Accept,
             path,
+            fork,
         }));
         Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn policy_outcome(
         &self,
         base: ChainId,
         policy: Option<Policy>,
         b: PBox,
         mut path: Path,
-        next: &mut Vec<(PBox, Path)>,
+        fork: Option<(u32, u32)>,
+        next: &mut Vec<Branch>,
         out: &mut Vec<Outcome>,
     ) {
         path.push((base.0 as u32, u32::MAX));
@@ -351,41 +595,57 @@ impl<'a> Engine<'a> {
                 b,
                 fate: Fate::Drop,
                 path,
+                fork,
             }),
-            _ => next.push((b, path)),
+            _ => next.push((b, path, fork)),
         }
     }
 
-    /// What the hook accepts inside `region`.
+    /// What the path `hook` names certainly accepts inside `region` (every
+    /// branch accepts), as disjoint regions.
     pub fn accepted_region(
         &self,
         hook: Hook,
         region: Vec<PBox>,
     ) -> Result<Vec<Outcome>, OverBudget> {
         Ok(self
-            .classify(hook, region)?
+            .classify_settled(hook, region)?
             .into_iter()
-            .filter(|o| o.fate == Fate::Accept)
+            .filter(Settled::all_accept)
+            .map(|s| {
+                let (fate, path) = s.outcomes.into_iter().next().expect("one branch at least");
+                Outcome {
+                    b: s.b,
+                    fate,
+                    path,
+                    fork: s.fork,
+                }
+            })
             .collect())
     }
 
     /// Everything the path `hook` names may accept within `scope` (boxes)
     /// minus `allowed`, as disjoint regions with the rules that decide them.
-    /// An outcome of fate [`Fate::Accept`] is certainly accepted; one of fate
-    /// [`Fate::Unknown`] is possibly accepted (a rule the model cannot
-    /// evaluate decides it; its path ends at that rule). The second value is
-    /// true when a part could not be enumerated within the budget (then the
-    /// list is incomplete and says so).
+    /// An outcome of fate [`Fate::Accept`] is certainly accepted (every
+    /// branch accepts); one of fate [`Fate::Unknown`] is possibly accepted:
+    /// some branch accepts and another does not (its path ends at the first
+    /// rule that may or may not match, the one that makes it possible), or
+    /// a target the model cannot follow decides it (its path ends at that
+    /// rule). The second value is true when a part could not be enumerated
+    /// within the budget (then the list is incomplete and says so).
     ///
-    /// Over-approximate, then classify: a packet the whole path accepts must
-    /// get through the *pivot*, the first base chain on the path whose policy
-    /// drops (else the first base chain). There, its first deciding box is an
-    /// accept box or an unknown box (or, when the pivot's policy accepts, a
+    /// Over-approximate, then classify: a packet the whole path may accept
+    /// must get through the *pivot*, the first base chain on the path whose
+    /// policy drops (else the first base chain). Every branch of a packet
+    /// walks the pivot the same way up to the first fork box it meets
+    /// there, so its first deciding box, with fork boxes deciding, is an
+    /// accept, unknown or fork box (or, when the pivot's policy accepts, a
     /// return box or the chain's end). Each such box, cut to the scope, is
     /// walked from the top of the pivot's plan to find the part that really
-    /// reaches it (every box decides in that walk, so each packet is found at
-    /// exactly one box and no region is reported twice), and that part is
-    /// classified through the whole path from its first base chain.
+    /// reaches it (every box decides in that walk, so each packet is found
+    /// at exactly one box and no region is reported twice), and that part
+    /// is classified, every branch, through the whole path from its first
+    /// base chain and settled into regions with all their outcomes.
     pub fn accepted_beyond(
         &self,
         hook: Hook,
@@ -405,6 +665,7 @@ impl<'a> Engine<'a> {
                         b,
                         fate: Fate::Accept,
                         path: Path::new(),
+                        fork: None,
                     })),
                     None => incomplete = true,
                 }
@@ -423,54 +684,57 @@ impl<'a> Engine<'a> {
             let refs: Vec<&PBox> = allowed.iter().filter(|a| a.overlaps(b)).collect();
             crate::space::subtract_all(b, &refs, budget)
         };
-        // What the whole path does with a region whose fate in the pivot is
-        // `fate` (reached through the pivot's boxes on `path`). When the pivot
-        // is the first base chain its decision is already known and only the
-        // later chains are walked; otherwise the earlier chains may drop,
-        // reject or not be evaluable, so the region is classified from the
-        // start of the path.
+        // What the whole path does with a region whose first deciding box
+        // in the pivot has fate `fate` (reached through the pivot's boxes on
+        // `path`). When the pivot is the first base chain and that box
+        // decides (it is no fork), its decision is already known and only
+        // the later chains are walked; otherwise the earlier chains may
+        // drop, reject, fork or not be evaluable, or the packets fork here,
+        // so the region is classified from the start of the path.
         // False when the classification went over budget.
-        let settle = |reach: Vec<(PBox, Path)>, fate: Fate, out: &mut Vec<Outcome>| -> bool {
-            let result = if pi == 0 {
-                match fate {
-                    Fate::Unknown => Ok(reach
-                        .into_iter()
-                        .map(|(b, path)| Outcome {
-                            b,
-                            fate: Fate::Unknown,
-                            path,
-                        })
-                        .collect()),
-                    _ => self.classify_from(hook, 1, reach),
-                }
-            } else {
-                self.classify_from(
+        let settle_reach = |reach: Vec<(PBox, Path)>, fate: Fate, out: &mut Vec<Outcome>| -> bool {
+            let result = match fate {
+                Fate::Unknown if pi == 0 => Ok(reach
+                    .into_iter()
+                    .map(|(b, path)| Outcome {
+                        b,
+                        fate: Fate::Unknown,
+                        path,
+                        fork: None,
+                    })
+                    .collect()),
+                Fate::Accept if pi == 0 => self.classify_from(
+                    hook,
+                    1,
+                    reach.into_iter().map(|(b, p)| (b, p, None)).collect(),
+                ),
+                _ => self.classify_from(
                     hook,
                     0,
-                    reach.into_iter().map(|(b, _)| (b, Path::new())).collect(),
-                )
+                    reach
+                        .into_iter()
+                        .map(|(b, _)| (b, Path::new(), None))
+                        .collect(),
+                ),
             };
-            match result {
+            match result.and_then(|v| settle(v, budget)) {
                 Ok(v) => {
-                    out.extend(
-                        v.into_iter()
-                            .filter(|o| matches!(o.fate, Fate::Accept | Fate::Unknown)),
-                    );
+                    out.extend(v.into_iter().filter_map(|s| self.excess_outcome(s)));
                     true
                 }
                 Err(_) => false,
             }
         };
-        // Accepting and unknown boxes of the pivot, each walked from the top.
+        // Accepting, unknown and fork boxes of the pivot, each walked from the top.
         for (j, piece) in plan.pieces.iter().enumerate() {
-            if !matches!(piece.fate, Fate::Accept | Fate::Unknown) {
+            if !matches!(piece.fate, Fate::Accept | Fate::Unknown | Fate::Fork(..)) {
                 continue;
             }
             let mut frags = Vec::new();
             for s in scope {
                 if let Some(x) = piece.b.intersect(s) {
                     match minus_allowed(&x) {
-                        Some(v) => frags.extend(v.into_iter().map(|b| (b, 0))),
+                        Some(v) => frags.extend(v.into_iter().map(|b| Frag::new(b, 0))),
                         None => incomplete = true,
                     }
                 }
@@ -478,18 +742,85 @@ impl<'a> Engine<'a> {
             if frags.is_empty() {
                 continue;
             }
-            let Ok((decided, surv)) = self.walk(plan, frags, 0, j as u32, budget) else {
+            let Ok((decided, surv)) = self.walk(plan, frags, 0, j as u32, budget, Forks::Decide)
+            else {
                 incomplete = true;
                 continue;
             };
             drop(decided);
             let reach: Vec<(PBox, Path)> = surv
                 .into_iter()
-                .filter(|(_, pos)| *pos <= j as u32)
-                .map(|(b, _)| (b, piece.path.clone()))
+                .filter(|f| f.pos <= j as u32)
+                .map(|f| (f.b, piece.path.clone()))
                 .collect();
-            if !reach.is_empty() && !settle(reach, piece.fate, &mut out) {
+            if !reach.is_empty() && !settle_reach(reach, piece.fate, &mut out) {
                 incomplete = true;
+            }
+        }
+        // Packets that a target the model cannot follow takes before the
+        // pivot: what it does to them is unknown (it may rewrite them past
+        // the pivot), so they are possibly accepted even where the pivot
+        // would drop them as they are. Those the pivot would not drop were
+        // found above; each of the others is taken once, at the first such
+        // box that has it.
+        let mut earlier_unknown: Vec<&PBox> = Vec::new();
+        for &before in &bases[..pi] {
+            for piece in self.plans[before.0]
+                .pieces
+                .iter()
+                .filter(|p| p.fate == Fate::Unknown)
+            {
+                let mut frags = Vec::new();
+                for s in scope {
+                    let Some(x) = piece.b.intersect(s) else {
+                        continue;
+                    };
+                    let refs: Vec<&PBox> = allowed
+                        .iter()
+                        .chain(earlier_unknown.iter().copied())
+                        .filter(|a| a.overlaps(&x))
+                        .collect();
+                    match crate::space::subtract_all(&x, &refs, budget) {
+                        Some(v) => frags.extend(v.into_iter().map(|b| Frag::new(b, 0))),
+                        None => incomplete = true,
+                    }
+                }
+                earlier_unknown.push(&piece.b);
+                if frags.is_empty() {
+                    continue;
+                }
+                let Ok((decided, surv)) = self.walk(
+                    plan,
+                    frags,
+                    0,
+                    plan.pieces.len() as u32,
+                    budget,
+                    Forks::Decide,
+                ) else {
+                    incomplete = true;
+                    continue;
+                };
+                let dropped: Vec<Branch> = decided
+                    .into_iter()
+                    .filter(|f| {
+                        matches!(
+                            plan.pieces[f.pos as usize].fate,
+                            Fate::Drop | Fate::Reject | Fate::Return
+                        )
+                    })
+                    .chain(surv)
+                    .map(|f| (f.b, Path::new(), None))
+                    .collect();
+                if dropped.is_empty() {
+                    continue;
+                }
+                match self
+                    .classify_from(hook, 0, dropped)
+                    .and_then(|v| settle(v, budget))
+                {
+                    Ok(v) => out.extend(v.into_iter().filter_map(|s| self.excess_outcome(s))),
+                    Err(_) => incomplete = true,
+                }
             }
         }
         // Return boxes and the fall-through, when the pivot's policy accepts.
@@ -497,26 +828,33 @@ impl<'a> Engine<'a> {
             let mut frags = Vec::new();
             for s in scope {
                 match minus_allowed(s) {
-                    Some(v) => frags.extend(v.into_iter().map(|b| (b, 0))),
+                    Some(v) => frags.extend(v.into_iter().map(|b| Frag::new(b, 0))),
                     None => incomplete = true,
                 }
             }
-            match self.walk(plan, frags, 0, plan.pieces.len() as u32, budget) {
+            match self.walk(
+                plan,
+                frags,
+                0,
+                plan.pieces.len() as u32,
+                budget,
+                Forks::Decide,
+            ) {
                 Ok((decided, surv)) => {
                     let mut reach: Vec<(PBox, Path)> = decided
                         .into_iter()
-                        .filter(|(_, j)| plan.pieces[*j as usize].fate == Fate::Return)
-                        .map(|(b, j)| {
-                            let mut p = plan.pieces[j as usize].path.clone();
+                        .filter(|f| plan.pieces[f.pos as usize].fate == Fate::Return)
+                        .map(|f| {
+                            let mut p = plan.pieces[f.pos as usize].path.clone();
                             p.push((pivot.0 as u32, u32::MAX));
-                            (b, p)
+                            (f.b, p)
                         })
                         .collect();
                     reach.extend(
                         surv.into_iter()
-                            .map(|(b, _)| (b, smallvec::smallvec![(pivot.0 as u32, u32::MAX)])),
+                            .map(|f| (f.b, smallvec::smallvec![(pivot.0 as u32, u32::MAX)])),
                     );
-                    if !reach.is_empty() && !settle(reach, Fate::Accept, &mut out) {
+                    if !reach.is_empty() && !settle_reach(reach, Fate::Accept, &mut out) {
                         incomplete = true;
                     }
                 }
@@ -524,6 +862,39 @@ impl<'a> Engine<'a> {
             }
         }
         (out, incomplete)
+    }
+
+    /// A settled region as excess: certainly accepted (every branch
+    /// accepts: fate Accept, named by an accepting branch), possibly
+    /// accepted (fate Unknown: some branch accepts or cannot be followed;
+    /// named by the rule where the branches part when some branch accepts,
+    /// else by the rule the model cannot follow), or nothing.
+    fn excess_outcome(&self, s: Settled) -> Option<Outcome> {
+        if !s.may_accept() {
+            return None;
+        }
+        let certain = s.all_accept();
+        let accepting = s.outcomes.iter().any(|(f, _)| *f == Fate::Accept);
+        let (fate, path) = if certain {
+            (Fate::Accept, s.outcomes[0].1.clone())
+        } else {
+            let path = match s.fork {
+                Some(k) if accepting => smallvec::smallvec![k],
+                _ => s
+                    .outcomes
+                    .iter()
+                    .find(|(f, _)| *f == Fate::Unknown)
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or_default(),
+            };
+            (Fate::Unknown, path)
+        };
+        Some(Outcome {
+            b: s.b,
+            fate,
+            path,
+            fork: s.fork,
+        })
     }
 
     /// Shadowed and redundant rules of every chain.
@@ -560,7 +931,7 @@ impl<'a> Engine<'a> {
         let mut redundant = Vec::new();
         for ci in range {
             let chain = &self.rs.chains[ci];
-            if chain.name.starts_with('?') {
+            if chain.is_unknown_target() {
                 continue;
             }
             let plan = &self.plans[ci];
@@ -651,10 +1022,18 @@ impl<'a> Engine<'a> {
         }
         if !reached {
             let mut by: Vec<RuleRef> = Vec::new();
+            // Rules that may not match never shadow anything: their fork
+            // boxes and their actions' boxes are not named.
+            let may_match = |q: &Piece| {
+                !self.rs.chains[ci].rules[q.path[0].1 as usize]
+                    .matches
+                    .opaque
+                    .is_empty()
+            };
             for b in boxes {
                 for j in self.candidates(plan, b, 0, start) {
                     let q = &plan.pieces[j as usize];
-                    if q.fate != Fate::Unknown && q.b.overlaps(b) {
+                    if q.fate != Fate::Unknown && !may_match(q) && q.b.overlaps(b) {
                         let rr = self.rule_ref(q.path[0]);
                         if !by.contains(&rr) && by.len() < 10 {
                             by.push(rr);
@@ -792,10 +1171,21 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let q = &plan.pieces[cands[k] as usize];
-            if let Fate::Skip(s) = q.fate {
-                if let Some(inside) = f.intersect(&q.b) {
-                    stack.push((inside, k + 1, s));
+            match q.fate {
+                Fate::Skip(s) => {
+                    if let Some(inside) = f.intersect(&q.b) {
+                        stack.push((inside, k + 1, s));
+                    }
                 }
+                // Both branches; the one past the rule (searched first) is
+                // the likelier to reach a later position.
+                Fate::Fork(m, n) => {
+                    if let Some(inside) = f.intersect(&q.b) {
+                        stack.push((inside.clone(), k + 1, m));
+                        stack.push((inside, k + 1, n));
+                    }
+                }
+                _ => {}
             }
             let mut outs = f.subtract(&q.b);
             outs.reverse();
@@ -862,6 +1252,8 @@ fn point_reaches(plan: &Plan, cands: &[u32], p: &PBox, to: u32) -> bool {
         if q.b.overlaps(p) {
             match q.fate {
                 Fate::Skip(s) => rp = s,
+                // One real branch: the rule does not match.
+                Fate::Fork(_, n) => rp = n,
                 _ => return false,
             }
         }
@@ -909,6 +1301,7 @@ fn build(
     }
     state[c] = 1;
     let chain = &rs.chains[c];
+    let unknown_target = chain.is_unknown_target();
     let mut pieces: Vec<Piece> = Vec::new();
     let mut spans = Vec::with_capacity(chain.rules.len());
     let mut rule_boxes = Vec::with_capacity(chain.rules.len());
@@ -925,11 +1318,22 @@ fn build(
                 });
             }
         };
-        if !rule.matches.opaque.is_empty() {
-            if !matches!(rule.action, Action::Continue) {
-                push_all(&mut pieces, Fate::Unknown);
-            }
+        if unknown_target {
+            // A target the model cannot follow: whatever reaches it has an
+            // unknown fate (its one rule is not a may-match question).
+            push_all(&mut pieces, Fate::Unknown);
+        } else if matches!(rule.action, Action::Continue) {
+            // No verdict, matched or not: nothing to compile, opaque or not.
         } else {
+            // A rule that may or may not match forks: one fork box per match
+            // box, each sending its packets both to the action (compiled
+            // below as if the rule matched) and past it. The positions are
+            // filled in once the action's length is known.
+            let may_match = !rule.matches.opaque.is_empty();
+            if may_match {
+                push_all(&mut pieces, Fate::Fork(0, 0));
+            }
+            let action_start = pieces.len() as u32;
             match &rule.action {
                 Action::Accept => push_all(&mut pieces, Fate::Accept),
                 Action::Drop => push_all(&mut pieces, Fate::Drop),
@@ -955,6 +1359,12 @@ fn build(
                             }
                         }
                     }
+                }
+            }
+            if may_match {
+                let end = pieces.len() as u32;
+                for p in &mut pieces[start as usize..action_start as usize] {
+                    p.fate = Fate::Fork(action_start, end);
                 }
             }
         }
@@ -992,9 +1402,11 @@ fn inline(pieces: &mut Vec<Piece>, tp: &Plan, boxes: &[PBox], key: (u32, u32), g
     let origs: Vec<u32> = cut.iter().map(|(j, _)| *j).collect();
     for (j, x) in cut {
         let src = &tp.pieces[j as usize];
+        let at = |k: u32| base + origs.partition_point(|&o| o < k) as u32;
         let fate = match src.fate {
             Fate::Return if !goto => Fate::Skip(end),
-            Fate::Skip(k) => Fate::Skip(base + origs.partition_point(|&o| o < k) as u32),
+            Fate::Skip(k) => Fate::Skip(at(k)),
+            Fate::Fork(m, n) => Fate::Fork(at(m), at(n)),
             f => f,
         };
         let mut path = Path::with_capacity(src.path.len() + 1);
@@ -1008,3 +1420,26 @@ fn inline(pieces: &mut Vec<Piece>, tp: &Plan, boxes: &[PBox], key: (u32, u32), g
 pub const NEW: u8 = CtStates::NEW;
 /// Conntrack state ESTABLISHED only.
 pub const ESTABLISHED: u8 = CtStates::ESTABLISHED;
+
+/// Drop exact copies of a fragment (same packets, position and first
+/// fork), keeping the first: branches of a fork that meet again.
+fn dedup_frags(v: &mut Vec<Frag>) {
+    use std::hash::BuildHasher;
+    if v.len() < 2 {
+        return;
+    }
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut by_hash: std::collections::HashMap<u64, smallvec::SmallVec<[usize; 1]>> =
+        std::collections::HashMap::with_capacity(v.len());
+    let mut keep = vec![true; v.len()];
+    for i in 0..v.len() {
+        let kept = by_hash.entry(hasher.hash_one(&v[i])).or_default();
+        if kept.iter().any(|&k| v[k] == v[i]) {
+            keep[i] = false;
+        } else {
+            kept.push(i);
+        }
+    }
+    let mut it = keep.into_iter();
+    v.retain(|_| it.next().unwrap_or(true));
+}

@@ -1,7 +1,7 @@
 //! `verify`: required flows, their replies, excess, shadowed and redundant
 //! rules, default deny — the report documented in `docs/verify-json.md`.
 
-use crate::engine::{Engine, Fate, Outcome, DEFAULT_BUDGET};
+use crate::engine::{Engine, Fate, Outcome, Settled, DEFAULT_BUDGET};
 use crate::space::ISet;
 use crate::space::{
     fam_full, format_addrs, format_ports, format_proto, proto_name, Fam, IfaceUniverse, PBox,
@@ -213,13 +213,37 @@ pub fn flow_boxes(f: &ResolvedFlow, u: &IfaceUniverse, reply: bool) -> Vec<PBox>
     out
 }
 
-fn status_of(outcomes: &[Outcome]) -> Status {
-    let acc = outcomes.iter().any(|o| o.fate == Fate::Accept);
-    let blocked = outcomes
-        .iter()
-        .any(|o| matches!(o.fate, Fate::Drop | Fate::Reject));
-    let unknown = outcomes.iter().any(|o| o.fate == Fate::Unknown);
-    match (acc, blocked, unknown) {
+/// How certain the fate of a settled region is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Certainty {
+    /// Every branch accepts.
+    Accepted,
+    /// Every branch drops or rejects.
+    Blocked,
+    /// Branches differ, or one ends where the model cannot follow.
+    Unsure,
+}
+
+fn certainty(s: &Settled) -> Certainty {
+    if s.all_accept() {
+        Certainty::Accepted
+    } else if s.all_blocked() {
+        Certainty::Blocked
+    } else {
+        Certainty::Unsure
+    }
+}
+
+/// A flow's status from its settled regions: allowed when every branch of
+/// every packet accepts, blocked when none does, partial when some packets
+/// are certainly accepted and others certainly blocked, unknown otherwise.
+fn status_of(settled: &[Settled]) -> Status {
+    let has = |c: Certainty| settled.iter().any(|s| certainty(s) == c);
+    match (
+        has(Certainty::Accepted),
+        has(Certainty::Blocked),
+        has(Certainty::Unsure),
+    ) {
         (true, true, _) => Status::Partial,
         (_, _, true) => Status::Unknown,
         (true, false, false) => Status::Allowed,
@@ -234,27 +258,38 @@ fn status_of(outcomes: &[Outcome]) -> Status {
 /// whose one rule stands for every use of the target), so an unknown verdict
 /// names the rule that made it unknown.
 fn deciding_key(engine: &Engine<'_>, path: &[(u32, u32)]) -> Option<(u32, u32)> {
-    path.iter()
-        .rev()
-        .find(|&&(c, _)| !engine.rs.chains[c as usize].name.starts_with('?'))
-        .or(path.last())
-        .copied()
+    engine.deciding_key(path)
 }
 
+/// The rules behind the settled regions `keep` selects, at most 20: for a
+/// region whose branches differ, the rule where they part first, then the
+/// deciding rule of each branch whose fate `fate` selects.
 fn deciding_rules(
     engine: &Engine<'_>,
-    outcomes: &[Outcome],
-    filter: impl Fn(Fate) -> bool,
+    settled: &[Settled],
+    keep: impl Fn(&Settled) -> bool,
+    fate: impl Fn(Fate) -> bool,
 ) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
-    for o in outcomes.iter().filter(|o| filter(o.fate)) {
-        if let Some(k) = deciding_key(engine, &o.path) {
+    let add = |k: Option<(u32, u32)>, v: &mut Vec<String>| {
+        if let Some(k) = k {
             let r = engine.rule_ref(k).to_string();
             if !v.contains(&r) {
                 v.push(r);
             }
         }
+    };
+    for s in settled.iter().filter(|s| keep(s)) {
+        if certainty(s) == Certainty::Unsure {
+            add(s.fork, &mut v);
+        }
+        for (f, path) in &s.outcomes {
+            if fate(*f) {
+                add(deciding_key(engine, path), &mut v);
+            }
+        }
         if v.len() >= 20 {
+            v.truncate(20);
             break;
         }
     }
@@ -292,27 +327,32 @@ pub fn check_flow(engine: &Engine<'_>, hook: Hook, f: &ResolvedFlow) -> FlowResu
         .into_iter()
         .map(|b| engine.restrict_to_hook(b, rh, CtStates::ESTABLISHED))
         .collect();
-    let out = engine.classify(hook, fwd);
-    let back = engine.classify(rh, rev);
+    let out = engine.classify_settled(hook, fwd);
+    let back = engine.classify_settled(rh, rev);
     let (status, blocked_example, rules) = match &out {
         Ok(o) => {
             let st = status_of(o);
             let ex = o
                 .iter()
-                .find(|x| matches!(x.fate, Fate::Drop | Fate::Reject))
-                .or_else(|| o.iter().find(|x| x.fate == Fate::Unknown))
+                .find(|x| certainty(x) == Certainty::Blocked)
+                .or_else(|| o.iter().find(|x| certainty(x) == Certainty::Unsure))
                 .and_then(|x| example(&x.b, &engine.u));
             let rules = if st == Status::Allowed {
-                deciding_rules(engine, o, |_| true)
+                deciding_rules(engine, o, |_| true, |_| true)
             } else {
-                deciding_rules(engine, o, |f| f != Fate::Accept)
+                deciding_rules(
+                    engine,
+                    o,
+                    |s| certainty(s) != Certainty::Accepted,
+                    |f| f != Fate::Accept,
+                )
             };
             (st, ex, rules)
         }
         Err(_) => (Status::Unknown, None, vec![]),
     };
     let (replies, reply_rules) = match &back {
-        Ok(o) => (status_of(o), deciding_rules(engine, o, |_| true)),
+        Ok(o) => (status_of(o), deciding_rules(engine, o, |_| true, |_| true)),
         Err(_) => (Status::Unknown, vec![]),
     };
     FlowResult {

@@ -2,14 +2,19 @@
 //!
 //! Random small rulesets (user chains, jumps, gotos, returns, negated
 //! interfaces, port and address ranges, conntrack states, policies, two base
-//! chains on one hook) and random packets from the same small value domains,
-//! so rules overlap often.
+//! chains on one hook, rules the model cannot evaluate with every action,
+//! jumps to a target the model cannot follow) and random packets from the
+//! same small value domains, so rules overlap often. A rule that may or may
+//! not match gives a packet several outcomes: trace's set of outcomes must
+//! be exactly the engine's, none missed and none extra.
 
 use proptest::prelude::*;
 use ringfence_analysis::engine::DEFAULT_BUDGET;
 use ringfence_analysis::space::packet_box;
+use ringfence_analysis::trace::Decision;
 use ringfence_analysis::{Engine, Fate, IfaceUniverse, Tracer};
 use ringfence_model::*;
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 const IFACES: [&str; 4] = ["eth0", "eth1", "veth0", "lo"];
@@ -59,7 +64,7 @@ fn a_match() -> impl Strategy<Value = Match> {
         iface(),
         iface(),
         prop_oneof![4 => Just(CtStates::ALL), 1 => Just(CtStates(CtStates::NEW)), 1 => Just(CtStates(CtStates::ESTABLISHED | CtStates::RELATED))],
-        prop::bool::weighted(0.05),
+        prop::bool::weighted(0.15),
     )
         .prop_map(|(src, dst, protocol, sport, dport, iif, oif, ct_state, opaque)| Match {
             src,
@@ -74,10 +79,16 @@ fn a_match() -> impl Strategy<Value = Match> {
         })
 }
 
-/// Action choice; chain targets are resolved to later chains so there are no loops.
+/// Action choice; chain targets are resolved to later chains so there are
+/// no loops; 7 and 8 jump and go to the chain standing for a target the
+/// model cannot follow.
 fn action_code() -> impl Strategy<Value = u8> {
-    prop_oneof![3 => Just(0u8), 3 => Just(1), 1 => Just(2), 2 => Just(3), 1 => Just(4), 3 => Just(5), 2 => Just(6)]
+    prop_oneof![3 => Just(0u8), 3 => Just(1), 1 => Just(2), 2 => Just(3), 1 => Just(4), 3 => Just(5), 2 => Just(6), 1 => Just(7), 1 => Just(8)]
 }
+
+/// The name of the chain standing for a target the model cannot follow, as
+/// the parsers synthesize it.
+const UNKNOWN_TARGET: &str = "?DNAT";
 
 fn ruleset() -> impl Strategy<Value = Ruleset> {
     let chain = prop::collection::vec((a_match(), action_code(), 0usize..8), 0..7);
@@ -88,8 +99,10 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
         prop::bool::ANY,
     )
         .prop_map(|(chains, p0, p1, two_bases)| {
-            // Chains 0 and 1 are base chains on forward; 2..4 are user chains.
+            // Chains 0 and 1 are base chains on forward; 2..4 are user
+            // chains; chain 4 stands for a target the model cannot follow.
             let n = chains.len();
+            let unknown = ChainId(n);
             let mut out = Vec::new();
             for (ci, rules) in chains.into_iter().enumerate() {
                 let base = match ci {
@@ -119,7 +132,9 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                             3 => Action::Return,
                             4 => Action::Continue,
                             5 => Action::Jump { target: target? },
-                            _ => Action::Goto { target: target? },
+                            6 => Action::Goto { target: target? },
+                            7 => Action::Jump { target: unknown },
+                            _ => Action::Goto { target: unknown },
                         };
                         Some(Rule {
                             matches: m,
@@ -138,6 +153,24 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                     rules,
                 });
             }
+            out.push(Chain {
+                name: UNKNOWN_TARGET.into(),
+                base: None,
+                rules: vec![Rule {
+                    matches: Match {
+                        opaque: vec![Opaque {
+                            text: "-j DNAT".into(),
+                        }],
+                        ..Match::any()
+                    },
+                    action: Action::Drop,
+                    origin: RuleRef::Line {
+                        file: "p".into(),
+                        line: 9999,
+                    },
+                    comment: None,
+                }],
+            });
             Ruleset {
                 format: SourceFormat::IptablesSave,
                 source: "p".into(),
@@ -170,49 +203,102 @@ fn packet() -> impl Strategy<Value = Packet> {
         })
 }
 
-fn verdict_fate(v: Verdict) -> Fate {
-    match v {
-        Verdict::Accept => Fate::Accept,
-        Verdict::Drop => Fate::Drop,
-        Verdict::Reject => Fate::Reject,
+fn decision(f: Fate) -> Decision {
+    match f {
+        Fate::Accept => Decision::Accept,
+        Fate::Drop => Decision::Drop,
+        Fate::Reject => Decision::Reject,
+        Fate::Unknown => Decision::Unknown,
+        other => panic!("not a final fate: {other:?}"),
     }
+}
+
+/// A packet's possible outcomes: what each ends in and its deciding rule.
+type OutcomeSet = BTreeSet<(String, Option<String>)>;
+
+fn trace_outcomes(t: &Tracer<'_>, p: &Packet) -> OutcomeSet {
+    t.trace(Hook::Forward, p)
+        .outcomes
+        .iter()
+        .map(|o| {
+            (
+                o.verdict.name().to_string(),
+                o.rule.as_ref().map(|r| r.to_string()),
+            )
+        })
+        .collect()
+}
+
+fn engine_outcomes(e: &Engine<'_>, p: &Packet) -> OutcomeSet {
+    e.classify(Hook::Forward, vec![packet_box(p, &e.u)])
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                decision(o.fate).name().to_string(),
+                e.deciding_key(&o.path).map(|k| e.rule_ref(k).to_string()),
+            )
+        })
+        .collect()
+}
+
+fn decisions(s: &OutcomeSet) -> BTreeSet<String> {
+    s.iter().map(|(d, _)| d.clone()).collect()
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
-    fn region_classification_of_a_single_packet_matches_trace(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..20)) {
+    fn every_outcome_of_trace_is_an_engine_branch_and_none_is_missed(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..20)) {
         let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
         let tracer = Tracer::new(&rs);
         for p in &pkts {
             let t = tracer.trace(Hook::Forward, p);
-            let out = engine.classify(Hook::Forward, vec![packet_box(p, &engine.u)]).unwrap();
-            prop_assert_eq!(out.len(), 1, "a point has one fate");
-            if out[0].fate == Fate::Unknown {
-                prop_assert!(t.uncertain, "engine unknown but trace certain");
-            } else if !t.uncertain {
-                prop_assert_eq!(out[0].fate, verdict_fate(t.verdict), "packet {:?}", p);
-                // The deciding rule is the same.
-                let last = out[0].path.last().map(|&k| engine.rule_ref(k));
-                prop_assert_eq!(last.as_ref(), t.path.last());
+            let traced = trace_outcomes(&tracer, p);
+            let engine_says = engine_outcomes(&engine, p);
+            prop_assert_eq!(&traced, &engine_says, "packet {:?}", p);
+            // Settled, the point is one region holding every outcome.
+            let settled = engine
+                .classify_settled(Hook::Forward, vec![packet_box(p, &engine.u)])
+                .unwrap();
+            prop_assert_eq!(settled.len(), 1, "a point is one settled region");
+            let fates: BTreeSet<String> = settled[0]
+                .outcomes
+                .iter()
+                .map(|(f, _)| decision(*f).name().to_string())
+                .collect();
+            prop_assert_eq!(&fates, &decisions(&traced));
+            // Uncertain exactly when the outcomes disagree or one is unknown.
+            let ds = decisions(&traced);
+            prop_assert_eq!(t.uncertain, ds.len() > 1 || ds.contains("unknown"));
+            if !t.uncertain {
+                prop_assert_eq!(Decision::from(t.verdict).name(), ds.iter().next().unwrap().as_str());
             }
         }
     }
 
     #[test]
-    fn accepted_region_contains_exactly_the_accepted_packets(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..30)) {
+    fn excess_regions_hold_exactly_the_packets_some_branch_accepts(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..30)) {
         let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
         let tracer = Tracer::new(&rs);
         let scope = engine.hook_space(Hook::Forward, CtStates::ALL.0);
         let (acc, incomplete) = engine.accepted_beyond(Hook::Forward, &scope, &[], DEFAULT_BUDGET);
         prop_assert!(!incomplete);
         for p in &pkts {
-            let t = tracer.trace(Hook::Forward, p);
-            if t.uncertain { continue; }
+            let ds = decisions(&trace_outcomes(&tracer, p));
             let pb = packet_box(p, &engine.u);
-            let inside = acc.iter().any(|o| pb.is_subset(&o.b));
-            prop_assert_eq!(inside, t.verdict == Verdict::Accept, "packet {:?}", p);
+            let regions: Vec<_> = acc.iter().filter(|o| pb.is_subset(&o.b)).collect();
+            prop_assert!(regions.len() <= 1, "regions overlap at {:?}", p);
+            let all_accept = ds.len() == 1 && ds.contains("accept");
+            let may_accept = ds.contains("accept") || ds.contains("unknown");
+            match regions.first() {
+                Some(o) => {
+                    prop_assert!(may_accept, "no branch accepts {:?}", p);
+                    prop_assert_eq!(o.fate == Fate::Accept, all_accept, "certainty of {:?} ({:?})", p, ds);
+                }
+                None => prop_assert!(!may_accept, "{:?} may be accepted ({:?})", p, ds),
+            }
         }
     }
 
@@ -238,6 +324,10 @@ proptest! {
             let t = tracer.trace(Hook::Forward, p);
             for s in &an.shadowed {
                 prop_assert!(!t.path.contains(&s.rule), "shadowed {} matched {:?}", s.rule, p);
+                prop_assert!(
+                    !t.outcomes.iter().any(|o| o.rule.as_ref() == Some(&s.rule)),
+                    "shadowed {} decided {:?}", s.rule, p
+                );
             }
         }
         for r in &an.redundant {
@@ -247,10 +337,9 @@ proptest! {
             }
             let t2 = Tracer::new(&cut);
             for p in &pkts {
-                let a = tracer.trace(Hook::Forward, p);
-                let b = t2.trace(Hook::Forward, p);
-                if a.uncertain || b.uncertain { continue; }
-                prop_assert_eq!(a.verdict, b.verdict, "removing redundant {} changed {:?}", r.rule, p);
+                let a = decisions(&trace_outcomes(&tracer, p));
+                let b = decisions(&trace_outcomes(&t2, p));
+                prop_assert_eq!(a, b, "removing redundant {} changed {:?}", r.rule, p);
             }
         }
     }

@@ -17,7 +17,10 @@
 //!   lists, `multiport --ports`) are split by the parser into consecutive rules
 //!   that share one [`RuleRef`]; first-match semantics make that equivalent.
 //! - Anything the parser cannot model exactly is kept as an [`Opaque`] match:
-//!   the rule *may* match, and analyses report what it touches as unknown.
+//!   the rule *may* match, and analyses follow both branches (it matches; it
+//!   does not). A target the model cannot follow (DNAT, REDIRECT, ...) is a
+//!   jump to a synthesized chain ([`Chain::is_unknown_target`]) whose packets
+//!   have an unknown fate.
 
 pub mod iface;
 pub mod interval;
@@ -346,7 +349,9 @@ impl AddrSet {
 }
 
 /// A match the model cannot express exactly (a mark, a rate limit, an unknown
-/// extension). The rule may or may not match; analyses say "unknown".
+/// extension). The rule may or may not match: analyses follow both branches
+/// (it matches and its action applies; it does not and the next rule is
+/// tried), so a packet can have several possible outcomes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Opaque {
     /// What the source said, for the report (e.g. `-m recent --rcheck`).
@@ -458,6 +463,21 @@ pub struct Chain {
     pub base: Option<BaseChain>,
     /// Rules in evaluation order.
     pub rules: Vec<Rule>,
+}
+
+impl Chain {
+    /// The prefix of the chains parsers synthesize for a target the model
+    /// cannot follow (`?DNAT`, `?REDIRECT`, nft `?dnat`, ...).
+    pub const UNKNOWN_TARGET_PREFIX: char = '?';
+
+    /// Whether this chain stands for a target the model cannot follow: a
+    /// non-base chain named `?TARGET`, whose one rule matches anything. Every
+    /// packet that reaches it has an unknown fate (the target may rewrite it,
+    /// queue it, or decide it): this is not a rule that may or may not match,
+    /// so analyses never read it as two branches.
+    pub fn is_unknown_target(&self) -> bool {
+        self.base.is_none() && self.name.starts_with(Self::UNKNOWN_TARGET_PREFIX)
+    }
 }
 
 /// A whole ruleset in the normalized model.
