@@ -215,3 +215,128 @@ fn excess_pivots_on_the_first_drop_policy_chain_and_classifies_from_the_start() 
     }
     assert!(!r.summary.ok);
 }
+
+/// The clean base with `rule` inserted at the top of FORWARD, right after
+/// the accept of established connections: before every flow's accept.
+fn with_first_forward_rule(rule: &str) -> String {
+    let first = "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n";
+    assert!(BASE.contains(first));
+    BASE.replace(first, &format!("{first}{rule}\n"))
+}
+
+/// The flows whose every source is in the workload networks (198.18.20.0/23).
+const WORKLOAD_FLOWS: [&str; 2] = ["workload-to-mgmt", "allow-pinniped"];
+
+#[test]
+fn a_random_accept_before_the_flows_accepts_leaves_them_allowed_and_is_possible_excess() {
+    // Issue 15: the flows from the workload networks are accepted whether
+    // the statistic rule matches or not, so they are allowed; what it alone
+    // accepts is possible excess, named by it.
+    let text = with_first_forward_rule(
+        "-A FORWARD -s 198.18.20.0/23 -m statistic --mode random --probability 0.5 -j ACCEPT",
+    );
+    let r = run("statistic-first.rules", &text);
+    let rule = line_of("statistic-first.rules", &text, "-m statistic");
+    assert!(
+        r.flows
+            .iter()
+            .all(|f| f.status == Status::Allowed && f.replies == Status::Allowed),
+        "{:#?}",
+        r.flows
+    );
+    assert_eq!(r.summary.unknown, 0);
+    assert!(!r.excess.is_empty());
+    for e in &r.excess {
+        assert!(!e.certain, "{e:?}");
+        assert_eq!(e.rules, std::slice::from_ref(&rule));
+        assert!(e.sources.iter().all(|s| s.starts_with("198.18.2")), "{e:?}");
+    }
+    assert_eq!(r.summary.possible_excess, r.summary.excess);
+    assert!(!r.summary.ok);
+}
+
+#[test]
+fn a_rate_limited_log_changes_nothing() {
+    let text = with_first_forward_rule(
+        "-A FORWARD -m limit --limit 5/min --limit-burst 10 -j LOG --log-prefix \"fw: \"",
+    );
+    let r = run("limit-log.rules", &text);
+    assert!(r.excess.is_empty(), "{:#?}", r.excess);
+    assert_eq!(r.summary.unknown, 0);
+    assert!(r.summary.ok, "{:?}", r.summary);
+    // A packet of a flow has one certain outcome.
+    let rs = parse_ruleset(&text, "limit-log.rules", RulesetFormat::Auto).unwrap();
+    let p = ringfence_model::Packet::new_connection(
+        "198.18.20.5".parse().unwrap(),
+        "198.18.10.5".parse().unwrap(),
+        6,
+        40000,
+        6443,
+    );
+    let t = ringfence_analysis::Tracer::new(&rs).trace(Hook::Forward, &p);
+    assert!(!t.uncertain);
+    assert_eq!(t.outcomes.len(), 1);
+}
+
+#[test]
+fn a_random_drop_before_the_accepts_makes_the_flows_from_its_network_unknown() {
+    let text = with_first_forward_rule(
+        "-A FORWARD -s 198.18.20.0/23 -m statistic --mode random --probability 0.5 -j DROP",
+    );
+    let r = run("statistic-drop.rules", &text);
+    let rule = line_of("statistic-drop.rules", &text, "-m statistic");
+    for id in WORKLOAD_FLOWS {
+        let f = flow(&r, id);
+        assert_eq!(f.status, Status::Unknown, "{id}");
+        // The rule that makes it unknown comes first.
+        assert_eq!(f.rules.first(), Some(&rule), "{id}: {:?}", f.rules);
+        assert!(f.blocked_example.is_some(), "{id}");
+    }
+    // Flows from elsewhere never meet it.
+    assert_eq!(flow(&r, "mgmt-to-workload").status, Status::Allowed);
+    // A random drop opens nothing.
+    assert!(r.excess.is_empty(), "{:#?}", r.excess);
+    assert!(!r.summary.ok);
+}
+
+const NFT_BASE: &str = include_str!("data/exact.nft");
+
+/// The generated nftables base with `rule` at the top of the forward chain.
+fn nft_with_first_forward_rule(rule: &str) -> String {
+    let first = "ct state established,related accept comment \"replies to allowed flows\"\n";
+    assert!(NFT_BASE.contains(first));
+    NFT_BASE.replace(first, &format!("{first}\t\t{rule}\n"))
+}
+
+#[test]
+fn nft_numgen_is_two_branches_like_statistic() {
+    let r = run("exact.nft", NFT_BASE);
+    assert!(r.summary.ok, "{:?}", r.summary);
+
+    let text = nft_with_first_forward_rule("ip saddr 198.18.20.0/23 numgen random mod 2 0 accept");
+    let r = run("numgen-accept.nft", &text);
+    let rule = line_of("numgen-accept.nft", &text, "numgen");
+    assert!(r.flows.iter().all(|f| f.status == Status::Allowed));
+    assert!(!r.excess.is_empty());
+    assert!(r
+        .excess
+        .iter()
+        .all(|e| !e.certain && e.rules == std::slice::from_ref(&rule)));
+    assert!(!r.summary.ok);
+
+    let text = nft_with_first_forward_rule("ip saddr 198.18.20.0/23 numgen random mod 2 0 drop");
+    let r = run("numgen-drop.nft", &text);
+    let rule = line_of("numgen-drop.nft", &text, "numgen");
+    for id in WORKLOAD_FLOWS {
+        let f = flow(&r, id);
+        assert_eq!(f.status, Status::Unknown, "{id}");
+        assert_eq!(f.rules.first(), Some(&rule), "{id}");
+    }
+    assert!(r.excess.is_empty());
+    assert!(!r.summary.ok);
+
+    // A numgen that only logs changes nothing.
+    let text = nft_with_first_forward_rule("numgen random mod 2 0 log prefix \"sampled \"");
+    let r = run("numgen-log.nft", &text);
+    assert!(r.summary.ok, "{:?}", r.summary);
+}
