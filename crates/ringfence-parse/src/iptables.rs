@@ -14,6 +14,8 @@
 //! continue, and targets that change what later rules or routing see make
 //! the packets they match unknown.
 
+use crate::ipset::{Lowered, SetField, Sets, SET_RULE_BUDGET};
+use crate::nft::concat::{Part, TBox};
 use ringfence_diag::{closest, InputError, InputErrors};
 use ringfence_model::{
     proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, Hook, IfacePattern, IfaceSet,
@@ -267,10 +269,23 @@ struct Ctx<'a> {
     file: &'a str,
     family: Family,
     notes: Vec<ParseNote>,
+    /// The sets of the `ipset save` files given with the ruleset, if any.
+    sets: Option<&'a Sets>,
 }
 
 /// Parse iptables-save or ip6tables-save output.
 pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
+    parse_with_sets(text, file, None)
+}
+
+/// Parse iptables-save or ip6tables-save output whose `-m set` matches name
+/// the sets of `sets` (the `ipset save` files given with it). Without sets,
+/// such matches stay opaque; with them, a set that is not defined is an error.
+pub fn parse_with_sets(
+    text: &str,
+    file: &str,
+    sets: Option<&Sets>,
+) -> Result<Ruleset, InputErrors> {
     let mut errors = Vec::new();
     let mut chains: Vec<Chain> = Vec::new();
     let mut chain_index: HashMap<String, usize> = HashMap::new();
@@ -283,6 +298,28 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
     let mut family_hint: Option<(Family, u64)> = None;
     // One token buffer for every line of the first pass.
     let mut toks: Vec<Tok> = Vec::with_capacity(32);
+    // `iptables -S` output and Aerleon/Capirca's iptables target: `-P`,
+    // `-N` and `-A` command lines with no `*table`, building the filter
+    // table from a fresh one (built-in chains accepting until `-P`).
+    let commands = is_command_form(text);
+    if commands {
+        table = Some(("filter".to_string(), 0));
+        saw_filter = true;
+        for name in ["INPUT", "FORWARD", "OUTPUT"] {
+            let (hook, priority) = table_base("filter", name).expect("built-in chain");
+            chain_index.insert(name.to_string(), chains.len());
+            chains.push(Chain {
+                name: name.to_string(),
+                base: Some(BaseChain {
+                    hook,
+                    priority,
+                    policy: Policy::Accept,
+                }),
+                rules: Vec::new(),
+            });
+            declared_in.push(("filter", name.to_string()));
+        }
+    }
 
     for (idx, raw) in text.lines().enumerate() {
         let lineno = idx as u64 + 1;
@@ -292,9 +329,13 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             continue;
         }
         if let Some(c) = trimmed.strip_prefix('#') {
-            if c.contains("ip6tables-save") && family_hint.is_none() {
+            // Aerleon/Capirca name the family in a comment of its own.
+            let aerleon = commands && matches!(c.trim(), "inet" | "inet6");
+            if (c.contains("ip6tables-save") || aerleon && c.trim() == "inet6")
+                && family_hint.is_none()
+            {
                 family_hint = Some((Family::V6, lineno));
-            } else if c.contains("iptables-save") && family_hint.is_none() {
+            } else if (c.contains("iptables-save") || aerleon) && family_hint.is_none() {
                 family_hint = Some((Family::V4, lineno));
             }
             continue;
@@ -447,6 +488,24 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             ));
             continue;
         };
+        if commands
+            && matches!(
+                first.text.as_ref(),
+                "-P" | "--policy" | "-N" | "--new-chain"
+            )
+        {
+            if let Err(e) = command_line(
+                &toks,
+                file,
+                lineno,
+                &mut chains,
+                &mut chain_index,
+                &mut declared_in,
+            ) {
+                errors.push(e);
+            }
+            continue;
+        }
         if first.text != "-A" && first.text != "--append" {
             errors.push(InputError::at(
                 file,
@@ -476,7 +535,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             raw: line,
         });
     }
-    if let Some((name, at)) = &table {
+    if let Some((name, at)) = table.as_ref().filter(|_| !commands) {
         errors.push(InputError::at_line(
             file,
             *at,
@@ -517,6 +576,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
             file,
             family,
             notes: Vec::new(),
+            sets,
         };
         let mut extra: Vec<Chain> = Vec::new();
         // Per rule line: its chain and how many model rules it gave, in file
@@ -570,6 +630,7 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         file,
         family,
         notes,
+        sets,
     };
     let mut extra_chains: Vec<Chain> = Vec::new();
     for (results, part_rules, part_notes, part_extra) in parts {
@@ -625,6 +686,124 @@ pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
         chains,
         notes: ctx.notes,
     })
+}
+
+/// Whether `text` is in command form (`iptables -S`, Aerleon's iptables
+/// target): no `*table` line, and its first rule-like line is `-P`, `-N`
+/// or `-A`.
+fn is_command_form(text: &str) -> bool {
+    let mut lines = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    if text.lines().any(|l| l.trim_start().starts_with('*')) {
+        return false;
+    }
+    lines.next().is_some_and(|l| {
+        [
+            "-P ",
+            "-N ",
+            "-A ",
+            "--policy ",
+            "--new-chain ",
+            "--append ",
+        ]
+        .iter()
+        .any(|p| l.starts_with(p))
+    })
+}
+
+/// `-P CHAIN POLICY` or `-N CHAIN` in command form (filter table).
+fn command_line(
+    toks: &[Tok],
+    file: &str,
+    line: u64,
+    chains: &mut Vec<Chain>,
+    index: &mut HashMap<String, usize>,
+    declared_in: &mut Vec<(&'static str, String)>,
+) -> Result<(), InputError> {
+    let op = &toks[0];
+    let Some(name) = toks.get(1) else {
+        return Err(InputError::at(
+            file,
+            line,
+            op.col,
+            format!("`{}` without a chain name", op.text),
+        ));
+    };
+    if matches!(op.text.as_ref(), "-N" | "--new-chain") {
+        if index.contains_key(name.text.as_ref()) {
+            return Err(InputError::at(
+                file,
+                line,
+                name.col,
+                format!(
+                    "chain `{}` is created twice: expected each `-N NAME` once",
+                    name.text
+                ),
+            ));
+        }
+        if table_base("filter", &name.text).is_some() {
+            return Err(InputError::at(
+                file,
+                line,
+                name.col,
+                format!(
+                    "`-N {}`: {} is a built-in chain of the filter table",
+                    name.text, name.text
+                ),
+            ));
+        }
+        index.insert(name.text.to_string(), chains.len());
+        chains.push(Chain {
+            name: name.text.to_string(),
+            base: None,
+            rules: Vec::new(),
+        });
+        declared_in.push(("filter", name.text.to_string()));
+        return Ok(());
+    }
+    let Some(policy) = toks.get(2) else {
+        return Err(InputError::at(
+            file,
+            line,
+            name.col,
+            format!(
+                "`-P {}` without a policy: expected ACCEPT or DROP",
+                name.text
+            ),
+        ));
+    };
+    let pol = match policy.text.as_ref() {
+        "ACCEPT" => Policy::Accept,
+        "DROP" => Policy::Drop,
+        other => {
+            return Err(InputError::at(
+                file,
+                line,
+                policy.col,
+                format!("chain policy `{other}`: expected ACCEPT or DROP"),
+            ))
+        }
+    };
+    match index
+        .get(name.text.as_ref())
+        .and_then(|&i| chains[i].base.as_mut())
+    {
+        Some(b) => {
+            b.policy = pol;
+            Ok(())
+        }
+        None => Err(InputError::at(
+            file,
+            line,
+            name.col,
+            format!(
+                "`-P {}`: only the built-in chains INPUT, FORWARD and OUTPUT have policies",
+                name.text
+            ),
+        )),
+    }
 }
 
 /// The index of chain `chain` of `table` (filter names are looked up as
@@ -745,6 +924,17 @@ struct RuleBuilder {
     m: Match,
     /// `-m multiport --ports`: split into a source-port rule and a destination-port rule.
     either_ports: Option<IntervalSet<u16>>,
+    /// `-m set [!] --match-set NAME FLAGS`, read against the ipset files.
+    sets: Vec<SetCond>,
+}
+
+/// One `--match-set`: the set, its direction flags (true: src), negation,
+/// and where the name is (for errors).
+struct SetCond {
+    name: String,
+    flags: Vec<bool>,
+    neg: bool,
+    col: u64,
 }
 
 fn parse_rule(
@@ -771,6 +961,7 @@ fn parse_rule(
             ..Match::any()
         },
         either_ports: None,
+        sets: Vec::new(),
     };
     let mut comment = None;
     let mut action = Action::Continue;
@@ -869,6 +1060,7 @@ fn parse_rule(
                 match v.text.as_ref() {
                     "tcp" | "udp" | "sctp" | "udplite" | "multiport" | "iprange" | "state"
                     | "conntrack" | "comment" | "icmp" | "icmp6" | "icmpv6" => {}
+                    "set" if ctx.sets.is_some() => {}
                     other => {
                         // Unknown extension: everything up to the next core option is its arguments.
                         let mut words = vec![format!("-m {other}")];
@@ -884,10 +1076,15 @@ fn parse_rule(
                             i += 1;
                         }
                         let text = words.join(" ");
+                        let hint = if other == "set" {
+                            "; give the `ipset save` output as another --ruleset to read the set"
+                        } else {
+                            ""
+                        };
                         ctx.notes.push(ParseNote {
                             location: format!("{file}:{line}:{}", v.col),
                             message: format!(
-                                "match `{text}` is not modelled; the rule may or may not match, so results it touches are unknown"
+                                "match `{text}` is not modelled; the rule may or may not match, so results it touches are unknown{hint}"
                             ),
                         });
                         b.m.opaque.push(Opaque { text });
@@ -1019,6 +1216,68 @@ fn parse_rule(
             "--comment" => {
                 let v = value(i, &t)?;
                 comment = Some(v.text.to_string());
+                i += 2;
+            }
+            "--match-set" | "--set" => {
+                let v = value(i, &t)?;
+                require_module(&t, &current_module, &["set"], file, line)?;
+                let f = toks.get(i + 2).cloned().ok_or_else(|| {
+                    InputError::at(
+                        file,
+                        line,
+                        end_col + 1,
+                        format!("`{} {}` needs directions: expected for example `src` or `src,dst`", t.text, v.text),
+                    )
+                })?;
+                let mut flags = Vec::new();
+                for d in f.text.split(',') {
+                    match d {
+                        "src" => flags.push(true),
+                        "dst" => flags.push(false),
+                        other => {
+                            return Err(err(
+                                &f,
+                                format!("direction `{other}`: expected src or dst (comma-separated, one per set dimension)"),
+                            ))
+                        }
+                    }
+                }
+                let sets = ctx.sets.expect("the set module is read only with sets");
+                if !sets.contains(&v.text) {
+                    let mut e = err(
+                        &v,
+                        format!(
+                            "set `{}` is not defined in the ipset files given ({})",
+                            v.text,
+                            sets.files().join(", ")
+                        ),
+                    );
+                    e = match sets.closest(&v.text) {
+                        Some(c) => e.with_help(format!("did you mean `{c}`?")),
+                        None => e.with_help("give the `ipset save` output that defines it as another --ruleset"),
+                    };
+                    return Err(e);
+                }
+                b.sets.push(SetCond {
+                    name: v.text.to_string(),
+                    flags,
+                    neg,
+                    col: v.col,
+                });
+                i += 3;
+            }
+            "--return-nomatch" | "--update-counters" | "--update-subcounters" => i += 1,
+            "--packets-eq" | "--packets-lt" | "--packets-gt" | "--bytes-eq" | "--bytes-lt"
+            | "--bytes-gt" => {
+                let v = value(i, &t)?;
+                let text = format!("{}{} {}", if neg { "! " } else { "" }, t.text, v.text);
+                ctx.notes.push(ParseNote {
+                    location: format!("{file}:{line}:{}", t.col),
+                    message: format!(
+                        "`{text}` (set element counters) is not modelled; the rule may or may not match"
+                    ),
+                });
+                b.m.opaque.push(Opaque { text });
                 i += 2;
             }
             "-j" | "--jump" | "-g" | "--goto" => {
@@ -1175,19 +1434,144 @@ fn parse_rule(
         origin: origin.clone(),
         comment: comment.clone(),
     };
-    // Rules are appended only here, after every check passed.
-    match b.either_ports {
-        None => out.push(mk(b.m)),
+    let mut alts = match b.either_ports {
+        None => vec![b.m],
         Some(ports) => {
             let mut by_sport = b.m.clone();
             by_sport.sport = by_sport.sport.intersect(&ports);
             let mut by_dport = b.m;
             by_dport.dport = by_dport.dport.intersect(&ports);
-            out.push(mk(by_sport));
-            out.push(mk(by_dport));
+            vec![by_sport, by_dport]
+        }
+    };
+    let may_jump = matches!(action, Action::Jump { .. } | Action::Goto { .. });
+    for c in &b.sets {
+        let sets = ctx.sets.expect("set conditions are read only with sets");
+        let lowered = sets
+            .lower(&c.name, &c.flags, ctx.family == Family::V6, c.neg, may_jump)
+            .map_err(|why| InputError::at(file, line, c.col, why))?;
+        match lowered {
+            Lowered::Boxes { fields, boxes } => {
+                if alts.len().saturating_mul(boxes.len()) > SET_RULE_BUDGET {
+                    set_opaque(
+                        ctx,
+                        &mut alts,
+                        c,
+                        file,
+                        line,
+                        format!(
+                            "the match needs more than {SET_RULE_BUDGET} model rules (the budget)"
+                        ),
+                    );
+                    continue;
+                }
+                let mut next = Vec::with_capacity(alts.len() * boxes.len());
+                for m in &alts {
+                    for bx in &boxes {
+                        if let Some(n) = narrow_by_box(m, &fields, bx, ctx.family) {
+                            next.push(n);
+                        }
+                    }
+                }
+                if next.is_empty() {
+                    // Nothing can match: keep the rule, matching no packet.
+                    let mut m = alts[0].clone();
+                    m.protocol = IntervalSet::empty();
+                    next.push(m);
+                }
+                alts = next;
+            }
+            Lowered::Opaque(why) => set_opaque(ctx, &mut alts, c, file, line, why),
         }
     }
+    // Rules are appended only here, after every check passed.
+    out.extend(alts.into_iter().map(mk));
     Ok(())
+}
+
+/// A set match the model cannot read exactly: the rule may or may not match.
+fn set_opaque(
+    ctx: &mut Ctx<'_>,
+    alts: &mut [Match],
+    c: &SetCond,
+    file: &str,
+    line: u64,
+    why: String,
+) {
+    let text = format!("{}--match-set {}", if c.neg { "! " } else { "" }, c.name);
+    ctx.notes.push(ParseNote {
+        location: format!("{file}:{line}:{}", c.col),
+        message: format!("{why}; `{text}` may or may not match"),
+    });
+    for m in alts {
+        m.opaque.push(Opaque { text: text.clone() });
+    }
+}
+
+/// `m` narrowed to one box of a set match; `None` when nothing is left.
+fn narrow_by_box(m: &Match, fields: &[SetField], bx: &TBox, family: Family) -> Option<Match> {
+    let mut m = m.clone();
+    for (f, part) in fields.iter().zip(bx) {
+        match (f, part) {
+            (SetField::SrcAddr | SetField::DstAddr, Part::Num(set)) => {
+                let addrs = match family {
+                    Family::V4 => AddrSet {
+                        v4: IntervalSet::from_ranges(
+                            set.ranges()
+                                .iter()
+                                .map(|&(a, b)| (a as u32, b.min(u32::MAX as u128) as u32)),
+                        ),
+                        v6: IntervalSet::empty(),
+                    },
+                    Family::V6 => AddrSet {
+                        v4: IntervalSet::empty(),
+                        v6: set.clone(),
+                    },
+                };
+                if *f == SetField::SrcAddr {
+                    m.src = m.src.intersect(&addrs);
+                } else {
+                    m.dst = m.dst.intersect(&addrs);
+                }
+            }
+            (SetField::Proto, Part::Num(set)) => {
+                m.protocol = m.protocol.intersect(&IntervalSet::from_ranges(
+                    set.ranges()
+                        .iter()
+                        .map(|&(a, b)| (a as u8, b.min(255) as u8)),
+                ));
+            }
+            (SetField::SrcPort | SetField::DstPort, Part::Num(set)) => {
+                let ports = IntervalSet::from_ranges(
+                    set.ranges()
+                        .iter()
+                        .map(|&(a, b)| (a as u16, b.min(65535) as u16)),
+                );
+                if *f == SetField::SrcPort {
+                    m.sport = m.sport.intersect(&ports);
+                } else {
+                    m.dport = m.dport.intersect(&ports);
+                }
+            }
+            (SetField::Iif | SetField::Oif, Part::Iface(s)) => {
+                let cur = if *f == SetField::Iif {
+                    &mut m.iif
+                } else {
+                    &mut m.oif
+                };
+                match crate::nft::intersect_ifaces(cur, s) {
+                    Some(x) => *cur = x,
+                    // Not one interface set (a wildcard with a hole): the
+                    // rule may or may not match there.
+                    None => m.opaque.push(Opaque {
+                        text: "interface of a set element".into(),
+                    }),
+                }
+            }
+            _ => unreachable!("a set field has one kind"),
+        }
+    }
+    (!m.is_empty()).then_some(m)
 }
 
 fn require_module(

@@ -1,13 +1,21 @@
 //! Parsers from iptables-save, nft JSON and text, and NSX DFW exports into the normalized firewall model.
 //!
-//! [`parse_ruleset`] is the one entry point: it detects the format (or takes
-//! it from the caller) and returns a [`Ruleset`] or every input error found,
-//! each with its location.
+//! [`parse_ruleset`] reads one file: it detects the format (or takes it from
+//! the caller) and returns a [`Ruleset`] or every input error found, each
+//! with its location. [`parse_rulesets`] reads several files as the one
+//! ruleset a host runs: iptables-save with ip6tables-save (each for its own
+//! family), rules with the `ipset save` output their `-m set` matches name,
+//! nft text split over files.
 
+pub mod ipset;
 pub mod iptables;
+mod multi;
 pub mod nft;
 pub mod nft_text;
 pub mod nsx;
+
+pub use ipset::Sets;
+pub use multi::{parse_rulesets, parse_rulesets_for, Families};
 
 use ringfence_diag::{InputError, InputErrors};
 use ringfence_model::Ruleset;
@@ -48,7 +56,8 @@ impl RulesetFormat {
 /// JSON with a top-level `"nftables"` key is nft JSON; any other JSON is taken
 /// as an NSX export; text whose first command is nft's (`table`, `flush
 /// ruleset`, `add rule`, ...) is nft text; text with `*table` or `:CHAIN`
-/// lines is iptables-save.
+/// lines is iptables-save, and `-P`/`-N`/`-A` command lines (`iptables -S`,
+/// Aerleon's iptables target) are read as the filter table they build.
 pub fn detect_format(text: &str, file: &str) -> Result<RulesetFormat, InputError> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
@@ -65,7 +74,11 @@ pub fn detect_format(text: &str, file: &str) -> Result<RulesetFormat, InputError
     }
     let looks_iptables = text.lines().any(|l| {
         let l = l.trim_start();
-        l.starts_with('*') || l.starts_with(':') || l.starts_with("-A ")
+        l.starts_with('*')
+            || l.starts_with(':')
+            || l.starts_with("-A ")
+            || l.starts_with("-P ")
+            || l.starts_with("-N ")
     });
     if looks_iptables {
         return Ok(RulesetFormat::IptablesSave);
@@ -108,7 +121,7 @@ pub fn parse_ruleset(
 /// along it. Both kernels refuse to load a ruleset with a loop, so a file
 /// holding one was not dumped from a kernel: it is reported, not analysed.
 /// Iterative, so that thousands of nested chains cannot exhaust the stack.
-fn jump_loop(rs: &Ruleset) -> Option<(&ringfence_model::Rule, Vec<String>)> {
+pub(crate) fn jump_loop(rs: &Ruleset) -> Option<(&ringfence_model::Rule, Vec<String>)> {
     use ringfence_model::Action;
     let target = |r: &ringfence_model::Rule| match r.action {
         Action::Jump { target } | Action::Goto { target } => Some(target.0),
@@ -155,7 +168,12 @@ fn jump_loop(rs: &Ruleset) -> Option<(&ringfence_model::Rule, Vec<String>)> {
     None
 }
 
-fn loop_error(text: &str, file: &str, rule: &ringfence_model::Rule, path: &[String]) -> InputError {
+pub(crate) fn loop_error(
+    text: &str,
+    file: &str,
+    rule: &ringfence_model::Rule,
+    path: &[String],
+) -> InputError {
     use ringfence_model::RuleRef;
     let message = format!(
         "jump loop: {}; expected chains that never lead back to themselves (the kernel refuses to load a loop)",

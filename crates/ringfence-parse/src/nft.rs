@@ -67,7 +67,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
-mod concat;
+pub(crate) mod concat;
 use concat::{Part, TBox};
 
 /// Parse the text of `nft -j list ruleset`; `file` names it in errors and notes.
@@ -1997,7 +1997,7 @@ impl<'a> Parser<'a> {
 }
 
 /// `a ∩ b` for interface sets, when the result is again one set.
-fn intersect_ifaces(a: &IfaceSet, b: &IfaceSet) -> Option<IfaceSet> {
+pub(crate) fn intersect_ifaces(a: &IfaceSet, b: &IfaceSet) -> Option<IfaceSet> {
     if a.is_any() {
         return Some(b.clone());
     }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 /// The values one part of a tuple may take.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) enum Part {
+pub(crate) enum Part {
     /// Numbers: addresses, ports, protocol numbers (each kind within its own width).
     Num(IntervalSet<u128>),
     /// Interface names.
@@ -30,11 +30,11 @@ pub(super) enum Part {
 }
 
 /// One value set per part of the concatenation.
-pub(super) type TBox = Vec<Part>;
+pub(crate) type TBox = Vec<Part>;
 
 /// Why an operation gave up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Fail {
+pub(crate) enum Fail {
     /// More boxes than the budget.
     Budget,
     /// An interface-set difference that is not one interface set.
@@ -146,7 +146,7 @@ fn difference(a: &TBox, b: &TBox, out: &mut Vec<TBox>) -> Result<(), Fail> {
 
 /// The same union with fewer boxes: boxes equal in every part but one are
 /// joined, one part at a time. Order-free, so it suits every use here.
-pub(super) fn merge(boxes: Vec<TBox>) -> Vec<TBox> {
+pub(crate) fn merge(boxes: Vec<TBox>) -> Vec<TBox> {
     let Some(width) = boxes.first().map(Vec::len) else {
         return boxes;
     };
@@ -260,7 +260,7 @@ fn pairwise_disjoint(boxes: &[TBox]) -> Result<bool, Fail> {
 /// The union of `boxes` as pairwise disjoint boxes: each box minus every box
 /// before it. Gives up past `budget` boxes. (The kernel refuses overlapping
 /// elements in a concatenated interval set, so real sets pass unchanged.)
-pub(super) fn disjoint(boxes: &[TBox], budget: usize) -> Result<Vec<TBox>, Fail> {
+pub(crate) fn disjoint(boxes: &[TBox], budget: usize) -> Result<Vec<TBox>, Fail> {
     if pairwise_disjoint(boxes)? {
         return Ok(boxes.to_vec());
     }
@@ -293,7 +293,7 @@ pub(super) fn disjoint(boxes: &[TBox], budget: usize) -> Result<Vec<TBox>, Fail>
 
 /// Every tuple of `full` that no box holds, as disjoint boxes. Gives up past
 /// `budget` boxes.
-pub(super) fn complement(full: &TBox, boxes: &[TBox], budget: usize) -> Result<Vec<TBox>, Fail> {
+pub(crate) fn complement(full: &TBox, boxes: &[TBox], budget: usize) -> Result<Vec<TBox>, Fail> {
     let is_iface = |i: &usize| matches!(full[*i], Part::Iface(_));
     let ifaces: Vec<usize> = (0..full.len()).filter(is_iface).collect();
     if ifaces.len() > 1 {

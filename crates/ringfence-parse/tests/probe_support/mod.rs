@@ -146,20 +146,33 @@ pub fn packets(rulesets: &[&Ruleset], n: usize) -> Vec<Packet> {
 }
 
 /// Every disagreement between `a` and `b` on `packets`, on each of the three
-/// paths, as printable lines (verdict and whether an unmodelled match was met).
+/// paths, as printable lines (the verdict over all outcomes, the verdict of
+/// the branch where unmodelled matches do not match, and whether they differ).
 pub fn disagreements(a: &Ruleset, b: &Ruleset, packets: &[Packet]) -> Vec<String> {
+    disagreements_where(a, b, packets, |_| true)
+}
+
+/// [`disagreements`] on the packets `keep` selects.
+pub fn disagreements_where(
+    a: &Ruleset,
+    b: &Ruleset,
+    packets: &[Packet],
+    keep: impl Fn(&Packet) -> bool,
+) -> Vec<String> {
     let (ta, tb) = (Tracer::new(a), Tracer::new(b));
     let mut out = Vec::new();
     for hook in [Hook::Forward, Hook::Input, Hook::Output] {
-        for p in packets {
+        for p in packets.iter().filter(|p| keep(p)) {
             let x = ta.trace(hook, p);
             let y = tb.trace(hook, p);
-            if x.verdict != y.verdict || x.uncertain != y.uncertain {
+            if x.verdict != y.verdict || x.uncertain != y.uncertain || x.overall != y.overall {
                 out.push(format!(
-                    "{hook} {p:?}: {:?}{} via {:?} vs {:?}{} via {:?}",
+                    "{hook} {p:?}: {:?}/{:?}{} via {:?} vs {:?}/{:?}{} via {:?}",
+                    x.overall,
                     x.verdict,
                     if x.uncertain { " (uncertain)" } else { "" },
                     x.path.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                    y.overall,
                     y.verdict,
                     if y.uncertain { " (uncertain)" } else { "" },
                     y.path.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
