@@ -1,26 +1,40 @@
 //! The one probe engine: non-blocking TCP connects and UDP requests driven
-//! by a single epoll loop over a bounded window of sockets in flight.
+//! by a single epoll loop over a window of sockets in flight.
 //!
-//! No thread or task per probe: the calling thread opens up to `window`
-//! sockets, waits on one epoll set, classifies each socket as soon as the
+//! No thread or task per probe: the calling thread opens sockets up to the
+//! window, waits on one epoll set, classifies each socket as soon as the
 //! kernel reports it (a reset or ICMP error is final at once, a completed
-//! handshake too), closes it and opens the next. Deadlines are kept in start
-//! order (every probe has the same timeout), so the oldest socket is always
-//! the next to expire. An optional rate caps how many probes start per second.
+//! handshake too), closes it and opens the next. An optional rate caps how
+//! many probes start per second.
+//!
+//! With [`Timing::Adaptive`] the wait for an answer comes from measurement
+//! ([`crate::rtt`]): every answer is a round-trip sample for its destination
+//! host and its /24; a probe is silent after `srtt + 4·rttvar` (clamped) of
+//! its host, or of its /24 while the host has no sample, or the initial
+//! timeout before either has one. The timeout is read when it is checked,
+//! so probes already in flight profit from what later answers taught. In
+//! flight probes are kept per host in start order, so each host's oldest
+//! probe is the next of that host to expire. A silent probe is tried again
+//! (`retries`); when an answer comes only on a retry (loss, or ICMP rate
+//! limiting) the window halves and that /24's silent probes get as many
+//! tries as the latest answer needed plus one (nmap's rule), up to
+//! `max_retries`.
 //!
 //! Used by `ringfence probe` (sockets in the current namespace, unbound
 //! source) and by the kernel harness and site lab (each probe from its own
-//! namespace with a bound source address and port).
+//! namespace with a bound source address and port, fixed timeout and window).
 
 use crate::probe::{Outcome, Transport};
+use crate::rtt::{RttBounds, RttEstimator, Window};
 use crate::udp::request_for;
 use rustix::event::epoll;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// One attempt for the engine.
@@ -37,18 +51,87 @@ pub(crate) struct Attempt {
     pub transport: Transport,
 }
 
+/// How long an attempt waits for an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// Always this long (the lab's single attempt, or `--timeout`).
+    Fixed(Duration),
+    /// From measured round trips, within these bounds.
+    Adaptive(RttBounds),
+}
+
 /// How hard the engine pushes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pace {
     /// Sockets in flight at most.
     pub window: usize,
+    /// Sockets in flight at the start; the window grows from here to
+    /// `window` while answers come (equal to `window`: a fixed window).
+    pub initial_window: usize,
     /// How long one attempt waits for an answer.
-    pub timeout: Duration,
+    pub timing: Timing,
     /// Attempts started per second at most (0: no limit).
     pub rate: u32,
     /// How many more times an attempt that got no answer is tried (a busy
     /// host can defer a reply past the timeout; nmap retries too).
     pub retries: u8,
+    /// With adaptive timing: the most retries a /24 that answered only on a
+    /// retry can earn (at least `retries`).
+    pub max_retries: u8,
+}
+
+/// Counts so far, for progress reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Attempts finished.
+    pub done: usize,
+    /// Attempts in all.
+    pub total: usize,
+    /// Finished with an answer (connected / UDP answer).
+    pub connected: usize,
+    /// Finished with a reset or ICMP error.
+    pub refused: usize,
+    /// Finished without an answer after every try.
+    pub silent: usize,
+}
+
+/// What the engine measured and how it adapted, for reports and tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineStats {
+    /// Round-trip samples taken (one per answer).
+    pub samples: u64,
+    /// Answers that came only on a retry (each a loss signal).
+    pub late_answers: u64,
+    /// Attempts started again after a silent try.
+    pub retries: u64,
+    /// The most retries any /24 earned.
+    pub max_retries_earned: u8,
+    /// Window at the start (summed over threads).
+    pub window_start: usize,
+    /// The smallest window (summed over threads' smallest).
+    pub window_low: usize,
+    /// The largest window reached (summed over threads).
+    pub window_high: usize,
+    /// Times a window shrank on loss.
+    pub shrinks: u32,
+    /// Per destination host: smoothed RTT, deviation, the timeout now and
+    /// the samples taken (the thread with the most samples, when split).
+    pub hosts: Vec<HostTiming>,
+}
+
+/// One destination host's timing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostTiming {
+    /// The host.
+    pub addr: Ipv4Addr,
+    /// Smoothed RTT (`None`: no answer came back).
+    pub srtt: Option<Duration>,
+    /// Mean deviation.
+    pub rttvar: Option<Duration>,
+    /// The timeout a probe to it waits now.
+    pub timeout: Duration,
+    /// Answers measured.
+    pub samples: u64,
 }
 
 /// A socket slot of the window. A TCP socket whose connect was refused is
@@ -63,22 +146,30 @@ struct Slot {
     busy: Option<usize>,
 }
 
-/// Run every attempt and return its outcome, in order. A per-attempt local
-/// error (a source address in use, no route at all) is that attempt's `Err`;
-/// the whole run fails only when the engine itself cannot work (epoll,
-/// entering a namespace). `progress(done, total)` is called now and then.
+/// Run every attempt and return its outcome, in order, and what the engine
+/// measured. A per-attempt local error (a source address in use, no route
+/// at all) is that attempt's `Err`; the whole run fails only when the
+/// engine itself cannot work (epoll, entering a namespace).
+/// `progress(tally)` is called now and then.
 ///
 /// Most of a probe's cost is the kernel's (the SYN's path and its answer are
 /// processed in the sender's system call), so large runs are split over up
-/// to one thread per core, each with its own share of the window and rate;
-/// attempt `i` goes to thread `i mod n`. Threads start in the caller's
-/// namespace and may change their own.
+/// to one thread per core, each with its own share of the window and rate
+/// and its own estimates; attempt `i` goes to thread `i mod n`. Threads
+/// start in the caller's namespace and may change their own.
 pub(crate) fn run(
     attempts: &[Attempt],
     namespaces: &[File],
     pace: Pace,
-    progress: &mut (dyn FnMut(usize, usize) + Send),
-) -> std::io::Result<Vec<std::io::Result<Outcome>>> {
+    progress: &(dyn Fn(Tally) + Sync),
+) -> std::io::Result<(Vec<std::io::Result<Outcome>>, EngineStats)> {
+    // Never more sockets than the process may open.
+    let budget = crate::probe::fd_budget(pace.window.min(attempts.len().max(1)));
+    let pace = Pace {
+        window: pace.window.min(budget),
+        initial_window: pace.initial_window.min(budget),
+        ..pace
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = cores
         .min(MAX_THREADS)
@@ -91,33 +182,38 @@ pub(crate) fn run(
         })
         .max(1);
     if n == 1 {
-        return run_one(attempts, namespaces, pace, progress);
+        return run_one(attempts, namespaces, pace, &|t: Tally| progress(t));
     }
     // Shares round down: together the threads never exceed the window or
     // the rate (n is at most both, so every share is at least 1).
     let share = Pace {
         window: pace.window / n,
-        timeout: pace.timeout,
+        initial_window: (pace.initial_window / n).max(1),
         rate: pace.rate / n as u32,
-        retries: pace.retries,
+        ..pace
     };
     let total = attempts.len();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let progress = std::sync::Mutex::new(progress);
-    let parts: Vec<std::io::Result<Vec<std::io::Result<Outcome>>>> = std::thread::scope(|s| {
+    let sums: [AtomicUsize; 4] = Default::default();
+    let parts: Vec<std::io::Result<_>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..n)
             .map(|t| {
                 let mine: Vec<Attempt> = attempts.iter().skip(t).step_by(n).copied().collect();
-                let (done, progress) = (&done, &progress);
+                let sums = &sums;
                 s.spawn(move || {
-                    let mut last = 0;
-                    run_one(&mine, namespaces, share, &mut |d, _| {
-                        let all = done.fetch_add(d - last, std::sync::atomic::Ordering::Relaxed)
-                            + (d - last);
-                        last = d;
-                        if let Ok(mut p) = progress.lock() {
-                            (*p)(all.min(total), total);
-                        }
+                    let last = std::cell::Cell::new(Tally::default());
+                    run_one(&mine, namespaces, share, &|now: Tally| {
+                        let was = last.replace(now);
+                        let add = |k: usize, a: usize, b: usize| {
+                            sums[k].fetch_add(a - b, Ordering::Relaxed) + (a - b)
+                        };
+                        let all = Tally {
+                            done: add(0, now.done, was.done).min(total),
+                            total,
+                            connected: add(1, now.connected, was.connected),
+                            refused: add(2, now.refused, was.refused),
+                            silent: add(3, now.silent, was.silent),
+                        };
+                        progress(all);
                     })
                 })
             })
@@ -130,58 +226,178 @@ pub(crate) fn run(
             })
             .collect()
     });
-    let mut parts = parts
-        .into_iter()
-        .map(|p| p.map(Vec::into_iter))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    Ok((0..total)
-        .map(|i| parts[i % n].next().expect("every attempt finished"))
-        .collect())
+    let mut stats = EngineStats::default();
+    let mut outs = Vec::with_capacity(n);
+    for p in parts {
+        let (o, st) = p?;
+        outs.push(o.into_iter());
+        stats.merge(st);
+    }
+    Ok((
+        (0..total)
+            .map(|i| outs[i % n].next().expect("every attempt finished"))
+            .collect(),
+        stats,
+    ))
+}
+
+impl EngineStats {
+    fn merge(&mut self, o: EngineStats) {
+        self.samples += o.samples;
+        self.late_answers += o.late_answers;
+        self.retries += o.retries;
+        self.max_retries_earned = self.max_retries_earned.max(o.max_retries_earned);
+        self.window_start += o.window_start;
+        self.window_low += o.window_low;
+        self.window_high += o.window_high;
+        self.shrinks += o.shrinks;
+        for h in o.hosts {
+            match self.hosts.iter_mut().find(|x| x.addr == h.addr) {
+                Some(x) if x.samples < h.samples => *x = h,
+                Some(_) => {}
+                None => self.hosts.push(h),
+            }
+        }
+        self.hosts.sort_by_key(|h| h.addr);
+    }
 }
 
 /// Threads at most, and attempts per thread at least, for a split run.
 const MAX_THREADS: usize = 4;
 const MIN_PER_THREAD: usize = 512;
+/// Starts at most before the loop looks at answers again: answers are read
+/// (and timed) while a large window fills, not after it.
+const FILL_BATCH: usize = 64;
+/// Progress is reported after this many attempts finish.
+const PROGRESS_EVERY: usize = 256;
+/// Round-trip estimates are kept per host and per network of this prefix length.
+const NET_PREFIX: u32 = 24;
+
+/// A destination host: its estimate and its probes in flight, in start order.
+struct Host {
+    addr: Ipv4Addr,
+    net: usize,
+    est: RttEstimator,
+    /// (sent, slot, attempt); entries whose attempt moved on are skipped.
+    queue: VecDeque<(Instant, usize, usize)>,
+    /// In the engine's list of hosts with probes in flight.
+    listed: bool,
+}
+
+/// A destination /24: its estimate and the tries its answers needed.
+#[derive(Default)]
+struct Net {
+    est: RttEstimator,
+    /// The highest try (0: the first) that got an answer.
+    answered_try: u8,
+}
 
 fn run_one(
     attempts: &[Attempt],
     namespaces: &[File],
     pace: Pace,
-    progress: &mut (dyn FnMut(usize, usize) + Send),
-) -> std::io::Result<Vec<std::io::Result<Outcome>>> {
+    progress: &dyn Fn(Tally),
+) -> std::io::Result<(Vec<std::io::Result<Outcome>>, EngineStats)> {
+    let max = pace.window.clamp(1, attempts.len().max(1));
+    let window = if pace.initial_window >= pace.window {
+        Window::fixed(max)
+    } else {
+        Window::new(pace.initial_window, max)
+    };
+    let mut host_index: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let mut net_index: HashMap<u32, usize> = HashMap::new();
+    let mut hosts: Vec<Host> = Vec::new();
+    let mut nets: Vec<Net> = Vec::new();
+    let host_of: Vec<usize> = attempts
+        .iter()
+        .map(|a| {
+            let ip = *a.dst.ip();
+            *host_index.entry(ip).or_insert_with(|| {
+                let key = u32::from(ip) >> (32 - NET_PREFIX);
+                let net = *net_index.entry(key).or_insert_with(|| {
+                    nets.push(Net::default());
+                    nets.len() - 1
+                });
+                hosts.push(Host {
+                    addr: ip,
+                    net,
+                    est: RttEstimator::new(),
+                    queue: VecDeque::new(),
+                    listed: false,
+                });
+                hosts.len() - 1
+            })
+        })
+        .collect();
+    let now = Instant::now();
     let mut e = Engine {
         attempts,
         namespaces,
         pace,
         ep: epoll::create(epoll::CreateFlags::CLOEXEC)?,
-        slots: Vec::new(),
-        free: Vec::new(),
-        deadlines: VecDeque::new(),
+        slots: (0..max)
+            .map(|_| Slot {
+                fd: None,
+                ns: None,
+                busy: None,
+            })
+            .collect(),
+        free: (0..max).rev().collect(),
+        in_flight: 0,
+        window,
+        window_high: window.allowed(),
+        hosts,
+        nets,
+        host_of,
+        busy_hosts: Vec::new(),
+        sent: vec![now; attempts.len()],
+        first_sent: vec![now; attempts.len()],
         results: (0..attempts.len()).map(|_| None).collect(),
         next: 0,
         started: 0,
         retry: VecDeque::new(),
         tries: vec![0; attempts.len()],
-        done: 0,
+        tally: Tally {
+            total: attempts.len(),
+            ..Tally::default()
+        },
+        stats: EngineStats {
+            window_start: window.allowed(),
+            ..EngineStats::default()
+        },
         current_ns: None,
-        start: Instant::now(),
+        start: now,
     };
-    let window = pace.window.clamp(1, attempts.len().max(1));
-    crate::probe::raise_fd_limit(window + 64);
-    e.slots = (0..window)
-        .map(|_| Slot {
-            fd: None,
-            ns: None,
-            busy: None,
+    e.drive(progress)?;
+    e.stats.window_low = e.window.low();
+    e.stats.window_high = e.window_high;
+    e.stats.shrinks = e.window.shrinks();
+    e.stats.max_retries_earned = e
+        .nets
+        .iter()
+        .map(|n| e.retries_for(n))
+        .max()
+        .unwrap_or(e.pace.retries);
+    e.stats.hosts = e
+        .hosts
+        .iter()
+        .map(|h| HostTiming {
+            addr: h.addr,
+            srtt: h.est.srtt(),
+            rttvar: h.est.rttvar(),
+            timeout: e.timeout_of(h),
+            samples: h.est.samples(),
         })
         .collect();
-    e.free = (0..window).rev().collect();
-    e.deadlines = VecDeque::with_capacity(window);
-    e.drive(progress)?;
-    Ok(e.results
-        .into_iter()
-        .map(|r| r.expect("every attempt finished"))
-        .collect())
+    e.stats.hosts.sort_by_key(|h| h.addr);
+    let stats = std::mem::take(&mut e.stats);
+    Ok((
+        e.results
+            .into_iter()
+            .map(|r| r.expect("every attempt finished"))
+            .collect(),
+        stats,
+    ))
 }
 
 struct Engine<'a> {
@@ -192,8 +408,18 @@ struct Engine<'a> {
     slots: Vec<Slot>,
     /// Slots with nothing in flight (and no socket).
     free: Vec<usize>,
-    /// (deadline, slot, attempt) in start order.
-    deadlines: VecDeque<(Instant, usize, usize)>,
+    in_flight: usize,
+    window: Window,
+    window_high: usize,
+    hosts: Vec<Host>,
+    nets: Vec<Net>,
+    /// The destination host of each attempt.
+    host_of: Vec<usize>,
+    /// Hosts with probes in flight (their `listed` is set).
+    busy_hosts: Vec<usize>,
+    /// When each attempt's latest try started, and its first.
+    sent: Vec<Instant>,
+    first_sent: Vec<Instant>,
     results: Vec<Option<std::io::Result<Outcome>>>,
     next: usize,
     /// Starts so far (first tries and retries), for the rate.
@@ -202,7 +428,8 @@ struct Engine<'a> {
     retry: VecDeque<usize>,
     /// Retries made per attempt.
     tries: Vec<u8>,
-    done: usize,
+    tally: Tally,
+    stats: EngineStats,
     current_ns: Option<usize>,
     start: Instant,
 }
@@ -218,9 +445,67 @@ impl Engine<'_> {
         (due > now).then_some(due)
     }
 
+    /// The timeout of a probe to `h` now.
+    fn timeout_of(&self, h: &Host) -> Duration {
+        match self.pace.timing {
+            Timing::Fixed(d) => d,
+            Timing::Adaptive(b) => {
+                let net = &self.nets[h.net].est;
+                if h.est.samples() > 0 {
+                    h.est.timeout(&b)
+                } else {
+                    // The /24's estimate, or the initial timeout before it has one.
+                    net.timeout(&b)
+                }
+            }
+        }
+    }
+
+    /// Retries a silent attempt in network `n` gets.
+    fn retries_for(&self, n: &Net) -> u8 {
+        match self.pace.timing {
+            Timing::Fixed(_) => self.pace.retries,
+            Timing::Adaptive(_) => self
+                .pace
+                .retries
+                .max(n.answered_try.saturating_add(1))
+                .min(self.pace.max_retries.max(self.pace.retries)),
+        }
+    }
+
     fn finish(&mut self, i: usize, r: std::io::Result<Outcome>) {
+        match &r {
+            Ok(Outcome::Connected) => self.tally.connected += 1,
+            Ok(Outcome::Refused) => self.tally.refused += 1,
+            Ok(Outcome::Timeout) => self.tally.silent += 1,
+            Err(_) => {}
+        }
         self.results[i] = Some(r);
-        self.done += 1;
+        self.tally.done += 1;
+    }
+
+    /// An answer (connected or refused) to attempt `i` seen at `now`: a
+    /// round-trip sample, and the window grows, or shrinks when the answer
+    /// came only on a retry.
+    fn answered(&mut self, i: usize, r: std::io::Result<Outcome>, now: Instant) {
+        if matches!(r, Ok(Outcome::Connected | Outcome::Refused)) {
+            let rtt = now.saturating_duration_since(self.sent[i]);
+            let h = self.host_of[i];
+            let n = self.hosts[h].net;
+            self.hosts[h].est.sample(rtt);
+            self.nets[n].est.sample(rtt);
+            self.stats.samples += 1;
+            let t = self.tries[i];
+            if t == 0 {
+                self.window.on_answer();
+                self.window_high = self.window_high.max(self.window.allowed());
+            } else {
+                self.stats.late_answers += 1;
+                self.nets[n].answered_try = self.nets[n].answered_try.max(t);
+                self.window.on_loss(self.first_sent[i], self.in_flight, now);
+            }
+        }
+        self.finish(i, r);
     }
 
     /// Whether an attempt waits to start.
@@ -228,10 +513,16 @@ impl Engine<'_> {
         !self.retry.is_empty() || self.next < self.attempts.len()
     }
 
+    /// Whether another attempt may start now (something waits, the window
+    /// has room, the rate allows).
+    fn may_start(&self, now: Instant) -> bool {
+        self.pending() && self.in_flight < self.window.allowed() && self.not_before(now).is_none()
+    }
+
     /// Start the next attempt (a retry first) on slot `k`, reusing its
     /// socket when it can. Returns false when the attempt finished at once
     /// (the slot is free again).
-    fn start_next(&mut self, k: usize, now: Instant) -> std::io::Result<bool> {
+    fn start_next(&mut self, k: usize) -> std::io::Result<bool> {
         let i = match self.retry.pop_front() {
             Some(i) => i,
             None => {
@@ -246,6 +537,11 @@ impl Engine<'_> {
                 crate::netns::enter(&self.namespaces[n])?;
             }
             self.current_ns = a.ns;
+        }
+        let sent = Instant::now();
+        self.sent[i] = sent;
+        if self.tries[i] == 0 {
+            self.first_sent[i] = sent;
         }
         let slot = &mut self.slots[k];
         let reuse = a.transport == Transport::Tcp && a.src.is_none() && slot.ns == a.ns;
@@ -277,7 +573,7 @@ impl Engine<'_> {
                 slot.fd = Some(fd);
             }
             Ok(Started::Done(o)) => {
-                self.finish(i, Ok(o));
+                self.answered(i, Ok(o), Instant::now());
                 return Ok(false);
             }
             Err(e) => {
@@ -287,14 +583,20 @@ impl Engine<'_> {
         }
         slot.ns = a.ns;
         slot.busy = Some(i);
-        self.deadlines.push_back((now + self.pace.timeout, k, i));
+        self.in_flight += 1;
+        let h = self.host_of[i];
+        self.hosts[h].queue.push_back((sent, k, i));
+        if !self.hosts[h].listed {
+            self.hosts[h].listed = true;
+            self.busy_hosts.push(h);
+        }
         Ok(true)
     }
 
     /// Keep slot `k` (whose socket is idle and reusable) busy, or close it.
     fn refill_or_close(&mut self, k: usize, now: Instant) -> std::io::Result<()> {
-        while self.pending() && self.not_before(now).is_none() {
-            if self.start_next(k, now)? {
+        while self.may_start(now) {
+            if self.start_next(k)? {
                 return Ok(());
             }
         }
@@ -303,64 +605,126 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn drive(&mut self, progress: &mut (dyn FnMut(usize, usize) + Send)) -> std::io::Result<()> {
-        let total = self.attempts.len();
-        let blank = epoll::Event {
-            flags: epoll::EventFlags::empty(),
-            data: epoll::EventData::new_u64(0),
-        };
-        let mut events = vec![blank; self.slots.len().min(1024)];
-        let mut reported = 0usize;
-        while self.done < total {
-            // Fill free slots (as far as the rate allows).
-            let now = Instant::now();
-            while self.pending() && self.not_before(now).is_none() {
-                let Some(k) = self.free.pop() else { break };
-                if !self.start_next(k, now)? {
-                    self.free.push(k);
+    /// The attempt on slot `k` is over: keep its socket for the next
+    /// connect (`keep`) or close it.
+    fn release(&mut self, k: usize, keep: bool, now: Instant) -> std::io::Result<()> {
+        self.slots[k].busy = None;
+        self.in_flight -= 1;
+        if keep {
+            self.refill_or_close(k, now)
+        } else {
+            // Closing the socket also removes it from the epoll set.
+            self.slots[k].fd = None;
+            self.free.push(k);
+            Ok(())
+        }
+    }
+
+    /// The result of attempt `i` on slot `k` if its socket has one.
+    fn poll_slot(&self, k: usize, i: usize) -> Option<(std::io::Result<Outcome>, bool)> {
+        let fd = self.slots[k].fd.as_ref()?;
+        let a = &self.attempts[i];
+        match a.transport {
+            Transport::Tcp => match tcp_result(fd, a.dst)? {
+                (Ok(Outcome::Refused), reusable) => {
+                    Some((Ok(Outcome::Refused), reusable && a.src.is_none()))
                 }
-            }
-            // Expire the oldest attempts.
-            let now = Instant::now();
-            while let Some(&(at, k, i)) = self.deadlines.front() {
-                if self.slots[k].busy != Some(i) {
-                    self.deadlines.pop_front();
+                (r, _) => Some((r, false)),
+            },
+            Transport::Udp => udp_result(fd).map(|r| (r, false)),
+        }
+    }
+
+    /// Expire what is due on every host with probes in flight; returns the
+    /// next deadline.
+    fn expire(&mut self, now: Instant) -> std::io::Result<Option<Instant>> {
+        let mut next: Option<Instant> = None;
+        let mut b = 0;
+        while b < self.busy_hosts.len() {
+            let h = self.busy_hosts[b];
+            let timeout = self.timeout_of(&self.hosts[h]);
+            while let Some(&(sent, k, i)) = self.hosts[h].queue.front() {
+                if self.slots[k].busy != Some(i) || self.sent[i] != sent {
+                    self.hosts[h].queue.pop_front();
                     continue;
                 }
-                if at > now {
+                let due = sent + timeout;
+                if due > now {
+                    next = Some(next.map_or(due, |n| n.min(due)));
                     break;
                 }
-                self.deadlines.pop_front();
-                self.slots[k].busy = None;
-                self.slots[k].fd = None;
-                self.free.push(k);
-                if self.tries[i] < self.pace.retries {
+                self.hosts[h].queue.pop_front();
+                // An answer the loop has not read yet is still an answer.
+                if let Some((r, keep)) = self.poll_slot(k, i) {
+                    self.answered(i, r, now);
+                    self.release(k, keep, now)?;
+                    continue;
+                }
+                self.release(k, false, now)?;
+                let n = self.hosts[h].net;
+                if self.tries[i] < self.retries_for(&self.nets[n]) {
                     self.tries[i] += 1;
+                    self.stats.retries += 1;
                     self.retry.push_back(i);
                 } else {
                     self.finish(i, Ok(Outcome::Timeout));
                 }
             }
-            if self.done >= reported + 256 {
-                progress(self.done, total);
-                reported = self.done;
+            if self.hosts[h].queue.is_empty() {
+                self.hosts[h].listed = false;
+                self.busy_hosts.swap_remove(b);
+            } else {
+                b += 1;
             }
-            if self.done == total {
+        }
+        Ok(next)
+    }
+
+    fn drive(&mut self, progress: &dyn Fn(Tally)) -> std::io::Result<()> {
+        let total = self.attempts.len();
+        let blank = epoll::Event {
+            flags: epoll::EventFlags::empty(),
+            data: epoll::EventData::new_u64(0),
+        };
+        let mut events = vec![blank; self.slots.len().clamp(1, 1024)];
+        let mut reported = 0usize;
+        while self.tally.done < total {
+            // Fill free slots (as far as the window and the rate allow), a
+            // batch at a time.
+            let now = Instant::now();
+            let mut batch = 0;
+            while batch < FILL_BATCH && self.may_start(now) {
+                let Some(k) = self.free.pop() else { break };
+                if !self.start_next(k)? {
+                    self.free.push(k);
+                }
+                batch += 1;
+            }
+            let more = batch == FILL_BATCH && self.may_start(Instant::now());
+            // Expire the oldest attempts.
+            let now = Instant::now();
+            let deadline = self.expire(now)?;
+            if self.tally.done >= reported + PROGRESS_EVERY {
+                progress(self.tally);
+                reported = self.tally.done;
+            }
+            if self.tally.done == total {
                 break;
             }
-            let wake = self.pending().then(|| self.not_before(now)).flatten();
-            let Some(until) = self
-                .deadlines
-                .front()
-                .map(|d| d.0)
-                .into_iter()
-                .chain(wake)
-                .min()
-            else {
-                // Nothing in flight and nothing held back: the fill loop runs again.
-                continue;
+            let wake = if self.pending() && self.in_flight < self.window.allowed() {
+                self.not_before(now)
+            } else {
+                None
             };
-            let wait = until.saturating_duration_since(Instant::now());
+            let wait = if more || self.may_start(Instant::now()) {
+                Duration::ZERO
+            } else {
+                match deadline.into_iter().chain(wake).min() {
+                    Some(until) => until.saturating_duration_since(Instant::now()),
+                    // Nothing in flight and nothing held back: fill again.
+                    None => continue,
+                }
+            };
             let ts = rustix::event::Timespec {
                 tv_sec: wait.as_secs() as i64,
                 tv_nsec: i64::from(wait.subsec_nanos()),
@@ -373,36 +737,18 @@ impl Engine<'_> {
             let now = Instant::now();
             for ev in &events[..n] {
                 let k = ev.data.u64() as usize;
-                let (Some(i), Some(fd)) = (self.slots[k].busy, self.slots[k].fd.as_ref()) else {
+                let Some(i) = self.slots[k].busy else {
                     continue;
                 };
-                let a = &self.attempts[i];
-                let (outcome, keep) = match a.transport {
-                    Transport::Tcp => match tcp_result(fd, a.dst) {
-                        None => continue,
-                        Some((Ok(Outcome::Refused), reusable)) => {
-                            (Ok(Outcome::Refused), reusable && a.src.is_none())
-                        }
-                        Some((r, _)) => (r, false),
-                    },
-                    Transport::Udp => match udp_result(fd) {
-                        None => continue,
-                        Some(r) => (r, false),
-                    },
+                let Some((outcome, keep)) = self.poll_slot(k, i) else {
+                    continue;
                 };
-                self.slots[k].busy = None;
-                self.finish(i, outcome);
-                if keep {
-                    self.refill_or_close(k, now)?;
-                } else {
-                    // Closing the socket also removes it from the epoll set.
-                    self.slots[k].fd = None;
-                    self.free.push(k);
-                }
+                self.answered(i, outcome, now);
+                self.release(k, keep, now)?;
             }
         }
         if reported != total {
-            progress(total, total);
+            progress(self.tally);
         }
         Ok(())
     }
@@ -545,13 +891,19 @@ mod tests {
     use super::*;
     use std::net::{TcpListener, UdpSocket};
 
-    fn pace() -> Pace {
+    fn fixed(window: usize, ms: u64, rate: u32, retries: u8) -> Pace {
         Pace {
-            window: 8,
-            timeout: Duration::from_millis(300),
-            rate: 0,
-            retries: 0,
+            window,
+            initial_window: window,
+            timing: Timing::Fixed(Duration::from_millis(ms)),
+            rate,
+            retries,
+            max_retries: retries,
         }
+    }
+
+    fn pace() -> Pace {
+        fixed(8, 300, 0, 0)
     }
 
     #[test]
@@ -591,8 +943,11 @@ mod tests {
             a(uaddr, Transport::Udp),
             a(closed, Transport::Udp),
         ];
-        let mut calls = 0;
-        let got = run(&attempts, &[], pace(), &mut |_, _| calls += 1).unwrap();
+        let calls = AtomicUsize::new(0);
+        let (got, stats) = run(&attempts, &[], pace(), &|_| {
+            calls.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
         let got: Vec<Outcome> = got.into_iter().map(Result::unwrap).collect();
         assert_eq!(
             got,
@@ -603,7 +958,12 @@ mod tests {
                 Outcome::Refused
             ]
         );
-        assert!(calls >= 1);
+        assert!(calls.load(Ordering::Relaxed) >= 1);
+        // Four answers (a refusal and an ICMP error are answers too), each
+        // a round-trip sample of its host.
+        assert_eq!(stats.samples, 4);
+        assert_eq!(stats.hosts.len(), 1);
+        assert_eq!(stats.hosts[0].samples, 4);
         t.join().unwrap();
     }
 
@@ -635,18 +995,7 @@ mod tests {
                 transport: Transport::Tcp,
             })
             .collect();
-        let got = run(
-            &attempts,
-            &[],
-            Pace {
-                window: 4,
-                timeout: Duration::from_millis(2000),
-                rate: 0,
-                retries: 0,
-            },
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let (got, _) = run(&attempts, &[], fixed(4, 2000, 0, 0), &|_| {}).unwrap();
         for (i, r) in got.into_iter().enumerate() {
             let want = if i % 7 == 0 {
                 Outcome::Connected
@@ -673,18 +1022,7 @@ mod tests {
             })
             .collect();
         let t0 = Instant::now();
-        let got = run(
-            &attempts,
-            &[],
-            Pace {
-                window: 8,
-                timeout: Duration::from_millis(50),
-                rate: 20,
-                retries: 1,
-            },
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let (got, _) = run(&attempts, &[], fixed(8, 50, 20, 1), &|_| {}).unwrap();
         assert!(got.iter().all(|r| matches!(r, Ok(Outcome::Timeout))));
         // Three attempts, each tried twice: six starts at 20/s, the last
         // one 250 ms in, and it waits out its 50 ms.

@@ -22,12 +22,15 @@ mod netns;
 mod probe;
 mod topology;
 
+pub mod rtt;
+
 pub mod live;
 pub mod remap;
 pub mod report;
 pub mod site_lab;
 pub mod udp;
 
+pub use engine::{EngineStats, HostTiming, Tally, Timing};
 pub use netns::in_netns;
 pub use probe::{probe_all, Listeners, Outcome, Probe, Transport};
 pub use topology::{HostSpec, Lab, LabSpec, LabState};

@@ -6,7 +6,8 @@
 //! it polite; UDP uses protocol-shaped requests and says "open|filtered"
 //! when silence cannot tell the two apart.
 
-use crate::engine::{Attempt, Pace};
+use crate::engine::{Attempt, EngineStats, Pace, Tally, Timing};
+use crate::rtt::RttBounds;
 use crate::site_lab::{representatives, sample_ports, Proto};
 use crate::{Outcome, Transport};
 use ipnet::IpNet;
@@ -239,28 +240,84 @@ pub fn is_site_destination(site: &ResolvedSite, dst: Ipv4Addr) -> bool {
     })
 }
 
+/// The most probes in flight by default: large enough that the rate cap, not
+/// the window, limits a scan of a lab or a LAN (20,000 probes a second with
+/// a 100 ms timeout keep about 2,000 silent probes in flight), and within
+/// the usual open-file limit.
+pub const DEFAULT_WINDOW: usize = 8192;
+/// Probes in flight at the start; the window grows from here while answers
+/// come (the old fixed default, so a network that never answers is probed
+/// no slower than before).
+pub const INITIAL_WINDOW: usize = 512;
+/// The default rate cap (probes started per second): stateful firewalls and
+/// intrusion detection in a real path count new connections per second, and
+/// a scan far above ordinary rates can trip their flood protection and turn
+/// answers into drops.
+pub const DEFAULT_RATE: u32 = 20_000;
+/// Retries of a silent probe by default (a busy host can answer late).
+pub const DEFAULT_RETRIES: u8 = 1;
+/// The most retries a network whose answers came only on a retry (loss, ICMP
+/// rate limiting) can earn: nmap's default `--max-retries`.
+pub const MAX_RETRIES: u8 = 10;
+
 /// Probe settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Probes in flight at once.
+    /// Probes in flight at most (the window's ceiling).
     pub concurrency: usize,
-    /// Per-probe timeout.
-    pub timeout: Duration,
+    /// Probes in flight at the start (at least `concurrency`: a fixed window).
+    pub initial_window: usize,
+    /// A fixed per-attempt timeout (`None`: adaptive within `bounds`).
+    pub timeout: Option<Duration>,
+    /// The bounds of the adaptive timeout.
+    pub bounds: RttBounds,
     /// New probes started per second at most (0: no limit; retries count).
     pub rate: u32,
     /// How many more times a probe that got no answer is tried.
     pub retries: u8,
+    /// With the adaptive timeout: the most retries a network whose answers
+    /// came only on a retry can earn (see [`MAX_RETRIES`]).
+    pub max_retries: u8,
 }
 
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            concurrency: DEFAULT_WINDOW,
+            initial_window: INITIAL_WINDOW,
+            timeout: None,
+            bounds: RttBounds::default(),
+            rate: DEFAULT_RATE,
+            retries: DEFAULT_RETRIES,
+            max_retries: MAX_RETRIES,
+        }
+    }
+}
+
+/// Progress callback: the counts so far.
+pub type Progress = Arc<dyn Fn(Tally) + Send + Sync>;
+
 /// Probe every target (refusing any that is not a site destination) and
-/// judge each against `expect`. `progress(done, total)` runs as probes finish.
+/// judge each against `expect`. `progress(tally)` runs as probes finish.
 pub fn run(
     site: &ResolvedSite,
     targets: Vec<Target>,
     settings: &Settings,
     expect: Option<Expect>,
-    progress: Arc<dyn Fn(usize, usize) + Send + Sync>,
+    progress: Progress,
 ) -> Result<Vec<LiveResult>, String> {
+    run_measured(site, targets, settings, expect, progress).map(|(r, _)| r)
+}
+
+/// [`run`], also returning what the engine measured (round trips per host,
+/// retries, how the window moved).
+pub fn run_measured(
+    site: &ResolvedSite,
+    targets: Vec<Target>,
+    settings: &Settings,
+    expect: Option<Expect>,
+    progress: Progress,
+) -> Result<(Vec<LiveResult>, EngineStats), String> {
     if let Some(t) = targets.iter().find(|t| !is_site_destination(site, t.dst)) {
         return Err(format!(
             "refusing {}: it is not a destination of any flow of the site",
@@ -281,11 +338,16 @@ pub fn run(
         .collect();
     let pace = Pace {
         window: settings.concurrency,
-        timeout: settings.timeout,
+        initial_window: settings.initial_window,
+        timing: match settings.timeout {
+            Some(d) => Timing::Fixed(d),
+            None => Timing::Adaptive(settings.bounds),
+        },
         rate: settings.rate,
         retries: settings.retries,
+        max_retries: settings.max_retries,
     };
-    let outcomes = crate::engine::run(&attempts, &[], pace, &mut |d, n| progress(d, n))
+    let (outcomes, stats) = crate::engine::run(&attempts, &[], pace, &|t| progress(t))
         .map_err(|e| format!("probing: {e}"))?;
     let mut states = Vec::with_capacity(outcomes.len());
     for (t, o) in targets.iter().zip(outcomes) {
@@ -310,7 +372,7 @@ pub fn run(
             }
         });
     }
-    Ok(targets
+    let results = targets
         .into_iter()
         .zip(states)
         .map(|(target, state)| {
@@ -327,7 +389,8 @@ pub fn run(
             });
             LiveResult { target, state, ok }
         })
-        .collect())
+        .collect();
+    Ok((results, stats))
 }
 
 #[cfg(test)]

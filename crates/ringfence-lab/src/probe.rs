@@ -1,7 +1,7 @@
 //! TCP listeners in destination namespaces and TCP connect probes from source
 //! namespaces, classified by evidence.
 
-use crate::engine::{Attempt, Pace};
+use crate::engine::{Attempt, Pace, Timing};
 use crate::netns::open_ns;
 use crate::udp::response_for;
 use crate::{check_address, LabError};
@@ -218,6 +218,18 @@ pub(crate) fn raise_fd_limit(need: usize) {
     }
 }
 
+/// How many descriptors this process may still open for sockets: the soft
+/// open-file limit after raising it towards `want` (as far as the hard limit
+/// allows), less a margin for everything else the process holds.
+pub(crate) fn fd_budget(want: usize) -> usize {
+    raise_fd_limit(want + FD_MARGIN);
+    let cur = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    cur.map_or(want, |c| (c as usize).saturating_sub(FD_MARGIN).max(1))
+}
+
+/// Descriptors kept free for everything but the probe window.
+const FD_MARGIN: usize = 64;
+
 /// Run every probe (up to `concurrency` sockets in flight, on one thread
 /// driven by epoll) and return the outcomes in order. Each attempt is a
 /// single SYN or UDP request: `timeout` should stay below the first
@@ -264,16 +276,22 @@ pub(crate) fn probe_all_progress(
     // drop with a prediction, and retrying every drop would double its cost.
     let pace = Pace {
         window: concurrency,
-        timeout,
+        initial_window: concurrency,
+        timing: Timing::Fixed(timeout),
         rate: 0,
         retries: 0,
+        max_retries: 0,
     };
     // The engine enters the source namespaces: on a thread of its own, so
     // the caller's thread stays where it is.
     let out = std::thread::scope(|s| {
-        s.spawn(|| crate::engine::run(&attempts, &fds, pace, &mut |d, t| progress(d, t)))
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("probe thread panicked")))
+        s.spawn(|| {
+            crate::engine::run(&attempts, &fds, pace, &|t: crate::Tally| {
+                progress(t.done, t.total)
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("probe thread panicked")))
     })?;
-    out.into_iter().map(|r| r.map_err(LabError::Io)).collect()
+    out.0.into_iter().map(|r| r.map_err(LabError::Io)).collect()
 }

@@ -75,16 +75,15 @@ fn lab_probe_from_inside_a_lab_host_finds_required_open_and_negatives_closed() {
         let targets = live::targets(&resolved, &srcs, None, Some(site_lab::RANGE_SAMPLE));
         let settings = Settings {
             concurrency: 64,
-            timeout: Duration::from_millis(500),
             rate: 0,
-            retries: 1,
+            ..Settings::default()
         };
         live::run(
             &resolved,
             targets,
             &settings,
             Some(Expect::Auto),
-            Arc::new(|_, _| {}),
+            Arc::new(|_| {}),
         )
         .unwrap()
     })
@@ -115,12 +114,13 @@ fn lab_probe_from_inside_a_lab_host_finds_required_open_and_negatives_closed() {
     };
     let settings = Settings {
         concurrency: 1,
-        timeout: Duration::from_millis(10),
+        timeout: Some(Duration::from_millis(10)),
         rate: 0,
         retries: 0,
+        ..Settings::default()
     };
     assert!(
-        live::run(&resolved, vec![stray], &settings, None, Arc::new(|_, _| {}))
+        live::run(&resolved, vec![stray], &settings, None, Arc::new(|_| {}))
             .unwrap_err()
             .contains("not a destination")
     );

@@ -48,22 +48,24 @@ pub struct Args {
     /// Judge results: exit 1 when a target is not as expected.
     #[arg(long, value_enum)]
     pub expect: Option<ExpectArg>,
-    /// Probes in flight at once.
-    #[arg(long, default_value_t = 512)]
+    /// Probes in flight at most: the window starts smaller and grows while
+    /// answers come, and shrinks when answers are lost (docs/lab.md).
+    #[arg(long, default_value_t = live::DEFAULT_WINDOW)]
     pub concurrency: usize,
-    /// Per-probe timeout in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    pub timeout: u64,
+    /// A fixed per-attempt timeout in milliseconds, instead of one measured
+    /// from round trips (docs/lab.md).
+    #[arg(long, value_name = "MS")]
+    pub timeout: Option<u64>,
     /// Probe N ports of each port range (both ends included) instead of all.
     #[arg(long, value_name = "N")]
     pub sample: Option<usize>,
     /// Start at most this many probes per second (0: no limit). The default
     /// keeps clear of the flood protection of firewalls in a real path.
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = live::DEFAULT_RATE)]
     pub rate: u32,
     /// Try a probe that got no answer this many more times (a busy host can
     /// answer late); only then is it filtered (or open|filtered).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = live::DEFAULT_RETRIES)]
     pub retries: u8,
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
@@ -159,16 +161,17 @@ pub fn run(a: Args) -> Result<u8, CliError> {
     });
     let settings = Settings {
         concurrency: a.concurrency,
-        timeout: Duration::from_millis(a.timeout),
+        timeout: a.timeout.map(Duration::from_millis),
         rate: a.rate,
         retries: a.retries,
+        ..Settings::default()
     };
     let results = live::run(
         &resolved,
         targets,
         &settings,
         expect,
-        Arc::new(move |d, _| pbc.set_position(d as u64)),
+        Arc::new(move |t| pbc.set_position(t.done as u64)),
     )
     .map_err(CliError::Usage)?;
     pb.finish_and_clear();
