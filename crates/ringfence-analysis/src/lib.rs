@@ -7,10 +7,12 @@
 //!   rules, what is accepted beyond an allowed set, differences between two
 //!   rulesets.
 //! - [`verify`] and [`diff`]: the reports behind `ringfence verify` and `ringfence diff`.
+//! - [`packet_line`]: the JSON-lines packets batch `trace` reads.
 
 pub mod diff;
 pub mod engine;
 pub mod index;
+pub mod packet_line;
 pub mod space;
 pub mod trace;
 pub mod verify;

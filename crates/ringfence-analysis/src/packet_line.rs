@@ -1,0 +1,511 @@
+//! Packet lines: the JSON-lines input of batch `trace`, one packet a line:
+//! `{"src", "dst", "proto", "sport", "dport", "iif", "oif", "from_host"}`
+//! (`proto` a name or a number; ports default to 0; interfaces optional;
+//! `"from_host": true` makes the packet start in OUTPUT).
+//!
+//! Lines of the plain shape every generator writes are read without serde
+//! (batch tracing reads millions); anything else goes through serde_json,
+//! which decides exactly as before and words the error.
+
+use ringfence_model::{proto, CtStates, Packet};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+/// A packet line that cannot be read: where (a 1-based column when known)
+/// and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    /// 1-based column, or `None` when the whole line is at fault.
+    pub column: Option<u64>,
+    /// What is wrong, with what was expected.
+    pub message: String,
+}
+
+impl LineError {
+    fn at(column: u64, message: impl Into<String>) -> Self {
+        Self {
+            column: Some(column),
+            message: message.into(),
+        }
+    }
+
+    fn line(message: impl Into<String>) -> Self {
+        Self {
+            column: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.column {
+            Some(c) => write!(f, "column {c}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
+/// Protocol name or number.
+pub fn parse_proto(s: &str) -> Option<u8> {
+    // Case-insensitive names without a lowercased copy (batch calls this per packet).
+    const NAMES: [(&str, u8); 6] = [
+        ("tcp", proto::TCP),
+        ("udp", proto::UDP),
+        ("icmp", proto::ICMP),
+        ("icmpv6", proto::ICMPV6),
+        ("ipv6-icmp", proto::ICMPV6),
+        ("sctp", proto::SCTP),
+    ];
+    NAMES
+        .iter()
+        .find(|(name, _)| s.eq_ignore_ascii_case(name))
+        .map(|&(_, n)| n)
+        .or_else(|| s.parse().ok())
+}
+
+/// `"proto"`: a name or a number. A hand-written visitor: serde's untagged
+/// enums buffer the value first, which costs a third of batch throughput.
+enum ProtoField<'a> {
+    Num(u8),
+    Name(Cow<'a, str>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ProtoField<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ProtoField<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a protocol name or a number 0-255")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                u8::try_from(v)
+                    .map(ProtoField::Num)
+                    .map_err(|_| E::custom(format!("protocol number {v} is above 255")))
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(ProtoField::Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ProtoField::Name(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct PacketLine<'a> {
+    #[serde(borrow)]
+    src: Cow<'a, str>,
+    #[serde(borrow)]
+    dst: Cow<'a, str>,
+    #[serde(borrow)]
+    proto: ProtoField<'a>,
+    #[serde(default)]
+    sport: u16,
+    #[serde(default)]
+    dport: u16,
+    #[serde(borrow, default)]
+    iif: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    oif: Option<Cow<'a, str>>,
+    #[serde(default)]
+    from_host: Option<bool>,
+}
+
+/// A packet line's fields, borrowed from the line.
+struct LineFields<'a> {
+    src: Cow<'a, str>,
+    dst: Cow<'a, str>,
+    proto: ProtoField<'a>,
+    sport: u16,
+    dport: u16,
+    iif: Option<Cow<'a, str>>,
+    oif: Option<Cow<'a, str>>,
+    /// The packet starts in OUTPUT (it comes from the host itself).
+    from_host: bool,
+}
+
+/// Read a packet line of the plain shape every generator writes (one
+/// object, known keys once each, strings without escapes, unsigned integers)
+/// without serde. Anything else, valid or not, returns `None` and goes through
+/// serde_json, which then decides exactly as before (and words the error).
+fn quick_fields(line: &str) -> Option<LineFields<'_>> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while b
+            .get(*i)
+            .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            *i += 1;
+        }
+    };
+    // A string without escapes or control characters; `i` at its opening quote.
+    let string = |i: &mut usize| -> Option<&str> {
+        if b.get(*i) != Some(&b'"') {
+            return None;
+        }
+        let start = *i + 1;
+        let len = b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if b[start + len] != b'"' {
+            return None;
+        }
+        *i = start + len + 1;
+        Some(&line[start..start + len])
+    };
+    // An unsigned JSON integer up to `max`; no sign, fraction, exponent or leading zero.
+    let number = |i: &mut usize, max: u32| -> Option<u32> {
+        let start = *i;
+        let mut v: u32 = 0;
+        while let Some(d) = b.get(*i).filter(|c| c.is_ascii_digit()) {
+            v = v.checked_mul(10)?.checked_add(u32::from(d - b'0'))?;
+            *i += 1;
+        }
+        let digits = *i - start;
+        let bad_next = b.get(*i).is_some_and(|c| matches!(c, b'.' | b'e' | b'E'));
+        (digits > 0 && digits <= 6 && !(digits > 1 && b[start] == b'0') && !bad_next && v <= max)
+            .then_some(v)
+    };
+    let mut f = LineFields {
+        src: Cow::Borrowed(""),
+        dst: Cow::Borrowed(""),
+        proto: ProtoField::Num(0),
+        sport: 0,
+        dport: 0,
+        iif: None,
+        oif: None,
+        from_host: false,
+    };
+    let mut seen = 0u8;
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        ws(&mut i);
+        let key = string(&mut i)?;
+        ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        ws(&mut i);
+        let bit = match key {
+            "src" => {
+                f.src = Cow::Borrowed(string(&mut i)?);
+                1
+            }
+            "dst" => {
+                f.dst = Cow::Borrowed(string(&mut i)?);
+                2
+            }
+            "proto" => {
+                f.proto = if b.get(i) == Some(&b'"') {
+                    ProtoField::Name(Cow::Borrowed(string(&mut i)?))
+                } else {
+                    ProtoField::Num(number(&mut i, 255)? as u8)
+                };
+                4
+            }
+            "sport" => {
+                f.sport = number(&mut i, 65535)? as u16;
+                8
+            }
+            "dport" => {
+                f.dport = number(&mut i, 65535)? as u16;
+                16
+            }
+            "iif" => {
+                f.iif = Some(Cow::Borrowed(string(&mut i)?));
+                32
+            }
+            "oif" => {
+                f.oif = Some(Cow::Borrowed(string(&mut i)?));
+                64
+            }
+            "from_host" => {
+                f.from_host = if b[i..].starts_with(b"true") {
+                    i += 4;
+                    true
+                } else if b[i..].starts_with(b"false") {
+                    i += 5;
+                    false
+                } else {
+                    return None;
+                };
+                128
+            }
+            _ => return None,
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        ws(&mut i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => {
+                i += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    ws(&mut i);
+    (i == b.len() && seen & 7 == 7).then_some(f)
+}
+
+/// A dotted quad in the plain form (`0`-`255`, no leading zeros); `None`
+/// sends anything else to the standard parser, which accepts a superset.
+fn quick_ipv4(s: &str) -> Option<IpAddr> {
+    let b = s.as_bytes();
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (k, o) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v: u16 = 0;
+        while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            if i - start == 3 {
+                return None;
+            }
+            v = v * 10 + u16::from(c - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || (len > 1 && b[start] == b'0') {
+            return None;
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    (i == b.len()).then_some(IpAddr::from(octets))
+}
+
+/// Read one packet line into `out` (reusing its interface strings'
+/// buffers); returns whether the packet starts in OUTPUT (`"from_host":
+/// true`). The packet opens a new connection.
+pub fn read(line: &str, out: &mut Packet) -> Result<bool, LineError> {
+    let pl = match quick_fields(line) {
+        Some(f) => f,
+        None => {
+            let pl: PacketLine = serde_json::from_str(line).map_err(|e| {
+                LineError::at(
+                    e.column() as u64,
+                    format!(
+                        "packet line: {e}; expected {{\"src\", \"dst\", \"proto\", \"sport\", \"dport\", \"iif\", \"oif\", \"from_host\"}}"
+                    ),
+                )
+            })?;
+            LineFields {
+                src: pl.src,
+                dst: pl.dst,
+                proto: pl.proto,
+                sport: pl.sport,
+                dport: pl.dport,
+                iif: pl.iif,
+                oif: pl.oif,
+                from_host: pl.from_host.unwrap_or(false),
+            }
+        }
+    };
+    let addr = |s: &str, what: &str| -> Result<IpAddr, LineError> {
+        if let Some(a) = quick_ipv4(s) {
+            return Ok(a);
+        }
+        s.parse().map_err(|_| {
+            LineError::at(
+                line.find(s).map(|c| c as u64 + 1).unwrap_or(1),
+                format!("\"{what}\": `{s}` is not an IP address"),
+            )
+        })
+    };
+    let src = addr(&pl.src, "src")?;
+    let dst = addr(&pl.dst, "dst")?;
+    if src.is_ipv4() != dst.is_ipv4() {
+        return Err(LineError::line(
+            "\"src\" and \"dst\" are of different address families: expected both IPv4 or both IPv6",
+        ));
+    }
+    let protocol = match pl.proto {
+        ProtoField::Num(n) => n,
+        ProtoField::Name(n) => parse_proto(&n).ok_or_else(|| {
+            LineError::at(
+                line.find("\"proto\"").map(|c| c as u64 + 1).unwrap_or(1),
+                format!("\"proto\": `{n}`: expected tcp, udp, icmp, icmpv6, sctp or a number"),
+            )
+        })?,
+    };
+    out.src = src;
+    out.dst = dst;
+    out.protocol = protocol;
+    out.sport = pl.sport;
+    out.dport = pl.dport;
+    out.ct_state = CtStates::NEW;
+    // Reuse the interface strings' buffers from the previous packet.
+    for (slot, v) in [(&mut out.iif, pl.iif), (&mut out.oif, pl.oif)] {
+        match (slot.as_mut(), v) {
+            (Some(s), Some(v)) => {
+                s.clear();
+                s.push_str(&v);
+            }
+            (None, Some(v)) => *slot = Some(v.into_owned()),
+            (_, None) => *slot = None,
+        }
+    }
+    Ok(pl.from_host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The serde reading of a line, as (src, dst, proto, sport, dport, iif, oif).
+    type Fields = (
+        String,
+        String,
+        String,
+        u16,
+        u16,
+        Option<String>,
+        Option<String>,
+        bool,
+    );
+
+    fn fields(f: LineFields<'_>) -> Fields {
+        let proto = match f.proto {
+            ProtoField::Num(n) => format!("#{n}"),
+            ProtoField::Name(n) => n.into_owned(),
+        };
+        (
+            f.src.into_owned(),
+            f.dst.into_owned(),
+            proto,
+            f.sport,
+            f.dport,
+            f.iif.map(Cow::into_owned),
+            f.oif.map(Cow::into_owned),
+            f.from_host,
+        )
+    }
+
+    fn serde_fields(line: &str) -> Option<Fields> {
+        let pl: PacketLine = serde_json::from_str(line).ok()?;
+        Some(fields(LineFields {
+            src: pl.src,
+            dst: pl.dst,
+            proto: pl.proto,
+            sport: pl.sport,
+            dport: pl.dport,
+            iif: pl.iif,
+            oif: pl.oif,
+            from_host: pl.from_host.unwrap_or(false),
+        }))
+    }
+
+    #[test]
+    fn quick_line_reader_agrees_with_serde_or_defers_to_it() {
+        let lines = [
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","sport":5000,"dport":443,"iif":"eth0","oif":"eth1"}"#,
+            r#" { "dport" : 0 , "proto":6,"dst":"::1","src":"::2" } "#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":255,"sport":65535}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"udp","from_host":true}"#,
+            // Valid JSON the quick reader leaves to serde.
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"udp","from_host":null}"#,
+            // Invalid: serde must see them to word the error.
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"udp","from_host":"yes"}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"udp","from_host":truex}"#,
+            // Valid JSON the quick reader leaves to serde.
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","iif":null}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","extra":[1,2]}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.\u0031","proto":"tcp"}"#,
+            // Invalid: serde must see them to word the error.
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":65536}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":256}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":080}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":80.0}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","dport":-1}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp","src":"10.0.0.1"}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1"}"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp"} x"#,
+            r#"{"src":"10.1.1.1","dst":"192.0.2.1","proto":"tcp",}"#,
+            "{\"src\":\"10.1.1.1\t\",\"dst\":\"192.0.2.1\",\"proto\":\"tcp\"}",
+            r#"{}"#,
+            r#"[]"#,
+        ];
+        let mut quick = 0;
+        for line in lines {
+            if let Some(f) = quick_fields(line) {
+                quick += 1;
+                assert_eq!(Some(fields(f)), serde_fields(line), "{line}");
+            }
+        }
+        assert_eq!(quick, 4, "the four plain lines take the quick path");
+    }
+
+    #[test]
+    fn quick_ipv4_accepts_only_what_the_standard_parser_accepts_alike() {
+        let samples = [
+            "0.0.0.0",
+            "10.1.1.1",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.1.1.1",
+            "1.1.1",
+            "1.1.1.1.1",
+            "1..1.1",
+            "1.1.1.1 ",
+            "",
+            "1.1.1.0001",
+            "a.b.c.d",
+            "::1",
+            "1.2.3.04",
+            "100.200.250.199",
+        ];
+        for s in samples {
+            if let Some(a) = quick_ipv4(s) {
+                assert_eq!(Some(a), s.parse::<IpAddr>().ok(), "{s}");
+            }
+        }
+        for a in [0u32, 1, 0x0a00_0001, 0xc000_0201, 0xffff_ffff, 0x7f00_0001] {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(a));
+            assert_eq!(quick_ipv4(&ip.to_string()), Some(ip));
+        }
+    }
+
+    #[test]
+    fn protocol_names_are_case_insensitive_and_numbers_pass_through() {
+        for (s, want) in [
+            ("tcp", Some(6)),
+            ("TCP", Some(6)),
+            ("Udp", Some(17)),
+            ("ICMP", Some(1)),
+            ("icmpV6", Some(58)),
+            ("IPv6-ICMP", Some(58)),
+            ("sctp", Some(132)),
+            ("47", Some(47)),
+            ("255", Some(255)),
+            ("256", None),
+            ("tcpx", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_proto(s), want, "{s}");
+        }
+    }
+}
