@@ -28,6 +28,10 @@ pub enum Status {
     Warn,
     /// Informational.
     Info,
+    /// What the check needs could not be observed (evidence absent or
+    /// unreadable): neither passed nor failed.
+    #[serde(rename = "not-assessed")]
+    NotAssessed,
 }
 
 /// The parts of a node result the merge uses; everything else is ignored.
@@ -42,6 +46,33 @@ pub struct NodeResult {
     pub node: NodeInfo,
     /// One entry per check.
     pub checks: Vec<CheckResult>,
+    /// Waivers past their expiry date; each one fails the node's run.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub expired_waivers: Vec<ExpiredWaiver>,
+}
+
+/// A waiver past its expiry date, as the scanner lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ExpiredWaiver {
+    /// The check it covered.
+    pub id: String,
+    /// Who answers for it.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub owner: String,
+    /// The last day it held (`YYYY-MM-DD`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub expires: String,
+    /// Why the failure was accepted.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub reason: String,
+}
+
+/// The part of a check's waiver the merge uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WaiverState {
+    /// Whether the waiver has run out (then it no longer covers a failure).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub expired: bool,
 }
 
 /// The node a result describes.
@@ -70,9 +101,24 @@ pub struct CheckResult {
     pub target: String,
     /// Outcome.
     pub status: Status,
-    /// True when a profile or a valid waiver expects this failure.
+    /// True when the profile expects this failure.
     #[serde(default, deserialize_with = "null_as_default")]
     pub expected: bool,
+    /// True when the profile expects a failure but the check passes: the
+    /// profile entry is stale.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub fixed: bool,
+    /// The waiver covering this check, if any; an unexpired one makes a
+    /// failure expected.
+    #[serde(default)]
+    pub waiver: Option<WaiverState>,
+}
+
+impl CheckResult {
+    /// Covered by the profile or by an unexpired waiver.
+    pub fn covered(&self) -> bool {
+        self.expected || self.waiver.as_ref().is_some_and(|w| !w.expired)
+    }
 }
 
 /// Optional fields may be missing or `null`; both mean the default.
@@ -105,6 +151,11 @@ pub struct CheckRow {
     pub warn: usize,
     /// Nodes with an informational result.
     pub info: usize,
+    /// Nodes where the check could not be assessed.
+    pub not_assessed: usize,
+    /// Nodes that pass a check the profile still lists as an expected
+    /// failure (counted in `pass` too).
+    pub fixed: usize,
     /// The nodes that fail unexpectedly, naturally sorted.
     pub unexpected_nodes: Vec<String>,
 }
@@ -141,8 +192,22 @@ pub struct NodeRow {
     pub warn: usize,
     /// Informational results.
     pub info: usize,
+    /// Checks that could not be assessed.
+    pub not_assessed: usize,
+    /// Passing checks the profile still lists as expected failures.
+    pub fixed: usize,
     /// The unexpected failures, in natural check order.
     pub unexpected: Vec<Finding>,
+    /// Waivers past their expiry date, in natural check order; each one
+    /// fails the node.
+    pub expired_waivers: Vec<ExpiredWaiver>,
+}
+
+impl NodeRow {
+    /// The node fails: a check fails unexpectedly or a waiver has expired.
+    pub fn failing(&self) -> bool {
+        self.unexpected_fail > 0 || !self.expired_waivers.is_empty()
+    }
 }
 
 /// A file that was left out of the merge, and why.
@@ -198,6 +263,10 @@ pub struct FleetSummary {
     pub checks: usize,
     /// Nodes with at least one unexpected failure.
     pub nodes_with_unexpected_fail: usize,
+    /// Nodes with at least one expired waiver.
+    pub nodes_with_expired_waivers: usize,
+    /// Nodes that fail: an unexpected failure or an expired waiver.
+    pub nodes_failing: usize,
     /// Check results that pass, over all nodes.
     pub pass: usize,
     /// Expected failures, over all nodes.
@@ -208,6 +277,13 @@ pub struct FleetSummary {
     pub warn: usize,
     /// Informational results, over all nodes.
     pub info: usize,
+    /// Checks that could not be assessed, over all nodes.
+    pub not_assessed: usize,
+    /// Passing checks the profile still lists as expected failures, over
+    /// all nodes.
+    pub fixed: usize,
+    /// Expired waivers, over all nodes.
+    pub expired_waivers: usize,
 }
 
 /// The fleet view: per check, per node, and the files left out.
@@ -230,10 +306,14 @@ pub struct FleetReport {
 }
 
 impl FleetReport {
-    /// The exit code the CLI uses: 1 when a node fails a check unexpectedly
-    /// or a file was left out, else 0.
+    /// The exit code the CLI uses: 1 when a node fails a check unexpectedly,
+    /// a node has an expired waiver or a file was left out, else 0.
     pub fn exit_code(&self) -> u8 {
-        u8::from(self.summary.unexpected_fail > 0 || !self.problems.is_empty())
+        u8::from(
+            self.summary.unexpected_fail > 0
+                || self.summary.expired_waivers > 0
+                || !self.problems.is_empty(),
+        )
     }
 }
 
@@ -416,6 +496,8 @@ struct CheckAgg {
     unexpected_fail: usize,
     warn: usize,
     info: usize,
+    not_assessed: usize,
+    fixed: usize,
     unexpected_nodes: Vec<String>,
 }
 
@@ -524,8 +606,13 @@ pub fn merge_parsed(parsed: Vec<(String, Result<NodeResult, InputError>)>) -> Fl
             unexpected_fail: 0,
             warn: 0,
             info: 0,
+            not_assessed: 0,
+            fixed: 0,
             unexpected: Vec::new(),
+            expired_waivers: r.expired_waivers.clone(),
         };
+        row.expired_waivers
+            .sort_by(|a, b| natural_cmp(&a.id, &b.id));
         for c in r.checks {
             let agg = checks.entry(c.id.clone()).or_insert_with(|| CheckAgg {
                 title: c.title.clone(),
@@ -533,10 +620,15 @@ pub fn merge_parsed(parsed: Vec<(String, Result<NodeResult, InputError>)>) -> Fl
                 ..Default::default()
             });
             agg.nodes += 1;
-            match (c.status, c.expected) {
+            let covered = c.covered();
+            match (c.status, covered) {
                 (Status::Pass, _) => {
                     agg.pass += 1;
                     row.pass += 1;
+                    if c.fixed {
+                        agg.fixed += 1;
+                        row.fixed += 1;
+                    }
                 }
                 (Status::Fail, true) => {
                     agg.expected_fail += 1;
@@ -559,6 +651,10 @@ pub fn merge_parsed(parsed: Vec<(String, Result<NodeResult, InputError>)>) -> Fl
                     agg.info += 1;
                     row.info += 1;
                 }
+                (Status::NotAssessed, _) => {
+                    agg.not_assessed += 1;
+                    row.not_assessed += 1;
+                }
             }
         }
         row.unexpected.sort_by(|a, b| natural_cmp(&a.id, &b.id));
@@ -580,6 +676,8 @@ pub fn merge_parsed(parsed: Vec<(String, Result<NodeResult, InputError>)>) -> Fl
                 unexpected_fail: a.unexpected_fail,
                 warn: a.warn,
                 info: a.info,
+                not_assessed: a.not_assessed,
+                fixed: a.fixed,
                 unexpected_nodes: a.unexpected_nodes,
             }
         })
@@ -592,6 +690,11 @@ pub fn merge_parsed(parsed: Vec<(String, Result<NodeResult, InputError>)>) -> Fl
         nodes: nodes.len(),
         checks: check_rows.len(),
         nodes_with_unexpected_fail: nodes.iter().filter(|n| n.unexpected_fail > 0).count(),
+        nodes_with_expired_waivers: nodes
+            .iter()
+            .filter(|n| !n.expired_waivers.is_empty())
+            .count(),
+        nodes_failing: nodes.iter().filter(|n| n.failing()).count(),
         ..Default::default()
     };
     for n in &nodes {
@@ -600,6 +703,9 @@ pub fn merge_parsed(parsed: Vec<(String, Result<NodeResult, InputError>)>) -> Fl
         summary.unexpected_fail += n.unexpected_fail;
         summary.warn += n.warn;
         summary.info += n.info;
+        summary.not_assessed += n.not_assessed;
+        summary.fixed += n.fixed;
+        summary.expired_waivers += n.expired_waivers.len();
     }
     FleetReport {
         schema: FLEET_SCHEMA.to_string(),

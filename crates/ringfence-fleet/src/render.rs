@@ -1,6 +1,6 @@
 //! The fleet view as text, JSON, Markdown or HTML.
 
-use crate::merge::{FleetReport, NodeRow};
+use crate::merge::{ExpiredWaiver, FleetReport, NodeRow};
 use std::fmt::Write;
 
 /// Output format of a fleet report.
@@ -65,9 +65,32 @@ fn plural(n: usize, word: &str) -> String {
 fn totals_line(r: &FleetReport) -> String {
     let s = &r.summary;
     format!(
-        "pass {}, expected fail {}, unexpected fail {}, warn {}, info {}; {} of {} nodes fail unexpectedly",
-        s.pass, s.expected_fail, s.unexpected_fail, s.warn, s.info, s.nodes_with_unexpected_fail, s.nodes
+        "pass {} (fixed {}), expected fail {}, unexpected fail {}, warn {}, info {}, not assessed {}; expired waivers {}; {} of {} nodes fail unexpectedly, {} of {} with expired waivers",
+        s.pass,
+        s.fixed,
+        s.expected_fail,
+        s.unexpected_fail,
+        s.warn,
+        s.info,
+        s.not_assessed,
+        s.expired_waivers,
+        s.nodes_with_unexpected_fail,
+        s.nodes,
+        s.nodes_with_expired_waivers,
+        s.nodes
     )
+}
+
+/// One line per expired waiver, naming its owner.
+fn describe_waiver(w: &ExpiredWaiver) -> String {
+    format!(
+        "{} expired on {}, owner {}: {}",
+        w.id, w.expires, w.owner, w.reason
+    )
+}
+
+fn expired_nodes(r: &FleetReport) -> impl Iterator<Item = &NodeRow> {
+    r.nodes.iter().filter(|n| !n.expired_waivers.is_empty())
 }
 
 fn listed_nodes(names: &[String]) -> String {
@@ -102,14 +125,22 @@ fn text(r: &FleetReport) -> String {
         let _ = writeln!(o);
         let _ = writeln!(
             o,
-            "{:<idw$}  {:>6}  {:>8}  {:>10}  {:>6}  {:>6}  TITLE",
-            "ID", "PASS", "EXPECTED", "UNEXPECTED", "WARN", "INFO"
+            "{:<idw$}  {:>6}  {:>5}  {:>8}  {:>10}  {:>6}  {:>6}  {:>12}  TITLE",
+            "ID", "PASS", "FIXED", "EXPECTED", "UNEXPECTED", "WARN", "INFO", "NOT-ASSESSED"
         );
         for c in &r.checks {
             let _ = writeln!(
                 o,
-                "{:<idw$}  {:>6}  {:>8}  {:>10}  {:>6}  {:>6}  {}",
-                c.id, c.pass, c.expected_fail, c.unexpected_fail, c.warn, c.info, c.title
+                "{:<idw$}  {:>6}  {:>5}  {:>8}  {:>10}  {:>6}  {:>6}  {:>12}  {}",
+                c.id,
+                c.pass,
+                c.fixed,
+                c.expected_fail,
+                c.unexpected_fail,
+                c.warn,
+                c.info,
+                c.not_assessed,
+                c.title
             );
         }
     }
@@ -133,6 +164,22 @@ fn text(r: &FleetReport) -> String {
             let _ = writeln!(o, "  {}{}", n.name, roles);
             for f in &n.unexpected {
                 let _ = writeln!(o, "    {:<idw$}  {}", f.id, f.title);
+            }
+        }
+    }
+    let expired: Vec<&NodeRow> = expired_nodes(r).collect();
+    if !expired.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "Expired waivers by node ({} of {} nodes; each fails the node):",
+            expired.len(),
+            r.summary.nodes
+        );
+        for n in expired {
+            let _ = writeln!(o, "  {}", n.name);
+            for w in &n.expired_waivers {
+                let _ = writeln!(o, "    {}", describe_waiver(w));
             }
         }
     }
@@ -169,20 +216,22 @@ fn markdown(r: &FleetReport) -> String {
         let _ = writeln!(o, "## Checks\n");
         let _ = writeln!(
             o,
-            "| ID | Title | Pass | Expected fail | Unexpected fail | Warn | Info | Failing nodes |"
+            "| ID | Title | Pass | Fixed | Expected fail | Unexpected fail | Warn | Info | Not assessed | Failing nodes |"
         );
-        let _ = writeln!(o, "|---|---|--:|--:|--:|--:|--:|---|");
+        let _ = writeln!(o, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|");
         for c in &r.checks {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 md_cell(&c.id),
                 md_cell(&c.title),
                 c.pass,
+                c.fixed,
                 c.expected_fail,
                 c.unexpected_fail,
                 c.warn,
                 c.info,
+                c.not_assessed,
                 md_cell(&listed_nodes(&c.unexpected_nodes))
             );
         }
@@ -208,6 +257,18 @@ fn markdown(r: &FleetReport) -> String {
                 md_cell(&n.roles.join(", ")),
                 md_cell(&ids.join("; "))
             );
+        }
+        let _ = writeln!(o);
+    }
+    let expired: Vec<&NodeRow> = expired_nodes(r).collect();
+    if !expired.is_empty() {
+        let _ = writeln!(o, "## Expired waivers by node\n");
+        let _ = writeln!(o, "Each expired waiver fails its node.\n");
+        let _ = writeln!(o, "| Node | Waivers |");
+        let _ = writeln!(o, "|---|---|");
+        for n in expired {
+            let ws: Vec<String> = n.expired_waivers.iter().map(describe_waiver).collect();
+            let _ = writeln!(o, "| {} | {} |", md_cell(&n.name), md_cell(&ws.join("; ")));
         }
         let _ = writeln!(o);
     }
@@ -275,10 +336,12 @@ fn html(r: &FleetReport) -> String {
             "ID",
             "Title",
             "Pass",
+            "Fixed",
             "Expected fail",
             "Unexpected fail",
             "Warn",
             "Info",
+            "Not assessed",
             "Failing nodes",
         ] {
             let _ = write!(o, "<th scope=\"col\">{h}</th>");
@@ -292,14 +355,16 @@ fn html(r: &FleetReport) -> String {
             };
             let _ = writeln!(
                 o,
-                "<tr{class}><th scope=\"row\">{}</th><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                "<tr{class}><th scope=\"row\">{}</th><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
                 esc(&c.id),
                 esc(&c.title),
                 c.pass,
+                c.fixed,
                 c.expected_fail,
                 c.unexpected_fail,
                 c.warn,
                 c.info,
+                c.not_assessed,
                 esc(&listed_nodes(&c.unexpected_nodes))
             );
         }
@@ -321,6 +386,24 @@ fn html(r: &FleetReport) -> String {
                 "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td></tr>",
                 esc(&n.name),
                 esc(&n.roles.join(", ")),
+                items.join("<br>")
+            );
+        }
+        let _ = writeln!(o, "</tbody>\n</table>");
+    }
+    let expired: Vec<&NodeRow> = expired_nodes(r).collect();
+    if !expired.is_empty() {
+        let _ = writeln!(o, "<table>\n<caption>Expired waivers by node (each fails its node)</caption>\n<thead><tr><th scope=\"col\">Node</th><th scope=\"col\">Waivers</th></tr></thead>\n<tbody>");
+        for n in expired {
+            let items: Vec<String> = n
+                .expired_waivers
+                .iter()
+                .map(|w| esc(&describe_waiver(w)))
+                .collect();
+            let _ = writeln!(
+                o,
+                "<tr class=\"bad\"><th scope=\"row\">{}</th><td>{}</td></tr>",
+                esc(&n.name),
                 items.join("<br>")
             );
         }

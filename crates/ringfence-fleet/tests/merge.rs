@@ -154,6 +154,96 @@ fn merging_in_parallel_gives_the_same_report_as_sequentially() {
     assert_eq!(merge_files(&inputs, 1), merge_files(&inputs, 3));
 }
 
+/// A node result from a scanner that knows `not-assessed`, `fixed` and
+/// expired waivers: 4.2.1 cannot be assessed, 1.2.6 (a profile entry) now
+/// passes, 1.2.9 fails under a live waiver, and a waiver for 1.2.10 expired.
+fn newer_node_result(name: &str) -> serde_json::Value {
+    let mut doc = node_result(name, "cis-1.6", &[], &[]);
+    for c in doc["checks"].as_array_mut().unwrap() {
+        c["fixed"] = json!(false);
+        match c["id"].as_str().unwrap() {
+            "4.2.1" => {
+                c["status"] = json!("not-assessed");
+                c["actual"] = json!(null);
+            }
+            "1.2.6" => {
+                c["status"] = json!("pass");
+                c["expected"] = json!(false);
+                c["fixed"] = json!(true);
+            }
+            "1.2.9" => {
+                c["status"] = json!("fail");
+                c["waiver"] = json!({"reason": "rollout pending", "owner": "platform-team",
+                    "expires": "2099-12-31", "expired": false});
+            }
+            _ => {}
+        }
+    }
+    doc["expired_waivers"] = json!([{"id": "1.2.10", "owner": "net-team",
+        "expires": "2026-01-31", "reason": "CNI migration"}]);
+    doc
+}
+
+#[test]
+fn not_assessed_and_fixed_checks_merge_and_are_counted_per_check_and_node() {
+    let src =
+        |name: &str, doc: serde_json::Value| (name.to_string(), serde_json::to_vec(&doc).unwrap());
+    let r = merge_sources(&[
+        src("a.json", newer_node_result("worker-4")),
+        src("b.json", node_result("worker-5", "cis-1.6", &[], &[])),
+    ]);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let check = |id: &str| r.checks.iter().find(|c| c.id == id).unwrap();
+    let c = check("4.2.1");
+    assert_eq!(
+        (c.nodes, c.pass, c.not_assessed, c.unexpected_fail),
+        (2, 1, 1, 0)
+    );
+    let c = check("1.2.6");
+    assert_eq!((c.pass, c.fixed, c.expected_fail), (1, 1, 1));
+    let c = check("1.2.9");
+    assert_eq!(
+        (c.pass, c.expected_fail, c.unexpected_fail),
+        (1, 1, 0),
+        "a live waiver covers it"
+    );
+    for c in &r.checks {
+        assert_eq!(
+            c.pass + c.expected_fail + c.unexpected_fail + c.warn + c.info + c.not_assessed,
+            c.nodes,
+            "{}",
+            c.id
+        );
+    }
+    let n = &r.nodes[0];
+    assert_eq!(n.name, "worker-4");
+    assert_eq!((n.not_assessed, n.fixed, n.unexpected_fail), (1, 1, 0));
+    assert_eq!(r.summary.not_assessed, 1);
+    assert_eq!(r.summary.fixed, 1);
+}
+
+#[test]
+fn an_expired_waiver_fails_its_node_and_the_merge() {
+    let r = merge_sources(&[(
+        "a.json".to_string(),
+        serde_json::to_vec(&newer_node_result("worker-4")).unwrap(),
+    )]);
+    assert_eq!(r.summary.unexpected_fail, 0);
+    assert_eq!(r.summary.expired_waivers, 1);
+    assert_eq!(r.summary.nodes_with_expired_waivers, 1);
+    assert_eq!(r.summary.nodes_failing, 1);
+    assert!(r.nodes[0].failing());
+    assert_eq!(r.nodes[0].expired_waivers[0].owner, "net-team");
+    assert_eq!(r.exit_code(), 1);
+    for format in [FleetFormat::Text, FleetFormat::Markdown, FleetFormat::Html] {
+        let out = render(&r, format);
+        assert!(
+            out.contains("1.2.10 expired on 2026-01-31, owner net-team"),
+            "{format:?}: {out}"
+        );
+    }
+}
+
 fn small_fleet() -> ringfence_fleet::FleetReport {
     let src =
         |name: &str, doc: serde_json::Value| (name.to_string(), serde_json::to_vec(&doc).unwrap());
@@ -174,6 +264,7 @@ fn small_fleet() -> ringfence_fleet::FleetReport {
             "results/truncated.json".to_string(),
             b"{\"benchmark\": \"cis-1.6\", \"checks\": [".to_vec(),
         ),
+        src("results/worker-4.json", newer_node_result("worker-4")),
         src(
             "results/old.json",
             node_result("worker-3", "cis-1.10", &[], &[]),
@@ -213,7 +304,7 @@ fn fleet_json_has_the_documented_top_level_keys() {
     ] {
         assert!(keys.contains(&k), "{k} missing from {keys:?}");
     }
-    assert_eq!(v["summary"]["nodes"], 3);
+    assert_eq!(v["summary"]["nodes"], 4);
     assert_eq!(v["summary"]["files_rejected"], 2);
 }
 
