@@ -451,6 +451,81 @@ fn probe_inside_a_test_namespace_reports_open_closed_and_udp_answers_as_json() {
 }
 
 #[test]
+fn probe_to_and_ports_probe_part_of_the_site_without_editing_flows() {
+    if !lab_ready() {
+        return;
+    }
+    // The jumpbox and Harbor on one namespace's loopback; Harbor listens on 443.
+    let ns = TestNs::new(format!("rf-ct{}-a", std::process::id() % 100_000));
+    for a in ["198.18.1.10", "198.18.1.20"] {
+        ns.ip(&["addr", "add", &format!("{a}/32"), "dev", "lo"]);
+    }
+    let _listeners = ringfence_lab::Listeners::start(&[(
+        ns.0.clone(),
+        SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 20), 443),
+    )])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probe.json");
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            env!("CARGO_BIN_EXE_ringfence"),
+            "probe",
+            "--site",
+            &example_site(),
+            "--from",
+            "jumpbox",
+            "--to",
+            "harbor",
+            "--ports",
+            "443,444-445",
+            "--expect",
+            "auto",
+            "--format",
+            "json",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let got: Vec<(u64, &str, bool, &str)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["port"].as_u64().unwrap(),
+                r["state"].as_str().unwrap(),
+                r["required"].as_bool().unwrap(),
+                r["flow"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // 443 is the to-harbor flow's and open; 444 and 445 no flow opens, and
+    // nothing listens there: closed, as expected.
+    assert_eq!(
+        got,
+        vec![
+            (443, "open", true, "to-harbor"),
+            (444, "closed", false, "-"),
+            (445, "closed", false, "-"),
+        ]
+    );
+    assert!(v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["dst"] == "198.18.1.20"));
+}
+
+#[test]
 fn lab_and_probe_refuse_bad_input_with_exit_2_and_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.yaml");
@@ -509,6 +584,29 @@ fn lab_and_probe_refuse_bad_input_with_exit_2_and_a_clear_message() {
     let (code, _, err) = ringfence(&["probe", "--site", &example_site(), "--from", "jumpbx"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("jumpbx") && err.contains("jumpbox"), "{err}");
+    // --to outside the site's zones, a misspelt zone, a bad port: each
+    // named with its position, before anything is probed.
+    let (code, _, err) = ringfence(&["probe", "--site", &example_site(), "--to", "harbor,8.8.8.8"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--to: item 2 `8.8.8.8`") && err.contains("outside every zone"),
+        "{err}"
+    );
+    let (code, _, err) = ringfence(&["probe", "--site", &example_site(), "--to", "harbr"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("did you mean `harbor`?"), "{err}");
+    let (code, _, err) = ringfence(&[
+        "probe",
+        "--site",
+        &example_site(),
+        "--ports",
+        "22,udp:70000",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--ports: item 2 `udp:70000`") && err.contains("not a port"),
+        "{err}"
+    );
     // A site outside 198.18.0.0/15 without --remap.
     let prod = dir.path().join("prod.yaml");
     std::fs::write(

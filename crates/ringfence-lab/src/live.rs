@@ -1,8 +1,9 @@
 //! `ringfence probe`: from the machine it runs on, connect to every
 //! destination and port of the site's flows whose sources include it.
 //!
-//! It is no general scanner: every target is a destination of a site flow
-//! (checked again right before probing). Concurrency and a rate limit keep
+//! It is no general scanner: every target is a destination of a site flow,
+//! or (`--to`) an address inside the site's zones (checked again right
+//! before probing). Concurrency and a rate limit keep
 //! it polite; UDP uses protocol-shaped requests and says "open|filtered"
 //! when silence cannot tell the two apart.
 
@@ -208,36 +209,277 @@ pub fn targets(
     negatives
 }
 
+/// One item of `--ports`: a protocol and a port range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// First port.
+    pub first: u16,
+    /// Last port (inclusive).
+    pub last: u16,
+}
+
+/// Why an item of `--ports` or `--to` was refused: its 1-based position in
+/// the list, the item as given, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemError {
+    /// 1-based position in the comma-separated list.
+    pub index: usize,
+    /// The item as given.
+    pub item: String,
+    /// What is wrong with it.
+    pub why: String,
+    /// How to fix it, when known.
+    pub help: Option<String>,
+}
+
+impl std::fmt::Display for ItemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "item {} `{}`: {}", self.index, self.item, self.why)
+    }
+}
+
+/// Parse `--ports`: comma-separated ports and ranges (`22,80,30000-32767`),
+/// each TCP unless prefixed `udp:` (or `tcp:`).
+pub fn parse_ports(items: &[String]) -> Result<Vec<PortRange>, ItemError> {
+    let mut out = Vec::new();
+    for (n, raw) in items.iter().enumerate() {
+        let err = |why: String| {
+            ItemError {
+            index: n + 1,
+            item: raw.clone(),
+            why,
+            help: Some("ports are 1-65535, ranges FIRST-LAST, optionally prefixed tcp: or udp: (e.g. 22,udp:53,30000-32767)".into()),
+        }
+        };
+        let item = raw.trim();
+        let (proto, rest) = match item.split_once(':') {
+            Some((p, r)) if p.eq_ignore_ascii_case("tcp") => (Proto::Tcp, r),
+            Some((p, r)) if p.eq_ignore_ascii_case("udp") => (Proto::Udp, r),
+            Some((p, _)) => return Err(err(format!("`{p}` is not a protocol (tcp or udp)"))),
+            None => (Proto::Tcp, item),
+        };
+        let port = |t: &str| -> Result<u16, ItemError> {
+            match t.trim().parse::<u16>() {
+                Ok(p) if p > 0 => Ok(p),
+                _ => Err(err(format!("`{}` is not a port (1-65535)", t.trim()))),
+            }
+        };
+        let (first, last) = match rest.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => {
+                let p = port(rest)?;
+                (p, p)
+            }
+        };
+        if first > last {
+            return Err(err(format!("the range {first}-{last} runs backwards")));
+        }
+        out.push(PortRange { proto, first, last });
+    }
+    Ok(out)
+}
+
+/// The most addresses one `--to` CIDR may name (a /20): every address of a
+/// CIDR is probed, so a wider one is almost certainly a mistake for its zone.
+pub const MAX_CIDR_HOSTS: u32 = 4096;
+
+/// Resolve `--to`: zone names (their IPv4 networks' representative hosts,
+/// as flows are probed), addresses and CIDRs (every usable address). Every
+/// address must lie in a network of one of the site's zones.
+pub fn resolve_to(
+    items: &[String],
+    zones: &std::collections::BTreeMap<String, Vec<IpNet>>,
+) -> Result<Vec<Ipv4Addr>, ItemError> {
+    let zone_nets: Vec<ipnet::Ipv4Net> = zones
+        .values()
+        .flatten()
+        .filter_map(|n| match n {
+            IpNet::V4(n) if n.prefix_len() > 0 => Some(*n),
+            _ => None,
+        })
+        .collect();
+    let names = zones.keys().cloned().collect::<Vec<_>>().join(", ");
+    let mut out: Vec<Ipv4Addr> = Vec::new();
+    for (n, raw) in items.iter().enumerate() {
+        let item = raw.trim();
+        let err = |why: String, help: Option<String>| ItemError {
+            index: n + 1,
+            item: raw.clone(),
+            why,
+            help,
+        };
+        let outside = || {
+            err(
+                "it is outside every zone of the site; probe only targets inside the site".into(),
+                Some(format!("zones of this site: {names}")),
+            )
+        };
+        let hosts: Vec<Ipv4Addr> = if let Some(nets) = zones.get(item) {
+            let v: Vec<Ipv4Addr> = nets
+                .iter()
+                .filter_map(|n| match n {
+                    IpNet::V4(n) if n.prefix_len() > 0 => Some(representatives(n)),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            if v.is_empty() {
+                return Err(err("the zone has no IPv4 network to probe".into(), None));
+            }
+            v
+        } else if let Ok(a) = item.parse::<Ipv4Addr>() {
+            if !zone_nets.iter().any(|z| z.contains(&a)) {
+                return Err(outside());
+            }
+            vec![a]
+        } else if let Ok(net) = item.parse::<ipnet::Ipv4Net>() {
+            if !zone_nets.iter().any(|z| z.contains(&net)) {
+                return Err(outside());
+            }
+            let size = 1u64 << (32 - net.prefix_len());
+            if size > u64::from(MAX_CIDR_HOSTS) {
+                return Err(err(
+                    format!("{size} addresses; at most {MAX_CIDR_HOSTS} are probed from one CIDR"),
+                    Some("name a narrower CIDR, or the zone (its first, middle and last usable addresses)".into()),
+                ));
+            }
+            net.hosts().collect()
+        } else {
+            let help = match ringfence_diag::closest(item, zones.keys().map(String::as_str)) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => format!("zones of this site: {names}"),
+            };
+            return Err(err(
+                "not a zone of the site, an IPv4 address or a CIDR".into(),
+                Some(help),
+            ));
+        };
+        for h in hosts {
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Targets of an ad-hoc probe: from each of `srcs` to every destination of
+/// `to` (or, without it, the destinations the site's flows give `srcs`), on
+/// `ports` (or, without them, the ports those flows open to each
+/// destination). A target is required when an allow flow opens it; its
+/// flow is that flow's id, or `-`. `flows` and `sample` narrow the flows
+/// and port ranges as for [`targets`].
+pub fn adhoc_targets(
+    site: &ResolvedSite,
+    srcs: &[Ipv4Addr],
+    to: Option<&[Ipv4Addr]>,
+    ports: Option<&[PortRange]>,
+    flows: Option<&[String]>,
+    sample: Option<usize>,
+) -> Vec<Target> {
+    let from_flows = targets(site, srcs, flows, sample);
+    let Some(ports) = ports else {
+        // Flow ports, on the chosen destinations only.
+        return from_flows
+            .into_iter()
+            .filter(|t| to.is_none_or(|d| d.contains(&t.dst)))
+            .collect();
+    };
+    let dsts: Vec<Ipv4Addr> = match to {
+        Some(d) => d.to_vec(),
+        None => {
+            let mut v: Vec<Ipv4Addr> = Vec::new();
+            for t in &from_flows {
+                if !v.contains(&t.dst) {
+                    v.push(t.dst);
+                }
+            }
+            v
+        }
+    };
+    let mut out = Vec::new();
+    let mut have = std::collections::HashSet::new();
+    for &src in srcs {
+        for &dst in dsts.iter().filter(|d| **d != src) {
+            for r in ports {
+                let list: Vec<u16> = match sample {
+                    Some(n) => sample_ports(r.first, r.last, n),
+                    None => (r.first..=r.last).collect(),
+                };
+                for port in list {
+                    if !have.insert((src, dst, r.proto, port)) {
+                        continue;
+                    }
+                    let flow = opening_flow(site, src, dst, r.proto, port);
+                    out.push(Target {
+                        required: flow.is_some(),
+                        flow: flow.unwrap_or("-").to_string(),
+                        src,
+                        dst,
+                        proto: r.proto,
+                        port,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Whether an allow flow of the site opens this path.
 pub fn allowed(site: &ResolvedSite, s: Ipv4Addr, d: Ipv4Addr, proto: Proto, port: u16) -> bool {
+    opening_flow(site, s, d, proto, port).is_some()
+}
+
+/// The first allow flow of the site that opens this path.
+pub fn opening_flow(
+    site: &ResolvedSite,
+    s: Ipv4Addr,
+    d: Ipv4Addr,
+    proto: Proto,
+    port: u16,
+) -> Option<&str> {
     site.flows
         .iter()
         .filter(|f| f.action == FlowAction::Allow)
-        .any(|f| {
-            f.paths().iter().any(|(sn, dn, svcs)| {
-                sn.contains(&IpAddr::V4(s))
-                    && dn.contains(&IpAddr::V4(d))
-                    && svcs.iter().any(|sv| match sv.protocol {
-                        Protocol::Any => true,
-                        Protocol::Tcp => {
-                            proto == Proto::Tcp && (sv.ports.first..=sv.ports.last).contains(&port)
-                        }
-                        Protocol::Udp => {
-                            proto == Proto::Udp && (sv.ports.first..=sv.ports.last).contains(&port)
-                        }
-                        Protocol::Icmp => false,
-                    })
-            })
+        .find(|f| {
+            f.network_pairs()
+                .iter()
+                .any(|(sn, dn)| sn.contains(&IpAddr::V4(s)) && dn.contains(&IpAddr::V4(d)))
+                && f.services.iter().any(|sv| match sv.protocol {
+                    Protocol::Any => true,
+                    Protocol::Tcp => {
+                        proto == Proto::Tcp && (sv.ports.first..=sv.ports.last).contains(&port)
+                    }
+                    Protocol::Udp => {
+                        proto == Proto::Udp && (sv.ports.first..=sv.ports.last).contains(&port)
+                    }
+                    Protocol::Icmp => false,
+                })
         })
+        .map(|f| f.id.as_str())
 }
 
-/// Whether `dst` is a destination of some flow of the site (the only hosts `probe` touches).
+/// Whether `dst` is a destination of some flow of the site.
 pub fn is_site_destination(site: &ResolvedSite, dst: Ipv4Addr) -> bool {
     site.flows.iter().any(|f| {
         f.destinations
             .iter()
             .any(|n| n.prefix_len() > 0 && n.contains(&IpAddr::V4(dst)))
     })
+}
+
+/// Whether `dst` lies in a network the site's flows name, as a source or a
+/// destination (`any` excluded): the only hosts `probe` touches.
+pub fn is_site_address(site: &ResolvedSite, dst: Ipv4Addr) -> bool {
+    is_site_destination(site, dst)
+        || site.flows.iter().any(|f| {
+            f.sources
+                .iter()
+                .any(|n| n.prefix_len() > 0 && n.contains(&IpAddr::V4(dst)))
+        })
 }
 
 /// The most probes in flight by default: large enough that the rate cap, not
@@ -318,9 +560,9 @@ pub fn run_measured(
     expect: Option<Expect>,
     progress: Progress,
 ) -> Result<(Vec<LiveResult>, EngineStats), String> {
-    if let Some(t) = targets.iter().find(|t| !is_site_destination(site, t.dst)) {
+    if let Some(t) = targets.iter().find(|t| !is_site_address(site, t.dst)) {
         return Err(format!(
-            "refusing {}: it is not a destination of any flow of the site",
+            "refusing {}: it is in no network of the site's flows",
             t.dst
         ));
     }
@@ -418,5 +660,86 @@ mod tests {
         let full = targets(&site, &[se], Some(&["avi-nodeport".to_string()]), None);
         assert_eq!(full.iter().filter(|t| t.required).count(), 2768 * 6);
         assert!(!is_site_destination(&site, Ipv4Addr::new(8, 8, 8, 8)));
+    }
+
+    fn items(s: &str) -> Vec<String> {
+        s.split(',').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn ports_parse_ranges_and_protocol_prefixes_and_refuse_bad_items_by_position() {
+        let p = parse_ports(&items("22,udp:53,TCP:30000-32767")).unwrap();
+        assert_eq!(
+            p,
+            vec![
+                PortRange {
+                    proto: Proto::Tcp,
+                    first: 22,
+                    last: 22
+                },
+                PortRange {
+                    proto: Proto::Udp,
+                    first: 53,
+                    last: 53
+                },
+                PortRange {
+                    proto: Proto::Tcp,
+                    first: 30000,
+                    last: 32767
+                },
+            ]
+        );
+        for (bad, index, why) in [
+            ("22,70000", 2, "not a port"),
+            ("0", 1, "not a port"),
+            ("sctp:9", 1, "not a protocol"),
+            ("80,90-10", 2, "backwards"),
+            ("x", 1, "not a port"),
+        ] {
+            let e = parse_ports(&items(bad)).unwrap_err();
+            assert_eq!(e.index, index, "{bad}: {e}");
+            assert!(e.why.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn to_names_zones_addresses_and_cidrs_inside_the_site_and_refuses_the_rest() {
+        let site = ringfence_site::example_site();
+        let z = &site.zones;
+        let w = resolve_to(&items("workload"), z).unwrap();
+        assert_eq!(w.len(), 6, "first, middle and last of two /24s: {w:?}");
+        let a = resolve_to(&items("198.18.1.20,198.18.20.0/29,harbor"), z).unwrap();
+        // harbor is 198.18.1.20 again: listed once.
+        assert_eq!(a.len(), 1 + 6);
+        let e = resolve_to(&items("harbor,8.8.8.8"), z).unwrap_err();
+        assert_eq!((e.index, e.item.as_str()), (2, "8.8.8.8"));
+        assert!(e.why.contains("outside every zone"), "{e}");
+        // A CIDR that reaches outside its zone network is refused too.
+        let e = resolve_to(&items("198.18.20.0/23"), z).unwrap_err();
+        assert!(e.why.contains("outside every zone"), "{e}");
+        let e = resolve_to(&items("workloda"), z).unwrap_err();
+        assert_eq!(e.help.as_deref(), Some("did you mean `workload`?"));
+    }
+
+    #[test]
+    fn adhoc_targets_cover_every_port_asked_and_are_required_only_where_a_flow_opens_them() {
+        let site = ringfence_site::example_site().resolve();
+        let se = Ipv4Addr::new(198, 18, 30, 1);
+        let node = Ipv4Addr::new(198, 18, 20, 1);
+        let ports = parse_ports(&items("22,30000-30009,udp:53")).unwrap();
+        let t = adhoc_targets(&site, &[se], Some(&[node]), Some(&ports), None, None);
+        assert_eq!(t.len(), 12);
+        let nodeport: Vec<_> = t.iter().filter(|t| t.port >= 30000).collect();
+        assert!(nodeport
+            .iter()
+            .all(|t| t.required && t.flow == "avi-nodeport"));
+        assert!(t
+            .iter()
+            .filter(|t| t.port < 30000)
+            .all(|t| !t.required && t.flow == "-"));
+        // Without --ports: the flows' own ports, on the chosen hosts only.
+        let f = adhoc_targets(&site, &[se], Some(&[node]), None, None, Some(6));
+        assert!(!f.is_empty() && f.iter().all(|t| t.dst == node));
+        assert!(f.iter().any(|t| t.required) && f.iter().any(|t| !t.required));
     }
 }

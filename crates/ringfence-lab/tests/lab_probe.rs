@@ -122,7 +122,7 @@ fn lab_probe_from_inside_a_lab_host_finds_required_open_and_negatives_closed() {
     assert!(
         live::run(&resolved, vec![stray], &settings, None, Arc::new(|_| {}))
             .unwrap_err()
-            .contains("not a destination")
+            .contains("in no network of the site")
     );
 }
 

@@ -45,6 +45,14 @@ pub struct Args {
     /// Only these flows (comma-separated ids).
     #[arg(long, value_delimiter = ',')]
     pub flows: Option<Vec<String>>,
+    /// Probe these destinations instead of the flows' (comma-separated zone
+    /// names, IPv4 addresses, CIDRs); every one must lie inside the site's zones.
+    #[arg(long, value_delimiter = ',', value_name = "ZONE|ADDR|CIDR")]
+    pub to: Option<Vec<String>>,
+    /// Probe these ports instead of the flows' (comma-separated ports and
+    /// ranges, TCP unless prefixed `udp:`), e.g. `22,udp:53,30000-32767`.
+    #[arg(long, value_delimiter = ',', value_name = "PORTS")]
+    pub ports: Option<Vec<String>>,
     /// Judge results: exit 1 when a target is not as expected.
     #[arg(long, value_enum)]
     pub expect: Option<ExpectArg>,
@@ -124,6 +132,23 @@ pub fn run(a: Args) -> Result<u8, CliError> {
             }
         }
     }
+    // Every argument is checked before anything touches the network.
+    let item_err = |arg: &str, e: live::ItemError| {
+        let help = e.help.clone();
+        let mut err = InputError::whole(arg.to_string(), e.to_string());
+        if let Some(h) = help {
+            err = err.with_help(h);
+        }
+        CliError::from(err)
+    };
+    let to = match &a.to {
+        Some(items) => Some(live::resolve_to(items, &site.zones).map_err(|e| item_err("--to", e))?),
+        None => None,
+    };
+    let ports = match &a.ports {
+        Some(items) => Some(live::parse_ports(items).map_err(|e| item_err("--ports", e))?),
+        None => None,
+    };
     let local =
         live::local_addrs().map_err(|e| CliError::Io(format!("reading local addresses: {e}")))?;
     let zone = (a.from != "auto").then_some(a.from.as_str());
@@ -147,7 +172,18 @@ pub fn run(a: Args) -> Result<u8, CliError> {
             zone.map(|z| format!("zone {z}")).unwrap_or_else(|| "any zone of the site".into())
         )));
     }
-    let targets = live::targets(&resolved, &srcs, a.flows.as_deref(), a.sample);
+    let targets = if to.is_some() || ports.is_some() {
+        live::adhoc_targets(
+            &resolved,
+            &srcs,
+            to.as_deref(),
+            ports.as_deref(),
+            a.flows.as_deref(),
+            a.sample,
+        )
+    } else {
+        live::targets(&resolved, &srcs, a.flows.as_deref(), a.sample)
+    };
     let pb = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(targets.len() as u64)
     } else {
