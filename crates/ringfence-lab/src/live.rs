@@ -7,7 +7,8 @@
 //! it polite; UDP uses protocol-shaped requests and says "open|filtered"
 //! when silence cannot tell the two apart.
 
-use crate::engine::{Attempt, EngineStats, Pace, Tally, Timing};
+pub use crate::engine::Tally;
+use crate::engine::{Attempt, EngineStats, Pace, Timing};
 use crate::rtt::RttBounds;
 use crate::site_lab::{representatives, sample_ports, Proto};
 use crate::{Outcome, Transport};

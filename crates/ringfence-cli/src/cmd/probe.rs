@@ -111,6 +111,78 @@ fn line(r: &LiveResult) -> String {
     )
 }
 
+/// Progress on stderr (only on a terminal, and only once a run has taken
+/// longer than [`Progress::QUIET_FOR`]): probes done, open / closed /
+/// filtered so far, and the rate, as nmap's `--stats-every` shows.
+#[derive(Clone)]
+struct Progress {
+    bar: indicatif::ProgressBar,
+    start: std::time::Instant,
+    terminal: bool,
+}
+
+impl Progress {
+    /// Runs shorter than this print no progress at all.
+    const QUIET_FOR: Duration = Duration::from_secs(1);
+
+    fn new(total: usize, terminal: bool) -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::hidden(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("[{bar:30}] {msg}").expect("valid template"),
+        );
+        Progress {
+            bar,
+            start: std::time::Instant::now(),
+            terminal,
+        }
+    }
+
+    fn update(&self, t: live::Tally) {
+        let elapsed = self.start.elapsed();
+        if self.terminal && self.bar.is_hidden() && elapsed >= Self::QUIET_FOR {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        self.bar.set_position(t.done as u64);
+        self.bar.set_message(progress_line(t, elapsed));
+    }
+}
+
+/// `1,024/55,380 probes: 40 open, 980 closed, 4 filtered; 9,800/s`
+/// (filtered counts every probe that got no answer, UDP's open|filtered too).
+fn progress_line(t: live::Tally, elapsed: Duration) -> String {
+    let rate = if elapsed.as_secs_f64() > 0.0 {
+        (t.done as f64 / elapsed.as_secs_f64()).round() as usize
+    } else {
+        0
+    };
+    format!(
+        "{}/{} probes: {} open, {} closed, {} filtered; {}/s",
+        grouped(t.done),
+        grouped(t.total),
+        grouped(t.connected),
+        grouped(t.refused),
+        grouped(t.silent),
+        grouped(rate)
+    )
+}
+
+/// A count with thousands separators.
+fn grouped(n: usize) -> String {
+    let d = n.to_string();
+    let mut out = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Run the command.
 pub fn run(a: Args) -> Result<u8, CliError> {
     let site_name = a.site.display().to_string();
@@ -184,12 +256,8 @@ pub fn run(a: Args) -> Result<u8, CliError> {
     } else {
         live::targets(&resolved, &srcs, a.flows.as_deref(), a.sample)
     };
-    let pb = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(targets.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let pbc = pb.clone();
+    let progress = Progress::new(targets.len(), std::io::stderr().is_terminal());
+    let pbc = progress.clone();
     let expect = a.expect.map(|e| match e {
         ExpectArg::Auto => Expect::Auto,
         ExpectArg::Open => Expect::Open,
@@ -207,10 +275,10 @@ pub fn run(a: Args) -> Result<u8, CliError> {
         targets,
         &settings,
         expect,
-        Arc::new(move |t| pbc.set_position(t.done as u64)),
+        Arc::new(move |t| pbc.update(t)),
     )
     .map_err(CliError::Usage)?;
-    pb.finish_and_clear();
+    progress.bar.finish_and_clear();
     let count = |s: State| results.iter().filter(|r| r.state == s).count();
     let failures = results.iter().filter(|r| r.ok == Some(false)).count();
     let text = match a.format {
@@ -301,4 +369,38 @@ pub fn run(a: Args) -> Result<u8, CliError> {
     };
     emit(a.out.as_deref(), text.as_bytes())?;
     Ok(if failures > 0 { FINDINGS } else { SUCCESS })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_counts_states_and_the_rate() {
+        let t = live::Tally {
+            done: 12_000,
+            total: 55_380,
+            connected: 40,
+            refused: 9_960,
+            silent: 2_000,
+        };
+        assert_eq!(
+            progress_line(t, Duration::from_millis(1500)),
+            "12,000/55,380 probes: 40 open, 9,960 closed, 2,000 filtered; 8,000/s"
+        );
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn progress_stays_hidden_off_a_terminal_and_for_the_first_second() {
+        let t = live::Tally::default();
+        let off = Progress::new(10, false);
+        off.update(t);
+        assert!(off.bar.is_hidden());
+        let quick = Progress::new(10, true);
+        quick.update(t);
+        assert!(quick.bar.is_hidden(), "shown before a second passed");
+    }
 }
