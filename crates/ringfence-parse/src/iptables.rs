@@ -331,11 +331,13 @@ pub fn parse_with_sets(
         if let Some(c) = trimmed.strip_prefix('#') {
             // Aerleon/Capirca name the family in a comment of its own.
             let aerleon = commands && matches!(c.trim(), "inet" | "inet6");
-            if (c.contains("ip6tables-save") || aerleon && c.trim() == "inet6")
-                && family_hint.is_none()
-            {
+            // `ip6tables-restore` in a header: how ringfence's own output
+            // names its family.
+            let names_v6 = c.contains("ip6tables-save") || c.contains("ip6tables-restore");
+            let names_v4 = c.contains("iptables-save") || c.contains("iptables-restore");
+            if (names_v6 || aerleon && c.trim() == "inet6") && family_hint.is_none() {
                 family_hint = Some((Family::V6, lineno));
-            } else if (c.contains("iptables-save") || aerleon) && family_hint.is_none() {
+            } else if (names_v4 || aerleon) && family_hint.is_none() {
                 family_hint = Some((Family::V4, lineno));
             }
             continue;

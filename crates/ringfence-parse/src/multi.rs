@@ -20,7 +20,8 @@ use crate::{detect_format, ipset, iptables, jump_loop, loop_error, nft, nft_text
 use crate::{RulesetFormat, Sets};
 use ringfence_diag::{InputError, InputErrors};
 use ringfence_model::{
-    Action, AddrSet, Chain, ChainId, Match, Opaque, ParseNote, Rule, RuleRef, Ruleset, SourceFormat,
+    Action, AddrSet, Chain, ChainId, Match, Opaque, ParseNote, Policy, Rule, RuleRef, Ruleset,
+    SourceFormat,
 };
 
 /// What one input file is.
@@ -259,6 +260,12 @@ fn cover_other_family(rs: &mut Ruleset, other_v6: bool, covered: bool, by: Optio
         ChainId(rs.chains.len() - 1)
     });
     for c in rs.chains.iter_mut().filter(|c| c.base.is_some()) {
+        // The file's rules never match the other family; only a drop
+        // policy would catch it, so only such chains need the pass rule.
+        let drops = c.base.as_ref().is_some_and(|b| b.policy == Policy::Drop);
+        if unknown.is_none() && !drops {
+            continue;
+        }
         let (action, origin, comment) = match unknown {
             None => (
                 Action::Accept,
