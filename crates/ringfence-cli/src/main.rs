@@ -4,6 +4,7 @@
 
 mod cmd;
 mod exit;
+mod rulesets;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;

@@ -1,6 +1,6 @@
 //! `ringfence diff OLD NEW`: what a ruleset change newly allows and newly blocks.
 
-use crate::cmd::trace::{load_ruleset, FormatArg, HookArg};
+use crate::cmd::trace::{FormatArg, HookArg};
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
 use ringfence_analysis::diff::diff;
@@ -23,6 +23,13 @@ pub struct Args {
     pub old: PathBuf,
     /// The ruleset after the change.
     pub new: PathBuf,
+    /// More files of the old ruleset (ip6tables-save beside iptables-save,
+    /// `ipset save` output, further nft files), repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub old_ruleset: Vec<PathBuf>,
+    /// More files of the new ruleset, repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub new_ruleset: Vec<PathBuf>,
     /// Also report which of this site's flows change status.
     #[arg(long)]
     pub site: Option<PathBuf>,
@@ -42,8 +49,13 @@ pub struct Args {
 
 /// Run `ringfence diff`. Exit 0 when nothing changes, 1 when something does.
 pub fn run(args: Args) -> Result<u8, CliError> {
-    let old = load_ruleset(&args.old, args.ruleset_format)?;
-    let new = load_ruleset(&args.new, args.ruleset_format)?;
+    let files = |first: &PathBuf, more: &[PathBuf]| {
+        std::iter::once(first.clone())
+            .chain(more.iter().cloned())
+            .collect::<Vec<_>>()
+    };
+    let old = crate::rulesets::load(&files(&args.old, &args.old_ruleset), args.ruleset_format)?;
+    let new = crate::rulesets::load(&files(&args.new, &args.new_ruleset), args.ruleset_format)?;
     let site = match &args.site {
         Some(p) => Some(ringfence_site::load_site_file(p)?.resolve()),
         None => None,

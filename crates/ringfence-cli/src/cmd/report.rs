@@ -2,7 +2,7 @@
 //! request) with the connectivity matrix, flow verdicts, excess, rule findings,
 //! CIS and lab results. See docs/report.md.
 
-use crate::cmd::trace::{load_ruleset, FormatArg, HookArg};
+use crate::cmd::trace::{FormatArg, HookArg};
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
 use ringfence_analysis::verify::verify;
@@ -30,9 +30,11 @@ pub struct Args {
         conflicts_with = "example"
     )]
     pub site: Option<PathBuf>,
-    /// The ruleset to verify against the site (iptables-save, nft -j list ruleset, or NSX export).
+    /// The ruleset to verify against the site (iptables-save, nft text or
+    /// JSON, or NSX export); repeat for one ruleset in several files
+    /// (ip6tables-save beside iptables-save, `ipset save`, nft files in order).
     #[arg(long, value_name = "FILE", conflicts_with = "example")]
-    pub ruleset: Option<PathBuf>,
+    pub ruleset: Vec<PathBuf>,
     /// Format of the ruleset file.
     #[arg(long, value_enum, default_value = "auto")]
     pub ruleset_format: FormatArg,
@@ -126,8 +128,12 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let resolved = site.resolve();
 
     // Ruleset.
-    let ruleset = match &args.ruleset {
-        Some(p) => Some((load_ruleset(p, args.ruleset_format)?, read(p)?)),
+    let ruleset = match args.ruleset.first() {
+        // Rule texts are quoted from the file the references name (one file).
+        Some(p) => Some((
+            crate::rulesets::load_for_site(&args.ruleset, args.ruleset_format, &site)?,
+            read(p)?,
+        )),
         None => None,
     };
     let verified = ruleset

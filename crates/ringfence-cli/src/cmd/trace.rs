@@ -5,13 +5,15 @@ use clap::{Args as ClapArgs, ValueEnum};
 use ringfence_analysis::trace::TraceScratch;
 use ringfence_analysis::Tracer;
 use ringfence_diag::InputError;
-use ringfence_model::{proto, CtStates, Hook, Packet, Ruleset, Verdict};
+use ringfence_model::{proto, CtStates, Hook, Packet, Verdict};
+#[cfg(test)]
+use ringfence_model::Ruleset;
 use ringfence_parse::RulesetFormat;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Ruleset formats on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -22,6 +24,8 @@ pub enum FormatArg {
     Iptables,
     /// `nft -j list ruleset`.
     Nft,
+    /// nft text: `nft list ruleset` output or an `nft -f` script.
+    NftText,
     /// NSX Policy API JSON.
     Nsx,
 }
@@ -32,6 +36,7 @@ impl From<FormatArg> for RulesetFormat {
             FormatArg::Auto => RulesetFormat::Auto,
             FormatArg::Iptables => RulesetFormat::IptablesSave,
             FormatArg::Nft => RulesetFormat::NftJson,
+            FormatArg::NftText => RulesetFormat::NftText,
             FormatArg::Nsx => RulesetFormat::NsxJson,
         }
     }
@@ -70,9 +75,11 @@ pub enum TraceFormat {
 /// Arguments of `ringfence trace`.
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// The ruleset file (iptables-save, nft -j list ruleset, or NSX export).
-    #[arg(long)]
-    pub ruleset: PathBuf,
+    /// The ruleset: iptables-save, nft text or JSON, or NSX export. Repeat
+    /// for one ruleset in several files: ip6tables-save beside
+    /// iptables-save, `ipset save` output, nft files read in order.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub ruleset: Vec<PathBuf>,
     /// Format of the ruleset file.
     #[arg(long, value_enum, default_value = "auto")]
     pub ruleset_format: FormatArg,
@@ -114,13 +121,6 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-/// Read and parse a ruleset file; errors carry file:line:column.
-pub fn load_ruleset(path: &Path, format: FormatArg) -> Result<Ruleset, CliError> {
-    let name = path.display().to_string();
-    let text = ringfence_diag::read_input(path, &name, "ruleset")?;
-    Ok(ringfence_parse::parse_ruleset(&text, &name, format.into())?)
-}
-
 /// Protocol name or number.
 pub fn parse_proto(s: &str) -> Option<u8> {
     // Case-insensitive names without a lowercased copy (batch calls this per packet).
@@ -149,7 +149,7 @@ fn verdict_name(v: Verdict) -> &'static str {
 
 /// Run `ringfence trace`.
 pub fn run(args: Args) -> Result<u8, CliError> {
-    let rs = load_ruleset(&args.ruleset, args.ruleset_format)?;
+    let rs = crate::rulesets::load(&args.ruleset, args.ruleset_format)?;
     let tracer = Tracer::new(&rs);
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {

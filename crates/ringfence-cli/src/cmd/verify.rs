@@ -1,7 +1,7 @@
 //! `ringfence verify`: does a ruleset open every required flow (with replies),
 //! and nothing more? Exit 0 clean, 1 findings, 2 bad input.
 
-use crate::cmd::trace::{load_ruleset, FormatArg, HookArg};
+use crate::cmd::trace::{FormatArg, HookArg};
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
 use ringfence_analysis::verify::{verify, Status, VerifyReport};
@@ -28,9 +28,12 @@ pub struct Args {
     /// Site file (YAML). Without it, the embedded example site is used.
     #[arg(long)]
     pub site: Option<PathBuf>,
-    /// The ruleset file (iptables-save, nft -j list ruleset, or NSX export).
-    #[arg(long)]
-    pub ruleset: PathBuf,
+    /// The ruleset: iptables-save, nft text or JSON, or NSX export. Repeat
+    /// for one ruleset in several files: ip6tables-save beside
+    /// iptables-save (a family with no file is reported as not covered),
+    /// `ipset save` output, nft files read in order.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub ruleset: Vec<PathBuf>,
     /// Format of the ruleset file.
     #[arg(long, value_enum, default_value = "auto")]
     pub ruleset_format: FormatArg,
@@ -60,7 +63,7 @@ fn status_str(s: Status) -> &'static str {
 /// Run `ringfence verify`.
 pub fn run(args: Args) -> Result<u8, CliError> {
     let site = crate::cmd::flows::load_site(args.site.as_deref())?;
-    let rs = load_ruleset(&args.ruleset, args.ruleset_format)?;
+    let rs = crate::rulesets::load_for_site(&args.ruleset, args.ruleset_format, &site)?;
     let hook: Hook = args.hook.into();
     let report = verify(&rs, &site.resolve(), hook);
     // The process ends right after the report: freeing a 100k-rule model rule
