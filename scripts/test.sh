@@ -24,7 +24,7 @@ is_root=0
 
 . scripts/lib/prereqs.sh
 installed_all=1
-if ! rf_need_tools nft:nftables iptables-restore:iptables ip6tables-restore:iptables ip:iproute2 \
+if ! rf_need_tools nft:nftables iptables-restore:iptables ip6tables-restore:iptables ip:iproute2 ipset:ipset \
        etcd:etcd-server nmap:nmap chromium:chromium unshare:util-linux python3:python3; then
   echo "warning: tests that need the tools above will fail under CI=true and be listed as skipped otherwise (run as root to install them)" >&2
   installed_all=0
