@@ -23,6 +23,22 @@ pub struct Waiver {
     pub expired: bool,
 }
 
+/// A waiver past its expiry date; each one fails the node's run.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ExpiredWaiver {
+    /// The check it covered.
+    pub id: String,
+    /// Who answers for it.
+    #[serde(default)]
+    pub owner: String,
+    /// The last day it held.
+    #[serde(default)]
+    pub expires: String,
+    /// Why the failure was accepted.
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// One check of a node result.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Check {
@@ -31,11 +47,15 @@ pub struct Check {
     /// Title.
     #[serde(default)]
     pub title: Option<String>,
-    /// `pass`, `fail`, `warn`, `info`.
+    /// `pass`, `fail`, `warn`, `info`, `not-assessed`.
     pub status: String,
     /// Whether the profile expects the failure.
     #[serde(default)]
     pub expected: Option<bool>,
+    /// The profile expects a failure but the check passes: the profile
+    /// entry is stale.
+    #[serde(default)]
+    pub fixed: Option<bool>,
     /// Waiver, if any.
     #[serde(default)]
     pub waiver: Option<Waiver>,
@@ -82,6 +102,9 @@ pub struct NodeResult {
     pub node: NodeInfo,
     /// Results.
     pub checks: Vec<Check>,
+    /// Waivers past their expiry date.
+    #[serde(default)]
+    pub expired_waivers: Option<Vec<ExpiredWaiver>>,
 }
 
 /// Per-class counts of a fleet node or check.
@@ -102,6 +125,13 @@ pub struct Counts {
     /// Informational.
     #[serde(default)]
     pub info: usize,
+    /// Not assessed: the evidence was absent or unreadable.
+    #[serde(default)]
+    pub not_assessed: usize,
+    /// Passing checks the profile still lists as expected failures (also
+    /// counted in `pass`).
+    #[serde(default)]
+    pub fixed: usize,
 }
 
 /// An id and title.
@@ -134,6 +164,9 @@ pub struct FleetNode {
     /// Unexpected failures.
     #[serde(default)]
     pub unexpected: Option<Vec<IdTitle>>,
+    /// Waivers past their expiry date.
+    #[serde(default)]
+    pub expired_waivers: Option<Vec<ExpiredWaiver>>,
 }
 
 /// A check of a fleet result.

@@ -213,7 +213,14 @@ pub struct Summary {
     pub cis_expected_fail: usize,
     /// CIS unexpected failures, summed.
     pub cis_unexpected_fail: usize,
-    /// Nodes with unexpected failures.
+    /// CIS checks not assessed (evidence absent or unreadable), summed.
+    pub cis_not_assessed: usize,
+    /// CIS checks that pass although the profile lists them as expected
+    /// failures (stale profile entries), summed.
+    pub cis_fixed: usize,
+    /// CIS waivers past their expiry date, summed; each fails its node.
+    pub cis_expired_waivers: usize,
+    /// Nodes with unexpected failures or expired waivers.
     pub cis_nodes_failing: usize,
     /// Lab probes.
     pub lab_probes: usize,
@@ -263,7 +270,15 @@ pub struct CisNodeView {
     pub unexpected: Vec<CisCheckView>,
     /// Expected failures.
     pub expected: Vec<CisCheckView>,
-    /// Clean (no unexpected failure)?
+    /// Checks whose evidence was absent or unreadable (neither pass nor
+    /// fail).
+    pub not_assessed: Vec<CisCheckView>,
+    /// Passing checks the profile still lists as expected failures: stale
+    /// profile entries.
+    pub fixed: Vec<CisCheckView>,
+    /// Waivers past their expiry date; each one fails the node.
+    pub expired_waivers: Vec<crate::cis::ExpiredWaiver>,
+    /// Clean (no unexpected failure and no expired waiver)?
     pub ok: bool,
     /// Kind of the node's verdict.
     pub kind: Kind,
@@ -530,6 +545,18 @@ fn zone_order(site: &Site, flows: &[&ResolvedFlow], source: bool) -> Vec<String>
     out
 }
 
+/// The palette key of a CIS node's verdict: an unexpected failure outweighs
+/// an expired waiver, and either one fails the node.
+fn cis_verdict(unexpected_fail: usize, expired_waivers: usize) -> &'static str {
+    if unexpected_fail > 0 {
+        "unexpected_fail"
+    } else if expired_waivers > 0 {
+        "expired_waiver"
+    } else {
+        "pass"
+    }
+}
+
 /// Join the inputs into the report's data.
 pub fn build(inp: &Inputs<'_>) -> Report {
     let palette = Palette::embedded();
@@ -697,6 +724,8 @@ pub fn build(inp: &Inputs<'_>) -> Report {
                 let mut counts = crate::cis::Counts::default();
                 let mut unexpected = Vec::new();
                 let mut expected = Vec::new();
+                let mut not_assessed = Vec::new();
+                let mut fixed = Vec::new();
                 for ch in &n.checks {
                     let view = |covered_by: Option<String>| CisCheckView {
                         id: ch.id.clone(),
@@ -707,9 +736,22 @@ pub fn build(inp: &Inputs<'_>) -> Report {
                         covered_by,
                     };
                     match ch.status.as_str() {
-                        "pass" => counts.pass += 1,
+                        "pass" => {
+                            counts.pass += 1;
+                            if ch.fixed.unwrap_or(false) {
+                                counts.fixed += 1;
+                                fixed.push(view(Some(format!(
+                                    "profile {}",
+                                    n.profile.clone().unwrap_or_else(|| "?".into())
+                                ))));
+                            }
+                        }
                         "warn" => counts.warn += 1,
                         "info" => counts.info += 1,
+                        "not-assessed" => {
+                            counts.not_assessed += 1;
+                            not_assessed.push(view(None));
+                        }
                         _ if ch.covered() => {
                             counts.expected_fail += 1;
                             let by = match &ch.waiver {
@@ -732,7 +774,9 @@ pub fn build(inp: &Inputs<'_>) -> Report {
                         }
                     }
                 }
-                let ok = counts.unexpected_fail == 0;
+                let expired_waivers = n.expired_waivers.clone().unwrap_or_default();
+                let ok = counts.unexpected_fail == 0 && expired_waivers.is_empty();
+                let verdict = cis_verdict(counts.unexpected_fail, expired_waivers.len());
                 cis.push(CisNodeView {
                     name: n.node.name.clone(),
                     anchor: slug(&["node", &n.node.name]),
@@ -744,10 +788,11 @@ pub fn build(inp: &Inputs<'_>) -> Report {
                     counts,
                     unexpected,
                     expected,
+                    not_assessed,
+                    fixed,
+                    expired_waivers,
                     ok,
-                    kind: palette
-                        .cis_kind(if ok { "pass" } else { "unexpected_fail" })
-                        .clone(),
+                    kind: palette.cis_kind(verdict).clone(),
                     from_fleet: false,
                 });
             }
@@ -778,7 +823,9 @@ pub fn build(inp: &Inputs<'_>) -> Report {
                             covered_by: None,
                         })
                         .collect();
-                    let ok = n.counts.unexpected_fail == 0;
+                    let expired_waivers = n.expired_waivers.clone().unwrap_or_default();
+                    let ok = n.counts.unexpected_fail == 0 && expired_waivers.is_empty();
+                    let verdict = cis_verdict(n.counts.unexpected_fail, expired_waivers.len());
                     cis.push(CisNodeView {
                         name: n.name.clone(),
                         anchor: slug(&["node", &n.name]),
@@ -790,10 +837,11 @@ pub fn build(inp: &Inputs<'_>) -> Report {
                         counts: n.counts.clone(),
                         unexpected,
                         expected: vec![],
+                        not_assessed: vec![],
+                        fixed: vec![],
+                        expired_waivers,
                         ok,
-                        kind: palette
-                            .cis_kind(if ok { "pass" } else { "unexpected_fail" })
-                            .clone(),
+                        kind: palette.cis_kind(verdict).clone(),
                         from_fleet: true,
                     });
                 }
@@ -838,6 +886,7 @@ pub fn build(inp: &Inputs<'_>) -> Report {
     let count = |k: &str| flows.iter().filter(|f| f.kind.key == k).count();
     let firewall_ok = vr.map(|v| v.summary.ok);
     let cis_unexpected: usize = cis.iter().map(|n| n.counts.unexpected_fail).sum();
+    let cis_expired: usize = cis.iter().map(|n| n.expired_waivers.len()).sum();
     let lab_mismatches = lab.iter().filter(|p| !p.agree).count();
     let summary = Summary {
         checked: vr.is_some(),
@@ -855,10 +904,16 @@ pub fn build(inp: &Inputs<'_>) -> Report {
         cis_nodes: cis.len(),
         cis_expected_fail: cis.iter().map(|n| n.counts.expected_fail).sum(),
         cis_unexpected_fail: cis_unexpected,
+        cis_not_assessed: cis.iter().map(|n| n.counts.not_assessed).sum(),
+        cis_fixed: cis.iter().map(|n| n.counts.fixed).sum(),
+        cis_expired_waivers: cis_expired,
         cis_nodes_failing: cis.iter().filter(|n| !n.ok).count(),
         lab_probes: lab.len(),
         lab_mismatches,
-        all_ok: firewall_ok != Some(false) && cis_unexpected == 0 && lab_mismatches == 0,
+        all_ok: firewall_ok != Some(false)
+            && cis_unexpected == 0
+            && cis_expired == 0
+            && lab_mismatches == 0,
     };
 
     Report {

@@ -198,3 +198,110 @@ fn without_a_ruleset_the_matrix_shows_required_cells_unchecked() {
     assert!(html.contains("none given: flows are listed, not checked"));
     assert!(!html.contains("id=\"excess\""));
 }
+
+/// A node result of the current scanner: 1.2.6 is a stale profile entry
+/// (fixed), 4.2.10 could not be assessed, and the waiver for 1.1.12 expired.
+const NEWER_NODE_JSON: &str = r#"{
+  "benchmark": "cis-1.6", "profile": "tkg-1.5",
+  "node": {"name": "cp-1", "roles": ["control-plane"], "kubernetes_version": "1.22.5"},
+  "checks": [
+    {"id": "1.2.6", "title": "kubelet certificate authority", "status": "pass", "expected": false,
+     "fixed": true, "actual": "/etc/kubernetes/pki/ca.crt"},
+    {"id": "4.2.10", "title": "kubelet TLS cert", "status": "not-assessed", "expected": false,
+     "fixed": false, "expected_value": "--tls-cert-file set", "remediation": "Set the flag."},
+    {"id": "1.2.21", "title": "profiling", "status": "fail", "expected": true, "fixed": false},
+    {"id": "4.2.2", "status": "pass", "expected": false, "fixed": false}
+  ],
+  "expired_waivers": [{"id": "1.1.12", "owner": "etcd-team", "expires": "2026-01-31",
+                       "reason": "etcd data dir owner pending"}],
+  "summary": {}
+}"#;
+
+#[test]
+fn not_assessed_is_counted_on_its_own_and_never_as_an_unexpected_failure() {
+    let c = cis::parse_cis(NEWER_NODE_JSON, "cp-1.json").unwrap();
+    let r = report_with(vec![c], None);
+    let n = &r.cis[0];
+    assert_eq!(n.counts.not_assessed, 1);
+    assert_eq!(n.counts.unexpected_fail, 0);
+    assert_eq!(n.counts.expected_fail, 1);
+    assert_eq!(n.not_assessed[0].id, "4.2.10");
+    assert!(n.unexpected.is_empty());
+    assert_eq!(r.summary.cis_not_assessed, 1);
+    assert_eq!(r.summary.cis_unexpected_fail, 0);
+    let html = render_html(&r).unwrap();
+    assert!(html.contains("data-cis=\"not-assessed\""), "{html}");
+    assert!(html.contains("not assessed</span> 4.2.10"), "{html}");
+    let md = render_markdown(&r).unwrap();
+    assert!(md.contains("1 check not assessed on cp-1"), "{md}");
+    assert!(
+        md.contains("| 4.2.10 kubelet TLS cert | --tls-cert-file set |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_fixed_check_is_shown_as_a_stale_profile_entry_and_counted_as_a_pass() {
+    let c = cis::parse_cis(NEWER_NODE_JSON, "cp-1.json").unwrap();
+    let r = report_with(vec![c], None);
+    let n = &r.cis[0];
+    assert_eq!((n.counts.pass, n.counts.fixed), (2, 1));
+    assert_eq!(n.fixed[0].id, "1.2.6");
+    assert_eq!(n.fixed[0].covered_by.as_deref(), Some("profile tkg-1.5"));
+    assert_eq!(r.summary.cis_fixed, 1);
+    let html = render_html(&r).unwrap();
+    assert!(
+        html.contains("1 fixed check: stale profile entry"),
+        "{html}"
+    );
+    let md = render_markdown(&r).unwrap();
+    assert!(
+        md.contains("1 fixed check on cp-1 (stale profile entry)"),
+        "{md}"
+    );
+}
+
+#[test]
+fn an_expired_waiver_fails_the_node_and_names_its_owner() {
+    let c = cis::parse_cis(NEWER_NODE_JSON, "cp-1.json").unwrap();
+    let r = report_with(vec![c], None);
+    let n = &r.cis[0];
+    assert!(!n.ok);
+    assert_eq!(n.kind.key, "expired_waiver");
+    assert_eq!(n.expired_waivers[0].owner, "etcd-team");
+    assert_eq!(r.summary.cis_expired_waivers, 1);
+    assert_eq!(r.summary.cis_nodes_failing, 1);
+    assert!(!r.summary.all_ok);
+    let html = render_html(&r).unwrap();
+    assert!(html.contains("data-cis=\"expired-waivers\""), "{html}");
+    assert!(html.contains("1 expired CIS waiver"), "{html}");
+    let md = render_markdown(&r).unwrap();
+    assert!(
+        md.contains("| 1.1.12 | etcd-team | 2026-01-31 | etcd data dir owner pending |"),
+        "{md}"
+    );
+    assert!(md.contains("| cp-1 | ⊘ expired waiver |"), "{md}");
+}
+
+#[test]
+fn a_fleet_node_with_an_expired_waiver_fails_and_shows_its_new_counts() {
+    let mut v: serde_json::Value = serde_json::from_str(include_str!("data/fleet.json")).unwrap();
+    let w1 = &mut v["nodes"][0];
+    w1["not_assessed"] = serde_json::json!(2);
+    w1["fixed"] = serde_json::json!(1);
+    w1["expired_waivers"] = serde_json::json!([{"id": "4.2.6", "owner": "platform",
+        "expires": "2026-02-01", "reason": "vendor fix"}]);
+    let c = cis::parse_cis(&v.to_string(), "fleet.json").unwrap();
+    let r = report_with(vec![c], None);
+    let n = &r.cis[0];
+    assert_eq!(n.name, "worker-1");
+    assert_eq!((n.counts.not_assessed, n.counts.fixed), (2, 1));
+    assert!(!n.ok);
+    assert_eq!(n.kind.key, "expired_waiver");
+    assert_eq!(r.summary.cis_nodes_failing, 2);
+    let md = render_markdown(&r).unwrap();
+    assert!(
+        md.contains("| 4.2.6 | platform | 2026-02-01 | vendor fix |"),
+        "{md}"
+    );
+}
