@@ -18,7 +18,8 @@
 //! (`retries`); when an answer comes only on a retry (loss, or ICMP rate
 //! limiting) the window halves and that /24's silent probes get as many
 //! tries as the latest answer needed plus one (nmap's rule), up to
-//! `max_retries`.
+//! `max_retries`; a probe that used its tries waits on the /24's bench for
+//! more (nmap's too) and is called silent only when nothing else is left.
 //!
 //! Used by `ringfence probe` (sockets in the current namespace, unbound
 //! source) and by the kernel harness and site lab (each probe from its own
@@ -290,6 +291,10 @@ struct Net {
     est: RttEstimator,
     /// The highest try (0: the first) that got an answer.
     answered_try: u8,
+    /// Silent attempts that used every try allowed so far, kept (nmap's
+    /// "bench") in case a late answer lets this network earn more tries;
+    /// called silent once nothing else is left.
+    bench: Vec<usize>,
 }
 
 fn run_one(
@@ -351,12 +356,12 @@ fn run_one(
         host_of,
         busy_hosts: Vec::new(),
         sent: vec![now; attempts.len()],
-        first_sent: vec![now; attempts.len()],
         results: (0..attempts.len()).map(|_| None).collect(),
         next: 0,
         started: 0,
         retry: VecDeque::new(),
         tries: vec![0; attempts.len()],
+        resolved: 0,
         tally: Tally {
             total: attempts.len(),
             ..Tally::default()
@@ -417,9 +422,8 @@ struct Engine<'a> {
     host_of: Vec<usize>,
     /// Hosts with probes in flight (their `listed` is set).
     busy_hosts: Vec<usize>,
-    /// When each attempt's latest try started, and its first.
+    /// When each attempt's latest try started.
     sent: Vec<Instant>,
-    first_sent: Vec<Instant>,
     results: Vec<Option<std::io::Result<Outcome>>>,
     next: usize,
     /// Starts so far (first tries and retries), for the rate.
@@ -428,6 +432,8 @@ struct Engine<'a> {
     retry: VecDeque<usize>,
     /// Retries made per attempt.
     tries: Vec<u8>,
+    /// Attempts with a result.
+    resolved: usize,
     tally: Tally,
     stats: EngineStats,
     current_ns: Option<usize>,
@@ -474,6 +480,7 @@ impl Engine<'_> {
     }
 
     fn finish(&mut self, i: usize, r: std::io::Result<Outcome>) {
+        self.resolved += 1;
         match &r {
             Ok(Outcome::Connected) => self.tally.connected += 1,
             Ok(Outcome::Refused) => self.tally.refused += 1,
@@ -501,8 +508,20 @@ impl Engine<'_> {
                 self.window_high = self.window_high.max(self.window.allowed());
             } else {
                 self.stats.late_answers += 1;
+                let before = self.retries_for(&self.nets[n]);
                 self.nets[n].answered_try = self.nets[n].answered_try.max(t);
-                self.window.on_loss(self.first_sent[i], self.in_flight, now);
+                if self.retries_for(&self.nets[n]) > before {
+                    // More tries earned: the benched attempts get them.
+                    for b in std::mem::take(&mut self.nets[n].bench) {
+                        self.tally.done -= 1;
+                        self.tally.silent -= 1;
+                        self.tries[b] += 1;
+                        self.stats.retries += 1;
+                        self.retry.push_back(b);
+                    }
+                }
+                let hold = self.timeout_of(&self.hosts[h]);
+                self.window.on_loss(self.in_flight, now, hold);
             }
         }
         self.finish(i, r);
@@ -540,9 +559,6 @@ impl Engine<'_> {
         }
         let sent = Instant::now();
         self.sent[i] = sent;
-        if self.tries[i] == 0 {
-            self.first_sent[i] = sent;
-        }
         let slot = &mut self.slots[k];
         let reuse = a.transport == Transport::Tcp && a.src.is_none() && slot.ns == a.ns;
         if !reuse {
@@ -662,10 +678,18 @@ impl Engine<'_> {
                 }
                 self.release(k, false, now)?;
                 let n = self.hosts[h].net;
-                if self.tries[i] < self.retries_for(&self.nets[n]) {
+                let allowed = self.retries_for(&self.nets[n]);
+                if self.tries[i] < allowed {
                     self.tries[i] += 1;
                     self.stats.retries += 1;
                     self.retry.push_back(i);
+                } else if matches!(self.pace.timing, Timing::Adaptive(_))
+                    && self.tries[i] < self.pace.max_retries
+                {
+                    // Counted as silent for progress; decided at the end.
+                    self.nets[n].bench.push(i);
+                    self.tally.done += 1;
+                    self.tally.silent += 1;
                 } else {
                     self.finish(i, Ok(Outcome::Timeout));
                 }
@@ -680,6 +704,28 @@ impl Engine<'_> {
         Ok(next)
     }
 
+    /// Only benched attempts are left. In a network that lost answers
+    /// (one came only on a retry) they are tried once more each, up to
+    /// `max_retries`: the stragglers of a rate-limited burst; elsewhere no
+    /// answer can earn them another try, and they are silent.
+    fn drain_bench(&mut self) {
+        for n in 0..self.nets.len() {
+            let lossy = self.nets[n].answered_try > 0;
+            for i in std::mem::take(&mut self.nets[n].bench) {
+                if lossy && self.tries[i] < self.pace.max_retries {
+                    self.tally.done -= 1;
+                    self.tally.silent -= 1;
+                    self.tries[i] += 1;
+                    self.stats.retries += 1;
+                    self.retry.push_back(i);
+                } else {
+                    self.results[i] = Some(Ok(Outcome::Timeout));
+                    self.resolved += 1;
+                }
+            }
+        }
+    }
+
     fn drive(&mut self, progress: &dyn Fn(Tally)) -> std::io::Result<()> {
         let total = self.attempts.len();
         let blank = epoll::Event {
@@ -688,7 +734,7 @@ impl Engine<'_> {
         };
         let mut events = vec![blank; self.slots.len().clamp(1, 1024)];
         let mut reported = 0usize;
-        while self.tally.done < total {
+        while self.resolved < total {
             // Fill free slots (as far as the window and the rate allow), a
             // batch at a time.
             let now = Instant::now();
@@ -704,11 +750,14 @@ impl Engine<'_> {
             // Expire the oldest attempts.
             let now = Instant::now();
             let deadline = self.expire(now)?;
+            if !self.pending() && self.in_flight == 0 {
+                self.drain_bench();
+            }
             if self.tally.done >= reported + PROGRESS_EVERY {
                 progress(self.tally);
                 reported = self.tally.done;
             }
-            if self.tally.done == total {
+            if self.resolved == total {
                 break;
             }
             let wake = if self.pending() && self.in_flight < self.window.allowed() {

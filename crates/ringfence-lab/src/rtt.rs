@@ -7,9 +7,10 @@
 //!   [`RttBounds::initial`] timeout applies.
 //! - [`Window`]: how many probes may be in flight, congestion-window style:
 //!   slow start (one more per answer) up to a threshold, then one more per
-//!   window of answers; halved when an answer comes only on a retry (a lost
-//!   answer: loss, or a router rate-limiting its ICMP errors). Silence alone
-//!   (a dropped port) changes nothing: a firewall that drops is no congestion.
+//!   window of answers; halved (at most once per timeout of the destination)
+//!   when an answer comes only on a retry (a lost answer: loss, or a router
+//!   rate-limiting its ICMP errors). Silence alone (a dropped port) changes
+//!   nothing: a firewall that drops is no congestion.
 
 use std::time::{Duration, Instant};
 
@@ -114,8 +115,8 @@ pub struct Window {
     ssthresh: f64,
     min: f64,
     max: f64,
-    /// Probes first sent before this instant cannot shrink the window again
-    /// (one reduction per round trip, as TCP does).
+    /// Losses seen before this instant cannot shrink the window again (one
+    /// reduction per round trip, as TCP does).
     recovery_until: Option<Instant>,
     /// Times the window shrank.
     shrinks: u32,
@@ -166,12 +167,12 @@ impl Window {
         self.cwnd = (self.cwnd + step).min(self.max);
     }
 
-    /// An answer came only on a retry of a probe first sent at `sent` (its
-    /// first answer was lost): halve the window, at most once per round
-    /// trip: a loss of a probe sent before the last reduction was already
-    /// answered for (TCP's recovery point).
-    pub fn on_loss(&mut self, sent: Instant, in_flight: usize, now: Instant) {
-        if self.recovery_until.is_some_and(|t| sent < t) || self.min >= self.max {
+    /// An answer came only on a retry (the previous try's answer was lost):
+    /// halve the window, at most once per `hold` (the destination's current
+    /// timeout, about one round trip of probes): the losses of one burst
+    /// are one signal, as TCP answers one window's losses once.
+    pub fn on_loss(&mut self, in_flight: usize, now: Instant, hold: Duration) {
+        if self.recovery_until.is_some_and(|t| now < t) || self.min >= self.max {
             return;
         }
         // Half of what was really in flight (TCP's flight size), but not
@@ -182,7 +183,7 @@ impl Window {
         self.cwnd = self.ssthresh;
         self.low = self.low.min(self.cwnd);
         self.shrinks += 1;
-        self.recovery_until = Some(now);
+        self.recovery_until = Some(now + hold);
     }
 
     /// Times the window shrank on loss.
@@ -272,10 +273,10 @@ mod tests {
             w.on_answer();
         }
         assert_eq!(w.allowed(), 14);
-        w.on_loss(t0, 14, t0 + ms(1));
+        w.on_loss(14, t0, ms(100));
         assert_eq!(w.allowed(), 7);
-        // A second loss from a probe sent before the reduction: no change.
-        w.on_loss(t0, 7, t0 + ms(2));
+        // A second loss within the same round trip: no change.
+        w.on_loss(7, t0 + ms(50), ms(100));
         assert_eq!(w.allowed(), 7);
         // Above the threshold it grows by about one per window of answers.
         for _ in 0..7 {
@@ -287,7 +288,7 @@ mod tests {
         // A loss after the round trip shrinks again, never below the floor.
         let later = t0 + ms(200);
         for k in 0..10u64 {
-            w.on_loss(later + ms(k * 300), 1, later + ms(k * 300 + 1));
+            w.on_loss(1, later + ms(k * 300), ms(100));
         }
         assert_eq!(w.allowed(), MIN_WINDOW);
         assert_eq!(w.low(), MIN_WINDOW);
@@ -302,7 +303,7 @@ mod tests {
     fn a_fixed_window_never_changes() {
         let t0 = Instant::now();
         let mut w = Window::fixed(64);
-        w.on_loss(t0, 64, t0);
+        w.on_loss(64, t0, ms(1));
         w.on_answer();
         assert_eq!(w.allowed(), 64);
         assert_eq!(w.shrinks(), 0);
