@@ -180,12 +180,16 @@ impl Settled {
 /// Disjoint regions with every outcome their packets can have, from the
 /// (possibly overlapping, one per branch) outcomes of [`Engine::classify`].
 /// Outcomes without a fork are their packets' only outcome and pass through
-/// unchanged; the others are overlaid. Over budget when the overlay needs
-/// more than `budget` regions or [`WORK_LIMIT`] comparisons.
+/// unchanged. The others are grouped by box (a fork's branches usually end
+/// on the very same packets), groups whose boxes overlap no other pass
+/// through too, and only groups that overlap are overlaid. Over budget when
+/// the overlay needs more than `budget` regions or [`WORK_LIMIT`]
+/// comparisons.
 pub fn settle(outcomes: Vec<Outcome>, budget: usize) -> Result<Vec<Settled>, OverBudget> {
     let mut out = Vec::with_capacity(outcomes.len());
-    let mut forked: Vec<Settled> = Vec::new();
-    let mut work = 0usize;
+    // Forked outcomes grouped by their exact box.
+    let mut groups: Vec<Settled> = Vec::new();
+    let mut by_box: std::collections::HashMap<PBox, usize> = std::collections::HashMap::new();
     for o in outcomes {
         let Some(fork) = o.fork else {
             out.push(Settled {
@@ -196,14 +200,92 @@ pub fn settle(outcomes: Vec<Outcome>, budget: usize) -> Result<Vec<Settled>, Ove
             continue;
         };
         let branch = (o.fate, o.path);
-        // The part of `o.b` not yet covered by any region.
-        let mut rest: Vec<PBox> = vec![o.b.clone()];
-        let mut next: Vec<Settled> = Vec::with_capacity(forked.len() + 1);
-        work += forked.len();
+        match by_box.get(&o.b) {
+            Some(&g) => {
+                if !groups[g].outcomes.contains(&branch) {
+                    groups[g].outcomes.push(branch);
+                }
+            }
+            None => {
+                by_box.insert(o.b.clone(), groups.len());
+                groups.push(Settled {
+                    b: o.b,
+                    outcomes: smallvec::smallvec![branch],
+                    fork: Some(fork),
+                });
+            }
+        }
+    }
+    drop(by_box);
+    // Groups whose boxes overlap, as connected components (union-find over
+    // the pairs a destination index proposes).
+    let index = DstIndex::build(groups.iter().enumerate().map(|(i, g)| {
+        let (lo, hi) = hull(&g.b);
+        (g.b.fam, lo, hi, i as u32)
+    }));
+    let mut parent: Vec<usize> = (0..groups.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut work = 0usize;
+    let mut cands = Vec::new();
+    for i in 0..groups.len() {
+        let (lo, hi) = hull(&groups[i].b);
+        cands.clear();
+        index.query_into(groups[i].b.fam, lo, hi, &mut cands);
+        work += cands.len();
         if work > WORK_LIMIT {
             return Err(OverBudget);
         }
-        for s in forked {
+        for &j in &cands {
+            let j = j as usize;
+            if j > i && groups[i].b.overlaps(&groups[j].b) {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                if a != b {
+                    parent[a.max(b)] = a.min(b);
+                }
+            }
+        }
+    }
+    let mut members: Vec<Vec<Settled>> = (0..groups.len()).map(|_| Vec::new()).collect();
+    for (i, g) in groups.into_iter().enumerate() {
+        let r = root(&mut parent, i);
+        members[r].push(g);
+    }
+    for comp in members {
+        if comp.len() <= 1 {
+            out.extend(comp);
+            continue;
+        }
+        // Each component is bounded on its own: many small ones (one per
+        // fragment of a big region) are cheap, one huge one is not.
+        let mut comp_work = 0usize;
+        out.extend(overlay(comp, budget, &mut comp_work)?);
+    }
+    Ok(out)
+}
+
+/// Overlay regions that overlap into disjoint regions, each with the union
+/// of the outcomes of the regions that hold it.
+fn overlay(
+    regions: Vec<Settled>,
+    budget: usize,
+    work: &mut usize,
+) -> Result<Vec<Settled>, OverBudget> {
+    let mut done: Vec<Settled> = Vec::new();
+    for o in regions {
+        // The part of `o.b` not yet covered by any region.
+        let mut rest: Vec<PBox> = vec![o.b.clone()];
+        let mut next: Vec<Settled> = Vec::with_capacity(done.len() + 1);
+        *work += done.len();
+        if *work > WORK_LIMIT {
+            return Err(OverBudget);
+        }
+        for s in done {
             if !s.b.overlaps(&o.b) {
                 next.push(s);
                 continue;
@@ -213,8 +295,10 @@ pub fn settle(outcomes: Vec<Outcome>, budget: usize) -> Result<Vec<Settled>, Ove
             }
             let with = |b: PBox, s: &Settled| {
                 let mut outcomes = s.outcomes.clone();
-                if !outcomes.contains(&branch) {
-                    outcomes.push(branch.clone());
+                for x in &o.outcomes {
+                    if !outcomes.contains(x) {
+                        outcomes.push(x.clone());
+                    }
                 }
                 Settled {
                     b,
@@ -222,12 +306,7 @@ pub fn settle(outcomes: Vec<Outcome>, budget: usize) -> Result<Vec<Settled>, Ove
                     fork: s.fork,
                 }
             };
-            if s.b.is_subset(&o.b) {
-                next.push(with(s.b.clone(), &s));
-                continue;
-            }
             let inside = s.b.intersect(&o.b).expect("overlaps");
-            next.push(with(inside, &s));
             for piece in s.b.subtract(&o.b) {
                 next.push(Settled {
                     b: piece,
@@ -235,21 +314,21 @@ pub fn settle(outcomes: Vec<Outcome>, budget: usize) -> Result<Vec<Settled>, Ove
                     fork: s.fork,
                 });
             }
+            next.push(with(inside, &s));
         }
         for r in rest {
             next.push(Settled {
                 b: r,
-                outcomes: smallvec::smallvec![branch.clone()],
-                fork: Some(fork),
+                outcomes: o.outcomes.clone(),
+                fork: o.fork,
             });
         }
         if next.len() > budget {
             return Err(OverBudget);
         }
-        forked = next;
+        done = next;
     }
-    out.extend(forked);
-    Ok(out)
+    Ok(done)
 }
 
 /// A ruleset compiled for region queries.
@@ -468,9 +547,14 @@ impl<'a> Engine<'a> {
             }
             // Branches that meet again (a fork's action falls through to
             // where its other branch resumed) go on as one: the same packets
-            // at the same position have the same future.
+            // at the same position have the same future. Only where this
+            // box sent packets can copies have met.
             if forked && moved {
-                dedup_frags(&mut next);
+                match q.fate {
+                    Fate::Skip(k) => dedup_at(&mut next, &[k]),
+                    Fate::Fork(m, n) => dedup_at(&mut next, &[m, n]),
+                    _ => {}
+                }
             }
             if next.len() + decided.len() > budget {
                 return Err(OverBudget);
@@ -1353,9 +1437,15 @@ fn build(
                             push_all(&mut pieces, Fate::Unknown);
                         }
                         Some(tp) => {
-                            inline(&mut pieces, tp, &boxes, key, goto);
+                            let closed = inline(&mut pieces, tp, &boxes, key, goto);
                             if goto {
                                 push_all(&mut pieces, Fate::Return);
+                            } else if may_match && !closed {
+                                // What falls through the target lands
+                                // exactly where the other branch resumes,
+                                // so the walk sees the two meet.
+                                let end = (pieces.len() + boxes.len()) as u32;
+                                push_all(&mut pieces, Fate::Skip(end));
                             }
                         }
                     }
@@ -1384,23 +1474,30 @@ fn build(
     state[c] = 2;
 }
 
-/// Inline target plan `tp` under the jump rule's boxes.
-fn inline(pieces: &mut Vec<Piece>, tp: &Plan, boxes: &[PBox], key: (u32, u32), goto: bool) {
-    // (original position, piece cut to the rule's box)
-    let mut cut: Vec<(u32, PBox)> = Vec::new();
-    for b in boxes {
+/// Inline target plan `tp` under the jump rule's boxes. Returns whether
+/// nothing can fall through the inlined block: every rule box is covered by
+/// one inlined box that decides it or returns (and that no earlier inlined
+/// box skips past).
+fn inline(pieces: &mut Vec<Piece>, tp: &Plan, boxes: &[PBox], key: (u32, u32), goto: bool) -> bool {
+    // (original position, piece cut to the rule's box, the rule box it is cut to)
+    let mut cut: Vec<(u32, PBox, usize)> = Vec::new();
+    for (bi, b) in boxes.iter().enumerate() {
         let (lo, hi) = hull(b);
         for j in tp.index.query(b.fam, lo, hi) {
             if let Some(x) = tp.pieces[j as usize].b.intersect(b) {
-                cut.push((j, x));
+                cut.push((j, x, bi));
             }
         }
     }
-    cut.sort_by_key(|(j, _)| *j);
+    cut.sort_by_key(|(j, _, _)| *j);
     let base = pieces.len() as u32;
     let end = base + cut.len() as u32;
-    let origs: Vec<u32> = cut.iter().map(|(j, _)| *j).collect();
-    for (j, x) in cut {
+    let origs: Vec<u32> = cut.iter().map(|(j, _, _)| *j).collect();
+    let mut closed = vec![false; boxes.len()];
+    // The furthest position an inlined box so far jumps to.
+    let mut furthest = 0u32;
+    for (at_here, (j, x, bi)) in cut.into_iter().enumerate() {
+        let here = base + at_here as u32;
         let src = &tp.pieces[j as usize];
         let at = |k: u32| base + origs.partition_point(|&o| o < k) as u32;
         let fate = match src.fate {
@@ -1409,11 +1506,25 @@ fn inline(pieces: &mut Vec<Piece>, tp: &Plan, boxes: &[PBox], key: (u32, u32), g
             Fate::Fork(m, n) => Fate::Fork(at(m), at(n)),
             f => f,
         };
+        let ends_here = match fate {
+            Fate::Skip(k) => k == end,
+            Fate::Fork(..) => false,
+            _ => true,
+        };
+        if ends_here && furthest <= here && x == boxes[bi] {
+            closed[bi] = true;
+        }
+        match fate {
+            Fate::Skip(k) => furthest = furthest.max(k),
+            Fate::Fork(m, n) => furthest = furthest.max(m).max(n),
+            _ => {}
+        }
         let mut path = Path::with_capacity(src.path.len() + 1);
         path.push(key);
         path.extend_from_slice(&src.path);
         pieces.push(Piece { b: x, fate, path });
     }
+    closed.iter().all(|&c| c)
 }
 
 /// Conntrack state NEW only.
@@ -1421,25 +1532,45 @@ pub const NEW: u8 = CtStates::NEW;
 /// Conntrack state ESTABLISHED only.
 pub const ESTABLISHED: u8 = CtStates::ESTABLISHED;
 
-/// Drop exact copies of a fragment (same packets, position and first
-/// fork), keeping the first: branches of a fork that meet again.
-fn dedup_frags(v: &mut Vec<Frag>) {
-    use std::hash::BuildHasher;
-    if v.len() < 2 {
-        return;
-    }
-    let hasher = std::collections::hash_map::RandomState::new();
-    let mut by_hash: std::collections::HashMap<u64, smallvec::SmallVec<[usize; 1]>> =
-        std::collections::HashMap::with_capacity(v.len());
-    let mut keep = vec![true; v.len()];
-    for i in 0..v.len() {
-        let kept = by_hash.entry(hasher.hash_one(&v[i])).or_default();
-        if kept.iter().any(|&k| v[k] == v[i]) {
-            keep[i] = false;
-        } else {
-            kept.push(i);
+/// Among the fragments at the positions `at`, drop those whose packets
+/// another fragment at the same position (with the same first fork) holds
+/// too, keeping the first of equal ones: branches of a fork that meet
+/// again. A fragment inside another has no outcome the other lacks.
+fn dedup_at(v: &mut Vec<Frag>, at: &[u32]) {
+    for &pos in at {
+        let same: Vec<usize> = (0..v.len()).filter(|&i| v[i].pos == pos).collect();
+        if same.len() < 2 {
+            continue;
         }
+        let mut gone = vec![false; v.len()];
+        if same.len() <= 32 {
+            for (x, &i) in same.iter().enumerate() {
+                let covered = same.iter().enumerate().any(|(y, &k)| {
+                    k != i
+                        && !gone[k]
+                        && v[k].fork == v[i].fork
+                        && v[i].b.is_subset(&v[k].b)
+                        && (y < x || v[i].b != v[k].b)
+                });
+                if covered {
+                    gone[i] = true;
+                }
+            }
+        } else {
+            use std::hash::BuildHasher;
+            let hasher = std::collections::hash_map::RandomState::new();
+            let mut by_hash: std::collections::HashMap<u64, smallvec::SmallVec<[usize; 1]>> =
+                std::collections::HashMap::with_capacity(same.len());
+            for &i in &same {
+                let kept = by_hash.entry(hasher.hash_one(&v[i])).or_default();
+                if kept.iter().any(|&k| v[k] == v[i]) {
+                    gone[i] = true;
+                } else {
+                    kept.push(i);
+                }
+            }
+        }
+        let mut it = gone.into_iter();
+        v.retain(|_| !it.next().unwrap_or(false));
     }
-    let mut it = keep.into_iter();
-    v.retain(|_| it.next().unwrap_or(true));
 }
