@@ -125,3 +125,204 @@ fn trace_walks_every_table_on_the_path() {
     assert!(out.contains(": drop"), "{out}");
     assert!(out.contains("(mangle:FORWARD)"), "{out}");
 }
+
+/// Insert `rule` into FORWARD right after its accept of established
+/// connections: before every flow's accept.
+fn insert_forward_first(base: &str, rule: &str) -> String {
+    let anchor = "-A FORWARD -s 198.18.20.0/23";
+    let at = base.find(anchor).expect("first flow jump");
+    format!("{}{rule}\n{}", &base[..at], &base[at..])
+}
+
+fn verify_json(dir: &Path, name: &str, text: &str) -> (i32, serde_json::Value) {
+    let (code, out) = verify(dir, name, text, true);
+    (code, serde_json::from_str(&out).expect("json"))
+}
+
+fn flow_status<'v>(v: &'v serde_json::Value, id: &str) -> &'v serde_json::Value {
+    let f = v["flows"]
+        .as_array()
+        .expect("flows")
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("{id}"));
+    &f["status"]
+}
+
+/// The 1-based line of `needle` in `text`, as verify names rules.
+fn rule_at(path: &Path, text: &str, needle: &str) -> String {
+    let n = text.lines().position(|l| l.contains(needle)).expect(needle);
+    format!("{}:{}", path.display(), n + 1)
+}
+
+#[test]
+fn a_flow_accepted_either_way_is_allowed_and_what_the_random_accept_adds_is_possible() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = insert_forward_first(
+        &clean_base(),
+        "-A FORWARD -s 198.18.20.0/23 -m statistic --mode random --probability 0.5 -j ACCEPT",
+    );
+    let (code, v) = verify_json(dir.path(), "statistic-first.rules", &text);
+    assert_eq!(code, 1, "possible excess is a finding");
+    let rule = rule_at(
+        &dir.path().join("statistic-first.rules"),
+        &text,
+        "-m statistic",
+    );
+    assert_eq!(flow_status(&v, "workload-to-mgmt"), "allowed");
+    assert_eq!(v["summary"]["unknown"], 0);
+    let excess = v["excess"].as_array().expect("excess");
+    assert!(!excess.is_empty());
+    for e in excess {
+        assert_eq!(e["certain"], false, "{e}");
+        assert_eq!(e["rules"], serde_json::json!([rule]), "{e}");
+    }
+}
+
+#[test]
+fn a_rate_limited_log_keeps_a_clean_ruleset_at_exit_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = insert_forward_first(
+        &clean_base(),
+        "-A FORWARD -m limit --limit 5/min -j LOG --log-prefix \"fw: \"",
+    );
+    let (code, out) = verify(dir.path(), "limit-log.rules", &text, false);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(": OK"), "{out}");
+}
+
+#[test]
+fn a_drop_behind_a_statistic_match_makes_the_flow_unknown_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = insert_forward_first(
+        &clean_base(),
+        "-A FORWARD -s 198.18.20.0/23 -m statistic --mode random --probability 0.5 -j DROP",
+    );
+    let (code, v) = verify_json(dir.path(), "statistic-drop.rules", &text);
+    assert_eq!(code, 1);
+    let rule = rule_at(
+        &dir.path().join("statistic-drop.rules"),
+        &text,
+        "-m statistic",
+    );
+    let f = v["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "workload-to-mgmt")
+        .unwrap();
+    assert_eq!(f["status"], "unknown");
+    assert_eq!(f["rules"][0], rule.as_str());
+    assert_eq!(flow_status(&v, "mgmt-to-workload"), "allowed");
+    assert_eq!(v["summary"]["excess"], 0);
+    assert_eq!(v["summary"]["ok"], false);
+}
+
+#[test]
+fn nft_numgen_accept_drop_and_log_exit_as_two_branches_say() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, base, err) = common::run(&["generate", "--target", "nftables", "--family", "4"]);
+    assert_eq!(code, 0, "{err}");
+    let first = "ct state established,related accept comment \"replies to allowed flows\"\n";
+    assert!(base.contains(first));
+    let with = |rule: &str| base.replace(first, &format!("{first}\t\t{rule}\n"));
+
+    let (code, out) = verify(dir.path(), "clean.nft", &base, false);
+    assert_eq!(code, 0, "{out}");
+
+    let (code, v) = verify_json(
+        dir.path(),
+        "numgen-accept.nft",
+        &with("ip saddr 198.18.20.0/23 numgen random mod 2 0 accept"),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(flow_status(&v, "workload-to-mgmt"), "allowed");
+    assert!(v["summary"]["possible_excess"].as_u64().unwrap() > 0);
+    assert_eq!(v["summary"]["possible_excess"], v["summary"]["excess"]);
+
+    let (code, v) = verify_json(
+        dir.path(),
+        "numgen-drop.nft",
+        &with("ip saddr 198.18.20.0/23 numgen random mod 2 0 drop"),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(flow_status(&v, "workload-to-mgmt"), "unknown");
+
+    let (code, out) = verify(
+        dir.path(),
+        "numgen-log.nft",
+        &with("numgen random mod 2 0 log prefix \"sampled \""),
+        false,
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn batch_trace_lists_both_branches_of_a_random_drop_and_says_depends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = insert_forward_first(
+        &clean_base(),
+        "-A FORWARD -s 198.18.20.0/23 -m statistic --mode random --probability 0.5 -j DROP",
+    );
+    let rules = dir.path().join("statistic-drop.rules");
+    std::fs::write(&rules, &text).expect("write");
+    let packets = dir.path().join("p.jsonl");
+    std::fs::write(
+        &packets,
+        concat!(
+            "{\"src\":\"198.18.20.5\",\"dst\":\"198.18.10.5\",\"proto\":\"tcp\",\"dport\":6443}\n",
+            "{\"src\":\"198.18.10.5\",\"dst\":\"198.18.20.5\",\"proto\":\"tcp\",\"dport\":6443}\n",
+            "{\"src\":\"198.18.20.5\",\"dst\":\"198.18.10.5\",\"proto\":\"tcp\",\"dport\":6443,\"from_host\":true}\n",
+        ),
+    )
+    .expect("write");
+    let (code, out, err) = common::run(&[
+        "trace",
+        "--ruleset",
+        rules.to_str().unwrap(),
+        "--packets",
+        packets.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let stat = rule_at(&rules, &text, "-m statistic");
+    assert_eq!(lines[0]["verdict"], "depends");
+    assert_eq!(lines[0]["uncertain"], true);
+    assert_eq!(lines[0]["rule"], stat.as_str());
+    let outcomes = lines[0]["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[0]["verdict"], "drop");
+    assert_eq!(outcomes[0]["rule"], stat.as_str());
+    assert_eq!(outcomes[1]["verdict"], "accept");
+    for o in outcomes {
+        assert_eq!(o["path"], "forward");
+        assert!(o["dnat"].is_null() && o["snat"].is_null(), "{o}");
+    }
+    assert_eq!(lines[1]["verdict"], "accept");
+    assert_eq!(lines[1]["outcomes"].as_array().unwrap().len(), 1);
+    // From the host: the output path (OUTPUT accepts by policy).
+    assert_eq!(lines[2]["outcomes"][0]["path"], "output");
+    assert_eq!(lines[2]["verdict"], "accept");
+    // The text trace lists every possible outcome with its deciding rule.
+    let (code, out, err) = common::run(&[
+        "trace",
+        "--ruleset",
+        rules.to_str().unwrap(),
+        "--src",
+        "198.18.20.5",
+        "--dst",
+        "198.18.10.5",
+        "--proto",
+        "tcp",
+        "--dport",
+        "6443",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": depends"), "{out}");
+    assert!(out.contains(&format!("possible: drop by {stat}")), "{out}");
+    assert!(out.contains("possible: accept by "), "{out}");
+}
