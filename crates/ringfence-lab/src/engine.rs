@@ -204,16 +204,7 @@ pub(crate) fn run(
                     let last = std::cell::Cell::new(Tally::default());
                     run_one(&mine, namespaces, share, &|now: Tally| {
                         let was = last.replace(now);
-                        let add = |k: usize, a: usize, b: usize| {
-                            sums[k].fetch_add(a - b, Ordering::Relaxed) + (a - b)
-                        };
-                        let all = Tally {
-                            done: add(0, now.done, was.done).min(total),
-                            total,
-                            connected: add(1, now.connected, was.connected),
-                            refused: add(2, now.refused, was.refused),
-                            silent: add(3, now.silent, was.silent),
-                        };
+                        let all = add_tally(sums, was, now, total);
                         progress(all);
                     })
                 })
@@ -240,6 +231,23 @@ pub(crate) fn run(
             .collect(),
         stats,
     ))
+}
+
+/// Add one thread's change of counts (`was` to `now`) to the shared sums
+/// and return the totals. A count can go down (a benched attempt tried
+/// again), so deltas wrap, and so does the atomic sum.
+fn add_tally(sums: &[AtomicUsize; 4], was: Tally, now: Tally, total: usize) -> Tally {
+    let add = |k: usize, a: usize, b: usize| {
+        let d = a.wrapping_sub(b);
+        sums[k].fetch_add(d, Ordering::Relaxed).wrapping_add(d)
+    };
+    Tally {
+        done: add(0, now.done, was.done).min(total),
+        total,
+        connected: add(1, now.connected, was.connected),
+        refused: add(2, now.refused, was.refused),
+        silent: add(3, now.silent, was.silent),
+    }
 }
 
 impl EngineStats {
@@ -938,6 +946,7 @@ fn set_recverr(fd: &OwnedFd) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rtt::RttBounds;
     use std::net::{TcpListener, UdpSocket};
 
     fn fixed(window: usize, ms: u64, rate: u32, retries: u8) -> Pace {
@@ -1076,5 +1085,76 @@ mod tests {
         // Three attempts, each tried twice: six starts at 20/s, the last
         // one 250 ms in, and it waits out its 50 ms.
         assert!(t0.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[test]
+    fn thread_tallies_add_up_even_when_a_count_goes_down() {
+        let sums: [AtomicUsize; 4] = Default::default();
+        let t = |done, silent| Tally {
+            done,
+            total: 10,
+            silent,
+            ..Tally::default()
+        };
+        // Thread A: 3 silent; thread B: 2 silent, then one of them is tried again.
+        add_tally(&sums, t(0, 0), t(3, 3), 10);
+        add_tally(&sums, t(0, 0), t(2, 2), 10);
+        let all = add_tally(&sums, t(2, 2), t(1, 1), 10);
+        assert_eq!((all.done, all.silent, all.total), (4, 4, 10));
+    }
+
+    #[test]
+    fn adaptive_timing_learns_from_answers_and_a_silent_port_gets_one_retry() {
+        // Loopback only. Answers from a listener teach the estimate; a
+        // silent UDP port on the same host then waits the clamped floor,
+        // not the initial timeout, is retried once and comes out silent.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = match l.local_addr().unwrap() {
+            std::net::SocketAddr::V4(a) => a,
+            _ => unreachable!(),
+        };
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let quiet = match silent.local_addr().unwrap() {
+            std::net::SocketAddr::V4(a) => a,
+            _ => unreachable!(),
+        };
+        let bounds = RttBounds {
+            initial: Duration::from_millis(2000),
+            min: Duration::from_millis(50),
+            max: Duration::from_millis(3000),
+        };
+        let mut attempts: Vec<Attempt> = (0..20)
+            .map(|_| Attempt {
+                ns: None,
+                src: None,
+                dst: open,
+                transport: Transport::Tcp,
+            })
+            .collect();
+        attempts.push(Attempt {
+            ns: None,
+            src: None,
+            dst: quiet,
+            transport: Transport::Udp,
+        });
+        let pace = Pace {
+            window: 1,
+            initial_window: 1,
+            timing: Timing::Adaptive(bounds),
+            rate: 0,
+            retries: 1,
+            max_retries: 10,
+        };
+        let (got, stats) = run(&attempts, &[], pace, &|_| {}).unwrap();
+        assert!(got[..20]
+            .iter()
+            .all(|r| matches!(r, Ok(Outcome::Connected))));
+        assert!(matches!(got[20], Ok(Outcome::Timeout)));
+        assert_eq!(stats.samples, 20);
+        assert_eq!(stats.retries, 1);
+        assert_eq!(stats.late_answers, 0);
+        let h = stats.hosts[0];
+        assert!(h.srtt.is_some() && h.timeout < bounds.initial, "{h:?}");
+        drop(l);
     }
 }
