@@ -170,6 +170,33 @@ fn progress_line(t: live::Tally, elapsed: Duration) -> String {
     )
 }
 
+/// What the engine measured, for `--verbose`: the round trips and timeouts
+/// across destination hosts, retries, answers that came only on a retry,
+/// and how the window moved.
+fn timing_line(s: &ringfence_lab::EngineStats) -> String {
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    let srtts: Vec<Duration> = s.hosts.iter().filter_map(|h| h.srtt).collect();
+    let timeouts: Vec<Duration> = s.hosts.iter().map(|h| h.timeout).collect();
+    let span = |v: &[Duration]| match (v.iter().min(), v.iter().max()) {
+        (Some(lo), Some(hi)) if lo == hi => ms(*lo),
+        (Some(lo), Some(hi)) => format!("{}-{}", ms(*lo), ms(*hi)),
+        _ => "none".to_string(),
+    };
+    format!(
+        "timing: {} hosts ({} answered), srtt {}, timeout now {}; {} retries, {} answers only on a retry; window {} (low {}, high {}, shrank {} times)",
+        grouped(s.hosts.len()),
+        grouped(srtts.len()),
+        span(&srtts),
+        span(&timeouts),
+        grouped(s.retries as usize),
+        grouped(s.late_answers as usize),
+        grouped(s.window_start),
+        grouped(s.window_low),
+        grouped(s.window_high),
+        s.shrinks
+    )
+}
+
 /// A count with thousands separators.
 fn grouped(n: usize) -> String {
     let d = n.to_string();
@@ -270,7 +297,7 @@ pub fn run(a: Args) -> Result<u8, CliError> {
         retries: a.retries,
         ..Settings::default()
     };
-    let results = live::run(
+    let (results, stats) = live::run_measured(
         &resolved,
         targets,
         &settings,
@@ -364,6 +391,10 @@ pub fn run(a: Args) -> Result<u8, CliError> {
                 count(State::OpenFiltered),
                 failures
             );
+            if a.verbose {
+                out += &timing_line(&stats);
+                out.push('\n');
+            }
             out
         }
     };
@@ -402,5 +433,35 @@ mod tests {
         let quick = Progress::new(10, true);
         quick.update(t);
         assert!(quick.bar.is_hidden(), "shown before a second passed");
+    }
+
+    #[test]
+    fn the_timing_line_spans_hosts_and_says_how_the_window_moved() {
+        let host = |n: u8, srtt: Option<u64>, timeout: u64| ringfence_lab::HostTiming {
+            addr: std::net::Ipv4Addr::new(198, 18, 20, n),
+            srtt: srtt.map(Duration::from_micros),
+            rttvar: None,
+            timeout: Duration::from_millis(timeout),
+            samples: u64::from(srtt.is_some()),
+        };
+        let s = ringfence_lab::EngineStats {
+            samples: 2,
+            late_answers: 1,
+            retries: 1_500,
+            max_retries_earned: 2,
+            window_start: 512,
+            window_low: 256,
+            window_high: 8_192,
+            shrinks: 1,
+            hosts: vec![
+                host(1, Some(200), 100),
+                host(2, Some(3_000), 100),
+                host(3, None, 1000),
+            ],
+        };
+        assert_eq!(
+            timing_line(&s),
+            "timing: 3 hosts (2 answered), srtt 0.2 ms-3.0 ms, timeout now 100.0 ms-1000.0 ms; 1,500 retries, 1 answers only on a retry; window 512 (low 256, high 8,192, shrank 1 times)"
+        );
     }
 }
