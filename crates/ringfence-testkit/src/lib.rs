@@ -10,7 +10,7 @@
 //!   that is deleted when the guard drops, on failure too, with helpers to run
 //!   commands in it and load nft / iptables rulesets.
 //! - [`repo`]: paths inside the repository (never outside it: tests do not
-//!   read `../shared`).
+//!   read the shared folder beside the repository).
 //!
 //! This crate is a dev-dependency only; nothing in the shipped binary uses it.
 
