@@ -445,21 +445,7 @@ pub fn opening_flow(
     site.flows
         .iter()
         .filter(|f| f.action == FlowAction::Allow)
-        .find(|f| {
-            f.network_pairs()
-                .iter()
-                .any(|(sn, dn)| sn.contains(&IpAddr::V4(s)) && dn.contains(&IpAddr::V4(d)))
-                && f.services.iter().any(|sv| match sv.protocol {
-                    Protocol::Any => true,
-                    Protocol::Tcp => {
-                        proto == Proto::Tcp && (sv.ports.first..=sv.ports.last).contains(&port)
-                    }
-                    Protocol::Udp => {
-                        proto == Proto::Udp && (sv.ports.first..=sv.ports.last).contains(&port)
-                    }
-                    Protocol::Icmp => false,
-                })
-        })
+        .find(|f| f.admits(IpAddr::V4(s), IpAddr::V4(d), proto.protocol(), port))
         .map(|f| f.id.as_str())
 }
 
@@ -661,6 +647,24 @@ mod tests {
         let full = targets(&site, &[se], Some(&["avi-nodeport".to_string()]), None);
         assert_eq!(full.iter().filter(|t| t.required).count(), 2768 * 6);
         assert!(!is_site_destination(&site, Ipv4Addr::new(8, 8, 8, 8)));
+    }
+
+    #[test]
+    fn the_dns_server_is_open_only_for_dns_and_the_ntp_server_only_for_ntp() {
+        let site = ringfence_site::example_site().resolve();
+        let node = Ipv4Addr::new(198, 18, 10, 5);
+        let (dns, ntp) = (
+            Ipv4Addr::new(198, 18, 1, 53),
+            Ipv4Addr::new(198, 18, 1, 123),
+        );
+        assert!(allowed(&site, node, dns, Proto::Udp, 53));
+        assert!(allowed(&site, node, dns, Proto::Tcp, 53));
+        assert!(allowed(&site, node, ntp, Proto::Udp, 123));
+        // The cross product dns-ntp-outbound used to open: an ad-hoc probe of
+        // these would be counted as required while the rules close them.
+        assert!(!allowed(&site, node, dns, Proto::Udp, 123));
+        assert!(!allowed(&site, node, ntp, Proto::Udp, 53));
+        assert!(!allowed(&site, node, ntp, Proto::Tcp, 53));
     }
 
     fn items(s: &str) -> Vec<String> {

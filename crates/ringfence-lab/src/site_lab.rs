@@ -58,6 +58,16 @@ pub enum Proto {
 }
 
 impl Proto {
+    /// The site's name for this transport.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Proto::Tcp => Protocol::Tcp,
+            Proto::Udp => Protocol::Udp,
+        }
+    }
+}
+
+impl Proto {
     fn number(self) -> u8 {
         match self {
             Proto::Tcp => 6,
@@ -167,23 +177,8 @@ fn covers(
     site.flows
         .iter()
         .filter(|f| f.action == action)
-        .find_map(|f| {
-            let open = f.paths().iter().any(|(sn, dn, svcs)| {
-                sn.contains(&IpAddr::V4(s))
-                    && dn.contains(&IpAddr::V4(d))
-                    && svcs.iter().any(|sv| match sv.protocol {
-                        Protocol::Any => true,
-                        Protocol::Tcp => {
-                            proto == Proto::Tcp && (sv.ports.first..=sv.ports.last).contains(&port)
-                        }
-                        Protocol::Udp => {
-                            proto == Proto::Udp && (sv.ports.first..=sv.ports.last).contains(&port)
-                        }
-                        Protocol::Icmp => false,
-                    })
-            });
-            open.then(|| f.id.clone())
-        })
+        .find(|f| f.admits(IpAddr::V4(s), IpAddr::V4(d), proto.protocol(), port))
+        .map(|f| f.id.clone())
 }
 
 fn valid_tag(tag: &str) -> bool {

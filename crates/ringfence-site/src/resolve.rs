@@ -5,6 +5,7 @@ use crate::site::Site;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
+use std::net::IpAddr;
 
 /// A transport protocol as the catalog and site files name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -226,6 +227,22 @@ impl ResolvedFlow {
             })
             .filter(|(_, _, svcs)| !svcs.is_empty())
             .collect()
+    }
+
+    /// Whether this flow lets `src` reach `dst` with `protocol` (TCP or UDP)
+    /// on destination `port`, giving each destination only its own services
+    /// (see [`paths`](Self::paths)). A service of protocol `any` admits every
+    /// port; ICMP services admit no TCP or UDP port.
+    pub fn admits(&self, src: IpAddr, dst: IpAddr, protocol: Protocol, port: u16) -> bool {
+        self.paths().iter().any(|(s, d, svcs)| {
+            s.contains(&src)
+                && d.contains(&dst)
+                && svcs.iter().any(|sv| match sv.protocol {
+                    Protocol::Any => true,
+                    Protocol::Icmp => false,
+                    p => p == protocol && (sv.ports.first..=sv.ports.last).contains(&port),
+                })
+        })
     }
 }
 
