@@ -88,6 +88,20 @@ pub struct Region {
     pub certain: bool,
 }
 
+impl Region {
+    /// What the region is, for text output: `tcp 198.18.10.0/24 ->
+    /// 198.18.1.20 ports 8080`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} -> {} ports {}",
+            self.protocol,
+            self.sources.join(","),
+            self.destinations.join(","),
+            self.ports
+        )
+    }
+}
+
 /// A shadowed or redundant rule.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleFinding {

@@ -75,15 +75,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             ] {
                 let _ = writeln!(s, "\n{title} ({}):", list.len());
                 for e in list {
-                    let _ = writeln!(
-                        s,
-                        "  {} {} -> {} ports {}  ({})",
-                        e.protocol,
-                        e.sources.join(","),
-                        e.destinations.join(","),
-                        e.ports,
-                        e.rules.join(", ")
-                    );
+                    let _ = writeln!(s, "  {}  ({})", e.describe(), e.rules.join(", "));
                 }
             }
             if !r.complete {

@@ -130,27 +130,16 @@ fn text(r: &VerifyReport) -> String {
         }
     );
     for e in &r.excess {
-        if e.certain {
-            let _ = writeln!(
-                s,
-                "  {} {} -> {} ports {}  by {}",
-                e.protocol,
-                e.sources.join(","),
-                e.destinations.join(","),
-                e.ports,
-                e.rules.join(", ")
-            );
+        let rules = e.rules.join(", ");
+        let _ = if e.certain {
+            writeln!(s, "  {}  by {rules}", e.describe())
         } else {
-            let _ = writeln!(
+            writeln!(
                 s,
-                "  possible: {} {} -> {} ports {}  may be accepted: {} cannot be evaluated exactly",
-                e.protocol,
-                e.sources.join(","),
-                e.destinations.join(","),
-                e.ports,
-                e.rules.join(", ")
-            );
-        }
+                "  possible: {}  may be accepted: {rules} cannot be evaluated exactly",
+                e.describe()
+            )
+        };
     }
     for (title, why, list) in [
         ("shadowed", "covered by", &r.shadowed),
@@ -235,12 +224,9 @@ fn junit(r: &VerifyReport) -> Result<String, CliError> {
                 .iter()
                 .map(|e| {
                     format!(
-                        "{}{} {} -> {} ports {} by {}",
+                        "{}{} by {}",
                         if e.certain { "" } else { "possible: " },
-                        e.protocol,
-                        e.sources.join(","),
-                        e.destinations.join(","),
-                        e.ports,
+                        e.describe(),
                         e.rules.join(", ")
                     )
                 })
@@ -308,16 +294,13 @@ fn sarif(r: &VerifyReport) -> String {
             "excess",
             "warning",
             format!(
-                "{} beyond the required flows: {} {} -> {} ports {}",
+                "{} beyond the required flows: {}",
                 if e.certain {
                     "accepted"
                 } else {
                     "possibly accepted (a rule the model cannot evaluate decides it)"
                 },
-                e.protocol,
-                e.sources.join(","),
-                e.destinations.join(","),
-                e.ports
+                e.describe()
             ),
             &e.rules,
         );
