@@ -19,10 +19,9 @@
 mod common;
 
 use common::eval::{tokenize, Ruleset};
-use common::{aclgen, can_run, netns, probes, sites, Netns};
+use common::{can_run, have_aclgen, netns, probes, sites, Netns};
 use ringfence_generate::{generate_site, Family, Options, Target};
 use std::path::Path;
-use std::process::Command;
 
 fn write_tree(root: &Path, out: &ringfence_generate::Output) {
     for f in &out.files {
@@ -30,32 +29,6 @@ fn write_tree(root: &Path, out: &ringfence_generate::Output) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, &f.contents).unwrap();
     }
-}
-
-fn run_aclgen(aclgen: &Path, root: &Path) {
-    std::fs::create_dir_all(root.join("out")).unwrap();
-    let res = Command::new(aclgen)
-        .current_dir(root)
-        .args([
-            "--base_directory",
-            "policies",
-            "--definitions_directory",
-            "def",
-            "--output_directory",
-            "out",
-            "--max_renderers",
-            "1",
-        ])
-        .output()
-        .expect("run aclgen");
-    let stderr = String::from_utf8_lossy(&res.stderr);
-    assert!(res.status.success(), "aclgen failed:\n{stderr}");
-    assert!(
-        !stderr
-            .lines()
-            .any(|l| l.starts_with('E') || l.contains("Traceback")),
-        "aclgen reported errors:\n{stderr}"
-    );
 }
 
 fn dump_text(ns: &Netns, fam: Family) -> String {
@@ -86,9 +59,9 @@ fn prove_text(
 
 #[test]
 fn aclgen_renders_our_export_and_its_rules_decide_like_ours() {
-    let Some(aclgen) = aclgen() else {
+    if !have_aclgen() {
         return;
-    };
+    }
     if !can_run(
         "aerleon comparison",
         &[
@@ -124,7 +97,7 @@ fn aclgen_renders_our_export_and_its_rules_decide_like_ours() {
             assert_ne!(text, f.contents, "header not found in {}", f.path);
             std::fs::write(path, text).unwrap();
         }
-        run_aclgen(&aclgen, dir.path());
+        ringfence_testkit::repo::run_aclgen(dir.path());
         let resolved = site.resolve();
         for fam in Family::BOTH {
             let stem = format!(

@@ -135,26 +135,7 @@ fn kernel_aerleon_rendering_and_iptables_s_read_like_the_kernels_dump() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, &f.contents).unwrap();
     }
-    std::fs::create_dir_all(dir.join("out")).unwrap();
-    let run = std::process::Command::new(ringfence_testkit::repo::path(".venv/bin/aclgen"))
-        .current_dir(&dir)
-        .args([
-            "--base_directory",
-            "policies",
-            "--definitions_directory",
-            "def",
-            "--output_directory",
-            "out",
-            "--max_renderers",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    ringfence_testkit::repo::run_aclgen(&dir);
     let stem = format!(
         "{}-v4",
         ringfence_generate::plan::sanitize(&site.resolve().site)

@@ -7,7 +7,6 @@ pub mod nfteval;
 use ringfence_site::Site;
 use ringfence_testkit::Need;
 use std::io::Write;
-use std::path::PathBuf;
 
 /// The all-features site (dual stack, LDAP, Avi with NSX cloud, NSX DHCP, extra flows).
 pub const ALL_FEATURES_YAML: &str = include_str!("../sites/all-features.yaml");
@@ -41,16 +40,11 @@ pub fn netns() -> Netns {
     Netns::new("gen")
 }
 
-/// `.venv/bin/aclgen` at the workspace root, when `scripts/test.sh` (or a
-/// developer) created the venv; otherwise the test is recorded as skipped
-/// (and fails under `CI=true`).
-pub fn aclgen() -> Option<PathBuf> {
-    let need = ringfence_testkit::repo::venv_tool("aclgen");
-    let ringfence_testkit::Need::File { path, .. } = &need else {
-        unreachable!("venv_tool names a file")
-    };
-    let path = path.clone();
-    ringfence_testkit::require!(need).then_some(path)
+/// Whether `.venv/bin/aclgen` exists (`scripts/test.sh` creates the venv);
+/// otherwise the test is recorded as skipped (and fails under `CI=true`).
+/// Render with `ringfence_testkit::repo::run_aclgen`.
+pub fn have_aclgen() -> bool {
+    ringfence_testkit::require!(ringfence_testkit::repo::venv_tool("aclgen"))
 }
 
 use eval::Packet;
