@@ -119,6 +119,39 @@ mod tests {
     }
 
     #[test]
+    fn shipped_lists_exactly_the_embedded_benchmarks() {
+        let data: Versions = serde_saphyr::from_str(VERSIONS).unwrap();
+        let shipped: Vec<&str> = data.shipped.keys().map(String::as_str).collect();
+        let mut embedded = crate::benchmark::Benchmark::embedded_names();
+        embedded.sort();
+        assert_eq!(
+            shipped, embedded,
+            "benchmarks/versions.yaml `shipped` must name every benchmarks/cis-*.yaml and nothing else"
+        );
+    }
+
+    #[test]
+    fn shipped_ranges_are_the_minors_kube_bench_maps_to_each_benchmark() {
+        let data: Versions = serde_saphyr::from_str(VERSIONS).unwrap();
+        for (name, range) in &data.shipped {
+            let minors: Vec<u32> = data
+                .kube_bench
+                .iter()
+                .filter(|(_, b)| *b == name)
+                .map(|(v, _)| minor(v).unwrap())
+                .collect();
+            let (lo, hi) = (minors.iter().min(), minors.iter().max());
+            assert_eq!(
+                (lo, hi),
+                (Some(&range.min), Some(&range.max)),
+                "{name}: shipped range 1.{}-1.{} is not what kube-bench maps to it",
+                range.min,
+                range.max
+            );
+        }
+    }
+
+    #[test]
     fn unshipped_choices_fall_back_to_the_nearest_with_a_note() {
         let c = choose(Some("1.22.5"));
         assert_eq!(c.benchmark, "cis-1.6");

@@ -1,5 +1,6 @@
 //! kube-bench definitions: loading, kube-bench's judging rules, and the
-//! same TKG node judged natively (cis-1.6) and through kube-bench's cis-1.6.
+//! same fixture nodes judged natively and through the repository's
+//! kube-bench-format definitions of every built-in benchmark.
 
 use ringfence_cis::benchmark::{Benchmark, Target};
 use ringfence_cis::kubebench::controls::{self, Check};
@@ -15,8 +16,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// ringfence's own kube-bench-format fixtures (`tests/fixtures/kube-bench`):
-/// `cfg/` holds cis-1.6 (every check's facts, our own text) and
-/// `judging.yaml` the judging cases.
+/// `cfg/` holds one folder per built-in benchmark (every check's facts, our
+/// own text) and `judging.yaml` the judging cases.
 fn fixtures() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -88,6 +89,76 @@ fn the_fixture_cis_1_6_loads_with_all_122_checks() {
     assert_eq!(n, 122);
 }
 
+/// The fixture folder of a built-in benchmark, or a message naming what is
+/// missing.
+fn fixture_for(name: &str) -> Result<Definitions, String> {
+    let dir = cfg().join(name);
+    if !dir.is_dir() {
+        return Err(format!(
+            "{name} is built in but has no kube-bench-format fixture: add {} (see tests/fixtures/kube-bench/README.md)",
+            dir.display()
+        ));
+    }
+    Definitions::load(&cfg(), name).map_err(|e| format!("{name}: {e:?}"))
+}
+
+/// Every built-in benchmark has a kube-bench-format fixture whose checks are
+/// the native benchmark's, one for one, with the same titles, remediation,
+/// `scored` and targets; the fixture's config.yaml maps it to the five
+/// targets.
+#[test]
+fn every_built_in_benchmark_has_a_fixture_with_its_ids_text_and_scoring() {
+    let mut problems = Vec::new();
+    for name in Benchmark::embedded_names() {
+        let defs = match fixture_for(name) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        if defs.mapped_targets().len() != 5 {
+            problems.push(format!(
+                "{name}: config.yaml's target_mapping gives {:?}",
+                defs.mapped_targets()
+            ));
+        }
+        let native = Benchmark::embedded(name).unwrap();
+        let theirs: BTreeMap<&str, (Target, &Check)> = defs
+            .controls
+            .iter()
+            .flat_map(|c| {
+                c.checks()
+                    .map(move |(_, k)| (k.id.as_str(), (c.node_type, k)))
+            })
+            .collect();
+        let ours: Vec<&str> = native.checks().map(|c| c.id.as_str()).collect();
+        let extra: Vec<&&str> = theirs.keys().filter(|id| !ours.contains(id)).collect();
+        if !extra.is_empty() {
+            problems.push(format!(
+                "{name}: the fixture has checks the native benchmark lacks: {extra:?}"
+            ));
+        }
+        for c in native.checks() {
+            let Some((target, k)) = theirs.get(c.id.as_str()) else {
+                problems.push(format!("{name} {}: not in the fixture", c.id));
+                continue;
+            };
+            if (k.text.as_str(), k.remediation.as_str())
+                != (c.title.as_str(), c.remediation.as_str())
+                || *target != c.target
+                || k.scored != c.scored
+            {
+                problems.push(format!(
+                    "{name} {}: fixture ({target}, scored {}, {:?}) and native ({}, scored {}, {:?}) differ",
+                    c.id, k.scored, k.text, c.target, c.scored, c.title
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 #[ignore = "opt-in: set RINGFENCE_KUBE_BENCH_CFG=<kube-bench cfg dir> and run with --ignored"]
 fn every_benchmark_folder_of_kube_bench_loads() {
@@ -123,14 +194,13 @@ fn every_benchmark_folder_of_kube_bench_loads() {
     assert_eq!(defs.mapped_targets().len(), 5);
 }
 
-/// The fixture's cis-1.6 carries kube-bench's facts unchanged: every check's
-/// audits, tests, type and scoring, and the components of config.yaml; only
-/// prose (text, remediation) and line numbers differ.
+/// Every built-in benchmark's fixture carries kube-bench's facts unchanged:
+/// every check's audits, tests, type and scoring, and the components of
+/// config.yaml; only prose (text, remediation) and line numbers differ.
 #[test]
 #[ignore = "opt-in: set RINGFENCE_KUBE_BENCH_CFG=<kube-bench cfg dir> and run with --ignored"]
-fn the_fixture_cis_1_6_has_the_facts_of_kube_bench_cis_1_6() {
-    let theirs = Definitions::load(&corpus_cfg(), "cis-1.6").unwrap();
-    let ours = Definitions::load(&cfg(), "cis-1.6").unwrap();
+fn every_fixture_has_the_facts_of_kube_bench() {
+    let corpus = corpus_cfg();
     let facts = |d: &Definitions| -> Vec<(Target, String, String, Check)> {
         d.controls
             .iter()
@@ -145,20 +215,70 @@ fn the_fixture_cis_1_6_has_the_facts_of_kube_bench_cis_1_6() {
             })
             .collect()
     };
-    let (a, b) = (facts(&theirs), facts(&ours));
-    assert_eq!(a.len(), 122);
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x, y);
+    for name in Benchmark::embedded_names() {
+        let theirs = Definitions::load(&corpus, name).unwrap();
+        let ours = fixture_for(name).unwrap_or_else(|e| panic!("{e}"));
+        let (a, b) = (facts(&theirs), facts(&ours));
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x, y, "{name}");
+        }
+        assert_eq!(a.len(), b.len(), "{name}");
+        for node_type in ["master", "node", "etcd", "controlplane", "policies"] {
+            assert_eq!(
+                theirs.config.doc.get(node_type),
+                ours.config.doc.get(node_type),
+                "{node_type} section of config.yaml"
+            );
+        }
+        assert_eq!(theirs.mapped_targets(), ours.mapped_targets(), "{name}");
     }
-    assert_eq!(a.len(), b.len());
-    for node_type in ["master", "node", "etcd", "controlplane", "policies"] {
+    let (theirs, ours) = (
+        Definitions::load(&corpus, "cis-1.6").unwrap(),
+        Definitions::load(&cfg(), "cis-1.6").unwrap(),
+    );
+    assert_eq!(
+        theirs.config.doc.get("version_mapping").map(|m| m
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("1.") && k.as_str() >= "1.16")
+            .count()),
+        ours.config
+            .doc
+            .get("version_mapping")
+            .map(|m| m.as_object().unwrap().len()),
+    );
+}
+
+/// Every built-in benchmark has exactly kube-bench's check ids, scoring and
+/// targets: no check left out, none invented.
+#[test]
+#[ignore = "opt-in: set RINGFENCE_KUBE_BENCH_CFG=<kube-bench cfg dir> and run with --ignored"]
+fn every_built_in_benchmark_has_the_check_ids_of_kube_bench() {
+    let corpus = corpus_cfg();
+    for name in Benchmark::embedded_names() {
+        let theirs = Definitions::load(&corpus, name).unwrap();
+        let kb: Vec<(String, Target, bool)> = theirs
+            .controls
+            .iter()
+            .flat_map(|c| {
+                c.checks()
+                    .map(move |(_, k)| (k.id.clone(), c.node_type, k.scored))
+            })
+            .collect();
+        let native = Benchmark::embedded(name).unwrap();
+        let ours: Vec<(String, Target, bool)> = native
+            .checks()
+            .map(|c| (c.id.clone(), c.target, c.scored))
+            .collect();
         assert_eq!(
-            theirs.config.doc.get(node_type),
-            ours.config.doc.get(node_type),
-            "{node_type} section of config.yaml"
+            ours,
+            kb,
+            "{name}: {} native checks, {} in kube-bench",
+            ours.len(),
+            kb.len()
         );
     }
-    assert_eq!(theirs.mapped_targets(), ours.mapped_targets());
 }
 
 fn write(dir: &std::path::Path, rel: &str, text: &str) {
@@ -621,11 +741,12 @@ fn multiple_values_fail_on_any_line_and_types_decide_first() {
     assert_eq!(run_check(c, true, &mut run).state, State::Info);
 }
 
-/// Scan the node under `root` natively with cis-1.6 and through the
-/// kube-bench-format cis-1.6 definitions under `cfg` (read-only idioms, no
-/// shell); return every check id whose status differs, with both sides'
-/// evidence.
-fn native_vs_kube_bench_cis_1_6(
+/// Scan the node under `root` natively with the built-in benchmark `name`
+/// and through the kube-bench-format definitions of the same name under
+/// `cfg` (read-only idioms, no shell); return every check id whose status
+/// differs, with both sides' evidence.
+fn native_vs_kube_bench(
+    name: &str,
     root: &std::path::Path,
     cfg: &std::path::Path,
 ) -> Vec<(String, String)> {
@@ -635,8 +756,9 @@ fn native_vs_kube_bench_cis_1_6(
     })
     .unwrap();
     let today = Date::parse("2026-01-01").unwrap();
+    let bench = Benchmark::embedded(name).unwrap();
     let native = report::scan(
-        &Benchmark::embedded("cis-1.6").unwrap(),
+        &bench,
         &node,
         &report::ScanOptions {
             targets: None,
@@ -646,7 +768,7 @@ fn native_vs_kube_bench_cis_1_6(
             today,
         },
     );
-    let defs = Definitions::load(cfg, "cis-1.6").unwrap();
+    let defs = Definitions::load(cfg, name).unwrap_or_else(|e| panic!("{name}: {e:?}"));
     let kb = kubebench::scan(
         &defs,
         &node,
@@ -667,9 +789,17 @@ fn native_vs_kube_bench_cis_1_6(
         },
         &Mode::Native,
     )
-    .unwrap_or_else(|r| panic!("{}", r.message()));
-    assert_eq!(native.checks.len(), 122, "every cis-1.6 check is compared");
-    assert_eq!(kb.report.checks.len(), native.checks.len());
+    .unwrap_or_else(|r| panic!("{name}: {}", r.message()));
+    let in_targets = bench
+        .checks()
+        .filter(|c| native.checks.iter().any(|r| r.target == c.target))
+        .count();
+    assert_eq!(
+        native.checks.len(),
+        in_targets,
+        "{name}: every check of the node's targets is compared"
+    );
+    assert_eq!(kb.report.checks.len(), native.checks.len(), "{name}");
     // The evidence says the answers were native.
     assert!(kb
         .report
@@ -677,7 +807,10 @@ fn native_vs_kube_bench_cis_1_6(
         .iter()
         .filter_map(|c| c.evidence.as_ref())
         .all(|e| e.source == "native"));
-    assert!(kb.report.checks.iter().any(|c| c.status == Status::Pass));
+    assert!(
+        kb.report.checks.iter().any(|c| c.status == Status::Pass),
+        "{name}"
+    );
     let theirs: BTreeMap<&str, &report::CheckResult> = kb
         .report
         .checks
@@ -687,7 +820,7 @@ fn native_vs_kube_bench_cis_1_6(
     let mut differ = Vec::new();
     for c in &native.checks {
         let Some(k) = theirs.get(c.id.as_str()) else {
-            panic!("kube-bench's cis-1.6 has no check {}", c.id);
+            panic!("the kube-bench-format {name} has no check {}", c.id);
         };
         if c.status != k.status {
             differ.push((
@@ -702,21 +835,65 @@ fn native_vs_kube_bench_cis_1_6(
     differ
 }
 
-#[test]
-fn tkg_node_gets_the_same_status_for_every_check_natively_and_through_kube_bench_cis_1_6() {
-    let dir = tempfile::tempdir().unwrap();
-    testkit::tkg_control_plane(dir.path());
-    assert_same_status(&native_vs_kube_bench_cis_1_6(dir.path(), &cfg()));
+/// The fixture nodes every benchmark is judged on: the TKG control plane
+/// (all five targets) and a worker whose kubelet is configured by its config
+/// file only.
+fn fixture_nodes() -> Vec<(&'static str, tempfile::TempDir)> {
+    let cp = tempfile::tempdir().unwrap();
+    testkit::tkg_control_plane(cp.path());
+    let config = tempfile::tempdir().unwrap();
+    testkit::worker(config.path(), testkit::KubeletStyle::ConfigOnly);
+    vec![
+        ("TKG control plane", cp),
+        ("worker (config file only)", config),
+    ]
 }
 
-/// The same comparison through kube-bench's own cis-1.6 files.
+/// For every built-in benchmark, each fixture node gets the same status for
+/// every check natively and through the benchmark's kube-bench-format
+/// fixture; a built-in benchmark without a fixture fails the test by name.
+#[test]
+fn every_built_in_benchmark_gets_the_same_status_natively_and_through_its_kube_bench_fixture() {
+    let nodes = fixture_nodes();
+    let mut problems = Vec::new();
+    for name in Benchmark::embedded_names() {
+        if let Err(e) = fixture_for(name) {
+            problems.push(e);
+            continue;
+        }
+        for (what, dir) in &nodes {
+            for (id, d) in native_vs_kube_bench(name, dir.path(), &cfg()) {
+                problems.push(format!("{name} on the {what}: {id}: {d}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "status differs:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The same comparison through kube-bench's own definitions of every
+/// built-in benchmark.
 #[test]
 #[ignore = "opt-in: set RINGFENCE_KUBE_BENCH_CFG=<kube-bench cfg dir> and run with --ignored"]
-fn tkg_node_gets_the_same_status_natively_and_through_the_kube_bench_corpus_cis_1_6() {
+fn fixture_nodes_get_the_same_status_natively_and_through_the_kube_bench_corpus() {
     let cfg = corpus_cfg();
-    let dir = tempfile::tempdir().unwrap();
-    testkit::tkg_control_plane(dir.path());
-    assert_same_status(&native_vs_kube_bench_cis_1_6(dir.path(), &cfg));
+    let nodes = fixture_nodes();
+    let mut problems = Vec::new();
+    for name in Benchmark::embedded_names() {
+        for (what, dir) in &nodes {
+            for (id, d) in native_vs_kube_bench(name, dir.path(), &cfg) {
+                problems.push(format!("{name} on the {what}: {id}: {d}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "status differs:\n{}",
+        problems.join("\n")
+    );
 }
 
 fn assert_same_status(differ: &[(String, String)]) {
@@ -739,7 +916,7 @@ fn assert_same_status(differ: &[(String, String)]) {
 fn symlinked_files_are_where_kube_bench_and_the_native_scanner_part_ways() {
     let dir = tempfile::tempdir().unwrap();
     testkit::tkg_control_plane_linked(dir.path());
-    let differ = native_vs_kube_bench_cis_1_6(dir.path(), &cfg());
+    let differ = native_vs_kube_bench("cis-1.6", dir.path(), &cfg());
     let ids: Vec<&str> = differ.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids, ["1.1.1", "4.1.9"], "{differ:#?}");
     for (_, d) in &differ {
