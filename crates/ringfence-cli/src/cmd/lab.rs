@@ -46,9 +46,13 @@ pub struct NameArgs {
 /// What to build.
 #[derive(Debug, ClapArgs)]
 pub struct BuildArgs {
-    /// The site file.
-    #[arg(long, value_name = "FILE")]
+    /// The site file. Required (or --example) with `up`, and with `run`
+    /// when it builds the lab itself.
+    #[arg(long, value_name = "FILE", conflicts_with = "example")]
     pub site: Option<PathBuf>,
+    /// Use the embedded example site (addresses in 198.18.0.0/15).
+    #[arg(long)]
+    pub example: bool,
     /// The ruleset to load into the lab router (nft -f text or iptables-save text).
     #[arg(long, value_name = "FILE")]
     pub ruleset: Option<PathBuf>,
@@ -119,12 +123,16 @@ fn lab_err(e: impl std::fmt::Display) -> CliError {
 
 /// Load, remap and plan; returns the plan, the ruleset text and its kind.
 fn prepare(b: &BuildArgs, tag: &str) -> Result<(Plan, String, RulesetKind), CliError> {
-    let (Some(site_path), Some(rs_path)) = (&b.site, &b.ruleset) else {
+    let mut site = crate::cmd::flows::load_site(b.site.as_deref(), b.example)?;
+    let site_path = b
+        .site
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("examples/site.yaml"));
+    let Some(rs_path) = &b.ruleset else {
         return Err(CliError::Usage(
-            "give both --site FILE and --ruleset FILE".into(),
+            "no ruleset given: pass --ruleset FILE, the rules to load into the lab router".into(),
         ));
     };
-    let mut site = ringfence_site::load_site_file(site_path)?;
     let rs_name = rs_path.display().to_string();
     let mut text = ringfence_site::read_text_file(rs_path, &rs_name, "ruleset")?;
     if b.remap {
@@ -311,7 +319,7 @@ pub fn run(cmd: Command) -> Result<u8, CliError> {
             }
         }
         Command::Run { build, name, opts } => {
-            if build.site.is_some() || build.ruleset.is_some() {
+            if build.site.is_some() || build.example || build.ruleset.is_some() {
                 let (plan, text, kind) = prepare(&build, &name.name)?;
                 preflight(kind)?;
                 let path = site_lab::state_path(&name.state_dir, &name.name);
