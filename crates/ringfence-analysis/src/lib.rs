@@ -11,6 +11,7 @@
 
 pub mod diff;
 pub mod engine;
+pub mod fingerprint;
 pub mod index;
 pub mod packet_line;
 pub mod space;
