@@ -52,10 +52,10 @@ for _ in $(seq "$RUNS"); do
     timed "$WORK/t" ip netns exec "$NS" iptables-restore --test <"$WORK/big.rules"
     cat "$WORK/t" >>"$WORK/ipt.all"
     # verify exits 1 when it finds something (it does on this ruleset).
-    timed "$WORK/t" "$BIN" verify --ruleset "$WORK/big.rules" --format json >"$WORK/verify.json" || true
+    timed "$WORK/t" "$BIN" verify --site "$ROOT/examples/site.yaml" --ruleset "$WORK/big.rules" --format json >"$WORK/verify.json" || true
     cat "$WORK/t" >>"$WORK/ver.all"
     if [ -n "${BEFORE:-}" ]; then
-        timed "$WORK/t" "$BEFORE" verify --ruleset "$WORK/big.rules" --format json >"$WORK/verify.before.json" || true
+        timed "$WORK/t" "$BEFORE" verify --site "$ROOT/examples/site.yaml" --ruleset "$WORK/big.rules" --format json >"$WORK/verify.before.json" || true
         cat "$WORK/t" >>"$WORK/verb.all"
     fi
 done

@@ -5,6 +5,7 @@
 mod cmd;
 mod exit;
 mod rulesets;
+mod sarif;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "ringfence", version, long_about = None)]
 #[command(
-    after_help = "Start with the embedded example:\n  ringfence report --example --out report.html\n  ringfence flows\n  ringfence verify --ruleset examples/ruleset.rules"
+    after_help = "Start with the embedded example:\n  ringfence report --example --out report.html\n  ringfence flows --example\n  ringfence verify --example --ruleset examples/ruleset.rules\nCommands that work on a site take --site FILE, or --example for the embedded example site."
 )]
 struct Cli {
     #[command(subcommand)]

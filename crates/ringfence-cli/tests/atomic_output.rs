@@ -85,7 +85,7 @@ fn flows_out_is_atomic() {
     let out = d.path().join("flows.txt");
     assert_atomic(
         "flows",
-        &["flows", "--out", out.to_str().unwrap()],
+        &["flows", "--example", "--out", out.to_str().unwrap()],
         d.path(),
         &["flows.txt"],
     );
@@ -99,6 +99,7 @@ fn generate_out_is_atomic_for_single_and_multi_file_targets() {
         "generate nftables",
         &[
             "generate",
+            "--example",
             "--target",
             "nftables",
             "--out",
@@ -113,6 +114,7 @@ fn generate_out_is_atomic_for_single_and_multi_file_targets() {
         "generate iptables",
         &[
             "generate",
+            "--example",
             "--target",
             "iptables",
             "--out",
@@ -222,7 +224,7 @@ fn out_into_a_missing_directory_is_an_error_that_names_it() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("no/such/dir/flows.txt");
     let o = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(["flows", "--out", out.to_str().unwrap()])
+        .args(["flows", "--example", "--out", out.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));

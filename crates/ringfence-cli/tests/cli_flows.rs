@@ -5,7 +5,7 @@ use common::run as ringfence;
 
 #[test]
 fn flows_json_on_the_embedded_example_lists_the_seed_rows() {
-    let (code, out, _) = ringfence(&["flows", "--format", "json"]);
+    let (code, out, _) = ringfence(&["flows", "--example", "--format", "json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let ids: Vec<&str> = v["flows"]
@@ -72,6 +72,7 @@ fn flows_out_writes_the_file_atomically() {
     let path = dir.path().join("flows.md");
     let (code, out, _) = ringfence(&[
         "flows",
+        "--example",
         "--format",
         "markdown",
         "--out",

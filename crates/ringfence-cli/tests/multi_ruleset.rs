@@ -125,7 +125,7 @@ fn every_unreadable_ruleset_file_is_named_with_exit_2() {
         p(dir.path(), "missing-a.rules"),
         p(dir.path(), "missing-b.rules"),
     );
-    let (code, _, err) = run(&["verify", "--ruleset", &a, "--ruleset", &b]);
+    let (code, _, err) = run(&["verify", "--example", "--ruleset", &a, "--ruleset", &b]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("missing-a.rules") && err.contains("missing-b.rules"),

@@ -114,7 +114,11 @@ fn bad_cis_and_lab_files_are_all_reported_with_locations_and_exit_2() {
 fn report_needs_a_site_or_the_example() {
     let o = ringfence(&["report"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--site"), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--site FILE") && err.contains("--example"),
+        "{err}"
+    );
 }
 
 /// The stored example CIS result is what our scanner says about the CIS

@@ -8,7 +8,14 @@ use std::path::Path;
 
 /// The generated IPv4 ruleset for the embedded example site.
 fn clean_base() -> String {
-    let (code, out, err) = common::run(&["generate", "--target", "iptables", "--family", "4"]);
+    let (code, out, err) = common::run(&[
+        "generate",
+        "--example",
+        "--target",
+        "iptables",
+        "--family",
+        "4",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("*filter"));
     out
@@ -28,7 +35,7 @@ fn verify(dir: &Path, name: &str, text: &str, json: bool) -> (i32, String) {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write ruleset");
     let p = path.to_str().expect("utf-8 path");
-    let mut args = vec!["verify", "--ruleset", p];
+    let mut args = vec!["verify", "--example", "--ruleset", p];
     if json {
         args.extend(["--format", "json"]);
     }
@@ -221,7 +228,14 @@ fn a_drop_behind_a_statistic_match_makes_the_flow_unknown_and_exits_1() {
 #[test]
 fn nft_numgen_accept_drop_and_log_exit_as_two_branches_say() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (code, base, err) = common::run(&["generate", "--target", "nftables", "--family", "4"]);
+    let (code, base, err) = common::run(&[
+        "generate",
+        "--example",
+        "--target",
+        "nftables",
+        "--family",
+        "4",
+    ]);
     assert_eq!(code, 0, "{err}");
     let first = "ct state established,related accept comment \"replies to allowed flows\"\n";
     assert!(base.contains(first));

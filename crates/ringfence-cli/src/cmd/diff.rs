@@ -14,6 +14,11 @@ pub enum DiffFormat {
     Text,
     /// JSON (docs/verify-json.md, section diff).
     Json,
+    /// SARIF 2.1.0: newly allowed / blocked regions and flow changes; with
+    /// --site also verify's findings of both rulesets, each with
+    /// `baselineState` new, absent (fixed) or unchanged and a stable
+    /// fingerprint in `partialFingerprints`.
+    Sarif,
 }
 
 /// Arguments of `ringfence diff`.
@@ -30,9 +35,13 @@ pub struct Args {
     /// More files of the new ruleset, repeatable.
     #[arg(long, value_name = "FILE")]
     pub new_ruleset: Vec<PathBuf>,
-    /// Also report which of this site's flows change status.
-    #[arg(long)]
+    /// Also report which of this site's flows change status (without
+    /// --site or --example only the rulesets are compared).
+    #[arg(long, value_name = "FILE", conflicts_with = "example")]
     pub site: Option<PathBuf>,
+    /// Also report which flows of the embedded example site change status.
+    #[arg(long)]
+    pub example: bool,
     /// Format of both ruleset files.
     #[arg(long, value_enum, default_value = "auto")]
     pub ruleset_format: FormatArg,
@@ -56,12 +65,18 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     };
     let old = crate::rulesets::load(&files(&args.old, &args.old_ruleset), args.ruleset_format)?;
     let new = crate::rulesets::load(&files(&args.new, &args.new_ruleset), args.ruleset_format)?;
-    let site = match &args.site {
-        Some(p) => Some(ringfence_site::load_site_file(p)?.resolve()),
-        None => None,
+    // The site is optional here: without one, diff compares the rulesets
+    // alone and never reports flows of a site it was not given.
+    let site = if args.site.is_some() || args.example {
+        Some(crate::cmd::flows::load_site(args.site.as_deref(), args.example)?.resolve())
+    } else {
+        None
     };
     let r = diff(&old, &new, args.hook.into(), site.as_ref());
     let out = match args.format {
+        DiffFormat::Sarif => {
+            crate::sarif::diff_sarif(&r, &old, &new, site.as_ref(), args.hook.into())
+        }
         DiffFormat::Json => {
             let mut s = serde_json::to_string_pretty(&r).expect("diff serializes");
             s.push('\n');

@@ -43,9 +43,8 @@ aerleon: --out is a directory (created if missing) receiving policies/pol/<site>
   policies/pol/<site>-v6.yaml, def/networks.yaml and def/services.yaml; on stdout the files
   are printed as YAML documents, each preceded by a `# file: PATH` comment.")]
 pub struct GenerateArgs {
-    /// Site file (YAML); without it the embedded example site is used.
-    #[arg(long, value_name = "FILE")]
-    pub site: Option<PathBuf>,
+    #[command(flatten)]
+    pub site: crate::cmd::flows::SiteArgs,
     /// Target platform.
     #[arg(long, value_enum, required_unless_present = "list_targets")]
     pub target: Option<TargetArg>,
@@ -95,10 +94,7 @@ pub fn run(args: GenerateArgs) -> Result<u8, CliError> {
         args.target
             .ok_or_else(|| CliError::Usage("--target is required".into()))?,
     );
-    let site = match &args.site {
-        Some(p) => ringfence_site::load_site_file(p)?,
-        None => ringfence_site::example_site(),
-    };
+    let site = args.site.load()?;
     let opts = Options {
         hook: match args.hook {
             HookArg::Forward => Hook::Forward,

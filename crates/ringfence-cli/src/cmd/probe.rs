@@ -36,9 +36,10 @@ pub enum ProbeFormat {
 /// Arguments of `ringfence probe`.
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// The site file.
+    /// The site file (required). There is no --example: probe sends packets
+    /// to the addresses of a real site.
     #[arg(long, value_name = "FILE")]
-    pub site: PathBuf,
+    pub site: Option<PathBuf>,
     /// The zone this machine is in, or `auto` (the zones holding its addresses).
     #[arg(long, default_value = "auto")]
     pub from: String,
@@ -210,10 +211,16 @@ fn grouped(n: usize) -> String {
     out
 }
 
+/// What probe says without `--site`.
+const NO_SITE: &str = "no site given: pass --site FILE, the site whose flows to probe (probe connects to the site's real addresses, so unlike verify, generate, flows, report and lab it takes no --example for the embedded example site)";
+
 /// Run the command.
 pub fn run(a: Args) -> Result<u8, CliError> {
-    let site_name = a.site.display().to_string();
-    let site = ringfence_site::load_site_file(&a.site)?;
+    let Some(site_path) = &a.site else {
+        return Err(CliError::Usage(NO_SITE.into()));
+    };
+    let site_name = site_path.display().to_string();
+    let site = ringfence_site::load_site_file(site_path)?;
     let resolved = site.resolve();
     if let Some(flows) = &a.flows {
         for f in flows {

@@ -22,13 +22,8 @@ pub enum ReportFormat {
 /// Arguments of `ringfence report`.
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// Site file (YAML).
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present = "example",
-        conflicts_with = "example"
-    )]
+    /// Site file (YAML). Required unless --example is given.
+    #[arg(long, value_name = "FILE", conflicts_with = "example")]
     pub site: Option<PathBuf>,
     /// The ruleset to verify against the site (iptables-save, nft text or
     /// JSON, or NSX export); repeat for one ruleset in several files
@@ -120,9 +115,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let p = args
         .site
         .as_deref()
-        .ok_or_else(|| CliError::Usage("--site FILE is required (or --example)".into()))?;
+        .ok_or_else(|| CliError::Usage(crate::cmd::flows::NO_SITE.into()))?;
     let (site, site_file) = (
-        crate::cmd::flows::load_site(Some(p))?,
+        crate::cmd::flows::load_site(Some(p), false)?,
         p.display().to_string(),
     );
     let resolved = site.resolve();

@@ -25,9 +25,8 @@ pub enum VerifyFormat {
 /// Arguments of `ringfence verify`.
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// Site file (YAML). Without it, the embedded example site is used.
-    #[arg(long)]
-    pub site: Option<PathBuf>,
+    #[command(flatten)]
+    pub site: crate::cmd::flows::SiteArgs,
     /// The ruleset: iptables-save, nft text or JSON, or NSX export. Repeat
     /// for one ruleset in several files: ip6tables-save beside
     /// iptables-save (a family with no file is reported as not covered),
@@ -62,13 +61,10 @@ fn status_str(s: Status) -> &'static str {
 
 /// Run `ringfence verify`.
 pub fn run(args: Args) -> Result<u8, CliError> {
-    let site = crate::cmd::flows::load_site(args.site.as_deref())?;
+    let site = args.site.load()?;
     let rs = crate::rulesets::load_for_site(&args.ruleset, args.ruleset_format, &site)?;
     let hook: Hook = args.hook.into();
     let report = verify(&rs, &site.resolve(), hook);
-    // The process ends right after the report: freeing a 100k-rule model rule
-    // by rule would only cost time.
-    std::mem::forget(rs);
     let out = match args.format {
         VerifyFormat::Json => {
             let mut s = serde_json::to_string_pretty(&report).expect("report serializes");
@@ -77,8 +73,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         }
         VerifyFormat::Text => text(&report),
         VerifyFormat::Junit => junit(&report)?,
-        VerifyFormat::Sarif => sarif(&report),
+        VerifyFormat::Sarif => crate::sarif::verify_sarif(&report, &rs),
     };
+    // The process ends right after the report: freeing a 100k-rule model rule
+    // by rule would only cost time.
+    std::mem::forget(rs);
     exit::emit(args.out.as_deref(), out.as_bytes())?;
     Ok(if report.summary.ok {
         exit::SUCCESS
@@ -241,113 +240,4 @@ fn junit(r: &VerifyReport) -> Result<String, CliError> {
     report
         .to_string()
         .map_err(|e| CliError::Io(format!("rendering JUnit XML: {e}")))
-}
-
-/// `file:line` rule references become SARIF physical locations.
-fn location(rule: &str) -> serde_json::Value {
-    match rule.rsplit_once(':') {
-        Some((file, line)) if line.chars().all(|c| c.is_ascii_digit()) && !line.is_empty() => {
-            serde_json::json!({"physicalLocation": {
-                "artifactLocation": {"uri": file},
-                "region": {"startLine": line.parse::<u64>().unwrap_or(1)}
-            }})
-        }
-        _ => serde_json::json!({"logicalLocations": [{"fullyQualifiedName": rule}]}),
-    }
-}
-
-fn sarif(r: &VerifyReport) -> String {
-    let mut results = Vec::new();
-    let mut push = |rule_id: &str, level: &str, msg: String, rules: &[String]| {
-        let locs: Vec<serde_json::Value> = if rules.is_empty() {
-            vec![location(&r.ruleset)]
-        } else {
-            rules.iter().map(|x| location(x)).collect()
-        };
-        results.push(serde_json::json!({
-            "ruleId": rule_id,
-            "level": level,
-            "message": {"text": msg},
-            "locations": locs,
-        }));
-    };
-    for f in &r.flows {
-        if f.status != Status::Allowed {
-            push(
-                &format!("flow-{}", status_str(f.status)),
-                "error",
-                format!("required flow {} is {}", f.id, status_str(f.status)),
-                &f.rules,
-            );
-        }
-        if f.replies != Status::Allowed {
-            push(
-                &format!("reply-{}", status_str(f.replies)),
-                "error",
-                format!("replies of flow {} are {}", f.id, status_str(f.replies)),
-                &f.reply_rules,
-            );
-        }
-    }
-    for e in &r.excess {
-        push(
-            "excess",
-            "warning",
-            format!(
-                "{} beyond the required flows: {}",
-                if e.certain {
-                    "accepted"
-                } else {
-                    "possibly accepted (a rule the model cannot evaluate decides it)"
-                },
-                e.describe()
-            ),
-            &e.rules,
-        );
-    }
-    for x in &r.shadowed {
-        push(
-            "shadowed-rule",
-            "note",
-            format!("rule never matches; covered by {}", x.by.join(", ")),
-            std::slice::from_ref(&x.rule),
-        );
-    }
-    for x in &r.redundant {
-        push(
-            "redundant-rule",
-            "note",
-            format!(
-                "removing the rule changes nothing; decided the same by {}",
-                x.by.join(", ")
-            ),
-            std::slice::from_ref(&x.rule),
-        );
-    }
-    let ids = [
-        "flow-blocked",
-        "flow-partial",
-        "flow-unknown",
-        "reply-blocked",
-        "reply-partial",
-        "reply-unknown",
-        "excess",
-        "shadowed-rule",
-        "redundant-rule",
-    ];
-    let doc = serde_json::json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "ringfence",
-                "version": env!("CARGO_PKG_VERSION"),
-                "rules": ids.iter().map(|i| serde_json::json!({"id": i})).collect::<Vec<_>>(),
-            }},
-            "results": results,
-        }]
-    });
-    let mut s = serde_json::to_string_pretty(&doc).expect("sarif serializes");
-    s.push('\n');
-    s
 }
