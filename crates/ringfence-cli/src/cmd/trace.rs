@@ -112,8 +112,9 @@ pub struct Args {
     /// Batch mode: JSON lines `{"src","dst","proto","sport","dport","iif","oif","from_host"}`;
     /// writes one JSON line per packet, in order, each with "verdict" and
     /// every possible outcome ("outcomes"). A line with `"from_host": true`
-    /// starts in OUTPUT (path output) whatever --hook says.
-    #[arg(long, conflicts_with_all = ["src", "dst", "proto"])]
+    /// starts in OUTPUT (path output) whatever --hook says. `-` reads the
+    /// lines from standard input (errors are located as `stdin:LINE:COLUMN`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["src", "dst", "proto"])]
     pub packets: Option<PathBuf>,
     /// Output format (single packet).
     #[arg(long, value_enum, default_value = "text")]
@@ -129,8 +130,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let tracer = Tracer::new(&rs);
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {
-        let text = ringfence_diag::read_input(path, &path.display().to_string(), "packet file")?;
-        let parts = batch_parts(&tracer, hook, &text, &path.display().to_string())?;
+        let (text, name) = read_packets(path)?;
+        let parts = batch_parts(&tracer, hook, &text, &name)?;
         match args.out.as_deref() {
             // One atomic write of the whole output.
             Some(_) => exit::emit(args.out.as_deref(), parts.concat().as_bytes())?,
@@ -251,6 +252,22 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     };
     exit::emit(args.out.as_deref(), out.as_bytes())?;
     Ok(exit::SUCCESS)
+}
+
+/// The packet lines of `--packets PATH` and the name errors give them:
+/// `-` is standard input (read through `/dev/stdin`, so the same size limit
+/// and UTF-8 check apply as to a file).
+fn read_packets(path: &std::path::Path) -> Result<(String, String), InputError> {
+    if path.as_os_str() == "-" {
+        let name = "stdin".to_string();
+        let text =
+            ringfence_diag::read_input(std::path::Path::new("/dev/stdin"), &name, "packet input")?;
+        Ok((text, name))
+    } else {
+        let name = path.display().to_string();
+        let text = ringfence_diag::read_input(path, &name, "packet file")?;
+        Ok((text, name))
+    }
 }
 
 /// Read one packet line into `out` (the library's reader, errors located
