@@ -586,3 +586,25 @@ pub fn worker(root: impl Into<PathBuf>, style: KubeletStyle) -> NodeRoot {
     }
     n
 }
+
+/// Add a running kube-proxy to a node root, as a kube-proxy DaemonSet pod
+/// shows it: a process entry under `ROOT/proc` (command line and command
+/// name) whose flags bind the metrics endpoint to localhost and name its
+/// kubeconfig, `/etc/kubernetes/proxy.conf` (mode 600, root:root). Every
+/// kube-proxy check of the benchmarks then has its component and file.
+pub fn with_kube_proxy(n: &NodeRoot) -> &NodeRoot {
+    let argv = [
+        "/usr/local/bin/kube-proxy",
+        "--kubeconfig=/etc/kubernetes/proxy.conf",
+        "--metrics-bind-address=127.0.0.1:10249",
+    ];
+    let mut cmdline = argv.join("\0");
+    cmdline.push('\0');
+    n.file("/proc/4711/cmdline", &cmdline, 0o444);
+    n.file("/proc/4711/comm", "kube-proxy\n", 0o444);
+    n.file(
+        "/etc/kubernetes/proxy.conf",
+        "apiVersion: v1\nkind: Config\n",
+        0o600,
+    )
+}
