@@ -452,9 +452,19 @@ pub fn verify_findings(report: &VerifyReport, rs: &Ruleset) -> Vec<Finding> {
         }
     }
     for n in &report.notes {
+        // A parser note's location (file, line) is no part of what it is.
+        let message = rs
+            .notes
+            .iter()
+            .find(|p| {
+                n.len() == p.location.len() + 2 + p.message.len()
+                    && n.starts_with(&p.location)
+                    && n.ends_with(&p.message)
+            })
+            .map_or(n.as_str(), |p| p.message.as_str());
         out.push(Finding {
             kind: FindingKind::Note,
-            fingerprint: note(n),
+            fingerprint: note(message),
             subject: n.clone(),
             status: None,
             rules: Vec::new(),
