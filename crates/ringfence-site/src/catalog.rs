@@ -131,6 +131,33 @@ impl Condition {
             && self.avi_nsxt_cloud.is_none_or(|v| v == tkg.avi.nsxt_cloud)
     }
 
+    /// The condition in site-file terms, for messages:
+    /// `tkg.identity is oidc or ldap and tkg.avi.enabled is true`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(v) = self.nsx {
+            parts.push(format!("tkg.nsx is {v}"));
+        }
+        if let Some(ids) = &self.identity {
+            let names: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+            parts.push(format!("tkg.identity is {}", names.join(" or ")));
+        }
+        if let Some(v) = self.avi_enabled {
+            parts.push(format!("tkg.avi.enabled is {v}"));
+        }
+        if let Some(m) = self.avi_mode {
+            parts.push(format!("tkg.avi.mode is {}", m.as_str()));
+        }
+        if let Some(v) = self.avi_nsxt_cloud {
+            parts.push(format!("tkg.avi.nsxt_cloud is {v}"));
+        }
+        if parts.is_empty() {
+            "always".to_string()
+        } else {
+            parts.join(" and ")
+        }
+    }
+
     /// Whether no field is set (the flow always applies).
     pub fn is_always(&self) -> bool {
         *self == Condition::default()
@@ -433,7 +460,7 @@ pub(crate) fn convert_flows(
 
 /// Validate one service of a row: a known named service, or a protocol with
 /// ports that protocol has.
-fn convert_service(
+pub(crate) fn convert_service(
     file: &str,
     s: &Spanned<RawService>,
     known_services: &BTreeMap<String, Vec<(Protocol, PortRange)>>,

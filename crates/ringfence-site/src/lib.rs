@@ -12,12 +12,14 @@ pub mod catalog;
 pub mod import;
 pub mod render;
 mod resolve;
+pub mod shape;
 mod site;
 
 pub use catalog::{Catalog, Condition, EndpointRef, FlowSpec, ServiceSpec};
 pub use resolve::{
     DestinationServices, FlowAction, PortRange, Protocol, ResolvedFlow, ResolvedSite, Service,
 };
+pub use shape::{DisabledFlow, Narrowed, Narrowing};
 pub use site::{
     example_site, load_site_file, parse_site, read_text_file, AviMode, AviSettings, Identity, Site,
     TkgSettings, EXAMPLE_SITE_YAML,

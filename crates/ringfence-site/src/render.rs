@@ -1,8 +1,15 @@
 //! Rendering resolved flows as an aligned table, Markdown, CSV or JSON.
 //!
 //! JSON is the stable machine format documented in `docs/flows-json.md`.
+//!
+//! Flows the site shaped are marked in every format: a narrowed flow's
+//! purpose ends with `[narrowed by the site: sources were workload]` (its
+//! diagram edges with `[narrowed]`), and each disabled flow is a row whose
+//! action is `disabled` after the other rows (a comment in DOT and Mermaid).
+//! See docs/site.md.
 
 use crate::resolve::{FlowAction, ResolvedFlow, ResolvedSite};
+use crate::shape::DisabledFlow;
 
 /// Output formats of `ringfence flows`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +42,15 @@ fn edges(site: &ResolvedSite) -> Vec<(String, String, String, bool)> {
                     Some(ds) => join_services(&ds.services),
                     None => join_services(&f.services),
                 };
+                let mark = if f.narrowed.is_some() {
+                    " [narrowed]"
+                } else {
+                    ""
+                };
                 out.push((
                     s.clone(),
                     d.clone(),
-                    format!("{} ({services})", f.id),
+                    format!("{} ({services}){mark}", f.id),
                     f.action == FlowAction::Deny,
                 ));
             }
@@ -114,6 +126,9 @@ fn render_dot(site: &ResolvedSite) -> String {
             label.replace('"', "'")
         ));
     }
+    for d in &site.disabled {
+        out.push_str(&format!("  // disabled by the site: {}\n", d.id));
+    }
     out.push_str("}\n");
     out
 }
@@ -136,6 +151,9 @@ fn render_mermaid(site: &ResolvedSite) -> String {
             label.replace('"', "'"),
             node_id(&d)
         ));
+    }
+    for d in &site.disabled {
+        out.push_str(&format!("  %% disabled by the site: {}\n", d.id));
     }
     out
 }
@@ -165,7 +183,23 @@ fn cells(f: &ResolvedFlow) -> [String; 6] {
             FlowAction::Allow => "allow".into(),
             FlowAction::Deny => "deny".into(),
         },
-        f.purpose.clone(),
+        match &f.narrowed {
+            Some(n) => format!("{} [narrowed by the site: {}]", f.purpose, n.describe()),
+            None => f.purpose.clone(),
+        },
+    ]
+}
+
+/// A disabled flow as display strings; `none` fills the address and
+/// service cells (`-` for people, empty in CSV).
+fn disabled_cells(d: &DisabledFlow, none: &str) -> [String; 6] {
+    [
+        d.id.clone(),
+        none.to_string(),
+        none.to_string(),
+        none.to_string(),
+        "disabled".to_string(),
+        d.purpose.clone(),
     ]
 }
 
@@ -208,6 +242,10 @@ pub fn render(site: &ResolvedSite, format: FlowFormat) -> String {
                 out.push_str(&row(&cells(f)));
                 out.push('\n');
             }
+            for d in &site.disabled {
+                out.push_str(&row(&disabled_cells(d, "")));
+                out.push('\n');
+            }
             out
         }
         FlowFormat::Markdown => {
@@ -218,8 +256,13 @@ pub fn render(site: &ResolvedSite, format: FlowFormat) -> String {
                 HEADERS.join(" | "),
                 "---|".repeat(HEADERS.len())
             );
-            for f in &site.flows {
-                let c = cells(f).map(|v| v.replace('|', "\\|"));
+            let rows = site
+                .flows
+                .iter()
+                .map(cells)
+                .chain(site.disabled.iter().map(|d| disabled_cells(d, "-")));
+            for c in rows {
+                let c = c.map(|v| v.replace('|', "\\|"));
                 let mut row = c.clone();
                 row[0] = format!("`{}`", c[0]);
                 out.push_str(&format!("| {} |\n", row.join(" | ")));
@@ -227,7 +270,12 @@ pub fn render(site: &ResolvedSite, format: FlowFormat) -> String {
             out
         }
         FlowFormat::Table => {
-            let rows: Vec<[String; 6]> = site.flows.iter().map(cells).collect();
+            let rows: Vec<[String; 6]> = site
+                .flows
+                .iter()
+                .map(cells)
+                .chain(site.disabled.iter().map(|d| disabled_cells(d, "-")))
+                .collect();
             // The purpose column is last and not padded.
             let mut widths = [0usize; 5];
             for (i, h) in HEADERS.iter().take(5).enumerate() {

@@ -1,6 +1,7 @@
 //! Resolving catalog rows against a site: concrete addresses, protocols, ports.
 
 use crate::catalog::{Catalog, EndpointRef, FlowSpec, PortSpec, ServiceSpec};
+use crate::shape::{narrow_flow, DisabledFlow, Narrowed, Narrowing};
 use crate::site::Site;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize, Serializer};
@@ -155,6 +156,11 @@ pub struct ResolvedFlow {
     /// `services` by hand.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub destination_services: Vec<DestinationServices>,
+    /// Set when the site narrows this flow (`narrow:`): what the row gave
+    /// before, for each part the site narrowed. The fields above are
+    /// already narrowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub narrowed: Option<Narrowed>,
 }
 
 /// The services one destination of a flow receives.
@@ -268,6 +274,10 @@ pub struct ResolvedSite {
     /// machines the firewall is for (NSX scopes its policy to them).
     #[serde(skip)]
     pub protected_zones: Vec<String>,
+    /// Flows that would apply but the site disabled (`disable:`), in catalog
+    /// order; none of them is in `flows`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disabled: Vec<DisabledFlow>,
 }
 
 impl ResolvedSite {
@@ -308,6 +318,7 @@ impl ResolvedSite {
             catalog: self.catalog.clone(),
             flows,
             protected_zones: self.protected_zones.clone(),
+            disabled: self.disabled.clone(),
         }
     }
 }
@@ -347,8 +358,16 @@ impl Site {
     }
 
     /// The catalog rows that apply to this site, then its extra flows, with the
-    /// deny rows last.
+    /// deny rows last; flows the site disables are left out.
     pub fn applicable_flows<'a>(&'a self, catalog: &'a Catalog) -> Vec<&'a FlowSpec> {
+        self.flows_before_disable(catalog)
+            .into_iter()
+            .filter(|f| !self.disable.contains(&f.id))
+            .collect()
+    }
+
+    /// [`applicable_flows`](Self::applicable_flows) before `disable:` applies.
+    pub(crate) fn flows_before_disable<'a>(&'a self, catalog: &'a Catalog) -> Vec<&'a FlowSpec> {
         let (mut allow, mut deny): (Vec<&FlowSpec>, Vec<&FlowSpec>) = catalog
             .flows
             .iter()
@@ -394,74 +413,31 @@ impl Site {
         }
     }
 
-    /// Resolve every applicable flow to concrete networks and services.
+    /// Resolve every applicable flow to concrete networks and services, with
+    /// the site's `disable:` and `narrow:` applied.
     pub fn resolve(&self) -> ResolvedSite {
         let catalog = self.catalog();
         let flows = self
             .applicable_flows(&catalog)
             .into_iter()
             .map(|f| {
-                let mut sources = UniqueNets::default();
-                let mut source_zones = Vec::new();
-                for e in &f.sources {
-                    sources.extend(self.resolve_endpoint(e));
-                    source_zones.push(endpoint_label(e));
-                }
-                let mut destinations = UniqueNets::default();
-                let mut destination_zones = Vec::new();
-                for e in &f.destinations {
-                    destinations.extend(self.resolve_endpoint(e));
-                    destination_zones.push(endpoint_label(e));
-                }
-                let resolve_all = |specs: &[ServiceSpec]| {
-                    let mut services: Vec<Service> = Vec::new();
-                    for s in specs {
-                        for svc in self.resolve_service(&catalog, s) {
-                            if !services.contains(&svc) {
-                                services.push(svc);
-                            }
-                        }
+                let flow = self.resolve_flow(&catalog, f);
+                match self.narrow.get(&f.id) {
+                    Some(n) if f.action == FlowAction::Allow => {
+                        let (s, d, v) = self.narrowing_inputs(&catalog, n);
+                        narrow_flow(&flow, s.as_deref(), d.as_deref(), v.as_deref()).0
                     }
-                    services
-                };
-                let services = resolve_all(&f.services);
-                let destination_services = if f.destination_services.is_empty() {
-                    Vec::new()
-                } else {
-                    f.destinations
-                        .iter()
-                        .map(|e| {
-                            let given = f
-                                .destination_services
-                                .iter()
-                                .find(|(d, _)| d == e)
-                                .map(|(_, specs)| resolve_all(specs))
-                                .unwrap_or_else(|| services.clone());
-                            DestinationServices {
-                                zone: endpoint_label(e),
-                                destinations: self.resolve_endpoint(e),
-                                // In the flow's order, so output is stable.
-                                services: services
-                                    .iter()
-                                    .filter(|s| given.contains(s))
-                                    .copied()
-                                    .collect(),
-                            }
-                        })
-                        .collect()
-                };
-                ResolvedFlow {
-                    id: f.id.clone(),
-                    purpose: f.purpose.clone(),
-                    sources: sources.into_vec(),
-                    destinations: destinations.into_vec(),
-                    services,
-                    action: f.action,
-                    same_network: f.same_network,
-                    source_zones,
-                    destination_zones,
-                    destination_services,
+                    _ => flow,
                 }
+            })
+            .collect();
+        let disabled = self
+            .flows_before_disable(&catalog)
+            .into_iter()
+            .filter(|f| self.disable.contains(&f.id))
+            .map(|f| DisabledFlow {
+                id: f.id.clone(),
+                purpose: f.purpose.clone(),
             })
             .collect();
         let protected_zones = catalog
@@ -475,6 +451,101 @@ impl Site {
             catalog: format!("{}-{}", catalog.name, catalog.version),
             flows,
             protected_zones,
+            disabled,
+        }
+    }
+
+    /// A narrowing's entries resolved: (label, networks) per `from:` and
+    /// `to:` entry, and the services of each `services:` entry.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn narrowing_inputs(
+        &self,
+        catalog: &Catalog,
+        n: &Narrowing,
+    ) -> (
+        Option<Vec<(String, Vec<IpNet>)>>,
+        Option<Vec<(String, Vec<IpNet>)>>,
+        Option<Vec<Vec<Service>>>,
+    ) {
+        let ends = |list: &Vec<EndpointRef>| {
+            list.iter()
+                .map(|e| (endpoint_label(e), self.resolve_endpoint(e)))
+                .collect::<Vec<_>>()
+        };
+        (
+            n.sources.as_ref().map(ends),
+            n.destinations.as_ref().map(ends),
+            n.services.as_ref().map(|list| {
+                list.iter()
+                    .map(|s| self.resolve_service(catalog, s))
+                    .collect()
+            }),
+        )
+    }
+
+    /// One flow row resolved against the site, before any narrowing.
+    pub(crate) fn resolve_flow(&self, catalog: &Catalog, f: &FlowSpec) -> ResolvedFlow {
+        let mut sources = UniqueNets::default();
+        let mut source_zones = Vec::new();
+        for e in &f.sources {
+            sources.extend(self.resolve_endpoint(e));
+            source_zones.push(endpoint_label(e));
+        }
+        let mut destinations = UniqueNets::default();
+        let mut destination_zones = Vec::new();
+        for e in &f.destinations {
+            destinations.extend(self.resolve_endpoint(e));
+            destination_zones.push(endpoint_label(e));
+        }
+        let resolve_all = |specs: &[ServiceSpec]| {
+            let mut services: Vec<Service> = Vec::new();
+            for s in specs {
+                for svc in self.resolve_service(catalog, s) {
+                    if !services.contains(&svc) {
+                        services.push(svc);
+                    }
+                }
+            }
+            services
+        };
+        let services = resolve_all(&f.services);
+        let destination_services = if f.destination_services.is_empty() {
+            Vec::new()
+        } else {
+            f.destinations
+                .iter()
+                .map(|e| {
+                    let given = f
+                        .destination_services
+                        .iter()
+                        .find(|(d, _)| d == e)
+                        .map(|(_, specs)| resolve_all(specs))
+                        .unwrap_or_else(|| services.clone());
+                    DestinationServices {
+                        zone: endpoint_label(e),
+                        destinations: self.resolve_endpoint(e),
+                        // In the flow's order, so output is stable.
+                        services: services
+                            .iter()
+                            .filter(|s| given.contains(s))
+                            .copied()
+                            .collect(),
+                    }
+                })
+                .collect()
+        };
+        ResolvedFlow {
+            id: f.id.clone(),
+            purpose: f.purpose.clone(),
+            sources: sources.into_vec(),
+            destinations: destinations.into_vec(),
+            services,
+            action: f.action,
+            same_network: f.same_network,
+            source_zones,
+            destination_zones,
+            destination_services,
+            narrowed: None,
         }
     }
 }
@@ -505,7 +576,7 @@ impl UniqueNets {
     }
 }
 
-fn endpoint_label(e: &EndpointRef) -> String {
+pub(crate) fn endpoint_label(e: &EndpointRef) -> String {
     match e {
         EndpointRef::Zone(z) => z.clone(),
         EndpointRef::Any => "any".into(),

@@ -3,7 +3,11 @@
 //! Parsing keeps the line and column of every value, so validation can name
 //! exactly where a problem is and say how to fix it.
 
-use crate::catalog::{convert_flows, Catalog, EndpointRef, FlowSpec, RawFlow, Scalar};
+use crate::catalog::{
+    convert_flows, convert_service, Catalog, EndpointRef, FlowSpec, RawFlow, RawService, Scalar,
+    SpannedMap,
+};
+use crate::shape::{Narrowing, Problem};
 use ipnet::IpNet;
 use ringfence_diag::{closest, InputError, InputErrors};
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -108,6 +112,11 @@ pub struct Site {
     pub zones: BTreeMap<String, Vec<IpNet>>,
     /// Site-specific flows, same shape as catalog rows.
     pub extra_flows: Vec<FlowSpec>,
+    /// Ids of flows the site drops (`disable:`), catalog rows or extra flows.
+    pub disable: Vec<String>,
+    /// Flow id → how the site narrows it (`narrow:`); validated to keep only
+    /// a subset of the flow when the site loads.
+    pub narrow: BTreeMap<String, Narrowing>,
     /// The file it came from, as named by the user.
     pub source: String,
 }
@@ -130,6 +139,22 @@ struct RawSite {
     zones: Option<Spanned<ZoneMap>>,
     #[serde(default)]
     extra_flows: Option<Vec<RawFlow>>,
+    #[serde(default)]
+    disable: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    narrow: Option<SpannedMap<Spanned<RawNarrowing>>>,
+}
+
+/// One entry under `narrow:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNarrowing {
+    #[serde(default)]
+    from: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    to: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    services: Option<Vec<Spanned<RawService>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -425,11 +450,29 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
         }
         _ => Vec::new(),
     };
-    let extra_zones: Vec<&str> = extra_flows
+    let mut extra_zones: Vec<&str> = extra_flows
         .iter()
         .flat_map(|f| f.sources.iter().chain(&f.destinations))
         .filter_map(EndpointRef::zone)
         .collect();
+    // Zones of the site's own that only a narrowing uses (e.g. the IdP's clients).
+    let narrow_zones: Vec<String> = raw
+        .narrow
+        .iter()
+        .flat_map(|m| &m.0)
+        .flat_map(|(_, n)| {
+            n.value
+                .from
+                .iter()
+                .flatten()
+                .chain(n.value.to.iter().flatten())
+        })
+        .filter_map(|e| match EndpointRef::parse(&e.value) {
+            Ok(EndpointRef::Zone(z)) => Some(z),
+            _ => None,
+        })
+        .collect();
+    extra_zones.extend(narrow_zones.iter().map(String::as_str));
 
     // Zones.
     let (zones_line, zones_col) = raw
@@ -458,7 +501,7 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
                     e = match closest(&name, cat.zones.keys().map(String::as_str)) {
                         Some(best) => e.with_help(format!("did you mean `{best}`?")),
                         None => e.with_help(format!(
-                            "zones TKG uses: {}; a zone of your own must be used by an extra flow",
+                            "zones TKG uses: {}; a zone of your own must be used by an extra flow or a narrowing",
                             cat.zones.keys().cloned().collect::<Vec<_>>().join(", ")
                         )),
                     };
@@ -503,13 +546,34 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
         }
     }
 
-    let site = Site {
+    // Every zone name the file writes under zones:, kept or not, for
+    // "did you mean" in narrowings.
+    let written_zones: Vec<String> = raw
+        .zones
+        .iter()
+        .flat_map(|z| &z.value.0)
+        .map(|(k, _)| k.value.clone())
+        .collect();
+    let mut site = Site {
         name: raw.name.value.clone(),
         tkg,
         zones,
         extra_flows,
+        disable: Vec::new(),
+        narrow: BTreeMap::new(),
         source: file.to_string(),
     };
+    if let Some(cat) = &catalog {
+        shape_flows(
+            file,
+            cat,
+            &mut site,
+            raw.disable.as_deref().unwrap_or_default(),
+            raw.narrow.as_ref(),
+            &written_zones,
+            &mut errors,
+        );
+    }
 
     // Every zone an applicable flow needs must hold at least one address.
     // Zones listed but empty are reported at their key; zones not listed at
@@ -583,4 +647,340 @@ impl RawFlow {
     fn id_line(&self) -> u64 {
         self.id_spanned().referenced.line()
     }
+}
+
+/// Where each entry of one `narrow:` entry was written, for errors.
+struct NarrowSpans {
+    key: (u64, u64),
+    from: Vec<(u64, u64)>,
+    to: Vec<(u64, u64)>,
+    services: Vec<(u64, u64)>,
+}
+
+fn at<T>(s: &Spanned<T>) -> (u64, u64) {
+    (s.referenced.line(), s.referenced.column())
+}
+
+/// Validate `disable:` and `narrow:` and store them on `site`: every id
+/// names a flow that applies to the site and is not a deny row, every zone
+/// is one the site lists, and every narrowing keeps only a subset of its flow.
+fn shape_flows(
+    file: &str,
+    catalog: &Catalog,
+    site: &mut Site,
+    disable: &[Spanned<String>],
+    narrow: Option<&SpannedMap<Spanned<RawNarrowing>>>,
+    written_zones: &[String],
+    errors: &mut Vec<InputError>,
+) {
+    let known: Vec<&FlowSpec> = catalog.flows.iter().chain(&site.extra_flows).collect();
+    let applies: Vec<FlowSpec> = site
+        .flows_before_disable(catalog)
+        .into_iter()
+        .cloned()
+        .collect();
+    // The checks `disable:` and `narrow:` share: the id is known, the flow
+    // applies to this site, and it is not a deny row.
+    let check_id = |id: &str, (line, col): (u64, u64), verb: &str| -> Option<InputError> {
+        if !known.iter().any(|f| f.id == id) {
+            let e = InputError::at(file, line, col, format!("unknown flow `{id}`"));
+            let mut ids: Vec<&str> = known.iter().map(|f| f.id.as_str()).collect();
+            ids.dedup();
+            return Some(match closest(id, ids.iter().copied()) {
+                Some(best) => e.with_help(format!("did you mean `{best}`?")),
+                None => e.with_help(format!("flow ids: {}", ids.join(", "))),
+            });
+        }
+        let here: Vec<&FlowSpec> = applies.iter().filter(|f| f.id == id).collect();
+        if here.is_empty() {
+            let when: Vec<String> = known
+                .iter()
+                .filter(|f| f.id == id)
+                .map(|f| f.when.describe())
+                .collect();
+            return Some(
+                InputError::at(
+                    file,
+                    line,
+                    col,
+                    format!(
+                        "flow `{id}` does not apply to this site, so there is nothing to {verb}"
+                    ),
+                )
+                .with_help(format!(
+                    "it applies when {}; remove the entry or change the tkg: settings",
+                    when.join(", or when ")
+                )),
+            );
+        }
+        if here.iter().any(|f| f.action == crate::FlowAction::Deny) {
+            return Some(
+                InputError::at(
+                    file,
+                    line,
+                    col,
+                    format!("flow `{id}` is a deny row, which closes every path not allowed; it cannot be {}", if verb == "disable" { "disabled" } else { "narrowed" }),
+                )
+                .with_help("leaving it out would open traffic; to allow a path of your own, add an extra flow"),
+            );
+        }
+        None
+    };
+
+    for d in disable {
+        if let Some(e) = check_id(&d.value, at(d), "disable") {
+            errors.push(e);
+        } else if site.disable.contains(&d.value) {
+            errors.push(
+                InputError::at(
+                    file,
+                    d.referenced.line(),
+                    d.referenced.column(),
+                    format!("flow `{}` is listed twice under disable:", d.value),
+                )
+                .with_help("list each flow once"),
+            );
+        } else {
+            site.disable.push(d.value.clone());
+        }
+    }
+
+    let Some(narrow) = narrow else {
+        return;
+    };
+    let mut spans: BTreeMap<String, NarrowSpans> = BTreeMap::new();
+    for (key, entry) in &narrow.0 {
+        let id = &key.value;
+        let kpos = at(key);
+        let epos = at(entry);
+        if let Some(e) = check_id(id, kpos, "narrow") {
+            errors.push(e);
+            continue;
+        }
+        if site.disable.contains(id) {
+            errors.push(
+                InputError::at(
+                    file,
+                    kpos.0,
+                    kpos.1,
+                    format!("flow `{id}` is disabled, so it cannot also be narrowed"),
+                )
+                .with_help("keep the disable: entry or the narrow: entry, not both"),
+            );
+            continue;
+        }
+        let raw = &entry.value;
+        if raw.from.is_none() && raw.to.is_none() && raw.services.is_none() {
+            errors.push(
+                InputError::at(
+                    file,
+                    epos.0,
+                    epos.1,
+                    format!("the narrowing of flow `{id}` restricts nothing"),
+                )
+                .with_help("give from:, to: or services: with the part of the flow to keep"),
+            );
+            continue;
+        }
+        let same_network = applies.iter().any(|f| f.id == *id && f.same_network);
+        let errors_before = errors.len();
+        let mut endpoints = |list: &Option<Vec<Spanned<String>>>, what: &str| {
+            let list = list.as_ref()?;
+            if list.is_empty() {
+                errors.push(
+                    InputError::at(
+                        file,
+                        epos.0,
+                        epos.1,
+                        format!("`{what}:` of the narrowing of flow `{id}` is empty"),
+                    )
+                    .with_help(format!(
+                        "an empty list would keep nothing: use `disable: [{id}]` to drop the flow"
+                    )),
+                );
+                return None;
+            }
+            let mut out = Vec::new();
+            for s in list {
+                let (l, c) = at(s);
+                match EndpointRef::parse(&s.value) {
+                    Ok(EndpointRef::Zone(z)) if !site.zones.contains_key(&z) => {
+                        let listed = catalog.zones.contains_key(&z);
+                        let e = if listed {
+                            InputError::at(
+                                file,
+                                l,
+                                c,
+                                format!("zone `{z}` has no addresses in this site"),
+                            )
+                            .with_help(format!(
+                                "list it under zones: with its addresses: {z}: [198.18.x.y, ...]"
+                            ))
+                        } else {
+                            let e = InputError::at(file, l, c, format!("unknown zone `{z}`"));
+                            let names = written_zones.iter().map(String::as_str);
+                            match closest(&z, names) {
+                                Some(best) => e.with_help(format!("did you mean `{best}`?")),
+                                None => e.with_help(format!(
+                                    "name a zone listed under zones: ({})",
+                                    site.zones.keys().cloned().collect::<Vec<_>>().join(", ")
+                                )),
+                            }
+                        };
+                        errors.push(e);
+                    }
+                    Ok(e) => out.push(e),
+                    Err(msg) => errors.push(InputError::at(file, l, c, msg)),
+                }
+            }
+            Some(out)
+        };
+        let sources = endpoints(&raw.from, "from");
+        let destinations = endpoints(&raw.to, "to");
+        if same_network && raw.to.is_some() {
+            let (l, c) = raw.to.iter().flatten().next().map(at).unwrap_or(epos);
+            errors.push(
+                InputError::at(
+                    file,
+                    l,
+                    c,
+                    format!("flow `{id}` pairs each network only with itself (same_network), so its destinations follow its sources"),
+                )
+                .with_help("narrow it with from: only"),
+            );
+        }
+        let services = raw.services.as_ref().map(|list| {
+            list.iter()
+                .filter_map(|s| convert_service(file, s, &catalog.services, errors))
+                .collect::<Vec<_>>()
+        });
+        if let Some(list) = &raw.services {
+            if list.is_empty() {
+                errors.push(
+                    InputError::at(
+                        file,
+                        epos.0,
+                        epos.1,
+                        format!("`services:` of the narrowing of flow `{id}` is empty"),
+                    )
+                    .with_help(format!(
+                        "an empty list would keep nothing: use `disable: [{id}]` to drop the flow"
+                    )),
+                );
+            }
+        }
+        if errors.len() > errors_before {
+            continue;
+        }
+        spans.insert(
+            id.clone(),
+            NarrowSpans {
+                key: kpos,
+                from: raw.from.iter().flatten().map(at).collect(),
+                to: raw.to.iter().flatten().map(at).collect(),
+                services: raw.services.iter().flatten().map(at).collect(),
+            },
+        );
+        site.narrow.insert(
+            id.clone(),
+            Narrowing {
+                sources,
+                destinations,
+                services,
+            },
+        );
+    }
+
+    // Every narrowing keeps a subset of each flow it narrows.
+    for (id, n) in &site.narrow {
+        let sp = &spans[id];
+        let (s, d, v) = site.narrowing_inputs(catalog, n);
+        for f in applies.iter().filter(|f| f.id == *id) {
+            let orig = site.resolve_flow(catalog, f);
+            let (_, problems) =
+                crate::shape::narrow_flow(&orig, s.as_deref(), d.as_deref(), v.as_deref());
+            for p in problems {
+                errors.push(narrow_error(file, id, &orig, sp, &s, &d, p));
+            }
+        }
+    }
+}
+
+/// A narrowing problem as a located error.
+fn narrow_error(
+    file: &str,
+    id: &str,
+    orig: &crate::ResolvedFlow,
+    sp: &NarrowSpans,
+    sources: &Option<Vec<(String, Vec<IpNet>)>>,
+    destinations: &Option<Vec<(String, Vec<IpNet>)>>,
+    p: Problem,
+) -> InputError {
+    let pos = |list: &[(u64, u64)], i: usize| list.get(i).copied().unwrap_or(sp.key);
+    let label = |list: &Option<Vec<(String, Vec<IpNet>)>>, i: usize| {
+        list.as_ref()
+            .and_then(|l| l.get(i))
+            .map(|(l, _)| l.clone())
+            .unwrap_or_default()
+    };
+    let services = |s: &[crate::Service]| {
+        s.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let widen_help =
+        "a narrowing keeps only part of a flow; to allow a path of your own, add an extra flow";
+    let ((l, c), message, help) = match p {
+        Problem::SourceOutside { index, net } => (
+            pos(&sp.from, index),
+            format!(
+                "narrowing would widen flow `{id}`: `{}` holds {net}, which is not inside its sources ({})",
+                label(sources, index),
+                orig.source_zones.join(", ")
+            ),
+            widen_help.to_string(),
+        ),
+        Problem::DestinationOutside { index, net } => (
+            pos(&sp.to, index),
+            format!(
+                "narrowing would widen flow `{id}`: `{}` holds {net}, which is not inside its destinations ({})",
+                label(destinations, index),
+                orig.destination_zones.join(", ")
+            ),
+            widen_help.to_string(),
+        ),
+        Problem::SourceEmpty { index } => (
+            pos(&sp.from, index),
+            format!("`{}` has no addresses, so it keeps no source of flow `{id}`", label(sources, index)),
+            "list its addresses under zones:, or use disable: to drop the flow".to_string(),
+        ),
+        Problem::DestinationEmpty { index } => (
+            pos(&sp.to, index),
+            format!("`{}` has no addresses, so it keeps no destination of flow `{id}`", label(destinations, index)),
+            "list its addresses under zones:, or use disable: to drop the flow".to_string(),
+        ),
+        Problem::ServiceOutside { index, service } => (
+            pos(&sp.services, index),
+            format!(
+                "narrowing would widen flow `{id}`: {service} is not inside its services ({})",
+                services(&orig.services)
+            ),
+            "keep some of the flow's services, or a narrower port range of one".to_string(),
+        ),
+        Problem::DestinationGetsNothing { index, label: zone } => (
+            match index {
+                Some(i) => pos(&sp.to, i),
+                None => sp.services.first().copied().unwrap_or(sp.key),
+            },
+            format!("the narrowing leaves destination `{zone}` of flow `{id}` no service"),
+            format!("keep a service the flow gives `{zone}`, or leave `{zone}` out with to:"),
+        ),
+        Problem::ServiceReachesNothing { index, service } => (
+            pos(&sp.services, index),
+            format!("{service} goes to none of the destinations the narrowing keeps for flow `{id}`"),
+            "drop it from services:, or keep a destination that the flow gives it to".to_string(),
+        ),
+    };
+    InputError::at(file, l, c, message).with_help(help)
 }
