@@ -7,19 +7,31 @@
 //! `results` array (a list API answer). Objects are recognised by
 //! `resource_type`.
 //!
-//! How the DFW becomes one chain:
-//! - The whole DFW is modelled as **one base chain on the forward hook**
-//!   named `nsx dfw`, priority 0, whose policy is **accept**: NSX's own
-//!   default layer-3 rule allows unless the export contains an explicit default
-//!   rule (which then appears, like any rule, at the end of its category).
-//!   Where the firewall is enforced (which vNIC) is not modelled; see
-//!   `direction` and `scope` below.
+//! How the DFW becomes chains:
+//! - The DFW is modelled as base chains on the forward hook, priority 0,
+//!   whose policy is **accept**: NSX's own default layer-3 rule allows
+//!   unless the export contains an explicit default rule (which then
+//!   appears, like any rule, at the end of its category). Every address is
+//!   taken to be a VM on the DFW, each vNIC running the rules whose scope
+//!   holds it.
+//! - With no `scope` other than ANY, every vNIC runs the same list, so one
+//!   chain `nsx dfw` stands for both ends of a connection.
+//! - Otherwise the source VM's vNIC and the destination VM's vNIC are two
+//!   chains, `nsx dfw at source vNIC` and `nsx dfw at destination vNIC`, and a
+//!   packet must pass both. A scoped rule is in the source chain only for
+//!   sources in its scope groups' addresses, and in the destination chain only
+//!   for destinations in them; a policy's scope takes precedence over its
+//!   rules'. `direction` OUT rules run in the source chain only, IN in the
+//!   destination chain only. A scope whose members the export cannot tell
+//!   (dynamic membership, a group missing from the export, a segment) makes
+//!   the rule opaque, naming the group.
 //! - Categories run in the order Ethernet, Emergency, Infrastructure,
 //!   Environment, Application; policies by `sequence_number` inside a category,
 //!   rules by `sequence_number` inside a policy (ties keep document order).
-//! - Environment rules live in a regular chain `nsx Environment` that the base
-//!   chain jumps to, so `JUMP_TO_APPLICATION` is exactly a return: it skips the
-//!   rest of Environment and goes on with Application.
+//! - Environment rules live in a regular chain `nsx Environment` (one per
+//!   vNIC chain) that the base chain jumps to, so `JUMP_TO_APPLICATION` is
+//!   exactly a return: it skips the rest of Environment and goes on with
+//!   Application.
 //! - A rule's `services` and `service_entries` are a union; the parser splits
 //!   the rule into consecutive model rules, one per service entry, sharing one
 //!   [`RuleRef::NsxPath`]. `source_groups` / `destination_groups` are unions of
@@ -32,9 +44,9 @@
 //! - Stateful policies (the default) pass the packets of allowed connections
 //!   without rule evaluation: a synthesized first rule accepts conntrack
 //!   states established and related.
-//! - `direction` other than `IN_OUT`, a `scope` other than ANY, and context
-//!   `profiles` make the rule opaque (it may or may not match the packet,
-//!   depending on where it is enforced), with a note.
+//! - With the single chain, `direction` other than `IN_OUT` makes the rule
+//!   opaque (it may or may not match, depending on the vNIC), with a note.
+//!   Context `profiles` always make it opaque.
 //! - Disabled rules are skipped.
 
 use ringfence_diag::{InputError, InputErrors};
@@ -129,6 +141,83 @@ impl Svc {
             dport: IntervalSet::full(),
             opaque: None,
         }
+    }
+}
+
+/// The vNIC a chain of the model stands for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Vnic {
+    /// Every vNIC runs the same rules (no rule has a scope).
+    Both,
+    /// The source VM's vNIC: the packet leaves the VM (`OUT`).
+    Source,
+    /// The destination VM's vNIC: the packet enters the VM (`IN`).
+    Destination,
+}
+
+impl Vnic {
+    fn suffix(self) -> &'static str {
+        match self {
+            Vnic::Both => "",
+            Vnic::Source => " at source vNIC",
+            Vnic::Destination => " at destination vNIC",
+        }
+    }
+}
+
+/// A rule's `direction`, seen from the VM whose vNIC runs it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    InOut,
+    In,
+    Out,
+}
+
+/// One NSX rule, read: its model rules and where the DFW runs it.
+struct Prepared {
+    /// One model rule per service entry, without scope or direction.
+    rules: Vec<Rule>,
+    direction: Direction,
+    direction_ptr: String,
+    /// The addresses of the VMs whose vNICs run the rule; `None` is ANY.
+    scope: Option<Addrs>,
+    /// Whether the rule is in the Environment category's chain.
+    environment: bool,
+}
+
+impl Prepared {
+    /// The model rules as the chain of `side` holds them.
+    fn at(&self, side: Vnic) -> Vec<Rule> {
+        let runs = match (side, self.direction) {
+            (Vnic::Both, _) | (_, Direction::InOut) => true,
+            (Vnic::Source, d) => d == Direction::Out,
+            (Vnic::Destination, d) => d == Direction::In,
+        };
+        if !runs {
+            return Vec::new();
+        }
+        let Some(scope) = &self.scope else {
+            return self.rules.clone();
+        };
+        let mut out = Vec::new();
+        for r in &self.rules {
+            let mut r = r.clone();
+            let end = match side {
+                Vnic::Source => &mut r.matches.src,
+                _ => &mut r.matches.dst,
+            };
+            *end = end.intersect(&scope.set);
+            if end.is_empty() {
+                continue;
+            }
+            if let Some(u) = &scope.unknown {
+                r.matches.opaque.push(Opaque {
+                    text: format!("applied-to scope: {u}"),
+                });
+            }
+            out.push(r);
+        }
+        out
     }
 }
 
@@ -370,22 +459,6 @@ impl<'a> Parser<'a> {
     }
 
     fn build(&mut self) -> Ruleset {
-        let mut chains = vec![
-            Chain {
-                name: "nsx dfw".into(),
-                base: Some(BaseChain {
-                    hook: Hook::Forward,
-                    priority: 0,
-                    policy: Policy::Accept,
-                }),
-                rules: Vec::new(),
-            },
-            Chain {
-                name: "nsx Environment".into(),
-                base: None,
-                rules: Vec::new(),
-            },
-        ];
         // Policies per category, in order.
         let mut by_cat: Vec<Vec<usize>> = vec![Vec::new(); CATEGORIES.len()];
         let mut stateless = Vec::new();
@@ -436,46 +509,120 @@ impl<'a> Parser<'a> {
             list.sort_by_key(|&i| (seq(self.rules[i].obj), self.rules[i].order));
         }
 
-        chains[0].rules.push(Rule {
-            matches: Match {
-                ct_state: CtStates(CtStates::ESTABLISHED | CtStates::RELATED),
-                ..Match::any()
-            },
-            action: Action::Accept,
-            origin: RuleRef::Policy {
-                chain: "nsx dfw".into(),
-            },
-            comment: Some(
-                "synthesized: the DFW is stateful, packets of allowed connections pass".into(),
-            ),
-        });
         for p in stateless {
             self.note(
                 &p,
                 "stateless policy: its replies are modelled as if it were stateful",
             );
         }
+        // Every rule in evaluation order, with `None` standing for the jump
+        // into the Environment category.
+        let mut items: Vec<Option<Prepared>> = Vec::new();
         for (ci, cat) in CATEGORIES.iter().enumerate() {
-            let target = if *cat == "Environment" { 1 } else { 0 };
             if *cat == "Environment" {
-                chains[0].rules.push(Rule {
-                    matches: Match::any(),
-                    action: Action::Jump { target: ChainId(1) },
-                    origin: RuleRef::Policy {
-                        chain: "nsx Environment".into(),
-                    },
-                    comment: Some("synthesized: the Environment category".into()),
-                });
+                items.push(None);
             }
             for &pi in &by_cat[ci].clone() {
                 let path = self.policies[pi].path.clone();
                 let policy_ptr = self.policies[pi].ptr.clone();
-                let policy_scope = !is_any_list(self.policies[pi].obj.get("scope"));
+                let policy_obj = self.policies[pi].obj;
+                let Some(policy_scope) =
+                    self.scope_addrs(policy_obj.get("scope"), &ptr_join(&policy_ptr, "scope"))
+                else {
+                    continue;
+                };
                 for ri in by_policy.get(&path).cloned().unwrap_or_default() {
-                    let out = self.rule(ri, &path, cat, policy_scope, &policy_ptr);
-                    chains[target].rules.extend(out);
+                    if let Some(mut r) = self.rule(ri, &path, cat, &policy_scope) {
+                        r.environment = *cat == "Environment";
+                        items.push(Some(r));
+                    }
                 }
             }
+        }
+        // Where the DFW runs each rule: with no scoped rule, every vNIC runs
+        // the same list, so one chain stands for both ends of a connection.
+        // Otherwise the source VM's vNIC and the destination VM's vNIC get a
+        // chain each, and a packet must pass both.
+        let scoped = items.iter().flatten().any(|r| r.scope.is_some());
+        let sides: &[Vnic] = if scoped {
+            &[Vnic::Source, Vnic::Destination]
+        } else {
+            &[Vnic::Both]
+        };
+        if !scoped {
+            // One chain for both vNICs: a rule for one direction runs at one
+            // of them only, which that chain cannot say.
+            for r in items.iter_mut().flatten() {
+                if r.direction != Direction::InOut {
+                    let d = if r.direction == Direction::In {
+                        "IN"
+                    } else {
+                        "OUT"
+                    };
+                    let ptr = r.direction_ptr.clone();
+                    self.note(&ptr, format!("direction {d}: whether the rule applies depends on which workload's vNIC enforces it; the rule is opaque"));
+                    for m in &mut r.rules {
+                        m.matches.opaque.push(Opaque {
+                            text: format!("direction {d}"),
+                        });
+                    }
+                }
+            }
+        }
+        let mut chains = Vec::new();
+        for &side in sides {
+            let base_name = format!("nsx dfw{}", side.suffix());
+            let env_name = format!("nsx Environment{}", side.suffix());
+            let env_id = ChainId(chains.len() + 1);
+            let mut base = Chain {
+                name: base_name.clone(),
+                base: Some(BaseChain {
+                    hook: Hook::Forward,
+                    priority: 0,
+                    policy: Policy::Accept,
+                }),
+                rules: vec![Rule {
+                    matches: Match {
+                        ct_state: CtStates(CtStates::ESTABLISHED | CtStates::RELATED),
+                        ..Match::any()
+                    },
+                    action: Action::Accept,
+                    origin: RuleRef::Policy {
+                        chain: base_name.clone(),
+                    },
+                    comment: Some(
+                        "synthesized: the DFW is stateful, packets of allowed connections pass"
+                            .into(),
+                    ),
+                }],
+            };
+            let mut env = Chain {
+                name: env_name.clone(),
+                base: None,
+                rules: Vec::new(),
+            };
+            for item in &items {
+                match item {
+                    None => base.rules.push(Rule {
+                        matches: Match::any(),
+                        action: Action::Jump { target: env_id },
+                        origin: RuleRef::Policy {
+                            chain: env_name.clone(),
+                        },
+                        comment: Some("synthesized: the Environment category".into()),
+                    }),
+                    Some(r) => {
+                        let out = r.at(side);
+                        if r.environment {
+                            env.rules.extend(out);
+                        } else {
+                            base.rules.extend(out);
+                        }
+                    }
+                }
+            }
+            chains.push(base);
+            chains.push(env);
         }
         Ruleset {
             format: SourceFormat::NsxJson,
@@ -485,25 +632,26 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// One rule's model rules (one per service entry) with where it runs;
+    /// `None` for a disabled rule or after an error.
     fn rule(
         &mut self,
         ri: usize,
         policy_path: &str,
         category: &str,
-        policy_scope: bool,
-        policy_ptr: &str,
-    ) -> Vec<Rule> {
+        policy_scope: &Option<Addrs>,
+    ) -> Option<Prepared> {
         let o = self.rules[ri].obj;
         let ptr = self.rules[ri].ptr.clone();
         if o.get("disabled").and_then(Value::as_bool) == Some(true) {
-            return Vec::new();
+            return None;
         }
         let path = match (str_of(o, "path"), str_of(o, "id")) {
             (Some(p), _) => p.to_string(),
             (None, Some(id)) => format!("{policy_path}/rules/{id}"),
             (None, None) => {
                 self.error(&ptr, "a Rule needs a `path` or an `id`");
-                return Vec::new();
+                return None;
             }
         };
         let action = match str_of(o, "action") {
@@ -516,7 +664,7 @@ impl<'a> Parser<'a> {
                     &ptr_join(&ptr, "action"),
                     "JUMP_TO_APPLICATION is only valid in the Environment category",
                 );
-                return Vec::new();
+                return None;
             }
             Some(other) => {
                 self.errors.push(
@@ -527,14 +675,14 @@ impl<'a> Parser<'a> {
                     )
                     .with_help("expected ALLOW, DROP, REJECT or JUMP_TO_APPLICATION"),
                 );
-                return Vec::new();
+                return None;
             }
             None => {
                 self.error(
                     &ptr,
                     "a Rule needs an `action` (ALLOW, DROP, REJECT or JUMP_TO_APPLICATION)",
                 );
-                return Vec::new();
+                return None;
             }
         };
         let mut base = Match::any();
@@ -543,9 +691,7 @@ impl<'a> Parser<'a> {
             ("source_groups", "sources_excluded", false),
             ("destination_groups", "destinations_excluded", true),
         ] {
-            let Some(a) = self.endpoint(o.get(key), &ptr_join(&ptr, key)) else {
-                return Vec::new();
-            };
+            let a = self.endpoint(o.get(key), &ptr_join(&ptr, key))?;
             let mut set = a.set;
             if o.get(excl).and_then(Value::as_bool) == Some(true) {
                 set = if a.unknown.is_some() {
@@ -574,29 +720,23 @@ impl<'a> Parser<'a> {
             }
             _ => {}
         }
-        match str_of(o, "direction") {
-            None | Some("IN_OUT") => {}
-            Some(d @ ("IN" | "OUT")) => {
-                self.note(&ptr_join(&ptr, "direction"), format!("direction {d}: whether the rule applies depends on which workload's vNIC enforces it; the rule is opaque"));
-                opaque.push(format!("direction {d}"));
-            }
+        let direction = match str_of(o, "direction") {
+            None | Some("IN_OUT") => Direction::InOut,
+            Some("IN") => Direction::In,
+            Some("OUT") => Direction::Out,
             Some(d) => {
                 self.error(
                     &ptr_join(&ptr, "direction"),
                     format!("unknown direction `{d}`; expected IN, OUT or IN_OUT"),
                 );
-                return Vec::new();
+                return None;
             }
-        }
-        if !is_any_list(o.get("scope")) || policy_scope {
-            let at = if policy_scope {
-                ptr_join(policy_ptr, "scope")
-            } else {
-                ptr_join(&ptr, "scope")
-            };
-            self.note(&at, "applied-to scope is not ANY: the rule is enforced only on some workloads; it is opaque");
-            opaque.push("applied-to scope".into());
-        }
+        };
+        // A policy's scope takes precedence over its rules' scopes.
+        let scope = match policy_scope {
+            Some(p) => Some(p.clone()),
+            None => self.scope_addrs(o.get("scope"), &ptr_join(&ptr, "scope"))?,
+        };
         if !is_any_list(o.get("profiles")) {
             self.note(
                 &ptr_join(&ptr, "profiles"),
@@ -605,11 +745,10 @@ impl<'a> Parser<'a> {
             opaque.push("context profiles".into());
         }
         base.opaque = opaque.into_iter().map(|text| Opaque { text }).collect();
-        let Some(svcs) = self.rule_services(o, &ptr) else {
-            return Vec::new();
-        };
+        let svcs = self.rule_services(o, &ptr)?;
         let comment = str_of(o, "display_name").map(str::to_string);
-        svcs.into_iter()
+        let rules = svcs
+            .into_iter()
             .map(|s| {
                 let mut m = base.clone();
                 m.protocol = s.protocol;
@@ -625,7 +764,57 @@ impl<'a> Parser<'a> {
                     comment: comment.clone(),
                 }
             })
-            .collect()
+            .collect();
+        Some(Prepared {
+            rules,
+            direction,
+            direction_ptr: ptr_join(&ptr, "direction"),
+            scope,
+            environment: false,
+        })
+    }
+
+    /// The addresses of the VMs a `scope` ("Applied To") covers; `Some(None)`
+    /// for ANY, `None` after an error. A scope entry that is not a group, or
+    /// a group the export does not hold, covers VMs the export does not name.
+    fn scope_addrs(&mut self, v: Option<&'a Value>, ptr: &str) -> Option<Option<Addrs>> {
+        if is_any_list(v) {
+            return Some(None);
+        }
+        let Some(Value::Array(items)) = v else {
+            self.error(ptr, "expected an array of group paths or \"ANY\"");
+            return None;
+        };
+        let mut out = Addrs {
+            set: AddrSet::empty(),
+            unknown: None,
+        };
+        for (i, it) in items.iter().enumerate() {
+            let iptr = format!("{ptr}/{i}");
+            let Some(s) = it.as_str() else {
+                self.error(&iptr, "expected a group path");
+                return None;
+            };
+            let a = if s.contains("/groups/") && self.groups.contains_key(s) {
+                self.group(s, &iptr, &mut Vec::new())?
+            } else {
+                let why = if s.contains("/groups/") {
+                    format!("group {s} is not in the export")
+                } else {
+                    format!("{s} is not a group")
+                };
+                self.note(
+                    &iptr,
+                    format!("scope {why}: which VMs run the rule is unknown; the rule is opaque"),
+                );
+                Addrs {
+                    set: AddrSet::any(),
+                    unknown: Some(why),
+                }
+            };
+            merge(&mut out, a);
+        }
+        Some(Some(out))
     }
 
     /// Union of groups / addresses; `None` after an error.

@@ -212,7 +212,58 @@ pub fn prove(
     resolved: &ringfence_site::ResolvedSite,
     families: &[Family],
 ) {
+    prove_site(name, what, rs, resolved.split_by_destination(), families)
+}
+
+/// The networks of the site's protected zones (what the NSX policy's scope
+/// names).
+pub fn protected_nets(site: &Site) -> Vec<IpNet> {
+    site.resolve()
+        .protected_zones
+        .iter()
+        .flat_map(|z| site.zones[z].clone())
+        .collect()
+}
+
+/// [`prove`] for a firewall enforced at the protected machines only (the
+/// scoped NSX policy): each deny row closes only what comes from or goes to
+/// a protected network; traffic between two machines outside the site is
+/// not the policy's to close.
+pub fn prove_touching(
+    name: &str,
+    what: &str,
+    rs: &ringfence_model::Ruleset,
+    resolved: &ringfence_site::ResolvedSite,
+    families: &[Family],
+    protected: &[IpNet],
+) {
     let mut site = resolved.split_by_destination();
+    let mut flows = Vec::new();
+    for f in site.flows {
+        if f.action == ringfence_site::FlowAction::Allow {
+            flows.push(f);
+            continue;
+        }
+        flows.push(ringfence_site::ResolvedFlow {
+            sources: protected.to_vec(),
+            ..f.clone()
+        });
+        flows.push(ringfence_site::ResolvedFlow {
+            destinations: protected.to_vec(),
+            ..f
+        });
+    }
+    site.flows = flows;
+    prove_site(name, what, rs, site, families)
+}
+
+fn prove_site(
+    name: &str,
+    what: &str,
+    rs: &ringfence_model::Ruleset,
+    mut site: ringfence_site::ResolvedSite,
+    families: &[Family],
+) {
     // Keep the flows (and the deny rows' scope) of the covered families only.
     for f in &mut site.flows {
         let keep = |n: &ipnet::IpNet| families.contains(&Family::of(n));
