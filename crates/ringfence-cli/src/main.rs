@@ -36,6 +36,8 @@ enum Command {
     Trace(cmd::trace::Args),
     /// What a ruleset change newly allows and newly blocks.
     Diff(cmd::diff::Args),
+    /// Verify a live ruleset (nft, iptables or a file) and report each change of its findings.
+    Watch(cmd::watch::Args),
     /// Rehearse a ruleset for a site on the real kernel in network namespaces.
     #[command(subcommand)]
     Lab(cmd::lab::Command),
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
         Some(Command::Generate(args)) => cmd::generate::run(args),
         Some(Command::Verify(args)) => cmd::verify::run(args),
         Some(Command::Diff(args)) => cmd::diff::run(args),
+        Some(Command::Watch(args)) => cmd::watch::run(args),
         Some(Command::Report(args)) => cmd::report::run(args),
         Some(Command::Lab(c)) => cmd::lab::run(c),
         Some(Command::Probe(args)) => cmd::probe::run(args),

@@ -12,3 +12,4 @@ pub mod report;
 pub mod site;
 pub mod trace;
 pub mod verify;
+pub mod watch;

@@ -1,0 +1,902 @@
+//! `ringfence watch`: verify a live ruleset, then follow its changes and
+//! print only what changed (a flow's status, an excess region appearing or
+//! disappearing, a rule becoming shadowed or redundant, a note), each with
+//! its stable fingerprint and the time.
+//!
+//! Every change re-runs a full `verify` of the whole ruleset: the engine is
+//! not incremental yet (issue 19), so the time to a verdict is the time of
+//! `verify` on that ruleset (BENCHMARKS.md, "watch").
+//!
+//! Sources: `nft` runs `nft -j list ruleset` and follows `nft monitor` (a
+//! child process whose output lines trigger a debounced re-read);
+//! `iptables` polls `iptables-save` (and `ip6tables-save` when present) at
+//! `--interval`, re-verifying only when the output (comments and counters
+//! left out) hashes differently; `file:PATH` polls the file's modification
+//! time and size, then its content hash. Those tools run only because the
+//! user chose the source; `--exec CMD` is the only other command run.
+
+use crate::cmd::flows::SiteArgs;
+use crate::cmd::trace::{FormatArg, HookArg};
+use crate::exit::{self, CliError};
+use clap::{Args as ClapArgs, ValueEnum};
+use ringfence_analysis::fingerprint::{verify_findings, Finding, FindingKind};
+use ringfence_analysis::verify::{verify, Status, Summary};
+use ringfence_diag::InputErrors;
+use ringfence_model::{Hook, Ruleset};
+use ringfence_parse::Families;
+use ringfence_site::ResolvedSite;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where the ruleset comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `nft -j list ruleset`, followed with `nft monitor`.
+    Nft,
+    /// `iptables-save` and `ip6tables-save`, polled.
+    Iptables,
+    /// A ruleset file, polled.
+    File(PathBuf),
+}
+
+fn parse_source(s: &str) -> Result<Source, String> {
+    match s {
+        "nft" => Ok(Source::Nft),
+        "iptables" => Ok(Source::Iptables),
+        _ => match s.strip_prefix("file:") {
+            Some("") => Err("file: needs a path, e.g. file:/etc/nftables.conf".into()),
+            Some(p) => Ok(Source::File(PathBuf::from(p))),
+            None => Err(format!(
+                "unknown source {s:?}: expected nft, iptables or file:PATH"
+            )),
+        },
+    }
+}
+
+/// `250ms`, `2s`, `1m`, `1h`; a bare number is seconds. At least 10ms.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid duration {s:?}: expected a whole number and a unit, e.g. 500ms, 2s, 1m")
+    })?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {s:?}: use ms, s, m or h"
+            ))
+        }
+    };
+    if d < Duration::from_millis(10) {
+        return Err(format!("duration {s:?} is too short: at least 10ms"));
+    }
+    Ok(d)
+}
+
+/// Output formats of `watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WatchFormat {
+    /// One line per change, for people.
+    Text,
+    /// JSON lines: the initial state, then one object per change (docs/watch.md).
+    Json,
+}
+
+/// Arguments of `ringfence watch`.
+#[derive(Debug, ClapArgs)]
+#[command(
+    after_help = "Every change re-runs a full verify of the whole ruleset (not incremental yet). \
+Reading a live ruleset runs `nft -j list ruleset` and `nft monitor` (--source nft) or \
+`iptables-save`/`ip6tables-save` (--source iptables), only because that source was chosen. \
+See docs/watch.md."
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub site: SiteArgs,
+    /// Where the ruleset comes from: `nft` (runs `nft -j list ruleset`,
+    /// follows `nft monitor`), `iptables` (runs `iptables-save` and
+    /// `ip6tables-save` every --interval) or `file:PATH` (polls the file).
+    /// Repeat to read several as one ruleset (e.g. two files).
+    #[arg(long = "source", value_name = "SOURCE", required = true, value_parser = parse_source)]
+    pub sources: Vec<Source>,
+    /// How often polled sources (iptables, files) are checked: 500ms, 2s, 1m.
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Verify once, print the state and exit with verify's exit code (0
+    /// clean, 1 findings, 2 bad input): for cron.
+    #[arg(long)]
+    pub once: bool,
+    /// Run this command for every change, with the change as one JSON
+    /// line on its standard input. Split into arguments at spaces (quotes
+    /// group); no shell is involved. Nothing is run without this flag.
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: WatchFormat,
+    /// Format of file sources (nft and iptables sources are known).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub ruleset_format: FormatArg,
+    /// The path the site's flows take, named by its filter hook (as in verify).
+    #[arg(long, value_enum, default_value = "forward")]
+    pub hook: HookArg,
+}
+
+/// Split `--exec` into argv: spaces separate, single quotes are literal,
+/// double quotes group and allow `\"` and `\\`.
+fn split_command(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut started = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                started = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(x) => cur.push(x),
+                        None => return Err(format!("--exec {s:?}: unterminated ' quote")),
+                    }
+                }
+            }
+            '"' => {
+                started = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(x @ ('"' | '\\')) => cur.push(x),
+                            Some(x) => {
+                                cur.push('\\');
+                                cur.push(x);
+                            }
+                            None => return Err(format!("--exec {s:?}: unterminated \" quote")),
+                        },
+                        Some(x) => cur.push(x),
+                        None => return Err(format!("--exec {s:?}: unterminated \" quote")),
+                    }
+                }
+            }
+            c if c.is_whitespace() => {
+                if started {
+                    out.push(std::mem::take(&mut cur));
+                    started = false;
+                }
+            }
+            c => {
+                started = true;
+                cur.push(c);
+            }
+        }
+    }
+    if started {
+        out.push(cur);
+    }
+    if out.is_empty() {
+        return Err("--exec needs a command".into());
+    }
+    Ok(out)
+}
+
+/// Run a program and return its standard output; a clear error when it is
+/// missing or fails.
+fn capture(argv: &[&str]) -> Result<String, String> {
+    let o = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running {}: {e}", argv.join(" ")))?;
+    if !o.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}",
+            argv.join(" "),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    String::from_utf8(o.stdout).map_err(|_| format!("{}: output is not UTF-8", argv.join(" ")))
+}
+
+fn hash_of(parts: &[&str]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+/// iptables-save output without what changes on every call or with
+/// traffic: comment lines (timestamps) and `[packets:bytes]` counters.
+fn iptables_identity(text: &str) -> String {
+    let mut s = String::with_capacity(text.len());
+    for l in text.lines() {
+        if l.starts_with('#') {
+            continue;
+        }
+        let l = match (l.starts_with(':'), l.rfind(" [")) {
+            (true, Some(i)) if l.ends_with(']') => &l[..i],
+            _ => l,
+        };
+        s.push_str(l);
+        s.push('\n');
+    }
+    s
+}
+
+/// One source's last reading.
+struct Reader {
+    source: Source,
+    /// The texts and their names, as last read.
+    texts: Vec<(String, String)>,
+    /// Hash of what identifies the ruleset (for change detection).
+    hash: u64,
+    /// For files: modification time and size when last read.
+    stamp: Option<(SystemTime, u64)>,
+}
+
+impl Reader {
+    fn new(source: Source) -> Self {
+        Reader {
+            source,
+            texts: Vec::new(),
+            hash: 0,
+            stamp: None,
+        }
+    }
+
+    /// Read the source; `Ok(true)` when it changed since the last reading.
+    /// `force` re-reads a file even when its time and size are unchanged
+    /// (first reading) and re-reads nft (an event came).
+    fn refresh(&mut self, force: bool) -> Result<bool, String> {
+        let (texts, hash) = match &self.source {
+            Source::Nft => {
+                if !force {
+                    return Ok(false);
+                }
+                let t = capture(&["nft", "-j", "list", "ruleset"])?;
+                let h = hash_of(&[&t]);
+                (vec![(t, "nft -j list ruleset".to_string())], h)
+            }
+            Source::Iptables => {
+                let v4 = capture(&["iptables-save"])?;
+                let mut texts = vec![(v4, "iptables-save".to_string())];
+                // ip6tables-save is optional: without it IPv6 is reported as
+                // not covered when the site needs it.
+                if let Ok(v6) = capture(&["ip6tables-save"]) {
+                    if !v6.trim().is_empty() {
+                        texts.push((v6, "ip6tables-save".to_string()));
+                    }
+                }
+                let ids: Vec<String> = texts.iter().map(|(t, _)| iptables_identity(t)).collect();
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                (texts, hash_of(&refs))
+            }
+            Source::File(p) => {
+                let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let stamp = (
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    meta.len(),
+                );
+                if !force && self.stamp == Some(stamp) {
+                    return Ok(false);
+                }
+                self.stamp = Some(stamp);
+                let name = p.display().to_string();
+                let t =
+                    ringfence_diag::read_input(p, &name, "ruleset").map_err(|e| e.to_string())?;
+                let h = hash_of(&[&t]);
+                (vec![(t, name)], h)
+            }
+        };
+        let changed = hash != self.hash || self.texts.is_empty();
+        self.texts = texts;
+        self.hash = hash;
+        Ok(changed)
+    }
+}
+
+/// The families a site needs covered (as `verify` reads its rulesets).
+fn families(site: &ringfence_site::Site) -> Families {
+    let nets = || site.zones.values().flatten();
+    Families {
+        v4: nets().any(|n| n.addr().is_ipv4()),
+        v6: nets().any(|n| n.addr().is_ipv6()),
+    }
+}
+
+/// What a watcher knows after one verify.
+struct State {
+    /// Flow findings by (kind, flow id): flow and replies status.
+    flows: BTreeMap<(&'static str, String), Finding>,
+    /// Every other finding by fingerprint.
+    others: BTreeMap<String, Finding>,
+    summary: Summary,
+}
+
+impl State {
+    fn new(findings: Vec<Finding>, summary: Summary) -> Self {
+        let mut flows = BTreeMap::new();
+        let mut others = BTreeMap::new();
+        for f in findings {
+            if matches!(f.kind, FindingKind::Flow | FindingKind::Replies) {
+                flows.insert((f.kind.name(), f.subject.clone()), f);
+            } else {
+                others.insert(f.fingerprint.hex(), f);
+            }
+        }
+        State {
+            flows,
+            others,
+            summary,
+        }
+    }
+}
+
+/// One reported change (a JSON line).
+#[derive(Debug, Serialize)]
+struct Change<'a> {
+    /// UTC time of the verdict, RFC 3339 with milliseconds.
+    time: &'a str,
+    /// `flow-status`, `appeared` or `disappeared`.
+    change: &'static str,
+    /// The finding now (for `disappeared`: the finding that went away).
+    #[serde(flatten)]
+    finding: &'a Finding,
+    /// For `flow-status`: the status before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_status: Option<Status>,
+    /// For `flow-status`: the fingerprint of the finding before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_fingerprint: Option<String>,
+    /// Whether the ruleset verifies clean after the change.
+    ok: bool,
+}
+
+/// The initial state (first JSON line).
+#[derive(Debug, Serialize)]
+struct Initial<'a> {
+    time: &'a str,
+    change: &'static str,
+    sources: Vec<String>,
+    summary: &'a Summary,
+    /// Problem findings only (allowed flows are left out).
+    findings: Vec<&'a Finding>,
+}
+
+/// An error while following (the previous state is kept).
+#[derive(Debug, Serialize)]
+struct ErrorLine<'a> {
+    time: &'a str,
+    change: &'static str,
+    message: &'a str,
+}
+
+fn status_str(s: Option<Status>) -> &'static str {
+    match s {
+        Some(Status::Allowed) => "allowed",
+        Some(Status::Partial) => "partial",
+        Some(Status::Blocked) => "blocked",
+        Some(Status::Unknown) | None => "unknown",
+    }
+}
+
+/// UTC now as `2026-12-06T07:10:00.123Z`.
+fn now_rfc3339() -> String {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Where changes go: stdout (text or JSON) and, with --exec, a command.
+struct Output {
+    format: WatchFormat,
+    exec: Option<Vec<String>>,
+}
+
+impl Output {
+    /// Write one line to stdout; Err when stdout is gone (stop watching).
+    fn line(&self, s: &str) -> Result<(), CliError> {
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{s}").and_then(|()| out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                Err(CliError::Io("standard output closed".into()))
+            }
+            Err(e) => Err(CliError::Io(format!("writing to stdout: {e}"))),
+        }
+    }
+
+    fn change(&self, c: &Change<'_>) -> Result<(), CliError> {
+        let json = serde_json::to_string(c).expect("change serializes");
+        match self.format {
+            WatchFormat::Json => self.line(&json)?,
+            WatchFormat::Text => self.line(&text_change(c))?,
+        }
+        if let Some(argv) = &self.exec {
+            run_exec(argv, &json);
+        }
+        Ok(())
+    }
+
+    fn error(&self, time: &str, message: &str) -> Result<(), CliError> {
+        match self.format {
+            WatchFormat::Json => self.line(
+                &serde_json::to_string(&ErrorLine {
+                    time,
+                    change: "error",
+                    message,
+                })
+                .expect("error serializes"),
+            ),
+            WatchFormat::Text => self.line(&format!(
+                "{time} error: {message} (keeping the previous state)"
+            )),
+        }
+    }
+}
+
+/// Start `--exec` with `json` on its standard input; it runs on its own and
+/// is reaped by a thread, so a slow command does not hold up watching.
+fn run_exec(argv: &[String], json: &str) {
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .spawn();
+    match child {
+        Ok(mut c) => {
+            let line = format!("{json}\n");
+            std::thread::spawn(move || {
+                if let Some(mut stdin) = c.stdin.take() {
+                    let _ = stdin.write_all(line.as_bytes());
+                }
+                let _ = c.wait();
+            });
+        }
+        Err(e) => eprintln!("ringfence watch: --exec {}: {e}", argv.join(" ")),
+    }
+}
+
+fn text_finding(f: &Finding) -> String {
+    let fp = &f.fingerprint.hex()[..12];
+    match f.kind {
+        FindingKind::Flow => format!(
+            "flow {} new connections {} [{fp}]",
+            f.subject,
+            status_str(f.status)
+        ),
+        FindingKind::Replies => {
+            format!("flow {} replies {} [{fp}]", f.subject, status_str(f.status))
+        }
+        FindingKind::Shadowed | FindingKind::Redundant => format!(
+            "{} rule {} (chain {}) by {} [{fp}]",
+            f.kind.name(),
+            f.subject,
+            f.chain.as_deref().unwrap_or("?"),
+            f.rules.join(", ")
+        ),
+        FindingKind::Note => format!("note: {} [{fp}]", f.subject),
+        _ => format!(
+            "{} {} by {} [{fp}]",
+            f.kind.name(),
+            f.subject,
+            f.rules.join(", ")
+        ),
+    }
+}
+
+fn text_change(c: &Change<'_>) -> String {
+    match c.change {
+        "flow-status" => format!(
+            "{} {} -> {}: {}",
+            c.time,
+            status_str(c.old_status),
+            status_str(c.finding.status),
+            text_finding(c.finding)
+        ),
+        "appeared" => format!("{} + {}", c.time, text_finding(c.finding)),
+        _ => format!("{} - {}", c.time, text_finding(c.finding)),
+    }
+}
+
+/// What stops the watch loop or wakes it.
+enum Event {
+    /// nft monitor printed a line: the ruleset changed.
+    Nft,
+    /// nft monitor ended (it should not).
+    MonitorEnded(String),
+    /// Ctrl-C or SIGTERM.
+    Stop,
+}
+
+/// Ctrl-C / SIGTERM become [`Event::Stop`].
+fn stop_on_signal(tx: Sender<Event>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            std::future::poll_fn(|cx| {
+                if int.poll_recv(cx).is_ready() || term.poll_recv(cx).is_ready() {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+        });
+        let _ = tx.send(Event::Stop);
+    });
+}
+
+/// `nft monitor` as a child; each line it prints is an [`Event::Nft`].
+fn start_monitor(tx: Sender<Event>) -> Result<Child, CliError> {
+    let mut child = Command::new("nft")
+        .arg("monitor")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| CliError::Io(format!("running nft monitor: {e}")))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if line.is_err() || tx.send(Event::Nft).is_err() {
+                return;
+            }
+        }
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut err);
+        let _ = tx.send(Event::MonitorEnded(err.trim().to_string()));
+    });
+    Ok(child)
+}
+
+/// After an nft event: wait until nft has been quiet for 30 ms (a
+/// transaction prints a line per object), at most 300 ms. True when a stop
+/// came in meanwhile.
+fn debounce(rx: &Receiver<Event>) -> Result<bool, String> {
+    let start = Instant::now();
+    loop {
+        let left = Duration::from_millis(300).saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        match rx.recv_timeout(left.min(Duration::from_millis(30))) {
+            Ok(Event::Nft) => continue,
+            Ok(Event::Stop) => return Ok(true),
+            Ok(Event::MonitorEnded(e)) => return Err(e),
+            Err(_) => return Ok(false),
+        }
+    }
+}
+
+struct Watch {
+    readers: Vec<Reader>,
+    site: ResolvedSite,
+    need: Families,
+    format: FormatArg,
+    hook: Hook,
+}
+
+impl Watch {
+    /// Parse the last readings of every source as one ruleset.
+    fn ruleset(&self) -> Result<Ruleset, InputErrors> {
+        let inputs: Vec<(&str, &str)> = self
+            .readers
+            .iter()
+            .flat_map(|r| r.texts.iter().map(|(t, n)| (t.as_str(), n.as_str())))
+            .collect();
+        // Live sources have a known format; files take --ruleset-format.
+        let all_files = self
+            .readers
+            .iter()
+            .all(|r| matches!(r.source, Source::File(_)));
+        let format = if all_files {
+            self.format
+        } else {
+            FormatArg::Auto
+        };
+        ringfence_parse::parse_rulesets_for(&inputs, format.into(), self.need)
+    }
+
+    /// Verify the current readings.
+    fn verify(&self) -> Result<State, String> {
+        let rs = self.ruleset().map_err(|e| {
+            e.0.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let report = verify(&rs, &self.site, self.hook);
+        let findings = verify_findings(&report, &rs);
+        Ok(State::new(findings, report.summary))
+    }
+
+    /// Re-read every source (nft only when `nft_event`); true when any changed.
+    fn refresh(&mut self, nft_event: bool) -> Result<bool, String> {
+        let mut changed = false;
+        for r in &mut self.readers {
+            let force = nft_event && r.source == Source::Nft;
+            changed |= r.refresh(force)?;
+        }
+        Ok(changed)
+    }
+}
+
+/// Print what differs between two states, flows first (in report order),
+/// then findings that went away, then new ones.
+fn report_changes(old: &State, new: &State, out: &Output) -> Result<(), CliError> {
+    let time = now_rfc3339();
+    let ok = new.summary.ok;
+    for (key, f) in &new.flows {
+        match old.flows.get(key) {
+            Some(o) if o.status == f.status => {}
+            o => out.change(&Change {
+                time: &time,
+                change: "flow-status",
+                finding: f,
+                old_status: o.and_then(|o| o.status),
+                old_fingerprint: o.map(|o| o.fingerprint.hex()),
+                ok,
+            })?,
+        }
+    }
+    for (fp, f) in &old.others {
+        if !new.others.contains_key(fp) {
+            out.change(&Change {
+                time: &time,
+                change: "disappeared",
+                finding: f,
+                old_status: None,
+                old_fingerprint: None,
+                ok,
+            })?;
+        }
+    }
+    for (fp, f) in &new.others {
+        if !old.others.contains_key(fp) {
+            out.change(&Change {
+                time: &time,
+                change: "appeared",
+                finding: f,
+                old_status: None,
+                old_fingerprint: None,
+                ok,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn source_name(s: &Source) -> String {
+    match s {
+        Source::Nft => "nft".into(),
+        Source::Iptables => "iptables".into(),
+        Source::File(p) => format!("file:{}", p.display()),
+    }
+}
+
+fn print_initial(st: &State, sources: &[Source], out: &Output) -> Result<(), CliError> {
+    let time = now_rfc3339();
+    let mut problems: Vec<&Finding> = st.flows.values().filter(|f| f.is_problem()).collect();
+    problems.extend(st.others.values());
+    match out.format {
+        WatchFormat::Json => out.line(
+            &serde_json::to_string(&Initial {
+                time: &time,
+                change: "initial",
+                sources: sources.iter().map(source_name).collect(),
+                summary: &st.summary,
+                findings: problems,
+            })
+            .expect("initial state serializes"),
+        ),
+        WatchFormat::Text => {
+            let m = &st.summary;
+            out.line(&format!(
+                "{time} watching {}: {} flows: {} allowed, {} partial, {} blocked, {} unknown; replies not allowed: {}; excess: {}; shadowed: {}; redundant: {}: {}",
+                sources.iter().map(source_name).collect::<Vec<_>>().join(", "),
+                m.flows, m.allowed, m.partial, m.blocked, m.unknown, m.replies_not_allowed,
+                m.excess, m.shadowed, m.redundant,
+                if m.ok { "OK" } else { "FINDINGS" }
+            ))?;
+            for f in problems {
+                out.line(&format!("  {}", text_finding(f)))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Run `ringfence watch`.
+pub fn run(args: Args) -> Result<u8, CliError> {
+    let site = args.site.load()?;
+    let exec = match &args.exec {
+        Some(c) => Some(split_command(c).map_err(CliError::Usage)?),
+        None => None,
+    };
+    let out = Output {
+        format: args.format,
+        exec,
+    };
+    let mut sources = args.sources.clone();
+    sources.dedup();
+    let (tx, rx) = channel();
+    // The monitor starts before the first reading, so no change between the
+    // two is missed.
+    let mut monitor = if !args.once && sources.contains(&Source::Nft) {
+        Some(start_monitor(tx.clone())?)
+    } else {
+        None
+    };
+    let result = follow(&args, &site, sources, &out, tx, &rx);
+    if let Some(m) = &mut monitor {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
+    result
+}
+
+fn follow(
+    args: &Args,
+    site: &ringfence_site::Site,
+    sources: Vec<Source>,
+    out: &Output,
+    tx: Sender<Event>,
+    rx: &Receiver<Event>,
+) -> Result<u8, CliError> {
+    let mut w = Watch {
+        readers: sources.iter().cloned().map(Reader::new).collect(),
+        site: site.resolve(),
+        need: families(site),
+        format: args.ruleset_format,
+        hook: args.hook.into(),
+    };
+    for r in &mut w.readers {
+        r.refresh(true).map_err(CliError::Io)?;
+    }
+    // Bad input at the start is located and exits 2.
+    let rs = w.ruleset().map_err(CliError::Input)?;
+    let report = verify(&rs, &w.site, w.hook);
+    let mut state = State::new(verify_findings(&report, &rs), report.summary);
+    drop(rs);
+    print_initial(&state, &sources, out)?;
+    if args.once {
+        return Ok(if state.summary.ok {
+            exit::SUCCESS
+        } else {
+            exit::FINDINGS
+        });
+    }
+    stop_on_signal(tx);
+    loop {
+        let mut nft_event = false;
+        match rx.recv_timeout(args.interval) {
+            Ok(Event::Stop) => return Ok(exit::SUCCESS),
+            Ok(Event::MonitorEnded(e)) => {
+                return Err(CliError::Io(format!("nft monitor ended: {e}")))
+            }
+            Ok(Event::Nft) => {
+                nft_event = true;
+                match debounce(rx) {
+                    Ok(true) => return Ok(exit::SUCCESS),
+                    Ok(false) => {}
+                    Err(e) => return Err(CliError::Io(format!("nft monitor ended: {e}"))),
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(exit::SUCCESS),
+        }
+        let next = match w.refresh(nft_event) {
+            Ok(false) => continue,
+            Ok(true) => w.verify(),
+            Err(e) => Err(e),
+        };
+        match next {
+            Ok(s) => {
+                report_changes(&state, &s, out)?;
+                state = s;
+            }
+            Err(e) => out.error(&now_rfc3339(), &e)?,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_parse_and_bad_ones_say_what_is_expected() {
+        assert_eq!(parse_source("nft"), Ok(Source::Nft));
+        assert_eq!(parse_source("iptables"), Ok(Source::Iptables));
+        assert_eq!(
+            parse_source("file:/etc/nftables.conf"),
+            Ok(Source::File("/etc/nftables.conf".into()))
+        );
+        assert!(parse_source("file:").unwrap_err().contains("needs a path"));
+        assert!(parse_source("pf")
+            .unwrap_err()
+            .contains("nft, iptables or file:PATH"));
+    }
+
+    #[test]
+    fn durations_take_units_and_refuse_garbage() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5ms").unwrap_err().contains("at least 10ms"));
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn exec_splits_into_argv_without_a_shell() {
+        assert_eq!(
+            split_command(r#"logger -t "ring fence" 'a;b' x\y"#).unwrap(),
+            vec!["logger", "-t", "ring fence", "a;b", r"x\y"]
+        );
+        assert_eq!(split_command("a  ''").unwrap(), vec!["a", ""]);
+        assert!(split_command("a 'b").is_err());
+        assert!(split_command("   ").is_err());
+    }
+
+    #[test]
+    fn iptables_timestamps_and_counters_are_no_change() {
+        let a = "# Generated by iptables-save v1.8.9 on Sun Dec  6 07:00:00 2026\n*filter\n:FORWARD DROP [10:600]\n-A FORWARD -j ACCEPT\nCOMMIT\n";
+        let b = "# Generated by iptables-save v1.8.9 on Sun Dec  6 07:00:05 2026\n*filter\n:FORWARD DROP [99:9000]\n-A FORWARD -j ACCEPT\nCOMMIT\n";
+        assert_eq!(iptables_identity(a), iptables_identity(b));
+        let c = b.replace("-j ACCEPT", "-j DROP");
+        assert_ne!(iptables_identity(a), iptables_identity(&c));
+    }
+
+    #[test]
+    fn time_is_rfc3339_utc() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+        assert!(t.starts_with("20"), "{t}");
+    }
+}
