@@ -387,9 +387,9 @@ fn label_ranges(site: &Site, label: &str) -> Vec<(bool, u128, u128)> {
             "0.0.0.0/0".parse().expect("net"),
             "::/0".parse().expect("net"),
         ],
-        "cluster_cidr" => vec![site.tkg.cluster_cidr],
-        "cluster_cidr.first_host" => vec![first_host(&site.tkg.cluster_cidr)],
-        "service_cidr.first_host" => vec![first_host(&site.tkg.service_cidr)],
+        "cluster_cidr" => site.tkg.cluster_cidrs(),
+        "cluster_cidr.first_host" => site.tkg.cluster_cidrs().iter().map(first_host).collect(),
+        "service_cidr.first_host" => site.tkg.service_cidrs().iter().map(first_host).collect(),
         z => site.zones.get(z).cloned().unwrap_or_default(),
     };
     nets.iter().map(net_range).collect()

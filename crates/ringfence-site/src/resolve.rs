@@ -382,9 +382,13 @@ impl Site {
         match e {
             EndpointRef::Zone(z) => self.zones.get(z).cloned().unwrap_or_default(),
             EndpointRef::Any => any_nets(),
-            EndpointRef::ClusterCidr => vec![self.tkg.cluster_cidr],
-            EndpointRef::ClusterCidrFirstHost => vec![first_host(&self.tkg.cluster_cidr)],
-            EndpointRef::ServiceCidrFirstHost => vec![first_host(&self.tkg.service_cidr)],
+            EndpointRef::ClusterCidr => self.tkg.cluster_cidrs(),
+            EndpointRef::ClusterCidrFirstHost => {
+                self.tkg.cluster_cidrs().iter().map(first_host).collect()
+            }
+            EndpointRef::ServiceCidrFirstHost => {
+                self.tkg.service_cidrs().iter().map(first_host).collect()
+            }
             EndpointRef::Literal(n) => vec![*n],
         }
     }

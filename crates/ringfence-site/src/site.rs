@@ -89,16 +89,37 @@ pub struct TkgSettings {
     pub version: String,
     /// `CLUSTER_API_SERVER_PORT` (default 6443).
     pub api_server_port: u16,
-    /// `SERVICE_CIDR`.
+    /// `SERVICE_CIDR` (its first network when dual-stack).
     pub service_cidr: IpNet,
-    /// `CLUSTER_CIDR`.
+    /// The other family's service network of a dual-stack cluster
+    /// (`SERVICE_CIDR: 100.64.0.0/13,fd00:100:64::/108`).
+    pub service_cidr_secondary: Option<IpNet>,
+    /// `CLUSTER_CIDR` (its first network when dual-stack).
     pub cluster_cidr: IpNet,
+    /// The other family's pod network of a dual-stack cluster.
+    pub cluster_cidr_secondary: Option<IpNet>,
     /// NSX serves DHCP.
     pub nsx: bool,
     /// Identity provider.
     pub identity: Identity,
     /// NSX Advanced Load Balancer.
     pub avi: AviSettings,
+}
+
+impl TkgSettings {
+    /// Every service network: one, or one per family when dual-stack.
+    pub fn service_cidrs(&self) -> Vec<IpNet> {
+        std::iter::once(self.service_cidr)
+            .chain(self.service_cidr_secondary)
+            .collect()
+    }
+
+    /// Every pod network: one, or one per family when dual-stack.
+    pub fn cluster_cidrs(&self) -> Vec<IpNet> {
+        std::iter::once(self.cluster_cidr)
+            .chain(self.cluster_cidr_secondary)
+            .collect()
+    }
 }
 
 /// A validated site.
@@ -328,6 +349,63 @@ fn port_value(file: &str, v: &Spanned<i64>, what: &str) -> Result<u16, InputErro
     }
 }
 
+/// A CIDR setting: one network, or two of different families separated by a
+/// comma (dual-stack, as TKG writes it). Errors are located at the value;
+/// the default stands in for a bad value so validation can go on.
+fn cidr_pair(
+    file: &str,
+    v: &Option<Spanned<String>>,
+    default: &str,
+    what: &str,
+    errors: &mut Vec<InputError>,
+) -> (IpNet, Option<IpNet>) {
+    let fallback: IpNet = default.parse().expect("valid default");
+    let Some(s) = v else {
+        return (fallback, None);
+    };
+    let (l, c) = (s.referenced.line(), s.referenced.column());
+    let parts: Vec<&str> = s.value.split(',').map(str::trim).collect();
+    if parts.len() > 2 {
+        errors.push(
+            InputError::at(file, l, c, format!("{what} lists {} networks", parts.len()))
+                .with_help(format!("give one network, or two of different families for dual-stack: {default},fd00::/64")),
+        );
+        return (fallback, None);
+    }
+    let mut nets = Vec::new();
+    for p in &parts {
+        match parse_address(p) {
+            Ok(n) => nets.push(n),
+            Err(msg) => {
+                errors.push(
+                    InputError::at(file, l, c, msg)
+                        .with_help(format!("{what} must be a network such as {default}, or two of different families separated by a comma")),
+                );
+                return (fallback, None);
+            }
+        }
+    }
+    match nets.as_slice() {
+        [a] => (*a, None),
+        [a, b] if crate::resolve::same_family(a, b) => {
+            errors.push(
+                InputError::at(
+                    file,
+                    l,
+                    c,
+                    format!("{what} gives two networks of the same family ({a} and {b})"),
+                )
+                .with_help(
+                    "a dual-stack cluster has one IPv4 and one IPv6 network; keep one of these",
+                ),
+            );
+            (fallback, None)
+        }
+        [a, b] => (*a, Some(*b)),
+        _ => (fallback, None),
+    }
+}
+
 /// Load and validate a site file from disk.
 pub fn load_site_file(path: &Path) -> Result<Site, InputErrors> {
     let name = path.display().to_string();
@@ -388,23 +466,20 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
         }),
         None => 6443,
     };
-    let mut cidr = |v: &Option<Spanned<String>>, default: &str, what: &str| -> IpNet {
-        match v {
-            None => default.parse().expect("valid default"),
-            Some(s) => match parse_address(&s.value) {
-                Ok(n) => n,
-                Err(msg) => {
-                    errors.push(
-                        InputError::at(file, s.referenced.line(), s.referenced.column(), msg)
-                            .with_help(format!("{what} must be a network such as {default}")),
-                    );
-                    default.parse().expect("valid default")
-                }
-            },
-        }
-    };
-    let service_cidr = cidr(&t.service_cidr, "100.64.0.0/13", "service_cidr");
-    let cluster_cidr = cidr(&t.cluster_cidr, "100.96.0.0/11", "cluster_cidr");
+    let (service_cidr, service_cidr_secondary) = cidr_pair(
+        file,
+        &t.service_cidr,
+        "100.64.0.0/13",
+        "service_cidr",
+        &mut errors,
+    );
+    let (cluster_cidr, cluster_cidr_secondary) = cidr_pair(
+        file,
+        &t.cluster_cidr,
+        "100.96.0.0/11",
+        "cluster_cidr",
+        &mut errors,
+    );
     let avi = match &t.avi {
         None => AviSettings::default(),
         Some(a) => AviSettings {
@@ -423,7 +498,9 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
         version: version.clone(),
         api_server_port,
         service_cidr,
+        service_cidr_secondary,
         cluster_cidr,
+        cluster_cidr_secondary,
         nsx: t.nsx,
         identity: t.identity,
         avi,
