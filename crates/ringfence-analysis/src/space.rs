@@ -559,6 +559,217 @@ pub fn proto_name(p: u8) -> String {
     }
 }
 
+// Text for people. The functions above give the stable JSON forms
+// (docs/verify-json.md); the ones below render the same sets for text
+// output: lists joined with ", ", host addresses without `/32` or `/128`,
+// and a set that is everything but a few values as `all but ...`. The
+// `parse_*` functions read the JSON forms back, so text can be made from a
+// report's fields.
+
+/// The number of values of a set (saturating: a full IPv6 space does not fit).
+fn set_size<T: Into<u128> + Copy + ringfence_model::interval::Bound>(s: &ISet<T>) -> u128 {
+    s.ranges().iter().fold(0u128, |n, &(a, b)| {
+        n.saturating_add((b.into() - a.into()).saturating_add(1))
+    })
+}
+
+/// The complement of `s` inside `universe` when writing `s` as "all but"
+/// it is shorter and clearer: `s` has several pieces, contains both ends of
+/// the universe (so the complement has fewer pieces), and the complement
+/// holds fewer values than `s`.
+fn small_complement<T: Into<u128> + Copy + ringfence_model::interval::Bound>(
+    s: &ISet<T>,
+    universe: &ISet<T>,
+) -> Option<ISet<T>> {
+    if s.ranges().len() < 2 {
+        return None;
+    }
+    let c = universe.difference(s);
+    (!c.is_empty() && c.ranges().len() < s.ranges().len() && set_size(&c) < set_size(s))
+        .then_some(c)
+}
+
+fn port_list(s: &ISet<u16>) -> String {
+    s.ranges()
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A port set for people: `any`, `443`, `22, 80-89`, or `all but 6` when
+/// the set is every port except a few.
+pub fn format_ports_text(s: &ISet<u16>) -> String {
+    if s.is_full() {
+        return "any".into();
+    }
+    if s.is_empty() {
+        return "none".into();
+    }
+    match small_complement(s, &ISet::full()) {
+        Some(c) => format!("all but {}", port_list(&c)),
+        None => port_list(s),
+    }
+}
+
+/// Read a port set in the JSON form [`format_ports`] writes (`any`, `443`,
+/// `8000-8080`, comma-joined). `None` for anything else.
+pub fn parse_ports(text: &str) -> Option<ISet<u16>> {
+    let text = text.trim();
+    if text == "any" {
+        return Some(ISet::full());
+    }
+    let mut ranges = Vec::new();
+    for item in text.split(',') {
+        let item = item.trim();
+        let (a, b) = match item.split_once('-') {
+            Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+            None => {
+                let v = item.parse().ok()?;
+                (v, v)
+            }
+        };
+        if a > b {
+            return None;
+        }
+        ranges.push((a, b));
+    }
+    Some(ISet::from_ranges(ranges))
+}
+
+fn proto_list(s: &ISet<u8>) -> String {
+    s.ranges()
+        .iter()
+        .map(|&(a, b)| match b - a {
+            0 => proto_name(a),
+            1 => format!("{}, {}", proto_name(a), proto_name(b)),
+            _ => format!("{a}-{b}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A protocol set for people: `any`, `tcp`, `tcp, udp`, `all but icmp`.
+pub fn format_proto_text(s: &ISet<u8>) -> String {
+    if s.is_full() {
+        return "any".into();
+    }
+    if s.is_empty() {
+        return "none".into();
+    }
+    match small_complement(s, &ISet::full()) {
+        Some(c) => format!("all but {}", proto_list(&c)),
+        None => proto_list(s),
+    }
+}
+
+/// Read a protocol set in the JSON form [`format_proto`] writes (`any`,
+/// names, numbers, `first-last`, comma-joined). `None` for anything else.
+pub fn parse_protos(text: &str) -> Option<ISet<u8>> {
+    let text = text.trim();
+    if text == "any" {
+        return Some(ISet::full());
+    }
+    let one = |t: &str| crate::packet_line::parse_proto(t.trim());
+    let mut ranges = Vec::new();
+    for item in text.split(',') {
+        let (a, b) = match item.split_once('-') {
+            Some((a, b)) => (one(a)?, one(b)?),
+            None => {
+                let v = one(item)?;
+                (v, v)
+            }
+        };
+        if a > b {
+            return None;
+        }
+        ranges.push((a, b));
+    }
+    Some(ISet::from_ranges(ranges))
+}
+
+/// One address or CIDR for people: a host without its `/32` or `/128`.
+fn addr_item(item: &str) -> &str {
+    item.strip_suffix("/32")
+        .filter(|a| !a.contains(':'))
+        .or_else(|| item.strip_suffix("/128"))
+        .unwrap_or(item)
+}
+
+/// An address set for people: the networks of [`format_addrs`] joined with
+/// ", ", hosts without a prefix length, and `all but ...` when the set is
+/// the whole family except a few addresses (`0.0.0.0/0` / `::/0` for all).
+pub fn format_addrs_text(fam: Fam, s: &ISet<u128>) -> String {
+    let list = |set: &ISet<u128>| {
+        format_addrs(fam, set)
+            .iter()
+            .map(|i| addr_item(i).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if s.is_empty() {
+        return "none".into();
+    }
+    match small_complement(s, &fam_full(fam)) {
+        Some(c) => format!("all but {}", list(&c)),
+        None => list(s),
+    }
+}
+
+/// Read back the address list [`format_addrs`] writes (CIDRs and
+/// `first-last` ranges of one family). `None` for anything else.
+pub fn parse_addrs(items: &[String]) -> Option<(Fam, ISet<u128>)> {
+    fn addr(t: &str) -> Option<(Fam, u128)> {
+        match t.trim().parse::<IpAddr>().ok()? {
+            IpAddr::V4(a) => Some((Fam::V4, u128::from(u32::from(a)))),
+            IpAddr::V6(a) => Some((Fam::V6, u128::from(a))),
+        }
+    }
+    let mut fam = None;
+    let mut ranges = Vec::new();
+    for item in items {
+        let (f, lo, hi) = if let Some((a, b)) = item.split_once('-') {
+            let ((fa, lo), (fb, hi)) = (addr(a)?, addr(b)?);
+            if fa != fb || lo > hi {
+                return None;
+            }
+            (fa, lo, hi)
+        } else {
+            match item.trim().parse::<ipnet::IpNet>().ok()? {
+                ipnet::IpNet::V4(n) => (
+                    Fam::V4,
+                    u128::from(u32::from(n.network())),
+                    u128::from(u32::from(n.broadcast())),
+                ),
+                ipnet::IpNet::V6(n) => {
+                    (Fam::V6, u128::from(n.network()), u128::from(n.broadcast()))
+                }
+            }
+        };
+        if *fam.get_or_insert(f) != f {
+            return None;
+        }
+        ranges.push((lo, hi));
+    }
+    Some((fam?, ISet::from_ranges(ranges)))
+}
+
+/// An address with a port, as people and URLs write it: `198.18.1.20:443`,
+/// IPv6 in brackets `[2001:db8::1]:443`.
+pub fn format_endpoint(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

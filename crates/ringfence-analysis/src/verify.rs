@@ -4,7 +4,9 @@
 use crate::engine::{Engine, Fate, Outcome, Settled, DEFAULT_BUDGET};
 use crate::space::ISet;
 use crate::space::{
-    fam_full, format_addrs, format_ports, format_proto, proto_name, Fam, IfaceUniverse, PBox,
+    fam_full, format_addrs, format_addrs_text, format_ports, format_ports_text, format_proto,
+    format_proto_text, parse_addrs, parse_ports, parse_protos, proto_name, Fam, IfaceUniverse,
+    PBox,
 };
 use ipnet::IpNet;
 use ringfence_model::{CtStates, Hook, Policy, RuleRef, Ruleset};
@@ -89,18 +91,61 @@ pub struct Region {
 }
 
 impl Region {
-    /// What the region is, for text output: `tcp 198.18.10.0/24 ->
-    /// 198.18.1.20 ports 8080`.
+    /// What the region is, for text output: `tcp 0.0.0.0/0 -> 198.18.1.20
+    /// port 8080`, `udp 198.18.10.0/24 -> 198.18.1.53 ports all but 53`,
+    /// `all but tcp, udp 198.18.10.0/24 -> 198.18.1.20` (the fields' sets
+    /// through the `format_*_text` functions of [`crate::space`]; a field
+    /// that does not read back is shown as it is).
     pub fn describe(&self) -> String {
+        let protos = parse_protos(&self.protocol);
+        let proto = match &protos {
+            Some(p) if p.is_full() => "any protocol".to_string(),
+            Some(p) => format_proto_text(p),
+            None => self.protocol.clone(),
+        };
+        // Ports mean something only when every protocol of the region has them.
+        let with_ports = protos.as_ref().is_some_and(|p| {
+            p.ranges()
+                .iter()
+                .all(|&(a, b)| (a..=b).all(|n| PORT_PROTOCOLS.contains(&n)))
+        });
+        let ports = |text: &str, label: &str| match parse_ports(text) {
+            Some(set) if set.is_full() => {
+                if with_ports && label == "port" {
+                    " any port".to_string()
+                } else {
+                    String::new()
+                }
+            }
+            Some(set) => {
+                let single = set.ranges().len() == 1 && set.ranges()[0].0 == set.ranges()[0].1;
+                format!(
+                    " {label}{} {}",
+                    if single { "" } else { "s" },
+                    format_ports_text(&set)
+                )
+            }
+            None => format!(" {label}s {text}"),
+        };
+        let addrs = |items: &[String]| match parse_addrs(items) {
+            Some((fam, set)) => format_addrs_text(fam, &set),
+            None => items.join(", "),
+        };
         format!(
-            "{} {} -> {} ports {}",
-            self.protocol,
-            self.sources.join(","),
-            self.destinations.join(","),
-            self.ports
+            "{proto} {}{} -> {}{}",
+            addrs(&self.sources),
+            self.source_ports
+                .as_deref()
+                .map(|p| ports(p, "source port"))
+                .unwrap_or_default(),
+            addrs(&self.destinations),
+            ports(&self.ports, "port")
         )
     }
 }
+
+/// Protocols with ports: TCP, UDP, DCCP, SCTP, UDP-Lite.
+const PORT_PROTOCOLS: [u8; 5] = [6, 17, 33, 132, 136];
 
 /// A shadowed or redundant rule.
 #[derive(Debug, Clone, Serialize)]
