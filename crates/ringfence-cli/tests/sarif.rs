@@ -191,10 +191,10 @@ fn diff_sarif_marks_new_fixed_and_unchanged_findings() {
                 && r["message"]["text"].as_str().unwrap().contains(needle)
         })
     };
-    assert!(with("new", "newly-allowed", "ports 8081"));
-    assert!(with("absent", "newly-blocked", "ports 8080"));
-    assert!(with("new", "excess", "ports 8081"));
-    assert!(with("absent", "excess", "ports 8080"));
+    assert!(with("new", "newly-allowed", "port 8081"));
+    assert!(with("absent", "newly-blocked", "port 8080"));
+    assert!(with("new", "excess", "port 8081"));
+    assert!(with("absent", "excess", "port 8080"));
     assert!(
         with("absent", "flow-blocked", "to-vcenter"),
         "the fixed flow is absent"

@@ -1,6 +1,8 @@
 //! `ringfence diff OLD NEW`: what a ruleset change newly allows and newly blocks.
 
 use crate::cmd::trace::{FormatArg, HookArg};
+use crate::cmd::verify::quote::RuleQuoter;
+use crate::cmd::verify::{status_str, write_rules};
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
 use ringfence_analysis::diff::diff;
@@ -63,8 +65,12 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             .chain(more.iter().cloned())
             .collect::<Vec<_>>()
     };
-    let old = crate::rulesets::load(&files(&args.old, &args.old_ruleset), args.ruleset_format)?;
-    let new = crate::rulesets::load(&files(&args.new, &args.new_ruleset), args.ruleset_format)?;
+    let (old_files, new_files) = (
+        files(&args.old, &args.old_ruleset),
+        files(&args.new, &args.new_ruleset),
+    );
+    let old = crate::rulesets::load(&old_files, args.ruleset_format)?;
+    let new = crate::rulesets::load(&new_files, args.ruleset_format)?;
     // The site is optional here: without one, diff compares the rulesets
     // alone and never reports flows of a site it was not given.
     let site = if args.site.is_some() || args.example {
@@ -84,13 +90,31 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         }
         DiffFormat::Text => {
             let mut s = format!("diff {} -> {} (hook {})\n", r.old, r.new, r.hook);
-            for (title, list) in [
-                ("newly allowed", &r.newly_allowed),
-                ("newly blocked", &r.newly_blocked),
+            let refs = |list: &[ringfence_analysis::verify::Region]| {
+                list.iter()
+                    .flat_map(|e| e.rules.clone())
+                    .collect::<Vec<String>>()
+            };
+            let (old_refs, new_refs) = (refs(&r.newly_blocked), refs(&r.newly_allowed));
+            let old_q = RuleQuoter::new(&old, &old_files, old_refs.iter().map(String::as_str));
+            let new_q = RuleQuoter::new(&new, &new_files, new_refs.iter().map(String::as_str));
+            // Newly allowed regions are named by the new ruleset's accepting
+            // rules, newly blocked ones by the old ruleset's.
+            for (title, list, lead, q) in [
+                ("newly allowed", &r.newly_allowed, "accepted by", &new_q),
+                ("newly blocked", &r.newly_blocked, "was accepted by", &old_q),
             ] {
                 let _ = writeln!(s, "\n{title} ({}):", list.len());
                 for e in list {
-                    let _ = writeln!(s, "  {}  ({})", e.describe(), e.rules.join(", "));
+                    let _ = writeln!(s, "  {}", e.describe());
+                    if e.rules.is_empty() {
+                        let _ = writeln!(
+                            s,
+                            "    {lead} no rule: no base chain on the {} path filters it",
+                            r.hook
+                        );
+                    }
+                    write_rules(&mut s, "    ", lead, &e.rules, q);
                 }
             }
             if !r.complete {
@@ -104,8 +128,12 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                 for f in &r.flows {
                     let _ = writeln!(
                         s,
-                        "  {}: {:?} -> {:?} (replies {:?} -> {:?})",
-                        f.id, f.old, f.new, f.old_replies, f.new_replies
+                        "  {}: {} -> {} (replies {} -> {})",
+                        f.id,
+                        status_str(f.old),
+                        status_str(f.new),
+                        status_str(f.old_replies),
+                        status_str(f.new_replies)
                     );
                 }
             }

@@ -1,9 +1,11 @@
 //! `ringfence trace`: one packet's verdict and path, or a batch of packets as JSON lines.
 
+use crate::cmd::verify::quote::RuleQuoter;
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
 use ringfence_analysis::packet_line;
 use ringfence_analysis::packet_line::parse_proto;
+use ringfence_analysis::space::format_endpoint;
 use ringfence_analysis::trace::{Overall, RawOutcome, TraceScratch};
 use ringfence_analysis::Tracer;
 use ringfence_diag::InputError;
@@ -173,7 +175,6 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     tracer.trace_with(hook, &packet, &mut scratch);
     let (_, keys, _) = tracer.trace_raw(hook, &packet);
     let name = |k: Option<(u32, u32)>| k.map(|k| tracer.rule_ref(k).to_string());
-    let chain_of = |k: Option<(u32, u32)>| k.map(|(c, _)| rs.chains[c as usize].name.as_str());
     let overall = scratch.overall();
     let outcomes = scratch.outcomes();
     let out = match args.format {
@@ -197,18 +198,38 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             s
         }
         TraceFormat::Text => {
+            let refs: Vec<String> = outcomes
+                .iter()
+                .filter_map(|o| name(o.rule))
+                .chain(keys.iter().map(|&k| tracer.rule_ref(k).to_string()))
+                .collect();
+            let q = RuleQuoter::new(&rs, &args.ruleset, refs.iter().map(String::as_str));
+            let quoted = |k: Option<(u32, u32)>| {
+                k.map(|k| {
+                    format!(
+                        "{}  ({})",
+                        q.quote(&tracer.rule_ref(k).to_string()),
+                        rs.chains[k.0 as usize].name
+                    )
+                })
+            };
+            let no_chain = format!("no base chain is on the {hook} path, so nothing filters it");
             let several = outcomes.len() > 1 || overall == Overall::Unknown;
-            let mut s = format!(
-                "{} {} -> {} {}{}: {}{}\n",
-                hook,
-                src,
-                dst,
-                ringfence_analysis::space::proto_name(protocol),
-                if args.dport != 0 || args.sport != 0 {
-                    format!(" sport {} dport {}", args.sport, args.dport)
+            // Ports only for protocols that have them; IPv6 in brackets.
+            let has_ports = matches!(protocol, 6 | 17 | 33 | 132 | 136);
+            let end = |a: &IpAddr, port: u16| {
+                if has_ports {
+                    format_endpoint(&a.to_string(), port)
                 } else {
-                    String::new()
-                },
+                    a.to_string()
+                }
+            };
+            let mut s = format!(
+                "{} {} {} -> {}: {}{}\n",
+                hook,
+                ringfence_analysis::space::proto_name(protocol),
+                end(&src, args.sport),
+                end(&dst, args.dport),
                 overall.name(),
                 match overall {
                     Overall::Depends => format!(
@@ -225,27 +246,25 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             if several {
                 // Every possible outcome with its deciding rule.
                 for o in outcomes {
-                    let _ = writeln!(
-                        s,
-                        "  possible: {} by {}{}",
-                        o.verdict.name(),
-                        name(o.rule).unwrap_or_else(|| "no base chain".into()),
-                        chain_of(o.rule)
-                            .map(|c| format!("  ({c})"))
-                            .unwrap_or_default()
-                    );
+                    let _ = match quoted(o.rule) {
+                        Some(by) => writeln!(s, "  possible: {} by {by}", o.verdict.name()),
+                        None => writeln!(s, "  possible: {}: {no_chain}", o.verdict.name()),
+                    };
                 }
                 s.push_str("  path where no rule the model cannot evaluate matches:\n");
+            } else {
+                let _ = match quoted(scratch.rule()) {
+                    Some(by) => writeln!(s, "  decided by {by}"),
+                    None => writeln!(s, "  decided by no rule: {no_chain}"),
+                };
+                if !keys.is_empty() {
+                    s.push_str("  path:\n");
+                }
             }
             // Each step with the chain it is in, so the stages of the path
             // (nat:PREROUTING, FORWARD, ...) can be told apart.
             for &k in &keys {
-                let _ = writeln!(
-                    s,
-                    "  {}  ({})",
-                    tracer.rule_ref(k),
-                    rs.chains[k.0 as usize].name
-                );
+                let _ = writeln!(s, "    {}", quoted(Some(k)).unwrap_or_default());
             }
             s
         }

@@ -4,10 +4,14 @@
 use crate::cmd::trace::{FormatArg, HookArg};
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
+use quote::RuleQuoter;
+use ringfence_analysis::space::format_endpoint;
 use ringfence_analysis::verify::{verify, Status, VerifyReport};
 use ringfence_model::Hook;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+
+pub(crate) mod quote;
 
 /// Output formats of `verify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,7 +54,8 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-fn status_str(s: Status) -> &'static str {
+/// A status as the text and JUnit outputs name it.
+pub(crate) fn status_str(s: Status) -> &'static str {
     match s {
         Status::Allowed => "allowed",
         Status::Partial => "partial",
@@ -71,7 +76,10 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             s.push('\n');
             s
         }
-        VerifyFormat::Text => text(&report),
+        VerifyFormat::Text => {
+            let q = RuleQuoter::new(&rs, &args.ruleset, report_refs(&report));
+            text(&report, &q)
+        }
         VerifyFormat::Junit => junit(&report)?,
         VerifyFormat::Sarif => crate::sarif::verify_sarif(&report, &rs),
     };
@@ -86,7 +94,46 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     })
 }
 
-fn text(r: &VerifyReport) -> String {
+/// Write `lead` and the quoted rules: one on the same line, several one per
+/// line below it. Nothing for no rules (callers say what decided instead).
+pub(crate) fn write_rules(
+    s: &mut String,
+    indent: &str,
+    lead: &str,
+    rules: &[String],
+    q: &RuleQuoter,
+) {
+    match rules {
+        [] => {}
+        [one] => {
+            let _ = writeln!(s, "{indent}{lead} {}", q.quote(one));
+        }
+        many => {
+            let _ = writeln!(s, "{indent}{lead}:");
+            for r in many {
+                let _ = writeln!(s, "{indent}  {}", q.quote(r));
+            }
+        }
+    }
+}
+
+/// Every rule reference a report names, for [`RuleQuoter::new`].
+fn report_refs(r: &VerifyReport) -> impl Iterator<Item = &str> {
+    let flows = r
+        .flows
+        .iter()
+        .flat_map(|f| f.rules.iter().chain(&f.reply_rules));
+    let excess = r.excess.iter().flat_map(|e| e.rules.iter());
+    let findings = r
+        .shadowed
+        .iter()
+        .chain(&r.redundant)
+        .flat_map(|x| std::iter::once(&x.rule).chain(&x.by));
+    flows.chain(excess).chain(findings).map(String::as_str)
+}
+
+fn text(r: &VerifyReport, q: &RuleQuoter) -> String {
+    const IN: &str = "           ";
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -94,6 +141,17 @@ fn text(r: &VerifyReport) -> String {
         r.ruleset, r.site, r.catalog, r.hook
     );
     let _ = writeln!(s, "\nflows:");
+    // What to say when a status other than allowed names no rule.
+    let nameless = |st: Status| {
+        if st == Status::Unknown {
+            "no deciding rule can be named: the analysis went over its size budget".to_string()
+        } else {
+            format!(
+                "decided by no rule: no base chain on the {} path filters these packets",
+                r.hook
+            )
+        }
+    };
     for f in &r.flows {
         let _ = writeln!(
             s,
@@ -105,12 +163,23 @@ fn text(r: &VerifyReport) -> String {
         if let Some(e) = &f.blocked_example {
             let _ = writeln!(
                 s,
-                "           e.g. {} {}:{} -> {}:{} not accepted",
-                e.proto, e.src, e.sport, e.dst, e.dport
+                "{IN}e.g. {} {} -> {} not accepted",
+                e.proto,
+                format_endpoint(&e.src, e.sport),
+                format_endpoint(&e.dst, e.dport)
             );
         }
-        if f.status != Status::Allowed && !f.rules.is_empty() {
-            let _ = writeln!(s, "           decided by {}", f.rules.join(", "));
+        if f.status != Status::Allowed {
+            if f.rules.is_empty() {
+                let _ = writeln!(s, "{IN}{}", nameless(f.status));
+            }
+            write_rules(&mut s, IN, "decided by", &f.rules, q);
+        }
+        if f.replies != Status::Allowed {
+            if f.reply_rules.is_empty() {
+                let _ = writeln!(s, "{IN}replies: {}", nameless(f.replies));
+            }
+            write_rules(&mut s, IN, "replies decided by", &f.reply_rules, q);
         }
     }
     let _ = writeln!(
@@ -129,16 +198,32 @@ fn text(r: &VerifyReport) -> String {
         }
     );
     for e in &r.excess {
-        let rules = e.rules.join(", ");
-        let _ = if e.certain {
-            writeln!(s, "  {}  by {rules}", e.describe())
+        if e.certain {
+            let _ = writeln!(s, "  {}", e.describe());
+            if e.rules.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "    accepted with no rule deciding: no base chain on the {} path filters it",
+                    r.hook
+                );
+            }
+            write_rules(&mut s, "    ", "accepted by", &e.rules, q);
         } else {
-            writeln!(
-                s,
-                "  possible: {}  may be accepted: {rules} cannot be evaluated exactly",
-                e.describe()
-            )
-        };
+            let _ = writeln!(s, "  possible: {}", e.describe());
+            if e.rules.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "    may be accepted: the model cannot follow what decides it"
+                );
+            }
+            write_rules(
+                &mut s,
+                "    ",
+                "may be accepted: the model cannot evaluate exactly",
+                &e.rules,
+                q,
+            );
+        }
     }
     for (title, why, list) in [
         ("shadowed", "covered by", &r.shadowed),
@@ -146,13 +231,15 @@ fn text(r: &VerifyReport) -> String {
     ] {
         let _ = writeln!(s, "\n{title} rules ({}):", list.len());
         for x in list {
-            let _ = writeln!(
-                s,
-                "  {} (chain {}) {why} {}",
-                x.rule,
-                x.chain,
-                x.by.join(", ")
-            );
+            let _ = writeln!(s, "  {}  (chain {})", q.quote(&x.rule), x.chain);
+            if x.by.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "    no packet that enters chain {} can match it",
+                    x.chain
+                );
+            }
+            write_rules(&mut s, "    ", why, &x.by, q);
         }
     }
     let _ = writeln!(
@@ -194,8 +281,10 @@ fn junit(r: &VerifyReport) -> Result<String, CliError> {
             if let Some(e) = &f.blocked_example {
                 let _ = write!(
                     msg,
-                    "; e.g. {} {}:{} -> {}:{}",
-                    e.proto, e.src, e.sport, e.dst, e.dport
+                    "; e.g. {} {} -> {}",
+                    e.proto,
+                    format_endpoint(&e.src, e.sport),
+                    format_endpoint(&e.dst, e.dport)
                 );
             }
             if !f.rules.is_empty() {
