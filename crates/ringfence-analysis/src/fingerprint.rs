@@ -7,8 +7,9 @@
 //! - a flow's status: the flow id, the direction (new connections or
 //!   replies) and the status;
 //! - an excess region (certain or possible): its header-space content, the
-//!   sorted source and destination networks, protocol, ports and source
-//!   ports; never the rules that accept it;
+//!   source and destination addresses as merged numeric ranges (however
+//!   they are written), protocol, ports and source ports as merged ranges;
+//!   never the rules that accept it;
 //! - a shadowed or redundant rule: its chain name and its normalized match
 //!   and action (jump targets by chain name), never its line or handle;
 //!   identical rules in one chain are told apart by their order among
@@ -124,16 +125,115 @@ pub fn flow(id: &str, direction: Direction, status: Status) -> Fingerprint {
     c.finish()
 }
 
+/// Address items (`198.18.1.20`, `198.18.10.0/24`, `a-b` ranges) as one
+/// canonical list of merged numeric ranges per family, so a region keeps
+/// its fingerprint whichever way it is written (`/32` or not, CIDRs or a
+/// range, any order). Items that are no address are kept as text.
+fn canon_addrs(items: &[String]) -> String {
+    use std::net::IpAddr;
+    fn num(a: IpAddr) -> (u8, u128) {
+        match a {
+            IpAddr::V4(a) => (4, u32::from(a) as u128),
+            IpAddr::V6(a) => (6, u128::from(a)),
+        }
+    }
+    let mut ranges: Vec<(u8, u128, u128)> = Vec::new();
+    let mut other: Vec<&str> = Vec::new();
+    for item in items {
+        let t = item.trim();
+        if let Ok(n) = t.parse::<ipnet::IpNet>() {
+            let (f, lo) = num(n.network());
+            let (_, hi) = num(n.broadcast());
+            ranges.push((f, lo, hi));
+        } else if let Ok(a) = t.parse::<IpAddr>() {
+            let (f, v) = num(a);
+            ranges.push((f, v, v));
+        } else if let Some((a, b)) = t.split_once('-').and_then(|(a, b)| {
+            Some((
+                a.trim().parse::<IpAddr>().ok()?,
+                b.trim().parse::<IpAddr>().ok()?,
+            ))
+        }) {
+            let ((f, lo), (g, hi)) = (num(a), num(b));
+            if f == g && lo <= hi {
+                ranges.push((f, lo, hi));
+            } else {
+                other.push(t);
+            }
+        } else {
+            other.push(t);
+        }
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u8, u128, u128)> = Vec::new();
+    for (f, lo, hi) in ranges {
+        match merged.last_mut() {
+            Some((g, _, h)) if *g == f && lo <= h.saturating_add(1) => *h = (*h).max(hi),
+            _ => merged.push((f, lo, hi)),
+        }
+    }
+    other.sort_unstable();
+    other.dedup();
+    let mut s = String::new();
+    for (f, lo, hi) in merged {
+        let _ = write!(s, "v{f}:{lo}-{hi};");
+    }
+    for o in other {
+        let _ = write!(s, "text:{o};");
+    }
+    s
+}
+
+/// A port list (`any`, `443`, `5556, 6443`, `8000-8080`) as merged numeric
+/// ranges; anything else as its text.
+fn canon_ports(text: &str) -> String {
+    let t = text.trim();
+    if t == "any" {
+        return "0-65535".into();
+    }
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for item in t.split(',') {
+        let item = item.trim();
+        let parsed = match item.split_once('-') {
+            Some((a, b)) => a.trim().parse().ok().zip(b.trim().parse().ok()),
+            None => item.parse().ok().map(|v| (v, v)),
+        };
+        match parsed {
+            Some((lo, hi)) if lo <= hi && hi <= 65_535 => ranges.push((lo, hi)),
+            _ => return format!("text:{t}"),
+        }
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::new();
+    for (lo, hi) in ranges {
+        match merged.last_mut() {
+            Some((_, h)) if lo <= *h + 1 => *h = (*h).max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    if merged == [(0, 65_535)] {
+        return "0-65535".into();
+    }
+    let mut s = String::new();
+    write_ranges(&mut s, merged.into_iter());
+    s
+}
+
 fn region_fields(c: &mut Canon, r: &Region) {
-    let mut src = r.sources.clone();
-    src.sort();
-    let mut dst = r.destinations.clone();
-    dst.sort();
-    c.field("sources", &src.join(","));
-    c.field("destinations", &dst.join(","));
-    c.field("protocol", &r.protocol);
-    c.field("ports", &r.ports);
-    c.field("source-ports", r.source_ports.as_deref().unwrap_or("any"));
+    c.field("sources", &canon_addrs(&r.sources));
+    c.field("destinations", &canon_addrs(&r.destinations));
+    let mut proto: Vec<String> = r
+        .protocol
+        .split(',')
+        .map(|p| p.trim().to_ascii_lowercase())
+        .collect();
+    proto.sort();
+    c.field("protocol", &proto.join(","));
+    c.field("ports", &canon_ports(&r.ports));
+    c.field(
+        "source-ports",
+        &canon_ports(r.source_ports.as_deref().unwrap_or("any")),
+    );
 }
 
 /// The fingerprint of a region finding of kind `kind` (`excess`,
@@ -540,6 +640,28 @@ mod tests {
         assert_eq!(note("a.rules:12:3: x"), note("b.rules:1:1: x"));
         assert_ne!(note("a.rules:12: x"), note("a.rules:12: y"));
         assert_eq!(strip_location("no location: here"), "no location: here");
+    }
+
+    #[test]
+    fn region_content_is_canonical_however_it_is_written() {
+        let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            canon_addrs(&strs(&["198.18.1.20/32", "198.18.10.0/24"])),
+            canon_addrs(&strs(&["198.18.10.0-198.18.10.255", "198.18.1.20"]))
+        );
+        assert_eq!(
+            canon_addrs(&strs(&["198.18.10.0/25", "198.18.10.128/25"])),
+            canon_addrs(&strs(&["198.18.10.0/24"]))
+        );
+        assert_ne!(
+            canon_addrs(&strs(&["198.18.10.0/24"])),
+            canon_addrs(&strs(&["198.18.11.0/24"]))
+        );
+        assert_eq!(canon_ports("6443, 5556"), canon_ports("5556,6443"));
+        assert_eq!(canon_ports("any"), canon_ports("0-65535"));
+        assert_eq!(canon_ports("80-89, 90"), canon_ports("80-90"));
+        assert_ne!(canon_ports("8080"), canon_ports("8081"));
+        assert_eq!(canon_ports("all but 53"), "text:all but 53");
     }
 
     #[test]
