@@ -1,13 +1,27 @@
 //! `ringfence site`: create, check and import site files.
 
-use crate::exit::{emit, CliError, SUCCESS};
+use crate::exit::{emit, CliError, FINDINGS, SUCCESS};
 use std::path::PathBuf;
+
+/// What `site import` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// The site file itself (YAML with comments).
+    Yaml,
+    /// JSON: `site_yaml` (the site file), `notes`, `warnings` and
+    /// `unknown_variables` (docs/site.md).
+    Json,
+}
 
 /// Create, check and import site files.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Write a site file from TKG cluster configuration files (the YAML given
-    /// to `tanzu management-cluster create --file`). Later files override earlier ones.
+    /// to `tanzu management-cluster create --file`). Later files override
+    /// earlier ones. Notes (what to fill in), warnings (variables that
+    /// disagree, e.g. the API server port) and variables the importer does
+    /// not know go to stderr. Exit 1 when there are warnings (the site file
+    /// is still written), 2 on bad input.
     Import {
         /// TKG cluster configuration files.
         #[arg(long = "tkg-config", value_name = "FILE", required = true, num_args = 1..)]
@@ -15,6 +29,10 @@ pub enum Command {
         /// Write the site file here (atomically) instead of stdout.
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
+        /// Output: the site file (yaml), or JSON holding it with the notes,
+        /// warnings and unknown variables (json).
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: ImportFormat,
     },
     /// Validate a site file and report every problem with its location.
     Check {
@@ -28,7 +46,11 @@ pub enum Command {
 /// Run the command.
 pub fn run(cmd: Command) -> Result<u8, CliError> {
     match cmd {
-        Command::Import { tkg_config, out } => {
+        Command::Import {
+            tkg_config,
+            out,
+            format,
+        } => {
             let mut cfg = ringfence_site::import::TkgConfig::default();
             for path in &tkg_config {
                 let name = path.display().to_string();
@@ -36,11 +58,29 @@ pub fn run(cmd: Command) -> Result<u8, CliError> {
                 cfg.add(&text, &name)?;
             }
             let imported = cfg.to_site()?;
-            emit(out.as_deref(), imported.yaml.as_bytes())?;
+            match format {
+                ImportFormat::Yaml => emit(out.as_deref(), imported.yaml.as_bytes())?,
+                ImportFormat::Json => {
+                    let mut text = serde_json::to_string_pretty(&imported)
+                        .map_err(|e| CliError::Io(format!("writing JSON: {e}")))?;
+                    text.push('\n');
+                    emit(out.as_deref(), text.as_bytes())?;
+                }
+            }
             for note in &imported.notes {
                 eprintln!("note: {note}");
             }
-            Ok(SUCCESS)
+            for v in &imported.unknown_variables {
+                eprintln!("note: {}", v.describe());
+            }
+            for w in &imported.warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok(if imported.warnings.is_empty() {
+                SUCCESS
+            } else {
+                FINDINGS
+            })
         }
         Command::Check { file } => {
             let site = ringfence_site::load_site_file(&file)?;
