@@ -170,6 +170,10 @@ pub struct Node {
     pub manifests: BTreeMap<Component, String>,
     /// The Kubernetes version (user-given, or from an image tag).
     pub kubernetes_version: Option<String>,
+    /// Where the version was read, in words: `--k8s-version`, `the
+    /// kube-apiserver image tag in /etc/kubernetes/manifests/kube-apiserver.yaml`,
+    /// `the kubelet binary at /usr/bin/kubelet`.
+    pub kubernetes_version_source: Option<String>,
     /// The process table read (`/proc`, `ROOT/proc` or `--proc DIR`), if any.
     pub procfs: Option<Procfs>,
     /// Problems noticed while looking that did not stop the scan.
@@ -267,17 +271,23 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
     if let Some(proxy) = components.get_mut(&Component::Proxy) {
         load_config(&fs, proxy, &mut notes)?;
     }
-    let kubernetes_version = opts
-        .kubernetes_version
-        .clone()
-        .or_else(|| {
-            images
-                .iter()
-                .find(|(c, _)| *c == Component::Apiserver)
-                .or(images.first())
-                .and_then(|(_, img)| version_from_image(img))
-        })
-        .or_else(|| version_from_binaries(&fs, procfs.as_ref(), &components));
+    let version = match &opts.kubernetes_version {
+        Some(v) => Some((v.clone(), "--k8s-version".to_string())),
+        None => images
+            .iter()
+            .find(|(c, _)| *c == Component::Apiserver)
+            .or(images.first())
+            .and_then(|(c, img)| {
+                let v = version_from_image(img)?;
+                let place = manifest_files
+                    .get(c)
+                    .map(|m| format!(" in {m}"))
+                    .unwrap_or_default();
+                Some((v, format!("the {} image tag{place}", c.binary())))
+            })
+            .or_else(|| version_from_binaries(&fs, procfs.as_ref(), &components)),
+    };
+    let (kubernetes_version, kubernetes_version_source) = version.unzip();
     let name = fs
         .read("/etc/hostname")
         .ok()
@@ -300,6 +310,7 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Node, InputErrors> {
         components,
         manifests: manifest_files,
         kubernetes_version,
+        kubernetes_version_source,
         procfs,
         notes,
     })
@@ -377,28 +388,32 @@ fn load_config(fs: &RootFs, found: &mut Found, notes: &mut Vec<String>) -> Resul
     Ok(())
 }
 
-/// The version stamped into a component binary: a running process's
-/// executable (`/proc/PID/exe`, see [`Procfs::exe`]), else the usual install
-/// paths under the root.
+/// The version stamped into a component binary, and where it was read: a
+/// running process's executable (`/proc/PID/exe`, see [`Procfs::exe`]),
+/// else the usual install paths under the root.
 fn version_from_binaries(
     fs: &RootFs,
     procfs: Option<&Procfs>,
     components: &BTreeMap<Component, Found>,
-) -> Option<String> {
-    for found in components.values() {
+) -> Option<(String, String)> {
+    for (component, found) in components {
         if let (Some(pid), Some(procfs)) = (found.pid, procfs) {
             if let Some(f) = procfs.exe(pid) {
                 if let Some(v) = crate::binver::version_from_binary(f) {
-                    return Some(v);
+                    return Some((
+                        v,
+                        format!("the {} executable of process {pid}", component.binary()),
+                    ));
                 }
             }
         }
     }
     for name in ["kubelet", "kube-apiserver", "kubeadm", "kubectl"] {
         for dir in ["/usr/bin", "/usr/local/bin", "/opt/bin"] {
-            if let Ok(Some(f)) = fs.open_regular(&format!("{dir}/{name}")) {
+            let path = format!("{dir}/{name}");
+            if let Ok(Some(f)) = fs.open_regular(&path) {
                 if let Some(v) = crate::binver::version_from_binary(f) {
-                    return Some(v);
+                    return Some((v, format!("the {name} binary at {path}")));
                 }
             }
         }

@@ -76,6 +76,9 @@ pub fn text(report: &Report, bench: &Benchmark, colour: bool) -> String {
             .map(|p| format!(", profile {p}"))
             .unwrap_or_default()
     );
+    if let Some(why) = &report.benchmark_reason {
+        let _ = writeln!(out, "benchmark auto: {} ({why})", report.benchmark);
+    }
     let mut section = "";
     let mut group = "";
     for c in &report.checks {
@@ -218,6 +221,13 @@ pub fn markdown(report: &Report, bench: &Benchmark) -> String {
             .unwrap_or("unknown"),
         report.profile.as_deref().unwrap_or("none")
     );
+    if let Some(why) = &report.benchmark_reason {
+        let _ = writeln!(
+            out,
+            "Benchmark chosen by `--benchmark auto`: {}\n",
+            md_escape(why)
+        );
+    }
     let _ = writeln!(
         out,
         "| pass | fail | expected fail | unexpected fail | warn | info | not assessed |"

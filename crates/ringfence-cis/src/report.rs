@@ -153,6 +153,11 @@ pub struct Summary {
 pub struct Report {
     /// Benchmark name.
     pub benchmark: String,
+    /// Why `--benchmark auto` chose it (the node's Kubernetes version, where
+    /// it was read, and kube-bench's mapping); absent when the benchmark was
+    /// named or pinned by a profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub benchmark_reason: Option<String>,
     /// Profile name, if one was applied.
     pub profile: Option<String>,
     /// The node.
@@ -283,6 +288,7 @@ pub fn scan(bench: &Benchmark, node: &Node, opts: &ScanOptions<'_>) -> Report {
     summary.expired_waivers = expired.len();
     Report {
         benchmark: bench.name.clone(),
+        benchmark_reason: None,
         profile: opts.profile.map(|p| p.name.clone()),
         node: NodeInfo::of(node),
         checks,

@@ -1,5 +1,13 @@
-//! Choosing a benchmark for a Kubernetes version.
+//! Choosing a benchmark for a Kubernetes version (`--benchmark auto`).
+//!
+//! `benchmarks/versions.yaml` keeps kube-bench's `version_mapping` (minor
+//! version → benchmark) and, under `shipped`, the Kubernetes minors each
+//! built-in benchmark covers. [`choose`] maps exactly as kube-bench does;
+//! when kube-bench's choice is not built in, or kube-bench has none, it picks
+//! nothing and names the nearest built-in benchmarks instead, so a scan never
+//! runs a benchmark the user did not ask for.
 
+use crate::benchmark::Benchmark;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -17,14 +25,27 @@ struct Range {
     max: u32,
 }
 
-/// The benchmark chosen for a version, and a note when it differs from
-/// kube-bench's choice.
+fn data() -> Versions {
+    serde_saphyr::from_str(VERSIONS).expect("embedded versions.yaml is valid")
+}
+
+/// The benchmark chosen for a node, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
     /// The benchmark to run.
     pub benchmark: String,
-    /// Why, when it is not what kube-bench would run.
-    pub note: Option<String>,
+    /// Why, in words: the version, where it was read, and kube-bench's
+    /// mapping (`Kubernetes v1.22.5 from ...; kube-bench maps 1.22 to cis-1.23`).
+    pub reason: String,
+}
+
+/// Why no built-in benchmark fits, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoChoice {
+    /// What is wrong.
+    pub message: String,
+    /// How to go on (`pass --benchmark cis-1.6 ...`).
+    pub help: String,
 }
 
 /// The minor version of `1.22.5` / `v1.22`.
@@ -37,39 +58,49 @@ pub fn minor(version: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// Pick a benchmark for a Kubernetes version (`None`: unknown version, which
-/// gives the newest shipped benchmark).
-pub fn choose(version: Option<&str>) -> Choice {
-    let data: Versions = serde_saphyr::from_str(VERSIONS).expect("embedded versions.yaml is valid");
-    let newest = data
-        .shipped
-        .iter()
-        .max_by_key(|(_, r)| r.max)
-        .map(|(n, _)| n.clone())
-        .expect("at least one shipped benchmark");
+/// kube-bench's version mapping for Kubernetes 1.x: minor → benchmark.
+pub fn kube_bench_mapping() -> BTreeMap<u32, String> {
+    data()
+        .kube_bench
+        .into_iter()
+        .filter_map(|(v, b)| Some((minor(&v)?, b)))
+        .collect()
+}
+
+/// Pick the benchmark for a node's Kubernetes `version`, read from `source`
+/// (`--k8s-version`, an image tag, a binary), as kube-bench's version
+/// mapping does. `Err` when the version is unknown or unreadable, or when
+/// kube-bench's choice is not built in or it has none: the message names the
+/// nearest built-in benchmarks.
+pub fn choose(version: Option<&str>, source: Option<&str>) -> Result<Choice, NoChoice> {
+    let builtin = Benchmark::embedded_names();
+    let list = builtin.join(", ");
     let Some(version) = version else {
-        return Choice {
-            note: Some(format!(
-                "Kubernetes version unknown; using {newest} (pass --k8s-version to choose)"
-            )),
-            benchmark: newest,
-        };
+        return Err(NoChoice {
+            message: "cannot tell the node's Kubernetes version (no image tag in its static pod manifests, no component binary with a version stamp), so --benchmark auto cannot pick a benchmark".into(),
+            help: format!("pass --k8s-version (such as 1.28.3), or --benchmark with one of {list}"),
+        });
     };
     let Some(m) = minor(version) else {
-        return Choice {
-            note: Some(format!(
-                "cannot read Kubernetes version {version:?}; using {newest}"
-            )),
-            benchmark: newest,
-        };
+        return Err(NoChoice {
+            message: format!(
+                "cannot read Kubernetes version {version:?}{}",
+                source.map(|s| format!(" (from {s})")).unwrap_or_default()
+            ),
+            help: format!("pass --k8s-version (such as 1.28.3), or --benchmark with one of {list}"),
+        });
     };
-    let kb = data.kube_bench.get(&format!("1.{m}"));
-    if let Some(kb) = kb.filter(|kb| data.shipped.contains_key(*kb)) {
-        return Choice {
+    let data = data();
+    let shown = format!("v{}", version.trim().trim_start_matches('v'));
+    let from = source.map(|s| format!(" from {s}")).unwrap_or_default();
+    let kb = kube_bench_mapping().remove(&m);
+    if let Some(kb) = kb.as_ref().filter(|kb| builtin.contains(&kb.as_str())) {
+        return Ok(Choice {
             benchmark: kb.clone(),
-            note: None,
-        };
+            reason: format!("Kubernetes {shown}{from}; kube-bench maps 1.{m} to {kb}"),
+        });
     }
+    // Nothing fits: name the built-in benchmarks whose range is nearest.
     let distance = |r: &Range| {
         if m < r.min {
             r.min - m
@@ -77,23 +108,48 @@ pub fn choose(version: Option<&str>) -> Choice {
             m.saturating_sub(r.max)
         }
     };
-    let (best, _) = data
+    let ranged: Vec<(&String, &Range)> = data
         .shipped
         .iter()
-        .min_by_key(|(_, r)| distance(r))
-        .expect("at least one shipped benchmark");
-    let why = match kb {
-        Some(kb) => {
-            format!("kube-bench maps Kubernetes 1.{m} to {kb}, which ringfence does not ship")
-        }
+        .filter(|(n, _)| builtin.contains(&n.as_str()))
+        .collect();
+    let best = ranged.iter().map(|(_, r)| distance(r)).min();
+    let nearest: Vec<String> = ranged
+        .iter()
+        .filter(|(_, r)| Some(distance(r)) == best)
+        .map(|(n, r)| {
+            if r.min == r.max {
+                format!("{n} (Kubernetes 1.{})", r.min)
+            } else {
+                format!("{n} (Kubernetes 1.{}-1.{})", r.min, r.max)
+            }
+        })
+        .collect();
+    let first = nearest
+        .first()
+        .and_then(|n| n.split(' ').next())
+        .unwrap_or("NAME")
+        .to_string();
+    let why = match &kb {
+        Some(kb) => format!("kube-bench maps 1.{m} to {kb}, which ringfence does not build in"),
         None => format!("kube-bench has no benchmark for Kubernetes 1.{m}"),
     };
-    Choice {
-        benchmark: best.clone(),
-        note: Some(format!(
-            "{why}; using the nearest shipped benchmark, {best}"
-        )),
-    }
+    let older = ranged.iter().all(|(_, r)| m < r.min);
+    Err(NoChoice {
+        message: format!(
+            "Kubernetes {shown}{from}{}: {why}; the nearest built-in benchmark{} {}",
+            if older {
+                " is older than every built-in benchmark"
+            } else {
+                ""
+            },
+            if nearest.len() == 1 { " is" } else { "s are" },
+            nearest.join(" and ")
+        ),
+        help: format!(
+            "pass --benchmark {first} to scan with it anyway (its checks may not match this version), or --k8s-version if the version is wrong"
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -101,28 +157,93 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_map_like_kube_bench_when_the_benchmark_is_shipped() {
+    fn every_kube_bench_mapping_from_1_16_to_1_34_resolves_to_its_own_benchmark() {
+        let map = kube_bench_mapping();
+        for m in 16..=34 {
+            let want = map.get(&m).unwrap_or_else(|| panic!("1.{m} is not mapped"));
+            let c = choose(Some(&format!("1.{m}.0")), None)
+                .unwrap_or_else(|e| panic!("1.{m}: {}", e.message));
+            assert_eq!(&c.benchmark, want, "1.{m}");
+            assert!(
+                c.reason
+                    .ends_with(&format!("kube-bench maps 1.{m} to {want}")),
+                "{}",
+                c.reason
+            );
+        }
+    }
+
+    #[test]
+    fn versions_pick_what_kube_bench_picks_and_say_why() {
+        let cases = [
+            ("1.17.3", "cis-1.6"),
+            ("v1.19.0", "cis-1.20"),
+            ("1.21", "cis-1.20"),
+            ("1.22.5", "cis-1.23"),
+            ("1.23.17", "cis-1.23"),
+            ("1.24.2", "cis-1.24"),
+            ("1.25.0", "cis-1.7"),
+            ("1.26.1", "cis-1.8"),
+            ("1.27.4", "cis-1.9"),
+            ("v1.28.2", "cis-1.10"),
+            ("1.31.0", "cis-1.11"),
+            ("1.34.1", "cis-1.12"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(choose(Some(v), None).unwrap().benchmark, want, "{v}");
+        }
+        let c = choose(
+            Some("1.22.9"),
+            Some("the kubelet binary at /usr/bin/kubelet"),
+        )
+        .unwrap();
         assert_eq!(
-            choose(Some("1.17.3")),
-            Choice {
-                benchmark: "cis-1.6".into(),
-                note: None
-            }
-        );
-        assert_eq!(
-            choose(Some("v1.28.2")),
-            Choice {
-                benchmark: "cis-1.10".into(),
-                note: None
-            }
+            c.reason,
+            "Kubernetes v1.22.9 from the kubelet binary at /usr/bin/kubelet; kube-bench maps 1.22 to cis-1.23"
         );
     }
 
     #[test]
+    fn old_new_unknown_and_unreadable_versions_pick_nothing_and_say_what_to_do() {
+        let e = choose(Some("1.15.3"), None).unwrap_err();
+        assert!(
+            e.message.contains("older than every built-in benchmark")
+                && e.message.contains("kube-bench maps 1.15 to cis-1.5")
+                && e.message.contains("cis-1.6 (Kubernetes 1.16-1.18)"),
+            "{}",
+            e.message
+        );
+        assert!(e.help.contains("--benchmark cis-1.6"), "{}", e.help);
+        let e = choose(Some("1.12"), None).unwrap_err();
+        assert!(
+            e.message
+                .contains("kube-bench has no benchmark for Kubernetes 1.12"),
+            "{}",
+            e.message
+        );
+        let e = choose(Some("1.35.0"), Some("--k8s-version")).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("Kubernetes v1.35.0 from --k8s-version: kube-bench has no benchmark")
+                && e.message.contains("cis-1.12 (Kubernetes 1.32-1.34)"),
+            "{}",
+            e.message
+        );
+        assert!(choose(None, None)
+            .unwrap_err()
+            .message
+            .contains("cannot tell the node's Kubernetes version"));
+        assert!(choose(Some("2.1"), Some("--k8s-version"))
+            .unwrap_err()
+            .message
+            .contains("cannot read Kubernetes version \"2.1\" (from --k8s-version)"));
+        assert_eq!(minor("2.1"), None);
+    }
+
+    #[test]
     fn shipped_lists_exactly_the_embedded_benchmarks() {
-        let data: Versions = serde_saphyr::from_str(VERSIONS).unwrap();
-        let shipped: Vec<&str> = data.shipped.keys().map(String::as_str).collect();
-        let mut embedded = crate::benchmark::Benchmark::embedded_names();
+        let shipped: Vec<String> = data().shipped.into_keys().collect();
+        let mut embedded = Benchmark::embedded_names();
         embedded.sort();
         assert_eq!(
             shipped, embedded,
@@ -132,7 +253,7 @@ mod tests {
 
     #[test]
     fn shipped_ranges_are_the_minors_kube_bench_maps_to_each_benchmark() {
-        let data: Versions = serde_saphyr::from_str(VERSIONS).unwrap();
+        let data = data();
         for (name, range) in &data.shipped {
             let minors: Vec<u32> = data
                 .kube_bench
@@ -149,16 +270,5 @@ mod tests {
                 range.max
             );
         }
-    }
-
-    #[test]
-    fn unshipped_choices_fall_back_to_the_nearest_with_a_note() {
-        let c = choose(Some("1.22.5"));
-        assert_eq!(c.benchmark, "cis-1.6");
-        assert!(c.note.unwrap().contains("cis-1.23"));
-        assert_eq!(choose(Some("1.26")).benchmark, "cis-1.10");
-        assert_eq!(choose(Some("1.34")).benchmark, "cis-1.10");
-        assert_eq!(choose(None).benchmark, "cis-1.10");
-        assert_eq!(minor("2.1"), None);
     }
 }

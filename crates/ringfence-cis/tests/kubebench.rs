@@ -102,6 +102,26 @@ fn fixture_for(name: &str) -> Result<Definitions, String> {
     Definitions::load(&cfg(), name).map_err(|e| format!("{name}: {e:?}"))
 }
 
+/// The fixture's config.yaml maps Kubernetes versions to benchmarks as
+/// benchmarks/versions.yaml (kube-bench's mapping, which `--benchmark auto`
+/// follows) does, for every version from 1.16 on.
+#[test]
+fn the_fixture_config_maps_versions_as_benchmarks_versions_yaml_does() {
+    let defs = Definitions::load(&cfg(), "cis-1.6").unwrap();
+    let mut n = 0;
+    for (m, name) in ringfence_cis::versions::kube_bench_mapping() {
+        if m >= 16 {
+            assert_eq!(
+                defs.config.benchmark_for_version(&format!("1.{m}.0")),
+                Some(name),
+                "1.{m}"
+            );
+            n += 1;
+        }
+    }
+    assert_eq!(n, 19);
+}
+
 /// Every built-in benchmark has a kube-bench-format fixture whose checks are
 /// the native benchmark's, one for one, with the same titles, remediation,
 /// `scored` and targets; the fixture's config.yaml maps it to the five

@@ -220,8 +220,8 @@ fn bad_input_exits_2_with_a_precise_message() {
         (vec!["--targets", "mastr"], "did you mean master?"),
         (vec!["--profile", "tkg-15"], "did you mean tkg-1.5?"),
         (
-            vec!["--benchmark", "cis-1.7"],
-            "unknown benchmark \"cis-1.7\"",
+            vec!["--benchmark", "cis-1.70"],
+            "unknown benchmark \"cis-1.70\"",
         ),
         (vec!["--check", "1.2.666"], "has no check \"1.2.666\""),
         (
@@ -352,13 +352,16 @@ fn the_kubernetes_version_picks_the_benchmark_when_no_profile_pins_one() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["benchmark"], "cis-1.10");
     assert_eq!(v["node"]["kubernetes_version"], "1.28.3");
-    // From the manifests' image tag (1.22.5): kube-bench would pick cis-1.23,
-    // which is not shipped, so the nearest (cis-1.6) runs, with a note.
+    // From the manifests' image tag (1.22.5): cis-1.23, as kube-bench picks.
     let o = scan(dir.path(), &["--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["benchmark"], "cis-1.6");
+    assert_eq!(v["benchmark"], "cis-1.23");
+    assert_eq!(v["benchmark_reason"], "Kubernetes v1.22.5 from the kube-apiserver image tag in /etc/kubernetes/manifests/kube-apiserver.yaml; kube-bench maps 1.22 to cis-1.23");
+    // Older than any built-in benchmark: exit 2, naming the nearest.
+    let o = scan(dir.path(), &["--k8s-version", "1.15.3"]);
+    assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("kube-bench maps Kubernetes 1.22 to cis-1.23"),
+        stderr(&o).contains("nearest built-in benchmark is cis-1.6"),
         "{}",
         stderr(&o)
     );
@@ -505,7 +508,7 @@ fn skip_and_check_take_ids_ranges_and_sections() {
     let o = ringfence(&["cis", "scan", "--example", "--skip", "4.2.99"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("--skip: cis-1.6 has no check \"4.2.99\""),
+        stderr(&o).contains("--skip: cis-1.23 has no check \"4.2.99\""),
         "{}",
         stderr(&o)
     );

@@ -559,6 +559,7 @@ fn to_report(
     summary.expired_waivers = expired.len();
     Report {
         benchmark: defs.name.clone(),
+        benchmark_reason: None,
         profile: opts.profile.map(|p| p.name.clone()),
         node: NodeInfo::of(node),
         checks,

@@ -71,7 +71,9 @@ struct ScanArgs {
     /// directory and removed afterwards) to see what a report looks like.
     #[arg(long, conflicts_with_all = ["root", "proc", "kube_bench_cfg", "allow_exec"])]
     example: bool,
-    /// auto (from the Kubernetes version or the profile), cis-1.6 or cis-1.10.
+    /// auto: the benchmark kube-bench's version mapping gives for the node's Kubernetes
+    /// version (or the profile's benchmark), said in the output; or a built-in one: cis-1.6,
+    /// cis-1.20, cis-1.23, cis-1.24, cis-1.7, cis-1.8, cis-1.9, cis-1.10, cis-1.11, cis-1.12.
     #[arg(long, default_value = "auto")]
     benchmark: String,
     /// Comma-separated targets: master, etcd, controlplane, node, policies (default: from the node's roles).
@@ -282,14 +284,15 @@ fn run_scan(mut a: ScanArgs) -> Result<u8, CliError> {
     if let Some(cfg) = a.kube_bench_cfg.clone() {
         return run_kube_bench(&a, &cfg, profile.as_ref(), targets, today, &node);
     }
-    let bench_name = match (a.benchmark.as_str(), &profile) {
-        ("auto", Some(p)) => p.benchmark.clone(),
+    let (bench_name, reason) = match (a.benchmark.as_str(), &profile) {
+        ("auto", Some(p)) => (p.benchmark.clone(), None),
         ("auto", None) => {
-            let choice = versions::choose(node.kubernetes_version.as_deref());
-            if let Some(note) = &choice.note {
-                eprintln!("note: {note}");
-            }
-            choice.benchmark
+            let choice = versions::choose(
+                node.kubernetes_version.as_deref(),
+                node.kubernetes_version_source.as_deref(),
+            )
+            .map_err(|e| InputError::whole("--benchmark auto", e.message).with_help(e.help))?;
+            (choice.benchmark, Some(choice.reason))
         }
         (name, Some(p)) if name != p.benchmark => {
             return Err(CliError::Usage(format!(
@@ -297,7 +300,7 @@ fn run_scan(mut a: ScanArgs) -> Result<u8, CliError> {
                 p.name, p.benchmark
             )))
         }
-        (name, _) => name.to_string(),
+        (name, _) => (name.to_string(), None),
     };
     let bench = Benchmark::embedded(&bench_name)?;
     let waivers = match &a.waivers {
@@ -330,10 +333,11 @@ fn run_scan(mut a: ScanArgs) -> Result<u8, CliError> {
             today,
         },
     );
+    report.benchmark_reason = reason;
     if example.is_some() {
         report.node.root = Some(EXAMPLE_ROOT.to_string());
         if profile.is_none() {
-            eprintln!("note: this is the built-in example node; --profile tkg-1.5 marks the seven failures TKG documents as expected");
+            eprintln!("note: this is the built-in example node; --profile tkg-1.5 scans it with cis-1.6 and marks the seven failures TKG documents as expected");
         }
     }
     let colour = a.out.is_none()
@@ -360,6 +364,7 @@ fn run_kube_bench(
     node: &ringfence_cis::node::Node,
 ) -> Result<u8, CliError> {
     use ringfence_cis::kubebench::{self, audit::Exec, Definitions, Mode};
+    let mut reason = None;
     let name = match (a.benchmark.as_str(), profile) {
         ("auto", Some(p)) => p.benchmark.clone(),
         ("auto", None) => {
@@ -377,12 +382,25 @@ fn run_kube_bench(
                     "cannot tell the Kubernetes version of this node; pass --benchmark NAME (a folder of --kube-bench-cfg) or --k8s-version".into(),
                 )
             })?;
-            let mapped = conf.benchmark_for_version(&version);
-            mapped.ok_or_else(|| {
+            let mapped = conf.benchmark_for_version(&version).ok_or_else(|| {
                 CliError::Usage(format!(
                     "kube-bench's version_mapping has no benchmark for Kubernetes {version}; pass --benchmark NAME"
                 ))
-            })?
+            })?;
+            let from = node
+                .kubernetes_version_source
+                .as_ref()
+                .map(|s| format!(" from {s}"))
+                .unwrap_or_default();
+            let minor = versions::minor(&version)
+                .map(|m| format!("1.{m}"))
+                .unwrap_or_else(|| version.clone());
+            reason = Some(format!(
+                "Kubernetes v{}{from}; {} maps {minor} to {mapped}",
+                version.trim_start_matches('v'),
+                global.display()
+            ));
+            mapped
         }
         (n, Some(p)) if n != p.benchmark => {
             return Err(CliError::Usage(format!(
@@ -433,7 +451,7 @@ fn run_kube_bench(
     for note in &node.notes {
         eprintln!("note: {note}");
     }
-    let result = kubebench::scan(
+    let mut result = kubebench::scan(
         &defs,
         node,
         &ringfence_cis::report::ScanOptions {
@@ -446,6 +464,7 @@ fn run_kube_bench(
         &mode,
     )
     .map_err(|r| CliError::Usage(r.message()))?;
+    result.report.benchmark_reason = reason;
     let report = &result.report;
     let colour = a.out.is_none()
         && std::io::stdout().is_terminal()
