@@ -222,3 +222,17 @@ fn a_widening_narrowing_exits_2_with_its_location() {
         "{err}"
     );
 }
+
+#[test]
+fn site_check_counts_disabled_and_narrowed_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = write(dir.path(), "site.yaml", SHAPED);
+    let (code, _, err) = ringfence(&["site", "check", s(&site)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.ends_with(
+            "ok: site `shaped`, 10 zones, 13 flows apply (1 disabled, 1 narrowed by the site)\n"
+        ),
+        "{err}"
+    );
+}

@@ -85,8 +85,20 @@ pub fn run(cmd: Command) -> Result<u8, CliError> {
         Command::Check { file } => {
             let site = ringfence_site::load_site_file(&file)?;
             let resolved = site.resolve();
+            let narrowed = resolved
+                .flows
+                .iter()
+                .filter(|f| f.narrowed.is_some())
+                .count();
+            let mut shaped = String::new();
+            if !resolved.disabled.is_empty() || narrowed > 0 {
+                shaped = format!(
+                    " ({} disabled, {narrowed} narrowed by the site)",
+                    resolved.disabled.len()
+                );
+            }
             eprintln!(
-                "{}: ok: site `{}`, {} zones, {} flows apply",
+                "{}: ok: site `{}`, {} zones, {} flows apply{shaped}",
                 file.display(),
                 site.name,
                 site.zones.len(),
