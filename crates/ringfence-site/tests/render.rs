@@ -79,3 +79,37 @@ fn diagrams_draw_same_network_flows_as_self_loops_only() {
     assert!(dot.contains("workload -> workload [label=\"allow-wl-subnet (all)\"]"));
     assert!(dot.contains("any -> any [label=\"deny-all (all)\", style=dashed"));
 }
+
+/// The example site with SSH to the jumpbox disabled and Pinniped narrowed
+/// to the IdP's clients, as docs/site.md shows it.
+fn shaped_example() -> ringfence_site::ResolvedSite {
+    let text = ringfence_site::EXAMPLE_SITE_YAML
+        .replace(
+            "  workload: [198.18.20.0/24, 198.18.21.0/24]\n",
+            "  workload: [198.18.20.0/24, 198.18.21.0/24]\n  idp-clients: [198.18.20.0/26]\n",
+        )
+        .replace(
+            "extra_flows: []",
+            "extra_flows: []\ndisable: [ssh-to-jumpbox]\nnarrow:\n  allow-pinniped:\n    from: [idp-clients]\n  dns-ntp-outbound:\n    to: [ntp]\n",
+        );
+    ringfence_site::parse_site(&text, "shaped.yaml")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .resolve()
+}
+
+#[test]
+fn shaped_flows_in_every_format() {
+    for (name, format) in [
+        ("table", FlowFormat::Table),
+        ("markdown", FlowFormat::Markdown),
+        ("csv", FlowFormat::Csv),
+        ("json", FlowFormat::Json),
+        ("dot", FlowFormat::Dot),
+        ("mermaid", FlowFormat::Mermaid),
+    ] {
+        insta::assert_snapshot!(
+            format!("shaped_flows_as_{name}"),
+            render(&shaped_example(), format)
+        );
+    }
+}
