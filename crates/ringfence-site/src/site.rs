@@ -658,10 +658,18 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
     if let Some(cat) = &catalog {
         let mut missing: Vec<(String, String)> = Vec::new();
         for flow in site.applicable_flows(cat) {
-            for z in flow
-                .sources
+            // A narrowed side needs the zones it keeps, not the row's.
+            let n = site.narrow.get(&flow.id);
+            let sources = n.and_then(|n| n.sources.as_ref()).unwrap_or(&flow.sources);
+            let destinations = if flow.same_network {
+                sources
+            } else {
+                n.and_then(|n| n.destinations.as_ref())
+                    .unwrap_or(&flow.destinations)
+            };
+            for z in sources
                 .iter()
-                .chain(&flow.destinations)
+                .chain(destinations)
                 .filter_map(EndpointRef::zone)
             {
                 if site.zones.get(z).is_some_and(|n| !n.is_empty())

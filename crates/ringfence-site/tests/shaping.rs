@@ -482,3 +482,18 @@ fn a_zone_used_only_by_a_narrowing_is_accepted_and_any_other_is_not() {
     assert!(e.contains("unknown zone `idp-clients`"), "{e}");
     assert!(e.contains("used by an extra flow or a narrowing"), "{e}");
 }
+
+#[test]
+fn a_zone_a_narrowing_leaves_out_is_no_longer_required() {
+    // Only NTP is kept of dns-ntp-outbound, so the site need not list DNS.
+    let t =
+        text("narrow:\n  dns-ntp-outbound:\n    to: [ntp]").replace("  dns: [198.18.1.53]\n", "");
+    let r = parse_site(&t, "site.yaml")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .resolve();
+    assert_eq!(r.flow("dns-ntp-outbound").unwrap().services, [udp(123)]);
+    // Without the narrowing the missing zone is reported.
+    let t = text("").replace("  dns: [198.18.1.53]\n", "");
+    let e = parse_site(&t, "site.yaml").unwrap_err().to_string();
+    assert!(e.contains("`dns` (needed by dns-ntp-outbound)"), "{e}");
+}
