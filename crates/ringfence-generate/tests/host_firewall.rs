@@ -1,6 +1,7 @@
 //! Host firewalls (`--hook input` / `--hook output`) do not lock the host
 //! out. The generated input rules, loaded into a namespace of the test's own
-//! (nftables, then iptables + ip6tables), still let a process reach a
+//! (nftables, then iptables + ip6tables, then aclgen's speedway rendering of
+//! the Aerleon export), still let a process reach a
 //! listener on 127.0.0.1:2379 (the API server talking to etcd), and IPv6
 //! neighbour discovery still works both ways over a veth to a second
 //! namespace (ULA addresses fd00:18:99::/64, only inside our namespaces). A
@@ -140,6 +141,50 @@ fn input_hook_iptables_keeps_loopback_etcd_and_ipv6_neighbour_discovery() {
         host.load_iptables(&out.file("ipv4").unwrap().contents);
         host.load_ip6tables(&out.file("ipv6").unwrap().contents);
         assert_host_keeps_working(&host, &peer, &format!("{name} iptables"));
+    }
+}
+
+#[test]
+fn input_hook_aerleon_speedway_rendering_keeps_loopback_etcd_and_ipv6_neighbour_discovery() {
+    if !common::have_aclgen() {
+        return;
+    }
+    if !ringfence_testkit::require!(
+        Need::Root,
+        Need::Tool("ip"),
+        Need::Tool("iptables-restore"),
+        Need::Tool("ip6tables-restore")
+    ) {
+        return;
+    }
+    for (name, site) in common::sites() {
+        let out = generate_site(&site, Target::Aerleon, &input_opts()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for f in &out.files {
+            let p = dir.path().join(&f.path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, &f.contents).unwrap();
+        }
+        ringfence_testkit::repo::run_aclgen(dir.path());
+        let site_name = ringfence_generate::plan::sanitize(&site.resolve().site);
+        let (host, peer) = topology();
+        for (fam, load) in [(4, "v4"), (6, "v6")] {
+            let p = dir
+                .path()
+                .join("out")
+                .join(format!("{site_name}-{load}.ipt"));
+            // A v4-only site has no v6 policy: its host gets only the v4 file.
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                assert_eq!(fam, 6, "{name}: no {p:?}");
+                continue;
+            };
+            if fam == 4 {
+                host.load_iptables(&text);
+            } else {
+                host.load_ip6tables(&text);
+            }
+        }
+        assert_host_keeps_working(&host, &peer, &format!("{name} aerleon speedway"));
     }
 }
 
