@@ -267,14 +267,44 @@ impl TkgConfig {
             self.flag("AVI_CONTROL_PLANE_HA_PROVIDER"),
             false,
         );
-        let ipv6_primary = self
-            .get("TKG_IP_FAMILY")
-            .is_some_and(|f| f.trim().to_ascii_lowercase().starts_with("ipv6"));
-        let (svc_default, pod_default) = if ipv6_primary {
-            ("fd00:100:64::/108", "fd00:100:96::/48")
-        } else {
-            ("100.64.0.0/13", "100.96.0.0/11")
+        // TKG_IP_FAMILY: ipv4 (the default), ipv6, or both in primary-first
+        // order; each family gets TKG's default networks.
+        let families: Vec<&str> = match self.get("TKG_IP_FAMILY") {
+            None => vec!["ipv4"],
+            Some(f) => {
+                let parts: Vec<String> = f
+                    .split(',')
+                    .map(|p| p.trim().to_ascii_lowercase())
+                    .collect();
+                match parts
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .as_slice()
+                {
+                    ["ipv4"] => vec!["ipv4"],
+                    ["ipv6"] => vec!["ipv6"],
+                    ["ipv4", "ipv6"] => vec!["ipv4", "ipv6"],
+                    ["ipv6", "ipv4"] => vec!["ipv6", "ipv4"],
+                    _ => {
+                        errors.push(self.error(
+                            "TKG_IP_FAMILY",
+                            format!("TKG_IP_FAMILY is `{f}`; expected ipv4, ipv6, ipv4,ipv6 or ipv6,ipv4"),
+                        ));
+                        vec!["ipv4"]
+                    }
+                }
+            }
         };
+        let default_of = |v4: &str, v6: &str| {
+            families
+                .iter()
+                .map(|f| if *f == "ipv6" { v6 } else { v4 })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let svc_default = default_of("100.64.0.0/13", "fd00:100:64::/108");
+        let pod_default = default_of("100.96.0.0/11", "fd00:100:96::/48");
         // TKG writes a dual-stack network as "v4,v6" (or "v6,v4"): one of
         // each family, the first of the primary family. Both are kept.
         let mut cidr = |key: &str, default: &str| match self.get(key) {
@@ -302,8 +332,8 @@ impl TkgConfig {
                 }
             }
         };
-        let service_cidr = cidr("SERVICE_CIDR", svc_default);
-        let cluster_cidr = cidr("CLUSTER_CIDR", pod_default);
+        let service_cidr = cidr("SERVICE_CIDR", &svc_default);
+        let cluster_cidr = cidr("CLUSTER_CIDR", &pod_default);
         let identity = match self
             .get("IDENTITY_MANAGEMENT_TYPE")
             .map(str::to_ascii_lowercase)
@@ -335,12 +365,20 @@ impl TkgConfig {
             return Err(InputErrors(errors));
         }
         let endpoint_addr_port = endpoint_addr_port.and_then(Result::ok);
-        let warnings = self.api_port_warnings(
+        let mut warnings = self.api_port_warnings(
             api_port,
             endpoint_port,
             endpoint_addr_port,
             avi_enabled && avi_ha,
         );
+        for (key, value) in [
+            ("SERVICE_CIDR", &service_cidr),
+            ("CLUSTER_CIDR", &cluster_cidr),
+        ] {
+            if let Some(w) = self.family_warning(key, value, &families) {
+                warnings.push(w);
+            }
+        }
 
         let name = self.get("CLUSTER_NAME").unwrap_or("imported-site");
         let mut y = String::new();
@@ -471,6 +509,31 @@ impl TkgConfig {
             warnings,
             unknown_variables,
         })
+    }
+
+    /// A warning when CIDR variable `key` (imported as `value`) does not give
+    /// one network per family of `TKG_IP_FAMILY`.
+    fn family_warning(&self, key: &str, value: &str, families: &[&str]) -> Option<String> {
+        self.get(key)?;
+        let mut have: Vec<&str> = value
+            .split(',')
+            .map(|n| if n.contains(':') { "ipv6" } else { "ipv4" })
+            .collect();
+        let mut want = families.to_vec();
+        have.sort_unstable();
+        want.sort_unstable();
+        if have == want {
+            return None;
+        }
+        let family = match self.get("TKG_IP_FAMILY") {
+            Some(f) => format!("TKG_IP_FAMILY is {f} ({})", self.at("TKG_IP_FAMILY")),
+            None => "TKG_IP_FAMILY is not set (TKG's default ipv4)".to_string(),
+        };
+        Some(format!(
+            "{key} is `{value}` ({}) but {family}: the site file keeps {key} as given, so its flows cover only {} addresses; give one network per family the cluster uses",
+            self.at(key),
+            have.join(" and ")
+        ))
     }
 
     /// Where the API server port variables disagree: each warning names both

@@ -328,3 +328,37 @@ fn unknown_variables_are_listed_with_the_closest_known_name() {
     // LDAP_HOST) are not listed; a clean config lists nothing.
     assert!(import(&[CONFIG]).unknown_variables.is_empty());
 }
+
+#[test]
+fn a_dual_stack_ip_family_without_cidrs_takes_both_tkg_defaults() {
+    let out = import(&["TKG_IP_FAMILY: ipv6,ipv4\n"]);
+    assert!(
+        out.yaml
+            .contains("  service_cidr: fd00:100:64::/108,100.64.0.0/13\n"),
+        "{}",
+        out.yaml
+    );
+    assert!(out
+        .yaml
+        .contains("  cluster_cidr: fd00:100:96::/48,100.96.0.0/11\n"));
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+}
+
+#[test]
+fn a_cidr_missing_a_family_of_the_ip_family_is_a_warning() {
+    let out = import(&["TKG_IP_FAMILY: ipv4,ipv6\nCLUSTER_CIDR: 100.96.0.0/11\n"]);
+    assert_eq!(
+        out.warnings,
+        ["CLUSTER_CIDR is `100.96.0.0/11` (cfg0.yaml:2:15) but TKG_IP_FAMILY is ipv4,ipv6 (cfg0.yaml:1:16): the site file keeps CLUSTER_CIDR as given, so its flows cover only ipv4 addresses; give one network per family the cluster uses"]
+    );
+}
+
+#[test]
+fn an_unknown_ip_family_is_an_error() {
+    let mut cfg = TkgConfig::default();
+    cfg.add("TKG_IP_FAMILY: ipv5\n", "c.yaml").unwrap();
+    assert_eq!(
+        cfg.to_site().unwrap_err().to_string(),
+        "c.yaml:1:16: TKG_IP_FAMILY is `ipv5`; expected ipv4, ipv6, ipv4,ipv6 or ipv6,ipv4"
+    );
+}
