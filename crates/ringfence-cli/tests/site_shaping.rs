@@ -236,3 +236,112 @@ fn site_check_counts_disabled_and_narrowed_flows() {
         "{err}"
     );
 }
+
+/// Root and the tools the lab needs, or why not (printed as the skip reason).
+fn lab_ready() -> bool {
+    use ringfence_testkit::Need;
+    ringfence_testkit::require!(Need::Root, Need::Tool("ip"), Need::Tool("nft"))
+}
+
+/// Runs `lab down` for a lab on drop (cleanup on failure too), then checks
+/// none of its `rf-` namespaces is left.
+struct LabDown {
+    name: String,
+    state_dir: PathBuf,
+}
+
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let (code, _, err) = ringfence(&[
+            "lab",
+            "down",
+            "--name",
+            &self.name,
+            "--state-dir",
+            s(&self.state_dir),
+        ]);
+        if !std::thread::panicking() {
+            assert_eq!(code, 0, "lab down: {err}");
+            let prefix = format!("rf-{}-", self.name);
+            assert!(!ringfence_lab::list_namespaces()
+                .unwrap()
+                .iter()
+                .any(|n| n.starts_with(&prefix)));
+        }
+    }
+}
+
+#[test]
+fn the_lab_expects_the_shaped_flows_on_the_real_kernel() {
+    if !lab_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shaped = write(dir.path(), "shaped.yaml", SHAPED);
+    let plain = write(dir.path(), "plain.yaml", &unshaped());
+    let rules = |site: &Path, name: &str| {
+        let (code, out, err) = ringfence(&["generate", "--site", s(site), "--target", "nftables"]);
+        assert_eq!(code, 0, "{err}");
+        write(dir.path(), name, &out)
+    };
+    let shaped_rules = rules(&shaped, "shaped.nft");
+    let plain_rules = rules(&plain, "plain.nft");
+    let name = format!("sh{}", std::process::id() % 100_000);
+    let state = dir.path().join("state");
+    let _down = LabDown {
+        name: name.clone(),
+        state_dir: state.clone(),
+    };
+    let run = |ruleset: &Path| {
+        let (code, out, err) = ringfence(&[
+            "lab",
+            "run",
+            "--site",
+            s(&shaped),
+            "--ruleset",
+            s(ruleset),
+            "--name",
+            &name,
+            "--state-dir",
+            s(&state),
+            "--format",
+            "json",
+        ]);
+        assert!(code == 0 || code == 1, "lab run exit {code}: {err}\n{out}");
+        (
+            code,
+            serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        )
+    };
+
+    // The shaped site's own rules: every required probe open, nothing else.
+    let (code, v) = run(&shaped_rules);
+    assert_eq!(code, 0, "{:#}", v["findings"]);
+    let probes = v["probes"].as_array().unwrap();
+    assert!(!probes
+        .iter()
+        .any(|p| p["flow"] == "ssh-to-jumpbox" && p["required"] == true));
+    // 198.18.20.0/26, the IdP's clients.
+    let in_idp = |a: std::net::Ipv4Addr| a.octets()[..3] == [198, 18, 20] && a.octets()[3] < 64;
+    let pinniped: Vec<&serde_json::Value> = probes
+        .iter()
+        .filter(|p| p["flow"] == "allow-pinniped" && p["required"] == true)
+        .collect();
+    assert!(!pinniped.is_empty());
+    for p in &pinniped {
+        let src: std::net::Ipv4Addr = p["src"].as_str().unwrap().parse().unwrap();
+        assert!(in_idp(src), "required pinniped probe from {src}");
+        assert_eq!(p["kernel"], "open");
+    }
+
+    // The unshaped rules still open SSH to the jumpbox: a finding.
+    let (code, v) = run(&plain_rules);
+    assert_eq!(code, 1, "{:#}", v["summary"]);
+    let findings = v["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["kind"] == "negative-open" && f["service"] == "tcp/22"),
+        "{findings:#?}"
+    );
+}
