@@ -675,6 +675,17 @@ fn bad_input_exits_2_with_a_located_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("broken.rules:3"), "{err}");
 
+    // No site: the usage error of every site command.
+    let o = Command::new(env!("CARGO_BIN_EXE_ringfence"))
+        .arg("watch")
+        .arg("--source")
+        .arg(format!("file:{}", data("ruleset.nft").display()))
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--site"));
+
     for (args, needle) in [
         (vec!["--source", "pf"], "nft, iptables or file:PATH"),
         (
@@ -698,4 +709,53 @@ fn bad_input_exits_2_with_a_located_error() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+}
+
+#[test]
+fn excess_beyond_the_listed_regions_is_reported_as_a_count() {
+    // 250 single-port accepts to Harbor from anywhere: 250 excess regions,
+    // more than verify lists (200).
+    let rules = |n: u16| -> String {
+        let extra: String = (0..n)
+            .map(|i| {
+                format!(
+                    "\t\tip daddr 198.18.1.20 tcp dport {} accept\n",
+                    20000 + 2 * i
+                )
+            })
+            .collect();
+        fixture("ruleset.nft").replacen(
+            "\tchain allow {\n",
+            &format!("\tchain allow {{\n{extra}"),
+            1,
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fw = File {
+        path: dir.path().join("ruleset.nft"),
+    };
+    std::fs::write(&fw.path, rules(250)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringfence"));
+    cmd.arg("watch")
+        .arg("--site")
+        .arg(data("site.yaml"))
+        .arg("--source")
+        .arg(format!("file:{}", fw.path.display()))
+        .args(["--interval", "100ms", "--format", "json"]);
+    let w = Watcher::start(cmd);
+    let init = w.initial();
+    assert_eq!(init["summary"]["excess"], 250, "{}", init["summary"]);
+    let got = w.after(1, Duration::from_millis(1500), || fw.write(&rules(251)));
+    let counts: Vec<&Value> = got
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| v["change"] == "excess-count")
+        .collect();
+    assert_eq!(counts.len(), 1, "{got:#?}");
+    assert_eq!(counts[0]["old"], 250);
+    assert_eq!(counts[0]["new"], 251);
+    assert_eq!(counts[0]["listed"], 200);
+    assert_eq!(counts[0]["ok"], false);
+    assert_timely("251st region", &got);
+    assert_eq!(w.stop().code(), Some(0));
 }

@@ -20,7 +20,7 @@ use crate::cmd::trace::{FormatArg, HookArg};
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
 use ringfence_analysis::fingerprint::{verify_findings, Finding, FindingKind};
-use ringfence_analysis::verify::{verify, Status, Summary};
+use ringfence_analysis::verify::{verify, Status, Summary, MAX_REGIONS};
 use ringfence_diag::InputErrors;
 use ringfence_model::{Hook, Ruleset};
 use ringfence_parse::Families;
@@ -363,6 +363,22 @@ struct Change<'a> {
     ok: bool,
 }
 
+/// The number of excess regions changed while the list is cut at
+/// `verify`'s limit, so region lines cannot show every change.
+#[derive(Debug, Serialize)]
+struct CountChange<'a> {
+    time: &'a str,
+    /// `excess-count`.
+    change: &'static str,
+    /// Excess regions before (certain and possible).
+    old: usize,
+    /// Excess regions now.
+    new: usize,
+    /// How many of them the lists show (at most [`MAX_REGIONS`]).
+    listed: usize,
+    ok: bool,
+}
+
 /// The initial state (first JSON line).
 #[derive(Debug, Serialize)]
 struct Initial<'a> {
@@ -441,6 +457,21 @@ impl Output {
         match self.format {
             WatchFormat::Json => self.line(&json)?,
             WatchFormat::Text => self.line(&text_change(c))?,
+        }
+        if let Some(argv) = &self.exec {
+            run_exec(argv, &json);
+        }
+        Ok(())
+    }
+
+    fn count(&self, c: &CountChange<'_>) -> Result<(), CliError> {
+        let json = serde_json::to_string(c).expect("count serializes");
+        match self.format {
+            WatchFormat::Json => self.line(&json)?,
+            WatchFormat::Text => self.line(&format!(
+                "{} excess regions {} -> {} (only {} listed: changes beyond the list are counted, not shown)",
+                c.time, c.old, c.new, c.listed
+            ))?,
         }
         if let Some(argv) = &self.exec {
             run_exec(argv, &json);
@@ -705,6 +736,25 @@ fn report_changes(old: &State, new: &State, out: &Output) -> Result<(), CliError
                 ok,
             })?;
         }
+    }
+    // verify lists at most MAX_REGIONS regions; past that, the count is
+    // what shows a change.
+    let listed = |s: &State| {
+        s.others
+            .values()
+            .filter(|f| matches!(f.kind, FindingKind::Excess | FindingKind::PossibleExcess))
+            .count()
+    };
+    let cut = |s: &State| s.summary.excess > listed(s) || listed(s) >= MAX_REGIONS;
+    if old.summary.excess != new.summary.excess && (cut(old) || cut(new)) {
+        out.count(&CountChange {
+            time: &time,
+            change: "excess-count",
+            old: old.summary.excess,
+            new: new.summary.excess,
+            listed: listed(new),
+            ok,
+        })?;
     }
     Ok(())
 }
