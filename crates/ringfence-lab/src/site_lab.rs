@@ -47,6 +47,151 @@ impl RulesetKind {
     }
 }
 
+impl RulesetKind {
+    /// The tools that load a file of this language (one file).
+    pub fn loaders(self) -> Vec<Loader> {
+        match self {
+            RulesetKind::Nft => vec![Loader::Nft],
+            RulesetKind::Iptables => vec![Loader::Iptables],
+        }
+    }
+}
+
+/// The tool that loads one ruleset file into the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loader {
+    /// `ipset restore` (an `ipset save` file); loaded before any iptables file.
+    Ipset,
+    /// `iptables-restore` (iptables-save text for IPv4).
+    Iptables,
+    /// `ip6tables-restore` (ip6tables-save text).
+    Ip6tables,
+    /// `nft -f` (nft text; several files are one script, in order).
+    Nft,
+}
+
+impl Loader {
+    /// The name used in reports and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loader::Ipset => "ipset",
+            Loader::Iptables => "iptables",
+            Loader::Ip6tables => "ip6tables",
+            Loader::Nft => "nft",
+        }
+    }
+
+    /// Decide from the text: `ipset save` output starts with `create`;
+    /// iptables-save text is IPv6 when its header names ip6tables or its
+    /// first address is an IPv6 one; anything else is nft text.
+    pub fn detect(text: &str) -> Loader {
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'));
+        if first.is_some_and(|l| l.starts_with("create ")) {
+            return Loader::Ipset;
+        }
+        match RulesetKind::detect(text) {
+            RulesetKind::Nft => Loader::Nft,
+            RulesetKind::Iptables => {
+                if iptables_text_is_v6(text) {
+                    Loader::Ip6tables
+                } else {
+                    Loader::Iptables
+                }
+            }
+        }
+    }
+
+    /// The tools this loader runs (to load and to read back).
+    pub fn tools(self) -> &'static [&'static str] {
+        match self {
+            Loader::Ipset => &["ipset"],
+            Loader::Iptables => &["iptables-restore", "iptables-save"],
+            Loader::Ip6tables => &["ip6tables-restore", "ip6tables-save"],
+            Loader::Nft => &["nft"],
+        }
+    }
+}
+
+fn iptables_text_is_v6(text: &str) -> bool {
+    for l in text.lines().map(str::trim) {
+        if l.starts_with('#') {
+            if l.contains("ip6tables") {
+                return true;
+            }
+            continue;
+        }
+        let mut t = l.split_whitespace();
+        while let Some(tok) = t.next() {
+            if matches!(tok, "-s" | "-d" | "--source" | "--destination") {
+                if let Some(a) = t.next() {
+                    let a = a.split('/').next().unwrap_or(a);
+                    return a.parse::<std::net::Ipv6Addr>().is_ok();
+                }
+            }
+        }
+    }
+    false
+}
+
+/// One ruleset file for the router: its name (for errors), text and tool.
+#[derive(Debug, Clone)]
+pub struct RulesetFile {
+    /// The file name as the user gave it.
+    pub name: String,
+    /// Its text.
+    pub text: String,
+    /// The tool that loads it.
+    pub loader: Loader,
+}
+
+/// The loaders of `files`, each once, in load order.
+pub fn loaders_of(files: &[RulesetFile]) -> Vec<Loader> {
+    let mut l: Vec<Loader> = files.iter().map(|f| f.loader).collect();
+    l.sort_unstable();
+    l.dedup();
+    l
+}
+
+/// Check that `files` can be loaded together: nft files do not mix with
+/// iptables, ip6tables or ipset files (`nft -f` after `flush ruleset` would
+/// remove the tables iptables-nft made, and the router would hold two
+/// rulesets in two languages), and one family has one iptables file.
+pub fn check_files(files: &[RulesetFile]) -> Result<(), String> {
+    let count = |l: Loader| files.iter().filter(|f| f.loader == l).count();
+    if count(Loader::Nft) > 0 && count(Loader::Nft) < files.len() {
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| format!("{} ({})", f.name, f.loader.name()))
+            .collect();
+        return Err(format!(
+            "nft files cannot be loaded together with iptables, ip6tables or ipset files: {}",
+            names.join(", ")
+        ));
+    }
+    for l in [Loader::Iptables, Loader::Ip6tables] {
+        if count(l) > 1 {
+            let names: Vec<&str> = files
+                .iter()
+                .filter(|f| f.loader == l)
+                .map(|f| f.name.as_str())
+                .collect();
+            return Err(format!(
+                "two {} files ({}): give one iptables-save and one ip6tables-save file",
+                l.name(),
+                names.join(", ")
+            ));
+        }
+    }
+    if count(Loader::Ipset) > 0 && count(Loader::Iptables) + count(Loader::Ip6tables) == 0 {
+        return Err("an ipset file alone loads no rules: give the iptables-save file whose `-m set` matches use the sets".into());
+    }
+    Ok(())
+}
+
 /// A transport protocol a probe uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -431,6 +576,21 @@ pub struct SiteLabState {
     /// The ruleset language loaded.
     #[serde(default)]
     pub ruleset_kind: Option<RulesetKind>,
+    /// The tools the ruleset files were loaded with (empty in state files
+    /// written before several files were supported: see `ruleset_kind`).
+    #[serde(default)]
+    pub loaders: Vec<Loader>,
+}
+
+impl SiteLabState {
+    /// The tools the lab's ruleset was loaded with.
+    pub fn loaders(&self) -> Vec<Loader> {
+        if self.loaders.is_empty() {
+            self.ruleset_kind.unwrap_or(RulesetKind::Nft).loaders()
+        } else {
+            self.loaders.clone()
+        }
+    }
 }
 
 /// Where the state file of lab `tag` lives under `dir`.
@@ -494,10 +654,29 @@ pub fn build(
     kind: RulesetKind,
     dir: &Path,
 ) -> Result<PathBuf, LabError> {
-    preflight(&[match kind {
-        RulesetKind::Nft => "nft",
-        RulesetKind::Iptables => "iptables-restore",
-    }])?;
+    let file = RulesetFile {
+        name: "ruleset".into(),
+        text: ruleset.to_string(),
+        loader: kind.loaders()[0],
+    };
+    build_files(plan, &[file], dir)
+}
+
+/// [`build`] with several ruleset files, each loaded with its own tool
+/// ([`load_files`]); `files` must pass [`check_files`].
+pub fn build_files(plan: &Plan, files: &[RulesetFile], dir: &Path) -> Result<PathBuf, LabError> {
+    check_files(files).map_err(|m| LabError::Command {
+        cmd: "load the ruleset files".into(),
+        stderr: m,
+    })?;
+    let loaders = loaders_of(files);
+    let tools: Vec<&str> = loaders.iter().flat_map(|l| l.tools()).copied().collect();
+    preflight(&tools)?;
+    let kind = if loaders.contains(&Loader::Nft) {
+        RulesetKind::Nft
+    } else {
+        RulesetKind::Iptables
+    };
     check_address(plan.gateway)?;
     for h in &plan.hosts {
         check_address(h.addr)?;
@@ -540,6 +719,7 @@ pub fn build(
         pids: Vec::new(),
         plan: None,
         ruleset_kind: Some(kind),
+        loaders: loaders.clone(),
     };
     let r = (|| -> Result<(), LabError> {
         let router = plan.router_ns();
@@ -592,7 +772,7 @@ pub fn build(
                 "-n", &h.ns, "route", "add", "default", "via", &gw, "dev", "rf-up", "onlink",
             ])?;
         }
-        load_ruleset(&router, ruleset, kind)?;
+        load_files(&router, files)?;
         st.plan = Some(plan.clone());
         save(&path, &st)
     })();
@@ -619,25 +799,76 @@ pub fn load_ruleset(router: &str, ruleset: &str, kind: RulesetKind) -> Result<()
     }
 }
 
+/// Load several files into the router, each with its tool: the `ipset
+/// save` files first (`ipset restore`; the sets must exist before a rule
+/// names them), then the iptables-save file (`iptables-restore`) and the
+/// ip6tables-save file (`ip6tables-restore`); nft files are one script in
+/// the order given (`nft -f`, after `flush ruleset`).
+pub fn load_files(router: &str, files: &[RulesetFile]) -> Result<(), LabError> {
+    let nft: Vec<&str> = files
+        .iter()
+        .filter(|f| f.loader == Loader::Nft)
+        .map(|f| f.text.as_str())
+        .collect();
+    if !nft.is_empty() {
+        load_ruleset(router, &nft.join("\n"), RulesetKind::Nft)?;
+    }
+    for l in [Loader::Ipset, Loader::Iptables, Loader::Ip6tables] {
+        for f in files.iter().filter(|f| f.loader == l) {
+            let r = match l {
+                Loader::Ipset => ns_cmd(router, "ipset", &["restore"], &f.text),
+                Loader::Iptables => ns_cmd(router, "iptables-restore", &[], &f.text),
+                _ => ns_cmd(router, "ip6tables-restore", &[], &f.text),
+            };
+            r.map_err(|e| match e {
+                LabError::Command { cmd, stderr } => LabError::Command {
+                    cmd: format!("{cmd} < {}", f.name),
+                    stderr,
+                },
+                e => e,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// What the router's kernel holds, parsed into the model (from
 /// `nft -j list ruleset` or `iptables-save`: the dump, not the input).
 pub fn kernel_ruleset(router: &str, kind: RulesetKind) -> Result<Ruleset, LabError> {
-    let (text, fmt) = match kind {
-        RulesetKind::Nft => (
-            ns_cmd(router, "nft", &["-j", "list", "ruleset"], "")?,
-            ringfence_parse::RulesetFormat::NftJson,
-        ),
-        RulesetKind::Iptables => (
-            ns_cmd(router, "iptables-save", &[], "")?,
-            ringfence_parse::RulesetFormat::IptablesSave,
-        ),
+    kernel_ruleset_of(router, &kind.loaders())
+}
+
+/// What the router's kernel holds after loading with `loaders`, read back
+/// with each tool's dump (`nft -j list ruleset`, `iptables-save`,
+/// `ip6tables-save`, `ipset save`) and parsed as one ruleset
+/// (`ringfence_parse::parse_rulesets_for`: each iptables dump for its own
+/// family, the sets for the `-m set` matches). The lab is IPv4-only, so
+/// only IPv4 must be covered.
+pub fn kernel_ruleset_of(router: &str, loaders: &[Loader]) -> Result<Ruleset, LabError> {
+    let mut dumps = Vec::new();
+    for l in loaders {
+        let (prog, args): (&str, &[&str]) = match l {
+            Loader::Nft => ("nft", &["-j", "list", "ruleset"]),
+            Loader::Iptables => ("iptables-save", &[]),
+            Loader::Ip6tables => ("ip6tables-save", &[]),
+            Loader::Ipset => ("ipset", &["save"]),
+        };
+        let text = ns_cmd(router, prog, args, "")?;
+        dumps.push((text, format!("{router} ({} dump)", l.name())));
+    }
+    let inputs: Vec<(&str, &str)> = dumps
+        .iter()
+        .map(|(t, n)| (t.as_str(), n.as_str()))
+        .collect();
+    let need = ringfence_parse::Families {
+        v4: true,
+        v6: false,
     };
-    ringfence_parse::parse_ruleset(&text, &format!("{router} (kernel dump)"), fmt).map_err(|e| {
-        LabError::Command {
+    ringfence_parse::parse_rulesets_for(&inputs, ringfence_parse::RulesetFormat::Auto, need)
+        .map_err(|e| LabError::Command {
             cmd: "parse the kernel's ruleset dump".into(),
             stderr: e.to_string(),
-        }
-    })
+        })
 }
 
 fn kill(pid: u32) {
@@ -807,7 +1038,19 @@ pub fn run_probes(
     concurrency: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Vec<ProbeResult>, LabError> {
-    let rs = kernel_ruleset(&plan.router_ns(), kind)?;
+    run_probes_loaded(plan, &kind.loaders(), timeout, concurrency, progress)
+}
+
+/// [`run_probes`] for a router loaded with `loaders` (several files): the
+/// prediction comes from every dump, merged into one model.
+pub fn run_probes_loaded(
+    plan: &Plan,
+    loaders: &[Loader],
+    timeout: Duration,
+    concurrency: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<ProbeResult>, LabError> {
+    let rs = kernel_ruleset_of(&plan.router_ns(), loaders)?;
     let tracer = ringfence_analysis::Tracer::new(&rs);
     let probes: Vec<Probe> = plan
         .probes
@@ -857,6 +1100,44 @@ pub fn run_probes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_ruleset_file_gets_the_tool_that_loads_it() {
+        let v4 = "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -s 198.18.1.0/24 -j ACCEPT\nCOMMIT\n";
+        assert_eq!(Loader::detect(v4), Loader::Iptables);
+        let v6_by_header = format!("# Generated by ip6tables-save v1.8.9\n{v4}");
+        assert_eq!(Loader::detect(&v6_by_header), Loader::Ip6tables);
+        let v6_by_address = "*filter\n-A FORWARD -s fd00:18::/64 -j ACCEPT\nCOMMIT\n";
+        assert_eq!(Loader::detect(v6_by_address), Loader::Ip6tables);
+        let sets = "# sets\ncreate rf-a hash:ip family inet\nadd rf-a 198.18.1.1\n";
+        assert_eq!(Loader::detect(sets), Loader::Ipset);
+        assert_eq!(Loader::detect("table inet f {\n}\n"), Loader::Nft);
+    }
+
+    #[test]
+    fn ruleset_files_that_cannot_make_one_router_ruleset_are_refused() {
+        let f = |name: &str, loader| RulesetFile {
+            name: name.into(),
+            text: String::new(),
+            loader,
+        };
+        let ok = [
+            f("sets", Loader::Ipset),
+            f("v4", Loader::Iptables),
+            f("v6", Loader::Ip6tables),
+        ];
+        assert!(check_files(&ok).is_ok());
+        assert_eq!(
+            loaders_of(&ok),
+            vec![Loader::Ipset, Loader::Iptables, Loader::Ip6tables]
+        );
+        assert!(check_files(&[f("a", Loader::Nft), f("b", Loader::Nft)]).is_ok());
+        let mixed = check_files(&[f("a.nft", Loader::Nft), f("b", Loader::Iptables)]);
+        assert!(mixed.unwrap_err().contains("a.nft (nft)"));
+        let twice = check_files(&[f("a", Loader::Iptables), f("b", Loader::Iptables)]);
+        assert!(twice.unwrap_err().contains("a, b"));
+        assert!(check_files(&[f("sets", Loader::Ipset)]).is_err());
+    }
 
     #[test]
     fn representatives_are_first_middle_last_usable() {

@@ -5,7 +5,7 @@ use crate::exit::{emit, CliError, FINDINGS, SUCCESS};
 use clap::{Args as ClapArgs, ValueEnum};
 use ringfence_diag::InputError;
 use ringfence_lab::report::LabReport;
-use ringfence_lab::site_lab::{self, Plan, RulesetKind};
+use ringfence_lab::site_lab::{self, Loader, Plan, RulesetFile};
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,11 +13,14 @@ use std::time::Duration;
 /// Ruleset languages `lab` loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LabRulesetFormat {
-    /// Decide from the content (iptables-save has `*filter` / `-A` lines).
+    /// Decide from each file's content: `ipset save` output (`create` lines),
+    /// iptables-save text (`*filter` / `-A` lines; IPv6 when its header names
+    /// ip6tables or its first address is IPv6), else nft text.
     Auto,
     /// nftables text, loaded with `nft -f`.
     Nft,
-    /// iptables-save text, loaded with `iptables-restore`.
+    /// iptables-save or ip6tables-save text (the family from the file) and
+    /// `ipset save` files.
     Iptables,
 }
 
@@ -53,9 +56,13 @@ pub struct BuildArgs {
     /// Use the embedded example site (addresses in 198.18.0.0/15).
     #[arg(long)]
     pub example: bool,
-    /// The ruleset to load into the lab router (nft -f text or iptables-save text).
+    /// A ruleset file to load into the lab router: nft -f text, iptables-save
+    /// or ip6tables-save text, or `ipset save` output. Repeat for a ruleset
+    /// kept in several files (iptables-save + ip6tables-save + ipset save,
+    /// or nft text split over files, read in order); the prediction reads
+    /// them back as one ruleset.
     #[arg(long, value_name = "FILE")]
-    pub ruleset: Option<PathBuf>,
+    pub ruleset: Vec<PathBuf>,
     /// The ruleset's language.
     #[arg(long, value_enum, default_value = "auto")]
     pub ruleset_format: LabRulesetFormat,
@@ -121,48 +128,80 @@ fn lab_err(e: impl std::fmt::Display) -> CliError {
     CliError::Io(format!("lab: {e}"))
 }
 
-/// Load, remap and plan; returns the plan, the ruleset text and its kind.
-fn prepare(b: &BuildArgs, tag: &str) -> Result<(Plan, String, RulesetKind), CliError> {
+/// Load, remap and plan; returns the plan and the ruleset files.
+fn prepare(b: &BuildArgs, tag: &str) -> Result<(Plan, Vec<RulesetFile>), CliError> {
     let mut site = crate::cmd::flows::load_site(b.site.as_deref(), b.example)?;
     let site_path = b
         .site
         .clone()
         .unwrap_or_else(|| PathBuf::from("examples/site.yaml"));
-    let Some(rs_path) = &b.ruleset else {
+    if b.ruleset.is_empty() {
         return Err(CliError::Usage(
             "no ruleset given: pass --ruleset FILE, the rules to load into the lab router".into(),
         ));
-    };
-    let rs_name = rs_path.display().to_string();
-    let mut text = ringfence_site::read_text_file(rs_path, &rs_name, "ruleset")?;
-    if b.remap {
+    }
+    let remap = if b.remap {
         let r = ringfence_lab::remap::Remap::new(&site.zones)
             .map_err(|m| InputError::whole(site_path.display().to_string(), m))?;
-        text = r
-            .ruleset(&text)
-            .map_err(|m| InputError::whole(rs_name.clone(), m))?;
-        site.zones = r.zones(&site.zones);
-    } else if let Err(m) = ringfence_lab::remap::site_is_in_lab_range(&site.zones) {
-        return Err(InputError::whole(site_path.display().to_string(), m)
-            .with_help("the lab only uses 198.18.0.0/15; --remap moves the site there")
-            .into());
-    }
-    let kind = match b.ruleset_format {
-        LabRulesetFormat::Auto => RulesetKind::detect(&text),
-        LabRulesetFormat::Nft => RulesetKind::Nft,
-        LabRulesetFormat::Iptables => RulesetKind::Iptables,
+        Some(r)
+    } else {
+        if let Err(m) = ringfence_lab::remap::site_is_in_lab_range(&site.zones) {
+            return Err(InputError::whole(site_path.display().to_string(), m)
+                .with_help("the lab only uses 198.18.0.0/15; --remap moves the site there")
+                .into());
+        }
+        None
     };
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for rs_path in &b.ruleset {
+        let name = rs_path.display().to_string();
+        let mut text = match ringfence_site::read_text_file(rs_path, &name, "ruleset") {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        if let Some(r) = &remap {
+            match r.ruleset(&text) {
+                Ok(t) => text = t,
+                Err(m) => {
+                    errors.push(InputError::whole(name, m));
+                    continue;
+                }
+            }
+        }
+        let detected = Loader::detect(&text);
+        let loader = match (b.ruleset_format, detected) {
+            (LabRulesetFormat::Auto, l) => l,
+            (LabRulesetFormat::Nft, _) => Loader::Nft,
+            (LabRulesetFormat::Iptables, l @ (Loader::Ipset | Loader::Ip6tables)) => l,
+            (LabRulesetFormat::Iptables, _) => Loader::Iptables,
+        };
+        files.push(RulesetFile { name, text, loader });
+    }
+    if !errors.is_empty() {
+        return Err(CliError::Input(ringfence_diag::InputErrors(errors)));
+    }
+    site_lab::check_files(&files).map_err(|m| {
+        CliError::Usage(format!(
+            "{m}; the lab loads one ruleset: nft files, or iptables-save, ip6tables-save and ipset save files"
+        ))
+    })?;
+    if let Some(r) = &remap {
+        site.zones = r.zones(&site.zones);
+    }
     let resolved = site.resolve();
     let plan = Plan::new(tag, &site.zones, &resolved).map_err(lab_err)?;
-    Ok((plan, text, kind))
+    Ok((plan, files))
 }
 
-fn preflight(kind: RulesetKind) -> Result<(), CliError> {
-    let tools: &[&str] = match kind {
-        RulesetKind::Nft => &["nft"],
-        RulesetKind::Iptables => &["nft", "iptables-restore", "iptables-save"],
-    };
-    ringfence_lab::preflight(tools).map_err(lab_err)
+fn preflight(loaders: &[Loader]) -> Result<(), CliError> {
+    let mut tools: Vec<&str> = loaders.iter().flat_map(|l| l.tools()).copied().collect();
+    // The lab's own plumbing uses nft whatever the ruleset's language.
+    tools.push("nft");
+    ringfence_lab::preflight(&tools).map_err(lab_err)
 }
 
 fn progress_bar(total: usize) -> indicatif::ProgressBar {
@@ -179,22 +218,24 @@ fn progress_bar(total: usize) -> indicatif::ProgressBar {
     }
 }
 
-fn report(plan: &Plan, kind: RulesetKind, opts: &RunOpts) -> Result<u8, CliError> {
+fn report(plan: &Plan, loaders: &[Loader], opts: &RunOpts) -> Result<u8, CliError> {
     let pb = progress_bar(plan.probes.len());
-    let results = site_lab::run_probes(
+    let results = site_lab::run_probes_loaded(
         plan,
-        kind,
+        loaders,
         Duration::from_millis(opts.timeout),
         opts.concurrency,
         &|d, _| pb.set_position(d as u64),
     )
     .map_err(lab_err)?;
     pb.finish_and_clear();
-    let kind_name = match kind {
-        RulesetKind::Nft => "nft",
-        RulesetKind::Iptables => "iptables",
-    };
-    let rep = LabReport::new(&plan.tag, kind_name, results, plan.skipped.clone());
+    // "nft", "iptables", or the tools joined: "ipset+iptables+ip6tables".
+    let kind_name = loaders
+        .iter()
+        .map(|l| l.name())
+        .collect::<Vec<_>>()
+        .join("+");
+    let rep = LabReport::new(&plan.tag, &kind_name, results, plan.skipped.clone());
     let text = match opts.format {
         LabFormat::Text => rep.text(opts.verbose),
         LabFormat::Json => rep.json(),
@@ -266,9 +307,9 @@ fn teardown_on_signal(path: PathBuf, tag: String) {
 pub fn run(cmd: Command) -> Result<u8, CliError> {
     match cmd {
         Command::Up { build, name } => {
-            let (plan, text, kind) = prepare(&build, &name.name)?;
-            preflight(kind)?;
-            let path = site_lab::build(&plan, &text, kind, &name.state_dir).map_err(lab_err)?;
+            let (plan, files) = prepare(&build, &name.name)?;
+            preflight(&site_lab::loaders_of(&files))?;
+            let path = site_lab::build_files(&plan, &files, &name.state_dir).map_err(lab_err)?;
             let guard = Guard {
                 path: &path,
                 tag: &name.name,
@@ -319,18 +360,19 @@ pub fn run(cmd: Command) -> Result<u8, CliError> {
             }
         }
         Command::Run { build, name, opts } => {
-            if build.site.is_some() || build.example || build.ruleset.is_some() {
-                let (plan, text, kind) = prepare(&build, &name.name)?;
-                preflight(kind)?;
+            if build.site.is_some() || build.example || !build.ruleset.is_empty() {
+                let (plan, files) = prepare(&build, &name.name)?;
+                let loaders = site_lab::loaders_of(&files);
+                preflight(&loaders)?;
                 let path = site_lab::state_path(&name.state_dir, &name.name);
                 teardown_on_signal(path.clone(), name.name.clone());
                 let _guard = Guard {
                     path: &path,
                     tag: &name.name,
                 };
-                site_lab::build(&plan, &text, kind, &name.state_dir).map_err(lab_err)?;
+                site_lab::build_files(&plan, &files, &name.state_dir).map_err(lab_err)?;
                 let _servers = site_lab::serve(&plan).map_err(lab_err)?;
-                report(&plan, kind, &opts)
+                report(&plan, &loaders, &opts)
             } else {
                 let path = site_lab::state_path(&name.state_dir, &name.name);
                 if !path.exists() {
@@ -341,12 +383,12 @@ pub fn run(cmd: Command) -> Result<u8, CliError> {
                     )));
                 }
                 let st = site_lab::load_state(&path).map_err(lab_err)?;
+                let loaders = st.loaders();
                 let plan = st.plan.ok_or_else(|| {
                     lab_err("the lab is not complete; run `ringfence lab down` and `up` again")
                 })?;
-                let kind = st.ruleset_kind.unwrap_or(RulesetKind::Nft);
-                preflight(kind)?;
-                report(&plan, kind, &opts)
+                preflight(&loaders)?;
+                report(&plan, &loaders, &opts)
             }
         }
         Command::Down { name } => {
