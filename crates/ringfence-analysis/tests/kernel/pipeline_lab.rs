@@ -1,0 +1,587 @@
+//! What the two pipeline kernel differential tests share (included with
+//! `#[path]` by `ringfence-analysis/tests/kernel_pipeline.rs` and
+//! `ringfence-lab/tests/nft_pipeline_differential.rs`): the lab, the probes,
+//! how the kernel's fate of a probe is observed and how it is judged against
+//! `trace`'s outcomes.
+//!
+//! Lab: `netns::Line3`, client 198.18.0.10-17 — router (rfc0 198.18.0.1,
+//! rfs0 198.18.1.1) — server 198.18.1.10-17. Probes take the three paths the
+//! model names: forward (client to a server address), input (client to one
+//! of the router's addresses) and output (router to a server address).
+//!
+//! Observation: an agent (tests/kernel/pipeline.py) in the server and in the
+//! router namespace records, through raw IP sockets, the first packet of each
+//! connection that netfilter delivered to that namespace's own stack. A probe
+//! "arrived" when the agent of its destination namespace recorded its tuple;
+//! replies play no part, so rules that drop them cannot disturb the verdict.
+//! Whether a packet that did not arrive was dropped or rejected is not
+//! judged: the reject's answer crosses the router's own output chains, which
+//! the random rulesets also fill.
+
+use ringfence_analysis::trace::{Decision, TraceOutcome};
+use ringfence_analysis::Tracer;
+use ringfence_model::{Hook, Packet};
+use ringfence_testkit::netns::{Line3, Line3Spec};
+use ringfence_testkit::Netns;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+/// Ports the agents listen on (TCP and UDP) and probes go to.
+pub const PORTS: [u16; 8] = [22, 80, 443, 1000, 1001, 2000, 5000, 8080];
+/// Router device facing the client.
+pub const ROUTER_IN: &str = "rfc0";
+/// Router device facing the server.
+pub const ROUTER_OUT: &str = "rfs0";
+/// The router's address on `ROUTER_IN`.
+pub const ROUTER_IN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The router's address on `ROUTER_OUT`.
+pub const ROUTER_OUT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// Client hosts 198.18.0.10 .. 198.18.0.(10+HOSTS-1); servers alike in 198.18.1.0/24.
+pub const HOSTS: u8 = 8;
+/// How long a sender waits for answers: below the first SYN retransmission (1 s).
+const SEND_TIMEOUT: &str = "0.5";
+
+/// The i-th client address.
+pub fn client(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, 10 + i)
+}
+
+/// The i-th server address.
+pub fn server(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 1, 10 + i)
+}
+
+/// A small deterministic generator (xorshift64*): failures reproduce by seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A generator for `seed` (any value, 0 included).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// True with `pct` percent probability.
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+    /// One element of `v`.
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len() as u64) as usize]
+    }
+    /// One of the strings of `v`.
+    pub fn one(&mut self, v: &[&'static str]) -> &'static str {
+        v[self.below(v.len() as u64) as usize]
+    }
+}
+
+/// A numeric environment override (`RF_KERNEL_RULESETS=10`).
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Which of the model's paths a probe takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// Client to server, through the router.
+    Forward,
+    /// Client to the router itself.
+    Input,
+    /// The router to the server.
+    Output,
+}
+
+impl Way {
+    fn hook(self) -> Hook {
+        match self {
+            Way::Forward => Hook::Forward,
+            Way::Input => Hook::Input,
+            Way::Output => Hook::Output,
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Where a delivered packet was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The server namespace.
+    Server,
+    /// The router namespace (its own stack).
+    Router,
+}
+
+/// One probe: the first packet of a TCP connection or a UDP exchange.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Its path.
+    pub way: Way,
+    /// 6 or 17.
+    pub proto: u8,
+    /// Source address (bound).
+    pub src: Ipv4Addr,
+    /// Source port (bound, unique in the run).
+    pub sport: u16,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// Destination port.
+    pub dport: u16,
+}
+
+impl Probe {
+    /// The packet `trace` is asked about.
+    pub fn packet(&self) -> Packet {
+        let mut p = Packet::new_connection(
+            IpAddr::V4(self.src),
+            IpAddr::V4(self.dst),
+            self.proto,
+            self.sport,
+            self.dport,
+        );
+        p.iif = (self.way != Way::Output).then(|| ROUTER_IN.to_string());
+        p.oif = (self.way != Way::Input).then(|| ROUTER_OUT.to_string());
+        p
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "{{\"proto\":{},\"src\":\"{}\",\"sport\":{},\"dst\":\"{}\",\"dport\":{}}}\n",
+            self.proto, self.src, self.sport, self.dst, self.dport
+        )
+    }
+
+    /// One line for a report.
+    pub fn describe(&self) -> String {
+        let p = self.packet();
+        format!(
+            "{:?} {} {}:{} -> {}:{} iif {:?} oif {:?}",
+            self.way,
+            if self.proto == 6 { "tcp" } else { "udp" },
+            self.src,
+            self.sport,
+            self.dst,
+            self.dport,
+            p.iif,
+            p.oif
+        )
+    }
+}
+
+/// `n` random probes over the three paths; source ports come from `next_sport`
+/// (never reused in a run, so every probe is a new connection to conntrack).
+pub fn random_probes(rng: &mut Rng, n: usize, next_sport: &mut u16) -> Vec<Probe> {
+    (0..n)
+        .map(|_| {
+            let way = match rng.below(20) {
+                0..=10 => Way::Forward,
+                11..=15 => Way::Input,
+                _ => Way::Output,
+            };
+            let (src, dst) = match way {
+                Way::Forward => (
+                    client(rng.below(HOSTS as u64) as u8),
+                    server(rng.below(HOSTS as u64) as u8),
+                ),
+                Way::Input => (
+                    client(rng.below(HOSTS as u64) as u8),
+                    *rng.pick(&[ROUTER_IN_ADDR, ROUTER_OUT_ADDR]),
+                ),
+                Way::Output => (
+                    *rng.pick(&[ROUTER_OUT_ADDR, ROUTER_OUT_ADDR, ROUTER_IN_ADDR]),
+                    server(rng.below(HOSTS as u64) as u8),
+                ),
+            };
+            let sport = *next_sport;
+            *next_sport = next_sport.checked_add(1).expect("source ports exhausted");
+            Probe {
+                way,
+                proto: if rng.chance(30) { 17 } else { 6 },
+                src,
+                sport,
+                dst,
+                dport: *rng.pick(&PORTS),
+            }
+        })
+        .collect()
+}
+
+/// A packet as an agent recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Arrival {
+    /// Which namespace's stack received it.
+    pub side: Side,
+    /// Source address as received.
+    pub src: Ipv4Addr,
+    /// Destination address as received.
+    pub dst: Ipv4Addr,
+    /// Destination port as received.
+    pub dport: u16,
+}
+
+/// The agent of one namespace (pipeline.py agent); killed on drop.
+struct Agent {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+}
+
+impl Agent {
+    fn start(ns: &Netns) -> Agent {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "python3"])
+            .arg(script())
+            .arg("agent")
+            .args(PORTS.iter().map(|p| p.to_string()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the agent");
+        let input = child.stdin.take().expect("agent stdin");
+        let mut output = BufReader::new(child.stdout.take().expect("agent stdout"));
+        let mut line = String::new();
+        output.read_line(&mut line).expect("agent output");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the agent in {} did not start",
+            ns.name
+        );
+        Agent {
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// What arrived since the last dump: `(proto, sport)` to the packet.
+    fn dump(&mut self, side: Side, into: &mut HashMap<(u8, u16), Vec<Arrival>>) {
+        self.input.write_all(b"dump\n").expect("agent stdin");
+        self.input.flush().expect("agent stdin");
+        let mut line = String::new();
+        self.output.read_line(&mut line).expect("agent output");
+        let seen: Vec<(u8, String, u16, String, u16)> = serde_json::from_str(line.trim())
+            .unwrap_or_else(|e| panic!("agent said {line:?}: {e}"));
+        for (proto, src, sport, dst, dport) in seen {
+            let a = Arrival {
+                side,
+                src: src.parse().expect("agent address"),
+                dst: dst.parse().expect("agent address"),
+                dport,
+            };
+            let v = into.entry((proto, sport)).or_default();
+            if !v.contains(&a) {
+                v.push(a);
+            }
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn script() -> PathBuf {
+    // From either crate of the workspace.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ringfence-analysis/tests/kernel/pipeline.py")
+}
+
+/// The namespaces and agents; agents die and namespaces go on drop, panics included.
+pub struct PipeLab {
+    // Field order: agents are killed before the namespaces are removed.
+    server_agent: Agent,
+    router_agent: Agent,
+    /// Client, router and server.
+    pub net: Line3,
+}
+
+impl PipeLab {
+    /// Build the lab (namespace tag `tag`, a few letters) and start the agents.
+    pub fn new(tag: &str) -> PipeLab {
+        let net = Line3::new(&Line3Spec {
+            tag,
+            router_in: (ROUTER_IN, "198.18.0.1/24"),
+            router_out: (ROUTER_OUT, "198.18.1.1/24"),
+            client_addrs: (0..HOSTS).map(|h| format!("{}/24", client(h))).collect(),
+            server_addrs: (0..HOSTS).map(|h| format!("{}/24", server(h))).collect(),
+        });
+        PipeLab {
+            server_agent: Agent::start(&net.server),
+            router_agent: Agent::start(&net.router),
+            net,
+        }
+    }
+
+    /// The router, where rulesets are loaded.
+    pub fn router(&self) -> &Netns {
+        &self.net.router
+    }
+
+    /// Send every probe (client and router senders at once) and collect what
+    /// the agents recorded; returns the senders' own view per probe.
+    fn send(
+        &mut self,
+        probes: &[Probe],
+        seen: &mut HashMap<(u8, u16), Vec<Arrival>>,
+    ) -> Vec<String> {
+        let groups = [
+            (
+                &self.net.client,
+                probes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.way != Way::Output)
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                &self.net.router,
+                probes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.way == Way::Output)
+                    .collect(),
+            ),
+        ];
+        let mut running = Vec::new();
+        for (ns, group) in &groups {
+            if group.is_empty() {
+                continue;
+            }
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &ns.name, "python3"])
+                .arg(script())
+                .args(["send", SEND_TIMEOUT])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start a sender");
+            let lines: String = group.iter().map(|(_, p)| p.json()).collect();
+            child
+                .stdin
+                .take()
+                .expect("sender stdin")
+                .write_all(lines.as_bytes())
+                .expect("sender stdin");
+            running.push((child, group.iter().map(|(i, _)| *i).collect::<Vec<_>>()));
+        }
+        let mut said = vec![String::new(); probes.len()];
+        for (child, idx) in running {
+            let out = child.wait_with_output().expect("sender");
+            assert!(out.status.success(), "a sender failed");
+            let v: Vec<String> = serde_json::from_slice(&out.stdout).expect("sender output");
+            assert_eq!(v.len(), idx.len());
+            for (i, s) in idx.into_iter().zip(v) {
+                said[i] = s;
+            }
+        }
+        self.dump(seen);
+        said
+    }
+
+    fn dump(&mut self, seen: &mut HashMap<(u8, u16), Vec<Arrival>>) {
+        self.server_agent.dump(Side::Server, seen);
+        self.router_agent.dump(Side::Router, seen);
+    }
+}
+
+/// What one outcome of `trace` says the kernel does with the probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Expect {
+    /// Delivered there, as this packet.
+    Arrives(Arrival),
+    /// Dropped or rejected on the way.
+    Nowhere,
+    /// An outcome the model cannot follow: anything.
+    Anything,
+}
+
+fn parse_dnat(s: &str, dport: u16) -> Option<(Ipv4Addr, u16)> {
+    match s.rsplit_once(':') {
+        Some((a, p)) => Some((a.parse().ok()?, p.parse().ok()?)),
+        None => Some((s.parse().ok()?, dport)),
+    }
+}
+
+fn expect(o: &TraceOutcome, p: &Probe) -> Expect {
+    match o.verdict {
+        Decision::Unknown => Expect::Anything,
+        Decision::Drop | Decision::Reject => Expect::Nowhere,
+        Decision::Accept => {
+            let (dst, dport) = match o.dnat.as_deref() {
+                None => (p.dst, p.dport),
+                Some(d) => match parse_dnat(d, p.dport) {
+                    Some(x) => x,
+                    None => return Expect::Anything,
+                },
+            };
+            let src = match o.snat.as_deref() {
+                None => p.src,
+                // The router's address on the server side, where every
+                // forwarded and output probe leaves.
+                Some("masquerade") => ROUTER_OUT_ADDR,
+                Some(s) => match s.split(':').next().and_then(|a| a.parse().ok()) {
+                    Some(a) => a,
+                    None => return Expect::Anything,
+                },
+            };
+            let side = if o.path == Hook::Input || dst == ROUTER_IN_ADDR || dst == ROUTER_OUT_ADDR {
+                Side::Router
+            } else {
+                Side::Server
+            };
+            Expect::Arrives(Arrival {
+                side,
+                src,
+                dst,
+                dport,
+            })
+        }
+    }
+}
+
+/// Counts over a run, for the summary line and the "does the generator
+/// exercise it" checks.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Per path (forward, input, output): [arrived, did not arrive].
+    pub fate: [[usize; 2]; 3],
+    /// Probes with one outcome, compared for equality.
+    pub single: usize,
+    /// Probes with several outcomes (a statistic-like rule on the way).
+    pub several: usize,
+    /// Probes with an unknown outcome among them.
+    pub unknown: usize,
+    /// Probes whose arrival was late and asked for again.
+    pub late: usize,
+    /// The senders' view: accept, reject, drop.
+    pub sender: [usize; 3],
+}
+
+impl Tally {
+    /// One line for the test output.
+    pub fn line(&self) -> String {
+        format!(
+            "arrived/not: forward {:?}, input {:?}, output {:?}; outcomes: {} single, {} several, {} with unknown; {} asked again late; senders saw accept {}, reject {}, silence {}",
+            self.fate[0], self.fate[1], self.fate[2], self.single, self.several, self.unknown, self.late,
+            self.sender[0], self.sender[1], self.sender[2]
+        )
+    }
+}
+
+fn judge(outcomes: &[TraceOutcome], p: &Probe, got: Option<&Vec<Arrival>>) -> bool {
+    let expected: Vec<Expect> = outcomes.iter().map(|o| expect(o, p)).collect();
+    match got.map(|v| v.as_slice()) {
+        None | Some([]) => expected
+            .iter()
+            .any(|e| matches!(e, Expect::Nowhere | Expect::Anything)),
+        Some([a]) => expected
+            .iter()
+            .any(|e| matches!(e, Expect::Anything) || *e == Expect::Arrives(a.clone())),
+        // Recorded twice (both namespaces, or rewritten differently): only
+        // a model that cannot follow the probe explains that.
+        Some(_) => expected.iter().any(|e| matches!(e, Expect::Anything)),
+    }
+}
+
+/// Send `probes` through the ruleset loaded in the lab, trace each with
+/// `tracer`, and return one report per disagreement (`context` heads each:
+/// seed, ruleset, texts). The kernel's fate must be one of trace's outcomes
+/// (with one outcome: equal to it).
+pub fn check(
+    lab: &mut PipeLab,
+    tracer: &Tracer<'_>,
+    probes: &[Probe],
+    tally: &mut Tally,
+    context: &dyn Fn() -> String,
+) -> Vec<String> {
+    let traced: Vec<_> = probes
+        .iter()
+        .map(|p| tracer.trace(p.way.hook(), &p.packet()))
+        .collect();
+    let mut seen = HashMap::new();
+    let said = lab.send(probes, &mut seen);
+    let key = |p: &Probe| (p.proto, p.sport);
+    let bad: Vec<usize> = (0..probes.len())
+        .filter(|&i| !judge(&traced[i].outcomes, &probes[i], seen.get(&key(&probes[i]))))
+        .collect();
+    if !bad.is_empty() {
+        // A loaded machine can deliver late: look once more before judging.
+        std::thread::sleep(Duration::from_millis(1000));
+        lab.dump(&mut seen);
+        tally.late += bad.len();
+    }
+    let mut out = Vec::new();
+    for (i, p) in probes.iter().enumerate() {
+        let t = &traced[i];
+        let got = seen.get(&key(p));
+        let arrived = got.is_some_and(|v| !v.is_empty());
+        tally.fate[p.way.index()][usize::from(!arrived)] += 1;
+        match t.outcomes.len() {
+            1 => tally.single += 1,
+            _ => tally.several += 1,
+        }
+        if t.outcomes.iter().any(|o| o.verdict == Decision::Unknown) {
+            tally.unknown += 1;
+        }
+        tally.sender[match said[i].as_str() {
+            "accept" => 0,
+            "drop" => 2,
+            _ => 1,
+        }] += 1;
+        if !judge(&t.outcomes, p, got) {
+            let mut s = String::new();
+            let _ = writeln!(s, "{}", context());
+            let _ = writeln!(s, "packet: {}", p.describe());
+            let _ = writeln!(
+                s,
+                "kernel: {} (sender saw {})",
+                match got {
+                    Some(v) if !v.is_empty() => format!("delivered as {v:?}"),
+                    _ => "not delivered".to_string(),
+                },
+                said[i]
+            );
+            let _ = writeln!(s, "trace outcomes ({}):", t.overall.name());
+            for o in &t.outcomes {
+                let _ = writeln!(
+                    s,
+                    "  {} by {} on the {} path (dnat {:?}, snat {:?})",
+                    o.verdict.name(),
+                    o.rule.as_ref().map_or("-".to_string(), |r| r.to_string()),
+                    o.path,
+                    o.dnat,
+                    o.snat
+                );
+            }
+            let _ = writeln!(s, "path where no opaque rule matches:");
+            for r in &t.path {
+                let _ = writeln!(s, "  {r}");
+            }
+            out.push(s);
+        }
+    }
+    out
+}
