@@ -12,6 +12,10 @@
 //! `-m statistic` in its deterministic forms (`--probability 0` and `1`,
 //! `--mode nth --every 1`): the model reads statistic as a rule that may or
 //! may not match, so the kernel's one fate must be among trace's outcomes.
+//! The test also settles those matches (always or never, as the kernel
+//! decides them) in a copy of the ruleset: traced there a probe has one
+//! outcome, which the kernel must meet and which must be among the outcomes
+//! on the original (so the branches really contain the kernel's path).
 //! nat chains only ACCEPT and RETURN: address rewrites (DNAT, SNAT,
 //! MASQUERADE, REDIRECT) are generated only when [`NAT_REWRITES`] is on,
 //! which waits for the model to follow rewrites. Marks and TCP flags wait
@@ -435,6 +439,8 @@ fn kernel_delivers_each_probe_as_one_of_the_pipeline_outcomes_trace_gives() {
             panic!("seed {seed} ruleset {k}: parsing the dump failed: {e}\n{dump}")
         });
         let tracer = Tracer::new(&rs);
+        let settled_rs = pipeline_lab::resolve(&rs, &statistic);
+        let settled = Tracer::new(&settled_rs);
         let probes = random_probes(&mut rng, per, &mut next_sport);
         let context = || {
             format!(
@@ -443,7 +449,12 @@ fn kernel_delivers_each_probe_as_one_of_the_pipeline_outcomes_trace_gives() {
             )
         };
         disagreements.extend(pipeline_lab::check(
-            &mut lab, &tracer, &probes, &mut tally, &context,
+            &mut lab,
+            &tracer,
+            Some(&settled),
+            &probes,
+            &mut tally,
+            &context,
         ));
     }
     eprintln!(
@@ -467,6 +478,11 @@ fn kernel_delivers_each_probe_as_one_of_the_pipeline_outcomes_trace_gives() {
             );
         }
         assert!(tally.several > 0, "no probe met a statistic rule");
+        assert!(
+            tally.settled > 0,
+            "no probe with several outcomes was settled: {}",
+            tally.line()
+        );
         // Without rewrites every generated rule is modelled or opaque: an
         // unknown outcome would mean trace gave up on part of the sample.
         assert!(
@@ -480,6 +496,78 @@ fn kernel_delivers_each_probe_as_one_of_the_pipeline_outcomes_trace_gives() {
             tally.line()
         );
     }
+}
+
+/// Whether an opaque match (as the parser keeps its text) of the
+/// deterministic statistic forms the generator writes always (`Some(true)`)
+/// or never (`Some(false)`) holds in the kernel: random mode compares a
+/// 31-bit random number below probability x 2^31 (so 1 always, 0 never),
+/// nth mode with `--every 1` counts every packet as the first.
+fn statistic(text: &str) -> Option<bool> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.get(..2) != Some(&["-m", "statistic"][..]) {
+        return None;
+    }
+    let after = |opt: &str| {
+        let i = words.iter().position(|w| *w == opt)?;
+        Some((words.get(i + 1).copied()?, i > 0 && words[i - 1] == "!"))
+    };
+    match after("--mode")?.0 {
+        "random" => {
+            let (p, neg) = after("--probability")?;
+            let p: f64 = p.parse().ok()?;
+            let holds = if p >= 1.0 {
+                true
+            } else if p <= 0.0 {
+                false
+            } else {
+                return None;
+            };
+            Some(holds != neg)
+        }
+        "nth" => {
+            let (every, neg) = after("--every")?;
+            let packet = after("--packet").map_or("0", |(v, _)| v);
+            (every == "1" && packet == "0").then_some(!neg)
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn each_deterministic_statistic_form_is_settled_from_the_parsers_text() {
+    // As iptables-save prints them (probabilities with eleven decimals).
+    let forms = [
+        ("--mode random --probability 0.00000000000", false),
+        ("--mode random --probability 1.00000000000", true),
+        ("--mode random ! --probability 1.00000000000", false),
+        ("--mode random ! --probability 0.00000000000", true),
+        ("--mode nth --every 1 --packet 0", true),
+        ("--mode nth ! --every 1 --packet 0", false),
+    ];
+    for (form, holds) in forms {
+        let text = format!(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -p tcp -m statistic {form} -j DROP\nCOMMIT\n"
+        );
+        let rs = ringfence_parse::parse_ruleset(
+            &text,
+            "t.rules",
+            ringfence_parse::RulesetFormat::IptablesSave,
+        )
+        .unwrap();
+        let settled = pipeline_lab::resolve(&rs, &statistic);
+        let rules: Vec<_> = settled.chains.iter().flat_map(|c| &c.rules).collect();
+        assert!(
+            rules.iter().all(|r| r.matches.opaque.is_empty()),
+            "{form}: left opaque"
+        );
+        assert_eq!(rules.len(), usize::from(holds), "{form}");
+    }
+    // A probability the kernel draws for stays two branches.
+    assert_eq!(
+        statistic("-m statistic --mode random --probability 0.50000000000"),
+        None
+    );
 }
 
 /// The dump with line numbers, as the rule references name them.

@@ -17,6 +17,11 @@
 //! on, which waits for the model to follow rewrites; marks and TCP flags
 //! wait for the `fields` work likewise ([`MARKS`], [`TCP_FLAGS`]).
 //!
+//! The numgen matches are also settled (always or never, as the kernel
+//! decides them) in a copy of the ruleset: traced there a probe has one
+//! outcome, which the kernel must meet and which must be among the outcomes
+//! on the original (so the branches really contain the kernel's path).
+//!
 //! Safety: namespaces `rf-np<pid>-*` made by `ringfence_testkit`, addresses
 //! in 198.18.0.0/15 only, agents and namespaces removed on every exit path.
 //! Needs root, `ip`, `nft` and `python3`. `RF_KERNEL_RULESETS` (default 30),
@@ -425,6 +430,25 @@ fn random_ruleset(rng: &mut Rng) -> String {
     s
 }
 
+/// Whether an opaque match (the compact JSON the parser keeps) compares
+/// `numgen ... mod 1` (always its offset, 0 by default) with a number:
+/// `Some(true)` when it always holds, `Some(false)` when it never does.
+fn numgen_mod_1(text: &str) -> Option<bool> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let m = v.get("match").unwrap_or(&v);
+    let ng = m.get("left")?.get("numgen")?;
+    if ng.get("mod")?.as_u64()? != 1 {
+        return None;
+    }
+    let value = ng.get("offset").and_then(|o| o.as_u64()).unwrap_or(0);
+    let equal = m.get("right")?.as_u64()? == value;
+    match m.get("op")?.as_str()? {
+        "==" => Some(equal),
+        "!=" => Some(!equal),
+        _ => None,
+    }
+}
+
 #[test]
 fn kernel_delivers_each_probe_as_one_of_the_nft_pipeline_outcomes_trace_gives() {
     if !ringfence_testkit::require!(
@@ -473,6 +497,8 @@ fn kernel_delivers_each_probe_as_one_of_the_nft_pipeline_outcomes_trace_gives() 
             panic!("seed {seed} ruleset {k}: parsing the dump failed: {e}\n{dump}")
         });
         let tracer = Tracer::new(&rs);
+        let settled_rs = pipeline_lab::resolve(&rs, &numgen_mod_1);
+        let settled = Tracer::new(&settled_rs);
         let probes = random_probes(&mut rng, per, &mut next_sport);
         let router = lab.router().name.clone();
         let context = || {
@@ -485,7 +511,12 @@ fn kernel_delivers_each_probe_as_one_of_the_nft_pipeline_outcomes_trace_gives() 
             format!("seed {seed} (RF_KERNEL_SEED), ruleset {k}\n--- loaded\n{text}--- listed with handles\n{listed}")
         };
         disagreements.extend(pipeline_lab::check(
-            &mut lab, &tracer, &probes, &mut tally, &context,
+            &mut lab,
+            &tracer,
+            Some(&settled),
+            &probes,
+            &mut tally,
+            &context,
         ));
     }
     eprintln!(
@@ -509,6 +540,11 @@ fn kernel_delivers_each_probe_as_one_of_the_nft_pipeline_outcomes_trace_gives() 
             );
         }
         assert!(tally.several > 0, "no probe met a numgen rule");
+        assert!(
+            tally.settled > 0,
+            "no probe with several outcomes was settled: {}",
+            tally.line()
+        );
         // Without rewrites every generated rule is modelled or opaque: an
         // unknown outcome would mean trace gave up on part of the sample.
         assert!(
@@ -521,5 +557,51 @@ fn kernel_delivers_each_probe_as_one_of_the_nft_pipeline_outcomes_trace_gives() 
             "too few probes with one outcome: {}",
             tally.line()
         );
+    }
+}
+
+#[test]
+fn each_numgen_mod_1_form_is_settled_from_the_parsers_text() {
+    // The expressions as `nft -j list ruleset` prints them.
+    let forms = [
+        (
+            r#"{"op": "==", "left": {"numgen": {"mode": "random", "mod": 1, "offset": 0}}, "right": 0}"#,
+            true,
+        ),
+        (
+            r#"{"op": "!=", "left": {"numgen": {"mode": "random", "mod": 1, "offset": 0}}, "right": 0}"#,
+            false,
+        ),
+        (
+            r#"{"op": "==", "left": {"numgen": {"mode": "inc", "mod": 1, "offset": 0}}, "right": 0}"#,
+            true,
+        ),
+        (
+            r#"{"op": "!=", "left": {"numgen": {"mode": "inc", "mod": 1, "offset": 0}}, "right": 0}"#,
+            false,
+        ),
+    ];
+    for (form, holds) in forms {
+        let doc = format!(
+            r#"{{"nftables": [{{"table": {{"family": "ip", "name": "t", "handle": 1}}}}, {{"chain": {{"family": "ip", "table": "t", "name": "c", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}}}, {{"rule": {{"family": "ip", "table": "t", "chain": "c", "handle": 2, "expr": [{{"match": {form}}}, {{"drop": null}}]}}}}]}}"#
+        );
+        let rs = ringfence_parse::nft::parse(&doc, "t.json").unwrap();
+        let opaque = rs
+            .chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .filter(|r| !r.matches.opaque.is_empty())
+            .count();
+        assert_eq!(
+            opaque, 1,
+            "{form}: the parser models numgen now; settle it elsewhere"
+        );
+        let settled = pipeline_lab::resolve(&rs, &numgen_mod_1);
+        let rules: Vec<_> = settled.chains.iter().flat_map(|c| &c.rules).collect();
+        assert!(
+            rules.iter().all(|r| r.matches.opaque.is_empty()),
+            "{form}: left opaque"
+        );
+        assert_eq!(rules.len(), usize::from(holds), "{form}");
     }
 }
