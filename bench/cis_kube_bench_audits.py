@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
-"""Time kube-bench-style audits of cis-1.6 against a node root.
+"""Time kube-bench-style audits of a benchmark (default cis-1.6) against a node root.
 
 kube-bench runs each check's `audit` (and `audit_config`) as `/bin/sh -c`.
-This script does the same for every check of kube-bench's cfg/cis-1.6, with
+This script does the same for every check of kube-bench's cfg/BENCHMARK, with
 kube-bench's variables ($apiserverconf, $kubeletsvc, ...) substituted the way
 kube-bench would on that node, and absolute paths pointed into the root. It
 prints `total_ms=... shells=... checks=...`. It only times the shell work; it
-does not judge results.
+does not judge results. Audits that query the cluster (kubectl) are left out:
+they are no part of a node scan, and kubectl must not reach a real cluster.
 
-usage: cis_kube_bench_audits.py KUBE_BENCH_CFG_DIR NODE_ROOT [RUNS]
+usage: cis_kube_bench_audits.py KUBE_BENCH_CFG_DIR NODE_ROOT [RUNS] [BENCHMARK]
 """
 import os, subprocess, sys, time
 import yaml
 
 cfg, root = sys.argv[1], sys.argv[2].rstrip('/')
 runs = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+bench = sys.argv[4] if len(sys.argv) > 4 else 'cis-1.6'
 
 VARS = {
     '$apiserverbin': 'kube-apiserver', '$controllermanagerbin': 'kube-controller-manager',
@@ -44,14 +46,14 @@ def rooted(cmd):
 commands = []
 checks = 0
 for target in ('master', 'etcd', 'controlplane', 'node', 'policies'):
-    doc = yaml.safe_load(open(os.path.join(cfg, 'cis-1.6', target + '.yaml')))
+    doc = yaml.safe_load(open(os.path.join(cfg, bench, target + '.yaml')))
     for group in doc['groups']:
-        for check in group['checks']:
+        for check in group.get('checks') or []:
             checks += 1
             if check.get('type') in ('manual', 'skip'):
                 continue
             for key in ('audit', 'audit_config'):
-                if check.get(key):
+                if check.get(key) and 'kubectl' not in check[key]:
                     commands.append(rooted(check[key]))
 
 best = None
