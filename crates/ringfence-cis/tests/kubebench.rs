@@ -1073,6 +1073,64 @@ fn fixture_nodes_get_the_same_status_natively_and_through_the_kube_bench_corpus(
     assert_eq!(pinned, KUBE_BENCH_CANNOT_FAIL.len());
 }
 
+/// Where the two part ways on purpose: a kubelet configured by flags only,
+/// with no config file. kube-bench's `$kubeletconf` then falls back to the
+/// next candidate that exists, the kubeadm systemd drop-in, so its checks of
+/// the kubelet config file judge the drop-in's mode and owner, and its
+/// RotateKubeletServerCertificate check reads the drop-in as the kubelet's
+/// configuration and finds no gate (warn). The native scanner says the
+/// config file checks do not apply (info) and judges the gate from the
+/// kubelet's flags, where it is unset and defaults to true (pass). Every
+/// other check must agree on this worker, for every built-in benchmark.
+#[test]
+fn a_kubelet_without_config_file_is_where_kube_bench_judges_the_systemd_drop_in() {
+    let dir = tempfile::tempdir().unwrap();
+    testkit::with_kube_proxy(&testkit::worker(
+        dir.path(),
+        testkit::KubeletStyle::FlagsOnly,
+    ));
+    let mut problems = Vec::new();
+    for name in Benchmark::embedded_names() {
+        let defs = match fixture_for(name) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        let checks: BTreeMap<&str, &Check> = defs
+            .controls
+            .iter()
+            .flat_map(|c| c.checks())
+            .map(|(_, k)| (k.id.as_str(), k))
+            .collect();
+        let mut config_file_checks = 0;
+        for (id, d) in native_vs_kube_bench(name, dir.path(), &cfg()) {
+            let k = checks[id.as_str()];
+            let stats_config = k.audit.contains("stat") && k.audit.contains("$kubeletconf");
+            let rotate_gate = k.tests.as_ref().is_some_and(|t| {
+                t.items
+                    .iter()
+                    .any(|i| i.flag.contains("RotateKubeletServerCertificate"))
+            });
+            if stats_config && d.starts_with("native Info") {
+                config_file_checks += 1;
+            } else if !(rotate_gate
+                && d.starts_with("native Pass")
+                && d.contains("kube-bench Warn"))
+            {
+                problems.push(format!("{name} {id}: {d}"));
+            }
+        }
+        if config_file_checks != 2 {
+            problems.push(format!(
+                "{name}: expected the kubelet config file's mode and owner checks to part ways, saw {config_file_checks}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// Where the two part ways on purpose: on a node where kube-proxy does not
 /// run, kube-bench fails its checks (`ps -fC kube-proxy` exits 1, the
 /// kubeconfig it would stat is absent) while the native scanner says the
