@@ -51,3 +51,29 @@ fn a_kubelet_symlink_out_of_the_root_is_not_followed() {
     .unwrap();
     assert_eq!(node.kubernetes_version, None);
 }
+
+/// `--benchmark auto` on a worker root: the kubelet binary's v1.22.9 picks
+/// cis-1.23, as kube-bench does, and the reason names the binary.
+#[test]
+fn auto_picks_by_the_kubelet_binarys_version_and_names_where_it_was_read() {
+    let dir = root_with_kubelet("k8s.io/component-base/version.gitVersion=v1.22.9");
+    let node = discover(&DiscoverOptions {
+        root: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        node.kubernetes_version_source.as_deref(),
+        Some("the kubelet binary at /usr/bin/kubelet")
+    );
+    let choice = ringfence_cis::versions::choose(
+        node.kubernetes_version.as_deref(),
+        node.kubernetes_version_source.as_deref(),
+    )
+    .unwrap();
+    assert_eq!(choice.benchmark, "cis-1.23");
+    assert_eq!(
+        choice.reason,
+        "Kubernetes v1.22.9 from the kubelet binary at /usr/bin/kubelet; kube-bench maps 1.22 to cis-1.23"
+    );
+}
