@@ -363,8 +363,8 @@ struct Change<'a> {
     ok: bool,
 }
 
-/// The number of excess regions changed while the list is cut at
-/// `verify`'s limit, so region lines cannot show every change.
+/// The excess regions changed (in number, or which are listed) while a
+/// list is cut at `verify`'s limit, so region lines cannot show every change.
 #[derive(Debug, Serialize)]
 struct CountChange<'a> {
     time: &'a str,
@@ -469,7 +469,7 @@ impl Output {
         match self.format {
             WatchFormat::Json => self.line(&json)?,
             WatchFormat::Text => self.line(&format!(
-                "{} excess regions {} -> {} (only {} listed: changes beyond the list are counted, not shown)",
+                "{} excess regions changed: {} -> {} (only {} listed: changes beyond the list are counted, not shown)",
                 c.time, c.old, c.new, c.listed
             ))?,
         }
@@ -695,8 +695,27 @@ impl Watch {
     }
 }
 
+fn is_region(f: &Finding) -> bool {
+    matches!(f.kind, FindingKind::Excess | FindingKind::PossibleExcess)
+}
+
+/// How many excess regions a state lists.
+fn listed(s: &State) -> usize {
+    s.others.values().filter(|f| is_region(f)).count()
+}
+
+/// Whether the state's region list is cut at verify's limit (more regions
+/// exist than it shows).
+fn cut(s: &State) -> bool {
+    s.summary.excess > listed(s) || listed(s) >= MAX_REGIONS
+}
+
 /// Print what differs between two states, flows first (in report order),
-/// then findings that went away, then new ones.
+/// then findings that went away, then new ones. A region is said to have
+/// disappeared only when the new list is complete, and to have appeared
+/// only when the old one was: a region missing from a cut list may lie
+/// beyond the cut. When either list is cut and the count or the listed
+/// regions differ, an `excess-count` line says so.
 fn report_changes(old: &State, new: &State, out: &Output) -> Result<(), CliError> {
     let time = now_rfc3339();
     let ok = new.summary.ok;
@@ -713,8 +732,14 @@ fn report_changes(old: &State, new: &State, out: &Output) -> Result<(), CliError
             })?,
         }
     }
+    let (cut_old, cut_new) = (cut(old), cut(new));
+    let mut regions_differ = false;
     for (fp, f) in &old.others {
         if !new.others.contains_key(fp) {
+            regions_differ |= is_region(f);
+            if is_region(f) && cut_new {
+                continue;
+            }
             out.change(&Change {
                 time: &time,
                 change: "disappeared",
@@ -727,6 +752,10 @@ fn report_changes(old: &State, new: &State, out: &Output) -> Result<(), CliError
     }
     for (fp, f) in &new.others {
         if !old.others.contains_key(fp) {
+            regions_differ |= is_region(f);
+            if is_region(f) && cut_old {
+                continue;
+            }
             out.change(&Change {
                 time: &time,
                 change: "appeared",
@@ -737,16 +766,7 @@ fn report_changes(old: &State, new: &State, out: &Output) -> Result<(), CliError
             })?;
         }
     }
-    // verify lists at most MAX_REGIONS regions; past that, the count is
-    // what shows a change.
-    let listed = |s: &State| {
-        s.others
-            .values()
-            .filter(|f| matches!(f.kind, FindingKind::Excess | FindingKind::PossibleExcess))
-            .count()
-    };
-    let cut = |s: &State| s.summary.excess > listed(s) || listed(s) >= MAX_REGIONS;
-    if old.summary.excess != new.summary.excess && (cut(old) || cut(new)) {
+    if (cut_old || cut_new) && (old.summary.excess != new.summary.excess || regions_differ) {
         out.count(&CountChange {
             time: &time,
             change: "excess-count",
