@@ -20,7 +20,7 @@
 
 use ringfence_analysis::trace::{Decision, TraceOutcome};
 use ringfence_analysis::{TraceResult, Tracer};
-use ringfence_model::{Hook, Packet, Ruleset};
+use ringfence_model::{Hook, IntervalSet, Packet, Ruleset};
 use ringfence_testkit::netns::{Line3, Line3Spec};
 use ringfence_testkit::Netns;
 use std::collections::HashMap;
@@ -510,8 +510,10 @@ fn judge(outcomes: &[TraceOutcome], p: &Probe, got: Option<&Vec<Arrival>>) -> bo
 }
 
 /// The ruleset with every opaque match that `decide` settles replaced by
-/// its answer: a rule with a match that never holds is left out, and a
-/// rule whose opaque matches all always hold loses them. `decide` returns
+/// its answer: a rule with a match that never holds matches no packet (it
+/// stays in its chain, so the chain keeps its place on the path and rules
+/// keep their names), and a rule whose opaque matches all always hold
+/// loses them. `decide` returns
 /// `None` for a match it cannot settle (the rule stays as it is).
 /// `-m statistic --probability 1` and `numgen ... mod 1` are deterministic
 /// in the kernel; traced on this ruleset, a probe has the one fate the
@@ -519,16 +521,15 @@ fn judge(outcomes: &[TraceOutcome], p: &Probe, got: Option<&Vec<Arrival>>) -> bo
 pub fn resolve(rs: &Ruleset, decide: &dyn Fn(&str) -> Option<bool>) -> Ruleset {
     let mut out = rs.clone();
     for c in &mut out.chains {
-        c.rules.retain_mut(|r| {
+        for r in &mut c.rules {
             let d: Vec<Option<bool>> = r.matches.opaque.iter().map(|o| decide(&o.text)).collect();
             if d.contains(&Some(false)) {
-                return false;
-            }
-            if !d.is_empty() && d.iter().all(|x| *x == Some(true)) {
+                r.matches.protocol = IntervalSet::empty();
+                r.matches.opaque.clear();
+            } else if !d.is_empty() && d.iter().all(|x| *x == Some(true)) {
                 r.matches.opaque.clear();
             }
-            true
-        });
+        }
     }
     out
 }
