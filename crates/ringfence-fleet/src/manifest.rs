@@ -1,18 +1,23 @@
-//! Kubernetes manifests that run `ringfence cis scan` on every node.
+//! Kubernetes manifests that run `ringfence cis scan` on every node, or keep
+//! `ringfence watch` following every node's firewall.
 //!
 //! Every object is built from the typed structs of the `k8s-openapi` crate, so
 //! a misspelt field cannot compile, and printed as multi-document YAML with
 //! serde-saphyr's serializer. The pod reads the node's filesystem through one
 //! read-only hostPath mount of `/` at `/host` and sees the node's processes
 //! through `hostPID`; it holds no service-account token, no capabilities and
-//! a read-only root filesystem. See docs/fleet.md for why each choice was made.
+//! a read-only root filesystem. The watch DaemonSet shares the node's network
+//! namespace (`hostNetwork`) to see its netfilter rules, holds only
+//! `CAP_NET_ADMIN` (which listing rules over netlink requires) and reads the
+//! site file from a ConfigMap; it mounts nothing from the host. See
+//! docs/fleet.md for why each choice was made.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, HostPathVolumeSource, Namespace, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume,
-    VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, HostPathVolumeSource, KeyToPath,
+    Namespace, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecurityContext, ServiceAccount, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -37,6 +42,24 @@ pub const DEFAULT_NAMESPACE: &str = "ringfence";
 /// select on it to find the scan pods (`-l app.kubernetes.io/name=ringfence-cis`).
 pub const APP_NAME: &str = "ringfence-cis";
 
+/// Value of the `app.kubernetes.io/name` label on the watch objects and pods,
+/// and the name of the watch DaemonSet and its ServiceAccount.
+pub const WATCH_APP_NAME: &str = "ringfence-watch";
+
+/// Name of the ConfigMap holding the site file of the watch DaemonSet.
+pub const WATCH_SITE_CONFIG_MAP: &str = "ringfence-watch-site";
+
+/// Directory the site ConfigMap is mounted at in the watch container.
+pub const WATCH_SITE_DIR: &str = "/etc/ringfence";
+
+/// Key of the site file in the ConfigMap (and its file name under
+/// [`WATCH_SITE_DIR`]).
+pub const WATCH_SITE_KEY: &str = "site.yaml";
+
+/// Largest site file a ConfigMap can hold: the API server refuses ConfigMaps
+/// whose data exceeds 1 MiB.
+pub const MAX_SITE_BYTES: usize = 1024 * 1024;
+
 /// Seconds a finished Job (and its pod, with the logs) is kept before the
 /// cluster deletes it: long enough to collect the results.
 pub const TTL_SECONDS_AFTER_FINISHED: i32 = 3600;
@@ -55,6 +78,29 @@ pub enum WorkloadKind {
     Job,
     /// One DaemonSet: a scan on every node, including nodes that join later.
     DaemonSet,
+    /// One DaemonSet running `ringfence watch` on every node's own firewall,
+    /// with the site file in a ConfigMap.
+    Watch,
+}
+
+/// Which netfilter front end the watch DaemonSet reads (`watch --source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchSource {
+    /// `nft -j list ruleset`, followed with `nft monitor`.
+    #[default]
+    Nft,
+    /// `iptables-save` and `ip6tables-save`, polled.
+    Iptables,
+}
+
+impl WatchSource {
+    /// The value passed to `ringfence watch --source`.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            WatchSource::Nft => "nft",
+            WatchSource::Iptables => "iptables",
+        }
+    }
 }
 
 /// What to generate.
@@ -71,9 +117,15 @@ pub struct ManifestOptions {
     pub image: String,
     /// `--profile` passed to the scan (for example `tkg-1.5`), if any.
     pub profile: Option<String>,
-    /// Emit a Namespace object first (with the Pod Security label hostPID and
-    /// hostPath need).
+    /// Emit a Namespace object first (with the Pod Security label hostPID,
+    /// hostPath and hostNetwork need).
     pub include_namespace: bool,
+    /// For [`WorkloadKind::Watch`]: the site file's text, stored in a
+    /// ConfigMap and read by `watch --site`. Required for that kind, refused
+    /// for the others.
+    pub site: Option<String>,
+    /// For [`WorkloadKind::Watch`]: the ruleset source the watch reads.
+    pub watch_source: WatchSource,
 }
 
 impl Default for ManifestOptions {
@@ -85,6 +137,8 @@ impl Default for ManifestOptions {
             image: default_image(),
             profile: None,
             include_namespace: true,
+            site: None,
+            watch_source: WatchSource::Nft,
         }
     }
 }
@@ -103,6 +157,17 @@ pub enum OptionsError {
     Profile(String),
     /// `nodes` was given for a DaemonSet, which already runs on every node.
     NodesWithDaemonSet,
+    /// An option was given to a kind that does not use it.
+    NotForKind {
+        /// The option, as the CLI spells it.
+        option: &'static str,
+        /// The kinds it applies to.
+        applies_to: &'static str,
+    },
+    /// [`WorkloadKind::Watch`] without a site file.
+    NoSite,
+    /// The site file is larger than a ConfigMap can hold (its size in bytes).
+    SiteTooLarge(usize),
     /// The YAML serializer refused an object (a bug in ringfence: the objects
     /// are plain strings, numbers and maps).
     Serialize(String),
@@ -128,7 +193,19 @@ impl fmt::Display for OptionsError {
             }
             OptionsError::NodesWithDaemonSet => write!(
                 f,
-                "--node applies to --kind job only: a DaemonSet already runs one scan on every node"
+                "--node applies to --kind job only: a DaemonSet already runs on every node"
+            ),
+            OptionsError::NotForKind { option, applies_to } => write!(
+                f,
+                "{option} applies to {applies_to} only; leave it out for this kind"
+            ),
+            OptionsError::NoSite => write!(
+                f,
+                "--kind watch needs --site FILE: the site file the watch verifies each node's rules against (`ringfence site example` prints one to start from)"
+            ),
+            OptionsError::SiteTooLarge(n) => write!(
+                f,
+                "the site file has {n} bytes, more than the {MAX_SITE_BYTES} a ConfigMap can hold; drop comments or unused zones"
             ),
             OptionsError::Serialize(e) => write!(f, "{e} (a bug in ringfence; please report it)"),
         }
@@ -144,8 +221,12 @@ pub enum Manifest {
     Namespace(Box<Namespace>),
     /// A scan Job.
     Job(Box<Job>),
-    /// The scan DaemonSet.
+    /// The scan DaemonSet, or the watch DaemonSet.
     DaemonSet(Box<DaemonSet>),
+    /// The watch DaemonSet's ServiceAccount (holding no permissions).
+    ServiceAccount(Box<ServiceAccount>),
+    /// The site file of the watch DaemonSet.
+    ConfigMap(Box<ConfigMap>),
 }
 
 impl serde::Serialize for Manifest {
@@ -154,6 +235,8 @@ impl serde::Serialize for Manifest {
             Manifest::Namespace(o) => o.serialize(s),
             Manifest::Job(o) => o.serialize(s),
             Manifest::DaemonSet(o) => o.serialize(s),
+            Manifest::ServiceAccount(o) => o.serialize(s),
+            Manifest::ConfigMap(o) => o.serialize(s),
         }
     }
 }
@@ -192,15 +275,44 @@ impl ManifestOptions {
                 return Err(OptionsError::Profile(p.clone()));
             }
         }
-        if self.kind == WorkloadKind::DaemonSet && !self.nodes.is_empty() {
+        if self.kind != WorkloadKind::Job && !self.nodes.is_empty() {
             return Err(OptionsError::NodesWithDaemonSet);
+        }
+        if self.kind == WorkloadKind::Watch {
+            if self.profile.is_some() {
+                return Err(OptionsError::NotForKind {
+                    option: "--profile",
+                    applies_to: "--kind job and --kind daemonset (the CIS scan)",
+                });
+            }
+            match &self.site {
+                None => return Err(OptionsError::NoSite),
+                Some(s) if s.len() > MAX_SITE_BYTES => {
+                    return Err(OptionsError::SiteTooLarge(s.len()))
+                }
+                Some(_) => {}
+            }
+        } else {
+            if self.site.is_some() {
+                return Err(OptionsError::NotForKind {
+                    option: "--site",
+                    applies_to: "--kind watch",
+                });
+            }
+            if self.watch_source != WatchSource::Nft {
+                return Err(OptionsError::NotForKind {
+                    option: "--watch-source",
+                    applies_to: "--kind watch",
+                });
+            }
         }
         Ok(())
     }
 }
 
 /// Build the objects the options describe: the Namespace (unless left out),
-/// then one Job per node (sorted, duplicates removed) or the DaemonSet.
+/// then one Job per node (sorted, duplicates removed) or the DaemonSet; for
+/// the watch, the ServiceAccount, the site ConfigMap and the DaemonSet.
 pub fn build(opts: &ManifestOptions) -> Result<Vec<Manifest>, OptionsError> {
     opts.validate()?;
     let mut out = Vec::new();
@@ -220,6 +332,13 @@ pub fn build(opts: &ManifestOptions) -> Result<Vec<Manifest>, OptionsError> {
             }
         }
         WorkloadKind::DaemonSet => out.push(Manifest::DaemonSet(Box::new(daemon_set(opts)))),
+        WorkloadKind::Watch => {
+            out.push(Manifest::ServiceAccount(Box::new(watch_service_account(
+                opts,
+            ))));
+            out.push(Manifest::ConfigMap(Box::new(watch_config_map(opts))));
+            out.push(Manifest::DaemonSet(Box::new(watch_daemon_set(opts))));
+        }
     }
     Ok(out)
 }
@@ -245,8 +364,12 @@ pub fn render_yaml(opts: &ManifestOptions) -> Result<String, OptionsError> {
 }
 
 fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    app_labels(APP_NAME, extra)
+}
+
+fn app_labels(app: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
-    l.insert("app.kubernetes.io/name".to_string(), APP_NAME.to_string());
+    l.insert("app.kubernetes.io/name".to_string(), app.to_string());
     l.insert(
         "app.kubernetes.io/part-of".to_string(),
         "ringfence".to_string(),
@@ -264,7 +387,8 @@ fn namespace(name: &str) -> Namespace {
         "ringfence".to_string(),
     );
     // hostPID and hostPath volumes are refused by the "baseline" and
-    // "restricted" Pod Security levels; the scan needs both.
+    // "restricted" Pod Security levels; the scan needs both. The watch needs
+    // hostNetwork and CAP_NET_ADMIN, which "baseline" refuses too.
     l.insert(
         "pod-security.kubernetes.io/enforce".to_string(),
         "privileged".to_string(),
@@ -445,7 +569,8 @@ fn pod_spec(opts: &ManifestOptions, node: Option<&str>) -> PodSpec {
             spec.restart_policy = Some("Never".to_string());
             spec.containers = vec![scan_container(opts)];
         }
-        WorkloadKind::DaemonSet => {
+        // (The watch pod is built by `watch_daemon_set`.)
+        WorkloadKind::DaemonSet | WorkloadKind::Watch => {
             // A DaemonSet pod must restart its containers, so the scan runs
             // once as an init container and a pause container keeps the pod
             // (and the scan's log) around until the DaemonSet is deleted.
@@ -505,6 +630,171 @@ fn daemon_set(opts: &ManifestOptions) -> DaemonSet {
                     ..Default::default()
                 }),
                 spec: Some(pod_spec(opts, None)),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The command of the watch container: `ringfence watch` on the mounted
+/// site file, reading the node's rules from the chosen source, printing JSON
+/// lines to stdout (the container log).
+pub fn watch_command(source: WatchSource) -> Vec<String> {
+    let site = format!("{WATCH_SITE_DIR}/{WATCH_SITE_KEY}");
+    [
+        "ringfence",
+        "watch",
+        "--site",
+        site.as_str(),
+        "--source",
+        source.as_arg(),
+        "--format",
+        "json",
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect()
+}
+
+fn watch_service_account(opts: &ManifestOptions) -> ServiceAccount {
+    ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(WATCH_APP_NAME.to_string()),
+            namespace: Some(opts.namespace.clone()),
+            labels: Some(app_labels(WATCH_APP_NAME, &[])),
+            ..Default::default()
+        },
+        // The watch never talks to the API server: no token, and no Role is
+        // bound to this account.
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    }
+}
+
+fn watch_config_map(opts: &ManifestOptions) -> ConfigMap {
+    let mut data = BTreeMap::new();
+    data.insert(
+        WATCH_SITE_KEY.to_string(),
+        opts.site.clone().unwrap_or_default(),
+    );
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(WATCH_SITE_CONFIG_MAP.to_string()),
+            namespace: Some(opts.namespace.clone()),
+            labels: Some(app_labels(WATCH_APP_NAME, &[])),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+fn watch_container(opts: &ManifestOptions) -> Container {
+    Container {
+        name: "watch".to_string(),
+        image: Some(opts.image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_string()),
+        command: Some(watch_command(opts.watch_source)),
+        resources: Some(ResourceRequirements {
+            // Each re-read runs a full verify: memory grows with the
+            // ruleset (kube-proxy's iptables mode writes many rules).
+            requests: Some(quantities("50m", "128Mi")),
+            limits: Some(quantities("1", "512Mi")),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            // nft and iptables list rules over netlink (nfnetlink, or the
+            // legacy getsockopt interface), and the kernel answers only a
+            // caller holding CAP_NET_ADMIN in the node's network namespace,
+            // for reading as for writing; `nft monitor` needs it to join the
+            // nftables multicast group too. Kubernetes gives added
+            // capabilities to uid 0 only (a non-root process would need file
+            // capabilities on nft and iptables-save, which
+            // allowPrivilegeEscalation: false disables), so the container
+            // runs as uid 0 with every other capability dropped and nothing
+            // of the host mounted.
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            run_as_non_root: Some(false),
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".to_string()]),
+                drop: Some(vec!["ALL".to_string()]),
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "site".to_string(),
+            mount_path: WATCH_SITE_DIR.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        ..Default::default()
+    }
+}
+
+fn watch_daemon_set(opts: &ManifestOptions) -> DaemonSet {
+    let pod_labels = app_labels(WATCH_APP_NAME, &[("app.kubernetes.io/component", "watch")]);
+    let pod = PodSpec {
+        // The node's netfilter rules live in its network namespace.
+        host_network: Some(true),
+        service_account_name: Some(WATCH_APP_NAME.to_string()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        tolerations: Some(tolerations()),
+        restart_policy: Some("Always".to_string()),
+        // watch stops cleanly on SIGTERM (it kills and waits for nft monitor).
+        termination_grace_period_seconds: Some(10),
+        security_context: Some(PodSecurityContext {
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        containers: vec![watch_container(opts)],
+        volumes: Some(vec![Volume {
+            name: "site".to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: WATCH_SITE_CONFIG_MAP.to_string(),
+                items: Some(vec![KeyToPath {
+                    key: WATCH_SITE_KEY.to_string(),
+                    path: WATCH_SITE_KEY.to_string(),
+                    mode: None,
+                }]),
+                default_mode: Some(0o444),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    DaemonSet {
+        metadata: ObjectMeta {
+            name: Some(WATCH_APP_NAME.to_string()),
+            namespace: Some(opts.namespace.clone()),
+            labels: Some(app_labels(WATCH_APP_NAME, &[])),
+            ..Default::default()
+        },
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(pod_labels.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
             },
             ..Default::default()
         }),

@@ -2,7 +2,9 @@
 //! settings, and their validity against the Kubernetes schemas of every
 //! version TKG ships, checked offline with PyPI's kubernetes-validate.
 
-use ringfence_fleet::manifest::{render_yaml, ManifestOptions, WorkloadKind};
+use ringfence_fleet::manifest::{
+    build, render_yaml, ManifestOptions, OptionsError, WatchSource, WorkloadKind, MAX_SITE_BYTES,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -23,6 +25,20 @@ fn daemon_set() -> ManifestOptions {
     }
 }
 
+/// A small site file for the watch manifests (the library stores it as
+/// given; the CLI checks it before).
+const WATCH_SITE: &str = "name: lab\ntkg:\n  version: \"1.5\"\nzones:\n  management: [198.18.10.0/24]\n  harbor: [198.18.1.20]\n";
+
+fn watch(source: WatchSource) -> ManifestOptions {
+    ManifestOptions {
+        kind: WorkloadKind::Watch,
+        image: "registry.example.com/ringfence:0.1.0".into(),
+        site: Some(WATCH_SITE.into()),
+        watch_source: source,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn job_manifest_for_two_nodes_snapshot() {
     insta::assert_snapshot!(render_yaml(&job_for(&["worker-1", "cp-1"])).unwrap());
@@ -31,6 +47,11 @@ fn job_manifest_for_two_nodes_snapshot() {
 #[test]
 fn daemonset_manifest_snapshot() {
     insta::assert_snapshot!(render_yaml(&daemon_set()).unwrap());
+}
+
+#[test]
+fn watch_daemonset_manifest_snapshot() {
+    insta::assert_snapshot!(render_yaml(&watch(WatchSource::Nft)).unwrap());
 }
 
 fn docs(yaml: &str) -> Vec<serde_json::Value> {
@@ -191,6 +212,8 @@ fn every_manifest_validates_against_each_bundled_kubernetes_schema() {
         ("job-one.yaml", job_for(&[])),
         ("job-nodes.yaml", job_for(&["cp-1", "worker-1.example.com"])),
         ("daemonset.yaml", daemon_set()),
+        ("watch-nft.yaml", watch(WatchSource::Nft)),
+        ("watch-iptables.yaml", watch(WatchSource::Iptables)),
         // Names a YAML 1.1 reader (PyYAML, as kubectl's ancestors) would take
         // for numbers, booleans or null unless the serializer quotes them.
         (
@@ -222,7 +245,7 @@ fn every_manifest_validates_against_each_bundled_kubernetes_schema() {
         // Each document is reported as valid, so nothing was silently skipped.
         assert_eq!(
             stdout.matches("passed for resource").count(),
-            2 + 3 + 2 + 7,
+            2 + 3 + 2 + 4 + 4 + 7,
             "Kubernetes {maj}.{min}:\n{stdout}"
         );
     }
@@ -245,4 +268,211 @@ fn every_manifest_validates_against_each_bundled_kubernetes_schema() {
         !out.status.success(),
         "a misspelt field must fail strict validation"
     );
+}
+
+fn strings(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("expected a list, got {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
+fn watch_pod(yaml: &str) -> serde_json::Value {
+    let d = docs(yaml);
+    let ds: Vec<&serde_json::Value> = d.iter().filter(|o| o["kind"] == "DaemonSet").collect();
+    assert_eq!(ds.len(), 1, "one DaemonSet");
+    assert_eq!(ds[0]["metadata"]["name"], "ringfence-watch");
+    ds[0]["spec"]["template"]["spec"].clone()
+}
+
+#[test]
+fn watch_objects_are_namespace_service_account_site_config_map_and_daemon_set() {
+    let d = docs(&render_yaml(&watch(WatchSource::Nft)).unwrap());
+    let kinds: Vec<&str> = d.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["Namespace", "ServiceAccount", "ConfigMap", "DaemonSet"]
+    );
+    assert_eq!(
+        d[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "privileged",
+        "baseline Pod Security refuses hostNetwork and NET_ADMIN"
+    );
+    for o in &d[1..] {
+        assert_eq!(o["metadata"]["namespace"], "ringfence");
+        assert_eq!(
+            o["metadata"]["labels"]["app.kubernetes.io/name"],
+            "ringfence-watch"
+        );
+        assert_eq!(
+            o["metadata"]["labels"]["app.kubernetes.io/part-of"],
+            "ringfence"
+        );
+    }
+    assert_eq!(d[1]["automountServiceAccountToken"], false);
+    let pod = watch_pod(&render_yaml(&watch(WatchSource::Nft)).unwrap());
+    assert_eq!(pod["serviceAccountName"], "ringfence-watch");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    // --no-namespace leaves out only the Namespace.
+    let without = docs(
+        &render_yaml(&ManifestOptions {
+            include_namespace: false,
+            ..watch(WatchSource::Nft)
+        })
+        .unwrap(),
+    );
+    assert_eq!(without.len(), 3);
+    assert_ne!(without[0]["kind"], "Namespace");
+}
+
+#[test]
+fn watch_pod_shares_the_host_network_with_net_admin_only_and_a_read_only_root() {
+    let pod = watch_pod(&render_yaml(&watch(WatchSource::Nft)).unwrap());
+    assert_eq!(pod["hostNetwork"], true);
+    assert!(pod["hostPID"].is_null() && pod["hostIPC"].is_null());
+    assert!(pod["initContainers"].is_null());
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(c["name"], "watch");
+    assert_eq!(c["image"], "registry.example.com/ringfence:0.1.0");
+    let sc = &c["securityContext"];
+    assert_eq!(strings(&sc["capabilities"]["add"]), ["NET_ADMIN"]);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["privileged"], false);
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    // Root because Kubernetes hands added capabilities to uid 0 only.
+    assert_eq!(sc["runAsUser"], 0);
+    assert_eq!(sc["runAsNonRoot"], false);
+    for r in ["requests", "limits"] {
+        assert!(c["resources"][r]["cpu"].is_string(), "{r} cpu");
+        assert!(c["resources"][r]["memory"].is_string(), "{r} memory");
+    }
+    let tol: Vec<&str> = pod["tolerations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tol,
+        [
+            "node-role.kubernetes.io/control-plane",
+            "node-role.kubernetes.io/master"
+        ]
+    );
+}
+
+#[test]
+fn watch_mounts_only_the_site_config_map_read_only_and_nothing_of_the_host() {
+    let pod = watch_pod(&render_yaml(&watch(WatchSource::Nft)).unwrap());
+    let vols = pod["volumes"].as_array().unwrap();
+    assert_eq!(vols.len(), 1, "one volume: {vols:?}");
+    assert!(vols[0]["hostPath"].is_null());
+    assert_eq!(vols[0]["configMap"]["name"], "ringfence-watch-site");
+    assert_eq!(vols[0]["configMap"]["items"][0]["key"], "site.yaml");
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 1);
+    assert_eq!(mounts[0]["name"], vols[0]["name"]);
+    assert_eq!(mounts[0]["mountPath"], "/etc/ringfence");
+    assert_eq!(mounts[0]["readOnly"], true);
+}
+
+#[test]
+fn watch_runs_on_the_mounted_site_with_the_chosen_source_printing_json() {
+    for (source, arg) in [
+        (WatchSource::Nft, "nft"),
+        (WatchSource::Iptables, "iptables"),
+    ] {
+        let pod = watch_pod(&render_yaml(&watch(source)).unwrap());
+        assert_eq!(
+            strings(&pod["containers"][0]["command"]),
+            [
+                "ringfence",
+                "watch",
+                "--site",
+                "/etc/ringfence/site.yaml",
+                "--source",
+                arg,
+                "--format",
+                "json"
+            ]
+        );
+    }
+}
+
+#[test]
+fn watch_site_config_map_holds_the_site_file_byte_for_byte() {
+    // Text a careless YAML writer would change: indentation, trailing
+    // spaces, a document marker, YAML 1.1 booleans, quotes, a tab, non-ASCII,
+    // no final newline.
+    let tricky =
+        "  indented: yes\n---\nname: \"on\" # comment \ntrailing:   \n\tzone: ü\n\n\nlast: 0x1f";
+    for site in [WATCH_SITE, tricky, "one line"] {
+        let d = docs(
+            &render_yaml(&ManifestOptions {
+                site: Some(site.into()),
+                ..watch(WatchSource::Nft)
+            })
+            .unwrap(),
+        );
+        let cm = d.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+        assert_eq!(cm["metadata"]["name"], "ringfence-watch-site");
+        assert_eq!(cm["data"]["site.yaml"], site, "site {site:?}");
+    }
+}
+
+#[test]
+fn watch_options_that_cannot_work_are_refused_with_the_reason() {
+    let no_site = ManifestOptions {
+        site: None,
+        ..watch(WatchSource::Nft)
+    };
+    assert_eq!(build(&no_site).unwrap_err(), OptionsError::NoSite);
+    assert!(OptionsError::NoSite.to_string().contains("--site FILE"));
+    let profile = ManifestOptions {
+        profile: Some("tkg-1.5".into()),
+        ..watch(WatchSource::Nft)
+    };
+    let e = build(&profile).unwrap_err();
+    assert!(e.to_string().starts_with("--profile applies to"), "{e}");
+    let nodes = ManifestOptions {
+        nodes: vec!["n1".into()],
+        ..watch(WatchSource::Nft)
+    };
+    assert_eq!(build(&nodes).unwrap_err(), OptionsError::NodesWithDaemonSet);
+    let huge = ManifestOptions {
+        site: Some("#".repeat(MAX_SITE_BYTES + 1)),
+        ..watch(WatchSource::Nft)
+    };
+    assert_eq!(
+        build(&huge).unwrap_err(),
+        OptionsError::SiteTooLarge(MAX_SITE_BYTES + 1)
+    );
+    // The watch options on a scan kind.
+    for kind in [WorkloadKind::Job, WorkloadKind::DaemonSet] {
+        let site_on_scan = ManifestOptions {
+            kind,
+            profile: None,
+            ..watch(WatchSource::Nft)
+        };
+        let e = build(&site_on_scan).unwrap_err();
+        assert!(
+            e.to_string().starts_with("--site applies to --kind watch"),
+            "{e}"
+        );
+        let source_on_scan = ManifestOptions {
+            kind,
+            site: None,
+            ..watch(WatchSource::Iptables)
+        };
+        let e = build(&source_on_scan).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--watch-source applies to --kind watch"),
+            "{e}"
+        );
+    }
 }

@@ -1,14 +1,17 @@
 //! `ringfence deploy manifests`: Kubernetes objects that run the CIS scan on
-//! nodes (a Job per node, or a DaemonSet), printed as YAML for `kubectl apply`.
+//! nodes (a Job per node, or a DaemonSet), or `ringfence watch` on every
+//! node's firewall (a DaemonSet with the site file in a ConfigMap), printed as
+//! YAML for `kubectl apply`.
 
 use crate::exit::{emit, CliError, SUCCESS};
-use ringfence_fleet::manifest::{self, ManifestOptions, WorkloadKind};
-use std::path::PathBuf;
+use ringfence_fleet::manifest::{self, ManifestOptions, WatchSource, WorkloadKind};
+use std::path::{Path, PathBuf};
 
 /// Subcommands of `deploy`.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Print Job or DaemonSet manifests that run `ringfence cis scan` on nodes.
+    /// Print manifests that run `ringfence cis scan` on nodes (Jobs or a
+    /// DaemonSet) or `ringfence watch` on every node (a DaemonSet).
     Manifests(ManifestsArgs),
 }
 
@@ -19,12 +22,25 @@ pub enum Kind {
     Job,
     /// A DaemonSet: one scan on every node, including nodes that join later.
     Daemonset,
+    /// A DaemonSet running `ringfence watch` on every node's own netfilter
+    /// rules (host network, CAP_NET_ADMIN only), with --site in a ConfigMap.
+    Watch,
 }
 
-/// Print Job or DaemonSet manifests that run `ringfence cis scan` on nodes.
+/// The ruleset source of the watch DaemonSet.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum WatchSourceArg {
+    /// nftables: `nft -j list ruleset`, followed with `nft monitor`.
+    Nft,
+    /// iptables: `iptables-save` and `ip6tables-save`, polled every second.
+    Iptables,
+}
+
+/// Print manifests that run `ringfence cis scan` on nodes (Jobs or a
+/// DaemonSet) or `ringfence watch` on every node (a DaemonSet).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example (one Job per node):\n  ringfence deploy manifests --image REGISTRY/ringfence:TAG --profile tkg-1.5 \\\n    $(kubectl get nodes -o jsonpath='{range .items[*]}--node {.metadata.name} {end}') \\\n    | kubectl apply -f -\nSee docs/fleet.md for waiting, collecting the logs and merging them."
+    after_help = "Example (one Job per node):\n  ringfence deploy manifests --image REGISTRY/ringfence:TAG --profile tkg-1.5 \\\n    $(kubectl get nodes -o jsonpath='{range .items[*]}--node {.metadata.name} {end}') \\\n    | kubectl apply -f -\nExample (watch every node's nftables rules):\n  ringfence deploy manifests --kind watch --site site.yaml --image REGISTRY/ringfence:TAG | kubectl apply -f -\nSee docs/fleet.md for waiting, collecting the logs and merging them, and docs/watch.md for the watch."
 )]
 pub struct ManifestsArgs {
     /// Workload kind.
@@ -39,9 +55,17 @@ pub struct ManifestsArgs {
     /// Image holding the ringfence binary (built from the repository's Dockerfile).
     #[arg(long, value_name = "REF", default_value_t = manifest::default_image())]
     pub image: String,
-    /// Profile of expected failures passed to the scan (for example tkg-1.5).
+    /// Profile of expected failures passed to the scan (for example tkg-1.5;
+    /// scan kinds only).
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
+    /// Site file the watch verifies each node's rules against (--kind watch
+    /// only; required there). It is checked now and stored in a ConfigMap.
+    #[arg(long, value_name = "FILE")]
+    pub site: Option<PathBuf>,
+    /// Ruleset source of the watch (--kind watch only).
+    #[arg(long, value_enum, default_value = "nft")]
+    pub watch_source: WatchSourceArg,
     /// Leave out the Namespace object (when the namespace exists and is managed elsewhere).
     #[arg(long)]
     pub no_namespace: bool,
@@ -57,19 +81,69 @@ pub fn run(command: Command) -> Result<u8, CliError> {
     }
 }
 
+/// Read the site file and check it the way `watch` will, so a bad site is
+/// reported here (located, exit 2) rather than by every pod of the DaemonSet.
+fn read_site(path: &Path) -> Result<String, CliError> {
+    let name = path.display().to_string();
+    let text = ringfence_site::read_text_file(path, &name, "site file")?;
+    ringfence_site::parse_site(&text, &name)?;
+    Ok(text)
+}
+
 fn run_manifests(args: ManifestsArgs) -> Result<u8, CliError> {
+    let site = match &args.site {
+        Some(p) if matches!(args.kind, Kind::Watch) => Some(read_site(p)?),
+        // Refused by validation below, before any file is read.
+        Some(_) => Some(String::new()),
+        None => None,
+    };
     let opts = ManifestOptions {
         kind: match args.kind {
             Kind::Job => WorkloadKind::Job,
             Kind::Daemonset => WorkloadKind::DaemonSet,
+            Kind::Watch => WorkloadKind::Watch,
         },
         nodes: args.node,
         namespace: args.namespace,
         image: args.image,
         profile: args.profile,
         include_namespace: !args.no_namespace,
+        site,
+        watch_source: match args.watch_source {
+            WatchSourceArg::Nft => WatchSource::Nft,
+            WatchSourceArg::Iptables => WatchSource::Iptables,
+        },
     };
     let yaml = manifest::render_yaml(&opts).map_err(|e| CliError::Usage(e.to_string()))?;
     emit(args.out.as_deref(), yaml.as_bytes())?;
     Ok(SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_site_file_is_refused_at_its_line_before_any_manifest_is_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("site.yaml");
+        std::fs::write(&bad, "name: x\nzones:\n  a: [198.18.0.1]\n").unwrap();
+        let Err(CliError::Input(errs)) = read_site(&bad) else {
+            panic!("a site without tkg must be refused as bad input");
+        };
+        let shown = errs.to_string();
+        assert!(
+            shown.starts_with(&format!("{}:", bad.display())) && shown.contains("tkg"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_good_site_file_is_stored_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("site.yaml");
+        let text = format!("# kept\n{}", ringfence_site::EXAMPLE_SITE_YAML);
+        std::fs::write(&good, &text).unwrap();
+        assert_eq!(read_site(&good).unwrap(), text);
+    }
 }
