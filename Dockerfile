@@ -30,6 +30,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # only glibc and libgcc, which it provides.
 FROM debian:12.12-slim
 COPY --from=build /out/ringfence /usr/local/bin/ringfence
+# nft and iptables-save/ip6tables-save: what `ringfence watch --source nft|iptables`
+# runs (the DaemonSet of `deploy manifests --kind watch`); the CIS scan needs neither.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nftables iptables \
+    && rm -rf /var/lib/apt/lists/*
 # nobody-style unprivileged user; no home directory, no shell login needed.
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/ringfence"]
