@@ -147,6 +147,143 @@ impl Region {
 /// Protocols with ports: TCP, UDP, DCCP, SCTP, UDP-Lite.
 const PORT_PROTOCOLS: [u8; 5] = [6, 17, 33, 132, 136];
 
+/// The service of a box as people read it: `tcp port 22`, `udp ports 53,
+/// 123`, `tcp any port`, `any protocol`, `icmp`; restricted source ports
+/// follow (`source ports 1024-65535`).
+pub fn service_text(proto: &ISet<u8>, sport: &ISet<u16>, dport: &ISet<u16>) -> String {
+    let with_ports = !proto.is_empty()
+        && proto
+            .ranges()
+            .iter()
+            .all(|&(a, b)| (a..=b).all(|n| PORT_PROTOCOLS.contains(&n)));
+    let mut s = if proto.is_full() {
+        "any protocol".to_string()
+    } else {
+        format_proto_text(proto)
+    };
+    let ports = |set: &ISet<u16>, label: &str| {
+        let single = set.ranges().len() == 1 && set.ranges()[0].0 == set.ranges()[0].1;
+        format!(
+            " {label}{} {}",
+            if single { "" } else { "s" },
+            format_ports_text(set)
+        )
+    };
+    if !dport.is_full() {
+        s.push_str(&ports(dport, "port"));
+    } else if with_ports {
+        s.push_str(" any port");
+    }
+    if !sport.is_full() {
+        s.push_str(&ports(sport, "source port"));
+    }
+    s
+}
+
+/// The name the excess summary gives a side whose addresses are in no zone of the site.
+pub const OUTSIDE_SITE: &str = "outside the site";
+
+/// The name the excess summary gives a side that spans several zones, or a
+/// zone and addresses outside every zone.
+pub const ANY_ZONE: &str = "any";
+
+/// At most this many rules are named per summary group (`rule_count` counts them all).
+pub const SUMMARY_RULES: usize = 3;
+
+/// One line of the excess summary: what is accepted beyond the required
+/// flows from one zone to another in one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExcessGroup {
+    /// The source zone, or `outside the site`.
+    pub from: String,
+    /// The destination zone, or `outside the site`.
+    pub to: String,
+    /// Protocol and ports, as the text output writes them (`tcp port 8080`).
+    pub service: String,
+    /// Excess regions in the group (each region of the full list counts
+    /// once, in the group its sides' names and its service give).
+    pub regions: usize,
+    /// Regions certainly accepted.
+    pub certain: usize,
+    /// Regions possibly accepted (a rule the model cannot evaluate decides them).
+    pub possible: usize,
+    /// The first rules (at most [`SUMMARY_RULES`]) responsible, in the order met.
+    pub rules: Vec<String>,
+    /// How many distinct rules are responsible in all.
+    pub rule_count: usize,
+}
+
+/// The name of one side of a region in the excess summary: the zone that
+/// holds all its addresses (the first such zone), [`OUTSIDE_SITE`] when
+/// none of its addresses is in a zone, [`ANY_ZONE`] when it spans several
+/// zones or a zone and addresses outside every zone.
+fn side_name<'z>(fam: Fam, set: &ISet<u128>, zones: &'z [(String, Fam, ISet<u128>)]) -> &'z str {
+    let mut zones = zones.iter().filter(|(_, f, _)| *f == fam);
+    if let Some((name, _, _)) = zones.clone().find(|(_, _, z)| set.is_subset(z)) {
+        return name;
+    }
+    if zones.any(|(_, _, z)| !set.intersect(z).is_empty()) {
+        ANY_ZONE
+    } else {
+        OUTSIDE_SITE
+    }
+}
+
+/// Group excess regions (each a box, the rule responsible if any, and
+/// whether it is certainly accepted) by (source side, destination side,
+/// service), each side named by `side_name`: a zone, `outside the site` or
+/// `any`. Groups come with the most regions first, then by names and service.
+pub fn summarize_excess<'a>(
+    regions: impl IntoIterator<Item = (&'a PBox, Option<String>, bool)>,
+    zones: &[(String, Fam, ISet<u128>)],
+) -> Vec<ExcessGroup> {
+    use std::collections::{BTreeMap, HashSet};
+    let mut groups: BTreeMap<(String, String, String), (ExcessGroup, HashSet<String>)> =
+        BTreeMap::new();
+    for (b, rule, certain) in regions {
+        if b.is_empty() {
+            continue;
+        }
+        let service = service_text(&b.proto, &b.sport, &b.dport);
+        let from = side_name(b.fam, &b.src, zones);
+        let to = side_name(b.fam, &b.dst, zones);
+        let key = (from.to_string(), to.to_string(), service.clone());
+        let (g, seen) = groups.entry(key).or_insert_with(|| {
+            (
+                ExcessGroup {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    service,
+                    regions: 0,
+                    certain: 0,
+                    possible: 0,
+                    rules: Vec::new(),
+                    rule_count: 0,
+                },
+                HashSet::new(),
+            )
+        });
+        g.regions += 1;
+        if certain {
+            g.certain += 1;
+        } else {
+            g.possible += 1;
+        }
+        if let Some(r) = rule {
+            if g.rules.len() < SUMMARY_RULES && !seen.contains(&r) {
+                g.rules.push(r.clone());
+            }
+            if seen.insert(r) {
+                g.rule_count += 1;
+            }
+        }
+    }
+    let mut out: Vec<ExcessGroup> = groups.into_values().map(|(g, _)| g).collect();
+    // Stable: equal counts stay in zone and service order.
+    out.sort_by_key(|g| std::cmp::Reverse(g.regions));
+    out
+}
+
 /// A shadowed or redundant rule.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleFinding {
@@ -203,6 +340,9 @@ pub struct VerifyReport {
     pub flows: Vec<FlowResult>,
     /// Regions accepted beyond the required flows (within the deny-all rows).
     pub excess: Vec<Region>,
+    /// Every excess region (listed or not) grouped by source zone,
+    /// destination zone and service: see [`summarize_excess`].
+    pub excess_summary: Vec<ExcessGroup>,
     /// Rules that never match.
     pub shadowed: Vec<RuleFinding>,
     /// Rules whose removal changes nothing.
@@ -723,6 +863,12 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         let merged = merge_regions(outcome_boxes(engine, &acc));
         let total = merged.len();
         let possible = merged.iter().filter(|(_, (_, certain))| !certain).count();
+        let excess_summary = summarize_excess(
+            merged.iter().map(|(b, (key, certain))| {
+                (b, key.map(|k| engine.rule_ref(k).to_string()), *certain)
+            }),
+            &zones,
+        );
         let excess = render_merged(engine, merged, &zones, MAX_REGIONS);
         lap("render excess");
         let mut runs = engine.anomalies_shared(20_000, next, ANOMALY_RUN);
@@ -737,9 +883,18 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
             an.redundant.extend(part.redundant);
         }
         lap("shadowed and redundant");
-        (an, (flows, (total, possible), excess, incomplete))
+        (
+            an,
+            (
+                flows,
+                (total, possible),
+                (excess, excess_summary),
+                incomplete,
+            ),
+        )
     });
     let (excess_total, possible_excess) = excess_total;
+    let (excess, excess_summary) = excess;
     let finding = |a: &crate::engine::Anomaly| RuleFinding {
         rule: rule_string(&a.rule),
         chain: a.chain.clone(),
@@ -793,6 +948,7 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         catalog: site.catalog.clone(),
         flows,
         excess,
+        excess_summary,
         shadowed,
         redundant,
         default_deny: default_deny(rs, hook),
@@ -810,5 +966,156 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
             notes
         },
         summary,
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    fn v4(a: [u8; 4]) -> u128 {
+        u32::from_be_bytes(a) as u128
+    }
+
+    fn zones() -> Vec<(String, Fam, ISet<u128>)> {
+        vec![
+            (
+                "mgmt".to_string(),
+                Fam::V4,
+                ISet::range(v4([198, 18, 1, 0]), v4([198, 18, 1, 255])),
+            ),
+            (
+                "workload".to_string(),
+                Fam::V4,
+                ISet::range(v4([198, 18, 2, 0]), v4([198, 18, 2, 255])),
+            ),
+        ]
+    }
+
+    fn tcp_box(src: ISet<u128>, dst: ISet<u128>, ports: ISet<u16>) -> PBox {
+        let u = IfaceUniverse::new(std::iter::empty::<&Ruleset>());
+        let mut b = PBox::full(Fam::V4, &u);
+        b.src = src;
+        b.dst = dst;
+        b.proto = ISet::single(6);
+        b.dport = ports;
+        b
+    }
+
+    fn host(a: [u8; 4]) -> ISet<u128> {
+        ISet::single(v4(a))
+    }
+
+    #[test]
+    fn regions_in_one_zone_pair_and_service_form_one_group_with_their_rules() {
+        let a = tcp_box(
+            host([198, 18, 1, 5]),
+            host([198, 18, 2, 9]),
+            ISet::single(22),
+        );
+        let b = tcp_box(
+            host([198, 18, 1, 6]),
+            host([198, 18, 2, 9]),
+            ISet::single(22),
+        );
+        let c = tcp_box(
+            host([198, 18, 1, 7]),
+            host([198, 18, 2, 9]),
+            ISet::single(22),
+        );
+        let g = summarize_excess(
+            [
+                (&a, Some("fw:1".to_string()), true),
+                (&b, Some("fw:2".to_string()), false),
+                (&c, Some("fw:1".to_string()), true),
+            ],
+            &zones(),
+        );
+        assert_eq!(
+            g,
+            vec![ExcessGroup {
+                from: "mgmt".into(),
+                to: "workload".into(),
+                service: "tcp port 22".into(),
+                regions: 3,
+                certain: 2,
+                possible: 1,
+                rules: vec!["fw:1".into(), "fw:2".into()],
+                rule_count: 2,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_side_is_its_zone_outside_the_site_or_any_when_it_spans_zones() {
+        let dst = host([198, 18, 1, 20]);
+        // All of mgmt and all of workload: two zones.
+        let two = ISet::range(v4([198, 18, 1, 0]), v4([198, 18, 2, 255]));
+        // One host of workload and one host in no zone.
+        let mixed = host([198, 18, 2, 7]).union(&host([10, 0, 0, 1]));
+        let outside = ISet::range(v4([10, 0, 0, 0]), v4([10, 0, 0, 255]));
+        let boxes = [
+            tcp_box(two, dst.clone(), ISet::range(8000, 8080)),
+            tcp_box(mixed, dst.clone(), ISet::range(8000, 8080)),
+            tcp_box(outside.clone(), dst.clone(), ISet::range(8000, 8080)),
+            tcp_box(dst.clone(), outside, ISet::range(8000, 8080)),
+        ];
+        let g = summarize_excess(
+            boxes.iter().map(|b| (b, Some("fw:9".to_string()), true)),
+            &zones(),
+        );
+        let pairs: Vec<(&str, &str, &str, usize)> = g
+            .iter()
+            .map(|g| {
+                (
+                    g.from.as_str(),
+                    g.to.as_str(),
+                    g.service.as_str(),
+                    g.regions,
+                )
+            })
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("any", "mgmt", "tcp ports 8000-8080", 2),
+                ("mgmt", "outside the site", "tcp ports 8000-8080", 1),
+                ("outside the site", "mgmt", "tcp ports 8000-8080", 1),
+            ]
+        );
+        assert!(g
+            .iter()
+            .all(|g| g.certain == g.regions && g.rules == ["fw:9"]));
+    }
+
+    #[test]
+    fn different_services_and_many_rules_stay_apart_and_rules_are_capped() {
+        let boxes: Vec<PBox> = (0..5u8)
+            .map(|i| {
+                tcp_box(
+                    host([198, 18, 2, i]),
+                    host([198, 18, 1, 1]),
+                    ISet::single(443),
+                )
+            })
+            .collect();
+        let udp = {
+            let mut b = tcp_box(host([198, 18, 2, 1]), host([198, 18, 1, 1]), ISet::full());
+            b.proto = ISet::single(17);
+            b
+        };
+        let mut items: Vec<(&PBox, Option<String>, bool)> = boxes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b, Some(format!("fw:{i}")), true))
+            .collect();
+        items.push((&udp, None, false));
+        let g = summarize_excess(items, &zones());
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].service, "tcp port 443");
+        assert_eq!((g[0].regions, g[0].rule_count), (5, 5));
+        assert_eq!(g[0].rules, ["fw:0", "fw:1", "fw:2"]);
+        assert_eq!(g[1].service, "udp any port");
+        assert_eq!((g[1].regions, g[1].possible, g[1].rule_count), (1, 1, 0));
     }
 }

@@ -123,7 +123,11 @@ fn report_refs(r: &VerifyReport) -> impl Iterator<Item = &str> {
         .flows
         .iter()
         .flat_map(|f| f.rules.iter().chain(&f.reply_rules));
-    let excess = r.excess.iter().flat_map(|e| e.rules.iter());
+    let excess = r
+        .excess
+        .iter()
+        .flat_map(|e| e.rules.iter())
+        .chain(r.excess_summary.iter().flat_map(|g| g.rules.iter()));
     let findings = r
         .shadowed
         .iter()
@@ -131,6 +135,12 @@ fn report_refs(r: &VerifyReport) -> impl Iterator<Item = &str> {
         .flat_map(|x| std::iter::once(&x.rule).chain(&x.by));
     flows.chain(excess).chain(findings).map(String::as_str)
 }
+
+/// At most this many excess regions are listed in the text output.
+const TEXT_REGIONS: usize = 50;
+
+/// At most this many groups of the excess summary are shown in the text output.
+const TEXT_GROUPS: usize = 30;
 
 fn text(r: &VerifyReport, q: &RuleQuoter) -> String {
     const IN: &str = "           ";
@@ -197,7 +207,47 @@ fn text(r: &VerifyReport, q: &RuleQuoter) -> String {
             ", incomplete: the analysis hit its size budget, more may be accepted"
         }
     );
-    for e in &r.excess {
+    if !r.excess_summary.is_empty() {
+        let _ = writeln!(s, "  by zones and service:");
+        for g in r.excess_summary.iter().take(TEXT_GROUPS) {
+            let _ = writeln!(
+                s,
+                "    {} -> {}: {}: {} region{}{}",
+                g.from,
+                g.to,
+                g.service,
+                g.regions,
+                if g.regions == 1 { "" } else { "s" },
+                match (g.certain, g.possible) {
+                    (_, 0) => String::new(),
+                    (0, _) => ", all possible".to_string(),
+                    (_, p) => format!(", {p} possible"),
+                }
+            );
+            let lead = if g.possible == 0 {
+                "accepted by"
+            } else {
+                "accepted or made possible by"
+            };
+            write_rules(&mut s, "      ", lead, &g.rules, q);
+            if g.rule_count > g.rules.len() {
+                let _ = writeln!(
+                    s,
+                    "      and {} more rule(s): see --format json",
+                    g.rule_count - g.rules.len()
+                );
+            }
+        }
+        if r.excess_summary.len() > TEXT_GROUPS {
+            let _ = writeln!(
+                s,
+                "    {} more groups: see --format json",
+                r.excess_summary.len() - TEXT_GROUPS
+            );
+        }
+        let _ = writeln!(s, "  regions:");
+    }
+    for e in r.excess.iter().take(TEXT_REGIONS) {
         if e.certain {
             let _ = writeln!(s, "  {}", e.describe());
             if e.rules.is_empty() {
@@ -224,6 +274,22 @@ fn text(r: &VerifyReport, q: &RuleQuoter) -> String {
                 q,
             );
         }
+    }
+    // The JSON lists up to MAX_REGIONS regions; the summary counts all.
+    if r.summary.excess > TEXT_REGIONS.min(r.excess.len()) {
+        let _ = writeln!(
+            s,
+            "  {} more regions: see --format json{}",
+            r.summary.excess - TEXT_REGIONS.min(r.excess.len()),
+            if r.summary.excess > r.excess.len() {
+                format!(
+                    " (it lists {}; the summary above counts them all)",
+                    r.excess.len()
+                )
+            } else {
+                String::new()
+            }
+        );
     }
     for (title, why, list) in [
         ("shadowed", "covered by", &r.shadowed),

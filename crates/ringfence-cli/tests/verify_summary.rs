@@ -1,0 +1,103 @@
+//! `verify`'s excess summary (issue 15): the excess section leads with the
+//! excess grouped by source zone, destination zone and service, with the
+//! counts and the rules responsible; the JSON report carries the same
+//! groups as `excess_summary`.
+
+mod common;
+use common::repo_root;
+
+use std::path::Path;
+use std::process::Command;
+
+/// Run ringfence in `dir`: (exit code, stdout, stderr).
+fn run_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_ringfence"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ringfence");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The example ruleset with excess in two more zone pairs: workload to
+/// Harbor on tcp/5432 (two rules, one per workload network) and the
+/// jumpbox to management on tcp/3389.
+fn write_two_pair_ruleset(dir: &Path) {
+    let rules = std::fs::read_to_string(repo_root().join("examples/ruleset.rules")).unwrap();
+    let anchor = "-A FORWARD -m conntrack --ctstate INVALID -j DROP\n";
+    assert!(rules.contains(anchor));
+    let rules = rules.replace(
+        anchor,
+        &format!(
+            "{anchor}-A FORWARD -s 198.18.20.0/24 -d 198.18.1.20/32 -p tcp -m tcp --dport 5432 -j ACCEPT\n\
+             -A FORWARD -s 198.18.21.0/24 -d 198.18.1.20/32 -p tcp -m tcp --dport 5432 -j ACCEPT\n\
+             -A FORWARD -s 198.18.1.10/32 -d 198.18.10.0/24 -p tcp -m tcp --dport 3389 -j ACCEPT\n"
+        ),
+    );
+    std::fs::write(dir.join("fw.rules"), rules).unwrap();
+}
+
+#[test]
+fn verify_text_leads_excess_with_a_summary_by_zone_pair_and_service() {
+    let dir = tempfile::tempdir().unwrap();
+    write_two_pair_ruleset(dir.path());
+    let (code, out, err) = run_in(
+        dir.path(),
+        &["verify", "--example", "--ruleset", "fw.rules"],
+    );
+    assert_eq!(code, 1, "{err}");
+    let excess = &out[out.find("\nexcess").expect("excess section")..];
+    let summary = excess.find("by zones and service:").expect("summary");
+    let list = excess.find("  regions:").expect("region list");
+    assert!(summary < list, "the summary leads the list:\n{out}");
+    assert!(
+        excess.contains("    workload -> harbor: tcp port 5432: 2 regions\n"),
+        "{out}"
+    );
+    assert!(
+        excess.contains("    jumpbox -> management: tcp port 3389: 1 region\n"),
+        "{out}"
+    );
+    insta::assert_snapshot!("verify_two_zone_pairs_text", excess);
+}
+
+#[test]
+fn verify_json_has_excess_summary_groups_counting_every_region() {
+    let dir = tempfile::tempdir().unwrap();
+    write_two_pair_ruleset(dir.path());
+    let (code, out, err) = run_in(
+        dir.path(),
+        &[
+            "verify",
+            "--example",
+            "--ruleset",
+            "fw.rules",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let groups = v["excess_summary"].as_array().expect("excess_summary");
+    let wl = groups
+        .iter()
+        .find(|g| g["from"] == "workload" && g["to"] == "harbor")
+        .expect("workload -> harbor group");
+    assert_eq!(wl["service"], "tcp port 5432");
+    assert_eq!(
+        (wl["regions"].as_u64(), wl["certain"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(wl["possible"], 0);
+    assert_eq!(wl["rules"].as_array().unwrap().len(), 2);
+    assert_eq!(wl["rule_count"], 2);
+    // Every listed region is in exactly one group.
+    let counted: u64 = groups.iter().map(|g| g["regions"].as_u64().unwrap()).sum();
+    assert_eq!(counted, v["summary"]["excess"].as_u64().unwrap());
+    assert_eq!(counted as usize, v["excess"].as_array().unwrap().len());
+}
