@@ -93,6 +93,30 @@ pub enum WatchSource {
     Iptables,
 }
 
+/// The path the site's flows take on the node, named by its filter hook
+/// (`watch --hook`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchHook {
+    /// Traffic the node routes (watch's default).
+    #[default]
+    Forward,
+    /// Traffic to the node itself.
+    Input,
+    /// Traffic from the node itself.
+    Output,
+}
+
+impl WatchHook {
+    /// The value passed to `ringfence watch --hook`.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            WatchHook::Forward => "forward",
+            WatchHook::Input => "input",
+            WatchHook::Output => "output",
+        }
+    }
+}
+
 impl WatchSource {
     /// The value passed to `ringfence watch --source`.
     pub fn as_arg(self) -> &'static str {
@@ -126,6 +150,8 @@ pub struct ManifestOptions {
     pub site: Option<String>,
     /// For [`WorkloadKind::Watch`]: the ruleset source the watch reads.
     pub watch_source: WatchSource,
+    /// For [`WorkloadKind::Watch`]: the hook the site's flows are checked on.
+    pub watch_hook: WatchHook,
 }
 
 impl Default for ManifestOptions {
@@ -139,6 +165,7 @@ impl Default for ManifestOptions {
             include_namespace: true,
             site: None,
             watch_source: WatchSource::Nft,
+            watch_hook: WatchHook::Forward,
         }
     }
 }
@@ -302,6 +329,12 @@ impl ManifestOptions {
             if self.watch_source != WatchSource::Nft {
                 return Err(OptionsError::NotForKind {
                     option: "--watch-source",
+                    applies_to: "--kind watch",
+                });
+            }
+            if self.watch_hook != WatchHook::Forward {
+                return Err(OptionsError::NotForKind {
+                    option: "--watch-hook",
                     applies_to: "--kind watch",
                 });
             }
@@ -638,9 +671,10 @@ fn daemon_set(opts: &ManifestOptions) -> DaemonSet {
 }
 
 /// The command of the watch container: `ringfence watch` on the mounted
-/// site file, reading the node's rules from the chosen source, printing JSON
-/// lines to stdout (the container log).
-pub fn watch_command(source: WatchSource) -> Vec<String> {
+/// site file, reading the node's rules from the chosen source and checking
+/// the flows on the chosen hook, printing JSON lines to stdout (the
+/// container log).
+pub fn watch_command(source: WatchSource, hook: WatchHook) -> Vec<String> {
     let site = format!("{WATCH_SITE_DIR}/{WATCH_SITE_KEY}");
     [
         "ringfence",
@@ -649,6 +683,8 @@ pub fn watch_command(source: WatchSource) -> Vec<String> {
         site.as_str(),
         "--source",
         source.as_arg(),
+        "--hook",
+        hook.as_arg(),
         "--format",
         "json",
     ]
@@ -695,7 +731,7 @@ fn watch_container(opts: &ManifestOptions) -> Container {
         name: "watch".to_string(),
         image: Some(opts.image.clone()),
         image_pull_policy: Some("IfNotPresent".to_string()),
-        command: Some(watch_command(opts.watch_source)),
+        command: Some(watch_command(opts.watch_source, opts.watch_hook)),
         resources: Some(ResourceRequirements {
             // Each re-read runs a full verify: memory grows with the
             // ruleset (kube-proxy's iptables mode writes many rules).

@@ -3,7 +3,8 @@
 //! version TKG ships, checked offline with PyPI's kubernetes-validate.
 
 use ringfence_fleet::manifest::{
-    build, render_yaml, ManifestOptions, OptionsError, WatchSource, WorkloadKind, MAX_SITE_BYTES,
+    build, render_yaml, ManifestOptions, OptionsError, WatchHook, WatchSource, WorkloadKind,
+    MAX_SITE_BYTES,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -381,12 +382,28 @@ fn watch_mounts_only_the_site_config_map_read_only_and_nothing_of_the_host() {
 }
 
 #[test]
-fn watch_runs_on_the_mounted_site_with_the_chosen_source_printing_json() {
-    for (source, arg) in [
-        (WatchSource::Nft, "nft"),
-        (WatchSource::Iptables, "iptables"),
+fn watch_runs_on_the_mounted_site_with_the_chosen_source_and_hook_printing_json() {
+    for (source, hook, source_arg, hook_arg) in [
+        (WatchSource::Nft, WatchHook::Forward, "nft", "forward"),
+        (
+            WatchSource::Iptables,
+            WatchHook::Forward,
+            "iptables",
+            "forward",
+        ),
+        (WatchSource::Nft, WatchHook::Input, "nft", "input"),
+        (
+            WatchSource::Iptables,
+            WatchHook::Output,
+            "iptables",
+            "output",
+        ),
     ] {
-        let pod = watch_pod(&render_yaml(&watch(source)).unwrap());
+        let opts = ManifestOptions {
+            watch_hook: hook,
+            ..watch(source)
+        };
+        let pod = watch_pod(&render_yaml(&opts).unwrap());
         assert_eq!(
             strings(&pod["containers"][0]["command"]),
             [
@@ -395,7 +412,9 @@ fn watch_runs_on_the_mounted_site_with_the_chosen_source_printing_json() {
                 "--site",
                 "/etc/ringfence/site.yaml",
                 "--source",
-                arg,
+                source_arg,
+                "--hook",
+                hook_arg,
                 "--format",
                 "json"
             ]
@@ -472,6 +491,18 @@ fn watch_options_that_cannot_work_are_refused_with_the_reason() {
         assert!(
             e.to_string()
                 .starts_with("--watch-source applies to --kind watch"),
+            "{e}"
+        );
+        let hook_on_scan = ManifestOptions {
+            kind,
+            site: None,
+            watch_hook: WatchHook::Input,
+            ..watch(WatchSource::Nft)
+        };
+        let e = build(&hook_on_scan).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--watch-hook applies to --kind watch"),
             "{e}"
         );
     }

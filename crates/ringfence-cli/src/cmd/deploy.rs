@@ -3,8 +3,9 @@
 //! node's firewall (a DaemonSet with the site file in a ConfigMap), printed as
 //! YAML for `kubectl apply`.
 
+use crate::cmd::trace::HookArg;
 use crate::exit::{emit, CliError, SUCCESS};
-use ringfence_fleet::manifest::{self, ManifestOptions, WatchSource, WorkloadKind};
+use ringfence_fleet::manifest::{self, ManifestOptions, WatchHook, WatchSource, WorkloadKind};
 use std::path::{Path, PathBuf};
 
 /// Subcommands of `deploy`.
@@ -66,6 +67,11 @@ pub struct ManifestsArgs {
     /// Ruleset source of the watch (--kind watch only).
     #[arg(long, value_enum, default_value = "nft")]
     pub watch_source: WatchSourceArg,
+    /// The path the site's flows take on each node, named by its filter hook:
+    /// forward (routed through the node), input (to the node), output (from
+    /// the node). --kind watch only.
+    #[arg(long, value_enum, default_value = "forward")]
+    pub watch_hook: HookArg,
     /// Leave out the Namespace object (when the namespace exists and is managed elsewhere).
     #[arg(long)]
     pub no_namespace: bool,
@@ -112,6 +118,11 @@ fn run_manifests(args: ManifestsArgs) -> Result<u8, CliError> {
         watch_source: match args.watch_source {
             WatchSourceArg::Nft => WatchSource::Nft,
             WatchSourceArg::Iptables => WatchSource::Iptables,
+        },
+        watch_hook: match args.watch_hook {
+            HookArg::Forward => WatchHook::Forward,
+            HookArg::Input => WatchHook::Input,
+            HookArg::Output => WatchHook::Output,
         },
     };
     let yaml = manifest::render_yaml(&opts).map_err(|e| CliError::Usage(e.to_string()))?;
