@@ -3,7 +3,8 @@
 //!
 //! - [`manifest`]: Job and DaemonSet manifests (typed `k8s-openapi` structs,
 //!   printed as YAML) that run `ringfence cis scan --root /host --format json`
-//!   on nodes.
+//!   on nodes, and the DaemonSet that keeps `ringfence watch` following every
+//!   node's netfilter rules.
 //! - [`merge`]: many node results (the scan's JSON) into one fleet view, with
 //!   bad files reported at the end instead of stopping the merge.
 //! - [`render`]: the fleet view as text, JSON (docs/cis-merge-json.md),
