@@ -150,6 +150,47 @@ mod tests {
     }
 
     #[test]
+    fn the_watch_pods_command_is_accepted_by_this_binarys_watch_parser() {
+        use crate::cmd::watch::{Source, WatchFormat};
+        use clap::Parser;
+        for (source, hook, want_source, want_hook) in [
+            (
+                WatchSource::Nft,
+                WatchHook::Forward,
+                Source::Nft,
+                HookArg::Forward,
+            ),
+            (
+                WatchSource::Iptables,
+                WatchHook::Input,
+                Source::Iptables,
+                HookArg::Input,
+            ),
+            (
+                WatchSource::Nft,
+                WatchHook::Output,
+                Source::Nft,
+                HookArg::Output,
+            ),
+        ] {
+            let argv = manifest::watch_command(source, hook);
+            let cli = crate::Cli::try_parse_from(&argv)
+                .unwrap_or_else(|e| panic!("{argv:?} does not parse: {e}"));
+            let Some(crate::Command::Watch(args)) = cli.command else {
+                panic!("{argv:?} is not the watch command");
+            };
+            assert_eq!(
+                args.site.site.as_deref(),
+                Some(Path::new("/etc/ringfence/site.yaml"))
+            );
+            assert_eq!(args.sources, [want_source]);
+            assert_eq!(args.hook, want_hook);
+            assert_eq!(args.format, WatchFormat::Json);
+            assert!(!args.once && args.exec.is_none());
+        }
+    }
+
+    #[test]
     fn a_good_site_file_is_stored_as_written() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("site.yaml");
