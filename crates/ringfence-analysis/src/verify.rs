@@ -284,6 +284,77 @@ pub fn summarize_excess<'a>(
     out
 }
 
+/// Whether `verify` analyses an address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FamilyStatus {
+    /// In scope and covered by a ruleset: its flows and excess are judged.
+    Analysed,
+    /// Out of scope: none of its packets is judged.
+    NotAnalysed,
+    /// In scope, but no ruleset given covers it: a finding (not OK).
+    NotCovered,
+}
+
+/// One address family's place in a `verify` run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FamilyScope {
+    /// `IPv4` or `IPv6`.
+    pub family: String,
+    /// Whether it is analysed.
+    pub status: FamilyStatus,
+    /// Why, for people (and how to change it).
+    pub reason: String,
+}
+
+impl FamilyScope {
+    /// The scope of `family` (`IPv4`/`IPv6`).
+    pub fn new(family: &str, status: FamilyStatus, reason: impl Into<String>) -> Self {
+        FamilyScope {
+            family: family.to_string(),
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The families a site has addresses in: `[IPv4, IPv6]`.
+pub fn site_families(site: &ResolvedSite) -> [bool; 2] {
+    let zones = zone_sets(site);
+    let has = |fam: Fam| zones.iter().any(|(_, f, _)| *f == fam);
+    [has(Fam::V4), has(Fam::V6)]
+}
+
+/// The `auto` scope: the families the site has addresses in (both when it
+/// has none), each assumed covered by the ruleset.
+pub fn auto_families(site: &ResolvedSite) -> Vec<FamilyScope> {
+    let has = site_families(site);
+    let has = if has == [false, false] {
+        [true, true]
+    } else {
+        has
+    };
+    ["IPv4", "IPv6"]
+        .iter()
+        .zip(has)
+        .map(|(name, has)| {
+            if has {
+                FamilyScope::new(
+                    name,
+                    FamilyStatus::Analysed,
+                    format!("the site has {name} addresses"),
+                )
+            } else {
+                FamilyScope::new(
+                    name,
+                    FamilyStatus::NotAnalysed,
+                    format!("the site has no {name} addresses; --families 4,6 to include it"),
+                )
+            }
+        })
+        .collect()
+}
+
 /// A shadowed or redundant rule.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleFinding {
@@ -316,6 +387,8 @@ pub struct Summary {
     pub possible_excess: usize,
     /// Whether the excess list is complete (false: the analysis hit its size budget).
     pub excess_complete: bool,
+    /// Address families in scope that no ruleset covers (each a finding).
+    pub families_not_covered: usize,
     /// Shadowed rules.
     pub shadowed: usize,
     /// Redundant rules.
@@ -336,6 +409,8 @@ pub struct VerifyReport {
     pub site: String,
     /// The catalog version.
     pub catalog: String,
+    /// Which address families are analysed, and why.
+    pub families: Vec<FamilyScope>,
     /// Required flows.
     pub flows: Vec<FlowResult>,
     /// Regions accepted beyond the required flows (within the deny-all rows).
@@ -517,13 +592,33 @@ fn example(b: &PBox, u: &IfaceUniverse) -> Option<ExamplePacket> {
 
 /// Check one flow on a hook: status, replies, example, rules.
 pub fn check_flow(engine: &Engine<'_>, hook: Hook, f: &ResolvedFlow) -> FlowResult {
+    check_flow_in(engine, hook, f, [true, true])
+}
+
+/// Whether a box's family is analysed (`analysed` is `[IPv4, IPv6]`).
+fn fam_in(analysed: [bool; 2], fam: Fam) -> bool {
+    match fam {
+        Fam::V4 => analysed[0],
+        Fam::V6 => analysed[1],
+    }
+}
+
+/// [`check_flow`] on the packets of the analysed families only.
+fn check_flow_in(
+    engine: &Engine<'_>,
+    hook: Hook,
+    f: &ResolvedFlow,
+    analysed: [bool; 2],
+) -> FlowResult {
     let fwd: Vec<PBox> = flow_boxes(f, &engine.u, false)
         .into_iter()
+        .filter(|b| fam_in(analysed, b.fam))
         .map(|b| engine.restrict_to_hook(b, hook, CtStates::NEW))
         .collect();
     let rh = reply_hook(hook);
     let rev: Vec<PBox> = flow_boxes(f, &engine.u, true)
         .into_iter()
+        .filter(|b| fam_in(analysed, b.fam))
         .map(|b| engine.restrict_to_hook(b, rh, CtStates::ESTABLISHED))
         .collect();
     let out = engine.classify_settled(hook, fwd);
@@ -821,8 +916,31 @@ fn rule_string(r: &RuleRef) -> String {
 /// Chains per run of the shared shadowed/redundant search.
 const ANOMALY_RUN: usize = 64;
 
-/// Run every check of `verify`.
+/// Run every check of `verify` on the families the site has addresses in
+/// ([`auto_families`]).
 pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
+    verify_families(rs, site, hook, auto_families(site))
+}
+
+/// Run every check of `verify` on the families `families` marks
+/// [`FamilyStatus::Analysed`]: packets of the others are not judged (not
+/// in the flows, not in the excess). A family marked
+/// [`FamilyStatus::NotCovered`] is a finding.
+pub fn verify_families(
+    rs: &Ruleset,
+    site: &ResolvedSite,
+    hook: Hook,
+    families: Vec<FamilyScope>,
+) -> VerifyReport {
+    let status_of_fam = |name: &str| families.iter().find(|f| f.family == name).map(|f| f.status);
+    let analysed = [
+        status_of_fam("IPv4") == Some(FamilyStatus::Analysed),
+        status_of_fam("IPv6") == Some(FamilyStatus::Analysed),
+    ];
+    let families_not_covered = families
+        .iter()
+        .filter(|f| f.status == FamilyStatus::NotCovered)
+        .count();
     let timing = std::env::var_os("RINGFENCE_TIMING").is_some();
     let t0 = std::time::Instant::now();
     let lap = |what: &str| {
@@ -842,19 +960,21 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         let anomalies = sc.spawn(move || engine.anomalies_shared(20_000, next, ANOMALY_RUN));
         let flows: Vec<FlowResult> = site
             .allowed()
-            .map(|f| check_flow(engine, hook, f))
+            .map(|f| check_flow_in(engine, hook, f, analysed))
             .collect();
         lap("flows and replies");
         // Excess: what is accepted inside the deny rows beyond every allow flow.
         let allowed: Vec<PBox> = site
             .allowed()
             .flat_map(|f| flow_boxes(f, &engine.u, false))
+            .filter(|b| fam_in(analysed, b.fam))
             .collect();
         let scope: Vec<PBox> = site
             .flows
             .iter()
             .filter(|f| f.action == FlowAction::Deny)
             .flat_map(|f| flow_boxes(f, &engine.u, false))
+            .filter(|b| fam_in(analysed, b.fam))
             .map(|b| engine.restrict_to_hook(b, hook, CtStates::NEW))
             .collect();
         let (acc, incomplete) = engine.accepted_beyond(hook, &scope, &allowed, DEFAULT_BUDGET);
@@ -926,7 +1046,8 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
     let ok = flows.iter().all(|f| f.status == Status::Allowed)
         && replies_not_allowed == 0
         && excess_total == 0
-        && !incomplete;
+        && !incomplete
+        && families_not_covered == 0;
     let summary = Summary {
         flows: flows.len(),
         allowed: count(Status::Allowed),
@@ -937,6 +1058,7 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         excess: excess_total,
         possible_excess,
         excess_complete: !incomplete,
+        families_not_covered,
         shadowed: shadowed.len(),
         redundant: redundant.len(),
         ok,
@@ -946,6 +1068,7 @@ pub fn verify(rs: &Ruleset, site: &ResolvedSite, hook: Hook) -> VerifyReport {
         hook: hook.to_string(),
         site: site.site.clone(),
         catalog: site.catalog.clone(),
+        families,
         flows,
         excess,
         excess_summary,

@@ -35,7 +35,12 @@ pub fn load_for_site(
     load_for(paths, format, need)
 }
 
-fn load_for(paths: &[PathBuf], format: FormatArg, need: Families) -> Result<Ruleset, CliError> {
+/// [`load`] where only the families in `need` must be covered.
+pub(crate) fn load_for(
+    paths: &[PathBuf],
+    format: FormatArg,
+    need: Families,
+) -> Result<Ruleset, CliError> {
     let mut errors = Vec::new();
     let mut texts = Vec::with_capacity(paths.len());
     for p in paths {

@@ -15,7 +15,7 @@ pub mod nft_text;
 pub mod nsx;
 
 pub use ipset::Sets;
-pub use multi::{parse_rulesets, parse_rulesets_for, Families};
+pub use multi::{parse_rulesets, parse_rulesets_for, uncovered_families, Families};
 
 use ringfence_diag::{InputError, InputErrors};
 use ringfence_model::Ruleset;

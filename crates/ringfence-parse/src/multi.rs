@@ -214,6 +214,21 @@ pub fn parse_rulesets_for(
     Ok(merge(parts))
 }
 
+/// The name of the chain standing for a family no file covers.
+fn uncovered_chain(what: &str) -> String {
+    format!("?{what} not covered")
+}
+
+/// The families [`parse_rulesets_for`] was asked to cover and no file
+/// given covers (their packets' fate is unknown in `rs`).
+pub fn uncovered_families(rs: &Ruleset) -> Families {
+    let has = |what: &str| rs.chains.iter().any(|c| c.name == uncovered_chain(what));
+    Families {
+        v4: has("IPv4"),
+        v6: has("IPv6"),
+    }
+}
+
 /// Put the first rule of each base chain of `rs` (a one-family iptables
 /// dump) in charge of the other family's packets: let them pass when
 /// another file covers that family, else make them unknown.
@@ -241,7 +256,7 @@ fn cover_other_family(rs: &mut Ruleset, other_v6: bool, covered: bool, by: Optio
     // unknown target, whose fate is unknown (never read as "may not match").
     let unknown = (!covered).then(|| {
         rs.chains.push(Chain {
-            name: format!("?{what} not covered"),
+            name: uncovered_chain(what),
             base: None,
             rules: vec![Rule {
                 matches: Match {

@@ -6,7 +6,9 @@ use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
 use quote::RuleQuoter;
 use ringfence_analysis::space::format_endpoint;
-use ringfence_analysis::verify::{verify, Status, VerifyReport};
+use ringfence_analysis::verify::{
+    verify_families, FamilyScope, FamilyStatus, Status, VerifyReport,
+};
 use ringfence_model::Hook;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -46,12 +48,106 @@ pub struct Args {
     /// are evaluated in kernel order.
     #[arg(long, value_enum, default_value = "forward")]
     pub hook: HookArg,
+    /// The address families the ruleset must be proven for: 4, 6, 4,6, or
+    /// auto (the families the site has addresses in). A family in scope
+    /// that no --ruleset file covers (an IPv6 site part with only an
+    /// iptables-save file) is a finding (exit 1): give the ip6tables-save
+    /// (or iptables-save) file, or narrow --families. A family out of scope
+    /// is not analysed, and the report says so.
+    #[arg(long, value_name = "4|6|4,6|auto", default_value = "auto", value_parser = parse_families)]
+    pub families: FamiliesArg,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: VerifyFormat,
     /// Write the report here (atomically) instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `--families`: the families asked for (`[IPv4, IPv6]`), or `None` for auto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamiliesArg(pub Option<[bool; 2]>);
+
+/// Read `--families`: `auto`, `4`, `6`, `4,6` (or `6,4`).
+fn parse_families(text: &str) -> Result<FamiliesArg, String> {
+    if text == "auto" {
+        return Ok(FamiliesArg(None));
+    }
+    let mut fams = [false, false];
+    for part in text.split(',') {
+        match part.trim() {
+            "4" => fams[0] = true,
+            "6" => fams[1] = true,
+            other => {
+                return Err(format!(
+                    "`{other}` is not an address family: expected 4, 6, 4,6 or auto"
+                ))
+            }
+        }
+    }
+    Ok(FamiliesArg(Some(fams)))
+}
+
+/// Which families a run analyses, and why: `asked` from `--families`,
+/// `site_has` the families of the site's addresses, `uncovered` those
+/// in scope that no ruleset file covers.
+fn family_scopes(
+    asked: FamiliesArg,
+    site_has: [bool; 2],
+    uncovered: [bool; 2],
+) -> Vec<FamilyScope> {
+    let scope = scope_of(asked, site_has);
+    let names = ["IPv4", "IPv6"];
+    let tools = ["iptables-save", "ip6tables-save"];
+    (0..2)
+        .map(|i| {
+            let name = names[i];
+            if !scope[i] {
+                let why = match asked.0 {
+                    None => format!("the site has no {name} addresses; --families 4,6 to include it"),
+                    Some(_) => format!(
+                        "--families leaves it out{}; --families 4,6 to include it",
+                        if site_has[i] {
+                            format!(" although the site has {name} addresses")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                };
+                FamilyScope::new(name, FamilyStatus::NotAnalysed, why)
+            } else if uncovered[i] {
+                let narrow = if scope[1 - i] {
+                    format!(", or leave {name} out with --families {}", 4 + 2 * (1 - i))
+                } else {
+                    String::new()
+                };
+                FamilyScope::new(
+                    name,
+                    FamilyStatus::NotCovered,
+                    format!(
+                        "no ruleset given covers {name}: give the {} output as another --ruleset{narrow}",
+                        tools[i]
+                    ),
+                )
+            } else {
+                let why = match asked.0 {
+                    None => format!("the site has {name} addresses"),
+                    Some(_) => "--families includes it".to_string(),
+                };
+                FamilyScope::new(name, FamilyStatus::Analysed, why)
+            }
+        })
+        .collect()
+}
+
+/// The families in scope: those asked for, or with auto those the site has
+/// addresses in (both when it has none).
+fn scope_of(asked: FamiliesArg, site_has: [bool; 2]) -> [bool; 2] {
+    match asked.0 {
+        Some(f) => f,
+        None if site_has == [false, false] => [true, true],
+        None => site_has,
+    }
 }
 
 /// A status as the text and JUnit outputs name it.
@@ -67,9 +163,21 @@ pub(crate) fn status_str(s: Status) -> &'static str {
 /// Run `ringfence verify`.
 pub fn run(args: Args) -> Result<u8, CliError> {
     let site = args.site.load()?;
-    let rs = crate::rulesets::load_for_site(&args.ruleset, args.ruleset_format, &site)?;
+    let nets = || site.zones.values().flatten();
+    let site_has = [
+        nets().any(|n| n.addr().is_ipv4()),
+        nets().any(|n| n.addr().is_ipv6()),
+    ];
+    let scope = scope_of(args.families, site_has);
+    let need = ringfence_parse::Families {
+        v4: scope[0],
+        v6: scope[1],
+    };
+    let rs = crate::rulesets::load_for(&args.ruleset, args.ruleset_format, need)?;
+    let uncovered = ringfence_parse::uncovered_families(&rs);
+    let families = family_scopes(args.families, site_has, [uncovered.v4, uncovered.v6]);
     let hook: Hook = args.hook.into();
-    let report = verify(&rs, &site.resolve(), hook);
+    let report = verify_families(&rs, &site.resolve(), hook, families);
     let out = match args.format {
         VerifyFormat::Json => {
             let mut s = serde_json::to_string_pretty(&report).expect("report serializes");
@@ -150,6 +258,17 @@ fn text(r: &VerifyReport, q: &RuleQuoter) -> String {
         "verify {} against site {} ({}), hook {}",
         r.ruleset, r.site, r.catalog, r.hook
     );
+    for f in &r.families {
+        match f.status {
+            FamilyStatus::Analysed => {}
+            FamilyStatus::NotAnalysed => {
+                let _ = writeln!(s, "{}: not analysed ({})", f.family, f.reason);
+            }
+            FamilyStatus::NotCovered => {
+                let _ = writeln!(s, "{}: not covered: {}", f.family, f.reason);
+            }
+        }
+    }
     let _ = writeln!(s, "\nflows:");
     // What to say when a status other than allowed names no rule.
     let nameless = |st: Status| {
@@ -319,7 +438,12 @@ fn text(r: &VerifyReport, q: &RuleQuoter) -> String {
     let m = &r.summary;
     let _ = writeln!(
         s,
-        "\nsummary: {} flows: {} allowed, {} partial, {} blocked, {} unknown; replies not allowed: {}; excess: {}{}{}; shadowed: {}; redundant: {}: {}",
+        "\nsummary: {}{} flows: {} allowed, {} partial, {} blocked, {} unknown; replies not allowed: {}; excess: {}{}{}; shadowed: {}; redundant: {}: {}",
+        r.families
+            .iter()
+            .filter(|f| f.status == FamilyStatus::NotCovered)
+            .map(|f| format!("{} not covered; ", f.family))
+            .collect::<String>(),
         m.flows, m.allowed, m.partial, m.blocked, m.unknown, m.replies_not_allowed, m.excess,
         if m.possible_excess > 0 { format!(" ({} possible)", m.possible_excess) } else { String::new() },
         if m.excess_complete { "" } else { " (incomplete)" },
