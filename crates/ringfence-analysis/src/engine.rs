@@ -18,7 +18,7 @@
 //! large union unless a query asks for it, and every walk has a fragment budget:
 //! a query over budget says so instead of answering wrongly.
 
-use crate::index::DstIndex;
+use crate::index::{BoxIndex, DstIndex, Hull};
 use crate::space::ISet;
 use crate::space::{match_boxes, IfaceUniverse, PBox};
 use ringfence_model::{Action, ChainId, CtStates, Hook, Policy, RuleRef, Ruleset};
@@ -110,7 +110,52 @@ pub struct Plan {
     pub spans: Vec<(u32, u32)>,
     /// Per rule: the boxes of its own match.
     pub rule_boxes: Vec<crate::space::Boxes>,
+    /// Boxes with a narrow destination hull (a host, a subnet), by that hull.
     index: DstIndex,
+    /// Boxes with a wide destination hull (a negated or missing
+    /// destination) by every field's hull; built on first use.
+    wide: std::sync::OnceLock<BoxIndex>,
+    /// Every box by every field's hull, for wide queries (which the
+    /// destination index would answer with nearly every box); built on
+    /// first use.
+    all: std::sync::OnceLock<BoxIndex>,
+}
+
+/// Destination hulls narrower than this are looked up by destination,
+/// wider ones by every field at once.
+const NARROW_DST: u128 = 1 << 16;
+
+fn is_narrow(b: &PBox) -> bool {
+    let (lo, hi) = hull(b);
+    hi - lo < NARROW_DST
+}
+
+impl Plan {
+    fn tree(&self, wide_only: bool) -> BoxIndex {
+        BoxIndex::build(
+            self.pieces
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !wide_only || !is_narrow(&p.b))
+                .map(|(i, p)| (p.b.fam, Hull::of(&p.b), i as u32)),
+        )
+    }
+
+    /// Append to `out` the positions whose box may meet `b` (a superset of
+    /// those that do, each once; unsorted).
+    fn query_into(&self, b: &PBox, out: &mut Vec<u32>) {
+        let (lo, hi) = hull(b);
+        if hi - lo < NARROW_DST {
+            self.index.query_into(b.fam, lo, hi, out);
+            self.wide
+                .get_or_init(|| self.tree(true))
+                .query_into(b.fam, &Hull::of(b), out);
+        } else {
+            self.all
+                .get_or_init(|| self.tree(false))
+                .query_into(b.fam, &Hull::of(b), out);
+        }
+    }
 }
 
 /// The walk produced more fragments than its budget allows.
@@ -477,11 +522,14 @@ impl<'a> Engine<'a> {
     ) -> Result<(Vec<Frag>, Vec<Frag>), OverBudget> {
         let mut cands = Vec::new();
         for f in &frags {
-            let (lo, hi) = hull(&f.b);
-            plan.index.query_into(f.b.fam, lo, hi, &mut cands);
+            plan.query_into(&f.b, &mut cands);
         }
+        if frags.len() > 1 {
+            cands.sort_unstable();
+            cands.dedup();
+        }
+        cands.retain(|&j| j >= from && j < to);
         cands.sort_unstable();
-        cands.dedup();
         let mut decided = Vec::new();
         // Work bound: fragment-box comparisons; a region that many boxes cut
         // apart could otherwise take quadratic time before the budget trips.
@@ -499,9 +547,18 @@ impl<'a> Engine<'a> {
             if work > WORK_LIMIT {
                 return Err(OverBudget);
             }
-            let mut next = Vec::with_capacity(frags.len());
+            // Fragments before the first one this box meets stay as they
+            // are, in place: only a box that cuts something costs a copy.
+            let Some(first) = frags.iter().position(|f| f.pos <= j && f.b.overlaps(&q.b)) else {
+                if frags.len() + decided.len() > budget {
+                    return Err(OverBudget);
+                }
+                continue;
+            };
+            let tail = frags.split_off(first);
+            let mut next = frags;
             let mut moved = false;
-            for f in frags {
+            for f in tail {
                 if f.pos > j || !f.b.overlaps(&q.b) {
                     next.push(f);
                     continue;
@@ -1187,9 +1244,10 @@ impl<'a> Engine<'a> {
 
     /// Plan positions in `[from, to)` whose box may meet `b`, ascending.
     fn candidates(&self, plan: &Plan, b: &PBox, from: u32, to: u32) -> Vec<u32> {
-        let (lo, hi) = hull(b);
-        let mut c = plan.index.query(b.fam, lo, hi);
+        let mut c = Vec::new();
+        plan.query_into(b, &mut c);
         c.retain(|&j| j >= from && j < to);
+        c.sort_unstable();
         c
     }
 
@@ -1461,15 +1519,23 @@ fn build(
         spans.push((start, pieces.len() as u32));
         rule_boxes.push(boxes);
     }
-    let index = DstIndex::build(pieces.iter().enumerate().map(|(i, p)| {
-        let (lo, hi) = hull(&p.b);
-        (p.b.fam, lo, hi, i as u32)
-    }));
+    let index = DstIndex::build(
+        pieces
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| is_narrow(&p.b))
+            .map(|(i, p)| {
+                let (lo, hi) = hull(&p.b);
+                (p.b.fam, lo, hi, i as u32)
+            }),
+    );
     plans[c] = Some(Plan {
         pieces,
         spans,
         rule_boxes,
         index,
+        wide: std::sync::OnceLock::new(),
+        all: std::sync::OnceLock::new(),
     });
     state[c] = 2;
 }
@@ -1482,8 +1548,11 @@ fn inline(pieces: &mut Vec<Piece>, tp: &Plan, boxes: &[PBox], key: (u32, u32), g
     // (original position, piece cut to the rule's box, the rule box it is cut to)
     let mut cut: Vec<(u32, PBox, usize)> = Vec::new();
     for (bi, b) in boxes.iter().enumerate() {
-        let (lo, hi) = hull(b);
-        for j in tp.index.query(b.fam, lo, hi) {
+        let mut js = Vec::new();
+        tp.query_into(b, &mut js);
+        js.sort_unstable();
+        js.dedup();
+        for j in js {
             if let Some(x) = tp.pieces[j as usize].b.intersect(b) {
                 cut.push((j, x, bi));
             }

@@ -127,6 +127,196 @@ impl DstIndex {
     }
 }
 
+/// The smallest single range holding each of a box's address, port and
+/// protocol fields: two boxes whose hulls do not meet share no packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hull {
+    /// Source addresses.
+    pub src: (u128, u128),
+    /// Destination addresses.
+    pub dst: (u128, u128),
+    /// Destination ports.
+    pub dport: (u16, u16),
+    /// IP protocols.
+    pub proto: (u8, u8),
+}
+
+fn hull_of<T: Copy>(r: &[(T, T)], empty: (T, T)) -> (T, T) {
+    match (r.first(), r.last()) {
+        (Some(a), Some(b)) => (a.0, b.1),
+        _ => empty,
+    }
+}
+
+impl Hull {
+    /// The hull of a box (an empty field gives an empty range).
+    pub fn of(b: &crate::space::PBox) -> Self {
+        Self {
+            src: hull_of(b.src.ranges(), (1, 0)),
+            dst: hull_of(b.dst.ranges(), (1, 0)),
+            dport: hull_of(b.dport.ranges(), (1, 0)),
+            proto: hull_of(b.proto.ranges(), (1, 0)),
+        }
+    }
+
+    /// Whether the hulls meet in every field.
+    #[inline]
+    pub fn meets(&self, o: &Hull) -> bool {
+        self.dst.0 <= o.dst.1
+            && o.dst.0 <= self.dst.1
+            && self.src.0 <= o.src.1
+            && o.src.0 <= self.src.1
+            && self.dport.0 <= o.dport.1
+            && o.dport.0 <= self.dport.1
+            && self.proto.0 <= o.proto.1
+            && o.proto.0 <= self.proto.1
+    }
+
+    fn join(&self, o: &Hull) -> Hull {
+        Hull {
+            src: (self.src.0.min(o.src.0), self.src.1.max(o.src.1)),
+            dst: (self.dst.0.min(o.dst.0), self.dst.1.max(o.dst.1)),
+            dport: (self.dport.0.min(o.dport.0), self.dport.1.max(o.dport.1)),
+            proto: (self.proto.0.min(o.proto.0), self.proto.1.max(o.proto.1)),
+        }
+    }
+
+    /// Centre of the hull along split dimension `d` (source, destination, port).
+    fn centre(&self, d: usize) -> u128 {
+        let (lo, hi) = match d {
+            0 => self.src,
+            1 => self.dst,
+            _ => (self.dport.0 as u128, self.dport.1 as u128),
+        };
+        lo / 2 + hi / 2 + (lo & hi & 1)
+    }
+
+    /// Width of the hull along split dimension `d`.
+    fn width(&self, d: usize) -> u128 {
+        let (lo, hi) = match d {
+            0 => self.src,
+            1 => self.dst,
+            _ => (self.dport.0 as u128, self.dport.1 as u128),
+        };
+        hi.saturating_sub(lo)
+    }
+}
+
+/// Items per leaf of a [`BoxIndex`] tree.
+const LEAF: usize = 8;
+
+#[derive(Debug, Clone)]
+struct Node {
+    hull: Hull,
+    /// Items `[start, end)` of the tree's item array.
+    start: u32,
+    end: u32,
+    /// Children (node ids), or `u32::MAX` for a leaf.
+    left: u32,
+    right: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Tree {
+    nodes: Vec<Node>,
+    items: Vec<(Hull, u32)>,
+}
+
+/// A static bounding-box tree over items by their [`Hull`] (source,
+/// destination, destination port and protocol at once), per family: a
+/// query finds the items whose hull meets a box's hull, so a box with a
+/// wide destination (a negated or missing `-d`) still meets only the items
+/// that overlap it in source and port. Built top down: each node splits its
+/// items at the median centre of the field that leaves the two halves the
+/// smallest hulls.
+#[derive(Debug, Clone, Default)]
+pub struct BoxIndex {
+    trees: [Tree; 2],
+}
+
+impl BoxIndex {
+    /// Build from `(family, hull, item)`.
+    pub fn build(items: impl IntoIterator<Item = (Fam, Hull, u32)>) -> Self {
+        let mut trees: [Tree; 2] = Default::default();
+        for (fam, h, id) in items {
+            trees[fam_slot(fam)].items.push((h, id));
+        }
+        for t in &mut trees {
+            if !t.items.is_empty() {
+                let n = t.items.len();
+                split(&mut t.items, 0, n, &mut t.nodes);
+            }
+        }
+        Self { trees }
+    }
+
+    /// Append to `out` the ids of items whose hull meets `q`, unsorted.
+    pub fn query_into(&self, fam: Fam, q: &Hull, out: &mut Vec<u32>) {
+        let t = &self.trees[fam_slot(fam)];
+        if t.nodes.is_empty() {
+            return;
+        }
+        let mut stack: smallvec::SmallVec<[u32; 64]> = smallvec::smallvec![0];
+        while let Some(n) = stack.pop() {
+            let node = &t.nodes[n as usize];
+            if !node.hull.meets(q) {
+                continue;
+            }
+            if node.left == u32::MAX {
+                for (h, id) in &t.items[node.start as usize..node.end as usize] {
+                    if h.meets(q) {
+                        out.push(*id);
+                    }
+                }
+            } else {
+                stack.push(node.right);
+                stack.push(node.left);
+            }
+        }
+    }
+}
+
+/// Build the subtree over `items[start..end]`; returns its node id.
+fn split(items: &mut [(Hull, u32)], start: usize, end: usize, nodes: &mut Vec<Node>) -> u32 {
+    let part = &mut items[start..end];
+    let hull = part[1..].iter().fold(part[0].0, |h, (x, _)| h.join(x));
+    let id = nodes.len() as u32;
+    nodes.push(Node {
+        hull,
+        start: start as u32,
+        end: end as u32,
+        left: u32::MAX,
+        right: u32::MAX,
+    });
+    if part.len() <= LEAF {
+        return id;
+    }
+    // Split along the field whose item centres spread the most, relative
+    // to the items' typical width there (log scale): halves that differ in
+    // that field are the most likely to be told apart by a query.
+    let mid = part.len() / 2;
+    let mut best = (0u32, 0usize);
+    for d in 0..3 {
+        let (mut lo, mut hi) = (u128::MAX, 0u128);
+        for (h, _) in part.iter() {
+            let c = h.centre(d);
+            lo = lo.min(c);
+            hi = hi.max(c);
+        }
+        let w = part[mid].0.width(d);
+        let spread = (128 - (hi - lo).leading_zeros()).saturating_sub(128 - w.leading_zeros());
+        if spread > best.0 {
+            best = (spread, d);
+        }
+    }
+    part.select_nth_unstable_by_key(mid, |(h, _)| h.centre(best.1));
+    let left = split(items, start, start + mid, nodes);
+    let right = split(items, start + mid, end, nodes);
+    nodes[id as usize].left = left;
+    nodes[id as usize].right = right;
+    id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +360,67 @@ mod tests {
             let mut want = want;
             want.sort_unstable();
             assert_eq!(idx.query(Fam::V4, q, q), want, "point {q}");
+        }
+    }
+
+    #[test]
+    fn box_tree_finds_what_a_scan_finds_with_wide_and_negated_fields() {
+        // Mixed shapes: hosts, subnets, wide (negated) destinations, port
+        // ranges, both families; queries of every kind.
+        let mut x: u64 = 99;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        let hull = |next: &mut dyn FnMut() -> u64| {
+            let side = |wide: bool, next: &mut dyn FnMut() -> u64| {
+                let lo = (next() % 100_000) as u128;
+                let w = if wide {
+                    u32::MAX as u128 - lo
+                } else {
+                    [0u128, 0, 15, 255, 4095][(next() % 5) as usize]
+                };
+                (lo, lo + w)
+            };
+            let src = side(next().is_multiple_of(6), next);
+            let dst = side(next().is_multiple_of(4), next);
+            let p = (next() % 1000) as u16;
+            let dport = if next().is_multiple_of(3) {
+                (0, u16::MAX)
+            } else {
+                (p, p + (next() % 20) as u16)
+            };
+            let pr = [6u8, 17, 0][(next() % 3) as usize];
+            let proto = if pr == 0 { (0, u8::MAX) } else { (pr, pr) };
+            Hull {
+                src,
+                dst,
+                dport,
+                proto,
+            }
+        };
+        let items: Vec<(Fam, Hull, u32)> = (0..2000u32)
+            .map(|id| {
+                let fam = if id % 10 == 0 { Fam::V6 } else { Fam::V4 };
+                (fam, hull(&mut next), id)
+            })
+            .collect();
+        let idx = BoxIndex::build(items.clone());
+        for k in 0..300 {
+            let fam = if k % 10 == 0 { Fam::V6 } else { Fam::V4 };
+            let q = hull(&mut next);
+            let mut want: Vec<u32> = items
+                .iter()
+                .filter(|(f, h, _)| *f == fam && h.meets(&q))
+                .map(|i| i.2)
+                .collect();
+            let mut got = Vec::new();
+            idx.query_into(fam, &q, &mut got);
+            got.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got, want, "query {k}: {q:?}");
         }
     }
 }
