@@ -7,7 +7,8 @@
 # Usage (as root): bench/verify-shapes.sh [RULES] [PACKETS]
 #   SHAPES="overlap marks" limits the shapes; BEFORE=/path/to/an/older/ringfence
 #   adds that binary's verify and trace, in the same loop (before/after rows);
-#   LIMIT=SECONDS stops a verify that takes longer (reported as "> LIMIT").
+#   LIMIT=SECONDS stops a verify that takes longer (reported as "> LIMIT");
+#   RINGFENCE=/path/to/ringfence times that binary instead of building one.
 # Prints one Markdown table for BENCHMARKS.md. iptables-restore runs in a
 # throwaway network namespace (rf-bench-shapes-<pid>), removed on exit;
 # nothing touches the root namespace's firewall.
@@ -32,8 +33,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release -q -p ringfence-cli
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/ringfence"
+if [ -n "${RINGFENCE:-}" ]; then
+    BIN=$RINGFENCE
+else
+    cargo build --release -q -p ringfence-cli
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/ringfence"
+fi
 ip netns add "$NS"
 
 # One timed run: "wall user+sys maxrss_kb exit" in $1; never fails.
