@@ -304,3 +304,48 @@ fn an_out_of_scope_family_is_not_judged_by_the_other_familys_file() {
         }
     }
 }
+
+#[test]
+fn junit_fails_an_uncovered_family_and_skips_one_not_analysed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_sites(dir.path());
+    generate(dir.path(), "dual.yaml", "4", "v4.rules");
+    generate(dir.path(), "site.yaml", "4", "site4.rules");
+    let ipv6_case = |out: &str| {
+        let case = &out[out.find("name=\"IPv6\"").expect("IPv6 test case")..];
+        case[..case.find("</testcase>").expect("case end")].to_string()
+    };
+    let (code, out, err) = run_in(
+        dir.path(),
+        &[
+            "verify",
+            "--site",
+            "dual.yaml",
+            "--ruleset",
+            "v4.rules",
+            "--format",
+            "junit",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let case = ipv6_case(&out);
+    assert!(case.contains("<failure"), "{out}");
+    assert!(
+        case.contains("not covered: no ruleset given covers IPv6"),
+        "{out}"
+    );
+    let (code, out, err) = run_in(
+        dir.path(),
+        &[
+            "verify",
+            "--site",
+            "site.yaml",
+            "--ruleset",
+            "site4.rules",
+            "--format",
+            "junit",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(ipv6_case(&out).contains("<skipped"), "{out}");
+}

@@ -101,3 +101,55 @@ fn verify_json_has_excess_summary_groups_counting_every_region() {
     assert_eq!(counted, v["summary"]["excess"].as_u64().unwrap());
     assert_eq!(counted as usize, v["excess"].as_array().unwrap().len());
 }
+
+#[test]
+fn verify_text_cuts_long_excess_lists_and_says_how_many_more_the_json_holds() {
+    // 60 single-port accepts to Harbor: 60 regions, each its own service.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(repo_root().join("examples/ruleset.rules")).unwrap();
+    let anchor = "-A FORWARD -m conntrack --ctstate INVALID -j DROP\n";
+    let extra: String = (0..60)
+        .map(|i| {
+            format!(
+                "-A FORWARD -d 198.18.1.20/32 -p tcp -m tcp --dport {} -j ACCEPT\n",
+                10_000 + 2 * i
+            )
+        })
+        .collect();
+    let rules = rules.replace(anchor, &format!("{anchor}{extra}"));
+    std::fs::write(dir.path().join("fw.rules"), rules).unwrap();
+    let (code, out, err) = run_in(
+        dir.path(),
+        &["verify", "--example", "--ruleset", "fw.rules"],
+    );
+    assert_eq!(code, 1, "{err}");
+    // 61 regions (with the example's tcp/8080), 61 groups: 30 shown.
+    assert!(out.contains("\nexcess (61):\n"), "{out}");
+    assert!(
+        out.contains("    31 more groups: see --format json\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  11 more regions: see --format json\n"),
+        "{out}"
+    );
+    let listed = out
+        .lines()
+        .filter(|l| l.starts_with("  tcp 0.0.0.0/0 -> "))
+        .count();
+    assert_eq!(listed, 50, "{out}");
+    let (_, json, _) = run_in(
+        dir.path(),
+        &[
+            "verify",
+            "--example",
+            "--ruleset",
+            "fw.rules",
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["excess"].as_array().unwrap().len(), 61);
+    assert_eq!(v["excess_summary"].as_array().unwrap().len(), 61);
+}

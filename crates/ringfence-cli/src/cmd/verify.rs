@@ -22,7 +22,8 @@ pub enum VerifyFormat {
     Text,
     /// The JSON report of docs/verify-json.md.
     Json,
-    /// JUnit XML: one test case per flow, per excess region.
+    /// JUnit XML: one test case per flow, one for the excess, one per
+    /// address family (failed when not covered, skipped when not analysed).
     Junit,
     /// SARIF 2.1.0 for code-scanning dashboards.
     Sarif,
@@ -516,6 +517,28 @@ fn junit(r: &VerifyReport) -> Result<String, CliError> {
     tc.set_classname("excess");
     excess.add_test_case(tc);
     report.add_test_suite(excess);
+    // A family in scope that no ruleset covers fails; one out of scope is
+    // skipped with its reason, so the dashboard says it was not analysed.
+    let mut families = TestSuite::new("families");
+    for f in &r.families {
+        let status = match f.status {
+            FamilyStatus::Analysed => TestCaseStatus::success(),
+            FamilyStatus::NotAnalysed => {
+                let mut st = TestCaseStatus::skipped();
+                st.set_message(format!("not analysed: {}", f.reason));
+                st
+            }
+            FamilyStatus::NotCovered => {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                st.set_message(format!("not covered: {}", f.reason));
+                st
+            }
+        };
+        let mut tc = TestCase::new(f.family.clone(), status);
+        tc.set_classname("families");
+        families.add_test_case(tc);
+    }
+    report.add_test_suite(families);
     report
         .to_string()
         .map_err(|e| CliError::Io(format!("rendering JUnit XML: {e}")))
