@@ -47,6 +47,15 @@ pub enum Fate {
     /// action, compiled as if it matched), one at the second (past the
     /// rule's action: it did not match).
     Fork(u32, u32),
+    /// A mark rewrite (the `(chain, rule)` whose [`Action::Mark`] it is):
+    /// its packets continue at the next position with their marks rewritten.
+    Mark(u32, u32),
+}
+
+/// Whether a rule may or may not match: it has a match the model cannot
+/// evaluate, or it tests marks where marks are not exact fields.
+pub fn may_match(m: &ringfence_model::Match, u: &IfaceUniverse) -> bool {
+    !m.opaque.is_empty() || (!m.marks.is_empty() && !u.marks.exact())
 }
 
 /// A branch of a region query between base chains: the packets, the path
@@ -580,6 +589,19 @@ impl<'a> Engine<'a> {
                             fork: f.fork,
                         });
                     }
+                    Fate::Mark(c, r) => {
+                        let Action::Mark(rw) = &self.rs.chains[c as usize].rules[r as usize].action
+                        else {
+                            unreachable!("mark boxes come from mark rules")
+                        };
+                        for b in self.u.marks.rewrite(rw, inside) {
+                            next.push(Frag {
+                                b,
+                                pos: j + 1,
+                                fork: f.fork,
+                            });
+                        }
+                    }
                     Fate::Fork(matched, unmatched) if forks == Forks::Branch => {
                         moved = true;
                         forked = true;
@@ -655,6 +677,40 @@ impl<'a> Engine<'a> {
 
     #[allow(clippy::type_complexity)]
     fn classify_from(
+        &self,
+        hook: Hook,
+        first_base: usize,
+        mut current: Vec<Branch>,
+    ) -> Result<Vec<Outcome>, OverBudget> {
+        let out = self.classify_marked(hook, first_base, {
+            if first_base == 0 {
+                // Packets enter the ruleset with their marks at 0 (the
+                // connection's: what it entered with).
+                current = current
+                    .into_iter()
+                    .flat_map(|(b, p, f)| {
+                        self.u
+                            .marks
+                            .enter(self.u.marks.erase(b))
+                            .into_iter()
+                            .map(move |b| (b, p.clone(), f))
+                    })
+                    .collect();
+            }
+            current
+        })?;
+        // Outcomes name packets as they entered: their current marks are forgotten.
+        Ok(out
+            .into_iter()
+            .map(|mut o| {
+                o.b = self.u.marks.erase(o.b);
+                o
+            })
+            .collect())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn classify_marked(
         &self,
         hook: Hook,
         first_base: usize,
@@ -788,6 +844,41 @@ impl<'a> Engine<'a> {
     /// is classified, every branch, through the whole path from its first
     /// base chain and settled into regions with all their outcomes.
     pub fn accepted_beyond(
+        &self,
+        hook: Hook,
+        scope: &[PBox],
+        allowed: &[PBox],
+        budget: usize,
+    ) -> (Vec<Outcome>, bool) {
+        let bases = self.base_chains(hook);
+        if bases.iter().any(|c| {
+            self.plans[c.0]
+                .pieces
+                .iter()
+                .any(|p| matches!(p.fate, Fate::Mark(..)))
+        }) {
+            return self.accepted_beyond_marked(hook, scope, allowed, budget);
+        }
+        // No rewrite on the path: the marks packets reach the pivot with are
+        // those they entered with.
+        let scope: Vec<PBox> = scope
+            .iter()
+            .flat_map(|b| self.u.marks.enter(self.u.marks.erase(b.clone())))
+            .collect();
+        let (out, incomplete) = self.accepted_beyond_entered(hook, &scope, allowed, budget);
+        let out = out
+            .into_iter()
+            .map(|mut o| {
+                o.b = self.u.marks.erase(o.b);
+                o
+            })
+            .collect();
+        (out, incomplete)
+    }
+
+    /// [`Engine::accepted_beyond`] on a path without mark rewrites, for a
+    /// scope whose marks are those packets enter with.
+    fn accepted_beyond_entered(
         &self,
         hook: Hook,
         scope: &[PBox],
@@ -1005,6 +1096,139 @@ impl<'a> Engine<'a> {
         (out, incomplete)
     }
 
+    /// [`Engine::accepted_beyond`] for a path on which marks are rewritten.
+    /// A box of the pivot speaks of the marks packets have when they get
+    /// there, which differ from those they entered with, so candidates are
+    /// found with the pivot's entry marks over-approximated (any value,
+    /// unless the pivot is the first chain: then marks 0), named by their
+    /// entry fields (current marks forgotten), made disjoint from the
+    /// candidates before them, and each classified exactly from the start
+    /// of the path. The candidates: what reaches each accepting, unknown or
+    /// fork box of the pivot; what an unknown box of an earlier chain takes;
+    /// and, when the pivot's policy accepts, what returns from or falls
+    /// through it.
+    fn accepted_beyond_marked(
+        &self,
+        hook: Hook,
+        scope: &[PBox],
+        allowed: &[PBox],
+        budget: usize,
+    ) -> (Vec<Outcome>, bool) {
+        let bases = self.base_chains(hook);
+        let marks = &self.u.marks;
+        let mut incomplete = false;
+        let mut out = Vec::new();
+        let policy_of = |c: ChainId| self.rs.chain(c).base.as_ref().map(|b| b.policy);
+        let pi = bases
+            .iter()
+            .position(|&c| policy_of(c) == Some(Policy::Drop))
+            .unwrap_or(0);
+        let pivot = bases[pi];
+        let plan = &self.plans[pivot.0];
+        // Scope minus the allowed flows, cut to `b`'s entry fields, as
+        // fragments at the top of the pivot.
+        let start = |b: &PBox, incomplete: &mut bool| -> Vec<Frag> {
+            let b = marks.erase(b.clone());
+            let mut frags = Vec::new();
+            for s in scope {
+                let Some(x) = b.intersect(&marks.erase(s.clone())) else {
+                    continue;
+                };
+                let refs: Vec<&PBox> = allowed.iter().filter(|a| a.overlaps(&x)).collect();
+                match crate::space::subtract_all(&x, &refs, budget) {
+                    Some(v) => {
+                        for y in v {
+                            if pi == 0 {
+                                frags.extend(marks.enter(y).into_iter().map(|b| Frag::new(b, 0)));
+                            } else {
+                                frags.push(Frag::new(y, 0));
+                            }
+                        }
+                    }
+                    None => *incomplete = true,
+                }
+            }
+            frags
+        };
+        let mut candidates: Vec<PBox> = Vec::new();
+        let len = plan.pieces.len() as u32;
+        for (j, piece) in plan.pieces.iter().enumerate() {
+            if !matches!(piece.fate, Fate::Accept | Fate::Unknown | Fate::Fork(..)) {
+                continue;
+            }
+            let frags = start(&piece.b, &mut incomplete);
+            if frags.is_empty() {
+                continue;
+            }
+            match self.walk(plan, frags, 0, j as u32, budget, Forks::Decide) {
+                Ok((_, surv)) => candidates.extend(
+                    surv.into_iter()
+                        .filter(|f| f.pos <= j as u32)
+                        .filter_map(|f| f.b.intersect(&piece.b))
+                        .map(|b| marks.erase(b)),
+                ),
+                Err(_) => incomplete = true,
+            }
+        }
+        for &before in &bases[..pi] {
+            for piece in self.plans[before.0]
+                .pieces
+                .iter()
+                .filter(|p| p.fate == Fate::Unknown)
+            {
+                candidates.extend(
+                    start(&piece.b, &mut incomplete)
+                        .into_iter()
+                        .map(|f| marks.erase(f.b)),
+                );
+            }
+        }
+        if policy_of(pivot) != Some(Policy::Drop) {
+            let full: Vec<PBox> = [crate::space::Fam::V4, crate::space::Fam::V6]
+                .into_iter()
+                .map(|f| PBox::full(f, &self.u))
+                .collect();
+            let frags: Vec<Frag> = full
+                .iter()
+                .flat_map(|b| start(b, &mut incomplete))
+                .collect();
+            match self.walk(plan, frags, 0, len, budget, Forks::Decide) {
+                Ok((decided, surv)) => candidates.extend(
+                    decided
+                        .into_iter()
+                        .filter(|f| plan.pieces[f.pos as usize].fate == Fate::Return)
+                        .chain(surv)
+                        .map(|f| marks.erase(f.b)),
+                ),
+                Err(_) => incomplete = true,
+            }
+        }
+        let mut taken: Vec<PBox> = Vec::new();
+        for c in candidates {
+            let refs: Vec<&PBox> = taken.iter().filter(|t| t.overlaps(&c)).collect();
+            let Some(parts) = crate::space::subtract_all(&c, &refs, budget) else {
+                incomplete = true;
+                continue;
+            };
+            taken.push(c);
+            if parts.is_empty() {
+                continue;
+            }
+            match self
+                .classify_from(
+                    hook,
+                    0,
+                    parts.into_iter().map(|b| (b, Path::new(), None)).collect(),
+                )
+                .and_then(|v| settle(v, budget))
+            {
+                Ok(v) => out.extend(v.into_iter().filter_map(|s| self.excess_outcome(s))),
+                Err(_) => incomplete = true,
+            }
+        }
+        (out, incomplete)
+    }
+
     /// A settled region as excess: certainly accepted (every branch
     /// accepts: fate Accept, named by an accepting branch), possibly
     /// accepted (fate Unknown: some branch accepts or cannot be followed;
@@ -1166,10 +1390,10 @@ impl<'a> Engine<'a> {
             // Rules that may not match never shadow anything: their fork
             // boxes and their actions' boxes are not named.
             let may_match = |q: &Piece| {
-                !self.rs.chains[ci].rules[q.path[0].1 as usize]
-                    .matches
-                    .opaque
-                    .is_empty()
+                may_match(
+                    &self.rs.chains[ci].rules[q.path[0].1 as usize].matches,
+                    &self.u,
+                )
             };
             for b in boxes {
                 for j in self.candidates(plan, b, 0, start) {
@@ -1184,7 +1408,11 @@ impl<'a> Engine<'a> {
             }
             return RuleAnomaly::Shadowed(by);
         }
-        if !rule.matches.opaque.is_empty() {
+        // Redundancy compares boxes at different positions; a rewrite in
+        // between would make them speak of different marks.
+        if may_match(&rule.matches, &self.u)
+            || plan.pieces.iter().any(|p| matches!(p.fate, Fate::Mark(..)))
+        {
             return RuleAnomaly::None;
         }
         let own = match rule.action {
@@ -1288,8 +1516,11 @@ impl<'a> Engine<'a> {
                 return Some(true);
             }
         }
-        // Exhaustive depth-first search over fragments.
-        let mut stack: Vec<(PBox, usize, u32)> = vec![(b.clone(), 0, 0)];
+        // Exhaustive depth-first search over fragments. The chain may be
+        // entered with any marks, and a rewrite may give any: both are
+        // over-approximated (more packets reach, so nothing is called
+        // shadowed or redundant wrongly).
+        let mut stack: Vec<(PBox, usize, u32)> = vec![(self.u.marks.erase(b.clone()), 0, 0)];
         let mut work: usize = 0;
         while let Some((f, mut k, rp)) = stack.pop() {
             loop {
@@ -1325,6 +1556,11 @@ impl<'a> Engine<'a> {
                     if let Some(inside) = f.intersect(&q.b) {
                         stack.push((inside.clone(), k + 1, m));
                         stack.push((inside, k + 1, n));
+                    }
+                }
+                Fate::Mark(..) => {
+                    if let Some(inside) = f.intersect(&q.b) {
+                        stack.push((self.u.marks.erase(inside), k + 1, rp));
                     }
                 }
                 _ => {}
@@ -1377,6 +1613,9 @@ fn witness_points(b: &PBox) -> impl Iterator<Item = PBox> + '_ {
         iif: pick(&b.iif, k + 1),
         oif: pick(&b.oif, k),
         ct: ct_bits[k % n_bits],
+        mark: b.mark,
+        ctmark: b.ctmark,
+        ct0: b.ct0,
     })
 }
 
@@ -1396,6 +1635,8 @@ fn point_reaches(plan: &Plan, cands: &[u32], p: &PBox, to: u32) -> bool {
                 Fate::Skip(s) => rp = s,
                 // One real branch: the rule does not match.
                 Fate::Fork(_, n) => rp = n,
+                // Marks are over-approximated here: the point goes on.
+                Fate::Mark(..) => {}
                 _ => return false,
             }
         }
@@ -1464,14 +1705,18 @@ fn build(
             // A target the model cannot follow: whatever reaches it has an
             // unknown fate (its one rule is not a may-match question).
             push_all(&mut pieces, Fate::Unknown);
-        } else if matches!(rule.action, Action::Continue) {
+        } else if matches!(rule.action, Action::Continue)
+            || (matches!(rule.action, Action::Mark(_)) && !u.marks.exact())
+        {
             // No verdict, matched or not: nothing to compile, opaque or not.
+            // (A mark rewrite where marks are not fields changes nothing
+            // any match reads exactly.)
         } else {
             // A rule that may or may not match forks: one fork box per match
             // box, each sending its packets both to the action (compiled
             // below as if the rule matched) and past it. The positions are
             // filled in once the action's length is known.
-            let may_match = !rule.matches.opaque.is_empty();
+            let may_match = may_match(&rule.matches, u);
             if may_match {
                 push_all(&mut pieces, Fate::Fork(0, 0));
             }
@@ -1482,10 +1727,40 @@ fn build(
                 Action::Reject { .. } => push_all(&mut pieces, Fate::Reject),
                 Action::Return => push_all(&mut pieces, Fate::Return),
                 Action::Continue => {}
+                Action::Mark(_) => push_all(&mut pieces, Fate::Mark(key.0, key.1)),
                 Action::Jump { target } | Action::Goto { target } => {
                     let goto = matches!(rule.action, Action::Goto { .. });
                     let t = target.0;
                     build(rs, u, t, state, plans, loops);
+                    // A target that rewrites marks: its boxes after a
+                    // rewrite speak of the rewritten marks, so they are cut
+                    // to the jump's box without its marks, and packets
+                    // outside the jump's box skip the inlined block.
+                    let rewrites = plans[t].as_ref().is_some_and(|tp| {
+                        tp.pieces.iter().any(|p| matches!(p.fate, Fate::Mark(..)))
+                    });
+                    let guard_start = pieces.len();
+                    if rewrites {
+                        let mut outside: Vec<PBox> = [crate::space::Fam::V4, crate::space::Fam::V6]
+                            .into_iter()
+                            .map(|f| PBox::full(f, u))
+                            .collect();
+                        for b in &boxes {
+                            outside = outside.into_iter().flat_map(|o| o.subtract(b)).collect();
+                        }
+                        for o in outside {
+                            pieces.push(Piece {
+                                b: o,
+                                fate: Fate::Skip(u32::MAX),
+                                path: smallvec::smallvec![key],
+                            });
+                        }
+                    }
+                    let cut_boxes: Vec<PBox> = if rewrites {
+                        boxes.iter().map(|b| u.marks.erase(b.clone())).collect()
+                    } else {
+                        boxes.to_vec()
+                    };
                     match plans[t].as_ref() {
                         None => {
                             // A loop: the kernel refuses these; the result is unknown.
@@ -1495,7 +1770,8 @@ fn build(
                             push_all(&mut pieces, Fate::Unknown);
                         }
                         Some(tp) => {
-                            let closed = inline(&mut pieces, tp, &boxes, key, goto);
+                            let closed =
+                                inline(&mut pieces, tp, &cut_boxes, key, goto) && !rewrites;
                             if goto {
                                 push_all(&mut pieces, Fate::Return);
                             } else if may_match && !closed {
@@ -1505,6 +1781,12 @@ fn build(
                                 let end = (pieces.len() + boxes.len()) as u32;
                                 push_all(&mut pieces, Fate::Skip(end));
                             }
+                        }
+                    }
+                    let end = pieces.len() as u32;
+                    for p in &mut pieces[guard_start..] {
+                        if p.fate == Fate::Skip(u32::MAX) {
+                            p.fate = Fate::Skip(end);
                         }
                     }
                 }

@@ -6,7 +6,10 @@
 
 /// The engine's interval sets are the model's (inline single ranges).
 pub use ringfence_model::IntervalSet as ISet;
-use ringfence_model::{CtStates, IfacePattern, IfaceSet, IntervalSet, Match, Packet, Ruleset};
+use ringfence_model::{
+    Action, CtStates, IfacePattern, IfaceSet, IntervalSet, MarkField, MarkRewrite, MarkTest, Match,
+    Packet, Ruleset,
+};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -44,6 +47,14 @@ pub struct PBox {
     pub oif: ISet<u16>,
     /// Conntrack state bits.
     pub ct: u8,
+    /// Packet mark now, as a bit set over [`MarkSpace::packet`] indices.
+    pub mark: u64,
+    /// Connection mark now, as a bit set over [`MarkSpace::conn`] indices.
+    pub ctmark: u64,
+    /// The connection mark the packet entered with (same indices): kept
+    /// so that a region can be named by what entered the ruleset after its
+    /// marks were rewritten.
+    pub ct0: u64,
 }
 
 fn overlaps<T: Ord + Copy>(a: &[(T, T)], b: &[(T, T)]) -> bool {
@@ -88,6 +99,9 @@ impl PBox {
             iif: u.full(),
             oif: u.full(),
             ct: CtStates::ALL.0,
+            mark: u.marks.all_packet(),
+            ctmark: u.marks.all_conn(),
+            ct0: u.marks.all_conn(),
         }
     }
 
@@ -101,12 +115,18 @@ impl PBox {
             || self.iif.is_empty()
             || self.oif.is_empty()
             || self.ct == 0
+            || self.mark == 0
+            || self.ctmark == 0
+            || self.ct0 == 0
     }
 
     /// Whether the boxes share a packet (no allocation).
     pub fn overlaps(&self, o: &PBox) -> bool {
         self.fam == o.fam
             && self.ct & o.ct != 0
+            && self.mark & o.mark != 0
+            && self.ctmark & o.ctmark != 0
+            && self.ct0 & o.ct0 != 0
             && overlaps(self.dst.ranges(), o.dst.ranges())
             && overlaps(self.dport.ranges(), o.dport.ranges())
             && overlaps(self.src.ranges(), o.src.ranges())
@@ -131,6 +151,9 @@ impl PBox {
             iif: self.iif.intersect(&o.iif),
             oif: self.oif.intersect(&o.oif),
             ct: self.ct & o.ct,
+            mark: self.mark & o.mark,
+            ctmark: self.ctmark & o.ctmark,
+            ct0: self.ct0 & o.ct0,
         })
     }
 
@@ -138,6 +161,9 @@ impl PBox {
     pub fn is_subset(&self, o: &PBox) -> bool {
         self.fam == o.fam
             && self.ct & !o.ct == 0
+            && self.mark & !o.mark == 0
+            && self.ctmark & !o.ctmark == 0
+            && self.ct0 & !o.ct0 == 0
             && self.dst.is_subset(&o.dst)
             && self.dport.is_subset(&o.dport)
             && self.src.is_subset(&o.src)
@@ -172,12 +198,22 @@ impl PBox {
         split!(sport);
         split!(iif);
         split!(oif);
-        let outside = rest.ct & !o.ct;
-        if outside != 0 {
-            let mut piece = rest.clone();
-            piece.ct = outside;
-            out.push(piece);
+        macro_rules! split_bits {
+            ($f:ident) => {
+                let outside = rest.$f & !o.$f;
+                if outside != 0 {
+                    let mut piece = rest.clone();
+                    piece.$f = outside;
+                    out.push(piece);
+                    rest.$f &= o.$f;
+                }
+            };
         }
+        split_bits!(mark);
+        split_bits!(ctmark);
+        split_bits!(ct0);
+        split_bits!(ct);
+        let _ = rest;
         out
     }
 
@@ -262,6 +298,8 @@ pub fn subtract_all(a: &PBox, subs: &[&PBox], budget: usize) -> Option<Vec<PBox>
 /// pattern in the ruleset can tell apart. Atom 0 is "no interface".
 #[derive(Debug, Clone)]
 pub struct IfaceUniverse {
+    /// The mark values the rulesets can produce (see [`MarkSpace`]).
+    pub marks: MarkSpace,
     reps: Vec<Option<String>>,
     /// For prefix-class atoms: the prefix (the empty string for "other names").
     stems: Vec<Option<String>>,
@@ -272,9 +310,13 @@ impl IfaceUniverse {
     pub fn new<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> Self {
         let mut exact = BTreeSet::new();
         let mut prefixes = BTreeSet::new();
+        let mut rulesets_rewrites = Vec::new();
         for rs in rulesets {
             for c in &rs.chains {
                 for r in &c.rules {
+                    if let Action::Mark(rw) = &r.action {
+                        rulesets_rewrites.push(*rw);
+                    }
                     for set in [&r.matches.iif, &r.matches.oif] {
                         for p in &set.patterns {
                             match p {
@@ -290,7 +332,18 @@ impl IfaceUniverse {
                 }
             }
         }
-        Self::from_patterns(&exact, &prefixes)
+        let mut u = Self::from_patterns(&exact, &prefixes);
+        u.marks = MarkSpace::new(rulesets_rewrites);
+        u
+    }
+
+    /// The same universe for hosts where something before the ruleset (tc,
+    /// eBPF) may already have marked packets: marks are no longer exact
+    /// fields, every mark test may or may not match (two branches) and
+    /// rewrites are not followed.
+    pub fn with_initial_mark_any(mut self) -> Self {
+        self.marks = MarkSpace::unknown("--initial-mark any");
+        self
     }
 
     fn from_patterns(exact: &BTreeSet<String>, prefixes: &BTreeSet<String>) -> Self {
@@ -325,7 +378,11 @@ impl IfaceUniverse {
                 }
             }
         }
-        Self { reps, stems }
+        Self {
+            marks: MarkSpace::new(Vec::new()),
+            reps,
+            stems,
+        }
     }
 
     /// Number of atoms.
@@ -389,6 +446,239 @@ impl IfaceUniverse {
     }
 }
 
+/// The values the packet mark and the connection mark can take, found once
+/// per ruleset: every packet enters with mark 0 and every connection starts
+/// with mark 0, so the reachable values are the closure of `{0}` under the
+/// ruleset's rewrites (applied in any order, which over-approximates the
+/// order they really run in and so contains every value that can occur).
+/// Boxes hold each mark as a 64-bit set over the indices of these values,
+/// so a value/mask test is one precomputed bit set and intersecting is an
+/// AND. A ruleset whose closure has more than [`MarkSpace::MAX`] values
+/// (or `--initial-mark any`) is not exact: then marks are not fields, every
+/// mark test may or may not match and rewrites are not followed.
+#[derive(Debug, Clone)]
+pub struct MarkSpace {
+    /// Packet mark values, ascending (0 first).
+    pub packet: Vec<u32>,
+    /// Connection mark values, ascending (0 first).
+    pub conn: Vec<u32>,
+    /// `None` when marks are exact fields; else why they are not.
+    pub inexact: Option<String>,
+}
+
+impl MarkSpace {
+    /// Most values per mark that stay exact fields (one bit each).
+    pub const MAX: usize = 64;
+
+    /// The closure of `(0, 0)` under `rewrites`.
+    pub fn new(rewrites: Vec<MarkRewrite>) -> Self {
+        let mut rws = rewrites;
+        rws.sort_by_key(|r| (r.field == MarkField::Conn, r.clear, r.xor, r.copy));
+        rws.dedup();
+        let mut packet: BTreeSet<u32> = BTreeSet::from([0]);
+        let mut conn: BTreeSet<u32> = BTreeSet::from([0]);
+        loop {
+            let mut grew = false;
+            let pairs: Vec<(u32, u32)> = packet
+                .iter()
+                .flat_map(|&m| conn.iter().map(move |&c| (m, c)))
+                .collect();
+            for rw in &rws {
+                for &(m, c) in &pairs {
+                    let (m2, c2) = rw.apply(m, c);
+                    grew |= packet.insert(m2);
+                    grew |= conn.insert(c2);
+                }
+                if packet.len() > Self::MAX || conn.len() > Self::MAX {
+                    return Self::unknown(&format!(
+                        "the ruleset's mark rewrites reach more than {} mark values",
+                        Self::MAX
+                    ));
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        Self {
+            packet: packet.into_iter().collect(),
+            conn: conn.into_iter().collect(),
+            inexact: None,
+        }
+    }
+
+    /// Marks that are not fields (see [`MarkSpace`]), for the reason given.
+    pub fn unknown(why: &str) -> Self {
+        Self {
+            packet: vec![0],
+            conn: vec![0],
+            inexact: Some(why.to_string()),
+        }
+    }
+
+    /// Whether marks are exact fields.
+    pub fn exact(&self) -> bool {
+        self.inexact.is_none()
+    }
+
+    fn bits(n: usize) -> u64 {
+        if n >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << n) - 1
+        }
+    }
+
+    /// Every packet mark value.
+    pub fn all_packet(&self) -> u64 {
+        Self::bits(self.packet.len())
+    }
+
+    /// Every connection mark value.
+    pub fn all_conn(&self) -> u64 {
+        Self::bits(self.conn.len())
+    }
+
+    /// The connection marks a packet in conntrack states `ct` can enter
+    /// with: 0 for a new connection, any reachable value for a later packet.
+    pub fn entry_conn(&self, ct: u8) -> u64 {
+        if ct & !CtStates::NEW == 0 {
+            1
+        } else {
+            self.all_conn()
+        }
+    }
+
+    fn index(values: &[u32], v: u32) -> u32 {
+        values
+            .binary_search(&v)
+            .expect("mark closure holds every rewritten value") as u32
+    }
+
+    /// The packet and connection mark sets passing every test (both full
+    /// when marks are not exact: the tests are then opaque).
+    pub fn tests(&self, tests: &[MarkTest]) -> (u64, u64) {
+        let (mut p, mut c) = (self.all_packet(), self.all_conn());
+        if !self.exact() {
+            return (p, c);
+        }
+        for t in tests {
+            match t.field {
+                MarkField::Packet => {
+                    for (i, &v) in self.packet.iter().enumerate() {
+                        if !t.holds(v, 0) {
+                            p &= !(1u64 << i);
+                        }
+                    }
+                }
+                MarkField::Conn => {
+                    for (i, &v) in self.conn.iter().enumerate() {
+                        if !t.holds(0, v) {
+                            c &= !(1u64 << i);
+                        }
+                    }
+                }
+            }
+        }
+        (p, c)
+    }
+
+    /// The boxes a box becomes as it enters the ruleset: packet mark 0,
+    /// connection mark 0 for a new connection and, for later packets, each
+    /// value it entered with (`ct0`) as its current one.
+    pub fn enter(&self, b: PBox) -> Boxes {
+        let mut out = Boxes::new();
+        let mut base = b;
+        base.mark &= 1;
+        if base.mark == 0 {
+            return out;
+        }
+        if base.ct & CtStates::NEW != 0 {
+            let mut n = base.clone();
+            n.ct = CtStates::NEW;
+            n.ct0 &= 1;
+            n.ctmark &= 1;
+            if !n.is_empty() {
+                out.push(n);
+            }
+        }
+        base.ct &= !CtStates::NEW;
+        if base.ct != 0 {
+            let both = base.ct0 & base.ctmark;
+            for i in 0..self.conn.len() {
+                if both & (1u64 << i) != 0 {
+                    let mut x = base.clone();
+                    x.ct0 = 1u64 << i;
+                    x.ctmark = 1u64 << i;
+                    out.push(x);
+                }
+            }
+        }
+        out
+    }
+
+    /// The box with its current marks forgotten: the packets as they
+    /// entered (their other fields and `ct0` never change).
+    pub fn erase(&self, mut b: PBox) -> PBox {
+        b.mark = self.all_packet();
+        b.ctmark = self.all_conn();
+        b
+    }
+
+    /// The boxes the packets of `b` become under a rewrite.
+    pub fn rewrite(&self, rw: &MarkRewrite, b: PBox) -> Boxes {
+        let mut out = Boxes::new();
+        // The other mark is read only when copying; then split by its value.
+        let (others, other_len) = match rw.field {
+            MarkField::Packet => (b.ctmark, self.conn.len()),
+            MarkField::Conn => (b.mark, self.packet.len()),
+        };
+        let groups: smallvec::SmallVec<[u64; 4]> = if rw.copy == 0 {
+            smallvec::smallvec![others]
+        } else {
+            (0..other_len)
+                .filter(|i| others & (1u64 << i) != 0)
+                .map(|i| 1u64 << i)
+                .collect()
+        };
+        for g in groups {
+            let other_value = |bits: u64, vals: &[u32]| vals[bits.trailing_zeros() as usize];
+            let mut x = b.clone();
+            match rw.field {
+                MarkField::Packet => {
+                    x.ctmark = g;
+                    let ct = other_value(g, &self.conn);
+                    let mut img = 0u64;
+                    for (i, &v) in self.packet.iter().enumerate() {
+                        if b.mark & (1u64 << i) != 0 {
+                            img |= 1u64 << Self::index(&self.packet, rw.apply(v, ct).0);
+                        }
+                    }
+                    x.mark = img;
+                }
+                MarkField::Conn => {
+                    x.mark = g;
+                    let m = other_value(g, &self.packet);
+                    let mut img = 0u64;
+                    for (i, &v) in self.conn.iter().enumerate() {
+                        if b.ctmark & (1u64 << i) != 0 {
+                            img |= 1u64 << Self::index(&self.conn, rw.apply(m, v).1);
+                        }
+                    }
+                    x.ctmark = img;
+                }
+            }
+            out.push(x);
+        }
+        out
+    }
+
+    /// The value of a one-value packet mark set.
+    pub fn packet_value(&self, bits: u64) -> u32 {
+        self.packet[bits.trailing_zeros() as usize]
+    }
+}
+
 /// The boxes (one per family with addresses) a match covers.
 pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Boxes {
     let mut out = Boxes::new();
@@ -398,6 +688,10 @@ pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Boxes {
     let iif = u.atoms(&m.iif);
     let oif = u.atoms(&m.oif);
     if iif.is_empty() || oif.is_empty() {
+        return out;
+    }
+    let (mark, ctmark) = u.marks.tests(&m.marks);
+    if mark == 0 || ctmark == 0 {
         return out;
     }
     let common = |fam, src, dst| PBox {
@@ -410,6 +704,9 @@ pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Boxes {
         iif: iif.clone(),
         oif: oif.clone(),
         ct: m.ct_state.0,
+        mark,
+        ctmark,
+        ct0: u.marks.all_conn(),
     };
     if !m.src.v4.is_empty() && !m.dst.v4.is_empty() {
         out.push(common(Fam::V4, widen(&m.src.v4), widen(&m.dst.v4)));
@@ -437,6 +734,9 @@ pub fn packet_box(p: &Packet, u: &IfaceUniverse) -> PBox {
         iif: ISet::single(u.atom_of(p.iif.as_deref())),
         oif: ISet::single(u.atom_of(p.oif.as_deref())),
         ct: p.ct_state,
+        mark: 1,
+        ctmark: u.marks.entry_conn(p.ct_state),
+        ct0: u.marks.entry_conn(p.ct_state),
     }
 }
 

@@ -9,13 +9,17 @@
 //! not match: the packet goes both ways, and its *outcomes* are those of
 //! every branch. The first walk takes the branch in which no such rule
 //! matches; only when it met one is the packet walked again, every branch
-//! at once: since no branch changes the packet, branches that continue in a
-//! chain continue alike, so that walk keeps per chain only the set of
-//! outcomes reached so far and whether some branch goes on, and costs about
-//! one first-match walk.
+//! at once. Branches differ only in their marks (a `MARK` rule that may or
+//! may not match), so that walk keeps per chain the set of outcomes reached
+//! so far and the set of marks with which some branch goes on, and costs
+//! about one first-match walk per distinct marking.
+//!
+//! Packets enter with packet mark 0 and, for a new connection, connection
+//! mark 0; a later packet of a connection may carry any connection mark the
+//! ruleset can save (each is a branch).
 
 use crate::index::DstIndex;
-use crate::space::Fam;
+use crate::space::{Fam, MarkSpace};
 use ringfence_model::{Action, ChainId, Hook, Packet, Policy, RuleRef, Ruleset, Verdict};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -171,7 +175,12 @@ pub struct Tracer<'a> {
     bases: Vec<(Hook, Vec<ChainId>)>,
     /// Per chain: it stands for a target the model cannot follow.
     unknown: Vec<bool>,
+    /// The values marks can take, and whether they are exact fields.
+    marks: MarkSpace,
 }
+
+/// Packet mark and connection mark of one branch.
+type St = (u32, u32);
 
 /// A rule's IPv4 match in 28 bytes, so the walk over candidate rules reads a
 /// dense array instead of the model's rules. Each field holds the hull of
@@ -199,7 +208,7 @@ impl Quick {
     /// The rule has parts the model cannot evaluate.
     const OPAQUE: u8 = 2;
 
-    fn of(m: &ringfence_model::Match, group: u32) -> Self {
+    fn of(m: &ringfence_model::Match, group: u32, marks_exact: bool) -> Self {
         fn hull<T: ringfence_model::interval::Bound>(
             s: &ringfence_model::IntervalSet<T>,
             none: (T, T),
@@ -215,7 +224,8 @@ impl Quick {
         let (sport, e3) = hull(&m.sport, (1, 0));
         let (dport, e4) = hull(&m.dport, (1, 0));
         let (proto, e5) = hull(&m.protocol, (1, 0));
-        let exact = e1 && e2 && e3 && e4 && e5 && m.iif.is_any() && m.oif.is_any();
+        let exact =
+            e1 && e2 && e3 && e4 && e5 && m.iif.is_any() && m.oif.is_any() && m.marks.is_empty();
         Self {
             src,
             dst,
@@ -224,7 +234,11 @@ impl Quick {
             proto,
             ct: m.ct_state.0,
             flags: if exact { Self::EXACT } else { 0 }
-                | if m.opaque.is_empty() { 0 } else { Self::OPAQUE },
+                | if m.opaque.is_empty() && (marks_exact || m.marks.is_empty()) {
+                    0
+                } else {
+                    Self::OPAQUE
+                },
             group,
         }
     }
@@ -253,8 +267,10 @@ enum Flow {
 /// What a chain does with a packet, over all branches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Res {
-    Out(Decision, Option<(u32, u32)>),
-    Return,
+    /// A decision, its rule, and for an accept the marks it goes on with.
+    Out(Decision, Option<(u32, u32)>, St),
+    /// Falls back to the caller with these marks.
+    Return(St),
 }
 
 type ResSet = smallvec::SmallVec<[Res; 4]>;
@@ -275,6 +291,10 @@ struct Walk {
     split: Option<(u32, u32)>,
     outcomes: Vec<RawOutcome>,
     buf: Vec<Vec<u32>>,
+    /// The first walk's marks.
+    st: St,
+    /// The first walk's marks after each rewrite: (rule key, packet mark, connection mark).
+    marks: Vec<((u32, u32), u32, u32)>,
 }
 
 /// Reusable buffers for [`Tracer::trace_with`], and the outcomes of the
@@ -315,6 +335,27 @@ impl TraceScratch {
 impl<'a> Tracer<'a> {
     /// Build the per-chain indexes.
     pub fn new(rs: &'a Ruleset) -> Self {
+        let marks = MarkSpace::new(
+            rs.chains
+                .iter()
+                .flat_map(|c| c.rules.iter())
+                .filter_map(|r| match &r.action {
+                    Action::Mark(rw) => Some(*rw),
+                    _ => None,
+                })
+                .collect(),
+        );
+        Self::with_marks(rs, marks)
+    }
+
+    /// For hosts where tc or eBPF may mark packets before the ruleset:
+    /// every mark test may or may not match, and rewrites are not followed.
+    pub fn with_initial_mark_any(rs: &'a Ruleset) -> Self {
+        Self::with_marks(rs, MarkSpace::unknown("--initial-mark any"))
+    }
+
+    fn with_marks(rs: &'a Ruleset, marks: MarkSpace) -> Self {
+        let exact = marks.exact();
         let index = rs
             .chains
             .iter()
@@ -350,7 +391,7 @@ impl<'a> Tracer<'a> {
                     .enumerate()
                     .map(|(i, r)| {
                         let group = *first.entry(&r.origin).or_insert(i as u32);
-                        Quick::of(&r.matches, group)
+                        Quick::of(&r.matches, group, exact)
                     })
                     .collect()
             })
@@ -361,7 +402,20 @@ impl<'a> Tracer<'a> {
             quick,
             bases: crate::engine::bases_by_hook(rs),
             unknown: rs.chains.iter().map(|c| c.is_unknown_target()).collect(),
+            marks,
         }
+    }
+
+    /// The marks of the first walk of the last packet traced with
+    /// `scratch`, after each rewrite: the rewriting rule, packet mark and
+    /// connection mark.
+    pub fn mark_changes(&self, scratch: &TraceScratch) -> Vec<(RuleRef, u32, u32)> {
+        scratch
+            .0
+            .marks
+            .iter()
+            .map(|&(k, m, c)| (self.rule_ref(k), m, c))
+            .collect()
     }
 
     /// The ruleset being traced.
@@ -430,6 +484,13 @@ impl<'a> Tracer<'a> {
         w.forked = false;
         w.split = None;
         w.outcomes.clear();
+        w.marks.clear();
+        w.st = (0, 0);
+        // A later packet of a connection carries whatever connection mark
+        // its earlier packets saved: each possible value is a branch.
+        if p.ct_state & ringfence_model::CtStates::NEW == 0 && self.marks.conn.len() > 1 {
+            w.forked = true;
+        }
         let bases = self
             .bases
             .iter()
@@ -489,51 +550,65 @@ impl<'a> Tracer<'a> {
             push(w, Decision::Accept, None);
             return;
         }
+        // The marks with which some branch goes on.
+        let mut live: Vec<St> = if p.ct_state & ringfence_model::CtStates::NEW != 0 {
+            vec![(0, 0)]
+        } else {
+            self.marks.conn.iter().map(|&c| (0, c)).collect()
+        };
         for (n, &base) in bases.iter().enumerate() {
             let last = n + 1 == bases.len();
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
-            let results = self.eval_all(base, p, w, 0, None);
-            // Whether some branch is accepted by this chain and goes on.
-            let mut live = false;
-            for r in results {
-                let (d, k) = match r {
-                    Res::Out(d, k) => (d, k),
-                    Res::Return => (
-                        if policy == Some(Policy::Drop) {
-                            Decision::Drop
-                        } else {
-                            Decision::Accept
-                        },
-                        Some((base.0 as u32, u32::MAX)),
-                    ),
-                };
-                if d == Decision::Accept && !last {
-                    live = true;
-                } else {
-                    push(w, d, k);
+            let mut next: Vec<St> = Vec::new();
+            for st in live {
+                for r in self.eval_from(base, p, w, 0, None, st, 0) {
+                    let (d, k, s2) = match r {
+                        Res::Out(d, k, s2) => (d, k, s2),
+                        Res::Return(s2) => (
+                            if policy == Some(Policy::Drop) {
+                                Decision::Drop
+                            } else {
+                                Decision::Accept
+                            },
+                            Some((base.0 as u32, u32::MAX)),
+                            s2,
+                        ),
+                    };
+                    if d == Decision::Accept && !last {
+                        if !next.contains(&s2) {
+                            next.push(s2);
+                        }
+                    } else {
+                        push(w, d, k);
+                    }
                 }
             }
-            if !live {
+            if next.is_empty() {
                 break;
             }
+            live = next;
         }
     }
 
-    /// Chain `c`'s outcomes for the packet over every branch: decisions with
-    /// their deciding rule, and `Return` when some branch falls back to the
-    /// caller. `jumper` is the rule that called `c` (it names an unknown
-    /// outcome of a call stack that is too deep).
-    fn eval_all(
+    /// Chain `c`'s outcomes for the packet over every branch, entering with
+    /// marks `st` at rule `from`: decisions with their deciding rule (and
+    /// the marks an accept goes on with), and `Return` with the marks of
+    /// each branch that falls back to the caller. `jumper` is the rule that
+    /// called `c` (it names an unknown outcome of a call stack that is too deep).
+    #[allow(clippy::too_many_arguments)]
+    fn eval_from(
         &self,
         c: ChainId,
         p: &Packet,
         w: &mut Walk,
         depth: usize,
         jumper: Option<(u32, u32)>,
+        mut st: St,
+        from: usize,
     ) -> ResSet {
         let mut out = ResSet::new();
         if depth > MAX_DEPTH {
-            out.push(Res::Out(Decision::Unknown, jumper));
+            out.push(Res::Out(Decision::Unknown, jumper, (0, 0)));
             return out;
         }
         let chain = &self.rs.chains[c.0];
@@ -543,67 +618,97 @@ impl<'a> Tracer<'a> {
             _ => None,
         };
         let mut cands = w.buf.pop().unwrap_or_default();
-        let n = self.candidates(c, p, &mut cands);
-        let indexed = n.is_some();
-        let n = n.unwrap_or(chain.rules.len());
+        let order: Vec<usize> = match self.candidates(c, p, &mut cands) {
+            Some(_) => cands.iter().map(|&i| i as usize).collect(),
+            None => (0..chain.rules.len()).collect(),
+        };
+        w.buf.push(cands);
         // Whether some branch is still walking this chain.
         let mut live = true;
-        #[allow(clippy::needless_range_loop)] // two index sources share one loop
-        for k in 0..n {
-            let i = if indexed { cands[k] as usize } else { k };
+        for &i in order.iter().filter(|&&i| i >= from) {
             let q = &quick[i];
-            if !self.matches(c, i, v4, p) {
+            if !self.matches(c, i, v4, p, st) {
                 continue;
             }
             let may_match = q.flags & Quick::OPAQUE != 0;
             let key = (c.0 as u32, q.group);
-            // Whether every branch that matched the rule is decided by it.
+            // Whether every branch that matched the rule is decided by it
+            // (or goes on in a recursive walk of the rest of the chain).
             let decided = match &chain.rules[i].action {
                 Action::Continue => false,
+                Action::Mark(_) if !self.marks.exact() => false,
+                Action::Mark(rw) => {
+                    let next = rw.apply(st.0, st.1);
+                    if may_match {
+                        for r in self.eval_from(c, p, w, depth, jumper, next, i + 1) {
+                            add(&mut out, r);
+                        }
+                        true
+                    } else {
+                        st = next;
+                        false
+                    }
+                }
                 Action::Accept => {
-                    add(&mut out, Res::Out(Decision::Accept, Some(key)));
+                    add(&mut out, Res::Out(Decision::Accept, Some(key), st));
                     true
                 }
                 Action::Drop => {
-                    add(&mut out, Res::Out(Decision::Drop, Some(key)));
+                    add(&mut out, Res::Out(Decision::Drop, Some(key), (0, 0)));
                     true
                 }
                 Action::Reject { .. } => {
-                    add(&mut out, Res::Out(Decision::Reject, Some(key)));
+                    add(&mut out, Res::Out(Decision::Reject, Some(key), (0, 0)));
                     true
                 }
                 Action::Return => {
-                    add(&mut out, Res::Return);
+                    add(&mut out, Res::Return(st));
                     true
                 }
                 Action::Jump { target } | Action::Goto { target } => {
                     let goto = matches!(chain.rules[i].action, Action::Goto { .. });
                     if self.unknown[target.0] {
-                        add(&mut out, Res::Out(Decision::Unknown, Some(key)));
+                        add(&mut out, Res::Out(Decision::Unknown, Some(key), (0, 0)));
                         true
                     } else {
-                        let mut returns = false;
-                        for r in self.eval_all(*target, p, w, depth + 1, Some(key)) {
-                            if r == Res::Return && !goto {
-                                returns = true;
-                            } else {
-                                add(&mut out, r);
+                        let mut returns: Vec<St> = Vec::new();
+                        for r in self.eval_from(*target, p, w, depth + 1, Some(key), st, 0) {
+                            match r {
+                                Res::Return(s2) if !goto => {
+                                    if !returns.contains(&s2) {
+                                        returns.push(s2);
+                                    }
+                                }
+                                r => add(&mut out, r),
                             }
                         }
-                        !returns
+                        match returns.as_slice() {
+                            [] => true,
+                            [one] if !may_match => {
+                                st = *one;
+                                false
+                            }
+                            more => {
+                                for &s2 in more {
+                                    for r in self.eval_from(c, p, w, depth, jumper, s2, i + 1) {
+                                        add(&mut out, r);
+                                    }
+                                }
+                                true
+                            }
+                        }
                     }
                 }
             };
-            // A rule that may not match lets every branch go on as well.
+            // A rule that may not match lets the branch that skips it go on.
             if decided && !may_match {
                 live = false;
                 break;
             }
         }
         if live {
-            add(&mut out, Res::Return);
+            add(&mut out, Res::Return(st));
         }
-        w.buf.push(cands);
         out
     }
 
@@ -625,15 +730,24 @@ impl<'a> Tracer<'a> {
     /// Whether rule `i` of chain `c` matches the packet on every modelled
     /// field (`v4`: its addresses when IPv4).
     #[inline]
-    fn matches(&self, c: ChainId, i: usize, v4: Option<(u32, u32)>, p: &Packet) -> bool {
+    fn matches(&self, c: ChainId, i: usize, v4: Option<(u32, u32)>, p: &Packet, st: St) -> bool {
         let q = &self.quick[c.0][i];
+        let m = &self.rs.chains[c.0].rules[i].matches;
         match v4 {
             Some((s, d)) => {
-                q.admits(s, d, p)
-                    && (q.flags & Quick::EXACT != 0
-                        || self.rs.chains[c.0].rules[i].matches.matches_fields(p))
+                q.admits(s, d, p) && (q.flags & Quick::EXACT != 0 || self.matches_slow(m, p, st))
             }
-            None => self.rs.chains[c.0].rules[i].matches.matches_fields(p),
+            None => self.matches_slow(m, p, st),
+        }
+    }
+
+    /// Every modelled field, marks included where they are exact fields
+    /// (elsewhere a mark test is opaque: the rule may or may not match).
+    fn matches_slow(&self, m: &ringfence_model::Match, p: &Packet, st: St) -> bool {
+        if self.marks.exact() {
+            m.matches_marked(p, st.0, st.1)
+        } else {
+            m.matches_header(p)
         }
     }
 
@@ -676,9 +790,10 @@ impl<'a> Tracer<'a> {
             let matched = match v4 {
                 Some((s, d)) => {
                     q.admits(s, d, p)
-                        && (q.flags & Quick::EXACT != 0 || chain.rules[i].matches.matches_fields(p))
+                        && (q.flags & Quick::EXACT != 0
+                            || self.matches_slow(&chain.rules[i].matches, p, w.st))
                 }
-                None => chain.rules[i].matches.matches_fields(p),
+                None => self.matches_slow(&chain.rules[i].matches, p, w.st),
             };
             if !matched {
                 continue;
@@ -688,7 +803,12 @@ impl<'a> Tracer<'a> {
             if q.flags & Quick::OPAQUE != 0 {
                 // This walk takes the branch where it does not match; a rule
                 // without a verdict changes nothing either way.
-                if !matches!(rule.action, Action::Continue) {
+                let no_effect = match rule.action {
+                    Action::Continue => true,
+                    Action::Mark(_) => !self.marks.exact(),
+                    _ => false,
+                };
+                if !no_effect {
                     w.forked = true;
                     w.split.get_or_insert((c.0 as u32, q.group));
                 }
@@ -718,6 +838,12 @@ impl<'a> Tracer<'a> {
                 }
                 Action::Return => break,
                 Action::Continue => {}
+                Action::Mark(rw) => {
+                    if self.marks.exact() {
+                        w.st = rw.apply(w.st.0, w.st.1);
+                        w.marks.push((key, w.st.0, w.st.1));
+                    }
+                }
                 Action::Jump { target } | Action::Goto { target } if self.unknown[target.0] => {
                     // A target the model cannot follow: this walk passes
                     // over it (as if its chain's one rule did not match);

@@ -6,7 +6,10 @@
 //! jumps to a target the model cannot follow) and random packets from the
 //! same small value domains, so rules overlap often. A rule that may or may
 //! not match gives a packet several outcomes: trace's set of outcomes must
-//! be exactly the engine's, none missed and none extra.
+//! be exactly the engine's, none missed and none extra. Rules test and
+//! rewrite the packet and connection marks (MARK, CONNMARK save and
+//! restore), in base chains and user chains, so a mark set in one chain
+//! decides in a later one.
 
 use proptest::prelude::*;
 use ringfence_analysis::engine::DEFAULT_BUDGET;
@@ -65,8 +68,9 @@ fn a_match() -> impl Strategy<Value = Match> {
         iface(),
         prop_oneof![4 => Just(CtStates::ALL), 1 => Just(CtStates(CtStates::NEW)), 1 => Just(CtStates(CtStates::ESTABLISHED | CtStates::RELATED))],
         prop::bool::weighted(0.15),
+        mark_tests(),
     )
-        .prop_map(|(src, dst, protocol, sport, dport, iif, oif, ct_state, opaque)| Match {
+        .prop_map(|(src, dst, protocol, sport, dport, iif, oif, ct_state, opaque, marks)| Match {
             src,
             dst,
             protocol,
@@ -75,15 +79,83 @@ fn a_match() -> impl Strategy<Value = Match> {
             iif,
             oif,
             ct_state,
+            marks,
             opaque: if opaque { vec![Opaque { text: "-m mark".into() }] } else { vec![] },
         })
+}
+
+/// Mark tests over the few values the rewrites below produce.
+fn mark_tests() -> impl Strategy<Value = Vec<MarkTest>> {
+    let test = (
+        prop::bool::weighted(0.7),
+        prop_oneof![Just(u32::MAX), Just(1u32), Just(2), Just(3)],
+        0u32..4,
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(|(packet, mask, value, invert)| MarkTest {
+            field: if packet {
+                MarkField::Packet
+            } else {
+                MarkField::Conn
+            },
+            mask,
+            value: value & mask,
+            invert,
+        });
+    prop_oneof![4 => Just(vec![]), 2 => prop::collection::vec(test, 1..3)]
+}
+
+/// The rewrites code 9 picks from: MARK set, set-xmark, or, xor, and;
+/// CONNMARK set, save and restore.
+fn rewrite(t: usize) -> MarkRewrite {
+    let p = MarkField::Packet;
+    [
+        MarkRewrite::set(p, 1, u32::MAX),
+        MarkRewrite {
+            field: p,
+            clear: 2,
+            xor: 2,
+            copy: 0,
+        },
+        MarkRewrite {
+            field: p,
+            clear: 1,
+            xor: 1,
+            copy: 0,
+        },
+        MarkRewrite {
+            field: p,
+            clear: 0,
+            xor: 3,
+            copy: 0,
+        },
+        MarkRewrite {
+            field: p,
+            clear: 1,
+            xor: 0,
+            copy: 0,
+        },
+        MarkRewrite::set(MarkField::Conn, 2, u32::MAX),
+        MarkRewrite {
+            field: MarkField::Conn,
+            clear: u32::MAX,
+            xor: 0,
+            copy: u32::MAX,
+        },
+        MarkRewrite {
+            field: p,
+            clear: 3,
+            xor: 0,
+            copy: 3,
+        },
+    ][t % 8]
 }
 
 /// Action choice; chain targets are resolved to later chains so there are
 /// no loops; 7 and 8 jump and go to the chain standing for a target the
 /// model cannot follow.
 fn action_code() -> impl Strategy<Value = u8> {
-    prop_oneof![3 => Just(0u8), 3 => Just(1), 1 => Just(2), 2 => Just(3), 1 => Just(4), 3 => Just(5), 2 => Just(6), 1 => Just(7), 1 => Just(8)]
+    prop_oneof![3 => Just(0u8), 3 => Just(1), 1 => Just(2), 2 => Just(3), 1 => Just(4), 3 => Just(5), 2 => Just(6), 1 => Just(7), 1 => Just(8), 3 => Just(9)]
 }
 
 /// The name of the chain standing for a target the model cannot follow, as
@@ -134,6 +206,7 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                             5 => Action::Jump { target: target? },
                             6 => Action::Goto { target: target? },
                             7 => Action::Jump { target: unknown },
+                            9 => Action::Mark(rewrite(t)),
                             _ => Action::Goto { target: unknown },
                         };
                         Some(Rule {
@@ -262,10 +335,17 @@ proptest! {
             let settled = engine
                 .classify_settled(Hook::Forward, vec![packet_box(p, &engine.u)])
                 .unwrap();
-            prop_assert_eq!(settled.len(), 1, "a point is one settled region");
-            let fates: BTreeSet<String> = settled[0]
-                .outcomes
+            // (A later packet of a connection is one region per
+            // connection mark it may carry.)
+            let ct_values = engine.u.marks.conn.len();
+            if p.ct_state == CtStates::NEW || ct_values == 1 {
+                prop_assert_eq!(settled.len(), 1, "a point is one settled region");
+            } else {
+                prop_assert!(!settled.is_empty() && settled.len() <= ct_values);
+            }
+            let fates: BTreeSet<String> = settled
                 .iter()
+                .flat_map(|s| s.outcomes.iter())
                 .map(|(f, _)| decision(*f).name().to_string())
                 .collect();
             prop_assert_eq!(&fates, &decisions(&traced));
@@ -288,16 +368,22 @@ proptest! {
         for p in &pkts {
             let ds = decisions(&trace_outcomes(&tracer, p));
             let pb = packet_box(p, &engine.u);
-            let regions: Vec<_> = acc.iter().filter(|o| pb.is_subset(&o.b)).collect();
-            prop_assert!(regions.len() <= 1, "regions overlap at {:?}", p);
+            // One region per connection mark the packet may enter with, at most.
+            let regions: Vec<_> = acc.iter().filter(|o| pb.overlaps(&o.b)).collect();
+            let mut seen = 0u64;
+            for o in &regions {
+                prop_assert!(pb.intersect(&o.b).unwrap().is_subset(&o.b));
+                prop_assert_eq!(seen & o.b.ct0 & pb.ct0, 0, "regions overlap at {:?}", p);
+                seen |= o.b.ct0 & pb.ct0;
+            }
             let all_accept = ds.len() == 1 && ds.contains("accept");
             let may_accept = ds.contains("accept") || ds.contains("unknown");
-            match regions.first() {
-                Some(o) => {
-                    prop_assert!(may_accept, "no branch accepts {:?}", p);
-                    prop_assert_eq!(o.fate == Fate::Accept, all_accept, "certainty of {:?} ({:?})", p, ds);
-                }
-                None => prop_assert!(!may_accept, "{:?} may be accepted ({:?})", p, ds),
+            if regions.is_empty() {
+                prop_assert!(!may_accept, "{:?} may be accepted ({:?})", p, ds);
+            } else {
+                prop_assert!(may_accept, "no branch accepts {:?}", p);
+                let certain = seen == pb.ct0 && regions.iter().all(|o| o.fate == Fate::Accept);
+                prop_assert_eq!(certain, all_accept, "certainty of {:?} ({:?})", p, ds);
             }
         }
     }

@@ -198,6 +198,86 @@ pub enum Action {
     },
     /// No verdict (log, counter, comment-only rules): continue with the next rule.
     Continue,
+    /// Rewrite the packet mark or the connection mark (iptables `MARK`,
+    /// `CONNMARK`; nft `meta mark set`, `ct mark set`), then continue with
+    /// the next rule.
+    Mark(MarkRewrite),
+}
+
+/// Which of the two marks a test reads or a rewrite writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkField {
+    /// The packet mark (`skb->mark`, iptables `-m mark`, nft `meta mark`).
+    /// Every packet enters the ruleset with mark 0.
+    Packet,
+    /// The connection's mark (iptables `-m connmark`, nft `ct mark`). A
+    /// connection starts with mark 0; later packets see what earlier ones saved.
+    Conn,
+}
+
+/// A test on a mark: `(mark & mask) == value`, or `!=` when `invert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct MarkTest {
+    /// The mark read.
+    pub field: MarkField,
+    /// Bits compared.
+    pub mask: u32,
+    /// Expected value of those bits (already masked).
+    pub value: u32,
+    /// The test holds when the masked mark differs from `value`.
+    pub invert: bool,
+}
+
+impl MarkTest {
+    /// Whether a packet with packet mark `mark` and connection mark `ct`
+    /// passes the test.
+    pub fn holds(&self, mark: u32, ct: u32) -> bool {
+        let m = match self.field {
+            MarkField::Packet => mark,
+            MarkField::Conn => ct,
+        };
+        ((m & self.mask) == self.value) != self.invert
+    }
+}
+
+/// A mark rewrite: `field = (field & !clear) ^ xor ^ (other & copy)`, where
+/// `other` is the other mark. Every iptables and nft form is one of these:
+/// `--set-xmark V/M` is clear M, xor V; `--set-mark V/M` clear M|V, xor V;
+/// `--and-mark A` clear !A; `--or-mark O` clear O, xor O; `--xor-mark X`
+/// xor X; `CONNMARK --save-mark --nfmask N --ctmask C` writes the
+/// connection mark with clear C, copy N; `--restore-mark` writes the packet
+/// mark with clear N, copy C.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct MarkRewrite {
+    /// The mark written.
+    pub field: MarkField,
+    /// Bits cleared first.
+    pub clear: u32,
+    /// Bits flipped then.
+    pub xor: u32,
+    /// Bits of the other mark XORed in last (0: no copy).
+    pub copy: u32,
+}
+
+impl MarkRewrite {
+    /// Set the bits of `mask` to `value` (bits of `value` outside `mask` are set too, as iptables `--set-mark` does).
+    pub fn set(field: MarkField, value: u32, mask: u32) -> Self {
+        Self {
+            field,
+            clear: mask | value,
+            xor: value,
+            copy: 0,
+        }
+    }
+
+    /// The marks after the rewrite, from `(mark, ct)` before it.
+    pub fn apply(&self, mark: u32, ct: u32) -> (u32, u32) {
+        match self.field {
+            MarkField::Packet => ((mark & !self.clear) ^ self.xor ^ (ct & self.copy), ct),
+            MarkField::Conn => (mark, (ct & !self.clear) ^ self.xor ^ (mark & self.copy)),
+        }
+    }
 }
 
 /// Conntrack states as a bit set.
@@ -377,6 +457,9 @@ pub struct Match {
     pub oif: IfaceSet,
     /// Conntrack states.
     pub ct_state: CtStates,
+    /// Tests on the packet and connection marks, all of which must hold
+    /// (empty: any mark).
+    pub marks: Vec<MarkTest>,
     /// Matches that could not be modelled; non-empty means "may match".
     pub opaque: Vec<Opaque>,
 }
@@ -399,6 +482,7 @@ impl Match {
             iif: IfaceSet::any(),
             oif: IfaceSet::any(),
             ct_state: CtStates::ALL,
+            marks: Vec::new(),
             opaque: Vec::new(),
         }
     }
@@ -415,9 +499,25 @@ impl Match {
             || self.ct_state.0 == 0
     }
 
-    /// Whether the packet satisfies every modelled field. Opaque parts are
-    /// ignored here; callers check [`Match::opaque`] to know the answer is uncertain.
+    /// Whether marks `(mark, ct)` pass every mark test.
+    pub fn matches_marks(&self, mark: u32, ct: u32) -> bool {
+        self.marks.iter().all(|t| t.holds(mark, ct))
+    }
+
+    /// Whether the packet, as it enters the ruleset (packet and connection
+    /// mark 0), satisfies every modelled field. Opaque parts are ignored
+    /// here; callers check [`Match::opaque`] to know the answer is uncertain.
     pub fn matches_fields(&self, p: &Packet) -> bool {
+        self.matches_marked(p, 0, 0)
+    }
+
+    /// [`Match::matches_fields`] for a packet whose marks are now `(mark, ct)`.
+    pub fn matches_marked(&self, p: &Packet, mark: u32, ct: u32) -> bool {
+        self.matches_header(p) && self.matches_marks(mark, ct)
+    }
+
+    /// Whether the packet satisfies every modelled field except the marks.
+    pub fn matches_header(&self, p: &Packet) -> bool {
         self.src.contains(p.src)
             && self.dst.contains(p.dst)
             && self.protocol.contains(p.protocol)

@@ -19,7 +19,8 @@ use crate::nft::concat::{Part, TBox};
 use ringfence_diag::{closest, InputError, InputErrors};
 use ringfence_model::{
     proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, Hook, IfacePattern, IfaceSet,
-    IntervalSet, Match, Opaque, ParseNote, Policy, Rule, RuleRef, Ruleset, SourceFormat,
+    IntervalSet, MarkField, MarkRewrite, MarkTest, Match, Opaque, ParseNote, Policy, Rule, RuleRef,
+    Ruleset, SourceFormat,
 };
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -849,9 +850,10 @@ enum TargetEffect {
 /// The effect of target `target` with options `opts` in chain `chain` of
 /// `table`.
 ///
-/// Continuing targets (MARK, CONNMARK, TOS, DSCP, TTL, HL, CLASSIFY, TCPMSS,
+/// (MARK and CONNMARK are mark rewrites, read by `mark_target`.)
+/// Continuing targets (TOS, DSCP, TTL, HL, CLASSIFY, TCPMSS,
 /// LOG, NFLOG, TRACE, CHECKSUM, ...) change only fields the model never reads
-/// exactly: every match on marks, connmarks, DSCP/TOS, TTL and the like is
+/// exactly: every match on DSCP/TOS, TTL and the like is
 /// opaque ("may match"), so treating them as no-ops cannot make a result
 /// certain that depends on them. Source translations (SNAT, MASQUERADE, and
 /// NETMAP in POSTROUTING or INPUT) continue too: no later iptables base
@@ -884,11 +886,9 @@ fn target_effect(
         "CT" if has("--notrack") || has("--zone") || has("--zone-orig") || has("--zone-reply") => {
             TargetEffect::Unknown
         }
-        "MARK" | "CONNMARK" | "CLASSIFY" | "DSCP" | "TOS" | "TCPMSS" | "CHECKSUM" | "CT"
-        | "TEE" | "SECMARK" | "CONNSECMARK" | "IDLETIMER" | "LED" | "SET" | "TTL" | "HL"
-        | "ECN" | "HMARK" | "TCPOPTSTRIP" | "IPV4OPTSSTRIP" | "RATEEST" => {
-            TargetEffect::Continue { note: true }
-        }
+        "CLASSIFY" | "DSCP" | "TOS" | "TCPMSS" | "CHECKSUM" | "CT" | "TEE" | "SECMARK"
+        | "CONNSECMARK" | "IDLETIMER" | "LED" | "SET" | "TTL" | "HL" | "ECN" | "HMARK"
+        | "TCPOPTSTRIP" | "IPV4OPTSSTRIP" | "RATEEST" => TargetEffect::Continue { note: true },
         "SNAT" | "MASQUERADE" if table == "nat" => TargetEffect::Continue { note: false },
         "NETMAP" if table == "nat" && matches!(chain, "POSTROUTING" | "INPUT") => {
             TargetEffect::Continue { note: false }
@@ -896,6 +896,164 @@ fn target_effect(
         name if is_extension_target(name) => TargetEffect::Unknown,
         _ => return None,
     })
+}
+
+/// A mark as iptables writes it: `VALUE[/MASK]`, each decimal or `0x` hex;
+/// the mask defaults to every bit.
+fn parse_mark(v: &Tok, file: &str, line: u64) -> Result<(u32, u32), InputError> {
+    let num = |s: &str| -> Option<u32> {
+        match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            Some(h) => u32::from_str_radix(h, 16).ok(),
+            None => s.parse().ok(),
+        }
+    };
+    let (a, b) = match v.text.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (v.text.as_ref(), None),
+    };
+    let value = num(a);
+    let mask = b.map(num).unwrap_or(Some(u32::MAX));
+    match (value, mask) {
+        (Some(value), Some(mask)) => Ok((value, mask)),
+        _ => Err(InputError::at(
+            file,
+            line,
+            v.col,
+            format!(
+                "mark `{}`: expected VALUE or VALUE/MASK, each a 32-bit number in decimal or 0x hex (e.g. 0x4000/0x4000)",
+                v.text
+            ),
+        )),
+    }
+}
+
+/// The rewrite of `-j MARK` or `-j CONNMARK` with options `opts` (iptables
+/// semantics: `--set-mark V/M` clears M|V then sets V; `--set-xmark V/M`
+/// clears M then flips V; CONNMARK `--save-mark` and `--restore-mark` copy
+/// between the marks under `--nfmask`/`--ctmask`, or `--mask` for both).
+fn mark_target(
+    target: &str,
+    opts: &[(Cow<str>, Option<Tok>)],
+    at: &Tok,
+    file: &str,
+    line: u64,
+) -> Result<MarkRewrite, InputError> {
+    let field = if target == "CONNMARK" {
+        MarkField::Conn
+    } else {
+        MarkField::Packet
+    };
+    let opt_value = |name: &str| -> Result<Option<(u32, u32)>, InputError> {
+        match opts.iter().find(|(n, _)| n == name) {
+            None => Ok(None),
+            Some((_, Some(v))) => parse_mark(v, file, line).map(Some),
+            Some((_, None)) => Err(InputError::at(
+                file,
+                line,
+                at.col,
+                format!("`-j {target} {name}` needs a value: expected VALUE or VALUE/MASK"),
+            )),
+        }
+    };
+    let mut rewrite = None;
+    let mut ops = 0;
+    for (name, _) in opts {
+        let r = match name.as_ref() {
+            "--set-xmark" => {
+                let (v, m) = opt_value(name)?.expect("present");
+                MarkRewrite {
+                    field,
+                    clear: m,
+                    xor: v,
+                    copy: 0,
+                }
+            }
+            "--set-mark" => {
+                let (v, m) = opt_value(name)?.expect("present");
+                MarkRewrite::set(field, v, m)
+            }
+            "--and-mark" => {
+                let (v, _) = opt_value(name)?.expect("present");
+                MarkRewrite {
+                    field,
+                    clear: !v,
+                    xor: 0,
+                    copy: 0,
+                }
+            }
+            "--or-mark" => {
+                let (v, _) = opt_value(name)?.expect("present");
+                MarkRewrite {
+                    field,
+                    clear: v,
+                    xor: v,
+                    copy: 0,
+                }
+            }
+            "--xor-mark" => {
+                let (v, _) = opt_value(name)?.expect("present");
+                MarkRewrite {
+                    field,
+                    clear: 0,
+                    xor: v,
+                    copy: 0,
+                }
+            }
+            "--save-mark" | "--restore-mark" if target == "CONNMARK" => {
+                let both = opt_value("--mask")?.map(|(v, _)| v);
+                let nf = opt_value("--nfmask")?
+                    .map(|(v, _)| v)
+                    .or(both)
+                    .unwrap_or(u32::MAX);
+                let ct = opt_value("--ctmask")?
+                    .map(|(v, _)| v)
+                    .or(both)
+                    .unwrap_or(u32::MAX);
+                if name == "--save-mark" {
+                    MarkRewrite {
+                        field: MarkField::Conn,
+                        clear: ct,
+                        xor: 0,
+                        copy: nf,
+                    }
+                } else {
+                    MarkRewrite {
+                        field: MarkField::Packet,
+                        clear: nf,
+                        xor: 0,
+                        copy: ct,
+                    }
+                }
+            }
+            "--mask" | "--nfmask" | "--ctmask" if target == "CONNMARK" => continue,
+            other => {
+                return Err(InputError::at(
+                    file,
+                    line,
+                    at.col,
+                    format!(
+                        "`-j {target}` option `{other}`: expected {}",
+                        if target == "CONNMARK" {
+                            "--set-xmark, --set-mark, --and-mark, --or-mark, --xor-mark, --save-mark or --restore-mark (with --nfmask, --ctmask or --mask)"
+                        } else {
+                            "--set-xmark, --set-mark, --and-mark, --or-mark or --xor-mark"
+                        }
+                    ),
+                ))
+            }
+        };
+        ops += 1;
+        rewrite = Some(r);
+    }
+    match (rewrite, ops) {
+        (Some(r), 1) => Ok(r),
+        _ => Err(InputError::at(
+            file,
+            line,
+            at.col,
+            format!("`-j {target}` needs exactly one operation: expected for example `--set-xmark 0x4000/0x4000`"),
+        )),
+    }
 }
 
 /// Options that end an unknown match extension's argument list.
@@ -1061,7 +1219,7 @@ fn parse_rule(
                 i += 2;
                 match v.text.as_ref() {
                     "tcp" | "udp" | "sctp" | "udplite" | "multiport" | "iprange" | "state"
-                    | "conntrack" | "comment" | "icmp" | "icmp6" | "icmpv6" => {}
+                    | "conntrack" | "comment" | "icmp" | "icmp6" | "icmpv6" | "mark" | "connmark" => {}
                     "set" if ctx.sets.is_some() => {}
                     other => {
                         // Unknown extension: everything up to the next core option is its arguments.
@@ -1220,6 +1378,23 @@ fn parse_rule(
                 comment = Some(v.text.to_string());
                 i += 2;
             }
+            "--mark" => {
+                let v = value(i, &t)?;
+                require_module(&t, &current_module, &["mark", "connmark"], file, line)?;
+                let (value, mask) = parse_mark(&v, file, line)?;
+                let field = if current_module.as_deref() == Some("connmark") {
+                    MarkField::Conn
+                } else {
+                    MarkField::Packet
+                };
+                b.m.marks.push(MarkTest {
+                    field,
+                    mask,
+                    value,
+                    invert: neg,
+                });
+                i += 2;
+            }
             "--match-set" | "--set" => {
                 let v = value(i, &t)?;
                 require_module(&t, &current_module, &["set"], file, line)?;
@@ -1306,6 +1481,10 @@ fn parse_rule(
                 }
                 let effect = if goto {
                     None
+                } else if matches!(target, "MARK" | "CONNMARK") {
+                    Some(TargetEffect::Verdict(Action::Mark(mark_target(
+                        target, &opts, &v, file, line,
+                    )?)))
                 } else {
                     target_effect(p.table, &p.chain, target, &opts)
                 };

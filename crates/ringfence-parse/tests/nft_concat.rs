@@ -44,6 +44,7 @@ fn eval(rs: &Ruleset, id: ChainId, p: &Packet, hits: &mut Vec<String>) -> Flow {
             Action::Drop => return Flow::Verdict(Verdict::Drop),
             Action::Reject { .. } => return Flow::Verdict(Verdict::Reject),
             Action::Continue => {}
+            Action::Mark(_) => unreachable!("these rulesets set no marks"),
             Action::Return => return Flow::Fallthrough,
             Action::Jump { target } => {
                 if let Flow::Verdict(v) = eval(rs, *target, p, hits) {

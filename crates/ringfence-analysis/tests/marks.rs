@@ -1,0 +1,139 @@
+//! Marks are packet fields: a mark set in mangle and matched in filter is
+//! followed exactly (issue 15), so such a ruleset gets certain verdicts
+//! instead of "unknown". Packets enter with packet mark 0 and a new
+//! connection with connection mark 0.
+
+use ringfence_analysis::verify::{verify, Status, VerifyReport};
+use ringfence_analysis::{Engine, IfaceUniverse, Tracer};
+use ringfence_model::{CtStates, Hook, Packet};
+use ringfence_parse::{parse_ruleset, RulesetFormat};
+
+const BASE: &str = include_str!("data/exact.rules");
+
+const HARBOR_ACCEPTS: [&str; 3] = [
+    "-A INFRA -s 198.18.10.0/24 -d 198.18.1.20/32 -p tcp -m tcp --dport 443 -j ACCEPT\n",
+    "-A INFRA -s 198.18.20.0/23 -d 198.18.1.20/32 -p tcp -m tcp --dport 443 -j ACCEPT\n",
+    "-A INFRA -s 198.18.1.10/32 -d 198.18.1.20/32 -p tcp -m tcp --dport 443 -j ACCEPT\n",
+];
+
+const MANGLE_HEAD: &str = "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n";
+
+/// The clean base with the Harbor accepts replaced by `filter_rule` and
+/// `mangle` (rules) appended as a mangle table.
+fn harbor_by_mark(filter_rule: &str, mangle: &str) -> String {
+    let mut text = BASE.to_string();
+    for (i, l) in HARBOR_ACCEPTS.iter().enumerate() {
+        assert!(text.contains(l));
+        text = text.replace(l, if i == 0 { filter_rule } else { "" });
+    }
+    format!("{text}{MANGLE_HEAD}{mangle}COMMIT\n")
+}
+
+fn run(name: &str, text: &str) -> VerifyReport {
+    let rs = parse_ruleset(text, name, RulesetFormat::Auto).unwrap_or_else(|e| panic!("{e}"));
+    let site = ringfence_site::example_site().resolve();
+    verify(&rs, &site, Hook::Forward)
+}
+
+fn status(r: &VerifyReport, id: &str) -> Status {
+    r.flows.iter().find(|f| f.id == id).expect(id).status
+}
+
+const MARK_HARBOR: &str = "-A PREROUTING -s 198.18.10.0/24 -d 198.18.1.20/32 -p tcp --dport 443 -j MARK --set-xmark 0x10/0x10\n\
+     -A PREROUTING -s 198.18.20.0/23 -d 198.18.1.20/32 -p tcp --dport 443 -j MARK --set-xmark 0x10/0x10\n\
+     -A PREROUTING -s 198.18.1.10/32 -d 198.18.1.20/32 -p tcp --dport 443 -j MARK --set-xmark 0x10/0x10\n";
+
+#[test]
+fn a_flow_accepted_by_a_mark_set_in_mangle_and_matched_in_filter_is_allowed() {
+    let text = harbor_by_mark("-A INFRA -m mark --mark 0x10/0x10 -j ACCEPT\n", MARK_HARBOR);
+    let r = run("mark.rules", &text);
+    assert_eq!(status(&r, "to-harbor"), Status::Allowed, "{:#?}", r.flows);
+    assert!(r.excess.is_empty(), "{:#?}", r.excess);
+    assert!(r.summary.ok, "{:?}", r.summary);
+}
+
+#[test]
+fn a_mark_accept_without_a_rule_that_sets_the_mark_accepts_nothing() {
+    // Packets enter with mark 0: nothing sets 0x10, so the flow is blocked.
+    let text = harbor_by_mark("-A INFRA -m mark --mark 0x10/0x10 -j ACCEPT\n", "");
+    let r = run("nomark.rules", &text);
+    assert_eq!(status(&r, "to-harbor"), Status::Blocked);
+    assert!(r.excess.is_empty(), "{:#?}", r.excess);
+    assert!(!r.summary.ok);
+}
+
+#[test]
+fn a_negated_mark_accept_accepts_unmarked_packets_as_certain_excess() {
+    let text = harbor_by_mark("-A INFRA -m mark ! --mark 0x10/0x10 -j ACCEPT\n", "");
+    let r = run("negmark.rules", &text);
+    assert_eq!(status(&r, "to-harbor"), Status::Allowed);
+    assert!(!r.excess.is_empty());
+    assert!(r.excess.iter().all(|e| e.certain), "{:#?}", r.excess);
+    assert!(!r.summary.ok);
+}
+
+#[test]
+fn a_connmark_set_then_restored_accepts_the_flow() {
+    let mangle = "-A PREROUTING -s 198.18.10.0/24 -d 198.18.1.20/32 -p tcp --dport 443 -m conntrack --ctstate NEW -j CONNMARK --set-xmark 0x1/0xffffffff\n\
+         -A PREROUTING -s 198.18.20.0/23 -d 198.18.1.20/32 -p tcp --dport 443 -m conntrack --ctstate NEW -j CONNMARK --set-xmark 0x1/0xffffffff\n\
+         -A PREROUTING -s 198.18.1.10/32 -d 198.18.1.20/32 -p tcp --dport 443 -m conntrack --ctstate NEW -j CONNMARK --set-xmark 0x1/0xffffffff\n\
+         -A PREROUTING -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff\n";
+    let text = harbor_by_mark("-A INFRA -m mark --mark 0x1 -j ACCEPT\n", mangle);
+    let r = run("connmark.rules", &text);
+    assert_eq!(status(&r, "to-harbor"), Status::Allowed, "{:#?}", r.flows);
+    assert!(r.excess.is_empty(), "{:#?}", r.excess);
+    assert!(r.summary.ok, "{:?}", r.summary);
+}
+
+#[test]
+fn marking_a_whole_network_and_accepting_the_mark_is_certain_excess_named_by_the_accept() {
+    let text = harbor_by_mark(
+        "-A INFRA -m mark --mark 0x10/0x10 -j ACCEPT\n",
+        "-A PREROUTING -s 198.18.20.0/23 -j MARK --set-xmark 0x10/0x10\n",
+    );
+    let r = run("wide.rules", &text);
+    assert!(!r.excess.is_empty());
+    assert!(r.excess.iter().any(|e| e.certain));
+    assert!(!r.summary.ok);
+    // The harbor flow from the marked network is accepted; from the others not.
+    assert_ne!(status(&r, "to-harbor"), Status::Unknown);
+}
+
+#[test]
+fn trace_follows_the_mark_and_agrees_with_the_engine() {
+    let text = harbor_by_mark("-A INFRA -m mark --mark 0x10/0x10 -j ACCEPT\n", MARK_HARBOR);
+    let rs = parse_ruleset(&text, "mark.rules", RulesetFormat::Auto).unwrap();
+    let tracer = Tracer::new(&rs);
+    let mut p = Packet::new_connection(
+        "198.18.20.5".parse().unwrap(),
+        "198.18.1.20".parse().unwrap(),
+        6,
+        40000,
+        443,
+    );
+    p.iif = Some("eth0".into());
+    p.oif = Some("eth1".into());
+    let t = tracer.trace(Hook::Forward, &p);
+    assert!(!t.uncertain);
+    assert_eq!(t.verdict, ringfence_model::Verdict::Accept);
+    let mut scratch = ringfence_analysis::trace::TraceScratch::default();
+    tracer.trace_with(Hook::Forward, &p, &mut scratch);
+    let changes = tracer.mark_changes(&scratch);
+    assert_eq!(changes.len(), 1);
+    assert_eq!((changes[0].1, changes[0].2), (0x10, 0));
+    // The same packet to another port is not marked and is dropped.
+    p.dport = 444;
+    assert_eq!(
+        tracer.trace(Hook::Forward, &p).verdict,
+        ringfence_model::Verdict::Drop
+    );
+    let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
+    let out = engine
+        .classify(
+            Hook::Forward,
+            vec![ringfence_analysis::space::packet_box(&p, &engine.u)],
+        )
+        .unwrap();
+    assert!(out.iter().all(|o| o.fate == ringfence_analysis::Fate::Drop));
+    assert_eq!(p.ct_state, CtStates::NEW);
+}
