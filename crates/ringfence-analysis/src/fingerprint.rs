@@ -324,6 +324,16 @@ fn rule_text(rs: &Ruleset, r: &Rule) -> String {
     s.push_str(" oif=");
     write_ifaces(&mut s, &m.oif);
     let _ = write!(s, " ct={}", m.ct_state.0);
+    for t in &m.marks {
+        let _ = write!(
+            s,
+            " {:?}{}{:#x}/{:#x}",
+            t.field,
+            if t.invert { "!=" } else { "=" },
+            t.value,
+            t.mask
+        );
+    }
     for o in &m.opaque {
         let _ = write!(s, " opaque[{}]", o.text);
     }
@@ -340,6 +350,11 @@ fn rule_text(rs: &Ruleset, r: &Rule) -> String {
         Action::Jump { target } => write!(s, " -> jump {}", chain_name(*target)),
         Action::Goto { target } => write!(s, " -> goto {}", chain_name(*target)),
         Action::Continue => write!(s, " -> continue"),
+        Action::Mark(m) => write!(
+            s,
+            " -> mark {:?} clear={:#x} xor={:#x} copy={:#x}",
+            m.field, m.clear, m.xor, m.copy
+        ),
     };
     s
 }
