@@ -34,6 +34,20 @@ fn action_text(rs: &Ruleset, a: &Action) -> String {
         Action::Jump { target } => format!("jump {}", chain(target)),
         Action::Goto { target } => format!("goto {}", chain(target)),
         Action::Continue => "continue".into(),
+        Action::Mark(m) => format!(
+            "set {} mark (clear {:#x}, xor {:#x}{})",
+            match m.field {
+                ringfence_model::MarkField::Packet => "packet",
+                ringfence_model::MarkField::Conn => "connection",
+            },
+            m.clear,
+            m.xor,
+            if m.copy == 0 {
+                String::new()
+            } else {
+                format!(", copy {:#x} of the other mark", m.copy)
+            }
+        ),
     }
 }
 
