@@ -1772,14 +1772,25 @@ fn build(
                         Some(tp) => {
                             let closed =
                                 inline(&mut pieces, tp, &cut_boxes, key, goto) && !rewrites;
+                            // What falls through the inlined block: cut like
+                            // it (after a rewrite its marks are not the jump's).
+                            let close = |pieces: &mut Vec<Piece>, fate: Fate| {
+                                for b in &cut_boxes {
+                                    pieces.push(Piece {
+                                        b: b.clone(),
+                                        fate,
+                                        path: smallvec::smallvec![key],
+                                    });
+                                }
+                            };
                             if goto {
-                                push_all(&mut pieces, Fate::Return);
+                                close(&mut pieces, Fate::Return);
                             } else if may_match && !closed {
                                 // What falls through the target lands
                                 // exactly where the other branch resumes,
                                 // so the walk sees the two meet.
-                                let end = (pieces.len() + boxes.len()) as u32;
-                                push_all(&mut pieces, Fate::Skip(end));
+                                let end = (pieces.len() + cut_boxes.len()) as u32;
+                                close(&mut pieces, Fate::Skip(end));
                             }
                         }
                     }
