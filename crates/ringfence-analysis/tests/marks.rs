@@ -137,3 +137,45 @@ fn trace_follows_the_mark_and_agrees_with_the_engine() {
     assert!(out.iter().all(|o| o.fate == ringfence_analysis::Fate::Drop));
     assert_eq!(p.ct_state, CtStates::NEW);
 }
+
+#[test]
+fn an_nft_mark_set_at_mangle_priority_and_accepted_in_forward_is_followed() {
+    let text = "table inet t {\n\
+        chain pre {\n\
+            type filter hook prerouting priority mangle; policy accept;\n\
+            ip daddr 198.18.1.20 tcp dport 443 meta mark set meta mark | 0x10\n\
+        }\n\
+        chain fwd {\n\
+            type filter hook forward priority filter; policy drop;\n\
+            meta mark & 0x10 == 0x10 accept\n\
+        }\n\
+    }\n";
+    let rs = parse_ruleset(text, "mark.nft", RulesetFormat::Auto).unwrap();
+    let tracer = Tracer::new(&rs);
+    let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
+    for (dport, accepted) in [(443, true), (444, false)] {
+        let p = Packet::new_connection(
+            "198.18.20.5".parse().unwrap(),
+            "198.18.1.20".parse().unwrap(),
+            6,
+            40000,
+            dport,
+        );
+        let t = tracer.trace(Hook::Forward, &p);
+        assert!(!t.uncertain);
+        assert_eq!(
+            t.verdict == ringfence_model::Verdict::Accept,
+            accepted,
+            "{dport}"
+        );
+        let out = engine
+            .classify(
+                Hook::Forward,
+                vec![ringfence_analysis::space::packet_box(&p, &engine.u)],
+            )
+            .unwrap();
+        assert!(out
+            .iter()
+            .all(|o| (o.fate == ringfence_analysis::Fate::Accept) == accepted));
+    }
+}

@@ -271,6 +271,12 @@ impl MarkRewrite {
         }
     }
 
+    /// Whether applying the rewrite twice is applying it once (a rule that
+    /// a parser splits into overlapping alternatives may apply it twice).
+    pub fn is_idempotent(&self) -> bool {
+        self.xor & !self.clear == 0 && self.copy & !self.clear == 0
+    }
+
     /// The marks after the rewrite, from `(mark, ct)` before it.
     pub fn apply(&self, mark: u32, ct: u32) -> (u32, u32) {
         match self.field {

@@ -1482,9 +1482,14 @@ fn parse_rule(
                 let effect = if goto {
                     None
                 } else if matches!(target, "MARK" | "CONNMARK") {
-                    Some(TargetEffect::Verdict(Action::Mark(mark_target(
-                        target, &opts, &v, file, line,
-                    )?)))
+                    let rw = mark_target(target, &opts, &v, file, line)?;
+                    if rw.is_idempotent() || (b.either_ports.is_none() && b.sets.is_empty()) {
+                        Some(TargetEffect::Verdict(Action::Mark(rw)))
+                    } else {
+                        // The rule becomes several model rules whose matches
+                        // may overlap: a packet could be rewritten twice.
+                        Some(TargetEffect::Unknown)
+                    }
                 } else {
                     target_effect(p.table, &p.chain, target, &opts)
                 };

@@ -59,7 +59,8 @@
 use ringfence_diag::{InputError, InputErrors};
 use ringfence_model::{
     proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, Hook, IfacePattern, IfaceSet,
-    IntervalSet, Match, Opaque, ParseNote, Policy, Rule, RuleRef, Ruleset, SourceFormat,
+    IntervalSet, MarkField, MarkRewrite, MarkTest, Match, Opaque, ParseNote, Policy, Rule, RuleRef,
+    Ruleset, SourceFormat,
 };
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -817,6 +818,54 @@ impl<'a> Parser<'a> {
                     );
                     Some(self.unknown_jump(key, &origin))
                 }
+                "mangle" if mark_target_of(body).is_some() => {
+                    let field = mark_target_of(body).expect("checked");
+                    let rest_has_effect = exprs[i + 1..]
+                        .iter()
+                        .any(|x| !matches!(single_key(x), Some(("counter" | "log", _))));
+                    let reads_field = alts
+                        .iter()
+                        .any(|m| m.marks.iter().any(|t| t.field == field));
+                    match body.get("value").and_then(|v| mark_rewrite(field, v)) {
+                        Some(rw) if alts.len() == 1 || rw.is_idempotent() => {
+                            if !rest_has_effect {
+                                Some(Action::Mark(rw))
+                            } else if reads_field {
+                                self.note(
+                                    &sptr,
+                                    "a mark `set` followed by more statements in a rule that tests that mark is not modelled: packets reaching it have an unknown verdict",
+                                );
+                                Some(self.unknown_jump("mark set", &origin))
+                            } else {
+                                // The rewrite, then the rest of the rule as a
+                                // rule of its own with the same match (which
+                                // does not read the rewritten mark).
+                                let nat = self.nat_chains.contains(&ci);
+                                let rules = &mut self.chains[ci].rules;
+                                for m in &alts {
+                                    let mut m = m.clone();
+                                    if nat {
+                                        m.ct_state = CtStates(m.ct_state.0 & NAT_STATES);
+                                    }
+                                    rules.push(Rule {
+                                        matches: m,
+                                        action: Action::Mark(rw),
+                                        origin: origin.clone(),
+                                        comment: comment.clone(),
+                                    });
+                                }
+                                None
+                            }
+                        }
+                        _ => {
+                            self.note(
+                                &sptr,
+                                format!("this mark `set` is not modelled ({}): packets reaching it have an unknown verdict", compact(st)),
+                            );
+                            Some(self.unknown_jump("mark set", &origin))
+                        }
+                    }
+                }
                 "mangle" => {
                     if mangles_header(body) {
                         self.note(
@@ -1217,6 +1266,54 @@ impl<'a> Parser<'a> {
                 table,
                 alts,
             );
+        }
+        if let Some((field, mask)) = mark_operand(left) {
+            let negated = match o.get("op").map(Value::as_str) {
+                None | Some(Some("implicit" | "==" | "eq" | "in")) => false,
+                Some(Some("!=" | "ne")) => true,
+                _ => {
+                    return Err(Why::Unsupported(
+                        "an ordering comparison on a mark is not modelled".into(),
+                    ))
+                }
+            };
+            let values: Vec<u32> = match right {
+                Value::Object(_) if single_key(right).is_some_and(|(k, _)| k == "set") => {
+                    let items = single_key(right).and_then(|(_, b)| b.as_array());
+                    items
+                        .map(|a| a.iter().map(mark_number).collect::<Option<Vec<u32>>>())
+                        .unwrap_or(None)
+                        .ok_or_else(|| {
+                            Why::Unsupported("a mark set other than a list of numbers".into())
+                        })?
+                }
+                v => vec![mark_number(v).ok_or_else(|| {
+                    Why::Unsupported("a mark compared with something other than a number".into())
+                })?],
+            };
+            let test = |value: u32, invert: bool| MarkTest {
+                field,
+                mask,
+                value,
+                invert,
+            };
+            if negated {
+                // Not any of them: every inequality holds.
+                for m in alts.iter_mut() {
+                    m.marks.extend(values.iter().map(|&v| test(v, true)));
+                }
+            } else {
+                // One of them: one alternative per value.
+                let old = std::mem::take(alts);
+                for m in old {
+                    for &v in &values {
+                        let mut x = m.clone();
+                        x.marks.push(test(v, false));
+                        alts.push(x);
+                    }
+                }
+            }
+            return Ok(());
         }
         let field = self.field(left)?;
         let op = match o.get("op").map(Value::as_str) {
@@ -2260,6 +2357,88 @@ fn restrict_family(m: &mut Match, fam: Fam) {
     };
     m.src = m.src.intersect(&keep);
     m.dst = m.dst.intersect(&keep);
+}
+
+/// The mark a `meta mark` / `ct mark` expression reads, with the mask of
+/// `mark & MASK` (every bit for the bare mark).
+fn mark_operand(v: &Value) -> Option<(MarkField, u32)> {
+    if let Some(f) = mark_key(v) {
+        return Some((f, u32::MAX));
+    }
+    let (k, b) = single_key(v)?;
+    let arr = b.as_array().filter(|a| a.len() == 2)?;
+    if k != "&" {
+        return None;
+    }
+    Some((mark_key(&arr[0])?, mark_number(&arr[1])?))
+}
+
+/// `meta mark` or `ct mark` (original direction only).
+fn mark_key(v: &Value) -> Option<MarkField> {
+    match single_key(v)? {
+        ("meta", m) if m.get("key").and_then(Value::as_str) == Some("mark") => {
+            Some(MarkField::Packet)
+        }
+        ("ct", c)
+            if c.get("key").and_then(Value::as_str) == Some("mark") && c.get("dir").is_none() =>
+        {
+            Some(MarkField::Conn)
+        }
+        _ => None,
+    }
+}
+
+/// A 32-bit mark value: a JSON number or a numeric string (`0x10`).
+fn mark_number(v: &Value) -> Option<u32> {
+    match v {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => match s.strip_prefix("0x") {
+            Some(h) => u32::from_str_radix(h, 16).ok(),
+            None => s.parse().ok(),
+        },
+        _ => None,
+    }
+}
+
+/// The mark a `mangle` statement writes, if it writes one.
+fn mark_target_of(body: &Value) -> Option<MarkField> {
+    mark_key(body.get("key")?)
+}
+
+/// `value` as `(field & keep) ^ xor ^ (other & copy)`: numbers, the mark
+/// itself, the other mark, and `&`, `|`, `^` with a number.
+fn mark_affine(field: MarkField, v: &Value) -> Option<(u32, u32, u32)> {
+    if let Some(n) = mark_number(v) {
+        return Some((0, n, 0));
+    }
+    if let Some(f) = mark_key(v) {
+        return Some(if f == field {
+            (u32::MAX, 0, 0)
+        } else {
+            (0, 0, u32::MAX)
+        });
+    }
+    let (k, b) = single_key(v)?;
+    let arr = b.as_array().filter(|a| a.len() == 2)?;
+    let (keep, xor, copy) = mark_affine(field, &arr[0])?;
+    let n = mark_number(&arr[1])?;
+    match k {
+        "&" => Some((keep & n, xor & n, copy & n)),
+        "|" => Some((keep & !n, (xor & !n) | n, copy & !n)),
+        "^" => Some((keep, xor ^ n, copy)),
+        _ => None,
+    }
+}
+
+/// The rewrite `field set value`, when `value` is one the model follows.
+fn mark_rewrite(field: MarkField, value: &Value) -> Option<MarkRewrite> {
+    let (keep, xor, copy) = mark_affine(field, value)?;
+    Some(MarkRewrite {
+        field,
+        clear: !keep,
+        xor,
+        copy,
+    })
 }
 
 /// Whether a `mangle` statement (`... set ...`) rewrites a field that later

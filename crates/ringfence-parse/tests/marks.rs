@@ -127,3 +127,120 @@ fn bad_mark_values_and_options_are_located_errors() {
         assert!(e.contains(what), "{rule}: {e}");
     }
 }
+
+fn nft_rules(text: &str, chain: &str) -> Vec<ringfence_model::Rule> {
+    let rs = parse_ruleset(text, "m.nft", RulesetFormat::Auto).unwrap_or_else(|e| panic!("{e}"));
+    rs.chain(rs.chain_by_name(chain).expect(chain))
+        .rules
+        .clone()
+}
+
+#[test]
+fn nft_mark_statements_and_matches_become_rewrites_and_tests() {
+    let text = "table inet t {\n\
+        chain pre {\n\
+            type filter hook prerouting priority mangle; policy accept;\n\
+            ip daddr 198.18.1.20 tcp dport 443 meta mark set 0x10\n\
+            meta mark set meta mark or 0x4000\n\
+            meta mark set meta mark and 0xff00 xor 0x1\n\
+            ct mark set meta mark\n\
+            meta mark set ct mark and 0xff\n\
+            meta mark & 0x4000 == 0x4000 accept\n\
+            meta mark != 0x10 drop\n\
+            meta mark { 0x1, 0x2 } accept\n\
+            ct mark 0x3 counter accept\n\
+        }\n\
+    }\n";
+    let rules = nft_rules(text, "inet t pre");
+    let rw: Vec<MarkRewrite> = rules
+        .iter()
+        .filter_map(|r| match &r.action {
+            Action::Mark(rw) => Some(*rw),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rw.len(), 5, "{rules:#?}");
+    assert_eq!(rw[0].apply(0xffff, 7), (0x10, 7));
+    assert_eq!(rw[1].apply(0x1, 7), (0x4001, 7));
+    assert_eq!(rw[2].apply(0x1234, 7), (0x1201, 7));
+    assert_eq!(rw[3].apply(0x55, 7), (0x55, 0x55));
+    assert_eq!(rw[4].apply(0x55, 0x1234), (0x34, 0x1234));
+    // The rewrite rule keeps its match.
+    assert!(!rules[0].matches.dport.contains(80) && rules[0].matches.dport.contains(443));
+    let tests: Vec<&Vec<MarkTest>> = rules
+        .iter()
+        .filter(|r| !matches!(r.action, Action::Mark(_)))
+        .map(|r| &r.matches.marks)
+        .collect();
+    assert_eq!(
+        tests[0],
+        &vec![MarkTest {
+            field: MarkField::Packet,
+            mask: 0x4000,
+            value: 0x4000,
+            invert: false
+        }]
+    );
+    assert_eq!(
+        tests[1],
+        &vec![MarkTest {
+            field: MarkField::Packet,
+            mask: u32::MAX,
+            value: 0x10,
+            invert: true
+        }]
+    );
+    // A set of values is one rule per value.
+    assert_eq!(tests[2][0].value, 1);
+    assert_eq!(tests[3][0].value, 2);
+    assert_eq!(tests[4][0].field, MarkField::Conn);
+    assert!(
+        rules.iter().all(|r| r.matches.opaque.is_empty()),
+        "{rules:#?}"
+    );
+}
+
+#[test]
+fn an_nft_mark_set_before_a_verdict_is_a_rewrite_then_the_verdict() {
+    let text = "table ip t {\n\
+        chain fwd {\n\
+            type filter hook forward priority 0; policy drop;\n\
+            tcp dport 22 meta mark set 0x1 accept\n\
+            meta mark 0x1 tcp dport 22 meta mark set 0x2 accept\n\
+        }\n\
+    }\n";
+    // (Without the rule an `ip` table adds for IPv6 packets, which it never sees.)
+    let rules: Vec<_> = nft_rules(text, "ip t fwd")
+        .into_iter()
+        .filter(|r| !matches!(r.origin, ringfence_model::RuleRef::Policy { .. }))
+        .collect();
+    assert!(
+        matches!(rules[0].action, Action::Mark(_)),
+        "{:?}",
+        rules.iter().map(|r| &r.action).collect::<Vec<_>>()
+    );
+    assert_eq!(rules[1].action, Action::Accept);
+    assert_eq!(rules[0].matches, rules[1].matches);
+    assert_eq!(rules[0].origin, rules[1].origin);
+    // A rule that tests the mark it then rewrites, with a verdict after the
+    // rewrite, is not split (the split rule would test the new mark): unknown.
+    match &rules[2].action {
+        Action::Jump { .. } => {}
+        a => panic!("expected the unknown-target jump, got {a:?}"),
+    }
+}
+
+#[test]
+fn a_flipping_mark_on_a_rule_split_into_overlapping_parts_is_an_unknown_target() {
+    // `--ports` becomes a source-port rule and a destination-port rule; a
+    // packet in both would have its mark flipped twice.
+    let rs = parse("-A PREROUTING -p tcp -m multiport --ports 80 -j MARK --xor-mark 0x1\n-A PREROUTING -p tcp -m multiport --ports 80 -j MARK --set-mark 0x1\n");
+    let c = rs.chain(rs.chain_by_name("mangle:PREROUTING").unwrap());
+    match &c.rules[0].action {
+        Action::Jump { target } => assert_eq!(rs.chain(*target).name, "?MARK"),
+        a => panic!("{a:?}"),
+    }
+    // Setting is the same applied twice: followed.
+    assert!(matches!(c.rules[2].action, Action::Mark(_)));
+    assert!(matches!(c.rules[3].action, Action::Mark(_)));
+}

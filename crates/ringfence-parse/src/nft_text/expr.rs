@@ -615,6 +615,19 @@ impl<'t> Reader<'t> {
         }
         if self.next_is_word("set") {
             self.i += 1;
+            // A mark is set to an expression the model follows: parse it.
+            let mark = |k: &str| {
+                left.get(k)
+                    .and_then(|m| m.get("key"))
+                    .is_some_and(|x| x == "mark")
+            };
+            if mark("meta") || mark("ct") {
+                let save = self.i;
+                match self.mark_value() {
+                    Some(v) => return Ok(json!({"mangle": {"key": left, "value": v}})),
+                    None => self.i = save,
+                }
+            }
             self.skip_args(STATEMENTS);
             return Ok(json!({"mangle": {"key": left, "value": self.text_since(start)}}));
         }
@@ -683,6 +696,40 @@ impl<'t> Reader<'t> {
             _ => right,
         };
         Ok(json!({"match": {"op": op, "left": left, "right": right}}))
+    }
+
+    /// A mark value: a number, `meta mark` or `ct mark`, then any number of
+    /// `&`/`and`, `|`/`or`, `^`/`xor` with a number (left to right, as nft
+    /// applies them). `None` when it is anything else.
+    fn mark_value(&mut self) -> Option<Value> {
+        let numeric = |w: &str| w.starts_with(|c: char| c.is_ascii_digit());
+        let w = self.peek()?.word()?;
+        let mut v = if numeric(w) {
+            self.i += 1;
+            word_value(w)
+        } else if matches!(w, "meta" | "ct") && self.peek_at(1).and_then(Tok::word) == Some("mark")
+        {
+            self.i += 2;
+            json!({ w: {"key": "mark"} })
+        } else {
+            return None;
+        };
+        while let Some(t) = self.peek() {
+            let op = if t.is("&") || t.word() == Some("and") {
+                "&"
+            } else if t.is("|") || t.word() == Some("or") {
+                "|"
+            } else if t.is("^") || t.word() == Some("xor") {
+                "^"
+            } else {
+                break;
+            };
+            self.i += 1;
+            let n = self.peek()?.word().filter(|w| numeric(w))?;
+            self.i += 1;
+            v = json!({ op: [v, word_value(n)] });
+        }
+        Some(v)
     }
 
     /// A value with `|` and, when `list_ok`, a comma list (`established,related`);
