@@ -315,7 +315,14 @@ fn nft_nat_and_route_chains_read_translations_by_their_effect() {
     };
     assert_eq!(actions("ip nat pre"), ["jump ?dnat", "jump ?redirect"]);
     assert_eq!(actions("ip nat post"), ["Continue", "Continue"]);
-    assert_eq!(actions("ip nat rt"), ["Continue", "jump ?mangle"]);
+    // `meta mark set 1` is a mark rewrite the model follows.
+    assert_eq!(
+        actions("ip nat rt"),
+        [
+            "Mark(MarkRewrite { field: Packet, clear: 4294967295, xor: 1, copy: 0 })",
+            "jump ?mangle"
+        ]
+    );
     let bases = bases(&rs);
     assert_eq!(
         bases,

@@ -123,6 +123,18 @@ pub fn render_match(m: &Match) -> String {
             .collect();
         f.push(format!("ct={{{}}}", n.join(",")));
     }
+    for t in &m.marks {
+        f.push(format!(
+            "{}mark&{:#x}{}{:#x}",
+            match t.field {
+                ringfence_model::MarkField::Packet => "",
+                ringfence_model::MarkField::Conn => "ct",
+            },
+            t.mask,
+            if t.invert { "!=" } else { "==" },
+            t.value
+        ));
+    }
     for o in &m.opaque {
         f.push(format!("opaque[{}]", o.text));
     }
@@ -152,6 +164,10 @@ pub fn render(r: &Ruleset) -> String {
                 Action::Jump { target } => format!("jump {}", r.chains[target.0].name),
                 Action::Goto { target } => format!("goto {}", r.chains[target.0].name),
                 Action::Reject { with } => format!("reject({})", with.as_deref().unwrap_or("")),
+                Action::Mark(m) => format!(
+                    "mark {:?} clear={:#x} xor={:#x} copy={:#x}",
+                    m.field, m.clear, m.xor, m.copy
+                ),
                 a => format!("{a:?}").to_lowercase(),
             };
             let comment = rule
