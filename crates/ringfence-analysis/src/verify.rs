@@ -159,7 +159,13 @@ pub fn service_text(proto: &ISet<u8>, sport: &ISet<u16>, dport: &ISet<u16>) -> S
     let mut s = if proto.is_full() {
         "any protocol".to_string()
     } else {
-        format_proto_text(proto)
+        let text = format_proto_text(proto);
+        // `all but tcp port 389` would read as everything except tcp/389.
+        if text.starts_with("all but ") && !(dport.is_full() && sport.is_full()) {
+            format!("protocols {text},")
+        } else {
+            text
+        }
     };
     let ports = |set: &ISet<u16>, label: &str| {
         let single = set.ranges().len() == 1 && set.ranges()[0].0 == set.ranges()[0].1;
@@ -989,6 +995,7 @@ pub fn verify_families(
             }),
             &zones,
         );
+        lap("excess summary");
         let excess = render_merged(engine, merged, &zones, MAX_REGIONS);
         lap("render excess");
         let mut runs = engine.anomalies_shared(20_000, next, ANOMALY_RUN);
@@ -1240,5 +1247,18 @@ mod summary_tests {
         assert_eq!(g[0].rules, ["fw:0", "fw:1", "fw:2"]);
         assert_eq!(g[1].service, "udp any port");
         assert_eq!((g[1].regions, g[1].possible, g[1].rule_count), (1, 1, 0));
+    }
+
+    #[test]
+    fn a_protocol_complement_with_ports_is_not_read_as_a_port_complement() {
+        let all_but_tcp = ISet::single(6u8).complement();
+        assert_eq!(
+            service_text(&all_but_tcp, &ISet::full(), &ISet::single(389)),
+            "protocols all but tcp, port 389"
+        );
+        assert_eq!(
+            service_text(&all_but_tcp, &ISet::full(), &ISet::full()),
+            "all but tcp"
+        );
     }
 }
