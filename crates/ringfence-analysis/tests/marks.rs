@@ -179,3 +179,19 @@ fn an_nft_mark_set_at_mangle_priority_and_accepted_in_forward_is_followed() {
             .all(|o| (o.fate == ringfence_analysis::Fate::Accept) == accepted));
     }
 }
+
+#[test]
+fn with_initial_mark_any_a_mark_accept_may_or_may_not_match() {
+    // Something before the ruleset may have set 0x10 already: the flow is
+    // accepted by the marked packets and maybe by others, so nothing is
+    // certain about the mark accept any more.
+    let text = harbor_by_mark("-A INFRA -m mark --mark 0x10/0x10 -j ACCEPT\n", MARK_HARBOR);
+    let rs = parse_ruleset(&text, "mark.rules", RulesetFormat::Auto)
+        .unwrap()
+        .with_initial_mark_any();
+    let site = ringfence_site::example_site().resolve();
+    let r = verify(&rs, &site, Hook::Forward);
+    assert_eq!(status(&r, "to-harbor"), Status::Unknown);
+    assert!(r.excess.iter().any(|e| !e.certain));
+    assert!(!r.summary.ok);
+}

@@ -652,6 +652,36 @@ impl Ruleset {
         out
     }
 
+    /// The ruleset for a host where something before it (tc, eBPF) may
+    /// already have marked packets (`--initial-mark any`): a packet's marks
+    /// are then unknown, so every mark test becomes an opaque match (the
+    /// rule may or may not match) and every mark rewrite a rule without a
+    /// verdict (its effect is read only by those opaque tests).
+    pub fn with_initial_mark_any(mut self) -> Self {
+        for c in &mut self.chains {
+            for r in &mut c.rules {
+                for t in std::mem::take(&mut r.matches.marks) {
+                    r.matches.opaque.push(Opaque {
+                        text: format!(
+                            "{} {}{:#x}/{:#x} (--initial-mark any)",
+                            match t.field {
+                                MarkField::Packet => "mark",
+                                MarkField::Conn => "ct mark",
+                            },
+                            if t.invert { "!= " } else { "" },
+                            t.value,
+                            t.mask
+                        ),
+                    });
+                }
+                if matches!(r.action, Action::Mark(_)) {
+                    r.action = Action::Continue;
+                }
+            }
+        }
+        self
+    }
+
     /// The chain with this id.
     pub fn chain(&self, id: ChainId) -> &Chain {
         &self.chains[id.0]
