@@ -53,6 +53,12 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: DiffFormat,
+    /// The packet mark packets arrive with: `zero` (packets enter the
+    /// ruleset with mark 0, and marks set by the ruleset are followed
+    /// exactly) or `any` (tc or eBPF may mark packets first: every mark test
+    /// may or may not match, and results it touches are unknown).
+    #[arg(long, value_enum, default_value = "zero")]
+    pub initial_mark: super::verify::InitialMark,
     /// Write the report here (atomically) instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -69,8 +75,12 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         files(&args.old, &args.old_ruleset),
         files(&args.new, &args.new_ruleset),
     );
-    let old = crate::rulesets::load(&old_files, args.ruleset_format)?;
-    let new = crate::rulesets::load(&new_files, args.ruleset_format)?;
+    let old = args
+        .initial_mark
+        .apply(crate::rulesets::load(&old_files, args.ruleset_format)?);
+    let new = args
+        .initial_mark
+        .apply(crate::rulesets::load(&new_files, args.ruleset_format)?);
     // The site is optional here: without one, diff compares the rulesets
     // alone and never reports flows of a site it was not given.
     let site = if args.site.is_some() || args.example {

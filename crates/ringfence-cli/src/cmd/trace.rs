@@ -121,6 +121,12 @@ pub struct Args {
     /// Output format (single packet).
     #[arg(long, value_enum, default_value = "text")]
     pub format: TraceFormat,
+    /// The packet mark packets arrive with: `zero` (packets enter the
+    /// ruleset with mark 0, and marks set by the ruleset are followed
+    /// exactly) or `any` (tc or eBPF may mark packets first: every mark test
+    /// may or may not match, and results it touches are unknown).
+    #[arg(long, value_enum, default_value = "zero")]
+    pub initial_mark: super::verify::InitialMark,
     /// Write the output here (atomically) instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -128,7 +134,9 @@ pub struct Args {
 
 /// Run `ringfence trace`.
 pub fn run(args: Args) -> Result<u8, CliError> {
-    let rs = crate::rulesets::load(&args.ruleset, args.ruleset_format)?;
+    let rs = args
+        .initial_mark
+        .apply(crate::rulesets::load(&args.ruleset, args.ruleset_format)?);
     let tracer = Tracer::new(&rs);
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {

@@ -60,9 +60,34 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: VerifyFormat,
+    /// The packet mark packets arrive with: `zero` (packets enter the
+    /// ruleset with mark 0, and marks set by the ruleset are followed
+    /// exactly) or `any` (tc or eBPF may mark packets first: every mark test
+    /// may or may not match, and results it touches are unknown).
+    #[arg(long, value_enum, default_value = "zero")]
+    pub initial_mark: InitialMark,
     /// Write the report here (atomically) instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `--initial-mark`: the packet mark packets arrive with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitialMark {
+    /// Mark 0 (nothing marks packets before the ruleset).
+    Zero,
+    /// Any mark (tc or eBPF may mark packets first).
+    Any,
+}
+
+impl InitialMark {
+    /// The ruleset as analyses should read it under this assumption.
+    pub fn apply(self, rs: ringfence_model::Ruleset) -> ringfence_model::Ruleset {
+        match self {
+            InitialMark::Zero => rs,
+            InitialMark::Any => rs.with_initial_mark_any(),
+        }
+    }
 }
 
 /// `--families`: the families asked for (`[IPv4, IPv6]`), or `None` for auto.
@@ -174,7 +199,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         v4: scope[0],
         v6: scope[1],
     };
-    let rs = crate::rulesets::load_for(&args.ruleset, args.ruleset_format, need)?;
+    let rs = args.initial_mark.apply(crate::rulesets::load_for(
+        &args.ruleset,
+        args.ruleset_format,
+        need,
+    )?);
     let uncovered = ringfence_parse::uncovered_families(&rs);
     let families = family_scopes(args.families, site_has, [uncovered.v4, uncovered.v6]);
     let hook: Hook = args.hook.into();
