@@ -84,11 +84,10 @@ impl IfaceSet {
     }
 
     /// Whether a packet on interface `name` matches. `None` (no interface on
-    /// this side, e.g. `oif` on the input hook) matches only an unrestricted set.
+    /// this side, e.g. `oif` on the input hook) is compared as the empty
+    /// name, as the kernel does: `! -o eth1` matches it, `-o eth1` does not.
     pub fn matches(&self, name: Option<&str>) -> bool {
-        match name {
-            None => self.is_any(),
-            Some(n) => self.patterns.iter().any(|p| p.matches(n)) != self.negated,
-        }
+        let n = name.unwrap_or("");
+        self.patterns.iter().any(|p| p.matches(n)) != self.negated
     }
 }
