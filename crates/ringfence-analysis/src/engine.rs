@@ -20,7 +20,7 @@
 
 use crate::index::{BoxIndex, DstIndex, Hull};
 use crate::space::ISet;
-use crate::space::{match_boxes, IfaceUniverse, PBox};
+use crate::space::{match_boxes, IfaceUniverse, PBox, Stage};
 use ringfence_model::{Action, ChainId, CtStates, Hook, Policy, RuleRef, Ruleset};
 
 /// Path of `(chain, rule)` keys; rule `u32::MAX` stands for the chain policy.
@@ -392,6 +392,12 @@ pub struct Engine<'a> {
     /// Interface atoms shared by every box of this engine.
     pub u: IfaceUniverse,
     plans: Vec<Plan>,
+    /// Plans of base chains at a stage that hides something their rules (or
+    /// the rules of the chains they reach) read, by chain and stage; every
+    /// other base chain walks its plain plan.
+    staged: std::collections::HashMap<(usize, Stage), Plan>,
+    /// Per traversal (in the order of `bases`): each base chain's stage.
+    stages: Vec<Vec<Stage>>,
     /// Chains that are part of a jump loop (their plans are "unknown").
     pub loops: Vec<ChainId>,
     /// Base chains per hook, in evaluation order (computed once).
@@ -423,19 +429,71 @@ impl<'a> Engine<'a> {
     /// (build it from all rulesets that will be compared).
     pub fn new(rs: &'a Ruleset, u: IfaceUniverse) -> Self {
         let n = rs.chains.len();
-        let mut state = vec![0u8; n]; // 0 new, 1 in progress, 2 done
-        let mut plans: Vec<Option<Plan>> = vec![None; n];
-        let mut loops = Vec::new();
+        let mut plain = Builder::new(rs, &u, Stage::default(), None);
         for c in 0..n {
-            build(rs, &u, c, &mut state, &mut plans, &mut loops);
+            plain.build(c);
+        }
+        let loops = std::mem::take(&mut plain.loops);
+        let plans: Vec<Plan> = plain.plans.into_iter().map(|p| p.expect("built")).collect();
+        let bases = bases_by_hook(rs);
+        let stages: Vec<Vec<Stage>> = bases
+            .iter()
+            .map(|(h, cs)| cs.iter().map(|c| Stage::of_chain(rs, *h, c.0)).collect())
+            .collect();
+        // Base chains whose stage changes what some rule they reach sees,
+        // compiled per stage; the chains they reach that the stage does not
+        // change are inlined from their plain plans.
+        let mut by_stage: std::collections::BTreeMap<Stage, Vec<usize>> = Default::default();
+        for ((_, cs), st) in bases.iter().zip(&stages) {
+            for (c, &stage) in cs.iter().zip(st) {
+                if !stage.is_plain() {
+                    by_stage.entry(stage).or_default().push(c.0);
+                }
+            }
+        }
+        let mut staged = std::collections::HashMap::new();
+        for (stage, mut cs) in by_stage {
+            cs.sort_unstable();
+            cs.dedup();
+            let mut b = Builder::new(rs, &u, stage, Some(&plans));
+            cs.retain(|&c| b.affected(c));
+            for &c in &cs {
+                b.build(c);
+            }
+            for c in cs {
+                if let Some(p) = b.plans[c].take() {
+                    staged.insert((c, stage), p);
+                }
+            }
         }
         Self {
             rs,
             u,
-            plans: plans.into_iter().map(|p| p.expect("built")).collect(),
+            plans,
+            staged,
+            stages,
             loops,
-            bases: bases_by_hook(rs),
+            bases,
         }
+    }
+
+    /// The plan a walk on the path `traversal` names uses for base chain
+    /// `base`: compiled for the stage the chain runs at (the plain plan when
+    /// that stage changes nothing its rules read).
+    pub fn stage_plan(&self, traversal: Hook, base: ChainId) -> &Plan {
+        let stage = self
+            .bases
+            .iter()
+            .zip(&self.stages)
+            .find(|((h, _), _)| *h == traversal)
+            .and_then(|((_, cs), st)| cs.iter().position(|&c| c == base).map(|i| st[i]))
+            .unwrap_or_default();
+        if stage.is_plain() {
+            return &self.plans[base.0];
+        }
+        self.staged
+            .get(&(base.0, stage))
+            .unwrap_or(&self.plans[base.0])
     }
 
     /// The base chains a packet meets on the traversal `hook` names, in
@@ -454,7 +512,8 @@ impl<'a> Engine<'a> {
         Self::new(rs, IfaceUniverse::new([rs]))
     }
 
-    /// The plan of a chain.
+    /// The plain plan of a chain (as if its rules saw every field of the
+    /// packet; see [`Engine::stage_plan`] for the plan a path walks).
     pub fn plan(&self, c: ChainId) -> &Plan {
         &self.plans[c.0]
     }
@@ -719,7 +778,7 @@ impl<'a> Engine<'a> {
         let mut out = Vec::new();
         let mut any_fork = false;
         for &base in self.base_chains(hook).iter().skip(first_base) {
-            let plan = &self.plans[base.0];
+            let plan = self.stage_plan(hook, base);
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
             // Branches that an earlier chain accepted with the same packets
             // have the same future from here (the deciding rule of every
@@ -852,7 +911,7 @@ impl<'a> Engine<'a> {
     ) -> (Vec<Outcome>, bool) {
         let bases = self.base_chains(hook);
         if bases.iter().any(|c| {
-            self.plans[c.0]
+            self.stage_plan(hook, *c)
                 .pieces
                 .iter()
                 .any(|p| matches!(p.fate, Fate::Mark(..)))
@@ -910,7 +969,7 @@ impl<'a> Engine<'a> {
             .position(|&c| policy_of(c) == Some(Policy::Drop))
             .unwrap_or(0);
         let pivot = bases[pi];
-        let plan = &self.plans[pivot.0];
+        let plan = self.stage_plan(hook, pivot);
         let policy = policy_of(pivot);
         let minus_allowed = |b: &PBox| -> Option<Vec<PBox>> {
             let refs: Vec<&PBox> = allowed.iter().filter(|a| a.overlaps(b)).collect();
@@ -997,7 +1056,8 @@ impl<'a> Engine<'a> {
         // box that has it.
         let mut earlier_unknown: Vec<&PBox> = Vec::new();
         for &before in &bases[..pi] {
-            for piece in self.plans[before.0]
+            for piece in self
+                .stage_plan(hook, before)
                 .pieces
                 .iter()
                 .filter(|p| p.fate == Fate::Unknown)
@@ -1124,7 +1184,7 @@ impl<'a> Engine<'a> {
             .position(|&c| policy_of(c) == Some(Policy::Drop))
             .unwrap_or(0);
         let pivot = bases[pi];
-        let plan = &self.plans[pivot.0];
+        let plan = self.stage_plan(hook, pivot);
         // Scope minus the allowed flows, cut to `b`'s entry fields, as
         // fragments at the top of the pivot.
         let start = |b: &PBox, incomplete: &mut bool| -> Vec<Frag> {
@@ -1171,7 +1231,8 @@ impl<'a> Engine<'a> {
             }
         }
         for &before in &bases[..pi] {
-            for piece in self.plans[before.0]
+            for piece in self
+                .stage_plan(hook, before)
                 .pieces
                 .iter()
                 .filter(|p| p.fate == Fate::Unknown)
@@ -1671,166 +1732,245 @@ pub struct Anomalies {
     pub redundant: Vec<Anomaly>,
 }
 
-fn build(
-    rs: &Ruleset,
-    u: &IfaceUniverse,
-    c: usize,
-    state: &mut [u8],
-    plans: &mut Vec<Option<Plan>>,
-    loops: &mut Vec<ChainId>,
-) {
-    if state[c] != 0 {
-        return;
+/// Compiles chains into plans for one stage (see [`Stage`]).
+struct Builder<'r> {
+    rs: &'r Ruleset,
+    u: &'r IfaceUniverse,
+    stage: Stage,
+    /// The plain plans, at a stage that hides something: chains the stage
+    /// does not change are inlined from them.
+    plain: Option<&'r [Plan]>,
+    /// Per chain: 0 new, 1 in progress, 2 done.
+    state: Vec<u8>,
+    plans: Vec<Option<Plan>>,
+    /// Per chain, whether the stage changes some rule it reaches: 0 not yet
+    /// known, 1 being found out, 2 no, 3 yes.
+    changed: Vec<u8>,
+    loops: Vec<ChainId>,
+}
+
+impl<'r> Builder<'r> {
+    fn new(rs: &'r Ruleset, u: &'r IfaceUniverse, stage: Stage, plain: Option<&'r [Plan]>) -> Self {
+        let n = rs.chains.len();
+        Self {
+            rs,
+            u,
+            stage,
+            plain,
+            state: vec![0; n],
+            plans: vec![None; n],
+            changed: vec![0; n],
+            loops: Vec::new(),
+        }
     }
-    state[c] = 1;
-    let chain = &rs.chains[c];
-    let unknown_target = chain.is_unknown_target();
-    let mut pieces: Vec<Piece> = Vec::new();
-    let mut spans = Vec::with_capacity(chain.rules.len());
-    let mut rule_boxes = Vec::with_capacity(chain.rules.len());
-    for (ri, rule) in chain.rules.iter().enumerate() {
-        let boxes = match_boxes(&rule.matches, u);
-        let start = pieces.len() as u32;
-        let key = (c as u32, ri as u32);
-        let push_all = |pieces: &mut Vec<Piece>, fate: Fate| {
-            for b in &boxes {
-                pieces.push(Piece {
-                    b: b.clone(),
-                    fate,
-                    path: smallvec::smallvec![key],
-                });
-            }
-        };
-        if unknown_target {
-            // A target the model cannot follow: whatever reaches it has an
-            // unknown fate (its one rule is not a may-match question).
-            push_all(&mut pieces, Fate::Unknown);
-        } else if matches!(rule.action, Action::Continue)
-            || (matches!(rule.action, Action::Mark(_)) && !u.marks.exact())
-        {
-            // No verdict, matched or not: nothing to compile, opaque or not.
-            // (A mark rewrite where marks are not fields changes nothing
-            // any match reads exactly.)
-        } else {
-            // A rule that may or may not match forks: one fork box per match
-            // box, each sending its packets both to the action (compiled
-            // below as if the rule matched) and past it. The positions are
-            // filled in once the action's length is known.
-            let may_match = may_match(&rule.matches, u);
-            if may_match {
-                push_all(&mut pieces, Fate::Fork(0, 0));
-            }
-            let action_start = pieces.len() as u32;
-            match &rule.action {
-                Action::Accept => push_all(&mut pieces, Fate::Accept),
-                Action::Drop => push_all(&mut pieces, Fate::Drop),
-                Action::Reject { .. } => push_all(&mut pieces, Fate::Reject),
-                Action::Return => push_all(&mut pieces, Fate::Return),
-                Action::Continue => {}
-                Action::Mark(_) => push_all(&mut pieces, Fate::Mark(key.0, key.1)),
-                Action::Jump { target } | Action::Goto { target } => {
-                    let goto = matches!(rule.action, Action::Goto { .. });
-                    let t = target.0;
-                    build(rs, u, t, state, plans, loops);
-                    // A target that rewrites marks: its boxes after a
-                    // rewrite speak of the rewritten marks, so they are cut
-                    // to the jump's box without its marks, and packets
-                    // outside the jump's box skip the inlined block.
-                    let rewrites = plans[t].as_ref().is_some_and(|tp| {
-                        tp.pieces.iter().any(|p| matches!(p.fate, Fate::Mark(..)))
-                    });
-                    let guard_start = pieces.len();
-                    if rewrites {
-                        let mut outside: Vec<PBox> = [crate::space::Fam::V4, crate::space::Fam::V6]
-                            .into_iter()
-                            .map(|f| PBox::full(f, u))
-                            .collect();
-                        for b in &boxes {
-                            outside = outside.into_iter().flat_map(|o| o.subtract(b)).collect();
-                        }
-                        for o in outside {
-                            pieces.push(Piece {
-                                b: o,
-                                fate: Fate::Skip(u32::MAX),
-                                path: smallvec::smallvec![key],
-                            });
-                        }
+
+    /// Whether the stage changes a rule of chain `c` or of a chain it
+    /// reaches (a chain met again on the way counts as changed, so a jump
+    /// loop is compiled at this stage like everything around it).
+    fn affected(&mut self, c: usize) -> bool {
+        match self.changed[c] {
+            1 | 3 => return true,
+            2 => return false,
+            _ => {}
+        }
+        self.changed[c] = 1;
+        let rs = self.rs;
+        let chain = &rs.chains[c];
+        let mut yes = chain
+            .rules
+            .iter()
+            .any(|r| self.stage.changes(&r.matches, self.u));
+        if !yes {
+            for r in &chain.rules {
+                if let Action::Jump { target } | Action::Goto { target } = &r.action {
+                    if self.affected(target.0) {
+                        yes = true;
+                        break;
                     }
-                    let cut_boxes: Vec<PBox> = if rewrites {
-                        boxes.iter().map(|b| u.marks.erase(b.clone())).collect()
-                    } else {
-                        boxes.to_vec()
-                    };
-                    match plans[t].as_ref() {
-                        None => {
-                            // A loop: the kernel refuses these; the result is unknown.
-                            if !loops.contains(target) {
-                                loops.push(*target);
-                            }
-                            push_all(&mut pieces, Fate::Unknown);
-                        }
-                        Some(tp) => {
-                            let closed =
-                                inline(&mut pieces, tp, &cut_boxes, key, goto) && !rewrites;
-                            // What falls through the inlined block: cut like
-                            // it (after a rewrite its marks are not the jump's).
-                            let close = |pieces: &mut Vec<Piece>, fate: Fate| {
-                                for b in &cut_boxes {
-                                    pieces.push(Piece {
-                                        b: b.clone(),
-                                        fate,
-                                        path: smallvec::smallvec![key],
-                                    });
-                                }
-                            };
-                            if goto {
-                                close(&mut pieces, Fate::Return);
-                            } else if may_match && !closed {
-                                // What falls through the target lands
-                                // exactly where the other branch resumes,
-                                // so the walk sees the two meet.
-                                let end = (pieces.len() + cut_boxes.len()) as u32;
-                                close(&mut pieces, Fate::Skip(end));
-                            }
-                        }
-                    }
-                    let end = pieces.len() as u32;
-                    for p in &mut pieces[guard_start..] {
-                        if p.fate == Fate::Skip(u32::MAX) {
-                            p.fate = Fate::Skip(end);
-                        }
-                    }
-                }
-            }
-            if may_match {
-                let end = pieces.len() as u32;
-                for p in &mut pieces[start as usize..action_start as usize] {
-                    p.fate = Fate::Fork(action_start, end);
                 }
             }
         }
-        spans.push((start, pieces.len() as u32));
-        rule_boxes.push(boxes);
+        self.changed[c] = if yes { 3 } else { 2 };
+        yes
     }
-    let index = DstIndex::build(
-        pieces
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| is_narrow(&p.b))
-            .map(|(i, p)| {
-                let (lo, hi) = hull(&p.b);
-                (p.b.fam, lo, hi, i as u32)
-            }),
-    );
-    plans[c] = Some(Plan {
-        pieces,
-        spans,
-        rule_boxes,
-        index,
-        wide: std::sync::OnceLock::new(),
-        all: std::sync::OnceLock::new(),
-    });
-    state[c] = 2;
+
+    /// Whether chain `c` is inlined from its plain plan.
+    fn inherits(&mut self, c: usize) -> bool {
+        self.plain.is_some() && !self.affected(c)
+    }
+
+    fn build(&mut self, c: usize) {
+        if self.state[c] != 0 {
+            return;
+        }
+        self.state[c] = 1;
+        let rs = self.rs;
+        let u = self.u;
+        let chain = &rs.chains[c];
+        let unknown_target = chain.is_unknown_target();
+        let mut pieces: Vec<Piece> = Vec::new();
+        let mut spans = Vec::with_capacity(chain.rules.len());
+        let mut rule_boxes = Vec::with_capacity(chain.rules.len());
+        for (ri, rule) in chain.rules.iter().enumerate() {
+            let boxes: crate::space::Boxes = if self.stage.is_plain() {
+                match_boxes(&rule.matches, u)
+            } else {
+                match_boxes(&rule.matches, u)
+                    .into_iter()
+                    .filter_map(|b| self.stage.rewrite(b, u))
+                    .collect()
+            };
+            let start = pieces.len() as u32;
+            let key = (c as u32, ri as u32);
+            let push_all = |pieces: &mut Vec<Piece>, fate: Fate| {
+                for b in &boxes {
+                    pieces.push(Piece {
+                        b: b.clone(),
+                        fate,
+                        path: smallvec::smallvec![key],
+                    });
+                }
+            };
+            if unknown_target {
+                // A target the model cannot follow: whatever reaches it has an
+                // unknown fate (its one rule is not a may-match question).
+                push_all(&mut pieces, Fate::Unknown);
+            } else if matches!(rule.action, Action::Continue)
+                || (matches!(rule.action, Action::Mark(_)) && !u.marks.exact())
+            {
+                // No verdict, matched or not: nothing to compile, opaque or not.
+                // (A mark rewrite where marks are not fields changes nothing
+                // any match reads exactly.)
+            } else {
+                // A rule that may or may not match forks: one fork box per match
+                // box, each sending its packets both to the action (compiled
+                // below as if the rule matched) and past it. The positions are
+                // filled in once the action's length is known.
+                let may_match = may_match(&rule.matches, u);
+                if may_match {
+                    push_all(&mut pieces, Fate::Fork(0, 0));
+                }
+                let action_start = pieces.len() as u32;
+                match &rule.action {
+                    Action::Accept => push_all(&mut pieces, Fate::Accept),
+                    Action::Drop => push_all(&mut pieces, Fate::Drop),
+                    Action::Reject { .. } => push_all(&mut pieces, Fate::Reject),
+                    Action::Return => push_all(&mut pieces, Fate::Return),
+                    Action::Continue => {}
+                    Action::Mark(_) => push_all(&mut pieces, Fate::Mark(key.0, key.1)),
+                    Action::Jump { target } | Action::Goto { target } => {
+                        let goto = matches!(rule.action, Action::Goto { .. });
+                        let t = target.0;
+                        let inherit = self.inherits(t);
+                        if !inherit {
+                            self.build(t);
+                        }
+                        let tp: Option<&Plan> = if inherit {
+                            self.plain.map(|p| &p[t])
+                        } else {
+                            self.plans[t].as_ref()
+                        };
+                        // A target that rewrites marks: its boxes after a
+                        // rewrite speak of the rewritten marks, so they are cut
+                        // to the jump's box without its marks, and packets
+                        // outside the jump's box skip the inlined block.
+                        let rewrites = tp.is_some_and(|tp| {
+                            tp.pieces.iter().any(|p| matches!(p.fate, Fate::Mark(..)))
+                        });
+                        let guard_start = pieces.len();
+                        if rewrites {
+                            let mut outside: Vec<PBox> =
+                                [crate::space::Fam::V4, crate::space::Fam::V6]
+                                    .into_iter()
+                                    .map(|f| PBox::full(f, u))
+                                    .collect();
+                            for b in &boxes {
+                                outside = outside.into_iter().flat_map(|o| o.subtract(b)).collect();
+                            }
+                            for o in outside {
+                                pieces.push(Piece {
+                                    b: o,
+                                    fate: Fate::Skip(u32::MAX),
+                                    path: smallvec::smallvec![key],
+                                });
+                            }
+                        }
+                        let cut_boxes: Vec<PBox> = if rewrites {
+                            boxes.iter().map(|b| u.marks.erase(b.clone())).collect()
+                        } else {
+                            boxes.to_vec()
+                        };
+                        match tp {
+                            None => {
+                                // A loop: the kernel refuses these; the result is unknown.
+                                if !self.loops.contains(target) {
+                                    self.loops.push(*target);
+                                }
+                                push_all(&mut pieces, Fate::Unknown);
+                            }
+                            Some(tp) => {
+                                let closed =
+                                    inline(&mut pieces, tp, &cut_boxes, key, goto) && !rewrites;
+                                // What falls through the inlined block: cut like
+                                // it (after a rewrite its marks are not the jump's).
+                                let close = |pieces: &mut Vec<Piece>, fate: Fate| {
+                                    for b in &cut_boxes {
+                                        pieces.push(Piece {
+                                            b: b.clone(),
+                                            fate,
+                                            path: smallvec::smallvec![key],
+                                        });
+                                    }
+                                };
+                                if goto {
+                                    close(&mut pieces, Fate::Return);
+                                } else if may_match && !closed {
+                                    // What falls through the target lands
+                                    // exactly where the other branch resumes,
+                                    // so the walk sees the two meet.
+                                    let end = (pieces.len() + cut_boxes.len()) as u32;
+                                    close(&mut pieces, Fate::Skip(end));
+                                }
+                            }
+                        }
+                        let end = pieces.len() as u32;
+                        for p in &mut pieces[guard_start..] {
+                            if p.fate == Fate::Skip(u32::MAX) {
+                                p.fate = Fate::Skip(end);
+                            }
+                        }
+                    }
+                }
+                if may_match {
+                    let end = pieces.len() as u32;
+                    for p in &mut pieces[start as usize..action_start as usize] {
+                        p.fate = Fate::Fork(action_start, end);
+                    }
+                }
+            }
+            spans.push((start, pieces.len() as u32));
+            rule_boxes.push(boxes);
+        }
+        let index = DstIndex::build(
+            pieces
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| is_narrow(&p.b))
+                .map(|(i, p)| {
+                    let (lo, hi) = hull(&p.b);
+                    (p.b.fam, lo, hi, i as u32)
+                }),
+        );
+        self.plans[c] = Some(Plan {
+            pieces,
+            spans,
+            rule_boxes,
+            index,
+            wide: std::sync::OnceLock::new(),
+            all: std::sync::OnceLock::new(),
+        });
+        self.state[c] = 2;
+    }
 }
 
 /// Inline target plan `tp` under the jump rule's boxes. Returns whether

@@ -717,6 +717,120 @@ pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Boxes {
     out
 }
 
+/// Conntrack's priority on the prerouting and output hooks: base chains
+/// there with a lower priority run before conntrack has looked at the packet.
+pub const CONNTRACK_PRIORITY: i32 = -200;
+
+/// What the stage a base chain runs at lets its rules (and the rules of the
+/// chains it jumps to) see of a packet. Before routing (prerouting, input)
+/// a packet has no output interface; a packet the host sends (output, and
+/// postrouting on the output path) has no input interface; before conntrack
+/// (priority below [`CONNTRACK_PRIORITY`] on prerouting and output) its
+/// conntrack state reads INVALID whatever the connection's state. The kernel
+/// compares a missing interface as the empty name, which the model's "no
+/// interface" stands for. The default stage hides nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Stage(u8);
+
+impl Stage {
+    const NO_OIF: u8 = 1;
+    const NO_IIF: u8 = 2;
+    const PRE_CT: u8 = 4;
+
+    /// The stage of a base chain on `hook` at `priority`, met on the path
+    /// that `traversal` names ([`ringfence_model::Hook::path`]).
+    pub fn of(
+        traversal: ringfence_model::Hook,
+        hook: ringfence_model::Hook,
+        priority: i32,
+    ) -> Self {
+        use ringfence_model::Hook as H;
+        let mut bits = match hook {
+            H::Prerouting | H::Input => Self::NO_OIF,
+            H::Output => Self::NO_IIF,
+            H::Postrouting if traversal == H::Output => Self::NO_IIF,
+            H::Forward | H::Postrouting => 0,
+        };
+        if matches!(hook, H::Prerouting | H::Output) && priority < CONNTRACK_PRIORITY {
+            bits |= Self::PRE_CT;
+        }
+        Self(bits)
+    }
+
+    /// The stage of base chain `c` of `rs` on the path `traversal` names
+    /// (the default stage for a chain that is no base chain).
+    pub fn of_chain(rs: &Ruleset, traversal: ringfence_model::Hook, c: usize) -> Self {
+        rs.chains[c]
+            .base
+            .as_ref()
+            .map(|b| Self::of(traversal, b.hook, b.priority))
+            .unwrap_or_default()
+    }
+
+    /// Whether the stage hides nothing.
+    pub fn is_plain(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether a match reads something this stage hides, so that
+    /// [`Stage::rewrite`] changes its boxes.
+    pub fn changes(self, m: &Match, u: &IfaceUniverse) -> bool {
+        (self.0 & Self::NO_OIF != 0 && !m.oif.is_any() && u.atoms(&m.oif) != u.full())
+            || (self.0 & Self::NO_IIF != 0 && !m.iif.is_any() && u.atoms(&m.iif) != u.full())
+            || (self.0 & Self::PRE_CT != 0 && m.ct_state.0 & CtStates::ALL.0 != CtStates::ALL.0)
+    }
+
+    /// A rule's match box as this stage evaluates it, over the packet's real
+    /// fields: a hidden interface reads as "no interface" and a hidden state
+    /// as INVALID, so such a field of the box becomes everything (the match
+    /// holds there for every packet) or the box becomes empty (`None`: it
+    /// holds for none).
+    pub fn rewrite(self, mut b: PBox, u: &IfaceUniverse) -> Option<PBox> {
+        let none = u.none();
+        if self.0 & Self::NO_OIF != 0 {
+            if b.oif.intersect(&none).is_empty() {
+                return None;
+            }
+            b.oif = u.full();
+        }
+        if self.0 & Self::NO_IIF != 0 {
+            if b.iif.intersect(&none).is_empty() {
+                return None;
+            }
+            b.iif = u.full();
+        }
+        if self.0 & Self::PRE_CT != 0 {
+            if b.ct & CtStates::INVALID == 0 {
+                return None;
+            }
+            b.ct = CtStates::ALL.0;
+        }
+        Some(b)
+    }
+
+    /// The packet as a rule at this stage sees it (borrowed when the stage
+    /// hides nothing the packet has).
+    pub fn packet(self, p: &Packet) -> std::borrow::Cow<'_, Packet> {
+        let no_oif = self.0 & Self::NO_OIF != 0 && p.oif.is_some();
+        let no_iif = self.0 & Self::NO_IIF != 0 && p.iif.is_some();
+        let pre_ct = self.0 & Self::PRE_CT != 0 && p.ct_state != CtStates::INVALID;
+        if !(no_oif || no_iif || pre_ct) {
+            return std::borrow::Cow::Borrowed(p);
+        }
+        let mut q = p.clone();
+        if no_oif {
+            q.oif = None;
+        }
+        if no_iif {
+            q.iif = None;
+        }
+        if pre_ct {
+            q.ct_state = CtStates::INVALID;
+        }
+        std::borrow::Cow::Owned(q)
+    }
+}
+
 /// The single-packet box of `p`.
 pub fn packet_box(p: &Packet, u: &IfaceUniverse) -> PBox {
     let (fam, s, d) = match (p.src, p.dst) {

@@ -19,7 +19,7 @@
 //! ruleset can save (each is a branch).
 
 use crate::index::DstIndex;
-use crate::space::{Fam, MarkSpace};
+use crate::space::{Fam, MarkSpace, Stage};
 use ringfence_model::{Action, ChainId, Hook, Packet, Policy, RuleRef, Ruleset, Verdict};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -173,6 +173,9 @@ pub struct Tracer<'a> {
     /// Per chain, per rule: a compact copy of the match (see [`Quick`]).
     quick: Vec<Vec<Quick>>,
     bases: Vec<(Hook, Vec<ChainId>)>,
+    /// Per traversal (in the order of `bases`): the stage of each base
+    /// chain, which decides what its rules see of the packet.
+    stages: Vec<Vec<Stage>>,
     /// Per chain: it stands for a target the model cannot follow.
     unknown: Vec<bool>,
     /// The values marks can take, and whether they are exact fields.
@@ -396,11 +399,17 @@ impl<'a> Tracer<'a> {
                     .collect()
             })
             .collect();
+        let bases = crate::engine::bases_by_hook(rs);
+        let stages = bases
+            .iter()
+            .map(|(h, cs)| cs.iter().map(|c| Stage::of_chain(rs, *h, c.0)).collect())
+            .collect();
         Self {
             rs,
             index,
             quick,
-            bases: crate::engine::bases_by_hook(rs),
+            bases,
+            stages,
             unknown: rs.chains.iter().map(|c| c.is_unknown_target()).collect(),
             marks,
         }
@@ -491,16 +500,19 @@ impl<'a> Tracer<'a> {
         if p.ct_state & ringfence_model::CtStates::NEW == 0 && self.marks.conn.len() > 1 {
             w.forked = true;
         }
-        let bases = self
+        let (bases, stages) = self
             .bases
             .iter()
-            .find(|(h, _)| *h == hook)
-            .map(|(_, v)| v.as_slice())
-            .unwrap_or(&[]);
+            .zip(&self.stages)
+            .find(|((h, _), _)| *h == hook)
+            .map(|((_, v), st)| (v.as_slice(), st.as_slice()))
+            .unwrap_or((&[], &[]));
         let mut verdict = Verdict::Accept;
-        for &base in bases {
+        for (&base, &stage) in bases.iter().zip(stages) {
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
-            match self.eval(base, p, w, 0) {
+            // The packet as the rules at this chain's stage see it.
+            let seen = stage.packet(p);
+            match self.eval(base, &seen, w, 0) {
                 Flow::Decided(Verdict::Accept) => continue,
                 Flow::Decided(v) => {
                     verdict = v;
@@ -517,7 +529,7 @@ impl<'a> Tracer<'a> {
         }
         let last = w.path.last().copied();
         if w.forked {
-            self.branches(bases, p, w);
+            self.branches(bases, stages, p, w);
         } else {
             let rule = last.map(|k| self.group_key(k));
             w.outcomes.push(RawOutcome {
@@ -538,7 +550,7 @@ impl<'a> Tracer<'a> {
     }
 
     /// Every outcome of the packet along `bases`, every branch at once.
-    fn branches(&self, bases: &[ChainId], p: &Packet, w: &mut Walk) {
+    fn branches(&self, bases: &[ChainId], stages: &[Stage], p: &Packet, w: &mut Walk) {
         w.outcomes.clear();
         let push = |w: &mut Walk, verdict: Decision, rule: Option<(u32, u32)>| {
             let o = RawOutcome { verdict, rule };
@@ -556,12 +568,14 @@ impl<'a> Tracer<'a> {
         } else {
             self.marks.conn.iter().map(|&c| (0, c)).collect()
         };
-        for (n, &base) in bases.iter().enumerate() {
+        for (n, (&base, &stage)) in bases.iter().zip(stages).enumerate() {
             let last = n + 1 == bases.len();
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
             let mut next: Vec<St> = Vec::new();
+            // The packet as the rules at this chain's stage see it.
+            let seen = stage.packet(p);
             for st in live {
-                for r in self.eval_from(base, p, w, 0, None, st, 0) {
+                for r in self.eval_from(base, &seen, w, 0, None, st, 0) {
                     let (d, k, s2) = match r {
                         Res::Out(d, k, s2) => (d, k, s2),
                         Res::Return(s2) => (
