@@ -48,20 +48,18 @@ const MARKS: bool = false;
 /// Generate `--tcp-flags`/`--syn` matches on TCP rules. Off until TCP flags
 /// are exact fields (branch `fields`). Every TCP probe is a SYN.
 const TCP_FLAGS: bool = false;
-/// Conntrack state matches in the raw table. Off: engine bug (see the
-/// report of issue 15): raw runs before conntrack (priority -300 < -200),
-/// where the kernel's conntrack match sees every packet as INVALID, while
-/// the model gives the packet its state (NEW) on every stage.
-const RAW_CTSTATE: bool = false;
+/// Conntrack state matches in the raw table: raw runs before conntrack
+/// (priority -300 < -200), where the kernel's conntrack match sees every
+/// packet as INVALID, which the model's stages follow (issue 15).
+const RAW_CTSTATE: bool = true;
 /// `-i` in user chains reached from OUTPUT/POSTROUTING and `-o` in user
 /// chains reached from PREROUTING/INPUT (iptables refuses them only in the
-/// built-in chains). Off: engine bug (see the report of issue 15): the
-/// kernel has no output interface before routing (PREROUTING, INPUT) and no
-/// input interface on a packet the host sends (OUTPUT, POSTROUTING), and
-/// compares the missing one as the empty name, so `-o rfs0` never matches
-/// there and `! -o rfs0` always does; the model gives the packet both of
-/// its interfaces on every stage of its path.
-const IFACE_ABSENT: bool = false;
+/// built-in chains). The kernel has no output interface before routing
+/// (PREROUTING, INPUT) and no input interface on a packet the host sends
+/// (OUTPUT, POSTROUTING of the output path), and compares the missing one
+/// as the empty name, so `-o rfs0` never matches there and `! -o rfs0`
+/// always does; the model's stages follow that (issue 15).
+const IFACE_ABSENT: bool = true;
 
 const TABLES: [(&str, &[&str]); 5] = [
     ("raw", &["PREROUTING", "OUTPUT"]),

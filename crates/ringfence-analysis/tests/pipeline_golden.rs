@@ -340,3 +340,155 @@ fn nft_numgen_is_two_branches_like_statistic() {
     let r = run("numgen-log.nft", &text);
     assert!(r.summary.ok, "{:?}", r.summary);
 }
+
+const RAW_HEAD: &str = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+const MANGLE_HEAD: &str = "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n";
+
+#[test]
+fn a_ctstate_new_drop_in_raw_drops_nothing_because_raw_runs_before_conntrack() {
+    // raw PREROUTING (priority -300) runs before conntrack: the kernel's
+    // conntrack match reads every packet there as INVALID, so NEW never
+    // matches and the ruleset stays clean (exit 0).
+    let text = with_tables(&format!(
+        "{RAW_HEAD}-A PREROUTING -m conntrack --ctstate NEW -j DROP\nCOMMIT\n"
+    ));
+    let r = run("raw-new.rules", &text);
+    assert!(r.flows.iter().all(|f| f.status == Status::Allowed));
+    assert!(r.excess.is_empty(), "{:#?}", r.excess);
+    assert!(r.summary.ok, "{:?}", r.summary);
+
+    // The same rule in mangle PREROUTING (priority -150, after conntrack)
+    // drops every new connection: not OK (exit 1), named by the rule.
+    let text = with_tables(&format!(
+        "{MANGLE_HEAD}-A PREROUTING -m conntrack --ctstate NEW -j DROP\nCOMMIT\n"
+    ));
+    let r = run("mangle-new.rules", &text);
+    let drop = line_of("mangle-new.rules", &text, "--ctstate NEW -j DROP");
+    for f in &r.flows {
+        assert_eq!(f.status, Status::Blocked, "{}", f.id);
+        assert_eq!(f.rules, vec![drop.clone()], "{}", f.id);
+    }
+    assert!(!r.summary.ok);
+}
+
+#[test]
+fn a_ctstate_invalid_drop_in_raw_drops_every_packet_because_raw_runs_before_conntrack() {
+    // In a user chain jumped to from raw PREROUTING: the stage is the
+    // caller's, so INVALID matches every packet and every flow is blocked
+    // (exit 1), named by the rule.
+    let text = with_tables(&format!(
+        "{RAW_HEAD}:EARLY - [0:0]\n-A PREROUTING -j EARLY\n-A EARLY -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n"
+    ));
+    let r = run("raw-invalid.rules", &text);
+    let drop = line_of(
+        "raw-invalid.rules",
+        &text,
+        "-A EARLY -m conntrack --ctstate INVALID",
+    );
+    for f in &r.flows {
+        assert_eq!(f.status, Status::Blocked, "{}", f.id);
+        assert_eq!(f.rules.last(), Some(&drop), "{}", f.id);
+    }
+    assert!(!r.summary.ok);
+}
+
+#[test]
+fn nft_ct_state_before_conntrack_reads_invalid_and_after_it_reads_the_real_state() {
+    let chain = |prio: i32, rule: &str| {
+        format!(
+            "{NFT_BASE}\ntable ip early {{\n\tchain pre {{\n\t\ttype filter hook prerouting priority {prio}; policy accept;\n\t\t{rule}\n\t}}\n}}\n"
+        )
+    };
+    // Priority -250: before conntrack, `ct state new` never holds.
+    let r = run("pre-ct.nft", &chain(-250, "ct state new drop"));
+    assert!(r.flows.iter().all(|f| f.status == Status::Allowed));
+    assert!(r.summary.ok, "{:?}", r.summary);
+    // ... and `ct state invalid` always does.
+    let text = chain(-250, "ct state invalid drop");
+    let r = run("pre-ct-invalid.nft", &text);
+    let drop = line_of("pre-ct-invalid.nft", &text, "ct state invalid drop");
+    assert!(r
+        .flows
+        .iter()
+        .all(|f| f.status == Status::Blocked && f.rules == std::slice::from_ref(&drop)));
+    assert!(!r.summary.ok);
+    // Priority -150: after conntrack, `ct state new` drops new connections.
+    let r = run("post-ct.nft", &chain(-150, "ct state new drop"));
+    assert!(r.flows.iter().all(|f| f.status == Status::Blocked));
+    assert!(!r.summary.ok);
+}
+
+#[test]
+fn an_output_interface_match_before_routing_compares_the_empty_name() {
+    // iptables refuses -o in PREROUTING but not in a user chain it jumps
+    // to. Before routing a packet has no output interface: `-o eth9` never
+    // matches (clean, exit 0) ...
+    let tables = |rule: &str| {
+        with_tables(&format!(
+            "{MANGLE_HEAD}:ROUTED - [0:0]\n-A PREROUTING -j ROUTED\n-A ROUTED {rule}\nCOMMIT\n"
+        ))
+    };
+    let r = run("oif.rules", &tables("-o eth9 -j DROP"));
+    assert!(r.flows.iter().all(|f| f.status == Status::Allowed));
+    assert!(r.excess.is_empty(), "{:#?}", r.excess);
+    assert!(r.summary.ok, "{:?}", r.summary);
+    // ... and `! -o eth9` always does: every flow blocked (exit 1).
+    let text = tables("! -o eth9 -j DROP");
+    let r = run("not-oif.rules", &text);
+    let drop = line_of("not-oif.rules", &text, "! -o eth9 -j DROP");
+    for f in &r.flows {
+        assert_eq!(f.status, Status::Blocked, "{}", f.id);
+        assert_eq!(f.rules.last(), Some(&drop), "{}", f.id);
+    }
+    assert!(!r.summary.ok);
+    // In FORWARD the packet has both interfaces: `-o eth9` drops only
+    // packets routed out of eth9, so the flows are no longer certainly
+    // allowed.
+    let text = with_first_forward_rule("-A FORWARD -o eth9 -j DROP");
+    let r = run("fwd-oif.rules", &text);
+    assert!(r.flows.iter().all(|f| f.status != Status::Allowed));
+    assert!(!r.summary.ok);
+}
+
+#[test]
+fn an_input_interface_match_on_a_packet_the_host_sends_compares_the_empty_name() {
+    // A user chain jumped to from mangle OUTPUT: a packet the host sends has
+    // no input interface, even if the packet line names one.
+    let text = format!(
+        "{MANGLE_HEAD}:LOCAL - [0:0]\n-A OUTPUT -j LOCAL\n-A LOCAL -i eth0 -j DROP\n-A LOCAL ! -i eth0 -p udp -j DROP\nCOMMIT\n"
+    );
+    let rs = parse_ruleset(&text, "out.rules", RulesetFormat::Auto).unwrap();
+    let tracer = ringfence_analysis::Tracer::new(&rs);
+    let mut p = ringfence_model::Packet::new_connection(
+        "198.18.0.1".parse().unwrap(),
+        "198.18.1.1".parse().unwrap(),
+        6,
+        40000,
+        443,
+    );
+    p.iif = Some("eth0".into());
+    p.oif = Some("eth1".into());
+    let t = tracer.trace(Hook::Output, &p);
+    assert_eq!(t.verdict, ringfence_model::Verdict::Accept);
+    assert!(!t.uncertain);
+    p.protocol = 17;
+    let t = tracer.trace(Hook::Output, &p);
+    assert_eq!(t.verdict, ringfence_model::Verdict::Drop);
+    assert_eq!(
+        t.rule.map(|r| r.to_string()),
+        Some(line_of("out.rules", &text, "! -i eth0 -p udp -j DROP"))
+    );
+    // The engine agrees: nothing tcp is dropped on the output path.
+    let engine = ringfence_analysis::Engine::for_ruleset(&rs);
+    let tcp = ringfence_analysis::space::packet_box(
+        &ringfence_model::Packet {
+            protocol: 6,
+            ..p.clone()
+        },
+        &engine.u,
+    );
+    let out = engine.classify(Hook::Output, vec![tcp]).unwrap();
+    assert!(out
+        .iter()
+        .all(|o| o.fate == ringfence_analysis::Fate::Accept));
+}

@@ -49,17 +49,15 @@ const MARKS: bool = false;
 /// (branch `fields`). Every TCP probe is a SYN.
 const TCP_FLAGS: bool = false;
 /// `ct state` in base chains of priority below -200 (before conntrack) and
-/// their user chains. Off: engine bug (see the report of issue 15): there
-/// the kernel sees every packet as invalid (no conntrack entry yet), while
-/// the model gives the packet its state (new) on every stage.
-const RAW_CTSTATE: bool = false;
-/// `oifname` on prerouting and input, `iifname` on output and postrouting.
-/// Off: engine bug (see the report of issue 15): the kernel has no output
-/// interface before routing and no input interface on a packet the host
-/// sends, and compares the missing one as the empty name (`oifname !=
-/// "rfs0"` matches on prerouting); the model gives the packet both of its
-/// interfaces on every stage.
-const IFACE_ABSENT: bool = false;
+/// their user chains: there the kernel sees every packet as invalid (no
+/// conntrack entry yet), which the model's stages follow (issue 15).
+const RAW_CTSTATE: bool = true;
+/// `oifname` on prerouting and input, `iifname` on output and postrouting:
+/// the kernel has no output interface before routing and no input interface
+/// on a packet the host sends, and compares the missing one as the empty
+/// name (`oifname != "rfs0"` matches on prerouting), which the model's
+/// stages follow (issue 15).
+const IFACE_ABSENT: bool = true;
 
 /// Conntrack's priority on prerouting and output.
 const CONNTRACK_PRIORITY: i32 = -200;
