@@ -249,6 +249,7 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                 source: "p".into(),
                 chains: out,
                 notes: vec![],
+                enforced_at: None,
             }
         })
 }

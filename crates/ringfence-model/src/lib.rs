@@ -598,6 +598,23 @@ pub struct Ruleset {
     /// Constructs that were skipped or approximated, with their location, so
     /// reports can say why a result is unknown.
     pub notes: Vec<ParseNote>,
+    /// Where the ruleset itself says it is enforced, when that is narrower
+    /// than everywhere: an NSX DFW whose every rule is applied to (`scope`)
+    /// groups the export resolves runs only at those VMs' vNICs, so a packet
+    /// with neither end in them meets none of its rules. `None` means every
+    /// packet may meet the rules: iptables, nftables, an NSX export with a
+    /// rule at scope ANY, and one with a scope it cannot resolve (a dynamic
+    /// or missing group), which could be enforced anywhere.
+    pub enforced_at: Option<EnforcedAt>,
+}
+
+/// The addresses a ruleset is enforced at (see [`Ruleset::enforced_at`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnforcedAt {
+    /// Where it runs, for people: e.g. `vNICs in groups management, workload`.
+    pub what: String,
+    /// The addresses whose packets (as source or destination) meet the rules.
+    pub addrs: AddrSet,
 }
 
 /// Something the parser could not model exactly.

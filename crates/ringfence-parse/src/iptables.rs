@@ -688,6 +688,7 @@ pub fn parse_with_sets(
         source: file.to_string(),
         chains,
         notes: ctx.notes,
+        enforced_at: None,
     })
 }
 

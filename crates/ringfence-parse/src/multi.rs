@@ -20,8 +20,8 @@ use crate::{detect_format, ipset, iptables, jump_loop, loop_error, nft, nft_text
 use crate::{RulesetFormat, Sets};
 use ringfence_diag::{InputError, InputErrors};
 use ringfence_model::{
-    Action, AddrSet, Chain, ChainId, Match, Opaque, ParseNote, Policy, Rule, RuleRef, Ruleset,
-    SourceFormat,
+    Action, AddrSet, Chain, ChainId, EnforcedAt, Match, Opaque, ParseNote, Policy, Rule, RuleRef,
+    Ruleset, SourceFormat,
 };
 
 /// What one input file is.
@@ -338,8 +338,57 @@ fn merge(parts: Vec<Ruleset>) -> Ruleset {
         }
         out.chains.extend(rs.chains);
         out.notes.extend(rs.notes);
+        // A packet meets the rules of every part: the whole is enforced
+        // wherever one part is, so everywhere as soon as one part is.
+        out.enforced_at = match (out.enforced_at.take(), rs.enforced_at) {
+            (Some(a), Some(b)) => Some(EnforcedAt {
+                what: if a.what == b.what {
+                    a.what
+                } else {
+                    format!("{}; {}", a.what, b.what)
+                },
+                addrs: a.addrs.union(&b.addrs),
+            }),
+            _ => None,
+        };
         sources.push(rs.source);
     }
     out.source = sources.join(", ");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An NSX export whose one DROP rule is applied to a group of `cidr`.
+    fn nsx_scoped(group: &str, cidr: &str) -> String {
+        serde_json::json!([
+            {"resource_type": "Group", "id": group, "expression": [
+                {"resource_type": "IPAddressExpression", "ip_addresses": [cidr]}]},
+            {"resource_type": "SecurityPolicy", "id": format!("p-{group}"), "rules": [
+                {"resource_type": "Rule", "id": "deny", "source_groups": ["ANY"],
+                 "destination_groups": ["ANY"], "services": ["ANY"], "action": "DROP",
+                 "scope": [format!("/infra/domains/default/groups/{group}")]}]},
+        ])
+        .to_string()
+    }
+
+    #[test]
+    fn merged_scoped_files_are_enforced_at_the_union_and_any_unscoped_file_widens_to_everywhere() {
+        let a = nsx_scoped("a", "198.18.1.0/24");
+        let b = nsx_scoped("b", "198.18.2.0/24");
+        let both =
+            parse_rulesets(&[(&a, "a.json"), (&b, "b.json")], RulesetFormat::Auto).expect("parses");
+        let e = both.enforced_at.expect("both files scoped");
+        assert_eq!(e.what, "vNICs in group a; vNICs in group b");
+        assert!(e.addrs.v4.contains(u32::from_be_bytes([198, 18, 1, 7])));
+        assert!(e.addrs.v4.contains(u32::from_be_bytes([198, 18, 2, 7])));
+        assert!(!e.addrs.v4.contains(u32::from_be_bytes([198, 18, 3, 7])));
+        let ipt =
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+        let mixed = parse_rulesets(&[(&a, "a.json"), (ipt, "rules.v4")], RulesetFormat::Auto)
+            .expect("parses");
+        assert!(mixed.enforced_at.is_none());
+    }
 }

@@ -147,6 +147,7 @@ fn lower_items(items: &[Item<'_>], file: &str) -> Result<Ruleset, InputErrors> {
         source: file.to_string(),
         chains: p.chains,
         notes: p.notes,
+        enforced_at: None,
     })
 }
 

@@ -51,8 +51,8 @@
 
 use ringfence_diag::{InputError, InputErrors};
 use ringfence_model::{
-    proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, Hook, IntervalSet, Match, Opaque,
-    ParseNote, Policy, Rule, RuleRef, Ruleset, SourceFormat,
+    proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, EnforcedAt, Hook, IntervalSet,
+    Match, Opaque, ParseNote, Policy, Rule, RuleRef, Ruleset, SourceFormat,
 };
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -124,6 +124,14 @@ struct Addrs {
     unknown: Option<String>,
 }
 
+/// A resolved `scope` ("Applied To"): the VMs' addresses and the scope
+/// entries as written (group paths), in order.
+#[derive(Clone)]
+struct Scope {
+    addrs: Addrs,
+    groups: Vec<String>,
+}
+
 /// One service entry as a box.
 #[derive(Clone)]
 struct Svc {
@@ -180,7 +188,7 @@ struct Prepared {
     direction: Direction,
     direction_ptr: String,
     /// The addresses of the VMs whose vNICs run the rule; `None` is ANY.
-    scope: Option<Addrs>,
+    scope: Option<Scope>,
     /// Whether the rule is in the Environment category's chain.
     environment: bool,
 }
@@ -196,7 +204,7 @@ impl Prepared {
         if !runs {
             return Vec::new();
         }
-        let Some(scope) = &self.scope else {
+        let Some(Scope { addrs: scope, .. }) = &self.scope else {
             return self.rules.clone();
         };
         let mut out = Vec::new();
@@ -629,6 +637,7 @@ impl<'a> Parser<'a> {
             source: self.file.to_string(),
             chains,
             notes: std::mem::take(&mut self.notes),
+            enforced_at: if scoped { enforced_at(&items) } else { None },
         }
     }
 
@@ -639,7 +648,7 @@ impl<'a> Parser<'a> {
         ri: usize,
         policy_path: &str,
         category: &str,
-        policy_scope: &Option<Addrs>,
+        policy_scope: &Option<Scope>,
     ) -> Option<Prepared> {
         let o = self.rules[ri].obj;
         let ptr = self.rules[ri].ptr.clone();
@@ -777,7 +786,7 @@ impl<'a> Parser<'a> {
     /// The addresses of the VMs a `scope` ("Applied To") covers; `Some(None)`
     /// for ANY, `None` after an error. A scope entry that is not a group, or
     /// a group the export does not hold, covers VMs the export does not name.
-    fn scope_addrs(&mut self, v: Option<&'a Value>, ptr: &str) -> Option<Option<Addrs>> {
+    fn scope_addrs(&mut self, v: Option<&'a Value>, ptr: &str) -> Option<Option<Scope>> {
         if is_any_list(v) {
             return Some(None);
         }
@@ -789,6 +798,7 @@ impl<'a> Parser<'a> {
             set: AddrSet::empty(),
             unknown: None,
         };
+        let mut groups = Vec::new();
         for (i, it) in items.iter().enumerate() {
             let iptr = format!("{ptr}/{i}");
             let Some(s) = it.as_str() else {
@@ -813,8 +823,9 @@ impl<'a> Parser<'a> {
                 }
             };
             merge(&mut out, a);
+            groups.push(s.to_string());
         }
-        Some(Some(out))
+        Some(Some(Scope { addrs: out, groups }))
     }
 
     /// Union of groups / addresses; `None` after an error.
@@ -1237,6 +1248,33 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Where the rules run, when every rule is applied to groups the export
+/// resolves: the union of their addresses. A rule at scope ANY runs at every
+/// vNIC, and a scope whose members are unknown may hold any VM, so either
+/// gives `None` (enforced everywhere).
+fn enforced_at(items: &[Option<Prepared>]) -> Option<EnforcedAt> {
+    let mut addrs = AddrSet::empty();
+    let mut names: Vec<&str> = Vec::new();
+    for r in items.iter().flatten() {
+        let scope = r.scope.as_ref()?;
+        if scope.addrs.unknown.is_some() {
+            return None;
+        }
+        addrs = addrs.union(&scope.addrs.set);
+        for g in &scope.groups {
+            let name = g.rsplit('/').next().unwrap_or(g);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let what = match names.as_slice() {
+        [one] => format!("vNICs in group {one}"),
+        many => format!("vNICs in groups {}", many.join(", ")),
+    };
+    Some(EnforcedAt { what, addrs })
+}
+
 fn merge(acc: &mut Addrs, a: Addrs) {
     acc.set = acc.set.union(&a.set);
     if acc.unknown.is_none() {
@@ -1258,5 +1296,60 @@ mod tests {
         assert!(parse_ip_item("198.18.0.1-2001:db8::1").is_none());
         assert!(parse_ip_item("198.18.0.0/33").is_none());
         assert!(parse_ip_item("web-servers").is_none());
+    }
+
+    /// A policy with two groups and rules whose `scope` is `rule_scopes[i]`
+    /// (the policy itself at scope ANY), parsed.
+    fn scoped(rule_scopes: &[serde_json::Value]) -> Ruleset {
+        use serde_json::json;
+        let rules: Vec<_> = rule_scopes
+            .iter()
+            .enumerate()
+            .map(|(i, sc)| {
+                json!({"resource_type": "Rule", "id": format!("r{i}"), "sequence_number": i,
+                    "source_groups": ["ANY"], "destination_groups": ["ANY"], "services": ["ANY"],
+                    "action": "DROP", "scope": sc})
+            })
+            .collect();
+        let doc = json!([
+            {"resource_type": "Group", "id": "site", "expression": [
+                {"resource_type": "IPAddressExpression", "ip_addresses": ["198.18.1.0/24"]}]},
+            {"resource_type": "Group", "id": "jump", "expression": [
+                {"resource_type": "IPAddressExpression", "ip_addresses": ["198.18.9.9"]}]},
+            {"resource_type": "Group", "id": "dyn", "expression": [
+                {"resource_type": "Condition", "key": "Tag", "member_type": "VirtualMachine",
+                 "operator": "EQUALS", "value": "tkg"}]},
+            {"resource_type": "SecurityPolicy", "id": "p", "scope": ["ANY"],
+             "path": "/infra/domains/default/security-policies/p", "rules": rules},
+        ]);
+        parse(&doc.to_string(), "t.json").expect("parses")
+    }
+
+    #[test]
+    fn enforced_at_is_the_union_of_resolved_scope_groups() {
+        let g = "/infra/domains/default/groups/";
+        let rs = scoped(&[
+            serde_json::json!([format!("{g}site")]),
+            serde_json::json!([format!("{g}jump"), format!("{g}site")]),
+        ]);
+        let e = rs.enforced_at.expect("scoped to resolved groups");
+        assert_eq!(e.what, "vNICs in groups site, jump");
+        let mut want = parse_ip_item("198.18.1.0/24").unwrap();
+        want = want.union(&parse_ip_item("198.18.9.9").unwrap());
+        assert_eq!(e.addrs, want);
+    }
+
+    #[test]
+    fn a_rule_at_scope_any_or_an_unresolvable_scope_is_enforced_everywhere() {
+        let g = "/infra/domains/default/groups/";
+        let site = serde_json::json!([format!("{g}site")]);
+        let any = scoped(&[site.clone(), serde_json::json!(["ANY"])]);
+        assert!(any.enforced_at.is_none());
+        let missing = scoped(&[site.clone(), serde_json::json!([format!("{g}tkg-vms")])]);
+        assert!(missing.enforced_at.is_none());
+        let dynamic = scoped(&[site.clone(), serde_json::json!([format!("{g}dyn")])]);
+        assert!(dynamic.enforced_at.is_none());
+        let unscoped = scoped(&[serde_json::json!(["ANY"])]);
+        assert!(unscoped.enforced_at.is_none());
     }
 }
