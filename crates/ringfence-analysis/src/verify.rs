@@ -9,7 +9,7 @@ use crate::space::{
     PBox,
 };
 use ipnet::IpNet;
-use ringfence_model::{CtStates, Hook, Policy, RuleRef, Ruleset};
+use ringfence_model::{AddrSet, CtStates, EnforcedAt, Hook, Policy, RuleRef, Ruleset};
 use ringfence_site::{FlowAction, Protocol, ResolvedFlow, ResolvedSite};
 use serde::Serialize;
 
@@ -432,8 +432,59 @@ pub struct VerifyReport {
     pub default_deny: bool,
     /// Constructs the parser could not model exactly (their results are unknown).
     pub notes: Vec<String>,
+    /// When the ruleset is enforced only at some addresses (an NSX DFW
+    /// applied to groups, see [`Ruleset::enforced_at`]), the line saying so:
+    /// excess covers only packets with the source or the destination there.
+    /// `None`: every packet is judged. The same line is among `notes`.
+    pub enforced_at: Option<String>,
     /// Counts.
     pub summary: Summary,
+}
+
+/// The number of addresses in `a`, both families, for people (saturating).
+fn addr_count(a: &AddrSet) -> u128 {
+    let v4: u128 =
+        a.v4.ranges()
+            .iter()
+            .map(|&(lo, hi)| (hi - lo) as u128 + 1)
+            .sum();
+    a.v6.ranges().iter().fold(v4, |n, &(lo, hi)| {
+        n.saturating_add((hi - lo).saturating_add(1))
+    })
+}
+
+/// The line `verify` writes for a ruleset enforced only at `e`.
+fn enforced_at_line(e: &EnforcedAt) -> String {
+    let n = addr_count(&e.addrs);
+    format!(
+        "scope: the ruleset applies to {} ({n} address{}); traffic with neither end there is not judged",
+        e.what,
+        if n == 1 { "" } else { "es" }
+    )
+}
+
+/// The part of `b` the ruleset judges when it is enforced only at `e`:
+/// packets whose source or destination is in `e` (two disjoint boxes).
+fn enforced_part(b: PBox, e: Option<&EnforcedAt>) -> Vec<PBox> {
+    let Some(e) = e else {
+        return vec![b];
+    };
+    let at: ISet<u128> = match b.fam {
+        Fam::V4 => ISet::from_ranges(
+            e.addrs
+                .v4
+                .ranges()
+                .iter()
+                .map(|&(lo, hi)| (lo as u128, hi as u128)),
+        ),
+        Fam::V6 => e.addrs.v6.clone(),
+    };
+    let mut from = b.clone();
+    from.src = b.src.intersect(&at);
+    let mut to = b;
+    to.dst = to.dst.intersect(&at);
+    to.src = to.src.difference(&at);
+    [from, to].into_iter().filter(|x| !x.is_empty()).collect()
 }
 
 /// At most this many excess regions are listed (the summary counts them all).
@@ -982,6 +1033,7 @@ pub fn verify_families(
             .flat_map(|f| flow_boxes(f, &engine.u, false))
             .filter(|b| fam_in(analysed, b.fam))
             .map(|b| engine.restrict_to_hook(b, hook, CtStates::NEW))
+            .flat_map(|b| enforced_part(b, rs.enforced_at.as_ref()))
             .collect();
         let (acc, incomplete) = engine.accepted_beyond(hook, &scope, &allowed, DEFAULT_BUDGET);
         lap("excess");
@@ -1070,6 +1122,7 @@ pub fn verify_families(
         redundant: redundant.len(),
         ok,
     };
+    let enforced_at = rs.enforced_at.as_ref().map(enforced_at_line);
     VerifyReport {
         ruleset: rs.source.clone(),
         hook: hook.to_string(),
@@ -1088,6 +1141,7 @@ pub fn verify_families(
                 .iter()
                 .map(|n| format!("{}: {}", n.location, n.message))
                 .collect();
+            notes.extend(enforced_at.clone());
             if incomplete {
                 notes.push(format!(
                     "the excess list is incomplete: part of the scope went over the analysis budget, so more may be accepted than `excess` lists ({excess_total} region(s) found); the result is not OK"
@@ -1095,6 +1149,7 @@ pub fn verify_families(
             }
             notes
         },
+        enforced_at,
         summary,
     }
 }
