@@ -1192,6 +1192,40 @@ mod summary_tests {
     }
 
     #[test]
+    fn a_deny_row_keeps_exactly_the_packets_with_an_end_where_the_ruleset_is_enforced() {
+        let site = ISet::range(v4([198, 18, 1, 0]), v4([198, 18, 1, 255]));
+        let e = EnforcedAt {
+            what: "vNICs in group site".into(),
+            addrs: AddrSet {
+                v4: ringfence_model::IntervalSet::range(
+                    u32::from_be_bytes([198, 18, 1, 0]),
+                    u32::from_be_bytes([198, 18, 1, 255]),
+                ),
+                v6: ringfence_model::IntervalSet::empty(),
+            },
+        };
+        let all = fam_full(Fam::V4);
+        let row = tcp_box(all.clone(), all.clone(), ISet::full());
+        assert_eq!(enforced_part(row.clone(), None), vec![row.clone()]);
+        let parts = enforced_part(row, Some(&e));
+        assert_eq!(parts.len(), 2);
+        // From the site to anywhere, then from elsewhere to the site: disjoint,
+        // and together every packet with an end in the site.
+        assert_eq!((&parts[0].src, &parts[0].dst), (&site, &all));
+        assert_eq!(
+            (&parts[1].src, &parts[1].dst),
+            (&all.difference(&site), &site)
+        );
+        assert_eq!(
+            enforced_at_line(&e),
+            "scope: the ruleset applies to vNICs in group site (256 addresses); traffic with neither end there is not judged"
+        );
+        // A row between two outside hosts is not judged at all.
+        let outside = tcp_box(host([198, 18, 3, 1]), host([198, 18, 3, 2]), ISet::full());
+        assert!(enforced_part(outside, Some(&e)).is_empty());
+    }
+
+    #[test]
     fn regions_in_one_zone_pair_and_service_form_one_group_with_their_rules() {
         let a = tcp_box(
             host([198, 18, 1, 5]),
