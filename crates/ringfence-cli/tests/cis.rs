@@ -275,15 +275,53 @@ fn list_shows_all_122_checks_and_explain_shows_the_tkg_reason() {
     assert_eq!(o.status.code(), Some(0));
     let n = stdout(&o).lines().filter(|l| l.starts_with("    ")).count();
     assert_eq!(n, 122);
-    let o = ringfence(&["cis", "explain", "1.2.6"]);
+    let o = ringfence(&["cis", "explain", "1.2.6", "--benchmark", "cis-1.6"]);
     let out = stdout(&o);
     assert!(
         out.contains("passes when: --kubelet-certificate-authority is set"),
         "{out}"
     );
     assert!(out.contains("expected failure in tkg-1.5"), "{out}");
-    let o = ringfence(&["cis", "explain", "1.2.600"]);
+    let o = ringfence(&["cis", "explain", "1.2.600", "--benchmark", "cis-1.6"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn list_and_explain_without_a_benchmark_exit_2_naming_every_built_in_one() {
+    for args in [&["cis", "list"][..], &["cis", "explain", "1.2.6"][..]] {
+        let o = ringfence(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(stdout(&o).is_empty(), "{args:?} printed a listing anyway");
+        assert!(
+            err.contains(&format!("cis {} needs --benchmark NAME", args[1])),
+            "{err}"
+        );
+        assert!(err.contains("--benchmark cis-1.12 (the newest"), "{err}");
+        for name in ringfence_cis::benchmark::Benchmark::embedded_names() {
+            assert!(err.contains(name), "{name} not named: {err}");
+        }
+    }
+}
+
+#[test]
+fn explain_reads_the_benchmark_it_is_given() {
+    let old = stdout(&ringfence(&[
+        "cis",
+        "explain",
+        "1.2.6",
+        "--benchmark",
+        "cis-1.6",
+    ]));
+    let new = stdout(&ringfence(&[
+        "cis",
+        "explain",
+        "1.1.1",
+        "--benchmark",
+        "cis-1.12",
+    ]));
+    assert!(old.contains("benchmark: cis-1.6 "), "{old}");
+    assert!(new.contains("benchmark: cis-1.12 "), "{new}");
 }
 
 #[test]

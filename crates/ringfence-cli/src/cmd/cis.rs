@@ -24,17 +24,19 @@ enum CisCommand {
     Scan(Box<ScanArgs>),
     /// List the checks of a benchmark.
     List {
-        /// Benchmark to list.
-        #[arg(long, default_value = "cis-1.6")]
-        benchmark: String,
+        /// Built-in benchmark to list, such as cis-1.6 or cis-1.12 (required: without a node
+        /// there is no Kubernetes version to pick one by; leaving it out names them all).
+        #[arg(long, value_name = "NAME")]
+        benchmark: Option<String>,
     },
     /// Show what a check examines, what it wants and how to fix it.
     Explain {
         /// Check id, such as 1.2.6.
         id: String,
-        /// Benchmark the id belongs to.
-        #[arg(long, default_value = "cis-1.6")]
-        benchmark: String,
+        /// Built-in benchmark the id belongs to (required: the same id names different checks in
+        /// different benchmarks, and without a node there is no Kubernetes version to pick by).
+        #[arg(long, value_name = "NAME")]
+        benchmark: Option<String>,
     },
     /// Merge node results (`cis scan --format json`) into one fleet view.
     Merge(crate::cmd::fleet::MergeArgs),
@@ -130,8 +132,10 @@ struct ScanArgs {
 pub fn run(args: CisArgs) -> Result<u8, CliError> {
     match args.command {
         CisCommand::Scan(a) => run_scan(*a),
-        CisCommand::List { benchmark } => list(&benchmark),
-        CisCommand::Explain { id, benchmark } => explain(&id, &benchmark),
+        CisCommand::List { benchmark } => list(&named_benchmark("list", benchmark)?),
+        CisCommand::Explain { id, benchmark } => {
+            explain(&id, &named_benchmark("explain", benchmark)?)
+        }
         CisCommand::Merge(a) => crate::cmd::fleet::run_merge(a),
     }
 }
@@ -498,6 +502,35 @@ fn exit_code(report: &ringfence_cis::report::Report, fail_on: &[FailOn]) -> u8 {
     } else {
         SUCCESS
     }
+}
+
+/// The benchmark `cis list` and `cis explain` read: they have no node whose
+/// Kubernetes version could pick one (as `cis scan --benchmark auto` does), and
+/// a check id means different checks in different benchmarks, so the user
+/// names it; without `--benchmark` this is bad input naming the built-in ones.
+fn named_benchmark(sub: &str, benchmark: Option<String>) -> Result<String, CliError> {
+    benchmark.ok_or_else(|| {
+        let names = Benchmark::embedded_names();
+        let mut e = InputError::whole(
+            "--benchmark",
+            format!(
+                "cis {sub} needs --benchmark NAME (there is no node to pick one by its Kubernetes version); built in: {}",
+                names.join(", ")
+            ),
+        );
+        // The newest: the built-in benchmark kube-bench maps the highest
+        // Kubernetes minor to (names do not sort by age: cis-1.24 < cis-1.7).
+        if let Some((minor, newest)) = versions::kube_bench_mapping()
+            .into_iter()
+            .rev()
+            .find(|(_, b)| names.contains(&b.as_str()))
+        {
+            e = e.with_help(format!(
+                "pass the benchmark your nodes are scanned with, e.g. --benchmark {newest} (the newest, for Kubernetes 1.{minor})"
+            ));
+        }
+        e.into()
+    })
 }
 
 fn list(name: &str) -> Result<u8, CliError> {
