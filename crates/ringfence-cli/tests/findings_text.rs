@@ -7,25 +7,9 @@
 //! rule references are short relative names (`fw.rules:21`).
 
 mod common;
-use common::repo_root;
+use common::{repo_root, run_in};
 
 use std::path::Path;
-use std::process::Command;
-
-/// Run ringfence in `dir`: (exit code, stdout, stderr).
-fn run_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ringfence");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn copy_example_ruleset(dir: &Path, name: &str) {
     std::fs::copy(repo_root().join("examples/ruleset.rules"), dir.join(name)).unwrap();

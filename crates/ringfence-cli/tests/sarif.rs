@@ -1,10 +1,12 @@
 //! `verify --format sarif` and `diff --format sarif`: pinned output, the
 //! SARIF 2.1.0 fields consumers require, and stable `partialFingerprints`.
 
+mod common;
+use common::{json as parse, write};
+
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 const EXAMPLE: &str = include_str!("../../../examples/ruleset.rules");
 const SITE: &str = include_str!("../../../examples/site.yaml");
@@ -12,28 +14,16 @@ const SITE: &str = include_str!("../../../examples/site.yaml");
 /// Write the example site and `rulesets` into a fresh directory and run
 /// ringfence there, so paths in the output are the short relative names.
 fn run_in(dir: &Path, args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ringfence");
-    assert!(
-        o.stderr.is_empty(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-    )
+    let (code, out, err) = common::run_in(dir, args);
+    assert!(err.is_empty(), "stderr: {err}");
+    (code, out)
 }
 
 fn workdir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("tempdir");
-    std::fs::write(d.path().join("site.yaml"), SITE).unwrap();
+    write(d.path(), "site.yaml", SITE);
     for (name, text) in files {
-        std::fs::write(d.path().join(name), text).unwrap();
+        write(d.path(), name, text);
     }
     d
 }
@@ -47,10 +37,6 @@ fn changed_example() -> String {
             "-A INFRA -j RETURN",
             "-A INFRA -d 198.18.1.30/32 -p tcp -m tcp --dport 443 -j ACCEPT\n-A INFRA -j RETURN",
         )
-}
-
-fn parse(out: &str) -> Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
 }
 
 fn without_version(out: &str) -> String {

@@ -4,7 +4,7 @@
 //! requires exactly the shaped flows.
 
 mod common;
-use common::run as ringfence;
+use common::{json, run as ringfence, write};
 use std::path::{Path, PathBuf};
 
 /// An OIDC site that disables SSH to the jumpbox and lets only the IdP's
@@ -36,12 +36,6 @@ fn unshaped() -> String {
     SHAPED[..cut].replace("  idp-clients: [198.18.20.0/26]\n", "")
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -52,7 +46,7 @@ fn flows_json_lists_the_disabled_flow_and_marks_the_narrowed_one() {
     let site = write(dir.path(), "site.yaml", SHAPED);
     let (code, out, err) = ringfence(&["flows", "--site", s(&site), "--format", "json"]);
     assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = json(&out);
     let flows = v["flows"].as_array().unwrap();
     assert!(!flows.iter().any(|f| f["id"] == "ssh-to-jumpbox"));
     assert_eq!(v["disabled"][0]["id"], "ssh-to-jumpbox");
@@ -157,10 +151,7 @@ fn verify_requires_the_shaped_flows_and_calls_the_unshaped_extra_access_excess()
             "json",
         ]);
         assert!(code == 0 || code == 1, "exit {code}: {err}");
-        (
-            code,
-            serde_json::from_str::<serde_json::Value>(&out).unwrap(),
-        )
+        (code, json(&out))
     };
 
     // The shaped site's own rules: every flow it keeps allowed, nothing more.
@@ -308,10 +299,7 @@ fn the_lab_expects_the_shaped_flows_on_the_real_kernel() {
             "json",
         ]);
         assert!(code == 0 || code == 1, "lab run exit {code}: {err}\n{out}");
-        (
-            code,
-            serde_json::from_str::<serde_json::Value>(&out).unwrap(),
-        )
+        (code, json(&out))
     };
 
     // The shaped site's own rules: every required probe open, nothing else.

@@ -1,34 +1,14 @@
 //! `trace --packets -` reads its JSON lines from standard input (issue 16).
 
 mod common;
-use common::repo_root;
-
-use std::io::Write;
-use std::process::{Command, Stdio};
+use common::{repo_root, run_stdin};
 
 /// Run `ringfence trace --ruleset examples/ruleset.rules --packets -` with
 /// `input` on stdin: (exit code, stdout, stderr).
 fn trace_stdin(input: &str) -> (i32, String, String) {
     let rules = repo_root().join("examples/ruleset.rules");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(["trace", "--ruleset"])
-        .arg(&rules)
-        .args(["--packets", "-"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ringfence");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(input.as_bytes()).expect("write stdin");
-    drop(stdin);
-    let o = child.wait_with_output().expect("wait for ringfence");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    let rules = rules.to_str().expect("UTF-8 repository path");
+    run_stdin(&["trace", "--ruleset", rules, "--packets", "-"], input)
 }
 
 #[test]

@@ -4,25 +4,9 @@
 //! analysed and the report says so in one line.
 
 mod common;
-use common::repo_root;
+use common::{json, ok_in, repo_root, run_in};
 
 use std::path::Path;
-use std::process::Command;
-
-/// Run ringfence in `dir`: (exit code, stdout, stderr).
-fn run_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ringfence");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 /// The example site (IPv4 only) as `site.yaml`, and a dual-stack variant as
 /// `dual.yaml` whose management and workload zones also have IPv6 networks.
@@ -44,18 +28,13 @@ fn write_sites(dir: &Path) {
 
 /// Generate the iptables rules of `site` for one family into `out`.
 fn generate(dir: &Path, site: &str, family: &str, out: &str) {
-    let (code, text, err) = run_in(
+    let text = ok_in(
         dir,
         &[
             "generate", "--site", site, "--target", "iptables", "--family", family,
         ],
     );
-    assert_eq!(code, 0, "{err}");
     std::fs::write(dir.join(out), text).unwrap();
-}
-
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).expect("verify JSON")
 }
 
 fn family<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

@@ -5,7 +5,7 @@
 //! resolve, or a body at scope ANY, is judged everywhere, as before.
 
 mod common;
-use common::run;
+use common::{json, run, write};
 
 use serde_json::Value;
 use std::path::Path;
@@ -14,24 +14,23 @@ use std::path::Path;
 fn generated_body() -> Value {
     let (code, out, err) = run(&["generate", "--example", "--target", "nsxt"]);
     assert_eq!(code, 0, "{err}");
-    serde_json::from_str(&out).expect("generated NSX JSON")
+    json(&out)
 }
 
 /// `verify --example --ruleset <body>` in text and JSON: (exit code, text,
 /// JSON report).
 fn verify(dir: &Path, body: &Value) -> (i32, String, Value) {
-    let file = dir.join("dfw.json");
-    std::fs::write(&file, serde_json::to_string_pretty(body).unwrap()).unwrap();
+    let file = write(
+        dir,
+        "dfw.json",
+        &serde_json::to_string_pretty(body).unwrap(),
+    );
     let f = file.to_str().unwrap();
     let (code, text, err) = run(&["verify", "--example", "--ruleset", f]);
     assert!(code == 0 || code == 1, "exit {code}: {err}");
-    let (jcode, json, err) = run(&["verify", "--example", "--ruleset", f, "--format", "json"]);
+    let (jcode, out, err) = run(&["verify", "--example", "--ruleset", f, "--format", "json"]);
     assert_eq!(jcode, code, "{err}");
-    (
-        code,
-        text,
-        serde_json::from_str(&json).expect("verify JSON"),
-    )
+    (code, text, json(&out))
 }
 
 /// Every object in `v` whose `resource_type` is `ty`, mutably.
@@ -169,8 +168,7 @@ fn an_iptables_ruleset_has_no_scope_line() {
     ]);
     assert_eq!(code, 0, "{err}");
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("rules.v4");
-    std::fs::write(&file, out).unwrap();
+    let file = write(dir.path(), "rules.v4", &out);
     let f = file.to_str().unwrap();
     let (_, json, err) = run(&["verify", "--example", "--ruleset", f, "--format", "json"]);
     let json: Value = serde_json::from_str(&json).unwrap_or_else(|_| panic!("{err}"));

@@ -4,25 +4,9 @@
 //! groups as `excess_summary`.
 
 mod common;
-use common::repo_root;
+use common::{json, repo_root, run_in};
 
 use std::path::Path;
-use std::process::Command;
-
-/// Run ringfence in `dir`: (exit code, stdout, stderr).
-fn run_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ringfence");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 /// The example ruleset with excess in two more zone pairs: workload to
 /// Harbor on tcp/5432 (two rules, one per workload network) and the
@@ -82,7 +66,7 @@ fn verify_json_has_excess_summary_groups_counting_every_region() {
         ],
     );
     assert_eq!(code, 1, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = json(&out);
     let groups = v["excess_summary"].as_array().expect("excess_summary");
     let wl = groups
         .iter()
@@ -149,7 +133,7 @@ fn verify_text_cuts_long_excess_lists_and_says_how_many_more_the_json_holds() {
             "json",
         ],
     );
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let v = common::json(&json);
     assert_eq!(v["excess"].as_array().unwrap().len(), 61);
     assert_eq!(v["excess_summary"].as_array().unwrap().len(), 61);
 }

@@ -4,25 +4,78 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
-/// Run the built `ringfence` with `args`, without colour and without a
+/// The built `ringfence` with `args`, without colour and without a
 /// `SOURCE_DATE_EPOCH` inherited from the environment (tests that need one
 /// set it themselves).
-pub fn ringfence(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
+fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ringfence"));
+    c.args(args)
         .env("NO_COLOR", "1")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .expect("run ringfence")
+        .env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+/// Run the built `ringfence` with `args` (see [`command`] for its environment).
+pub fn ringfence(args: &[&str]) -> Output {
+    command(args).output().expect("run ringfence")
+}
+
+/// (exit code, stdout, stderr) of a finished run; -1 when killed by a signal.
+fn triple(o: &Output) -> (i32, String, String) {
+    (o.status.code().unwrap_or(-1), stdout(o), stderr(o))
 }
 
 /// [`ringfence`], as (exit code, stdout, stderr); -1 when killed by a signal.
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let o = ringfence(args);
-    (o.status.code().unwrap_or(-1), stdout(&o), stderr(&o))
+    triple(&ringfence(args))
+}
+
+/// [`run`] with `dir` as the working directory, so that paths in the output
+/// are the short relative names the test wrote there.
+pub fn run_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    triple(
+        &command(args)
+            .current_dir(dir)
+            .output()
+            .expect("run ringfence"),
+    )
+}
+
+/// [`run`] with `input` written to standard input (then closed).
+pub fn run_stdin(args: &[&str], input: &str) -> (i32, String, String) {
+    let mut child = command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ringfence");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    triple(&child.wait_with_output().expect("wait for ringfence"))
+}
+
+/// [`run_in`] that must exit 0 (stderr shown otherwise); its stdout.
+pub fn ok_in(dir: &Path, args: &[&str]) -> String {
+    let (code, out, err) = run_in(dir, args);
+    assert_eq!(code, 0, "ringfence {args:?} exited {code}:\n{err}");
+    out
+}
+
+/// Write `text` to `dir/name` and return that path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+    p
+}
+
+/// Parse a JSON report, showing the text when it is not JSON.
+pub fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
 }
 
 /// Standard output as text.
