@@ -6,10 +6,10 @@
 //! it made, on failure too.
 
 mod common;
-use common::run as ringfence;
+use common::{lab_namespaces, run as ringfence, LabDown};
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn example_site() -> String {
@@ -33,15 +33,6 @@ fn lab_name(prefix: &str) -> String {
     format!("{prefix}{}", std::process::id() % 100_000)
 }
 
-fn namespaces_of(name: &str) -> Vec<String> {
-    let p = format!("rf-{name}-");
-    ringfence_lab::list_namespaces()
-        .unwrap()
-        .into_iter()
-        .filter(|n| n.starts_with(&p))
-        .collect()
-}
-
 /// Links of the root namespace whose name carries the lab prefix (the lab
 /// must never make one there).
 fn root_rf_links() -> Vec<String> {
@@ -54,30 +45,6 @@ fn root_rf_links() -> Vec<String> {
         .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().to_string()))
         .filter(|n| n.starts_with("rf-"))
         .collect()
-}
-
-/// Runs `lab down` for a lab on drop (the cleanup on failure), then checks
-/// nothing of it is left.
-struct LabDown {
-    name: String,
-    state_dir: PathBuf,
-}
-
-impl Drop for LabDown {
-    fn drop(&mut self) {
-        let (code, _, err) = ringfence(&[
-            "lab",
-            "down",
-            "--name",
-            &self.name,
-            "--state-dir",
-            self.state_dir.to_str().unwrap(),
-        ]);
-        if !std::thread::panicking() {
-            assert_eq!(code, 0, "lab down: {err}");
-            assert!(namespaces_of(&self.name).is_empty());
-        }
-    }
 }
 
 fn generate(site: &str, target: &str, out: &Path) {
@@ -159,9 +126,9 @@ fn lab_run_of_the_example_site_with_generated_iptables_exits_0_with_every_flow_o
     }
     // `run --site --ruleset` is up, run and down in one go.
     assert!(
-        namespaces_of(&name).is_empty(),
+        lab_namespaces(&name).is_empty(),
         "{:?}",
-        namespaces_of(&name)
+        lab_namespaces(&name)
     );
     assert!(!state.join(format!("lab-{name}.json")).exists());
 }
@@ -236,7 +203,7 @@ fn lab_run_of_a_broken_ruleset_exits_1_and_names_the_missing_flow_and_the_open_p
     let summary = out.lines().find(|l| l.starts_with("lab ")).unwrap();
     let summary = summary.replace(&name, "NAME");
     insta::assert_snapshot!("lab_broken_summary", summary);
-    assert!(namespaces_of(&name).is_empty());
+    assert!(lab_namespaces(&name).is_empty());
 }
 
 /// The example site's iptables rules with the to-harbor flow matched by two
@@ -431,7 +398,7 @@ fn lab_up_then_down_leaves_no_namespace_veth_process_or_state_file() {
     ]);
     assert_eq!(code, 0, "lab up: {err}");
     assert!(err.contains(&format!("lab {name} is up")), "{err}");
-    let made = namespaces_of(&name);
+    let made = lab_namespaces(&name);
     assert!(made.len() > 10, "{made:?}");
     assert!(made.contains(&format!("rf-{name}-r")), "{made:?}");
     // Veths live in the lab's namespaces only, never in the root namespace.
@@ -473,7 +440,7 @@ fn lab_up_then_down_leaves_no_namespace_veth_process_or_state_file() {
         err.contains(&format!("removed {} namespaces", made.len())),
         "{err}"
     );
-    assert!(namespaces_of(&name).is_empty());
+    assert!(lab_namespaces(&name).is_empty());
     assert_eq!(root_rf_links(), before);
     assert!(!path.exists());
     // The listener process is gone (give the kernel a moment to reap it).
@@ -832,9 +799,9 @@ fn lab_up_of_a_ruleset_the_kernel_rejects_exits_2_names_it_and_leaves_nothing() 
         "the kernel's complaint is shown: {err}"
     );
     assert!(
-        namespaces_of(&name).is_empty(),
+        lab_namespaces(&name).is_empty(),
         "{:?}",
-        namespaces_of(&name)
+        lab_namespaces(&name)
     );
     assert!(!state.join(format!("lab-{name}.json")).exists());
 }

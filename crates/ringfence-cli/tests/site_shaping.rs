@@ -4,8 +4,8 @@
 //! requires exactly the shaped flows.
 
 mod common;
-use common::{json, run as ringfence, write};
-use std::path::{Path, PathBuf};
+use common::{json, run as ringfence, write, LabDown};
+use std::path::Path;
 
 /// An OIDC site that disables SSH to the jumpbox and lets only the IdP's
 /// clients (part of the first workload network) reach Pinniped.
@@ -232,34 +232,6 @@ fn site_check_counts_disabled_and_narrowed_flows() {
 fn lab_ready() -> bool {
     use ringfence_testkit::Need;
     ringfence_testkit::require!(Need::Root, Need::Tool("ip"), Need::Tool("nft"))
-}
-
-/// Runs `lab down` for a lab on drop (cleanup on failure too), then checks
-/// none of its `rf-` namespaces is left.
-struct LabDown {
-    name: String,
-    state_dir: PathBuf,
-}
-
-impl Drop for LabDown {
-    fn drop(&mut self) {
-        let (code, _, err) = ringfence(&[
-            "lab",
-            "down",
-            "--name",
-            &self.name,
-            "--state-dir",
-            s(&self.state_dir),
-        ]);
-        if !std::thread::panicking() {
-            assert_eq!(code, 0, "lab down: {err}");
-            let prefix = format!("rf-{}-", self.name);
-            assert!(!ringfence_lab::list_namespaces()
-                .unwrap()
-                .iter()
-                .any(|n| n.starts_with(&prefix)));
-        }
-    }
 }
 
 #[test]

@@ -107,3 +107,35 @@ pub fn kube_bench_cfg() -> PathBuf {
     );
     c
 }
+
+/// The network namespaces of lab `name` that exist now (`rf-<name>-...`).
+pub fn lab_namespaces(name: &str) -> Vec<String> {
+    let prefix = format!("rf-{name}-");
+    ringfence_lab::list_namespaces()
+        .expect("list network namespaces")
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+/// Runs `lab down` for a lab when dropped (the cleanup on failure too), then,
+/// unless the test is already failing, checks that it exited 0 and that none
+/// of the lab's namespaces is left.
+pub struct LabDown {
+    /// The lab's `--name`.
+    pub name: String,
+    /// The lab's `--state-dir`.
+    pub state_dir: PathBuf,
+}
+
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let state = self.state_dir.to_str().expect("UTF-8 state dir");
+        let (code, _, err) = run(&["lab", "down", "--name", &self.name, "--state-dir", state]);
+        if !std::thread::panicking() {
+            assert_eq!(code, 0, "lab down: {err}");
+            let left = lab_namespaces(&self.name);
+            assert!(left.is_empty(), "lab {} left {left:?}", self.name);
+        }
+    }
+}
