@@ -1776,10 +1776,7 @@ impl<'r> Builder<'r> {
         self.changed[c] = 1;
         let rs = self.rs;
         let chain = &rs.chains[c];
-        let mut yes = chain
-            .rules
-            .iter()
-            .any(|r| self.stage.changes(&r.matches, self.u));
+        let mut yes = chain.rules.iter().any(|r| self.stage.changes(r, self.u));
         if !yes {
             for r in &chain.rules {
                 if let Action::Jump { target } | Action::Goto { target } = &r.action {
@@ -1814,6 +1811,8 @@ impl<'r> Builder<'r> {
         for (ri, rule) in chain.rules.iter().enumerate() {
             let boxes: crate::space::Boxes = if self.stage.is_plain() {
                 match_boxes(&rule.matches, u)
+            } else if self.stage.never_matches(&rule.matches) {
+                crate::space::Boxes::new()
             } else {
                 match_boxes(&rule.matches, u)
                     .into_iter()
@@ -1837,10 +1836,12 @@ impl<'r> Builder<'r> {
                 push_all(&mut pieces, Fate::Unknown);
             } else if matches!(rule.action, Action::Continue)
                 || (matches!(rule.action, Action::Mark(_)) && !u.marks.exact())
+                || matches!(&rule.action, Action::Mark(rw) if self.stage.voids(rw))
             {
                 // No verdict, matched or not: nothing to compile, opaque or not.
                 // (A mark rewrite where marks are not fields changes nothing
-                // any match reads exactly.)
+                // any match reads exactly, and one the stage voids, before
+                // conntrack, changes nothing at all.)
             } else {
                 // A rule that may or may not match forks: one fork box per match
                 // box, each sending its packets both to the action (compiled

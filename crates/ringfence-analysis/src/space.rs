@@ -772,12 +772,40 @@ impl Stage {
         self.0 == 0
     }
 
-    /// Whether a match reads something this stage hides, so that
-    /// [`Stage::rewrite`] changes its boxes.
-    pub fn changes(self, m: &Match, u: &IfaceUniverse) -> bool {
+    /// Whether a rule reads or writes something this stage hides, so that
+    /// [`Stage::rewrite`] changes its boxes, [`Stage::never_matches`] holds
+    /// for its match or [`Stage::voids`] for its mark rewrite.
+    pub fn changes(self, r: &ringfence_model::Rule, u: &IfaceUniverse) -> bool {
+        let m = &r.matches;
         (self.0 & Self::NO_OIF != 0 && !m.oif.is_any() && u.atoms(&m.oif) != u.full())
             || (self.0 & Self::NO_IIF != 0 && !m.iif.is_any() && u.atoms(&m.iif) != u.full())
             || (self.0 & Self::PRE_CT != 0 && m.ct_state.0 & CtStates::ALL.0 != CtStates::ALL.0)
+            || self.never_matches(m)
+            || matches!(&r.action, ringfence_model::Action::Mark(rw) if self.voids(rw))
+    }
+
+    /// Whether the stage runs before conntrack has given the packet a
+    /// connection (so there is no connection mark to read or write).
+    pub fn before_conntrack(self) -> bool {
+        self.0 & Self::PRE_CT != 0
+    }
+
+    /// Whether a match never holds at this stage: before conntrack a packet
+    /// has no connection, and a connection mark test (`-m connmark`, negated
+    /// or not; nft `ct mark`, whose load breaks the rule) fails without one.
+    pub fn never_matches(self, m: &Match) -> bool {
+        self.before_conntrack()
+            && m.marks
+                .iter()
+                .any(|t| t.field == ringfence_model::MarkField::Conn)
+    }
+
+    /// Whether a mark rewrite does nothing at this stage: before conntrack
+    /// there is no connection mark to write (`CONNMARK --set-mark`,
+    /// `--save-mark`, nft `ct mark set`) or to copy from (`--restore-mark`,
+    /// nft `meta mark set ct mark`), so the marks stay as they are.
+    pub fn voids(self, rw: &ringfence_model::MarkRewrite) -> bool {
+        self.before_conntrack() && (rw.field == ringfence_model::MarkField::Conn || rw.copy != 0)
     }
 
     /// A rule's match box as this stage evaluates it, over the packet's real

@@ -298,6 +298,10 @@ struct Walk {
     st: St,
     /// The first walk's marks after each rewrite: (rule key, packet mark, connection mark).
     marks: Vec<((u32, u32), u32, u32)>,
+    /// The stage of the base chain being walked (before conntrack, no
+    /// connection mark test holds and no rewrite reading or writing the
+    /// connection mark does anything).
+    stage: Stage,
 }
 
 /// Reusable buffers for [`Tracer::trace_with`], and the outcomes of the
@@ -512,6 +516,7 @@ impl<'a> Tracer<'a> {
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
             // The packet as the rules at this chain's stage see it.
             let seen = stage.packet(p);
+            w.stage = stage;
             match self.eval(base, &seen, w, 0) {
                 Flow::Decided(Verdict::Accept) => continue,
                 Flow::Decided(v) => {
@@ -574,6 +579,7 @@ impl<'a> Tracer<'a> {
             let mut next: Vec<St> = Vec::new();
             // The packet as the rules at this chain's stage see it.
             let seen = stage.packet(p);
+            w.stage = stage;
             for st in live {
                 for r in self.eval_from(base, &seen, w, 0, None, st, 0) {
                     let (d, k, s2) = match r {
@@ -641,7 +647,7 @@ impl<'a> Tracer<'a> {
         let mut live = true;
         for &i in order.iter().filter(|&&i| i >= from) {
             let q = &quick[i];
-            if !self.matches(c, i, v4, p, st) {
+            if !self.matches(c, i, v4, p, st, w.stage) {
                 continue;
             }
             let may_match = q.flags & Quick::OPAQUE != 0;
@@ -651,6 +657,7 @@ impl<'a> Tracer<'a> {
             let decided = match &chain.rules[i].action {
                 Action::Continue => false,
                 Action::Mark(_) if !self.marks.exact() => false,
+                Action::Mark(rw) if w.stage.voids(rw) => false,
                 Action::Mark(rw) => {
                     let next = rw.apply(st.0, st.1);
                     if may_match {
@@ -744,21 +751,33 @@ impl<'a> Tracer<'a> {
     /// Whether rule `i` of chain `c` matches the packet on every modelled
     /// field (`v4`: its addresses when IPv4).
     #[inline]
-    fn matches(&self, c: ChainId, i: usize, v4: Option<(u32, u32)>, p: &Packet, st: St) -> bool {
+    fn matches(
+        &self,
+        c: ChainId,
+        i: usize,
+        v4: Option<(u32, u32)>,
+        p: &Packet,
+        st: St,
+        stage: Stage,
+    ) -> bool {
         let q = &self.quick[c.0][i];
         let m = &self.rs.chains[c.0].rules[i].matches;
         match v4 {
             Some((s, d)) => {
-                q.admits(s, d, p) && (q.flags & Quick::EXACT != 0 || self.matches_slow(m, p, st))
+                q.admits(s, d, p)
+                    && (q.flags & Quick::EXACT != 0 || self.matches_slow(m, p, st, stage))
             }
-            None => self.matches_slow(m, p, st),
+            None => self.matches_slow(m, p, st, stage),
         }
     }
 
     /// Every modelled field, marks included where they are exact fields
     /// (elsewhere a mark test is opaque: the rule may or may not match).
-    fn matches_slow(&self, m: &ringfence_model::Match, p: &Packet, st: St) -> bool {
-        if self.marks.exact() {
+    /// Before conntrack a connection mark test never holds.
+    fn matches_slow(&self, m: &ringfence_model::Match, p: &Packet, st: St, stage: Stage) -> bool {
+        if stage.never_matches(m) {
+            false
+        } else if self.marks.exact() {
             m.matches_marked(p, st.0, st.1)
         } else {
             m.matches_header(p)
@@ -805,9 +824,9 @@ impl<'a> Tracer<'a> {
                 Some((s, d)) => {
                     q.admits(s, d, p)
                         && (q.flags & Quick::EXACT != 0
-                            || self.matches_slow(&chain.rules[i].matches, p, w.st))
+                            || self.matches_slow(&chain.rules[i].matches, p, w.st, w.stage))
                 }
-                None => self.matches_slow(&chain.rules[i].matches, p, w.st),
+                None => self.matches_slow(&chain.rules[i].matches, p, w.st, w.stage),
             };
             if !matched {
                 continue;
@@ -817,9 +836,9 @@ impl<'a> Tracer<'a> {
             if q.flags & Quick::OPAQUE != 0 {
                 // This walk takes the branch where it does not match; a rule
                 // without a verdict changes nothing either way.
-                let no_effect = match rule.action {
+                let no_effect = match &rule.action {
                     Action::Continue => true,
-                    Action::Mark(_) => !self.marks.exact(),
+                    Action::Mark(rw) => !self.marks.exact() || w.stage.voids(rw),
                     _ => false,
                 };
                 if !no_effect {
@@ -853,7 +872,7 @@ impl<'a> Tracer<'a> {
                 Action::Return => break,
                 Action::Continue => {}
                 Action::Mark(rw) => {
-                    if self.marks.exact() {
+                    if self.marks.exact() && !w.stage.voids(rw) {
                         w.st = rw.apply(w.st.0, w.st.1);
                         w.marks.push((key, w.st.0, w.st.1));
                     }

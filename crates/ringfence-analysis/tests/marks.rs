@@ -195,3 +195,227 @@ fn with_initial_mark_any_a_mark_accept_may_or_may_not_match() {
     assert!(r.excess.iter().any(|e| !e.certain));
     assert!(!r.summary.ok);
 }
+
+// Before conntrack (iptables raw, nft priority below -200 on prerouting and
+// output) a packet has no connection: a connection mark test never holds,
+// negated or not, and a rewrite that writes the connection mark or copies
+// it into the packet mark does nothing.
+
+const RAW_HEAD: &str = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+
+/// The clean base with `table` (a head and its rules) appended.
+fn base_with(head: &str, rules: &str) -> String {
+    format!("{BASE}{head}{rules}COMMIT\n")
+}
+
+/// The trace verdict of a new harbor connection from 198.18.20.5 to `dport`,
+/// after checking that it is certain and that the engine gives every part
+/// of the packet's box the same fate.
+fn harbor_packet_verdict(text: &str, dport: u16) -> ringfence_model::Verdict {
+    let rs = parse_ruleset(text, "stage.rules", RulesetFormat::Auto).unwrap();
+    let tracer = Tracer::new(&rs);
+    let mut p = Packet::new_connection(
+        "198.18.20.5".parse().unwrap(),
+        "198.18.1.20".parse().unwrap(),
+        6,
+        40000,
+        dport,
+    );
+    p.iif = Some("eth0".into());
+    p.oif = Some("eth1".into());
+    let t = tracer.trace(Hook::Forward, &p);
+    assert!(!t.uncertain, "{t:?}");
+    let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
+    let out = engine
+        .classify(
+            Hook::Forward,
+            vec![ringfence_analysis::space::packet_box(&p, &engine.u)],
+        )
+        .unwrap();
+    let fate = match t.verdict {
+        ringfence_model::Verdict::Accept => ringfence_analysis::Fate::Accept,
+        ringfence_model::Verdict::Drop => ringfence_analysis::Fate::Drop,
+        ringfence_model::Verdict::Reject => ringfence_analysis::Fate::Reject,
+    };
+    assert!(!out.is_empty());
+    assert!(out.iter().all(|o| o.fate == fate), "{out:?} vs {t:?}");
+    t.verdict
+}
+
+#[test]
+fn a_connmark_match_in_raw_never_matches_negated_or_not() {
+    for rule in [
+        "-A PREROUTING -m connmark --mark 0x0/0xffffffff -j DROP\n",
+        "-A PREROUTING -m connmark ! --mark 0x5/0xffffffff -j DROP\n",
+    ] {
+        let text = base_with(RAW_HEAD, rule);
+        let r = run("raw-connmark.rules", &text);
+        assert!(
+            r.flows.iter().all(|f| f.status == Status::Allowed),
+            "{rule}: {:#?}",
+            r.flows
+        );
+        assert!(r.summary.ok, "{rule}: {:?}", r.summary);
+        assert_eq!(
+            harbor_packet_verdict(&text, 443),
+            ringfence_model::Verdict::Accept
+        );
+        // After conntrack (mangle) a new connection has connection mark 0,
+        // so the same rule drops everything.
+        let text = base_with(MANGLE_HEAD, rule);
+        let r = run("mangle-connmark.rules", &text);
+        assert!(
+            r.flows.iter().all(|f| f.status == Status::Blocked),
+            "{rule}: {:#?}",
+            r.flows
+        );
+        assert!(!r.summary.ok);
+        assert_eq!(
+            harbor_packet_verdict(&text, 443),
+            ringfence_model::Verdict::Drop
+        );
+    }
+}
+
+/// The base with the harbor accepts replaced by `filter_rule` and `rules`
+/// appended as table `head`.
+fn harbor_by(filter_rule: &str, head: &str, rules: &str) -> String {
+    let mut text = BASE.to_string();
+    for (i, l) in HARBOR_ACCEPTS.iter().enumerate() {
+        text = text.replace(l, if i == 0 { filter_rule } else { "" });
+    }
+    format!("{text}{head}{rules}COMMIT\n")
+}
+
+const SET_CONNMARK: &str =
+    "-A PREROUTING -d 198.18.1.20/32 -p tcp --dport 443 -j CONNMARK --set-xmark 0x1/0xffffffff\n";
+
+const SAVE_CONNMARK: &str =
+    "-A PREROUTING -d 198.18.1.20/32 -p tcp --dport 443 -j MARK --set-xmark 0x1/0xffffffff\n\
+     -A PREROUTING -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff\n";
+
+#[test]
+fn a_connmark_set_or_saved_in_raw_does_not_carry_to_a_filter_connmark_match() {
+    let accept = "-A INFRA -m connmark --mark 0x1 -j ACCEPT\n";
+    for rules in [SET_CONNMARK, SAVE_CONNMARK] {
+        let text = harbor_by(accept, RAW_HEAD, rules);
+        let r = run("raw-save.rules", &text);
+        assert_eq!(status(&r, "to-harbor"), Status::Blocked, "{rules}");
+        assert!(!r.summary.ok);
+        assert_eq!(
+            harbor_packet_verdict(&text, 443),
+            ringfence_model::Verdict::Drop
+        );
+        // The same rules in mangle run after conntrack and mark the
+        // connection (of every source: certain excess beyond the flows).
+        let text = harbor_by(accept, MANGLE_HEAD, rules);
+        let r = run("mangle-save.rules", &text);
+        assert_eq!(status(&r, "to-harbor"), Status::Allowed, "{rules}");
+        assert!(!r.excess.is_empty() && r.excess.iter().all(|e| e.certain));
+        assert_eq!(
+            harbor_packet_verdict(&text, 443),
+            ringfence_model::Verdict::Accept
+        );
+    }
+}
+
+#[test]
+fn a_packet_mark_set_in_raw_carries_to_filter_and_a_raw_restore_keeps_it() {
+    // MARK needs no connection; the restore after it has none to copy from,
+    // so the packet mark stays 0x1 (a restore from a new connection's mark
+    // would have cleared it).
+    let rules =
+        "-A PREROUTING -d 198.18.1.20/32 -p tcp --dport 443 -j MARK --set-xmark 0x1/0xffffffff\n\
+         -A PREROUTING -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff\n";
+    let accept = "-A INFRA -m mark --mark 0x1 -j ACCEPT\n";
+    let text = harbor_by(accept, RAW_HEAD, rules);
+    let r = run("raw-restore.rules", &text);
+    assert_eq!(status(&r, "to-harbor"), Status::Allowed, "{:#?}", r.flows);
+    // Every source is marked: certain excess beyond the harbor flow's sources.
+    assert!(!r.excess.is_empty() && r.excess.iter().all(|e| e.certain));
+    assert!(!r.summary.ok);
+    assert_eq!(
+        harbor_packet_verdict(&text, 443),
+        ringfence_model::Verdict::Accept
+    );
+    assert_eq!(
+        harbor_packet_verdict(&text, 444),
+        ringfence_model::Verdict::Drop
+    );
+    // In mangle the restore copies the new connection's mark 0 over it.
+    let text = harbor_by(accept, MANGLE_HEAD, rules);
+    let r = run("mangle-restore.rules", &text);
+    assert_eq!(status(&r, "to-harbor"), Status::Blocked);
+    assert_eq!(
+        harbor_packet_verdict(&text, 443),
+        ringfence_model::Verdict::Drop
+    );
+}
+
+/// An nft ruleset with a prerouting chain at `prio` holding `pre` and a
+/// forward chain (policy drop) holding `fwd`.
+fn nft_pre_fwd(prio: i32, pre: &str, fwd: &str) -> String {
+    format!(
+        "table inet t {{\n\
+            chain pre {{\n\
+                type filter hook prerouting priority {prio}; policy accept;\n\
+                {pre}\n\
+            }}\n\
+            chain fwd {{\n\
+                type filter hook forward priority filter; policy drop;\n\
+                {fwd}\n\
+            }}\n\
+        }}\n"
+    )
+}
+
+#[test]
+fn nft_ct_mark_before_conntrack_is_never_matched_nor_set_nor_read() {
+    // (prerouting rules, forward rules, verdict at -300, verdict at -150)
+    use ringfence_model::Verdict::{Accept, Drop};
+    let cases = [
+        // `ct mark != 5` breaks without a connection: nothing is dropped.
+        ("ct mark != 0x5 drop", "accept", Accept, Drop),
+        ("ct mark 0x0 drop", "accept", Accept, Drop),
+        // `ct mark set` does nothing without a connection.
+        ("ct mark set 0x1", "ct mark 0x1 accept", Drop, Accept),
+        // `meta mark set ct mark` breaks: the packet mark set before stays.
+        (
+            "meta mark set 0x1\n meta mark set ct mark",
+            "meta mark 0x1 accept",
+            Accept,
+            Drop,
+        ),
+    ];
+    for (pre, fwd, early, late) in cases {
+        for (prio, want) in [(-300, early), (-150, late)] {
+            let text = nft_pre_fwd(prio, pre, fwd);
+            let rs = parse_ruleset(&text, "ctmark.nft", RulesetFormat::Auto)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let tracer = Tracer::new(&rs);
+            let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
+            let p = Packet::new_connection(
+                "198.18.20.5".parse().unwrap(),
+                "198.18.1.20".parse().unwrap(),
+                6,
+                40000,
+                443,
+            );
+            let t = tracer.trace(Hook::Forward, &p);
+            assert!(!t.uncertain, "{pre} @{prio}");
+            assert_eq!(t.verdict, want, "{pre} / {fwd} @{prio}");
+            let out = engine
+                .classify(
+                    Hook::Forward,
+                    vec![ringfence_analysis::space::packet_box(&p, &engine.u)],
+                )
+                .unwrap();
+            assert!(!out.is_empty());
+            assert!(
+                out.iter()
+                    .all(|o| (o.fate == ringfence_analysis::Fate::Accept) == (want == Accept)),
+                "{pre} / {fwd} @{prio}: {out:?}"
+            );
+        }
+    }
+}
