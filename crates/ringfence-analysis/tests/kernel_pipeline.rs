@@ -18,8 +18,9 @@
 //! on the original (so the branches really contain the kernel's path).
 //! nat chains only ACCEPT and RETURN: address rewrites (DNAT, SNAT,
 //! MASQUERADE, REDIRECT) are generated only when [`NAT_REWRITES`] is on,
-//! which waits for the model to follow rewrites. Marks and TCP flags wait
-//! for the `fields` work likewise ([`MARKS`], [`TCP_FLAGS`]).
+//! which waits for the model to follow rewrites. TCP flags wait for the
+//! `fields` work likewise ([`TCP_FLAGS`]); marks are exact fields and
+//! generated ([`MARKS`]).
 //!
 //! Safety: namespaces `rf-kp<pid>-*` made by `ringfence_testkit`, addresses
 //! in 198.18.0.0/15 only, agents and namespaces removed on every exit path.
@@ -41,10 +42,11 @@ use std::fmt::Write as _;
 /// when `trace` reports `dnat`/`snat` in its outcomes; the harness already
 /// compares the rewritten destination and source the agents record.
 const NAT_REWRITES: bool = false;
-/// Generate `-j MARK`/`-j CONNMARK` (set, save, restore) in mangle and
-/// `-m mark`/`-m connmark` matches everywhere. Off until marks are exact
-/// fields of the model (branch `fields`); today a mark match is opaque.
-const MARKS: bool = false;
+/// Generate `-j MARK`/`-j CONNMARK` (set, save, restore) in mangle and raw
+/// (where, before conntrack, CONNMARK does nothing and `-m connmark` never
+/// matches) and `-m mark`/`-m connmark` matches everywhere: marks are exact
+/// fields of the model.
+const MARKS: bool = true;
 /// Generate `--tcp-flags`/`--syn` matches on TCP rules. Off until TCP flags
 /// are exact fields (branch `fields`). Every TCP probe is a SYN.
 const TCP_FLAGS: bool = false;
@@ -269,7 +271,9 @@ fn random_target(rng: &mut Rng, cx: Ctx, tcp: bool, later: &[String]) -> String 
         }
         _ => {
             choices.extend(["DROP", "DROP"]);
-            if MARKS && cx.table == "mangle" {
+            // In raw (before conntrack) CONNMARK does nothing: generated
+            // there too, so that the model's stage rule is checked.
+            if MARKS && matches!(cx.table, "mangle" | "raw") {
                 choices.extend(["MARK", "CONNMARK"]);
             }
         }

@@ -14,8 +14,9 @@
 //! verdicts accept, drop, reject, jump, goto, return, continue, and user
 //! chains. nat chains only accept, return and continue: `dnat`, `snat`,
 //! `masquerade` and `redirect` are generated only when [`NAT_REWRITES`] is
-//! on, which waits for the model to follow rewrites; marks and TCP flags
-//! wait for the `fields` work likewise ([`MARKS`], [`TCP_FLAGS`]).
+//! on, which waits for the model to follow rewrites; TCP flags wait for the
+//! `fields` work likewise ([`TCP_FLAGS`]); marks are exact fields and
+//! generated ([`MARKS`]).
 //!
 //! The numgen matches are also settled (always or never, as the kernel
 //! decides them) in a copy of the ruleset: traced there a probe has one
@@ -42,9 +43,11 @@ use std::fmt::Write as _;
 /// reports `dnat`/`snat` in its outcomes; the harness already compares the
 /// rewritten destination and source the agents record.
 const NAT_REWRITES: bool = false;
-/// Generate `meta mark set`, `ct mark set` and mark matches. Off until marks
-/// are exact fields of the model (branch `fields`).
-const MARKS: bool = false;
+/// Generate `meta mark set`, `ct mark set` and mark matches in chains of
+/// every priority (below -200 on prerouting and output there is no
+/// connection yet: `ct mark` breaks the rule and `ct mark set` does nothing):
+/// marks are exact fields of the model.
+const MARKS: bool = true;
 /// Generate `tcp flags` matches. Off until TCP flags are exact fields
 /// (branch `fields`). Every TCP probe is a SYN.
 const TCP_FLAGS: bool = false;
