@@ -6,7 +6,7 @@
 //! it made, on failure too.
 
 mod common;
-use common::{lab_namespaces, run as ringfence, LabDown};
+use common::{json, lab_namespaces, run as ringfence, LabDown};
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
@@ -72,26 +72,20 @@ fn lab_run_of_the_example_site_with_generated_iptables_exits_0_with_every_flow_o
     generate(&example_site(), "iptables", &rules);
     let name = lab_name("cr");
     let state = dir.path().join("state");
-    let _down = LabDown {
-        name: name.clone(),
-        state_dir: state.clone(),
-    };
-    let (code, out, err) = ringfence(&[
-        "lab",
+    let lab = LabDown::new(&name, &state);
+    let (code, out, err) = lab.lab(
         "run",
-        "--site",
-        &example_site(),
-        "--ruleset",
-        rules.to_str().unwrap(),
-        "--name",
-        &name,
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+        &[
+            "--site",
+            &example_site(),
+            "--ruleset",
+            rules.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(code, 0, "lab run: {err}\n{out}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = json(&out);
     assert_eq!(v["ruleset"], "iptables");
     let s = &v["summary"];
     assert!(s["required"].as_u64().unwrap() > 50, "{s}");
@@ -167,22 +161,16 @@ fn lab_run_of_a_broken_ruleset_exits_1_and_names_the_missing_flow_and_the_open_p
     .unwrap();
     let name = lab_name("cb");
     let state = dir.path().join("state");
-    let _down = LabDown {
-        name: name.clone(),
-        state_dir: state.clone(),
-    };
-    let (code, out, err) = ringfence(&[
-        "lab",
+    let lab = LabDown::new(&name, &state);
+    let (code, out, err) = lab.lab(
         "run",
-        "--site",
-        &example_site(),
-        "--ruleset",
-        rules.to_str().unwrap(),
-        "--name",
-        &name,
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
+        &[
+            "--site",
+            &example_site(),
+            "--ruleset",
+            rules.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 1, "lab run: {err}\n{out}");
     let findings: Vec<&str> = out.lines().filter(|l| l.starts_with("FINDING")).collect();
     assert_eq!(findings.len(), 2, "{out}");
@@ -279,26 +267,20 @@ fn lab_with_iptables_ip6tables_and_ipset_files_loads_each_with_its_tool_and_pred
     std::fs::write(&fsets, sets).unwrap();
     let name = lab_name("cm");
     let state = dir.path().join("state");
-    let _down = LabDown {
-        name: name.clone(),
-        state_dir: state.clone(),
-    };
+    let lab = LabDown::new(&name, &state);
     // Given in an order the tools cannot load them in: the sets must come first.
-    let (code, _, err) = ringfence(&[
-        "lab",
+    let (code, _, err) = lab.lab(
         "up",
-        "--example",
-        "--ruleset",
-        f4.to_str().unwrap(),
-        "--ruleset",
-        f6.to_str().unwrap(),
-        "--ruleset",
-        fsets.to_str().unwrap(),
-        "--name",
-        &name,
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
+        &[
+            "--example",
+            "--ruleset",
+            f4.to_str().unwrap(),
+            "--ruleset",
+            f6.to_str().unwrap(),
+            "--ruleset",
+            fsets.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "lab up: {err}");
     let router = format!("rf-{name}-r");
     let in_router = |prog: &str, args: &[&str]| {
@@ -314,18 +296,9 @@ fn lab_with_iptables_ip6tables_and_ipset_files_loads_each_with_its_tool_and_pred
     assert!(in_router("iptables-save", &[]).contains("--match-set rf-harbor dst"));
     assert!(in_router("ip6tables-save", &[]).contains("fd00:18:99::/64"));
 
-    let (code, out, err) = ringfence(&[
-        "lab",
-        "run",
-        "--name",
-        &name,
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let (code, out, err) = lab.lab("run", &["--format", "json"]);
     assert_eq!(code, 0, "lab run: {err}\n{out}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = json(&out);
     assert_eq!(v["ruleset"], "ipset+iptables+ip6tables");
     let s = &v["summary"];
     assert_eq!(s["required_open"], s["required"], "{s}");
@@ -379,23 +352,17 @@ fn lab_up_then_down_leaves_no_namespace_veth_process_or_state_file() {
     generate(&example_site(), "nftables", &rules);
     let name = lab_name("cu");
     let state = dir.path().join("state");
-    let down = LabDown {
-        name: name.clone(),
-        state_dir: state.clone(),
-    };
+    let down = LabDown::new(&name, &state);
     let before = root_rf_links();
-    let (code, _, err) = ringfence(&[
-        "lab",
+    let (code, _, err) = down.lab(
         "up",
-        "--site",
-        &example_site(),
-        "--ruleset",
-        rules.to_str().unwrap(),
-        "--name",
-        &name,
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
+        &[
+            "--site",
+            &example_site(),
+            "--ruleset",
+            rules.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "lab up: {err}");
     assert!(err.contains(&format!("lab {name} is up")), "{err}");
     let made = lab_namespaces(&name);
@@ -416,25 +383,11 @@ fn lab_up_then_down_leaves_no_namespace_veth_process_or_state_file() {
     assert!(Path::new(&format!("/proc/{}", pids[0])).exists());
 
     // The lab made by `up` answers `run --name`.
-    let (code, out, err) = ringfence(&[
-        "lab",
-        "run",
-        "--name",
-        &name,
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
+    let (code, out, err) = down.lab("run", &[]);
     assert_eq!(code, 0, "lab run: {err}\n{out}");
     assert!(out.contains("0 findings"), "{out}");
 
-    let (code, _, err) = ringfence(&[
-        "lab",
-        "down",
-        "--name",
-        &name,
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
+    let (code, _, err) = down.lab("down", &[]);
     assert_eq!(code, 0, "lab down: {err}");
     assert!(
         err.contains(&format!("removed {} namespaces", made.len())),

@@ -251,25 +251,19 @@ fn the_lab_expects_the_shaped_flows_on_the_real_kernel() {
     let plain_rules = rules(&plain, "plain.nft");
     let name = format!("sh{}", std::process::id() % 100_000);
     let state = dir.path().join("state");
-    let _down = LabDown {
-        name: name.clone(),
-        state_dir: state.clone(),
-    };
+    let lab = LabDown::new(&name, &state);
     let run = |ruleset: &Path| {
-        let (code, out, err) = ringfence(&[
-            "lab",
+        let (code, out, err) = lab.lab(
             "run",
-            "--site",
-            s(&shaped),
-            "--ruleset",
-            s(ruleset),
-            "--name",
-            &name,
-            "--state-dir",
-            s(&state),
-            "--format",
-            "json",
-        ]);
+            &[
+                "--site",
+                s(&shaped),
+                "--ruleset",
+                s(ruleset),
+                "--format",
+                "json",
+            ],
+        );
         assert!(code == 0 || code == 1, "lab run exit {code}: {err}\n{out}");
         (code, json(&out))
     };

@@ -128,10 +128,29 @@ pub struct LabDown {
     pub state_dir: PathBuf,
 }
 
+impl LabDown {
+    /// The guard of lab `name` kept in `state_dir`.
+    pub fn new(name: &str, state_dir: &Path) -> LabDown {
+        LabDown {
+            name: name.to_string(),
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+
+    /// [`run`] `ringfence lab <sub> <args> --name <name> --state-dir <dir>`
+    /// for this lab.
+    pub fn lab(&self, sub: &str, args: &[&str]) -> (i32, String, String) {
+        let state = self.state_dir.to_str().expect("UTF-8 state dir");
+        let mut all = vec!["lab", sub];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--name", &self.name, "--state-dir", state]);
+        run(&all)
+    }
+}
+
 impl Drop for LabDown {
     fn drop(&mut self) {
-        let state = self.state_dir.to_str().expect("UTF-8 state dir");
-        let (code, _, err) = run(&["lab", "down", "--name", &self.name, "--state-dir", state]);
+        let (code, _, err) = self.lab("down", &[]);
         if !std::thread::panicking() {
             assert_eq!(code, 0, "lab down: {err}");
             let left = lab_namespaces(&self.name);
