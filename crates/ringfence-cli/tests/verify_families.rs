@@ -4,15 +4,26 @@
 //! analysed and the report says so in one line.
 
 mod common;
-use common::{json, ok_in, repo_root, run_in};
+use common::{json, ok_in, repo_root, run_in, write};
 
 use std::path::Path;
+
+/// Run `verify --site <site>` in `dir` with a `--ruleset` for each of
+/// `rulesets`, then `extra`: (exit code, stdout, stderr).
+fn verify(dir: &Path, site: &str, rulesets: &[&str], extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["verify", "--site", site];
+    for r in rulesets {
+        args.extend(["--ruleset", r]);
+    }
+    args.extend_from_slice(extra);
+    run_in(dir, &args)
+}
 
 /// The example site (IPv4 only) as `site.yaml`, and a dual-stack variant as
 /// `dual.yaml` whose management and workload zones also have IPv6 networks.
 fn write_sites(dir: &Path) {
     let site = std::fs::read_to_string(repo_root().join("examples/site.yaml")).unwrap();
-    std::fs::write(dir.join("site.yaml"), &site).unwrap();
+    write(dir, "site.yaml", &site);
     let dual = site
         .replace(
             "management: [198.18.10.0/24]",
@@ -23,7 +34,7 @@ fn write_sites(dir: &Path) {
             "workload: [198.18.20.0/24, 198.18.21.0/24, 2001:db8:20::/64]",
         );
     assert!(dual.contains("2001:db8:10::/64") && dual.contains("2001:db8:20::/64"));
-    std::fs::write(dir.join("dual.yaml"), dual).unwrap();
+    write(dir, "dual.yaml", &dual);
 }
 
 /// Generate the iptables rules of `site` for one family into `out`.
@@ -34,7 +45,7 @@ fn generate(dir: &Path, site: &str, family: &str, out: &str) {
             "generate", "--site", site, "--target", "iptables", "--family", family,
         ],
     );
-    std::fs::write(dir.join(out), text).unwrap();
+    write(dir, out, &text);
 }
 
 fn family<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -51,10 +62,7 @@ fn ipv4_only_site_with_iptables_file_is_ok_and_says_ipv6_is_not_analysed() {
     let dir = tempfile::tempdir().unwrap();
     write_sites(dir.path());
     generate(dir.path(), "site.yaml", "4", "v4.rules");
-    let (code, out, err) = run_in(
-        dir.path(),
-        &["verify", "--site", "site.yaml", "--ruleset", "v4.rules"],
-    );
+    let (code, out, err) = verify(dir.path(), "site.yaml", &["v4.rules"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(
@@ -63,17 +71,11 @@ fn ipv4_only_site_with_iptables_file_is_ok_and_says_ipv6_is_not_analysed() {
         "{out}"
     );
     assert!(out.trim_end().ends_with(": OK"), "{out}");
-    let (code, out, _) = run_in(
+    let (code, out, _) = verify(
         dir.path(),
-        &[
-            "verify",
-            "--site",
-            "site.yaml",
-            "--ruleset",
-            "v4.rules",
-            "--format",
-            "json",
-        ],
+        "site.yaml",
+        &["v4.rules"],
+        &["--format", "json"],
     );
     assert_eq!(code, 0);
     let v = json(&out);
@@ -88,27 +90,18 @@ fn dual_stack_site_with_only_the_iptables_file_is_a_finding_naming_ipv6() {
     let dir = tempfile::tempdir().unwrap();
     write_sites(dir.path());
     generate(dir.path(), "dual.yaml", "4", "v4.rules");
-    let (code, out, err) = run_in(
-        dir.path(),
-        &["verify", "--site", "dual.yaml", "--ruleset", "v4.rules"],
-    );
+    let (code, out, err) = verify(dir.path(), "dual.yaml", &["v4.rules"], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         out.contains("IPv6: not covered: no ruleset given covers IPv6: give the ip6tables-save output as another --ruleset, or leave IPv6 out with --families 4\n"),
         "{out}"
     );
     assert!(out.contains("summary: IPv6 not covered; "), "{out}");
-    let (code, out, _) = run_in(
+    let (code, out, _) = verify(
         dir.path(),
-        &[
-            "verify",
-            "--site",
-            "dual.yaml",
-            "--ruleset",
-            "v4.rules",
-            "--format",
-            "json",
-        ],
+        "dual.yaml",
+        &["v4.rules"],
+        &["--format", "json"],
     );
     assert_eq!(code, 1);
     let v = json(&out);
@@ -122,17 +115,11 @@ fn families_4_6_on_an_ipv4_only_site_with_the_iptables_file_is_a_finding() {
     let dir = tempfile::tempdir().unwrap();
     write_sites(dir.path());
     generate(dir.path(), "site.yaml", "4", "v4.rules");
-    let (code, out, err) = run_in(
+    let (code, out, err) = verify(
         dir.path(),
-        &[
-            "verify",
-            "--site",
-            "site.yaml",
-            "--ruleset",
-            "v4.rules",
-            "--families",
-            "4,6",
-        ],
+        "site.yaml",
+        &["v4.rules"],
+        &["--families", "4,6"],
     );
     assert_eq!(code, 1, "{out}{err}");
     assert!(
@@ -152,19 +139,11 @@ fn dual_stack_site_with_both_files_is_ok_and_analyses_both_families() {
     write_sites(dir.path());
     generate(dir.path(), "dual.yaml", "4", "v4.rules");
     generate(dir.path(), "dual.yaml", "6", "v6.rules");
-    let (code, out, err) = run_in(
+    let (code, out, err) = verify(
         dir.path(),
-        &[
-            "verify",
-            "--site",
-            "dual.yaml",
-            "--ruleset",
-            "v4.rules",
-            "--ruleset",
-            "v6.rules",
-            "--format",
-            "json",
-        ],
+        "dual.yaml",
+        &["v4.rules", "v6.rules"],
+        &["--format", "json"],
     );
     assert_eq!(code, 0, "{out}{err}");
     let v = json(&out);
@@ -178,18 +157,7 @@ fn families_4_leaves_ipv6_of_a_dual_stack_site_out_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     write_sites(dir.path());
     generate(dir.path(), "dual.yaml", "4", "v4.rules");
-    let (code, out, err) = run_in(
-        dir.path(),
-        &[
-            "verify",
-            "--site",
-            "dual.yaml",
-            "--ruleset",
-            "v4.rules",
-            "--families",
-            "4",
-        ],
-    );
+    let (code, out, err) = verify(dir.path(), "dual.yaml", &["v4.rules"], &["--families", "4"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("IPv6: not analysed (--families leaves it out although the site has IPv6 addresses; --families 4,6 to include it)\n"),
@@ -213,20 +181,12 @@ fn ipv6_excess_is_judged_by_the_ip6tables_file_not_the_iptables_file() {
         &v6[..at],
         &v6[at..]
     );
-    std::fs::write(dir.path().join("v6.rules"), v6).unwrap();
-    let (code, out, err) = run_in(
+    write(dir.path(), "v6.rules", &v6);
+    let (code, out, err) = verify(
         dir.path(),
-        &[
-            "verify",
-            "--site",
-            "dual.yaml",
-            "--ruleset",
-            "v4.rules",
-            "--ruleset",
-            "v6.rules",
-            "--format",
-            "json",
-        ],
+        "dual.yaml",
+        &["v4.rules", "v6.rules"],
+        &["--format", "json"],
     );
     assert_eq!(code, 1, "{out}{err}");
     let v = json(&out);
@@ -253,22 +213,16 @@ fn an_out_of_scope_family_is_not_judged_by_the_other_familys_file() {
     // policy when the site has no IPv6 addresses; IPv6 is not analysed.
     let dir = tempfile::tempdir().unwrap();
     write_sites(dir.path());
-    std::fs::write(
-        dir.path().join("open.rules"),
-        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
-    )
-    .unwrap();
-    let (code, out, err) = run_in(
+    write(
         dir.path(),
-        &[
-            "verify",
-            "--site",
-            "site.yaml",
-            "--ruleset",
-            "open.rules",
-            "--format",
-            "json",
-        ],
+        "open.rules",
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+    );
+    let (code, out, err) = verify(
+        dir.path(),
+        "site.yaml",
+        &["open.rules"],
+        &["--format", "json"],
     );
     assert_eq!(code, 1, "{out}{err}");
     let v = json(&out);
@@ -294,17 +248,11 @@ fn junit_fails_an_uncovered_family_and_skips_one_not_analysed() {
         let case = &out[out.find("name=\"IPv6\"").expect("IPv6 test case")..];
         case[..case.find("</testcase>").expect("case end")].to_string()
     };
-    let (code, out, err) = run_in(
+    let (code, out, err) = verify(
         dir.path(),
-        &[
-            "verify",
-            "--site",
-            "dual.yaml",
-            "--ruleset",
-            "v4.rules",
-            "--format",
-            "junit",
-        ],
+        "dual.yaml",
+        &["v4.rules"],
+        &["--format", "junit"],
     );
     assert_eq!(code, 1, "{err}");
     let case = ipv6_case(&out);
@@ -313,17 +261,11 @@ fn junit_fails_an_uncovered_family_and_skips_one_not_analysed() {
         case.contains("not covered: no ruleset given covers IPv6"),
         "{out}"
     );
-    let (code, out, err) = run_in(
+    let (code, out, err) = verify(
         dir.path(),
-        &[
-            "verify",
-            "--site",
-            "site.yaml",
-            "--ruleset",
-            "site4.rules",
-            "--format",
-            "junit",
-        ],
+        "site.yaml",
+        &["site4.rules"],
+        &["--format", "junit"],
     );
     assert_eq!(code, 0, "{err}");
     assert!(ipv6_case(&out).contains("<skipped"), "{out}");
