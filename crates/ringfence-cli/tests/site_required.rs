@@ -3,7 +3,7 @@
 //! given neither, and `--example` runs it on the embedded example site.
 
 mod common;
-use common::{repo_root, run};
+use common::{ok, repo_root, run};
 
 fn example_ruleset() -> String {
     repo_root()
@@ -47,8 +47,7 @@ fn generate_without_a_site_exits_2_naming_site_and_example() {
 
 #[test]
 fn generate_example_renders_the_embedded_site() {
-    let (code, out, err) = run(&["generate", "--example", "--target", "nftables"]);
-    assert_eq!(code, 0, "{err}");
+    let out = ok(&["generate", "--example", "--target", "nftables"]);
     assert!(out.contains("198.18.10.0/24"), "{out}");
 }
 
@@ -59,8 +58,7 @@ fn flows_without_a_site_exits_2_naming_site_and_example() {
 
 #[test]
 fn flows_example_lists_the_embedded_site() {
-    let (code, out, err) = run(&["flows", "--example"]);
-    assert_eq!(code, 0, "{err}");
+    let out = ok(&["flows", "--example"]);
     assert!(out.starts_with("site example-dc"), "{out}");
 }
 
@@ -72,8 +70,7 @@ fn report_without_a_site_exits_2_naming_site_and_example() {
 
 #[test]
 fn report_example_renders_the_embedded_report() {
-    let (code, out, err) = run(&["report", "--example", "--format", "markdown"]);
-    assert_eq!(code, 0, "{err}");
+    let out = ok(&["report", "--example", "--format", "markdown"]);
     assert!(out.contains("example-dc"), "{out}");
 }
 
@@ -131,10 +128,8 @@ fn probe_without_a_site_exits_2_and_says_it_has_no_example() {
 #[test]
 fn diff_compares_rulesets_alone_without_a_site_and_flows_with_example() {
     let rs = example_ruleset();
-    let (code, out, err) = run(&["diff", &rs, &rs]);
-    assert_eq!(code, 0, "{err}");
+    let out = ok(&["diff", &rs, &rs]);
     assert!(!out.contains("flows that change"), "{out}");
-    let (code, out, err) = run(&["diff", "--example", &rs, &rs]);
-    assert_eq!(code, 0, "{err}");
+    let out = ok(&["diff", "--example", &rs, &rs]);
     assert!(out.contains("flows that change (0)"), "{out}");
 }

@@ -4,7 +4,7 @@
 //! requires exactly the shaped flows.
 
 mod common;
-use common::{json, run as ringfence, write, LabDown};
+use common::{json, ok, run as ringfence, write, LabDown};
 use std::path::Path;
 
 /// An OIDC site that disables SSH to the jumpbox and lets only the IdP's
@@ -44,8 +44,7 @@ fn s(p: &Path) -> &str {
 fn flows_json_lists_the_disabled_flow_and_marks_the_narrowed_one() {
     let dir = tempfile::tempdir().unwrap();
     let site = write(dir.path(), "site.yaml", SHAPED);
-    let (code, out, err) = ringfence(&["flows", "--site", s(&site), "--format", "json"]);
-    assert_eq!(code, 0, "{err}");
+    let out = ok(&["flows", "--site", s(&site), "--format", "json"]);
     let v = json(&out);
     let flows = v["flows"].as_array().unwrap();
     assert!(!flows.iter().any(|f| f["id"] == "ssh-to-jumpbox"));
@@ -84,8 +83,7 @@ fn generate_drops_the_disabled_flow_and_narrows_the_pinniped_rule() {
     let shaped = write(dir.path(), "shaped.yaml", SHAPED);
     let plain = write(dir.path(), "plain.yaml", &unshaped());
     let gen = |site: &Path| {
-        let (code, out, err) = ringfence(&["generate", "--site", s(site), "--target", "nftables"]);
-        assert_eq!(code, 0, "{err}");
+        let out = ok(&["generate", "--site", s(site), "--target", "nftables"]);
         out
     };
     let before = gen(&plain);
@@ -126,7 +124,7 @@ fn verify_requires_the_shaped_flows_and_calls_the_unshaped_extra_access_excess()
     let shaped = write(dir.path(), "shaped.yaml", SHAPED);
     let plain = write(dir.path(), "plain.yaml", &unshaped());
     let gen = |site: &Path, name: &str| {
-        let (code, out, err) = ringfence(&[
+        let out = ok(&[
             "generate",
             "--site",
             s(site),
@@ -135,7 +133,6 @@ fn verify_requires_the_shaped_flows_and_calls_the_unshaped_extra_access_excess()
             "--family",
             "4",
         ]);
-        assert_eq!(code, 0, "{err}");
         write(dir.path(), name, &out)
     };
     let shaped_rules = gen(&shaped, "shaped.rules");
@@ -243,8 +240,7 @@ fn the_lab_expects_the_shaped_flows_on_the_real_kernel() {
     let shaped = write(dir.path(), "shaped.yaml", SHAPED);
     let plain = write(dir.path(), "plain.yaml", &unshaped());
     let rules = |site: &Path, name: &str| {
-        let (code, out, err) = ringfence(&["generate", "--site", s(site), "--target", "nftables"]);
-        assert_eq!(code, 0, "{err}");
+        let out = ok(&["generate", "--site", s(site), "--target", "nftables"]);
         write(dir.path(), name, &out)
     };
     let shaped_rules = rules(&shaped, "shaped.nft");

@@ -5,15 +5,14 @@
 //! resolve, or a body at scope ANY, is judged everywhere, as before.
 
 mod common;
-use common::{json, run, write};
+use common::{json, ok, run, write};
 
 use serde_json::Value;
 use std::path::Path;
 
 /// The NSX body `generate --example --target nsxt` writes, parsed.
 fn generated_body() -> Value {
-    let (code, out, err) = run(&["generate", "--example", "--target", "nsxt"]);
-    assert_eq!(code, 0, "{err}");
+    let out = ok(&["generate", "--example", "--target", "nsxt"]);
     json(&out)
 }
 
@@ -158,7 +157,7 @@ fn an_unresolvable_scope_group_keeps_outside_traffic_as_excess() {
 
 #[test]
 fn an_iptables_ruleset_has_no_scope_line() {
-    let (code, out, err) = run(&[
+    let out = ok(&[
         "generate",
         "--example",
         "--target",
@@ -166,7 +165,6 @@ fn an_iptables_ruleset_has_no_scope_line() {
         "--family",
         "4",
     ]);
-    assert_eq!(code, 0, "{err}");
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "rules.v4", &out);
     let f = file.to_str().unwrap();

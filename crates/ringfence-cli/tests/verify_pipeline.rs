@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// The generated IPv4 ruleset for the embedded example site.
 fn clean_base() -> String {
-    let (code, out, err) = common::run(&[
+    let out = common::ok(&[
         "generate",
         "--example",
         "--target",
@@ -16,7 +16,6 @@ fn clean_base() -> String {
         "--family",
         "4",
     ]);
-    assert_eq!(code, 0, "{err}");
     assert!(out.contains("*filter"));
     out
 }
@@ -115,7 +114,7 @@ fn trace_walks_every_table_on_the_path() {
     let text = format!("{}*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A FORWARD -p tcp --dport 443 -j DROP\nCOMMIT\n", clean_base());
     let path = dir.path().join("mangle.rules");
     std::fs::write(&path, &text).expect("write");
-    let (code, out, err) = common::run(&[
+    let out = common::ok(&[
         "trace",
         "--ruleset",
         path.to_str().unwrap(),
@@ -128,7 +127,6 @@ fn trace_walks_every_table_on_the_path() {
         "--dport",
         "443",
     ]);
-    assert_eq!(code, 0, "{err}");
     assert!(out.contains(": drop"), "{out}");
     assert!(out.contains("(mangle:FORWARD)"), "{out}");
 }
@@ -290,14 +288,13 @@ fn batch_trace_lists_both_branches_of_a_random_drop_and_says_depends() {
         ),
     )
     .expect("write");
-    let (code, out, err) = common::run(&[
+    let out = common::ok(&[
         "trace",
         "--ruleset",
         rules.to_str().unwrap(),
         "--packets",
         packets.to_str().unwrap(),
     ]);
-    assert_eq!(code, 0, "{err}");
     let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
@@ -322,7 +319,7 @@ fn batch_trace_lists_both_branches_of_a_random_drop_and_says_depends() {
     assert_eq!(lines[2]["outcomes"][0]["path"], "output");
     assert_eq!(lines[2]["verdict"], "accept");
     // The text trace lists every possible outcome with its deciding rule.
-    let (code, out, err) = common::run(&[
+    let out = common::ok(&[
         "trace",
         "--ruleset",
         rules.to_str().unwrap(),
@@ -335,7 +332,6 @@ fn batch_trace_lists_both_branches_of_a_random_drop_and_says_depends() {
         "--dport",
         "6443",
     ]);
-    assert_eq!(code, 0, "{err}");
     assert!(out.contains(": depends"), "{out}");
     assert!(out.contains(&format!("possible: drop by {stat}")), "{out}");
     assert!(out.contains("possible: accept by "), "{out}");

@@ -59,6 +59,13 @@ pub fn run_stdin(args: &[&str], input: &str) -> (i32, String, String) {
     triple(&child.wait_with_output().expect("wait for ringfence"))
 }
 
+/// [`run`] that must exit 0 (stderr shown otherwise); its stdout.
+pub fn ok(args: &[&str]) -> String {
+    let (code, out, err) = run(args);
+    assert_eq!(code, 0, "ringfence {args:?} exited {code}:\n{err}");
+    out
+}
+
 /// [`run_in`] that must exit 0 (stderr shown otherwise); its stdout.
 pub fn ok_in(dir: &Path, args: &[&str]) -> String {
     let (code, out, err) = run_in(dir, args);
