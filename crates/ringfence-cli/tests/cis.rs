@@ -1,7 +1,7 @@
 //! End-to-end tests of `ringfence cis` on node roots built by the tests.
 
 mod common;
-use common::{ringfence, stderr, stdout};
+use common::{json, ringfence, stderr, stdout, write};
 
 use ringfence_cis::testkit;
 use std::path::Path;
@@ -32,7 +32,7 @@ fn tkg_control_plane_with_the_tkg_profile_reports_the_seven_as_expected_and_exit
     testkit::tkg_control_plane(dir.path());
     let o = scan(dir.path(), &["--profile", "tkg-1.5", "--format", "json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json(&stdout(&o));
     assert_eq!(v["benchmark"], "cis-1.6");
     assert_eq!(v["profile"], "tkg-1.5");
     let expected: Vec<&str> = v["checks"]
@@ -143,7 +143,7 @@ fn junit_and_sarif_reports_are_well_formed() {
     );
     assert!(xml.contains("1.1.13 Ensure that the admin.conf file permissions"));
     let o = scan(dir.path(), &["--profile", "tkg-1.5", "--format", "sarif"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json(&stdout(&o));
     assert_eq!(v["version"], "2.1.0");
     let results = v["runs"][0]["results"].as_array().unwrap();
     let errors: Vec<&serde_json::Value> =
@@ -169,41 +169,31 @@ fn an_expired_waiver_fails_the_scan() {
     need_root!();
     let dir = tempfile::tempdir().unwrap();
     testkit::tkg_control_plane(dir.path());
-    let waivers = dir.path().join("waivers.yaml");
-    std::fs::write(
-        &waivers,
-        "waivers:\n  - id: \"1.2.6\"\n    reason: kubelet serving certs not yet CA-signed\n    owner: platform\n    expires: 2026-03-01\n",
-    )
-    .unwrap();
-    let w = waivers.to_str().unwrap();
-    let o = scan(
+    let waivers = write(
         dir.path(),
-        &[
-            "--benchmark",
-            "cis-1.6",
-            "--check",
-            "1.2.6",
-            "--waivers",
-            w,
-            "--today",
-            "2026-02-01",
-        ],
+        "waivers.yaml",
+        "waivers:\n  - id: \"1.2.6\"\n    reason: kubelet serving certs not yet CA-signed\n    owner: platform\n    expires: 2026-03-01\n",
     );
+    let w = waivers.to_str().unwrap();
+    let scan_on = |today: &str| {
+        scan(
+            dir.path(),
+            &[
+                "--benchmark",
+                "cis-1.6",
+                "--check",
+                "1.2.6",
+                "--waivers",
+                w,
+                "--today",
+                today,
+            ],
+        )
+    };
+    let o = scan_on("2026-02-01");
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("WAIVED   1.2.6"));
-    let o = scan(
-        dir.path(),
-        &[
-            "--benchmark",
-            "cis-1.6",
-            "--check",
-            "1.2.6",
-            "--waivers",
-            w,
-            "--today",
-            "2026-03-02",
-        ],
-    );
+    let o = scan_on("2026-03-02");
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stdout(&o).contains("waiver (platform, EXPIRED 2026-03-01)"),
@@ -238,12 +228,11 @@ fn bad_input_exits_2_with_a_precise_message() {
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }
-    let waivers = dir.path().join("w.yaml");
-    std::fs::write(
-        &waivers,
+    let waivers = write(
+        dir.path(),
+        "w.yaml",
         "waivers:\n  - id: \"1.2.6\"\n    reason: r\n    owner: o\n    expires: soon\n",
-    )
-    .unwrap();
+    );
     let o = scan(
         dir.path(),
         &[
@@ -329,12 +318,11 @@ fn a_profile_file_marks_only_its_own_checks_as_expected() {
     need_root!();
     let dir = tempfile::tempdir().unwrap();
     testkit::tkg_control_plane(dir.path());
-    let profile = dir.path().join("mine.yaml");
-    std::fs::write(
-        &profile,
+    let profile = write(
+        dir.path(),
+        "mine.yaml",
         "profile: mine\ntitle: t\nbenchmark: cis-1.6\nexpected_failures:\n  - id: \"1.2.6\"\n    explanation: e\n    remediation: r\n",
-    )
-    .unwrap();
+    );
     let o = scan(
         dir.path(),
         &[
@@ -347,7 +335,7 @@ fn a_profile_file_marks_only_its_own_checks_as_expected() {
         ],
     );
     assert_eq!(o.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json(&stdout(&o));
     assert_eq!(v["profile"], "mine");
     let checks = v["checks"].as_array().unwrap();
     assert!(checks.iter().all(|c| c["target"] == "master"));
@@ -387,12 +375,12 @@ fn the_kubernetes_version_picks_the_benchmark_when_no_profile_pins_one() {
     let dir = tempfile::tempdir().unwrap();
     testkit::tkg_control_plane(dir.path());
     let o = scan(dir.path(), &["--k8s-version", "1.28.3", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json(&stdout(&o));
     assert_eq!(v["benchmark"], "cis-1.10");
     assert_eq!(v["node"]["kubernetes_version"], "1.28.3");
     // From the manifests' image tag (1.22.5): cis-1.23, as kube-bench picks.
     let o = scan(dir.path(), &["--format", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json(&stdout(&o));
     assert_eq!(v["benchmark"], "cis-1.23");
     assert_eq!(v["benchmark_reason"], "Kubernetes v1.22.5 from the kube-apiserver image tag in /etc/kubernetes/manifests/kube-apiserver.yaml; kube-bench maps 1.22 to cis-1.23");
     // Older than any built-in benchmark: exit 2, naming the nearest.
@@ -428,10 +416,9 @@ fn not_assessed_checks_show_their_evidence_and_fail_the_run_only_with_fail_on() 
     let mut strict = args.to_vec();
     strict.extend(["--fail-on", "not-assessed"]);
     assert_eq!(scan(dir.path(), &strict).status.code(), Some(1));
-    let mut json = strict.clone();
-    json.extend(["--format", "json"]);
-    let report: serde_json::Value =
-        serde_json::from_str(&stdout(&scan(dir.path(), &json))).unwrap();
+    let mut as_json = strict.clone();
+    as_json.extend(["--format", "json"]);
+    let report = json(&stdout(&scan(dir.path(), &as_json)));
     assert_eq!(report["summary"]["not_assessed"], 2);
     assert_eq!(report["checks"][0]["status"], "not-assessed");
 }
@@ -441,12 +428,11 @@ fn an_expired_waiver_of_a_passing_check_fails_the_run_and_names_its_owner() {
     need_root!();
     let dir = tempfile::tempdir().unwrap();
     testkit::tkg_control_plane(dir.path());
-    let waivers = dir.path().join("waivers.yaml");
-    std::fs::write(
-        &waivers,
+    let waivers = write(
+        dir.path(),
+        "waivers.yaml",
         "waivers:\n  - id: \"4.2.1\"\n    reason: migration\n    owner: team-orbit\n    expires: 2026-03-31\n",
-    )
-    .unwrap();
+    );
     let w = waivers.to_str().unwrap();
     let args = [
         "--profile",
@@ -509,7 +495,7 @@ fn example_scans_the_built_in_tkg_control_plane_in_one_command() {
     let o = ringfence(&["cis", "scan", "--example", "--format", "json"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--profile tkg-1.5"), "{}", stderr(&o));
-    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let r = json(&stdout(&o));
     assert_eq!(r["node"]["root"], "(example: TKG v1.5.1 control plane)");
     let o = ringfence(&["cis", "scan", "--example", "--root", "/"]);
     assert_eq!(o.status.code(), Some(2));
@@ -522,7 +508,7 @@ fn skip_and_check_take_ids_ranges_and_sections() {
         args.extend_from_slice(extra);
         let o = ringfence(&args);
         assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
-        let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let r = json(&stdout(&o));
         r["checks"]
             .as_array()
             .unwrap()
