@@ -73,6 +73,17 @@ pub fn ok_in(dir: &Path, args: &[&str]) -> String {
     out
 }
 
+/// [`run`] that must be refused as bad input, exit code 2 (stdout and stderr
+/// shown otherwise); its stderr, for the test to check the message.
+pub fn refused(args: &[&str]) -> String {
+    let (code, out, err) = run(args);
+    assert_eq!(
+        code, 2,
+        "ringfence {args:?} exited {code}, not 2:\n{err}{out}"
+    );
+    err
+}
+
 /// Write `text` to `dir/name` and return that path.
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
