@@ -7,7 +7,7 @@
 //! rule references are short relative names (`fw.rules:21`).
 
 mod common;
-use common::{repo_root, run_in};
+use common::{repo_root, run_in, write};
 
 use std::path::Path;
 
@@ -31,7 +31,7 @@ fn write_v6_site(dir: &Path) {
         .replace("service_cidr: 100.64.0.0/13", "service_cidr: fd00:64::/108")
         .replace("cluster_cidr: 100.96.0.0/11", "cluster_cidr: fd00:96::/64");
     assert!(site.contains("2001:db8:20::/64") && site.contains("fd00:96::/64"));
-    std::fs::write(dir.join("site6.yaml"), site).unwrap();
+    write(dir, "site6.yaml", &site);
 }
 
 const V4: &str = "*filter\n:FORWARD DROP [0:0]\n\
@@ -66,8 +66,8 @@ fn verify_text_quotes_every_deciding_rule_of_the_example() {
 fn verify_text_brackets_ipv6_endpoints_and_writes_port_complements() {
     let dir = tempfile::tempdir().unwrap();
     write_v6_site(dir.path());
-    std::fs::write(dir.path().join("v4.rules"), V4).unwrap();
-    std::fs::write(dir.path().join("v6.rules"), V6).unwrap();
+    write(dir.path(), "v4.rules", V4);
+    write(dir.path(), "v6.rules", V6);
     let (code, out, err) = run_in(
         dir.path(),
         &[
@@ -133,8 +133,8 @@ fn trace_text_names_the_deciding_rule_with_its_text_and_the_path() {
 #[test]
 fn trace_text_brackets_ipv6_endpoints() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("v4.rules"), V4).unwrap();
-    std::fs::write(dir.path().join("v6.rules"), V6).unwrap();
+    write(dir.path(), "v4.rules", V4);
+    write(dir.path(), "v6.rules", V6);
     let (code, out, err) = run_in(
         dir.path(),
         &[
@@ -173,7 +173,7 @@ fn diff_text_quotes_the_new_rules_of_what_opens_and_the_old_of_what_closes() {
     let old = std::fs::read_to_string(dir.path().join("old.rules")).unwrap();
     let new = old.replace("--dport 8080 -j ACCEPT", "--dport 8081 -j ACCEPT");
     assert_ne!(old, new);
-    std::fs::write(dir.path().join("new.rules"), new).unwrap();
+    write(dir.path(), "new.rules", &new);
     let (code, out, err) = run_in(dir.path(), &["diff", "old.rules", "new.rules", "--example"]);
     assert_eq!(code, 1, "{err}");
     insta::assert_snapshot!("diff_text", out);
@@ -207,11 +207,11 @@ fn nft_handles_are_named_with_their_action_and_comment() {
 #[test]
 fn no_empty_by_is_printed_when_no_base_chain_decides() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("input-only.rules"),
+    write(
+        dir.path(),
+        "input-only.rules",
         "*filter\n:INPUT DROP [0:0]\nCOMMIT\n",
-    )
-    .unwrap();
+    );
     let (code, out, err) = run_in(
         dir.path(),
         &["verify", "--example", "--ruleset", "input-only.rules"],

@@ -1,7 +1,8 @@
 //! `--initial-mark` on verify, trace and diff: packets enter with mark 0
 //! unless the user says something marks them first (issue 15).
 
-use std::process::Command;
+mod common;
+use common::{run_in, write};
 
 /// The analysis tests' clean base, with the Harbor accepts replaced by an
 /// accept of mark 0x10 that mangle sets for exactly those packets.
@@ -34,26 +35,13 @@ fn marked_ruleset() -> String {
     text
 }
 
-fn run(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ringfence");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-    )
-}
-
 #[test]
 fn verify_follows_marks_from_zero_and_is_unsure_with_initial_mark_any() {
     let d = tempfile::tempdir().expect("tempdir");
-    std::fs::write(d.path().join("m.rules"), marked_ruleset()).unwrap();
-    let (code, out) = run(d.path(), &["verify", "--example", "--ruleset", "m.rules"]);
-    assert_eq!(code, 0, "{out}");
-    let (code, out) = run(
+    write(d.path(), "m.rules", &marked_ruleset());
+    let (code, out, err) = run_in(d.path(), &["verify", "--example", "--ruleset", "m.rules"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run_in(
         d.path(),
         &[
             "verify",
@@ -64,13 +52,13 @@ fn verify_follows_marks_from_zero_and_is_unsure_with_initial_mark_any() {
             "any",
         ],
     );
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 1, "{out}{err}");
 }
 
 #[test]
 fn trace_and_diff_take_initial_mark_any() {
     let d = tempfile::tempdir().expect("tempdir");
-    std::fs::write(d.path().join("m.rules"), marked_ruleset()).unwrap();
+    write(d.path(), "m.rules", &marked_ruleset());
     let args = [
         "trace",
         "--ruleset",
@@ -86,17 +74,17 @@ fn trace_and_diff_take_initial_mark_any() {
         "--format",
         "json",
     ];
-    let (code, out) = run(d.path(), &args);
-    assert_eq!(code, 0, "{out}");
+    let (code, out, err) = run_in(d.path(), &args);
+    assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("\"accept\""), "{out}");
     let mut any = args.to_vec();
     any.extend(["--initial-mark", "any"]);
-    let (_, out) = run(d.path(), &any);
+    let (_, out, _) = run_in(d.path(), &any);
     assert!(out.contains("\"uncertain\": true"), "{out}");
     // diff reads both sides under the one assumption given.
-    let (code, _) = run(
+    let (code, _, err) = run_in(
         d.path(),
         &["diff", "m.rules", "m.rules", "--initial-mark", "any"],
     );
-    assert_eq!(code, 0, "a ruleset does not differ from itself");
+    assert_eq!(code, 0, "a ruleset does not differ from itself: {err}");
 }

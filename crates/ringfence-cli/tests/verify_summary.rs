@@ -4,7 +4,7 @@
 //! groups as `excess_summary`.
 
 mod common;
-use common::{json, repo_root, run_in};
+use common::{json, repo_root, run_in, write};
 
 use std::path::Path;
 
@@ -23,7 +23,7 @@ fn write_two_pair_ruleset(dir: &Path) {
              -A FORWARD -s 198.18.1.10/32 -d 198.18.10.0/24 -p tcp -m tcp --dport 3389 -j ACCEPT\n"
         ),
     );
-    std::fs::write(dir.join("fw.rules"), rules).unwrap();
+    write(dir, "fw.rules", &rules);
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn verify_text_cuts_long_excess_lists_and_says_how_many_more_the_json_holds() {
         })
         .collect();
     let rules = rules.replace(anchor, &format!("{anchor}{extra}"));
-    std::fs::write(dir.path().join("fw.rules"), rules).unwrap();
+    write(dir.path(), "fw.rules", &rules);
     let (code, out, err) = run_in(
         dir.path(),
         &["verify", "--example", "--ruleset", "fw.rules"],
