@@ -19,6 +19,22 @@ fn run_in(dir: &Path, args: &[&str]) -> (i32, String) {
     (code, out)
 }
 
+/// `verify --site site.yaml --ruleset <ruleset> --format sarif` in `dir`.
+fn verify_sarif(dir: &Path, ruleset: &str) -> (i32, String) {
+    run_in(
+        dir,
+        &[
+            "verify",
+            "--site",
+            "site.yaml",
+            "--ruleset",
+            ruleset,
+            "--format",
+            "sarif",
+        ],
+    )
+}
+
 fn workdir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("tempdir");
     write(d.path(), "site.yaml", SITE);
@@ -104,18 +120,7 @@ fn fingerprints(doc: &Value) -> BTreeSet<String> {
 #[test]
 fn verify_sarif_is_pinned_and_well_formed() {
     let d = workdir(&[("ruleset.rules", EXAMPLE)]);
-    let (code, out) = run_in(
-        d.path(),
-        &[
-            "verify",
-            "--site",
-            "site.yaml",
-            "--ruleset",
-            "ruleset.rules",
-            "--format",
-            "sarif",
-        ],
-    );
+    let (code, out) = verify_sarif(d.path(), "ruleset.rules");
     assert_eq!(code, 1, "the example has findings");
     check_shape(&parse(&out));
     insta::assert_snapshot!(without_version(&out));
@@ -127,23 +132,7 @@ fn verify_sarif_fingerprints_survive_renumbering() {
         ("ruleset.rules", EXAMPLE),
         ("shifted.rules", &format!("# a\n# b\n{EXAMPLE}")),
     ]);
-    let sarif = |f: &str| {
-        parse(
-            &run_in(
-                d.path(),
-                &[
-                    "verify",
-                    "--site",
-                    "site.yaml",
-                    "--ruleset",
-                    f,
-                    "--format",
-                    "sarif",
-                ],
-            )
-            .1,
-        )
-    };
+    let sarif = |f: &str| parse(&verify_sarif(d.path(), f).1);
     let (a, b) = (sarif("ruleset.rules"), sarif("shifted.rules"));
     // Every location line moved by two ...
     assert_ne!(a["runs"][0]["results"], b["runs"][0]["results"]);
@@ -190,18 +179,7 @@ fn diff_sarif_marks_new_fixed_and_unchanged_findings() {
     // Unchanged findings carry the fingerprint verify gives them. (`diff`
     // reads both families, so it also has the IPv6-not-covered findings an
     // IPv4-only site spares `verify`.)
-    let (_, v) = run_in(
-        d.path(),
-        &[
-            "verify",
-            "--site",
-            "site.yaml",
-            "--ruleset",
-            "new.rules",
-            "--format",
-            "sarif",
-        ],
-    );
+    let (_, v) = verify_sarif(d.path(), "new.rules");
     let verify_prints = fingerprints(&parse(&v));
     let ipv6 = |r: &Value| r.to_string().contains("IPv6");
     for r in results
