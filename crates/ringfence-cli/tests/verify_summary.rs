@@ -8,6 +8,14 @@ use common::{json, repo_root, run_in, write};
 
 use std::path::Path;
 
+/// `verify --example --ruleset fw.rules` and `extra` in `dir`: (exit code,
+/// stdout, stderr).
+fn verify_fw(dir: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["verify", "--example", "--ruleset", "fw.rules"];
+    args.extend_from_slice(extra);
+    run_in(dir, &args)
+}
+
 /// The example ruleset with excess in two more zone pairs: workload to
 /// Harbor on tcp/5432 (two rules, one per workload network) and the
 /// jumpbox to management on tcp/3389.
@@ -30,10 +38,7 @@ fn write_two_pair_ruleset(dir: &Path) {
 fn verify_text_leads_excess_with_a_summary_by_zone_pair_and_service() {
     let dir = tempfile::tempdir().unwrap();
     write_two_pair_ruleset(dir.path());
-    let (code, out, err) = run_in(
-        dir.path(),
-        &["verify", "--example", "--ruleset", "fw.rules"],
-    );
+    let (code, out, err) = verify_fw(dir.path(), &[]);
     assert_eq!(code, 1, "{err}");
     let excess = &out[out.find("\nexcess").expect("excess section")..];
     let summary = excess.find("by zones and service:").expect("summary");
@@ -54,17 +59,7 @@ fn verify_text_leads_excess_with_a_summary_by_zone_pair_and_service() {
 fn verify_json_has_excess_summary_groups_counting_every_region() {
     let dir = tempfile::tempdir().unwrap();
     write_two_pair_ruleset(dir.path());
-    let (code, out, err) = run_in(
-        dir.path(),
-        &[
-            "verify",
-            "--example",
-            "--ruleset",
-            "fw.rules",
-            "--format",
-            "json",
-        ],
-    );
+    let (code, out, err) = verify_fw(dir.path(), &["--format", "json"]);
     assert_eq!(code, 1, "{err}");
     let v = json(&out);
     let groups = v["excess_summary"].as_array().expect("excess_summary");
@@ -102,10 +97,7 @@ fn verify_text_cuts_long_excess_lists_and_says_how_many_more_the_json_holds() {
         .collect();
     let rules = rules.replace(anchor, &format!("{anchor}{extra}"));
     write(dir.path(), "fw.rules", &rules);
-    let (code, out, err) = run_in(
-        dir.path(),
-        &["verify", "--example", "--ruleset", "fw.rules"],
-    );
+    let (code, out, err) = verify_fw(dir.path(), &[]);
     assert_eq!(code, 1, "{err}");
     // 61 regions (with the example's tcp/8080), 61 groups: 30 shown.
     assert!(out.contains("\nexcess (61):\n"), "{out}");
@@ -122,17 +114,7 @@ fn verify_text_cuts_long_excess_lists_and_says_how_many_more_the_json_holds() {
         .filter(|l| l.starts_with("  tcp 0.0.0.0/0 -> "))
         .count();
     assert_eq!(listed, 50, "{out}");
-    let (_, json, _) = run_in(
-        dir.path(),
-        &[
-            "verify",
-            "--example",
-            "--ruleset",
-            "fw.rules",
-            "--format",
-            "json",
-        ],
-    );
+    let (_, json, _) = verify_fw(dir.path(), &["--format", "json"]);
     let v = common::json(&json);
     assert_eq!(v["excess"].as_array().unwrap().len(), 61);
     assert_eq!(v["excess_summary"].as_array().unwrap().len(), 61);
