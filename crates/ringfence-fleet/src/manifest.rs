@@ -484,21 +484,35 @@ fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
     m
 }
 
-fn scan_container(opts: &ManifestOptions) -> Container {
+/// What differs between the scan and watch containers; everything else
+/// (uid 0 with every capability dropped but `add`, no privilege
+/// escalation, read-only root, the runtime's default seccomp profile, one
+/// read-only mount) is shared by [`root_container`].
+struct RootContainer<'a> {
+    name: &'a str,
+    image: &'a str,
+    command: Vec<String>,
+    /// (cpu, memory) requested and the limits.
+    requests: (&'a str, &'a str),
+    limits: (&'a str, &'a str),
+    /// Capabilities added back after dropping ALL.
+    add: Option<Vec<String>>,
+    /// The one volume, mounted read-only: (volume name, mount path).
+    mount: (&'a str, &'a str),
+}
+
+fn root_container(c: RootContainer<'_>) -> Container {
     Container {
-        name: "scan".to_string(),
-        image: Some(opts.image.clone()),
+        name: c.name.to_string(),
+        image: Some(c.image.to_string()),
         image_pull_policy: Some("IfNotPresent".to_string()),
-        command: Some(scan_command(opts)),
+        command: Some(c.command),
         resources: Some(ResourceRequirements {
-            requests: Some(quantities("50m", "64Mi")),
-            limits: Some(quantities("500m", "256Mi")),
+            requests: Some(quantities(c.requests.0, c.requests.1)),
+            limits: Some(quantities(c.limits.0, c.limits.1)),
             ..Default::default()
         }),
         security_context: Some(SecurityContext {
-            // Host files the checks read (kubelet config, PKI keys, static pod
-            // manifests) are owned by root with modes like 0600: uid 0 reads
-            // them as their owner, which needs no capability at all.
             run_as_user: Some(0),
             run_as_group: Some(0),
             run_as_non_root: Some(false),
@@ -506,8 +520,8 @@ fn scan_container(opts: &ManifestOptions) -> Container {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
             capabilities: Some(Capabilities {
+                add: c.add,
                 drop: Some(vec!["ALL".to_string()]),
-                add: None,
             }),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".to_string(),
@@ -516,14 +530,29 @@ fn scan_container(opts: &ManifestOptions) -> Container {
             ..Default::default()
         }),
         volume_mounts: Some(vec![VolumeMount {
-            name: "host-root".to_string(),
-            mount_path: HOST_ROOT.to_string(),
+            name: c.mount.0.to_string(),
+            mount_path: c.mount.1.to_string(),
             read_only: Some(true),
             ..Default::default()
         }]),
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         ..Default::default()
     }
+}
+
+fn scan_container(opts: &ManifestOptions) -> Container {
+    // Host files the checks read (kubelet config, PKI keys, static pod
+    // manifests) are owned by root with modes like 0600: uid 0 reads them
+    // as their owner, which needs no capability at all.
+    root_container(RootContainer {
+        name: "scan",
+        image: &opts.image,
+        command: scan_command(opts),
+        requests: ("50m", "64Mi"),
+        limits: ("500m", "256Mi"),
+        add: None,
+        mount: ("host-root", HOST_ROOT),
+    })
 }
 
 fn idle_container() -> Container {
@@ -727,54 +756,25 @@ fn watch_config_map(opts: &ManifestOptions) -> ConfigMap {
 }
 
 fn watch_container(opts: &ManifestOptions) -> Container {
-    Container {
-        name: "watch".to_string(),
-        image: Some(opts.image.clone()),
-        image_pull_policy: Some("IfNotPresent".to_string()),
-        command: Some(watch_command(opts.watch_source, opts.watch_hook)),
-        resources: Some(ResourceRequirements {
-            // Each re-read runs a full verify: memory grows with the
-            // ruleset (kube-proxy's iptables mode writes many rules).
-            requests: Some(quantities("50m", "128Mi")),
-            limits: Some(quantities("1", "512Mi")),
-            ..Default::default()
-        }),
-        security_context: Some(SecurityContext {
-            // nft and iptables list rules over netlink (nfnetlink, or the
-            // legacy getsockopt interface), and the kernel answers only a
-            // caller holding CAP_NET_ADMIN in the node's network namespace,
-            // for reading as for writing; `nft monitor` needs it to join the
-            // nftables multicast group too. Kubernetes gives added
-            // capabilities to uid 0 only (a non-root process would need file
-            // capabilities on nft and iptables-save, which
-            // allowPrivilegeEscalation: false disables), so the container
-            // runs as uid 0 with every other capability dropped and nothing
-            // of the host mounted.
-            run_as_user: Some(0),
-            run_as_group: Some(0),
-            run_as_non_root: Some(false),
-            privileged: Some(false),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities {
-                add: Some(vec!["NET_ADMIN".to_string()]),
-                drop: Some(vec!["ALL".to_string()]),
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_string(),
-                localhost_profile: None,
-            }),
-            ..Default::default()
-        }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "site".to_string(),
-            mount_path: WATCH_SITE_DIR.to_string(),
-            read_only: Some(true),
-            ..Default::default()
-        }]),
-        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
-        ..Default::default()
-    }
+    // nft and iptables list rules over netlink (nfnetlink, or the legacy
+    // getsockopt interface), and the kernel answers only a caller holding
+    // CAP_NET_ADMIN in the node's network namespace, for reading as for
+    // writing; `nft monitor` needs it to join the nftables multicast group
+    // too. Kubernetes gives added capabilities to uid 0 only (a non-root
+    // process would need file capabilities on nft and iptables-save, which
+    // allowPrivilegeEscalation: false disables), so the container runs as
+    // uid 0 with every other capability dropped and nothing of the host
+    // mounted. Each re-read runs a full verify: memory grows with the
+    // ruleset (kube-proxy's iptables mode writes many rules).
+    root_container(RootContainer {
+        name: "watch",
+        image: &opts.image,
+        command: watch_command(opts.watch_source, opts.watch_hook),
+        requests: ("50m", "128Mi"),
+        limits: ("1", "512Mi"),
+        add: Some(vec!["NET_ADMIN".to_string()]),
+        mount: ("site", WATCH_SITE_DIR),
+    })
 }
 
 fn watch_daemon_set(opts: &ManifestOptions) -> DaemonSet {
