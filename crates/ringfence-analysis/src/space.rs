@@ -1045,9 +1045,12 @@ fn port_list(s: &ISet<u16>) -> String {
         .join(", ")
 }
 
-/// A port set for people: `any`, `443`, `22, 80-89`, or `all but 6` when
-/// the set is every port except a few.
-pub fn format_ports_text(s: &ISet<u16>) -> String {
+/// A set for people: `any`, `none`, the listed items, or `all but ...`
+/// when the set is the whole field except a few values.
+fn set_text<T: Into<u128> + Copy + ringfence_model::interval::Bound>(
+    s: &ISet<T>,
+    list: fn(&ISet<T>) -> String,
+) -> String {
     if s.is_full() {
         return "any".into();
     }
@@ -1055,14 +1058,29 @@ pub fn format_ports_text(s: &ISet<u16>) -> String {
         return "none".into();
     }
     match small_complement(s, &ISet::full()) {
-        Some(c) => format!("all but {}", port_list(&c)),
-        None => port_list(s),
+        Some(c) => format!("all but {}", list(&c)),
+        None => list(s),
     }
+}
+
+/// A port set for people: `any`, `443`, `22, 80-89`, or `all but 6` when
+/// the set is every port except a few.
+pub fn format_ports_text(s: &ISet<u16>) -> String {
+    set_text(s, port_list)
 }
 
 /// Read a port set in the JSON form [`format_ports`] writes (`any`, `443`,
 /// `8000-8080`, comma-joined). `None` for anything else.
 pub fn parse_ports(text: &str) -> Option<ISet<u16>> {
+    parse_set(text, |t| t.parse().ok())
+}
+
+/// Read `any` or comma-joined items and `first-last` ranges, each item read
+/// by `one`. `None` when an item does not read or a range runs backwards.
+fn parse_set<T: ringfence_model::interval::Bound + Ord + Copy>(
+    text: &str,
+    one: impl Fn(&str) -> Option<T>,
+) -> Option<ISet<T>> {
     let text = text.trim();
     if text == "any" {
         return Some(ISet::full());
@@ -1071,9 +1089,9 @@ pub fn parse_ports(text: &str) -> Option<ISet<u16>> {
     for item in text.split(',') {
         let item = item.trim();
         let (a, b) = match item.split_once('-') {
-            Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+            Some((a, b)) => (one(a.trim())?, one(b.trim())?),
             None => {
-                let v = item.parse().ok()?;
+                let v = one(item)?;
                 (v, v)
             }
         };
@@ -1099,41 +1117,13 @@ fn proto_list(s: &ISet<u8>) -> String {
 
 /// A protocol set for people: `any`, `tcp`, `tcp, udp`, `all but icmp`.
 pub fn format_proto_text(s: &ISet<u8>) -> String {
-    if s.is_full() {
-        return "any".into();
-    }
-    if s.is_empty() {
-        return "none".into();
-    }
-    match small_complement(s, &ISet::full()) {
-        Some(c) => format!("all but {}", proto_list(&c)),
-        None => proto_list(s),
-    }
+    set_text(s, proto_list)
 }
 
 /// Read a protocol set in the JSON form [`format_proto`] writes (`any`,
 /// names, numbers, `first-last`, comma-joined). `None` for anything else.
 pub fn parse_protos(text: &str) -> Option<ISet<u8>> {
-    let text = text.trim();
-    if text == "any" {
-        return Some(ISet::full());
-    }
-    let one = |t: &str| crate::packet_line::parse_proto(t.trim());
-    let mut ranges = Vec::new();
-    for item in text.split(',') {
-        let (a, b) = match item.split_once('-') {
-            Some((a, b)) => (one(a)?, one(b)?),
-            None => {
-                let v = one(item)?;
-                (v, v)
-            }
-        };
-        if a > b {
-            return None;
-        }
-        ranges.push((a, b));
-    }
-    Some(ISet::from_ranges(ranges))
+    parse_set(text, |t| crate::packet_line::parse_proto(t.trim()))
 }
 
 /// One address or CIDR for people: a host without its `/32` or `/128`.
