@@ -1821,15 +1821,8 @@ impl<'r> Builder<'r> {
             };
             let start = pieces.len() as u32;
             let key = (c as u32, ri as u32);
-            let push_all = |pieces: &mut Vec<Piece>, fate: Fate| {
-                for b in &boxes {
-                    pieces.push(Piece {
-                        b: b.clone(),
-                        fate,
-                        path: smallvec::smallvec![key],
-                    });
-                }
-            };
+            let push_all =
+                |pieces: &mut Vec<Piece>, fate: Fate| push_boxes(pieces, &boxes, fate, key);
             if unknown_target {
                 // A target the model cannot follow: whatever reaches it has an
                 // unknown fate (its one rule is not a may-match question).
@@ -1915,13 +1908,7 @@ impl<'r> Builder<'r> {
                                 // What falls through the inlined block: cut like
                                 // it (after a rewrite its marks are not the jump's).
                                 let close = |pieces: &mut Vec<Piece>, fate: Fate| {
-                                    for b in &cut_boxes {
-                                        pieces.push(Piece {
-                                            b: b.clone(),
-                                            fate,
-                                            path: smallvec::smallvec![key],
-                                        });
-                                    }
+                                    push_boxes(pieces, &cut_boxes, fate, key)
                                 };
                                 if goto {
                                     close(&mut pieces, Fate::Return);
@@ -2034,6 +2021,15 @@ fn inline(pieces: &mut Vec<Piece>, tp: &Plan, boxes: &[PBox], key: (u32, u32), g
 pub const NEW: u8 = CtStates::NEW;
 /// Conntrack state ESTABLISHED only.
 pub const ESTABLISHED: u8 = CtStates::ESTABLISHED;
+
+/// One piece per box, all with one fate, decided by the rule at `key`.
+fn push_boxes(pieces: &mut Vec<Piece>, boxes: &[PBox], fate: Fate, key: (u32, u32)) {
+    pieces.extend(boxes.iter().map(|b| Piece {
+        b: b.clone(),
+        fate,
+        path: smallvec::smallvec![key],
+    }));
+}
 
 /// Among the fragments at the positions `at`, drop those whose packets
 /// another fragment at the same position (with the same first fork) holds
