@@ -465,39 +465,7 @@ fn kernel_delivers_each_probe_as_one_of_the_pipeline_outcomes_trace_gives() {
         tally.line()
     );
     drop(lab);
-    assert!(
-        disagreements.is_empty(),
-        "{} disagreements with the kernel; the first:\n{}",
-        disagreements.len(),
-        disagreements[0]
-    );
-    // The sample must exercise each path both ways and the two-branch rules.
-    if rulesets >= 10 {
-        for (way, f) in ["forward", "input", "output"].iter().zip(tally.fate) {
-            assert!(
-                f[0] > 0 && f[1] > 0,
-                "{way}: arrived/not {f:?}: the generator does not exercise it"
-            );
-        }
-        assert!(tally.several > 0, "no probe met a statistic rule");
-        assert!(
-            tally.settled > 0,
-            "no probe with several outcomes was settled: {}",
-            tally.line()
-        );
-        // Without rewrites every generated rule is modelled or opaque: an
-        // unknown outcome would mean trace gave up on part of the sample.
-        assert!(
-            NAT_REWRITES || tally.unknown == 0,
-            "trace gave unknown outcomes for generated rules: {}",
-            tally.line()
-        );
-        assert!(
-            tally.single > tally.several,
-            "too few probes with one outcome: {}",
-            tally.line()
-        );
-    }
+    tally.assert_sample(&disagreements, rulesets, "statistic", NAT_REWRITES);
 }
 
 /// Whether an opaque match (as the parser keeps its text) of the

@@ -484,6 +484,54 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Fail on any disagreement with the kernel, then, for a sample of at
+    /// least ten rulesets, on a generator that does not exercise what the
+    /// test is for: each path both arrived and not, probes with several
+    /// outcomes (`two_branch` names the rule kind that makes them) and some
+    /// of them settled, no unknown outcome unless `rewrites` are generated,
+    /// and more single-outcome probes than several-outcome ones.
+    pub fn assert_sample(
+        &self,
+        disagreements: &[String],
+        rulesets: u64,
+        two_branch: &str,
+        rewrites: bool,
+    ) {
+        assert!(
+            disagreements.is_empty(),
+            "{} disagreements with the kernel; the first:\n{}",
+            disagreements.len(),
+            disagreements[0]
+        );
+        if rulesets < 10 {
+            return;
+        }
+        for (way, f) in ["forward", "input", "output"].iter().zip(self.fate) {
+            assert!(
+                f[0] > 0 && f[1] > 0,
+                "{way}: arrived/not {f:?}: the generator does not exercise it"
+            );
+        }
+        assert!(self.several > 0, "no probe met a {two_branch} rule");
+        assert!(
+            self.settled > 0,
+            "no probe with several outcomes was settled: {}",
+            self.line()
+        );
+        // Without rewrites every generated rule is modelled or opaque: an
+        // unknown outcome would mean trace gave up on part of the sample.
+        assert!(
+            rewrites || self.unknown == 0,
+            "trace gave unknown outcomes for generated rules: {}",
+            self.line()
+        );
+        assert!(
+            self.single > self.several,
+            "too few probes with one outcome: {}",
+            self.line()
+        );
+    }
+
     /// One line for the test output.
     pub fn line(&self) -> String {
         format!(
