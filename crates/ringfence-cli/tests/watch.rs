@@ -285,6 +285,15 @@ impl Nft<'_> {
     fn nft(&self, args: &[&str]) -> String {
         self.0.ok("nft", args, b"")
     }
+    /// Run nft with a command written as one space-separated line.
+    fn nft_words(&self, line: &str) -> String {
+        self.nft(&line.split(' ').collect::<Vec<_>>())
+    }
+    /// Delete the first rule of chain allow whose text contains `needle`.
+    fn delete_rule(&self, needle: &str) {
+        let h = self.handle(needle);
+        self.nft(&["delete", "rule", "inet", "rfw", "allow", "handle", &h]);
+    }
     /// The handle of the first rule of chain allow whose text contains `needle`.
     fn handle(&self, needle: &str) -> String {
         let list = self.nft(&["-a", "list", "chain", "inet", "rfw", "allow"]);
@@ -298,44 +307,16 @@ impl Nft<'_> {
 
 impl Firewall for Nft<'_> {
     fn block(&self) {
-        self.nft(&[
-            "insert",
-            "rule",
-            "inet",
-            "rfw",
-            "allow",
-            "ip",
-            "daddr",
-            "198.18.1.30",
-            "tcp",
-            "dport",
-            "443",
-            "drop",
-        ]);
+        self.nft_words("insert rule inet rfw allow ip daddr 198.18.1.30 tcp dport 443 drop");
     }
     fn unblock(&self) {
-        let h = self.handle("drop");
-        self.nft(&["delete", "rule", "inet", "rfw", "allow", "handle", &h]);
+        self.delete_rule("drop");
     }
     fn add_excess(&self) {
-        self.nft(&[
-            "add",
-            "rule",
-            "inet",
-            "rfw",
-            "allow",
-            "ip",
-            "daddr",
-            "198.18.1.20",
-            "tcp",
-            "dport",
-            "8080",
-            "accept",
-        ]);
+        self.nft_words("add rule inet rfw allow ip daddr 198.18.1.20 tcp dport 8080 accept");
     }
     fn remove_excess(&self) {
-        let h = self.handle("dport 8080");
-        self.nft(&["delete", "rule", "inet", "rfw", "allow", "handle", &h]);
+        self.delete_rule("dport 8080");
     }
     fn resync(&self) {
         self.0.load_nft(&nft_reversed(true));
