@@ -1007,6 +1007,20 @@ pub fn verify_families(
     };
     let engine = Engine::new(rs, IfaceUniverse::new([rs]));
     lap("compile plans");
+    // Marks that are not exact fields change verdicts into unknown or
+    // possible ones: say why, so the user is not left to guess.
+    let marks_note = engine.u.marks.inexact.as_ref().and_then(|why| {
+        let tests_marks = rs
+            .chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .any(|r| !r.matches.marks.is_empty());
+        tests_marks.then(|| {
+            format!(
+                "marks are not exact packet fields here ({why}): every mark test may or may not match and mark rewrites are not followed, so verdicts that depend on a mark are unknown or possible"
+            )
+        })
+    });
     // Shadowed/redundant rules on one core, flows and excess on the other.
     let next_run = std::sync::atomic::AtomicUsize::new(0);
     let (an, (flows, excess_total, excess, incomplete)) = std::thread::scope(|sc| {
@@ -1142,6 +1156,7 @@ pub fn verify_families(
                 .map(|n| format!("{}: {}", n.location, n.message))
                 .collect();
             notes.extend(enforced_at.clone());
+            notes.extend(marks_note);
             if incomplete {
                 notes.push(format!(
                     "the excess list is incomplete: part of the scope went over the analysis budget, so more may be accepted than `excess` lists ({excess_total} region(s) found); the result is not OK"

@@ -419,3 +419,28 @@ fn nft_ct_mark_before_conntrack_is_never_matched_nor_set_nor_read() {
         }
     }
 }
+
+#[test]
+fn more_mark_values_than_the_field_holds_make_mark_verdicts_not_ok_and_say_why() {
+    // 70 distinct marks set in mangle: more values than an exact mark field
+    // holds, so the mark accept may or may not match. The flow is not
+    // claimed allowed, the result is not OK, and a note says why.
+    let mut mangle = MARK_HARBOR.to_string();
+    for v in 1..=70u32 {
+        mangle.push_str(&format!(
+            "-A PREROUTING -s 198.18.200.{v}/32 -j MARK --set-xmark {:#x}/0xffffffff\n",
+            v << 8
+        ));
+    }
+    let text = harbor_by_mark("-A INFRA -m mark --mark 0x10/0x10 -j ACCEPT\n", &mangle);
+    let r = run("manymarks.rules", &text);
+    assert_ne!(status(&r, "to-harbor"), Status::Allowed, "{:#?}", r.flows);
+    assert!(!r.summary.ok, "{:?}", r.summary);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("marks are not exact packet fields") && n.contains("more than 64")),
+        "{:#?}",
+        r.notes
+    );
+}
