@@ -1,0 +1,414 @@
+//! Shadowed and redundant rules: a rule no packet reaches, or one whose
+//! removal changes no packet's fate.
+
+use super::*;
+
+impl Engine<'_> {
+    /// Shadowed and redundant rules of every chain.
+    pub fn anomalies(&self, budget: usize) -> Anomalies {
+        self.anomalies_in(0..self.rs.chains.len(), budget)
+    }
+
+    /// [`Engine::anomalies`] shared by several threads: each caller takes
+    /// the next unclaimed run of `chunk` chains from `next` until none is
+    /// left, and returns its results keyed by run. Concatenating every
+    /// caller's results in key order gives exactly [`Engine::anomalies`].
+    pub fn anomalies_shared(
+        &self,
+        budget: usize,
+        next: &std::sync::atomic::AtomicUsize,
+        chunk: usize,
+    ) -> Vec<(usize, Anomalies)> {
+        let n = self.rs.chains.len();
+        let chunk = chunk.max(1);
+        let mut out = Vec::new();
+        loop {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let start = k.saturating_mul(chunk);
+            if start >= n {
+                return out;
+            }
+            out.push((k, self.anomalies_in(start..n.min(start + chunk), budget)));
+        }
+    }
+
+    /// Shadowed and redundant rules of the chains in `range`, in chain order.
+    fn anomalies_in(&self, range: std::ops::Range<usize>, budget: usize) -> Anomalies {
+        let mut shadowed = Vec::new();
+        let mut redundant = Vec::new();
+        for ci in range {
+            let chain = &self.rs.chains[ci];
+            if chain.is_unknown_target() {
+                continue;
+            }
+            let plan = &self.plans[ci];
+            let base_policy = chain.base.as_ref().map(|b| b.policy);
+            // Group model rules by their source rule (multiport --ports splits one rule in two).
+            let mut i = 0;
+            while i < chain.rules.len() {
+                let mut j = i + 1;
+                while j < chain.rules.len() && chain.rules[j].origin == chain.rules[i].origin {
+                    j += 1;
+                }
+                let mut all_shadowed = true;
+                let mut all_redundant = true;
+                let mut shadow_by = Vec::new();
+                let mut redundant_by = Vec::new();
+                for r in i..j {
+                    match self.rule_anomaly(ci, plan, r, base_policy, budget) {
+                        RuleAnomaly::Shadowed(by) => {
+                            shadow_by.extend(by);
+                            all_redundant = false;
+                        }
+                        RuleAnomaly::Redundant(by) => {
+                            all_shadowed = false;
+                            redundant_by.extend(by);
+                        }
+                        RuleAnomaly::None => {
+                            all_shadowed = false;
+                            all_redundant = false;
+                        }
+                    }
+                }
+                let me = chain.rules[i].origin.clone();
+                let dedup = |v: Vec<RuleRef>| {
+                    let mut out: Vec<RuleRef> = Vec::new();
+                    for r in v {
+                        if r != me && !out.contains(&r) {
+                            out.push(r);
+                        }
+                    }
+                    out
+                };
+                if all_shadowed {
+                    shadowed.push(Anomaly {
+                        rule: me.clone(),
+                        chain: chain.name.clone(),
+                        by: dedup(shadow_by),
+                    });
+                } else if all_redundant {
+                    redundant.push(Anomaly {
+                        rule: me.clone(),
+                        chain: chain.name.clone(),
+                        by: dedup(redundant_by),
+                    });
+                }
+                i = j;
+            }
+        }
+        Anomalies {
+            shadowed,
+            redundant,
+        }
+    }
+
+    fn rule_anomaly(
+        &self,
+        ci: usize,
+        plan: &Plan,
+        r: usize,
+        base_policy: Option<Policy>,
+        budget: usize,
+    ) -> RuleAnomaly {
+        let rule = &self.rs.chains[ci].rules[r];
+        let boxes = &plan.rule_boxes[r];
+        let (start, end) = plan.spans[r];
+        let mut left = budget;
+        // Shadowed: no packet of the rule's match gets past the boxes before it.
+        // Opaque boxes may not match, so they never shadow anything.
+        let mut reached = false;
+        for b in boxes {
+            match self.reaches(plan, b, start, (start, start), &mut left) {
+                Some(true) => {
+                    reached = true;
+                    break;
+                }
+                Some(false) => {}
+                None => return RuleAnomaly::None,
+            }
+        }
+        if !reached {
+            let mut by: Vec<RuleRef> = Vec::new();
+            // Rules that may not match never shadow anything: their fork
+            // boxes and their actions' boxes are not named.
+            let may_match = |q: &Piece| {
+                may_match(
+                    &self.rs.chains[ci].rules[q.path[0].1 as usize].matches,
+                    &self.u,
+                )
+            };
+            for b in boxes {
+                for j in self.candidates(plan, b, 0, start) {
+                    let q = &plan.pieces[j as usize];
+                    if q.fate != Fate::Unknown && !may_match(q) && q.b.overlaps(b) {
+                        let rr = self.rule_ref(q.path[0]);
+                        if !by.contains(&rr) && by.len() < 10 {
+                            by.push(rr);
+                        }
+                    }
+                }
+            }
+            return RuleAnomaly::Shadowed(by);
+        }
+        // Redundancy compares boxes at different positions; a rewrite in
+        // between would make them speak of different marks.
+        if may_match(&rule.matches, &self.u)
+            || plan.pieces.iter().any(|p| matches!(p.fate, Fate::Mark(..)))
+        {
+            return RuleAnomaly::None;
+        }
+        let own = match rule.action {
+            Action::Accept => Fate::Accept,
+            Action::Drop => Fate::Drop,
+            Action::Reject { .. } => Fate::Reject,
+            Action::Return => Fate::Return,
+            _ => return RuleAnomaly::None,
+        };
+        let fall_fate = match base_policy {
+            Some(Policy::Drop) => Fate::Drop,
+            Some(Policy::Accept) => Fate::Accept,
+            None => Fate::Return,
+        };
+        let normalize = |f: Fate| if f == Fate::Return { fall_fate } else { f };
+        let own = normalize(own);
+        // Redundant: without the rule, no packet of it reaches a box (or the
+        // chain's end) that decides differently.
+        let len = plan.pieces.len() as u32;
+        let mut by: Vec<RuleRef> = Vec::new();
+        for b in boxes {
+            for j in self.candidates(plan, b, end, len) {
+                let q = &plan.pieces[j as usize];
+                if matches!(q.fate, Fate::Skip(_)) {
+                    continue;
+                }
+                let Some(x) = q.b.intersect(b) else { continue };
+                if normalize(q.fate) == own {
+                    let rr = self.rule_ref(q.path[0]);
+                    if !by.contains(&rr) && by.len() < 10 {
+                        by.push(rr);
+                    }
+                    continue;
+                }
+                match self.reaches_excluding(plan, &x, j, (start, end), &mut left, true) {
+                    Some(false) => {}
+                    _ => return RuleAnomaly::None,
+                }
+            }
+            match self.reaches_excluding(plan, b, len, (start, end), &mut left, true) {
+                Some(false) => {}
+                Some(true) if fall_fate == own => {
+                    if base_policy.is_some() {
+                        let p = RuleRef::Policy {
+                            chain: self.rs.chains[ci].name.clone(),
+                        };
+                        if !by.contains(&p) {
+                            by.push(p);
+                        }
+                    }
+                }
+                _ => return RuleAnomaly::None,
+            }
+        }
+        RuleAnomaly::Redundant(by)
+    }
+
+    /// Plan positions in `[from, to)` whose box may meet `b`, ascending.
+    fn candidates(&self, plan: &Plan, b: &PBox, from: u32, to: u32) -> Vec<u32> {
+        let mut c = Vec::new();
+        plan.query_into(b, &mut c);
+        c.retain(|&j| j >= from && j < to);
+        c.sort_unstable();
+        c
+    }
+
+    /// Whether some packet of `b`, entering the plan at position 0, is still
+    /// undecided when it reaches position `to` (opaque boxes let packets through).
+    /// `None` when the search exceeds the budget.
+    fn reaches(
+        &self,
+        plan: &Plan,
+        b: &PBox,
+        to: u32,
+        exclude: (u32, u32),
+        left: &mut usize,
+    ) -> Option<bool> {
+        self.reaches_excluding(plan, b, to, exclude, left, true)
+    }
+
+    /// [`Engine::reaches`], ignoring the boxes in `exclude` (a removed rule).
+    /// Tries a few concrete packets first (a witness ends the search at once),
+    /// then searches the box exhaustively.
+    fn reaches_excluding(
+        &self,
+        plan: &Plan,
+        b: &PBox,
+        to: u32,
+        exclude: (u32, u32),
+        left: &mut usize,
+        may_not_match: bool,
+    ) -> Option<bool> {
+        let mut cands = self.candidates(plan, b, 0, to);
+        cands.retain(|&j| {
+            (j < exclude.0 || j >= exclude.1)
+                && !(may_not_match && plan.pieces[j as usize].fate == Fate::Unknown)
+        });
+        // Witnesses: corner and middle points of the box.
+        for w in witness_points(b) {
+            if point_reaches(plan, &cands, &w, to) {
+                return Some(true);
+            }
+        }
+        // Exhaustive depth-first search over fragments. The chain may be
+        // entered with any marks, and a rewrite may give any: both are
+        // over-approximated (more packets reach, so nothing is called
+        // shadowed or redundant wrongly).
+        let mut stack: Vec<(PBox, usize, u32)> = vec![(self.u.marks.erase(b.clone()), 0, 0)];
+        let mut work: usize = 0;
+        while let Some((f, mut k, rp)) = stack.pop() {
+            loop {
+                work += 1;
+                if work > WORK_LIMIT / 16 {
+                    return None;
+                }
+                if k == cands.len() {
+                    if rp <= to {
+                        return Some(true);
+                    }
+                    break;
+                }
+                let j = cands[k];
+                if j >= rp && plan.pieces[j as usize].b.overlaps(&f) {
+                    break;
+                }
+                k += 1;
+            }
+            if k == cands.len() {
+                continue;
+            }
+            let q = &plan.pieces[cands[k] as usize];
+            match q.fate {
+                Fate::Skip(s) => {
+                    if let Some(inside) = f.intersect(&q.b) {
+                        stack.push((inside, k + 1, s));
+                    }
+                }
+                // Both branches; the one past the rule (searched first) is
+                // the likelier to reach a later position.
+                Fate::Fork(m, n) => {
+                    if let Some(inside) = f.intersect(&q.b) {
+                        stack.push((inside.clone(), k + 1, m));
+                        stack.push((inside, k + 1, n));
+                    }
+                }
+                Fate::Mark(..) => {
+                    if let Some(inside) = f.intersect(&q.b) {
+                        stack.push((self.u.marks.erase(inside), k + 1, rp));
+                    }
+                }
+                _ => {}
+            }
+            let mut outs = f.subtract(&q.b);
+            outs.reverse();
+            for o in outs {
+                stack.push((o, k + 1, rp));
+            }
+            if *left == 0 {
+                return None;
+            }
+            *left -= 1;
+        }
+        Some(false)
+    }
+}
+
+/// A few concrete packets of a box (as one-point boxes): low corner, high
+/// corner, and mixed choices per field.
+fn witness_points(b: &PBox) -> impl Iterator<Item = PBox> + '_ {
+    fn pick<T: ringfence_model::interval::Bound>(s: &ISet<T>, k: usize) -> ISet<T> {
+        let r = s.ranges();
+        let v = match k % 3 {
+            0 => r[0].0,
+            1 => r[r.len() - 1].1,
+            _ => r[r.len() / 2].0,
+        };
+        ISet::single(v)
+    }
+    // The state bits present, lowest first (at least one unless the box is
+    // empty, which has no witness).
+    let mut ct_bits = [0u8; 8];
+    let mut n_bits = 0;
+    for i in 0..8 {
+        if b.ct & (1u8 << i) != 0 {
+            ct_bits[n_bits] = 1u8 << i;
+            n_bits += 1;
+        }
+    }
+    let count = if b.is_empty() { 0 } else { 6usize };
+    // Built one at a time as the caller asks: it usually stops early.
+    (0..count).map(move |k| PBox {
+        fam: b.fam,
+        src: pick(&b.src, k),
+        dst: pick(&b.dst, k + 1),
+        proto: pick(&b.proto, k + 2),
+        sport: pick(&b.sport, k),
+        dport: pick(&b.dport, k + 2),
+        iif: pick(&b.iif, k + 1),
+        oif: pick(&b.oif, k),
+        ct: ct_bits[k % n_bits],
+        mark: b.mark,
+        ctmark: b.ctmark,
+        ct0: b.ct0,
+    })
+}
+
+/// Whether the one-point box `p` gets past every candidate box before `to`.
+fn point_reaches(plan: &Plan, cands: &[u32], p: &PBox, to: u32) -> bool {
+    let mut rp = 0u32;
+    for &j in cands {
+        if j < rp {
+            continue;
+        }
+        if j >= to {
+            break;
+        }
+        let q = &plan.pieces[j as usize];
+        if q.b.overlaps(p) {
+            match q.fate {
+                Fate::Skip(s) => rp = s,
+                // One real branch: the rule does not match.
+                Fate::Fork(_, n) => rp = n,
+                // Marks are over-approximated here: the point goes on.
+                Fate::Mark(..) => {}
+                _ => return false,
+            }
+        }
+    }
+    rp <= to
+}
+
+enum RuleAnomaly {
+    Shadowed(Vec<RuleRef>),
+    Redundant(Vec<RuleRef>),
+    None,
+}
+
+/// A rule that never matches, or whose removal changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    /// The rule.
+    pub rule: RuleRef,
+    /// Its chain.
+    pub chain: String,
+    /// The rules responsible (earlier rules that cover it, or later rules
+    /// that would decide its packets the same way).
+    pub by: Vec<RuleRef>,
+}
+
+/// Shadowed and redundant rules.
+#[derive(Debug, Clone, Default)]
+pub struct Anomalies {
+    /// Rules no packet can reach.
+    pub shadowed: Vec<Anomaly>,
+    /// Rules whose removal changes no verdict.
+    pub redundant: Vec<Anomaly>,
+}
