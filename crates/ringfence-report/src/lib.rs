@@ -9,6 +9,7 @@
 
 pub mod cis;
 pub mod example;
+pub mod history;
 pub mod lab;
 pub mod palette;
 mod view;

@@ -1,6 +1,7 @@
 //! `ringfence report`: one self-contained HTML page (or Markdown for a pull
 //! request) with the connectivity matrix, flow verdicts, excess, rule findings,
-//! CIS and lab results. See docs/report.md.
+//! CIS and lab results. See docs/report.md. With `--history DIR`: the
+//! timeline of a `watch --record` log instead.
 
 use crate::cmd::trace::{FormatArg, HookArg};
 use crate::exit::{self, CliError};
@@ -17,6 +18,9 @@ pub enum ReportFormat {
     Html,
     /// GitHub-flavoured Markdown, for a pull-request comment.
     Markdown,
+    /// JSON data (with --history only): the timeline's events, findings and
+    /// open findings.
+    Json,
 }
 
 /// Arguments of `ringfence report`.
@@ -47,6 +51,16 @@ pub struct Args {
     /// defects and the CIS result of a TKG control-plane node.
     #[arg(long)]
     pub example: bool,
+    /// Instead of verifying, show the history a `ringfence watch --record
+    /// DIR` kept: when each finding (by fingerprint) appeared and
+    /// disappeared, the ruleset change that did it, and what is still open
+    /// at the end. A damaged log is reported at its file and line (exit 2).
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["example", "site", "ruleset", "cis", "lab"]
+    )]
+    pub history: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "html")]
     pub format: ReportFormat,
@@ -107,6 +121,14 @@ fn read(path: &Path) -> Result<String, ringfence_diag::InputError> {
 /// Run `ringfence report`.
 pub fn run(args: Args) -> Result<u8, CliError> {
     let time = generated(args.time)?;
+    if let Some(dir) = &args.history {
+        return history(dir, &time, args.format, args.out.as_deref());
+    }
+    if args.format == ReportFormat::Json {
+        return Err(CliError::Usage(
+            "--format json is for --history DIR only; the report is html or markdown".into(),
+        ));
+    }
     if args.example {
         let report = example::report(&time, env!("CARGO_PKG_VERSION"));
         return write(&report, args.format, args.out.as_deref());
@@ -198,6 +220,47 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     write(&report, args.format, args.out.as_deref())
 }
 
+/// `report --history DIR`: read the log (every damaged segment reported at
+/// its file and line), build the timeline and render it.
+fn history(
+    dir: &Path,
+    time: &str,
+    format: ReportFormat,
+    out: Option<&Path>,
+) -> Result<u8, CliError> {
+    use ringfence_report::history;
+    let segments = history::log::read_log(dir)?;
+    let h = history::build(
+        &dir.display().to_string(),
+        &segments,
+        time,
+        env!("CARGO_PKG_VERSION"),
+    );
+    let text = match format {
+        ReportFormat::Html => history::render_html(&h),
+        ReportFormat::Markdown => history::render_markdown(&h),
+        ReportFormat::Json => {
+            let mut v = serde_json::to_value(&h).expect("history serializes");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("palette");
+            }
+            Ok(serde_json::to_string_pretty(&v).expect("history serializes") + "\n")
+        }
+    }
+    .map_err(|e| CliError::Io(format!("rendering the history: {e:#}")))?;
+    exit::emit(out, text.as_bytes())?;
+    if let Some(out) = out {
+        eprintln!(
+            "wrote {}: {} changes, {} findings seen, {} open at the end",
+            out.display(),
+            h.summary.changes,
+            h.summary.findings,
+            h.summary.open
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
 fn write(
     report: &ringfence_report::Report,
     format: ReportFormat,
@@ -206,6 +269,11 @@ fn write(
     let text = match format {
         ReportFormat::Html => ringfence_report::render_html(report),
         ReportFormat::Markdown => ringfence_report::render_markdown(report),
+        ReportFormat::Json => {
+            return Err(CliError::Usage(
+                "--format json is for --history DIR only".into(),
+            ))
+        }
     }
     .map_err(|e| CliError::Io(format!("rendering the report: {e:#}")))?;
     exit::emit(out, text.as_bytes())?;

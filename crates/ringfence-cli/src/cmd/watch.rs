@@ -14,16 +14,21 @@
 //! left out) hashes differently; `file:PATH` polls the file's modification
 //! time and size, then its content hash. Those tools run only because the
 //! user chose the source; `--exec CMD` is the only other command run.
+//!
+//! `--record DIR` appends every change, with the rules that made it and the
+//! findings it changed, to a history log (`ringfence_report::history::log`)
+//! that `ringfence report --history DIR` turns into a timeline.
 
 use crate::cmd::flows::SiteArgs;
 use crate::cmd::trace::{FormatArg, HookArg};
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
-use ringfence_analysis::fingerprint::{verify_findings, Finding, FindingKind};
+use ringfence_analysis::fingerprint::{verify_findings, Finding, FindingKind, RuleTexts};
 use ringfence_analysis::verify::{verify, Status, Summary, MAX_REGIONS};
 use ringfence_diag::InputErrors;
-use ringfence_model::{Hook, Ruleset};
+use ringfence_model::{Hook, RuleRef, Ruleset};
 use ringfence_parse::Families;
+use ringfence_report::history::log as history;
 use ringfence_site::ResolvedSite;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -122,6 +127,12 @@ pub struct Args {
     /// group); no shell is involved. Nothing is run without this flag.
     #[arg(long, value_name = "CMD")]
     pub exec: Option<String>,
+    /// Keep a history in this directory (created when missing): every
+    /// ruleset change, the rules it added and removed, and the findings it
+    /// made appear or disappear, appended as JSON lines and synced to disk.
+    /// `ringfence report --history DIR` shows it as a timeline.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: WatchFormat,
@@ -322,6 +333,141 @@ struct State {
     /// Every other finding by fingerprint.
     others: BTreeMap<String, Finding>,
     summary: Summary,
+}
+
+/// FNV-1a, 128 bits, over length-prefixed fields: the history's ruleset
+/// hash (stable across Rust versions, like the fingerprints).
+struct Fnv(u128);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0x6c62_272e_07bb_0142_62b8_2175_6295_c58d)
+    }
+    fn field(&mut self, s: &str) {
+        let len = (s.len() as u64).to_le_bytes();
+        for b in len.iter().chain(s.as_bytes()) {
+            self.0 ^= u128::from(*b);
+            self.0 = self
+                .0
+                .wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+        }
+    }
+    fn hex(&self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
+
+/// The normalized rules of one reading, for `--record`: the ruleset hash
+/// (chains by name, each with its hook, priority, policy and rules in
+/// order; no line numbers, handles, comments or counters) and every rule
+/// by (chain, normalized text), for the rules a change added and removed.
+struct RuleIndex {
+    hash: String,
+    /// (chain, normalized text) -> where each copy is, in order.
+    rules: BTreeMap<(String, String), Vec<String>>,
+    /// The readings the rules came from (name -> text), to quote a rule's
+    /// source line.
+    texts: Vec<(String, String)>,
+}
+
+impl RuleIndex {
+    fn new(rs: &Ruleset, texts: Vec<(String, String)>) -> Self {
+        let normal = RuleTexts::new(rs);
+        let mut rules: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        let mut chains: Vec<(String, Vec<String>)> = Vec::new();
+        for chain in &rs.chains {
+            let mut list = Vec::new();
+            if let Some(b) = &chain.base {
+                let text = format!(
+                    "base chain: hook {} priority {} policy {:?}",
+                    b.hook, b.priority, b.policy
+                )
+                .to_lowercase();
+                rules
+                    .entry((chain.name.clone(), text.clone()))
+                    .or_default()
+                    .push(format!("policy of {}", chain.name));
+                list.push(text);
+            }
+            let mut last: Option<&RuleRef> = None;
+            for r in &chain.rules {
+                // The model rules of one disjunction share their source rule.
+                if last == Some(&r.origin) {
+                    continue;
+                }
+                last = Some(&r.origin);
+                let at = r.origin.to_string();
+                let text = normal.text(&at).unwrap_or("?").to_string();
+                rules
+                    .entry((chain.name.clone(), text.clone()))
+                    .or_default()
+                    .push(at);
+                list.push(text);
+            }
+            chains.push((chain.name.clone(), list));
+        }
+        chains.sort();
+        let mut h = Fnv::new();
+        for (name, list) in &chains {
+            h.field(name);
+            h.field(&list.len().to_string());
+            for t in list {
+                h.field(t);
+            }
+        }
+        RuleIndex {
+            hash: h.hex(),
+            rules,
+            texts,
+        }
+    }
+
+    /// The source line a `file:line` reference names, when it is one.
+    fn source_line(&self, at: &str) -> Option<String> {
+        let (file, line) = at.rsplit_once(':')?;
+        let n: usize = line.parse().ok()?;
+        let (_, text) = self.texts.iter().find(|(name, _)| name == file)?;
+        text.lines()
+            .nth(n.checked_sub(1)?)
+            .map(|l| l.trim().to_string())
+    }
+
+    /// The rules in `self` beyond those in `other` (copies counted), as
+    /// (every one listed up to the limit, total).
+    fn beyond(&self, other: &RuleIndex) -> (Vec<history::RuleChange>, usize) {
+        let mut out = Vec::new();
+        let mut total = 0;
+        for ((chain, text), refs) in &self.rules {
+            let have = other
+                .rules
+                .get(&(chain.clone(), text.clone()))
+                .map_or(0, Vec::len);
+            for at in refs.iter().skip(have) {
+                total += 1;
+                if out.len() < history::MAX_LISTED_RULES {
+                    let quoted = self.source_line(at);
+                    out.push(history::RuleChange {
+                        chain: chain.clone(),
+                        rule: at.clone(),
+                        normalized: quoted.is_none().then(|| text.clone()),
+                        text: quoted,
+                    });
+                }
+            }
+        }
+        (out, total)
+    }
+}
+
+fn log_finding(f: &Finding) -> history::LogFinding {
+    history::LogFinding {
+        kind: f.kind.name().to_string(),
+        fingerprint: f.fingerprint.hex(),
+        subject: f.subject.clone(),
+        status: f.status.map(|s| status_str(Some(s)).to_string()),
+        rules: f.rules.clone(),
+        chain: f.chain.clone(),
+    }
 }
 
 impl State {
@@ -671,17 +817,31 @@ impl Watch {
         ringfence_parse::parse_rulesets_for(&inputs, format.into(), self.need)
     }
 
-    /// Verify the current readings.
-    fn verify(&self) -> Result<State, String> {
+    /// The verdict on a ruleset: the one place `watch` runs the analysis.
+    fn evaluate(&mut self, rs: &Ruleset) -> State {
+        let report = verify(rs, &self.site, self.hook);
+        State::new(verify_findings(&report, rs), report.summary)
+    }
+
+    /// Parse and verify the current readings; with `index`, also the
+    /// normalized rules `--record` compares.
+    fn verify(&mut self, index: bool) -> Result<(State, Option<RuleIndex>), String> {
         let rs = self.ruleset().map_err(|e| {
             e.0.iter()
                 .map(|x| x.to_string())
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
-        let report = verify(&rs, &self.site, self.hook);
-        let findings = verify_findings(&report, &rs);
-        Ok(State::new(findings, report.summary))
+        let state = self.evaluate(&rs);
+        Ok((state, index.then(|| RuleIndex::new(&rs, self.texts()))))
+    }
+
+    /// The current readings (name, text), for quoting rules.
+    fn texts(&self) -> Vec<(String, String)> {
+        self.readers
+            .iter()
+            .flat_map(|r| r.texts.iter().map(|(t, n)| (n.clone(), t.clone())))
+            .collect()
     }
 
     /// Re-read every source (nft only when `nft_event`); true when any changed.
@@ -716,13 +876,27 @@ fn cut(s: &State) -> bool {
 /// only when the old one was: a region missing from a cut list may lie
 /// beyond the cut. When either list is cut and the count or the listed
 /// regions differ, an `excess-count` line says so.
-fn report_changes(old: &State, new: &State, out: &Output) -> Result<(), CliError> {
+fn report_changes(
+    old: &State,
+    new: &State,
+    out: &Output,
+) -> Result<Vec<history::FindingChange>, CliError> {
     let time = now_rfc3339();
     let ok = new.summary.ok;
+    let mut logged = Vec::new();
+    let mut emit = |c: Change<'_>| -> Result<(), CliError> {
+        logged.push(history::FindingChange {
+            change: c.change.to_string(),
+            finding: log_finding(c.finding),
+            old_status: c.old_status.map(|s| status_str(Some(s)).to_string()),
+            old_fingerprint: c.old_fingerprint.clone(),
+        });
+        out.change(&c)
+    };
     for (key, f) in &new.flows {
         match old.flows.get(key) {
             Some(o) if o.status == f.status => {}
-            o => out.change(&Change {
+            o => emit(Change {
                 time: &time,
                 change: "flow-status",
                 finding: f,
@@ -740,7 +914,7 @@ fn report_changes(old: &State, new: &State, out: &Output) -> Result<(), CliError
             if is_region(f) && cut_new {
                 continue;
             }
-            out.change(&Change {
+            emit(Change {
                 time: &time,
                 change: "disappeared",
                 finding: f,
@@ -756,7 +930,7 @@ fn report_changes(old: &State, new: &State, out: &Output) -> Result<(), CliError
             if is_region(f) && cut_old {
                 continue;
             }
-            out.change(&Change {
+            emit(Change {
                 time: &time,
                 change: "appeared",
                 finding: f,
@@ -776,7 +950,7 @@ fn report_changes(old: &State, new: &State, out: &Output) -> Result<(), CliError
             ok,
         })?;
     }
-    Ok(())
+    Ok(logged)
 }
 
 fn source_name(s: &Source) -> String {
@@ -787,10 +961,16 @@ fn source_name(s: &Source) -> String {
     }
 }
 
-fn print_initial(st: &State, sources: &[Source], out: &Output) -> Result<(), CliError> {
-    let time = now_rfc3339();
+/// The problem findings of a state: flows that are not allowed, then the rest.
+fn problems(st: &State) -> Vec<&Finding> {
     let mut problems: Vec<&Finding> = st.flows.values().filter(|f| f.is_problem()).collect();
     problems.extend(st.others.values());
+    problems
+}
+
+fn print_initial(st: &State, sources: &[Source], out: &Output) -> Result<(), CliError> {
+    let time = now_rfc3339();
+    let problems = problems(st);
     match out.format {
         WatchFormat::Json => out.line(
             &serde_json::to_string(&Initial {
@@ -868,11 +1048,48 @@ fn follow(
     }
     // Bad input at the start is located and exits 2.
     let rs = w.ruleset().map_err(CliError::Input)?;
-    let report = verify(&rs, &w.site, w.hook);
-    let mut state = State::new(verify_findings(&report, &rs), report.summary);
+    let mut state = w.evaluate(&rs);
+    let mut index = args
+        .record
+        .is_some()
+        .then(|| RuleIndex::new(&rs, w.texts()));
     drop(rs);
+    let source_names: Vec<String> = sources.iter().map(source_name).collect();
+    let hook_name = w.hook.to_string();
+    let start_of = |st: &State, ix: &RuleIndex| history::Start {
+        v: history::FORMAT_VERSION,
+        time: now_rfc3339(),
+        run: String::new(),
+        segment: 0,
+        sources: source_names.clone(),
+        site: args
+            .site
+            .site
+            .as_deref()
+            .map_or_else(String::new, |p| p.display().to_string()),
+        hook: hook_name.clone(),
+        ruleset: ix.hash.clone(),
+        ok: st.summary.ok,
+        excess: st.summary.excess,
+        findings: problems(st).into_iter().map(log_finding).collect(),
+    };
+    let mut recorder = match (&args.record, &index) {
+        (Some(dir), Some(ix)) => Some(Record {
+            dir: dir.display().to_string(),
+            log: history::Recorder::open(dir, start_of(&state, ix))?,
+        }),
+        _ => None,
+    };
     print_initial(&state, &sources, out)?;
     if args.once {
+        if let Some(r) = &mut recorder {
+            r.append(
+                &history::Entry::Stop(history::StopEntry {
+                    time: now_rfc3339(),
+                }),
+                || start_of(&state, index.as_ref().expect("indexed when recording")),
+            );
+        }
         return Ok(if state.summary.ok {
             exit::SUCCESS
         } else {
@@ -880,35 +1097,116 @@ fn follow(
         });
     }
     stop_on_signal(tx);
+    let stop = |r: &mut Option<Record>, st: &State, ix: &Option<RuleIndex>, error: Option<&str>| {
+        if let (Some(r), Some(ix)) = (r, ix) {
+            let time = now_rfc3339();
+            if let Some(message) = error {
+                r.append(
+                    &history::Entry::Error(history::ErrorEntry {
+                        time: time.clone(),
+                        message: message.to_string(),
+                    }),
+                    || start_of(st, ix),
+                );
+            }
+            r.append(&history::Entry::Stop(history::StopEntry { time }), || {
+                start_of(st, ix)
+            });
+        }
+    };
+    let mut seq = 0u64;
     loop {
         let mut nft_event = false;
         match rx.recv_timeout(args.interval) {
-            Ok(Event::Stop) => return Ok(exit::SUCCESS),
+            Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                stop(&mut recorder, &state, &index, None);
+                return Ok(exit::SUCCESS);
+            }
             Ok(Event::MonitorEnded(e)) => {
-                return Err(CliError::Io(format!("nft monitor ended: {e}")))
+                let msg = format!("nft monitor ended: {e}");
+                stop(&mut recorder, &state, &index, Some(&msg));
+                return Err(CliError::Io(msg));
             }
             Ok(Event::Nft) => {
                 nft_event = true;
                 match debounce(rx) {
-                    Ok(true) => return Ok(exit::SUCCESS),
+                    Ok(true) => {
+                        stop(&mut recorder, &state, &index, None);
+                        return Ok(exit::SUCCESS);
+                    }
                     Ok(false) => {}
-                    Err(e) => return Err(CliError::Io(format!("nft monitor ended: {e}"))),
+                    Err(e) => {
+                        let msg = format!("nft monitor ended: {e}");
+                        stop(&mut recorder, &state, &index, Some(&msg));
+                        return Err(CliError::Io(msg));
+                    }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(exit::SUCCESS),
         }
         let next = match w.refresh(nft_event) {
             Ok(false) => continue,
-            Ok(true) => w.verify(),
+            Ok(true) => w.verify(recorder.is_some()),
             Err(e) => Err(e),
         };
         match next {
-            Ok(s) => {
-                report_changes(&state, &s, out)?;
+            Ok((s, new_index)) => {
+                let changes = report_changes(&state, &s, out)?;
+                if let (Some(r), Some(old), Some(new)) = (&mut recorder, &index, &new_index) {
+                    if old.hash != new.hash || !changes.is_empty() {
+                        seq += 1;
+                        let (rules_added, added_total) = new.beyond(old);
+                        let (rules_removed, removed_total) = old.beyond(new);
+                        let entry = history::Entry::Change(history::Change {
+                            time: now_rfc3339(),
+                            seq,
+                            ruleset: new.hash.clone(),
+                            previous: old.hash.clone(),
+                            rules_added,
+                            rules_removed,
+                            added_total,
+                            removed_total,
+                            findings: changes,
+                            excess: s.summary.excess,
+                            excess_cut: cut(&state) || cut(&s),
+                            ok: s.summary.ok,
+                        });
+                        r.append(&entry, || start_of(&state, old));
+                    }
+                }
                 state = s;
+                if new_index.is_some() {
+                    index = new_index;
+                }
             }
-            Err(e) => out.error(&now_rfc3339(), &e)?,
+            Err(e) => {
+                let time = now_rfc3339();
+                out.error(&time, &e)?;
+                if let (Some(r), Some(ix)) = (&mut recorder, &index) {
+                    r.append(
+                        &history::Entry::Error(history::ErrorEntry { time, message: e }),
+                        || start_of(&state, ix),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The `--record` log: failures to write are reported on stderr and do
+/// not stop the watch (the next entry opens a new segment).
+struct Record {
+    dir: String,
+    log: history::Recorder,
+}
+
+impl Record {
+    fn append(&mut self, e: &history::Entry, state: impl FnOnce() -> history::Start) {
+        if let Err(err) = self.log.append(e, state) {
+            eprintln!(
+                "ringfence watch: --record {}: writing the history failed: {err} (the next entry starts a new segment)",
+                self.dir
+            );
         }
     }
 }
