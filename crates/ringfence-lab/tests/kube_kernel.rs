@@ -725,3 +725,51 @@ fn kube_expectation_files_are_consistent_and_use_lab_addresses_only() {
         }
     }
 }
+
+/// Every fixture is read by the parser the analyses use (with its ipset
+/// file), and Calico's `-p ipencap` (IP-in-IP, protocol 4, the name
+/// `/etc/protocols` gives it) is protocol 4, not an error.
+#[test]
+fn kube_fixtures_parse_with_calicos_ipencap_as_protocol_4() {
+    use ringfence_model::IntervalSet;
+    use ringfence_parse::{parse_rulesets_for, Families, RulesetFormat};
+    for file in ["kube-proxy.json", "calico.json", "antrea.json"] {
+        let fx = load(file);
+        let texts: Vec<(String, String)> = fx
+            .ruleset
+            .iter()
+            .map(|f| {
+                let p = repo::path(&format!("{DATA}/{f}"));
+                (
+                    std::fs::read_to_string(&p).expect("read the ruleset"),
+                    f.clone(),
+                )
+            })
+            .collect();
+        let inputs: Vec<(&str, &str)> = texts
+            .iter()
+            .map(|(t, n)| (t.as_str(), n.as_str()))
+            .collect();
+        let rs = parse_rulesets_for(
+            &inputs,
+            RulesetFormat::Auto,
+            Families {
+                v4: true,
+                v6: false,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{file}: {e:?}"));
+        let ipip: Vec<_> = rs
+            .chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .filter(|r| r.comment.as_deref().is_some_and(|c| c.contains("IPinIP")))
+            .collect();
+        if file == "calico.json" {
+            assert_eq!(ipip.len(), 2, "one IPIP drop per workload");
+            for r in ipip {
+                assert_eq!(r.matches.protocol, IntervalSet::single(4u8));
+            }
+        }
+    }
+}

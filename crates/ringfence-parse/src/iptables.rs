@@ -1803,6 +1803,8 @@ fn parse_protocol(s: &str) -> Option<IntervalSet<u8>> {
         "esp" => 50,
         "ah" => 51,
         "gre" => 47,
+        // /etc/protocols' name for IP-in-IP; Calico writes `-p ipencap`.
+        "ipencap" | "ipip" => 4,
         "igmp" => 2,
         "ipv6" => 41,
         "ospf" => 89,
