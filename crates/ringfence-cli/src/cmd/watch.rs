@@ -14,6 +14,8 @@
 //! left out) hashes differently; `file:PATH` polls the file's modification
 //! time and size, then its content hash. Those tools run only because the
 //! user chose the source; `--exec CMD` is the only other command run.
+//! `--webhook URL` POSTs each change line from a worker thread (timeout,
+//! bounded retries, failures on stderr).
 //!
 //! `--record DIR` appends every change, with the rules that made it and the
 //! findings it changed, to a history log (`ringfence_report::history::log`)
@@ -89,6 +91,30 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A `--webhook` URL: http or https, with a host.
+fn parse_webhook(s: &str) -> Result<String, String> {
+    if !s.contains("://") {
+        return Err(format!(
+            "webhook URL {s:?} must start with http:// or https://"
+        ));
+    }
+    let uri: ureq::http::Uri = s.parse().map_err(|e| {
+        format!("invalid URL {s:?}: {e}; expected e.g. https://hooks.example.com/ringfence")
+    })?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => {
+            return Err(format!(
+                "webhook URL {s:?} must start with http:// or https://"
+            ))
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("webhook URL {s:?} has no host"));
+    }
+    Ok(s.to_string())
+}
+
 /// Output formats of `watch`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WatchFormat {
@@ -127,6 +153,16 @@ pub struct Args {
     /// group); no shell is involved. Nothing is run without this flag.
     #[arg(long, value_name = "CMD")]
     pub exec: Option<String>,
+    /// POST every change, the same JSON line --exec gets, to this http:// or
+    /// https:// URL (Content-Type: application/json). Failures (no answer
+    /// within --webhook-timeout, a 5xx or 429 answer) are retried twice
+    /// more, then reported on stderr; the watch goes on. HTTPS_PROXY,
+    /// HTTP_PROXY and NO_PROXY are honoured.
+    #[arg(long, value_name = "URL", value_parser = parse_webhook)]
+    pub webhook: Option<String>,
+    /// How long one webhook attempt may take, connecting included.
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
     /// Keep a history in this directory (created when missing): every
     /// ruleset change, the rules it added and removed, and the findings it
     /// made appear or disappear, appended as JSON lines and synced to disk.
@@ -579,10 +615,133 @@ fn now_rfc3339() -> String {
     )
 }
 
-/// Where changes go: stdout (text or JSON) and, with --exec, a command.
+/// Where changes go: stdout (text or JSON) and, with --exec, a command,
+/// with --webhook, a URL.
 struct Output {
     format: WatchFormat,
     exec: Option<Vec<String>>,
+    webhook: Option<Webhook>,
+}
+
+/// Attempts per change (the first and two retries).
+const WEBHOOK_ATTEMPTS: u32 = 3;
+/// Changes waiting for delivery; beyond this a change is dropped (and said so).
+const WEBHOOK_QUEUE: usize = 1000;
+/// At exit, pending changes get this long to be delivered.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(3);
+
+/// `--webhook URL`: one worker thread POSTs the change lines in order, so
+/// a slow or failing endpoint never holds up watching.
+struct Webhook {
+    /// `scheme://host:port` only: the path or query may hold a secret.
+    shown: String,
+    tx: Option<std::sync::mpsc::SyncSender<String>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+    pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Webhook {
+    fn start(url: &str, timeout: Duration) -> Webhook {
+        let shown = match url.parse::<ureq::http::Uri>() {
+            Ok(u) => format!(
+                "{}://{}",
+                u.scheme_str().unwrap_or("?"),
+                u.authority().map_or("?", |a| a.as_str())
+            ),
+            Err(_) => "?".into(),
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("ringfence/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(WEBHOOK_QUEUE);
+        let pending = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (url, who, left) = (url.to_string(), shown.clone(), pending.clone());
+        let worker = std::thread::spawn(move || {
+            for body in rx {
+                if let Err(e) = deliver(&agent, &url, &body) {
+                    eprintln!("ringfence watch: --webhook {who}: a change was not delivered: {e}");
+                }
+                left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        Webhook {
+            shown,
+            tx: Some(tx),
+            worker: Some(worker),
+            pending,
+        }
+    }
+
+    /// Queue one change line; a full queue drops it, on stderr.
+    fn send(&self, json: &str) {
+        let Some(tx) = &self.tx else { return };
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if tx.try_send(json.to_string()).is_err() {
+            self.pending
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            eprintln!(
+                "ringfence watch: --webhook {}: {WEBHOOK_QUEUE} changes are waiting for delivery; this one is dropped",
+                self.shown
+            );
+        }
+    }
+
+    /// Let the worker deliver what is queued, for at most [`WEBHOOK_DRAIN`];
+    /// say on stderr how many changes were left undelivered.
+    fn finish(&mut self) {
+        drop(self.tx.take());
+        let start = Instant::now();
+        while let Some(w) = &self.worker {
+            if w.is_finished() {
+                let _ = self.worker.take().map(std::thread::JoinHandle::join);
+                return;
+            }
+            if start.elapsed() > WEBHOOK_DRAIN {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = self.pending.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            eprintln!(
+                "ringfence watch: --webhook {}: stopping with {left} change(s) not delivered",
+                self.shown
+            );
+        }
+    }
+}
+
+/// POST one change, retrying a failed connection, a timeout, 429 and 5xx
+/// answers up to [`WEBHOOK_ATTEMPTS`] in all (0.25 s, then 1 s apart); any
+/// other answer outside 2xx is final.
+fn deliver(agent: &ureq::Agent, url: &str, body: &str) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 1..=WEBHOOK_ATTEMPTS {
+        if attempt > 1 {
+            std::thread::sleep(Duration::from_millis(if attempt == 2 { 250 } else { 1000 }));
+        }
+        match agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body)
+        {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => {
+                let code = r.status().as_u16();
+                last = format!("answered {}", r.status());
+                if code != 429 && code < 500 {
+                    return Err(format!("{last} (not retried)"));
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(format!("{last}, after {WEBHOOK_ATTEMPTS} attempts"))
 }
 
 impl Output {
@@ -604,9 +763,7 @@ impl Output {
             WatchFormat::Json => self.line(&json)?,
             WatchFormat::Text => self.line(&text_change(c))?,
         }
-        if let Some(argv) = &self.exec {
-            run_exec(argv, &json);
-        }
+        self.alert(&json);
         Ok(())
     }
 
@@ -619,10 +776,18 @@ impl Output {
                 c.time, c.old, c.new, c.listed
             ))?,
         }
-        if let Some(argv) = &self.exec {
-            run_exec(argv, &json);
-        }
+        self.alert(&json);
         Ok(())
+    }
+
+    /// Hand a change line to --exec and --webhook.
+    fn alert(&self, json: &str) {
+        if let Some(argv) = &self.exec {
+            run_exec(argv, json);
+        }
+        if let Some(w) = &self.webhook {
+            w.send(json);
+        }
     }
 
     fn error(&self, time: &str, message: &str) -> Result<(), CliError> {
@@ -1006,9 +1171,13 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         Some(c) => Some(split_command(c).map_err(CliError::Usage)?),
         None => None,
     };
-    let out = Output {
+    let mut out = Output {
         format: args.format,
         exec,
+        webhook: args
+            .webhook
+            .as_deref()
+            .map(|u| Webhook::start(u, args.webhook_timeout)),
     };
     let mut sources = args.sources.clone();
     sources.dedup();
@@ -1024,6 +1193,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     if let Some(m) = &mut monitor {
         let _ = m.kill();
         let _ = m.wait();
+    }
+    if let Some(w) = &mut out.webhook {
+        w.finish();
     }
     result
 }
