@@ -56,6 +56,10 @@ pub const WATCH_SITE_DIR: &str = "/etc/ringfence";
 /// [`WATCH_SITE_DIR`]).
 pub const WATCH_SITE_KEY: &str = "site.yaml";
 
+/// Where the watch container keeps its `--record` history: the node
+/// directory [`WatchExtras::record`] names is mounted here, read-write.
+pub const WATCH_RECORD_DIR: &str = "/var/lib/ringfence/history";
+
 /// Largest site file a ConfigMap can hold: the API server refuses ConfigMaps
 /// whose data exceeds 1 MiB.
 pub const MAX_SITE_BYTES: usize = 1024 * 1024;
@@ -127,6 +131,23 @@ impl WatchSource {
     }
 }
 
+/// `ringfence watch` flags the watch DaemonSet passes through when given.
+/// The CLI checks each with watch's own parser before it gets here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchExtras {
+    /// `--interval` for polled sources, as written (`2s`, `500ms`).
+    pub interval: Option<String>,
+    /// `--exec CMD`, run inside the watch container: CMD must be in the image.
+    pub exec: Option<String>,
+    /// `--webhook URL`. It is stored in the DaemonSet's spec, readable by
+    /// whoever may read DaemonSets in the namespace.
+    pub webhook: Option<String>,
+    /// An absolute directory on each node where the watch keeps its history
+    /// (`--record`): a hostPath volume (created when missing) mounted
+    /// read-write at [`WATCH_RECORD_DIR`], so the history outlives the pod.
+    pub record: Option<String>,
+}
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct ManifestOptions {
@@ -152,6 +173,8 @@ pub struct ManifestOptions {
     pub watch_source: WatchSource,
     /// For [`WorkloadKind::Watch`]: the hook the site's flows are checked on.
     pub watch_hook: WatchHook,
+    /// For [`WorkloadKind::Watch`]: interval, alerting and history flags.
+    pub watch_extras: WatchExtras,
 }
 
 impl Default for ManifestOptions {
@@ -166,6 +189,7 @@ impl Default for ManifestOptions {
             site: None,
             watch_source: WatchSource::Nft,
             watch_hook: WatchHook::Forward,
+            watch_extras: WatchExtras::default(),
         }
     }
 }
@@ -195,6 +219,10 @@ pub enum OptionsError {
     NoSite,
     /// The site file is larger than a ConfigMap can hold (its size in bytes).
     SiteTooLarge(usize),
+    /// The history directory is not an absolute, normalized node path.
+    RecordPath(String),
+    /// A pass-through watch flag is empty (the flag, as the CLI spells it).
+    EmptyWatchFlag(&'static str),
     /// The YAML serializer refused an object (a bug in ringfence: the objects
     /// are plain strings, numbers and maps).
     Serialize(String),
@@ -234,6 +262,11 @@ impl fmt::Display for OptionsError {
                 f,
                 "the site file has {n} bytes, more than the {MAX_SITE_BYTES} a ConfigMap can hold; drop comments or unused zones"
             ),
+            OptionsError::RecordPath(p) => write!(
+                f,
+                "--watch-record {p:?} must be an absolute directory on the nodes, without '.' or '..' parts and not / itself, e.g. /var/lib/ringfence/history"
+            ),
+            OptionsError::EmptyWatchFlag(flag) => write!(f, "{flag} needs a value"),
             OptionsError::Serialize(e) => write!(f, "{e} (a bug in ringfence; please report it)"),
         }
     }
@@ -319,7 +352,40 @@ impl ManifestOptions {
                 }
                 Some(_) => {}
             }
+            let x = &self.watch_extras;
+            for (flag, v) in [
+                ("--watch-interval", &x.interval),
+                ("--watch-exec", &x.exec),
+                ("--watch-webhook", &x.webhook),
+            ] {
+                if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    return Err(OptionsError::EmptyWatchFlag(flag));
+                }
+            }
+            if let Some(p) = &x.record {
+                let bad_part = p
+                    .split('/')
+                    .skip(1)
+                    .any(|c| c.is_empty() || c == "." || c == "..");
+                if !p.starts_with('/') || p == "/" || bad_part {
+                    return Err(OptionsError::RecordPath(p.clone()));
+                }
+            }
         } else {
+            let x = &self.watch_extras;
+            for (option, given) in [
+                ("--watch-interval", x.interval.is_some()),
+                ("--watch-exec", x.exec.is_some()),
+                ("--watch-webhook", x.webhook.is_some()),
+                ("--watch-record", x.record.is_some()),
+            ] {
+                if given {
+                    return Err(OptionsError::NotForKind {
+                        option,
+                        applies_to: "--kind watch",
+                    });
+                }
+            }
             if self.site.is_some() {
                 return Err(OptionsError::NotForKind {
                     option: "--site",
@@ -722,6 +788,25 @@ pub fn watch_command(source: WatchSource, hook: WatchHook) -> Vec<String> {
     .collect()
 }
 
+/// The watch container's whole command: [`watch_command`], then the
+/// interval, `--exec`, `--webhook` and `--record` flags that were given.
+pub fn watch_args(opts: &ManifestOptions) -> Vec<String> {
+    let mut argv = watch_command(opts.watch_source, opts.watch_hook);
+    let x = &opts.watch_extras;
+    for (flag, v) in [
+        ("--interval", x.interval.as_deref()),
+        ("--exec", x.exec.as_deref()),
+        ("--webhook", x.webhook.as_deref()),
+        ("--record", x.record.as_ref().map(|_| WATCH_RECORD_DIR)),
+    ] {
+        if let Some(v) = v {
+            argv.push(flag.to_string());
+            argv.push(v.to_string());
+        }
+    }
+    argv
+}
+
 fn watch_service_account(opts: &ManifestOptions) -> ServiceAccount {
     ServiceAccount {
         metadata: ObjectMeta {
@@ -766,15 +851,27 @@ fn watch_container(opts: &ManifestOptions) -> Container {
     // uid 0 with every other capability dropped and nothing of the host
     // mounted. Each re-read runs a full verify: memory grows with the
     // ruleset (kube-proxy's iptables mode writes many rules).
-    root_container(RootContainer {
+    let mut c = root_container(RootContainer {
         name: "watch",
         image: &opts.image,
-        command: watch_command(opts.watch_source, opts.watch_hook),
+        command: watch_args(opts),
         requests: ("50m", "128Mi"),
         limits: ("1", "512Mi"),
         add: Some(vec!["NET_ADMIN".to_string()]),
         mount: ("site", WATCH_SITE_DIR),
-    })
+    });
+    // --record: the one writable mount, the history directory of the node.
+    if opts.watch_extras.record.is_some() {
+        if let Some(m) = &mut c.volume_mounts {
+            m.push(VolumeMount {
+                name: "history".to_string(),
+                mount_path: WATCH_RECORD_DIR.to_string(),
+                read_only: Some(false),
+                ..Default::default()
+            });
+        }
+    }
+    c
 }
 
 fn watch_daemon_set(opts: &ManifestOptions) -> DaemonSet {
@@ -813,6 +910,19 @@ fn watch_daemon_set(opts: &ManifestOptions) -> DaemonSet {
         }]),
         ..Default::default()
     };
+    let mut pod = pod;
+    if let (Some(dir), Some(vols)) = (&opts.watch_extras.record, &mut pod.volumes) {
+        // The history outlives the pod (restarts, upgrades): a node directory,
+        // created when missing, holding nothing but the watch's segments.
+        vols.push(Volume {
+            name: "history".to_string(),
+            host_path: Some(HostPathVolumeSource {
+                path: dir.clone(),
+                type_: Some("DirectoryOrCreate".to_string()),
+            }),
+            ..Default::default()
+        });
+    }
     DaemonSet {
         metadata: ObjectMeta {
             name: Some(WATCH_APP_NAME.to_string()),

@@ -4,8 +4,11 @@
 //! YAML for `kubectl apply`.
 
 use crate::cmd::trace::HookArg;
+use crate::cmd::watch;
 use crate::exit::{emit, CliError, SUCCESS};
-use ringfence_fleet::manifest::{self, ManifestOptions, WatchHook, WatchSource, WorkloadKind};
+use ringfence_fleet::manifest::{
+    self, ManifestOptions, WatchExtras, WatchHook, WatchSource, WorkloadKind,
+};
 use std::path::{Path, PathBuf};
 
 /// Subcommands of `deploy`.
@@ -72,6 +75,23 @@ pub struct ManifestsArgs {
     /// the node). --kind watch only.
     #[arg(long, value_enum, default_value = "forward")]
     pub watch_hook: HookArg,
+    /// Passed to the watch as --interval (how often iptables is polled).
+    /// --kind watch only.
+    #[arg(long, value_name = "DUR", value_parser = |s: &str| watch::parse_duration(s).map(|_| s.to_string()))]
+    pub watch_interval: Option<String>,
+    /// Passed to the watch as --exec: run inside the watch container for
+    /// every change, so CMD must be in the image. --kind watch only.
+    #[arg(long, value_name = "CMD", value_parser = |s: &str| watch::split_command(s).map(|_| s.to_string()))]
+    pub watch_exec: Option<String>,
+    /// Passed to the watch as --webhook (stored in the DaemonSet spec).
+    /// --kind watch only.
+    #[arg(long, value_name = "URL", value_parser = watch::parse_webhook)]
+    pub watch_webhook: Option<String>,
+    /// Keep each node's watch history (watch --record) in this absolute
+    /// directory on the node (a hostPath, created when missing, mounted
+    /// read-write). --kind watch only.
+    #[arg(long, value_name = "NODE_DIR")]
+    pub watch_record: Option<String>,
     /// Leave out the Namespace object (when the namespace exists and is managed elsewhere).
     #[arg(long)]
     pub no_namespace: bool,
@@ -123,6 +143,12 @@ fn run_manifests(args: ManifestsArgs) -> Result<u8, CliError> {
             HookArg::Forward => WatchHook::Forward,
             HookArg::Input => WatchHook::Input,
             HookArg::Output => WatchHook::Output,
+        },
+        watch_extras: WatchExtras {
+            interval: args.watch_interval,
+            exec: args.watch_exec,
+            webhook: args.watch_webhook,
+            record: args.watch_record,
         },
     };
     let yaml = manifest::render_yaml(&opts).map_err(|e| CliError::Usage(e.to_string()))?;
@@ -188,6 +214,35 @@ mod tests {
             assert_eq!(args.format, WatchFormat::Json);
             assert!(!args.once && args.exec.is_none());
         }
+    }
+
+    #[test]
+    fn the_watch_pods_extra_flags_are_accepted_by_this_binarys_watch_parser() {
+        use clap::Parser;
+        let opts = ManifestOptions {
+            kind: WorkloadKind::Watch,
+            site: Some(String::new()),
+            watch_extras: WatchExtras {
+                interval: Some("2s".into()),
+                exec: Some("logger -t 'ringfence watch'".into()),
+                webhook: Some("https://hooks.example.com/x".into()),
+                record: Some("/var/lib/ringfence/history".into()),
+            },
+            ..Default::default()
+        };
+        let argv = manifest::watch_args(&opts);
+        let cli = crate::Cli::try_parse_from(&argv)
+            .unwrap_or_else(|e| panic!("{argv:?} does not parse: {e}"));
+        let Some(crate::Command::Watch(args)) = cli.command else {
+            panic!("{argv:?} is not the watch command");
+        };
+        assert_eq!(args.interval, std::time::Duration::from_secs(2));
+        assert_eq!(args.exec.as_deref(), Some("logger -t 'ringfence watch'"));
+        assert_eq!(args.webhook.as_deref(), Some("https://hooks.example.com/x"));
+        assert_eq!(
+            args.record.as_deref(),
+            Some(Path::new(manifest::WATCH_RECORD_DIR))
+        );
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn parse_source(s: &str) -> Result<Source, String> {
 }
 
 /// `250ms`, `2s`, `1m`, `1h`; a bare number is seconds. At least 10ms.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -92,7 +92,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A `--webhook` URL: http or https, with a host.
-fn parse_webhook(s: &str) -> Result<String, String> {
+pub(crate) fn parse_webhook(s: &str) -> Result<String, String> {
     if !s.contains("://") {
         return Err(format!(
             "webhook URL {s:?} must start with http:// or https://"
@@ -182,7 +182,7 @@ pub struct Args {
 
 /// Split `--exec` into argv: spaces separate, single quotes are literal,
 /// double quotes group and allow `\"` and `\\`.
-fn split_command(s: &str) -> Result<Vec<String>, String> {
+pub(crate) fn split_command(s: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut started = false;
