@@ -26,7 +26,7 @@ pub enum ReportFormat {
 /// Arguments of `ringfence report`.
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// Site file (YAML). Required unless --example is given.
+    /// Site file (YAML). Required unless --example or --history is given.
     #[arg(long, value_name = "FILE", conflicts_with = "example")]
     pub site: Option<PathBuf>,
     /// The ruleset to verify against the site (iptables-save, nft text or

@@ -130,6 +130,7 @@ pub enum WatchFormat {
     after_help = "Every change re-runs a full verify of the whole ruleset (not incremental yet). \
 Reading a live ruleset runs `nft -j list ruleset` and `nft monitor` (--source nft) or \
 `iptables-save`/`ip6tables-save` (--source iptables), only because that source was chosen. \
+Nothing else is run, sent or written unless --exec, --webhook or --record asks for it. \
 See docs/watch.md."
 )]
 pub struct Args {
