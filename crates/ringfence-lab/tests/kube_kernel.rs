@@ -395,6 +395,19 @@ impl Lab {
                 node.load_iptables(text);
             }
         }
+        // The fixtures are iptables-save text as the kernel gives it back:
+        // the same chains with the same policies, and every chain's rules
+        // in the same order and spelling.
+        let saved = node.ok("iptables-save", &[], b"");
+        for (name, text) in &files {
+            if !text.starts_with("create ") {
+                assert_eq!(
+                    save_shape(text),
+                    save_shape(&saved),
+                    "{name} is not what iptables-save prints after loading it"
+                );
+            }
+        }
         let ports = fx.ports();
         let mut agents = vec![Agent::start("node", &node, &ports)];
         for l in &fx.lab {
@@ -418,6 +431,34 @@ impl Lab {
     fn dump(&mut self) -> Vec<(u8, Delivery, u16)> {
         self.agents.iter_mut().flat_map(|a| a.dump()).collect()
     }
+}
+
+/// iptables-save text as (table, chain) -> (policy, rules in order), without
+/// comments and counters.
+fn save_shape(text: &str) -> BTreeMap<(String, String), (String, Vec<String>)> {
+    let mut out: BTreeMap<(String, String), (String, Vec<String>)> = BTreeMap::new();
+    let mut table = String::new();
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t.to_string();
+        } else if let Some(decl) = line.strip_prefix(':') {
+            let mut w = decl.split_whitespace();
+            let chain = w.next().unwrap_or_default().to_string();
+            let policy = w.next().unwrap_or_default().to_string();
+            out.entry((table.clone(), chain)).or_default().0 = policy;
+        } else if let Some(rule) = line.strip_prefix("-A ") {
+            let chain = rule
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            out.entry((table.clone(), chain))
+                .or_default()
+                .1
+                .push(line.to_string());
+        }
+    }
+    out
 }
 
 /// How long a sender waits: below the first SYN retransmission (1 s).
