@@ -290,15 +290,21 @@ fn a_log_cut_off_mid_write_is_refused_at_its_line_with_the_fix() {
     std::fs::write(&rules, fixture("ruleset.nft")).unwrap();
     let w = Recording::start(&rules, &dir);
     w.change(2, || block(&rules));
-    // Killed, not stopped; then the last entry is cut as a crash would.
-    drop(w);
+    // The entry is written after the lines are printed: wait for it.
     let seg = std::fs::read_dir(&dir)
         .unwrap()
         .next()
         .unwrap()
         .unwrap()
         .path();
-    let text = std::fs::read_to_string(&seg).unwrap();
+    let t = Instant::now();
+    let mut text = std::fs::read_to_string(&seg).unwrap();
+    while text.lines().count() < 2 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+        text = std::fs::read_to_string(&seg).unwrap();
+    }
+    // Killed, not stopped; then the last entry is cut as a crash would.
+    drop(w);
     assert_eq!(text.lines().count(), 2, "start and one change: {text}");
     std::fs::write(&seg, &text[..text.len() - 30]).unwrap();
     let err = common::refused(&["report", "--history", dir.to_str().unwrap()]);

@@ -1253,23 +1253,7 @@ fn follow(
         }),
         _ => None,
     };
-    print_initial(&state, &sources, out)?;
-    if args.once {
-        if let Some(r) = &mut recorder {
-            r.append(
-                &history::Entry::Stop(history::StopEntry {
-                    time: now_rfc3339(),
-                }),
-                || start_of(&state, index.as_ref().expect("indexed when recording")),
-            );
-        }
-        return Ok(if state.summary.ok {
-            exit::SUCCESS
-        } else {
-            exit::FINDINGS
-        });
-    }
-    stop_on_signal(tx);
+    // The last entries of a run: an error that ends it, if any, and a stop.
     let stop = |r: &mut Option<Record>, st: &State, ix: &Option<RuleIndex>, error: Option<&str>| {
         if let (Some(r), Some(ix)) = (r, ix) {
             let time = now_rfc3339();
@@ -1287,6 +1271,16 @@ fn follow(
             });
         }
     };
+    print_initial(&state, &sources, out)?;
+    if args.once {
+        stop(&mut recorder, &state, &index, None);
+        return Ok(if state.summary.ok {
+            exit::SUCCESS
+        } else {
+            exit::FINDINGS
+        });
+    }
+    stop_on_signal(tx);
     let mut seq = 0u64;
     loop {
         let mut nft_event = false;
