@@ -335,3 +335,16 @@ fn a_directory_that_is_a_file_is_refused_naming_it() {
         assert!(e.help.is_some());
     }
 }
+
+#[test]
+fn html_history_tables_have_captions_and_scoped_headers_and_no_scripts() {
+    let html = render_html(&fixture()).unwrap();
+    let tables = html.matches("<table").count();
+    assert_eq!(tables, 3, "open, timeline, every finding");
+    assert_eq!(html.matches("<caption>").count(), tables);
+    let ths = html.matches("<th").count() - html.matches("<thead").count();
+    assert_eq!(html.matches("<th scope=\"col\">").count(), ths);
+    assert!(!html.contains("<script") && !html.contains("src=\"http"));
+    // Appeared / gone carry a word, not only a colour.
+    assert!(html.contains("</span>appeared</span>") && html.contains("</span>gone</span>"));
+}

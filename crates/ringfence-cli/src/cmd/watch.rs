@@ -1427,6 +1427,79 @@ mod tests {
         assert_ne!(iptables_identity(a), iptables_identity(&c));
     }
 
+    fn index(text: &str) -> RuleIndex {
+        let rs = ringfence_parse::parse_rulesets_for(
+            &[(text, "fw.rules")],
+            FormatArg::Auto.into(),
+            Families {
+                v4: true,
+                v6: false,
+            },
+        )
+        .expect("test ruleset parses");
+        RuleIndex::new(&rs, vec![("fw.rules".into(), text.into())])
+    }
+
+    const RULES: &str = "*filter\n:FORWARD DROP [0:0]\n:ALLOW - [0:0]\n-A FORWARD -j ALLOW\n-A ALLOW -d 198.18.1.20/32 -p tcp -m tcp --dport 443 -j ACCEPT\n-A ALLOW -d 198.18.1.30/32 -p tcp -m tcp --dport 443 -j ACCEPT\nCOMMIT\n";
+
+    #[test]
+    fn ruleset_hash_ignores_lines_comments_and_counters_but_not_order_or_policy() {
+        let base = index(RULES);
+        // Comment lines, counters and a rule comment move or label rules
+        // without changing them.
+        let moved = RULES
+            .replace("*filter\n", "# Generated\n# by a test\n*filter\n")
+            .replace("[0:0]", "[12:3400]")
+            .replace(
+                "--dport 443 -j ACCEPT\n-A ALLOW -d 198.18.1.30",
+                "--dport 443 -m comment --comment harbor -j ACCEPT\n-A ALLOW -d 198.18.1.30",
+            );
+        assert_eq!(index(&moved).hash, base.hash);
+        let swapped = RULES.replace(
+            "-A ALLOW -d 198.18.1.20/32 -p tcp -m tcp --dport 443 -j ACCEPT\n-A ALLOW -d 198.18.1.30/32 -p tcp -m tcp --dport 443 -j ACCEPT\n",
+            "-A ALLOW -d 198.18.1.30/32 -p tcp -m tcp --dport 443 -j ACCEPT\n-A ALLOW -d 198.18.1.20/32 -p tcp -m tcp --dport 443 -j ACCEPT\n",
+        );
+        let swapped = index(&swapped);
+        assert_ne!(swapped.hash, base.hash, "order decides");
+        assert_eq!(swapped.beyond(&base).1 + base.beyond(&swapped).1, 0);
+        let open = index(&RULES.replace(":FORWARD DROP", ":FORWARD ACCEPT"));
+        assert_ne!(open.hash, base.hash);
+        let (added, n) = open.beyond(&base);
+        assert_eq!(n, 1);
+        assert_eq!(added[0].rule, "policy of FORWARD");
+        assert!(added[0]
+            .normalized
+            .as_deref()
+            .is_some_and(|t| t.contains("policy accept")));
+    }
+
+    #[test]
+    fn added_and_removed_rules_are_quoted_from_their_source_line() {
+        let base = index(RULES);
+        let more = index(&RULES.replace(
+            "COMMIT",
+            "-A ALLOW -d 198.18.1.20/32 -p tcp -m tcp --dport 8080 -j ACCEPT\nCOMMIT",
+        ));
+        let (added, n) = more.beyond(&base);
+        assert_eq!(n, 1);
+        assert_eq!(added[0].rule, "fw.rules:7");
+        assert_eq!(added[0].chain, "ALLOW");
+        assert_eq!(
+            added[0].text.as_deref(),
+            Some("-A ALLOW -d 198.18.1.20/32 -p tcp -m tcp --dport 8080 -j ACCEPT")
+        );
+        assert!(added[0].normalized.is_none());
+        let (removed, n) = base.beyond(&more);
+        assert_eq!((removed.len(), n), (0, 0));
+        // A repeated rule counts: a second copy is one rule added.
+        let twice = index(&RULES.replace(
+            "COMMIT",
+            "-A ALLOW -d 198.18.1.30/32 -p tcp -m tcp --dport 443 -j ACCEPT\nCOMMIT",
+        ));
+        assert_eq!(twice.beyond(&base).1, 1);
+        assert_eq!(base.beyond(&twice).1, 0);
+    }
+
     #[test]
     fn time_is_rfc3339_utc() {
         let t = now_rfc3339();
