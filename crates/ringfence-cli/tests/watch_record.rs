@@ -6,6 +6,7 @@
 mod common;
 
 use ringfence_report::history::log::{read_log, Entry};
+use ringfence_testkit::{Need, Netns};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,14 +39,20 @@ struct Recording {
 
 impl Recording {
     fn start(rules: &Path, dir: &Path) -> Recording {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-            .arg("watch")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringfence"));
+        cmd.arg("watch")
             .arg("--site")
             .arg(data("site.yaml"))
             .arg("--source")
             .arg(format!("file:{}", rules.display()))
             .args(["--interval", "100ms", "--format", "json", "--record"])
-            .arg(dir)
+            .arg(dir);
+        Recording::spawn(cmd)
+    }
+
+    /// Start `cmd` (a `watch --format json`) and wait for its first line.
+    fn spawn(mut cmd: Command) -> Recording {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -141,7 +148,6 @@ fn record_logs_each_change_with_the_rules_it_made_and_the_findings_it_changed() 
     let segs = read_log(&dir).expect("the log reads back");
     assert_eq!(segs.len(), 1);
     let entries: Vec<&Entry> = segs[0].entries.iter().map(|(_, e)| e).collect();
-    assert_eq!(entries.len(), 4, "{entries:#?}");
     let Entry::Start(st) = entries[0] else {
         panic!("starts with the state")
     };
@@ -333,4 +339,60 @@ fn json_is_for_history_only_and_history_excludes_a_ruleset() {
     let (code, _, err) = common::run(&["report", "--history", "x", "--site", "s.yaml"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
+fn an_nft_resync_with_the_same_rules_and_new_handles_records_nothing() {
+    if !ringfence_testkit::require!(Need::Root, Need::Tool("nft"), Need::Tool("ip")) {
+        return;
+    }
+    let ns = Netns::new("wrec");
+    let base = fixture("ruleset.nft");
+    let blocked = base.replacen(
+        "\tchain allow {\n",
+        &format!("\tchain allow {{\n{BLOCK}"),
+        1,
+    );
+    ns.load_nft(&base);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("h");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_ringfence")])
+        .arg("watch")
+        .arg("--site")
+        .arg(data("site.yaml"))
+        .args(["--source", "nft", "--format", "json", "--record"])
+        .arg(&dir);
+    let w = Recording::spawn(cmd);
+    let reload = |text: &str| ns.load_nft(&format!("flush table inet rfw\n{text}"));
+    w.change(2, || reload(&blocked));
+    // The same rules again, every handle new: nothing printed or recorded.
+    reload(&blocked);
+    assert!(
+        w.lines.recv_timeout(Duration::from_millis(1500)).is_err(),
+        "a resync to the same rules reports nothing"
+    );
+    w.change(2, || reload(&base));
+    w.stop();
+
+    let segs = read_log(&dir).unwrap();
+    let entries: Vec<&Entry> = segs[0].entries.iter().map(|(_, e)| e).collect();
+    assert_eq!(entries.len(), 4, "{entries:#?}");
+    let (Entry::Start(st), Entry::Change(a), Entry::Change(b), Entry::Stop(_)) =
+        (entries[0], entries[1], entries[2], entries[3])
+    else {
+        panic!("start, two changes, stop: {entries:#?}")
+    };
+    assert_eq!(entries.len(), 4, "{entries:#?}");
+    assert_eq!(b.ruleset, st.ruleset);
+    assert_eq!((a.added_total, a.removed_total), (1, 0));
+    assert_eq!((b.added_total, b.removed_total), (0, 1));
+    // nft JSON has no rule text to quote: the normalized rule stands in.
+    let r = &a.rules_added[0];
+    assert!(r.rule.starts_with("inet rfw allow handle "), "{r:?}");
+    assert_eq!(r.chain, "inet rfw allow");
+    assert!(r.text.is_none());
+    let n = r.normalized.as_deref().unwrap();
+    assert!(n.contains("dport=443-443") && n.ends_with("-> drop"), "{n}");
+    assert_eq!(b.rules_removed[0].normalized, r.normalized);
 }
