@@ -1,7 +1,17 @@
 //! Packet lines: the JSON-lines input of batch `trace`, one packet a line:
 //! `{"src", "dst", "proto", "sport", "dport", "iif", "oif", "from_host"}`
 //! (`proto` a name or a number; ports default to 0; interfaces optional;
-//! `"from_host": true` makes the packet start in OUTPUT).
+//! `"from_host": true` makes the packet start in OUTPUT), and optionally
+//! the rarer header fields: `"tcp_flags"` (`"SYN"`, `"SYN,ACK"`, or the
+//! flags byte as a number), `"icmp_type"` and `"icmp_code"` (numbers or
+//! type names), `"length"` (bytes), `"dscp"` (0-63 or a class such as
+//! `"af41"`), `"pkttype"` (`"unicast"`, `"broadcast"`, `"multicast"`,
+//! `"otherhost"`) and `"mac_src"` (`"00:11:22:33:44:55"`). A packet is the
+//! opening packet of a connection: without `tcp_flags` a TCP packet is a
+//! SYN, without `icmp_type` an ICMP packet an echo request, without
+//! `pkttype` it is unicast (multicast or broadcast by its destination);
+//! a rule testing its length, DS field or MAC when the line gives none may
+//! or may not match (two branches).
 //!
 //! Lines of the plain shape every generator writes are read without serde
 //! (batch tracing reads millions); anything else goes through serde_json,
@@ -119,6 +129,111 @@ struct PacketLine<'a> {
     oif: Option<Cow<'a, str>>,
     #[serde(default)]
     from_host: Option<bool>,
+    #[serde(default)]
+    tcp_flags: Option<Word>,
+    #[serde(default)]
+    icmp_type: Option<Word>,
+    #[serde(default)]
+    icmp_code: Option<u8>,
+    #[serde(default)]
+    length: Option<u32>,
+    #[serde(default)]
+    dscp: Option<Word>,
+    #[serde(default)]
+    pkttype: Option<String>,
+    #[serde(default)]
+    mac_src: Option<String>,
+}
+
+/// A field given as a number or a name.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Word {
+    Num(u64),
+    Name(String),
+}
+
+/// The rarer fields of a line (all `None` on the quick path).
+#[derive(Default)]
+struct Rare {
+    tcp_flags: Option<u8>,
+    icmp_type: Option<u8>,
+    icmp_code: Option<u8>,
+    length: Option<u32>,
+    tos: Option<u8>,
+    pkttype: Option<u8>,
+    mac_src: Option<u64>,
+}
+
+/// Read the rarer fields of a serde-read line, or say which is wrong.
+fn rare(pl: &PacketLine<'_>, v6: bool) -> Result<Rare, LineError> {
+    let bad =
+        |key: &str, expected: &str| LineError::line(format!("\"{key}\": expected {expected}"));
+    let num8 = |w: &Word| match w {
+        Word::Num(n) => u8::try_from(*n).ok(),
+        Word::Name(_) => None,
+    };
+    let tcp_flags = match &pl.tcp_flags {
+        None => None,
+        Some(Word::Name(n)) => Some(ringfence_model::names::tcp_flag_list(n).ok_or_else(|| {
+            bad(
+                "tcp_flags",
+                "flag names such as \"SYN,ACK\" or a number 0-255",
+            )
+        })?),
+        Some(w) => Some(num8(w).ok_or_else(|| bad("tcp_flags", "a number 0-255 or flag names"))?),
+    };
+    let icmp_type = match &pl.icmp_type {
+        None => None,
+        Some(Word::Name(n)) => Some(
+            ringfence_model::names::icmp_name(n, v6)
+                .map(|(t, _)| t)
+                .ok_or_else(|| {
+                    bad(
+                        "icmp_type",
+                        "a type name such as echo-request or a number 0-255",
+                    )
+                })?,
+        ),
+        Some(w) => Some(num8(w).ok_or_else(|| bad("icmp_type", "a number 0-255 or a type name"))?),
+    };
+    let tos = match &pl.dscp {
+        None => None,
+        Some(Word::Name(n)) => Some(
+            ringfence_model::names::dscp_class(n)
+                .ok_or_else(|| bad("dscp", "a number 0-63 or a class such as af41, cs1, ef"))?
+                << 2,
+        ),
+        Some(w) => Some(
+            num8(w)
+                .filter(|d| *d <= 63)
+                .ok_or_else(|| bad("dscp", "a number 0-63 or a class such as af41"))?
+                << 2,
+        ),
+    };
+    let pkttype = match &pl.pkttype {
+        None => None,
+        Some(n) => Some(
+            ringfence_model::names::pkttype_name(n)
+                .ok_or_else(|| bad("pkttype", "unicast, broadcast, multicast or otherhost"))?,
+        ),
+    };
+    let mac_src = match &pl.mac_src {
+        None => None,
+        Some(m) => Some(
+            ringfence_model::names::mac(m)
+                .ok_or_else(|| bad("mac_src", "a MAC address such as \"00:11:22:33:44:55\""))?,
+        ),
+    };
+    Ok(Rare {
+        tcp_flags,
+        icmp_type,
+        icmp_code: pl.icmp_code,
+        length: pl.length,
+        tos,
+        pkttype,
+        mac_src,
+    })
 }
 
 /// A packet line's fields, borrowed from the line.
@@ -302,6 +417,7 @@ fn quick_ipv4(s: &str) -> Option<IpAddr> {
 /// buffers); returns whether the packet starts in OUTPUT (`"from_host":
 /// true`). The packet opens a new connection.
 pub fn read(line: &str, out: &mut Packet) -> Result<bool, LineError> {
+    let mut rare_of: Option<PacketLine> = None;
     let pl = match quick_fields(line) {
         Some(f) => f,
         None => {
@@ -309,20 +425,25 @@ pub fn read(line: &str, out: &mut Packet) -> Result<bool, LineError> {
                 LineError::at(
                     e.column() as u64,
                     format!(
-                        "packet line: {e}; expected {{\"src\", \"dst\", \"proto\", \"sport\", \"dport\", \"iif\", \"oif\", \"from_host\"}}"
+                        "packet line: {e}; expected {{\"src\", \"dst\", \"proto\", \"sport\", \"dport\", \"iif\", \"oif\", \"from_host\"}} and optionally \"tcp_flags\", \"icmp_type\", \"icmp_code\", \"length\", \"dscp\", \"pkttype\", \"mac_src\""
                     ),
                 )
             })?;
-            LineFields {
-                src: pl.src,
-                dst: pl.dst,
-                proto: pl.proto,
+            let fields = LineFields {
+                src: pl.src.clone(),
+                dst: pl.dst.clone(),
+                proto: match &pl.proto {
+                    ProtoField::Num(n) => ProtoField::Num(*n),
+                    ProtoField::Name(n) => ProtoField::Name(n.clone()),
+                },
                 sport: pl.sport,
                 dport: pl.dport,
-                iif: pl.iif,
-                oif: pl.oif,
+                iif: pl.iif.clone(),
+                oif: pl.oif.clone(),
                 from_host: pl.from_host.unwrap_or(false),
-            }
+            };
+            rare_of = Some(pl);
+            fields
         }
     };
     let addr = |s: &str, what: &str| -> Result<IpAddr, LineError> {
@@ -358,6 +479,18 @@ pub fn read(line: &str, out: &mut Packet) -> Result<bool, LineError> {
     out.sport = pl.sport;
     out.dport = pl.dport;
     out.ct_state = CtStates::NEW;
+    let r = match &rare_of {
+        Some(pl) => rare(pl, dst.is_ipv6())?,
+        None => Rare::default(),
+    };
+    out.tcp_flags = r.tcp_flags;
+    out.icmp_type = r.icmp_type;
+    out.icmp_code = r.icmp_code;
+    out.length = r.length;
+    out.tos = r.tos;
+    out.pkttype = r.pkttype;
+    out.mac_src = r.mac_src;
+    out.fill_defaults();
     // Reuse the interface strings' buffers from the previous packet.
     for (slot, v) in [(&mut out.iif, pl.iif), (&mut out.oif, pl.oif)] {
         match (slot.as_mut(), v) {

@@ -4,6 +4,7 @@
 //! is a list of boxes. Interfaces become finite "atoms" (see [`IfaceUniverse`]),
 //! so every field is an interval set and one set of box operations covers all.
 
+use ringfence_model::fields::{self as xf, Extra};
 /// The engine's interval sets are the model's (inline single ranges).
 pub use ringfence_model::IntervalSet as ISet;
 use ringfence_model::{
@@ -55,6 +56,11 @@ pub struct PBox {
     /// so that a region can be named by what entered the ruleset after its
     /// marks were rewritten.
     pub ct0: u64,
+    /// The rarely tested fields (TCP flags, ICMP type/code, length, DS
+    /// field, packet type, source MAC): `None`, the usual case, is every
+    /// value of each, so a box of a ruleset that tests none of them costs
+    /// one null pointer more.
+    pub x: Extra,
 }
 
 fn overlaps<T: Ord + Copy>(a: &[(T, T)], b: &[(T, T)]) -> bool {
@@ -102,6 +108,7 @@ impl PBox {
             mark: u.marks.all_packet(),
             ctmark: u.marks.all_conn(),
             ct0: u.marks.all_conn(),
+            x: None,
         }
     }
 
@@ -118,6 +125,7 @@ impl PBox {
             || self.mark == 0
             || self.ctmark == 0
             || self.ct0 == 0
+            || xf::is_empty(&self.x)
     }
 
     /// Whether the boxes share a packet (no allocation).
@@ -134,6 +142,7 @@ impl PBox {
             && overlaps(self.sport.ranges(), o.sport.ranges())
             && overlaps(self.iif.ranges(), o.iif.ranges())
             && overlaps(self.oif.ranges(), o.oif.ranges())
+            && xf::overlaps(&self.x, &o.x)
     }
 
     /// Intersection, or `None` when empty.
@@ -154,6 +163,7 @@ impl PBox {
             mark: self.mark & o.mark,
             ctmark: self.ctmark & o.ctmark,
             ct0: self.ct0 & o.ct0,
+            x: xf::intersect(&self.x, &o.x),
         })
     }
 
@@ -171,6 +181,7 @@ impl PBox {
             && self.sport.is_subset(&o.sport)
             && self.iif.is_subset(&o.iif)
             && self.oif.is_subset(&o.oif)
+            && xf::is_subset(&self.x, &o.x)
     }
 
     /// `self \ o` as disjoint boxes (at most one per field).
@@ -213,7 +224,14 @@ impl PBox {
         split_bits!(ctmark);
         split_bits!(ct0);
         split_bits!(ct);
-        let _ = rest;
+        if o.x.is_some() {
+            let (pieces, _) = xf::subtract(&rest.x, &o.x);
+            for p in pieces {
+                let mut piece = rest.clone();
+                piece.x = p;
+                out.push(piece);
+            }
+        }
         out
     }
 
@@ -257,7 +275,10 @@ impl PBox {
         ]
         .into_iter()
         .find(|b| self.ct & b != 0)?;
-        Some(Packet {
+        let x = self.x.as_deref();
+        let first = |f: fn(&ringfence_model::ExtraFields) -> Option<u64>| x.and_then(f);
+        let icmp = first(|x| x.icmp.first().map(u64::from));
+        let mut p = Packet {
             src: addr(pick(&self.src)),
             dst: addr(pick(&self.dst)),
             protocol: proto,
@@ -266,7 +287,18 @@ impl PBox {
             iif: u.representative(self.iif.first()?),
             oif: u.representative(self.oif.first()?),
             ct_state: ct,
-        })
+            tcp_flags: first(|x| x.tcp_flags.first().map(u64::from)).map(|v| v as u8),
+            icmp_type: icmp.map(|v| (v >> 8) as u8),
+            icmp_code: icmp.map(|v| v as u8),
+            length: first(|x| x.length.first().map(u64::from)).map(|v| v as u32),
+            tos: first(|x| x.tos.first().map(u64::from)).map(|v| v as u8),
+            pkttype: first(|x| x.pkttype.first().map(u64::from)).map(|v| v as u8),
+            mac_src: first(|x| x.mac_src.first()),
+        };
+        // Fields the box leaves free take the usual packet's values
+        // (a SYN, an echo request, unicast), which the box then holds.
+        p.fill_defaults();
+        Some(p)
     }
 }
 
@@ -707,12 +739,108 @@ pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Boxes {
         mark,
         ctmark,
         ct0: u.marks.all_conn(),
+        x: m.extra.clone(),
     };
     if !m.src.v4.is_empty() && !m.dst.v4.is_empty() {
         out.push(common(Fam::V4, widen(&m.src.v4), widen(&m.dst.v4)));
     }
     if !m.src.v6.is_empty() && !m.dst.v6.is_empty() {
         out.push(common(Fam::V6, m.src.v6.clone(), m.dst.v6.clone()));
+    }
+    out
+}
+
+/// Which packets of a connection a flow box stands for (see
+/// [`flow_packets`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowPackets {
+    /// The packet that opens it: a TCP SYN (flags exactly SYN), an ICMP or
+    /// ICMPv6 echo request (type 8 or 128, code 0), sent to one host
+    /// (packet type unicast).
+    Opening,
+    /// Its later packets, in either direction: TCP packets with any flag
+    /// combination conntrack tracks ([`xf::tcp_flags_tracked`]), ICMP echo
+    /// requests from the client and echo replies (0 or 129) from the
+    /// server, unicast.
+    Later {
+        /// The server's packets (replies) rather than the client's.
+        reply: bool,
+    },
+    /// Every packet conntrack can call NEW (for excess): TCP with the flags
+    /// that can open a connection under `nf_conntrack_tcp_loose=1`
+    /// ([`xf::tcp_flags_new`]), ICMP and ICMPv6 of the types that can
+    /// ([`xf::ICMP_NEW_TYPES`], [`xf::ICMPV6_NEW_TYPES`]), any packet type.
+    New,
+}
+
+/// The part of a flow box (every value of the rare fields) that holds the
+/// packets `which` names: the box split by protocol into its TCP, ICMP,
+/// ICMPv6 and other parts, each narrowed to those packets' flags, types
+/// and packet type.
+pub fn flow_packets(b: PBox, which: FlowPackets) -> Boxes {
+    use ringfence_model::proto::{ICMP, ICMPV6, TCP};
+    let mut out = Boxes::new();
+    let unicast = |x: &mut ringfence_model::ExtraFields| {
+        if which != FlowPackets::New {
+            x.pkttype = ISet::single(xf::pkttype::HOST);
+        }
+    };
+    let mut rest = b.proto.clone();
+    for p in [TCP, ICMP, ICMPV6] {
+        if !b.proto.contains(p) {
+            continue;
+        }
+        rest = rest.difference(&ISet::single(p));
+        let mut x =
+            b.x.as_deref()
+                .cloned()
+                .unwrap_or_else(ringfence_model::ExtraFields::full);
+        let echo = |request: bool| {
+            let ty = match (p == ICMP, request) {
+                (true, true) => 8,
+                (true, false) => 0,
+                (false, true) => 128,
+                (false, false) => 129,
+            };
+            xf::icmp_values(ty, Some(0))
+        };
+        let narrow = match (p, which) {
+            (TCP, FlowPackets::Opening) => ISet::single(xf::tcp_flag::SYN),
+            (TCP, FlowPackets::Later { .. }) => xf::tcp_flags_tracked(),
+            (TCP, FlowPackets::New) => xf::tcp_flags_new(),
+            _ => ISet::full(),
+        };
+        x.tcp_flags = x.tcp_flags.intersect(&narrow);
+        if p != TCP {
+            let types = match which {
+                FlowPackets::Opening => echo(true),
+                FlowPackets::Later { reply } => echo(!reply),
+                FlowPackets::New if p == ICMP => xf::icmp_types(&xf::ICMP_NEW_TYPES),
+                FlowPackets::New => xf::icmp_types(&xf::ICMPV6_NEW_TYPES),
+            };
+            x.icmp = x.icmp.intersect(&types);
+        }
+        unicast(&mut x);
+        let mut part = b.clone();
+        part.proto = ISet::single(p);
+        part.x = xf::normalize(Some(Box::new(x)));
+        if !part.is_empty() {
+            out.push(part);
+        }
+    }
+    if !rest.is_empty() {
+        let mut part = b;
+        part.proto = rest;
+        let mut x = part
+            .x
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(ringfence_model::ExtraFields::full);
+        unicast(&mut x);
+        part.x = xf::normalize(Some(Box::new(x)));
+        if !part.is_empty() {
+            out.push(part);
+        }
     }
     out
 }
@@ -879,7 +1007,42 @@ pub fn packet_box(p: &Packet, u: &IfaceUniverse) -> PBox {
         mark: 1,
         ctmark: u.marks.entry_conn(p.ct_state),
         ct0: u.marks.entry_conn(p.ct_state),
+        x: packet_extra(p),
     }
+}
+
+/// The rare fields of a packet as a box holds them: a single value for
+/// each field the packet gives, every value for the others.
+pub fn packet_extra(p: &Packet) -> Extra {
+    if p.tcp_flags.is_none()
+        && p.icmp_type.is_none()
+        && p.length.is_none()
+        && p.tos.is_none()
+        && p.pkttype.is_none()
+        && p.mac_src.is_none()
+    {
+        return None;
+    }
+    let mut x = ringfence_model::ExtraFields::full();
+    if let Some(f) = p.tcp_flags {
+        x.tcp_flags = ISet::single(f);
+    }
+    if let Some(v) = p.icmp() {
+        x.icmp = ISet::single(v);
+    }
+    if let Some(v) = p.length {
+        x.length = ISet::single(v);
+    }
+    if let Some(v) = p.tos {
+        x.tos = ISet::single(v);
+    }
+    if let Some(v) = p.pkttype {
+        x.pkttype = ISet::single(v);
+    }
+    if let Some(v) = p.mac_src {
+        x.mac_src = ISet::single(v);
+    }
+    xf::normalize(Some(Box::new(x)))
 }
 
 fn to_v6(a: IpAddr) -> u128 {

@@ -210,6 +210,9 @@ impl Quick {
     const EXACT: u8 = 1;
     /// The rule has parts the model cannot evaluate.
     const OPAQUE: u8 = 2;
+    /// The rule tests a rare field (TCP flags, ICMP type, length, ...),
+    /// which a packet may leave unknown: then the rule may or may not match.
+    const FIELDS: u8 = 4;
 
     fn of(m: &ringfence_model::Match, group: u32, marks_exact: bool) -> Self {
         fn hull<T: ringfence_model::interval::Bound>(
@@ -227,8 +230,15 @@ impl Quick {
         let (sport, e3) = hull(&m.sport, (1, 0));
         let (dport, e4) = hull(&m.dport, (1, 0));
         let (proto, e5) = hull(&m.protocol, (1, 0));
-        let exact =
-            e1 && e2 && e3 && e4 && e5 && m.iif.is_any() && m.oif.is_any() && m.marks.is_empty();
+        let exact = e1
+            && e2
+            && e3
+            && e4
+            && e5
+            && m.iif.is_any()
+            && m.oif.is_any()
+            && m.marks.is_empty()
+            && m.extra.is_none();
         Self {
             src,
             dst,
@@ -241,7 +251,8 @@ impl Quick {
                     0
                 } else {
                     Self::OPAQUE
-                },
+                }
+                | if m.extra.is_some() { Self::FIELDS } else { 0 },
             group,
         }
     }
@@ -650,7 +661,8 @@ impl<'a> Tracer<'a> {
             if !self.matches(c, i, v4, p, st, w.stage) {
                 continue;
             }
-            let may_match = q.flags & Quick::OPAQUE != 0;
+            let may_match = q.flags & Quick::OPAQUE != 0
+                || (q.flags & Quick::FIELDS != 0 && !chain.rules[i].matches.decided_for(p));
             let key = (c.0 as u32, q.group);
             // Whether every branch that matched the rule is decided by it
             // (or goes on in a recursive walk of the rest of the chain).
@@ -833,7 +845,9 @@ impl<'a> Tracer<'a> {
             }
             let rule = &chain.rules[i];
             let key = (c.0 as u32, i as u32);
-            if q.flags & Quick::OPAQUE != 0 {
+            if q.flags & Quick::OPAQUE != 0
+                || (q.flags & Quick::FIELDS != 0 && !rule.matches.decided_for(p))
+            {
                 // This walk takes the branch where it does not match; a rule
                 // without a verdict changes nothing either way.
                 let no_effect = match &rule.action {

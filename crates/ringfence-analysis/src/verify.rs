@@ -2,12 +2,12 @@
 //! rules, default deny — the report documented in `docs/verify-json.md`.
 
 use crate::engine::{Engine, Fate, Outcome, Settled, DEFAULT_BUDGET};
-use crate::space::ISet;
 use crate::space::{
     fam_full, format_addrs, format_addrs_text, format_ports, format_ports_text, format_proto,
     format_proto_text, parse_addrs, parse_ports, parse_protos, proto_name, Fam, IfaceUniverse,
     PBox,
 };
+use crate::space::{flow_packets, FlowPackets, ISet};
 use ipnet::IpNet;
 use ringfence_model::{AddrSet, CtStates, EnforcedAt, Hook, Policy, RuleRef, Ruleset};
 use ringfence_site::{FlowAction, Protocol, ResolvedFlow, ResolvedSite};
@@ -670,12 +670,14 @@ fn check_flow_in(
     let fwd: Vec<PBox> = flow_boxes(f, &engine.u, false)
         .into_iter()
         .filter(|b| fam_in(analysed, b.fam))
+        .flat_map(|b| flow_packets(b, FlowPackets::Opening))
         .map(|b| engine.restrict_to_hook(b, hook, CtStates::NEW))
         .collect();
     let rh = reply_hook(hook);
     let rev: Vec<PBox> = flow_boxes(f, &engine.u, true)
         .into_iter()
         .filter(|b| fam_in(analysed, b.fam))
+        .flat_map(|b| flow_packets(b, FlowPackets::Later { reply: true }))
         .map(|b| engine.restrict_to_hook(b, rh, CtStates::ESTABLISHED))
         .collect();
     let out = engine.classify_settled(hook, fwd);
@@ -792,6 +794,7 @@ fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> 
             b.iif.hash(&mut h);
             b.oif.hash(&mut h);
             b.ct.hash(&mut h);
+            b.x.hash(&mut h);
             k.hash(&mut h);
             h.finish()
         };
@@ -805,6 +808,7 @@ fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> 
                 && a.0.iif == b.0.iif
                 && a.0.oif == b.0.oif
                 && a.0.ct == b.0.ct
+                && a.0.x == b.0.x
         };
         // (index of the group's first box, the merged side's ranges)
         let mut groups: Vec<(usize, Ranges)> = Vec::new();

@@ -9,7 +9,10 @@
 //! be exactly the engine's, none missed and none extra. Rules test and
 //! rewrite the packet and connection marks (MARK, CONNMARK save and
 //! restore), in base chains and user chains, so a mark set in one chain
-//! decides in a later one.
+//! decides in a later one. Rules test the rarer header fields too (TCP
+//! flags as `--syn`, `! --syn` and `--tcp-flags` masks, ICMP type and code,
+//! length ranges, DSCP, packet type, source MAC), and packets carry values
+//! on both sides of each test.
 
 use proptest::prelude::*;
 use ringfence_analysis::engine::DEFAULT_BUDGET;
@@ -69,19 +72,87 @@ fn a_match() -> impl Strategy<Value = Match> {
         prop_oneof![4 => Just(CtStates::ALL), 1 => Just(CtStates(CtStates::NEW)), 1 => Just(CtStates(CtStates::ESTABLISHED | CtStates::RELATED))],
         prop::bool::weighted(0.15),
         mark_tests(),
+        extra_fields(),
     )
-        .prop_map(|(src, dst, protocol, sport, dport, iif, oif, ct_state, opaque, marks)| Match {
-            src,
-            dst,
-            protocol,
-            sport,
-            dport,
-            iif,
-            oif,
-            ct_state,
-            marks,
-            opaque: if opaque { vec![Opaque { text: "-m mark".into() }] } else { vec![] },
+        .prop_map(|(src, dst, protocol, sport, dport, iif, oif, ct_state, opaque, marks, (extra, proto))| {
+            let mut m = Match {
+                src,
+                dst,
+                protocol,
+                sport,
+                dport,
+                iif,
+                oif,
+                ct_state,
+                marks,
+                extra,
+                opaque: if opaque { vec![Opaque { text: "-m mark".into() }] } else { vec![] },
+            };
+            // As the parsers do: a flag test implies TCP, an ICMP test ICMP.
+            if let Some(p) = proto {
+                m.protocol = m.protocol.intersect(&IntervalSet::single(p));
+            }
+            m
         })
+}
+
+/// The rare fields a rule tests (mostly none), and the protocol the test
+/// implies. Values come from the small domains `packet` draws from.
+fn extra_fields() -> impl Strategy<Value = (Extra, Option<u8>)> {
+    use fields::{icmp_values, masked_bytes, tcp_flag::*};
+    let one = prop_oneof![
+        // --syn, ! --syn, --tcp-flags ALL NONE, --tcp-flags SYN,ACK SYN,ACK
+        (0usize..4).prop_map(|k| {
+            let set = match k {
+                0 => masked_bytes(SYN | ACK | RST | FIN, SYN, false),
+                1 => masked_bytes(SYN | ACK | RST | FIN, SYN, true),
+                2 => masked_bytes(0x3f, 0, false),
+                _ => masked_bytes(SYN | ACK, SYN | ACK, false),
+            };
+            let mut x = ExtraFields::full();
+            x.tcp_flags = set;
+            (x, Some(6u8))
+        }),
+        // --icmp-type 8, 3/3, ! 8, 3
+        (0usize..4).prop_map(|k| {
+            let mut x = ExtraFields::full();
+            x.icmp = match k {
+                0 => icmp_values(8, None),
+                1 => icmp_values(3, Some(3)),
+                2 => icmp_values(8, None).complement(),
+                _ => icmp_values(3, None),
+            };
+            (x, Some(1u8))
+        }),
+        // -m length, -m dscp, -m pkttype, -m mac (plain and negated)
+        (0usize..4, prop::bool::ANY).prop_map(|(k, neg)| {
+            let mut x = ExtraFields::full();
+            match k {
+                0 => {
+                    let s = IntervalSet::range(0u32, 100);
+                    x.length = if neg { s.complement() } else { s };
+                }
+                1 => x.tos = masked_bytes(0xfc, 10 << 2, neg),
+                2 => {
+                    let s = IntervalSet::single(fields::pkttype::HOST);
+                    x.pkttype = if neg { s.complement() } else { s };
+                }
+                _ => {
+                    let s = IntervalSet::single(2u64);
+                    x.mac_src = if neg {
+                        s.complement().intersect(&fields::all_macs())
+                    } else {
+                        s
+                    };
+                }
+            }
+            (x, None)
+        }),
+    ];
+    prop_oneof![
+        5 => Just((None, None)),
+        2 => one.prop_map(|(x, p)| (fields::normalize(Some(Box::new(x))), p)),
+    ]
 }
 
 /// Mark tests over the few values the rewrites below produce.
@@ -264,17 +335,43 @@ fn packet() -> impl Strategy<Value = Packet> {
         0usize..5,
         0usize..5,
         prop_oneof![Just(CtStates::NEW), Just(CtStates::ESTABLISHED)],
+        (
+            prop_oneof![
+                Just(0x02u8),
+                Just(0x12),
+                Just(0x10),
+                Just(0x00),
+                Just(0x3f),
+                Just(0x0a)
+            ],
+            prop_oneof![Just((8u8, 0u8)), Just((3, 3)), Just((3, 1)), Just((0, 0))],
+            prop_oneof![Just(40u32), Just(100), Just(101), Just(1500)],
+            prop_oneof![Just(0u8), Just(10 << 2), Just(10 << 2 | 1), Just(46 << 2)],
+            0u8..4,
+            1u64..4,
+        ),
     )
-        .prop_map(|(s, d, protocol, sport, dport, i, o, ct)| Packet {
-            src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + s)),
-            dst: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + d)),
-            protocol,
-            sport,
-            dport,
-            iif: Some(["eth0", "eth1", "veth0", "lo", "wlan3"][i].to_string()),
-            oif: Some(["eth0", "eth1", "veth0", "lo", "eth7"][o].to_string()),
-            ct_state: ct,
-        })
+        .prop_map(
+            |(s, d, protocol, sport, dport, i, o, ct, (flags, icmp, length, tos, pkttype, mac))| {
+                Packet {
+                    src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + s)),
+                    dst: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + d)),
+                    protocol,
+                    sport,
+                    dport,
+                    iif: Some(["eth0", "eth1", "veth0", "lo", "wlan3"][i].to_string()),
+                    oif: Some(["eth0", "eth1", "veth0", "lo", "eth7"][o].to_string()),
+                    ct_state: ct,
+                    tcp_flags: Some(flags),
+                    icmp_type: Some(icmp.0),
+                    icmp_code: Some(icmp.1),
+                    length: Some(length),
+                    tos: Some(tos),
+                    pkttype: Some(pkttype),
+                    mac_src: Some(mac),
+                }
+            },
+        )
 }
 
 fn decision(f: Fate) -> Decision {

@@ -402,6 +402,7 @@ fn iptables_verdicts_match_the_kernel_for_random_rulesets() {
                 iif: Some(ROUTER_IN.into()),
                 oif: Some(ROUTER_OUT.into()),
                 ct_state: CtStates::NEW,
+                ..Packet::default()
             });
         }
         let out = run_stdin(

@@ -1006,7 +1006,8 @@ fn predict_with(
         (Hook::Forward, Some(s.iface.clone()), Some(d.iface.clone())),
         (Hook::Postrouting, None, Some(d.iface.clone())),
     ] {
-        let pk = Packet {
+        // The probe's opening packet (a TCP SYN, an ICMP echo request).
+        let mut pk = Packet {
             src: IpAddr::V4(s.addr),
             dst: IpAddr::V4(d.addr),
             protocol: p.proto.number(),
@@ -1015,7 +1016,9 @@ fn predict_with(
             iif,
             oif,
             ct_state: CtStates::NEW,
+            ..Packet::default()
         };
+        pk.fill_defaults();
         let t = tracer.trace(hook, &pk);
         uncertain |= t.uncertain;
         if t.verdict != Verdict::Accept {

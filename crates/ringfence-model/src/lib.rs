@@ -22,10 +22,13 @@
 //!   jump to a synthesized chain ([`Chain::is_unknown_target`]) whose packets
 //!   have an unknown fate.
 
+pub mod fields;
 pub mod iface;
 pub mod interval;
+pub mod names;
 pub mod packet;
 
+pub use fields::{Extra, ExtraFields};
 pub use iface::{IfacePattern, IfaceSet};
 pub use interval::IntervalSet;
 pub use packet::{Packet, Verdict};
@@ -466,6 +469,10 @@ pub struct Match {
     /// Tests on the packet and connection marks, all of which must hold
     /// (empty: any mark).
     pub marks: Vec<MarkTest>,
+    /// The rarely tested fields (TCP flags, ICMP type/code, length, DS
+    /// field, packet type, source MAC); `None`: any value of each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra: Extra,
     /// Matches that could not be modelled; non-empty means "may match".
     pub opaque: Vec<Opaque>,
 }
@@ -489,8 +496,21 @@ impl Match {
             oif: IfaceSet::any(),
             ct_state: CtStates::ALL,
             marks: Vec::new(),
+            extra: None,
             opaque: Vec::new(),
         }
+    }
+
+    /// The rare fields for narrowing: created as "every value" when the
+    /// match had none. Call [`Match::normalize_extra`] when done.
+    pub fn extra_mut(&mut self) -> &mut ExtraFields {
+        self.extra
+            .get_or_insert_with(|| Box::new(ExtraFields::full()))
+    }
+
+    /// Put the rare fields back in their one form of "every value" (`None`).
+    pub fn normalize_extra(&mut self) {
+        self.extra = fields::normalize(self.extra.take());
     }
 
     /// Whether the modelled fields can match no packet at all (ignores opaque parts).
@@ -503,6 +523,7 @@ impl Match {
             || self.iif.is_empty()
             || self.oif.is_empty()
             || self.ct_state.0 == 0
+            || fields::is_empty(&self.extra)
     }
 
     /// Whether marks `(mark, ct)` pass every mark test.
@@ -532,6 +553,14 @@ impl Match {
             && self.iif.matches(p.iif.as_deref())
             && self.oif.matches(p.oif.as_deref())
             && self.ct_state.contains(p.ct_state)
+            && self.extra.as_ref().is_none_or(|x| x.admits(p))
+    }
+
+    /// Whether [`Match::matches_header`] is certain for this packet: the
+    /// packet gives every rare field the match restricts (a field it leaves
+    /// unknown may hold a value that passes and one that fails).
+    pub fn decided_for(&self, p: &Packet) -> bool {
+        self.extra.as_ref().is_none_or(|x| x.decided_for(p))
     }
 }
 

@@ -48,6 +48,7 @@ fn packet(src: &str, dst: &str, dport: u16) -> Packet {
         iif: None,
         oif: None,
         ct_state: CtStates::NEW,
+        ..Packet::default()
     }
 }
 

@@ -358,6 +358,16 @@ fn witness_points(b: &PBox) -> impl Iterator<Item = PBox> + '_ {
         mark: b.mark,
         ctmark: b.ctmark,
         ct0: b.ct0,
+        x: b.x.as_ref().map(|x| {
+            Box::new(ringfence_model::ExtraFields {
+                tcp_flags: pick(&x.tcp_flags, k),
+                icmp: pick(&x.icmp, k + 1),
+                length: pick(&x.length, k + 2),
+                tos: pick(&x.tos, k),
+                pkttype: pick(&x.pkttype, k + 1),
+                mac_src: pick(&x.mac_src, k + 2),
+            })
+        }),
     })
 }
 

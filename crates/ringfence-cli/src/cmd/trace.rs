@@ -169,7 +169,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             "--src and --dst must be of the same address family".into(),
         ));
     }
-    let packet = Packet {
+    // A connection's opening packet: a TCP SYN, an ICMP echo request.
+    let mut packet = Packet {
         src,
         dst,
         protocol,
@@ -178,7 +179,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         iif: args.iif.clone(),
         oif: args.oif.clone(),
         ct_state: CtStates::NEW,
+        ..Packet::default()
     };
+    packet.fill_defaults();
     let mut scratch = TraceScratch::default();
     tracer.trace_with(hook, &packet, &mut scratch);
     let (_, keys, _) = tracer.trace_raw(hook, &packet);

@@ -140,6 +140,7 @@ pub fn packets(rulesets: &[&Ruleset], n: usize) -> Vec<Packet> {
                 iif: rng.pick(&ifaces).clone(),
                 oif: rng.pick(&ifaces).clone(),
                 ct_state: *rng.pick(&states),
+                ..Packet::default()
             }
         })
         .collect()
