@@ -26,6 +26,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+mod matches;
+
 /// A word of a rule line and the 1-based column where it starts. Unquoted
 /// words borrow the line; only words with quotes own their unescaped text.
 #[derive(Debug, Clone)]
@@ -1087,6 +1089,12 @@ struct RuleBuilder {
     either_ports: Option<IntervalSet<u16>>,
     /// `-m set [!] --match-set NAME FLAGS`, read against the ipset files.
     sets: Vec<SetCond>,
+    /// `-m conntrack [!] --ctproto P`: applied once the rule is read.
+    ctproto: Vec<matches::CtProto>,
+    /// The `-m conntrack` instances (numbered from 1) that test `--ctstate`.
+    ctstate_in: Vec<u32>,
+    /// How many `-m conntrack` the rule has loaded so far.
+    conntrack: u32,
 }
 
 /// One `--match-set`: the set, its direction flags (true: src), negation,
@@ -1123,6 +1131,9 @@ fn parse_rule(
         },
         either_ports: None,
         sets: Vec::new(),
+        ctproto: Vec::new(),
+        ctstate_in: Vec::new(),
+        conntrack: 0,
     };
     let mut comment = None;
     let mut action = Action::Continue;
@@ -1218,9 +1229,13 @@ fn parse_rule(
                 let v = value(i, &t)?;
                 current_module = Some(v.text.clone());
                 i += 2;
+                if v.text == "conntrack" {
+                    b.conntrack += 1;
+                }
                 match v.text.as_ref() {
                     "tcp" | "udp" | "sctp" | "udplite" | "multiport" | "iprange" | "state"
-                    | "conntrack" | "comment" | "icmp" | "icmp6" | "icmpv6" | "mark" | "connmark" => {}
+                    | "conntrack" | "comment" | "icmp" | "icmp6" | "icmpv6" | "mark" | "connmark"
+                    | "length" | "tos" | "dscp" | "pkttype" | "mac" => {}
                     "set" if ctx.sets.is_some() => {}
                     other => {
                         // Unknown extension: everything up to the next core option is its arguments.
@@ -1242,11 +1257,21 @@ fn parse_rule(
                         } else {
                             ""
                         };
-                        ctx.notes.push(ParseNote {
-                            location: format!("{file}:{line}:{}", v.col),
-                            message: format!(
+                        let message = match other {
+                            // Facts the ruleset cannot tell: two branches by design.
+                            "owner" => format!(
+                                "match `{text}` tests the local socket that sent the packet, which a ruleset cannot tell: the rule may or may not match (two branches), so results it touches are unknown"
+                            ),
+                            "physdev" => format!(
+                                "match `{text}` tests bridge ports, and whether and how the host bridges is not in the ruleset: the rule may or may not match (two branches), so results it touches are unknown"
+                            ),
+                            _ => format!(
                                 "match `{text}` is not modelled; the rule may or may not match, so results it touches are unknown{hint}"
                             ),
+                        };
+                        ctx.notes.push(ParseNote {
+                            location: format!("{file}:{line}:{}", v.col),
+                            message,
                         });
                         b.m.opaque.push(Opaque { text });
                         current_module = None;
@@ -1372,7 +1397,23 @@ fn parse_rule(
                     (false, false) => s,
                 };
                 b.m.ct_state = CtStates(b.m.ct_state.0 & s.0);
+                if t.text == "--ctstate" {
+                    b.ctstate_in.push(b.conntrack);
+                }
                 i += 2;
+            }
+            o if matches::OPTIONS.contains(&o) => {
+                let at = matches::At {
+                    toks,
+                    i,
+                    neg,
+                    module: current_module.as_deref(),
+                    conntrack: b.conntrack,
+                    file,
+                    line,
+                    end_col,
+                };
+                i += matches::read(&at, &mut b.m, &mut b.ctproto)?;
             }
             "--comment" => {
                 let v = value(i, &t)?;
@@ -1571,8 +1612,7 @@ fn parse_rule(
                     }
                 };
             }
-            "--syn" | "--tcp-flags" | "--tcp-option" | "--icmp-type" | "--icmpv6-type"
-            | "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
+            "--tcp-option" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
             | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport"
             | "--ctstatus" | "--ctexpire" | "--ctdir" | "--chunk-types" => {
                 // Understood options whose field the model does not carry.
@@ -1611,6 +1651,15 @@ fn parse_rule(
         // related); later packets take the translation conntrack recorded.
         b.m.ct_state = CtStates(b.m.ct_state.0 & NAT_STATES);
     }
+    let split = if b.ctproto.is_empty() {
+        None
+    } else {
+        Some(matches::ctproto_split(
+            std::mem::take(&mut b.m),
+            &b.ctproto,
+            &b.ctstate_in,
+        ))
+    };
     let origin = RuleRef::Line {
         file: file.to_string(),
         line,
@@ -1622,14 +1671,18 @@ fn parse_rule(
         comment: comment.clone(),
     };
     let mut alts = match b.either_ports {
-        None => vec![b.m],
-        Some(ports) => {
-            let mut by_sport = b.m.clone();
-            by_sport.sport = by_sport.sport.intersect(&ports);
-            let mut by_dport = b.m;
-            by_dport.dport = by_dport.dport.intersect(&ports);
-            vec![by_sport, by_dport]
-        }
+        None => split.unwrap_or_else(|| vec![b.m]),
+        Some(ports) => split
+            .unwrap_or_else(|| vec![b.m])
+            .into_iter()
+            .flat_map(|m| {
+                let mut by_sport = m.clone();
+                by_sport.sport = by_sport.sport.intersect(&ports);
+                let mut by_dport = m;
+                by_dport.dport = by_dport.dport.intersect(&ports);
+                [by_sport, by_dport]
+            })
+            .collect(),
     };
     let may_jump = matches!(action, Action::Jump { .. } | Action::Goto { .. });
     for c in &b.sets {

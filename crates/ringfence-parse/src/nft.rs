@@ -69,7 +69,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
 pub(crate) mod concat;
+mod fields;
 use concat::{Part, TBox};
+use fields::XField;
 
 /// Parse the text of `nft -j list ruleset`; `file` names it in errors and notes.
 pub fn parse(text: &str, file: &str) -> Result<Ruleset, InputErrors> {
@@ -305,6 +307,8 @@ enum Field {
     Iface(Side),
     Family,
     CtState(Option<u8>),
+    /// TCP flags, ICMP type/code, DSCP, length, packet type, MAC.
+    Extra(XField),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -324,6 +328,7 @@ enum Kind {
     Addr(Fam),
     Port,
     Proto,
+    Extra(XField),
 }
 
 impl Kind {
@@ -333,6 +338,7 @@ impl Kind {
             Kind::Addr(Fam::V6) => u128::MAX,
             Kind::Port => u16::MAX as u128,
             Kind::Proto => u8::MAX as u128,
+            Kind::Extra(f) => f.max(),
         }
     }
     fn what(self) -> &'static str {
@@ -341,6 +347,7 @@ impl Kind {
             Kind::Addr(Fam::V6) => "an IPv6 address",
             Kind::Port => "a port number (0-65535)",
             Kind::Proto => "a protocol name or number (0-255)",
+            Kind::Extra(f) => f.what(),
         }
     }
 }
@@ -1319,7 +1326,7 @@ impl<'a> Parser<'a> {
         let field = self.field(left)?;
         let op = match o.get("op").map(Value::as_str) {
             None | Some(Some("implicit")) => {
-                if matches!(field, Field::CtState(_)) {
+                if matches!(field, Field::CtState(_) | Field::Extra(XField::TcpFlags(_))) {
                     Op::In
                 } else {
                     Op::Eq
@@ -1423,6 +1430,14 @@ impl<'a> Parser<'a> {
                 for m in alts.iter_mut() {
                     m.ct_state = CtStates(m.ct_state.0 & states.0);
                 }
+            }
+            Field::Extra(XField::TcpFlags(mask)) => {
+                let set = fields::tcp_flags(mask, op, right)?;
+                fields::narrow_flags(&set, alts);
+            }
+            Field::Extra(f) => {
+                let set = self.numeric(right, &rptr, Kind::Extra(f), op, family, table)?;
+                fields::narrow(f, &set, alts);
             }
         }
         Ok(())
@@ -1654,6 +1669,9 @@ impl<'a> Parser<'a> {
                     "daddr" | "dport" => Some(Side::Dst),
                     _ => None,
                 };
+                if let Some(x) = XField::of_payload(p, f) {
+                    return Ok(Field::Extra(x));
+                }
                 Ok(match (p, f, side) {
                     ("ip", "saddr" | "daddr", Some(s)) => Field::Addr(s, Fam::V4),
                     ("ip6", "saddr" | "daddr", Some(s)) => Field::Addr(s, Fam::V6),
@@ -1678,6 +1696,9 @@ impl<'a> Parser<'a> {
                 Some("iif") => Ok(Field::Iface(Side::Src)),
                 Some("oif") => Ok(Field::Iface(Side::Dst)),
                 Some("nfproto") | Some("protocol") => Ok(Field::Family),
+                Some(k) if XField::of_meta(k).is_some() => {
+                    Ok(Field::Extra(XField::of_meta(k).expect("checked")))
+                }
                 _ => Err(unsupported()),
             },
             "ct" => match body.get("key").and_then(Value::as_str) {
@@ -1694,6 +1715,13 @@ impl<'a> Parser<'a> {
                     Ok(Field::CtState(Some(
                         u8::try_from(mask).map_err(|_| unsupported())?,
                     )))
+                } else if matches!(
+                    self.field(&arr[0]),
+                    Ok(Field::Extra(XField::TcpFlags(0xff)))
+                ) {
+                    // `tcp flags & (syn|ack) == syn`: the masked flags.
+                    let mask = fields::flag_value(&arr[1]).ok_or_else(unsupported)?;
+                    Ok(Field::Extra(XField::TcpFlags(mask)))
                 } else {
                     Err(unsupported())
                 }
@@ -1964,6 +1992,11 @@ impl<'a> Parser<'a> {
             (Kind::Addr(Fam::V4), Value::String(s)) => s.parse::<Ipv4Addr>().map(|a| u32::from(a) as u128).map_err(|_| bad())?,
             (Kind::Addr(Fam::V6), Value::String(s)) => s.parse::<Ipv6Addr>().map(u128::from).map_err(|_| bad())?,
             (Kind::Proto, Value::String(s)) => proto_number(s).map(u128::from).ok_or_else(bad)?,
+            (Kind::Extra(f), Value::String(s)) => match f.name(s) {
+                Some(v) => v,
+                None if f == XField::Length => return Err(bad()),
+                None => s.parse::<u128>().map_err(|_| bad())?,
+            },
             (Kind::Port, Value::String(s)) => match s.parse::<u16>() {
                 Ok(p) => p as u128,
                 Err(_) => {

@@ -676,10 +676,14 @@ impl<'t> Reader<'t> {
             left = json!({"&": [left, mask]});
         }
         fix_services(&left, &mut right);
+        // Bitmask fields: a bare value means "any of these bits is set".
         let is_ct_state = left
             .get("ct")
             .and_then(|c| c.get("key"))
-            .is_some_and(|k| k == "state");
+            .is_some_and(|k| k == "state")
+            || left.get("payload").is_some_and(|p| {
+                p.get("protocol") == Some(&json!("tcp")) && p.get("field") == Some(&json!("flags"))
+            });
         let op = match op {
             Some(o) => o,
             None if list => "in",
@@ -865,7 +869,16 @@ impl<'t> Reader<'t> {
                 continue;
             }
             let pos = t.pos;
-            let key = self.value_concat()?;
+            let mut key = self.value_concat()?;
+            // A bitmask element: `syn | ack` (as `nft list` prints flag sets).
+            if self.next_is("|") {
+                let mut parts = vec![key];
+                while self.next_is("|") {
+                    self.i += 1;
+                    parts.push(self.value_concat()?);
+                }
+                key = json!({ "|": parts });
+            }
             let mut elem = Map::new();
             // Element options, as `nft list` prints them.
             loop {

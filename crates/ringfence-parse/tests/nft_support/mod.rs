@@ -135,6 +135,69 @@ pub fn render_match(m: &Match) -> String {
             t.value
         ));
     }
+    if let Some(x) = &m.extra {
+        let hex = |r: &[(u64, u64)]| {
+            r.iter()
+                .map(|&(a, b)| {
+                    if a == b {
+                        format!("{a:#x}")
+                    } else {
+                        format!("{a:#x}-{b:#x}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let wide = |r: &[(u8, u8)]| -> Vec<(u64, u64)> {
+            r.iter().map(|&(a, b)| (a.into(), b.into())).collect()
+        };
+        // A byte set as `&MASK==VALUE` (or `!=`) when it is one, else its values.
+        let bytes = |set: &IntervalSet<u8>| {
+            for mask in 1..=255u8 {
+                for invert in [false, true] {
+                    let value = (0..=255u8).find(|b| set.contains(*b));
+                    let Some(v) = value else { continue };
+                    let v = v & mask;
+                    let v = if invert {
+                        match (0..=255u8).find(|b| !set.contains(*b)) {
+                            Some(b) => b & mask,
+                            None => continue,
+                        }
+                    } else {
+                        v
+                    };
+                    if ringfence_model::fields::masked_bytes(mask, v, invert) == *set {
+                        return format!("&{mask:#x}{}{v:#x}", if invert { "!=" } else { "==" });
+                    }
+                }
+            }
+            format!("={}", hex(&wide(set.ranges())))
+        };
+        if !x.tcp_flags.is_full() {
+            f.push(format!("tcpflags{}", bytes(&x.tcp_flags)));
+        }
+        if !x.icmp.is_full() {
+            let r: Vec<(u64, u64)> = x
+                .icmp
+                .ranges()
+                .iter()
+                .map(|&(a, b)| (a.into(), b.into()))
+                .collect();
+            f.push(format!("icmp={}", hex(&r)));
+        }
+        if let Some(s) = ints(&x.length) {
+            f.push(format!("length={s}"));
+        }
+        if !x.tos.is_full() {
+            f.push(format!("tos{}", bytes(&x.tos)));
+        }
+        if let Some(s) = ints(&x.pkttype) {
+            f.push(format!("pkttype={s}"));
+        }
+        if x.mac_src != ringfence_model::fields::all_macs() {
+            f.push(format!("mac={}", hex(x.mac_src.ranges())));
+        }
+    }
     for o in &m.opaque {
         f.push(format!("opaque[{}]", o.text));
     }
