@@ -20,7 +20,7 @@
 
 mod anomaly;
 
-pub use anomaly::{Anomalies, Anomaly};
+pub use anomaly::{Anomalies, Anomaly, RuleAnomaly};
 
 use crate::index::{BoxIndex, DstIndex, Hull};
 use crate::space::ISet;
@@ -170,6 +170,10 @@ impl Plan {
         }
     }
 }
+
+/// A pivot box with the excess outcomes found at it
+/// ([`Engine::accepted_beyond_pieces`]).
+pub type PieceOutcomes = (PBox, Vec<Outcome>);
 
 /// The walk produced more fragments than its budget allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -928,7 +932,8 @@ impl<'a> Engine<'a> {
             .iter()
             .flat_map(|b| self.u.marks.enter(self.u.marks.erase(b.clone())))
             .collect();
-        let (out, incomplete) = self.accepted_beyond_entered(hook, &scope, allowed, budget);
+        let (out, incomplete) =
+            self.accepted_beyond_entered(hook, &scope, allowed, budget, None, None);
         let out = out
             .into_iter()
             .map(|mut o| {
@@ -939,6 +944,66 @@ impl<'a> Engine<'a> {
         (out, incomplete)
     }
 
+    /// [`Engine::accepted_beyond`] piece by piece, for the accepting,
+    /// unknown and fork boxes of the pivot that `select` picks: each such
+    /// box with the outcomes found at it (the same outcomes, in the same
+    /// order, as `accepted_beyond` finds there), and whether some part went
+    /// over budget. `None` when that split does not give every outcome: a
+    /// path that rewrites marks, or a first base chain whose policy does
+    /// not drop (then the pivot is a later chain, or the fall-through is
+    /// one walk over the whole scope).
+    pub fn accepted_beyond_pieces(
+        &self,
+        hook: Hook,
+        scope: &[PBox],
+        allowed: &[PBox],
+        budget: usize,
+        select: &dyn Fn(&PBox) -> bool,
+    ) -> Option<(Vec<PieceOutcomes>, bool)> {
+        let bases = self.base_chains(hook);
+        let first = *bases.first()?;
+        if self.rs.chain(first).base.as_ref().map(|b| b.policy) != Some(Policy::Drop)
+            || bases.iter().any(|c| {
+                self.stage_plan(hook, *c)
+                    .pieces
+                    .iter()
+                    .any(|p| matches!(p.fate, Fate::Mark(..)))
+            })
+        {
+            return None;
+        }
+        let scope: Vec<PBox> = scope
+            .iter()
+            .flat_map(|b| self.u.marks.enter(self.u.marks.erase(b.clone())))
+            .collect();
+        let mut ends = Vec::new();
+        let (out, incomplete) = self.accepted_beyond_entered(
+            hook,
+            &scope,
+            allowed,
+            budget,
+            Some(select),
+            Some(&mut ends),
+        );
+        let plan = self.stage_plan(hook, first);
+        let mut out = out.into_iter();
+        let mut done = 0;
+        let mut v = Vec::with_capacity(ends.len());
+        for (j, end) in ends {
+            let os: Vec<Outcome> = out
+                .by_ref()
+                .take(end - done)
+                .map(|mut o| {
+                    o.b = self.u.marks.erase(o.b);
+                    o
+                })
+                .collect();
+            done = end;
+            v.push((plan.pieces[j as usize].b.clone(), os));
+        }
+        Some((v, incomplete))
+    }
+
     /// [`Engine::accepted_beyond`] on a path without mark rewrites, for a
     /// scope whose marks are those packets enter with.
     fn accepted_beyond_entered(
@@ -947,6 +1012,8 @@ impl<'a> Engine<'a> {
         scope: &[PBox],
         allowed: &[PBox],
         budget: usize,
+        select: Option<&dyn Fn(&PBox) -> bool>,
+        mut per_piece: Option<&mut Vec<(u32, usize)>>,
     ) -> (Vec<Outcome>, bool) {
         let bases = self.base_chains(hook);
         let mut incomplete = false;
@@ -1022,7 +1089,9 @@ impl<'a> Engine<'a> {
         };
         // Accepting, unknown and fork boxes of the pivot, each walked from the top.
         for (j, piece) in plan.pieces.iter().enumerate() {
-            if !matches!(piece.fate, Fate::Accept | Fate::Unknown | Fate::Fork(..)) {
+            if !matches!(piece.fate, Fate::Accept | Fate::Unknown | Fate::Fork(..))
+                || select.is_some_and(|f| !f(&piece.b))
+            {
                 continue;
             }
             let mut frags = Vec::new();
@@ -1050,6 +1119,9 @@ impl<'a> Engine<'a> {
                 .collect();
             if !reach.is_empty() && !settle_reach(reach, piece.fate, &mut out) {
                 incomplete = true;
+            }
+            if let Some(pp) = per_piece.as_deref_mut() {
+                pp.push((j as u32, out.len()));
             }
         }
         // Packets that a target the model cannot follow takes before the

@@ -12,6 +12,7 @@
 pub mod diff;
 pub mod engine;
 pub mod fingerprint;
+pub mod incremental;
 pub mod index;
 pub mod packet_line;
 pub mod space;

@@ -465,7 +465,7 @@ fn enforced_at_line(e: &EnforcedAt) -> String {
 
 /// The part of `b` the ruleset judges when it is enforced only at `e`:
 /// packets whose source or destination is in `e` (two disjoint boxes).
-fn enforced_part(b: PBox, e: Option<&EnforcedAt>) -> Vec<PBox> {
+pub(crate) fn enforced_part(b: PBox, e: Option<&EnforcedAt>) -> Vec<PBox> {
     let Some(e) = e else {
         return vec![b];
     };
@@ -653,7 +653,7 @@ pub fn check_flow(engine: &Engine<'_>, hook: Hook, f: &ResolvedFlow) -> FlowResu
 }
 
 /// Whether a box's family is analysed (`analysed` is `[IPv4, IPv6]`).
-fn fam_in(analysed: [bool; 2], fam: Fam) -> bool {
+pub(crate) fn fam_in(analysed: [bool; 2], fam: Fam) -> bool {
     match fam {
         Fam::V4 => analysed[0],
         Fam::V6 => analysed[1],
@@ -661,7 +661,7 @@ fn fam_in(analysed: [bool; 2], fam: Fam) -> bool {
 }
 
 /// [`check_flow`] on the packets of the analysed families only.
-fn check_flow_in(
+pub(crate) fn check_flow_in(
     engine: &Engine<'_>,
     hook: Hook,
     f: &ResolvedFlow,
@@ -851,7 +851,7 @@ fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> 
 }
 
 /// Zones with the address sets they cover, from flows that name one zone per side.
-fn zone_sets(site: &ResolvedSite) -> Vec<(String, Fam, ISet<u128>)> {
+pub(crate) fn zone_sets(site: &ResolvedSite) -> Vec<(String, Fam, ISet<u128>)> {
     let mut zones: Vec<(String, Fam, ISet<u128>)> = Vec::new();
     let mut add = |name: &String, nets: &[IpNet]| {
         for n in nets {
@@ -892,11 +892,11 @@ pub fn render_regions(
 
 /// The merge key of a region: its deciding rule's key, and whether it is
 /// certainly accepted.
-type RegionKey = (Option<(u32, u32)>, bool);
+pub(crate) type RegionKey = (Option<(u32, u32)>, bool);
 
 /// Accepted (certain) and unknown (possible) outcomes as boxes with their
 /// deciding rule's key.
-fn outcome_boxes(engine: &Engine<'_>, outcomes: &[Outcome]) -> Vec<(PBox, RegionKey)> {
+pub(crate) fn outcome_boxes(engine: &Engine<'_>, outcomes: &[Outcome]) -> Vec<(PBox, RegionKey)> {
     outcomes
         .iter()
         .map(|o| {
@@ -909,7 +909,7 @@ fn outcome_boxes(engine: &Engine<'_>, outcomes: &[Outcome]) -> Vec<(PBox, Region
 }
 
 /// Render already merged regions, at most `limit` of them.
-fn render_merged(
+pub(crate) fn render_merged(
     engine: &Engine<'_>,
     merged: Vec<(PBox, RegionKey)>,
     zones: &[(String, Fam, ISet<u128>)],

@@ -55,7 +55,7 @@ impl Engine<'_> {
                 let mut shadow_by = Vec::new();
                 let mut redundant_by = Vec::new();
                 for r in i..j {
-                    match self.rule_anomaly(ci, plan, r, base_policy, budget) {
+                    match self.rule_anomaly(ci, plan, r, base_policy, budget, None) {
                         RuleAnomaly::Shadowed(by) => {
                             shadow_by.extend(by);
                             all_redundant = false;
@@ -109,9 +109,21 @@ impl Engine<'_> {
         r: usize,
         base_policy: Option<Policy>,
         budget: usize,
+        within: Option<&[PBox]>,
     ) -> RuleAnomaly {
         let rule = &self.rs.chains[ci].rules[r];
-        let boxes = &plan.rule_boxes[r];
+        // Judged on the part of the match inside `within` only, when given.
+        let cut: Vec<PBox>;
+        let boxes: &[PBox] = match within {
+            None => &plan.rule_boxes[r],
+            Some(w) => {
+                cut = plan.rule_boxes[r]
+                    .iter()
+                    .flat_map(|b| w.iter().filter_map(|x| b.intersect(x)))
+                    .collect();
+                &cut
+            }
+        };
         let (start, end) = plan.spans[r];
         let mut left = budget;
         // Shadowed: no packet of the rule's match gets past the boxes before it.
@@ -396,10 +408,35 @@ fn point_reaches(plan: &Plan, cands: &[u32], p: &PBox, to: u32) -> bool {
     rp <= to
 }
 
-enum RuleAnomaly {
+/// What [`Engine::rule_anomaly_within`] finds for one model rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleAnomaly {
+    /// No packet of the (cut) match reaches the rule; the rules before it that cover it.
     Shadowed(Vec<RuleRef>),
+    /// Packets of it reach it, and none would be decided differently
+    /// without it; the rules (or policy) that would decide them.
     Redundant(Vec<RuleRef>),
+    /// Neither (or the search went over its budget).
     None,
+}
+
+impl Engine<'_> {
+    /// The shadowed/redundant judgement of rule `r` of chain `c` (in that
+    /// chain's own plan, as [`Engine::anomalies`] judges it) on the packets
+    /// of its match inside `within` only. Because both properties hold
+    /// packet by packet, the incremental verifier combines this with what
+    /// it knew of the rest of the match.
+    pub fn rule_anomaly_within(
+        &self,
+        c: ChainId,
+        r: usize,
+        within: &[PBox],
+        budget: usize,
+    ) -> RuleAnomaly {
+        let chain = &self.rs.chains[c.0];
+        let base_policy = chain.base.as_ref().map(|b| b.policy);
+        self.rule_anomaly(c.0, &self.plans[c.0], r, base_policy, budget, Some(within))
+    }
 }
 
 /// A rule that never matches, or whose removal changes nothing.

@@ -1,0 +1,219 @@
+//! Benchmark driver for the incremental verifier (bench/watch.sh runs it;
+//! not a test). On a ruleset file and a site it measures, in one process:
+//! a full `verify`, building the incremental verifier, then CHANGES random
+//! one-rule changes (delete a random rule, insert it back; replace a random
+//! rule by a copy with another destination port, put it back), each timed
+//! from the call to its updated verdict, and a kube-proxy-style resync that
+//! rewrites every KUBE-* chain (same rules, one service's rule changed).
+//! At the end it compares the incremental findings with a full verify of
+//! the final ruleset.
+//!
+//! Usage: incremental_bench RULESET SITE.yaml [CHANGES] [SEED]
+//! Prints `key value` lines (seconds, counts, MB).
+
+use ringfence_analysis::fingerprint::verify_findings;
+use ringfence_analysis::incremental::{Incremental, RuleChange};
+use ringfence_analysis::verify::verify;
+use ringfence_model::{Action, Hook, IntervalSet};
+use ringfence_parse::{parse_ruleset, RulesetFormat};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// xorshift64*: a small deterministic generator (no dependency needed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn pct(v: &[f64], q: f64) -> f64 {
+    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: incremental_bench RULESET SITE.yaml [CHANGES] [SEED]");
+        std::process::exit(2);
+    }
+    let changes: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let seed: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(19);
+    let text = std::fs::read_to_string(&args[1]).expect("read ruleset");
+    let site_text = std::fs::read_to_string(&args[2]).expect("read site");
+    let site = ringfence_site::parse_site(&site_text, &args[2])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .resolve();
+    let t = Instant::now();
+    let rs = parse_ruleset(&text, &args[1], RulesetFormat::Auto).unwrap_or_else(|e| panic!("{e}"));
+    println!("parse_s {:.3}", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let report = verify(&rs, &site, Hook::Forward);
+    println!("full_verify_s {:.3}", t.elapsed().as_secs_f64());
+    println!("full_verify_rss_mb {:.0}", peak_rss_mb());
+    drop(report);
+    let t = Instant::now();
+    let mut inc = Incremental::new(rs, &site, Hook::Forward);
+    println!("build_s {:.3}", t.elapsed().as_secs_f64());
+    if let Some(why) = inc.not_incremental() {
+        println!("not_incremental {why}");
+    }
+    let verbose = std::env::var_os("VERBOSE").is_some();
+    let mut rng = Rng(seed.max(1));
+    let mut lat: Vec<f64> = Vec::with_capacity(changes);
+    let mut fallbacks: BTreeMap<String, usize> = BTreeMap::new();
+    let mut rejudged = (0usize, 0usize, 0usize);
+    let mut record =
+        |rec: ringfence_analysis::incremental::ChangeRecord, secs: f64, lat: &mut Vec<f64>| {
+            lat.push(secs);
+            rejudged.0 += rec.flows_rejudged;
+            rejudged.1 += rec.excess_boxes;
+            rejudged.2 += rec.rules_rejudged;
+            if let Some(why) = rec.full {
+                *fallbacks.entry(why).or_default() += 1;
+            }
+        };
+    while lat.len() < changes {
+        // A random rule of the whole ruleset.
+        let rs = inc.ruleset();
+        let total: usize = rs.chains.iter().map(|c| c.rules.len()).sum();
+        let mut k = rng.below(total);
+        let ci = rs
+            .chains
+            .iter()
+            .position(|c| {
+                if k < c.rules.len() {
+                    true
+                } else {
+                    k -= c.rules.len();
+                    false
+                }
+            })
+            .expect("a rule");
+        let chain = rs.chains[ci].name.clone();
+        let rule = rs.chains[ci].rules[k].clone();
+        let (first, back) = if rng.below(2) == 0 {
+            (
+                RuleChange::Delete {
+                    chain: chain.clone(),
+                    at: k,
+                },
+                RuleChange::Insert { chain, at: k, rule },
+            )
+        } else {
+            let mut other = rule.clone();
+            let port = 1 + rng.below(65_000) as u16;
+            other.matches.dport = IntervalSet::single(port);
+            (
+                RuleChange::Replace {
+                    chain: chain.clone(),
+                    at: k,
+                    rule: other,
+                },
+                RuleChange::Replace { chain, at: k, rule },
+            )
+        };
+        for ch in [first, back] {
+            let t = Instant::now();
+            let rec = inc.apply(vec![ch]);
+            let secs = t.elapsed().as_secs_f64();
+            if verbose {
+                eprintln!("{secs:.6} {rec:?}");
+            }
+            record(rec, secs, &mut lat);
+        }
+    }
+    let mut sorted = lat.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    println!("changes {}", sorted.len());
+    println!("change_median_s {:.6}", pct(&sorted, 0.5));
+    println!("change_p90_s {:.6}", pct(&sorted, 0.9));
+    println!("change_p99_s {:.6}", pct(&sorted, 0.99));
+    println!("change_max_s {:.6}", sorted[sorted.len() - 1]);
+    println!(
+        "change_mean_s {:.6}",
+        sorted.iter().sum::<f64>() / sorted.len() as f64
+    );
+    println!(
+        "rejudged_flows_excessboxes_rules {} {} {}",
+        rejudged.0, rejudged.1, rejudged.2
+    );
+    for (why, n) in &fallbacks {
+        println!("full_verify_fallback {n} {why}");
+    }
+    // A kube-proxy resync: every KUBE-* chain rewritten, one service changed.
+    let rs = inc.ruleset();
+    let kube: Vec<usize> = (0..rs.chains.len())
+        .filter(|&i| rs.chains[i].name.starts_with("KUBE-"))
+        .collect();
+    let changed = kube
+        .iter()
+        .copied()
+        .find(|&i| rs.chains[i].name.starts_with("KUBE-SVC-"));
+    let resync: Vec<RuleChange> = kube
+        .iter()
+        .map(|&i| {
+            let mut rules = rs.chains[i].rules.clone();
+            if Some(i) == changed {
+                if let Some(r) = rules.iter_mut().find(|r| r.action == Action::Accept) {
+                    r.action = Action::Drop;
+                }
+            }
+            RuleChange::ReplaceChain {
+                chain: rs.chains[i].name.clone(),
+                rules,
+            }
+        })
+        .collect();
+    let n = resync.len();
+    let t = Instant::now();
+    let rec = inc.apply(resync);
+    println!("resync_chains {n}");
+    println!("resync_s {:.6}", t.elapsed().as_secs_f64());
+    println!("resync_record {rec:?}");
+    println!("peak_rss_mb {:.0}", peak_rss_mb());
+    // The end state against a full verify (its list of regions is cut at
+    // 200, so regions are compared by count).
+    let rs = inc.ruleset().clone();
+    let report = verify(&rs, &site, Hook::Forward);
+    let full = verify_findings(&report, &rs);
+    let (mine, summary) = inc.findings(0);
+    let key = |f: &ringfence_analysis::fingerprint::Finding| f.fingerprint.hex();
+    let mut a: Vec<String> = full
+        .iter()
+        .filter(|f| f.region.is_none())
+        .map(key)
+        .collect();
+    let mut b: Vec<String> = mine
+        .iter()
+        .filter(|f| f.region.is_none())
+        .map(key)
+        .collect();
+    a.sort();
+    b.sort();
+    println!("final_non_region_findings_equal {}", a == b);
+    println!(
+        "final_excess_regions full={} incremental={}",
+        report.summary.excess, summary.excess
+    );
+}
