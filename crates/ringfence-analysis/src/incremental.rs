@@ -1721,6 +1721,16 @@ fn corners(b: &PBox) -> Vec<PBox> {
                 mark: b.mark,
                 ctmark: b.ctmark,
                 ct0: b.ct0,
+                x: b.x.as_ref().map(|x| {
+                    Box::new(ringfence_model::ExtraFields {
+                        tcp_flags: pick(&x.tcp_flags, k),
+                        icmp: pick(&x.icmp, k + 1),
+                        length: pick(&x.length, k + 2),
+                        tos: pick(&x.tos, k),
+                        pkttype: pick(&x.pkttype, k + 1),
+                        mac_src: pick(&x.mac_src, k + 2),
+                    })
+                }),
             });
         }
     }
@@ -1768,6 +1778,11 @@ fn walk(
         let hit = boxes[i].iter().any(|b| b.overlaps(p));
         if !hit {
             continue;
+        }
+        // A point with every value of the rarely tested fields is no single
+        // packet for a rule that tests them.
+        if p.x.is_none() && boxes[i].iter().any(|b| b.x.is_some()) {
+            return Walk::Unsure;
         }
         if !r.matches.opaque.is_empty() || !r.matches.marks.is_empty() {
             return Walk::Unsure;
