@@ -18,9 +18,8 @@
 //! on the original (so the branches really contain the kernel's path).
 //! nat chains only ACCEPT and RETURN: address rewrites (DNAT, SNAT,
 //! MASQUERADE, REDIRECT) are generated only when [`NAT_REWRITES`] is on,
-//! which waits for the model to follow rewrites. TCP flags wait for the
-//! `fields` work likewise ([`TCP_FLAGS`]); marks are exact fields and
-//! generated ([`MARKS`]).
+//! which waits for the model to follow rewrites. TCP flags ([`TCP_FLAGS`])
+//! and marks ([`MARKS`]) are exact fields and generated.
 //!
 //! Safety: namespaces `rf-kp<pid>-*` made by `ringfence_testkit`, addresses
 //! in 198.18.0.0/15 only, agents and namespaces removed on every exit path.
@@ -47,9 +46,9 @@ const NAT_REWRITES: bool = false;
 /// matches) and `-m mark`/`-m connmark` matches everywhere: marks are exact
 /// fields of the model.
 const MARKS: bool = true;
-/// Generate `--tcp-flags`/`--syn` matches on TCP rules. Off until TCP flags
-/// are exact fields (branch `fields`). Every TCP probe is a SYN.
-const TCP_FLAGS: bool = false;
+/// Generate `--tcp-flags`/`--syn` matches on TCP rules: TCP flags are exact
+/// fields, and every TCP probe is a SYN, which `trace` is told.
+const TCP_FLAGS: bool = true;
 /// Conntrack state matches in the raw table: raw runs before conntrack
 /// (priority -300 < -200), where the kernel's conntrack match sees every
 /// packet as INVALID, which the model's stages follow (issue 15).

@@ -14,9 +14,8 @@
 //! verdicts accept, drop, reject, jump, goto, return, continue, and user
 //! chains. nat chains only accept, return and continue: `dnat`, `snat`,
 //! `masquerade` and `redirect` are generated only when [`NAT_REWRITES`] is
-//! on, which waits for the model to follow rewrites; TCP flags wait for the
-//! `fields` work likewise ([`TCP_FLAGS`]); marks are exact fields and
-//! generated ([`MARKS`]).
+//! on, which waits for the model to follow rewrites; TCP flags
+//! ([`TCP_FLAGS`]) and marks ([`MARKS`]) are exact fields and generated.
 //!
 //! The numgen matches are also settled (always or never, as the kernel
 //! decides them) in a copy of the ruleset: traced there a probe has one
@@ -48,9 +47,9 @@ const NAT_REWRITES: bool = false;
 /// connection yet: `ct mark` breaks the rule and `ct mark set` does nothing):
 /// marks are exact fields of the model.
 const MARKS: bool = true;
-/// Generate `tcp flags` matches. Off until TCP flags are exact fields
-/// (branch `fields`). Every TCP probe is a SYN.
-const TCP_FLAGS: bool = false;
+/// Generate `tcp flags` matches: TCP flags are exact fields, and every TCP
+/// probe is a SYN, which `trace` is told.
+const TCP_FLAGS: bool = true;
 /// `ct state` in base chains of priority below -200 (before conntrack) and
 /// their user chains: there the kernel sees every packet as invalid (no
 /// conntrack entry yet), which the model's stages follow (issue 15).
@@ -234,6 +233,10 @@ fn random_matches(rng: &mut Rng, cx: Ctx) -> (Vec<String>, Option<&'static str>)
                     "tcp flags & (syn | ack) == syn",
                     "tcp flags != syn",
                     "tcp flags & (syn | rst) == rst",
+                    "tcp flags syn / syn,ack",
+                    "tcp flags == syn",
+                    "tcp flags { syn, syn | ack }",
+                    "tcp flags ack",
                 ])
                 .to_string(),
             );
