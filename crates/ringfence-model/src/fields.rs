@@ -355,6 +355,60 @@ pub fn icmp_types(types: &[u8]) -> IntervalSet<u16> {
         .fold(IntervalSet::empty(), |s, &t| s.union(&icmp_values(t, None)))
 }
 
+/// Fields a ruleset may rewrite (see [`tests_made_opaque`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewritten {
+    /// The DS field (iptables `DSCP`, `TOS`, `ECN` targets; nft `ip dscp
+    /// set`, `ip ecn set`, ...).
+    DsField,
+    /// The packet type (nft `meta pkttype set`).
+    PktType,
+}
+
+/// The ruleset with every test of a field it rewrites turned into an
+/// opaque match: the model does not follow such rewrites, so a later test
+/// of the field may or may not match (two branches) instead of reading the
+/// value the packet arrived with. Returns how many rules changed.
+pub fn tests_made_opaque(rs: &mut crate::Ruleset, field: Rewritten, at: &str) -> usize {
+    let mut changed = 0;
+    for c in &mut rs.chains {
+        for r in &mut c.rules {
+            let Some(x) = r.matches.extra.as_mut() else {
+                continue;
+            };
+            let (name, tested) = match field {
+                Rewritten::DsField => ("DS field (DSCP/TOS)", !x.tos.is_full()),
+                Rewritten::PktType => ("packet type", !x.pkttype.is_full()),
+            };
+            if !tested {
+                continue;
+            }
+            match field {
+                Rewritten::DsField => x.tos = IntervalSet::full(),
+                Rewritten::PktType => x.pkttype = IntervalSet::full(),
+            }
+            r.matches.normalize_extra();
+            r.matches.opaque.push(crate::Opaque {
+                text: format!("{name} test (the ruleset rewrites it)"),
+            });
+            changed += 1;
+        }
+    }
+    if changed > 0 {
+        rs.notes.push(crate::ParseNote {
+            location: at.to_string(),
+            message: format!(
+                "this rule rewrites the {} and the model does not follow the rewrite, so the {changed} rule(s) testing it may or may not match",
+                match field {
+                    Rewritten::DsField => "DS field (DSCP/TOS/ECN)",
+                    Rewritten::PktType => "packet type",
+                }
+            ),
+        });
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -682,7 +682,7 @@ pub fn parse_with_sets(
                 .to_string(),
         });
     }
-    Ok(Ruleset {
+    let mut rs = Ruleset {
         format: match family {
             Family::V4 => SourceFormat::IptablesSave,
             Family::V6 => SourceFormat::Ip6tablesSave,
@@ -691,7 +691,25 @@ pub fn parse_with_sets(
         chains,
         notes: ctx.notes,
         enforced_at: None,
-    })
+    };
+    // DSCP, TOS and ECN rewrite the DS field, which the model reads but
+    // does not follow through a rewrite: tests of it become two branches.
+    if let Some(n) = text.lines().position(|l| {
+        let l = l.trim_start();
+        l.starts_with("-A ")
+            && [" -j DSCP", " -j TOS", " -j ECN"].iter().any(|t| {
+                l.find(t).is_some_and(|i| {
+                    l[i + t.len()..].starts_with([' ', '\n']) || l.len() == i + t.len()
+                })
+            })
+    }) {
+        ringfence_model::fields::tests_made_opaque(
+            &mut rs,
+            ringfence_model::fields::Rewritten::DsField,
+            &format!("{file}:{}", n + 1),
+        );
+    }
+    Ok(rs)
 }
 
 /// Whether `text` is in command form (`iptables -S`, Aerleon's iptables

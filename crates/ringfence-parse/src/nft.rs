@@ -139,18 +139,30 @@ fn lower_items(items: &[Item<'_>], file: &str) -> Result<Ruleset, InputErrors> {
         noted_tables: Vec::new(),
         unknown_chains: Vec::new(),
         nat_chains: Vec::new(),
+        rewrites: [None, None],
     };
     p.document(items);
     if !p.errors.is_empty() {
         return Err(InputErrors(p.errors));
     }
-    Ok(Ruleset {
+    let mut rs = Ruleset {
         format: SourceFormat::NftJson,
         source: file.to_string(),
         chains: p.chains,
         notes: p.notes,
         enforced_at: None,
-    })
+    };
+    use ringfence_model::fields::{tests_made_opaque, Rewritten};
+    for (at, field) in p
+        .rewrites
+        .iter()
+        .zip([Rewritten::DsField, Rewritten::PktType])
+    {
+        if let Some(at) = at {
+            tests_made_opaque(&mut rs, field, &format!("{file}#{at}"));
+        }
+    }
+    Ok(rs)
 }
 
 const HELP: &str =
@@ -211,6 +223,9 @@ struct Parser<'a> {
     /// Base chains of type nat (the kernel runs them only for a
     /// connection's first packet).
     nat_chains: Vec<usize>,
+    /// Where a `set` statement first rewrites the DS field and the packet
+    /// type (JSON pointers), which later tests then cannot read exactly.
+    rewrites: [Option<String>; 2],
 }
 
 /// The conntrack states of the packets nat chains see: a new connection's
@@ -875,6 +890,17 @@ impl<'a> Parser<'a> {
                     }
                 }
                 "mangle" => {
+                    let written = body.get("key").and_then(single_key).and_then(|(k, b)| {
+                        let f = b.get(if k == "meta" { "key" } else { "field" })?.as_str()?;
+                        match (k, f) {
+                            ("payload", "dscp" | "ecn" | "tos") => Some(0),
+                            ("meta", "pkttype") => Some(1),
+                            _ => None,
+                        }
+                    });
+                    if let Some(i) = written {
+                        self.rewrites[i].get_or_insert_with(|| sptr.clone());
+                    }
                     if mangles_header(body) {
                         self.note(
                             &sptr,

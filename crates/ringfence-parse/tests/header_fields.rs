@@ -309,3 +309,32 @@ fn nft_json_and_text_give_the_same_fields() {
     // TCP and ICMP at once: no packet.
     assert!(rules(&a)[0].is_empty());
 }
+
+#[test]
+fn a_ruleset_that_rewrites_the_ds_field_makes_its_dscp_tests_two_branches() {
+    let text = "*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p udp -j DSCP --set-dscp 0x2e\nCOMMIT\n*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m dscp --dscp 0x2e -j ACCEPT\nCOMMIT\n";
+    let rs = parse_ruleset(text, "ds.rules", RulesetFormat::IptablesSave).unwrap();
+    let fwd = rs.chains.iter().find(|c| c.name == "FORWARD").unwrap();
+    assert!(fwd.rules[0].matches.extra.is_none());
+    assert!(!fwd.rules[0].matches.opaque.is_empty());
+    assert!(
+        rs.notes
+            .iter()
+            .any(|n| n.location == "ds.rules:3" && n.message.contains("DS field")),
+        "{:?}",
+        rs.notes
+    );
+    let nft_text = "table inet t {\n  chain pre {\n    type filter hook prerouting priority -150; policy accept;\n    meta l4proto udp ip dscp set ef\n  }\n  chain fw {\n    type filter hook forward priority 0; policy drop;\n    ip dscp ef accept\n  }\n}\n";
+    let rs = parse_ruleset(nft_text, "ds.nft", RulesetFormat::NftText).unwrap();
+    let fwd = rs.chains.iter().find(|c| c.name.ends_with("fw")).unwrap();
+    assert!(
+        !fwd.rules[0].matches.opaque.is_empty(),
+        "{:?}",
+        fwd.rules[0]
+    );
+    assert!(
+        rs.notes.iter().any(|n| n.location.starts_with("ds.nft:4")),
+        "{:?}",
+        rs.notes
+    );
+}
