@@ -267,6 +267,79 @@ impl Merge {
     }
 }
 
+/// Chains with at least this many rules are searched through an index.
+const INDEXED: usize = 8;
+
+/// Destination hulls narrower than this are indexed by destination.
+const NARROW: u128 = 1 << 16;
+
+/// Positions of a long chain's rules by destination hull (narrow ones
+/// sorted by family and low end; wide ones listed), for finding the rules
+/// a region may meet without looking at every rule.
+#[derive(Default)]
+struct ChainIndex {
+    narrow: Vec<(u8, u128, u32)>,
+    wide: Vec<u32>,
+}
+
+fn fam_key(f: Fam) -> u8 {
+    match f {
+        Fam::V4 => 4,
+        Fam::V6 => 6,
+    }
+}
+
+fn dst_hull(b: &PBox) -> (u128, u128) {
+    let r = b.dst.ranges();
+    match (r.first(), r.last()) {
+        (Some(a), Some(z)) => (a.0, z.1),
+        _ => (1, 0),
+    }
+}
+
+impl ChainIndex {
+    fn build(boxes: &[Boxes]) -> Self {
+        let mut ix = ChainIndex::default();
+        for (i, bs) in boxes.iter().enumerate() {
+            for b in bs {
+                let (lo, hi) = dst_hull(b);
+                if hi >= lo && hi - lo < NARROW {
+                    ix.narrow.push((fam_key(b.fam), lo, i as u32));
+                } else {
+                    ix.wide.push(i as u32);
+                }
+            }
+        }
+        ix.narrow.sort_unstable();
+        ix.wide.dedup();
+        ix
+    }
+
+    /// Positions whose boxes may meet some box of `q` (a superset), sorted.
+    fn query(&self, q: &[PBox]) -> Vec<u32> {
+        let mut out = self.wide.clone();
+        for b in q {
+            let (lo, hi) = dst_hull(b);
+            if hi < lo {
+                continue;
+            }
+            let f = fam_key(b.fam);
+            let from = self
+                .narrow
+                .partition_point(|&(g, l, _)| (g, l) < (f, lo.saturating_sub(NARROW)));
+            for &(g, l, i) in &self.narrow[from..] {
+                if (g, l) > (f, hi) {
+                    break;
+                }
+                out.push(i);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 /// Pre-merge excess regions of one pivot box.
 struct PieceEntry {
     b: PBox,
@@ -289,7 +362,14 @@ struct Cache {
     flow_boxes: Vec<(Vec<PBox>, Vec<PBox>)>,
     scope: Vec<PBox>,
     allowed: Vec<PBox>,
-    pieces: Vec<PieceEntry>,
+    /// Pivot boxes with their regions; freed slots are `None`.
+    pieces: Vec<Option<PieceEntry>>,
+    free_pieces: Vec<usize>,
+    /// Narrow pivot boxes by (family, destination low end, slot); wide ones listed.
+    piece_narrow: std::collections::BTreeSet<(u8, u128, usize)>,
+    piece_wide: HashSet<usize>,
+    /// Per long chain (by name): its index, built on first use after a change.
+    index: HashMap<String, std::cell::OnceCell<ChainIndex>>,
     merge: Merge,
     /// Merged regions by fingerprint and kind.
     regions: BTreeMap<(fingerprint::Fingerprint, bool), Merged>,
@@ -310,6 +390,8 @@ pub struct Incremental {
     rs: Ruleset,
     /// Chain name -> index in `rs` (the model's lookup is a linear scan).
     names: HashMap<String, usize>,
+    /// Indexes of the base chains.
+    bases: Vec<usize>,
     site: ResolvedSite,
     hook: Hook,
     u: IfaceUniverse,
@@ -469,6 +551,7 @@ impl Incremental {
         let u = IfaceUniverse::new([&rs]);
         let mut me = Incremental {
             names: HashMap::new(),
+            bases: Vec::new(),
             rs,
             site: site.clone(),
             hook,
@@ -544,6 +627,10 @@ impl Incremental {
             scope: Vec::new(),
             allowed: Vec::new(),
             pieces: Vec::new(),
+            free_pieces: Vec::new(),
+            piece_narrow: Default::default(),
+            piece_wide: HashSet::new(),
+            index: HashMap::new(),
             merge: Merge::default(),
             regions: BTreeMap::new(),
             kinds: HashMap::new(),
@@ -566,6 +653,9 @@ impl Incremental {
                 }
             }
             let (ids, boxes) = self.number(&mut c, &ch.name, &ch.rules);
+            if boxes.len() >= INDEXED {
+                c.index.insert(ch.name.clone(), Default::default());
+            }
             c.ids.insert(ch.name.clone(), ids);
             c.boxes.insert(ch.name.clone(), boxes);
         }
@@ -624,10 +714,8 @@ impl Incremental {
         let (_, came, ids) = c.merge.update(&[], added);
         let mut ids = ids.into_iter();
         for (b, n) in spans {
-            c.pieces.push(PieceEntry {
-                b,
-                items: ids.by_ref().take(n).collect(),
-            });
+            let items = ids.by_ref().take(n).collect();
+            add_piece(&mut c, PieceEntry { b, items });
         }
         let zones = zone_sets(&self.site);
         for m in came {
@@ -718,6 +806,18 @@ impl Incremental {
         }
     }
 
+    /// Positions of the rules of chain `name` whose boxes may meet `q`
+    /// (a superset, ascending): through the chain's index when it is long.
+    fn candidates(&self, c: &Cache, name: &str, q: &[PBox]) -> Vec<u32> {
+        let boxes = &c.boxes[name];
+        match c.index.get(name) {
+            Some(cell) if boxes.len() >= INDEXED => {
+                cell.get_or_init(|| ChainIndex::build(boxes)).query(q)
+            }
+            _ => (0..boxes.len() as u32).collect(),
+        }
+    }
+
     /// The sub-ruleset of the rules that packets in `roots` can meet: for
     /// each root chain, the rules whose match meets its region (`None`:
     /// every rule), and inside a jump target those whose match meets the
@@ -733,7 +833,7 @@ impl Incremental {
         limit: usize,
     ) -> Option<(Ruleset, Vec<usize>)> {
         let n = self.rs.chains.len();
-        let mut keep: Vec<Option<Vec<bool>>> = vec![None; n];
+        let mut keep: HashMap<usize, Vec<bool>> = HashMap::new();
         let mut count = 0usize;
         let mut stack: Vec<(usize, Option<Vec<PBox>>, u32)> =
             roots.iter().cloned().map(|(a, b)| (a, b, 0)).collect();
@@ -743,8 +843,16 @@ impl Incremental {
             }
             let ch = &self.rs.chains[ci];
             let boxes = &c.boxes[&ch.name];
-            let k = keep[ci].get_or_insert_with(|| vec![false; ch.rules.len()]);
-            for (i, r) in ch.rules.iter().enumerate() {
+            let k = keep
+                .entry(ci)
+                .or_insert_with(|| vec![false; ch.rules.len()]);
+            let cands: Vec<u32> = match &q {
+                Some(q) => self.candidates(c, &ch.name, q),
+                None => (0..ch.rules.len() as u32).collect(),
+            };
+            for i in cands {
+                let i = i as usize;
+                let r = &ch.rules[i];
                 let qi = match &q {
                     None => None,
                     Some(q) => {
@@ -768,20 +876,22 @@ impl Incremental {
             }
         }
         // Base chains always; the rest when some rule of them is kept or reached.
-        let mut map = vec![usize::MAX; n];
-        let mut orig = Vec::new();
-        for (i, ch) in self.rs.chains.iter().enumerate() {
-            if ch.base.is_some() || keep[i].is_some() {
-                map[i] = orig.len();
-                orig.push(i);
-            }
-        }
+        let mut orig: Vec<usize> = self
+            .bases
+            .iter()
+            .copied()
+            .chain(keep.keys().copied())
+            .collect();
+        orig.sort_unstable();
+        orig.dedup();
+        let map: HashMap<usize, usize> = orig.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        let _ = n;
         let ids = |name: &str| &c.ids[name];
         let chains = orig
             .iter()
             .map(|&i| {
                 let ch = &self.rs.chains[i];
-                let ks = keep[i].as_deref();
+                let ks = keep.get(&i).map(Vec::as_slice);
                 let mut rules: Vec<Rule> = ch
                     .rules
                     .iter()
@@ -792,7 +902,7 @@ impl Incremental {
                         r.origin = id_ref(ids(&ch.name)[j]);
                         r.comment = None;
                         if let Action::Jump { target } | Action::Goto { target } = &mut r.action {
-                            *target = ChainId(map[target.0]);
+                            *target = ChainId(map[&target.0]);
                         }
                         r
                     })
@@ -881,10 +991,12 @@ impl Incremental {
         let (mut a, mut b) = (range.start, range.end);
         {
             let old = &self.rs.chains[ci].rules;
-            while a < b && !rules.is_empty() && same_rule(&old[a], &self.rs, &rules[0], &self.rs) {
+            let mut p = 0;
+            while a < b && p < rules.len() && same_rule(&old[a], &self.rs, &rules[p], &self.rs) {
                 a += 1;
-                rules.remove(0);
+                p += 1;
             }
+            rules.drain(..p);
             while a < b
                 && !rules.is_empty()
                 && same_rule(&old[b - 1], &self.rs, rules.last().unwrap(), &self.rs)
@@ -1096,10 +1208,13 @@ impl Incremental {
                     c.chain_of.remove(&id);
                 }
             }
-            c.boxes
-                .entry(name.clone())
-                .or_default()
-                .splice(o.clone(), boxes);
+            let bs = c.boxes.entry(name.clone()).or_default();
+            bs.splice(o.clone(), boxes);
+            if bs.len() >= INDEXED {
+                c.index.insert(name.clone(), Default::default());
+            } else {
+                c.index.remove(name);
+            }
             if nc.is_none() {
                 c.ids.remove(name);
                 c.boxes.remove(name);
@@ -1215,14 +1330,12 @@ impl Incremental {
                 return Err("the excess search went over its budget".into());
             }
             let mut removed = Vec::new();
-            c.pieces.retain(|p| {
-                if sel(&p.b) {
-                    removed.extend(p.items.iter().copied());
-                    false
-                } else {
-                    true
+            for slot in pieces_meeting(c, &dp) {
+                if c.pieces[slot].as_ref().is_some_and(|p| sel(&p.b)) {
+                    let p = remove_piece(c, slot);
+                    removed.extend(p.items);
                 }
-            });
+            }
             let mut added = Vec::new();
             let mut spans = Vec::new();
             for (b, outs) in pieces {
@@ -1234,10 +1347,8 @@ impl Incremental {
             let (gone, came, ids) = c.merge.update(&removed, added);
             let mut ids = ids.into_iter();
             for (b, n) in spans {
-                c.pieces.push(PieceEntry {
-                    b,
-                    items: ids.by_ref().take(n).collect(),
-                });
+                let items = ids.by_ref().take(n).collect();
+                add_piece(c, PieceEntry { b, items });
             }
             let zones = zone_sets(&self.site);
             for m in gone {
@@ -1262,21 +1373,27 @@ impl Incremental {
             {
                 let ids = &c.ids[name];
                 let boxes = &c.boxes[name];
-                let mut i = 0;
-                while i < ids.len() {
-                    let mut j = i + 1;
-                    while j < ids.len() && ids[j] == ids[i] {
-                        j += 1;
+                let mut at: Vec<usize> = self
+                    .candidates(c, name, dx)
+                    .into_iter()
+                    .map(|i| i as usize)
+                    .filter(|&i| boxes[i].iter().any(|b| dx.iter().any(|x| x.overlaps(b))))
+                    .collect();
+                at.extend((0..ids.len()).filter(|&i| new_ids.contains(&ids[i])));
+                at.sort_unstable();
+                at.dedup();
+                for i in at {
+                    // The whole source rule.
+                    let (mut a, mut b) = (i, i + 1);
+                    while a > 0 && ids[a - 1] == ids[i] {
+                        a -= 1;
                     }
-                    if new_ids.contains(&ids[i])
-                        || boxes[i..j]
-                            .iter()
-                            .flatten()
-                            .any(|b| dx.iter().any(|x| x.overlaps(b)))
-                    {
-                        groups.push((i, j));
+                    while b < ids.len() && ids[b] == ids[i] {
+                        b += 1;
                     }
-                    i = j;
+                    if groups.last() != Some(&(a, b)) {
+                        groups.push((a, b));
+                    }
                 }
             }
             let ids = c.ids[name].clone();
@@ -1322,7 +1439,9 @@ impl Incremental {
                 continue;
             }
             let ch = &self.rs.chains[ci];
-            for (i, r) in ch.rules.iter().enumerate() {
+            for i in self.candidates(c, &ch.name, &dq) {
+                let i = i as usize;
+                let r = &ch.rules[i];
                 let b = &c.boxes[&ch.name][i];
                 let dqi = cut(&dq, b);
                 if dqi.is_empty() {
@@ -1810,4 +1929,55 @@ fn walk(
         }
     }
     Walk::End
+}
+
+fn add_piece(c: &mut Cache, p: PieceEntry) {
+    let (lo, hi) = dst_hull(&p.b);
+    let narrow = hi >= lo && hi - lo < NARROW;
+    let key = (fam_key(p.b.fam), lo);
+    let slot = match c.free_pieces.pop() {
+        Some(s) => {
+            c.pieces[s] = Some(p);
+            s
+        }
+        None => {
+            c.pieces.push(Some(p));
+            c.pieces.len() - 1
+        }
+    };
+    if narrow {
+        c.piece_narrow.insert((key.0, key.1, slot));
+    } else {
+        c.piece_wide.insert(slot);
+    }
+}
+
+fn remove_piece(c: &mut Cache, slot: usize) -> PieceEntry {
+    let p = c.pieces[slot].take().expect("live piece");
+    let (lo, _) = dst_hull(&p.b);
+    c.piece_narrow.remove(&(fam_key(p.b.fam), lo, slot));
+    c.piece_wide.remove(&slot);
+    c.free_pieces.push(slot);
+    p
+}
+
+/// Slots of pivot boxes that may meet `q` (a superset).
+fn pieces_meeting(c: &Cache, q: &[PBox]) -> Vec<usize> {
+    let mut out: Vec<usize> = c.piece_wide.iter().copied().collect();
+    for b in q {
+        let (lo, hi) = dst_hull(b);
+        if hi < lo {
+            continue;
+        }
+        let f = fam_key(b.fam);
+        for &(_, _, slot) in c
+            .piece_narrow
+            .range((f, lo.saturating_sub(NARROW), 0)..=(f, hi, usize::MAX))
+        {
+            out.push(slot);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
