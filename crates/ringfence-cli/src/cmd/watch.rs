@@ -3,9 +3,10 @@
 //! disappearing, a rule becoming shadowed or redundant, a note), each with
 //! its stable fingerprint and the time.
 //!
-//! Every change re-runs a full `verify` of the whole ruleset: the engine is
-//! not incremental yet (issue 19), so the time to a verdict is the time of
-//! `verify` on that ruleset (BENCHMARKS.md, "watch").
+//! Every re-read is compared with the last one rule by rule and only what
+//! the changed rules touch is judged again (`ringfence_analysis::incremental`;
+//! a change it cannot follow is a full verify), so the time to a verdict is
+//! mostly the re-read and parse of the source (BENCHMARKS.md, "watch").
 //!
 //! Sources: `nft` runs `nft -j list ruleset` and follows `nft monitor` (a
 //! child process whose output lines trigger a debounced re-read);
@@ -25,8 +26,8 @@ use crate::cmd::flows::SiteArgs;
 use crate::cmd::trace::{FormatArg, HookArg};
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
-use ringfence_analysis::fingerprint::{verify_findings, Finding, FindingKind, RuleTexts};
-use ringfence_analysis::verify::{verify, Status, Summary, MAX_REGIONS};
+use ringfence_analysis::fingerprint::{Finding, FindingKind, RuleTexts};
+use ringfence_analysis::verify::{Status, Summary, MAX_REGIONS};
 use ringfence_diag::InputErrors;
 use ringfence_model::{Hook, RuleRef, Ruleset};
 use ringfence_parse::Families;
@@ -127,7 +128,7 @@ pub enum WatchFormat {
 /// Arguments of `ringfence watch`.
 #[derive(Debug, ClapArgs)]
 #[command(
-    after_help = "Every change re-runs a full verify of the whole ruleset (not incremental yet). \
+    after_help = "Each change is verified incrementally: only what the changed rules touch is judged again. \
 Reading a live ruleset runs `nft -j list ruleset` and `nft monitor` (--source nft) or \
 `iptables-save`/`ip6tables-save` (--source iptables), only because that source was chosen. \
 Nothing else is run, sent or written unless --exec, --webhook or --record asks for it. \
@@ -960,6 +961,8 @@ struct Watch {
     need: Families,
     format: FormatArg,
     hook: Hook,
+    /// The incremental verifier, built on the first reading (issue 19).
+    incr: Option<ringfence_analysis::incremental::Incremental>,
 }
 
 impl Watch {
@@ -984,9 +987,22 @@ impl Watch {
     }
 
     /// The verdict on a ruleset: the one place `watch` runs the analysis.
+    /// A re-read is compared with the last one rule by rule and only what
+    /// the change touches is judged again (ringfence_analysis::incremental;
+    /// a change it cannot follow is a full verify).
     fn evaluate(&mut self, rs: &Ruleset) -> State {
-        let report = verify(rs, &self.site, self.hook);
-        State::new(verify_findings(&report, rs), report.summary)
+        use ringfence_analysis::incremental::Incremental;
+        let inc = match &mut self.incr {
+            Some(inc) => {
+                inc.update(rs.clone());
+                inc
+            }
+            None => self
+                .incr
+                .insert(Incremental::new(rs.clone(), &self.site, self.hook)),
+        };
+        let (findings, summary) = inc.findings(MAX_REGIONS);
+        State::new(findings, summary)
     }
 
     /// Parse and verify the current readings; with `index`, also the
@@ -1215,6 +1231,7 @@ fn follow(
         need: families(site),
         format: args.ruleset_format,
         hook: args.hook.into(),
+        incr: None,
     };
     for r in &mut w.readers {
         r.refresh(true).map_err(CliError::Io)?;
