@@ -758,19 +758,10 @@ pub enum FlowPackets {
     /// ICMPv6 echo request (type 8 or 128, code 0), sent to one host
     /// (packet type unicast).
     Opening,
-    /// Its later packets, in either direction: TCP packets with any flag
-    /// combination conntrack tracks ([`xf::tcp_flags_tracked`]), ICMP echo
-    /// requests from the client and echo replies (0 or 129) from the
-    /// server, unicast.
-    Later {
-        /// The server's packets (replies) rather than the client's.
-        reply: bool,
-    },
-    /// Every packet conntrack can call NEW (for excess): TCP with the flags
-    /// that can open a connection under `nf_conntrack_tcp_loose=1`
-    /// ([`xf::tcp_flags_new`]), ICMP and ICMPv6 of the types that can
-    /// ([`xf::ICMP_NEW_TYPES`], [`xf::ICMPV6_NEW_TYPES`]), any packet type.
-    New,
+    /// Its replies: TCP packets with any flag combination conntrack tracks
+    /// ([`xf::tcp_flags_tracked`]), ICMP echo replies (type 0 or 129),
+    /// unicast.
+    Replies,
 }
 
 /// The part of a flow box (every value of the rare fields) that holds the
@@ -781,9 +772,7 @@ pub fn flow_packets(b: PBox, which: FlowPackets) -> Boxes {
     use ringfence_model::proto::{ICMP, ICMPV6, TCP};
     let mut out = Boxes::new();
     let unicast = |x: &mut ringfence_model::ExtraFields| {
-        if which != FlowPackets::New {
-            x.pkttype = ISet::single(xf::pkttype::HOST);
-        }
+        x.pkttype = ISet::single(xf::pkttype::HOST);
     };
     let mut rest = b.proto.clone();
     for p in [TCP, ICMP, ICMPV6] {
@@ -795,30 +784,20 @@ pub fn flow_packets(b: PBox, which: FlowPackets) -> Boxes {
             b.x.as_deref()
                 .cloned()
                 .unwrap_or_else(ringfence_model::ExtraFields::full);
-        let echo = |request: bool| {
-            let ty = match (p == ICMP, request) {
-                (true, true) => 8,
-                (true, false) => 0,
-                (false, true) => 128,
-                (false, false) => 129,
+        if p == TCP {
+            let flags = match which {
+                FlowPackets::Opening => ISet::single(xf::tcp_flag::SYN),
+                FlowPackets::Replies => xf::tcp_flags_tracked(),
             };
-            xf::icmp_values(ty, Some(0))
-        };
-        let narrow = match (p, which) {
-            (TCP, FlowPackets::Opening) => ISet::single(xf::tcp_flag::SYN),
-            (TCP, FlowPackets::Later { .. }) => xf::tcp_flags_tracked(),
-            (TCP, FlowPackets::New) => xf::tcp_flags_new(),
-            _ => ISet::full(),
-        };
-        x.tcp_flags = x.tcp_flags.intersect(&narrow);
-        if p != TCP {
-            let types = match which {
-                FlowPackets::Opening => echo(true),
-                FlowPackets::Later { reply } => echo(!reply),
-                FlowPackets::New if p == ICMP => xf::icmp_types(&xf::ICMP_NEW_TYPES),
-                FlowPackets::New => xf::icmp_types(&xf::ICMPV6_NEW_TYPES),
+            x.tcp_flags = x.tcp_flags.intersect(&flags);
+        } else {
+            let ty = match (p == ICMP, which) {
+                (true, FlowPackets::Opening) => 8,
+                (true, FlowPackets::Replies) => 0,
+                (false, FlowPackets::Opening) => 128,
+                (false, FlowPackets::Replies) => 129,
             };
-            x.icmp = x.icmp.intersect(&types);
+            x.icmp = x.icmp.intersect(&xf::icmp_values(ty, Some(0)));
         }
         unicast(&mut x);
         let mut part = b.clone();

@@ -677,7 +677,7 @@ pub(crate) fn check_flow_in(
     let rev: Vec<PBox> = flow_boxes(f, &engine.u, true)
         .into_iter()
         .filter(|b| fam_in(analysed, b.fam))
-        .flat_map(|b| flow_packets(b, FlowPackets::Later { reply: true }))
+        .flat_map(|b| flow_packets(b, FlowPackets::Replies))
         .map(|b| engine.restrict_to_hook(b, rh, CtStates::ESTABLISHED))
         .collect();
     let out = engine.classify_settled(hook, fwd);

@@ -330,31 +330,6 @@ pub fn tcp_flags_tracked() -> IntervalSet<u8> {
     with_free_bits(&VALID_CORE)
 }
 
-/// The TCP flags a packet conntrack calls NEW can carry with the default
-/// `nf_conntrack_tcp_loose=1`: a SYN (the usual opening) or an ACK (a
-/// connection picked up mid-stream), each possibly with URG, PSH, ECE and
-/// CWR. A SYN-ACK, FIN, RST or no flags at all cannot open a connection.
-pub fn tcp_flags_new() -> IntervalSet<u8> {
-    use tcp_flag::*;
-    with_free_bits(&[SYN, SYN | URG, ACK, ACK | URG])
-}
-
-/// ICMP types conntrack lets open a connection (NEW): echo, timestamp,
-/// information and address mask requests. Other ICMP packets are replies,
-/// errors (RELATED to a connection, else INVALID).
-pub const ICMP_NEW_TYPES: [u8; 4] = [8, 13, 15, 17];
-
-/// ICMPv6 types conntrack lets open a connection: echo request and node
-/// information query.
-pub const ICMPV6_NEW_TYPES: [u8; 2] = [128, 139];
-
-/// The `type << 8 | code` values of `types`, every code.
-pub fn icmp_types(types: &[u8]) -> IntervalSet<u16> {
-    types
-        .iter()
-        .fold(IntervalSet::empty(), |s, &t| s.union(&icmp_values(t, None)))
-}
-
 /// Fields a ruleset may rewrite (see [`tests_made_opaque`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rewritten {
@@ -424,13 +399,13 @@ mod tests {
     }
 
     #[test]
-    fn new_flags_are_syn_or_ack_openings_only() {
+    fn tracked_flags_are_the_combinations_conntrack_accepts() {
         use tcp_flag::*;
-        let n = tcp_flags_new();
-        assert!(n.contains(SYN) && n.contains(ACK) && n.contains(SYN | ECE | CWR));
-        assert!(!n.contains(SYN | ACK) && !n.contains(FIN | ACK) && !n.contains(0));
-        assert!(n.is_subset(&tcp_flags_tracked()));
-        assert!(!tcp_flags_tracked().contains(SYN | FIN));
+        let t = tcp_flags_tracked();
+        assert!(t.contains(SYN) && t.contains(SYN | ACK) && t.contains(ACK | PSH));
+        assert!(t.contains(FIN | ACK) && t.contains(RST) && t.contains(SYN | ECE | CWR));
+        assert!(!t.contains(SYN | FIN) && !t.contains(0) && !t.contains(FIN));
+        assert!(!t.contains(SYN | RST));
     }
 
     #[test]
