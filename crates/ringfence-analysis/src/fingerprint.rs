@@ -234,6 +234,11 @@ fn region_fields(c: &mut Canon, r: &Region) {
         "source-ports",
         &canon_ports(r.source_ports.as_deref().unwrap_or("any")),
     );
+    // Only regions restricted in the rarer fields carry them, so every
+    // other region keeps the fingerprint it had before they were fields.
+    if let Some(h) = &r.header {
+        c.field("header", h);
+    }
 }
 
 /// The fingerprint of a region finding of kind `kind` (`excess`,

@@ -1095,6 +1095,152 @@ fn range_to_cidrs(mut lo: u128, hi: u128, bits: u32) -> Vec<(u128, u32)> {
     out
 }
 
+/// The rarer fields of a region for people, or `None` when it has every
+/// value of each: `tcp flags FIN,SYN,RST,ACK = SYN`, `icmp type 8`,
+/// `length 0-100`, `dscp 46`, `packet type broadcast`, `mac 00:11:22:33:44:55`,
+/// joined with "; ".
+pub fn format_extra(x: &Extra) -> Option<String> {
+    let x = x.as_deref()?;
+    let mut out = Vec::new();
+    if !x.tcp_flags.is_full() {
+        out.push(format!("tcp flags {}", flags_text(&x.tcp_flags)));
+    }
+    if !x.icmp.is_full() {
+        let items: Vec<String> = x
+            .icmp
+            .ranges()
+            .iter()
+            .map(|&(a, b)| {
+                let (ta, ca, tb, cb) = (a >> 8, a & 0xff, b >> 8, b & 0xff);
+                match (ta == tb, ca == 0 && cb == 0xff) {
+                    (true, true) => format!("type {ta}"),
+                    (true, false) if ca == cb => format!("type {ta} code {ca}"),
+                    (true, false) => format!("type {ta} codes {ca}-{cb}"),
+                    (false, true) => format!("types {ta}-{tb}"),
+                    (false, false) => format!("{ta}/{ca}-{tb}/{cb}"),
+                }
+            })
+            .collect();
+        out.push(format!("icmp {}", items.join(", ")));
+    }
+    if !x.length.is_full() {
+        let items: Vec<String> = x
+            .length
+            .ranges()
+            .iter()
+            .map(|&(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
+            .collect();
+        out.push(format!("length {}", items.join(", ")));
+    }
+    if !x.tos.is_full() {
+        // DSCP when the set ignores the ECN bits, else the whole byte.
+        let dscp_only = (0..=255u8).all(|b| x.tos.contains(b) == x.tos.contains(b & 0xfc));
+        let (what, vals): (&str, Vec<u8>) = if dscp_only {
+            (
+                "dscp",
+                (0..64u8).filter(|d| x.tos.contains(d << 2)).collect(),
+            )
+        } else {
+            ("tos", (0..=255u8).filter(|b| x.tos.contains(*b)).collect())
+        };
+        let list = |v: &[u8]| {
+            v.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let all = if dscp_only { 64 } else { 256 };
+        if vals.len() * 2 > all {
+            let missing: Vec<u8> = (0..=255u8)
+                .take(all)
+                .filter(|d| !vals.contains(d))
+                .collect();
+            out.push(format!("{what} all but {}", list(&missing)));
+        } else {
+            out.push(format!("{what} {}", list(&vals)));
+        }
+    }
+    if !x.pkttype.is_full() {
+        let names = ["unicast", "broadcast", "multicast", "otherhost"];
+        let vals: Vec<String> = (0..=255u8)
+            .filter(|t| x.pkttype.contains(*t))
+            .take(8)
+            .map(|t| {
+                names
+                    .get(t as usize)
+                    .map(|n| n.to_string())
+                    .unwrap_or(t.to_string())
+            })
+            .collect();
+        out.push(format!("packet type {}", vals.join(", ")));
+    }
+    if x.mac_src != xf::all_macs() {
+        let mac = |v: u64| {
+            (0..6)
+                .rev()
+                .map(|i| format!("{:02x}", (v >> (8 * i)) & 0xff))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        let items: Vec<String> = x
+            .mac_src
+            .ranges()
+            .iter()
+            .map(|&(a, b)| {
+                if a == b {
+                    mac(a)
+                } else {
+                    format!("{}-{}", mac(a), mac(b))
+                }
+            })
+            .collect();
+        out.push(format!("mac {}", items.join(", ")));
+    }
+    (!out.is_empty()).then(|| out.join("; "))
+}
+
+/// A TCP flags set as `MASK = VALUE` (or `!=`) in flag names when it is one
+/// masked test, else the flag bytes it holds.
+fn flags_text(set: &ISet<u8>) -> String {
+    const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+    let names = |bits: u8| {
+        if bits == 0 {
+            return "NONE".to_string();
+        }
+        (0..8)
+            .filter(|i| bits & (1 << i) != 0)
+            .map(|i| NAMES[i])
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    // The narrowest mask first: the fewest flags a reader must check.
+    let mut masks: Vec<u8> = (1..=255u8).collect();
+    masks.sort_by_key(|m| m.count_ones());
+    for mask in masks {
+        let Some(v) = set.first() else { break };
+        if xf::masked_bytes(mask, v & mask, false) == *set {
+            return format!("{} = {}", names(mask), names(v & mask));
+        }
+        if let Some(out) = (0..=255u8).find(|b| !set.contains(*b)) {
+            if xf::masked_bytes(mask, out & mask, true) == *set {
+                return format!("{} != {}", names(mask), names(out & mask));
+            }
+        }
+    }
+    let vals: Vec<String> = (0..=255u8)
+        .filter(|b| set.contains(*b))
+        .take(16)
+        .map(names)
+        .collect();
+    vals.join(" | ")
+}
+
 /// Render a port set (`any`, `443`, `8000-8080`, comma-joined).
 pub fn format_ports(s: &ISet<u16>) -> String {
     if s.is_full() {

@@ -75,6 +75,11 @@ pub struct Region {
     /// Source ports, when restricted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_ports: Option<String>,
+    /// The rarer header fields, when restricted (`tcp flags FIN,SYN,RST,ACK
+    /// = SYN`, `icmp type 8`, `length 0-100`, ...; see
+    /// [`crate::space::format_extra`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
     /// Site zones containing every source of the region.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub source_zones: Vec<String>,
@@ -132,14 +137,18 @@ impl Region {
             None => items.join(", "),
         };
         format!(
-            "{proto} {}{} -> {}{}",
+            "{proto} {}{} -> {}{}{}",
             addrs(&self.sources),
             self.source_ports
                 .as_deref()
                 .map(|p| ports(p, "source port"))
                 .unwrap_or_default(),
             addrs(&self.destinations),
-            ports(&self.ports, "port")
+            ports(&self.ports, "port"),
+            self.header
+                .as_deref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default()
         )
     }
 }
@@ -935,6 +944,7 @@ pub(crate) fn render_merged(
                 protocol: format_proto(&b.proto),
                 ports: format_ports(&b.dport),
                 source_ports: (!b.sport.is_full()).then(|| format_ports(&b.sport)),
+                header: crate::space::format_extra(&b.x),
                 source_zones: zones_of(&b.src),
                 destination_zones: zones_of(&b.dst),
                 rules,

@@ -120,6 +120,7 @@ fn region(protocol: &str, ports: &str, sources: &[&str], destinations: &[&str]) 
         protocol: protocol.into(),
         ports: ports.into(),
         source_ports: None,
+        header: None,
         source_zones: vec![],
         destination_zones: vec![],
         rules: vec![],

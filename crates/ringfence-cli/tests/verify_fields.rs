@@ -175,3 +175,27 @@ fn trace_reads_flags_and_icmp_types_from_packet_lines() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("tcp_flags"), "{err}");
 }
+
+#[test]
+fn excess_limited_to_syn_packets_says_so_in_its_region() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = clean_base();
+    // ssh from the workload net to the management net is no flow of the site.
+    let text = insert_forward(
+        &base,
+        "-A FORWARD -s 198.18.20.0/23 -d 198.18.10.0/24 -p tcp --syn --dport 22 -j ACCEPT",
+        false,
+    );
+    let (code, r) = verify(dir.path(), "ssh.rules", &text);
+    assert_eq!(code, 1, "{r:#}");
+    let region = r["excess"]
+        .as_array()
+        .expect("excess")
+        .iter()
+        .find(|e| e["ports"] == "22")
+        .expect("the ssh region");
+    assert_eq!(
+        region["header"], "tcp flags FIN,SYN,RST,ACK = SYN",
+        "{region:#}"
+    );
+}
