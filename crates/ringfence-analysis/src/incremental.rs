@@ -1397,6 +1397,19 @@ impl Incremental {
                 }
             }
             let ids = c.ids[name].clone();
+            // One sub-ruleset for the whole changed region of this chain:
+            // each rule is judged again inside it only.
+            let shared = if groups.is_empty() {
+                None
+            } else {
+                Some(
+                    self.sub_ruleset(c, &[(ci.0, Some(dx.clone()))], limit)
+                        .ok_or("a changed region meets too many rules")?,
+                )
+            };
+            let engine = shared
+                .as_ref()
+                .map(|(sub, _)| Engine::new(sub, self.u.clone()));
             for (i, j) in groups {
                 rec.rules_rejudged += 1;
                 let id = ids[i];
@@ -1406,7 +1419,11 @@ impl Incremental {
                     .cloned()
                     .or_else(|| (!new_ids.contains(&id)).then(|| (Kind::None, Vec::new())));
                 let result = match known {
-                    Some(old) if j == i + 1 => self.rejudge(c, ci.0, i, dx, old, limit)?,
+                    Some(old) if j == i + 1 => {
+                        let (sub, orig) = shared.as_ref().expect("groups");
+                        let e = engine.as_ref().expect("groups");
+                        self.rejudge(c, (sub, orig, e), ci.0, i, dx, old, limit)?
+                    }
                     _ => self.judge_whole(c, ci.0, i, j, limit)?,
                 };
                 match result {
@@ -1507,9 +1524,11 @@ impl Incremental {
 
     /// One model rule judged again inside `dx` only, combined with what
     /// was known of the rest of its match (`old`).
+    #[allow(clippy::too_many_arguments)]
     fn rejudge(
         &self,
         c: &mut Cache,
+        (sub, orig, engine): (&Ruleset, &Vec<usize>, &Engine<'_>),
         ci: usize,
         i: usize,
         dx: &[PBox],
@@ -1517,12 +1536,6 @@ impl Incremental {
         limit: usize,
     ) -> Result<(Kind, Vec<String>), String> {
         let name = self.rs.chains[ci].name.clone();
-        let bx: Vec<PBox> = c.boxes[&name][i].iter().cloned().collect();
-        let inside = cut(&bx, dx);
-        let (sub, orig) = self
-            .sub_ruleset(c, &[(ci, Some(inside.clone()))], limit)
-            .ok_or("a changed region meets too many rules")?;
-        let engine = Engine::new(&sub, self.u.clone());
         let sc = orig.iter().position(|&o| o == ci).expect("root kept");
         let id = c.ids[&name][i];
         let sr = sub.chains[sc]
@@ -1887,7 +1900,16 @@ fn walk(
     }
     let ch = &me.rs.chains[ci];
     let boxes = &c.boxes[&ch.name];
-    for (i, r) in ch.rules.iter().enumerate() {
+    // Only the rules whose boxes may hold the point, and the one to stop at.
+    let mut cands = me.candidates(c, &ch.name, std::slice::from_ref(p));
+    if let Some(s) = stop {
+        if let Err(k) = cands.binary_search(&(s as u32)) {
+            cands.insert(k, s as u32);
+        }
+    }
+    for i in cands {
+        let i = i as usize;
+        let r = &ch.rules[i];
         if stop == Some(i) {
             if skip {
                 continue;
