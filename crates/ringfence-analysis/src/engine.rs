@@ -57,9 +57,11 @@ pub enum Fate {
 }
 
 /// Whether a rule may or may not match: it has a match the model cannot
-/// evaluate, or it tests marks where marks are not exact fields.
+/// evaluate, it tests marks where marks are not exact fields, or it tests
+/// a connection's translations, its original tuple or an address type
+/// (which the boxes do not carry yet: such a rule is read as two branches).
 pub fn may_match(m: &ringfence_model::Match, u: &IfaceUniverse) -> bool {
-    !m.opaque.is_empty() || (!m.marks.is_empty() && !u.marks.exact())
+    !m.opaque.is_empty() || (!m.marks.is_empty() && !u.marks.exact()) || m.has_nat_fields()
 }
 
 /// A branch of a region query between base chains: the packets, the path
@@ -1496,6 +1498,7 @@ impl<'r> Builder<'r> {
                 // unknown fate (its one rule is not a may-match question).
                 push_all(&mut pieces, Fate::Unknown);
             } else if matches!(rule.action, Action::Continue)
+                || matches!(&rule.action, Action::Nat(n) if !n.is_destination())
                 || (matches!(rule.action, Action::Mark(_)) && !u.marks.exact())
                 || matches!(&rule.action, Action::Mark(rw) if self.stage.voids(rw))
             {
@@ -1520,6 +1523,10 @@ impl<'r> Builder<'r> {
                     Action::Return => push_all(&mut pieces, Fate::Return),
                     Action::Continue => {}
                     Action::Mark(_) => push_all(&mut pieces, Fate::Mark(key.0, key.1)),
+                    // A destination translation: not followed yet, so its
+                    // packets' fate is unknown, named by this rule. (Source
+                    // translations continue, above.)
+                    Action::Nat(_) => push_all(&mut pieces, Fate::Unknown),
                     Action::Jump { target } | Action::Goto { target } => {
                         let goto = matches!(rule.action, Action::Goto { .. });
                         let t = target.0;

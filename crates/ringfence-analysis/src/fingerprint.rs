@@ -339,6 +339,27 @@ fn rule_text(rs: &Ruleset, r: &Rule) -> String {
             t.mask
         );
     }
+    if m.ct_nat.is_test() {
+        let _ = write!(s, " ctnat={:#x}", m.ct_nat.0);
+    }
+    if let Some(o) = &m.ct_orig {
+        let _ = write!(
+            s,
+            " ctorig=[{:?} {:?} {:?} {:?} {:?} {:?}]",
+            o.src.v4.ranges(),
+            o.src.v6.ranges(),
+            o.dst.v4.ranges(),
+            o.dst.v6.ranges(),
+            o.sport.ranges(),
+            o.dport.ranges()
+        );
+    }
+    if m.src_type.is_test() {
+        let _ = write!(s, " srctype={:#x}", m.src_type.0);
+    }
+    if m.dst_type.is_test() {
+        let _ = write!(s, " dsttype={:#x}", m.dst_type.0);
+    }
     for o in &m.opaque {
         let _ = write!(s, " opaque[{}]", o.text);
     }
@@ -355,6 +376,7 @@ fn rule_text(rs: &Ruleset, r: &Rule) -> String {
         Action::Jump { target } => write!(s, " -> jump {}", chain_name(*target)),
         Action::Goto { target } => write!(s, " -> goto {}", chain_name(*target)),
         Action::Continue => write!(s, " -> continue"),
+        Action::Nat(n) => write!(s, " -> {n}"),
         Action::Mark(m) => write!(
             s,
             " -> mark {:?} clear={:#x} xor={:#x} copy={:#x}",

@@ -247,7 +247,10 @@ impl Quick {
             proto,
             ct: m.ct_state.0,
             flags: if exact { Self::EXACT } else { 0 }
-                | if m.opaque.is_empty() && (marks_exact || m.marks.is_empty()) {
+                | if m.opaque.is_empty()
+                    && !m.has_nat_fields()
+                    && (marks_exact || m.marks.is_empty())
+                {
                     0
                 } else {
                     Self::OPAQUE
@@ -668,6 +671,11 @@ impl<'a> Tracer<'a> {
             // (or goes on in a recursive walk of the rest of the chain).
             let decided = match &chain.rules[i].action {
                 Action::Continue => false,
+                Action::Nat(n) if !n.is_destination() => false,
+                Action::Nat(_) => {
+                    add(&mut out, Res::Out(Decision::Unknown, Some(key), (0, 0)));
+                    true
+                }
                 Action::Mark(_) if !self.marks.exact() => false,
                 Action::Mark(rw) if w.stage.voids(rw) => false,
                 Action::Mark(rw) => {
@@ -852,6 +860,7 @@ impl<'a> Tracer<'a> {
                 // without a verdict changes nothing either way.
                 let no_effect = match &rule.action {
                     Action::Continue => true,
+                    Action::Nat(n) => !n.is_destination(),
                     Action::Mark(rw) => !self.marks.exact() || w.stage.voids(rw),
                     _ => false,
                 };
@@ -885,6 +894,13 @@ impl<'a> Tracer<'a> {
                 }
                 Action::Return => break,
                 Action::Continue => {}
+                Action::Nat(n) if !n.is_destination() => {}
+                Action::Nat(_) => {
+                    // A destination translation, not followed yet: its
+                    // outcome is unknown; this walk passes over it.
+                    w.forked = true;
+                    w.split.get_or_insert((c.0 as u32, q.group));
+                }
                 Action::Mark(rw) => {
                     if self.marks.exact() && !w.stage.voids(rw) {
                         w.st = rw.apply(w.st.0, w.st.1);

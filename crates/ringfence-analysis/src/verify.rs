@@ -964,6 +964,7 @@ pub fn default_deny(rs: &Ruleset, hook: Hook) -> bool {
             .is_some_and(|b| b.policy == Policy::Drop)
             || chain.rules.iter().any(|r| {
                 r.matches.opaque.is_empty()
+                    && !r.matches.has_nat_fields()
                     && matches!(
                         r.action,
                         ringfence_model::Action::Drop | ringfence_model::Action::Reject { .. }

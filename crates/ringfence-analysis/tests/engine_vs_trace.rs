@@ -87,6 +87,7 @@ fn a_match() -> impl Strategy<Value = Match> {
                 marks,
                 extra,
                 opaque: if opaque { vec![Opaque { text: "-m mark".into() }] } else { vec![] },
+                ..Match::any()
             };
             // As the parsers do: a flag test implies TCP, an ICMP test ICMP.
             if let Some(p) = proto {

@@ -558,6 +558,7 @@ fn eval_chain(rs: &Ruleset, id: ChainId, p: &Packet, depth: u32) -> Flow {
             Action::Reject { .. } => return Flow::Verdict(Verdict::Reject),
             Action::Continue => {}
             Action::Mark(_) => unreachable!("these rulesets set no marks"),
+            Action::Nat(_) => unreachable!("these rulesets translate no addresses"),
             Action::Return => return Flow::Fallthrough,
             Action::Jump { target } => {
                 if let Flow::Verdict(v) = eval_chain(rs, *target, p, depth + 1) {

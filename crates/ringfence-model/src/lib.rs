@@ -13,14 +13,20 @@
 //!   postrouting/input, filter 0, security 50).
 //! - A [`Rule`] is a [`Match`] and an [`Action`]. A match is a *conjunction* of
 //!   per-field sets (a box in header space): addresses, protocol, ports,
-//!   interfaces and conntrack state. Disjunctions in the source (NSX service
-//!   lists, `multiport --ports`) are split by the parser into consecutive rules
+//!   interfaces and conntrack state, marks, the connection's translations
+//!   and original tuple, address types. Disjunctions in the source (NSX
+//!   service lists, `multiport --ports`, `--ctstate NEW,DNAT`, nft `dnat
+//!   to ip daddr map {...}`) are split by the parser into consecutive rules
 //!   that share one [`RuleRef`]; first-match semantics make that equivalent.
+//! - Address translations are actions ([`Action::Nat`], [`NatRewrite`]):
+//!   DNAT, SNAT, MASQUERADE and REDIRECT rewrite the packet that later
+//!   stages see. The host's own addresses ([`LocalAddrs`]) are an input of
+//!   the analyses, not of the ruleset.
 //! - Anything the parser cannot model exactly is kept as an [`Opaque`] match:
 //!   the rule *may* match, and analyses follow both branches (it matches; it
-//!   does not). A target the model cannot follow (DNAT, REDIRECT, ...) is a
-//!   jump to a synthesized chain ([`Chain::is_unknown_target`]) whose packets
-//!   have an unknown fate.
+//!   does not). A target the model cannot follow (NETMAP, TPROXY, queues,
+//!   ...) is a jump to a synthesized chain ([`Chain::is_unknown_target`])
+//!   whose packets have an unknown fate.
 
 pub mod fields;
 pub mod iface;
@@ -205,6 +211,320 @@ pub enum Action {
     /// `CONNMARK`; nft `meta mark set`, `ct mark set`), then continue with
     /// the next rule.
     Mark(MarkRewrite),
+    /// An address translation (iptables `DNAT`, `SNAT`, `MASQUERADE`,
+    /// `REDIRECT`; nft `dnat to`, `snat to`, `masquerade`, `redirect`). In a
+    /// nat base chain it ends that base chain for the packet, as an accept
+    /// does there, and the packet goes on rewritten; nat chains see only a
+    /// connection's first packet, and the connection's later packets take
+    /// the same translation. See [`NatRewrite`].
+    Nat(NatRewrite),
+}
+
+/// Which translation a [`NatRewrite`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatKind {
+    /// Rewrite the destination (nat prerouting and output).
+    Dnat,
+    /// Rewrite the source (nat postrouting and input).
+    Snat,
+    /// Rewrite the source to the address of the interface the packet
+    /// leaves by (nat postrouting).
+    Masquerade,
+    /// Rewrite the destination to the host's own address on the interface
+    /// the packet came in by (`127.0.0.1` / `::1` for a packet the host
+    /// sends), so the host receives it (nat prerouting and output).
+    Redirect,
+}
+
+/// An address translation: what the rewritten packet carries.
+///
+/// `addrs` and `ports` are inclusive ranges the kernel picks one value
+/// from (the first one free for this connection: in practice the lowest
+/// of the range unless another connection holds that tuple). `None`
+/// keeps that part as it is, except that [`NatKind::Redirect`] always
+/// rewrites the address (to the host's address on the incoming interface)
+/// and [`NatKind::Masquerade`] always rewrites the source address (to the
+/// outgoing interface's address); their `addrs` is always `None`. A port
+/// range applies only to protocols with ports (tcp, udp, sctp, dccp,
+/// udplite); for other packets only the address changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct NatRewrite {
+    /// Destination or source translation, and how the address is chosen.
+    pub kind: NatKind,
+    /// The new address range (first, last), both of the rule's family.
+    pub addrs: Option<(std::net::IpAddr, std::net::IpAddr)>,
+    /// The new port range (first, last).
+    pub ports: Option<(u16, u16)>,
+}
+
+impl NatRewrite {
+    /// Whether this rewrites the destination (DNAT, REDIRECT) rather than
+    /// the source (SNAT, MASQUERADE).
+    pub fn is_destination(&self) -> bool {
+        matches!(self.kind, NatKind::Dnat | NatKind::Redirect)
+    }
+}
+
+impl fmt::Display for NatRewrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            NatKind::Dnat => "dnat",
+            NatKind::Snat => "snat",
+            NatKind::Masquerade => "masquerade",
+            NatKind::Redirect => "redirect",
+        })?;
+        if let Some((a, b)) = self.addrs {
+            if a == b {
+                write!(f, " to {a}")?;
+            } else {
+                write!(f, " to {a}-{b}")?;
+            }
+        }
+        if let Some((a, b)) = self.ports {
+            let sep = if self.addrs.is_some() { ":" } else { " to :" };
+            if a == b {
+                write!(f, "{sep}{a}")?;
+            } else {
+                write!(f, "{sep}{a}-{b}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which address translations a connection has had, as a set over the
+/// four combinations (source translated or not × destination translated or
+/// not): the conntrack status bits `IPS_SRC_NAT` / `IPS_DST_NAT` that
+/// `--ctstate SNAT/DNAT`, `--ctstatus SNAT/DNAT` and nft `ct status
+/// snat/dnat` read. The kernel sets a bit only when the translation changed
+/// the tuple (a DNAT to the address and port the packet already has leaves
+/// `DNAT` unset), and only once it happened: the destination bit in nat
+/// prerouting/output, the source bit in nat postrouting/input, so a filter
+/// forward rule sees `DNAT` on a connection's first packet but not `SNAT`.
+/// A packet without a connection (before conntrack, invalid, untracked)
+/// reads as translated neither way; tests that fail without a connection
+/// (`--ctstatus`, nft `ct status`) also restrict [`Match::ct_state`] to the
+/// tracked states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct CtNat(pub u8);
+
+impl CtNat {
+    /// Every combination: no test.
+    pub const ALL: CtNat = CtNat(0b1111);
+
+    /// The bit of one combination.
+    pub fn bit(snat: bool, dnat: bool) -> u8 {
+        1 << (u8::from(snat) | u8::from(dnat) << 1)
+    }
+
+    /// The connections whose source was translated (`--ctstate SNAT`).
+    pub fn snat() -> CtNat {
+        CtNat(Self::bit(true, false) | Self::bit(true, true))
+    }
+
+    /// The connections whose destination was translated (`--ctstate DNAT`).
+    pub fn dnat() -> CtNat {
+        CtNat(Self::bit(false, true) | Self::bit(true, true))
+    }
+
+    /// Whether a connection with these translations is in the set.
+    pub fn contains(self, snat: bool, dnat: bool) -> bool {
+        self.0 & Self::bit(snat, dnat) != 0
+    }
+
+    /// Whether the set restricts anything (it is not every combination).
+    pub fn is_test(self) -> bool {
+        self.0 & Self::ALL.0 != Self::ALL.0
+    }
+
+    /// The combinations not in `self`.
+    pub fn complement(self) -> CtNat {
+        CtNat(!self.0 & Self::ALL.0)
+    }
+
+    /// Intersection.
+    pub fn intersect(self, other: CtNat) -> CtNat {
+        CtNat(self.0 & other.0)
+    }
+
+    /// Union.
+    pub fn union(self, other: CtNat) -> CtNat {
+        CtNat(self.0 | other.0)
+    }
+}
+
+/// A test on the connection's original tuple (iptables `--ctorigsrc`,
+/// `--ctorigdst`, `--ctorigsrcport`, `--ctorigdstport`; nft `ct original
+/// saddr/daddr/proto-src/proto-dst`): the addresses and ports of the
+/// connection's first packet as it entered, before any translation. Each
+/// field must hold (a full set: no test on it). Such a test fails for a
+/// packet without a connection: parsers also restrict [`Match::ct_state`]
+/// to the tracked states (new, established, related).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct OrigTuple {
+    /// Original source addresses.
+    pub src: AddrSet,
+    /// Original destination addresses.
+    pub dst: AddrSet,
+    /// Original source ports (0 for protocols without ports).
+    pub sport: IntervalSet<u16>,
+    /// Original destination ports.
+    pub dport: IntervalSet<u16>,
+}
+
+impl OrigTuple {
+    /// The test every tracked connection passes.
+    pub fn any() -> Self {
+        Self {
+            src: AddrSet::any(),
+            dst: AddrSet::any(),
+            sport: IntervalSet::full(),
+            dport: IntervalSet::full(),
+        }
+    }
+
+    /// Whether a connection whose first packet was `src:sport -> dst:dport`
+    /// passes the test.
+    pub fn holds(
+        &self,
+        src: std::net::IpAddr,
+        dst: std::net::IpAddr,
+        sport: u16,
+        dport: u16,
+    ) -> bool {
+        self.src.contains(src)
+            && self.dst.contains(dst)
+            && self.sport.contains(sport)
+            && self.dport.contains(dport)
+    }
+
+    /// Whether no connection passes the test.
+    pub fn is_empty(&self) -> bool {
+        self.src.is_empty() || self.dst.is_empty() || self.sport.is_empty() || self.dport.is_empty()
+    }
+}
+
+/// Routing types of an address (iptables `-m addrtype --src-type/--dst-type`,
+/// nft `fib saddr/daddr type`) as a bit set: what the host's routing tables
+/// say the address is. `LOCAL` is an address of the host itself
+/// ([`LocalAddrs`]); `MULTICAST` 224.0.0.0/4 and ff00::/8; `BROADCAST`
+/// 255.255.255.255 and the broadcast address of a directly connected
+/// subnet; the rest is `UNICAST` unless a route says otherwise
+/// (`BLACKHOLE`, `UNREACHABLE`, `PROHIBIT`, `THROW`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct AddrTypes(pub u16);
+
+impl AddrTypes {
+    /// `UNSPEC`.
+    pub const UNSPEC: u16 = 1 << 0;
+    /// `UNICAST`.
+    pub const UNICAST: u16 = 1 << 1;
+    /// `LOCAL`: an address of the host.
+    pub const LOCAL: u16 = 1 << 2;
+    /// `BROADCAST`.
+    pub const BROADCAST: u16 = 1 << 3;
+    /// `ANYCAST`.
+    pub const ANYCAST: u16 = 1 << 4;
+    /// `MULTICAST`.
+    pub const MULTICAST: u16 = 1 << 5;
+    /// `BLACKHOLE`.
+    pub const BLACKHOLE: u16 = 1 << 6;
+    /// `UNREACHABLE`.
+    pub const UNREACHABLE: u16 = 1 << 7;
+    /// `PROHIBIT`.
+    pub const PROHIBIT: u16 = 1 << 8;
+    /// `THROW`.
+    pub const THROW: u16 = 1 << 9;
+    /// `NAT`.
+    pub const NAT: u16 = 1 << 10;
+    /// `XRESOLVE`.
+    pub const XRESOLVE: u16 = 1 << 11;
+    /// Every type: no test.
+    pub const ALL: AddrTypes = AddrTypes((1 << 12) - 1);
+
+    /// One type by its iptables or nft name (case-insensitive).
+    pub fn parse_one(name: &str) -> Option<u16> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "unspec" => Self::UNSPEC,
+            "unicast" => Self::UNICAST,
+            "local" => Self::LOCAL,
+            "broadcast" => Self::BROADCAST,
+            "anycast" => Self::ANYCAST,
+            "multicast" => Self::MULTICAST,
+            "blackhole" => Self::BLACKHOLE,
+            "unreachable" => Self::UNREACHABLE,
+            "prohibit" => Self::PROHIBIT,
+            "throw" => Self::THROW,
+            "nat" => Self::NAT,
+            "xresolve" => Self::XRESOLVE,
+            _ => return None,
+        })
+    }
+
+    /// Whether the set restricts anything.
+    pub fn is_test(self) -> bool {
+        self.0 & Self::ALL.0 != Self::ALL.0
+    }
+
+    /// The types not in `self`.
+    pub fn complement(self) -> AddrTypes {
+        AddrTypes(!self.0 & Self::ALL.0)
+    }
+
+    /// Whether any of `types` is in the set.
+    pub fn meets(self, types: u16) -> bool {
+        self.0 & types != 0
+    }
+}
+
+/// The host's own addresses (`--local ADDR[,ADDR...]`): what `LOCAL` in
+/// [`AddrTypes`] means, and what decides after prerouting whether a packet
+/// goes to the host (input) or through it (forward). The loopback ranges
+/// (127.0.0.0/8, ::1) are always local. Without `--local` the analyses do
+/// not know the host's addresses: a `LOCAL` test may or may not match
+/// (two branches) and the path is the one the command names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct LocalAddrs {
+    /// The host's addresses, loopback included.
+    pub addrs: AddrSet,
+}
+
+impl LocalAddrs {
+    /// The given addresses plus loopback.
+    pub fn new(addrs: impl IntoIterator<Item = std::net::IpAddr>) -> Self {
+        let mut set = AddrSet::v4_prefix(Ipv4Addr::new(127, 0, 0, 0), 8)
+            .union(&AddrSet::v6_prefix(Ipv6Addr::LOCALHOST, 128));
+        for a in addrs {
+            set = set.union(&match a {
+                std::net::IpAddr::V4(a) => AddrSet::v4_prefix(a, 32),
+                std::net::IpAddr::V6(a) => AddrSet::v6_prefix(a, 128),
+            });
+        }
+        Self { addrs: set }
+    }
+
+    /// Whether `ip` is one of the host's addresses.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        self.addrs.contains(ip)
+    }
+
+    /// The routing types `ip` may have on this host: exactly `LOCAL` for
+    /// a host address, `MULTICAST` for a multicast one, `BROADCAST` for
+    /// 255.255.255.255; any other address is `UNICAST` unless a route or a
+    /// subnet broadcast address (which the model does not know) says
+    /// otherwise, so it may be any type but `LOCAL` and `MULTICAST`.
+    pub fn types_of(&self, ip: std::net::IpAddr) -> u16 {
+        if self.contains(ip) {
+            return AddrTypes::LOCAL;
+        }
+        match ip {
+            std::net::IpAddr::V4(a) if a.is_multicast() => AddrTypes::MULTICAST,
+            std::net::IpAddr::V6(a) if a.is_multicast() => AddrTypes::MULTICAST,
+            std::net::IpAddr::V4(a) if a == Ipv4Addr::BROADCAST => AddrTypes::BROADCAST,
+            _ => AddrTypes::ALL.0 & !(AddrTypes::LOCAL | AddrTypes::MULTICAST),
+        }
+    }
 }
 
 /// Which of the two marks a test reads or a rewrite writes.
@@ -304,6 +624,9 @@ impl CtStates {
     pub const INVALID: u8 = 8;
     /// A packet exempted from tracking.
     pub const UNTRACKED: u8 = 16;
+    /// The states of a packet that has a connection (tests on the
+    /// connection, such as its original tuple, need one).
+    pub const TRACKED: u8 = Self::NEW | Self::ESTABLISHED | Self::RELATED;
     /// Every state.
     pub const ALL: CtStates = CtStates(31);
 
@@ -473,6 +796,18 @@ pub struct Match {
     /// field, packet type, source MAC); `None`: any value of each.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extra: Extra,
+    /// The connection's address translations (`--ctstate SNAT/DNAT`,
+    /// `--ctstatus`, nft `ct status`); [`CtNat::ALL`]: no test.
+    pub ct_nat: CtNat,
+    /// A test on the connection's original tuple (`--ctorig*`, nft `ct
+    /// original ...`); `None`: no test.
+    pub ct_orig: Option<Box<OrigTuple>>,
+    /// Routing types of the source address (`-m addrtype --src-type`,
+    /// nft `fib saddr type`); [`AddrTypes::ALL`]: no test.
+    pub src_type: AddrTypes,
+    /// Routing types of the destination address (`--dst-type`, nft `fib
+    /// daddr type`), after any destination translation so far.
+    pub dst_type: AddrTypes,
     /// Matches that could not be modelled; non-empty means "may match".
     pub opaque: Vec<Opaque>,
 }
@@ -497,6 +832,10 @@ impl Match {
             ct_state: CtStates::ALL,
             marks: Vec::new(),
             extra: None,
+            ct_nat: CtNat::ALL,
+            ct_orig: None,
+            src_type: AddrTypes::ALL,
+            dst_type: AddrTypes::ALL,
             opaque: Vec::new(),
         }
     }
@@ -513,6 +852,17 @@ impl Match {
         self.extra = fields::normalize(self.extra.take());
     }
 
+    /// Whether the match tests a connection's translations, its original
+    /// tuple or an address type ([`Match::ct_nat`], [`Match::ct_orig`],
+    /// [`Match::src_type`], [`Match::dst_type`]): fields a packet header
+    /// alone does not decide ([`Match::matches_header`] ignores them).
+    pub fn has_nat_fields(&self) -> bool {
+        self.ct_nat.is_test()
+            || self.ct_orig.is_some()
+            || self.src_type.is_test()
+            || self.dst_type.is_test()
+    }
+
     /// Whether the modelled fields can match no packet at all (ignores opaque parts).
     pub fn is_empty(&self) -> bool {
         (self.src.v4.is_empty() || self.dst.v4.is_empty())
@@ -524,6 +874,10 @@ impl Match {
             || self.oif.is_empty()
             || self.ct_state.0 == 0
             || fields::is_empty(&self.extra)
+            || self.ct_nat.0 & CtNat::ALL.0 == 0
+            || self.ct_orig.as_ref().is_some_and(|o| o.is_empty())
+            || self.src_type.0 & AddrTypes::ALL.0 == 0
+            || self.dst_type.0 & AddrTypes::ALL.0 == 0
     }
 
     /// Whether marks `(mark, ct)` pass every mark test.
@@ -543,7 +897,10 @@ impl Match {
         self.matches_header(p) && self.matches_marks(mark, ct)
     }
 
-    /// Whether the packet satisfies every modelled field except the marks.
+    /// Whether the packet satisfies every modelled field except the marks
+    /// and the fields [`Match::has_nat_fields`] names (callers that can
+    /// decide those check them separately; the others read a rule with them
+    /// as one that may or may not match).
     pub fn matches_header(&self, p: &Packet) -> bool {
         self.src.contains(p.src)
             && self.dst.contains(p.dst)

@@ -14,13 +14,15 @@
 //! continue, and targets that change what later rules or routing see make
 //! the packets they match unknown.
 
+mod nat;
+
 use crate::ipset::{Lowered, SetField, Sets, SET_RULE_BUDGET};
 use crate::nft::concat::{Part, TBox};
 use ringfence_diag::{closest, InputError, InputErrors};
 use ringfence_model::{
-    proto, Action, AddrSet, BaseChain, Chain, ChainId, CtStates, Hook, IfacePattern, IfaceSet,
-    IntervalSet, MarkField, MarkRewrite, MarkTest, Match, Opaque, ParseNote, Policy, Rule, RuleRef,
-    Ruleset, SourceFormat,
+    proto, Action, AddrSet, BaseChain, Chain, ChainId, CtNat, CtStates, Hook, IfacePattern,
+    IfaceSet, IntervalSet, MarkField, MarkRewrite, MarkTest, Match, Opaque, ParseNote, Policy,
+    Rule, RuleRef, Ruleset, SourceFormat,
 };
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -1103,6 +1105,13 @@ fn is_core_option(s: &str) -> bool {
 
 struct RuleBuilder {
     m: Match,
+    /// `--ctstate` lists naming SNAT/DNAT: disjoint alternatives of
+    /// (states, translations), one model rule each.
+    ct_alts: Option<Vec<(u8, CtNat)>>,
+    /// A conntrack match (`-m conntrack`) named a state that has no
+    /// connection (INVALID, UNTRACKED) beside a test on the connection:
+    /// the kernel then skips the connection tests for such packets.
+    ct_stateless_ok: bool,
     /// `-m multiport --ports`: split into a source-port rule and a destination-port rule.
     either_ports: Option<IntervalSet<u16>>,
     /// `-m set [!] --match-set NAME FLAGS`, read against the ipset files.
@@ -1152,7 +1161,12 @@ fn parse_rule(
         ctproto: Vec::new(),
         ctstate_in: Vec::new(),
         conntrack: 0,
+        ct_alts: None,
+        ct_stateless_ok: false,
     };
+    // Connection tests of `-m conntrack` (status, original tuple): they
+    // need a connection.
+    let mut ct_conn_test = false;
     let mut comment = None;
     let mut action = Action::Continue;
     let mut i = 0;
@@ -1253,7 +1267,8 @@ fn parse_rule(
                 match v.text.as_ref() {
                     "tcp" | "udp" | "sctp" | "udplite" | "multiport" | "iprange" | "state"
                     | "conntrack" | "comment" | "icmp" | "icmp6" | "icmpv6" | "mark" | "connmark"
-                    | "length" | "tos" | "dscp" | "pkttype" | "mac" => {}
+                    | "length" | "tos" | "dscp" | "pkttype" | "mac"
+                    | "addrtype" => {}
                     "set" if ctx.sets.is_some() => {}
                     other => {
                         // Unknown extension: everything up to the next core option is its arguments.
@@ -1373,27 +1388,17 @@ fn parse_rule(
                 let mut bits = 0u8;
                 let mut col = v.col;
                 // `DNAT`/`SNAT` are a fact about the connection (it was
-                // translated), not one of the states: the list matches a
-                // packet in one of the named states *or* of a translated
-                // connection, which the model cannot tell. Such a list may
-                // match a packet in any state (negated: any state not named).
-                let mut translated = false;
+                // translated), not states: the list matches a packet in one
+                // of the named states *or* of a connection translated so.
+                let mut nat_named = CtNat(0);
                 for name in v.text.split(',') {
                     match CtStates::parse_one(name) {
                         Some(s) => bits |= s,
-                        None if name.eq_ignore_ascii_case("SNAT")
-                            || name.eq_ignore_ascii_case("DNAT") =>
-                        {
-                            translated = true;
-                            b.m.opaque.push(Opaque {
-                                text: format!("{}--ctstate {name}", if neg { "! " } else { "" }),
-                            });
-                            ctx.notes.push(ParseNote {
-                                location: format!("{file}:{line}:{col}"),
-                                message: format!(
-                                    "conntrack state {name} (a translated connection) is not modelled; the rule may or may not match, so results it touches are unknown"
-                                ),
-                            });
+                        None if name.eq_ignore_ascii_case("SNAT") => {
+                            nat_named = nat_named.union(CtNat::snat())
+                        }
+                        None if name.eq_ignore_ascii_case("DNAT") => {
+                            nat_named = nat_named.union(CtNat::dnat())
                         }
                         None => {
                             return Err(InputError::at(
@@ -1401,24 +1406,129 @@ fn parse_rule(
                                 line,
                                 col,
                                 format!(
-                                    "unknown conntrack state `{name}`: expected NEW, ESTABLISHED, RELATED, INVALID or UNTRACKED"
+                                    "unknown conntrack state `{name}`: expected NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED, SNAT or DNAT"
                                 ),
                             ))
                         }
                     }
                     col += name.chars().count() as u64 + 1;
                 }
-                let s = CtStates(bits);
-                let s = match (neg, translated) {
-                    (true, _) => s.complement(),
-                    (false, true) => CtStates::ALL,
-                    (false, false) => s,
+                let list = nat::StateList {
+                    states: bits,
+                    nat: nat_named,
                 };
-                b.m.ct_state = CtStates(b.m.ct_state.0 & s.0);
+                let alts = nat::state_alternatives(&list, neg);
                 if t.text == "--ctstate" {
                     b.ctstate_in.push(b.conntrack);
+                    // With no connection the kernel decides a conntrack
+                    // match by its state test alone.
+                    let stateless = CtStates::INVALID | CtStates::UNTRACKED;
+                    if alts.iter().any(|(st, _)| st & stateless != 0) {
+                        b.ct_stateless_ok = true;
+                    }
+                }
+                match (alts.as_slice(), &mut b.ct_alts) {
+                    ([(st, n)], None) if !n.is_test() => {
+                        b.m.ct_state = CtStates(b.m.ct_state.0 & st);
+                    }
+                    (_, slot) => {
+                        let prev = slot.take().unwrap_or_else(|| vec![(CtStates::ALL.0, CtNat::ALL)]);
+                        let mut next = Vec::new();
+                        for &(s1, n1) in &prev {
+                            for &(s2, n2) in &alts {
+                                if s1 & s2 != 0 && n1.intersect(n2).0 != 0 {
+                                    next.push((s1 & s2, n1.intersect(n2)));
+                                }
+                            }
+                        }
+                        if next.is_empty() {
+                            // Nothing can match: keep one empty alternative.
+                            next.push((0, CtNat::ALL));
+                        }
+                        *slot = Some(next);
+                    }
                 }
                 i += 2;
+            }
+            "--ctstatus" => {
+                let v = value(i, &t)?;
+                require_module(&t, &current_module, &["conntrack"], file, line)?;
+                let (named, other) = nat::ctstatus(&v.text).map_err(|m| err(&v, m))?;
+                if other.is_empty() {
+                    b.m.ct_nat = b.m.ct_nat.intersect(if neg { named.complement() } else { named });
+                } else {
+                    let text = format!("{}--ctstatus {}", if neg { "! " } else { "" }, v.text);
+                    ctx.notes.push(ParseNote {
+                        location: format!("{file}:{line}:{}", t.col),
+                        message: format!(
+                            "`{text}`: conntrack status {} is not modelled; the rule may or may not match, so results it touches are unknown",
+                            other.join(",")
+                        ),
+                    });
+                    b.m.opaque.push(Opaque { text });
+                }
+                ct_conn_test = true;
+                i += 2;
+            }
+            "--ctorigsrc" | "--ctorigdst" => {
+                let v = value(i, &t)?;
+                require_module(&t, &current_module, &["conntrack"], file, line)?;
+                let set = parse_addr_list(ctx, &v, line)?;
+                let set = if neg { family_complement(ctx.family, &set) } else { set };
+                let o = b
+                    .m
+                    .ct_orig
+                    .get_or_insert_with(|| Box::new(ringfence_model::OrigTuple::any()));
+                if t.text == "--ctorigsrc" {
+                    o.src = o.src.intersect(&set).intersect(&nat::family_all(ctx.family));
+                } else {
+                    o.dst = o.dst.intersect(&set).intersect(&nat::family_all(ctx.family));
+                }
+                ct_conn_test = true;
+                i += 2;
+            }
+            "--ctorigsrcport" | "--ctorigdstport" => {
+                let v = value(i, &t)?;
+                require_module(&t, &current_module, &["conntrack"], file, line)?;
+                let set = nat::orig_ports(&v.text).ok_or_else(|| {
+                    err(&v, format!("`{} {}`: expected PORT or PORT:PORT (0-65535, first <= last)", t.text, v.text))
+                })?;
+                let set = if neg { set.complement() } else { set };
+                let o = b
+                    .m
+                    .ct_orig
+                    .get_or_insert_with(|| Box::new(ringfence_model::OrigTuple::any()));
+                if t.text == "--ctorigsrcport" {
+                    o.sport = o.sport.intersect(&set);
+                } else {
+                    o.dport = o.dport.intersect(&set);
+                }
+                ct_conn_test = true;
+                i += 2;
+            }
+            "--src-type" | "--dst-type" => {
+                let v = value(i, &t)?;
+                require_module(&t, &current_module, &["addrtype"], file, line)?;
+                let types = nat::addr_types(&v.text).map_err(|m| err(&v, m))?;
+                let types = if neg { types.complement() } else { types };
+                if t.text == "--src-type" {
+                    b.m.src_type = ringfence_model::AddrTypes(b.m.src_type.0 & types.0);
+                } else {
+                    b.m.dst_type = ringfence_model::AddrTypes(b.m.dst_type.0 & types.0);
+                }
+                i += 2;
+            }
+            "--limit-iface-in" | "--limit-iface-out" => {
+                require_module(&t, &current_module, &["addrtype"], file, line)?;
+                let text = format!("{}{}", if neg { "! " } else { "" }, t.text);
+                ctx.notes.push(ParseNote {
+                    location: format!("{file}:{line}:{}", t.col),
+                    message: format!(
+                        "`-m addrtype {text}` (address types on one interface only) is not modelled; the rule may or may not match"
+                    ),
+                });
+                b.m.opaque.push(Opaque { text });
+                i += 1;
             }
             o if matches::OPTIONS.contains(&o) => {
                 let at = matches::At {
@@ -1550,6 +1660,29 @@ fn parse_rule(
                         // may overlap: a packet could be rewritten twice.
                         Some(TargetEffect::Unknown)
                     }
+                } else if p.table == "nat"
+                    && matches!(target, "DNAT" | "SNAT" | "MASQUERADE" | "REDIRECT")
+                {
+                    match nat::nat_target(target, &opts, &v, ctx.family)
+                        .map_err(|(col, m)| InputError::at(file, line, col, m))?
+                    {
+                        nat::NatTarget::Rewrite(rw, note) => {
+                            if let Some(message) = note {
+                                ctx.notes.push(ParseNote {
+                                    location: format!("{file}:{line}:{}", v.col),
+                                    message,
+                                });
+                            }
+                            Some(TargetEffect::Verdict(Action::Nat(rw)))
+                        }
+                        nat::NatTarget::Unfollowed(why) => {
+                            ctx.notes.push(ParseNote {
+                                location: format!("{file}:{line}:{}", v.col),
+                                message: format!("{why}; packets reaching it have an unknown verdict"),
+                            });
+                            Some(TargetEffect::Unknown)
+                        }
+                    }
                 } else {
                     target_effect(p.table, &p.chain, target, &opts)
                 };
@@ -1630,9 +1763,8 @@ fn parse_rule(
                     }
                 };
             }
-            "--tcp-option" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
-            | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport"
-            | "--ctstatus" | "--ctexpire" | "--ctdir" | "--chunk-types" => {
+            "--tcp-option" | "--ctreplsrc" | "--ctrepldst" | "--ctreplsrcport"
+            | "--ctrepldstport" | "--ctexpire" | "--ctdir" | "--chunk-types" => {
                 // Understood options whose field the model does not carry.
                 let mut words = vec![format!("{}{}", if neg { "! " } else { "" }, t.text)];
                 i += 1;
@@ -1661,6 +1793,19 @@ fn parse_rule(
                     ),
                 ))
             }
+        }
+    }
+    if ct_conn_test {
+        if b.ct_stateless_ok {
+            // `--ctstate INVALID ... --ctorigsrc X`: a packet without a
+            // connection passes on its state alone; with one, the
+            // connection tests apply. Not split: the rule may match.
+            b.m.opaque.push(Opaque {
+                text: "-m conntrack (a stateless state beside connection tests)".into(),
+            });
+        } else {
+            // The connection tests fail for a packet without a connection.
+            b.m.ct_state = CtStates(b.m.ct_state.0 & CtStates::TRACKED);
         }
     }
     if p.table == "nat" {
@@ -1702,6 +1847,20 @@ fn parse_rule(
             })
             .collect(),
     };
+    if let Some(ct_alts) = &b.ct_alts {
+        // Disjoint alternatives (a jump among them runs at most once).
+        alts = alts
+            .iter()
+            .flat_map(|m| {
+                ct_alts.iter().map(move |&(st, n)| {
+                    let mut m = m.clone();
+                    m.ct_state = CtStates(m.ct_state.0 & st);
+                    m.ct_nat = m.ct_nat.intersect(n);
+                    m
+                })
+            })
+            .collect();
+    }
     let may_jump = matches!(action, Action::Jump { .. } | Action::Goto { .. });
     for c in &b.sets {
         let sets = ctx.sets.expect("set conditions are read only with sets");

@@ -47,8 +47,11 @@
 //!   `log` and named counters have no effect. Base chains of every type
 //!   (filter, nat, route) on every hook are base chains at their priority;
 //!   the rules of a nat base chain see only a connection's first packet
-//!   (state new or related). `snat` and `masquerade` continue (no later
-//!   stage the model reads looks at the rewritten source); `dnat`, `redirect`, `tproxy`, `queue`, `notrack`, `synproxy`,
+//!   (state new or related). `dnat`, `snat`, `masquerade` and `redirect`
+//!   (addresses, ranges, ports, `dnat to KEY map {...}` as one rule per
+//!   element) are [`Action::Nat`] rewrites; `ct status`, `ct original
+//!   saddr/daddr/proto-src/proto-dst` and `fib saddr|daddr type` are match
+//!   fields (module `nat`). `tproxy`, `queue`, `notrack`, `synproxy`,
 //!   a `set` of a header field, and iptables-nft compat targets that
 //!   translate or whose arguments the dump omits jump to a synthesized
 //!   `?what` chain whose fate is unknown. Setting marks, priority or DSCP
@@ -70,6 +73,7 @@ use std::rc::Rc;
 
 pub(crate) mod concat;
 mod fields;
+mod nat;
 use concat::{Part, TBox};
 use fields::XField;
 
@@ -828,13 +832,18 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                // A source translation: no later stage this model reads
-                // looks at the rewritten source; the rule continues (a
-                // verdict after it in the statement list still applies).
-                "snat" | "masquerade" => None,
-                // A destination translation changes what routing and later
-                // rules see: unknown.
-                "dnat" | "redirect" | "tproxy" | "queue" | "notrack" | "synproxy" => {
+                // An address translation ends the rule (and, in a nat base
+                // chain, that chain) with the packet rewritten.
+                "snat" | "dnat" | "masquerade" | "redirect" => {
+                    match self.nat_stmt(
+                        key, body, &sptr, family, table, &mut alts, &origin, &comment, ci,
+                    ) {
+                        nat::NatLowered::Action(a) => Some(a),
+                        nat::NatLowered::Done | nat::NatLowered::Failed => return,
+                    }
+                }
+                // These change what routing and later rules see: unknown.
+                "tproxy" | "queue" | "notrack" | "synproxy" => {
                     self.note(
                         &sptr,
                         format!("`{key}` changes what later rules or routing see and is not modelled: packets reaching it have an unknown verdict"),
@@ -1300,6 +1309,9 @@ impl<'a> Parser<'a> {
                 table,
                 alts,
             );
+        }
+        if let Some(r) = self.nat_match(o, left, right, ptr, family, table, alts) {
+            return r;
         }
         if let Some((field, mask)) = mark_operand(left) {
             let negated = match o.get("op").map(Value::as_str) {

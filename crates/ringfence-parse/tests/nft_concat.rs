@@ -45,6 +45,7 @@ fn eval(rs: &Ruleset, id: ChainId, p: &Packet, hits: &mut Vec<String>) -> Flow {
             Action::Reject { .. } => return Flow::Verdict(Verdict::Reject),
             Action::Continue => {}
             Action::Mark(_) => unreachable!("these rulesets set no marks"),
+            Action::Nat(_) => unreachable!("these rulesets translate no addresses"),
             Action::Return => return Flow::Fallthrough,
             Action::Jump { target } => {
                 if let Flow::Verdict(v) = eval(rs, *target, p, hits) {

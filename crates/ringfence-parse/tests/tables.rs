@@ -2,7 +2,9 @@
 //! kernel's priorities, with targets read by their effect; nft nat chains
 //! and translation statements likewise (issue 15).
 
-use ringfence_model::{Action, CtStates, Hook, Policy, Ruleset};
+use ringfence_model::{
+    Action, AddrTypes, CtNat, CtStates, Hook, NatKind, NatRewrite, Policy, Ruleset,
+};
 use ringfence_parse::{parse_ruleset, RulesetFormat};
 
 fn parse(name: &str, text: &str) -> Ruleset {
@@ -182,14 +184,27 @@ COMMIT
     assert_eq!(action_of(&rs, "mangle:FORWARD"), "Continue");
     assert_eq!(action_of(&rs, "mangle:OUTPUT"), "Continue");
     assert_eq!(action_of(&rs, "mangle:POSTROUTING"), "Drop");
-    assert_eq!(action_of(&rs, "nat:PREROUTING"), "jump ?REDIRECT");
-    assert_eq!(action_of(&rs, "nat:INPUT"), "Continue");
+    // Address translations are rewrites the model follows.
+    assert_eq!(
+        action_of(&rs, "nat:PREROUTING"),
+        "Nat(NatRewrite { kind: Redirect, addrs: None, ports: Some((80, 80)) })"
+    );
+    assert_eq!(
+        action_of(&rs, "nat:INPUT"),
+        "Nat(NatRewrite { kind: Snat, addrs: Some((10.0.0.1, 10.0.0.1)), ports: None })"
+    );
     assert_eq!(action_of(&rs, "nat:OUTPUT"), "jump nat:KUBE-SEP");
-    assert_eq!(action_of(&rs, "nat:POSTROUTING"), "Continue");
-    assert_eq!(action_of(&rs, "nat:KUBE-SEP"), "jump ?DNAT");
+    assert_eq!(
+        action_of(&rs, "nat:POSTROUTING"),
+        "Nat(NatRewrite { kind: Masquerade, addrs: None, ports: None })"
+    );
+    assert_eq!(
+        action_of(&rs, "nat:KUBE-SEP"),
+        "Nat(NatRewrite { kind: Dnat, addrs: Some((10.1.0.1, 10.1.0.1)), ports: Some((80, 80)) })"
+    );
     // A synthesized chain's one rule may match anything and decides.
-    let sep = rs.chain(rs.chain_by_name("?DNAT").unwrap());
-    assert!(!sep.rules[0].matches.opaque.is_empty());
+    let tp = rs.chain(rs.chain_by_name("?TPROXY").unwrap());
+    assert!(!tp.rules[0].matches.opaque.is_empty());
     // nat rules see only a connection's first packet.
     for name in ["nat:PREROUTING", "nat:KUBE-SEP", "nat:POSTROUTING"] {
         let c = rs.chain(rs.chain_by_name(name).unwrap());
@@ -205,7 +220,7 @@ COMMIT
 }
 
 #[test]
-fn ctstate_dnat_is_opaque_and_may_match_any_state() {
+fn ctstate_dnat_snat_are_translation_fields_split_into_disjoint_rules() {
     let text = "\
 *filter
 :FORWARD DROP [0:0]
@@ -213,23 +228,128 @@ fn ctstate_dnat_is_opaque_and_may_match_any_state() {
 -A FORWARD -m conntrack --ctstate NEW,SNAT -j ACCEPT
 -A FORWARD -m conntrack ! --ctstate NEW,DNAT -j ACCEPT
 -A FORWARD -m conntrack --ctstatus CONFIRMED -j ACCEPT
+-A FORWARD -m conntrack --ctstatus DNAT --ctorigdst 10.0.0.1 --ctorigdstport 8022 -j ACCEPT
 COMMIT
 ";
     let rs = parse("ct.rules", text);
     let rules = &rs.chains[0].rules;
-    // Used to be an empty state set: a rule that never matched.
+    let origin = |i: usize| rules[i].origin.to_string();
+    // `--ctstate DNAT`: any state, destination translated.
     assert_eq!(rules[0].matches.ct_state, CtStates::ALL);
-    assert_eq!(rules[0].matches.opaque.len(), 1);
-    assert_eq!(rules[1].matches.ct_state, CtStates::ALL);
-    assert_eq!(rules[1].matches.opaque.len(), 1);
-    // Negated: any state but NEW, and still only "may match".
+    assert_eq!(rules[0].matches.ct_nat, CtNat::dnat());
+    assert!(rules[0].matches.opaque.is_empty());
+    // `NEW,SNAT`: NEW; or any other state with the source translated.
+    assert_eq!(origin(1), origin(2));
+    assert_eq!(rules[1].matches.ct_state, CtStates(CtStates::NEW));
+    assert_eq!(rules[1].matches.ct_nat, CtNat::ALL);
     assert_eq!(
         rules[2].matches.ct_state,
         CtStates(CtStates::NEW).complement()
     );
-    assert_eq!(rules[2].matches.opaque.len(), 1);
-    assert_eq!(rules[3].matches.ct_state, CtStates::ALL);
-    assert_eq!(rules[3].matches.opaque.len(), 1);
+    assert_eq!(rules[2].matches.ct_nat, CtNat::snat());
+    // Negated: neither NEW nor a destination translation.
+    assert_eq!(
+        rules[3].matches.ct_state,
+        CtStates(CtStates::NEW).complement()
+    );
+    assert_eq!(rules[3].matches.ct_nat, CtNat::dnat().complement());
+    // Statuses other than SNAT/DNAT stay "may match".
+    assert_eq!(rules[4].matches.ct_state, CtStates(CtStates::TRACKED));
+    assert_eq!(rules[4].matches.opaque.len(), 1);
+    // Status and original tuple are fields; they need a connection.
+    let m = &rules[5].matches;
+    assert!(m.opaque.is_empty());
+    assert_eq!(m.ct_nat, CtNat::dnat());
+    assert_eq!(m.ct_state, CtStates(CtStates::TRACKED));
+    let o = m.ct_orig.as_ref().expect("original tuple test");
+    assert!(o.holds(
+        "1.2.3.4".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+        5000,
+        8022
+    ));
+    assert!(!o.holds(
+        "1.2.3.4".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        5000,
+        8022
+    ));
+    assert_eq!(rules.len(), 6);
+}
+
+#[test]
+fn addrtype_and_translation_targets_read_their_arguments() {
+    let text = "\
+*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -p tcp --dport 30080 -j DNAT --to-destination 10.1.0.1-10.1.0.3:8080-8090
+-A PREROUTING -m addrtype ! --src-type LOCAL,MULTICAST -j DNAT --to-destination :8443
+-A OUTPUT -p tcp -j REDIRECT --to-ports 15001
+-A POSTROUTING -j MASQUERADE --to-ports 1024-2048 --random-fully
+-A POSTROUTING -j SNAT --to-source 10.9.0.1-10.9.0.2
+COMMIT
+";
+    let rs = parse("nat.rules", text);
+    let pre = rs.chain(rs.chain_by_name("nat:PREROUTING").unwrap());
+    assert_eq!(pre.rules[0].matches.dst_type, AddrTypes(AddrTypes::LOCAL));
+    assert_eq!(
+        pre.rules[0].action,
+        Action::Nat(NatRewrite {
+            kind: NatKind::Dnat,
+            addrs: Some(("10.1.0.1".parse().unwrap(), "10.1.0.3".parse().unwrap())),
+            ports: Some((8080, 8090)),
+        })
+    );
+    assert_eq!(
+        pre.rules[1].matches.src_type,
+        AddrTypes(AddrTypes::LOCAL | AddrTypes::MULTICAST).complement()
+    );
+    assert_eq!(
+        pre.rules[1].action,
+        Action::Nat(NatRewrite {
+            kind: NatKind::Dnat,
+            addrs: None,
+            ports: Some((8443, 8443)),
+        })
+    );
+    let post = rs.chain(rs.chain_by_name("nat:POSTROUTING").unwrap());
+    assert_eq!(
+        post.rules[0].action,
+        Action::Nat(NatRewrite {
+            kind: NatKind::Masquerade,
+            addrs: None,
+            ports: Some((1024, 2048)),
+        })
+    );
+    // The random source port is said in a note.
+    assert!(rs
+        .notes
+        .iter()
+        .any(|n| n.location == "nat.rules:8:19" && n.message.contains("at random")));
+}
+
+#[test]
+fn bad_translation_arguments_are_located_errors() {
+    let err = |rule: &str| {
+        let text = format!("*nat\n:PREROUTING ACCEPT [0:0]\n{rule}\nCOMMIT\n");
+        match parse_ruleset(&text, "bad.rules", RulesetFormat::Auto) {
+            Ok(_) => panic!("accepted: {rule}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let e = err("-A PREROUTING -j DNAT --to-destination 10.0.0.300");
+    assert!(e.contains("bad.rules:3:40"), "{e}");
+    assert!(e.contains("not an IPv4 address"), "{e}");
+    let e = err("-A PREROUTING -j DNAT");
+    assert!(e.contains("needs `--to-destination`"), "{e}");
+    let e = err("-A PREROUTING -j REDIRECT --to-ports 90-80");
+    assert!(e.contains("expected PORT or PORT-PORT"), "{e}");
+    let e = err("-A PREROUTING -m addrtype --dst-type LOCALE -j ACCEPT");
+    assert!(e.contains("unknown address type `LOCALE`"), "{e}");
+    let e = err("-A PREROUTING -j DNAT --to-destination 10.0.0.1 --bogus");
+    assert!(e.contains("option `--bogus`"), "{e}");
 }
 
 #[test]
@@ -313,8 +433,20 @@ fn nft_nat_and_route_chains_read_translations_by_their_effect() {
             })
             .collect()
     };
-    assert_eq!(actions("ip nat pre"), ["jump ?dnat", "jump ?redirect"]);
-    assert_eq!(actions("ip nat post"), ["Continue", "Continue"]);
+    assert_eq!(
+        actions("ip nat pre"),
+        [
+            "Nat(NatRewrite { kind: Dnat, addrs: Some((10.0.0.2, 10.0.0.2)), ports: Some((22, 22)) })",
+            "Nat(NatRewrite { kind: Redirect, addrs: None, ports: Some((3128, 3128)) })"
+        ]
+    );
+    assert_eq!(
+        actions("ip nat post"),
+        [
+            "Nat(NatRewrite { kind: Masquerade, addrs: None, ports: None })",
+            "Nat(NatRewrite { kind: Snat, addrs: Some((10.0.0.9, 10.0.0.9)), ports: None })"
+        ]
+    );
     // `meta mark set 1` is a mark rewrite the model follows.
     assert_eq!(
         actions("ip nat rt"),

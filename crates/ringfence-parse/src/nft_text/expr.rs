@@ -326,7 +326,11 @@ impl<'t> Reader<'t> {
                 self.skip_args(STATEMENTS);
                 json!({"log": {}})
             }
-            "snat" | "dnat" | "masquerade" | "redirect" | "tproxy" | "synproxy" | "queue" => {
+            "snat" | "dnat" | "masquerade" | "redirect" => {
+                self.i += 1;
+                self.nat(w)?
+            }
+            "tproxy" | "synproxy" | "queue" => {
                 self.i += 1;
                 self.skip_args(&[
                     "accept", "drop", "continue", "return", "jump", "goto", "comment", "counter",
@@ -379,6 +383,99 @@ impl<'t> Reader<'t> {
             },
         };
         Ok(Some(v))
+    }
+
+    /// The arguments of `snat`, `dnat`, `masquerade` or `redirect` (the
+    /// keyword already read), as `nft -j` prints the statement:
+    /// `[ip|ip6] [addr . port] to ADDR[-ADDR][:PORT[-PORT]]`, `to
+    /// [ADDR]:PORT` for IPv6, `to :PORT` (redirect, masquerade), `to EXPR
+    /// map { KEY : ADDR [. PORT], ... }`, then the flags `random`,
+    /// `fully-random`, `persistent`.
+    fn nat(&mut self, w: &str) -> R<Value> {
+        let mut o = Map::new();
+        let fam_next = self.peek().and_then(Tok::word);
+        if matches!(fam_next, Some("ip" | "ip6"))
+            && self
+                .peek_at(1)
+                .and_then(Tok::word)
+                .is_some_and(|x| matches!(x, "to" | "addr" | "prefix"))
+        {
+            o.insert("family".into(), fam_next.expect("checked").into());
+            self.i += 1;
+        }
+        if self.next_is_word("addr") {
+            // `addr . port to ... map { k : a . p }`: the data is concatenated.
+            self.i += 1;
+            for want in [".", "port"] {
+                if !self.next_is_word(want) {
+                    return Err(self.err(
+                        self.here(),
+                        format!("expected `addr . port to ...`, found {}", self.found()),
+                    ));
+                }
+                self.i += 1;
+            }
+            o.insert("type_flags".into(), json!(["concat"]));
+        } else if self.next_is_word("prefix") {
+            self.i += 1;
+            o.insert("type_flags".into(), json!(["prefix"]));
+        }
+        if self.next_is_word("to") {
+            self.i += 1;
+            let save = self.i;
+            let mapped = match self.lhs()? {
+                Some(left) if self.next_is_word("map") => {
+                    self.i += 1;
+                    let data = if self.next_is("{") {
+                        self.set(true)?
+                    } else {
+                        Value::from(
+                            self.expect_word("`{ key : address, ... }` or `@map` after `map`")?,
+                        )
+                    };
+                    o.insert("addr".into(), json!({"map": {"key": left, "data": data}}));
+                    true
+                }
+                _ => false,
+            };
+            if !mapped {
+                self.i = save;
+                let pos = self.here();
+                let word = self.expect_word(&format!("an address or `:port` after `{w} to`"))?;
+                let (addr, port) = nat_target_word(word).ok_or_else(|| {
+                    self.err(
+                        pos,
+                        format!("`{w} to {word}`: expected ADDR[-ADDR][:PORT[-PORT]], [IPV6-ADDR]:PORT or :PORT"),
+                    )
+                })?;
+                if let Some(a) = addr {
+                    o.insert("addr".into(), a);
+                }
+                if let Some(p) = port {
+                    o.insert("port".into(), p);
+                }
+            }
+        }
+        let mut flags = Vec::new();
+        while let Some(f) = self
+            .peek()
+            .and_then(Tok::word)
+            .filter(|f| matches!(*f, "random" | "fully-random" | "persistent"))
+        {
+            flags.push(Value::from(f));
+            self.i += 1;
+            if self.next_is(",") {
+                self.i += 1;
+            }
+        }
+        if !flags.is_empty() {
+            o.insert("flags".into(), Value::Array(flags));
+        }
+        Ok(if o.is_empty() {
+            json!({ w: null })
+        } else {
+            json!({ w: o })
+        })
     }
 
     /// `reject [with tcp reset | with icmp|icmpv6|icmpx [type] CODE]`.
@@ -676,11 +773,12 @@ impl<'t> Reader<'t> {
             left = json!({"&": [left, mask]});
         }
         fix_services(&left, &mut right);
-        // Bitmask fields: a bare value means "any of these bits is set".
+        // Bitmask fields: a bare value means "any of these bits is set"
+        // (`ct state established,related`, `ct status dnat`, `tcp flags syn`).
         let is_ct_state = left
             .get("ct")
             .and_then(|c| c.get("key"))
-            .is_some_and(|k| k == "state")
+            .is_some_and(|k| k == "state" || k == "status")
             || left.get("payload").is_some_and(|p| {
                 p.get("protocol") == Some(&json!("tcp")) && p.get("field") == Some(&json!("flags"))
             });
@@ -1020,6 +1118,51 @@ fn resolve_services(v: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// The target of `dnat to WORD` as `nft -j` prints it: the address (a
+/// string, or `{"range": [a, b]}`) and the port (a number or a range).
+fn nat_target_word(w: &str) -> Option<(Option<Value>, Option<Value>)> {
+    let port = |p: &str| -> Option<Value> {
+        let (a, b) = p.split_once('-').unwrap_or((p, p));
+        let (a, b): (u16, u16) = (a.parse().ok()?, b.parse().ok()?);
+        Some(if a == b {
+            Value::from(a)
+        } else {
+            json!({"range": [a, b]})
+        })
+    };
+    let addr = |a: &str| -> Option<Value> {
+        let a = a.trim_start_matches('[').trim_end_matches(']');
+        if is_addr(a) {
+            return Some(Value::from(a));
+        }
+        // A range; IPv6 ends may be bracketed (`[a]-[b]`).
+        let (x, y) = a.split_once("]-[").or_else(|| a.split_once('-'))?;
+        (is_addr(x) && is_addr(y)).then(|| json!({"range": [x, y]}))
+    };
+    if let Some(p) = w.strip_prefix(':') {
+        return Some((None, Some(port(p)?)));
+    }
+    if w.starts_with('[') {
+        // `[v6]:port` or `[v6-v6]:port`.
+        let close = w.rfind(']')?;
+        let rest = &w[close + 1..];
+        let p = match rest {
+            "" => None,
+            r => Some(port(r.strip_prefix(':')?)?),
+        };
+        return Some((Some(addr(&w[..=close])?), p));
+    }
+    if let Some(a) = addr(w) {
+        return Some((Some(a), None));
+    }
+    // IPv4 with a port: one colon.
+    let (a, p) = w.rsplit_once(':')?;
+    if a.contains(':') {
+        return None;
+    }
+    Some((Some(addr(a)?), Some(port(p)?)))
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ fn action_text(rs: &Ruleset, a: &Action) -> String {
         Action::Jump { target } => format!("jump {}", chain(target)),
         Action::Goto { target } => format!("goto {}", chain(target)),
         Action::Continue => "continue".into(),
+        Action::Nat(n) => n.to_string(),
         Action::Mark(m) => format!(
             "set {} mark (clear {:#x}, xor {:#x}{})",
             match m.field {
