@@ -1925,7 +1925,10 @@ fn walk(
         if p.x.is_none() && boxes[i].iter().any(|b| b.x.is_some()) {
             return Walk::Unsure;
         }
-        if !r.matches.opaque.is_empty() || !r.matches.marks.is_empty() {
+        if !r.matches.opaque.is_empty()
+            || !r.matches.marks.is_empty()
+            || r.matches.has_nat_fields()
+        {
             return Walk::Unsure;
         }
         match &r.action {
@@ -1934,7 +1937,7 @@ fn walk(
             Action::Reject { .. } => return Walk::Reject,
             Action::Return => return Walk::Return,
             Action::Continue => {}
-            Action::Mark(_) => return Walk::Unsure,
+            Action::Mark(_) | Action::Nat(_) => return Walk::Unsure,
             Action::Jump { target } | Action::Goto { target } => {
                 if me.rs.chain(*target).is_unknown_target() {
                     return Walk::Unsure;
