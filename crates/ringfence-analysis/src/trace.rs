@@ -20,7 +20,9 @@
 
 use crate::index::DstIndex;
 use crate::space::{Fam, MarkSpace, Stage};
-use ringfence_model::{Action, ChainId, Hook, Packet, Policy, RuleRef, Ruleset, Verdict};
+use ringfence_model::{
+    Action, AddrTypes, ChainId, Hook, LocalAddrs, Packet, Policy, RuleRef, Ruleset, Verdict,
+};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -180,6 +182,8 @@ pub struct Tracer<'a> {
     unknown: Vec<bool>,
     /// The values marks can take, and whether they are exact fields.
     marks: MarkSpace,
+    /// The host's own addresses (`--local`), when known.
+    local: Option<LocalAddrs>,
 }
 
 /// Packet mark and connection mark of one branch.
@@ -205,6 +209,16 @@ struct Quick {
     group: u32,
 }
 
+/// Whether an address type test is decided for every address once the
+/// host's addresses are known ([`LocalAddrs::types_of`]): a host address is
+/// exactly `LOCAL`, a multicast one `MULTICAST`, 255.255.255.255
+/// `BROADCAST`, and any other address may be any type but those two, so the
+/// test must take all of those or none of them.
+fn types_decided(t: AddrTypes) -> bool {
+    let other = AddrTypes::ALL.0 & !(AddrTypes::LOCAL | AddrTypes::MULTICAST);
+    !t.is_test() || t.0 & other == other || t.0 & other == 0 && t.0 & AddrTypes::BROADCAST == 0
+}
+
 impl Quick {
     /// Hulls equal the sets and interfaces are unrestricted.
     const EXACT: u8 = 1;
@@ -214,7 +228,7 @@ impl Quick {
     /// which a packet may leave unknown: then the rule may or may not match.
     const FIELDS: u8 = 4;
 
-    fn of(m: &ringfence_model::Match, group: u32, marks_exact: bool) -> Self {
+    fn of(m: &ringfence_model::Match, group: u32, marks_exact: bool, local: bool) -> Self {
         fn hull<T: ringfence_model::interval::Bound>(
             s: &ringfence_model::IntervalSet<T>,
             none: (T, T),
@@ -238,7 +252,18 @@ impl Quick {
             && m.iif.is_any()
             && m.oif.is_any()
             && m.marks.is_empty()
-            && m.extra.is_none();
+            && m.extra.is_none()
+            && !m.has_nat_fields();
+        // Address type tests are decided when the host's addresses are
+        // known and every test is decided for every address (see
+        // `types_decided`); translation and original-tuple tests are not
+        // decided by this walk yet.
+        let nat_open = m.has_nat_fields()
+            && !(local
+                && !m.ct_nat.is_test()
+                && m.ct_orig.is_none()
+                && types_decided(m.src_type)
+                && types_decided(m.dst_type));
         Self {
             src,
             dst,
@@ -247,10 +272,7 @@ impl Quick {
             proto,
             ct: m.ct_state.0,
             flags: if exact { Self::EXACT } else { 0 }
-                | if m.opaque.is_empty()
-                    && !m.has_nat_fields()
-                    && (marks_exact || m.marks.is_empty())
-                {
+                | if m.opaque.is_empty() && !nat_open && (marks_exact || m.marks.is_empty()) {
                     0
                 } else {
                     Self::OPAQUE
@@ -375,7 +397,35 @@ impl<'a> Tracer<'a> {
         Self::with_marks(rs, MarkSpace::unknown("--initial-mark any"))
     }
 
+    /// The host's own addresses (`--local`): `-m addrtype` and nft `fib
+    /// ... type` tests on `LOCAL` (and `MULTICAST`) are then decided for
+    /// each packet instead of being two branches, and [`Tracer::path_for`]
+    /// picks the input or forward path by the destination.
+    pub fn with_local(self, local: LocalAddrs) -> Self {
+        let marks = self.marks;
+        Self::build(self.rs, marks, Some(local))
+    }
+
     fn with_marks(rs: &'a Ruleset, marks: MarkSpace) -> Self {
+        Self::build(rs, marks, None)
+    }
+
+    /// The path a packet takes: from the host (`from_host`, or `--hook
+    /// output`) the output path; otherwise, when the host's addresses are
+    /// known, input for a packet to one of them and forward for any other;
+    /// without them, `hook` as given.
+    pub fn path_for(&self, hook: Hook, from_host: bool, p: &Packet) -> Hook {
+        if from_host || hook == Hook::Output {
+            return Hook::Output;
+        }
+        match &self.local {
+            Some(l) if l.contains(p.dst) => Hook::Input,
+            Some(_) => Hook::Forward,
+            None => hook,
+        }
+    }
+
+    fn build(rs: &'a Ruleset, marks: MarkSpace, local: Option<LocalAddrs>) -> Self {
         let exact = marks.exact();
         let index = rs
             .chains
@@ -412,7 +462,7 @@ impl<'a> Tracer<'a> {
                     .enumerate()
                     .map(|(i, r)| {
                         let group = *first.entry(&r.origin).or_insert(i as u32);
-                        Quick::of(&r.matches, group, exact)
+                        Quick::of(&r.matches, group, exact, local.is_some())
                     })
                     .collect()
             })
@@ -430,6 +480,7 @@ impl<'a> Tracer<'a> {
             stages,
             unknown: rs.chains.iter().map(|c| c.is_unknown_target()).collect(),
             marks,
+            local,
         }
     }
 
@@ -795,13 +846,25 @@ impl<'a> Tracer<'a> {
     /// (elsewhere a mark test is opaque: the rule may or may not match).
     /// Before conntrack a connection mark test never holds.
     fn matches_slow(&self, m: &ringfence_model::Match, p: &Packet, st: St, stage: Stage) -> bool {
-        if stage.never_matches(m) {
+        if stage.never_matches(m) || !self.types_hold(m, p) {
             false
         } else if self.marks.exact() {
             m.matches_marked(p, st.0, st.1)
         } else {
             m.matches_header(p)
         }
+    }
+
+    /// Whether the packet's addresses pass the rule's address type tests,
+    /// where those are decided (the host's addresses known; see
+    /// `types_decided`). Undecided tests are the rule's may-match part and
+    /// pass here.
+    fn types_hold(&self, m: &ringfence_model::Match, p: &Packet) -> bool {
+        let Some(local) = &self.local else {
+            return true;
+        };
+        let ok = |t: AddrTypes, a| !t.is_test() || !types_decided(t) || t.meets(local.types_of(a));
+        ok(m.src_type, p.src) && ok(m.dst_type, p.dst)
     }
 
     fn eval(&self, c: ChainId, p: &Packet, w: &mut Walk, depth: usize) -> Flow {

@@ -90,6 +90,14 @@ pub struct Args {
     /// output (output, postrouting); every table's chains on it are walked.
     #[arg(long, value_enum, default_value = "forward")]
     pub hook: HookArg,
+    /// The host's own addresses (comma-separated or repeated; loopback is
+    /// always one). With them, a packet to one of them takes the input path
+    /// and any other the forward path, whatever --hook says (output stays
+    /// output), and `-m addrtype --src-type/--dst-type LOCAL` and nft `fib
+    /// saddr|daddr type local` are decided. Without them such tests may or
+    /// may not match (two outcomes) and --hook names the path.
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    pub local: Vec<IpAddr>,
     /// Source address.
     #[arg(long, required_unless_present = "packets")]
     pub src: Option<IpAddr>,
@@ -138,6 +146,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         .initial_mark
         .apply(crate::rulesets::load(&args.ruleset, args.ruleset_format)?);
     let tracer = Tracer::new(&rs);
+    let tracer = if args.local.is_empty() {
+        tracer
+    } else {
+        tracer.with_local(ringfence_model::LocalAddrs::new(args.local.iter().copied()))
+    };
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {
         let (text, name) = read_packets(path)?;
@@ -183,6 +196,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     };
     packet.fill_defaults();
     let mut scratch = TraceScratch::default();
+    let hook = tracer.path_for(hook, false, &packet);
     tracer.trace_with(hook, &packet, &mut scratch);
     let (_, keys, _) = tracer.trace_raw(hook, &packet);
     let name = |k: Option<(u32, u32)>| k.map(|k| tracer.rule_ref(k).to_string());
@@ -367,7 +381,7 @@ fn batch_chunk(
     );
     for &(lineno, line) in lines {
         let from_host = parse_line(line, file, lineno, &mut p)?;
-        let path = if from_host { Hook::Output } else { hook };
+        let path = tracer.path_for(hook, from_host, &p);
         tracer.trace_with(path, &p, &mut scratch);
         if let &[RawOutcome { verdict, rule }] = scratch.outcomes() {
             let (c, r) = rule.unwrap_or((u32::MAX, u32::MAX));
@@ -507,6 +521,7 @@ pub fn batch_parts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const RULES: &str = "*filter\n:FORWARD DROP [0:0]\n:WEB - [0:0]\n\
         -A FORWARD -i eth+ -p tcp -m tcp --dport 443 -j WEB\n\
@@ -615,6 +630,61 @@ mod tests {
         assert_eq!(out[1]["rule"], "policy of OUTPUT");
         assert_eq!(out[2]["outcomes"][0]["path"], "forward");
         assert_eq!(out[3]["outcomes"][0]["path"], "forward");
+    }
+
+    /// A NodePort-style accept by address type, a forward accept, drop policies.
+    const LOCAL_RULES: &str =
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+        -A INPUT -m addrtype --dst-type LOCAL -p tcp --dport 30080 -j ACCEPT\n\
+        -A FORWARD -m addrtype ! --dst-type LOCAL -d 198.18.5.0/24 -j ACCEPT\nCOMMIT\n";
+
+    fn local_lines(local: Option<&str>, hook: Hook, input: &str) -> Vec<serde_json::Value> {
+        let rs = tracer_for(LOCAL_RULES);
+        let t = Tracer::new(&rs);
+        let t = match local {
+            Some(a) => t.with_local(ringfence_model::LocalAddrs::new([a.parse().unwrap()])),
+            None => t,
+        };
+        batch(&t, hook, input, "p.jsonl")
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+
+    #[test]
+    fn local_addresses_choose_input_or_forward_and_decide_addrtype_local() {
+        let input = concat!(
+            "{\"src\":\"198.18.9.1\",\"dst\":\"198.18.0.1\",\"proto\":\"tcp\",\"dport\":30080}\n",
+            "{\"src\":\"198.18.9.1\",\"dst\":\"198.18.0.1\",\"proto\":\"tcp\",\"dport\":22}\n",
+            "{\"src\":\"198.18.9.1\",\"dst\":\"198.18.5.7\",\"proto\":\"tcp\",\"dport\":30080}\n",
+            "{\"src\":\"198.18.9.1\",\"dst\":\"198.18.6.7\",\"proto\":\"tcp\",\"dport\":30080}\n",
+            "{\"src\":\"198.18.0.1\",\"dst\":\"198.18.6.7\",\"proto\":\"tcp\",\"dport\":30080,\"from_host\":true}\n",
+        );
+        // --hook says forward; the host's address sends the first two to input.
+        let out = local_lines(Some("198.18.0.1"), Hook::Forward, input);
+        let first = |i: usize| {
+            (
+                &out[i]["verdict"],
+                &out[i]["outcomes"][0]["path"],
+                out[i]["outcomes"].as_array().unwrap().len(),
+            )
+        };
+        assert_eq!(first(0), (&json!("accept"), &json!("input"), 1));
+        assert_eq!(out[0]["rule"], "r.rules:5");
+        assert_eq!(first(1), (&json!("drop"), &json!("input"), 1));
+        assert_eq!(out[1]["rule"], "policy of INPUT");
+        assert_eq!(first(2), (&json!("accept"), &json!("forward"), 1));
+        assert_eq!(first(3), (&json!("drop"), &json!("forward"), 1));
+        assert_eq!(first(4), (&json!("accept"), &json!("output"), 1));
+        // Without the host's addresses: --hook decides the path and the
+        // address type test may or may not match.
+        let out = local_lines(None, Hook::Input, input);
+        assert_eq!(out[0]["verdict"], "depends");
+        assert_eq!(out[0]["outcomes"][0]["path"], "input");
+        assert_eq!(out[0]["outcomes"].as_array().unwrap().len(), 2);
+        let out = local_lines(None, Hook::Forward, input);
+        assert_eq!(out[2]["verdict"], "depends");
     }
 
     #[test]
