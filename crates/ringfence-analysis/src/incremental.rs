@@ -437,6 +437,11 @@ fn not_incremental(rs: &Ruleset, hook: Hook) -> Option<String> {
             if matches!(r.action, Action::Mark(_)) || !r.matches.marks.is_empty() {
                 return Some(format!("marks are rewritten or tested (chain {})", c.name));
             }
+            // A translated packet meets later rules with other addresses, so
+            // a rule's match no longer bounds the packets it changes.
+            if matches!(r.action, Action::Nat(_)) || r.matches.has_nat_fields() {
+                return Some(format!("addresses are translated (chain {})", c.name));
+            }
         }
     }
     let bases = rs.path_chains(hook);
@@ -1057,6 +1062,9 @@ impl Incremental {
         for r in rules {
             if matches!(r.action, Action::Mark(_)) || !r.matches.marks.is_empty() {
                 return Some("a rule rewrites or tests marks".into());
+            }
+            if matches!(r.action, Action::Nat(_)) || r.matches.has_nat_fields() {
+                return Some("a rule translates addresses or tests a translation".into());
             }
             for set in [&r.matches.iif, &r.matches.oif] {
                 for p in &set.patterns {
@@ -1925,9 +1933,7 @@ fn walk(
         if p.x.is_none() && boxes[i].iter().any(|b| b.x.is_some()) {
             return Walk::Unsure;
         }
-        if !r.matches.opaque.is_empty()
-            || !r.matches.marks.is_empty()
-            || r.matches.has_nat_fields()
+        if !r.matches.opaque.is_empty() || !r.matches.marks.is_empty() || r.matches.has_nat_fields()
         {
             return Walk::Unsure;
         }

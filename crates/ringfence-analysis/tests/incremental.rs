@@ -217,3 +217,25 @@ fn a_policy_change_falls_back_to_a_full_verify_and_says_so() {
     let (full, mine, _) = both(&inc, &parse(&text));
     assert_eq!(full, mine);
 }
+
+#[test]
+fn a_ruleset_that_translates_addresses_is_verified_in_full_on_every_change() {
+    let site = ringfence_site::example_site().resolve();
+    let nat = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -d 198.18.1.99/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.1.20:443\nCOMMIT\n";
+    let text = format!("{EXAMPLE}{nat}");
+    let mut inc = Incremental::new(parse(&text), &site, Hook::Forward);
+    let why = inc.not_incremental().map(str::to_string);
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("translated")),
+        "{why:?}"
+    );
+    let changed = text.replacen(
+        "-A FORWARD ",
+        "-A FORWARD -d 198.18.1.30/32 -p tcp -m tcp --dport 443 -j ACCEPT\n-A FORWARD ",
+        1,
+    );
+    let rec = inc.update(parse(&changed));
+    assert!(rec.full.is_some(), "{rec:?}");
+    let (full, mine, _) = both(&inc, &parse(&changed));
+    assert_eq!(full, mine);
+}
