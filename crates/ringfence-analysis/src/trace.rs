@@ -21,7 +21,8 @@
 use crate::index::DstIndex;
 use crate::space::{Fam, MarkSpace, Stage};
 use ringfence_model::{
-    Action, AddrTypes, ChainId, Hook, LocalAddrs, Packet, Policy, RuleRef, Ruleset, Verdict,
+    Action, AddrTypes, ChainId, CtStates, Hook, LocalAddrs, Packet, Policy, RuleRef, Ruleset,
+    Verdict,
 };
 use serde::Serialize;
 use std::net::IpAddr;
@@ -219,6 +220,29 @@ fn types_decided(t: AddrTypes) -> bool {
     !t.is_test() || t.0 & other == other || t.0 & other == 0 && t.0 & AddrTypes::BROADCAST == 0
 }
 
+/// Whether a connection's first packet passes the rule's tests on the
+/// connection: its original tuple is the packet as it entered (this walk
+/// rewrites no address), and it has had no translation this walk follows
+/// (see `nat_decided`). For other packets the tests are the rule's
+/// may-match part and pass here.
+fn conn_holds(m: &ringfence_model::Match, p: &Packet) -> bool {
+    if p.ct_state != CtStates::NEW {
+        return true;
+    }
+    m.ct_orig
+        .as_ref()
+        .is_none_or(|o| o.holds(p.src, p.dst, p.sport, p.dport))
+        && (!m.ct_nat.is_test() || !nat_decided(m.ct_nat) || m.ct_nat.contains(false, false))
+}
+
+/// Whether a translation test is decided for a connection's first packet
+/// on every branch this walk follows: such a branch has had no destination
+/// translation (one ends the branch as unknown) and may or may not have had
+/// a source translation, so the test must hold for both or for neither.
+fn nat_decided(t: ringfence_model::CtNat) -> bool {
+    t.contains(false, false) == t.contains(true, false)
+}
+
 impl Quick {
     /// Hulls equal the sets and interfaces are unrestricted.
     const EXACT: u8 = 1;
@@ -227,6 +251,10 @@ impl Quick {
     /// The rule tests a rare field (TCP flags, ICMP type, length, ...),
     /// which a packet may leave unknown: then the rule may or may not match.
     const FIELDS: u8 = 4;
+    /// The rule tests the connection's translations or original tuple:
+    /// decided for a connection's first packet only (see `conn_holds`),
+    /// two branches for the others.
+    const CONN: u8 = 8;
 
     fn of(m: &ringfence_model::Match, group: u32, marks_exact: bool, local: bool) -> Self {
         fn hull<T: ringfence_model::interval::Bound>(
@@ -258,12 +286,10 @@ impl Quick {
         // known and every test is decided for every address (see
         // `types_decided`); translation and original-tuple tests are not
         // decided by this walk yet.
-        let nat_open = m.has_nat_fields()
-            && !(local
-                && !m.ct_nat.is_test()
-                && m.ct_orig.is_none()
-                && types_decided(m.src_type)
-                && types_decided(m.dst_type));
+        let types_ok = !(m.src_type.is_test() || m.dst_type.is_test())
+            || local && types_decided(m.src_type) && types_decided(m.dst_type);
+        let conn = m.ct_orig.is_some() || m.ct_nat.is_test();
+        let nat_open = m.has_nat_fields() && !(types_ok && (!conn || nat_decided(m.ct_nat)));
         Self {
             src,
             dst,
@@ -277,7 +303,8 @@ impl Quick {
                 } else {
                     Self::OPAQUE
                 }
-                | if m.extra.is_some() { Self::FIELDS } else { 0 },
+                | if m.extra.is_some() { Self::FIELDS } else { 0 }
+                | if conn { Self::CONN } else { 0 },
             group,
         }
     }
@@ -716,7 +743,8 @@ impl<'a> Tracer<'a> {
                 continue;
             }
             let may_match = q.flags & Quick::OPAQUE != 0
-                || (q.flags & Quick::FIELDS != 0 && !chain.rules[i].matches.decided_for(p));
+                || (q.flags & Quick::FIELDS != 0 && !chain.rules[i].matches.decided_for(p))
+                || (q.flags & Quick::CONN != 0 && p.ct_state != CtStates::NEW);
             let key = (c.0 as u32, q.group);
             // Whether every branch that matched the rule is decided by it
             // (or goes on in a recursive walk of the rest of the chain).
@@ -846,7 +874,7 @@ impl<'a> Tracer<'a> {
     /// (elsewhere a mark test is opaque: the rule may or may not match).
     /// Before conntrack a connection mark test never holds.
     fn matches_slow(&self, m: &ringfence_model::Match, p: &Packet, st: St, stage: Stage) -> bool {
-        if stage.never_matches(m) || !self.types_hold(m, p) {
+        if stage.never_matches(m) || !self.types_hold(m, p) || !conn_holds(m, p) {
             false
         } else if self.marks.exact() {
             m.matches_marked(p, st.0, st.1)
@@ -918,6 +946,7 @@ impl<'a> Tracer<'a> {
             let key = (c.0 as u32, i as u32);
             if q.flags & Quick::OPAQUE != 0
                 || (q.flags & Quick::FIELDS != 0 && !rule.matches.decided_for(p))
+                || (q.flags & Quick::CONN != 0 && p.ct_state != CtStates::NEW)
             {
                 // This walk takes the branch where it does not match; a rule
                 // without a verdict changes nothing either way.
