@@ -1,7 +1,7 @@
 //! `diff`: what a ruleset change newly allows and newly blocks, as regions,
 //! and which site flows change status.
 
-use crate::engine::{Engine, Fate, Outcome, DEFAULT_BUDGET};
+use crate::engine::{Engine, Fate, Outcome, Xlat, DEFAULT_BUDGET};
 use crate::space::IfaceUniverse;
 use crate::verify::{check_flow, render_regions, Region, Status};
 use ringfence_model::{CtStates, Hook, Ruleset};
@@ -42,9 +42,17 @@ pub struct DiffReport {
     pub flows: Vec<FlowChange>,
 }
 
-/// Regions accepted by `a` but not by `b`.
+/// Regions accepted by `a` but not by `b` (or that `b` delivers elsewhere:
+/// a destination translation that changed is a change).
 fn accepted_not_in(a: &Engine<'_>, b: &Engine<'_>, hook: Hook) -> (Vec<Outcome>, bool) {
-    let scope = a.hook_space(hook, CtStates::NEW);
+    // With the host's addresses known, routing splits the path after
+    // prerouting; packets arrive on an interface either way.
+    let space_hook = if a.split_route(hook).is_some() {
+        Hook::Forward
+    } else {
+        hook
+    };
+    let scope = a.hook_space(space_hook, CtStates::NEW);
     let (acc, incomplete) = a.accepted_beyond(hook, &scope, &[], DEFAULT_BUDGET);
     let mut out = Vec::new();
     let mut complete = !incomplete;
@@ -55,13 +63,19 @@ fn accepted_not_in(a: &Engine<'_>, b: &Engine<'_>, hook: Hook) -> (Vec<Outcome>,
     for o in acc.into_iter().filter(|o| o.fate == Fate::Accept) {
         match b.classify_settled(hook, vec![o.b.clone()]) {
             Ok(v) => {
+                let delivers = |x: &crate::engine::Settled| {
+                    x.outcomes
+                        .iter()
+                        .all(|(_, _, t)| Xlat::dnat_of(t) == Xlat::dnat_of(&o.xlat))
+                };
                 for x in v {
-                    if !x.all_accept() {
+                    if !x.all_accept() || !delivers(&x) {
                         out.push(Outcome {
                             b: x.b,
                             fate: Fate::Accept,
                             path: o.path.clone(),
                             fork: None,
+                            xlat: o.xlat.clone(),
                         });
                     }
                 }
@@ -74,7 +88,24 @@ fn accepted_not_in(a: &Engine<'_>, b: &Engine<'_>, hook: Hook) -> (Vec<Outcome>,
 
 /// Compare two rulesets on `hook`; with a site, also compare every flow's status.
 pub fn diff(old: &Ruleset, new: &Ruleset, hook: Hook, site: Option<&ResolvedSite>) -> DiffReport {
+    diff_with(old, new, hook, site, None)
+}
+
+/// [`diff`] on a host whose own addresses are `locals` (`--local`): routing
+/// then splits the forward and input paths after prerouting (see
+/// [`crate::verify::verify_with`]).
+pub fn diff_with(
+    old: &Ruleset,
+    new: &Ruleset,
+    hook: Hook,
+    site: Option<&ResolvedSite>,
+    locals: Option<&ringfence_model::AddrSet>,
+) -> DiffReport {
     let u = IfaceUniverse::new([old, new]);
+    let u = match locals {
+        Some(l) => u.with_locals(l),
+        None => u,
+    };
     let eo = Engine::new(old, u.clone());
     let en = Engine::new(new, u);
     let (added, c1) = accepted_not_in(&en, &eo, hook);

@@ -24,7 +24,7 @@ pub use anomaly::{Anomalies, Anomaly, RuleAnomaly};
 
 use crate::index::{BoxIndex, DstIndex, Hull};
 use crate::space::ISet;
-use crate::space::{match_boxes, IfaceUniverse, PBox, Stage};
+use crate::space::{match_boxes, IfaceUniverse, Locals, PBox, Stage};
 use ringfence_model::{Action, ChainId, CtStates, Hook, Policy, RuleRef, Ruleset};
 
 /// Path of `(chain, rule)` keys; rule `u32::MAX` stands for the chain policy.
@@ -54,14 +54,32 @@ pub enum Fate {
     /// A mark rewrite (the `(chain, rule)` whose [`Action::Mark`] it is):
     /// its packets continue at the next position with their marks rewritten.
     Mark(u32, u32),
+    /// An address translation (the `(chain, rule)` whose [`Action::Nat`]
+    /// it is): it ends the base chain for its packets as an accept does,
+    /// and they go on to the next base chain translated.
+    Nat(u32, u32),
+}
+
+/// The base chains of a path that routing splits after prerouting (see
+/// [`Engine::split_route`]).
+#[derive(Debug, Clone)]
+pub struct SplitRoute {
+    /// The prerouting chains, in order.
+    pub pre: Vec<ChainId>,
+    /// The input chains, for packets to one of the host's addresses.
+    pub input: Vec<ChainId>,
+    /// The forward and postrouting chains, for the others.
+    pub fwd: Vec<ChainId>,
 }
 
 /// Whether a rule may or may not match: it has a match the model cannot
 /// evaluate, it tests marks where marks are not exact fields, or it tests
-/// a connection's translations, its original tuple or an address type
-/// (which the boxes do not carry yet: such a rule is read as two branches).
+/// something the model decides only for some packets (an address type,
+/// the original tuple: [`crate::space::match_undecided`]).
 pub fn may_match(m: &ringfence_model::Match, u: &IfaceUniverse) -> bool {
-    !m.opaque.is_empty() || (!m.marks.is_empty() && !u.marks.exact()) || m.has_nat_fields()
+    !m.opaque.is_empty()
+        || (!m.marks.is_empty() && !u.marks.exact())
+        || crate::space::match_undecided(m, u)
 }
 
 /// A branch of a region query between base chains: the packets, the path
@@ -181,6 +199,10 @@ pub type PieceOutcomes = (PBox, Vec<Outcome>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverBudget;
 
+/// The priority of nat on prerouting (and output), where conntrack
+/// translates a connection's later packets.
+pub const NAT_DST_PRIORITY: i32 = -100;
+
 /// Default fragment budget of one walk.
 pub const DEFAULT_BUDGET: usize = 200_000;
 
@@ -206,7 +228,33 @@ pub struct Outcome {
     /// rule where their branches part), as a `(chain, rule)` key; `None`
     /// when there is none and this is the packets' only outcome.
     pub fork: Option<(u32, u32)>,
+    /// The translations a rule applied to the packets on this branch (`b`
+    /// names them as they entered); `None`: none.
+    pub xlat: Option<Xlat>,
 }
+
+/// The address translations one branch applied to a connection's first
+/// packets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Xlat {
+    /// The destination and port the packets are delivered to after a rule
+    /// translated their destination (DNAT, REDIRECT; one address unless the
+    /// rule names a range); `None`: delivered as addressed.
+    pub dnat: Option<(ISet<u128>, ISet<u16>)>,
+    /// Whether a rule translated their source (SNAT, MASQUERADE).
+    pub snat: bool,
+}
+
+impl Xlat {
+    /// The translated destination of an ending, if any.
+    pub fn dnat_of(x: &Option<Xlat>) -> Option<&(ISet<u128>, ISet<u16>)> {
+        x.as_ref().and_then(|x| x.dnat.as_ref())
+    }
+}
+
+/// One branch's ending: its fate, the rules that decided it, and the
+/// translations on the way.
+pub type Ending = (Fate, Path, Option<Xlat>);
 
 /// A region whose packets all have the same possible outcomes.
 #[derive(Debug, Clone)]
@@ -215,7 +263,7 @@ pub struct Settled {
     pub b: PBox,
     /// Every branch's fate and deciding path (one entry when the packets
     /// meet no fork).
-    pub outcomes: smallvec::SmallVec<[(Fate, Path); 1]>,
+    pub outcomes: smallvec::SmallVec<[Ending; 1]>,
     /// The first rule on the packets' way that may or may not match.
     pub fork: Option<(u32, u32)>,
 }
@@ -223,21 +271,21 @@ pub struct Settled {
 impl Settled {
     /// Every branch accepts.
     pub fn all_accept(&self) -> bool {
-        self.outcomes.iter().all(|(f, _)| *f == Fate::Accept)
+        self.outcomes.iter().all(|(f, _, _)| *f == Fate::Accept)
     }
 
     /// Every branch drops or rejects.
     pub fn all_blocked(&self) -> bool {
         self.outcomes
             .iter()
-            .all(|(f, _)| matches!(f, Fate::Drop | Fate::Reject))
+            .all(|(f, _, _)| matches!(f, Fate::Drop | Fate::Reject))
     }
 
     /// Some branch accepts, or ends in a fate the model cannot follow.
     pub fn may_accept(&self) -> bool {
         self.outcomes
             .iter()
-            .any(|(f, _)| matches!(f, Fate::Accept | Fate::Unknown))
+            .any(|(f, _, _)| matches!(f, Fate::Accept | Fate::Unknown))
     }
 }
 
@@ -258,12 +306,12 @@ pub fn settle(outcomes: Vec<Outcome>, budget: usize) -> Result<Vec<Settled>, Ove
         let Some(fork) = o.fork else {
             out.push(Settled {
                 b: o.b,
-                outcomes: smallvec::smallvec![(o.fate, o.path)],
+                outcomes: smallvec::smallvec![(o.fate, o.path, o.xlat)],
                 fork: None,
             });
             continue;
         };
-        let branch = (o.fate, o.path);
+        let branch = (o.fate, o.path, o.xlat);
         match by_box.get(&o.b) {
             Some(&g) => {
                 if !groups[g].outcomes.contains(&branch) {
@@ -412,6 +460,8 @@ pub struct Engine<'a> {
     pub loops: Vec<ChainId>,
     /// Base chains per hook, in evaluation order (computed once).
     bases: Vec<(Hook, Vec<ChainId>)>,
+    /// With the host's addresses known: the path that routing splits.
+    split: Option<SplitRoute>,
 }
 
 const HOOKS: [Hook; 5] = [
@@ -476,6 +526,30 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        let split = u.locals.as_ref().map(|_| {
+            let on = |traversal: Hook, hooks: &[Hook]| -> Vec<ChainId> {
+                bases
+                    .iter()
+                    .find(|(h, _)| *h == traversal)
+                    .map(|(_, cs)| {
+                        cs.iter()
+                            .copied()
+                            .filter(|c| {
+                                rs.chain(*c)
+                                    .base
+                                    .as_ref()
+                                    .is_some_and(|b| hooks.contains(&b.hook))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            SplitRoute {
+                pre: on(Hook::Forward, &[Hook::Prerouting]),
+                input: on(Hook::Input, &[Hook::Input]),
+                fwd: on(Hook::Forward, &[Hook::Forward, Hook::Postrouting]),
+            }
+        });
         Self {
             rs,
             u,
@@ -484,6 +558,7 @@ impl<'a> Engine<'a> {
             stages,
             loops,
             bases,
+            split,
         }
     }
 
@@ -751,49 +826,145 @@ impl<'a> Engine<'a> {
         first_base: usize,
         mut current: Vec<Branch>,
     ) -> Result<Vec<Outcome>, OverBudget> {
-        let out = self.classify_marked(hook, first_base, {
-            if first_base == 0 {
-                // Packets enter the ruleset with their marks at 0 (the
-                // connection's: what it entered with).
-                current = current
-                    .into_iter()
-                    .flat_map(|(b, p, f)| {
-                        self.u
-                            .marks
-                            .enter(self.u.marks.erase(b))
-                            .into_iter()
-                            .map(move |b| (b, p.clone(), f))
-                    })
-                    .collect();
+        if first_base == 0 {
+            // Packets enter the ruleset with their marks at 0 (the
+            // connection's: what it entered with), and a new connection's
+            // first packet untranslated.
+            current = current
+                .into_iter()
+                .flat_map(|(b, p, f)| {
+                    self.u
+                        .marks
+                        .enter(self.u.marks.erase(b))
+                        .into_iter()
+                        .map(move |b| (b, p.clone(), f))
+                })
+                .collect();
+        }
+        let mut out = Vec::new();
+        match self.split_route(hook) {
+            Some(r) if first_base == 0 => {
+                // Prerouting, then by the (translated) destination: the
+                // host's own addresses to input, the others through forward
+                // and postrouting.
+                let mut any_fork = false;
+                let current =
+                    self.run_chains(&r.pre, Hook::Forward, current, &mut out, &mut any_fork)?;
+                let locals = self
+                    .u
+                    .locals
+                    .as_ref()
+                    .expect("a split route has local addresses");
+                let (mut here, mut through) = (Vec::new(), Vec::new());
+                for (b, path, fork) in current {
+                    let (l, o) = locals.split_dst(&b);
+                    if let Some(l) = l {
+                        // Routing drops a packet from the network to a
+                        // loopback address (a martian) before input.
+                        let (lo, l) = Locals::loopback().split_dst(&l);
+                        if let Some(lo) = lo {
+                            out.push(Outcome {
+                                b: lo,
+                                fate: Fate::Drop,
+                                path: path.clone(),
+                                fork,
+                                xlat: None,
+                            });
+                        }
+                        if let Some(l) = l {
+                            here.push((l, path.clone(), fork));
+                        }
+                    }
+                    if let Some(o) = o {
+                        through.push((o, path, fork));
+                    }
+                }
+                let mut f2 = any_fork;
+                let here = self.run_chains(&r.input, Hook::Input, here, &mut out, &mut any_fork)?;
+                let through = self.run_chains(&r.fwd, Hook::Forward, through, &mut out, &mut f2)?;
+                out.extend(
+                    here.into_iter()
+                        .chain(through)
+                        .map(|(b, path, fork)| Outcome {
+                            b,
+                            fate: Fate::Accept,
+                            path,
+                            fork,
+                            xlat: None,
+                        }),
+                );
             }
-            current
-        })?;
-        // Outcomes name packets as they entered: their current marks are forgotten.
+            _ => {
+                let bases: Vec<ChainId> = self
+                    .base_chains(hook)
+                    .iter()
+                    .skip(first_base)
+                    .copied()
+                    .collect();
+                let mut any_fork = false;
+                let current = self.run_chains(&bases, hook, current, &mut out, &mut any_fork)?;
+                out.extend(current.into_iter().map(|(b, path, fork)| Outcome {
+                    b,
+                    fate: Fate::Accept,
+                    path,
+                    fork,
+                    xlat: None,
+                }));
+            }
+        }
+        // Outcomes name packets as they entered: their current marks are
+        // forgotten, and a translated destination becomes where they go.
         Ok(out
             .into_iter()
             .map(|mut o| {
-                o.b = self.u.marks.erase(o.b);
+                let b = self.u.marks.erase(o.b);
+                if b.ct == CtStates::NEW {
+                    let dnat = b.translated().then(|| (b.dst.clone(), b.dport.clone()));
+                    let snat = b.nat & !crate::space::nat::SNAT_ANY == 0;
+                    if dnat.is_some() || snat {
+                        o.xlat = Some(Xlat { dnat, snat });
+                    }
+                }
+                let mut b = b.as_entered();
+                if b.ct == CtStates::NEW {
+                    // The translations are in `xlat`; the packets entered untranslated.
+                    b.nat = crate::space::nat::NONE;
+                }
+                o.b = b;
                 o
             })
             .collect())
     }
 
-    #[allow(clippy::type_complexity)]
-    fn classify_marked(
+    /// The prerouting, input and forward parts of the path `hook` names
+    /// when the host's addresses are known and the path starts before
+    /// routing (forward or input): then routing, not `hook`, decides where
+    /// each packet goes after prerouting.
+    pub fn split_route(&self, hook: Hook) -> Option<&SplitRoute> {
+        match hook {
+            Hook::Forward | Hook::Input => self.split.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Walk branches through base chains `chains` in order (`traversal`
+    /// names the path for their stages): outcomes decided on the way go to
+    /// `out`, and the branches every chain accepted are returned.
+    fn run_chains(
         &self,
-        hook: Hook,
-        first_base: usize,
+        chains: &[ChainId],
+        traversal: Hook,
         mut current: Vec<Branch>,
-    ) -> Result<Vec<Outcome>, OverBudget> {
-        let mut out = Vec::new();
-        let mut any_fork = false;
-        for &base in self.base_chains(hook).iter().skip(first_base) {
-            let plan = self.stage_plan(hook, base);
+        out: &mut Vec<Outcome>,
+        any_fork: &mut bool,
+    ) -> Result<Vec<Branch>, OverBudget> {
+        for (ci, &base) in chains.iter().enumerate() {
+            let plan = self.stage_plan(traversal, base);
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
             // Branches that an earlier chain accepted with the same packets
             // have the same future from here (the deciding rule of every
             // outcome will be in this chain or a later one): walk them once.
-            if any_fork && current.len() > 1 {
+            if *any_fork && current.len() > 1 {
                 let mut seen: std::collections::HashSet<PBox> =
                     std::collections::HashSet::with_capacity(current.len());
                 current.retain(|(b, _, _)| seen.insert(b.clone()));
@@ -813,35 +984,165 @@ impl<'a> Engine<'a> {
                     let mut p = path.clone();
                     p.extend_from_slice(&piece.path);
                     let fork = fork.or_else(|| Self::fork_key(plan, d.fork));
-                    any_fork |= fork.is_some();
+                    *any_fork |= fork.is_some();
                     match piece.fate {
                         Fate::Accept => next.push((d.b, p, fork)),
+                        Fate::Nat(c, r) => {
+                            let hook = self.rs.chain(base).base.as_ref().map(|b| b.hook);
+                            self.translate(
+                                (c, r),
+                                d.b,
+                                p,
+                                fork,
+                                hook.unwrap_or(traversal),
+                                &chains[ci + 1..],
+                                traversal,
+                                &mut next,
+                                out,
+                            );
+                        }
                         Fate::Return => {
-                            self.policy_outcome(base, policy, d.b, p, fork, &mut next, &mut out)
+                            self.policy_outcome(base, policy, d.b, p, fork, &mut next, out)
                         }
                         f => out.push(Outcome {
                             b: d.b,
                             fate: f,
                             path: p,
                             fork,
+                            xlat: None,
                         }),
                     }
                 }
                 for s in surv {
                     let fork = fork.or_else(|| Self::fork_key(plan, s.fork));
-                    any_fork |= fork.is_some();
-                    self.policy_outcome(base, policy, s.b, path.clone(), fork, &mut next, &mut out);
+                    *any_fork |= fork.is_some();
+                    self.policy_outcome(base, policy, s.b, path.clone(), fork, &mut next, out);
                 }
             }
             current = next;
         }
-        out.extend(current.into_iter().map(|(b, path, fork)| Outcome {
-            b,
-            fate: Fate::Accept,
-            path,
-            fork,
-        }));
-        Ok(out)
+        Ok(current)
+    }
+
+    /// Apply the address translation of rule `key` to the packets `b` it
+    /// took (it ends their base chain as an accept does): a destination
+    /// translation rewrites the destination (and port) every later chain
+    /// sees, keeping the entry destination; a source translation records
+    /// the connection's SNAT status. What the model cannot follow is an
+    /// unknown outcome naming the rule: a REDIRECT without the host's
+    /// addresses, a later packet of a connection (its translation was
+    /// chosen by its first packet), and a source translation before a
+    /// base chain that reads the source.
+    #[allow(clippy::too_many_arguments)]
+    fn translate(
+        &self,
+        key: (u32, u32),
+        b: PBox,
+        path: Path,
+        fork: Option<(u32, u32)>,
+        hook: Hook,
+        later: &[ChainId],
+        traversal: Hook,
+        next: &mut Vec<Branch>,
+        out: &mut Vec<Outcome>,
+    ) {
+        let Action::Nat(rw) = &self.rs.chains[key.0 as usize].rules[key.1 as usize].action else {
+            unreachable!("nat boxes come from nat rules")
+        };
+        let unknown = |b: PBox, out: &mut Vec<Outcome>| {
+            out.push(Outcome {
+                b,
+                fate: Fate::Unknown,
+                path: path.clone(),
+                fork,
+                xlat: None,
+            })
+        };
+        // Only a connection's first packet meets a nat chain's rules; the
+        // parsers restrict them so, and a related first packet (an
+        // expected connection) is left unknown.
+        let mut first = b.clone();
+        first.ct &= CtStates::NEW;
+        let mut other = b;
+        other.ct &= !CtStates::NEW;
+        if !other.is_empty() {
+            unknown(other, out);
+        }
+        if first.is_empty() {
+            return;
+        }
+        if rw.is_destination() {
+            // A connection's destination is translated once: a later nat
+            // chain of the hook is not consulted for it.
+            if first.nat & !crate::space::nat::DNAT_ANY == 0 {
+                next.push((first, path, fork));
+                return;
+            }
+            let to = match (rw.kind, rw.addrs) {
+                // The host's address on the incoming interface (one of its
+                // addresses other than loopback), or loopback for a packet
+                // the host sends.
+                (ringfence_model::NatKind::Redirect, _) => match &self.u.locals {
+                    Some(_) if hook == Hook::Output => Some(ISet::single(match first.fam {
+                        crate::space::Fam::V4 => 0x7f00_0001u128,
+                        crate::space::Fam::V6 => 1u128,
+                    })),
+                    Some(l) => {
+                        let all = l.of(first.fam);
+                        let outside = all.difference(Locals::loopback().of(first.fam));
+                        Some(if outside.is_empty() {
+                            all.clone()
+                        } else {
+                            outside
+                        })
+                    }
+                    None => return unknown(first, out),
+                },
+                (_, Some((lo, hi))) => {
+                    let v = |a: std::net::IpAddr| match a {
+                        std::net::IpAddr::V4(a) => (crate::space::Fam::V4, u32::from(a) as u128),
+                        std::net::IpAddr::V6(a) => (crate::space::Fam::V6, u128::from(a)),
+                    };
+                    let ((fa, a), (fb, z)) = (v(lo), v(hi));
+                    if fa != first.fam || fb != first.fam || a > z {
+                        // A translation of the other family does not apply.
+                        next.push((first, path, fork));
+                        return;
+                    }
+                    Some(ISet::range(a, z))
+                }
+                (_, None) => None,
+            };
+            let spec = crate::space::DstRewrite {
+                to,
+                ports: rw.ports,
+            };
+            // The kernel picks one address or port of a range: each choice
+            // is a branch, parting at this rule.
+            let moved_fork = if spec.chooses() {
+                fork.or(Some(key))
+            } else {
+                fork
+            };
+            let (same, moved) = spec.apply(&first);
+            next.extend(same.into_iter().map(|x| (x, path.clone(), fork)));
+            next.extend(moved.into_iter().map(|x| (x, path.clone(), moved_fork)));
+        } else {
+            // The source as it is now is what every model field reads
+            // afterwards (the box keeps the entry source): sound only when
+            // no later chain reads the source.
+            let reads_src = later.iter().any(|&c| {
+                self.stage_plan(traversal, c)
+                    .pieces
+                    .iter()
+                    .any(|p| p.b.src != crate::space::fam_full(p.b.fam) || !p.b.sport.is_full())
+            });
+            if reads_src {
+                return unknown(first, out);
+            }
+            first.nat = crate::space::nat::add_snat(first.nat);
+            next.push((first, path, fork));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -862,6 +1163,7 @@ impl<'a> Engine<'a> {
                 fate: Fate::Drop,
                 path,
                 fork,
+                xlat: None,
             }),
             _ => next.push((b, path, fork)),
         }
@@ -879,12 +1181,14 @@ impl<'a> Engine<'a> {
             .into_iter()
             .filter(Settled::all_accept)
             .map(|s| {
-                let (fate, path) = s.outcomes.into_iter().next().expect("one branch at least");
+                let (fate, path, dnat) =
+                    s.outcomes.into_iter().next().expect("one branch at least");
                 Outcome {
                     b: s.b,
                     fate,
                     path,
                     fork: s.fork,
+                    xlat: dnat,
                 }
             })
             .collect())
@@ -919,14 +1223,16 @@ impl<'a> Engine<'a> {
         allowed: &[PBox],
         budget: usize,
     ) -> (Vec<Outcome>, bool) {
-        let bases = self.base_chains(hook);
-        if bases.iter().any(|c| {
-            self.stage_plan(hook, *c)
-                .pieces
-                .iter()
-                .any(|p| matches!(p.fate, Fate::Mark(..)))
-        }) {
-            return self.accepted_beyond_marked(hook, scope, allowed, budget);
+        let routes = self.routes(hook);
+        let rewrites = routes.iter().flatten().any(|&(c, t)| {
+            self.stage_plan(t, c).pieces.iter().any(|p| match p.fate {
+                Fate::Mark(..) => true,
+                Fate::Nat(c, r) => self.is_dnat((c, r)),
+                _ => false,
+            })
+        });
+        if rewrites || routes.len() > 1 {
+            return self.accepted_beyond_rewritten(hook, &routes, scope, allowed, budget);
         }
         // No rewrite on the path: the marks packets reach the pivot with are
         // those they entered with.
@@ -951,8 +1257,8 @@ impl<'a> Engine<'a> {
     /// box with the outcomes found at it (the same outcomes, in the same
     /// order, as `accepted_beyond` finds there), and whether some part went
     /// over budget. `None` when that split does not give every outcome: a
-    /// path that rewrites marks, or a first base chain whose policy does
-    /// not drop (then the pivot is a later chain, or the fall-through is
+    /// path that rewrites marks or destinations or that routing splits, or
+    /// a first base chain whose policy does not drop (then the pivot is a later chain, or the fall-through is
     /// one walk over the whole scope).
     pub fn accepted_beyond_pieces(
         &self,
@@ -965,11 +1271,13 @@ impl<'a> Engine<'a> {
         let bases = self.base_chains(hook);
         let first = *bases.first()?;
         if self.rs.chain(first).base.as_ref().map(|b| b.policy) != Some(Policy::Drop)
+            || self.split_route(hook).is_some()
             || bases.iter().any(|c| {
-                self.stage_plan(hook, *c)
-                    .pieces
-                    .iter()
-                    .any(|p| matches!(p.fate, Fate::Mark(..)))
+                self.stage_plan(hook, *c).pieces.iter().any(|p| match p.fate {
+                    Fate::Mark(..) => true,
+                    Fate::Nat(c, r) => self.is_dnat((c, r)),
+                    _ => false,
+                })
             })
         {
             return None;
@@ -1006,6 +1314,64 @@ impl<'a> Engine<'a> {
         Some((v, incomplete))
     }
 
+    /// The first rule, on the path `hook` names, that reads the
+    /// destination before nat prerouting undoes a source translation for a
+    /// reply (a prerouting base chain at a priority below
+    /// [`NAT_DST_PRIORITY`], or one of the chains it reaches): such a rule
+    /// sees the translated address, which the model does not know.
+    pub fn reads_dst_before_nat(&self, hook: Hook) -> Option<(u32, u32)> {
+        self.routes(hook).into_iter().flatten().find_map(|(c, t)| {
+            let b = self.rs.chain(c).base.as_ref()?;
+            if b.hook != Hook::Prerouting || b.priority >= NAT_DST_PRIORITY {
+                return None;
+            }
+            self.stage_plan(t, c)
+                .pieces
+                .iter()
+                .find(|p| p.b.dst != crate::space::fam_full(p.b.fam))
+                .and_then(|p| p.path.last().copied())
+        })
+    }
+
+    /// The first rule on the path `hook` names (before routing) that
+    /// translates destinations, if any.
+    pub fn first_dnat(&self, hook: Hook) -> Option<(u32, u32)> {
+        self.routes(hook).into_iter().flatten().find_map(|(c, t)| {
+            self.stage_plan(t, c)
+                .pieces
+                .iter()
+                .find_map(|p| match p.fate {
+                    Fate::Nat(c, r) if self.is_dnat((c, r)) => Some((c, r)),
+                    _ => None,
+                })
+        })
+    }
+
+    /// Whether the rule at `key` translates the destination.
+    fn is_dnat(&self, (c, r): (u32, u32)) -> bool {
+        matches!(&self.rs.chains[c as usize].rules[r as usize].action, Action::Nat(rw) if rw.is_destination())
+    }
+
+    /// The base chains (with the traversal naming their stage) of each
+    /// way a packet can take on the path `hook` names: one, or two when
+    /// routing splits it ([`Engine::split_route`]: prerouting then input,
+    /// prerouting then forward and postrouting).
+    pub fn routes(&self, hook: Hook) -> Vec<Vec<(ChainId, Hook)>> {
+        match self.split_route(hook) {
+            Some(r) => {
+                let pre = r.pre.iter().map(|&c| (c, Hook::Forward));
+                vec![
+                    pre.clone()
+                        .chain(r.input.iter().map(|&c| (c, Hook::Input)))
+                        .collect(),
+                    pre.chain(r.fwd.iter().map(|&c| (c, Hook::Forward)))
+                        .collect(),
+                ]
+            }
+            None => vec![self.base_chains(hook).iter().map(|&c| (c, hook)).collect()],
+        }
+    }
+
     /// [`Engine::accepted_beyond`] on a path without mark rewrites, for a
     /// scope whose marks are those packets enter with.
     fn accepted_beyond_entered(
@@ -1030,6 +1396,7 @@ impl<'a> Engine<'a> {
                         fate: Fate::Accept,
                         path: Path::new(),
                         fork: None,
+                        xlat: None,
                     })),
                     None => incomplete = true,
                 }
@@ -1065,6 +1432,7 @@ impl<'a> Engine<'a> {
                         fate: Fate::Unknown,
                         path,
                         fork: None,
+                        xlat: None,
                     })
                     .collect()),
                 Fate::Accept if pi == 0 => self.classify_from(
@@ -1091,8 +1459,10 @@ impl<'a> Engine<'a> {
         };
         // Accepting, unknown and fork boxes of the pivot, each walked from the top.
         for (j, piece) in plan.pieces.iter().enumerate() {
-            if !matches!(piece.fate, Fate::Accept | Fate::Unknown | Fate::Fork(..))
-                || select.is_some_and(|f| !f(&piece.b))
+            if !matches!(
+                piece.fate,
+                Fate::Accept | Fate::Unknown | Fate::Fork(..) | Fate::Nat(..)
+            ) || select.is_some_and(|f| !f(&piece.b))
             {
                 continue;
             }
@@ -1234,112 +1604,141 @@ impl<'a> Engine<'a> {
         (out, incomplete)
     }
 
-    /// [`Engine::accepted_beyond`] for a path on which marks are rewritten.
-    /// A box of the pivot speaks of the marks packets have when they get
-    /// there, which differ from those they entered with, so candidates are
-    /// found with the pivot's entry marks over-approximated (any value,
-    /// unless the pivot is the first chain: then marks 0), named by their
-    /// entry fields (current marks forgotten), made disjoint from the
+    /// [`Engine::accepted_beyond`] for a path on which marks or
+    /// destinations are rewritten, or that routing splits. A box of a
+    /// pivot speaks of the marks and destination packets have when they get
+    /// there, so candidates are found per way the packets can take (each
+    /// with its own pivot) with the pivot's entry marks over-approximated
+    /// (any value, unless the pivot is the first chain: then marks 0) and
+    /// untranslated, named by their entry fields, made disjoint from the
     /// candidates before them, and each classified exactly from the start
-    /// of the path. The candidates: what reaches each accepting, unknown or
-    /// fork box of the pivot; what an unknown box of an earlier chain takes;
-    /// and, when the pivot's policy accepts, what returns from or falls
-    /// through it.
-    fn accepted_beyond_marked(
+    /// of the path. The candidates: what reaches each accepting, unknown,
+    /// translating or fork box of a pivot untranslated; what each
+    /// destination translation before a pivot takes (those are judged by
+    /// where they are delivered, so `allowed` is not taken out of them
+    /// first); what an unknown box of an earlier chain takes; and, when a
+    /// pivot's policy accepts, what returns from or falls through it.
+    /// Excess is judged on delivery: a translated packet is excess when
+    /// where it is delivered is not allowed, and reported as it entered
+    /// with the translation.
+    fn accepted_beyond_rewritten(
         &self,
         hook: Hook,
+        routes: &[Vec<(ChainId, Hook)>],
         scope: &[PBox],
         allowed: &[PBox],
         budget: usize,
     ) -> (Vec<Outcome>, bool) {
-        let bases = self.base_chains(hook);
         let marks = &self.u.marks;
         let mut incomplete = false;
         let mut out = Vec::new();
         let policy_of = |c: ChainId| self.rs.chain(c).base.as_ref().map(|b| b.policy);
-        let pi = bases
-            .iter()
-            .position(|&c| policy_of(c) == Some(Policy::Drop))
-            .unwrap_or(0);
-        let pivot = bases[pi];
-        let plan = self.stage_plan(hook, pivot);
-        // Scope minus the allowed flows, cut to `b`'s entry fields, as
-        // fragments at the top of the pivot.
-        let start = |b: &PBox, incomplete: &mut bool| -> Vec<Frag> {
-            let b = marks.erase(b.clone());
-            let mut frags = Vec::new();
-            for s in scope {
-                let Some(x) = b.intersect(&marks.erase(s.clone())) else {
-                    continue;
-                };
-                let refs: Vec<&PBox> = allowed.iter().filter(|a| a.overlaps(&x)).collect();
-                match crate::space::subtract_all(&x, &refs, budget) {
-                    Some(v) => {
-                        for y in v {
-                            if pi == 0 {
-                                frags.extend(marks.enter(y).into_iter().map(|b| Frag::new(b, 0)));
-                            } else {
-                                frags.push(Frag::new(y, 0));
-                            }
+        let mut candidates: Vec<PBox> = Vec::new();
+        for route in routes {
+            if route.is_empty() {
+                // Nothing filters this way: the whole scope may be accepted.
+                candidates.extend(scope.iter().map(|s| marks.erase(s.clone())));
+                continue;
+            }
+            let pi = route
+                .iter()
+                .position(|&(c, _)| policy_of(c) == Some(Policy::Drop))
+                .unwrap_or(0);
+            let (pivot, ptrav) = route[pi];
+            let plan = self.stage_plan(ptrav, pivot);
+            // Scope (minus the allowed flows, unless `keep_allowed`) cut to
+            // `b`'s entry fields, as untranslated fragments at the top of
+            // the pivot.
+            let start = |b: &PBox, keep_allowed: bool, incomplete: &mut bool| -> Vec<Frag> {
+                let b = marks.erase(b.clone());
+                let mut frags = Vec::new();
+                for s in scope {
+                    let Some(mut x) = b.intersect(&marks.erase(s.clone())) else {
+                        continue;
+                    };
+                    if x.ct & !CtStates::NEW == 0 {
+                        x.nat &= crate::space::nat::NONE;
+                        if x.is_empty() {
+                            continue;
                         }
                     }
-                    None => *incomplete = true,
+                    let refs: Vec<&PBox> = if keep_allowed {
+                        Vec::new()
+                    } else {
+                        allowed.iter().filter(|a| a.overlaps(&x)).collect()
+                    };
+                    match crate::space::subtract_all(&x, &refs, budget) {
+                        Some(v) => {
+                            for y in v {
+                                if pi == 0 {
+                                    frags.extend(
+                                        marks.enter(y).into_iter().map(|b| Frag::new(b, 0)),
+                                    );
+                                } else {
+                                    frags.push(Frag::new(y, 0));
+                                }
+                            }
+                        }
+                        None => *incomplete = true,
+                    }
+                }
+                frags
+            };
+            let len = plan.pieces.len() as u32;
+            for (j, piece) in plan.pieces.iter().enumerate() {
+                if !matches!(
+                    piece.fate,
+                    Fate::Accept | Fate::Unknown | Fate::Fork(..) | Fate::Nat(..)
+                ) {
+                    continue;
+                }
+                let frags = start(&piece.b, false, &mut incomplete);
+                if frags.is_empty() {
+                    continue;
+                }
+                match self.walk(plan, frags, 0, j as u32, budget, Forks::Decide) {
+                    Ok((_, surv)) => candidates.extend(
+                        surv.into_iter()
+                            .filter(|f| f.pos <= j as u32)
+                            .filter_map(|f| f.b.intersect(&piece.b))
+                            .map(|b| marks.erase(b)),
+                    ),
+                    Err(_) => incomplete = true,
                 }
             }
-            frags
-        };
-        let mut candidates: Vec<PBox> = Vec::new();
-        let len = plan.pieces.len() as u32;
-        for (j, piece) in plan.pieces.iter().enumerate() {
-            if !matches!(piece.fate, Fate::Accept | Fate::Unknown | Fate::Fork(..)) {
-                continue;
+            for &(before, trav) in &route[..pi] {
+                for piece in self.stage_plan(trav, before).pieces.iter() {
+                    let keep_allowed = match piece.fate {
+                        Fate::Unknown => false,
+                        Fate::Nat(c, r) if self.is_dnat((c, r)) => true,
+                        _ => continue,
+                    };
+                    candidates.extend(
+                        start(&piece.b, keep_allowed, &mut incomplete)
+                            .into_iter()
+                            .map(|f| marks.erase(f.b)),
+                    );
+                }
             }
-            let frags = start(&piece.b, &mut incomplete);
-            if frags.is_empty() {
-                continue;
-            }
-            match self.walk(plan, frags, 0, j as u32, budget, Forks::Decide) {
-                Ok((_, surv)) => candidates.extend(
-                    surv.into_iter()
-                        .filter(|f| f.pos <= j as u32)
-                        .filter_map(|f| f.b.intersect(&piece.b))
-                        .map(|b| marks.erase(b)),
-                ),
-                Err(_) => incomplete = true,
-            }
-        }
-        for &before in &bases[..pi] {
-            for piece in self
-                .stage_plan(hook, before)
-                .pieces
-                .iter()
-                .filter(|p| p.fate == Fate::Unknown)
-            {
-                candidates.extend(
-                    start(&piece.b, &mut incomplete)
-                        .into_iter()
-                        .map(|f| marks.erase(f.b)),
-                );
-            }
-        }
-        if policy_of(pivot) != Some(Policy::Drop) {
-            let full: Vec<PBox> = [crate::space::Fam::V4, crate::space::Fam::V6]
-                .into_iter()
-                .map(|f| PBox::full(f, &self.u))
-                .collect();
-            let frags: Vec<Frag> = full
-                .iter()
-                .flat_map(|b| start(b, &mut incomplete))
-                .collect();
-            match self.walk(plan, frags, 0, len, budget, Forks::Decide) {
-                Ok((decided, surv)) => candidates.extend(
-                    decided
-                        .into_iter()
-                        .filter(|f| plan.pieces[f.pos as usize].fate == Fate::Return)
-                        .chain(surv)
-                        .map(|f| marks.erase(f.b)),
-                ),
-                Err(_) => incomplete = true,
+            if policy_of(pivot) != Some(Policy::Drop) {
+                let full: Vec<PBox> = [crate::space::Fam::V4, crate::space::Fam::V6]
+                    .into_iter()
+                    .map(|f| PBox::full(f, &self.u))
+                    .collect();
+                let frags: Vec<Frag> = full
+                    .iter()
+                    .flat_map(|b| start(b, false, &mut incomplete))
+                    .collect();
+                match self.walk(plan, frags, 0, len, budget, Forks::Decide) {
+                    Ok((decided, surv)) => candidates.extend(
+                        decided
+                            .into_iter()
+                            .filter(|f| plan.pieces[f.pos as usize].fate == Fate::Return)
+                            .chain(surv)
+                            .map(|f| marks.erase(f.b)),
+                    ),
+                    Err(_) => incomplete = true,
+                }
             }
         }
         let mut taken: Vec<PBox> = Vec::new();
@@ -1361,11 +1760,109 @@ impl<'a> Engine<'a> {
                 )
                 .and_then(|v| settle(v, budget))
             {
-                Ok(v) => out.extend(v.into_iter().filter_map(|s| self.excess_outcome(s))),
+                Ok(v) => {
+                    for s in v {
+                        match self.delivered_excess(s, allowed, budget) {
+                            Some(v) => out.extend(v),
+                            None => incomplete = true,
+                        }
+                    }
+                }
                 Err(_) => incomplete = true,
             }
         }
         (out, incomplete)
+    }
+
+    /// The excess in a settled region judged on delivery: each branch that
+    /// may accept delivers its packets where it translated them to (or as
+    /// addressed), and only the packets whose delivery `allowed` does not
+    /// cover count. Certain when every branch accepts and delivers all of
+    /// them outside `allowed`; possible otherwise. `None` over budget.
+    fn delivered_excess(
+        &self,
+        s: Settled,
+        allowed: &[PBox],
+        budget: usize,
+    ) -> Option<Vec<Outcome>> {
+        if !s.may_accept() {
+            return Some(Vec::new());
+        }
+        // Per branch that may accept: the entry packets whose delivery is
+        // not allowed.
+        let mut parts: Vec<Vec<PBox>> = Vec::new();
+        let mut whole = true;
+        for (fate, _, xlat) in &s.outcomes {
+            let dnat = Xlat::dnat_of(xlat);
+            if !matches!(fate, Fate::Accept | Fate::Unknown) {
+                continue;
+            }
+            let delivered = match dnat {
+                Some((dst, dport)) if *fate == Fate::Accept => {
+                    let mut x = s.b.clone();
+                    x.dst = dst.clone();
+                    x.dport = dport.clone();
+                    x
+                }
+                _ => s.b.clone(),
+            };
+            let refs: Vec<&PBox> = allowed.iter().filter(|a| a.overlaps(&delivered)).collect();
+            let rest = crate::space::subtract_all(&delivered, &refs, budget)?;
+            if rest.len() != 1 || rest[0] != delivered {
+                whole = false;
+            }
+            // Back to entry naming: the translated fields become the entry
+            // ones again (a piece cut inside a translated range stands for
+            // all of the entry destination: over, never under).
+            parts.push(
+                rest.into_iter()
+                    .map(|mut r| {
+                        if dnat.is_some() && *fate == Fate::Accept {
+                            r.dst = s.b.dst.clone();
+                            r.dport = s.b.dport.clone();
+                        }
+                        r
+                    })
+                    .collect(),
+            );
+        }
+        if whole {
+            return Some(self.excess_outcome(s).into_iter().collect());
+        }
+        // Part of it is delivered where it is allowed: the rest, once.
+        let single = s.outcomes.len() == 1;
+        let certain = single && s.all_accept();
+        let mut seen: Vec<PBox> = Vec::new();
+        let mut out = Vec::new();
+        let (fate, path, xlat) = if certain {
+            let (f, p, d) = s.outcomes[0].clone();
+            (f, p, d)
+        } else {
+            let accepting = s.outcomes.iter().any(|(f, _, _)| *f == Fate::Accept);
+            let path = match s.fork {
+                Some(k) if accepting => smallvec::smallvec![k],
+                _ => s
+                    .outcomes
+                    .iter()
+                    .find(|(f, _, _)| *f == Fate::Unknown)
+                    .map(|(_, p, _)| p.clone())
+                    .unwrap_or_default(),
+            };
+            (Fate::Unknown, path, None)
+        };
+        for b in parts.into_iter().flatten() {
+            let refs: Vec<&PBox> = seen.iter().filter(|t| t.overlaps(&b)).collect();
+            let pieces = crate::space::subtract_all(&b, &refs, budget)?;
+            seen.push(b);
+            out.extend(pieces.into_iter().map(|b| Outcome {
+                b,
+                fate,
+                path: path.clone(),
+                fork: s.fork,
+                xlat: xlat.clone(),
+            }));
+        }
+        Some(out)
     }
 
     /// A settled region as excess: certainly accepted (every branch
@@ -1378,26 +1875,36 @@ impl<'a> Engine<'a> {
             return None;
         }
         let certain = s.all_accept();
-        let accepting = s.outcomes.iter().any(|(f, _)| *f == Fate::Accept);
-        let (fate, path) = if certain {
-            (Fate::Accept, s.outcomes[0].1.clone())
+        let accepting = s.outcomes.iter().any(|(f, _, _)| *f == Fate::Accept);
+        let (fate, path, xlat) = if certain {
+            (
+                Fate::Accept,
+                s.outcomes[0].1.clone(),
+                s.outcomes[0].2.clone(),
+            )
         } else {
             let path = match s.fork {
                 Some(k) if accepting => smallvec::smallvec![k],
                 _ => s
                     .outcomes
                     .iter()
-                    .find(|(f, _)| *f == Fate::Unknown)
-                    .map(|(_, p)| p.clone())
+                    .find(|(f, _, _)| *f == Fate::Unknown)
+                    .map(|(_, p, _)| p.clone())
                     .unwrap_or_default(),
             };
-            (Fate::Unknown, path)
+            let xlat = s
+                .outcomes
+                .iter()
+                .find(|(f, _, _)| *f == Fate::Accept)
+                .and_then(|(_, _, d)| d.clone());
+            (Fate::Unknown, path, xlat)
         };
         Some(Outcome {
             b: s.b,
             fate,
             path,
             fork: s.fork,
+            xlat,
         })
     }
 }
@@ -1498,7 +2005,6 @@ impl<'r> Builder<'r> {
                 // unknown fate (its one rule is not a may-match question).
                 push_all(&mut pieces, Fate::Unknown);
             } else if matches!(rule.action, Action::Continue)
-                || matches!(&rule.action, Action::Nat(n) if !n.is_destination())
                 || (matches!(rule.action, Action::Mark(_)) && !u.marks.exact())
                 || matches!(&rule.action, Action::Mark(rw) if self.stage.voids(rw))
             {
@@ -1523,10 +2029,7 @@ impl<'r> Builder<'r> {
                     Action::Return => push_all(&mut pieces, Fate::Return),
                     Action::Continue => {}
                     Action::Mark(_) => push_all(&mut pieces, Fate::Mark(key.0, key.1)),
-                    // A destination translation: not followed yet, so its
-                    // packets' fate is unknown, named by this rule. (Source
-                    // translations continue, above.)
-                    Action::Nat(_) => push_all(&mut pieces, Fate::Unknown),
+                    Action::Nat(_) => push_all(&mut pieces, Fate::Nat(key.0, key.1)),
                     Action::Jump { target } | Action::Goto { target } => {
                         let goto = matches!(rule.action, Action::Goto { .. });
                         let t = target.0;

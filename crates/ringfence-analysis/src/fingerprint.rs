@@ -107,6 +107,7 @@ fn status_name(s: Status) -> &'static str {
         Status::Partial => "partial",
         Status::Blocked => "blocked",
         Status::Unknown => "unknown",
+        Status::Redirected => "redirected",
     }
 }
 

@@ -785,7 +785,7 @@ impl Incremental {
             enforced_at: None,
         };
         let e = Engine::new(&sub, self.u.clone());
-        let mut r = render_merged(&e, vec![(m.b.clone(), (None, m.key.1))], zones, 1)
+        let mut r = render_merged(&e, vec![(m.b.clone(), (None, m.key.1, None))], zones, 1)
             .pop()
             .expect("one region");
         if let Some(k) = &m.key.0 {
@@ -1789,7 +1789,7 @@ type RuleRefS = String;
 fn region_items(engine: &Engine<'_>, outs: Vec<crate::engine::Outcome>) -> Vec<(PBox, RKey)> {
     crate::verify::outcome_boxes(engine, &outs)
         .into_iter()
-        .map(|(b, (k, certain))| (b, (k.map(|k| engine.rule_ref(k).to_string()), certain)))
+        .map(|(b, (k, certain, _))| (b, (k.map(|k| engine.rule_ref(k).to_string()), certain)))
         .collect()
 }
 
@@ -1871,6 +1871,9 @@ fn corners(b: &PBox) -> Vec<PBox> {
                         mac_src: pick(&x.mac_src, k + 2),
                     })
                 }),
+                nat: b.nat,
+                odst: b.odst.clone(),
+                odport: b.odport.clone(),
             });
         }
     }

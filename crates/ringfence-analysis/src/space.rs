@@ -61,6 +61,58 @@ pub struct PBox {
     /// value of each, so a box of a ruleset that tests none of them costs
     /// one null pointer more.
     pub x: Extra,
+    /// The address translations the packet's connection has, as a bit set
+    /// over the four [`nat`] states (conntrack's `--ctstate DNAT/SNAT`,
+    /// nft `ct status dnat/snat`).
+    pub nat: u8,
+    /// The connection's original destination (conntrack's original tuple,
+    /// `--ctorigdst`): restricted only in boxes whose every packet had its
+    /// destination translated ([`nat::DNAT_ANY`]); for the others it is
+    /// the current destination and the field is left full (see
+    /// [`nat`] for the invariant).
+    pub odst: ISet<u128>,
+    /// The connection's original destination port (`--ctorigdstport`),
+    /// with the same rule as [`PBox::odst`].
+    pub odport: ISet<u16>,
+}
+
+/// The address-translation states a connection can be in (bits of
+/// [`PBox::nat`]). A first packet enters without translation; a DNAT or
+/// REDIRECT in prerouting or output sets `DNAT`, an SNAT or MASQUERADE in
+/// postrouting or input sets `SNAT`. A packet of an existing connection may
+/// be in any state. The bits are those of the model's `CtNat` (bit
+/// `snat | dnat << 1`).
+///
+/// Invariant: a box restricts [`PBox::odst`] and [`PBox::odport`] only
+/// when its `nat` bits are within [`nat::DNAT_ANY`] (every packet's
+/// destination was translated); otherwise the original destination is the
+/// current one and those fields stay full. [`PBox::subtract`] splits the
+/// `nat` bits before the original destination, which keeps it.
+pub mod nat {
+    /// No translation.
+    pub const NONE: u8 = 1;
+    /// Source translated only.
+    pub const SNAT: u8 = 2;
+    /// Destination translated only.
+    pub const DNAT: u8 = 4;
+    /// Both translated.
+    pub const BOTH: u8 = 8;
+    /// Every state.
+    pub const ALL: u8 = 15;
+    /// The states with a translated destination.
+    pub const DNAT_ANY: u8 = DNAT | BOTH;
+    /// The states with a translated source.
+    pub const SNAT_ANY: u8 = SNAT | BOTH;
+    /// The states after a destination translation, from states `s`.
+    pub fn add_dnat(s: u8) -> u8 {
+        (if s & (NONE | DNAT) != 0 { DNAT } else { 0 })
+            | (if s & (SNAT | BOTH) != 0 { BOTH } else { 0 })
+    }
+    /// The states after a source translation, from states `s`.
+    pub fn add_snat(s: u8) -> u8 {
+        (if s & (NONE | SNAT) != 0 { SNAT } else { 0 })
+            | (if s & (DNAT | BOTH) != 0 { BOTH } else { 0 })
+    }
 }
 
 fn overlaps<T: Ord + Copy>(a: &[(T, T)], b: &[(T, T)]) -> bool {
@@ -109,7 +161,31 @@ impl PBox {
             ctmark: u.marks.all_conn(),
             ct0: u.marks.all_conn(),
             x: None,
+            nat: nat::ALL,
+            odst: fam_full(fam),
+            odport: ISet::full(),
         }
+    }
+
+    /// Whether every packet of the box had its destination translated by
+    /// a rule of the ruleset: a first packet (state NEW) whose connection
+    /// is in a DNAT state. Its [`PBox::odst`] and [`PBox::odport`] then
+    /// hold the destination it entered with.
+    pub fn translated(&self) -> bool {
+        self.ct == CtStates::NEW && self.nat != 0 && self.nat & !nat::DNAT_ANY == 0
+    }
+
+    /// The box named as its packets entered the ruleset: for a
+    /// [translated](PBox::translated) box, the original destination and
+    /// port in place of the current ones (and those fields full again);
+    /// any other box as it is.
+    pub fn as_entered(mut self) -> PBox {
+        if self.translated() {
+            self.dst = std::mem::replace(&mut self.odst, fam_full(self.fam));
+            self.dport = std::mem::replace(&mut self.odport, ISet::full());
+            self.nat = nat::NONE;
+        }
+        self
     }
 
     /// Whether no packet is in the box.
@@ -126,6 +202,9 @@ impl PBox {
             || self.ctmark == 0
             || self.ct0 == 0
             || xf::is_empty(&self.x)
+            || self.nat == 0
+            || self.odst.is_empty()
+            || self.odport.is_empty()
     }
 
     /// Whether the boxes share a packet (no allocation).
@@ -135,6 +214,7 @@ impl PBox {
             && self.mark & o.mark != 0
             && self.ctmark & o.ctmark != 0
             && self.ct0 & o.ct0 != 0
+            && self.nat & o.nat != 0
             && overlaps(self.dst.ranges(), o.dst.ranges())
             && overlaps(self.dport.ranges(), o.dport.ranges())
             && overlaps(self.src.ranges(), o.src.ranges())
@@ -143,6 +223,8 @@ impl PBox {
             && overlaps(self.iif.ranges(), o.iif.ranges())
             && overlaps(self.oif.ranges(), o.oif.ranges())
             && xf::overlaps(&self.x, &o.x)
+            && overlaps(self.odst.ranges(), o.odst.ranges())
+            && overlaps(self.odport.ranges(), o.odport.ranges())
     }
 
     /// Intersection, or `None` when empty.
@@ -164,6 +246,9 @@ impl PBox {
             ctmark: self.ctmark & o.ctmark,
             ct0: self.ct0 & o.ct0,
             x: xf::intersect(&self.x, &o.x),
+            nat: self.nat & o.nat,
+            odst: self.odst.intersect(&o.odst),
+            odport: self.odport.intersect(&o.odport),
         })
     }
 
@@ -182,6 +267,9 @@ impl PBox {
             && self.iif.is_subset(&o.iif)
             && self.oif.is_subset(&o.oif)
             && xf::is_subset(&self.x, &o.x)
+            && self.nat & !o.nat == 0
+            && self.odst.is_subset(&o.odst)
+            && self.odport.is_subset(&o.odport)
     }
 
     /// `self \ o` as disjoint boxes (at most one per field).
@@ -220,6 +308,12 @@ impl PBox {
                 }
             };
         }
+        // The translation states before the original destination: a box
+        // that restricts the original destination has only translated
+        // states, so the rest does too before it is split (see [`nat`]).
+        split_bits!(nat);
+        split!(odst);
+        split!(odport);
         split_bits!(mark);
         split_bits!(ctmark);
         split_bits!(ct0);
@@ -332,6 +426,10 @@ pub fn subtract_all(a: &PBox, subs: &[&PBox], budget: usize) -> Option<Vec<PBox>
 pub struct IfaceUniverse {
     /// The mark values the rulesets can produce (see [`MarkSpace`]).
     pub marks: MarkSpace,
+    /// The host's own addresses (`--local`), when known: they decide after
+    /// prerouting whether a packet goes to the host (input) or through it
+    /// (forward), and what an address-type `LOCAL` test matches.
+    pub locals: Option<Locals>,
     reps: Vec<Option<String>>,
     /// For prefix-class atoms: the prefix (the empty string for "other names").
     stems: Vec<Option<String>>,
@@ -378,6 +476,13 @@ impl IfaceUniverse {
         self
     }
 
+    /// The same universe on a host whose own addresses are `addrs`
+    /// (loopback is always local and is added here).
+    pub fn with_locals(mut self, addrs: &ringfence_model::AddrSet) -> Self {
+        self.locals = Some(Locals::new(addrs));
+        self
+    }
+
     fn from_patterns(exact: &BTreeSet<String>, prefixes: &BTreeSet<String>) -> Self {
         let mut reps: Vec<Option<String>> = vec![None];
         reps.extend(exact.iter().cloned().map(Some));
@@ -412,6 +517,7 @@ impl IfaceUniverse {
         }
         Self {
             marks: MarkSpace::new(Vec::new()),
+            locals: None,
             reps,
             stems,
         }
@@ -475,6 +581,57 @@ impl IfaceUniverse {
                 .filter(|&i| set.matches(self.reps[i].as_deref()))
                 .map(|i| (i as u16, i as u16)),
         )
+    }
+}
+
+/// The host's own addresses, per family, as engine address sets
+/// (loopback included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locals {
+    /// IPv4 addresses (below 2^32).
+    pub v4: ISet<u128>,
+    /// IPv6 addresses.
+    pub v6: ISet<u128>,
+}
+
+impl Locals {
+    /// From a model address set, with 127.0.0.0/8 and ::1 added.
+    pub fn new(addrs: &ringfence_model::AddrSet) -> Self {
+        let loop4 = ISet::range(0x7f00_0000u128, 0x7fff_ffff);
+        let loop6 = ISet::single(1u128);
+        Self {
+            v4: widen(&addrs.v4).union(&loop4),
+            v6: addrs.v6.union(&loop6),
+        }
+    }
+
+    /// The loopback addresses alone (127.0.0.0/8, ::1).
+    pub fn loopback() -> Self {
+        Self::new(&ringfence_model::AddrSet::empty())
+    }
+
+    /// The local addresses of a family.
+    pub fn of(&self, fam: Fam) -> &ISet<u128> {
+        match fam {
+            Fam::V4 => &self.v4,
+            Fam::V6 => &self.v6,
+        }
+    }
+
+    /// `b` cut to local destinations, and `b` cut to the others (each
+    /// `None` when empty).
+    pub fn split_dst(&self, b: &PBox) -> (Option<PBox>, Option<PBox>) {
+        let here = self.of(b.fam);
+        let inside = b.dst.intersect(here);
+        let outside = b.dst.difference(here);
+        let with = |d: ISet<u128>| {
+            (!d.is_empty()).then(|| {
+                let mut x = b.clone();
+                x.dst = d;
+                x
+            })
+        };
+        (with(inside), with(outside))
     }
 }
 
@@ -630,6 +787,7 @@ impl MarkSpace {
             n.ct = CtStates::NEW;
             n.ct0 &= 1;
             n.ctmark &= 1;
+            n.nat &= nat::NONE;
             if !n.is_empty() {
                 out.push(n);
             }
@@ -711,6 +869,111 @@ impl MarkSpace {
     }
 }
 
+/// Protocols whose packets carry ports (a port translation applies to
+/// them only): TCP, UDP, DCCP, SCTP, UDP-Lite.
+pub const PORT_PROTOCOLS: [u8; 5] = [6, 17, 33, 132, 136];
+
+fn port_protocols() -> ISet<u8> {
+    ISet::from_ranges(PORT_PROTOCOLS.iter().map(|&p| (p, p)))
+}
+
+/// A destination translation as the engine applies it to a box: the new
+/// addresses (`None`: kept) and the new ports (`None`: kept; applied to
+/// packets of [`PORT_PROTOCOLS`] only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DstRewrite {
+    /// The new destination addresses, of the box's family.
+    pub to: Option<ISet<u128>>,
+    /// The new destination port range.
+    pub ports: Option<(u16, u16)>,
+}
+
+impl DstRewrite {
+    /// Whether the kernel chooses among several values (an address or
+    /// port range): then which one a packet gets is not determined by its
+    /// header, and each is a branch.
+    pub fn chooses(&self) -> bool {
+        self.to
+            .as_ref()
+            .is_some_and(|t| t.ranges().len() != 1 || t.ranges()[0].0 != t.ranges()[0].1)
+            || self.ports.is_some_and(|(a, b)| a != b)
+    }
+
+    /// Translate the first packets in `b` (state NEW, untranslated): the
+    /// packets that already carry the only destination the rule gives
+    /// (the kernel leaves them untranslated, without the DNAT status),
+    /// then the translated ones, which keep their entry destination in
+    /// `odst`/`odport` (see [`PBox::translated`]).
+    pub fn apply(&self, b: &PBox) -> (Vec<PBox>, Vec<PBox>) {
+        let mut same = Vec::new();
+        let mut moved = Vec::new();
+        // Ports change for port protocols only.
+        let mut parts: Vec<(PBox, bool)> = Vec::new();
+        match self.ports {
+            Some(_) => {
+                let pp = port_protocols();
+                let with = b.proto.intersect(&pp);
+                let without = b.proto.difference(&pp);
+                if !with.is_empty() {
+                    let mut x = b.clone();
+                    x.proto = with;
+                    parts.push((x, true));
+                }
+                if !without.is_empty() {
+                    let mut x = b.clone();
+                    x.proto = without;
+                    parts.push((x, false));
+                }
+            }
+            None => parts.push((b.clone(), false)),
+        }
+        for (x, ports) in parts {
+            let new_ports = if ports { self.ports } else { None };
+            // The identity part: the destination (and port) is already the
+            // one value the rule gives.
+            let mut id = x.clone();
+            let single =
+                |s: &ISet<u128>| s.ranges().len() == 1 && s.ranges()[0].0 == s.ranges()[0].1;
+            let fixed_addr = match &self.to {
+                None => true,
+                Some(t) if single(t) => {
+                    id.dst = id.dst.intersect(t);
+                    true
+                }
+                Some(_) => false,
+            };
+            let fixed_port = match new_ports {
+                None => true,
+                Some((a, b)) if a == b => {
+                    id.dport = id.dport.intersect(&ISet::single(a));
+                    true
+                }
+                Some(_) => false,
+            };
+            let rest = if fixed_addr && fixed_port && !id.is_empty() {
+                let r = x.subtract(&id);
+                same.push(id);
+                r
+            } else {
+                vec![x]
+            };
+            for mut y in rest {
+                let to = self.to.clone().unwrap_or_else(|| y.dst.clone());
+                y.odst = std::mem::replace(&mut y.dst, to);
+                y.odport = match new_ports {
+                    Some((a, b)) => std::mem::replace(&mut y.dport, ISet::range(a, b)),
+                    None => y.dport.clone(),
+                };
+                y.nat = nat::add_dnat(y.nat);
+                if !y.is_empty() {
+                    moved.push(y);
+                }
+            }
+        }
+        (same, moved)
+    }
+}
+
 /// The boxes (one per family with addresses) a match covers.
 pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Boxes {
     let mut out = Boxes::new();
@@ -740,12 +1003,22 @@ pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Boxes {
         ctmark,
         ct0: u.marks.all_conn(),
         x: m.extra.clone(),
+        nat: m.ct_nat.0 & nat::ALL,
+        odst: fam_full(fam),
+        odport: ISet::full(),
+    };
+    let mut push = |b: PBox| {
+        for b in conn_fields(m, u, b) {
+            if !b.is_empty() {
+                out.push(b);
+            }
+        }
     };
     if !m.src.v4.is_empty() && !m.dst.v4.is_empty() {
-        out.push(common(Fam::V4, widen(&m.src.v4), widen(&m.dst.v4)));
+        push(common(Fam::V4, widen(&m.src.v4), widen(&m.dst.v4)));
     }
     if !m.src.v6.is_empty() && !m.dst.v6.is_empty() {
-        out.push(common(Fam::V6, m.src.v6.clone(), m.dst.v6.clone()));
+        push(common(Fam::V6, m.src.v6.clone(), m.dst.v6.clone()));
     }
     out
 }
@@ -824,6 +1097,122 @@ pub fn flow_packets(b: PBox, which: FlowPackets) -> Boxes {
     out
 }
 
+/// A match box restricted by the match's address types and original
+/// tuple (see [`match_boxes`]): the address types to the addresses that
+/// may have them, and the original tuple, for a first packet, to its
+/// source and its destination as it entered (the current one, or the
+/// original one of a translated box: two boxes). For a later packet the
+/// model does not know the connection's direction, so the original tuple
+/// does not restrict it (the rule then may or may not match, see
+/// [`match_undecided`]).
+fn conn_fields(m: &Match, u: &IfaceUniverse, mut b: PBox) -> Boxes {
+    let mut out = Boxes::new();
+    if m.src_type.is_test() {
+        let (holds, maybe) = addr_types(m.src_type.0, b.fam, u.locals.as_ref());
+        b.src = b.src.intersect(&holds.union(&maybe));
+    }
+    if m.dst_type.is_test() {
+        let (holds, maybe) = addr_types(m.dst_type.0, b.fam, u.locals.as_ref());
+        b.dst = b.dst.intersect(&holds.union(&maybe));
+    }
+    let Some(o) = m.ct_orig.as_deref() else {
+        out.push(b);
+        return out;
+    };
+    let (osrc, odst) = match b.fam {
+        Fam::V4 => (widen(&o.src.v4), widen(&o.dst.v4)),
+        Fam::V6 => (o.src.v6.clone(), o.dst.v6.clone()),
+    };
+    let mut later = b.clone();
+    later.ct &= !CtStates::NEW;
+    let mut first = b;
+    first.ct &= CtStates::NEW;
+    if first.ct != 0 {
+        first.src = first.src.intersect(&osrc);
+        first.sport = first.sport.intersect(&o.sport);
+        let mut plain = first.clone();
+        plain.nat &= !nat::DNAT_ANY;
+        plain.dst = plain.dst.intersect(&odst);
+        plain.dport = plain.dport.intersect(&o.dport);
+        let mut moved = first;
+        moved.nat &= nat::DNAT_ANY;
+        moved.odst = moved.odst.intersect(&odst);
+        moved.odport = moved.odport.intersect(&o.dport);
+        out.extend([plain, moved]);
+    }
+    if later.ct != 0 {
+        out.push(later);
+    }
+    out
+}
+
+/// Whether a match has a part the model cannot decide for every packet
+/// it may match, so that the rule may or may not match: an address-type
+/// test on addresses whose type is not known (`LOCAL` without the host's
+/// addresses, `UNICAST` and the like for addresses routes decide), or an
+/// original-tuple test on packets other than a connection's first.
+pub fn match_undecided(m: &Match, u: &IfaceUniverse) -> bool {
+    let types = |t: ringfence_model::AddrTypes| {
+        t.is_test()
+            && [Fam::V4, Fam::V6]
+                .into_iter()
+                .any(|f| !addr_types(t.0, f, u.locals.as_ref()).1.is_empty())
+    };
+    types(m.src_type)
+        || types(m.dst_type)
+        || (m.ct_orig.is_some() && m.ct_state.0 & !CtStates::NEW & CtStates::ALL.0 != 0)
+}
+
+/// The addresses of a family whose routing type certainly is in `types`,
+/// and those whose type may or may not be: the host's addresses (and
+/// loopback) are `LOCAL`, multicast addresses `MULTICAST`, 255.255.255.255
+/// `BROADCAST`; any other address may be of any other type (a route or a
+/// subnet broadcast address decides, which the model does not know), and,
+/// when the host's addresses are not known, `LOCAL` too.
+pub fn addr_types(types: u16, fam: Fam, locals: Option<&Locals>) -> (ISet<u128>, ISet<u128>) {
+    use ringfence_model::AddrTypes as T;
+    let all = T::ALL.0;
+    let (loopback, multicast, bcast) = match fam {
+        Fam::V4 => (
+            ISet::range(0x7f00_0000u128, 0x7fff_ffff),
+            ISet::range(0xe000_0000u128, 0xefff_ffff),
+            ISet::single(0xffff_ffffu128),
+        ),
+        Fam::V6 => (
+            ISet::single(1u128),
+            ISet::range(0xff00u128 << 112, u128::MAX),
+            ISet::empty(),
+        ),
+    };
+    let local = locals.map(|l| l.of(fam).clone()).unwrap_or(loopback);
+    let multicast = multicast.difference(&local);
+    let bcast = bcast.difference(&local).difference(&multicast);
+    let other = fam_full(fam)
+        .difference(&local)
+        .difference(&multicast)
+        .difference(&bcast);
+    let other_types = if locals.is_some() {
+        all & !(T::LOCAL | T::MULTICAST)
+    } else {
+        all & !T::MULTICAST
+    };
+    let mut holds = ISet::empty();
+    let mut maybe = ISet::empty();
+    for (set, possible) in [
+        (local, T::LOCAL),
+        (multicast, T::MULTICAST),
+        (bcast, T::BROADCAST),
+        (other, other_types),
+    ] {
+        if possible & !types == 0 {
+            holds = holds.union(&set);
+        } else if possible & types != 0 {
+            maybe = maybe.union(&set);
+        }
+    }
+    (holds, maybe)
+}
+
 /// Conntrack's priority on the prerouting and output hooks: base chains
 /// there with a lower priority run before conntrack has looked at the packet.
 pub const CONNTRACK_PRIORITY: i32 = -200;
@@ -886,7 +1275,8 @@ impl Stage {
         let m = &r.matches;
         (self.0 & Self::NO_OIF != 0 && !m.oif.is_any() && u.atoms(&m.oif) != u.full())
             || (self.0 & Self::NO_IIF != 0 && !m.iif.is_any() && u.atoms(&m.iif) != u.full())
-            || (self.0 & Self::PRE_CT != 0 && m.ct_state.0 & CtStates::ALL.0 != CtStates::ALL.0)
+            || (self.0 & Self::PRE_CT != 0
+                && (m.ct_state.0 & CtStates::ALL.0 != CtStates::ALL.0 || m.ct_nat.is_test()))
             || self.never_matches(m)
             || matches!(&r.action, ringfence_model::Action::Mark(rw) if self.voids(rw))
     }
@@ -935,10 +1325,11 @@ impl Stage {
             b.iif = u.full();
         }
         if self.0 & Self::PRE_CT != 0 {
-            if b.ct & CtStates::INVALID == 0 {
+            if b.ct & CtStates::INVALID == 0 || b.nat & nat::NONE == 0 {
                 return None;
             }
             b.ct = CtStates::ALL.0;
+            b.nat = nat::ALL;
         }
         Some(b)
     }
@@ -987,6 +1378,21 @@ pub fn packet_box(p: &Packet, u: &IfaceUniverse) -> PBox {
         ctmark: u.marks.entry_conn(p.ct_state),
         ct0: u.marks.entry_conn(p.ct_state),
         x: packet_extra(p),
+        nat: entry_nat(p.ct_state),
+        odst: fam_full(fam),
+        odport: ISet::full(),
+    }
+}
+
+/// The translation states ([`nat`]) a packet in conntrack states `ct`
+/// enters with: none for a new connection's first packet (and a packet
+/// without a connection), any for a later one (its connection may have
+/// been translated).
+pub fn entry_nat(ct: u8) -> u8 {
+    if ct & (CtStates::ESTABLISHED | CtStates::RELATED) == 0 {
+        nat::NONE
+    } else {
+        nat::ALL
     }
 }
 
@@ -1504,6 +1910,93 @@ mod tests {
             vec!["10.0.0.1/32", "10.0.0.2/32"]
         );
         assert_eq!(format_addrs(Fam::V4, &fam_full(Fam::V4)), vec!["0.0.0.0/0"]);
+    }
+
+    fn tcp_to(dst: u128, dport: u16) -> PBox {
+        let u = IfaceUniverse::new(std::iter::empty::<&Ruleset>());
+        let mut b = PBox::full(Fam::V4, &u);
+        b.ct = CtStates::NEW;
+        b.nat = nat::NONE;
+        b.proto = ISet::range(6, 17);
+        b.dst = ISet::range(dst, dst + 1);
+        b.dport = ISet::single(dport);
+        b
+    }
+
+    #[test]
+    fn a_dnat_keeps_the_entry_destination_and_leaves_packets_already_there_untranslated() {
+        let rw = DstRewrite {
+            to: Some(ISet::single(0x0a00_0001)),
+            ports: Some((22, 22)),
+        };
+        assert!(!rw.chooses());
+        // 10.0.0.1-10.0.0.2 tcp..udp port 22: 10.0.0.1:22 for tcp and udp
+        // is already the target; the rest moves.
+        let b = tcp_to(0x0a00_0001, 22);
+        let (same, moved) = rw.apply(&b);
+        let port_protos = |x: &PBox| {
+            x.proto
+                .ranges()
+                .iter()
+                .all(|&(a, z)| (a..=z).all(|p| PORT_PROTOCOLS.contains(&p)))
+        };
+        // (a protocol without ports to 10.0.0.1 keeps its tuple too)
+        assert!(!same.is_empty());
+        assert!(same
+            .iter()
+            .all(|x| x.dst == ISet::single(0x0a00_0001) && x.nat == nat::NONE));
+        for x in &moved {
+            assert!(x.translated(), "{x:?}");
+            assert_eq!(x.dst, ISet::single(0x0a00_0001));
+            let entered = x.clone().as_entered();
+            assert!(entered.is_subset(&b), "{entered:?}");
+            if port_protos(x) {
+                assert_eq!(x.dport, ISet::single(22));
+            } else {
+                // Protocols without ports keep theirs.
+                assert_eq!(x.dport, x.odport);
+            }
+        }
+        // Together: every packet of `b` once.
+        let mut back: Vec<PBox> = same.clone();
+        back.extend(moved.iter().map(|x| x.clone().as_entered()));
+        let total: u128 = back
+            .iter()
+            .map(|x| set_size(&x.dst) * set_size(&x.proto))
+            .sum();
+        assert_eq!(total, set_size(&b.dst) * set_size(&b.proto));
+        // A range is a choice.
+        assert!(DstRewrite {
+            to: Some(ISet::range(1, 2)),
+            ports: None
+        }
+        .chooses());
+    }
+
+    #[test]
+    fn address_types_are_exact_for_local_with_the_host_addresses_and_may_match_without() {
+        use ringfence_model::AddrTypes as T;
+        let host = Locals::new(&ringfence_model::AddrSet::v4_prefix(
+            std::net::Ipv4Addr::new(198, 18, 0, 1),
+            32,
+        ));
+        let (holds, maybe) = addr_types(T::LOCAL, Fam::V4, Some(&host));
+        assert!(maybe.is_empty());
+        assert!(holds.contains(0xc612_0001) && holds.contains(0x7f00_0001));
+        assert!(!holds.contains(0xc612_0002));
+        // Negated: every other address, exactly.
+        let (holds, maybe) = addr_types(T::ALL.0 & !T::LOCAL, Fam::V4, Some(&host));
+        assert!(maybe.is_empty() && holds.contains(0xc612_0002) && !holds.contains(0xc612_0001));
+        // Without the host's addresses, any address but loopback and
+        // multicast may be local.
+        let (holds, maybe) = addr_types(T::LOCAL, Fam::V4, None);
+        assert!(holds.contains(0x7f00_0001) && maybe.contains(0xc612_0001));
+        assert!(!maybe.contains(0xe000_0001));
+        // UNICAST depends on routes the model does not know.
+        let (_, maybe) = addr_types(T::UNICAST, Fam::V4, Some(&host));
+        assert!(maybe.contains(0xc612_0002));
+        let (holds, maybe) = addr_types(T::MULTICAST, Fam::V4, None);
+        assert!(maybe.is_empty() && holds.contains(0xe000_0001));
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! `verify`: required flows, their replies, excess, shadowed and redundant
 //! rules, default deny — the report documented in `docs/verify-json.md`.
 
-use crate::engine::{Engine, Fate, Outcome, Settled, DEFAULT_BUDGET};
+use crate::engine::{Engine, Fate, Outcome, Settled, Xlat, DEFAULT_BUDGET};
 use crate::space::{
-    fam_full, format_addrs, format_addrs_text, format_ports, format_ports_text, format_proto,
-    format_proto_text, parse_addrs, parse_ports, parse_protos, proto_name, Fam, IfaceUniverse,
-    PBox,
+    fam_full, format_addrs, format_addrs_text, format_endpoint, format_ports, format_ports_text,
+    format_proto, format_proto_text, parse_addrs, parse_ports, parse_protos, proto_name, Fam,
+    IfaceUniverse, PBox,
 };
 use crate::space::{flow_packets, FlowPackets, ISet};
 use ipnet::IpNet;
@@ -25,6 +25,11 @@ pub enum Status {
     Blocked,
     /// A rule the model cannot evaluate decides part of the flow.
     Unknown,
+    /// A rule translates the destination of some of the flow's packets so
+    /// that they are not delivered where the flow goes (`redirected_to`
+    /// says where they go), accepted there or not; no packet's fate is
+    /// unsure.
+    Redirected,
 }
 
 /// One concrete packet.
@@ -55,6 +60,11 @@ pub struct FlowResult {
     pub replies: Status,
     /// A packet of the flow that is not accepted (null when allowed).
     pub blocked_example: Option<ExamplePacket>,
+    /// Where a destination translation sends the flow's packets instead
+    /// (`ADDR:PORT`, ranges as `A-B`), for a redirected flow; empty
+    /// otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redirected_to: Vec<String>,
     /// The rules that decide the flow's new connections.
     pub rules: Vec<String>,
     /// The rules that decide its replies.
@@ -93,6 +103,11 @@ pub struct Region {
     /// accepted: a rule the model cannot evaluate (an opaque match, an
     /// address-rewriting target) decides it.
     pub certain: bool,
+    /// When a rule translates the region's destination: where its packets
+    /// are delivered (`ADDR:PORT`); the other fields name them as they
+    /// arrive, and `rules` names the translating rule first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dnat: Option<String>,
 }
 
 impl Region {
@@ -100,7 +115,8 @@ impl Region {
     /// port 8080`, `udp 198.18.10.0/24 -> 198.18.1.53 ports all but 53`,
     /// `all but tcp, udp 198.18.10.0/24 -> 198.18.1.20` (the fields' sets
     /// through the `format_*_text` functions of [`crate::space`]; a field
-    /// that does not read back is shown as it is).
+    /// that does not read back is shown as it is), and where a destination
+    /// translation delivers it: `..., translated to 198.18.10.12:22`.
     pub fn describe(&self) -> String {
         let protos = parse_protos(&self.protocol);
         let proto = match &protos {
@@ -137,7 +153,7 @@ impl Region {
             None => items.join(", "),
         };
         format!(
-            "{proto} {}{} -> {}{}{}",
+            "{proto} {}{} -> {}{}{}{}",
             addrs(&self.sources),
             self.source_ports
                 .as_deref()
@@ -148,6 +164,10 @@ impl Region {
             self.header
                 .as_deref()
                 .map(|h| format!(" ({h})"))
+                .unwrap_or_default(),
+            self.dnat
+                .as_deref()
+                .map(|d| format!(", translated to {d}"))
                 .unwrap_or_default()
         )
     }
@@ -556,8 +576,10 @@ pub fn flow_boxes(f: &ResolvedFlow, u: &IfaceUniverse, reply: bool) -> Vec<PBox>
 /// How certain the fate of a settled region is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Certainty {
-    /// Every branch accepts.
+    /// Every branch accepts and delivers the packets where the flow goes.
     Accepted,
+    /// Every branch translates the destination away from the flow's.
+    Redirected,
     /// Every branch drops or rejects.
     Blocked,
     /// Branches differ, or one ends where the model cannot follow.
@@ -565,7 +587,32 @@ enum Certainty {
 }
 
 fn certainty(s: &Settled) -> Certainty {
-    if s.all_accept() {
+    certainty_in(s, &[])
+}
+
+/// [`certainty`] for a region of a flow whose packets are `flow`: a branch
+/// that translates the destination delivers where the flow goes when the
+/// translated packets are still among the flow's; otherwise it redirects
+/// them.
+fn certainty_in(s: &Settled, flow: &[PBox]) -> Certainty {
+    let elsewhere = |x: &Option<Xlat>| match Xlat::dnat_of(x) {
+        None => false,
+        Some((dst, dport)) => {
+            let mut d = s.b.clone();
+            d.dst = dst.clone();
+            d.dport = dport.clone();
+            let refs: Vec<&PBox> = flow.iter().filter(|f| f.overlaps(&d)).collect();
+            !matches!(crate::space::subtract_all(&d, &refs, 64), Some(v) if v.is_empty())
+        }
+    };
+    if s.outcomes
+        .iter()
+        .all(|(f, _, x)| *f != Fate::Unknown && elsewhere(x))
+    {
+        Certainty::Redirected
+    } else if s.outcomes.iter().any(|(_, _, x)| elsewhere(x)) {
+        Certainty::Unsure
+    } else if s.all_accept() {
         Certainty::Accepted
     } else if s.all_blocked() {
         Certainty::Blocked
@@ -574,23 +621,80 @@ fn certainty(s: &Settled) -> Certainty {
     }
 }
 
-/// A flow's status from its settled regions: allowed when every branch of
-/// every packet accepts, blocked when none does, partial when some packets
-/// are certainly accepted and others certainly blocked, unknown otherwise.
+/// A flow's status from its settled regions (every translation counts as
+/// a redirect).
 fn status_of(settled: &[Settled]) -> Status {
-    let has = |c: Certainty| settled.iter().any(|s| certainty(s) == c);
+    status_in(settled, &[])
+}
+
+/// A flow's status from its settled regions: allowed when every branch of
+/// every packet accepts and delivers where the flow goes, blocked when none
+/// accepts, partial when some packets are certainly accepted and others
+/// certainly blocked, redirected when the others are certainly redirected,
+/// unknown otherwise.
+fn status_in(settled: &[Settled], flow: &[PBox]) -> Status {
+    let has = |c: Certainty| settled.iter().any(|s| certainty_in(s, flow) == c);
     match (
         has(Certainty::Accepted),
         has(Certainty::Blocked),
         has(Certainty::Unsure),
+        has(Certainty::Redirected),
     ) {
-        (true, true, _) => Status::Partial,
-        (_, _, true) => Status::Unknown,
-        (true, false, false) => Status::Allowed,
-        (false, true, false) => Status::Blocked,
+        (true, true, _, _) => Status::Partial,
+        (_, _, true, _) => Status::Unknown,
+        (_, _, false, true) => Status::Redirected,
+        (true, false, false, false) => Status::Allowed,
+        (false, true, false, false) => Status::Blocked,
         // An empty flow (no address pairs of one family) has nothing to block.
-        (false, false, false) => Status::Allowed,
+        (false, false, false, false) => Status::Allowed,
     }
+}
+
+/// Where the branches of `settled` that `flow` does not receive deliver
+/// their packets, as `ADDR:PORT` (at most 10, each once, sorted).
+fn redirect_targets(settled: &[Settled], flow: &[PBox]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in settled {
+        if certainty_in(s, flow) != Certainty::Redirected {
+            continue;
+        }
+        for (_, _, x) in &s.outcomes {
+            if let Some((dst, dport)) = Xlat::dnat_of(x) {
+                let t = delivery_text(s.b.fam, dst, dport);
+                if !out.contains(&t) && out.len() < 10 {
+                    out.push(t);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A translated destination for people: `198.18.1.99:443`,
+/// `[2001:db8::1]:443`, ranges as `A-B`, any port as the address alone.
+pub fn delivery_text(fam: Fam, dst: &ISet<u128>, dport: &ISet<u16>) -> String {
+    let addr = format_addrs_text(fam, dst);
+    let one = |r: &[(u128, u128)]| r.len() == 1 && r[0].0 == r[0].1;
+    let ports = dport.ranges();
+    if dport.is_full() {
+        addr
+    } else if one(dst.ranges()) && ports.len() == 1 && ports[0].0 == ports[0].1 {
+        format_endpoint(&addr, ports[0].0)
+    } else {
+        format!("{addr} port {}", format_ports_text(dport))
+    }
+}
+
+/// The key of the destination-translating rule on a path, if any.
+fn nat_key(engine: &Engine<'_>, path: &[(u32, u32)]) -> Option<(u32, u32)> {
+    path.iter().copied().find(|&(c, r)| {
+        r != u32::MAX
+            && matches!(
+                &engine.rs.chains[c as usize].rules[r as usize].action,
+                ringfence_model::Action::Nat(rw) if rw.is_destination()
+            )
+    })
 }
 
 /// The key of the rule that decided a path: its last rule outside the
@@ -603,12 +707,13 @@ fn deciding_key(engine: &Engine<'_>, path: &[(u32, u32)]) -> Option<(u32, u32)> 
 
 /// The rules behind the settled regions `keep` selects, at most 20: for a
 /// region whose branches differ, the rule where they part first, then the
-/// deciding rule of each branch whose fate `fate` selects.
+/// deciding rule of each branch `ending` selects (after the rule that
+/// translated its destination, if one did).
 fn deciding_rules(
     engine: &Engine<'_>,
     settled: &[Settled],
     keep: impl Fn(&Settled) -> bool,
-    fate: impl Fn(Fate) -> bool,
+    ending: impl Fn(&crate::engine::Ending) -> bool,
 ) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     let add = |k: Option<(u32, u32)>, v: &mut Vec<String>| {
@@ -623,9 +728,13 @@ fn deciding_rules(
         if certainty(s) == Certainty::Unsure {
             add(s.fork, &mut v);
         }
-        for (f, path) in &s.outcomes {
-            if fate(*f) {
-                add(deciding_key(engine, path), &mut v);
+        for e in &s.outcomes {
+            if ending(e) {
+                // A translated branch: the translating rule, then the deciding one.
+                if Xlat::dnat_of(&e.2).is_some() {
+                    add(nat_key(engine, &e.1), &mut v);
+                }
+                add(deciding_key(engine, &e.1), &mut v);
             }
         }
         if v.len() >= 20 {
@@ -676,28 +785,26 @@ pub(crate) fn check_flow_in(
     f: &ResolvedFlow,
     analysed: [bool; 2],
 ) -> FlowResult {
+    // With the host's addresses known, routing picks input or forward
+    // after prerouting; packets arrive on an interface either way.
+    let split = engine.split_route(hook).is_some();
+    let entry_hook = if split { Hook::Forward } else { hook };
     let fwd: Vec<PBox> = flow_boxes(f, &engine.u, false)
         .into_iter()
         .filter(|b| fam_in(analysed, b.fam))
         .flat_map(|b| flow_packets(b, FlowPackets::Opening))
-        .map(|b| engine.restrict_to_hook(b, hook, CtStates::NEW))
+        .map(|b| engine.restrict_to_hook(b, entry_hook, CtStates::NEW))
         .collect();
-    let rh = reply_hook(hook);
-    let rev: Vec<PBox> = flow_boxes(f, &engine.u, true)
-        .into_iter()
-        .filter(|b| fam_in(analysed, b.fam))
-        .flat_map(|b| flow_packets(b, FlowPackets::Replies))
-        .map(|b| engine.restrict_to_hook(b, rh, CtStates::ESTABLISHED))
-        .collect();
-    let out = engine.classify_settled(hook, fwd);
-    let back = engine.classify_settled(rh, rev);
-    let (status, blocked_example, rules) = match &out {
+    let out = classify_new(engine, hook, &fwd);
+    let (status, blocked_example, rules, redirected_to) = match &out {
         Ok(o) => {
-            let st = status_of(o);
+            let st = status_in(o, &fwd);
+            let cert = |x: &Settled| certainty_in(x, &fwd);
             let ex = o
                 .iter()
-                .find(|x| certainty(x) == Certainty::Blocked)
-                .or_else(|| o.iter().find(|x| certainty(x) == Certainty::Unsure))
+                .find(|x| cert(x) == Certainty::Blocked)
+                .or_else(|| o.iter().find(|x| cert(x) == Certainty::Redirected))
+                .or_else(|| o.iter().find(|x| cert(x) == Certainty::Unsure))
                 .and_then(|x| example(&x.b, &engine.u));
             let rules = if st == Status::Allowed {
                 deciding_rules(engine, o, |_| true, |_| true)
@@ -705,18 +812,15 @@ pub(crate) fn check_flow_in(
                 deciding_rules(
                     engine,
                     o,
-                    |s| certainty(s) != Certainty::Accepted,
-                    |f| f != Fate::Accept,
+                    |s| cert(s) != Certainty::Accepted,
+                    |(f, _, x)| *f != Fate::Accept || Xlat::dnat_of(x).is_some(),
                 )
             };
-            (st, ex, rules)
+            (st, ex, rules, redirect_targets(o, &fwd))
         }
-        Err(_) => (Status::Unknown, None, vec![]),
+        Err(_) => (Status::Unknown, None, vec![], vec![]),
     };
-    let (replies, reply_rules) = match &back {
-        Ok(o) => (status_of(o), deciding_rules(engine, o, |_| true, |_| true)),
-        Err(_) => (Status::Unknown, vec![]),
-    };
+    let (replies, reply_rules) = check_replies(engine, hook, f, analysed, out.as_deref().ok());
     FlowResult {
         id: f.id.clone(),
         purpose: f.purpose.clone(),
@@ -727,9 +831,145 @@ pub(crate) fn check_flow_in(
         } else {
             blocked_example
         },
+        redirected_to,
         rules,
         reply_rules,
     }
+}
+
+/// A flow box without loopback addresses on either side: no packet of a
+/// flow between hosts carries one (routing drops them as martians), so with
+/// the host's addresses known they are left out (`None`: nothing is left).
+fn off_loopback(b: &PBox) -> Option<PBox> {
+    let lo = crate::space::Locals::loopback();
+    let mut x = b.clone();
+    x.src = x.src.difference(lo.of(x.fam));
+    x.dst = x.dst.difference(lo.of(x.fam));
+    (!x.is_empty()).then_some(x)
+}
+
+/// Classify a flow's first packets, settled. With the host's addresses
+/// known, the packets the host itself sends take the output path and the
+/// others arrive on the path `hook` names, split by routing.
+fn classify_new(
+    engine: &Engine<'_>,
+    hook: Hook,
+    fwd: &[PBox],
+) -> Result<Vec<Settled>, crate::engine::OverBudget> {
+    let (Some(_), Some(locals)) = (engine.split_route(hook), engine.u.locals.as_ref()) else {
+        return engine.classify_settled(hook, fwd.to_vec());
+    };
+    let (mut host, mut arriving) = (Vec::new(), Vec::new());
+    for b in fwd.iter().filter_map(off_loopback) {
+        let b = &b;
+        let here = locals.of(b.fam);
+        let (mut h, mut a) = (b.clone(), b.clone());
+        h.src = h.src.intersect(here);
+        a.src = a.src.difference(here);
+        if !h.is_empty() {
+            host.push(engine.restrict_to_hook(h, Hook::Output, CtStates::NEW));
+        }
+        if !a.is_empty() {
+            arriving.push(a);
+        }
+    }
+    let mut out = engine.classify_settled(hook, arriving)?;
+    if !host.is_empty() {
+        out.extend(engine.classify_settled(Hook::Output, host)?);
+    }
+    Ok(out)
+}
+
+/// The replies of a flow: swapped and established, on the reply path
+/// (with the host's addresses known: from the host on the output path,
+/// through it on the split path). A translated connection's replies are
+/// judged soundly, not exactly: when a rule translated the destination of
+/// some of the flow's packets, the replies come from elsewhere and are
+/// unknown (named by that rule); when one translated the source, they
+/// arrive addressed to the translated source until nat prerouting undoes
+/// it, so they are unknown if a chain before that reads the destination.
+fn check_replies(
+    engine: &Engine<'_>,
+    hook: Hook,
+    f: &ResolvedFlow,
+    analysed: [bool; 2],
+    forward: Option<&[Settled]>,
+) -> (Status, Vec<String>) {
+    let endings = || {
+        forward
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s.outcomes.iter())
+    };
+    let dnat_rules: Vec<String> = endings()
+        .filter(|(_, _, x)| Xlat::dnat_of(x).is_some())
+        .filter_map(|(_, p, _)| nat_key(engine, p))
+        .map(|k| engine.rule_ref(k).to_string())
+        .fold(Vec::new(), |mut v, r| {
+            if !v.contains(&r) {
+                v.push(r);
+            }
+            v
+        });
+    if !dnat_rules.is_empty() {
+        return (Status::Unknown, dnat_rules);
+    }
+    let snat = endings().any(|(_, _, x)| x.as_ref().is_some_and(|x| x.snat));
+    let rev: Vec<PBox> = flow_boxes(f, &engine.u, true)
+        .into_iter()
+        .filter(|b| fam_in(analysed, b.fam))
+        .flat_map(|b| flow_packets(b, FlowPackets::Replies))
+        .collect();
+    // (path, its replies)
+    let mut parts: Vec<(Hook, Vec<PBox>)> = Vec::new();
+    match (engine.split_route(hook), engine.u.locals.as_ref()) {
+        (Some(_), Some(locals)) => {
+            let (mut host, mut through) = (Vec::new(), Vec::new());
+            for b in rev.iter().filter_map(off_loopback) {
+                // A reply's source is the flow's destination.
+                let here = locals.of(b.fam);
+                let (mut h, mut t) = (b.clone(), b);
+                h.src = h.src.intersect(here);
+                t.src = t.src.difference(here);
+                if !h.is_empty() {
+                    host.push(engine.restrict_to_hook(h, Hook::Output, CtStates::ESTABLISHED));
+                }
+                if !t.is_empty() {
+                    through.push(engine.restrict_to_hook(t, Hook::Forward, CtStates::ESTABLISHED));
+                }
+            }
+            parts.push((Hook::Output, host));
+            parts.push((hook, through));
+        }
+        _ => {
+            let rh = reply_hook(hook);
+            parts.push((
+                rh,
+                rev.into_iter()
+                    .map(|b| engine.restrict_to_hook(b, rh, CtStates::ESTABLISHED))
+                    .collect(),
+            ));
+        }
+    }
+    let mut settled = Vec::new();
+    for (h, boxes) in parts {
+        if boxes.is_empty() {
+            continue;
+        }
+        if snat {
+            if let Some(k) = engine.reads_dst_before_nat(h) {
+                return (Status::Unknown, vec![engine.rule_ref(k).to_string()]);
+            }
+        }
+        match engine.classify_settled(h, boxes) {
+            Ok(v) => settled.extend(v),
+            Err(_) => return (Status::Unknown, vec![]),
+        }
+    }
+    (
+        status_of(&settled),
+        deciding_rules(engine, &settled, |_| true, |_| true),
+    )
 }
 
 /// A fast non-cryptographic hasher for merge keys (the keys are our own
@@ -899,9 +1139,10 @@ pub fn render_regions(
     )
 }
 
-/// The merge key of a region: its deciding rule's key, and whether it is
-/// certainly accepted.
-pub(crate) type RegionKey = (Option<(u32, u32)>, bool);
+/// The merge key of a region: its deciding rule's key, whether it is
+/// certainly accepted, and for a translated region the translating rule's
+/// key and where it delivers.
+pub(crate) type RegionKey = (Option<(u32, u32)>, bool, Option<((u32, u32), String)>);
 
 /// Accepted (certain) and unknown (possible) outcomes as boxes with their
 /// deciding rule's key.
@@ -909,9 +1150,15 @@ pub(crate) fn outcome_boxes(engine: &Engine<'_>, outcomes: &[Outcome]) -> Vec<(P
     outcomes
         .iter()
         .map(|o| {
+            let nat = Xlat::dnat_of(&o.xlat).map(|(dst, dport)| {
+                (
+                    nat_key(engine, &o.path).unwrap_or((u32::MAX, u32::MAX)),
+                    delivery_text(o.b.fam, dst, dport),
+                )
+            });
             (
                 o.b.clone(),
-                (deciding_key(engine, &o.path), o.fate == Fate::Accept),
+                (deciding_key(engine, &o.path), o.fate == Fate::Accept, nat),
             )
         })
         .collect()
@@ -927,10 +1174,16 @@ pub(crate) fn render_merged(
     merged
         .into_iter()
         .take(limit)
-        .map(|(b, (key, certain))| {
-            let rules = key
-                .map(|k| vec![engine.rule_ref(k).to_string()])
-                .unwrap_or_default();
+        .map(|(b, (key, certain, nat))| {
+            let mut rules: Vec<String> = Vec::new();
+            for k in nat.as_ref().map(|(k, _)| *k).into_iter().chain(key) {
+                if k.0 != u32::MAX {
+                    let r = engine.rule_ref(k).to_string();
+                    if !rules.contains(&r) {
+                        rules.push(r);
+                    }
+                }
+            }
             let zones_of = |s: &ISet<u128>| {
                 zones
                     .iter()
@@ -949,6 +1202,7 @@ pub(crate) fn render_merged(
                 destination_zones: zones_of(&b.dst),
                 rules,
                 certain,
+                dnat: nat.map(|(_, to)| to),
             }
         })
         .collect()
@@ -1004,6 +1258,23 @@ pub fn verify_families(
     hook: Hook,
     families: Vec<FamilyScope>,
 ) -> VerifyReport {
+    verify_with(rs, site, hook, families, None)
+}
+
+/// [`verify_families`] on a host whose own addresses are `locals` (`--local`;
+/// loopback is added): after prerouting, packets to those addresses go to
+/// input and the others through forward and postrouting, whatever `hook`
+/// says for the forward and input paths, and address-type `LOCAL` tests
+/// read them. Without them, `hook` names the path, and a ruleset that
+/// translates destinations on it is not OK (a translated packet may be
+/// routed to the host instead): the report says so.
+pub fn verify_with(
+    rs: &Ruleset,
+    site: &ResolvedSite,
+    hook: Hook,
+    families: Vec<FamilyScope>,
+    locals: Option<&AddrSet>,
+) -> VerifyReport {
     let status_of_fam = |name: &str| families.iter().find(|f| f.family == name).map(|f| f.status);
     let analysed = [
         status_of_fam("IPv4") == Some(FamilyStatus::Analysed),
@@ -1020,8 +1291,24 @@ pub fn verify_families(
             eprintln!("timing: {what}: {:?}", t0.elapsed());
         }
     };
-    let engine = Engine::new(rs, IfaceUniverse::new([rs]));
+    let u = IfaceUniverse::new([rs]);
+    let u = match locals {
+        Some(l) => u.with_locals(l),
+        None => u,
+    };
+    let engine = Engine::new(rs, u);
     lap("compile plans");
+    // Destination translations on a path routing would split, without the
+    // host's addresses: where a translated packet goes is not known.
+    let routing_note = (locals.is_none() && matches!(hook, Hook::Forward | Hook::Input))
+        .then(|| engine.first_dnat(hook))
+        .flatten()
+        .map(|k| {
+            format!(
+                "{} translates destinations, and without --local the host's own addresses are not known: a translated packet may be routed to the host (input) instead of through it, so the result is not OK; give --local ADDR[,ADDR...]",
+                engine.rule_ref(k)
+            )
+        });
     // Marks that are not exact fields change verdicts into unknown or
     // possible ones: say why, so the user is not left to guess.
     let marks_note = engine.u.marks.inexact.as_ref().and_then(|why| {
@@ -1061,7 +1348,14 @@ pub fn verify_families(
             .filter(|f| f.action == FlowAction::Deny)
             .flat_map(|f| flow_boxes(f, &engine.u, false))
             .filter(|b| fam_in(analysed, b.fam))
-            .map(|b| engine.restrict_to_hook(b, hook, CtStates::NEW))
+            .map(|b| {
+                let h = if engine.split_route(hook).is_some() {
+                    Hook::Forward
+                } else {
+                    hook
+                };
+                engine.restrict_to_hook(b, h, CtStates::NEW)
+            })
             .flat_map(|b| enforced_part(b, rs.enforced_at.as_ref()))
             .collect();
         let (acc, incomplete) = engine.accepted_beyond(hook, &scope, &allowed, DEFAULT_BUDGET);
@@ -1069,9 +1363,12 @@ pub fn verify_families(
         let zones = zone_sets(site);
         let merged = merge_regions(outcome_boxes(engine, &acc));
         let total = merged.len();
-        let possible = merged.iter().filter(|(_, (_, certain))| !certain).count();
+        let possible = merged
+            .iter()
+            .filter(|(_, (_, certain, _))| !certain)
+            .count();
         let excess_summary = summarize_excess(
-            merged.iter().map(|(b, (key, certain))| {
+            merged.iter().map(|(b, (key, certain, _))| {
                 (b, key.map(|k| engine.rule_ref(k).to_string()), *certain)
             }),
             &zones,
@@ -1135,7 +1432,8 @@ pub fn verify_families(
         && replies_not_allowed == 0
         && excess_total == 0
         && !incomplete
-        && families_not_covered == 0;
+        && families_not_covered == 0
+        && routing_note.is_none();
     let summary = Summary {
         flows: flows.len(),
         allowed: count(Status::Allowed),
@@ -1172,6 +1470,7 @@ pub fn verify_families(
                 .collect();
             notes.extend(enforced_at.clone());
             notes.extend(marks_note);
+            notes.extend(routing_note);
             if incomplete {
                 notes.push(format!(
                     "the excess list is incomplete: part of the scope went over the analysis budget, so more may be accepted than `excess` lists ({excess_total} region(s) found); the result is not OK"

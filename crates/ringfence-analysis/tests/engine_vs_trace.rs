@@ -445,7 +445,7 @@ proptest! {
             let fates: BTreeSet<String> = settled
                 .iter()
                 .flat_map(|s| s.outcomes.iter())
-                .map(|(f, _)| decision(*f).name().to_string())
+                .map(|(f, _, _)| decision(*f).name().to_string())
                 .collect();
             prop_assert_eq!(&fates, &decisions(&traced));
             // Uncertain exactly when the outcomes disagree or one is unknown.

@@ -3,8 +3,8 @@
 //! redirects or possibly opens traffic. The clean base is
 //! `data/exact.rules`, which opens exactly the example site's flows.
 
-use ringfence_analysis::verify::{verify, Status, VerifyReport};
-use ringfence_model::Hook;
+use ringfence_analysis::verify::{auto_families, verify, verify_with, Status, VerifyReport};
+use ringfence_model::{AddrSet, Hook};
 use ringfence_parse::{parse_ruleset, RulesetFormat};
 
 const BASE: &str = include_str!("data/exact.rules");
@@ -81,57 +81,187 @@ fn a_raw_prerouting_drop_blocks_the_workload_network() {
     insta::assert_json_snapshot!(r.summary);
 }
 
+/// The host the example rulesets run on, for `--local`: an address of the
+/// firewall itself, in no zone of the site.
+fn host() -> AddrSet {
+    AddrSet::v4_prefix("198.18.0.1".parse().unwrap(), 32)
+}
+
+/// [`run`] on the host [`host`] (`verify --local 198.18.0.1`).
+fn run_local(name: &str, text: &str, locals: &AddrSet) -> VerifyReport {
+    let rs = parse_ruleset(text, name, RulesetFormat::Auto).unwrap_or_else(|e| panic!("{e}"));
+    let site = ringfence_site::example_site().resolve();
+    let families = auto_families(&site);
+    verify_with(&rs, &site, Hook::Forward, families, Some(locals))
+}
+
+const BACKDOOR_DNAT: &str =
+    "-A PREROUTING -d 198.18.10.11/32 -p tcp --dport 8022 -j DNAT --to-destination 198.18.10.12:22";
+
 #[test]
-fn a_dnat_backdoor_with_a_ctstate_dnat_accept_is_possible_excess() {
+fn a_dnat_backdoor_with_a_ctstate_dnat_accept_is_certain_excess_naming_both_rules() {
     let text = with_forward_rule(
         "-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT",
-        &format!("{NAT_HEAD}-A PREROUTING -d 198.18.10.11/32 -p tcp --dport 8022 -j DNAT --to-destination 198.18.10.12:22\nCOMMIT\n"),
+        &format!("{NAT_HEAD}{BACKDOOR_DNAT}\nCOMMIT\n"),
     );
-    let r = run("backdoor.rules", &text);
     let dnat = line_of("backdoor.rules", &text, "-j DNAT");
     let ct = line_of("backdoor.rules", &text, "--ctstate DNAT");
-    // The redirected port is possible excess, named by the DNAT rule.
+    for r in [
+        run_local("backdoor.rules", &text, &host()),
+        run("backdoor.rules", &text),
+    ] {
+        // Everything outside the management network that asks for
+        // 198.18.10.11:8022 reaches ssh on 198.18.10.12: certain excess,
+        // named as it arrives, with where it goes and both rules.
+        let door: Vec<_> = r
+            .excess
+            .iter()
+            .filter(|e| e.dnat.as_deref() == Some("198.18.10.12:22"))
+            .collect();
+        assert_eq!(door.len(), 1, "{:#?}", r.excess);
+        let e = door[0];
+        assert!(e.certain);
+        assert_eq!(e.destinations, ["198.18.10.11/32"]);
+        assert_eq!((e.protocol.as_str(), e.ports.as_str()), ("tcp", "8022"));
+        assert_eq!(e.rules, [dnat.clone(), ct.clone()]);
+        assert!(!e.sources.iter().any(|s| s == "198.18.10.0/24"), "{e:?}");
+        assert_eq!(r.summary.possible_excess, 0);
+        // The management nodes' own connections to that port are delivered
+        // inside the management network (any port): allowed; their replies
+        // come from the rewritten address, which the model does not follow.
+        let f = flow(&r, "allow-mgmt-subnet");
+        assert_eq!(f.status, Status::Allowed);
+        assert_eq!(f.replies, Status::Unknown);
+        assert_eq!(f.reply_rules, std::slice::from_ref(&dnat));
+        assert!(!r.summary.ok);
+    }
+    let r = run_local("backdoor.rules", &text, &host());
     assert!(
-        r.excess.iter().any(|e| !e.certain
-            && e.destinations == ["198.18.10.11/32"]
-            && e.ports == "8022"
-            && e.rules == [dnat.clone()]),
-        "{:#?}",
-        r.excess
+        r.notes.iter().all(|n| !n.contains("--local")),
+        "{:?}",
+        r.notes
     );
-    // What the `--ctstate DNAT` accept may let through is possible excess
-    // too (it used to be parsed so that it never matched).
+    insta::assert_json_snapshot!(r.summary);
+    // Without --local the result is not OK for routing alone, and says so.
+    let r = run("backdoor.rules", &text);
     assert!(r
-        .excess
+        .notes
         .iter()
-        .any(|e| !e.certain && e.rules == [ct.clone()]));
-    assert!(r.excess.iter().all(|e| !e.certain));
-    assert_eq!(r.summary.possible_excess, r.summary.excess);
-    // Management nodes' own traffic to that port is translated: unknown.
-    let f = flow(&r, "allow-mgmt-subnet");
-    assert_eq!(f.status, Status::Unknown);
-    assert!(f.rules.contains(&dnat), "{:?}", f.rules);
+        .any(|n| n.starts_with(&dnat) && n.contains("--local")));
+}
+
+#[test]
+fn a_dnat_of_every_harbor_packet_makes_the_harbor_flow_redirected() {
+    let text = with_tables(&format!(
+        "{NAT_HEAD}-A PREROUTING -d 198.18.1.20/32 -j DNAT --to-destination 198.18.1.99\nCOMMIT\n"
+    ));
+    let r = run_local("harbor-dnat.rules", &text, &host());
+    let f = flow(&r, "to-harbor");
+    assert_eq!(f.status, Status::Redirected);
+    assert_eq!(f.redirected_to, ["198.18.1.99:443"]);
+    // The rewrite, then the drop that the rewritten packets meet.
+    assert_eq!(
+        f.rules,
+        [
+            line_of("harbor-dnat.rules", &text, "-j DNAT"),
+            line_of("harbor-dnat.rules", &text, "-A FORWARD -j DROP"),
+        ]
+    );
+    assert!(f.blocked_example.is_some());
+    assert_eq!(r.summary.unknown, 0);
     assert!(!r.summary.ok);
     insta::assert_json_snapshot!(r.summary);
 }
 
 #[test]
-fn a_dnat_of_every_harbor_packet_makes_the_harbor_flow_unknown() {
+fn statistic_balanced_dnat_targets_are_branches_each_followed_exactly() {
+    // kube-proxy's endpoint choice: half to .98, the rest to .99; filter
+    // accepts harbor traffic to .98 only. Each branch is exact: the flow
+    // is redirected to both, and what reaches .98 is accepted.
+    let text = with_forward_rule(
+        "-A FORWARD -d 198.18.1.98/32 -p tcp --dport 443 -j ACCEPT",
+        &format!(
+            "{NAT_HEAD}:SVC - [0:0]\n-A PREROUTING -d 198.18.1.20/32 -p tcp --dport 443 -j SVC\n\
+             -A SVC -m statistic --mode random --probability 0.5 -j DNAT --to-destination 198.18.1.98\n\
+             -A SVC -j DNAT --to-destination 198.18.1.99\nCOMMIT\n"
+        ),
+    );
+    let r = run_local("balanced.rules", &text, &host());
+    let f = flow(&r, "to-harbor");
+    assert_eq!(f.status, Status::Redirected);
+    assert_eq!(f.redirected_to, ["198.18.1.98:443", "198.18.1.99:443"]);
+    // Sources that no flow allows to .98: possible excess (one branch),
+    // named by the rule where the branches part.
+    let stat = line_of("balanced.rules", &text, "-m statistic");
+    let to98: Vec<_> = r
+        .excess
+        .iter()
+        .filter(|e| e.destinations == ["198.18.1.20/32"])
+        .collect();
+    assert!(!to98.is_empty(), "{:#?}", r.excess);
+    assert!(
+        to98.iter().all(|e| !e.certain && e.rules == [stat.clone()]),
+        "{to98:#?}"
+    );
+    assert!(!r.summary.ok);
+}
+
+#[test]
+fn with_local_addresses_a_flow_to_the_host_is_judged_by_input_and_through_it_by_forward() {
+    // The firewall is Harbor's address itself: harbor traffic goes to
+    // INPUT, whose policy drops; FORWARD's accept no longer applies.
+    let text = BASE.replace(":INPUT ACCEPT [0:0]", ":INPUT DROP [0:0]");
+    let harbor = AddrSet::v4_prefix("198.18.1.20".parse().unwrap(), 32);
+    let r = run_local("input.rules", &text, &harbor);
+    let f = flow(&r, "to-harbor");
+    assert_eq!(f.status, Status::Blocked);
+    assert_eq!(f.rules, ["policy of INPUT"]);
+    // Through the host, nothing changed.
+    assert_eq!(flow(&r, "to-vcenter").status, Status::Allowed);
+    // Without --local, the hook names the path: forward, allowed.
+    let r = run("input.rules", &text);
+    assert_eq!(flow(&r, "to-harbor").status, Status::Allowed);
+    assert!(r.summary.ok, "{:?}", r.summary);
+    // A REDIRECT of harbor traffic to the host: delivered to the host
+    // (redirected), and with INPUT dropping, not accepted.
     let text = with_tables(&format!(
-        "{NAT_HEAD}-A PREROUTING -d 198.18.1.20/32 -j DNAT --to-destination 198.18.1.99\nCOMMIT\n"
+        "{NAT_HEAD}-A PREROUTING -d 198.18.1.20/32 -p tcp --dport 443 -j REDIRECT --to-ports 8443\nCOMMIT\n"
+    ))
+    .replace(":INPUT ACCEPT [0:0]", ":INPUT DROP [0:0]");
+    let r = run_local("redirect.rules", &text, &host());
+    let f = flow(&r, "to-harbor");
+    assert_eq!(f.status, Status::Redirected);
+    assert_eq!(f.redirected_to, ["198.18.0.1:8443"]);
+    assert_eq!(f.rules.last().map(String::as_str), Some("policy of INPUT"));
+    // Without --local the host's address is not known: unknown.
+    let r = run("redirect.rules", &text);
+    assert_eq!(flow(&r, "to-harbor").status, Status::Unknown);
+}
+
+#[test]
+fn addrtype_local_reads_the_local_addresses_and_is_two_branches_without_them() {
+    // A nodeport-style DNAT of packets to the host's own address.
+    let text = with_tables(&format!(
+        "{NAT_HEAD}-A PREROUTING -m addrtype --dst-type LOCAL -p tcp --dport 443 -j DNAT --to-destination 198.18.1.99\nCOMMIT\n"
     ));
-    let r = run("harbor-dnat.rules", &text);
+    // The host is 198.18.0.1: harbor (198.18.1.20) is not local, so the
+    // rule never matches its traffic and the flow stays allowed.
+    let r = run_local("addrtype.rules", &text, &host());
+    assert_eq!(flow(&r, "to-harbor").status, Status::Allowed);
+    // The host is harbor's address: every harbor packet is rewritten.
+    let harbor = AddrSet::v4_prefix("198.18.1.20".parse().unwrap(), 32);
+    let r = run_local("addrtype.rules", &text, &harbor);
+    let f = flow(&r, "to-harbor");
+    assert_eq!(f.status, Status::Redirected, "{f:?}");
+    assert_eq!(f.redirected_to, ["198.18.1.99:443"]);
+    // Without --local the rule may or may not match: unknown, named by it.
+    let r = run("addrtype.rules", &text);
     let f = flow(&r, "to-harbor");
     assert_eq!(f.status, Status::Unknown);
     assert_eq!(
-        f.rules,
-        vec![line_of("harbor-dnat.rules", &text, "-j DNAT")]
+        f.rules.first(),
+        Some(&line_of("addrtype.rules", &text, "--dst-type LOCAL"))
     );
-    // Replies are established packets: the nat table never sees them.
-    assert_eq!(f.replies, Status::Allowed);
-    assert_eq!(r.summary.unknown, 1);
-    assert!(!r.summary.ok);
-    insta::assert_json_snapshot!(r.summary);
 }
 
 #[test]

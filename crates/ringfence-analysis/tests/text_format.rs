@@ -125,6 +125,7 @@ fn region(protocol: &str, ports: &str, sources: &[&str], destinations: &[&str]) 
         destination_zones: vec![],
         rules: vec![],
         certain: true,
+        dnat: None,
     }
 }
 

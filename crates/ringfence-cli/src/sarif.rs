@@ -81,6 +81,7 @@ fn status_str(s: Status) -> &'static str {
         Status::Partial => "partial",
         Status::Blocked => "blocked",
         Status::Unknown => "unknown",
+        Status::Redirected => "redirected",
     }
 }
 

@@ -336,3 +336,122 @@ fn batch_trace_lists_both_branches_of_a_random_drop_and_says_depends() {
     assert!(out.contains(&format!("possible: drop by {stat}")), "{out}");
     assert!(out.contains("possible: accept by "), "{out}");
 }
+
+#[test]
+fn with_local_the_dnat_cases_say_where_packets_go_and_exit_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = clean_base();
+    let run_json = |name: &str, text: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        let p = path.to_str().unwrap().to_string();
+        let mut args = vec!["verify", "--example", "--ruleset", &p, "--format", "json"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = common::run(&args);
+        assert!(code == 0 || code == 1, "{name}: exit {code}: {err}");
+        (
+            code,
+            serde_json::from_str::<serde_json::Value>(&out).expect("json"),
+            path,
+        )
+    };
+    // Harbor's traffic sent elsewhere: redirected, and where to.
+    let text = format!(
+        "{base}{NAT}-A PREROUTING -d 198.18.1.20/32 -j DNAT --to-destination 198.18.1.99\nCOMMIT\n"
+    );
+    let (code, v, _) = run_json("harbor-dnat.rules", &text, &["--local", "198.18.0.1"]);
+    assert_eq!(code, 1);
+    assert_eq!(flow_status(&v, "to-harbor"), "redirected");
+    let f = v["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "to-harbor")
+        .unwrap();
+    assert_eq!(f["redirected_to"], serde_json::json!(["198.18.1.99:443"]));
+    assert_eq!(v["summary"]["unknown"], 0);
+    // The backdoor: certain excess as the packets arrive, with the rewrite
+    // and both rules.
+    let text = format!(
+        "{}{NAT}-A PREROUTING -d 198.18.10.11/32 -p tcp --dport 8022 -j DNAT --to-destination 198.18.10.12:22\nCOMMIT\n",
+        insert_forward(&base, "-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT")
+    );
+    let (code, v, path) = run_json("dnat-backdoor.rules", &text, &["--local", "198.18.0.1"]);
+    assert_eq!(code, 1);
+    let door: Vec<&serde_json::Value> = v["excess"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["dnat"] == "198.18.10.12:22")
+        .collect();
+    assert_eq!(door.len(), 1, "{}", v["excess"]);
+    assert_eq!(door[0]["certain"], true);
+    assert_eq!(
+        door[0]["destinations"],
+        serde_json::json!(["198.18.10.11/32"])
+    );
+    assert_eq!(
+        door[0]["rules"],
+        serde_json::json!([
+            rule_at(&path, &text, "-j DNAT"),
+            rule_at(&path, &text, "--ctstate DNAT")
+        ])
+    );
+    // The text says where the region goes.
+    let (_, out, _) = common::run(&[
+        "verify",
+        "--example",
+        "--ruleset",
+        path.to_str().unwrap(),
+        "--local",
+        "198.18.0.1",
+    ]);
+    assert!(
+        out.contains("-> 198.18.10.11 port 8022, translated to 198.18.10.12:22"),
+        "{out}"
+    );
+    // A bad address is bad input.
+    let (code, _, err) = common::run(&[
+        "verify",
+        "--example",
+        "--ruleset",
+        path.to_str().unwrap(),
+        "--local",
+        "198.18.0.300",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn diff_with_local_reports_a_changed_dnat_target_as_newly_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = clean_base();
+    let write = |name: &str, to: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("{base}{NAT}-A PREROUTING -d 198.18.1.20/32 -p tcp --dport 443 -j DNAT --to-destination {to}\nCOMMIT\n"),
+        )
+        .expect("write");
+        path
+    };
+    let old = write("old.rules", "198.18.1.20:443");
+    let new = write("new.rules", "198.18.10.12:443");
+    let (code, out, err) = common::run(&[
+        "diff",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--local",
+        "198.18.0.1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let added = v["newly_allowed"].as_array().unwrap();
+    assert!(
+        added.iter().any(|r| r["dnat"] == "198.18.10.12:443"
+            && r["destinations"] == serde_json::json!(["198.18.1.20/32"])),
+        "{out}"
+    );
+}

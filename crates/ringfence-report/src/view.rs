@@ -346,6 +346,7 @@ fn status_word(s: Status) -> &'static str {
         Status::Partial => "partial",
         Status::Blocked => "blocked",
         Status::Unknown => "unknown",
+        Status::Redirected => "redirected",
     }
 }
 

@@ -380,6 +380,9 @@ fn witness_points(b: &PBox) -> impl Iterator<Item = PBox> + '_ {
                 mac_src: pick(&x.mac_src, k + 2),
             })
         }),
+        nat: b.nat,
+        odst: b.odst.clone(),
+        odport: b.odport.clone(),
     })
 }
 

@@ -5,7 +5,7 @@ use crate::cmd::verify::quote::RuleQuoter;
 use crate::cmd::verify::{status_str, write_rules};
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
-use ringfence_analysis::diff::diff;
+use ringfence_analysis::diff::diff_with;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -59,6 +59,13 @@ pub struct Args {
     /// may or may not match, and results it touches are unknown).
     #[arg(long, value_enum, default_value = "zero")]
     pub initial_mark: super::verify::InitialMark,
+    /// The host's own addresses (comma-separated, repeatable; loopback is
+    /// always included): after prerouting, packets to them (after any DNAT
+    /// or REDIRECT) go to input and the others through forward and
+    /// postrouting, whatever --hook says for the forward and input paths;
+    /// address-type `LOCAL` tests read them.
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    pub local: Vec<std::net::IpAddr>,
     /// Write the report here (atomically) instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -88,7 +95,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     } else {
         None
     };
-    let r = diff(&old, &new, args.hook.into(), site.as_ref());
+    let locals = super::verify::local_addrs(&args.local);
+    let r = diff_with(&old, &new, args.hook.into(), site.as_ref(), locals.as_ref());
     let out = match args.format {
         DiffFormat::Sarif => {
             crate::sarif::diff_sarif(&r, &old, &new, site.as_ref(), args.hook.into())

@@ -6,9 +6,7 @@ use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
 use quote::RuleQuoter;
 use ringfence_analysis::space::format_endpoint;
-use ringfence_analysis::verify::{
-    verify_families, FamilyScope, FamilyStatus, Status, VerifyReport,
-};
+use ringfence_analysis::verify::{verify_with, FamilyScope, FamilyStatus, Status, VerifyReport};
 use ringfence_model::Hook;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -66,6 +64,16 @@ pub struct Args {
     /// may or may not match, and results it touches are unknown).
     #[arg(long, value_enum, default_value = "zero")]
     pub initial_mark: InitialMark,
+    /// The host's own addresses (comma-separated, repeatable; loopback is
+    /// always included). After prerouting, packets to them (after any
+    /// DNAT or REDIRECT) go to input and the others through forward and
+    /// postrouting, whatever --hook says for the forward and input paths;
+    /// `-m addrtype --dst-type LOCAL` and nft `fib daddr type local` read
+    /// them. Without it --hook names the path, and a ruleset that
+    /// translates destinations is not OK (a translated packet may be
+    /// routed to the host instead).
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    pub local: Vec<std::net::IpAddr>,
     /// Write the report here (atomically) instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -183,7 +191,25 @@ pub(crate) fn status_str(s: Status) -> &'static str {
         Status::Partial => "partial",
         Status::Blocked => "blocked",
         Status::Unknown => "unknown",
+        Status::Redirected => "redirected",
     }
+}
+
+/// The host's addresses given with `--local`, as one set (`None`: not given).
+pub(crate) fn local_addrs(addrs: &[std::net::IpAddr]) -> Option<ringfence_model::AddrSet> {
+    if addrs.is_empty() {
+        return None;
+    }
+    Some(
+        addrs
+            .iter()
+            .fold(ringfence_model::AddrSet::empty(), |set, a| {
+                set.union(&match a {
+                    std::net::IpAddr::V4(a) => ringfence_model::AddrSet::v4_prefix(*a, 32),
+                    std::net::IpAddr::V6(a) => ringfence_model::AddrSet::v6_prefix(*a, 128),
+                })
+            }),
+    )
 }
 
 /// Run `ringfence verify`.
@@ -207,7 +233,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let uncovered = ringfence_parse::uncovered_families(&rs);
     let families = family_scopes(args.families, site_has, [uncovered.v4, uncovered.v6]);
     let hook: Hook = args.hook.into();
-    let report = verify_families(&rs, &site.resolve(), hook, families);
+    let locals = local_addrs(&args.local);
+    let report = verify_with(&rs, &site.resolve(), hook, families, locals.as_ref());
     let out = match args.format {
         VerifyFormat::Json => {
             let mut s = serde_json::to_string_pretty(&report).expect("report serializes");
@@ -319,6 +346,9 @@ fn text(r: &VerifyReport, q: &RuleQuoter) -> String {
             status_str(f.replies),
             f.id
         );
+        if !f.redirected_to.is_empty() {
+            let _ = writeln!(s, "{IN}redirected to {}", f.redirected_to.join(", "));
+        }
         if let Some(e) = &f.blocked_example {
             let _ = writeln!(
                 s,
@@ -498,6 +528,9 @@ fn junit(r: &VerifyReport) -> Result<String, CliError> {
                 status_str(f.status),
                 status_str(f.replies)
             );
+            if !f.redirected_to.is_empty() {
+                let _ = write!(msg, "; redirected to {}", f.redirected_to.join(", "));
+            }
             if let Some(e) = &f.blocked_example {
                 let _ = write!(
                     msg,

@@ -587,6 +587,7 @@ fn status_str(s: Option<Status>) -> &'static str {
         Some(Status::Allowed) => "allowed",
         Some(Status::Partial) => "partial",
         Some(Status::Blocked) => "blocked",
+        Some(Status::Redirected) => "redirected",
         Some(Status::Unknown) | None => "unknown",
     }
 }
