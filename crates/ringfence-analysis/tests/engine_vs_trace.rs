@@ -467,13 +467,24 @@ proptest! {
         for p in &pkts {
             let ds = decisions(&trace_outcomes(&tracer, p));
             let pb = packet_box(p, &engine.u);
-            // One region per connection mark the packet may enter with, at most.
+            // One region per connection mark the packet may enter with and
+            // per translation its connection may have had (a later packet's
+            // connection may have been translated), at most: `seen` holds
+            // those pairs, one bit each (connection mark i, state j: bit
+            // 4i + j).
             let regions: Vec<_> = acc.iter().filter(|o| pb.overlaps(&o.b)).collect();
+            let pairs = |ct0: u64, nat: u8| {
+                (0..16)
+                    .filter(|i| ct0 & (1 << i) != 0)
+                    .flat_map(|i| (0..4).filter(move |j| nat & (1 << j) != 0).map(move |j| 1u64 << (4 * i + j)))
+                    .fold(0u64, |a, b| a | b)
+            };
             let mut seen = 0u64;
             for o in &regions {
                 prop_assert!(pb.intersect(&o.b).unwrap().is_subset(&o.b));
-                prop_assert_eq!(seen & o.b.ct0 & pb.ct0, 0, "regions overlap at {:?}", p);
-                seen |= o.b.ct0 & pb.ct0;
+                let mine = pairs(o.b.ct0 & pb.ct0, o.b.nat & pb.nat);
+                prop_assert_eq!(seen & mine, 0, "regions overlap at {:?}", p);
+                seen |= mine;
             }
             let all_accept = ds.len() == 1 && ds.contains("accept");
             let may_accept = ds.contains("accept") || ds.contains("unknown");
@@ -481,7 +492,7 @@ proptest! {
                 prop_assert!(!may_accept, "{:?} may be accepted ({:?})", p, ds);
             } else {
                 prop_assert!(may_accept, "no branch accepts {:?}", p);
-                let certain = seen == pb.ct0 && regions.iter().all(|o| o.fate == Fate::Accept);
+                let certain = seen == pairs(pb.ct0, pb.nat) && regions.iter().all(|o| o.fate == Fate::Accept);
                 prop_assert_eq!(certain, all_accept, "certainty of {:?} ({:?})", p, ds);
             }
         }
