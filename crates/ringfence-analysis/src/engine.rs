@@ -1273,11 +1273,14 @@ impl<'a> Engine<'a> {
         if self.rs.chain(first).base.as_ref().map(|b| b.policy) != Some(Policy::Drop)
             || self.split_route(hook).is_some()
             || bases.iter().any(|c| {
-                self.stage_plan(hook, *c).pieces.iter().any(|p| match p.fate {
-                    Fate::Mark(..) => true,
-                    Fate::Nat(c, r) => self.is_dnat((c, r)),
-                    _ => false,
-                })
+                self.stage_plan(hook, *c)
+                    .pieces
+                    .iter()
+                    .any(|p| match p.fate {
+                        Fate::Mark(..) => true,
+                        Fate::Nat(c, r) => self.is_dnat((c, r)),
+                        _ => false,
+                    })
             })
         {
             return None;
