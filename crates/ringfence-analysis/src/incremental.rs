@@ -1831,14 +1831,6 @@ fn base_list(rs: &Ruleset) -> Vec<(String, Hook, i32, Policy)> {
 /// A few one-packet boxes of `b`: low and high corners and a middle point,
 /// with each conntrack state the box has.
 fn corners(b: &PBox) -> Vec<PBox> {
-    fn pick<T: ringfence_model::interval::Bound>(s: &ISet<T>, k: usize) -> ISet<T> {
-        let r = s.ranges();
-        ISet::single(match k % 3 {
-            0 => r[0].0,
-            1 => r[r.len() - 1].1,
-            _ => r[r.len() / 2].0,
-        })
-    }
     let mut out = Vec::new();
     if b.is_empty() {
         return out;
@@ -1848,33 +1840,7 @@ fn corners(b: &PBox) -> Vec<PBox> {
             continue;
         }
         for k in 0..3 {
-            out.push(PBox {
-                fam: b.fam,
-                src: pick(&b.src, k),
-                dst: pick(&b.dst, k + 1),
-                proto: pick(&b.proto, k + 2),
-                sport: pick(&b.sport, k),
-                dport: pick(&b.dport, k + 2),
-                iif: pick(&b.iif, k + 1),
-                oif: pick(&b.oif, k),
-                ct: 1 << bit,
-                mark: b.mark,
-                ctmark: b.ctmark,
-                ct0: b.ct0,
-                x: b.x.as_ref().map(|x| {
-                    Box::new(ringfence_model::ExtraFields {
-                        tcp_flags: pick(&x.tcp_flags, k),
-                        icmp: pick(&x.icmp, k + 1),
-                        length: pick(&x.length, k + 2),
-                        tos: pick(&x.tos, k),
-                        pkttype: pick(&x.pkttype, k + 1),
-                        mac_src: pick(&x.mac_src, k + 2),
-                    })
-                }),
-                nat: b.nat,
-                odst: b.odst.clone(),
-                odport: b.odport.clone(),
-            });
+            out.push(b.corner_point(k, 1 << bit));
         }
     }
     out

@@ -145,6 +145,49 @@ pub fn fam_full(fam: Fam) -> ISet<u128> {
 }
 
 impl PBox {
+    /// One concrete packet of this box, as a one-point box: field by field
+    /// the low end, the high end or a middle value (by `k`, rotated between
+    /// fields so that successive `k` mix them), with conntrack state `ct`
+    /// (one bit). Marks and the translation state are kept as they are. The
+    /// box must not be empty.
+    pub fn corner_point(&self, k: usize, ct: u8) -> PBox {
+        fn pick<T: ringfence_model::interval::Bound>(s: &ISet<T>, k: usize) -> ISet<T> {
+            let r = s.ranges();
+            ISet::single(match k % 3 {
+                0 => r[0].0,
+                1 => r[r.len() - 1].1,
+                _ => r[r.len() / 2].0,
+            })
+        }
+        PBox {
+            fam: self.fam,
+            src: pick(&self.src, k),
+            dst: pick(&self.dst, k + 1),
+            proto: pick(&self.proto, k + 2),
+            sport: pick(&self.sport, k),
+            dport: pick(&self.dport, k + 2),
+            iif: pick(&self.iif, k + 1),
+            oif: pick(&self.oif, k),
+            ct,
+            mark: self.mark,
+            ctmark: self.ctmark,
+            ct0: self.ct0,
+            x: self.x.as_ref().map(|x| {
+                Box::new(ringfence_model::ExtraFields {
+                    tcp_flags: pick(&x.tcp_flags, k),
+                    icmp: pick(&x.icmp, k + 1),
+                    length: pick(&x.length, k + 2),
+                    tos: pick(&x.tos, k),
+                    pkttype: pick(&x.pkttype, k + 1),
+                    mac_src: pick(&x.mac_src, k + 2),
+                })
+            }),
+            nat: self.nat,
+            odst: self.odst.clone(),
+            odport: self.odport.clone(),
+        }
+    }
+
     /// Every packet of `fam` (all interfaces in `u`, every state).
     pub fn full(fam: Fam, u: &IfaceUniverse) -> Self {
         Self {

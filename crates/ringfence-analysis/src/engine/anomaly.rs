@@ -336,15 +336,6 @@ impl Engine<'_> {
 /// A few concrete packets of a box (as one-point boxes): low corner, high
 /// corner, and mixed choices per field.
 fn witness_points(b: &PBox) -> impl Iterator<Item = PBox> + '_ {
-    fn pick<T: ringfence_model::interval::Bound>(s: &ISet<T>, k: usize) -> ISet<T> {
-        let r = s.ranges();
-        let v = match k % 3 {
-            0 => r[0].0,
-            1 => r[r.len() - 1].1,
-            _ => r[r.len() / 2].0,
-        };
-        ISet::single(v)
-    }
     // The state bits present, lowest first (at least one unless the box is
     // empty, which has no witness).
     let mut ct_bits = [0u8; 8];
@@ -357,33 +348,7 @@ fn witness_points(b: &PBox) -> impl Iterator<Item = PBox> + '_ {
     }
     let count = if b.is_empty() { 0 } else { 6usize };
     // Built one at a time as the caller asks: it usually stops early.
-    (0..count).map(move |k| PBox {
-        fam: b.fam,
-        src: pick(&b.src, k),
-        dst: pick(&b.dst, k + 1),
-        proto: pick(&b.proto, k + 2),
-        sport: pick(&b.sport, k),
-        dport: pick(&b.dport, k + 2),
-        iif: pick(&b.iif, k + 1),
-        oif: pick(&b.oif, k),
-        ct: ct_bits[k % n_bits],
-        mark: b.mark,
-        ctmark: b.ctmark,
-        ct0: b.ct0,
-        x: b.x.as_ref().map(|x| {
-            Box::new(ringfence_model::ExtraFields {
-                tcp_flags: pick(&x.tcp_flags, k),
-                icmp: pick(&x.icmp, k + 1),
-                length: pick(&x.length, k + 2),
-                tos: pick(&x.tos, k),
-                pkttype: pick(&x.pkttype, k + 1),
-                mac_src: pick(&x.mac_src, k + 2),
-            })
-        }),
-        nat: b.nat,
-        odst: b.odst.clone(),
-        odport: b.odport.clone(),
-    })
+    (0..count).map(move |k| b.corner_point(k, ct_bits[k % n_bits]))
 }
 
 /// Whether the one-point box `p` gets past every candidate box before `to`.
