@@ -115,23 +115,6 @@ pub mod nat {
     }
 }
 
-fn overlaps<T: Ord + Copy>(a: &[(T, T)], b: &[(T, T)]) -> bool {
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        let (a0, a1) = a[i];
-        let (b0, b1) = b[j];
-        if a0.max(b0) <= a1.min(b1) {
-            return true;
-        }
-        if a1 < b1 {
-            i += 1;
-        } else {
-            j += 1;
-        }
-    }
-    false
-}
-
 fn widen(v4: &IntervalSet<u32>) -> ISet<u128> {
     ISet::from_ranges(v4.ranges().iter().map(|&(a, b)| (a as u128, b as u128)))
 }
@@ -258,16 +241,16 @@ impl PBox {
             && self.ctmark & o.ctmark != 0
             && self.ct0 & o.ct0 != 0
             && self.nat & o.nat != 0
-            && overlaps(self.dst.ranges(), o.dst.ranges())
-            && overlaps(self.dport.ranges(), o.dport.ranges())
-            && overlaps(self.src.ranges(), o.src.ranges())
-            && overlaps(self.proto.ranges(), o.proto.ranges())
-            && overlaps(self.sport.ranges(), o.sport.ranges())
-            && overlaps(self.iif.ranges(), o.iif.ranges())
-            && overlaps(self.oif.ranges(), o.oif.ranges())
+            && self.dst.meets(&o.dst)
+            && self.dport.meets(&o.dport)
+            && self.src.meets(&o.src)
+            && self.proto.meets(&o.proto)
+            && self.sport.meets(&o.sport)
+            && self.iif.meets(&o.iif)
+            && self.oif.meets(&o.oif)
             && xf::overlaps(&self.x, &o.x)
-            && overlaps(self.odst.ranges(), o.odst.ranges())
-            && overlaps(self.odport.ranges(), o.odport.ranges())
+            && self.odst.meets(&o.odst)
+            && self.odport.meets(&o.odport)
     }
 
     /// Intersection, or `None` when empty.

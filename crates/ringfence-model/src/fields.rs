@@ -66,22 +66,6 @@ pub struct ExtraFields {
     pub mac_src: IntervalSet<u64>,
 }
 
-fn ranges_meet<T: Ord + Copy>(a: &[(T, T)], b: &[(T, T)]) -> bool {
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        let ((a0, a1), (b0, b1)) = (a[i], b[j]);
-        if a0.max(b0) <= a1.min(b1) {
-            return true;
-        }
-        if a1 < b1 {
-            i += 1;
-        } else {
-            j += 1;
-        }
-    }
-    false
-}
-
 /// Every 48-bit MAC address.
 pub fn all_macs() -> IntervalSet<u64> {
     IntervalSet::range(0, (1u64 << 48) - 1)
@@ -134,12 +118,12 @@ impl ExtraFields {
 
     /// Whether every field of `self` shares a value with `o`'s (no allocation).
     pub fn overlaps(&self, o: &Self) -> bool {
-        ranges_meet(self.tcp_flags.ranges(), o.tcp_flags.ranges())
-            && ranges_meet(self.icmp.ranges(), o.icmp.ranges())
-            && ranges_meet(self.length.ranges(), o.length.ranges())
-            && ranges_meet(self.tos.ranges(), o.tos.ranges())
-            && ranges_meet(self.pkttype.ranges(), o.pkttype.ranges())
-            && ranges_meet(self.mac_src.ranges(), o.mac_src.ranges())
+        self.tcp_flags.meets(&o.tcp_flags)
+            && self.icmp.meets(&o.icmp)
+            && self.length.meets(&o.length)
+            && self.tos.meets(&o.tos)
+            && self.pkttype.meets(&o.pkttype)
+            && self.mac_src.meets(&o.mac_src)
     }
 
     /// Whether a packet's known values are in every field: a field the

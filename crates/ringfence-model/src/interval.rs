@@ -156,6 +156,25 @@ impl<T: Bound> IntervalSet<T> {
         Self::from_ranges(self.ranges.iter().chain(other.ranges.iter()).copied())
     }
 
+    /// Whether the two sets share a value, by a linear merge that stops at
+    /// the first common range (no set is built).
+    pub fn meets(&self, other: &Self) -> bool {
+        let (a, b) = (self.ranges.as_slice(), other.ranges.as_slice());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            let ((a0, a1), (b0, b1)) = (a[i], b[j]);
+            if a0.max(b0) <= a1.min(b1) {
+                return true;
+            }
+            if a1 < b1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        false
+    }
+
     /// Intersection, by a linear merge.
     pub fn intersect(&self, other: &Self) -> Self {
         if let ([a], [b]) = (self.ranges.as_slice(), other.ranges.as_slice()) {
@@ -243,6 +262,7 @@ mod tests {
                 prop_assert_eq!(c[v], !na[v]);
                 prop_assert_eq!(d[v], na[v] && !nb[v]);
             }
+            prop_assert_eq!(a.meets(&b), (0..256).any(|v| na[v] && nb[v]));
         }
 
         #[test]
