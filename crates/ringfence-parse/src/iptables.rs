@@ -1186,6 +1186,10 @@ fn parse_rule(
         })
     };
     let mut current_module: Option<Cow<str>> = None;
+    // The address types before the current `-m addrtype`, and whether it
+    // limits its tests to one interface (then they are not global tests).
+    let mut types_before = (b.m.src_type, b.m.dst_type);
+    let mut types_limited = false;
     while i < toks.len() {
         let mut neg = false;
         let mut t = toks[i].clone();
@@ -1260,6 +1264,8 @@ fn parse_rule(
                 }
                 let v = value(i, &t)?;
                 current_module = Some(v.text.clone());
+                types_before = (b.m.src_type, b.m.dst_type);
+                types_limited = false;
                 i += 2;
                 if v.text == "conntrack" {
                     b.conntrack += 1;
@@ -1511,7 +1517,9 @@ fn parse_rule(
                 require_module(&t, &current_module, &["addrtype"], file, line)?;
                 let types = nat::addr_types(&v.text).map_err(|m| err(&v, m))?;
                 let types = if neg { types.complement() } else { types };
-                if t.text == "--src-type" {
+                if types_limited {
+                    // Part of the opaque per-interface test (below).
+                } else if t.text == "--src-type" {
                     b.m.src_type = ringfence_model::AddrTypes(b.m.src_type.0 & types.0);
                 } else {
                     b.m.dst_type = ringfence_model::AddrTypes(b.m.dst_type.0 & types.0);
@@ -1528,6 +1536,10 @@ fn parse_rule(
                     ),
                 });
                 b.m.opaque.push(Opaque { text });
+                // This module's type tests hold on one interface only: they
+                // are part of the opaque test, not global address types.
+                (b.m.src_type, b.m.dst_type) = types_before;
+                types_limited = true;
                 i += 1;
             }
             o if matches::OPTIONS.contains(&o) => {
