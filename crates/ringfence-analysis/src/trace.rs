@@ -21,8 +21,8 @@
 use crate::index::DstIndex;
 use crate::space::{Fam, MarkSpace, Stage};
 use ringfence_model::{
-    Action, AddrTypes, ChainId, CtStates, Hook, LocalAddrs, Packet, Policy, RuleRef, Ruleset,
-    Verdict,
+    Action, AddrTypes, ChainId, CtStates, Hook, LocalAddrs, NatKind, NatRewrite, Packet, Policy,
+    RuleRef, Ruleset, Verdict,
 };
 use serde::Serialize;
 use std::net::IpAddr;
@@ -31,6 +31,9 @@ use std::net::IpAddr;
 const INDEX_THRESHOLD: usize = 16;
 /// Deeper call stacks are treated as a loop (the kernel refuses loops).
 const MAX_DEPTH: usize = 128;
+/// A translation to a range of more addresses × ports than this is an
+/// `unknown` outcome (named by its rule) instead of one outcome per choice.
+pub const MAX_NAT_CHOICES: u128 = 16;
 
 /// What one branch of a packet's walk ends in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -42,8 +45,10 @@ pub enum Decision {
     Drop,
     /// Rejected.
     Reject,
-    /// Reached a target the model cannot follow (DNAT, REDIRECT, a queue,
-    /// an unknown extension, a jump loop): anything may happen.
+    /// Reached a target the model cannot follow (a queue, an unknown
+    /// extension, a jump loop, a translation to too many choices, REDIRECT
+    /// without the host's addresses, a source translation that a later base
+    /// chain reads): anything may happen.
     Unknown,
 }
 
@@ -126,12 +131,75 @@ pub struct TraceOutcome {
     /// The path the branch took, named by its filter hook (input, forward
     /// or output; see [`Hook::path`]).
     pub path: Hook,
-    /// The rewritten destination (`IP:PORT`); always `None` until address
-    /// rewrites are modelled (a DNAT is an `unknown` outcome today).
+    /// The rewritten destination (`IP:PORT`, `[IP]:PORT` for IPv6) when a
+    /// DNAT or REDIRECT changed it on this branch.
     pub dnat: Option<String>,
-    /// The rewritten source (`IP[:PORT]` or `masquerade`); always `None`
-    /// until address rewrites are modelled (source NAT continues unseen).
+    /// The rewritten source (`IP[:PORT]` or `masquerade`) when a SNAT or
+    /// MASQUERADE matched on this branch.
     pub snat: Option<String>,
+}
+
+/// The source translation a branch took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SnatTo {
+    /// MASQUERADE: the address of the interface the packet leaves by.
+    Masquerade,
+    /// SNAT to this address (and port, when the rule gives one and the
+    /// protocol has ports).
+    To(IpAddr, Option<u16>),
+}
+
+impl std::fmt::Display for SnatTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            SnatTo::Masquerade => f.write_str("masquerade"),
+            SnatTo::To(a, None) => write!(f, "{a}"),
+            SnatTo::To(a, Some(p)) => write!(f, "{}", std::net::SocketAddr::new(a, p)),
+        }
+    }
+}
+
+/// The translations one branch of a packet took: what its outcome reports
+/// and what later stages see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Xlat {
+    /// The rewritten destination and port (DNAT, REDIRECT), when it changed.
+    pub dnat: Option<(IpAddr, u16)>,
+    /// The source translation (SNAT, MASQUERADE).
+    pub snat: Option<SnatTo>,
+    /// The rule that translated the source (a later base chain that reads
+    /// the source makes the branch unknown, named by it).
+    snat_rule: Option<(u32, u32)>,
+    /// The destination and port the packet entered with, when `dnat` is set
+    /// (conntrack's original tuple).
+    odst: Option<(IpAddr, u16)>,
+}
+
+impl Xlat {
+    /// The rewritten destination as outputs show it: `IP:PORT`, or
+    /// `[IP]:PORT` for IPv6.
+    pub fn dnat_text(&self) -> Option<String> {
+        self.dnat
+            .map(|(a, p)| std::net::SocketAddr::new(a, p).to_string())
+    }
+
+    /// The source translation as outputs show it: `IP[:PORT]` or `masquerade`.
+    pub fn snat_text(&self) -> Option<String> {
+        self.snat.map(|s| s.to_string())
+    }
+
+    /// The packet as later stages see it: the destination rewritten.
+    fn apply<'p>(&self, p: &'p Packet) -> std::borrow::Cow<'p, Packet> {
+        match self.dnat {
+            Some((a, port)) => {
+                let mut q = p.clone();
+                q.dst = a;
+                q.dport = port;
+                std::borrow::Cow::Owned(q)
+            }
+            None => std::borrow::Cow::Borrowed(p),
+        }
+    }
 }
 
 /// An outcome as keys: what [`Tracer::trace_with`] leaves in its scratch.
@@ -142,6 +210,11 @@ pub struct RawOutcome {
     /// The deciding `(chain, rule)` key (rule `u32::MAX` for a chain
     /// policy), as [`Tracer::rule_ref`] reads it.
     pub rule: Option<(u32, u32)>,
+    /// The path the branch took (after prerouting, routing by the rewritten
+    /// destination when the host's addresses are known).
+    pub path: Hook,
+    /// The translations the branch took.
+    pub xlat: Xlat,
 }
 
 /// The fate of one packet on one path.
@@ -187,8 +260,9 @@ pub struct Tracer<'a> {
     local: Option<LocalAddrs>,
 }
 
-/// Packet mark and connection mark of one branch.
-type St = (u32, u32);
+/// Packet mark, connection mark and translations of one branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct St(u32, u32, Xlat);
 
 /// A rule's IPv4 match in 28 bytes, so the walk over candidate rules reads a
 /// dense array instead of the model's rules. Each field holds the hull of
@@ -221,26 +295,35 @@ fn types_decided(t: AddrTypes) -> bool {
 }
 
 /// Whether a connection's first packet passes the rule's tests on the
-/// connection: its original tuple is the packet as it entered (this walk
-/// rewrites no address), and it has had no translation this walk follows
-/// (see `nat_decided`). For other packets the tests are the rule's
-/// may-match part and pass here.
-fn conn_holds(m: &ringfence_model::Match, p: &Packet) -> bool {
+/// connection: its original tuple is the packet as it entered (`entry`:
+/// its destination and port before a DNAT of this branch; the source is
+/// never rewritten before a rule reads it, see `Tracer::branches`), and its
+/// destination translation status is whether this branch took one (see
+/// `nat_decided`). For other packets the tests are the rule's may-match
+/// part and pass here.
+fn conn_holds(m: &ringfence_model::Match, p: &Packet, entry: Option<(IpAddr, u16)>) -> bool {
     if p.ct_state != CtStates::NEW {
         return true;
     }
+    let (odst, odport) = entry.unwrap_or((p.dst, p.dport));
     m.ct_orig
         .as_ref()
-        .is_none_or(|o| o.holds(p.src, p.dst, p.sport, p.dport))
-        && (!m.ct_nat.is_test() || !nat_decided(m.ct_nat) || m.ct_nat.contains(false, false))
+        .is_none_or(|o| o.holds(p.src, odst, p.sport, odport))
+        && (!m.ct_nat.is_test()
+            || !nat_decided(m.ct_nat)
+            || m.ct_nat.contains(false, entry.is_some()))
 }
 
 /// Whether a translation test is decided for a connection's first packet
-/// on every branch this walk follows: such a branch has had no destination
-/// translation (one ends the branch as unknown) and may or may not have had
-/// a source translation, so the test must hold for both or for neither.
+/// on every branch this walk follows: a branch knows whether it took a
+/// destination translation, and a rule that reads the status may or may not
+/// see a source translation (a later chain after one makes the branch
+/// unknown), so for either destination status the test must hold with and
+/// without a source translation or with neither.
 fn nat_decided(t: ringfence_model::CtNat) -> bool {
-    t.contains(false, false) == t.contains(true, false)
+    [false, true]
+        .iter()
+        .all(|&d| t.contains(false, d) == t.contains(true, d))
 }
 
 impl Quick {
@@ -365,6 +448,11 @@ struct Walk {
     /// connection mark test holds and no rewrite reading or writing the
     /// connection mark does anything).
     stage: Stage,
+    /// The first walk met an address translation: it stops there (the
+    /// branch walk follows the rewritten packet).
+    nat_stop: bool,
+    /// The path of the branch being walked (where a REDIRECT sends it).
+    route: Option<Hook>,
 }
 
 /// Reusable buffers for [`Tracer::trace_with`], and the outcomes of the
@@ -543,9 +631,9 @@ impl<'a> Tracer<'a> {
                 .map(|o| TraceOutcome {
                     verdict: o.verdict,
                     rule: o.rule.map(|k| self.rule_ref(k)),
-                    path: hook,
-                    dnat: None,
-                    snat: None,
+                    path: o.path,
+                    dnat: o.xlat.dnat_text(),
+                    snat: o.xlat.snat_text(),
                 })
                 .collect(),
             overall: scratch.overall(),
@@ -587,22 +675,17 @@ impl<'a> Tracer<'a> {
         let w = &mut scratch.0;
         w.path.clear();
         w.forked = false;
+        w.nat_stop = false;
         w.split = None;
         w.outcomes.clear();
         w.marks.clear();
-        w.st = (0, 0);
+        w.st = St::default();
         // A later packet of a connection carries whatever connection mark
         // its earlier packets saved: each possible value is a branch.
         if p.ct_state & ringfence_model::CtStates::NEW == 0 && self.marks.conn.len() > 1 {
             w.forked = true;
         }
-        let (bases, stages) = self
-            .bases
-            .iter()
-            .zip(&self.stages)
-            .find(|((h, _), _)| *h == hook)
-            .map(|((_, v), st)| (v.as_slice(), st.as_slice()))
-            .unwrap_or((&[], &[]));
+        let (bases, stages) = self.chains_of(hook);
         let mut verdict = Verdict::Accept;
         for (&base, &stage) in bases.iter().zip(stages) {
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
@@ -610,6 +693,7 @@ impl<'a> Tracer<'a> {
             let seen = stage.packet(p);
             w.stage = stage;
             match self.eval(base, &seen, w, 0) {
+                Flow::Decided(Verdict::Accept) if w.nat_stop => break,
                 Flow::Decided(Verdict::Accept) => continue,
                 Flow::Decided(v) => {
                     verdict = v;
@@ -624,17 +708,46 @@ impl<'a> Tracer<'a> {
                 }
             }
         }
-        let last = w.path.last().copied();
+        let mut last = w.path.last().copied();
         if w.forked {
-            self.branches(bases, stages, p, w);
+            self.branches(hook, p, w);
+            // After a translation the first walk stopped: the verdict is
+            // the one every outcome agrees on, if they do.
+            if w.nat_stop {
+                if let Some(first) = w.outcomes.first().copied() {
+                    if w.outcomes.iter().all(|o| o.verdict == first.verdict) {
+                        match first.verdict {
+                            Decision::Accept => verdict = Verdict::Accept,
+                            Decision::Drop => verdict = Verdict::Drop,
+                            Decision::Reject => verdict = Verdict::Reject,
+                            Decision::Unknown => {}
+                        }
+                        if w.outcomes.iter().all(|o| o.rule == first.rule) {
+                            last = first.rule;
+                        }
+                    }
+                }
+            }
         } else {
             let rule = last.map(|k| self.group_key(k));
             w.outcomes.push(RawOutcome {
                 verdict: verdict.into(),
                 rule,
+                path: hook,
+                xlat: Xlat::default(),
             });
         }
         (verdict, last, scratch.uncertain())
+    }
+
+    /// The base chains (and their stages) of the path `hook` names.
+    fn chains_of(&self, hook: Hook) -> (&[ChainId], &[Stage]) {
+        self.bases
+            .iter()
+            .zip(&self.stages)
+            .find(|((h, _), _)| *h == hook)
+            .map(|((_, v), st)| (v.as_slice(), st.as_slice()))
+            .unwrap_or((&[], &[]))
     }
 
     /// A rule key as outcomes name it: the first model rule of its source
@@ -646,59 +759,246 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    /// Every outcome of the packet along `bases`, every branch at once.
-    fn branches(&self, bases: &[ChainId], stages: &[Stage], p: &Packet, w: &mut Walk) {
-        w.outcomes.clear();
-        let push = |w: &mut Walk, verdict: Decision, rule: Option<(u32, u32)>| {
-            let o = RawOutcome { verdict, rule };
-            if !w.outcomes.contains(&o) {
-                w.outcomes.push(o);
-            }
-        };
-        if bases.is_empty() {
-            push(w, Decision::Accept, None);
-            return;
-        }
-        // The marks with which some branch goes on.
-        let mut live: Vec<St> = if p.ct_state & ringfence_model::CtStates::NEW != 0 {
-            vec![(0, 0)]
+    /// The lowest host address (`--local`, loopback aside) of `v6`'s
+    /// family: where a REDIRECT in prerouting sends a packet.
+    fn host_address(&self, v6: bool) -> Option<IpAddr> {
+        let local = self.local.as_ref()?;
+        if v6 {
+            // Skip :: and ::1 (loopback).
+            local.addrs.v6.ranges().iter().find_map(|&(lo, hi)| {
+                let a = lo.max(2);
+                (a <= hi).then(|| IpAddr::from(std::net::Ipv6Addr::from(a)))
+            })
         } else {
-            self.marks.conn.iter().map(|&c| (0, c)).collect()
-        };
-        for (n, (&base, &stage)) in bases.iter().zip(stages).enumerate() {
-            let last = n + 1 == bases.len();
-            let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
-            let mut next: Vec<St> = Vec::new();
-            // The packet as the rules at this chain's stage see it.
-            let seen = stage.packet(p);
-            w.stage = stage;
-            for st in live {
-                for r in self.eval_from(base, &seen, w, 0, None, st, 0) {
-                    let (d, k, s2) = match r {
-                        Res::Out(d, k, s2) => (d, k, s2),
-                        Res::Return(s2) => (
-                            if policy == Some(Policy::Drop) {
-                                Decision::Drop
-                            } else {
-                                Decision::Accept
-                            },
-                            Some((base.0 as u32, u32::MAX)),
-                            s2,
-                        ),
+            // Skip 127.0.0.0/8 (loopback).
+            local.addrs.v4.ranges().iter().find_map(|&(lo, hi)| {
+                let a = if lo >> 24 == 127 { 0x8000_0000 } else { lo };
+                (a <= hi).then(|| IpAddr::from(std::net::Ipv4Addr::from(a)))
+            })
+        }
+    }
+
+    /// The outcomes of translation `n` (rule `key`) for a branch in state
+    /// `st` on packet `p` (as the nat chain sees it): the rule ends its base
+    /// chain, so each is an accept of that chain carrying the rewritten
+    /// state, one per address × port the kernel may choose; or one
+    /// `unknown` when the model cannot follow it.
+    fn translate(
+        &self,
+        n: &NatRewrite,
+        p: &Packet,
+        st: St,
+        key: (u32, u32),
+        w_route: Option<Hook>,
+    ) -> ResSet {
+        let mut out = ResSet::new();
+        let unknown = |out: &mut ResSet| out.push(Res::Out(Decision::Unknown, Some(key), st));
+        let has_ports = crate::space::PORT_PROTOCOLS.contains(&p.protocol);
+        if !n.is_destination() {
+            // A connection's source is translated once.
+            if st.2.snat.is_some() {
+                out.push(Res::Out(Decision::Accept, Some(key), st));
+                return out;
+            }
+            let snat = match (n.kind, n.addrs) {
+                (NatKind::Masquerade, _) => Some(SnatTo::Masquerade),
+                (_, Some((a, b))) if a == b => {
+                    let port = match n.ports {
+                        Some((x, y)) if x == y && has_ports => Some(x),
+                        _ => None,
                     };
-                    if d == Decision::Accept && !last {
-                        if !next.contains(&s2) {
-                            next.push(s2);
-                        }
+                    Some(SnatTo::To(a, port))
+                }
+                // A source range or no address: the choice is the
+                // kernel's, which the model does not follow.
+                _ => None,
+            };
+            match snat {
+                Some(s) => {
+                    let mut x = st.2;
+                    x.snat = Some(s);
+                    x.snat_rule = Some(key);
+                    out.push(Res::Out(Decision::Accept, Some(key), St(st.0, st.1, x)));
+                }
+                None => unknown(&mut out),
+            }
+            return out;
+        }
+        // A connection's destination is translated once.
+        if st.2.dnat.is_some() {
+            out.push(Res::Out(Decision::Accept, Some(key), st));
+            return out;
+        }
+        let v6 = p.dst.is_ipv6();
+        let (alo, ahi): (u128, u128) = match (n.kind, n.addrs) {
+            (NatKind::Redirect, _) => {
+                // Locally sent packets go to loopback; others to the
+                // host's address (the lowest of `--local` of the family).
+                let a = if w_route == Some(Hook::Output) {
+                    Some(if v6 {
+                        IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
                     } else {
-                        push(w, d, k);
+                        IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+                    })
+                } else {
+                    self.host_address(v6)
+                };
+                match a {
+                    Some(a) => (to_u128(a), to_u128(a)),
+                    None => {
+                        unknown(&mut out);
+                        return out;
                     }
                 }
             }
-            if next.is_empty() {
-                break;
+            (_, Some((a, b))) if a.is_ipv6() == v6 && b.is_ipv6() == v6 => (to_u128(a), to_u128(b)),
+            (_, Some(_)) => {
+                unknown(&mut out);
+                return out;
             }
-            live = next;
+            (_, None) => (to_u128(p.dst), to_u128(p.dst)),
+        };
+        let (plo, phi) = match n.ports {
+            Some((x, y)) if has_ports => (x, y),
+            _ => (p.dport, p.dport),
+        };
+        let choices = (ahi - alo + 1).saturating_mul(u128::from(phi - plo) + 1);
+        if ahi < alo || phi < plo || choices > MAX_NAT_CHOICES {
+            unknown(&mut out);
+            return out;
+        }
+        for a in alo..=ahi {
+            let addr = if v6 {
+                IpAddr::from(std::net::Ipv6Addr::from(a))
+            } else {
+                IpAddr::from(std::net::Ipv4Addr::from(a as u32))
+            };
+            for port in plo..=phi {
+                let mut x = st.2;
+                // A packet that already carries the address and port is
+                // left untranslated (no DNAT status), as the kernel does.
+                if (addr, port) != (p.dst, p.dport) {
+                    x.dnat = Some((addr, port));
+                    x.odst = Some((p.dst, p.dport));
+                }
+                add(
+                    &mut out,
+                    Res::Out(Decision::Accept, Some(key), St(st.0, st.1, x)),
+                );
+            }
+        }
+        out
+    }
+
+    /// Every outcome of the packet on the path `hook` names, every branch
+    /// at once. Each branch carries its marks and translations: later base
+    /// chains see its rewritten destination, and after prerouting, when the
+    /// host's addresses are known, the branch goes on by input or forward
+    /// as its (rewritten) destination says. A branch whose source was
+    /// translated and that meets another base chain (which might read the
+    /// source) is unknown, named by the translating rule.
+    fn branches(&self, hook: Hook, p: &Packet, w: &mut Walk) {
+        w.outcomes.clear();
+        let push =
+            |w: &mut Walk, verdict: Decision, rule: Option<(u32, u32)>, path: Hook, st: St| {
+                let mut xlat = st.2;
+                xlat.snat_rule = None;
+                xlat.odst = None;
+                let o = RawOutcome {
+                    verdict,
+                    rule,
+                    path,
+                    xlat,
+                };
+                if !w.outcomes.contains(&o) {
+                    w.outcomes.push(o);
+                }
+            };
+        let (bases, _) = self.chains_of(hook);
+        if bases.is_empty() {
+            push(w, Decision::Accept, None, hook, St::default());
+            return;
+        }
+        let reroute = self.local.is_some() && matches!(hook, Hook::Input | Hook::Forward);
+        // The branches still walking: marks and translations, path, and the
+        // index of the next base chain on it.
+        let mut live: Vec<(St, Hook, usize)> = if p.ct_state & ringfence_model::CtStates::NEW != 0 {
+            vec![(St::default(), hook, 0)]
+        } else {
+            self.marks
+                .conn
+                .iter()
+                .map(|&c| (St(0, c, Xlat::default()), hook, 0))
+                .collect()
+        };
+        // Breadth first, so outcomes come in the order the walk meets them;
+        // `live` keeps every state once.
+        let mut next_up = 0;
+        while let Some(&(st, mut path, n)) = live.get(next_up) {
+            next_up += 1;
+            let (mut chains, mut stages) = self.chains_of(path);
+            let Some(&base) = chains.get(n) else {
+                continue;
+            };
+            let seen_rw = st.2.apply(p);
+            // Routing after prerouting, by the destination the branch has.
+            let after_pre = |c: ChainId| {
+                self.rs.chain(c).base.as_ref().map(|b| b.hook) != Some(Hook::Prerouting)
+            };
+            let mut base = base;
+            if reroute && after_pre(base) {
+                let l = self.local.as_ref().expect("reroute needs --local");
+                let routed = if l.contains(seen_rw.dst) {
+                    Hook::Input
+                } else {
+                    Hook::Forward
+                };
+                if routed != path {
+                    path = routed;
+                    (chains, stages) = self.chains_of(path);
+                    match chains.get(n) {
+                        Some(&c) => base = c,
+                        None => continue,
+                    }
+                }
+            }
+            let stage = stages[n];
+            let last = n + 1 == chains.len();
+            if let (Some(_), Some(k)) = (st.2.snat, st.2.snat_rule) {
+                push(w, Decision::Unknown, Some(k), path, st);
+                continue;
+            }
+            let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
+            // The packet as the rules at this chain's stage see it.
+            let seen = stage.packet(&seen_rw).into_owned();
+            w.stage = stage;
+            w.route = Some(path);
+            for r in self.eval_from(base, &seen, w, 0, None, st, 0) {
+                let (d, k, s2) = match r {
+                    Res::Out(d, k, s2) => (d, k, s2),
+                    Res::Return(s2) => (
+                        if policy == Some(Policy::Drop) {
+                            Decision::Drop
+                        } else {
+                            Decision::Accept
+                        },
+                        Some((base.0 as u32, u32::MAX)),
+                        s2,
+                    ),
+                };
+                if d == Decision::Accept && !last {
+                    let next = (s2, path, n + 1);
+                    if !live.contains(&next) {
+                        live.push(next);
+                    }
+                } else {
+                    // The source translation's rule is done with: the
+                    // branch ended in this chain.
+                    let mut s3 = s2;
+                    s3.2.snat_rule = None;
+                    push(w, d, k, path, s3);
+                }
+            }
         }
     }
 
@@ -720,7 +1020,7 @@ impl<'a> Tracer<'a> {
     ) -> ResSet {
         let mut out = ResSet::new();
         if depth > MAX_DEPTH {
-            out.push(Res::Out(Decision::Unknown, jumper, (0, 0)));
+            out.push(Res::Out(Decision::Unknown, jumper, st));
             return out;
         }
         let chain = &self.rs.chains[c.0];
@@ -750,15 +1050,17 @@ impl<'a> Tracer<'a> {
             // (or goes on in a recursive walk of the rest of the chain).
             let decided = match &chain.rules[i].action {
                 Action::Continue => false,
-                Action::Nat(n) if !n.is_destination() => false,
-                Action::Nat(_) => {
-                    add(&mut out, Res::Out(Decision::Unknown, Some(key), (0, 0)));
+                Action::Nat(n) => {
+                    for r in self.translate(n, p, st, key, w.route) {
+                        add(&mut out, r);
+                    }
                     true
                 }
                 Action::Mark(_) if !self.marks.exact() => false,
                 Action::Mark(rw) if w.stage.voids(rw) => false,
                 Action::Mark(rw) => {
-                    let next = rw.apply(st.0, st.1);
+                    let (m0, m1) = rw.apply(st.0, st.1);
+                    let next = St(m0, m1, st.2);
                     if may_match {
                         for r in self.eval_from(c, p, w, depth, jumper, next, i + 1) {
                             add(&mut out, r);
@@ -774,11 +1076,11 @@ impl<'a> Tracer<'a> {
                     true
                 }
                 Action::Drop => {
-                    add(&mut out, Res::Out(Decision::Drop, Some(key), (0, 0)));
+                    add(&mut out, Res::Out(Decision::Drop, Some(key), st));
                     true
                 }
                 Action::Reject { .. } => {
-                    add(&mut out, Res::Out(Decision::Reject, Some(key), (0, 0)));
+                    add(&mut out, Res::Out(Decision::Reject, Some(key), st));
                     true
                 }
                 Action::Return => {
@@ -788,7 +1090,7 @@ impl<'a> Tracer<'a> {
                 Action::Jump { target } | Action::Goto { target } => {
                     let goto = matches!(chain.rules[i].action, Action::Goto { .. });
                     if self.unknown[target.0] {
-                        add(&mut out, Res::Out(Decision::Unknown, Some(key), (0, 0)));
+                        add(&mut out, Res::Out(Decision::Unknown, Some(key), st));
                         true
                     } else {
                         let mut returns: Vec<St> = Vec::new();
@@ -874,7 +1176,7 @@ impl<'a> Tracer<'a> {
     /// (elsewhere a mark test is opaque: the rule may or may not match).
     /// Before conntrack a connection mark test never holds.
     fn matches_slow(&self, m: &ringfence_model::Match, p: &Packet, st: St, stage: Stage) -> bool {
-        if stage.never_matches(m) || !self.types_hold(m, p) || !conn_holds(m, p) {
+        if stage.never_matches(m) || !self.types_hold(m, p) || !conn_holds(m, p, st.2.odst) {
             false
         } else if self.marks.exact() {
             m.matches_marked(p, st.0, st.1)
@@ -952,7 +1254,6 @@ impl<'a> Tracer<'a> {
                 // without a verdict changes nothing either way.
                 let no_effect = match &rule.action {
                     Action::Continue => true,
-                    Action::Nat(n) => !n.is_destination(),
                     Action::Mark(rw) => !self.marks.exact() || w.stage.voids(rw),
                     _ => false,
                 };
@@ -986,16 +1287,19 @@ impl<'a> Tracer<'a> {
                 }
                 Action::Return => break,
                 Action::Continue => {}
-                Action::Nat(n) if !n.is_destination() => {}
                 Action::Nat(_) => {
-                    // A destination translation, not followed yet: its
-                    // outcome is unknown; this walk passes over it.
+                    // An address translation ends its nat base chain; the
+                    // branch walk follows the rewritten packet from here,
+                    // so this walk stops.
                     w.forked = true;
-                    w.split.get_or_insert((c.0 as u32, q.group));
+                    w.nat_stop = true;
+                    result = Flow::Decided(Verdict::Accept);
+                    break;
                 }
                 Action::Mark(rw) => {
                     if self.marks.exact() && !w.stage.voids(rw) {
-                        w.st = rw.apply(w.st.0, w.st.1);
+                        let (m0, m1) = rw.apply(w.st.0, w.st.1);
+                        w.st = St(m0, m1, w.st.2);
                         w.marks.push((key, w.st.0, w.st.1));
                     }
                 }
@@ -1023,6 +1327,14 @@ impl<'a> Tracer<'a> {
         }
         w.buf.push(cands);
         result
+    }
+}
+
+/// An address as one number (IPv4 in the low 32 bits).
+fn to_u128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
     }
 }
 

@@ -6,7 +6,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use ringfence_analysis::packet_line;
 use ringfence_analysis::packet_line::parse_proto;
 use ringfence_analysis::space::format_endpoint;
-use ringfence_analysis::trace::{Overall, RawOutcome, TraceScratch};
+use ringfence_analysis::trace::{Overall, RawOutcome, TraceScratch, Xlat};
 use ringfence_analysis::Tracer;
 use ringfence_diag::InputError;
 #[cfg(test)]
@@ -211,9 +211,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                 "outcomes": outcomes.iter().map(|o| serde_json::json!({
                     "verdict": o.verdict.name(),
                     "rule": name(o.rule),
-                    "path": hook.to_string(),
-                    "dnat": null,
-                    "snat": null,
+                    "path": o.path.to_string(),
+                    "dnat": o.xlat.dnat_text(),
+                    "snat": o.xlat.snat_text(),
                 })).collect::<Vec<_>>(),
                 "path": keys.iter().map(|&k| tracer.rule_ref(k).to_string()).collect::<Vec<_>>(),
                 "hook": hook.to_string(),
@@ -272,7 +272,12 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                 // Every possible outcome with its deciding rule.
                 for o in outcomes {
                     let _ = match quoted(o.rule) {
-                        Some(by) => writeln!(s, "  possible: {} by {by}", o.verdict.name()),
+                        Some(by) => writeln!(
+                            s,
+                            "  possible: {}{} by {by}",
+                            o.verdict.name(),
+                            rewrite_note(o, hook)
+                        ),
                         None => writeln!(s, "  possible: {}: {no_chain}", o.verdict.name()),
                     };
                 }
@@ -282,6 +287,12 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                     Some(by) => writeln!(s, "  decided by {by}"),
                     None => writeln!(s, "  decided by no rule: {no_chain}"),
                 };
+                if let Some(o) = outcomes.first() {
+                    let note = rewrite_note(o, hook);
+                    if !note.is_empty() {
+                        let _ = writeln!(s, "  outcome:{note}");
+                    }
+                }
                 if !keys.is_empty() {
                     s.push_str("  path:\n");
                 }
@@ -383,19 +394,32 @@ fn batch_chunk(
         let from_host = parse_line(line, file, lineno, &mut p)?;
         let path = tracer.path_for(hook, from_host, &p);
         tracer.trace_with(path, &p, &mut scratch);
-        if let &[RawOutcome { verdict, rule }] = scratch.outcomes() {
+        if let &[RawOutcome {
+            verdict,
+            rule,
+            path: opath,
+            xlat,
+        }] = scratch.outcomes()
+        {
             let (c, r) = rule.unwrap_or((u32::MAX, u32::MAX));
-            let key = (c, r, (verdict as u8) << 4 | path as u8);
+            // Lines with a translation are rare: rendered each time.
+            if xlat != Xlat::default() {
+                render_line(&mut out, &scratch, |out, k| {
+                    render_name(out, &mut names, tracer, k)
+                });
+                continue;
+            }
+            let key = (c, r, (verdict as u8) << 4 | opath as u8);
             let text = single.entry(key).or_insert_with(|| {
                 let mut s = String::new();
-                render_line(&mut s, &scratch, path, |out, k| {
+                render_line(&mut s, &scratch, |out, k| {
                     render_name(out, &mut names, tracer, k)
                 });
                 s
             });
             out.push_str(text);
         } else {
-            render_line(&mut out, &scratch, path, |out, k| {
+            render_line(&mut out, &scratch, |out, k| {
                 render_name(out, &mut names, tracer, k)
             });
         }
@@ -425,7 +449,6 @@ fn render_name(
 fn render_line(
     out: &mut String,
     scratch: &TraceScratch,
-    path: Hook,
     mut name: impl FnMut(&mut String, Option<(u32, u32)>),
 ) {
     out.push_str("{\"verdict\":\"");
@@ -435,7 +458,13 @@ fn render_line(
     out.push_str(",\"uncertain\":");
     out.push_str(if scratch.uncertain() { "true" } else { "false" });
     out.push_str(",\"outcomes\":[");
-    for (i, &RawOutcome { verdict, rule }) in scratch.outcomes().iter().enumerate() {
+    for (i, o) in scratch.outcomes().iter().enumerate() {
+        let RawOutcome {
+            verdict,
+            rule,
+            path,
+            xlat,
+        } = *o;
         if i > 0 {
             out.push(',');
         }
@@ -445,11 +474,45 @@ fn render_line(
         name(out, rule);
         out.push_str(",\"path\":\"");
         out.push_str(path_name(path));
-        // Address rewrites are not modelled yet: a DNAT is an unknown
-        // outcome and source NAT continues unseen.
-        out.push_str("\",\"dnat\":null,\"snat\":null}");
+        out.push_str("\",\"dnat\":");
+        push_json_text(out, xlat.dnat_text());
+        out.push_str(",\"snat\":");
+        push_json_text(out, xlat.snat_text());
+        out.push('}');
     }
     out.push_str("]}\n");
+}
+
+/// A JSON string (`null` for none).
+fn push_json_text(out: &mut String, t: Option<String>) {
+    match t {
+        Some(t) => out.push_str(&serde_json::to_string(&t).expect("json string")),
+        None => out.push_str("null"),
+    }
+}
+
+/// What the text output says of an outcome's rewrites and path: empty when
+/// it took no translation and the path is the one the packet entered on.
+fn rewrite_note(o: &RawOutcome, entered: Hook) -> String {
+    let mut parts = Vec::new();
+    if o.path != entered {
+        parts.push(format!("path {}", o.path));
+    }
+    if let Some(d) = o.xlat.dnat_text() {
+        parts.push(format!("destination rewritten to {d}"));
+    }
+    match o.xlat.snat {
+        Some(ringfence_analysis::trace::SnatTo::Masquerade) => {
+            parts.push("source masqueraded".to_string())
+        }
+        Some(s) => parts.push(format!("source rewritten to {s}")),
+        None => {}
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
 }
 
 /// Trace every packet line of `text`; output lines are in input order.
@@ -607,12 +670,13 @@ mod tests {
         // The rate-limited LOG changes nothing: one certain outcome.
         assert_eq!(out[2]["verdict"], "accept");
         assert_eq!(out[2]["outcomes"].as_array().unwrap().len(), 1);
-        // A DNAT: one unknown outcome, named by the DNAT rule.
-        assert_eq!(out[3]["verdict"], "unknown");
-        assert_eq!(out[3]["uncertain"], true);
+        // A DNAT is followed: FORWARD sees the rewritten packet, and the
+        // outcome carries where it goes.
+        assert_eq!(out[3]["verdict"], "accept");
+        assert_eq!(out[3]["uncertain"], false);
         assert_eq!(
             out[3]["outcomes"],
-            serde_json::json!([{"verdict": "unknown", "rule": "r.rules:6", "path": "forward", "dnat": null, "snat": null}])
+            serde_json::json!([{"verdict": "accept", "rule": "r.rules:15", "path": "forward", "dnat": "10.9.9.10:80", "snat": null}])
         );
     }
 
@@ -688,7 +752,7 @@ mod tests {
     }
 
     #[test]
-    fn ctstate_dnat_and_ctorig_tests_are_decided_for_a_first_packet_without_translation() {
+    fn ctstate_dnat_and_ctorig_tests_are_decided_for_a_first_packet_with_and_without_translation() {
         let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n\
             -A PREROUTING -d 198.18.10.11/32 -p tcp --dport 8022 -j DNAT --to-destination 198.18.10.12:22\nCOMMIT\n\
             *filter\n:FORWARD DROP [0:0]\n\
@@ -723,8 +787,11 @@ mod tests {
         };
         // Not translated: `--ctstate DNAT` does not match; the policy drops.
         assert_eq!(one(0), ("drop", "policy of FORWARD"));
-        // The DNAT itself is not followed by trace yet: unknown, named by it.
-        assert_eq!(one(1), ("unknown", "r.rules:3"));
+        // Translated: FORWARD sees the DNAT status and accepts; the
+        // outcome carries the rewritten destination.
+        assert_eq!(one(1), ("accept", "r.rules:7"));
+        assert_eq!(out[1]["outcomes"][0]["dnat"], "198.18.10.12:22");
+        assert_eq!(out[1]["outcomes"][0]["snat"], serde_json::Value::Null);
         // The original tuple of a first packet is the packet itself.
         assert_eq!(one(2), ("accept", "r.rules:8"));
         assert_eq!(one(3), ("drop", "policy of FORWARD"));
