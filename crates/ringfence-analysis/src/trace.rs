@@ -641,6 +641,42 @@ impl<'a> Tracer<'a> {
         }
     }
 
+    /// Why an `unknown` outcome named by rule key `k` is unknown, when the
+    /// rule is an address translation trace does not follow (`None` for
+    /// other rules: their target is one the model cannot follow).
+    pub fn unknown_reason(&self, (c, r): (u32, u32)) -> Option<String> {
+        let rule = self.rs.chains.get(c as usize)?.rules.get(r as usize)?;
+        let Action::Nat(n) = &rule.action else {
+            return None;
+        };
+        let span = |lo: u128, hi: u128| hi.saturating_sub(lo).saturating_add(1);
+        Some(match (n.kind, n.addrs) {
+            (NatKind::Redirect, _) => {
+                "REDIRECT goes to the host's own address: give the host's addresses with --local"
+                    .to_string()
+            }
+            (NatKind::Snat, Some((a, b))) if a != b => {
+                "a source translation to a range of addresses (the kernel's choice)".to_string()
+            }
+            (NatKind::Snat, None) => {
+                "a source translation without an address (the kernel's choice)".to_string()
+            }
+            (_, Some((a, b))) if a.is_ipv6() != b.is_ipv6() => {
+                "a translation across address families".to_string()
+            }
+            (_, addrs) => {
+                let n_addrs = addrs.map_or(1, |(a, b)| span(to_u128(a), to_u128(b)));
+                let n_ports = n
+                    .ports
+                    .map_or(1, |(x, y)| span(u128::from(x), u128::from(y)));
+                format!(
+                    "a translation to {} address x port choices, more than {MAX_NAT_CHOICES} (one outcome each)",
+                    n_addrs.saturating_mul(n_ports)
+                )
+            }
+        })
+    }
+
     /// The source reference of a `(chain, rule)` key; rule `u32::MAX` is the chain policy.
     pub fn rule_ref(&self, (c, r): (u32, u32)) -> RuleRef {
         let chain = &self.rs.chains[c as usize];

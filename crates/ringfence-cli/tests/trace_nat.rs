@@ -153,4 +153,25 @@ fn an_nft_dnat_map_translates_by_element_and_a_wide_range_is_unknown() {
     );
     assert_eq!(code, 0, "{out}");
     insta::assert_snapshot!("nft_map_batch", out);
+    // The text says why the wide range is unknown.
+    let (code, text) = trace(
+        rules,
+        None,
+        &[
+            "--local",
+            "198.18.0.1",
+            "--src",
+            "198.18.0.10",
+            "--dst",
+            "198.18.32.4",
+            "--proto",
+            "tcp",
+            "--sport",
+            "40000",
+            "--dport",
+            "80",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    insta::assert_snapshot!("nft_wide_range_text", text);
 }

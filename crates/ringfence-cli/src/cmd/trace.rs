@@ -6,7 +6,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use ringfence_analysis::packet_line;
 use ringfence_analysis::packet_line::parse_proto;
 use ringfence_analysis::space::format_endpoint;
-use ringfence_analysis::trace::{Overall, RawOutcome, TraceScratch, Xlat};
+use ringfence_analysis::trace::{Decision, Overall, RawOutcome, TraceScratch, Xlat};
 use ringfence_analysis::Tracer;
 use ringfence_diag::InputError;
 #[cfg(test)]
@@ -274,9 +274,16 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                     let _ = match quoted(o.rule) {
                         Some(by) => writeln!(
                             s,
-                            "  possible: {}{} by {by}",
+                            "  possible: {}{} by {by}{}",
                             o.verdict.name(),
-                            rewrite_note(o, hook)
+                            rewrite_note(o, hook),
+                            match (o.verdict, o.rule) {
+                                (Decision::Unknown, Some(k)) => tracer
+                                    .unknown_reason(k)
+                                    .map(|r| format!("\n    why unknown: {r}"))
+                                    .unwrap_or_default(),
+                                _ => String::new(),
+                            }
                         ),
                         None => writeln!(s, "  possible: {}: {no_chain}", o.verdict.name()),
                     };
