@@ -83,6 +83,11 @@ struct Case {
     packet: Pkt,
     verdict: String,
     outcomes: Vec<Outcome>,
+    /// Why `trace` cannot tell this packet's outcomes apart (it may list
+    /// more than the kernel's, never fewer): read by the trace test only.
+    #[serde(default)]
+    #[allow(dead_code)]
+    trace_widens: Option<String>,
 }
 
 /// A packet line as `trace --packets` reads it.
