@@ -170,6 +170,9 @@ pub struct Xlat {
     /// The rule that translated the source (a later base chain that reads
     /// the source makes the branch unknown, named by it).
     snat_rule: Option<(u32, u32)>,
+    /// The rule that translated the destination (named when the new
+    /// destination routes the branch somewhere the packet line cannot say).
+    dnat_rule: Option<(u32, u32)>,
     /// The destination and port the packet entered with, when `dnat` is set
     /// (conntrack's original tuple).
     odst: Option<(IpAddr, u16)>,
@@ -258,6 +261,9 @@ pub struct Tracer<'a> {
     marks: MarkSpace,
     /// The host's own addresses (`--local`), when known.
     local: Option<LocalAddrs>,
+    /// Some rule tests the output interface: a branch a rewrite sends on
+    /// (input turned forward) needs the packet line's `oif` to be decided.
+    tests_oif: bool,
 }
 
 /// Packet mark, connection mark and translations of one branch.
@@ -540,6 +546,15 @@ impl<'a> Tracer<'a> {
         }
     }
 
+    /// Whether `dst` is the host itself: a `--local` address when they are
+    /// known (loopback included), loopback otherwise.
+    fn to_the_host(&self, dst: std::net::IpAddr) -> bool {
+        match &self.local {
+            Some(l) => l.contains(dst),
+            None => dst.is_loopback(),
+        }
+    }
+
     fn build(rs: &'a Ruleset, marks: MarkSpace, local: Option<LocalAddrs>) -> Self {
         let exact = marks.exact();
         let index = rs
@@ -596,6 +611,10 @@ impl<'a> Tracer<'a> {
             unknown: rs.chains.iter().map(|c| c.is_unknown_target()).collect(),
             marks,
             local,
+            tests_oif: rs
+                .chains
+                .iter()
+                .any(|c| c.rules.iter().any(|r| !r.matches.oif.is_any())),
         }
     }
 
@@ -916,6 +935,7 @@ impl<'a> Tracer<'a> {
                 if (addr, port) != (p.dst, p.dport) {
                     x.dnat = Some((addr, port));
                     x.odst = Some((p.dst, p.dport));
+                    x.dnat_rule = Some(key);
                 }
                 add(
                     &mut out,
@@ -939,6 +959,7 @@ impl<'a> Tracer<'a> {
             |w: &mut Walk, verdict: Decision, rule: Option<(u32, u32)>, path: Hook, st: St| {
                 let mut xlat = st.2;
                 xlat.snat_rule = None;
+                xlat.dnat_rule = None;
                 xlat.odst = None;
                 let o = RawOutcome {
                     verdict,
@@ -990,11 +1011,22 @@ impl<'a> Tracer<'a> {
                     Hook::Forward
                 };
                 if routed != path {
+                    // Sent on instead of delivered: out of an interface the
+                    // packet line does not name, which a rule tests.
+                    if routed == Hook::Forward && p.oif.is_none() && self.tests_oif {
+                        push(w, Decision::Unknown, st.2.dnat_rule, routed, st);
+                        continue;
+                    }
                     path = routed;
                     (chains, stages) = self.chains_of(path);
                     match chains.get(n) {
                         Some(&c) => base = c,
-                        None => continue,
+                        // The new path has no chain left: what got this
+                        // far is accepted (no rule of it decides).
+                        None => {
+                            push(w, Decision::Accept, None, path, st);
+                            continue;
+                        }
                     }
                 }
             }
@@ -1022,7 +1054,34 @@ impl<'a> Tracer<'a> {
                         s2,
                     ),
                 };
-                if d == Decision::Accept && !last {
+                // The last chain of the path before routing accepted a
+                // branch whose rewritten destination routes it elsewhere:
+                // it goes on by that path (or ends there if that path has
+                // no later chain).
+                let rerouted = (d == Decision::Accept && last && reroute && !after_pre(base))
+                    .then(|| {
+                        let l = self.local.as_ref().expect("reroute needs --local");
+                        if l.contains(s2.2.apply(p).dst) {
+                            Hook::Input
+                        } else {
+                            Hook::Forward
+                        }
+                    })
+                    .filter(|&routed| routed != path);
+                if let Some(routed) = rerouted {
+                    if routed == Hook::Forward && p.oif.is_none() && self.tests_oif {
+                        push(w, Decision::Unknown, s2.2.dnat_rule, routed, s2);
+                    } else if self.chains_of(routed).0.len() > n + 1 {
+                        let next = (s2, routed, n + 1);
+                        if !live.contains(&next) {
+                            live.push(next);
+                        }
+                    } else {
+                        let mut s3 = s2;
+                        s3.2.snat_rule = None;
+                        push(w, d, k, routed, s3);
+                    }
+                } else if d == Decision::Accept && !last {
                     let next = (s2, path, n + 1);
                     if !live.contains(&next) {
                         live.push(next);
@@ -1032,6 +1091,20 @@ impl<'a> Tracer<'a> {
                     // branch ended in this chain.
                     let mut s3 = s2;
                     s3.2.snat_rule = None;
+                    // A packet the host sends to itself (loopback, or one of
+                    // the --local addresses, after any rewrite) goes on
+                    // through loopback into prerouting and input, which
+                    // this walk does not follow: its acceptance here is
+                    // not its fate.
+                    let (d, k) = if d == Decision::Accept
+                        && path == Hook::Output
+                        && self.to_the_host(s3.2.apply(p).dst)
+                    {
+                        // Named by the rewrite that sent it there, if any.
+                        (Decision::Unknown, s3.2.dnat_rule.or(k))
+                    } else {
+                        (d, k)
+                    };
                     push(w, d, k, path, s3);
                 }
             }
