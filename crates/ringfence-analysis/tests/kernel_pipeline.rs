@@ -16,9 +16,8 @@
 //! decides them) in a copy of the ruleset: traced there a probe has one
 //! outcome, which the kernel must meet and which must be among the outcomes
 //! on the original (so the branches really contain the kernel's path).
-//! nat chains only ACCEPT and RETURN: address rewrites (DNAT, SNAT,
-//! MASQUERADE, REDIRECT) are generated only when [`NAT_REWRITES`] is on,
-//! which waits for the model to follow rewrites. TCP flags ([`TCP_FLAGS`])
+//! nat chains also rewrite addresses (DNAT, SNAT, MASQUERADE, REDIRECT;
+//! [`NAT_REWRITES`]), and trace is given the router's addresses. TCP flags ([`TCP_FLAGS`])
 //! and marks ([`MARKS`]) are exact fields and generated.
 //!
 //! Safety: namespaces `rf-kp<pid>-*` made by `ringfence_testkit`, addresses
@@ -35,12 +34,11 @@ use ringfence_analysis::Tracer;
 use ringfence_testkit::Need;
 use std::fmt::Write as _;
 
-/// Generate DNAT, SNAT, MASQUERADE and REDIRECT in the nat table. Off: the
-/// model does not follow address rewrites yet (such a rule makes the fate
-/// unknown, which compares with anything and proves nothing). Turn it on
-/// when `trace` reports `dnat`/`snat` in its outcomes; the harness already
-/// compares the rewritten destination and source the agents record.
-const NAT_REWRITES: bool = false;
+/// Generate DNAT, SNAT, MASQUERADE and REDIRECT in the nat table: the model
+/// follows address rewrites, `trace` reports `dnat`/`snat` in its outcomes,
+/// and the harness compares them with the rewritten destination and source
+/// the agents record (trace knows the router's addresses).
+const NAT_REWRITES: bool = true;
 /// Generate `-j MARK`/`-j CONNMARK` (set, save, restore) in mangle and raw
 /// (where, before conntrack, CONNMARK does nothing and `-m connmark` never
 /// matches) and `-m mark`/`-m connmark` matches everywhere: marks are exact
@@ -439,9 +437,9 @@ fn kernel_delivers_each_probe_as_one_of_the_pipeline_outcomes_trace_gives() {
         .unwrap_or_else(|e| {
             panic!("seed {seed} ruleset {k}: parsing the dump failed: {e}\n{dump}")
         });
-        let tracer = Tracer::new(&rs);
+        let tracer = Tracer::new(&rs).with_local(pipeline_lab::router_addrs());
         let settled_rs = pipeline_lab::resolve(&rs, &statistic);
-        let settled = Tracer::new(&settled_rs);
+        let settled = Tracer::new(&settled_rs).with_local(pipeline_lab::router_addrs());
         let probes = random_probes(&mut rng, per, &mut next_sport);
         let context = || {
             format!(

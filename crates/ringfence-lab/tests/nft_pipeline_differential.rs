@@ -12,9 +12,9 @@
 //! `numgen ... mod 1` (deterministic in the kernel, an opaque match to the
 //! model: two branches, so the kernel's fate must be among the outcomes);
 //! verdicts accept, drop, reject, jump, goto, return, continue, and user
-//! chains. nat chains only accept, return and continue: `dnat`, `snat`,
-//! `masquerade` and `redirect` are generated only when [`NAT_REWRITES`] is
-//! on, which waits for the model to follow rewrites; TCP flags
+//! chains. nat chains also rewrite addresses (`dnat`, `snat`,
+//! `masquerade`, `redirect`; [`NAT_REWRITES`]), and trace is given the
+//! router's addresses; TCP flags
 //! ([`TCP_FLAGS`]) and marks ([`MARKS`]) are exact fields and generated.
 //!
 //! The numgen matches are also settled (always or never, as the kernel
@@ -37,11 +37,11 @@ use ringfence_analysis::Tracer;
 use ringfence_testkit::Need;
 use std::fmt::Write as _;
 
-/// Generate `dnat`, `snat`, `masquerade` and `redirect` in nat chains. Off:
-/// the model does not follow address rewrites yet. Turn it on when `trace`
-/// reports `dnat`/`snat` in its outcomes; the harness already compares the
-/// rewritten destination and source the agents record.
-const NAT_REWRITES: bool = false;
+/// Generate `dnat`, `snat`, `masquerade` and `redirect` in nat chains: the
+/// model follows address rewrites, `trace` reports `dnat`/`snat` in its
+/// outcomes, and the harness compares them with the rewritten destination
+/// and source the agents record (trace knows the router's addresses).
+const NAT_REWRITES: bool = true;
 /// Generate `meta mark set`, `ct mark set` and mark matches in chains of
 /// every priority (below -200 on prerouting and output there is no
 /// connection yet: `ct mark` breaks the rule and `ct mark set` does nothing):
@@ -501,9 +501,9 @@ fn kernel_delivers_each_probe_as_one_of_the_nft_pipeline_outcomes_trace_gives() 
         let rs = ringfence_parse::nft::parse(&dump, "dump.json").unwrap_or_else(|e| {
             panic!("seed {seed} ruleset {k}: parsing the dump failed: {e}\n{dump}")
         });
-        let tracer = Tracer::new(&rs);
+        let tracer = Tracer::new(&rs).with_local(pipeline_lab::router_addrs());
         let settled_rs = pipeline_lab::resolve(&rs, &numgen_mod_1);
-        let settled = Tracer::new(&settled_rs);
+        let settled = Tracer::new(&settled_rs).with_local(pipeline_lab::router_addrs());
         let probes = random_probes(&mut rng, per, &mut next_sport);
         let router = lab.router().name.clone();
         let context = || {

@@ -41,6 +41,16 @@ pub const ROUTER_OUT: &str = "rfs0";
 pub const ROUTER_IN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The router's address on `ROUTER_OUT`.
 pub const ROUTER_OUT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+
+/// The router's own addresses, as `trace --local` takes them: after a
+/// rewrite they decide whether a packet is delivered to the router (input)
+/// or sent on (forward).
+pub fn router_addrs() -> ringfence_model::LocalAddrs {
+    ringfence_model::LocalAddrs::new([
+        std::net::IpAddr::V4(ROUTER_IN_ADDR),
+        std::net::IpAddr::V4(ROUTER_OUT_ADDR),
+    ])
+}
 /// Client hosts 198.18.0.10 .. 198.18.0.(10+HOSTS-1); servers alike in 198.18.1.0/24.
 pub const HOSTS: u8 = 8;
 /// How long a sender waits for answers: below the first SYN retransmission (1 s).
@@ -160,7 +170,10 @@ impl Probe {
             self.dport,
         );
         p.iif = (self.way != Way::Output).then(|| ROUTER_IN.to_string());
-        p.oif = (self.way != Way::Input).then(|| ROUTER_OUT.to_string());
+        // Every address a DNAT of the generated rulesets sends a packet on
+        // to is a server behind ROUTER_OUT, so an input probe rerouted to
+        // forward leaves there; before routing the stages hide it anyway.
+        p.oif = Some(ROUTER_OUT.to_string());
         p
     }
 
