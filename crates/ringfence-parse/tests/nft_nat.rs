@@ -26,6 +26,11 @@ fn nat(kind: NatKind, addrs: Option<(&str, &str)>, ports: Option<(u16, u16)>) ->
     })
 }
 
+/// A DNAT to one address and one port.
+fn dnat_to(addr: &str, port: u16) -> Action {
+    nat(NatKind::Dnat, Some((addr, addr)), Some((port, port)))
+}
+
 const TEXT: &str = "\
 table ip nat {
   chain pre {
@@ -56,14 +61,7 @@ fn nft_text_translations_become_rewrites_and_maps_one_rule_per_element() {
     let rs = parse("nat.nft", TEXT);
     let pre = rules(&rs, "ip nat pre");
     assert_eq!(pre[0].matches.dst_type, AddrTypes(AddrTypes::LOCAL));
-    assert_eq!(
-        pre[0].action,
-        nat(
-            NatKind::Dnat,
-            Some(("10.1.0.1", "10.1.0.1")),
-            Some((8080, 8080))
-        )
-    );
+    assert_eq!(pre[0].action, dnat_to("10.1.0.1", 8080));
     assert_eq!(
         pre[1].action,
         nat(
@@ -138,22 +136,8 @@ fn nft_json_translation_maps_with_concatenated_data_carry_address_and_port() {
 ]}"#;
     let rs = parse("nat.json", json);
     let pre = rules(&rs, "ip nat pre");
-    assert_eq!(
-        pre[0].action,
-        nat(
-            NatKind::Dnat,
-            Some(("10.1.0.1", "10.1.0.1")),
-            Some((8080, 8080))
-        )
-    );
-    assert_eq!(
-        pre[1].action,
-        nat(
-            NatKind::Dnat,
-            Some(("10.1.0.2", "10.1.0.2")),
-            Some((9090, 9090))
-        )
-    );
+    assert_eq!(pre[0].action, dnat_to("10.1.0.1", 8080));
+    assert_eq!(pre[1].action, dnat_to("10.1.0.2", 9090));
     assert!(pre[1].matches.dst.contains(ip("10.96.0.2")));
     assert_eq!(
         pre[2].action,
