@@ -146,6 +146,24 @@ fn key0(b: &PBox, k: &RKey) -> (PBox, RKey) {
     (x, k.clone())
 }
 
+/// The boxes of one merge group as one box: the first box with the field
+/// `get` reads (and `set` writes) the union of every member's (the members
+/// differ in nothing else); `None` for an empty group.
+fn merged<'b>(
+    mut members: impl Iterator<Item = &'b PBox>,
+    get: fn(&PBox) -> &ISet<u128>,
+    set: fn(&mut PBox, ISet<u128>),
+) -> Option<PBox> {
+    let first = members.next()?;
+    let mut ranges: Vec<(u128, u128)> = get(first).ranges().to_vec();
+    for b in members {
+        ranges.extend_from_slice(get(b).ranges());
+    }
+    let mut out = first.clone();
+    set(&mut out, ISet::from_ranges(ranges));
+    Some(out)
+}
+
 fn key1(b: &PBox, k: &RKey) -> (PBox, RKey) {
     let mut x = b.clone();
     x.src = ISet::empty();
@@ -194,15 +212,13 @@ impl Merge {
                 continue;
             }
             let members = self.g0.get(&k0).cloned().unwrap_or_default();
-            let new = (!members.is_empty()).then(|| {
-                let mut ranges: Vec<(u128, u128)> = Vec::new();
-                for &i in &members {
-                    ranges.extend_from_slice(self.items[i].as_ref().expect("live").0.dst.ranges());
-                }
-                let mut b = self.items[members[0]].as_ref().expect("live").0.clone();
-                b.dst = ISet::from_ranges(ranges);
-                b
-            });
+            let new = merged(
+                members
+                    .iter()
+                    .map(|&i| &self.items[i].as_ref().expect("live").0),
+                |b| &b.dst,
+                |b, v| b.dst = v,
+            );
             if members.is_empty() {
                 self.g0.remove(&k0);
             }
@@ -232,15 +248,11 @@ impl Merge {
                 continue;
             }
             let members = self.g1.get(&k1).cloned().unwrap_or_default();
-            let new = (!members.is_empty()).then(|| {
-                let mut ranges: Vec<(u128, u128)> = Vec::new();
-                for k0 in &members {
-                    ranges.extend_from_slice(self.out0[k0].src.ranges());
-                }
-                let mut b = self.out0[&members[0]].clone();
-                b.src = ISet::from_ranges(ranges);
-                b
-            });
+            let new = merged(
+                members.iter().map(|k0| &self.out0[k0]),
+                |b| &b.src,
+                |b, v| b.src = v,
+            );
             if members.is_empty() {
                 self.g1.remove(&k1);
             }
