@@ -27,14 +27,14 @@
 //! sender must have seen the matching answer (reject: an error other than
 //! EPERM; drop: silence, or EPERM when the node's own output drops it).
 
+use ringfence_testkit::agent::{self, ArrivalAgent};
 use ringfence_testkit::netns::Netns;
 use ringfence_testkit::{repo, require, Need};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write as _};
-use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Where the fixtures live.
@@ -245,71 +245,42 @@ fn predicted(fx: &Fixture, c: &Case, o: &Outcome) -> Delivery {
     }
 }
 
-/// The pipeline.py agent of one namespace; killed on drop.
+/// The arrival agent of one lab namespace, with the name the fixture uses
+/// for that namespace.
 struct Agent {
-    ns: String,
-    child: Child,
-    input: ChildStdin,
-    output: BufReader<ChildStdout>,
-}
-
-fn script() -> PathBuf {
-    repo::path("crates/ringfence-analysis/tests/kernel/pipeline.py")
+    label: String,
+    agent: ArrivalAgent,
 }
 
 impl Agent {
     fn start(label: &str, ns: &Netns, ports: &[u16]) -> Agent {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, "python3"])
-            .arg(script())
-            .arg("agent")
-            .args(ports.iter().map(|p| p.to_string()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start an agent");
-        let input = child.stdin.take().expect("agent stdin");
-        let mut output = BufReader::new(child.stdout.take().expect("agent stdout"));
-        let mut line = String::new();
-        output.read_line(&mut line).expect("agent output");
-        assert_eq!(line.trim(), "ready", "the agent in {label} did not start");
         Agent {
-            ns: label.to_string(),
-            child,
-            input,
-            output,
+            label: label.to_string(),
+            agent: ArrivalAgent::start(ns, ports),
         }
     }
 
     /// What arrived since the last dump: (proto, delivery, source port).
     fn dump(&mut self) -> Vec<(u8, Delivery, u16)> {
-        self.input.write_all(b"dump\n").expect("agent stdin");
-        self.input.flush().expect("agent stdin");
-        let mut line = String::new();
-        self.output.read_line(&mut line).expect("agent output");
-        let seen: Vec<(u8, String, u16, String, u16)> = serde_json::from_str(line.trim())
-            .unwrap_or_else(|e| panic!("agent said {line:?}: {e}"));
-        seen.into_iter()
-            .map(|(proto, src, sport, dst, dport)| {
-                (
-                    proto,
-                    Delivery {
-                        ns: self.ns.clone(),
-                        src: src.parse().expect("agent address"),
-                        dst: dst.parse().expect("agent address"),
-                        dport,
-                    },
-                    sport,
-                )
+        self.agent
+            .dump()
+            .into_iter()
+            .map(|r| {
+                let (IpAddr::V4(src), IpAddr::V4(dst)) = (r.src, r.dst) else {
+                    panic!(
+                        "the agent in {} recorded a non-IPv4 packet: {r:?}",
+                        self.label
+                    );
+                };
+                let d = Delivery {
+                    ns: self.label.clone(),
+                    src,
+                    dst,
+                    dport: r.dport,
+                };
+                (r.proto, d, r.sport)
             })
             .collect()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -475,7 +446,7 @@ fn send(lab: &Lab, from: &str, p: &Pkt, sports: &[u16]) -> Vec<String> {
     let ns = lab.ns(from);
     let mut child = Command::new("ip")
         .args(["netns", "exec", &ns.name, "python3"])
-        .arg(script())
+        .arg(agent::script())
         .args(["send", SEND_TIMEOUT])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -9,11 +9,14 @@
 //! - [`netns`]: a network namespace named `rf-…` that the test created and
 //!   that is deleted when the guard drops, on failure too, with helpers to run
 //!   commands in it and load nft / iptables rulesets.
+//! - [`agent`]: a recorder of the connections a namespace's stack received,
+//!   for the tests that compare a trace with what the kernel delivered.
 //! - [`repo`]: paths inside the repository (never outside it: tests do not
 //!   read the shared folder beside the repository).
 //!
 //! This crate is a dev-dependency only; nothing in the shipped binary uses it.
 
+pub mod agent;
 pub mod netns;
 pub mod prereq;
 pub mod repo;

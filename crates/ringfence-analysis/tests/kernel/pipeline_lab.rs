@@ -21,14 +21,14 @@
 use ringfence_analysis::trace::{Decision, TraceOutcome};
 use ringfence_analysis::{TraceResult, Tracer};
 use ringfence_model::{Hook, IntervalSet, Packet, Ruleset};
+use ringfence_testkit::agent::{self, ArrivalAgent};
 use ringfence_testkit::netns::{Line3, Line3Spec};
 use ringfence_testkit::Netns;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Ports the agents listen on (TCP and UDP) and probes go to.
@@ -252,81 +252,30 @@ pub struct Arrival {
     pub dport: u16,
 }
 
-/// The agent of one namespace (pipeline.py agent); killed on drop.
-struct Agent {
-    child: Child,
-    input: ChildStdin,
-    output: BufReader<ChildStdout>,
-}
-
-impl Agent {
-    fn start(ns: &Netns) -> Agent {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, "python3"])
-            .arg(script())
-            .arg("agent")
-            .args(PORTS.iter().map(|p| p.to_string()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the agent");
-        let input = child.stdin.take().expect("agent stdin");
-        let mut output = BufReader::new(child.stdout.take().expect("agent stdout"));
-        let mut line = String::new();
-        output.read_line(&mut line).expect("agent output");
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "the agent in {} did not start",
-            ns.name
-        );
-        Agent {
-            child,
-            input,
-            output,
+/// What one agent recorded since its last dump, filed by `(proto, sport)`.
+fn dump_into(agent: &mut ArrivalAgent, side: Side, into: &mut HashMap<(u8, u16), Vec<Arrival>>) {
+    for r in agent.dump() {
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (r.src, r.dst) else {
+            panic!("the agent recorded a non-IPv4 packet: {r:?}");
+        };
+        let a = Arrival {
+            side,
+            src,
+            dst,
+            dport: r.dport,
+        };
+        let v = into.entry((r.proto, r.sport)).or_default();
+        if !v.contains(&a) {
+            v.push(a);
         }
     }
-
-    /// What arrived since the last dump: `(proto, sport)` to the packet.
-    fn dump(&mut self, side: Side, into: &mut HashMap<(u8, u16), Vec<Arrival>>) {
-        self.input.write_all(b"dump\n").expect("agent stdin");
-        self.input.flush().expect("agent stdin");
-        let mut line = String::new();
-        self.output.read_line(&mut line).expect("agent output");
-        let seen: Vec<(u8, String, u16, String, u16)> = serde_json::from_str(line.trim())
-            .unwrap_or_else(|e| panic!("agent said {line:?}: {e}"));
-        for (proto, src, sport, dst, dport) in seen {
-            let a = Arrival {
-                side,
-                src: src.parse().expect("agent address"),
-                dst: dst.parse().expect("agent address"),
-                dport,
-            };
-            let v = into.entry((proto, sport)).or_default();
-            if !v.contains(&a) {
-                v.push(a);
-            }
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn script() -> PathBuf {
-    // From either crate of the workspace.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ringfence-analysis/tests/kernel/pipeline.py")
 }
 
 /// The namespaces and agents; agents die and namespaces go on drop, panics included.
 pub struct PipeLab {
     // Field order: agents are killed before the namespaces are removed.
-    server_agent: Agent,
-    router_agent: Agent,
+    server_agent: ArrivalAgent,
+    router_agent: ArrivalAgent,
     /// Client, router and server.
     pub net: Line3,
 }
@@ -342,8 +291,8 @@ impl PipeLab {
             server_addrs: (0..HOSTS).map(|h| format!("{}/24", server(h))).collect(),
         });
         PipeLab {
-            server_agent: Agent::start(&net.server),
-            router_agent: Agent::start(&net.router),
+            server_agent: ArrivalAgent::start(&net.server, &PORTS),
+            router_agent: ArrivalAgent::start(&net.router, &PORTS),
             net,
         }
     }
@@ -385,7 +334,7 @@ impl PipeLab {
             }
             let mut child = Command::new("ip")
                 .args(["netns", "exec", &ns.name, "python3"])
-                .arg(script())
+                .arg(agent::script())
                 .args(["send", SEND_TIMEOUT])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -415,8 +364,8 @@ impl PipeLab {
     }
 
     fn dump(&mut self, seen: &mut HashMap<(u8, u16), Vec<Arrival>>) {
-        self.server_agent.dump(Side::Server, seen);
-        self.router_agent.dump(Side::Router, seen);
+        dump_into(&mut self.server_agent, Side::Server, seen);
+        dump_into(&mut self.router_agent, Side::Router, seen);
     }
 }
 
