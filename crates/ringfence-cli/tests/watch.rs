@@ -13,48 +13,25 @@
 
 use ringfence_testkit::{Need, Netns};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/watch")
-        .join(name)
-}
+mod common;
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(data(name)).expect("fixture")
-}
+use common::watching::{replace_file, watch_data as data, watch_fixture as fixture, WatchProcess};
 
 /// A running `ringfence watch --format json`, its output lines timestamped
 /// as they arrive. Killed on drop if still running.
 struct Watcher {
-    child: Child,
-    lines: Receiver<(Instant, String)>,
+    proc: WatchProcess,
 }
 
 impl Watcher {
-    fn start(mut cmd: Command) -> Watcher {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ringfence watch");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { return };
-                if tx.send((Instant::now(), l)).is_err() {
-                    return;
-                }
-            }
-        });
-        Watcher { child, lines: rx }
+    fn start(cmd: Command) -> Watcher {
+        Watcher {
+            proc: WatchProcess::spawn(cmd, false),
+        }
     }
 
     fn parse(l: &str) -> Value {
@@ -63,11 +40,7 @@ impl Watcher {
 
     /// The first line: the initial state.
     fn initial(&self) -> Value {
-        let (_, l) = self
-            .lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("watch printed its initial state");
-        Self::parse(&l)
+        Self::parse(&self.proc.expect_line(Duration::from_secs(60)))
     }
 
     /// Run `change`, then collect the lines that follow: `expect` of them,
@@ -80,52 +53,27 @@ impl Watcher {
         change: impl FnOnce(),
     ) -> Vec<(Duration, Value)> {
         // Nothing may be pending from before.
-        if let Ok((_, l)) = self.lines.try_recv() {
+        if let Ok((_, l)) = self.proc.out.try_recv() {
             panic!("unexpected line before the change: {l}");
         }
         let t0 = Instant::now();
         change();
         let mut got = Vec::new();
         while got.len() < expect {
-            match self.lines.recv_timeout(Duration::from_secs(5)) {
-                Ok((t, l)) => got.push((t.duration_since(t0), Self::parse(&l))),
-                Err(_) => break,
+            match self.proc.next_line(Duration::from_secs(5)) {
+                Some((t, l)) => got.push((t.duration_since(t0), Self::parse(&l))),
+                None => break,
             }
         }
-        while let Ok((t, l)) = self.lines.recv_timeout(settle) {
+        while let Some((t, l)) = self.proc.next_line(settle) {
             got.push((t.duration_since(t0), Self::parse(&l)));
         }
         got
     }
 
     /// SIGTERM, then the exit status (watch stops cleanly: exit 0).
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                return s;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "watch did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn stop(self) -> std::process::ExitStatus {
+        self.proc.stop()
     }
 }
 
@@ -341,7 +289,7 @@ fn nft_source_reports_each_change_once_in_order_within_a_second() {
     let w = Watcher::start(cmd);
     scenario(&w, &Nft(&ns));
     // The nft monitor child goes with watch.
-    let pid = w.child.id();
+    let pid = w.proc.child.id();
     let monitor = children_of(pid);
     assert!(!monitor.is_empty(), "watch runs nft monitor as its child");
     let st = w.stop();
@@ -494,9 +442,7 @@ impl File {
         std::fs::read_to_string(&self.path).unwrap()
     }
     fn write(&self, text: &str) {
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, &self.path).unwrap();
+        replace_file(&self.path, text);
     }
 }
 

@@ -5,36 +5,20 @@
 
 mod common;
 
+use common::watching::{
+    replace_file as replace, watch_data as data, watch_fixture as fixture, WatchProcess,
+};
 use ringfence_report::history::log::{read_log, Entry};
 use ringfence_testkit::{Need, Netns};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/watch")
-        .join(name)
-}
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(data(name)).expect("fixture")
-}
 
 const BLOCK: &str = "\t\tip daddr 198.18.1.30 tcp dport 443 drop\n";
 
-/// Write a file the way an editor does: a temporary name, then a rename.
-fn replace(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 /// A running `watch --record` on a file; killed on drop if still running.
 struct Recording {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
+    proc: WatchProcess,
 }
 
 impl Recording {
@@ -51,32 +35,17 @@ impl Recording {
     }
 
     /// Start `cmd` (a `watch --format json`) and wait for its first line.
-    fn spawn(mut cmd: Command) -> Recording {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start watch");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        let r = Recording { child, lines: rx };
+    fn spawn(cmd: Command) -> Recording {
+        let r = Recording {
+            proc: WatchProcess::spawn(cmd, false),
+        };
         r.next_line();
         r
     }
 
     /// The next printed line (within 10 s).
     fn next_line(&self) -> String {
-        self.lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("watch printed a line")
+        self.proc.expect_line(Duration::from_secs(10))
     }
 
     /// Make a change and wait until watch printed `n` lines about it.
@@ -88,31 +57,8 @@ impl Recording {
     }
 
     /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let t = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                assert_eq!(s.code(), Some(0), "a clean stop");
-                return;
-            }
-            assert!(t.elapsed() < Duration::from_secs(5), "watch did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Recording {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn stop(self) {
+        assert_eq!(self.proc.stop().code(), Some(0), "a clean stop");
     }
 }
 
@@ -369,7 +315,7 @@ fn an_nft_resync_with_the_same_rules_and_new_handles_records_nothing() {
     // The same rules again, every handle new: nothing printed or recorded.
     reload(&blocked);
     assert!(
-        w.lines.recv_timeout(Duration::from_millis(1500)).is_err(),
+        w.proc.next_line(Duration::from_millis(1500)).is_none(),
         "a resync to the same rules reports nothing"
     );
     w.change(2, || reload(&base));

@@ -3,19 +3,16 @@
 //! and timeouts are retried a bounded number of times, then reported on
 //! stderr while the watch goes on.
 
+mod common;
+
+use common::watching::{replace_file, watch_data as data, WatchProcess};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
-
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/watch")
-        .join(name)
-}
 
 /// One request the listener got.
 #[derive(Debug)]
@@ -105,21 +102,7 @@ fn read_request(conn: &mut TcpStream) -> Option<Request> {
 /// `watch --format json --webhook URL` on a file; stdout and stderr lines
 /// collected. Killed on drop if still running.
 struct Watch {
-    child: Child,
-    out: Receiver<String>,
-    err: Receiver<String>,
-}
-
-fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                return;
-            }
-        }
-    });
-    rx
+    proc: WatchProcess,
 }
 
 impl Watch {
@@ -136,45 +119,21 @@ impl Watch {
         for v in ["http_proxy", "https_proxy", "all_proxy"] {
             cmd.env_remove(v).env_remove(v.to_uppercase());
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = lines(child.stdout.take().unwrap());
-        let err = lines(child.stderr.take().unwrap());
-        let w = Watch { child, out, err };
+        let w = Watch {
+            proc: WatchProcess::spawn(cmd, true),
+        };
         w.line();
         w
     }
 
     fn line(&self) -> Value {
-        let l = self
-            .out
-            .recv_timeout(Duration::from_secs(10))
-            .expect("watch printed a line");
+        let l = self.proc.expect_line(Duration::from_secs(10));
         serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}"))
     }
 
     /// The next stderr line containing `needle`, within `wait`.
     fn stderr_with(&self, needle: &str, wait: Duration) -> String {
-        let end = Instant::now() + wait;
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.err.recv_timeout(left) {
-                Ok(l) if l.contains(needle) => return l,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("no stderr line with {needle:?} within {wait:?}");
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.stderr_with(needle, wait)
     }
 }
 
@@ -197,9 +156,7 @@ fn set_blocked(path: &Path, blocked: bool) {
     } else {
         t.replacen(BLOCK, "", 1)
     };
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, new).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
+    replace_file(path, &new);
 }
 
 fn recv(rx: &Receiver<Request>) -> Request {
@@ -311,7 +268,12 @@ fn a_silent_endpoint_times_out_and_a_retry_that_succeeds_is_not_reported() {
     recv(&got); // the second change
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        w.err.try_iter().all(|l| !l.contains("not delivered")),
+        w.proc
+            .err
+            .as_ref()
+            .expect("stderr captured")
+            .try_iter()
+            .all(|(_, l)| !l.contains("not delivered")),
         "a delivered change is not reported"
     );
 }
