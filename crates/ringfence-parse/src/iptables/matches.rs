@@ -3,7 +3,7 @@
 //! `--icmp-type`/`--icmpv6-type`, `-m length`, `-m tos`, `-m dscp`,
 //! `-m pkttype`, `-m mac`, and `-m conntrack --ctproto`.
 
-use super::Tok;
+use super::tokens::Tok;
 use ringfence_diag::InputError;
 use ringfence_model::fields::{icmp_values, masked_bytes, tcp_flag};
 use ringfence_model::names;

@@ -2,7 +2,8 @@
 //! `REDIRECT`) and the conntrack and addrtype matches that read what they
 //! did (`--ctstate DNAT/SNAT`, `--ctstatus`, `--ctorig*`, `-m addrtype`).
 
-use super::{Family, Tok};
+use super::tokens::Tok;
+use super::Family;
 use ringfence_model::{AddrSet, AddrTypes, CtNat, IntervalSet, NatKind, NatRewrite};
 use std::borrow::Cow;
 use std::net::IpAddr;
