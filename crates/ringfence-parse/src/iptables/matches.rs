@@ -3,11 +3,19 @@
 //! `--icmp-type`/`--icmpv6-type`, `-m length`, `-m tos`, `-m dscp`,
 //! `-m pkttype`, `-m mac`, and `-m conntrack --ctproto`.
 
-use super::tokens::Tok;
+use super::tokens::{Tok, Words};
+use super::{nat, targets, Ctx, Family};
+use crate::ipset::{Lowered, SetField, SET_RULE_BUDGET};
+use crate::nft::concat::{Part, TBox};
 use ringfence_diag::InputError;
 use ringfence_model::fields::{icmp_values, masked_bytes, tcp_flag};
 use ringfence_model::names;
-use ringfence_model::{proto, CtStates, IntervalSet, Match, Opaque};
+use ringfence_model::{
+    proto, AddrSet, AddrTypes, CtNat, CtStates, IfacePattern, IfaceSet, IntervalSet, MarkField,
+    MarkTest, Match, Opaque, ParseNote,
+};
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The options this module reads.
 pub(super) const OPTIONS: &[&str] = &[
@@ -265,7 +273,7 @@ pub(super) fn read(
         "--ctproto" => {
             at.require(&["conntrack"], m, None)?;
             let v = at.value(1)?;
-            let set = super::parse_protocol(&v.text).ok_or_else(|| {
+            let set = parse_protocol(&v.text).ok_or_else(|| {
                 at.err(
                     v,
                     format!(
@@ -377,4 +385,992 @@ pub(super) fn ctproto_split(m: Match, tests: &[CtProto], ctstate_in: &[u32]) -> 
         alts.push(m);
     }
     alts
+}
+/// Options that end an unknown match extension's argument list.
+fn is_core_option(s: &str) -> bool {
+    matches!(
+        s,
+        "-m" | "--match"
+            | "-j"
+            | "--jump"
+            | "-g"
+            | "--goto"
+            | "-s"
+            | "--source"
+            | "-d"
+            | "--destination"
+            | "-p"
+            | "--protocol"
+            | "-i"
+            | "--in-interface"
+            | "-o"
+            | "--out-interface"
+            | "-f"
+            | "--fragment"
+    )
+}
+
+/// A rule's matches as its options are read, and what is applied once
+/// the whole rule is read.
+pub(super) struct RuleBuilder<'t> {
+    /// The fields read so far.
+    pub m: Match,
+    /// `--ctstate` lists naming SNAT/DNAT: disjoint alternatives of
+    /// (states, translations), one model rule each.
+    ct_alts: Option<Vec<(u8, CtNat)>>,
+    /// A conntrack match (`-m conntrack`) named a state that has no
+    /// connection (INVALID, UNTRACKED) beside a test on the connection:
+    /// the kernel then skips the connection tests for such packets.
+    ct_stateless_ok: bool,
+    /// `-m multiport --ports`: split into a source-port rule and a destination-port rule.
+    pub either_ports: Option<IntervalSet<u16>>,
+    /// `-m set [!] --match-set NAME FLAGS`, read against the ipset files.
+    pub sets: Vec<SetCond>,
+    /// `-m conntrack [!] --ctproto P`: applied once the rule is read.
+    ctproto: Vec<CtProto>,
+    /// The `-m conntrack` instances (numbered from 1) that test `--ctstate`.
+    ctstate_in: Vec<u32>,
+    /// How many `-m conntrack` the rule has loaded so far.
+    conntrack: u32,
+    /// Connection tests of `-m conntrack` (status, original tuple): they
+    /// need a connection.
+    ct_conn_test: bool,
+    /// `-m comment --comment`.
+    pub comment: Option<String>,
+    /// The `-m` module the options now read belong to.
+    current_module: Option<Cow<'t, str>>,
+    /// The address types before the current `-m addrtype`, and whether it
+    /// limits its tests to one interface (then they are not global tests).
+    types_before: (AddrTypes, AddrTypes),
+    types_limited: bool,
+}
+
+/// One `--match-set`: the set, its direction flags (true: src), negation,
+/// and where the name is (for errors).
+pub(super) struct SetCond {
+    name: String,
+    flags: Vec<bool>,
+    neg: bool,
+    col: u64,
+}
+
+impl<'t> RuleBuilder<'t> {
+    /// Nothing read yet: every address of `family`, any other field.
+    pub(super) fn new(family: Family) -> Self {
+        let all_addrs = match family {
+            Family::V4 => AddrSet::all_v4(),
+            Family::V6 => AddrSet::all_v6(),
+        };
+        let m = Match {
+            src: all_addrs.clone(),
+            dst: all_addrs,
+            ..Match::any()
+        };
+        RuleBuilder {
+            types_before: (m.src_type, m.dst_type),
+            m,
+            either_ports: None,
+            sets: Vec::new(),
+            ctproto: Vec::new(),
+            ctstate_in: Vec::new(),
+            conntrack: 0,
+            ct_alts: None,
+            ct_stateless_ok: false,
+            ct_conn_test: false,
+            comment: None,
+            current_module: None,
+            types_limited: false,
+        }
+    }
+
+    /// Read the match option `t` at index `i` of `w` (after `!` when
+    /// `neg`); returns the index of the next option.
+    pub(super) fn option(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        w: &Words<'_, 't>,
+        mut i: usize,
+        t: Tok<'t>,
+        neg: bool,
+    ) -> Result<usize, InputError> {
+        let b = self;
+        let (file, line, toks, end_col) = (w.file, w.line, w.toks, w.end_col);
+        let err = |t: &Tok, msg: String| w.err(t, msg);
+        let value = |i: usize, opt: &Tok| w.value(i, opt);
+        match t.text.as_ref() {
+            "-s" | "--source" | "-d" | "--destination" => {
+                let v = value(i, &t)?;
+                let set = parse_addr_list(ctx, &v, line)?;
+                let set = if neg { family_complement(ctx.family, &set) } else { set };
+                if t.text.starts_with("-s") || t.text == "--source" {
+                    b.m.src = b.m.src.intersect(&set);
+                } else {
+                    b.m.dst = b.m.dst.intersect(&set);
+                }
+                i += 2;
+            }
+            "-p" | "--protocol" => {
+                let v = value(i, &t)?;
+                let set = parse_protocol(&v.text).ok_or_else(|| {
+                    err(
+                        &v,
+                        format!(
+                            "unknown protocol `{}`: expected tcp, udp, icmp, icmpv6, sctp, all or a number 0-255",
+                            v.text
+                        ),
+                    )
+                })?;
+                b.m.protocol = if neg { set.complement() } else { set };
+                i += 2;
+            }
+            "-i" | "--in-interface" | "-o" | "--out-interface" => {
+                let v = value(i, &t)?;
+                let pat = IfacePattern::from_iptables(&v.text);
+                let set = if neg {
+                    IfaceSet::except(vec![pat])
+                } else {
+                    IfaceSet::only(vec![pat])
+                };
+                if t.text.starts_with("-i") || t.text == "--in-interface" {
+                    b.m.iif = set;
+                } else {
+                    b.m.oif = set;
+                }
+                i += 2;
+            }
+            "-f" | "--fragment" => {
+                b.m.opaque.push(Opaque {
+                    text: format!("{}-f (fragment)", if neg { "! " } else { "" }),
+                });
+                ctx.notes.push(ParseNote {
+                    location: format!("{file}:{line}"),
+                    message: "fragment match is not modelled; results for this rule are unknown"
+                        .to_string(),
+                });
+                i += 1;
+            }
+            "-4" | "--ipv4" | "-6" | "--ipv6" => i += 1,
+            "-m" | "--match" => {
+                if neg {
+                    return Err(err(&t, "`!` before `-m`: expected `!` before a match option".into()));
+                }
+                let v = value(i, &t)?;
+                b.current_module = Some(v.text.clone());
+                b.types_before = (b.m.src_type, b.m.dst_type);
+                b.types_limited = false;
+                i += 2;
+                if v.text == "conntrack" {
+                    b.conntrack += 1;
+                }
+                match v.text.as_ref() {
+                    "tcp" | "udp" | "sctp" | "udplite" | "multiport" | "iprange" | "state"
+                    | "conntrack" | "comment" | "icmp" | "icmp6" | "icmpv6" | "mark" | "connmark"
+                    | "length" | "tos" | "dscp" | "pkttype" | "mac"
+                    | "addrtype" => {}
+                    "set" if ctx.sets.is_some() => {}
+                    other => {
+                        // Unknown extension: everything up to the next core option is its arguments.
+                        let mut words = vec![format!("-m {other}")];
+                        while i < toks.len() {
+                            let w = &toks[i].text;
+                            if is_core_option(w) {
+                                break;
+                            }
+                            if w == "!" && toks.get(i + 1).is_some_and(|n| is_core_option(&n.text)) {
+                                break;
+                            }
+                            words.push(w.to_string());
+                            i += 1;
+                        }
+                        let text = words.join(" ");
+                        let hint = if other == "set" {
+                            "; give the `ipset save` output as another --ruleset to read the set"
+                        } else {
+                            ""
+                        };
+                        let message = match other {
+                            // Facts the ruleset cannot tell: two branches by design.
+                            "owner" => format!(
+                                "match `{text}` tests the local socket that sent the packet, which a ruleset cannot tell: the rule may or may not match (two branches), so results it touches are unknown"
+                            ),
+                            "physdev" => format!(
+                                "match `{text}` tests bridge ports, and whether and how the host bridges is not in the ruleset: the rule may or may not match (two branches), so results it touches are unknown"
+                            ),
+                            _ => format!(
+                                "match `{text}` is not modelled; the rule may or may not match, so results it touches are unknown{hint}"
+                            ),
+                        };
+                        ctx.notes.push(ParseNote {
+                            location: format!("{file}:{line}:{}", v.col),
+                            message,
+                        });
+                        b.m.opaque.push(Opaque { text });
+                        b.current_module = None;
+                    }
+                }
+            }
+            "--sport" | "--source-port" | "--dport" | "--destination-port" => {
+                let v = value(i, &t)?;
+                // `-p tcp --dport 80` loads the tcp match implicitly, as iptables does.
+                let implicit = b.m.protocol.ranges().len() == 1
+                    && b.m.protocol.ranges()[0].0 == b.m.protocol.ranges()[0].1
+                    && [proto::TCP, proto::UDP, proto::SCTP, 136].contains(&b.m.protocol.ranges()[0].0);
+                if !implicit {
+                    require_module(&t, &b.current_module, &["tcp", "udp", "sctp", "udplite"], file, line)?;
+                }
+                let set = parse_port_range(&v, file, line)?;
+                let set = if neg { set.complement() } else { set };
+                if t.text == "--sport" || t.text == "--source-port" {
+                    b.m.sport = b.m.sport.intersect(&set);
+                } else {
+                    b.m.dport = b.m.dport.intersect(&set);
+                }
+                i += 2;
+            }
+            "--sports" | "--source-ports" | "--dports" | "--destination-ports" | "--ports" => {
+                let v = value(i, &t)?;
+                require_module(&t, &b.current_module, &["multiport"], file, line)?;
+                let mut set = IntervalSet::empty();
+                let mut col = v.col;
+                for part in v.text.split(',') {
+                    let pt = Tok {
+                        text: Cow::Borrowed(part),
+                        col,
+                    };
+                    set = set.union(&parse_port_range(&pt, file, line)?);
+                    col += part.chars().count() as u64 + 1;
+                }
+                match t.text.as_ref() {
+                    "--sports" | "--source-ports" => {
+                        let s = if neg { set.complement() } else { set };
+                        b.m.sport = b.m.sport.intersect(&s);
+                    }
+                    "--dports" | "--destination-ports" => {
+                        let s = if neg { set.complement() } else { set };
+                        b.m.dport = b.m.dport.intersect(&s);
+                    }
+                    _ => {
+                        if neg {
+                            // Neither port in the list.
+                            let c = set.complement();
+                            b.m.sport = b.m.sport.intersect(&c);
+                            b.m.dport = b.m.dport.intersect(&c);
+                        } else {
+                            b.either_ports = Some(set);
+                        }
+                    }
+                }
+                i += 2;
+            }
+            "--src-range" | "--dst-range" => {
+                let v = value(i, &t)?;
+                require_module(&t, &b.current_module, &["iprange"], file, line)?;
+                let set = parse_ip_range(ctx, &v, line)?;
+                let set = if neg { family_complement(ctx.family, &set) } else { set };
+                if t.text == "--src-range" {
+                    b.m.src = b.m.src.intersect(&set);
+                } else {
+                    b.m.dst = b.m.dst.intersect(&set);
+                }
+                i += 2;
+            }
+            "--state" | "--ctstate" => {
+                let v = value(i, &t)?;
+                require_module(
+                    &t,
+                    &b.current_module,
+                    if t.text == "--state" { &["state"] } else { &["conntrack"] },
+                    file,
+                    line,
+                )?;
+                let mut bits = 0u8;
+                let mut col = v.col;
+                // `DNAT`/`SNAT` are a fact about the connection (it was
+                // translated), not states: the list matches a packet in one
+                // of the named states *or* of a connection translated so.
+                let mut nat_named = CtNat(0);
+                for name in v.text.split(',') {
+                    match CtStates::parse_one(name) {
+                        Some(s) => bits |= s,
+                        None if name.eq_ignore_ascii_case("SNAT") => {
+                            nat_named = nat_named.union(CtNat::snat())
+                        }
+                        None if name.eq_ignore_ascii_case("DNAT") => {
+                            nat_named = nat_named.union(CtNat::dnat())
+                        }
+                        None => {
+                            return Err(InputError::at(
+                                file,
+                                line,
+                                col,
+                                format!(
+                                    "unknown conntrack state `{name}`: expected NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED, SNAT or DNAT"
+                                ),
+                            ))
+                        }
+                    }
+                    col += name.chars().count() as u64 + 1;
+                }
+                let list = nat::StateList {
+                    states: bits,
+                    nat: nat_named,
+                };
+                let alts = nat::state_alternatives(&list, neg);
+                if t.text == "--ctstate" {
+                    b.ctstate_in.push(b.conntrack);
+                    // With no connection the kernel decides a conntrack
+                    // match by its state test alone.
+                    let stateless = CtStates::INVALID | CtStates::UNTRACKED;
+                    if alts.iter().any(|(st, _)| st & stateless != 0) {
+                        b.ct_stateless_ok = true;
+                    }
+                }
+                match (alts.as_slice(), &mut b.ct_alts) {
+                    ([(st, n)], None) if !n.is_test() => {
+                        b.m.ct_state = CtStates(b.m.ct_state.0 & st);
+                    }
+                    (_, slot) => {
+                        let prev = slot.take().unwrap_or_else(|| vec![(CtStates::ALL.0, CtNat::ALL)]);
+                        let mut next = Vec::new();
+                        for &(s1, n1) in &prev {
+                            for &(s2, n2) in &alts {
+                                if s1 & s2 != 0 && n1.intersect(n2).0 != 0 {
+                                    next.push((s1 & s2, n1.intersect(n2)));
+                                }
+                            }
+                        }
+                        if next.is_empty() {
+                            // Nothing can match: keep one empty alternative.
+                            next.push((0, CtNat::ALL));
+                        }
+                        *slot = Some(next);
+                    }
+                }
+                i += 2;
+            }
+            "--ctstatus" => {
+                let v = value(i, &t)?;
+                require_module(&t, &b.current_module, &["conntrack"], file, line)?;
+                let (named, other) = nat::ctstatus(&v.text).map_err(|m| err(&v, m))?;
+                if other.is_empty() {
+                    b.m.ct_nat = b.m.ct_nat.intersect(if neg { named.complement() } else { named });
+                } else {
+                    let text = format!("{}--ctstatus {}", if neg { "! " } else { "" }, v.text);
+                    ctx.notes.push(ParseNote {
+                        location: format!("{file}:{line}:{}", t.col),
+                        message: format!(
+                            "`{text}`: conntrack status {} is not modelled; the rule may or may not match, so results it touches are unknown",
+                            other.join(",")
+                        ),
+                    });
+                    b.m.opaque.push(Opaque { text });
+                }
+                b.ct_conn_test = true;
+                i += 2;
+            }
+            "--ctorigsrc" | "--ctorigdst" => {
+                let v = value(i, &t)?;
+                require_module(&t, &b.current_module, &["conntrack"], file, line)?;
+                let set = parse_addr_list(ctx, &v, line)?;
+                let set = if neg { family_complement(ctx.family, &set) } else { set };
+                let o = b
+                    .m
+                    .ct_orig
+                    .get_or_insert_with(|| Box::new(ringfence_model::OrigTuple::any()));
+                if t.text == "--ctorigsrc" {
+                    o.src = o.src.intersect(&set).intersect(&nat::family_all(ctx.family));
+                } else {
+                    o.dst = o.dst.intersect(&set).intersect(&nat::family_all(ctx.family));
+                }
+                b.ct_conn_test = true;
+                i += 2;
+            }
+            "--ctorigsrcport" | "--ctorigdstport" => {
+                let v = value(i, &t)?;
+                require_module(&t, &b.current_module, &["conntrack"], file, line)?;
+                let set = nat::orig_ports(&v.text).ok_or_else(|| {
+                    err(&v, format!("`{} {}`: expected PORT or PORT:PORT (0-65535, first <= last)", t.text, v.text))
+                })?;
+                let set = if neg { set.complement() } else { set };
+                let o = b
+                    .m
+                    .ct_orig
+                    .get_or_insert_with(|| Box::new(ringfence_model::OrigTuple::any()));
+                if t.text == "--ctorigsrcport" {
+                    o.sport = o.sport.intersect(&set);
+                } else {
+                    o.dport = o.dport.intersect(&set);
+                }
+                b.ct_conn_test = true;
+                i += 2;
+            }
+            "--src-type" | "--dst-type" => {
+                let v = value(i, &t)?;
+                require_module(&t, &b.current_module, &["addrtype"], file, line)?;
+                let types = nat::addr_types(&v.text).map_err(|m| err(&v, m))?;
+                let types = if neg { types.complement() } else { types };
+                if b.types_limited {
+                    // Part of the opaque per-interface test (below).
+                } else if t.text == "--src-type" {
+                    b.m.src_type = ringfence_model::AddrTypes(b.m.src_type.0 & types.0);
+                } else {
+                    b.m.dst_type = ringfence_model::AddrTypes(b.m.dst_type.0 & types.0);
+                }
+                i += 2;
+            }
+            "--limit-iface-in" | "--limit-iface-out" => {
+                require_module(&t, &b.current_module, &["addrtype"], file, line)?;
+                let text = format!("{}{}", if neg { "! " } else { "" }, t.text);
+                ctx.notes.push(ParseNote {
+                    location: format!("{file}:{line}:{}", t.col),
+                    message: format!(
+                        "`-m addrtype {text}` (address types on one interface only) is not modelled; the rule may or may not match"
+                    ),
+                });
+                b.m.opaque.push(Opaque { text });
+                // This module's type tests hold on one interface only: they
+                // are part of the opaque test, not global address types.
+                (b.m.src_type, b.m.dst_type) = b.types_before;
+                b.types_limited = true;
+                i += 1;
+            }
+            o if OPTIONS.contains(&o) => {
+                let at = At {
+                    toks,
+                    i,
+                    neg,
+                    module: b.current_module.as_deref(),
+                    conntrack: b.conntrack,
+                    file,
+                    line,
+                    end_col,
+                };
+                i += read(&at, &mut b.m, &mut b.ctproto)?;
+            }
+            "--comment" => {
+                let v = value(i, &t)?;
+                b.comment = Some(v.text.to_string());
+                i += 2;
+            }
+            "--mark" => {
+                let v = value(i, &t)?;
+                require_module(&t, &b.current_module, &["mark", "connmark"], file, line)?;
+                let (value, mask) = targets::parse_mark(&v, file, line)?;
+                let field = if b.current_module.as_deref() == Some("connmark") {
+                    MarkField::Conn
+                } else {
+                    MarkField::Packet
+                };
+                b.m.marks.push(MarkTest {
+                    field,
+                    mask,
+                    value,
+                    invert: neg,
+                });
+                i += 2;
+            }
+            "--match-set" | "--set" => {
+                let v = value(i, &t)?;
+                require_module(&t, &b.current_module, &["set"], file, line)?;
+                let f = toks.get(i + 2).cloned().ok_or_else(|| {
+                    InputError::at(
+                        file,
+                        line,
+                        end_col + 1,
+                        format!("`{} {}` needs directions: expected for example `src` or `src,dst`", t.text, v.text),
+                    )
+                })?;
+                let mut flags = Vec::new();
+                for d in f.text.split(',') {
+                    match d {
+                        "src" => flags.push(true),
+                        "dst" => flags.push(false),
+                        other => {
+                            return Err(err(
+                                &f,
+                                format!("direction `{other}`: expected src or dst (comma-separated, one per set dimension)"),
+                            ))
+                        }
+                    }
+                }
+                let sets = ctx.sets.expect("the set module is read only with sets");
+                if !sets.contains(&v.text) {
+                    let mut e = err(
+                        &v,
+                        format!(
+                            "set `{}` is not defined in the ipset files given ({})",
+                            v.text,
+                            sets.files().join(", ")
+                        ),
+                    );
+                    e = match sets.closest(&v.text) {
+                        Some(c) => e.with_help(format!("did you mean `{c}`?")),
+                        None => e.with_help("give the `ipset save` output that defines it as another --ruleset"),
+                    };
+                    return Err(e);
+                }
+                b.sets.push(SetCond {
+                    name: v.text.to_string(),
+                    flags,
+                    neg,
+                    col: v.col,
+                });
+                i += 3;
+            }
+            "--return-nomatch" | "--update-counters" | "--update-subcounters" => i += 1,
+            "--packets-eq" | "--packets-lt" | "--packets-gt" | "--bytes-eq" | "--bytes-lt"
+            | "--bytes-gt" => {
+                let v = value(i, &t)?;
+                let text = format!("{}{} {}", if neg { "! " } else { "" }, t.text, v.text);
+                ctx.notes.push(ParseNote {
+                    location: format!("{file}:{line}:{}", t.col),
+                    message: format!(
+                        "`{text}` (set element counters) is not modelled; the rule may or may not match"
+                    ),
+                });
+                b.m.opaque.push(Opaque { text });
+                i += 2;
+            }
+            "--tcp-option" | "--ctreplsrc" | "--ctrepldst" | "--ctreplsrcport"
+            | "--ctrepldstport" | "--ctexpire" | "--ctdir" | "--chunk-types" => {
+                // Understood options whose field the model does not carry.
+                let mut words = vec![format!("{}{}", if neg { "! " } else { "" }, t.text)];
+                i += 1;
+                while i < toks.len() && !toks[i].text.starts_with('-') && toks[i].text != "!" {
+                    words.push(toks[i].text.to_string());
+                    i += 1;
+                }
+                let text = words.join(" ");
+                ctx.notes.push(ParseNote {
+                    location: format!("{file}:{line}:{}", t.col),
+                    message: format!(
+                        "`{text}` is not modelled; the rule may or may not match, so results it touches are unknown"
+                    ),
+                });
+                b.m.opaque.push(Opaque { text });
+            }
+            other => {
+                return Err(err(
+                    &t,
+                    format!(
+                        "unknown option `{other}`{}: expected -s, -d, -p, -i, -o, -m MODULE, a module option, -j or -g",
+                        b.current_module
+                            .as_ref()
+                            .map(|m| format!(" for match `{m}`"))
+                            .unwrap_or_default()
+                    ),
+                ))
+            }
+        }
+        Ok(i)
+    }
+
+    /// Once the whole rule is read: connection tests of `-m conntrack`
+    /// fail for a packet without a connection, unless a stateless state
+    /// was named beside them.
+    pub(super) fn close_conntrack(&mut self) {
+        let b = self;
+        if b.ct_conn_test {
+            if b.ct_stateless_ok {
+                // `--ctstate INVALID ... --ctorigsrc X`: a packet without a
+                // connection passes on its state alone; with one, the
+                // connection tests apply. Not split: the rule may match.
+                b.m.opaque.push(Opaque {
+                    text: "-m conntrack (a stateless state beside connection tests)".into(),
+                });
+            } else {
+                // The connection tests fail for a packet without a connection.
+                b.m.ct_state = CtStates(b.m.ct_state.0 & CtStates::TRACKED);
+            }
+        }
+    }
+
+    /// The rule's model matches: one per alternative that `--ctproto`,
+    /// `-m multiport --ports`, `--ctstate` lists naming SNAT/DNAT and
+    /// `-m set` boxes split it into; `may_jump` when the rule jumps (a set
+    /// then lowers to disjoint boxes).
+    pub(super) fn alternatives(
+        self,
+        ctx: &mut Ctx<'_>,
+        line: u64,
+        may_jump: bool,
+    ) -> Result<Vec<Match>, InputError> {
+        let mut b = self;
+        let file = ctx.file;
+        let split = if b.ctproto.is_empty() {
+            None
+        } else {
+            Some(ctproto_split(
+                std::mem::take(&mut b.m),
+                &b.ctproto,
+                &b.ctstate_in,
+            ))
+        };
+        let mut alts = match b.either_ports {
+            None => split.unwrap_or_else(|| vec![b.m]),
+            Some(ports) => split
+                .unwrap_or_else(|| vec![b.m])
+                .into_iter()
+                .flat_map(|m| {
+                    let mut by_sport = m.clone();
+                    by_sport.sport = by_sport.sport.intersect(&ports);
+                    let mut by_dport = m;
+                    by_dport.dport = by_dport.dport.intersect(&ports);
+                    [by_sport, by_dport]
+                })
+                .collect(),
+        };
+        if let Some(ct_alts) = &b.ct_alts {
+            // Disjoint alternatives (a jump among them runs at most once).
+            alts = alts
+                .iter()
+                .flat_map(|m| {
+                    ct_alts.iter().map(move |&(st, n)| {
+                        let mut m = m.clone();
+                        m.ct_state = CtStates(m.ct_state.0 & st);
+                        m.ct_nat = m.ct_nat.intersect(n);
+                        m
+                    })
+                })
+                .collect();
+        }
+        for c in &b.sets {
+            let sets = ctx.sets.expect("set conditions are read only with sets");
+            let lowered = sets
+                .lower(&c.name, &c.flags, ctx.family == Family::V6, c.neg, may_jump)
+                .map_err(|why| InputError::at(file, line, c.col, why))?;
+            match lowered {
+                Lowered::Boxes { fields, boxes } => {
+                    if alts.len().saturating_mul(boxes.len()) > SET_RULE_BUDGET {
+                        set_opaque(
+                            ctx,
+                            &mut alts,
+                            c,
+                            file,
+                            line,
+                            format!(
+                                "the match needs more than {SET_RULE_BUDGET} model rules (the budget)"
+                            ),
+                        );
+                        continue;
+                    }
+                    let mut next = Vec::with_capacity(alts.len() * boxes.len());
+                    for m in &alts {
+                        for bx in &boxes {
+                            if let Some(n) = narrow_by_box(m, &fields, bx, ctx.family) {
+                                next.push(n);
+                            }
+                        }
+                    }
+                    if next.is_empty() {
+                        // Nothing can match: keep the rule, matching no packet.
+                        let mut m = alts[0].clone();
+                        m.protocol = IntervalSet::empty();
+                        next.push(m);
+                    }
+                    alts = next;
+                }
+                Lowered::Opaque(why) => set_opaque(ctx, &mut alts, c, file, line, why),
+            }
+        }
+        Ok(alts)
+    }
+}
+
+/// A set match the model cannot read exactly: the rule may or may not match.
+fn set_opaque(
+    ctx: &mut Ctx<'_>,
+    alts: &mut [Match],
+    c: &SetCond,
+    file: &str,
+    line: u64,
+    why: String,
+) {
+    let text = format!("{}--match-set {}", if c.neg { "! " } else { "" }, c.name);
+    ctx.notes.push(ParseNote {
+        location: format!("{file}:{line}:{}", c.col),
+        message: format!("{why}; `{text}` may or may not match"),
+    });
+    for m in alts {
+        m.opaque.push(Opaque { text: text.clone() });
+    }
+}
+
+/// `m` narrowed to one box of a set match; `None` when nothing is left.
+fn narrow_by_box(m: &Match, fields: &[SetField], bx: &TBox, family: Family) -> Option<Match> {
+    let mut m = m.clone();
+    for (f, part) in fields.iter().zip(bx) {
+        match (f, part) {
+            (SetField::SrcAddr | SetField::DstAddr, Part::Num(set)) => {
+                let addrs = match family {
+                    Family::V4 => AddrSet {
+                        v4: IntervalSet::from_ranges(
+                            set.ranges()
+                                .iter()
+                                .map(|&(a, b)| (a as u32, b.min(u32::MAX as u128) as u32)),
+                        ),
+                        v6: IntervalSet::empty(),
+                    },
+                    Family::V6 => AddrSet {
+                        v4: IntervalSet::empty(),
+                        v6: set.clone(),
+                    },
+                };
+                if *f == SetField::SrcAddr {
+                    m.src = m.src.intersect(&addrs);
+                } else {
+                    m.dst = m.dst.intersect(&addrs);
+                }
+            }
+            (SetField::Proto, Part::Num(set)) => {
+                m.protocol = m.protocol.intersect(&IntervalSet::from_ranges(
+                    set.ranges()
+                        .iter()
+                        .map(|&(a, b)| (a as u8, b.min(255) as u8)),
+                ));
+            }
+            (SetField::SrcPort | SetField::DstPort, Part::Num(set)) => {
+                let ports = IntervalSet::from_ranges(
+                    set.ranges()
+                        .iter()
+                        .map(|&(a, b)| (a as u16, b.min(65535) as u16)),
+                );
+                if *f == SetField::SrcPort {
+                    m.sport = m.sport.intersect(&ports);
+                } else {
+                    m.dport = m.dport.intersect(&ports);
+                }
+            }
+            (SetField::Iif | SetField::Oif, Part::Iface(s)) => {
+                let cur = if *f == SetField::Iif {
+                    &mut m.iif
+                } else {
+                    &mut m.oif
+                };
+                match crate::nft::intersect_ifaces(cur, s) {
+                    Some(x) => *cur = x,
+                    // Not one interface set (a wildcard with a hole): the
+                    // rule may or may not match there.
+                    None => m.opaque.push(Opaque {
+                        text: "interface of a set element".into(),
+                    }),
+                }
+            }
+            _ => unreachable!("a set field has one kind"),
+        }
+    }
+    (!m.is_empty()).then_some(m)
+}
+
+fn require_module(
+    t: &Tok,
+    current: &Option<Cow<str>>,
+    allowed: &[&str],
+    file: &str,
+    line: u64,
+) -> Result<(), InputError> {
+    match current {
+        Some(m) if allowed.contains(&m.as_ref()) => Ok(()),
+        _ => Err(InputError::at(
+            file,
+            line,
+            t.col,
+            format!(
+                "`{}` outside its match module: expected it after `-m {}`",
+                t.text,
+                allowed.join("` or `-m ")
+            ),
+        )),
+    }
+}
+
+fn family_complement(f: Family, set: &AddrSet) -> AddrSet {
+    let c = set.complement();
+    match f {
+        Family::V4 => c.intersect(&AddrSet::all_v4()),
+        Family::V6 => c.intersect(&AddrSet::all_v6()),
+    }
+}
+
+fn parse_protocol(s: &str) -> Option<IntervalSet<u8>> {
+    let n = match s.to_ascii_lowercase().as_str() {
+        "all" | "0" => return Some(IntervalSet::full()),
+        "tcp" => proto::TCP,
+        "udp" => proto::UDP,
+        "icmp" => proto::ICMP,
+        "icmpv6" | "ipv6-icmp" | "icmp6" => proto::ICMPV6,
+        "sctp" => proto::SCTP,
+        "udplite" => 136,
+        "esp" => 50,
+        "ah" => 51,
+        "gre" => 47,
+        // /etc/protocols' name for IP-in-IP; Calico writes `-p ipencap`.
+        "ipencap" | "ipip" => 4,
+        "igmp" => 2,
+        "ipv6" => 41,
+        "ospf" => 89,
+        "vrrp" => 112,
+        other => other.parse::<u8>().ok()?,
+    };
+    Some(IntervalSet::single(n))
+}
+
+/// `80`, `1024:65535`, `:1023`, `1024:` (iptables writes `0:1023`).
+fn parse_port_range(v: &Tok, file: &str, line: u64) -> Result<IntervalSet<u16>, InputError> {
+    let bad = || {
+        InputError::at(
+            file,
+            line,
+            v.col,
+            format!(
+                "port `{}`: expected a number 0-65535 or a range `first:last`",
+                v.text
+            ),
+        )
+    };
+    let port = |s: &str| -> Result<u16, InputError> {
+        s.parse::<u16>()
+            .or_else(|_| service_port(s).ok_or_else(bad))
+    };
+    match v.text.split_once(':') {
+        None => Ok(IntervalSet::single(port(&v.text)?)),
+        Some((a, b)) => {
+            let lo = if a.is_empty() { 0 } else { port(a)? };
+            let hi = if b.is_empty() { u16::MAX } else { port(b)? };
+            if lo > hi {
+                return Err(InputError::at(
+                    file,
+                    line,
+                    v.col,
+                    format!(
+                        "port range `{}` is reversed: expected first <= last",
+                        v.text
+                    ),
+                ));
+            }
+            Ok(IntervalSet::range(lo, hi))
+        }
+    }
+}
+
+/// A few well-known service names iptables accepts in place of numbers.
+fn service_port(s: &str) -> Option<u16> {
+    Some(match s {
+        "ssh" => 22,
+        "http" | "www" => 80,
+        "https" => 443,
+        "domain" => 53,
+        "ntp" => 123,
+        "smtp" => 25,
+        "ftp" => 21,
+        "telnet" => 23,
+        "bgp" => 179,
+        _ => return None,
+    })
+}
+
+fn parse_ip(ctx: &Ctx<'_>, s: &str, tok: &Tok, line: u64) -> Result<IpAddr, InputError> {
+    let ip: IpAddr = s.parse().map_err(|_| {
+        InputError::at(
+            ctx.file,
+            line,
+            tok.col,
+            format!(
+                "address `{s}`: expected an {} address",
+                if ctx.family == Family::V4 {
+                    "IPv4"
+                } else {
+                    "IPv6"
+                }
+            ),
+        )
+    })?;
+    match (ctx.family, ip) {
+        (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_)) => Ok(ip),
+        _ => Err(InputError::at(
+            ctx.file,
+            line,
+            tok.col,
+            format!(
+                "address `{s}` is of the other family: this file is {} (detected from its header or first address); iptables-save and ip6tables-save output cannot be mixed",
+                if ctx.family == Family::V4 { "IPv4" } else { "IPv6" }
+            ),
+        )),
+    }
+}
+
+/// `a.b.c.d`, `a.b.c.d/len`, `a.b.c.d/mask`, comma lists; IPv6 likewise.
+fn parse_addr_list(ctx: &Ctx<'_>, v: &Tok, line: u64) -> Result<AddrSet, InputError> {
+    let mut out = AddrSet::empty();
+    let mut col = v.col;
+    for part in v.text.split(',') {
+        let t = Tok {
+            text: Cow::Borrowed(part),
+            col,
+        };
+        let (addr, len) = match part.split_once('/') {
+            None => (part, None),
+            Some((a, l)) => (a, Some(l)),
+        };
+        let ip = parse_ip(ctx, addr, &t, line)?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let len: u8 = match len {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => mask_len(l).filter(|_| ip.is_ipv4()).ok_or_else(|| {
+                    InputError::at(
+                        ctx.file,
+                        line,
+                        col + addr.chars().count() as u64 + 1,
+                        format!("prefix length `{l}`: expected 0-{max} or a contiguous netmask"),
+                    )
+                })?,
+            },
+        };
+        let set = match ip {
+            IpAddr::V4(a) => AddrSet::v4_prefix(a, len),
+            IpAddr::V6(a) => AddrSet::v6_prefix(a, len),
+        };
+        out = out.union(&set);
+        col += part.chars().count() as u64 + 1;
+    }
+    Ok(out)
+}
+
+/// Length of a contiguous dotted netmask such as `255.255.255.0`.
+fn mask_len(s: &str) -> Option<u8> {
+    let m = u32::from(s.parse::<Ipv4Addr>().ok()?);
+    let len = m.leading_ones();
+    (m.checked_shl(len).unwrap_or(0) == 0).then_some(len as u8)
+}
+
+/// `a-b` address range (`-m iprange`).
+fn parse_ip_range(ctx: &Ctx<'_>, v: &Tok, line: u64) -> Result<AddrSet, InputError> {
+    let (a, b) = v.text.split_once('-').unwrap_or((&*v.text, &*v.text));
+    let lo = parse_ip(ctx, a, v, line)?;
+    let hi = parse_ip(ctx, b, v, line)?;
+    let set = match (lo, hi) {
+        (IpAddr::V4(l), IpAddr::V4(h)) => AddrSet {
+            v4: IntervalSet::range(u32::from(l), u32::from(h)),
+            v6: IntervalSet::empty(),
+        },
+        (IpAddr::V6(l), IpAddr::V6(h)) => AddrSet {
+            v4: IntervalSet::empty(),
+            v6: IntervalSet::range(u128::from(l), u128::from(h)),
+        },
+        _ => unreachable!("parse_ip enforces one family"),
+    };
+    if set.is_empty() {
+        return Err(InputError::at(
+            ctx.file,
+            line,
+            v.col,
+            format!(
+                "address range `{}` is reversed: expected first <= last",
+                v.text
+            ),
+        ));
+    }
+    Ok(set)
 }
