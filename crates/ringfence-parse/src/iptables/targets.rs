@@ -3,8 +3,9 @@
 //! targets that only continue, and those whose effect the model does not
 //! follow (their packets get an unknown fate).
 
+use super::tables::PendingRule;
 use super::tokens::{Tok, Words};
-use super::{nat, Ctx, PendingRule};
+use super::{nat, Ctx};
 use ringfence_diag::InputError;
 use ringfence_model::{Action, MarkField, MarkRewrite, ParseNote};
 use std::borrow::Cow;
