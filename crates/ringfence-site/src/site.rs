@@ -138,11 +138,26 @@ pub struct Site {
     /// Flow id → how the site narrows it (`narrow:`); validated to keep only
     /// a subset of the flow when the site loads.
     pub narrow: BTreeMap<String, Narrowing>,
+    /// The zone whose addresses are the host the verified ruleset runs on
+    /// (`host_zone:`), if the site says so. Validated at load time: a zone
+    /// the site lists, holding single addresses only.
+    pub host_zone: Option<String>,
     /// The file it came from, as named by the user.
     pub source: String,
 }
 
 impl Site {
+    /// The host's own addresses from `host_zone:` (empty when the site names
+    /// no host zone). Packets to these go to the host's INPUT path, the rest
+    /// are forwarded, as with `--local`.
+    pub fn host_addresses(&self) -> Vec<std::net::IpAddr> {
+        self.host_zone
+            .as_ref()
+            .and_then(|z| self.zones.get(z))
+            .map(|nets| nets.iter().map(|n| n.addr()).collect())
+            .unwrap_or_default()
+    }
+
     /// The catalog for this site's TKG version (validated at load time).
     pub fn catalog(&self) -> Catalog {
         Catalog::for_version(&self.tkg.version).expect("version checked when the site was loaded")
@@ -164,6 +179,8 @@ struct RawSite {
     disable: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     narrow: Option<SpannedMap<Spanned<RawNarrowing>>>,
+    #[serde(default)]
+    host_zone: Option<Spanned<String>>,
 }
 
 /// One entry under `narrow:`.
@@ -550,6 +567,10 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
         })
         .collect();
     extra_zones.extend(narrow_zones.iter().map(String::as_str));
+    // A zone of the site's own may also be just the host's.
+    if let Some(h) = &raw.host_zone {
+        extra_zones.push(h.value.as_str());
+    }
 
     // Zones.
     let (zones_line, zones_col) = raw
@@ -631,6 +652,10 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
         .flat_map(|z| &z.value.0)
         .map(|(k, _)| k.value.clone())
         .collect();
+    let host_zone = raw
+        .host_zone
+        .as_ref()
+        .and_then(|h| host_zone_checked(file, h, &zones, &written_zones, &mut errors));
     let mut site = Site {
         name: raw.name.value.clone(),
         tkg,
@@ -638,6 +663,7 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
         extra_flows,
         disable: Vec::new(),
         narrow: BTreeMap::new(),
+        host_zone,
         source: file.to_string(),
     };
     if let Some(cat) = &catalog {
@@ -989,6 +1015,58 @@ fn shape_flows(
             }
         }
     }
+}
+
+/// `host_zone:` checked against the zones: it must name a zone the site
+/// lists (errors about the zone itself are reported where it is written),
+/// and that zone must hold single addresses, since every address in it is
+/// taken as the host's own. `None` after an error.
+fn host_zone_checked(
+    file: &str,
+    h: &Spanned<String>,
+    zones: &BTreeMap<String, Vec<IpNet>>,
+    written_zones: &[String],
+    errors: &mut Vec<InputError>,
+) -> Option<String> {
+    let at = |msg: String| InputError::at(file, h.referenced.line(), h.referenced.column(), msg);
+    let name = &h.value;
+    let Some(nets) = zones.get(name) else {
+        if !written_zones.contains(name) {
+            let e = at(format!("host_zone `{name}` is not a zone of this site"));
+            errors.push(match closest(name, written_zones.iter().map(String::as_str)) {
+                Some(best) => e.with_help(format!("did you mean `{best}`?")),
+                None => e.with_help(format!(
+                    "list the host's addresses under zones: ({name}: [198.18.x.y]) or give them with --local"
+                )),
+            });
+        }
+        return None;
+    };
+    if nets.is_empty() {
+        errors.push(
+            at(format!("host_zone `{name}` has no addresses"))
+                .with_help(format!("list the host's addresses: {name}: [198.18.x.y]")),
+        );
+        return None;
+    }
+    let networks: Vec<String> = nets
+        .iter()
+        .filter(|n| n.prefix_len() != n.max_prefix_len())
+        .map(ToString::to_string)
+        .collect();
+    if !networks.is_empty() {
+        errors.push(
+            at(format!(
+                "host_zone `{name}` holds networks ({}), but every address of the host zone is taken as the host's own",
+                networks.join(", ")
+            ))
+            .with_help(
+                "list only the host's own addresses in that zone (a network's other addresses are forwarded, not local), or give them with --local",
+            ),
+        );
+        return None;
+    }
+    Some(name.clone())
 }
 
 /// A narrowing problem as a located error.

@@ -63,7 +63,8 @@ pub struct Args {
     /// always included): after prerouting, packets to them (after any DNAT
     /// or REDIRECT) go to input and the others through forward and
     /// postrouting, whatever --hook says for the forward and input paths;
-    /// address-type `LOCAL` tests read them.
+    /// address-type `LOCAL` tests read them. The site's `host_zone:` adds
+    /// its addresses to these.
     #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
     pub local: Vec<std::net::IpAddr>,
     /// Write the report here (atomically) instead of stdout.
@@ -91,11 +92,12 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     // The site is optional here: without one, diff compares the rulesets
     // alone and never reports flows of a site it was not given.
     let site = if args.site.is_some() || args.example {
-        Some(crate::cmd::flows::load_site(args.site.as_deref(), args.example)?.resolve())
+        Some(crate::cmd::flows::load_site(args.site.as_deref(), args.example)?)
     } else {
         None
     };
-    let locals = super::verify::local_addrs(&args.local);
+    let locals = super::verify::local_addrs(&args.local, site.as_ref());
+    let site = site.map(|s| s.resolve());
     let r = diff_with(&old, &new, args.hook.into(), site.as_ref(), locals.as_ref());
     let out = match args.format {
         DiffFormat::Sarif => {

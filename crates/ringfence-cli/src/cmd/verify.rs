@@ -71,7 +71,8 @@ pub struct Args {
     /// `-m addrtype --dst-type LOCAL` and nft `fib daddr type local` read
     /// them. Without it --hook names the path, and a ruleset that
     /// translates destinations is not OK (a translated packet may be
-    /// routed to the host instead).
+    /// routed to the host instead). The site's `host_zone:` adds its
+    /// addresses to these.
     #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
     pub local: Vec<std::net::IpAddr>,
     /// Write the report here (atomically) instead of stdout.
@@ -195,14 +196,20 @@ pub(crate) fn status_str(s: Status) -> &'static str {
     }
 }
 
-/// The host's addresses given with `--local`, as one set (`None`: not given).
-pub(crate) fn local_addrs(addrs: &[std::net::IpAddr]) -> Option<ringfence_model::AddrSet> {
-    if addrs.is_empty() {
+/// The host's addresses given with `--local` and by the site's
+/// `host_zone:`, as one set (`None`: neither says).
+pub(crate) fn local_addrs(
+    addrs: &[std::net::IpAddr],
+    site: Option<&ringfence_site::Site>,
+) -> Option<ringfence_model::AddrSet> {
+    let from_site = site.map(|s| s.host_addresses()).unwrap_or_default();
+    if addrs.is_empty() && from_site.is_empty() {
         return None;
     }
     Some(
         addrs
             .iter()
+            .chain(&from_site)
             .fold(ringfence_model::AddrSet::empty(), |set, a| {
                 set.union(&match a {
                     std::net::IpAddr::V4(a) => ringfence_model::AddrSet::v4_prefix(*a, 32),
@@ -233,7 +240,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let uncovered = ringfence_parse::uncovered_families(&rs);
     let families = family_scopes(args.families, site_has, [uncovered.v4, uncovered.v6]);
     let hook: Hook = args.hook.into();
-    let locals = local_addrs(&args.local);
+    let locals = local_addrs(&args.local, Some(&site));
     let report = verify_with(&rs, &site.resolve(), hook, families, locals.as_ref());
     let out = match args.format {
         VerifyFormat::Json => {
