@@ -20,9 +20,13 @@
 //!
 //! Each recomputation runs the ordinary [`Engine`] on a *sub-ruleset*: the
 //! rules whose match, cut by the jumps that lead to them, meets the region
-//! asked about (plus every base chain, so the path is the same). Every box a
-//! walk of that region meets is in it, in the same order, so the walk cuts
-//! the region exactly as on the whole ruleset: findings and fingerprints are
+//! asked about (plus every base chain, so the path is the same). For the
+//! questions that read only the rule that decides a packet (flows,
+//! excess), the packets a rule certainly decides (accept, drop, reject,
+//! nothing the model cannot evaluate) are taken out of the region for the
+//! rules after it in that chain. Every box a walk of that region meets is
+//! in it, in the same order, so the walk cuts the region exactly as on the
+//! whole ruleset: findings and fingerprints are
 //! those of a full `verify` (the replay property test in
 //! `tests/incremental.rs` checks it after every step).
 //!
@@ -41,6 +45,9 @@ use crate::verify::{
 use ringfence_model::{Action, ChainId, CtStates, Hook, Match, Policy, Rule, RuleRef, Ruleset};
 use ringfence_site::{FlowAction, ResolvedSite};
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+mod hull;
+use hull::{ChainHulls, HullSet};
 
 /// A stable rule identity: survives renumbering and unrelated edits.
 type Id = u64;
@@ -282,76 +289,6 @@ impl Merge {
 /// Chains with at least this many rules are searched through an index.
 const INDEXED: usize = 8;
 
-/// Destination hulls narrower than this are indexed by destination.
-const NARROW: u128 = 1 << 16;
-
-/// Positions of a long chain's rules by destination hull (narrow ones
-/// sorted by family and low end; wide ones listed), for finding the rules
-/// a region may meet without looking at every rule.
-#[derive(Default)]
-struct ChainIndex {
-    narrow: Vec<(u8, u128, u32)>,
-    wide: Vec<u32>,
-}
-
-fn fam_key(f: Fam) -> u8 {
-    match f {
-        Fam::V4 => 4,
-        Fam::V6 => 6,
-    }
-}
-
-fn dst_hull(b: &PBox) -> (u128, u128) {
-    let r = b.dst.ranges();
-    match (r.first(), r.last()) {
-        (Some(a), Some(z)) => (a.0, z.1),
-        _ => (1, 0),
-    }
-}
-
-impl ChainIndex {
-    fn build(boxes: &[Boxes]) -> Self {
-        let mut ix = ChainIndex::default();
-        for (i, bs) in boxes.iter().enumerate() {
-            for b in bs {
-                let (lo, hi) = dst_hull(b);
-                if hi >= lo && hi - lo < NARROW {
-                    ix.narrow.push((fam_key(b.fam), lo, i as u32));
-                } else {
-                    ix.wide.push(i as u32);
-                }
-            }
-        }
-        ix.narrow.sort_unstable();
-        ix.wide.dedup();
-        ix
-    }
-
-    /// Positions whose boxes may meet some box of `q` (a superset), sorted.
-    fn query(&self, q: &[PBox]) -> Vec<u32> {
-        let mut out = self.wide.clone();
-        for b in q {
-            let (lo, hi) = dst_hull(b);
-            if hi < lo {
-                continue;
-            }
-            let f = fam_key(b.fam);
-            let from = self
-                .narrow
-                .partition_point(|&(g, l, _)| (g, l) < (f, lo.saturating_sub(NARROW)));
-            for &(g, l, i) in &self.narrow[from..] {
-                if (g, l) > (f, hi) {
-                    break;
-                }
-                out.push(i);
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
-}
-
 /// Pre-merge excess regions of one pivot box.
 struct PieceEntry {
     b: PBox,
@@ -377,11 +314,11 @@ struct Cache {
     /// Pivot boxes with their regions; freed slots are `None`.
     pieces: Vec<Option<PieceEntry>>,
     free_pieces: Vec<usize>,
-    /// Narrow pivot boxes by (family, destination low end, slot); wide ones listed.
-    piece_narrow: std::collections::BTreeSet<(u8, u128, usize)>,
-    piece_wide: HashSet<usize>,
-    /// Per long chain (by name): its index, built on first use after a change.
-    index: HashMap<String, std::cell::OnceCell<ChainIndex>>,
+    /// Pivot box slots by destination hull.
+    piece_hulls: HullSet<usize>,
+    /// Per long chain (by name): its rules by destination hull, kept up
+    /// to date as rules come and go.
+    index: HashMap<String, ChainHulls>,
     merge: Merge,
     /// Merged regions by fingerprint and kind.
     regions: BTreeMap<(fingerprint::Fingerprint, bool), Merged>,
@@ -437,6 +374,59 @@ fn cut(a: &[PBox], b: &[PBox]) -> Vec<PBox> {
     a.iter()
         .flat_map(|x| b.iter().filter_map(move |y| x.intersect(y)))
         .collect()
+}
+
+/// A chain a sub-ruleset starts from, with the packets that enter it.
+#[derive(Clone)]
+struct Root {
+    chain: usize,
+    /// `None`: every packet (every rule is kept).
+    region: Option<Vec<PBox>>,
+    /// Whether the question asked of the sub-ruleset reads only the first
+    /// rule that decides a packet (flows, excess): then a rule that
+    /// certainly decides part of the region takes that part out for the
+    /// rules after it. A rule's shadowed/redundant judgement reads what
+    /// comes after the rule, so it never sets this.
+    first_match: bool,
+}
+
+impl Root {
+    fn all(chain: usize) -> Self {
+        Root {
+            chain,
+            region: None,
+            first_match: false,
+        }
+    }
+
+    fn of(chain: usize, region: Vec<PBox>, first_match: bool) -> Self {
+        Root {
+            chain,
+            region: Some(region),
+            first_match,
+        }
+    }
+}
+
+/// At most this many boxes describe what is left of a region after the
+/// rules that decide part of it are taken out; beyond, it is kept whole
+/// (a larger region only keeps more rules).
+const MAX_REST_BOXES: usize = 64;
+
+/// `q` without the packets of `by`, when that takes few boxes.
+fn subtract_region(q: &[PBox], by: &[PBox]) -> Option<Vec<PBox>> {
+    if !overlaps_any(q, by) {
+        return None;
+    }
+    let refs: Vec<&PBox> = by.iter().collect();
+    let mut out = Vec::new();
+    for x in q {
+        out.extend(crate::space::subtract_all(x, &refs, MAX_REST_BOXES)?);
+        if out.len() > MAX_REST_BOXES {
+            return None;
+        }
+    }
+    Some(out)
 }
 
 /// Whether the ruleset uses something the incremental path does not follow.
@@ -645,8 +635,7 @@ impl Incremental {
             allowed: Vec::new(),
             pieces: Vec::new(),
             free_pieces: Vec::new(),
-            piece_narrow: Default::default(),
-            piece_wide: HashSet::new(),
+            piece_hulls: HullSet::default(),
             index: HashMap::new(),
             merge: Merge::default(),
             regions: BTreeMap::new(),
@@ -671,13 +660,15 @@ impl Incremental {
             }
             let (ids, boxes) = self.number(&mut c, &ch.name, &ch.rules);
             if boxes.len() >= INDEXED {
-                c.index.insert(ch.name.clone(), Default::default());
+                c.index.insert(
+                    ch.name.clone(),
+                    ChainHulls::build(boxes.iter().map(|b| b.as_slice())),
+                );
             }
             c.ids.insert(ch.name.clone(), ids);
             c.boxes.insert(ch.name.clone(), boxes);
         }
-        let all: Vec<(usize, Option<Vec<PBox>>)> =
-            (0..self.rs.chains.len()).map(|i| (i, None)).collect();
+        let all: Vec<Root> = (0..self.rs.chains.len()).map(Root::all).collect();
         let (sub, _) = self.sub_ruleset(&c, &all, usize::MAX).expect("no limit");
         let engine = Engine::new(&sub, self.u.clone());
         if !engine.loops.is_empty() {
@@ -823,15 +814,25 @@ impl Incremental {
         }
     }
 
+    /// Whether `r` certainly ends the walk of every packet it matches in
+    /// this base chain: it accepts, drops or rejects, and the model decides
+    /// its whole match.
+    fn decides(&self, r: &Rule) -> bool {
+        matches!(
+            r.action,
+            Action::Accept | Action::Drop | Action::Reject { .. }
+        ) && !may_match(&r.matches, &self.u)
+            && r.matches.marks.is_empty()
+            && !r.matches.has_nat_fields()
+    }
+
     /// Positions of the rules of chain `name` whose boxes may meet `q`
     /// (a superset, ascending): through the chain's index when it is long.
     fn candidates(&self, c: &Cache, name: &str, q: &[PBox]) -> Vec<u32> {
         let boxes = &c.boxes[name];
         match c.index.get(name) {
-            Some(cell) if boxes.len() >= INDEXED => {
-                cell.get_or_init(|| ChainIndex::build(boxes)).query(q)
-            }
-            _ => (0..boxes.len() as u32).collect(),
+            Some(ix) => ix.meeting(q),
+            None => (0..boxes.len() as u32).collect(),
         }
     }
 
@@ -846,18 +847,21 @@ impl Incremental {
     fn sub_ruleset(
         &self,
         c: &Cache,
-        roots: &[(usize, Option<Vec<PBox>>)],
+        roots: &[Root],
         limit: usize,
     ) -> Option<(Ruleset, Vec<usize>)> {
-        let n = self.rs.chains.len();
         let mut keep: HashMap<usize, Vec<bool>> = HashMap::new();
         let mut count = 0usize;
-        let mut stack: Vec<(usize, Option<Vec<PBox>>, u32)> =
-            roots.iter().cloned().map(|(a, b)| (a, b, 0)).collect();
-        while let Some((ci, q, depth)) = stack.pop() {
+        let mut stack: Vec<(Root, u32)> = roots.iter().cloned().map(|r| (r, 0)).collect();
+        while let Some((root, depth)) = stack.pop() {
             if depth > 64 {
                 return None;
             }
+            let Root {
+                chain: ci,
+                region: mut q,
+                first_match,
+            } = root;
             let ch = &self.rs.chains[ci];
             let boxes = &c.boxes[&ch.name];
             let k = keep
@@ -872,6 +876,7 @@ impl Incremental {
                 let r = &ch.rules[i];
                 let qi = match &q {
                     None => None,
+                    Some(q) if q.is_empty() => break,
                     Some(q) => {
                         let x = cut(q, &boxes[i]);
                         if x.is_empty() {
@@ -888,7 +893,22 @@ impl Incremental {
                     }
                 }
                 if let Action::Jump { target } | Action::Goto { target } = r.action {
-                    stack.push((target.0, qi, depth + 1));
+                    stack.push((
+                        Root {
+                            chain: target.0,
+                            region: qi,
+                            first_match,
+                        },
+                        depth + 1,
+                    ));
+                } else if first_match && self.decides(r) {
+                    // Packets this rule decides meet no later rule of the
+                    // chain (nor of its callers, in this base chain).
+                    if let Some(q) = &mut q {
+                        if let Some(rest) = subtract_region(q, &boxes[i]) {
+                            *q = rest;
+                        }
+                    }
                 }
             }
         }
@@ -902,7 +922,6 @@ impl Incremental {
         orig.sort_unstable();
         orig.dedup();
         let map: HashMap<usize, usize> = orig.iter().enumerate().map(|(k, &i)| (i, k)).collect();
-        let _ = n;
         let ids = |name: &str| &c.ids[name];
         let chains = orig
             .iter()
@@ -1228,16 +1247,22 @@ impl Incremental {
                     c.chain_of.remove(&id);
                 }
             }
+            if let Some(ix) = c.index.get_mut(name) {
+                let refs: Vec<&[PBox]> = boxes.iter().map(|b| b.as_slice()).collect();
+                ix.splice(o.start, o.len(), &refs);
+            }
             let bs = c.boxes.entry(name.clone()).or_default();
             bs.splice(o.clone(), boxes);
-            if bs.len() >= INDEXED {
-                c.index.insert(name.clone(), Default::default());
-            } else {
-                c.index.remove(name);
+            if bs.len() >= INDEXED && !c.index.contains_key(name) {
+                c.index.insert(
+                    name.clone(),
+                    ChainHulls::build(bs.iter().map(|b| b.as_slice())),
+                );
             }
             if nc.is_none() {
                 c.ids.remove(name);
                 c.boxes.remove(name);
+                c.index.remove(name);
             }
             delta.entry(name.clone()).or_default().extend(dx);
         }
@@ -1312,9 +1337,11 @@ impl Incremental {
             if !overlaps_any(fwd, &dfwd) && !overlaps_any(rev, &drev) {
                 continue;
             }
-            let mut roots: Vec<(usize, Option<Vec<PBox>>)> =
-                path.iter().map(|b| (b.0, Some(fwd.clone()))).collect();
-            roots.extend(rpath.iter().map(|b| (b.0, Some(rev.clone()))));
+            let mut roots: Vec<Root> = path
+                .iter()
+                .map(|b| Root::of(b.0, fwd.clone(), true))
+                .collect();
+            roots.extend(rpath.iter().map(|b| Root::of(b.0, rev.clone(), true)));
             let (sub, _) = self
                 .sub_ruleset(c, &roots, limit)
                 .ok_or("a changed flow meets too many rules")?;
@@ -1332,9 +1359,13 @@ impl Incremental {
             // Only packets in the scope are walked: the rest of an accepting
             // rule's box (other states, other addresses) is never read.
             let q = cut(&self.accepting_region(c, pivot, &dp), &c.scope);
-            let mut roots: Vec<(usize, Option<Vec<PBox>>)> =
-                path.iter().map(|b| (b.0, Some(q.clone()))).collect();
-            roots.push((pivot, Some(dp.clone())));
+            let mut roots: Vec<Root> = path
+                .iter()
+                .map(|b| Root::of(b.0, q.clone(), true))
+                .collect();
+            // Every pivot box that meets the change, decided earlier or not,
+            // as the pieces taken out are all of those.
+            roots.push(Root::of(pivot, dp.clone(), false));
             let (sub, _) = self
                 .sub_ruleset(c, &roots, limit)
                 .ok_or("the changed excess meets too many rules")?;
@@ -1423,7 +1454,7 @@ impl Incremental {
                 None
             } else {
                 Some(
-                    self.sub_ruleset(c, &[(ci.0, Some(dx.clone()))], limit)
+                    self.sub_ruleset(c, &[Root::of(ci.0, dx.clone(), false)], limit)
                         .ok_or("a changed region meets too many rules")?,
                 )
             };
@@ -1512,7 +1543,7 @@ impl Incremental {
         let name = &self.rs.chains[ci].name;
         let bx: Vec<PBox> = c.boxes[name][i..j].iter().flatten().cloned().collect();
         let (sub, orig) = self
-            .sub_ruleset(c, &[(ci, Some(bx.clone()))], limit)
+            .sub_ruleset(c, &[Root::of(ci, bx.clone(), false)], limit)
             .ok_or("a changed rule meets too many rules")?;
         let engine = Engine::new(&sub, self.u.clone());
         let sc = orig.iter().position(|&o| o == ci).expect("root kept");
@@ -1944,52 +1975,25 @@ fn walk(
 }
 
 fn add_piece(c: &mut Cache, p: PieceEntry) {
-    let (lo, hi) = dst_hull(&p.b);
-    let narrow = hi >= lo && hi - lo < NARROW;
-    let key = (fam_key(p.b.fam), lo);
     let slot = match c.free_pieces.pop() {
-        Some(s) => {
-            c.pieces[s] = Some(p);
-            s
-        }
+        Some(s) => s,
         None => {
-            c.pieces.push(Some(p));
+            c.pieces.push(None);
             c.pieces.len() - 1
         }
     };
-    if narrow {
-        c.piece_narrow.insert((key.0, key.1, slot));
-    } else {
-        c.piece_wide.insert(slot);
-    }
+    c.piece_hulls.insert(&p.b, slot);
+    c.pieces[slot] = Some(p);
 }
 
 fn remove_piece(c: &mut Cache, slot: usize) -> PieceEntry {
     let p = c.pieces[slot].take().expect("live piece");
-    let (lo, _) = dst_hull(&p.b);
-    c.piece_narrow.remove(&(fam_key(p.b.fam), lo, slot));
-    c.piece_wide.remove(&slot);
+    c.piece_hulls.remove(&p.b, slot);
     c.free_pieces.push(slot);
     p
 }
 
 /// Slots of pivot boxes that may meet `q` (a superset).
 fn pieces_meeting(c: &Cache, q: &[PBox]) -> Vec<usize> {
-    let mut out: Vec<usize> = c.piece_wide.iter().copied().collect();
-    for b in q {
-        let (lo, hi) = dst_hull(b);
-        if hi < lo {
-            continue;
-        }
-        let f = fam_key(b.fam);
-        for &(_, _, slot) in c
-            .piece_narrow
-            .range((f, lo.saturating_sub(NARROW), 0)..=(f, hi, usize::MAX))
-        {
-            out.push(slot);
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    out
+    c.piece_hulls.meeting(q, 0, usize::MAX)
 }
