@@ -3,7 +3,8 @@
 //! semantics), `icmp`/`icmpv6` `type` and `code`, `ip`/`ip6` `dscp`,
 //! `meta length`, `meta pkttype` and `ether saddr`.
 
-use super::{restrict_family, Fam, Op, Why};
+use super::expressions::restrict_family;
+use super::{Fam, Op, Why};
 use ringfence_model::fields::all_macs;
 use ringfence_model::names;
 use ringfence_model::{proto, IntervalSet, Match};

@@ -3,7 +3,8 @@
 //! did or what the host's addresses are (`ct status`, `ct original ...`,
 //! `fib saddr|daddr type`).
 
-use super::{compact, restrict_family, single_key, Fam, Kind, Op, Parser, Why, NAT_STATES};
+use super::expressions::restrict_family;
+use super::{compact, single_key, Fam, Kind, Op, Parser, Why, NAT_STATES};
 use ringfence_model::{
     Action, AddrSet, AddrTypes, CtNat, CtStates, IntervalSet, Match, NatKind, NatRewrite, Opaque,
     OrigTuple, Rule, RuleRef,

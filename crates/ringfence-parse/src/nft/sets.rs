@@ -6,7 +6,8 @@
 //! algebra of `concat` and its budgets.
 
 use super::concat::{self, Part, TBox};
-use super::{compact, narrow, ptr_join, single_key, Fam, Field, Key, Kind, Op, Parser, Why};
+use super::expressions::narrow;
+use super::{compact, ptr_join, single_key, Fam, Field, Key, Kind, Op, Parser, Why};
 use ringfence_diag::InputError;
 use ringfence_model::{Action, IfacePattern, IfaceSet, IntervalSet, Match, Opaque, Rule, RuleRef};
 use serde_json::Value;

@@ -4,10 +4,8 @@
 //! chains that stand for statements whose effect is unknown. Matches are in
 //! `expressions`, verdict maps in `sets`, translations in `nat`.
 
-use super::{
-    compact, mark_key, mark_number, nat, ptr_join, restrict_family, single_key, Fam, Parser,
-    NAT_STATES,
-};
+use super::expressions::{mark_key, mark_number, restrict_family};
+use super::{compact, nat, ptr_join, single_key, Fam, Parser, NAT_STATES};
 use ringfence_diag::InputError;
 use ringfence_model::{
     proto, Action, Chain, ChainId, CtStates, IntervalSet, MarkField, MarkRewrite, Match, Opaque,
