@@ -58,6 +58,16 @@
 //!   continues: every match on those is opaque. Anything else (`limit`,
 //!   `quota`, marks, data maps, raw payloads) becomes an [`Opaque`] match
 //!   with a note.
+//!
+//! Layout: this module reads the document (tables, chains, hooks,
+//! priorities) and holds the vocabulary its submodules share; `statements`
+//! walks a rule's statements and their verdicts; `expressions` turns
+//! `match` statements into model fields; `sets` reads set and map
+//! right-hand sides, verdict maps and concatenation lookups (with the box
+//! algebra of `concat`); `fields` holds the rarer header fields and `nat`
+//! the translations and the matches on what they did.
+//!
+//! [`Opaque`]: ringfence_model::Opaque
 
 use ringfence_diag::{InputError, InputErrors};
 use ringfence_model::{

@@ -24,7 +24,7 @@ enum Effect {
 }
 
 /// The effect of an iptables-nft compat target named `name`: the same
-/// reading as the iptables parser's (see `iptables::target_effect`).
+/// reading as the iptables parser's (see `target_effect` in `iptables/targets.rs`).
 fn xt_target_effect(name: &str) -> Effect {
     match name {
         "ACCEPT" => Effect::Verdict(Action::Accept),
