@@ -347,8 +347,8 @@ impl Sets {
                         ));
                         Value::Port(protos, 0, 0)
                     } else {
-                        let (lo, hi) =
-                            port_range(rest).ok_or_else(|| bad("a port or port range"))?;
+                        let (lo, hi) = crate::values::port_range(rest, '-')
+                            .ok_or_else(|| bad("a port or port range"))?;
                         Value::Port(protos, lo, hi)
                     }
                 }
@@ -583,16 +583,6 @@ fn addr_range(s: &str, v6: bool) -> Option<(u128, u128)> {
         return (a <= b).then_some((a, b));
     }
     one(s).map(|a| (a, a))
-}
-
-fn port_range(s: &str) -> Option<(u16, u16)> {
-    match s.split_once('-') {
-        Some((a, b)) => {
-            let (a, b) = (a.parse().ok()?, b.parse().ok()?);
-            (a <= b).then_some((a, b))
-        }
-        None => s.parse().ok().map(|p| (p, p)),
-    }
 }
 
 fn proto_of(s: &str) -> Option<u8> {

@@ -13,6 +13,7 @@ mod multi;
 pub mod nft;
 pub mod nft_text;
 pub mod nsx;
+mod values;
 
 pub use ipset::Sets;
 pub use multi::{parse_rulesets, parse_rulesets_for, uncovered_families, Families};

@@ -457,10 +457,7 @@ pub(super) struct SetCond {
 impl<'t> RuleBuilder<'t> {
     /// Nothing read yet: every address of `family`, any other field.
     pub(super) fn new(family: Family) -> Self {
-        let all_addrs = match family {
-            Family::V4 => AddrSet::all_v4(),
-            Family::V6 => AddrSet::all_v6(),
-        };
+        let all_addrs = family.all();
         let m = Match {
             src: all_addrs.clone(),
             dst: all_addrs,
@@ -778,9 +775,9 @@ impl<'t> RuleBuilder<'t> {
                     .ct_orig
                     .get_or_insert_with(|| Box::new(ringfence_model::OrigTuple::any()));
                 if t.text == "--ctorigsrc" {
-                    o.src = o.src.intersect(&set).intersect(&nat::family_all(ctx.family));
+                    o.src = o.src.intersect(&set).intersect(&ctx.family.all());
                 } else {
-                    o.dst = o.dst.intersect(&set).intersect(&nat::family_all(ctx.family));
+                    o.dst = o.dst.intersect(&set).intersect(&ctx.family.all());
                 }
                 b.ct_conn_test = true;
                 i += 2;
@@ -1185,11 +1182,7 @@ fn require_module(
 }
 
 fn family_complement(f: Family, set: &AddrSet) -> AddrSet {
-    let c = set.complement();
-    match f {
-        Family::V4 => c.intersect(&AddrSet::all_v4()),
-        Family::V6 => c.intersect(&AddrSet::all_v6()),
-    }
+    set.complement().intersect(&f.all())
 }
 
 fn parse_protocol(s: &str) -> Option<IntervalSet<u8>> {

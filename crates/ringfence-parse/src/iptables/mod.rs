@@ -33,13 +33,24 @@ pub use tables::table_base;
 
 use crate::ipset::Sets;
 use ringfence_diag::InputErrors;
-use ringfence_model::{ParseNote, Ruleset};
+use ringfence_model::{AddrSet, ParseNote, Ruleset};
 
 /// Address family of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     V4,
     V6,
+}
+
+impl Family {
+    /// Every address of the family: what a rule matches before `-s`/`-d`,
+    /// and the base `!` complements against.
+    fn all(self) -> AddrSet {
+        match self {
+            Family::V4 => AddrSet::all_v4(),
+            Family::V6 => AddrSet::all_v6(),
+        }
+    }
 }
 
 struct Ctx<'a> {

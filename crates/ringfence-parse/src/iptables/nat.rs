@@ -4,7 +4,8 @@
 
 use super::tokens::Tok;
 use super::Family;
-use ringfence_model::{AddrSet, AddrTypes, CtNat, IntervalSet, NatKind, NatRewrite};
+use crate::values::port_range;
+use ringfence_model::{AddrTypes, CtNat, IntervalSet, NatKind, NatRewrite};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -100,7 +101,7 @@ pub(super) fn nat_target(
                 .map_err(|m| (v.col, format!("`{spec_opt} {}`: {m}", v.text)))?
         }
         (_, Some(v)) => {
-            let p = parse_port_range(&v.text).ok_or_else(|| {
+            let p = port_range(&v.text, '-').ok_or_else(|| {
                 (
                     v.col,
                     format!(
@@ -150,13 +151,6 @@ fn spec_help(kind: NatKind) -> &'static str {
         }
         _ => "PORT or PORT-PORT",
     }
-}
-
-/// `PORT` or `PORT-PORT`.
-fn parse_port_range(s: &str) -> Option<(u16, u16)> {
-    let (a, b) = s.split_once('-').unwrap_or((s, s));
-    let (a, b): (u16, u16) = (a.parse().ok()?, b.parse().ok()?);
-    (a <= b).then_some((a, b))
 }
 
 /// `ADDR[-ADDR][:PORT[-PORT]]`; IPv6: `ADDR[-ADDR]` or `[ADDR[-ADDR]]:PORT[-PORT]`
@@ -212,7 +206,7 @@ fn parse_spec(s: &str, family: Family) -> Result<Spec, String> {
     };
     let ports = match port_part {
         None => None,
-        Some(p) => Some(parse_port_range(p).ok_or_else(|| {
+        Some(p) => Some(port_range(p, '-').ok_or_else(|| {
             format!("port `{p}`: expected PORT or PORT-PORT (0-65535, first <= last)")
         })?),
     };
@@ -291,17 +285,7 @@ pub(super) fn addr_types(list: &str) -> Result<AddrTypes, String> {
 
 /// `--ctorigsrcport`/`--ctorigdstport`: `PORT` or `PORT:PORT`.
 pub(super) fn orig_ports(s: &str) -> Option<IntervalSet<u16>> {
-    let (a, b) = s.split_once(':').unwrap_or((s, s));
-    let (a, b): (u16, u16) = (a.parse().ok()?, b.parse().ok()?);
-    (a <= b).then(|| IntervalSet::range(a, b))
-}
-
-/// The full address set of a family (the complement base for `!`).
-pub(super) fn family_all(f: Family) -> AddrSet {
-    match f {
-        Family::V4 => AddrSet::all_v4(),
-        Family::V6 => AddrSet::all_v6(),
-    }
+    port_range(s, ':').map(|(a, b)| IntervalSet::range(a, b))
 }
 
 #[cfg(test)]
