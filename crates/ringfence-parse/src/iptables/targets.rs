@@ -7,7 +7,7 @@ use super::tables::PendingRule;
 use super::tokens::{Tok, Words};
 use super::{nat, Ctx};
 use ringfence_diag::InputError;
-use ringfence_model::{Action, MarkField, MarkRewrite, ParseNote};
+use ringfence_model::{names, Action, MarkField, MarkRewrite, ParseNote};
 use std::borrow::Cow;
 
 /// What a `-j` or `-g` comes to once its options are read.
@@ -197,12 +197,7 @@ fn target_effect(
 /// A mark as iptables writes it: `VALUE[/MASK]`, each decimal or `0x` hex;
 /// the mask defaults to every bit.
 pub(super) fn parse_mark(v: &Tok, file: &str, line: u64) -> Result<(u32, u32), InputError> {
-    let num = |s: &str| -> Option<u32> {
-        match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-            Some(h) => u32::from_str_radix(h, 16).ok(),
-            None => s.parse().ok(),
-        }
-    };
+    let num = |s: &str| names::number(s).and_then(|n| u32::try_from(n).ok());
     let (a, b) = match v.text.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (v.text.as_ref(), None),
@@ -376,4 +371,37 @@ fn is_extension_target(name: &str) -> bool {
             | "TTL"
             | "IPV4OPTSSTRIP"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(text: &str) -> Result<(u32, u32), String> {
+        let tok = Tok {
+            text: Cow::Borrowed(text),
+            col: 7,
+        };
+        parse_mark(&tok, "m.rules", 3).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn marks_are_32_bit_decimal_or_hex_values_with_an_optional_mask() {
+        assert_eq!(mark("42"), Ok((42, u32::MAX)));
+        assert_eq!(mark("0x4000/0x4000"), Ok((0x4000, 0x4000)));
+        assert_eq!(mark("0X10/0XFF"), Ok((0x10, 0xff)));
+        assert_eq!(mark("4294967295/0"), Ok((u32::MAX, 0)));
+        for bad in [
+            "4294967296",
+            "0x100000000",
+            "1/0x1ffffffff",
+            "0xzz",
+            "-1",
+            "1/",
+        ] {
+            let e = mark(bad).expect_err(bad);
+            assert!(e.contains("m.rules:3:7"), "{bad}: {e}");
+            assert!(e.contains(&format!("mark `{bad}`")), "{bad}: {e}");
+        }
+    }
 }
