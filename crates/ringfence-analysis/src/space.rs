@@ -65,15 +65,61 @@ pub struct PBox {
     /// over the four [`nat`] states (conntrack's `--ctstate DNAT/SNAT`,
     /// nft `ct status dnat/snat`).
     pub nat: u8,
-    /// The connection's original destination (conntrack's original tuple,
-    /// `--ctorigdst`): restricted only in boxes whose every packet had its
-    /// destination translated ([`nat::DNAT_ANY`]); for the others it is
-    /// the current destination and the field is left full (see
-    /// [`nat`] for the invariant).
-    pub odst: ISet<u128>,
-    /// The connection's original destination port (`--ctorigdstport`),
-    /// with the same rule as [`PBox::odst`].
-    pub odport: ISet<u16>,
+    /// The connection's original destination and port (conntrack's
+    /// original tuple, `--ctorigdst`, `--ctorigdstport`), out of line:
+    /// restricted only in boxes whose every packet had its destination
+    /// translated ([`nat::DNAT_ANY`]); for the others it is the current
+    /// destination and stays every value, `None` (see [`nat`] for the
+    /// invariant). Untranslated boxes, nearly all of them, pay one null
+    /// pointer for it, as they do for [`PBox::x`].
+    pub orig: Orig,
+}
+
+/// The original destination of a translated box ([`PBox::orig`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OrigDst {
+    /// Original destination addresses (`--ctorigdst`).
+    pub dst: ISet<u128>,
+    /// Original destination ports (`--ctorigdstport`).
+    pub dport: ISet<u16>,
+}
+
+/// A box's original destination: `None` is every address of its family
+/// and every port, the one form of that value (so equal boxes compare
+/// equal).
+pub type Orig = Option<Box<OrigDst>>;
+
+impl OrigDst {
+    /// Every address of `fam` and every port.
+    pub fn full(fam: Fam) -> Self {
+        Self {
+            dst: fam_full(fam),
+            dport: ISet::full(),
+        }
+    }
+
+    /// `None` when both fields hold every value of `fam`.
+    pub fn normalize(self, fam: Fam) -> Orig {
+        if self.dport.is_full() && self.dst == fam_full(fam) {
+            None
+        } else {
+            Some(Box::new(self))
+        }
+    }
+
+    /// Whether a field is empty.
+    pub fn is_empty(&self) -> bool {
+        self.dst.is_empty() || self.dport.is_empty()
+    }
+}
+
+/// Whether two original destinations share a value (no allocation).
+fn orig_overlaps(a: &Orig, b: &Orig) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), None) | (None, Some(a)) => !a.is_empty(),
+        (Some(a), Some(b)) => a.dst.meets(&b.dst) && a.dport.meets(&b.dport),
+    }
 }
 
 /// The address-translation states a connection can be in (bits of
@@ -83,10 +129,10 @@ pub struct PBox {
 /// be in any state. The bits are those of the model's `CtNat` (bit
 /// `snat | dnat << 1`).
 ///
-/// Invariant: a box restricts [`PBox::odst`] and [`PBox::odport`] only
-/// when its `nat` bits are within [`nat::DNAT_ANY`] (every packet's
+/// Invariant: a box restricts its original destination ([`PBox::orig`])
+/// only when its `nat` bits are within [`nat::DNAT_ANY`] (every packet's
 /// destination was translated); otherwise the original destination is the
-/// current one and those fields stay full. [`PBox::subtract`] splits the
+/// current one and the field stays every value (`None`). [`PBox::subtract`] splits the
 /// `nat` bits before the original destination, which keeps it.
 pub mod nat {
     /// No translation.
@@ -166,8 +212,7 @@ impl PBox {
                 })
             }),
             nat: self.nat,
-            odst: self.odst.clone(),
-            odport: self.odport.clone(),
+            orig: self.orig.clone(),
         }
     }
 
@@ -188,15 +233,14 @@ impl PBox {
             ct0: u.marks.all_conn(),
             x: None,
             nat: nat::ALL,
-            odst: fam_full(fam),
-            odport: ISet::full(),
+            orig: None,
         }
     }
 
     /// Whether every packet of the box had its destination translated by
     /// a rule of the ruleset: a first packet (state NEW) whose connection
-    /// is in a DNAT state. Its [`PBox::odst`] and [`PBox::odport`] then
-    /// hold the destination it entered with.
+    /// is in a DNAT state. Its [`PBox::orig`] then holds the destination
+    /// it entered with.
     pub fn translated(&self) -> bool {
         self.ct == CtStates::NEW && self.nat != 0 && self.nat & !nat::DNAT_ANY == 0
     }
@@ -207,8 +251,12 @@ impl PBox {
     /// any other box as it is.
     pub fn as_entered(mut self) -> PBox {
         if self.translated() {
-            self.dst = std::mem::replace(&mut self.odst, fam_full(self.fam));
-            self.dport = std::mem::replace(&mut self.odport, ISet::full());
+            let o = self
+                .orig
+                .take()
+                .map_or_else(|| OrigDst::full(self.fam), |o| *o);
+            self.dst = o.dst;
+            self.dport = o.dport;
             self.nat = nat::NONE;
         }
         self
@@ -229,8 +277,7 @@ impl PBox {
             || self.ct0 == 0
             || xf::is_empty(&self.x)
             || self.nat == 0
-            || self.odst.is_empty()
-            || self.odport.is_empty()
+            || self.orig.as_ref().is_some_and(|o| o.is_empty())
     }
 
     /// Whether the boxes share a packet (no allocation).
@@ -249,8 +296,7 @@ impl PBox {
             && self.iif.meets(&o.iif)
             && self.oif.meets(&o.oif)
             && xf::overlaps(&self.x, &o.x)
-            && self.odst.meets(&o.odst)
-            && self.odport.meets(&o.odport)
+            && orig_overlaps(&self.orig, &o.orig)
     }
 
     /// Intersection, or `None` when empty.
@@ -273,8 +319,15 @@ impl PBox {
             ct0: self.ct0 & o.ct0,
             x: xf::intersect(&self.x, &o.x),
             nat: self.nat & o.nat,
-            odst: self.odst.intersect(&o.odst),
-            odport: self.odport.intersect(&o.odport),
+            orig: match (&self.orig, &o.orig) {
+                (None, None) => None,
+                (Some(a), None) | (None, Some(a)) => Some(a.clone()),
+                (Some(a), Some(b)) => OrigDst {
+                    dst: a.dst.intersect(&b.dst),
+                    dport: a.dport.intersect(&b.dport),
+                }
+                .normalize(self.fam),
+            },
         })
     }
 
@@ -294,8 +347,11 @@ impl PBox {
             && self.oif.is_subset(&o.oif)
             && xf::is_subset(&self.x, &o.x)
             && self.nat & !o.nat == 0
-            && self.odst.is_subset(&o.odst)
-            && self.odport.is_subset(&o.odport)
+            && match (&self.orig, &o.orig) {
+                (_, None) => true,
+                (None, Some(b)) => b.dport.is_full() && fam_full(self.fam).is_subset(&b.dst),
+                (Some(a), Some(b)) => a.dst.is_subset(&b.dst) && a.dport.is_subset(&b.dport),
+            }
     }
 
     /// `self \ o` as disjoint boxes (at most one per field).
@@ -338,8 +394,36 @@ impl PBox {
         // that restricts the original destination has only translated
         // states, so the rest does too before it is split (see [`nat`]).
         split_bits!(nat);
-        split!(odst);
-        split!(odport);
+        // The original destination, then its port, each split as the
+        // other fields are (`None` is every value).
+        if rest.orig.is_some() || o.orig.is_some() {
+            let full = OrigDst::full(rest.fam);
+            let od = o.orig.as_deref().unwrap_or(&full);
+            let mut r = rest.orig.take().map_or_else(|| full.clone(), |b| *b);
+            let outside = r.dst.difference(&od.dst);
+            if !outside.is_empty() {
+                let mut piece = rest.clone();
+                piece.orig = OrigDst {
+                    dst: outside,
+                    dport: r.dport.clone(),
+                }
+                .normalize(rest.fam);
+                out.push(piece);
+                r.dst = r.dst.intersect(&od.dst);
+            }
+            let outside = r.dport.difference(&od.dport);
+            if !outside.is_empty() {
+                let mut piece = rest.clone();
+                piece.orig = OrigDst {
+                    dst: r.dst.clone(),
+                    dport: outside,
+                }
+                .normalize(rest.fam);
+                out.push(piece);
+                r.dport = r.dport.intersect(&od.dport);
+            }
+            rest.orig = r.normalize(rest.fam);
+        }
         split_bits!(mark);
         split_bits!(ctmark);
         split_bits!(ct0);
@@ -929,7 +1013,7 @@ impl DstRewrite {
     /// packets that already carry the only destination the rule gives
     /// (the kernel leaves them untranslated, without the DNAT status),
     /// then the translated ones, which keep their entry destination in
-    /// `odst`/`odport` (see [`PBox::translated`]).
+    /// [`PBox::orig`] (see [`PBox::translated`]).
     pub fn apply(&self, b: &PBox) -> (Vec<PBox>, Vec<PBox>) {
         let mut same = Vec::new();
         let mut moved = Vec::new();
@@ -985,11 +1069,16 @@ impl DstRewrite {
             };
             for mut y in rest {
                 let to = self.to.clone().unwrap_or_else(|| y.dst.clone());
-                y.odst = std::mem::replace(&mut y.dst, to);
-                y.odport = match new_ports {
+                let odst = std::mem::replace(&mut y.dst, to);
+                let odport = match new_ports {
                     Some((a, b)) => std::mem::replace(&mut y.dport, ISet::range(a, b)),
                     None => y.dport.clone(),
                 };
+                y.orig = OrigDst {
+                    dst: odst,
+                    dport: odport,
+                }
+                .normalize(y.fam);
                 y.nat = nat::add_dnat(y.nat);
                 if !y.is_empty() {
                     moved.push(y);
@@ -1030,8 +1119,7 @@ pub fn match_boxes(m: &Match, u: &IfaceUniverse) -> Boxes {
         ct0: u.marks.all_conn(),
         x: m.extra.clone(),
         nat: m.ct_nat.0 & nat::ALL,
-        odst: fam_full(fam),
-        odport: ISet::full(),
+        orig: None,
     };
     let mut push = |b: PBox| {
         for b in conn_fields(m, u, b) {
@@ -1162,8 +1250,15 @@ fn conn_fields(m: &Match, u: &IfaceUniverse, mut b: PBox) -> Boxes {
         plain.dport = plain.dport.intersect(&o.dport);
         let mut moved = first;
         moved.nat &= nat::DNAT_ANY;
-        moved.odst = moved.odst.intersect(&odst);
-        moved.odport = moved.odport.intersect(&o.dport);
+        let od = moved
+            .orig
+            .take()
+            .map_or_else(|| OrigDst::full(moved.fam), |b| *b);
+        moved.orig = OrigDst {
+            dst: od.dst.intersect(&odst),
+            dport: od.dport.intersect(&o.dport),
+        }
+        .normalize(moved.fam);
         out.extend([plain, moved]);
     }
     if later.ct != 0 {
@@ -1405,8 +1500,7 @@ pub fn packet_box(p: &Packet, u: &IfaceUniverse) -> PBox {
         ct0: u.marks.entry_conn(p.ct_state),
         x: packet_extra(p),
         nat: entry_nat(p.ct_state),
-        odst: fam_full(fam),
-        odport: ISet::full(),
+        orig: None,
     }
 }
 
@@ -1950,6 +2044,51 @@ mod tests {
     }
 
     #[test]
+    fn only_translated_boxes_hold_an_original_destination_and_it_splits_like_any_field() {
+        let u = IfaceUniverse::new(std::iter::empty::<&Ruleset>());
+        let a = tcp_to(0x0a00_0001, 22);
+        let mut b = a.clone();
+        b.dport = ISet::range(20, 30);
+        // Untranslated boxes stay without one through every operation.
+        assert!(a.intersect(&b).is_some_and(|x| x.orig.is_none()));
+        assert!(b.subtract(&a).iter().all(|p| p.orig.is_none()));
+        assert_eq!(OrigDst::full(Fam::V4).normalize(Fam::V4), None);
+        // Translated to 10.0.0.9:80, they keep 10.0.0.1-2 ports 20-30.
+        let rw = DstRewrite {
+            to: Some(ISet::single(0x0a00_0009)),
+            ports: Some((80, 80)),
+        };
+        let (same, moved) = rw.apply(&b);
+        assert!(same.is_empty());
+        assert!(!moved.is_empty() && moved.iter().all(|m| m.orig.is_some()));
+        // A test of the original port 25 (`--ctorigdstport 25`).
+        let mut test = PBox::full(Fam::V4, &u);
+        test.orig = OrigDst {
+            dst: fam_full(Fam::V4),
+            dport: ISet::single(25),
+        }
+        .normalize(Fam::V4);
+        for m in &moved {
+            let inside = m.intersect(&test).expect("port 25 is among 20-30");
+            assert_eq!(
+                inside.orig.as_ref().map(|o| &o.dport),
+                Some(&ISet::single(25))
+            );
+            let outside = m.subtract(&test);
+            let ports: Vec<&ISet<u16>> = outside
+                .iter()
+                .map(|p| &p.orig.as_ref().expect("still translated").dport)
+                .collect();
+            assert_eq!(ports, vec![&ISet::from_ranges([(20, 24), (26, 30)])]);
+            assert!(inside.is_subset(&test) && !m.is_subset(&test));
+            // Named as they entered: the original destination is back.
+            let entered = inside.as_entered();
+            assert_eq!(entered.dport, ISet::single(25));
+            assert!(entered.orig.is_none());
+        }
+    }
+
+    #[test]
     fn a_dnat_keeps_the_entry_destination_and_leaves_packets_already_there_untranslated() {
         let rw = DstRewrite {
             to: Some(ISet::single(0x0a00_0001)),
@@ -1980,7 +2119,8 @@ mod tests {
                 assert_eq!(x.dport, ISet::single(22));
             } else {
                 // Protocols without ports keep theirs.
-                assert_eq!(x.dport, x.odport);
+                let orig = x.orig.as_deref().cloned().unwrap_or(OrigDst::full(x.fam));
+                assert_eq!(x.dport, orig.dport);
             }
         }
         // Together: every packet of `b` once.
