@@ -8,6 +8,11 @@
 //! At the end it compares the incremental findings with a full verify of
 //! the final ruleset.
 //!
+//! Each change is timed twice: wall time, and wall time less the time the
+//! thread waited for a CPU (`/proc/thread-self/schedstat`), which is what
+//! the change cost on a machine shared with other work. The slowest 1% by
+//! the second are listed by change kind and chain kind.
+//!
 //! Usage: incremental_bench RULESET SITE.yaml [CHANGES] [SEED]
 //! Prints `key value` lines (seconds, counts, MB).
 
@@ -47,6 +52,42 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Nanoseconds this thread has waited for a CPU so far (the second field
+/// of /proc/thread-self/schedstat, updated whenever the thread is put back
+/// on a CPU): a change's wall time less what this grew by is the time the
+/// change really ran, which on a loaded machine can be a fraction of it.
+fn run_delay_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The current resident set, MB.
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A chain's name without its numbered or hashed suffix (KUBE-SVC-…,
+/// ACL-APP-…), to say which kind of chain the slow changes were in.
+fn chain_kind(name: &str) -> String {
+    match name.rsplit_once('-') {
+        Some((head, tail)) if tail.chars().all(|c| c.is_ascii_hexdigit()) && !tail.is_empty() => {
+            format!("{head}-*")
+        }
+        _ => name.to_string(),
+    }
+}
+
 fn pct(v: &[f64], q: f64) -> f64 {
     v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
 }
@@ -75,25 +116,17 @@ fn main() {
     let t = Instant::now();
     let mut inc = Incremental::new(rs, &site, Hook::Forward);
     println!("build_s {:.3}", t.elapsed().as_secs_f64());
+    println!("build_rss_mb {:.0}", rss_mb());
     if let Some(why) = inc.not_incremental() {
         println!("not_incremental {why}");
     }
     let verbose = std::env::var_os("VERBOSE").is_some();
     let mut rng = Rng(seed.max(1));
-    let mut lat: Vec<f64> = Vec::with_capacity(changes);
+    // Per change: wall seconds, on-CPU seconds, what it was, its record.
+    let mut done: Vec<(f64, f64, String)> = Vec::with_capacity(changes);
     let mut fallbacks: BTreeMap<String, usize> = BTreeMap::new();
     let mut rejudged = (0usize, 0usize, 0usize);
-    let mut record =
-        |rec: ringfence_analysis::incremental::ChangeRecord, secs: f64, lat: &mut Vec<f64>| {
-            lat.push(secs);
-            rejudged.0 += rec.flows_rejudged;
-            rejudged.1 += rec.excess_boxes;
-            rejudged.2 += rec.rules_rejudged;
-            if let Some(why) = rec.full {
-                *fallbacks.entry(why).or_default() += 1;
-            }
-        };
-    while lat.len() < changes {
+    while done.len() < changes {
         // A random rule of the whole ruleset.
         let rs = inc.ruleset();
         let total: usize = rs.chains.iter().map(|c| c.rules.len()).sum();
@@ -118,7 +151,11 @@ fn main() {
                     chain: chain.clone(),
                     at: k,
                 },
-                RuleChange::Insert { chain, at: k, rule },
+                RuleChange::Insert {
+                    chain: chain.clone(),
+                    at: k,
+                    rule,
+                },
             )
         } else {
             let mut other = rule.clone();
@@ -130,30 +167,84 @@ fn main() {
                     at: k,
                     rule: other,
                 },
-                RuleChange::Replace { chain, at: k, rule },
+                RuleChange::Replace {
+                    chain: chain.clone(),
+                    at: k,
+                    rule,
+                },
             )
         };
         for ch in [first, back] {
+            let what = match &ch {
+                RuleChange::Delete { .. } => "delete",
+                RuleChange::Insert { .. } => "insert",
+                _ => "replace",
+            };
+            let waited = run_delay_ns();
             let t = Instant::now();
             let rec = inc.apply(vec![ch]);
             let secs = t.elapsed().as_secs_f64();
+            let waited = run_delay_ns().saturating_sub(waited) as f64 / 1e9;
+            let cpu = (secs - waited).max(0.0);
             if verbose {
-                eprintln!("{secs:.6} {rec:?}");
+                eprintln!("{secs:.6} {cpu:.6} {what} {chain} {rec:?}");
             }
-            record(rec, secs, &mut lat);
+            rejudged.0 += rec.flows_rejudged;
+            rejudged.1 += rec.excess_boxes;
+            rejudged.2 += rec.rules_rejudged;
+            if let Some(why) = &rec.full {
+                *fallbacks.entry(why.clone()).or_default() += 1;
+            }
+            done.push((
+                secs,
+                cpu,
+                format!(
+                    "{what} {} flows={} excess_boxes={} rules={}",
+                    chain_kind(&chain),
+                    rec.flows_rejudged,
+                    rec.excess_boxes,
+                    rec.rules_rejudged
+                ),
+            ));
         }
     }
-    let mut sorted = lat.clone();
-    sorted.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    println!("changes {}", sorted.len());
-    println!("change_median_s {:.6}", pct(&sorted, 0.5));
-    println!("change_p90_s {:.6}", pct(&sorted, 0.9));
-    println!("change_p99_s {:.6}", pct(&sorted, 0.99));
-    println!("change_max_s {:.6}", sorted[sorted.len() - 1]);
+    let sorted = |i: usize| {
+        let mut v: Vec<f64> = done
+            .iter()
+            .map(|d| if i == 0 { d.0 } else { d.1 })
+            .collect();
+        v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+        v
+    };
+    let (wall, cpu) = (sorted(0), sorted(1));
+    println!("changes {}", wall.len());
+    println!("change_median_s {:.6}", pct(&wall, 0.5));
+    println!("change_p90_s {:.6}", pct(&wall, 0.9));
+    println!("change_p99_s {:.6}", pct(&wall, 0.99));
+    println!("change_max_s {:.6}", wall[wall.len() - 1]);
     println!(
         "change_mean_s {:.6}",
-        sorted.iter().sum::<f64>() / sorted.len() as f64
+        wall.iter().sum::<f64>() / wall.len() as f64
     );
+    println!("change_cpu_median_s {:.6}", pct(&cpu, 0.5));
+    println!("change_cpu_p90_s {:.6}", pct(&cpu, 0.9));
+    println!("change_cpu_p99_s {:.6}", pct(&cpu, 0.99));
+    println!("change_cpu_max_s {:.6}", cpu[cpu.len() - 1]);
+    // What the slowest 1% (by time on a CPU) were.
+    let mut by_cpu: Vec<&(f64, f64, String)> = done.iter().collect();
+    by_cpu.sort_by(|a, b| b.1.partial_cmp(&a.1).expect("no NaN"));
+    let tail = (done.len() / 100).max(1);
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &by_cpu[..tail] {
+        let what: Vec<&str> = d.2.split_whitespace().take(2).collect();
+        *kinds.entry(what.join(" ")).or_default() += 1;
+    }
+    for (k, n) in &kinds {
+        println!("tail_kind {n} {k}");
+    }
+    for d in by_cpu.iter().take(10) {
+        println!("slowest cpu={:.6} wall={:.6} {}", d.1, d.0, d.2);
+    }
     println!(
         "rejudged_flows_excessboxes_rules {} {} {}",
         rejudged.0, rejudged.1, rejudged.2
@@ -186,10 +277,14 @@ fn main() {
         })
         .collect();
     let n = resync.len();
+    let waited = run_delay_ns();
     let t = Instant::now();
     let rec = inc.apply(resync);
+    let secs = t.elapsed().as_secs_f64();
+    let waited = run_delay_ns().saturating_sub(waited) as f64 / 1e9;
     println!("resync_chains {n}");
-    println!("resync_s {:.6}", t.elapsed().as_secs_f64());
+    println!("resync_s {secs:.6}");
+    println!("resync_cpu_s {:.6}", (secs - waited).max(0.0));
     println!("resync_record {rec:?}");
     println!("peak_rss_mb {:.0}", peak_rss_mb());
     // The end state against a full verify (its list of regions is cut at
