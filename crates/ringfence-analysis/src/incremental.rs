@@ -47,14 +47,12 @@ use ringfence_site::{FlowAction, ResolvedSite};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 mod hull;
+mod merge;
 use hull::{ChainHulls, HullSet};
+use merge::{Merge, Merged, RKey};
 
 /// A stable rule identity: survives renumbering and unrelated edits.
 type Id = u64;
-
-/// Merge key of a pre-merge excess region: its deciding rule (as a stable
-/// reference) and whether it is certain.
-type RKey = (Option<String>, bool);
 
 /// Budget of one rule's shadowed/redundant search (as `verify`).
 const ANOMALY_BUDGET: usize = 20_000;
@@ -125,165 +123,6 @@ enum Kind {
     None,
     Shadowed,
     Redundant,
-}
-
-/// A merged excess region.
-#[derive(Debug, Clone)]
-struct Merged {
-    b: PBox,
-    key: RKey,
-}
-
-/// The excess regions before merging, merged group by group as
-/// `verify::merge_regions` does (destinations first, then sources), kept
-/// up to date as regions come and go.
-#[derive(Default)]
-struct Merge {
-    items: Vec<Option<(PBox, RKey)>>,
-    free: Vec<usize>,
-    g0: HashMap<(PBox, RKey), Vec<usize>>,
-    out0: HashMap<(PBox, RKey), PBox>,
-    g1: HashMap<(PBox, RKey), Vec<(PBox, RKey)>>,
-    out1: HashMap<(PBox, RKey), PBox>,
-}
-
-fn key0(b: &PBox, k: &RKey) -> (PBox, RKey) {
-    let mut x = b.clone();
-    x.dst = ISet::empty();
-    (x, k.clone())
-}
-
-/// The boxes of one merge group as one box: the first box with the field
-/// `get` reads (and `set` writes) the union of every member's (the members
-/// differ in nothing else); `None` for an empty group.
-fn merged<'b>(
-    mut members: impl Iterator<Item = &'b PBox>,
-    get: fn(&PBox) -> &ISet<u128>,
-    set: fn(&mut PBox, ISet<u128>),
-) -> Option<PBox> {
-    let first = members.next()?;
-    let mut ranges: Vec<(u128, u128)> = get(first).ranges().to_vec();
-    for b in members {
-        ranges.extend_from_slice(get(b).ranges());
-    }
-    let mut out = first.clone();
-    set(&mut out, ISet::from_ranges(ranges));
-    Some(out)
-}
-
-fn key1(b: &PBox, k: &RKey) -> (PBox, RKey) {
-    let mut x = b.clone();
-    x.src = ISet::empty();
-    (x, k.clone())
-}
-
-impl Merge {
-    /// Remove and add pre-merge regions; returns the merged regions that
-    /// went away and those that appeared.
-    fn update(
-        &mut self,
-        removed: &[usize],
-        added: Vec<(PBox, RKey)>,
-    ) -> (Vec<Merged>, Vec<Merged>, Vec<usize>) {
-        let mut touched0: Vec<(PBox, RKey)> = Vec::new();
-        for &i in removed {
-            let (b, k) = self.items[i].take().expect("live item");
-            self.free.push(i);
-            let k0 = key0(&b, &k);
-            if let Some(m) = self.g0.get_mut(&k0) {
-                m.retain(|&x| x != i);
-            }
-            touched0.push(k0);
-        }
-        let mut ids = Vec::with_capacity(added.len());
-        for (b, k) in added {
-            let k0 = key0(&b, &k);
-            let i = match self.free.pop() {
-                Some(i) => {
-                    self.items[i] = Some((b, k));
-                    i
-                }
-                None => {
-                    self.items.push(Some((b, k)));
-                    self.items.len() - 1
-                }
-            };
-            self.g0.entry(k0.clone()).or_default().push(i);
-            touched0.push(k0);
-            ids.push(i);
-        }
-        let mut touched1: Vec<(PBox, RKey)> = Vec::new();
-        let mut seen = HashSet::new();
-        for k0 in touched0 {
-            if !seen.insert(k0.clone()) {
-                continue;
-            }
-            let members = self.g0.get(&k0).cloned().unwrap_or_default();
-            let new = merged(
-                members
-                    .iter()
-                    .map(|&i| &self.items[i].as_ref().expect("live").0),
-                |b| &b.dst,
-                |b, v| b.dst = v,
-            );
-            if members.is_empty() {
-                self.g0.remove(&k0);
-            }
-            let old = self.out0.get(&k0).cloned();
-            if old == new {
-                continue;
-            }
-            if let Some(o) = old {
-                let k1 = key1(&o, &k0.1);
-                if let Some(m) = self.g1.get_mut(&k1) {
-                    m.retain(|x| *x != k0);
-                }
-                touched1.push(k1);
-                self.out0.remove(&k0);
-            }
-            if let Some(n) = new {
-                let k1 = key1(&n, &k0.1);
-                self.g1.entry(k1.clone()).or_default().push(k0.clone());
-                touched1.push(k1);
-                self.out0.insert(k0, n);
-            }
-        }
-        let (mut gone, mut came) = (Vec::new(), Vec::new());
-        let mut seen = HashSet::new();
-        for k1 in touched1 {
-            if !seen.insert(k1.clone()) {
-                continue;
-            }
-            let members = self.g1.get(&k1).cloned().unwrap_or_default();
-            let new = merged(
-                members.iter().map(|k0| &self.out0[k0]),
-                |b| &b.src,
-                |b, v| b.src = v,
-            );
-            if members.is_empty() {
-                self.g1.remove(&k1);
-            }
-            let old = self.out1.get(&k1).cloned();
-            if old == new {
-                continue;
-            }
-            if let Some(o) = old {
-                gone.push(Merged {
-                    b: o,
-                    key: k1.1.clone(),
-                });
-                self.out1.remove(&k1);
-            }
-            if let Some(n) = new {
-                came.push(Merged {
-                    b: n.clone(),
-                    key: k1.1.clone(),
-                });
-                self.out1.insert(k1, n);
-            }
-        }
-        (gone, came, ids)
-    }
 }
 
 /// Chains with at least this many rules are searched through an index.
