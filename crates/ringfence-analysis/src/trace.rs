@@ -18,8 +18,7 @@
 //! mark 0; a later packet of a connection may carry any connection mark the
 //! ruleset can save (each is a branch).
 
-use crate::index::DstIndex;
-use crate::space::{Fam, MarkSpace, Stage};
+use crate::space::{MarkSpace, Stage};
 use ringfence_model::{
     Action, AddrTypes, ChainId, CtStates, Hook, LocalAddrs, NatKind, NatRewrite, Packet, Policy,
     RuleRef, Ruleset, Verdict,
@@ -27,7 +26,10 @@ use ringfence_model::{
 use serde::Serialize;
 use std::net::IpAddr;
 
-/// Chains longer than this get a destination index.
+mod classify;
+pub mod reference;
+
+/// Chains longer than this get rule tables ([`classify::ChainIndex`]).
 const INDEX_THRESHOLD: usize = 16;
 /// Deeper call stacks are treated as a loop (the kernel refuses loops).
 const MAX_DEPTH: usize = 128;
@@ -248,7 +250,11 @@ pub struct TraceResult {
 /// A ruleset prepared for fast repeated tracing.
 pub struct Tracer<'a> {
     rs: &'a Ruleset,
-    index: Vec<Option<DstIndex>>,
+    /// Per chain: the tables that find the rules a packet can match
+    /// (`None`: short chains, and every chain of the reference walker).
+    index: Vec<Option<classify::ChainIndex>>,
+    /// Whether chains get tables (false: [`reference::tracer`]).
+    indexed: bool,
     /// Per chain, per rule: a compact copy of the match (see [`Quick`]).
     quick: Vec<Vec<Quick>>,
     bases: Vec<(Hook, Vec<ChainId>)>,
@@ -445,7 +451,6 @@ struct Walk {
     /// The first such rule.
     split: Option<(u32, u32)>,
     outcomes: Vec<RawOutcome>,
-    buf: Vec<Vec<u32>>,
     /// The first walk's marks.
     st: St,
     /// The first walk's marks after each rewrite: (rule key, packet mark, connection mark).
@@ -524,11 +529,11 @@ impl<'a> Tracer<'a> {
     /// picks the input or forward path by the destination.
     pub fn with_local(self, local: LocalAddrs) -> Self {
         let marks = self.marks;
-        Self::build(self.rs, marks, Some(local))
+        Self::build(self.rs, marks, Some(local), self.indexed)
     }
 
     fn with_marks(rs: &'a Ruleset, marks: MarkSpace) -> Self {
-        Self::build(rs, marks, None)
+        Self::build(rs, marks, None, true)
     }
 
     /// The path a packet takes: from the host (`from_host`, or `--hook
@@ -555,30 +560,14 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    fn build(rs: &'a Ruleset, marks: MarkSpace, local: Option<LocalAddrs>) -> Self {
+    fn build(rs: &'a Ruleset, marks: MarkSpace, local: Option<LocalAddrs>, indexed: bool) -> Self {
         let exact = marks.exact();
         let index = rs
             .chains
             .iter()
             .map(|c| {
-                (c.rules.len() > INDEX_THRESHOLD).then(|| {
-                    DstIndex::build(c.rules.iter().enumerate().flat_map(|(i, r)| {
-                        let d = &r.matches.dst;
-                        let v4 = d.v4.ranges();
-                        let v6 = d.v6.ranges();
-                        let a = (!v4.is_empty()).then(|| {
-                            (
-                                Fam::V4,
-                                v4[0].0 as u128,
-                                v4[v4.len() - 1].1 as u128,
-                                i as u32,
-                            )
-                        });
-                        let b = (!v6.is_empty())
-                            .then(|| (Fam::V6, v6[0].0, v6[v6.len() - 1].1, i as u32));
-                        a.into_iter().chain(b)
-                    }))
-                })
+                (indexed && c.rules.len() > INDEX_THRESHOLD)
+                    .then(|| classify::ChainIndex::build(c.rules.iter().map(|r| &r.matches)))
             })
             .collect();
         let quick = rs
@@ -605,6 +594,7 @@ impl<'a> Tracer<'a> {
         Self {
             rs,
             index,
+            indexed,
             quick,
             bases,
             stages,
@@ -1138,15 +1128,9 @@ impl<'a> Tracer<'a> {
             (IpAddr::V4(s), IpAddr::V4(d)) => Some((u32::from(s), u32::from(d))),
             _ => None,
         };
-        let mut cands = w.buf.pop().unwrap_or_default();
-        let order: Vec<usize> = match self.candidates(c, p, &mut cands) {
-            Some(_) => cands.iter().map(|&i| i as usize).collect(),
-            None => (0..chain.rules.len()).collect(),
-        };
-        w.buf.push(cands);
         // Whether some branch is still walking this chain.
         let mut live = true;
-        for &i in order.iter().filter(|&&i| i >= from) {
+        for i in self.rules_for(c, p, from) {
             let q = &quick[i];
             if !self.matches(c, i, v4, p, st, w.stage) {
                 continue;
@@ -1243,19 +1227,15 @@ impl<'a> Tracer<'a> {
         out
     }
 
-    /// The candidate rules of chain `c` for the packet's destination, into
-    /// `cands` (ascending): their count, or `None` when the chain has no
-    /// index (then every rule is a candidate).
-    fn candidates(&self, c: ChainId, p: &Packet, cands: &mut Vec<u32>) -> Option<usize> {
-        cands.clear();
-        let idx = self.index[c.0].as_ref()?;
-        let (fam, d) = match p.dst {
-            IpAddr::V4(a) => (Fam::V4, u32::from(a) as u128),
-            IpAddr::V6(a) => (Fam::V6, u128::from(a)),
-        };
-        idx.query_into(fam, d, d, cands);
-        cands.sort_unstable();
-        Some(cands.len())
+    /// The rules of chain `c` from `from` on that can match the packet,
+    /// ascending: those its tables admit, or every rule of a chain without
+    /// tables. A rule left out cannot match (see [`classify`]).
+    #[inline]
+    fn rules_for(&self, c: ChainId, p: &Packet, from: usize) -> RulesFor<'_> {
+        match &self.index[c.0] {
+            Some(ix) => RulesFor::Some(ix.candidates(p, from)),
+            None => RulesFor::All(from..self.rs.chains[c.0].rules.len()),
+        }
     }
 
     /// Whether rule `i` of chain `c` matches the packet on every modelled
@@ -1318,29 +1298,8 @@ impl<'a> Tracer<'a> {
             (IpAddr::V4(s), IpAddr::V4(d)) => Some((u32::from(s), u32::from(d))),
             _ => None,
         };
-        let mut cands = w.buf.pop().unwrap_or_default();
-        cands.clear();
-        let indexed = match &self.index[c.0] {
-            Some(idx) => {
-                let (fam, d) = match p.dst {
-                    IpAddr::V4(a) => (Fam::V4, u32::from(a) as u128),
-                    IpAddr::V6(a) => (Fam::V6, u128::from(a)),
-                };
-                idx.query_into(fam, d, d, &mut cands);
-                cands.sort_unstable();
-                true
-            }
-            None => false,
-        };
-        let n = if indexed {
-            cands.len()
-        } else {
-            chain.rules.len()
-        };
         let mut result = Flow::Return;
-        #[allow(clippy::needless_range_loop)] // two index sources share one loop
-        for k in 0..n {
-            let i = if indexed { cands[k] as usize } else { k };
+        for i in self.rules_for(c, p, 0) {
             let q = &quick[i];
             let matched = match v4 {
                 Some((s, d)) => {
@@ -1434,8 +1393,27 @@ impl<'a> Tracer<'a> {
                 }
             }
         }
-        w.buf.push(cands);
         result
+    }
+}
+
+/// The rules a walk visits in one chain (see [`Tracer::rules_for`]).
+enum RulesFor<'a> {
+    /// Every rule from the first one asked for.
+    All(std::ops::Range<usize>),
+    /// The candidates of the chain's tables.
+    Some(classify::Cands<'a>),
+}
+
+impl Iterator for RulesFor<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            RulesFor::All(r) => r.next(),
+            RulesFor::Some(c) => c.next(),
+        }
     }
 }
 
