@@ -6,10 +6,13 @@
 //! destination, protocol, source and destination port, conntrack state),
 //! the field's value space is cut into elementary intervals at every
 //! boundary of every rule's set; each interval holds the bit set of the
-//! rules whose set contains it (one bit per rule, in chain order). A
-//! packet's candidates are the AND of the rows its values fall in, read
-//! word by word and lazily, so a first-match walk that stops early reads
-//! only the words before the deciding rule.
+//! rules whose set contains it (one bit per rule, in chain order), after a
+//! summary with one bit per non-zero word of rule bits. A packet's
+//! candidates are the AND of the rows its values fall in, read lazily: the
+//! summaries' AND says which rule words can hold candidates, and only those
+//! are ANDed, so a first-match walk that stops early reads only words
+//! before the deciding rule, and sparse rows (a chain of single
+//! destinations) cost a few words however long the chain.
 //!
 //! Each table is exact per field: a rule is a candidate exactly when each
 //! indexed field's set contains the packet's value. Every rule
@@ -29,8 +32,44 @@ use std::net::IpAddr;
 /// destinations needs about 12 MB for that field.
 pub const FIELD_BYTES: usize = 32 << 20;
 
+/// The layout of a chain's rows: `sums` summary words, then `words` rule
+/// words (bit `i` of the rule words: rule `i`). Summary bit `j` is set when
+/// rule word `j` is non-zero, so a lookup whose rows are sparse reads the
+/// few rule words some row has bits in instead of all of them (what keeps
+/// a 10,000-rule chain of single destinations cheap per packet).
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    sums: usize,
+    words: usize,
+}
+
+impl Shape {
+    fn of(rules: usize) -> Self {
+        let words = rules.div_ceil(64).max(1);
+        Self {
+            sums: words.div_ceil(64),
+            words,
+        }
+    }
+
+    fn stride(self) -> usize {
+        self.sums + self.words
+    }
+
+    /// Fill a row's summary from its rule words.
+    fn summarize(self, row: &mut [u64]) {
+        let (sums, words) = row.split_at_mut(self.sums);
+        sums.fill(0);
+        for (j, w) in words.iter().enumerate() {
+            if *w != 0 {
+                sums[j / 64] |= 1 << (j % 64);
+            }
+        }
+    }
+}
+
 /// One field's table: elementary intervals by their lowest value, and a
-/// row of `words` 64-bit words per interval.
+/// row (see [`Shape`]) per interval.
 #[derive(Debug)]
 struct Field<K> {
     starts: Vec<K>,
@@ -42,7 +81,7 @@ impl<K: Bound> Field<K> {
     /// every rule holds every value (the field decides nothing) or the
     /// table would exceed [`FIELD_BYTES`].
     fn build<'r>(
-        words: usize,
+        shape: Shape,
         sets: impl Iterator<Item = &'r IntervalSet<K>> + Clone,
     ) -> Option<Self>
     where
@@ -62,7 +101,8 @@ impl<K: Bound> Field<K> {
         }
         starts.sort_unstable();
         starts.dedup();
-        if starts.len().saturating_mul(words).saturating_mul(8) > FIELD_BYTES {
+        let stride = shape.stride();
+        if starts.len().saturating_mul(stride).saturating_mul(8) > FIELD_BYTES {
             return None;
         }
         // A sweep over the intervals: each range sets its rule's bit where
@@ -79,10 +119,10 @@ impl<K: Bound> Field<K> {
             }
         }
         events.sort_unstable();
-        let mut rows = vec![0u64; starts.len() * words];
-        let mut cur = vec![0u64; words];
+        let mut rows = vec![0u64; starts.len() * stride];
+        let mut cur = vec![0u64; shape.words];
         let mut e = events.iter().peekable();
-        for (j, row) in rows.chunks_exact_mut(words).enumerate() {
+        for (j, row) in rows.chunks_exact_mut(stride).enumerate() {
             while let Some(&&(k, set, rule)) = e.peek() {
                 if k as usize != j {
                     break;
@@ -95,25 +135,26 @@ impl<K: Bound> Field<K> {
                 }
                 e.next();
             }
-            row.copy_from_slice(&cur);
+            row[shape.sums..].copy_from_slice(&cur);
+            shape.summarize(row);
         }
         Some(Self { starts, rows })
     }
 
     /// The row of the interval holding `v`.
     #[inline]
-    fn row(&self, v: K, words: usize) -> &[u64] {
+    fn row(&self, v: K, stride: usize) -> &[u64] {
         // `starts[0]` is the type's minimum, so some interval holds `v`.
         let j = self.starts.partition_point(|&s| s <= v) - 1;
-        &self.rows[j * words..(j + 1) * words]
+        &self.rows[j * stride..(j + 1) * stride]
     }
 }
 
 /// The rule tables of one chain.
 #[derive(Debug)]
 pub struct ChainIndex {
-    /// Words per row: one bit per rule.
-    words: usize,
+    /// How rows are laid out.
+    shape: Shape,
     /// Every rule (the row used when no table applies).
     all: Vec<u64>,
     src4: Option<Field<u32>>,
@@ -135,31 +176,36 @@ impl ChainIndex {
     /// Tables for the rules whose matches `rules` yields, in chain order.
     pub fn build<'r>(rules: impl Iterator<Item = &'r Match> + Clone) -> Self {
         let n = rules.clone().count();
-        let words = n.div_ceil(64).max(1);
-        let mut all = vec![0u64; words];
+        let shape = Shape::of(n);
+        let (sums, stride) = (shape.sums, shape.stride());
+        let mut all = vec![0u64; stride];
         for i in 0..n {
-            all[i / 64] |= 1 << (i % 64);
+            all[sums + i / 64] |= 1 << (i % 64);
         }
+        shape.summarize(&mut all);
         let ct = rules.clone().any(|m| m.ct_state.0 & 31 != 31).then(|| {
-            let mut rows = vec![0u64; CT_BITS * words];
+            let mut rows = vec![0u64; CT_BITS * stride];
             for (i, m) in rules.clone().enumerate() {
                 for s in 0..CT_BITS {
                     if m.ct_state.0 & (1 << s) != 0 {
-                        rows[s * words + i / 64] |= 1 << (i % 64);
+                        rows[s * stride + sums + i / 64] |= 1 << (i % 64);
                     }
                 }
+            }
+            for row in rows.chunks_exact_mut(stride) {
+                shape.summarize(row);
             }
             rows
         });
         Self {
-            words,
-            src4: Field::build(words, rules.clone().map(|m| &m.src.v4)),
-            dst4: Field::build(words, rules.clone().map(|m| &m.dst.v4)),
-            src6: Field::build(words, rules.clone().map(|m| &m.src.v6)),
-            dst6: Field::build(words, rules.clone().map(|m| &m.dst.v6)),
-            proto: Field::build(words, rules.clone().map(|m| &m.protocol)),
-            sport: Field::build(words, rules.clone().map(|m| &m.sport)),
-            dport: Field::build(words, rules.clone().map(|m| &m.dport)),
+            shape,
+            src4: Field::build(shape, rules.clone().map(|m| &m.src.v4)),
+            dst4: Field::build(shape, rules.clone().map(|m| &m.dst.v4)),
+            src6: Field::build(shape, rules.clone().map(|m| &m.src.v6)),
+            dst6: Field::build(shape, rules.clone().map(|m| &m.dst.v6)),
+            proto: Field::build(shape, rules.clone().map(|m| &m.protocol)),
+            sport: Field::build(shape, rules.clone().map(|m| &m.sport)),
+            dport: Field::build(shape, rules.clone().map(|m| &m.dport)),
             all,
             ct,
         }
@@ -168,7 +214,7 @@ impl ChainIndex {
     /// The rules from `from` on that can match `p`, ascending.
     #[inline]
     pub fn candidates(&self, p: &Packet, from: usize) -> Cands<'_> {
-        let w = self.words;
+        let stride = self.shape.stride();
         let mut rows: [&[u64]; 7] = [&self.all; 7];
         let mut k = 0;
         fn add<'x>(rows: &mut [&'x [u64]; 7], k: &mut usize, r: &'x [u64]) {
@@ -177,11 +223,11 @@ impl ChainIndex {
         }
         match (p.src, p.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                if let Some(f) = &self.src4 {
-                    add(&mut rows, &mut k, f.row(u32::from(s), w));
-                }
                 if let Some(f) = &self.dst4 {
-                    add(&mut rows, &mut k, f.row(u32::from(d), w));
+                    add(&mut rows, &mut k, f.row(u32::from(d), stride));
+                }
+                if let Some(f) = &self.src4 {
+                    add(&mut rows, &mut k, f.row(u32::from(s), stride));
                 }
             }
             (s, d) => {
@@ -192,43 +238,47 @@ impl ChainIndex {
                 // Mixed families never match an address set of one family;
                 // the walk decides those packets itself.
                 if let (Some(s), Some(d)) = (v6(s), v6(d)) {
-                    if let Some(f) = &self.src6 {
-                        add(&mut rows, &mut k, f.row(s, w));
-                    }
                     if let Some(f) = &self.dst6 {
-                        add(&mut rows, &mut k, f.row(d, w));
+                        add(&mut rows, &mut k, f.row(d, stride));
+                    }
+                    if let Some(f) = &self.src6 {
+                        add(&mut rows, &mut k, f.row(s, stride));
                     }
                 }
             }
         }
+        if let Some(f) = &self.dport {
+            add(&mut rows, &mut k, f.row(p.dport, stride));
+        }
         if let Some(f) = &self.proto {
-            add(&mut rows, &mut k, f.row(p.protocol, w));
+            add(&mut rows, &mut k, f.row(p.protocol, stride));
         }
         if let Some(f) = &self.sport {
-            add(&mut rows, &mut k, f.row(p.sport, w));
-        }
-        if let Some(f) = &self.dport {
-            add(&mut rows, &mut k, f.row(p.dport, w));
+            add(&mut rows, &mut k, f.row(p.sport, stride));
         }
         if let Some(ct) = &self.ct {
             // One state bit (as packets carry): its row; anything else is
             // left to the walk.
             if p.ct_state.count_ones() == 1 && (p.ct_state.trailing_zeros() as usize) < CT_BITS {
                 let s = p.ct_state.trailing_zeros() as usize;
-                add(&mut rows, &mut k, &ct[s * w..(s + 1) * w]);
+                add(&mut rows, &mut k, &ct[s * stride..(s + 1) * stride]);
             }
         }
-        let k = k.max(1);
         let mut c = Cands {
             rows,
-            k,
-            word: from / 64,
+            k: k.max(1),
+            sums: self.shape.sums,
+            from,
+            sword: from / 4096,
+            scur: 0,
+            sbase: 0,
             cur: 0,
             base: 0,
         };
-        if c.word < w {
-            c.load();
-            c.cur &= !0u64 << (from % 64);
+        if c.sword < c.sums {
+            c.load_summary();
+            // Rule words before `from`'s are not wanted.
+            c.scur &= !0u64 << (from / 64 % 64);
         }
         c
     }
@@ -237,29 +287,37 @@ impl ChainIndex {
 /// The candidate rules of one chain for one packet, ascending (see
 /// [`ChainIndex::candidates`]).
 pub struct Cands<'a> {
+    /// The packet's rows ([`Shape`] layout), the first `k` in use.
     rows: [&'a [u64]; 7],
-    /// Rows in use (at least one).
     k: usize,
-    /// The next word to load.
-    word: usize,
-    /// Candidates left in the loaded word.
+    /// Summary words per row.
+    sums: usize,
+    /// The first rule wanted.
+    from: usize,
+    /// The next summary word to load.
+    sword: usize,
+    /// Rule words left to read in the loaded summary word (AND of the rows').
+    scur: u64,
+    /// Rule word number of the loaded summary word's bit 0.
+    sbase: usize,
+    /// Candidates left in the loaded rule word.
     cur: u64,
-    /// Rule number of the loaded word's bit 0.
+    /// Rule number of the loaded rule word's bit 0.
     base: usize,
 }
 
 impl Cands<'_> {
-    /// Load word `self.word` (the AND of the rows) and advance.
+    /// Load summary word `self.sword` (the AND of the rows') and advance.
     #[inline]
-    fn load(&mut self) {
-        let w = self.word;
+    fn load_summary(&mut self) {
+        let w = self.sword;
         let mut v = self.rows[0][w];
         for r in &self.rows[1..self.k] {
             v &= r[w];
         }
-        self.cur = v;
-        self.base = w * 64;
-        self.word = w + 1;
+        self.scur = v;
+        self.sbase = w * 64;
+        self.sword = w + 1;
     }
 }
 
@@ -268,15 +326,164 @@ impl Iterator for Cands<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<usize> {
-        let words = self.rows[0].len();
         while self.cur == 0 {
-            if self.word >= words {
-                return None;
+            while self.scur == 0 {
+                if self.sword >= self.sums {
+                    return None;
+                }
+                self.load_summary();
             }
-            self.load();
+            let j = self.sbase + self.scur.trailing_zeros() as usize;
+            self.scur &= self.scur - 1;
+            let at = self.sums + j;
+            let mut v = self.rows[0][at];
+            for r in &self.rows[1..self.k] {
+                v &= r[at];
+            }
+            if j == self.from / 64 {
+                v &= !0u64 << (self.from % 64);
+            }
+            self.cur = v;
+            self.base = j * 64;
         }
         let b = self.cur.trailing_zeros() as usize;
         self.cur &= self.cur - 1;
         Some(self.base + b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringfence_model::CtStates;
+
+    /// xorshift64*: the same rules and packets on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        }
+    }
+
+    /// A set over a small window of values: full, one value, a range, a
+    /// negated range (two ranges), or empty.
+    fn set<K: Bound + From<u8> + std::ops::Add<Output = K>>(
+        r: &mut Rng,
+        base: K,
+    ) -> IntervalSet<K> {
+        let a = base + K::from(r.below(40) as u8);
+        let b = a + K::from(r.below(8) as u8);
+        match r.below(6) {
+            0 | 1 => IntervalSet::full(),
+            2 => IntervalSet::single(a),
+            3 => IntervalSet::range(a, b),
+            4 => IntervalSet::range(a, b).complement(),
+            _ => IntervalSet::empty(),
+        }
+    }
+
+    fn a_match(r: &mut Rng) -> Match {
+        let mut m = Match::any();
+        m.src.v4 = set(r, 0x0a00_0000u32);
+        m.dst.v4 = set(r, 0xac10_0000u32);
+        m.src.v6 = set(r, 0x2001_0db8u128 << 96);
+        m.dst.v6 = set(r, 0x2001_0db8u128 << 96);
+        m.protocol = [
+            IntervalSet::full(),
+            IntervalSet::single(6),
+            IntervalSet::single(17),
+        ][r.below(3) as usize]
+            .clone();
+        m.sport = set(r, 1000u16);
+        m.dport = set(r, 0u16);
+        if r.below(4) == 0 {
+            m.ct_state = CtStates(CtStates::NEW);
+        }
+        m
+    }
+
+    /// The rules from `from` on whose indexed fields all hold the packet.
+    fn brute(rules: &[Match], p: &Packet, from: usize) -> Vec<usize> {
+        (from..rules.len())
+            .filter(|&i| {
+                let m = &rules[i];
+                m.src.contains(p.src)
+                    && m.dst.contains(p.dst)
+                    && m.protocol.contains(p.protocol)
+                    && m.sport.contains(p.sport)
+                    && m.dport.contains(p.dport)
+                    && m.ct_state.contains(p.ct_state)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn candidates_are_exactly_the_rules_whose_indexed_fields_hold_the_packet() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        // Short, one-word, multi-word and multi-summary-word chains.
+        for n in [1usize, 17, 64, 65, 300, 4096, 4097, 9000] {
+            let rules: Vec<Match> = (0..n).map(|_| a_match(&mut r)).collect();
+            let ix = ChainIndex::build(rules.iter());
+            for k in 0..300 {
+                let v6 = k % 4 == 0;
+                let (src, dst) = if v6 {
+                    let base = 0x2001_0db8u128 << 96;
+                    (
+                        IpAddr::from(std::net::Ipv6Addr::from(
+                            base + u128::from(r.below(50) as u8),
+                        )),
+                        IpAddr::from(std::net::Ipv6Addr::from(
+                            base + u128::from(r.below(50) as u8),
+                        )),
+                    )
+                } else {
+                    (
+                        IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + r.below(50) as u32)),
+                        IpAddr::from(std::net::Ipv4Addr::from(0xac10_0000 + r.below(50) as u32)),
+                    )
+                };
+                let mut p = Packet::new_connection(
+                    src,
+                    dst,
+                    [6, 17, 1][r.below(3) as usize],
+                    1000 + r.below(50) as u16,
+                    r.below(50) as u16,
+                );
+                if k % 5 == 0 {
+                    p.ct_state = CtStates::ESTABLISHED;
+                }
+                let from = match k % 3 {
+                    0 => 0,
+                    _ => r.below(n as u64 + 2) as usize,
+                };
+                let got: Vec<usize> = ix.candidates(&p, from).collect();
+                assert_eq!(
+                    got,
+                    brute(&rules, &p, from),
+                    "{n} rules, from {from}, {p:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_field_every_rule_leaves_open_gets_no_table() {
+        let rules = vec![Match::any(); 40];
+        let ix = ChainIndex::build(rules.iter());
+        assert!(ix.src4.is_none() && ix.dst4.is_none() && ix.dport.is_none());
+        assert!(ix.proto.is_none() && ix.sport.is_none() && ix.ct.is_none());
+        let p = Packet::new_connection(
+            IpAddr::from([10, 0, 0, 1]),
+            IpAddr::from([10, 0, 0, 2]),
+            6,
+            1,
+            2,
+        );
+        assert_eq!(ix.candidates(&p, 0).count(), 40);
+        assert_eq!(ix.candidates(&p, 39).collect::<Vec<_>>(), [39]);
+        assert_eq!(ix.candidates(&p, 40).count(), 0);
     }
 }
