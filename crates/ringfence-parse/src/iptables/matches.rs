@@ -1,7 +1,15 @@
-//! iptables match options whose fields the model keeps in
-//! [`ringfence_model::ExtraFields`]: `--syn` and `--tcp-flags` (tcp),
+//! iptables match options, read into a [`RuleBuilder`]: addresses (`-s`,
+//! `-d`, `-m iprange`), protocols, interfaces, ports (`--sport`/`--dport`,
+//! `-m multiport`), conntrack (`--state`/`--ctstate`, `--ctstatus`,
+//! `--ctorig*`, `--ctproto`), `-m addrtype`, marks (`-m mark`,
+//! `-m connmark`), `-m set` against the ipset files, the fields the model
+//! keeps in [`ringfence_model::ExtraFields`] (`--syn` and `--tcp-flags`,
 //! `--icmp-type`/`--icmpv6-type`, `-m length`, `-m tos`, `-m dscp`,
-//! `-m pkttype`, `-m mac`, and `-m conntrack --ctproto`.
+//! `-m pkttype`, `-m mac`; see [`read`]), and unknown extensions, which
+//! become opaque parts with a note. Once the rule is read, the builder gives
+//! its model matches: one per alternative that `-m multiport --ports`,
+//! `--ctstate` lists naming SNAT/DNAT, `--ctproto` and set elements split
+//! it into.
 
 use super::tokens::{Tok, Words};
 use super::{nat, targets, Ctx, Family};
@@ -17,7 +25,8 @@ use ringfence_model::{
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
 
-/// The options this module reads.
+/// The options [`read`] takes: those whose fields are in
+/// [`ringfence_model::ExtraFields`], and `--ctproto`.
 pub(super) const OPTIONS: &[&str] = &[
     "--syn",
     "--tcp-flags",
@@ -34,9 +43,7 @@ pub(super) const OPTIONS: &[&str] = &[
 
 /// Where an option stands in its rule, for reading it and its values.
 pub(super) struct At<'a, 't> {
-    /// The rule's words after `-A CHAIN`.
-    pub toks: &'a [Tok<'t>],
-    /// The option's index in `toks`.
+    /// The option's index in the rule's words after `-A CHAIN`.
     pub i: usize,
     /// Whether `!` came before it.
     pub neg: bool,
@@ -44,12 +51,8 @@ pub(super) struct At<'a, 't> {
     pub module: Option<&'a str>,
     /// Which `-m conntrack` of the rule it follows (1 for the first).
     pub conntrack: u32,
-    /// The file name, line and the column just past the line's end.
-    pub file: &'a str,
-    /// Line number.
-    pub line: u64,
-    /// Column past the end of the line.
-    pub end_col: u64,
+    /// The rule's words and where they are, for errors.
+    pub words: &'a Words<'a, 't>,
 }
 
 /// A `--ctproto` test, applied once the whole rule is read (see [`ctproto_split`]).
@@ -64,26 +67,27 @@ pub(super) struct CtProto {
 
 impl At<'_, '_> {
     fn opt(&self) -> &Tok<'_> {
-        &self.toks[self.i]
+        &self.words.toks[self.i]
     }
 
     fn err(&self, t: &Tok, msg: String) -> InputError {
-        InputError::at(self.file, self.line, t.col, msg)
+        self.words.err(t, msg)
     }
 
     /// The `k`-th value after the option (1 is the first).
     fn value(&self, k: usize) -> Result<&Tok<'_>, InputError> {
         // No value of these options starts with `-`: that is the next option.
         let found = self
+            .words
             .toks
             .get(self.i + 1..=self.i + k)
             .filter(|ts| ts.iter().all(|t| !t.text.starts_with('-') && t.text != "!"))
             .map(|ts| &ts[k - 1]);
         found.ok_or_else(|| {
             InputError::at(
-                self.file,
-                self.line,
-                self.end_col + 1,
+                self.words.file,
+                self.words.line,
+                self.words.end_col + 1,
                 format!(
                     "`{}` needs {} value{}: found the end of the line or the next option",
                     self.opt().text,
@@ -833,14 +837,11 @@ impl<'t> RuleBuilder<'t> {
             }
             o if OPTIONS.contains(&o) => {
                 let at = At {
-                    toks,
                     i,
                     neg,
                     module: b.current_module.as_deref(),
                     conntrack: b.conntrack,
-                    file,
-                    line,
-                    end_col,
+                    words: w,
                 };
                 i += read(&at, &mut b.m, &mut b.ctproto)?;
             }

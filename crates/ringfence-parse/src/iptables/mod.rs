@@ -53,6 +53,8 @@ impl Family {
     }
 }
 
+/// What reading the rules of one file carries: its name and family, the
+/// notes made so far, and the ipset sets given with it.
 struct Ctx<'a> {
     file: &'a str,
     family: Family,
