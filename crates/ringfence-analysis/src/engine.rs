@@ -667,7 +667,7 @@ impl<'a> Engine<'a> {
     pub fn walk(
         &self,
         plan: &Plan,
-        mut frags: Vec<Frag>,
+        frags: Vec<Frag>,
         from: u32,
         to: u32,
         budget: usize,
@@ -683,6 +683,22 @@ impl<'a> Engine<'a> {
         }
         cands.retain(|&j| j >= from && j < to);
         cands.sort_unstable();
+        // The live fragments' boxes stay in place in an arena; the walk
+        // reorders and splits small slots that point into it, so a box that
+        // cuts a fragment moves a few bytes per later fragment, not a box.
+        let mut arena = Arena {
+            boxes: Vec::with_capacity(frags.len()),
+            free: Vec::new(),
+        };
+        let mut live: Vec<Slot> = frags
+            .into_iter()
+            .map(|f| Slot {
+                at: arena.put(f.b),
+                pos: f.pos,
+                fork: f.fork,
+            })
+            .collect();
+        let mut next: Vec<Slot> = Vec::new();
         let mut decided = Vec::new();
         // Work bound: fragment-box comparisons; a region that many boxes cut
         // apart could otherwise take quadratic time before the budget trips.
@@ -692,34 +708,38 @@ impl<'a> Engine<'a> {
             if j < from || j >= to {
                 continue;
             }
-            if frags.is_empty() {
+            if live.is_empty() {
                 break;
             }
             let q = &plan.pieces[j as usize];
-            work += frags.len();
+            work += live.len();
             if work > WORK_LIMIT {
                 return Err(OverBudget);
             }
             // Fragments before the first one this box meets stay as they
-            // are, in place: only a box that cuts something costs a copy.
-            let Some(first) = frags.iter().position(|f| f.pos <= j && f.b.overlaps(&q.b)) else {
-                if frags.len() + decided.len() > budget {
+            // are: only a box that cuts something rebuilds the order.
+            let meets = |f: &Slot| f.pos <= j && arena.boxes[f.at as usize].overlaps(&q.b);
+            let Some(first) = live.iter().position(meets) else {
+                if live.len() + decided.len() > budget {
                     return Err(OverBudget);
                 }
                 continue;
             };
-            let tail = frags.split_off(first);
-            let mut next = frags;
+            next.clear();
+            next.extend_from_slice(&live[..first]);
             let mut moved = false;
-            for f in tail {
-                if f.pos > j || !f.b.overlaps(&q.b) {
+            for &f in &live[first..] {
+                if f.pos > j || !arena.boxes[f.at as usize].overlaps(&q.b) {
                     next.push(f);
                     continue;
                 }
-                let inside = f.b.intersect(&q.b).expect("overlaps");
-                for o in f.b.subtract(&q.b) {
-                    next.push(Frag {
-                        b: o,
+                let fb = &arena.boxes[f.at as usize];
+                let inside = fb.intersect(&q.b).expect("overlaps");
+                let outside = fb.subtract(&q.b);
+                arena.free.push(f.at);
+                for o in outside {
+                    next.push(Slot {
+                        at: arena.put(o),
                         pos: f.pos,
                         fork: f.fork,
                     });
@@ -727,8 +747,8 @@ impl<'a> Engine<'a> {
                 match q.fate {
                     Fate::Skip(k) => {
                         moved = true;
-                        next.push(Frag {
-                            b: inside,
+                        next.push(Slot {
+                            at: arena.put(inside),
                             pos: k,
                             fork: f.fork,
                         });
@@ -739,8 +759,8 @@ impl<'a> Engine<'a> {
                             unreachable!("mark boxes come from mark rules")
                         };
                         for b in self.u.marks.rewrite(rw, inside) {
-                            next.push(Frag {
-                                b,
+                            next.push(Slot {
+                                at: arena.put(b),
                                 pos: j + 1,
                                 fork: f.fork,
                             });
@@ -750,13 +770,13 @@ impl<'a> Engine<'a> {
                         moved = true;
                         forked = true;
                         let fork = if f.fork == NO_FORK { j } else { f.fork };
-                        next.push(Frag {
-                            b: inside.clone(),
+                        next.push(Slot {
+                            at: arena.put(inside.clone()),
                             pos: matched,
                             fork,
                         });
-                        next.push(Frag {
-                            b: inside,
+                        next.push(Slot {
+                            at: arena.put(inside),
                             pos: unmatched,
                             fork,
                         });
@@ -774,17 +794,26 @@ impl<'a> Engine<'a> {
             // box sent packets can copies have met.
             if forked && moved {
                 match q.fate {
-                    Fate::Skip(k) => dedup_at(&mut next, &[k]),
-                    Fate::Fork(m, n) => dedup_at(&mut next, &[m, n]),
+                    Fate::Skip(k) => dedup_at(&mut next, &mut arena, &[k]),
+                    Fate::Fork(m, n) => dedup_at(&mut next, &mut arena, &[m, n]),
                     _ => {}
                 }
             }
             if next.len() + decided.len() > budget {
                 return Err(OverBudget);
             }
-            frags = next;
+            std::mem::swap(&mut live, &mut next);
         }
-        Ok((decided, frags))
+        let mut boxes: Vec<Option<PBox>> = arena.boxes.into_iter().map(Some).collect();
+        let survivors = live
+            .into_iter()
+            .map(|f| Frag {
+                b: boxes[f.at as usize].take().expect("each slot is live once"),
+                pos: f.pos,
+                fork: f.fork,
+            })
+            .collect();
+        Ok((decided, survivors))
     }
 
     /// Classify a region on the path `hook` names: every base chain in
@@ -1744,14 +1773,32 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let mut taken: Vec<PBox> = Vec::new();
-        for c in candidates {
-            let refs: Vec<&PBox> = taken.iter().filter(|t| t.overlaps(&c)).collect();
-            let Some(parts) = crate::space::subtract_all(&c, &refs, budget) else {
+        // Each candidate is made disjoint from the earlier ones taken (in
+        // their order); a tree over every candidate's hulls proposes the
+        // earlier ones that may overlap it, instead of a scan of all.
+        let tree = BoxIndex::build(
+            candidates
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.fam, Hull::of(c), i as u32)),
+        );
+        let mut taken = vec![false; candidates.len()];
+        let mut near = Vec::new();
+        for (i, c) in candidates.iter().enumerate() {
+            near.clear();
+            tree.query_into(c.fam, &Hull::of(c), &mut near);
+            near.retain(|&k| (k as usize) < i && taken[k as usize]);
+            near.sort_unstable();
+            let refs: Vec<&PBox> = near
+                .iter()
+                .map(|&k| &candidates[k as usize])
+                .filter(|t| t.overlaps(c))
+                .collect();
+            let Some(parts) = crate::space::subtract_all(c, &refs, budget) else {
                 incomplete = true;
                 continue;
             };
-            taken.push(c);
+            taken[i] = true;
             if parts.is_empty() {
                 continue;
             }
@@ -2216,12 +2263,47 @@ fn push_boxes(pieces: &mut Vec<Piece>, boxes: &[PBox], fate: Fate, key: (u32, u3
 /// another fragment at the same position (with the same first fork) holds
 /// too, keeping the first of equal ones: branches of a fork that meet
 /// again. A fragment inside another has no outcome the other lacks.
-fn dedup_at(v: &mut Vec<Frag>, at: &[u32]) {
+/// A live fragment of [`Engine::walk`]: its box's place in the arena, the
+/// plan position it resumes at, and its first fork (as in [`Frag`]).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    at: u32,
+    pos: u32,
+    fork: u32,
+}
+
+/// The boxes of [`Engine::walk`]'s live fragments; a cut fragment's place
+/// is reused by the next box put.
+struct Arena {
+    boxes: Vec<PBox>,
+    free: Vec<u32>,
+}
+
+impl Arena {
+    fn put(&mut self, b: PBox) -> u32 {
+        match self.free.pop() {
+            Some(at) => {
+                self.boxes[at as usize] = b;
+                at
+            }
+            None => {
+                self.boxes.push(b);
+                (self.boxes.len() - 1) as u32
+            }
+        }
+    }
+}
+
+/// Drop the fragments at positions `at` that another fragment at the same
+/// position and with the same first fork covers (the first of equal ones
+/// stays).
+fn dedup_at(v: &mut Vec<Slot>, arena: &mut Arena, at: &[u32]) {
     for &pos in at {
         let same: Vec<usize> = (0..v.len()).filter(|&i| v[i].pos == pos).collect();
         if same.len() < 2 {
             continue;
         }
+        let b = |i: usize| &arena.boxes[v[i].at as usize];
         let mut gone = vec![false; v.len()];
         if same.len() <= 32 {
             for (x, &i) in same.iter().enumerate() {
@@ -2229,8 +2311,8 @@ fn dedup_at(v: &mut Vec<Frag>, at: &[u32]) {
                     k != i
                         && !gone[k]
                         && v[k].fork == v[i].fork
-                        && v[i].b.is_subset(&v[k].b)
-                        && (y < x || v[i].b != v[k].b)
+                        && b(i).is_subset(b(k))
+                        && (y < x || b(i) != b(k))
                 });
                 if covered {
                     gone[i] = true;
@@ -2242,12 +2324,19 @@ fn dedup_at(v: &mut Vec<Frag>, at: &[u32]) {
             let mut by_hash: std::collections::HashMap<u64, smallvec::SmallVec<[usize; 1]>> =
                 std::collections::HashMap::with_capacity(same.len());
             for &i in &same {
-                let kept = by_hash.entry(hasher.hash_one(&v[i])).or_default();
-                if kept.iter().any(|&k| v[k] == v[i]) {
+                let kept = by_hash
+                    .entry(hasher.hash_one((b(i), v[i].fork)))
+                    .or_default();
+                if kept.iter().any(|&k| v[k].fork == v[i].fork && b(k) == b(i)) {
                     gone[i] = true;
                 } else {
                     kept.push(i);
                 }
+            }
+        }
+        for (i, g) in gone.iter().enumerate() {
+            if *g {
+                arena.free.push(v[i].at);
             }
         }
         let mut it = gone.into_iter();
