@@ -17,8 +17,8 @@
 //! outcome, which the kernel must meet and which must be among the outcomes
 //! on the original (so the branches really contain the kernel's path).
 //! nat chains also rewrite addresses (DNAT, SNAT, MASQUERADE, REDIRECT;
-//! [`NAT_REWRITES`]), and trace is given the router's addresses. TCP flags ([`TCP_FLAGS`])
-//! and marks ([`MARKS`]) are exact fields and generated.
+//! [`NAT_REWRITES`]), and trace is given the router's addresses. TCP flags ([`TCP_FLAGS`]),
+//! packet lengths ([`LENGTHS`]) and marks ([`MARKS`]) are exact fields and generated.
 //!
 //! Safety: namespaces `rf-kp<pid>-*` made by `ringfence_testkit`, addresses
 //! in 198.18.0.0/15 only, agents and namespaces removed on every exit path.
@@ -47,6 +47,10 @@ const MARKS: bool = true;
 /// Generate `--tcp-flags`/`--syn` matches on TCP rules: TCP flags are exact
 /// fields, and every TCP probe is a SYN, which `trace` is told.
 const TCP_FLAGS: bool = true;
+/// Generate `-m length --length` matches: the packet length is an exact
+/// field, and every probe's length is known (a Linux SYN, or a UDP datagram
+/// of a chosen payload size).
+const LENGTHS: bool = true;
 /// Conntrack state matches in the raw table: raw runs before conntrack
 /// (priority -300 < -200), where the kernel's conntrack match sees every
 /// packet as INVALID, which the model's stages follow (issue 15).
@@ -241,6 +245,17 @@ fn random_matches(rng: &mut Rng, cx: Ctx) -> (String, bool) {
             " -m mark --mark 0x0",
             " -m connmark --mark 0x1",
             " -m connmark ! --mark 0x4/0x4",
+        ]));
+    }
+    if LENGTHS && rng.chance(12) {
+        // Around the probes' lengths: 60 (SYN) and 30, 40, 128, 628 (UDP).
+        r.push_str(rng.one(&[
+            " -m length --length 60",
+            " -m length --length 0:59",
+            " -m length ! --length 41:200",
+            " -m length --length 30:60",
+            " -m length --length 129:65535",
+            " -m length ! --length 628",
         ]));
     }
     if rng.chance(5) {

@@ -15,7 +15,8 @@
 //! chains. nat chains also rewrite addresses (`dnat`, `snat`,
 //! `masquerade`, `redirect`; [`NAT_REWRITES`]), and trace is given the
 //! router's addresses; TCP flags
-//! ([`TCP_FLAGS`]) and marks ([`MARKS`]) are exact fields and generated.
+//! ([`TCP_FLAGS`]), packet lengths ([`LENGTHS`]) and marks ([`MARKS`]) are
+//! exact fields and generated.
 //!
 //! The numgen matches are also settled (always or never, as the kernel
 //! decides them) in a copy of the ruleset: traced there a probe has one
@@ -50,6 +51,10 @@ const MARKS: bool = true;
 /// Generate `tcp flags` matches: TCP flags are exact fields, and every TCP
 /// probe is a SYN, which `trace` is told.
 const TCP_FLAGS: bool = true;
+/// Generate `meta length` matches: the packet length is an exact field, and
+/// every probe's length is known (a Linux SYN, or a UDP datagram of a chosen
+/// payload size).
+const LENGTHS: bool = true;
 /// `ct state` in base chains of priority below -200 (before conntrack) and
 /// their user chains: there the kernel sees every packet as invalid (no
 /// conntrack entry yet), which the model's stages follow (issue 15).
@@ -278,6 +283,21 @@ fn random_matches(rng: &mut Rng, cx: Ctx) -> (Vec<String>, Option<&'static str>)
                 "meta mark 0x0",
                 "ct mark 0x1",
                 "ct mark and 0x4 != 0x4",
+            ])
+            .to_string(),
+        );
+    }
+    if LENGTHS && rng.chance(12) {
+        // Around the probes' lengths: 60 (SYN) and 30, 40, 128, 628 (UDP).
+        m.push(
+            rng.one(&[
+                "meta length 60",
+                "meta length 0-59",
+                "meta length != 41-200",
+                "meta length 30-60",
+                "meta length >= 129",
+                "meta length { 30, 628 }",
+                "meta length != 628",
             ])
             .to_string(),
         );

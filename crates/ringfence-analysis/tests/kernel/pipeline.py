@@ -12,7 +12,8 @@
 #   UDP: every datagram) recorded since the last dump.
 #
 # pipeline.py send TIMEOUT
-#   stdin: JSON lines {"proto": 6|17, "src", "sport", "dst", "dport"}. Opens
+#   stdin: JSON lines {"proto": 6|17, "src", "sport", "dst", "dport",
+#   "payload"} (payload: UDP datagram bytes, default 2). Opens
 #   every probe at once from the bound source address and port (TCP: one
 #   non-blocking connect; UDP: one datagram on a connected socket, then waits
 #   for the echo), waits up to TIMEOUT seconds (below the first SYN
@@ -119,7 +120,7 @@ def send(timeout):
             s.bind((p["src"], p["sport"]))
             if udp:
                 s.connect((p["dst"], p["dport"]))
-                s.send(b"rf")
+                s.send(b"r" * p.get("payload", 2))
                 e = errno.EINPROGRESS
             else:
                 e = s.connect_ex((p["dst"], p["dport"]))

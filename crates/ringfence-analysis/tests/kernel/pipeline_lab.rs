@@ -157,9 +157,28 @@ pub struct Probe {
     pub dst: Ipv4Addr,
     /// Destination port.
     pub dport: u16,
+    /// UDP payload bytes (TCP: 0, the SYN carries none).
+    pub payload: u16,
 }
 
+/// The IP length of a Linux TCP SYN as a connect() sends it: 20 bytes of IP
+/// header, 20 of TCP header and 20 of options (MSS, SACK permitted,
+/// timestamps, window scale: the per-namespace defaults).
+pub const TCP_SYN_LENGTH: u32 = 60;
+
+/// UDP payload sizes the probes use, so length matches meet and miss them.
+pub const UDP_PAYLOADS: [u16; 4] = [2, 12, 100, 600];
+
 impl Probe {
+    /// The IP length of the probe's first packet.
+    pub fn length(&self) -> u32 {
+        if self.proto == 17 {
+            20 + 8 + u32::from(self.payload)
+        } else {
+            TCP_SYN_LENGTH
+        }
+    }
+
     /// The packet `trace` is asked about.
     pub fn packet(&self) -> Packet {
         let mut p = Packet::new_connection(
@@ -174,13 +193,14 @@ impl Probe {
         // to is a server behind ROUTER_OUT, so an input probe rerouted to
         // forward leaves there; before routing the stages hide it anyway.
         p.oif = Some(ROUTER_OUT.to_string());
+        p.length = Some(self.length());
         p
     }
 
     fn json(&self) -> String {
         format!(
-            "{{\"proto\":{},\"src\":\"{}\",\"sport\":{},\"dst\":\"{}\",\"dport\":{}}}\n",
-            self.proto, self.src, self.sport, self.dst, self.dport
+            "{{\"proto\":{},\"src\":\"{}\",\"sport\":{},\"dst\":\"{}\",\"dport\":{},\"payload\":{}}}\n",
+            self.proto, self.src, self.sport, self.dst, self.dport, self.payload
         )
     }
 
@@ -188,13 +208,14 @@ impl Probe {
     pub fn describe(&self) -> String {
         let p = self.packet();
         format!(
-            "{:?} {} {}:{} -> {}:{} iif {:?} oif {:?}",
+            "{:?} {} {}:{} -> {}:{} length {} iif {:?} oif {:?}",
             self.way,
             if self.proto == 6 { "tcp" } else { "udp" },
             self.src,
             self.sport,
             self.dst,
             self.dport,
+            self.length(),
             p.iif,
             p.oif
         )
@@ -227,13 +248,19 @@ pub fn random_probes(rng: &mut Rng, n: usize, next_sport: &mut u16) -> Vec<Probe
             };
             let sport = *next_sport;
             *next_sport = next_sport.checked_add(1).expect("source ports exhausted");
+            let proto = if rng.chance(30) { 17 } else { 6 };
             Probe {
                 way,
-                proto: if rng.chance(30) { 17 } else { 6 },
+                proto,
                 src,
                 sport,
                 dst,
                 dport: *rng.pick(&PORTS),
+                payload: if proto == 17 {
+                    *rng.pick(&UDP_PAYLOADS)
+                } else {
+                    0
+                },
             }
         })
         .collect()
