@@ -18,7 +18,9 @@
 //! on the original (so the branches really contain the kernel's path).
 //! nat chains also rewrite addresses (DNAT, SNAT, MASQUERADE, REDIRECT;
 //! [`NAT_REWRITES`]), and trace is given the router's addresses. TCP flags ([`TCP_FLAGS`]),
-//! packet lengths ([`LENGTHS`]) and marks ([`MARKS`]) are exact fields and generated.
+//! ICMP types ([`ICMP`]), packet lengths ([`LENGTHS`]) and marks ([`MARKS`])
+//! are exact fields and generated; ICMP echo and timestamp requests are
+//! probes beside TCP connections and UDP exchanges.
 //!
 //! Safety: namespaces `rf-kp<pid>-*` made by `ringfence_testkit`, addresses
 //! in 198.18.0.0/15 only, agents and namespaces removed on every exit path.
@@ -51,6 +53,9 @@ const TCP_FLAGS: bool = true;
 /// field, and every probe's length is known (a Linux SYN, or a UDP datagram
 /// of a chosen payload size).
 const LENGTHS: bool = true;
+/// Generate ICMP rules (`-p icmp` with `--icmp-type`) and ICMP probes (echo
+/// and timestamp requests, told to trace with their type and code).
+const ICMP: bool = true;
 /// Conntrack state matches in the raw table: raw runs before conntrack
 /// (priority -300 < -200), where the kernel's conntrack match sees every
 /// packet as INVALID, which the model's stages follow (issue 15).
@@ -209,11 +214,15 @@ fn random_matches(rng: &mut Rng, cx: Ctx) -> (String, bool) {
                 let _ = write!(r, " -m udp {}--dport {}", neg(rng, 20), port_spec(rng));
             }
         }
-        6 => r.push_str(if rng.chance(50) {
-            " ! -p udp"
-        } else {
-            " ! -p tcp"
-        }),
+        6 => r.push_str(rng.one(&[" ! -p udp", " ! -p tcp", " ! -p icmp"])),
+        7 if ICMP => r.push_str(rng.one(&[
+            " -p icmp --icmp-type echo-request",
+            " -p icmp --icmp-type 8/0",
+            " -p icmp --icmp-type 13",
+            " -p icmp ! --icmp-type echo-request",
+            " -p icmp --icmp-type any",
+            " -p icmp",
+        ])),
         _ => {}
     }
     if rng.chance(12) && (cx.table != "raw" || RAW_CTSTATE) {

@@ -15,8 +15,9 @@
 //! chains. nat chains also rewrite addresses (`dnat`, `snat`,
 //! `masquerade`, `redirect`; [`NAT_REWRITES`]), and trace is given the
 //! router's addresses; TCP flags
-//! ([`TCP_FLAGS`]), packet lengths ([`LENGTHS`]) and marks ([`MARKS`]) are
-//! exact fields and generated.
+//! ([`TCP_FLAGS`]), ICMP types ([`ICMP`]), packet lengths ([`LENGTHS`]) and
+//! marks ([`MARKS`]) are exact fields and generated; ICMP echo and timestamp
+//! requests are probes beside TCP connections and UDP exchanges.
 //!
 //! The numgen matches are also settled (always or never, as the kernel
 //! decides them) in a copy of the ruleset: traced there a probe has one
@@ -55,6 +56,10 @@ const TCP_FLAGS: bool = true;
 /// every probe's length is known (a Linux SYN, or a UDP datagram of a chosen
 /// payload size).
 const LENGTHS: bool = true;
+/// Generate ICMP matches (`icmp type`, `icmp code`, `meta l4proto icmp`)
+/// and ICMP probes (echo and timestamp requests, told to trace with their
+/// type and code).
+const ICMP: bool = true;
 /// `ct state` in base chains of priority below -200 (before conntrack) and
 /// their user chains: there the kernel sees every packet as invalid (no
 /// conntrack entry yet), which the model's stages follow (issue 15).
@@ -188,6 +193,8 @@ fn iface_value(rng: &mut Rng) -> &'static str {
 fn random_matches(rng: &mut Rng, cx: Ctx) -> (Vec<String>, Option<&'static str>) {
     let mut m = Vec::new();
     let mut l4 = None;
+    // An ICMP match pins (or excludes) the protocol: no TCP flags after it.
+    let mut icmp = false;
     if rng.chance(30) {
         m.push(format!("ip saddr {}{}", op(rng), addr_value(rng, true)));
     }
@@ -224,9 +231,23 @@ fn random_matches(rng: &mut Rng, cx: Ctx) -> (Vec<String>, Option<&'static str>)
             l4 = proto;
         }
         6 => m.push(format!("th dport {}{}", op(rng), port_value(rng))),
+        7 if ICMP => {
+            icmp = true;
+            m.push(
+                rng.one(&[
+                    "icmp type echo-request",
+                    "icmp type { echo-request, timestamp-request }",
+                    "icmp type != echo-request",
+                    "icmp type timestamp-request icmp code 0",
+                    "meta l4proto icmp",
+                    "meta l4proto != icmp",
+                ])
+                .to_string(),
+            );
+        }
         _ => {}
     }
-    if TCP_FLAGS && rng.chance(25) {
+    if TCP_FLAGS && !icmp && rng.chance(25) {
         if l4.is_none() {
             m.push("meta l4proto tcp".into());
             l4 = Some("tcp");

@@ -9,16 +9,20 @@
 #   packet after the INPUT hook accepted it, so "recorded" means "netfilter
 #   here delivered it". Prints "ready". On each stdin line "dump" it prints
 #   one JSON list of [proto, src, sport, dst, dport] (TCP: SYN without ACK;
-#   UDP: every datagram) recorded since the last dump.
+#   UDP: every datagram; ICMP: echo and timestamp requests, with the
+#   identifier as sport and 0 as dport) recorded since the last dump.
 #
 # pipeline.py send TIMEOUT
-#   stdin: JSON lines {"proto": 6|17, "src", "sport", "dst", "dport",
-#   "payload"} (payload: UDP datagram bytes, default 2). Opens
+#   stdin: JSON lines {"proto": 1|6|17, "src", "sport", "dst", "dport",
+#   "payload", "icmp_type"} (payload: UDP datagram bytes, default 2; ICMP:
+#   "icmp_type" 8 or 13 and "sport" the identifier, sent and not awaited:
+#   "sent"). Opens
 #   every probe at once from the bound source address and port (TCP: one
 #   non-blocking connect; UDP: one datagram on a connected socket, then waits
 #   for the echo), waits up to TIMEOUT seconds (below the first SYN
 #   retransmission at 1 s, so each probe is a single first packet), and
-#   prints one JSON list: per probe "accept", "reject:<errno>" or "drop", as
+#   prints one JSON list: per probe "accept", "reject:<errno>", "drop" or
+#   (ICMP) "sent", as
 #   the sender saw it (for the test's tallies; the verdict is the agent's).
 import errno
 import json
@@ -43,7 +47,7 @@ def agent(ports):
         u.setblocking(False)
         sel.register(u, selectors.EVENT_READ, "udp")
     raws = []
-    for proto in (socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+    for proto in (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP):
         r = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
         r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
         r.setblocking(False)
@@ -66,6 +70,14 @@ def agent(ports):
             dst = socket.inet_ntoa(data[16:20])
             l4 = data[ihl:]
             if len(l4) < 8:
+                continue
+            if proto == socket.IPPROTO_ICMP:
+                # Echo and timestamp requests only (not the replies or the
+                # errors the stack sends back), keyed by their identifier.
+                if l4[0] not in (8, 13):
+                    continue
+                (ident,) = struct.unpack("!H", l4[4:6])
+                seen.append([proto, src, ident, dst, 0])
                 continue
             sport, dport = struct.unpack("!HH", l4[:4])
             if proto == socket.IPPROTO_TCP:
@@ -106,12 +118,42 @@ def agent(ports):
                     seen = []
 
 
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def send_icmp(p):
+    # One echo request (8 payload bytes) or timestamp request (its three
+    # 32-bit times), identifier = the probe's "sport"; not awaited.
+    kind = p["icmp_type"]
+    body = b"rf-probe" if kind == 8 else bytes(12)
+    head = struct.pack("!BBHHH", kind, 0, 0, p["sport"], 1)
+    pkt = head[:2] + struct.pack("!H", checksum(head + body)) + head[4:] + body
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    try:
+        s.bind((p["src"], 0))
+        s.sendto(pkt, (p["dst"], 0))
+        return "sent"
+    except OSError as err:
+        return "reject:%d" % (err.errno or errno.EIO)
+    finally:
+        s.close()
+
+
 def send(timeout):
     probes = [json.loads(line) for line in sys.stdin if line.strip()]
     sel = selectors.DefaultSelector()
     result = [None] * len(probes)
     pending = {}
     for i, p in enumerate(probes):
+        if p["proto"] == 1:
+            result[i] = send_icmp(p)
+            continue
         udp = p["proto"] == 17
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

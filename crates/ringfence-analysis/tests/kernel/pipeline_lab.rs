@@ -159,6 +159,9 @@ pub struct Probe {
     pub dport: u16,
     /// UDP payload bytes (TCP: 0, the SYN carries none).
     pub payload: u16,
+    /// ICMP type of an ICMP probe (8 echo request, 13 timestamp request;
+    /// its identifier is `sport`); 0 otherwise.
+    pub icmp_type: u8,
 }
 
 /// The IP length of a Linux TCP SYN as a connect() sends it: 20 bytes of IP
@@ -172,22 +175,29 @@ pub const UDP_PAYLOADS: [u16; 4] = [2, 12, 100, 600];
 impl Probe {
     /// The IP length of the probe's first packet.
     pub fn length(&self) -> u32 {
-        if self.proto == 17 {
-            20 + 8 + u32::from(self.payload)
-        } else {
-            TCP_SYN_LENGTH
+        match self.proto {
+            17 => 20 + 8 + u32::from(self.payload),
+            // Echo: 8 header and 8 payload bytes; timestamp: 20 bytes.
+            1 if self.icmp_type == 8 => 20 + 16,
+            1 => 20 + 20,
+            _ => TCP_SYN_LENGTH,
         }
     }
 
     /// The packet `trace` is asked about.
     pub fn packet(&self) -> Packet {
+        let icmp = self.proto == 1;
         let mut p = Packet::new_connection(
             IpAddr::V4(self.src),
             IpAddr::V4(self.dst),
             self.proto,
-            self.sport,
-            self.dport,
+            if icmp { 0 } else { self.sport },
+            if icmp { 0 } else { self.dport },
         );
+        if icmp {
+            p.icmp_type = Some(self.icmp_type);
+            p.icmp_code = Some(0);
+        }
         p.iif = (self.way != Way::Output).then(|| ROUTER_IN.to_string());
         // Every address a DNAT of the generated rulesets sends a packet on
         // to is a server behind ROUTER_OUT, so an input probe rerouted to
@@ -199,8 +209,8 @@ impl Probe {
 
     fn json(&self) -> String {
         format!(
-            "{{\"proto\":{},\"src\":\"{}\",\"sport\":{},\"dst\":\"{}\",\"dport\":{},\"payload\":{}}}\n",
-            self.proto, self.src, self.sport, self.dst, self.dport, self.payload
+            "{{\"proto\":{},\"src\":\"{}\",\"sport\":{},\"dst\":\"{}\",\"dport\":{},\"payload\":{},\"icmp_type\":{}}}\n",
+            self.proto, self.src, self.sport, self.dst, self.dport, self.payload, self.icmp_type
         )
     }
 
@@ -210,7 +220,12 @@ impl Probe {
         format!(
             "{:?} {} {}:{} -> {}:{} length {} iif {:?} oif {:?}",
             self.way,
-            if self.proto == 6 { "tcp" } else { "udp" },
+            match (self.proto, self.icmp_type) {
+                (6, _) => "tcp",
+                (17, _) => "udp",
+                (_, 8) => "icmp echo-request (id as sport)",
+                _ => "icmp timestamp-request (id as sport)",
+            },
             self.src,
             self.sport,
             self.dst,
@@ -248,7 +263,11 @@ pub fn random_probes(rng: &mut Rng, n: usize, next_sport: &mut u16) -> Vec<Probe
             };
             let sport = *next_sport;
             *next_sport = next_sport.checked_add(1).expect("source ports exhausted");
-            let proto = if rng.chance(30) { 17 } else { 6 };
+            let proto = match rng.below(100) {
+                0..=11 => 1,
+                12..=37 => 17,
+                _ => 6,
+            };
             Probe {
                 way,
                 proto,
@@ -258,6 +277,11 @@ pub fn random_probes(rng: &mut Rng, n: usize, next_sport: &mut u16) -> Vec<Probe
                 dport: *rng.pick(&PORTS),
                 payload: if proto == 17 {
                     *rng.pick(&UDP_PAYLOADS)
+                } else {
+                    0
+                },
+                icmp_type: if proto == 1 {
+                    *rng.pick(&[8, 8, 13])
                 } else {
                     0
                 },
@@ -419,9 +443,11 @@ fn expect(o: &TraceOutcome, p: &Probe) -> Expect {
         Decision::Unknown => Expect::Anything,
         Decision::Drop | Decision::Reject => Expect::Nowhere,
         Decision::Accept => {
+            // An ICMP probe has no port: the agent records 0.
+            let port = if p.proto == 1 { 0 } else { p.dport };
             let (dst, dport) = match o.dnat.as_deref() {
-                None => (p.dst, p.dport),
-                Some(d) => match parse_dnat(d, p.dport) {
+                None => (p.dst, port),
+                Some(d) => match parse_dnat(d, port) {
                     Some(x) => x,
                     None => return Expect::Anything,
                 },
