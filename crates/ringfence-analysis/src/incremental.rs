@@ -20,7 +20,7 @@
 //!
 //! Each recomputation runs the ordinary [`Engine`] on a *sub-ruleset*: the
 //! rules whose match, cut by the jumps that lead to them, meets the region
-//! asked about (plus every base chain, so the path is the same). For the
+//! asked about (plus the base chains on the path, so it is the same). For the
 //! questions that read only the rule that decides a packet (flows,
 //! excess), the packets a rule certainly decides (accept, drop, reject,
 //! nothing the model cannot evaluate) are taken out of the region for the
@@ -178,8 +178,10 @@ pub struct Incremental {
     rs: Ruleset,
     /// Chain name -> index in `rs` (the model's lookup is a linear scan).
     names: HashMap<String, usize>,
-    /// Indexes of the base chains.
-    bases: Vec<usize>,
+    /// The base chains on the path `hook` names and on its replies' path
+    /// (they change only with the base chains, which a full verify follows).
+    path: Vec<ChainId>,
+    rpath: Vec<ChainId>,
     site: ResolvedSite,
     hook: Hook,
     u: IfaceUniverse,
@@ -397,7 +399,8 @@ impl Incremental {
         let u = IfaceUniverse::new([&rs]);
         let mut me = Incremental {
             names: HashMap::new(),
-            bases: Vec::new(),
+            path: Vec::new(),
+            rpath: Vec::new(),
             rs,
             site: site.clone(),
             hook,
@@ -418,6 +421,8 @@ impl Incremental {
             .enumerate()
             .map(|(i, c)| (c.name.clone(), i))
             .collect();
+        self.path = self.rs.path_chains(self.hook);
+        self.rpath = self.rs.path_chains(reply_hook(self.hook));
     }
 
     fn chain_id(&self, name: &str) -> Option<ChainId> {
@@ -678,9 +683,10 @@ impl Incremental {
     /// The sub-ruleset of the rules that packets in `roots` can meet: for
     /// each root chain, the rules whose match meets its region (`None`:
     /// every rule), and inside a jump target those whose match meets the
-    /// region cut by the jump. Every base chain is kept (a base chain left
-    /// without rules keeps one that matches nothing, so the path is the
-    /// same). Rules get their stable ids as references. `None` when it
+    /// region cut by the jump. Every root chain is kept (one left without
+    /// rules keeps one that matches nothing, so a path through it is the
+    /// same); flows and excess name every base chain on their path as
+    /// roots. Rules get their stable ids as references. `None` when it
     /// would hold more than `limit` rules. Also returns, per sub chain, the
     /// original chain index.
     fn sub_ruleset(
@@ -689,7 +695,10 @@ impl Incremental {
         roots: &[Root],
         limit: usize,
     ) -> Option<(Ruleset, Vec<usize>)> {
-        let mut keep: HashMap<usize, Vec<bool>> = HashMap::new();
+        // Per chain reached: the positions kept (a chain of 11k rules is
+        // not walked whole to find the few kept ones).
+        let mut keep: HashMap<usize, Vec<u32>> = HashMap::new();
+        let mut kept: HashSet<(usize, u32)> = HashSet::new();
         let mut count = 0usize;
         let mut stack: Vec<(Root, u32)> = roots.iter().cloned().map(|r| (r, 0)).collect();
         while let Some((root, depth)) = stack.pop() {
@@ -703,9 +712,7 @@ impl Incremental {
             } = root;
             let ch = &self.rs.chains[ci];
             let boxes = &c.boxes[&ch.name];
-            let k = keep
-                .entry(ci)
-                .or_insert_with(|| vec![false; ch.rules.len()]);
+            let k = keep.entry(ci).or_default();
             let cands: Vec<u32> = match &q {
                 Some(q) => self.candidates(c, &ch.name, q),
                 None => (0..ch.rules.len() as u32).collect(),
@@ -724,8 +731,8 @@ impl Incremental {
                         Some(x)
                     }
                 };
-                if !k[i] {
-                    k[i] = true;
+                if kept.insert((ci, i as u32)) {
+                    k.push(i as u32);
                     count += 1;
                     if count > limit {
                         return None;
@@ -751,13 +758,9 @@ impl Incremental {
                 }
             }
         }
-        // Base chains always; the rest when some rule of them is kept or reached.
-        let mut orig: Vec<usize> = self
-            .bases
-            .iter()
-            .copied()
-            .chain(keep.keys().copied())
-            .collect();
+        // Every chain a walk started from or reached (a root chain left
+        // without rules keeps one that matches nothing).
+        let mut orig: Vec<usize> = keep.keys().copied().collect();
         orig.sort_unstable();
         orig.dedup();
         let map: HashMap<usize, usize> = orig.iter().enumerate().map(|(k, &i)| (i, k)).collect();
@@ -766,14 +769,13 @@ impl Incremental {
             .iter()
             .map(|&i| {
                 let ch = &self.rs.chains[i];
-                let ks = keep.get(&i).map(Vec::as_slice);
-                let mut rules: Vec<Rule> = ch
-                    .rules
+                let mut ks: Vec<u32> = keep.get(&i).cloned().unwrap_or_default();
+                ks.sort_unstable();
+                let mut rules: Vec<Rule> = ks
                     .iter()
-                    .enumerate()
-                    .filter(|(j, _)| ks.is_some_and(|k| k[*j]))
-                    .map(|(j, r)| {
-                        let mut r = r.clone();
+                    .map(|&j| {
+                        let j = j as usize;
+                        let mut r = ch.rules[j].clone();
                         r.origin = id_ref(ids(&ch.name)[j]);
                         r.comment = None;
                         if let Action::Jump { target } | Action::Goto { target } = &mut r.action {
@@ -1126,8 +1128,9 @@ impl Incremental {
                 };
                 let ch = &self.rs.chains[ci.0];
                 let mut add = Vec::new();
-                for (i, r) in ch.rules.iter().enumerate() {
-                    if let Action::Jump { target } | Action::Goto { target } = r.action {
+                for i in self.candidates(c, &ch.name, &dx) {
+                    let i = i as usize;
+                    if let Action::Jump { target } | Action::Goto { target } = ch.rules[i].action {
                         if target == xi {
                             add.extend(cut(&dx, &c.boxes[&ch.name][i]));
                         }
@@ -1157,8 +1160,7 @@ impl Incremental {
         let limit = (total / MAX_SHARE).max(64);
         let analysed = self.analysed();
         let hook = self.hook;
-        let path = self.rs.path_chains(hook);
-        let rpath = self.rs.path_chains(reply_hook(hook));
+        let (path, rpath) = (self.path.clone(), self.rpath.clone());
         let dpath = |p: &[ChainId]| -> Vec<PBox> {
             p.iter()
                 .flat_map(|b| {
