@@ -991,16 +991,18 @@ impl Watch {
     /// A re-read is compared with the last one rule by rule and only what
     /// the change touches is judged again (ringfence_analysis::incremental;
     /// a change it cannot follow is a full verify).
-    fn evaluate(&mut self, rs: &Ruleset) -> State {
+    /// The verifier keeps the ruleset it is given (no copy of 100k rules
+    /// per change).
+    fn evaluate(&mut self, rs: Ruleset) -> State {
         use ringfence_analysis::incremental::Incremental;
         let inc = match &mut self.incr {
             Some(inc) => {
-                inc.update(rs.clone());
+                inc.update(rs);
                 inc
             }
             None => self
                 .incr
-                .insert(Incremental::new(rs.clone(), &self.site, self.hook)),
+                .insert(Incremental::new(rs, &self.site, self.hook)),
         };
         let (findings, summary) = inc.findings(MAX_REGIONS);
         State::new(findings, summary)
@@ -1015,8 +1017,8 @@ impl Watch {
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
-        let state = self.evaluate(&rs);
-        Ok((state, index.then(|| RuleIndex::new(&rs, self.texts()))))
+        let index = index.then(|| RuleIndex::new(&rs, self.texts()));
+        Ok((self.evaluate(rs), index))
     }
 
     /// The current readings (name, text), for quoting rules.
@@ -1239,12 +1241,11 @@ fn follow(
     }
     // Bad input at the start is located and exits 2.
     let rs = w.ruleset().map_err(CliError::Input)?;
-    let mut state = w.evaluate(&rs);
     let mut index = args
         .record
         .is_some()
         .then(|| RuleIndex::new(&rs, w.texts()));
-    drop(rs);
+    let mut state = w.evaluate(rs);
     let source_names: Vec<String> = sources.iter().map(source_name).collect();
     let hook_name = w.hook.to_string();
     let start_of = |st: &State, ix: &RuleIndex| history::Start {
