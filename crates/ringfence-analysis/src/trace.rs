@@ -192,19 +192,6 @@ impl Xlat {
     pub fn snat_text(&self) -> Option<String> {
         self.snat.map(|s| s.to_string())
     }
-
-    /// The packet as later stages see it: the destination rewritten.
-    fn apply<'p>(&self, p: &'p Packet) -> std::borrow::Cow<'p, Packet> {
-        match self.dnat {
-            Some((a, port)) => {
-                let mut q = p.clone();
-                q.dst = a;
-                q.dport = port;
-                std::borrow::Cow::Owned(q)
-            }
-            None => std::borrow::Cow::Borrowed(p),
-        }
-    }
 }
 
 /// An outcome as keys: what [`Tracer::trace_with`] leaves in its scratch.
@@ -261,6 +248,8 @@ pub struct Tracer<'a> {
     /// Per traversal (in the order of `bases`): the stage of each base
     /// chain, which decides what its rules see of the packet.
     stages: Vec<Vec<Stage>>,
+    /// What each stage of `stages` hides of a packet.
+    hides: Vec<(Stage, Hides)>,
     /// Per chain: it stands for a target the model cannot follow.
     unknown: Vec<bool>,
     /// The values marks can take, and whether they are exact fields.
@@ -270,6 +259,101 @@ pub struct Tracer<'a> {
     /// Some rule tests the output interface: a branch a rewrite sends on
     /// (input turned forward) needs the packet line's `oif` to be decided.
     tests_oif: bool,
+}
+
+/// What a stage hides of a packet ([`Stage::packet`]), read once per stage
+/// from its effect on a probe, so the walk can build the packet a stage
+/// sees in a reused buffer instead of cloning it (and its interface names).
+#[derive(Debug, Clone, Copy)]
+struct Hides {
+    iif: bool,
+    oif: bool,
+    /// Before conntrack: the state reads as INVALID.
+    ct: bool,
+}
+
+impl Hides {
+    fn of(stage: Stage) -> Self {
+        let mut probe = Packet::new_connection(
+            IpAddr::from([0, 0, 0, 0]),
+            IpAddr::from([0, 0, 0, 0]),
+            6,
+            1,
+            1,
+        );
+        probe.iif = Some("i".into());
+        probe.oif = Some("o".into());
+        let seen = stage.packet(&probe);
+        Self {
+            iif: seen.iif.is_none(),
+            oif: seen.oif.is_none(),
+            ct: seen.ct_state != probe.ct_state,
+        }
+    }
+}
+
+/// The packet `p` with destination translation `dnat` as a stage that hides
+/// `h` shows it: `p` itself when that changes nothing, else a copy in `buf`
+/// (whose interface name buffers are reused).
+fn view<'b>(
+    p: &'b Packet,
+    dnat: Option<(IpAddr, u16)>,
+    h: Hides,
+    buf: &'b mut Packet,
+) -> &'b Packet {
+    let hide_iif = h.iif && p.iif.is_some();
+    let hide_oif = h.oif && p.oif.is_some();
+    let hide_ct = h.ct && p.ct_state != CtStates::INVALID;
+    if dnat.is_none() && !hide_iif && !hide_oif && !hide_ct {
+        return p;
+    }
+    // Every field by name: a field added to `Packet` must be copied here.
+    let Packet {
+        src,
+        dst,
+        protocol,
+        sport,
+        dport,
+        iif,
+        oif,
+        ct_state,
+        tcp_flags,
+        icmp_type,
+        icmp_code,
+        length,
+        tos,
+        pkttype,
+        mac_src,
+    } = p;
+    let copy_name = |to: &mut Option<String>, from: &Option<String>, hide: bool| match from {
+        Some(n) if !hide => match to {
+            Some(t) => {
+                t.clear();
+                t.push_str(n);
+            }
+            None => *to = Some(n.clone()),
+        },
+        _ => *to = None,
+    };
+    copy_name(&mut buf.iif, iif, hide_iif);
+    copy_name(&mut buf.oif, oif, hide_oif);
+    buf.src = *src;
+    (buf.dst, buf.dport) = dnat.unwrap_or((*dst, *dport));
+    buf.protocol = *protocol;
+    buf.sport = *sport;
+    buf.ct_state = if hide_ct {
+        CtStates::INVALID
+    } else {
+        *ct_state
+    };
+    buf.tcp_flags = *tcp_flags;
+    buf.icmp_type = *icmp_type;
+    buf.icmp_code = *icmp_code;
+    buf.length = *length;
+    buf.tos = *tos;
+    buf.pkttype = *pkttype;
+    buf.mac_src = *mac_src;
+    buf
 }
 
 /// Packet mark, connection mark and translations of one branch.
@@ -469,7 +553,7 @@ struct Walk {
 /// Reusable buffers for [`Tracer::trace_with`], and the outcomes of the
 /// last packet traced with them.
 #[derive(Default)]
-pub struct TraceScratch(Walk);
+pub struct TraceScratch(Walk, Packet);
 
 impl TraceScratch {
     /// Every possible outcome of the last packet, once each.
@@ -587,7 +671,7 @@ impl<'a> Tracer<'a> {
             })
             .collect();
         let bases = crate::engine::bases_by_hook(rs);
-        let stages = bases
+        let stages: Vec<Vec<Stage>> = bases
             .iter()
             .map(|(h, cs)| cs.iter().map(|c| Stage::of_chain(rs, *h, c.0)).collect())
             .collect();
@@ -597,6 +681,11 @@ impl<'a> Tracer<'a> {
             indexed,
             quick,
             bases,
+            hides: stages
+                .iter()
+                .flatten()
+                .map(|&st| (st, Hides::of(st)))
+                .collect(),
             stages,
             unknown: rs.chains.iter().map(|c| c.is_unknown_target()).collect(),
             marks,
@@ -717,7 +806,7 @@ impl<'a> Tracer<'a> {
         p: &Packet,
         scratch: &mut TraceScratch,
     ) -> (Verdict, Option<(u32, u32)>, bool) {
-        let w = &mut scratch.0;
+        let (w, buf) = (&mut scratch.0, &mut scratch.1);
         w.path.clear();
         w.forked = false;
         w.nat_stop = false;
@@ -735,9 +824,9 @@ impl<'a> Tracer<'a> {
         for (&base, &stage) in bases.iter().zip(stages) {
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
             // The packet as the rules at this chain's stage see it.
-            let seen = stage.packet(p);
+            let seen = self.seen(stage, p, None, buf);
             w.stage = stage;
-            match self.eval(base, &seen, w, 0) {
+            match self.eval(base, seen, w, 0) {
                 Flow::Decided(Verdict::Accept) if w.nat_stop => break,
                 Flow::Decided(Verdict::Accept) => continue,
                 Flow::Decided(v) => {
@@ -755,7 +844,7 @@ impl<'a> Tracer<'a> {
         }
         let mut last = w.path.last().copied();
         if w.forked {
-            self.branches(hook, p, w);
+            self.branches(hook, p, w, buf);
             // After a translation the first walk stopped: the verdict is
             // the one every outcome agrees on, if they do.
             if w.nat_stop {
@@ -783,6 +872,24 @@ impl<'a> Tracer<'a> {
             });
         }
         (verdict, last, scratch.uncertain())
+    }
+
+    /// The packet `p`, its destination translated by `dnat`, as rules at
+    /// `stage` see it (in `buf` when that differs from `p`).
+    #[inline]
+    fn seen<'b>(
+        &self,
+        stage: Stage,
+        p: &'b Packet,
+        dnat: Option<(IpAddr, u16)>,
+        buf: &'b mut Packet,
+    ) -> &'b Packet {
+        let h = self
+            .hides
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map_or_else(|| Hides::of(stage), |&(_, h)| h);
+        view(p, dnat, h, buf)
     }
 
     /// The base chains (and their stages) of the path `hook` names.
@@ -943,7 +1050,7 @@ impl<'a> Tracer<'a> {
     /// as its (rewritten) destination says. A branch whose source was
     /// translated and that meets another base chain (which might read the
     /// source) is unknown, named by the translating rule.
-    fn branches(&self, hook: Hook, p: &Packet, w: &mut Walk) {
+    fn branches(&self, hook: Hook, p: &Packet, w: &mut Walk, buf: &mut Packet) {
         w.outcomes.clear();
         let push =
             |w: &mut Walk, verdict: Decision, rule: Option<(u32, u32)>, path: Hook, st: St| {
@@ -987,7 +1094,7 @@ impl<'a> Tracer<'a> {
             let Some(&base) = chains.get(n) else {
                 continue;
             };
-            let seen_rw = st.2.apply(p);
+            let dst_rw = st.2.dnat.map_or(p.dst, |(a, _)| a);
             // Routing after prerouting, by the destination the branch has.
             let after_pre = |c: ChainId| {
                 self.rs.chain(c).base.as_ref().map(|b| b.hook) != Some(Hook::Prerouting)
@@ -995,7 +1102,7 @@ impl<'a> Tracer<'a> {
             let mut base = base;
             if reroute && after_pre(base) {
                 let l = self.local.as_ref().expect("reroute needs --local");
-                let routed = if l.contains(seen_rw.dst) {
+                let routed = if l.contains(dst_rw) {
                     Hook::Input
                 } else {
                     Hook::Forward
@@ -1028,10 +1135,10 @@ impl<'a> Tracer<'a> {
             }
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
             // The packet as the rules at this chain's stage see it.
-            let seen = stage.packet(&seen_rw).into_owned();
+            let seen = self.seen(stage, p, st.2.dnat, buf);
             w.stage = stage;
             w.route = Some(path);
-            for r in self.eval_from(base, &seen, w, 0, None, st, 0) {
+            for r in self.eval_from(base, seen, w, 0, None, st, 0) {
                 let (d, k, s2) = match r {
                     Res::Out(d, k, s2) => (d, k, s2),
                     Res::Return(s2) => (
@@ -1051,7 +1158,7 @@ impl<'a> Tracer<'a> {
                 let rerouted = (d == Decision::Accept && last && reroute && !after_pre(base))
                     .then(|| {
                         let l = self.local.as_ref().expect("reroute needs --local");
-                        if l.contains(s2.2.apply(p).dst) {
+                        if l.contains(s2.2.dnat.map_or(p.dst, |(a, _)| a)) {
                             Hook::Input
                         } else {
                             Hook::Forward
@@ -1088,7 +1195,7 @@ impl<'a> Tracer<'a> {
                     // not its fate.
                     let (d, k) = if d == Decision::Accept
                         && path == Hook::Output
-                        && self.to_the_host(s3.2.apply(p).dst)
+                        && self.to_the_host(s3.2.dnat.map_or(p.dst, |(a, _)| a))
                     {
                         // Named by the rewrite that sent it there, if any.
                         (Decision::Unknown, s3.2.dnat_rule.or(k))
@@ -1428,4 +1535,57 @@ fn to_u128(a: IpAddr) -> u128 {
 /// Trace one packet (builds a [`Tracer`]; for many packets build one and reuse it).
 pub fn trace(rs: &Ruleset, hook: Hook, p: &Packet) -> TraceResult {
     Tracer::new(rs).trace(hook, p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_view_in_a_reused_buffer_equals_the_stages_own_copy_of_the_packet() {
+        let mut buf = Packet::default();
+        for traversal in [Hook::Input, Hook::Forward, Hook::Output] {
+            for hook in [
+                Hook::Prerouting,
+                Hook::Input,
+                Hook::Forward,
+                Hook::Output,
+                Hook::Postrouting,
+            ] {
+                for priority in [-300, -150, 0, 100] {
+                    let stage = Stage::of(traversal, hook, priority);
+                    let h = Hides::of(stage);
+                    for (iif, oif) in [
+                        (None, None),
+                        (Some("eth0"), None),
+                        (Some("eth0"), Some("veth1")),
+                    ] {
+                        for ct in [CtStates::NEW, CtStates::ESTABLISHED, CtStates::INVALID] {
+                            for dnat in [None, Some((IpAddr::from([198, 18, 0, 9]), 8080))] {
+                                let mut p = Packet::new_connection(
+                                    IpAddr::from([198, 18, 0, 1]),
+                                    IpAddr::from([198, 18, 0, 2]),
+                                    6,
+                                    1234,
+                                    80,
+                                );
+                                p.iif = iif.map(String::from);
+                                p.oif = oif.map(String::from);
+                                p.ct_state = ct;
+                                p.length = Some(60);
+                                p.mac_src = Some(0x0011_2233_4455);
+                                let mut rewritten = p.clone();
+                                if let Some((a, port)) = dnat {
+                                    rewritten.dst = a;
+                                    rewritten.dport = port;
+                                }
+                                let want = stage.packet(&rewritten).into_owned();
+                                assert_eq!(*view(&p, dnat, h, &mut buf), want, "{stage:?} {p:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
