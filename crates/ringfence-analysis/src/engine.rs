@@ -692,11 +692,7 @@ impl<'a> Engine<'a> {
         };
         let mut live: Vec<Slot> = frags
             .into_iter()
-            .map(|f| Slot {
-                at: arena.put(f.b),
-                pos: f.pos,
-                fork: f.fork,
-            })
+            .map(|f| arena.slot(f.b, f.pos, f.fork))
             .collect();
         let mut next: Vec<Slot> = Vec::new();
         let mut decided = Vec::new();
@@ -718,8 +714,11 @@ impl<'a> Engine<'a> {
             }
             // Fragments before the first one this box meets stay as they
             // are: only a box that cuts something rebuilds the order.
-            let meets = |f: &Slot| f.pos <= j && arena.boxes[f.at as usize].overlaps(&q.b);
-            let Some(first) = live.iter().position(meets) else {
+            let (qd, qp) = (span(q.b.dst.ranges()), span(q.b.dport.ranges()));
+            let meets = |f: &Slot, boxes: &[PBox]| {
+                f.pos <= j && f.may_meet(qd, qp) && boxes[f.at as usize].overlaps(&q.b)
+            };
+            let Some(first) = live.iter().position(|f| meets(f, &arena.boxes)) else {
                 if live.len() + decided.len() > budget {
                     return Err(OverBudget);
                 }
@@ -729,29 +728,19 @@ impl<'a> Engine<'a> {
             next.extend_from_slice(&live[..first]);
             let mut moved = false;
             for &f in &live[first..] {
-                if f.pos > j || !arena.boxes[f.at as usize].overlaps(&q.b) {
+                if !meets(&f, &arena.boxes) {
                     next.push(f);
                     continue;
                 }
-                let fb = &arena.boxes[f.at as usize];
-                let inside = fb.intersect(&q.b).expect("overlaps");
-                let outside = fb.subtract(&q.b);
+                let (outside, inside) = arena.boxes[f.at as usize].split(&q.b).expect("overlaps");
                 arena.free.push(f.at);
                 for o in outside {
-                    next.push(Slot {
-                        at: arena.put(o),
-                        pos: f.pos,
-                        fork: f.fork,
-                    });
+                    next.push(arena.slot(o, f.pos, f.fork));
                 }
                 match q.fate {
                     Fate::Skip(k) => {
                         moved = true;
-                        next.push(Slot {
-                            at: arena.put(inside),
-                            pos: k,
-                            fork: f.fork,
-                        });
+                        next.push(arena.slot(inside, k, f.fork));
                     }
                     Fate::Mark(c, r) => {
                         let Action::Mark(rw) = &self.rs.chains[c as usize].rules[r as usize].action
@@ -759,27 +748,15 @@ impl<'a> Engine<'a> {
                             unreachable!("mark boxes come from mark rules")
                         };
                         for b in self.u.marks.rewrite(rw, inside) {
-                            next.push(Slot {
-                                at: arena.put(b),
-                                pos: j + 1,
-                                fork: f.fork,
-                            });
+                            next.push(arena.slot(b, j + 1, f.fork));
                         }
                     }
                     Fate::Fork(matched, unmatched) if forks == Forks::Branch => {
                         moved = true;
                         forked = true;
                         let fork = if f.fork == NO_FORK { j } else { f.fork };
-                        next.push(Slot {
-                            at: arena.put(inside.clone()),
-                            pos: matched,
-                            fork,
-                        });
-                        next.push(Slot {
-                            at: arena.put(inside),
-                            pos: unmatched,
-                            fork,
-                        });
+                        next.push(arena.slot(inside.clone(), matched, fork));
+                        next.push(arena.slot(inside, unmatched, fork));
                     }
                     _ => decided.push(Frag {
                         b: inside,
@@ -2264,12 +2241,36 @@ fn push_boxes(pieces: &mut Vec<Piece>, boxes: &[PBox], fate: Fate, key: (u32, u3
 /// too, keeping the first of equal ones: branches of a fork that meet
 /// again. A fragment inside another has no outcome the other lacks.
 /// A live fragment of [`Engine::walk`]: its box's place in the arena, the
-/// plan position it resumes at, and its first fork (as in [`Frag`]).
+/// plan position it resumes at, its first fork (as in [`Frag`]), and the
+/// hulls of its destination and destination port, which turn away most
+/// boxes it does not meet without reading the box.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     at: u32,
     pos: u32,
     fork: u32,
+    dport: (u16, u16),
+    dst: (u128, u128),
+}
+
+impl Slot {
+    /// Whether the hulls meet those of `dst` and `dport` (necessary for
+    /// the boxes to overlap).
+    #[inline]
+    fn may_meet(&self, dst: (u128, u128), dport: (u16, u16)) -> bool {
+        self.dst.0 <= dst.1
+            && dst.0 <= self.dst.1
+            && self.dport.0 <= dport.1
+            && dport.0 <= self.dport.1
+    }
+}
+
+/// The hull of a set's ranges (`(1, 0)`, meeting nothing, when empty).
+fn span<T: Copy + From<u8>>(r: &[(T, T)]) -> (T, T) {
+    match (r.first(), r.last()) {
+        (Some(a), Some(b)) => (a.0, b.1),
+        _ => (T::from(1), T::from(0)),
+    }
 }
 
 /// The boxes of [`Engine::walk`]'s live fragments; a cut fragment's place
@@ -2280,6 +2281,18 @@ struct Arena {
 }
 
 impl Arena {
+    /// A slot for fragment `b` at `pos` with first fork `fork`.
+    fn slot(&mut self, b: PBox, pos: u32, fork: u32) -> Slot {
+        let (dst, dport) = (span(b.dst.ranges()), span(b.dport.ranges()));
+        Slot {
+            at: self.put(b),
+            pos,
+            fork,
+            dport,
+            dst,
+        }
+    }
+
     fn put(&mut self, b: PBox) -> u32 {
         match self.free.pop() {
             Some(at) => {

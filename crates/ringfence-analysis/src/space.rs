@@ -359,6 +359,22 @@ impl PBox {
         if !self.overlaps(o) {
             return vec![self.clone()];
         }
+        self.cut(o).0
+    }
+
+    /// `self \ o` as [`PBox::subtract`] gives it, and `self ∩ o` (the same
+    /// box as [`PBox::intersect`] gives), in one pass: the part left after
+    /// the last split is the intersection. `None` when they do not overlap.
+    pub fn split(&self, o: &PBox) -> Option<(Vec<PBox>, PBox)> {
+        if !self.overlaps(o) {
+            return None;
+        }
+        Some(self.cut(o))
+    }
+
+    /// The pieces of `self` outside `o`, field by field, and what is left
+    /// inside; the boxes must overlap.
+    fn cut(&self, o: &PBox) -> (Vec<PBox>, PBox) {
         let mut out = Vec::new();
         let mut rest = self.clone();
         macro_rules! split {
@@ -429,14 +445,15 @@ impl PBox {
         split_bits!(ct0);
         split_bits!(ct);
         if o.x.is_some() {
-            let (pieces, _) = xf::subtract(&rest.x, &o.x);
+            let (pieces, inside) = xf::subtract(&rest.x, &o.x);
             for p in pieces {
                 let mut piece = rest.clone();
                 piece.x = p;
                 out.push(piece);
             }
+            rest.x = inside;
         }
-        out
+        (out, rest)
     }
 
     /// One concrete packet in the box (the lowest value of each field).
@@ -2041,6 +2058,44 @@ mod tests {
         b.dst = ISet::range(dst, dst + 1);
         b.dport = ISet::single(dport);
         b
+    }
+
+    #[test]
+    fn split_gives_the_pieces_subtract_gives_and_the_box_intersect_gives() {
+        let u = IfaceUniverse::new(std::iter::empty::<&Ruleset>());
+        let mut a = tcp_to(0x0a00_0000, 22);
+        a.dst = ISet::range(0x0a00_0000, 0x0a00_00ff);
+        a.dport = ISet::range(1, 1000);
+        let mut cutters = Vec::new();
+        let mut b = PBox::full(Fam::V4, &u);
+        b.dst = ISet::range(0x0a00_0010, 0x0a00_001f);
+        b.proto = ISet::single(6);
+        cutters.push(b.clone());
+        b.dport = ISet::from_ranges([(20, 30), (443, 443)]);
+        b.x = Some(Box::new(ringfence_model::ExtraFields {
+            tcp_flags: ISet::single(2),
+            ..ringfence_model::ExtraFields::full()
+        }));
+        cutters.push(b.clone());
+        b.orig = OrigDst {
+            dst: fam_full(Fam::V4),
+            dport: ISet::single(25),
+        }
+        .normalize(Fam::V4);
+        b.nat = nat::DNAT_ANY;
+        cutters.push(b);
+        let mut far = a.clone();
+        far.dst = ISet::single(0x0b00_0000);
+        cutters.push(far);
+        for c in &cutters {
+            match a.split(c) {
+                Some((outside, inside)) => {
+                    assert_eq!(outside, a.subtract(c));
+                    assert_eq!(Some(inside), a.intersect(c));
+                }
+                None => assert!(!a.overlaps(c) && a.intersect(c).is_none()),
+            }
+        }
     }
 
     #[test]
