@@ -33,6 +33,11 @@ enum Command {
     /// Verify a ruleset against a site: flows, replies, excess, shadowed and redundant rules.
     Verify(cmd::verify::Args),
     /// Trace one packet (or a batch of JSON-lines packets) through a ruleset.
+    ///
+    /// Exit status: 0 when every packet's fate is decided (accept, drop or
+    /// reject on every outcome), 1 when some packet's verdict is `unknown`
+    /// or `depends` (a match the model cannot evaluate decides), 2 on bad
+    /// input.
     Trace(cmd::trace::Args),
     /// What a ruleset change newly allows and newly blocks.
     Diff(cmd::diff::Args),

@@ -75,7 +75,8 @@ fn trace_of_a_family_without_a_file_is_unknown_and_says_why() {
         "--dport",
         "22",
     ]);
-    assert_eq!(code, 0, "{err}");
+    // An undecided fate is a finding: exit 1.
+    assert_eq!(code, 1, "{err}");
     assert!(out.contains("unknown"), "{out}");
     assert!(out.contains("IPv6 not covered"), "{out}");
 }

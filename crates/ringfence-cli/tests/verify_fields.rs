@@ -143,7 +143,8 @@ fn trace_reads_flags_and_icmp_types_from_packet_lines() {
         "--packets",
         packets.to_str().unwrap(),
     ]);
-    assert_eq!(code, 0, "{err}");
+    // The last packet depends on its unknown length: exit 1.
+    assert_eq!(code, 1, "{err}");
     let verdicts: Vec<String> = out
         .lines()
         .map(|l| {

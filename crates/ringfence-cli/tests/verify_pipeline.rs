@@ -270,7 +270,7 @@ fn nft_numgen_accept_drop_and_log_exit_as_two_branches_say() {
 }
 
 #[test]
-fn batch_trace_lists_both_branches_of_a_random_drop_and_says_depends() {
+fn batch_trace_lists_both_branches_of_a_random_drop_says_depends_and_exits_1() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = insert_forward_first(
         &clean_base(),
@@ -288,13 +288,15 @@ fn batch_trace_lists_both_branches_of_a_random_drop_and_says_depends() {
         ),
     )
     .expect("write");
-    let out = common::ok(&[
+    // A packet whose fate depends on the random drop is a finding: exit 1.
+    let (code, out, err) = common::run(&[
         "trace",
         "--ruleset",
         rules.to_str().unwrap(),
         "--packets",
         packets.to_str().unwrap(),
     ]);
+    assert_eq!(code, 1, "{err}");
     let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
@@ -318,8 +320,23 @@ fn batch_trace_lists_both_branches_of_a_random_drop_and_says_depends() {
     // From the host: the output path (OUTPUT accepts by policy).
     assert_eq!(lines[2]["outcomes"][0]["path"], "output");
     assert_eq!(lines[2]["verdict"], "accept");
+    // Only decided packets: exit 0.
+    let decided = dir.path().join("decided.jsonl");
+    std::fs::write(
+        &decided,
+        "{\"src\":\"198.18.10.5\",\"dst\":\"198.18.20.5\",\"proto\":\"tcp\",\"dport\":6443}\n",
+    )
+    .expect("write");
+    let (code, _, err) = common::run(&[
+        "trace",
+        "--ruleset",
+        rules.to_str().unwrap(),
+        "--packets",
+        decided.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
     // The text trace lists every possible outcome with its deciding rule.
-    let out = common::ok(&[
+    let (code, out, err) = common::run(&[
         "trace",
         "--ruleset",
         rules.to_str().unwrap(),
@@ -332,6 +349,7 @@ fn batch_trace_lists_both_branches_of_a_random_drop_and_says_depends() {
         "--dport",
         "6443",
     ]);
+    assert_eq!(code, 1, "{err}");
     assert!(out.contains(": depends"), "{out}");
     assert!(out.contains(&format!("possible: drop by {stat}")), "{out}");
     assert!(out.contains("possible: accept by "), "{out}");

@@ -92,7 +92,10 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     // The site is optional here: without one, diff compares the rulesets
     // alone and never reports flows of a site it was not given.
     let site = if args.site.is_some() || args.example {
-        Some(crate::cmd::flows::load_site(args.site.as_deref(), args.example)?)
+        Some(crate::cmd::flows::load_site(
+            args.site.as_deref(),
+            args.example,
+        )?)
     } else {
         None
     };

@@ -154,7 +154,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {
         let (text, name) = read_packets(path)?;
-        let parts = batch_parts(&tracer, hook, &text, &name)?;
+        let (parts, undecided) = batch_parts(&tracer, hook, &text, &name)?;
         match args.out.as_deref() {
             // One atomic write of the whole output.
             Some(_) => exit::emit(args.out.as_deref(), parts.concat().as_bytes())?,
@@ -168,7 +168,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         // The process ends here: skip freeing the model and indexes piece by piece.
         std::mem::forget(tracer);
         std::mem::forget(rs);
-        return Ok(exit::SUCCESS);
+        return Ok(if undecided {
+            exit::FINDINGS
+        } else {
+            exit::SUCCESS
+        });
     }
     let (src, dst) = (args.src.expect("clap"), args.dst.expect("clap"));
     let proto_s = args.proto.as_deref().expect("clap");
@@ -313,7 +317,17 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         }
     };
     exit::emit(args.out.as_deref(), out.as_bytes())?;
-    Ok(exit::SUCCESS)
+    Ok(exit_status(overall))
+}
+
+/// The exit status for a packet's overall verdict: a fate the model cannot
+/// decide (unknown, or depending on a match it cannot evaluate) is a
+/// finding, exit 1, like verify's unknown flows and possible excess.
+fn exit_status(overall: Overall) -> u8 {
+    match overall {
+        Overall::Unknown | Overall::Depends => exit::FINDINGS,
+        Overall::Accept | Overall::Drop | Overall::Reject => exit::SUCCESS,
+    }
 }
 
 /// The packet lines of `--packets PATH` and the name errors give them:
@@ -374,12 +388,14 @@ fn path_name(h: Hook) -> &'static str {
     }
 }
 
-fn batch_chunk(
-    tracer: &Tracer<'_>,
-    hook: Hook,
-    lines: &[(u64, &str)],
-    file: &str,
-) -> Result<String, InputError> {
+/// A batch run's output lines and whether some packet in it is undecided.
+type ChunkResult = Result<(String, bool), InputError>;
+
+/// Trace the packet lines of one batch run into their output lines.
+fn batch_chunk(tracer: &Tracer<'_>, hook: Hook, lines: &[(u64, &str)], file: &str) -> ChunkResult {
+    // Whether some packet's fate is undecided (unknown, or depends on a
+    // match the model cannot evaluate): the exit status says so.
+    let mut undecided = false;
     // Generous: untouched capacity costs no memory, a regrowth copies it all.
     let mut out = String::with_capacity(lines.len() * 192);
     // Rendered rule references, per deciding rule (few distinct ones).
@@ -401,6 +417,7 @@ fn batch_chunk(
         let from_host = parse_line(line, file, lineno, &mut p)?;
         let path = tracer.path_for(hook, from_host, &p);
         tracer.trace_with(path, &p, &mut scratch);
+        undecided |= exit_status(scratch.overall()) != exit::SUCCESS;
         if let &[RawOutcome {
             verdict,
             rule,
@@ -431,7 +448,7 @@ fn batch_chunk(
             });
         }
     }
-    Ok(out)
+    Ok((out, undecided))
 }
 
 /// A rule reference as a JSON string (`null` for none), rendered once per rule.
@@ -525,7 +542,7 @@ fn rewrite_note(o: &RawOutcome, entered: Hook) -> String {
 /// Trace every packet line of `text`; output lines are in input order.
 #[cfg(test)]
 fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<String, CliError> {
-    Ok(batch_parts(tracer, hook, text, file)?.concat())
+    Ok(batch_parts(tracer, hook, text, file)?.0.concat())
 }
 
 /// Trace every packet line of `text`: the output lines, in input order, as
@@ -535,7 +552,7 @@ pub fn batch_parts(
     hook: Hook,
     text: &str,
     file: &str,
-) -> Result<Vec<String>, CliError> {
+) -> Result<(Vec<String>, bool), CliError> {
     let lines: Vec<(u64, &str)> = text
         .lines()
         .enumerate()
@@ -547,7 +564,8 @@ pub fn batch_parts(
         .unwrap_or(1)
         .clamp(1, 8);
     if lines.len() < 4096 || threads == 1 {
-        return Ok(vec![batch_chunk(tracer, hook, &lines, file)?]);
+        let (part, undecided) = batch_chunk(tracer, hook, &lines, file)?;
+        return Ok((vec![part], undecided));
     }
     // Many small runs handed out from a counter, not one half per thread: on
     // a shared machine a descheduled thread then delays one run, not half
@@ -556,7 +574,7 @@ pub fn batch_parts(
     let pieces: Vec<&[(u64, &str)]> = lines.chunks(lines.len().div_ceil(runs)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || {
-        let mut done: Vec<(usize, Result<String, InputError>)> = Vec::new();
+        let mut done: Vec<(usize, ChunkResult)> = Vec::new();
         loop {
             let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some(piece) = pieces.get(k) else {
@@ -571,7 +589,7 @@ pub fn batch_parts(
             }
         }
     };
-    let mut parts: Vec<(usize, Result<String, InputError>)> = std::thread::scope(|s| {
+    let mut parts: Vec<(usize, ChunkResult)> = std::thread::scope(|s| {
         let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
         let mut all = work();
         for h in handles {
@@ -581,11 +599,14 @@ pub fn batch_parts(
     });
     parts.sort_unstable_by_key(|(k, _)| *k);
     let mut out = Vec::with_capacity(parts.len());
+    let mut undecided = false;
     for (_, part) in parts {
         // The first error in input order; runs missing after it were never taken.
-        out.push(part?);
+        let (text, u) = part?;
+        undecided |= u;
+        out.push(text);
     }
-    Ok(out)
+    Ok((out, undecided))
 }
 
 #[cfg(test)]
