@@ -40,7 +40,7 @@ use crate::fingerprint::{self, Finding, FindingKind};
 use crate::space::{match_boxes, Boxes, Fam, ISet, IfaceUniverse, PBox};
 use crate::verify::{
     auto_families, check_flow_in, enforced_part, fam_in, flow_boxes, render_merged, reply_hook,
-    verify, zone_sets, FamilyStatus, FlowResult, Status, Summary,
+    verify_with, zone_sets, FamilyStatus, FlowResult, Status, Summary,
 };
 use ringfence_model::{Action, ChainId, CtStates, Hook, Match, Policy, Rule, RuleRef, Ruleset};
 use ringfence_site::{FlowAction, ResolvedSite};
@@ -189,6 +189,9 @@ pub struct Incremental {
     /// `full` holds the findings of the last verify).
     cache: Option<Cache>,
     full: Option<(Vec<Finding>, Summary)>,
+    /// The host's own addresses (`--local`), when given: routing by them is
+    /// not followed incrementally, so every change is a full verify with them.
+    locals: Option<ringfence_model::AddrSet>,
     /// Why updates are full verifies for this ruleset.
     why_full: Option<String>,
 }
@@ -396,6 +399,21 @@ impl Incremental {
     /// [`crate::verify::verify`] does, with the families the site has
     /// addresses in) and keep what later changes need.
     pub fn new(rs: Ruleset, site: &ResolvedSite, hook: Hook) -> Self {
+        Self::with_local(rs, site, hook, None)
+    }
+
+    /// [`Incremental::new`] on a host whose own addresses are `locals`
+    /// (`--local`, as [`crate::verify::verify_with`] takes them). With them
+    /// the packet's path after prerouting depends on its (rewritten)
+    /// destination, which the incremental judgement does not follow: every
+    /// change is then a full verify, with the same findings and
+    /// fingerprints.
+    pub fn with_local(
+        rs: Ruleset,
+        site: &ResolvedSite,
+        hook: Hook,
+        locals: Option<ringfence_model::AddrSet>,
+    ) -> Self {
         let u = IfaceUniverse::new([&rs]);
         let mut me = Incremental {
             names: HashMap::new(),
@@ -407,6 +425,7 @@ impl Incremental {
             u,
             cache: None,
             full: None,
+            locals,
             why_full: None,
         };
         me.rebuild();
@@ -453,7 +472,12 @@ impl Incremental {
         self.u = IfaceUniverse::new([&self.rs]);
         self.cache = None;
         self.full = None;
-        self.why_full = not_incremental(&self.rs, self.hook);
+        self.why_full = match self.locals {
+            Some(_) => Some(
+                "the host's addresses (--local) route packets, which is verified in full".into(),
+            ),
+            None => not_incremental(&self.rs, self.hook),
+        };
         if self.why_full.is_none() {
             match self.build_cache() {
                 Ok(c) => self.cache = Some(c),
@@ -461,7 +485,13 @@ impl Incremental {
             }
         }
         if self.cache.is_none() {
-            let report = verify(&self.rs, &self.site, self.hook);
+            let report = verify_with(
+                &self.rs,
+                &self.site,
+                self.hook,
+                auto_families(&self.site),
+                self.locals.as_ref(),
+            );
             let f = fingerprint::verify_findings(&report, &self.rs);
             self.full = Some((f, report.summary));
         }

@@ -689,3 +689,101 @@ fn excess_beyond_the_listed_regions_is_reported_as_a_count() {
     assert_timely("251st region", &got);
     assert_eq!(w.stop().code(), Some(0));
 }
+
+/// The fixture with an input chain that drops HTTPS: on a host whose own
+/// address is Harbor's, Harbor's flow ends there.
+fn with_input_https_drop() -> String {
+    let text = fixture("ruleset.nft");
+    let end = text.trim_end().rfind('}').expect("closing brace");
+    format!(
+        "{}\tchain input {{\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 443 drop\n\t}}\n}}\n",
+        &text[..end]
+    )
+}
+
+#[test]
+fn local_routes_to_the_host_through_input_at_start_and_after_each_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let fw = File {
+        path: dir.path().join("ruleset.nft"),
+    };
+    std::fs::write(&fw.path, with_input_https_drop()).unwrap();
+    let once = |local: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_ringfence"))
+            .arg("watch")
+            .arg("--site")
+            .arg(data("site.yaml"))
+            .arg("--source")
+            .arg(format!("file:{}", fw.path.display()))
+            .args(["--once", "--format", "json"])
+            .args(local)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o.status.code(), v)
+    };
+    let harbor = |v: &Value| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == "flow" && f["subject"] == "to-harbor")
+            .map(|f| f["status"].as_str().unwrap().to_string())
+    };
+    // Without the host's addresses the input chain is not on Harbor's path.
+    let (code, v) = once(&[]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(harbor(&v), None, "no finding about Harbor: {v}");
+    // With them, Harbor's packets go to input and are dropped there; the
+    // summary is verify's with the same --local.
+    let (code, v) = once(&["--local", "198.18.1.20"]);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(harbor(&v).as_deref(), Some("blocked"), "{v}");
+    let verify = Command::new(env!("CARGO_BIN_EXE_ringfence"))
+        .arg("verify")
+        .arg("--site")
+        .arg(data("site.yaml"))
+        .arg("--ruleset")
+        .arg(&fw.path)
+        .args(["--format", "json", "--local", "198.18.1.20"])
+        .output()
+        .unwrap();
+    let verify: Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(v["summary"], verify["summary"]);
+    // Following changes: removing the drop unblocks Harbor, putting it back
+    // blocks it again, each reported once.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringfence"));
+    cmd.arg("watch")
+        .arg("--site")
+        .arg(data("site.yaml"))
+        .arg("--source")
+        .arg(format!("file:{}", fw.path.display()))
+        .args([
+            "--interval",
+            "100ms",
+            "--format",
+            "json",
+            "--local",
+            "198.18.1.20",
+        ]);
+    let w = Watcher::start(cmd);
+    let init = w.initial();
+    assert_eq!(init["summary"]["blocked"], 1, "{init}");
+    let got = w.after(1, Duration::from_millis(700), || {
+        fw.write(&fw.text().replace("\t\ttcp dport 443 drop\n", ""))
+    });
+    let gists: Vec<String> = got.iter().map(|(_, v)| gist(v)).collect();
+    assert!(
+        gists.contains(&"flow-status flow to-harbor blocked -> allowed".to_string()),
+        "{gists:?}"
+    );
+    let got = w.after(1, Duration::from_millis(700), || {
+        fw.write(&with_input_https_drop())
+    });
+    let gists: Vec<String> = got.iter().map(|(_, v)| gist(v)).collect();
+    assert!(
+        gists.contains(&"flow-status flow to-harbor allowed -> blocked".to_string()),
+        "{gists:?}"
+    );
+    assert_eq!(w.stop().code(), Some(0));
+}

@@ -180,6 +180,14 @@ pub struct Args {
     /// The path the site's flows take, named by its filter hook (as in verify).
     #[arg(long, value_enum, default_value = "forward")]
     pub hook: HookArg,
+    /// The host's own addresses (comma-separated, repeatable), as in
+    /// verify: after prerouting, packets to them go to input and the others
+    /// through forward and postrouting; address-type `LOCAL` tests read
+    /// them. The site's `host_zone:` adds its addresses. With either, every
+    /// change is verified in full (routing by the host's addresses is not
+    /// followed incrementally), so a change takes about one full verify.
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    pub local: Vec<std::net::IpAddr>,
 }
 
 /// Split `--exec` into argv: spaces separate, single quotes are literal,
@@ -964,6 +972,8 @@ struct Watch {
     hook: Hook,
     /// The incremental verifier, built on the first reading (issue 19).
     incr: Option<ringfence_analysis::incremental::Incremental>,
+    /// The host's own addresses (`--local`, the site's `host_zone:`).
+    locals: Option<ringfence_model::AddrSet>,
 }
 
 impl Watch {
@@ -1000,9 +1010,12 @@ impl Watch {
                 inc.update(rs);
                 inc
             }
-            None => self
-                .incr
-                .insert(Incremental::new(rs, &self.site, self.hook)),
+            None => self.incr.insert(Incremental::with_local(
+                rs,
+                &self.site,
+                self.hook,
+                self.locals.clone(),
+            )),
         };
         let (findings, summary) = inc.findings(MAX_REGIONS);
         State::new(findings, summary)
@@ -1235,6 +1248,7 @@ fn follow(
         format: args.ruleset_format,
         hook: args.hook.into(),
         incr: None,
+        locals: super::verify::local_addrs(&args.local, Some(site)),
     };
     for r in &mut w.readers {
         r.refresh(true).map_err(CliError::Io)?;
