@@ -163,3 +163,49 @@ fn nft_text_translation_errors_are_located() {
     assert!(e.contains("bad.nft:4:13"), "{e}");
     assert!(e.contains("expected ADDR[-ADDR][:PORT[-PORT]]"), "{e}");
 }
+
+/// The kernel runs a hook's nat chains only until one translates the
+/// connection: a nat chain on prerouting after another that can translate
+/// destinations starts with a synthesized accept of the connections
+/// already translated; the first one does not, nor do chains of a family
+/// that does not see the same packets.
+#[test]
+fn a_later_nat_chain_on_a_hook_is_left_by_connections_an_earlier_one_translated() {
+    let text = r#"
+table ip a {
+	chain pre {
+		type nat hook prerouting priority -50; policy accept;
+		ip daddr 198.18.1.15 dnat to 198.18.1.16
+	}
+}
+table ip b {
+	chain pre {
+		type nat hook prerouting priority 150; policy accept;
+		tcp dport 80 redirect to :8080
+	}
+}
+table ip6 c {
+	chain pre {
+		type nat hook prerouting priority 150; policy accept;
+		tcp dport 80 redirect to :8080
+	}
+}
+"#;
+    let rs = ringfence_parse::parse_ruleset(text, "n.nft", ringfence_parse::RulesetFormat::Auto)
+        .expect("parses");
+    let chain = |n: &str| rs.chains.iter().find(|c| c.name == n).expect(n);
+    let first = &chain("ip b pre").rules[0];
+    assert_eq!(first.matches.ct_nat, ringfence_model::CtNat::dnat());
+    assert_eq!(first.action, ringfence_model::Action::Accept);
+    assert_eq!(chain("ip b pre").rules.len(), 2);
+    assert_eq!(
+        chain("ip a pre").rules.len(),
+        1,
+        "the first chain is unchanged"
+    );
+    assert_eq!(
+        chain("ip6 c pre").rules.len(),
+        1,
+        "ip6 does not see ip's packets"
+    );
+}
