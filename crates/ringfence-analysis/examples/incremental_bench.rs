@@ -21,23 +21,9 @@ use ringfence_analysis::incremental::{Incremental, RuleChange};
 use ringfence_analysis::verify::verify;
 use ringfence_model::{Action, Hook, IntervalSet};
 use ringfence_parse::{parse_ruleset, RulesetFormat};
+use ringfence_testkit::Rng;
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-/// xorshift64*: a small deterministic generator (no dependency needed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -121,7 +107,7 @@ fn main() {
         println!("not_incremental {why}");
     }
     let verbose = std::env::var_os("VERBOSE").is_some();
-    let mut rng = Rng(seed.max(1));
+    let mut rng = Rng::from_state(seed);
     // Per change: wall seconds, on-CPU seconds, what it was, its record.
     let mut done: Vec<(f64, f64, String)> = Vec::with_capacity(changes);
     let mut fallbacks: BTreeMap<String, usize> = BTreeMap::new();
@@ -130,7 +116,7 @@ fn main() {
         // A random rule of the whole ruleset.
         let rs = inc.ruleset();
         let total: usize = rs.chains.iter().map(|c| c.rules.len()).sum();
-        let mut k = rng.below(total);
+        let mut k = rng.index(total);
         let ci = rs
             .chains
             .iter()
@@ -145,7 +131,7 @@ fn main() {
             .expect("a rule");
         let chain = rs.chains[ci].name.clone();
         let rule = rs.chains[ci].rules[k].clone();
-        let (first, back) = if rng.below(2) == 0 {
+        let (first, back) = if rng.index(2) == 0 {
             (
                 RuleChange::Delete {
                     chain: chain.clone(),
@@ -159,7 +145,7 @@ fn main() {
             )
         } else {
             let mut other = rule.clone();
-            let port = 1 + rng.below(65_000) as u16;
+            let port = 1 + rng.index(65_000) as u16;
             other.matches.dport = IntervalSet::single(port);
             (
                 RuleChange::Replace {

@@ -15,6 +15,7 @@ use ringfence_analysis::Tracer;
 use ringfence_model::{CtStates, Hook, Packet, Verdict};
 use ringfence_testkit::netns::{Line3, Line3Spec};
 use ringfence_testkit::Need;
+use ringfence_testkit::Rng;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr};
@@ -114,27 +115,6 @@ impl Lab {
         lab.children.push(child);
         assert_eq!(line.trim(), "ready", "listener did not start");
         lab
-    }
-}
-
-/// A small deterministic generator (xorshift64*), so failures reproduce by seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len() as u64) as usize]
     }
 }
 
@@ -346,7 +326,7 @@ fn iptables_verdicts_match_the_kernel_for_random_rulesets() {
         .unwrap_or(0x5eed_1234);
     let lab = Lab::new();
     let probe = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kernel/probe.py");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_state(seed);
     let mut next_sport: u32 = 10_000;
     let mut disagreements = Vec::new();
     let mut counts = [0usize; 3];

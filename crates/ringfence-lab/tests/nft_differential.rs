@@ -16,33 +16,11 @@
 
 use ringfence_lab::{probe_all, HostSpec, Lab, LabSpec, Listeners, Outcome, Probe, Transport};
 use ringfence_model::{Action, ChainId, CtStates, Hook, Packet, Policy, RuleRef, Ruleset, Verdict};
+use ringfence_testkit::Rng;
 use std::collections::HashSet;
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len() as u64) as usize]
-    }
-}
 
 struct Host {
     name: &'static str,
@@ -615,7 +593,7 @@ fn random_nft_rulesets_agree_with_the_kernel_on_every_probe() {
     let seed = env_num("RF_DIFF_SEED", 1);
     let rulesets = env_num("RF_DIFF_RULESETS", 50);
     let packets = env_num("RF_DIFF_PACKETS", 200) as usize;
-    let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut r = Rng::new(seed);
     let tag = format!("nd{}", std::process::id());
     let lab = Lab::up(LabSpec {
         tag,

@@ -11,6 +11,8 @@
 //!   commands in it and load nft / iptables rulesets.
 //! - [`agent`]: a recorder of the connections a namespace's stack received,
 //!   for the tests that compare a trace with what the kernel delivered.
+//! - [`rng`]: the seeded generator behind every generated-input test, so a
+//!   failing seed replays the same input.
 //! - [`repo`]: paths inside the repository (never outside it: tests do not
 //!   read the shared folder beside the repository).
 //!
@@ -20,6 +22,8 @@ pub mod agent;
 pub mod netns;
 pub mod prereq;
 pub mod repo;
+pub mod rng;
 
 pub use netns::Netns;
 pub use prereq::{is_root, Need};
+pub use rng::Rng;

@@ -66,40 +66,8 @@ pub fn server(i: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 1, 10 + i)
 }
 
-/// A small deterministic generator (xorshift64*): failures reproduce by seed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// A generator for `seed` (any value, 0 included).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// True with `pct` percent probability.
-    pub fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-    /// One element of `v`.
-    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len() as u64) as usize]
-    }
-    /// One of the strings of `v`.
-    pub fn one(&mut self, v: &[&'static str]) -> &'static str {
-        v[self.below(v.len() as u64) as usize]
-    }
-}
+/// The seeded generator every kernel test draws from (failures replay by seed).
+pub use ringfence_testkit::Rng;
 
 /// A numeric environment override (`RF_KERNEL_RULESETS=10`).
 pub fn env_num(name: &str, default: u64) -> u64 {
