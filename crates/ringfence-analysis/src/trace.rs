@@ -548,6 +548,19 @@ struct Walk {
     nat_stop: bool,
     /// The path of the branch being walked (where a REDIRECT sends it).
     route: Option<Hook>,
+    /// Only the outcomes are wanted ([`Tracer::trace_outcomes`]): the first
+    /// walk stops at the first rule that splits it, since the branch walk
+    /// recomputes every outcome from the start anyway.
+    outcomes_only: bool,
+}
+
+impl Walk {
+    /// The first walk is done with: only outcomes are wanted and it met the
+    /// rule where branches part (the branch walk starts over from there).
+    #[inline]
+    fn stopped(&self) -> bool {
+        self.outcomes_only && self.split.is_some()
+    }
 }
 
 /// Reusable buffers for [`Tracer::trace_with`], and the outcomes of the
@@ -806,6 +819,30 @@ impl<'a> Tracer<'a> {
         p: &Packet,
         scratch: &mut TraceScratch,
     ) -> (Verdict, Option<(u32, u32)>, bool) {
+        scratch.0.outcomes_only = false;
+        self.walk_packet(hook, p, scratch)
+    }
+
+    /// Trace one packet for its outcomes only (batch output): afterwards
+    /// `scratch` holds the same [`TraceScratch::outcomes`],
+    /// [`TraceScratch::overall`], [`TraceScratch::rule`] and
+    /// [`TraceScratch::uncertain`] as after [`Tracer::trace_with`], but a
+    /// packet whose walk splits (a rule the model cannot evaluate, a target
+    /// it cannot follow, a translation) is not walked past the split before
+    /// every branch is walked, so the first walk's path and mark changes may
+    /// stop short. Returns whether the packet's outcomes are uncertain.
+    pub fn trace_outcomes(&self, hook: Hook, p: &Packet, scratch: &mut TraceScratch) -> bool {
+        scratch.0.outcomes_only = true;
+        self.walk_packet(hook, p, scratch).2
+    }
+
+    /// [`Tracer::trace_with`] and [`Tracer::trace_outcomes`].
+    fn walk_packet(
+        &self,
+        hook: Hook,
+        p: &Packet,
+        scratch: &mut TraceScratch,
+    ) -> (Verdict, Option<(u32, u32)>, bool) {
         let (w, buf) = (&mut scratch.0, &mut scratch.1);
         w.path.clear();
         w.forked = false;
@@ -826,7 +863,11 @@ impl<'a> Tracer<'a> {
             // The packet as the rules at this chain's stage see it.
             let seen = self.seen(stage, p, None, buf);
             w.stage = stage;
-            match self.eval(base, seen, w, 0) {
+            let flow = self.eval(base, seen, w, 0);
+            if w.stopped() {
+                break;
+            }
+            match flow {
                 Flow::Decided(Verdict::Accept) if w.nat_stop => break,
                 Flow::Decided(Verdict::Accept) => continue,
                 Flow::Decided(v) => {
@@ -1407,6 +1448,9 @@ impl<'a> Tracer<'a> {
         };
         let mut result = Flow::Return;
         for i in self.rules_for(c, p, 0) {
+            if w.stopped() {
+                break;
+            }
             let q = &quick[i];
             let matched = match v4 {
                 Some((s, d)) => {

@@ -384,6 +384,13 @@ fn agree(fast: &Tracer<'_>, slow: &Tracer<'_>, r: &mut Rng, v6: bool, n: usize, 
             slow.mark_changes(&scratch_s),
             "packet {p:?}"
         );
+        // Outcomes only (batch output): the same outcomes, overall verdict,
+        // naming rule and uncertainty as the reference's full trace.
+        let u = fast.trace_outcomes(path, &p, &mut scratch_f);
+        assert_eq!(u, y.2, "packet {p:?} on {path}");
+        assert_eq!(scratch_f.outcomes(), scratch_s.outcomes(), "packet {p:?}");
+        assert_eq!(scratch_f.overall(), scratch_s.overall(), "packet {p:?}");
+        assert_eq!(scratch_f.rule(), scratch_s.rule(), "packet {p:?}");
     }
 }
 

@@ -416,7 +416,7 @@ fn batch_chunk(tracer: &Tracer<'_>, hook: Hook, lines: &[(u64, &str)], file: &st
     for &(lineno, line) in lines {
         let from_host = parse_line(line, file, lineno, &mut p)?;
         let path = tracer.path_for(hook, from_host, &p);
-        tracer.trace_with(path, &p, &mut scratch);
+        tracer.trace_outcomes(path, &p, &mut scratch);
         undecided |= exit_status(scratch.overall()) != exit::SUCCESS;
         if let &[RawOutcome {
             verdict,
