@@ -956,6 +956,12 @@ impl<'a> Engine<'a> {
     /// Walk branches through base chains `chains` in order (`traversal`
     /// names the path for their stages): outcomes decided on the way go to
     /// `out`, and the branches every chain accepted are returned.
+    ///
+    /// A branch that a nat chain translated (any [`Action::Nat`], even one
+    /// that leaves the packet as it is) has its hook's translation set up:
+    /// the later nat chains of that hook are skipped for it, as the kernel
+    /// skips them ([`ringfence_model::BaseChain::nat`]). Those branches are
+    /// kept apart (`done`) until the hook changes.
     fn run_chains(
         &self,
         chains: &[ChainId],
@@ -964,19 +970,40 @@ impl<'a> Engine<'a> {
         out: &mut Vec<Outcome>,
         any_fork: &mut bool,
     ) -> Result<Vec<Branch>, OverBudget> {
+        let mut done: Vec<Branch> = Vec::new();
+        let mut on_hook = None;
         for (ci, &base) in chains.iter().enumerate() {
             let plan = self.stage_plan(traversal, base);
-            let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
+            let attach = self.rs.chain(base).base.as_ref();
+            let policy = attach.map(|b| b.policy);
+            let nat_chain = attach.is_some_and(|b| b.nat);
+            if attach.map(|b| b.hook) != on_hook {
+                // A new hook: no translation of it is set up yet.
+                on_hook = attach.map(|b| b.hook);
+                current.append(&mut done);
+            }
             // Branches that an earlier chain accepted with the same packets
             // have the same future from here (the deciding rule of every
             // outcome will be in this chain or a later one): walk them once.
+            // Translated ones may skip every chain left (a skipped chain
+            // decides nothing), so they stay apart.
             if *any_fork && current.len() > 1 {
                 let mut seen: std::collections::HashSet<PBox> =
                     std::collections::HashSet::with_capacity(current.len());
                 current.retain(|(b, _, _)| seen.insert(b.clone()));
             }
             let mut next = Vec::new();
-            for (b, path, fork) in current {
+            let mut next_done = Vec::new();
+            let walking = std::mem::take(&mut current)
+                .into_iter()
+                .map(|x| (x, false))
+                .chain(std::mem::take(&mut done).into_iter().map(|x| (x, true)));
+            for ((b, path, fork), was_done) in walking {
+                if was_done && nat_chain {
+                    next_done.push((b, path, fork));
+                    continue;
+                }
+                let (mut accepted, mut translated) = (Vec::new(), Vec::new());
                 let (decided, surv) = self.walk(
                     plan,
                     vec![Frag::new(b, 0)],
@@ -992,7 +1019,7 @@ impl<'a> Engine<'a> {
                     let fork = fork.or_else(|| Self::fork_key(plan, d.fork));
                     *any_fork |= fork.is_some();
                     match piece.fate {
-                        Fate::Accept => next.push((d.b, p, fork)),
+                        Fate::Accept => accepted.push((d.b, p, fork)),
                         Fate::Nat(c, r) => {
                             let hook = self.rs.chain(base).base.as_ref().map(|b| b.hook);
                             self.translate(
@@ -1003,12 +1030,12 @@ impl<'a> Engine<'a> {
                                 hook.unwrap_or(traversal),
                                 &chains[ci + 1..],
                                 traversal,
-                                &mut next,
+                                &mut translated,
                                 out,
                             );
                         }
                         Fate::Return => {
-                            self.policy_outcome(base, policy, d.b, p, fork, &mut next, out)
+                            self.policy_outcome(base, policy, d.b, p, fork, &mut accepted, out)
                         }
                         f => out.push(Outcome {
                             b: d.b,
@@ -1022,11 +1049,19 @@ impl<'a> Engine<'a> {
                 for s in surv {
                     let fork = fork.or_else(|| Self::fork_key(plan, s.fork));
                     *any_fork |= fork.is_some();
-                    self.policy_outcome(base, policy, s.b, path.clone(), fork, &mut next, out);
+                    self.policy_outcome(base, policy, s.b, path.clone(), fork, &mut accepted, out);
                 }
+                if was_done {
+                    next_done.append(&mut accepted);
+                } else {
+                    next.append(&mut accepted);
+                }
+                next_done.append(&mut translated);
             }
             current = next;
+            done = next_done;
         }
+        current.append(&mut done);
         Ok(current)
     }
 
@@ -1331,7 +1366,7 @@ impl<'a> Engine<'a> {
     pub fn reads_dst_before_nat(&self, hook: Hook) -> Option<(u32, u32)> {
         self.routes(hook).into_iter().flatten().find_map(|(c, t)| {
             let b = self.rs.chain(c).base.as_ref()?;
-            if b.hook != Hook::Prerouting || b.priority >= NAT_DST_PRIORITY {
+            if b.hook != Hook::Prerouting || b.runs_at() >= NAT_DST_PRIORITY {
                 return None;
             }
             self.stage_plan(t, c)
@@ -1354,6 +1389,30 @@ impl<'a> Engine<'a> {
                     _ => None,
                 })
         })
+    }
+
+    /// Whether some packets skip base chain `route[i]`: it is a nat chain
+    /// and an earlier chain of its hook on the route may translate (a nat
+    /// action there sets up the hook's translation, and the hook's later
+    /// nat chains are skipped). Such a chain cannot be the pivot of the
+    /// excess search: not every packet the path accepts goes through it.
+    fn skippable(&self, route: &[(ChainId, Hook)], i: usize) -> bool {
+        let Some(b) = self.rs.chain(route[i].0).base.as_ref() else {
+            return false;
+        };
+        b.nat
+            && route[..i].iter().any(|&(c, t)| {
+                self.rs
+                    .chain(c)
+                    .base
+                    .as_ref()
+                    .is_some_and(|e| e.hook == b.hook)
+                    && self
+                        .stage_plan(t, c)
+                        .pieces
+                        .iter()
+                        .any(|p| matches!(p.fate, Fate::Nat(..)))
+            })
     }
 
     /// Whether the rule at `key` translates the destination.
@@ -1413,9 +1472,9 @@ impl<'a> Engine<'a> {
             return (out, incomplete);
         }
         let policy_of = |c: ChainId| self.rs.chain(c).base.as_ref().map(|b| b.policy);
-        let pi = bases
-            .iter()
-            .position(|&c| policy_of(c) == Some(Policy::Drop))
+        let route: Vec<(ChainId, Hook)> = bases.iter().map(|&c| (c, hook)).collect();
+        let pi = (0..route.len())
+            .position(|i| policy_of(route[i].0) == Some(Policy::Drop) && !self.skippable(&route, i))
             .unwrap_or(0);
         let pivot = bases[pi];
         let plan = self.stage_plan(hook, pivot);
@@ -1649,9 +1708,10 @@ impl<'a> Engine<'a> {
                 candidates.extend(scope.iter().map(|s| marks.erase(s.clone())));
                 continue;
             }
-            let pi = route
-                .iter()
-                .position(|&(c, _)| policy_of(c) == Some(Policy::Drop))
+            let pi = (0..route.len())
+                .position(|i| {
+                    policy_of(route[i].0) == Some(Policy::Drop) && !self.skippable(route, i)
+                })
                 .unwrap_or(0);
             let (pivot, ptrav) = route[pi];
             let plan = self.stage_plan(ptrav, pivot);

@@ -1397,7 +1397,7 @@ impl Stage {
         rs.chains[c]
             .base
             .as_ref()
-            .map(|b| Self::of(traversal, b.hook, b.priority))
+            .map(|b| Self::of(traversal, b.hook, b.runs_at()))
             .unwrap_or_default()
     }
 

@@ -178,6 +178,10 @@ pub struct Xlat {
     /// The destination and port the packet entered with, when `dnat` is set
     /// (conntrack's original tuple).
     odst: Option<(IpAddr, u16)>,
+    /// The hook whose translation a nat rule of this branch set up (any
+    /// translation, even one that changed nothing): the hook's later nat
+    /// chains are skipped ([`ringfence_model::BaseChain::nat`]).
+    nat_done: Option<Hook>,
 }
 
 impl Xlat {
@@ -552,6 +556,9 @@ struct Walk {
     /// walk stops at the first rule that splits it, since the branch walk
     /// recomputes every outcome from the start anyway.
     outcomes_only: bool,
+    /// The hook of the base chain being walked (whose translation a nat
+    /// rule sets up).
+    hook: Option<Hook>,
 }
 
 impl Walk {
@@ -1099,6 +1106,7 @@ impl<'a> Tracer<'a> {
                 xlat.snat_rule = None;
                 xlat.dnat_rule = None;
                 xlat.odst = None;
+                xlat.nat_done = None;
                 let o = RawOutcome {
                     verdict,
                     rule,
@@ -1115,21 +1123,40 @@ impl<'a> Tracer<'a> {
             return;
         }
         let reroute = self.local.is_some() && matches!(hook, Hook::Input | Hook::Forward);
-        // The branches still walking: marks and translations, path, and the
-        // index of the next base chain on it.
-        let mut live: Vec<(St, Hook, usize)> = if p.ct_state & ringfence_model::CtStates::NEW != 0 {
-            vec![(St::default(), hook, 0)]
+        // The branches still walking: marks and translations, path, the
+        // index of the next base chain on it, and, for a branch whose
+        // hook's translation is set up, the rule that decided the chain
+        // before (it decides the outcome when every chain left is a nat
+        // chain of that hook, which the branch skips).
+        type Live = (St, Hook, usize, Option<(u32, u32)>);
+        let mut live: Vec<Live> = if p.ct_state & ringfence_model::CtStates::NEW != 0 {
+            vec![(St::default(), hook, 0, None)]
         } else {
             self.marks
                 .conn
                 .iter()
-                .map(|&c| (St(0, c, Xlat::default()), hook, 0))
+                .map(|&c| (St(0, c, Xlat::default()), hook, 0, None))
                 .collect()
+        };
+        // A branch accepted by chain `n - 1` (rule `k`) going on to chain
+        // `n` of `path`: its translation is forgotten when that chain is
+        // on another hook.
+        let onward = |mut s2: St, path: Hook, n: usize, k: Option<(u32, u32)>| -> Live {
+            let next_hook = self
+                .chains_of(path)
+                .0
+                .get(n)
+                .and_then(|&c| self.rs.chain(c).base.as_ref())
+                .map(|b| b.hook);
+            if s2.2.nat_done.is_some() && s2.2.nat_done != next_hook {
+                s2.2.nat_done = None;
+            }
+            (s2, path, n, s2.2.nat_done.and(k))
         };
         // Breadth first, so outcomes come in the order the walk meets them;
         // `live` keeps every state once.
         let mut next_up = 0;
-        while let Some(&(st, mut path, n)) = live.get(next_up) {
+        while let Some(&(st, mut path, n, before)) = live.get(next_up) {
             next_up += 1;
             let (mut chains, mut stages) = self.chains_of(path);
             let Some(&base) = chains.get(n) else {
@@ -1170,16 +1197,30 @@ impl<'a> Tracer<'a> {
             }
             let stage = stages[n];
             let last = n + 1 == chains.len();
-            if let (Some(_), Some(k)) = (st.2.snat, st.2.snat_rule) {
-                push(w, Decision::Unknown, Some(k), path, st);
-                continue;
+            let attach = self.rs.chain(base).base.as_ref();
+            // A nat chain of a hook whose translation this branch has set
+            // up is skipped: it decides nothing, the chain before did.
+            let skipped = attach.is_some_and(|b| b.nat && st.2.nat_done == Some(b.hook));
+            if !skipped {
+                if let (Some(_), Some(k)) = (st.2.snat, st.2.snat_rule) {
+                    push(w, Decision::Unknown, Some(k), path, st);
+                    continue;
+                }
             }
-            let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
-            // The packet as the rules at this chain's stage see it.
-            let seen = self.seen(stage, p, st.2.dnat, buf);
-            w.stage = stage;
-            w.route = Some(path);
-            for r in self.eval_from(base, seen, w, 0, None, st, 0) {
+            let policy = attach.map(|b| b.policy);
+            let results = if skipped {
+                let mut r = ResSet::new();
+                r.push(Res::Out(Decision::Accept, before, st));
+                r
+            } else {
+                // The packet as the rules at this chain's stage see it.
+                let seen = self.seen(stage, p, st.2.dnat, buf);
+                w.stage = stage;
+                w.route = Some(path);
+                w.hook = attach.map(|b| b.hook);
+                self.eval_from(base, seen, w, 0, None, st, 0)
+            };
+            for r in results {
                 let (d, k, s2) = match r {
                     Res::Out(d, k, s2) => (d, k, s2),
                     Res::Return(s2) => (
@@ -1210,7 +1251,7 @@ impl<'a> Tracer<'a> {
                     if routed == Hook::Forward && p.oif.is_none() && self.tests_oif {
                         push(w, Decision::Unknown, s2.2.dnat_rule, routed, s2);
                     } else if self.chains_of(routed).0.len() > n + 1 {
-                        let next = (s2, routed, n + 1);
+                        let next = onward(s2, routed, n + 1, k);
                         if !live.contains(&next) {
                             live.push(next);
                         }
@@ -1220,7 +1261,7 @@ impl<'a> Tracer<'a> {
                         push(w, d, k, routed, s3);
                     }
                 } else if d == Decision::Accept && !last {
-                    let next = (s2, path, n + 1);
+                    let next = onward(s2, path, n + 1, k);
                     if !live.contains(&next) {
                         live.push(next);
                     }
@@ -1293,6 +1334,15 @@ impl<'a> Tracer<'a> {
                 Action::Continue => false,
                 Action::Nat(n) => {
                     for r in self.translate(n, p, st, key, w.route) {
+                        // The branch goes on with this hook's translation
+                        // set up, whatever it rewrote.
+                        let r = match r {
+                            Res::Out(Decision::Accept, k, mut s2) => {
+                                s2.2.nat_done = w.hook;
+                                Res::Out(Decision::Accept, k, s2)
+                            }
+                            r => r,
+                        };
                         add(&mut out, r);
                     }
                     true

@@ -254,11 +254,13 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                         hook: Hook::Forward,
                         priority: 0,
                         policy: if p0 { Policy::Accept } else { Policy::Drop },
+                        nat: false,
                     }),
                     1 if two_bases => Some(BaseChain {
                         hook: Hook::Forward,
                         priority: 10,
                         policy: if p1 { Policy::Accept } else { Policy::Drop },
+                        nat: false,
                     }),
                     _ => None,
                 };

@@ -100,6 +100,24 @@ impl Hook {
             Hook::Postrouting => &[Hook::Postrouting],
         }
     }
+
+    /// The priority at which the kernel runs this hook's nat chains
+    /// ([`BaseChain::nat`]): the nat core registers one hook function per
+    /// hook, at -100 on prerouting and output (destination translation)
+    /// and 100 on input and postrouting (source translation), and calls
+    /// every nat chain of the hook from there, in the order of their own
+    /// priorities. A nat chain's priority thus orders it among the hook's
+    /// nat chains only, never against the other chains (checked in the
+    /// kernel: a nat output chain at priority 150 rewrites the destination
+    /// that a filter output chain at priority 0 then sees). `None` on
+    /// forward, which has no nat chains.
+    pub fn nat_priority(self) -> Option<i32> {
+        match self {
+            Hook::Prerouting | Hook::Output => Some(-100),
+            Hook::Input | Hook::Postrouting => Some(100),
+            Hook::Forward => None,
+        }
+    }
 }
 
 /// What a base chain does with a packet that no rule decided.
@@ -940,10 +958,34 @@ pub struct Rule {
 pub struct BaseChain {
     /// The hook.
     pub hook: Hook,
-    /// Lower runs first.
+    /// Lower runs first (for a nat chain: among the hook's nat chains; see
+    /// [`BaseChain::runs_at`]).
     pub priority: i32,
     /// Verdict for packets no rule decided.
     pub policy: Policy,
+    /// A nat chain (nft `type nat`, the iptables `nat` table). The kernel
+    /// runs a hook's nat chains together at [`Hook::nat_priority`], for a
+    /// connection's first packet only, and only until one of them sets up
+    /// the connection's translation for the hook: a rule whose action is
+    /// [`Action::Nat`] (any translation, even one to the address and port
+    /// the packet already has, which changes nothing and sets no
+    /// [`CtNat`] bit). The hook's later nat chains are then skipped for
+    /// that packet: they neither match nor decide nor rewrite marks.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub nat: bool,
+}
+
+impl BaseChain {
+    /// The priority at which the chain runs among all base chains of its
+    /// hook: its own, or for a nat chain the hook's
+    /// [`Hook::nat_priority`].
+    pub fn runs_at(&self) -> i32 {
+        if self.nat {
+            self.hook.nat_priority().unwrap_or(self.priority)
+        } else {
+            self.priority
+        }
+    }
 }
 
 /// A chain: ordered rules, and for base chains their attachment.
@@ -1013,22 +1055,27 @@ pub struct ParseNote {
 }
 
 impl Ruleset {
-    /// The base chains on `hook`, in evaluation order (priority ascending,
-    /// then order of appearance).
+    /// The base chains on `hook`, in evaluation order: by the priority
+    /// each runs at ([`BaseChain::runs_at`]), then order of appearance. The
+    /// hook's nat chains run together (at the place of the first of them
+    /// to appear when another chain has the same priority), ordered among
+    /// themselves by their own priority, then order of appearance.
     pub fn base_chains(&self, hook: Hook) -> Vec<ChainId> {
-        let mut ids: Vec<(i32, usize)> = self
-            .chains
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| {
-                c.base
-                    .as_ref()
-                    .filter(|b| b.hook == hook)
-                    .map(|b| (b.priority, i))
+        let on_hook = || {
+            self.chains
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.base.as_ref().filter(|b| b.hook == hook).map(|b| (i, b)))
+        };
+        let first_nat = on_hook().find(|(_, b)| b.nat).map_or(0, |(i, _)| i);
+        let mut ids: Vec<(i32, usize, i32, usize)> = on_hook()
+            .map(|(i, b)| {
+                let place = if b.nat { first_nat } else { i };
+                (b.runs_at(), place, b.priority, i)
             })
             .collect();
         ids.sort();
-        ids.into_iter().map(|(_, i)| ChainId(i)).collect()
+        ids.into_iter().map(|(.., i)| ChainId(i)).collect()
     }
 
     /// The base chains a packet meets on the traversal `hook` names (see

@@ -588,6 +588,7 @@ impl<'a> Parser<'a> {
                     hook: Hook::Forward,
                     priority: 0,
                     policy: Policy::Accept,
+                    nat: false,
                 }),
                 rules: vec![Rule {
                     matches: Match {

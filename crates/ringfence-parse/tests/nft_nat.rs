@@ -164,27 +164,29 @@ fn nft_text_translation_errors_are_located() {
     assert!(e.contains("expected ADDR[-ADDR][:PORT[-PORT]]"), "{e}");
 }
 
-/// The kernel runs a hook's nat chains only until one translates the
-/// connection: a nat chain on prerouting after another that can translate
-/// destinations starts with a synthesized accept of the connections
-/// already translated; the first one does not, nor do chains of a family
-/// that does not see the same packets.
+/// nft nat base chains are marked as nat chains (the kernel runs a hook's
+/// nat chains together at the nat priority, -100 on prerouting, and only
+/// until one sets up the translation): no rule is synthesized for that, and
+/// the hook's chains come in the kernel's order, the nat chains (among
+/// themselves by their own priority) before a filter chain at priority 0
+/// even when one of them says 150.
 #[test]
-fn a_later_nat_chain_on_a_hook_is_left_by_connections_an_earlier_one_translated() {
+fn nat_chains_are_marked_and_run_together_at_the_nat_priority() {
     let text = r#"
 table ip a {
 	chain pre {
 		type nat hook prerouting priority -50; policy accept;
 		ip daddr 198.18.1.15 dnat to 198.18.1.16
 	}
-}
-table ip b {
-	chain pre {
-		type nat hook prerouting priority 150; policy accept;
-		tcp dport 80 redirect to :8080
+	chain f {
+		type filter hook prerouting priority 0; policy accept;
+		ip daddr 198.18.1.16 drop
+	}
+	chain m {
+		type filter hook prerouting priority -120; policy accept;
 	}
 }
-table ip6 c {
+table ip b {
 	chain pre {
 		type nat hook prerouting priority 150; policy accept;
 		tcp dport 80 redirect to :8080
@@ -194,18 +196,33 @@ table ip6 c {
     let rs = ringfence_parse::parse_ruleset(text, "n.nft", ringfence_parse::RulesetFormat::Auto)
         .expect("parses");
     let chain = |n: &str| rs.chains.iter().find(|c| c.name == n).expect(n);
-    let first = &chain("ip b pre").rules[0];
-    assert_eq!(first.matches.ct_nat, ringfence_model::CtNat::dnat());
-    assert_eq!(first.action, ringfence_model::Action::Accept);
-    assert_eq!(chain("ip b pre").rules.len(), 2);
-    assert_eq!(
-        chain("ip a pre").rules.len(),
-        1,
-        "the first chain is unchanged"
-    );
-    assert_eq!(
-        chain("ip6 c pre").rules.len(),
-        1,
-        "ip6 does not see ip's packets"
-    );
+    assert!(chain("ip a pre").base.as_ref().unwrap().nat);
+    assert!(chain("ip b pre").base.as_ref().unwrap().nat);
+    assert!(!chain("ip a f").base.as_ref().unwrap().nat);
+    assert_eq!(chain("ip b pre").rules.len(), 1, "nothing synthesized");
+    let order: Vec<&str> = rs
+        .base_chains(ringfence_model::Hook::Prerouting)
+        .into_iter()
+        .map(|c| rs.chain(c).name.as_str())
+        .collect();
+    assert_eq!(order, ["ip a m", "ip a pre", "ip b pre", "ip a f"]);
+}
+
+/// The iptables nat table's built-in chains are nat chains; the other
+/// tables' are not.
+#[test]
+fn iptables_nat_table_chains_are_nat_chains() {
+    let text = "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n*filter\n:FORWARD DROP [0:0]\nCOMMIT\n";
+    let rs = ringfence_parse::parse_ruleset(text, "n.rules", ringfence_parse::RulesetFormat::Auto)
+        .expect("parses");
+    let nat = |n: &str| {
+        rs.chains
+            .iter()
+            .filter(|c| c.name == n)
+            .map(|c| c.base.as_ref().expect("base").nat)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(nat("nat:PREROUTING"), [true]);
+    assert_eq!(nat("nat:POSTROUTING"), [true]);
+    assert_eq!(nat("FORWARD"), [false]);
 }

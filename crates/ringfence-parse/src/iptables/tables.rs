@@ -188,6 +188,7 @@ pub(super) fn parse_file(
                     hook,
                     priority,
                     policy: Policy::Accept,
+                    nat: false,
                 }),
                 rules: Vec::new(),
             });
@@ -309,6 +310,7 @@ pub(super) fn parse_file(
                         hook,
                         priority,
                         policy,
+                        nat: tname == "nat",
                     })
                 }
                 None => {

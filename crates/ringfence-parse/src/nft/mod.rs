@@ -163,12 +163,10 @@ fn lower_items(items: &[Item<'_>], file: &str) -> Result<Ruleset, InputErrors> {
     if !p.errors.is_empty() {
         return Err(InputErrors(p.errors));
     }
-    let mut chains = p.chains;
-    skip_translated_connections(&mut chains, &p.nat_chains);
     let mut rs = Ruleset {
         format: SourceFormat::NftJson,
         source: file.to_string(),
-        chains,
+        chains: p.chains,
         notes: p.notes,
         enforced_at: None,
     };
@@ -183,73 +181,6 @@ fn lower_items(items: &[Item<'_>], file: &str) -> Result<Ruleset, InputErrors> {
         }
     }
     Ok(rs)
-}
-
-/// In the kernel, the nat base chains of one hook run, in priority order,
-/// only until one of them has set up the connection's translation for that
-/// hook: once a nat chain on prerouting or output has translated the
-/// destination, the later nat chains there are skipped (checked in the
-/// kernel differential test: a `dnat` at priority -50 wins over a
-/// `redirect` at 150). Each nat chain on those hooks that runs after
-/// another one able to translate destinations (same hook, a family that
-/// sees the same packets, lower priority or listed first at the same one)
-/// therefore starts with a synthesized rule that accepts the connections
-/// whose destination is already translated (`ct status dnat`), which leaves
-/// the chain for them as the kernel does. Source translations need no such
-/// rule: the walk does not follow a packet past a source translation.
-fn skip_translated_connections(chains: &mut [Chain], nat_chains: &[usize]) {
-    let family = |c: &Chain| c.name.split(' ').next().unwrap_or("").to_string();
-    let overlap = |a: &str, b: &str| a == b || a == "inet" || b == "inet";
-    let translates = |c: &Chain| {
-        c.rules
-            .iter()
-            .any(|r| matches!(&r.action, Action::Nat(n) if n.is_destination()))
-    };
-    let mut later: Vec<usize> = Vec::new();
-    for &ci in nat_chains {
-        let Some(b) = chains[ci].base.as_ref() else {
-            continue;
-        };
-        if !matches!(b.hook, Hook::Prerouting | Hook::Output) {
-            continue;
-        }
-        let fam = family(&chains[ci]);
-        let earlier = nat_chains.iter().any(|&ei| {
-            let e = &chains[ei];
-            ei != ci
-                && e.base.as_ref().is_some_and(|eb| {
-                    eb.hook == b.hook
-                        && (eb.priority < b.priority || (eb.priority == b.priority && ei < ci))
-                })
-                && overlap(&family(e), &fam)
-                && translates(e)
-        });
-        if earlier {
-            later.push(ci);
-        }
-    }
-    for ci in later {
-        let name = chains[ci].name.clone();
-        chains[ci].rules.insert(
-            0,
-            Rule {
-                matches: Match {
-                    ct_nat: ringfence_model::CtNat::dnat(),
-                    ..Match::any()
-                },
-                action: Action::Accept,
-                origin: RuleRef::Policy {
-                    chain: format!(
-                        "{name} (skipped: an earlier nat chain on this hook translated the destination)"
-                    ),
-                },
-                comment: Some(
-                    "synthesized: the kernel runs a hook's nat chains only until one translates the connection"
-                        .to_string(),
-                ),
-            },
-        );
-    }
 }
 
 const HELP: &str =
@@ -614,15 +545,18 @@ impl<'a> Parser<'a> {
                     return;
                 }
             };
+            let mut nat = false;
             match o.get("type").and_then(Value::as_str) {
                 // Verdicts of nat and route chains mean what they mean in a
                 // filter chain; their translations and reroutes are read
-                // statement by statement (`dnat`/`redirect` make packets
-                // unknown, `snat`/`masquerade` continue).
+                // statement by statement. A nat base chain is marked as
+                // such: the kernel runs it with the hook's other nat chains
+                // (see `BaseChain::nat`).
                 Some("filter" | "route") | None => {}
                 Some("nat") => {
                     if hook.is_some() {
                         self.nat_chains.push(self.chains.len());
+                        nat = true;
                     }
                 }
                 Some(t) => self.note(
@@ -635,6 +569,7 @@ impl<'a> Parser<'a> {
                     hook,
                     priority,
                     policy,
+                    nat,
                 });
             }
         }

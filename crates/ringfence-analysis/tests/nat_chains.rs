@@ -1,0 +1,171 @@
+//! A hook's nat chains as the kernel runs them: together at the nat
+//! priority (-100 on prerouting and output, 100 on input and postrouting),
+//! ordered among themselves by their own priorities, and only until one of
+//! them sets up the connection's translation for the hook (any NAT
+//! statement, even a DNAT to the address and port the packet already has).
+//! Trace and the engine must both follow it, on the same packets.
+
+use ringfence_analysis::engine::Xlat;
+use ringfence_analysis::space::packet_box;
+use ringfence_analysis::trace::Decision;
+use ringfence_analysis::{Engine, Fate, IfaceUniverse, Tracer};
+use ringfence_model::{CtStates, Hook, Packet, Ruleset};
+
+fn parse(text: &str) -> Ruleset {
+    ringfence_parse::parse_ruleset(text, "n.nft", ringfence_parse::RulesetFormat::Auto)
+        .expect("parses")
+}
+
+fn tcp(dst: &str, dport: u16) -> Packet {
+    Packet {
+        src: "198.18.0.10".parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        protocol: 6,
+        sport: 40000,
+        dport,
+        iif: Some("rfc0".into()),
+        oif: Some("rfs0".into()),
+        ct_state: CtStates::NEW,
+        ..Packet::default()
+    }
+}
+
+/// Trace's outcomes: verdict, deciding rule, rewritten destination.
+fn traced(rs: &Ruleset, p: &Packet) -> Vec<(Decision, Option<String>, Option<String>)> {
+    let mut v: Vec<_> = Tracer::new(rs)
+        .trace(Hook::Forward, p)
+        .outcomes
+        .into_iter()
+        .map(|o| (o.verdict, o.rule.map(|r| r.to_string()), o.dnat))
+        .collect();
+    v.sort_by_key(|o| format!("{o:?}"));
+    v
+}
+
+/// The engine's outcomes for the same packet, in the same terms.
+fn classified(rs: &Ruleset, p: &Packet) -> Vec<(Decision, Option<String>, Option<String>)> {
+    let e = Engine::new(rs, IfaceUniverse::new([rs]));
+    let mut v: Vec<_> = e
+        .classify(Hook::Forward, vec![packet_box(p, &e.u)])
+        .unwrap()
+        .into_iter()
+        .map(|o| {
+            let d = match o.fate {
+                Fate::Accept => Decision::Accept,
+                Fate::Drop => Decision::Drop,
+                Fate::Reject => Decision::Reject,
+                _ => Decision::Unknown,
+            };
+            let dnat = Xlat::dnat_of(&o.xlat).map(|(a, port)| {
+                let a = std::net::Ipv4Addr::from(a.ranges()[0].0 as u32);
+                format!("{a}:{}", port.ranges()[0].0)
+            });
+            (
+                d,
+                e.deciding_key(&o.path).map(|k| e.rule_ref(k).to_string()),
+                dnat,
+            )
+        })
+        .collect();
+    v.sort_by_key(|o| format!("{o:?}"));
+    v
+}
+
+const IDENTITY_FIRST: &str = r#"
+table ip a {
+	chain pre {
+		type nat hook prerouting priority -50; policy accept;
+		ip daddr 198.18.1.15 dnat to 198.18.1.15
+	}
+}
+table ip b {
+	chain pre {
+		type nat hook prerouting priority 150; policy accept;
+		ip daddr 198.18.1.15 dnat to 198.18.1.16
+	}
+	chain fwd {
+		type filter hook forward priority 0; policy accept;
+		ip daddr 198.18.1.16 drop
+	}
+}
+"#;
+
+#[test]
+fn a_dnat_to_the_packets_own_address_ends_the_hooks_nat_chains() {
+    let rs = parse(IDENTITY_FIRST);
+    let p = tcp("198.18.1.15", 80);
+    let t = traced(&rs, &p);
+    // The identity DNAT sets up the translation: the later nat chain's
+    // DNAT to .16 never runs, the packet is forwarded to .15 untranslated.
+    assert_eq!(
+        t,
+        [(Decision::Accept, Some("policy of ip b fwd".into()), None)]
+    );
+    assert_eq!(classified(&rs, &p), t);
+    // A packet the first chain does not translate meets the second one.
+    let q = tcp("198.18.1.14", 80);
+    assert_eq!(traced(&rs, &q), classified(&rs, &q));
+    assert_eq!(traced(&rs, &q)[0].0, Decision::Accept);
+}
+
+const LATE_NAT_BEFORE_FILTER: &str = r#"
+table ip a {
+	chain f {
+		type filter hook prerouting priority 0; policy accept;
+		ip daddr 198.18.1.16 drop
+	}
+	chain n {
+		type nat hook prerouting priority 150; policy accept;
+		ip daddr 198.18.1.15 dnat to 198.18.1.16
+	}
+}
+"#;
+
+#[test]
+fn a_nat_chain_runs_at_the_nat_priority_whatever_its_own() {
+    let rs = parse(LATE_NAT_BEFORE_FILTER);
+    let p = tcp("198.18.1.15", 80);
+    // The nat chain says 150 but runs at -100: the filter chain at 0 sees
+    // the rewritten destination and drops it.
+    let t = traced(&rs, &p);
+    assert_eq!(
+        t,
+        [(
+            Decision::Drop,
+            Some("n.nft:5".into()),
+            Some("198.18.1.16:80".into())
+        )]
+    );
+    assert_eq!(classified(&rs, &p), t);
+}
+
+const NON_NAT_RULES_SKIPPED: &str = r#"
+table ip a {
+	chain n1 {
+		type nat hook prerouting priority -100; policy accept;
+		tcp dport 80 dnat to 198.18.1.15
+	}
+	chain n2 {
+		type nat hook prerouting priority 50; policy accept;
+		tcp dport 80 drop
+	}
+}
+"#;
+
+#[test]
+fn every_rule_of_a_skipped_nat_chain_is_skipped_not_only_its_translations() {
+    let rs = parse(NON_NAT_RULES_SKIPPED);
+    // Translated by n1 (to the address it has, or another): n2's drop is
+    // never met.
+    for dst in ["198.18.1.15", "198.18.1.20"] {
+        let p = tcp(dst, 80);
+        let t = traced(&rs, &p);
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(t[0].0, Decision::Accept, "{dst}");
+        assert_eq!(classified(&rs, &p), t, "{dst}");
+    }
+    // Not translated (port 81): n2 runs, and its rule does not match.
+    let p = tcp("198.18.1.15", 81);
+    assert_eq!(traced(&rs, &p)[0].0, Decision::Accept);
+    assert_eq!(classified(&rs, &p), traced(&rs, &p));
+}
