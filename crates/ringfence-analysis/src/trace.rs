@@ -238,6 +238,17 @@ pub struct TraceResult {
     pub rule: Option<RuleRef>,
 }
 
+/// A branch of the walk still going: its marks and translations, its path,
+/// the index of its next base chain on that path, the rule that let it get
+/// there when the chains left may decide nothing (see `Tracer::branches`),
+/// and whether it is a packet the host sent to itself, back from loopback on
+/// the input path (prerouting and input, arriving on `lo`).
+type Live = (St, Hook, usize, Option<(u32, u32)>, bool);
+
+/// What one step of a looped branch gives: a branch going on, or an
+/// outcome (verdict, deciding rule, state).
+type LoopStep = Result<Live, (Decision, Option<(u32, u32)>, St)>;
+
 /// A ruleset prepared for fast repeated tracing.
 pub struct Tracer<'a> {
     rs: &'a Ruleset,
@@ -863,6 +874,12 @@ impl<'a> Tracer<'a> {
         if p.ct_state & ringfence_model::CtStates::NEW == 0 && self.marks.conn.len() > 1 {
             w.forked = true;
         }
+        // A packet the host sends to itself loops back into prerouting and
+        // input; the branch walk gives its outcomes (a rule after loopback
+        // may fork it where the walk below cannot see).
+        if hook == Hook::Output && self.to_the_host(p.dst) {
+            w.forked = true;
+        }
         let (bases, stages) = self.chains_of(hook);
         let mut verdict = Verdict::Accept;
         for (&base, &stage) in bases.iter().zip(stages) {
@@ -886,6 +903,49 @@ impl<'a> Tracer<'a> {
                     if policy == Some(Policy::Drop) {
                         verdict = Verdict::Drop;
                         break;
+                    }
+                }
+            }
+        }
+        // Sent by the host to itself and accepted on the way out: back from
+        // loopback through prerouting and input (the branch walk judges
+        // every outcome; this walk gives the path and verdict of one).
+        if hook == Hook::Output
+            && verdict == Verdict::Accept
+            && !w.nat_stop
+            && !w.stopped()
+            && self.to_the_host(p.dst)
+        {
+            let mut lp = p.clone();
+            lp.iif = Some("lo".to_string());
+            lp.oif = None;
+            let (chains, stages) = self.chains_of(Hook::Input);
+            for (&base, &stage) in chains.iter().zip(stages) {
+                let attach = self.rs.chain(base).base.as_ref();
+                if attach.is_some_and(|b| b.nat) {
+                    continue;
+                }
+                let mut hides = self.hides_of(stage);
+                hides.ct = false;
+                let seen = view(&lp, None, hides, buf);
+                w.stage = stage;
+                let flow = self.eval(base, seen, w, 0);
+                if w.stopped() {
+                    break;
+                }
+                match flow {
+                    Flow::Decided(Verdict::Accept) if w.nat_stop => break,
+                    Flow::Decided(Verdict::Accept) => continue,
+                    Flow::Decided(v) => {
+                        verdict = v;
+                        break;
+                    }
+                    Flow::Return => {
+                        w.path.push((base.0 as u32, u32::MAX));
+                        if attach.map(|b| b.policy) == Some(Policy::Drop) {
+                            verdict = Verdict::Drop;
+                            break;
+                        }
                     }
                 }
             }
@@ -932,12 +992,78 @@ impl<'a> Tracer<'a> {
         dnat: Option<(IpAddr, u16)>,
         buf: &'b mut Packet,
     ) -> &'b Packet {
-        let h = self
-            .hides
+        view(p, dnat, self.hides_of(stage), buf)
+    }
+
+    /// What `stage` hides of a packet.
+    fn hides_of(&self, stage: Stage) -> Hides {
+        self.hides
             .iter()
             .find(|(s, _)| *s == stage)
-            .map_or_else(|| Hides::of(stage), |&(_, h)| h);
-        view(p, dnat, h, buf)
+            .map_or_else(|| Hides::of(stage), |&(_, h)| h)
+    }
+
+    /// Base chain `n` of the input path for a packet the host sent to
+    /// itself (`p`, arriving on `lo`), entered in state `st` (`before`: the
+    /// rule that let it get here, which decides when nothing later does).
+    /// The packet carries its connection through loopback, so even a chain
+    /// before conntrack reads its state, and nat chains are passed over:
+    /// the kernel set up both translations of the connection on the way
+    /// out (registering any nat chain of a family hooks nat into every hook
+    /// of it, so output and postrouting gave the connection its
+    /// translations, none if no rule there made one). Checked in the
+    /// kernel by `tests/kernel_loopback.rs`.
+    fn looped_step(
+        &self,
+        p: &Packet,
+        st: St,
+        n: usize,
+        before: Option<(u32, u32)>,
+        w: &mut Walk,
+        buf: &mut Packet,
+    ) -> Vec<LoopStep> {
+        let (chains, stages) = self.chains_of(Hook::Input);
+        let Some(&base) = chains.get(n) else {
+            return vec![Err((Decision::Accept, before, st))];
+        };
+        let last = n + 1 == chains.len();
+        let attach = self.rs.chain(base).base.as_ref();
+        if attach.is_some_and(|b| b.nat) {
+            return vec![if last {
+                Err((Decision::Accept, before, st))
+            } else {
+                Ok((st, Hook::Input, n + 1, before, true))
+            }];
+        }
+        let policy = attach.map(|b| b.policy);
+        let stage = stages[n];
+        let mut hides = self.hides_of(stage);
+        hides.ct = false;
+        let seen = view(p, st.2.dnat, hides, buf);
+        w.stage = stage;
+        w.route = Some(Hook::Input);
+        w.hook = attach.map(|b| b.hook);
+        let mut out = Vec::new();
+        for r in self.eval_from(base, seen, w, 0, None, st, 0) {
+            let (d, k, s2) = match r {
+                Res::Out(d, k, s2) => (d, k, s2),
+                Res::Return(s2) => (
+                    if policy == Some(Policy::Drop) {
+                        Decision::Drop
+                    } else {
+                        Decision::Accept
+                    },
+                    Some((base.0 as u32, u32::MAX)),
+                    s2,
+                ),
+            };
+            if d == Decision::Accept && !last {
+                out.push(Ok((s2, Hook::Input, n + 1, k, true)));
+            } else {
+                out.push(Err((d, k, s2)));
+            }
+        }
+        out
     }
 
     /// The base chains (and their stages) of the path `hook` names.
@@ -1119,8 +1245,12 @@ impl<'a> Tracer<'a> {
             };
         let (bases, _) = self.chains_of(hook);
         if bases.is_empty() {
-            push(w, Decision::Accept, None, hook, St::default());
-            return;
+            // No chain on the path (a packet the host sends to itself
+            // still meets prerouting and input after loopback: below).
+            if !(hook == Hook::Output && self.to_the_host(p.dst)) {
+                push(w, Decision::Accept, None, hook, St::default());
+                return;
+            }
         }
         let reroute = self.local.is_some() && matches!(hook, Hook::Input | Hook::Forward);
         // The branches still walking: marks and translations, path, the
@@ -1128,16 +1258,24 @@ impl<'a> Tracer<'a> {
         // hook's translation is set up, the rule that decided the chain
         // before (it decides the outcome when every chain left is a nat
         // chain of that hook, which the branch skips).
-        type Live = (St, Hook, usize, Option<(u32, u32)>);
         let mut live: Vec<Live> = if p.ct_state & ringfence_model::CtStates::NEW != 0 {
-            vec![(St::default(), hook, 0, None)]
+            vec![(St::default(), hook, 0, None, false)]
         } else {
             self.marks
                 .conn
                 .iter()
-                .map(|&c| (St(0, c, Xlat::default()), hook, 0, None))
+                .map(|&c| (St(0, c, Xlat::default()), hook, 0, None, false))
                 .collect()
         };
+        // The packet as it comes back from loopback: in on `lo`, out on
+        // nothing yet (made when a branch first loops).
+        let mut looped_packet: Option<Packet> = None;
+        if bases.is_empty() {
+            // Nothing on the output path: straight to loopback.
+            for b in &mut live {
+                *b = (b.0, Hook::Input, 0, None, true);
+            }
+        }
         // A branch accepted by chain `n - 1` (rule `k`) going on to chain
         // `n` of `path`: its translation is forgotten when that chain is
         // on another hook.
@@ -1151,13 +1289,33 @@ impl<'a> Tracer<'a> {
             if s2.2.nat_done.is_some() && s2.2.nat_done != next_hook {
                 s2.2.nat_done = None;
             }
-            (s2, path, n, s2.2.nat_done.and(k))
+            (s2, path, n, s2.2.nat_done.and(k), false)
         };
         // Breadth first, so outcomes come in the order the walk meets them;
         // `live` keeps every state once.
         let mut next_up = 0;
-        while let Some(&(st, mut path, n, before)) = live.get(next_up) {
+        while let Some(&(st, mut path, n, before, looped)) = live.get(next_up) {
             next_up += 1;
+            if looped {
+                let lp = looped_packet.get_or_insert_with(|| {
+                    let mut q = p.clone();
+                    q.iif = Some("lo".to_string());
+                    q.oif = None;
+                    q
+                });
+                let next = self.looped_step(lp, st, n, before, w, buf);
+                for r in next {
+                    match r {
+                        Ok(next) => {
+                            if !live.contains(&next) {
+                                live.push(next);
+                            }
+                        }
+                        Err((d, k, s3)) => push(w, d, k, Hook::Output, s3),
+                    }
+                }
+                continue;
+            }
             let (mut chains, mut stages) = self.chains_of(path);
             let Some(&base) = chains.get(n) else {
                 continue;
@@ -1272,18 +1430,26 @@ impl<'a> Tracer<'a> {
                     s3.2.snat_rule = None;
                     // A packet the host sends to itself (loopback, or one of
                     // the --local addresses, after any rewrite) goes on
-                    // through loopback into prerouting and input, which
-                    // this walk does not follow: its acceptance here is
-                    // not its fate.
-                    let (d, k) = if d == Decision::Accept
+                    // through loopback into prerouting and input: its
+                    // acceptance here is not its fate.
+                    if d == Decision::Accept
                         && path == Hook::Output
                         && self.to_the_host(s3.2.dnat.map_or(p.dst, |(a, _)| a))
                     {
-                        // Named by the rewrite that sent it there, if any.
-                        (Decision::Unknown, s3.2.dnat_rule.or(k))
-                    } else {
-                        (d, k)
-                    };
+                        if s3.2.snat.is_some() {
+                            // Its rewritten source is not followed into
+                            // the chains after loopback.
+                            push(w, Decision::Unknown, s2.2.snat_rule.or(k), path, s3);
+                            continue;
+                        }
+                        let mut s4 = s3;
+                        s4.2.nat_done = None;
+                        let next = (s4, Hook::Input, 0, k, true);
+                        if !live.contains(&next) {
+                            live.push(next);
+                        }
+                        continue;
+                    }
                     push(w, d, k, path, s3);
                 }
             }
