@@ -1172,12 +1172,20 @@ impl<'a> Engine<'a> {
             // The source as it is now is what every model field reads
             // afterwards (the box keeps the entry source): sound only when
             // no later chain reads the source.
-            let reads_src = later.iter().any(|&c| {
-                self.stage_plan(traversal, c)
-                    .pieces
-                    .iter()
-                    .any(|p| p.b.src != crate::space::fam_full(p.b.fam) || !p.b.sport.is_full())
-            });
+            // (The hook's later nat chains are skipped: they read nothing.)
+            let reads_src =
+                later.iter().any(|&c| {
+                    let skipped = self
+                        .rs
+                        .chain(c)
+                        .base
+                        .as_ref()
+                        .is_some_and(|b| b.nat && b.hook == hook);
+                    !skipped
+                        && self.stage_plan(traversal, c).pieces.iter().any(|p| {
+                            p.b.src != crate::space::fam_full(p.b.fam) || !p.b.sport.is_full()
+                        })
+                });
             if reads_src {
                 return unknown(first, out);
             }

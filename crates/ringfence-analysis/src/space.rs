@@ -237,6 +237,40 @@ impl PBox {
         }
     }
 
+    /// Whether the box's packets entered with the port they now have: a
+    /// [translated](PBox::translated) box whose original destination port
+    /// is the same set as its port. A DNAT or REDIRECT that keeps the port
+    /// leaves its packets so (each packet's original port *is* its port,
+    /// not any port of the set), and [`PBox::intersect`] and
+    /// [`PBox::subtract`] keep the two equal ([`PBox::relink`]), so that a
+    /// later test on the port also narrows the original port the box is
+    /// named by. (A translation to one port leaves them equal only when
+    /// every packet entered with that port, where linking them changes
+    /// nothing.)
+    pub fn port_linked(&self) -> bool {
+        self.translated()
+            && match &self.orig {
+                None => self.dport.is_full(),
+                Some(o) => o.dport == self.dport,
+            }
+    }
+
+    /// Narrow the port and the original port of a
+    /// [port-linked](PBox::port_linked) box to their common part.
+    fn relink(&mut self) {
+        let o = self
+            .orig
+            .take()
+            .map_or_else(|| OrigDst::full(self.fam), |b| *b);
+        let d = self.dport.intersect(&o.dport);
+        self.orig = OrigDst {
+            dst: o.dst,
+            dport: d.clone(),
+        }
+        .normalize(self.fam);
+        self.dport = d;
+    }
+
     /// Whether every packet of the box had its destination translated by
     /// a rule of the ruleset: a first packet (state NEW) whose connection
     /// is in a DNAT state. Its [`PBox::orig`] then holds the destination
@@ -280,8 +314,18 @@ impl PBox {
             || self.orig.as_ref().is_some_and(|o| o.is_empty())
     }
 
-    /// Whether the boxes share a packet (no allocation).
+    /// Whether the boxes share a packet (no allocation, except for a
+    /// [port-linked](PBox::port_linked) box against one that tests the
+    /// original port).
     pub fn overlaps(&self, o: &PBox) -> bool {
+        self.overlaps_fields(o)
+            && !((self.orig.is_some() || o.orig.is_some())
+                && (self.port_linked() || o.port_linked())
+                && self.intersect_fields(o).is_empty())
+    }
+
+    /// [`PBox::overlaps`] field by field.
+    fn overlaps_fields(&self, o: &PBox) -> bool {
         self.fam == o.fam
             && self.ct & o.ct != 0
             && self.mark & o.mark != 0
@@ -301,10 +345,30 @@ impl PBox {
 
     /// Intersection, or `None` when empty.
     pub fn intersect(&self, o: &PBox) -> Option<PBox> {
-        if !self.overlaps(o) {
+        if !self.overlaps_fields(o) {
             return None;
         }
-        Some(PBox {
+        if self.port_linked() || o.port_linked() {
+            let x = self.intersect_fields(o);
+            return (!x.is_empty()).then_some(x);
+        }
+        Some(self.intersect_plain(o))
+    }
+
+    /// The intersection field by field (the boxes' fields must overlap),
+    /// with the port and original port of a
+    /// [port-linked](PBox::port_linked) box kept linked.
+    fn intersect_fields(&self, o: &PBox) -> PBox {
+        let mut x = self.intersect_plain(o);
+        if self.port_linked() || o.port_linked() {
+            x.relink();
+        }
+        x
+    }
+
+    /// The intersection of each field on its own.
+    fn intersect_plain(&self, o: &PBox) -> PBox {
+        PBox {
             fam: self.fam,
             src: self.src.intersect(&o.src),
             dst: self.dst.intersect(&o.dst),
@@ -328,7 +392,7 @@ impl PBox {
                 }
                 .normalize(self.fam),
             },
-        })
+        }
     }
 
     /// Whether every packet of `self` is in `o`.
@@ -373,8 +437,23 @@ impl PBox {
     }
 
     /// The pieces of `self` outside `o`, field by field, and what is left
-    /// inside; the boxes must overlap.
+    /// inside; the boxes must overlap. A [port-linked](PBox::port_linked)
+    /// `self` is cut as if its port and original port were one field: each
+    /// piece has them linked again.
     fn cut(&self, o: &PBox) -> (Vec<PBox>, PBox) {
+        let (mut out, mut rest) = self.cut_fields(o);
+        if self.port_linked() {
+            for p in &mut out {
+                p.relink();
+            }
+            out.retain(|p| !p.is_empty());
+            rest.relink();
+        }
+        (out, rest)
+    }
+
+    /// [`PBox::cut`] field by field.
+    fn cut_fields(&self, o: &PBox) -> (Vec<PBox>, PBox) {
         let mut out = Vec::new();
         let mut rest = self.clone();
         macro_rules! split {

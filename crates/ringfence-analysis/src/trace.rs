@@ -274,6 +274,41 @@ pub struct Tracer<'a> {
     /// Some rule tests the output interface: a branch a rewrite sends on
     /// (input turned forward) needs the packet line's `oif` to be decided.
     tests_oif: bool,
+    /// Per chain: some rule it reaches (through jumps and gotos) reads the
+    /// source address or port. A branch whose source was translated is
+    /// unknown at a base chain that does, as in the engine.
+    reads_src: Vec<bool>,
+}
+
+/// Whether some rule of chain `c` or a chain it reaches reads the source
+/// address or port: restricts the source of a family it admits (neither
+/// none nor every address of it), the source port, the source's address
+/// type, or the original source.
+fn reads_source(rs: &Ruleset, c: usize, seen: &mut Vec<bool>) -> bool {
+    if seen[c] {
+        return false;
+    }
+    seen[c] = true;
+    rs.chains[c].rules.iter().any(|r| {
+        let m = &r.matches;
+        if m.is_empty() {
+            return false;
+        }
+        let v4 = !m.src.v4.is_empty() && !m.src.v4.is_full();
+        let v6 = !m.src.v6.is_empty() && !m.src.v6.is_full();
+        v4 || v6
+            || !m.sport.is_full()
+            || m.src_type.is_test()
+            || m.ct_orig
+                .as_ref()
+                .is_some_and(|o| o.src != ringfence_model::AddrSet::any() || !o.sport.is_full())
+            || match r.action {
+                Action::Jump { target } | Action::Goto { target } => {
+                    reads_source(rs, target.0, seen)
+                }
+                _ => false,
+            }
+    })
 }
 
 /// What a stage hides of a packet ([`Stage::packet`]), read once per stage
@@ -725,6 +760,9 @@ impl<'a> Tracer<'a> {
                 .chains
                 .iter()
                 .any(|c| c.rules.iter().any(|r| !r.matches.oif.is_any())),
+            reads_src: (0..rs.chains.len())
+                .map(|c| reads_source(rs, c, &mut vec![false; rs.chains.len()]))
+                .collect(),
         }
     }
 
@@ -1359,7 +1397,7 @@ impl<'a> Tracer<'a> {
             // A nat chain of a hook whose translation this branch has set
             // up is skipped: it decides nothing, the chain before did.
             let skipped = attach.is_some_and(|b| b.nat && st.2.nat_done == Some(b.hook));
-            if !skipped {
+            if !skipped && self.reads_src[base.0] {
                 if let (Some(_), Some(k)) = (st.2.snat, st.2.snat_rule) {
                     push(w, Decision::Unknown, Some(k), path, st);
                     continue;

@@ -13,6 +13,15 @@
 //! flags as `--syn`, `! --syn` and `--tcp-flags` masks, ICMP type and code,
 //! length ranges, DSCP, packet type, source MAC), and packets carry values
 //! on both sides of each test.
+//!
+//! Several nat chains per hook, as nft allows: nat chains on prerouting and
+//! postrouting at assorted priorities (all run at the nat priority, ordered
+//! among themselves by their own), with DNATs to addresses and ports the
+//! packets often already have (identity translations that still end the
+//! hook's nat chains), SNAT and MASQUERADE, drops, mark rewrites and rules
+//! that may or may not match; filter chains on prerouting before and after
+//! the nat priority and on postrouting after the source translation read
+//! what the translations rewrote.
 
 use proptest::prelude::*;
 use ringfence_analysis::engine::DEFAULT_BUDGET;
@@ -234,6 +243,84 @@ fn action_code() -> impl Strategy<Value = u8> {
 /// the parsers synthesize it.
 const UNKNOWN_TARGET: &str = "?DNAT";
 
+/// One nat chain (or a filter chain around the nat priority): where it is
+/// (see `nat_base`), and its rules as (match, action code, address, port).
+type NatChainSpec = (usize, Vec<(Match, u8, u32, u16)>);
+
+fn nat_chain() -> impl Strategy<Value = NatChainSpec> {
+    (
+        0usize..8,
+        prop::collection::vec((a_match(), 0u8..8, 0u32..9, 0u16..7), 0..4),
+    )
+}
+
+/// Where chain spec `k` goes: its hook, priority and whether it is a nat
+/// chain. Nat chains on prerouting at -150 .. 150 (all run at -100) and on
+/// postrouting at 50 .. 250 (all at 100); filter chains on prerouting at
+/// -150 (before the nat chains) and 0 (after), on postrouting at 150
+/// (after the source translation).
+fn nat_base(k: usize) -> (Hook, i32, bool) {
+    [
+        (Hook::Prerouting, -150, true),
+        (Hook::Prerouting, -100, true),
+        (Hook::Prerouting, 0, true),
+        (Hook::Prerouting, 150, true),
+        (Hook::Postrouting, 50, true),
+        (Hook::Postrouting, 250, true),
+        (Hook::Prerouting, -150, false),
+        (Hook::Prerouting, 0, false),
+    ][k % 8]
+}
+
+/// A rule of chain spec `k`: nat chains test only a connection's first
+/// packet (as the parsers restrict them) and translate (prerouting: DNAT
+/// to one of the packets' addresses, with or without a port; postrouting:
+/// SNAT to one, MASQUERADE), accept, drop, continue or set a mark; filter
+/// chains accept, drop, continue or set a mark.
+fn nat_rule(k: usize, ri: usize, (mut m, code, a, port): (Match, u8, u32, u16)) -> Rule {
+    let (hook, _, nat) = nat_base(k);
+    let addr = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + a));
+    let action = match (nat, hook, code) {
+        (_, _, 0) => Action::Accept,
+        (_, _, 1) => Action::Drop,
+        (_, _, 2) => Action::Continue,
+        (_, _, 3) => Action::Mark(rewrite(a as usize)),
+        (true, Hook::Prerouting, 4 | 5) => Action::Nat(NatRewrite {
+            kind: NatKind::Dnat,
+            addrs: Some((addr, addr)),
+            ports: None,
+        }),
+        (true, Hook::Prerouting, _) => Action::Nat(NatRewrite {
+            kind: NatKind::Dnat,
+            addrs: Some((addr, addr)),
+            ports: Some((port, port)),
+        }),
+        (true, _, 4 | 5) => Action::Nat(NatRewrite {
+            kind: NatKind::Snat,
+            addrs: Some((addr, addr)),
+            ports: None,
+        }),
+        (true, _, _) => Action::Nat(NatRewrite {
+            kind: NatKind::Masquerade,
+            addrs: None,
+            ports: None,
+        }),
+        (false, _, _) => Action::Accept,
+    };
+    if nat {
+        m.ct_state = CtStates(m.ct_state.0 & (CtStates::NEW | CtStates::RELATED));
+    }
+    Rule {
+        matches: m,
+        action,
+        origin: RuleRef::Line {
+            file: "p".into(),
+            line: (1000 + k * 100 + ri) as u64,
+        },
+        comment: None,
+    }
+}
+
 fn ruleset() -> impl Strategy<Value = Ruleset> {
     let chain = prop::collection::vec((a_match(), action_code(), 0usize..8), 0..7);
     (
@@ -241,8 +328,9 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
         prop::bool::ANY,
         prop::bool::ANY,
         prop::bool::ANY,
+        prop_oneof![2 => Just(vec![]), 3 => prop::collection::vec(nat_chain(), 1..5)],
     )
-        .prop_map(|(chains, p0, p1, two_bases)| {
+        .prop_map(|(chains, p0, p1, two_bases, nats)| {
             // Chains 0 and 1 are base chains on forward; 2..4 are user
             // chains; chain 4 stands for a target the model cannot follow.
             let n = chains.len();
@@ -318,6 +406,30 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                     comment: None,
                 }],
             });
+            // Nat chains and the filter chains around them, each place
+            // once (an nft table cannot hold two chains at one place
+            // either; their order would be the order of registration).
+            let mut placed = BTreeSet::new();
+            for (k, rules) in nats {
+                if !placed.insert(k) {
+                    continue;
+                }
+                let (hook, priority, nat) = nat_base(k);
+                out.push(Chain {
+                    name: format!("n{k}"),
+                    base: Some(BaseChain {
+                        hook,
+                        priority,
+                        policy: Policy::Accept,
+                        nat,
+                    }),
+                    rules: rules
+                        .into_iter()
+                        .enumerate()
+                        .map(|(ri, r)| nat_rule(k, ri, r))
+                        .collect(),
+                });
+            }
             Ruleset {
                 format: SourceFormat::IptablesSave,
                 source: "p".into(),
@@ -485,7 +597,7 @@ proptest! {
             for o in &regions {
                 prop_assert!(pb.intersect(&o.b).unwrap().is_subset(&o.b));
                 let mine = pairs(o.b.ct0 & pb.ct0, o.b.nat & pb.nat);
-                prop_assert_eq!(seen & mine, 0, "regions overlap at {:?}", p);
+                prop_assert_eq!(seen & mine, 0, "regions overlap at {:?}: {:#?}", p, regions);
                 seen |= mine;
             }
             let all_accept = ds.len() == 1 && ds.contains("accept");

@@ -169,3 +169,45 @@ fn every_rule_of_a_skipped_nat_chain_is_skipped_not_only_its_translations() {
     assert_eq!(traced(&rs, &p)[0].0, Decision::Accept);
     assert_eq!(classified(&rs, &p), traced(&rs, &p));
 }
+
+const DNAT_KEEPS_PORT: &str = r#"
+table ip a {
+	chain pre {
+		type nat hook prerouting priority -100; policy accept;
+		ip daddr 198.18.1.20 dnat to 198.18.1.15
+	}
+	chain fwd {
+		type filter hook forward priority 0; policy accept;
+		tcp dport 22 drop
+	}
+}
+"#;
+
+/// A DNAT that keeps the port: each packet's original port is its port, so
+/// a later test on the port names, as they entered, exactly the packets it
+/// took (the drop: entry port 22 only; the accept: every other port), and
+/// the two regions do not overlap.
+#[test]
+fn a_port_test_after_a_dnat_keeping_the_port_splits_the_entry_ports_too() {
+    let rs = parse(DNAT_KEEPS_PORT);
+    let e = Engine::new(&rs, IfaceUniverse::new([&rs]));
+    let mut b = packet_box(&tcp("198.18.1.20", 22), &e.u);
+    b.dport = ringfence_model::IntervalSet::full();
+    let out = e.classify(Hook::Forward, vec![b]).unwrap();
+    let ports = |f: Fate| -> Vec<(u16, u16)> {
+        out.iter()
+            .filter(|o| o.fate == f)
+            .flat_map(|o| o.b.dport.ranges().to_vec())
+            .collect()
+    };
+    assert_eq!(ports(Fate::Drop), [(22, 22)]);
+    assert_eq!(ports(Fate::Accept), [(0, 21), (23, 65535)]);
+    for o in &out {
+        assert_eq!(
+            o.b.dst.ranges(),
+            [(0xc612_0114, 0xc612_0114)],
+            "named as entered"
+        );
+        assert!(Xlat::dnat_of(&o.xlat).is_some(), "delivered to .15");
+    }
+}
