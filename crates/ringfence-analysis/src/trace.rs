@@ -570,9 +570,11 @@ enum Res {
 
 type ResSet = smallvec::SmallVec<[Res; 4]>;
 
-fn add(set: &mut ResSet, r: Res) {
+/// Add `r` to a set of chain outcomes (kept in first-seen order) unless it
+/// is there.
+fn add(set: &mut (impl std::ops::Deref<Target = [Res]> + Extend<Res>), r: Res) {
     if !set.contains(&r) {
-        set.push(r);
+        set.extend(std::iter::once(r));
     }
 }
 
@@ -598,6 +600,11 @@ struct Walk {
     nat_stop: bool,
     /// The path of the branch being walked (where a REDIRECT sends it).
     route: Option<Hook>,
+    /// Spare outcome sets for the branch walk (one per chain call level),
+    /// reused from packet to packet instead of returned by value.
+    sets: Vec<Vec<Res>>,
+    /// Spare lists of the states a called chain returns with.
+    returns: Vec<Vec<St>>,
     /// Only the outcomes are wanted ([`Tracer::trace_outcomes`]): the first
     /// walk stops at the first rule that splits it, since the branch walk
     /// recomputes every outcome from the start anyway.
@@ -1082,7 +1089,10 @@ impl<'a> Tracer<'a> {
         w.route = Some(Hook::Input);
         w.hook = attach.map(|b| b.hook);
         let mut out = Vec::new();
-        for r in self.eval_from(base, seen, w, 0, None, st, 0) {
+        let mut set = w.sets.pop().unwrap_or_default();
+        set.clear();
+        self.eval_from(base, seen, w, 0, None, st, 0, &mut set);
+        for &r in &set {
             let (d, k, s2) = match r {
                 Res::Out(d, k, s2) => (d, k, s2),
                 Res::Return(s2) => (
@@ -1101,6 +1111,7 @@ impl<'a> Tracer<'a> {
                 out.push(Err((d, k, s2)));
             }
         }
+        w.sets.push(set);
         out
     }
 
@@ -1404,19 +1415,19 @@ impl<'a> Tracer<'a> {
                 }
             }
             let policy = attach.map(|b| b.policy);
-            let results = if skipped {
-                let mut r = ResSet::new();
-                r.push(Res::Out(Decision::Accept, before, st));
-                r
+            let mut set = w.sets.pop().unwrap_or_default();
+            set.clear();
+            if skipped {
+                set.push(Res::Out(Decision::Accept, before, st));
             } else {
                 // The packet as the rules at this chain's stage see it.
                 let seen = self.seen(stage, p, st.2.dnat, buf);
                 w.stage = stage;
                 w.route = Some(path);
                 w.hook = attach.map(|b| b.hook);
-                self.eval_from(base, seen, w, 0, None, st, 0)
-            };
-            for r in results {
+                self.eval_from(base, seen, w, 0, None, st, 0, &mut set);
+            }
+            for &r in &set {
                 let (d, k, s2) = match r {
                     Res::Out(d, k, s2) => (d, k, s2),
                     Res::Return(s2) => (
@@ -1491,14 +1502,16 @@ impl<'a> Tracer<'a> {
                     push(w, d, k, path, s3);
                 }
             }
+            w.sets.push(set);
         }
     }
 
     /// Chain `c`'s outcomes for the packet over every branch, entering with
     /// marks `st` at rule `from`: decisions with their deciding rule (and
     /// the marks an accept goes on with), and `Return` with the marks of
-    /// each branch that falls back to the caller. `jumper` is the rule that
-    /// called `c` (it names an unknown outcome of a call stack that is too deep).
+    /// each branch that falls back to the caller, added to `out` (a set in
+    /// first-seen order). `jumper` is the rule that called `c` (it names an
+    /// unknown outcome of a call stack that is too deep).
     #[allow(clippy::too_many_arguments)]
     fn eval_from(
         &self,
@@ -1509,11 +1522,11 @@ impl<'a> Tracer<'a> {
         jumper: Option<(u32, u32)>,
         mut st: St,
         from: usize,
-    ) -> ResSet {
-        let mut out = ResSet::new();
+        out: &mut Vec<Res>,
+    ) {
         if depth > MAX_DEPTH {
-            out.push(Res::Out(Decision::Unknown, jumper, st));
-            return out;
+            add(out, Res::Out(Decision::Unknown, jumper, st));
+            return;
         }
         let chain = &self.rs.chains[c.0];
         let quick = &self.quick[c.0];
@@ -1547,7 +1560,7 @@ impl<'a> Tracer<'a> {
                             }
                             r => r,
                         };
-                        add(&mut out, r);
+                        add(out, r);
                     }
                     true
                 }
@@ -1557,9 +1570,7 @@ impl<'a> Tracer<'a> {
                     let (m0, m1) = rw.apply(st.0, st.1);
                     let next = St(m0, m1, st.2);
                     if may_match {
-                        for r in self.eval_from(c, p, w, depth, jumper, next, i + 1) {
-                            add(&mut out, r);
-                        }
+                        self.eval_from(c, p, w, depth, jumper, next, i + 1, out);
                         true
                     } else {
                         st = next;
@@ -1567,39 +1578,44 @@ impl<'a> Tracer<'a> {
                     }
                 }
                 Action::Accept => {
-                    add(&mut out, Res::Out(Decision::Accept, Some(key), st));
+                    add(out, Res::Out(Decision::Accept, Some(key), st));
                     true
                 }
                 Action::Drop => {
-                    add(&mut out, Res::Out(Decision::Drop, Some(key), st));
+                    add(out, Res::Out(Decision::Drop, Some(key), st));
                     true
                 }
                 Action::Reject { .. } => {
-                    add(&mut out, Res::Out(Decision::Reject, Some(key), st));
+                    add(out, Res::Out(Decision::Reject, Some(key), st));
                     true
                 }
                 Action::Return => {
-                    add(&mut out, Res::Return(st));
+                    add(out, Res::Return(st));
                     true
                 }
                 Action::Jump { target } | Action::Goto { target } => {
                     let goto = matches!(chain.rules[i].action, Action::Goto { .. });
                     if self.unknown[target.0] {
-                        add(&mut out, Res::Out(Decision::Unknown, Some(key), st));
+                        add(out, Res::Out(Decision::Unknown, Some(key), st));
                         true
                     } else {
-                        let mut returns: Vec<St> = Vec::new();
-                        for r in self.eval_from(*target, p, w, depth + 1, Some(key), st, 0) {
+                        let mut called = w.sets.pop().unwrap_or_default();
+                        called.clear();
+                        self.eval_from(*target, p, w, depth + 1, Some(key), st, 0, &mut called);
+                        let mut returns = w.returns.pop().unwrap_or_default();
+                        returns.clear();
+                        for &r in &called {
                             match r {
                                 Res::Return(s2) if !goto => {
                                     if !returns.contains(&s2) {
                                         returns.push(s2);
                                     }
                                 }
-                                r => add(&mut out, r),
+                                r => add(out, r),
                             }
                         }
-                        match returns.as_slice() {
+                        w.sets.push(called);
+                        let decided = match returns.as_slice() {
                             [] => true,
                             [one] if !may_match => {
                                 st = *one;
@@ -1607,13 +1623,13 @@ impl<'a> Tracer<'a> {
                             }
                             more => {
                                 for &s2 in more {
-                                    for r in self.eval_from(c, p, w, depth, jumper, s2, i + 1) {
-                                        add(&mut out, r);
-                                    }
+                                    self.eval_from(c, p, w, depth, jumper, s2, i + 1, out);
                                 }
                                 true
                             }
-                        }
+                        };
+                        w.returns.push(returns);
+                        decided
                     }
                 }
             };
@@ -1624,9 +1640,8 @@ impl<'a> Tracer<'a> {
             }
         }
         if live {
-            add(&mut out, Res::Return(st));
+            add(out, Res::Return(st));
         }
-        out
     }
 
     /// The rules of chain `c` from `from` on that can match the packet,
