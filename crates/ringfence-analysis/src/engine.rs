@@ -60,6 +60,28 @@ pub enum Fate {
     Nat(u32, u32),
 }
 
+/// The traversal name of the loopback leg: a packet the host sent to
+/// itself, back from `lo` on the input path's chains (no path a packet
+/// takes starts at prerouting, so the name is free). Its stages hide the
+/// output interface and nothing else: the packet carries its connection,
+/// so a chain before conntrack reads its state too.
+pub const LOOPED: Hook = Hook::Prerouting;
+
+/// The stage of base chain `c` on the loopback leg (see [`LOOPED`]).
+fn looped_stage(rs: &Ruleset, c: usize) -> Stage {
+    rs.chains[c]
+        .base
+        .as_ref()
+        .map(|b| {
+            Stage::of(
+                Hook::Input,
+                b.hook,
+                b.runs_at().max(crate::space::CONNTRACK_PRIORITY),
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// The base chains of a path that routing splits after prerouting (see
 /// [`Engine::split_route`]).
 #[derive(Debug, Clone)]
@@ -504,10 +526,18 @@ impl<'a> Engine<'a> {
         // compiled per stage; the chains they reach that the stage does not
         // change are inlined from their plain plans.
         let mut by_stage: std::collections::BTreeMap<Stage, Vec<usize>> = Default::default();
-        for ((_, cs), st) in bases.iter().zip(&stages) {
+        for ((h, cs), st) in bases.iter().zip(&stages) {
             for (c, &stage) in cs.iter().zip(st) {
                 if !stage.is_plain() {
                     by_stage.entry(stage).or_default().push(c.0);
+                }
+                // The loopback leg meets the input path's chains at a
+                // stage of its own (see `LOOPED`).
+                if *h == Hook::Input {
+                    let looped = looped_stage(rs, c.0);
+                    if looped != stage && !looped.is_plain() {
+                        by_stage.entry(looped).or_default().push(c.0);
+                    }
                 }
             }
         }
@@ -566,13 +596,16 @@ impl<'a> Engine<'a> {
     /// `base`: compiled for the stage the chain runs at (the plain plan when
     /// that stage changes nothing its rules read).
     pub fn stage_plan(&self, traversal: Hook, base: ChainId) -> &Plan {
-        let stage = self
-            .bases
-            .iter()
-            .zip(&self.stages)
-            .find(|((h, _), _)| *h == traversal)
-            .and_then(|((_, cs), st)| cs.iter().position(|&c| c == base).map(|i| st[i]))
-            .unwrap_or_default();
+        let stage = if traversal == LOOPED {
+            looped_stage(self.rs, base.0)
+        } else {
+            self.bases
+                .iter()
+                .zip(&self.stages)
+                .find(|((h, _), _)| *h == traversal)
+                .and_then(|((_, cs), st)| cs.iter().position(|&c| c == base).map(|i| st[i]))
+                .unwrap_or_default()
+        };
         if stage.is_plain() {
             return &self.plans[base.0];
         }
@@ -908,7 +941,11 @@ impl<'a> Engine<'a> {
                     .copied()
                     .collect();
                 let mut any_fork = false;
-                let current = self.run_chains(&bases, hook, current, &mut out, &mut any_fork)?;
+                let mut current =
+                    self.run_chains(&bases, hook, current, &mut out, &mut any_fork)?;
+                if hook == Hook::Output && first_base == 0 {
+                    current = self.loop_back(current, &mut out, &mut any_fork)?;
+                }
                 out.extend(current.into_iter().map(|(b, path, fork)| Outcome {
                     b,
                     fate: Fate::Accept,
@@ -940,6 +977,78 @@ impl<'a> Engine<'a> {
                 o
             })
             .collect())
+    }
+
+    /// Packets the host sends to itself, accepted on the way out (output
+    /// and postrouting), come back through loopback into prerouting and
+    /// input: the branches of `current` whose (translated) destination is
+    /// the host's (`--local`, loopback always) go on through the input
+    /// path's base chains, arriving on `lo`, with their marks and
+    /// translated destination, past every nat chain (the connection's
+    /// translations were set up on the way out); the other branches are
+    /// returned as they are, with those the input chains accept. A branch
+    /// whose source was translated on the way out is unknown (its new
+    /// source is not followed). The packet keeps its connection through
+    /// loopback, so even a chain before conntrack reads its state: the
+    /// chains are walked at their [`LOOPED`] stages. Trace does the same (`tests/kernel_loopback.rs` checks it).
+    fn loop_back(
+        &self,
+        current: Vec<Branch>,
+        out: &mut Vec<Outcome>,
+        any_fork: &mut bool,
+    ) -> Result<Vec<Branch>, OverBudget> {
+        let loopback = Locals::loopback();
+        let here = self.u.locals.as_ref().unwrap_or(&loopback);
+        let (mut back, mut gone) = (Vec::new(), Vec::new());
+        for (b, path, fork) in current {
+            let (l, o) = here.split_dst(&b);
+            if let Some(o) = o {
+                gone.push((o, path.clone(), fork));
+            }
+            if let Some(l) = l {
+                back.push((l, path, fork));
+            }
+        }
+        if back.is_empty() {
+            return Ok(gone);
+        }
+        let chains: Vec<ChainId> = self
+            .base_chains(Hook::Input)
+            .iter()
+            .copied()
+            .filter(|&c| !self.rs.chain(c).base.as_ref().is_some_and(|b| b.nat))
+            .collect();
+        let lo = ISet::single(self.u.atom_of(Some("lo")));
+        let mut walking = Vec::new();
+        for (mut b, path, fork) in back {
+            // (Later packets of a connection carry its translations too,
+            // which the model follows nowhere: only a first packet's
+            // source translation is judged here.)
+            let unknown_by = (b.ct & CtStates::NEW != 0
+                && b.nat & crate::space::nat::SNAT_ANY != 0)
+                .then(|| path.last().copied())
+                .flatten();
+            if let Some(k) = unknown_by {
+                let mut p = path.clone();
+                if p.last() != Some(&k) {
+                    p.push(k);
+                }
+                out.push(Outcome {
+                    b,
+                    fate: Fate::Unknown,
+                    path: p,
+                    fork,
+                    xlat: None,
+                });
+                continue;
+            }
+            b.iif = lo.clone();
+            b.oif = self.u.none();
+            walking.push((b, path, fork));
+        }
+        let accepted = self.run_chains(&chains, LOOPED, walking, out, any_fork)?;
+        gone.extend(accepted);
+        Ok(gone)
     }
 
     /// The prerouting, input and forward parts of the path `hook` names

@@ -259,3 +259,50 @@ fn without_the_loop_the_output_path_alone_would_accept() {
     let t = Tracer::new(&rs).trace(Hook::Output, &p);
     assert_eq!(t.outcomes[0].verdict, Decision::Drop);
 }
+
+/// What the engine says of the same packet: delivered (to the port after
+/// any rewrite), not delivered, or undecided.
+fn classified(case: &Case) -> Result<Option<u16>, String> {
+    use ringfence_analysis::space::packet_box;
+    use ringfence_analysis::{Engine, Fate, IfaceUniverse};
+    let rs = ringfence_parse::parse_ruleset(
+        case.ruleset,
+        "loop.rules",
+        ringfence_parse::RulesetFormat::Auto,
+    )
+    .expect("the case's ruleset parses");
+    let local = LocalAddrs::new([HOST.parse().unwrap()]);
+    let e = Engine::new(&rs, IfaceUniverse::new([&rs]).with_locals(&local.addrs));
+    let b = packet_box(&packet(case.dport), &e.u);
+    let outcomes = e
+        .classify(Hook::Output, vec![b])
+        .map_err(|_| "over budget".to_string())?;
+    let [o] = outcomes.as_slice() else {
+        return Err(format!("{} outcomes", outcomes.len()));
+    };
+    match o.fate {
+        Fate::Accept => Ok(Some(match o.xlat.as_ref().and_then(|x| x.dnat.as_ref()) {
+            Some((_, port)) => port.ranges()[0].0,
+            None => case.dport,
+        })),
+        Fate::Drop | Fate::Reject => Ok(None),
+        f => Err(format!("{f:?} by {:?}", e.deciding_key(&o.path))),
+    }
+}
+
+#[test]
+fn the_engine_follows_the_loop_to_the_kernels_answer() {
+    // The expectations are the kernel's (the first test checks them there).
+    let mut failures = Vec::new();
+    for case in CASES {
+        match classified(case) {
+            Ok(d) if d == case.delivered_to => {}
+            Ok(d) => failures.push(format!(
+                "{}: the engine says delivered to {d:?}, the kernel to {:?}",
+                case.name, case.delivered_to
+            )),
+            Err(e) => failures.push(format!("{}: engine undecided: {e}", case.name)),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
