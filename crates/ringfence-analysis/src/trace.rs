@@ -410,12 +410,15 @@ fn view<'b>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct St(u32, u32, Xlat);
 
-/// A rule's IPv4 match in 28 bytes, so the walk over candidate rules reads a
+/// A rule's IPv4 match in 32 bytes, so the walk over candidate rules reads a
 /// dense array instead of the model's rules. Each field holds the hull of
-/// the rule's set (`(1, 0)` when the set is empty), so "packet outside a
-/// hull" proves the rule does not match. When `EXACT` is set every hull *is*
-/// the set and the interfaces are unrestricted, so "inside every hull" proves
-/// it matches; otherwise the walk asks the model rule.
+/// the rule's set (`(1, 0)` when the set is empty), or, for the addresses
+/// and ports, the one gap of a set that is everything but one range (a
+/// negated `! -d`, `! --dport`: its `NEG_*` flag set), so "packet outside a
+/// hull" (inside the gap) proves the rule does not match. When `EXACT` is
+/// set every hull or gap describes the set exactly and the interfaces are
+/// unrestricted, so "inside every hull" proves it matches; otherwise the
+/// walk asks the model rule.
 #[derive(Debug, Clone, Copy)]
 struct Quick {
     src: (u32, u32),
@@ -484,23 +487,42 @@ impl Quick {
     /// decided for a connection's first packet only (see `conn_holds`),
     /// two branches for the others.
     const CONN: u8 = 8;
+    /// `src` is the gap of a negated set (the rule takes every other address).
+    const NEG_SRC: u8 = 16;
+    /// `dst` is the gap of a negated set.
+    const NEG_DST: u8 = 32;
+    /// `sport` is the gap of a negated set.
+    const NEG_SPORT: u8 = 64;
+    /// `dport` is the gap of a negated set.
+    const NEG_DPORT: u8 = 128;
 
     fn of(m: &ringfence_model::Match, group: u32, marks_exact: bool, local: bool) -> Self {
+        /// The hull of `s`, whether it is exact, and, for a set of every
+        /// value but one range, that gap instead (exact, `negated`).
         fn hull<T: ringfence_model::interval::Bound>(
             s: &ringfence_model::IntervalSet<T>,
             none: (T, T),
-        ) -> ((T, T), bool) {
+        ) -> ((T, T), bool, bool) {
             match s.ranges() {
-                [] => (none, true),
-                [r] => (*r, true),
-                [first, .., last] => ((first.0, last.1), false),
+                [] => (none, true, false),
+                [r] => (*r, true, false),
+                &[(lo, a), (b, hi)] if lo == T::MIN && hi == T::MAX => match (a.succ(), b.pred()) {
+                    (Some(g0), Some(g1)) => ((g0, g1), true, true),
+                    _ => ((lo, hi), false, false),
+                },
+                [first, .., last] => ((first.0, last.1), false, false),
             }
         }
-        let (src, e1) = hull(&m.src.v4, (1, 0));
-        let (dst, e2) = hull(&m.dst.v4, (1, 0));
-        let (sport, e3) = hull(&m.sport, (1, 0));
-        let (dport, e4) = hull(&m.dport, (1, 0));
-        let (proto, e5) = hull(&m.protocol, (1, 0));
+        let (src, e1, n1) = hull(&m.src.v4, (1, 0));
+        let (dst, e2, n2) = hull(&m.dst.v4, (1, 0));
+        let (sport, e3, n3) = hull(&m.sport, (1, 0));
+        let (dport, e4, n4) = hull(&m.dport, (1, 0));
+        // A negated protocol keeps its plain hull (rare; the model rule
+        // decides).
+        let (proto, e5) = match hull(&m.protocol, (1, 0)) {
+            (_, _, true) => ((0, u8::MAX), false),
+            (h, e, false) => (h, e),
+        };
         let exact = e1
             && e2
             && e3
@@ -533,23 +555,29 @@ impl Quick {
                     Self::OPAQUE
                 }
                 | if m.extra.is_some() { Self::FIELDS } else { 0 }
-                | if conn { Self::CONN } else { 0 },
+                | if conn { Self::CONN } else { 0 }
+                | if n1 { Self::NEG_SRC } else { 0 }
+                | if n2 { Self::NEG_DST } else { 0 }
+                | if n3 { Self::NEG_SPORT } else { 0 }
+                | if n4 { Self::NEG_DPORT } else { 0 },
             group,
         }
     }
 
-    /// Whether an IPv4 packet (addresses as integers) is inside every hull.
+    /// Whether an IPv4 packet (addresses as integers) is inside every hull
+    /// and outside every gap.
     #[inline]
     fn admits(&self, src: u32, dst: u32, p: &Packet) -> bool {
-        let within = |(lo, hi): (u32, u32), v: u32| lo <= v && v <= hi;
-        within(self.dst, dst)
-            && within(self.src, src)
+        let f = self.flags;
+        let within = |(lo, hi): (u32, u32), v: u32, neg: u8| (lo <= v && v <= hi) != (f & neg != 0);
+        let within16 =
+            |(lo, hi): (u16, u16), v: u16, neg: u8| (lo <= v && v <= hi) != (f & neg != 0);
+        within(self.dst, dst, Self::NEG_DST)
+            && within(self.src, src, Self::NEG_SRC)
             && self.proto.0 <= p.protocol
             && p.protocol <= self.proto.1
-            && self.dport.0 <= p.dport
-            && p.dport <= self.dport.1
-            && self.sport.0 <= p.sport
-            && p.sport <= self.sport.1
+            && within16(self.dport, p.dport, Self::NEG_DPORT)
+            && within16(self.sport, p.sport, Self::NEG_SPORT)
             && self.ct & p.ct_state != 0
     }
 }
@@ -1853,6 +1881,84 @@ pub fn trace(rs: &Ruleset, hook: Hook, p: &Packet) -> TraceResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringfence_model::{IntervalSet, Match};
+
+    #[test]
+    fn a_compact_match_admits_exactly_the_packets_of_negated_and_plain_sets() {
+        let v4 = |a: [u8; 4]| u32::from(std::net::Ipv4Addr::from(a));
+        let net = |lo: [u8; 4], hi: [u8; 4]| IntervalSet::range(v4(lo), v4(hi));
+        let addr_sets = [
+            IntervalSet::full(),
+            IntervalSet::empty(),
+            net([198, 18, 1, 0], [198, 18, 1, 255]),
+            net([198, 18, 1, 0], [198, 18, 1, 255]).complement(),
+            IntervalSet::single(v4([198, 18, 1, 7])).complement(),
+            // Two ranges, neither at an end: a plain hull, not exact.
+            net([198, 18, 1, 0], [198, 18, 1, 3]).union(&net([198, 18, 2, 0], [198, 18, 2, 3])),
+            // Every address but the lowest, and but the highest: one range each.
+            IntervalSet::single(0).complement(),
+            IntervalSet::single(u32::MAX).complement(),
+        ];
+        let port_sets = [
+            IntervalSet::full(),
+            IntervalSet::single(443u16),
+            IntervalSet::single(443u16).complement(),
+            IntervalSet::range(1000u16, 2000).complement(),
+            IntervalSet::single(22u16).union(&IntervalSet::single(80)),
+        ];
+        let addrs = [
+            [198, 18, 1, 0],
+            [198, 18, 1, 7],
+            [198, 18, 1, 255],
+            [198, 18, 2, 1],
+            [198, 18, 0, 255],
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+        ];
+        let ports = [0u16, 22, 80, 442, 443, 444, 999, 1000, 2000, 2001, 65535];
+        let mut exact_seen = 0;
+        for (i, a) in addr_sets.iter().enumerate() {
+            for pset in &port_sets {
+                let mut m = Match::any();
+                m.dst.v4 = a.clone();
+                m.src.v4 = addr_sets[(i + 3) % addr_sets.len()].clone();
+                m.dport = pset.clone();
+                m.sport = port_sets[(i + 2) % port_sets.len()].clone();
+                m.protocol = IntervalSet::single(6);
+                let q = Quick::of(&m, 0, true, false);
+                for d in addrs {
+                    for s in [addrs[1], addrs[3]] {
+                        for &port in &ports {
+                            let p = Packet::new_connection(
+                                IpAddr::from(s),
+                                IpAddr::from(d),
+                                6,
+                                port ^ 1,
+                                port,
+                            );
+                            let admitted = q.admits(v4(s), v4(d), &p);
+                            let holds = m.matches_header(&p);
+                            if q.flags & Quick::EXACT != 0 {
+                                exact_seen += 1;
+                                assert_eq!(admitted, holds, "{m:?} {p:?}");
+                            } else {
+                                assert!(admitted || !holds, "{m:?} {p:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(exact_seen > 0);
+        // A negated destination and port alone need no model match.
+        let mut m = Match::any();
+        m.dst.v4 = addr_sets[3].clone();
+        m.dport = port_sets[3].clone();
+        m.protocol = IntervalSet::single(6);
+        let q = Quick::of(&m, 0, true, false);
+        let want = Quick::EXACT | Quick::NEG_DST | Quick::NEG_DPORT;
+        assert_eq!(q.flags & want, want);
+    }
 
     #[test]
     fn a_stage_view_in_a_reused_buffer_equals_the_stages_own_copy_of_the_packet() {
