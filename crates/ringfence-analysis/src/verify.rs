@@ -911,15 +911,23 @@ fn check_replies(
             }
             v
         });
-    if !dnat_rules.is_empty() {
-        return (Status::Unknown, dnat_rules);
-    }
+    let rev: Vec<PBox> = if dnat_rules.is_empty() {
+        flow_boxes(f, &engine.u, true)
+            .into_iter()
+            .filter(|b| fam_in(analysed, b.fam))
+            .flat_map(|b| flow_packets(b, FlowPackets::Replies))
+            .collect()
+    } else {
+        // Replies of translated connections come from where the first
+        // packets went; a chain that reads them after conntrack has given
+        // them back the address they were sent to is not followed.
+        match (forward, reads_after_reply_untranslated(engine)) {
+            (Some(settled), None) => translated_replies(engine, settled, analysed),
+            (_, Some(k)) => return (Status::Unknown, vec![engine.rule_ref(k).to_string()]),
+            (None, None) => return (Status::Unknown, dnat_rules),
+        }
+    };
     let snat = endings().any(|(_, _, x)| x.as_ref().is_some_and(|x| x.snat));
-    let rev: Vec<PBox> = flow_boxes(f, &engine.u, true)
-        .into_iter()
-        .filter(|b| fam_in(analysed, b.fam))
-        .flat_map(|b| flow_packets(b, FlowPackets::Replies))
-        .collect();
     // (path, its replies)
     let mut parts: Vec<(Hook, Vec<PBox>)> = Vec::new();
     match (engine.split_route(hook), engine.u.locals.as_ref()) {
@@ -970,6 +978,61 @@ fn check_replies(
         status_of(&settled),
         deciding_rules(engine, &settled, |_| true, |_| true),
     )
+}
+
+/// The replies of a flow some of whose first packets had their destination
+/// translated, from its settled regions: a region's packets swapped (source
+/// and destination, ports), and for each branch that translated them, from
+/// the address and port they were sent on to instead. Conntrack gives a
+/// reply its original source back only at the source-translating hooks
+/// (nat postrouting, nat input), after every chain but those that run
+/// later ([`reads_after_reply_untranslated`]), so the chains before see it
+/// from the translated address.
+fn translated_replies(engine: &Engine<'_>, settled: &[Settled], analysed: [bool; 2]) -> Vec<PBox> {
+    let mut out = Vec::new();
+    for s in settled.iter().filter(|s| fam_in(analysed, s.b.fam)) {
+        let swapped = |src: &ISet<u128>, sport: &ISet<u16>| {
+            let mut b = PBox::full(s.b.fam, &engine.u);
+            b.proto = s.b.proto.clone();
+            b.src = src.clone();
+            b.sport = sport.clone();
+            b.dst = s.b.src.clone();
+            b.dport = s.b.sport.clone();
+            b.ct = CtStates::ESTABLISHED;
+            b
+        };
+        let mut untranslated = false;
+        for (_, _, x) in &s.outcomes {
+            match Xlat::dnat_of(x) {
+                Some((dst, dport)) => {
+                    out.extend(flow_packets(swapped(dst, dport), FlowPackets::Replies))
+                }
+                None => untranslated = true,
+            }
+        }
+        if untranslated {
+            out.extend(flow_packets(
+                swapped(&s.b.dst, &s.b.dport),
+                FlowPackets::Replies,
+            ));
+        }
+    }
+    out
+}
+
+/// The first rule of a chain that runs after conntrack has given a reply
+/// back the address its connection's first packet was sent to (a chain
+/// other than nat on postrouting or input, at a priority above the
+/// source-translating nat hook's, 100): it reads the reply's source as the
+/// address the model does not carry there.
+fn reads_after_reply_untranslated(engine: &Engine<'_>) -> Option<(u32, u32)> {
+    engine.rs.chains.iter().enumerate().find_map(|(i, c)| {
+        let b = c.base.as_ref()?;
+        let late = matches!(b.hook, Hook::Postrouting | Hook::Input)
+            && !b.nat
+            && b.runs_at() > b.hook.nat_priority().unwrap_or(100);
+        (late && !c.rules.is_empty()).then_some((i as u32, 0))
+    })
 }
 
 /// A fast non-cryptographic hasher for merge keys (the keys are our own
