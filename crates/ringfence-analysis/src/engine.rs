@@ -501,6 +501,39 @@ pub(crate) fn bases_by_hook(rs: &Ruleset) -> Vec<(Hook, Vec<ChainId>)> {
     HOOKS.iter().map(|&h| (h, rs.path_chains(h))).collect()
 }
 
+/// A source translation the walk carries for the rest of its hook (source
+/// translations are set up on the last hook of every path): the box keeps
+/// the source its packets entered with, and the chains after the
+/// translation see this source, and this source port when the rule gave
+/// one.
+#[derive(Debug, Clone)]
+struct SrcNow {
+    src: ISet<u128>,
+    sport: Option<ISet<u16>>,
+}
+
+/// Whether some rule of chain `c` or a chain it reaches tests the
+/// connection's original source or source port (`--ctorigsrc`,
+/// `--ctorigsrcport`, nft `ct original saddr`/`proto-src`).
+pub(crate) fn reads_orig_source(rs: &Ruleset, c: usize, seen: &mut Vec<bool>) -> bool {
+    if seen[c] {
+        return false;
+    }
+    seen[c] = true;
+    rs.chains[c].rules.iter().any(|r| {
+        r.matches
+            .ct_orig
+            .as_ref()
+            .is_some_and(|o| o.src != ringfence_model::AddrSet::any() || !o.sport.is_full())
+            || match r.action {
+                Action::Jump { target } | Action::Goto { target } => {
+                    reads_orig_source(rs, target.0, seen)
+                }
+                _ => false,
+            }
+    })
+}
+
 fn hull(b: &PBox) -> (u128, u128) {
     let r = b.dst.ranges();
     (r[0].0, r[r.len() - 1].1)
@@ -1079,7 +1112,7 @@ impl<'a> Engine<'a> {
         out: &mut Vec<Outcome>,
         any_fork: &mut bool,
     ) -> Result<Vec<Branch>, OverBudget> {
-        let mut done: Vec<Branch> = Vec::new();
+        let mut done: Vec<(Branch, Option<SrcNow>)> = Vec::new();
         let mut on_hook = None;
         for (ci, &base) in chains.iter().enumerate() {
             let plan = self.stage_plan(traversal, base);
@@ -1089,7 +1122,7 @@ impl<'a> Engine<'a> {
             if attach.map(|b| b.hook) != on_hook {
                 // A new hook: no translation of it is set up yet.
                 on_hook = attach.map(|b| b.hook);
-                current.append(&mut done);
+                current.extend(done.drain(..).map(|(b, _)| b));
             }
             // Branches that an earlier chain accepted with the same packets
             // have the same future from here (the deciding rule of every
@@ -1105,15 +1138,31 @@ impl<'a> Engine<'a> {
             let mut next_done = Vec::new();
             let walking = std::mem::take(&mut current)
                 .into_iter()
-                .map(|x| (x, false))
-                .chain(std::mem::take(&mut done).into_iter().map(|x| (x, true)));
-            for ((b, path, fork), was_done) in walking {
+                .map(|x| (x, false, None))
+                .chain(
+                    std::mem::take(&mut done)
+                        .into_iter()
+                        .map(|(x, now)| (x, true, now)),
+                );
+            for ((b, path, fork), was_done, now) in walking {
                 if was_done && nat_chain {
-                    next_done.push((b, path, fork));
+                    next_done.push(((b, path, fork), now));
                     continue;
                 }
                 let (mut accepted, mut translated) = (Vec::new(), Vec::new());
-                let (decided, surv) = self.walk(
+                // A carried source translation: the chain sees the new
+                // source (and port); the packets are named by the ones they
+                // entered with again (every packet of the box had the same
+                // new source, so no rule told them apart by the old one).
+                let entered = now.as_ref().map(|_| (b.src.clone(), b.sport.clone()));
+                let mut b = b;
+                if let Some(n) = &now {
+                    b.src = n.src.clone();
+                    if let Some(sp) = &n.sport {
+                        b.sport = sp.clone();
+                    }
+                }
+                let (mut decided, mut surv) = self.walk(
                     plan,
                     vec![Frag::new(b, 0)],
                     0,
@@ -1121,6 +1170,14 @@ impl<'a> Engine<'a> {
                     DEFAULT_BUDGET,
                     Forks::Branch,
                 )?;
+                if let (Some((src, sport)), Some(n)) = (&entered, &now) {
+                    for f in decided.iter_mut().chain(surv.iter_mut()) {
+                        f.b.src = src.clone();
+                        if n.sport.is_some() {
+                            f.b.sport = sport.clone();
+                        }
+                    }
+                }
                 for d in decided {
                     let piece = &plan.pieces[d.pos as usize];
                     let mut p = path.clone();
@@ -1161,7 +1218,7 @@ impl<'a> Engine<'a> {
                     self.policy_outcome(base, policy, s.b, path.clone(), fork, &mut accepted, out);
                 }
                 if was_done {
-                    next_done.append(&mut accepted);
+                    next_done.extend(accepted.drain(..).map(|x| (x, now.clone())));
                 } else {
                     next.append(&mut accepted);
                 }
@@ -1170,8 +1227,45 @@ impl<'a> Engine<'a> {
             current = next;
             done = next_done;
         }
-        current.append(&mut done);
+        current.extend(done.into_iter().map(|(b, _)| b));
         Ok(current)
+    }
+
+    /// The source a translation gives every packet, when the walk can
+    /// carry it exactly: SNAT to one address (and at most one port), or
+    /// MASQUERADE on a host with one address of the family besides
+    /// loopback (`--local`). A range is the kernel's choice per connection,
+    /// and several host addresses leave which one the outgoing interface
+    /// has open: `None`.
+    fn src_now(&self, rw: &ringfence_model::NatRewrite, fam: crate::space::Fam) -> Option<SrcNow> {
+        let v = |a: std::net::IpAddr| match a {
+            std::net::IpAddr::V4(a) => (crate::space::Fam::V4, u32::from(a) as u128),
+            std::net::IpAddr::V6(a) => (crate::space::Fam::V6, u128::from(a)),
+        };
+        let src = match (rw.kind, rw.addrs) {
+            (ringfence_model::NatKind::Snat, Some((lo, hi))) if lo == hi => {
+                let (f, a) = v(lo);
+                if f != fam {
+                    return None;
+                }
+                ISet::single(a)
+            }
+            (ringfence_model::NatKind::Masquerade, _) => {
+                let l = self.u.locals.as_ref()?;
+                let host = l.of(fam).difference(Locals::loopback().of(fam));
+                match host.ranges() {
+                    [(a, b)] if a == b => host,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        let sport = match rw.ports {
+            None => None,
+            Some((x, y)) if x == y => Some(ISet::single(x)),
+            Some(_) => return None,
+        };
+        Some(SrcNow { src, sport })
     }
 
     /// Apply the address translation of rule `key` to the packets `b` it
@@ -1193,7 +1287,7 @@ impl<'a> Engine<'a> {
         hook: Hook,
         later: &[ChainId],
         traversal: Hook,
-        next: &mut Vec<Branch>,
+        next: &mut Vec<(Branch, Option<SrcNow>)>,
         out: &mut Vec<Outcome>,
     ) {
         let Action::Nat(rw) = &self.rs.chains[key.0 as usize].rules[key.1 as usize].action else {
@@ -1225,7 +1319,7 @@ impl<'a> Engine<'a> {
             // A connection's destination is translated once: a later nat
             // chain of the hook is not consulted for it.
             if first.nat & !crate::space::nat::DNAT_ANY == 0 {
-                next.push((first, path, fork));
+                next.push(((first, path, fork), None));
                 return;
             }
             let to = match (rw.kind, rw.addrs) {
@@ -1256,7 +1350,7 @@ impl<'a> Engine<'a> {
                     let ((fa, a), (fb, z)) = (v(lo), v(hi));
                     if fa != first.fam || fb != first.fam || a > z {
                         // A translation of the other family does not apply.
-                        next.push((first, path, fork));
+                        next.push(((first, path, fork), None));
                         return;
                     }
                     Some(ISet::range(a, z))
@@ -1275,22 +1369,55 @@ impl<'a> Engine<'a> {
                 fork
             };
             let (same, moved) = spec.apply(&first);
-            next.extend(same.into_iter().map(|x| (x, path.clone(), fork)));
-            next.extend(moved.into_iter().map(|x| (x, path.clone(), moved_fork)));
+            next.extend(same.into_iter().map(|x| ((x, path.clone(), fork), None)));
+            next.extend(
+                moved
+                    .into_iter()
+                    .map(|x| ((x, path.clone(), moved_fork), None)),
+            );
         } else {
-            // The source as it is now is what every model field reads
-            // afterwards (the box keeps the entry source): sound only when
-            // no later chain reads the source.
-            // (The hook's later nat chains are skipped: they read nothing.)
+            // The hook's later nat chains are skipped: they read nothing.
+            let skipped = |c: ChainId| {
+                self.rs
+                    .chain(c)
+                    .base
+                    .as_ref()
+                    .is_some_and(|b| b.nat && b.hook == hook)
+            };
+            // A test of the original source reads what the packet entered
+            // with, which a carried translation does not show the chain.
+            let reads_orig = later.iter().any(|&c| {
+                !skipped(c)
+                    && reads_orig_source(self.rs, c.0, &mut vec![false; self.rs.chains.len()])
+            });
+            if let (Some(now), false) = (self.src_now(rw, first.fam), reads_orig) {
+                first.nat = crate::space::nat::add_snat(first.nat);
+                if now.sport.is_some() {
+                    // The port changes for port protocols only.
+                    let pp = crate::space::port_protocols();
+                    let mut other = first.clone();
+                    other.proto = other.proto.difference(&pp);
+                    first.proto = first.proto.intersect(&pp);
+                    if !other.is_empty() {
+                        let kept = SrcNow {
+                            src: now.src.clone(),
+                            sport: None,
+                        };
+                        next.push(((other, path.clone(), fork), Some(kept)));
+                    }
+                    if first.is_empty() {
+                        return;
+                    }
+                }
+                next.push(((first, path, fork), Some(now)));
+                return;
+            }
+            // Otherwise the source as it is now is what every model field
+            // reads afterwards (the box keeps the entry source): sound only
+            // when no later chain reads the source.
             let reads_src =
                 later.iter().any(|&c| {
-                    let skipped = self
-                        .rs
-                        .chain(c)
-                        .base
-                        .as_ref()
-                        .is_some_and(|b| b.nat && b.hook == hook);
-                    !skipped
+                    !skipped(c)
                         && self.stage_plan(traversal, c).pieces.iter().any(|p| {
                             p.b.src != crate::space::fam_full(p.b.fam) || !p.b.sport.is_full()
                         })
@@ -1299,7 +1426,7 @@ impl<'a> Engine<'a> {
                 return unknown(first, out);
             }
             first.nat = crate::space::nat::add_snat(first.nat);
-            next.push((first, path, fork));
+            next.push(((first, path, fork), None));
         }
     }
 

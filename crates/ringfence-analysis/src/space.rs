@@ -1079,7 +1079,7 @@ impl MarkSpace {
 /// them only): TCP, UDP, DCCP, SCTP, UDP-Lite.
 pub const PORT_PROTOCOLS: [u8; 5] = [6, 17, 33, 132, 136];
 
-fn port_protocols() -> ISet<u8> {
+pub(crate) fn port_protocols() -> ISet<u8> {
     ISet::from_ranges(PORT_PROTOCOLS.iter().map(|&p| (p, p)))
 }
 

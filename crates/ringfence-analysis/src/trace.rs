@@ -178,6 +178,11 @@ pub struct Xlat {
     /// The destination and port the packet entered with, when `dnat` is set
     /// (conntrack's original tuple).
     odst: Option<(IpAddr, u16)>,
+    /// The source (and source port, when the rule gave one) a source
+    /// translation gave the packet, when the walk carries it: later chains
+    /// of the hook see it (SNAT to one address, MASQUERADE with one host
+    /// address of the family).
+    src_now: Option<(IpAddr, Option<u16>)>,
     /// The hook whose translation a nat rule of this branch set up (any
     /// translation, even one that changed nothing): the hook's later nat
     /// chains are skipped ([`ringfence_model::BaseChain::nat`]).
@@ -278,6 +283,9 @@ pub struct Tracer<'a> {
     /// source address or port. A branch whose source was translated is
     /// unknown at a base chain that does, as in the engine.
     reads_src: Vec<bool>,
+    /// Per chain: some rule it reaches tests the original source or source
+    /// port (which a carried source translation does not show).
+    reads_orig_src: Vec<bool>,
 }
 
 /// Whether some rule of chain `c` or a chain it reaches reads the source
@@ -798,6 +806,9 @@ impl<'a> Tracer<'a> {
             reads_src: (0..rs.chains.len())
                 .map(|c| reads_source(rs, c, &mut vec![false; rs.chains.len()]))
                 .collect(),
+            reads_orig_src: (0..rs.chains.len())
+                .map(|c| crate::engine::reads_orig_source(rs, c, &mut vec![false; rs.chains.len()]))
+                .collect(),
         }
     }
 
@@ -1162,6 +1173,41 @@ impl<'a> Tracer<'a> {
         }
     }
 
+    /// The host's one address of `v6`'s family besides loopback, when it has
+    /// exactly one (`--local`): the address a MASQUERADE gives a packet.
+    fn single_host_address(&self, v6: bool) -> Option<IpAddr> {
+        let local = self.local.as_ref()?;
+        // The ranges of host addresses, loopback (::/127, 127.0.0.0/8) aside.
+        let ranges: Vec<(u128, u128)> = if v6 {
+            local
+                .addrs
+                .v6
+                .ranges()
+                .iter()
+                .filter(|&&(_, hi)| hi >= 2)
+                .map(|&(lo, hi)| (lo.max(2), hi))
+                .collect()
+        } else {
+            local
+                .addrs
+                .v4
+                .ranges()
+                .iter()
+                .flat_map(|&(lo, hi)| [(lo, hi.min(0x7eff_ffff)), (lo.max(0x8000_0000), hi)])
+                .filter(|&(lo, hi)| lo <= hi)
+                .map(|(lo, hi)| (u128::from(lo), u128::from(hi)))
+                .collect()
+        };
+        match ranges.as_slice() {
+            [(lo, hi)] if lo == hi => Some(if v6 {
+                IpAddr::from(std::net::Ipv6Addr::from(*lo))
+            } else {
+                IpAddr::from(std::net::Ipv4Addr::from(*lo as u32))
+            }),
+            _ => None,
+        }
+    }
+
     /// The lowest host address (`--local`, loopback aside) of `v6`'s
     /// family: where a REDIRECT in prerouting sends a packet.
     fn host_address(&self, v6: bool) -> Option<IpAddr> {
@@ -1221,6 +1267,23 @@ impl<'a> Tracer<'a> {
                     let mut x = st.2;
                     x.snat = Some(s);
                     x.snat_rule = Some(key);
+                    // The new source later chains of the hook see, when it
+                    // is one address (and at most one port), as the engine
+                    // carries it.
+                    let one_port = match n.ports {
+                        None => Some(None),
+                        Some((a, b)) if a == b => Some(Some(a)),
+                        Some(_) => None,
+                    };
+                    x.src_now = match (s, one_port) {
+                        (SnatTo::To(a, _), Some(port)) if a.is_ipv6() == p.src.is_ipv6() => {
+                            Some((a, port))
+                        }
+                        (SnatTo::Masquerade, Some(port)) => {
+                            self.single_host_address(p.src.is_ipv6()).map(|a| (a, port))
+                        }
+                        _ => None,
+                    };
                     out.push(Res::Out(Decision::Accept, Some(key), St(st.0, st.1, x)));
                 }
                 None => unknown(&mut out),
@@ -1310,6 +1373,7 @@ impl<'a> Tracer<'a> {
                 xlat.dnat_rule = None;
                 xlat.odst = None;
                 xlat.nat_done = None;
+                xlat.src_now = None;
                 let o = RawOutcome {
                     verdict,
                     rule,
@@ -1436,7 +1500,15 @@ impl<'a> Tracer<'a> {
             // A nat chain of a hook whose translation this branch has set
             // up is skipped: it decides nothing, the chain before did.
             let skipped = attach.is_some_and(|b| b.nat && st.2.nat_done == Some(b.hook));
-            if !skipped && self.reads_src[base.0] {
+            // After a source translation, a chain that reads the source is
+            // unknown unless the branch carries the new source; one that
+            // reads the original source is unknown either way.
+            let blind = if st.2.src_now.is_some() {
+                self.reads_orig_src[base.0]
+            } else {
+                self.reads_src[base.0]
+            };
+            if !skipped && blind {
                 if let (Some(_), Some(k)) = (st.2.snat, st.2.snat_rule) {
                     push(w, Decision::Unknown, Some(k), path, st);
                     continue;
@@ -1448,7 +1520,21 @@ impl<'a> Tracer<'a> {
             if skipped {
                 set.push(Res::Out(Decision::Accept, before, st));
             } else {
-                // The packet as the rules at this chain's stage see it.
+                // The packet as the rules at this chain's stage see it,
+                // with the source a carried translation gave it.
+                let resourced;
+                let p = match st.2.src_now {
+                    Some((a, port)) => {
+                        let has_ports = crate::space::PORT_PROTOCOLS.contains(&p.protocol);
+                        resourced = Packet {
+                            src: a,
+                            sport: port.filter(|_| has_ports).unwrap_or(p.sport),
+                            ..p.clone()
+                        };
+                        &resourced
+                    }
+                    None => p,
+                };
                 let seen = self.seen(stage, p, st.2.dnat, buf);
                 w.stage = stage;
                 w.route = Some(path);

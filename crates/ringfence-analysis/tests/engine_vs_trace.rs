@@ -249,7 +249,7 @@ type NatChainSpec = (usize, Vec<(Match, u8, u32, u16)>);
 
 fn nat_chain() -> impl Strategy<Value = NatChainSpec> {
     (
-        0usize..8,
+        0usize..9,
         prop::collection::vec((a_match(), 0u8..8, 0u32..9, 0u16..7), 0..4),
     )
 }
@@ -269,13 +269,15 @@ fn nat_base(k: usize) -> (Hook, i32, bool) {
         (Hook::Postrouting, 250, true),
         (Hook::Prerouting, -150, false),
         (Hook::Prerouting, 0, false),
-    ][k % 8]
+        (Hook::Postrouting, 150, false),
+    ][k % 9]
 }
 
 /// A rule of chain spec `k`: nat chains test only a connection's first
 /// packet (as the parsers restrict them) and translate (prerouting: DNAT
 /// to one of the packets' addresses, with or without a port; postrouting:
-/// SNAT to one, MASQUERADE), accept, drop, continue or set a mark; filter
+/// SNAT to one, with or without a port, MASQUERADE to the host's one
+/// address), accept, drop, continue or set a mark; filter
 /// chains accept, drop, continue or set a mark.
 fn nat_rule(k: usize, ri: usize, (mut m, code, a, port): (Match, u8, u32, u16)) -> Rule {
     let (hook, _, nat) = nat_base(k);
@@ -298,7 +300,7 @@ fn nat_rule(k: usize, ri: usize, (mut m, code, a, port): (Match, u8, u32, u16)) 
         (true, _, 4 | 5) => Action::Nat(NatRewrite {
             kind: NatKind::Snat,
             addrs: Some((addr, addr)),
-            ports: None,
+            ports: (code == 5).then_some((port, port)),
         }),
         (true, _, _) => Action::Nat(NatRewrite {
             kind: NatKind::Masquerade,
@@ -489,6 +491,20 @@ fn packet() -> impl Strategy<Value = Packet> {
         )
 }
 
+/// The host's one address, outside the packets' addresses (10.0.0.0-8):
+/// every packet is forwarded, and a MASQUERADE gives it this source.
+fn host() -> LocalAddrs {
+    LocalAddrs::new([IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9))])
+}
+
+fn engine_of(rs: &Ruleset) -> Engine<'_> {
+    Engine::new(rs, IfaceUniverse::new([rs]).with_locals(&host().addrs))
+}
+
+fn tracer_of(rs: &Ruleset) -> Tracer<'_> {
+    Tracer::new(rs).with_local(host())
+}
+
 fn decision(f: Fate) -> Decision {
     match f {
         Fate::Accept => Decision::Accept,
@@ -537,8 +553,8 @@ proptest! {
 
     #[test]
     fn every_outcome_of_trace_is_an_engine_branch_and_none_is_missed(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..20)) {
-        let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
-        let tracer = Tracer::new(&rs);
+        let engine = engine_of(&rs);
+        let tracer = tracer_of(&rs);
         for p in &pkts {
             let t = tracer.trace(Hook::Forward, p);
             let traced = trace_outcomes(&tracer, p);
@@ -573,8 +589,8 @@ proptest! {
 
     #[test]
     fn excess_regions_hold_exactly_the_packets_some_branch_accepts(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..30)) {
-        let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
-        let tracer = Tracer::new(&rs);
+        let engine = engine_of(&rs);
+        let tracer = tracer_of(&rs);
         let scope = engine.hook_space(Hook::Forward, CtStates::ALL.0);
         let (acc, incomplete) = engine.accepted_beyond(Hook::Forward, &scope, &[], DEFAULT_BUDGET);
         prop_assert!(!incomplete);
@@ -614,8 +630,8 @@ proptest! {
 
     #[test]
     fn shadowed_rules_never_match_and_redundant_rules_change_no_verdict(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..40)) {
-        let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
-        let tracer = Tracer::new(&rs);
+        let engine = engine_of(&rs);
+        let tracer = tracer_of(&rs);
         let an = engine.anomalies(DEFAULT_BUDGET);
         // Two threads sharing the search one chain at a time find the same, in order.
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -645,7 +661,7 @@ proptest! {
             for c in &mut cut.chains {
                 c.rules.retain(|x| x.origin != r.rule);
             }
-            let t2 = Tracer::new(&cut);
+            let t2 = tracer_of(&cut);
             for p in &pkts {
                 let a = decisions(&trace_outcomes(&tracer, p));
                 let b = decisions(&trace_outcomes(&t2, p));
