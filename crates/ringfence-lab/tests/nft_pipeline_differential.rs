@@ -624,3 +624,102 @@ fn each_numgen_mod_1_form_is_settled_from_the_parsers_text() {
         assert_eq!(rules.len(), usize::from(holds), "{form}");
     }
 }
+
+/// Hand-written nat layouts the random generator reaches only by chance,
+/// each loaded into the router and probed like a random ruleset: nat
+/// chains at a declared priority far from the nat priority (they run at
+/// -100 / 100 whatever they say, so a filter chain at 0 sees a prerouting
+/// DNAT of a nat chain at 150, and one at -150 does not), a DNAT to the
+/// address a packet already has ending the hook's nat chains (the later
+/// chain's DNAT and drop are skipped), and a filter chain after SNAT and
+/// MASQUERADE reading the new source. Zero disagreements allowed.
+#[test]
+fn kernel_agrees_with_trace_on_nat_chain_layouts() {
+    if !ringfence_testkit::require!(
+        Need::Root,
+        Need::Tool("ip"),
+        Need::Tool("nft"),
+        Need::Tool("python3")
+    ) {
+        return;
+    }
+    let layouts = [
+        // A nat chain says 150 and runs at -100, before the filter chain at
+        // 0 that drops what it sends to .12; the one at -150 runs first.
+        "flush ruleset
+table ip rf0 {
+  chain early { type filter hook prerouting priority -150; policy accept;
+    ip daddr 198.18.1.12 tcp dport 80 drop
+  }
+  chain late_nat { type nat hook prerouting priority 150; policy accept;
+    ip daddr 198.18.1.11 dnat to 198.18.1.12
+  }
+  chain filter0 { type filter hook prerouting priority 0; policy accept;
+    ip daddr 198.18.1.12 tcp dport 22 drop
+  }
+}
+",
+        // An identity DNAT (to the address the packet has) in the first nat
+        // chain ends the hook's nat chains: the second one's DNAT to .13
+        // and its drop never run for those packets.
+        "flush ruleset
+table ip rf0 {
+  chain n1 { type nat hook prerouting priority -50; policy accept;
+    ip daddr 198.18.1.11 dnat to 198.18.1.11
+    ip daddr 198.18.1.14 tcp dport 80 dnat to 198.18.1.14:8080
+  }
+}
+table inet rf1 {
+  chain n2 { type nat hook prerouting priority 100; policy accept;
+    ip daddr { 198.18.1.11, 198.18.1.14 } dnat ip to 198.18.1.13
+    ip daddr 198.18.1.15 drop
+  }
+}
+",
+        // SNAT and MASQUERADE, then a filter chain at 150 on the new source.
+        "flush ruleset
+table ip rf0 {
+  chain post { type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 198.18.0.10-198.18.0.12 snat to 198.18.1.1
+    ip saddr 198.18.0.13-198.18.0.15 oifname \"rfs0\" masquerade
+  }
+  chain after { type filter hook postrouting priority 150; policy accept;
+    ip saddr 198.18.1.1 tcp dport 22 drop
+    ip saddr 198.18.1.1 udp dport 53 drop
+  }
+}
+",
+    ];
+    let per = env_num("RF_KERNEL_PROBES", 150) as usize;
+    let seed = env_num("RF_KERNEL_SEED", 0x5eed_2b7e);
+    let mut lab = PipeLab::new("nl");
+    let mut rng = Rng::new(seed);
+    let mut next_sport = 10_000u16;
+    let mut tally = Tally::default();
+    let mut disagreements = Vec::new();
+    for (k, text) in layouts.iter().enumerate() {
+        let out = lab.router().run("nft", &["-f", "-"], text.as_bytes());
+        assert!(
+            out.status.success(),
+            "layout {k}: nft refused it: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dump = lab.router().ok("nft", &["-j", "list", "ruleset"], b"");
+        let rs = ringfence_parse::nft::parse(&dump, "dump.json")
+            .unwrap_or_else(|e| panic!("layout {k}: parsing the dump failed: {e}\n{dump}"));
+        let tracer = Tracer::new(&rs).with_local(pipeline_lab::router_addrs());
+        let probes = random_probes(&mut rng, per, &mut next_sport);
+        let context = || format!("seed {seed}, layout {k}\n{text}");
+        disagreements.extend(pipeline_lab::check(
+            &mut lab, &tracer, None, &probes, &mut tally, &context,
+        ));
+    }
+    eprintln!("nft nat layouts: seed {seed}: {}", tally.line());
+    drop(lab);
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements with the kernel; the first:\n{}",
+        disagreements.len(),
+        disagreements[0]
+    );
+}
