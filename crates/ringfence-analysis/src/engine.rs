@@ -323,7 +323,7 @@ pub fn settle(outcomes: Vec<Outcome>, budget: usize) -> Result<Vec<Settled>, Ove
     let mut out = Vec::with_capacity(outcomes.len());
     // Forked outcomes grouped by their exact box.
     let mut groups: Vec<Settled> = Vec::new();
-    let mut by_box: std::collections::HashMap<PBox, usize> = std::collections::HashMap::new();
+    let mut by_box: rustc_hash::FxHashMap<PBox, usize> = rustc_hash::FxHashMap::default();
     for o in outcomes {
         let Some(fork) = o.fork else {
             out.push(Settled {
@@ -475,7 +475,7 @@ pub struct Engine<'a> {
     /// Plans of base chains at a stage that hides something their rules (or
     /// the rules of the chains they reach) read, by chain and stage; every
     /// other base chain walks its plain plan.
-    staged: std::collections::HashMap<(usize, Stage), Plan>,
+    staged: rustc_hash::FxHashMap<(usize, Stage), Plan>,
     /// Per traversal (in the order of `bases`): each base chain's stage.
     stages: Vec<Vec<Stage>>,
     /// Chains that are part of a jump loop (their plans are "unknown").
@@ -574,7 +574,7 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let mut staged = std::collections::HashMap::new();
+        let mut staged = rustc_hash::FxHashMap::default();
         for (stage, mut cs) in by_stage {
             cs.sort_unstable();
             cs.dedup();
@@ -1130,9 +1130,13 @@ impl<'a> Engine<'a> {
             // Translated ones may skip every chain left (a skipped chain
             // decides nothing), so they stay apart.
             if *any_fork && current.len() > 1 {
-                let mut seen: std::collections::HashSet<PBox> =
-                    std::collections::HashSet::with_capacity(current.len());
-                current.retain(|(b, _, _)| seen.insert(b.clone()));
+                let keep: Vec<bool> = {
+                    let mut seen: rustc_hash::FxHashSet<&PBox> = rustc_hash::FxHashSet::default();
+                    seen.reserve(current.len());
+                    current.iter().map(|(b, _, _)| seen.insert(b)).collect()
+                };
+                let mut keep = keep.into_iter();
+                current.retain(|_| keep.next().unwrap_or(true));
             }
             let mut next = Vec::new();
             let mut next_done = Vec::new();
@@ -2637,9 +2641,9 @@ fn dedup_at(v: &mut Vec<Slot>, arena: &mut Arena, at: &[u32]) {
             }
         } else {
             use std::hash::BuildHasher;
-            let hasher = std::collections::hash_map::RandomState::new();
-            let mut by_hash: std::collections::HashMap<u64, smallvec::SmallVec<[usize; 1]>> =
-                std::collections::HashMap::with_capacity(same.len());
+            let hasher = rustc_hash::FxBuildHasher;
+            let mut by_hash: rustc_hash::FxHashMap<u64, smallvec::SmallVec<[usize; 1]>> =
+                rustc_hash::FxHashMap::with_capacity_and_hasher(same.len(), hasher);
             for &i in &same {
                 let kept = by_hash
                     .entry(hasher.hash_one((b(i), v[i].fork)))

@@ -1035,41 +1035,6 @@ fn reads_after_reply_untranslated(engine: &Engine<'_>) -> Option<(u32, u32)> {
     })
 }
 
-/// A fast non-cryptographic hasher for merge keys (the keys are our own
-/// boxes, not attacker-chosen strings, so SipHash buys nothing here).
-#[derive(Clone, Copy, Default)]
-struct FastHash;
-
-impl std::hash::BuildHasher for FastHash {
-    type Hasher = FastHasher;
-    fn build_hasher(&self) -> FastHasher {
-        FastHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-struct FastHasher(u64);
-
-impl std::hash::Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0 ^ u64::from_le_bytes(w))
-                .wrapping_mul(0x0100_0000_01b3)
-                .rotate_left(29);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64);
-    }
-}
-
 /// Address ranges of one side, one range inline.
 type Ranges = smallvec::SmallVec<[(u128, u128); 1]>;
 
@@ -1097,7 +1062,7 @@ fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> 
             }
         }
         let key_hash = |b: &PBox, k: &K| {
-            let mut h = FastHash.build_hasher();
+            let mut h = rustc_hash::FxBuildHasher.build_hasher();
             b.fam.hash(&mut h);
             other(pass, b).hash(&mut h);
             b.proto.hash(&mut h);
@@ -1125,8 +1090,8 @@ fn merge_regions<K: Clone + Eq + std::hash::Hash>(mut boxes: Vec<(PBox, K)>) -> 
         // (index of the group's first box, the merged side's ranges)
         let mut groups: Vec<(usize, Ranges)> = Vec::new();
         // Hash -> latest group with that hash; `chain` links groups sharing a hash.
-        let mut by_hash: HashMap<u64, u32, FastHash> =
-            HashMap::with_capacity_and_hasher(boxes.len(), FastHash);
+        let mut by_hash: rustc_hash::FxHashMap<u64, u32> =
+            HashMap::with_capacity_and_hasher(boxes.len(), rustc_hash::FxBuildHasher);
         let mut chain: Vec<u32> = Vec::new();
         for (i, item) in boxes.iter().enumerate() {
             let h = key_hash(&item.0, &item.1);
