@@ -430,7 +430,13 @@ fn expect(o: &TraceOutcome, p: &Probe) -> Expect {
                     None => return Expect::Anything,
                 },
             };
-            let side = if o.path == Hook::Input || dst == ROUTER_IN_ADDR || dst == ROUTER_OUT_ADDR {
+            // A packet the router sends to loopback (a REDIRECT in output)
+            // comes back to the router itself.
+            let side = if o.path == Hook::Input
+                || dst == ROUTER_IN_ADDR
+                || dst == ROUTER_OUT_ADDR
+                || dst.is_loopback()
+            {
                 Side::Router
             } else {
                 Side::Server
