@@ -22,34 +22,16 @@ use ringfence_parse::RulesetFormat;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-/// A small deterministic generator (xorshift64*), so one proptest seed
-/// gives one ruleset and one packet list.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-}
+/// The seeded generator (one proptest seed gives one ruleset and one
+/// packet list).
+use ringfence_testkit::Rng;
 
 const PORTS: [u16; 7] = [22, 53, 80, 443, 1000, 1001, 5000];
 const IFACES: [&str; 3] = ["eth0", "eth1", "veth0"];
 
 /// An address of the small domain: 198.18.X.Y or 2001:db8:0:X::Y.
 fn addr(r: &mut Rng, v6: bool) -> String {
-    let (x, y) = (r.below(4), r.below(8) + 1);
+    let (x, y) = (r.index(4), r.index(8) + 1);
     if v6 {
         format!("2001:db8:0:{x}::{y}")
     } else {
@@ -60,17 +42,17 @@ fn addr(r: &mut Rng, v6: bool) -> String {
 fn prefix(r: &mut Rng, v6: bool) -> String {
     let a = addr(r, v6);
     let len = if v6 {
-        *[128, 126, 125, 64, 48].get(r.below(5)).unwrap()
+        *[128, 126, 125, 64, 48].get(r.index(5)).unwrap()
     } else {
-        *[32, 30, 29, 24, 16].get(r.below(5)).unwrap()
+        *[32, 30, 29, 24, 16].get(r.index(5)).unwrap()
     };
     format!("{a}/{len}")
 }
 
 fn port_spec(r: &mut Rng) -> String {
-    let a = PORTS[r.below(PORTS.len())];
+    let a = PORTS[r.index(PORTS.len())];
     if r.chance(30) {
-        format!("{a}:{}", a + r.below(600) as u16)
+        format!("{a}:{}", a + r.index(600) as u16)
     } else {
         a.to_string()
     }
@@ -91,7 +73,7 @@ fn a_match(r: &mut Rng, v6: bool, table: &str, chain_hook: &str) -> String {
             m,
             " {}-i {}",
             neg(r),
-            r.pick(&["eth0", "eth1", "eth+", "veth0"])
+            r.one(&["eth0", "eth1", "eth+", "veth0"])
         );
     }
     if !matches!(chain_hook, "PREROUTING" | "INPUT") && r.chance(15) {
@@ -99,11 +81,11 @@ fn a_match(r: &mut Rng, v6: bool, table: &str, chain_hook: &str) -> String {
             m,
             " {}-o {}",
             neg(r),
-            r.pick(&["eth0", "eth1", "eth+", "veth0"])
+            r.one(&["eth0", "eth1", "eth+", "veth0"])
         );
     }
     let icmp = if v6 { "icmpv6" } else { "icmp" };
-    match r.below(10) {
+    match r.index(10) {
         0..=3 => {
             m.push_str(" -p tcp -m tcp");
             if r.chance(60) {
@@ -112,7 +94,7 @@ fn a_match(r: &mut Rng, v6: bool, table: &str, chain_hook: &str) -> String {
             if r.chance(25) {
                 let _ = write!(m, " --sport {}", port_spec(r));
             }
-            match r.below(8) {
+            match r.index(8) {
                 0 => m.push_str(" --syn"),
                 1 => m.push_str(" ! --syn"),
                 2 => m.push_str(" --tcp-flags SYN,ACK,RST ACK"),
@@ -127,9 +109,9 @@ fn a_match(r: &mut Rng, v6: bool, table: &str, chain_hook: &str) -> String {
                 let _ = write!(
                     m,
                     " -m multiport --dports {},{},{}",
-                    PORTS[r.below(7)],
-                    PORTS[r.below(7)],
-                    PORTS[r.below(7)]
+                    PORTS[r.index(7)],
+                    PORTS[r.index(7)],
+                    PORTS[r.index(7)]
                 );
             }
         }
@@ -140,7 +122,7 @@ fn a_match(r: &mut Rng, v6: bool, table: &str, chain_hook: &str) -> String {
                 let _ = write!(
                     m,
                     " -m {icmp} {t} {}",
-                    r.pick(&["echo-request", "echo-reply"])
+                    r.one(&["echo-request", "echo-reply"])
                 );
             }
         }
@@ -151,7 +133,7 @@ fn a_match(r: &mut Rng, v6: bool, table: &str, chain_hook: &str) -> String {
         let _ = write!(
             m,
             " -m conntrack --ctstate {}",
-            r.pick(&[
+            r.one(&[
                 "NEW",
                 "RELATED,ESTABLISHED",
                 "NEW,ESTABLISHED",
@@ -161,10 +143,10 @@ fn a_match(r: &mut Rng, v6: bool, table: &str, chain_hook: &str) -> String {
         );
     }
     if table != "raw" && r.chance(12) {
-        let _ = write!(m, " -m mark {}--mark 0x{:x}/0xf", neg(r), r.below(4));
+        let _ = write!(m, " -m mark {}--mark 0x{:x}/0xf", neg(r), r.index(4));
     }
     if table != "raw" && r.chance(5) {
-        let _ = write!(m, " -m connmark --mark 0x{:x}/0xf", r.below(3));
+        let _ = write!(m, " -m connmark --mark 0x{:x}/0xf", r.index(3));
     }
     if r.chance(8) {
         m.push_str(" -m statistic --mode random --probability 0.50000000000");
@@ -173,18 +155,18 @@ fn a_match(r: &mut Rng, v6: bool, table: &str, chain_hook: &str) -> String {
         m.push_str(" -m limit --limit 5/min");
     }
     if r.chance(5) {
-        let lo = 40 + r.below(100);
+        let lo = 40 + r.index(100);
         let _ = write!(m, " -m length --length {lo}:{}", lo + 60);
     }
     if r.chance(4) {
-        let _ = write!(m, " -m dscp --dscp 0x{:02x}", [0, 10, 46][r.below(3)]);
+        let _ = write!(m, " -m dscp --dscp 0x{:02x}", [0, 10, 46][r.index(3)]);
     }
     if r.chance(6) {
         let _ = write!(
             m,
             " -m addrtype {}--dst-type {}",
             neg(r),
-            r.pick(&["LOCAL", "UNICAST"])
+            r.one(&["LOCAL", "UNICAST"])
         );
     }
     if table == "filter" && r.chance(4) {
@@ -196,35 +178,35 @@ fn a_match(r: &mut Rng, v6: bool, table: &str, chain_hook: &str) -> String {
 /// One rule's target. `users` are the user chains this chain may call
 /// (only later ones, so calls never loop).
 fn a_target(r: &mut Rng, v6: bool, table: &str, hook: &str, users: &[String]) -> String {
-    let k = r.below(100);
+    let k = r.index(100);
     if !users.is_empty() && k < 14 {
-        let u = &users[r.below(users.len())];
+        let u = &users[r.index(users.len())];
         return if r.chance(25) {
             format!("-g {u}")
         } else {
             format!("-j {u}")
         };
     }
-    let set_mark = |r: &mut Rng| format!("-j MARK --set-xmark 0x{:x}/0xf", r.below(4));
+    let set_mark = |r: &mut Rng| format!("-j MARK --set-xmark 0x{:x}/0xf", r.index(4));
     match table {
-        "nat" => match (hook, r.below(10)) {
+        "nat" => match (hook, r.index(10)) {
             ("PREROUTING" | "OUTPUT", 0..=4) => {
                 let to = addr(r, v6);
                 let to = if v6 { format!("[{to}]") } else { to };
                 if r.chance(50) {
-                    format!("-j DNAT --to-destination {to}:{}", PORTS[r.below(7)])
+                    format!("-j DNAT --to-destination {to}:{}", PORTS[r.index(7)])
                 } else {
                     format!("-j DNAT --to-destination {to}")
                 }
             }
-            ("PREROUTING" | "OUTPUT", 5) => format!("-j REDIRECT --to-ports {}", PORTS[r.below(7)]),
+            ("PREROUTING" | "OUTPUT", 5) => format!("-j REDIRECT --to-ports {}", PORTS[r.index(7)]),
             ("POSTROUTING" | "INPUT", 0..=3) => format!("-j SNAT --to-source {}", addr(r, v6)),
             ("POSTROUTING" | "INPUT", 4 | 5) => "-j MASQUERADE".into(),
             (_, 6) => set_mark(r),
             (_, 7) => "-j RETURN".into(),
             _ => "-j ACCEPT".into(),
         },
-        "mangle" => match r.below(10) {
+        "mangle" => match r.index(10) {
             0..=3 => set_mark(r),
             4 => "-j CONNMARK --save-mark --nfmask 0xf --ctmask 0xf".into(),
             5 => "-j CONNMARK --restore-mark --nfmask 0xf --ctmask 0xf".into(),
@@ -232,12 +214,12 @@ fn a_target(r: &mut Rng, v6: bool, table: &str, hook: &str, users: &[String]) ->
             7 => "-j RETURN".into(),
             _ => "-j ACCEPT".into(),
         },
-        "raw" => match r.below(6) {
+        "raw" => match r.index(6) {
             0 => "-j DROP".into(),
             1 => "-j RETURN".into(),
             _ => "-j ACCEPT".into(),
         },
-        _ => match r.below(12) {
+        _ => match r.index(12) {
             0..=3 => "-j ACCEPT".into(),
             4 | 5 => "-j DROP".into(),
             6 if v6 => "-j REJECT --reject-with icmp6-port-unreachable".into(),
@@ -268,7 +250,7 @@ fn ruleset_text(r: &mut Rng, v6: bool) -> String {
             continue;
         }
         let _ = writeln!(out, "*{table}");
-        let n_users = r.below(4);
+        let n_users = r.index(4);
         let users: Vec<String> = (0..n_users).map(|i| format!("U{i}")).collect();
         for h in hooks {
             let policy = if table == "filter" && r.chance(50) {
@@ -284,9 +266,9 @@ fn ruleset_text(r: &mut Rng, v6: bool) -> String {
         for h in hooks {
             // Long enough for tables in the chains packets mostly take.
             let n = if table == "filter" || r.chance(50) {
-                17 + r.below(54)
+                17 + r.index(54)
             } else {
-                r.below(8)
+                r.index(8)
             };
             for _ in 0..n {
                 let m = a_match(r, v6, table, h);
@@ -296,9 +278,9 @@ fn ruleset_text(r: &mut Rng, v6: bool) -> String {
         }
         for (i, u) in users.iter().enumerate() {
             let n = if r.chance(60) {
-                17 + r.below(40)
+                17 + r.index(40)
             } else {
-                1 + r.below(10)
+                1 + r.index(10)
             };
             // Hooks a user chain may be called from: the strictest, so its
             // interface tests are valid wherever it is called.
@@ -332,14 +314,14 @@ fn ruleset_text(r: &mut Rng, v6: bool) -> String {
 /// A random packet of the same domain, and whether it comes from the host.
 fn a_packet(r: &mut Rng, v6: bool) -> (Packet, bool) {
     let ip = |r: &mut Rng| -> IpAddr { addr(r, v6).parse().unwrap() };
-    let protocol = [6u8, 6, 17, 17, if v6 { 58 } else { 1 }, 47][r.below(6)];
-    let iface = |r: &mut Rng| (r.chance(80)).then(|| IFACES[r.below(3)].to_string());
+    let protocol = [6u8, 6, 17, 17, if v6 { 58 } else { 1 }, 47][r.index(6)];
+    let iface = |r: &mut Rng| (r.chance(80)).then(|| IFACES[r.index(3)].to_string());
     let mut p = Packet {
         src: ip(r),
         dst: ip(r),
         protocol,
-        sport: PORTS[r.below(7)] + r.below(3) as u16,
-        dport: PORTS[r.below(7)] + if r.chance(20) { r.below(600) as u16 } else { 0 },
+        sport: PORTS[r.index(7)] + r.index(3) as u16,
+        dport: PORTS[r.index(7)] + if r.chance(20) { r.index(600) as u16 } else { 0 },
         iif: iface(r),
         oif: iface(r),
         ct_state: if r.chance(85) {
@@ -347,11 +329,11 @@ fn a_packet(r: &mut Rng, v6: bool) -> (Packet, bool) {
         } else {
             CtStates::ESTABLISHED
         },
-        tcp_flags: r.chance(40).then(|| [0x02u8, 0x12, 0x10, 0x04][r.below(4)]),
-        icmp_type: r.chance(40).then(|| [8u8, 0, 128, 129][r.below(4)]),
+        tcp_flags: r.chance(40).then(|| [0x02u8, 0x12, 0x10, 0x04][r.index(4)]),
+        icmp_type: r.chance(40).then(|| [8u8, 0, 128, 129][r.index(4)]),
         icmp_code: None,
-        length: r.chance(50).then(|| 40 + r.below(200) as u32),
-        tos: r.chance(50).then(|| [0u8, 10 << 2, 46 << 2][r.below(3)]),
+        length: r.chance(50).then(|| 40 + r.index(200) as u32),
+        tos: r.chance(50).then(|| [0u8, 10 << 2, 46 << 2][r.index(3)]),
         pkttype: None,
         mac_src: None,
     };
@@ -409,7 +391,7 @@ proptest! {
         local in prop::bool::ANY,
         hook in prop_oneof![Just(Hook::Forward), Just(Hook::Input), Just(Hook::Output)],
     ) {
-        let mut r = Rng(seed);
+        let mut r = Rng::from_state(seed);
         let text = ruleset_text(&mut r, v6);
         let rs = parse(&text);
         let host: IpAddr = addr(&mut r, v6).parse().unwrap();
@@ -436,7 +418,7 @@ fn generated_rulesets_reach_every_kind_of_outcome() {
     // destination translation and a source translation.
     let mut seen = std::collections::BTreeSet::new();
     for seed in 1..40u64 {
-        let mut r = Rng(seed * 7919);
+        let mut r = Rng::from_state(seed * 7919);
         let rs = parse(&ruleset_text(&mut r, seed % 3 == 0));
         let t = Tracer::new(&rs);
         for _ in 0..200 {

@@ -356,17 +356,8 @@ impl Iterator for Cands<'_> {
 mod tests {
     use super::*;
     use ringfence_model::CtStates;
-
-    /// xorshift64*: the same rules and packets on every run.
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-        }
-    }
+    /// The seeded generator: the same rules and packets on every run.
+    use ringfence_testkit::Rng;
 
     /// A set over a small window of values: full, one value, a range, a
     /// negated range (two ranges), or empty.
@@ -422,7 +413,7 @@ mod tests {
 
     #[test]
     fn candidates_are_exactly_the_rules_whose_indexed_fields_hold_the_packet() {
-        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut r = Rng::from_state(0x9e37_79b9_7f4a_7c15);
         // Short, one-word, multi-word and multi-summary-word chains.
         for n in [1usize, 17, 64, 65, 300, 4096, 4097, 9000] {
             let rules: Vec<Match> = (0..n).map(|_| a_match(&mut r)).collect();
