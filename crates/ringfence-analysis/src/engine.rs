@@ -20,7 +20,7 @@
 
 mod anomaly;
 
-pub use anomaly::{Anomalies, Anomaly, RuleAnomaly};
+pub use anomaly::{Anomalies, Anomaly, DeadReason, RuleAnomaly};
 
 use crate::index::{BoxIndex, DstIndex, Hull};
 use crate::space::ISet;
@@ -484,6 +484,8 @@ pub struct Engine<'a> {
     bases: Vec<(Hook, Vec<ChainId>)>,
     /// With the host's addresses known: the path that routing splits.
     split: Option<SplitRoute>,
+    /// Dead rules in context, computed on first use (see `anomaly`).
+    anomaly_context: std::sync::OnceLock<anomaly::Context>,
 }
 
 const HOOKS: [Hook; 5] = [
@@ -622,6 +624,7 @@ impl<'a> Engine<'a> {
             loops,
             bases,
             split,
+            anomaly_context: std::sync::OnceLock::new(),
         }
     }
 

@@ -1642,6 +1642,7 @@ impl Incremental {
                             }
                             v
                         },
+                        reason: None,
                     };
                     match k {
                         Kind::Shadowed => shadowed.push(f),

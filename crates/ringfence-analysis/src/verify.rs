@@ -399,6 +399,23 @@ pub struct RuleFinding {
     pub chain: String,
     /// The rules responsible.
     pub by: Vec<String>,
+    /// Shadowed rules only, when not judged in the rule's own chain:
+    /// `context` (no packet that reaches it from the base chains matches
+    /// it) or `never_reached` (the finding stands for the whole chain, no
+    /// base chain reaches it). Absent: earlier rules of its own chain cover it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DeadReason>,
+}
+
+/// Why a shadowed rule never matches, when not because of its own chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadReason {
+    /// Dead in context: no packet that reaches it through the base chains
+    /// (and the jumps to its chain) matches it.
+    Context,
+    /// Its user chain is never reached from a base chain.
+    NeverReached,
 }
 
 /// Counts.
@@ -1432,6 +1449,11 @@ pub fn verify_with(
         rule: rule_string(&a.rule),
         chain: a.chain.clone(),
         by: a.by.iter().map(rule_string).collect(),
+        reason: match a.reason {
+            crate::engine::DeadReason::Chain => None,
+            crate::engine::DeadReason::Context => Some(DeadReason::Context),
+            crate::engine::DeadReason::NeverReached => Some(DeadReason::NeverReached),
+        },
     };
     let shadowed: Vec<RuleFinding> = an.shadowed.iter().map(finding).collect();
     let redundant: Vec<RuleFinding> = an

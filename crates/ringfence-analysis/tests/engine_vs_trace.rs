@@ -24,7 +24,7 @@
 //! what the translations rewrote.
 
 use proptest::prelude::*;
-use ringfence_analysis::engine::DEFAULT_BUDGET;
+use ringfence_analysis::engine::{DeadReason, DEFAULT_BUDGET};
 use ringfence_analysis::space::packet_box;
 use ringfence_analysis::trace::Decision;
 use ringfence_analysis::{Engine, Fate, IfaceUniverse, Tracer};
@@ -544,6 +544,55 @@ fn engine_outcomes(e: &Engine<'_>, p: &Packet) -> OutcomeSet {
         .collect()
 }
 
+/// Every rule a shadowed finding says never matches: the rule, or for a
+/// chain never reached, each of its rules.
+fn dead_rules<'r>(rs: &'r Ruleset, an: &'r ringfence_analysis::Anomalies) -> Vec<&'r RuleRef> {
+    let mut out = Vec::new();
+    for s in &an.shadowed {
+        if s.reason == DeadReason::NeverReached {
+            let chain = rs
+                .chains
+                .iter()
+                .find(|c| c.name == s.chain)
+                .expect("its chain");
+            out.extend(chain.rules.iter().map(|r| &r.origin));
+        } else {
+            out.push(&s.rule);
+        }
+    }
+    out
+}
+
+/// [`ruleset`] with its two base chains moved to other hooks and
+/// priorities: before conntrack (raw), in mangle, on input, output and
+/// postrouting, so that stages and earlier base chains decide what reaches
+/// a rule.
+fn staged_ruleset() -> impl Strategy<Value = Ruleset> {
+    (ruleset(), 0usize..6, 0usize..4).prop_map(|(mut rs, a, b)| {
+        let first = [
+            (Hook::Prerouting, -300),
+            (Hook::Prerouting, -150),
+            (Hook::Forward, -150),
+            (Hook::Input, 0),
+            (Hook::Output, -300),
+            (Hook::Forward, 0),
+        ][a];
+        let second = [
+            (Hook::Forward, 10),
+            (Hook::Input, 10),
+            (Hook::Postrouting, 100),
+            (Hook::Output, 0),
+        ][b];
+        for (c, (hook, priority)) in [first, second].into_iter().enumerate() {
+            if let Some(base) = rs.chains[c].base.as_mut() {
+                base.hook = hook;
+                base.priority = priority;
+            }
+        }
+        rs
+    })
+}
+
 fn decisions(s: &OutcomeSet) -> BTreeSet<String> {
     s.iter().map(|(d, _)| d.clone()).collect()
 }
@@ -648,11 +697,11 @@ proptest! {
         prop_assert_eq!(&redundant, &an.redundant);
         for p in &pkts {
             let t = tracer.trace(Hook::Forward, p);
-            for s in &an.shadowed {
-                prop_assert!(!t.path.contains(&s.rule), "shadowed {} matched {:?}", s.rule, p);
+            for rule in dead_rules(&rs, &an) {
+                prop_assert!(!t.path.contains(rule), "shadowed {} matched {:?}", rule, p);
                 prop_assert!(
-                    !t.outcomes.iter().any(|o| o.rule.as_ref() == Some(&s.rule)),
-                    "shadowed {} decided {:?}", s.rule, p
+                    !t.outcomes.iter().any(|o| o.rule.as_ref() == Some(rule)),
+                    "shadowed {} decided {:?}", rule, p
                 );
             }
         }
@@ -666,6 +715,26 @@ proptest! {
                 let a = decisions(&trace_outcomes(&tracer, p));
                 let b = decisions(&trace_outcomes(&t2, p));
                 prop_assert_eq!(a, b, "removing redundant {} changed {:?}", r.rule, p);
+            }
+        }
+    }
+
+    #[test]
+    fn rules_reported_dead_never_match_on_any_path(rs in staged_ruleset(), pkts in prop::collection::vec(packet(), 1..40)) {
+        let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
+        let tracer = Tracer::new(&rs);
+        let an = engine.anomalies(DEFAULT_BUDGET);
+        let dead = dead_rules(&rs, &an);
+        for p in &pkts {
+            for hook in [Hook::Input, Hook::Forward, Hook::Output] {
+                let t = tracer.trace(hook, p);
+                for &rule in &dead {
+                    prop_assert!(!t.path.contains(rule), "dead {} passed by {:?} on {}", rule, p, hook);
+                    prop_assert!(
+                        !t.outcomes.iter().any(|o| o.rule.as_ref() == Some(rule)),
+                        "dead {} decided {:?} on {}", rule, p, hook
+                    );
+                }
             }
         }
     }

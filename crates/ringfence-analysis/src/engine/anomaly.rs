@@ -1,5 +1,11 @@
 //! Shadowed and redundant rules: a rule no packet reaches, or one whose
-//! removal changes no packet's fate.
+//! removal changes no packet's fate. A rule is judged first in its own
+//! chain (for every packet that may enter the chain), then in context
+//! ([`context`]: for the packets that really reach it from the base chains).
+
+mod context;
+
+pub(super) use context::Context;
 
 use super::*;
 
@@ -34,11 +40,17 @@ impl Engine<'_> {
 
     /// Shadowed and redundant rules of the chains in `range`, in chain order.
     fn anomalies_in(&self, range: std::ops::Range<usize>, budget: usize) -> Anomalies {
+        let ctx = self.context(budget);
         let mut shadowed = Vec::new();
         let mut redundant = Vec::new();
         for ci in range {
             let chain = &self.rs.chains[ci];
-            if chain.is_unknown_target() {
+            if chain.is_unknown_target() || chain.rules.is_empty() {
+                continue;
+            }
+            if !ctx.reached[ci] {
+                // Never reached: one finding for the chain, none for its rules.
+                shadowed.push(self.never_reached(ctx, ci));
                 continue;
             }
             let plan = &self.plans[ci];
@@ -51,14 +63,29 @@ impl Engine<'_> {
                     j += 1;
                 }
                 let mut all_shadowed = true;
+                let mut in_chain = true;
                 let mut all_redundant = true;
                 let mut shadow_by = Vec::new();
                 let mut redundant_by = Vec::new();
                 for r in i..j {
-                    match self.rule_anomaly(ci, plan, r, base_policy, budget, None) {
+                    // A rule some packet reaches in context is reached in its
+                    // own chain too: only the redundancy question is left.
+                    let reached = ctx.alive(ci, r);
+                    match self.rule_anomaly(ci, plan, r, base_policy, budget, None, reached) {
                         RuleAnomaly::Shadowed(by) => {
                             shadow_by.extend(by);
                             all_redundant = false;
+                        }
+                        // Dead in context is stronger than redundant.
+                        _ if ctx.dead(ci, r) => {
+                            in_chain = false;
+                            all_redundant = false;
+                            shadow_by.extend(
+                                ctx.by
+                                    .get(&(ci as u32, r as u32))
+                                    .cloned()
+                                    .unwrap_or_default(),
+                            );
                         }
                         RuleAnomaly::Redundant(by) => {
                             all_shadowed = false;
@@ -85,12 +112,18 @@ impl Engine<'_> {
                         rule: me.clone(),
                         chain: chain.name.clone(),
                         by: dedup(shadow_by),
+                        reason: if in_chain {
+                            DeadReason::Chain
+                        } else {
+                            DeadReason::Context
+                        },
                     });
                 } else if all_redundant {
                     redundant.push(Anomaly {
                         rule: me.clone(),
                         chain: chain.name.clone(),
                         by: dedup(redundant_by),
+                        reason: DeadReason::Chain,
                     });
                 }
                 i = j;
@@ -102,6 +135,31 @@ impl Engine<'_> {
         }
     }
 
+    /// The finding for a user chain no base chain reaches: named by its
+    /// first rule; `by` lists the jumps to it (each dead where it stands).
+    fn never_reached(&self, ctx: &Context, ci: usize) -> Anomaly {
+        let chain = &self.rs.chains[ci];
+        let mut by: Vec<RuleRef> = Vec::new();
+        for (c, caller) in self.rs.chains.iter().enumerate() {
+            if !ctx.reached[c] {
+                continue;
+            }
+            for rule in &caller.rules {
+                if let Action::Jump { target } | Action::Goto { target } = &rule.action {
+                    if target.0 == ci && !by.contains(&rule.origin) && by.len() < 10 {
+                        by.push(rule.origin.clone());
+                    }
+                }
+            }
+        }
+        Anomaly {
+            rule: chain.rules[0].origin.clone(),
+            chain: chain.name.clone(),
+            by,
+            reason: DeadReason::NeverReached,
+        }
+    }
+
     fn rule_anomaly(
         &self,
         ci: usize,
@@ -110,6 +168,7 @@ impl Engine<'_> {
         base_policy: Option<Policy>,
         budget: usize,
         within: Option<&[PBox]>,
+        mut reached: bool,
     ) -> RuleAnomaly {
         let rule = &self.rs.chains[ci].rules[r];
         // Judged on the part of the match inside `within` only, when given.
@@ -128,8 +187,7 @@ impl Engine<'_> {
         let mut left = budget;
         // Shadowed: no packet of the rule's match gets past the boxes before it.
         // Opaque boxes may not match, so they never shadow anything.
-        let mut reached = false;
-        for b in boxes {
+        for b in boxes.iter().take(if reached { 0 } else { usize::MAX }) {
             match self.reaches(plan, b, start, (start, start), &mut left) {
                 Some(true) => {
                     reached = true;
@@ -403,20 +461,49 @@ impl Engine<'_> {
     ) -> RuleAnomaly {
         let chain = &self.rs.chains[c.0];
         let base_policy = chain.base.as_ref().map(|b| b.policy);
-        self.rule_anomaly(c.0, &self.plans[c.0], r, base_policy, budget, Some(within))
+        self.rule_anomaly(
+            c.0,
+            &self.plans[c.0],
+            r,
+            base_policy,
+            budget,
+            Some(within),
+            false,
+        )
     }
 }
 
 /// A rule that never matches, or whose removal changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Anomaly {
-    /// The rule.
+    /// The rule (for [`DeadReason::NeverReached`]: the chain's first rule).
     pub rule: RuleRef,
     /// Its chain.
     pub chain: String,
     /// The rules responsible (earlier rules that cover it, or later rules
-    /// that would decide its packets the same way).
+    /// that would decide its packets the same way; for a rule dead in
+    /// context, the rules of any chain on the way that decide its packets
+    /// first, or the jump whose box excludes it; for a chain never
+    /// reached, the jumps to it).
     pub by: Vec<RuleRef>,
+    /// Why a shadowed rule never matches ([`DeadReason::Chain`] for
+    /// redundant rules).
+    pub reason: DeadReason,
+}
+
+/// Why a rule never matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadReason {
+    /// Earlier rules of its own chain decide every packet it matches,
+    /// whatever calls the chain.
+    Chain,
+    /// Of the packets that reach it on their way through the base chains
+    /// (every jump to its chain, and the base chains before its own on the
+    /// packet's path), none matches it.
+    Context,
+    /// Its chain (a user chain) is reached by no base chain; the finding
+    /// stands for every rule of the chain.
+    NeverReached,
 }
 
 /// Shadowed and redundant rules.

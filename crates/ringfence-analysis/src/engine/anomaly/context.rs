@@ -1,0 +1,527 @@
+//! Dead rules in context: which rules a packet can reach, and match, on
+//! its real way through the ruleset.
+//!
+//! A base chain's plan (at the stage it runs at) has every chain it reaches
+//! inlined, cut down to the jump rule's box, so a rule of a user chain
+//! appears there once per way of calling it (an *inlining*, named by the
+//! path of jump rules that leads to it). The rule's pieces in one inlining
+//! are consecutive and start where the rule is evaluated; the packets it
+//! matches there are its own box cut by the boxes of every jump on the way.
+//! A rule is **alive** when, in some inlining of some plan, some packet
+//! reaches that position inside that box (every branch of a rule that may
+//! or may not match counts: it may go either way), **dead** when that holds
+//! in no inlining, and **unknown** when a check went over its budget or the
+//! rule's position cannot be found (a rule without a verdict compiles to no
+//! piece). A user chain that no jump reaches in any plan is **never
+//! reached**. Dead is claimed only when every check says so; everything
+//! else is alive or unknown, and neither is ever reported.
+//!
+//! Base chains are walked on the three paths a packet really takes (input,
+//! forward, output). On a path, a base chain after others (filter after
+//! raw and mangle) sees only what those pass on: where no chain up to it
+//! rewrites marks or reaches a target the model cannot follow, a rule is
+//! alive there only if some packet that reaches it also gets through every
+//! earlier base chain (some branch accepts, or its policy does).
+
+use super::super::*;
+use super::{point_reaches, witness_points};
+use std::collections::HashMap;
+
+/// What the checks so far say about one rule (ordered: a later state wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(in crate::engine) enum Seen {
+    /// No inlining has it (yet): its chain is not reached.
+    Not,
+    /// Every inlining checked so far: no packet reaches it and matches.
+    Dead,
+    /// Some check could not decide.
+    Unknown,
+    /// Some packet reaches it and matches it.
+    Alive,
+}
+
+/// The context-dead result for every rule of the ruleset.
+pub(in crate::engine) struct Context {
+    /// Per chain, per rule.
+    pub seen: Vec<Vec<Seen>>,
+    /// Per chain: some plan inlines it (or it is a base chain, or the
+    /// analysis could not tell).
+    pub reached: Vec<bool>,
+    /// For dead rules: the rules responsible, in the order found.
+    pub by: HashMap<(u32, u32), Vec<RuleRef>>,
+}
+
+impl Context {
+    fn mark(&mut self, (c, r): (u32, u32), s: Seen) {
+        let x = &mut self.seen[c as usize][r as usize];
+        if s > *x {
+            *x = s;
+        }
+    }
+
+    fn blame(&mut self, key: (u32, u32), rules: impl IntoIterator<Item = RuleRef>) {
+        let v = self.by.entry(key).or_default();
+        for r in rules {
+            if v.len() >= MAX_BY {
+                break;
+            }
+            if !v.contains(&r) {
+                v.push(r);
+            }
+        }
+    }
+
+    /// Whether rule `r` of chain `c` is dead in every inlining (and its
+    /// chain is reached: the rules of a chain never reached are reported
+    /// once, as their chain).
+    pub fn dead(&self, c: usize, r: usize) -> bool {
+        self.reached[c] && self.seen[c][r] == Seen::Dead
+    }
+
+    /// Whether some packet certainly reaches rule `r` of chain `c` and matches it.
+    pub fn alive(&self, c: usize, r: usize) -> bool {
+        self.seen[c][r] == Seen::Alive
+    }
+}
+
+/// Most rules named as responsible for one dead rule.
+const MAX_BY: usize = 10;
+
+/// Most boxes a cut may have before it is replaced by a coarser one.
+const MAX_CUT: usize = 64;
+
+/// One chain to look at inside a plan: its rules are evaluated with the
+/// packets of `cut` (the boxes of every jump on `prefix`).
+struct Work {
+    chain: usize,
+    prefix: Path,
+    /// `None`: the base chain itself (every packet).
+    cut: Option<Vec<PBox>>,
+}
+
+/// A plan and how packets reach it on one path.
+struct Unit<'p> {
+    plan: &'p Plan,
+    base: ChainId,
+    stage: Stage,
+    /// Earlier base chains of the path whose verdicts restrict what reaches
+    /// `plan` (empty when they cannot be used: see the module notes).
+    earlier: Vec<(&'p Plan, ChainId)>,
+}
+
+impl Engine<'_> {
+    /// The context-dead analysis of the whole ruleset (computed once per engine).
+    pub(in crate::engine) fn context(&self, budget: usize) -> &Context {
+        self.anomaly_context
+            .get_or_init(|| self.context_pass(budget))
+    }
+
+    fn context_pass(&self, budget: usize) -> Context {
+        let rs = self.rs;
+        let mut ctx = Context {
+            seen: rs
+                .chains
+                .iter()
+                .map(|c| vec![Seen::Not; c.rules.len()])
+                .collect(),
+            reached: rs.chains.iter().map(|c| c.base.is_some()).collect(),
+            by: HashMap::new(),
+        };
+        // Chains in a jump loop have no plan the analysis can read: they and
+        // everything they may call are taken as reached, their rules unknown.
+        for &l in &self.loops {
+            self.reached_unknown(&mut ctx, l.0);
+        }
+        let mut done: std::collections::HashSet<Vec<usize>> = Default::default();
+        for t in [Hook::Input, Hook::Forward, Hook::Output] {
+            let bases = self.base_chains(t);
+            for (k, &base) in bases.iter().enumerate() {
+                let plan = self.stage_plan(t, base);
+                let stage = Stage::of_chain(rs, t, base.0);
+                let earlier = self.earlier_usable(t, &bases[..k], plan);
+                // The same plan behind the same earlier chains is looked at once.
+                let mut sig: Vec<usize> = vec![plan as *const Plan as usize, stage_key(stage)];
+                sig.extend(earlier.iter().map(|(p, _)| *p as *const Plan as usize));
+                if !done.insert(sig) {
+                    continue;
+                }
+                let unit = Unit {
+                    plan,
+                    base,
+                    stage,
+                    earlier,
+                };
+                self.context_unit(&unit, &mut ctx, budget);
+            }
+        }
+        ctx
+    }
+
+    /// The earlier base chains of a path that may restrict what reaches
+    /// `plan`: only when no chain up to and including `plan` rewrites marks
+    /// or has a target the model cannot follow (their boxes then speak of
+    /// the packets as they entered), and some earlier chain can drop.
+    fn earlier_usable<'p>(
+        &'p self,
+        t: Hook,
+        before: &[ChainId],
+        plan: &'p Plan,
+    ) -> Vec<(&'p Plan, ChainId)> {
+        let plans: Vec<(&Plan, ChainId)> =
+            before.iter().map(|&c| (self.stage_plan(t, c), c)).collect();
+        let opaque = |p: &Plan| {
+            p.pieces
+                .iter()
+                .any(|q| matches!(q.fate, Fate::Mark(..) | Fate::Unknown))
+        };
+        let drops = |(p, c): &(&Plan, ChainId)| {
+            self.rs.chain(*c).base.as_ref().map(|b| b.policy) == Some(Policy::Drop)
+                || p.pieces
+                    .iter()
+                    .any(|q| matches!(q.fate, Fate::Drop | Fate::Reject | Fate::Return))
+        };
+        if opaque(plan) || plans.iter().any(|(p, _)| opaque(p)) || !plans.iter().any(drops) {
+            return Vec::new();
+        }
+        plans
+    }
+
+    /// Mark chain `c` and every chain it may call as reached, their rules unknown.
+    fn reached_unknown(&self, ctx: &mut Context, c: usize) {
+        let mut seen = vec![false; self.rs.chains.len()];
+        let mut stack = vec![c];
+        while let Some(c) = stack.pop() {
+            if std::mem::replace(&mut seen[c], true) {
+                continue;
+            }
+            ctx.reached[c] = true;
+            for (r, rule) in self.rs.chains[c].rules.iter().enumerate() {
+                ctx.mark((c as u32, r as u32), Seen::Unknown);
+                if let Action::Jump { target } | Action::Goto { target } = &rule.action {
+                    stack.push(target.0);
+                }
+            }
+        }
+    }
+
+    /// Every rule the plan of `unit` inlines, in every inlining.
+    fn context_unit(&self, unit: &Unit<'_>, ctx: &mut Context, budget: usize) {
+        let plan = unit.plan;
+        // Where each inlining of each rule starts: its pieces are consecutive.
+        let mut starts: HashMap<Path, u32> = HashMap::new();
+        for (j, p) in plan.pieces.iter().enumerate() {
+            let prev = j.checked_sub(1).map(|i| &plan.pieces[i].path);
+            for n in 1..=p.path.len() {
+                let pre = &p.path[..n];
+                if prev.is_none_or(|q| q.len() < n || q[..n] != *pre) {
+                    starts.entry(Path::from_slice(pre)).or_insert(j as u32);
+                }
+            }
+        }
+        let mut stack = vec![Work {
+            chain: unit.base.0,
+            prefix: Path::new(),
+            cut: None,
+        }];
+        while let Some(w) = stack.pop() {
+            let chain = &self.rs.chains[w.chain];
+            for (r, rule) in chain.rules.iter().enumerate() {
+                let key = (w.chain as u32, r as u32);
+                let mut prefix = w.prefix.clone();
+                prefix.push(key);
+                // The rule's box where it is evaluated, cut by the jumps on the way.
+                let own: crate::space::Boxes = if w.cut.is_none() {
+                    plan.rule_boxes[r].clone()
+                } else {
+                    self.staged_boxes(rule, unit.stage)
+                };
+                let cut: Vec<PBox> = match &w.cut {
+                    None => own.to_vec(),
+                    Some(outer) if outer.len() * own.len() <= MAX_CUT * 4 => outer
+                        .iter()
+                        .flat_map(|o| own.iter().filter_map(move |b| o.intersect(b)))
+                        .collect(),
+                    // Too many pieces to intersect: the outer cut alone is
+                    // coarser (more packets), so nothing is called dead wrongly.
+                    Some(outer) => outer.clone(),
+                };
+                let target = match &rule.action {
+                    Action::Jump { target } | Action::Goto { target } => Some(target.0),
+                    _ => None,
+                };
+                if cut.is_empty() {
+                    // No packet that gets here matches it.
+                    ctx.mark(key, Seen::Dead);
+                    if ctx.seen[w.chain][r] == Seen::Dead {
+                        let jump = w.prefix.last().map(|&k| self.rule_ref(k));
+                        ctx.blame(key, jump);
+                    }
+                    continue;
+                }
+                let state = if ctx.seen[w.chain][r] >= Seen::Unknown {
+                    // Already alive or unknown: nothing more to learn here.
+                    ctx.seen[w.chain][r]
+                } else if let Some(&s) = starts.get(&prefix) {
+                    let mut by = Vec::new();
+                    let st = self.reached_at(unit, &cut, s, budget, &mut by);
+                    ctx.mark(key, st);
+                    if ctx.seen[w.chain][r] == Seen::Dead {
+                        ctx.blame(key, by);
+                    }
+                    st
+                } else {
+                    // No piece: a rule without a verdict, or a jump to a
+                    // chain none of whose rules its packets reach. Its place
+                    // is unknown, so it is never called dead.
+                    ctx.mark(key, Seen::Unknown);
+                    Seen::Unknown
+                };
+                let Some(t) = target else { continue };
+                if state == Seen::Dead || self.rs.chains[t].is_unknown_target() {
+                    continue;
+                }
+                // A jump loop (the kernel refuses it): unknown, as the plans say.
+                if self.loops.iter().any(|l| l.0 == t)
+                    || prefix.iter().any(|&(c, _)| c as usize == t)
+                {
+                    self.reached_unknown(ctx, t);
+                    continue;
+                }
+                ctx.reached[t] = true;
+                // A target that rewrites marks is inlined cut to the jump's box
+                // without its marks (see the plan builder).
+                let rewrites = self.plans[t]
+                    .pieces
+                    .iter()
+                    .any(|p| matches!(p.fate, Fate::Mark(..)));
+                let mut cut = cut;
+                if rewrites {
+                    cut = cut.into_iter().map(|b| self.u.marks.erase(b)).collect();
+                }
+                if cut.len() > MAX_CUT {
+                    // Coarser (the jump's own boxes hold every packet it
+                    // matches): more packets, so nothing is called dead wrongly.
+                    cut = own.iter().map(|b| self.u.marks.erase(b.clone())).collect();
+                }
+                stack.push(Work {
+                    chain: t,
+                    prefix,
+                    cut: Some(cut),
+                });
+            }
+        }
+    }
+
+    /// A rule's match boxes as `stage` evaluates them (as the plan builder
+    /// compiles them).
+    fn staged_boxes(&self, rule: &ringfence_model::Rule, stage: Stage) -> crate::space::Boxes {
+        let boxes = match_boxes(&rule.matches, &self.u);
+        if stage.is_plain() {
+            boxes
+        } else if stage.never_matches(&rule.matches) {
+            crate::space::Boxes::new()
+        } else {
+            boxes
+                .into_iter()
+                .filter_map(|b| stage.rewrite(b, &self.u))
+                .collect()
+        }
+    }
+
+    /// Whether some packet of `cut` reaches plan position `s` of the unit's
+    /// plan (and gets through the unit's earlier base chains). On `Dead`,
+    /// `by` holds the rules that decide those packets first.
+    fn reached_at(
+        &self,
+        unit: &Unit<'_>,
+        cut: &[PBox],
+        s: u32,
+        budget: usize,
+        by: &mut Vec<RuleRef>,
+    ) -> Seen {
+        let plan = unit.plan;
+        // Witnesses first: one concrete packet that gets there ends it.
+        let mut cands = Vec::new();
+        for b in cut {
+            for w in witness_points(b) {
+                let w = self.u.marks.erase(w);
+                cands.clear();
+                plan.query_into(&w, &mut cands);
+                cands.retain(|&j| j < s);
+                cands.sort_unstable();
+                cands.dedup();
+                if point_reaches(plan, &cands, &w, s)
+                    && (unit.earlier.is_empty()
+                        || self.passes_earlier(unit, vec![w], budget, &mut Vec::new())
+                            == Some(true))
+                {
+                    return Seen::Alive;
+                }
+            }
+        }
+        // Then every packet, within the budget.
+        let mut left = budget;
+        let mut reached = false;
+        for b in cut {
+            match self.reaches(plan, b, s, (s, s), &mut left) {
+                Some(true) => {
+                    reached = true;
+                    break;
+                }
+                Some(false) => {}
+                None => return Seen::Unknown,
+            }
+        }
+        if !reached {
+            self.blame_in_plan(plan, cut, s, by);
+            return Seen::Dead;
+        }
+        if unit.earlier.is_empty() {
+            return Seen::Alive;
+        }
+        // Reached in this plan: is any packet that gets there let through by
+        // the base chains before it?
+        let frags: Vec<Frag> = cut
+            .iter()
+            .map(|b| Frag::new(self.u.marks.erase(b.clone()), 0))
+            .collect();
+        let Ok((_, surv)) = self.walk(plan, frags, 0, s, budget, Forks::Branch) else {
+            return Seen::Unknown;
+        };
+        let region: Vec<PBox> = surv
+            .into_iter()
+            .filter(|f| f.pos <= s)
+            .map(|f| f.b)
+            .collect();
+        if region.is_empty() {
+            // The exhaustive search over-approximates; the walk is exact.
+            self.blame_in_plan(plan, cut, s, by);
+            return Seen::Dead;
+        }
+        let mut earlier_by = Vec::new();
+        match self.passes_earlier(unit, region, budget, &mut earlier_by) {
+            Some(true) => Seen::Alive,
+            Some(false) => {
+                by.extend(earlier_by);
+                self.blame_in_plan(plan, cut, s, by);
+                Seen::Dead
+            }
+            None => Seen::Unknown,
+        }
+    }
+
+    /// Whether some packet of `region` gets through every earlier base
+    /// chain of the unit (some branch accepted by each, or let through by
+    /// its policy). `None` over budget. When none does, `by` gets the rules
+    /// and policies that stopped them.
+    fn passes_earlier(
+        &self,
+        unit: &Unit<'_>,
+        region: Vec<PBox>,
+        budget: usize,
+        by: &mut Vec<RuleRef>,
+    ) -> Option<bool> {
+        let mut cur = region;
+        for &(plan, base) in &unit.earlier {
+            let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
+            let policy_ref = || RuleRef::Policy {
+                chain: self.rs.chain(base).name.clone(),
+            };
+            let frags = cur.into_iter().map(|b| Frag::new(b, 0)).collect();
+            let (decided, surv) = self
+                .walk(
+                    plan,
+                    frags,
+                    0,
+                    plan.pieces.len() as u32,
+                    budget,
+                    Forks::Branch,
+                )
+                .ok()?;
+            let mut next = Vec::new();
+            for d in decided {
+                let piece = &plan.pieces[d.pos as usize];
+                match piece.fate {
+                    Fate::Accept => next.push(d.b),
+                    Fate::Return if policy != Some(Policy::Drop) => next.push(d.b),
+                    Fate::Return => push_once(by, policy_ref()),
+                    Fate::Drop | Fate::Reject => {
+                        if let Some(k) = self.deciding_key(&piece.path) {
+                            push_once(by, self.rule_ref(k));
+                        }
+                    }
+                    // Not in a usable earlier chain (see `earlier_usable`).
+                    _ => return None,
+                }
+            }
+            for f in surv {
+                if policy == Some(Policy::Drop) {
+                    push_once(by, policy_ref());
+                } else {
+                    next.push(f.b);
+                }
+            }
+            if next.is_empty() {
+                return Some(false);
+            }
+            if next.len() > budget {
+                return None;
+            }
+            cur = next;
+        }
+        Some(true)
+    }
+
+    /// The rules of `plan` before position `s` that decide packets of
+    /// `cut`: rules that certainly match (not ones that may or may not),
+    /// returns and skips past `s`, named by the rule that decides.
+    fn blame_in_plan(&self, plan: &Plan, cut: &[PBox], s: u32, by: &mut Vec<RuleRef>) {
+        let mut cands = Vec::new();
+        for b in cut {
+            plan.query_into(b, &mut cands);
+        }
+        cands.retain(|&j| j < s);
+        cands.sort_unstable();
+        cands.dedup();
+        for j in cands {
+            let q = &plan.pieces[j as usize];
+            let covers = match q.fate {
+                Fate::Accept | Fate::Drop | Fate::Reject | Fate::Return => true,
+                Fate::Skip(k) => k > s,
+                Fate::Unknown | Fate::Fork(..) | Fate::Mark(..) => false,
+            };
+            if !covers || !cut.iter().any(|b| q.b.overlaps(b)) {
+                continue;
+            }
+            // Reached only on the branch where a rule that may not match did.
+            let branch = q.path.iter().any(|&(c, r)| {
+                may_match(
+                    &self.rs.chains[c as usize].rules[r as usize].matches,
+                    &self.u,
+                )
+            });
+            if branch {
+                continue;
+            }
+            if let Some(k) = self.deciding_key(&q.path) {
+                push_once(by, self.rule_ref(k));
+            }
+            if by.len() >= MAX_BY {
+                return;
+            }
+        }
+    }
+}
+
+fn push_once(v: &mut Vec<RuleRef>, r: RuleRef) {
+    if v.len() < MAX_BY && !v.contains(&r) {
+        v.push(r);
+    }
+}
+
+/// A number that tells stages apart (for the de-duplication signature).
+fn stage_key(s: Stage) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&s, &mut h);
+    std::hash::Hasher::finish(&h) as usize
+}
