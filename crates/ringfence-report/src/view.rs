@@ -178,6 +178,9 @@ pub struct FindingView {
     pub chain: String,
     /// The rules responsible.
     pub by: Vec<RuleView>,
+    /// For a shadowed rule not judged in its own chain: why it never
+    /// matches (dead in context, or its chain is never reached).
+    pub why: Option<String>,
 }
 
 /// Top-of-page counts.
@@ -705,10 +708,23 @@ pub fn build(inp: &Inputs<'_>) -> Report {
         });
     }
 
-    let finding = |f: &ringfence_analysis::verify::RuleFinding| FindingView {
+    let finding = |f: &ringfence_analysis::verify::RuleFinding| {
+        FindingView {
         rule: rt.view(&f.rule),
         chain: f.chain.clone(),
         by: rt.views(&f.by),
+        why: f.reason.map(|r| {
+            match r {
+                ringfence_analysis::verify::DeadReason::Context => {
+                    "dead in context: no packet that reaches it from the base chains matches it"
+                }
+                ringfence_analysis::verify::DeadReason::NeverReached => {
+                    "its chain is never reached from a base chain (this stands for all its rules; because of: the jumps to it)"
+                }
+            }
+            .to_string()
+        }),
+    }
     };
     let shadowed: Vec<FindingView> = vr
         .map(|v| v.shadowed.iter().map(finding).collect())

@@ -6,7 +6,9 @@ use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
 use quote::RuleQuoter;
 use ringfence_analysis::space::format_endpoint;
-use ringfence_analysis::verify::{verify_with, FamilyScope, FamilyStatus, Status, VerifyReport};
+use ringfence_analysis::verify::{
+    verify_with, DeadReason, FamilyScope, FamilyStatus, Status, VerifyReport,
+};
 use ringfence_model::Hook;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -484,13 +486,33 @@ fn text(r: &VerifyReport, q: &RuleQuoter) -> String {
         let _ = writeln!(s, "\n{title} rules ({}):", list.len());
         for x in list {
             let _ = writeln!(s, "  {}  (chain {})", q.quote(&x.rule), x.chain);
-            if x.by.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "    no packet that enters chain {} can match it",
-                    x.chain
-                );
-            }
+            let why = match x.reason {
+                None => {
+                    if x.by.is_empty() {
+                        let _ = writeln!(
+                            s,
+                            "    no packet that enters chain {} can match it",
+                            x.chain
+                        );
+                    }
+                    why
+                }
+                Some(DeadReason::Context) => {
+                    let _ = writeln!(
+                        s,
+                        "    dead in context: no packet that reaches it from the base chains matches it"
+                    );
+                    why
+                }
+                Some(DeadReason::NeverReached) => {
+                    let _ = writeln!(
+                        s,
+                        "    chain {} is never reached from a base chain (this stands for all its rules)",
+                        x.chain
+                    );
+                    "jumps to it, none reached"
+                }
+            };
             write_rules(&mut s, "    ", why, &x.by, q);
         }
     }
