@@ -160,6 +160,7 @@ impl Engine<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn rule_anomaly(
         &self,
         ci: usize,
