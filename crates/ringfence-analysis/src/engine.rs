@@ -21,6 +21,7 @@
 mod anomaly;
 
 pub use anomaly::{Anomalies, Anomaly, DeadReason, RuleAnomaly};
+pub(crate) use anomaly::{ContextOpts, Seen};
 
 use crate::index::{BoxIndex, DstIndex, Hull};
 use crate::space::ISet;

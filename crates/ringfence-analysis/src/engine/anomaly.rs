@@ -5,7 +5,7 @@
 
 mod context;
 
-pub(super) use context::Context;
+pub(crate) use context::{Context, ContextOpts, Seen};
 
 use super::*;
 
@@ -38,9 +38,27 @@ impl Engine<'_> {
         }
     }
 
+    /// Shadowed and redundant rules of every chain, each judged in its own
+    /// chain only (no rule dead in context, no chain never reached): what
+    /// the incremental verifier keeps per rule, next to its own context
+    /// bookkeeping.
+    pub fn anomalies_own(&self, budget: usize) -> Anomalies {
+        self.anomalies_with(0..self.rs.chains.len(), budget, None)
+    }
+
     /// Shadowed and redundant rules of the chains in `range`, in chain order.
     fn anomalies_in(&self, range: std::ops::Range<usize>, budget: usize) -> Anomalies {
-        let ctx = self.context(budget);
+        self.anomalies_with(range, budget, Some(self.context(budget)))
+    }
+
+    /// [`Engine::anomalies_in`] with the context result `ctx` (`None`:
+    /// own chains only).
+    fn anomalies_with(
+        &self,
+        range: std::ops::Range<usize>,
+        budget: usize,
+        ctx: Option<&Context>,
+    ) -> Anomalies {
         let mut shadowed = Vec::new();
         let mut redundant = Vec::new();
         for ci in range {
@@ -48,7 +66,7 @@ impl Engine<'_> {
             if chain.is_unknown_target() || chain.rules.is_empty() {
                 continue;
             }
-            if !ctx.reached[ci] {
+            if let Some(ctx) = ctx.filter(|x| !x.reached[ci]) {
                 // Never reached: one finding for the chain, none for its rules.
                 shadowed.push(self.never_reached(ctx, ci));
                 continue;
@@ -69,20 +87,24 @@ impl Engine<'_> {
                 let mut redundant_by = Vec::new();
                 for r in i..j {
                     // A rule some packet reaches in context is reached in its
-                    // own chain too: only the redundancy question is left.
-                    let reached = ctx.alive(ci, r);
-                    match self.rule_anomaly(ci, plan, r, base_policy, budget, None, reached) {
+                    // own chain too: only the redundancy question is left;
+                    // the context pass may have asked the own-chain one.
+                    let known = ctx.and_then(|x| match x.own_reached(ci, r) {
+                        Some(k) => Some(k),
+                        None => x.alive(ci, r).then_some(true),
+                    });
+                    let dead = ctx.is_some_and(|x| x.dead(ci, r));
+                    match self.rule_anomaly(ci, plan, r, base_policy, budget, None, known) {
                         RuleAnomaly::Shadowed(by) => {
                             shadow_by.extend(by);
                             all_redundant = false;
                         }
                         // Dead in context is stronger than redundant.
-                        _ if ctx.dead(ci, r) => {
+                        _ if dead => {
                             in_chain = false;
                             all_redundant = false;
                             shadow_by.extend(
-                                ctx.by
-                                    .get(&(ci as u32, r as u32))
+                                ctx.and_then(|x| x.by.get(&(ci as u32, r as u32)))
                                     .cloned()
                                     .unwrap_or_default(),
                             );
@@ -169,7 +191,7 @@ impl Engine<'_> {
         base_policy: Option<Policy>,
         budget: usize,
         within: Option<&[PBox]>,
-        mut reached: bool,
+        known: Option<bool>,
     ) -> RuleAnomaly {
         let rule = &self.rs.chains[ci].rules[r];
         // Judged on the part of the match inside `within` only, when given.
@@ -188,7 +210,11 @@ impl Engine<'_> {
         let mut left = budget;
         // Shadowed: no packet of the rule's match gets past the boxes before it.
         // Opaque boxes may not match, so they never shadow anything.
-        for b in boxes.iter().take(if reached { 0 } else { usize::MAX }) {
+        let mut reached = known == Some(true);
+        for b in boxes
+            .iter()
+            .take(if known.is_some() { 0 } else { usize::MAX })
+        {
             match self.reaches(plan, b, start, (start, start), &mut left) {
                 Some(true) => {
                     reached = true;
@@ -469,7 +495,7 @@ impl Engine<'_> {
             base_policy,
             budget,
             Some(within),
-            false,
+            None,
         )
     }
 }

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 /// What the checks so far say about one rule (ordered: a later state wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(in crate::engine) enum Seen {
+pub(crate) enum Seen {
     /// No inlining has it (yet): its chain is not reached.
     Not,
     /// Every inlining checked so far: no packet reaches it and matches.
@@ -41,7 +41,7 @@ pub(in crate::engine) enum Seen {
 }
 
 /// The context-dead result for every rule of the ruleset.
-pub(in crate::engine) struct Context {
+pub(crate) struct Context {
     /// Per chain, per rule.
     pub seen: Vec<Vec<Seen>>,
     /// Per chain: some plan inlines it (or it is a base chain, or the
@@ -49,6 +49,10 @@ pub(in crate::engine) struct Context {
     pub reached: Vec<bool>,
     /// For dead rules: the rules responsible, in the order found.
     pub by: HashMap<(u32, u32), Vec<RuleRef>>,
+    /// Per chain, per rule: whether some packet that enters the rule's own
+    /// chain reaches it (`Some(false)`: shadowed in its chain), when the
+    /// pass asked; asked once per rule and reused by the own-chain judgement.
+    pub own: Vec<Vec<Option<Option<bool>>>>,
 }
 
 impl Context {
@@ -82,6 +86,13 @@ impl Context {
     pub fn alive(&self, c: usize, r: usize) -> bool {
         self.seen[c][r] == Seen::Alive
     }
+
+    /// What is known of rule `r` of chain `c` in its own chain:
+    /// `Some(true)` reached, `Some(false)` shadowed there, `None` not asked
+    /// or over budget.
+    pub fn own_reached(&self, c: usize, r: usize) -> Option<bool> {
+        self.own[c][r].flatten()
+    }
 }
 
 /// Most rules named as responsible for one dead rule.
@@ -97,6 +108,19 @@ struct Work {
     prefix: Path,
     /// `None`: the base chain itself (every packet).
     cut: Option<Vec<PBox>>,
+    /// The packets that reach the start of this inlining, when known.
+    area: Area,
+}
+
+/// What reaches the start of an inlining (see [`Engine::context_unit`]).
+enum Area {
+    /// The base chain: every packet, from plan position 0.
+    All,
+    /// Exactly these packets, at this plan position.
+    Exact(Vec<PBox>, u32),
+    /// Not computed (a plan whose boxes a walk may not read this way, or
+    /// over budget): each rule is searched from position 0.
+    Lost,
 }
 
 /// A plan and how packets reach it on one path.
@@ -109,14 +133,30 @@ struct Unit<'p> {
     earlier: Vec<(&'p Plan, ChainId)>,
 }
 
+/// How a context pass is restricted (the incremental verifier runs it on
+/// a sub-ruleset: see [`crate::incremental`]).
+#[derive(Default)]
+pub(crate) struct ContextOpts<'o> {
+    /// Judge only these rules (chain, rule) and enter every jump target
+    /// whatever the jump's own state: each inlining of a wanted rule is
+    /// then looked at (one where a jump on the way is dead only adds a
+    /// dead result, which the caller's reachability bookkeeping absorbs).
+    pub want: Option<&'o dyn Fn(usize, usize) -> bool>,
+    /// Per chain of this engine's ruleset: whether what it reaches holds a
+    /// target the model cannot follow (or a rewrite), decided on a larger
+    /// ruleset than this one; `None`: read from this engine's plans.
+    pub opaque: Option<Vec<bool>>,
+}
+
 impl Engine<'_> {
     /// The context-dead analysis of the whole ruleset (computed once per engine).
     pub(in crate::engine) fn context(&self, budget: usize) -> &Context {
         self.anomaly_context
-            .get_or_init(|| self.context_pass(budget))
+            .get_or_init(|| self.context_pass(budget, &ContextOpts::default()))
     }
 
-    fn context_pass(&self, budget: usize) -> Context {
+    /// The context-dead analysis with `opts` (see [`ContextOpts`]).
+    pub(crate) fn context_pass(&self, budget: usize, opts: &ContextOpts<'_>) -> Context {
         let rs = self.rs;
         let mut ctx = Context {
             seen: rs
@@ -126,6 +166,11 @@ impl Engine<'_> {
                 .collect(),
             reached: rs.chains.iter().map(|c| c.base.is_some()).collect(),
             by: HashMap::new(),
+            own: rs
+                .chains
+                .iter()
+                .map(|c| vec![None; c.rules.len()])
+                .collect(),
         };
         // Chains in a jump loop have no plan the analysis can read: they and
         // everything they may call are taken as reached, their rules unknown.
@@ -138,7 +183,7 @@ impl Engine<'_> {
             for (k, &base) in bases.iter().enumerate() {
                 let plan = self.stage_plan(t, base);
                 let stage = Stage::of_chain(rs, t, base.0);
-                let earlier = self.earlier_usable(t, &bases[..k], plan);
+                let earlier = self.earlier_usable(t, &bases[..k], base, plan, opts);
                 // The same plan behind the same earlier chains is looked at once.
                 let mut sig: Vec<usize> = vec![plan as *const Plan as usize, stage_key(stage)];
                 sig.extend(earlier.iter().map(|(p, _)| *p as *const Plan as usize));
@@ -151,7 +196,7 @@ impl Engine<'_> {
                     stage,
                     earlier,
                 };
-                self.context_unit(&unit, &mut ctx, budget);
+                self.context_unit(&unit, &mut ctx, budget, opts);
             }
         }
         ctx
@@ -165,14 +210,18 @@ impl Engine<'_> {
         &'p self,
         t: Hook,
         before: &[ChainId],
+        base: ChainId,
         plan: &'p Plan,
+        opts: &ContextOpts<'_>,
     ) -> Vec<(&'p Plan, ChainId)> {
         let plans: Vec<(&Plan, ChainId)> =
             before.iter().map(|&c| (self.stage_plan(t, c), c)).collect();
-        let opaque = |p: &Plan| {
-            p.pieces
+        let opaque = |p: &Plan, c: ChainId| match &opts.opaque {
+            Some(o) => o[c.0],
+            None => p
+                .pieces
                 .iter()
-                .any(|q| matches!(q.fate, Fate::Mark(..) | Fate::Unknown))
+                .any(|q| matches!(q.fate, Fate::Mark(..) | Fate::Nat(..) | Fate::Unknown)),
         };
         let drops = |(p, c): &(&Plan, ChainId)| {
             self.rs.chain(*c).base.as_ref().map(|b| b.policy) == Some(Policy::Drop)
@@ -180,7 +229,10 @@ impl Engine<'_> {
                     .iter()
                     .any(|q| matches!(q.fate, Fate::Drop | Fate::Reject | Fate::Return))
         };
-        if opaque(plan) || plans.iter().any(|(p, _)| opaque(p)) || !plans.iter().any(drops) {
+        if opaque(plan, base)
+            || plans.iter().any(|&(p, c)| opaque(p, c))
+            || !plans.iter().any(drops)
+        {
             return Vec::new();
         }
         plans
@@ -205,7 +257,13 @@ impl Engine<'_> {
     }
 
     /// Every rule the plan of `unit` inlines, in every inlining.
-    fn context_unit(&self, unit: &Unit<'_>, ctx: &mut Context, budget: usize) {
+    fn context_unit(
+        &self,
+        unit: &Unit<'_>,
+        ctx: &mut Context,
+        budget: usize,
+        opts: &ContextOpts<'_>,
+    ) {
         let plan = unit.plan;
         // Where each inlining of each rule starts: its pieces are consecutive.
         let mut starts: HashMap<Path, u32> = HashMap::new();
@@ -218,10 +276,25 @@ impl Engine<'_> {
                 }
             }
         }
+        // In a plan without rewrites or targets the model cannot follow, a
+        // walk from the start of an inlining decides exactly which packets
+        // get from there to each rule: the packets reaching a jump's
+        // position are what its target's inlining starts with, so each rule
+        // is looked at with a short walk inside its own chain's inlining
+        // instead of a search through everything before it.
+        let walkable = !plan
+            .pieces
+            .iter()
+            .any(|q| matches!(q.fate, Fate::Mark(..) | Fate::Nat(..) | Fate::Unknown));
         let mut stack = vec![Work {
             chain: unit.base.0,
             prefix: Path::new(),
             cut: None,
+            area: if walkable && opts.want.is_none() {
+                Area::All
+            } else {
+                Area::Lost
+            },
         }];
         while let Some(w) = stack.pop() {
             let chain = &self.rs.chains[w.chain];
@@ -241,16 +314,22 @@ impl Engine<'_> {
                         .iter()
                         .flat_map(|o| own.iter().filter_map(move |b| o.intersect(b)))
                         .collect(),
-                    // Too many pieces to intersect: the outer cut alone is
-                    // coarser (more packets), so nothing is called dead wrongly.
-                    Some(outer) => outer.clone(),
+                    // Too many pieces to intersect: the rule's own boxes
+                    // are coarser (more packets), so nothing is called dead
+                    // wrongly, and stay inside the rule's match (which the
+                    // incremental verifier's sub-rulesets rely on).
+                    Some(_) => own.to_vec(),
                 };
                 let target = match &rule.action {
                     Action::Jump { target } | Action::Goto { target } => Some(target.0),
                     _ => None,
                 };
+                let wanted = opts.want.is_none_or(|f| f(w.chain, r));
                 if cut.is_empty() {
                     // No packet that gets here matches it.
+                    if !wanted {
+                        continue;
+                    }
                     ctx.mark(key, Seen::Dead);
                     if ctx.seen[w.chain][r] == Seen::Dead {
                         let jump = w.prefix.last().map(|&k| self.rule_ref(k));
@@ -258,9 +337,63 @@ impl Engine<'_> {
                     }
                     continue;
                 }
-                let state = if ctx.seen[w.chain][r] >= Seen::Unknown {
+                // Whether its own chain lets any packet reach it, asked once:
+                // a rule shadowed there is dead in every context, and a base
+                // chain's rule read where nothing earlier restricts it is
+                // judged exactly as in its chain.
+                let own_seen = if wanted && ctx.seen[w.chain][r] < Seen::Unknown {
+                    *ctx.own[w.chain][r].get_or_insert_with(|| self.own_reach(w.chain, r, budget))
+                } else {
+                    None
+                };
+                let plain_base = w.cut.is_none()
+                    && unit.earlier.is_empty()
+                    && std::ptr::eq(plan, &self.plans[w.chain]);
+                // The packets of the cut that get from the inlining's start
+                // to the rule, when the area is known and it is worth a walk:
+                // a jump (its target's inlining starts with them) or a rule
+                // not settled yet.
+                let unsettled = wanted
+                    && ctx.seen[w.chain][r] < Seen::Unknown
+                    && own_seen != Some(false)
+                    && !(own_seen == Some(true) && plain_base);
+                let region = match (&w.area, starts.get(&prefix)) {
+                    (Area::Lost, _) | (_, None) => None,
+                    _ if !(unsettled || target.is_some()) => None,
+                    (Area::All, Some(&s)) => self.region_at(plan, cut.clone(), 0, s, budget),
+                    (Area::Exact(a, p0), Some(&s)) => {
+                        if a.len() * cut.len() > budget {
+                            None
+                        } else {
+                            let frags: Vec<PBox> = a
+                                .iter()
+                                .flat_map(|x| cut.iter().filter_map(move |b| x.intersect(b)))
+                                .collect();
+                            self.region_at(plan, frags, *p0, s, budget)
+                        }
+                    }
+                };
+                let state = if !wanted {
+                    // Not asked about: only its target is entered.
+                    Seen::Unknown
+                } else if ctx.seen[w.chain][r] >= Seen::Unknown {
                     // Already alive or unknown: nothing more to learn here.
                     ctx.seen[w.chain][r]
+                } else if own_seen == Some(false) {
+                    ctx.mark(key, Seen::Dead);
+                    Seen::Dead
+                } else if own_seen == Some(true) && plain_base {
+                    ctx.mark(key, Seen::Alive);
+                    Seen::Alive
+                } else if let (Some(&s), Some(region)) = (starts.get(&prefix), &region) {
+                    // The walk from the inlining's start says it exactly.
+                    let mut by = Vec::new();
+                    let st = self.judge_region(unit, &cut, region, s, budget, &mut by);
+                    ctx.mark(key, st);
+                    if ctx.seen[w.chain][r] == Seen::Dead {
+                        ctx.blame(key, by);
+                    }
+                    st
                 } else if let Some(&s) = starts.get(&prefix) {
                     let mut by = Vec::new();
                     let st = self.reached_at(unit, &cut, s, budget, &mut by);
@@ -277,7 +410,9 @@ impl Engine<'_> {
                     Seen::Unknown
                 };
                 let Some(t) = target else { continue };
-                if state == Seen::Dead || self.rs.chains[t].is_unknown_target() {
+                if (state == Seen::Dead && opts.want.is_none())
+                    || self.rs.chains[t].is_unknown_target()
+                {
                     continue;
                 }
                 // A jump loop (the kernel refuses it): unknown, as the plans say.
@@ -303,13 +438,93 @@ impl Engine<'_> {
                     // matches): more packets, so nothing is called dead wrongly.
                     cut = own.iter().map(|b| self.u.marks.erase(b.clone())).collect();
                 }
+                let area = match (region, starts.get(&prefix)) {
+                    (Some(a), Some(&s)) if state != Seen::Dead || a.is_empty() => Area::Exact(a, s),
+                    _ => Area::Lost,
+                };
                 stack.push(Work {
                     chain: t,
                     prefix,
                     cut: Some(cut),
+                    area,
                 });
             }
         }
+    }
+
+    /// The packets of `frags` that, entering the plan at position `from`,
+    /// are still undecided at position `s`; `None` over budget.
+    fn region_at(
+        &self,
+        plan: &Plan,
+        frags: Vec<PBox>,
+        from: u32,
+        s: u32,
+        budget: usize,
+    ) -> Option<Vec<PBox>> {
+        if frags.is_empty() {
+            return Some(Vec::new());
+        }
+        // Marks as the packets entered are not known here (as in the
+        // searches): any marks, which only adds packets.
+        let frags = frags
+            .into_iter()
+            .map(|b| Frag::new(self.u.marks.erase(b), from))
+            .collect();
+        let (_, surv) = self
+            .walk(plan, frags, from, s, budget, Forks::Branch)
+            .ok()?;
+        Some(
+            surv.into_iter()
+                .filter(|f| f.pos <= s)
+                .map(|f| f.b)
+                .collect(),
+        )
+    }
+
+    /// The judgement of a rule at plan position `s` whose packets that get
+    /// there are exactly `region` (of its cut `cut`): dead when none, else
+    /// as the earlier base chains let them through.
+    fn judge_region(
+        &self,
+        unit: &Unit<'_>,
+        cut: &[PBox],
+        region: &[PBox],
+        s: u32,
+        budget: usize,
+        by: &mut Vec<RuleRef>,
+    ) -> Seen {
+        if region.is_empty() {
+            self.blame_in_plan(unit.plan, cut, s, by);
+            return Seen::Dead;
+        }
+        if unit.earlier.is_empty() {
+            return Seen::Alive;
+        }
+        let mut earlier_by = Vec::new();
+        match self.passes_earlier(unit, region.to_vec(), budget, &mut earlier_by) {
+            Some(true) => Seen::Alive,
+            Some(false) => {
+                by.extend(earlier_by);
+                self.blame_in_plan(unit.plan, cut, s, by);
+                Seen::Dead
+            }
+            None => Seen::Unknown,
+        }
+    }
+
+    /// Whether some packet of rule `r`'s match that enters its chain `c`
+    /// reaches it (the own-chain shadow question); `None` over budget.
+    fn own_reach(&self, c: usize, r: usize, budget: usize) -> Option<bool> {
+        let plan = &self.plans[c];
+        let (start, _) = plan.spans[r];
+        let mut left = budget;
+        for b in &plan.rule_boxes[r] {
+            if self.reaches(plan, b, start, (start, start), &mut left)? {
+                return Some(true);
+            }
+        }
+        Some(false)
     }
 
     /// A rule's match boxes as `stage` evaluates them (as the plan builder
@@ -486,7 +701,7 @@ impl Engine<'_> {
         for j in cands {
             let q = &plan.pieces[j as usize];
             let covers = match q.fate {
-                Fate::Accept | Fate::Drop | Fate::Reject | Fate::Return => true,
+                Fate::Accept | Fate::Drop | Fate::Reject | Fate::Return | Fate::Nat(..) => true,
                 Fate::Skip(k) => k > s,
                 Fate::Unknown | Fate::Fork(..) | Fate::Mark(..) => false,
             };
