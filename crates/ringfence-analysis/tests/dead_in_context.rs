@@ -369,3 +369,80 @@ COMMIT
     );
     insta::assert_json_snapshot!(r.shadowed);
 }
+
+/// The incremental verifier's shadowed findings (subject and fingerprint),
+/// and a full verify's, sorted.
+fn incremental_and_full(
+    inc: &ringfence_analysis::incremental::Incremental,
+    text: &str,
+) -> (Vec<String>, Vec<String>) {
+    use ringfence_analysis::fingerprint::{verify_findings, FindingKind};
+    let rs = parse_ruleset(text, "aerleon.rules", RulesetFormat::Auto).expect("parses");
+    let keep = |k: FindingKind| matches!(k, FindingKind::Shadowed | FindingKind::Redundant);
+    let mut full: Vec<String> = verify_findings(&run("aerleon.rules", text), &rs)
+        .into_iter()
+        .filter(|f| keep(f.kind))
+        .map(|f| format!("{:?} {} {}", f.kind, f.subject, f.fingerprint.hex()))
+        .collect();
+    let mut mine: Vec<String> = inc
+        .findings(usize::MAX)
+        .0
+        .into_iter()
+        .filter(|f| keep(f.kind))
+        .map(|f| format!("{:?} {} {}", f.kind, f.subject, f.fingerprint.hex()))
+        .collect();
+    full.sort();
+    mine.sort();
+    (full, mine)
+}
+
+#[test]
+fn the_incremental_verifier_follows_a_rule_killed_and_revived_by_changes_in_other_chains() {
+    use ringfence_analysis::incremental::Incremental;
+    let parse = |t: &str| parse_ruleset(t, "aerleon.rules", RulesetFormat::Auto).expect("parses");
+    let site = ringfence_site::example_site().resolve();
+    // Without the deny term the ssh accept is reached (new ssh gets there).
+    let without = AERLEON.replace("-A FORWARD -j F_deny-new-ssh\n", "");
+    let mut inc = Incremental::new(parse(&without), &site, Hook::Forward);
+    assert_eq!(inc.not_incremental(), None);
+    let ssh_line = |t: &str| line_of("aerleon.rules", t, "-A F_ssh -s 198.18.1.10/32");
+    let ssh_dead = |v: &[String], t: &str| {
+        v.iter()
+            .any(|f| f.contains(&format!("Shadowed {} ", ssh_line(t))))
+    };
+    let (full, mine) = incremental_and_full(&inc, &without);
+    assert_eq!(full, mine);
+    assert!(!ssh_dead(&mine, &without), "{mine:?}");
+    // A jump added in FORWARD kills a rule of F_ssh (another chain).
+    let rec = inc.update(parse(AERLEON));
+    assert_eq!(rec.full, None, "{rec:?}");
+    let (full, mine) = incremental_and_full(&inc, AERLEON);
+    assert_eq!(full, mine);
+    assert!(ssh_dead(&mine, AERLEON), "{mine:?}");
+    // The deny term turned to telnet: a change in F_deny-new-ssh revives it.
+    let telnet = AERLEON.replace(
+        "--dport 22 -m state --state NEW -j DROP",
+        "--dport 23 -m state --state NEW -j DROP",
+    );
+    let rec = inc.update(parse(&telnet));
+    assert_eq!(rec.full, None, "{rec:?}");
+    let (full, mine) = incremental_and_full(&inc, &telnet);
+    assert_eq!(full, mine);
+    assert!(!ssh_dead(&mine, &telnet), "{mine:?}");
+    // The jump to F_ssh removed: the chain is never reached (one finding
+    // on its first rule), and put back: every rule judged again.
+    let unjumped = telnet.replace("-A FORWARD -j F_ssh\n", "");
+    inc.update(parse(&unjumped));
+    let (full, mine) = incremental_and_full(&inc, &unjumped);
+    assert_eq!(full, mine);
+    let first = line_of("aerleon.rules", &unjumped, "-A F_ssh -m comment");
+    assert!(
+        mine.iter()
+            .any(|f| f.contains(&format!("Shadowed {first} "))),
+        "{mine:?}"
+    );
+    inc.update(parse(&telnet));
+    let (full, mine) = incremental_and_full(&inc, &telnet);
+    assert_eq!(full, mine);
+    assert!(!ssh_dead(&mine, &telnet), "{mine:?}");
+}

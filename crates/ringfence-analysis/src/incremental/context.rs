@@ -1,0 +1,461 @@
+//! Dead rules in context, kept current by the incremental verifier.
+//!
+//! A full `verify` calls a rule shadowed when no packet that really reaches
+//! it from the base chains matches it ([`crate::engine::Engine`]'s context
+//! pass), and reports a user chain no base chain reaches once. Here that
+//! judgement is kept per model rule (by its stable id and its place among
+//! its source rule's model rules) next to the own-chain one the verifier
+//! already keeps, and recomputed after a change only where it can move:
+//!
+//! - A change in chain X alters the fate of packets inside Δ (the old and
+//!   new rules' matches) and nothing else, wherever X is inlined. So for
+//!   any rule R whose own match does not meet Δ, every inlining of R that
+//!   exists before and after the change gives the same answer (its cut is
+//!   inside R's match, its reaching packets outside Δ are unchanged, and so
+//!   is what earlier base chains do with them); an inlining the change adds
+//!   or removes has a cut inside Δ, so for such an R it only ever said
+//!   "dead". The only other thing that moves is which user chains are
+//!   reached at all, and that is read off the jumps' own judgements.
+//! - So the rules judged again are those whose match meets Δ, the new ones,
+//!   and every rule of a chain that becomes reached. They are judged on a
+//!   sub-ruleset: every base chain, holding only the rules whose match (cut
+//!   by the jumps to it) meets the union of their matches. Each inlining
+//!   of such a rule has its cut inside that union, and every box a walk of
+//!   the cut meets is kept in the same order, so the answer is the one the
+//!   whole ruleset gives. Whether an earlier base chain's verdicts may be
+//!   used (no target the model cannot follow on the way) is decided on the
+//!   whole ruleset and handed to the pass.
+//! - When that sub-ruleset would be too large, the context pass runs on the
+//!   whole ruleset instead.
+
+use super::*;
+use crate::engine::{ContextOpts, Seen};
+
+/// A model rule: its source rule's id and its place among that rule's
+/// model rules (a changed rule gets a new id, so the key stays valid for
+/// as long as the rule exists).
+type Key = (Id, u32);
+
+/// What is known of dead rules in context (see the module notes).
+#[derive(Default)]
+pub(super) struct CtxCache {
+    /// Per model rule of a reached chain: its state and, when dead, the
+    /// rules responsible (as the verifier's stable references).
+    rules: HashMap<Key, (Seen, Vec<String>)>,
+    /// The user and base chains some base chain reaches (by name).
+    reached: HashSet<String>,
+}
+
+/// The key of model rule `i` of a chain whose ids are `ids`.
+fn key_of(ids: &[Id], i: usize) -> Key {
+    let mut k = 0;
+    while k < i && ids[i - k - 1] == ids[i] {
+        k += 1;
+    }
+    (ids[i], k as u32)
+}
+
+impl Incremental {
+    /// Per chain of the whole ruleset: whether a chain it reaches (itself
+    /// included) jumps to a target the model cannot follow, rewrites marks
+    /// or translates addresses, or is part of a loop (the context pass then
+    /// ignores earlier base chains on that path).
+    fn ctx_opaque(&self) -> Vec<bool> {
+        let rs = &self.rs;
+        let direct: Vec<bool> = rs
+            .chains
+            .iter()
+            .map(|ch| {
+                ch.rules.iter().any(|r| match r.action {
+                    Action::Jump { target } | Action::Goto { target } => {
+                        rs.chain(target).is_unknown_target()
+                    }
+                    Action::Mark(_) | Action::Nat(_) => true,
+                    _ => false,
+                })
+            })
+            .collect();
+        (0..rs.chains.len())
+            .map(|c| {
+                let mut seen = vec![false; rs.chains.len()];
+                let mut stack = vec![c];
+                while let Some(x) = stack.pop() {
+                    if std::mem::replace(&mut seen[x], true) {
+                        continue;
+                    }
+                    if direct[x] {
+                        return true;
+                    }
+                    for r in &rs.chains[x].rules {
+                        if let Action::Jump { target } | Action::Goto { target } = r.action {
+                            if seen[target.0] && target.0 == c {
+                                return true;
+                            }
+                            stack.push(target.0);
+                        }
+                    }
+                }
+                false
+            })
+            .collect()
+    }
+
+    /// The context judgement of the whole ruleset, from an engine over a
+    /// sub-ruleset that keeps every chain and rule in place (as
+    /// `build_cache` makes it).
+    pub(super) fn context_init(&self, c: &mut Cache, engine: &Engine<'_>) {
+        let ctx = engine.context_pass(ANOMALY_BUDGET, &ContextOpts::default());
+        c.ctx = CtxCache::default();
+        for (ci, ch) in self.rs.chains.iter().enumerate() {
+            if !ctx.reached[ci] {
+                continue;
+            }
+            c.ctx.reached.insert(ch.name.clone());
+            let ids = &c.ids[&ch.name];
+            for i in 0..ch.rules.len() {
+                let by = ctx
+                    .by
+                    .get(&(ci as u32, i as u32))
+                    .map(|v| v.iter().map(|r| r.to_string()).collect())
+                    .unwrap_or_default();
+                c.ctx.rules.insert(key_of(ids, i), (ctx.seen[ci][i], by));
+            }
+        }
+    }
+
+    /// Bring the context judgement up to date after the change whose
+    /// changed region per chain is `delta` (see the module notes).
+    pub(super) fn context_update(
+        &self,
+        c: &mut Cache,
+        delta: &HashMap<String, Vec<PBox>>,
+        new_ids: &HashSet<Id>,
+        limit: usize,
+    ) -> Result<(), String> {
+        let dboxes: Vec<PBox> = delta.values().flatten().cloned().collect();
+        // 1. The rules whose match meets the change, and the new ones.
+        let mut want: HashSet<(usize, usize)> = HashSet::new();
+        for (ci, ch) in self.rs.chains.iter().enumerate() {
+            if ch.is_unknown_target() || !c.ctx.reached.contains(&ch.name) {
+                continue;
+            }
+            let boxes = &c.boxes[&ch.name];
+            if !dboxes.is_empty() {
+                for i in self.candidates(c, &ch.name, &dboxes) {
+                    let i = i as usize;
+                    if overlaps_any(&boxes[i], &dboxes) {
+                        want.insert((ci, i));
+                    }
+                }
+            }
+            if delta.contains_key(&ch.name) {
+                let ids = &c.ids[&ch.name];
+                want.extend(
+                    (0..ids.len())
+                        .filter(|&i| new_ids.contains(&ids[i]))
+                        .map(|i| (ci, i)),
+                );
+            }
+        }
+        if !self.ctx_judge(c, &want, limit)? {
+            return Ok(());
+        }
+        // 2. Which chains are reached now: every rule of a chain newly
+        // reached is judged (its jumps may reach further chains).
+        let old = std::mem::take(&mut c.ctx.reached);
+        let mut judged: HashSet<String> = HashSet::new();
+        loop {
+            let reached = self.ctx_reached(c);
+            let fresh: Vec<usize> = (0..self.rs.chains.len())
+                .filter(|&ci| {
+                    let n = &self.rs.chains[ci].name;
+                    reached.contains(n) && !old.contains(n) && !judged.contains(n)
+                })
+                .collect();
+            if fresh.is_empty() {
+                c.ctx.reached = reached;
+                break;
+            }
+            let mut more = HashSet::new();
+            for ci in fresh {
+                judged.insert(self.rs.chains[ci].name.clone());
+                more.extend((0..self.rs.chains[ci].rules.len()).map(|i| (ci, i)));
+            }
+            // The chains judged so far count as reached while their rules
+            // are judged (`ctx_reached` reads their jumps next round).
+            c.ctx.reached = reached;
+            if !self.ctx_judge(c, &more, limit)? {
+                return Ok(());
+            }
+        }
+        // Forget the rules that are gone, now and then.
+        let total: usize = self.rs.chains.iter().map(|ch| ch.rules.len()).sum();
+        if c.ctx.rules.len() > 2 * total + 1024 {
+            let chain_of = &c.chain_of;
+            c.ctx.rules.retain(|(id, _), _| chain_of.contains_key(id));
+        }
+        Ok(())
+    }
+
+    /// The base chains of the ruleset (indexes).
+    fn ctx_bases(&self) -> Vec<usize> {
+        (0..self.rs.chains.len())
+            .filter(|&c| self.rs.chains[c].base.is_some())
+            .collect()
+    }
+
+    /// The chains reached from the base chains through jumps that some
+    /// packet may take (their judgement is alive or unknown).
+    fn ctx_reached(&self, c: &Cache) -> HashSet<String> {
+        let mut reached: HashSet<String> = HashSet::new();
+        let mut stack: Vec<usize> = self.ctx_bases();
+        while let Some(ci) = stack.pop() {
+            let ch = &self.rs.chains[ci];
+            if !reached.insert(ch.name.clone()) {
+                continue;
+            }
+            let ids = &c.ids[&ch.name];
+            for (i, r) in ch.rules.iter().enumerate() {
+                let (Action::Jump { target } | Action::Goto { target }) = r.action else {
+                    continue;
+                };
+                if self.rs.chain(target).is_unknown_target() {
+                    continue;
+                }
+                let seen = c.ctx.rules.get(&key_of(ids, i)).map(|x| x.0);
+                // A jump not judged yet (its chain is new here) is entered:
+                // its chain is judged next and the set computed again.
+                if seen.is_none_or(|s| s >= Seen::Unknown) {
+                    stack.push(target.0);
+                }
+            }
+        }
+        reached
+    }
+
+    /// Judge the model rules `want` (chain, rule) in context. `Ok(false)`
+    /// when that took a pass over the whole ruleset (everything is then
+    /// current).
+    fn ctx_judge(
+        &self,
+        c: &mut Cache,
+        want: &HashSet<(usize, usize)>,
+        limit: usize,
+    ) -> Result<bool, String> {
+        if want.is_empty() {
+            return Ok(true);
+        }
+        let q: Vec<PBox> = want
+            .iter()
+            .flat_map(|&(ci, i)| c.boxes[&self.rs.chains[ci].name][i].iter().cloned())
+            .collect();
+        let roots: Vec<(usize, Option<Vec<PBox>>)> = self
+            .ctx_bases()
+            .into_iter()
+            .map(|b| (b, Some(q.clone())))
+            .collect();
+        let sub = if want.len() > limit {
+            None
+        } else {
+            self.sub_ruleset(c, &roots, limit)
+        };
+        let Some((sub, orig)) = sub else {
+            // Too much would be judged again: the whole ruleset.
+            let all: Vec<(usize, Option<Vec<PBox>>)> =
+                (0..self.rs.chains.len()).map(|i| (i, None)).collect();
+            let (sub, _) = self.sub_ruleset(c, &all, usize::MAX).expect("no limit");
+            let engine = Engine::new(&sub, self.u.clone());
+            if !engine.loops.is_empty() {
+                return Err("chains jump to each other in a loop".into());
+            }
+            self.context_init(c, &engine);
+            return Ok(false);
+        };
+        let engine = Engine::new(&sub, self.u.clone());
+        if !engine.loops.is_empty() {
+            return Err("chains jump to each other in a loop".into());
+        }
+        // Each sub rule's place in its original chain: the kept rules are
+        // in order, so the next original rule with the same id and match.
+        let place: Vec<Vec<Option<usize>>> = sub
+            .chains
+            .iter()
+            .zip(&orig)
+            .map(|(sch, &oc)| {
+                let och = &self.rs.chains[oc];
+                let ids = &c.ids[&och.name];
+                let mut at = 0;
+                sch.rules
+                    .iter()
+                    .map(|sr| {
+                        let id = parse_id(&sr.origin.to_string())?;
+                        while at < ids.len()
+                            && !(ids[at] == id && och.rules[at].matches == sr.matches)
+                        {
+                            at += 1;
+                        }
+                        let p = (at < ids.len()).then_some(at);
+                        at += 1;
+                        p
+                    })
+                    .collect()
+            })
+            .collect();
+        let opaque_full = self.ctx_opaque();
+        let opts = ContextOpts {
+            want: Some(&|sc: usize, sr: usize| {
+                place[sc][sr].is_some_and(|i| want.contains(&(orig[sc], i)))
+            }),
+            opaque: Some(orig.iter().map(|&oc| opaque_full[oc]).collect()),
+        };
+        let ctx = engine.context_pass(ANOMALY_BUDGET, &opts);
+        let mut done: HashSet<(usize, usize)> = HashSet::new();
+        for (sc, places) in place.iter().enumerate() {
+            let oc = orig[sc];
+            let ids = &c.ids[&self.rs.chains[oc].name];
+            for (sr, p) in places.iter().enumerate() {
+                let Some(i) = *p else { continue };
+                if !want.contains(&(oc, i)) {
+                    continue;
+                }
+                // No inlining in the sub-ruleset: every inlining's cut is
+                // empty, so the rule is dead wherever its chain is reached.
+                let seen = match ctx.seen[sc][sr] {
+                    Seen::Not => Seen::Dead,
+                    s => s,
+                };
+                let by = ctx
+                    .by
+                    .get(&(sc as u32, sr as u32))
+                    .map(|v| v.iter().map(|r| r.to_string()).collect())
+                    .unwrap_or_default();
+                c.ctx.rules.insert(key_of(ids, i), (seen, by));
+                done.insert((oc, i));
+            }
+        }
+        // Wanted rules the sub-ruleset does not hold match nothing there.
+        for &(oc, i) in want {
+            if !done.contains(&(oc, i)) {
+                let ids = &c.ids[&self.rs.chains[oc].name];
+                c.ctx.rules.insert(key_of(ids, i), (Seen::Dead, Vec::new()));
+            }
+        }
+        Ok(true)
+    }
+
+    /// The shadowed and redundant rule findings with the context judgement
+    /// folded in, as a full `verify` gives them: own-chain findings win, a
+    /// rule every model rule of which is dead (in its chain or in context)
+    /// is shadowed, a chain never reached is one finding, and a rule dead
+    /// in context is not also redundant. Replaces `shadowed`/`redundant`.
+    pub(super) fn context_findings(
+        &self,
+        c: &Cache,
+        shadowed: &mut Vec<crate::verify::RuleFinding>,
+        redundant: &mut Vec<crate::verify::RuleFinding>,
+    ) {
+        use crate::verify::{DeadReason, RuleFinding};
+        shadowed.clear();
+        redundant.clear();
+        let render = |by: &[String]| -> Vec<String> {
+            by.iter()
+                .map(|b| self.name_ref(b))
+                .filter(|b| parse_id(b).is_none())
+                .collect()
+        };
+        for (ci, ch) in self.rs.chains.iter().enumerate() {
+            if ch.is_unknown_target() || ch.rules.is_empty() {
+                continue;
+            }
+            let Some(ids) = c.ids.get(&ch.name) else {
+                continue;
+            };
+            if !c.ctx.reached.contains(&ch.name) {
+                let mut by: Vec<String> = Vec::new();
+                for caller in &self.rs.chains {
+                    if !c.ctx.reached.contains(&caller.name) {
+                        continue;
+                    }
+                    for r in &caller.rules {
+                        if let Action::Jump { target } | Action::Goto { target } = r.action {
+                            let s = r.origin.to_string();
+                            if target.0 == ci && !by.contains(&s) && by.len() < 10 {
+                                by.push(s);
+                            }
+                        }
+                    }
+                }
+                shadowed.push(RuleFinding {
+                    rule: ch.rules[0].origin.to_string(),
+                    chain: ch.name.clone(),
+                    by,
+                    reason: Some(DeadReason::NeverReached),
+                });
+                continue;
+            }
+            let mut i = 0;
+            while i < ids.len() {
+                let mut j = i + 1;
+                while j < ids.len() && ids[j] == ids[i] {
+                    j += 1;
+                }
+                let me = ch.rules[i].origin.to_string();
+                let own = c.kinds.get(&ids[i]);
+                let dead: Vec<bool> = (i..j)
+                    .map(|r| c.ctx.rules.get(&key_of(ids, r)).map(|x| x.0) == Some(Seen::Dead))
+                    .collect();
+                let finding = |by: Vec<String>, reason| RuleFinding {
+                    rule: me.clone(),
+                    chain: ch.name.clone(),
+                    by,
+                    reason,
+                };
+                match own {
+                    Some((Kind::Shadowed, by)) => shadowed.push(finding(render(by), None)),
+                    _ if dead.iter().any(|&d| d) && self.ctx_all_dead(c, ci, i, j, &dead) => {
+                        let mut by: Vec<String> = Vec::new();
+                        for r in i..j {
+                            let from_ctx = c.ctx.rules.get(&key_of(ids, r)).map(|x| &x.1);
+                            for b in render(from_ctx.map(Vec::as_slice).unwrap_or(&[])) {
+                                if b != me && !by.contains(&b) {
+                                    by.push(b);
+                                }
+                            }
+                        }
+                        shadowed.push(finding(by, Some(DeadReason::Context)));
+                    }
+                    Some((Kind::Redundant, by)) if !dead.iter().any(|&d| d) => {
+                        let mut v = render(by);
+                        if v.is_empty() {
+                            v.push(format!("return at end of {}", ch.name));
+                        }
+                        redundant.push(finding(v, None));
+                    }
+                    _ => {}
+                }
+                i = j;
+            }
+        }
+    }
+
+    /// Whether every model rule `i..j` of chain `ci` is dead in context
+    /// (`dead`) or shadowed in its own chain (asked one by one only for a
+    /// source rule of several model rules that are not all dead in context).
+    fn ctx_all_dead(&self, c: &Cache, ci: usize, i: usize, j: usize, dead: &[bool]) -> bool {
+        if dead.iter().all(|&d| d) {
+            return true;
+        }
+        if j == i + 1 || c.kinds.get(&c.ids[&self.rs.chains[ci].name][i]).is_some() {
+            // One model rule, or a source rule the own chain calls redundant
+            // (no model rule of it shadowed there).
+            return false;
+        }
+        let total: usize = self.rs.chains.iter().map(|ch| ch.rules.len()).sum();
+        (i..j).zip(dead).all(|(r, &d)| {
+            d || matches!(
+                self.judge_whole(c, ci, r, r + 1, total),
+                Ok((Kind::Shadowed, _))
+            )
+        })
+    }
+}
