@@ -35,6 +35,8 @@
 //! part of the ruleset, a budget hit), the update is a full verify and the
 //! [`ChangeRecord`] says why.
 
+mod context;
+
 use crate::engine::{may_match, Engine, RuleAnomaly, DEFAULT_BUDGET};
 use crate::fingerprint::{self, Finding, FindingKind};
 use crate::space::{match_boxes, Boxes, Fam, ISet, IfaceUniverse, PBox};
@@ -170,6 +172,8 @@ struct Cache {
     /// Witness packets: reach (for rules judged reached) or "decided
     /// differently without it" (for rules judged not redundant).
     witness: HashMap<Id, PBox>,
+    /// Dead rules in context (see `context`).
+    ctx: context::CtxCache,
 }
 
 /// An incremental verifier: build it from a ruleset, feed it changes, read
@@ -517,6 +521,7 @@ impl Incremental {
             witness: HashMap::new(),
             callers: HashMap::new(),
             patterns: HashSet::new(),
+            ctx: Default::default(),
         };
         for ch in &self.rs.chains {
             for r in &ch.rules {
@@ -604,7 +609,8 @@ impl Incremental {
             let fp = self.region_fp(&m, &zones);
             c.regions.insert(fp, m);
         }
-        let an = engine.anomalies(ANOMALY_BUDGET);
+        let an = engine.anomalies_own(ANOMALY_BUDGET);
+        self.context_init(&mut c, &engine);
         for (list, kind) in [
             (an.shadowed, Kind::Shadowed),
             (an.redundant, Kind::Redundant),
@@ -1358,7 +1364,7 @@ impl Incremental {
                 }
             }
         }
-        Ok(())
+        self.context_update(c, &delta, &new_ids, limit)
     }
 
     /// The part of the pivot's rules that accept (or may, or jump where the
@@ -1654,6 +1660,7 @@ impl Incremental {
                 i = j;
             }
         }
+        self.context_findings(c, &mut shadowed, &mut redundant);
         let count = |s: Status| flows.iter().filter(|f| f.status == s).count();
         let replies_not_allowed = flows
             .iter()
