@@ -98,6 +98,10 @@ impl Context {
 /// Most rules named as responsible for one dead rule.
 const MAX_BY: usize = 10;
 
+/// Most fragments a walk for the packets that reach an inlining may hold
+/// (beyond it the inlining's rules are searched from position 0).
+const AREA_BUDGET: usize = 256;
+
 /// Most boxes a cut may have before it is replaced by a coarser one.
 const MAX_CUT: usize = 64;
 
@@ -357,19 +361,26 @@ impl Engine<'_> {
                     && ctx.seen[w.chain][r] < Seen::Unknown
                     && own_seen != Some(false)
                     && !(own_seen == Some(true) && plain_base);
+                // From a base chain's start only a jump's region is
+                // walked (its target's start); a rule of the base chain
+                // itself is searched as before (a witness usually ends it).
+                let from_exact = matches!(w.area, Area::Exact(..));
                 let region = match (&w.area, starts.get(&prefix)) {
                     (Area::Lost, _) | (_, None) => None,
                     _ if !(unsettled || target.is_some()) => None,
-                    (Area::All, Some(&s)) => self.region_at(plan, cut.clone(), 0, s, budget),
+                    (Area::All, Some(&s)) if target.is_some() => {
+                        self.region_at(plan, cut.clone(), 0, s, AREA_BUDGET)
+                    }
+                    (Area::All, _) => None,
                     (Area::Exact(a, p0), Some(&s)) => {
-                        if a.len() * cut.len() > budget {
+                        if a.len() * cut.len() > AREA_BUDGET {
                             None
                         } else {
                             let frags: Vec<PBox> = a
                                 .iter()
                                 .flat_map(|x| cut.iter().filter_map(move |b| x.intersect(b)))
                                 .collect();
-                            self.region_at(plan, frags, *p0, s, budget)
+                            self.region_at(plan, frags, *p0, s, AREA_BUDGET)
                         }
                     }
                 };
@@ -385,7 +396,9 @@ impl Engine<'_> {
                 } else if own_seen == Some(true) && plain_base {
                     ctx.mark(key, Seen::Alive);
                     Seen::Alive
-                } else if let (Some(&s), Some(region)) = (starts.get(&prefix), &region) {
+                } else if let (Some(&s), Some(region), true) =
+                    (starts.get(&prefix), &region, from_exact)
+                {
                     // The walk from the inlining's start says it exactly.
                     let mut by = Vec::new();
                     let st = self.judge_region(unit, &cut, region, s, budget, &mut by);
