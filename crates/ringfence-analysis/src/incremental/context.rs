@@ -445,7 +445,7 @@ impl Incremental {
         if dead.iter().all(|&d| d) {
             return true;
         }
-        if j == i + 1 || c.kinds.get(&c.ids[&self.rs.chains[ci].name][i]).is_some() {
+        if j == i + 1 || c.kinds.contains_key(&c.ids[&self.rs.chains[ci].name][i]) {
             // One model rule, or a source rule the own chain calls redundant
             // (no model rule of it shadowed there).
             return false;
