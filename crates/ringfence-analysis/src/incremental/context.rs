@@ -249,10 +249,12 @@ impl Incremental {
             .iter()
             .flat_map(|&(ci, i)| c.boxes[&self.rs.chains[ci].name][i].iter().cloned())
             .collect();
-        let roots: Vec<(usize, Option<Vec<PBox>>)> = self
+        // Not first-match roots: a rule's judgement reads every rule
+        // before it that its packets meet.
+        let roots: Vec<Root> = self
             .ctx_bases()
             .into_iter()
-            .map(|b| (b, Some(q.clone())))
+            .map(|b| Root::of(b, q.clone(), false))
             .collect();
         let sub = if want.len() > limit {
             None
@@ -261,8 +263,7 @@ impl Incremental {
         };
         let Some((sub, orig)) = sub else {
             // Too much would be judged again: the whole ruleset.
-            let all: Vec<(usize, Option<Vec<PBox>>)> =
-                (0..self.rs.chains.len()).map(|i| (i, None)).collect();
+            let all: Vec<Root> = (0..self.rs.chains.len()).map(Root::all).collect();
             let (sub, _) = self.sub_ruleset(c, &all, usize::MAX).expect("no limit");
             let engine = Engine::new(&sub, self.u.clone());
             if !engine.loops.is_empty() {
@@ -347,16 +348,22 @@ impl Incremental {
     /// folded in, as a full `verify` gives them: own-chain findings win, a
     /// rule every model rule of which is dead (in its chain or in context)
     /// is shadowed, a chain never reached is one finding, and a rule dead
-    /// in context is not also redundant. Replaces `shadowed`/`redundant`.
+    /// in context is not also redundant. Replaces `shadowed`/`redundant`
+    /// and `named` (per chain, the rules the findings name, which their
+    /// fingerprints read).
     pub(super) fn context_findings(
         &self,
         c: &Cache,
         shadowed: &mut Vec<crate::verify::RuleFinding>,
         redundant: &mut Vec<crate::verify::RuleFinding>,
+        named: &mut [Vec<Rule>],
     ) {
         use crate::verify::{DeadReason, RuleFinding};
         shadowed.clear();
         redundant.clear();
+        for v in named.iter_mut() {
+            v.clear();
+        }
         let render = |by: &[String]| -> Vec<String> {
             by.iter()
                 .map(|b| self.name_ref(b))
@@ -391,6 +398,8 @@ impl Incremental {
                     by,
                     reason: Some(DeadReason::NeverReached),
                 });
+                let first = &ch.rules[0].origin;
+                named[ci].extend(ch.rules.iter().take_while(|r| r.origin == *first).cloned());
                 continue;
             }
             let mut i = 0;
@@ -404,6 +413,7 @@ impl Incremental {
                 let dead: Vec<bool> = (i..j)
                     .map(|r| c.ctx.rules.get(&key_of(ids, r)).map(|x| x.0) == Some(Seen::Dead))
                     .collect();
+                let before = shadowed.len() + redundant.len();
                 let finding = |by: Vec<String>, reason| RuleFinding {
                     rule: me.clone(),
                     chain: ch.name.clone(),
@@ -432,6 +442,9 @@ impl Incremental {
                         redundant.push(finding(v, None));
                     }
                     _ => {}
+                }
+                if shadowed.len() + redundant.len() > before {
+                    named[ci].extend(ch.rules[i..j].iter().cloned());
                 }
                 i = j;
             }
