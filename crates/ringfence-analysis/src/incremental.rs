@@ -1660,7 +1660,7 @@ impl Incremental {
                 i = j;
             }
         }
-        self.context_findings(c, &mut shadowed, &mut redundant);
+        self.context_findings(c, &mut shadowed, &mut redundant, &mut named);
         let count = |s: Status| flows.iter().filter(|f| f.status == s).count();
         let replies_not_allowed = flows
             .iter()
