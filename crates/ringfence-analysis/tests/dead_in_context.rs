@@ -446,3 +446,65 @@ fn the_incremental_verifier_follows_a_rule_killed_and_revived_by_changes_in_othe
     assert_eq!(full, mine);
     assert!(!ssh_dead(&mine, &telnet), "{mine:?}");
 }
+
+/// Two nat chains on prerouting: the later one starts with the rule the
+/// nft parser synthesizes (connections the earlier one translated leave
+/// it, as in the kernel). `dead` makes the earlier chain's DNAT
+/// unreachable (an accept of the same packets before it), so no packet
+/// arrives translated and the synthesized rule matches nothing.
+fn two_nat_chains(dead: bool) -> String {
+    let first = if dead {
+        "\t\ttcp dport 8080 accept\n\t\ttcp dport 8080 dnat to 198.18.10.5:80\n"
+    } else {
+        "\t\ttcp dport 8080 dnat to 198.18.10.5:80\n"
+    };
+    format!(
+        "table ip nat {{
+\tchain pre_first {{
+\t\ttype nat hook prerouting priority -110; policy accept;
+{first}\t}}
+\tchain pre_second {{
+\t\ttype nat hook prerouting priority -100; policy accept;
+\t\ttcp dport 9090 dnat to 198.18.10.6:80
+\t}}
+}}
+table ip filter {{
+\tchain forward {{
+\t\ttype filter hook forward priority 0; policy drop;
+\t\tct state established,related accept
+\t\tip daddr 198.18.10.0/24 tcp dport 80 accept
+\t}}
+}}
+"
+    )
+}
+
+#[test]
+fn the_synthesized_nat_skip_rule_is_never_reported_dead_or_redundant() {
+    for dead in [false, true] {
+        let text = two_nat_chains(dead);
+        let rs =
+            parse_ruleset(&text, "nat.nft", RulesetFormat::Auto).unwrap_or_else(|e| panic!("{e}"));
+        // The parser did synthesize it (named as the chain's policy).
+        let second = rs
+            .chains
+            .iter()
+            .find(|c| c.name.ends_with("pre_second"))
+            .expect("pre_second parsed");
+        let skip = second.rules[0].origin.to_string();
+        assert!(skip.contains("skipped"), "{skip}");
+        let r = run("nat.nft", &text);
+        for f in r.shadowed.iter().chain(&r.redundant) {
+            assert!(
+                !f.rule.contains("skipped"),
+                "synthesized rule reported (earlier DNAT dead: {dead}): {f:#?}"
+            );
+        }
+        // The earlier chain's DNAT behind the accept of the same packets is
+        // a real dead rule, and is reported.
+        if dead {
+            let dnat = line_of("nat.nft", &text, "dnat to 198.18.10.5");
+            assert!(shadowed(&r, &dnat).is_some(), "{:#?}", r.shadowed);
+        }
+    }
+}

@@ -93,7 +93,11 @@ impl Engine<'_> {
                         Some(k) => Some(k),
                         None => x.alive(ci, r).then_some(true),
                     });
-                    let dead = ctx.is_some_and(|x| x.dead(ci, r));
+                    // A synthesized rule (the nat-skip accept the nft
+                    // parser adds) stands for how the kernel runs the chain,
+                    // not for a rule anyone wrote: never dead in context.
+                    let synthesized = matches!(chain.rules[r].origin, RuleRef::Policy { .. });
+                    let dead = !synthesized && ctx.is_some_and(|x| x.dead(ci, r));
                     match self.rule_anomaly(ci, plan, r, base_policy, budget, None, known) {
                         RuleAnomaly::Shadowed(by) => {
                             shadow_by.extend(by);

@@ -42,6 +42,11 @@ pub(super) struct CtxCache {
     /// Per model rule of a reached chain: its state and, when dead, the
     /// rules responsible (as the verifier's stable references).
     rules: HashMap<Key, (Seen, Vec<String>)>,
+    /// For alive rules: a packet that reaches the rule and matches it
+    /// (see [`crate::engine::Context::witness`]). A change whose region
+    /// misses it leaves that packet's way through every chain as it was,
+    /// so the rule stays alive without being judged again.
+    witness: HashMap<Key, PBox>,
     /// The user and base chains some base chain reaches (by name).
     reached: HashSet<String>,
 }
@@ -104,7 +109,11 @@ impl Incremental {
     /// sub-ruleset that keeps every chain and rule in place (as
     /// `build_cache` makes it).
     pub(super) fn context_init(&self, c: &mut Cache, engine: &Engine<'_>) {
-        let ctx = engine.context_pass(ANOMALY_BUDGET, &ContextOpts::default());
+        let opts = ContextOpts {
+            witnesses: true,
+            ..ContextOpts::default()
+        };
+        let ctx = engine.context_pass(ANOMALY_BUDGET, &opts);
         c.ctx = CtxCache::default();
         for (ci, ch) in self.rs.chains.iter().enumerate() {
             if !ctx.reached[ci] {
@@ -118,21 +127,40 @@ impl Incremental {
                     .get(&(ci as u32, i as u32))
                     .map(|v| v.iter().map(|r| r.to_string()).collect())
                     .unwrap_or_default();
-                c.ctx.rules.insert(key_of(ids, i), (ctx.seen[ci][i], by));
+                let key = key_of(ids, i);
+                if let Some(w) = ctx.witness.get(&(ci as u32, i as u32)) {
+                    c.ctx.witness.insert(key, w.clone());
+                }
+                c.ctx.rules.insert(key, (ctx.seen[ci][i], by));
             }
         }
     }
 
     /// Bring the context judgement up to date after the change whose
-    /// changed region per chain is `delta` (see the module notes).
+    /// changed region per chain is `delta` (see the module notes);
+    /// `jumps_changed`: the change adds or removes a jump or goto.
     pub(super) fn context_update(
         &self,
         c: &mut Cache,
         delta: &HashMap<String, Vec<PBox>>,
         new_ids: &HashSet<Id>,
+        jumps_changed: bool,
         limit: usize,
     ) -> Result<(), String> {
         let dboxes: Vec<PBox> = delta.values().flatten().cloned().collect();
+        // The changed region as any stage sees it (a stage only widens the
+        // interfaces, the conntrack state and the translation status).
+        let wide: Vec<PBox> = dboxes
+            .iter()
+            .map(|b| {
+                let mut b = b.clone();
+                b.iif = self.u.full();
+                b.oif = self.u.full();
+                b.ct = ringfence_model::CtStates::ALL.0;
+                b.nat = crate::space::nat::ALL;
+                b
+            })
+            .collect();
         // 1. The rules whose match meets the change, and the new ones.
         let mut want: HashSet<(usize, usize)> = HashSet::new();
         for (ci, ch) in self.rs.chains.iter().enumerate() {
@@ -140,12 +168,32 @@ impl Incremental {
                 continue;
             }
             let boxes = &c.boxes[&ch.name];
+            let ids = &c.ids[&ch.name];
             if !dboxes.is_empty() {
                 for i in self.candidates(c, &ch.name, &dboxes) {
                     let i = i as usize;
-                    if overlaps_any(&boxes[i], &dboxes) {
-                        want.insert((ci, i));
+                    if !overlaps_any(&boxes[i], &dboxes) {
+                        continue;
                     }
+                    // A rule without a verdict (LOG) has no place in a plan:
+                    // unknown wherever a jump's box lets some of its packets
+                    // in, dead where none does. Only the jumps move that.
+                    if !jumps_changed && matches!(ch.rules[i].action, Action::Continue) {
+                        continue;
+                    }
+                    // Alive through a packet the change does not touch:
+                    // still alive (see the module notes).
+                    let key = key_of(ids, i);
+                    let alive = c.ctx.rules.get(&key).map(|x| x.0) == Some(Seen::Alive);
+                    if alive
+                        && c.ctx
+                            .witness
+                            .get(&key)
+                            .is_some_and(|w| !overlaps_any(std::slice::from_ref(w), &wide))
+                    {
+                        continue;
+                    }
+                    want.insert((ci, i));
                 }
             }
             if delta.contains_key(&ch.name) {
@@ -193,6 +241,7 @@ impl Incremental {
         if c.ctx.rules.len() > 2 * total + 1024 {
             let chain_of = &c.chain_of;
             c.ctx.rules.retain(|(id, _), _| chain_of.contains_key(id));
+            c.ctx.witness.retain(|(id, _), _| chain_of.contains_key(id));
         }
         Ok(())
     }
@@ -308,6 +357,7 @@ impl Incremental {
                 place[sc][sr].is_some_and(|i| want.contains(&(orig[sc], i)))
             }),
             opaque: Some(orig.iter().map(|&oc| opaque_full[oc]).collect()),
+            witnesses: true,
         };
         let ctx = engine.context_pass(ANOMALY_BUDGET, &opts);
         let mut done: HashSet<(usize, usize)> = HashSet::new();
@@ -330,7 +380,16 @@ impl Incremental {
                     .get(&(sc as u32, sr as u32))
                     .map(|v| v.iter().map(|r| r.to_string()).collect())
                     .unwrap_or_default();
-                c.ctx.rules.insert(key_of(ids, i), (seen, by));
+                let key = key_of(ids, i);
+                match ctx.witness.get(&(sc as u32, sr as u32)) {
+                    Some(w) if seen == Seen::Alive => {
+                        c.ctx.witness.insert(key, w.clone());
+                    }
+                    _ => {
+                        c.ctx.witness.remove(&key);
+                    }
+                }
+                c.ctx.rules.insert(key, (seen, by));
                 done.insert((oc, i));
             }
         }
@@ -338,6 +397,7 @@ impl Incremental {
         for &(oc, i) in want {
             if !done.contains(&(oc, i)) {
                 let ids = &c.ids[&self.rs.chains[oc].name];
+                c.ctx.witness.remove(&key_of(ids, i));
                 c.ctx.rules.insert(key_of(ids, i), (Seen::Dead, Vec::new()));
             }
         }
@@ -410,8 +470,13 @@ impl Incremental {
                 }
                 let me = ch.rules[i].origin.to_string();
                 let own = c.kinds.get(&ids[i]);
+                // Synthesized rules are never dead in context (as in verify).
+                let synthesized = matches!(ch.rules[i].origin, RuleRef::Policy { .. });
                 let dead: Vec<bool> = (i..j)
-                    .map(|r| c.ctx.rules.get(&key_of(ids, r)).map(|x| x.0) == Some(Seen::Dead))
+                    .map(|r| {
+                        !synthesized
+                            && c.ctx.rules.get(&key_of(ids, r)).map(|x| x.0) == Some(Seen::Dead)
+                    })
                     .collect();
                 let before = shadowed.len() + redundant.len();
                 let finding = |by: Vec<String>, reason| RuleFinding {

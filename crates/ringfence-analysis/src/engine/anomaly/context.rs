@@ -53,6 +53,13 @@ pub(crate) struct Context {
     /// chain reaches it (`Some(false)`: shadowed in its chain), when the
     /// pass asked; asked once per rule and reused by the own-chain judgement.
     pub own: Vec<Vec<Option<Option<bool>>>>,
+    /// For alive rules, when the pass was asked for them
+    /// ([`ContextOpts::witnesses`]) and found one: a packet (a one-point
+    /// box but for its marks and rarer fields) that reaches the rule in one
+    /// of its inlinings, matches it and gets through the earlier base
+    /// chains. The incremental verifier keeps a rule alive without judging
+    /// it again for as long as no change touches that packet.
+    pub witness: HashMap<(u32, u32), PBox>,
 }
 
 impl Context {
@@ -150,6 +157,9 @@ pub(crate) struct ContextOpts<'o> {
     /// target the model cannot follow (or a rewrite), decided on a larger
     /// ruleset than this one; `None`: read from this engine's plans.
     pub opaque: Option<Vec<bool>>,
+    /// Keep a witness packet for each rule found alive (see
+    /// [`Context::witness`]).
+    pub witnesses: bool,
 }
 
 impl Engine<'_> {
@@ -175,6 +185,7 @@ impl Engine<'_> {
                 .iter()
                 .map(|c| vec![None; c.rules.len()])
                 .collect(),
+            witness: HashMap::new(),
         };
         // Chains in a jump loop have no plan the analysis can read: they and
         // everything they may call are taken as reached, their rules unknown.
@@ -395,6 +406,13 @@ impl Engine<'_> {
                     Seen::Dead
                 } else if own_seen == Some(true) && plain_base {
                     ctx.mark(key, Seen::Alive);
+                    if opts.witnesses {
+                        if let Some(&s) = starts.get(&prefix) {
+                            if let Some(p) = self.point_witness(unit, &cut, s, budget) {
+                                ctx.witness.insert(key, p);
+                            }
+                        }
+                    }
                     Seen::Alive
                 } else if let (Some(&s), Some(region), true) =
                     (starts.get(&prefix), &region, from_exact)
@@ -403,14 +421,30 @@ impl Engine<'_> {
                     let mut by = Vec::new();
                     let st = self.judge_region(unit, &cut, region, s, budget, &mut by);
                     ctx.mark(key, st);
+                    if st == Seen::Alive && opts.witnesses {
+                        // A packet of the region reaches the rule; with
+                        // earlier base chains, one that also gets through.
+                        let p = if unit.earlier.is_empty() {
+                            region.iter().find_map(|b| witness_points(b).next())
+                        } else {
+                            self.point_witness(unit, region, s, budget)
+                        };
+                        if let Some(p) = p {
+                            ctx.witness.insert(key, self.u.marks.erase(p));
+                        }
+                    }
                     if ctx.seen[w.chain][r] == Seen::Dead {
                         ctx.blame(key, by);
                     }
                     st
                 } else if let Some(&s) = starts.get(&prefix) {
                     let mut by = Vec::new();
-                    let st = self.reached_at(unit, &cut, s, budget, &mut by);
+                    let mut found = None;
+                    let st = self.reached_at(unit, &cut, s, budget, &mut by, &mut found);
                     ctx.mark(key, st);
+                    if let (Some(p), true) = (found, opts.witnesses) {
+                        ctx.witness.insert(key, p);
+                    }
                     if ctx.seen[w.chain][r] == Seen::Dead {
                         ctx.blame(key, by);
                     }
@@ -566,26 +600,13 @@ impl Engine<'_> {
         s: u32,
         budget: usize,
         by: &mut Vec<RuleRef>,
+        found: &mut Option<PBox>,
     ) -> Seen {
         let plan = unit.plan;
         // Witnesses first: one concrete packet that gets there ends it.
-        let mut cands = Vec::new();
-        for b in cut {
-            for w in witness_points(b) {
-                let w = self.u.marks.erase(w);
-                cands.clear();
-                plan.query_into(&w, &mut cands);
-                cands.retain(|&j| j < s);
-                cands.sort_unstable();
-                cands.dedup();
-                if point_reaches(plan, &cands, &w, s)
-                    && (unit.earlier.is_empty()
-                        || self.passes_earlier(unit, vec![w], budget, &mut Vec::new())
-                            == Some(true))
-                {
-                    return Seen::Alive;
-                }
-            }
+        if let Some(w) = self.point_witness(unit, cut, s, budget) {
+            *found = Some(w);
+            return Seen::Alive;
         }
         // Then every packet, within the budget.
         let mut left = budget;
@@ -636,6 +657,32 @@ impl Engine<'_> {
             }
             None => Seen::Unknown,
         }
+    }
+
+    /// A few concrete packets of `cut` (corners and middles, marks
+    /// erased): the first that gets from the plan's start to position `s`
+    /// and through the unit's earlier base chains.
+    fn point_witness(&self, unit: &Unit<'_>, cut: &[PBox], s: u32, budget: usize) -> Option<PBox> {
+        let plan = unit.plan;
+        let mut cands = Vec::new();
+        for b in cut {
+            for w in witness_points(b) {
+                let w = self.u.marks.erase(w);
+                cands.clear();
+                plan.query_into(&w, &mut cands);
+                cands.retain(|&j| j < s);
+                cands.sort_unstable();
+                cands.dedup();
+                if point_reaches(plan, &cands, &w, s)
+                    && (unit.earlier.is_empty()
+                        || self.passes_earlier(unit, vec![w.clone()], budget, &mut Vec::new())
+                            == Some(true))
+                {
+                    return Some(w);
+                }
+            }
+        }
+        None
     }
 
     /// Whether some packet of `region` gets through every earlier base
