@@ -36,6 +36,9 @@ use crate::engine::{ContextOpts, Seen};
 /// as long as the rule exists).
 type Key = (Id, u32);
 
+/// A model rule by place: (chain, rule).
+type Rk = (usize, usize);
+
 /// What is known of dead rules in context (see the module notes).
 #[derive(Default)]
 pub(super) struct CtxCache {
@@ -46,7 +49,9 @@ pub(super) struct CtxCache {
     /// (see [`crate::engine::Context::witness`]). A change whose region
     /// misses it leaves that packet's way through every chain as it was,
     /// so the rule stays alive without being judged again.
-    witness: HashMap<Key, PBox>,
+    /// With it, the base chain (by name) a first-match walk of the packet
+    /// can start from to check it again.
+    witness: HashMap<Key, (PBox, Option<String>)>,
     /// The user and base chains some base chain reaches (by name).
     reached: HashSet<String>,
 }
@@ -128,8 +133,9 @@ impl Incremental {
                     .map(|v| v.iter().map(|r| r.to_string()).collect())
                     .unwrap_or_default();
                 let key = key_of(ids, i);
-                if let Some(w) = ctx.witness.get(&(ci as u32, i as u32)) {
-                    c.ctx.witness.insert(key, w.clone());
+                if let Some((w, b)) = ctx.witness.get(&(ci as u32, i as u32)) {
+                    let b = b.map(|b| engine.rs.chains[b].name.clone());
+                    c.ctx.witness.insert(key, (w.clone(), b));
                 }
                 c.ctx.rules.insert(key, (ctx.seen[ci][i], by));
             }
@@ -189,8 +195,12 @@ impl Incremental {
                         && c.ctx
                             .witness
                             .get(&key)
-                            .is_some_and(|w| !overlaps_any(std::slice::from_ref(w), &wide))
+                            .is_some_and(|(w, _)| !overlaps_any(std::slice::from_ref(w), &wide))
                     {
+                        continue;
+                    }
+                    // Or through a packet that still gets there.
+                    if alive && self.witness_holds(c, ci, i) {
                         continue;
                     }
                     want.insert((ci, i));
@@ -205,7 +215,24 @@ impl Incremental {
                 );
             }
         }
-        if !self.ctx_judge(c, &want, limit)? {
+        // The jumps first: a rule of a chain no longer reached needs no
+        // judgement now (its chain is one finding, and every rule of it is
+        // judged when it is reached again).
+        let (jumps, rest): (HashSet<Rk>, HashSet<Rk>) = want.into_iter().partition(|&(ci, i)| {
+            matches!(
+                self.rs.chains[ci].rules[i].action,
+                Action::Jump { .. } | Action::Goto { .. }
+            )
+        });
+        if !self.ctx_judge(c, &jumps, limit)? {
+            return Ok(());
+        }
+        let now = self.ctx_reached(c);
+        let rest: HashSet<(usize, usize)> = rest
+            .into_iter()
+            .filter(|&(ci, _)| now.contains(&self.rs.chains[ci].name))
+            .collect();
+        if !self.ctx_judge(c, &rest, limit)? {
             return Ok(());
         }
         // 2. Which chains are reached now: every rule of a chain newly
@@ -227,7 +254,17 @@ impl Incremental {
             let mut more = HashSet::new();
             for ci in fresh {
                 judged.insert(self.rs.chains[ci].name.clone());
-                more.extend((0..self.rs.chains[ci].rules.len()).map(|i| (ci, i)));
+                // What was known may be old (the chain was not reached):
+                // only a witness that still gets there keeps a rule alive.
+                more.extend(
+                    (0..self.rs.chains[ci].rules.len())
+                        .filter(|&i| {
+                            let key = key_of(&c.ids[&self.rs.chains[ci].name], i);
+                            !(c.ctx.rules.get(&key).map(|x| x.0) == Some(Seen::Alive)
+                                && self.witness_holds(c, ci, i))
+                        })
+                        .map(|i| (ci, i)),
+                );
             }
             // The chains judged so far count as reached while their rules
             // are judged (`ctx_reached` reads their jumps next round).
@@ -244,6 +281,120 @@ impl Incremental {
             c.ctx.witness.retain(|(id, _), _| chain_of.contains_key(id));
         }
         Ok(())
+    }
+
+    /// The base chains a first-match walk of one packet decides exactly:
+    /// the first of a path, at a stage that hides nothing (as the context
+    /// pass marks its witnesses).
+    fn ctx_walk_bases(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for t in [Hook::Input, Hook::Forward, Hook::Output] {
+            if let Some(&b) = self.rs.path_chains(t).first() {
+                if crate::space::Stage::of_chain(&self.rs, t, b.0).is_plain() && !out.contains(&b.0)
+                {
+                    out.push(b.0);
+                }
+            }
+        }
+        out
+    }
+
+    /// A few packets of rule `i` of chain `ci` (corners and middles of its
+    /// boxes): the first that a walk from one of `bases` takes to the rule,
+    /// with that base chain's name.
+    fn ctx_find_witness(
+        &self,
+        c: &Cache,
+        bases: &[usize],
+        ci: usize,
+        i: usize,
+    ) -> Option<(PBox, Option<String>)> {
+        let boxes = &c.boxes[&self.rs.chains[ci].name][i];
+        for b in boxes.iter().filter(|b| !b.is_empty()) {
+            let bits: Vec<u8> = (0..8)
+                .map(|k| 1u8 << k)
+                .filter(|&x| b.ct & x != 0)
+                .collect();
+            for k in 0..6 {
+                let p = b.corner_point(k, bits[k % bits.len()]);
+                for &base in bases {
+                    if self.walk_to(c, base, &p, (ci, i), 0) == Walk::Reached {
+                        return Some((p, Some(self.rs.chains[base].name.clone())));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether the witness kept for alive rule `i` of chain `ci` still
+    /// reaches it and matches it: a first-match walk of that packet from
+    /// the base chain it was found from (kept only where nothing before
+    /// that chain and no stage changes the packet).
+    fn witness_holds(&self, c: &Cache, ci: usize, i: usize) -> bool {
+        let key = key_of(&c.ids[&self.rs.chains[ci].name], i);
+        let Some((p, Some(base))) = c.ctx.witness.get(&key) else {
+            return false;
+        };
+        let Some(b) = self.chain_id(base) else {
+            return false;
+        };
+        self.walk_to(c, b.0, p, (ci, i), 0) == Walk::Reached
+    }
+
+    /// First-match walk of the one-packet box `p` from the start of chain
+    /// `ci`, jumps followed: `Reached` when it gets to rule `target` (chain,
+    /// rule) and matches it, `Unsure` when a rule on the way may or may not
+    /// match it or its target cannot be followed.
+    fn walk_to(&self, c: &Cache, ci: usize, p: &PBox, target: (usize, usize), depth: u32) -> Walk {
+        if depth > 64 {
+            return Walk::Unsure;
+        }
+        let ch = &self.rs.chains[ci];
+        let boxes = &c.boxes[&ch.name];
+        for i in self.candidates(c, &ch.name, std::slice::from_ref(p)) {
+            let i = i as usize;
+            let r = &ch.rules[i];
+            if !boxes[i].iter().any(|b| b.overlaps(p)) {
+                continue;
+            }
+            // A point with every value of the rarely tested fields is no
+            // single packet for a rule that tests them.
+            if p.x.is_none() && boxes[i].iter().any(|b| b.x.is_some()) {
+                return Walk::Unsure;
+            }
+            if (ci, i) == target {
+                return Walk::Reached;
+            }
+            if may_match(&r.matches, &self.u)
+                || !r.matches.marks.is_empty()
+                || r.matches.has_nat_fields()
+            {
+                return Walk::Unsure;
+            }
+            match &r.action {
+                Action::Accept => return Walk::Accept,
+                Action::Drop => return Walk::Drop,
+                Action::Reject { .. } => return Walk::Reject,
+                Action::Return => return Walk::Return,
+                Action::Continue => {}
+                Action::Mark(_) | Action::Nat(_) => return Walk::Unsure,
+                Action::Jump { target: t } | Action::Goto { target: t } => {
+                    if self.rs.chain(*t).is_unknown_target() {
+                        return Walk::Unsure;
+                    }
+                    match self.walk_to(c, t.0, p, target, depth + 1) {
+                        Walk::Return | Walk::End => {
+                            if matches!(r.action, Action::Goto { .. }) {
+                                return Walk::Return;
+                            }
+                        }
+                        w => return w,
+                    }
+                }
+            }
+        }
+        Walk::End
     }
 
     /// The base chains of the ruleset (indexes).
@@ -291,6 +442,27 @@ impl Incremental {
         want: &HashSet<(usize, usize)>,
         limit: usize,
     ) -> Result<bool, String> {
+        // A packet of the rule's match that a first-match walk takes there
+        // settles it at once (alive), as the context pass's witnesses do.
+        let bases = self.ctx_walk_bases();
+        let mut settled = Vec::new();
+        for &(ci, i) in want {
+            if let Some(w) = self.ctx_find_witness(c, &bases, ci, i) {
+                settled.push(((ci, i), w));
+            }
+        }
+        let want: HashSet<(usize, usize)> = if settled.is_empty() {
+            want.clone()
+        } else {
+            let done: HashSet<(usize, usize)> = settled.iter().map(|x| x.0).collect();
+            want.iter().copied().filter(|x| !done.contains(x)).collect()
+        };
+        for ((ci, i), w) in settled {
+            let key = key_of(&c.ids[&self.rs.chains[ci].name], i);
+            c.ctx.rules.insert(key, (Seen::Alive, Vec::new()));
+            c.ctx.witness.insert(key, w);
+        }
+        let want = &want;
         if want.is_empty() {
             return Ok(true);
         }
@@ -382,8 +554,9 @@ impl Incremental {
                     .unwrap_or_default();
                 let key = key_of(ids, i);
                 match ctx.witness.get(&(sc as u32, sr as u32)) {
-                    Some(w) if seen == Seen::Alive => {
-                        c.ctx.witness.insert(key, w.clone());
+                    Some((w, b)) if seen == Seen::Alive => {
+                        let b = b.map(|b| sub.chains[b].name.clone());
+                        c.ctx.witness.insert(key, (w.clone(), b));
                     }
                     _ => {
                         c.ctx.witness.remove(&key);

@@ -58,8 +58,11 @@ pub(crate) struct Context {
     /// box but for its marks and rarer fields) that reaches the rule in one
     /// of its inlinings, matches it and gets through the earlier base
     /// chains. The incremental verifier keeps a rule alive without judging
-    /// it again for as long as no change touches that packet.
-    pub witness: HashMap<(u32, u32), PBox>,
+    /// it again for as long as no change touches that packet. With it, the
+    /// base chain it was found from when a plain first-match walk from
+    /// there decides it again (the first base chain of its path, at a
+    /// stage that hides nothing).
+    pub witness: HashMap<(u32, u32), (PBox, Option<usize>)>,
 }
 
 impl Context {
@@ -142,6 +145,8 @@ struct Unit<'p> {
     /// Earlier base chains of the path whose verdicts restrict what reaches
     /// `plan` (empty when they cannot be used: see the module notes).
     earlier: Vec<(&'p Plan, ChainId)>,
+    /// The first base chain of its path, at a stage that hides nothing.
+    first: bool,
 }
 
 /// How a context pass is restricted (the incremental verifier runs it on
@@ -210,6 +215,7 @@ impl Engine<'_> {
                     base,
                     stage,
                     earlier,
+                    first: k == 0 && stage.is_plain(),
                 };
                 self.context_unit(&unit, &mut ctx, budget, opts);
             }
@@ -409,7 +415,8 @@ impl Engine<'_> {
                     if opts.witnesses {
                         if let Some(&s) = starts.get(&prefix) {
                             if let Some(p) = self.point_witness(unit, &cut, s, budget) {
-                                ctx.witness.insert(key, p);
+                                ctx.witness
+                                    .insert(key, (p, unit.first.then_some(unit.base.0)));
                             }
                         }
                     }
@@ -430,7 +437,10 @@ impl Engine<'_> {
                             self.point_witness(unit, region, s, budget)
                         };
                         if let Some(p) = p {
-                            ctx.witness.insert(key, self.u.marks.erase(p));
+                            ctx.witness.insert(
+                                key,
+                                (self.u.marks.erase(p), unit.first.then_some(unit.base.0)),
+                            );
                         }
                     }
                     if ctx.seen[w.chain][r] == Seen::Dead {
@@ -443,7 +453,8 @@ impl Engine<'_> {
                     let st = self.reached_at(unit, &cut, s, budget, &mut by, &mut found);
                     ctx.mark(key, st);
                     if let (Some(p), true) = (found, opts.witnesses) {
-                        ctx.witness.insert(key, p);
+                        ctx.witness
+                            .insert(key, (p, unit.first.then_some(unit.base.0)));
                     }
                     if ctx.seen[w.chain][r] == Seen::Dead {
                         ctx.blame(key, by);
