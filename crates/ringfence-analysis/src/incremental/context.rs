@@ -27,6 +27,22 @@
 //!   whole ruleset and handed to the pass.
 //! - When that sub-ruleset would be too large, the context pass runs on the
 //!   whole ruleset instead.
+//! - Most of that is never needed. An alive rule keeps a witness: a packet
+//!   that reaches it and matches it. A packet outside Δ takes the same way
+//!   through every chain after the change, so a rule whose witness lies
+//!   outside Δ stays alive; one whose witness is inside Δ is first walked
+//!   again, one packet, first match, from the base chain it was found from
+//!   (only where that chain is the first of its path and its stage hides
+//!   nothing, so the walk decides exactly what the plans do). A rule to
+//!   judge is first tried with a few corner packets walked the same way.
+//!   Alive is never reported, and the pass never calls a rule with such a
+//!   packet dead, so the findings are those of a full verify.
+//! - A rule without a verdict (LOG) has no place in a plan: its state comes
+//!   from the jumps' boxes alone, so it is judged again only when a jump or
+//!   goto is added or removed. A chain no longer reached is one finding
+//!   whatever its rules' states, so only the jumps are judged first and
+//!   the other rules of such a chain wait until it is reached again, when
+//!   all of them are judged.
 
 use super::*;
 use crate::engine::{ContextOpts, Seen};
