@@ -1084,8 +1084,8 @@ impl Incremental {
         // 1. Splice ids, boxes and callers; the changed region of each changed chain.
         let mut delta: HashMap<String, Vec<PBox>> = HashMap::new();
         let mut new_ids: HashSet<Id> = HashSet::new();
-        // Whether a jump or goto is added or removed (context needs it).
-        let mut jumps_changed = old_targets.iter().any(|t| !t.is_empty());
+        // The targets of the jumps and gotos added or removed (for context).
+        let mut jump_targets: HashSet<String> = old_targets.iter().flatten().cloned().collect();
         for ((name, o, n), gone) in d.iter().zip(old_targets) {
             for t in gone {
                 if let Some(v) = c.callers.get_mut(&t) {
@@ -1107,7 +1107,7 @@ impl Incremental {
             };
             for r in new_rules {
                 if let Action::Jump { target } | Action::Goto { target } = r.action {
-                    jumps_changed = true;
+                    jump_targets.insert(self.rs.chain(target).name.clone());
                     c.callers
                         .entry(self.rs.chain(target).name.clone())
                         .or_default()
@@ -1367,7 +1367,7 @@ impl Incremental {
                 }
             }
         }
-        self.context_update(c, &delta, &new_ids, jumps_changed, limit)
+        self.context_update(c, &delta, &new_ids, &jump_targets, limit)
     }
 
     /// The part of the pivot's rules that accept (or may, or jump where the

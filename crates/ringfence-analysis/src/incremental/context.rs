@@ -160,13 +160,13 @@ impl Incremental {
 
     /// Bring the context judgement up to date after the change whose
     /// changed region per chain is `delta` (see the module notes);
-    /// `jumps_changed`: the change adds or removes a jump or goto.
+    /// `jump_targets`: the targets of the jumps and gotos it adds or removes.
     pub(super) fn context_update(
         &self,
         c: &mut Cache,
         delta: &HashMap<String, Vec<PBox>>,
         new_ids: &HashSet<Id>,
-        jumps_changed: bool,
+        jump_targets: &HashSet<String>,
         limit: usize,
     ) -> Result<(), String> {
         let dboxes: Vec<PBox> = delta.values().flatten().cloned().collect();
@@ -183,6 +183,23 @@ impl Incremental {
                 b
             })
             .collect();
+        // The chains a jump added or removed may lead to (every path that
+        // appears or goes away ends under one of their targets).
+        let mut below: HashSet<usize> = HashSet::new();
+        let mut stack: Vec<usize> = jump_targets
+            .iter()
+            .filter_map(|t| self.chain_id(t).map(|x| x.0))
+            .collect();
+        while let Some(x) = stack.pop() {
+            if !below.insert(x) {
+                continue;
+            }
+            for r in &self.rs.chains[x].rules {
+                if let Action::Jump { target } | Action::Goto { target } = r.action {
+                    stack.push(target.0);
+                }
+            }
+        }
         // 1. The rules whose match meets the change, and the new ones.
         let mut want: HashSet<(usize, usize)> = HashSet::new();
         for (ci, ch) in self.rs.chains.iter().enumerate() {
@@ -199,8 +216,9 @@ impl Incremental {
                     }
                     // A rule without a verdict (LOG) has no place in a plan:
                     // unknown wherever a jump's box lets some of its packets
-                    // in, dead where none does. Only the jumps move that.
-                    if !jumps_changed && matches!(ch.rules[i].action, Action::Continue) {
+                    // in, dead where none does. Only a jump on the way to
+                    // it moves that.
+                    if matches!(ch.rules[i].action, Action::Continue) && !below.contains(&ci) {
                         continue;
                     }
                     // Alive through a packet the change does not touch:
