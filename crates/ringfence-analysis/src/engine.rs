@@ -487,6 +487,9 @@ pub struct Engine<'a> {
     split: Option<SplitRoute>,
     /// Dead rules in context, computed on first use (see `anomaly`).
     anomaly_context: std::sync::OnceLock<anomaly::Context>,
+    /// Whether [`Engine::anomalies`] judges rules in context too
+    /// ([`Engine::with_dead_in_context`]); off: in their own chains only.
+    dead_in_context: bool,
 }
 
 const HOOKS: [Hook; 5] = [
@@ -626,7 +629,17 @@ impl<'a> Engine<'a> {
             bases,
             split,
             anomaly_context: std::sync::OnceLock::new(),
+            dead_in_context: false,
         }
+    }
+
+    /// Judge shadowed rules in context as well ([`Engine::anomalies`]): a
+    /// rule no packet that reaches it from the base chains matches, and a
+    /// user chain no base chain reaches. Off by default: it costs 1.4-2.3x
+    /// the CPU of the rest of verify on adversarial shapes (BENCHMARKS.md).
+    pub fn with_dead_in_context(mut self, on: bool) -> Self {
+        self.dead_in_context = on;
+        self
     }
 
     /// The plan a walk on the path `traversal` names uses for base chain

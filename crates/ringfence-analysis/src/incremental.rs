@@ -42,7 +42,7 @@ use crate::fingerprint::{self, Finding, FindingKind};
 use crate::space::{match_boxes, Boxes, Fam, ISet, IfaceUniverse, PBox};
 use crate::verify::{
     auto_families, check_flow_in, enforced_part, fam_in, flow_boxes, render_merged, reply_hook,
-    verify_with, zone_sets, FamilyStatus, FlowResult, Status, Summary,
+    verify_checked, zone_sets, Checks, FamilyStatus, FlowResult, Status, Summary,
 };
 use ringfence_model::{Action, ChainId, CtStates, Hook, Match, Policy, Rule, RuleRef, Ruleset};
 use ringfence_site::{FlowAction, ResolvedSite};
@@ -196,6 +196,8 @@ pub struct Incremental {
     /// The host's own addresses (`--local`), when given: routing by them is
     /// not followed incrementally, so every change is a full verify with them.
     locals: Option<ringfence_model::AddrSet>,
+    /// The optional analyses, as `verify` runs them (dead rules in context).
+    checks: Checks,
     /// Why updates are full verifies for this ruleset.
     why_full: Option<String>,
 }
@@ -418,6 +420,24 @@ impl Incremental {
         hook: Hook,
         locals: Option<ringfence_model::AddrSet>,
     ) -> Self {
+        Self::with_checks(rs, site, hook, locals, Checks::default())
+    }
+
+    /// The optional analyses this verifier keeps up to date.
+    pub fn checks(&self) -> Checks {
+        self.checks
+    }
+
+    /// [`Incremental::with_local`] with the optional analyses `checks`
+    /// turns on, kept up to date on every change as
+    /// [`crate::verify::verify_checked`] would give them.
+    pub fn with_checks(
+        rs: Ruleset,
+        site: &ResolvedSite,
+        hook: Hook,
+        locals: Option<ringfence_model::AddrSet>,
+        checks: Checks,
+    ) -> Self {
         let u = IfaceUniverse::new([&rs]);
         let mut me = Incremental {
             names: HashMap::new(),
@@ -430,6 +450,7 @@ impl Incremental {
             cache: None,
             full: None,
             locals,
+            checks,
             why_full: None,
         };
         me.rebuild();
@@ -489,12 +510,13 @@ impl Incremental {
             }
         }
         if self.cache.is_none() {
-            let report = verify_with(
+            let report = verify_checked(
                 &self.rs,
                 &self.site,
                 self.hook,
                 auto_families(&self.site),
                 self.locals.as_ref(),
+                self.checks,
             );
             let f = fingerprint::verify_findings(&report, &self.rs);
             self.full = Some((f, report.summary));
@@ -610,7 +632,9 @@ impl Incremental {
             c.regions.insert(fp, m);
         }
         let an = engine.anomalies_own(ANOMALY_BUDGET);
-        self.context_init(&mut c, &engine);
+        if self.checks.dead_in_context {
+            self.context_init(&mut c, &engine);
+        }
         for (list, kind) in [
             (an.shadowed, Kind::Shadowed),
             (an.redundant, Kind::Redundant),
@@ -1367,7 +1391,11 @@ impl Incremental {
                 }
             }
         }
-        self.context_update(c, &delta, &new_ids, &jump_targets, limit)
+        if self.checks.dead_in_context {
+            self.context_update(c, &delta, &new_ids, &jump_targets, limit)
+        } else {
+            Ok(())
+        }
     }
 
     /// The part of the pivot's rules that accept (or may, or jump where the
@@ -1663,7 +1691,9 @@ impl Incremental {
                 i = j;
             }
         }
-        self.context_findings(c, &mut shadowed, &mut redundant, &mut named);
+        if self.checks.dead_in_context {
+            self.context_findings(c, &mut shadowed, &mut redundant, &mut named);
+        }
         let count = |s: Status| flows.iter().filter(|f| f.status == s).count();
         let replies_not_allowed = flows
             .iter()

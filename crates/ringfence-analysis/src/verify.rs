@@ -1320,6 +1320,28 @@ pub fn verify_with(
     families: Vec<FamilyScope>,
     locals: Option<&AddrSet>,
 ) -> VerifyReport {
+    verify_checked(rs, site, hook, families, locals, Checks::default())
+}
+
+/// The analyses of `verify` that are off unless asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checks {
+    /// Shadowed rules judged in context as well (`verify
+    /// --dead-in-context`): a rule that no packet reaching it from the base
+    /// chains matches, and a user chain that no base chain reaches. Off by
+    /// default for its cost (BENCHMARKS.md, "Dead rules in context").
+    pub dead_in_context: bool,
+}
+
+/// [`verify_with`] with the optional analyses `checks` turns on.
+pub fn verify_checked(
+    rs: &Ruleset,
+    site: &ResolvedSite,
+    hook: Hook,
+    families: Vec<FamilyScope>,
+    locals: Option<&AddrSet>,
+    checks: Checks,
+) -> VerifyReport {
     let status_of_fam = |name: &str| families.iter().find(|f| f.family == name).map(|f| f.status);
     let analysed = [
         status_of_fam("IPv4") == Some(FamilyStatus::Analysed),
@@ -1341,7 +1363,7 @@ pub fn verify_with(
         Some(l) => u.with_locals(l),
         None => u,
     };
-    let engine = Engine::new(rs, u);
+    let engine = Engine::new(rs, u).with_dead_in_context(checks.dead_in_context);
     lap("compile plans");
     // Destination translations on a path routing would split, without the
     // host's addresses: where a translated packet goes is not known.

@@ -3,15 +3,23 @@
 //! earlier base chains of its path, matches it, not only when earlier rules
 //! of its own chain cover it. Each case names the rules responsible.
 
-use ringfence_analysis::verify::{verify, DeadReason, RuleFinding, VerifyReport};
+use ringfence_analysis::verify::{
+    auto_families, verify_checked, Checks, DeadReason, RuleFinding, VerifyReport,
+};
 use ringfence_model::Hook;
 use ringfence_parse::{parse_ruleset, RulesetFormat};
 
 fn run(name: &str, text: &str) -> VerifyReport {
     let rs = parse_ruleset(text, name, RulesetFormat::Auto).unwrap_or_else(|e| panic!("{e}"));
     let site = ringfence_site::example_site().resolve();
-    verify(&rs, &site, Hook::Forward)
+    verify_checked(&rs, &site, Hook::Forward, auto_families(&site), None, ON)
 }
+
+/// Dead rules in context are judged only when asked for
+/// (`verify --dead-in-context`).
+const ON: Checks = Checks {
+    dead_in_context: true,
+};
 
 /// The reference verify gives the rule on the line holding `needle`.
 fn line_of(name: &str, text: &str, needle: &str) -> String {
@@ -403,7 +411,7 @@ fn the_incremental_verifier_follows_a_rule_killed_and_revived_by_changes_in_othe
     let site = ringfence_site::example_site().resolve();
     // Without the deny term the ssh accept is reached (new ssh gets there).
     let without = AERLEON.replace("-A FORWARD -j F_deny-new-ssh\n", "");
-    let mut inc = Incremental::new(parse(&without), &site, Hook::Forward);
+    let mut inc = Incremental::with_checks(parse(&without), &site, Hook::Forward, None, ON);
     assert_eq!(inc.not_incremental(), None);
     let ssh_line = |t: &str| line_of("aerleon.rules", t, "-A F_ssh -s 198.18.1.10/32");
     let ssh_dead = |v: &[String], t: &str| {

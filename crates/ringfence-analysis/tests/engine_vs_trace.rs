@@ -721,7 +721,7 @@ proptest! {
 
     #[test]
     fn rules_reported_dead_never_match_on_any_path(rs in staged_ruleset(), pkts in prop::collection::vec(packet(), 1..40)) {
-        let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
+        let engine = Engine::new(&rs, IfaceUniverse::new([&rs])).with_dead_in_context(true);
         let tracer = Tracer::new(&rs);
         let an = engine.anomalies(DEFAULT_BUDGET);
         let dead = dead_rules(&rs, &an);

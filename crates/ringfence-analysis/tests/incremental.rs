@@ -11,7 +11,7 @@
 use proptest::prelude::*;
 use ringfence_analysis::fingerprint::verify_findings;
 use ringfence_analysis::incremental::Incremental;
-use ringfence_analysis::verify::{verify, MAX_REGIONS};
+use ringfence_analysis::verify::{auto_families, verify_checked, Checks, MAX_REGIONS};
 use ringfence_model::{Hook, Ruleset};
 use ringfence_parse::{parse_ruleset, RulesetFormat};
 
@@ -25,7 +25,15 @@ fn parse(text: &str) -> Ruleset {
 /// Sorted fingerprints of a full verify, and of the incremental verifier.
 fn both(inc: &Incremental, rs: &Ruleset) -> (Vec<String>, Vec<String>, String) {
     let site = ringfence_site::example_site().resolve();
-    let report = verify(rs, &site, Hook::Forward);
+    // The same analyses as the incremental verifier runs.
+    let report = verify_checked(
+        rs,
+        &site,
+        Hook::Forward,
+        auto_families(&site),
+        None,
+        inc.checks(),
+    );
     assert!(report.summary.excess <= MAX_REGIONS, "every region listed");
     let mut full: Vec<String> = verify_findings(&report, rs)
         .iter()
@@ -289,11 +297,19 @@ fn apply(text: &str, s: &Step, fx: &Fixture) -> String {
 
 /// Replay `steps` on `fx` (a step flagged `true` is applied together with
 /// the next one, in one update) and compare with a full verify after
-/// every update.
+/// every update, with dead rules in context judged and without.
 fn replay(fx: &Fixture, steps: &[(Step, bool)]) -> Result<(), TestCaseError> {
+    for dead_in_context in [false, true] {
+        replay_with(fx, steps, Checks { dead_in_context })?;
+    }
+    Ok(())
+}
+
+/// [`replay`] with the optional analyses `checks`.
+fn replay_with(fx: &Fixture, steps: &[(Step, bool)], checks: Checks) -> Result<(), TestCaseError> {
     let site = ringfence_site::example_site().resolve();
     let mut text = fx.text.clone();
-    let mut inc = Incremental::new(parse(&text), &site, Hook::Forward);
+    let mut inc = Incremental::with_checks(parse(&text), &site, Hook::Forward, None, checks);
     prop_assert!(
         inc.not_incremental().is_none(),
         "{:?}",

@@ -31,7 +31,13 @@ fn verify_text_says_a_rule_is_dead_in_context_and_a_chain_is_never_reached() {
     write(dir.path(), "fw.rules", RULES);
     let (code, out, err) = run_in(
         dir.path(),
-        &["verify", "--example", "--ruleset", "fw.rules"],
+        &[
+            "verify",
+            "--example",
+            "--ruleset",
+            "fw.rules",
+            "--dead-in-context",
+        ],
     );
     assert_eq!(code, 1, "{err}");
     let at = out.find("shadowed rules (2):").expect(&out);
@@ -54,10 +60,37 @@ fn verify_json_marks_the_reason_of_context_findings_only() {
             "fw.rules",
             "--format",
             "json",
+            "--dead-in-context",
         ],
     );
     assert_eq!(code, 1, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     insta::assert_json_snapshot!(v["shadowed"]);
     assert_eq!(v["summary"]["shadowed"], 2);
+}
+
+#[test]
+fn without_the_flag_only_rules_their_own_chain_shadows_are_reported() {
+    // Dead rules in context are an opt-in analysis: the default report
+    // judges each rule in its own chain only and names no reason.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "fw.rules", RULES);
+    let (_, out, err) = run_in(
+        dir.path(),
+        &[
+            "verify",
+            "--example",
+            "--ruleset",
+            "fw.rules",
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect(&err);
+    let shadowed = v["shadowed"].as_array().expect("a list");
+    assert!(
+        shadowed.iter().all(|f| f.get("reason").is_none()),
+        "{shadowed:?}"
+    );
+    assert!(v["summary"]["shadowed"].as_u64().unwrap() < 2, "{out}");
 }

@@ -10,7 +10,8 @@ pub(crate) use context::{Context, ContextOpts, Seen};
 use super::*;
 
 impl Engine<'_> {
-    /// Shadowed and redundant rules of every chain.
+    /// Shadowed and redundant rules of every chain (in context too when
+    /// [`Engine::with_dead_in_context`] turned that on).
     pub fn anomalies(&self, budget: usize) -> Anomalies {
         self.anomalies_in(0..self.rs.chains.len(), budget)
     }
@@ -48,7 +49,8 @@ impl Engine<'_> {
 
     /// Shadowed and redundant rules of the chains in `range`, in chain order.
     fn anomalies_in(&self, range: std::ops::Range<usize>, budget: usize) -> Anomalies {
-        self.anomalies_with(range, budget, Some(self.context(budget)))
+        let ctx = self.dead_in_context.then(|| self.context(budget));
+        self.anomalies_with(range, budget, ctx)
     }
 
     /// [`Engine::anomalies_in`] with the context result `ctx` (`None`:
