@@ -25,6 +25,7 @@ use ringfence_model::{
 };
 use serde::Serialize;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 
 mod classify;
 pub mod reference;
@@ -253,6 +254,32 @@ type Live = (St, Hook, usize, Option<(u32, u32)>, bool);
 /// What one step of a looped branch gives: a branch going on, or an
 /// outcome (verdict, deciding rule, state).
 type LoopStep = Result<Live, (Decision, Option<(u32, u32)>, St)>;
+
+/// What base chain `base` (policy `policy`) ending with `flow` means for
+/// the first walk: go on to the next chain, or stop there, with the verdict
+/// it decided (`None`: an accept after a translation, which the branch walk
+/// judges). A chain that falls through to its policy adds the policy to the
+/// walk's path.
+fn after_chain(
+    w: &mut Walk,
+    flow: Flow,
+    base: ChainId,
+    policy: Option<Policy>,
+) -> ControlFlow<Option<Verdict>> {
+    match flow {
+        Flow::Decided(Verdict::Accept) if w.nat_stop => ControlFlow::Break(None),
+        Flow::Decided(Verdict::Accept) => ControlFlow::Continue(()),
+        Flow::Decided(v) => ControlFlow::Break(Some(v)),
+        Flow::Return => {
+            w.path.push((base.0 as u32, u32::MAX));
+            if policy == Some(Policy::Drop) {
+                ControlFlow::Break(Some(Verdict::Drop))
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+    }
+}
 
 /// A ruleset prepared for fast repeated tracing.
 pub struct Tracer<'a> {
@@ -975,20 +1002,9 @@ impl<'a> Tracer<'a> {
             if w.stopped() {
                 break;
             }
-            match flow {
-                Flow::Decided(Verdict::Accept) if w.nat_stop => break,
-                Flow::Decided(Verdict::Accept) => continue,
-                Flow::Decided(v) => {
-                    verdict = v;
-                    break;
-                }
-                Flow::Return => {
-                    w.path.push((base.0 as u32, u32::MAX));
-                    if policy == Some(Policy::Drop) {
-                        verdict = Verdict::Drop;
-                        break;
-                    }
-                }
+            if let ControlFlow::Break(v) = after_chain(w, flow, base, policy) {
+                verdict = v.unwrap_or(verdict);
+                break;
             }
         }
         // Sent by the host to itself and accepted on the way out: back from
@@ -1017,20 +1033,10 @@ impl<'a> Tracer<'a> {
                 if w.stopped() {
                     break;
                 }
-                match flow {
-                    Flow::Decided(Verdict::Accept) if w.nat_stop => break,
-                    Flow::Decided(Verdict::Accept) => continue,
-                    Flow::Decided(v) => {
-                        verdict = v;
-                        break;
-                    }
-                    Flow::Return => {
-                        w.path.push((base.0 as u32, u32::MAX));
-                        if attach.map(|b| b.policy) == Some(Policy::Drop) {
-                            verdict = Verdict::Drop;
-                            break;
-                        }
-                    }
+                if let ControlFlow::Break(v) = after_chain(w, flow, base, attach.map(|b| b.policy))
+                {
+                    verdict = v.unwrap_or(verdict);
+                    break;
                 }
             }
         }
