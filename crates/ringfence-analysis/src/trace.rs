@@ -633,6 +633,30 @@ enum Res {
 
 type ResSet = smallvec::SmallVec<[Res; 4]>;
 
+impl Res {
+    /// The outcome as base chain `base` (policy `policy`) ends it: a
+    /// decision stays, a fall-through takes the chain's policy (named by
+    /// the chain's policy key).
+    fn in_base_chain(
+        self,
+        base: ChainId,
+        policy: Option<Policy>,
+    ) -> (Decision, Option<(u32, u32)>, St) {
+        match self {
+            Res::Out(d, k, st) => (d, k, st),
+            Res::Return(st) => (
+                if policy == Some(Policy::Drop) {
+                    Decision::Drop
+                } else {
+                    Decision::Accept
+                },
+                Some((base.0 as u32, u32::MAX)),
+                st,
+            ),
+        }
+    }
+}
+
 /// Add `r` to a set of chain outcomes (kept in first-seen order) unless it
 /// is there.
 fn add(set: &mut (impl std::ops::Deref<Target = [Res]> + Extend<Res>), r: Res) {
@@ -1138,18 +1162,7 @@ impl<'a> Tracer<'a> {
         set.clear();
         self.eval_from(base, seen, w, 0, None, st, 0, &mut set);
         for &r in &set {
-            let (d, k, s2) = match r {
-                Res::Out(d, k, s2) => (d, k, s2),
-                Res::Return(s2) => (
-                    if policy == Some(Policy::Drop) {
-                        Decision::Drop
-                    } else {
-                        Decision::Accept
-                    },
-                    Some((base.0 as u32, u32::MAX)),
-                    s2,
-                ),
-            };
+            let (d, k, s2) = r.in_base_chain(base, policy);
             if d == Decision::Accept && !last {
                 out.push(Ok((s2, Hook::Input, n + 1, k, true)));
             } else {
@@ -1548,18 +1561,7 @@ impl<'a> Tracer<'a> {
                 self.eval_from(base, seen, w, 0, None, st, 0, &mut set);
             }
             for &r in &set {
-                let (d, k, s2) = match r {
-                    Res::Out(d, k, s2) => (d, k, s2),
-                    Res::Return(s2) => (
-                        if policy == Some(Policy::Drop) {
-                            Decision::Drop
-                        } else {
-                            Decision::Accept
-                        },
-                        Some((base.0 as u32, u32::MAX)),
-                        s2,
-                    ),
-                };
+                let (d, k, s2) = r.in_base_chain(base, policy);
                 // The last chain of the path before routing accepted a
                 // branch whose rewritten destination routes it elsewhere:
                 // it goes on by that path (or ends there if that path has
