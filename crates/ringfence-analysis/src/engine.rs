@@ -1049,8 +1049,18 @@ impl<'a> Engine<'a> {
         out: &mut Vec<Outcome>,
         any_fork: &mut bool,
     ) -> Result<Vec<Branch>, OverBudget> {
-        let loopback = Locals::loopback();
-        let here = self.u.locals.as_ref().unwrap_or(&loopback);
+        if current.is_empty() {
+            return Ok(current);
+        }
+        // Without --local only loopback is known to be the host's.
+        let loopback;
+        let here = match &self.u.locals {
+            Some(l) => l,
+            None => {
+                loopback = Locals::loopback();
+                &loopback
+            }
+        };
         let (mut back, mut gone) = (Vec::new(), Vec::new());
         for (b, path, fork) in current {
             let (l, o) = here.split_dst(&b);
