@@ -27,6 +27,7 @@ use serde::Serialize;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 
+pub mod batch;
 mod classify;
 pub mod reference;
 

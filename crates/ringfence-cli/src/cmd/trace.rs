@@ -3,10 +3,10 @@
 use crate::cmd::verify::quote::RuleQuoter;
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
-use ringfence_analysis::packet_line;
 use ringfence_analysis::packet_line::parse_proto;
 use ringfence_analysis::space::format_endpoint;
-use ringfence_analysis::trace::{Decision, Overall, RawOutcome, TraceScratch, Xlat};
+use ringfence_analysis::trace::batch::{self, Batch, BatchError};
+use ringfence_analysis::trace::{Decision, Overall, RawOutcome, TraceScratch};
 use ringfence_analysis::Tracer;
 use ringfence_diag::InputError;
 #[cfg(test)]
@@ -14,6 +14,7 @@ use ringfence_model::Ruleset;
 use ringfence_model::{CtStates, Hook, Packet};
 use ringfence_parse::RulesetFormat;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -153,18 +154,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     };
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {
-        let (text, name) = read_packets(path)?;
-        let (parts, undecided) = batch_parts(&tracer, hook, &text, &name)?;
-        match args.out.as_deref() {
-            // One atomic write of the whole output.
-            Some(_) => exit::emit(args.out.as_deref(), parts.concat().as_bytes())?,
-            // Stdout: each worker's part in turn, without joining them first.
-            None => {
-                for part in &parts {
-                    exit::emit(None, part.as_bytes())?;
-                }
-            }
-        }
+        let undecided = run_batch(&tracer, hook, path, args.out.as_deref())?;
         // The process ends here: skip freeing the model and indexes piece by piece.
         std::mem::forget(tracer);
         std::mem::forget(rs);
@@ -330,188 +320,180 @@ fn exit_status(overall: Overall) -> u8 {
     }
 }
 
-/// The packet lines of `--packets PATH` and the name errors give them:
-/// `-` is standard input (read through `/dev/stdin`, so the same size limit
-/// and UTF-8 check apply as to a file).
-fn read_packets(path: &std::path::Path) -> Result<(String, String), InputError> {
-    if path.as_os_str() == "-" {
-        let name = "stdin".to_string();
-        let text =
-            ringfence_diag::read_input(std::path::Path::new("/dev/stdin"), &name, "packet input")?;
-        Ok((text, name))
+/// The packet lines of `--packets PATH`, the name errors give them and
+/// what the input is called: `-` is standard input (read through
+/// `/dev/stdin`). The lines are read as a stream (see
+/// [`ringfence_analysis::trace::batch`]), so their size is not limited.
+fn open_packets(
+    path: &std::path::Path,
+) -> Result<(std::fs::File, String, &'static str), InputError> {
+    let (file, name, what) = if path.as_os_str() == "-" {
+        (
+            std::path::Path::new("/dev/stdin"),
+            "stdin".to_string(),
+            "packet input",
+        )
     } else {
-        let name = path.display().to_string();
-        let text = ringfence_diag::read_input(path, &name, "packet file")?;
-        Ok((text, name))
+        (path, path.display().to_string(), "packet file")
+    };
+    let cannot = |e: std::io::Error| {
+        let help = match e.kind() {
+            std::io::ErrorKind::NotFound => "check the path",
+            std::io::ErrorKind::PermissionDenied => "check the file's permissions",
+            _ => "check that the path names a readable regular file",
+        };
+        InputError::whole(&name, format!("cannot read {what}: {e}")).with_help(help)
+    };
+    let f = std::fs::File::open(file).map_err(cannot)?;
+    if f.metadata().map_err(cannot)?.is_dir() {
+        return Err(
+            InputError::whole(&name, format!("cannot read {what}: it is a directory"))
+                .with_help("name a file, not a directory"),
+        );
     }
+    Ok((f, name, what))
 }
 
-/// Read one packet line into `out` (the library's reader, errors located
-/// in `file` at line `lineno`); returns whether the packet starts in OUTPUT.
-fn parse_line(line: &str, file: &str, lineno: u64, out: &mut Packet) -> Result<bool, InputError> {
-    packet_line::read(line, out).map_err(|e| match e.column {
-        Some(c) => InputError::at(file, lineno, c, e.message),
-        None => InputError::at_line(file, lineno, e.message),
-    })
-}
-
-/// A cheap hasher for `(chain, rule)` keys of the rendered-name cache (SipHash
-/// showed in batch profiles; the keys are not attacker-chosen in a way that
-/// matters: the worst case is a slower cache).
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u32(u32::from(b));
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
-
-/// A path's name in batch output (its filter hook).
-fn path_name(h: Hook) -> &'static str {
-    match h {
-        Hook::Prerouting => "prerouting",
-        Hook::Input => "input",
-        Hook::Forward => "forward",
-        Hook::Output => "output",
-        Hook::Postrouting => "postrouting",
-    }
-}
-
-/// A batch run's output lines and whether some packet in it is undecided.
-type ChunkResult = Result<(String, bool), InputError>;
-
-/// Trace the packet lines of one batch run into their output lines.
-fn batch_chunk(tracer: &Tracer<'_>, hook: Hook, lines: &[(u64, &str)], file: &str) -> ChunkResult {
-    // Whether some packet's fate is undecided (unknown, or depends on a
-    // match the model cannot evaluate): the exit status says so.
-    let mut undecided = false;
-    // Generous: untouched capacity costs no memory, a regrowth copies it all.
-    let mut out = String::with_capacity(lines.len() * 192);
-    // Rendered rule references, per deciding rule (few distinct ones).
-    let mut names: std::collections::HashMap<(u32, u32), String, KeyHash> =
-        std::collections::HashMap::default();
-    // Whole output lines of packets with one outcome, which are nearly all:
-    // such a line depends only on the outcome and the path.
-    let mut single: std::collections::HashMap<(u32, u32, u8), String, KeyHash> =
-        std::collections::HashMap::default();
-    let mut scratch = TraceScratch::default();
-    let mut p = Packet::new_connection(
-        IpAddr::from([0, 0, 0, 0]),
-        IpAddr::from([0, 0, 0, 0]),
-        0,
-        0,
-        0,
-    );
-    for &(lineno, line) in lines {
-        let from_host = parse_line(line, file, lineno, &mut p)?;
-        let path = tracer.path_for(hook, from_host, &p);
-        tracer.trace_outcomes(path, &p, &mut scratch);
-        undecided |= exit_status(scratch.overall()) != exit::SUCCESS;
-        if let &[RawOutcome {
-            verdict,
-            rule,
-            path: opath,
-            xlat,
-        }] = scratch.outcomes()
-        {
-            let (c, r) = rule.unwrap_or((u32::MAX, u32::MAX));
-            // Lines with a translation are rare: rendered each time.
-            if xlat != Xlat::default() {
-                render_line(&mut out, &scratch, |out, k| {
-                    render_name(out, &mut names, tracer, k)
-                });
-                continue;
-            }
-            let key = (c, r, (verdict as u8) << 4 | opath as u8);
-            let text = single.entry(key).or_insert_with(|| {
-                let mut s = String::new();
-                render_line(&mut s, &scratch, |out, k| {
-                    render_name(out, &mut names, tracer, k)
-                });
-                s
-            });
-            out.push_str(text);
-        } else {
-            render_line(&mut out, &scratch, |out, k| {
-                render_name(out, &mut names, tracer, k)
-            });
-        }
-    }
-    Ok((out, undecided))
-}
-
-/// A rule reference as a JSON string (`null` for none), rendered once per rule.
-fn render_name(
-    out: &mut String,
-    names: &mut std::collections::HashMap<(u32, u32), String, KeyHash>,
+/// `trace --packets`: every packet line traced, one output line each, in
+/// order, streamed to stdout or (atomically) to `out`. Returns whether some
+/// packet's fate is undecided.
+fn run_batch(
     tracer: &Tracer<'_>,
-    k: Option<(u32, u32)>,
-) {
-    match k {
-        Some(k) => {
-            let name = names.entry(k).or_insert_with(|| {
-                serde_json::to_string(&tracer.rule_ref(k).to_string()).expect("json string")
-            });
-            out.push_str(name);
+    hook: Hook,
+    packets: &std::path::Path,
+    out: Option<&std::path::Path>,
+) -> Result<bool, CliError> {
+    let (mut input, name, what) = open_packets(packets)?;
+    let opts = Batch::default();
+    let located = |e: BatchError| -> CliError {
+        match e {
+            BatchError::Line {
+                line,
+                column: Some(c),
+                message,
+            } => InputError::at(&name, line, c, message).into(),
+            BatchError::Line {
+                line,
+                column: None,
+                message,
+            } => InputError::at_line(&name, line, message).into(),
+            BatchError::NotUtf8 {
+                line,
+                column,
+                offset,
+            } => InputError::at(
+                &name,
+                line,
+                column,
+                format!("{what} is not UTF-8 text (invalid byte at offset {offset})"),
+            )
+            .with_help("save it as UTF-8")
+            .into(),
+            BatchError::LineTooLong { line } => InputError::at_line(
+                &name,
+                line,
+                format!(
+                    "line longer than {} bytes: expected one JSON object per line",
+                    batch::MAX_LINE_BYTES
+                ),
+            )
+            .with_help("check that this is a JSON-lines packet file")
+            .into(),
+            BatchError::Read(e) => InputError::whole(&name, format!("cannot read {what}: {e}"))
+                .with_help("check that the path names a readable file")
+                .into(),
+            BatchError::Write(e) => CliError::Io(format!("writing the trace output: {e}")),
         }
-        None => out.push_str("null"),
+    };
+    match out {
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            match batch::run(tracer, hook, &mut input, &mut lock, opts) {
+                Ok(u) => Ok(u),
+                // A closed pipe (`| head`) is not an error.
+                Err(BatchError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    Ok(false)
+                }
+                Err(e) => Err(located(e)),
+            }
+        }
+        Some(path) => {
+            let mut file = AtomicOut::create(path)
+                .map_err(|e| CliError::Io(format!("writing {}: {e}", path.display())))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut file.file);
+            let u = batch::run(tracer, hook, &mut input, &mut w, opts).map_err(located)?;
+            w.flush()
+                .map_err(|e| CliError::Io(format!("writing {}: {e}", path.display())))?;
+            drop(w);
+            file.commit()
+                .map_err(|e| CliError::Io(format!("writing {}: {e}", path.display())))?;
+            Ok(u)
+        }
     }
 }
 
-/// One batch output line for the packet last traced with `scratch`.
-fn render_line(
-    out: &mut String,
-    scratch: &TraceScratch,
-    mut name: impl FnMut(&mut String, Option<(u32, u32)>),
-) {
-    out.push_str("{\"verdict\":\"");
-    out.push_str(scratch.overall().name());
-    out.push_str("\",\"rule\":");
-    name(out, scratch.rule());
-    out.push_str(",\"uncertain\":");
-    out.push_str(if scratch.uncertain() { "true" } else { "false" });
-    out.push_str(",\"outcomes\":[");
-    for (i, o) in scratch.outcomes().iter().enumerate() {
-        let RawOutcome {
-            verdict,
-            rule,
-            path,
-            xlat,
-        } = *o;
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"verdict\":\"");
-        out.push_str(verdict.name());
-        out.push_str("\",\"rule\":");
-        name(out, rule);
-        out.push_str(",\"path\":\"");
-        out.push_str(path_name(path));
-        out.push_str("\",\"dnat\":");
-        push_json_text(out, xlat.dnat_text());
-        out.push_str(",\"snat\":");
-        push_json_text(out, xlat.snat_text());
-        out.push('}');
-    }
-    out.push_str("]}\n");
+/// An output file written as a stream and put in place only when complete
+/// (as [`ringfence_diag::write_atomic`] does for outputs held in memory): a
+/// temporary file beside it, renamed over it at the end, removed on failure.
+struct AtomicOut {
+    file: std::fs::File,
+    tmp: PathBuf,
+    path: PathBuf,
+    done: bool,
 }
 
-/// A JSON string (`null` for none).
-fn push_json_text(out: &mut String, t: Option<String>) {
-    match t {
-        Some(t) => out.push_str(&serde_json::to_string(&t).expect("json string")),
-        None => out.push_str("null"),
+impl AtomicOut {
+    fn create(path: &std::path::Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        let mut n = 0u32;
+        loop {
+            let tmp = dir.join(format!(".ringfence-{}-{n}.tmp", std::process::id()));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+            {
+                Ok(file) => {
+                    return Ok(Self {
+                        file,
+                        tmp,
+                        path: path.to_path_buf(),
+                        done: false,
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Give the file the mode a replaced file had (0644 for a new one),
+    /// sync it and rename it into place.
+    fn commit(mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&self.path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
+        self.file
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+        self.file.sync_all()?;
+        std::fs::rename(&self.tmp, &self.path)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for AtomicOut {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -539,74 +521,30 @@ fn rewrite_note(o: &RawOutcome, entered: Hook) -> String {
     }
 }
 
-/// Trace every packet line of `text`; output lines are in input order.
+/// Trace every packet line of `text` (named `file` in errors); output
+/// lines are in input order. Small runs and three workers, so the tests'
+/// batches cross many run boundaries.
 #[cfg(test)]
 fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<String, CliError> {
-    Ok(batch_parts(tracer, hook, text, file)?.0.concat())
-}
-
-/// Trace every packet line of `text`: the output lines, in input order, as
-/// consecutive parts (one per worker thread) to be written one after another.
-pub fn batch_parts(
-    tracer: &Tracer<'_>,
-    hook: Hook,
-    text: &str,
-    file: &str,
-) -> Result<(Vec<String>, bool), CliError> {
-    let lines: Vec<(u64, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| (i as u64 + 1, l))
-        .collect();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
-    if lines.len() < 4096 || threads == 1 {
-        let (part, undecided) = batch_chunk(tracer, hook, &lines, file)?;
-        return Ok((vec![part], undecided));
-    }
-    // Many small runs handed out from a counter, not one half per thread: on
-    // a shared machine a descheduled thread then delays one run, not half
-    // the batch. Runs are put back in input order.
-    let runs = (threads * 8).min(lines.len().div_ceil(1024));
-    let pieces: Vec<&[(u64, &str)]> = lines.chunks(lines.len().div_ceil(runs)).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = || {
-        let mut done: Vec<(usize, ChunkResult)> = Vec::new();
-        loop {
-            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(piece) = pieces.get(k) else {
-                return done;
-            };
-            let r = batch_chunk(tracer, hook, piece, file);
-            let failed = r.is_err();
-            done.push((k, r));
-            if failed {
-                // Later runs cannot hold the first error: stop taking them.
-                return done;
-            }
-        }
+    let mut out = Vec::new();
+    let opts = Batch {
+        threads: 3,
+        chunk_bytes: 4096,
     };
-    let mut parts: Vec<(usize, ChunkResult)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-        let mut all = work();
-        for h in handles {
-            all.extend(h.join().expect("trace worker panicked"));
-        }
-        all
-    });
-    parts.sort_unstable_by_key(|(k, _)| *k);
-    let mut out = Vec::with_capacity(parts.len());
-    let mut undecided = false;
-    for (_, part) in parts {
-        // The first error in input order; runs missing after it were never taken.
-        let (text, u) = part?;
-        undecided |= u;
-        out.push(text);
+    match batch::run(tracer, hook, &mut text.as_bytes(), &mut out, opts) {
+        Ok(_) => Ok(String::from_utf8(out).expect("UTF-8 output")),
+        Err(BatchError::Line {
+            line,
+            column: Some(c),
+            message,
+        }) => Err(InputError::at(file, line, c, message).into()),
+        Err(BatchError::Line {
+            line,
+            column: None,
+            message,
+        }) => Err(InputError::at_line(file, line, message).into()),
+        Err(e) => Err(CliError::Io(e.to_string())),
     }
-    Ok((out, undecided))
 }
 
 #[cfg(test)]
@@ -840,6 +778,42 @@ mod tests {
             panic!("expected an input error");
         };
         assert!(e.0[0].message.contains("above 255"), "{}", e.0[0]);
+    }
+
+    #[test]
+    fn batch_out_is_written_whole_or_not_at_all_and_leaves_no_temporary_file() {
+        let rs = tracer_for(RULES);
+        let t = Tracer::new(&rs);
+        let d = tempfile::tempdir().unwrap();
+        let good = d.path().join("p.jsonl");
+        let line = "{\"src\":\"10.1.1.1\",\"dst\":\"192.0.2.1\",\"proto\":\"tcp\",\"dport\":443,\"iif\":\"eth0\"}\n";
+        std::fs::write(&good, line.repeat(5000)).unwrap();
+        let out = d.path().join("out.jsonl");
+        assert!(!run_batch(&t, Hook::Forward, &good, Some(&out)).unwrap());
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(text.lines().count(), 5000);
+        assert_eq!(
+            text,
+            batch(&t, Hook::Forward, &line.repeat(5000), "p").unwrap()
+        );
+        // A bad line late in the input: an error naming it, the earlier
+        // output file untouched, no temporary file left.
+        let bad = d.path().join("bad.jsonl");
+        std::fs::write(&bad, format!("{}{{\"src\":1}}\n", line.repeat(4000))).unwrap();
+        let Err(CliError::Input(e)) = run_batch(&t, Hook::Forward, &bad, Some(&out)) else {
+            panic!("expected an input error");
+        };
+        assert!(
+            e.0[0].position().ends_with("bad.jsonl:4001:8"),
+            "{}",
+            e.0[0]
+        );
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
     }
 
     #[test]
