@@ -37,6 +37,13 @@ const DROPPED: std::ops::Range<u16> = 32000..32004;
 
 /// client (198.18.30.1) — router — server (198.18.20.1), with `rules` in
 /// the router's forward hook and listeners on the OPEN ports.
+///
+/// A rule that names a port range must name the direction too (`ip daddr
+/// SERVER`): the answers travel to the client's ephemeral port, and the
+/// kernel's default ephemeral range (32768-60999) overlaps port ranges
+/// such as 32000-32999. Without it an answer whose client port falls in
+/// the range is dropped, and the kernel gives a retry of the same
+/// destination a port next to the first, so both tries lose their answer.
 fn line(rules: &str) -> (Line3, Listeners) {
     let l = Line3::new(&Line3Spec {
         tag: "prt",
@@ -70,10 +77,17 @@ fn targets(ports: impl Iterator<Item = u16>) -> Vec<Target> {
         .collect()
 }
 
-/// Probe `targets` from the client namespace.
-fn probe(l: &Line3, targets: Vec<Target>, settings: Settings) -> (Vec<(u16, State)>, EngineStats) {
+/// Probe `targets` from the client namespace, running `before` there first
+/// (right before the first probe leaves).
+fn probe_after(
+    l: &Line3,
+    targets: Vec<Target>,
+    settings: Settings,
+    before: &(dyn Fn() + Sync),
+) -> (Vec<(u16, State)>, EngineStats) {
     let site = ringfence_site::example_site().resolve();
     ringfence_lab::in_netns(&l.client.name, || {
+        before();
         let (res, stats) =
             live::run_measured(&site, targets, &settings, None, Arc::new(|_| {})).unwrap();
         (
@@ -84,6 +98,11 @@ fn probe(l: &Line3, targets: Vec<Target>, settings: Settings) -> (Vec<(u16, Stat
         )
     })
     .unwrap()
+}
+
+/// Probe `targets` from the client namespace.
+fn probe(l: &Line3, targets: Vec<Target>, settings: Settings) -> (Vec<(u16, State)>, EngineStats) {
+    probe_after(l, targets, settings, &|| {})
 }
 
 fn want(ports: &[(std::ops::Range<u16>, State)]) -> Vec<(u16, State)> {
@@ -108,7 +127,7 @@ fn late_answers_through_a_delayed_link_are_waited_for_and_measured() {
     // The listeners close what they accept: their FIN (after the probe has
     // gone) would take tokens from the next answer below, so it is dropped.
     let (l, _listeners) = line(
-        "    tcp dport 32000-32999 drop\n    ip saddr 198.18.20.1 tcp flags & fin == fin drop",
+        "    ip daddr 198.18.20.1 tcp dport 32000-32999 drop\n    ip saddr 198.18.20.1 tcp flags & fin == fin drop",
     );
     // Every answer towards the client leaves the router late: 300 ms with
     // netem where the kernel has it; otherwise a token bucket of 2 kbit/s
@@ -165,16 +184,17 @@ fn late_answers_through_a_delayed_link_are_waited_for_and_measured() {
             b"",
         );
     }
-    // The bucket starts full: empty it with one 100-byte datagram from the
-    // server to the client, so the first answer is as late as the rest.
+    // The bucket starts full and refills while the link is idle: empty it
+    // right before the first probe (from the probing thread, so no setup
+    // time lets tokens build up again), and the first answer is as late as
+    // the rest. The router's ICMP port unreachable for a 30-byte datagram to
+    // a closed port of its own is one 100-byte frame out of r0 (14 Ethernet,
+    // 20 IP, 8 ICMP, then the datagram's 20 + 8 header bytes and payload).
     let drain = || {
         if shaped {
-            ringfence_lab::in_netns(&l.server.name, || {
-                let u = std::net::UdpSocket::bind(SocketAddrV4::new(SERVER, 0)).unwrap();
-                u.send_to(&[0u8; 100 - 14 - 20 - 8], SocketAddrV4::new(CLIENT, 9))
-                    .unwrap();
-            })
-            .unwrap();
+            let u = std::net::UdpSocket::bind(SocketAddrV4::new(CLIENT, 0)).unwrap();
+            u.send_to(&[0u8; 100 - 14 - 20 - 8 - 20 - 8], "198.18.30.254:9")
+                .unwrap();
         }
     };
     let delay = Duration::from_millis(150);
@@ -183,8 +203,7 @@ fn late_answers_through_a_delayed_link_are_waited_for_and_measured() {
         ..unlimited()
     };
     let all = || OPEN.chain(RESET).chain(DROPPED);
-    drain();
-    let (got, stats) = probe(&l, targets(all()), one_at_a_time.clone());
+    let (got, stats) = probe_after(&l, targets(all()), one_at_a_time.clone(), &drain);
     assert_eq!(
         got,
         want(&[
@@ -212,8 +231,7 @@ fn late_answers_through_a_delayed_link_are_waited_for_and_measured() {
         timeout: Some(Duration::from_millis(100)),
         ..one_at_a_time
     };
-    drain();
-    let (got, stats) = probe(&l, targets(OPEN.chain(RESET)), fixed);
+    let (got, stats) = probe_after(&l, targets(OPEN.chain(RESET)), fixed, &drain);
     assert!(got.iter().all(|(_, s)| *s == State::Filtered), "{got:?}");
     assert_eq!(stats.samples, 0);
 }
@@ -224,7 +242,9 @@ fn icmp_rate_limiting_shrinks_the_window_and_earns_retries_until_every_reject_is
         return;
     }
     let rejected = 31000..31040u16;
-    let (l, _listeners) = line("    tcp dport 31000-31999 reject with icmp type port-unreachable");
+    let (l, _listeners) = line(
+        "    ip daddr 198.18.20.1 tcp dport 31000-31999 reject with icmp type port-unreachable",
+    );
     // The router answers the client with at most one ICMP error per 50 ms
     // (a burst of 6, then 20 a second): most rejects of a burst go silent.
     l.router.sysctl(&["net.ipv4.icmp_ratelimit=50"]);
