@@ -32,7 +32,7 @@ mod classify;
 pub mod reference;
 
 /// Chains longer than this get rule tables ([`classify::ChainIndex`]).
-const INDEX_THRESHOLD: usize = 16;
+const INDEX_THRESHOLD: usize = 8;
 /// Deeper call stacks are treated as a loop (the kernel refuses loops).
 const MAX_DEPTH: usize = 128;
 /// A translation to a range of more addresses × ports than this is an
@@ -1771,10 +1771,10 @@ impl<'a> Tracer<'a> {
     /// ascending: those its tables admit, or every rule of a chain without
     /// tables. A rule left out cannot match (see [`classify`]).
     #[inline]
-    fn rules_for(&self, c: ChainId, p: &Packet, from: usize) -> RulesFor<'_> {
+    fn rules_for(&self, c: ChainId, p: &Packet, from: usize) -> classify::Cands<'_> {
         match &self.index[c.0] {
-            Some(ix) => RulesFor::Some(ix.candidates(p, from)),
-            None => RulesFor::All(from..self.rs.chains[c.0].rules.len()),
+            Some(ix) => ix.candidates(p, from),
+            None => classify::Cands::All(from..self.rs.chains[c.0].rules.len()),
         }
     }
 
@@ -1937,26 +1937,6 @@ impl<'a> Tracer<'a> {
             }
         }
         result
-    }
-}
-
-/// The rules a walk visits in one chain (see [`Tracer::rules_for`]).
-enum RulesFor<'a> {
-    /// Every rule from the first one asked for.
-    All(std::ops::Range<usize>),
-    /// The candidates of the chain's tables.
-    Some(classify::Cands<'a>),
-}
-
-impl Iterator for RulesFor<'_> {
-    type Item = usize;
-
-    #[inline]
-    fn next(&mut self) -> Option<usize> {
-        match self {
-            RulesFor::All(r) => r.next(),
-            RulesFor::Some(c) => c.next(),
-        }
     }
 }
 

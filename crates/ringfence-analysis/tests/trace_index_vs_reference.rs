@@ -3,7 +3,8 @@
 //! order) gives, for every packet.
 //!
 //! Rulesets are random iptables-save text read by the real parser, IPv4 or
-//! IPv6, with chains long enough to get tables (17-70 rules), every table
+//! IPv6, with chains long enough to get tables (9-168 rules: two-word
+//! tables and, past 128 rules, tables read through summaries), every table
 //! (raw, mangle, nat, filter), user chains reached by jump and goto with
 //! RETURNs, negated addresses and interfaces, port ranges and multiport
 //! lists, conntrack states, marks set and tested (MARK, CONNMARK save and
@@ -264,8 +265,11 @@ fn ruleset_text(r: &mut Rng, v6: bool) -> String {
             let _ = writeln!(out, ":{u} - [0:0]");
         }
         for h in hooks {
-            // Long enough for tables in the chains packets mostly take.
-            let n = if table == "filter" || r.chance(50) {
+            // Long enough for tables in the chains packets mostly take;
+            // sometimes longer than 128 rules (tables read through summaries).
+            let n = if table == "filter" && r.chance(10) {
+                129 + r.index(40)
+            } else if table == "filter" || r.chance(50) {
                 17 + r.index(54)
             } else {
                 r.index(8)

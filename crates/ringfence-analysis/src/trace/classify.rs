@@ -12,7 +12,11 @@
 //! summaries' AND says which rule words can hold candidates, and only those
 //! are ANDed, so a first-match walk that stops early reads only words
 //! before the deciding rule, and sparse rows (a chain of single
-//! destinations) cost a few words however long the chain.
+//! destinations) cost a few words however long the chain. Chains of at
+//! most 128 rules (nearly every chain a walk visits) have no summary: their
+//! rows are ANDed at once into two words. The protocol's and ports' rows
+//! are found through a direct table by the value's top byte; addresses by
+//! a binary search over the interval starts.
 //!
 //! Each table is exact per field: a rule is a candidate exactly when each
 //! indexed field's set contains the packet's value. Every rule
@@ -32,11 +36,16 @@ use std::net::IpAddr;
 /// destinations needs about 12 MB for that field.
 pub const FIELD_BYTES: usize = 32 << 20;
 
+/// Chains of at most this many rule words (64 rules each) have no summary
+/// words: a lookup ANDs their rows at once into a few words on the stack.
+const SMALL_WORDS: usize = 2;
+
 /// The layout of a chain's rows: `sums` summary words, then `words` rule
 /// words (bit `i` of the rule words: rule `i`). Summary bit `j` is set when
 /// rule word `j` is non-zero, so a lookup whose rows are sparse reads the
 /// few rule words some row has bits in instead of all of them (what keeps
-/// a 10,000-rule chain of single destinations cheap per packet).
+/// a 10,000-rule chain of single destinations cheap per packet). Chains of
+/// at most [`SMALL_WORDS`] rule words have no summary (`sums` 0).
 #[derive(Debug, Clone, Copy)]
 struct Shape {
     sums: usize,
@@ -47,7 +56,11 @@ impl Shape {
     fn of(rules: usize) -> Self {
         let words = rules.div_ceil(64).max(1);
         Self {
-            sums: words.div_ceil(64),
+            sums: if words <= SMALL_WORDS {
+                0
+            } else {
+                words.div_ceil(64)
+            },
             words,
         }
     }
@@ -58,6 +71,9 @@ impl Shape {
 
     /// Fill a row's summary from its rule words.
     fn summarize(self, row: &mut [u64]) {
+        if self.sums == 0 {
+            return;
+        }
         let (sums, words) = row.split_at_mut(self.sums);
         sums.fill(0);
         for (j, w) in words.iter().enumerate() {
@@ -68,15 +84,74 @@ impl Shape {
     }
 }
 
+/// Field values whose table is found through a direct table by the
+/// value's top byte (protocol, ports) instead of a search over every
+/// interval start.
+trait Key: Bound {
+    /// Whether the field has a direct table.
+    const DIRECT: bool;
+    /// The value's bucket (0-255): its top byte.
+    fn bucket(self) -> usize;
+    /// The lowest value of bucket `h`.
+    fn bucket_start(h: usize) -> Self;
+}
+
+impl Key for u8 {
+    const DIRECT: bool = true;
+    #[inline]
+    fn bucket(self) -> usize {
+        usize::from(self)
+    }
+    fn bucket_start(h: usize) -> Self {
+        h as u8
+    }
+}
+
+impl Key for u16 {
+    const DIRECT: bool = true;
+    #[inline]
+    fn bucket(self) -> usize {
+        usize::from(self >> 8)
+    }
+    fn bucket_start(h: usize) -> Self {
+        (h << 8) as u16
+    }
+}
+
+impl Key for u32 {
+    const DIRECT: bool = false;
+    fn bucket(self) -> usize {
+        0
+    }
+    fn bucket_start(_: usize) -> Self {
+        0
+    }
+}
+
+impl Key for u128 {
+    const DIRECT: bool = false;
+    fn bucket(self) -> usize {
+        0
+    }
+    fn bucket_start(_: usize) -> Self {
+        0
+    }
+}
+
 /// One field's table: elementary intervals by their lowest value, and a
-/// row (see [`Shape`]) per interval.
+/// row (see [`Shape`]) per interval; for protocol and ports also, per top
+/// byte of the value, the interval holding the bucket's lowest value, so a
+/// lookup searches only the starts inside one bucket (none for the
+/// protocol).
 #[derive(Debug)]
 struct Field<K> {
     starts: Vec<K>,
     rows: Vec<u64>,
+    /// 257 entries when `K::DIRECT` (the last: the last interval), else none.
+    direct: Vec<u32>,
 }
 
-impl<K: Bound> Field<K> {
+impl<K: Key> Field<K> {
     /// The table of `sets` (rule `i`'s set is `sets[i]`), or `None` when
     /// every rule holds every value (the field decides nothing) or the
     /// table would exceed [`FIELD_BYTES`].
@@ -138,14 +213,34 @@ impl<K: Bound> Field<K> {
             row[shape.sums..].copy_from_slice(&cur);
             shape.summarize(row);
         }
-        Some(Self { starts, rows })
+        let direct = if K::DIRECT {
+            (0..256)
+                .map(|h| (starts.partition_point(|&s| s <= K::bucket_start(h)) - 1) as u32)
+                .chain(std::iter::once(starts.len() as u32 - 1))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Some(Self {
+            starts,
+            rows,
+            direct,
+        })
     }
 
     /// The row of the interval holding `v`.
     #[inline]
     fn row(&self, v: K, stride: usize) -> &[u64] {
         // `starts[0]` is the type's minimum, so some interval holds `v`.
-        let j = self.starts.partition_point(|&s| s <= v) - 1;
+        let j = if K::DIRECT {
+            // The interval holding `v` is the bucket's first one or one
+            // starting inside the bucket.
+            let h = v.bucket();
+            let (lo, hi) = (self.direct[h] as usize, self.direct[h + 1] as usize);
+            lo + self.starts[lo + 1..=hi].partition_point(|&s| s <= v)
+        } else {
+            self.starts.partition_point(|&s| s <= v) - 1
+        };
         &self.rows[j * stride..(j + 1) * stride]
     }
 }
@@ -214,57 +309,16 @@ impl ChainIndex {
     /// The rules from `from` on that can match `p`, ascending.
     #[inline]
     pub fn candidates(&self, p: &Packet, from: usize) -> Cands<'_> {
-        let stride = self.shape.stride();
+        if self.shape.sums == 0 {
+            return Cands::Small(self.small_candidates(p, from));
+        }
         let mut rows: [&[u64]; 7] = [&self.all; 7];
         let mut k = 0;
-        fn add<'x>(rows: &mut [&'x [u64]; 7], k: &mut usize, r: &'x [u64]) {
-            rows[*k] = r;
-            *k += 1;
-        }
-        match (p.src, p.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                if let Some(f) = &self.dst4 {
-                    add(&mut rows, &mut k, f.row(u32::from(d), stride));
-                }
-                if let Some(f) = &self.src4 {
-                    add(&mut rows, &mut k, f.row(u32::from(s), stride));
-                }
-            }
-            (s, d) => {
-                let v6 = |a: IpAddr| match a {
-                    IpAddr::V6(a) => Some(u128::from(a)),
-                    IpAddr::V4(_) => None,
-                };
-                // Mixed families never match an address set of one family;
-                // the walk decides those packets itself.
-                if let (Some(s), Some(d)) = (v6(s), v6(d)) {
-                    if let Some(f) = &self.dst6 {
-                        add(&mut rows, &mut k, f.row(d, stride));
-                    }
-                    if let Some(f) = &self.src6 {
-                        add(&mut rows, &mut k, f.row(s, stride));
-                    }
-                }
-            }
-        }
-        if let Some(f) = &self.dport {
-            add(&mut rows, &mut k, f.row(p.dport, stride));
-        }
-        if let Some(f) = &self.proto {
-            add(&mut rows, &mut k, f.row(p.protocol, stride));
-        }
-        if let Some(f) = &self.sport {
-            add(&mut rows, &mut k, f.row(p.sport, stride));
-        }
-        if let Some(ct) = &self.ct {
-            // One state bit (as packets carry): its row; anything else is
-            // left to the walk.
-            if p.ct_state.count_ones() == 1 && (p.ct_state.trailing_zeros() as usize) < CT_BITS {
-                let s = p.ct_state.trailing_zeros() as usize;
-                add(&mut rows, &mut k, &ct[s * stride..(s + 1) * stride]);
-            }
-        }
-        let mut c = Cands {
+        self.rows_for(p, |r| {
+            rows[k] = r;
+            k += 1;
+        });
+        let mut c = Wide {
             rows,
             k: k.max(1),
             sums: self.shape.sums,
@@ -280,13 +334,135 @@ impl ChainIndex {
             // Rule words before `from`'s are not wanted.
             c.scur &= !0u64 << (from / 64 % 64);
         }
-        c
+        Cands::Wide(c)
+    }
+
+    /// A small chain's candidates: the AND of the packet's rows, at once.
+    #[inline]
+    fn small_candidates(&self, p: &Packet, from: usize) -> Small {
+        let words = self.shape.words;
+        let mut bits = [0u64; SMALL_WORDS];
+        bits[..words].copy_from_slice(&self.all[..words]);
+        self.rows_for(p, |r| {
+            for (b, w) in bits.iter_mut().zip(r) {
+                *b &= w;
+            }
+        });
+        // Rules before `from` are not wanted.
+        for (j, b) in bits.iter_mut().enumerate() {
+            let lo = j * 64;
+            if from >= lo + 64 {
+                *b = 0;
+            } else if from > lo {
+                *b &= !0u64 << (from - lo);
+            }
+        }
+        Small { bits, word: 0 }
+    }
+
+    /// Each row the packet's values pick (the fields with tables), to `f`.
+    #[inline]
+    fn rows_for<'s>(&'s self, p: &Packet, mut f: impl FnMut(&'s [u64])) {
+        let stride = self.shape.stride();
+        match (p.src, p.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                if let Some(t) = &self.dst4 {
+                    f(t.row(u32::from(d), stride));
+                }
+                if let Some(t) = &self.src4 {
+                    f(t.row(u32::from(s), stride));
+                }
+            }
+            (s, d) => {
+                let v6 = |a: IpAddr| match a {
+                    IpAddr::V6(a) => Some(u128::from(a)),
+                    IpAddr::V4(_) => None,
+                };
+                // Mixed families never match an address set of one family;
+                // the walk decides those packets itself.
+                if let (Some(s), Some(d)) = (v6(s), v6(d)) {
+                    if let Some(t) = &self.dst6 {
+                        f(t.row(d, stride));
+                    }
+                    if let Some(t) = &self.src6 {
+                        f(t.row(s, stride));
+                    }
+                }
+            }
+        }
+        if let Some(t) = &self.dport {
+            f(t.row(p.dport, stride));
+        }
+        if let Some(t) = &self.proto {
+            f(t.row(p.protocol, stride));
+        }
+        if let Some(t) = &self.sport {
+            f(t.row(p.sport, stride));
+        }
+        if let Some(ct) = &self.ct {
+            // One state bit (as packets carry): its row; anything else is
+            // left to the walk.
+            if p.ct_state.count_ones() == 1 && (p.ct_state.trailing_zeros() as usize) < CT_BITS {
+                let s = p.ct_state.trailing_zeros() as usize;
+                f(&ct[s * stride..(s + 1) * stride]);
+            }
+        }
     }
 }
 
 /// The candidate rules of one chain for one packet, ascending (see
 /// [`ChainIndex::candidates`]).
-pub struct Cands<'a> {
+pub enum Cands<'a> {
+    /// Every rule of a chain without tables from the first one asked for
+    /// (one flat enum with the others, so the walk's loop inlines all three).
+    All(std::ops::Range<usize>),
+    /// A chain of at most [`SMALL_WORDS`] rule words: the candidates as bits.
+    Small(Small),
+    /// A longer chain: its rows read lazily through their summaries.
+    Wide(Wide<'a>),
+}
+
+impl Iterator for Cands<'_> {
+    type Item = usize;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Cands::All(r) => r.next(),
+            Cands::Small(c) => c.next(),
+            Cands::Wide(c) => c.next(),
+        }
+    }
+}
+
+/// A small chain's candidates, one bit per rule.
+pub struct Small {
+    bits: [u64; SMALL_WORDS],
+    /// The word being read.
+    word: usize,
+}
+
+impl Iterator for Small {
+    type Item = usize;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<usize> {
+        while self.word < SMALL_WORDS {
+            let w = &mut self.bits[self.word];
+            if *w != 0 {
+                let b = w.trailing_zeros() as usize;
+                *w &= *w - 1;
+                return Some(self.word * 64 + b);
+            }
+            self.word += 1;
+        }
+        None
+    }
+}
+
+/// A long chain's candidates: the packet's rows, ANDed a summary word and
+/// a rule word at a time as the walk asks for more.
+pub struct Wide<'a> {
     /// The packet's rows ([`Shape`] layout), the first `k` in use.
     rows: [&'a [u64]; 7],
     k: usize,
@@ -306,7 +482,7 @@ pub struct Cands<'a> {
     base: usize,
 }
 
-impl Cands<'_> {
+impl Wide<'_> {
     /// Load summary word `self.sword` (the AND of the rows') and advance.
     #[inline]
     fn load_summary(&mut self) {
@@ -321,7 +497,7 @@ impl Cands<'_> {
     }
 }
 
-impl Iterator for Cands<'_> {
+impl Iterator for Wide<'_> {
     type Item = usize;
 
     #[inline]
@@ -415,7 +591,7 @@ mod tests {
     fn candidates_are_exactly_the_rules_whose_indexed_fields_hold_the_packet() {
         let mut r = Rng::from_state(0x9e37_79b9_7f4a_7c15);
         // Short, one-word, multi-word and multi-summary-word chains.
-        for n in [1usize, 17, 64, 65, 300, 4096, 4097, 9000] {
+        for n in [1usize, 17, 64, 65, 128, 129, 300, 4096, 4097, 9000] {
             let rules: Vec<Match> = (0..n).map(|_| a_match(&mut r)).collect();
             let ix = ChainIndex::build(rules.iter());
             for k in 0..300 {
@@ -455,6 +631,53 @@ mod tests {
                     got,
                     brute(&rules, &p, from),
                     "{n} rules, from {from}, {p:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn direct_tables_find_the_interval_of_every_protocol_and_port_value() {
+        let mut r = Rng::from_state(0x51ed_270b_9d4c_1a33);
+        for rules in [3usize, 40, 200] {
+            let shape = Shape::of(rules);
+            // Ports anywhere, bucket edges included, and crowded low ports.
+            let ports: Vec<IntervalSet<u16>> = (0..rules)
+                .map(|_| {
+                    let a = match r.below(4) {
+                        0 => r.below(300) as u16,
+                        1 => (r.below(256) as u16) << 8,
+                        2 => u16::MAX - r.below(3) as u16,
+                        _ => r.below(65536) as u16,
+                    };
+                    let b = a.saturating_add(r.below(700) as u16);
+                    match r.below(3) {
+                        0 => IntervalSet::single(a),
+                        1 => IntervalSet::range(a, b),
+                        _ => IntervalSet::range(a, b).complement(),
+                    }
+                })
+                .collect();
+            let f = Field::build(shape, ports.iter()).expect("a table");
+            let stride = shape.stride();
+            for v in 0..=u16::MAX {
+                let j = f.starts.partition_point(|&s| s <= v) - 1;
+                assert_eq!(
+                    f.row(v, stride),
+                    &f.rows[j * stride..(j + 1) * stride],
+                    "{v}"
+                );
+            }
+            let protos: Vec<IntervalSet<u8>> = (0..rules)
+                .map(|_| IntervalSet::single(r.below(256) as u8))
+                .collect();
+            let f = Field::build(shape, protos.iter()).expect("a table");
+            for v in 0..=u8::MAX {
+                let j = f.starts.partition_point(|&s| s <= v) - 1;
+                assert_eq!(
+                    f.row(v, stride),
+                    &f.rows[j * stride..(j + 1) * stride],
+                    "{v}"
                 );
             }
         }
