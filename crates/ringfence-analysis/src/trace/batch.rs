@@ -566,7 +566,11 @@ mod tests {
         let (want, _) = run_on(input.as_bytes(), 1, 1 << 24).unwrap();
         assert_eq!(want.lines().count(), 3000);
         for (i, l) in want.lines().enumerate() {
-            let v = if i.is_multiple_of(2) { "\"accept\"" } else { "\"drop\"" };
+            let v = if i.is_multiple_of(2) {
+                "\"accept\""
+            } else {
+                "\"drop\""
+            };
             assert!(
                 l.starts_with(&format!("{{\"verdict\":{v}")),
                 "line {}: {l}",
