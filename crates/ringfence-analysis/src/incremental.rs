@@ -37,6 +37,8 @@
 
 mod context;
 
+use context::{Goal, Walk};
+
 use crate::engine::{may_match, Engine, RuleAnomaly, DEFAULT_BUDGET};
 use crate::fingerprint::{self, Finding, FindingKind};
 use crate::space::{match_boxes, Boxes, Fam, ISet, IfaceUniverse, PBox};
@@ -1588,7 +1590,7 @@ impl Incremental {
     }
 
     fn is_witness(&self, c: &Cache, ci: usize, i: usize, p: &PBox, differ: bool) -> bool {
-        if walk(self, c, ci, p, Some(i), false, 0) != Walk::Reached {
+        if context::walk(self, c, ci, p, Goal::At(i), 0) != Walk::Reached {
             return false;
         }
         if !differ {
@@ -1614,7 +1616,7 @@ impl Incremental {
             Action::Return => Walk::Return,
             _ => return false,
         };
-        match walk(self, c, ci, p, Some(i), true, 0) {
+        match context::walk(self, c, ci, p, Goal::Without(i), 0) {
             Walk::Unsure | Walk::Reached => false,
             w => norm(w) != norm(own),
         }
@@ -1823,91 +1825,6 @@ fn corners(b: &PBox) -> Vec<PBox> {
         }
     }
     out
-}
-
-/// Where one packet's walk through a chain ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Walk {
-    Accept,
-    Drop,
-    Reject,
-    Return,
-    End,
-    /// It got to the rule asked about.
-    Reached,
-    /// A rule the model cannot evaluate for it, a target it cannot follow.
-    Unsure,
-}
-
-/// First-match walk of the one-packet box `p` through chain `ci` (jumps
-/// followed, as the chain's plan inlines them). `stop`: at top level, the
-/// rule to stop at (`Reached`), or with `skip` the rule to pass over.
-fn walk(
-    me: &Incremental,
-    c: &Cache,
-    ci: usize,
-    p: &PBox,
-    stop: Option<usize>,
-    skip: bool,
-    depth: u32,
-) -> Walk {
-    if depth > 64 {
-        return Walk::Unsure;
-    }
-    let ch = &me.rs.chains[ci];
-    let boxes = &c.boxes[&ch.name];
-    // Only the rules whose boxes may hold the point, and the one to stop at.
-    let mut cands = me.candidates(c, &ch.name, std::slice::from_ref(p));
-    if let Some(s) = stop {
-        if let Err(k) = cands.binary_search(&(s as u32)) {
-            cands.insert(k, s as u32);
-        }
-    }
-    for i in cands {
-        let i = i as usize;
-        let r = &ch.rules[i];
-        if stop == Some(i) {
-            if skip {
-                continue;
-            }
-            return Walk::Reached;
-        }
-        let hit = boxes[i].iter().any(|b| b.overlaps(p));
-        if !hit {
-            continue;
-        }
-        // A point with every value of the rarely tested fields is no single
-        // packet for a rule that tests them.
-        if p.x.is_none() && boxes[i].iter().any(|b| b.x.is_some()) {
-            return Walk::Unsure;
-        }
-        if !r.matches.opaque.is_empty() || !r.matches.marks.is_empty() || r.matches.has_nat_fields()
-        {
-            return Walk::Unsure;
-        }
-        match &r.action {
-            Action::Accept => return Walk::Accept,
-            Action::Drop => return Walk::Drop,
-            Action::Reject { .. } => return Walk::Reject,
-            Action::Return => return Walk::Return,
-            Action::Continue => {}
-            Action::Mark(_) | Action::Nat(_) => return Walk::Unsure,
-            Action::Jump { target } | Action::Goto { target } => {
-                if me.rs.chain(*target).is_unknown_target() {
-                    return Walk::Unsure;
-                }
-                match walk(me, c, target.0, p, None, false, depth + 1) {
-                    Walk::Return | Walk::End => {
-                        if matches!(r.action, Action::Goto { .. }) {
-                            return Walk::Return;
-                        }
-                    }
-                    w => return w,
-                }
-            }
-        }
-    }
-    Walk::End
 }
 
 fn add_piece(c: &mut Cache, p: PieceEntry) {

@@ -352,7 +352,7 @@ impl Incremental {
             for k in 0..6 {
                 let p = b.corner_point(k, bits[k % bits.len()]);
                 for &base in bases {
-                    if self.walk_to(c, base, &p, (ci, i), 0) == Walk::Reached {
+                    if walk(self, c, base, &p, Goal::Match(ci, i), 0) == Walk::Reached {
                         return Some((p, Some(self.rs.chains[base].name.clone())));
                     }
                 }
@@ -373,62 +373,7 @@ impl Incremental {
         let Some(b) = self.chain_id(base) else {
             return false;
         };
-        self.walk_to(c, b.0, p, (ci, i), 0) == Walk::Reached
-    }
-
-    /// First-match walk of the one-packet box `p` from the start of chain
-    /// `ci`, jumps followed: `Reached` when it gets to rule `target` (chain,
-    /// rule) and matches it, `Unsure` when a rule on the way may or may not
-    /// match it or its target cannot be followed.
-    fn walk_to(&self, c: &Cache, ci: usize, p: &PBox, target: (usize, usize), depth: u32) -> Walk {
-        if depth > 64 {
-            return Walk::Unsure;
-        }
-        let ch = &self.rs.chains[ci];
-        let boxes = &c.boxes[&ch.name];
-        for i in self.candidates(c, &ch.name, std::slice::from_ref(p)) {
-            let i = i as usize;
-            let r = &ch.rules[i];
-            if !boxes[i].iter().any(|b| b.overlaps(p)) {
-                continue;
-            }
-            // A point with every value of the rarely tested fields is no
-            // single packet for a rule that tests them.
-            if p.x.is_none() && boxes[i].iter().any(|b| b.x.is_some()) {
-                return Walk::Unsure;
-            }
-            if (ci, i) == target {
-                return Walk::Reached;
-            }
-            if may_match(&r.matches, &self.u)
-                || !r.matches.marks.is_empty()
-                || r.matches.has_nat_fields()
-            {
-                return Walk::Unsure;
-            }
-            match &r.action {
-                Action::Accept => return Walk::Accept,
-                Action::Drop => return Walk::Drop,
-                Action::Reject { .. } => return Walk::Reject,
-                Action::Return => return Walk::Return,
-                Action::Continue => {}
-                Action::Mark(_) | Action::Nat(_) => return Walk::Unsure,
-                Action::Jump { target: t } | Action::Goto { target: t } => {
-                    if self.rs.chain(*t).is_unknown_target() {
-                        return Walk::Unsure;
-                    }
-                    match self.walk_to(c, t.0, p, target, depth + 1) {
-                        Walk::Return | Walk::End => {
-                            if matches!(r.action, Action::Goto { .. }) {
-                                return Walk::Return;
-                            }
-                        }
-                        w => return w,
-                    }
-                }
-            }
-        }
-        Walk::End
+        walk(self, c, b.0, p, Goal::Match(ci, i), 0) == Walk::Reached
     }
 
     /// The base chains of the ruleset (indexes).
@@ -743,4 +688,122 @@ impl Incremental {
             )
         })
     }
+}
+
+/// Where a one-packet walk ([`walk`]) ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Walk {
+    Accept,
+    Drop,
+    Reject,
+    Return,
+    /// It went past the last rule of the chain it started in.
+    End,
+    /// It got to the rule the [`Goal`] names.
+    Reached,
+    /// A rule that may or may not match it, or a target the model cannot
+    /// follow, is on its way.
+    Unsure,
+}
+
+/// What a one-packet walk ([`walk`]) looks for besides the packet's fate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Goal {
+    /// Nothing: the walk ends with the packet's fate.
+    Fate,
+    /// Rule `i` of the chain the walk starts in: `Reached` as soon as the
+    /// packet gets there (the own-chain witness check; the packet is one
+    /// of the rule's).
+    At(usize),
+    /// Rule `i` of the chain the walk starts in is passed over, as if it
+    /// were removed (the own-chain redundancy check).
+    Without(usize),
+    /// Rule (chain, rule) wherever the jumps lead: `Reached` when the
+    /// packet gets there and matches it (the context witness check).
+    Match(usize, usize),
+}
+
+/// The first-match walk of the one-packet box `p` through chain `ci` of
+/// the verifier's ruleset, jumps and gotos followed as the plans inline
+/// them, stopping early as `goal` says. Shared by the own-chain witness
+/// checks and the context ones: both ask what one packet does, and a walk
+/// is exact only where no rule on the way may or may not match it.
+pub(super) fn walk(
+    me: &Incremental,
+    c: &Cache,
+    ci: usize,
+    p: &PBox,
+    goal: Goal,
+    depth: u32,
+) -> Walk {
+    if depth > 64 {
+        return Walk::Unsure;
+    }
+    let ch = &me.rs.chains[ci];
+    let boxes = &c.boxes[&ch.name];
+    // Only the rules whose boxes may hold the point, and the one to stop at.
+    let mut cands = me.candidates(c, &ch.name, std::slice::from_ref(p));
+    let stop = match goal {
+        Goal::At(s) | Goal::Without(s) => Some(s),
+        Goal::Fate | Goal::Match(..) => None,
+    };
+    if let Some(s) = stop {
+        if let Err(k) = cands.binary_search(&(s as u32)) {
+            cands.insert(k, s as u32);
+        }
+    }
+    for i in cands {
+        let i = i as usize;
+        let r = &ch.rules[i];
+        if stop == Some(i) {
+            if matches!(goal, Goal::Without(_)) {
+                continue;
+            }
+            return Walk::Reached;
+        }
+        if !boxes[i].iter().any(|b| b.overlaps(p)) {
+            continue;
+        }
+        // A point with every value of the rarely tested fields is no single
+        // packet for a rule that tests them.
+        if p.x.is_none() && boxes[i].iter().any(|b| b.x.is_some()) {
+            return Walk::Unsure;
+        }
+        if goal == Goal::Match(ci, i) {
+            return Walk::Reached;
+        }
+        // Opaque parts, marks, address types and the conntrack original
+        // tuple: the box may hold packets the rule does not match.
+        if !r.matches.opaque.is_empty() || !r.matches.marks.is_empty() || r.matches.has_nat_fields()
+        {
+            return Walk::Unsure;
+        }
+        match &r.action {
+            Action::Accept => return Walk::Accept,
+            Action::Drop => return Walk::Drop,
+            Action::Reject { .. } => return Walk::Reject,
+            Action::Return => return Walk::Return,
+            Action::Continue => {}
+            Action::Mark(_) | Action::Nat(_) => return Walk::Unsure,
+            Action::Jump { target } | Action::Goto { target } => {
+                if me.rs.chain(*target).is_unknown_target() {
+                    return Walk::Unsure;
+                }
+                // Inside the target only a `Match` goal still means anything.
+                let inner = match goal {
+                    Goal::Match(..) => goal,
+                    _ => Goal::Fate,
+                };
+                match walk(me, c, target.0, p, inner, depth + 1) {
+                    Walk::Return | Walk::End => {
+                        if matches!(r.action, Action::Goto { .. }) {
+                            return Walk::Return;
+                        }
+                    }
+                    w => return w,
+                }
+            }
+        }
+    }
+    Walk::End
 }
