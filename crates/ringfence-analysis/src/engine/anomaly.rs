@@ -389,28 +389,23 @@ impl Engine<'_> {
                 continue;
             }
             let q = &plan.pieces[cands[k] as usize];
+            // One pass gives the part inside the box and the pieces outside.
+            let Some((mut outs, inside)) = f.split(&q.b) else {
+                // (The scan found them overlapping.) Past this box untouched.
+                stack.push((f, k + 1, rp));
+                continue;
+            };
             match q.fate {
-                Fate::Skip(s) => {
-                    if let Some(inside) = f.intersect(&q.b) {
-                        stack.push((inside, k + 1, s));
-                    }
-                }
+                Fate::Skip(s) => stack.push((inside, k + 1, s)),
                 // Both branches; the one past the rule (searched first) is
                 // the likelier to reach a later position.
                 Fate::Fork(m, n) => {
-                    if let Some(inside) = f.intersect(&q.b) {
-                        stack.push((inside.clone(), k + 1, m));
-                        stack.push((inside, k + 1, n));
-                    }
+                    stack.push((inside.clone(), k + 1, m));
+                    stack.push((inside, k + 1, n));
                 }
-                Fate::Mark(..) => {
-                    if let Some(inside) = f.intersect(&q.b) {
-                        stack.push((self.u.marks.erase(inside), k + 1, rp));
-                    }
-                }
+                Fate::Mark(..) => stack.push((self.u.marks.erase(inside), k + 1, rp)),
                 _ => {}
             }
-            let mut outs = f.subtract(&q.b);
             outs.reverse();
             for o in outs {
                 stack.push((o, k + 1, rp));
@@ -442,29 +437,50 @@ fn witness_points(b: &PBox) -> impl Iterator<Item = PBox> + '_ {
     (0..count).map(move |k| b.corner_point(k, ct_bits[k % n_bits]))
 }
 
-/// Whether the one-point box `p` gets past every candidate box before `to`.
+/// Most branches [`point_reaches`] follows for one point (each rule that may
+/// or may not match it adds one); beyond that the point is no witness and
+/// the exhaustive search decides.
+const POINT_BRANCHES: usize = 64;
+
+/// Whether the one-point box `p` gets past every candidate box before `to`
+/// on some branch: at a rule that may or may not match it, the point goes
+/// both ways (not matching first), as the exhaustive search does. A rule
+/// of a user chain reached only where a `statistic` jump matches (the
+/// endpoints of a kube-proxy service but the last) has witnesses that way.
 fn point_reaches(plan: &Plan, cands: &[u32], p: &PBox, to: u32) -> bool {
-    let mut rp = 0u32;
-    for &j in cands {
-        if j < rp {
-            continue;
-        }
-        if j >= to {
-            break;
-        }
-        let q = &plan.pieces[j as usize];
-        if q.b.overlaps(p) {
-            match q.fate {
-                Fate::Skip(s) => rp = s,
-                // One real branch: the rule does not match.
-                Fate::Fork(_, n) => rp = n,
-                // Marks are over-approximated here: the point goes on.
-                Fate::Mark(..) => {}
-                _ => return false,
+    // Branches to try: (index into `cands`, position the point resumes at).
+    let mut branches: Vec<(usize, u32)> = vec![(0, 0)];
+    let mut taken = 1;
+    'branch: while let Some((first, mut rp)) = branches.pop() {
+        for (i, &j) in cands.iter().enumerate().skip(first) {
+            if j < rp {
+                continue;
+            }
+            if j >= to {
+                break;
+            }
+            let q = &plan.pieces[j as usize];
+            if q.b.overlaps(p) {
+                match q.fate {
+                    Fate::Skip(s) => rp = s,
+                    Fate::Fork(m, n) => {
+                        if taken < POINT_BRANCHES {
+                            taken += 1;
+                            branches.push((i + 1, m));
+                        }
+                        rp = n;
+                    }
+                    // Marks are over-approximated here: the point goes on.
+                    Fate::Mark(..) => {}
+                    _ => continue 'branch,
+                }
             }
         }
+        if rp <= to {
+            return true;
+        }
     }
-    rp <= to
+    false
 }
 
 /// What [`Engine::rule_anomaly_within`] finds for one model rule.
@@ -546,4 +562,48 @@ pub struct Anomalies {
     pub shadowed: Vec<Anomaly>,
     /// Rules whose removal changes no verdict.
     pub redundant: Vec<Anomaly>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringfence_parse::{parse_ruleset, RulesetFormat};
+
+    #[test]
+    fn a_point_reaches_a_rule_behind_a_statistic_jump_on_the_branch_where_it_matches() {
+        // EP's accept is reached only where the statistic jump matches: on
+        // the other branch the packet goes on to FORWARD's drop.
+        let text = "*filter\n:FORWARD DROP [0:0]\n:EP - [0:0]\n\
+                    -A FORWARD -m statistic --mode random --probability 0.5 -j EP\n\
+                    -A FORWARD -j DROP\n\
+                    -A EP -p tcp -j ACCEPT\nCOMMIT\n";
+        let rs = parse_ruleset(text, "t.rules", RulesetFormat::Auto).expect("parses");
+        let e = Engine::new(&rs, IfaceUniverse::new([&rs]));
+        let fwd = rs
+            .chains
+            .iter()
+            .position(|c| c.name.ends_with("FORWARD"))
+            .expect("FORWARD");
+        let plan = &e.plans[fwd];
+        let s = plan
+            .pieces
+            .iter()
+            .position(|p| p.path.len() == 2 && p.fate == Fate::Accept)
+            .expect("EP's accept is inlined") as u32;
+        assert!(
+            plan.pieces[..s as usize]
+                .iter()
+                .any(|p| matches!(p.fate, Fate::Fork(..))),
+            "the statistic jump forks before it"
+        );
+        let p = witness_points(&plan.pieces[s as usize].b)
+            .next()
+            .expect("a point");
+        let cands: Vec<u32> = (0..s).collect();
+        assert!(point_reaches(plan, &cands, &p, s));
+        // Past EP the point meets the drop on both branches.
+        let end = plan.pieces.len() as u32;
+        let all: Vec<u32> = (0..end).collect();
+        assert!(!point_reaches(plan, &all, &p, end));
+    }
 }
