@@ -14,11 +14,13 @@
 //! the second are listed by change kind and chain kind.
 //!
 //! Usage: incremental_bench RULESET SITE.yaml [CHANGES] [SEED]
+//! (`DEAD_IN_CONTEXT=1`: the verifies and the incremental verifier keep
+//! dead rules in context too, as `--dead-in-context` asks).
 //! Prints `key value` lines (seconds, counts, MB).
 
 use ringfence_analysis::fingerprint::verify_findings;
 use ringfence_analysis::incremental::{Incremental, RuleChange};
-use ringfence_analysis::verify::verify;
+use ringfence_analysis::verify::{auto_families, verify_checked, Checks};
 use ringfence_model::{Action, Hook, IntervalSet};
 use ringfence_parse::{parse_ruleset, RulesetFormat};
 use ringfence_testkit::Rng;
@@ -86,6 +88,12 @@ fn main() {
     }
     let changes: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let seed: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(19);
+    let checks = Checks {
+        dead_in_context: std::env::var_os("DEAD_IN_CONTEXT").is_some_and(|v| v == "1"),
+    };
+    let verify = |rs: &ringfence_model::Ruleset, site: &ringfence_site::ResolvedSite, hook| {
+        verify_checked(rs, site, hook, auto_families(site), None, checks)
+    };
     let text = std::fs::read_to_string(&args[1]).expect("read ruleset");
     let site_text = std::fs::read_to_string(&args[2]).expect("read site");
     let site = ringfence_site::parse_site(&site_text, &args[2])
@@ -100,7 +108,7 @@ fn main() {
     println!("full_verify_rss_mb {:.0}", peak_rss_mb());
     drop(report);
     let t = Instant::now();
-    let mut inc = Incremental::new(rs, &site, Hook::Forward);
+    let mut inc = Incremental::with_checks(rs, &site, Hook::Forward, None, checks);
     println!("build_s {:.3}", t.elapsed().as_secs_f64());
     println!("build_rss_mb {:.0}", rss_mb());
     if let Some(why) = inc.not_incremental() {
