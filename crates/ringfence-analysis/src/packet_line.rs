@@ -295,8 +295,15 @@ fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
 /// A plain dotted quad (`0`-`255`, no leading zeros) filling all of `b`.
 #[inline]
 fn dotted_quad(b: &[u8]) -> Option<u32> {
+    quad_at(b, 0).and_then(|(v, end)| (end == b.len()).then_some(v))
+}
+
+/// A plain dotted quad starting at `b[i]`, read up to the first byte that
+/// cannot continue it: its value and that byte's index (the caller checks
+/// what ends it).
+#[inline]
+fn quad_at(b: &[u8], mut i: usize) -> Option<(u32, usize)> {
     let mut v: u32 = 0;
-    let mut i = 0;
     for k in 0..4 {
         if k > 0 {
             if b.get(i) != Some(&b'.') {
@@ -319,7 +326,7 @@ fn dotted_quad(b: &[u8]) -> Option<u32> {
         }
         v = v << 8 | o;
     }
-    (i == b.len()).then_some(v)
+    Some((v, i))
 }
 
 /// Read a packet line of the plain shape every generator writes (one
@@ -364,12 +371,19 @@ fn quick_fields(line: &str) -> Option<LineFields<'_>> {
         let bad_next = b.get(*i).is_some_and(|c| matches!(c, b'.' | b'e' | b'E'));
         (digits > 0 && !(digits > 1 && b[start] == b'0') && !bad_next && v <= max).then_some(v)
     };
+    // An address string at `i`: a plain dotted quad read in place, or
+    // anything else as text for the standard parser.
     let addr = |i: &mut usize| -> Option<Addr<'_>> {
-        let s = string(i)?;
-        Some(match dotted_quad(s.as_bytes()) {
-            Some(v) => Addr::V4(v),
-            None => Addr::Text(Cow::Borrowed(s)),
-        })
+        if b.get(*i) != Some(&b'"') {
+            return None;
+        }
+        if let Some((v, end)) = quad_at(b, *i + 1) {
+            if b.get(end) == Some(&b'"') {
+                *i = end + 1;
+                return Some(Addr::V4(v));
+            }
+        }
+        Some(Addr::Text(Cow::Borrowed(string(i)?)))
     };
     let mut f = LineFields {
         src: Addr::V4(0),
@@ -389,14 +403,28 @@ fn quick_fields(line: &str) -> Option<LineFields<'_>> {
     i += 1;
     loop {
         ws(b, &mut i);
-        let key = string(&mut i)?;
+        // The known keys, told apart by their first letter and checked
+        // whole (with both quotes); any other key goes to serde.
+        let rest = &b[i..];
+        let key: &[u8] = match rest.get(1)? {
+            b's' if rest.starts_with(b"\"src\"") => b"src",
+            b's' if rest.starts_with(b"\"sport\"") => b"sport",
+            b'd' if rest.starts_with(b"\"dst\"") => b"dst",
+            b'd' if rest.starts_with(b"\"dport\"") => b"dport",
+            b'p' if rest.starts_with(b"\"proto\"") => b"proto",
+            b'i' if rest.starts_with(b"\"iif\"") => b"iif",
+            b'o' if rest.starts_with(b"\"oif\"") => b"oif",
+            b'f' if rest.starts_with(b"\"from_host\"") => b"from_host",
+            _ => return None,
+        };
+        i += key.len() + 2;
         ws(b, &mut i);
         if b.get(i) != Some(&b':') {
             return None;
         }
         i += 1;
         ws(b, &mut i);
-        let bit = match key.as_bytes() {
+        let bit = match key {
             b"src" => {
                 f.src = addr(&mut i)?;
                 1
@@ -406,13 +434,15 @@ fn quick_fields(line: &str) -> Option<LineFields<'_>> {
                 2
             }
             b"proto" => {
-                f.proto = if b.get(i) == Some(&b'"') {
-                    let name = string(&mut i)?;
-                    match name.as_bytes() {
-                        b"tcp" => ProtoField::Num(proto::TCP),
-                        b"udp" => ProtoField::Num(proto::UDP),
-                        _ => ProtoField::Name(Cow::Borrowed(name)),
-                    }
+                let rest = &b[i..];
+                f.proto = if rest.starts_with(b"\"tcp\"") {
+                    i += 5;
+                    ProtoField::Num(proto::TCP)
+                } else if rest.starts_with(b"\"udp\"") {
+                    i += 5;
+                    ProtoField::Num(proto::UDP)
+                } else if rest.first() == Some(&b'"') {
+                    ProtoField::Name(Cow::Borrowed(string(&mut i)?))
                 } else {
                     ProtoField::Num(number(&mut i, 255)? as u8)
                 };
@@ -434,7 +464,7 @@ fn quick_fields(line: &str) -> Option<LineFields<'_>> {
                 f.oif = Some(Cow::Borrowed(string(&mut i)?));
                 64
             }
-            b"from_host" => {
+            _ => {
                 f.from_host = if b[i..].starts_with(b"true") {
                     i += 4;
                     true
@@ -446,7 +476,6 @@ fn quick_fields(line: &str) -> Option<LineFields<'_>> {
                 };
                 128
             }
-            _ => return None,
         };
         if seen & bit != 0 {
             return None;

@@ -122,8 +122,11 @@ impl std::error::Error for BatchError {}
 struct Run {
     /// Position in input order.
     seq: u64,
-    /// Line number of the run's first line.
-    first_line: u64,
+    /// After tracing: how many lines the run holds (its line ends; the
+    /// writer numbers the next run's lines from there). Line numbers in the
+    /// run's error count from 1 at its first line until the writer makes
+    /// them the input's.
+    lines: u64,
     /// Offset of the run's first byte in the input.
     offset: u64,
     /// The run's bytes: whole lines (the last one may lack its line end at
@@ -160,7 +163,7 @@ pub fn run(
     for _ in 0..threads * 3 + 1 {
         let _ = free_tx.send(Run {
             seq: 0,
-            first_line: 1,
+            lines: 0,
             offset: 0,
             input: Vec::with_capacity(chunk_bytes.min(MAX_LINE_BYTES) + 4096),
             output: String::new(),
@@ -211,10 +214,34 @@ fn write_runs(
     let mut waiting: BTreeMap<u64, Run> = BTreeMap::new();
     let mut next = 0u64;
     let mut undecided = false;
+    // Lines in the runs written so far.
+    let mut base = 0u64;
     for run in done {
         waiting.insert(run.seq, run);
         while let Some(mut run) = waiting.remove(&next) {
-            undecided |= std::mem::replace(&mut run.result, Ok(false))?;
+            undecided |= std::mem::replace(&mut run.result, Ok(false)).map_err(|e| match e {
+                BatchError::Line {
+                    line,
+                    column,
+                    message,
+                } => BatchError::Line {
+                    line: base + line,
+                    column,
+                    message,
+                },
+                BatchError::NotUtf8 {
+                    line,
+                    column,
+                    offset,
+                } => BatchError::NotUtf8 {
+                    line: base + line,
+                    column,
+                    offset,
+                },
+                BatchError::LineTooLong { line } => BatchError::LineTooLong { line: base + line },
+                e => e,
+            })?;
+            base += run.lines;
             out.write_all(run.output.as_bytes())
                 .map_err(BatchError::Write)?;
             next += 1;
@@ -238,7 +265,7 @@ fn read_runs(
 ) {
     // Bytes read past the last line end of the previous run.
     let mut carry: Vec<u8> = Vec::new();
-    let (mut seq, mut line, mut offset) = (0u64, 1u64, 0u64);
+    let (mut seq, mut offset) = (0u64, 0u64);
     loop {
         let Ok(mut run) = free.recv() else {
             return;
@@ -247,7 +274,7 @@ fn read_runs(
             return;
         }
         run.seq = seq;
-        run.first_line = line;
+        run.lines = 0;
         run.offset = offset;
         run.output.clear();
         run.result = Ok(false);
@@ -268,7 +295,7 @@ fn read_runs(
                 if run.input.len() > MAX_LINE_BYTES.max(chunk_bytes) {
                     // One line, from the run's start, with no end in sight.
                     run.input.clear();
-                    run.result = Err(BatchError::LineTooLong { line });
+                    run.result = Err(BatchError::LineTooLong { line: 1 });
                     let _ = work.send(run);
                     return;
                 }
@@ -293,7 +320,6 @@ fn read_runs(
         };
         carry.extend_from_slice(&run.input[cut..]);
         run.input.truncate(cut);
-        line += run.input.iter().filter(|&&b| b == b'\n').count() as u64;
         offset += cut as u64;
         seq += 1;
         if work.send(run).is_err() || eof {
@@ -355,11 +381,12 @@ impl<'t, 'a> Worker<'t, 'a> {
             }
         };
         let mut undecided = false;
-        for (k, line) in text.lines().enumerate() {
+        let mut lineno = 0u64;
+        for line in text.lines() {
+            lineno += 1;
             if line.trim().is_empty() {
                 continue;
             }
-            let lineno = run.first_line + k as u64;
             match self.trace_line(line, &mut run.output) {
                 Ok(u) => undecided |= u,
                 Err(e) => {
@@ -380,12 +407,14 @@ impl<'t, 'a> Worker<'t, 'a> {
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |i| i + 1);
             run.result = Err(BatchError::NotUtf8 {
-                line: run.first_line + newlines,
+                line: 1 + newlines,
                 column: (v - start) as u64 + 1,
                 offset: run.offset + v as u64,
             });
             return;
         }
+        // Every line ends with a line end but perhaps the input's last.
+        run.lines = lineno;
         run.result = after.map(|_| undecided);
     }
 
