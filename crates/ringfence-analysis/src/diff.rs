@@ -101,9 +101,22 @@ pub fn diff_with(
     site: Option<&ResolvedSite>,
     locals: Option<&ringfence_model::AddrSet>,
 ) -> DiffReport {
+    let host = locals.map(ringfence_model::LocalAddrs::from_set);
+    diff_host(old, new, hook, site, host.as_ref())
+}
+
+/// [`diff_with`] on a host whose addresses may come with their interfaces
+/// (`--local ADDR%IFACE`), as [`crate::verify::verify_host`] takes them.
+pub fn diff_host(
+    old: &Ruleset,
+    new: &Ruleset,
+    hook: Hook,
+    site: Option<&ResolvedSite>,
+    locals: Option<&ringfence_model::LocalAddrs>,
+) -> DiffReport {
     let u = IfaceUniverse::new([old, new]);
     let u = match locals {
-        Some(l) => u.with_locals(l),
+        Some(l) => u.with_local_addrs(l),
         None => u,
     };
     let eo = Engine::new(old, u.clone());

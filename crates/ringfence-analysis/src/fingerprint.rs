@@ -361,6 +361,11 @@ fn rule_text(rs: &Ruleset, r: &Rule) -> String {
     if m.dst_type.is_test() {
         let _ = write!(s, " dsttype={:#x}", m.dst_type.0);
     }
+    if let Some(l) = m.iface_types.as_deref() {
+        for (t, side, dev) in l.tests() {
+            let _ = write!(s, " {side:?}type@{dev:?}={:#x}", t.0);
+        }
+    }
     for o in &m.opaque {
         let _ = write!(s, " opaque[{}]", o.text);
     }

@@ -44,7 +44,7 @@ use crate::fingerprint::{self, Finding, FindingKind};
 use crate::space::{match_boxes, Boxes, Fam, ISet, IfaceUniverse, PBox};
 use crate::verify::{
     auto_families, check_flow_in, enforced_part, fam_in, flow_boxes, render_merged, reply_hook,
-    verify_checked, zone_sets, Checks, FamilyStatus, FlowResult, Status, Summary,
+    zone_sets, Checks, FamilyStatus, FlowResult, Status, Summary,
 };
 use ringfence_model::{Action, ChainId, CtStates, Hook, Match, Policy, Rule, RuleRef, Ruleset};
 use ringfence_site::{FlowAction, ResolvedSite};
@@ -197,7 +197,7 @@ pub struct Incremental {
     full: Option<(Vec<Finding>, Summary)>,
     /// The host's own addresses (`--local`), when given: routing by them is
     /// not followed incrementally, so every change is a full verify with them.
-    locals: Option<ringfence_model::AddrSet>,
+    locals: Option<ringfence_model::LocalAddrs>,
     /// The optional analyses, as `verify` runs them (dead rules in context).
     checks: Checks,
     /// Why updates are full verifies for this ruleset.
@@ -440,6 +440,20 @@ impl Incremental {
         locals: Option<ringfence_model::AddrSet>,
         checks: Checks,
     ) -> Self {
+        let host = locals.as_ref().map(ringfence_model::LocalAddrs::from_set);
+        Self::with_host(rs, site, hook, host, checks)
+    }
+
+    /// [`Incremental::with_checks`] on a host whose addresses may come with
+    /// their interfaces (`--local ADDR%IFACE`), as
+    /// [`crate::verify::verify_host`] takes them.
+    pub fn with_host(
+        rs: Ruleset,
+        site: &ResolvedSite,
+        hook: Hook,
+        locals: Option<ringfence_model::LocalAddrs>,
+        checks: Checks,
+    ) -> Self {
         let u = IfaceUniverse::new([&rs]);
         let mut me = Incremental {
             names: HashMap::new(),
@@ -512,7 +526,7 @@ impl Incremental {
             }
         }
         if self.cache.is_none() {
-            let report = verify_checked(
+            let report = crate::verify::verify_host(
                 &self.rs,
                 &self.site,
                 self.hook,

@@ -8,8 +8,8 @@ use ringfence_model::fields::{self as xf, Extra};
 /// The engine's interval sets are the model's (inline single ranges).
 pub use ringfence_model::IntervalSet as ISet;
 use ringfence_model::{
-    Action, CtStates, IfacePattern, IfaceSet, IntervalSet, MarkField, MarkRewrite, MarkTest, Match,
-    Packet, Ruleset,
+    Action, AddrTypes, CtStates, IfacePattern, IfaceSet, IntervalSet, MarkField, MarkRewrite,
+    MarkTest, Match, Packet, Ruleset,
 };
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -636,6 +636,10 @@ pub struct IfaceUniverse {
     /// prerouting whether a packet goes to the host (input) or through it
     /// (forward), and what an address-type `LOCAL` test matches.
     pub locals: Option<Locals>,
+    /// Whether some rule tests an address type on one interface
+    /// ([`Match::iface_types`]): then the interfaces of the host's
+    /// addresses become atoms of their own.
+    limited: bool,
     reps: Vec<Option<String>>,
     /// For prefix-class atoms: the prefix (the empty string for "other names").
     stems: Vec<Option<String>>,
@@ -647,12 +651,14 @@ impl IfaceUniverse {
         let mut exact = BTreeSet::new();
         let mut prefixes = BTreeSet::new();
         let mut rulesets_rewrites = Vec::new();
+        let mut limited = false;
         for rs in rulesets {
             for c in &rs.chains {
                 for r in &c.rules {
                     if let Action::Mark(rw) = &r.action {
                         rulesets_rewrites.push(*rw);
                     }
+                    limited |= r.matches.iface_types.is_some();
                     for set in [&r.matches.iif, &r.matches.oif] {
                         for p in &set.patterns {
                             match p {
@@ -670,6 +676,7 @@ impl IfaceUniverse {
         }
         let mut u = Self::from_patterns(&exact, &prefixes);
         u.marks = MarkSpace::new(rulesets_rewrites);
+        u.limited = limited;
         u
     }
 
@@ -684,8 +691,30 @@ impl IfaceUniverse {
 
     /// The same universe on a host whose own addresses are `addrs`
     /// (loopback is always local and is added here).
-    pub fn with_locals(mut self, addrs: &ringfence_model::AddrSet) -> Self {
-        self.locals = Some(Locals::new(addrs));
+    pub fn with_locals(self, addrs: &ringfence_model::AddrSet) -> Self {
+        self.with_local_addrs(&ringfence_model::LocalAddrs::from_set(addrs))
+    }
+
+    /// The same universe on a host whose own addresses, and the
+    /// interfaces of those whose interface is known, are `local`. When
+    /// some rule tests an address type on one interface, each such
+    /// interface becomes an atom of its own (call this before building
+    /// boxes).
+    pub fn with_local_addrs(mut self, local: &ringfence_model::LocalAddrs) -> Self {
+        let locals = Locals::of_host(local);
+        if self.limited {
+            for (name, _, _) in &locals.placed {
+                if !self
+                    .reps
+                    .iter()
+                    .any(|r| r.as_deref() == Some(name.as_str()))
+                {
+                    self.reps.push(Some(name.clone()));
+                    self.stems.push(None);
+                }
+            }
+        }
+        self.locals = Some(locals);
         self
     }
 
@@ -724,6 +753,7 @@ impl IfaceUniverse {
         Self {
             marks: MarkSpace::new(Vec::new()),
             locals: None,
+            limited: false,
             reps,
             stems,
         }
@@ -798,17 +828,45 @@ pub struct Locals {
     pub v4: ISet<u128>,
     /// IPv6 addresses.
     pub v6: ISet<u128>,
+    /// The addresses on exactly one known interface, by interface:
+    /// name, IPv4, IPv6 (loopback on `lo`).
+    pub placed: Vec<(String, ISet<u128>, ISet<u128>)>,
+    /// The addresses whose interface is not known: IPv4, IPv6.
+    pub unplaced: (ISet<u128>, ISet<u128>),
 }
 
 impl Locals {
     /// From a model address set, with 127.0.0.0/8 and ::1 added.
     pub fn new(addrs: &ringfence_model::AddrSet) -> Self {
-        let loop4 = ISet::range(0x7f00_0000u128, 0x7fff_ffff);
-        let loop6 = ISet::single(1u128);
+        Self::of_host(&ringfence_model::LocalAddrs::from_set(addrs))
+    }
+
+    /// From the host's addresses and their interfaces (loopback included).
+    pub fn of_host(local: &ringfence_model::LocalAddrs) -> Self {
+        let un = local.unplaced();
         Self {
-            v4: widen(&addrs.v4).union(&loop4),
-            v6: addrs.v6.union(&loop6),
+            v4: widen(&local.addrs.v4),
+            v6: local.addrs.v6.clone(),
+            placed: local
+                .placed()
+                .into_iter()
+                .map(|(name, set)| (name.to_string(), widen(&set.v4), set.v6))
+                .collect(),
+            unplaced: (widen(&un.v4), un.v6),
         }
+    }
+
+    /// The addresses of family `fam` known to be on interface `name`
+    /// alone.
+    fn on(&self, fam: Fam, name: &str) -> ISet<u128> {
+        self.placed
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v4, v6)| match fam {
+                Fam::V4 => v4.clone(),
+                Fam::V6 => v6.clone(),
+            })
+            .unwrap_or_else(ISet::empty)
     }
 
     /// The loopback addresses alone (127.0.0.0/8, ::1).
@@ -1325,6 +1383,25 @@ fn conn_fields(m: &Match, u: &IfaceUniverse, mut b: PBox) -> Boxes {
         let (holds, maybe) = addr_types(m.dst_type.0, b.fam, u.locals.as_ref());
         b.dst = b.dst.intersect(&holds.union(&maybe));
     }
+    if let Some(lim) = m.iface_types.as_deref() {
+        let mut parts = vec![b];
+        for (t, side, dev) in lim.tests() {
+            parts = parts
+                .into_iter()
+                .flat_map(|b| iface_types_cut(t.0, side, dev, u, b))
+                .collect();
+        }
+        let plain = Match {
+            iface_types: None,
+            src_type: AddrTypes::ALL,
+            dst_type: AddrTypes::ALL,
+            ..m.clone()
+        };
+        for b in parts {
+            out.extend(conn_fields(&plain, u, b));
+        }
+        return out;
+    }
     let Some(o) = m.ct_orig.as_deref() else {
         out.push(b);
         return out;
@@ -1377,7 +1454,157 @@ pub fn match_undecided(m: &Match, u: &IfaceUniverse) -> bool {
     };
     types(m.src_type)
         || types(m.dst_type)
+        || m.iface_types.as_deref().is_some_and(|l| {
+            l.tests().any(|(t, _, _)| {
+                [Fam::V4, Fam::V6].into_iter().any(|f| {
+                    iface_choices(u).iter().any(|dev| {
+                        !split_types(t.0, &type_classes(f, u.locals.as_ref(), *dev))
+                            .1
+                            .is_empty()
+                    })
+                })
+            })
+        })
         || (m.ct_orig.is_some() && m.ct_state.0 & !CtStates::NEW & CtStates::ALL.0 != 0)
+}
+
+/// The interfaces an interface-limited type lookup can see, as the type
+/// classes tell them apart: none (a host-wide lookup), each interface
+/// that holds known host addresses, and any other one (`""`).
+fn iface_choices(u: &IfaceUniverse) -> Vec<Option<&str>> {
+    let mut v = vec![None, Some("")];
+    if let Some(l) = &u.locals {
+        v.extend(l.placed.iter().map(|(n, _, _)| Some(n.as_str())));
+    }
+    v
+}
+
+/// `b` cut to the packets that may pass an address-type test limited to
+/// one of their interfaces ([`ringfence_model::IfaceTypes`]): one piece per
+/// interface the type classes tell apart (no interface, each interface
+/// holding known host addresses, any other), each cut to the addresses
+/// whose type there may be in `types`.
+fn iface_types_cut(
+    types: u16,
+    side: ringfence_model::AddrSide,
+    dev: ringfence_model::IfaceSide,
+    u: &IfaceUniverse,
+    b: PBox,
+) -> Vec<PBox> {
+    use ringfence_model::{AddrSide, IfaceSide};
+    let devs = match dev {
+        IfaceSide::In => b.iif.clone(),
+        IfaceSide::Out => b.oif.clone(),
+    };
+    let mut rest = devs.intersect(&u.named());
+    let mut pieces = vec![(devs.intersect(&u.none()), None)];
+    if let Some(l) = &u.locals {
+        for (name, _, _) in &l.placed {
+            let atom = ISet::single(u.atom_of(Some(name)));
+            let here = rest.intersect(&atom);
+            rest = rest.difference(&atom);
+            pieces.push((here, Some(name.as_str())));
+        }
+    }
+    pieces.push((rest, Some("")));
+    let mut out = Vec::new();
+    for (atoms, on) in pieces {
+        if atoms.is_empty() {
+            continue;
+        }
+        let (holds, maybe) = split_types(types, &type_classes(b.fam, u.locals.as_ref(), on));
+        let mut x = b.clone();
+        match dev {
+            IfaceSide::In => x.iif = atoms,
+            IfaceSide::Out => x.oif = atoms,
+        }
+        let allowed = holds.union(&maybe);
+        match side {
+            AddrSide::Src => x.src = x.src.intersect(&allowed),
+            AddrSide::Dst => x.dst = x.dst.intersect(&allowed),
+        }
+        if !x.is_empty() {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// The addresses of a family by the routing types each may have: the host's
+/// addresses (and loopback) `LOCAL`, multicast `MULTICAST`, 255.255.255.255
+/// `BROADCAST`, any other address any other type (a route or a subnet
+/// broadcast address decides, which the model does not know), and, when
+/// the host's addresses are not known, `LOCAL` too. With the lookup limited
+/// to an interface (`on`: `Some(name)`, `""` for one that holds no known
+/// host address) a host address is `LOCAL` only on its own interface, not
+/// `LOCAL` on the others, and either where its interface is not known
+/// (without the host's addresses: any address may be either).
+fn type_classes(fam: Fam, locals: Option<&Locals>, on: Option<&str>) -> Vec<(ISet<u128>, u16)> {
+    use ringfence_model::AddrTypes as T;
+    let all = T::ALL.0;
+    let not_local = all & !(T::LOCAL | T::MULTICAST);
+    let (loopback, multicast, bcast) = match fam {
+        Fam::V4 => (
+            ISet::range(0x7f00_0000u128, 0x7fff_ffff),
+            ISet::range(0xe000_0000u128, 0xefff_ffff),
+            ISet::single(0xffff_ffffu128),
+        ),
+        Fam::V6 => (
+            ISet::single(1u128),
+            ISet::range(0xff00u128 << 112, u128::MAX),
+            ISet::empty(),
+        ),
+    };
+    let local = locals.map(|l| l.of(fam).clone()).unwrap_or(loopback);
+    let multicast = multicast.difference(&local);
+    let bcast = bcast.difference(&local).difference(&multicast);
+    let other = fam_full(fam)
+        .difference(&local)
+        .difference(&multicast)
+        .difference(&bcast);
+    let mut classes = match (locals, on) {
+        (_, None) => vec![(local, T::LOCAL)],
+        (None, Some(_)) => vec![(local, T::LOCAL | not_local)],
+        (Some(l), Some(name)) => {
+            let here = l.on(fam, name);
+            let unknown = match fam {
+                Fam::V4 => l.unplaced.0.clone(),
+                Fam::V6 => l.unplaced.1.clone(),
+            };
+            let elsewhere = local.difference(&here).difference(&unknown);
+            vec![
+                (here, T::LOCAL),
+                (unknown, T::LOCAL | not_local),
+                (elsewhere, not_local),
+            ]
+        }
+    };
+    let other_types = if locals.is_some() {
+        not_local
+    } else {
+        all & !T::MULTICAST
+    };
+    classes.extend([
+        (multicast, T::MULTICAST),
+        (bcast, T::BROADCAST),
+        (other, other_types),
+    ]);
+    classes
+}
+
+/// The addresses whose type certainly is in `types`, and those whose type
+/// may or may not be, from [`type_classes`].
+fn split_types(types: u16, classes: &[(ISet<u128>, u16)]) -> (ISet<u128>, ISet<u128>) {
+    let mut holds = ISet::empty();
+    let mut maybe = ISet::empty();
+    for (set, possible) in classes {
+        if possible & !types == 0 {
+            holds = holds.union(set);
+        } else if possible & types != 0 {
+            maybe = maybe.union(set);
+        }
+    }
+    (holds, maybe)
 }
 
 /// The addresses of a family whose routing type certainly is in `types`,

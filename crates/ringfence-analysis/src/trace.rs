@@ -20,8 +20,8 @@
 
 use crate::space::{MarkSpace, Stage};
 use ringfence_model::{
-    Action, AddrTypes, ChainId, CtStates, Hook, LocalAddrs, NatKind, NatRewrite, Packet, Policy,
-    RuleRef, Ruleset, Verdict,
+    Action, AddrSide, AddrTypes, ChainId, CtStates, Hook, IfaceSide, LocalAddrs, NatKind,
+    NatRewrite, Packet, Policy, RuleRef, Ruleset, Verdict,
 };
 use serde::Serialize;
 use std::net::IpAddr;
@@ -335,6 +335,9 @@ fn reads_source(rs: &Ruleset, c: usize, seen: &mut Vec<bool>) -> bool {
         v4 || v6
             || !m.sport.is_full()
             || m.src_type.is_test()
+            || m.iface_types
+                .as_deref()
+                .is_some_and(|l| l.src_in.is_test() || l.src_out.is_test())
             || m.ct_orig
                 .as_ref()
                 .is_some_and(|o| o.src != ringfence_model::AddrSet::any() || !o.sport.is_full())
@@ -479,6 +482,35 @@ fn types_decided(t: AddrTypes) -> bool {
     !t.is_test() || t.0 & other == other || t.0 & other == 0 && t.0 & AddrTypes::BROADCAST == 0
 }
 
+/// Whether the rule's interface-limited address-type tests are decided
+/// for every packet: the host's addresses are known, and each test takes
+/// or leaves whole every class of addresses the types tell apart (`LOCAL`
+/// on its interface, not `LOCAL` on another, multicast, broadcast, any
+/// other address, and, when some host address has no known interface,
+/// `LOCAL` or not).
+fn iface_types_decided(m: &ringfence_model::Match, local: Option<&LocalAddrs>) -> bool {
+    let Some(lim) = m.iface_types.as_deref() else {
+        return true;
+    };
+    let Some(local) = local else {
+        return false;
+    };
+    let not_local = AddrTypes::ALL.0 & !(AddrTypes::LOCAL | AddrTypes::MULTICAST);
+    let unknown = local.unplaced();
+    let unknown = !(unknown.v4.is_empty() && unknown.v6.is_empty());
+    let mut classes = vec![
+        AddrTypes::LOCAL,
+        not_local,
+        AddrTypes::MULTICAST,
+        AddrTypes::BROADCAST,
+    ];
+    if unknown {
+        classes.push(AddrTypes::LOCAL | not_local);
+    }
+    lim.tests()
+        .all(|(t, _, _)| classes.iter().all(|&c| c & !t.0 == 0 || c & t.0 == 0))
+}
+
 /// Whether a connection's first packet passes the rule's tests on the
 /// connection: its original tuple is the packet as it entered (`entry`:
 /// its destination and port before a DNAT of this branch; the source is
@@ -532,7 +564,12 @@ impl Quick {
     /// `dport` is the gap of a negated set.
     const NEG_DPORT: u8 = 128;
 
-    fn of(m: &ringfence_model::Match, group: u32, marks_exact: bool, local: bool) -> Self {
+    fn of(
+        m: &ringfence_model::Match,
+        group: u32,
+        marks_exact: bool,
+        local: Option<&LocalAddrs>,
+    ) -> Self {
         /// The hull of `s`, whether it is exact, and, for a set of every
         /// value but one range, that gap instead (exact, `negated`).
         fn hull<T: ringfence_model::interval::Bound>(
@@ -573,8 +610,9 @@ impl Quick {
         // known and every test is decided for every address (see
         // `types_decided`); translation and original-tuple tests are not
         // decided by this walk yet.
-        let types_ok = !(m.src_type.is_test() || m.dst_type.is_test())
-            || local && types_decided(m.src_type) && types_decided(m.dst_type);
+        let types_ok = (!(m.src_type.is_test() || m.dst_type.is_test())
+            || local.is_some() && types_decided(m.src_type) && types_decided(m.dst_type))
+            && iface_types_decided(m, local);
         let conn = m.ct_orig.is_some() || m.ct_nat.is_test();
         let nat_open = m.has_nat_fields() && !(types_ok && (!conn || nat_decided(m.ct_nat)));
         Self {
@@ -826,7 +864,7 @@ impl<'a> Tracer<'a> {
                     .enumerate()
                     .map(|(i, r)| {
                         let group = *first.entry(&r.origin).or_insert(i as u32);
-                        Quick::of(&r.matches, group, exact, local.is_some())
+                        Quick::of(&r.matches, group, exact, local.as_ref())
                     })
                     .collect()
             })
@@ -1823,7 +1861,16 @@ impl<'a> Tracer<'a> {
             return true;
         };
         let ok = |t: AddrTypes, a| !t.is_test() || !types_decided(t) || t.meets(local.types_of(a));
-        ok(m.src_type, p.src) && ok(m.dst_type, p.dst)
+        // Interface-limited tests: the address's types as the lookup on
+        // the packet's interface gives them.
+        let on = |(t, side, dev): (AddrTypes, AddrSide, IfaceSide)| {
+            let a = if side == AddrSide::Src { p.src } else { p.dst };
+            let d = if dev == IfaceSide::In { &p.iif } else { &p.oif };
+            t.meets(local.types_on(a, d.as_deref()))
+        };
+        ok(m.src_type, p.src)
+            && ok(m.dst_type, p.dst)
+            && m.iface_types.as_deref().is_none_or(|l| l.tests().all(on))
     }
 
     fn eval(&self, c: ChainId, p: &Packet, w: &mut Walk, depth: usize) -> Flow {
@@ -2000,7 +2047,7 @@ mod tests {
                 m.dport = pset.clone();
                 m.sport = port_sets[(i + 2) % port_sets.len()].clone();
                 m.protocol = IntervalSet::single(6);
-                let q = Quick::of(&m, 0, true, false);
+                let q = Quick::of(&m, 0, true, None);
                 for d in addrs {
                     for s in [addrs[1], addrs[3]] {
                         for &port in &ports {
@@ -2030,7 +2077,7 @@ mod tests {
         m.dst.v4 = addr_sets[3].clone();
         m.dport = port_sets[3].clone();
         m.protocol = IntervalSet::single(6);
-        let q = Quick::of(&m, 0, true, false);
+        let q = Quick::of(&m, 0, true, None);
         let want = Quick::EXACT | Quick::NEG_DST | Quick::NEG_DPORT;
         assert_eq!(q.flags & want, want);
     }

@@ -1342,6 +1342,21 @@ pub fn verify_checked(
     locals: Option<&AddrSet>,
     checks: Checks,
 ) -> VerifyReport {
+    let host = locals.map(ringfence_model::LocalAddrs::from_set);
+    verify_host(rs, site, hook, families, host.as_ref(), checks)
+}
+
+/// [`verify_checked`] on a host whose addresses may come with their
+/// interfaces (`--local ADDR%IFACE`): address-type tests limited to one
+/// interface ([`ringfence_model::IfaceTypes`]) read them.
+pub fn verify_host(
+    rs: &Ruleset,
+    site: &ResolvedSite,
+    hook: Hook,
+    families: Vec<FamilyScope>,
+    locals: Option<&ringfence_model::LocalAddrs>,
+    checks: Checks,
+) -> VerifyReport {
     let status_of_fam = |name: &str| families.iter().find(|f| f.family == name).map(|f| f.status);
     let analysed = [
         status_of_fam("IPv4") == Some(FamilyStatus::Analysed),
@@ -1360,7 +1375,7 @@ pub fn verify_checked(
     };
     let u = IfaceUniverse::new([rs]);
     let u = match locals {
-        Some(l) => u.with_locals(l),
+        Some(l) => u.with_local_addrs(l),
         None => u,
     };
     let engine = Engine::new(rs, u).with_dead_in_context(checks.dead_in_context);

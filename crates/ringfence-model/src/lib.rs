@@ -496,35 +496,189 @@ impl AddrTypes {
     }
 }
 
-/// The host's own addresses (`--local ADDR[,ADDR...]`): what `LOCAL` in
-/// [`AddrTypes`] means, and what decides after prerouting whether a packet
-/// goes to the host (input) or through it (forward). The loopback ranges
-/// (127.0.0.0/8, ::1) are always local. Without `--local` the analyses do
-/// not know the host's addresses: a `LOCAL` test may or may not match
-/// (two branches) and the path is the one the command names.
+/// Address-type tests that look at one interface of the packet only
+/// (iptables `-m addrtype --limit-iface-in` / `--limit-iface-out`, nft
+/// `fib saddr|daddr . iif|oif type`). The kernel then asks its local
+/// routing table about the address as if that interface were the host's
+/// only one (`inet_dev_addr_type`; for IPv6 whether the address is assigned
+/// to that interface): an address of the host is `LOCAL` only on the
+/// interface it is assigned to (loopback addresses on `lo`) and not `LOCAL`
+/// on any other; multicast and broadcast addresses keep their types. A hook
+/// where the packet has no such interface asks host-wide, as without the
+/// limit ([`LocalAddrs::types_on`]). Each field is [`AddrTypes::ALL`] when
+/// it tests nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct IfaceTypes {
+    /// Types of the source address on the input interface.
+    pub src_in: AddrTypes,
+    /// Types of the destination address on the input interface.
+    pub dst_in: AddrTypes,
+    /// Types of the source address on the output interface.
+    pub src_out: AddrTypes,
+    /// Types of the destination address on the output interface.
+    pub dst_out: AddrTypes,
+}
+
+/// Which address an interface-limited type test reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddrSide {
+    /// The source address.
+    Src,
+    /// The destination address.
+    Dst,
+}
+
+/// Which interface of the packet an interface-limited type test looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IfaceSide {
+    /// The input interface.
+    In,
+    /// The output interface.
+    Out,
+}
+
+impl IfaceTypes {
+    /// No test.
+    pub fn any() -> Self {
+        Self {
+            src_in: AddrTypes::ALL,
+            dst_in: AddrTypes::ALL,
+            src_out: AddrTypes::ALL,
+            dst_out: AddrTypes::ALL,
+        }
+    }
+
+    /// The test on `side`'s address looked up on the `dev` interface.
+    pub fn get_mut(&mut self, side: AddrSide, dev: IfaceSide) -> &mut AddrTypes {
+        match (side, dev) {
+            (AddrSide::Src, IfaceSide::In) => &mut self.src_in,
+            (AddrSide::Dst, IfaceSide::In) => &mut self.dst_in,
+            (AddrSide::Src, IfaceSide::Out) => &mut self.src_out,
+            (AddrSide::Dst, IfaceSide::Out) => &mut self.dst_out,
+        }
+    }
+
+    /// Every test: the types, the address it reads and the interface.
+    pub fn tests(&self) -> impl Iterator<Item = (AddrTypes, AddrSide, IfaceSide)> + '_ {
+        [
+            (self.src_in, AddrSide::Src, IfaceSide::In),
+            (self.dst_in, AddrSide::Dst, IfaceSide::In),
+            (self.src_out, AddrSide::Src, IfaceSide::Out),
+            (self.dst_out, AddrSide::Dst, IfaceSide::Out),
+        ]
+        .into_iter()
+        .filter(|(t, _, _)| t.is_test())
+    }
+
+    /// Whether some field allows no type at all (the match is empty).
+    pub fn is_empty(&self) -> bool {
+        [self.src_in, self.dst_in, self.src_out, self.dst_out]
+            .iter()
+            .any(|t| t.0 & AddrTypes::ALL.0 == 0)
+    }
+}
+
+/// The name of the loopback interface, where the kernel puts 127.0.0.0/8
+/// and ::1.
+pub const LOOPBACK_IFACE: &str = "lo";
+
+/// The host's own addresses (`--local ADDR[%IFACE][,...]`): what `LOCAL`
+/// in [`AddrTypes`] means, and what decides after prerouting whether a
+/// packet goes to the host (input) or through it (forward). The loopback
+/// ranges (127.0.0.0/8, ::1) are always local, on `lo`. Without `--local`
+/// the analyses do not know the host's addresses: a `LOCAL` test may or may
+/// not match (two branches) and the path is the one the command names.
+/// The interface an address is on matters only to tests limited to one
+/// interface ([`IfaceTypes`]); for an address given without one (or on
+/// several), such a test stays two branches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct LocalAddrs {
     /// The host's addresses, loopback included.
     pub addrs: AddrSet,
+    /// The addresses whose interface is known, by interface name
+    /// (`ADDR%IFACE`; loopback on `lo`).
+    pub ifaces: std::collections::BTreeMap<String, AddrSet>,
 }
+
+/// Every type an address that is not one of the host's may have on it
+/// (a route or a subnet broadcast address decides, which the model does
+/// not know).
+const NOT_LOCAL_TYPES: u16 = AddrTypes::ALL.0 & !(AddrTypes::LOCAL | AddrTypes::MULTICAST);
 
 impl LocalAddrs {
     /// The given addresses plus loopback.
     pub fn new(addrs: impl IntoIterator<Item = std::net::IpAddr>) -> Self {
-        let mut set = AddrSet::v4_prefix(Ipv4Addr::new(127, 0, 0, 0), 8)
+        Self::on_ifaces(addrs.into_iter().map(|a| (a, None)))
+    }
+
+    /// The given addresses, each on the named interface when one is given,
+    /// plus loopback (on `lo`).
+    pub fn on_ifaces(addrs: impl IntoIterator<Item = (std::net::IpAddr, Option<String>)>) -> Self {
+        let lo = AddrSet::v4_prefix(Ipv4Addr::new(127, 0, 0, 0), 8)
             .union(&AddrSet::v6_prefix(Ipv6Addr::LOCALHOST, 128));
-        for a in addrs {
-            set = set.union(&match a {
+        let mut me = Self {
+            addrs: lo.clone(),
+            ifaces: std::collections::BTreeMap::from([(LOOPBACK_IFACE.to_string(), lo)]),
+        };
+        for (a, iface) in addrs {
+            let one = match a {
                 std::net::IpAddr::V4(a) => AddrSet::v4_prefix(a, 32),
                 std::net::IpAddr::V6(a) => AddrSet::v6_prefix(a, 128),
-            });
+            };
+            me.addrs = me.addrs.union(&one);
+            if let Some(i) = iface {
+                let e = me.ifaces.entry(i).or_insert_with(AddrSet::empty);
+                *e = e.union(&one);
+            }
         }
-        Self { addrs: set }
+        me
+    }
+
+    /// The addresses of a set (on no known interface) plus loopback.
+    pub fn from_set(set: &AddrSet) -> Self {
+        let mut me = Self::new([]);
+        me.addrs = me.addrs.union(set);
+        me
     }
 
     /// Whether `ip` is one of the host's addresses.
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
         self.addrs.contains(ip)
+    }
+
+    /// The one interface `ip` is known to be on (`None`: not a host
+    /// address, on no interface given, or on several).
+    pub fn iface_of(&self, ip: std::net::IpAddr) -> Option<&str> {
+        let mut on = self.ifaces.iter().filter(|(_, set)| set.contains(ip));
+        match (on.next(), on.next()) {
+            (Some((name, _)), None) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The host's addresses on exactly one known interface, by interface.
+    pub fn placed(&self) -> Vec<(&str, AddrSet)> {
+        self.ifaces
+            .iter()
+            .map(|(name, set)| {
+                let others = self
+                    .ifaces
+                    .iter()
+                    .filter(|(n, _)| *n != name)
+                    .fold(AddrSet::empty(), |acc, (_, s)| acc.union(s));
+                (name.as_str(), set.intersect(&others.complement()))
+            })
+            .collect()
+    }
+
+    /// The host's addresses whose interface is not known (given without
+    /// one, or on several).
+    pub fn unplaced(&self) -> AddrSet {
+        let placed = self
+            .placed()
+            .into_iter()
+            .fold(AddrSet::empty(), |acc, (_, s)| acc.union(&s));
+        self.addrs.intersect(&placed.complement())
     }
 
     /// The routing types `ip` may have on this host: exactly `LOCAL` for
@@ -540,7 +694,26 @@ impl LocalAddrs {
             std::net::IpAddr::V4(a) if a.is_multicast() => AddrTypes::MULTICAST,
             std::net::IpAddr::V6(a) if a.is_multicast() => AddrTypes::MULTICAST,
             std::net::IpAddr::V4(a) if a == Ipv4Addr::BROADCAST => AddrTypes::BROADCAST,
-            _ => AddrTypes::ALL.0 & !(AddrTypes::LOCAL | AddrTypes::MULTICAST),
+            _ => NOT_LOCAL_TYPES,
+        }
+    }
+
+    /// The routing types `ip` may have when the lookup is limited to the
+    /// interface `dev` ([`IfaceTypes`]; `None`: the packet has no such
+    /// interface, and the lookup is host-wide, [`LocalAddrs::types_of`]).
+    /// A host address is `LOCAL` on its interface and not `LOCAL` on any
+    /// other; one whose interface is not known may be either.
+    pub fn types_on(&self, ip: std::net::IpAddr, dev: Option<&str>) -> u16 {
+        let Some(dev) = dev else {
+            return self.types_of(ip);
+        };
+        if !self.contains(ip) {
+            return self.types_of(ip);
+        }
+        match self.iface_of(ip) {
+            Some(i) if i == dev => AddrTypes::LOCAL,
+            Some(_) => NOT_LOCAL_TYPES,
+            None => AddrTypes::LOCAL | NOT_LOCAL_TYPES,
         }
     }
 }
@@ -826,6 +999,11 @@ pub struct Match {
     /// Routing types of the destination address (`--dst-type`, nft `fib
     /// daddr type`), after any destination translation so far.
     pub dst_type: AddrTypes,
+    /// Address-type tests limited to the packet's input or output
+    /// interface (`--limit-iface-in/out`, nft `fib daddr . iif type`);
+    /// `None`: no such test.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iface_types: Option<Box<IfaceTypes>>,
     /// Matches that could not be modelled; non-empty means "may match".
     pub opaque: Vec<Opaque>,
 }
@@ -854,6 +1032,7 @@ impl Match {
             ct_orig: None,
             src_type: AddrTypes::ALL,
             dst_type: AddrTypes::ALL,
+            iface_types: None,
             opaque: Vec::new(),
         }
     }
@@ -872,13 +1051,22 @@ impl Match {
 
     /// Whether the match tests a connection's translations, its original
     /// tuple or an address type ([`Match::ct_nat`], [`Match::ct_orig`],
-    /// [`Match::src_type`], [`Match::dst_type`]): fields a packet header
-    /// alone does not decide ([`Match::matches_header`] ignores them).
+    /// [`Match::src_type`], [`Match::dst_type`], [`Match::iface_types`]):
+    /// fields a packet header alone does not decide
+    /// ([`Match::matches_header`] ignores them).
     pub fn has_nat_fields(&self) -> bool {
         self.ct_nat.is_test()
             || self.ct_orig.is_some()
             || self.src_type.is_test()
             || self.dst_type.is_test()
+            || self.iface_types.is_some()
+    }
+
+    /// The interface-limited type tests, created as "no test" when the
+    /// match had none (see [`Match::iface_types`]).
+    pub fn iface_types_mut(&mut self) -> &mut IfaceTypes {
+        self.iface_types
+            .get_or_insert_with(|| Box::new(IfaceTypes::any()))
     }
 
     /// Whether the modelled fields can match no packet at all (ignores opaque parts).
@@ -896,6 +1084,7 @@ impl Match {
             || self.ct_orig.as_ref().is_some_and(|o| o.is_empty())
             || self.src_type.0 & AddrTypes::ALL.0 == 0
             || self.dst_type.0 & AddrTypes::ALL.0 == 0
+            || self.iface_types.as_ref().is_some_and(|t| t.is_empty())
     }
 
     /// Whether marks `(mark, ct)` pass every mark test.

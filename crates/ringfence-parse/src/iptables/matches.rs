@@ -443,10 +443,12 @@ pub(super) struct RuleBuilder<'t> {
     pub comment: Option<String>,
     /// The `-m` module the options now read belong to.
     current_module: Option<Cow<'t, str>>,
-    /// The address types before the current `-m addrtype`, and whether it
-    /// limits its tests to one interface (then they are not global tests).
+    /// The address types before the current `-m addrtype`, that module's
+    /// own source and destination type tests, and the interface it limits
+    /// them to (then they are interface-limited tests, not global ones).
     types_before: (AddrTypes, AddrTypes),
-    types_limited: bool,
+    module_types: (AddrTypes, AddrTypes),
+    types_limited: Option<ringfence_model::IfaceSide>,
 }
 
 /// One `--match-set`: the set, its direction flags (true: src), negation,
@@ -480,7 +482,8 @@ impl<'t> RuleBuilder<'t> {
             ct_conn_test: false,
             comment: None,
             current_module: None,
-            types_limited: false,
+            module_types: (AddrTypes::ALL, AddrTypes::ALL),
+            types_limited: None,
         }
     }
 
@@ -558,7 +561,8 @@ impl<'t> RuleBuilder<'t> {
                 let v = value(i, &t)?;
                 b.current_module = Some(v.text.clone());
                 b.types_before = (b.m.src_type, b.m.dst_type);
-                b.types_limited = false;
+                b.module_types = (AddrTypes::ALL, AddrTypes::ALL);
+                b.types_limited = None;
                 i += 2;
                 if v.text == "conntrack" {
                     b.conntrack += 1;
@@ -810,29 +814,58 @@ impl<'t> RuleBuilder<'t> {
                 require_module(&t, &b.current_module, &["addrtype"], file, line)?;
                 let types = nat::addr_types(&v.text).map_err(|m| err(&v, m))?;
                 let types = if neg { types.complement() } else { types };
-                if b.types_limited {
-                    // Part of the opaque per-interface test (below).
-                } else if t.text == "--src-type" {
-                    b.m.src_type = ringfence_model::AddrTypes(b.m.src_type.0 & types.0);
+                let side = if t.text == "--src-type" {
+                    ringfence_model::AddrSide::Src
                 } else {
-                    b.m.dst_type = ringfence_model::AddrTypes(b.m.dst_type.0 & types.0);
+                    ringfence_model::AddrSide::Dst
+                };
+                let own = match side {
+                    ringfence_model::AddrSide::Src => &mut b.module_types.0,
+                    ringfence_model::AddrSide::Dst => &mut b.module_types.1,
+                };
+                own.0 &= types.0;
+                match (b.types_limited, side) {
+                    (Some(dev), _) => b.m.iface_types_mut().get_mut(side, dev).0 &= types.0,
+                    (None, ringfence_model::AddrSide::Src) => b.m.src_type.0 &= types.0,
+                    (None, ringfence_model::AddrSide::Dst) => b.m.dst_type.0 &= types.0,
                 }
                 i += 2;
             }
             "--limit-iface-in" | "--limit-iface-out" => {
                 require_module(&t, &b.current_module, &["addrtype"], file, line)?;
-                let text = format!("{}{}", if neg { "! " } else { "" }, t.text);
-                ctx.notes.push(ParseNote {
-                    location: format!("{file}:{line}:{}", t.col),
-                    message: format!(
-                        "`-m addrtype {text}` (address types on one interface only) is not modelled; the rule may or may not match"
-                    ),
-                });
-                b.m.opaque.push(Opaque { text });
-                // This module's type tests hold on one interface only: they
-                // are part of the opaque test, not global address types.
-                (b.m.src_type, b.m.dst_type) = b.types_before;
-                b.types_limited = true;
+                if neg {
+                    return Err(err(
+                        &t,
+                        format!("`! {}`: the interface limit cannot be negated; remove the `!`", t.text),
+                    ));
+                }
+                let dev = if t.text == "--limit-iface-in" {
+                    ringfence_model::IfaceSide::In
+                } else {
+                    ringfence_model::IfaceSide::Out
+                };
+                match b.types_limited {
+                    Some(d) if d != dev => {
+                        return Err(err(
+                            &t,
+                            "`--limit-iface-in` and `--limit-iface-out` in one `-m addrtype`: the kernel accepts only one; split the rule or keep one limit".into(),
+                        ))
+                    }
+                    Some(_) => {}
+                    None => {
+                        // This module's type tests hold on one interface
+                        // only: they move from the global address types to
+                        // the interface-limited ones.
+                        (b.m.src_type, b.m.dst_type) = b.types_before;
+                        let (src, dst) = b.module_types;
+                        if src.is_test() || dst.is_test() {
+                            let lim = b.m.iface_types_mut();
+                            lim.get_mut(ringfence_model::AddrSide::Src, dev).0 &= src.0;
+                            lim.get_mut(ringfence_model::AddrSide::Dst, dev).0 &= dst.0;
+                        }
+                        b.types_limited = Some(dev);
+                    }
+                }
                 i += 1;
             }
             o if OPTIONS.contains(&o) => {

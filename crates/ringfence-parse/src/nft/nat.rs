@@ -6,8 +6,8 @@
 use super::expressions::restrict_family;
 use super::{compact, single_key, Fam, Kind, Op, Parser, Why, NAT_STATES};
 use ringfence_model::{
-    Action, AddrSet, AddrTypes, CtNat, CtStates, IntervalSet, Match, NatKind, NatRewrite, Opaque,
-    OrigTuple, Rule, RuleRef,
+    Action, AddrSet, AddrSide, AddrTypes, CtNat, CtStates, IfaceSide, IntervalSet, Match, NatKind,
+    NatRewrite, Opaque, OrigTuple, Rule, RuleRef,
 };
 use serde_json::Value;
 use std::net::IpAddr;
@@ -263,15 +263,27 @@ impl<'a> Parser<'a> {
                 Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
                 _ => Vec::new(),
             };
-            let side = match flags.as_slice() {
-                ["saddr"] => true,
-                ["daddr"] => false,
-                _ => {
-                    return unsupported(format!(
-                    "`fib {} type` (address types on one interface, or by mark) is not modelled",
-                    flags.join(" . ")
-                ))
+            // The address, and the interface the lookup is limited to
+            // (`fib daddr . iif type`); a lookup by mark is not modelled.
+            let mut side = None;
+            let mut dev = None;
+            for f in &flags {
+                match *f {
+                    "saddr" if side.is_none() => side = Some(AddrSide::Src),
+                    "daddr" if side.is_none() => side = Some(AddrSide::Dst),
+                    "iif" if dev.is_none() => dev = Some(IfaceSide::In),
+                    "oif" if dev.is_none() => dev = Some(IfaceSide::Out),
+                    _ => side = None,
                 }
+                if side.is_none() {
+                    break;
+                }
+            }
+            let Some(side) = side else {
+                return unsupported(format!(
+                    "`fib {} type` (address types by mark, or of no one address) is not modelled",
+                    flags.join(" . ")
+                ));
             };
             let Some(types) = fib_type(right) else {
                 return unsupported(format!("`fib ... type` compared with {}", compact(right)));
@@ -282,11 +294,12 @@ impl<'a> Parser<'a> {
                 _ => return unsupported("an ordering comparison on an address type".into()),
             };
             for m in alts.iter_mut() {
-                if side {
-                    m.src_type = AddrTypes(m.src_type.0 & types.0);
-                } else {
-                    m.dst_type = AddrTypes(m.dst_type.0 & types.0);
-                }
+                let t = match (dev, side) {
+                    (Some(dev), _) => m.iface_types_mut().get_mut(side, dev),
+                    (None, AddrSide::Src) => &mut m.src_type,
+                    (None, AddrSide::Dst) => &mut m.dst_type,
+                };
+                t.0 &= types.0;
             }
             return Some(Ok(()));
         }
