@@ -5,7 +5,7 @@ use crate::cmd::verify::quote::RuleQuoter;
 use crate::cmd::verify::{status_str, write_rules};
 use crate::exit::{self, CliError};
 use clap::{Args as ClapArgs, ValueEnum};
-use ringfence_analysis::diff::diff_with;
+use ringfence_analysis::diff::diff_host;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -60,13 +60,15 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "zero")]
     pub initial_mark: super::verify::InitialMark,
     /// The host's own addresses (comma-separated, repeatable; loopback is
-    /// always included): after prerouting, packets to them (after any DNAT
-    /// or REDIRECT) go to input and the others through forward and
+    /// always included, on `lo`): after prerouting, packets to them (after
+    /// any DNAT or REDIRECT) go to input and the others through forward and
     /// postrouting, whatever --hook says for the forward and input paths;
-    /// address-type `LOCAL` tests read them. The site's `host_zone:` adds
-    /// its addresses to these.
-    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
-    pub local: Vec<std::net::IpAddr>,
+    /// address-type `LOCAL` tests read them. ADDR%IFACE (e.g.
+    /// 198.18.0.5%eth0) also names the interface holding the address, for
+    /// tests limited to one interface (`--limit-iface-in/out`, nft `fib
+    /// daddr . iif type`). The site's `host_zone:` adds its addresses.
+    #[arg(long, value_name = "ADDR[%IFACE][,...]", value_delimiter = ',')]
+    pub local: Vec<super::verify::HostAddr>,
     /// Write the report here (atomically) instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -101,7 +103,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     };
     let locals = super::verify::local_addrs(&args.local, site.as_ref());
     let site = site.map(|s| s.resolve());
-    let r = diff_with(&old, &new, args.hook.into(), site.as_ref(), locals.as_ref());
+    let r = diff_host(&old, &new, args.hook.into(), site.as_ref(), locals.as_ref());
     let out = match args.format {
         DiffFormat::Sarif => {
             crate::sarif::diff_sarif(&r, &old, &new, site.as_ref(), args.hook.into())

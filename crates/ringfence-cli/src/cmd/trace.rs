@@ -92,13 +92,17 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "forward")]
     pub hook: HookArg,
     /// The host's own addresses (comma-separated or repeated; loopback is
-    /// always one). With them, a packet to one of them takes the input path
-    /// and any other the forward path, whatever --hook says (output stays
-    /// output), and `-m addrtype --src-type/--dst-type LOCAL` and nft `fib
-    /// saddr|daddr type local` are decided. Without them such tests may or
-    /// may not match (two outcomes) and --hook names the path.
-    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
-    pub local: Vec<IpAddr>,
+    /// always one, on `lo`). With them, a packet to one of them takes the
+    /// input path and any other the forward path, whatever --hook says
+    /// (output stays output), and `-m addrtype --src-type/--dst-type LOCAL`
+    /// and nft `fib saddr|daddr type local` are decided. ADDR%IFACE (e.g.
+    /// 198.18.0.5%eth0) also names the interface holding the address: tests
+    /// limited to one interface (`--limit-iface-in/out`, nft `fib daddr .
+    /// iif type local`) are then decided on it (the packet's --iif/--oif).
+    /// Without them such tests may or may not match (two outcomes) and
+    /// --hook names the path.
+    #[arg(long, value_name = "ADDR[%IFACE][,...]", value_delimiter = ',')]
+    pub local: Vec<super::verify::HostAddr>,
     /// Source address.
     #[arg(long, required_unless_present = "packets")]
     pub src: Option<IpAddr>,
@@ -150,7 +154,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let tracer = if args.local.is_empty() {
         tracer
     } else {
-        tracer.with_local(ringfence_model::LocalAddrs::new(args.local.iter().copied()))
+        tracer.with_local(ringfence_model::LocalAddrs::on_ifaces(
+            args.local.iter().map(|a| (a.addr, a.iface.clone())),
+        ))
     };
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {

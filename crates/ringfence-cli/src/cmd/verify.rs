@@ -7,7 +7,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use quote::RuleQuoter;
 use ringfence_analysis::space::format_endpoint;
 use ringfence_analysis::verify::{
-    verify_checked, Checks, DeadReason, FamilyScope, FamilyStatus, Status, VerifyReport,
+    verify_host, Checks, DeadReason, FamilyScope, FamilyStatus, Status, VerifyReport,
 };
 use ringfence_model::Hook;
 use std::fmt::Write as _;
@@ -67,16 +67,19 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "zero")]
     pub initial_mark: InitialMark,
     /// The host's own addresses (comma-separated, repeatable; loopback is
-    /// always included). After prerouting, packets to them (after any
-    /// DNAT or REDIRECT) go to input and the others through forward and
-    /// postrouting, whatever --hook says for the forward and input paths;
-    /// `-m addrtype --dst-type LOCAL` and nft `fib daddr type local` read
-    /// them. Without it --hook names the path, and a ruleset that
-    /// translates destinations is not OK (a translated packet may be
-    /// routed to the host instead). The site's `host_zone:` adds its
-    /// addresses to these.
-    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
-    pub local: Vec<std::net::IpAddr>,
+    /// always included, on `lo`). After prerouting, packets to them (after
+    /// any DNAT or REDIRECT) go to input and the others through forward
+    /// and postrouting, whatever --hook says for the forward and input
+    /// paths; `-m addrtype --dst-type LOCAL` and nft `fib daddr type local`
+    /// read them. ADDR%IFACE (e.g. 198.18.0.5%eth0) also says which
+    /// interface holds the address, for tests limited to one interface
+    /// (`--limit-iface-in/out`, nft `fib daddr . iif type local`); without
+    /// it such a test on the address may or may not match. Without
+    /// --local, --hook names the path, and a ruleset that translates
+    /// destinations is not OK (a translated packet may be routed to the
+    /// host instead). The site's `host_zone:` adds its addresses to these.
+    #[arg(long, value_name = "ADDR[%IFACE][,...]", value_delimiter = ',')]
+    pub local: Vec<HostAddr>,
     /// Also judge rules dead in context: a rule that no packet reaching it
     /// from the base chains (through the jumps to its chain, after the
     /// earlier tables' drops and rewrites) matches, and a user chain that
@@ -207,27 +210,64 @@ pub(crate) fn status_str(s: Status) -> &'static str {
     }
 }
 
-/// The host's addresses given with `--local` and by the site's
-/// `host_zone:`, as one set (`None`: neither says).
+/// One item of `--local`: an address of the host and, when given as
+/// `ADDR%IFACE`, the interface it is assigned to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAddr {
+    /// The address.
+    pub addr: std::net::IpAddr,
+    /// The interface it is on (`None`: some interface of the host).
+    pub iface: Option<String>,
+}
+
+impl std::str::FromStr for HostAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, iface) = match s.split_once('%') {
+            Some((a, i)) => (a, Some(i)),
+            None => (s, None),
+        };
+        let addr = a.parse().map_err(|_| {
+            format!("`{a}` is not an IP address; expected ADDR or ADDR%IFACE, e.g. 198.18.0.5 or 198.18.0.5%eth0")
+        })?;
+        if let Some(i) = iface {
+            // The kernel's rules for a device name (dev_valid_name).
+            let bad = i.is_empty()
+                || i.len() > 15
+                || i == "."
+                || i == ".."
+                || i.chars()
+                    .any(|c| c == '/' || c == ':' || c == '%' || c.is_whitespace());
+            if bad {
+                return Err(format!(
+                    "`{i}` is not an interface name: expected 1-15 characters without `/`, `:`, `%` or spaces, e.g. {a}%eth0"
+                ));
+            }
+        }
+        Ok(HostAddr {
+            addr,
+            iface: iface.map(str::to_string),
+        })
+    }
+}
+
+/// The host's addresses given with `--local` (with their interfaces where
+/// given) and by the site's `host_zone:` (`None`: neither says).
 pub(crate) fn local_addrs(
-    addrs: &[std::net::IpAddr],
+    addrs: &[HostAddr],
     site: Option<&ringfence_site::Site>,
-) -> Option<ringfence_model::AddrSet> {
+) -> Option<ringfence_model::LocalAddrs> {
     let from_site = site.map(|s| s.host_addresses()).unwrap_or_default();
     if addrs.is_empty() && from_site.is_empty() {
         return None;
     }
-    Some(
+    Some(ringfence_model::LocalAddrs::on_ifaces(
         addrs
             .iter()
-            .chain(&from_site)
-            .fold(ringfence_model::AddrSet::empty(), |set, a| {
-                set.union(&match a {
-                    std::net::IpAddr::V4(a) => ringfence_model::AddrSet::v4_prefix(*a, 32),
-                    std::net::IpAddr::V6(a) => ringfence_model::AddrSet::v6_prefix(*a, 128),
-                })
-            }),
-    )
+            .map(|a| (a.addr, a.iface.clone()))
+            .chain(from_site.into_iter().map(|a| (a, None))),
+    ))
 }
 
 /// Run `ringfence verify`.
@@ -255,7 +295,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let checks = Checks {
         dead_in_context: args.dead_in_context,
     };
-    let report = verify_checked(
+    let report = verify_host(
         &rs,
         &site.resolve(),
         hook,

@@ -183,11 +183,13 @@ pub struct Args {
     /// The host's own addresses (comma-separated, repeatable), as in
     /// verify: after prerouting, packets to them go to input and the others
     /// through forward and postrouting; address-type `LOCAL` tests read
-    /// them. The site's `host_zone:` adds its addresses. With either, every
-    /// change is verified in full (routing by the host's addresses is not
-    /// followed incrementally), so a change takes about one full verify.
-    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
-    pub local: Vec<std::net::IpAddr>,
+    /// them, and ADDR%IFACE (e.g. 198.18.0.5%eth0) names the interface
+    /// holding the address for tests limited to one interface. The site's
+    /// `host_zone:` adds its addresses. With either, every change is
+    /// verified in full (routing by the host's addresses is not followed
+    /// incrementally), so a change takes about one full verify.
+    #[arg(long, value_name = "ADDR[%IFACE][,...]", value_delimiter = ',')]
+    pub local: Vec<super::verify::HostAddr>,
     /// Also judge rules dead in context, as `verify --dead-in-context`
     /// does, kept up to date on every change. Off by default: at 100k
     /// rules a change then takes tens of milliseconds (median) instead of
@@ -979,7 +981,7 @@ struct Watch {
     /// The incremental verifier, built on the first reading (issue 19).
     incr: Option<ringfence_analysis::incremental::Incremental>,
     /// The host's own addresses (`--local`, the site's `host_zone:`).
-    locals: Option<ringfence_model::AddrSet>,
+    locals: Option<ringfence_model::LocalAddrs>,
     /// The optional analyses (`--dead-in-context`).
     checks: ringfence_analysis::verify::Checks,
 }
@@ -1018,7 +1020,7 @@ impl Watch {
                 inc.update(rs);
                 inc
             }
-            None => self.incr.insert(Incremental::with_checks(
+            None => self.incr.insert(Incremental::with_host(
                 rs,
                 &self.site,
                 self.hook,
