@@ -362,6 +362,13 @@ struct Hides {
 }
 
 impl Hides {
+    /// Nothing hidden.
+    const NONE: Self = Self {
+        iif: false,
+        oif: false,
+        ct: false,
+    };
+
     fn of(stage: Stage) -> Self {
         let mut probe = Packet::new_connection(
             IpAddr::from([0, 0, 0, 0]),
@@ -731,6 +738,8 @@ struct Walk {
     sets: Vec<Vec<Res>>,
     /// Spare lists of the states a called chain returns with.
     returns: Vec<Vec<St>>,
+    /// The branch walk's list of branches, reused from packet to packet.
+    live: Vec<Live>,
     /// Only the outcomes are wanted ([`Tracer::trace_outcomes`]): the first
     /// walk stops at the first rule that splits it, since the branch walk
     /// recomputes every outcome from the start anyway.
@@ -752,7 +761,7 @@ impl Walk {
 /// Reusable buffers for [`Tracer::trace_with`], and the outcomes of the
 /// last packet traced with them.
 #[derive(Default)]
-pub struct TraceScratch(Walk, Packet);
+pub struct TraceScratch(Walk, Packet, Packet);
 
 impl TraceScratch {
     /// Every possible outcome of the last packet, once each.
@@ -1035,7 +1044,7 @@ impl<'a> Tracer<'a> {
         p: &Packet,
         scratch: &mut TraceScratch,
     ) -> (Verdict, Option<(u32, u32)>, bool) {
-        let (w, buf) = (&mut scratch.0, &mut scratch.1);
+        let (w, buf, rebuf) = (&mut scratch.0, &mut scratch.1, &mut scratch.2);
         w.path.clear();
         w.forked = false;
         w.nat_stop = false;
@@ -1105,7 +1114,7 @@ impl<'a> Tracer<'a> {
         }
         let mut last = w.path.last().copied();
         if w.forked {
-            self.branches(hook, p, w, buf);
+            self.branches(hook, p, w, buf, rebuf);
             // After a translation the first walk stopped: the verdict is
             // the one every outcome agrees on, if they do.
             if w.nat_stop {
@@ -1422,7 +1431,7 @@ impl<'a> Tracer<'a> {
     /// as its (rewritten) destination says. A branch whose source was
     /// translated and that meets another base chain (which might read the
     /// source) is unknown, named by the translating rule.
-    fn branches(&self, hook: Hook, p: &Packet, w: &mut Walk, buf: &mut Packet) {
+    fn branches(&self, hook: Hook, p: &Packet, w: &mut Walk, buf: &mut Packet, rebuf: &mut Packet) {
         w.outcomes.clear();
         let push =
             |w: &mut Walk, verdict: Decision, rule: Option<(u32, u32)>, path: Hook, st: St| {
@@ -1457,15 +1466,19 @@ impl<'a> Tracer<'a> {
         // hook's translation is set up, the rule that decided the chain
         // before (it decides the outcome when every chain left is a nat
         // chain of that hook, which the branch skips).
-        let mut live: Vec<Live> = if p.ct_state & ringfence_model::CtStates::NEW != 0 {
-            vec![(St::default(), hook, 0, None, false)]
+        // (The list is the walk's, reused; it goes back at the end.)
+        let mut live = std::mem::take(&mut w.live);
+        live.clear();
+        if p.ct_state & ringfence_model::CtStates::NEW != 0 {
+            live.push((St::default(), hook, 0, None, false));
         } else {
-            self.marks
-                .conn
-                .iter()
-                .map(|&c| (St(0, c, Xlat::default()), hook, 0, None, false))
-                .collect()
-        };
+            live.extend(
+                self.marks
+                    .conn
+                    .iter()
+                    .map(|&c| (St(0, c, Xlat::default()), hook, 0, None, false)),
+            );
+        }
         // The packet as it comes back from loopback: in on `lo`, out on
         // nothing yet (made when a branch first loops).
         let mut looped_packet: Option<Packet> = None;
@@ -1580,16 +1593,15 @@ impl<'a> Tracer<'a> {
             } else {
                 // The packet as the rules at this chain's stage see it,
                 // with the source a carried translation gave it.
-                let resourced;
+                // (A copy in `rebuf`, whose interface name buffers are reused.)
                 let p = match st.2.src_now {
                     Some((a, port)) => {
                         let has_ports = crate::space::PORT_PROTOCOLS.contains(&p.protocol);
-                        resourced = Packet {
-                            src: a,
-                            sport: port.filter(|_| has_ports).unwrap_or(p.sport),
-                            ..p.clone()
-                        };
-                        &resourced
+                        // Its own destination as the "translation": always a copy.
+                        view(p, Some((p.dst, p.dport)), Hides::NONE, rebuf);
+                        rebuf.src = a;
+                        rebuf.sport = port.filter(|_| has_ports).unwrap_or(p.sport);
+                        &*rebuf
                     }
                     None => p,
                 };
@@ -1665,6 +1677,7 @@ impl<'a> Tracer<'a> {
             }
             w.sets.push(set);
         }
+        w.live = live;
     }
 
     /// Chain `c`'s outcomes for the packet over every branch, entering with
