@@ -785,12 +785,29 @@ impl<'a> Engine<'a> {
         // apart could otherwise take quadratic time before the budget trips.
         let mut work: usize = 0;
         let mut forked = false;
-        for j in cands {
+        // A box meets only fragments resuming at or before it, so the
+        // candidates before the lowest resume position are passed over at
+        // once (RETURN guards and jumps not taken send fragments far ahead).
+        // The work and budget bounds count them as the scan did.
+        let mut low = live.iter().map(|f| f.pos).min().unwrap_or(u32::MAX);
+        let mut ci = 0;
+        while ci < cands.len() {
+            let j = cands[ci];
+            ci += 1;
             if j < from || j >= to {
                 continue;
             }
             if live.is_empty() {
                 break;
+            }
+            if j < low {
+                let skip = cands[ci..].partition_point(|&c| c < low);
+                ci += skip;
+                work += live.len() * (skip + 1);
+                if work > WORK_LIMIT || live.len() + decided.len() > budget {
+                    return Err(OverBudget);
+                }
+                continue;
             }
             let q = &plan.pieces[j as usize];
             work += live.len();
@@ -815,6 +832,39 @@ impl<'a> Engine<'a> {
             for &f in &live[first..] {
                 if !meets(&f, &arena.boxes) {
                     next.push(f);
+                    continue;
+                }
+                if !matches!(q.fate, Fate::Mark(..))
+                    && arena.boxes[f.at as usize].within_plain(&q.b)
+                {
+                    // The box takes the whole fragment: no cut, and a
+                    // fragment that moves on keeps its place in the arena.
+                    match q.fate {
+                        Fate::Skip(k) => {
+                            moved = true;
+                            next.push(Slot { pos: k, ..f });
+                        }
+                        Fate::Fork(matched, unmatched) if forks == Forks::Branch => {
+                            moved = true;
+                            forked = true;
+                            let fork = if f.fork == NO_FORK { j } else { f.fork };
+                            let copy = arena.boxes[f.at as usize].clone();
+                            next.push(Slot {
+                                pos: matched,
+                                fork,
+                                ..f
+                            });
+                            next.push(arena.slot(copy, unmatched, fork));
+                        }
+                        _ => {
+                            decided.push(Frag {
+                                b: arena.boxes[f.at as usize].clone(),
+                                pos: j,
+                                fork: f.fork,
+                            });
+                            arena.free.push(f.at);
+                        }
+                    }
                     continue;
                 }
                 let (outside, inside) = arena.boxes[f.at as usize].split(&q.b).expect("overlaps");
@@ -865,6 +915,7 @@ impl<'a> Engine<'a> {
                 return Err(OverBudget);
             }
             std::mem::swap(&mut live, &mut next);
+            low = live.iter().map(|f| f.pos).min().unwrap_or(u32::MAX);
         }
         let mut boxes: Vec<Option<PBox>> = arena.boxes.into_iter().map(Some).collect();
         let survivors = live

@@ -332,13 +332,13 @@ impl PBox {
             && self.ctmark & o.ctmark != 0
             && self.ct0 & o.ct0 != 0
             && self.nat & o.nat != 0
-            && self.dst.meets(&o.dst)
-            && self.dport.meets(&o.dport)
-            && self.src.meets(&o.src)
-            && self.proto.meets(&o.proto)
-            && self.sport.meets(&o.sport)
-            && self.iif.meets(&o.iif)
-            && self.oif.meets(&o.oif)
+            && sets::meets(&self.dst, &o.dst)
+            && sets::meets(&self.dport, &o.dport)
+            && sets::meets(&self.src, &o.src)
+            && sets::meets(&self.proto, &o.proto)
+            && sets::meets(&self.sport, &o.sport)
+            && sets::meets(&self.iif, &o.iif)
+            && sets::meets(&self.oif, &o.oif)
             && xf::overlaps(&self.x, &o.x)
             && orig_overlaps(&self.orig, &o.orig)
     }
@@ -418,6 +418,32 @@ impl PBox {
             }
     }
 
+    /// Whether `self` lies inside `o` and cutting it by `o`
+    /// ([`PBox::split`]) would leave it exactly as it is: every field a
+    /// subset, and neither box tests the rarer fields or the original
+    /// destination, nor is `self` [port-linked](PBox::port_linked) (those
+    /// the cut may rewrite). A walk moves such a fragment whole.
+    pub(crate) fn within_plain(&self, o: &PBox) -> bool {
+        self.x.is_none()
+            && o.x.is_none()
+            && self.orig.is_none()
+            && o.orig.is_none()
+            && self.fam == o.fam
+            && self.ct & !o.ct == 0
+            && self.mark & !o.mark == 0
+            && self.ctmark & !o.ctmark == 0
+            && self.ct0 & !o.ct0 == 0
+            && self.nat & !o.nat == 0
+            && !self.port_linked()
+            && sets::subset(&self.dst, &o.dst)
+            && sets::subset(&self.dport, &o.dport)
+            && sets::subset(&self.src, &o.src)
+            && sets::subset(&self.proto, &o.proto)
+            && sets::subset(&self.sport, &o.sport)
+            && sets::subset(&self.iif, &o.iif)
+            && sets::subset(&self.oif, &o.oif)
+    }
+
     /// `self \ o` as disjoint boxes (at most one per field).
     pub fn subtract(&self, o: &PBox) -> Vec<PBox> {
         if !self.overlaps(o) {
@@ -458,12 +484,14 @@ impl PBox {
         let mut rest = self.clone();
         macro_rules! split {
             ($f:ident) => {
-                let outside = rest.$f.difference(&o.$f);
+                let outside = sets::difference(&rest.$f, &o.$f);
                 if !outside.is_empty() {
-                    let mut piece = rest.clone();
-                    piece.$f = outside;
-                    out.push(piece);
-                    rest.$f = rest.$f.intersect(&o.$f);
+                    // The piece takes the outside part in place of the
+                    // field, so the field (which may hold many ranges after
+                    // earlier cuts) is not copied only to be replaced.
+                    let inside = std::mem::replace(&mut rest.$f, outside);
+                    out.push(rest.clone());
+                    rest.$f = sets::intersect(&inside, &o.$f);
                 }
             };
         }
@@ -2339,9 +2367,141 @@ pub fn format_endpoint(addr: &str, port: u16) -> String {
     }
 }
 
+/// Set operations for the walk's hot path: a fragment cut by many boxes
+/// ends up with fields of many ranges (a source with a hole for every
+/// earlier rule that took part of it), while a plan box's field is nearly
+/// always one range. Against one range these find the few ranges concerned
+/// by binary search instead of a merge over all of them; the results are
+/// the same canonical sets [`ISet::meets`], [`ISet::intersect`] and
+/// [`ISet::difference`] give.
+pub(crate) mod sets {
+    use super::ISet;
+    use ringfence_model::interval::Bound;
+
+    /// Below this many ranges the merge is as fast as a search.
+    const MANY: usize = 4;
+
+    /// The indexes `[i, j)` of the ranges of `a` that meet `[lo, hi]`.
+    #[inline]
+    fn window<T: Bound>(a: &[(T, T)], lo: T, hi: T) -> (usize, usize) {
+        let i = a.partition_point(|r| r.1 < lo);
+        let j = i + a[i..].partition_point(|r| r.0 <= hi);
+        (i, j)
+    }
+
+    /// [`ISet::meets`].
+    #[inline]
+    pub fn meets<T: Bound>(a: &ISet<T>, b: &ISet<T>) -> bool {
+        match (a.ranges(), b.ranges()) {
+            ([x], [y]) => x.0.max(y.0) <= x.1.min(y.1),
+            (many, [y]) | ([y], many) if many.len() > MANY => {
+                let i = many.partition_point(|r| r.1 < y.0);
+                i < many.len() && many[i].0 <= y.1
+            }
+            _ => a.meets(b),
+        }
+    }
+
+    /// [`ISet::is_subset`].
+    #[inline]
+    pub fn subset<T: Bound>(a: &ISet<T>, b: &ISet<T>) -> bool {
+        match (a.ranges(), b.ranges()) {
+            ([], _) => true,
+            ([x, ..], [(lo, hi)]) => *lo <= x.0 && a.ranges()[a.ranges().len() - 1].1 <= *hi,
+            _ => a.is_subset(b),
+        }
+    }
+
+    /// [`ISet::intersect`].
+    pub fn intersect<T: Bound>(a: &ISet<T>, b: &ISet<T>) -> ISet<T> {
+        match (a.ranges(), b.ranges()) {
+            (many, &[(lo, hi)]) | (&[(lo, hi)], many) if many.len() > MANY => {
+                let (i, j) = window(many, lo, hi);
+                ISet::from_ranges(many[i..j].iter().map(|&(x, y)| (x.max(lo), y.min(hi))))
+            }
+            _ => a.intersect(b),
+        }
+    }
+
+    /// [`ISet::difference`].
+    pub fn difference<T: Bound>(a: &ISet<T>, b: &ISet<T>) -> ISet<T> {
+        match (a.ranges(), b.ranges()) {
+            (many, &[(lo, hi)]) if many.len() > MANY => {
+                let (i, j) = window(many, lo, hi);
+                if i == j {
+                    return a.clone();
+                }
+                let below = lo.pred().map(|p| (many[i].0, p)).filter(|r| r.0 <= r.1);
+                let above = hi.succ().map(|n| (n, many[j - 1].1)).filter(|r| r.0 <= r.1);
+                ISet::from_ranges(
+                    many[..i]
+                        .iter()
+                        .copied()
+                        .chain(below)
+                        .chain(above)
+                        .chain(many[j..].iter().copied()),
+                )
+            }
+            _ => a.difference(b),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The binary-search set operations give the merge's canonical sets,
+        /// on sets of many ranges against one range (their fast path) and
+        /// on every other combination (the fallback).
+        #[test]
+        fn fast_set_operations_give_the_same_sets_as_the_merge(
+            many in proptest::collection::vec((0u16..2000, 0u16..40), 0..30),
+            few in proptest::collection::vec((0u16..2000, 0u16..400), 0..3),
+            edge in 0u8..4,
+        ) {
+            let a = ISet::from_ranges(many.iter().map(|&(lo, w)| (lo, lo + w)));
+            let mut b = ISet::from_ranges(few.iter().map(|&(lo, w)| (lo, lo + w)));
+            // Ranges that touch the type's ends, where pred/succ stop.
+            match edge {
+                1 => b = ISet::range(0, 700),
+                2 => b = ISet::range(1500, u16::MAX),
+                3 => b = ISet::full(),
+                _ => {}
+            }
+            for (x, y) in [(&a, &b), (&b, &a), (&a, &a)] {
+                proptest::prop_assert_eq!(sets::meets(x, y), x.meets(y));
+                proptest::prop_assert_eq!(sets::intersect(x, y), x.intersect(y));
+                proptest::prop_assert_eq!(sets::difference(x, y), x.difference(y));
+                proptest::prop_assert_eq!(sets::subset(x, y), x.is_subset(y));
+            }
+        }
+    }
+
+    #[test]
+    fn a_box_within_another_is_left_whole_by_the_cut() {
+        let u = IfaceUniverse::new(std::iter::empty::<&Ruleset>());
+        // A fragment whose source has many holes, inside a box with one
+        // source range, and one that sticks out of it by a single port.
+        let mut frag = tcp_to(0x0a00_0010, 22);
+        frag.src = ISet::from_ranges((0..12u128).map(|i| (i * 10, i * 10 + 4)));
+        let mut cover = PBox::full(Fam::V4, &u);
+        cover.src = ISet::range(0, 200);
+        assert!(frag.within_plain(&cover));
+        let (outside, inside) = frag.split(&cover).expect("overlaps");
+        assert!(outside.is_empty());
+        assert_eq!(inside, frag);
+        let mut narrow = cover.clone();
+        narrow.dport = ISet::range(23, 100);
+        frag.dport = ISet::range(22, 23);
+        assert!(!frag.within_plain(&narrow));
+        assert!(!frag.split(&narrow).expect("overlaps").0.is_empty());
+        // The rarer fields and a translated box are left to the cut.
+        let mut with_x = cover.clone();
+        with_x.x = Some(Box::new(ringfence_model::ExtraFields::full()));
+        assert!(!frag.within_plain(&with_x));
+    }
 
     #[test]
     fn cidr_rendering_splits_ranges_into_aligned_blocks() {
