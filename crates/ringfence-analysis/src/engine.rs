@@ -2532,6 +2532,11 @@ impl<'r> Builder<'r> {
             spans.push((start, pieces.len() as u32));
             rule_boxes.push(boxes);
         }
+        // The plans live as long as the engine: give back what growing the
+        // vectors left spare (up to half of a large chain's pieces).
+        pieces.shrink_to_fit();
+        spans.shrink_to_fit();
+        rule_boxes.shrink_to_fit();
         let index = DstIndex::build(
             pieces
                 .iter()
