@@ -486,12 +486,14 @@ impl PBox {
             ($f:ident) => {
                 let outside = sets::difference(&rest.$f, &o.$f);
                 if !outside.is_empty() {
-                    // The piece takes the outside part in place of the
-                    // field, so the field (which may hold many ranges after
-                    // earlier cuts) is not copied only to be replaced.
-                    let inside = std::mem::replace(&mut rest.$f, outside);
-                    out.push(rest.clone());
-                    rest.$f = sets::intersect(&inside, &o.$f);
+                    // The field is set aside while the rest is copied, so
+                    // it (which may hold many ranges after earlier cuts) is
+                    // not copied only to be replaced.
+                    let field = std::mem::take(&mut rest.$f);
+                    let mut piece = rest.clone();
+                    piece.$f = outside;
+                    out.push(piece);
+                    rest.$f = sets::intersect(&field, &o.$f);
                 }
             };
         }
