@@ -9,7 +9,9 @@
 #   adds that binary's verify and trace, in the same loop (before/after rows);
 #   LIMIT=SECONDS stops a verify that takes longer (reported as "> LIMIT");
 #   RINGFENCE=/path/to/ringfence times that binary instead of building one.
-# Prints one Markdown table for BENCHMARKS.md. iptables-restore runs in a
+# Prints one Markdown table for BENCHMARKS.md: wall time and peak RSS of
+# each side, verify's CPU time (user + sys: on a shared machine the wall
+# time swings with the load, printed per shape as the one-minute average). iptables-restore runs in a
 # throwaway network namespace (rf-bench-shapes-<pid>), removed on exit;
 # nothing touches the root namespace's firewall.
 # Prerequisites (installed here with apt-get when missing, as root): iproute2,
@@ -87,7 +89,8 @@ for shape in $SHAPES; do
     pps=$(python3 -c "print(int($PACKETS / max(0.001, $t_wall - $o_wall)))")
     vtxt="$v_wall"
     [ "$v_rc" = 124 ] && vtxt="> $LIMIT (stopped)"
-    rows+=("| $shape ($gen) | $ipt_wall / $((ipt_rss / 1024)) | $vtxt / $((v_rss / 1024)) (exit $v_rc) | $(ratio "$v_wall" "$ipt_wall") | $pps |")
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    rows+=("| $shape ($gen) | $ipt_wall / $((ipt_rss / 1024)) | $vtxt / $((v_rss / 1024)) (exit $v_rc) | $v_cpu | $(ratio "$v_wall" "$ipt_wall") | $pps | $load |")
     if [ -n "${BEFORE:-}" ]; then
         timed "$WORK/verb" "$BEFORE" verify --ruleset "$f" --site "$WORK/$shape.site.yaml" --format json >/dev/null
         read -r b_wall b_cpu b_rss b_rc <"$WORK/verb"
@@ -98,13 +101,13 @@ for shape in $SHAPES; do
         bpps=$(python3 -c "print(int($PACKETS / max(0.001, $bt_wall - $bo_wall)))")
         btxt="$b_wall"
         [ "$b_rc" = 124 ] && btxt="> $LIMIT (stopped)"
-        rows+=("| $shape, before | (same run) | $btxt / $((b_rss / 1024)) (exit $b_rc) | $(ratio "$b_wall" "$ipt_wall") | $bpps |")
+        rows+=("| $shape, before | (same run) | $btxt / $((b_rss / 1024)) (exit $b_rc) | $b_cpu | $(ratio "$b_wall" "$ipt_wall") | $bpps | $(cut -d' ' -f1 /proc/loadavg) |")
     fi
     echo "done: $shape" >&2
 done
 
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg); one run; iptables $(iptables --version | awk '{print $2, $3}')."
 echo
-echo "| Shape (rules in chains) | \`iptables-restore --test\` s / MB | \`ringfence verify\` s / MB | verify ÷ restore | batch \`trace\` packets/s (load excluded) |"
-echo "|---|---|---|---|---|"
+echo "| Shape (rules in chains) | \`iptables-restore --test\` s / MB | \`ringfence verify\` s / MB | verify s CPU | verify ÷ restore (wall) | batch \`trace\` packets/s (load excluded) | load (1 min) |"
+echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
