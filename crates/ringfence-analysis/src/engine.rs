@@ -635,7 +635,7 @@ impl<'a> Engine<'a> {
 
     /// Judge shadowed rules in context as well ([`Engine::anomalies`]): a
     /// rule no packet that reaches it from the base chains matches, and a
-    /// user chain no base chain reaches. Off by default: it costs 1.4-2.3x
+    /// user chain no base chain reaches. Off by default: it costs 1.3-2.4x
     /// the CPU of the rest of verify on adversarial shapes (BENCHMARKS.md).
     pub fn with_dead_in_context(mut self, on: bool) -> Self {
         self.dead_in_context = on;
