@@ -85,7 +85,7 @@ pub struct Args {
     /// earlier tables' drops and rewrites) matches, and a user chain that
     /// no base chain reaches, with the rules responsible. Without it a rule
     /// is shadowed only when earlier rules of its own chain cover it. Off
-    /// by default: on adversarial 10k-rule shapes it costs 1.4-2.3x the
+    /// by default: on adversarial 10k-rule shapes it costs 1.3-2.4x the
     /// CPU of the rest of verify (BENCHMARKS.md).
     #[arg(long)]
     pub dead_in_context: bool,
