@@ -1502,11 +1502,31 @@ pub fn match_undecided(m: &Match, u: &IfaceUniverse) -> bool {
 /// classes tell them apart: none (a host-wide lookup), each interface
 /// that holds known host addresses, and any other one (`""`).
 fn iface_choices(u: &IfaceUniverse) -> Vec<Option<&str>> {
+    if !placed_atoms(u) {
+        return vec![None, Some(ANY_IFACE)];
+    }
     let mut v = vec![None, Some("")];
     if let Some(l) = &u.locals {
         v.extend(l.placed.iter().map(|(n, _, _)| Some(n.as_str())));
     }
     v
+}
+
+/// An interface that may be any, one holding host addresses included
+/// (see [`placed_atoms`]).
+const ANY_IFACE: &str = "\0any";
+
+/// Whether every interface holding known host addresses is an interface
+/// atom of its own ([`IfaceUniverse::with_local_addrs`] makes them so for
+/// the rulesets it was built from). Otherwise an atom may stand for such an
+/// interface and others alike, and a limited test reads every host address
+/// as `LOCAL` or not on any named interface.
+fn placed_atoms(u: &IfaceUniverse) -> bool {
+    u.locals.as_ref().is_none_or(|l| {
+        l.placed
+            .iter()
+            .all(|(n, _, _)| u.reps.iter().any(|r| r.as_deref() == Some(n.as_str())))
+    })
 }
 
 /// `b` cut to the packets that may pass an address-type test limited to
@@ -1528,15 +1548,19 @@ fn iface_types_cut(
     };
     let mut rest = devs.intersect(&u.named());
     let mut pieces = vec![(devs.intersect(&u.none()), None)];
-    if let Some(l) = &u.locals {
-        for (name, _, _) in &l.placed {
-            let atom = ISet::single(u.atom_of(Some(name)));
-            let here = rest.intersect(&atom);
-            rest = rest.difference(&atom);
-            pieces.push((here, Some(name.as_str())));
+    if !placed_atoms(u) {
+        pieces.push((rest, Some(ANY_IFACE)));
+    } else {
+        if let Some(l) = &u.locals {
+            for (name, _, _) in &l.placed {
+                let atom = ISet::single(u.atom_of(Some(name)));
+                let here = rest.intersect(&atom);
+                rest = rest.difference(&atom);
+                pieces.push((here, Some(name.as_str())));
+            }
         }
+        pieces.push((rest, Some("")));
     }
-    pieces.push((rest, Some("")));
     let mut out = Vec::new();
     for (atoms, on) in pieces {
         if atoms.is_empty() {
@@ -1594,7 +1618,7 @@ fn type_classes(fam: Fam, locals: Option<&Locals>, on: Option<&str>) -> Vec<(ISe
         .difference(&bcast);
     let mut classes = match (locals, on) {
         (_, None) => vec![(local, T::LOCAL)],
-        (None, Some(_)) => vec![(local, T::LOCAL | not_local)],
+        (None, Some(_)) | (Some(_), Some(ANY_IFACE)) => vec![(local, T::LOCAL | not_local)],
         (Some(l), Some(name)) => {
             let here = l.on(fam, name);
             let unknown = match fam {

@@ -417,3 +417,23 @@ mod generated {
         }
     }
 }
+
+#[test]
+fn a_universe_without_atoms_for_the_hosts_interfaces_leaves_limited_tests_undecided() {
+    use ringfence_analysis::space::match_undecided;
+    let rs = parse("lim.rules", IN_IPT);
+    let m = rs.chains[rs.chain_by_name("LIM").unwrap().0].rules[0]
+        .matches
+        .clone();
+    assert!(m.iface_types.is_some());
+    let local = host(false);
+    // Built from the ruleset that holds the test: eth0, eth1 and lo are
+    // atoms of their own, and every address is placed: decided.
+    let u = IfaceUniverse::new([&rs]).with_local_addrs(&local);
+    assert!(!match_undecided(&m, &u));
+    // Built from nothing: the host's interfaces share an atom with every
+    // other name, so an address may be LOCAL on it or not: two branches,
+    // never a guess.
+    let u = IfaceUniverse::new(std::iter::empty::<&Ruleset>()).with_local_addrs(&local);
+    assert!(match_undecided(&m, &u));
+}
