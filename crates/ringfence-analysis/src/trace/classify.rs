@@ -14,9 +14,10 @@
 //! before the deciding rule, and sparse rows (a chain of single
 //! destinations) cost a few words however long the chain. Chains of at
 //! most 128 rules (nearly every chain a walk visits) have no summary: their
-//! rows are ANDed at once into two words. The protocol's and ports' rows
-//! are found through a direct table by the value's top byte; addresses by
-//! a binary search over the interval starts.
+//! rows are ANDed at once into two words. A field with more than a few
+//! intervals (protocol, ports, IPv4 addresses) has a bucket table: its span
+//! cut into 256 buckets, each naming the interval its lowest value is in,
+//! so a lookup searches the few starts inside one bucket, not all of them.
 //!
 //! Each table is exact per field: a rule is a candidate exactly when each
 //! indexed field's set contains the packet's value. Every rule
@@ -84,71 +85,66 @@ impl Shape {
     }
 }
 
-/// Field values whose table is found through a direct table by the
-/// value's top byte (protocol, ports) instead of a search over every
-/// interval start.
+/// Field values that get a bucket table ([`Field::direct`]): protocol,
+/// ports and IPv4 addresses, as numbers.
 trait Key: Bound {
-    /// Whether the field has a direct table.
-    const DIRECT: bool;
-    /// The value's bucket (0-255): its top byte.
-    fn bucket(self) -> usize;
-    /// The lowest value of bucket `h`.
-    fn bucket_start(h: usize) -> Self;
+    /// Whether the field gets a bucket table.
+    const TABLE: bool;
+    /// The value as a number (0 for a field without a table).
+    fn wide(self) -> u64;
 }
 
 impl Key for u8 {
-    const DIRECT: bool = true;
+    const TABLE: bool = true;
     #[inline]
-    fn bucket(self) -> usize {
-        usize::from(self)
-    }
-    fn bucket_start(h: usize) -> Self {
-        h as u8
+    fn wide(self) -> u64 {
+        u64::from(self)
     }
 }
 
 impl Key for u16 {
-    const DIRECT: bool = true;
+    const TABLE: bool = true;
     #[inline]
-    fn bucket(self) -> usize {
-        usize::from(self >> 8)
-    }
-    fn bucket_start(h: usize) -> Self {
-        (h << 8) as u16
+    fn wide(self) -> u64 {
+        u64::from(self)
     }
 }
 
 impl Key for u32 {
-    const DIRECT: bool = false;
-    fn bucket(self) -> usize {
-        0
-    }
-    fn bucket_start(_: usize) -> Self {
-        0
+    const TABLE: bool = true;
+    #[inline]
+    fn wide(self) -> u64 {
+        u64::from(self)
     }
 }
 
 impl Key for u128 {
-    const DIRECT: bool = false;
-    fn bucket(self) -> usize {
-        0
-    }
-    fn bucket_start(_: usize) -> Self {
+    const TABLE: bool = false;
+    fn wide(self) -> u64 {
         0
     }
 }
 
+/// Fields with at most this many interval starts are searched without a
+/// bucket table (a few comparisons).
+const FEW_STARTS: usize = 8;
+
 /// One field's table: elementary intervals by their lowest value, and a
-/// row (see [`Shape`]) per interval; for protocol and ports also, per top
-/// byte of the value, the interval holding the bucket's lowest value, so a
-/// lookup searches only the starts inside one bucket (none for the
-/// protocol).
+/// row (see [`Shape`]) per interval; for protocol, ports and IPv4
+/// addresses with more than [`FEW_STARTS`] intervals also a bucket table:
+/// the span from the second interval's start to the last one's cut into 256
+/// buckets of `1 << shift` values, and per bucket the interval holding its
+/// lowest value, so a lookup searches only the starts inside one bucket.
 #[derive(Debug)]
 struct Field<K> {
     starts: Vec<K>,
     rows: Vec<u64>,
-    /// 257 entries when `K::DIRECT` (the last: the last interval), else none.
+    /// 257 entries (the last: the last interval), or none.
     direct: Vec<u32>,
+    /// The lowest value of bucket 0 (the second interval's start).
+    base: u64,
+    /// Bucket `h` holds the values `base + (h << shift)` on.
+    shift: u32,
 }
 
 impl<K: Key> Field<K> {
@@ -213,18 +209,27 @@ impl<K: Key> Field<K> {
             row[shape.sums..].copy_from_slice(&cur);
             shape.summarize(row);
         }
-        let direct = if K::DIRECT {
-            (0..256)
-                .map(|h| (starts.partition_point(|&s| s <= K::bucket_start(h)) - 1) as u32)
+        let (mut direct, mut base, mut shift) = (Vec::new(), 0, 0);
+        if K::TABLE && starts.len() > FEW_STARTS {
+            base = starts[1].wide();
+            let span = starts[starts.len() - 1].wide() - base;
+            while span >> shift >= 256 {
+                shift += 1;
+            }
+            direct = (0..256u64)
+                .map(|h| {
+                    let lowest = base + (h << shift);
+                    (starts.partition_point(|&s| s.wide() <= lowest) - 1) as u32
+                })
                 .chain(std::iter::once(starts.len() as u32 - 1))
-                .collect()
-        } else {
-            Vec::new()
-        };
+                .collect();
+        }
         Some(Self {
             starts,
             rows,
             direct,
+            base,
+            shift,
         })
     }
 
@@ -232,12 +237,21 @@ impl<K: Key> Field<K> {
     #[inline]
     fn row(&self, v: K, stride: usize) -> &[u64] {
         // `starts[0]` is the type's minimum, so some interval holds `v`.
-        let j = if K::DIRECT {
-            // The interval holding `v` is the bucket's first one or one
-            // starting inside the bucket.
-            let h = v.bucket();
-            let (lo, hi) = (self.direct[h] as usize, self.direct[h + 1] as usize);
-            lo + self.starts[lo + 1..=hi].partition_point(|&s| s <= v)
+        let j = if K::TABLE && !self.direct.is_empty() {
+            let x = v.wide();
+            if x < self.base {
+                0
+            } else {
+                let h = ((x - self.base) >> self.shift) as usize;
+                if h >= 256 {
+                    // Past the last interval's start.
+                    self.starts.len() - 1
+                } else {
+                    // The bucket's first interval or one starting inside it.
+                    let (lo, hi) = (self.direct[h] as usize, self.direct[h + 1] as usize);
+                    lo + self.starts[lo + 1..=hi].partition_point(|&s| s <= v)
+                }
+            }
         } else {
             self.starts.partition_point(|&s| s <= v) - 1
         };
@@ -637,7 +651,7 @@ mod tests {
     }
 
     #[test]
-    fn direct_tables_find_the_interval_of_every_protocol_and_port_value() {
+    fn bucket_tables_find_the_interval_of_every_protocol_port_and_address_value() {
         let mut r = Rng::from_state(0x51ed_270b_9d4c_1a33);
         for rules in [3usize, 40, 200] {
             let shape = Shape::of(rules);
@@ -678,6 +692,39 @@ mod tests {
                     f.row(v, stride),
                     &f.rows[j * stride..(j + 1) * stride],
                     "{v}"
+                );
+            }
+            // Addresses: ranges crowded in one /12 and a few anywhere or at
+            // the top, probed at every interval edge, at the ends and at random.
+            let addrs: Vec<IntervalSet<u32>> = (0..rules)
+                .map(|_| {
+                    let a = match r.below(5) {
+                        0 => r.below(1 << 32) as u32,
+                        1 => u32::MAX - r.below(4) as u32,
+                        _ => 0xac10_0000 + r.below(1 << 20) as u32,
+                    };
+                    let b = a.saturating_add(r.below(1 << 12) as u32);
+                    match r.below(3) {
+                        0 => IntervalSet::single(a),
+                        1 => IntervalSet::range(a, b),
+                        _ => IntervalSet::range(a, b).complement(),
+                    }
+                })
+                .collect();
+            let f = Field::build(shape, addrs.iter()).expect("a table");
+            assert_eq!(f.direct.is_empty(), f.starts.len() <= FEW_STARTS);
+            let mut probes: Vec<u32> = vec![0, 1, u32::MAX - 1, u32::MAX];
+            for &st in &f.starts {
+                probes.extend([st.wrapping_sub(1), st, st.wrapping_add(1)]);
+            }
+            probes.extend((0..2000).map(|_| r.below(1 << 32) as u32));
+            probes.extend((0..2000).map(|_| 0xac10_0000 + r.below(1 << 20) as u32));
+            for v in probes {
+                let j = f.starts.partition_point(|&s| s <= v) - 1;
+                assert_eq!(
+                    f.row(v, stride),
+                    &f.rows[j * stride..(j + 1) * stride],
+                    "{v:#x}"
                 );
             }
         }
