@@ -990,8 +990,28 @@ impl<'a> Engine<'a> {
                 // host's own addresses to input, the others through forward
                 // and postrouting.
                 let mut any_fork = false;
+                // IPv6 drops a packet from the network to ::1 on arrival,
+                // before prerouting (ipv6_rcv; tests/kernel_martian.rs).
+                let mut kept = Vec::with_capacity(current.len());
+                for (b, path, fork) in current {
+                    let (lo, rest) = match b.fam {
+                        crate::space::Fam::V6 => Locals::loopback().split_dst(&b),
+                        crate::space::Fam::V4 => (None, Some(b)),
+                    };
+                    if let Some(lo) = lo {
+                        let xlat = None;
+                        out.push(Outcome {
+                            b: lo,
+                            fate: Fate::Drop,
+                            path: path.clone(),
+                            fork,
+                            xlat,
+                        });
+                    }
+                    kept.extend(rest.map(|b| (b, path, fork)));
+                }
                 let current =
-                    self.run_chains(&r.pre, Hook::Forward, current, &mut out, &mut any_fork)?;
+                    self.run_chains(&r.pre, Hook::Forward, kept, &mut out, &mut any_fork)?;
                 let locals = self
                     .u
                     .locals

@@ -852,6 +852,17 @@ impl<'a> Tracer<'a> {
         }
     }
 
+    /// Whether routing drops `p`, come from the network on `path` (input
+    /// or forward, host addresses known), for its destination `dst` (after
+    /// any rewrite): a loopback address arriving on another interface than
+    /// `lo` is a martian (route_localnet 0; tests/kernel_martian.rs).
+    fn martian(&self, path: Hook, p: &Packet, dst: IpAddr) -> bool {
+        self.local.is_some()
+            && matches!(path, Hook::Input | Hook::Forward)
+            && dst.is_loopback()
+            && p.iif.as_deref() != Some("lo")
+    }
+
     fn build(rs: &'a Ruleset, marks: MarkSpace, local: Option<LocalAddrs>, indexed: bool) -> Self {
         let exact = marks.exact();
         let index = rs
@@ -1063,9 +1074,29 @@ impl<'a> Tracer<'a> {
         if hook == Hook::Output && self.to_the_host(p.dst) {
             w.forked = true;
         }
+        // To loopback from the network: IPv6 drops it on arrival, before
+        // prerouting; IPv4 routes it after prerouting, whose DNAT may send
+        // it elsewhere (the branch walk decides). No rule decides the drop.
+        let martian = self.martian(hook, p, p.dst);
+        if martian && p.dst.is_ipv6() {
+            w.outcomes.push(RawOutcome {
+                verdict: Decision::Drop,
+                rule: None,
+                path: hook,
+                xlat: Xlat::default(),
+            });
+            return (Verdict::Drop, None, false);
+        }
+        w.forked |= martian;
         let (bases, stages) = self.chains_of(hook);
         let mut verdict = Verdict::Accept;
         for (&base, &stage) in bases.iter().zip(stages) {
+            if martian
+                && self.rs.chain(base).base.as_ref().map(|b| b.hook) != Some(Hook::Prerouting)
+            {
+                verdict = Verdict::Drop;
+                break;
+            }
             let policy = self.rs.chain(base).base.as_ref().map(|b| b.policy);
             // The packet as the rules at this chain's stage see it.
             let seen = self.seen(stage, p, None, buf);
@@ -1456,7 +1487,12 @@ impl<'a> Tracer<'a> {
             // No chain on the path (a packet the host sends to itself
             // still meets prerouting and input after loopback: below).
             if !(hook == Hook::Output && self.to_the_host(p.dst)) {
-                push(w, Decision::Accept, None, hook, St::default());
+                // (Routing still drops a martian: no rule decides either.)
+                let d = match self.martian(hook, p, p.dst) {
+                    true => Decision::Drop,
+                    false => Decision::Accept,
+                };
+                push(w, d, None, hook, St::default());
                 return;
             }
         }
@@ -1538,6 +1574,10 @@ impl<'a> Tracer<'a> {
                 self.rs.chain(c).base.as_ref().map(|b| b.hook) != Some(Hook::Prerouting)
             };
             let mut base = base;
+            if reroute && after_pre(base) && self.martian(path, p, dst_rw) {
+                push(w, Decision::Drop, None, path, st);
+                continue;
+            }
             if reroute && after_pre(base) {
                 let l = self.local.as_ref().expect("reroute needs --local");
                 let routed = if l.contains(dst_rw) {
@@ -1627,7 +1667,15 @@ impl<'a> Tracer<'a> {
                         }
                     })
                     .filter(|&routed| routed != path);
-                if let Some(routed) = rerouted {
+                let to = s2.2.dnat.map_or(p.dst, |(a, _)| a);
+                if d == Decision::Accept
+                    && last
+                    && reroute
+                    && !after_pre(base)
+                    && self.martian(path, p, to)
+                {
+                    push(w, Decision::Drop, None, path, s2);
+                } else if let Some(routed) = rerouted {
                     if routed == Hook::Forward && p.oif.is_none() && self.tests_oif {
                         push(w, Decision::Unknown, s2.2.dnat_rule, routed, s2);
                     } else if self.chains_of(routed).0.len() > n + 1 {
