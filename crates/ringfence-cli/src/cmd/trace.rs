@@ -239,6 +239,14 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                 })
             };
             let no_chain = format!("no base chain is on the {hook} path, so nothing filters it");
+            // A drop no rule decides is routing's: a loopback destination
+            // from the network is a martian (route_localnet 0).
+            let no_rule = |d: Decision| match d {
+                Decision::Drop => "routing drops it as a martian: a loopback destination \
+                                   arriving from the network (route_localnet 0)"
+                    .to_string(),
+                _ => no_chain.clone(),
+            };
             let several = outcomes.len() > 1 || overall == Overall::Unknown;
             // Ports only for protocols that have them; IPv6 in brackets.
             let has_ports = matches!(protocol, 6 | 17 | 33 | 132 | 136);
@@ -285,14 +293,22 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                                 _ => String::new(),
                             }
                         ),
-                        None => writeln!(s, "  possible: {}: {no_chain}", o.verdict.name()),
+                        None => writeln!(
+                            s,
+                            "  possible: {}: {}",
+                            o.verdict.name(),
+                            no_rule(o.verdict)
+                        ),
                     };
                 }
                 s.push_str("  path where no rule the model cannot evaluate matches:\n");
             } else {
                 let _ = match quoted(scratch.rule()) {
                     Some(by) => writeln!(s, "  decided by {by}"),
-                    None => writeln!(s, "  decided by no rule: {no_chain}"),
+                    None => match outcomes.first() {
+                        Some(o) => writeln!(s, "  decided by no rule: {}", no_rule(o.verdict)),
+                        None => writeln!(s, "  decided by no rule: {no_chain}"),
+                    },
                 };
                 if let Some(o) = outcomes.first() {
                     let note = rewrite_note(o, hook);
