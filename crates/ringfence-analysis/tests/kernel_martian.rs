@@ -10,7 +10,8 @@
 //! `route_localnet` 0):
 //! - IPv4 to 127.0.0.1: prerouting sees it, input does not, no socket gets
 //!   it (routing drops it after prerouting);
-//! - IPv4 DNATed in prerouting to 127.0.0.1: the same;
+//! - IPv4 DNATed in prerouting to 127.0.0.1, from a host address or from
+//!   one the host would forward: the same;
 //! - IPv4 to 127.0.0.1 DNATed in prerouting to a host address: delivered
 //!   (routing reads the rewritten destination);
 //! - IPv6 to ::1: dropped on arrival, before prerouting (so a DNAT there
@@ -97,6 +98,9 @@ struct Case {
     delivered: bool,
     prerouting_sees: bool,
     input_sees: bool,
+    /// The path trace names: input for a loopback or host destination,
+    /// forward for another address.
+    path: Hook,
 }
 
 const fn case(
@@ -114,6 +118,7 @@ const fn case(
         delivered: false,
         prerouting_sees: true,
         input_sees: false,
+        path: Hook::Input,
     }
 }
 
@@ -146,6 +151,16 @@ const CASES: &[Case] = &[
              ip daddr 127.0.0.1 udp dport 5353 dnat to 198.18.0.1\n }\n}\n",
             "127.0.0.1",
             HOST4,
+        )
+    },
+    Case {
+        path: Hook::Forward,
+        ..case(
+            "ipv4 dnat from another address to 127.0.0.1",
+            "table ip n {\n chain pre {\n  type nat hook prerouting priority -100;\n  \
+             ip daddr 198.18.0.9 udp dport 5353 dnat to 127.0.0.1\n }\n}\n",
+            "198.18.0.9",
+            "127.0.0.1",
         )
     },
     Case {
@@ -331,9 +346,9 @@ fn trace_drops_a_martian_by_routing_with_no_rule_as_the_kernel_does() {
         let hook = tracer.path_for(Hook::Forward, false, &p);
         let t = tracer.trace(hook, &p);
         let ok = match t.outcomes.as_slice() {
-            [o] if case.delivered => o.verdict == Decision::Accept && o.path == Hook::Input,
+            [o] if case.delivered => o.verdict == Decision::Accept && o.path == case.path,
             // A routing drop: no rule decides it.
-            [o] => o.verdict == Decision::Drop && o.rule.is_none() && o.path == Hook::Input,
+            [o] => o.verdict == Decision::Drop && o.rule.is_none() && o.path == case.path,
             _ => false,
         };
         if !ok {
