@@ -226,3 +226,34 @@ fn iptables_nat_table_chains_are_nat_chains() {
     assert_eq!(nat("nat:POSTROUTING"), [true]);
     assert_eq!(nat("FORWARD"), [false]);
 }
+
+/// nft prints an IPv6 translation address without a port unbracketed
+/// (`nft list ruleset` prints `dnat to ::1`): the whole word is the
+/// address, not `:` and port 1, in text as in `nft -j` JSON; a bracketed
+/// address takes a port, and `:PORT` alone still keeps the address.
+#[test]
+fn nft_ipv6_translation_addresses_with_leading_colons_are_addresses() {
+    let text = "table ip6 nat {\n  chain pre {\n    type nat hook prerouting priority dstnat;\n    ip6 daddr 2001:2::5 dnat to ::1\n    ip6 daddr 2001:2::6 udp dport 53 dnat to [::1]:5353\n    ip6 daddr 2001:2::7 tcp dport 80 redirect to :8080\n  }\n}\n";
+    let rs = parse("v6.nft", text);
+    let pre = rules(&rs, "ip6 nat pre");
+    assert_eq!(
+        pre[0].action,
+        nat(NatKind::Dnat, Some(("::1", "::1")), None)
+    );
+    assert_eq!(pre[1].action, dnat_to("::1", 5353));
+    assert_eq!(
+        pre[2].action,
+        nat(NatKind::Redirect, None, Some((8080, 8080)))
+    );
+    let json = r#"{"nftables": [
+ {"table": {"family": "ip6", "name": "nat", "handle": 1}},
+ {"chain": {"family": "ip6", "table": "nat", "name": "pre", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}},
+ {"rule": {"family": "ip6", "table": "nat", "chain": "pre", "handle": 2, "expr": [
+   {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "2001:2::5"}},
+   {"dnat": {"addr": "::1"}}]}}]}"#;
+    let rs = parse("v6.json", json);
+    assert_eq!(
+        rules(&rs, "ip6 nat pre")[0].action,
+        nat(NatKind::Dnat, Some(("::1", "::1")), None)
+    );
+}

@@ -174,10 +174,14 @@ fn parse_spec(s: &str, family: Family) -> Result<Spec, String> {
                     p => Some(p.strip_prefix(':').ok_or("expected `:PORT` after `]`")?),
                 };
                 (&rest[..close], port)
-            } else if let Some(p) = s.strip_prefix(':') {
-                ("", Some(p))
             } else {
-                (s, None)
+                // As ip6tables reads it: one colon separates the port (`:PORT`
+                // alone keeps the address); more make an IPv6 address
+                // (`::1`, `fd00::1-fd00::3`), with no port.
+                match s.split_once(':') {
+                    Some((a, p)) if !p.contains(':') => (a, Some(p)),
+                    _ => (s, None),
+                }
             }
         }
     };
@@ -322,6 +326,10 @@ mod tests {
             (Some((ip("fd00::1"), ip("fd00::2"))), None)
         );
         assert!(v6("[fd00::1:80").is_err());
+        // Unbracketed: more than one colon is an address, never a port.
+        assert_eq!(v6("::1").unwrap(), (Some((ip("::1"), ip("::1"))), None));
+        assert_eq!(v6("::1-::3").unwrap(), (Some((ip("::1"), ip("::3"))), None));
+        assert_eq!(v6(":8443").unwrap(), (None, Some((8443, 8443))));
     }
 
     #[test]

@@ -1141,6 +1141,11 @@ fn nat_target_word(w: &str) -> Option<(Option<Value>, Option<Value>)> {
         let (x, y) = a.split_once("]-[").or_else(|| a.split_once('-'))?;
         (is_addr(x) && is_addr(y)).then(|| json!({"range": [x, y]}))
     };
+    // An address first: `::1` is IPv6 loopback, not port 1 (nft prints an
+    // IPv6 address without a port unbracketed: `dnat to ::1`).
+    if let Some(a) = addr(w) {
+        return Some((Some(a), None));
+    }
     if let Some(p) = w.strip_prefix(':') {
         return Some((None, Some(port(p)?)));
     }
@@ -1153,9 +1158,6 @@ fn nat_target_word(w: &str) -> Option<(Option<Value>, Option<Value>)> {
             r => Some(port(r.strip_prefix(':')?)?),
         };
         return Some((Some(addr(&w[..=close])?), p));
-    }
-    if let Some(a) = addr(w) {
-        return Some((Some(a), None));
     }
     // IPv4 with a port: one colon.
     let (a, p) = w.rsplit_once(':')?;
