@@ -112,6 +112,25 @@ impl<T: Bound> IntervalSet<T> {
         Self { ranges: out }
     }
 
+    /// Build from ranges that are already canonical: each `lo <= hi`,
+    /// sorted, disjoint and non-adjacent (every range starts at least two
+    /// past the previous one's end). One pass with the capacity reserved
+    /// once from the iterator's size hint: no filter, no sort, no merge.
+    /// For callers that derive the ranges from canonical sets (a slice of
+    /// one, clipped or with one hole cut out); anything else must use
+    /// [`IntervalSet::from_ranges`]. Debug builds check the precondition.
+    pub fn from_sorted_ranges(ranges: impl IntoIterator<Item = (T, T)>) -> Self {
+        let ranges: Ranges<T> = ranges.into_iter().collect();
+        debug_assert!(
+            ranges.iter().all(|(lo, hi)| lo <= hi)
+                && ranges
+                    .windows(2)
+                    .all(|w| w[0].1.succ().is_some_and(|n| n < w[1].0)),
+            "from_sorted_ranges: ranges not canonical: {ranges:?}"
+        );
+        Self { ranges }
+    }
+
     /// The ranges, sorted and disjoint.
     pub fn ranges(&self) -> &[(T, T)] {
         &self.ranges
@@ -280,6 +299,37 @@ mod tests {
         fn complement_is_an_involution(a in arb_set()) {
             prop_assert_eq!(a.complement().complement(), a);
         }
+
+        #[test]
+        fn from_sorted_ranges_on_canonical_ranges_equals_from_ranges(
+            a in arb_set(),
+            lo in any::<u8>(),
+            hi in any::<u8>(),
+        ) {
+            // A canonical list, and the two shapes the analysis derives
+            // from one: clipped to `[lo, hi]`, and with `[lo, hi]` cut out.
+            let clipped: Vec<_> = a
+                .ranges()
+                .iter()
+                .map(|&(x, y)| (x.max(lo), y.min(hi)))
+                .filter(|(x, y)| x <= y)
+                .collect();
+            let holed = a.difference(&IntervalSet::range(lo, hi));
+            for list in [a.ranges().to_vec(), clipped, holed.ranges().to_vec()] {
+                prop_assert_eq!(
+                    IntervalSet::from_sorted_ranges(list.iter().copied()),
+                    IntervalSet::from_ranges(list)
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "not canonical")]
+    fn from_sorted_ranges_rejects_adjacent_ranges_in_debug_builds() {
+        // [1, 2] and [3, 4] are adjacent: the canonical form is [1, 4].
+        let _ = IntervalSet::<u8>::from_sorted_ranges([(1, 2), (3, 4)]);
     }
 
     #[test]
