@@ -2443,7 +2443,7 @@ pub(crate) mod sets {
         match (a.ranges(), b.ranges()) {
             (many, &[(lo, hi)]) | (&[(lo, hi)], many) if many.len() > MANY => {
                 let (i, j) = window(many, lo, hi);
-                ISet::from_ranges(many[i..j].iter().map(|&(x, y)| (x.max(lo), y.min(hi))))
+                ISet::from_sorted_ranges(many[i..j].iter().map(|&(x, y)| (x.max(lo), y.min(hi))))
             }
             _ => a.intersect(b),
         }
@@ -2459,7 +2459,10 @@ pub(crate) mod sets {
                 }
                 let below = lo.pred().map(|p| (many[i].0, p)).filter(|r| r.0 <= r.1);
                 let above = hi.succ().map(|n| (n, many[j - 1].1)).filter(|r| r.0 <= r.1);
-                ISet::from_ranges(
+                // Canonical as it stands: the kept ranges keep their gaps,
+                // and the piece below `lo` and the one above `hi` are
+                // separated by the cut-out `[lo, hi]`.
+                ISet::from_sorted_ranges(
                     many[..i]
                         .iter()
                         .copied()
