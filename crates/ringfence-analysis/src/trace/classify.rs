@@ -356,7 +356,14 @@ impl ChainIndex {
     fn small_candidates(&self, p: &Packet, from: usize) -> Small {
         let words = self.shape.words;
         let mut bits = [0u64; SMALL_WORDS];
-        bits[..words].copy_from_slice(&self.all[..words]);
+        // Word by word over the fixed bound: a slice copy of the variable
+        // length became a libc memcpy call per chain visit (5 % of the
+        // batch's time on `return` at 100k rules).
+        for (j, b) in bits.iter_mut().enumerate() {
+            if j < words {
+                *b = self.all[j];
+            }
+        }
         self.rows_for(p, |r| {
             for (b, w) in bits.iter_mut().zip(r) {
                 *b &= w;
