@@ -1668,47 +1668,8 @@ fn split_types(types: u16, classes: &[(ISet<u128>, u16)]) -> (ISet<u128>, ISet<u
 /// subnet broadcast address decides, which the model does not know), and,
 /// when the host's addresses are not known, `LOCAL` too.
 pub fn addr_types(types: u16, fam: Fam, locals: Option<&Locals>) -> (ISet<u128>, ISet<u128>) {
-    use ringfence_model::AddrTypes as T;
-    let all = T::ALL.0;
-    let (loopback, multicast, bcast) = match fam {
-        Fam::V4 => (
-            ISet::range(0x7f00_0000u128, 0x7fff_ffff),
-            ISet::range(0xe000_0000u128, 0xefff_ffff),
-            ISet::single(0xffff_ffffu128),
-        ),
-        Fam::V6 => (
-            ISet::single(1u128),
-            ISet::range(0xff00u128 << 112, u128::MAX),
-            ISet::empty(),
-        ),
-    };
-    let local = locals.map(|l| l.of(fam).clone()).unwrap_or(loopback);
-    let multicast = multicast.difference(&local);
-    let bcast = bcast.difference(&local).difference(&multicast);
-    let other = fam_full(fam)
-        .difference(&local)
-        .difference(&multicast)
-        .difference(&bcast);
-    let other_types = if locals.is_some() {
-        all & !(T::LOCAL | T::MULTICAST)
-    } else {
-        all & !T::MULTICAST
-    };
-    let mut holds = ISet::empty();
-    let mut maybe = ISet::empty();
-    for (set, possible) in [
-        (local, T::LOCAL),
-        (multicast, T::MULTICAST),
-        (bcast, T::BROADCAST),
-        (other, other_types),
-    ] {
-        if possible & !types == 0 {
-            holds = holds.union(&set);
-        } else if possible & types != 0 {
-            maybe = maybe.union(&set);
-        }
-    }
-    (holds, maybe)
+    // The host-wide lookup: the classes with no interface limit.
+    split_types(types, &type_classes(fam, locals, None))
 }
 
 /// Conntrack's priority on the prerouting and output hooks: base chains
