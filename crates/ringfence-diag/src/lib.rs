@@ -316,27 +316,57 @@ pub fn json_error(file: &str, e: &serde_json::Error) -> InputError {
 /// file or the complete new one, never a partial write. The file keeps the
 /// mode of the file it replaces, or gets 0644 when new.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ringfence-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    // The temporary file is created 0600; give the result the mode a
-    // replaced file had, or the usual 0644 for a new one, so a report can be
-    // served or shared like any other file the user writes.
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let mut out = AtomicFile::create(path)?;
+    out.file().write_all(bytes)?;
+    out.commit()
+}
+
+/// An output file written as a stream and put in place only when complete:
+/// a temporary file beside `path` ([`AtomicFile::file`] to write it), renamed
+/// over `path` by [`AtomicFile::commit`], removed if dropped uncommitted. The
+/// same guarantees as [`write_atomic`] for output too large to hold in memory.
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+    path: std::path::PathBuf,
+}
+
+impl AtomicFile {
+    /// A temporary file in `path`'s directory, to become `path`.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".ringfence-")
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        Ok(Self {
+            tmp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The temporary file, to write the output into.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.tmp.as_file_mut()
+    }
+
+    /// Give the file the mode a replaced file had (0644 for a new one, not
+    /// the temporary file's 0600, so it can be served or shared like any
+    /// other file the user writes), sync it and rename it over the target.
+    pub fn commit(self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&self.path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
+        self.tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+        self.tmp.as_file().sync_all()?;
+        self.tmp.persist(&self.path).map_err(|e| e.error)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -387,46 +387,6 @@ fn run_batch(
 ) -> Result<bool, CliError> {
     let (mut input, name, what) = open_packets(packets)?;
     let opts = Batch::default();
-    let located = |e: BatchError| -> CliError {
-        match e {
-            BatchError::Line {
-                line,
-                column: Some(c),
-                message,
-            } => InputError::at(&name, line, c, message).into(),
-            BatchError::Line {
-                line,
-                column: None,
-                message,
-            } => InputError::at_line(&name, line, message).into(),
-            BatchError::NotUtf8 {
-                line,
-                column,
-                offset,
-            } => InputError::at(
-                &name,
-                line,
-                column,
-                format!("{what} is not UTF-8 text (invalid byte at offset {offset})"),
-            )
-            .with_help("save it as UTF-8")
-            .into(),
-            BatchError::LineTooLong { line } => InputError::at_line(
-                &name,
-                line,
-                format!(
-                    "line longer than {} bytes: expected one JSON object per line",
-                    batch::MAX_LINE_BYTES
-                ),
-            )
-            .with_help("check that this is a JSON-lines packet file")
-            .into(),
-            BatchError::Read(e) => InputError::whole(&name, format!("cannot read {what}: {e}"))
-                .with_help("check that the path names a readable file")
-                .into(),
-            BatchError::Write(e) => CliError::Io(format!("writing the trace output: {e}")),
-        }
-    };
     match out {
         None => {
             let stdout = std::io::stdout();
@@ -437,14 +397,15 @@ fn run_batch(
                 Err(BatchError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                     Ok(false)
                 }
-                Err(e) => Err(located(e)),
+                Err(e) => Err(located(e, &name, what)),
             }
         }
         Some(path) => {
-            let mut file = AtomicOut::create(path)
+            let mut file = ringfence_diag::AtomicFile::create(path)
                 .map_err(|e| CliError::Io(format!("writing {}: {e}", path.display())))?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut file.file);
-            let u = batch::run(tracer, hook, &mut input, &mut w, opts).map_err(located)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, file.file());
+            let u = batch::run(tracer, hook, &mut input, &mut w, opts)
+                .map_err(|e| located(e, &name, what))?;
             w.flush()
                 .map_err(|e| CliError::Io(format!("writing {}: {e}", path.display())))?;
             drop(w);
@@ -455,67 +416,46 @@ fn run_batch(
     }
 }
 
-/// An output file written as a stream and put in place only when complete
-/// (as [`ringfence_diag::write_atomic`] does for outputs held in memory): a
-/// temporary file beside it, renamed over it at the end, removed on failure.
-struct AtomicOut {
-    file: std::fs::File,
-    tmp: PathBuf,
-    path: PathBuf,
-    done: bool,
-}
-
-impl AtomicOut {
-    fn create(path: &std::path::Path) -> std::io::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => std::path::Path::new("."),
-        };
-        let mut n = 0u32;
-        loop {
-            let tmp = dir.join(format!(".ringfence-{}-{n}.tmp", std::process::id()));
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-            {
-                Ok(file) => {
-                    return Ok(Self {
-                        file,
-                        tmp,
-                        path: path.to_path_buf(),
-                        done: false,
-                    })
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Give the file the mode a replaced file had (0644 for a new one),
-    /// sync it and rename it into place.
-    fn commit(mut self) -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&self.path)
-            .map(|m| m.permissions().mode() & 0o7777)
-            .unwrap_or(0o644);
-        self.file
-            .set_permissions(std::fs::Permissions::from_mode(mode))?;
-        self.file.sync_all()?;
-        std::fs::rename(&self.tmp, &self.path)?;
-        self.done = true;
-        Ok(())
-    }
-}
-
-impl Drop for AtomicOut {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+/// A batch error as the CLI reports it, located in the packet file `name`
+/// (`what` names it in messages).
+fn located(e: BatchError, name: &str, what: &str) -> CliError {
+    match e {
+        BatchError::Line {
+            line,
+            column: Some(c),
+            message,
+        } => InputError::at(name, line, c, message).into(),
+        BatchError::Line {
+            line,
+            column: None,
+            message,
+        } => InputError::at_line(name, line, message).into(),
+        BatchError::NotUtf8 {
+            line,
+            column,
+            offset,
+        } => InputError::at(
+            name,
+            line,
+            column,
+            format!("{what} is not UTF-8 text (invalid byte at offset {offset})"),
+        )
+        .with_help("save it as UTF-8")
+        .into(),
+        BatchError::LineTooLong { line } => InputError::at_line(
+            name,
+            line,
+            format!(
+                "line longer than {} bytes: expected one JSON object per line",
+                batch::MAX_LINE_BYTES
+            ),
+        )
+        .with_help("check that this is a JSON-lines packet file")
+        .into(),
+        BatchError::Read(e) => InputError::whole(name, format!("cannot read {what}: {e}"))
+            .with_help("check that the path names a readable file")
+            .into(),
+        BatchError::Write(e) => CliError::Io(format!("writing the trace output: {e}")),
     }
 }
 
@@ -553,20 +493,9 @@ fn batch(tracer: &Tracer<'_>, hook: Hook, text: &str, file: &str) -> Result<Stri
         threads: 3,
         chunk_bytes: 4096,
     };
-    match batch::run(tracer, hook, &mut text.as_bytes(), &mut out, opts) {
-        Ok(_) => Ok(String::from_utf8(out).expect("UTF-8 output")),
-        Err(BatchError::Line {
-            line,
-            column: Some(c),
-            message,
-        }) => Err(InputError::at(file, line, c, message).into()),
-        Err(BatchError::Line {
-            line,
-            column: None,
-            message,
-        }) => Err(InputError::at_line(file, line, message).into()),
-        Err(e) => Err(CliError::Io(e.to_string())),
-    }
+    batch::run(tracer, hook, &mut text.as_bytes(), &mut out, opts)
+        .map_err(|e| located(e, file, "the packet lines"))?;
+    Ok(String::from_utf8(out).expect("UTF-8 output"))
 }
 
 #[cfg(test)]
