@@ -19,9 +19,12 @@
 //! a query over budget says so instead of answering wrongly.
 
 mod anomaly;
+mod excess;
+pub(crate) mod pool;
 
 pub use anomaly::{Anomalies, Anomaly, DeadReason, RuleAnomaly};
 pub(crate) use anomaly::{ContextOpts, Seen};
+pub use excess::ExcessSearch;
 
 use crate::index::{BoxIndex, DstIndex, Hull};
 use crate::space::ISet;
@@ -1604,7 +1607,9 @@ impl<'a> Engine<'a> {
     /// reaches it (every box decides in that walk, so each packet is found
     /// at exactly one box and no region is reported twice), and that part
     /// is classified, every branch, through the whole path from its first
-    /// base chain and settled into regions with all their outcomes.
+    /// base chain and settled into regions with all their outcomes. Those
+    /// walks are independent of each other and run on every core
+    /// ([`ExcessSearch`]), their outcomes put back in plan order.
     pub fn accepted_beyond(
         &self,
         hook: Hook,
@@ -1612,33 +1617,8 @@ impl<'a> Engine<'a> {
         allowed: &[PBox],
         budget: usize,
     ) -> (Vec<Outcome>, bool) {
-        let routes = self.routes(hook);
-        let rewrites = routes.iter().flatten().any(|&(c, t)| {
-            self.stage_plan(t, c).pieces.iter().any(|p| match p.fate {
-                Fate::Mark(..) => true,
-                Fate::Nat(c, r) => self.is_dnat((c, r)),
-                _ => false,
-            })
-        });
-        if rewrites || routes.len() > 1 {
-            return self.accepted_beyond_rewritten(hook, &routes, scope, allowed, budget);
-        }
-        // No rewrite on the path: the marks packets reach the pivot with are
-        // those they entered with.
-        let scope: Vec<PBox> = scope
-            .iter()
-            .flat_map(|b| self.u.marks.enter(self.u.marks.erase(b.clone())))
-            .collect();
-        let (out, incomplete) =
-            self.accepted_beyond_entered(hook, &scope, allowed, budget, None, None);
-        let out = out
-            .into_iter()
-            .map(|mut o| {
-                o.b = self.u.marks.erase(o.b);
-                o
-            })
-            .collect();
-        (out, incomplete)
+        self.excess_search(hook, scope, allowed, budget)
+            .run_on(pool::threads())
     }
 
     /// [`Engine::accepted_beyond`] piece by piece, for the accepting,
@@ -1789,7 +1769,10 @@ impl<'a> Engine<'a> {
     }
 
     /// [`Engine::accepted_beyond`] on a path without mark rewrites, for a
-    /// scope whose marks are those packets enter with.
+    /// scope whose marks are those packets enter with, on every core (see
+    /// [`ExcessSearch`]): only the pivot boxes `select` picks when given,
+    /// and `per_piece` gets, for each box walked, its plan position and
+    /// the number of outcomes up to and including its own.
     fn accepted_beyond_entered(
         &self,
         hook: Hook,
@@ -1797,227 +1780,10 @@ impl<'a> Engine<'a> {
         allowed: &[PBox],
         budget: usize,
         select: Option<&dyn Fn(&PBox) -> bool>,
-        mut per_piece: Option<&mut Vec<(u32, usize)>>,
+        per_piece: Option<&mut Vec<(u32, usize)>>,
     ) -> (Vec<Outcome>, bool) {
-        let bases = self.base_chains(hook);
-        let mut incomplete = false;
-        let mut out = Vec::new();
-        if bases.is_empty() {
-            // No filtering at all on this path: the whole scope is accepted.
-            for s in scope {
-                let refs: Vec<&PBox> = allowed.iter().collect();
-                match crate::space::subtract_all(s, &refs, budget) {
-                    Some(v) => out.extend(v.into_iter().map(|b| Outcome {
-                        b,
-                        fate: Fate::Accept,
-                        path: Path::new(),
-                        fork: None,
-                        xlat: None,
-                    })),
-                    None => incomplete = true,
-                }
-            }
-            return (out, incomplete);
-        }
-        let policy_of = |c: ChainId| self.rs.chain(c).base.as_ref().map(|b| b.policy);
-        let route: Vec<(ChainId, Hook)> = bases.iter().map(|&c| (c, hook)).collect();
-        let pi = (0..route.len())
-            .position(|i| policy_of(route[i].0) == Some(Policy::Drop) && !self.skippable(&route, i))
-            .unwrap_or(0);
-        let pivot = bases[pi];
-        let plan = self.stage_plan(hook, pivot);
-        let policy = policy_of(pivot);
-        let minus_allowed = |b: &PBox| -> Option<Vec<PBox>> {
-            let refs: Vec<&PBox> = allowed.iter().filter(|a| a.overlaps(b)).collect();
-            crate::space::subtract_all(b, &refs, budget)
-        };
-        // What the whole path does with a region whose first deciding box
-        // in the pivot has fate `fate` (reached through the pivot's boxes on
-        // `path`). When the pivot is the first base chain and that box
-        // decides (it is no fork), its decision is already known and only
-        // the later chains are walked; otherwise the earlier chains may
-        // drop, reject, fork or not be evaluable, or the packets fork here,
-        // so the region is classified from the start of the path.
-        // False when the classification went over budget.
-        let settle_reach = |reach: Vec<(PBox, Path)>, fate: Fate, out: &mut Vec<Outcome>| -> bool {
-            let result = match fate {
-                Fate::Unknown if pi == 0 => Ok(reach
-                    .into_iter()
-                    .map(|(b, path)| Outcome {
-                        b,
-                        fate: Fate::Unknown,
-                        path,
-                        fork: None,
-                        xlat: None,
-                    })
-                    .collect()),
-                Fate::Accept if pi == 0 => self.classify_from(
-                    hook,
-                    1,
-                    reach.into_iter().map(|(b, p)| (b, p, None)).collect(),
-                ),
-                _ => self.classify_from(
-                    hook,
-                    0,
-                    reach
-                        .into_iter()
-                        .map(|(b, _)| (b, Path::new(), None))
-                        .collect(),
-                ),
-            };
-            match result.and_then(|v| settle(v, budget)) {
-                Ok(v) => {
-                    out.extend(v.into_iter().filter_map(|s| self.excess_outcome(s)));
-                    true
-                }
-                Err(_) => false,
-            }
-        };
-        // Accepting, unknown and fork boxes of the pivot, each walked from the top.
-        for (j, piece) in plan.pieces.iter().enumerate() {
-            if !matches!(
-                piece.fate,
-                Fate::Accept | Fate::Unknown | Fate::Fork(..) | Fate::Nat(..)
-            ) || select.is_some_and(|f| !f(&piece.b))
-            {
-                continue;
-            }
-            let mut frags = Vec::new();
-            for s in scope {
-                if let Some(x) = piece.b.intersect(s) {
-                    match minus_allowed(&x) {
-                        Some(v) => frags.extend(v.into_iter().map(|b| Frag::new(b, 0))),
-                        None => incomplete = true,
-                    }
-                }
-            }
-            if frags.is_empty() {
-                continue;
-            }
-            let Ok((decided, surv)) = self.walk(plan, frags, 0, j as u32, budget, Forks::Decide)
-            else {
-                incomplete = true;
-                continue;
-            };
-            drop(decided);
-            let reach: Vec<(PBox, Path)> = surv
-                .into_iter()
-                .filter(|f| f.pos <= j as u32)
-                .map(|f| (f.b, piece.path.clone()))
-                .collect();
-            if !reach.is_empty() && !settle_reach(reach, piece.fate, &mut out) {
-                incomplete = true;
-            }
-            if let Some(pp) = per_piece.as_deref_mut() {
-                pp.push((j as u32, out.len()));
-            }
-        }
-        // Packets that a target the model cannot follow takes before the
-        // pivot: what it does to them is unknown (it may rewrite them past
-        // the pivot), so they are possibly accepted even where the pivot
-        // would drop them as they are. Those the pivot would not drop were
-        // found above; each of the others is taken once, at the first such
-        // box that has it.
-        let mut earlier_unknown: Vec<&PBox> = Vec::new();
-        for &before in &bases[..pi] {
-            for piece in self
-                .stage_plan(hook, before)
-                .pieces
-                .iter()
-                .filter(|p| p.fate == Fate::Unknown)
-            {
-                let mut frags = Vec::new();
-                for s in scope {
-                    let Some(x) = piece.b.intersect(s) else {
-                        continue;
-                    };
-                    let refs: Vec<&PBox> = allowed
-                        .iter()
-                        .chain(earlier_unknown.iter().copied())
-                        .filter(|a| a.overlaps(&x))
-                        .collect();
-                    match crate::space::subtract_all(&x, &refs, budget) {
-                        Some(v) => frags.extend(v.into_iter().map(|b| Frag::new(b, 0))),
-                        None => incomplete = true,
-                    }
-                }
-                earlier_unknown.push(&piece.b);
-                if frags.is_empty() {
-                    continue;
-                }
-                let Ok((decided, surv)) = self.walk(
-                    plan,
-                    frags,
-                    0,
-                    plan.pieces.len() as u32,
-                    budget,
-                    Forks::Decide,
-                ) else {
-                    incomplete = true;
-                    continue;
-                };
-                let dropped: Vec<Branch> = decided
-                    .into_iter()
-                    .filter(|f| {
-                        matches!(
-                            plan.pieces[f.pos as usize].fate,
-                            Fate::Drop | Fate::Reject | Fate::Return
-                        )
-                    })
-                    .chain(surv)
-                    .map(|f| (f.b, Path::new(), None))
-                    .collect();
-                if dropped.is_empty() {
-                    continue;
-                }
-                match self
-                    .classify_from(hook, 0, dropped)
-                    .and_then(|v| settle(v, budget))
-                {
-                    Ok(v) => out.extend(v.into_iter().filter_map(|s| self.excess_outcome(s))),
-                    Err(_) => incomplete = true,
-                }
-            }
-        }
-        // Return boxes and the fall-through, when the pivot's policy accepts.
-        if policy != Some(Policy::Drop) {
-            let mut frags = Vec::new();
-            for s in scope {
-                match minus_allowed(s) {
-                    Some(v) => frags.extend(v.into_iter().map(|b| Frag::new(b, 0))),
-                    None => incomplete = true,
-                }
-            }
-            match self.walk(
-                plan,
-                frags,
-                0,
-                plan.pieces.len() as u32,
-                budget,
-                Forks::Decide,
-            ) {
-                Ok((decided, surv)) => {
-                    let mut reach: Vec<(PBox, Path)> = decided
-                        .into_iter()
-                        .filter(|f| plan.pieces[f.pos as usize].fate == Fate::Return)
-                        .map(|f| {
-                            let mut p = plan.pieces[f.pos as usize].path.clone();
-                            p.push((pivot.0 as u32, u32::MAX));
-                            (f.b, p)
-                        })
-                        .collect();
-                    reach.extend(
-                        surv.into_iter()
-                            .map(|f| (f.b, smallvec::smallvec![(pivot.0 as u32, u32::MAX)])),
-                    );
-                    if !reach.is_empty() && !settle_reach(reach, Fate::Accept, &mut out) {
-                        incomplete = true;
-                    }
-                }
-                Err(_) => incomplete = true,
-            }
-        }
-        (out, incomplete)
+        excess::Entered::new(self, hook, scope.to_vec(), allowed, budget, select)
+            .run_on(pool::threads(), per_piece)
     }
 
     /// [`Engine::accepted_beyond`] for a path on which marks or

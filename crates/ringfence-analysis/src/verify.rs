@@ -1405,42 +1405,55 @@ pub fn verify_host(
             )
         })
     });
-    // Shadowed/redundant rules on one core, flows and excess on the other.
+    // Excess: what is accepted inside the deny rows beyond every allow flow.
+    let allowed: Vec<PBox> = site
+        .allowed()
+        .flat_map(|f| flow_boxes(f, &engine.u, false))
+        .filter(|b| fam_in(analysed, b.fam))
+        .collect();
+    let scope: Vec<PBox> = site
+        .flows
+        .iter()
+        .filter(|f| f.action == FlowAction::Deny)
+        .flat_map(|f| flow_boxes(f, &engine.u, false))
+        .filter(|b| fam_in(analysed, b.fam))
+        .map(|b| {
+            let h = if engine.split_route(hook).is_some() {
+                Hook::Forward
+            } else {
+                hook
+            };
+            engine.restrict_to_hook(b, h, CtStates::NEW)
+        })
+        .flat_map(|b| enforced_part(b, rs.enforced_at.as_ref()))
+        .collect();
+    let search = engine.excess_search(hook, &scope, &allowed, DEFAULT_BUDGET);
+    // Every core shares the work: each helper thread walks the excess
+    // search's pivot boxes until none is left, then takes runs of chains
+    // for the shadowed/redundant search from a shared counter. This thread
+    // checks the flows, helps with the pivot boxes, finishes the excess
+    // (what follows the pivot boxes, the region merge and rendering) and
+    // then joins the runs. Both kinds of results are put back in order.
     let next_run = std::sync::atomic::AtomicUsize::new(0);
+    let helpers = crate::engine::pool::threads().saturating_sub(1);
     let (an, (flows, excess_total, excess, incomplete)) = std::thread::scope(|sc| {
-        // Chains are handed out in runs; this thread joins in once the flows
-        // and excess are done, and the runs are put back in chain order.
         let next = &next_run;
         let engine = &engine;
-        let anomalies = sc.spawn(move || engine.anomalies_shared(20_000, next, ANOMALY_RUN));
+        let search = &search;
+        let workers: Vec<_> = (0..helpers)
+            .map(|_| {
+                sc.spawn(move || {
+                    search.help();
+                    engine.anomalies_shared(20_000, next, ANOMALY_RUN)
+                })
+            })
+            .collect();
         let flows: Vec<FlowResult> = site
             .allowed()
             .map(|f| check_flow_in(engine, hook, f, analysed))
             .collect();
         lap("flows and replies");
-        // Excess: what is accepted inside the deny rows beyond every allow flow.
-        let allowed: Vec<PBox> = site
-            .allowed()
-            .flat_map(|f| flow_boxes(f, &engine.u, false))
-            .filter(|b| fam_in(analysed, b.fam))
-            .collect();
-        let scope: Vec<PBox> = site
-            .flows
-            .iter()
-            .filter(|f| f.action == FlowAction::Deny)
-            .flat_map(|f| flow_boxes(f, &engine.u, false))
-            .filter(|b| fam_in(analysed, b.fam))
-            .map(|b| {
-                let h = if engine.split_route(hook).is_some() {
-                    Hook::Forward
-                } else {
-                    hook
-                };
-                engine.restrict_to_hook(b, h, CtStates::NEW)
-            })
-            .flat_map(|b| enforced_part(b, rs.enforced_at.as_ref()))
-            .collect();
-        let (acc, incomplete) = engine.accepted_beyond(hook, &scope, &allowed, DEFAULT_BUDGET);
+        let (acc, incomplete) = search.finish();
         lap("excess");
         let zones = zone_sets(site);
         let merged = merge_regions(outcome_boxes(engine, &acc));
@@ -1459,7 +1472,9 @@ pub fn verify_host(
         let excess = render_merged(engine, merged, &zones, MAX_REGIONS);
         lap("render excess");
         let mut runs = engine.anomalies_shared(20_000, next, ANOMALY_RUN);
-        runs.extend(anomalies.join().expect("anomaly worker panicked"));
+        for w in workers {
+            runs.extend(w.join().expect("verify worker panicked"));
+        }
         runs.sort_unstable_by_key(|(k, _)| *k);
         let mut an = crate::engine::Anomalies {
             shadowed: Vec::new(),
