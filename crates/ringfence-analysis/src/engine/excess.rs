@@ -258,18 +258,20 @@ impl<'e, 'a> Entered<'e, 'a> {
         let Some(plan) = self.plan else {
             return self.open();
         };
-        self.help();
         let mut out = Vec::new();
         let mut incomplete = false;
-        for (&j, p) in self.picks.iter().zip(self.work.wait()) {
-            incomplete |= p.incomplete;
-            out.extend(p.found);
-            if p.walked {
-                if let Some(pp) = per_piece.as_deref_mut() {
-                    pp.push((j, out.len()));
+        self.work.finish(
+            |i| self.piece(self.picks[i]),
+            |i, p| {
+                incomplete |= p.incomplete;
+                out.extend(p.found);
+                if p.walked {
+                    if let Some(pp) = per_piece.as_deref_mut() {
+                        pp.push((self.picks[i], out.len()));
+                    }
                 }
-            }
-        }
+            },
+        );
         self.rest(plan, &mut out, &mut incomplete);
         (out, incomplete)
     }

@@ -18,42 +18,42 @@ pub fn threads() -> usize {
 }
 
 /// Jobs `0..n`, drawn `chunk` at a time from a shared counter by every
-/// thread that calls [`Shared::help`]; each thread hands its results in
-/// once the counter is exhausted, and [`Shared::wait`] gives them back in
-/// job order once every job has run.
+/// thread that calls [`Shared::help`] or [`Shared::finish`]. A helper hands
+/// in each chunk's results as soon as it has them; the one thread that
+/// finishes passes every result on in job order as soon as it and those
+/// before it are in, so results wait only while an earlier chunk is still
+/// running (memory stays near what one thread would hold).
 pub(crate) struct Shared<T> {
     n: usize,
     chunk: usize,
     next: AtomicUsize,
     state: Mutex<State<T>>,
-    finished: Condvar,
+    handed_in: Condvar,
 }
 
 struct State<T> {
-    /// Jobs whose results were handed in.
-    done: usize,
-    /// Results by job number, in the order they were handed in.
-    results: Vec<(usize, T)>,
-    /// A helper panicked: its jobs never finish.
+    /// Results of chunks done by helpers and not yet passed on, by chunk.
+    ready: Vec<Option<Vec<T>>>,
+    /// A helper panicked: its chunk never comes.
     failed: bool,
-    /// [`Shared::wait`] has taken the results.
-    taken: bool,
+    /// [`Shared::finish`] has run.
+    finished: bool,
 }
 
 impl<T> Shared<T> {
     /// `n` jobs handed out `chunk` (at least 1) at a time.
     pub(crate) fn new(n: usize, chunk: usize) -> Self {
+        let chunk = chunk.max(1);
         Shared {
             n,
-            chunk: chunk.max(1),
+            chunk,
             next: AtomicUsize::new(0),
             state: Mutex::new(State {
-                done: 0,
-                results: Vec::new(),
+                ready: (0..n.div_ceil(chunk)).map(|_| None).collect(),
                 failed: false,
-                taken: false,
+                finished: false,
             }),
-            finished: Condvar::new(),
+            handed_in: Condvar::new(),
         }
     }
 
@@ -63,69 +63,103 @@ impl<T> Shared<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // A helper that panicked holds no lock while it runs jobs; the
-        // state it could have left half-written is guarded by `failed`.
+        // Nobody runs a job while holding the lock; a helper that panicked
+        // is reported through `failed`.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Run `job` on the next unclaimed chunk until none is left, then hand
-    /// the results in. Returns at once when every chunk is claimed.
-    pub(crate) fn help(&self, job: impl Fn(usize) -> T) {
-        /// Marks the work failed when a job panics, so that
-        /// [`Shared::wait`] does not wait for results that never come.
-        struct Alarm<'s, T>(&'s Shared<T>);
-        impl<T> Drop for Alarm<'_, T> {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    self.0.lock().failed = true;
-                    self.0.finished.notify_all();
-                }
-            }
-        }
-        let alarm = Alarm(self);
-        let mut mine = Vec::new();
-        loop {
-            let k = self.next.fetch_add(1, Ordering::Relaxed);
-            let start = k.saturating_mul(self.chunk);
-            if start >= self.n {
-                break;
-            }
-            for i in start..self.n.min(start + self.chunk) {
-                mine.push((i, job(i)));
-            }
-        }
-        drop(alarm);
-        if mine.is_empty() {
-            return;
-        }
-        let mut st = self.lock();
-        st.done += mine.len();
-        st.results.append(&mut mine);
-        drop(st);
-        self.finished.notify_all();
+    /// The next unclaimed chunk, if any, run through `job`: its number and
+    /// results.
+    fn take(&self, job: &impl Fn(usize) -> T) -> Option<(usize, Vec<T>)> {
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = k.saturating_mul(self.chunk);
+        (start < self.n).then(|| {
+            (
+                k,
+                (start..self.n.min(start + self.chunk)).map(job).collect(),
+            )
+        })
     }
 
-    /// Every job's result, in job order, once all have been handed in.
-    /// The caller should have helped first (else it only waits).
+    /// Run `job` on the next unclaimed chunk until none is left, handing
+    /// each chunk's results in as soon as it is done.
+    pub(crate) fn help(&self, job: impl Fn(usize) -> T) {
+        let alarm = Alarm(self);
+        while let Some((k, results)) = self.take(&job) {
+            self.lock().ready[k] = Some(results);
+            self.handed_in.notify_all();
+        }
+        drop(alarm);
+    }
+
+    /// Help like [`Shared::help`], and pass every job's number and result
+    /// to `sink` in job order; returns once all have been passed.
     ///
     /// # Panics
     /// When a helper panicked while running a job (the panic itself then
     /// reaches the thread scope that spawned it), or on a second call.
-    pub(crate) fn wait(&self) -> Vec<T> {
-        let mut st = self.lock();
-        while st.done < self.n && !st.failed {
-            st = self
-                .finished
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner);
+    pub(crate) fn finish(&self, job: impl Fn(usize) -> T, mut sink: impl FnMut(usize, T)) {
+        {
+            let mut st = self.lock();
+            assert!(!st.finished, "shared work finished twice");
+            st.finished = true;
         }
-        assert!(!st.failed, "a thread sharing this work panicked");
-        assert!(!st.taken, "the results of shared work were taken twice");
-        st.taken = true;
-        let mut results = std::mem::take(&mut st.results);
-        drop(st);
-        results.sort_unstable_by_key(|&(i, _)| i);
-        results.into_iter().map(|(_, t)| t).collect()
+        let chunks = self.chunks();
+        let mut pass = |k: usize, results: Vec<T>| {
+            for (i, t) in results.into_iter().enumerate() {
+                sink(k * self.chunk + i, t);
+            }
+        };
+        // The first chunk not yet passed on.
+        let mut due = 0;
+        while due < chunks {
+            // Pass on what helpers have handed in, in order.
+            let mut st = self.lock();
+            while due < chunks {
+                let Some(results) = st.ready[due].take() else {
+                    break;
+                };
+                drop(st);
+                pass(due, results);
+                due += 1;
+                st = self.lock();
+            }
+            drop(st);
+            if due == chunks {
+                break;
+            }
+            match self.take(&job) {
+                Some((k, results)) if k == due => {
+                    pass(k, results);
+                    due += 1;
+                }
+                Some((k, results)) => self.lock().ready[k] = Some(results),
+                None => {
+                    // Every chunk is claimed: wait for the one due.
+                    let mut st = self.lock();
+                    while st.ready[due].is_none() && !st.failed {
+                        st = self
+                            .handed_in
+                            .wait(st)
+                            .unwrap_or_else(PoisonError::into_inner);
+                    }
+                    assert!(!st.failed, "a thread sharing this work panicked");
+                }
+            }
+        }
+    }
+}
+
+/// Marks the work failed when a helper's job panics, so that
+/// [`Shared::finish`] does not wait for results that never come.
+struct Alarm<'s, T>(&'s Shared<T>);
+
+impl<T> Drop for Alarm<'_, T> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().failed = true;
+            self.0.handed_in.notify_all();
+        }
     }
 }
 
@@ -148,45 +182,74 @@ mod tests {
                 }
                 i * 3
             };
-            let got = std::thread::scope(|s| {
+            let mut got = Vec::new();
+            std::thread::scope(|s| {
                 for _ in 0..helpers {
                     s.spawn(|| work.help(job));
                 }
-                work.help(job);
-                work.wait()
+                work.finish(job, |i, t| got.push((i, t)));
             });
-            assert_eq!(got, (0..1000).map(|i| i * 3).collect::<Vec<_>>());
+            assert_eq!(got, (0..1000).map(|i| (i, i * 3)).collect::<Vec<_>>());
             assert_eq!(runs.load(Ordering::Relaxed), 1000);
         }
     }
 
-    /// No job at all: waiting returns at once with nothing.
+    /// No job at all: finishing returns at once with nothing.
     #[test]
     fn no_jobs_gives_an_empty_result_without_waiting() {
         let work: Shared<u8> = Shared::new(0, 4);
         work.help(|_| unreachable!("no job to run"));
-        assert!(work.wait().is_empty());
+        let mut got = Vec::new();
+        work.finish(|_| unreachable!("no job to run"), |i, t| got.push((i, t)));
+        assert!(got.is_empty());
         assert_eq!(work.chunks(), 0);
     }
 
-    /// A job that panics on a helper thread makes the waiting thread panic
-    /// too, instead of waiting forever for its results.
+    /// Results wait only while an earlier chunk is still running: when the
+    /// finishing thread is the only one, each chunk is passed on before the
+    /// next one runs.
     #[test]
-    fn a_panicking_helper_makes_the_waiter_panic_not_hang() {
+    fn alone_the_finisher_passes_each_chunk_on_before_running_the_next() {
+        let work = Shared::new(20, 4);
+        let ran = AtomicUsize::new(0);
+        let mut seen = Vec::new();
+        work.finish(
+            |i| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                i
+            },
+            |i, _| {
+                // Only this chunk's jobs have run when it is passed on.
+                assert!(ran.load(Ordering::Relaxed) <= (i / 4 + 1) * 4);
+                seen.push(i);
+            },
+        );
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    }
+
+    /// A job that panics on a helper thread makes the finishing thread
+    /// panic too, instead of waiting forever for its results.
+    #[test]
+    fn a_panicking_helper_makes_the_finisher_panic_not_hang() {
         let work = Shared::new(64, 1);
+        let started = std::sync::atomic::AtomicBool::new(false);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             std::thread::scope(|s| {
                 s.spawn(|| {
-                    work.help(|i| {
-                        if i == 0 {
-                            panic!("job 0 fails");
+                    started.store(true, Ordering::Release);
+                    work.help(|_| -> usize { panic!("a helper's job fails") })
+                });
+                // The finisher's first job waits until the helper runs, so
+                // the helper takes a chunk for certain.
+                work.finish(
+                    |i| {
+                        while !started.load(Ordering::Acquire) {
+                            std::thread::yield_now();
                         }
                         i
-                    })
-                });
-                // This thread takes no job: it only waits, so the panicking
-                // helper holds job 0 for certain.
-                work.wait()
+                    },
+                    |_, _| {},
+                )
             })
         }));
         assert!(outcome.is_err());
