@@ -355,9 +355,23 @@ impl Engine<'_> {
             (j < exclude.0 || j >= exclude.1)
                 && !(may_not_match && plan.pieces[j as usize].fate == Fate::Unknown)
         });
+        self.reaches_among(plan, b, &cands, to, left)
+    }
+
+    /// [`Engine::reaches`] through the candidate boxes `cands` only: every
+    /// plan position before `to` whose box may meet `b` and that the
+    /// search does not ignore, ascending (the caller has them at hand).
+    fn reaches_among(
+        &self,
+        plan: &Plan,
+        b: &PBox,
+        cands: &[u32],
+        to: u32,
+        left: &mut usize,
+    ) -> Option<bool> {
         // Witnesses: corner and middle points of the box.
         for w in witness_points(b) {
-            if point_reaches(plan, &cands, &w, to) {
+            if point_reaches(plan, cands, &w, to) {
                 return Some(true);
             }
         }

@@ -614,16 +614,28 @@ impl Engine<'_> {
         found: &mut Option<PBox>,
     ) -> Seen {
         let plan = unit.plan;
+        // The boxes before `s` that may meet each box of the cut, looked up
+        // once for the witnesses, the search and the blame (the index
+        // reads no marks, so they serve the boxes with marks erased too).
+        let near: Vec<Vec<u32>> = cut.iter().map(|b| self.candidates(plan, b, 0, s)).collect();
         // Witnesses first: one concrete packet that gets there ends it.
-        if let Some(w) = self.point_witness(unit, cut, s, budget) {
+        if let Some(w) = self.point_witness_among(unit, cut, &near, s, budget) {
             *found = Some(w);
             return Seen::Alive;
         }
-        // Then every packet, within the budget.
+        // Then every packet, within the budget (boxes of targets the model
+        // cannot follow let packets through there, as in any search).
         let mut left = budget;
         let mut reached = false;
-        for b in cut {
-            match self.reaches(plan, b, s, (s, s), &mut left) {
+        let mut cands = Vec::new();
+        for (b, near) in cut.iter().zip(&near) {
+            cands.clear();
+            cands.extend(
+                near.iter()
+                    .copied()
+                    .filter(|&j| plan.pieces[j as usize].fate != Fate::Unknown),
+            );
+            match self.reaches_among(plan, b, &cands, s, &mut left) {
                 Some(true) => {
                     reached = true;
                     break;
@@ -632,8 +644,14 @@ impl Engine<'_> {
                 None => return Seen::Unknown,
             }
         }
+        let blame = |by: &mut Vec<RuleRef>| {
+            let mut all: Vec<u32> = near.iter().flatten().copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            self.blame_among(plan, cut, &all, s, by);
+        };
         if !reached {
-            self.blame_in_plan(plan, cut, s, by);
+            blame(by);
             return Seen::Dead;
         }
         if unit.earlier.is_empty() {
@@ -655,7 +673,7 @@ impl Engine<'_> {
             .collect();
         if region.is_empty() {
             // The exhaustive search over-approximates; the walk is exact.
-            self.blame_in_plan(plan, cut, s, by);
+            blame(by);
             return Seen::Dead;
         }
         let mut earlier_by = Vec::new();
@@ -663,7 +681,7 @@ impl Engine<'_> {
             Some(true) => Seen::Alive,
             Some(false) => {
                 by.extend(earlier_by);
-                self.blame_in_plan(plan, cut, s, by);
+                blame(by);
                 Seen::Dead
             }
             None => Seen::Unknown,
@@ -674,17 +692,30 @@ impl Engine<'_> {
     /// erased): the first that gets from the plan's start to position `s`
     /// and through the unit's earlier base chains.
     fn point_witness(&self, unit: &Unit<'_>, cut: &[PBox], s: u32, budget: usize) -> Option<PBox> {
+        let near: Vec<Vec<u32>> = cut
+            .iter()
+            .map(|b| self.candidates(unit.plan, b, 0, s))
+            .collect();
+        self.point_witness_among(unit, cut, &near, s, budget)
+    }
+
+    /// [`Engine::point_witness`] with `near[i]`, the plan positions before
+    /// `s` whose box may meet `cut[i]` (ascending), at hand: a point of a
+    /// box meets only boxes that the box meets, marks erased or not (the
+    /// index reads no marks).
+    fn point_witness_among(
+        &self,
+        unit: &Unit<'_>,
+        cut: &[PBox],
+        near: &[Vec<u32>],
+        s: u32,
+        budget: usize,
+    ) -> Option<PBox> {
         let plan = unit.plan;
-        let mut cands = Vec::new();
-        for b in cut {
+        for (b, cands) in cut.iter().zip(near) {
             for w in witness_points(b) {
                 let w = self.u.marks.erase(w);
-                cands.clear();
-                plan.query_into(&w, &mut cands);
-                cands.retain(|&j| j < s);
-                cands.sort_unstable();
-                cands.dedup();
-                if point_reaches(plan, &cands, &w, s)
+                if point_reaches(plan, cands, &w, s)
                     && (unit.earlier.is_empty()
                         || self.passes_earlier(unit, vec![w.clone()], budget, &mut Vec::new())
                             == Some(true))
@@ -769,7 +800,13 @@ impl Engine<'_> {
         cands.retain(|&j| j < s);
         cands.sort_unstable();
         cands.dedup();
-        for j in cands {
+        self.blame_among(plan, cut, &cands, s, by);
+    }
+
+    /// [`Engine::blame_in_plan`] with the plan positions before `s` whose
+    /// box may meet some box of `cut` at hand (ascending, each once).
+    fn blame_among(&self, plan: &Plan, cut: &[PBox], cands: &[u32], s: u32, by: &mut Vec<RuleRef>) {
+        for &j in cands {
             let q = &plan.pieces[j as usize];
             let covers = match q.fate {
                 Fate::Accept | Fate::Drop | Fate::Reject | Fate::Return | Fate::Nat(..) => true,
