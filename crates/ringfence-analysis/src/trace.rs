@@ -29,12 +29,16 @@ use std::ops::ControlFlow;
 
 pub mod batch;
 mod classify;
+mod effect;
 pub mod reference;
 
 /// Chains longer than this get rule tables ([`classify::ChainIndex`]).
 const INDEX_THRESHOLD: usize = 8;
 /// Deeper call stacks are treated as a loop (the kernel refuses loops).
 const MAX_DEPTH: usize = 128;
+/// At most this many shared chains' unchanged returns are remembered per
+/// base chain walk (`Walk::noop`, searched in order).
+const NOOP_CAP: usize = 16;
 /// A translation to a range of more addresses × ports than this is an
 /// `unknown` outcome (named by its rule) instead of one outcome per choice.
 pub const MAX_NAT_CHOICES: u128 = 16;
@@ -290,6 +294,21 @@ pub struct Tracer<'a> {
     index: Vec<Option<classify::ChainIndex>>,
     /// Whether chains get tables (false: [`reference::tracer`]).
     indexed: bool,
+    /// Per chain: its tables index some jumps cut to their target's effect
+    /// ([`effect`]), so they leave out jumps that change nothing; walks
+    /// that record the path (which names every jump taken) read every rule
+    /// of such a chain instead.
+    cut: Vec<bool>,
+    /// How many jumps the tables index cut (see [`Tracer::cut_jumps`]).
+    cut_jumps: usize,
+    /// No call loop and no call stack deeper than the walk follows: a
+    /// chain's walk depends only on the packet, the marks and the stage
+    /// (not on how deep it is entered), so a shared chain that returned
+    /// unchanged need not be walked again for the same packet and marks.
+    bounded: bool,
+    /// Per chain: more than one rule jumps or goes to it (the chains whose
+    /// unchanged returns are remembered per packet, see `Walk::noop`).
+    shared: Vec<bool>,
     /// Per chain, per rule: a compact copy of the match (see [`Quick`]).
     quick: Vec<Vec<Quick>>,
     bases: Vec<(Hook, Vec<ChainId>)>,
@@ -747,6 +766,14 @@ struct Walk {
     /// The hook of the base chain being walked (whose translation a nat
     /// rule sets up).
     hook: Option<Hook>,
+    /// Shared chains (several rules jump to them) that returned unchanged
+    /// in the base chain being walked, with the marks and translations
+    /// they were entered with: entered again with the same, they return
+    /// unchanged again (the packet and stage are those of the base chain),
+    /// so the walk passes over them. Emptied at every base chain; only
+    /// for tracers whose calls are bounded (`Tracer::bounded`), and in the
+    /// first walk only when it records no path.
+    noop: Vec<(u32, St)>,
 }
 
 impl Walk {
@@ -865,15 +892,7 @@ impl<'a> Tracer<'a> {
 
     fn build(rs: &'a Ruleset, marks: MarkSpace, local: Option<LocalAddrs>, indexed: bool) -> Self {
         let exact = marks.exact();
-        let index = rs
-            .chains
-            .iter()
-            .map(|c| {
-                (indexed && c.rules.len() > INDEX_THRESHOLD)
-                    .then(|| classify::ChainIndex::build(c.rules.iter().map(|r| &r.matches)))
-            })
-            .collect();
-        let quick = rs
+        let quick: Vec<Vec<Quick>> = rs
             .chains
             .iter()
             .map(|c| {
@@ -889,6 +908,46 @@ impl<'a> Tracer<'a> {
                     .collect()
             })
             .collect();
+        let unknown: Vec<bool> = rs.chains.iter().map(|c| c.is_unknown_target()).collect();
+        // Jumps cut to what their targets can act on (only where tables
+        // are built: the reference walker reads every rule).
+        let cuts = indexed
+            .then(|| effect::narrowed(rs, &quick, &unknown, exact))
+            .flatten();
+        let bounded = cuts.is_some();
+        let mut callers = vec![0u32; rs.chains.len()];
+        for r in rs.chains.iter().flat_map(|c| c.rules.iter()) {
+            if let Action::Jump { target } | Action::Goto { target } = r.action {
+                callers[target.0] = callers[target.0].saturating_add(1);
+            }
+        }
+        let mut cut = vec![false; rs.chains.len()];
+        let mut cut_jumps = 0;
+        let index = rs
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(ci, c)| {
+                if !indexed {
+                    return None;
+                }
+                let cuts = cuts.as_ref().map(|v| &v[ci]);
+                let any_cut = cuts.is_some_and(|v| v.iter().any(Option::is_some));
+                // A chain with a cut jump gets tables however short it is:
+                // they are what leaves the jump out.
+                if c.rules.len() <= INDEX_THRESHOLD && !any_cut {
+                    return None;
+                }
+                cut[ci] = any_cut;
+                cut_jumps += cuts.map_or(0, |v| v.iter().filter(|m| m.is_some()).count());
+                Some(classify::ChainIndex::build(c.rules.iter().enumerate().map(
+                    |(i, r)| match cuts.and_then(|v| v[i].as_ref()) {
+                        Some(m) => m,
+                        None => &r.matches,
+                    },
+                )))
+            })
+            .collect();
         let bases = crate::engine::bases_by_hook(rs);
         let stages: Vec<Vec<Stage>> = bases
             .iter()
@@ -898,6 +957,10 @@ impl<'a> Tracer<'a> {
             rs,
             index,
             indexed,
+            cut,
+            cut_jumps,
+            bounded,
+            shared: callers.iter().map(|&n| n > 1).collect(),
             quick,
             bases,
             hides: stages
@@ -906,7 +969,7 @@ impl<'a> Tracer<'a> {
                 .map(|&st| (st, Hides::of(st)))
                 .collect(),
             stages,
-            unknown: rs.chains.iter().map(|c| c.is_unknown_target()).collect(),
+            unknown,
             marks,
             local,
             tests_oif: rs
@@ -932,6 +995,13 @@ impl<'a> Tracer<'a> {
             .iter()
             .map(|&(k, m, c)| (self.rule_ref(k), m, c))
             .collect()
+    }
+
+    /// How many jump rules the rule tables index cut to the packets their
+    /// target can act on (walks that show no path pass over the jump for
+    /// every other packet; 0 for the reference walker).
+    pub fn cut_jumps(&self) -> usize {
+        self.cut_jumps
     }
 
     /// The ruleset being traced.
@@ -1750,6 +1820,10 @@ impl<'a> Tracer<'a> {
             add(out, Res::Out(Decision::Unknown, jumper, st));
             return;
         }
+        if depth == 0 {
+            // A new base chain: another packet or stage.
+            w.noop.clear();
+        }
         let chain = &self.rs.chains[c.0];
         let quick = &self.quick[c.0];
         let v4 = match (p.src, p.dst) {
@@ -1758,7 +1832,7 @@ impl<'a> Tracer<'a> {
         };
         // Whether some branch is still walking this chain.
         let mut live = true;
-        for i in self.rules_for(c, p, from) {
+        for i in self.rules_for(c, p, from, true) {
             let q = &quick[i];
             if !self.matches(c, i, v4, p, st, w.stage) {
                 continue;
@@ -1823,7 +1897,19 @@ impl<'a> Tracer<'a> {
                     } else {
                         let mut called = w.sets.pop().unwrap_or_default();
                         called.clear();
-                        self.eval_from(*target, p, w, depth + 1, Some(key), st, 0, &mut called);
+                        let t = target.0 as u32;
+                        let remember = self.bounded && self.shared[target.0];
+                        if remember && w.noop.contains(&(t, st)) {
+                            called.push(Res::Return(st));
+                        } else {
+                            self.eval_from(*target, p, w, depth + 1, Some(key), st, 0, &mut called);
+                            if remember
+                                && called.as_slice() == [Res::Return(st)]
+                                && w.noop.len() < NOOP_CAP
+                            {
+                                w.noop.push((t, st));
+                            }
+                        }
                         let mut returns = w.returns.pop().unwrap_or_default();
                         returns.clear();
                         for &r in &called {
@@ -1869,11 +1955,14 @@ impl<'a> Tracer<'a> {
     /// The rules of chain `c` from `from` on that can match the packet,
     /// ascending: those its tables admit, or every rule of a chain without
     /// tables. A rule left out cannot match (see [`classify`]).
+    /// With `skip`, a jump whose target can do nothing to the packet
+    /// ([`effect`]) is left out too; without it (walks that record their
+    /// path), a chain whose tables leave such jumps out is read whole.
     #[inline]
-    fn rules_for(&self, c: ChainId, p: &Packet, from: usize) -> classify::Cands<'_> {
+    fn rules_for(&self, c: ChainId, p: &Packet, from: usize, skip: bool) -> classify::Cands<'_> {
         match &self.index[c.0] {
-            Some(ix) => ix.candidates(p, from),
-            None => classify::Cands::All(from..self.rs.chains[c.0].rules.len()),
+            Some(ix) if skip || !self.cut[c.0] => ix.candidates(p, from),
+            _ => classify::Cands::All(from..self.rs.chains[c.0].rules.len()),
         }
     }
 
@@ -1939,6 +2028,10 @@ impl<'a> Tracer<'a> {
             w.forked = true;
             return Flow::Return;
         }
+        if depth == 0 {
+            // A new base chain: another packet or stage.
+            w.noop.clear();
+        }
         let chain = &self.rs.chains[c.0];
         let quick = &self.quick[c.0];
         // IPv4 packets take the compact prefilter; IPv6 ones ask the model.
@@ -1947,7 +2040,7 @@ impl<'a> Tracer<'a> {
             _ => None,
         };
         let mut result = Flow::Return;
-        for i in self.rules_for(c, p, 0) {
+        for i in self.rules_for(c, p, 0, w.outcomes_only) {
             if w.stopped() {
                 break;
             }
@@ -2033,9 +2126,23 @@ impl<'a> Tracer<'a> {
                     }
                 }
                 Action::Jump { target } => {
+                    // (Remembered only where the path is not recorded: a
+                    // chain passed over would be missing from it.)
+                    let t = target.0 as u32;
+                    let remember = w.outcomes_only && self.bounded && self.shared[target.0];
+                    if remember && w.noop.contains(&(t, w.st)) {
+                        continue;
+                    }
+                    let before = (w.st, w.forked, w.split, w.nat_stop);
                     if let Flow::Decided(v) = self.eval(*target, p, w, depth + 1) {
                         result = Flow::Decided(v);
                         break;
+                    }
+                    if remember
+                        && before == (w.st, w.forked, w.split, w.nat_stop)
+                        && w.noop.len() < NOOP_CAP
+                    {
+                        w.noop.push((t, w.st));
                     }
                 }
                 Action::Goto { target } => {
