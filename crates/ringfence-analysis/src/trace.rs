@@ -931,19 +931,20 @@ impl<'a> Tracer<'a> {
                 if !indexed {
                     return None;
                 }
-                let cuts = cuts.as_ref().map(|v| &v[ci]);
-                let any_cut = cuts.is_some_and(|v| v.iter().any(Option::is_some));
+                let cuts = cuts.as_ref().map_or(&[][..], |v| &v[ci][..]);
+                let any_cut = !cuts.is_empty();
                 // A chain with a cut jump gets tables however short it is:
                 // they are what leaves the jump out.
                 if c.rules.len() <= INDEX_THRESHOLD && !any_cut {
                     return None;
                 }
                 cut[ci] = any_cut;
-                cut_jumps += cuts.map_or(0, |v| v.iter().filter(|m| m.is_some()).count());
+                cut_jumps += cuts.len();
+                // (`cuts` is ascending by rule: one binary search a rule.)
                 Some(classify::ChainIndex::build(c.rules.iter().enumerate().map(
-                    |(i, r)| match cuts.and_then(|v| v[i].as_ref()) {
-                        Some(m) => m,
-                        None => &r.matches,
+                    |(i, r)| match cuts.binary_search_by_key(&i, |(j, _)| *j) {
+                        Ok(k) => &cuts[k].1,
+                        Err(_) => &r.matches,
                     },
                 )))
             })

@@ -23,6 +23,7 @@
 use super::{Quick, MAX_DEPTH};
 use ringfence_model::interval::Bound;
 use ringfence_model::{Action, AddrSet, CtStates, IntervalSet, Match, Ruleset};
+use std::rc::Rc;
 
 /// Per header field, the values of the packets a chain may act on (each
 /// field on its own: a packet outside one field's set is outside the whole
@@ -37,32 +38,33 @@ pub(super) struct Effect {
 }
 
 impl Effect {
-    /// The fields of `m` a rule table indexes.
-    fn of(m: &Match) -> Self {
+    /// The indexed fields of `m`, each cut to this effect's.
+    fn cut(&self, m: &Match) -> Self {
         Self {
-            src: m.src.clone(),
-            dst: m.dst.clone(),
-            proto: m.protocol.clone(),
-            sport: m.sport.clone(),
-            dport: m.dport.clone(),
+            src: AddrSet {
+                v4: m.src.v4.intersect(&self.src.v4),
+                v6: m.src.v6.intersect(&self.src.v6),
+            },
+            dst: AddrSet {
+                v4: m.dst.v4.intersect(&self.dst.v4),
+                v6: m.dst.v6.intersect(&self.dst.v6),
+            },
+            proto: m.protocol.intersect(&self.proto),
+            sport: m.sport.intersect(&self.sport),
+            dport: m.dport.intersect(&self.dport),
         }
     }
 
-    /// Field by field intersection with `other`.
-    fn cut(&self, other: &Self) -> Self {
-        Self {
-            src: AddrSet {
-                v4: self.src.v4.intersect(&other.src.v4),
-                v6: self.src.v6.intersect(&other.src.v6),
-            },
-            dst: AddrSet {
-                v4: self.dst.v4.intersect(&other.dst.v4),
-                v6: self.dst.v6.intersect(&other.dst.v6),
-            },
-            proto: self.proto.intersect(&other.proto),
-            sport: self.sport.intersect(&other.sport),
-            dport: self.dport.intersect(&other.dport),
-        }
+    /// Whether every indexed field of `m` is inside this effect's (the cut
+    /// would change nothing).
+    fn holds(&self, m: &Match) -> bool {
+        m.src.v4.is_subset(&self.src.v4)
+            && m.src.v6.is_subset(&self.src.v6)
+            && m.dst.v4.is_subset(&self.dst.v4)
+            && m.dst.v6.is_subset(&self.dst.v6)
+            && m.protocol.is_subset(&self.proto)
+            && m.sport.is_subset(&self.sport)
+            && m.dport.is_subset(&self.dport)
     }
 }
 
@@ -114,6 +116,15 @@ impl<T: Bound> Alive<T> {
         acc_src: &mut Acc<T>,
         acc_dst: &mut Acc<T>,
     ) {
+        if src.is_empty() || dst.is_empty() {
+            return;
+        }
+        if self.src.is_full() && self.dst.is_full() {
+            // Nothing returned yet (the common case): no cut to make.
+            acc_src.add(src);
+            acc_dst.add(dst);
+            return;
+        }
         let s = src.intersect(&self.src);
         let d = dst.intersect(&self.dst);
         if !s.is_empty() && !d.is_empty() {
@@ -173,7 +184,7 @@ struct Effects<'r> {
     marks_exact: bool,
     /// Per chain: not yet asked (`None`), being computed (`Some(None)`,
     /// a call loop when met again), or done.
-    memo: Vec<Option<Option<Effect>>>,
+    memo: Vec<Option<Option<Rc<Effect>>>>,
     /// Per chain whose effect is done: the longest chain of calls below it.
     height: Vec<usize>,
 }
@@ -184,9 +195,9 @@ impl Effects<'_> {
     /// forks, and nothing may be left out).
     /// (`depth`: how many calls down from where the question started; a
     /// path that long is a stack at least that deep.)
-    fn of(&mut self, c: usize, depth: usize) -> Option<Effect> {
+    fn of(&mut self, c: usize, depth: usize) -> Option<Rc<Effect>> {
         match &self.memo[c] {
-            Some(Some(e)) => return Some(e.clone()),
+            Some(Some(e)) => return Some(Rc::clone(e)),
             Some(None) => return None,
             None => {}
         }
@@ -203,32 +214,27 @@ impl Effects<'_> {
         for (i, r) in rs.chains[c].rules.iter().enumerate() {
             let m = &r.matches;
             let fork = may_fork(&self.quick[c][i]);
-            // What the rule may act on: `None` when it acts on nothing.
-            let acts: Option<Effect> = match &r.action {
-                Action::Continue => None,
-                Action::Mark(_) => self.marks_exact.then(|| Effect::of(m)),
-                Action::Accept | Action::Drop | Action::Reject { .. } | Action::Nat(_) => {
-                    Some(Effect::of(m))
-                }
+            // What the rule may act on: nothing, its own match, or its
+            // match cut to what the chain it calls acts on.
+            let mut cut = None;
+            let acts = match &r.action {
+                Action::Continue => false,
+                Action::Mark(_) => self.marks_exact,
+                Action::Accept | Action::Drop | Action::Reject { .. } | Action::Nat(_) => true,
                 Action::Return => {
-                    if fork {
-                        Some(Effect::of(m))
-                    } else {
-                        if plain(m)
-                            && m.protocol.is_full()
-                            && m.sport.is_full()
-                            && m.dport.is_full()
-                        {
-                            alive4.returned(&m.src.v4, &m.dst.v4);
-                            alive6.returned(&m.src.v6, &m.dst.v6);
-                        }
-                        None
+                    if !fork
+                        && plain(m)
+                        && m.protocol.is_full()
+                        && m.sport.is_full()
+                        && m.dport.is_full()
+                    {
+                        alive4.returned(&m.src.v4, &m.dst.v4);
+                        alive6.returned(&m.src.v6, &m.dst.v6);
                     }
+                    fork
                 }
                 Action::Jump { target } | Action::Goto { target } => {
-                    if self.unknown[target.0] {
-                        Some(Effect::of(m))
-                    } else {
+                    if !self.unknown[target.0] {
                         // Walked even when the jump may fork: its depth
                         // and loops count.
                         let callee = self.of(target.0, depth + 1)?;
@@ -236,20 +242,23 @@ impl Effects<'_> {
                         if height > MAX_DEPTH {
                             return None;
                         }
-                        Some(if fork {
-                            Effect::of(m)
-                        } else {
-                            Effect::of(m).cut(&callee)
-                        })
+                        if !fork && !callee.holds(m) {
+                            cut = Some(callee.cut(m));
+                        }
                     }
+                    true
                 }
             };
-            if let Some(e) = acts {
-                alive4.add(&e.src.v4, &e.dst.v4, &mut src4, &mut dst4);
-                alive6.add(&e.src.v6, &e.dst.v6, &mut src6, &mut dst6);
-                proto.add(&e.proto);
-                sport.add(&e.sport);
-                dport.add(&e.dport);
+            if acts {
+                let (s, d, pr, sp, dp) = match &cut {
+                    Some(e) => (&e.src, &e.dst, &e.proto, &e.sport, &e.dport),
+                    None => (&m.src, &m.dst, &m.protocol, &m.sport, &m.dport),
+                };
+                alive4.add(&s.v4, &d.v4, &mut src4, &mut dst4);
+                alive6.add(&s.v6, &d.v6, &mut src6, &mut dst6);
+                proto.add(pr);
+                sport.add(sp);
+                dport.add(dp);
             }
         }
         let e = Effect {
@@ -265,17 +274,18 @@ impl Effects<'_> {
             sport: sport.set(),
             dport: dport.set(),
         };
-        self.memo[c] = Some(Some(e.clone()));
+        let e = Rc::new(e);
+        self.memo[c] = Some(Some(Rc::clone(&e)));
         self.height[c] = height;
         Some(e)
     }
 }
 
-/// Per chain, per rule: the match the chain's rule tables should index
-/// in place of the rule's own, for each jump whose match its target's
-/// effect cuts (`None` elsewhere); the whole result `None` when the
-/// ruleset has a call loop or a call stack deeper than the walk follows
-/// (the walk forks there, and nothing may be left out).
+/// Per chain: the jumps whose match their target's effect cuts, as (rule
+/// number, ascending; the match the chain's rule tables should index in
+/// place of the rule's own); the whole result `None` when the ruleset has
+/// a call loop or a call stack deeper than the walk follows (the walk
+/// forks there, and nothing may be left out).
 /// `quick` and `unknown` are the tracer's compact matches and unknown
 /// targets; `marks_exact` whether mark rewrites are followed.
 pub(super) fn narrowed(
@@ -283,7 +293,7 @@ pub(super) fn narrowed(
     quick: &[Vec<Quick>],
     unknown: &[bool],
     marks_exact: bool,
-) -> Option<Vec<Vec<Option<Match>>>> {
+) -> Option<Vec<Vec<(usize, Match)>>> {
     let mut fx = Effects {
         rs,
         quick,
@@ -306,7 +316,7 @@ pub(super) fn narrowed(
                 .rules
                 .iter()
                 .enumerate()
-                .map(|(i, r)| {
+                .filter_map(|(i, r)| {
                     let Action::Jump { target } = r.action else {
                         return None;
                     };
@@ -314,17 +324,17 @@ pub(super) fn narrowed(
                         return None;
                     }
                     let callee = fx.of(target.0, 0)?;
-                    let cut = Effect::of(&r.matches).cut(&callee);
-                    if cut == Effect::of(&r.matches) {
+                    if callee.holds(&r.matches) {
                         return None;
                     }
+                    let cut = callee.cut(&r.matches);
                     let mut m = r.matches.clone();
                     m.src = cut.src;
                     m.dst = cut.dst;
                     m.protocol = cut.proto;
                     m.sport = cut.sport;
                     m.dport = cut.dport;
-                    Some(m)
+                    Some((i, m))
                 })
                 .collect()
         })
@@ -348,13 +358,26 @@ mod tests {
 
     /// The cut matches of chain `name`'s rules (`None`: the rule's own).
     fn cuts_of(rs: &Ruleset, name: &str) -> Option<Vec<Option<Match>>> {
+        let n = rs
+            .chains
+            .iter()
+            .find(|c| c.name == name)
+            .expect("chain")
+            .rules
+            .len();
         let t = Tracer::new(rs);
         let c = rs
             .chains
             .iter()
             .position(|c| c.name == name)
             .expect("chain");
-        super::narrowed(rs, &t.quick, &t.unknown, t.marks.exact()).map(|mut v| v.swap_remove(c))
+        super::narrowed(rs, &t.quick, &t.unknown, t.marks.exact()).map(|mut v| {
+            let mut all = vec![None; n];
+            for (i, m) in v.swap_remove(c) {
+                all[i] = Some(m);
+            }
+            all
+        })
     }
 
     #[test]
