@@ -1333,6 +1333,24 @@ pub struct Checks {
     pub dead_in_context: bool,
 }
 
+/// With `RINGFENCE_TIMING`: the calling thread's time on a CPU and waiting
+/// for one so far (Linux's per-thread scheduler statistics; nothing where
+/// they are not kept), to see how verify's threads share the work.
+fn thread_time(who: &str) {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/schedstat") else {
+        return;
+    };
+    let mut ns = stat
+        .split_whitespace()
+        .map(|f| f.parse::<u64>().unwrap_or(0));
+    let (run, wait) = (ns.next().unwrap_or(0), ns.next().unwrap_or(0));
+    eprintln!(
+        "timing: {who}: {:.3} s on a CPU, {:.3} s waiting for one",
+        run as f64 / 1e9,
+        wait as f64 / 1e9
+    );
+}
+
 /// [`verify_with`] with the optional analyses `checks` turns on.
 pub fn verify_checked(
     rs: &Ruleset,
@@ -1444,7 +1462,11 @@ pub fn verify_host(
             .map(|_| {
                 sc.spawn(move || {
                     search.help();
-                    engine.anomalies_shared(20_000, next, ANOMALY_RUN)
+                    let runs = engine.anomalies_shared(20_000, next, ANOMALY_RUN);
+                    if timing {
+                        thread_time("helper thread");
+                    }
+                    runs
                 })
             })
             .collect();
@@ -1485,6 +1507,9 @@ pub fn verify_host(
             an.redundant.extend(part.redundant);
         }
         lap("shadowed and redundant");
+        if timing {
+            thread_time("main thread");
+        }
         (
             an,
             (
