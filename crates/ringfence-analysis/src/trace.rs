@@ -2129,21 +2129,24 @@ impl<'a> Tracer<'a> {
                 Action::Jump { target } => {
                     // (Remembered only where the path is not recorded: a
                     // chain passed over would be missing from it.)
-                    let t = target.0 as u32;
-                    let remember = w.outcomes_only && self.bounded && self.shared[target.0];
-                    if remember && w.noop.contains(&(t, w.st)) {
-                        continue;
-                    }
-                    let before = (w.st, w.forked, w.split, w.nat_stop);
-                    if let Flow::Decided(v) = self.eval(*target, p, w, depth + 1) {
+                    if w.outcomes_only && self.bounded && self.shared[target.0] {
+                        let t = target.0 as u32;
+                        if w.noop.contains(&(t, w.st)) {
+                            continue;
+                        }
+                        let before = (w.st, w.forked, w.split, w.nat_stop);
+                        if let Flow::Decided(v) = self.eval(*target, p, w, depth + 1) {
+                            result = Flow::Decided(v);
+                            break;
+                        }
+                        if before == (w.st, w.forked, w.split, w.nat_stop)
+                            && w.noop.len() < NOOP_CAP
+                        {
+                            w.noop.push((t, w.st));
+                        }
+                    } else if let Flow::Decided(v) = self.eval(*target, p, w, depth + 1) {
                         result = Flow::Decided(v);
                         break;
-                    }
-                    if remember
-                        && before == (w.st, w.forked, w.split, w.nat_stop)
-                        && w.noop.len() < NOOP_CAP
-                    {
-                        w.noop.push((t, w.st));
                     }
                 }
                 Action::Goto { target } => {

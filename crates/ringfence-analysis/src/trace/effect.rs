@@ -281,6 +281,35 @@ impl Effects<'_> {
     }
 }
 
+/// The number of values of a field (as a float: an IPv6 set may hold 2^128).
+trait Size: Bound {
+    fn size(s: &IntervalSet<Self>) -> f64;
+}
+
+macro_rules! impl_size {
+    ($($t:ty),*) => {$(
+        impl Size for $t {
+            fn size(s: &IntervalSet<Self>) -> f64 {
+                s.ranges().iter().map(|&(lo, hi)| (hi - lo) as f64 + 1.0).sum()
+            }
+        }
+    )*};
+}
+impl_size!(u8, u16, u32, u128);
+
+/// Take `cut` for the field `own` of a jump when it leaves at most half of
+/// its values (setting `any`): a cut that removes little would only add a
+/// table to the caller's lookups (a zone chain with a rule on every
+/// address but one network still acts on nearly every destination). The
+/// jump's own set is kept otherwise, which leaves out fewer jumps, never
+/// one that could act.
+fn worth<T: Size>(own: &mut IntervalSet<T>, cut: IntervalSet<T>, any: &mut bool) {
+    if !own.is_empty() && (cut.is_empty() || T::size(&cut) <= T::size(own) / 2.0) {
+        *own = cut;
+        *any = true;
+    }
+}
+
 /// Per chain: the jumps whose match their target's effect cuts, as (rule
 /// number, ascending; the match the chain's rule tables should index in
 /// place of the rule's own); the whole result `None` when the ruleset has
@@ -329,12 +358,15 @@ pub(super) fn narrowed(
                     }
                     let cut = callee.cut(&r.matches);
                     let mut m = r.matches.clone();
-                    m.src = cut.src;
-                    m.dst = cut.dst;
-                    m.protocol = cut.proto;
-                    m.sport = cut.sport;
-                    m.dport = cut.dport;
-                    Some((i, m))
+                    let mut any = false;
+                    worth(&mut m.src.v4, cut.src.v4, &mut any);
+                    worth(&mut m.src.v6, cut.src.v6, &mut any);
+                    worth(&mut m.dst.v4, cut.dst.v4, &mut any);
+                    worth(&mut m.dst.v6, cut.dst.v6, &mut any);
+                    worth(&mut m.protocol, cut.proto, &mut any);
+                    worth(&mut m.sport, cut.sport, &mut any);
+                    worth(&mut m.dport, cut.dport, &mut any);
+                    any.then_some((i, m))
                 })
                 .collect()
         })
