@@ -455,6 +455,63 @@ fn the_incremental_verifier_follows_a_rule_killed_and_revived_by_changes_in_othe
     assert!(!ssh_dead(&mine, &telnet), "{mine:?}");
 }
 
+/// A kube-proxy-style service chain: only new connections to its cluster
+/// IP and port get there, so no corner of a rule's own match (which spans
+/// every destination) does.
+const SERVICE: &str = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-A - [0:0]
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -m conntrack --ctstate NEW -j KUBE-SERVICES
+-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m tcp --dport 443 -j KUBE-SVC-A
+-A KUBE-SVC-A -s 10.244.0.0/16 -j ACCEPT
+-A KUBE-SVC-A -p tcp -j REJECT --reject-with icmp-port-unreachable
+COMMIT
+";
+
+#[test]
+fn rules_put_into_a_service_chain_behind_a_narrow_jump_are_judged_as_a_full_verify_judges_them() {
+    use ringfence_analysis::incremental::Incremental;
+    let parse = |t: &str| parse_ruleset(t, "aerleon.rules", RulesetFormat::Auto).expect("parses");
+    let site = ringfence_site::example_site().resolve();
+    let mut inc = Incremental::with_checks(parse(SERVICE), &site, Hook::Forward, None, ON);
+    assert_eq!(inc.not_incremental(), None);
+    let (full, mine) = incremental_and_full(&inc, SERVICE);
+    assert_eq!(full, mine);
+    let shadowed = |v: &[String], t: &str, needle: &str| {
+        let line = line_of("aerleon.rules", t, needle);
+        v.iter().any(|f| f.contains(&format!("Shadowed {line} ")))
+    };
+    // Nodes' sources accepted too: reached by the service's packets only.
+    let nodes = SERVICE.replace(
+        "-A KUBE-SVC-A -p tcp",
+        "-A KUBE-SVC-A -s 192.168.0.0/22 -j ACCEPT\n-A KUBE-SVC-A -p tcp",
+    );
+    let rec = inc.update(parse(&nodes));
+    assert_eq!(rec.full, None, "{rec:?}");
+    let (full, mine) = incremental_and_full(&inc, &nodes);
+    assert_eq!(full, mine);
+    assert!(!shadowed(&mine, &nodes, "-s 192.168.0.0/22"), "{mine:?}");
+    // The same rule on another port: no packet of the jump matches it.
+    let other = nodes.replace(
+        "-s 192.168.0.0/22 -j ACCEPT",
+        "-s 192.168.0.0/22 -p tcp -m tcp --dport 80 -j ACCEPT",
+    );
+    let rec = inc.update(parse(&other));
+    assert_eq!(rec.full, None, "{rec:?}");
+    let (full, mine) = incremental_and_full(&inc, &other);
+    assert_eq!(full, mine);
+    assert!(shadowed(&mine, &other, "--dport 80"), "{mine:?}");
+    // And back.
+    inc.update(parse(&nodes));
+    let (full, mine) = incremental_and_full(&inc, &nodes);
+    assert_eq!(full, mine);
+    assert!(!shadowed(&mine, &nodes, "-s 192.168.0.0/22"), "{mine:?}");
+}
+
 /// Two nat chains on prerouting: the kernel runs the later one only for
 /// connections the earlier one did not translate. `dead` makes the earlier
 /// chain's DNAT unreachable (an accept of the same packets before it).

@@ -73,6 +73,10 @@ pub(super) struct CtxCache {
 }
 
 /// The key of model rule `i` of a chain whose ids are `ids`.
+/// Most boxes of a rule's match cut by the jumps into its chain that
+/// [`Incremental::ctx_find_witness`] takes corners of.
+const WITNESS_CUTS: usize = 8;
+
 fn key_of(ids: &[Id], i: usize) -> Key {
     let mut k = 0;
     while k < i && ids[i - k - 1] == ids[i] {
@@ -343,8 +347,43 @@ impl Incremental {
         ci: usize,
         i: usize,
     ) -> Option<(PBox, Option<String>)> {
-        let boxes = &c.boxes[&self.rs.chains[ci].name][i];
-        for b in boxes.iter().filter(|b| !b.is_empty()) {
+        let name = &self.rs.chains[ci].name;
+        let boxes = &c.boxes[name][i];
+        // The rule's own boxes first, then (for a user chain) its boxes cut
+        // by the first few jumps into its chain: a chain reached only
+        // through a narrow jump (a kube-proxy service chain, behind its
+        // cluster IP and port) rarely has a corner of its own match there.
+        // Any packet will do: the walk decides whether it is a witness.
+        let mut cut: Vec<PBox> = Vec::new();
+        let mut callers = c.callers.get(name).cloned().unwrap_or_default();
+        callers.sort();
+        callers.dedup();
+        'callers: for caller in &callers {
+            let Some(cc) = self.chain_id(caller) else {
+                continue;
+            };
+            for (r, rule) in self.rs.chains[cc.0].rules.iter().enumerate() {
+                let (Action::Jump { target } | Action::Goto { target }) = rule.action else {
+                    continue;
+                };
+                if target.0 != ci {
+                    continue;
+                }
+                for j in c
+                    .boxes
+                    .get(caller)
+                    .and_then(|v| v.get(r))
+                    .into_iter()
+                    .flatten()
+                {
+                    cut.extend(boxes.iter().filter_map(|b| b.intersect(j)));
+                }
+                if cut.len() >= WITNESS_CUTS {
+                    break 'callers;
+                }
+            }
+        }
+        for b in boxes.iter().chain(&cut).filter(|b| !b.is_empty()) {
             let bits: Vec<u8> = (0..8)
                 .map(|k| 1u8 << k)
                 .filter(|&x| b.ct & x != 0)
