@@ -1446,12 +1446,15 @@ pub fn verify_host(
         .flat_map(|b| enforced_part(b, rs.enforced_at.as_ref()))
         .collect();
     let search = engine.excess_search(hook, &scope, &allowed, DEFAULT_BUDGET);
-    // Every core shares the work: each helper thread walks the excess
-    // search's pivot boxes until none is left, then takes runs of chains
-    // for the shadowed/redundant search from a shared counter. This thread
-    // checks the flows, helps with the pivot boxes, finishes the excess
-    // (what follows the pivot boxes, the region merge and rendering) and
-    // then joins the runs. Both kinds of results are put back in order.
+    // Every core shares the work: each helper thread takes runs of chains
+    // for the shadowed/redundant search from a shared counter until none is
+    // left, then walks the excess search's pivot boxes. This thread checks
+    // the flows, walks pivot boxes, finishes the excess (what follows the
+    // pivot boxes, the region merge and rendering) and then takes any run
+    // left. Both kinds of results are put back in order. Runs first on the
+    // helpers: a run is at least one whole chain and may take seconds, so
+    // it should not be the last thing left; pivot boxes come in small
+    // chunks.
     let next_run = std::sync::atomic::AtomicUsize::new(0);
     let helpers = crate::engine::pool::threads().saturating_sub(1);
     let (an, (flows, excess_total, excess, incomplete)) = std::thread::scope(|sc| {
@@ -1461,8 +1464,8 @@ pub fn verify_host(
         let workers: Vec<_> = (0..helpers)
             .map(|_| {
                 sc.spawn(move || {
-                    search.help();
                     let runs = engine.anomalies_shared(20_000, next, ANOMALY_RUN);
+                    search.help();
                     if timing {
                         thread_time("helper thread");
                     }
