@@ -306,8 +306,9 @@ pub struct Tracer<'a> {
     /// (not on how deep it is entered), so a shared chain that returned
     /// unchanged need not be walked again for the same packet and marks.
     bounded: bool,
-    /// Per chain: more than one rule jumps or goes to it (the chains whose
-    /// unchanged returns are remembered per packet, see `Walk::noop`).
+    /// Per chain: more than one rule jumps or goes to it, and it is long
+    /// enough to have tables (the chains whose unchanged returns are
+    /// remembered per packet, see `Walk::noop`).
     shared: Vec<bool>,
     /// Per chain, per rule: a compact copy of the match (see [`Quick`]).
     quick: Vec<Vec<Quick>>,
@@ -961,7 +962,14 @@ impl<'a> Tracer<'a> {
             cut,
             cut_jumps,
             bounded,
-            shared: callers.iter().map(|&n| n > 1).collect(),
+            // A chain of a few rules is cheaper to walk again than to look
+            // up (kube-proxy's one-rule KUBE-MARK-MASQ, jumped to from every
+            // service, never returns unchanged anyway).
+            shared: callers
+                .iter()
+                .zip(&rs.chains)
+                .map(|(&n, c)| n > 1 && c.rules.len() > INDEX_THRESHOLD)
+                .collect(),
             quick,
             bases,
             hides: stages

@@ -541,7 +541,7 @@ fn zone_ruleset_text(r: &mut Rng, v6: bool) -> String {
         }
     }
     for (i, s) in shared.iter().enumerate() {
-        for _ in 0..1 + r.index(12) {
+        for _ in 0..1 + r.index(20) {
             let _ = writeln!(out, "-A {s}{}", a_user_rule(r, v6, &shared[i + 1..]));
         }
     }
