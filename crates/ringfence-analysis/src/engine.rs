@@ -21,6 +21,7 @@
 mod anomaly;
 mod excess;
 pub(crate) mod pool;
+mod summary;
 
 pub use anomaly::{Anomalies, Anomaly, DeadReason, RuleAnomaly};
 pub(crate) use anomaly::{ContextOpts, Seen};
@@ -493,6 +494,8 @@ pub struct Engine<'a> {
     /// Whether [`Engine::anomalies`] judges rules in context too
     /// ([`Engine::with_dead_in_context`]); off: in their own chains only.
     dead_in_context: bool,
+    /// Per-chain summaries that classification reuses (`summary`).
+    summaries: summary::Summaries,
 }
 
 const HOOKS: [Hook; 5] = [
@@ -633,6 +636,7 @@ impl<'a> Engine<'a> {
             split,
             anomaly_context: std::sync::OnceLock::new(),
             dead_in_context: false,
+            summaries: summary::Summaries::default(),
         }
     }
 
@@ -642,6 +646,16 @@ impl<'a> Engine<'a> {
     /// the CPU of the rest of verify on adversarial shapes (BENCHMARKS.md).
     pub fn with_dead_in_context(mut self, on: bool) -> Self {
         self.dead_in_context = on;
+        self
+    }
+
+    /// Classify without per-chain summaries: every branch walks each base
+    /// chain itself. The answers are the same (summaries are exact; only a
+    /// walk near the work bound may end on the other side of it, see the
+    /// engine's `summary` module), so this is for tests that compare the
+    /// two and for measurements.
+    pub fn without_summaries(mut self) -> Self {
+        self.summaries = summary::Summaries::off();
         self
     }
 
@@ -1269,14 +1283,9 @@ impl<'a> Engine<'a> {
                         b.sport = sp.clone();
                     }
                 }
-                let (mut decided, mut surv) = self.walk(
-                    plan,
-                    vec![Frag::new(b, 0)],
-                    0,
-                    plan.pieces.len() as u32,
-                    DEFAULT_BUDGET,
-                    Forks::Branch,
-                )?;
+                // From the chain's summary for the branch's class of
+                // regions: the same fragments as its own walk.
+                let (mut decided, mut surv) = self.summaries.walk(self, plan, b)?;
                 if let (Some((src, sport)), Some(n)) = (&entered, &now) {
                     for f in decided.iter_mut().chain(surv.iter_mut()) {
                         f.b.src = src.clone();
