@@ -40,8 +40,9 @@
 //! bound where the region's walk would not, or the other way round (both
 //! answers are sound: a walk over the bound is reported incomplete).
 //!
-//! The cache holds at most [`MAX_CACHED_FRAGMENTS`] fragments in all; past
-//! that, walks are computed from their key and not stored. Walks are
+//! The cache keeps at most [`MAX_CACHED_FRAGMENTS`] fragments; once it
+//! holds [`FIRST_SIGHT_FRAGMENTS`], a walk is kept only when its key comes
+//! back, and a walk not kept is computed from its key all the same. Walks are
 //! computed outside the lock, so threads never wait on each other's walks.
 
 use super::{Engine, Forks, Frag, OverBudget, Plan, DEFAULT_BUDGET};
@@ -50,9 +51,18 @@ use ringfence_model::interval::Bound;
 
 use std::sync::{Arc, Mutex};
 
-/// Most fragments the summaries keep in all (about 250 bytes each): a
-/// bound on the memory they add, whatever the ruleset.
-pub const MAX_CACHED_FRAGMENTS: usize = 200_000;
+/// Most fragments the summaries keep in all (about 180 bytes each, so
+/// under 10 MB): a bound on the memory they add, whatever the ruleset. The
+/// `kube-nat` shape keeps about 11,000 at 10k rules and 5,000 at 100k; the
+/// `marks` shape, whose branches rarely share a key, would fill 200,000
+/// (36 MB more peak memory at 10k rules for no gain).
+pub const MAX_CACHED_FRAGMENTS: usize = 48_000;
+
+/// Up to this many fragments held, a walk is kept the first time its key
+/// is met; past it, only the second time (a key met once is remembered by
+/// its hash alone), so a ruleset whose branches rarely share a key fills
+/// the cache with neither.
+pub const FIRST_SIGHT_FRAGMENTS: usize = 16_000;
 
 /// A walk's decided fragments and survivors ([`Engine::walk`]).
 type Walked = (Vec<Frag>, Vec<Frag>);
@@ -229,8 +239,10 @@ pub(crate) struct Summaries {
 #[derive(Debug, Default)]
 struct Cache {
     map: rustc_hash::FxHashMap<(usize, PBox), Arc<Result<Walked, OverBudget>>>,
-    /// Fragments held in `map`.
+    /// Fragments held in `map`, and one per key.
     held: usize,
+    /// Hashes of the keys met once and not kept.
+    seen: rustc_hash::FxHashSet<u64>,
 }
 
 impl Summaries {
@@ -294,22 +306,41 @@ impl Summaries {
                 let s = Arc::new(direct(id.1.clone()));
                 let n = s.as_ref().as_ref().map_or(0, |(d, v)| d.len() + v.len());
                 let mut c = self.walks.lock().expect("summary lock");
-                if c.held + n <= MAX_CACHED_FRAGMENTS && !c.map.contains_key(&id) {
-                    c.held += n;
+                let keep = c.held + n < MAX_CACHED_FRAGMENTS
+                    && (c.held < FIRST_SIGHT_FRAGMENTS || {
+                        use std::hash::BuildHasher;
+                        !c.seen.insert(rustc_hash::FxBuildHasher.hash_one(&id))
+                    });
+                if keep && !c.map.contains_key(&id) {
+                    c.held += n + 1;
                     c.map.insert(id, s.clone());
                 }
                 s
             }
         };
+        // A walk the cache did not keep is this call's alone: its
+        // fragments get their fields back in place, not copied.
+        let summary = match Arc::try_unwrap(summary) {
+            Ok(walked) => {
+                let (mut decided, mut surv) = walked?;
+                if !restore.is_noop() {
+                    for f in decided.iter_mut().chain(surv.iter_mut()) {
+                        restore.apply(&mut f.b);
+                    }
+                }
+                return Ok((decided, surv));
+            }
+            Err(shared) => shared,
+        };
         let (decided, surv) = summary.as_ref().as_ref().map_err(|e| *e)?;
+        if restore.is_noop() {
+            return Ok((decided.clone(), surv.clone()));
+        }
         let back = |f: &Frag| {
             let mut f = f.clone();
             restore.apply(&mut f.b);
             f
         };
-        if restore.is_noop() {
-            return Ok((decided.clone(), surv.clone()));
-        }
         Ok((
             decided.iter().map(back).collect(),
             surv.iter().map(back).collect(),
