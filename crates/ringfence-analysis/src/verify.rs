@@ -1448,7 +1448,9 @@ pub fn verify_host(
     let search = engine.excess_search(hook, &scope, &allowed, DEFAULT_BUDGET);
     // Every core shares the work: each helper thread takes runs of chains
     // for the shadowed/redundant search from a shared counter until none is
-    // left, then walks the excess search's pivot boxes. This thread checks
+    // left, then walks the excess search's pivot boxes (on a path that
+    // rewrites marks or destinations, then classifies its disjoint
+    // candidates once this thread has made them). This thread checks
     // the flows, walks pivot boxes, finishes the excess (what follows the
     // pivot boxes, the region merge and rendering) and then takes any run
     // left. Both kinds of results are put back in order. Runs first on the

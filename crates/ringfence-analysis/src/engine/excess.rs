@@ -9,9 +9,16 @@
 //! order, whatever the number of threads. What follows them (the unknown
 //! boxes of chains before the pivot, the pivot's fall-through) runs on the
 //! thread that finishes the search.
+//!
+//! On a path that rewrites marks or destinations, or that routing splits
+//! ([`Rewritten`]), the pivot boxes' walks are shared the same way, the
+//! candidates they find are made disjoint on the finishing thread, and the
+//! classification of each disjoint candidate is shared again by every
+//! thread still helping.
 
 use super::pool::Shared;
 use super::*;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// Pivot boxes per chunk handed to a thread: most walks take microseconds
 /// to a millisecond, so a few boxes per chunk keep the shared counter out
@@ -27,15 +34,8 @@ pub struct ExcessSearch<'e, 'a> {
 
 enum Kind<'e, 'a> {
     /// A path that rewrites marks or destinations, or that routing splits:
-    /// searched whole by the thread that finishes it.
-    Rewritten {
-        engine: &'e Engine<'a>,
-        hook: Hook,
-        routes: Vec<Vec<(ChainId, Hook)>>,
-        scope: &'e [PBox],
-        allowed: &'e [PBox],
-        budget: usize,
-    },
+    /// its candidates' walks and classifications shared.
+    Rewritten(Rewritten<'e, 'a>),
     /// Any other path: its per-piece walks shared. The outcomes' marks are
     /// erased at the end (the scope entered with them).
     Entered(Entered<'e, 'a>),
@@ -95,14 +95,7 @@ impl<'a> Engine<'a> {
         });
         if rewrites || routes.len() > 1 {
             return ExcessSearch {
-                kind: Kind::Rewritten {
-                    engine: self,
-                    hook,
-                    routes,
-                    scope,
-                    allowed,
-                    budget,
-                },
+                kind: Kind::Rewritten(Rewritten::new(self, hook, routes, scope, allowed, budget)),
             };
         }
         // No rewrite on the path: the marks packets reach the pivot with are
@@ -119,12 +112,16 @@ impl<'a> Engine<'a> {
 
 impl ExcessSearch<'_, '_> {
     /// Walk pivot boxes of the search until every one is taken (by this
-    /// thread or another). Returns at once on a path whose search is not
-    /// split (one that rewrites marks or destinations, or that routing
-    /// splits: [`ExcessSearch::finish`] does it whole).
+    /// thread or another). On a path that rewrites marks or destinations,
+    /// or that routing splits, a helper that finds [`ExcessSearch::finish`]
+    /// already running then waits for the candidates to be made disjoint
+    /// and classifies them with it until every one is taken; one that comes
+    /// before the finish began returns after the walks. So a thread may
+    /// call this before `finish` on itself without waiting forever.
     pub fn help(&self) {
-        if let Kind::Entered(e) = &self.kind {
-            e.help();
+        match &self.kind {
+            Kind::Entered(e) => e.help(),
+            Kind::Rewritten(r) => r.help(),
         }
     }
 
@@ -136,14 +133,7 @@ impl ExcessSearch<'_, '_> {
     /// On a second call, and when a thread helping it panicked.
     pub fn finish(&self) -> (Vec<Outcome>, bool) {
         match &self.kind {
-            Kind::Rewritten {
-                engine,
-                hook,
-                routes,
-                scope,
-                allowed,
-                budget,
-            } => engine.accepted_beyond_rewritten(*hook, routes, scope, allowed, *budget),
+            Kind::Rewritten(r) => r.finish(),
             Kind::Entered(e) => e.erased(e.finish(None)),
         }
     }
@@ -152,7 +142,7 @@ impl ExcessSearch<'_, '_> {
     /// `threads - 1` it spawns, no more than there are chunks to share).
     pub fn run_on(&self, threads: usize) -> (Vec<Outcome>, bool) {
         match &self.kind {
-            Kind::Rewritten { .. } => self.finish(),
+            Kind::Rewritten(r) => r.run_on(threads),
             Kind::Entered(e) => e.erased(e.run_on(threads, None)),
         }
     }
@@ -508,5 +498,415 @@ impl<'e, 'a> Entered<'e, 'a> {
                 Err(_) => *incomplete = true,
             }
         }
+    }
+}
+
+/// Candidates per chunk of the classification on a rewriting path: each is
+/// classified through the whole path, often milliseconds.
+const CANDIDATE_CHUNK: usize = 4;
+
+/// One way packets take on a rewriting path, as the search needs it.
+struct Way<'e> {
+    /// Index of the pivot in the route (see [`Rewritten`]).
+    pi: usize,
+    /// The pivot's plan; `None` when nothing filters this way.
+    plan: Option<&'e Plan>,
+}
+
+/// What a walk of a pivot box found: candidates, and whether some part
+/// went over budget.
+type Found = (Vec<PBox>, bool);
+
+/// Where the classification of a rewriting path's candidates stands, for
+/// helpers waiting to join it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage3 {
+    /// [`Rewritten::finish`] has not begun: a helper does not wait.
+    Idle,
+    /// The finish has begun and the candidates are not disjoint yet.
+    Pending,
+    /// The classification is open to helpers (or abandoned: nothing left).
+    Open,
+}
+
+/// The excess search for a path on which marks or destinations are
+/// rewritten, or that routing splits. A box of a pivot speaks of the marks
+/// and destination packets have when they get there, so candidates are
+/// found per way the packets can take (each with its own pivot) with the
+/// pivot's entry marks over-approximated (any value, unless the pivot is
+/// the first chain: then marks 0) and untranslated, named by their entry
+/// fields, made disjoint from the candidates before them, and each
+/// classified exactly from the start of the path. The candidates: what
+/// reaches each accepting, unknown, translating or fork box of a pivot
+/// untranslated; what each destination translation before a pivot takes
+/// (those are judged by where they are delivered, so `allowed` is not taken
+/// out of them first); what an unknown box of an earlier chain takes; and,
+/// when a pivot's policy accepts, what returns from or falls through it.
+/// Excess is judged on delivery: a translated packet is excess when where
+/// it is delivered is not allowed, and reported as it entered with the
+/// translation.
+///
+/// Shared by threads in three steps: the pivot boxes' walks (independent,
+/// in chunks, put back in order), making the candidates disjoint (one
+/// thread, in candidate order), and the classification of each disjoint
+/// candidate (independent, in chunks, put back in order). The outcomes,
+/// their order and the over-budget flag do not depend on the threads.
+pub(super) struct Rewritten<'e, 'a> {
+    engine: &'e Engine<'a>,
+    hook: Hook,
+    routes: Vec<Vec<(ChainId, Hook)>>,
+    ways: Vec<Way<'e>>,
+    scope: &'e [PBox],
+    allowed: &'e [PBox],
+    budget: usize,
+    /// The pivot boxes walked: (way, plan position), in route and plan
+    /// order.
+    picks: Vec<(u32, u32)>,
+    /// Their walks, by index into `picks`.
+    walks: Shared<Found>,
+    /// The disjoint candidates (parts of each) and their classification,
+    /// once the finishing thread has made them.
+    classify: OnceLock<(Vec<Vec<PBox>>, Shared<Found2>)>,
+    stage: Mutex<Stage3>,
+    opened: Condvar,
+}
+
+/// What classifying one disjoint candidate found: excess outcomes, and
+/// whether some part went over budget.
+type Found2 = (Vec<Outcome>, bool);
+
+/// Opens the classification to helpers when the finishing thread leaves
+/// (by a panic too), so none waits for it forever.
+struct Release<'r, 'e, 'a>(&'r Rewritten<'e, 'a>);
+
+impl Drop for Release<'_, '_, '_> {
+    fn drop(&mut self) {
+        *self.0.stage.lock().unwrap_or_else(PoisonError::into_inner) = Stage3::Open;
+        self.0.opened.notify_all();
+    }
+}
+
+impl<'e, 'a> Rewritten<'e, 'a> {
+    fn new(
+        engine: &'e Engine<'a>,
+        hook: Hook,
+        routes: Vec<Vec<(ChainId, Hook)>>,
+        scope: &'e [PBox],
+        allowed: &'e [PBox],
+        budget: usize,
+    ) -> Self {
+        let policy_of = |c: ChainId| engine.rs.chain(c).base.as_ref().map(|b| b.policy);
+        let mut ways = Vec::new();
+        let mut picks = Vec::new();
+        for (w, route) in routes.iter().enumerate() {
+            if route.is_empty() {
+                ways.push(Way { pi: 0, plan: None });
+                continue;
+            }
+            let pi = (0..route.len())
+                .position(|i| {
+                    policy_of(route[i].0) == Some(Policy::Drop) && !engine.skippable(route, i)
+                })
+                .unwrap_or(0);
+            let (pivot, ptrav) = route[pi];
+            let plan = engine.stage_plan(ptrav, pivot);
+            for (j, piece) in plan.pieces.iter().enumerate() {
+                if matches!(
+                    piece.fate,
+                    Fate::Accept | Fate::Unknown | Fate::Fork(..) | Fate::Nat(..)
+                ) {
+                    picks.push((w as u32, j as u32));
+                }
+            }
+            ways.push(Way {
+                pi,
+                plan: Some(plan),
+            });
+        }
+        let walks = Shared::new(picks.len(), PIECE_CHUNK);
+        Rewritten {
+            engine,
+            hook,
+            routes,
+            ways,
+            scope,
+            allowed,
+            budget,
+            picks,
+            walks,
+            classify: OnceLock::new(),
+            stage: Mutex::new(Stage3::Idle),
+            opened: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Stage3> {
+        self.stage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Helpers that come from now on wait for the classification.
+    fn begin(&self) {
+        let mut st = self.lock();
+        if *st == Stage3::Idle {
+            *st = Stage3::Pending;
+        }
+    }
+
+    /// Walk pivot boxes until every one is taken; then, when the finish has
+    /// begun, classify candidates until every one is taken.
+    fn help(&self) {
+        self.walks.help(|i| self.walk_pick(i));
+        let mut st = self.lock();
+        if *st == Stage3::Idle {
+            return;
+        }
+        while *st == Stage3::Pending {
+            st = self.opened.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        drop(st);
+        if let Some((parts, work)) = self.classify.get() {
+            work.help(|i| self.classify_one(&parts[i]));
+        }
+    }
+
+    /// [`Rewritten::finish`] on this thread and up to `threads - 1` it
+    /// spawns.
+    fn run_on(&self, threads: usize) -> (Vec<Outcome>, bool) {
+        let helpers = threads.saturating_sub(1);
+        if helpers == 0 {
+            return self.finish();
+        }
+        self.begin();
+        std::thread::scope(|s| {
+            for _ in 0..helpers {
+                s.spawn(|| self.help());
+            }
+            self.finish()
+        })
+    }
+
+    /// Scope (minus the allowed flows, unless `keep_allowed`) cut to `b`'s
+    /// entry fields, as untranslated fragments at the top of the pivot of
+    /// a way whose pivot is at `pi`.
+    fn start(&self, pi: usize, b: &PBox, keep_allowed: bool, incomplete: &mut bool) -> Vec<Frag> {
+        let marks = &self.engine.u.marks;
+        let b = marks.erase(b.clone());
+        let mut frags = Vec::new();
+        for s in self.scope {
+            let Some(mut x) = b.intersect(&marks.erase(s.clone())) else {
+                continue;
+            };
+            if x.ct & !CtStates::NEW == 0 {
+                x.nat &= crate::space::nat::NONE;
+                if x.is_empty() {
+                    continue;
+                }
+            }
+            let refs: Vec<&PBox> = if keep_allowed {
+                Vec::new()
+            } else {
+                self.allowed.iter().filter(|a| a.overlaps(&x)).collect()
+            };
+            match crate::space::subtract_all(&x, &refs, self.budget) {
+                Some(v) => {
+                    for y in v {
+                        if pi == 0 {
+                            frags.extend(marks.enter(y).into_iter().map(|b| Frag::new(b, 0)));
+                        } else {
+                            frags.push(Frag::new(y, 0));
+                        }
+                    }
+                }
+                None => *incomplete = true,
+            }
+        }
+        frags
+    }
+
+    /// The candidates of pivot box `picks[i]`: what of the scope reaches
+    /// it untranslated, walked from the top of its pivot.
+    fn walk_pick(&self, i: usize) -> Found {
+        let (w, j) = self.picks[i];
+        let way = &self.ways[w as usize];
+        let plan = way.plan.expect("pivot boxes come from a pivot's plan");
+        let piece = &plan.pieces[j as usize];
+        let mut incomplete = false;
+        let frags = self.start(way.pi, &piece.b, false, &mut incomplete);
+        if frags.is_empty() {
+            return (Vec::new(), incomplete);
+        }
+        let marks = &self.engine.u.marks;
+        match self
+            .engine
+            .walk(plan, frags, 0, j, self.budget, Forks::Decide)
+        {
+            Ok((_, surv)) => (
+                surv.into_iter()
+                    .filter(|f| f.pos <= j)
+                    .filter_map(|f| f.b.intersect(&piece.b))
+                    .map(|b| marks.erase(b))
+                    .collect(),
+                incomplete,
+            ),
+            Err(_) => (Vec::new(), true),
+        }
+    }
+
+    /// The candidates of way `w` after its pivot boxes: what destination
+    /// translations and unknown boxes before the pivot take, and what
+    /// returns from or falls through a pivot whose policy accepts.
+    fn way_rest(&self, w: usize, candidates: &mut Vec<PBox>, incomplete: &mut bool) {
+        let e = self.engine;
+        let marks = &e.u.marks;
+        let route = &self.routes[w];
+        let way = &self.ways[w];
+        let Some(plan) = way.plan else {
+            // Nothing filters this way: the whole scope may be accepted.
+            candidates.extend(self.scope.iter().map(|s| marks.erase(s.clone())));
+            return;
+        };
+        let pi = way.pi;
+        for &(before, trav) in &route[..pi] {
+            for piece in e.stage_plan(trav, before).pieces.iter() {
+                let keep_allowed = match piece.fate {
+                    Fate::Unknown => false,
+                    Fate::Nat(c, r) if e.is_dnat((c, r)) => true,
+                    _ => continue,
+                };
+                candidates.extend(
+                    self.start(pi, &piece.b, keep_allowed, incomplete)
+                        .into_iter()
+                        .map(|f| marks.erase(f.b)),
+                );
+            }
+        }
+        let pivot = route[pi].0;
+        if e.rs.chain(pivot).base.as_ref().map(|b| b.policy) != Some(Policy::Drop) {
+            let full: Vec<PBox> = [crate::space::Fam::V4, crate::space::Fam::V6]
+                .into_iter()
+                .map(|f| PBox::full(f, &e.u))
+                .collect();
+            let frags: Vec<Frag> = full
+                .iter()
+                .flat_map(|b| self.start(pi, b, false, incomplete))
+                .collect();
+            let len = plan.pieces.len() as u32;
+            match e.walk(plan, frags, 0, len, self.budget, Forks::Decide) {
+                Ok((decided, surv)) => candidates.extend(
+                    decided
+                        .into_iter()
+                        .filter(|f| plan.pieces[f.pos as usize].fate == Fate::Return)
+                        .chain(surv)
+                        .map(|f| marks.erase(f.b)),
+                ),
+                Err(_) => *incomplete = true,
+            }
+        }
+    }
+
+    /// One disjoint candidate classified from the start of the path,
+    /// settled, and judged on delivery.
+    fn classify_one(&self, parts: &[PBox]) -> Found2 {
+        let e = self.engine;
+        let mut out = Vec::new();
+        let mut incomplete = false;
+        match e
+            .classify_from(
+                self.hook,
+                0,
+                parts
+                    .iter()
+                    .map(|b| (b.clone(), Path::new(), None))
+                    .collect(),
+            )
+            .and_then(|v| settle(v, self.budget))
+        {
+            Ok(v) => {
+                for s in v {
+                    match e.delivered_excess(s, self.allowed, self.budget) {
+                        Some(v) => out.extend(v),
+                        None => incomplete = true,
+                    }
+                }
+            }
+            Err(_) => incomplete = true,
+        }
+        (out, incomplete)
+    }
+
+    /// The search's outcomes and whether some part went over budget.
+    ///
+    /// # Panics
+    /// On a second call, and when a thread helping it panicked.
+    fn finish(&self) -> (Vec<Outcome>, bool) {
+        self.begin();
+        let release = Release(self);
+        let mut incomplete = false;
+        // The pivot boxes' candidates, by way, in plan order; then each
+        // way's other candidates after its own boxes'.
+        let mut by_way: Vec<Vec<PBox>> = vec![Vec::new(); self.ways.len()];
+        self.walks.finish(
+            |i| self.walk_pick(i),
+            |i, (found, inc)| {
+                incomplete |= inc;
+                by_way[self.picks[i].0 as usize].extend(found);
+            },
+        );
+        let mut candidates: Vec<PBox> = Vec::new();
+        for (w, mut found) in by_way.into_iter().enumerate() {
+            candidates.append(&mut found);
+            self.way_rest(w, &mut candidates, &mut incomplete);
+        }
+        // Each candidate is made disjoint from the earlier ones taken (in
+        // their order); a tree over every candidate's hulls proposes the
+        // earlier ones that may overlap it, instead of a scan of all.
+        let tree = BoxIndex::build(
+            candidates
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.fam, Hull::of(c), i as u32)),
+        );
+        let mut taken = vec![false; candidates.len()];
+        let mut near = Vec::new();
+        let mut disjoint: Vec<Vec<PBox>> = Vec::new();
+        for (i, c) in candidates.iter().enumerate() {
+            near.clear();
+            tree.query_into(c.fam, &Hull::of(c), &mut near);
+            near.retain(|&k| (k as usize) < i && taken[k as usize]);
+            near.sort_unstable();
+            let refs: Vec<&PBox> = near
+                .iter()
+                .map(|&k| &candidates[k as usize])
+                .filter(|t| t.overlaps(c))
+                .collect();
+            let Some(parts) = crate::space::subtract_all(c, &refs, self.budget) else {
+                incomplete = true;
+                continue;
+            };
+            taken[i] = true;
+            if !parts.is_empty() {
+                disjoint.push(parts);
+            }
+        }
+        drop(tree);
+        drop(candidates);
+        let n = disjoint.len();
+        assert!(
+            self.classify
+                .set((disjoint, Shared::new(n, CANDIDATE_CHUNK)))
+                .is_ok(),
+            "excess search finished twice"
+        );
+        drop(release);
+        let (parts, work) = self.classify.get().expect("set just above");
+        let mut out = Vec::new();
+        work.finish(
+            |i| self.classify_one(&parts[i]),
+            |_, (found, inc)| {
+                incomplete |= inc;
+                out.extend(found);
+            },
+        );
+        (out, incomplete)
     }
 }
