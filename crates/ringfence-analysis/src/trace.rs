@@ -824,6 +824,13 @@ impl TraceScratch {
 impl<'a> Tracer<'a> {
     /// Build the per-chain indexes.
     pub fn new(rs: &'a Ruleset) -> Self {
+        Self::for_host(rs, None)
+    }
+
+    /// [`Tracer::new`] with the host's own addresses when they are known,
+    /// built once: `Tracer::new(rs).with_local(l)` builds the indexes and
+    /// the jump cuts twice, which on a large ruleset is most of the start-up.
+    pub fn for_host(rs: &'a Ruleset, local: Option<LocalAddrs>) -> Self {
         let marks = MarkSpace::new(
             rs.chains
                 .iter()
@@ -834,7 +841,7 @@ impl<'a> Tracer<'a> {
                 })
                 .collect(),
         );
-        Self::with_marks(rs, marks)
+        Self::build(rs, marks, local, true)
     }
 
     /// For hosts where tc or eBPF may mark packets before the ruleset:

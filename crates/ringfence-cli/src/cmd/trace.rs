@@ -150,14 +150,10 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let rs = args
         .initial_mark
         .apply(crate::rulesets::load(&args.ruleset, args.ruleset_format)?);
-    let tracer = Tracer::new(&rs);
-    let tracer = if args.local.is_empty() {
-        tracer
-    } else {
-        tracer.with_local(ringfence_model::LocalAddrs::on_ifaces(
-            args.local.iter().map(|a| (a.addr, a.iface.clone())),
-        ))
-    };
+    let local = (!args.local.is_empty()).then(|| {
+        ringfence_model::LocalAddrs::on_ifaces(args.local.iter().map(|a| (a.addr, a.iface.clone())))
+    });
+    let tracer = Tracer::for_host(&rs, local);
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {
         let undecided = run_batch(&tracer, hook, path, args.out.as_deref())?;
