@@ -90,12 +90,19 @@ impl Shape {
 trait Key: Bound {
     /// Whether the field gets a bucket table.
     const TABLE: bool;
+    /// `u32` words a value takes in a [`Compact`] table.
+    const WORDS: usize;
     /// The value as a number (0 for a field without a table).
     fn wide(self) -> u64;
+    /// Append the value's words, most significant first.
+    fn push_words(self, out: &mut Vec<u32>) {
+        out.push(self.wide() as u32);
+    }
 }
 
 impl Key for u8 {
     const TABLE: bool = true;
+    const WORDS: usize = 1;
     #[inline]
     fn wide(self) -> u64 {
         u64::from(self)
@@ -104,6 +111,7 @@ impl Key for u8 {
 
 impl Key for u16 {
     const TABLE: bool = true;
+    const WORDS: usize = 1;
     #[inline]
     fn wide(self) -> u64 {
         u64::from(self)
@@ -112,6 +120,7 @@ impl Key for u16 {
 
 impl Key for u32 {
     const TABLE: bool = true;
+    const WORDS: usize = 1;
     #[inline]
     fn wide(self) -> u64 {
         u64::from(self)
@@ -120,8 +129,17 @@ impl Key for u32 {
 
 impl Key for u128 {
     const TABLE: bool = false;
+    const WORDS: usize = 4;
     fn wide(self) -> u64 {
         0
+    }
+    fn push_words(self, out: &mut Vec<u32>) {
+        out.extend([
+            (self >> 96) as u32,
+            (self >> 64) as u32,
+            (self >> 32) as u32,
+            self as u32,
+        ]);
     }
 }
 
@@ -152,6 +170,36 @@ impl<K: Key> Field<K> {
     /// every rule holds every value (the field decides nothing) or the
     /// table would exceed [`FIELD_BYTES`].
     fn build<'r>(
+        shape: Shape,
+        sets: impl Iterator<Item = &'r IntervalSet<K>> + Clone,
+    ) -> Option<Self>
+    where
+        K: 'r,
+    {
+        let mut f = Self::build_plain(shape, sets)?;
+        if K::TABLE && f.starts.len() > FEW_STARTS {
+            let starts = &f.starts;
+            let base = starts[1].wide();
+            let span = starts[starts.len() - 1].wide() - base;
+            let mut shift = 0;
+            while span >> shift >= 256 {
+                shift += 1;
+            }
+            f.direct = (0..256u64)
+                .map(|h| {
+                    let lowest = base + (h << shift);
+                    (starts.partition_point(|&s| s.wide() <= lowest) - 1) as u32
+                })
+                .chain(std::iter::once(starts.len() as u32 - 1))
+                .collect();
+            f.base = base;
+            f.shift = shift;
+        }
+        Some(f)
+    }
+
+    /// The intervals and rows alone, without a bucket table.
+    fn build_plain<'r>(
         shape: Shape,
         sets: impl Iterator<Item = &'r IntervalSet<K>> + Clone,
     ) -> Option<Self>
@@ -209,27 +257,12 @@ impl<K: Key> Field<K> {
             row[shape.sums..].copy_from_slice(&cur);
             shape.summarize(row);
         }
-        let (mut direct, mut base, mut shift) = (Vec::new(), 0, 0);
-        if K::TABLE && starts.len() > FEW_STARTS {
-            base = starts[1].wide();
-            let span = starts[starts.len() - 1].wide() - base;
-            while span >> shift >= 256 {
-                shift += 1;
-            }
-            direct = (0..256u64)
-                .map(|h| {
-                    let lowest = base + (h << shift);
-                    (starts.partition_point(|&s| s.wide() <= lowest) - 1) as u32
-                })
-                .chain(std::iter::once(starts.len() as u32 - 1))
-                .collect();
-        }
         Some(Self {
             starts,
             rows,
-            direct,
-            base,
-            shift,
+            direct: Vec::new(),
+            base: 0,
+            shift: 0,
         })
     }
 
@@ -259,9 +292,42 @@ impl<K: Key> Field<K> {
     }
 }
 
-/// The rule tables of one chain.
+/// The rule tables of one chain: compact for a chain of at most
+/// [`SMALL_WORDS`] rule words (nearly every chain a walk visits), wide
+/// with summary words otherwise.
 #[derive(Debug)]
-pub struct ChainIndex {
+pub enum ChainIndex {
+    /// A short chain's tables in one allocation ([`Compact`]).
+    Compact(Compact),
+    /// A long chain's tables ([`Tables`]).
+    Wide(Box<Tables>),
+}
+
+impl ChainIndex {
+    /// Tables for the rules whose matches `rules` yields, in chain order.
+    pub fn build<'r>(rules: impl Iterator<Item = &'r Match> + Clone) -> Self {
+        let shape = Shape::of(rules.clone().count());
+        if shape.sums == 0 {
+            ChainIndex::Compact(Compact::build(shape, rules))
+        } else {
+            ChainIndex::Wide(Box::new(Tables::build(rules)))
+        }
+    }
+
+    /// The rules from `from` on that can match `p`, ascending.
+    #[inline]
+    pub fn candidates(&self, p: &Packet, from: usize) -> Cands<'_> {
+        match self {
+            ChainIndex::Compact(c) => Cands::Small(c.candidates(p, from)),
+            ChainIndex::Wide(t) => t.candidates(p, from),
+        }
+    }
+}
+
+/// A long chain's rule tables: per field, elementary intervals with rows
+/// of summary and rule words (see [`Shape`]).
+#[derive(Debug)]
+pub struct Tables {
     /// How rows are laid out.
     shape: Shape,
     /// Every rule (the row used when no table applies).
@@ -281,9 +347,9 @@ pub struct ChainIndex {
 /// Conntrack state bits a packet can carry ([`ringfence_model::CtStates::ALL`]).
 const CT_BITS: usize = 5;
 
-impl ChainIndex {
+impl Tables {
     /// Tables for the rules whose matches `rules` yields, in chain order.
-    pub fn build<'r>(rules: impl Iterator<Item = &'r Match> + Clone) -> Self {
+    fn build<'r>(rules: impl Iterator<Item = &'r Match> + Clone) -> Self {
         let n = rules.clone().count();
         let shape = Shape::of(n);
         let (sums, stride) = (shape.sums, shape.stride());
@@ -322,10 +388,7 @@ impl ChainIndex {
 
     /// The rules from `from` on that can match `p`, ascending.
     #[inline]
-    pub fn candidates(&self, p: &Packet, from: usize) -> Cands<'_> {
-        if self.shape.sums == 0 {
-            return Cands::Small(self.small_candidates(p, from));
-        }
+    fn candidates(&self, p: &Packet, from: usize) -> Cands<'_> {
         let mut rows: [&[u64]; 7] = [&self.all; 7];
         let mut k = 0;
         self.rows_for(p, |r| {
@@ -349,36 +412,6 @@ impl ChainIndex {
             c.scur &= !0u64 << (from / 64 % 64);
         }
         Cands::Wide(c)
-    }
-
-    /// A small chain's candidates: the AND of the packet's rows, at once.
-    #[inline]
-    fn small_candidates(&self, p: &Packet, from: usize) -> Small {
-        let words = self.shape.words;
-        let mut bits = [0u64; SMALL_WORDS];
-        // Word by word over the fixed bound: a slice copy of the variable
-        // length became a libc memcpy call per chain visit (5 % of the
-        // batch's time on `return` at 100k rules).
-        for (j, b) in bits.iter_mut().enumerate() {
-            if j < words {
-                *b = self.all[j];
-            }
-        }
-        self.rows_for(p, |r| {
-            for (b, w) in bits.iter_mut().zip(r) {
-                *b &= w;
-            }
-        });
-        // Rules before `from` are not wanted.
-        for (j, b) in bits.iter_mut().enumerate() {
-            let lo = j * 64;
-            if from >= lo + 64 {
-                *b = 0;
-            } else if from > lo {
-                *b &= !0u64 << (from - lo);
-            }
-        }
-        Small { bits, word: 0 }
     }
 
     /// Each row the packet's values pick (the fields with tables), to `f`.
@@ -429,6 +462,283 @@ impl ChainIndex {
             }
         }
     }
+}
+
+/// Which header field a [`Compact`] table is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dport,
+    Proto,
+    Dst4,
+    Src4,
+    Sport,
+    Dst6,
+    Src6,
+    Ct,
+}
+
+/// One field of a [`Compact`]: its kind, how many elementary intervals
+/// it has, and where its data starts in [`Compact::data`].
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    kind: Kind,
+    starts: u16,
+    at: u32,
+}
+
+/// Interval starts per block of the two-level search: one cache line of
+/// `u32` starts.
+const BLOCK: usize = 16;
+
+/// Interval starts of a field of `u32` or narrower values, the first of
+/// each [`BLOCK`] again in front (the samples), so a lookup reads the
+/// samples' line, one block's line and one row: a few cache lines
+/// wherever the chain's tables sit in memory. (The first design, a bucket
+/// table per field and a heap block per table, read about 24 lines a
+/// chain visit; at 100k rules, with over a thousand chains, most of them
+/// missed the core's caches.)
+#[inline]
+fn find_u32(data: &[u32], n: usize, v: u32) -> usize {
+    let ns = n.div_ceil(BLOCK);
+    // `starts[0]` is the type's minimum: the first sample and the block's
+    // first start are at most `v`. Counting the values at most `v` over
+    // a whole block (padded with `u32::MAX`, so the count may run past
+    // the last start only when `v` is the maximum) compiles to a few
+    // vector compares; a binary search was slower.
+    let b = data[..ns].iter().filter(|&&s| s <= v).count() - 1;
+    let at = ns + b * BLOCK;
+    let block: &[u32; BLOCK] = data[at..at + BLOCK]
+        .try_into()
+        .expect("a whole block of starts");
+    (b * BLOCK + block.iter().filter(|&&s| s <= v).count() - 1).min(n - 1)
+}
+
+/// Where a `u32` field's rows start in its data: after the samples and
+/// the padded blocks of starts.
+#[inline]
+fn rows_u32(n: usize) -> usize {
+    n.div_ceil(BLOCK) * (1 + BLOCK)
+}
+
+/// The tables of a chain of at most [`SMALL_WORDS`] rule words, laid out
+/// to be read with few cache misses: the rule bits and each field's place
+/// inline, and every field's starts and rows in one allocation. Fields
+/// are looked up most selective first (ports and protocol, then
+/// addresses), and a lookup stops at the first field that leaves no rule.
+#[derive(Debug)]
+pub struct Compact {
+    /// Every rule's bit (the candidates before any field is asked).
+    all: [u64; SMALL_WORDS],
+    /// Rule words per row (1 or 2).
+    words: u8,
+    /// How many of `slots` are in use.
+    fields: u8,
+    slots: [Slot; 8],
+    /// Per field, at its slot's offset: for values of `u32` or narrower,
+    /// the samples ([`find_u32`]) and the starts in blocks of [`BLOCK`]
+    /// (the last padded with `u32::MAX`), one word each; for IPv6
+    /// addresses the starts as four words each, most significant first;
+    /// then the rows, `words` rule words each as two halves (low first);
+    /// conntrack state has five rows (one per state bit) and no starts.
+    data: Box<[u32]>,
+}
+
+impl Compact {
+    fn build<'r>(shape: Shape, rules: impl Iterator<Item = &'r Match> + Clone) -> Self {
+        debug_assert_eq!(shape.sums, 0);
+        let mut c = Compact {
+            all: [0; SMALL_WORDS],
+            words: shape.words as u8,
+            fields: 0,
+            slots: [Slot {
+                kind: Kind::Ct,
+                starts: 0,
+                at: 0,
+            }; 8],
+            data: Box::new([]),
+        };
+        let n = rules.clone().count();
+        for i in 0..n {
+            c.all[i / 64] |= 1 << (i % 64);
+        }
+        let mut data = Vec::new();
+        c.push(
+            &mut data,
+            Kind::Dport,
+            shape,
+            rules.clone().map(|m| &m.dport),
+        );
+        c.push(
+            &mut data,
+            Kind::Proto,
+            shape,
+            rules.clone().map(|m| &m.protocol),
+        );
+        c.push(
+            &mut data,
+            Kind::Dst4,
+            shape,
+            rules.clone().map(|m| &m.dst.v4),
+        );
+        c.push(
+            &mut data,
+            Kind::Src4,
+            shape,
+            rules.clone().map(|m| &m.src.v4),
+        );
+        c.push(
+            &mut data,
+            Kind::Sport,
+            shape,
+            rules.clone().map(|m| &m.sport),
+        );
+        c.push(
+            &mut data,
+            Kind::Dst6,
+            shape,
+            rules.clone().map(|m| &m.dst.v6),
+        );
+        c.push(
+            &mut data,
+            Kind::Src6,
+            shape,
+            rules.clone().map(|m| &m.src.v6),
+        );
+        if rules.clone().any(|m| m.ct_state.0 & 31 != 31) {
+            c.slot(Kind::Ct, 0, data.len());
+            let mut rows = vec![0u64; CT_BITS * shape.words];
+            for (i, m) in rules.enumerate() {
+                for s in 0..CT_BITS {
+                    if m.ct_state.0 & (1 << s) != 0 {
+                        rows[s * shape.words + i / 64] |= 1 << (i % 64);
+                    }
+                }
+            }
+            push_rows(&mut data, &rows);
+        }
+        c.data = data.into_boxed_slice();
+        c
+    }
+
+    fn slot(&mut self, kind: Kind, starts: usize, at: usize) {
+        self.slots[self.fields as usize] = Slot {
+            kind,
+            starts: starts as u16,
+            at: u32::try_from(at).expect("a short chain's tables fit in 4 GiB"),
+        };
+        self.fields += 1;
+    }
+
+    /// Append the table of one field (none when every rule takes every
+    /// value).
+    fn push<'r, K: Key + 'r>(
+        &mut self,
+        data: &mut Vec<u32>,
+        kind: Kind,
+        shape: Shape,
+        sets: impl Iterator<Item = &'r IntervalSet<K>> + Clone,
+    ) {
+        let Some(f) = Field::build_plain(shape, sets) else {
+            return;
+        };
+        self.slot(kind, f.starts.len(), data.len());
+        if K::WORDS == 1 {
+            data.extend(f.starts.iter().step_by(BLOCK).map(|&k| k.wide() as u32));
+            let blocks = f.starts.len().div_ceil(BLOCK) * BLOCK;
+            data.extend(f.starts.iter().map(|&k| k.wide() as u32));
+            data.extend(std::iter::repeat_n(u32::MAX, blocks - f.starts.len()));
+        } else {
+            for &k in &f.starts {
+                k.push_words(data);
+            }
+        }
+        push_rows(data, &f.rows);
+    }
+
+    /// The rules from `from` on that can match `p`: the AND of the
+    /// packet's rows, at once.
+    #[inline]
+    fn candidates(&self, p: &Packet, from: usize) -> Small {
+        let mut bits = self.all;
+        let words = self.words as usize;
+        let v4 = match (p.src, p.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => Some((u32::from(s), u32::from(d))),
+            _ => None,
+        };
+        let v6 = match (p.src, p.dst) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => Some((u128::from(s), u128::from(d))),
+            _ => None,
+        };
+        for slot in &self.slots[..self.fields as usize] {
+            let n = slot.starts as usize;
+            let d = &self.data[slot.at as usize..];
+            // The row's offset in `d`, or none when the field does not
+            // apply to this packet (addresses of the other family; a
+            // packet with other than one conntrack state bit).
+            let row = match slot.kind {
+                Kind::Dport => Some(rows_u32(n) + find_u32(d, n, u32::from(p.dport)) * 2 * words),
+                Kind::Proto => {
+                    Some(rows_u32(n) + find_u32(d, n, u32::from(p.protocol)) * 2 * words)
+                }
+                Kind::Sport => Some(rows_u32(n) + find_u32(d, n, u32::from(p.sport)) * 2 * words),
+                Kind::Dst4 => v4.map(|(_, a)| rows_u32(n) + find_u32(d, n, a) * 2 * words),
+                Kind::Src4 => v4.map(|(a, _)| rows_u32(n) + find_u32(d, n, a) * 2 * words),
+                Kind::Dst6 => v6.map(|(_, a)| 4 * n + find_u128(d, n, a) * 2 * words),
+                Kind::Src6 => v6.map(|(a, _)| 4 * n + find_u128(d, n, a) * 2 * words),
+                Kind::Ct => (p.ct_state.count_ones() == 1
+                    && (p.ct_state.trailing_zeros() as usize) < CT_BITS)
+                    .then(|| p.ct_state.trailing_zeros() as usize * 2 * words),
+            };
+            let Some(r) = row else { continue };
+            let mut any = 0;
+            for (j, b) in bits.iter_mut().enumerate().take(words) {
+                *b &= u64::from(d[r + 2 * j]) | u64::from(d[r + 2 * j + 1]) << 32;
+                any |= *b;
+            }
+            if any == 0 {
+                return Small { bits, word: 0 };
+            }
+        }
+        // Rules before `from` are not wanted.
+        for (j, b) in bits.iter_mut().enumerate() {
+            let lo = j * 64;
+            if from >= lo + 64 {
+                *b = 0;
+            } else if from > lo {
+                *b &= !0u64 << (from - lo);
+            }
+        }
+        Small { bits, word: 0 }
+    }
+}
+
+/// Rows of `u64` rule words as two `u32` halves each, low first.
+fn push_rows(data: &mut Vec<u32>, rows: &[u64]) {
+    for &w in rows {
+        data.push(w as u32);
+        data.push((w >> 32) as u32);
+    }
+}
+
+/// The interval holding `v` among `n` IPv6 starts (four words each, most
+/// significant first) at the front of `data`.
+fn find_u128(data: &[u32], n: usize, v: u128) -> usize {
+    let at = |j: usize| {
+        data[4 * j..4 * j + 4]
+            .iter()
+            .fold(0u128, |acc, &w| acc << 32 | u128::from(w))
+    };
+    // Starts ascending from the minimum: the last start at most `v`.
+    let (mut lo, mut hi) = (0, n);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if at(mid) <= v {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// The candidate rules of one chain for one packet, ascending (see
@@ -739,10 +1049,6 @@ mod tests {
 
     #[test]
     fn a_field_every_rule_leaves_open_gets_no_table() {
-        let rules = vec![Match::any(); 40];
-        let ix = ChainIndex::build(rules.iter());
-        assert!(ix.src4.is_none() && ix.dst4.is_none() && ix.dport.is_none());
-        assert!(ix.proto.is_none() && ix.sport.is_none() && ix.ct.is_none());
         let p = Packet::new_connection(
             IpAddr::from([10, 0, 0, 1]),
             IpAddr::from([10, 0, 0, 2]),
@@ -750,8 +1056,59 @@ mod tests {
             1,
             2,
         );
-        assert_eq!(ix.candidates(&p, 0).count(), 40);
-        assert_eq!(ix.candidates(&p, 39).collect::<Vec<_>>(), [39]);
-        assert_eq!(ix.candidates(&p, 40).count(), 0);
+        // A short chain (compact tables) and a long one (wide tables).
+        for n in [40usize, 300] {
+            let rules = vec![Match::any(); n];
+            let ix = ChainIndex::build(rules.iter());
+            match &ix {
+                ChainIndex::Compact(c) => {
+                    assert_eq!(n, 40);
+                    assert_eq!(c.fields, 0);
+                }
+                ChainIndex::Wide(t) => {
+                    assert_eq!(n, 300);
+                    assert!(t.src4.is_none() && t.dst4.is_none() && t.dport.is_none());
+                    assert!(t.proto.is_none() && t.sport.is_none() && t.ct.is_none());
+                }
+            }
+            assert_eq!(ix.candidates(&p, 0).count(), n);
+            assert_eq!(ix.candidates(&p, n - 1).collect::<Vec<_>>(), [n - 1]);
+            assert_eq!(ix.candidates(&p, n).count(), 0);
+        }
+    }
+
+    #[test]
+    fn compact_lookups_find_the_interval_of_every_value_at_block_edges_and_the_maximum() {
+        let mut r = Rng::from_state(0x2545_f491_4f6c_dd1d);
+        // Up to 257 starts (128 rules, two ends each): several blocks, the
+        // last one partly padding.
+        for rules in [1usize, 7, 8, 9, 31, 64, 100, 128] {
+            let sets: Vec<IntervalSet<u32>> = (0..rules)
+                .map(|_| {
+                    let a = match r.below(4) {
+                        0 => u32::MAX - r.below(3) as u32,
+                        1 => r.below(4) as u32,
+                        _ => 0xac10_0000 + r.below(1 << 16) as u32,
+                    };
+                    IntervalSet::range(a, a.saturating_add(r.below(64) as u32))
+                })
+                .collect();
+            let shape = Shape::of(rules);
+            let Some(f) = Field::build_plain(shape, sets.iter()) else {
+                continue;
+            };
+            let mut c = Compact::build(shape, std::iter::empty());
+            let mut data = Vec::new();
+            c.push(&mut data, Kind::Dst4, shape, sets.iter());
+            let n = f.starts.len();
+            let mut probes = vec![0, 1, u32::MAX - 1, u32::MAX];
+            for &s in &f.starts {
+                probes.extend([s.wrapping_sub(1), s, s.wrapping_add(1)]);
+            }
+            for v in probes {
+                let want = f.starts.partition_point(|&s| s <= v) - 1;
+                assert_eq!(find_u32(&data, n, v), want, "{rules} rules, {v:#x}");
+            }
+        }
     }
 }
