@@ -949,12 +949,16 @@ impl<'a> Tracer<'a> {
                 cut[ci] = any_cut;
                 cut_jumps += cuts.len();
                 // (`cuts` is ascending by rule: one binary search a rule.)
-                Some(classify::ChainIndex::build(c.rules.iter().enumerate().map(
-                    |(i, r)| match cuts.binary_search_by_key(&i, |(j, _)| *j) {
-                        Ok(k) => &cuts[k].1,
-                        Err(_) => &r.matches,
-                    },
-                )))
+                // A cut jump is an entry per piece of its target's effect.
+                Some(classify::ChainIndex::build_entries(
+                    c.rules.iter().enumerate().flat_map(|(i, r)| {
+                        let ms = match cuts.binary_search_by_key(&i, |(j, _)| *j) {
+                            Ok(k) => &cuts[k].1[..],
+                            Err(_) => std::slice::from_ref(&r.matches),
+                        };
+                        ms.iter().map(move |m| (i, m))
+                    }),
+                ))
             })
             .collect();
         let bases = crate::engine::bases_by_hook(rs);
@@ -1978,7 +1982,7 @@ impl<'a> Tracer<'a> {
     fn rules_for(&self, c: ChainId, p: &Packet, from: usize, skip: bool) -> classify::Cands<'_> {
         match &self.index[c.0] {
             Some(ix) if skip || !self.cut[c.0] => ix.candidates(p, from),
-            _ => classify::Cands::All(from..self.rs.chains[c.0].rules.len()),
+            _ => classify::Cands::all(from..self.rs.chains[c.0].rules.len()),
         }
     }
 

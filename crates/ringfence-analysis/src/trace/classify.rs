@@ -292,11 +292,27 @@ impl<K: Key> Field<K> {
     }
 }
 
-/// The rule tables of one chain: compact for a chain of at most
-/// [`SMALL_WORDS`] rule words (nearly every chain a walk visits), wide
-/// with summary words otherwise.
+/// The rule tables of one chain.
+///
+/// The tables index *entries*: usually one per rule, its match; a jump
+/// the tracer cuts to what its target can act on may have several, one
+/// per piece of the target's effect (see `effect`), or none. Candidates
+/// are given as rule numbers, each once.
 #[derive(Debug)]
-pub enum ChainIndex {
+pub struct ChainIndex {
+    layout: Layout,
+    /// Per entry, its rule; empty when entries are the rules.
+    entry_rule: Box<[u32]>,
+    /// Per rule, its first entry, and the number of entries last; empty
+    /// when entries are the rules.
+    rule_entry: Box<[u32]>,
+}
+
+/// How a chain's tables are kept: compact for at most [`SMALL_WORDS`]
+/// rule words (nearly every chain a walk visits), wide with summary words
+/// otherwise.
+#[derive(Debug)]
+enum Layout {
     /// A short chain's tables in one allocation ([`Compact`]).
     Compact(Compact),
     /// A long chain's tables ([`Tables`]).
@@ -305,21 +321,60 @@ pub enum ChainIndex {
 
 impl ChainIndex {
     /// Tables for the rules whose matches `rules` yields, in chain order.
+    #[cfg(test)]
     pub fn build<'r>(rules: impl Iterator<Item = &'r Match> + Clone) -> Self {
-        let shape = Shape::of(rules.clone().count());
-        if shape.sums == 0 {
-            ChainIndex::Compact(Compact::build(shape, rules))
+        Self::build_entries(rules.enumerate())
+    }
+
+    /// Tables for entries `(rule, match)`: rule numbers ascending from 0,
+    /// a rule with several entries on consecutive ones, a rule without
+    /// any never a candidate.
+    pub fn build_entries<'r>(entries: impl Iterator<Item = (usize, &'r Match)> + Clone) -> Self {
+        let matches = entries.clone().map(|(_, m)| m);
+        let shape = Shape::of(matches.clone().count());
+        let layout = if shape.sums == 0 {
+            Layout::Compact(Compact::build(shape, matches))
         } else {
-            ChainIndex::Wide(Box::new(Tables::build(rules)))
+            Layout::Wide(Box::new(Tables::build(matches)))
+        };
+        let one_each = entries.clone().enumerate().all(|(e, (r, _))| e == r);
+        let (mut entry_rule, mut rule_entry) = (Vec::new(), Vec::new());
+        if !one_each {
+            for (e, (r, _)) in entries.enumerate() {
+                debug_assert!(entry_rule.last().is_none_or(|&l| l as usize <= r));
+                while rule_entry.len() <= r {
+                    rule_entry.push(e as u32);
+                }
+                entry_rule.push(r as u32);
+            }
+            rule_entry.push(entry_rule.len() as u32);
+        }
+        Self {
+            layout,
+            entry_rule: entry_rule.into_boxed_slice(),
+            rule_entry: rule_entry.into_boxed_slice(),
         }
     }
 
     /// The rules from `from` on that can match `p`, ascending.
     #[inline]
     pub fn candidates(&self, p: &Packet, from: usize) -> Cands<'_> {
-        match self {
-            ChainIndex::Compact(c) => Cands::Small(c.candidates(p, from)),
-            ChainIndex::Wide(t) => t.candidates(p, from),
+        let at = if self.rule_entry.is_empty() {
+            from
+        } else {
+            // Past the last rule with entries: past every entry.
+            self.rule_entry
+                .get(from)
+                .map_or(self.entry_rule.len(), |&e| e as usize)
+        };
+        let raw = match &self.layout {
+            Layout::Compact(c) => Raw::Small(c.candidates(p, at)),
+            Layout::Wide(t) => t.candidates(p, at),
+        };
+        Cands {
+            raw,
+            entry_rule: &self.entry_rule,
+            last: u32::MAX,
         }
     }
 }
@@ -388,7 +443,7 @@ impl Tables {
 
     /// The rules from `from` on that can match `p`, ascending.
     #[inline]
-    fn candidates(&self, p: &Packet, from: usize) -> Cands<'_> {
+    fn candidates(&self, p: &Packet, from: usize) -> Raw<'_> {
         let mut rows: [&[u64]; 7] = [&self.all; 7];
         let mut k = 0;
         self.rows_for(p, |r| {
@@ -411,7 +466,7 @@ impl Tables {
             // Rule words before `from`'s are not wanted.
             c.scur &= !0u64 << (from / 64 % 64);
         }
-        Cands::Wide(c)
+        Raw::Wide(c)
     }
 
     /// Each row the packet's values pick (the fields with tables), to `f`.
@@ -741,9 +796,29 @@ fn find_u128(data: &[u32], n: usize, v: u128) -> usize {
     lo
 }
 
-/// The candidate rules of one chain for one packet, ascending (see
-/// [`ChainIndex::candidates`]).
-pub enum Cands<'a> {
+/// The candidate rules of one chain for one packet, ascending, each once
+/// (see [`ChainIndex::candidates`]).
+pub struct Cands<'a> {
+    raw: Raw<'a>,
+    /// Per entry its rule (empty: entries are rules).
+    entry_rule: &'a [u32],
+    /// The rule last given (`u32::MAX` before the first).
+    last: u32,
+}
+
+impl Cands<'_> {
+    /// Every rule in `rules` (a chain without tables).
+    pub fn all(rules: std::ops::Range<usize>) -> Self {
+        Cands {
+            raw: Raw::All(rules),
+            entry_rule: &[],
+            last: u32::MAX,
+        }
+    }
+}
+
+/// Candidate entries, ascending.
+enum Raw<'a> {
     /// Every rule of a chain without tables from the first one asked for
     /// (one flat enum with the others, so the walk's loop inlines all three).
     All(std::ops::Range<usize>),
@@ -758,10 +833,21 @@ impl Iterator for Cands<'_> {
 
     #[inline(always)]
     fn next(&mut self) -> Option<usize> {
-        match self {
-            Cands::All(r) => r.next(),
-            Cands::Small(c) => c.next(),
-            Cands::Wide(c) => c.next(),
+        loop {
+            let e = match &mut self.raw {
+                Raw::All(r) => r.next(),
+                Raw::Small(c) => c.next(),
+                Raw::Wide(c) => c.next(),
+            }?;
+            if self.entry_rule.is_empty() {
+                return Some(e);
+            }
+            // A rule's entries are consecutive: a repeat follows its first.
+            let r = self.entry_rule[e];
+            if r != self.last {
+                self.last = r;
+                return Some(r as usize);
+            }
         }
     }
 }
@@ -1060,12 +1146,12 @@ mod tests {
         for n in [40usize, 300] {
             let rules = vec![Match::any(); n];
             let ix = ChainIndex::build(rules.iter());
-            match &ix {
-                ChainIndex::Compact(c) => {
+            match &ix.layout {
+                Layout::Compact(c) => {
                     assert_eq!(n, 40);
                     assert_eq!(c.fields, 0);
                 }
-                ChainIndex::Wide(t) => {
+                Layout::Wide(t) => {
                     assert_eq!(n, 300);
                     assert!(t.src4.is_none() && t.dst4.is_none() && t.dport.is_none());
                     assert!(t.proto.is_none() && t.sport.is_none() && t.ct.is_none());
@@ -1074,6 +1160,42 @@ mod tests {
             assert_eq!(ix.candidates(&p, 0).count(), n);
             assert_eq!(ix.candidates(&p, n - 1).collect::<Vec<_>>(), [n - 1]);
             assert_eq!(ix.candidates(&p, n).count(), 0);
+        }
+    }
+
+    #[test]
+    fn rules_with_several_entries_or_none_are_each_a_candidate_once_when_one_entry_holds() {
+        let mut r = Rng::from_state(0x6a09_e667_f3bc_c908);
+        // Short and long tables: entries per rule 0-3.
+        for rules in [5usize, 40, 100, 400] {
+            let per: Vec<Vec<Match>> = (0..rules)
+                .map(|_| (0..r.below(4)).map(|_| a_match(&mut r)).collect())
+                .collect();
+            let entries: Vec<(usize, &Match)> = per
+                .iter()
+                .enumerate()
+                .flat_map(|(i, v)| v.iter().map(move |m| (i, m)))
+                .collect();
+            let ix = ChainIndex::build_entries(entries.iter().copied());
+            for k in 0..200 {
+                let p = Packet::new_connection(
+                    IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + r.below(50) as u32)),
+                    IpAddr::from(std::net::Ipv4Addr::from(0xac10_0000 + r.below(50) as u32)),
+                    [6, 17, 1][r.below(3) as usize],
+                    1000 + r.below(50) as u16,
+                    r.below(50) as u16,
+                );
+                let from = if k % 2 == 0 {
+                    0
+                } else {
+                    r.below(rules as u64 + 2) as usize
+                };
+                let want: Vec<usize> = (from..rules)
+                    .filter(|&i| !brute(&per[i], &p, 0).is_empty())
+                    .collect();
+                let got: Vec<usize> = ix.candidates(&p, from).collect();
+                assert_eq!(got, want, "{rules} rules, from {from}, {p:?}");
+            }
         }
     }
 

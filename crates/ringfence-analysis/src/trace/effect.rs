@@ -2,43 +2,53 @@
 //! would change nothing.
 //!
 //! For each chain a jump reaches, computed once when the tracer is built:
-//! an over-approximation, one set per header field (addresses of each
-//! family, protocol, ports), of the packets for which walking the chain and
+//! an over-approximation of the packets for which walking the chain and
 //! the chains it calls could do anything but fall back to the caller with
-//! the packet's marks and translations as they were. A rule adds its match
-//! to that set when it may act: a verdict, a translation, a mark rewrite
-//! (when marks are exact fields), a jump to a target the model cannot
-//! follow, a rule that may or may not match with any of those actions (it
-//! forks the walk), and a jump or goto, cut to its target's set. `RETURN`
-//! and rules that only log or count add nothing. A `RETURN` that holds for
-//! every packet of one address range (its only test; `! -d NET -j RETURN`
-//! and the like) takes that range out of what later rules of the chain can
-//! see, per family.
+//! the packet's marks and translations as they were. It is a union of a
+//! few pieces, each one set per header field (addresses of each family,
+//! protocol, ports): rules that test the same fields in the same way
+//! (their protocol, which ports they test, whether their addresses are
+//! narrow or cover most of the space) share a piece, so a zone chain's
+//! host-and-port rules, its rules on every address but one network, and
+//! its UDP port ranges stay apart instead of making every field whole.
+//! A rule adds its match to its piece when it may act: a verdict, a
+//! translation, a mark rewrite (when marks are exact fields), a jump to a
+//! target the model cannot follow, a rule that may or may not match with
+//! any of those actions (it forks the walk), and a jump or goto, cut to
+//! its target's pieces. `RETURN` and rules that only log or count add
+//! nothing. A `RETURN` that holds for every packet of one address range
+//! (its only test; `! -d NET -j RETURN` and the like) takes that range out
+//! of what later rules of the chain can see, per family.
 //!
-//! A packet outside the target's set takes the jump and comes back as it
-//! went, so a jump cut to that set leaves out exactly jumps that change
-//! nothing: [`narrowed`] gives those cut matches, which the chain's rule
-//! tables index (`Tracer::build`) for the walks that show no path.
+//! A packet outside every piece of the target takes the jump and comes
+//! back as it went, so a jump cut to the pieces leaves out exactly jumps
+//! that change nothing: [`narrowed`] gives those cut matches, one per
+//! piece, which the chain's rule tables index (`Tracer::build`) for the
+//! walks that show no path.
 
+use super::classify::FIELD_BYTES;
 use super::{Quick, MAX_DEPTH};
 use ringfence_model::interval::Bound;
 use ringfence_model::{Action, AddrSet, CtStates, IntervalSet, Match, Ruleset};
 use std::rc::Rc;
 
-/// Per header field, the values of the packets a chain may act on (each
-/// field on its own: a packet outside one field's set is outside the whole
-/// set).
+/// Most pieces a chain's effect keeps; rules of further kinds join the
+/// piece of their protocol (or the last one).
+const MAX_PIECES: usize = 6;
+
+/// One piece of an effect: per header field, a set of values (a box: a
+/// packet is inside when each field's value is in its set).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Effect {
-    src: AddrSet,
-    dst: AddrSet,
-    proto: IntervalSet<u8>,
-    sport: IntervalSet<u16>,
-    dport: IntervalSet<u16>,
+pub(super) struct Piece {
+    pub(super) src: AddrSet,
+    pub(super) dst: AddrSet,
+    pub(super) proto: IntervalSet<u8>,
+    pub(super) sport: IntervalSet<u16>,
+    pub(super) dport: IntervalSet<u16>,
 }
 
-impl Effect {
-    /// The indexed fields of `m`, each cut to this effect's.
+impl Piece {
+    /// The indexed fields of `m`, each cut to this piece's.
     fn cut(&self, m: &Match) -> Self {
         Self {
             src: AddrSet {
@@ -55,7 +65,7 @@ impl Effect {
         }
     }
 
-    /// Whether every indexed field of `m` is inside this effect's (the cut
+    /// Whether every indexed field of `m` is inside this piece's (the cut
     /// would change nothing).
     fn holds(&self, m: &Match) -> bool {
         m.src.v4.is_subset(&self.src.v4)
@@ -66,6 +76,75 @@ impl Effect {
             && m.sport.is_subset(&self.sport)
             && m.dport.is_subset(&self.dport)
     }
+
+    /// Whether no packet is inside.
+    fn is_empty(&self) -> bool {
+        (self.src.v4.is_empty() && self.src.v6.is_empty())
+            || (self.dst.v4.is_empty() && self.dst.v6.is_empty())
+            || self.proto.is_empty()
+            || self.sport.is_empty()
+            || self.dport.is_empty()
+    }
+}
+
+/// The packets a chain may act on: the union of its pieces (none: the
+/// chain acts on no packet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Effect {
+    pub(super) pieces: Vec<Piece>,
+}
+
+impl Effect {
+    /// The pieces of `m` inside this effect (empty ones left out).
+    fn cut(&self, m: &Match) -> Vec<Piece> {
+        self.pieces
+            .iter()
+            .map(|p| p.cut(m))
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+
+    /// Whether one piece holds every packet of `m`'s indexed fields.
+    fn holds(&self, m: &Match) -> bool {
+        self.pieces.iter().any(|p| p.holds(m))
+    }
+}
+
+/// Which piece a rule's sets join: rules of one kind share a piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kind {
+    /// The protocol when one, 256 for every protocol, 257 for several.
+    proto: u16,
+    /// Bits: source port tested, destination port tested, source
+    /// addresses narrow, destination addresses narrow (see [`narrow`]).
+    tests: u8,
+}
+
+impl Kind {
+    fn of(
+        src: &AddrSet,
+        dst: &AddrSet,
+        proto: &IntervalSet<u8>,
+        sport: &IntervalSet<u16>,
+        dport: &IntervalSet<u16>,
+    ) -> Self {
+        let proto = match proto.ranges() {
+            _ if proto.is_full() => 256,
+            [(lo, hi)] if lo == hi => u16::from(*lo),
+            _ => 257,
+        };
+        let tests = u8::from(!sport.is_full())
+            | u8::from(!dport.is_full()) << 1
+            | u8::from(narrow(src)) << 2
+            | u8::from(narrow(dst)) << 3;
+        Self { proto, tests }
+    }
+}
+
+/// Whether an address set holds at most half of each family's space
+/// (a host or a network, not every address but one network).
+fn narrow(a: &AddrSet) -> bool {
+    u32::size(&a.v4) <= f64::from(1u32 << 31) && u128::size(&a.v6) <= 2f64.powi(127)
 }
 
 /// Ranges of one field gathered from many rules, made canonical once.
@@ -207,15 +286,13 @@ impl Effects<'_> {
         self.memo[c] = Some(None);
         let mut height = 0;
         let rs = self.rs;
-        let (mut src4, mut dst4) = (Acc(Vec::new()), Acc(Vec::new()));
-        let (mut src6, mut dst6) = (Acc(Vec::new()), Acc(Vec::new()));
-        let (mut proto, mut sport, mut dport) = (Acc(Vec::new()), Acc(Vec::new()), Acc(Vec::new()));
+        let mut pieces: Vec<PieceAcc> = Vec::new();
         let (mut alive4, mut alive6) = (Alive::<u32>::full(), Alive::<u128>::full());
         for (i, r) in rs.chains[c].rules.iter().enumerate() {
             let m = &r.matches;
             let fork = may_fork(&self.quick[c][i]);
             // What the rule may act on: nothing, its own match, or its
-            // match cut to what the chain it calls acts on.
+            // match cut to the pieces of what the chain it calls acts on.
             let mut cut = None;
             let acts = match &r.action {
                 Action::Continue => false,
@@ -249,30 +326,45 @@ impl Effects<'_> {
                     true
                 }
             };
-            if acts {
-                let (s, d, pr, sp, dp) = match &cut {
-                    Some(e) => (&e.src, &e.dst, &e.proto, &e.sport, &e.dport),
-                    None => (&m.src, &m.dst, &m.protocol, &m.sport, &m.dport),
+            if !acts {
+                continue;
+            }
+            let mut add = |s: &AddrSet, d: &AddrSet, pr: &IntervalSet<u8>, sp, dp| {
+                let kind = Kind::of(s, d, pr, sp, dp);
+                let at = match pieces.iter().position(|p| p.kind == kind) {
+                    Some(at) => at,
+                    None if pieces.len() < MAX_PIECES => {
+                        pieces.push(PieceAcc::new(kind));
+                        pieces.len() - 1
+                    }
+                    // Full: the piece of the same protocol, or the last.
+                    None => pieces
+                        .iter()
+                        .position(|p| p.kind.proto == kind.proto)
+                        .unwrap_or(MAX_PIECES - 1),
                 };
-                alive4.add(&s.v4, &d.v4, &mut src4, &mut dst4);
-                alive6.add(&s.v6, &d.v6, &mut src6, &mut dst6);
-                proto.add(pr);
-                sport.add(sp);
-                dport.add(dp);
+                let p = &mut pieces[at];
+                alive4.add(&s.v4, &d.v4, &mut p.src4, &mut p.dst4);
+                alive6.add(&s.v6, &d.v6, &mut p.src6, &mut p.dst6);
+                p.proto.add(pr);
+                p.sport.add(sp);
+                p.dport.add(dp);
+            };
+            match &cut {
+                Some(cut) => {
+                    for e in cut {
+                        add(&e.src, &e.dst, &e.proto, &e.sport, &e.dport);
+                    }
+                }
+                None => add(&m.src, &m.dst, &m.protocol, &m.sport, &m.dport),
             }
         }
         let e = Effect {
-            src: AddrSet {
-                v4: src4.set(),
-                v6: src6.set(),
-            },
-            dst: AddrSet {
-                v4: dst4.set(),
-                v6: dst6.set(),
-            },
-            proto: proto.set(),
-            sport: sport.set(),
-            dport: dport.set(),
+            pieces: pieces
+                .into_iter()
+                .map(PieceAcc::piece)
+                .filter(|p| !p.is_empty())
+                .collect(),
         };
         let e = Rc::new(e);
         self.memo[c] = Some(Some(Rc::clone(&e)));
@@ -281,9 +373,54 @@ impl Effects<'_> {
     }
 }
 
+/// One piece's ranges as they are gathered.
+struct PieceAcc {
+    kind: Kind,
+    src4: Acc<u32>,
+    dst4: Acc<u32>,
+    src6: Acc<u128>,
+    dst6: Acc<u128>,
+    proto: Acc<u8>,
+    sport: Acc<u16>,
+    dport: Acc<u16>,
+}
+
+impl PieceAcc {
+    fn new(kind: Kind) -> Self {
+        Self {
+            kind,
+            src4: Acc(Vec::new()),
+            dst4: Acc(Vec::new()),
+            src6: Acc(Vec::new()),
+            dst6: Acc(Vec::new()),
+            proto: Acc(Vec::new()),
+            sport: Acc(Vec::new()),
+            dport: Acc(Vec::new()),
+        }
+    }
+
+    fn piece(self) -> Piece {
+        Piece {
+            src: AddrSet {
+                v4: self.src4.set(),
+                v6: self.src6.set(),
+            },
+            dst: AddrSet {
+                v4: self.dst4.set(),
+                v6: self.dst6.set(),
+            },
+            proto: self.proto.set(),
+            sport: self.sport.set(),
+            dport: self.dport.set(),
+        }
+    }
+}
+
 /// The number of values of a field (as a float: an IPv6 set may hold 2^128).
 trait Size: Bound {
     fn size(s: &IntervalSet<Self>) -> f64;
+    /// How many values lie from `lo` to `hi` (`lo <= hi`), less one.
+    fn span(lo: Self, hi: Self) -> f64;
 }
 
 macro_rules! impl_size {
@@ -292,8 +429,44 @@ macro_rules! impl_size {
             fn size(s: &IntervalSet<Self>) -> f64 {
                 s.ranges().iter().map(|&(lo, hi)| (hi - lo) as f64 + 1.0).sum()
             }
+            fn span(lo: Self, hi: Self) -> f64 {
+                (hi - lo) as f64
+            }
         }
     )*};
+}
+
+/// The fewest address ranges [`fit`] leaves a jump's cut per family and
+/// field.
+const MIN_RANGES: usize = 4;
+
+/// `s` in at most `n` ranges: the narrowest gaps between its ranges
+/// filled (a superset of `s`).
+fn coarse<T: Size>(s: IntervalSet<T>, n: usize) -> IntervalSet<T> {
+    let r = s.ranges();
+    if r.len() <= n {
+        return s;
+    }
+    // Gap `i` lies between ranges `i` and `i + 1`; the widest `n - 1`
+    // stay open (ties: the first).
+    let mut gaps: Vec<(f64, usize)> = (0..r.len() - 1)
+        .map(|i| (T::span(r[i].1, r[i + 1].0), i))
+        .collect();
+    gaps.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut open = vec![false; r.len() - 1];
+    for &(_, i) in gaps.iter().take(n.saturating_sub(1)) {
+        open[i] = true;
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut start = r[0].0;
+    for i in 0..r.len() - 1 {
+        if open[i] {
+            out.push((start, r[i].1));
+            start = r[i + 1].0;
+        }
+    }
+    out.push((start, r[r.len() - 1].1));
+    IntervalSet::from_ranges(out)
 }
 impl_size!(u8, u16, u32, u128);
 
@@ -310,9 +483,14 @@ fn worth<T: Size>(own: &mut IntervalSet<T>, cut: IntervalSet<T>, any: &mut bool)
     }
 }
 
+/// A jump cut to its target's effect: its rule number and the matches, one
+/// per piece, the rule tables index in place of its own.
+pub(super) type CutJump = (usize, Vec<Match>);
+
 /// Per chain: the jumps whose match their target's effect cuts, as (rule
-/// number, ascending; the match the chain's rule tables should index in
-/// place of the rule's own); the whole result `None` when the ruleset has
+/// number, ascending; the matches the chain's rule tables should index in
+/// place of the rule's own, one per piece, none when the target acts on
+/// no packet the jump takes); the whole result `None` when the ruleset has
 /// a call loop or a call stack deeper than the walk follows (the walk
 /// forks there, and nothing may be left out).
 /// `quick` and `unknown` are the tracer's compact matches and unknown
@@ -322,7 +500,7 @@ pub(super) fn narrowed(
     quick: &[Vec<Quick>],
     unknown: &[bool],
     marks_exact: bool,
-) -> Option<Vec<Vec<(usize, Match)>>> {
+) -> Option<Vec<Vec<CutJump>>> {
     let mut fx = Effects {
         rs,
         quick,
@@ -356,22 +534,77 @@ pub(super) fn narrowed(
                     if callee.holds(&r.matches) {
                         return None;
                     }
-                    let cut = callee.cut(&r.matches);
-                    let mut m = r.matches.clone();
-                    let mut any = false;
-                    worth(&mut m.src.v4, cut.src.v4, &mut any);
-                    worth(&mut m.src.v6, cut.src.v6, &mut any);
-                    worth(&mut m.dst.v4, cut.dst.v4, &mut any);
-                    worth(&mut m.dst.v6, cut.dst.v6, &mut any);
-                    worth(&mut m.protocol, cut.proto, &mut any);
-                    worth(&mut m.sport, cut.sport, &mut any);
-                    worth(&mut m.dport, cut.dport, &mut any);
-                    any.then_some((i, m))
+                    let mut cuts: Vec<Match> = Vec::new();
+                    for cut in callee.cut(&r.matches) {
+                        let mut m = r.matches.clone();
+                        let mut any = false;
+                        worth(&mut m.src.v4, cut.src.v4, &mut any);
+                        worth(&mut m.src.v6, cut.src.v6, &mut any);
+                        worth(&mut m.dst.v4, cut.dst.v4, &mut any);
+                        worth(&mut m.dst.v6, cut.dst.v6, &mut any);
+                        worth(&mut m.protocol, cut.proto, &mut any);
+                        worth(&mut m.sport, cut.sport, &mut any);
+                        worth(&mut m.dport, cut.dport, &mut any);
+                        if !any {
+                            // This piece takes the whole jump: no cut.
+                            return None;
+                        }
+                        if !cuts.contains(&m) {
+                            cuts.push(m);
+                        }
+                    }
+                    Some((i, cuts))
                 })
-                .collect()
+                .collect::<Vec<_>>()
+        })
+        .map(|mut cuts| {
+            fit(&mut cuts);
+            cuts
         })
         .collect();
     Some(out)
+}
+
+/// Coarsen the address sets of one chain's cut jumps so its rule tables
+/// keep every field: a caller's tables hold one interval per range start
+/// and end of every entry, with a row as wide as its entries, and a field
+/// whose table would pass [`FIELD_BYTES`] is dropped (which would lose
+/// every jump's address cut). A zone chain's piece of single hosts adds a
+/// hundred intervals for each of a thousand jumps. Each cut keeps at most
+/// as many ranges per family and field as half the budget allows spread
+/// over the entries (at least [`MIN_RANGES`]), the narrowest gaps filled.
+fn fit(cuts: &mut [CutJump]) {
+    let entries: usize = cuts.iter().map(|(_, v)| v.len()).sum();
+    if entries == 0 {
+        return;
+    }
+    let ranges =
+        |f: fn(&Match) -> usize| -> usize { cuts.iter().flat_map(|(_, v)| v).map(f).sum() };
+    let wanted = [
+        ranges(|m| m.src.v4.ranges().len()),
+        ranges(|m| m.dst.v4.ranges().len()),
+        ranges(|m| m.src.v6.ranges().len()),
+        ranges(|m| m.dst.v6.ranges().len()),
+    ];
+    // Rows as wide as the chain's entries (its other rules count too, but
+    // a chain with cut jumps is mostly jumps).
+    let words = (entries + 64).div_ceil(64);
+    let row_bytes = 8 * (words + words.div_ceil(64));
+    let budget = FIELD_BYTES / 2 / row_bytes / 2;
+    let most = (budget / entries).max(MIN_RANGES);
+    for (f, &n) in wanted.iter().enumerate() {
+        if n <= budget {
+            continue;
+        }
+        for m in cuts.iter_mut().flat_map(|(_, v)| v.iter_mut()) {
+            match f {
+                0 => m.src.v4 = coarse(std::mem::take(&mut m.src.v4), most),
+                1 => m.dst.v4 = coarse(std::mem::take(&mut m.dst.v4), most),
+                2 => m.src.v6 = coarse(std::mem::take(&mut m.src.v6), most),
+                _ => m.dst.v6 = coarse(std::mem::take(&mut m.dst.v6), most),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -388,8 +621,9 @@ mod tests {
         u32::from(s.parse::<std::net::Ipv4Addr>().expect("IPv4"))
     }
 
-    /// The cut matches of chain `name`'s rules (`None`: the rule's own).
-    fn cuts_of(rs: &Ruleset, name: &str) -> Option<Vec<Option<Match>>> {
+    /// The cut matches of chain `name`'s rules, one per piece (`None`:
+    /// the rule's own).
+    fn cuts_of(rs: &Ruleset, name: &str) -> Option<Vec<Option<Vec<Match>>>> {
         let n = rs
             .chains
             .iter()
@@ -429,24 +663,96 @@ mod tests {
         );
         let cuts = cuts_of(&rs, "FORWARD").expect("no loop");
         let zone = cuts[0].as_ref().expect("the jump to ZONE is cut");
-        // Source as the jump says; destination: the two rules that act,
-        // inside 172.16.0.0/14 (the guard returns every other address).
+        // Two pieces: the accept on one network and the drop on every
+        // address but one network stay apart. Source as the jump says;
+        // destination inside 172.16.0.0/14 (the guard returns every other
+        // address); each piece its own port.
+        assert_eq!(zone.len(), 2, "{zone:?}");
+        for m in zone {
+            assert_eq!(
+                m.src.v4,
+                IntervalSet::range(v4("10.0.0.0"), v4("10.0.255.255"))
+            );
+            assert_eq!(m.protocol, IntervalSet::single(6));
+        }
         assert_eq!(
-            zone.src.v4,
-            IntervalSet::range(v4("10.0.0.0"), v4("10.0.255.255"))
+            zone[0].dst.v4,
+            IntervalSet::range(v4("172.16.1.0"), v4("172.16.1.255"))
         );
-        let want = IntervalSet::range(v4("172.16.0.0"), v4("172.16.255.255"))
+        assert_eq!(zone[0].dport, IntervalSet::single(443));
+        let wide = IntervalSet::range(v4("172.16.0.0"), v4("172.16.255.255"))
             .union(&IntervalSet::range(v4("172.17.1.0"), v4("172.19.255.255")));
-        assert_eq!(zone.dst.v4, want);
-        assert_eq!(zone.protocol, IntervalSet::single(6));
-        assert_eq!(
-            zone.dport,
-            IntervalSet::single(22).union(&IntervalSet::single(443))
-        );
-        // A chain that only returns and logs acts on nothing.
+        assert_eq!(zone[1].dst.v4, wide);
+        assert_eq!(zone[1].dport, IntervalSet::single(22));
+        // A chain that only returns and logs acts on nothing: no entry.
         let quiet = cuts[1].as_ref().expect("the jump to QUIET is cut");
-        assert!(quiet.dst.v4.is_empty() && quiet.protocol.is_empty());
+        assert!(quiet.is_empty(), "{quiet:?}");
         assert_eq!(Tracer::new(&rs).cut_jumps(), 2);
+    }
+
+    #[test]
+    fn udp_and_other_ports_skip_a_zone_whose_rules_test_tcp_ports_and_single_hosts() {
+        // A zone of host-and-port accepts, a drop on every address but one
+        // network, and UDP port ranges: one field at a time, each field
+        // is nearly whole; as pieces, DNS to a host outside them is not.
+        let rs = ruleset(
+            "*filter\n:FORWARD DROP [0:0]\n:ZONE - [0:0]\n\
+             -A FORWARD -s 10.0.0.0/16 -j ZONE\n\
+             -A ZONE -d 172.16.1.5/32 -p tcp -m tcp --dport 443 -j ACCEPT\n\
+             -A ZONE -d 172.18.9.7/32 -p tcp -m tcp --dport 22 -j ACCEPT\n\
+             -A ZONE ! -d 172.17.0.0/24 -p tcp -m tcp --dport 5432 -j REJECT\n\
+             -A ZONE -d 172.19.4.4/32 -p udp -m udp --dport 30000:30100 -j ACCEPT\n\
+             -A ZONE -d 172.16.2.0/24 -j DROP\n\
+             COMMIT\n",
+        );
+        let zone = cuts_of(&rs, "FORWARD").expect("no loop")[0]
+            .clone()
+            .expect("cut");
+        assert_eq!(zone.len(), 4, "{zone:?}");
+        let inside = |dst: &str, proto: u8, dport: u16| {
+            zone.iter().any(|m| {
+                m.dst.v4.contains(v4(dst)) && m.protocol.contains(proto) && m.dport.contains(dport)
+            })
+        };
+        // Each rule's packets are inside some piece...
+        assert!(inside("172.16.1.5", 6, 443));
+        assert!(inside("172.18.9.7", 6, 22));
+        assert!(inside("8.8.8.8", 6, 5432));
+        assert!(inside("172.19.4.4", 17, 30050));
+        assert!(inside("172.16.2.9", 1, 0));
+        // ...and DNS, or a TCP port no rule names, to another host is not.
+        assert!(!inside("172.18.9.8", 17, 53));
+        assert!(!inside("172.18.9.8", 6, 53));
+        assert!(!inside("172.18.9.8", 17, 30050));
+    }
+
+    #[test]
+    fn coarse_keeps_at_most_n_ranges_and_every_value() {
+        let mut r = ringfence_testkit::Rng::from_state(0x853c_49e6_748f_ea9b);
+        for _ in 0..300 {
+            let k = 1 + r.below(40) as usize;
+            let set = IntervalSet::from_ranges((0..k).map(|_| {
+                let a = r.below(1 << 32) as u32;
+                (a, a.saturating_add(r.below(1000) as u32))
+            }));
+            for n in [1usize, 2, 4, 7] {
+                let c = super::coarse(set.clone(), n);
+                assert!(c.ranges().len() <= n.max(1), "{n}: {c:?}");
+                assert!(set.is_subset(&c), "{set:?} ⊄ {c:?}");
+                if set.ranges().len() <= n {
+                    assert_eq!(c, set);
+                }
+                // The hull is the same: nothing outside the set's span.
+                assert_eq!(
+                    c.ranges().first().map(|x| x.0),
+                    set.ranges().first().map(|x| x.0)
+                );
+                assert_eq!(
+                    c.ranges().last().map(|x| x.1),
+                    set.ranges().last().map(|x| x.1)
+                );
+            }
+        }
     }
 
     #[test]
@@ -469,8 +775,9 @@ mod tests {
         // whose RETURN may or may not match (it forks the walk).
         let m = cuts_of(&rs, "mangle:PREROUTING").expect("no loop");
         let cut = m[0].as_ref().expect("cut to the marked range");
+        assert_eq!(cut.len(), 1);
         assert_eq!(
-            cut.dst.v4,
+            cut[0].dst.v4,
             IntervalSet::range(v4("172.16.0.0"), v4("172.16.0.255"))
         );
         let f = cuts_of(&rs, "FORWARD").expect("no loop");
