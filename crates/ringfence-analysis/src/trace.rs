@@ -831,7 +831,21 @@ impl<'a> Tracer<'a> {
     /// built once: `Tracer::new(rs).with_local(l)` builds the indexes and
     /// the jump cuts twice, which on a large ruleset is most of the start-up.
     pub fn for_host(rs: &'a Ruleset, local: Option<LocalAddrs>) -> Self {
-        let marks = MarkSpace::new(
+        Self::build_with(rs, Self::marks_of(rs), local, true, true)
+    }
+
+    /// [`Tracer::for_host`] for tracing one packet with its path: the
+    /// path names every jump, so that walk reads every chain whole and
+    /// jump cuts ([`effect`]) would only cost their computation, about a
+    /// tenth of loading a large ruleset. Without them the branch walk
+    /// reads every jump too, and gives the same outcomes.
+    pub fn for_one_packet(rs: &'a Ruleset, local: Option<LocalAddrs>) -> Self {
+        Self::build_with(rs, Self::marks_of(rs), local, true, false)
+    }
+
+    /// The mark space of `rs`'s own rewrites (packets enter with mark 0).
+    fn marks_of(rs: &Ruleset) -> MarkSpace {
+        MarkSpace::new(
             rs.chains
                 .iter()
                 .flat_map(|c| c.rules.iter())
@@ -840,8 +854,7 @@ impl<'a> Tracer<'a> {
                     _ => None,
                 })
                 .collect(),
-        );
-        Self::build(rs, marks, local, true)
+        )
     }
 
     /// For hosts where tc or eBPF may mark packets before the ruleset:
@@ -899,6 +912,18 @@ impl<'a> Tracer<'a> {
     }
 
     fn build(rs: &'a Ruleset, marks: MarkSpace, local: Option<LocalAddrs>, indexed: bool) -> Self {
+        Self::build_with(rs, marks, local, indexed, indexed)
+    }
+
+    /// `indexed`: rule tables; `cuts`: with them, jumps cut to what their
+    /// targets act on.
+    fn build_with(
+        rs: &'a Ruleset,
+        marks: MarkSpace,
+        local: Option<LocalAddrs>,
+        indexed: bool,
+        cuts: bool,
+    ) -> Self {
         let exact = marks.exact();
         let quick: Vec<Vec<Quick>> = rs
             .chains
@@ -919,7 +944,7 @@ impl<'a> Tracer<'a> {
         let unknown: Vec<bool> = rs.chains.iter().map(|c| c.is_unknown_target()).collect();
         // Jumps cut to what their targets can act on (only where tables
         // are built: the reference walker reads every rule).
-        let cuts = indexed
+        let cuts = (indexed && cuts)
             .then(|| effect::narrowed(rs, &quick, &unknown, exact))
             .flatten();
         let bounded = cuts.is_some();

@@ -785,6 +785,43 @@ mod tests {
     }
 
     #[test]
+    fn a_one_packet_tracer_cuts_no_jump_and_traces_the_same() {
+        let rs = ruleset(
+            "*filter\n:FORWARD DROP [0:0]\n:ZONE - [0:0]\n\
+             -A FORWARD -s 10.0.0.0/16 -j ZONE\n\
+             -A FORWARD -p udp -m statistic --mode random --probability 0.5 -j ACCEPT\n\
+             -A ZONE -d 172.16.1.5/32 -p tcp -m tcp --dport 443 -j ACCEPT\n\
+             -A ZONE -d 172.16.2.0/24 -j DROP\n\
+             COMMIT\n",
+        );
+        let batch = Tracer::for_host(&rs, None);
+        let one = Tracer::for_one_packet(&rs, None);
+        assert_eq!(batch.cut_jumps(), 1);
+        assert_eq!(one.cut_jumps(), 0);
+        for (dst, proto, dport) in [
+            ("172.16.1.5", 6, 443),
+            ("172.16.2.9", 6, 22),
+            ("172.16.2.9", 17, 53),
+            ("172.18.0.1", 17, 53),
+            ("172.18.0.1", 6, 443),
+        ] {
+            let p = ringfence_model::Packet::new_connection(
+                "10.0.3.4".parse().expect("address"),
+                dst.parse().expect("address"),
+                proto,
+                40000,
+                dport,
+            );
+            let hook = ringfence_model::Hook::Forward;
+            assert_eq!(
+                batch.trace(hook, &p),
+                one.trace(hook, &p),
+                "{dst} {proto} {dport}"
+            );
+        }
+    }
+
+    #[test]
     fn a_call_loop_cuts_nothing() {
         let mut rs = ruleset(
             "*filter\n:FORWARD DROP [0:0]\n:A - [0:0]\n:B - [0:0]\n\

@@ -153,9 +153,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let local = (!args.local.is_empty()).then(|| {
         ringfence_model::LocalAddrs::on_ifaces(args.local.iter().map(|a| (a.addr, a.iface.clone())))
     });
-    let tracer = Tracer::for_host(&rs, local);
     let hook: Hook = args.hook.into();
     if let Some(path) = &args.packets {
+        let tracer = Tracer::for_host(&rs, local);
         let undecided = run_batch(&tracer, hook, path, args.out.as_deref())?;
         // The process ends here: skip freeing the model and indexes piece by piece.
         std::mem::forget(tracer);
@@ -166,6 +166,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             exit::SUCCESS
         });
     }
+    let tracer = Tracer::for_one_packet(&rs, local);
     let (src, dst) = (args.src.expect("clap"), args.dst.expect("clap"));
     let proto_s = args.proto.as_deref().expect("clap");
     let protocol = parse_proto(proto_s).ok_or_else(|| {
