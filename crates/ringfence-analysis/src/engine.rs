@@ -73,6 +73,26 @@ pub enum Fate {
 pub const LOOPED: Hook = Hook::Prerouting;
 
 /// The stage of base chain `c` on the loopback leg (see [`LOOPED`]).
+/// The chains a walk from chain `c` can enter: `c` and every chain its
+/// jumps and gotos reach.
+fn reachable(rs: &Ruleset, c: usize) -> Vec<usize> {
+    let mut seen = vec![false; rs.chains.len()];
+    let mut todo = vec![c];
+    let mut out = Vec::new();
+    while let Some(x) = todo.pop() {
+        if std::mem::replace(&mut seen[x], true) {
+            continue;
+        }
+        out.push(x);
+        for r in &rs.chains[x].rules {
+            if let Action::Jump { target } | Action::Goto { target } = r.action {
+                todo.push(target.0);
+            }
+        }
+    }
+    out
+}
+
 fn looped_stage(rs: &Ruleset, c: usize) -> Stage {
     rs.chains[c]
         .base
@@ -496,6 +516,27 @@ pub struct Engine<'a> {
     dead_in_context: bool,
     /// Per-chain summaries that classification reuses (`summary`).
     summaries: summary::Summaries,
+    /// Per chain, the plan its own-chain shadowed/redundant questions are
+    /// asked in (see [`OwnPlan`]).
+    own: Vec<OwnPlan>,
+}
+
+/// Where a chain's own-chain shadowed and redundant questions are asked:
+/// its rules may see packets differently at the stages it runs at (before
+/// conntrack a connection mark test never holds; an interface a hook does
+/// not have reads as none), and a rule is only dead if it is dead at every
+/// one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnPlan {
+    /// No stage it runs at changes what it or a chain it calls reads: the
+    /// plain plan.
+    Plain,
+    /// A base chain that runs at this one stage only: its plan there.
+    Staged(Stage),
+    /// A chain that runs at several stages, one of which changes what it
+    /// reads: no own-chain finding (dead-in-context findings still judge
+    /// each path).
+    Unjudged,
 }
 
 const HOOKS: [Hook; 5] = [
@@ -586,11 +627,35 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        // Every stage each chain runs at (base chains and the chains they
+        // reach), and those of them that change what it reads.
+        let mut runs_at: Vec<Vec<Stage>> = vec![Vec::new(); n];
+        let mut changed_at: Vec<Vec<Stage>> = vec![Vec::new(); n];
+        for ((h, cs), st) in bases.iter().zip(&stages) {
+            for (c, &stage) in cs.iter().zip(st) {
+                let mut looped = vec![stage];
+                if *h == Hook::Input {
+                    looped.push(looped_stage(rs, c.0));
+                }
+                for s in looped {
+                    for x in reachable(rs, c.0) {
+                        if !runs_at[x].contains(&s) {
+                            runs_at[x].push(s);
+                        }
+                    }
+                }
+            }
+        }
         let mut staged = rustc_hash::FxHashMap::default();
         for (stage, mut cs) in by_stage {
             cs.sort_unstable();
             cs.dedup();
             let mut b = Builder::new(rs, &u, stage, Some(&plans));
+            for x in 0..n {
+                if runs_at[x].contains(&stage) && b.affected(x) {
+                    changed_at[x].push(stage);
+                }
+            }
             cs.retain(|&c| b.affected(c));
             for &c in &cs {
                 b.build(c);
@@ -637,7 +702,29 @@ impl<'a> Engine<'a> {
             anomaly_context: std::sync::OnceLock::new(),
             dead_in_context: false,
             summaries: summary::Summaries::default(),
+            own: (0..n)
+                .map(|x| match (&changed_at[x][..], &runs_at[x][..]) {
+                    ([], _) => OwnPlan::Plain,
+                    ([s], [r]) if s == r && rs.chains[x].base.is_some() => OwnPlan::Staged(*s),
+                    _ => OwnPlan::Unjudged,
+                })
+                .collect(),
         }
+    }
+
+    /// The plan chain `c`'s own-chain questions are asked in, or `None`
+    /// when they are not asked (see [`OwnPlan`]).
+    pub(crate) fn own_plan(&self, c: usize) -> Option<&Plan> {
+        match self.own[c] {
+            OwnPlan::Plain => Some(&self.plans[c]),
+            OwnPlan::Staged(s) => Some(self.staged.get(&(c, s)).unwrap_or(&self.plans[c])),
+            OwnPlan::Unjudged => None,
+        }
+    }
+
+    /// Whether chain `c`'s own-chain questions are asked in its plain plan.
+    pub(crate) fn own_is_plain(&self, c: usize) -> bool {
+        self.own[c] == OwnPlan::Plain
     }
 
     /// Judge shadowed rules in context as well ([`Engine::anomalies`]): a

@@ -564,3 +564,37 @@ fn a_later_nat_chain_is_not_dead_behind_an_earlier_one_and_a_dead_dnat_is_report
         assert_eq!(shadowed(&r, &first).is_some(), dead, "{:#?}", r.shadowed);
     }
 }
+
+/// Before conntrack (raw) a connection-mark test never holds, negated or
+/// not: the rule after one is reached by every packet, in its own chain
+/// and in context, while the test's own rule never matches. (Found by the
+/// engine-against-trace property test: the own-chain question was asked
+/// as if the chain ran after conntrack.)
+#[test]
+fn a_rule_after_a_connection_mark_test_in_raw_is_not_shadowed_by_it() {
+    const RAW: &str = "*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT DROP [0:0]
+:EMPTY - [0:0]
+-A OUTPUT ! -i eth+ -m connmark ! --mark 0x1 -g EMPTY
+-A OUTPUT ! -i eth+ -j ACCEPT
+COMMIT
+";
+    let mark = line_of("raw.rules", RAW, "connmark");
+    let accept = line_of("raw.rules", RAW, "-j ACCEPT");
+    for checks in [ON, Checks::default()] {
+        let rs = parse_ruleset(RAW, "raw.rules", RulesetFormat::Auto).expect("parses");
+        let site = ringfence_site::example_site().resolve();
+        let r = verify_checked(
+            &rs,
+            &site,
+            Hook::Forward,
+            auto_families(&site),
+            None,
+            checks,
+        );
+        assert!(!is_reported(&r, &accept), "{:?}", r.shadowed);
+        let dead = shadowed(&r, &mark).expect("the connection-mark rule never matches");
+        assert!(dead.by.is_empty(), "{dead:?}");
+    }
+}

@@ -73,7 +73,10 @@ impl Engine<'_> {
                 shadowed.push(self.never_reached(ctx, ci));
                 continue;
             }
-            let plan = &self.plans[ci];
+            // Own-chain questions in the plan of the stage the chain runs
+            // at, or not at all (see `OwnPlan`).
+            let own_plan = self.own_plan(ci);
+            let plain = self.own_is_plain(ci);
             let base_policy = chain.base.as_ref().map(|b| b.policy);
             // Group model rules by their source rule (multiport --ports splits one rule in two).
             let mut i = 0;
@@ -91,16 +94,23 @@ impl Engine<'_> {
                     // A rule some packet reaches in context is reached in its
                     // own chain too: only the redundancy question is left;
                     // the context pass may have asked the own-chain one.
+                    // (The context's own-chain answers are plain-plan ones.)
                     let known = ctx.and_then(|x| match x.own_reached(ci, r) {
-                        Some(k) => Some(k),
-                        None => x.alive(ci, r).then_some(true),
+                        Some(k) if plain => Some(k),
+                        _ => x.alive(ci, r).then_some(true),
                     });
                     // A synthesized rule (the nat-skip accept the nft
                     // parser adds) stands for how the kernel runs the chain,
                     // not for a rule anyone wrote: never dead in context.
                     let synthesized = matches!(chain.rules[r].origin, RuleRef::Policy { .. });
                     let dead = !synthesized && ctx.is_some_and(|x| x.dead(ci, r));
-                    match self.rule_anomaly(ci, plan, r, base_policy, budget, None, known) {
+                    let found = match own_plan {
+                        Some(plan) => {
+                            self.rule_anomaly(ci, plan, r, base_policy, budget, None, known)
+                        }
+                        None => RuleAnomaly::None,
+                    };
+                    match found {
                         RuleAnomaly::Shadowed(by) => {
                             shadow_by.extend(by);
                             all_redundant = false;
@@ -524,15 +534,10 @@ impl Engine<'_> {
     ) -> RuleAnomaly {
         let chain = &self.rs.chains[c.0];
         let base_policy = chain.base.as_ref().map(|b| b.policy);
-        self.rule_anomaly(
-            c.0,
-            &self.plans[c.0],
-            r,
-            base_policy,
-            budget,
-            Some(within),
-            None,
-        )
+        let Some(plan) = self.own_plan(c.0) else {
+            return RuleAnomaly::None;
+        };
+        self.rule_anomaly(c.0, plan, r, base_policy, budget, Some(within), None)
     }
 }
 

@@ -573,8 +573,10 @@ impl Engine<'_> {
 
     /// Whether some packet of rule `r`'s match that enters its chain `c`
     /// reaches it (the own-chain shadow question); `None` over budget.
+    /// (Asked in the plan of the stage the chain runs at; `None` for a
+    /// chain that runs at stages that see its rules differently.)
     fn own_reach(&self, c: usize, r: usize, budget: usize) -> Option<bool> {
-        let plan = &self.plans[c];
+        let plan = self.own_plan(c)?;
         let (start, _) = plan.spans[r];
         let mut left = budget;
         for b in &plan.rule_boxes[r] {
