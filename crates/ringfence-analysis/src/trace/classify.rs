@@ -330,6 +330,9 @@ impl ChainIndex {
     /// a rule with several entries on consecutive ones, a rule without
     /// any never a candidate.
     pub fn build_entries<'r>(entries: impl Iterator<Item = (usize, &'r Match)> + Clone) -> Self {
+        // Every field's table reads the entries again: list them once.
+        let entries: Vec<(usize, &Match)> = entries.collect();
+        let entries = entries.iter().copied();
         let matches = entries.clone().map(|(_, m)| m);
         let shape = Shape::of(matches.clone().count());
         let layout = if shape.sums == 0 {
