@@ -100,7 +100,9 @@ pub struct Args {
     /// limited to one interface (`--limit-iface-in/out`, nft `fib daddr .
     /// iif type local`) are then decided on it (the packet's --iif/--oif).
     /// Without them such tests may or may not match (two outcomes) and
-    /// --hook names the path.
+    /// --hook names the path. On a kube-proxy node give its addresses:
+    /// its NodePort jump (`-m addrtype --dst-type LOCAL`) is then decided,
+    /// and a batch walks each packet once instead of twice.
     #[arg(long, value_name = "ADDR[%IFACE][,...]", value_delimiter = ',')]
     pub local: Vec<super::verify::HostAddr>,
     /// Source address.
