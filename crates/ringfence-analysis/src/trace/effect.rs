@@ -39,12 +39,12 @@ const MAX_PIECES: usize = 6;
 /// One piece of an effect: per header field, a set of values (a box: a
 /// packet is inside when each field's value is in its set).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Piece {
-    pub(super) src: AddrSet,
-    pub(super) dst: AddrSet,
-    pub(super) proto: IntervalSet<u8>,
-    pub(super) sport: IntervalSet<u16>,
-    pub(super) dport: IntervalSet<u16>,
+struct Piece {
+    src: AddrSet,
+    dst: AddrSet,
+    proto: IntervalSet<u8>,
+    sport: IntervalSet<u16>,
+    dport: IntervalSet<u16>,
 }
 
 impl Piece {
@@ -90,8 +90,8 @@ impl Piece {
 /// The packets a chain may act on: the union of its pieces (none: the
 /// chain acts on no packet).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Effect {
-    pub(super) pieces: Vec<Piece>,
+struct Effect {
+    pieces: Vec<Piece>,
 }
 
 impl Effect {
