@@ -301,6 +301,9 @@ pub struct Tracer<'a> {
     cut: Vec<bool>,
     /// How many jumps the tables index cut (see [`Tracer::cut_jumps`]).
     cut_jumps: usize,
+    /// Per chain (but targets the model cannot follow), the pieces of
+    /// the packets it may act on ([`effect`]); empty without jump cuts.
+    acts_on: Vec<effect::ChainPieces>,
     /// No call loop and no call stack deeper than the walk follows: a
     /// chain's walk depends only on the packet, the marks and the stage
     /// (not on how deep it is entered), so a shared chain that returned
@@ -739,6 +742,11 @@ struct Walk {
     forked: bool,
     /// The first such rule.
     split: Option<(u32, u32)>,
+    /// The first rule that may or may not match that the first walk
+    /// passed over without forking: a jump whose target acts on nothing
+    /// the packet carries (both branches are that walk). When the walk
+    /// forks later, it is still where the branches part.
+    passed: Option<(u32, u32)>,
     outcomes: Vec<RawOutcome>,
     /// The first walk's marks.
     st: St,
@@ -944,9 +952,13 @@ impl<'a> Tracer<'a> {
         let unknown: Vec<bool> = rs.chains.iter().map(|c| c.is_unknown_target()).collect();
         // Jumps cut to what their targets can act on (only where tables
         // are built: the reference walker reads every rule).
-        let cuts = (indexed && cuts)
+        let (cuts, acts_on) = match (indexed && cuts)
             .then(|| effect::narrowed(rs, &quick, &unknown, exact))
-            .flatten();
+            .flatten()
+        {
+            Some((c, a)) => (Some(c), a),
+            None => (None, Vec::new()),
+        };
         let bounded = cuts.is_some();
         let mut callers = vec![0u32; rs.chains.len()];
         for r in rs.chains.iter().flat_map(|c| c.rules.iter()) {
@@ -998,6 +1010,7 @@ impl<'a> Tracer<'a> {
             cut,
             cut_jumps,
             bounded,
+            acts_on,
             // A chain of a few rules is cheaper to walk again than to look
             // up (kube-proxy's one-rule KUBE-MARK-MASQ, jumped to from every
             // service, never returns unchanged anyway).
@@ -1175,6 +1188,7 @@ impl<'a> Tracer<'a> {
         w.forked = false;
         w.nat_stop = false;
         w.split = None;
+        w.passed = None;
         w.outcomes.clear();
         w.marks.clear();
         w.st = St::default();
@@ -1260,6 +1274,11 @@ impl<'a> Tracer<'a> {
         }
         let mut last = w.path.last().copied();
         if w.forked {
+            // A rule passed over comes before any fork (the walk stops at
+            // a fork): it is where the branches part.
+            if w.passed.is_some() {
+                w.split = w.passed;
+            }
             self.branches(hook, p, w, buf, rebuf);
             // After a translation the first walk stopped: the verdict is
             // the one every outcome agrees on, if they do.
@@ -1997,6 +2016,15 @@ impl<'a> Tracer<'a> {
         }
     }
 
+    /// Whether chain `c`, jumped to with packet `p`, may act on it (see
+    /// [`effect`]); true where its effect is not known.
+    fn may_act(&self, c: ChainId, p: &Packet) -> bool {
+        match self.acts_on.get(c.0) {
+            Some(Some(pieces)) => pieces.iter().any(|x| x.admits(p)),
+            _ => true,
+        }
+    }
+
     /// The rules of chain `c` from `from` on that can match the packet,
     /// ascending: those its tables admit, or every rule of a chain without
     /// tables. A rule left out cannot match (see [`classify`]).
@@ -2115,8 +2143,20 @@ impl<'a> Tracer<'a> {
                     _ => false,
                 };
                 if !no_effect {
-                    w.forked = true;
-                    w.split.get_or_insert((c.0 as u32, q.group));
+                    // A jump whose target acts on nothing this packet
+                    // carries (kube-proxy's `addrtype LOCAL` jump to its
+                    // NodePort chain, undecided without the host's
+                    // addresses) comes back unchanged either way: both
+                    // branches are this walk, which goes on.
+                    let passes = w.outcomes_only
+                        && matches!(rule.action, Action::Jump { target }
+                            if !self.may_act(target, p));
+                    if passes {
+                        w.passed.get_or_insert((c.0 as u32, q.group));
+                    } else {
+                        w.forked = true;
+                        w.split.get_or_insert((c.0 as u32, q.group));
+                    }
                 }
                 continue;
             }

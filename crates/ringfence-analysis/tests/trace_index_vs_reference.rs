@@ -799,3 +799,51 @@ proptest! {
         }
     }
 }
+
+/// kube-proxy's `-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS` is two
+/// branches without the host's addresses. A batch walk passes over it
+/// without a second walk when the NodePort chain acts on nothing the
+/// packet carries; the outcomes, the overall verdict and the rule named
+/// where outcomes differ (still that jump, the first rule on the way
+/// that may or may not match) are the reference walker's.
+#[test]
+fn a_nodeport_jump_whose_chain_acts_on_nothing_the_packet_carries_gives_the_reference_outcomes() {
+    let rs = parse(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n\
+         -A PREROUTING -j KUBE-SERVICES\n\
+         -A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 10.244.1.5:53\n\
+         -A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n\
+         -A KUBE-NODEPORTS -p tcp -m tcp --dport 30080 -j DNAT --to-destination 10.244.1.6:8080\n\
+         COMMIT\n\
+         *filter\n:FORWARD DROP [0:0]\n\
+         -A FORWARD -p udp -m statistic --mode random --probability 0.5 -j DROP\n\
+         -A FORWARD -s 10.0.0.0/8 -j ACCEPT\n\
+         COMMIT\n",
+    );
+    let fast = Tracer::new(&rs);
+    let slow = reference::tracer(&rs);
+    let mut sf = ringfence_analysis::trace::TraceScratch::default();
+    let mut ss = ringfence_analysis::trace::TraceScratch::default();
+    // Outside the NodePort chain's pieces (tcp/443, and udp, which then
+    // forks at the statistic rule), inside them (tcp/30080), a service hit.
+    for (proto, dport, dst) in [
+        (6, 443, "172.16.0.9"),
+        (17, 53, "172.16.0.9"),
+        (6, 30080, "172.16.0.9"),
+        (6, 53, "10.96.0.10"),
+    ] {
+        let p = Packet::new_connection(
+            "10.1.2.3".parse().expect("address"),
+            dst.parse().expect("address"),
+            proto,
+            40000,
+            dport,
+        );
+        let u = fast.trace_outcomes(Hook::Forward, &p, &mut sf);
+        let (_, _, v) = slow.trace_with(Hook::Forward, &p, &mut ss);
+        assert_eq!(u, v, "{proto}/{dport} to {dst}");
+        assert_eq!(sf.outcomes(), ss.outcomes(), "{proto}/{dport} to {dst}");
+        assert_eq!(sf.overall(), ss.overall(), "{proto}/{dport} to {dst}");
+        assert_eq!(sf.rule(), ss.rule(), "{proto}/{dport} to {dst}");
+    }
+}

@@ -39,7 +39,7 @@ const MAX_PIECES: usize = 6;
 /// One piece of an effect: per header field, a set of values (a box: a
 /// packet is inside when each field's value is in its set).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Piece {
+pub(super) struct Piece {
     src: AddrSet,
     dst: AddrSet,
     proto: IntervalSet<u8>,
@@ -75,6 +75,15 @@ impl Piece {
             && m.protocol.is_subset(&self.proto)
             && m.sport.is_subset(&self.sport)
             && m.dport.is_subset(&self.dport)
+    }
+
+    /// Whether packet `p` is inside (addresses, protocol and ports).
+    pub(super) fn admits(&self, p: &ringfence_model::Packet) -> bool {
+        self.src.contains(p.src)
+            && self.dst.contains(p.dst)
+            && self.proto.contains(p.protocol)
+            && self.sport.contains(p.sport)
+            && self.dport.contains(p.dport)
     }
 
     /// Whether no packet is inside.
@@ -487,12 +496,16 @@ fn worth<T: Size>(own: &mut IntervalSet<T>, cut: IntervalSet<T>, any: &mut bool)
 /// per piece, the rule tables index in place of its own.
 pub(super) type CutJump = (usize, Vec<Match>);
 
+/// One chain's effect as its pieces (`None`: not known).
+pub(super) type ChainPieces = Option<Box<[Piece]>>;
+
 /// Per chain: the jumps whose match their target's effect cuts, as (rule
 /// number, ascending; the matches the chain's rule tables should index in
 /// place of the rule's own, one per piece, none when the target acts on
 /// no packet the jump takes); the whole result `None` when the ruleset has
 /// a call loop or a call stack deeper than the walk follows (the walk
-/// forks there, and nothing may be left out).
+/// forks there, and nothing may be left out). With them, per chain, the
+/// pieces of its effect (`None` for a target the model cannot follow).
 /// `quick` and `unknown` are the tracer's compact matches and unknown
 /// targets; `marks_exact` whether mark rewrites are followed.
 pub(super) fn narrowed(
@@ -500,7 +513,7 @@ pub(super) fn narrowed(
     quick: &[Vec<Quick>],
     unknown: &[bool],
     marks_exact: bool,
-) -> Option<Vec<Vec<CutJump>>> {
+) -> Option<(Vec<Vec<CutJump>>, Vec<ChainPieces>)> {
     let mut fx = Effects {
         rs,
         quick,
@@ -562,7 +575,15 @@ pub(super) fn narrowed(
             cuts
         })
         .collect();
-    Some(out)
+    // Every chain's effect is known here (a loop returned above).
+    let pieces = (0..rs.chains.len())
+        .map(|c| {
+            (!unknown[c])
+                .then(|| fx.of(c, 0).map(|e| e.pieces.clone().into_boxed_slice()))
+                .flatten()
+        })
+        .collect();
+    Some((out, pieces))
 }
 
 /// Coarsen the address sets of one chain's cut jumps so its rule tables
@@ -637,7 +658,7 @@ mod tests {
             .iter()
             .position(|c| c.name == name)
             .expect("chain");
-        super::narrowed(rs, &t.quick, &t.unknown, t.marks.exact()).map(|mut v| {
+        super::narrowed(rs, &t.quick, &t.unknown, t.marks.exact()).map(|(mut v, _)| {
             let mut all = vec![None; n];
             for (i, m) in v.swap_remove(c) {
                 all[i] = Some(m);

@@ -101,8 +101,9 @@ pub struct Args {
     /// iif type local`) are then decided on it (the packet's --iif/--oif).
     /// Without them such tests may or may not match (two outcomes) and
     /// --hook names the path. On a kube-proxy node give its addresses:
-    /// its NodePort jump (`-m addrtype --dst-type LOCAL`) is then decided,
-    /// and a batch walks each packet once instead of twice.
+    /// its NodePort jump (`-m addrtype --dst-type LOCAL`) is then decided;
+    /// without them a packet the NodePort chain may act on has two
+    /// outcomes and is walked twice.
     #[arg(long, value_name = "ADDR[%IFACE][,...]", value_delimiter = ',')]
     pub local: Vec<super::verify::HostAddr>,
     /// Source address.
