@@ -971,7 +971,9 @@ impl<'a> Engine<'a> {
                     }
                     continue;
                 }
-                let (outside, inside) = arena.boxes[f.at as usize].split(&q.b).expect("overlaps");
+                let cut = std::mem::replace(&mut arena.boxes[f.at as usize], PBox::vacant());
+                // The fragment meets the box (`meets` above).
+                let (outside, inside) = cut.split_owned(&q.b);
                 arena.free.push(f.at);
                 for o in outside {
                     next.push(arena.slot(o, f.pos, f.fork));
@@ -2323,10 +2325,12 @@ fn push_boxes(pieces: &mut Vec<Piece>, boxes: &[PBox], fate: Fate, key: (u32, u3
 }
 
 /// A live fragment of [`Engine::walk`]: its box's place in the arena, the
-/// plan position it resumes at, its first fork (as in [`Frag`]), and the
-/// hulls of its destination (as [`dst_key`]) and destination port, which
-/// turn away most boxes it does not meet without reading the box. 32
-/// bytes, so the walk's scans and moves touch two slots per cache line.
+/// plan position it resumes at, its first fork (as in [`Frag`]), the hulls
+/// of its destination (as [`dst_key`]) and destination port, and the
+/// widest hole inside its destination hull, which turn away most boxes it
+/// does not meet without reading the box (a fragment of "everything but
+/// the servers' network" has a hull of every address, and the servers'
+/// rules fall in its hole). 48 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     at: u32,
@@ -2334,6 +2338,7 @@ struct Slot {
     fork: u32,
     dport: (u16, u16),
     dst: (u64, u64),
+    hole: (u64, u64),
 }
 
 /// A destination hull narrowed to 64 bits by a non-decreasing map (IPv4
@@ -2367,7 +2372,38 @@ impl Slot {
             && dst.0 <= self.dst.1
             && self.dport.0 <= dport.1
             && dport.0 <= self.dport.1
+            && !(self.hole.0 <= dst.0 && dst.1 <= self.hole.1)
     }
+}
+
+/// Ranges of a destination set searched for its widest hole: a set of
+/// more (a fragment many rules cut apart) has its holes cut out of the
+/// walk's way one by one, and the search would cost more than it saves.
+const HOLE_SEARCH: usize = 16;
+
+/// The widest gap between a destination set's ranges, in [`dst_key`]
+/// values and shrunk so that a key range inside it is surely outside
+/// the set (keys that a gap's edge addresses share are left out); `(1, 0)`,
+/// holding nothing, when there is none or the set has more than
+/// [`HOLE_SEARCH`] ranges.
+fn dst_hole(r: &[(u128, u128)]) -> (u64, u64) {
+    if r.len() > HOLE_SEARCH {
+        return (1, 0);
+    }
+    let mut best: Option<(u64, u64)> = None;
+    for w in r.windows(2) {
+        // `key` does not decrease, so a key above the key of the range
+        // before is an address above it, and one below the key of the
+        // range after is below that.
+        let (a, b) = (dst_key((w[0].1, w[0].1)).0, dst_key((w[1].0, w[1].0)).0);
+        if b.saturating_sub(a) >= 2 {
+            let gap = (a + 1, b - 1);
+            if best.is_none_or(|h| gap.1 - gap.0 > h.1 - h.0) {
+                best = Some(gap);
+            }
+        }
+    }
+    best.unwrap_or((1, 0))
 }
 
 /// The hull of a set's ranges (`(1, 0)`, meeting nothing, when empty).
@@ -2389,7 +2425,9 @@ impl Arena {
     /// A slot for fragment `b` at `pos` with first fork `fork`.
     fn slot(&mut self, b: PBox, pos: u32, fork: u32) -> Slot {
         let (dst, dport) = (dst_key(span(b.dst.ranges())), span(b.dport.ranges()));
+        let hole = dst_hole(b.dst.ranges());
         Slot {
+            hole,
             at: self.put(b),
             pos,
             fork,
@@ -2464,7 +2502,32 @@ fn dedup_at(v: &mut Vec<Slot>, arena: &mut Arena, at: &[u32]) {
 
 #[cfg(test)]
 mod tests {
-    use super::dst_key;
+    use super::{dst_hole, dst_key};
+    use crate::space::ISet;
+
+    proptest::proptest! {
+        /// A destination range whose keys fall in a set's widest hole
+        /// (what the walk skips a fragment on) shares no address with the
+        /// set, at the IPv4 keys' halving and at the IPv4/IPv6 edge.
+        #[test]
+        fn a_range_inside_the_widest_hole_misses_the_set(
+            starts in proptest::collection::vec((0u128..64, 0u128..6), 1..20),
+            v6 in proptest::bool::ANY,
+            q in (0u128..70, 0u128..8),
+        ) {
+            let base = if v6 { (1u128 << 64) - 32 } else { 0x0a00_0000 };
+            let set = ISet::from_ranges(starts.iter().map(|&(lo, w)| (base + lo, base + lo + w)));
+            let (qlo, qhi) = (base + q.0, base + q.0 + q.1);
+            let hole = dst_hole(set.ranges());
+            let key = dst_key((qlo, qhi));
+            if hole.0 <= key.0 && key.1 <= hole.1 {
+                proptest::prop_assert!(!set.meets(&ISet::range(qlo, qhi)));
+            }
+            if set.ranges().len() > super::HOLE_SEARCH {
+                proptest::prop_assert_eq!(hole, (1, 0));
+            }
+        }
+    }
 
     #[test]
     fn narrowed_destination_hulls_that_meet_still_meet() {

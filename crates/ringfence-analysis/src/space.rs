@@ -467,8 +467,44 @@ impl PBox {
     /// `self` is cut as if its port and original port were one field: each
     /// piece has them linked again.
     fn cut(&self, o: &PBox) -> (Vec<PBox>, PBox) {
+        self.clone().cut_owned(o)
+    }
+
+    /// A box with no packet and nothing allocated: what a slot holds once
+    /// its box was taken out to be cut.
+    pub(crate) fn vacant() -> PBox {
+        PBox {
+            fam: Fam::V4,
+            src: ISet::empty(),
+            dst: ISet::empty(),
+            proto: ISet::empty(),
+            sport: ISet::empty(),
+            dport: ISet::empty(),
+            iif: ISet::empty(),
+            oif: ISet::empty(),
+            ct: 0,
+            mark: 0,
+            ctmark: 0,
+            ct0: 0,
+            x: None,
+            nat: 0,
+            orig: None,
+        }
+    }
+
+    /// [`PBox::split`] of a box that overlaps `o`, which the caller gives
+    /// up: its field sets are reused, so a field of many ranges that a cut
+    /// takes one range out of is not copied.
+    pub(crate) fn split_owned(self, o: &PBox) -> (Vec<PBox>, PBox) {
+        debug_assert!(self.overlaps(o), "split_owned: the boxes do not overlap");
+        self.cut_owned(o)
+    }
+
+    /// [`PBox::cut`] of an owned box.
+    fn cut_owned(self, o: &PBox) -> (Vec<PBox>, PBox) {
+        let linked = self.port_linked();
         let (mut out, mut rest) = self.cut_fields(o);
-        if self.port_linked() {
+        if linked {
             for p in &mut out {
                 p.relink();
             }
@@ -479,22 +515,22 @@ impl PBox {
     }
 
     /// [`PBox::cut`] field by field.
-    fn cut_fields(&self, o: &PBox) -> (Vec<PBox>, PBox) {
+    fn cut_fields(self, o: &PBox) -> (Vec<PBox>, PBox) {
         let mut out = Vec::new();
-        let mut rest = self.clone();
+        let mut rest = self;
         macro_rules! split {
             ($f:ident) => {
-                let outside = sets::difference(&rest.$f, &o.$f);
+                // The field is set aside while the rest is copied, so it
+                // (which may hold many ranges after earlier cuts) is not
+                // copied only to be replaced; the piece outside reuses it.
+                let field = std::mem::take(&mut rest.$f);
+                let (outside, inside) = sets::split_off(field, &o.$f);
                 if !outside.is_empty() {
-                    // The field is set aside while the rest is copied, so
-                    // it (which may hold many ranges after earlier cuts) is
-                    // not copied only to be replaced.
-                    let field = std::mem::take(&mut rest.$f);
                     let mut piece = rest.clone();
                     piece.$f = outside;
                     out.push(piece);
-                    rest.$f = sets::intersect(&field, &o.$f);
                 }
+                rest.$f = inside;
             };
         }
         split!(dst);
@@ -2381,11 +2417,81 @@ pub(crate) mod sets {
     pub fn meets<T: Bound>(a: &ISet<T>, b: &ISet<T>) -> bool {
         match (a.ranges(), b.ranges()) {
             ([x], [y]) => x.0.max(y.0) <= x.1.min(y.1),
-            (many, [y]) | ([y], many) if many.len() > MANY => {
-                let i = many.partition_point(|r| r.1 < y.0);
-                i < many.len() && many[i].0 <= y.1
+            (many, [y]) | ([y], many) => {
+                if many.len() > MANY {
+                    let i = many.partition_point(|r| r.1 < y.0);
+                    i < many.len() && many[i].0 <= y.1
+                } else {
+                    many.iter().any(|r| r.0 <= y.1 && y.0 <= r.1)
+                }
             }
-            _ => a.meets(b),
+            (x, y) => meets_by_search(x, y),
+        }
+    }
+
+    /// Whether two sorted, disjoint range lists share a value, with a
+    /// binary search in the longer list for each range of the shorter one
+    /// (each search starting where the last one ended) when the shorter is
+    /// at most an eighth of the longer, and a merge otherwise.
+    fn meets_by_search<T: Bound>(x: &[(T, T)], y: &[(T, T)]) -> bool {
+        let (few, many) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+        if few.len() * 8 > many.len() {
+            let (mut i, mut j) = (0, 0);
+            while i < few.len() && j < many.len() {
+                let ((a0, a1), (b0, b1)) = (few[i], many[j]);
+                if a0.max(b0) <= a1.min(b1) {
+                    return true;
+                }
+                if a1 < b1 {
+                    i += 1;
+                } else {
+                    j += 1;
+                }
+            }
+            return false;
+        }
+        let mut from = 0;
+        for &(lo, hi) in few {
+            from += many[from..].partition_point(|r| r.1 < lo);
+            match many.get(from) {
+                None => return false,
+                Some(r) if r.0 <= hi => return true,
+                Some(_) => {}
+            }
+        }
+        false
+    }
+
+    /// `(a \ b, a ∩ b)`, taking `a`: when `a` has many ranges and `b` is
+    /// one range, the difference is `a` itself with the window `b` meets
+    /// cut out in place (no copy of the ranges around it), and the
+    /// intersection is that window clipped.
+    pub fn split_off<T: Bound>(mut a: ISet<T>, b: &ISet<T>) -> (ISet<T>, ISet<T>) {
+        match (a.ranges(), b.ranges()) {
+            (many, &[(lo, hi)]) if many.len() > MANY => {
+                let (i, j) = window(many, lo, hi);
+                if i == j {
+                    return (a, ISet::empty());
+                }
+                let inside = ISet::from_sorted_ranges(
+                    many[i..j].iter().map(|&(x, y)| (x.max(lo), y.min(hi))),
+                );
+                let below = lo.pred().map(|p| (many[i].0, p)).filter(|r| r.0 <= r.1);
+                let above = hi.succ().map(|n| (n, many[j - 1].1)).filter(|r| r.0 <= r.1);
+                let kept: smallvec::SmallVec<[(T, T); 2]> =
+                    below.into_iter().chain(above).collect();
+                a.replace_window(i, j, &kept);
+                (a, inside)
+            }
+            _ => {
+                let outside = difference(&a, b);
+                if outside.is_empty() {
+                    (outside, a)
+                } else {
+                    let inside = intersect(&a, b);
+                    (outside, inside)
+                }
+            }
         }
     }
 
@@ -2465,6 +2571,10 @@ mod tests {
                 proptest::prop_assert_eq!(sets::intersect(x, y), x.intersect(y));
                 proptest::prop_assert_eq!(sets::difference(x, y), x.difference(y));
                 proptest::prop_assert_eq!(sets::subset(x, y), x.is_subset(y));
+                proptest::prop_assert_eq!(
+                    sets::split_off(x.clone(), y),
+                    (x.difference(y), x.intersect(y))
+                );
             }
         }
     }

@@ -131,6 +131,35 @@ impl<T: Bound> IntervalSet<T> {
         Self { ranges }
     }
 
+    /// Replace the ranges at indexes `[i, j)` with `with`, in place: no
+    /// new allocation when `with` is no longer than the window, one shift
+    /// of the ranges after it otherwise. For cutting one value range out
+    /// of a set of many (what is left of the window's first and last
+    /// range). The caller keeps the set canonical, as for
+    /// [`IntervalSet::from_sorted_ranges`]; debug builds check it.
+    ///
+    /// # Panics
+    /// When `i > j` or `j` is past the last range.
+    pub fn replace_window(&mut self, i: usize, j: usize, with: &[(T, T)]) {
+        let (w, k) = (j - i, with.len());
+        if k <= w {
+            self.ranges[i..i + k].copy_from_slice(with);
+            self.ranges.drain(i + k..j);
+        } else {
+            self.ranges[i..j].copy_from_slice(&with[..w]);
+            self.ranges.insert_many(j, with[w..].iter().copied());
+        }
+        debug_assert!(
+            self.ranges.iter().all(|(lo, hi)| lo <= hi)
+                && self
+                    .ranges
+                    .windows(2)
+                    .all(|w| w[0].1.succ().is_some_and(|n| n < w[1].0)),
+            "replace_window: ranges not canonical: {:?}",
+            self.ranges
+        );
+    }
+
     /// The ranges, sorted and disjoint.
     pub fn ranges(&self) -> &[(T, T)] {
         &self.ranges
