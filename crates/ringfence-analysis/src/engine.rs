@@ -2092,7 +2092,28 @@ impl<'r> Builder<'r> {
         let u = self.u;
         let chain = &rs.chains[c];
         let unknown_target = chain.is_unknown_target();
-        let mut pieces: Vec<Piece> = Vec::new();
+        // The jump targets first, in the order the rules name them (the
+        // order the loop below would build them in), so that the plan's
+        // length is known about in advance: a chain that inlines large
+        // targets (a service table) then grows its plan once, instead of
+        // copying it at every doubling.
+        let mut expected = 0usize;
+        for rule in &chain.rules {
+            expected += 2;
+            if unknown_target {
+                continue;
+            }
+            if let Action::Jump { target } | Action::Goto { target } = &rule.action {
+                let t = target.0;
+                if self.inherits(t) {
+                    expected += self.plain.map_or(0, |p| p[t].pieces.len());
+                } else {
+                    self.build(t);
+                    expected += self.plans[t].as_ref().map_or(0, |p| p.pieces.len());
+                }
+            }
+        }
+        let mut pieces: Vec<Piece> = Vec::with_capacity(expected);
         let mut spans = Vec::with_capacity(chain.rules.len());
         let mut rule_boxes = Vec::with_capacity(chain.rules.len());
         for (ri, rule) in chain.rules.iter().enumerate() {
@@ -2259,20 +2280,29 @@ impl<'r> Builder<'r> {
 /// one inlined box that decides it or returns (and that no earlier inlined
 /// box skips past).
 fn inline(pieces: &mut Vec<Piece>, tp: &Plan, boxes: &[PBox], key: (u32, u32), goto: bool) -> bool {
-    // (original position, piece cut to the rule's box, the rule box it is cut to)
+    // (original position, piece cut to the rule's box, the rule box it is
+    // cut to). A large target (a service table jumped to from a base
+    // chain) gives tens of thousands: the list and the plan grow once
+    // each, not by doubling, so the boxes are not copied again and again.
+    let mut js = Vec::new();
     let mut cut: Vec<(u32, PBox, usize)> = Vec::new();
     for (bi, b) in boxes.iter().enumerate() {
-        let mut js = Vec::new();
+        js.clear();
         tp.query_into(b, &mut js);
         js.sort_unstable();
         js.dedup();
-        for j in js {
+        cut.reserve_exact(js.len());
+        for &j in &js {
             if let Some(x) = tp.pieces[j as usize].b.intersect(b) {
                 cut.push((j, x, bi));
             }
         }
     }
-    cut.sort_by_key(|(j, _, _)| *j);
+    if boxes.len() > 1 {
+        // Each box's part is in plan order already.
+        cut.sort_by_key(|(j, _, _)| *j);
+    }
+    pieces.reserve(cut.len());
     let base = pieces.len() as u32;
     let end = base + cut.len() as u32;
     let origs: Vec<u32> = cut.iter().map(|(j, _, _)| *j).collect();
