@@ -171,9 +171,77 @@ impl Hull {
             && self.proto.0 <= o.proto.1
             && o.proto.0 <= self.proto.1
     }
+}
 
-    fn join(&self, o: &Hull) -> Hull {
-        Hull {
+/// Items per leaf of a [`BoxIndex`] tree.
+const LEAF: usize = 8;
+
+/// An address as a tree stores it: IPv4 trees keep 32-bit addresses, so
+/// their nodes and items take a third of the memory (a query of a large
+/// plan reads several megabytes of them, and misses the cache less).
+trait Addr: Copy + Ord + Default + std::fmt::Debug {
+    fn from_wide(v: u128) -> Self;
+    fn wide(self) -> u128;
+}
+
+impl Addr for u32 {
+    #[inline]
+    fn from_wide(v: u128) -> Self {
+        // IPv4 boxes keep addresses below 2^32; an empty range's bounds
+        // (1, 0) stay as they are.
+        u32::try_from(v).unwrap_or(u32::MAX)
+    }
+    #[inline]
+    fn wide(self) -> u128 {
+        self as u128
+    }
+}
+
+impl Addr for u128 {
+    #[inline]
+    fn from_wide(v: u128) -> Self {
+        v
+    }
+    #[inline]
+    fn wide(self) -> u128 {
+        self
+    }
+}
+
+/// A [`Hull`] with addresses of width `A`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Near<A> {
+    src: (A, A),
+    dst: (A, A),
+    dport: (u16, u16),
+    proto: (u8, u8),
+}
+
+impl<A: Addr> Near<A> {
+    fn of(h: &Hull) -> Self {
+        let a = |(lo, hi): (u128, u128)| (A::from_wide(lo), A::from_wide(hi));
+        Self {
+            src: a(h.src),
+            dst: a(h.dst),
+            dport: h.dport,
+            proto: h.proto,
+        }
+    }
+
+    #[inline]
+    fn meets(&self, o: &Self) -> bool {
+        self.dst.0 <= o.dst.1
+            && o.dst.0 <= self.dst.1
+            && self.src.0 <= o.src.1
+            && o.src.0 <= self.src.1
+            && self.dport.0 <= o.dport.1
+            && o.dport.0 <= self.dport.1
+            && self.proto.0 <= o.proto.1
+            && o.proto.0 <= self.proto.1
+    }
+
+    fn join(&self, o: &Self) -> Self {
+        Self {
             src: (self.src.0.min(o.src.0), self.src.1.max(o.src.1)),
             dst: (self.dst.0.min(o.dst.0), self.dst.1.max(o.dst.1)),
             dport: (self.dport.0.min(o.dport.0), self.dport.1.max(o.dport.1)),
@@ -181,33 +249,31 @@ impl Hull {
         }
     }
 
-    /// Centre of the hull along split dimension `d` (source, destination, port).
-    fn centre(&self, d: usize) -> u128 {
-        let (lo, hi) = match d {
-            0 => self.src,
-            1 => self.dst,
+    /// The field a split dimension names (source, destination, port).
+    fn dim(&self, d: usize) -> (u128, u128) {
+        match d {
+            0 => (self.src.0.wide(), self.src.1.wide()),
+            1 => (self.dst.0.wide(), self.dst.1.wide()),
             _ => (self.dport.0 as u128, self.dport.1 as u128),
-        };
+        }
+    }
+
+    /// Centre of the hull along split dimension `d`.
+    fn centre(&self, d: usize) -> u128 {
+        let (lo, hi) = self.dim(d);
         lo / 2 + hi / 2 + (lo & hi & 1)
     }
 
     /// Width of the hull along split dimension `d`.
     fn width(&self, d: usize) -> u128 {
-        let (lo, hi) = match d {
-            0 => self.src,
-            1 => self.dst,
-            _ => (self.dport.0 as u128, self.dport.1 as u128),
-        };
+        let (lo, hi) = self.dim(d);
         hi.saturating_sub(lo)
     }
 }
 
-/// Items per leaf of a [`BoxIndex`] tree.
-const LEAF: usize = 8;
-
 #[derive(Debug, Clone)]
-struct Node {
-    hull: Hull,
+struct Node<A> {
+    hull: Near<A>,
     /// Items `[start, end)` of the tree's item array.
     start: u32,
     end: u32,
@@ -217,54 +283,35 @@ struct Node {
 }
 
 #[derive(Debug, Clone, Default)]
-struct Tree {
-    nodes: Vec<Node>,
-    items: Vec<(Hull, u32)>,
+struct Tree<A> {
+    nodes: Vec<Node<A>>,
+    items: Vec<(Near<A>, u32)>,
 }
 
-/// A static bounding-box tree over items by their [`Hull`] (source,
-/// destination, destination port and protocol at once), per family: a
-/// query finds the items whose hull meets a box's hull, so a box with a
-/// wide destination (a negated or missing `-d`) still meets only the items
-/// that overlap it in source and port. Built top down: each node splits its
-/// items at the median centre of the field that leaves the two halves the
-/// smallest hulls.
-#[derive(Debug, Clone, Default)]
-pub struct BoxIndex {
-    trees: [Tree; 2],
-}
-
-impl BoxIndex {
-    /// Build from `(family, hull, item)`.
-    pub fn build(items: impl IntoIterator<Item = (Fam, Hull, u32)>) -> Self {
-        let mut trees: [Tree; 2] = Default::default();
-        for (fam, h, id) in items {
-            trees[fam_slot(fam)].items.push((h, id));
+impl<A: Addr> Tree<A> {
+    fn build(mut items: Vec<(Near<A>, u32)>) -> Self {
+        let mut nodes = Vec::new();
+        if !items.is_empty() {
+            let n = items.len();
+            split(&mut items, 0, n, &mut nodes);
         }
-        for t in &mut trees {
-            if !t.items.is_empty() {
-                let n = t.items.len();
-                split(&mut t.items, 0, n, &mut t.nodes);
-            }
-        }
-        Self { trees }
+        Self { nodes, items }
     }
 
-    /// Append to `out` the ids of items whose hull meets `q`, unsorted.
-    pub fn query_into(&self, fam: Fam, q: &Hull, out: &mut Vec<u32>) {
-        let t = &self.trees[fam_slot(fam)];
-        if t.nodes.is_empty() {
+    fn query_into(&self, q: &Hull, out: &mut Vec<u32>) {
+        if self.nodes.is_empty() {
             return;
         }
+        let q = Near::<A>::of(q);
         let mut stack: smallvec::SmallVec<[u32; 64]> = smallvec::smallvec![0];
         while let Some(n) = stack.pop() {
-            let node = &t.nodes[n as usize];
-            if !node.hull.meets(q) {
+            let node = &self.nodes[n as usize];
+            if !node.hull.meets(&q) {
                 continue;
             }
             if node.left == u32::MAX {
-                for (h, id) in &t.items[node.start as usize..node.end as usize] {
-                    if h.meets(q) {
+                for (h, id) in &self.items[node.start as usize..node.end as usize] {
+                    if h.meets(&q) {
                         out.push(*id);
                     }
                 }
@@ -276,8 +323,51 @@ impl BoxIndex {
     }
 }
 
+/// A static bounding-box tree over items by their [`Hull`] (source,
+/// destination, destination port and protocol at once), per family: a
+/// query finds the items whose hull meets a box's hull, so a box with a
+/// wide destination (a negated or missing `-d`) still meets only the items
+/// that overlap it in source and port. Built top down: each node splits its
+/// items at the median centre of the field that leaves the two halves the
+/// smallest hulls.
+#[derive(Debug, Clone, Default)]
+pub struct BoxIndex {
+    v4: Tree<u32>,
+    v6: Tree<u128>,
+}
+
+impl BoxIndex {
+    /// Build from `(family, hull, item)`.
+    pub fn build(items: impl IntoIterator<Item = (Fam, Hull, u32)>) -> Self {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for (fam, h, id) in items {
+            match fam {
+                Fam::V4 => v4.push((Near::of(&h), id)),
+                Fam::V6 => v6.push((Near::of(&h), id)),
+            }
+        }
+        Self {
+            v4: Tree::build(v4),
+            v6: Tree::build(v6),
+        }
+    }
+
+    /// Append to `out` the ids of items whose hull meets `q`, unsorted.
+    pub fn query_into(&self, fam: Fam, q: &Hull, out: &mut Vec<u32>) {
+        match fam {
+            Fam::V4 => self.v4.query_into(q, out),
+            Fam::V6 => self.v6.query_into(q, out),
+        }
+    }
+}
+
 /// Build the subtree over `items[start..end]`; returns its node id.
-fn split(items: &mut [(Hull, u32)], start: usize, end: usize, nodes: &mut Vec<Node>) -> u32 {
+fn split<A: Addr>(
+    items: &mut [(Near<A>, u32)],
+    start: usize,
+    end: usize,
+    nodes: &mut Vec<Node<A>>,
+) -> u32 {
     let part = &mut items[start..end];
     let hull = part[1..].iter().fold(part[0].0, |h, (x, _)| h.join(x));
     let id = nodes.len() as u32;
