@@ -676,7 +676,7 @@ pub fn subtract_all(a: &PBox, subs: &[&PBox], budget: usize) -> Option<Vec<PBox>
         let mut next = Vec::with_capacity(pieces.len());
         for p in pieces {
             if p.overlaps(s) {
-                next.extend(p.subtract(s));
+                next.extend(p.split_owned(s).0);
             } else {
                 next.push(p);
             }

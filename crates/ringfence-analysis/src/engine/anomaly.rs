@@ -413,12 +413,9 @@ impl Engine<'_> {
                 continue;
             }
             let q = &plan.pieces[cands[k] as usize];
-            // One pass gives the part inside the box and the pieces outside.
-            let Some((mut outs, inside)) = f.split(&q.b) else {
-                // (The scan found them overlapping.) Past this box untouched.
-                stack.push((f, k + 1, rp));
-                continue;
-            };
+            // One pass gives the part inside the box and the pieces outside
+            // (the scan found them overlapping), reusing the fragment's sets.
+            let (mut outs, inside) = f.split_owned(&q.b);
             match q.fate {
                 Fate::Skip(s) => stack.push((inside, k + 1, s)),
                 // Both branches; the one past the rule (searched first) is
