@@ -921,8 +921,9 @@ impl<'a> Engine<'a> {
             // Fragments before the first one this box meets stay as they
             // are: only a box that cuts something rebuilds the order.
             let (qd, qp) = (dst_key(span(q.b.dst.ranges())), span(q.b.dport.ranges()));
+            let qs = src_key(span(q.b.src.ranges()));
             let meets = |f: &Slot, boxes: &[PBox]| {
-                f.pos <= j && f.may_meet(qd, qp) && boxes[f.at as usize].overlaps(&q.b)
+                f.pos <= j && f.may_meet(qd, qp, qs) && boxes[f.at as usize].overlaps(&q.b)
             };
             let Some(first) = live.iter().position(|f| meets(f, &arena.boxes)) else {
                 if live.len() + decided.len() > budget {
@@ -2356,11 +2357,12 @@ fn push_boxes(pieces: &mut Vec<Piece>, boxes: &[PBox], fate: Fate, key: (u32, u3
 
 /// A live fragment of [`Engine::walk`]: its box's place in the arena, the
 /// plan position it resumes at, its first fork (as in [`Frag`]), the hulls
-/// of its destination (as [`dst_key`]) and destination port, and the
-/// widest hole inside its destination hull, which turn away most boxes it
-/// does not meet without reading the box (a fragment of "everything but
-/// the servers' network" has a hull of every address, and the servers'
-/// rules fall in its hole). 48 bytes.
+/// of its destination (as [`dst_key`]), destination port and source (as
+/// [`src_key`]), and the widest hole inside its destination hull, which
+/// turn away most boxes it does not meet without reading the box (a
+/// fragment of "everything but the servers' network" has a hull of every
+/// address, and the servers' rules fall in its hole; a zone's rules miss
+/// the fragments of other zones' sources). 56 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     at: u32,
@@ -2369,6 +2371,7 @@ struct Slot {
     dport: (u16, u16),
     dst: (u64, u64),
     hole: (u64, u64),
+    src: (u32, u32),
 }
 
 /// A destination hull narrowed to 64 bits by a non-decreasing map (IPv4
@@ -2397,12 +2400,34 @@ impl Slot {
     /// Whether the hulls meet those of `dst` (a [`dst_key`]) and `dport`
     /// (necessary for the boxes to overlap).
     #[inline]
-    fn may_meet(&self, dst: (u64, u64), dport: (u16, u16)) -> bool {
+    fn may_meet(&self, dst: (u64, u64), dport: (u16, u16), src: (u32, u32)) -> bool {
         self.dst.0 <= dst.1
             && dst.0 <= self.dst.1
             && self.dport.0 <= dport.1
             && dport.0 <= self.dport.1
             && !(self.hole.0 <= dst.0 && dst.1 <= self.hole.1)
+            && self.src.0 <= src.1
+            && src.0 <= self.src.1
+    }
+}
+
+/// A source hull narrowed to 32 bits by a non-decreasing map (IPv4
+/// addresses halved, IPv6 addresses by their top 31 bits above every IPv4
+/// one), so hulls that meet still meet, as [`dst_key`] does in 64 bits.
+#[inline]
+fn src_key((lo, hi): (u128, u128)) -> (u32, u32) {
+    #[inline]
+    fn key(x: u128) -> u32 {
+        if x >> 32 == 0 {
+            (x as u32) >> 1
+        } else {
+            (1 << 31) | (x >> 97) as u32
+        }
+    }
+    if lo > hi {
+        (1, 0)
+    } else {
+        (key(lo), key(hi))
     }
 }
 
@@ -2456,8 +2481,10 @@ impl Arena {
     fn slot(&mut self, b: PBox, pos: u32, fork: u32) -> Slot {
         let (dst, dport) = (dst_key(span(b.dst.ranges())), span(b.dport.ranges()));
         let hole = dst_hole(b.dst.ranges());
+        let src = src_key(span(b.src.ranges()));
         Slot {
             hole,
+            src,
             at: self.put(b),
             pos,
             fork,
@@ -2532,7 +2559,7 @@ fn dedup_at(v: &mut Vec<Slot>, arena: &mut Arena, at: &[u32]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{dst_hole, dst_key};
+    use super::{dst_hole, dst_key, src_key};
     use crate::space::ISet;
 
     proptest::proptest! {
@@ -2560,7 +2587,7 @@ mod tests {
     }
 
     #[test]
-    fn narrowed_destination_hulls_that_meet_still_meet() {
+    fn narrowed_address_hulls_that_meet_still_meet() {
         // Values at the IPv4, 64-bit and IPv6 edges and in between.
         let mut vals: Vec<u128> = vec![
             0,
@@ -2595,11 +2622,15 @@ mod tests {
             for &b in ranges.iter().step_by(7) {
                 if meets(a, b) {
                     assert!(meets64(dst_key(a), dst_key(b)), "{a:?} {b:?}");
+                    let (x, y) = (src_key(a), src_key(b));
+                    assert!(x.0 <= y.1 && y.0 <= x.1, "source {a:?} {b:?}");
                 }
             }
         }
         // An empty hull stays empty (low above high).
         let (lo, hi) = dst_key((1, 0));
+        assert!(lo > hi);
+        let (lo, hi) = src_key((1, 0));
         assert!(lo > hi);
     }
 }
