@@ -162,14 +162,7 @@ impl Hull {
     /// Whether the hulls meet in every field.
     #[inline]
     pub fn meets(&self, o: &Hull) -> bool {
-        self.dst.0 <= o.dst.1
-            && o.dst.0 <= self.dst.1
-            && self.src.0 <= o.src.1
-            && o.src.0 <= self.src.1
-            && self.dport.0 <= o.dport.1
-            && o.dport.0 <= self.dport.1
-            && self.proto.0 <= o.proto.1
-            && o.proto.0 <= self.proto.1
+        Near::<u128>::of(self).meets(&Near::of(o))
     }
 }
 

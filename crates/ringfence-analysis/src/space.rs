@@ -2436,19 +2436,7 @@ pub(crate) mod sets {
     fn meets_by_search<T: Bound>(x: &[(T, T)], y: &[(T, T)]) -> bool {
         let (few, many) = if x.len() <= y.len() { (x, y) } else { (y, x) };
         if few.len() * 8 > many.len() {
-            let (mut i, mut j) = (0, 0);
-            while i < few.len() && j < many.len() {
-                let ((a0, a1), (b0, b1)) = (few[i], many[j]);
-                if a0.max(b0) <= a1.min(b1) {
-                    return true;
-                }
-                if a1 < b1 {
-                    i += 1;
-                } else {
-                    j += 1;
-                }
-            }
-            return false;
+            return ringfence_model::interval::ranges_meet(few, many);
         }
         let mut from = 0;
         for &(lo, hi) in few {

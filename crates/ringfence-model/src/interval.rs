@@ -41,6 +41,24 @@ impl_bound!(u8, u16, u32, u64, u128);
 /// Range storage: one range inline, more on the heap.
 type Ranges<T> = SmallVec<[(T, T); 1]>;
 
+/// Whether two sorted lists of disjoint `[lo, hi]` ranges share a value,
+/// by a linear merge (what [`IntervalSet::meets`] does on its ranges).
+pub fn ranges_meet<T: Bound>(a: &[(T, T)], b: &[(T, T)]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let ((a0, a1), (b0, b1)) = (a[i], b[j]);
+        if a0.max(b0) <= a1.min(b1) {
+            return true;
+        }
+        if a1 < b1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    false
+}
+
 /// A canonical set of integers: sorted, disjoint, non-adjacent `[lo, hi]` ranges.
 ///
 /// Serializes as the list of `[lo, hi]` pairs.
@@ -207,20 +225,7 @@ impl<T: Bound> IntervalSet<T> {
     /// Whether the two sets share a value, by a linear merge that stops at
     /// the first common range (no set is built).
     pub fn meets(&self, other: &Self) -> bool {
-        let (a, b) = (self.ranges.as_slice(), other.ranges.as_slice());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            let ((a0, a1), (b0, b1)) = (a[i], b[j]);
-            if a0.max(b0) <= a1.min(b1) {
-                return true;
-            }
-            if a1 < b1 {
-                i += 1;
-            } else {
-                j += 1;
-            }
-        }
-        false
+        ranges_meet(&self.ranges, &other.ranges)
     }
 
     /// Intersection, by a linear merge.
