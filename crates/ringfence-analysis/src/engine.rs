@@ -2374,31 +2374,49 @@ struct Slot {
     src: (u32, u32),
 }
 
-/// A destination hull narrowed to 64 bits by a non-decreasing map (IPv4
-/// addresses halved, IPv6 addresses by their top 63 bits above every IPv4
-/// one), so hulls that meet still meet: a necessary test, as the full one
-/// follows, with 64-bit compares instead of 128-bit ones.
+/// A hull narrowed by `key`, a map that does not decrease, so hulls that
+/// meet still meet: a necessary test, as the full one follows, with narrow
+/// compares instead of 128-bit ones. An empty hull (low above high) stays
+/// empty and meets nothing.
 #[inline]
-fn dst_key((lo, hi): (u128, u128)) -> (u64, u64) {
-    #[inline]
-    fn key(x: u128) -> u64 {
-        if x >> 64 == 0 {
-            (x as u64) >> 1
-        } else {
-            (1 << 63) | (x >> 65) as u64
-        }
-    }
+fn narrowed<K: From<u8>>((lo, hi): (u128, u128), key: impl Fn(u128) -> K) -> (K, K) {
     if lo > hi {
-        // Empty: meets nothing, as before.
-        (1, 0)
+        (K::from(1), K::from(0))
     } else {
         (key(lo), key(hi))
     }
 }
 
+/// A destination hull narrowed to 64 bits (IPv4 addresses halved, IPv6
+/// addresses by their top 63 bits above every IPv4 one).
+#[inline]
+fn dst_key(r: (u128, u128)) -> (u64, u64) {
+    narrowed(r, |x| {
+        if x >> 64 == 0 {
+            (x as u64) >> 1
+        } else {
+            (1 << 63) | (x >> 65) as u64
+        }
+    })
+}
+
+/// A source hull narrowed to 32 bits (IPv4 addresses halved, IPv6
+/// addresses by their top 31 bits above every IPv4 one).
+#[inline]
+fn src_key(r: (u128, u128)) -> (u32, u32) {
+    narrowed(r, |x| {
+        if x >> 32 == 0 {
+            (x as u32) >> 1
+        } else {
+            (1 << 31) | (x >> 97) as u32
+        }
+    })
+}
+
 impl Slot {
-    /// Whether the hulls meet those of `dst` (a [`dst_key`]) and `dport`
-    /// (necessary for the boxes to overlap).
+    /// Whether the hulls meet those of `dst` (a [`dst_key`]), `dport` and
+    /// `src` (a [`src_key`]), and `dst` is not inside the fragment's
+    /// destination hole (necessary for the boxes to overlap).
     #[inline]
     fn may_meet(&self, dst: (u64, u64), dport: (u16, u16), src: (u32, u32)) -> bool {
         self.dst.0 <= dst.1
@@ -2408,26 +2426,6 @@ impl Slot {
             && !(self.hole.0 <= dst.0 && dst.1 <= self.hole.1)
             && self.src.0 <= src.1
             && src.0 <= self.src.1
-    }
-}
-
-/// A source hull narrowed to 32 bits by a non-decreasing map (IPv4
-/// addresses halved, IPv6 addresses by their top 31 bits above every IPv4
-/// one), so hulls that meet still meet, as [`dst_key`] does in 64 bits.
-#[inline]
-fn src_key((lo, hi): (u128, u128)) -> (u32, u32) {
-    #[inline]
-    fn key(x: u128) -> u32 {
-        if x >> 32 == 0 {
-            (x as u32) >> 1
-        } else {
-            (1 << 31) | (x >> 97) as u32
-        }
-    }
-    if lo > hi {
-        (1, 0)
-    } else {
-        (key(lo), key(hi))
     }
 }
 
