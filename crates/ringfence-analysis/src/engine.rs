@@ -199,6 +199,8 @@ pub struct Plan {
     /// destination index would answer with nearly every box); built on
     /// first use.
     all: std::sync::OnceLock<BoxIndex>,
+    /// Every box's narrowed hulls, by position; built on first use.
+    keys: std::sync::OnceLock<Vec<BoxKey>>,
 }
 
 /// Destination hulls narrower than this are looked up by destination,
@@ -211,6 +213,14 @@ fn is_narrow(b: &PBox) -> bool {
 }
 
 impl Plan {
+    /// Every box's [`BoxKey`], by plan position: scans that test many
+    /// fragments against the same boxes read these few bytes instead of
+    /// each box's sets.
+    pub(crate) fn keys(&self) -> &[BoxKey] {
+        self.keys
+            .get_or_init(|| self.pieces.iter().map(|p| BoxKey::of(&p.b)).collect())
+    }
+
     fn tree(&self, wide_only: bool) -> BoxIndex {
         BoxIndex::build(
             self.pieces
@@ -864,6 +874,7 @@ impl<'a> Engine<'a> {
         for f in &frags {
             plan.query_into(&f.b, &mut cands);
         }
+        let keys = plan.keys();
         // Positions outside `[from, to)` go before sorting: a walk that
         // stops at a pivot box drops about half of what a wide fragment's
         // query returns.
@@ -920,10 +931,9 @@ impl<'a> Engine<'a> {
             }
             // Fragments before the first one this box meets stay as they
             // are: only a box that cuts something rebuilds the order.
-            let (qd, qp) = (dst_key(span(q.b.dst.ranges())), span(q.b.dport.ranges()));
-            let qs = src_key(span(q.b.src.ranges()));
+            let qk = &keys[j as usize];
             let meets = |f: &Slot, boxes: &[PBox]| {
-                f.pos <= j && f.may_meet(qd, qp, qs) && boxes[f.at as usize].overlaps(&q.b)
+                f.pos <= j && f.key.may_meet(qk) && boxes[f.at as usize].overlaps(&q.b)
             };
             let Some(first) = live.iter().position(|f| meets(f, &arena.boxes)) else {
                 if live.len() + decided.len() > budget {
@@ -2271,6 +2281,7 @@ impl<'r> Builder<'r> {
             index,
             wide: std::sync::OnceLock::new(),
             all: std::sync::OnceLock::new(),
+            keys: std::sync::OnceLock::new(),
         });
         self.state[c] = 2;
     }
@@ -2356,22 +2367,72 @@ fn push_boxes(pieces: &mut Vec<Piece>, boxes: &[PBox], fate: Fate, key: (u32, u3
 }
 
 /// A live fragment of [`Engine::walk`]: its box's place in the arena, the
-/// plan position it resumes at, its first fork (as in [`Frag`]), the hulls
-/// of its destination (as [`dst_key`]), destination port and source (as
-/// [`src_key`]), and the widest hole inside its destination hull, which
-/// turn away most boxes it does not meet without reading the box (a
-/// fragment of "everything but the servers' network" has a hull of every
-/// address, and the servers' rules fall in its hole; a zone's rules miss
-/// the fragments of other zones' sources). 56 bytes.
+/// plan position it resumes at, its first fork (as in [`Frag`]) and its
+/// [`FragKey`], which turns away most boxes it does not meet without
+/// reading the box (a fragment of "everything but the servers' network"
+/// has a hull of every address, and the servers' rules fall in its hole; a
+/// zone's rules miss the fragments of other zones' sources). 64 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     at: u32,
     pos: u32,
     fork: u32,
+    key: FragKey,
+}
+
+/// A plan box's hulls narrowed to a few bytes: destination ([`dst_key`]),
+/// source ([`src_key`]) and destination port.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BoxKey {
+    dst: (u64, u64),
+    src: (u32, u32),
     dport: (u16, u16),
+}
+
+impl BoxKey {
+    fn of(b: &PBox) -> Self {
+        Self {
+            dst: dst_key(span(b.dst.ranges())),
+            src: src_key(span(b.src.ranges())),
+            dport: span(b.dport.ranges()),
+        }
+    }
+}
+
+/// A fragment's narrowed hulls and the widest hole of its destination
+/// (see [`dst_hole`]): what [`FragKey::may_meet`] tests a plan box's
+/// [`BoxKey`] against before the boxes' sets are read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FragKey {
     dst: (u64, u64),
     hole: (u64, u64),
     src: (u32, u32),
+    dport: (u16, u16),
+}
+
+impl FragKey {
+    fn of(b: &PBox) -> Self {
+        Self {
+            dst: dst_key(span(b.dst.ranges())),
+            hole: dst_hole(b.dst.ranges()),
+            src: src_key(span(b.src.ranges())),
+            dport: span(b.dport.ranges()),
+        }
+    }
+
+    /// Whether the fragment's hulls meet the box's and the box's
+    /// destination is not inside the fragment's hole (necessary for the
+    /// boxes to overlap).
+    #[inline]
+    pub(crate) fn may_meet(&self, k: &BoxKey) -> bool {
+        self.dst.0 <= k.dst.1
+            && k.dst.0 <= self.dst.1
+            && self.dport.0 <= k.dport.1
+            && k.dport.0 <= self.dport.1
+            && !(self.hole.0 <= k.dst.0 && k.dst.1 <= self.hole.1)
+            && self.src.0 <= k.src.1
+            && k.src.0 <= self.src.1
+    }
 }
 
 /// A hull narrowed by `key`, a map that does not decrease, so hulls that
@@ -2411,22 +2472,6 @@ fn src_key(r: (u128, u128)) -> (u32, u32) {
             (1 << 31) | (x >> 97) as u32
         }
     })
-}
-
-impl Slot {
-    /// Whether the hulls meet those of `dst` (a [`dst_key`]), `dport` and
-    /// `src` (a [`src_key`]), and `dst` is not inside the fragment's
-    /// destination hole (necessary for the boxes to overlap).
-    #[inline]
-    fn may_meet(&self, dst: (u64, u64), dport: (u16, u16), src: (u32, u32)) -> bool {
-        self.dst.0 <= dst.1
-            && dst.0 <= self.dst.1
-            && self.dport.0 <= dport.1
-            && dport.0 <= self.dport.1
-            && !(self.hole.0 <= dst.0 && dst.1 <= self.hole.1)
-            && self.src.0 <= src.1
-            && src.0 <= self.src.1
-    }
 }
 
 /// Ranges of a destination set searched for its widest hole: a set of
@@ -2477,17 +2522,12 @@ struct Arena {
 impl Arena {
     /// A slot for fragment `b` at `pos` with first fork `fork`.
     fn slot(&mut self, b: PBox, pos: u32, fork: u32) -> Slot {
-        let (dst, dport) = (dst_key(span(b.dst.ranges())), span(b.dport.ranges()));
-        let hole = dst_hole(b.dst.ranges());
-        let src = src_key(span(b.src.ranges()));
+        let key = FragKey::of(&b);
         Slot {
-            hole,
-            src,
+            key,
             at: self.put(b),
             pos,
             fork,
-            dport,
-            dst,
         }
     }
 
@@ -2557,8 +2597,8 @@ fn dedup_at(v: &mut Vec<Slot>, arena: &mut Arena, at: &[u32]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{dst_hole, dst_key, src_key};
-    use crate::space::ISet;
+    use super::{dst_hole, dst_key, src_key, BoxKey, FragKey};
+    use crate::space::{Fam, ISet, PBox};
 
     proptest::proptest! {
         /// A destination range whose keys fall in a set's widest hole
@@ -2580,6 +2620,38 @@ mod tests {
             }
             if set.ranges().len() > super::HOLE_SEARCH {
                 proptest::prop_assert_eq!(hole, (1, 0));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The walk's and the searches' quick test never turns away a box
+        /// that overlaps the fragment: destinations with holes, sources
+        /// and ports, in both families.
+        #[test]
+        fn fragment_keys_let_every_overlapping_box_through(
+            a_dst in proptest::collection::vec((0u128..4096, 0u128..300), 1..24),
+            b_dst in proptest::collection::vec((0u128..4096, 0u128..300), 1..4),
+            a_src in (0u128..4096, 0u128..4096),
+            b_src in (0u128..4096, 0u128..4096),
+            a_port in (0u16..2000, 0u16..200),
+            b_port in (0u16..2000, 0u16..200),
+            v6 in proptest::bool::ANY,
+        ) {
+            let fam = if v6 { Fam::V6 } else { Fam::V4 };
+            let base = if v6 { (1u128 << 96) - 2048 } else { 0x0a00_0000 };
+            let u = crate::space::IfaceUniverse::new(std::iter::empty::<&ringfence_model::Ruleset>());
+            let make = |dst: &[(u128, u128)], src: (u128, u128), port: (u16, u16)| {
+                let mut b = PBox::full(fam, &u);
+                b.dst = ISet::from_ranges(dst.iter().map(|&(lo, w)| (base + lo, base + lo + w)));
+                b.src = ISet::range(base + src.0, base + src.0 + src.1);
+                b.dport = ISet::range(port.0, port.0 + port.1);
+                b
+            };
+            let a = make(&a_dst, a_src, a_port);
+            let b = make(&b_dst, b_src, b_port);
+            if a.overlaps(&b) {
+                proptest::prop_assert!(FragKey::of(&a).may_meet(&BoxKey::of(&b)));
             }
         }
     }

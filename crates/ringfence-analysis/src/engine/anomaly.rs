@@ -391,7 +391,9 @@ impl Engine<'_> {
         // shadowed or redundant wrongly).
         let mut stack: Vec<(PBox, usize, u32)> = vec![(self.u.marks.erase(b.clone()), 0, 0)];
         let mut work: usize = 0;
+        let keys = plan.keys();
         while let Some((f, mut k, rp)) = stack.pop() {
+            let fk = FragKey::of(&f);
             loop {
                 work += 1;
                 if work > WORK_LIMIT / 16 {
@@ -404,7 +406,10 @@ impl Engine<'_> {
                     break;
                 }
                 let j = cands[k];
-                if j >= rp && plan.pieces[j as usize].b.overlaps(&f) {
+                if j >= rp
+                    && fk.may_meet(&keys[j as usize])
+                    && plan.pieces[j as usize].b.overlaps(&f)
+                {
                     break;
                 }
                 k += 1;
@@ -472,6 +477,7 @@ fn point_reaches(plan: &Plan, cands: &[u32], p: &PBox, to: u32) -> bool {
     // Branches to try: (index into `cands`, position the point resumes at).
     let mut branches: Vec<(usize, u32)> = vec![(0, 0)];
     let mut taken = 1;
+    let (keys, pk) = (plan.keys(), FragKey::of(p));
     'branch: while let Some((first, mut rp)) = branches.pop() {
         for (i, &j) in cands.iter().enumerate().skip(first) {
             if j < rp {
@@ -479,6 +485,9 @@ fn point_reaches(plan: &Plan, cands: &[u32], p: &PBox, to: u32) -> bool {
             }
             if j >= to {
                 break;
+            }
+            if !pk.may_meet(&keys[j as usize]) {
+                continue;
             }
             let q = &plan.pieces[j as usize];
             if q.b.overlaps(p) {
