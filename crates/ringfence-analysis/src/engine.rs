@@ -234,16 +234,22 @@ impl Plan {
     /// Append to `out` the positions whose box may meet `b` (a superset of
     /// those that do, each once; unsorted).
     fn query_into(&self, b: &PBox, out: &mut Vec<u32>) {
+        self.query_below(b, u32::MAX, out);
+    }
+
+    /// [`Plan::query_into`] for the positions below `below` only: a walk
+    /// that stops at a box passes over the rest of the plan in the index.
+    fn query_below(&self, b: &PBox, below: u32, out: &mut Vec<u32>) {
         let (lo, hi) = hull(b);
         if hi - lo < NARROW_DST {
-            self.index.query_into(b.fam, lo, hi, out);
+            self.index.query_below(b.fam, lo, hi, below, out);
             self.wide
                 .get_or_init(|| self.tree(true))
-                .query_into(b.fam, &Hull::of(b), out);
+                .query_below(b.fam, &Hull::of(b), below, out);
         } else {
             self.all
                 .get_or_init(|| self.tree(false))
-                .query_into(b.fam, &Hull::of(b), out);
+                .query_below(b.fam, &Hull::of(b), below, out);
         }
     }
 }
@@ -872,7 +878,7 @@ impl<'a> Engine<'a> {
     ) -> Result<(Vec<Frag>, Vec<Frag>), OverBudget> {
         let mut cands = Vec::new();
         for f in &frags {
-            plan.query_into(&f.b, &mut cands);
+            plan.query_below(&f.b, to, &mut cands);
         }
         let keys = plan.keys();
         // Positions outside `[from, to)` go before sorting: a walk that

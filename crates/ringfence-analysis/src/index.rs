@@ -90,6 +90,11 @@ impl DstIndex {
 
     /// Append to `out` the ids of items whose hull meets `[lo, hi]`, unsorted.
     pub fn query_into(&self, fam: Fam, lo: u128, hi: u128, out: &mut Vec<u32>) {
+        self.query_below(fam, lo, hi, u32::MAX, out);
+    }
+
+    /// [`DstIndex::query_into`] for the items with ids below `below` only.
+    pub fn query_below(&self, fam: Fam, lo: u128, hi: u128, below: u32, out: &mut Vec<u32>) {
         for c in &self.classes[fam_slot(fam)] {
             if hi < c.span.0 || lo > c.span.1 {
                 continue;
@@ -110,7 +115,7 @@ impl DstIndex {
                 if elo > hi {
                     break;
                 }
-                if ehi >= lo {
+                if ehi >= lo && id < below {
                     out.push(id);
                 }
             }
@@ -273,6 +278,9 @@ struct Node<A> {
     /// Children (node ids), or `u32::MAX` for a leaf.
     left: u32,
     right: u32,
+    /// The smallest item id in the subtree: a query for ids below a bound
+    /// passes over subtrees that hold none.
+    min_id: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -291,7 +299,7 @@ impl<A: Addr> Tree<A> {
         Self { nodes, items }
     }
 
-    fn query_into(&self, q: &Hull, out: &mut Vec<u32>) {
+    fn query_into(&self, q: &Hull, below: u32, out: &mut Vec<u32>) {
         if self.nodes.is_empty() {
             return;
         }
@@ -299,12 +307,12 @@ impl<A: Addr> Tree<A> {
         let mut stack: smallvec::SmallVec<[u32; 64]> = smallvec::smallvec![0];
         while let Some(n) = stack.pop() {
             let node = &self.nodes[n as usize];
-            if !node.hull.meets(&q) {
+            if node.min_id >= below || !node.hull.meets(&q) {
                 continue;
             }
             if node.left == u32::MAX {
                 for (h, id) in &self.items[node.start as usize..node.end as usize] {
-                    if h.meets(&q) {
+                    if *id < below && h.meets(&q) {
                         out.push(*id);
                     }
                 }
@@ -347,9 +355,14 @@ impl BoxIndex {
 
     /// Append to `out` the ids of items whose hull meets `q`, unsorted.
     pub fn query_into(&self, fam: Fam, q: &Hull, out: &mut Vec<u32>) {
+        self.query_below(fam, q, u32::MAX, out);
+    }
+
+    /// [`BoxIndex::query_into`] for the items with ids below `below` only.
+    pub fn query_below(&self, fam: Fam, q: &Hull, below: u32, out: &mut Vec<u32>) {
         match fam {
-            Fam::V4 => self.v4.query_into(q, out),
-            Fam::V6 => self.v6.query_into(q, out),
+            Fam::V4 => self.v4.query_into(q, below, out),
+            Fam::V6 => self.v6.query_into(q, below, out),
         }
     }
 }
@@ -363,6 +376,7 @@ fn split<A: Addr>(
 ) -> u32 {
     let part = &mut items[start..end];
     let hull = part[1..].iter().fold(part[0].0, |h, (x, _)| h.join(x));
+    let min_id = part.iter().map(|(_, i)| *i).min().unwrap_or(u32::MAX);
     let id = nodes.len() as u32;
     nodes.push(Node {
         hull,
@@ -370,6 +384,7 @@ fn split<A: Addr>(
         end: end as u32,
         left: u32::MAX,
         right: u32::MAX,
+        min_id,
     });
     if part.len() <= LEAF {
         return id;
@@ -504,6 +519,32 @@ mod tests {
             got.sort_unstable();
             want.sort_unstable();
             assert_eq!(got, want, "query {k}: {q:?}");
+            // Bounded by id: exactly the items below the bound, wherever
+            // the bound falls in the tree's subtrees.
+            let below = (next() % 2100) as u32;
+            let mut got = Vec::new();
+            idx.query_below(fam, &q, below, &mut got);
+            got.sort_unstable();
+            want.retain(|&id| id < below);
+            assert_eq!(got, want, "query {k} below {below}: {q:?}");
         }
+    }
+
+    #[test]
+    fn bounded_destination_query_keeps_only_ids_below_the_bound() {
+        let items = vec![
+            (Fam::V4, 10, 10, 0),
+            (Fam::V4, 0, u32::MAX as u128, 7),
+            (Fam::V4, 5, 300, 2),
+            (Fam::V4, 11, 20, 4),
+        ];
+        let idx = DstIndex::build(items);
+        let mut got = Vec::new();
+        idx.query_below(Fam::V4, 10, 12, 4, &mut got);
+        got.sort_unstable();
+        assert_eq!(got, vec![0, 2]);
+        got.clear();
+        idx.query_below(Fam::V4, 10, 12, 0, &mut got);
+        assert!(got.is_empty());
     }
 }

@@ -328,8 +328,8 @@ impl Engine<'_> {
     /// Plan positions in `[from, to)` whose box may meet `b`, ascending.
     fn candidates(&self, plan: &Plan, b: &PBox, from: u32, to: u32) -> Vec<u32> {
         let mut c = Vec::new();
-        plan.query_into(b, &mut c);
-        c.retain(|&j| j >= from && j < to);
+        plan.query_below(b, to, &mut c);
+        c.retain(|&j| j >= from);
         c.sort_unstable();
         c
     }

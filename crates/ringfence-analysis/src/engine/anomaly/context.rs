@@ -797,9 +797,8 @@ impl Engine<'_> {
     fn blame_in_plan(&self, plan: &Plan, cut: &[PBox], s: u32, by: &mut Vec<RuleRef>) {
         let mut cands = Vec::new();
         for b in cut {
-            plan.query_into(b, &mut cands);
+            plan.query_below(b, s, &mut cands);
         }
-        cands.retain(|&j| j < s);
         cands.sort_unstable();
         cands.dedup();
         self.blame_among(plan, cut, &cands, s, by);
