@@ -881,10 +881,10 @@ impl<'a> Engine<'a> {
             plan.query_below(&f.b, to, &mut cands);
         }
         let keys = plan.keys();
-        // Positions outside `[from, to)` go before sorting: a walk that
-        // stops at a pivot box drops about half of what a wide fragment's
-        // query returns.
-        cands.retain(|&j| j >= from && j < to);
+        // The query left out the positions from `to` on (about half of
+        // what a wide fragment meets when the walk stops at a pivot box);
+        // those before `from` go before sorting.
+        cands.retain(|&j| j >= from);
         cands.sort_unstable();
         if frags.len() > 1 {
             cands.dedup();
@@ -915,9 +915,6 @@ impl<'a> Engine<'a> {
         while ci < cands.len() {
             let j = cands[ci];
             ci += 1;
-            if j < from || j >= to {
-                continue;
-            }
             if live.is_empty() {
                 break;
             }
@@ -2192,13 +2189,21 @@ impl<'r> Builder<'r> {
                         };
                         // A target that rewrites marks: its boxes after a
                         // rewrite speak of the rewritten marks, so they are cut
-                        // to the jump's box without its marks, and packets
-                        // outside the jump's box skip the inlined block.
+                        // to the jump's box without its marks. Where the jump
+                        // tests marks, packets outside the jump's box skip the
+                        // inlined block (a guard). Where it does not, the
+                        // cut boxes lie inside the jump's box and a rewrite
+                        // changes nothing else, so a packet outside it meets
+                        // none of them: no guard (kube-proxy's KUBE-SEP
+                        // `-s ENDPOINT -j KUBE-MARK-MASQ` would otherwise
+                        // add wide boxes that every query meets).
                         let rewrites = tp.is_some_and(|tp| {
                             tp.pieces.iter().any(|p| matches!(p.fate, Fate::Mark(..)))
                         });
+                        let guarded =
+                            rewrites && boxes.iter().any(|b| u.marks.erase(b.clone()) != *b);
                         let guard_start = pieces.len();
-                        if rewrites {
+                        if guarded {
                             let mut outside: Vec<PBox> =
                                 [crate::space::Fam::V4, crate::space::Fam::V6]
                                     .into_iter()

@@ -99,6 +99,86 @@ fn marking_a_whole_network_and_accepting_the_mark_is_certain_excess_named_by_the
     assert_ne!(status(&r, "to-harbor"), Status::Unknown);
 }
 
+/// Mangle rules that send the Harbor flow's packets (one jump per source)
+/// to a chain that sets mark 0x10; `test` is put into each jump.
+fn harbor_marked_by_a_chain(test: &str) -> String {
+    let mut mangle = String::from(":SETMARK - [0:0]\n");
+    for src in ["198.18.10.0/24", "198.18.20.0/23", "198.18.1.10/32"] {
+        mangle.push_str(&format!(
+            "-A PREROUTING -s {src} -d 198.18.1.20/32 -p tcp --dport 443 {test}-j SETMARK\n"
+        ));
+    }
+    mangle.push_str("-A SETMARK -j MARK --set-xmark 0x10/0x10\n");
+    harbor_by_mark("-A INFRA -m mark --mark 0x10/0x10 -j ACCEPT\n", &mangle)
+}
+
+/// Whether the plan of the mangle PREROUTING chain holds skip boxes (the
+/// guard that keeps packets outside a jump out of a marking chain).
+fn prerouting_has_guard(rs: &ringfence_model::Ruleset) -> bool {
+    let engine = Engine::new(rs, IfaceUniverse::new([rs]));
+    let setmark = rs
+        .chain_by_name("mangle:SETMARK")
+        .expect("the marking chain");
+    let c = (0..rs.chains.len())
+        .map(ringfence_model::ChainId)
+        .find(|&c| {
+            rs.chain(c)
+                .rules
+                .iter()
+                .any(|r| r.action == ringfence_model::Action::Jump { target: setmark })
+        })
+        .expect("the mangle PREROUTING chain jumps to SETMARK");
+    engine
+        .plan(c)
+        .pieces
+        .iter()
+        .any(|p| matches!(p.fate, ringfence_analysis::Fate::Skip(_)))
+}
+
+#[test]
+fn a_jump_into_a_marking_chain_that_tests_no_mark_marks_exactly_its_packets_without_a_guard() {
+    // The marking chain's boxes lie inside each jump's box, so packets
+    // outside the jumps meet none of them: the plan needs no guard, and the
+    // flow is accepted by its mark with nothing beyond it.
+    let text = harbor_marked_by_a_chain("");
+    let rs = parse_ruleset(&text, "chainmark.rules", RulesetFormat::Auto).unwrap();
+    assert!(!prerouting_has_guard(&rs));
+    let r = run("chainmark.rules", &text);
+    assert_eq!(status(&r, "to-harbor"), Status::Allowed, "{:#?}", r.flows);
+    assert!(r.excess.is_empty(), "{:#?}", r.excess);
+    assert!(r.summary.ok, "{:?}", r.summary);
+    // A packet from outside the jumps is not marked and is dropped.
+    let tracer = Tracer::new(&rs);
+    let mut p = Packet::new_connection(
+        "198.18.30.5".parse().unwrap(),
+        "198.18.1.20".parse().unwrap(),
+        6,
+        40000,
+        443,
+    );
+    p.iif = Some("eth0".into());
+    p.oif = Some("eth1".into());
+    assert_eq!(
+        tracer.trace(Hook::Forward, &p).verdict,
+        ringfence_model::Verdict::Drop
+    );
+}
+
+#[test]
+fn a_jump_into_a_marking_chain_that_tests_the_mark_keeps_its_guard() {
+    // The jump matches mark 0 only; inside the chain the mark is 0x10, so
+    // the chain's boxes cannot be cut by the jump's mark test and a guard
+    // keeps packets with other marks out. Packets enter with mark 0: the
+    // verdicts are those of the unguarded jump.
+    let text = harbor_marked_by_a_chain("-m mark --mark 0x0/0x10 ");
+    let rs = parse_ruleset(&text, "guarded.rules", RulesetFormat::Auto).unwrap();
+    assert!(prerouting_has_guard(&rs));
+    let r = run("guarded.rules", &text);
+    assert_eq!(status(&r, "to-harbor"), Status::Allowed, "{:#?}", r.flows);
+    assert!(r.excess.is_empty(), "{:#?}", r.excess);
+    assert!(r.summary.ok, "{:?}", r.summary);
+}
+
 #[test]
 fn trace_follows_the_mark_and_agrees_with_the_engine() {
     let text = harbor_by_mark("-A INFRA -m mark --mark 0x10/0x10 -j ACCEPT\n", MARK_HARBOR);
