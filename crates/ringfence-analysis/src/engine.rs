@@ -2200,8 +2200,10 @@ impl<'r> Builder<'r> {
                         let rewrites = tp.is_some_and(|tp| {
                             tp.pieces.iter().any(|p| matches!(p.fate, Fate::Mark(..)))
                         });
-                        let guarded =
-                            rewrites && boxes.iter().any(|b| u.marks.erase(b.clone()) != *b);
+                        let guarded = rewrites
+                            && boxes.iter().any(|b| {
+                                b.mark != u.marks.all_packet() || b.ctmark != u.marks.all_conn()
+                            });
                         let guard_start = pieces.len();
                         if guarded {
                             let mut outside: Vec<PBox> =

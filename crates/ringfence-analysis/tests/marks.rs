@@ -29,6 +29,21 @@ fn harbor_by_mark(filter_rule: &str, mangle: &str) -> String {
     format!("{text}{MANGLE_HEAD}{mangle}COMMIT\n")
 }
 
+/// A new tcp connection from `src` to harbor (198.18.1.20) on `dport`,
+/// forwarded from eth0 to eth1.
+fn forward_packet(src: &str, dport: u16) -> Packet {
+    let mut p = Packet::new_connection(
+        src.parse().unwrap(),
+        "198.18.1.20".parse().unwrap(),
+        6,
+        40000,
+        dport,
+    );
+    p.iif = Some("eth0".into());
+    p.oif = Some("eth1".into());
+    p
+}
+
 fn run(name: &str, text: &str) -> VerifyReport {
     let rs = parse_ruleset(text, name, RulesetFormat::Auto).unwrap_or_else(|e| panic!("{e}"));
     let site = ringfence_site::example_site().resolve();
@@ -149,15 +164,7 @@ fn a_jump_into_a_marking_chain_that_tests_no_mark_marks_exactly_its_packets_with
     assert!(r.summary.ok, "{:?}", r.summary);
     // A packet from outside the jumps is not marked and is dropped.
     let tracer = Tracer::new(&rs);
-    let mut p = Packet::new_connection(
-        "198.18.30.5".parse().unwrap(),
-        "198.18.1.20".parse().unwrap(),
-        6,
-        40000,
-        443,
-    );
-    p.iif = Some("eth0".into());
-    p.oif = Some("eth1".into());
+    let p = forward_packet("198.18.30.5", 443);
     assert_eq!(
         tracer.trace(Hook::Forward, &p).verdict,
         ringfence_model::Verdict::Drop
@@ -184,15 +191,7 @@ fn trace_follows_the_mark_and_agrees_with_the_engine() {
     let text = harbor_by_mark("-A INFRA -m mark --mark 0x10/0x10 -j ACCEPT\n", MARK_HARBOR);
     let rs = parse_ruleset(&text, "mark.rules", RulesetFormat::Auto).unwrap();
     let tracer = Tracer::new(&rs);
-    let mut p = Packet::new_connection(
-        "198.18.20.5".parse().unwrap(),
-        "198.18.1.20".parse().unwrap(),
-        6,
-        40000,
-        443,
-    );
-    p.iif = Some("eth0".into());
-    p.oif = Some("eth1".into());
+    let p = forward_packet("198.18.20.5", 443);
     let t = tracer.trace(Hook::Forward, &p);
     assert!(!t.uncertain);
     assert_eq!(t.verdict, ringfence_model::Verdict::Accept);
@@ -202,7 +201,7 @@ fn trace_follows_the_mark_and_agrees_with_the_engine() {
     assert_eq!(changes.len(), 1);
     assert_eq!((changes[0].1, changes[0].2), (0x10, 0));
     // The same packet to another port is not marked and is dropped.
-    p.dport = 444;
+    let p = forward_packet("198.18.20.5", 444);
     assert_eq!(
         tracer.trace(Hook::Forward, &p).verdict,
         ringfence_model::Verdict::Drop
@@ -294,15 +293,7 @@ fn base_with(head: &str, rules: &str) -> String {
 fn harbor_packet_verdict(text: &str, dport: u16) -> ringfence_model::Verdict {
     let rs = parse_ruleset(text, "stage.rules", RulesetFormat::Auto).unwrap();
     let tracer = Tracer::new(&rs);
-    let mut p = Packet::new_connection(
-        "198.18.20.5".parse().unwrap(),
-        "198.18.1.20".parse().unwrap(),
-        6,
-        40000,
-        dport,
-    );
-    p.iif = Some("eth0".into());
-    p.oif = Some("eth1".into());
+    let p = forward_packet("198.18.20.5", dport);
     let t = tracer.trace(Hook::Forward, &p);
     assert!(!t.uncertain, "{t:?}");
     let engine = Engine::new(&rs, IfaceUniverse::new([&rs]));
