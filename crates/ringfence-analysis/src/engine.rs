@@ -1462,12 +1462,15 @@ impl<'a> Engine<'a> {
             std::net::IpAddr::V6(a) => (crate::space::Fam::V6, u128::from(a)),
         };
         let src = match (rw.kind, rw.addrs) {
-            (ringfence_model::NatKind::Snat, Some((lo, hi))) if lo == hi => {
-                let (f, a) = v(lo);
-                if f != fam {
+            (ringfence_model::NatKind::Snat, Some((lo, hi))) => {
+                // A range: the kernel keeps a source already in it or picks
+                // one by a hash of the addresses, so each address is a
+                // branch (the caller parts them at the rule).
+                let ((fa, a), (fz, z)) = (v(lo), v(hi));
+                if fa != fam || fz != fam || a > z {
                     return None;
                 }
-                ISet::single(a)
+                ISet::range(a, z)
             }
             (ringfence_model::NatKind::Masquerade, _) => {
                 let l = self.u.locals.as_ref()?;
@@ -1611,6 +1614,11 @@ impl<'a> Engine<'a> {
             });
             if let (Some(now), false) = (self.src_now(rw, first.fam), reads_orig) {
                 first.nat = crate::space::nat::add_snat(first.nat);
+                // A choice of addresses parts the branches at this rule.
+                let fork = match now.src.ranges() {
+                    [(a, z)] if a == z => fork,
+                    _ => fork.or(Some(key)),
+                };
                 if now.sport.is_some() {
                     // The port changes for port protocols only.
                     let pp = crate::space::port_protocols();

@@ -1106,14 +1106,28 @@ impl<'a> Tracer<'a> {
                 "REDIRECT goes to the host's own address: give the host's addresses with --local"
                     .to_string()
             }
-            (NatKind::Snat, Some((a, b))) if a != b => {
-                "a source translation to a range of addresses (the kernel's choice)".to_string()
-            }
             (NatKind::Snat, None) => {
                 "a source translation without an address (the kernel's choice)".to_string()
             }
             (_, Some((a, b))) if a.is_ipv6() != b.is_ipv6() => {
                 "a translation across address families".to_string()
+            }
+            (NatKind::Masquerade, _) => {
+                "MASQUERADE takes the address of the interface the packet leaves by, which \
+                 --local does not single out, and a later chain reads the source"
+                    .to_string()
+            }
+            (NatKind::Snat, Some((a, b))) => {
+                let n_addrs = span(to_u128(a), to_u128(b));
+                if n_addrs > MAX_NAT_CHOICES {
+                    format!(
+                        "a source translation to {n_addrs} addresses, more than {MAX_NAT_CHOICES} (one outcome each)"
+                    )
+                } else {
+                    "the new source port is the kernel's choice from a range, and a later \
+                     chain reads the source"
+                        .to_string()
+                }
             }
             (_, addrs) => {
                 let n_addrs = addrs.map_or(1, |(a, b)| span(to_u128(a), to_u128(b)));
@@ -1481,42 +1495,55 @@ impl<'a> Tracer<'a> {
                 out.push(Res::Out(Decision::Accept, Some(key), st));
                 return out;
             }
-            let snat = match (n.kind, n.addrs) {
-                (NatKind::Masquerade, _) => Some(SnatTo::Masquerade),
-                (_, Some((a, b))) if a == b => {
-                    let port = match n.ports {
-                        Some((x, y)) if x == y && has_ports => Some(x),
-                        _ => None,
-                    };
-                    Some(SnatTo::To(a, port))
-                }
-                // A source range or no address: the choice is the
-                // kernel's, which the model does not follow.
+            let port = match n.ports {
+                Some((x, y)) if x == y && has_ports => Some(x),
                 _ => None,
             };
-            match snat {
-                Some(s) => {
-                    let mut x = st.2;
-                    x.snat = Some(s);
-                    x.snat_rule = Some(key);
-                    // The new source later chains of the hook see, when it
-                    // is one address (and at most one port), as the engine
-                    // carries it.
-                    let one_port = match n.ports {
-                        None => Some(None),
-                        Some((a, b)) if a == b => Some(Some(a)),
-                        Some(_) => None,
-                    };
-                    x.src_now = match (s, one_port) {
-                        (SnatTo::To(a, _), Some(port)) if a.is_ipv6() == p.src.is_ipv6() => {
-                            Some((a, port))
-                        }
-                        (SnatTo::Masquerade, Some(port)) => {
-                            self.single_host_address(p.src.is_ipv6()).map(|a| (a, port))
-                        }
-                        _ => None,
-                    };
-                    out.push(Res::Out(Decision::Accept, Some(key), St(st.0, st.1, x)));
+            let v6 = p.src.is_ipv6();
+            let choices: Option<Vec<SnatTo>> = match (n.kind, n.addrs) {
+                (NatKind::Masquerade, _) => Some(vec![SnatTo::Masquerade]),
+                (_, Some((a, b))) if a == b => Some(vec![SnatTo::To(a, port)]),
+                // A range of the packet's family: the kernel keeps a source
+                // already in it, or picks one by a hash of the addresses,
+                // so every address is a possible outcome (one each, up to
+                // the limit on choices).
+                (_, Some((a, b))) if a.is_ipv6() == v6 && b.is_ipv6() == v6 => {
+                    let (lo, hi) = (to_u128(a), to_u128(b));
+                    (lo <= hi && hi - lo < MAX_NAT_CHOICES).then(|| {
+                        (lo..=hi)
+                            .map(|v| SnatTo::To(from_u128(v, v6), port))
+                            .collect()
+                    })
+                }
+                // No address, or a range too wide or of the other family:
+                // the model does not follow the kernel's choice.
+                _ => None,
+            };
+            match choices {
+                Some(choices) => {
+                    for s in choices {
+                        let mut x = st.2;
+                        x.snat = Some(s);
+                        x.snat_rule = Some(key);
+                        // The new source later chains of the hook see, when it
+                        // is one address (and at most one port), as the engine
+                        // carries it.
+                        let one_port = match n.ports {
+                            None => Some(None),
+                            Some((a, b)) if a == b => Some(Some(a)),
+                            Some(_) => None,
+                        };
+                        x.src_now = match (s, one_port) {
+                            (SnatTo::To(a, _), Some(port)) if a.is_ipv6() == p.src.is_ipv6() => {
+                                Some((a, port))
+                            }
+                            (SnatTo::Masquerade, Some(port)) => {
+                                self.single_host_address(p.src.is_ipv6()).map(|a| (a, port))
+                            }
+                            _ => None,
+                        };
+                        out.push(Res::Out(Decision::Accept, Some(key), St(st.0, st.1, x)));
+                    }
                 }
                 None => unknown(&mut out),
             }
@@ -1566,11 +1593,7 @@ impl<'a> Tracer<'a> {
             return out;
         }
         for a in alo..=ahi {
-            let addr = if v6 {
-                IpAddr::from(std::net::Ipv6Addr::from(a))
-            } else {
-                IpAddr::from(std::net::Ipv4Addr::from(a as u32))
-            };
+            let addr = from_u128(a, v6);
             for port in plo..=phi {
                 let mut x = st.2;
                 // A packet that already carries the address and port is
@@ -2248,6 +2271,16 @@ fn to_u128(a: IpAddr) -> u128 {
     match a {
         IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The address of family `v6` whose number is `v` (the inverse of
+/// [`to_u128`]; a v4 number keeps its low 32 bits).
+fn from_u128(v: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::from(std::net::Ipv6Addr::from(v))
+    } else {
+        IpAddr::from(std::net::Ipv4Addr::from(v as u32))
     }
 }
 

@@ -18,7 +18,7 @@
 //! postrouting at assorted priorities (all run at the nat priority, ordered
 //! among themselves by their own), with DNATs to addresses and ports the
 //! packets often already have (identity translations that still end the
-//! hook's nat chains), SNAT and MASQUERADE, drops, mark rewrites and rules
+//! hook's nat chains), SNAT (to one address or a range) and MASQUERADE, drops, mark rewrites and rules
 //! that may or may not match; filter chains on prerouting before and after
 //! the nat priority and on postrouting after the source translation read
 //! what the translations rewrote.
@@ -276,8 +276,9 @@ fn nat_base(k: usize) -> (Hook, i32, bool) {
 /// A rule of chain spec `k`: nat chains test only a connection's first
 /// packet (as the parsers restrict them) and translate (prerouting: DNAT
 /// to one of the packets' addresses, with or without a port; postrouting:
-/// SNAT to one, with or without a port, MASQUERADE to the host's one
-/// address), accept, drop, continue or set a mark; filter
+/// SNAT to one, with or without a port, or to a range of up to three,
+/// MASQUERADE to the host's one address), accept, drop, continue or set a
+/// mark; filter
 /// chains accept, drop, continue or set a mark.
 fn nat_rule(k: usize, ri: usize, (mut m, code, a, port): (Match, u8, u32, u16)) -> Rule {
     let (hook, _, nat) = nat_base(k);
@@ -301,6 +302,15 @@ fn nat_rule(k: usize, ri: usize, (mut m, code, a, port): (Match, u8, u32, u16)) 
             kind: NatKind::Snat,
             addrs: Some((addr, addr)),
             ports: (code == 5).then_some((port, port)),
+        }),
+        // A range of one to three addresses: each is a possible outcome.
+        (true, _, 7) => Action::Nat(NatRewrite {
+            kind: NatKind::Snat,
+            addrs: Some((
+                addr,
+                IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + a + u32::from(port % 3))),
+            )),
+            ports: None,
         }),
         (true, _, _) => Action::Nat(NatRewrite {
             kind: NatKind::Masquerade,

@@ -332,7 +332,14 @@ fn random_target(rng: &mut Rng, cx: Ctx, tcp: bool, later: &[String]) -> String 
         "REDIRECT" => " -j REDIRECT".to_string(),
         "SNAT" => format!(
             " -j SNAT --to-source {}",
-            rng.pick(&["198.18.1.1", "198.18.0.1"])
+            // One address, or a range the kernel picks from (trace: one
+            // outcome per address; the kernel's must be among them).
+            rng.pick(&[
+                "198.18.1.1",
+                "198.18.0.1",
+                "198.18.1.1-198.18.1.3",
+                "198.18.0.1-198.18.0.3"
+            ])
         ),
         "MASQUERADE" => " -j MASQUERADE".to_string(),
         "MARK" => rng

@@ -211,3 +211,68 @@ fn a_port_test_after_a_dnat_keeping_the_port_splits_the_entry_ports_too() {
         assert!(Xlat::dnat_of(&o.xlat).is_some(), "delivered to .15");
     }
 }
+
+/// A source translation to three addresses, then a filter chain after it
+/// that drops what leaves from the first of them to port 25.
+const SNAT_RANGE_THEN_FILTER: &str = r#"
+table ip a {
+	chain post {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 198.18.0.0/24 snat to 198.18.1.1-198.18.1.3
+	}
+	chain late {
+		type filter hook postrouting priority 150; policy accept;
+		ip saddr 198.18.1.1 tcp dport 25 drop
+	}
+}
+"#;
+
+/// The kernel keeps a source already in an SNAT range or picks one of its
+/// addresses by a hash: each address is a branch. A later chain that
+/// reads the source splits them (port 25: dropped from .1, accepted from
+/// .2 and .3), and where it does not, every branch accepts; trace and the
+/// engine give the same outcomes.
+#[test]
+fn an_snat_to_a_range_is_one_branch_per_address_for_the_chains_after_it() {
+    let rs = parse(SNAT_RANGE_THEN_FILTER);
+    // (Sorted already; the branches that differ only by their address
+    // are one outcome here.)
+    let set = |v: Vec<(Decision, Option<String>, Option<String>)>| {
+        let mut v: Vec<_> = v.into_iter().map(|(d, rule, _)| (d, rule)).collect();
+        v.dedup();
+        v
+    };
+    let p25 = tcp("198.18.2.10", 25);
+    let want25 = vec![
+        (Decision::Accept, Some("policy of ip a late".to_string())),
+        (Decision::Drop, Some("n.nft:9".to_string())),
+    ];
+    assert_eq!(set(traced(&rs, &p25)), want25);
+    assert_eq!(set(classified(&rs, &p25)), want25);
+    let p80 = tcp("198.18.2.10", 80);
+    let want80 = vec![(Decision::Accept, Some("policy of ip a late".to_string()))];
+    assert_eq!(set(traced(&rs, &p80)), want80);
+    assert_eq!(set(classified(&rs, &p80)), want80);
+    // Settled, the packet to port 25 is one region with both branches,
+    // parted at the translation.
+    let e = Engine::new(&rs, IfaceUniverse::new([&rs]));
+    let settled = e
+        .classify_settled(Hook::Forward, vec![packet_box(&p25, &e.u)])
+        .unwrap();
+    assert_eq!(settled.len(), 1, "{settled:#?}");
+    let mut fates: Vec<Fate> = settled[0].outcomes.iter().map(|o| o.0).collect();
+    fates.sort_by_key(|f| format!("{f:?}"));
+    assert_eq!(fates, [Fate::Accept, Fate::Drop]);
+    assert_eq!(
+        settled[0].fork.map(|k| e.rule_ref(k).to_string()),
+        Some("n.nft:5".to_string())
+    );
+    // Trace names each address the kernel may choose.
+    let snats: Vec<_> = Tracer::new(&rs)
+        .trace(Hook::Forward, &p80)
+        .outcomes
+        .into_iter()
+        .map(|o| o.snat.expect("translated"))
+        .collect();
+    assert_eq!(snats, ["198.18.1.1", "198.18.1.2", "198.18.1.3"]);
+}

@@ -387,7 +387,16 @@ fn random_verdict(
         }
         "redirect" if l4.is_some() => format!("redirect to :{}", rng.pick(&PORTS)),
         "redirect" => "redirect".to_string(),
-        "snat" => format!("snat{fam} to {}", rng.one(&["198.18.1.1", "198.18.0.1"])),
+        // One address, or a range the kernel picks from.
+        "snat" => format!(
+            "snat{fam} to {}",
+            rng.one(&[
+                "198.18.1.1",
+                "198.18.0.1",
+                "198.18.1.1-198.18.1.3",
+                "198.18.0.1-198.18.0.3"
+            ])
+        ),
         "masquerade" => "masquerade".to_string(),
         "mark" => rng
             .one(&[
