@@ -1,6 +1,7 @@
 //! A site's `host_zone:` names the zone that holds the firewall host's own
 //! addresses (here Harbor's host guards itself). `verify` and `diff` then route by them exactly as with
-//! `--local`: the same report. A host zone that holds networks, or that the
+//! `--local`: the same report, and `host_interfaces:` places its addresses
+//! as `--local ADDR%IFACE` does. A host zone that holds networks, or that the
 //! site does not list, is refused at its line and column with exit 2.
 
 mod common;
@@ -52,6 +53,17 @@ fn verify_json(args: &[&str]) -> (i32, Value) {
     (code, serde_json::from_str(&out).expect("verify JSON"))
 }
 
+/// The status of flow `id` in a verify report.
+fn flow_status(v: &Value, id: &str) -> Value {
+    v["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .map(|f| f["status"].clone())
+        .unwrap_or_else(|| panic!("no flow {id}"))
+}
+
 /// What the host's addresses change: flows, excess and summary.
 fn verdicts(v: &Value) -> Value {
     serde_json::json!({"flows": v["flows"], "excess": v["excess"], "summary": v["summary"]})
@@ -70,15 +82,7 @@ fn host_zone_gives_verify_the_same_report_as_local() {
     assert_eq!(verdicts(&by_zone), verdicts(&by_local));
     // The host's addresses decide Harbor's flow: blocked on the input path
     // when the host is Harbor, allowed through forward otherwise.
-    let harbor = |v: &Value| {
-        v["flows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["id"] == "to-harbor")
-            .map(|f| f["status"].clone())
-            .unwrap()
-    };
+    let harbor = |v: &Value| flow_status(v, "to-harbor");
     assert_eq!(harbor(&by_zone), "blocked");
     let (_, without) = verify_json(&["--example", "--ruleset", rules]);
     assert_eq!(harbor(&without), "allowed", "{}", verdicts(&without));
@@ -152,4 +156,60 @@ fn an_unknown_host_zone_is_refused_with_the_closest_name() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("host_zone `gatewy`"), "{err}");
     assert!(err.contains("did you mean `gateway`?"), "{err}");
+}
+
+/// The example's clean iptables rules plus, on input, HTTPS accepted only
+/// to an address of the interface it came in by, then dropped.
+fn https_by_interface_ruleset(dir: &Path) -> PathBuf {
+    let base = common::ok(&[
+        "generate",
+        "--example",
+        "--target",
+        "iptables",
+        "--family",
+        "4",
+    ]);
+    let at = base.find("-A FORWARD").expect("a forward rule");
+    let path = dir.join("by-iface.rules");
+    std::fs::write(
+        &path,
+        format!(
+            "{}-A INPUT -p tcp --dport 443 -m addrtype --dst-type LOCAL --limit-iface-in -j ACCEPT\n-A INPUT -p tcp --dport 443 -j DROP\n{}",
+            &base[..at],
+            &base[at..]
+        ),
+    )
+    .expect("write ruleset");
+    path
+}
+
+#[test]
+fn host_interfaces_give_verify_the_same_report_as_local_with_interfaces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = https_by_interface_ruleset(dir.path());
+    let rules = rules.to_str().unwrap();
+    let site = site_with(
+        dir.path(),
+        "site.yaml",
+        "",
+        "host_zone: harbor\nhost_interfaces:\n  eth0: [198.18.1.20]\n",
+    );
+    let (code_site, by_site) = verify_json(&["--site", site.to_str().unwrap(), "--ruleset", rules]);
+    let (code_local, by_local) = verify_json(&[
+        "--example",
+        "--ruleset",
+        rules,
+        "--local",
+        "198.18.1.20%eth0",
+    ]);
+    assert_eq!(code_site, code_local);
+    assert_eq!(verdicts(&by_site), verdicts(&by_local));
+    // Without the interface, whether Harbor's address is local on the
+    // interface a packet came in by is not known: the flow is unknown.
+    let (_, no_iface) = verify_json(&["--example", "--ruleset", rules, "--local", "198.18.1.20"]);
+    let harbor = |v: &Value| flow_status(v, "to-harbor");
+    assert_eq!(harbor(&no_iface), "unknown", "{}", verdicts(&no_iface));
+    // With it, packets that come in by eth0 are accepted and the others
+    // dropped (a flow's packets may come in by any interface).
+    assert_eq!(harbor(&by_site), "partial", "{}", verdicts(&by_site));
 }

@@ -21,6 +21,6 @@ pub use resolve::{
 };
 pub use shape::{DisabledFlow, Narrowed, Narrowing};
 pub use site::{
-    example_site, load_site_file, parse_site, read_text_file, AviMode, AviSettings, Identity, Site,
-    TkgSettings, EXAMPLE_SITE_YAML,
+    example_site, interface_name_problem, load_site_file, parse_site, read_text_file, AviMode,
+    AviSettings, Identity, Site, TkgSettings, EXAMPLE_SITE_YAML,
 };

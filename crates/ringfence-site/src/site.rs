@@ -142,19 +142,30 @@ pub struct Site {
     /// (`host_zone:`), if the site says so. Validated at load time: a zone
     /// the site lists, holding single addresses only.
     pub host_zone: Option<String>,
+    /// Which interface holds each host address that `host_interfaces:`
+    /// places (address → interface name); the host zone's other addresses
+    /// are on some interface. Validated at load time: addresses of the host
+    /// zone, each under one valid interface name.
+    pub host_interfaces: BTreeMap<IpAddr, String>,
     /// The file it came from, as named by the user.
     pub source: String,
 }
 
 impl Site {
     /// The host's own addresses from `host_zone:` (empty when the site names
-    /// no host zone). Packets to these go to the host's INPUT path, the rest
-    /// are forwarded, as with `--local`.
-    pub fn host_addresses(&self) -> Vec<std::net::IpAddr> {
+    /// no host zone), each with the interface `host_interfaces:` puts it on
+    /// (`None`: some interface of the host). Packets to these go to the
+    /// host's INPUT path, the rest are forwarded, as with `--local
+    /// ADDR[%IFACE]`.
+    pub fn host_addresses(&self) -> Vec<(IpAddr, Option<String>)> {
         self.host_zone
             .as_ref()
             .and_then(|z| self.zones.get(z))
-            .map(|nets| nets.iter().map(|n| n.addr()).collect())
+            .map(|nets| {
+                nets.iter()
+                    .map(|n| (n.addr(), self.host_interfaces.get(&n.addr()).cloned()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -181,6 +192,8 @@ struct RawSite {
     narrow: Option<SpannedMap<Spanned<RawNarrowing>>>,
     #[serde(default)]
     host_zone: Option<Spanned<String>>,
+    #[serde(default)]
+    host_interfaces: Option<Spanned<SpannedMap<Vec<Spanned<String>>>>>,
 }
 
 /// One entry under `narrow:`.
@@ -656,6 +669,16 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
         .host_zone
         .as_ref()
         .and_then(|h| host_zone_checked(file, h, &zones, &written_zones, &mut errors));
+    let host_interfaces = match &raw.host_interfaces {
+        Some(m) => host_interfaces_checked(
+            file,
+            m,
+            raw.host_zone.is_some(),
+            host_zone.as_ref().and_then(|z| zones.get(z)),
+            &mut errors,
+        ),
+        None => BTreeMap::new(),
+    };
     let mut site = Site {
         name: raw.name.value.clone(),
         tkg,
@@ -664,6 +687,7 @@ pub fn parse_site(text: &str, file: &str) -> Result<Site, InputErrors> {
         disable: Vec::new(),
         narrow: BTreeMap::new(),
         host_zone,
+        host_interfaces,
         source: file.to_string(),
     };
     if let Some(cat) = &catalog {
@@ -1067,6 +1091,111 @@ fn host_zone_checked(
         return None;
     }
     Some(name.clone())
+}
+
+/// Why `name` cannot be a network interface's name, by the kernel's rules
+/// for one (`dev_valid_name`: 1-15 bytes, not `.` or `..`, no `/`, `:` or
+/// white space; `%` is refused too, as it separates an address from its
+/// interface in `ADDR%IFACE`); `None` when it can.
+pub fn interface_name_problem(name: &str) -> Option<String> {
+    let bad = name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c == '%' || c.is_whitespace());
+    bad.then(|| {
+        format!(
+            "`{name}` is not an interface name: expected 1-15 characters without `/`, `:`, `%` or spaces, e.g. eth0"
+        )
+    })
+}
+
+/// `host_interfaces:` checked: it needs a `host_zone:` (`has_host_zone`;
+/// `host_nets` is that zone's addresses once they were found valid), its
+/// keys must be interface names, and each address under them a single
+/// address of the host zone, under one interface only. Errors are reported
+/// where the key or address is written; what is valid is kept.
+fn host_interfaces_checked(
+    file: &str,
+    map: &Spanned<SpannedMap<Vec<Spanned<String>>>>,
+    has_host_zone: bool,
+    host_nets: Option<&Vec<IpNet>>,
+    errors: &mut Vec<InputError>,
+) -> BTreeMap<IpAddr, String> {
+    let mut out: BTreeMap<IpAddr, String> = BTreeMap::new();
+    if !has_host_zone {
+        errors.push(
+            InputError::at(
+                file,
+                map.referenced.line(),
+                map.referenced.column(),
+                "host_interfaces: says which interface holds each of the host zone's addresses, but the site has no host_zone:",
+            )
+            .with_help("name the zone holding the host's addresses: host_zone: <zone>"),
+        );
+        return out;
+    }
+    // The host zone was refused (reported there): nothing to check against.
+    let Some(nets) = host_nets else {
+        return out;
+    };
+    for (iface, addrs) in &map.value.0 {
+        if let Some(problem) = interface_name_problem(&iface.value) {
+            errors.push(InputError::at(
+                file,
+                iface.referenced.line(),
+                iface.referenced.column(),
+                format!("host_interfaces: {problem}"),
+            ));
+            continue;
+        }
+        for a in addrs {
+            let at =
+                |msg: String| InputError::at(file, a.referenced.line(), a.referenced.column(), msg);
+            let Ok(addr) = a.value.trim().parse::<IpAddr>() else {
+                errors.push(
+                    at(format!(
+                        "host_interfaces `{}`: `{}` is not an IP address",
+                        iface.value, a.value
+                    ))
+                    .with_help("list single addresses of the host zone, e.g. eth0: [198.18.0.1]"),
+                );
+                continue;
+            };
+            if !nets.iter().any(|n| n.addr() == addr) {
+                let listed: Vec<String> = nets.iter().map(|n| n.addr().to_string()).collect();
+                errors.push(
+                    at(format!(
+                        "host_interfaces `{}`: {addr} is not an address of the host zone",
+                        iface.value
+                    ))
+                    .with_help(format!(
+                        "the host zone's addresses: {}; add {addr} to the zone if it is the host's",
+                        listed.join(", ")
+                    )),
+                );
+                continue;
+            }
+            match out.get(&addr) {
+                Some(first) if *first != iface.value => errors.push(
+                    at(format!(
+                        "host_interfaces: {addr} is under both `{first}` and `{}`",
+                        iface.value
+                    ))
+                    .with_help(
+                        "an address is on one interface: keep it under the one that holds it",
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    out.insert(addr, iface.value.clone());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A narrowing problem as a located error.

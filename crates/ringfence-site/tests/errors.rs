@@ -192,3 +192,96 @@ fn empty_file_says_how_to_start() {
         "{e}"
     );
 }
+
+/// The example with a gateway zone of two addresses as the host zone, and
+/// `host_interfaces` as given.
+fn gateway_host(interfaces: &str) -> String {
+    example_with(
+        "harbor: [198.18.1.20]",
+        "harbor: [198.18.1.20]\n  gateway: [198.18.0.1, 198.18.10.1]",
+    ) + "host_zone: gateway\n"
+        + interfaces
+}
+
+#[test]
+fn host_interfaces_place_the_host_zones_addresses() {
+    let site = parse_site(
+        &gateway_host("host_interfaces:\n  eth0: [198.18.0.1]\n"),
+        "site.yaml",
+    )
+    .unwrap();
+    let addrs = site.host_addresses();
+    assert_eq!(
+        addrs,
+        [
+            ("198.18.0.1".parse().unwrap(), Some("eth0".to_string())),
+            ("198.18.10.1".parse().unwrap(), None),
+        ]
+    );
+}
+
+#[test]
+fn host_interfaces_without_a_host_zone_is_refused() {
+    let text = example_with(
+        "extra_flows: []",
+        "extra_flows: []\nhost_interfaces:\n  eth0: [198.18.1.20]",
+    );
+    let e = err(&text);
+    let line = line_of(&text, "eth0:");
+    assert!(
+        e.starts_with(&format!(
+            "site.yaml:{line}:3: host_interfaces: says which interface"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("host_zone: <zone>"), "the fix is named: {e}");
+}
+
+#[test]
+fn a_host_interface_address_outside_the_host_zone_is_located() {
+    let text = gateway_host("host_interfaces:\n  eth0: [198.18.0.1, 198.18.0.2]\n");
+    let e = err(&text);
+    let line = line_of(&text, "eth0:");
+    assert!(
+        e.starts_with(&format!(
+            "site.yaml:{line}:22: host_interfaces `eth0`: 198.18.0.2 is not an address of the host zone"
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains("198.18.0.1, 198.18.10.1"),
+        "the zone's addresses are listed: {e}"
+    );
+}
+
+#[test]
+fn a_host_address_under_two_interfaces_is_refused() {
+    let text = gateway_host("host_interfaces:\n  eth0: [198.18.0.1]\n  eth1: [198.18.0.1]\n");
+    let e = err(&text);
+    let line = line_of(&text, "eth1:");
+    assert!(
+        e.starts_with(&format!(
+            "site.yaml:{line}:10: host_interfaces: 198.18.0.1 is under both `eth0` and `eth1`"
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_bad_interface_name_or_address_is_located() {
+    let text = gateway_host("host_interfaces:\n  eth/0: [198.18.0.1]\n");
+    let e = err(&text);
+    let line = line_of(&text, "eth/0:");
+    assert!(
+        e.starts_with(&format!(
+            "site.yaml:{line}:3: host_interfaces: `eth/0` is not an interface name"
+        )),
+        "{e}"
+    );
+    let text = gateway_host("host_interfaces:\n  eth0: [198.18.0.0/24]\n");
+    let e = err(&text);
+    assert!(
+        e.contains("host_interfaces `eth0`: `198.18.0.0/24` is not an IP address"),
+        "{e}"
+    );
+}

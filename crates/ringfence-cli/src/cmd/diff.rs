@@ -66,7 +66,8 @@ pub struct Args {
     /// address-type `LOCAL` tests read them. ADDR%IFACE (e.g.
     /// 198.18.0.5%eth0) also names the interface holding the address, for
     /// tests limited to one interface (`--limit-iface-in/out`, nft `fib
-    /// daddr . iif type`). The site's `host_zone:` adds its addresses.
+    /// daddr . iif type`). The site's `host_zone:` adds its addresses (on
+    /// the interfaces its `host_interfaces:` names).
     #[arg(long, value_name = "ADDR[%IFACE][,...]", value_delimiter = ',')]
     pub local: Vec<super::verify::HostAddr>,
     /// Write the report here (atomically) instead of stdout.

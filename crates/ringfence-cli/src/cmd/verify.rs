@@ -77,7 +77,8 @@ pub struct Args {
     /// it such a test on the address may or may not match. Without
     /// --local, --hook names the path, and a ruleset that translates
     /// destinations is not OK (a translated packet may be routed to the
-    /// host instead). The site's `host_zone:` adds its addresses to these.
+    /// host instead). The site's `host_zone:` adds its addresses to these,
+    /// on the interfaces its `host_interfaces:` names.
     #[arg(long, value_name = "ADDR[%IFACE][,...]", value_delimiter = ',')]
     pub local: Vec<HostAddr>,
     /// Also judge rules dead in context: a rule that no packet reaching it
@@ -231,19 +232,8 @@ impl std::str::FromStr for HostAddr {
         let addr = a.parse().map_err(|_| {
             format!("`{a}` is not an IP address; expected ADDR or ADDR%IFACE, e.g. 198.18.0.5 or 198.18.0.5%eth0")
         })?;
-        if let Some(i) = iface {
-            // The kernel's rules for a device name (dev_valid_name).
-            let bad = i.is_empty()
-                || i.len() > 15
-                || i == "."
-                || i == ".."
-                || i.chars()
-                    .any(|c| c == '/' || c == ':' || c == '%' || c.is_whitespace());
-            if bad {
-                return Err(format!(
-                    "`{i}` is not an interface name: expected 1-15 characters without `/`, `:`, `%` or spaces, e.g. {a}%eth0"
-                ));
-            }
+        if let Some(problem) = iface.and_then(ringfence_site::interface_name_problem) {
+            return Err(format!("{problem} (as in {a}%eth0)"));
         }
         Ok(HostAddr {
             addr,
@@ -253,7 +243,8 @@ impl std::str::FromStr for HostAddr {
 }
 
 /// The host's addresses given with `--local` (with their interfaces where
-/// given) and by the site's `host_zone:` (`None`: neither says).
+/// given) and by the site's `host_zone:` and `host_interfaces:` (`None`:
+/// neither says).
 pub(crate) fn local_addrs(
     addrs: &[HostAddr],
     site: Option<&ringfence_site::Site>,
@@ -266,7 +257,7 @@ pub(crate) fn local_addrs(
         addrs
             .iter()
             .map(|a| (a.addr, a.iface.clone()))
-            .chain(from_site.into_iter().map(|a| (a, None))),
+            .chain(from_site),
     ))
 }
 
