@@ -86,8 +86,9 @@ pub struct Args {
     /// earlier tables' drops and rewrites) matches, and a user chain that
     /// no base chain reaches, with the rules responsible. Without it a rule
     /// is shadowed only when earlier rules of its own chain cover it. Off
-    /// by default: on adversarial 10k-rule shapes it costs 1.3-2.4x the
-    /// CPU of the rest of verify (BENCHMARKS.md).
+    /// by default: on the adversarial 100k-rule shapes verify uses
+    /// 1.0-3.8 times as much CPU with it as without, and up to about 535 MB
+    /// (BENCHMARKS.md).
     #[arg(long)]
     pub dead_in_context: bool,
     /// Write the report here (atomically) instead of stdout.
