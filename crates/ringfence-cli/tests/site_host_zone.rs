@@ -19,10 +19,9 @@ fn site_with(dir: &Path, name: &str, zone_line: &str, tail: &str) -> PathBuf {
     path
 }
 
-/// The example's clean iptables rules plus an input drop of HTTPS: Harbor's
-/// flow is blocked when the firewall host is Harbor itself (its packets go
-/// to input), and allowed when the host forwards them.
-fn https_input_drop_ruleset(dir: &Path) -> PathBuf {
+/// The example's clean iptables rules with `input` (rule lines) added
+/// before its first forward rule, written to `dir/name`.
+fn example_rules_with_input(dir: &Path, name: &str, input: &str) -> PathBuf {
     let base = common::ok(&[
         "generate",
         "--example",
@@ -32,17 +31,20 @@ fn https_input_drop_ruleset(dir: &Path) -> PathBuf {
         "4",
     ]);
     let at = base.find("-A FORWARD").expect("a forward rule");
-    let path = dir.join("input-drop.rules");
-    std::fs::write(
-        &path,
-        format!(
-            "{}-A INPUT -p tcp --dport 443 -j DROP\n{}",
-            &base[..at],
-            &base[at..]
-        ),
-    )
-    .expect("write ruleset");
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{}{input}{}", &base[..at], &base[at..])).expect("write ruleset");
     path
+}
+
+/// The example's clean iptables rules plus an input drop of HTTPS: Harbor's
+/// flow is blocked when the firewall host is Harbor itself (its packets go
+/// to input), and allowed when the host forwards them.
+fn https_input_drop_ruleset(dir: &Path) -> PathBuf {
+    example_rules_with_input(
+        dir,
+        "input-drop.rules",
+        "-A INPUT -p tcp --dport 443 -j DROP\n",
+    )
 }
 
 fn verify_json(args: &[&str]) -> (i32, Value) {
@@ -161,26 +163,12 @@ fn an_unknown_host_zone_is_refused_with_the_closest_name() {
 /// The example's clean iptables rules plus, on input, HTTPS accepted only
 /// to an address of the interface it came in by, then dropped.
 fn https_by_interface_ruleset(dir: &Path) -> PathBuf {
-    let base = common::ok(&[
-        "generate",
-        "--example",
-        "--target",
-        "iptables",
-        "--family",
-        "4",
-    ]);
-    let at = base.find("-A FORWARD").expect("a forward rule");
-    let path = dir.join("by-iface.rules");
-    std::fs::write(
-        &path,
-        format!(
-            "{}-A INPUT -p tcp --dport 443 -m addrtype --dst-type LOCAL --limit-iface-in -j ACCEPT\n-A INPUT -p tcp --dport 443 -j DROP\n{}",
-            &base[..at],
-            &base[at..]
-        ),
+    example_rules_with_input(
+        dir,
+        "by-iface.rules",
+        "-A INPUT -p tcp --dport 443 -m addrtype --dst-type LOCAL --limit-iface-in -j ACCEPT\n\
+         -A INPUT -p tcp --dport 443 -j DROP\n",
     )
-    .expect("write ruleset");
-    path
 }
 
 #[test]
