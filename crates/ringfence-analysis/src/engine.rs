@@ -1473,12 +1473,14 @@ impl<'a> Engine<'a> {
                 ISet::range(a, z)
             }
             (ringfence_model::NatKind::Masquerade, _) => {
+                // The outgoing interface's address, one of the host's: with
+                // several, each is a branch (the caller parts them).
                 let l = self.u.locals.as_ref()?;
                 let host = l.of(fam).difference(Locals::loopback().of(fam));
-                match host.ranges() {
-                    [(a, b)] if a == b => host,
-                    _ => return None,
+                if host.is_empty() {
+                    return None;
                 }
+                host
             }
             _ => return None,
         };

@@ -1112,11 +1112,11 @@ impl<'a> Tracer<'a> {
             (_, Some((a, b))) if a.is_ipv6() != b.is_ipv6() => {
                 "a translation across address families".to_string()
             }
-            (NatKind::Masquerade, _) => {
-                "MASQUERADE takes the address of the interface the packet leaves by, which \
-                 --local does not single out, and a later chain reads the source"
-                    .to_string()
-            }
+            (NatKind::Masquerade, _) => format!(
+                "MASQUERADE takes the address of the interface the packet leaves by, one of the \
+                 host's: give them with --local (1 to {MAX_NAT_CHOICES} of the family; a later \
+                 chain reads the source)"
+            ),
             (NatKind::Snat, Some((a, b))) => {
                 let n_addrs = span(to_u128(a), to_u128(b));
                 if n_addrs > MAX_NAT_CHOICES {
@@ -1419,9 +1419,10 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    /// The host's one address of `v6`'s family besides loopback, when it has
-    /// exactly one (`--local`): the address a MASQUERADE gives a packet.
-    fn single_host_address(&self, v6: bool) -> Option<IpAddr> {
+    /// The host's addresses of `v6`'s family besides loopback (`--local`),
+    /// when there are 1 to [`MAX_NAT_CHOICES`]: the addresses a MASQUERADE
+    /// may give a packet (the outgoing interface's is one of them).
+    fn masquerade_addresses(&self, v6: bool) -> Option<Vec<IpAddr>> {
         let local = self.local.as_ref()?;
         // The ranges of host addresses, loopback (::/127, 127.0.0.0/8) aside.
         let ranges: Vec<(u128, u128)> = if v6 {
@@ -1444,14 +1445,15 @@ impl<'a> Tracer<'a> {
                 .map(|(lo, hi)| (u128::from(lo), u128::from(hi)))
                 .collect()
         };
-        match ranges.as_slice() {
-            [(lo, hi)] if lo == hi => Some(if v6 {
-                IpAddr::from(std::net::Ipv6Addr::from(*lo))
-            } else {
-                IpAddr::from(std::net::Ipv4Addr::from(*lo as u32))
-            }),
-            _ => None,
-        }
+        let count = ranges
+            .iter()
+            .fold(0u128, |n, &(lo, hi)| n.saturating_add(hi - lo + 1));
+        (1..=MAX_NAT_CHOICES).contains(&count).then(|| {
+            ranges
+                .iter()
+                .flat_map(|&(lo, hi)| (lo..=hi).map(|a| from_u128(a, v6)))
+                .collect()
+        })
     }
 
     /// The lowest host address (`--local`, loopback aside) of `v6`'s
@@ -1500,9 +1502,22 @@ impl<'a> Tracer<'a> {
                 _ => None,
             };
             let v6 = p.src.is_ipv6();
-            let choices: Option<Vec<SnatTo>> = match (n.kind, n.addrs) {
-                (NatKind::Masquerade, _) => Some(vec![SnatTo::Masquerade]),
-                (_, Some((a, b))) if a == b => Some(vec![SnatTo::To(a, port)]),
+            // Each choice with the new source address, when the chains
+            // after the translation can be told it.
+            let choices: Option<Vec<(SnatTo, Option<IpAddr>)>> = match (n.kind, n.addrs) {
+                // The outgoing interface's address: one of the host's (a
+                // branch each), or unknown to later chains without them.
+                (NatKind::Masquerade, _) => Some(match self.masquerade_addresses(v6) {
+                    Some(addrs) => addrs
+                        .into_iter()
+                        .map(|a| (SnatTo::Masquerade, Some(a)))
+                        .collect(),
+                    None => vec![(SnatTo::Masquerade, None)],
+                }),
+                (_, Some((a, b))) if a == b => Some(vec![(
+                    SnatTo::To(a, port),
+                    (a.is_ipv6() == v6).then_some(a),
+                )]),
                 // A range of the packet's family: the kernel keeps a source
                 // already in it, or picks one by a hash of the addresses,
                 // so every address is a possible outcome (one each, up to
@@ -1511,7 +1526,10 @@ impl<'a> Tracer<'a> {
                     let (lo, hi) = (to_u128(a), to_u128(b));
                     (lo <= hi && hi - lo < MAX_NAT_CHOICES).then(|| {
                         (lo..=hi)
-                            .map(|v| SnatTo::To(from_u128(v, v6), port))
+                            .map(|v| {
+                                let a = from_u128(v, v6);
+                                (SnatTo::To(a, port), Some(a))
+                            })
                             .collect()
                     })
                 }
@@ -1521,27 +1539,21 @@ impl<'a> Tracer<'a> {
             };
             match choices {
                 Some(choices) => {
-                    for s in choices {
+                    // The new source port later chains see: the packet's
+                    // own, or the rule's one port (a range is the kernel's
+                    // choice: not carried).
+                    let one_port = match n.ports {
+                        None => Some(None),
+                        Some((a, b)) if a == b => Some(Some(a)),
+                        Some(_) => None,
+                    };
+                    for (s, addr) in choices {
                         let mut x = st.2;
                         x.snat = Some(s);
                         x.snat_rule = Some(key);
-                        // The new source later chains of the hook see, when it
-                        // is one address (and at most one port), as the engine
-                        // carries it.
-                        let one_port = match n.ports {
-                            None => Some(None),
-                            Some((a, b)) if a == b => Some(Some(a)),
-                            Some(_) => None,
-                        };
-                        x.src_now = match (s, one_port) {
-                            (SnatTo::To(a, _), Some(port)) if a.is_ipv6() == p.src.is_ipv6() => {
-                                Some((a, port))
-                            }
-                            (SnatTo::Masquerade, Some(port)) => {
-                                self.single_host_address(p.src.is_ipv6()).map(|a| (a, port))
-                            }
-                            _ => None,
-                        };
+                        // The new source later chains of the hook see, as the
+                        // engine carries it.
+                        x.src_now = addr.zip(one_port);
                         out.push(Res::Out(Decision::Accept, Some(key), St(st.0, st.1, x)));
                     }
                 }

@@ -267,6 +267,12 @@ fn an_snat_to_a_range_is_one_branch_per_address_for_the_chains_after_it() {
         settled[0].fork.map(|k| e.rule_ref(k).to_string()),
         Some("n.nft:5".to_string())
     );
+    // Where the branches agree, the packet has one outcome.
+    let settled = e
+        .classify_settled(Hook::Forward, vec![packet_box(&p80, &e.u)])
+        .unwrap();
+    assert_eq!(settled.len(), 1, "{settled:#?}");
+    assert_eq!(settled[0].outcomes.len(), 1, "{settled:#?}");
     // Trace names each address the kernel may choose.
     let snats: Vec<_> = Tracer::new(&rs)
         .trace(Hook::Forward, &p80)
@@ -275,4 +281,71 @@ fn an_snat_to_a_range_is_one_branch_per_address_for_the_chains_after_it() {
         .map(|o| o.snat.expect("translated"))
         .collect();
     assert_eq!(snats, ["198.18.1.1", "198.18.1.2", "198.18.1.3"]);
+}
+
+/// A MASQUERADE, then a filter chain after it that drops what leaves from
+/// 198.18.1.1 to port 25.
+const MASQUERADE_THEN_FILTER: &str = r#"
+table ip a {
+	chain post {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 198.18.0.0/24 masquerade
+	}
+	chain late {
+		type filter hook postrouting priority 150; policy accept;
+		ip saddr 198.18.1.1 tcp dport 25 drop
+	}
+}
+"#;
+
+/// A MASQUERADE takes the outgoing interface's address, one of the
+/// host's: with two host addresses each is a branch, for trace and the
+/// engine alike (port 25: dropped from 198.18.1.1, accepted from
+/// 198.18.2.1); with one, the packet has one outcome.
+#[test]
+fn a_masquerade_on_a_host_with_two_addresses_is_one_branch_per_address() {
+    let rs = parse(MASQUERADE_THEN_FILTER);
+    let p25 = tcp("198.18.2.10", 25);
+    let outcomes = |local: &[&str]| {
+        let local = ringfence_model::LocalAddrs::new(local.iter().map(|a| a.parse().unwrap()));
+        let tracer = Tracer::new(&rs).with_local(local.clone());
+        let mut traced: Vec<(Decision, Option<String>)> = tracer
+            .trace(Hook::Forward, &p25)
+            .outcomes
+            .into_iter()
+            .map(|o| (o.verdict, o.rule.map(|r| r.to_string())))
+            .collect();
+        traced.sort_by_key(|o| format!("{o:?}"));
+        let e = Engine::new(&rs, IfaceUniverse::new([&rs]).with_local_addrs(&local));
+        let settled = e
+            .classify_settled(Hook::Forward, vec![packet_box(&p25, &e.u)])
+            .unwrap();
+        assert_eq!(settled.len(), 1, "{settled:#?}");
+        let mut classified: Vec<(Decision, Option<String>)> = settled[0]
+            .outcomes
+            .iter()
+            .map(|(f, path, _)| {
+                let d = match f {
+                    Fate::Accept => Decision::Accept,
+                    Fate::Drop => Decision::Drop,
+                    _ => Decision::Unknown,
+                };
+                (d, e.deciding_key(path).map(|k| e.rule_ref(k).to_string()))
+            })
+            .collect();
+        classified.sort_by_key(|o| format!("{o:?}"));
+        assert_eq!(traced, classified, "trace and the engine agree");
+        traced
+    };
+    assert_eq!(
+        outcomes(&["198.18.1.1", "198.18.2.1"]),
+        [
+            (Decision::Accept, Some("policy of ip a late".to_string())),
+            (Decision::Drop, Some("n.nft:9".to_string())),
+        ]
+    );
+    assert_eq!(
+        outcomes(&["198.18.2.1"]),
+        [(Decision::Accept, Some("policy of ip a late".to_string()))]
+    );
 }

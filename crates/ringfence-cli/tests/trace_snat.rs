@@ -2,9 +2,9 @@
 //! 15): an nft filter chain on postrouting after the nat priority sees the
 //! rewritten source, so a rule on the source decides exactly. SNAT to one
 //! address or to a small range (one outcome per address), MASQUERADE on a
-//! host with one address (`--local`), and the cases that stay unknown (MASQUERADE with several host addresses, the
-//! source being read before the translation is known) are pinned with
-//! their exit codes.
+//! host with one address (`--local`) or several (a branch each), and the
+//! case that stays unknown (the source read before the translation is
+//! known) are pinned with their exit codes.
 
 mod common;
 use common::{run_in, write};
@@ -72,10 +72,11 @@ fn a_filter_chain_after_snat_and_masquerade_sees_the_new_source() {
 }
 
 #[test]
-fn masquerade_on_a_host_with_two_addresses_leaves_a_source_read_after_it_unknown() {
+fn masquerade_on_a_host_with_two_addresses_is_one_branch_per_address() {
     // Which of the two addresses the outgoing interface has is not known:
-    // the masqueraded packet's fate at `late` is unknown (exit 1), named by
-    // the masquerade rule; the SNAT one is still decided.
+    // each is a branch. To port 25 the masqueraded packet is dropped from
+    // 198.18.1.1 and accepted from 198.18.2.1, so its verdict depends on
+    // it (exit 1); to port 80 both accept; the SNAT one is decided.
     let (code, out) = trace(PACKETS, "198.18.1.1,198.18.2.1");
     assert_eq!(code, 1, "{out}");
     insta::assert_snapshot!("masquerade_two_addresses_batch", out);
