@@ -212,20 +212,25 @@ fn a_port_test_after_a_dnat_keeping_the_port_splits_the_entry_ports_too() {
     }
 }
 
-/// A source translation to three addresses, then a filter chain after it
-/// that drops what leaves from the first of them to port 25.
-const SNAT_RANGE_THEN_FILTER: &str = r#"
-table ip a {
-	chain post {
+/// A source translation (`nat`, an nft statement) of 198.18.0.0/24, then
+/// a filter chain after it that drops what leaves from 198.18.1.1 to port
+/// 25 (line 9).
+fn translated_then_late_filter(nat: &str) -> String {
+    format!(
+        "
+table ip a {{
+	chain post {{
 		type nat hook postrouting priority srcnat; policy accept;
-		ip saddr 198.18.0.0/24 snat to 198.18.1.1-198.18.1.3
-	}
-	chain late {
+		ip saddr 198.18.0.0/24 {nat}
+	}}
+	chain late {{
 		type filter hook postrouting priority 150; policy accept;
 		ip saddr 198.18.1.1 tcp dport 25 drop
-	}
+	}}
+}}
+"
+    )
 }
-"#;
 
 /// The kernel keeps a source already in an SNAT range or picks one of its
 /// addresses by a hash: each address is a branch. A later chain that
@@ -234,7 +239,9 @@ table ip a {
 /// engine give the same outcomes.
 #[test]
 fn an_snat_to_a_range_is_one_branch_per_address_for_the_chains_after_it() {
-    let rs = parse(SNAT_RANGE_THEN_FILTER);
+    let rs = parse(&translated_then_late_filter(
+        "snat to 198.18.1.1-198.18.1.3",
+    ));
     // (Sorted already; the branches that differ only by their address
     // are one outcome here.)
     let set = |v: Vec<(Decision, Option<String>, Option<String>)>| {
@@ -283,28 +290,13 @@ fn an_snat_to_a_range_is_one_branch_per_address_for_the_chains_after_it() {
     assert_eq!(snats, ["198.18.1.1", "198.18.1.2", "198.18.1.3"]);
 }
 
-/// A MASQUERADE, then a filter chain after it that drops what leaves from
-/// 198.18.1.1 to port 25.
-const MASQUERADE_THEN_FILTER: &str = r#"
-table ip a {
-	chain post {
-		type nat hook postrouting priority srcnat; policy accept;
-		ip saddr 198.18.0.0/24 masquerade
-	}
-	chain late {
-		type filter hook postrouting priority 150; policy accept;
-		ip saddr 198.18.1.1 tcp dport 25 drop
-	}
-}
-"#;
-
 /// A MASQUERADE takes the outgoing interface's address, one of the
 /// host's: with two host addresses each is a branch, for trace and the
 /// engine alike (port 25: dropped from 198.18.1.1, accepted from
 /// 198.18.2.1); with one, the packet has one outcome.
 #[test]
 fn a_masquerade_on_a_host_with_two_addresses_is_one_branch_per_address() {
-    let rs = parse(MASQUERADE_THEN_FILTER);
+    let rs = parse(&translated_then_late_filter("masquerade"));
     let p25 = tcp("198.18.2.10", 25);
     let outcomes = |local: &[&str]| {
         let local = ringfence_model::LocalAddrs::new(local.iter().map(|a| a.parse().unwrap()));
