@@ -199,8 +199,9 @@ pub struct Plan {
     /// destination index would answer with nearly every box); built on
     /// first use.
     all: std::sync::OnceLock<BoxIndex>,
-    /// Every box's narrowed hulls, by position; built on first use.
-    keys: std::sync::OnceLock<Vec<BoxKey>>,
+    /// Every box's narrowed hulls, by position, and the port classes of
+    /// their tags; built on first use.
+    keys: std::sync::OnceLock<(PortClasses, Vec<BoxKey>)>,
 }
 
 /// Destination hulls narrower than this are looked up by destination,
@@ -217,8 +218,25 @@ impl Plan {
     /// fragments against the same boxes read these few bytes instead of
     /// each box's sets.
     pub(crate) fn keys(&self) -> &[BoxKey] {
-        self.keys
-            .get_or_init(|| self.pieces.iter().map(|p| BoxKey::of(&p.b)).collect())
+        &self.keyed().1
+    }
+
+    /// The [`FragKey`] of a region walked through this plan (its tag in
+    /// the plan's port classes).
+    pub(crate) fn frag_key(&self, b: &PBox) -> FragKey {
+        FragKey::of(b, &self.keyed().0)
+    }
+
+    fn keyed(&self) -> &(PortClasses, Vec<BoxKey>) {
+        self.keys.get_or_init(|| {
+            let classes = PortClasses::of(self.pieces.iter().map(|p| &p.b));
+            let keys = self
+                .pieces
+                .iter()
+                .map(|p| BoxKey::of(&p.b, &classes))
+                .collect();
+            (classes, keys)
+        })
     }
 
     fn tree(&self, wide_only: bool) -> BoxIndex {
@@ -895,11 +913,18 @@ impl<'a> Engine<'a> {
         let mut arena = Arena {
             boxes: Vec::with_capacity(frags.len()),
             free: Vec::new(),
+            classes: &plan.keyed().0,
         };
         let mut live: Vec<Slot> = frags
             .into_iter()
             .map(|f| arena.slot(f.b, f.pos, f.fork))
             .collect();
+        // A box whose tag meets no fragment's meets no piece of one either
+        // (a piece's tag bits are among its fragment's): the index, which
+        // compares hulls, leaves in boxes of other protocols, ports and
+        // marks, and those go before the walk scans the fragments for them.
+        let tags = live.iter().fold(0, |t, f| t | f.key.tag);
+        cands.retain(|&j| tags_meet(tags, keys[j as usize].tag));
         let mut next: Vec<Slot> = Vec::new();
         let mut decided = Vec::new();
         // Work bound: fragment-box comparisons; a region that many boxes cut
@@ -2403,49 +2428,57 @@ struct Slot {
     key: FragKey,
 }
 
-/// A plan box's hulls narrowed to a few bytes: destination ([`dst_key`]),
-/// source ([`src_key`]) and destination port.
+/// A plan box's hulls narrowed to a few bytes: destination ([`dst_key`])
+/// and the widest hole in it ([`dst_hole`]), source ([`src_key`]),
+/// destination port, and the [`tag`] of its protocols, destination ports,
+/// conntrack states and marks.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BoxKey {
     dst: (u64, u64),
+    hole: (u64, u64),
     src: (u32, u32),
     dport: (u16, u16),
+    tag: u64,
 }
 
 impl BoxKey {
-    fn of(b: &PBox) -> Self {
+    fn of(b: &PBox, classes: &PortClasses) -> Self {
         Self {
             dst: dst_key(span(b.dst.ranges())),
+            hole: dst_hole(b.dst.ranges()),
             src: src_key(span(b.src.ranges())),
             dport: span(b.dport.ranges()),
+            tag: tag(b, classes),
         }
     }
 }
 
-/// A fragment's narrowed hulls and the widest hole of its destination
-/// (see [`dst_hole`]): what [`FragKey::may_meet`] tests a plan box's
-/// [`BoxKey`] against before the boxes' sets are read.
+/// A fragment's narrowed hulls, the widest hole of its destination (see
+/// [`dst_hole`]) and its [`tag`]: what [`FragKey::may_meet`] tests a plan
+/// box's [`BoxKey`] against before the boxes' sets are read.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FragKey {
     dst: (u64, u64),
     hole: (u64, u64),
     src: (u32, u32),
     dport: (u16, u16),
+    tag: u64,
 }
 
 impl FragKey {
-    fn of(b: &PBox) -> Self {
+    fn of(b: &PBox, classes: &PortClasses) -> Self {
         Self {
             dst: dst_key(span(b.dst.ranges())),
             hole: dst_hole(b.dst.ranges()),
             src: src_key(span(b.src.ranges())),
             dport: span(b.dport.ranges()),
+            tag: tag(b, classes),
         }
     }
 
-    /// Whether the fragment's hulls meet the box's and the box's
-    /// destination is not inside the fragment's hole (necessary for the
-    /// boxes to overlap).
+    /// Whether the fragment's hulls meet the box's, neither's destination
+    /// is inside the other's hole, and their tags share a bit in every
+    /// lane (necessary for the boxes to overlap).
     #[inline]
     pub(crate) fn may_meet(&self, k: &BoxKey) -> bool {
         self.dst.0 <= k.dst.1
@@ -2455,7 +2488,115 @@ impl FragKey {
             && !(self.hole.0 <= k.dst.0 && k.dst.1 <= self.hole.1)
             && self.src.0 <= k.src.1
             && k.src.0 <= self.src.1
+            && tags_meet(self.tag, k.tag)
+            && !(k.hole.0 <= self.dst.0 && self.dst.1 <= k.hole.1)
     }
+}
+
+/// Lanes of a [`tag`]: destination ports (bits 0-31), protocol classes
+/// (32-39), conntrack states (40-47), packet marks (48-55) and connection
+/// marks (56-63).
+const TAG_LANES: [u64; 5] = [0xffff_ffff, 0xff << 32, 0xff << 40, 0xff << 48, 0xff << 56];
+
+/// The destination ports that get a [`tag`] bit of their own: the (at
+/// most 31) single ports a plan's boxes name most often, sorted; every
+/// other port shares bit 31. Ports are a partition of classes, so a set's
+/// bits say which classes it has ports in, and two sets with no class in
+/// common have no port in common. Chosen per plan so that a fragment left
+/// with "every port but 443 and 8443" (what a zone's port rules cut off
+/// it) has no bit for the boxes of those ports, whatever ports the
+/// ruleset uses.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PortClasses {
+    ports: Vec<u16>,
+}
+
+impl PortClasses {
+    fn of<'b>(boxes: impl Iterator<Item = &'b PBox>) -> Self {
+        let mut count: rustc_hash::FxHashMap<u16, u32> = rustc_hash::FxHashMap::default();
+        for b in boxes {
+            for &(lo, hi) in b.dport.ranges() {
+                if lo == hi {
+                    *count.entry(lo).or_default() += 1;
+                }
+            }
+        }
+        let mut by_count: Vec<(u32, u16)> = count.into_iter().map(|(p, n)| (n, p)).collect();
+        by_count.sort_unstable_by(|a, b| b.cmp(a));
+        let mut ports: Vec<u16> = by_count.into_iter().take(31).map(|(_, p)| p).collect();
+        ports.sort_unstable();
+        Self { ports }
+    }
+
+    /// The class bits of a port set (bit `i`: the `i`th port of the
+    /// list; bit 31: any other port).
+    fn mask(&self, r: &[(u16, u16)]) -> u64 {
+        let mut m = 0u64;
+        for &(lo, hi) in r {
+            let a = self.ports.partition_point(|&p| p < lo);
+            let b = self.ports.partition_point(|&p| p <= hi);
+            m |= ((1u64 << b) - 1) & !((1u64 << a) - 1);
+            if u32::from(hi - lo) + 1 > (b - a) as u32 {
+                m |= 1 << 31;
+            }
+        }
+        m
+    }
+}
+
+/// The class bits of a protocol set: TCP, UDP, ICMP, ICMPv6 and SCTP a
+/// bit each, every other protocol by its value modulo 3 (bits 5-7).
+fn proto_mask(r: &[(u8, u8)]) -> u64 {
+    const NAMED: [u8; 5] = [6, 17, 1, 58, 132];
+    let mut m = 0u64;
+    for &(lo, hi) in r {
+        let mut named = 0;
+        for (i, &p) in NAMED.iter().enumerate() {
+            if (lo..=hi).contains(&p) {
+                m |= 1 << i;
+                named += 1;
+            }
+        }
+        if u32::from(hi - lo) + 1 - named >= 8 {
+            // Eight values not named: every residue among them.
+            m |= 0b1110_0000;
+        } else {
+            for p in lo..=hi {
+                if !NAMED.contains(&p) {
+                    m |= 1 << (5 + p % 3);
+                }
+            }
+        }
+    }
+    m
+}
+
+/// A box's protocols, destination ports, conntrack states and marks folded
+/// into one word, a lane per field, so that two boxes that overlap have a
+/// bit in common in every lane: the port classes of the plan
+/// ([`PortClasses`]), the protocol classes ([`proto_mask`]), the state
+/// bits, and each mark set ORed a byte at a time. The walk's keys test it
+/// before reading the boxes: it turns away the boxes of other protocols,
+/// of ports a fragment no longer has, and of other marks, which hulls let
+/// through.
+fn tag(b: &PBox, classes: &PortClasses) -> u64 {
+    fn fold(m: u64) -> u64 {
+        let m = m | m >> 32;
+        let m = m | m >> 16;
+        (m | m >> 8) & 0xff
+    }
+    classes.mask(b.dport.ranges())
+        | proto_mask(b.proto.ranges()) << 32
+        | u64::from(b.ct) << 40
+        | fold(b.mark) << 48
+        | fold(b.ctmark) << 56
+}
+
+/// Whether two [`tag`]s share a bit in every lane.
+#[inline]
+fn tags_meet(a: u64, b: u64) -> bool {
+    let x = a & b;
+    TAG_LANES.iter().all(|&l| x & l != 0)
 }
 
 /// A hull narrowed by `key`, a map that does not decrease, so hulls that
@@ -2537,15 +2678,17 @@ fn span<T: Copy + From<u8>>(r: &[(T, T)]) -> (T, T) {
 
 /// The boxes of [`Engine::walk`]'s live fragments; a cut fragment's place
 /// is reused by the next box put.
-struct Arena {
+struct Arena<'p> {
     boxes: Vec<PBox>,
     free: Vec<u32>,
+    /// The walked plan's port classes (for the fragments' keys).
+    classes: &'p PortClasses,
 }
 
-impl Arena {
+impl Arena<'_> {
     /// A slot for fragment `b` at `pos` with first fork `fork`.
     fn slot(&mut self, b: PBox, pos: u32, fork: u32) -> Slot {
-        let key = FragKey::of(&b);
+        let key = FragKey::of(&b, self.classes);
         Slot {
             key,
             at: self.put(b),
@@ -2649,32 +2792,52 @@ mod tests {
 
     proptest::proptest! {
         /// The walk's and the searches' quick test never turns away a box
-        /// that overlaps the fragment: destinations with holes, sources
-        /// and ports, in both families.
+        /// that overlaps the fragment: destinations with holes on either
+        /// side, sources, port lists and ranges (with port classes that
+        /// name some of their ports), protocol sets, conntrack states and
+        /// marks, in both families.
         #[test]
         fn fragment_keys_let_every_overlapping_box_through(
             a_dst in proptest::collection::vec((0u128..4096, 0u128..300), 1..24),
-            b_dst in proptest::collection::vec((0u128..4096, 0u128..300), 1..4),
+            b_dst in proptest::collection::vec((0u128..4096, 0u128..300), 1..6),
             a_src in (0u128..4096, 0u128..4096),
             b_src in (0u128..4096, 0u128..4096),
-            a_port in (0u16..2000, 0u16..200),
-            b_port in (0u16..2000, 0u16..200),
+            a_ports in proptest::collection::vec((0u16..120, 0u16..40), 1..6),
+            b_ports in proptest::collection::vec((0u16..120, 0u16..40), 1..6),
+            wide_port in proptest::bool::ANY,
+            a_protos in proptest::collection::vec((0u8..60, 0u8..12), 1..4),
+            b_protos in proptest::collection::vec((0u8..60, 0u8..12), 1..4),
+            named in proptest::collection::btree_set(0u16..120, 0..31),
+            a_marks in (1u64..u64::MAX, 1u64..u64::MAX, 1u8..32),
+            b_marks in (1u64..u64::MAX, 1u64..u64::MAX, 1u8..32),
             v6 in proptest::bool::ANY,
         ) {
             let fam = if v6 { Fam::V6 } else { Fam::V4 };
             let base = if v6 { (1u128 << 96) - 2048 } else { 0x0a00_0000 };
             let u = crate::space::IfaceUniverse::new(std::iter::empty::<&ringfence_model::Ruleset>());
-            let make = |dst: &[(u128, u128)], src: (u128, u128), port: (u16, u16)| {
+            let classes = super::PortClasses { ports: named.into_iter().collect() };
+            let make = |dst: &[(u128, u128)],
+                        src: (u128, u128),
+                        ports: &[(u16, u16)],
+                        protos: &[(u8, u8)],
+                        (mark, ctmark, ct): (u64, u64, u8)| {
                 let mut b = PBox::full(fam, &u);
                 b.dst = ISet::from_ranges(dst.iter().map(|&(lo, w)| (base + lo, base + lo + w)));
                 b.src = ISet::range(base + src.0, base + src.0 + src.1);
-                b.dport = ISet::range(port.0, port.0 + port.1);
+                b.dport = ISet::from_ranges(ports.iter().map(|&(lo, w)| (lo, lo + w)));
+                if wide_port {
+                    b.dport = b.dport.union(&ISet::range(1000, 65535));
+                }
+                b.proto = ISet::from_ranges(protos.iter().map(|&(lo, w)| (lo, lo + w)));
+                (b.mark, b.ctmark, b.ct) = (mark, ctmark, ct);
                 b
             };
-            let a = make(&a_dst, a_src, a_port);
-            let b = make(&b_dst, b_src, b_port);
+            let a = make(&a_dst, a_src, &a_ports, &a_protos, a_marks);
+            let b = make(&b_dst, b_src, &b_ports, &b_protos, b_marks);
             if a.overlaps(&b) {
-                proptest::prop_assert!(FragKey::of(&a).may_meet(&BoxKey::of(&b)));
+                let (fk, bk) = (FragKey::of(&a, &classes), BoxKey::of(&b, &classes));
+                proptest::prop_assert!(fk.may_meet(&bk));
+                proptest::prop_assert!(super::tags_meet(fk.tag, bk.tag));
             }
         }
     }

@@ -393,7 +393,7 @@ impl Engine<'_> {
         let mut work: usize = 0;
         let keys = plan.keys();
         while let Some((f, mut k, rp)) = stack.pop() {
-            let fk = FragKey::of(&f);
+            let fk = plan.frag_key(&f);
             loop {
                 work += 1;
                 if work > WORK_LIMIT / 16 {
@@ -477,7 +477,7 @@ fn point_reaches(plan: &Plan, cands: &[u32], p: &PBox, to: u32) -> bool {
     // Branches to try: (index into `cands`, position the point resumes at).
     let mut branches: Vec<(usize, u32)> = vec![(0, 0)];
     let mut taken = 1;
-    let (keys, pk) = (plan.keys(), FragKey::of(p));
+    let (keys, pk) = (plan.keys(), plan.frag_key(p));
     'branch: while let Some((first, mut rp)) = branches.pop() {
         for (i, &j) in cands.iter().enumerate().skip(first) {
             if j < rp {
