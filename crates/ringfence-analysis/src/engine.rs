@@ -898,11 +898,15 @@ impl<'a> Engine<'a> {
         for f in &frags {
             plan.query_below(&f.b, to, &mut cands);
         }
-        let keys = plan.keys();
+        let (classes, keys) = plan.keyed();
         // The query left out the positions from `to` on (about half of
         // what a wide fragment meets when the walk stops at a pivot box);
-        // those before `from` go before sorting.
-        cands.retain(|&j| j >= from);
+        // those before `from` go before sorting, and so do the boxes whose
+        // tag meets no fragment's: a piece's tag bits are among its
+        // fragment's, and the index, which compares hulls, leaves in boxes
+        // of other protocols, ports and marks.
+        let tags = frags.iter().fold(0, |t, f| t | tag(&f.b, classes));
+        cands.retain(|&j| j >= from && tags_meet(tags, keys[j as usize].tag));
         cands.sort_unstable();
         if frags.len() > 1 {
             cands.dedup();
@@ -913,18 +917,12 @@ impl<'a> Engine<'a> {
         let mut arena = Arena {
             boxes: Vec::with_capacity(frags.len()),
             free: Vec::new(),
-            classes: &plan.keyed().0,
+            classes,
         };
         let mut live: Vec<Slot> = frags
             .into_iter()
             .map(|f| arena.slot(f.b, f.pos, f.fork))
             .collect();
-        // A box whose tag meets no fragment's meets no piece of one either
-        // (a piece's tag bits are among its fragment's): the index, which
-        // compares hulls, leaves in boxes of other protocols, ports and
-        // marks, and those go before the walk scans the fragments for them.
-        let tags = live.iter().fold(0, |t, f| t | f.key.tag);
-        cands.retain(|&j| tags_meet(tags, keys[j as usize].tag));
         let mut next: Vec<Slot> = Vec::new();
         let mut decided = Vec::new();
         // Work bound: fragment-box comparisons; a region that many boxes cut
@@ -2531,6 +2529,9 @@ impl PortClasses {
     /// The class bits of a port set (bit `i`: the `i`th port of the
     /// list; bit 31: any other port).
     fn mask(&self, r: &[(u16, u16)]) -> u64 {
+        if r == [(0, 65535)] {
+            return 0xffff_ffff;
+        }
         let mut m = 0u64;
         for &(lo, hi) in r {
             let a = self.ports.partition_point(|&p| p < lo);
@@ -2548,6 +2549,9 @@ impl PortClasses {
 /// bit each, every other protocol by its value modulo 3 (bits 5-7).
 fn proto_mask(r: &[(u8, u8)]) -> u64 {
     const NAMED: [u8; 5] = [6, 17, 1, 58, 132];
+    if r == [(0, 255)] {
+        return 0xff;
+    }
     let mut m = 0u64;
     for &(lo, hi) in r {
         let mut named = 0;
