@@ -199,9 +199,26 @@ pub struct Plan {
     /// destination index would answer with nearly every box); built on
     /// first use.
     all: std::sync::OnceLock<BoxIndex>,
-    /// Every box's narrowed hulls, by position, and the port classes of
-    /// their tags; built on first use.
-    keys: std::sync::OnceLock<(PortClasses, Vec<BoxKey>, Vec<u64>)>,
+    /// Every box's narrowed hulls, by position, and what goes with them;
+    /// built on first use.
+    keys: std::sync::OnceLock<PlanKeys>,
+}
+
+/// What the quick tests of walks and searches read of a plan.
+#[derive(Debug, Clone)]
+struct PlanKeys {
+    /// The port classes of the tags.
+    classes: PortClasses,
+    /// Every box's key, by position.
+    boxes: Vec<BoxKey>,
+    /// Every box's tag again, in a dense array of its own (the walk's
+    /// first pass over its candidates reads only the tag: 8 bytes a box
+    /// instead of a whole key).
+    tags: Vec<u64>,
+    /// The tag lanes a walk through the plan can change: the mark lanes
+    /// when some box rewrites marks (a fragment it rewrites meets boxes
+    /// of marks it did not enter with), else none.
+    rewritten: u64,
 }
 
 /// Destination hulls narrower than this are looked up by destination,
@@ -218,28 +235,31 @@ impl Plan {
     /// fragments against the same boxes read these few bytes instead of
     /// each box's sets.
     pub(crate) fn keys(&self) -> &[BoxKey] {
-        &self.keyed().1
+        &self.keyed().boxes
     }
 
     /// The [`FragKey`] of a region walked through this plan (its tag in
     /// the plan's port classes).
     pub(crate) fn frag_key(&self, b: &PBox) -> FragKey {
-        FragKey::of(b, &self.keyed().0)
+        FragKey::of(b, &self.keyed().classes)
     }
 
-    /// The port classes, every box's key, and every box's tag again in a
-    /// dense array of its own (the walk's first pass over its candidates
-    /// reads only the tag: 8 bytes a box instead of a whole key).
-    fn keyed(&self) -> &(PortClasses, Vec<BoxKey>, Vec<u64>) {
+    fn keyed(&self) -> &PlanKeys {
         self.keys.get_or_init(|| {
             let classes = PortClasses::of(self.pieces.iter().map(|p| &p.b));
-            let keys: Vec<BoxKey> = self
+            let boxes: Vec<BoxKey> = self
                 .pieces
                 .iter()
                 .map(|p| BoxKey::of(&p.b, &classes))
                 .collect();
-            let tags = keys.iter().map(|k| k.tag).collect();
-            (classes, keys, tags)
+            let tags = boxes.iter().map(|k| k.tag).collect();
+            let marks = self.pieces.iter().any(|p| matches!(p.fate, Fate::Mark(..)));
+            PlanKeys {
+                classes,
+                boxes,
+                tags,
+                rewritten: if marks { MARK_LANES } else { 0 },
+            }
         })
     }
 
@@ -902,14 +922,20 @@ impl<'a> Engine<'a> {
         for f in &frags {
             plan.query_below(&f.b, to, &mut cands);
         }
-        let (classes, keys, box_tags) = plan.keyed();
+        let PlanKeys {
+            classes,
+            boxes: keys,
+            tags: box_tags,
+            rewritten,
+        } = plan.keyed();
         // The query left out the positions from `to` on (about half of
         // what a wide fragment meets when the walk stops at a pivot box);
         // those before `from` go before sorting, and so do the boxes whose
         // tag meets no fragment's: a piece's tag bits are among its
-        // fragment's, and the index, which compares hulls, leaves in boxes
-        // of other protocols, ports and marks.
-        let tags = frags.iter().fold(0, |t, f| t | tag(&f.b, classes));
+        // fragment's (but for the lanes a mark rewrite on the way can
+        // change), and the index, which compares hulls, leaves in boxes of
+        // other protocols, ports and marks.
+        let tags = frags.iter().fold(*rewritten, |t, f| t | tag(&f.b, classes));
         cands.retain(|&j| j >= from && tags_meet(tags, box_tags[j as usize]));
         cands.sort_unstable();
         if frags.len() > 1 {
@@ -2499,6 +2525,9 @@ impl FragKey {
 /// (32-39), conntrack states (40-47), packet marks (48-55) and connection
 /// marks (56-63).
 const TAG_LANES: [u64; 5] = [0xffff_ffff, 0xff << 32, 0xff << 40, 0xff << 48, 0xff << 56];
+
+/// The packet and connection mark lanes of a [`tag`].
+const MARK_LANES: u64 = 0xffff << 48;
 
 /// The destination ports that get a [`tag`] bit of their own: the (at
 /// most 31) single ports a plan's boxes name most often, sorted; every

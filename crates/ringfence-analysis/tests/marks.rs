@@ -515,3 +515,22 @@ fn more_mark_values_than_the_field_holds_make_mark_verdicts_not_ok_and_say_why()
         r.notes
     );
 }
+
+#[test]
+fn a_mark_set_and_then_matched_in_the_same_chain_is_followed_by_the_region_walk() {
+    // The walk's candidate boxes are chosen by what the packets entering
+    // it can be; a mark rule later in the same plan changes that, so a
+    // box that tests the new mark must still be met.
+    let text = base_with(
+        MANGLE_HEAD,
+        "-A PREROUTING -d 198.18.1.20/32 -p tcp --dport 443 -j MARK --set-xmark 0x1/0xffffffff\n\
+         -A PREROUTING -m mark --mark 0x1 -j DROP\n",
+    );
+    assert_eq!(
+        harbor_packet_verdict(&text, 443),
+        ringfence_model::Verdict::Drop
+    );
+    let r = run("mark-then-drop.rules", &text);
+    assert_eq!(status(&r, "to-harbor"), Status::Blocked, "{:#?}", r.flows);
+    assert!(!r.summary.ok);
+}
