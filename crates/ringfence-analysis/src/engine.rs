@@ -928,19 +928,6 @@ impl<'a> Engine<'a> {
             tags: box_tags,
             rewritten,
         } = plan.keyed();
-        // The query left out the positions from `to` on (about half of
-        // what a wide fragment meets when the walk stops at a pivot box);
-        // those before `from` go before sorting, and so do the boxes whose
-        // tag meets no fragment's: a piece's tag bits are among its
-        // fragment's (but for the lanes a mark rewrite on the way can
-        // change), and the index, which compares hulls, leaves in boxes of
-        // other protocols, ports and marks.
-        let tags = frags.iter().fold(*rewritten, |t, f| t | tag(&f.b, classes));
-        cands.retain(|&j| j >= from && tags_meet(tags, box_tags[j as usize]));
-        cands.sort_unstable();
-        if frags.len() > 1 {
-            cands.dedup();
-        }
         // The live fragments' boxes stay in place in an arena; the walk
         // reorders and splits small slots that point into it, so a box that
         // cuts a fragment moves a few bytes per later fragment, not a box.
@@ -953,6 +940,19 @@ impl<'a> Engine<'a> {
             .into_iter()
             .map(|f| arena.slot(f.b, f.pos, f.fork))
             .collect();
+        // The query left out the positions from `to` on (about half of
+        // what a wide fragment meets when the walk stops at a pivot box);
+        // those before `from` go before sorting, and so do the boxes whose
+        // tag meets no fragment's: a piece's tag bits are among its
+        // fragment's (but for the lanes a mark rewrite on the way can
+        // change), and the index, which compares hulls, leaves in boxes of
+        // other protocols, ports and marks.
+        let tags = live.iter().fold(*rewritten, |t, f| t | f.key.tag);
+        cands.retain(|&j| j >= from && tags_meet(tags, box_tags[j as usize]));
+        cands.sort_unstable();
+        if live.len() > 1 {
+            cands.dedup();
+        }
         let mut next: Vec<Slot> = Vec::new();
         let mut decided = Vec::new();
         // Work bound: fragment-box comparisons; a region that many boxes cut
