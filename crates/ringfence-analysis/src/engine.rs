@@ -27,7 +27,7 @@ pub use anomaly::{Anomalies, Anomaly, DeadReason, RuleAnomaly};
 pub(crate) use anomaly::{ContextOpts, Seen};
 pub use excess::ExcessSearch;
 
-use crate::index::{BoxIndex, DstIndex, Hull};
+use crate::index::{Blocked, DstIndex, Hull};
 use crate::space::ISet;
 use crate::space::{match_boxes, IfaceUniverse, Locals, PBox, Stage};
 use ringfence_model::{Action, ChainId, CtStates, Hook, Policy, RuleRef, Ruleset};
@@ -194,11 +194,11 @@ pub struct Plan {
     index: DstIndex,
     /// Boxes with a wide destination hull (a negated or missing
     /// destination) by every field's hull; built on first use.
-    wide: std::sync::OnceLock<BoxIndex>,
+    wide: std::sync::OnceLock<Blocked>,
     /// Every box by every field's hull, for wide queries (which the
     /// destination index would answer with nearly every box); built on
     /// first use.
-    all: std::sync::OnceLock<BoxIndex>,
+    all: std::sync::OnceLock<Blocked>,
     /// Every box's narrowed hulls, by position, and what goes with them;
     /// built on first use.
     keys: std::sync::OnceLock<PlanKeys>,
@@ -263,8 +263,8 @@ impl Plan {
         })
     }
 
-    fn tree(&self, wide_only: bool) -> BoxIndex {
-        BoxIndex::build(
+    fn tree(&self, wide_only: bool) -> Blocked {
+        Blocked::build(
             self.pieces
                 .iter()
                 .enumerate()
@@ -277,6 +277,16 @@ impl Plan {
     /// those that do, each once; unsorted).
     fn query_into(&self, b: &PBox, out: &mut Vec<u32>) {
         self.query_below(b, u32::MAX, out);
+    }
+
+    /// The tree that holds the boxes a query by a box of this hull must
+    /// ask (besides the destination index, for a narrow one).
+    fn tree_for(&self, narrow: bool) -> &Blocked {
+        if narrow {
+            self.wide.get_or_init(|| self.tree(true))
+        } else {
+            self.all.get_or_init(|| self.tree(false))
+        }
     }
 
     /// [`Plan::query_into`] for the positions below `below` only: a walk
@@ -918,10 +928,22 @@ impl<'a> Engine<'a> {
         budget: usize,
         forks: Forks,
     ) -> Result<(Vec<Frag>, Vec<Frag>), OverBudget> {
-        let mut cands = Vec::new();
-        for f in &frags {
-            plan.query_below(&f.b, to, &mut cands);
-        }
+        // Boxes of a narrow destination come from the destination index at
+        // once (few); the others from the trees, a block of positions at a
+        // time, as the walk gets there: a walk that is over early (every
+        // fragment decided) fetches no more.
+        let mut narrow = Vec::new();
+        let queries: smallvec::SmallVec<[(crate::space::Fam, Hull, bool); 4]> = frags
+            .iter()
+            .map(|f| {
+                let (lo, hi) = hull(&f.b);
+                let is_narrow = hi - lo < NARROW_DST;
+                if is_narrow {
+                    plan.index.query_below(f.b.fam, lo, hi, to, &mut narrow);
+                }
+                (f.b.fam, Hull::of(&f.b), is_narrow)
+            })
+            .collect();
         let PlanKeys {
             classes,
             boxes: keys,
@@ -948,11 +970,14 @@ impl<'a> Engine<'a> {
         // change), and the index, which compares hulls, leaves in boxes of
         // other protocols, ports and marks.
         let tags = live.iter().fold(*rewritten, |t, f| t | f.key.tag);
-        cands.retain(|&j| j >= from && tags_meet(tags, box_tags[j as usize]));
-        cands.sort_unstable();
+        let wanted = |j: u32| j >= from && tags_meet(tags, box_tags[j as usize]);
+        narrow.retain(|&j| wanted(j));
+        narrow.sort_unstable();
         if live.len() > 1 {
-            cands.dedup();
+            narrow.dedup();
         }
+        let mut narrow = &narrow[..];
+        let mut cands = Vec::new();
         let mut next: Vec<Slot> = Vec::new();
         let mut decided = Vec::new();
         // Work bound: fragment-box comparisons; a region that many boxes cut
@@ -964,131 +989,159 @@ impl<'a> Engine<'a> {
         // once (RETURN guards and jumps not taken send fragments far ahead).
         // The work and budget bounds count them as the scan did.
         let mut low = live.iter().map(|f| f.pos).min().unwrap_or(u32::MAX);
-        let mut ci = 0;
-        while ci < cands.len() {
-            let j = cands[ci];
-            ci += 1;
+        let mut block = Blocked::block_of(from);
+        'blocks: while block == 0 || Blocked::block_end(block - 1) < u64::from(to) {
+            let end = Blocked::block_end(block).min(u64::from(to)) as u32;
+            let here = narrow.partition_point(|&j| j < end);
             if live.is_empty() {
                 break;
             }
-            if j < low {
-                let skip = cands[ci..].partition_point(|&c| c < low);
-                ci += skip;
-                work += live.len() * (skip + 1);
-                if work > WORK_LIMIT || live.len() + decided.len() > budget {
-                    return Err(OverBudget);
-                }
+            if end <= low {
+                // No live fragment resumes in this block.
+                narrow = &narrow[here..];
+                block += 1;
                 continue;
             }
-            let q = &plan.pieces[j as usize];
-            work += live.len();
-            if work > WORK_LIMIT {
-                return Err(OverBudget);
+            cands.clear();
+            for (fam, h, is_narrow) in &queries {
+                plan.tree_for(*is_narrow)
+                    .query_block(block, *fam, h, to, &mut cands);
             }
-            // Fragments before the first one this box meets stay as they
-            // are: only a box that cuts something rebuilds the order.
-            let qk = &keys[j as usize];
-            let meets = |f: &Slot, boxes: &[PBox]| {
-                f.pos <= j && f.key.may_meet(qk) && boxes[f.at as usize].overlaps(&q.b)
-            };
-            let Some(first) = live.iter().position(|f| meets(f, &arena.boxes)) else {
-                if live.len() + decided.len() > budget {
-                    return Err(OverBudget);
+            cands.retain(|&j| wanted(j));
+            cands.extend_from_slice(&narrow[..here]);
+            narrow = &narrow[here..];
+            block += 1;
+            cands.sort_unstable();
+            if queries.len() > 1 {
+                cands.dedup();
+            }
+            let mut ci = 0;
+            while ci < cands.len() {
+                let j = cands[ci];
+                ci += 1;
+                if live.is_empty() {
+                    break 'blocks;
                 }
-                continue;
-            };
-            next.clear();
-            next.extend_from_slice(&live[..first]);
-            let mut moved = false;
-            for &f in &live[first..] {
-                if !meets(&f, &arena.boxes) {
-                    next.push(f);
+                if j < low {
+                    let skip = cands[ci..].partition_point(|&c| c < low);
+                    ci += skip;
+                    work += live.len() * (skip + 1);
+                    if work > WORK_LIMIT || live.len() + decided.len() > budget {
+                        return Err(OverBudget);
+                    }
                     continue;
                 }
-                if !matches!(q.fate, Fate::Mark(..))
-                    && arena.boxes[f.at as usize].within_plain(&q.b)
-                {
-                    // The box takes the whole fragment: no cut, and a
-                    // fragment that moves on keeps its place in the arena.
+                let q = &plan.pieces[j as usize];
+                work += live.len();
+                if work > WORK_LIMIT {
+                    return Err(OverBudget);
+                }
+                // Fragments before the first one this box meets stay as they
+                // are: only a box that cuts something rebuilds the order.
+                let qk = &keys[j as usize];
+                let meets = |f: &Slot, boxes: &[PBox]| {
+                    f.pos <= j && f.key.may_meet(qk) && boxes[f.at as usize].overlaps(&q.b)
+                };
+                let Some(first) = live.iter().position(|f| meets(f, &arena.boxes)) else {
+                    if live.len() + decided.len() > budget {
+                        return Err(OverBudget);
+                    }
+                    continue;
+                };
+                next.clear();
+                next.extend_from_slice(&live[..first]);
+                let mut moved = false;
+                for &f in &live[first..] {
+                    if !meets(&f, &arena.boxes) {
+                        next.push(f);
+                        continue;
+                    }
+                    if !matches!(q.fate, Fate::Mark(..))
+                        && arena.boxes[f.at as usize].within_plain(&q.b)
+                    {
+                        // The box takes the whole fragment: no cut, and a
+                        // fragment that moves on keeps its place in the arena.
+                        match q.fate {
+                            Fate::Skip(k) => {
+                                moved = true;
+                                next.push(Slot { pos: k, ..f });
+                            }
+                            Fate::Fork(matched, unmatched) if forks == Forks::Branch => {
+                                moved = true;
+                                forked = true;
+                                let fork = if f.fork == NO_FORK { j } else { f.fork };
+                                let copy = arena.boxes[f.at as usize].clone();
+                                next.push(Slot {
+                                    pos: matched,
+                                    fork,
+                                    ..f
+                                });
+                                next.push(arena.slot(copy, unmatched, fork));
+                            }
+                            _ => {
+                                decided.push(Frag {
+                                    b: arena.boxes[f.at as usize].clone(),
+                                    pos: j,
+                                    fork: f.fork,
+                                });
+                                arena.free.push(f.at);
+                            }
+                        }
+                        continue;
+                    }
+                    let cut = std::mem::replace(&mut arena.boxes[f.at as usize], PBox::vacant());
+                    // The fragment meets the box (`meets` above).
+                    let (outside, inside) = cut.split_owned(&q.b);
+                    arena.free.push(f.at);
+                    for o in outside {
+                        next.push(arena.slot(o, f.pos, f.fork));
+                    }
                     match q.fate {
                         Fate::Skip(k) => {
                             moved = true;
-                            next.push(Slot { pos: k, ..f });
+                            next.push(arena.slot(inside, k, f.fork));
+                        }
+                        Fate::Mark(c, r) => {
+                            let Action::Mark(rw) =
+                                &self.rs.chains[c as usize].rules[r as usize].action
+                            else {
+                                unreachable!("mark boxes come from mark rules")
+                            };
+                            for b in self.u.marks.rewrite(rw, inside) {
+                                next.push(arena.slot(b, j + 1, f.fork));
+                            }
                         }
                         Fate::Fork(matched, unmatched) if forks == Forks::Branch => {
                             moved = true;
                             forked = true;
                             let fork = if f.fork == NO_FORK { j } else { f.fork };
-                            let copy = arena.boxes[f.at as usize].clone();
-                            next.push(Slot {
-                                pos: matched,
-                                fork,
-                                ..f
-                            });
-                            next.push(arena.slot(copy, unmatched, fork));
+                            next.push(arena.slot(inside.clone(), matched, fork));
+                            next.push(arena.slot(inside, unmatched, fork));
                         }
-                        _ => {
-                            decided.push(Frag {
-                                b: arena.boxes[f.at as usize].clone(),
-                                pos: j,
-                                fork: f.fork,
-                            });
-                            arena.free.push(f.at);
-                        }
+                        _ => decided.push(Frag {
+                            b: inside,
+                            pos: j,
+                            fork: f.fork,
+                        }),
                     }
-                    continue;
                 }
-                let cut = std::mem::replace(&mut arena.boxes[f.at as usize], PBox::vacant());
-                // The fragment meets the box (`meets` above).
-                let (outside, inside) = cut.split_owned(&q.b);
-                arena.free.push(f.at);
-                for o in outside {
-                    next.push(arena.slot(o, f.pos, f.fork));
+                // Branches that meet again (a fork's action falls through to
+                // where its other branch resumed) go on as one: the same packets
+                // at the same position have the same future. Only where this
+                // box sent packets can copies have met.
+                if forked && moved {
+                    match q.fate {
+                        Fate::Skip(k) => dedup_at(&mut next, &mut arena, &[k]),
+                        Fate::Fork(m, n) => dedup_at(&mut next, &mut arena, &[m, n]),
+                        _ => {}
+                    }
                 }
-                match q.fate {
-                    Fate::Skip(k) => {
-                        moved = true;
-                        next.push(arena.slot(inside, k, f.fork));
-                    }
-                    Fate::Mark(c, r) => {
-                        let Action::Mark(rw) = &self.rs.chains[c as usize].rules[r as usize].action
-                        else {
-                            unreachable!("mark boxes come from mark rules")
-                        };
-                        for b in self.u.marks.rewrite(rw, inside) {
-                            next.push(arena.slot(b, j + 1, f.fork));
-                        }
-                    }
-                    Fate::Fork(matched, unmatched) if forks == Forks::Branch => {
-                        moved = true;
-                        forked = true;
-                        let fork = if f.fork == NO_FORK { j } else { f.fork };
-                        next.push(arena.slot(inside.clone(), matched, fork));
-                        next.push(arena.slot(inside, unmatched, fork));
-                    }
-                    _ => decided.push(Frag {
-                        b: inside,
-                        pos: j,
-                        fork: f.fork,
-                    }),
+                if next.len() + decided.len() > budget {
+                    return Err(OverBudget);
                 }
+                std::mem::swap(&mut live, &mut next);
+                low = live.iter().map(|f| f.pos).min().unwrap_or(u32::MAX);
             }
-            // Branches that meet again (a fork's action falls through to
-            // where its other branch resumed) go on as one: the same packets
-            // at the same position have the same future. Only where this
-            // box sent packets can copies have met.
-            if forked && moved {
-                match q.fate {
-                    Fate::Skip(k) => dedup_at(&mut next, &mut arena, &[k]),
-                    Fate::Fork(m, n) => dedup_at(&mut next, &mut arena, &[m, n]),
-                    _ => {}
-                }
-            }
-            if next.len() + decided.len() > budget {
-                return Err(OverBudget);
-            }
-            std::mem::swap(&mut live, &mut next);
-            low = live.iter().map(|f| f.pos).min().unwrap_or(u32::MAX);
         }
         let mut boxes: Vec<Option<PBox>> = arena.boxes.into_iter().map(Some).collect();
         let survivors = live

@@ -367,6 +367,67 @@ impl BoxIndex {
     }
 }
 
+/// A [`BoxIndex`] per block of consecutive ids, the blocks growing
+/// geometrically ([`Blocked::FIRST`] ids, then twice as many, and so on):
+/// a query can take the blocks one at a time, in id order, and stop when
+/// it has what it needs. A walk down a plan that is over after its first
+/// boxes (every fragment decided) fetches only the first blocks'
+/// candidates, where one tree over the whole plan hands out all of them,
+/// and a walk that goes the whole way asks a few trees (seven for 200k
+/// boxes), not one per block of a fixed size.
+#[derive(Debug, Clone, Default)]
+pub struct Blocked {
+    blocks: Vec<BoxIndex>,
+}
+
+impl Blocked {
+    /// Ids in the first block.
+    pub const FIRST: u32 = 2048;
+
+    /// The block that holds id `id`.
+    pub fn block_of(id: u32) -> usize {
+        (u64::from(id) / u64::from(Self::FIRST) + 1).ilog2() as usize
+    }
+
+    /// The first id after block `k`.
+    pub fn block_end(k: usize) -> u64 {
+        u64::from(Self::FIRST) * ((1u64 << (k + 1).min(40)) - 1)
+    }
+
+    /// Build from `(family, hull, item)`.
+    pub fn build(items: impl IntoIterator<Item = (Fam, Hull, u32)>) -> Self {
+        let mut by_block: Vec<Vec<(Fam, Hull, u32)>> = Vec::new();
+        for (fam, h, id) in items {
+            let k = Self::block_of(id);
+            if by_block.len() <= k {
+                by_block.resize_with(k + 1, Vec::new);
+            }
+            by_block[k].push((fam, h, id));
+        }
+        Self {
+            blocks: by_block.into_iter().map(BoxIndex::build).collect(),
+        }
+    }
+
+    /// Append to `out` the ids of block `k` whose hull meets `q` and that
+    /// are below `below`, unsorted.
+    pub fn query_block(&self, k: usize, fam: Fam, q: &Hull, below: u32, out: &mut Vec<u32>) {
+        if let Some(b) = self.blocks.get(k) {
+            b.query_below(fam, q, below, out);
+        }
+    }
+
+    /// Append to `out` the ids below `below` whose hull meets `q`, unsorted.
+    pub fn query_below(&self, fam: Fam, q: &Hull, below: u32, out: &mut Vec<u32>) {
+        for (k, b) in self.blocks.iter().enumerate() {
+            if k > 0 && Self::block_end(k - 1) >= u64::from(below) {
+                break;
+            }
+            b.query_below(fam, q, below, out);
+        }
+    }
+}
+
 /// Build the subtree over `items[start..end]`; returns its node id.
 fn split<A: Addr>(
     items: &mut [(Near<A>, u32)],
@@ -527,6 +588,65 @@ mod tests {
             got.sort_unstable();
             want.retain(|&id| id < below);
             assert_eq!(got, want, "query {k} below {below}: {q:?}");
+        }
+    }
+
+    #[test]
+    fn blocked_trees_hand_out_each_block_what_a_scan_finds_there() {
+        // Ids spread over several geometric blocks (sparse, as a plan's
+        // wide boxes are), queries of every width.
+        let mut x: u64 = 7;
+        let mut next = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        let mut hull = || {
+            let lo = (next() % 50_000) as u128;
+            let w = [0u128, 255, u32::MAX as u128][(next() % 3) as usize];
+            let p = (next() % 100) as u16;
+            Hull {
+                src: (0, u32::MAX as u128),
+                dst: (lo, (lo + w).min(u32::MAX as u128)),
+                dport: (p, p + (next() % 10) as u16),
+                proto: (6, 6),
+            }
+        };
+        let items: Vec<(Fam, Hull, u32)> = (0..3000u32)
+            .map(|i| (Fam::V4, hull(), i * 7 + i % 5))
+            .collect();
+        let idx = Blocked::build(items.clone());
+        for k in 0..20 {
+            assert_eq!(Blocked::block_of(Blocked::block_end(k) as u32 - 1), k);
+            assert_eq!(Blocked::block_of(Blocked::block_end(k) as u32), k + 1);
+        }
+        for n in 0..200 {
+            let q = hull();
+            let mut want: Vec<u32> = items
+                .iter()
+                .filter(|(_, h, _)| h.meets(&q))
+                .map(|i| i.2)
+                .collect();
+            want.sort_unstable();
+            let mut all = Vec::new();
+            for k in 0..6 {
+                let mut got = Vec::new();
+                idx.query_block(k, Fam::V4, &q, u32::MAX, &mut got);
+                assert!(
+                    got.iter().all(|&id| Blocked::block_of(id) == k),
+                    "query {n}: block {k} gave an id of another block"
+                );
+                all.extend(got);
+            }
+            all.sort_unstable();
+            assert_eq!(all, want, "query {n}: {q:?}");
+            let below = (n * 113) as u32;
+            let mut got = Vec::new();
+            idx.query_below(Fam::V4, &q, below, &mut got);
+            got.sort_unstable();
+            want.retain(|&id| id < below);
+            assert_eq!(got, want, "query {n} below {below}");
         }
     }
 

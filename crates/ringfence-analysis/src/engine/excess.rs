@@ -860,7 +860,7 @@ impl<'e, 'a> Rewritten<'e, 'a> {
         // Each candidate is made disjoint from the earlier ones taken (in
         // their order); a tree over every candidate's hulls proposes the
         // earlier ones that may overlap it, instead of a scan of all.
-        let tree = BoxIndex::build(
+        let tree = crate::index::BoxIndex::build(
             candidates
                 .iter()
                 .enumerate()
