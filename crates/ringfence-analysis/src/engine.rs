@@ -219,6 +219,9 @@ struct PlanKeys {
     /// when some box rewrites marks (a fragment it rewrites meets boxes
     /// of marks it did not enter with), else none.
     rewritten: u64,
+    /// One bit per position: set where a skip or a fork's branch from an
+    /// earlier position lands after it (a packet may pass it over).
+    passed_over: Vec<u64>,
 }
 
 /// Destination hulls narrower than this are looked up by destination,
@@ -254,13 +257,46 @@ impl Plan {
                 .collect();
             let tags = boxes.iter().map(|k| k.tag).collect();
             let marks = self.pieces.iter().any(|p| matches!(p.fate, Fate::Mark(..)));
+            // Positions strictly between each skip or fork and where it
+            // sends packets, by a running count of the spans open there.
+            let n = self.pieces.len();
+            let mut opens = vec![0i32; n + 1];
+            for (r, p) in self.pieces.iter().enumerate() {
+                let to = match p.fate {
+                    Fate::Skip(k) => k,
+                    Fate::Fork(m, k) => m.max(k),
+                    _ => continue,
+                };
+                let to = (to as usize).min(n);
+                if to > r + 1 {
+                    opens[r + 1] += 1;
+                    opens[to] -= 1;
+                }
+            }
+            let mut passed_over = vec![0u64; n.div_ceil(64)];
+            let mut open = 0;
+            for (q, d) in opens[..n].iter().enumerate() {
+                open += d;
+                if open > 0 {
+                    passed_over[q / 64] |= 1 << (q % 64);
+                }
+            }
             PlanKeys {
                 classes,
                 boxes,
                 tags,
                 rewritten: if marks { MARK_LANES } else { 0 },
+                passed_over,
             }
         })
+    }
+
+    /// Whether a packet may pass position `q` over: a skip or a fork's
+    /// branch at an earlier position sends packets past it. Where none
+    /// does, a packet that gets beyond `q` got to `q` first.
+    pub(crate) fn passed_over(&self, q: u32) -> bool {
+        let q = q as usize;
+        self.keyed().passed_over[q / 64] & (1 << (q % 64)) != 0
     }
 
     fn tree(&self, wide_only: bool) -> Blocked {
@@ -949,6 +985,7 @@ impl<'a> Engine<'a> {
             boxes: keys,
             tags: box_tags,
             rewritten,
+            ..
         } = plan.keyed();
         // The live fragments' boxes stay in place in an arena; the walk
         // reorders and splits small slots that point into it, so a box that

@@ -78,6 +78,7 @@ impl Engine<'_> {
             let own_plan = self.own_plan(ci);
             let plain = self.own_is_plain(ci);
             let base_policy = chain.base.as_ref().map(|b| b.policy);
+            let mut dead_ends = DeadEnds::default();
             // Group model rules by their source rule (multiport --ports splits one rule in two).
             let mut i = 0;
             while i < chain.rules.len() {
@@ -106,7 +107,8 @@ impl Engine<'_> {
                     let dead = !synthesized && ctx.is_some_and(|x| x.dead(ci, r));
                     let found = match own_plan {
                         Some(plan) => {
-                            self.rule_anomaly(ci, plan, r, base_policy, budget, None, known)
+                            let own = (base_policy, budget, None, known);
+                            self.rule_anomaly(ci, plan, r, own, &mut dead_ends)
                         }
                         None => RuleAnomaly::None,
                     };
@@ -198,16 +200,23 @@ impl Engine<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Whether rule `r` of chain `ci` is shadowed or redundant in `plan`,
+    /// asked with the chain's base policy, the search budget, the part of
+    /// its match to judge (`None`: all of it) and whether it is known to
+    /// be reached; `dead_ends` carries what earlier rules of the same
+    /// chain and plan proved.
     fn rule_anomaly(
         &self,
         ci: usize,
         plan: &Plan,
         r: usize,
-        base_policy: Option<Policy>,
-        budget: usize,
-        within: Option<&[PBox]>,
-        known: Option<bool>,
+        (base_policy, budget, within, known): (
+            Option<Policy>,
+            usize,
+            Option<&[PBox]>,
+            Option<bool>,
+        ),
+        dead_ends: &mut DeadEnds,
     ) -> RuleAnomaly {
         let rule = &self.rs.chains[ci].rules[r];
         // Judged on the part of the match inside `within` only, when given.
@@ -231,7 +240,7 @@ impl Engine<'_> {
             .iter()
             .take(if known.is_some() { 0 } else { usize::MAX })
         {
-            match self.reaches(plan, b, start, (start, start), &mut left) {
+            match self.reaches_past(plan, b, start, &mut left, dead_ends) {
                 Some(true) => {
                     reached = true;
                     break;
@@ -348,6 +357,36 @@ impl Engine<'_> {
         self.reaches_excluding(plan, b, to, exclude, left, true)
     }
 
+    /// [`Engine::reaches`] from position 0 with nothing excluded, answered
+    /// at once where `dead_ends` shows that no packet of a box holding `b`
+    /// gets to an earlier position; a new proof that none of `b` gets to
+    /// `to` is kept there when no packet may pass `to` over.
+    fn reaches_past(
+        &self,
+        plan: &Plan,
+        b: &PBox,
+        to: u32,
+        left: &mut usize,
+        dead_ends: &mut DeadEnds,
+    ) -> Option<bool> {
+        let erased = self.u.marks.erase(b.clone());
+        if dead_ends
+            .0
+            .iter()
+            .any(|(d, at)| *at <= to && erased.is_subset(d))
+        {
+            return Some(false);
+        }
+        let found = self.reaches(plan, b, to, (to, to), left);
+        if found == Some(false) && !plan.passed_over(to) {
+            if dead_ends.0.len() == DeadEnds::KEPT {
+                dead_ends.0.pop();
+            }
+            dead_ends.0.insert(0, (erased, to));
+        }
+        found
+    }
+
     /// [`Engine::reaches`], ignoring the boxes in `exclude` (a removed rule).
     /// Tries a few concrete packets first (a witness ends the search at once),
     /// then searches the box exhaustively.
@@ -443,6 +482,22 @@ impl Engine<'_> {
         }
         Some(false)
     }
+}
+
+/// Boxes of one plan that no packet gets from the top of the plan to a
+/// position (forks both ways, any marks), with that position, most
+/// recent first; kept only for positions no skip or fork passes over.
+/// Every packet of such a box is decided before its position, so a box
+/// inside it is decided before any later position too: the shadow
+/// question of a later rule whose match lies inside it is answered at
+/// once (a firewall's `-s NET -j ZONE` jumps after every packet from NET
+/// is decided, each an exhaustive search through the zones before it).
+#[derive(Debug, Default)]
+struct DeadEnds(Vec<(PBox, u32)>);
+
+impl DeadEnds {
+    /// How many boxes are kept.
+    const KEPT: usize = 16;
 }
 
 /// A few concrete packets of a box (as one-point boxes): low corner, high
@@ -543,7 +598,8 @@ impl Engine<'_> {
         let Some(plan) = self.own_plan(c.0) else {
             return RuleAnomaly::None;
         };
-        self.rule_anomaly(c.0, plan, r, base_policy, budget, Some(within), None)
+        let own = (base_policy, budget, Some(within), None);
+        self.rule_anomaly(c.0, plan, r, own, &mut DeadEnds::default())
     }
 }
 
@@ -593,6 +649,91 @@ pub struct Anomalies {
 mod tests {
     use super::*;
     use ringfence_parse::{parse_ruleset, RulesetFormat};
+
+    fn chain_of(rs: &ringfence_model::Ruleset, name: &str) -> usize {
+        rs.chains
+            .iter()
+            .position(|c| c.name.ends_with(name))
+            .expect("the chain")
+    }
+
+    #[test]
+    fn a_rule_inside_a_box_no_packet_gets_past_is_shadowed_without_a_search_and_others_are_not() {
+        // Z1 decides every packet from 10.1/16, so the second jump and the
+        // /24 accept after it are shadowed; the /24 is answered from the
+        // first proof. 10.2/16 still gets through.
+        let text = "*filter\n:FORWARD DROP [0:0]\n:Z1 - [0:0]\n:Z2 - [0:0]\n\
+                    -A FORWARD -s 10.1.0.0/16 -j Z1\n\
+                    -A FORWARD -s 10.1.0.0/16 -j Z2\n\
+                    -A FORWARD -s 10.1.2.0/24 -p tcp -j ACCEPT\n\
+                    -A FORWARD -s 10.2.0.0/16 -p tcp -j ACCEPT\n\
+                    -A Z1 -p tcp -j ACCEPT\n-A Z1 -j DROP\n\
+                    -A Z2 -j ACCEPT\nCOMMIT\n";
+        let rs = parse_ruleset(text, "t.rules", RulesetFormat::Auto).expect("parses");
+        let e = Engine::new(&rs, IfaceUniverse::new([&rs]));
+        let fwd = chain_of(&rs, "FORWARD");
+        let plan = e.own_plan(fwd).expect("FORWARD's plan");
+        let own = (Some(Policy::Drop), DEFAULT_BUDGET, None, None);
+        let mut dead_ends = DeadEnds::default();
+        let found: Vec<RuleAnomaly> = (0..4)
+            .map(|r| e.rule_anomaly(fwd, plan, r, own, &mut dead_ends))
+            .collect();
+        assert!(!matches!(found[0], RuleAnomaly::Shadowed(_)));
+        assert!(
+            matches!(found[1], RuleAnomaly::Shadowed(_)),
+            "{:?}",
+            found[1]
+        );
+        assert!(
+            matches!(found[2], RuleAnomaly::Shadowed(_)),
+            "{:?}",
+            found[2]
+        );
+        assert!(
+            !matches!(found[3], RuleAnomaly::Shadowed(_)),
+            "{:?}",
+            found[3]
+        );
+        // The second jump's proof is what answered the /24.
+        assert_eq!(dead_ends.0.len(), 1, "one proof kept: {:?}", dead_ends.0);
+        // Each answer is the one a search of its own gives.
+        for (r, f) in found.iter().enumerate() {
+            let alone = e.rule_anomaly(fwd, plan, r, own, &mut DeadEnds::default());
+            assert_eq!(&alone, f, "rule {r}");
+        }
+    }
+
+    #[test]
+    fn positions_inside_an_inlined_chain_after_its_return_are_passed_over() {
+        // Z's RETURN sends tcp/22 to the end of Z's block: the positions
+        // after it inside the block are passed over, FORWARD's own are not.
+        let text = "*filter\n:FORWARD DROP [0:0]\n:Z - [0:0]\n\
+                    -A FORWARD -s 10.1.0.0/16 -j Z\n\
+                    -A FORWARD -p tcp -j ACCEPT\n\
+                    -A Z -p tcp -m tcp --dport 22 -j RETURN\n\
+                    -A Z -p tcp -j DROP\n-A Z -j ACCEPT\nCOMMIT\n";
+        let rs = parse_ruleset(text, "t.rules", RulesetFormat::Auto).expect("parses");
+        let e = Engine::new(&rs, IfaceUniverse::new([&rs]));
+        let plan = e
+            .own_plan(chain_of(&rs, "FORWARD"))
+            .expect("FORWARD's plan");
+        let skip = plan
+            .pieces
+            .iter()
+            .position(|p| matches!(p.fate, Fate::Skip(_)))
+            .expect("the inlined RETURN") as u32;
+        let Fate::Skip(to) = plan.pieces[skip as usize].fate else {
+            unreachable!()
+        };
+        assert!(to > skip + 1, "the RETURN skips Z's later boxes");
+        assert!(!plan.passed_over(skip));
+        for q in skip + 1..to {
+            assert!(plan.passed_over(q), "position {q}");
+        }
+        for q in to..plan.pieces.len() as u32 {
+            assert!(!plan.passed_over(q), "position {q}");
+        }
+    }
 
     #[test]
     fn a_point_reaches_a_rule_behind_a_statistic_jump_on_the_branch_where_it_matches() {
