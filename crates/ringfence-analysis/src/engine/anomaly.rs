@@ -259,12 +259,16 @@ impl Engine<'_> {
                     &self.u,
                 )
             };
-            for b in boxes {
+            // The first ten rules, in plan order: the rest is not read.
+            'named: for b in boxes {
                 for j in self.candidates(plan, b, 0, start) {
+                    if by.len() == 10 {
+                        break 'named;
+                    }
                     let q = &plan.pieces[j as usize];
                     if q.fate != Fate::Unknown && !may_match(q) && q.b.overlaps(b) {
                         let rr = self.rule_ref(q.path[0]);
-                        if !by.contains(&rr) && by.len() < 10 {
+                        if !by.contains(&rr) {
                             by.push(rr);
                         }
                     }
@@ -305,9 +309,11 @@ impl Engine<'_> {
                 }
                 let Some(x) = q.b.intersect(b) else { continue };
                 if normalize(q.fate) == own {
-                    let rr = self.rule_ref(q.path[0]);
-                    if !by.contains(&rr) && by.len() < 10 {
-                        by.push(rr);
+                    if by.len() < 10 {
+                        let rr = self.rule_ref(q.path[0]);
+                        if !by.contains(&rr) {
+                            by.push(rr);
+                        }
                     }
                     continue;
                 }
