@@ -329,16 +329,12 @@ impl Plan {
     /// that stops at a box passes over the rest of the plan in the index.
     fn query_below(&self, b: &PBox, below: u32, out: &mut Vec<u32>) {
         let (lo, hi) = hull(b);
-        if hi - lo < NARROW_DST {
+        let narrow = hi - lo < NARROW_DST;
+        if narrow {
             self.index.query_below(b.fam, lo, hi, below, out);
-            self.wide
-                .get_or_init(|| self.tree(true))
-                .query_below(b.fam, &Hull::of(b), below, out);
-        } else {
-            self.all
-                .get_or_init(|| self.tree(false))
-                .query_below(b.fam, &Hull::of(b), below, out);
         }
+        self.tree_for(narrow)
+            .query_below(b.fam, &Hull::of(b), below, out);
     }
 }
 
@@ -964,22 +960,7 @@ impl<'a> Engine<'a> {
         budget: usize,
         forks: Forks,
     ) -> Result<(Vec<Frag>, Vec<Frag>), OverBudget> {
-        // Boxes of a narrow destination come from the destination index at
-        // once (few); the others from the trees, a block of positions at a
-        // time, as the walk gets there: a walk that is over early (every
-        // fragment decided) fetches no more.
-        let mut narrow = Vec::new();
-        let queries: smallvec::SmallVec<[(crate::space::Fam, Hull, bool); 4]> = frags
-            .iter()
-            .map(|f| {
-                let (lo, hi) = hull(&f.b);
-                let is_narrow = hi - lo < NARROW_DST;
-                if is_narrow {
-                    plan.index.query_below(f.b.fam, lo, hi, to, &mut narrow);
-                }
-                (f.b.fam, Hull::of(&f.b), is_narrow)
-            })
-            .collect();
+        let mut blocks = CandidateBlocks::new(plan, &frags, from, to);
         let PlanKeys {
             classes,
             boxes: keys,
@@ -999,7 +980,7 @@ impl<'a> Engine<'a> {
             .into_iter()
             .map(|f| arena.slot(f.b, f.pos, f.fork))
             .collect();
-        // The query left out the positions from `to` on (about half of
+        // The queries leave out the positions from `to` on (about half of
         // what a wide fragment meets when the walk stops at a pivot box);
         // those before `from` go before sorting, and so do the boxes whose
         // tag meets no fragment's: a piece's tag bits are among its
@@ -1008,12 +989,7 @@ impl<'a> Engine<'a> {
         // other protocols, ports and marks.
         let tags = live.iter().fold(*rewritten, |t, f| t | f.key.tag);
         let wanted = |j: u32| j >= from && tags_meet(tags, box_tags[j as usize]);
-        narrow.retain(|&j| wanted(j));
-        narrow.sort_unstable();
-        if live.len() > 1 {
-            narrow.dedup();
-        }
-        let mut narrow = &narrow[..];
+        blocks.keep_narrow(wanted);
         let mut cands = Vec::new();
         let mut next: Vec<Slot> = Vec::new();
         let mut decided = Vec::new();
@@ -1026,159 +1002,139 @@ impl<'a> Engine<'a> {
         // once (RETURN guards and jumps not taken send fragments far ahead).
         // The work and budget bounds count them as the scan did.
         let mut low = live.iter().map(|f| f.pos).min().unwrap_or(u32::MAX);
-        let mut block = Blocked::block_of(from);
-        'blocks: while block == 0 || Blocked::block_end(block - 1) < u64::from(to) {
-            let end = Blocked::block_end(block).min(u64::from(to)) as u32;
-            let here = narrow.partition_point(|&j| j < end);
+        let mut ci = 0;
+        loop {
             if live.is_empty() {
                 break;
             }
-            if end <= low {
-                // No live fragment resumes in this block.
-                narrow = &narrow[here..];
-                block += 1;
+            if ci == cands.len() {
+                // The next block the live fragments can meet, if any.
+                if !blocks.next_into(low, wanted, &mut cands) {
+                    break;
+                }
+                ci = 0;
                 continue;
             }
-            cands.clear();
-            for (fam, h, is_narrow) in &queries {
-                plan.tree_for(*is_narrow)
-                    .query_block(block, *fam, h, to, &mut cands);
-            }
-            cands.retain(|&j| wanted(j));
-            cands.extend_from_slice(&narrow[..here]);
-            narrow = &narrow[here..];
-            block += 1;
-            cands.sort_unstable();
-            if queries.len() > 1 {
-                cands.dedup();
-            }
-            let mut ci = 0;
-            while ci < cands.len() {
-                let j = cands[ci];
-                ci += 1;
-                if live.is_empty() {
-                    break 'blocks;
-                }
-                if j < low {
-                    let skip = cands[ci..].partition_point(|&c| c < low);
-                    ci += skip;
-                    work += live.len() * (skip + 1);
-                    if work > WORK_LIMIT || live.len() + decided.len() > budget {
-                        return Err(OverBudget);
-                    }
-                    continue;
-                }
-                let q = &plan.pieces[j as usize];
-                work += live.len();
-                if work > WORK_LIMIT {
+            let j = cands[ci];
+            ci += 1;
+            if j < low {
+                let skip = cands[ci..].partition_point(|&c| c < low);
+                ci += skip;
+                work += live.len() * (skip + 1);
+                if work > WORK_LIMIT || live.len() + decided.len() > budget {
                     return Err(OverBudget);
                 }
-                // Fragments before the first one this box meets stay as they
-                // are: only a box that cuts something rebuilds the order.
-                let qk = &keys[j as usize];
-                let meets = |f: &Slot, boxes: &[PBox]| {
-                    f.pos <= j && f.key.may_meet(qk) && boxes[f.at as usize].overlaps(&q.b)
-                };
-                let Some(first) = live.iter().position(|f| meets(f, &arena.boxes)) else {
-                    if live.len() + decided.len() > budget {
-                        return Err(OverBudget);
-                    }
+                continue;
+            }
+            let q = &plan.pieces[j as usize];
+            work += live.len();
+            if work > WORK_LIMIT {
+                return Err(OverBudget);
+            }
+            // Fragments before the first one this box meets stay as they
+            // are: only a box that cuts something rebuilds the order.
+            let qk = &keys[j as usize];
+            let meets = |f: &Slot, boxes: &[PBox]| {
+                f.pos <= j && f.key.may_meet(qk) && boxes[f.at as usize].overlaps(&q.b)
+            };
+            let Some(first) = live.iter().position(|f| meets(f, &arena.boxes)) else {
+                if live.len() + decided.len() > budget {
+                    return Err(OverBudget);
+                }
+                continue;
+            };
+            next.clear();
+            next.extend_from_slice(&live[..first]);
+            let mut moved = false;
+            for &f in &live[first..] {
+                if !meets(&f, &arena.boxes) {
+                    next.push(f);
                     continue;
-                };
-                next.clear();
-                next.extend_from_slice(&live[..first]);
-                let mut moved = false;
-                for &f in &live[first..] {
-                    if !meets(&f, &arena.boxes) {
-                        next.push(f);
-                        continue;
-                    }
-                    if !matches!(q.fate, Fate::Mark(..))
-                        && arena.boxes[f.at as usize].within_plain(&q.b)
-                    {
-                        // The box takes the whole fragment: no cut, and a
-                        // fragment that moves on keeps its place in the arena.
-                        match q.fate {
-                            Fate::Skip(k) => {
-                                moved = true;
-                                next.push(Slot { pos: k, ..f });
-                            }
-                            Fate::Fork(matched, unmatched) if forks == Forks::Branch => {
-                                moved = true;
-                                forked = true;
-                                let fork = if f.fork == NO_FORK { j } else { f.fork };
-                                let copy = arena.boxes[f.at as usize].clone();
-                                next.push(Slot {
-                                    pos: matched,
-                                    fork,
-                                    ..f
-                                });
-                                next.push(arena.slot(copy, unmatched, fork));
-                            }
-                            _ => {
-                                decided.push(Frag {
-                                    b: arena.boxes[f.at as usize].clone(),
-                                    pos: j,
-                                    fork: f.fork,
-                                });
-                                arena.free.push(f.at);
-                            }
-                        }
-                        continue;
-                    }
-                    let cut = std::mem::replace(&mut arena.boxes[f.at as usize], PBox::vacant());
-                    // The fragment meets the box (`meets` above).
-                    let (outside, inside) = cut.split_owned(&q.b);
-                    arena.free.push(f.at);
-                    for o in outside {
-                        next.push(arena.slot(o, f.pos, f.fork));
-                    }
+                }
+                if !matches!(q.fate, Fate::Mark(..))
+                    && arena.boxes[f.at as usize].within_plain(&q.b)
+                {
+                    // The box takes the whole fragment: no cut, and a
+                    // fragment that moves on keeps its place in the arena.
                     match q.fate {
                         Fate::Skip(k) => {
                             moved = true;
-                            next.push(arena.slot(inside, k, f.fork));
-                        }
-                        Fate::Mark(c, r) => {
-                            let Action::Mark(rw) =
-                                &self.rs.chains[c as usize].rules[r as usize].action
-                            else {
-                                unreachable!("mark boxes come from mark rules")
-                            };
-                            for b in self.u.marks.rewrite(rw, inside) {
-                                next.push(arena.slot(b, j + 1, f.fork));
-                            }
+                            next.push(Slot { pos: k, ..f });
                         }
                         Fate::Fork(matched, unmatched) if forks == Forks::Branch => {
                             moved = true;
                             forked = true;
                             let fork = if f.fork == NO_FORK { j } else { f.fork };
-                            next.push(arena.slot(inside.clone(), matched, fork));
-                            next.push(arena.slot(inside, unmatched, fork));
+                            let copy = arena.boxes[f.at as usize].clone();
+                            next.push(Slot {
+                                pos: matched,
+                                fork,
+                                ..f
+                            });
+                            next.push(arena.slot(copy, unmatched, fork));
                         }
-                        _ => decided.push(Frag {
-                            b: inside,
-                            pos: j,
-                            fork: f.fork,
-                        }),
+                        _ => {
+                            decided.push(Frag {
+                                b: arena.boxes[f.at as usize].clone(),
+                                pos: j,
+                                fork: f.fork,
+                            });
+                            arena.free.push(f.at);
+                        }
                     }
+                    continue;
                 }
-                // Branches that meet again (a fork's action falls through to
-                // where its other branch resumed) go on as one: the same packets
-                // at the same position have the same future. Only where this
-                // box sent packets can copies have met.
-                if forked && moved {
-                    match q.fate {
-                        Fate::Skip(k) => dedup_at(&mut next, &mut arena, &[k]),
-                        Fate::Fork(m, n) => dedup_at(&mut next, &mut arena, &[m, n]),
-                        _ => {}
+                let cut = std::mem::replace(&mut arena.boxes[f.at as usize], PBox::vacant());
+                // The fragment meets the box (`meets` above).
+                let (outside, inside) = cut.split_owned(&q.b);
+                arena.free.push(f.at);
+                for o in outside {
+                    next.push(arena.slot(o, f.pos, f.fork));
+                }
+                match q.fate {
+                    Fate::Skip(k) => {
+                        moved = true;
+                        next.push(arena.slot(inside, k, f.fork));
                     }
+                    Fate::Mark(c, r) => {
+                        let Action::Mark(rw) = &self.rs.chains[c as usize].rules[r as usize].action
+                        else {
+                            unreachable!("mark boxes come from mark rules")
+                        };
+                        for b in self.u.marks.rewrite(rw, inside) {
+                            next.push(arena.slot(b, j + 1, f.fork));
+                        }
+                    }
+                    Fate::Fork(matched, unmatched) if forks == Forks::Branch => {
+                        moved = true;
+                        forked = true;
+                        let fork = if f.fork == NO_FORK { j } else { f.fork };
+                        next.push(arena.slot(inside.clone(), matched, fork));
+                        next.push(arena.slot(inside, unmatched, fork));
+                    }
+                    _ => decided.push(Frag {
+                        b: inside,
+                        pos: j,
+                        fork: f.fork,
+                    }),
                 }
-                if next.len() + decided.len() > budget {
-                    return Err(OverBudget);
-                }
-                std::mem::swap(&mut live, &mut next);
-                low = live.iter().map(|f| f.pos).min().unwrap_or(u32::MAX);
             }
+            // Branches that meet again (a fork's action falls through to
+            // where its other branch resumed) go on as one: the same packets
+            // at the same position have the same future. Only where this
+            // box sent packets can copies have met.
+            if forked && moved {
+                match q.fate {
+                    Fate::Skip(k) => dedup_at(&mut next, &mut arena, &[k]),
+                    Fate::Fork(m, n) => dedup_at(&mut next, &mut arena, &[m, n]),
+                    _ => {}
+                }
+            }
+            if next.len() + decided.len() > budget {
+                return Err(OverBudget);
+            }
+            std::mem::swap(&mut live, &mut next);
+            low = live.iter().map(|f| f.pos).min().unwrap_or(u32::MAX);
         }
         let mut boxes: Vec<Option<PBox>> = arena.boxes.into_iter().map(Some).collect();
         let survivors = live
@@ -2800,6 +2756,94 @@ fn span<T: Copy + From<u8>>(r: &[(T, T)]) -> (T, T) {
     match (r.first(), r.last()) {
         (Some(a), Some(b)) => (a.0, b.1),
         _ => (T::from(1), T::from(0)),
+    }
+}
+
+/// The candidate boxes of one [`Engine::walk`], a block of plan
+/// positions at a time ([`Blocked`]): the destination index's answers
+/// (boxes of a narrow destination: few) are taken at once, the trees'
+/// for each block when the walk gets there, so a walk that is over early
+/// (every fragment decided) fetches no more.
+struct CandidateBlocks<'p> {
+    plan: &'p Plan,
+    /// Each starting fragment's family and hull, and whether it is narrow
+    /// (asks the destination index and the tree of wide boxes) or not
+    /// (asks the tree of every box).
+    queries: smallvec::SmallVec<[(crate::space::Fam, Hull, bool); 4]>,
+    /// The destination index's candidates, ascending; those before
+    /// `taken` are handed out.
+    narrow: Vec<u32>,
+    taken: usize,
+    /// The next block, and the end of the walk.
+    block: usize,
+    to: u32,
+}
+
+impl<'p> CandidateBlocks<'p> {
+    fn new(plan: &'p Plan, frags: &[Frag], from: u32, to: u32) -> Self {
+        let mut narrow = Vec::new();
+        let queries = frags
+            .iter()
+            .map(|f| {
+                let (lo, hi) = hull(&f.b);
+                let is_narrow = hi - lo < NARROW_DST;
+                if is_narrow {
+                    plan.index.query_below(f.b.fam, lo, hi, to, &mut narrow);
+                }
+                (f.b.fam, Hull::of(&f.b), is_narrow)
+            })
+            .collect();
+        CandidateBlocks {
+            plan,
+            queries,
+            narrow,
+            taken: 0,
+            block: Blocked::block_of(from),
+            to,
+        }
+    }
+
+    /// Keep the destination index's candidates that `wanted` keeps, once
+    /// each, ascending.
+    fn keep_narrow(&mut self, wanted: impl Fn(u32) -> bool) {
+        self.narrow.retain(|&j| wanted(j));
+        self.narrow.sort_unstable();
+        if self.queries.len() > 1 {
+            self.narrow.dedup();
+        }
+    }
+
+    /// Put in `out` the candidates of the next block that ends after
+    /// `low` (where the first live fragment resumes; the blocks before
+    /// are passed over) that `wanted` keeps, once each, ascending; false
+    /// when no block is left before the end of the walk.
+    fn next_into(&mut self, low: u32, wanted: impl Fn(u32) -> bool, out: &mut Vec<u32>) -> bool {
+        out.clear();
+        while self.block == 0 || Blocked::block_end(self.block - 1) < u64::from(self.to) {
+            let end = Blocked::block_end(self.block).min(u64::from(self.to)) as u32;
+            let k = self.block;
+            self.block += 1;
+            let from = self.taken;
+            self.taken += self.narrow[from..].partition_point(|&j| j < end);
+            if end <= low {
+                continue;
+            }
+            for (fam, h, is_narrow) in &self.queries {
+                self.plan
+                    .tree_for(*is_narrow)
+                    .query_block(k, *fam, h, self.to, out);
+            }
+            out.retain(|&j| wanted(j));
+            out.extend_from_slice(&self.narrow[from..self.taken]);
+            out.sort_unstable();
+            // Wide boxes come from one tree and narrow ones from the
+            // index, each once, unless several fragments asked.
+            if self.queries.len() > 1 {
+                out.dedup();
+            }
+            return true;
+        }
+        false
     }
 }
 
