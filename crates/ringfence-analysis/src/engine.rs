@@ -291,6 +291,11 @@ impl Plan {
         })
     }
 
+    /// Whether some box of the plan rewrites marks.
+    pub(crate) fn rewrites_marks(&self) -> bool {
+        self.keyed().rewritten != 0
+    }
+
     /// Whether a packet may pass position `q` over: a skip or a fork's
     /// branch at an earlier position sends packets past it. Where none
     /// does, a packet that gets beyond `q` got to `q` first.

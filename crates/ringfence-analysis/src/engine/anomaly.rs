@@ -278,9 +278,7 @@ impl Engine<'_> {
         }
         // Redundancy compares boxes at different positions; a rewrite in
         // between would make them speak of different marks.
-        if may_match(&rule.matches, &self.u)
-            || plan.pieces.iter().any(|p| matches!(p.fate, Fate::Mark(..)))
-        {
+        if may_match(&rule.matches, &self.u) || plan.rewrites_marks() {
             return RuleAnomaly::None;
         }
         let own = match rule.action {
