@@ -624,6 +624,9 @@ pub struct Engine<'a> {
     /// Per chain, the plan its own-chain shadowed/redundant questions are
     /// asked in (see [`OwnPlan`]).
     own: Vec<OwnPlan>,
+    /// How many fragments a walk's live set grows by before the walk joins
+    /// those it no longer tells apart ([`JOIN_STEP`] unless a test says).
+    join_step: usize,
 }
 
 /// Where a chain's own-chain shadowed and redundant questions are asked:
@@ -814,6 +817,7 @@ impl<'a> Engine<'a> {
                     _ => OwnPlan::Unjudged,
                 })
                 .collect(),
+            join_step: JOIN_STEP,
         }
     }
 
@@ -848,6 +852,16 @@ impl<'a> Engine<'a> {
     /// two and for measurements.
     pub fn without_summaries(mut self) -> Self {
         self.summaries = summary::Summaries::off();
+        self
+    }
+
+    /// Join a walk's fragments that differ in one address side each time
+    /// its live set grows by `step` (the default is [`JOIN_STEP`];
+    /// `usize::MAX` never joins). The regions found hold the same packets
+    /// either way, cut apart differently: this is for tests that compare
+    /// the two and for measurements.
+    pub fn with_join_step(mut self, step: usize) -> Self {
+        self.join_step = step.max(1);
         self
     }
 
@@ -979,6 +993,7 @@ impl<'a> Engine<'a> {
         let mut arena = Arena {
             boxes: Vec::with_capacity(frags.len()),
             free: Vec::new(),
+            compared: Vec::with_capacity(frags.len()),
             classes,
         };
         let mut live: Vec<Slot> = frags
@@ -1008,6 +1023,10 @@ impl<'a> Engine<'a> {
         // The work and budget bounds count them as the scan did.
         let mut low = live.iter().map(|f| f.pos).min().unwrap_or(u32::MAX);
         let mut ci = 0;
+        // The walk joins fragments when their number has grown by
+        // `join_step`, or when fragments that were ahead of the walk at the
+        // last join (sent past it) are behind it too.
+        let mut join_at = (live.len().saturating_add(self.join_step), u32::MAX);
         loop {
             if live.is_empty() {
                 break;
@@ -1064,12 +1083,14 @@ impl<'a> Engine<'a> {
                     match q.fate {
                         Fate::Skip(k) => {
                             moved = true;
+                            arena.compared[f.at as usize] = false;
                             next.push(Slot { pos: k, ..f });
                         }
                         Fate::Fork(matched, unmatched) if forks == Forks::Branch => {
                             moved = true;
                             forked = true;
                             let fork = if f.fork == NO_FORK { j } else { f.fork };
+                            arena.compared[f.at as usize] = false;
                             let copy = arena.boxes[f.at as usize].clone();
                             next.push(Slot {
                                 pos: matched,
@@ -1139,6 +1160,10 @@ impl<'a> Engine<'a> {
                 return Err(OverBudget);
             }
             std::mem::swap(&mut live, &mut next);
+            if live.len() <= JOIN_MAX && (live.len() >= join_at.0 || j >= join_at.1) {
+                let ahead = join_behind(&mut live, &mut arena, j);
+                join_at = (live.len().saturating_add(self.join_step), ahead);
+            }
             low = live.iter().map(|f| f.pos).min().unwrap_or(u32::MAX);
         }
         let mut boxes: Vec<Option<PBox>> = arena.boxes.into_iter().map(Some).collect();
@@ -2857,6 +2882,10 @@ impl<'p> CandidateBlocks<'p> {
 struct Arena<'p> {
     boxes: Vec<PBox>,
     free: Vec<u32>,
+    /// By place: whether the fragment there (its box, position and fork)
+    /// is as it was at the walk's last join, where it was behind the walk
+    /// and compared with every other fragment behind it ([`join_behind`]).
+    compared: Vec<bool>,
     /// The walked plan's port classes (for the fragments' keys).
     classes: &'p PortClasses,
 }
@@ -2877,13 +2906,100 @@ impl Arena<'_> {
         match self.free.pop() {
             Some(at) => {
                 self.boxes[at as usize] = b;
+                self.compared[at as usize] = false;
                 at
             }
             None => {
                 self.boxes.push(b);
+                self.compared.push(false);
                 (self.boxes.len() - 1) as u32
             }
         }
+    }
+}
+
+/// How many fragments a walk's live set grows by before it joins them.
+pub const JOIN_STEP: usize = 8;
+
+/// A walk with more live fragments than this does not join them: the
+/// comparisons grow with the square of their number (on the kube-nat
+/// shape, walks of some thousand fragments took 9x as long).
+const JOIN_MAX: usize = 48;
+
+/// Join live fragments that are behind position `j` (every box the walk
+/// meets from here on is after both, so their packets have the same
+/// future), have the same first fork and differ in one address side only
+/// ([`PBox::join_addresses`]). A region that boxes cut apart along the way
+/// (a RETURN guard takes part of it, the rest falls through, both go on
+/// from the chain's end) then costs the boxes after it one test, not one
+/// per piece. Returns the lowest position of the fragments still ahead of
+/// `j` (`u32::MAX` when none is).
+fn join_behind(v: &mut Vec<Slot>, arena: &mut Arena, j: u32) -> u32 {
+    let mut ahead = u32::MAX;
+    let mut fresh = false;
+    for f in v.iter() {
+        if f.pos > j {
+            ahead = ahead.min(f.pos);
+            arena.compared[f.at as usize] = false;
+        } else {
+            fresh |= !arena.compared[f.at as usize];
+        }
+    }
+    if !fresh {
+        // Every pair behind the walk was compared before, as it is now.
+        return ahead;
+    }
+    let mut grew: smallvec::SmallVec<[usize; 8]> = smallvec::SmallVec::new();
+    let mut i = 0;
+    while i < v.len() {
+        if v[i].pos > j {
+            i += 1;
+            continue;
+        }
+        let a = v[i].at as usize;
+        let mut grown = false;
+        let mut k = i + 1;
+        while k < v.len() {
+            let b = v[k].at as usize;
+            // Two boxes compared at an earlier join are as they were then.
+            let new_pair = !(arena.compared[a] && arena.compared[b]);
+            if new_pair && v[k].pos <= j && v[k].fork == v[i].fork {
+                let (ba, bb) = pair_mut(&mut arena.boxes, a, b);
+                if ba.join_addresses(bb) {
+                    arena.compared[a] = false;
+                    grew.push(a);
+                    arena.free.push(v[k].at);
+                    v.remove(k);
+                    grown = true;
+                    continue;
+                }
+            }
+            k += 1;
+        }
+        if grown {
+            v[i].key = FragKey::of(&arena.boxes[a], arena.classes);
+            // The joined box may now join one it missed before.
+            continue;
+        }
+        arena.compared[a] = true;
+        i += 1;
+    }
+    // A box that grew here was compared grown with the boxes after it
+    // only: at the next join, with every one.
+    for a in grew {
+        arena.compared[a] = false;
+    }
+    ahead
+}
+
+/// The boxes at `a` and `b` (two places), the first to change.
+fn pair_mut(boxes: &mut [PBox], a: usize, b: usize) -> (&mut PBox, &PBox) {
+    if a < b {
+        let (lo, hi) = boxes.split_at_mut(b);
+        (&mut lo[a], &hi[0])
+    } else {
+        let (lo, hi) = boxes.split_at_mut(a);
+        (&mut hi[0], &lo[b])
     }
 }
 
@@ -3064,5 +3180,66 @@ mod tests {
         assert!(lo > hi);
         let (lo, hi) = src_key((1, 0));
         assert!(lo > hi);
+    }
+
+    #[test]
+    fn a_walk_joins_pieces_that_went_different_ways_to_the_same_place_and_keeps_their_packets() {
+        // Z returns 172.16.1/24 at once and drops 172.16.2/24; the rest of
+        // the region falls through Z. From FORWARD's next box on, the part
+        // that returned and the part that fell through are one box again.
+        let text = "*filter\n:FORWARD DROP [0:0]\n:Z - [0:0]\n\
+                    -A FORWARD -s 10.1.0.0/16 -j Z\n\
+                    -A FORWARD -p tcp -m tcp --dport 23 -j DROP\n\
+                    -A FORWARD -p tcp -j ACCEPT\n\
+                    -A Z -d 172.16.1.0/24 -j RETURN\n\
+                    -A Z -d 172.16.2.0/24 -j DROP\nCOMMIT\n";
+        let rs =
+            ringfence_parse::parse_ruleset(text, "t.rules", ringfence_parse::RulesetFormat::Auto)
+                .expect("parses");
+        let fwd = rs
+            .chains
+            .iter()
+            .position(|c| c.name.ends_with("FORWARD"))
+            .expect("FORWARD");
+        let walk = |step: usize| {
+            let e = super::Engine::new(&rs, crate::IfaceUniverse::new([&rs])).with_join_step(step);
+            let plan = e.plan(ringfence_model::ChainId(fwd));
+            let accept = plan.spans[2].0;
+            let mut b = PBox::full(Fam::V4, &e.u);
+            b.src = ISet::range(0x0a01_0000, 0x0a01_ffff);
+            b.dst = ISet::range(0xac10_0000, 0xac10_03ff);
+            b.proto = ISet::range(6, 6);
+            let (decided, survivors) = e
+                .walk(
+                    plan,
+                    vec![super::Frag::new(b, 0)],
+                    0,
+                    accept,
+                    1000,
+                    super::Forks::Decide,
+                )
+                .expect("within budget");
+            let boxes = |v: Vec<super::Frag>| v.into_iter().map(|f| f.b).collect::<Vec<_>>();
+            (boxes(decided), boxes(survivors))
+        };
+        let same = |a: &[PBox], b: &[PBox]| {
+            let covered = |x: &[PBox], y: &[PBox]| {
+                let refs: Vec<&PBox> = y.iter().collect();
+                x.iter().all(|p| {
+                    crate::space::subtract_all(p, &refs, 1000).is_some_and(|rest| rest.is_empty())
+                })
+            };
+            covered(a, b) && covered(b, a)
+        };
+        let (decided_apart, apart) = walk(usize::MAX);
+        let (decided_joined, joined) = walk(1);
+        assert_eq!(apart.len(), 2, "{apart:#?}");
+        assert_eq!(joined.len(), 1, "{joined:#?}");
+        assert!(same(&apart, &joined));
+        assert!(same(&decided_apart, &decided_joined));
+        // 172.16.2/24 was dropped: it is in no survivor.
+        let mut dropped = joined[0].clone();
+        dropped.dst = ISet::range(0xac10_0200, 0xac10_02ff);
+        assert!(!joined[0].overlaps(&dropped));
     }
 }

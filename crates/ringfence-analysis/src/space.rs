@@ -343,6 +343,41 @@ impl PBox {
             && orig_overlaps(&self.orig, &o.orig)
     }
 
+    /// Join `o` into `self` when the two boxes are equal but for their
+    /// sources or their destinations (their union is then one box); false,
+    /// and `self` unchanged, otherwise. Protocols and ports are left apart:
+    /// a region's service is what reports group it by.
+    pub(crate) fn join_addresses(&mut self, o: &PBox) -> bool {
+        let rest_equal = self.fam == o.fam
+            && self.ct == o.ct
+            && self.mark == o.mark
+            && self.ctmark == o.ctmark
+            && self.ct0 == o.ct0
+            && self.nat == o.nat
+            && self.proto == o.proto
+            && self.sport == o.sport
+            && self.dport == o.dport
+            && self.iif == o.iif
+            && self.oif == o.oif
+            && self.x == o.x
+            && self.orig == o.orig;
+        if !rest_equal {
+            return false;
+        }
+        match (self.src == o.src, self.dst == o.dst) {
+            (true, true) => true,
+            (true, false) => {
+                self.dst = self.dst.union(&o.dst);
+                true
+            }
+            (false, true) => {
+                self.src = self.src.union(&o.src);
+                true
+            }
+            (false, false) => false,
+        }
+    }
+
     /// Intersection, or `None` when empty.
     pub fn intersect(&self, o: &PBox) -> Option<PBox> {
         if !self.overlaps_fields(o) {

@@ -507,8 +507,16 @@ fn host() -> LocalAddrs {
     LocalAddrs::new([IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9))])
 }
 
-fn engine_of(rs: &Ruleset) -> Engine<'_> {
-    Engine::new(rs, IfaceUniverse::new([rs]).with_locals(&host().addrs))
+/// The engine of `rs`; with `join_every`, its walks join fragments after
+/// every box that adds one (the default joins only when a walk's live set
+/// has grown by several, which the small rulesets here seldom reach).
+fn engine_of(rs: &Ruleset, join_every: bool) -> Engine<'_> {
+    let e = Engine::new(rs, IfaceUniverse::new([rs]).with_locals(&host().addrs));
+    if join_every {
+        e.with_join_step(1)
+    } else {
+        e
+    }
 }
 
 fn tracer_of(rs: &Ruleset) -> Tracer<'_> {
@@ -611,8 +619,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
-    fn every_outcome_of_trace_is_an_engine_branch_and_none_is_missed(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..20)) {
-        let engine = engine_of(&rs);
+    fn every_outcome_of_trace_is_an_engine_branch_and_none_is_missed(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..20), join_every in prop::bool::ANY) {
+        let engine = engine_of(&rs, join_every);
         let tracer = tracer_of(&rs);
         for p in &pkts {
             let t = tracer.trace(Hook::Forward, p);
@@ -647,8 +655,8 @@ proptest! {
     }
 
     #[test]
-    fn excess_regions_hold_exactly_the_packets_some_branch_accepts(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..30)) {
-        let engine = engine_of(&rs);
+    fn excess_regions_hold_exactly_the_packets_some_branch_accepts(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..30), join_every in prop::bool::ANY) {
+        let engine = engine_of(&rs, join_every);
         let tracer = tracer_of(&rs);
         let scope = engine.hook_space(Hook::Forward, CtStates::ALL.0);
         let (acc, incomplete) = engine.accepted_beyond(Hook::Forward, &scope, &[], DEFAULT_BUDGET);
@@ -688,8 +696,8 @@ proptest! {
     }
 
     #[test]
-    fn shadowed_rules_never_match_and_redundant_rules_change_no_verdict(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..40)) {
-        let engine = engine_of(&rs);
+    fn shadowed_rules_never_match_and_redundant_rules_change_no_verdict(rs in ruleset(), pkts in prop::collection::vec(packet(), 1..40), join_every in prop::bool::ANY) {
+        let engine = engine_of(&rs, join_every);
         let tracer = tracer_of(&rs);
         let an = engine.anomalies(DEFAULT_BUDGET);
         // Two threads sharing the search one chain at a time find the same, in order.
@@ -730,8 +738,10 @@ proptest! {
     }
 
     #[test]
-    fn rules_reported_dead_never_match_on_any_path(rs in staged_ruleset(), pkts in prop::collection::vec(packet(), 1..40)) {
-        let engine = Engine::new(&rs, IfaceUniverse::new([&rs])).with_dead_in_context(true);
+    fn rules_reported_dead_never_match_on_any_path(rs in staged_ruleset(), pkts in prop::collection::vec(packet(), 1..40), join_every in prop::bool::ANY) {
+        let engine = Engine::new(&rs, IfaceUniverse::new([&rs]))
+            .with_dead_in_context(true)
+            .with_join_step(if join_every { 1 } else { ringfence_analysis::engine::JOIN_STEP });
         let tracer = Tracer::new(&rs);
         let an = engine.anomalies(DEFAULT_BUDGET);
         let dead = dead_rules(&rs, &an);
