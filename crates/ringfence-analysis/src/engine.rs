@@ -2966,6 +2966,9 @@ fn join_behind(v: &mut Vec<Slot>, arena: &mut Arena, j: u32) -> u32 {
             if new_pair && v[k].pos <= j && v[k].fork == v[i].fork {
                 let (ba, bb) = pair_mut(&mut arena.boxes, a, b);
                 if ba.join_addresses(bb) {
+                    // Both passed every box up to `j` without meeting it:
+                    // the later resume position is right for both.
+                    v[i].pos = v[i].pos.max(v[k].pos);
                     arena.compared[a] = false;
                     grew.push(a);
                     arena.free.push(v[k].at);
