@@ -856,8 +856,9 @@ impl<'a> Engine<'a> {
     }
 
     /// Join a walk's fragments that differ in one address side each time
-    /// its live set grows by `step` (the default is [`JOIN_STEP`];
-    /// `usize::MAX` never joins). The regions found hold the same packets
+    /// its live set grows by `step`, and when fragments it had sent ahead
+    /// have come behind it since the last join (the default step is
+    /// [`JOIN_STEP`]; `usize::MAX` never joins). The regions found hold the same packets
     /// either way, cut apart differently: this is for tests that compare
     /// the two and for measurements.
     pub fn with_join_step(mut self, step: usize) -> Self {
@@ -2922,8 +2923,9 @@ impl Arena<'_> {
 pub const JOIN_STEP: usize = 8;
 
 /// A walk with more live fragments than this does not join them: the
-/// comparisons grow with the square of their number (on the kube-nat
-/// shape, walks of some thousand fragments took 9x as long).
+/// comparisons grow with the square of their number (without this bound,
+/// and comparing every pair at every join, verify on the kube-nat shape
+/// took 9x as long).
 const JOIN_MAX: usize = 48;
 
 /// Join live fragments that are behind position `j` (every box the walk
