@@ -627,6 +627,9 @@ pub struct Engine<'a> {
     /// How many fragments a walk's live set grows by before the walk joins
     /// those it no longer tells apart ([`JOIN_STEP`] unless a test says).
     join_step: usize,
+    /// Most fragments the dead-in-context pass keeps of what reaches an
+    /// inlining (`anomaly::context::AREA_BUDGET` unless a test says).
+    area_budget: usize,
 }
 
 /// Where a chain's own-chain shadowed and redundant questions are asked:
@@ -818,6 +821,7 @@ impl<'a> Engine<'a> {
                 })
                 .collect(),
             join_step: JOIN_STEP,
+            area_budget: anomaly::AREA_BUDGET,
         }
     }
 
@@ -863,6 +867,16 @@ impl<'a> Engine<'a> {
     /// the two and for measurements.
     pub fn with_join_step(mut self, step: usize) -> Self {
         self.join_step = step.max(1);
+        self
+    }
+
+    /// Keep at most `n` fragments of what reaches an inlining in the
+    /// dead-in-context pass (the default is 256); beyond, each rule of the
+    /// inlining is walked from the top of the plan on its own. The rules
+    /// judged dead are the same either way: this is for tests that compare
+    /// the two and for measurements.
+    pub fn with_area_budget(mut self, n: usize) -> Self {
+        self.area_budget = n;
         self
     }
 

@@ -745,6 +745,13 @@ proptest! {
         let tracer = Tracer::new(&rs);
         let an = engine.anomalies(DEFAULT_BUDGET);
         let dead = dead_rules(&rs, &an);
+        // With no area kept, every rule inside an inlining is walked from
+        // the top of its plan on its own (or searched): the same rules die.
+        let lost = Engine::new(&rs, IfaceUniverse::new([&rs]))
+            .with_dead_in_context(true)
+            .with_area_budget(0);
+        let an_lost = lost.anomalies(DEFAULT_BUDGET);
+        prop_assert_eq!(&dead, &dead_rules(&rs, &an_lost), "dead rules with no area kept");
         for p in &pkts {
             for hook in [Hook::Input, Hook::Forward, Hook::Output] {
                 let t = tracer.trace(hook, p);

@@ -109,8 +109,15 @@ impl Context {
 const MAX_BY: usize = 10;
 
 /// Most fragments a walk for the packets that reach an inlining may hold
-/// (beyond it the inlining's rules are searched from position 0).
-const AREA_BUDGET: usize = 256;
+/// (beyond it each of the inlining's rules is walked from position 0 on
+/// its own). A test may set another ([`Engine::with_area_budget`]).
+pub(crate) const AREA_BUDGET: usize = 256;
+
+/// Most fragments a walk of one rule's cut from position 0 may hold
+/// (beyond it the rule is searched from position 0). Larger budgets were
+/// slower on `return` at 100k rules (BENCHMARKS.md): a walk that needs
+/// more costs more than the search.
+const RULE_WALK_BUDGET: usize = 256;
 
 /// Most boxes a cut may have before it is replaced by a coarser one.
 const MAX_CUT: usize = 64;
@@ -306,16 +313,13 @@ impl Engine<'_> {
         let walkable = !plan
             .pieces
             .iter()
-            .any(|q| matches!(q.fate, Fate::Mark(..) | Fate::Nat(..) | Fate::Unknown));
+            .any(|q| matches!(q.fate, Fate::Mark(..) | Fate::Nat(..) | Fate::Unknown))
+            && opts.want.is_none();
         let mut stack = vec![Work {
             chain: unit.base.0,
             prefix: Path::new(),
             cut: None,
-            area: if walkable && opts.want.is_none() {
-                Area::All
-            } else {
-                Area::Lost
-            },
+            area: if walkable { Area::All } else { Area::Lost },
         }];
         while let Some(w) = stack.pop() {
             let chain = &self.rs.chains[w.chain];
@@ -381,24 +385,32 @@ impl Engine<'_> {
                 // From a base chain's start only a jump's region is
                 // walked (its target's start); a rule of the base chain
                 // itself is searched as before (a witness usually ends it).
-                let from_exact = matches!(w.area, Area::Exact(..));
-                let region = match (&w.area, starts.get(&prefix)) {
-                    (Area::Lost, _) | (_, None) => None,
-                    _ if !(unsettled || target.is_some()) => None,
-                    (Area::All, Some(&s)) if target.is_some() => {
-                        self.region_at(plan, cut.clone(), 0, s, AREA_BUDGET)
-                    }
-                    (Area::All, _) => None,
+                // Inside an inlining whose area was too large to keep, in
+                // a walkable plan, the rule's own cut is walked from the
+                // plan's top instead: as exact, and a narrow box meets few
+                // of the boxes before it.
+                let from_top = |s: u32| self.region_at(plan, cut.clone(), 0, s, RULE_WALK_BUDGET);
+                let (region, from_exact) = match (&w.area, starts.get(&prefix)) {
+                    (_, None) => (None, false),
+                    _ if !(unsettled || target.is_some()) => (None, false),
+                    (Area::Lost, Some(&s)) if walkable && w.cut.is_some() => (from_top(s), true),
+                    (Area::Lost, _) => (None, false),
+                    (Area::All, Some(&s)) if target.is_some() => (
+                        self.region_at(plan, cut.clone(), 0, s, self.area_budget),
+                        false,
+                    ),
+                    (Area::All, _) => (None, false),
                     (Area::Exact(a, p0), Some(&s)) => {
-                        if a.len() * cut.len() > AREA_BUDGET {
-                            None
+                        let region = if a.len() * cut.len() > self.area_budget {
+                            from_top(s)
                         } else {
                             let frags: Vec<PBox> = a
                                 .iter()
                                 .flat_map(|x| cut.iter().filter_map(move |b| x.intersect(b)))
                                 .collect();
-                            self.region_at(plan, frags, *p0, s, AREA_BUDGET)
-                        }
+                            self.region_at(plan, frags, *p0, s, self.area_budget)
+                        };
+                        (region, true)
                     }
                 };
                 let state = if !wanted {
