@@ -874,8 +874,9 @@ impl<'a> Engine<'a> {
     /// Keep at most `n` fragments of what reaches an inlining in the
     /// dead-in-context pass (the default is 256); beyond, each rule of the
     /// inlining is walked from the top of the plan on its own. The rules
-    /// judged dead are the same either way: this is for tests that compare
-    /// the two and for measurements.
+    /// judged dead are the same either way, as long as no walk or search
+    /// goes over its budget: this is for tests that compare the two and
+    /// for measurements.
     pub fn with_area_budget(mut self, n: usize) -> Self {
         self.area_budget = n;
         self

@@ -4,9 +4,8 @@
 //! ([`context`]: for the packets that really reach it from the base chains).
 
 mod context;
-pub(crate) use context::AREA_BUDGET;
 
-pub(crate) use context::{Context, ContextOpts, Seen};
+pub(crate) use context::{Context, ContextOpts, Seen, AREA_BUDGET};
 
 use super::*;
 
