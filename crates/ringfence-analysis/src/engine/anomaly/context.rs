@@ -436,7 +436,8 @@ impl Engine<'_> {
                 } else if let (Some(&s), Some(region), true) =
                     (starts.get(&prefix), &region, from_exact)
                 {
-                    // The walk from the inlining's start says it exactly.
+                    // The walk from the inlining's start (or, where its
+                    // area was not kept, from the plan's top) says it exactly.
                     let mut by = Vec::new();
                     let st = self.judge_region(unit, &cut, region, s, budget, &mut by);
                     ctx.mark(key, st);
